@@ -1,0 +1,126 @@
+// The resolved training configuration: plain typed structs, one per TOML
+// section. Every key is declared exactly once, with its type, default, range
+// and help text, in the schema (schema.cpp); code reads these fields, never
+// strings, so a misspelt key is a compile error here and a clear message to
+// the user there.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace dtrain {
+
+struct ModelConfig {
+  std::string type;  // "gpt" | "cnn"
+  // gpt
+  int64_t vocab_size;
+  int64_t context_length;
+  int64_t n_layer;
+  int64_t n_head;
+  int64_t n_embd;
+  double dropout;
+  bool bias;
+  // cnn
+  int64_t in_channels;
+  int64_t image_size;
+  int64_t num_classes;
+  int64_t stem_channels;
+  std::vector<int64_t> channels;  // output channels of each stage
+  std::vector<int64_t> blocks;    // residual blocks in each stage
+  std::string stem_pool;          // "max" | "none": pooling after the stem
+};
+
+struct DataConfig {
+  // token data (gpt): llm.c .bin files
+  std::string train;
+  std::string val;
+  // image data (cnn): IDX files
+  std::string train_images;
+  std::string train_labels;
+  std::string val_images;
+  std::string val_labels;
+  std::vector<double> mean;  // per channel, after scaling pixels to [0, 1]
+  std::vector<double> std;
+  bool shuffle;
+};
+
+struct TrainConfig {
+  int64_t steps;
+  int64_t seed;
+  int64_t global_batch;  // samples (sequences or images) per optimizer step
+  int64_t micro_batch;   // samples per forward/backward on one data-parallel rank
+  int64_t grad_accum;    // micro-batches per optimizer step on one rank
+  int64_t seq_len;       // tokens per sequence (gpt); 0 = model.context_length
+  int64_t eval_every;    // steps between evaluations (0 = only at the end)
+  int64_t eval_batches;  // micro-batches per evaluation (0 = the whole validation set)
+  std::string precision;  // "fp32"
+  std::string device;     // "cpu" | "cuda"
+  int64_t threads;        // CPU threads (0 = all cores)
+};
+
+struct OptimConfig {
+  std::string name;  // "adamw" | "sgd"
+  double lr;
+  double min_lr;
+  int64_t warmup_steps;
+  std::string schedule;  // "cosine" | "linear" | "constant"
+  int64_t decay_steps;   // 0 = train.steps
+  double weight_decay;
+  double beta1;
+  double beta2;
+  double eps;
+  double momentum;
+  bool nesterov;
+  double grad_clip;  // max global gradient norm (0 = off)
+};
+
+struct ParallelConfig {
+  int64_t dp;
+  int64_t tp;
+  int64_t pp;
+};
+
+struct CheckpointConfig {
+  std::string dir;
+  int64_t every;
+  int64_t keep;
+};
+
+struct LogConfig {
+  std::string out_dir;  // "" = runs/<config file stem>
+  int64_t every;        // steps between progress lines
+};
+
+struct Config {
+  ModelConfig model;
+  DataConfig data;
+  TrainConfig train;
+  OptimConfig optim;
+  ParallelConfig parallel;
+  CheckpointConfig checkpoint;
+  LogConfig log;
+
+  std::string source;  // the file it was read from ("" for built-in defaults)
+};
+
+// Reads, overrides, validates and resolves a config. Throws ConfigError with
+// every problem found (unknown keys with a did-you-mean, wrong types, values
+// out of range, inconsistent batch sizes), each naming the file, line and key.
+// `overrides` are "section.key=value" strings (the value is TOML; a bare word
+// is taken as a string). `world_size` is the number of ranks launched.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides = {},
+                   int world_size = 1);
+
+// Same, from TOML text (`name` is used in messages in place of a file name).
+Config parse_config(const std::string& toml_text, const std::string& name,
+                    const std::vector<std::string>& overrides = {}, int world_size = 1);
+
+// The resolved config as TOML, every key present (defaults and derived values
+// filled in); parse_config(to_toml(c)) gives back c.
+std::string to_toml(const Config& c);
+
+// Help for every key: "section.key  type  default  help", one per line.
+std::string describe_keys();
+
+}  // namespace dtrain

@@ -1,0 +1,70 @@
+#include "kernels/cpu/ops.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace dtrain::cpu {
+
+template <class T>
+void broadcast_rows(const T* b, int64_t n, int64_t m, T* y) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) std::memcpy(y + i * m, b, sizeof(T) * m);
+}
+
+template <class T>
+void sum_rows_acc(const T* x, int64_t n, int64_t m, T* acc) {
+  // Parallel over columns: each column summed by one thread in row order.
+#pragma omp parallel for schedule(static)
+  for (int64_t j0 = 0; j0 < m; j0 += 64) {
+    int64_t j1 = std::min(m, j0 + 64);
+    T s[64] = {};
+    for (int64_t i = 0; i < n; ++i) {
+      const T* row = x + i * m;
+      for (int64_t j = j0; j < j1; ++j) s[j - j0] += row[j];
+    }
+    for (int64_t j = j0; j < j1; ++j) acc[j] += s[j - j0];
+  }
+}
+
+template <class T>
+void add(const T* a, const T* b, int64_t n, T* y) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
+}
+
+template <class T>
+void add_inplace(const T* x, int64_t n, T* y) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
+template <class T>
+double sum_squares(const T* x, int64_t n) {
+  // A fixed number of chunks (independent of the thread count) summed in
+  // order, so the result is bit-identical for any number of threads.
+  constexpr int64_t kChunks = 256;
+  int64_t len = (n + kChunks - 1) / kChunks;
+  double part[kChunks] = {};
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < kChunks; ++c) {
+    int64_t b = c * len, e = std::min(n, b + len);
+    double s = 0;
+    for (int64_t i = b; i < e; ++i) s += static_cast<double>(x[i]) * x[i];
+    part[c] = s;
+  }
+  double total = 0;
+  for (double p : part) total += p;
+  return total;
+}
+
+#define DTRAIN_INSTANTIATE(T)                                       \
+  template void broadcast_rows<T>(const T*, int64_t, int64_t, T*);  \
+  template void sum_rows_acc<T>(const T*, int64_t, int64_t, T*);    \
+  template void add<T>(const T*, const T*, int64_t, T*);            \
+  template void add_inplace<T>(const T*, int64_t, T*);              \
+  template double sum_squares<T>(const T*, int64_t);
+DTRAIN_INSTANTIATE(float)
+DTRAIN_INSTANTIATE(double)
+#undef DTRAIN_INSTANTIATE
+
+}  // namespace dtrain::cpu

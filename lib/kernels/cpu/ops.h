@@ -1,0 +1,21 @@
+// Small elementwise and reduction kernels shared by several layers.
+// All are deterministic for a given thread count; reductions over rows
+// accumulate in a fixed order.
+#pragma once
+
+#include <cstdint>
+
+namespace dtrain::cpu {
+
+// y[i, :] = b for every row i of an (n, m) matrix.
+template <class T> void broadcast_rows(const T* b, int64_t n, int64_t m, T* y);
+// acc[j] += sum_i x[i, j] over an (n, m) matrix.
+template <class T> void sum_rows_acc(const T* x, int64_t n, int64_t m, T* acc);
+// y = a + b (n elements).
+template <class T> void add(const T* a, const T* b, int64_t n, T* y);
+// y += x (n elements).
+template <class T> void add_inplace(const T* x, int64_t n, T* y);
+// Sum of squares in double, deterministic (fixed chunking, sequential combine).
+template <class T> double sum_squares(const T* x, int64_t n);
+
+}  // namespace dtrain::cpu

@@ -1,0 +1,86 @@
+// The layer interface. No autograd: every layer writes its own forward and
+// backward, owns the activation buffers it needs (allocated once by plan(),
+// never in a step), accumulates its parameter gradients (+=, so micro-batches
+// accumulate), and reports its own cost so that the planner, the profiler and
+// MFU all read one source of truth.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "core/tensor.h"
+#include "model/param.h"
+
+namespace dtrain {
+
+// What a layer costs for one input of a given shape.
+struct Cost {
+  int64_t params = 0;      // trainable parameter elements owned by the layer
+  double fwd_flops = 0;    // floating-point operations of forward
+  double bwd_flops = 0;    // of backward (input and parameter gradients)
+  int64_t act_bytes = 0;   // activation bytes kept from forward for backward
+
+  Cost& operator+=(const Cost& o) {
+    params += o.params;
+    fwd_flops += o.fwd_flops;
+    bwd_flops += o.bwd_flops;
+    act_bytes += o.act_bytes;
+    return *this;
+  }
+};
+
+// Per-micro-batch context handed to every layer.
+struct Ctx {
+  bool training = true;
+  uint64_t seed = 0;          // run seed (dropout masks are keyed by it)
+  int64_t step = 0;           // optimizer step
+  int64_t sample_offset = 0;  // global index of the micro-batch's first sample
+};
+
+class Layer {
+ public:
+  explicit Layer(std::string name) : name_(std::move(name)) {}
+  virtual ~Layer() = default;
+  Layer(const Layer&) = delete;
+  Layer& operator=(const Layer&) = delete;
+
+  const std::string& name() const { return name_; }
+
+  // Output shape for an input of shape `in`.
+  virtual Shape output_shape(const Shape& in) const = 0;
+  // Allocates activation buffers for inputs of at most shape `in` (leading
+  // dimension = largest batch). Called once, after the parameters are allocated.
+  // `act` is the dtype of floating activations; `device` where they live.
+  virtual void plan(const Shape& in, DType act, Device device) = 0;
+  // Forward on x (leading dimension <= the planned one). The returned tensor
+  // is a view of a buffer the layer owns, valid until its next forward.
+  virtual Tensor forward(const Tensor& x, const Ctx& ctx) = 0;
+  // Given dL/dy for the last forward, accumulates parameter gradients and
+  // returns dL/dx (undefined for integer inputs such as token ids).
+  virtual Tensor backward(const Tensor& dy, const Ctx& ctx) = 0;
+  // Cost for an input of shape `in`.
+  virtual Cost cost(const Shape& in) const = 0;
+
+ private:
+  std::string name_;
+};
+
+// Result of a loss forward over one micro-batch.
+struct LossStats {
+  double loss = 0;       // mean loss over the micro-batch's items
+  int64_t count = 0;     // items (tokens or images) it was averaged over
+  int64_t correct = 0;   // items whose argmax equals the target
+};
+
+// The loss at the end of a model: takes logits and integer targets.
+class Loss {
+ public:
+  virtual ~Loss() = default;
+  virtual void plan(const Shape& logits, DType act, Device device) = 0;
+  virtual LossStats forward(const Tensor& logits, const Tensor& targets) = 0;
+  // dL/dlogits of (scale * mean loss) for the last forward.
+  virtual Tensor backward(double scale) = 0;
+  virtual Cost cost(const Shape& logits) const = 0;
+};
+
+}  // namespace dtrain

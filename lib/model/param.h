@@ -1,0 +1,73 @@
+// Parameters live in one flat buffer (and their gradients in a second one with
+// the same offsets), as in llm.c: the optimizer, gradient clipping, gradient
+// all-reduce buckets, ZeRO sharding and checkpoints all work on offsets into
+// these buffers. Each parameter has a hierarchical name ("blocks.3.attn.qkv.weight")
+// that is its checkpoint key and sharding key, and is initialised from a
+// random stream keyed by that name, so init does not depend on declaration
+// order or on which rank holds it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace dtrain {
+
+struct Init {
+  enum class Kind { zeros, ones, normal, uniform } kind = Kind::zeros;
+  double scale = 0.0;  // std for normal, bound a for uniform(-a, a)
+
+  static Init zeros() { return {Kind::zeros, 0.0}; }
+  static Init ones() { return {Kind::ones, 0.0}; }
+  static Init normal(double std) { return {Kind::normal, std}; }
+  static Init uniform(double bound) { return {Kind::uniform, bound}; }
+};
+
+struct Param {
+  std::string name;
+  Shape shape;
+  Init init;
+  bool decay = true;       // AdamW weight decay applies (false for norms and biases)
+  bool trainable = true;   // false: a buffer such as batch-norm running statistics
+  int64_t offset = 0;      // into the flat value (and gradient) buffer of its kind
+  Tensor value;            // valid after ParamStore::allocate
+  Tensor grad;             // trainable parameters only
+
+  int64_t numel() const { return shape.numel(); }
+};
+
+class ParamStore {
+ public:
+  // Declares a trainable parameter. The returned reference stays valid.
+  Param& add(const std::string& name, const Shape& shape, Init init, bool decay);
+  // Declares a non-trainable buffer (saved in checkpoints, never optimised).
+  Param& add_buffer(const std::string& name, const Shape& shape, Init init);
+
+  // Lays out and allocates the flat buffers and initialises every parameter
+  // from `seed`. Call once, after all layers are built.
+  void allocate(DType dtype, Device device, uint64_t seed);
+  bool allocated() const { return values_.defined(); }
+
+  const std::vector<std::unique_ptr<Param>>& all() const { return params_; }
+  Param* find(const std::string& name) const;  // nullptr if absent
+
+  Tensor& values() { return values_; }    // every trainable parameter, flat
+  Tensor& grads() { return grads_; }      // their gradients, same offsets
+  Tensor& buffers() { return buffers_; }  // every non-trainable buffer, flat
+  int64_t num_trainable() const { return trainable_numel_; }
+  void zero_grads() { grads_.zero_(); }
+
+  // Re-initialises every parameter and buffer from `seed` (used by allocate).
+  void initialize(uint64_t seed);
+
+ private:
+  Param& declare(const std::string& name, const Shape& shape, Init init, bool decay, bool trainable);
+  std::vector<std::unique_ptr<Param>> params_;
+  Tensor values_, grads_, buffers_;
+  int64_t trainable_numel_ = 0;
+};
+
+}  // namespace dtrain
