@@ -1,5 +1,64 @@
-// Placeholder until the GPT layers land.
+// The GPT-2 model builder (nanoGPT semantics): the top-level layers "embed",
+// "blocks.0" .. "blocks.{n-1}", "ln_f", "lm_head" (tied to wte) and the
+// cross-entropy loss. That flat list is what pipeline parallelism cuts into
+// stages. FLOPs in the layers' costs count matrix products only (the
+// convention MFU is quoted in); elementwise work is under 1% of a block's
+// FLOPs at GPT-2 sizes.
+#include <cmath>
+#include <cstdint>
+
+#include "model/block.h"
+#include "model/cross_entropy.h"
+#include "model/embedding.h"
+#include "model/layernorm.h"
+#include "model/lm_head.h"
 #include "model/model.h"
+
 namespace dtrain {
-void build_gpt(Model&, const ModelConfig&, int64_t) { throw InternalError("GPT not built yet"); }
+
+namespace {
+
+void validate(const ModelConfig& cfg, int64_t seq_len) {
+  std::vector<std::string> problems;
+  auto positive = [&](const char* key, int64_t v) {
+    if (v <= 0) problems.push_back(fmt::format("model.{} must be positive (got {})", key, v));
+  };
+  positive("vocab_size", cfg.vocab_size);
+  positive("context_length", cfg.context_length);
+  positive("n_layer", cfg.n_layer);
+  positive("n_head", cfg.n_head);
+  positive("n_embd", cfg.n_embd);
+  if (cfg.n_head > 0 && cfg.n_embd % cfg.n_head != 0)
+    problems.push_back(fmt::format("model.n_embd ({}) must be divisible by model.n_head ({})",
+                                   cfg.n_embd, cfg.n_head));
+  if (!(cfg.dropout >= 0 && cfg.dropout < 1))
+    problems.push_back(fmt::format("model.dropout must be in [0, 1) (got {})", cfg.dropout));
+  if (seq_len <= 0 || seq_len > cfg.context_length)
+    problems.push_back(fmt::format("train.seq_len ({}) must be in [1, model.context_length = {}]",
+                                   seq_len, cfg.context_length));
+  if (cfg.vocab_size > INT32_MAX)
+    problems.push_back(fmt::format("model.vocab_size ({}) does not fit int32 token ids", cfg.vocab_size));
+  if (!problems.empty()) throw ConfigError(problems);
+}
+
+}  // namespace
+
+void build_gpt(Model& m, const ModelConfig& cfg, int64_t seq_len) {
+  validate(cfg, seq_len);
+  const int64_t C = cfg.n_embd;
+  const double proj_std = 0.02 / std::sqrt(2.0 * static_cast<double>(cfg.n_layer));
+  auto embed = std::make_unique<TokenPositionEmbedding>(m.params, "embed", cfg.vocab_size,
+                                                        cfg.context_length, C, cfg.dropout);
+  Param& wte = embed->wte();
+  m.layers.push_back(std::move(embed));
+  for (int64_t i = 0; i < cfg.n_layer; ++i)
+    m.layers.push_back(std::make_unique<Block>(m.params, fmt::format("blocks.{}", i), C,
+                                               cfg.n_head, cfg.bias, cfg.dropout, proj_std));
+  m.layers.push_back(std::make_unique<LayerNorm>(m.params, "ln_f", C, cfg.bias));
+  m.layers.push_back(std::make_unique<TiedLmHead>("lm_head", wte));
+  m.loss = std::make_unique<CrossEntropyLoss>();
+  m.sample_shape = Shape{seq_len};
+  m.target_sample_shape = Shape{seq_len};
+}
+
 }  // namespace dtrain

@@ -1,0 +1,16 @@
+// GELU with the tanh approximation, as PyTorch's gelu(approximate="tanh") and
+// GPT-2: y = x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))). Elementwise and
+// vectorised (tanh_fast in fp32); backward recomputes tanh from x instead of
+// keeping a second (N, 4C) tensor.
+#pragma once
+
+#include <cstdint>
+
+namespace dtrain::cpu {
+
+// x, y: (n).
+template <class T> void gelu_forward(const T* x, int64_t n, T* y);
+// dx = dy * gelu'(x); dx may alias dy.
+template <class T> void gelu_backward(const T* x, const T* dy, int64_t n, T* dx);
+
+}  // namespace dtrain::cpu

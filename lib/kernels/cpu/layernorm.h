@@ -1,0 +1,31 @@
+// LayerNorm over the last dimension, as torch.nn.LayerNorm (biased variance,
+// eps inside the square root). Forward keeps the per-row mean and 1/std so
+// backward need not recompute them. Backward fuses the residual branch: it
+// writes dx = dres + dLN/dx in the same pass, which is what a pre-norm block
+// needs. The weight and bias gradients are summed over rows in a fixed number
+// of chunks (kLayerNormChunks, independent of the thread count) and the chunks
+// combined in order, so they are bit-identical for any number of threads.
+#pragma once
+
+#include <cstdint>
+
+namespace dtrain::cpu {
+
+inline constexpr int64_t kLayerNormChunks = 64;
+
+// Scratch elements layernorm_backward needs for rows of width c.
+inline int64_t layernorm_scratch_size(int64_t c) { return kLayerNormChunks * 2 * c; }
+
+// x, y: (n, c); w, b: (c) (b may be null); mean, rstd: (n).
+template <class T>
+void layernorm_forward(const T* x, const T* w, const T* b, int64_t n, int64_t c, T eps, T* y,
+                       T* mean, T* rstd);
+
+// dy, x, dx: (n, c); dres: (n, c) added into dx, or null. dw, db: (c),
+// accumulated (+=); db may be null. scratch: layernorm_scratch_size(c).
+// dx may alias dres.
+template <class T>
+void layernorm_backward(const T* dy, const T* x, const T* w, const T* mean, const T* rstd,
+                        const T* dres, int64_t n, int64_t c, T* dx, T* dw, T* db, T* scratch);
+
+}  // namespace dtrain::cpu

@@ -1,0 +1,48 @@
+#include "model/block.h"
+
+namespace dtrain {
+
+Block::Block(ParamStore& ps, const std::string& name, int64_t c, int64_t n_head, bool bias,
+             double dropout, double proj_std)
+    : Layer(name),
+      ln1_(ps, name + ".ln1", c, bias),
+      attn_(ps, name + ".attn", c, n_head, bias, proj_std),
+      drop1_(name + ".attn.drop", dropout),
+      ln2_(ps, name + ".ln2", c, bias),
+      mlp_(ps, name + ".mlp", c, bias, proj_std),
+      drop2_(name + ".mlp.drop", dropout) {}
+
+void Block::plan(const Shape& in, DType act, Device device) {
+  ln1_.plan(in, act, device);
+  attn_.plan(in, act, device);
+  drop1_.plan(in, act, device);
+  ln2_.plan(in, act, device);
+  mlp_.plan(in, act, device);
+  drop2_.plan(in, act, device);
+}
+
+Tensor Block::forward(const Tensor& x, const Ctx& ctx) {
+  Tensor a = attn_.forward(ln1_.forward(x, ctx), ctx);
+  Tensor x2 = drop1_.forward_add(a, x, ctx);  // x + drop(a)
+  Tensor m = mlp_.forward(ln2_.forward(x2, ctx), ctx);
+  return drop2_.forward_add(m, x2, ctx);  // x2 + drop(m)
+}
+
+Tensor Block::backward(const Tensor& dy, const Ctx& ctx) {
+  Tensor dh2 = mlp_.backward(drop2_.backward(dy, ctx), ctx);
+  Tensor dx2 = ln2_.backward_add(dh2, dy);  // dy + d ln2
+  Tensor dh1 = attn_.backward(drop1_.backward(dx2, ctx), ctx);
+  return ln1_.backward_add(dh1, dx2);  // dx2 + d ln1
+}
+
+Cost Block::cost(const Shape& in) const {
+  Cost c = ln1_.cost(in);
+  c += attn_.cost(in);
+  c += drop1_.cost(in);
+  c += ln2_.cost(in);
+  c += mlp_.cost(in);
+  c += drop2_.cost(in);
+  return c;
+}
+
+}  // namespace dtrain

@@ -1,0 +1,37 @@
+// One GPT-2 transformer block (pre-norm, nanoGPT semantics):
+//   x = x + drop(attn(ln1(x)));  x = x + drop(mlp(ln2(x)))
+// The residual adds are fused into the dropout pass forward and into the
+// LayerNorm backward pass backward.
+#pragma once
+
+#include "model/attention.h"
+#include "model/dropout.h"
+#include "model/layernorm.h"
+#include "model/mlp.h"
+
+namespace dtrain {
+
+class Block : public Layer {
+ public:
+  // Parameters "<name>.ln1.*", "<name>.attn.{qkv,proj}.*", "<name>.ln2.*",
+  // "<name>.mlp.{fc,proj}.*"; proj_std is the init std of both output
+  // projections (GPT-2: 0.02 / sqrt(2 * n_layer)).
+  Block(ParamStore& ps, const std::string& name, int64_t c, int64_t n_head, bool bias,
+        double dropout, double proj_std);
+
+  Shape output_shape(const Shape& in) const override { return in; }
+  void plan(const Shape& in, DType act, Device device) override;  // in: (B, T, C)
+  Tensor forward(const Tensor& x, const Ctx& ctx) override;
+  Tensor backward(const Tensor& dy, const Ctx& ctx) override;
+  Cost cost(const Shape& in) const override;
+
+ private:
+  LayerNorm ln1_;
+  CausalSelfAttention attn_;
+  Dropout drop1_;
+  LayerNorm ln2_;
+  Mlp mlp_;
+  Dropout drop2_;
+};
+
+}  // namespace dtrain

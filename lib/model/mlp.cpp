@@ -1,0 +1,48 @@
+#include "model/mlp.h"
+
+#include "kernels/cpu/gelu.h"
+#include "model/planned.h"
+
+namespace dtrain {
+
+Mlp::Mlp(ParamStore& ps, const std::string& name, int64_t c, bool bias, double proj_std)
+    : Layer(name),
+      c_(c),
+      fc_(ps, name + ".fc", c, 4 * c, bias, Init::normal(0.02)),
+      proj_(ps, name + ".proj", 4 * c, c, bias, Init::normal(proj_std)) {}
+
+void Mlp::plan(const Shape& in, DType act, Device device) {
+  const Shape hidden = fc_.output_shape(in);
+  fc_.plan(in, act, device);
+  proj_.plan(hidden, act, device);
+  g_ = Tensor::empty(hidden, act, device);
+}
+
+Tensor Mlp::forward(const Tensor& x, const Ctx& ctx) {
+  f_ = fc_.forward(x, ctx);  // (N, 4C)
+  Tensor g = planned_view(g_, f_.shape());
+  dispatch_float(x.dtype(), [&](auto t) {
+    using T = decltype(t);
+    cpu::gelu_forward<T>(f_.data<T>(), f_.numel(), g.data<T>());
+  });
+  return proj_.forward(g, ctx);
+}
+
+Tensor Mlp::backward(const Tensor& dy, const Ctx& ctx) {
+  // proj_'s dx buffer is ours to reuse: GELU's backward runs in place on it.
+  Tensor d = proj_.backward(dy, ctx);  // (N, 4C): dL/dg, then dL/df
+  dispatch_float(dy.dtype(), [&](auto t) {
+    using T = decltype(t);
+    cpu::gelu_backward<T>(f_.data<T>(), d.data<T>(), d.numel(), d.data<T>());
+  });
+  return fc_.backward(d, ctx);
+}
+
+Cost Mlp::cost(const Shape& in) const {
+  Cost c = fc_.cost(in);
+  c += proj_.cost(fc_.output_shape(in));
+  c.act_bytes += in.numel() * 4 * 4;  // GELU's input (N, 4C)
+  return c;
+}
+
+}  // namespace dtrain
