@@ -1,0 +1,77 @@
+// The tiny GPT against PyTorch (tools/fixtures/gpt_fixture.py, float64):
+// logits, loss and every parameter gradient.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "fixture.h"
+#include "model/model.h"
+
+using namespace dtrain;
+using namespace dtrain::testing;
+
+namespace {
+
+// Largest |a - b| over the arrays, relative to the largest |b|.
+template <class Get>
+double rel_error(const FixtureArray& ref, Get&& get) {
+  double err = 0, scale = 0;
+  for (int64_t i = 0; i < ref.numel(); ++i) {
+    err = std::max(err, std::abs(get(i) - ref.f[i]));
+    scale = std::max(scale, std::abs(ref.f[i]));
+  }
+  return err / scale;
+}
+
+}  // namespace
+
+TEST_CASE("tiny GPT matches PyTorch: logits, loss and every gradient (fp64)") {
+  const Fixture fx(fixture_path("gpt_tiny.fix"));
+  const std::vector<int64_t>& k = fx.at("config").i;  // V, context, T, B, C, n_head, n_layer, bias
+  ModelConfig cfg{};
+  cfg.type = "gpt";
+  cfg.vocab_size = k[0];
+  cfg.context_length = k[1];
+  cfg.n_embd = k[4];
+  cfg.n_head = k[5];
+  cfg.n_layer = k[6];
+  cfg.bias = k[7] != 0;
+  cfg.dropout = 0.0;
+  const int64_t T = k[2], B = k[3];
+  auto m = build_model(cfg, T, DType::f64, Device::cpu(), 1);
+
+  // Every parameter comes from the fixture, and every fixture parameter exists here.
+  int64_t loaded = 0;
+  for (const auto& [name, arr] : fx.all()) {
+    if (!name.starts_with("param/")) continue;
+    Param* p = m->params.find(name.substr(6));
+    REQUIRE_MESSAGE(p != nullptr, "no parameter ", name.substr(6));
+    REQUIRE(p->numel() == arr.numel());
+    std::copy(arr.f.begin(), arr.f.end(), p->value.data<double>());
+    ++loaded;
+  }
+  CHECK(loaded == static_cast<int64_t>(m->params.all().size()));
+
+  m->plan(B);
+  Tensor x = Tensor::empty(m->input_shape(B), DType::i32), y = Tensor::empty(m->target_shape(B), DType::i32);
+  for (int64_t i = 0; i < B * T; ++i) {
+    x.data<int32_t>()[i] = static_cast<int32_t>(fx.at("tokens").i[i]);
+    y.data<int32_t>()[i] = static_cast<int32_t>(fx.at("targets").i[i]);
+  }
+  // Model::forward, one layer at a time so that the logits can be compared too.
+  Ctx ctx;
+  Tensor h = x;
+  for (const auto& l : m->layers) h = l->forward(h, ctx);
+  REQUIRE(h.shape() == Shape{B, T, cfg.vocab_size});
+  const double* lp = h.data<double>();
+  CHECK(rel_error(fx.at("logits"), [&](int64_t i) { return lp[i]; }) < 1e-12);
+  CHECK(m->loss->forward(h, y).loss == doctest::Approx(fx.at("loss").f[0]).epsilon(1e-12));
+
+  m->params.zero_grads();
+  m->backward(1.0, ctx);
+  for (const auto& p : m->params.all()) {
+    CAPTURE(p->name);
+    const double* g = p->grad.data<double>();
+    CHECK(rel_error(fx.at("grad/" + p->name), [&](int64_t i) { return g[i]; }) < 1e-9);
+  }
+}
