@@ -34,11 +34,13 @@ Tensor CausalSelfAttention::forward(const Tensor& x, const Ctx& ctx) {
   DTRAIN_CHECK(s.rank() == 3 && s[2] == c_, "{}: input {} is not (B, T, {})", name(), s.str(), c_);
   const int64_t B = s[0], T = s[1];
   qkv_out_ = qkv_.forward(x, ctx);  // (B, T, 3C)
+  DTRAIN_CHECK(qkv_out_.shape() == (Shape{B, T, 3 * c_}), "{}: qkv output {} for input {}", name(),
+               qkv_out_.shape().str(), s.str());  // Linear narrows the batch, not T
   Tensor y = planned_view(y_, s);
+  Tensor att = planned_view(att_, Shape{B, n_head_, T, T});
   dispatch_float(x.dtype(), [&](auto t) {
     using F = decltype(t);
-    cpu::attention_forward<F>(qkv_out_.data<F>(), B, T, c_, n_head_,
-                              planned_view(att_, Shape{B, n_head_, T, T}).data<F>(), y.data<F>());
+    cpu::attention_forward<F>(qkv_out_.data<F>(), B, T, c_, n_head_, att.data<F>(), y.data<F>());
   });
   return proj_.forward(y, ctx);
 }
@@ -47,9 +49,10 @@ Tensor CausalSelfAttention::backward(const Tensor& dy, const Ctx& ctx) {
   const int64_t B = dy.size(0), T = dy.size(1);
   Tensor dyatt = proj_.backward(dy, ctx);  // (B, T, C)
   Tensor dqkv = planned_view(dqkv_, Shape{B, T, 3 * c_});
+  Tensor att = planned_view(att_, Shape{B, n_head_, T, T});
   dispatch_float(dy.dtype(), [&](auto t) {
     using F = decltype(t);
-    cpu::attention_backward<F>(dyatt.data<F>(), qkv_out_.data<F>(), att_.data<F>(), B, T, c_,
+    cpu::attention_backward<F>(dyatt.data<F>(), qkv_out_.data<F>(), att.data<F>(), B, T, c_,
                                n_head_, scratch_.data<F>(), slots_, dqkv.data<F>());
   });
   return qkv_.backward(dqkv, ctx);

@@ -256,7 +256,7 @@ TEST_CASE("attention layer rejects n_embd not divisible by n_head") {
   CHECK_THROWS_AS(CausalSelfAttention(ps, "attn", 10, 3, true, 0.1), ConfigError);
 }
 
-TEST_CASE("embedding: wte[tok] + wpe[t]; wte and wpe gradients match finite differences") {
+TEST_CASE("embedding: forward is wte(tok) + wpe(t), wte and wpe gradients match finite differences") {
   const int64_t V = 11, ctxlen = 9, C = 6, B = 3, T = 7;
   ParamStore ps;
   TokenPositionEmbedding emb(ps, "embed", V, ctxlen, C, 0.0);
@@ -360,12 +360,12 @@ TEST_CASE("dropout: inverted scaling, rate, eval identity, keyed masks, finite d
   check_layer(drop, none, x, train, 4, {.max_samples = 40});
 }
 
-TEST_CASE("dropout rejects a rate outside [0, 1)") {
+TEST_CASE("dropout rejects a rate outside 0 <= p < 1") {
   CHECK_THROWS_AS(Dropout("d", 1.0), ConfigError);
   CHECK_THROWS_AS(Dropout("d", -0.1), ConfigError);
 }
 
-TEST_CASE("tied lm_head: logits = x wte^T; x and wte gradients match finite differences") {
+TEST_CASE("tied lm_head: logits = x wte^T, x and wte gradients match finite differences") {
   const int64_t V = 13, C = 5;
   ParamStore ps;
   Param& wte = ps.add("wte.weight", Shape{V, C}, Init::normal(0.5), true);
