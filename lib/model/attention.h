@@ -17,6 +17,7 @@ class CausalSelfAttention : public Layer {
   Shape output_shape(const Shape& in) const override { return in; }
   void plan(const Shape& in, DType act, Device device) override;  // in: (B, T, C)
   Tensor forward(const Tensor& x, const Ctx& ctx) override;
+  // Once per forward: it consumes the kept probabilities.
   Tensor backward(const Tensor& dy, const Ctx& ctx) override;
   // FLOPs include the attention products: 2 * B*nh*T^2*hs * 2 forward, twice
   // that backward (the MFU convention; the kernel skips the masked half).
@@ -28,7 +29,7 @@ class CausalSelfAttention : public Layer {
   int slots_ = 0;          // threads the backward scratch was planned for
   Tensor qkv_out_;         // (B, T, 3C): the qkv projection's output of the last forward
   Tensor att_, y_;         // (B, nh, T, T) probabilities, (B, T, C)
-  Tensor dqkv_, scratch_;  // (B, T, 3C), slots_ * (T, T)
+  Tensor dqkv_, scratch_;  // (B, T, 3C), slots_ * attention_scratch_size(T)
 };
 
 }  // namespace dtrain

@@ -208,7 +208,8 @@ TEST_CASE("attention: the fp32 kernel follows the fp64 one") {
     using F = decltype(t);
     const DType dt = dtype_of<F>();
     Tensor att = Tensor::empty(Shape{B, nh, T, T}, dt), y = Tensor::empty(Shape{B, T, C}, dt);
-    Tensor scratch = Tensor::empty(Shape{4 * T * T}, dt), dqkv = Tensor::empty(qkv.shape(), dt);
+    Tensor scratch = Tensor::empty(Shape{4 * cpu::attention_scratch_size(T)}, dt);
+    Tensor dqkv = Tensor::empty(qkv.shape(), dt);
     cpu::attention_forward<F>(qkv.data<F>(), B, T, C, nh, att.data<F>(), y.data<F>());
     cpu::attention_backward<F>(dy.data<F>(), qkv.data<F>(), att.data<F>(), B, T, C, nh,
                                scratch.data<F>(), 4, dqkv.data<F>());

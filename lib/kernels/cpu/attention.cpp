@@ -31,15 +31,15 @@ void softmax_causal_row(F* row, int64_t n, int64_t end) {
 }
 
 // Softmax backward on row i: ds = p * (dp - sum(p * dp)) over [0, n), zeros
-// in [n, end). ds overwrites dp.
+// in [n, end). ds overwrites p.
 template <class F>
-void softmax_causal_row_backward(const F* p, F* dp, int64_t n, int64_t end) {
+void softmax_causal_row_backward(F* p, const F* dp, int64_t n, int64_t end) {
   F d = 0;
 #pragma omp simd reduction(+ : d)
   for (int64_t j = 0; j < n; ++j) d += p[j] * dp[j];
 #pragma omp simd
-  for (int64_t j = 0; j < n; ++j) dp[j] = p[j] * (dp[j] - d);
-  std::fill(dp + n, dp + end, F(0));
+  for (int64_t j = 0; j < n; ++j) p[j] = p[j] * (dp[j] - d);
+  std::fill(p + n, p + end, F(0));
 }
 
 }  // namespace
@@ -68,7 +68,7 @@ void attention_forward(const F* qkv, int64_t B, int64_t T, int64_t C, int64_t nh
 }
 
 template <class F>
-void attention_backward(const F* dy, const F* qkv, const F* att, int64_t B, int64_t T, int64_t C,
+void attention_backward(const F* dy, const F* qkv, F* att, int64_t B, int64_t T, int64_t C,
                         int64_t nh, F* scratch, int slots, F* dqkv) {
   const int64_t hs = C / nh, ld = 3 * C;
   const F scale = F(1) / std::sqrt(static_cast<F>(hs));
@@ -79,37 +79,40 @@ void attention_backward(const F* dy, const F* qkv, const F* att, int64_t B, int6
     const F* q = qkv + b * T * ld + h * hs;  // (T, hs), row stride 3C
     const F* k = q + C;
     const F* v = q + 2 * C;
-    const F* p = att + bh * T * T;       // (T, T)
+    F* p = att + bh * T * T;                // (T, T): P, then dS
     const F* go = dy + b * T * C + h * hs;  // dO (T, hs), row stride C
     F* dq = dqkv + b * T * ld + h * hs;
     F* dk = dq + C;
     F* dv = dq + 2 * C;
-    F* ds = scratch + omp_get_thread_num() * attention_scratch_size(T);  // (T, T)
-    for (int64_t r0 = 0; r0 < T; r0 += kAttentionBlock) {
-      const int64_t r1 = std::min(T, r0 + kAttentionBlock);
-      // dP[r0:r1, :r1] = dO[r0:r1] @ V[:r1]^T, then dS in place
-      gemm<F>(false, true, r1 - r0, r1, hs, F(1), go + r0 * C, C, v, ld, F(0), ds + r0 * T, T);
-      for (int64_t i = r0; i < r1; ++i)
-        softmax_causal_row_backward(p + i * T, ds + i * T, i + 1, r1);
-      // dQ[r0:r1] = scale * dS[r0:r1, :r1] @ K[:r1]
-      gemm<F>(false, false, r1 - r0, hs, r1, scale, ds + r0 * T, T, k, ld, F(0), dq + r0 * ld, ld);
-    }
+    F* dp = scratch + omp_get_thread_num() * attention_scratch_size(T);  // (block, T)
+    // Keys c0..c1 are seen by queries c0..T only.
     for (int64_t c0 = 0; c0 < T; c0 += kAttentionBlock) {
       const int64_t c1 = std::min(T, c0 + kAttentionBlock);
-      // Keys c0..c1 are seen by queries c0..T only.
-      // dK[c0:c1] = scale * dS[c0:, c0:c1]^T @ Q[c0:]
-      gemm<F>(true, false, c1 - c0, hs, T - c0, scale, ds + c0 * T + c0, T, q + c0 * ld, ld, F(0),
-              dk + c0 * ld, ld);
       // dV[c0:c1] = P[c0:, c0:c1]^T @ dO[c0:]
       gemm<F>(true, false, c1 - c0, hs, T - c0, F(1), p + c0 * T + c0, T, go + c0 * C, C, F(0),
               dv + c0 * ld, ld);
+    }
+    for (int64_t r0 = 0; r0 < T; r0 += kAttentionBlock) {
+      const int64_t r1 = std::min(T, r0 + kAttentionBlock);
+      // dP[r0:r1, :r1] = dO[r0:r1] @ V[:r1]^T, then dS over P's rows
+      gemm<F>(false, true, r1 - r0, r1, hs, F(1), go + r0 * C, C, v, ld, F(0), dp, T);
+      for (int64_t i = r0; i < r1; ++i)
+        softmax_causal_row_backward(p + i * T, dp + (i - r0) * T, i + 1, r1);
+      // dQ[r0:r1] = scale * dS[r0:r1, :r1] @ K[:r1]
+      gemm<F>(false, false, r1 - r0, hs, r1, scale, p + r0 * T, T, k, ld, F(0), dq + r0 * ld, ld);
+    }
+    for (int64_t c0 = 0; c0 < T; c0 += kAttentionBlock) {
+      const int64_t c1 = std::min(T, c0 + kAttentionBlock);
+      // dK[c0:c1] = scale * dS[c0:, c0:c1]^T @ Q[c0:]
+      gemm<F>(true, false, c1 - c0, hs, T - c0, scale, p + c0 * T + c0, T, q + c0 * ld, ld, F(0),
+              dk + c0 * ld, ld);
     }
   }
 }
 
 #define DTRAIN_INSTANTIATE(F)                                                                    \
   template void attention_forward<F>(const F*, int64_t, int64_t, int64_t, int64_t, F*, F*);     \
-  template void attention_backward<F>(const F*, const F*, const F*, int64_t, int64_t, int64_t, \
+  template void attention_backward<F>(const F*, const F*, F*, int64_t, int64_t, int64_t, \
                                       int64_t, F*, int, F*);
 DTRAIN_INSTANTIATE(float)
 DTRAIN_INSTANTIATE(double)

@@ -1,10 +1,13 @@
 // Causal multi-head self-attention on the CPU, the core of a GPT block between
 // its qkv and output projections. One (batch, head) pair per OpenMP iteration;
 // inside it the matrix products go to cblas (single-threaded inside a parallel
-// region), on row blocks of kAttentionBlock queries that only reach the keys
+// region with the OpenMP build of OpenBLAS that CMake links; the pthread build
+// would start its own threads there and run about 10x slower), on row blocks of kAttentionBlock queries that only reach the keys
 // at or before the block's end, so the masked upper triangle is (almost) never
 // computed. Softmax is in the input's precision with max-subtraction. The
-// probabilities (B, nh, T, T) are kept for backward.
+// probabilities (B, nh, T, T) are kept for backward, which overwrites them
+// with the score gradients: a thread then needs only one row block of scratch
+// instead of a (T, T) matrix of its own.
 //
 // Layouts: qkv (B, T, 3C) as the qkv projection writes it: q, k, v in columns
 // [0, C), [C, 2C), [2C, 3C), head h in columns [h*hs, (h+1)*hs) of each, with
@@ -19,7 +22,7 @@ namespace dtrain::cpu {
 inline constexpr int64_t kAttentionBlock = 64;
 
 // Scratch elements one thread needs in attention_backward.
-inline int64_t attention_scratch_size(int64_t T) { return T * T; }
+inline int64_t attention_scratch_size(int64_t T) { return kAttentionBlock * T; }
 
 // qkv: (B, T, 3C); att: (B, nh, T, T) probabilities, written (entries above
 // the diagonal are zero within each row block and unspecified beyond it);
@@ -27,10 +30,11 @@ inline int64_t attention_scratch_size(int64_t T) { return T * T; }
 template <class F>
 void attention_forward(const F* qkv, int64_t B, int64_t T, int64_t C, int64_t nh, F* att, F* y);
 
-// dy: (B, T, C); qkv and att as left by forward; dqkv: (B, T, 3C), written.
+// dy: (B, T, C); qkv and att as left by forward; att is overwritten (with
+// dL/dscores), so backward runs once per forward. dqkv: (B, T, 3C), written.
 // scratch: `slots` * attention_scratch_size(T); at most `slots` threads run.
 template <class F>
-void attention_backward(const F* dy, const F* qkv, const F* att, int64_t B, int64_t T, int64_t C,
+void attention_backward(const F* dy, const F* qkv, F* att, int64_t B, int64_t T, int64_t C,
                         int64_t nh, F* scratch, int slots, F* dqkv);
 
 }  // namespace dtrain::cpu
