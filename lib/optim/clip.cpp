@@ -5,21 +5,16 @@
 
 namespace dtrain {
 
-double clip_grad_norm(ParamStore& params, double max_norm) {
+double grad_norm(ParamStore& params) {
   Tensor& g = params.grads();
-  double norm = 0;
-  dispatch_float(g.dtype(), [&](auto t) {
+  return dispatch_float(g.dtype(), [&](auto t) {
     using T = decltype(t);
-    norm = std::sqrt(cpu::sum_squares(g.data<T>(), g.numel()));
-    if (max_norm > 0 && norm > max_norm) {
-      const T s = static_cast<T>(max_norm / (norm + 1e-6));
-      T* p = g.data<T>();
-      const int64_t n = g.numel();
-#pragma omp parallel for simd schedule(static)
-      for (int64_t i = 0; i < n; ++i) p[i] *= s;
-    }
+    return std::sqrt(cpu::sum_squares(g.data<T>(), g.numel()));
   });
-  return norm;
+}
+
+double clip_scale(double norm, double max_norm) {
+  return max_norm > 0 && norm > max_norm ? max_norm / (norm + 1e-6) : 1.0;
 }
 
 }  // namespace dtrain

@@ -17,8 +17,9 @@ namespace dtrain {
 class Optimizer {
  public:
   virtual ~Optimizer() = default;
-  // One update of every trainable parameter from its gradient, at rate lr.
-  virtual void step(double lr) = 0;
+  // One update of every trainable parameter from its gradient times
+  // grad_scale (gradient clipping folded into the update: one pass over memory).
+  virtual void step(double lr, double grad_scale = 1.0) = 0;
   // Named state tensors (e.g. "adamw.m", "adamw.v"), flat, same offsets as the parameters.
   virtual std::vector<std::pair<std::string, Tensor>> state() = 0;
   // Number of updates done so far.
@@ -33,8 +34,11 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimConfig& cfg, ParamStore& pa
 // the run's total steps), min_lr after that; or constant after warm-up.
 double learning_rate(const OptimConfig& cfg, int64_t total_steps, int64_t step);
 
-// L2 norm of all gradients; if max_norm > 0 and the norm exceeds it, scales
-// every gradient by max_norm / norm. Returns the norm before clipping.
-double clip_grad_norm(ParamStore& params, double max_norm);
+// L2 norm of all gradients (deterministic for any thread count).
+double grad_norm(ParamStore& params);
+
+// The factor that clips gradients of norm `norm` to at most max_norm (1 when
+// max_norm is 0, i.e. clipping is off, or the norm is already below it).
+double clip_scale(double norm, double max_norm);
 
 }  // namespace dtrain

@@ -16,7 +16,7 @@ class AdamW : public Optimizer {
     v_ = Tensor::zeros(ps.values().shape(), ps.values().dtype(), ps.values().device());
   }
 
-  void step(double lr) override {
+  void step(double lr, double grad_scale) override {
     ++t_;
     const double bc1 = 1.0 - std::pow(cfg_.beta1, static_cast<double>(t_));
     const double bc2 = 1.0 - std::pow(cfg_.beta2, static_cast<double>(t_));
@@ -26,6 +26,7 @@ class AdamW : public Optimizer {
       const T step_size = static_cast<T>(lr / bc1);
       const T inv_sqrt_bc2 = static_cast<T>(1.0 / std::sqrt(bc2));
       const T eps = static_cast<T>(cfg_.eps);
+      const T gs = static_cast<T>(grad_scale);
       for (const auto& p : ps_.all()) {
         if (!p->trainable) continue;
         const T decay = static_cast<T>(p->decay ? 1.0 - lr * cfg_.weight_decay : 1.0);
@@ -36,8 +37,9 @@ class AdamW : public Optimizer {
         const int64_t n = p->numel();
 #pragma omp parallel for simd schedule(static)
         for (int64_t i = 0; i < n; ++i) {
-          m[i] = b1 * m[i] + (T(1) - b1) * g[i];
-          v[i] = b2 * v[i] + (T(1) - b2) * g[i] * g[i];
+          const T gi = g[i] * gs;
+          m[i] = b1 * m[i] + (T(1) - b1) * gi;
+          v[i] = b2 * v[i] + (T(1) - b2) * gi * gi;
           w[i] = w[i] * decay - step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
         }
       }
@@ -65,12 +67,13 @@ class Sgd : public Optimizer {
     buf_ = Tensor::zeros(ps.values().shape(), ps.values().dtype(), ps.values().device());
   }
 
-  void step(double lr) override {
+  void step(double lr, double grad_scale) override {
     const bool first = t_ == 0;
     ++t_;
     dispatch_float(buf_.dtype(), [&](auto tag) {
       using T = decltype(tag);
       const T mu = static_cast<T>(cfg_.momentum), rate = static_cast<T>(lr);
+      const T gs = static_cast<T>(grad_scale);
       const bool nesterov = cfg_.nesterov;
       for (const auto& p : ps_.all()) {
         if (!p->trainable) continue;
@@ -81,7 +84,7 @@ class Sgd : public Optimizer {
         const int64_t n = p->numel();
 #pragma omp parallel for simd schedule(static)
         for (int64_t i = 0; i < n; ++i) {
-          T d = g[i] + wd * w[i];
+          T d = g[i] * gs + wd * w[i];
           if (mu != T(0)) {
             b[i] = first ? d : mu * b[i] + d;
             d = nesterov ? d + mu * b[i] : b[i];

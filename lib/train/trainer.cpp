@@ -76,8 +76,9 @@ double Trainer::train_step(int64_t step) {
   if (!std::isfinite(loss))
     throw RuntimeError(fmt::format("training loss became {} at step {}; stopping before the update",
                                    loss, step + 1));
-  last_grad_norm_ = clip_grad_norm(model_->params, cfg_.optim.grad_clip);
-  opt_->step(learning_rate(cfg_.optim, cfg_.train.steps, step));
+  last_grad_norm_ = grad_norm(model_->params);
+  opt_->step(learning_rate(cfg_.optim, cfg_.train.steps, step),
+             clip_scale(last_grad_norm_, cfg_.optim.grad_clip));
   return loss;
 }
 

@@ -95,18 +95,23 @@ TEST_CASE("learning-rate schedule: warm-up, cosine and linear decay, floor") {
   CHECK(learning_rate(c, 110, 4) == doctest::Approx(0.5));
 }
 
-TEST_CASE("gradient clipping by global norm") {
+TEST_CASE("gradient clipping by global norm, folded into the update") {
   ParamStore ps;
   Param& a = ps.add("a", Shape{2}, Init::zeros(), true);
   Param& b = ps.add("b", Shape{1}, Init::zeros(), false);
-  ps.allocate(DType::f32, Device::cpu(), 0);
-  a.grad.data<float>()[0] = 3, a.grad.data<float>()[1] = 0, b.grad.data<float>()[0] = 4;
-  CHECK(clip_grad_norm(ps, 0) == doctest::Approx(5.0));  // off: only measures
-  CHECK(a.grad.data<float>()[0] == 3.0f);
-  CHECK(clip_grad_norm(ps, 10) == doctest::Approx(5.0));  // below the limit: unchanged
-  CHECK(b.grad.data<float>()[0] == 4.0f);
-  CHECK(clip_grad_norm(ps, 1) == doctest::Approx(5.0));
-  CHECK(a.grad.data<float>()[0] == doctest::Approx(0.6));
-  CHECK(b.grad.data<float>()[0] == doctest::Approx(0.8));
-  CHECK(clip_grad_norm(ps, 0) == doctest::Approx(1.0).epsilon(1e-5));
+  ps.allocate(DType::f64, Device::cpu(), 0);
+  a.grad.data<double>()[0] = 3, a.grad.data<double>()[1] = 0, b.grad.data<double>()[0] = 4;
+  const double norm = grad_norm(ps);
+  CHECK(norm == doctest::Approx(5.0).epsilon(1e-15));
+  CHECK(clip_scale(norm, 0) == 1.0);   // off
+  CHECK(clip_scale(norm, 10) == 1.0);  // below the limit
+  CHECK(clip_scale(norm, 1) == doctest::Approx(0.2));
+  // SGD without momentum or decay: w -= lr * scale * g.
+  OptimConfig c = base_config("sgd");
+  c.momentum = 0;
+  c.weight_decay = 0;
+  auto opt = make_optimizer(c, ps);
+  opt->step(1.0, clip_scale(norm, 1));
+  CHECK(a.value.data<double>()[0] == doctest::Approx(-0.6));
+  CHECK(b.value.data<double>()[0] == doctest::Approx(-0.8));
 }
