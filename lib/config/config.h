@@ -29,6 +29,8 @@ struct ModelConfig {
   std::vector<int64_t> channels;  // output channels of each stage
   std::vector<int64_t> blocks;    // residual blocks in each stage
   std::string stem_pool;          // "max" | "none": pooling after the stem
+
+  bool operator==(const ModelConfig&) const = default;
 };
 
 struct DataConfig {
@@ -43,6 +45,8 @@ struct DataConfig {
   std::vector<double> mean;  // per channel, after scaling pixels to [0, 1]
   std::vector<double> std;
   bool shuffle;
+
+  bool operator==(const DataConfig&) const = default;
 };
 
 struct TrainConfig {
@@ -57,6 +61,8 @@ struct TrainConfig {
   std::string precision;  // "fp32"
   std::string device;     // "cpu" | "cuda"
   int64_t threads;        // CPU threads (0 = all cores)
+
+  bool operator==(const TrainConfig&) const = default;
 };
 
 struct OptimConfig {
@@ -73,23 +79,31 @@ struct OptimConfig {
   double momentum;
   bool nesterov;
   double grad_clip;  // max global gradient norm (0 = off)
+
+  bool operator==(const OptimConfig&) const = default;
 };
 
 struct ParallelConfig {
   int64_t dp;
   int64_t tp;
   int64_t pp;
+
+  bool operator==(const ParallelConfig&) const = default;
 };
 
 struct CheckpointConfig {
   std::string dir;
   int64_t every;
   int64_t keep;
+
+  bool operator==(const CheckpointConfig&) const = default;
 };
 
 struct LogConfig {
   std::string out_dir;  // "" = runs/<config file stem>
   int64_t every;        // steps between progress lines
+
+  bool operator==(const LogConfig&) const = default;
 };
 
 struct Config {
@@ -102,6 +116,8 @@ struct Config {
   LogConfig log;
 
   std::string source;  // the file it was read from ("" for built-in defaults)
+
+  bool operator==(const Config&) const = default;
 };
 
 // Reads, overrides, validates and resolves a config. Throws ConfigError with
@@ -109,6 +125,9 @@ struct Config {
 // out of range, inconsistent batch sizes), each naming the file, line and key.
 // `overrides` are "section.key=value" strings (the value is TOML; a bare word
 // is taken as a string). `world_size` is the number of ranks launched.
+// The result is resolved: the three batch sizes, train.seq_len (gpt; 0 ->
+// context_length), optim.decay_steps (0 -> train.steps), log.out_dir and
+// checkpoint.dir are filled in. Relative data paths are kept as written.
 Config load_config(const std::string& path, const std::vector<std::string>& overrides = {},
                    int world_size = 1);
 
@@ -116,11 +135,17 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
 Config parse_config(const std::string& toml_text, const std::string& name,
                     const std::vector<std::string>& overrides = {}, int world_size = 1);
 
-// The resolved config as TOML, every key present (defaults and derived values
-// filled in); parse_config(to_toml(c)) gives back c.
+// The resolved config as TOML: every key that applies to c.model.type, with
+// defaults and derived values filled in; parse_config(to_toml(c), c.source)
+// gives back c.
 std::string to_toml(const Config& c);
 
-// Help for every key: "section.key  type  default  help", one per line.
+// Help for every key, one per line, in aligned columns:
+// "section.key  type  default  applies  help (constraint)".
 std::string describe_keys();
+
+// Every key at its schema default, model.type set to `model_type`; not
+// validated (data paths empty, batch sizes unset): a starting point for tests.
+Config default_config(const std::string& model_type = "gpt");
 
 }  // namespace dtrain

@@ -1,0 +1,336 @@
+// The schema table: the one place where each config key, its default, its
+// constraint and its help text are written down. Relations between keys
+// (batch sizes, divisibility, required data paths) live in validate.cpp.
+#include "config/schema.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include <fmt/format.h>
+
+namespace dtrain::config {
+
+namespace {
+
+// Binds a key to the Config field at `path`, e.g. FIELD(model.n_layer).
+#define FIELD(path) [](Config& c) -> auto& { return c.path; }
+
+Constraint none() { return {}; }
+Constraint at_least(double x) {
+  Constraint c;
+  c.lo = Bound{x, true};
+  return c;
+}
+Constraint above(double x) {
+  Constraint c;
+  c.lo = Bound{x, false};
+  return c;
+}
+Constraint half_open(double lo, double hi) {  // [lo, hi)
+  Constraint c;
+  c.lo = Bound{lo, true};
+  c.hi = Bound{hi, false};
+  return c;
+}
+Constraint one_of(std::vector<std::string> choices) {
+  Constraint c;
+  c.choices = std::move(choices);
+  return c;
+}
+Constraint non_empty(Constraint each) {
+  each.non_empty = true;
+  return each;
+}
+
+using Ints = std::vector<int64_t>;
+using Floats = std::vector<double>;
+using std::string;
+
+constexpr Applies kAll = Applies::kAll;
+constexpr Applies kGpt = Applies::kGpt;
+constexpr Applies kCnn = Applies::kCnn;
+
+std::vector<KeySpec> build_schema() {
+  return {
+      // [model]
+      {"model", "type", kAll, string("gpt"), one_of({"gpt", "cnn"}),
+       "which model to train", FIELD(model.type)},
+      {"model", "vocab_size", kGpt, int64_t{256}, at_least(2),
+       "token ids are in [0, vocab_size)", FIELD(model.vocab_size)},
+      {"model", "context_length", kGpt, int64_t{256}, at_least(1),
+       "longest sequence the position embedding covers", FIELD(model.context_length)},
+      {"model", "n_layer", kGpt, int64_t{4}, at_least(1),
+       "transformer blocks", FIELD(model.n_layer)},
+      {"model", "n_head", kGpt, int64_t{4}, at_least(1),
+       "attention heads per block", FIELD(model.n_head)},
+      {"model", "n_embd", kGpt, int64_t{128}, at_least(1),
+       "embedding width; a multiple of n_head", FIELD(model.n_embd)},
+      {"model", "dropout", kGpt, 0.0, half_open(0, 1),
+       "dropout probability in training", FIELD(model.dropout)},
+      {"model", "bias", kGpt, true, none(),
+       "biases in linear layers and layer norms", FIELD(model.bias)},
+      {"model", "in_channels", kCnn, int64_t{1}, at_least(1),
+       "channels of the input images", FIELD(model.in_channels)},
+      {"model", "image_size", kCnn, int64_t{28}, at_least(4),
+       "height and width of the (square) input images", FIELD(model.image_size)},
+      {"model", "num_classes", kCnn, int64_t{10}, at_least(2),
+       "classes to predict", FIELD(model.num_classes)},
+      {"model", "stem_channels", kCnn, int64_t{32}, at_least(1),
+       "output channels of the stem convolution", FIELD(model.stem_channels)},
+      {"model", "channels", kCnn, Ints{32, 64, 128}, non_empty(at_least(1)),
+       "output channels of each stage", FIELD(model.channels)},
+      {"model", "blocks", kCnn, Ints{1, 1, 1}, non_empty(at_least(1)),
+       "residual blocks in each stage; one entry per channels entry", FIELD(model.blocks)},
+      {"model", "stem_pool", kCnn, string("none"), one_of({"none", "max"}),
+       "pooling after the stem", FIELD(model.stem_pool)},
+
+      // [data]
+      {"data", "train", kGpt, string(""), none(),
+       "training tokens (llm.c .bin file); required", FIELD(data.train)},
+      {"data", "val", kGpt, string(""), none(),
+       "validation tokens (llm.c .bin file); required", FIELD(data.val)},
+      {"data", "train_images", kCnn, string(""), none(),
+       "training images (IDX file); required", FIELD(data.train_images)},
+      {"data", "train_labels", kCnn, string(""), none(),
+       "training labels (IDX file); required", FIELD(data.train_labels)},
+      {"data", "val_images", kCnn, string(""), none(),
+       "validation images (IDX file); required", FIELD(data.val_images)},
+      {"data", "val_labels", kCnn, string(""), none(),
+       "validation labels (IDX file); required", FIELD(data.val_labels)},
+      {"data", "mean", kCnn, Floats{0.1307}, non_empty(none()),
+       "per-channel mean of pixels scaled to [0, 1]; 1 or in_channels entries",
+       FIELD(data.mean)},
+      {"data", "std", kCnn, Floats{0.3081}, non_empty(above(0)),
+       "per-channel standard deviation; 1 or in_channels entries", FIELD(data.std)},
+      {"data", "shuffle", kAll, true, none(),
+       "shuffle training samples each epoch", FIELD(data.shuffle)},
+
+      // [train]
+      {"train", "steps", kAll, int64_t{1000}, at_least(1),
+       "optimizer steps", FIELD(train.steps)},
+      {"train", "seed", kAll, int64_t{1337}, at_least(0),
+       "seed of every random draw (init, dropout, shuffling)", FIELD(train.seed)},
+      {"train", "global_batch", kAll, int64_t{0}, at_least(0),
+       "samples per optimizer step; 0 = derive (set two of the three batch keys)",
+       FIELD(train.global_batch)},
+      {"train", "micro_batch", kAll, int64_t{0}, at_least(0),
+       "samples per forward/backward on one data-parallel rank; 0 = derive",
+       FIELD(train.micro_batch)},
+      {"train", "grad_accum", kAll, int64_t{0}, at_least(0),
+       "micro-batches per optimizer step on one rank; 0 = derive", FIELD(train.grad_accum)},
+      {"train", "seq_len", kGpt, int64_t{0}, at_least(0),
+       "tokens per sequence, <= model.context_length; 0 = model.context_length",
+       FIELD(train.seq_len)},
+      {"train", "eval_every", kAll, int64_t{100}, at_least(0),
+       "steps between evaluations; 0 = only at the end", FIELD(train.eval_every)},
+      {"train", "eval_batches", kAll, int64_t{20}, at_least(0),
+       "micro-batches per evaluation; 0 = the whole validation set", FIELD(train.eval_batches)},
+      {"train", "precision", kAll, string("fp32"), one_of({"fp32", "bf16"}),
+       "arithmetic precision (bf16 needs the CUDA backend)", FIELD(train.precision)},
+      {"train", "device", kAll, string("cpu"), one_of({"cpu", "cuda"}),
+       "where to train (cuda needs the CUDA backend)", FIELD(train.device)},
+      {"train", "threads", kAll, int64_t{0}, at_least(0),
+       "CPU threads; 0 = all cores", FIELD(train.threads)},
+
+      // [optim]
+      {"optim", "name", kAll, string("adamw"), one_of({"adamw", "sgd"}),
+       "optimizer", FIELD(optim.name)},
+      {"optim", "lr", kAll, 3e-4, above(0),
+       "peak learning rate", FIELD(optim.lr)},
+      {"optim", "min_lr", kAll, 0.0, at_least(0),
+       "learning rate at the end of the decay; <= lr", FIELD(optim.min_lr)},
+      {"optim", "warmup_steps", kAll, int64_t{0}, at_least(0),
+       "steps of linear warmup from 0 to lr; < train.steps", FIELD(optim.warmup_steps)},
+      {"optim", "schedule", kAll, string("cosine"), one_of({"cosine", "linear", "constant"}),
+       "decay from lr to min_lr after the warmup", FIELD(optim.schedule)},
+      {"optim", "decay_steps", kAll, int64_t{0}, at_least(0),
+       "step at which the decay reaches min_lr; 0 = train.steps", FIELD(optim.decay_steps)},
+      {"optim", "weight_decay", kAll, 0.1, at_least(0),
+       "decoupled weight decay (adamw) or L2 penalty (sgd)", FIELD(optim.weight_decay)},
+      {"optim", "beta1", kAll, 0.9, half_open(0, 1),
+       "adamw: first-moment decay", FIELD(optim.beta1)},
+      {"optim", "beta2", kAll, 0.95, half_open(0, 1),
+       "adamw: second-moment decay", FIELD(optim.beta2)},
+      {"optim", "eps", kAll, 1e-8, above(0),
+       "adamw: denominator epsilon", FIELD(optim.eps)},
+      {"optim", "momentum", kAll, 0.9, half_open(0, 1),
+       "sgd: momentum", FIELD(optim.momentum)},
+      {"optim", "nesterov", kAll, false, none(),
+       "sgd: Nesterov momentum", FIELD(optim.nesterov)},
+      {"optim", "grad_clip", kAll, 1.0, at_least(0),
+       "max global gradient norm; 0 = no clipping", FIELD(optim.grad_clip)},
+
+      // [parallel]
+      {"parallel", "dp", kAll, int64_t{1}, at_least(1),
+       "data-parallel ranks; dp x tp x pp = ranks launched", FIELD(parallel.dp)},
+      {"parallel", "tp", kAll, int64_t{1}, at_least(1),
+       "tensor-parallel ranks", FIELD(parallel.tp)},
+      {"parallel", "pp", kAll, int64_t{1}, at_least(1),
+       "pipeline-parallel ranks", FIELD(parallel.pp)},
+
+      // [checkpoint]
+      {"checkpoint", "dir", kAll, string(""), none(),
+       "where checkpoints go; \"\" = <log.out_dir>/checkpoints", FIELD(checkpoint.dir)},
+      {"checkpoint", "every", kAll, int64_t{0}, at_least(0),
+       "steps between checkpoints; 0 = none (only 0 for now)", FIELD(checkpoint.every)},
+      {"checkpoint", "keep", kAll, int64_t{3}, at_least(1),
+       "checkpoints kept on disk", FIELD(checkpoint.keep)},
+
+      // [log]
+      {"log", "out_dir", kAll, string(""), none(),
+       "run directory; \"\" = runs/<config file stem>", FIELD(log.out_dir)},
+      {"log", "every", kAll, int64_t{10}, at_least(1),
+       "steps between progress lines", FIELD(log.every)},
+  };
+}
+
+#undef FIELD
+
+}  // namespace
+
+const std::vector<KeySpec>& schema() {
+  static const std::vector<KeySpec> table = build_schema();
+  return table;
+}
+
+const std::vector<std::string>& sections() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> out;
+    for (const KeySpec& k : schema())
+      if (out.empty() || out.back() != k.section) out.push_back(k.section);
+    return out;
+  }();
+  return names;
+}
+
+const KeySpec* find_key(std::string_view section, std::string_view key) {
+  for (const KeySpec& k : schema())
+    if (section == k.section && key == k.key) return &k;
+  return nullptr;
+}
+
+bool applies_to(Applies applies, std::string_view model_type) {
+  switch (applies) {
+    case Applies::kAll: return true;
+    case Applies::kGpt: return model_type == "gpt";
+    case Applies::kCnn: return model_type == "cnn";
+  }
+  return false;
+}
+
+const char* applies_name(Applies applies) {
+  switch (applies) {
+    case Applies::kAll: return "all";
+    case Applies::kGpt: return "gpt";
+    case Applies::kCnn: return "cnn";
+  }
+  return "?";
+}
+
+Value get(const KeySpec& spec, const Config& c) {
+  // The accessors hand out mutable references; reading through a copy keeps
+  // one accessor per key instead of a const and a non-const one.
+  Config& mutable_c = const_cast<Config&>(c);
+  return std::visit([&](auto field) -> Value { return field(mutable_c); }, spec.field);
+}
+
+void set(const KeySpec& spec, Config& c, const Value& v) {
+  std::visit(
+      [&](auto field) {
+        using T = std::remove_reference_t<decltype(field(c))>;
+        field(c) = std::get<T>(v);
+      },
+      spec.field);
+}
+
+std::string toml_float(double x) {
+  if (std::isnan(x)) return "nan";
+  if (std::isinf(x)) return x > 0 ? "inf" : "-inf";
+  std::string s = fmt::format("{}", x);  // shortest text that round-trips
+  if (s.find_first_of(".e") == std::string::npos) s += ".0";
+  return s;
+}
+
+std::string toml_string(std::string_view s) {
+  std::string out = "\"";
+  for (char ch : s) {
+    switch (ch) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      case '\r': out += "\\r"; break;
+      default:
+        if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f)
+          out += fmt::format("\\u{:04X}", static_cast<unsigned char>(ch));
+        else
+          out += ch;
+    }
+  }
+  return out + "\"";
+}
+
+std::string toml_literal(const Value& v) {
+  struct Visitor {
+    std::string operator()(int64_t x) const { return std::to_string(x); }
+    std::string operator()(double x) const { return toml_float(x); }
+    std::string operator()(bool x) const { return x ? "true" : "false"; }
+    std::string operator()(const std::string& x) const { return toml_string(x); }
+    std::string operator()(const std::vector<int64_t>& xs) const {
+      return fmt::format("[{}]", fmt::join(xs, ", "));
+    }
+    std::string operator()(const std::vector<double>& xs) const {
+      std::string out = "[";
+      for (size_t i = 0; i < xs.size(); ++i) out += (i ? ", " : "") + toml_float(xs[i]);
+      return out + "]";
+    }
+  };
+  return std::visit(Visitor{}, v);
+}
+
+const char* kind_name(Kind kind) {
+  switch (kind) {
+    case Kind::kInt: return "int";
+    case Kind::kFloat: return "float";
+    case Kind::kBool: return "bool";
+    case Kind::kString: return "string";
+    case Kind::kInts: return "int[]";
+    case Kind::kFloats: return "float[]";
+  }
+  return "?";
+}
+
+const char* kind_phrase(Kind kind) {
+  switch (kind) {
+    case Kind::kInt: return "an integer";
+    case Kind::kFloat: return "a number";
+    case Kind::kBool: return "a boolean";
+    case Kind::kString: return "a string";
+    case Kind::kInts: return "an array of integers";
+    case Kind::kFloats: return "an array of numbers";
+  }
+  return "?";
+}
+
+std::string describe_bounds(const Constraint& c) {
+  auto num = [](double x) { return fmt::format("{}", x); };
+  if (c.lo && c.hi)
+    return fmt::format("in {}{}, {}{}", c.lo->inclusive ? "[" : "(", num(c.lo->value),
+                       num(c.hi->value), c.hi->inclusive ? "]" : ")");
+  if (c.lo) return fmt::format("{} {}", c.lo->inclusive ? ">=" : ">", num(c.lo->value));
+  if (c.hi) return fmt::format("{} {}", c.hi->inclusive ? "<=" : "<", num(c.hi->value));
+  return "";
+}
+
+std::string describe_constraint(const Constraint& c, Kind kind) {
+  std::vector<std::string> parts;
+  if (!c.choices.empty()) parts.push_back(fmt::format("one of {}", fmt::join(c.choices, "|")));
+  if (c.non_empty) parts.push_back("non-empty");
+  std::string bounds = describe_bounds(c);
+  if (!bounds.empty())
+    parts.push_back(kind == Kind::kInts || kind == Kind::kFloats ? "each " + bounds : bounds);
+  return fmt::format("{}", fmt::join(parts, ", "));
+}
+
+}  // namespace dtrain::config

@@ -1,0 +1,236 @@
+// Checks between keys and derived values: the rules a single key's type and
+// range cannot express. Each check runs only when the keys it reads were
+// themselves valid, so one mistake gives one message.
+#include "config/validate.h"
+
+#include <filesystem>
+#include <initializer_list>
+#include <optional>
+
+#include <fmt/format.h>
+
+#include "config/schema.h"
+
+namespace dtrain::config {
+
+namespace {
+
+std::optional<int64_t> checked_mul(int64_t a, int64_t b) {
+  int64_t out;
+  if (__builtin_mul_overflow(a, b, &out)) return std::nullopt;
+  return out;
+}
+
+class Validator {
+ public:
+  Validator(Config& c, const std::vector<KeyState>& keys, const std::string& name,
+            const std::string& run_name, int world_size, Problems& problems)
+      : c_(c),
+        keys_(keys),
+        name_(name),
+        run_name_(run_name),
+        world_size_(world_size),
+        problems_(problems) {}
+
+  void run() {
+    if (ok({"model.type"})) {
+      if (c_.model.type == "gpt") check_gpt();
+      if (c_.model.type == "cnn") check_cnn();
+    }
+    check_backend();
+    check_optim();
+    check_parallel();
+    resolve_batch();
+    resolve_paths();
+  }
+
+ private:
+  const KeyState& key(std::string_view name) const {
+    auto dot = name.find('.');
+    const KeySpec* spec = find_key(name.substr(0, dot), name.substr(dot + 1));
+    return keys_[index_of(*spec)];
+  }
+  bool ok(std::initializer_list<std::string_view> names) const {
+    for (auto n : names)
+      if (key(n).bad) return false;
+    return true;
+  }
+  bool is_set(std::string_view name) const { return key(name).origin.explicit_value(); }
+  // Where to point the user for a problem with these keys: the first one the
+  // config sets, else the config as a whole.
+  Origin where(std::initializer_list<std::string_view> names) const {
+    for (auto n : names)
+      if (is_set(n)) return key(n).origin;
+    return Origin::defaults(name_);
+  }
+  void problem(std::initializer_list<std::string_view> names, std::string what) {
+    problems_.add(where(names), std::move(what));
+  }
+
+  void require_path(std::string_view name, const std::string& value, const char* model_type) {
+    if (!value.empty() || key(name).bad) return;
+    problem({name}, fmt::format("{}: expected a file path (required for model.type \"{}\"), got {}",
+                                name, model_type, is_set(name) ? "\"\"" : "no value"));
+  }
+
+  void check_gpt() {
+    const ModelConfig& m = c_.model;
+    if (ok({"model.n_embd", "model.n_head"}) && m.n_embd % m.n_head != 0)
+      problem({"model.n_embd", "model.n_head"},
+              fmt::format("model.n_embd: expected a multiple of model.n_head ({}), got {}",
+                          m.n_head, m.n_embd));
+    if (ok({"train.seq_len", "model.context_length"})) {
+      if (c_.train.seq_len > m.context_length)
+        problem({"train.seq_len", "model.context_length"},
+                fmt::format("train.seq_len: expected at most model.context_length ({}), got {}",
+                            m.context_length, c_.train.seq_len));
+      else if (c_.train.seq_len == 0)
+        c_.train.seq_len = m.context_length;
+    }
+    require_path("data.train", c_.data.train, "gpt");
+    require_path("data.val", c_.data.val, "gpt");
+  }
+
+  void check_cnn() {
+    const ModelConfig& m = c_.model;
+    if (ok({"model.channels", "model.blocks"}) && m.blocks.size() != m.channels.size())
+      problem({"model.blocks", "model.channels"},
+              fmt::format("model.blocks: expected {} entries (one per model.channels entry), "
+                          "got {}",
+                          m.channels.size(), m.blocks.size()));
+    for (auto [name, values] :
+         {std::pair{"data.mean", &c_.data.mean}, std::pair{"data.std", &c_.data.std}}) {
+      size_t n = values->size();
+      if (!ok({name, "model.in_channels"}) || n == 1 || static_cast<int64_t>(n) == m.in_channels)
+        continue;
+      std::string expected =
+          m.in_channels == 1
+              ? "1 entry (model.in_channels is 1)"
+              : fmt::format("1 entry or {} (one per model.in_channels)", m.in_channels);
+      problem({name, "model.in_channels"},
+              fmt::format("{}: expected {}, got {} entries", name, expected, n));
+    }
+    require_path("data.train_images", c_.data.train_images, "cnn");
+    require_path("data.train_labels", c_.data.train_labels, "cnn");
+    require_path("data.val_images", c_.data.val_images, "cnn");
+    require_path("data.val_labels", c_.data.val_labels, "cnn");
+  }
+
+  void check_backend() {
+    if (c_.train.precision == "bf16")
+      problem({"train.precision"},
+              "train.precision: bf16 needs the CUDA backend, which this build does not have");
+    if (c_.train.device == "cuda")
+      problem({"train.device"},
+              "train.device: cuda needs the CUDA backend, which this build does not have");
+    if (c_.checkpoint.every > 0)
+      problem({"checkpoint.every"},
+              "checkpoint.every: writing checkpoints is not available in this version yet");
+  }
+
+  void check_optim() {
+    OptimConfig& o = c_.optim;
+    if (ok({"optim.min_lr", "optim.lr"}) && o.min_lr > o.lr)
+      problem({"optim.min_lr", "optim.lr"},
+              fmt::format("optim.min_lr: expected at most optim.lr ({}), got {}", o.lr, o.min_lr));
+    if (ok({"optim.warmup_steps", "train.steps"}) && o.warmup_steps >= c_.train.steps)
+      problem({"optim.warmup_steps", "train.steps"},
+              fmt::format("optim.warmup_steps: expected less than train.steps ({}), got {}",
+                          c_.train.steps, o.warmup_steps));
+    if (ok({"optim.decay_steps", "train.steps"}) && o.decay_steps == 0)
+      o.decay_steps = c_.train.steps;
+  }
+
+  void check_parallel() {
+    if (!ok({"parallel.dp", "parallel.tp", "parallel.pp"})) return;
+    const ParallelConfig& p = c_.parallel;
+    auto dp_tp = checked_mul(p.dp, p.tp);
+    auto ranks = dp_tp ? checked_mul(*dp_tp, p.pp) : std::nullopt;
+    if (!ranks || *ranks != world_size_)
+      problem({"parallel.dp", "parallel.tp", "parallel.pp"},
+              fmt::format("parallel: dp x tp x pp = {} but {} {} launched",
+                          ranks ? fmt::to_string(*ranks) : "(too large)", world_size_,
+                          world_size_ == 1 ? "rank was" : "ranks were"));
+  }
+
+  // global_batch = micro_batch x grad_accum x dp: any two give the third.
+  void resolve_batch() {
+    if (!ok({"train.global_batch", "train.micro_batch", "train.grad_accum", "parallel.dp"})) return;
+    TrainConfig& t = c_.train;
+    const int64_t dp = c_.parallel.dp;
+    const std::initializer_list<std::string_view> names = {"train.global_batch",
+                                                           "train.micro_batch", "train.grad_accum"};
+    auto fail = [&](std::string what) { problem(names, std::move(what)); };
+    const bool g = t.global_batch > 0, m = t.micro_batch > 0, a = t.grad_accum > 0;
+
+    if (!g && !m) {
+      fail(fmt::format("set two of train.global_batch, train.micro_batch, train.grad_accum ({})",
+                       a ? "only train.grad_accum is set" : "none is set"));
+      return;
+    }
+    if (!g) {  // micro_batch [and grad_accum]: global follows
+      if (!a) t.grad_accum = 1;
+      auto per_rank = checked_mul(t.micro_batch, t.grad_accum);
+      auto global = per_rank ? checked_mul(*per_rank, dp) : std::nullopt;
+      if (!global)
+        return fail(fmt::format("train.micro_batch {} x grad_accum {} x dp {} is too large",
+                                t.micro_batch, t.grad_accum, dp));
+      t.global_batch = *global;
+      return;
+    }
+    if (!m && !a) {  // global only: no accumulation
+      if (t.global_batch % dp != 0)
+        return fail(
+            fmt::format("train.global_batch = {} is not a multiple of dp {}, so "
+                        "micro_batch (with grad_accum 1) cannot be derived",
+                        t.global_batch, dp));
+      t.grad_accum = 1;
+      t.micro_batch = t.global_batch / dp;
+      return;
+    }
+    if (m && a) {
+      auto per_rank = checked_mul(t.micro_batch, t.grad_accum);
+      auto global = per_rank ? checked_mul(*per_rank, dp) : std::nullopt;
+      if (!global || *global != t.global_batch)
+        fail(fmt::format("train.global_batch = {} but micro_batch {} x grad_accum {} x dp {} = {}",
+                         t.global_batch, t.micro_batch, t.grad_accum, dp,
+                         global ? fmt::to_string(*global) : "(too large)"));
+      return;
+    }
+    // global and one of micro_batch, grad_accum: the other is the quotient.
+    const int64_t known = m ? t.micro_batch : t.grad_accum;
+    const char* known_name = m ? "micro_batch" : "grad_accum";
+    const char* derived_name = m ? "grad_accum" : "micro_batch";
+    auto divisor = checked_mul(known, dp);
+    if (!divisor || t.global_batch % *divisor != 0)
+      return fail(
+          fmt::format("train.global_batch = {} is not a multiple of {} {} x dp {} = {}, "
+                      "so {} cannot be derived",
+                      t.global_batch, known_name, known, dp,
+                      divisor ? fmt::to_string(*divisor) : "(too large)", derived_name));
+    (m ? t.grad_accum : t.micro_batch) = t.global_batch / *divisor;
+  }
+
+  void resolve_paths() {
+    namespace fs = std::filesystem;
+    if (c_.log.out_dir.empty()) c_.log.out_dir = (fs::path("runs") / run_name_).string();
+    if (c_.checkpoint.dir.empty())
+      c_.checkpoint.dir = (fs::path(c_.log.out_dir) / "checkpoints").string();
+  }
+
+  Config& c_;
+  const std::vector<KeyState>& keys_;
+  const std::string& name_;
+  const std::string& run_name_;
+  int world_size_;
+  Problems& problems_;
+};
+
+}  // namespace
+
+void validate_and_resolve(Config& c, const std::vector<KeyState>& keys, const std::string& name,
+                          const std::string& run_name, int world_size, Problems& problems) {
+  Validator(c, keys, name, run_name, world_size, problems).run();
+}
+
+}  // namespace dtrain::config

@@ -1,0 +1,62 @@
+#include "train/data_source.h"
+
+#include "data/image_dataset.h"
+#include "data/image_sampler.h"
+#include "data/token_file.h"
+#include "data/token_sampler.h"
+
+namespace dtrain {
+
+namespace {
+
+class TokenSource : public DataSource {
+ public:
+  TokenSource(const std::string& path, int64_t vocab, int64_t seq_len, uint64_t seed, bool shuffle)
+      : file_(path), sampler_((file_.check_vocab(vocab), file_), seq_len, seed, shuffle) {}
+  int64_t size() const override { return sampler_.windows(); }
+  void fill(int64_t first, int64_t count, Tensor& x, Tensor& y) override {
+    sampler_.fill(first, count, x, y);
+  }
+
+ private:
+  TokenFile file_;
+  TokenSampler sampler_;
+};
+
+class ImageSource : public DataSource {
+ public:
+  ImageSource(const std::string& images, const std::string& labels, const Config& cfg, bool shuffle)
+      : data_(checked(ImageDataset(images, labels), cfg.model)),
+        sampler_(data_, cfg.data.mean, cfg.data.std, static_cast<uint64_t>(cfg.train.seed), shuffle) {}
+  int64_t size() const override { return sampler_.size(); }
+  void fill(int64_t first, int64_t count, Tensor& x, Tensor& y) override {
+    sampler_.fill(first, count, x, y);
+  }
+
+ private:
+  static ImageDataset checked(ImageDataset d, const ModelConfig& m) {
+    d.check_shape(m.in_channels, m.image_size, m.image_size);
+    d.check_classes(m.num_classes);
+    return d;
+  }
+  ImageDataset data_;
+  ImageSampler sampler_;
+};
+
+}  // namespace
+
+DataSources open_data(const Config& cfg, int64_t seq_len) {
+  DataSources s;
+  const auto seed = static_cast<uint64_t>(cfg.train.seed);
+  if (cfg.model.type == "gpt") {
+    s.train = std::make_unique<TokenSource>(cfg.data.train, cfg.model.vocab_size, seq_len, seed,
+                                            cfg.data.shuffle);
+    s.val = std::make_unique<TokenSource>(cfg.data.val, cfg.model.vocab_size, seq_len, seed, false);
+  } else {
+    s.train = std::make_unique<ImageSource>(cfg.data.train_images, cfg.data.train_labels, cfg, cfg.data.shuffle);
+    s.val = std::make_unique<ImageSource>(cfg.data.val_images, cfg.data.val_labels, cfg, false);
+  }
+  return s;
+}
+
+}  // namespace dtrain

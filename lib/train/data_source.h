@@ -1,0 +1,31 @@
+// The trainer's view of a dataset: samples addressed by a global index, filled
+// into preallocated (x, y) tensors. Wraps the token and image samplers of
+// lib/data so the step loop is the same for the GPT and the CNN.
+#pragma once
+
+#include <memory>
+
+#include "config/config.h"
+#include "core/tensor.h"
+
+namespace dtrain {
+
+class DataSource {
+ public:
+  virtual ~DataSource() = default;
+  // Samples in one pass (one epoch) over the data.
+  virtual int64_t size() const = 0;
+  // Writes samples [first, first + count) into x and y (leading dimension >= count).
+  virtual void fill(int64_t first, int64_t count, Tensor& x, Tensor& y) = 0;
+};
+
+struct DataSources {
+  std::unique_ptr<DataSource> train;
+  std::unique_ptr<DataSource> val;  // never shuffled
+};
+
+// Opens and checks the data files of `cfg` against its model (vocabulary,
+// image shape, classes). Throws InputError naming the file on any problem.
+DataSources open_data(const Config& cfg, int64_t seq_len);
+
+}  // namespace dtrain

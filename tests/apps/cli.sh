@@ -1,0 +1,43 @@
+# The command line: help, validate, exit codes and one-line errors for bad input.
+source "$(dirname "$0")/common.bash"
+
+expect_exit 0 "$DTRAIN" --help
+grep -q "run" "$WORK/out" && grep -q "validate" "$WORK/out" || fail "--help lacks subcommands"
+expect_exit 0 "$DTRAIN" run --help
+grep -q -- "--set" "$WORK/out" && grep -q -- "--out" "$WORK/out" || fail "run --help lacks --set/--out"
+expect_exit 0 "$DTRAIN" keys
+grep -q "train.steps" "$WORK/out" || fail "keys lacks train.steps"
+expect_exit 2 "$DTRAIN" frobnicate
+
+make_tokens
+tiny_gpt_config
+
+# validate prints the resolved config, which validates again to the same text.
+expect_exit 0 "$DTRAIN" validate "$WORK/tiny.toml" --set train.steps=7
+cp "$WORK/out" "$WORK/resolved.toml"
+grep -q "steps = 7" "$WORK/resolved.toml" || fail "override not in resolved config"
+grep -q "global_batch = 8" "$WORK/resolved.toml" || fail "global_batch not derived"
+expect_exit 0 "$DTRAIN" validate "$WORK/resolved.toml"
+cmp -s "$WORK/out" "$WORK/resolved.toml" || fail "resolved config does not round-trip"
+
+# A misspelt key: exit 2, file and line named, did-you-mean.
+sed 's/^n_layer = 2/n_layers = 2/' "$WORK/tiny.toml" >"$WORK/bad.toml"
+expect_exit 2 "$DTRAIN" run "$WORK/bad.toml"
+expect_err "bad.toml:6"
+expect_err "did you mean 'model.n_layer'"
+
+# A bad override.
+expect_exit 2 "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=-1
+expect_err "train.steps"
+
+# Missing data file: exit 2, the file named, nothing written.
+expect_exit 2 "$DTRAIN" run "$WORK/tiny.toml" --set data.train="$WORK/nope.bin" --out "$WORK/run0"
+expect_err "nope.bin"
+
+# A token id beyond the vocabulary.
+expect_exit 2 "$DTRAIN" run "$WORK/tiny.toml" --set model.vocab_size=100 --out "$WORK/run1"
+expect_err "vocab_size"
+
+# A missing config file.
+expect_exit 2 "$DTRAIN" run "$WORK/absent.toml"
+echo "cli: ok"

@@ -1,0 +1,156 @@
+#include "data/token_sampler.h"
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "core/rng.h"
+#include "data/data_files.h"
+
+using namespace dtrain;
+using namespace dtrain::testing;
+
+namespace {
+
+// A token file of n tokens with tokens[i] = i, read back.
+struct Corpus {
+  TempDir dir;
+  std::string path = dir.file("corpus.bin");
+  TokenFile file;
+  explicit Corpus(int64_t n) : file((write_bytes(path, token_file(iota_tokens(n))), path)) {}
+};
+
+// The windows (first input token / T) of samples [first, first + count).
+std::vector<int64_t> windows_of(TokenSampler& s, int64_t first, int64_t count) {
+  const int64_t T = s.seq_len();
+  Tensor x = Tensor::empty(Shape{count, T}, DType::i32);
+  Tensor y = Tensor::empty(Shape{count, T}, DType::i32);
+  s.fill(first, count, x, y);
+  std::vector<int64_t> w;
+  for (int64_t r = 0; r < count; ++r) w.push_back(x.data<int32_t>()[r * T] / T);
+  return w;
+}
+
+std::vector<int32_t> as_vector(const Tensor& t) {
+  return {t.data<int32_t>(), t.data<int32_t>() + t.numel()};
+}
+
+bool is_permutation_of_range(std::vector<int64_t> v, int64_t n) {
+  std::sort(v.begin(), v.end());
+  for (int64_t i = 0; i < n; ++i)
+    if (v[i] != i) return false;
+  return static_cast<int64_t>(v.size()) == n;
+}
+
+}  // namespace
+
+TEST_CASE("the file is cut into (N - 1) / T non-overlapping windows") {
+  Corpus a(101), b(100), c(5);
+  CHECK(TokenSampler(a.file, 10, 0, false).windows() == 10);
+  CHECK(TokenSampler(b.file, 10, 0, false).windows() == 9);
+  CHECK(TokenSampler(c.file, 4, 0, false).windows() == 1);
+  std::string msg = input_error([&] { TokenSampler s(c.file, 5, 0, false); });
+  CHECK(msg == "'" + c.path + "' has 5 tokens, too few for one sequence of seq_len + 1 = 6 tokens");
+}
+
+TEST_CASE("targets are the inputs shifted by one token, and windows do not overlap") {
+  Corpus corpus(101);
+  const int64_t T = 10;
+  TokenSampler s(corpus.file, T, 1, false);
+  Tensor x = Tensor::empty(Shape{10, T}, DType::i32);
+  Tensor y = Tensor::empty(Shape{10, T}, DType::i32);
+  s.fill(0, 10, x, y);
+  for (int64_t r = 0; r < 10; ++r)
+    for (int64_t t = 0; t < T; ++t) {
+      CHECK(x.data<int32_t>()[r * T + t] == r * T + t);
+      CHECK(y.data<int32_t>()[r * T + t] == r * T + t + 1);  // the last target is token 100
+    }
+}
+
+TEST_CASE("without shuffling, samples are the windows in order, epoch after epoch") {
+  Corpus corpus(61);
+  TokenSampler s(corpus.file, 6, 123, false);
+  REQUIRE(s.windows() == 10);
+  std::vector<int64_t> expect;
+  for (int64_t i = 0; i < 25; ++i) expect.push_back(i % 10);
+  CHECK(windows_of(s, 0, 25) == expect);
+  CHECK(s.epoch(9) == 0);
+  CHECK(s.epoch(10) == 1);
+}
+
+TEST_CASE("shuffled: every window exactly once per epoch, a new order each epoch") {
+  Corpus corpus(201);
+  const int64_t W = 50;
+  TokenSampler s(corpus.file, 4, 7, true);
+  REQUIRE(s.windows() == W);
+  std::vector<int64_t> identity(W);
+  for (int64_t i = 0; i < W; ++i) identity[i] = i;
+  std::vector<std::vector<int64_t>> epochs;
+  for (int64_t e = 0; e < 3; ++e) {
+    epochs.push_back(windows_of(s, e * W, W));
+    CHECK(is_permutation_of_range(epochs.back(), W));
+    CHECK(epochs.back() != identity);
+    // The documented order: random_permutation(hash_combine(seed, epoch)).
+    std::vector<int64_t> perm;
+    random_permutation(hash_combine(7, static_cast<uint64_t>(e)), perm, W);
+    CHECK(epochs.back() == perm);
+  }
+  CHECK(epochs[0] != epochs[1]);
+  CHECK(epochs[1] != epochs[2]);
+}
+
+TEST_CASE("shuffling is a pure function of the seed") {
+  Corpus corpus(201);
+  TokenSampler a(corpus.file, 4, 7, true), b(corpus.file, 4, 7, true), c(corpus.file, 4, 8, true);
+  std::vector<int64_t> wa = windows_of(a, 0, 120);
+  CHECK(wa == windows_of(b, 0, 120));
+  CHECK(wa != windows_of(c, 0, 120));
+}
+
+TEST_CASE("batches do not depend on how the samples are split into calls") {
+  Corpus corpus(201);
+  for (bool shuffle : {false, true}) {
+    CAPTURE(shuffle);
+    const int64_t T = 4, W = 50;
+    TokenSampler whole(corpus.file, T, 3, shuffle);
+    Tensor x = Tensor::empty(Shape{8, T}, DType::i32), y = Tensor::empty(Shape{8, T}, DType::i32);
+    whole.fill(0, 8, x, y);
+
+    TokenSampler split(corpus.file, T, 3, shuffle);
+    Tensor x2 = Tensor::empty(Shape{8, T}, DType::i32), y2 = Tensor::empty(Shape{8, T}, DType::i32);
+    Tensor x2a = x2.narrow0(0, 4), y2a = y2.narrow0(0, 4);
+    Tensor x2b = x2.narrow0(4, 8), y2b = y2.narrow0(4, 8);
+    split.fill(0, 4, x2a, y2a);
+    split.fill(4, 4, x2b, y2b);
+    CHECK(as_vector(x) == as_vector(x2));
+    CHECK(as_vector(y) == as_vector(y2));
+
+    // Across epoch boundaries and out of order (a resumed run, or ranks that
+    // each read their share): one sample at a time, from the end backwards.
+    std::vector<int64_t> all = windows_of(whole, 40, 2 * W + 20);
+    TokenSampler fresh(corpus.file, T, 3, shuffle);
+    for (int64_t i = 2 * W + 19; i >= 0; --i) CHECK(windows_of(fresh, 40 + i, 1)[0] == all[i]);
+  }
+}
+
+TEST_CASE("fill writes only the first count rows and checks its tensors") {
+  Corpus corpus(101);
+  TokenSampler s(corpus.file, 10, 0, false);
+  Tensor x = Tensor::empty(Shape{6, 10}, DType::i32), y = Tensor::empty(Shape{6, 10}, DType::i32);
+  std::fill_n(x.data<int32_t>(), 60, -1);
+  std::fill_n(y.data<int32_t>(), 60, -1);
+  s.fill(3, 4, x, y);
+  CHECK(x.data<int32_t>()[0] == 30);
+  CHECK(x.data<int32_t>()[39] == 69);
+  CHECK(y.data<int32_t>()[39] == 70);
+  CHECK(x.data<int32_t>()[40] == -1);
+  CHECK(y.data<int32_t>()[59] == -1);
+
+  Tensor wrong_len = Tensor::empty(Shape{6, 9}, DType::i32);
+  Tensor wrong_type = Tensor::empty(Shape{6, 10}, DType::f32);
+  CHECK_THROWS_AS(s.fill(0, 4, wrong_len, y), InternalError);
+  CHECK_THROWS_AS(s.fill(0, 4, x, wrong_type), InternalError);
+  CHECK_THROWS_AS(s.fill(0, 7, x, y), InternalError);
+  CHECK_THROWS_AS(s.fill(-1, 1, x, y), InternalError);
+}

@@ -1,0 +1,117 @@
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "model/fixture.h"
+#include "optim/optimizer.h"
+
+using namespace dtrain;
+using dtrain::testing::Fixture;
+using dtrain::testing::fixture_path;
+
+namespace {
+
+OptimConfig base_config(const std::string& name) {
+  OptimConfig c{};
+  c.name = name;
+  c.lr = 1e-2;
+  c.min_lr = 0;
+  c.warmup_steps = 0;
+  c.schedule = "cosine";
+  c.decay_steps = 0;
+  c.weight_decay = name == "adamw" ? 0.1 : 0.01;
+  c.beta1 = 0.9;
+  c.beta2 = 0.95;
+  c.eps = 1e-8;
+  c.momentum = 0.9;
+  c.nesterov = false;
+  c.grad_clip = 0;
+  return c;
+}
+
+void load(Tensor t, const std::vector<double>& v) {
+  REQUIRE(t.numel() == static_cast<int64_t>(v.size()));
+  std::copy(v.begin(), v.end(), t.data<double>());
+}
+
+void check_close(const Tensor& t, const std::vector<double>& ref) {
+  REQUIRE(t.numel() == static_cast<int64_t>(ref.size()));
+  for (size_t i = 0; i < ref.size(); ++i) CHECK(t.data<double>()[i] == doctest::Approx(ref[i]).epsilon(1e-12));
+}
+
+void run_against_pytorch(const std::string& name, OptimConfig cfg) {
+  Fixture fx(fixture_path("optim.fix"));
+  ParamStore ps;
+  Param& w = ps.add("w", Shape{3, 4}, Init::zeros(), /*decay=*/true);
+  Param& b = ps.add("b", Shape{4}, Init::zeros(), /*decay=*/false);
+  ps.allocate(DType::f64, Device::cpu(), 0);
+  load(w.value, fx.at("w0").f);
+  load(b.value, fx.at("b0").f);
+  auto opt = make_optimizer(cfg, ps);
+  for (int k = 0; k < 3; ++k) {
+    load(w.grad, fx.at(fmt::format("grad_w/{}", k)).f);
+    load(b.grad, fx.at(fmt::format("grad_b/{}", k)).f);
+    opt->step(fx.at("lrs").f[k]);
+    check_close(w.value, fx.at(fmt::format("{}/w/{}", name, k)).f);
+    check_close(b.value, fx.at(fmt::format("{}/b/{}", name, k)).f);
+  }
+  CHECK(opt->steps_done() == 3);
+}
+
+}  // namespace
+
+TEST_CASE("AdamW matches torch.optim.AdamW (decay on weights, not on biases)") {
+  run_against_pytorch("adamw", base_config("adamw"));
+}
+
+TEST_CASE("SGD with momentum matches torch.optim.SGD") {
+  run_against_pytorch("sgd", base_config("sgd"));
+}
+
+TEST_CASE("SGD with Nesterov momentum matches torch.optim.SGD(nesterov=True)") {
+  OptimConfig c = base_config("sgd");
+  c.nesterov = true;
+  run_against_pytorch("sgd_nesterov", c);
+}
+
+TEST_CASE("learning-rate schedule: warm-up, cosine and linear decay, floor") {
+  OptimConfig c = base_config("adamw");
+  c.lr = 1.0;
+  c.min_lr = 0.1;
+  c.warmup_steps = 10;
+  CHECK(learning_rate(c, 110, 0) == doctest::Approx(0.1));
+  CHECK(learning_rate(c, 110, 9) == doctest::Approx(1.0));
+  CHECK(learning_rate(c, 110, 10) == doctest::Approx(1.0));
+  CHECK(learning_rate(c, 110, 60) == doctest::Approx(0.55));  // cosine half-way
+  CHECK(learning_rate(c, 110, 110) == doctest::Approx(0.1));
+  CHECK(learning_rate(c, 110, 500) == doctest::Approx(0.1));
+  c.schedule = "linear";
+  CHECK(learning_rate(c, 110, 35) == doctest::Approx(1.0 - 0.9 * 0.25));
+  c.decay_steps = 60;  // decay ends early, then stays at min_lr
+  CHECK(learning_rate(c, 110, 35) == doctest::Approx(0.55));
+  CHECK(learning_rate(c, 110, 80) == doctest::Approx(0.1));
+  c.schedule = "constant";
+  CHECK(learning_rate(c, 110, 80) == doctest::Approx(1.0));
+  CHECK(learning_rate(c, 110, 4) == doctest::Approx(0.5));
+}
+
+TEST_CASE("gradient clipping by global norm, folded into the update") {
+  ParamStore ps;
+  Param& a = ps.add("a", Shape{2}, Init::zeros(), true);
+  Param& b = ps.add("b", Shape{1}, Init::zeros(), false);
+  ps.allocate(DType::f64, Device::cpu(), 0);
+  a.grad.data<double>()[0] = 3, a.grad.data<double>()[1] = 0, b.grad.data<double>()[0] = 4;
+  const double norm = grad_norm(ps);
+  CHECK(norm == doctest::Approx(5.0).epsilon(1e-15));
+  CHECK(clip_scale(norm, 0) == 1.0);   // off
+  CHECK(clip_scale(norm, 10) == 1.0);  // below the limit
+  CHECK(clip_scale(norm, 1) == doctest::Approx(0.2));
+  // SGD without momentum or decay: w -= lr * scale * g.
+  OptimConfig c = base_config("sgd");
+  c.momentum = 0;
+  c.weight_decay = 0;
+  auto opt = make_optimizer(c, ps);
+  opt->step(1.0, clip_scale(norm, 1));
+  CHECK(a.value.data<double>()[0] == doctest::Approx(-0.6));
+  CHECK(b.value.data<double>()[0] == doctest::Approx(-0.8));
+}

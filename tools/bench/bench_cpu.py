@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Side-by-side CPU training throughput: dtrain vs PyTorch, same shapes, same threads, fp32.
+
+For each case it alternates dtrain and PyTorch runs (--rounds times, so drifting load on a shared
+machine hits both), takes the median step time after warm-up, and prints a markdown table with
+the throughput ratio and dtrain's model FLOP utilisation against the sgemm ceiling (--peak,
+GFLOP/s; measure it with build/sgemm_peak).
+
+Run from the repository root after tools/setup.sh:
+  python3 tools/bench/bench_cpu.py [--rounds 2] [--steps 8] [--warmup 2] [--threads 2]
+PyTorch runs with Debian's /usr/bin/python3, OMP_WAIT_POLICY=PASSIVE and glibc malloc tunables
+(its best settings on this machine).
+"""
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TORCH_ENV = {"OMP_WAIT_POLICY": "PASSIVE",
+             "GLIBC_TUNABLES": "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736"}
+
+CASES = [
+    # name, dtrain config, PyTorch reference arguments (same shapes), unit
+    ("GPT-2 124M (12L, 768, V=50304), 4x64 tok", "configs/bench/gpt2-124m.toml",
+     ["gpt", "--layers", "12", "--heads", "12", "--width", "768", "--batch", "4", "--seq", "64"], "tok/s"),
+    ("GPT small (4L, 256, V=50304), 4x64 tok", "configs/bench/gpt-small.toml",
+     ["gpt", "--layers", "4", "--heads", "4", "--width", "256", "--batch", "4", "--seq", "64"], "tok/s"),
+    ("CNN MNIST (16-16-32-64), batch 64", "configs/cnn-mnist.toml",
+     ["cnn", "--batch", "64", "--stem", "16", "--channels", "16,32,64", "--blocks", "1,1,1"], "img/s"),
+]
+
+
+def run_dtrain(binary, config, steps, warmup, threads):
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [binary, "run", config, "--out", out, "--set", f"train.steps={steps + warmup}",
+               "--set", f"train.threads={threads}", "--set", "train.eval_every=0",
+               "--set", "train.eval_batches=1", "--set", "log.every=1000"]
+        log = subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, text=True).stdout
+        gflop = float(re.search(r"([0-9.]+) GFLOP per step", log).group(1))
+        recs = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
+        times = [r["step_seconds"] for r in recs if "step_seconds" in r][warmup:]
+        cfg = open(os.path.join(out, "config.toml")).read()
+    batch = int(cfg.split("global_batch = ")[1].split("\n")[0])
+    seq = int(cfg.split("seq_len = ")[1].split("\n")[0]) if "\nseq_len" in cfg else 1
+    return statistics.median(times), batch * max(seq, 1), gflop
+
+
+def run_torch(args, steps, warmup, threads):
+    env = dict(os.environ, **TORCH_ENV)
+    cmd = ["/usr/bin/python3", os.path.join(ROOT, "tools/bench/torch_reference.py"), *args,
+           "--steps", str(steps), "--warmup", str(warmup), "--threads", str(threads)]
+    out = subprocess.run(cmd, check=True, env=env, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["step_seconds"]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--binary", default=os.path.join(ROOT, "build/dtrain"))
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--peak", type=float, default=340.0, help="sgemm ceiling, GFLOP/s")
+    ap.add_argument("--only", default="", help="substring of the case names to run")
+    a = ap.parse_args()
+    env_threads = {"OMP_NUM_THREADS": str(a.threads)}
+    os.environ.update(env_threads)
+    rows = []
+    for name, config, targs, unit in CASES:
+        if a.only and a.only not in name:
+            continue
+        d_times, t_times = [], []
+        items = None
+        for _ in range(a.rounds):
+            dt, items, gflop = run_dtrain(a.binary, config, a.steps, a.warmup, a.threads)
+            d_times.append(dt)
+            t_times.append(run_torch(targs, a.steps, a.warmup, a.threads))
+        d, t = statistics.median(d_times), statistics.median(t_times)
+        rows.append((name, items / d, items / t, t / d, unit, d, t, gflop / d / a.peak))
+        print(f"{name}: dtrain {items / d:.1f} {unit}, pytorch {items / t:.1f} {unit}", file=sys.stderr)
+    print(f"| case | dtrain | PyTorch | dtrain / PyTorch | dtrain step | PyTorch step | dtrain MFU (vs {a.peak:.0f} GFLOP/s) |")
+    print("|---|---|---|---|---|---|---|")
+    for name, dr, tr, ratio, unit, d, t, mfu in rows:
+        print(f"| {name} | {dr:.1f} {unit} | {tr:.1f} {unit} | {ratio:.2f}x | {d * 1e3:.0f} ms | {t * 1e3:.0f} ms | {100 * mfu:.0f}% |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""PyTorch reference models for the side-by-side CPU benchmark (tools/bench/bench_cpu.sh).
+
+The same shapes as dtrain's configs: a GPT-2-style decoder (pre-LayerNorm,
+causal attention, tanh-GELU MLP, tied head, AdamW) and the ResNet-style CNN
+(BasicBlocks with batch norm). Trains on random data for --steps after
+--warmup steps and prints one JSON line with the measured throughput.
+
+Run with Debian's torch: /usr/bin/python3 tools/bench/torch_reference.py gpt --layers 12 ...
+"""
+import argparse
+import json
+import math
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Block(nn.Module):
+    def __init__(self, c, heads):
+        super().__init__()
+        self.heads = heads
+        self.ln1 = nn.LayerNorm(c)
+        self.qkv = nn.Linear(c, 3 * c)
+        self.proj = nn.Linear(c, c)
+        self.ln2 = nn.LayerNorm(c)
+        self.fc = nn.Linear(c, 4 * c)
+        self.fc_proj = nn.Linear(4 * c, c)
+
+    def forward(self, x):
+        b, t, c = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(c, dim=2)
+        q, k, v = (z.view(b, t, self.heads, c // self.heads).transpose(1, 2) for z in (q, k, v))
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+        mask = torch.ones(t, t, dtype=torch.bool).tril()
+        att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+        y = (att @ v).transpose(1, 2).contiguous().view(b, t, c)
+        x = x + self.proj(y)
+        return x + self.fc_proj(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
+
+
+class GPT(nn.Module):
+    def __init__(self, vocab, ctx, layers, heads, c):
+        super().__init__()
+        self.wte = nn.Embedding(vocab, c)
+        self.wpe = nn.Embedding(ctx, c)
+        self.blocks = nn.ModuleList(Block(c, heads) for _ in range(layers))
+        self.ln_f = nn.LayerNorm(c)
+
+    def forward(self, idx, targets):
+        t = idx.size(1)
+        x = self.wte(idx) + self.wpe(torch.arange(t))
+        for blk in self.blocks:
+            x = blk(x)
+        logits = self.ln_f(x) @ self.wte.weight.t()
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.down = None
+        if stride != 1 or cin != cout:
+            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return F.relu(y + (x if self.down is None else self.down(x)))
+
+
+class CNN(nn.Module):
+    def __init__(self, cin, stem, channels, blocks, classes):
+        super().__init__()
+        layers = [nn.Conv2d(cin, stem, 3, 1, 1, bias=False), nn.BatchNorm2d(stem), nn.ReLU()]
+        c = stem
+        for s, (cout, n) in enumerate(zip(channels, blocks)):
+            for b in range(n):
+                layers.append(BasicBlock(c, cout, 2 if (s > 0 and b == 0) else 1))
+                c = cout
+        self.body = nn.Sequential(*layers)
+        self.fc = nn.Linear(c, classes)
+
+    def forward(self, x, targets):
+        return F.cross_entropy(self.fc(self.body(x).mean(dim=(2, 3))), targets)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model", choices=["gpt", "cnn"])
+    ap.add_argument("--vocab", type=int, default=50304)
+    ap.add_argument("--ctx", type=int, default=1024)
+    ap.add_argument("--layers", type=int, default=12)
+    ap.add_argument("--heads", type=int, default=12)
+    ap.add_argument("--width", type=int, default=768)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--seq", type=int, default=64)
+    ap.add_argument("--image", type=int, default=28)
+    ap.add_argument("--stem", type=int, default=16)
+    ap.add_argument("--channels", default="16,32,64")
+    ap.add_argument("--blocks", default="1,1,1")
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    if a.model == "gpt":
+        model = GPT(a.vocab, a.ctx, a.layers, a.heads, a.width)
+        x = torch.randint(0, 256, (a.batch, a.seq))
+        y = torch.randint(0, 256, (a.batch, a.seq))
+        items = a.batch * a.seq
+    else:
+        model = CNN(1, a.stem, [int(c) for c in a.channels.split(",")],
+                    [int(b) for b in a.blocks.split(",")], 10)
+        x = torch.randn(a.batch, 1, a.image, a.image)
+        y = torch.randint(0, 10, (a.batch,))
+        items = a.batch
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1)
+    times = []
+    for i in range(a.warmup + a.steps):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = model(x, y)
+        loss.backward()
+        opt.step()
+        if i >= a.warmup:
+            times.append(time.perf_counter() - t0)
+    mean = sum(times) / len(times)
+    print(json.dumps({"impl": "pytorch", "model": a.model, "step_seconds": mean,
+                      "items_per_second": items / mean,
+                      "params": sum(p.numel() for p in model.parameters())}))
+
+
+if __name__ == "__main__":
+    main()

