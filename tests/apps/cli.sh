@@ -18,7 +18,7 @@ cp "$WORK/out" "$WORK/resolved.toml"
 grep -q "steps = 7" "$WORK/resolved.toml" || fail "override not in resolved config"
 grep -q "global_batch = 8" "$WORK/resolved.toml" || fail "global_batch not derived"
 expect_exit 0 "$DTRAIN" validate "$WORK/resolved.toml"
-cmp -s "$WORK/out" "$WORK/resolved.toml" || fail "resolved config does not round-trip"
+cmp -s <(grep -v "^#" "$WORK/out") <(grep -v "^#" "$WORK/resolved.toml") || fail "resolved config does not round-trip"
 
 # A misspelt key: exit 2, file and line named, did-you-mean.
 sed 's/^n_layer = 2/n_layers = 2/' "$WORK/tiny.toml" >"$WORK/bad.toml"
