@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "kernels/cpu/vmath.h"
+
 namespace dtrain {
 
 void CrossEntropyLoss::plan(const Shape& logits, DType act, Device device) {
@@ -39,7 +41,7 @@ LossStats CrossEntropyLoss::forward(const Tensor& logits, const Tensor& targets)
       T sum = 0;
 #pragma omp simd reduction(+ : sum)
       for (int64_t j = 0; j < v; ++j) {
-        pr[j] = std::exp(xr[j] - mx);
+        pr[j] = cpu::exp_fast(xr[j] - mx);
         sum += pr[j];
       }
       T inv = T(1) / sum;

@@ -1,5 +1,7 @@
 #include "model/param.h"
 
+#include <algorithm>
+
 #include "core/rng.h"
 
 namespace dtrain {
@@ -8,19 +10,25 @@ namespace {
 constexpr int64_t kAlign = 16;  // elements: keeps every parameter 64-byte aligned in fp32
 int64_t align_up(int64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
+// Element i of a parameter is drawn at counter i (uniform) or 2i (normal: two
+// draws each), so the values do not depend on how the loop is split.
 template <class T>
 void fill(const Param& p, uint64_t seed) {
   T* v = p.value.data<T>();
-  int64_t n = p.numel();
-  CounterRng rng(hash_combine(seed, hash_string(p.name)));
+  const int64_t n = p.numel();
+  const uint64_t key = hash_combine(seed, hash_string(p.name));
+  const double scale = p.init.scale;
   switch (p.init.kind) {
-    case Init::Kind::zeros: for (int64_t i = 0; i < n; ++i) v[i] = T(0); break;
-    case Init::Kind::ones: for (int64_t i = 0; i < n; ++i) v[i] = T(1); break;
+    case Init::Kind::zeros: std::fill(v, v + n, T(0)); break;
+    case Init::Kind::ones: std::fill(v, v + n, T(1)); break;
     case Init::Kind::normal:
-      for (int64_t i = 0; i < n; ++i) v[i] = static_cast<T>(p.init.scale * rng.normal());
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < n; ++i) v[i] = static_cast<T>(scale * CounterRng(key, 2 * i).normal());
       break;
     case Init::Kind::uniform:
-      for (int64_t i = 0; i < n; ++i) v[i] = static_cast<T>(p.init.scale * (2.0 * rng.uniform() - 1.0));
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < n; ++i)
+        v[i] = static_cast<T>(scale * (2.0 * CounterRng(key, i).uniform() - 1.0));
       break;
   }
 }
