@@ -23,7 +23,7 @@ cmp -s <(grep -v "^#" "$WORK/out") <(grep -v "^#" "$WORK/resolved.toml") || fail
 # A misspelt key: exit 2, file and line named, did-you-mean.
 sed 's/^n_layer = 2/n_layers = 2/' "$WORK/tiny.toml" >"$WORK/bad.toml"
 expect_exit 2 "$DTRAIN" run "$WORK/bad.toml"
-expect_err "bad.toml:6"
+expect_err "bad.toml:5"
 expect_err "did you mean 'model.n_layer'"
 
 # A bad override.
