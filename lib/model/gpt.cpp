@@ -43,20 +43,40 @@ void validate(const ModelConfig& cfg, int64_t seq_len) {
 
 }  // namespace
 
-void build_gpt(Model& m, const ModelConfig& cfg, int64_t seq_len) {
+void build_gpt(Model& m, const ModelConfig& cfg, int64_t seq_len, const ModelParallel& par) {
   validate(cfg, seq_len);
-  const int64_t C = cfg.n_embd;
-  const double proj_std = 0.02 / std::sqrt(2.0 * static_cast<double>(cfg.n_layer));
-  auto embed = std::make_unique<TokenPositionEmbedding>(m.params, "embed", cfg.vocab_size,
-                                                        cfg.context_length, C, cfg.dropout);
-  Param& wte = embed->wte();
-  m.layers.push_back(std::move(embed));
-  for (int64_t i = 0; i < cfg.n_layer; ++i)
-    m.layers.push_back(std::make_unique<Block>(m.params, fmt::format("blocks.{}", i), C,
-                                               cfg.n_head, cfg.bias, cfg.dropout, proj_std));
-  m.layers.push_back(std::make_unique<LayerNorm>(m.params, "ln_f", C, cfg.bias));
-  m.layers.push_back(std::make_unique<TiedLmHead>("lm_head", wte));
-  m.loss = std::make_unique<CrossEntropyLoss>();
+  const int64_t C = cfg.n_embd, L = cfg.n_layer;
+  const double proj_std = 0.02 / std::sqrt(2.0 * static_cast<double>(L));
+  // Top-level layers: 0 embed, 1..L blocks, L+1 ln_f, L+2 lm_head.
+  m.total_layers = L + 3;
+  const int64_t first = par.first_layer, last = par.last_layer < 0 ? m.total_layers : par.last_layer;
+  DTRAIN_CHECK(0 <= first && first < last && last <= m.total_layers,
+               "GPT stage [{}, {}) of {} top-level layers", first, last, m.total_layers);
+  auto in_stage = [&](int64_t i) { return first <= i && i < last; };
+
+  Param* wte = nullptr;
+  if (in_stage(0)) {
+    auto embed = std::make_unique<TokenPositionEmbedding>(m.params, "embed", cfg.vocab_size,
+                                                          cfg.context_length, C, cfg.dropout);
+    wte = &embed->wte();
+    m.layers.push_back(std::move(embed));
+  }
+  for (int64_t i = 0; i < L; ++i)
+    if (in_stage(1 + i))
+      m.layers.push_back(std::make_unique<Block>(m.params, fmt::format("blocks.{}", i), C,
+                                                 cfg.n_head, cfg.bias, cfg.dropout, proj_std));
+  if (in_stage(L + 1)) m.layers.push_back(std::make_unique<LayerNorm>(m.params, "ln_f", C, cfg.bias));
+  if (in_stage(L + 2)) {
+    if (!wte) {
+      // The head's stage does not hold the embedding: it keeps its own copy of
+      // the tied weight (same name, so the same init); the step loop sums the
+      // two copies' gradients so that they stay equal.
+      wte = &m.params.add("wte.weight", Shape{cfg.vocab_size, C}, Init::normal(0.02), true);
+      wte->primary = false;
+    }
+    m.layers.push_back(std::make_unique<TiedLmHead>("lm_head", *wte));
+    m.loss = std::make_unique<CrossEntropyLoss>();
+  }
   m.sample_shape = Shape{seq_len};
   m.target_sample_shape = Shape{seq_len};
 }

@@ -2,19 +2,51 @@
 
 namespace dtrain {
 
-Shape Model::input_shape(int64_t batch) const {
+namespace {
+
+Shape with_batch(int64_t batch, const Shape& sample) {
   Shape s{batch};
-  for (int64_t d : sample_shape) s.push_back(d);
+  for (int64_t d : sample) s.push_back(d);
   return s;
 }
 
-DType Model::input_dtype() const { return kind == "gpt" ? DType::i32 : dtype; }
+Shape without_batch(const Shape& s) {
+  Shape out;
+  for (int i = 1; i < s.rank(); ++i) out.push_back(s[i]);
+  return out;
+}
 
-Shape Model::target_shape(int64_t batch) const {
-  Shape s{batch};
-  for (int64_t d : target_sample_shape) s.push_back(d);
+// The model's layers and loss for `par`, parameters declared but not allocated.
+std::unique_ptr<Model> assemble(const ModelConfig& cfg, int64_t seq_len, DType dtype, Device device,
+                                const ModelParallel& par) {
+  auto m = std::make_unique<Model>();
+  m->kind = cfg.type;
+  m->dtype = dtype;
+  m->device = device;
+  if (cfg.type == "gpt")
+    build_gpt(*m, cfg, seq_len, par);
+  else if (cfg.type == "cnn")
+    build_cnn(*m, cfg, par);
+  else
+    throw ConfigError(fmt::format("model.type: unknown model type '{}' (expected gpt or cnn)", cfg.type));
+  m->first_layer = par.first_layer;
+  m->stage_sample_shape = m->sample_shape;
+  return m;
+}
+
+}  // namespace
+
+Shape Model::input_shape(int64_t batch) const { return with_batch(batch, stage_sample_shape); }
+
+DType Model::input_dtype() const { return kind == "gpt" && first_stage() ? DType::i32 : dtype; }
+
+Shape Model::output_shape(int64_t batch) const {
+  Shape s = input_shape(batch);
+  for (const auto& l : layers) s = l->output_shape(s);
   return s;
 }
+
+Shape Model::target_shape(int64_t batch) const { return with_batch(batch, target_sample_shape); }
 
 int64_t Model::items_per_sample() const { return target_sample_shape.numel(); }
 
@@ -24,18 +56,29 @@ void Model::plan(int64_t max_batch) {
     l->plan(s, dtype, device);
     s = l->output_shape(s);
   }
-  loss->plan(s, dtype, device);
+  if (loss) loss->plan(s, dtype, device);
+}
+
+Tensor Model::forward_layers(const Tensor& x, const Ctx& ctx) {
+  Tensor h = x;
+  for (auto& l : layers) h = l->forward(h, ctx);
+  return h;
+}
+
+Tensor Model::backward_layers(const Tensor& dy, const Ctx& ctx) {
+  Tensor g = dy;
+  for (auto it = layers.rbegin(); it != layers.rend(); ++it) g = (*it)->backward(g, ctx);
+  return g;
 }
 
 LossStats Model::forward(const Tensor& x, const Tensor& y, const Ctx& ctx) {
-  Tensor h = x;
-  for (auto& l : layers) h = l->forward(h, ctx);
-  return loss->forward(h, y);
+  DTRAIN_CHECK(loss, "forward with a loss on a stage that does not end the model");
+  return loss->forward(forward_layers(x, ctx), y);
 }
 
-void Model::backward(double scale, const Ctx& ctx) {
-  Tensor g = loss->backward(scale);
-  for (auto it = layers.rbegin(); it != layers.rend(); ++it) g = (*it)->backward(g, ctx);
+Tensor Model::backward(double scale, const Ctx& ctx) {
+  DTRAIN_CHECK(loss, "backward from the loss on a stage that does not end the model");
+  return backward_layers(loss->backward(scale), ctx);
 }
 
 std::vector<Cost> Model::layer_costs(int64_t batch) const {
@@ -45,7 +88,7 @@ std::vector<Cost> Model::layer_costs(int64_t batch) const {
     out.push_back(l->cost(s));
     s = l->output_shape(s);
   }
-  out.push_back(loss->cost(s));
+  if (loss) out.push_back(loss->cost(s));
   return out;
 }
 
@@ -55,18 +98,24 @@ Cost Model::cost(int64_t batch) const {
   return total;
 }
 
+std::unique_ptr<Model> describe_model(const ModelConfig& cfg, int64_t seq_len,
+                                      const ModelParallel& par) {
+  ModelParallel whole = par;
+  whole.first_layer = 0;
+  whole.last_layer = -1;
+  return assemble(cfg, seq_len, DType::f32, Device::cpu(), whole);
+}
+
 std::unique_ptr<Model> build_model(const ModelConfig& cfg, int64_t seq_len, DType dtype,
-                                   Device device, uint64_t seed) {
-  auto m = std::make_unique<Model>();
-  m->kind = cfg.type;
-  m->dtype = dtype;
-  m->device = device;
-  if (cfg.type == "gpt")
-    build_gpt(*m, cfg, seq_len);
-  else if (cfg.type == "cnn")
-    build_cnn(*m, cfg);
-  else
-    throw ConfigError(fmt::format("model.type: unknown model type '{}' (expected gpt or cnn)", cfg.type));
+                                   Device device, uint64_t seed, const ModelParallel& par) {
+  auto m = assemble(cfg, seq_len, dtype, device, par);
+  if (!m->first_stage()) {
+    // The stage's input is the output of the layers before it.
+    auto whole = describe_model(cfg, seq_len, par);
+    Shape s = whole->input_shape(1);
+    for (int64_t i = 0; i < par.first_layer; ++i) s = whole->layers[i]->output_shape(s);
+    m->stage_sample_shape = without_batch(s);
+  }
   m->params.allocate(dtype, device, seed);
   return m;
 }

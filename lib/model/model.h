@@ -9,23 +9,48 @@
 #include <vector>
 
 #include "config/config.h"
+#include "core/comm.h"
 #include "model/layer.h"
 #include "model/param.h"
 
 namespace dtrain {
 
+// Which part of the model this rank builds. The defaults build all of it.
+struct ModelParallel {
+  // Tensor-parallel group (Megatron-style splits of attention heads, MLP and
+  // vocabulary); nullptr or a one-member group: no tensor parallelism.
+  Communicator* tp = nullptr;
+  // The pipeline stage: top-level layers [first_layer, last_layer) of the
+  // whole model's list; -1 = through the last one. The stage holding the last
+  // layer also holds the loss.
+  int64_t first_layer = 0;
+  int64_t last_layer = -1;
+
+  int tp_size() const { return tp ? tp->size() : 1; }
+  int tp_rank() const { return tp ? tp->rank() : 0; }
+};
+
 class Model {
  public:
   std::string kind;                 // "gpt" | "cnn"
   ParamStore params;
-  std::vector<std::unique_ptr<Layer>> layers;
-  std::unique_ptr<Loss> loss;
+  std::vector<std::unique_ptr<Layer>> layers;  // this stage's top-level layers
+  std::unique_ptr<Loss> loss;                  // null unless this stage ends the model
   DType dtype = DType::f32;
   Device device;
 
-  // Shape and dtype of the input for a batch of `batch` samples.
+  // This stage's place in the whole model's top-level layer list.
+  int64_t first_layer = 0;
+  int64_t total_layers = 0;  // top-level layers of the whole model
+  bool first_stage() const { return first_layer == 0; }
+  bool last_stage() const { return loss != nullptr; }
+
+  // Shape and dtype of this stage's input for a batch of `batch` samples
+  // (token ids or images on the first stage, activations after it).
   Shape input_shape(int64_t batch) const;
   DType input_dtype() const;
+  // Shape of this stage's output (the logits on the last stage).
+  Shape output_shape(int64_t batch) const;
   // Shape of the targets for a batch of `batch` samples (int32).
   Shape target_shape(int64_t batch) const;
   // Items one sample contributes to throughput (tokens per sequence or 1 image).
@@ -33,27 +58,39 @@ class Model {
 
   // Allocates every activation buffer for micro-batches of up to `max_batch`.
   void plan(int64_t max_batch);
-  // Forward through every layer and the loss.
+  // Forward through every layer and the loss (last stage only).
   LossStats forward(const Tensor& x, const Tensor& y, const Ctx& ctx);
   // Backward of (scale * mean loss) of the last forward; accumulates gradients.
-  void backward(double scale, const Ctx& ctx);
+  // Returns dL/d(stage input) (undefined on the first stage: token ids).
+  Tensor backward(double scale, const Ctx& ctx);
+  // The same through this stage's layers only, for stages before the last.
+  Tensor forward_layers(const Tensor& x, const Ctx& ctx);
+  Tensor backward_layers(const Tensor& dy, const Ctx& ctx);
   // Summed cost of a micro-batch of `batch` samples, per layer then total.
   std::vector<Cost> layer_costs(int64_t batch) const;
   Cost cost(int64_t batch) const;
 
   // Model-specific shape facts, set by the builder.
-  Shape sample_shape;   // (T) for the GPT, (C, H, W) for the CNN
+  Shape sample_shape;   // the whole model's input: (T) for the GPT, (C, H, W) for the CNN
   Shape target_sample_shape;  // (T) for the GPT, () for the CNN
+  Shape stage_sample_shape;   // this stage's input per sample (= sample_shape on the first)
 };
 
-// Builds a model from its config with parameters in `dtype` on `device`,
-// initialised from `seed`. Throws ConfigError for shapes it cannot build.
+// Builds a model (or the part `par` asks for) from its config with parameters
+// in `dtype` on `device`, initialised from `seed`. Throws ConfigError for
+// shapes it cannot build.
 std::unique_ptr<Model> build_model(const ModelConfig& cfg, int64_t seq_len, DType dtype,
-                                   Device device, uint64_t seed);
+                                   Device device, uint64_t seed, const ModelParallel& par = {});
 
-// The builders behind build_model (gpt.cpp, cnn.cpp). They add layers and the
-// loss and set the shapes; build_model allocates the parameters.
-void build_gpt(Model& m, const ModelConfig& cfg, int64_t seq_len);
-void build_cnn(Model& m, const ModelConfig& cfg);
+// The whole model's layers and loss without allocating parameters: what the
+// pipeline partitioner and the planner read costs and shapes from.
+std::unique_ptr<Model> describe_model(const ModelConfig& cfg, int64_t seq_len,
+                                      const ModelParallel& par = {});
+
+// The builders behind build_model (gpt.cpp, cnn.cpp). They add the layers of
+// [par.first_layer, par.last_layer) (and the loss when the range ends the
+// model) and set the shapes and total_layers; build_model allocates.
+void build_gpt(Model& m, const ModelConfig& cfg, int64_t seq_len, const ModelParallel& par);
+void build_cnn(Model& m, const ModelConfig& cfg, const ModelParallel& par);
 
 }  // namespace dtrain

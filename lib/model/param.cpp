@@ -10,37 +10,101 @@ namespace {
 constexpr int64_t kAlign = 16;  // elements: keeps every parameter 64-byte aligned in fp32
 int64_t align_up(int64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
-// Element i of a parameter is drawn at counter i (uniform) or 2i (normal: two
-// draws each), so the values do not depend on how the loop is split.
+// Element i of the full tensor is drawn at counter i (uniform) or 2i (normal:
+// two draws each), so the values depend neither on how the loop is split nor
+// on which part of a sharded tensor this rank holds.
 template <class T>
 void fill(const Param& p, uint64_t seed) {
   T* v = p.value.data<T>();
   const int64_t n = p.numel();
   const uint64_t key = hash_combine(seed, hash_string(p.name));
   const double scale = p.init.scale;
+  const Shard& sh = p.shard;
   switch (p.init.kind) {
     case Init::Kind::zeros: std::fill(v, v + n, T(0)); break;
     case Init::Kind::ones: std::fill(v, v + n, T(1)); break;
     case Init::Kind::normal:
 #pragma omp parallel for schedule(static)
-      for (int64_t i = 0; i < n; ++i) v[i] = static_cast<T>(scale * CounterRng(key, 2 * i).normal());
+      for (int64_t i = 0; i < n; ++i)
+        v[i] = static_cast<T>(scale * CounterRng(key, 2 * sh.global_index(i)).normal());
       break;
     case Init::Kind::uniform:
 #pragma omp parallel for schedule(static)
       for (int64_t i = 0; i < n; ++i)
-        v[i] = static_cast<T>(scale * (2.0 * CounterRng(key, i).uniform() - 1.0));
+        v[i] = static_cast<T>(scale * (2.0 * CounterRng(key, sh.global_index(i)).uniform() - 1.0));
       break;
   }
 }
+
+// Sizes around the split dimension: outer (before), rows (along), inner (after).
+struct Split {
+  int64_t outer = 1, full_rows = 1, inner = 1;
+};
+Split split_of(const Shard& s) {
+  Split r;
+  for (int d = 0; d < s.full.rank(); ++d) {
+    if (d < s.dim) r.outer *= s.full[d];
+    else if (d == s.dim) r.full_rows = s.full[d];
+    else r.inner *= s.full[d];
+  }
+  return r;
+}
+
 }  // namespace
 
-Param& ParamStore::declare(const std::string& name, const Shape& shape, Init init, bool decay,
-                           bool trainable) {
-  DTRAIN_CHECK(!allocated(), "parameter {} declared after allocate()", name);
+Shape Shard::local_shape() const {
+  Shape s = full;
+  if (split()) s[dim] = full[dim] / parts;
+  return s;
+}
+
+int64_t Shard::global_index(int64_t i) const {
+  if (!split()) return i;
+  const Split sp = split_of(*this);
+  const int64_t local_rows = sp.full_rows / parts;     // rows held here, all blocks
+  const int64_t piece = sp.full_rows / (groups * parts);  // rows per block held here
+  const int64_t r = i % sp.inner, row = i / sp.inner % local_rows, o = i / (sp.inner * local_rows);
+  const int64_t full_row = row / piece * (sp.full_rows / groups) + index * piece + row % piece;
+  return (o * sp.full_rows + full_row) * sp.inner + r;
+}
+
+std::vector<Shard::Run> Shard::runs() const {
+  if (!split()) return {Run{0, 0, full.rank() ? full[0] : 1}};
+  const int64_t block = full[dim] / groups, piece = block / parts;
+  std::vector<Run> out;
+  for (int64_t g = 0; g < groups; ++g) out.push_back(Run{g * block + index * piece, g * piece, piece});
+  return out;
+}
+
+namespace {
+void check_shard(const std::string& name, const Shard& s) {
+  DTRAIN_CHECK(s.dim < s.full.rank() && s.parts >= 1 && s.groups >= 1 && 0 <= s.index &&
+                   s.index < s.parts,
+               "{}: bad shard (dim {}, {} parts, index {}, {} groups) of {}", name, s.dim, s.parts,
+               s.index, s.groups, s.full.str());
+  if (s.split())
+    DTRAIN_CHECK(s.full[s.dim] % (s.groups * s.parts) == 0,
+                 "{}: dimension {} of {} does not split into {} blocks of {} parts", name, s.dim,
+                 s.full.str(), s.groups, s.parts);
+}
+}  // namespace
+
+Param& ParamStore::declare(const std::string& name, const Shape& shape, const Shard& shard,
+                           Init init, bool decay, bool trainable) {
+  if (allocated()) {  // a second copy of a layer binds to the parameter it shares
+    Param* p = find(name);
+    DTRAIN_CHECK(p != nullptr, "parameter {} declared after allocate()", name);
+    DTRAIN_CHECK(p->shape == shape && p->trainable == trainable,
+                 "parameter {} bound again with shape {} (it has {})", name, shape.str(),
+                 p->shape.str());
+    return *p;
+  }
   DTRAIN_CHECK(find(name) == nullptr, "parameter {} declared twice", name);
+  check_shard(name, shard);
   auto p = std::make_unique<Param>();
   p->name = name;
   p->shape = shape;
+  p->shard = shard;
   p->init = init;
   p->decay = decay;
   p->trainable = trainable;
@@ -48,12 +112,24 @@ Param& ParamStore::declare(const std::string& name, const Shape& shape, Init ini
   return *params_.back();
 }
 
+namespace {
+Shard whole(const Shape& shape) {
+  Shard s;
+  s.full = shape;
+  return s;
+}
+}  // namespace
+
 Param& ParamStore::add(const std::string& name, const Shape& shape, Init init, bool decay) {
-  return declare(name, shape, init, decay, true);
+  return declare(name, shape, whole(shape), init, decay, true);
+}
+
+Param& ParamStore::add_sharded(const std::string& name, const Shard& shard, Init init, bool decay) {
+  return declare(name, shard.local_shape(), shard, init, decay, true);
 }
 
 Param& ParamStore::add_buffer(const std::string& name, const Shape& shape, Init init) {
-  return declare(name, shape, init, false, false);
+  return declare(name, shape, whole(shape), init, false, false);
 }
 
 Param* ParamStore::find(const std::string& name) const {

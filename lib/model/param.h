@@ -26,12 +26,44 @@ struct Init {
   static Init uniform(double bound) { return {Kind::uniform, bound}; }
 };
 
+// How a parameter is split across the ranks of a tensor-parallel group. The
+// logical (full) tensor has shape `full`; along dimension `dim` it is `groups`
+// equal blocks (3 for a fused Q|K|V weight), each cut into `parts` equal
+// pieces, and this rank holds piece `index` of every block, in block order.
+// Checkpoints store the full tensor and init draws every element at its full
+// index, so a sharded parameter starts with exactly the values of its slice of
+// the unsharded one, and any layout reads any other's checkpoint.
+struct Shard {
+  int dim = -1;  // -1: not split; every rank holds the whole tensor
+  int64_t parts = 1;
+  int64_t index = 0;
+  int64_t groups = 1;
+  Shape full;
+
+  bool split() const { return dim >= 0; }
+  // The shape this rank holds.
+  Shape local_shape() const;
+  // Flat index into the full tensor of flat local element i.
+  int64_t global_index(int64_t i) const;
+  // Along `dim`: this rank's rows of the full tensor, one (full_start,
+  // local_start, count) run per block.
+  struct Run {
+    int64_t full_start, local_start, count;
+  };
+  std::vector<Run> runs() const;
+};
+
 struct Param {
   std::string name;
-  Shape shape;
+  Shape shape;             // what this rank holds (the full shape unless sharded)
+  Shard shard;             // how it maps into the full tensor
   Init init;
   bool decay = true;       // AdamW weight decay applies (false for norms and biases)
   bool trainable = true;   // false: a buffer such as batch-norm running statistics
+  // false on a copy of a parameter that another pipeline stage also holds (the
+  // output head's copy of the tied token embedding): its gradient is summed
+  // with the owner's, and norms and checkpoints count only the owner's.
+  bool primary = true;
   int64_t offset = 0;      // into the flat value (and gradient) buffer of its kind
   Tensor value;            // valid after ParamStore::allocate
   Tensor grad;             // trainable parameters only
@@ -42,7 +74,13 @@ struct Param {
 class ParamStore {
  public:
   // Declares a trainable parameter. The returned reference stays valid.
+  // Declaring a name again after allocate() binds to the existing parameter
+  // (same shape required): that is how a second copy of a layer (another
+  // in-flight pipeline micro-batch) shares parameters and gradients.
   Param& add(const std::string& name, const Shape& shape, Init init, bool decay);
+  // A trainable parameter of which this rank holds the part `shard` describes
+  // (shard.full is the full shape).
+  Param& add_sharded(const std::string& name, const Shard& shard, Init init, bool decay);
   // Declares a non-trainable buffer (saved in checkpoints, never optimised).
   Param& add_buffer(const std::string& name, const Shape& shape, Init init);
 
@@ -64,7 +102,8 @@ class ParamStore {
   void initialize(uint64_t seed);
 
  private:
-  Param& declare(const std::string& name, const Shape& shape, Init init, bool decay, bool trainable);
+  Param& declare(const std::string& name, const Shape& shape, const Shard& shard, Init init,
+                 bool decay, bool trainable);
   std::vector<std::unique_ptr<Param>> params_;
   Tensor values_, grads_, buffers_;
   int64_t trainable_numel_ = 0;

@@ -26,9 +26,8 @@ ModelConfig gpt2_124m() {
 
 TEST_CASE("GPT-2 124M: parameter count from the store and from the layers' costs") {
   const ModelConfig cfg = gpt2_124m();
-  Model m;
-  m.kind = "gpt";
-  build_gpt(m, cfg, 1024);
+  auto whole = describe_model(cfg, 1024);
+  Model& m = *whole;
   const int64_t V = cfg.vocab_size, T = cfg.context_length, C = cfg.n_embd, L = cfg.n_layer;
   const int64_t per_block = 2 * C               // ln1
                             + 3 * C * C + 3 * C  // attn.qkv
@@ -47,9 +46,8 @@ TEST_CASE("GPT-2 124M: parameter count from the store and from the layers' costs
 
 TEST_CASE("GPT-2 124M: FLOPs are 2 * weights * tokens plus the attention products") {
   const ModelConfig cfg = gpt2_124m();
-  Model m;
-  m.kind = "gpt";
-  build_gpt(m, cfg, 1024);
+  auto whole = describe_model(cfg, 1024);
+  Model& m = *whole;
   const double B = 4, T = 1024, C = 768, V = 50304, nh = 12, hs = C / nh;
   const double tokens = B * T;
   const std::vector<Cost> costs = m.layer_costs(4);

@@ -135,23 +135,23 @@ TEST_CASE("tiny GPT: layers, parameter names, decay flags and GPT-2 init") {
 
 TEST_CASE("GPT config validation: seq_len, n_embd / n_head, sizes") {
   Model m;
-  CHECK_THROWS_WITH_AS(build_gpt(m, tiny_config(), 9), doctest::Contains("train.seq_len (9)"), ConfigError);
+  CHECK_THROWS_WITH_AS(build_gpt(m, tiny_config(), 9, {}), doctest::Contains("train.seq_len (9)"), ConfigError);
   ModelConfig c = tiny_config();
   c.n_head = 3;
   Model m2;
-  CHECK_THROWS_WITH_AS(build_gpt(m2, c, 8), doctest::Contains("divisible by model.n_head"), ConfigError);
+  CHECK_THROWS_WITH_AS(build_gpt(m2, c, 8, {}), doctest::Contains("divisible by model.n_head"), ConfigError);
   c = tiny_config();
   c.n_layer = 0;
   c.vocab_size = -1;
   try {
     Model m3;
-    build_gpt(m3, c, 8);
+    build_gpt(m3, c, 8, {});
     FAIL("no ConfigError");
   } catch (const ConfigError& e) {
     CHECK(e.problems().size() == 2);  // every problem reported at once
   }
   Model ok;
-  CHECK_NOTHROW(build_gpt(ok, tiny_config(), 5));
+  CHECK_NOTHROW(build_gpt(ok, tiny_config(), 5, {}));
   CHECK(ok.sample_shape == Shape{5});
 }
 

@@ -1,0 +1,104 @@
+// The pieces parallel layouts are made of: a sharded parameter starts with its
+// slice of the unsharded one, and a GPT cut into pipeline stages computes the
+// same loss and gradients as the whole model.
+#include <doctest/doctest.h>
+
+#include <cstring>
+
+#include "gradcheck.h"
+#include "model/model.h"
+
+using namespace dtrain;
+using namespace dtrain::testing;
+
+TEST_CASE("sharded parameters hold their slice of the full tensor's init (fused Q|K|V rows, columns)") {
+  const Shape full{12, 5};  // 3 blocks (q, k, v) of 4 rows
+  ParamStore whole;
+  Param& w = whole.add("qkv.weight", full, Init::normal(0.02), true);
+  whole.allocate(DType::f64, Device::cpu(), 7);
+  for (int64_t parts : {1, 2, 4}) {
+    for (int64_t index = 0; index < parts; ++index) {
+      CAPTURE(parts);
+      CAPTURE(index);
+      ParamStore ps;
+      Shard sh{.dim = 0, .parts = parts, .index = index, .groups = 3, .full = full};
+      Param& p = ps.add_sharded("qkv.weight", sh, Init::normal(0.02), true);
+      ps.allocate(DType::f64, Device::cpu(), 7);
+      CHECK(p.shape == (Shape{12 / parts, 5}));
+      const int64_t piece = 4 / parts;
+      for (int64_t r = 0; r < p.shape[0]; ++r) {
+        const int64_t full_row = r / piece * 4 + index * piece + r % piece;
+        for (int64_t c = 0; c < 5; ++c)
+          REQUIRE(p.value.data<double>()[r * 5 + c] == w.value.data<double>()[full_row * 5 + c]);
+      }
+      int64_t rows = 0;
+      for (const auto& run : sh.runs()) {
+        CHECK(run.local_start == rows);
+        CHECK(run.full_start == run.local_start / piece * 4 + index * piece);
+        rows += run.count;
+      }
+      CHECK(rows == p.shape[0]);
+    }
+  }
+  // Columns (a row-parallel weight): dim 1.
+  ParamStore ps;
+  Param& p = ps.add_sharded("qkv.weight", Shard{.dim = 1, .parts = 5, .index = 3, .full = full},
+                            Init::normal(0.02), true);
+  ps.allocate(DType::f64, Device::cpu(), 7);
+  for (int64_t r = 0; r < 12; ++r) CHECK(p.value.data<double>()[r] == w.value.data<double>()[r * 5 + 3]);
+}
+
+TEST_CASE("a GPT cut into pipeline stages gives the whole model's loss and gradients") {
+  ModelConfig c{};
+  c.type = "gpt";
+  c.vocab_size = 32;
+  c.context_length = 6;
+  c.n_layer = 3;
+  c.n_head = 2;
+  c.n_embd = 8;
+  c.dropout = 0.1;
+  c.bias = true;
+  const int64_t B = 2, T = 6;
+  auto whole = build_model(c, T, DType::f64, Device::cpu(), 11);
+  CHECK(whole->total_layers == 6);
+  whole->plan(B);
+  Tensor x = Tensor::empty(whole->input_shape(B), DType::i32), y = Tensor::empty(whole->target_shape(B), DType::i32);
+  CounterRng rng(3);
+  for (int64_t i = 0; i < x.numel(); ++i) x.data<int32_t>()[i] = static_cast<int32_t>(rng.below(32));
+  for (int64_t i = 0; i < y.numel(); ++i) y.data<int32_t>()[i] = static_cast<int32_t>(rng.below(32));
+  Ctx ctx{.training = true, .seed = 5, .step = 0, .sample_offset = 0};
+  const double loss = whole->forward(x, y, ctx).loss;
+  whole->backward(1.0, ctx);
+
+  // Stages [0, 2) [2, 4) [4, 6): the embedding and the tied head on different stages.
+  std::vector<std::unique_ptr<Model>> stages;
+  for (int64_t s = 0; s < 3; ++s) {
+    stages.push_back(build_model(c, T, DType::f64, Device::cpu(), 11, {.first_layer = 2 * s, .last_layer = 2 * s + 2}));
+    stages.back()->plan(B);
+  }
+  CHECK(stages[0]->input_dtype() == DType::i32);
+  CHECK(stages[1]->input_shape(B) == (Shape{B, T, 8}));
+  CHECK(!stages[1]->last_stage());
+  REQUIRE(stages[2]->last_stage());
+  Tensor h = stages[1]->forward_layers(stages[0]->forward_layers(x, ctx), ctx);
+  CHECK(stages[2]->forward(h, y, ctx).loss == doctest::Approx(loss).epsilon(1e-12));
+  stages[0]->backward_layers(stages[1]->backward_layers(stages[2]->backward(1.0, ctx), ctx), ctx);
+
+  for (const auto& p : whole->params.all()) {
+    CAPTURE(p->name);
+    std::vector<Param*> held;
+    for (auto& st : stages)
+      if (Param* q = st->params.find(p->name)) held.push_back(q);
+    REQUIRE(!held.empty());
+    // The tied embedding lives on the first and the last stage; its gradient
+    // is the sum of the two copies', which the step loop adds up.
+    std::vector<double> g(p->numel(), 0.0);
+    for (Param* q : held) {
+      CHECK(std::memcmp(q->value.raw(), p->value.raw(), p->value.bytes()) == 0);
+      for (int64_t i = 0; i < p->numel(); ++i) g[i] += q->grad.data<double>()[i];
+    }
+    CHECK(held.size() == (p->name == "wte.weight" ? 2u : 1u));
+    for (int64_t i = 0; i < p->numel(); ++i)
+      REQUIRE(g[i] == doctest::Approx(p->grad.data<double>()[i]).epsilon(1e-10));
+  }
+}
