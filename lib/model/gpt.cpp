@@ -59,13 +59,13 @@ void build_gpt(Model& m, const ModelConfig& cfg, int64_t seq_len, const ModelPar
     auto embed = std::make_unique<TokenPositionEmbedding>(m.params, "embed", cfg.vocab_size,
                                                           cfg.context_length, C, cfg.dropout);
     wte = &embed->wte();
-    m.layers.push_back(std::move(embed));
+    m.add_layer(std::move(embed));
   }
   for (int64_t i = 0; i < L; ++i)
     if (in_stage(1 + i))
-      m.layers.push_back(std::make_unique<Block>(m.params, fmt::format("blocks.{}", i), C,
+      m.add_layer(std::make_unique<Block>(m.params, fmt::format("blocks.{}", i), C,
                                                  cfg.n_head, cfg.bias, cfg.dropout, proj_std));
-  if (in_stage(L + 1)) m.layers.push_back(std::make_unique<LayerNorm>(m.params, "ln_f", C, cfg.bias));
+  if (in_stage(L + 1)) m.add_layer(std::make_unique<LayerNorm>(m.params, "ln_f", C, cfg.bias));
   if (in_stage(L + 2)) {
     if (!wte) {
       // The head's stage does not hold the embedding: it keeps its own copy of
@@ -74,7 +74,7 @@ void build_gpt(Model& m, const ModelConfig& cfg, int64_t seq_len, const ModelPar
       wte = &m.params.add("wte.weight", Shape{cfg.vocab_size, C}, Init::normal(0.02), true);
       wte->primary = false;
     }
-    m.layers.push_back(std::make_unique<TiedLmHead>("lm_head", *wte));
+    m.add_layer(std::make_unique<TiedLmHead>("lm_head", *wte));
     m.loss = std::make_unique<CrossEntropyLoss>();
   }
   m.sample_shape = Shape{seq_len};
