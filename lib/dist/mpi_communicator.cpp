@@ -219,12 +219,10 @@ class MpiWork : public Work {
         g_->check_mismatch(op_);
         next_drain = now + std::chrono::milliseconds(20);
       }
-      // Spin first (latency), then let other ranks on the same cores run.
-      // MPI advances a non-blocking collective only inside MPI calls, so the
-      // loop never sleeps long.
-      double waited = std::chrono::duration<double>(now - start).count();
-      if (waited > 0.1) std::this_thread::sleep_for(std::chrono::microseconds(50));
-      else if (waited > 0.0002) std::this_thread::yield();
+      // Spin first (latency), then yield to ranks sharing the core. Never
+      // sleep: MPI advances a non-blocking collective only inside MPI calls,
+      // and a 50 us nap per poll made a 64 MiB all-reduce 40% slower.
+      if (now - start > std::chrono::microseconds(200)) std::this_thread::yield();
     }
     g_->stats.wait_seconds += std::chrono::duration<double>(Clock::now() - start).count();
   }

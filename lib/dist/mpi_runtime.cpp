@@ -48,6 +48,11 @@ void MpiRuntime::init(int* argc, char*** argv) {
   MPI_Finalized(&finalised);
   if (finalised) throw RuntimeError("MPI was already finalised: it cannot be started again");
   if (!initialised) {
+    // Open MPI's non-blocking all-reduce (libnbc) picks a binomial tree for
+    // fewer than 4 ranks or an in-place buffer (dtrain's case), which took
+    // 7x longer than the ring for 1 MiB on 2 ranks (apps/bench/comm_bench);
+    // ask for the ring unless the user chose. Read by MPI_Init only.
+    setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "1", /*overwrite=*/0);
     int provided = 0;
     // MPI_Init_thread's failure is fatal under MPI's default handler: nothing to catch.
     MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);

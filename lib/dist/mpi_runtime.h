@@ -3,7 +3,9 @@
 // keeps no global "is MPI up" flag of its own. It asks for
 // MPI_THREAD_FUNNELED: OpenMP threads exist, but only the main thread calls
 // MPI. Errors on the world (and on every communicator lib/dist creates) are
-// returned, not fatal, and become RuntimeError.
+// returned, not fatal, and become RuntimeError. With Open MPI it selects the
+// ring algorithm for non-blocking all-reduce unless the environment sets
+// OMPI_MCA_coll_libnbc_iallreduce_algorithm (see mpi_runtime.cpp).
 //
 // Failure and exit: MPI_Finalize waits for every rank, and Open MPI's does so
 // in a way that neither times out nor notices an MPI_Abort elsewhere. So the
