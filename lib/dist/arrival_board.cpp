@@ -15,7 +15,7 @@ static_assert(sizeof(Notice) == 4 * sizeof(int64_t));
 
 ArrivalBoard::ArrivalBoard(MPI_Comm comm, int rank, int size)
     : comm_(comm), rank_(rank), size_(size), inbox_(size), receives_(size, MPI_REQUEST_NULL),
-      latest_(size), ready_(size) {
+      latest_(size), history_(static_cast<size_t>(size) * kHistory), ready_(size) {
   for (int m = 0; m < size_; ++m) {
     if (m == rank_) continue;
     mpi_check(MPI_Recv_init(&inbox_[m], kNoticeInts, MPI_INT64_T, m, kNoticeTag, comm_,
@@ -50,8 +50,21 @@ ArrivalBoard::~ArrivalBoard() {
   MPI_Comm_free(&comm_);
 }
 
+const Notice* ArrivalBoard::received(int m, int64_t seq) const {
+  const Notice& n = history_[static_cast<size_t>(m) * kHistory + seq % kHistory];
+  return n.seq == seq ? &n : nullptr;
+}
+
+void ArrivalBoard::compare(int m, const Notice& theirs) {
+  const Notice* mine = received(rank_, theirs.seq);
+  if (mismatch_.member < 0 && mine && !mine->same_call(theirs)) mismatch_ = {m, *mine, theirs};
+}
+
 void ArrivalBoard::announce(const Notice& n) {
   drain();
+  history_[static_cast<size_t>(rank_) * kHistory + n.seq % kHistory] = n;
+  for (int m = 0; m < size_; ++m)
+    if (const Notice* theirs = m != rank_ ? received(m, n.seq) : nullptr) compare(m, *theirs);
   Batch& b = sending_.emplace_back();
   b.notice = n;
   b.sends.assign(size_ - 1, MPI_REQUEST_NULL);
@@ -71,7 +84,10 @@ void ArrivalBoard::drain() {
     if (count == MPI_UNDEFINED || count == 0) break;
     for (int i = 0; i < count; ++i) {
       int m = ready_[i];
-      latest_[m] = inbox_[m];
+      const Notice& n = inbox_[m];
+      latest_[m] = n;
+      history_[static_cast<size_t>(m) * kHistory + n.seq % kHistory] = n;
+      compare(m, n);
       mpi_check(MPI_Start(&receives_[m]), "MPI_Start");
     }
   }

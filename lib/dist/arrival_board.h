@@ -36,6 +36,15 @@ struct Notice {
 
 class ArrivalBoard {
  public:
+  // How many recent collectives of each member are remembered for comparison.
+  static constexpr int kHistory = 64;
+
+  // Two members that announced different collectives under one number.
+  struct Mismatch {
+    int member = -1;  // the other member
+    Notice mine, theirs;
+  };
+
   // comm: a communicator the board owns from now on (a duplicate of the group's).
   ArrivalBoard(MPI_Comm comm, int rank, int size);
   ~ArrivalBoard();
@@ -48,12 +57,18 @@ class ArrivalBoard {
   void drain();
   // The latest notice from member m (seq 0: none yet).
   const Notice& latest(int m) const { return latest_[m]; }
+  // Member m's notice for collective seq, if it came and is still remembered.
+  const Notice* received(int m, int64_t seq) const;
+  // The first disagreement seen between this member's collectives and
+  // another's, compared as soon as both notices are known; null if none.
+  const Mismatch* mismatch() const { return mismatch_.member >= 0 ? &mismatch_ : nullptr; }
 
  private:
   struct Batch {
     Notice notice;
     std::vector<MPI_Request> sends;
   };
+  void compare(int m, const Notice& theirs);
 
   MPI_Comm comm_;
   int rank_;
@@ -61,8 +76,10 @@ class ArrivalBoard {
   std::vector<Notice> inbox_;          // receive buffer per member
   std::vector<MPI_Request> receives_;  // persistent receive per member (null for self)
   std::vector<Notice> latest_;
+  std::vector<Notice> history_;        // member m's notice for seq s at [m * kHistory + s % kHistory]
   std::vector<int> ready_;             // MPI_Testsome's output
   std::deque<Batch> sending_;          // deque: a batch's notice stays put while sent
+  Mismatch mismatch_;
 };
 
 }  // namespace dtrain::detail

@@ -1,273 +1,14 @@
-// MpiCommunicator's operations: argument checks, the MPI non-blocking call,
-// and the Work whose wait() polls MPI_Test against the group's timeout and
-// turns a hang into a RuntimeError naming who did not arrive.
+// MpiCommunicator's operations: argument checks, numbering, arrival notice,
+// trace, then the MPI non-blocking call whose request the returned Work
+// (mpi_group.h) polls.
 #include "dist/mpi_communicator.h"
 
-#include <chrono>
 #include <climits>
-#include <numeric>
-#include <thread>
 
-#include "dist/arrival_board.h"
+#include "dist/mpi_group.h"
 #include "dist/mpi_runtime.h"
 
 namespace dtrain {
-
-namespace detail {
-
-using Clock = std::chrono::steady_clock;
-
-enum class OpKind : int64_t { all_reduce = 1, reduce_scatter, all_gather, broadcast, barrier, send, recv };
-
-const char* op_kind_name(OpKind k) {
-  switch (k) {
-    case OpKind::all_reduce: return "all_reduce";
-    case OpKind::reduce_scatter: return "reduce_scatter";
-    case OpKind::all_gather: return "all_gather";
-    case OpKind::broadcast: return "broadcast";
-    case OpKind::barrier: return "barrier";
-    case OpKind::send: return "send";
-    case OpKind::recv: return "recv";
-  }
-  return "?";
-}
-
-// One operation, as messages and notices describe it.
-struct OpInfo {
-  OpKind kind = OpKind::barrier;
-  DType dtype = DType::f32;
-  int64_t count = 0;         // elements; for collectives the same on every member
-  ReduceOp reduce = ReduceOp::sum;
-  int member = -1;           // broadcast root, send/recv peer
-  int tag = 0;
-  int64_t seq = 0;           // collectives: the group's number for it, from 1
-  bool uneven = false;
-
-  bool collective() const { return kind != OpKind::send && kind != OpKind::recv; }
-  bool reduces() const { return kind == OpKind::all_reduce || kind == OpKind::reduce_scatter; }
-  Notice notice() const {
-    int64_t low = reduces() ? static_cast<int64_t>(reduce) : member;
-    return {seq, static_cast<int64_t>(kind), count,
-            (static_cast<int64_t>(dtype) << 32) | (low & 0xffffffff)};
-  }
-  static OpInfo from(const Notice& n) {
-    OpInfo o;
-    o.kind = static_cast<OpKind>(n.kind);
-    o.count = n.count;
-    o.dtype = static_cast<DType>(n.detail >> 32);
-    int low = static_cast<int>(n.detail & 0xffffffff);
-    if (o.reduces()) o.reduce = static_cast<ReduceOp>(low);
-    else o.member = low;
-    o.seq = n.seq;
-    return o;
-  }
-};
-
-// An operation whose Work was dropped before it completed: MPI still owns its
-// request and buffers, so the group keeps them until MPI is done with them.
-struct Orphan {
-  MPI_Request request;
-  Tensor a, b;
-  std::vector<int> counts, displs;
-};
-
-struct MpiGroup {
-  MPI_Comm comm = MPI_COMM_NULL;
-  std::string name;
-  int rank = 0;
-  int size = 1;
-  int tag_ub = 32767;
-  std::vector<int> world_ranks;
-  double timeout = 300;
-  CommTrace trace;
-  CommStats stats;
-  int64_t seq = 0;  // collectives issued
-  std::unique_ptr<ArrivalBoard> board;
-  std::string failure;  // the first failure; non-empty = unusable
-  std::vector<Orphan> orphans;
-
-  ~MpiGroup() {
-    int finalised = 0;
-    MPI_Finalized(&finalised);
-    if (finalised) return;
-    reap_orphans();
-    // Collectives that never completed (a failed job): MPI may still write
-    // into their buffers, so they stay allocated.
-    if (!orphans.empty()) new std::vector<Orphan>(std::move(orphans));
-    board.reset();
-    MPI_Comm_free(&comm);
-  }
-
-  void reap_orphans() {
-    std::erase_if(orphans, [](Orphan& o) {
-      int done = 0;
-      return MPI_Test(&o.request, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS || done;
-    });
-  }
-
-  std::string member_name(int m) const {
-    return fmt::format("member {} (world rank {})", m, world_ranks[m]);
-  }
-
-  // "all_reduce of 1024 fp32 (sum)"
-  std::string what(const OpInfo& op) const {
-    std::string s = op_kind_name(op.kind);
-    if (op.kind != OpKind::barrier) s += fmt::format(" of {} {}", op.count, dtype_name(op.dtype));
-    if (op.reduces()) s += fmt::format(" ({})", reduce_op_name(op.reduce));
-    if (op.uneven) s += " in uneven parts";
-    if (op.kind == OpKind::broadcast) s += " from " + member_name(op.member);
-    if (op.kind == OpKind::send) s += " to " + member_name(op.member);
-    if (op.kind == OpKind::recv) s += " from " + member_name(op.member);
-    if (!op.collective()) s += fmt::format(", tag {},", op.tag);
-    return s;
-  }
-
-  // "all_reduce of 1024 fp32 (sum) on group 'dp' (collective #17; world ranks 0, 2)"
-  std::string where(const OpInfo& op) const {
-    std::string s = fmt::format("{} on group '{}' (", what(op), name);
-    if (op.collective()) s += fmt::format("collective #{}; ", op.seq);
-    return s + fmt::format("world ranks {})", fmt::join(world_ranks, ", "));
-  }
-
-  // Records the first failure; later operations refuse to start.
-  [[noreturn]] void fail(const std::string& message) {
-    if (failure.empty()) failure = message;
-    throw RuntimeError(message);
-  }
-
-  void check_usable() const {
-    if (!failure.empty())
-      throw RuntimeError(fmt::format(
-          "group '{}' cannot be used after an earlier failure: {}", name, failure));
-  }
-
-  // The timeout's explanation: who did not arrive, or who called something else.
-  std::string diagnose(const OpInfo& op) {
-    if (!op.collective())
-      return fmt::format("world rank {} did not {}", world_ranks[op.member],
-                         op.kind == OpKind::send ? "post the matching recv" : "send");
-    if (!board) return "arrival notices are off, so which ranks did not arrive is unknown";
-    board->drain();
-    std::vector<std::string> missing, other;
-    for (int m = 0; m < size; ++m) {
-      if (m == rank) continue;
-      const Notice& n = board->latest(m);
-      if (n.seq < op.seq)
-        missing.push_back(n.seq == 0 ? fmt::format("{} (no collective here yet)", world_ranks[m])
-                                     : fmt::format("{} (last here at #{})", world_ranks[m], n.seq));
-      else if (n.seq == op.seq && !n.same_call(op.notice()))
-        other.push_back(fmt::format("world rank {} called {} as #{}", world_ranks[m],
-                                    what(OpInfo::from(n)), n.seq));
-    }
-    std::string s;
-    if (!missing.empty())
-      s = fmt::format("world rank{} {} did not arrive", missing.size() > 1 ? "s" : "",
-                      fmt::join(missing, ", "));
-    if (!other.empty()) s += fmt::format("{}{}", s.empty() ? "" : "; ", fmt::join(other, "; "));
-    return s.empty() ? "every member arrived, yet the transfer did not finish (a dead or stuck rank?)"
-                     : s;
-  }
-
-  // A member that called a different collective under this number.
-  void check_mismatch(const OpInfo& op) {
-    for (int m = 0; m < size; ++m) {
-      const Notice& n = board->latest(m);
-      if (m != rank && n.seq == op.seq && !n.same_call(op.notice()))
-        fail(fmt::format("{}: world rank {} called {} as #{}: the ranks disagree on the order of "
-                         "collectives",
-                         where(op), world_ranks[m], what(OpInfo::from(n)), n.seq));
-    }
-  }
-};
-
-class MpiWork : public Work {
- public:
-  MpiWork(std::shared_ptr<MpiGroup> g, OpInfo op, Tensor a, Tensor b)
-      : g_(std::move(g)), op_(op), a_(std::move(a)), b_(std::move(b)) {}
-
-  ~MpiWork() override {
-    if (done_ || request_ == MPI_REQUEST_NULL) return;
-    int finalised = 0;
-    MPI_Finalized(&finalised);
-    if (finalised) return;
-    int flag = 0;
-    if (MPI_Test(&request_, &flag, MPI_STATUS_IGNORE) == MPI_SUCCESS && flag) return;
-    g_->orphans.push_back({request_, std::move(a_), std::move(b_), std::move(counts_),
-                           std::move(displs_)});
-  }
-
-  bool test() override {
-    if (!done_) poll();
-    return done_;
-  }
-
-  void wait() override {
-    if (done_) return;
-    const auto start = Clock::now();
-    const auto deadline = start + std::chrono::duration_cast<Clock::duration>(
-                                      std::chrono::duration<double>(g_->timeout));
-    auto next_drain = start + std::chrono::milliseconds(20);
-    while (!poll()) {
-      auto now = Clock::now();
-      if (now >= deadline) {
-        g_->stats.wait_seconds += std::chrono::duration<double>(now - start).count();
-        g_->fail(fmt::format("{} did not complete within {} s: {}", g_->where(op_), g_->timeout,
-                             g_->diagnose(op_)));
-      }
-      if (g_->board && op_.collective() && now >= next_drain) {
-        g_->board->drain();
-        g_->check_mismatch(op_);
-        next_drain = now + std::chrono::milliseconds(20);
-      }
-      // Spin first (latency), then yield to ranks sharing the core. Never
-      // sleep: MPI advances a non-blocking collective only inside MPI calls,
-      // and a 50 us nap per poll made a 64 MiB all-reduce 40% slower.
-      if (now - start > std::chrono::microseconds(200)) std::this_thread::yield();
-    }
-    g_->stats.wait_seconds += std::chrono::duration<double>(Clock::now() - start).count();
-  }
-
-  MPI_Request* request() { return &request_; }
-  std::vector<int>& counts() { return counts_; }
-  std::vector<int>& displs() { return displs_; }
-
- private:
-  bool poll() {
-    MPI_Status status;
-    int flag = 0;
-    int rc = MPI_Test(&request_, &flag, &status);
-    if (rc != MPI_SUCCESS) {
-      request_ = MPI_REQUEST_NULL;  // MPI has released it with the error
-      done_ = true;
-      try {
-        mpi_check(rc, "MPI_Test");
-      } catch (const RuntimeError& e) {
-        g_->fail(fmt::format("{} failed: {}", g_->where(op_), e.what()));
-      }
-    }
-    if (!flag) return false;
-    done_ = true;
-    if (op_.kind == OpKind::recv) {
-      int got = 0;
-      MPI_Get_count(&status, MPI_BYTE, &got);
-      if (static_cast<size_t>(got) != a_.bytes())
-        g_->fail(fmt::format("{}: the message had {} bytes, not {}: the sender sent something else",
-                             g_->where(op_), got, a_.bytes()));
-    }
-    a_ = Tensor();
-    b_ = Tensor();
-    return true;
-  }
-
-  std::shared_ptr<MpiGroup> g_;
-  OpInfo op_;
-  Tensor a_, b_;  // kept alive until MPI is done with them
-  std::vector<int> counts_, displs_;
-  MPI_Request request_ = MPI_REQUEST_NULL;
-  bool done_ = false;
-};
-
-}  // namespace detail
 
 using detail::MpiGroup;
 using detail::MpiWork;
@@ -275,38 +16,6 @@ using detail::OpInfo;
 using detail::OpKind;
 
 namespace {
-
-std::shared_ptr<MpiGroup> make_group(MPI_Comm comm, std::string name, const MpiCommOptions& o) {
-  auto g = std::make_shared<MpiGroup>();
-  g->comm = comm;
-  g->name = std::move(name);
-  g->timeout = o.timeout_seconds;
-  g->trace = o.trace;
-  mpi_check(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
-  mpi_check(MPI_Comm_rank(comm, &g->rank), "MPI_Comm_rank");
-  mpi_check(MPI_Comm_size(comm, &g->size), "MPI_Comm_size");
-  void* ub = nullptr;
-  int flag = 0;
-  if (MPI_Comm_get_attr(comm, MPI_TAG_UB, &ub, &flag) == MPI_SUCCESS && flag)
-    g->tag_ub = *static_cast<int*>(ub);
-  MPI_Group mine, world;
-  mpi_check(MPI_Comm_group(comm, &mine), "MPI_Comm_group");
-  mpi_check(MPI_Comm_group(MPI_COMM_WORLD, &world), "MPI_Comm_group");
-  std::vector<int> members(g->size);
-  std::iota(members.begin(), members.end(), 0);
-  g->world_ranks.resize(g->size);
-  int rc = MPI_Group_translate_ranks(mine, g->size, members.data(), world, g->world_ranks.data());
-  MPI_Group_free(&mine);
-  MPI_Group_free(&world);
-  mpi_check(rc, "MPI_Group_translate_ranks");
-  if (o.arrival_notices && g->size > 1) {
-    MPI_Comm notices;
-    mpi_check(MPI_Comm_dup(comm, &notices), "MPI_Comm_dup");
-    MPI_Comm_set_errhandler(notices, MPI_ERRORS_RETURN);
-    g->board = std::make_unique<detail::ArrivalBoard>(notices, g->rank, g->size);
-  }
-  return g;
-}
 
 MPI_Datatype mpi_type(const MpiGroup& g, OpKind kind, DType t) {
   switch (t) {
@@ -374,7 +83,7 @@ std::vector<int> member_counts(const MpiGroup& g, OpKind kind, const std::vector
 MpiCommunicator::MpiCommunicator(MPI_Comm parent, std::string name, MpiCommOptions options) {
   MPI_Comm comm;
   mpi_check(MPI_Comm_dup(parent, &comm), "MPI_Comm_dup");
-  g_ = make_group(comm, std::move(name), options);
+  g_ = std::make_shared<MpiGroup>(comm, std::move(name), options);
 }
 
 MpiCommunicator::MpiCommunicator(std::shared_ptr<MpiGroup> group) : g_(std::move(group)) {}
@@ -385,14 +94,14 @@ std::unique_ptr<MpiCommunicator> MpiCommunicator::split(MPI_Comm parent, int col
   mpi_check(MPI_Comm_split(parent, color, key, &comm), "MPI_Comm_split");
   if (comm == MPI_COMM_NULL) return nullptr;
   return std::unique_ptr<MpiCommunicator>(
-      new MpiCommunicator(make_group(comm, std::move(name), options)));
+      new MpiCommunicator(std::make_shared<MpiGroup>(comm, std::move(name), options)));
 }
 
 std::unique_ptr<MpiCommunicator> MpiCommunicator::adopt(MPI_Comm comm, std::string name,
                                                         MpiCommOptions options) {
   DTRAIN_CHECK(comm != MPI_COMM_NULL, "adopting MPI_COMM_NULL as group '{}'", name);
   return std::unique_ptr<MpiCommunicator>(
-      new MpiCommunicator(make_group(comm, std::move(name), options)));
+      new MpiCommunicator(std::make_shared<MpiGroup>(comm, std::move(name), options)));
 }
 
 MpiCommunicator::~MpiCommunicator() = default;
@@ -425,20 +134,12 @@ std::unique_ptr<MpiWork> start(MpiGroup& g, const std::shared_ptr<MpiGroup>& gp,
   g.reap_orphans();
   if (op.collective()) {
     op.seq = ++g.seq;
-    if (g.board) g.board->announce(op.notice());
+    if (g.board) {
+      g.board->announce(op.notice());
+      g.check_mismatch();  // an earlier collective that completed despite disagreeing
+    }
   }
-  if (g.trace) {
-    std::string line = fmt::format("rank {} {}", g.world_ranks[g.rank], g.name);
-    if (op.collective()) line += fmt::format("#{}", op.seq);
-    line += fmt::format(" {}", detail::op_kind_name(op.kind));
-    if (op.kind != OpKind::barrier) line += fmt::format(" {} {}", op.count, dtype_name(op.dtype));
-    if (op.reduces()) line += fmt::format(" {}", reduce_op_name(op.reduce));
-    if (op.uneven) line += " uneven";
-    if (op.kind == OpKind::broadcast) line += fmt::format(" root {}", op.member);
-    if (op.kind == OpKind::send) line += fmt::format(" to {} tag {}", op.member, op.tag);
-    if (op.kind == OpKind::recv) line += fmt::format(" from {} tag {}", op.member, op.tag);
-    g.trace(line);
-  }
+  if (g.trace) g.trace(g.trace_line(op));
   ++g.stats.ops;
   g.stats.bytes += static_cast<double>(bytes);
   return std::make_unique<MpiWork>(gp, op, std::move(a), std::move(b));
