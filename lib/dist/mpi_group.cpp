@@ -77,9 +77,12 @@ MpiGroup::~MpiGroup() {
   int finalised = 0;
   MPI_Finalized(&finalised);
   if (finalised) return;
+  // Receives nobody can wait for any more are cancelled; collectives (and
+  // sends) cannot be, and MPI may still touch their buffers: in a failed job
+  // those stay allocated.
+  for (Orphan& o : orphans)
+    if (o.receive) MPI_Cancel(&o.request);
   reap_orphans();
-  // Collectives that never completed (a failed job): MPI may still write
-  // into their buffers, so they stay allocated.
   if (!orphans.empty()) new std::vector<Orphan>(std::move(orphans));
   board.reset();
   MPI_Comm_free(&comm);
@@ -183,8 +186,8 @@ MpiWork::~MpiWork() {
   if (finalised) return;
   int flag = 0;
   if (MPI_Test(&request_, &flag, MPI_STATUS_IGNORE) == MPI_SUCCESS && flag) return;
-  g_->orphans.push_back(
-      {request_, std::move(a_), std::move(b_), std::move(counts_), std::move(displs_)});
+  g_->orphans.push_back({request_, op_.kind == OpKind::recv, std::move(a_), std::move(b_),
+                         std::move(counts_), std::move(displs_)});
 }
 
 bool MpiWork::test() {

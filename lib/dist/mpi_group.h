@@ -41,6 +41,7 @@ struct OpInfo {
 // request and buffers, so the group keeps them until MPI is done with them.
 struct Orphan {
   MPI_Request request;
+  bool receive;  // a point-to-point receive, which MPI can cancel
   Tensor a, b;
   std::vector<int> counts, displs;
 };

@@ -24,7 +24,7 @@ std::string detect_launcher() {
   if (env_set("OMPI_COMM_WORLD_SIZE") || env_set("PMI_SIZE") || env_set("HYDRA_CONTROL_FD"))
     return "mpirun";
   if (env_set("SLURM_STEP_ID") && env_set("SLURM_PROCID")) return "srun";
-  if (env_set("PMIX_RANK")) return "mpirun";
+  // Not PMIX_RANK: Open MPI's singleton sets it for itself during MPI_Init.
   return "";
 }
 
@@ -47,6 +47,7 @@ void MpiRuntime::init(int* argc, char*** argv) {
   MPI_Initialized(&initialised);
   MPI_Finalized(&finalised);
   if (finalised) throw RuntimeError("MPI was already finalised: it cannot be started again");
+  launcher_ = detect_launcher();  // before MPI_Init, which adds variables of its own
   if (!initialised) {
     // Open MPI's non-blocking all-reduce (libnbc) picks a binomial tree for
     // fewer than 4 ranks or an in-place buffer (dtrain's case), which took
@@ -69,7 +70,6 @@ void MpiRuntime::init(int* argc, char*** argv) {
   mpi_check(MPI_Comm_rank(MPI_COMM_WORLD, &rank_), "MPI_Comm_rank");
   mpi_check(MPI_Comm_size(MPI_COMM_WORLD, &size_), "MPI_Comm_size");
   mpi_check(MPI_Comm_dup(MPI_COMM_WORLD, &exit_comm_), "MPI_Comm_dup");
-  launcher_ = detect_launcher();
   char version[MPI_MAX_LIBRARY_VERSION_STRING];
   int len = 0;
   if (MPI_Get_library_version(version, &len) == MPI_SUCCESS) {

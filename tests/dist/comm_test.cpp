@@ -3,10 +3,12 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <thread>
 
 #include "collectives.h"
 #include "dist/mpi_communicator.h"
+#include "dist/mpi_runtime.h"
 #include "dist_test.h"
 
 namespace dtrain::test {
@@ -102,6 +104,67 @@ TEST_CASE("world: the trace shows every operation") {
   REQUIRE(lines.size() == 2);
   CHECK(lines[0] == fmt::format("rank {} tp#1 all_reduce 4096 fp32 sum", world_rank()));
   CHECK(lines[1] == fmt::format("rank {} tp#2 barrier", world_rank()));
+}
+
+}  // namespace dtrain::test
+
+namespace dtrain::test {
+
+TEST_CASE("runtime: rank, size and launcher") {
+  MpiRuntime adopted;  // MPI is up already: adopts it, will not finalise it
+  CHECK(adopted.world_rank() == world_rank());
+  CHECK(adopted.world_size() == world_size());
+  CHECK(adopted.describe().find(fmt::format("rank {} of {}", world_rank(), world_size())) !=
+        std::string::npos);
+  if (const char* expected = std::getenv("DTRAIN_EXPECT_LAUNCHER")) {
+    CHECK(adopted.launcher() == std::string(expected));
+    CHECK(adopted.launched() == !std::string(expected).empty());
+  }
+}
+
+TEST_CASE("world: a recv timeout names the peer") {
+  if (world_size() < 2) return;
+  MpiCommOptions o = test_options();
+  o.timeout_seconds = 0.3;
+  MpiCommunicator world(MPI_COMM_WORLD, "pp", o);
+  if (world.rank() == 0) {
+    Tensor t = Tensor::zeros({8}, DType::f32);
+    std::string e = runtime_error_of([&] { world.recv(t, 1, 9)->wait(); });
+    CHECK(contains(e, "recv of 8 fp32 from member 1 (world rank 1), tag 9, on group 'pp' (world "
+                      "ranks 0, 1"));
+    CHECK(contains(e, "did not complete within 0.3 s: world rank 1 did not send"));
+  }
+  // The abandoned receive is cancelled when the group goes.
+  MpiCommunicator again(MPI_COMM_WORLD, "again", test_options());
+  again.barrier()->wait();
+}
+
+TEST_CASE("world: without arrival notices a timeout says the missing ranks are unknown") {
+  const int p = world_size();
+  if (p < 2) return;
+  MpiCommOptions o = test_options();
+  o.timeout_seconds = 0.3;
+  o.arrival_notices = false;
+  MpiCommunicator world(MPI_COMM_WORLD, "dp", o);
+  if (world.rank() == p - 1) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(800));
+    world.barrier()->wait();
+  } else {
+    std::string e = runtime_error_of([&] { world.barrier()->wait(); });
+    CHECK(contains(e, "barrier on group 'dp' (collective #1; world ranks 0, 1"));
+    CHECK(contains(e, "arrival notices are off, so which ranks did not arrive is unknown"));
+  }
+  MpiCommunicator again(MPI_COMM_WORLD, "again", test_options());
+  again.barrier()->wait();
+}
+
+TEST_CASE("world: a dropped Work does not disturb what follows") {
+  MpiCommunicator world(MPI_COMM_WORLD, "world", test_options());
+  Tensor dropped = Tensor::zeros({1 << 16}, DType::f32);
+  world.all_reduce(dropped, ReduceOp::sum);  // handle dropped at once
+  check_all_reduce<float>(world, 100);
+  CHECK(world.stats().ops == 4);
+  CHECK_FALSE(world.failed());
 }
 
 }  // namespace dtrain::test

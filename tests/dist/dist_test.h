@@ -4,6 +4,8 @@
 
 #include <mpi.h>
 
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "dist/mesh.h"
@@ -36,6 +38,20 @@ inline std::vector<MeshLayout> layouts_of(int n) {
     for (int tp = 1; tp <= n; ++tp)
       if (n % (dp * tp) == 0) out.push_back({dp, tp, n / (dp * tp)});
   return out;
+}
+
+// The message of the RuntimeError that f throws ("" if it throws none).
+inline std::string runtime_error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const RuntimeError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+inline bool contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
 }
 
 }  // namespace dtrain::test

@@ -80,3 +80,27 @@ TEST_CASE("mesh: every layout of this world size") {
 }
 
 }  // namespace dtrain::test
+
+namespace dtrain::test {
+
+TEST_CASE("mesh: the trace names the group and its collective number") {
+  const int n = world_size();
+  Mesh mesh(MeshLayout{1, n, 1}, test_options());
+  std::vector<std::string> lines;
+  mesh.set_trace([&](const std::string& l) { lines.push_back(l); });
+  Tensor t = Tensor::zeros({4096}, DType::f32);
+  all_reduce(mesh.tp_group(), t);
+  all_reduce(mesh.tp_group(), t, ReduceOp::max);
+  if (n == 1) {
+    CHECK(lines.empty());  // one-member groups do no communication to trace
+  } else {
+    REQUIRE(lines.size() == 2);
+    CHECK(lines[1] == fmt::format("rank {} tp#2 all_reduce 4096 fp32 max", world_rank()));
+  }
+  CHECK(mesh.describe() ==
+        fmt::format("mesh dp=1 x tp={} x pp=1 over {} ranks (tp fastest, then dp, then pp); rank "
+                    "{} = dp 0, tp {}, pp 0",
+                    n, n, world_rank(), world_rank()));
+}
+
+}  // namespace dtrain::test
