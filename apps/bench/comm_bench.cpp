@@ -15,6 +15,7 @@
 #include <functional>
 #include <vector>
 
+#include "dist/arrival_board.h"
 #include "dist/mpi_communicator.h"
 #include "dist/mpi_runtime.h"
 
@@ -112,6 +113,26 @@ int main(int argc, char** argv) {
   if (root)
     std::printf("\nbarrier: %.1f us without notices, %.1f us with (%+.1f us)\n", best(b_off) * 1e6,
                 best(b_on) * 1e6, (best(b_on) - best(b_off)) * 1e6);
+  // The notices alone, without a collective: announce (send size-1 notices
+  // and take in those that came) per call, everyone at the same pace.
+  {
+    MPI_Comm c;
+    MPI_Comm_dup(MPI_COMM_WORLD, &c);
+    detail::ArrivalBoard board(c, mpi.world_rank(), p);
+    int64_t seq = 0;
+    std::vector<double> t;
+    for (int round = 0; round < rounds; ++round)
+      t.push_back(time_per_call(raw, 10000, [&] {
+        ++seq;
+        board.announce({seq, 1, 1024, 0});
+      }));
+    // Let every notice arrive before the board goes.
+    MPI_Barrier(raw);
+    board.drain();
+    if (root)
+      std::printf("arrival notices alone: %.2f us per collective (%d notices sent, %d taken in)\n",
+                  best(t) * 1e6, p - 1, p - 1);
+  }
   MPI_Comm_free(&raw);
   return 0;
 }

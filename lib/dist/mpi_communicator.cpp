@@ -59,6 +59,7 @@ std::vector<int> member_counts(const MpiGroup& g, OpKind kind, const std::vector
                                int64_t total) {
   const char* op = detail::op_kind_name(kind);
   std::vector<int> out(g.size);
+  mpi_count(g, kind, total);  // offsets are ints too
   if (counts.empty()) {
     DTRAIN_CHECK(total % g.size == 0, "{} on group '{}': {} elements do not split into {} equal parts",
                  op, g.name, total, g.size);

@@ -202,6 +202,11 @@ void MpiWork::wait() {
                                     std::chrono::duration<double>(g_->timeout));
   auto next_drain = start + std::chrono::milliseconds(20);
   while (!poll()) {
+    // Another operation of the group failed: this one would only wait out
+    // its own timeout (the ranks are no longer in step).
+    if (!g_->failure.empty())
+      throw RuntimeError(fmt::format("{} cannot complete: the group failed earlier: {}",
+                                     g_->where(op_), g_->failure));
     auto now = Clock::now();
     if (now >= deadline) {
       g_->stats.wait_seconds += std::chrono::duration<double>(now - start).count();

@@ -62,22 +62,26 @@ TEST_CASE("world: a timeout names the collective, the group and the missing rank
   MpiCommOptions o = test_options();
   o.timeout_seconds = 0.5;
   MpiCommunicator world(MPI_COMM_WORLD, "world", o);
-  Tensor t = Tensor::zeros({1024}, DType::f32);
+  Tensor t = Tensor::zeros({1024}, DType::f32), u = Tensor::zeros({8}, DType::f32);
   world.all_reduce(t, ReduceOp::sum)->wait();  // #1: everyone
   const int late = p - 1;
   if (world.rank() == late) {
     // Arrives after the others gave up: its part completes against theirs.
     std::this_thread::sleep_for(std::chrono::milliseconds(1500));
     world.all_reduce(t, ReduceOp::sum)->wait();
+    world.all_reduce(u, ReduceOp::sum)->wait();
   } else {
     auto start = std::chrono::steady_clock::now();
-    std::string message;
-    try {
-      world.all_reduce(t, ReduceOp::sum)->wait();
-    } catch (const RuntimeError& e) {
-      message = e.what();
-    }
+    auto first = world.all_reduce(t, ReduceOp::sum);
+    auto second = world.all_reduce(u, ReduceOp::sum);
+    std::string message = runtime_error_of([&] { first->wait(); });
     double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    // The other operation in flight gives up at once.
+    std::string then = runtime_error_of([&] { second->wait(); });
+    CHECK(contains(then, "all_reduce of 8 fp32 (sum) on group 'world' (collective #3;"));
+    CHECK(contains(then, "cannot complete: the group failed earlier: all_reduce of 1024"));
+    double both = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    CHECK(both - waited < 0.2);
     MESSAGE(message);
     CHECK(waited >= 0.5);
     CHECK(waited < 1.4);
