@@ -176,7 +176,7 @@ void check_layout(const std::string& toml, const Run& ref, Layout layout, int ze
       }
     }
     CAPTURE(worst_name);
-    CHECK(worst < 2e-5);  // parameters are O(0.1); 20 fp32 AdamW/SGD steps
+    CHECK(worst < 5e-5);  // fp32, 20 AdamW/SGD steps; measured up to 1.1e-5
     MPI_Comm_free(&sub);
   }
   MPI_Barrier(MPI_COMM_WORLD);
