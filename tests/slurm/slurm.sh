@@ -23,7 +23,9 @@ if [ -n "$missing" ]; then
   echo "SKIP: cannot start a test Slurm: $missing"
   exit 77
 fi
-trap 'code=$?; [ $code -eq 0 ] || cluster_logs; cluster_stop; rm -rf "$WORK"; exit $code' EXIT
+# SLURM_TEST_KEEP=DIR keeps the work directory (jobs' outputs, runs/) there.
+trap 'code=$?; [ $code -eq 0 ] || { cluster_logs; job_logs; }; cluster_stop
+  [ -z "${SLURM_TEST_KEEP:-}" ] || cp -r "$WORK" "$SLURM_TEST_KEEP"; rm -rf "$WORK"; exit $code' EXIT
 trap 'exit 143' TERM INT  # ctest's timeout: still stop what was started
 cluster_start
 echo "slurm: cluster up in $((SECONDS - T0))s"
@@ -34,6 +36,14 @@ chmod 755 "$WORK"
 cd "$WORK"
 export DTRAIN_BIN=$DTRAIN
 base=(train.steps=12 train.eval_every=6 model.n_head=4)
+
+job_logs() {  # every job's output (dtrain.sbatch's lines and dtrain's), for a failure
+  local f
+  for f in "$WORK"/*-[0-9]*.out; do
+    [ -f "$f" ] && { echo "--- $f" >&2; tail -n 40 "$f" >&2; }
+  done
+  return 0
+}
 
 # submit ARGS...: sbatch from $WORK, prints the job id.
 submit() { sbatch --parsable "$@" | cut -d';' -f1; }
@@ -140,11 +150,15 @@ cluster_wait_job "$job" 90
 grep -q "got SIGUSR1" "$run/slurm.log" && grep -q "dtrain stopped after writing a checkpoint (exit 4)" "$run/slurm.log" &&
   grep -q "requeueing job $job" "$run/slurm.log" && grep -q "attempt 2 .*: resume" "$run/slurm.log" &&
   grep -q "dtrain finished (exit 0)" "$run/slurm.log" || { cat "$run/slurm.log" >&2; fail "job $job: slurm.log lacks a step of signal -> requeue -> resume -> finish"; }
-# The reference: the same run uninterrupted, on one process.
+# The reference: the same run uninterrupted, same layout (mpirun, outside
+# Slurm): the same losses to the bit, each step once (cmp of the whole list).
 lsets=()
 for s in "${long[@]}"; do lsets+=(--set "$s"); done
-expect_exit 0 "$DTRAIN" run tiny.toml "${lsets[@]}" --set parallel.dp=1 --set train.grad_accum=2 \
-  --set train.threads=1 --out "$WORK/long-one"
-same_losses "$WORK/long-one/metrics.jsonl" "$run/metrics.jsonl"
+expect_exit 0 mpirun --allow-run-as-root --oversubscribe -np 2 "$DTRAIN" run tiny.toml "${lsets[@]}" \
+  --set train.threads=1 --out "$WORK/long-ref"
+json_field "$WORK/long-ref/metrics.jsonl" loss >"$WORK/ref.loss"
+json_field "$run/metrics.jsonl" loss >"$WORK/long.loss"
+[ "$(wc -l <"$WORK/ref.loss")" -eq 300 ] || fail "reference run: expected 300 losses"
+cmp -s "$WORK/ref.loss" "$WORK/long.loss" || { diff "$WORK/ref.loss" "$WORK/long.loss" | head >&2; fail "job $job: losses differ from an uninterrupted run"; }
 echo "slurm: 4. job $job signalled, checkpointed, requeued, resumed, same losses ($((SECONDS - t))s)"
 echo "slurm: ok in $((SECONDS - T0))s"
