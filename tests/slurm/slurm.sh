@@ -3,9 +3,9 @@
 #   1. a 2-task data-parallel job to the end, whose losses must equal one
 #      process's, in runs/<job name>-<job id>/ of the submit directory;
 #   2. the same with DTRAIN_LAUNCHER=mpirun and pipeline parallelism;
-#   3. stub binaries in place of dtrain: every task's rank, local rank and GPU
-#      (CUDA_VISIBLE_DEVICES split by local rank), and an error exit, which
-#      must end the job without a requeue;
+#   3. stub binaries in place of dtrain: every task's rank, local rank, GPU
+#      (CUDA_VISIBLE_DEVICES split by local rank) and arguments, under srun and
+#      mpirun, and an error exit, which must end the job without a requeue;
 #   4. a job signalled mid-run the way Slurm warns of its time limit
 #      (SIGUSR1 to the batch shell): dtrain checkpoints and exits 4, the job
 #      requeues itself, resumes from the checkpoint and finishes with the
@@ -100,7 +100,8 @@ echo "slurm: 2. mpirun pp=2 job $job finished with one process's losses ($((SECO
 t=$SECONDS
 cat >"$WORK/stub.sh" <<'EOF'
 #!/usr/bin/env bash
-echo "rank $SLURM_PROCID local $DTRAIN_LOCAL_RANK gpu ${CUDA_VISIBLE_DEVICES:-none} args $*" >>"$STUB_LOG.$SLURM_PROCID"
+rank=${OMPI_COMM_WORLD_RANK:-$SLURM_PROCID}
+echo "rank $rank local $DTRAIN_LOCAL_RANK gpu ${CUDA_VISIBLE_DEVICES:-none} args $*" >>"$STUB_LOG.$rank"
 exit "${STUB_EXIT:-0}"
 EOF
 chmod +x "$WORK/stub.sh"
@@ -110,6 +111,11 @@ job_ok "$job"
 grep -q "^rank 0 local 0 gpu 4 args run tiny.toml --out $WORK/runs/stub-$job --set checkpoint.dir=$WORK/runs/stub-$job/checkpoints --set train.threads=1 --set train.steps=7 --verbose$" "$WORK/stub.0" ||
   { cat "$WORK/stub.0" >&2; fail "rank 0: wrong local rank, GPU or arguments"; }
 grep -q "^rank 1 local 1 gpu 5 " "$WORK/stub.1" || { cat "$WORK/stub.1" >&2; fail "rank 1: wrong local rank or GPU"; }
+job=$(CUDA_VISIBLE_DEVICES=4,5 STUB_LOG=$WORK/mpistub DTRAIN_BIN=$WORK/stub.sh DTRAIN_LAUNCHER=mpirun \
+  submit -n 2 -J mpistub "$SBATCH_SCRIPT" tiny.toml)
+job_ok "$job"
+grep -q "^rank 0 local 0 gpu 4 args run" "$WORK/mpistub.0" && grep -q "^rank 1 local 1 gpu 5 args run" "$WORK/mpistub.1" ||
+  { cat "$WORK"/mpistub.* >&2; fail "mpirun: wrong local rank or GPU"; }
 job=$(STUB_EXIT=2 STUB_LOG=$WORK/fail DTRAIN_BIN=$WORK/stub.sh submit -n 1 -J fail "$SBATCH_SCRIPT" tiny.toml)
 cluster_wait_job "$job" 60
 [ "$(job_field "$job" JobState)" = FAILED ] && [ "$(job_field "$job" ExitCode)" = 2:0 ] &&
