@@ -81,10 +81,10 @@ TEST_CASE("world: a timeout names the collective, the group and the missing rank
     CHECK(contains(then, "all_reduce of 8 fp32 (sum) on group 'world' (collective #3;"));
     CHECK(contains(then, "cannot complete: the group failed earlier: all_reduce of 1024"));
     double both = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    CHECK(both - waited < 0.2);
+    CHECK(both - waited < 1.0);
     MESSAGE(message);
     CHECK(waited >= 0.5);
-    CHECK(waited < 1.4);
+    CHECK(waited < 2.5);  // bounded, with room for a loaded machine
     CHECK(message.find("all_reduce of 1024 fp32 (sum)") != std::string::npos);
     CHECK(message.find("group 'world'") != std::string::npos);
     CHECK(message.find("collective #2") != std::string::npos);
