@@ -172,3 +172,16 @@ TEST_CASE("world: a dropped Work does not disturb what follows") {
 }
 
 }  // namespace dtrain::test
+
+namespace dtrain::test {
+
+TEST_CASE("world: equal counts spelt out by some members and not others still match") {
+  MpiCommunicator world(MPI_COMM_WORLD, "world", test_options());
+  const int p = world.size(), r = world.rank();
+  std::vector<int64_t> spelt = r % 2 ? std::vector<int64_t>(p, 3) : std::vector<int64_t>{};
+  check_reduce_scatter(world, spelt, 3, false);
+  check_all_gather(world, spelt, 3, false);
+  CHECK_FALSE(world.failed());
+}
+
+}  // namespace dtrain::test
