@@ -67,7 +67,7 @@ TEST_CASE("world: a timeout names the collective, the group and the missing rank
   const int late = p - 1;
   if (world.rank() == late) {
     // Arrives after the others gave up: its part completes against theirs.
-    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    std::this_thread::sleep_for(std::chrono::milliseconds(3000));
     world.all_reduce(t, ReduceOp::sum)->wait();
     world.all_reduce(u, ReduceOp::sum)->wait();
   } else {
@@ -151,7 +151,7 @@ TEST_CASE("world: without arrival notices a timeout says the missing ranks are u
   o.arrival_notices = false;
   MpiCommunicator world(MPI_COMM_WORLD, "dp", o);
   if (world.rank() == p - 1) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(800));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
     world.barrier()->wait();
   } else {
     std::string e = runtime_error_of([&] { world.barrier()->wait(); });
