@@ -55,7 +55,7 @@ Trainer::Trainer(const Config& cfg, std::function<void(const std::string&)> log)
 
 Trainer::~Trainer() = default;
 
-double Trainer::train_step(int64_t step) {
+double Trainer::train_step(int64_t step, const RunOptions& opts) {
   const int64_t micro = cfg_.train.micro_batch, accum = cfg_.train.grad_accum;
   model_->params.zero_grads();
   double loss_sum = 0;
@@ -72,11 +72,20 @@ double Trainer::train_step(int64_t step) {
     model_->backward(1.0 / static_cast<double>(accum), ctx);
     loss_sum += st.loss;
   }
-  const double loss = loss_sum / static_cast<double>(accum);
-  if (!std::isfinite(loss))
-    throw RuntimeError(fmt::format("training loss became {} at step {}; stopping before the update",
-                                   loss, step + 1));
-  last_grad_norm_ = grad_norm(model_->params);
+  double loss = loss_sum / static_cast<double>(accum);
+  if (opts.inject_nan_at_step == step + 1) loss = std::nan("");
+  last_grad_norm_ = std::isfinite(loss) ? grad_norm(model_->params) : 0.0;
+  if (!std::isfinite(loss) || !std::isfinite(last_grad_norm_)) {
+    const std::string what = !std::isfinite(loss)
+                                 ? fmt::format("training loss became {}", loss)
+                                 : fmt::format("gradient norm became {}", last_grad_norm_);
+    if (!cfg_.train.skip_nonfinite)
+      throw RuntimeError(fmt::format("{} at step {}; stopping before the update (no checkpoint is "
+                                     "written with it; train.skip_nonfinite = true skips such steps)",
+                                     what, step + 1));
+    log_(fmt::format("step {}: {}; update skipped (train.skip_nonfinite)", step + 1, what));
+    return loss;
+  }
   opt_->step(learning_rate(cfg_.optim, cfg_.train.steps, step),
              clip_scale(last_grad_norm_, cfg_.optim.grad_clip));
   return loss;
@@ -108,7 +117,7 @@ EvalResult Trainer::evaluate() {
   return r;
 }
 
-TrainSummary Trainer::run() {
+TrainSummary Trainer::run(const RunOptions& opts) {
   namespace fs = std::filesystem;
   const auto& t = cfg_.train;
   const bool classifier = cfg_.model.type == "cnn";
@@ -121,7 +130,7 @@ TrainSummary Trainer::run() {
     f << to_toml(cfg_);
     if (!f) throw RuntimeError(fmt::format("cannot write '{}/config.toml'", out));
   }
-  MetricsWriter metrics((fs::path(out) / "metrics.jsonl").string());
+  MetricsWriter metrics((fs::path(out) / "metrics.jsonl").string(), opts.start_step > 0);
 
   const int64_t items_per_step = t.global_batch * model_->items_per_sample();
   const char* unit = classifier ? "img/s" : "tok/s";
@@ -144,26 +153,36 @@ TrainSummary Trainer::run() {
   };
 
   TrainSummary summary;
-  summary.first_eval = evaluate();
-  report_eval(0, summary.first_eval);
+  if (opts.start_step == 0) {
+    summary.first_eval = evaluate();
+    report_eval(0, summary.first_eval);
+  }
 
   double train_seconds = 0, window_seconds = 0;
-  int64_t window_steps = 0;
-  for (int64_t step = 0; step < t.steps; ++step) {
+  int64_t window_steps = 0, step = opts.start_step;
+  for (; step < t.steps; ++step) {
     const auto t0 = Clock::now();
     const double lr = learning_rate(cfg_.optim, t.steps, step);
-    const double loss = train_step(step);
+    const double loss = train_step(step, opts);
     const double dt = seconds_since(t0);
     train_seconds += dt;
     window_seconds += dt;
     ++window_steps;
-    summary.last_loss = loss;
     const int64_t done = step + 1;
-    metrics.write({{"step", done}, {"loss", loss}, {"lr", lr}, {"grad_norm", last_grad_norm_},
-                   {"step_seconds", dt}});
+    if (std::isfinite(loss) && std::isfinite(last_grad_norm_)) {
+      summary.last_loss = loss;
+      metrics.write({{"step", done}, {"loss", loss}, {"lr", lr}, {"grad_norm", last_grad_norm_},
+                     {"step_seconds", dt}});
+    } else {
+      ++summary.skipped;
+      metrics.write({{"step", done}, {"skipped", std::string("non-finite loss or gradient norm")},
+                     {"step_seconds", dt}});
+    }
+    const bool stopping = opts.hooks && opts.hooks->should_stop(done);
     if (done % cfg_.log.every == 0 || done == t.steps) {
       const double rate = static_cast<double>(items_per_step * window_steps) / window_seconds;
-      const double eta = train_seconds / static_cast<double>(done) * static_cast<double>(t.steps - done);
+      const double eta = train_seconds / static_cast<double>(done - opts.start_step) *
+                         static_cast<double>(t.steps - done);
       log_(fmt::format("step {:>6}/{} | loss {:.4f} | lr {:.3e} | norm {:.3f} | {} {} | eta {}", done,
                        t.steps, loss, lr, last_grad_norm_, format_rate(rate), unit,
                        format_duration(eta)));
@@ -171,18 +190,25 @@ TrainSummary Trainer::run() {
       window_steps = 0;
     }
     const bool last = done == t.steps;
-    if (last || (t.eval_every > 0 && done % t.eval_every == 0)) {
+    if (!stopping && (last || (t.eval_every > 0 && done % t.eval_every == 0))) {
       EvalResult e = evaluate();
       report_eval(done, e);
       if (last) summary.last_eval = e;
     }
+    if (opts.hooks) opts.hooks->after_step(done, stopping);
+    if (stopping) {
+      summary.stopped = done < t.steps;
+      ++step;
+      break;
+    }
   }
-  summary.steps = t.steps;
+  summary.steps = step;
   summary.seconds = train_seconds;
+  const int64_t ran = step - opts.start_step;
   summary.items_per_second =
-      train_seconds > 0 ? static_cast<double>(items_per_step * t.steps) / train_seconds : 0.0;
-  log_(fmt::format("done: {} steps in {}, {} {} on average", t.steps, format_duration(train_seconds),
-                   format_rate(summary.items_per_second), unit));
+      train_seconds > 0 ? static_cast<double>(items_per_step * ran) / train_seconds : 0.0;
+  log_(fmt::format("{}: {} steps in {}, {} {} on average", summary.stopped ? "stopped" : "done", ran,
+                   format_duration(train_seconds), format_rate(summary.items_per_second), unit));
   return summary;
 }
 

@@ -12,6 +12,7 @@
 #include "model/model.h"
 #include "optim/optimizer.h"
 #include "train/data_source.h"
+#include "train/hooks.h"
 #include "train/metrics.h"
 
 namespace dtrain {
@@ -23,7 +24,9 @@ struct EvalResult {
 };
 
 struct TrainSummary {
-  int64_t steps = 0;
+  int64_t steps = 0;       // steps done when run() returned (counting those before a resume)
+  bool stopped = false;    // a hook ended the run before train.steps (preemption)
+  int64_t skipped = 0;     // steps whose update was skipped (non-finite loss, skip_nonfinite)
   double last_loss = 0;
   EvalResult first_eval;  // before training
   EvalResult last_eval;   // after the last step
@@ -38,19 +41,25 @@ class Trainer {
   Trainer(const Config& cfg, std::function<void(const std::string&)> log);
   ~Trainer();
 
-  // Trains for cfg.train.steps steps, writing <out_dir>/config.toml and
+  // Trains up to cfg.train.steps steps, writing <out_dir>/config.toml and
   // <out_dir>/metrics.jsonl; evaluates before the first step, every
-  // train.eval_every steps and after the last.
-  TrainSummary run();
+  // train.eval_every steps and after the last. `opts` resumes from a step
+  // and plugs in hooks (checkpoints, preemption).
+  TrainSummary run(const RunOptions& opts = {});
 
   // One evaluation pass over the validation data.
   EvalResult evaluate();
 
   Model& model() { return *model_; }
+  Optimizer& optimizer() { return *opt_; }
+  // Tokens or images one optimizer step consumes (all ranks together).
+  int64_t items_per_step() const { return cfg_.train.global_batch * model_->items_per_sample(); }
   const Config& config() const { return cfg_; }
 
  private:
-  double train_step(int64_t step);  // returns the mean training loss of the step
+  // Returns the mean training loss of the step; a non-finite loss or
+  // gradient norm throws, or (train.skip_nonfinite) skips the update.
+  double train_step(int64_t step, const RunOptions& opts);
 
   Config cfg_;
   std::function<void(const std::string&)> log_;
