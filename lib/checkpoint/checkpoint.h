@@ -74,15 +74,20 @@ struct Piece {
   std::string key;    // "model/<param>" or "optim/<state>/<param>"
   Tensor local;       // this rank's part, on the CPU
   Shard shard;        // how `local` maps into the full tensor (shard.full = full shape)
-  bool write = true;  // false: another rank stores it (a pipeline's second copy of a tied weight)
+  bool write = true;  // false: another rank stores it (see collect_pieces)
 };
 
-// Every parameter, buffer and optimizer state tensor this rank holds.
-std::vector<Piece> collect_pieces(Model& model, Optimizer& opt);
+// Every parameter, buffer and optimizer state tensor this rank holds. Which
+// ones it writes: each element of each tensor is written by exactly one rank,
+// so copies are left out: a pipeline's second copy of a tied weight
+// (Param::primary false), every tensor on data-parallel replicas other than
+// the first (`first_dp` false), and tensors that tensor parallelism does not
+// split on tensor-parallel ranks other than the first (`first_tp` false).
+std::vector<Piece> collect_pieces(Model& model, Optimizer& opt, bool first_dp = true,
+                                  bool first_tp = true);
 
 struct SaveOptions {
-  int64_t keep = 0;           // keep the newest `keep` checkpoints after this one (0 = all)
-  bool write_pieces = true;   // false on data-parallel replicas (dp rank > 0): they hold copies
+  int64_t keep = 0;  // keep the newest `keep` checkpoints after this one (0 = all)
   // Tests: called after every file operation of the save, with what it did
   // ("create rank_00000.h5", "rename step_00000010.tmp -> step_00000010", ...).
   std::function<void(const std::string&)> on_file_op;

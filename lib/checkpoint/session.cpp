@@ -35,8 +35,9 @@ CheckpointMeta trainer_meta(Trainer& trainer, int64_t step, const Layout& layout
 }
 
 SaveResult save_trainer(Trainer& trainer, int64_t step, Communicator& world, const Layout& layout,
-                        const SaveOptions& opts) {
-  std::vector<Piece> pieces = collect_pieces(trainer.model(), trainer.optimizer());
+                        Replica replica, const SaveOptions& opts) {
+  std::vector<Piece> pieces =
+      collect_pieces(trainer.model(), trainer.optimizer(), replica.first_dp, replica.first_tp);
   return save_checkpoint(trainer.config().checkpoint.dir, trainer_meta(trainer, step, layout), pieces,
                          world, opts);
 }
@@ -107,9 +108,8 @@ void CheckpointSession::after_step(int64_t done, bool stopping) {
   if (!due || done == last_step_) return;
   SaveOptions so;
   so.keep = c.keep;
-  so.write_pieces = opts_.write_pieces;
   so.on_file_op = opts_.on_file_op;
-  const SaveResult r = save_trainer(trainer_, done, *opts_.world, opts_.layout, so);
+  const SaveResult r = save_trainer(trainer_, done, *opts_.world, opts_.layout, opts_.replica, so);
   last_save_time_ = std::chrono::steady_clock::now();
   time_due_ = false;
   last_dir_ = r.dir;

@@ -19,9 +19,15 @@ namespace dtrain {
 // The metadata of `trainer` after `step` steps, in `layout`.
 CheckpointMeta trainer_meta(Trainer& trainer, int64_t step, const Layout& layout);
 
+// This rank's place among the copies of the state (see collect_pieces).
+struct Replica {
+  bool first_dp = true;  // data-parallel rank 0
+  bool first_tp = true;  // tensor-parallel rank 0
+};
+
 // Writes the trainer's state after `step` steps to cfg.checkpoint.dir.
 SaveResult save_trainer(Trainer& trainer, int64_t step, Communicator& world, const Layout& layout,
-                        const SaveOptions& opts);
+                        Replica replica, const SaveOptions& opts);
 
 // Loads the checkpoint in `dir` into the trainer (parameters, buffers,
 // optimizer state and update count) and checks that it continues the same run
@@ -32,7 +38,7 @@ CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir);
 struct SessionOptions {
   Communicator* world = nullptr;   // every rank of the job (required)
   Layout layout;
-  bool write_pieces = true;        // false on data-parallel replicas (dp rank > 0)
+  Replica replica;
   SignalWatch* signals = nullptr;  // preemption signals to poll; nullptr = none
   int64_t start_step = 0;          // the step the run resumed from (already on disk)
   std::function<void(const std::string&)> log;

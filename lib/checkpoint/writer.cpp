@@ -25,15 +25,16 @@ namespace dtrain {
 namespace fs = std::filesystem;
 using namespace ckpt_format;
 
-std::vector<Piece> collect_pieces(Model& model, Optimizer& opt) {
+std::vector<Piece> collect_pieces(Model& model, Optimizer& opt, bool first_dp, bool first_tp) {
   std::vector<Piece> out;
+  auto writes = [&](const Param& p) { return p.primary && first_dp && (first_tp || p.shard.split()); };
   for (const auto& p : model.params.all())
-    out.push_back({"model/" + p->name, p->value, p->shard, p->primary});
+    out.push_back({"model/" + p->name, p->value, p->shard, writes(*p)});
   for (auto& [state, flat] : opt.state())
     for (const auto& p : model.params.all())
       if (p->trainable)
         out.push_back({"optim/" + state + "/" + p->name,
-                       flat.flat_range(p->offset, p->numel()).view(p->shape), p->shard, p->primary});
+                       flat.flat_range(p->offset, p->numel()).view(p->shape), p->shard, writes(*p)});
   return out;
 }
 
@@ -300,9 +301,8 @@ SaveResult save_checkpoint(const std::string& root_dir, CheckpointMeta meta,
   agree(world, err, meta.step);
 
   std::vector<const Piece*> mine;
-  if (opts.write_pieces)
-    for (const Piece& p : pieces)
-      if (p.write) mine.push_back(&p);
+  for (const Piece& p : pieces)
+    if (p.write) mine.push_back(&p);
   if (!mine.empty()) {
     try {
       const int wr = world.world_rank(world.rank());
