@@ -59,7 +59,8 @@ void print_warning(const std::string& s) { fmt::print(stderr, "dtrain: warning: 
 
 // Fault injection for the end-to-end tests, from the environment:
 //   DTRAIN_TEST_KILL_AT_FILE_OP=k  SIGKILL right after the k-th file operation
-//                                  of the checkpoint writes (counted over the run)
+//                                  of the checkpoint writes (counted over the run);
+//                                  k = 0 lists them on stderr instead
 //   DTRAIN_TEST_NAN_AT_STEP=k      the loss of step k becomes NaN
 struct TestFaults {
   std::function<void(const std::string&)> on_file_op;
@@ -72,7 +73,9 @@ TestFaults test_faults() {
     auto count = std::make_shared<int64_t>(0);
     const int64_t at = std::atoll(k);
     f.on_file_op = [count, at](const std::string& what) {
-      if (++*count == at) {
+      ++*count;
+      if (at == 0) fmt::print(stderr, "dtrain: test: file operation {}: {}\n", *count, what);
+      if (*count == at) {
         fmt::print(stderr, "dtrain: test: SIGKILL after file operation {}: {}\n", at, what);
         std::raise(SIGKILL);
       }

@@ -56,9 +56,12 @@ Handle create_file(const std::string& path) {
   return f;
 }
 
-Handle open_file(const std::string& path) {
+Handle open_file(const std::string& path, std::string& why) {
+  Quiet q;
   Handle fapl = file_access();
-  return Handle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get()));
+  Handle f(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get()));
+  if (!f.valid()) why = last_error();  // before any other call clears the error stack
+  return f;
 }
 
 Handle space(const std::vector<int64_t>& shape) {

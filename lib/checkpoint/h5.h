@@ -65,8 +65,8 @@ std::string last_error();
 // File access with checksummed metadata (the 1.8+ object formats).
 Handle file_access();
 Handle create_file(const std::string& path);  // fails if it exists; throws RuntimeError
-// Read-only; returns an invalid handle on failure (the caller names the problem).
-Handle open_file(const std::string& path);
+// Read-only; on failure returns an invalid handle and sets `why` to HDF5's reason.
+Handle open_file(const std::string& path, std::string& why);
 
 // Dataspace of `shape` (rank >= 1).
 Handle space(const std::vector<int64_t>& shape);

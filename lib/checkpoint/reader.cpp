@@ -80,8 +80,9 @@ class Reader {
     h5::Quiet q;
     const fs::path path = fs::path(dir) / store::kMasterFile;
     if (!fs::exists(path)) fail(store::kMasterFile, "", "missing");
-    master_ = h5::open_file(path.string());
-    if (!master_.valid()) fail(store::kMasterFile, "", "cannot open: " + h5::last_error());
+    std::string why;
+    master_ = h5::open_file(path.string(), why);
+    if (!master_.valid()) fail(store::kMasterFile, "", "cannot open: " + why);
     read_meta();
   }
 
@@ -99,10 +100,11 @@ class Reader {
     if (H5Lexists(master_.get(), key.c_str(), H5P_DEFAULT) <= 0)
       fail(store::kMasterFile, key, "not in the checkpoint");
     h5::Handle d(H5Dopen2(master_.get(), key.c_str(), H5P_DEFAULT));
-    h5::Handle type(d.valid() ? H5Dget_type(d.get()) : H5I_INVALID_HID);
-    h5::Handle dcpl(d.valid() ? H5Dget_create_plist(d.get()) : H5I_INVALID_HID);
+    if (!d.valid()) fail(store::kMasterFile, key, "cannot open: " + h5::last_error());
+    h5::Handle type(H5Dget_type(d.get()));
+    h5::Handle dcpl(H5Dget_create_plist(d.get()));
     if (!dcpl.valid() || !h5::dtype_of_type(type.get(), t.dtype))
-      fail(store::kMasterFile, key, "cannot open: " + h5::last_error());
+      fail(store::kMasterFile, key, "has no readable type or layout");
     t.shape = h5::shape_of(d.get());
     size_t n = 0;
     if (H5Pget_layout(dcpl.get()) != H5D_VIRTUAL || H5Pget_virtual_count(dcpl.get(), &n) < 0)
@@ -136,7 +138,7 @@ class Reader {
     h5::Handle d(H5Dopen2(f, s.dset.c_str(), H5P_DEFAULT));
     if (!d.valid()) fail(s.file, t.key, "cannot open: " + h5::last_error());
     h5::Handle type(H5Dget_type(d.get()));
-    DType dt;
+    DType dt = DType::f32;
     if (!h5::dtype_of_type(type.get(), dt) || dt != t.dtype)
       fail(s.file, t.key, "stored with another element type than the master file says");
     const std::vector<int64_t> shape = h5::shape_of(d.get());
@@ -168,8 +170,9 @@ class Reader {
     if (it != files_.end()) return it->second.get();
     const fs::path path = fs::path(dir_) / name;
     if (!fs::exists(path)) fail(name, key, "missing");
-    h5::Handle f = h5::open_file(path.string());
-    if (!f.valid()) fail(name, key, "cannot open: " + h5::last_error());
+    std::string why;
+    h5::Handle f = h5::open_file(path.string(), why);
+    if (!f.valid()) fail(name, key, "cannot open: " + why);
     std::string id;
     if (!h5::read_attr(f.get(), "checkpoint_id", id) || id != meta_.id)
       fail(name, key, fmt::format("belongs to another checkpoint (id '{}', this one is '{}')", id, meta_.id));

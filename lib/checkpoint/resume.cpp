@@ -146,14 +146,14 @@ Resumed resume(const ResumeRequest& req, Communicator& world) {
     try {
       r.meta = read_meta(dir);
       ResumeConfig rc = resume_config(r.meta, dir, req.overrides, req.out_dir, req.world_size);
+      r.trainer = std::make_unique<Trainer>(rc.cfg, req.log);
+      restore_trainer(*r.trainer, dir);
+      r.dir = dir;
       log(fmt::format("resuming from {}: step {} of {}, {} {} seen; written by dtrain {} on {}", dir,
                       r.meta.step, rc.cfg.train.steps, r.meta.items_seen,
                       r.meta.model_type == "cnn" ? "images" : "tokens", r.meta.program_version,
                       r.meta.layout.str()));
       for (const auto& ch : rc.changes) log("override " + ch);
-      r.trainer = std::make_unique<Trainer>(rc.cfg, req.log);
-      restore_trainer(*r.trainer, dir);
-      r.dir = dir;
     } catch (const CheckpointError& e) {
       damage = e;
     }
@@ -168,12 +168,15 @@ Resumed resume(const ResumeRequest& req, Communicator& world) {
     }
     if (!damage) damage = CheckpointError(dir, "", "", "another rank could not load its part");
     if (c.exact) throw *damage;
-    failures.push_back(damage->what());
+    failures.push_back(fmt::format("{}: {}{}{}", fs::path(dir).filename().string(),
+                                   damage->file().empty() ? "" : damage->file() + ": ",
+                                   damage->tensor().empty() ? "" : "tensor " + damage->tensor() + ": ",
+                                   damage->problem()));
     const std::string next = i + 1 < c.dirs.size() ? "falling back to " + c.dirs[i + 1]
                                                    : "no older checkpoint to fall back to";
     if (req.warn) req.warn(fmt::format("{}; {}", damage->what(), next));
   }
-  throw CheckpointError(c.root, "", "", fmt::format("no loadable checkpoint ({})", fmt::join(failures, "; ")));
+  throw CheckpointError(c.root, "", "", fmt::format("no loadable checkpoint: {}", fmt::join(failures, "; ")));
 }
 
 }  // namespace dtrain

@@ -144,7 +144,10 @@ std::vector<std::string> prune(const fs::path& root, int64_t keep, const FileOps
     remove_tree(aside, ops);
     removed.push_back(e.dir.filename().string());
   }
-  if (!doomed.empty()) sync_path(root);
+  if (!doomed.empty()) {
+    sync_path(root);
+    ops.done("sync " + root.filename().string());
+  }
   return removed;
 }
 

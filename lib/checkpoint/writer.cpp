@@ -140,10 +140,10 @@ std::map<std::string, std::vector<Stored>> read_back(const fs::path& tmp) {
   h5::Quiet q;
   for (const fs::path& path : files) {
     const std::string name = path.filename().string();
-    h5::Handle f = h5::open_file(path.string());
-    std::string keys;
+    std::string why, keys;
+    h5::Handle f = h5::open_file(path.string(), why);
     if (!f.valid() || !h5::read_attr(f.get(), "tensors", keys))
-      throw RuntimeError(fmt::format("cannot read back '{}': {}", path.string(), h5::last_error()));
+      throw RuntimeError(fmt::format("cannot read back '{}': {}", path.string(), why));
     size_t pos = 0;
     for (size_t nl; (nl = keys.find('\n', pos)) != std::string::npos; pos = nl + 1) {
       const std::string key = keys.substr(pos, nl - pos);
