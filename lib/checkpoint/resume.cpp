@@ -1,5 +1,6 @@
 #include "checkpoint/resume.h"
 
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -147,12 +148,15 @@ Resumed resume(const ResumeRequest& req, Communicator& world) {
       r.meta = read_meta(dir);
       ResumeConfig rc = resume_config(r.meta, dir, req.overrides, req.out_dir, req.world_size);
       r.trainer = std::make_unique<Trainer>(rc.cfg, req.log);
+      const auto t0 = std::chrono::steady_clock::now();
       restore_trainer(*r.trainer, dir);
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       r.dir = dir;
-      log(fmt::format("resuming from {}: step {} of {}, {} {} seen; written by dtrain {} on {}", dir,
-                      r.meta.step, rc.cfg.train.steps, r.meta.items_seen,
+      log(fmt::format("resuming from {}: step {} of {}, {} {} seen; written by dtrain {} on {}; "
+                      "loaded in {:.2f} s",
+                      dir, r.meta.step, rc.cfg.train.steps, r.meta.items_seen,
                       r.meta.model_type == "cnn" ? "images" : "tokens", r.meta.program_version,
-                      r.meta.layout.str()));
+                      r.meta.layout.str(), secs));
       for (const auto& ch : rc.changes) log("override " + ch);
     } catch (const CheckpointError& e) {
       damage = e;

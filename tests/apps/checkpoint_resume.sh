@@ -17,7 +17,7 @@ grep -q "checkpoint step 10 -> $WORK/half/checkpoints/step_00000010" "$WORK/out"
 expect_exit 0 res "$WORK/half/checkpoints/step_00000010" --out "$WORK/res"
 grep -q "resuming from $WORK/half/checkpoints/step_00000010: step 10 of 20" "$WORK/out" || fail "no resume line"
 grep -q "override log.out_dir: \"$WORK/half\" -> \"$WORK/res\"" "$WORK/out" || fail "out_dir change not reported"
-[ "$(step_losses "$WORK/res/metrics.jsonl" | head -1 | cut -d' ' -f1)" = 11 ] || fail "resumed run did not start at step 11"
+[ "$(step_losses "$WORK/res/metrics.jsonl" | sed -n 1p | cut -d' ' -f1)" = 11 ] || fail "resumed run did not start at step 11"
 same_losses "$WORK/full/metrics.jsonl" "$WORK/res/metrics.jsonl"
 [ -d "$WORK/res/checkpoints/step_00000020" ] || fail "resumed run wrote no final checkpoint"
 
@@ -50,4 +50,8 @@ expect_exit 0 run run "$WORK/tiny.toml" --out "$WORK/keep" --set train.steps=10 
 [ "$(ls "$WORK/keep/checkpoints" | tr '\n' ' ')" = "latest step_00000008 step_00000010 " ] ||
   fail "keep=2 left: $(ls "$WORK/keep/checkpoints")"
 [ "$(cat "$WORK/keep/checkpoints/latest")" = step_00000010 ] || fail "latest does not name step_00000010"
+# every_minutes: a checkpoint whenever that much time has passed (here: after every step).
+expect_exit 0 run run "$WORK/tiny.toml" --out "$WORK/min" --set train.steps=6 --set checkpoint.every_minutes=1e-9 \
+  --set checkpoint.at_end=false --set checkpoint.keep=10
+[ "$(ls -d "$WORK"/min/checkpoints/step_* | wc -l)" -eq 6 ] || fail "every_minutes: $(ls "$WORK/min/checkpoints")"
 echo "checkpoint_resume: ok"
