@@ -288,8 +288,11 @@ SaveResult save_checkpoint(const std::string& root_dir, CheckpointMeta meta,
   if (lead) {
     try {
       std::error_code ec;
-      fs::create_directories(root, ec);
-      if (ec) throw RuntimeError(fmt::format("cannot create '{}': {}", root.string(), ec.message()));
+      if (!fs::exists(root, ec)) {
+        fs::create_directories(root, ec);
+        if (ec) throw RuntimeError(fmt::format("cannot create '{}': {}", root.string(), ec.message()));
+        store::sync_path(fs::absolute(root).parent_path());  // the new directory's own entry
+      }
       store::remove_leftovers(root, ops);
       if (!fs::create_directory(tmp, ec) || ec)
         throw RuntimeError(fmt::format("cannot create '{}': {}", tmp.string(), ec.message()));
