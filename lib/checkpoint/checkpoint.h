@@ -27,6 +27,7 @@
 #include "core/error.h"
 #include "model/model.h"
 #include "optim/optimizer.h"
+#include "parallel/layout.h"
 
 namespace dtrain {
 
@@ -47,12 +48,6 @@ class CheckpointError : public InputError {
   std::string checkpoint_, file_, tensor_, problem_;
 };
 
-// The parallel layout that wrote a checkpoint.
-struct Layout {
-  int64_t dp = 1, tp = 1, pp = 1, world = 1;
-  std::string str() const;  // "dp 2 x tp 2 x pp 1 = 4 ranks"
-};
-
 struct CheckpointMeta {
   int64_t format_version = kCheckpointFormatVersion;
   std::string program_version;  // dtrain's version that wrote it
@@ -64,7 +59,7 @@ struct CheckpointMeta {
   int64_t items_seen = 0;       // tokens or images consumed
   int64_t seed = 0;
   std::string config;           // the resolved config (TOML) of the run that wrote it
-  Layout layout;
+  Layout layout;                // the parallel layout that wrote it
   std::string id;               // unique per checkpoint; every rank file carries it too
   std::string written_at;       // UTC, ISO 8601
 };
@@ -77,12 +72,18 @@ struct Piece {
   bool write = true;  // false: another rank stores it (see collect_pieces)
 };
 
-// Every parameter, buffer and optimizer state tensor this rank holds. Which
-// ones it writes: each element of each tensor is written by exactly one rank,
-// so copies are left out: a pipeline's second copy of a tied weight
-// (Param::primary false), every tensor on data-parallel replicas other than
-// the first (`first_dp` false), and tensors that tensor parallelism does not
-// split on tensor-parallel ranks other than the first (`first_tp` false).
+// Every parameter, buffer and optimizer state tensor this rank holds, the
+// optimizer state given as flat buffers over all the trainable parameters
+// (the offsets of params.values(); under ZeRO-1 the caller gathers them).
+// Which ones this rank writes: each element of each tensor is written by
+// exactly one rank, so copies are left out: a pipeline's second copy of a tied
+// weight (Param::primary false), every tensor on data-parallel replicas other
+// than the first (`first_dp` false), and tensors that tensor parallelism does
+// not split on tensor-parallel ranks other than the first (`first_tp` false).
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+std::vector<Piece> collect_pieces(Model& model, const NamedTensors& optimizer_state,
+                                  bool first_dp = true, bool first_tp = true);
+// The same with the optimizer's own state, which must cover every parameter.
 std::vector<Piece> collect_pieces(Model& model, Optimizer& opt, bool first_dp = true,
                                   bool first_tp = true);
 

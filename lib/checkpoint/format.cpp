@@ -15,10 +15,6 @@ CheckpointError::CheckpointError(std::string checkpoint, std::string file, std::
       tensor_(std::move(tensor)),
       problem_(std::move(problem)) {}
 
-std::string Layout::str() const {
-  return fmt::format("dp {} x tp {} x pp {} = {} rank{}", dp, tp, pp, world, world == 1 ? "" : "s");
-}
-
 }  // namespace dtrain
 
 namespace dtrain::ckpt_format {
@@ -57,7 +53,7 @@ std::string canonical(const CheckpointMeta& m) {
       "optimizer_steps={}\nsamples_seen={}\nitems_seen={}\nseed={}\ndp={}\ntp={}\npp={}\n"
       "world_size={}\nid={}\nwritten_at={}\nconfig={}",
       m.format_version, m.program_version, m.model_type, m.optimizer, m.step, m.optimizer_steps,
-      m.samples_seen, m.items_seen, m.seed, m.layout.dp, m.layout.tp, m.layout.pp, m.layout.world,
+      m.samples_seen, m.items_seen, m.seed, m.layout.dp, m.layout.tp, m.layout.pp, m.layout.world(),
       m.id, m.written_at, m.config);
 }
 

@@ -22,7 +22,8 @@ std::string describe_checkpoint(const std::string& path, bool verify) {
   out += fmt::format("seen         {} {} ({} samples)\n", m.items_seen, unit, m.samples_seen);
   out += fmt::format("optimizer    {} ({} updates)\n", m.optimizer, m.optimizer_steps);
   out += fmt::format("seed         {}\n", m.seed);
-  out += fmt::format("layout       {}\n", m.layout.str());
+  out += fmt::format("layout       {} ({} rank{})\n", m.layout.str(), m.layout.world(),
+                     m.layout.world() == 1 ? "" : "s");
   out += fmt::format("written      {} by dtrain {} (format {}, id {})\n", m.written_at,
                      m.program_version, m.format_version, m.id);
   out += fmt::format("size         {} bytes\n", store::dir_bytes(dir));

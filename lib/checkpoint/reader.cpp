@@ -200,10 +200,14 @@ class Reader {
     need(h5::read_attr(r, "samples_seen", m.samples_seen), "samples_seen");
     need(h5::read_attr(r, "items_seen", m.items_seen), "items_seen");
     need(h5::read_attr(r, "seed", m.seed), "seed");
-    need(h5::read_attr(r, "dp", m.layout.dp), "dp");
-    need(h5::read_attr(r, "tp", m.layout.tp), "tp");
-    need(h5::read_attr(r, "pp", m.layout.pp), "pp");
-    need(h5::read_attr(r, "world_size", m.layout.world), "world_size");
+    int64_t dp = 0, tp = 0, pp = 0, world = 0;
+    need(h5::read_attr(r, "dp", dp), "dp");
+    need(h5::read_attr(r, "tp", tp), "tp");
+    need(h5::read_attr(r, "pp", pp), "pp");
+    need(h5::read_attr(r, "world_size", world), "world_size");
+    m.layout = Layout{static_cast<int>(dp), static_cast<int>(tp), static_cast<int>(pp)};
+    if (dp < 1 || tp < 1 || pp < 1 || m.layout.world() != world)
+      fail(store::kMasterFile, "", fmt::format("inconsistent layout dp={} tp={} pp={} world_size={}", dp, tp, pp, world));
     need(h5::read_attr(r, "checkpoint_id", m.id), "checkpoint_id");
     need(h5::read_attr(r, "written_at", m.written_at), "written_at");
     need(h5::read_attr(r, "config", m.config), "config");

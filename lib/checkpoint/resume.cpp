@@ -79,7 +79,7 @@ ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkp
                            const std::vector<std::string>& overrides, const std::string& out_dir,
                            int world_size) {
   const std::string name = (fs::path(checkpoint_dir) / store::kMasterFile).string() + " [config]";
-  const Config base = parse_config(meta.config, name, {}, static_cast<int>(meta.layout.world));
+  const Config base = parse_config(meta.config, name, {}, meta.layout.world());
   std::set<std::string> given;
   for (const auto& o : overrides) given.insert(key_of(o));
   std::vector<std::string> eff;
@@ -147,7 +147,7 @@ Resumed resume(const ResumeRequest& req, Communicator& world) {
     try {
       r.meta = read_meta(dir);
       ResumeConfig rc = resume_config(r.meta, dir, req.overrides, req.out_dir, req.world_size);
-      r.trainer = std::make_unique<Trainer>(rc.cfg, req.log);
+      r.trainer = req.make_trainer ? req.make_trainer(rc.cfg) : std::make_unique<Trainer>(rc.cfg, req.log);
       const auto t0 = std::chrono::steady_clock::now();
       restore_trainer(*r.trainer, dir);
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -170,15 +170,20 @@ Resumed resume(const ResumeRequest& req, Communicator& world) {
         trim_metrics((fs::path(r.trainer->config().log.out_dir) / "metrics.jsonl").string(), r.meta.step);
       return r;
     }
+    const bool local = damage.has_value();
     if (!damage) damage = CheckpointError(dir, "", "", "another rank could not load its part");
-    if (c.exact) throw *damage;
+    if (c.exact) {
+      // Rank 0's error is what the app reports; another rank's own finding is said here.
+      if (local && world.rank() != 0 && req.warn) req.warn(damage->what());
+      throw *damage;
+    }
     failures.push_back(fmt::format("{}: {}{}{}", fs::path(dir).filename().string(),
                                    damage->file().empty() ? "" : damage->file() + ": ",
                                    damage->tensor().empty() ? "" : "tensor " + damage->tensor() + ": ",
                                    damage->problem()));
     const std::string next = i + 1 < c.dirs.size() ? "falling back to " + c.dirs[i + 1]
                                                    : "no older checkpoint to fall back to";
-    if (req.warn) req.warn(fmt::format("{}; {}", damage->what(), next));
+    if (req.warn && (local || world.rank() == 0)) req.warn(fmt::format("{}; {}", damage->what(), next));
   }
   throw CheckpointError(c.root, "", "", fmt::format("no loadable checkpoint: {}", fmt::join(failures, "; ")));
 }

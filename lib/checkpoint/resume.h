@@ -50,8 +50,11 @@ struct ResumeRequest {
   std::vector<std::string> overrides;
   std::string out_dir;
   int world_size = 1;
-  std::function<void(const std::string&)> log;   // progress (stdout)
-  std::function<void(const std::string&)> warn;  // damaged checkpoints skipped (stderr)
+  std::function<void(const std::string&)> log;   // progress (rank 0's lines)
+  std::function<void(const std::string&)> warn;  // damage this rank found (and skipped)
+  // Builds the trainer for a config (under MPI: the mesh of its layout
+  // first). Default: one process, progress to `log`.
+  std::function<std::unique_ptr<Trainer>(const Config&)> make_trainer;
 };
 
 struct Resumed {
@@ -61,8 +64,9 @@ struct Resumed {
 };
 
 // Finds, configures and loads; with several ranks every rank calls it and
-// they agree (over `world`) on which checkpoint loaded everywhere. Throws
-// CheckpointError when no candidate loads (naming each one's damage).
+// they agree (over `world`, all ranks) on which checkpoint loaded everywhere;
+// each rank reads only its own part, whatever layout wrote the checkpoint.
+// Throws CheckpointError when no candidate loads (naming each one's damage).
 Resumed resume(const ResumeRequest& req, Communicator& world);
 
 }  // namespace dtrain

@@ -18,7 +18,7 @@ std::string human_bytes(double b) {
 }
 }  // namespace
 
-CheckpointMeta trainer_meta(Trainer& trainer, int64_t step, const Layout& layout) {
+CheckpointMeta trainer_meta(Trainer& trainer, int64_t step) {
   const Config& cfg = trainer.config();
   CheckpointMeta m;
   m.program_version = DTRAIN_VERSION;
@@ -30,16 +30,59 @@ CheckpointMeta trainer_meta(Trainer& trainer, int64_t step, const Layout& layout
   m.items_seen = step * trainer.items_per_step();
   m.seed = cfg.train.seed;
   m.config = to_toml(cfg);
-  m.layout = layout;
+  m.layout = trainer.groups().layout;
   return m;
 }
 
-SaveResult save_trainer(Trainer& trainer, int64_t step, Communicator& world, const Layout& layout,
-                        Replica replica, const SaveOptions& opts) {
-  std::vector<Piece> pieces =
-      collect_pieces(trainer.model(), trainer.optimizer(), replica.first_dp, replica.first_tp);
-  return save_checkpoint(trainer.config().checkpoint.dir, trainer_meta(trainer, step, layout), pieces,
-                         world, opts);
+namespace {
+
+// This rank's part of the flat parameter buffer that its optimizer state
+// covers: all of it, or one data-parallel rank's range under ZeRO-1.
+struct StateRange {
+  int64_t begin = 0, end = 0, total = 0;
+  bool whole() const { return begin == 0 && end == total; }
+};
+
+StateRange state_range(Trainer& t) {
+  StateRange r;
+  r.total = t.model().params.values().numel();
+  const FlatRange fr = t.optimizer_range();
+  r.begin = fr.begin;
+  r.end = fr.end < 0 ? r.total : fr.end;
+  return r;
+}
+
+// The optimizer state over every parameter: the optimizer's own tensors, or
+// under ZeRO-1 full-size copies gathered over the data-parallel group (the
+// ranges are consecutive in data-parallel rank order).
+NamedTensors gathered_state(Trainer& t) {
+  NamedTensors state = t.optimizer().state();
+  const StateRange r = state_range(t);
+  if (r.whole()) return state;
+  Communicator& dp = *t.groups().dp;
+  Tensor mine = Tensor::zeros(Shape{1}, DType::f64), all = Tensor::zeros(Shape{dp.size()}, DType::f64);
+  mine.data<double>()[0] = static_cast<double>(r.end - r.begin);
+  dp.all_gather(mine, all)->wait();
+  std::vector<int64_t> counts;
+  int64_t sum = 0;
+  for (int i = 0; i < dp.size(); ++i) sum += counts.emplace_back(static_cast<int64_t>(all.data<double>()[i]));
+  DTRAIN_CHECK(sum == r.total, "ZeRO ranges cover {} of {} parameter elements", sum, r.total);
+  NamedTensors full;
+  for (auto& [name, part] : state) {
+    Tensor f = Tensor::zeros(Shape{r.total}, part.dtype());
+    dp.all_gather(part, f, counts)->wait();
+    full.emplace_back(name, f);
+  }
+  return full;
+}
+
+}  // namespace
+
+SaveResult save_trainer(Trainer& trainer, int64_t step, const SaveOptions& opts) {
+  const Groups& g = trainer.groups();
+  const NamedTensors state = gathered_state(trainer);
+  std::vector<Piece> pieces = collect_pieces(trainer.model(), state, g.coord.dp == 0, g.coord.tp == 0);
+  return save_checkpoint(trainer.config().checkpoint.dir, trainer_meta(trainer, step), pieces, *g.world, opts);
 }
 
 CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir) {
@@ -66,15 +109,25 @@ CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir) {
          fmt::format("is at step {}, beyond train.steps = {} (raise it with --set train.steps=N)",
                      m.step, cfg.train.steps));
   if (!problems.empty()) throw ConfigError(problems);
-  std::vector<Piece> pieces = collect_pieces(trainer.model(), trainer.optimizer());
+
+  // Read the optimizer state over every parameter of this stage (into
+  // full-size buffers under ZeRO-1), then keep this rank's range.
+  NamedTensors state = trainer.optimizer().state();
+  const StateRange r = state_range(trainer);
+  NamedTensors full = state;
+  if (!r.whole())
+    for (auto& [name, part] : full) part = Tensor::zeros(Shape{r.total}, part.dtype());
+  std::vector<Piece> pieces = collect_pieces(trainer.model(), full);
   load_pieces(dir, pieces);
+  if (!r.whole())
+    for (size_t i = 0; i < state.size(); ++i)
+      state[i].second.copy_from(full[i].second.flat_range(r.begin, r.end - r.begin));
   trainer.optimizer().set_steps_done(m.optimizer_steps);
   return m;
 }
 
 CheckpointSession::CheckpointSession(Trainer& trainer, SessionOptions opts)
     : trainer_(trainer), opts_(std::move(opts)), last_save_time_(std::chrono::steady_clock::now()) {
-  DTRAIN_CHECK(opts_.world != nullptr, "a checkpoint session needs the world communicator");
   last_step_ = opts_.start_step > 0 ? opts_.start_step : -1;
 }
 
@@ -82,14 +135,15 @@ bool CheckpointSession::should_stop(int64_t done) {
   const double minutes = trainer_.config().checkpoint.every_minutes;
   // Rank 0's clock decides the time-based checkpoint; everyone's signals the stop.
   const bool local_stop = opts_.signals && opts_.signals->poll();
+  Communicator& world = *trainer_.groups().world;
   const bool local_due =
-      opts_.world->rank() == 0 && minutes > 0 &&
+      world.rank() == 0 && minutes > 0 &&
       std::chrono::duration<double>(std::chrono::steady_clock::now() - last_save_time_).count() >=
           minutes * 60.0;
   Tensor flags = Tensor::zeros(Shape{2}, DType::f32);
   flags.data<float>()[0] = local_stop ? 1.0f : 0.0f;
   flags.data<float>()[1] = local_due ? 1.0f : 0.0f;
-  all_reduce(*opts_.world, flags, ReduceOp::max);
+  all_reduce(world, flags, ReduceOp::max);
   time_due_ = flags.data<float>()[1] > 0;
   const bool stop = flags.data<float>()[0] > 0;
   if (stop && stop_reason_.empty()) {
@@ -109,7 +163,7 @@ void CheckpointSession::after_step(int64_t done, bool stopping) {
   SaveOptions so;
   so.keep = c.keep;
   so.on_file_op = opts_.on_file_op;
-  const SaveResult r = save_trainer(trainer_, done, *opts_.world, opts_.layout, opts_.replica, so);
+  const SaveResult r = save_trainer(trainer_, done, so);
   last_save_time_ = std::chrono::steady_clock::now();
   time_due_ = false;
   last_dir_ = r.dir;

@@ -1,8 +1,8 @@
-// Checkpoints of a Trainer: saving and restoring its whole state, and the
-// step-loop hooks that write checkpoints every N steps, every M minutes, at
-// the end, and when a preemption signal asks the run to stop. Decisions that
-// every rank must share (stop now, the time-based checkpoint is due) are
-// agreed by one all-reduce (max) over the world communicator per step.
+// Checkpoints of a Trainer: saving and restoring its whole state on any
+// layout, and the step-loop hooks that write checkpoints every N steps, every
+// M minutes, at the end, and when a preemption signal asks the run to stop.
+// Decisions that every rank must share (stop now, the time-based checkpoint is
+// due) are agreed by one all-reduce (max) over the world group per step.
 #pragma once
 
 #include <chrono>
@@ -16,32 +16,27 @@
 
 namespace dtrain {
 
-// The metadata of `trainer` after `step` steps, in `layout`.
-CheckpointMeta trainer_meta(Trainer& trainer, int64_t step, const Layout& layout);
+// The metadata of `trainer` after `step` steps (its layout from its groups).
+CheckpointMeta trainer_meta(Trainer& trainer, int64_t step);
 
-// This rank's place among the copies of the state (see collect_pieces).
-struct Replica {
-  bool first_dp = true;  // data-parallel rank 0
-  bool first_tp = true;  // tensor-parallel rank 0
-};
+// Writes the trainer's state after `step` steps to cfg.checkpoint.dir,
+// collectively over its world group. Each rank writes what it alone holds
+// (data-parallel rank 0 of each tensor- and pipeline-parallel position; with
+// ZeRO-1 the optimizer state is gathered over the data-parallel group first).
+SaveResult save_trainer(Trainer& trainer, int64_t step, const SaveOptions& opts);
 
-// Writes the trainer's state after `step` steps to cfg.checkpoint.dir.
-SaveResult save_trainer(Trainer& trainer, int64_t step, Communicator& world, const Layout& layout,
-                        Replica replica, const SaveOptions& opts);
-
-// Loads the checkpoint in `dir` into the trainer (parameters, buffers,
-// optimizer state and update count) and checks that it continues the same run
-// (model, optimizer, seed, data position). Returns its metadata. Throws
-// CheckpointError on damage, ConfigError when it does not fit the trainer.
+// Loads the checkpoint in `dir` into the trainer, whatever layout wrote it
+// (parameters, buffers, this rank's range of the optimizer state and the
+// update count) and checks that it continues the same run (model, optimizer,
+// seed, data position). Returns its metadata. Throws CheckpointError on
+// damage, ConfigError when it does not fit the trainer. Reads only; every
+// rank reads its own part.
 CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir);
 
 struct SessionOptions {
-  Communicator* world = nullptr;   // every rank of the job (required)
-  Layout layout;
-  Replica replica;
   SignalWatch* signals = nullptr;  // preemption signals to poll; nullptr = none
   int64_t start_step = 0;          // the step the run resumed from (already on disk)
-  std::function<void(const std::string&)> log;
+  std::function<void(const std::string&)> log;          // rank 0's progress lines
   std::function<void(const std::string&)> on_file_op;  // tests (SaveOptions::on_file_op)
 };
 

@@ -26,11 +26,21 @@ namespace fs = std::filesystem;
 using namespace ckpt_format;
 
 std::vector<Piece> collect_pieces(Model& model, Optimizer& opt, bool first_dp, bool first_tp) {
+  const NamedTensors state = opt.state();
+  for (const auto& [name, flat] : state)
+    DTRAIN_CHECK(flat.numel() == model.params.values().numel(),
+                 "optimizer state {} covers {} of the {} parameter elements (gather it first)", name,
+                 flat.numel(), model.params.values().numel());
+  return collect_pieces(model, state, first_dp, first_tp);
+}
+
+std::vector<Piece> collect_pieces(Model& model, const NamedTensors& optimizer_state, bool first_dp,
+                                  bool first_tp) {
   std::vector<Piece> out;
   auto writes = [&](const Param& p) { return p.primary && first_dp && (first_tp || p.shard.split()); };
   for (const auto& p : model.params.all())
     out.push_back({"model/" + p->name, p->value, p->shard, writes(*p)});
-  for (auto& [state, flat] : opt.state())
+  for (const auto& [state, flat] : optimizer_state)
     for (const auto& p : model.params.all())
       if (p->trainable)
         out.push_back({"optim/" + state + "/" + p->name,
@@ -198,10 +208,10 @@ void write_master(const fs::path& path, const CheckpointMeta& meta,
   h5::write_attr(root, "samples_seen", meta.samples_seen);
   h5::write_attr(root, "items_seen", meta.items_seen);
   h5::write_attr(root, "seed", meta.seed);
-  h5::write_attr(root, "dp", meta.layout.dp);
-  h5::write_attr(root, "tp", meta.layout.tp);
-  h5::write_attr(root, "pp", meta.layout.pp);
-  h5::write_attr(root, "world_size", meta.layout.world);
+  h5::write_attr(root, "dp", int64_t{meta.layout.dp});
+  h5::write_attr(root, "tp", int64_t{meta.layout.tp});
+  h5::write_attr(root, "pp", int64_t{meta.layout.pp});
+  h5::write_attr(root, "world_size", int64_t{meta.layout.world()});
   h5::write_attr(root, "checkpoint_id", meta.id);
   h5::write_attr(root, "written_at", meta.written_at);
   h5::write_attr(root, "config", meta.config);

@@ -88,6 +88,10 @@ struct ParallelConfig {
   int64_t dp;
   int64_t tp;
   int64_t pp;
+  std::string schedule;  // pipeline schedule: "1f1b" | "gpipe"
+  int64_t zero;          // 0 | 1 (optimizer state sharded across dp)
+  double bucket_mb;      // gradient all-reduce bucket size
+  double timeout;        // seconds before a collective that does not complete is an error
 
   bool operator==(const ParallelConfig&) const = default;
 };

@@ -171,6 +171,15 @@ std::vector<KeySpec> build_schema() {
        "tensor-parallel ranks", FIELD(parallel.tp)},
       {"parallel", "pp", kAll, int64_t{1}, at_least(1),
        "pipeline-parallel ranks", FIELD(parallel.pp)},
+      {"parallel", "schedule", kAll, string("1f1b"), one_of({"1f1b", "gpipe"}),
+       "pipeline schedule over the grad_accum micro-batches", FIELD(parallel.schedule)},
+      {"parallel", "zero", kAll, int64_t{0}, half_open(0, 2),
+       "ZeRO stage: 1 shards the optimizer state across data-parallel ranks", FIELD(parallel.zero)},
+      {"parallel", "bucket_mb", kAll, 25.0, above(0),
+       "gradient all-reduce bucket size in MiB (started during backward)", FIELD(parallel.bucket_mb)},
+      {"parallel", "timeout", kAll, 300.0, above(0),
+       "seconds a collective may wait before the run fails naming the missing ranks",
+       FIELD(parallel.timeout)},
 
       // [checkpoint]
       {"checkpoint", "dir", kAll, string(""), none(),

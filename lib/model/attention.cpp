@@ -6,25 +6,44 @@
 
 namespace dtrain {
 
+namespace {
+
+int64_t tp_size(Communicator* tp) { return tp ? tp->size() : 1; }
+
+// This rank's width C/t, after checking the shapes (before the Linears are built).
+int64_t local_width(const std::string& name, int64_t c, int64_t n_head, Communicator* tp) {
+  if (n_head <= 0 || c % n_head != 0)
+    throw ConfigError(fmt::format("{}: n_embd {} is not divisible by n_head {}", name, c, n_head));
+  if (n_head % tp_size(tp) != 0)
+    throw ConfigError(fmt::format("{}: n_head {} is not divisible by the tensor-parallel degree {}",
+                                  name, n_head, tp_size(tp)));
+  return c / tp_size(tp);
+}
+
+}  // namespace
+
 CausalSelfAttention::CausalSelfAttention(ParamStore& ps, const std::string& name, int64_t c,
-                                         int64_t n_head, bool bias, double proj_std)
+                                         int64_t n_head, bool bias, double proj_std,
+                                         Communicator* tp)
     : Layer(name),
       c_(c),
       n_head_(n_head),
-      qkv_(ps, name + ".qkv", c, 3 * c, bias, Init::normal(0.02)),
-      proj_(ps, name + ".proj", c, c, bias, Init::normal(proj_std)) {
-  if (n_head <= 0 || c % n_head != 0)
-    throw ConfigError(fmt::format("{}: n_embd {} is not divisible by n_head {}", name, c, n_head));
-}
+      local_c_(local_width(name, c, n_head, tp)),
+      local_heads_(n_head / tp_size(tp)),
+      qkv_(ps, name + ".qkv", c, 3 * c, bias, Init::normal(0.02), Init::zeros(),
+           {.split = TpSplit::column, .tp = tp, .groups = 3}),
+      proj_(ps, name + ".proj", c, c, bias, Init::normal(proj_std), Init::zeros(),
+            {.split = TpSplit::row, .tp = tp}) {}
 
 void CausalSelfAttention::plan(const Shape& in, DType act, Device device) {
   DTRAIN_CHECK(in.rank() == 3 && in[2] == c_, "{}: input {} is not (B, T, {})", name(), in.str(), c_);
   const int64_t B = in[0], T = in[1];
+  const Shape heads{B, T, local_c_};  // this rank's heads side by side
   qkv_.plan(in, act, device);
-  proj_.plan(in, act, device);
-  att_ = Tensor::empty(Shape{B, n_head_, T, T}, act, device);
-  y_ = Tensor::empty(in, act, device);
-  dqkv_ = Tensor::empty(Shape{B, T, 3 * c_}, act, device);
+  proj_.plan(heads, act, device);
+  att_ = Tensor::empty(Shape{B, local_heads_, T, T}, act, device);
+  y_ = Tensor::empty(heads, act, device);
+  dqkv_ = Tensor::empty(Shape{B, T, 3 * local_c_}, act, device);
   slots_ = cpu::num_threads();
   scratch_ = Tensor::empty(Shape{slots_ * cpu::attention_scratch_size(T)}, act, device);
 }
@@ -32,40 +51,40 @@ void CausalSelfAttention::plan(const Shape& in, DType act, Device device) {
 Tensor CausalSelfAttention::forward(const Tensor& x, const Ctx& ctx) {
   const Shape& s = x.shape();
   DTRAIN_CHECK(s.rank() == 3 && s[2] == c_, "{}: input {} is not (B, T, {})", name(), s.str(), c_);
-  const int64_t B = s[0], T = s[1];
+  const int64_t B = s[0], T = s[1], C = local_c_, nh = local_heads_;
   qkv_out_ = qkv_.forward(x, ctx);  // (B, T, 3C)
-  DTRAIN_CHECK(qkv_out_.shape() == (Shape{B, T, 3 * c_}), "{}: qkv output {} for input {}", name(),
+  DTRAIN_CHECK(qkv_out_.shape() == (Shape{B, T, 3 * C}), "{}: qkv output {} for input {}", name(),
                qkv_out_.shape().str(), s.str());  // Linear narrows the batch, not T
-  Tensor y = planned_view(y_, s);
-  Tensor att = planned_view(att_, Shape{B, n_head_, T, T});
+  Tensor y = planned_view(y_, Shape{B, T, C});
+  Tensor att = planned_view(att_, Shape{B, nh, T, T});
   dispatch_float(x.dtype(), [&](auto t) {
     using F = decltype(t);
-    cpu::attention_forward<F>(qkv_out_.data<F>(), B, T, c_, n_head_, att.data<F>(), y.data<F>());
+    cpu::attention_forward<F>(qkv_out_.data<F>(), B, T, C, nh, att.data<F>(), y.data<F>());
   });
   return proj_.forward(y, ctx);
 }
 
 Tensor CausalSelfAttention::backward(const Tensor& dy, const Ctx& ctx) {
-  const int64_t B = dy.size(0), T = dy.size(1);
+  const int64_t B = dy.size(0), T = dy.size(1), C = local_c_, nh = local_heads_;
   Tensor dyatt = proj_.backward(dy, ctx);  // (B, T, C)
-  Tensor dqkv = planned_view(dqkv_, Shape{B, T, 3 * c_});
-  Tensor att = planned_view(att_, Shape{B, n_head_, T, T});
+  Tensor dqkv = planned_view(dqkv_, Shape{B, T, 3 * C});
+  Tensor att = planned_view(att_, Shape{B, nh, T, T});
   dispatch_float(dy.dtype(), [&](auto t) {
     using F = decltype(t);
-    cpu::attention_backward<F>(dyatt.data<F>(), qkv_out_.data<F>(), att.data<F>(), B, T, c_,
-                               n_head_, scratch_.data<F>(), slots_, dqkv.data<F>());
+    cpu::attention_backward<F>(dyatt.data<F>(), qkv_out_.data<F>(), att.data<F>(), B, T, C, nh,
+                               scratch_.data<F>(), slots_, dqkv.data<F>());
   });
   return qkv_.backward(dqkv, ctx);
 }
 
 Cost CausalSelfAttention::cost(const Shape& in) const {
   const int64_t B = in[0], T = in[1];
-  const double products = 2.0 * B * n_head_ * T * T * (c_ / n_head_);  // one (T,T,hs) product
+  const double products = 2.0 * B * local_heads_ * T * T * (c_ / n_head_);  // one (T,T,hs) product
   Cost c = qkv_.cost(in);
-  c += proj_.cost(in);
+  c += proj_.cost(Shape{B, T, local_c_});
   c.fwd_flops += 2 * products;  // Q K^T, P V
   c.bwd_flops += 4 * products;  // dP, dQ, dK, dV
-  c.act_bytes += (B * T * 3 * c_ + B * n_head_ * T * T) * 4;  // qkv output, probabilities
+  c.act_bytes += (B * T * 3 * local_c_ + B * local_heads_ * T * T) * 4;  // qkv output, probabilities
   return c;
 }
 

@@ -1,6 +1,14 @@
 // Causal multi-head self-attention of a GPT block: qkv projection, attention
 // (kernels/cpu/attention.h), output projection. The projections are Linear
 // layers with PyTorch's weight layout, named "<name>.qkv" and "<name>.proj".
+//
+// With a tp group of t ranks the heads are split (Megatron-LM): qkv is
+// column-parallel with its rows in three blocks (Q, K, V), so this rank's
+// output is its n_head/t heads of each, laid out as the kernel expects for
+// width C/t; attention runs on those heads alone; proj is row-parallel, taking
+// the heads' C/t columns, and all-reduces its output. The two conjugate
+// operators live in the Linears: "f" (all-reduce of dL/dx) in qkv's
+// backward, "g" (all-reduce of the output) in proj's forward.
 #pragma once
 
 #include "model/layer.h"
@@ -11,8 +19,10 @@ namespace dtrain {
 class CausalSelfAttention : public Layer {
  public:
   // qkv: (3C, C) weight, normal(0.02); proj: (C, C) weight, normal(proj_std).
+  // tp: the tensor-parallel group (null or one member: not split); n_head
+  // must be divisible by its size.
   CausalSelfAttention(ParamStore& ps, const std::string& name, int64_t c, int64_t n_head,
-                      bool bias, double proj_std);
+                      bool bias, double proj_std, Communicator* tp = nullptr);
 
   Shape output_shape(const Shape& in) const override { return in; }
   void plan(const Shape& in, DType act, Device device) override;  // in: (B, T, C)
@@ -20,13 +30,16 @@ class CausalSelfAttention : public Layer {
   // Once per forward: it consumes the kept probabilities.
   Tensor backward(const Tensor& dy, const Ctx& ctx) override;
   // FLOPs include the attention products: 2 * B*nh*T^2*hs * 2 forward, twice
-  // that backward (the MFU convention; the kernel skips the masked half).
+  // that backward (the MFU convention; the kernel skips the masked half);
+  // with tp, this rank's heads only.
   Cost cost(const Shape& in) const override;
 
  private:
   int64_t c_, n_head_;
+  int64_t local_c_, local_heads_;  // this rank's width (C/t) and heads (n_head/t)
   Linear qkv_, proj_;
   int slots_ = 0;          // threads the backward scratch was planned for
+  // Shapes for this rank: C and nh below are local_c_ and local_heads_.
   Tensor qkv_out_;         // (B, T, 3C): the qkv projection's output of the last forward
   Tensor att_, y_;         // (B, nh, T, T) probabilities, (B, T, C)
   Tensor dqkv_, scratch_;  // (B, T, 3C), slots_ * attention_scratch_size(T)

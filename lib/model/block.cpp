@@ -3,13 +3,13 @@
 namespace dtrain {
 
 Block::Block(ParamStore& ps, const std::string& name, int64_t c, int64_t n_head, bool bias,
-             double dropout, double proj_std)
+             double dropout, double proj_std, Communicator* tp)
     : Layer(name),
       ln1_(ps, name + ".ln1", c, bias),
-      attn_(ps, name + ".attn", c, n_head, bias, proj_std),
+      attn_(ps, name + ".attn", c, n_head, bias, proj_std, tp),
       drop1_(name + ".attn.drop", dropout),
       ln2_(ps, name + ".ln2", c, bias),
-      mlp_(ps, name + ".mlp", c, bias, proj_std),
+      mlp_(ps, name + ".mlp", c, bias, proj_std, tp),
       drop2_(name + ".mlp.drop", dropout) {}
 
 void Block::plan(const Shape& in, DType act, Device device) {

@@ -1,7 +1,11 @@
 // One GPT-2 transformer block (pre-norm, nanoGPT semantics):
 //   x = x + drop(attn(ln1(x)));  x = x + drop(mlp(ln2(x)))
 // The residual adds are fused into the dropout pass forward and into the
-// LayerNorm backward pass backward.
+// LayerNorm backward pass backward. With a tp group, attention and MLP are
+// split across its ranks (each all-reduces its output forward and its input
+// gradient backward); the norms, dropouts and residuals are replicated: every
+// rank computes them in full on identical values, so their parameters get
+// identical gradients without communication.
 #pragma once
 
 #include "model/attention.h"
@@ -15,9 +19,10 @@ class Block : public Layer {
  public:
   // Parameters "<name>.ln1.*", "<name>.attn.{qkv,proj}.*", "<name>.ln2.*",
   // "<name>.mlp.{fc,proj}.*"; proj_std is the init std of both output
-  // projections (GPT-2: 0.02 / sqrt(2 * n_layer)).
+  // projections (GPT-2: 0.02 / sqrt(2 * n_layer)). tp: the tensor-parallel
+  // group (null or one member: not split).
   Block(ParamStore& ps, const std::string& name, int64_t c, int64_t n_head, bool bias,
-        double dropout, double proj_std);
+        double dropout, double proj_std, Communicator* tp = nullptr);
 
   Shape output_shape(const Shape& in) const override { return in; }
   void plan(const Shape& in, DType act, Device device) override;  // in: (B, T, C)

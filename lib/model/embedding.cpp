@@ -7,10 +7,24 @@ namespace dtrain {
 
 TokenPositionEmbedding::TokenPositionEmbedding(ParamStore& ps, const std::string& name,
                                                int64_t vocab, int64_t context, int64_t c,
-                                               double dropout)
+                                               double dropout, Communicator* tp)
     : Layer(name), vocab_(vocab), context_(context), c_(c), drop_(name + ".drop", dropout) {
-  wte_ = &ps.add("wte.weight", Shape{vocab, c}, Init::normal(0.02), true);
+  if (tp && tp->size() > 1) {
+    const int64_t t = tp->size();
+    if (vocab % t != 0)
+      throw ConfigError(fmt::format("{}: vocabulary {} is not divisible by the tensor-parallel degree {}",
+                                    name, vocab, t));
+    tp_ = tp;
+    vocab_start_ = tp->rank() * (vocab / t);
+    wte_ = &ps.add_sharded("wte.weight", vocab_shard(vocab, c, *tp), Init::normal(0.02), true);
+  } else {
+    wte_ = &ps.add("wte.weight", Shape{vocab, c}, Init::normal(0.02), true);
+  }
   wpe_ = &ps.add("wpe.weight", Shape{context, c}, Init::normal(0.02), true);
+}
+
+Shard TokenPositionEmbedding::vocab_shard(int64_t vocab, int64_t c, const Communicator& tp) {
+  return Shard{.dim = 0, .parts = tp.size(), .index = tp.rank(), .full = Shape{vocab, c}};
 }
 
 Shape TokenPositionEmbedding::output_shape(const Shape& in) const {
@@ -36,6 +50,20 @@ Tensor TokenPositionEmbedding::forward(const Tensor& tokens, const Ctx& ctx) {
                                    name(), tok[i], i, vocab_));
   tokens_ = tokens;
   Tensor y = planned_view(y_, out);
+  if (tp_) {
+    const int64_t vn = wte_->shape[0];
+    dispatch_float(y.dtype(), [&](auto t) {
+      using F = decltype(t);
+      cpu::token_embedding_shard_forward<F>(tok, wte_->value.data<F>(), vocab_start_, vn, B * T,
+                                            c_, y.data<F>());
+    });
+    all_reduce(*tp_, y);  // each row from the one rank holding its token
+    dispatch_float(y.dtype(), [&](auto t) {
+      using F = decltype(t);
+      cpu::position_embedding_add<F>(wpe_->value.data<F>(), B, T, c_, y.data<F>());
+    });
+    return drop_.forward(y, ctx);
+  }
   dispatch_float(y.dtype(), [&](auto t) {
     using F = decltype(t);
     cpu::embedding_forward<F>(tok, wte_->value.data<F>(), wpe_->value.data<F>(), B, T, c_,
@@ -48,15 +76,20 @@ Tensor TokenPositionEmbedding::backward(const Tensor& dy, const Ctx& ctx) {
   Tensor g = drop_.backward(dy, ctx);
   dispatch_float(g.dtype(), [&](auto t) {
     using F = decltype(t);
-    cpu::embedding_backward<F>(g.data<F>(), tokens_.data<int32_t>(), g.size(0), g.size(1), c_,
-                               wte_->grad.data<F>(), wpe_->grad.data<F>());
+    if (tp_)
+      cpu::embedding_shard_backward<F>(g.data<F>(), tokens_.data<int32_t>(), g.size(0), g.size(1),
+                                       c_, vocab_start_, wte_->shape[0], wte_->grad.data<F>(),
+                                       wpe_->grad.data<F>());
+    else
+      cpu::embedding_backward<F>(g.data<F>(), tokens_.data<int32_t>(), g.size(0), g.size(1), c_,
+                                 wte_->grad.data<F>(), wpe_->grad.data<F>());
   });
   return Tensor{};
 }
 
 Cost TokenPositionEmbedding::cost(const Shape& in) const {
   Cost c = drop_.cost(output_shape(in));
-  c.params = vocab_ * c_ + context_ * c_;
+  c.params = wte_->shape.numel() + context_ * c_;  // this rank's rows of wte
   c.act_bytes += in.numel() * 4;  // the token ids
   return c;
 }

@@ -2,8 +2,18 @@
 // Its parameters keep GPT-2's checkpoint names, "wte.weight" (V, C) and
 // "wpe.weight" (T_ctx, C), whatever the layer is called. The output head
 // (TiedLmHead) shares wte.
+//
+// With a tp group of t ranks the embedding is vocabulary-parallel
+// (Megatron-LM): wte is split by rows, this rank holding tokens
+// [rank * V/t, (rank + 1) * V/t); each rank looks up the tokens in its range
+// (zeros for the others), the partial embeddings are all-reduced (only one
+// rank contributes to each row, so the sum is exact), then wpe, replicated,
+// is added once and dropout applied with the same mask on every rank.
+// Backward scatters into this rank's rows of wte only; wpe's gradient is the
+// same on every rank.
 #pragma once
 
+#include "core/comm.h"
 #include "model/dropout.h"
 #include "model/layer.h"
 
@@ -12,9 +22,11 @@ namespace dtrain {
 class TokenPositionEmbedding : public Layer {
  public:
   // Declares "wte.weight" (vocab, c) and "wpe.weight" (context, c), both
-  // normal(0.02) and weight-decayed; dropout site "<name>.drop".
+  // normal(0.02) and weight-decayed; dropout site "<name>.drop". tp: the
+  // tensor-parallel group (null or one member: not split); vocab must be
+  // divisible by its size.
   TokenPositionEmbedding(ParamStore& ps, const std::string& name, int64_t vocab, int64_t context,
-                         int64_t c, double dropout);
+                         int64_t c, double dropout, Communicator* tp = nullptr);
 
   Shape output_shape(const Shape& in) const override;
   void plan(const Shape& in, DType act, Device device) override;
@@ -25,9 +37,15 @@ class TokenPositionEmbedding : public Layer {
   Cost cost(const Shape& in) const override;
 
   Param& wte() { return *wte_; }
+  // How wte is split over a tp group of more than one rank: by rows
+  // (vocabulary), one equal range per rank. The output head's own copy of
+  // wte on a later pipeline stage is split the same way.
+  static Shard vocab_shard(int64_t vocab, int64_t c, const Communicator& tp);
 
  private:
   int64_t vocab_, context_, c_;
+  Communicator* tp_ = nullptr;  // null unless split over more than one rank
+  int64_t vocab_start_ = 0;     // first token id of this rank's wte rows
   Param* wte_;
   Param* wpe_;
   Dropout drop_;

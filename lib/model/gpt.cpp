@@ -4,8 +4,15 @@
 // stages. FLOPs in the layers' costs count matrix products only (the
 // convention MFU is quoted in); elementwise work is under 1% of a block's
 // FLOPs at GPT-2 sizes.
+//
+// Tensor parallelism (ModelParallel::tp with t > 1 ranks) follows
+// Megatron-LM: attention heads and MLP hidden features are split inside the
+// blocks, the vocabulary is split across the embedding, the tied head (whose
+// logits stay split) and a vocabulary-parallel cross-entropy; layer norms,
+// wpe and the row-parallel biases are replicated.
 #include <cmath>
 #include <cstdint>
+#include <numeric>
 
 #include "model/block.h"
 #include "model/cross_entropy.h"
@@ -13,12 +20,13 @@
 #include "model/layernorm.h"
 #include "model/lm_head.h"
 #include "model/model.h"
+#include "model/vocab_parallel_cross_entropy.h"
 
 namespace dtrain {
 
 namespace {
 
-void validate(const ModelConfig& cfg, int64_t seq_len) {
+void validate(const ModelConfig& cfg, int64_t seq_len, int64_t tp) {
   std::vector<std::string> problems;
   auto positive = [&](const char* key, int64_t v) {
     if (v <= 0) problems.push_back(fmt::format("model.{} must be positive (got {})", key, v));
@@ -38,13 +46,28 @@ void validate(const ModelConfig& cfg, int64_t seq_len) {
                                    seq_len, cfg.context_length));
   if (cfg.vocab_size > INT32_MAX)
     problems.push_back(fmt::format("model.vocab_size ({}) does not fit int32 token ids", cfg.vocab_size));
+  if (tp > 1) {
+    if (cfg.n_head > 0 && cfg.n_head % tp != 0)
+      problems.push_back(fmt::format(
+          "model.n_head ({}) is not divisible by parallel.tp ({}): tensor parallelism splits the "
+          "attention heads across its ranks",
+          cfg.n_head, tp));
+    if (cfg.vocab_size > 0 && cfg.vocab_size % tp != 0) {
+      const int64_t unit = std::lcm<int64_t>(64, tp);  // keep the padded rows GEMM-friendly
+      problems.push_back(fmt::format(
+          "model.vocab_size ({}) is not divisible by parallel.tp ({}); use a padded vocabulary "
+          "such as {}",
+          cfg.vocab_size, tp, (cfg.vocab_size + unit - 1) / unit * unit));
+    }
+  }
   if (!problems.empty()) throw ConfigError(problems);
 }
 
 }  // namespace
 
 void build_gpt(Model& m, const ModelConfig& cfg, int64_t seq_len, const ModelParallel& par) {
-  validate(cfg, seq_len);
+  Communicator* tp = par.tp_size() > 1 ? par.tp : nullptr;
+  validate(cfg, seq_len, par.tp_size());
   const int64_t C = cfg.n_embd, L = cfg.n_layer;
   const double proj_std = 0.02 / std::sqrt(2.0 * static_cast<double>(L));
   // Top-level layers: 0 embed, 1..L blocks, L+1 ln_f, L+2 lm_head.
@@ -57,25 +80,32 @@ void build_gpt(Model& m, const ModelConfig& cfg, int64_t seq_len, const ModelPar
   Param* wte = nullptr;
   if (in_stage(0)) {
     auto embed = std::make_unique<TokenPositionEmbedding>(m.params, "embed", cfg.vocab_size,
-                                                          cfg.context_length, C, cfg.dropout);
+                                                          cfg.context_length, C, cfg.dropout, tp);
     wte = &embed->wte();
-    m.layers.push_back(std::move(embed));
+    m.add_layer(std::move(embed));
   }
   for (int64_t i = 0; i < L; ++i)
     if (in_stage(1 + i))
-      m.layers.push_back(std::make_unique<Block>(m.params, fmt::format("blocks.{}", i), C,
-                                                 cfg.n_head, cfg.bias, cfg.dropout, proj_std));
-  if (in_stage(L + 1)) m.layers.push_back(std::make_unique<LayerNorm>(m.params, "ln_f", C, cfg.bias));
+      m.add_layer(std::make_unique<Block>(m.params, fmt::format("blocks.{}", i), C, cfg.n_head,
+                                          cfg.bias, cfg.dropout, proj_std, tp));
+  if (in_stage(L + 1)) m.add_layer(std::make_unique<LayerNorm>(m.params, "ln_f", C, cfg.bias));
   if (in_stage(L + 2)) {
     if (!wte) {
       // The head's stage does not hold the embedding: it keeps its own copy of
       // the tied weight (same name, so the same init); the step loop sums the
-      // two copies' gradients so that they stay equal.
-      wte = &m.params.add("wte.weight", Shape{cfg.vocab_size, C}, Init::normal(0.02), true);
+      // two copies' gradients so that they stay equal. With tp it is split
+      // by vocabulary as the embedding's is, so tp rank r's copies match.
+      wte = tp ? &m.params.add_sharded("wte.weight",
+                                       TokenPositionEmbedding::vocab_shard(cfg.vocab_size, C, *tp),
+                                       Init::normal(0.02), true)
+               : &m.params.add("wte.weight", Shape{cfg.vocab_size, C}, Init::normal(0.02), true);
       wte->primary = false;
     }
-    m.layers.push_back(std::make_unique<TiedLmHead>("lm_head", *wte));
-    m.loss = std::make_unique<CrossEntropyLoss>();
+    m.add_layer(std::make_unique<TiedLmHead>("lm_head", *wte, tp));
+    if (tp)
+      m.loss = std::make_unique<VocabParallelCrossEntropyLoss>(*tp, cfg.vocab_size);
+    else
+      m.loss = std::make_unique<CrossEntropyLoss>();
   }
   m.sample_shape = Shape{seq_len};
   m.target_sample_shape = Shape{seq_len};

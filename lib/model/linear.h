@@ -1,28 +1,61 @@
 // Linear layer y = x W^T + b on the last dimension, W stored (out, in) as in
 // PyTorch so fixtures and checkpoints map one to one. Matrix products go to
 // cblas; the bias gradient is a column sum.
+//
+// Tensor parallelism (Megatron-LM) splits a Linear one of two ways over the
+// ranks of a tp group:
+// - column-parallel: this rank holds out/t rows of W (and of b) and computes
+//   its out/t output features from the whole (replicated) input. Backward
+//   all-reduces dL/dx: Megatron's "f" operator (identity forward, all-reduce
+//   backward) placed at the layer's input.
+// - row-parallel: this rank holds in/t columns of W and takes the matching
+//   in/t input features (a column-parallel layer's output); the partial
+//   products are all-reduced forward, Megatron's "g" operator (all-reduce
+//   forward, identity backward), and the bias, replicated, is added once
+//   after the sum. Its gradient is then the same on every rank.
 #pragma once
 
+#include "core/comm.h"
 #include "model/layer.h"
 
 namespace dtrain {
 
+enum class TpSplit : uint8_t { none, column, row };
+
+// How a Linear is split; a null or one-member group means not split.
+struct LinearParallel {
+  TpSplit split = TpSplit::none;
+  Communicator* tp = nullptr;
+  // Column-parallel only: W's rows are `groups` blocks (3 for fused Q|K|V),
+  // each split into t pieces, so that this rank holds its piece of each.
+  int64_t groups = 1;
+};
+
 class Linear : public Layer {
  public:
-  // Declares "<name>.weight" (out, in) and, with bias, "<name>.bias" (out).
+  // Declares "<name>.weight" (out, in) and, with bias, "<name>.bias" (out);
+  // in and out are the full sizes, the shards hold this rank's part.
   Linear(ParamStore& ps, const std::string& name, int64_t in, int64_t out, bool bias, Init w_init,
-         Init b_init = Init::zeros());
+         Init b_init = Init::zeros(), LinearParallel par = {});
+
+  // The local input and output widths: in/t for row-parallel, out/t for column-parallel.
+  int64_t in_features() const { return in_; }
+  int64_t out_features() const { return out_; }
 
   Shape output_shape(const Shape& in) const override;
   void plan(const Shape& in, DType act, Device device) override;
   Tensor forward(const Tensor& x, const Ctx& ctx) override;
   Tensor backward(const Tensor& dy, const Ctx& ctx) override;
+  // This rank's share: its shard's FLOPs, the parameters it holds (a
+  // row-parallel bias in full) and the input it keeps.
   Cost cost(const Shape& in) const override;
 
   Param& weight() { return *w_; }
 
  private:
-  int64_t in_, out_;
+  int64_t in_, out_;   // local widths
+  TpSplit split_ = TpSplit::none;
+  Communicator* tp_ = nullptr;  // null unless split over more than one rank
   Param* w_;
   Param* b_ = nullptr;
   Tensor x_;       // input of the last forward (a view of the previous layer's buffer)

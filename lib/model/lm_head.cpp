@@ -5,8 +5,16 @@
 
 namespace dtrain {
 
-TiedLmHead::TiedLmHead(const std::string& name, Param& wte)
-    : Layer(name), wte_(wte), vocab_(wte.shape[0]), c_(wte.shape[1]) {}
+TiedLmHead::TiedLmHead(const std::string& name, Param& wte, Communicator* tp)
+    : Layer(name), wte_(wte), vocab_(wte.shape[0]), c_(wte.shape[1]) {
+  if (tp && tp->size() > 1) {
+    DTRAIN_CHECK(wte.shard.split() && wte.shard.dim == 0 && wte.shard.parts == tp->size() &&
+                     wte.shard.index == tp->rank(),
+                 "{}: {} is not split by rows over the {} ranks of group {}", name, wte.name,
+                 tp->size(), tp->name());
+    tp_ = tp;
+  }
+}
 
 Shape TiedLmHead::output_shape(const Shape& in) const {
   DTRAIN_CHECK(in[-1] == c_, "{}: input {} does not end in {}", name(), in.str(), c_);
@@ -46,6 +54,7 @@ Tensor TiedLmHead::backward(const Tensor& dy, const Ctx&) {
     cpu::gemm<F>(false, false, n, c_, vocab_, F(1), g, vocab_, wte_.value.data<F>(), c_, F(0),
                  dx.data<F>(), c_);
   });
+  if (tp_) all_reduce(*tp_, dx);  // f: the sum over every rank's vocabulary shard
   return dx;
 }
 

@@ -1,18 +1,26 @@
 // The GPT output head, tied to the token embedding as in GPT-2: logits =
 // x @ wte^T. It owns no parameter; its weight gradient accumulates into
 // wte's, beside the embedding's own.
+//
+// With a tp group, wte is this rank's vocabulary shard (V/t, C): the head
+// gives this rank's logits (N, V/t), which the vocabulary-parallel
+// cross-entropy consumes without ever gathering them, and backward
+// all-reduces dL/dx over the group (Megatron's "f": the head's input is
+// replicated, every rank's logits depend on it).
 #pragma once
 
+#include "core/comm.h"
 #include "model/layer.h"
 
 namespace dtrain {
 
 class TiedLmHead : public Layer {
  public:
-  // wte: (V, C), owned by the embedding layer.
-  TiedLmHead(const std::string& name, Param& wte);
+  // wte: (V, C), owned by the embedding layer, or this rank's (V/t, C) rows
+  // of it when tp has more than one member.
+  TiedLmHead(const std::string& name, Param& wte, Communicator* tp = nullptr);
 
-  Shape output_shape(const Shape& in) const override;  // (..., C) -> (..., V)
+  Shape output_shape(const Shape& in) const override;  // (..., C) -> (..., V or V/t)
   void plan(const Shape& in, DType act, Device device) override;
   Tensor forward(const Tensor& x, const Ctx& ctx) override;
   Tensor backward(const Tensor& dy, const Ctx& ctx) override;
@@ -20,7 +28,8 @@ class TiedLmHead : public Layer {
 
  private:
   Param& wte_;
-  int64_t vocab_, c_;
+  int64_t vocab_, c_;           // vocab_: the rows held (V/t with tp)
+  Communicator* tp_ = nullptr;  // null unless split over more than one rank
   Tensor x_;       // input of the last forward
   Tensor y_, dx_;  // (N, V), (N, C)
 };

@@ -5,11 +5,14 @@
 
 namespace dtrain {
 
-Mlp::Mlp(ParamStore& ps, const std::string& name, int64_t c, bool bias, double proj_std)
+Mlp::Mlp(ParamStore& ps, const std::string& name, int64_t c, bool bias, double proj_std,
+         Communicator* tp)
     : Layer(name),
       c_(c),
-      fc_(ps, name + ".fc", c, 4 * c, bias, Init::normal(0.02)),
-      proj_(ps, name + ".proj", 4 * c, c, bias, Init::normal(proj_std)) {}
+      fc_(ps, name + ".fc", c, 4 * c, bias, Init::normal(0.02), Init::zeros(),
+          {.split = TpSplit::column, .tp = tp}),
+      proj_(ps, name + ".proj", 4 * c, c, bias, Init::normal(proj_std), Init::zeros(),
+            {.split = TpSplit::row, .tp = tp}) {}
 
 void Mlp::plan(const Shape& in, DType act, Device device) {
   const Shape hidden = fc_.output_shape(in);
@@ -19,7 +22,7 @@ void Mlp::plan(const Shape& in, DType act, Device device) {
 }
 
 Tensor Mlp::forward(const Tensor& x, const Ctx& ctx) {
-  f_ = fc_.forward(x, ctx);  // (N, 4C)
+  f_ = fc_.forward(x, ctx);  // (N, 4C/t)
   Tensor g = planned_view(g_, f_.shape());
   dispatch_float(x.dtype(), [&](auto t) {
     using T = decltype(t);
@@ -30,7 +33,7 @@ Tensor Mlp::forward(const Tensor& x, const Ctx& ctx) {
 
 Tensor Mlp::backward(const Tensor& dy, const Ctx& ctx) {
   // proj_'s dx buffer is ours to reuse: GELU's backward runs in place on it.
-  Tensor d = proj_.backward(dy, ctx);  // (N, 4C): dL/dg, then dL/df
+  Tensor d = proj_.backward(dy, ctx);  // (N, 4C/t): dL/dg, then dL/df
   dispatch_float(dy.dtype(), [&](auto t) {
     using T = decltype(t);
     cpu::gelu_backward<T>(f_.data<T>(), d.data<T>(), d.numel(), d.data<T>());
@@ -41,7 +44,7 @@ Tensor Mlp::backward(const Tensor& dy, const Ctx& ctx) {
 Cost Mlp::cost(const Shape& in) const {
   Cost c = fc_.cost(in);
   c += proj_.cost(fc_.output_shape(in));
-  c.act_bytes += in.numel() * 4 * 4;  // GELU's input (N, 4C)
+  c.act_bytes += fc_.output_shape(in).numel() * 4;  // GELU's input (N, 4C/t)
   return c;
 }
 

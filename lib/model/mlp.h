@@ -1,6 +1,9 @@
 // The GPT block's feed-forward network: fc (C -> 4C), GELU (tanh), proj
 // (4C -> C). The projections are Linear layers named "<name>.fc" and
-// "<name>.proj".
+// "<name>.proj". With a tp group of t ranks (Megatron-LM) fc is
+// column-parallel (this rank's 4C/t hidden features, "f" in its backward),
+// GELU runs on them locally and proj is row-parallel ("g": all-reduce of its
+// partial output, bias added once after).
 #pragma once
 
 #include "model/layer.h"
@@ -11,7 +14,9 @@ namespace dtrain {
 class Mlp : public Layer {
  public:
   // fc: (4C, C) weight, normal(0.02); proj: (C, 4C) weight, normal(proj_std).
-  Mlp(ParamStore& ps, const std::string& name, int64_t c, bool bias, double proj_std);
+  // tp: the tensor-parallel group (null or one member: not split).
+  Mlp(ParamStore& ps, const std::string& name, int64_t c, bool bias, double proj_std,
+      Communicator* tp = nullptr);
 
   Shape output_shape(const Shape& in) const override { return in; }
   void plan(const Shape& in, DType act, Device device) override;
@@ -22,8 +27,8 @@ class Mlp : public Layer {
  private:
   int64_t c_;
   Linear fc_, proj_;
-  Tensor f_;  // fc output of the last forward (N, 4C), a view of fc_'s buffer
-  Tensor g_;  // GELU output (N, 4C)
+  Tensor f_;  // fc output of the last forward (N, 4C/t), a view of fc_'s buffer
+  Tensor g_;  // GELU output (N, 4C/t)
 };
 
 }  // namespace dtrain

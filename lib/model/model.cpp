@@ -36,6 +36,19 @@ std::unique_ptr<Model> assemble(const ModelConfig& cfg, int64_t seq_len, DType d
 
 }  // namespace
 
+void Model::add_layer(std::unique_ptr<Layer> layer) {
+  // The layer's constructor has run: its parameters are the ones declared
+  // since the previous layer was added.
+  params_before_.push_back(declared_at_last_add_);
+  declared_at_last_add_ = params.all().size();
+  layers.push_back(std::move(layer));
+}
+
+size_t Model::first_param_of(size_t i) const {
+  if (params_before_.size() != layers.size()) return 0;
+  return i < params_before_.size() ? params_before_[i] : params.all().size();
+}
+
 Shape Model::input_shape(int64_t batch) const { return with_batch(batch, stage_sample_shape); }
 
 DType Model::input_dtype() const { return kind == "gpt" && first_stage() ? DType::i32 : dtype; }
@@ -117,6 +130,14 @@ std::unique_ptr<Model> build_model(const ModelConfig& cfg, int64_t seq_len, DTyp
     m->stage_sample_shape = without_batch(s);
   }
   m->params.allocate(dtype, device, seed);
+  return m;
+}
+
+std::unique_ptr<Model> build_replica(const Model& owner, const ModelConfig& cfg, int64_t seq_len,
+                                     const ModelParallel& par) {
+  auto m = assemble(cfg, seq_len, owner.dtype, owner.device, par);
+  m->stage_sample_shape = owner.stage_sample_shape;
+  m->params.share(owner.params);
   return m;
 }
 

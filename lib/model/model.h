@@ -39,6 +39,14 @@ class Model {
   DType dtype = DType::f32;
   Device device;
 
+  // Appends a top-level layer, after its constructor declared its parameters;
+  // records which parameters it declared (see first_param_of).
+  void add_layer(std::unique_ptr<Layer> layer);
+  // Index into params.all() of the first parameter that top-level layer i (or
+  // a later one) declared; params.all().size() if none. When layers were not
+  // added through add_layer: 0, i.e. nothing is known.
+  size_t first_param_of(size_t i) const;
+
   // This stage's place in the whole model's top-level layer list.
   int64_t first_layer = 0;
   int64_t total_layers = 0;  // top-level layers of the whole model
@@ -74,6 +82,10 @@ class Model {
   Shape sample_shape;   // the whole model's input: (T) for the GPT, (C, H, W) for the CNN
   Shape target_sample_shape;  // (T) for the GPT, () for the CNN
   Shape stage_sample_shape;   // this stage's input per sample (= sample_shape on the first)
+
+ private:
+  std::vector<size_t> params_before_;  // parameters declared before each add_layer'd layer
+  size_t declared_at_last_add_ = 0;
 };
 
 // Builds a model (or the part `par` asks for) from its config with parameters
@@ -81,6 +93,12 @@ class Model {
 // shapes it cannot build.
 std::unique_ptr<Model> build_model(const ModelConfig& cfg, int64_t seq_len, DType dtype,
                                    Device device, uint64_t seed, const ModelParallel& par = {});
+
+// Another copy of `owner`'s layers (same config and `par`) sharing its
+// parameters and gradients, with activation buffers of its own: a pipeline
+// stage keeps one per micro-batch in flight. Not planned yet.
+std::unique_ptr<Model> build_replica(const Model& owner, const ModelConfig& cfg, int64_t seq_len,
+                                     const ModelParallel& par = {});
 
 // The whole model's layers and loss without allocating parameters: what the
 // pipeline partitioner and the planner read costs and shapes from.

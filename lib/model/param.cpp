@@ -161,6 +161,24 @@ void ParamStore::allocate(DType dtype, Device device, uint64_t seed) {
   initialize(seed);
 }
 
+void ParamStore::share(const ParamStore& owner) {
+  DTRAIN_CHECK(!allocated() && owner.allocated(), "ParamStore::share needs a fresh store and an allocated owner");
+  DTRAIN_CHECK(params_.size() == owner.params_.size(), "shared stores declare {} and {} parameters",
+               params_.size(), owner.params_.size());
+  for (auto& p : params_) {
+    const Param* o = owner.find(p->name);
+    DTRAIN_CHECK(o && o->shape == p->shape && o->trainable == p->trainable,
+                 "parameter {} {} has no match in the shared store", p->name, p->shape.str());
+    p->offset = o->offset;
+    p->value = o->value;
+    p->grad = o->grad;
+  }
+  values_ = owner.values_;
+  grads_ = owner.grads_;
+  buffers_ = owner.buffers_;
+  trainable_numel_ = owner.trainable_numel_;
+}
+
 void ParamStore::initialize(uint64_t seed) {
   for (auto& p : params_)
     dispatch_float(p->value.dtype(), [&](auto t) { fill<decltype(t)>(*p, seed); });

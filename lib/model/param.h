@@ -88,6 +88,11 @@ class ParamStore {
   // from `seed`. Call once, after all layers are built.
   void allocate(DType dtype, Device device, uint64_t seed);
   bool allocated() const { return values_.defined(); }
+  // Instead of allocating: every parameter declared here becomes a view of
+  // the same-named one in `owner` (allocated, same declarations). A second
+  // copy of a pipeline stage's layers (another in-flight micro-batch) uses it
+  // to share the parameters and accumulate into the same gradients.
+  void share(const ParamStore& owner);
 
   const std::vector<std::unique_ptr<Param>>& all() const { return params_; }
   Param* find(const std::string& name) const;  // nullptr if absent

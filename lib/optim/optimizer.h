@@ -27,7 +27,18 @@ class Optimizer {
   virtual void set_steps_done(int64_t n) = 0;
 };
 
-std::unique_ptr<Optimizer> make_optimizer(const OptimConfig& cfg, ParamStore& params);
+// A contiguous range [begin, end) of the flat trainable buffer.
+struct FlatRange {
+  int64_t begin = 0;
+  int64_t end = -1;  // -1: to the end of the buffer
+};
+
+// An optimizer over the parameters' elements in `range` (all by default):
+// ZeRO-1 gives each data-parallel rank one range, whose state it alone keeps.
+// Its state tensors cover exactly the range; the update of every element is
+// the same whatever the range, so sharded and unsharded runs agree bit for bit.
+std::unique_ptr<Optimizer> make_optimizer(const OptimConfig& cfg, ParamStore& params,
+                                          FlatRange range = {});
 
 // Learning rate at optimizer step `step` (0-based): linear warm-up from 0 over
 // warmup_steps, then cosine or linear decay to min_lr at decay_steps (default:
@@ -36,6 +47,12 @@ double learning_rate(const OptimConfig& cfg, int64_t total_steps, int64_t step);
 
 // L2 norm of all gradients (deterministic for any thread count).
 double grad_norm(ParamStore& params);
+
+// Sum of squared gradients of this rank's primary parameters (not the
+// pipeline's second copy of a tied weight), in parameter order; parameters not
+// split by tensor parallelism only when `replicated` (so that summing over a
+// tensor-parallel group counts them once).
+double grad_sum_squares(const ParamStore& params, bool replicated);
 
 // The factor that clips gradients of norm `norm` to at most max_norm (1 when
 // max_norm is 0, i.e. clipping is off, or the norm is already below it).

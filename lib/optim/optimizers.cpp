@@ -1,6 +1,7 @@
 // AdamW (Loshchilov & Hutter): Adam moments with bias correction, weight decay
 // applied to the parameter directly (decoupled), matching torch.optim.AdamW;
 // and SGD with momentum as torch.optim.SGD.
+#include <algorithm>
 #include <cmath>
 
 #include "optim/optimizer.h"
@@ -9,11 +10,28 @@ namespace dtrain {
 
 namespace {
 
+// The part of parameter p inside range r: elements [lo, hi) of p (local
+// indices), or lo == hi when they do not meet.
+struct Overlap {
+  int64_t lo = 0, hi = 0;
+};
+Overlap overlap(const Param& p, FlatRange r) {
+  Overlap o;
+  o.lo = std::max<int64_t>(0, r.begin - p.offset);
+  o.hi = std::min<int64_t>(p.numel(), r.end - p.offset);
+  if (o.hi < o.lo) o.hi = o.lo;
+  return o;
+}
+
+Tensor state_tensor(ParamStore& ps, FlatRange r) {
+  return Tensor::zeros(Shape{r.end - r.begin}, ps.values().dtype(), ps.values().device());
+}
+
 class AdamW : public Optimizer {
  public:
-  AdamW(const OptimConfig& cfg, ParamStore& ps) : cfg_(cfg), ps_(ps) {
-    m_ = Tensor::zeros(ps.values().shape(), ps.values().dtype(), ps.values().device());
-    v_ = Tensor::zeros(ps.values().shape(), ps.values().dtype(), ps.values().device());
+  AdamW(const OptimConfig& cfg, ParamStore& ps, FlatRange r) : cfg_(cfg), ps_(ps), r_(r) {
+    m_ = state_tensor(ps, r);
+    v_ = state_tensor(ps, r);
   }
 
   void step(double lr, double grad_scale) override {
@@ -29,12 +47,14 @@ class AdamW : public Optimizer {
       const T gs = static_cast<T>(grad_scale);
       for (const auto& p : ps_.all()) {
         if (!p->trainable) continue;
+        const Overlap o = overlap(*p, r_);
+        if (o.lo == o.hi) continue;
         const T decay = static_cast<T>(p->decay ? 1.0 - lr * cfg_.weight_decay : 1.0);
-        T* w = p->value.template data<T>();
-        const T* g = p->grad.template data<T>();
-        T* m = m_.template data<T>() + p->offset;
-        T* v = v_.template data<T>() + p->offset;
-        const int64_t n = p->numel();
+        T* w = p->value.template data<T>() + o.lo;
+        const T* g = p->grad.template data<T>() + o.lo;
+        T* m = m_.template data<T>() + (p->offset + o.lo - r_.begin);
+        T* v = v_.template data<T>() + (p->offset + o.lo - r_.begin);
+        const int64_t n = o.hi - o.lo;
 #pragma omp parallel for simd schedule(static)
         for (int64_t i = 0; i < n; ++i) {
           const T gi = g[i] * gs;
@@ -55,6 +75,7 @@ class AdamW : public Optimizer {
  private:
   OptimConfig cfg_;
   ParamStore& ps_;
+  FlatRange r_;
   Tensor m_, v_;
   int64_t t_ = 0;
 };
@@ -63,8 +84,8 @@ class AdamW : public Optimizer {
 // gradient (only where Param::decay), buf = momentum * buf + g, optional Nesterov.
 class Sgd : public Optimizer {
  public:
-  Sgd(const OptimConfig& cfg, ParamStore& ps) : cfg_(cfg), ps_(ps) {
-    buf_ = Tensor::zeros(ps.values().shape(), ps.values().dtype(), ps.values().device());
+  Sgd(const OptimConfig& cfg, ParamStore& ps, FlatRange r) : cfg_(cfg), ps_(ps), r_(r) {
+    buf_ = state_tensor(ps, r);
   }
 
   void step(double lr, double grad_scale) override {
@@ -77,11 +98,13 @@ class Sgd : public Optimizer {
       const bool nesterov = cfg_.nesterov;
       for (const auto& p : ps_.all()) {
         if (!p->trainable) continue;
+        const Overlap o = overlap(*p, r_);
+        if (o.lo == o.hi) continue;
         const T wd = static_cast<T>(p->decay ? cfg_.weight_decay : 0.0);
-        T* w = p->value.template data<T>();
-        const T* g = p->grad.template data<T>();
-        T* b = buf_.template data<T>() + p->offset;
-        const int64_t n = p->numel();
+        T* w = p->value.template data<T>() + o.lo;
+        const T* g = p->grad.template data<T>() + o.lo;
+        T* b = buf_.template data<T>() + (p->offset + o.lo - r_.begin);
+        const int64_t n = o.hi - o.lo;
 #pragma omp parallel for simd schedule(static)
         for (int64_t i = 0; i < n; ++i) {
           T d = g[i] * gs + wd * w[i];
@@ -102,16 +125,22 @@ class Sgd : public Optimizer {
  private:
   OptimConfig cfg_;
   ParamStore& ps_;
+  FlatRange r_;
   Tensor buf_;
   int64_t t_ = 0;
 };
 
 }  // namespace
 
-std::unique_ptr<Optimizer> make_optimizer(const OptimConfig& cfg, ParamStore& params) {
+std::unique_ptr<Optimizer> make_optimizer(const OptimConfig& cfg, ParamStore& params,
+                                          FlatRange range) {
   DTRAIN_CHECK(params.allocated(), "optimizer built before parameters were allocated");
-  if (cfg.name == "adamw") return std::make_unique<AdamW>(cfg, params);
-  if (cfg.name == "sgd") return std::make_unique<Sgd>(cfg, params);
+  const int64_t n = params.values().numel();
+  if (range.end < 0) range.end = n;
+  DTRAIN_CHECK(0 <= range.begin && range.begin <= range.end && range.end <= n,
+               "optimizer range [{}, {}) of {} elements", range.begin, range.end, n);
+  if (cfg.name == "adamw") return std::make_unique<AdamW>(cfg, params, range);
+  if (cfg.name == "sgd") return std::make_unique<Sgd>(cfg, params, range);
   throw ConfigError(fmt::format("optim.name: unknown optimizer '{}' (expected adamw or sgd)", cfg.name));
 }
 

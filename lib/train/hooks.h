@@ -28,8 +28,6 @@ struct RunOptions {
   // evaluation before the first step is skipped.
   int64_t start_step = 0;
   TrainHooks* hooks = nullptr;
-  // Tests only: the loss of this step (1-based; 0 = none) is replaced by NaN.
-  int64_t inject_nan_at_step = 0;
 };
 
 }  // namespace dtrain

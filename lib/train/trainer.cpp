@@ -1,11 +1,13 @@
 #include "train/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 
 #include "kernels/cpu/gemm.h"
+#include "parallel/pipeline.h"
 
 namespace dtrain {
 
@@ -36,59 +38,263 @@ DType precision_dtype(const std::string& p) {
   throw ConfigError(fmt::format("train.precision: '{}' is not available on the CPU backend", p));
 }
 
+// Message tags between pipeline neighbours: activations and gradients of
+// each micro-batch (MPI guarantees at least 32767 tags).
+int tag_of(int micro, bool gradient) { return (2 * micro + (gradient ? 1 : 0)) % 32000; }
+
 }  // namespace
 
+Trainer::Trainer(const Config& cfg, const Groups& groups, std::function<void(const std::string&)> log,
+                 TrainerOptions options)
+    : cfg_(cfg), g_(groups), log_(std::move(log)), options_(std::move(options)) {
+  setup();
+}
+
 Trainer::Trainer(const Config& cfg, std::function<void(const std::string&)> log)
-    : cfg_(cfg), log_(std::move(log)) {
-  cpu::set_num_threads(static_cast<int>(cfg_.train.threads));
-  seq_len_ = cfg_.model.type == "gpt"
-                 ? (cfg_.train.seq_len > 0 ? cfg_.train.seq_len : cfg_.model.context_length)
-                 : 0;
-  data_ = open_data(cfg_, seq_len_);
-  model_ = build_model(cfg_.model, seq_len_, precision_dtype(cfg_.train.precision), Device::cpu(),
-                       static_cast<uint64_t>(cfg_.train.seed));
-  model_->plan(cfg_.train.micro_batch);
-  opt_ = make_optimizer(cfg_.optim, model_->params);
-  x_ = Tensor::empty(model_->input_shape(cfg_.train.micro_batch), model_->input_dtype());
-  y_ = Tensor::empty(model_->target_shape(cfg_.train.micro_batch), DType::i32);
+    : cfg_(cfg), self_(std::make_unique<SelfGroups>()), g_(self_->groups()), log_(std::move(log)) {
+  setup();
 }
 
 Trainer::~Trainer() = default;
 
-double Trainer::train_step(int64_t step, const RunOptions& opts) {
-  const int64_t micro = cfg_.train.micro_batch, accum = cfg_.train.grad_accum;
-  model_->params.zero_grads();
-  double loss_sum = 0;
-  Ctx ctx;
-  ctx.training = true;
-  ctx.seed = static_cast<uint64_t>(cfg_.train.seed);
-  ctx.step = step;
-  for (int64_t k = 0; k < accum; ++k) {
-    // Global sample addressing: this step's global batch is samples
-    // [step * G, (step + 1) * G); micro-batch k of this (only) rank reads its slice.
-    ctx.sample_offset = step * cfg_.train.global_batch + k * micro;
-    data_.train->fill(ctx.sample_offset, micro, x_, y_);
-    LossStats st = model_->forward(x_, y_, ctx);
-    model_->backward(1.0 / static_cast<double>(accum), ctx);
-    loss_sum += st.loss;
+void Trainer::setup() {
+  const Layout want{static_cast<int>(cfg_.parallel.dp), static_cast<int>(cfg_.parallel.tp),
+                    static_cast<int>(cfg_.parallel.pp)};
+  if (want.dp != g_.layout.dp || want.tp != g_.layout.tp || want.pp != g_.layout.pp)
+    throw ConfigError(fmt::format("parallel: the config asks for {} but the ranks are laid out as {}",
+                                  want.str(), g_.layout.str()));
+  if (cfg_.model.type == "cnn" && want.tp > 1)
+    throw ConfigError(fmt::format("parallel.tp = {}: tensor parallelism is not available for the CNN; "
+                                  "use parallel.dp and parallel.pp", want.tp));
+  for (Communicator* c : {g_.world, g_.dp, g_.tp, g_.pp, g_.embed}) c->set_timeout(cfg_.parallel.timeout);
+  cpu::set_num_threads(static_cast<int>(cfg_.train.threads));
+
+  const TrainConfig& t = cfg_.train;
+  seq_len_ = cfg_.model.type == "gpt" ? (t.seq_len > 0 ? t.seq_len : cfg_.model.context_length) : 0;
+  data_ = open_data(cfg_, seq_len_);
+  par_.tp = g_.layout.tp > 1 ? g_.tp : nullptr;
+
+  // Pipeline stages: contiguous runs of top-level layers balanced by their
+  // forward + backward FLOPs (the loss counts with the last layer).
+  {
+    auto whole = describe_model(cfg_.model, seq_len_, par_);
+    std::vector<double> costs;
+    for (const Cost& c : whole->layer_costs(t.micro_batch)) costs.push_back(c.fwd_flops + c.bwd_flops);
+    const double loss_cost = costs.back();
+    costs.pop_back();
+    costs.back() += loss_cost;
+    bounds_ = partition_layers(costs, g_.layout.pp);
   }
-  double loss = loss_sum / static_cast<double>(accum);
-  if (opts.inject_nan_at_step == step + 1) loss = std::nan("");
-  last_grad_norm_ = std::isfinite(loss) ? grad_norm(model_->params) : 0.0;
-  if (!std::isfinite(loss) || !std::isfinite(last_grad_norm_)) {
-    const std::string what = !std::isfinite(loss)
-                                 ? fmt::format("training loss became {}", loss)
-                                 : fmt::format("gradient norm became {}", last_grad_norm_);
+  par_.first_layer = bounds_[g_.coord.pp];
+  par_.last_layer = bounds_[g_.coord.pp + 1];
+
+  // One copy of the stage's activations per micro-batch in flight.
+  const std::string schedule = g_.layout.pp > 1 ? cfg_.parallel.schedule : "1f1b";
+  const int slots = in_flight(pipeline_schedule(schedule, g_.coord.pp, g_.layout.pp,
+                                                static_cast<int>(t.grad_accum)));
+  const DType dtype = precision_dtype(t.precision);
+  slots_.push_back(build_model(cfg_.model, seq_len_, dtype, Device::cpu(),
+                               static_cast<uint64_t>(t.seed), par_));
+  for (int s = 1; s < slots; ++s) slots_.push_back(build_replica(*slots_[0], cfg_.model, seq_len_, par_));
+  Model& m = *slots_[0];
+  const Shape data_x = [&] {
+    Shape s{t.micro_batch};
+    for (int64_t d : m.sample_shape) s.push_back(d);
+    return s;
+  }();
+  const DType data_dtype = cfg_.model.type == "gpt" ? DType::i32 : dtype;
+  sends_.resize(slots);
+  for (auto& slot : slots_) {
+    slot->plan(t.micro_batch);
+    x_.push_back(Tensor::empty(data_x, data_dtype));
+    y_.push_back(Tensor::empty(m.target_shape(t.micro_batch), DType::i32));
+    if (!m.first_stage()) stage_in_.push_back(Tensor::empty(m.input_shape(t.micro_batch), dtype));
+  }
+  if (!m.last_stage()) grad_in_ = Tensor::empty(m.output_shape(t.micro_batch), dtype);
+
+  // ZeRO-1: data-parallel rank d keeps the optimizer state of one contiguous
+  // range of the flat parameters (multiples of 16 elements, the last short).
+  const int64_t n = m.params.values().numel();
+  opt_range_ = FlatRange{0, n};
+  if (cfg_.parallel.zero == 1 && g_.layout.dp > 1) {
+    const int64_t dp = g_.layout.dp, per = (n + dp * 16 - 1) / (dp * 16) * 16;
+    for (int64_t r = 0; r < dp; ++r)
+      zero_counts_.push_back(std::clamp<int64_t>(n - r * per, 0, per));
+    opt_range_ = FlatRange{std::min(n, g_.coord.dp * per), std::min(n, g_.coord.dp * per) + zero_counts_[g_.coord.dp]};
+  }
+  opt_ = make_optimizer(cfg_.optim, m.params, opt_range_);
+  reducer_ = std::make_unique<GradReducer>(m.params, *g_.dp, cfg_.parallel.bucket_mb);
+  scalars_ = Tensor::empty(Shape{4}, DType::f64);
+}
+
+void Trainer::trace(const std::string& what) const {
+  if (options_.trace)
+    options_.trace(fmt::format("rank {} {} step {} {}", g_.world->rank(), g_.coord.str(), current_step_, what));
+}
+
+int64_t Trainer::sample_offset(int64_t step, int64_t micro) const {
+  // The step's global batch is samples [step * G, (step + 1) * G); it is cut
+  // into dp * grad_accum micro-batches, data-parallel rank d taking the d-th
+  // run of grad_accum of them. One process reads the same micro-batches in the
+  // same order, so any layout sees the same samples with the same dropout.
+  const TrainConfig& t = cfg_.train;
+  return step * t.global_batch + (g_.coord.dp * t.grad_accum + micro) * t.micro_batch;
+}
+
+void Trainer::wait_sends(int slot) {
+  for (auto& w : sends_[slot]) w->wait();
+  sends_[slot].clear();
+}
+
+void Trainer::forward_op(int micro, int slot, const Ctx& ctx, double& loss_sum) {
+  Model& m = *slots_[slot];
+  wait_sends(slot);  // this slot's buffers are about to be overwritten
+  const int64_t mb = cfg_.train.micro_batch;
+  if (m.first_stage() || m.last_stage()) data_.train->fill(ctx.sample_offset, mb, x_[slot], y_[slot]);
+  Tensor in = x_[slot];
+  if (!m.first_stage()) {
+    in = stage_in_[slot];
+    trace(fmt::format("F mb {} slot {}: recv activations from pp {}", micro, slot, g_.coord.pp - 1));
+    g_.pp->recv(in, g_.coord.pp - 1, tag_of(micro, false))->wait();
+  }
+  if (m.last_stage()) {
+    const LossStats st = m.forward(in, y_[slot], ctx);
+    loss_sum += st.loss;
+    trace(fmt::format("F mb {} slot {} samples [{}, +{}): loss {:.6f}", micro, slot, ctx.sample_offset, mb, st.loss));
+  } else {
+    Tensor out = m.forward_layers(in, ctx);
+    trace(fmt::format("F mb {} slot {} samples [{}, +{}): send activations to pp {}", micro, slot,
+                      ctx.sample_offset, mb, g_.coord.pp + 1));
+    sends_[slot].push_back(g_.pp->send(out, g_.coord.pp + 1, tag_of(micro, false)));
+  }
+}
+
+void Trainer::backward_op(int micro, int slot, const Ctx& ctx, double scale, bool last) {
+  Model& m = *slots_[slot];
+  Tensor g;
+  if (m.last_stage()) {
+    g = m.loss->backward(scale);
+  } else {
+    trace(fmt::format("B mb {} slot {}: recv gradients from pp {}", micro, slot, g_.coord.pp + 1));
+    g_.pp->recv(grad_in_, g_.coord.pp + 1, tag_of(micro, true))->wait();
+    g = grad_in_;
+  }
+  // The step's last backward completes the gradients: buckets start as the
+  // layers finish.
+  if (last) {
+    trace(fmt::format("B mb {} slot {}: gradient reduction over dp in {} buckets", micro, slot, reducer_->buckets()));
+    reducer_->begin();
+  }
+  for (size_t i = m.layers.size(); i-- > 0;) {
+    g = m.layers[i]->backward(g, ctx);
+    if (last) reducer_->ready_from(reducer_->offset_of_param(slots_[0]->first_param_of(i)));
+  }
+  if (!m.first_stage()) {
+    trace(fmt::format("B mb {} slot {}: send gradients to pp {}", micro, slot, g_.coord.pp - 1));
+    sends_[slot].push_back(g_.pp->send(g, g_.coord.pp - 1, tag_of(micro, true)));
+  } else {
+    trace(fmt::format("B mb {} slot {}", micro, slot));
+  }
+}
+
+double Trainer::agree_loss(double local_sum, int64_t count) {
+  // The last stage has the loss; data-parallel ranks average theirs; the
+  // pipeline's last stage tells the others.
+  double* s = scalars_.data<double>();
+  s[0] = slots_[0]->last_stage() ? local_sum / static_cast<double>(count) : 0.0;
+  Tensor one = scalars_.flat_range(0, 1);
+  g_.dp->all_reduce(one, ReduceOp::sum)->wait();
+  s[0] /= g_.layout.dp;
+  g_.pp->broadcast(one, g_.layout.pp - 1)->wait();
+  return s[0];
+}
+
+double Trainer::global_grad_norm() {
+  // Gradients are equal across data-parallel ranks after the reduction; the
+  // tensor- and pipeline-parallel ranks each hold a part of them (parameters
+  // replicated across tp counted on tp rank 0 only).
+  double* s = scalars_.data<double>();
+  s[0] = grad_sum_squares(slots_[0]->params, g_.coord.tp == 0);
+  Tensor one = scalars_.flat_range(0, 1);
+  g_.tp->all_reduce(one, ReduceOp::sum)->wait();
+  g_.pp->all_reduce(one, ReduceOp::sum)->wait();
+  return std::sqrt(s[0]);
+}
+
+void Trainer::sync_buffers() {
+  // Batch-norm running statistics: each data-parallel rank saw other images;
+  // their mean keeps the replicas (and evaluation) identical.
+  Tensor& b = slots_[0]->params.buffers();
+  if (g_.layout.dp == 1 || b.numel() == 0) return;
+  g_.dp->all_reduce(b, ReduceOp::sum)->wait();
+  dispatch_float(b.dtype(), [&](auto t) {
+    using T = decltype(t);
+    T* p = b.data<T>();
+    const T inv = T(1) / static_cast<T>(g_.layout.dp);
+    for (int64_t i = 0; i < b.numel(); ++i) p[i] *= inv;
+  });
+}
+
+StepResult Trainer::train_step(int64_t step) {
+  const auto t0 = Clock::now();
+  current_step_ = step;
+  const TrainConfig& t = cfg_.train;
+  Model& m = *slots_[0];
+  m.params.zero_grads();
+  const int micro_batches = static_cast<int>(t.grad_accum);
+  const std::string schedule = g_.layout.pp > 1 ? cfg_.parallel.schedule : "1f1b";
+  const auto ops = pipeline_schedule(schedule, g_.coord.pp, g_.layout.pp, micro_batches);
+  const double scale = 1.0 / static_cast<double>(micro_batches * g_.layout.dp);
+  Ctx ctx{.training = true, .seed = static_cast<uint64_t>(t.seed), .step = step, .sample_offset = 0};
+  double loss_sum = 0;
+  const int slots = static_cast<int>(slots_.size());
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const PipeOp& op = ops[i];
+    ctx.sample_offset = sample_offset(step, op.micro);
+    if (op.kind == PipeOp::Kind::forward)
+      forward_op(op.micro, op.micro % slots, ctx, loss_sum);
+    else
+      backward_op(op.micro, op.micro % slots, ctx, scale, i + 1 == ops.size());
+  }
+  for (int s = 0; s < slots; ++s) wait_sends(s);
+  StepResult r;
+  r.dp_wait_seconds = reducer_->finish();
+  if (g_.layout.pp > 1) {
+    // The tied embedding's two copies (first and last stage) sum their gradients.
+    if (Param* wte = m.params.find("wte.weight"); wte && (m.first_stage() || m.last_stage())) {
+      trace("embed: all_reduce of wte.weight's gradient between the first and last stage");
+      g_.embed->all_reduce(wte->grad, ReduceOp::sum)->wait();
+    }
+  }
+  r.loss = agree_loss(loss_sum, micro_batches);
+  if (options_.inject_nan_at_step == step + 1) r.loss = std::nan("");
+  // The loss and the norm are agreed values: every rank takes the same branch.
+  r.grad_norm = std::isfinite(r.loss) ? global_grad_norm() : 0.0;
+  if (!std::isfinite(r.loss) || !std::isfinite(r.grad_norm)) {
+    const std::string what = !std::isfinite(r.loss)
+                                 ? fmt::format("training loss became {}", r.loss)
+                                 : fmt::format("gradient norm became {}", r.grad_norm);
     if (!cfg_.train.skip_nonfinite)
       throw RuntimeError(fmt::format("{} at step {}; stopping before the update (no checkpoint is "
                                      "written with it; train.skip_nonfinite = true skips such steps)",
                                      what, step + 1));
-    log_(fmt::format("step {}: {}; update skipped (train.skip_nonfinite)", step + 1, what));
-    return loss;
+    if (g_.world->rank() == 0)
+      log_(fmt::format("step {}: {}; update skipped (train.skip_nonfinite)", step + 1, what));
+    r.skipped = true;
+    sync_buffers();
+    r.seconds = seconds_since(t0);
+    return r;
   }
-  opt_->step(learning_rate(cfg_.optim, cfg_.train.steps, step),
-             clip_scale(last_grad_norm_, cfg_.optim.grad_clip));
-  return loss;
+  opt_->step(learning_rate(cfg_.optim, t.steps, step), clip_scale(r.grad_norm, cfg_.optim.grad_clip));
+  if (!zero_counts_.empty()) {
+    // ZeRO-1: every rank updated its range; gather the others' into place.
+    trace("zero: all_gather of the updated parameters over dp");
+    Tensor& v = m.params.values();
+    g_.dp->all_gather(v.flat_range(opt_range_.begin, opt_range_.end - opt_range_.begin), v, zero_counts_)->wait();
+  }
+  sync_buffers();
+  r.seconds = seconds_since(t0);
+  return r;
 }
 
 EvalResult Trainer::evaluate() {
@@ -96,24 +302,39 @@ EvalResult Trainer::evaluate() {
   const int64_t total = data_.val->size();
   int64_t batches = (total + micro - 1) / micro;
   if (cfg_.train.eval_batches > 0) batches = std::min(batches, cfg_.train.eval_batches);
-  Ctx ctx;
-  ctx.training = false;
-  ctx.seed = static_cast<uint64_t>(cfg_.train.seed);
-  double loss_sum = 0;
-  int64_t items = 0, correct = 0;
-  for (int64_t b = 0; b < batches; ++b) {
+  Ctx ctx{.training = false, .seed = static_cast<uint64_t>(cfg_.train.seed), .step = 0, .sample_offset = 0};
+  Model& m = *slots_[0];
+  double loss_sum = 0, items = 0, correct = 0;
+  // Batch b goes to data-parallel rank b mod dp, through every stage.
+  for (int64_t b = g_.coord.dp; b < batches; b += g_.layout.dp) {
     const int64_t first = b * micro, n = std::min(micro, total - first);
-    Tensor x = x_.narrow0(0, n), y = y_.narrow0(0, n);
-    data_.val->fill(first, n, x, y);
-    LossStats st = model_->forward(x, y, ctx);
-    loss_sum += st.loss * static_cast<double>(st.count);
-    items += st.count;
-    correct += st.correct;
+    Tensor x = x_[0].narrow0(0, n), y = y_[0].narrow0(0, n);
+    if (m.first_stage() || m.last_stage()) data_.val->fill(first, n, x, y);
+    Tensor in = x;
+    if (!m.first_stage()) {
+      in = stage_in_[0].narrow0(0, n);
+      g_.pp->recv(in, g_.coord.pp - 1, tag_of(static_cast<int>(b), false))->wait();
+    }
+    if (m.last_stage()) {
+      const LossStats st = m.forward(in, y, ctx);
+      loss_sum += st.loss * static_cast<double>(st.count);
+      items += static_cast<double>(st.count);
+      correct += static_cast<double>(st.correct);
+    } else {
+      g_.pp->send(m.forward_layers(in, ctx), g_.coord.pp + 1, tag_of(static_cast<int>(b), false))->wait();
+    }
   }
+  double* s = scalars_.data<double>();
+  s[0] = loss_sum;
+  s[1] = items;
+  s[2] = correct;
+  Tensor three = scalars_.flat_range(0, 3);
+  g_.dp->all_reduce(three, ReduceOp::sum)->wait();
+  g_.pp->broadcast(three, g_.layout.pp - 1)->wait();
   EvalResult r;
-  r.items = items;
-  r.loss = items ? loss_sum / static_cast<double>(items) : 0.0;
-  r.accuracy = items ? static_cast<double>(correct) / static_cast<double>(items) : 0.0;
+  r.items = static_cast<int64_t>(s[1]);
+  r.loss = r.items ? s[0] / s[1] : 0.0;
+  r.accuracy = r.items ? s[2] / s[1] : 0.0;
   return r;
 }
 
@@ -121,39 +342,59 @@ TrainSummary Trainer::run(const RunOptions& opts) {
   namespace fs = std::filesystem;
   const auto& t = cfg_.train;
   const bool classifier = cfg_.model.type == "cnn";
+  const bool writer = g_.world->rank() == 0;
+  auto log = [&](const std::string& line) {
+    if (writer) log_(line);
+  };
   const std::string out = cfg_.log.out_dir;
-  std::error_code ec;
-  fs::create_directories(out, ec);
-  if (ec) throw RuntimeError(fmt::format("cannot create output directory '{}': {}", out, ec.message()));
-  {
+  if (writer) {
+    std::error_code ec;
+    fs::create_directories(out, ec);
+    if (ec) throw RuntimeError(fmt::format("cannot create output directory '{}': {}", out, ec.message()));
     std::ofstream f(fs::path(out) / "config.toml");
     f << to_toml(cfg_);
     if (!f) throw RuntimeError(fmt::format("cannot write '{}/config.toml'", out));
   }
-  MetricsWriter metrics((fs::path(out) / "metrics.jsonl").string(), opts.start_step > 0);
+  MetricsWriter* mw = nullptr;
+  std::unique_ptr<MetricsWriter> owned;
+  if (writer) {
+    owned = std::make_unique<MetricsWriter>((fs::path(out) / "metrics.jsonl").string(), opts.start_step > 0);
+    mw = owned.get();
+  }
+  auto record = [&](std::initializer_list<std::pair<const char*, MetricsWriter::Value>> fields) {
+    if (mw) mw->write(fields);
+  };
 
-  const int64_t items_per_step = t.global_batch * model_->items_per_sample();
+  const int64_t items_per_step = t.global_batch * slots_[0]->items_per_sample();
   const char* unit = classifier ? "img/s" : "tok/s";
-  const Cost cost = model_->cost(t.micro_batch);
-  log_(fmt::format("model {}: {:.2f}M parameters, {:.2f} GFLOP per step; batch {} = {} x {} "
-                   "micro-batches; {} threads; output {}",
-                   cfg_.model.type, static_cast<double>(model_->params.num_trainable()) / 1e6,
-                   (cost.fwd_flops + cost.bwd_flops) * static_cast<double>(t.grad_accum) / 1e9,
-                   t.global_batch, t.micro_batch, t.grad_accum, cpu::num_threads(), out));
+  const Cost cost = describe_model(cfg_.model, seq_len_)->cost(t.micro_batch);
+  log(fmt::format("model {}: {:.2f}M parameters, {:.2f} GFLOP per step; batch {} = {} x {} "
+                  "micro-batches x {} dp; {} threads per rank; output {}",
+                  cfg_.model.type, static_cast<double>(cost.params) / 1e6,
+                  (cost.fwd_flops + cost.bwd_flops) * static_cast<double>(t.global_batch / t.micro_batch) / 1e9,
+                  t.global_batch, t.micro_batch, t.grad_accum, g_.layout.dp, cpu::num_threads(), out));
+  if (g_.layout.world() > 1) {
+    std::string stages;
+    for (size_t s = 0; s + 1 < bounds_.size(); ++s) stages += fmt::format(" [{}, {})", bounds_[s], bounds_[s + 1]);
+    log(fmt::format("layout {} on {} ranks; pipeline stages (top-level layers):{}; schedule {}; "
+                    "{} micro-batch copies on stage 0; ZeRO-{}",
+                    g_.layout.str(), g_.layout.world(), stages, g_.layout.pp > 1 ? cfg_.parallel.schedule : "-",
+                    slots_.size(), zero_counts_.empty() ? 0 : 1));
+  }
 
   auto report_eval = [&](int64_t step, const EvalResult& e) {
     if (classifier) {
-      metrics.write({{"step", step}, {"eval_loss", e.loss}, {"eval_accuracy", e.accuracy}});
-      log_(fmt::format("eval  step {:>6}/{} | loss {:.4f} | accuracy {:.2f}%", step, t.steps, e.loss,
-                       100.0 * e.accuracy));
+      record({{"step", step}, {"eval_loss", e.loss}, {"eval_accuracy", e.accuracy}});
+      log(fmt::format("eval  step {:>6}/{} | loss {:.4f} | accuracy {:.2f}%", step, t.steps, e.loss,
+                      100.0 * e.accuracy));
     } else {
-      metrics.write({{"step", step}, {"eval_loss", e.loss}});
-      log_(fmt::format("eval  step {:>6}/{} | loss {:.4f}", step, t.steps, e.loss));
+      record({{"step", step}, {"eval_loss", e.loss}});
+      log(fmt::format("eval  step {:>6}/{} | loss {:.4f}", step, t.steps, e.loss));
     }
   };
 
   TrainSummary summary;
-  if (opts.start_step == 0) {
+  if (opts.start_step == 0) {  // a resumed run evaluated before its checkpoint
     summary.first_eval = evaluate();
     report_eval(0, summary.first_eval);
   }
@@ -161,31 +402,28 @@ TrainSummary Trainer::run(const RunOptions& opts) {
   double train_seconds = 0, window_seconds = 0;
   int64_t window_steps = 0, step = opts.start_step;
   for (; step < t.steps; ++step) {
-    const auto t0 = Clock::now();
     const double lr = learning_rate(cfg_.optim, t.steps, step);
-    const double loss = train_step(step, opts);
-    const double dt = seconds_since(t0);
-    train_seconds += dt;
-    window_seconds += dt;
+    const StepResult r = train_step(step);
+    train_seconds += r.seconds;
+    window_seconds += r.seconds;
     ++window_steps;
     const int64_t done = step + 1;
-    if (std::isfinite(loss) && std::isfinite(last_grad_norm_)) {
-      summary.last_loss = loss;
-      metrics.write({{"step", done}, {"loss", loss}, {"lr", lr}, {"grad_norm", last_grad_norm_},
-                     {"step_seconds", dt}});
-    } else {
+    if (r.skipped) {
       ++summary.skipped;
-      metrics.write({{"step", done}, {"skipped", std::string("non-finite loss or gradient norm")},
-                     {"step_seconds", dt}});
+      record({{"step", done}, {"skipped", std::string("non-finite loss or gradient norm")},
+              {"step_seconds", r.seconds}});
+    } else {
+      summary.last_loss = r.loss;
+      record({{"step", done}, {"loss", r.loss}, {"lr", lr}, {"grad_norm", r.grad_norm},
+              {"step_seconds", r.seconds}});
     }
     const bool stopping = opts.hooks && opts.hooks->should_stop(done);
     if (done % cfg_.log.every == 0 || done == t.steps) {
       const double rate = static_cast<double>(items_per_step * window_steps) / window_seconds;
       const double eta = train_seconds / static_cast<double>(done - opts.start_step) *
                          static_cast<double>(t.steps - done);
-      log_(fmt::format("step {:>6}/{} | loss {:.4f} | lr {:.3e} | norm {:.3f} | {} {} | eta {}", done,
-                       t.steps, loss, lr, last_grad_norm_, format_rate(rate), unit,
-                       format_duration(eta)));
+      log(fmt::format("step {:>6}/{} | loss {:.4f} | lr {:.3e} | norm {:.3f} | {} {} | eta {}", done,
+                      t.steps, r.loss, lr, r.grad_norm, format_rate(rate), unit, format_duration(eta)));
       window_seconds = 0;
       window_steps = 0;
     }
@@ -197,7 +435,7 @@ TrainSummary Trainer::run(const RunOptions& opts) {
     }
     if (opts.hooks) opts.hooks->after_step(done, stopping);
     if (stopping) {
-      summary.stopped = done < t.steps;
+      summary.stopped = !last;
       ++step;
       break;
     }
@@ -207,8 +445,8 @@ TrainSummary Trainer::run(const RunOptions& opts) {
   const int64_t ran = step - opts.start_step;
   summary.items_per_second =
       train_seconds > 0 ? static_cast<double>(items_per_step * ran) / train_seconds : 0.0;
-  log_(fmt::format("{}: {} steps in {}, {} {} on average", summary.stopped ? "stopped" : "done", ran,
-                   format_duration(train_seconds), format_rate(summary.items_per_second), unit));
+  log(fmt::format("{}: {} steps in {}, {} {} on average", summary.stopped ? "stopped" : "done", ran,
+                  format_duration(train_seconds), format_rate(summary.items_per_second), unit));
   return summary;
 }
 

@@ -1,17 +1,28 @@
 // The step loop, separate from the model: data -> forward/backward over the
-// micro-batches of a step -> gradient clipping -> optimizer update -> logging
-// and evaluation. Everything is allocated before the first step.
+// micro-batches of a step (through the pipeline stages, when there are
+// several) -> data-parallel gradient reduction (overlapping the backward) ->
+// gradient clipping -> optimizer update (sharded with ZeRO-1) -> logging and
+// evaluation. Everything is allocated before the first step.
+//
+// One rank's view: it holds one pipeline stage (a range of the model's
+// top-level layers, split by tensor parallelism), runs its share of the
+// step's micro-batches, and talks to the others only through the
+// communicators of its Groups. On one process those are one-member groups and
+// the loop is plain gradient accumulation.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "config/config.h"
 #include "model/model.h"
 #include "optim/optimizer.h"
+#include "parallel/layout.h"
 #include "train/data_source.h"
+#include "train/grad_sync.h"
 #include "train/hooks.h"
 #include "train/metrics.h"
 
@@ -24,9 +35,9 @@ struct EvalResult {
 };
 
 struct TrainSummary {
-  int64_t steps = 0;       // steps done when run() returned (counting those before a resume)
-  bool stopped = false;    // a hook ended the run before train.steps (preemption)
-  int64_t skipped = 0;     // steps whose update was skipped (non-finite loss, skip_nonfinite)
+  int64_t steps = 0;      // steps done when run() returned (counting those before a resume)
+  bool stopped = false;   // a hook ended the run before train.steps (preemption)
+  int64_t skipped = 0;    // steps whose update was skipped (non-finite, train.skip_nonfinite)
   double last_loss = 0;
   EvalResult first_eval;  // before training
   EvalResult last_eval;   // after the last step
@@ -34,41 +45,90 @@ struct TrainSummary {
   double items_per_second = 0;
 };
 
+// What one step did, the same on every rank.
+struct StepResult {
+  double loss = 0;       // mean training loss over the global batch
+  double grad_norm = 0;  // before clipping
+  double seconds = 0;
+  double dp_wait_seconds = 0;  // waiting for the gradient reduction after the backward
+  // The loss or gradient norm was not finite and train.skip_nonfinite skipped
+  // the update (without it, train_step throws naming the step).
+  bool skipped = false;
+};
+
+struct TrainerOptions {
+  // Every rank logs each pipeline operation and collective of the step loop
+  // ("rank 3 (dp 1, tp 1, pp 0) step 2 F mb 1 slot 1 ...") through `trace`.
+  std::function<void(const std::string&)> trace;
+  // Tests only: the (agreed) loss of this step (1-based; 0 = none) becomes NaN.
+  int64_t inject_nan_at_step = 0;
+};
+
 class Trainer {
  public:
-  // Builds the model, data sources and optimizer and plans all memory.
-  // Progress lines go to `log` (one per call).
+  // Builds this rank's part of the model, its data sources and optimizer and
+  // plans all memory. `groups` outlive the trainer. Progress lines go to
+  // `log` on world rank 0 only.
+  Trainer(const Config& cfg, const Groups& groups, std::function<void(const std::string&)> log,
+          TrainerOptions options = {});
+  // One process: one-member groups.
   Trainer(const Config& cfg, std::function<void(const std::string&)> log);
   ~Trainer();
 
   // Trains up to cfg.train.steps steps, writing <out_dir>/config.toml and
-  // <out_dir>/metrics.jsonl; evaluates before the first step, every
-  // train.eval_every steps and after the last. `opts` resumes from a step
-  // and plugs in hooks (checkpoints, preemption).
+  // <out_dir>/metrics.jsonl (world rank 0); evaluates before the first step,
+  // every train.eval_every steps and after the last. `opts` resumes from a
+  // step and plugs in hooks (checkpoints, preemption).
   TrainSummary run(const RunOptions& opts = {});
 
-  // One evaluation pass over the validation data.
+  // One optimizer step (0-based index `step`).
+  StepResult train_step(int64_t step);
+  // One evaluation pass over the validation data (same result on every rank).
   EvalResult evaluate();
 
-  Model& model() { return *model_; }
+  Model& model() { return *slots_[0]; }
   Optimizer& optimizer() { return *opt_; }
-  // Tokens or images one optimizer step consumes (all ranks together).
-  int64_t items_per_step() const { return cfg_.train.global_batch * model_->items_per_sample(); }
   const Config& config() const { return cfg_; }
+  const Groups& groups() const { return g_; }
+  // Tokens or images one optimizer step consumes (all ranks together).
+  int64_t items_per_step() const { return cfg_.train.global_batch * slots_[0]->items_per_sample(); }
+  // Top-level layers [first, last) of every stage, stage by stage.
+  const std::vector<int64_t>& stage_bounds() const { return bounds_; }
+  // The flat range of the parameters whose optimizer state this rank keeps.
+  FlatRange optimizer_range() const { return opt_range_; }
 
  private:
-  // Returns the mean training loss of the step; a non-finite loss or
-  // gradient norm throws, or (train.skip_nonfinite) skips the update.
-  double train_step(int64_t step, const RunOptions& opts);
+  void setup();
+  void trace(const std::string& what) const;
+  // Samples of micro-batch `micro` of this data-parallel rank in step `step`.
+  int64_t sample_offset(int64_t step, int64_t micro) const;
+  void forward_op(int micro, int slot, const Ctx& ctx, double& loss_sum);
+  void backward_op(int micro, int slot, const Ctx& ctx, double scale, bool last);
+  void wait_sends(int slot);
+  double agree_loss(double local_sum, int64_t count);
+  double global_grad_norm();
+  void sync_buffers();
 
   Config cfg_;
+  std::unique_ptr<SelfGroups> self_;  // one process: the groups we own
+  Groups g_;
   std::function<void(const std::string&)> log_;
+  TrainerOptions options_;
   int64_t seq_len_ = 0;
-  std::unique_ptr<Model> model_;
+  std::vector<int64_t> bounds_;
+  ModelParallel par_;
+  std::vector<std::unique_ptr<Model>> slots_;  // slot 0 owns the parameters
   std::unique_ptr<Optimizer> opt_;
+  FlatRange opt_range_;
+  std::vector<int64_t> zero_counts_;  // ZeRO-1: elements per data-parallel rank
+  std::unique_ptr<GradReducer> reducer_;
   DataSources data_;
-  Tensor x_, y_;  // one micro-batch
-  double last_grad_norm_ = 0;
+  std::vector<Tensor> x_, y_;      // per slot: the micro-batch's inputs and targets
+  std::vector<Tensor> stage_in_;   // per slot: activations received from the previous stage
+  Tensor grad_in_;                 // dL/d(output) received from the next stage
+  std::vector<std::vector<WorkHandle>> sends_;  // per slot: sends still in flight
+  Tensor scalars_;                 // (4) fp64 for small agreements
+  int64_t current_step_ = 0;
 };
 
 }  // namespace dtrain

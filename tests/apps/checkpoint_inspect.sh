@@ -12,7 +12,7 @@ expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/r" --set train.steps=
 ck="$WORK/r/checkpoints/step_00000004"
 expect_exit 0 "$DTRAIN" inspect "$WORK/r/checkpoints"
 for want in "checkpoint   $ck (the newest complete one)" "step         4" "seen         512 tokens (32 samples)" \
-  "optimizer    adamw (4 updates)" "layout       dp 1 x tp 1 x pp 1 = 1 rank" "  n_layer = 2" "[checkpoint]" \
+  "optimizer    adamw (4 updates)" "layout       dp=1 tp=1 pp=1 (1 rank)" "  n_layer = 2" "[checkpoint]" \
   "tensors: 84 (102528 elements)"; do
   grep -qF -- "$want" "$WORK/out" || { cat "$WORK/out"; fail "inspect output lacks: $want"; }
 done

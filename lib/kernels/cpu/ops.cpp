@@ -12,6 +12,16 @@ void broadcast_rows(const T* b, int64_t n, int64_t m, T* y) {
 }
 
 template <class T>
+void add_rows(const T* b, int64_t n, int64_t m, T* y) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    T* row = y + i * m;
+#pragma omp simd
+    for (int64_t j = 0; j < m; ++j) row[j] += b[j];
+  }
+}
+
+template <class T>
 void sum_rows_acc(const T* x, int64_t n, int64_t m, T* acc) {
   // Parallel over columns: each column summed by one thread in row order.
 #pragma omp parallel for schedule(static)
@@ -62,6 +72,7 @@ double sum_squares(const T* x, int64_t n) {
 
 #define DTRAIN_INSTANTIATE(T)                                       \
   template void broadcast_rows<T>(const T*, int64_t, int64_t, T*);  \
+  template void add_rows<T>(const T*, int64_t, int64_t, T*);        \
   template void sum_rows_acc<T>(const T*, int64_t, int64_t, T*);    \
   template void add<T>(const T*, const T*, int64_t, T*);            \
   template void add_inplace<T>(const T*, int64_t, T*);              \

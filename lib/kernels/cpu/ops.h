@@ -9,6 +9,8 @@ namespace dtrain::cpu {
 
 // y[i, :] = b for every row i of an (n, m) matrix.
 template <class T> void broadcast_rows(const T* b, int64_t n, int64_t m, T* y);
+// y[i, :] += b for every row i of an (n, m) matrix.
+template <class T> void add_rows(const T* b, int64_t n, int64_t m, T* y);
 // acc[j] += sum_i x[i, j] over an (n, m) matrix.
 template <class T> void sum_rows_acc(const T* x, int64_t n, int64_t m, T* acc);
 // y = a + b (n elements).

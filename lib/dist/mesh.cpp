@@ -1,0 +1,70 @@
+// The mesh's layout checks and the MPI_Comm_split of each group.
+#include "dist/mesh.h"
+
+#include "dist/mpi_runtime.h"
+
+namespace dtrain {
+
+void MeshLayout::validate(int world_size) const {
+  std::vector<std::string> problems;
+  for (auto [key, v] : {std::pair{"parallel.dp", dp}, {"parallel.tp", tp}, {"parallel.pp", pp}})
+    if (v < 1) problems.push_back(fmt::format("{} = {}: a degree must be at least 1", key, v));
+  if (problems.empty() && dp * tp * pp != world_size)
+    problems.push_back(fmt::format(
+        "parallel.dp x parallel.tp x parallel.pp = {} x {} x {} = {} does not match the world "
+        "size {} (the number of ranks the job was started with)",
+        dp, tp, pp, dp * tp * pp, world_size));
+  if (!problems.empty()) throw ConfigError(problems);
+}
+
+std::string MeshLayout::str() const { return fmt::format("dp={} x tp={} x pp={}", dp, tp, pp); }
+
+Mesh::Mesh(MeshLayout layout, MpiCommOptions options, MPI_Comm base) : layout_(layout) {
+  int size = 0;
+  mpi_check(MPI_Comm_rank(base, &rank_), "MPI_Comm_rank");
+  mpi_check(MPI_Comm_size(base, &size), "MPI_Comm_size");
+  layout_.validate(size);
+  coord_ = layout_.coord_of(rank_);
+  const MeshCoord c = coord_;
+  const int dp = layout_.dp, tp = layout_.tp;
+  // Every split is collective over base: every rank makes all of them, in this order.
+  world_ = group(base, 0, rank_, "world", options);
+  dp_ = group(base, c.tp + tp * c.pp, c.dp, "dp", options);
+  tp_ = group(base, c.dp + dp * c.pp, c.tp, "tp", options);
+  pp_ = group(base, c.tp + tp * c.dp, c.pp, "pp", options);
+  bool holds_embedding = layout_.pp > 1 && (first_stage() || last_stage());
+  embed_ = group(base, holds_embedding ? c.tp + tp * c.dp : MPI_UNDEFINED, c.pp, "embed", options);
+}
+
+Mesh::~Mesh() = default;
+
+std::unique_ptr<Communicator> Mesh::group(MPI_Comm base, int color, int key,
+                                          const std::string& name, const MpiCommOptions& options) {
+  // Split even for groups that will have one member: the split is collective.
+  MPI_Comm comm;
+  mpi_check(MPI_Comm_split(base, color, key, &comm), "MPI_Comm_split");
+  int size = 1;
+  if (comm != MPI_COMM_NULL) mpi_check(MPI_Comm_size(comm, &size), "MPI_Comm_size");
+  if (size > 1) return MpiCommunicator::adopt(comm, name, options);
+  if (comm != MPI_COMM_NULL) MPI_Comm_free(&comm);
+  int world_rank = 0;
+  mpi_check(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank), "MPI_Comm_rank");
+  return make_self_communicator(name, world_rank);
+}
+
+void Mesh::set_timeout(double seconds) {
+  for (Communicator* g : {world_.get(), dp_.get(), tp_.get(), pp_.get(), embed_.get()})
+    g->set_timeout(seconds);
+}
+
+void Mesh::set_trace(CommTrace trace) {
+  for (Communicator* g : {world_.get(), dp_.get(), tp_.get(), pp_.get(), embed_.get()})
+    if (auto* m = dynamic_cast<MpiCommunicator*>(g)) m->set_trace(trace);
+}
+
+std::string Mesh::describe() const {
+  return fmt::format("mesh {} over {} ranks (tp fastest, then dp, then pp); rank {} = dp {}, tp {}, pp {}",
+                     layout_.str(), layout_.world_size(), rank_, coord_.dp, coord_.tp, coord_.pp);
+}
+
+}  // namespace dtrain

@@ -1,0 +1,83 @@
+// MpiCommunicator: core's Communicator over an MPI communicator it owns (a
+// duplicate or a split of its parent), for CPU tensors of fp32, fp64 and
+// int32. Every operation is an MPI non-blocking call (MPI_Iallreduce, ...);
+// Work::wait polls MPI_Test against the group's timeout, and on timeout
+// throws a RuntimeError that names the operation, the group, its collective
+// number and the world ranks that did not arrive (see arrival_board.h).
+// After a failure the group refuses further operations: collectives are
+// matched by order, so a group that lost one can never be trusted again.
+#pragma once
+
+#include <mpi.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "core/comm.h"
+
+namespace dtrain {
+
+// Receives one line per operation issued, e.g. "rank 3 tp#17 all_reduce 4096
+// fp32 sum": for debugging a job whose ranks disagree on the order.
+using CommTrace = std::function<void(const std::string& line)>;
+// A trace that prints each line to stderr.
+CommTrace trace_to_stderr();
+
+struct MpiCommOptions {
+  double timeout_seconds = 300;  // how long wait() waits before reporting a hang
+  // Arrival notices (arrival_board.h): what lets a timeout name the missing
+  // ranks. Must be the same on every member.
+  bool arrival_notices = true;
+  CommTrace trace;  // none: no tracing
+};
+
+namespace detail {
+struct MpiGroup;
+}
+
+class MpiCommunicator : public Communicator {
+ public:
+  // Collective over parent (MPI_Comm_dup): the group of all its ranks.
+  MpiCommunicator(MPI_Comm parent, std::string name, MpiCommOptions options = {});
+  // Collective over parent (MPI_Comm_split): the ranks that pass the same
+  // color, ordered by key. Null for color MPI_UNDEFINED.
+  static std::unique_ptr<MpiCommunicator> split(MPI_Comm parent, int color, int key,
+                                                std::string name, MpiCommOptions options = {});
+  // Takes ownership of comm (freed with the communicator). Not collective.
+  static std::unique_ptr<MpiCommunicator> adopt(MPI_Comm comm, std::string name,
+                                                MpiCommOptions options = {});
+  ~MpiCommunicator() override;
+
+  int rank() const override;
+  int size() const override;
+  const std::string& name() const override;
+  int world_rank(int r) const override;
+
+  WorkHandle all_reduce(Tensor t, ReduceOp op) override;
+  WorkHandle reduce_scatter(Tensor in, Tensor out, ReduceOp op,
+                            std::vector<int64_t> counts = {}) override;
+  WorkHandle all_gather(Tensor in, Tensor out, std::vector<int64_t> counts = {}) override;
+  WorkHandle broadcast(Tensor t, int root) override;
+  WorkHandle send(Tensor t, int peer, int tag) override;
+  WorkHandle recv(Tensor t, int peer, int tag) override;
+  WorkHandle barrier() override;
+
+  void set_timeout(double seconds) override;
+  const CommStats& stats() const override;
+
+  double timeout() const;
+  void set_trace(CommTrace trace);
+  // The number the next collective gets (collectives are numbered from 1).
+  int64_t next_sequence() const;
+  // True once an operation failed (timeout or MPI error); further calls throw.
+  bool failed() const;
+  // The MPI communicator of the data (not the arrival notices).
+  MPI_Comm handle() const;
+
+ private:
+  explicit MpiCommunicator(std::shared_ptr<detail::MpiGroup> group);
+  std::shared_ptr<detail::MpiGroup> g_;
+};
+
+}  // namespace dtrain

@@ -1,0 +1,117 @@
+// The insides of MpiCommunicator, shared by its operations
+// (mpi_communicator.cpp) and their Work (mpi_group.cpp): the group's state,
+// how an operation is described in traces and errors, and the Work that polls
+// MPI_Test against the timeout. The Work holds the group by shared_ptr, so a
+// Work may outlive its communicator.
+#pragma once
+
+#include <mpi.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/comm.h"
+#include "dist/arrival_board.h"
+#include "dist/mpi_communicator.h"
+
+namespace dtrain::detail {
+
+enum class OpKind : int64_t { all_reduce = 1, reduce_scatter, all_gather, broadcast, barrier, send, recv };
+const char* op_kind_name(OpKind k);
+
+// One operation, as traces, messages and arrival notices describe it.
+struct OpInfo {
+  OpKind kind = OpKind::barrier;
+  DType dtype = DType::f32;
+  int64_t count = 0;  // elements; for collectives the same on every member
+  ReduceOp reduce = ReduceOp::sum;
+  int member = -1;    // broadcast root, send/recv peer
+  int tag = 0;
+  int64_t seq = 0;    // collectives: the group's number for it, from 1
+  bool uneven = false;
+
+  bool collective() const { return kind != OpKind::send && kind != OpKind::recv; }
+  bool reduces() const { return kind == OpKind::all_reduce || kind == OpKind::reduce_scatter; }
+  Notice notice() const;
+  static OpInfo from(const Notice& n);
+};
+
+// An operation whose Work was dropped before it completed: MPI still owns its
+// request and buffers, so the group keeps them until MPI is done with them.
+struct Orphan {
+  MPI_Request request;
+  bool receive;  // a point-to-point receive, which MPI can cancel
+  Tensor a, b;
+  std::vector<int> counts, displs;
+};
+
+struct MpiGroup {
+  MPI_Comm comm = MPI_COMM_NULL;  // owned
+  std::string name;
+  int rank = 0;
+  int size = 1;
+  int tag_ub = 32767;
+  std::vector<int> world_ranks;
+  double timeout = 300;
+  CommTrace trace;
+  CommStats stats;
+  int64_t seq = 0;  // collectives issued
+  std::unique_ptr<ArrivalBoard> board;  // null when notices are off or size == 1
+  std::string failure;  // the first failure; non-empty = unusable
+  std::vector<Orphan> orphans;
+
+  // Takes comm (sets MPI_ERRORS_RETURN on it); collective over comm when
+  // notices are on (it duplicates comm for them).
+  MpiGroup(MPI_Comm comm, std::string name, const MpiCommOptions& options);
+  ~MpiGroup();
+  MpiGroup(const MpiGroup&) = delete;
+  MpiGroup& operator=(const MpiGroup&) = delete;
+
+  void reap_orphans();
+  // "all_reduce of 1024 fp32 (sum)"
+  std::string what(const OpInfo& op) const;
+  // "all_reduce of 1024 fp32 (sum) on group 'dp' (collective #17; world ranks 0, 2)"
+  std::string where(const OpInfo& op) const;
+  // "rank 3 dp#17 all_reduce 1024 fp32 sum"
+  std::string trace_line(const OpInfo& op) const;
+  // Records the first failure (later operations refuse to start) and throws.
+  [[noreturn]] void fail(const std::string& message);
+  void check_usable() const;
+  // Why a timed-out operation did not complete: who did not arrive, or who
+  // called something else under its number.
+  std::string diagnose(const OpInfo& op);
+  // Fails when the notices showed a member that called a different
+  // collective under some number than this member did.
+  void check_mismatch();
+
+ private:
+  std::string member_name(int m) const;
+};
+
+class MpiWork : public Work {
+ public:
+  MpiWork(std::shared_ptr<MpiGroup> g, OpInfo op, Tensor a, Tensor b)
+      : g_(std::move(g)), op_(op), a_(std::move(a)), b_(std::move(b)) {}
+  ~MpiWork() override;
+
+  bool test() override;
+  void wait() override;
+
+  MPI_Request* request() { return &request_; }
+  // Count and displacement arrays that MPI reads until the operation completes.
+  std::vector<int>& counts() { return counts_; }
+  std::vector<int>& displs() { return displs_; }
+
+ private:
+  bool poll();
+
+  std::shared_ptr<MpiGroup> g_;
+  OpInfo op_;
+  Tensor a_, b_;  // kept alive until MPI is done with them
+  std::vector<int> counts_, displs_;
+  MPI_Request request_ = MPI_REQUEST_NULL;
+  bool done_ = false;
+};
+
+}  // namespace dtrain::detail

@@ -1,0 +1,127 @@
+// MPI initialisation and finalisation, launcher detection and the error check
+// that turns MPI's return codes into RuntimeError.
+#include "dist/mpi_runtime.h"
+
+#include <mpi.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
+#include "core/error.h"
+
+namespace dtrain {
+
+namespace {
+
+bool env_set(const char* name) {
+  const char* v = std::getenv(name);
+  return v && *v;
+}
+
+std::string detect_launcher() {
+  if (env_set("OMPI_COMM_WORLD_SIZE") || env_set("PMI_SIZE") || env_set("HYDRA_CONTROL_FD"))
+    return "mpirun";
+  if (env_set("SLURM_STEP_ID") && env_set("SLURM_PROCID")) return "srun";
+  // Not PMIX_RANK: Open MPI's singleton sets it for itself during MPI_Init.
+  return "";
+}
+
+}  // namespace
+
+void mpi_check(int rc, const char* call) {
+  if (rc == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  if (MPI_Error_string(rc, text, &len) != MPI_SUCCESS) len = 0;
+  throw RuntimeError(fmt::format("{} failed: {}", call,
+                                 len ? std::string(text, len) : fmt::format("MPI error {}", rc)));
+}
+
+MpiRuntime::MpiRuntime() { init(nullptr, nullptr); }
+MpiRuntime::MpiRuntime(int* argc, char*** argv) { init(argc, argv); }
+
+void MpiRuntime::init(int* argc, char*** argv) {
+  int initialised = 0, finalised = 0;
+  MPI_Initialized(&initialised);
+  MPI_Finalized(&finalised);
+  if (finalised) throw RuntimeError("MPI was already finalised: it cannot be started again");
+  launcher_ = detect_launcher();  // before MPI_Init, which adds variables of its own
+  if (!initialised) {
+    // Open MPI's non-blocking all-reduce (libnbc) picks a binomial tree for
+    // fewer than 4 ranks or an in-place buffer (dtrain's case), which took
+    // 7x longer than the ring for 1 MiB on 2 ranks (apps/bench/comm_bench);
+    // ask for the ring unless the user chose. Read by MPI_Init only.
+    setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "1", /*overwrite=*/0);
+    int provided = 0;
+    // MPI_Init_thread's failure is fatal under MPI's default handler: nothing to catch.
+    MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+    owns_ = true;
+    if (provided < MPI_THREAD_FUNNELED) {
+      MPI_Finalize();
+      owns_ = false;
+      throw RuntimeError(
+          "the MPI library does not support MPI_THREAD_FUNNELED (OpenMP threads beside MPI)");
+    }
+  }
+  mpi_check(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+  mpi_check(MPI_Comm_set_errhandler(MPI_COMM_SELF, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+  mpi_check(MPI_Comm_rank(MPI_COMM_WORLD, &rank_), "MPI_Comm_rank");
+  mpi_check(MPI_Comm_size(MPI_COMM_WORLD, &size_), "MPI_Comm_size");
+  mpi_check(MPI_Comm_dup(MPI_COMM_WORLD, &exit_comm_), "MPI_Comm_dup");
+  char version[MPI_MAX_LIBRARY_VERSION_STRING];
+  int len = 0;
+  if (MPI_Get_library_version(version, &len) == MPI_SUCCESS) {
+    library_.assign(version, len);
+    auto cut = library_.find_first_of(",\n");
+    if (cut != std::string::npos) library_.resize(cut);
+  }
+}
+
+MpiRuntime::~MpiRuntime() {
+  int finalised = 0;
+  MPI_Finalized(&finalised);
+  if (finalised) return;
+  if (!owns_) {
+    MPI_Comm_free(&exit_comm_);
+    return;
+  }
+  bool all_came = true;
+  if (size_ > 1) {
+    // Poll a barrier rather than enter MPI_Finalize, which waits without end.
+    MPI_Request barrier = MPI_REQUEST_NULL;
+    all_came = MPI_Ibarrier(exit_comm_, &barrier) == MPI_SUCCESS;
+    auto deadline = std::chrono::steady_clock::now() +
+                    std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                        std::chrono::duration<double>(finalize_timeout_));
+    for (int done = 0; all_came && !done;) {
+      all_came = MPI_Test(&barrier, &done, MPI_STATUS_IGNORE) == MPI_SUCCESS &&
+                 (done || std::chrono::steady_clock::now() < deadline);
+      if (!done) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+  if (!all_came) {
+    // A destructor cannot throw, and this is the job's end: say why we leave
+    // without MPI_Finalize (the launcher then ends the other ranks).
+    std::fprintf(stderr,
+                 "dtrain: rank %d: not every rank came to finalise MPI within %g s; leaving "
+                 "without MPI_Finalize\n",
+                 rank_, finalize_timeout_);
+    return;
+  }
+  MPI_Comm_free(&exit_comm_);
+  MPI_Finalize();
+}
+
+void MpiRuntime::set_finalize_timeout(double seconds) {
+  DTRAIN_CHECK(seconds > 0, "finalize timeout {} s", seconds);
+  finalize_timeout_ = seconds;
+}
+
+std::string MpiRuntime::describe() const {
+  return fmt::format("{}, rank {} of {} ({})", library_.empty() ? "MPI" : library_, rank_, size_,
+                     launched() ? launcher_ : "singleton");
+}
+
+}  // namespace dtrain

@@ -1,0 +1,65 @@
+// MpiRuntime: MPI's lifetime as an object. main() makes one before anything
+// talks to MPI and it finalises MPI when it goes out of scope, so the library
+// keeps no global "is MPI up" flag of its own. It asks for
+// MPI_THREAD_FUNNELED: OpenMP threads exist, but only the main thread calls
+// MPI. Errors on the world (and on every communicator lib/dist creates) are
+// returned, not fatal, and become RuntimeError. With Open MPI it selects the
+// ring algorithm for non-blocking all-reduce unless the environment sets
+// OMPI_MCA_coll_libnbc_iallreduce_algorithm (see mpi_runtime.cpp).
+//
+// Failure and exit: MPI_Finalize waits for every rank, and Open MPI's does so
+// in a way that neither times out nor notices an MPI_Abort elsewhere. So the
+// destructor first waits, polling, at most finalize_timeout() seconds for
+// every rank to come to a barrier (a rank killed meanwhile by an abort dies
+// there), and if they do not all come it leaves without MPI_Finalize, which
+// makes the launcher end the job with an error. An app that caught a
+// communicator failure may therefore simply return its error status; it may
+// also end the whole job at once with MPI_Abort(MPI_COMM_WORLD, code). lib/
+// never aborts: that is the app's decision.
+#pragma once
+
+#include <mpi.h>
+
+#include <string>
+
+namespace dtrain {
+
+class MpiRuntime {
+ public:
+  // Initialises MPI (or adopts it, without finalising, if someone already did).
+  MpiRuntime();
+  MpiRuntime(int* argc, char*** argv);
+  ~MpiRuntime();
+  MpiRuntime(const MpiRuntime&) = delete;
+  MpiRuntime& operator=(const MpiRuntime&) = delete;
+
+  int world_rank() const { return rank_; }
+  int world_size() const { return size_; }
+  // True under a launcher (mpirun/mpiexec, srun); false for a singleton.
+  bool launched() const { return !launcher_.empty(); }
+  // "mpirun", "srun" or "" (a plain process: a one-rank singleton).
+  const std::string& launcher() const { return launcher_; }
+  // "Open MPI v4.1.4, rank 0 of 4 (mpirun)": for --verbose.
+  std::string describe() const;
+  // How long the destructor waits for the other ranks before finalising
+  // (default 300 s).
+  double finalize_timeout() const { return finalize_timeout_; }
+  void set_finalize_timeout(double seconds);
+
+ private:
+  void init(int* argc, char*** argv);
+
+  bool owns_ = false;
+  MPI_Comm exit_comm_ = MPI_COMM_NULL;  // the destructor's barrier (a dup of the world)
+  double finalize_timeout_ = 300;
+  int rank_ = 0;
+  int size_ = 1;
+  std::string launcher_;
+  std::string library_;
+};
+
+// Throws RuntimeError "MPI_X failed: <MPI's message>" when rc is not
+// MPI_SUCCESS.
+void mpi_check(int rc, const char* call);
+
+}  // namespace dtrain

@@ -1,0 +1,74 @@
+# The binary under mpirun: data, tensor and pipeline parallel runs print their
+# layout and give the one-process losses; a layout that does not match the
+# ranks is refused in one line; a rank that dies ends the job (exit != 0)
+# quickly instead of leaving the others hanging.
+source "$(dirname "$0")/common.bash"
+MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
+make_tokens
+tiny_gpt_config
+base=(--set train.steps=12 --set train.threads=1 --set model.n_head=4 --set train.eval_every=6)
+
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --out "$WORK/one"
+json_field "$WORK/one/metrics.jsonl" loss >"$WORK/one.loss"
+[ "$(wc -l <"$WORK/one.loss")" -eq 12 ] || fail "one-process run: expected 12 losses"
+
+compare() {  # compare NAME: losses within 1e-5 relative of the one-process run
+  json_field "$WORK/$1/metrics.jsonl" loss >"$WORK/$1.loss"
+  python3 - "$WORK/one.loss" "$WORK/$1.loss" "$1" <<'PY' || fail "$1: losses differ from one process"
+import sys
+a = [float(x) for x in open(sys.argv[1])]
+b = [float(x) for x in open(sys.argv[2])]
+assert len(a) == len(b), (len(a), len(b))
+for i, (x, y) in enumerate(zip(a, b)):
+    assert abs(x - y) <= 1e-5 * abs(x), (sys.argv[3], i, x, y)
+PY
+}
+
+# grad_accum 2 x micro 4 on one rank = grad_accum 1 x micro 4 x dp 2.
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --out "$WORK/dp" \
+  --set parallel.dp=2 --set train.grad_accum=1
+grep -q "layout dp=2 tp=1 pp=1 on 2 ranks" "$WORK/out" || fail "no layout line"
+compare dp
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --out "$WORK/tp" \
+  --set parallel.tp=2
+compare tp
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --out "$WORK/pp" \
+  --set parallel.pp=2 --verbose
+grep -q "rank 1 = dp 0, tp 0, pp 1" "$WORK/err" || fail "--verbose: no mesh coordinates"
+grep -q "B mb 1 slot" "$WORK/err" || fail "--verbose: no step-loop trace"
+compare pp
+expect_exit 0 "${MPIRUN[@]}" -np 4 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --out "$WORK/dptp" \
+  --set parallel.dp=2 --set parallel.tp=2 --set train.grad_accum=1 --set parallel.zero=1
+compare dptp
+[ "$(grep -c . "$WORK/out")" -gt 0 ] && ! grep -q "^rank 1" "$WORK/out" || fail "ranks other than 0 print progress"
+
+# The degrees must multiply to the ranks launched: one line, exit 2, printed once.
+expect_exit 2 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" --set parallel.dp=4
+expect_err "parallel: dp x tp x pp = 4 but 2 ranks were launched"
+[ "$(grep -c "dp x tp x pp" "$WORK/err")" -eq 1 ] || fail "config error printed more than once"
+expect_exit 2 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" --set parallel.tp=2 --set model.n_head=3 --set model.n_embd=33
+expect_err "model.n_head (3) is not divisible by parallel.tp (2)"
+
+# A rank killed mid-run: the job ends with an error within seconds, no hang.
+start=$(date +%s)
+set +e
+timeout 120 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=100000 \
+  --set parallel.dp=2 --set train.grad_accum=1 --set parallel.timeout=20 --out "$WORK/dead" \
+  >"$WORK/out" 2>"$WORK/err" &
+job=$!
+for _ in $(seq 100); do
+  pid=$(pgrep -f "dtrain run .*$WORK/dead" | while read -r p; do
+    [ "$(tr '\0' ' ' </proc/$p/cmdline | cut -d' ' -f1)" = "$DTRAIN" ] && echo "$p"; done | tail -1)
+  [ -n "$pid" ] && grep -q "step" "$WORK/out" 2>/dev/null && break
+  sleep 0.2
+done
+[ -n "$pid" ] || fail "no dtrain rank found to kill"
+kill -9 "$pid"
+wait "$job"
+code=$?
+set -e
+elapsed=$(( $(date +%s) - start ))
+[ "$code" -ne 0 ] && [ "$code" -ne 124 ] || fail "killing a rank: exit $code (124 = hung)"
+[ "$elapsed" -lt 60 ] || fail "killing a rank took ${elapsed}s to end the job"
+grep -q "exited on signal 9" "$WORK/err" || { cat "$WORK/err" >&2; fail "no message naming the killed rank"; }
+echo "parallel: ok"

@@ -1,0 +1,174 @@
+// MpiCommunicator on the world: known answers for every operation, and what
+// it reports when a member does not arrive or an argument is wrong.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <thread>
+
+#include "collectives.h"
+#include "dist/mpi_communicator.h"
+#include "dist/mpi_runtime.h"
+#include "dist_test.h"
+
+namespace dtrain::test {
+
+TEST_CASE("world: every operation gives the known answer") {
+  MpiCommunicator world(MPI_COMM_WORLD, "world", test_options());
+  CHECK(world.size() == world_size());
+  CHECK(world.rank() == world_rank());
+  for (int m = 0; m < world.size(); ++m) CHECK(world.world_rank(m) == m);
+  check_collectives(world);
+  CHECK(world.stats().bytes > 0);
+  CHECK(world.stats().wait_seconds >= 0);
+}
+
+TEST_CASE("world: large all_reduce and overlapping operations") {
+  MpiCommunicator world(MPI_COMM_WORLD, "world", test_options());
+  const int p = world.size();
+  // Several collectives in flight at once, waited in reverse order.
+  std::vector<Tensor> ts;
+  std::vector<WorkHandle> ws;
+  for (int k = 0; k < 4; ++k) {
+    ts.push_back(filled<float>(1 << 18, [&](int64_t i) { return world.rank() + k + (i % 3); }));
+    ws.push_back(world.all_reduce(ts.back(), ReduceOp::sum));
+  }
+  for (int k = 3; k >= 0; --k) ws[k]->wait();
+  for (int k = 0; k < 4; ++k) {
+    int wrong = 0;
+    for (int64_t i = 0; i < (1 << 18); ++i)
+      wrong += ts[k].data<float>()[i] != static_cast<float>(p * (p - 1) / 2 + p * (k + i % 3));
+    CHECK(wrong == 0);
+  }
+  CHECK(world.next_sequence() == 5);
+}
+
+TEST_CASE("world: unsupported dtypes and bad arguments are refused") {
+  MpiCommunicator world(MPI_COMM_WORLD, "world", test_options());
+  Tensor b = Tensor::zeros({4}, DType::bf16);
+  CHECK_THROWS_WITH_AS(world.all_reduce(b, ReduceOp::sum),
+                       doctest::Contains("bf16 tensors are not supported"), RuntimeError);
+  Tensor t = Tensor::zeros({5}, DType::f32);
+  CHECK_THROWS_AS(world.broadcast(t, world.size()), InternalError);
+  // Refused before numbering: the group is still usable and in step.
+  CHECK(world.next_sequence() == 1);
+  CHECK_FALSE(world.failed());
+  world.barrier()->wait();
+}
+
+TEST_CASE("world: a timeout names the collective, the group and the missing rank") {
+  const int p = world_size();
+  if (p < 2) return;
+  MpiCommOptions o = test_options();
+  o.timeout_seconds = 0.5;
+  MpiCommunicator world(MPI_COMM_WORLD, "world", o);
+  Tensor t = Tensor::zeros({1024}, DType::f32), u = Tensor::zeros({8}, DType::f32);
+  world.all_reduce(t, ReduceOp::sum)->wait();  // #1: everyone
+  const int late = p - 1;
+  if (world.rank() == late) {
+    // Arrives after the others gave up: its part completes against theirs.
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    world.all_reduce(t, ReduceOp::sum)->wait();
+    world.all_reduce(u, ReduceOp::sum)->wait();
+  } else {
+    auto start = std::chrono::steady_clock::now();
+    auto first = world.all_reduce(t, ReduceOp::sum);
+    auto second = world.all_reduce(u, ReduceOp::sum);
+    std::string message = runtime_error_of([&] { first->wait(); });
+    double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    // The other operation in flight gives up at once.
+    std::string then = runtime_error_of([&] { second->wait(); });
+    CHECK(contains(then, "all_reduce of 8 fp32 (sum) on group 'world' (collective #3;"));
+    CHECK(contains(then, "cannot complete: the group failed earlier: all_reduce of 1024"));
+    double both = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    CHECK(both - waited < 0.2);
+    MESSAGE(message);
+    CHECK(waited >= 0.5);
+    CHECK(waited < 1.4);
+    CHECK(message.find("all_reduce of 1024 fp32 (sum)") != std::string::npos);
+    CHECK(message.find("group 'world'") != std::string::npos);
+    CHECK(message.find("collective #2") != std::string::npos);
+    CHECK(message.find(fmt::format("world rank {} (last here at #1) did not arrive", late)) !=
+          std::string::npos);
+    CHECK(world.failed());
+    CHECK_THROWS_WITH_AS(world.barrier(), doctest::Contains("earlier failure"), RuntimeError);
+  }
+  // Back in step on a fresh group.
+  MpiCommunicator again(MPI_COMM_WORLD, "again", test_options());
+  again.barrier()->wait();
+}
+
+TEST_CASE("world: the trace shows every operation") {
+  MpiCommunicator world(MPI_COMM_WORLD, "tp", test_options());
+  std::vector<std::string> lines;
+  world.set_trace([&](const std::string& l) { lines.push_back(l); });
+  Tensor t = Tensor::zeros({4096}, DType::f32);
+  world.all_reduce(t, ReduceOp::sum)->wait();
+  world.barrier()->wait();
+  REQUIRE(lines.size() == 2);
+  CHECK(lines[0] == fmt::format("rank {} tp#1 all_reduce 4096 fp32 sum", world_rank()));
+  CHECK(lines[1] == fmt::format("rank {} tp#2 barrier", world_rank()));
+}
+
+}  // namespace dtrain::test
+
+namespace dtrain::test {
+
+TEST_CASE("runtime: rank, size and launcher") {
+  MpiRuntime adopted;  // MPI is up already: adopts it, will not finalise it
+  CHECK(adopted.world_rank() == world_rank());
+  CHECK(adopted.world_size() == world_size());
+  CHECK(adopted.describe().find(fmt::format("rank {} of {}", world_rank(), world_size())) !=
+        std::string::npos);
+  if (const char* expected = std::getenv("DTRAIN_EXPECT_LAUNCHER")) {
+    CHECK(adopted.launcher() == std::string(expected));
+    CHECK(adopted.launched() == !std::string(expected).empty());
+  }
+}
+
+TEST_CASE("world: a recv timeout names the peer") {
+  if (world_size() < 2) return;
+  MpiCommOptions o = test_options();
+  o.timeout_seconds = 0.3;
+  MpiCommunicator world(MPI_COMM_WORLD, "pp", o);
+  if (world.rank() == 0) {
+    Tensor t = Tensor::zeros({8}, DType::f32);
+    std::string e = runtime_error_of([&] { world.recv(t, 1, 9)->wait(); });
+    CHECK(contains(e, "recv of 8 fp32 from member 1 (world rank 1), tag 9, on group 'pp' (world "
+                      "ranks 0, 1"));
+    CHECK(contains(e, "did not complete within 0.3 s: world rank 1 did not send"));
+  }
+  // The abandoned receive is cancelled when the group goes.
+  MpiCommunicator again(MPI_COMM_WORLD, "again", test_options());
+  again.barrier()->wait();
+}
+
+TEST_CASE("world: without arrival notices a timeout says the missing ranks are unknown") {
+  const int p = world_size();
+  if (p < 2) return;
+  MpiCommOptions o = test_options();
+  o.timeout_seconds = 0.3;
+  o.arrival_notices = false;
+  MpiCommunicator world(MPI_COMM_WORLD, "dp", o);
+  if (world.rank() == p - 1) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(800));
+    world.barrier()->wait();
+  } else {
+    std::string e = runtime_error_of([&] { world.barrier()->wait(); });
+    CHECK(contains(e, "barrier on group 'dp' (collective #1; world ranks 0, 1"));
+    CHECK(contains(e, "arrival notices are off, so which ranks did not arrive is unknown"));
+  }
+  MpiCommunicator again(MPI_COMM_WORLD, "again", test_options());
+  again.barrier()->wait();
+}
+
+TEST_CASE("world: a dropped Work does not disturb what follows") {
+  MpiCommunicator world(MPI_COMM_WORLD, "world", test_options());
+  Tensor dropped = Tensor::zeros({1 << 16}, DType::f32);
+  world.all_reduce(dropped, ReduceOp::sum);  // handle dropped at once
+  check_all_reduce<float>(world, 100);
+  CHECK(world.stats().ops == 4);
+  CHECK_FALSE(world.failed());
+}
+
+}  // namespace dtrain::test
