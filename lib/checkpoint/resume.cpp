@@ -88,12 +88,29 @@ ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkp
     if (!given.count("checkpoint.dir"))
       eff.push_back("checkpoint.dir=" + config::toml_string((fs::path(out_dir) / "checkpoints").string()));
   }
-  if (given.count("parallel.dp") && !given.count("train.grad_accum") && !given.count("train.micro_batch"))
+  const bool layout_given = given.count("parallel.dp") || given.count("parallel.tp") || given.count("parallel.pp");
+  bool dp_changes = given.count("parallel.dp") > 0;
+  if (!layout_given && world_size == 1 && meta.layout.world() > 1) {
+    // One process continues any layout's checkpoint without being told so.
+    for (const char* k : {"parallel.dp=1", "parallel.tp=1", "parallel.pp=1"}) eff.push_back(k);
+    dp_changes = base.parallel.dp != 1;
+  }
+  if (dp_changes && !given.count("train.grad_accum") && !given.count("train.micro_batch"))
     eff.push_back("train.grad_accum=0");  // re-derived from the global and micro batch
   eff.insert(eff.end(), overrides.begin(), overrides.end());
 
   ResumeConfig rc;
-  rc.cfg = parse_config(meta.config, name, eff, world_size);
+  try {
+    rc.cfg = parse_config(meta.config, name, eff, world_size);
+  } catch (const ConfigError& e) {
+    std::vector<std::string> problems = e.problems();
+    if (!layout_given && world_size != meta.layout.world())
+      problems.push_back(fmt::format(
+          "{}: the checkpoint was written on {} ({} ranks) and {} were launched: choose the layout "
+          "with --set parallel.dp=D --set parallel.tp=T --set parallel.pp=P (D x T x P = {})",
+          name, meta.layout.str(), meta.layout.world(), world_size, world_size));
+    throw ConfigError(problems);
+  }
   std::vector<std::string> problems;
   for (const config::KeySpec& spec : config::schema()) {
     if (!config::applies_to(spec.applies, base.model.type)) continue;
