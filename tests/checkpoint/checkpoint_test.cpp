@@ -1,6 +1,6 @@
 // Checkpoint round trips: every parameter and optimizer state tensor comes
 // back bit for bit; tensor-parallel shards and pipeline stages written by
-// several ranks (threads here) read back into any other layout, and the
+// several ranks (threads here, tests/model/thread_comm.h) read back into any other layout, and the
 // master file's virtual datasets present the full tensors; damage (a flipped
 // byte, a truncated or missing file, a file of another checkpoint) is found
 // and reported with the file and tensor.
@@ -13,7 +13,7 @@
 
 #include "checkpoint/store.h"
 #include "helpers.h"
-#include "thread_comm.h"
+#include "model/thread_comm.h"
 
 using namespace dtrain;
 using namespace dtrain::testing;
@@ -104,24 +104,6 @@ std::vector<Piece> pieces_of(ParamStore& ps, bool first_tp) {
   return out;
 }
 
-// Runs fn(rank, communicator) on n threads, one rank each.
-template <class F>
-void on_ranks(int n, F fn) {
-  auto comms = thread_communicators(n);
-  std::vector<std::thread> threads;
-  std::vector<std::string> errors(n);
-  for (int r = 0; r < n; ++r)
-    threads.emplace_back([&, r] {
-      try {
-        fn(r, *comms[r]);
-      } catch (const std::exception& e) {
-        errors[r] = e.what();
-      }
-    });
-  for (auto& t : threads) t.join();
-  for (int r = 0; r < n; ++r) CHECK_MESSAGE(errors[r].empty(), "rank ", r, ": ", errors[r]);
-}
-
 // The full tensor `name` as HDF5 reads it through the master file's virtual dataset.
 std::vector<float> read_virtual(const std::string& dir, const std::string& key, int64_t n) {
   std::vector<float> out(static_cast<size_t>(n), -1.0f);
@@ -143,7 +125,7 @@ TEST_CASE("tensor-parallel shards written by 1, 2 or 4 ranks read back on 1, 2 o
   whole.allocate(DType::f32, Device::cpu(), 7);
   for (int writers : {1, 2, 4}) {
     TempDir dir;
-    on_ranks(writers, [&](int r, Communicator& world) {
+    run_ranks(writers, [&](Communicator& world, int r) {
       ParamStore ps;
       declare(ps, writers, r);
       ps.allocate(DType::f32, Device::cpu(), 7);  // each rank: its slice of the same full tensors
@@ -187,7 +169,7 @@ TEST_CASE("pipeline stages x tensor parallelism: each stage writes its own tenso
   declare(whole, 1, 0);
   whole.allocate(DType::f32, Device::cpu(), 7);
   TempDir dir;
-  on_ranks(4, [&](int rank, Communicator& world) {
+  run_ranks(4, [&](Communicator& world, int rank) {
     const int stage = rank / 2, tp = rank % 2;
     ParamStore ps;
     if (stage == 0) {
