@@ -1,5 +1,7 @@
 #include "checkpoint/session.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "config/config.h"
@@ -110,18 +112,31 @@ CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir) {
                      m.step, cfg.train.steps));
   if (!problems.empty()) throw ConfigError(problems);
 
-  // Read the optimizer state over every parameter of this stage (into
-  // full-size buffers under ZeRO-1), then keep this rank's range.
-  NamedTensors state = trainer.optimizer().state();
+  // The parameters, and the optimizer state straight into the optimizer's
+  // tensors; under ZeRO-1 only the state of the parameters that meet this
+  // rank's range, each read whole into a scratch tensor and its part kept.
+  const NamedTensors state = trainer.optimizer().state();
   const StateRange r = state_range(trainer);
-  NamedTensors full = state;
-  if (!r.whole())
-    for (auto& [name, part] : full) part = Tensor::zeros(Shape{r.total}, part.dtype());
-  std::vector<Piece> pieces = collect_pieces(trainer.model(), full);
+  Model& model = trainer.model();
+  std::vector<Piece> pieces = collect_pieces(model, r.whole() ? state : NamedTensors{});
+  struct Part {
+    Tensor scratch, dst;
+    int64_t from = 0;  // first element of the parameter that dst receives
+  };
+  std::vector<Part> parts;
+  if (!r.whole()) {
+    for (const auto& [name, range_state] : state)
+      for (const auto& p : model.params.all()) {
+        const int64_t lo = std::max(r.begin, p->offset), hi = std::min(r.end, p->offset + p->numel());
+        if (!p->trainable || lo >= hi) continue;
+        Tensor scratch = Tensor::empty(p->shape, range_state.dtype());
+        pieces.push_back({"optim/" + name + "/" + p->name, scratch, p->shard, false});
+        parts.push_back({scratch, range_state.flat_range(lo - r.begin, hi - lo), lo - p->offset});
+      }
+  }
   load_pieces(dir, pieces);
-  if (!r.whole())
-    for (size_t i = 0; i < state.size(); ++i)
-      state[i].second.copy_from(full[i].second.flat_range(r.begin, r.end - r.begin));
+  for (Part& part : parts)
+    part.dst.copy_from(part.scratch.view(Shape{part.scratch.numel()}).flat_range(part.from, part.dst.numel()));
   trainer.optimizer().set_steps_done(m.optimizer_steps);
   return m;
 }
