@@ -91,6 +91,7 @@ struct ParallelConfig {
   std::string schedule;  // pipeline schedule: "1f1b" | "gpipe"
   int64_t zero;          // 0 | 1 (optimizer state sharded across dp)
   double bucket_mb;      // gradient all-reduce bucket size
+  bool overlap;          // start buckets during the backward pass
   double timeout;        // seconds before a collective that does not complete is an error
 
   bool operator==(const ParallelConfig&) const = default;

@@ -187,7 +187,8 @@ void Trainer::backward_op(int micro, int slot, const Ctx& ctx, double scale, boo
   }
   for (size_t i = m.layers.size(); i-- > 0;) {
     g = m.layers[i]->backward(g, ctx);
-    if (last) reducer_->ready_from(reducer_->offset_of_param(slots_[0]->first_param_of(i)));
+    if (last && cfg_.parallel.overlap)
+      reducer_->ready_from(reducer_->offset_of_param(slots_[0]->first_param_of(i)));
   }
   if (!m.first_stage()) {
     trace(fmt::format("B mb {} slot {}: send gradients to pp {}", micro, slot, g_.coord.pp - 1));
@@ -235,8 +236,15 @@ void Trainer::sync_buffers() {
   });
 }
 
+double Trainer::comm_wait_total() const {
+  double s = 0;
+  for (const Communicator* c : {g_.dp, g_.tp, g_.pp, g_.embed}) s += c->stats().wait_seconds;
+  return s;
+}
+
 StepResult Trainer::train_step(int64_t step) {
   const auto t0 = Clock::now();
+  const double comm0 = comm_wait_total();
   current_step_ = step;
   const TrainConfig& t = cfg_.train;
   Model& m = *slots_[0];
@@ -283,6 +291,7 @@ StepResult Trainer::train_step(int64_t step) {
     r.skipped = true;
     sync_buffers();
     r.seconds = seconds_since(t0);
+    r.comm_seconds = comm_wait_total() - comm0;
     return r;
   }
   opt_->step(learning_rate(cfg_.optim, t.steps, step), clip_scale(r.grad_norm, cfg_.optim.grad_clip));
@@ -294,6 +303,7 @@ StepResult Trainer::train_step(int64_t step) {
   }
   sync_buffers();
   r.seconds = seconds_since(t0);
+  r.comm_seconds = comm_wait_total() - comm0;
   return r;
 }
 
@@ -415,7 +425,8 @@ TrainSummary Trainer::run(const RunOptions& opts) {
     } else {
       summary.last_loss = r.loss;
       record({{"step", done}, {"loss", r.loss}, {"lr", lr}, {"grad_norm", r.grad_norm},
-              {"step_seconds", r.seconds}});
+              {"step_seconds", r.seconds}, {"dp_wait_seconds", r.dp_wait_seconds},
+              {"comm_seconds", r.comm_seconds}});
     }
     const bool stopping = opts.hooks && opts.hooks->should_stop(done);
     if (done % cfg_.log.every == 0 || done == t.steps) {

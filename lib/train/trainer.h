@@ -51,6 +51,7 @@ struct StepResult {
   double grad_norm = 0;  // before clipping
   double seconds = 0;
   double dp_wait_seconds = 0;  // waiting for the gradient reduction after the backward
+  double comm_seconds = 0;     // blocked in any communicator (dp, tp, pp, embed) this step
   // The loss or gradient norm was not finite and train.skip_nonfinite skipped
   // the update (without it, train_step throws naming the step).
   bool skipped = false;
@@ -107,6 +108,7 @@ class Trainer {
   void wait_sends(int slot);
   double agree_loss(double local_sum, int64_t count);
   double global_grad_norm();
+  double comm_wait_total() const;
   void sync_buffers();
 
   Config cfg_;
