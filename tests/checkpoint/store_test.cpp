@@ -36,7 +36,7 @@ std::string save(const TempDir& dir, Model& m, Optimizer& o, int64_t step, int64
 }
 }  // namespace
 
-TEST_CASE("keep-N deletes the oldest after a newer one is complete; latest names the newest") {
+TEST_CASE("keep-N deletes the oldest after a newer one is complete, and latest names the newest") {
   TempDir dir;
   auto m = build_model(tiny_gpt(), 8, DType::f32, Device::cpu(), 1);
   auto o = make_optimizer(optim("adamw"), m->params);
@@ -63,7 +63,7 @@ TEST_CASE("keep-N deletes the oldest after a newer one is complete; latest names
   CHECK(!fs::exists(dir.path / "step_00000004"));
 }
 
-TEST_CASE("leftovers of an interrupted save are ignored and then removed; a step can be rewritten") {
+TEST_CASE("leftovers of an interrupted save are ignored and then removed, and a step can be rewritten") {
   TempDir dir;
   auto m = build_model(tiny_gpt(), 8, DType::f32, Device::cpu(), 1);
   auto o = make_optimizer(optim("sgd"), m->params);
