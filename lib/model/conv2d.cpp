@@ -45,7 +45,7 @@ void Conv2d::plan(const Shape& in, DType act, Device device) {
   y_ = Tensor::empty(output_shape(in), act, device);
   if (input_grad_) dx_ = Tensor::empty(in, act, device);
   threads_ = cpu::num_threads();
-  scratch_ = Tensor::empty(Shape{cpu::conv_scratch_size(g_, in[0], threads_)}, act, device);
+  scratch_ = Tensor::zeros(Shape{cpu::conv_scratch_size(g_, in[0], threads_)}, act, device);
 }
 
 Tensor Conv2d::forward(const Tensor& x, const Ctx&) {

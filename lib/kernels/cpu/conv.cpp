@@ -44,15 +44,19 @@ struct Layout {
 };
 
 // Scratch: per thread, one padded image (C, Hp, Wp) plus slack for the wide
-// rows' overrun, col (K, G*cols) and tmp (O, G*cols), reused chunk after chunk
-// so that they stay in cache; then per chunk, its share of dw (O*K) and db (O).
+// rows' overrun, the same again for the padded input gradient, col
+// (K, G*cols) and tmp (O, G*cols), reused chunk after chunk so that they stay
+// in cache; then per chunk, its share of dw (O*K) and db (O). The padded
+// image's borders are zero from the start (the scratch is zero-filled) and
+// only its interior is ever written.
 struct Scratch {
-  int64_t pad, col, tmp, per_thread;  // offsets within a thread's part, its size
-  int64_t dw, db, per_chunk;          // within a chunk's part (after all threads')
+  int64_t pad, dpad, col, tmp, per_thread;  // offsets within a thread's part, its size
+  int64_t dw, db, per_chunk;                // within a chunk's part (after all threads')
   int64_t threads;
   Scratch(const ConvGeom& g, const Layout& l, int64_t group, int64_t threads_) : threads(threads_) {
     pad = 0;
-    col = pad + align16(g.c * l.plane + g.kw);
+    dpad = pad + align16(g.c * l.plane + g.kw);
+    col = dpad + align16(g.c * l.plane + g.kw);
     tmp = col + align16(g.k() * group * l.cols);
     per_thread = tmp + align16(g.o * group * l.cols);
     dw = 0;
@@ -105,21 +109,13 @@ inline void copy_row(const T* in, int64_t n, int64_t s, T* r) {
   }
 }
 
-// xp (C, Hp, Wp) = x (C, H, W) with `pad` zeros around every plane (and zero slack after).
+// The interior of xp (C, Hp, Wp) = x (C, H, W); the borders stay zero.
 template <class T>
 void pad_image(const ConvGeom& g, const Layout& l, const T* x, T* xp) {
-  const int64_t p = g.pad, Wp = l.wp;
-  for (int64_t c = 0; c < g.c; ++c) {
-    T* dst = xp + c * l.plane;
-    std::fill(dst, dst + p * Wp, T(0));
-    for (int64_t h = 0; h < g.h; ++h) {
-      T* r = dst + (h + p) * Wp;
-      for (int64_t k = 0; k < p; ++k) r[k] = r[p + g.w + k] = T(0);
-      copy_row(x + (c * g.h + h) * g.w, g.w, 1, r + p);
-    }
-    std::fill(dst + (p + g.h) * Wp, dst + l.plane, T(0));
-  }
-  std::fill(xp + g.c * l.plane, xp + g.c * l.plane + g.kw, T(0));
+  const int64_t p = g.pad;
+  for (int64_t c = 0; c < g.c; ++c)
+    for (int64_t h = 0; h < g.h; ++h)
+      copy_row(x + (c * g.h + h) * g.w, g.w, 1, xp + c * l.plane + (h + p) * l.wp + p);
 }
 
 template <class T>
@@ -260,6 +256,7 @@ void conv2d_backward(const ConvGeom& g, int64_t n, int64_t group, const T* x, co
     T* work = sc.thread(scratch, omp_get_thread_num());
     T* xp = work + sc.pad;
     T* col = work + sc.col;
+    T* dxp = work + sc.dpad;
     T* tmp = work + sc.tmp;
     T* pdw = sc.chunk(scratch, ch) + sc.dw;  // (O, K): this chunk's share of dw
     T* pdb = sc.chunk(scratch, ch) + sc.db;  // (O)
@@ -309,11 +306,11 @@ void conv2d_backward(const ConvGeom& g, int64_t n, int64_t group, const T* x, co
           col2im(g, l, col + j * l.cols, N, dxj);
           continue;
         }
-        std::memset(xp, 0, sizeof(T) * (g.c * l.plane + g.kw));
-        col2im(g, l, col + j * l.cols, N, xp);
+        std::memset(dxp, 0, sizeof(T) * (g.c * l.plane + g.kw));
+        col2im(g, l, col + j * l.cols, N, dxp);
         for (int64_t c = 0; c < g.c; ++c)
           for (int64_t h = 0; h < g.h; ++h) {
-            const T* src = xp + c * l.plane + (h + p) * l.wp + p;  // interior row
+            const T* src = dxp + c * l.plane + (h + p) * l.wp + p;  // interior row
             const int64_t off = (c * g.h + h) * g.w;
             T* o = dxj + off;
             if (rj) {
@@ -327,11 +324,18 @@ void conv2d_backward(const ConvGeom& g, int64_t n, int64_t group, const T* x, co
     }
   }
   // Chunk shares added in chunk order: the same sums for any thread count.
+  constexpr int64_t kBlock = 512;
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < O * K; ++i) {
-    T s = 0;
-    for (int64_t c = 0; c < chunks; ++c) s += sc.chunk(scratch, c)[sc.dw + i];
-    dw[i] += s;
+  for (int64_t i0 = 0; i0 < O * K; i0 += kBlock) {
+    const int64_t len = std::min(kBlock, O * K - i0);
+    T acc[kBlock] = {};
+    for (int64_t c = 0; c < chunks; ++c) {
+      const T* part = sc.chunk(scratch, c) + sc.dw + i0;
+#pragma omp simd
+      for (int64_t i = 0; i < len; ++i) acc[i] += part[i];
+    }
+#pragma omp simd
+    for (int64_t i = 0; i < len; ++i) dw[i0 + i] += acc[i];
   }
   if (db)
     for (int64_t o = 0; o < O; ++o) {

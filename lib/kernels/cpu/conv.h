@@ -11,6 +11,10 @@
 // per-thread scratch (reused chunk after chunk, so it stays in cache) and is
 // rebuilt in backward rather than kept from forward: it is several times the
 // size of the activation, and rebuilding it is cheap next to the GEMMs.
+// Images are padded once into scratch, so that every column row is a plain
+// strided copy; for stride-1 convolutions at large widths the columns span
+// the padded width (a few junk columns per row, dropped afterwards), which
+// makes every row a single contiguous copy (see Layout in conv.cpp).
 #pragma once
 
 #include <cstdint>
@@ -35,6 +39,7 @@ struct ConvGeom {
 int64_t conv_group(const ConvGeom& g, int64_t max_batch);
 // Scratch elements the forward and backward kernels need for batches up to
 // max_batch on up to `threads` threads (the kernels use no more than that).
+// The scratch must be zero-filled before its first use.
 int64_t conv_scratch_size(const ConvGeom& g, int64_t max_batch, int threads);
 
 // x (n, C, H, W), w (O, C, kh, kw), bias (O) or null -> y (n, O, Ho, Wo).
