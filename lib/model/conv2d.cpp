@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "kernels/cpu/gemm.h"
 #include "model/planned.h"
 
 namespace dtrain {
@@ -43,7 +44,8 @@ void Conv2d::plan(const Shape& in, DType act, Device device) {
   group_ = cpu::conv_group(g_, in[0]);
   y_ = Tensor::empty(output_shape(in), act, device);
   if (input_grad_) dx_ = Tensor::empty(in, act, device);
-  scratch_ = Tensor::empty(Shape{cpu::conv_scratch_size(g_, in[0])}, act, device);
+  threads_ = cpu::num_threads();
+  scratch_ = Tensor::zeros(Shape{cpu::conv_scratch_size(g_, in[0], threads_)}, act, device);
 }
 
 Tensor Conv2d::forward(const Tensor& x, const Ctx&) {
@@ -56,7 +58,7 @@ Tensor Conv2d::forward(const Tensor& x, const Ctx&) {
   dispatch_float(x.dtype(), [&](auto t) {
     using T = decltype(t);
     cpu::conv2d_forward<T>(g_, s[0], group_, x.data<T>(), w_->value.data<T>(),
-                           b_ ? b_->value.data<T>() : nullptr, y.data<T>(), scratch_.data<T>());
+                           b_ ? b_->value.data<T>() : nullptr, y.data<T>(), scratch_.data<T>(), threads_);
   });
   return y;
 }
@@ -71,7 +73,7 @@ Tensor Conv2d::backward_add(const Tensor& dy, const Tensor& dres) {
     cpu::conv2d_backward<T>(g_, n, group_, x_.data<T>(), w_->value.data<T>(), dy.data<T>(),
                             dres.defined() ? dres.data<T>() : nullptr,
                             dx.defined() ? dx.data<T>() : nullptr, w_->grad.data<T>(),
-                            b_ ? b_->grad.data<T>() : nullptr, scratch_.data<T>());
+                            b_ ? b_->grad.data<T>() : nullptr, scratch_.data<T>(), threads_);
   });
   return dx;
 }

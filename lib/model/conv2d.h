@@ -37,6 +37,7 @@ class Conv2d : public Layer {
   Param* b_ = nullptr;
   cpu::ConvGeom g_;  // planned geometry
   int64_t group_ = 1;
+  int threads_ = 1;  // scratch planned for this many threads
   Tensor x_;               // input of the last forward (a view of the previous layer's buffer)
   Tensor y_, dx_, scratch_;  // owned buffers
 };

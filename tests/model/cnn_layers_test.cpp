@@ -53,10 +53,12 @@ std::vector<double> conv_ref(const Tensor& x, const double* w, const double* bia
 TEST_CASE("conv2d: forward matches a direct convolution, backward matches finite differences") {
   struct Case { int64_t c, o, h, w, k, s, p; bool bias; int64_t batch; };
   // Batches above kConvChunks put several images in one GEMM; odd sizes and
-  // strides leave partial windows at the border.
+  // strides leave partial windows at the border; wide images (22, 40) take the
+  // padded-width column layout.
   const Case cases[] = {{3, 4, 5, 5, 3, 1, 1, true, 20},  {2, 3, 7, 6, 3, 2, 1, false, 3},
                         {3, 5, 6, 6, 1, 2, 0, false, 37}, {2, 2, 9, 9, 5, 2, 2, true, 2},
-                        {4, 3, 4, 4, 1, 1, 0, true, 1},   {2, 3, 3, 5, 3, 1, 0, false, 18}};
+                        {4, 3, 4, 4, 1, 1, 0, true, 1},   {2, 3, 3, 5, 3, 1, 0, false, 18},
+                        {2, 3, 4, 22, 3, 1, 1, true, 19}, {2, 2, 3, 40, 5, 1, 2, false, 2}};
   for (const Case& t : cases) {
     INFO("conv ", t.c, "->", t.o, " on ", t.h, "x", t.w, " k", t.k, " s", t.s, " p", t.p,
          " bias ", t.bias, " batch ", t.batch);

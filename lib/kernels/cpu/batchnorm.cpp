@@ -1,5 +1,6 @@
 #include "kernels/cpu/batchnorm.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace dtrain::cpu {
@@ -34,25 +35,26 @@ void batchnorm_forward_train(const BatchNormArgs& a, const T* x, const T* w, con
   const double count = static_cast<double>(n * hw);
 #pragma omp parallel for schedule(static)
   for (int64_t ci = 0; ci < C; ++ci) {
-    double s = 0;
+    // One pass: sums of (x - x0) and its square, x0 = a value of the channel,
+    // so that the variance does not cancel catastrophically.
+    const T x0 = x[ci * hw];
+    double s1 = 0, s2 = 0;
     for (int64_t i = 0; i < n; ++i) {
       const T* xr = x + (i * C + ci) * hw;  // (HW)
-      T ps = 0;
-#pragma omp simd reduction(+ : ps)
-      for (int64_t p = 0; p < hw; ++p) ps += xr[p];
-      s += static_cast<double>(ps);
+      T p1 = 0, p2 = 0;
+#pragma omp simd reduction(+ : p1, p2)
+      for (int64_t p = 0; p < hw; ++p) {
+        const T d = xr[p] - x0;
+        p1 += d;
+        p2 += d * d;
+      }
+      s1 += static_cast<double>(p1);
+      s2 += static_cast<double>(p2);
     }
-    const double m = s / count;
+    const double dm = s1 / count;
+    const double m = static_cast<double>(x0) + dm;
     const T mt = static_cast<T>(m);
-    double v = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      const T* xr = x + (i * C + ci) * hw;
-      T pv = 0;
-#pragma omp simd reduction(+ : pv)
-      for (int64_t p = 0; p < hw; ++p) pv += (xr[p] - mt) * (xr[p] - mt);
-      v += static_cast<double>(pv);
-    }
-    const double var = v / count;
+    const double var = std::max(0.0, s2 / count - dm * dm);
     const double r = 1.0 / std::sqrt(var + a.eps);
     mean[ci] = mt;
     rstd[ci] = static_cast<T>(r);
@@ -97,11 +99,9 @@ void backward_channel(const BatchNormArgs& a, int64_t ci, bool batch_stats, cons
   const int64_t n = a.n, C = a.c, hw = a.hw;
   const double count = static_cast<double>(n * hw);
   const T m = mean[ci];
-  auto grad = [](const T* d, const T* yr, int64_t p) {
-    if constexpr (Relu) return yr[p] > T(0) ? d[p] : T(0);
-    else return d[p];
-  };
-  // s1 = sum(g), s2 = sum(g * (x - mean)), g = dy masked by the ReLU.
+  // Pass 1: g = dy masked by the ReLU, kept in dz (or, when there is no dz,
+  // in dx, overwritten in pass 2); s1 = sum(g), s2 = sum(g * (x - mean)).
+  T* gbuf = dz ? dz : (Relu ? dx : nullptr);
   double s1 = 0, s2 = 0;
   for (int64_t i = 0; i < n; ++i) {
     const int64_t off = (i * C + ci) * hw;
@@ -109,21 +109,21 @@ void backward_channel(const BatchNormArgs& a, int64_t ci, bool batch_stats, cons
     const T* d = dy + off;
     const T* yr = Relu ? y + off : nullptr;
     T p1 = 0, p2 = 0;
-    if (dz) {
-      T* zr = dz + off;
+    if (gbuf) {
+      T* gr = gbuf + off;
 #pragma omp simd reduction(+ : p1, p2)
       for (int64_t p = 0; p < hw; ++p) {
-        const T g = grad(d, yr, p);
-        zr[p] = g;
+        T g = d[p];
+        if constexpr (Relu) g = yr[p] > T(0) ? g : T(0);
+        gr[p] = g;
         p1 += g;
         p2 += g * (xr[p] - m);
       }
     } else {
 #pragma omp simd reduction(+ : p1, p2)
       for (int64_t p = 0; p < hw; ++p) {
-        const T g = grad(d, yr, p);
-        p1 += g;
-        p2 += g * (xr[p] - m);
+        p1 += d[p];
+        p2 += d[p] * (xr[p] - m);
       }
     }
     s1 += static_cast<double>(p1);
@@ -132,19 +132,18 @@ void backward_channel(const BatchNormArgs& a, int64_t ci, bool batch_stats, cons
   const double r = static_cast<double>(rstd[ci]);
   dw[ci] += static_cast<T>(s2 * r);
   db[ci] += static_cast<T>(s1);
-  // dx = w * r * (g - s1 / count - (x - mean) * r^2 * s2 / count) with batch
-  // statistics, w * r * g with fixed ones.
+  // Pass 2: dx = w * r * (g - s1 / count - (x - mean) * r^2 * s2 / count) with
+  // batch statistics, w * r * g with fixed ones.
   const T k = static_cast<T>(w[ci] * r);
   const T c1 = batch_stats ? static_cast<T>(s1 / count) : T(0);
   const T c2 = batch_stats ? static_cast<T>(r * r * s2 / count) : T(0);
   for (int64_t i = 0; i < n; ++i) {
     const int64_t off = (i * C + ci) * hw;
     const T* xr = x + off;
-    const T* d = dy + off;
-    const T* yr = Relu ? y + off : nullptr;
+    const T* g = (gbuf ? gbuf : dy) + off;
     T* dxr = dx + off;
 #pragma omp simd
-    for (int64_t p = 0; p < hw; ++p) dxr[p] = k * (grad(d, yr, p) - c1 - (xr[p] - m) * c2);
+    for (int64_t p = 0; p < hw; ++p) dxr[p] = k * (g[p] - c1 - (xr[p] - m) * c2);
   }
 }
 
