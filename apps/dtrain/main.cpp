@@ -18,6 +18,8 @@
 #include "config/config.h"
 #include "dist/mesh_groups.h"
 #include "dist/mpi_runtime.h"
+#include "train/comm_recorder.h"
+#include "train/profile.h"
 #include "train/trainer.h"
 
 namespace {
@@ -83,6 +85,19 @@ int main(int argc, char** argv) {
   validate->add_option("config", config_path, "TOML config file")->required()->check(CLI::ExistingFile);
   validate->add_option("--set", overrides, "Override a key: section.key=value (repeatable)")
       ->allow_extra_args(false);
+  // --- dtrain profile (train/profile.h)
+  auto* profile = app.add_subcommand("profile", "Run warm-up and measured steps and print where the time, "
+                                                "communication and memory go; writes a Chrome trace");
+  dtrain::ProfileOptions popts;
+  profile->add_option("config", config_path, "TOML config file")->required()->check(CLI::ExistingFile);
+  profile->add_option("--set", overrides, "Override a key: section.key=value (repeatable)")
+      ->allow_extra_args(false);
+  profile->add_option("--steps", popts.steps, "Measured steps")->check(CLI::PositiveNumber);
+  profile->add_option("--warmup", popts.warmup, "Warm-up steps before measuring")->check(CLI::NonNegativeNumber);
+  profile->add_option("--out", popts.out_dir, "Where trace.json and profile.json go (default <log.out_dir>/profile)");
+  profile->add_option("--peak-gflops", popts.peak_gflops,
+                      "Peak GFLOP/s per rank for MFU (default: measure an sgemm at the start)")
+      ->check(CLI::PositiveNumber);
   auto* keys = app.add_subcommand("keys", "List every config key with its type, default and help");
 
   try {
@@ -117,6 +132,18 @@ int main(int argc, char** argv) {
     if (verbose) {
       fmt::print(stderr, "dtrain: {}{}; {}\n", rank_tag, mpi.describe(), mesh.describe());
       options.trace = [](const std::string& line) { fmt::print(stderr, "dtrain: {}\n", line); };
+    }
+    if (profile->parsed()) {  // --- dtrain profile: recorded groups, a profiler, the report
+      if (popts.out_dir.empty()) popts.out_dir = cfg.log.out_dir + "/profile";
+      popts.config_path = config_path;
+      dtrain::Profiler prof(true);
+      dtrain::RecordedGroups recorded(dtrain::mesh_groups(mesh), prof);
+      options.profiler = &prof;
+      dtrain::Trainer trainer(cfg, recorded.groups(), print_line, options);
+      shared_failure = false;
+      const std::string report = dtrain::run_profile(trainer, prof, popts);
+      if (world_rank == 0) std::fputs(report.c_str(), stdout);
+      return kExitOk;
     }
     dtrain::Trainer trainer(cfg, dtrain::mesh_groups(mesh), print_line, options);
     shared_failure = false;  // from here on one rank may fail alone

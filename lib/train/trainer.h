@@ -24,6 +24,7 @@
 #include "train/data_source.h"
 #include "train/grad_sync.h"
 #include "train/metrics.h"
+#include "train/profiler.h"
 
 namespace dtrain {
 
@@ -55,6 +56,10 @@ struct TrainerOptions {
   // Every rank logs each pipeline operation and collective of the step loop
   // ("rank 3 (dp 1, tp 1, pp 0) step 2 F mb 1 slot 1 ...") through `trace`.
   std::function<void(const std::string&)> trace;
+  // --- profiler hook: times the top-level layers, loss, data, pipeline
+  // waits, exposed gradient reduction and optimizer (train/profiler.h);
+  // nullptr: no timers. Not owned.
+  Profiler* profiler = nullptr;
 };
 
 class Trainer {
@@ -95,6 +100,8 @@ class Trainer {
   void forward_op(int micro, int slot, const Ctx& ctx, double& loss_sum);
   void backward_op(int micro, int slot, const Ctx& ctx, double scale, bool last);
   void wait_sends(int slot);
+  // --- profiler hook: the stage's layers one by one (timed when profiling).
+  Tensor forward_stage(Model& m, const Tensor& in, const Ctx& ctx, int micro);
   double agree_loss(double local_sum, int64_t count);
   double global_grad_norm();
   double comm_wait_total() const;
