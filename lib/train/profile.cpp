@@ -133,7 +133,7 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
     v[group_at(i, kGBusy)] = prof.comm(kGroups[i]).busy_seconds;
     v[group_at(i, kGSize)] = groups[i]->size();
   }
-  const double micro = static_cast<double>(t.grad_accum);
+  const double micro = static_cast<double>(t.grad_accum) * static_cast<double>(o.steps);  // FLOPs over the measured steps
   for (size_t i = 0; i <= m.layers.size(); ++i) {
     if (i == m.layers.size() && !m.loss) break;
     const int64_t global = i < m.layers.size() ? m.first_layer + static_cast<int64_t>(i) : total_layers - 1;
