@@ -61,6 +61,7 @@ struct TrainConfig {
   std::string precision;  // "fp32"
   std::string device;     // "cpu" | "cuda"
   int64_t threads;        // CPU threads (0 = all cores)
+  bool skip_nonfinite;    // a non-finite loss or gradient norm skips the update instead of stopping
 
   bool operator==(const TrainConfig&) const = default;
 };
@@ -98,8 +99,10 @@ struct ParallelConfig {
 
 struct CheckpointConfig {
   std::string dir;
-  int64_t every;
-  int64_t keep;
+  int64_t every;         // steps between checkpoints (0 = none)
+  double every_minutes;  // minutes between checkpoints (0 = none)
+  int64_t keep;          // complete checkpoints kept on disk
+  bool at_end;           // one after the last step
 
   bool operator==(const CheckpointConfig&) const = default;
 };

@@ -31,7 +31,7 @@ def run(binary, config, ranks, sets, steps, warmup):
     with tempfile.TemporaryDirectory() as out:
         cmd = [binary, "run", config, "--out", out, "--set", f"train.steps={steps + warmup}",
                "--set", "train.eval_every=0", "--set", "train.eval_batches=1",
-               "--set", "log.every=1000"]
+               "--set", "log.every=1000", "--set", "checkpoint.at_end=false"]
         for s in sets:
             cmd += ["--set", s]
         if ranks > 1:
