@@ -154,7 +154,7 @@ int main(int argc, char** argv) {
   profile->add_option("--warmup", popts.warmup, "Warm-up steps before measuring")->check(CLI::NonNegativeNumber);
   profile->add_option("--out", popts.out_dir, "Where trace.json and profile.json go (default <log.out_dir>/profile)");
   profile->add_option("--peak-gflops", popts.peak_gflops,
-                      "Peak GFLOP/s per rank for MFU (default: measure an sgemm at the start)")
+                      "Peak GFLOP/s per rank for MFU (default: the best of an sgemm measured before and after the steps)")
       ->check(CLI::PositiveNumber);
   auto* keys = app.add_subcommand("keys", "List every config key with its type, default and help");
 

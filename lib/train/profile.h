@@ -17,7 +17,7 @@ struct ProfileOptions {
   int64_t steps = 10;        // measured steps
   int64_t warmup = 2;        // steps run first and not measured
   std::string out_dir;       // trace.json and profile.json go here
-  double peak_gflops = 0;    // per rank; 0 = measure an sgemm at the start
+  double peak_gflops = 0;    // per rank; 0 = measure an sgemm before and after the steps (best)
   std::string config_path;   // for the report
 };
 
