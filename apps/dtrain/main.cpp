@@ -27,6 +27,8 @@
 #include "config/config.h"
 #include "dist/mesh_groups.h"
 #include "dist/mpi_runtime.h"
+#include "train/comm_recorder.h"
+#include "train/profile.h"
 #include "train/trainer.h"
 
 namespace {
@@ -141,6 +143,19 @@ int main(int argc, char** argv) {
   validate->add_option("config", config_path, "TOML config file")->required()->check(CLI::ExistingFile);
   validate->add_option("--set", overrides, "Override a key: section.key=value (repeatable)")
       ->allow_extra_args(false);
+  // --- dtrain profile (train/profile.h)
+  auto* profile = app.add_subcommand("profile", "Run warm-up and measured steps and print where the time, "
+                                                "communication and memory go; writes a Chrome trace");
+  dtrain::ProfileOptions popts;
+  profile->add_option("config", config_path, "TOML config file")->required()->check(CLI::ExistingFile);
+  profile->add_option("--set", overrides, "Override a key: section.key=value (repeatable)")
+      ->allow_extra_args(false);
+  profile->add_option("--steps", popts.steps, "Measured steps")->check(CLI::PositiveNumber);
+  profile->add_option("--warmup", popts.warmup, "Warm-up steps before measuring")->check(CLI::NonNegativeNumber);
+  profile->add_option("--out", popts.out_dir, "Where trace.json and profile.json go (default <log.out_dir>/profile)");
+  profile->add_option("--peak-gflops", popts.peak_gflops,
+                      "Peak GFLOP/s per rank for MFU (default: the best of an sgemm measured before and after the steps)")
+      ->check(CLI::PositiveNumber);
   auto* keys = app.add_subcommand("keys", "List every config key with its type, default and help");
 
   try {
@@ -194,6 +209,23 @@ int main(int argc, char** argv) {
       }
       return std::make_unique<dtrain::Trainer>(cfg, dtrain::mesh_groups(*mesh), print_line, options);
     };
+    if (profile->parsed()) {  // --- dtrain profile (train/profile.h): recorded groups, a profiler, the report
+      const dtrain::Config cfg = dtrain::load_config(config_path, overrides, world_size);
+      if (popts.out_dir.empty()) popts.out_dir = cfg.log.out_dir + "/profile";
+      popts.config_path = config_path;
+      comm.timeout_seconds = cfg.parallel.timeout;
+      dtrain::Mesh pmesh(dtrain::MeshLayout{static_cast<int>(cfg.parallel.dp), static_cast<int>(cfg.parallel.tp),
+                                            static_cast<int>(cfg.parallel.pp)},
+                         comm);
+      dtrain::Profiler prof(true);
+      dtrain::RecordedGroups recorded(dtrain::mesh_groups(pmesh), prof);
+      options.profiler = &prof;
+      dtrain::Trainer ptrainer(cfg, recorded.groups(), print_line, options);
+      shared_failure = false;
+      const std::string text = dtrain::run_profile(ptrainer, prof, popts);
+      if (world_rank == 0) std::fputs(text.c_str(), stdout);
+      return kExitOk;
+    }
     std::unique_ptr<dtrain::Trainer> trainer;
     int64_t start = 0;
     if (run->parsed()) {

@@ -110,6 +110,7 @@ struct CheckpointConfig {
 struct LogConfig {
   std::string out_dir;  // "" = runs/<config file stem>
   int64_t every;        // steps between progress lines
+  bool profile;         // progress lines add a time breakdown (train/profiler.h)
 
   bool operator==(const LogConfig&) const = default;
 };

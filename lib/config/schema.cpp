@@ -201,6 +201,9 @@ std::vector<KeySpec> build_schema() {
        "run directory; \"\" = runs/<config file stem>", FIELD(log.out_dir)},
       {"log", "every", kAll, int64_t{10}, at_least(1),
        "steps between progress lines", FIELD(log.every)},
+      {"log", "profile", kAll, false, none(),
+       "progress lines add the interval's forward / backward / comm wait / optimizer / data shares",
+       FIELD(log.profile)},
   };
 }
 

@@ -104,6 +104,7 @@ void Trainer::setup() {
   }();
   const DType data_dtype = cfg_.model.type == "gpt" ? DType::i32 : dtype;
   sends_.resize(slots);
+  const double heap0 = options_.profiler ? heap_bytes() : 0;  // --- profiler hook
   for (auto& slot : slots_) {
     slot->plan(t.micro_batch);
     x_.push_back(Tensor::empty(data_x, data_dtype));
@@ -111,6 +112,7 @@ void Trainer::setup() {
     if (!m.first_stage()) stage_in_.push_back(Tensor::empty(m.input_shape(t.micro_batch), dtype));
   }
   if (!m.last_stage()) grad_in_ = Tensor::empty(m.output_shape(t.micro_batch), dtype);
+  if (options_.profiler) options_.profiler->set_plan_bytes(heap_bytes() - heap0);  // --- profiler hook
 
   // ZeRO-1: data-parallel rank d keeps the optimizer state of one contiguous
   // range of the flat parameters (multiples of 16 elements, the last short).
@@ -142,6 +144,7 @@ int64_t Trainer::sample_offset(int64_t step, int64_t micro) const {
 }
 
 void Trainer::wait_sends(int slot) {
+  Profiler::Scope timed(sends_[slot].empty() ? nullptr : options_.profiler, Profiler::Kind::pp_wait);
   for (auto& w : sends_[slot]) w->wait();
   sends_[slot].clear();
 }
@@ -150,19 +153,25 @@ void Trainer::forward_op(int micro, int slot, const Ctx& ctx, double& loss_sum) 
   Model& m = *slots_[slot];
   wait_sends(slot);  // this slot's buffers are about to be overwritten
   const int64_t mb = cfg_.train.micro_batch;
-  if (m.first_stage() || m.last_stage()) data_.train->fill(ctx.sample_offset, mb, x_[slot], y_[slot]);
+  if (m.first_stage() || m.last_stage()) {
+    Profiler::Scope timed(options_.profiler, Profiler::Kind::data, -1, micro);
+    data_.train->fill(ctx.sample_offset, mb, x_[slot], y_[slot]);
+  }
   Tensor in = x_[slot];
   if (!m.first_stage()) {
     in = stage_in_[slot];
     trace(fmt::format("F mb {} slot {}: recv activations from pp {}", micro, slot, g_.coord.pp - 1));
+    Profiler::Scope timed(options_.profiler, Profiler::Kind::pp_wait, -1, micro);
     g_.pp->recv(in, g_.coord.pp - 1, tag_of(micro, false))->wait();
   }
   if (m.last_stage()) {
-    const LossStats st = m.forward(in, y_[slot], ctx);
+    const Tensor logits = forward_stage(m, in, ctx, micro);
+    Profiler::Scope timed(options_.profiler, Profiler::Kind::forward, static_cast<int>(m.layers.size()), micro);
+    const LossStats st = m.loss->forward(logits, y_[slot]);
     loss_sum += st.loss;
     trace(fmt::format("F mb {} slot {} samples [{}, +{}): loss {:.6f}", micro, slot, ctx.sample_offset, mb, st.loss));
   } else {
-    Tensor out = m.forward_layers(in, ctx);
+    Tensor out = forward_stage(m, in, ctx, micro);
     trace(fmt::format("F mb {} slot {} samples [{}, +{}): send activations to pp {}", micro, slot,
                       ctx.sample_offset, mb, g_.coord.pp + 1));
     sends_[slot].push_back(g_.pp->send(out, g_.coord.pp + 1, tag_of(micro, false)));
@@ -173,9 +182,11 @@ void Trainer::backward_op(int micro, int slot, const Ctx& ctx, double scale, boo
   Model& m = *slots_[slot];
   Tensor g;
   if (m.last_stage()) {
+    Profiler::Scope timed(options_.profiler, Profiler::Kind::backward, static_cast<int>(m.layers.size()), micro);
     g = m.loss->backward(scale);
   } else {
     trace(fmt::format("B mb {} slot {}: recv gradients from pp {}", micro, slot, g_.coord.pp + 1));
+    Profiler::Scope timed(options_.profiler, Profiler::Kind::pp_wait, -1, micro);
     g_.pp->recv(grad_in_, g_.coord.pp + 1, tag_of(micro, true))->wait();
     g = grad_in_;
   }
@@ -184,9 +195,13 @@ void Trainer::backward_op(int micro, int slot, const Ctx& ctx, double scale, boo
   if (last) {
     trace(fmt::format("B mb {} slot {}: gradient reduction over dp in {} buckets", micro, slot, reducer_->buckets()));
     reducer_->begin();
+    if (options_.profiler) options_.profiler->mark_reduction_begin();  // --- profiler hook
   }
   for (size_t i = m.layers.size(); i-- > 0;) {
-    g = m.layers[i]->backward(g, ctx);
+    {
+      Profiler::Scope timed(options_.profiler, Profiler::Kind::backward, static_cast<int>(i), micro);
+      g = m.layers[i]->backward(g, ctx);
+    }
     if (last && cfg_.parallel.overlap)
       reducer_->ready_from(reducer_->offset_of_param(slots_[0]->first_param_of(i)));
   }
@@ -196,6 +211,16 @@ void Trainer::backward_op(int micro, int slot, const Ctx& ctx, double scale, boo
   } else {
     trace(fmt::format("B mb {} slot {}", micro, slot));
   }
+}
+
+Tensor Trainer::forward_stage(Model& m, const Tensor& in, const Ctx& ctx, int micro) {
+  if (!options_.profiler) return m.forward_layers(in, ctx);
+  Tensor h = in;
+  for (size_t i = 0; i < m.layers.size(); ++i) {
+    Profiler::Scope timed(options_.profiler, Profiler::Kind::forward, static_cast<int>(i), micro);
+    h = m.layers[i]->forward(h, ctx);
+  }
+  return h;
 }
 
 double Trainer::agree_loss(double local_sum, int64_t count) {
@@ -266,7 +291,10 @@ StepResult Trainer::train_step(int64_t step) {
   }
   for (int s = 0; s < slots; ++s) wait_sends(s);
   StepResult r;
-  r.dp_wait_seconds = reducer_->finish();
+  {
+    Profiler::Scope timed(options_.profiler, Profiler::Kind::dp_wait);
+    r.dp_wait_seconds = reducer_->finish();
+  }
   if (g_.layout.pp > 1) {
     // The tied embedding's two copies (first and last stage) sum their gradients.
     if (Param* wte = m.params.find("wte.weight"); wte && (m.first_stage() || m.last_stage())) {
@@ -294,7 +322,10 @@ StepResult Trainer::train_step(int64_t step) {
     r.comm_seconds = comm_wait_total() - comm0;
     return r;
   }
-  opt_->step(learning_rate(cfg_.optim, t.steps, step), clip_scale(r.grad_norm, cfg_.optim.grad_clip));
+  {
+    Profiler::Scope timed(options_.profiler, Profiler::Kind::optimizer);
+    opt_->step(learning_rate(cfg_.optim, t.steps, step), clip_scale(r.grad_norm, cfg_.optim.grad_clip));
+  }
   if (!zero_counts_.empty()) {
     // ZeRO-1: every rank updated its range; gather the others' into place.
     trace("zero: all_gather of the updated parameters over dp");
@@ -411,11 +442,22 @@ TrainSummary Trainer::run(const RunOptions& opts) {
 
   double train_seconds = 0, window_seconds = 0;
   int64_t window_steps = 0, step = opts.start_step;
+  // --- profiler hook: log.profile times the layers, data and optimizer and
+  // adds the interval's shares to each progress line.
+  Profiler light;
+  double window_comm = 0;
+  struct Restore {
+    Profiler*& p;
+    Profiler* was;
+    ~Restore() { p = was; }
+  } restore{options_.profiler, options_.profiler};
+  if (cfg_.log.profile && !options_.profiler) options_.profiler = &light;
   for (; step < t.steps; ++step) {
     const double lr = learning_rate(cfg_.optim, t.steps, step);
     const StepResult r = train_step(step);
     train_seconds += r.seconds;
     window_seconds += r.seconds;
+    window_comm += r.comm_seconds;
     ++window_steps;
     const int64_t done = step + 1;
     if (r.skipped) {
@@ -434,7 +476,10 @@ TrainSummary Trainer::run(const RunOptions& opts) {
       const double eta = train_seconds / static_cast<double>(done - opts.start_step) *
                          static_cast<double>(t.steps - done);
       log(fmt::format("step {:>6}/{} | loss {:.4f} | lr {:.3e} | norm {:.3f} | {} {} | eta {}", done,
-                      t.steps, r.loss, lr, r.grad_norm, format_rate(rate), unit, format_duration(eta)));
+                      t.steps, r.loss, lr, r.grad_norm, format_rate(rate), unit, format_duration(eta)) +
+          (options_.profiler == &light ? breakdown_line(light, window_seconds, window_comm) : ""));
+      if (options_.profiler == &light) light.reset();  // --- profiler hook
+      window_comm = 0;
       window_seconds = 0;
       window_steps = 0;
     }

@@ -25,6 +25,7 @@
 #include "train/grad_sync.h"
 #include "train/hooks.h"
 #include "train/metrics.h"
+#include "train/profiler.h"
 
 namespace dtrain {
 
@@ -63,6 +64,10 @@ struct TrainerOptions {
   std::function<void(const std::string&)> trace;
   // Tests only: the (agreed) loss of this step (1-based; 0 = none) becomes NaN.
   int64_t inject_nan_at_step = 0;
+  // --- profiler hook: times the top-level layers, loss, data, pipeline
+  // waits, exposed gradient reduction and optimizer (train/profiler.h);
+  // nullptr: no timers. Not owned.
+  Profiler* profiler = nullptr;
 };
 
 class Trainer {
@@ -106,6 +111,8 @@ class Trainer {
   void forward_op(int micro, int slot, const Ctx& ctx, double& loss_sum);
   void backward_op(int micro, int slot, const Ctx& ctx, double scale, bool last);
   void wait_sends(int slot);
+  // --- profiler hook: the stage's layers one by one (timed when profiling).
+  Tensor forward_stage(Model& m, const Tensor& in, const Ctx& ctx, int micro);
   double agree_loss(double local_sum, int64_t count);
   double global_grad_norm();
   double comm_wait_total() const;

@@ -1,0 +1,359 @@
+#include "train/profile.h"
+
+#include <algorithm>
+#include <array>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "kernels/cpu/gemm.h"
+#include "parallel/pipeline.h"
+#include "train/trace_writer.h"
+
+namespace dtrain {
+
+namespace {
+
+// One rank's summary: a fixed header, then kFields per group, then
+// kLayerFields per top-level layer of the whole model (+ the loss).
+enum Field : int {
+  kRank, kDp, kTp, kPp, kSteps, kStepSeconds, kData, kOptimizer, kPpWait, kDpWait, kReduceSpan, kForward,
+  kBackward, kParamBytes, kGradBytes, kOptBytes, kActBytes, kPredParams, kPredGrads, kPredOpt, kPredAct,
+  kPeakRss, kPeakGflops, kItemsPerStep, kModelFlops, kHeader
+};
+const char* const kGroups[] = {"dp", "tp", "pp", "embed"};
+constexpr int kNumGroups = 4;
+enum GroupField : int { kGWait, kGBytes, kGOps, kGBusy, kGSize, kGroupFields };
+enum LayerField : int { kLFwd, kLBwd, kLFwdFlops, kLBwdFlops, kLOwned, kLayerFields };
+
+int group_at(int g, int f) { return kHeader + g * kGroupFields + f; }
+int layer_at(int l, int f) { return kHeader + kNumGroups * kGroupFields + l * kLayerFields + f; }
+
+double safe_div(double a, double b) { return b > 0 ? a / b : 0.0; }
+
+void write_file(const std::filesystem::path& p, const std::string& text) {
+  std::ofstream f(p);
+  f << text;
+  if (!f) throw RuntimeError(fmt::format("cannot write '{}'", p.string()));
+}
+
+std::string read_file(const std::filesystem::path& p) {
+  std::ifstream f(p);
+  if (!f) throw RuntimeError(fmt::format("cannot read '{}'", p.string()));
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+std::string mib(double b) { return fmt::format("{:.2f}", b / (1024.0 * 1024.0)); }
+
+}  // namespace
+
+std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& o) {
+  namespace fs = std::filesystem;
+  const Config& cfg = trainer.config();
+  const Groups& g = trainer.groups();
+  Communicator& world = *g.world;
+  const TrainConfig& t = cfg.train;
+  Model& m = trainer.model();
+  const int64_t seq_len = cfg.model.type == "gpt" ? (t.seq_len > 0 ? t.seq_len : cfg.model.context_length) : 0;
+
+  std::vector<std::string> names;
+  for (const auto& l : m.layers) names.push_back(l->name());
+  prof.set_layers(names);
+  const bool measured_peak = o.peak_gflops <= 0;
+  double peak = measured_peak ? measure_sgemm_gflops() : o.peak_gflops;
+
+  for (int64_t s = 0; s < o.warmup; ++s) trainer.train_step(s);
+  Communicator* groups[kNumGroups] = {g.dp, g.tp, g.pp, g.embed};
+  CommStats before[kNumGroups];
+  world.barrier()->wait();
+  prof.reset();
+  for (int i = 0; i < kNumGroups; ++i) before[i] = groups[i]->stats();
+  double step_seconds = 0;
+  for (int64_t s = 0; s < o.steps; ++s) step_seconds += trainer.train_step(o.warmup + s).seconds;
+  // Once more after the steps (the best of both): a shared machine's load comes and goes.
+  if (measured_peak) peak = std::max(peak, measure_sgemm_gflops());
+
+  // This rank's summary.
+  const int64_t total_layers = m.total_layers + 1;  // + the loss
+  const int n = kHeader + kNumGroups * kGroupFields + static_cast<int>(total_layers) * kLayerFields;
+  Tensor mine = Tensor::zeros(Shape{n}, DType::f64);
+  double* v = mine.data<double>();
+  v[kRank] = world.rank();
+  v[kDp] = g.coord.dp;
+  v[kTp] = g.coord.tp;
+  v[kPp] = g.coord.pp;
+  v[kSteps] = static_cast<double>(o.steps);
+  v[kStepSeconds] = step_seconds;
+  v[kData] = prof.seconds(Profiler::Kind::data);
+  v[kOptimizer] = prof.seconds(Profiler::Kind::optimizer);
+  v[kPpWait] = prof.seconds(Profiler::Kind::pp_wait);
+  v[kDpWait] = prof.seconds(Profiler::Kind::dp_wait);
+  v[kReduceSpan] = prof.reduction_span_seconds();
+  v[kForward] = prof.seconds(Profiler::Kind::forward);
+  v[kBackward] = prof.seconds(Profiler::Kind::backward);
+  v[kParamBytes] = static_cast<double>(m.params.values().bytes());
+  v[kGradBytes] = static_cast<double>(m.params.grads().bytes());
+  double opt_bytes = 0;
+  auto state = trainer.optimizer().state();
+  for (const auto& [name, tensor] : state) opt_bytes += static_cast<double>(tensor.bytes());
+  v[kOptBytes] = opt_bytes;
+  v[kActBytes] = prof.plan_bytes();
+  // The cost model's prediction: Cost::params x 4 bytes for the values, the
+  // gradients and each optimizer state (ZeRO-1: a 1/dp share of the states),
+  // Cost::act_bytes x the micro-batches a stage keeps in flight.
+  const std::string schedule = g.layout.pp > 1 ? cfg.parallel.schedule : "1f1b";
+  const int slots = in_flight(pipeline_schedule(schedule, g.coord.pp, g.layout.pp, static_cast<int>(t.grad_accum)));
+  const std::vector<Cost> costs = m.layer_costs(t.micro_batch);
+  double stage_params = 0, stage_act = 0;
+  for (const Cost& c : costs) {
+    stage_params += static_cast<double>(c.params);
+    stage_act += static_cast<double>(c.act_bytes);
+  }
+  const double states = static_cast<double>(state.size());
+  const double zero_share = cfg.parallel.zero == 1 ? 1.0 / g.layout.dp : 1.0;
+  v[kPredParams] = stage_params * 4;
+  v[kPredGrads] = stage_params * 4;
+  v[kPredOpt] = stage_params * 4 * states * zero_share;
+  v[kPredAct] = stage_act * slots;
+  v[kPeakRss] = peak_rss_bytes();
+  v[kPeakGflops] = peak;
+  v[kItemsPerStep] = static_cast<double>(t.global_batch * m.items_per_sample());
+  {
+    const Cost whole = describe_model(cfg.model, seq_len)->cost(t.micro_batch);
+    v[kModelFlops] = (whole.fwd_flops + whole.bwd_flops) * static_cast<double>(t.global_batch / t.micro_batch);
+  }
+  for (int i = 0; i < kNumGroups; ++i) {
+    const CommStats& a = groups[i]->stats();
+    v[group_at(i, kGWait)] = a.wait_seconds - before[i].wait_seconds;
+    v[group_at(i, kGBytes)] = a.bytes - before[i].bytes;
+    v[group_at(i, kGOps)] = static_cast<double>(a.ops - before[i].ops);
+    v[group_at(i, kGBusy)] = prof.comm(kGroups[i]).busy_seconds;
+    v[group_at(i, kGSize)] = groups[i]->size();
+  }
+  const double micro = static_cast<double>(t.grad_accum) * static_cast<double>(o.steps);  // FLOPs over the measured steps
+  for (size_t i = 0; i <= m.layers.size(); ++i) {
+    if (i == m.layers.size() && !m.loss) break;
+    const int64_t global = i < m.layers.size() ? m.first_layer + static_cast<int64_t>(i) : total_layers - 1;
+    v[layer_at(static_cast<int>(global), kLFwd)] = prof.layer_seconds(i, false);
+    v[layer_at(static_cast<int>(global), kLBwd)] = prof.layer_seconds(i, true);
+    v[layer_at(static_cast<int>(global), kLFwdFlops)] = costs[i].fwd_flops * micro;
+    v[layer_at(static_cast<int>(global), kLBwdFlops)] = costs[i].bwd_flops * micro;
+    v[layer_at(static_cast<int>(global), kLOwned)] = 1;
+  }
+  const int world_size = world.size();
+  Tensor all = Tensor::zeros(Shape{static_cast<int64_t>(n) * world_size}, DType::f64);
+  world.all_gather(mine, all)->wait();
+
+  // The trace: every rank writes its fragment, rank 0 joins them.
+  const fs::path out(o.out_dir);
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  const fs::path part = out / fmt::format("trace.rank{}.part", world.rank());
+  write_file(part, trace_fragment(prof.events(), world.rank(),
+                                  fmt::format("rank {} {}", world.rank(), g.coord.str())));
+  world.barrier()->wait();
+  if (world.rank() != 0) {
+    world.barrier()->wait();  // rank 0 has read the fragments
+    return "";
+  }
+  std::vector<std::string> fragments;
+  for (int r = 0; r < world_size; ++r) {
+    const fs::path p = out / fmt::format("trace.rank{}.part", r);
+    fragments.push_back(read_file(p));
+    fs::remove(p, ec);
+  }
+  write_file(out / "trace.json", join_trace(fragments));
+  world.barrier()->wait();
+
+  // Rank 0: the report.
+  const double* A = all.data<double>();
+  auto at = [&](int r, int f) { return A[static_cast<size_t>(r) * n + f]; };
+  const double steps = static_cast<double>(o.steps);
+  auto ms = [&](double s) { return 1e3 * s / steps; };
+  double slowest = 0;
+  for (int r = 0; r < world_size; ++r) slowest = std::max(slowest, at(r, kStepSeconds) / steps);
+  const double items_per_second = safe_div(at(0, kItemsPerStep), slowest);
+  double peak_sum = 0;
+  for (int r = 0; r < world_size; ++r) peak_sum += at(r, kPeakGflops);
+  const double mfu = safe_div(at(0, kModelFlops) / slowest / 1e9, peak_sum);
+  const char* unit = cfg.model.type == "cnn" ? "img/s" : "tok/s";
+  const auto whole = describe_model(cfg.model, seq_len);
+  std::vector<std::string> all_names;
+  for (const auto& l : whole->layers) all_names.push_back(l->name());
+  all_names.push_back("loss");
+
+  std::string txt;
+  auto line = [&](const std::string& s) { txt += s + "\n"; };
+  line(fmt::format("profile {}: {} model, layout {} on {} ranks, {} measured steps after {} warm-up, {} thread{} per rank",
+                   o.config_path, cfg.model.type, g.layout.str(), world_size, o.steps, o.warmup, cpu::num_threads(),
+                   cpu::num_threads() == 1 ? "" : "s"));
+  line(fmt::format("step {:.2f} ms (slowest rank) | {:.0f} {} | {:.4f} GFLOP per step | MFU {:.2f}% of {} x {:.1f} GFLOP/s ({})",
+                   1e3 * slowest, items_per_second, unit, at(0, kModelFlops) / 1e9, 100 * mfu, world_size,
+                   peak_sum / world_size, measured_peak ? "sgemm 1024^3 measured per rank" : "--peak-gflops"));
+
+  if (mfu > 1)
+    line("  (MFU above 100%: the sgemm peak was measured low, e.g. on a busy machine; give --peak-gflops)");
+
+  // Per stage: mean over the stage's ranks of each layer and phase.
+  std::string json_layers, json_stages;
+  std::map<std::string, std::array<double, 3>> kinds;  // fwd s, bwd s, flops
+  std::vector<std::string> kind_order;
+  for (int s = 0; s < g.layout.pp; ++s) {
+    std::vector<int> ranks;
+    for (int r = 0; r < world_size; ++r)
+      if (static_cast<int>(at(r, kPp)) == s) ranks.push_back(r);
+    const double k = static_cast<double>(ranks.size());
+    auto mean = [&](int f) {
+      double x = 0;
+      for (int r : ranks) x += at(r, f);
+      return x / k;
+    };
+    const double step = mean(kStepSeconds);
+    std::string rl;
+    for (int r : ranks) rl += fmt::format("{}{}", rl.empty() ? "" : ",", r);
+    line("");
+    line(fmt::format("stage {} (ranks {}): {:.2f} ms per step", s, rl, ms(step)));
+    line(fmt::format("  {:<26} {:>9} {:>9} {:>7} {:>9} {:>9}", "layer", "fwd ms", "bwd ms", "share", "fwd GF/s", "bwd GF/s"));
+    double sum = 0;
+    for (int64_t l = 0; l < total_layers; ++l) {
+      if (mean(layer_at(static_cast<int>(l), kLOwned)) < 0.5) continue;
+      const double f = mean(layer_at(static_cast<int>(l), kLFwd)), b = mean(layer_at(static_cast<int>(l), kLBwd));
+      const double ff = mean(layer_at(static_cast<int>(l), kLFwdFlops)), bf = mean(layer_at(static_cast<int>(l), kLBwdFlops));
+      const double share = safe_div(f + b, step);
+      sum += share;
+      const std::string& name = all_names[l];
+      line(fmt::format("  {:<26} {:>9.3f} {:>9.3f} {:>6.1f}% {:>9.2f} {:>9.2f}", name, ms(f), ms(b), 100 * share,
+                       safe_div(ff, f) / 1e9, safe_div(bf, b) / 1e9));
+      json_layers += fmt::format(
+          "{}\n    {{\"name\": {}, \"kind\": {}, \"stage\": {}, \"fwd_ms\": {:.6f}, \"bwd_ms\": {:.6f}, \"share\": {:.6f}, "
+          "\"fwd_gflops\": {:.4f}, \"bwd_gflops\": {:.4f}, \"fwd_flops_per_step\": {:.6g}, \"bwd_flops_per_step\": {:.6g}}}",
+          json_layers.empty() ? "" : ",", json_string(name), json_string(layer_kind(name)), s, ms(f), ms(b), share,
+          safe_div(ff, f) / 1e9, safe_div(bf, b) / 1e9, ff / steps, bf / steps);
+      const std::string kind = layer_kind(name);
+      if (!kinds.count(kind)) kind_order.push_back(kind);
+      auto& kk = kinds[kind];
+      kk[0] += f;
+      kk[1] += b;
+      kk[2] += ff + bf;
+    }
+    const double data = mean(kData), opt = mean(kOptimizer), bubble = mean(kPpWait), dpw = mean(kDpWait);
+    const double other = step - (mean(kForward) + mean(kBackward) + data + opt + bubble + dpw);
+    for (auto [what, x] : {std::pair<const char*, double>{"data", data}, {"optimizer", opt},
+                           {"pipeline wait (bubble)", bubble}, {"dp reduction wait", dpw},
+                           {"other (comm, bookkeeping)", other}}) {
+      line(fmt::format("  {:<26} {:>9.3f} {:>9} {:>6.1f}%", what, ms(x), "", 100 * safe_div(x, step)));
+      sum += safe_div(x, step);
+    }
+    line(fmt::format("  {:<26} {:>9.3f} {:>9} {:>6.1f}%", "step", ms(step), "", 100 * sum));
+    json_stages += fmt::format(
+        "{}\n    {{\"stage\": {}, \"ranks\": [{}], \"step_ms\": {:.6f}, \"forward_ms\": {:.6f}, \"backward_ms\": {:.6f}, "
+        "\"data_ms\": {:.6f}, \"optimizer_ms\": {:.6f}, \"bubble_ms\": {:.6f}, \"bubble_share\": {:.6f}, "
+        "\"dp_wait_ms\": {:.6f}, \"other_ms\": {:.6f}}}",
+        json_stages.empty() ? "" : ",", s, rl, ms(step), ms(mean(kForward)), ms(mean(kBackward)), ms(data), ms(opt),
+        ms(bubble), safe_div(bubble, step), ms(dpw), ms(other));
+  }
+
+  // Per layer kind over the whole model: shares of all stages' step time.
+  double stage_steps = 0;
+  for (int s = 0; s < g.layout.pp; ++s) {
+    double x = 0, c = 0;
+    for (int r = 0; r < world_size; ++r)
+      if (static_cast<int>(at(r, kPp)) == s) x += at(r, kStepSeconds), c += 1;
+    stage_steps += x / c;
+  }
+  line("");
+  line(fmt::format("per layer kind (summed over stages; share of the stages' summed step time)"));
+  line(fmt::format("  {:<26} {:>9} {:>9} {:>7} {:>9}", "kind", "fwd ms", "bwd ms", "share", "GF/s"));
+  std::string json_kinds;
+  for (const auto& kind : kind_order) {
+    const auto& kk = kinds[kind];
+    line(fmt::format("  {:<26} {:>9.3f} {:>9.3f} {:>6.1f}% {:>9.2f}", kind, ms(kk[0]), ms(kk[1]),
+                     100 * safe_div(kk[0] + kk[1], stage_steps), safe_div(kk[2], kk[0] + kk[1]) / 1e9));
+    json_kinds += fmt::format("{}\n    {{\"kind\": {}, \"fwd_ms\": {:.6f}, \"bwd_ms\": {:.6f}, \"share\": {:.6f}, \"gflops\": {:.4f}}}",
+                              json_kinds.empty() ? "" : ",", json_string(kind), ms(kk[0]), ms(kk[1]),
+                              safe_div(kk[0] + kk[1], stage_steps), safe_div(kk[2], kk[0] + kk[1]) / 1e9);
+  }
+
+  // Communication: mean per rank and step over the group's members.
+  line("");
+  line("communication (mean per rank and step; busy = issue to completion, may overlap compute; tp time is also inside the layers)");
+  line(fmt::format("  {:<6} {:>5} {:>7} {:>10} {:>11} {:>9} {:>9}", "group", "size", "ops", "MiB", "blocked ms", "busy ms", "GB/s"));
+  std::string json_comm;
+  for (int i = 0; i < kNumGroups; ++i) {
+    double w = 0, bytes = 0, ops = 0, busy = 0, c = 0, size = 0;
+    for (int r = 0; r < world_size; ++r) {
+      if (at(r, group_at(i, kGSize)) < 2) continue;
+      w += at(r, group_at(i, kGWait)), bytes += at(r, group_at(i, kGBytes)), ops += at(r, group_at(i, kGOps));
+      busy += at(r, group_at(i, kGBusy)), size = at(r, group_at(i, kGSize)), c += 1;
+    }
+    if (c == 0) continue;
+    w /= c, bytes /= c, ops /= c, busy /= c;
+    const double gbps = safe_div(bytes, busy) / 1e9;
+    line(fmt::format("  {:<6} {:>5.0f} {:>7.1f} {:>10.3f} {:>11.3f} {:>9.3f} {:>9.3f}", kGroups[i], size, ops / steps,
+                     bytes / steps / 1048576.0, ms(w), ms(busy), gbps));
+    json_comm += fmt::format("{}\n    {}: {{\"size\": {:.0f}, \"ops_per_step\": {:.3f}, \"bytes_per_step\": {:.1f}, "
+                             "\"blocked_ms\": {:.6f}, \"busy_ms\": {:.6f}, \"bandwidth_gbps\": {:.6f}}}",
+                             json_comm.empty() ? "" : ",", json_string(kGroups[i]), size, ops / steps, bytes / steps,
+                             ms(w), ms(busy), gbps);
+  }
+  if (json_comm.empty()) line("  (one rank per group: no communication)");
+  std::string json_overlap = "null";
+  if (g.layout.dp > 1) {
+    double span = 0, waited = 0;
+    for (int r = 0; r < world_size; ++r) span += at(r, kReduceSpan), waited += at(r, kDpWait);
+    span /= world_size, waited /= world_size;
+    const double hidden = span > 0 ? std::clamp(1.0 - waited / span, 0.0, 1.0) : 0.0;
+    line(fmt::format("  dp gradient reduction: buckets in flight {:.3f} ms (first issue to last completion), "
+                     "{:.3f} ms waited after the backward: {:.0f}% overlapped with the backward",
+                     ms(span), ms(waited), 100 * hidden));
+    json_overlap = fmt::format("{{\"in_flight_ms\": {:.6f}, \"waited_ms\": {:.6f}, \"overlapped\": {:.6f}}}", ms(span),
+                               ms(waited), hidden);
+  }
+
+  // Memory per rank.
+  line("");
+  line("memory per rank, MiB (measured | cost model)");
+  line(fmt::format("  {:<5} {:>8} {:>8} {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8} {:>8} {:>8} | {:>9}", "rank", "params",
+                   "grads", "optim", "activ", "total", "params", "grads", "optim", "activ", "total", "peak RSS"));
+  std::string json_mem;
+  for (int r = 0; r < world_size; ++r) {
+    const double mt = at(r, kParamBytes) + at(r, kGradBytes) + at(r, kOptBytes) + at(r, kActBytes);
+    const double pt = at(r, kPredParams) + at(r, kPredGrads) + at(r, kPredOpt) + at(r, kPredAct);
+    line(fmt::format("  {:<5} {:>8} {:>8} {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8} {:>8} {:>8} | {:>9}", r,
+                     mib(at(r, kParamBytes)), mib(at(r, kGradBytes)), mib(at(r, kOptBytes)), mib(at(r, kActBytes)),
+                     mib(mt), mib(at(r, kPredParams)), mib(at(r, kPredGrads)), mib(at(r, kPredOpt)),
+                     mib(at(r, kPredAct)), mib(pt), mib(at(r, kPeakRss))));
+    json_mem += fmt::format(
+        "{}\n    {{\"rank\": {}, \"dp\": {:.0f}, \"tp\": {:.0f}, \"pp\": {:.0f}, \"step_ms\": {:.6f}, "
+        "\"params_bytes\": {:.0f}, \"grads_bytes\": {:.0f}, \"optimizer_bytes\": {:.0f}, \"activation_bytes\": {:.0f}, "
+        "\"predicted\": {{\"params_bytes\": {:.0f}, \"grads_bytes\": {:.0f}, \"optimizer_bytes\": {:.0f}, "
+        "\"activation_bytes\": {:.0f}}}, \"peak_rss_bytes\": {:.0f}, \"peak_gflops\": {:.3f}}}",
+        json_mem.empty() ? "" : ",", r, at(r, kDp), at(r, kTp), at(r, kPp), ms(at(r, kStepSeconds)), at(r, kParamBytes),
+        at(r, kGradBytes), at(r, kOptBytes), at(r, kActBytes), at(r, kPredParams), at(r, kPredGrads),
+        at(r, kPredOpt), at(r, kPredAct), at(r, kPeakRss), at(r, kPeakGflops));
+  }
+  line("  (activations measured as the heap growth while the stage's buffers were planned; predicted = Cost::act_bytes x micro-batches in flight)");
+
+  const std::string json = fmt::format(
+      "{{\n  \"config\": {},\n  \"model\": {},\n  \"layout\": {{\"dp\": {}, \"tp\": {}, \"pp\": {}}},\n  \"world\": {},\n"
+      "  \"threads\": {},\n  \"steps\": {},\n  \"warmup\": {},\n  \"step_ms\": {:.6f},\n  \"items_per_second\": {:.3f},\n"
+      "  \"unit\": {},\n  \"model_flops_per_step\": {:.6g},\n  \"peak_gflops\": {:.4f},\n  \"peak_source\": {},\n"
+      "  \"mfu\": {:.6f},\n  \"stages\": [{}\n  ],\n  \"layers\": [{}\n  ],\n  \"kinds\": [{}\n  ],\n"
+      "  \"comm\": {{{}\n  }},\n  \"dp_overlap\": {},\n  \"ranks\": [{}\n  ]\n}}\n",
+      json_string(o.config_path), json_string(cfg.model.type), g.layout.dp, g.layout.tp, g.layout.pp, world_size,
+      cpu::num_threads(), o.steps, o.warmup, 1e3 * slowest, items_per_second, json_string(unit), at(0, kModelFlops),
+      peak_sum / world_size, json_string(measured_peak ? "sgemm" : "flag"), mfu, json_stages, json_layers, json_kinds,
+      json_comm, json_overlap, json_mem);
+  write_file(out / "profile.json", json);
+  line("");
+  line(fmt::format("wrote {} (open in https://ui.perfetto.dev or chrome://tracing) and {}",
+                   (out / "trace.json").string(), (out / "profile.json").string()));
+  return txt;
+}
+
+}  // namespace dtrain

@@ -1,0 +1,180 @@
+#include "train/profiler.h"
+
+#include <malloc.h>
+
+#include <algorithm>
+#include <cctype>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "kernels/cpu/gemm.h"
+
+namespace dtrain {
+
+Profiler::Profiler(bool record_events) : record_(record_events), origin_(Clock::now()) {}
+
+void Profiler::set_layers(std::vector<std::string> names) {
+  names_ = std::move(names);
+  fwd_.assign(names_.size() + 1, 0.0);
+  bwd_.assign(names_.size() + 1, 0.0);
+}
+
+void Profiler::reset() {
+  std::fill(fwd_.begin(), fwd_.end(), 0.0);
+  std::fill(bwd_.begin(), bwd_.end(), 0.0);
+  std::fill(std::begin(totals_), std::end(totals_), 0.0);
+  events_.clear();
+  comm_.clear();
+  in_reduction_ = false;
+  reduce_first_issue_ = reduce_last_done_ = -1;
+  reduce_span_ = 0;
+  origin_ = Clock::now();
+}
+
+double Profiler::layer_seconds(size_t index, bool backward) const {
+  const auto& v = backward ? bwd_ : fwd_;
+  return index < v.size() ? v[index] : 0.0;
+}
+
+void Profiler::add(Kind kind, int index, int micro, Clock::time_point t0, Clock::time_point t1) {
+  const double b = since(t0), e = since(t1), d = e - b;
+  totals_[static_cast<size_t>(kind)] += d;
+  const bool layer = kind == Kind::forward || kind == Kind::backward;
+  if (layer && index >= 0) {
+    auto& v = kind == Kind::backward ? bwd_ : fwd_;
+    if (static_cast<size_t>(index) >= v.size()) v.resize(index + 1, 0.0);
+    v[index] += d;
+  }
+  if (kind == Kind::dp_wait) close_reduction(e);
+  if (!record_) return;
+  TraceEvent ev;
+  ev.begin = b;
+  ev.end = e;
+  ev.micro = micro;
+  switch (kind) {
+    case Kind::forward:
+    case Kind::backward: {
+      const bool bwd = kind == Kind::backward;
+      const std::string& n = static_cast<size_t>(index) < names_.size() ? names_[index] : std::string("loss");
+      ev.name = n + (bwd ? " bwd" : " fwd");
+      ev.cat = n == "loss" ? "loss" : (bwd ? "backward" : "forward");
+      break;
+    }
+    case Kind::data: ev.name = ev.cat = "data"; break;
+    case Kind::optimizer: ev.name = ev.cat = "optimizer"; break;
+    case Kind::pp_wait:
+      ev.name = "pipeline wait";
+      ev.cat = "bubble";
+      ev.stream = TraceEvent::Stream::comm;
+      break;
+    case Kind::dp_wait:
+      ev.name = "gradient reduction wait";
+      ev.cat = "dp_wait";
+      ev.stream = TraceEvent::Stream::comm;
+      break;
+    case Kind::count: break;
+  }
+  // Waits are shown through the collectives themselves on the comm stream.
+  if (ev.stream == TraceEvent::Stream::compute) events_.push_back(std::move(ev));
+}
+
+void Profiler::mark_reduction_begin() {
+  in_reduction_ = true;
+  reduce_first_issue_ = reduce_last_done_ = -1;
+}
+
+void Profiler::close_reduction(double end) {
+  if (!in_reduction_) return;
+  in_reduction_ = false;
+  if (reduce_first_issue_ >= 0) reduce_span_ += std::max(0.0, reduce_last_done_ - reduce_first_issue_);
+}
+
+void Profiler::add_comm(const std::string& group, const char* op, double bytes, Clock::time_point issued,
+                        Clock::time_point completed) {
+  const double b = since(issued), e = since(completed);
+  auto it = std::find_if(comm_.begin(), comm_.end(), [&](const auto& g) { return g.first == group; });
+  if (it == comm_.end()) it = comm_.insert(comm_.end(), {group, CommTotals{}});
+  it->second.ops += 1;
+  it->second.bytes += bytes;
+  it->second.busy_seconds += e - b;
+  if (in_reduction_ && group == "dp" && std::string(op) == "all_reduce") {
+    if (reduce_first_issue_ < 0 || b < reduce_first_issue_) reduce_first_issue_ = b;
+    reduce_last_done_ = std::max(reduce_last_done_, e);
+  }
+  if (!record_) return;
+  TraceEvent ev;
+  ev.stream = TraceEvent::Stream::comm;
+  ev.name = fmt::format("{} {}", group, op);
+  ev.cat = group;
+  ev.begin = b;
+  ev.end = e;
+  ev.bytes = bytes;
+  events_.push_back(std::move(ev));
+}
+
+CommTotals Profiler::comm(const std::string& group) const {
+  for (const auto& g : comm_)
+    if (g.first == group) return g.second;
+  return {};
+}
+
+double heap_bytes() {
+  const struct mallinfo2 mi = mallinfo2();
+  return static_cast<double>(mi.uordblks) + static_cast<double>(mi.hblkhd);
+}
+
+double peak_rss_bytes() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) {
+      std::istringstream s(line.substr(6));
+      double kb = 0;
+      s >> kb;
+      return kb * 1024.0;
+    }
+  }
+  return 0;
+}
+
+double measure_sgemm_gflops(int n, int reps) {
+  std::vector<float> a(static_cast<size_t>(n) * n, 0.5f), b(static_cast<size_t>(n) * n, 0.25f),
+      c(static_cast<size_t>(n) * n);
+  double best = 0;
+  for (int r = 0; r < reps; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    cpu::gemm<float>(false, false, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (s > 0) best = std::max(best, 2.0 * n * n * static_cast<double>(n) / s / 1e9);
+  }
+  return best;
+}
+
+std::string breakdown_line(const Profiler& p, double seconds, double comm_seconds) {
+  if (seconds <= 0) return "";
+  auto pct = [&](double x) { return 100.0 * x / seconds; };
+  using K = Profiler::Kind;
+  return fmt::format(" | fwd {:.0f}% bwd {:.0f}% comm {:.0f}% opt {:.0f}% data {:.0f}%", pct(p.seconds(K::forward)),
+                     pct(p.seconds(K::backward)), pct(comm_seconds), pct(p.seconds(K::optimizer)),
+                     pct(p.seconds(K::data)));
+}
+
+std::string layer_kind(const std::string& name) {
+  std::string out;
+  size_t i = 0;
+  while (i <= name.size()) {
+    size_t j = name.find('.', i);
+    if (j == std::string::npos) j = name.size();
+    const std::string part = name.substr(i, j - i);
+    const bool numeric = !part.empty() && std::all_of(part.begin(), part.end(), [](unsigned char ch) {
+      return std::isdigit(ch) != 0;
+    });
+    if (!numeric && !part.empty()) out += (out.empty() ? "" : ".") + part;
+    i = j + 1;
+  }
+  return out.empty() ? name : out;
+}
+
+}  // namespace dtrain

@@ -1,0 +1,136 @@
+// Where a step's time goes, measured on one rank. The trainer holds an
+// optional Profiler* (TrainerOptions::profiler) and wraps its top-level layer
+// loops, the loss, the data fill, the pipeline waits, the exposed gradient
+// reduction and the optimizer in Profiler::Scope timers: one steady_clock
+// read at each end, so `dtrain run` with log.profile = true can afford them.
+// `dtrain profile` also records every scope (and every collective, through
+// RecordingCommunicator) as a trace event for the Chrome trace.
+//
+// A Profiler belongs to one trainer on one rank; nothing here is global.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace dtrain {
+
+// One interval on one of a rank's two streams, in seconds since the
+// profiler's origin.
+struct TraceEvent {
+  enum class Stream : uint8_t { compute, comm };
+  Stream stream = Stream::compute;
+  std::string name;  // "blocks.1 fwd", "dp all_reduce"
+  std::string cat;   // "forward", "backward", "loss", "data", "optimizer", "dp", "pp", ...
+  double begin = 0;
+  double end = 0;
+  int micro = -1;     // micro-batch, -1 for none
+  double bytes = -1;  // payload of a collective, -1 for none
+};
+
+// A communicator's operations since reset(): busy = the sum of their
+// issue-to-completion times (they may overlap each other and compute).
+struct CommTotals {
+  double ops = 0, bytes = 0, busy_seconds = 0;
+};
+
+class Profiler {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  // What a scope measures. Layers and the loss are indexed per stage.
+  enum class Kind : uint8_t { forward, backward, data, optimizer, pp_wait, dp_wait, count };
+
+  // `record_events`: keep a TraceEvent per scope (for the trace file).
+  explicit Profiler(bool record_events = false);
+
+  // This stage's top-level layer names; the loss (last stage only) is
+  // counted at index names.size() under the name "loss".
+  void set_layers(std::vector<std::string> names);
+  const std::vector<std::string>& layer_names() const { return names_; }
+
+  // Resets the accumulators and the events, and sets the time origin to now
+  // (called after a world barrier, so every rank shares it closely).
+  void reset();
+
+  class Scope {
+   public:
+    // p == nullptr: does nothing. `index`: the layer for forward/backward.
+    Scope(Profiler* p, Kind kind, int index = -1, int micro = -1)
+        : p_(p), kind_(kind), index_(index), micro_(micro) {
+      if (p_) t0_ = Clock::now();
+    }
+    ~Scope() {
+      if (p_) p_->add(kind_, index_, micro_, t0_, Clock::now());
+    }
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+
+   private:
+    Profiler* p_;
+    Kind kind_;
+    int index_, micro_;
+    Clock::time_point t0_;
+  };
+
+  void add(Kind kind, int index, int micro, Clock::time_point t0, Clock::time_point t1);
+  // A communicator operation from issue to completion (completion = when a
+  // wait() returned or a test() first said done).
+  void add_comm(const std::string& group, const char* op, double bytes, Clock::time_point issued,
+                Clock::time_point completed);
+  // The last backward (the one that completes the gradients) starts: the
+  // data-parallel buckets issued from now until the dp_wait scope ends
+  // belong to the step's gradient reduction.
+  void mark_reduction_begin();
+
+  // Bytes the heap grew by while the model's activation buffers were planned.
+  void set_plan_bytes(double b) { plan_bytes_ = b; }
+  double plan_bytes() const { return plan_bytes_; }
+
+  // Accumulated seconds since reset().
+  double layer_seconds(size_t index, bool backward) const;
+  double seconds(Kind kind) const { return totals_[static_cast<size_t>(kind)]; }
+  // Data-parallel gradient reduction: seconds from the first bucket's issue
+  // to the last one's completion, summed over steps (0 when dp = 1).
+  double reduction_span_seconds() const { return reduce_span_; }
+  const std::vector<TraceEvent>& events() const { return events_; }
+  // Per group name ("dp", "tp", "pp", "embed"); zeros for one never seen.
+  CommTotals comm(const std::string& group) const;
+  double now() const { return since(Clock::now()); }
+
+ private:
+  double since(Clock::time_point t) const { return std::chrono::duration<double>(t - origin_).count(); }
+  void close_reduction(double end);
+
+  bool record_;
+  Clock::time_point origin_;
+  std::vector<std::string> names_;
+  std::vector<double> fwd_, bwd_;  // per layer (+ loss)
+  double totals_[static_cast<size_t>(Kind::count)] = {};
+  double plan_bytes_ = 0;
+  std::vector<TraceEvent> events_;
+  std::vector<std::pair<std::string, CommTotals>> comm_;
+  // The current step's reduction window.
+  bool in_reduction_ = false;
+  double reduce_first_issue_ = -1, reduce_last_done_ = -1, reduce_span_ = 0;
+};
+
+// Bytes the heap holds now (glibc mallinfo2: arena plus mmap'd blocks).
+double heap_bytes();
+// Peak resident set of this process (VmHWM), bytes; 0 if unknown.
+double peak_rss_bytes();
+// The best GFLOP/s of an n x n x n sgemm through cpu::gemm with the current
+// thread count, over `reps` runs: the MFU denominator.
+double measure_sgemm_gflops(int n = 1024, int reps = 4);
+
+// The progress line's breakdown for `dtrain run` with log.profile:
+// " | fwd 41% bwd 47% comm 6% opt 3% data 1%", shares of `seconds` (the
+// interval's step time); comm = time blocked in any communicator
+// (comm_seconds, which counts tp waits inside the layers as well).
+std::string breakdown_line(const Profiler& p, double seconds, double comm_seconds);
+
+// "blocks.3" -> "blocks", "stages.1.blocks.0" -> "stages.blocks".
+std::string layer_kind(const std::string& name);
+
+}  // namespace dtrain

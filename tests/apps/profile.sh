@@ -1,0 +1,88 @@
+# dtrain profile on the tiny GPT, on one process and on 2 ranks (pp=2, dp=2):
+# the table lists every top-level layer and the loss, each stage's shares add
+# up to ~100%, trace.json is JSON with events from every rank on both streams,
+# profile.json has the documented fields, and log.profile adds a breakdown to
+# `dtrain run`'s progress lines.
+source "$(dirname "$0")/common.bash"
+MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
+make_tokens
+tiny_gpt_config
+base=(--steps 3 --warmup 1 --set train.threads=1 --set model.n_head=4)
+
+check() {  # check DIR RANKS: the report in $WORK/out and the files in DIR
+  for layer in embed blocks.0 blocks.1 ln_f lm_head loss; do
+    grep -qE "^  $layer +[0-9]" "$WORK/out" || { cat "$WORK/out"; fail "$1: no row for $layer"; }
+  done
+  grep -q "^per layer kind" "$WORK/out" || fail "$1: no per-kind table"
+  grep -qE "^  blocks +[0-9]" "$WORK/out" || fail "$1: no blocks kind row"
+  grep -q "^memory per rank" "$WORK/out" || fail "$1: no memory table"
+  grep -q "MFU" "$WORK/out" || fail "$1: no MFU"
+  python3 - "$WORK/out" "$1" "$2" <<'PY' || { cat "$WORK/out"; fail "$1: report or files wrong"; }
+import json, re, sys
+out, d, ranks = open(sys.argv[1]).read().splitlines(), sys.argv[2], int(sys.argv[3])
+# Each stage block: the rows' shares add up to the step's (100% within 2%).
+stages, cur = [], None
+for l in out:
+    if l.startswith("stage "): cur = []; stages.append(cur); continue
+    if cur is None: continue
+    if not l.startswith("  "): cur = None; continue
+    m = re.search(r"(-?[0-9.]+)%", l)
+    if m and not l.strip().startswith("step"): cur.append(float(m.group(1)))
+assert stages, "no stage table"
+for s in stages:
+    assert abs(sum(s) - 100) < 2, ("shares", s, sum(s))
+t = json.load(open(d + "/trace.json"))
+ev = t["traceEvents"]
+names = {(e["pid"], e["tid"]): e["args"]["name"] for e in ev if e["ph"] == "M" and e["name"] == "thread_name"}
+xs = [e for e in ev if e["ph"] == "X"]
+for r in range(ranks):
+    streams = {names[(e["pid"], e["tid"])].split()[0] for e in xs if e["pid"] == r}
+    assert streams == {"compute", "comm"}, (r, streams)
+    assert any(e["name"] == "blocks.1 bwd" or e["name"] == "blocks.0 bwd" for e in xs if e["pid"] == r)
+assert {e["pid"] for e in xs} == set(range(ranks))
+for e in xs: assert e["dur"] >= 0 and e["ts"] >= 0
+p = json.load(open(d + "/profile.json"))
+for k in ["layout", "world", "steps", "warmup", "step_ms", "items_per_second", "unit", "model_flops_per_step",
+          "peak_gflops", "peak_source", "mfu", "stages", "layers", "kinds", "comm", "dp_overlap", "ranks"]:
+    assert k in p, k
+assert p["world"] == ranks and p["steps"] == 3 and p["peak_gflops"] > 0
+assert [l["name"] for l in p["layers"]] == ["embed", "blocks.0", "blocks.1", "ln_f", "lm_head", "loss"], p["layers"]
+for l in p["layers"]: assert l["fwd_ms"] > 0 and l["fwd_gflops"] >= 0
+for s in p["stages"]:
+    for k in ["step_ms", "forward_ms", "backward_ms", "data_ms", "optimizer_ms", "bubble_ms", "bubble_share", "dp_wait_ms"]:
+        assert k in s, k
+assert {k["kind"] for k in p["kinds"]} >= {"embed", "blocks", "ln_f", "lm_head", "loss"}
+for r in p["ranks"]:
+    for k in ["params_bytes", "grads_bytes", "optimizer_bytes", "activation_bytes", "predicted", "peak_gflops"]:
+        assert k in r, k
+    assert r["params_bytes"] > 0 and r["predicted"]["params_bytes"] > 0
+    assert r["activation_bytes"] > 0
+PY
+}
+
+expect_exit 0 "$DTRAIN" profile "$WORK/tiny.toml" "${base[@]}" --out "$WORK/one"
+check "$WORK/one" 1
+grep -q "one rank per group" "$WORK/out" || fail "one process: communication not marked as absent"
+
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" profile "$WORK/tiny.toml" "${base[@]}" --out "$WORK/pp" \
+  --set parallel.pp=2
+check "$WORK/pp" 2
+grep -q "^stage 1 (ranks 1)" "$WORK/out" || fail "pp=2: no stage 1"
+grep -qE "^  pp +2 " "$WORK/out" || fail "pp=2: no pp row"
+grep -q "pipeline wait (bubble)" "$WORK/out" || fail "pp=2: no bubble row"
+[ ! -e "$WORK/pp/trace.rank1.part" ] || fail "trace fragments left behind"
+
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" profile "$WORK/tiny.toml" "${base[@]}" --out "$WORK/dp" \
+  --set parallel.dp=2 --set train.grad_accum=1 --peak-gflops 10
+check "$WORK/dp" 2
+grep -q "dp gradient reduction: buckets in flight" "$WORK/out" || fail "dp=2: no overlap line"
+grep -q "10.0 GFLOP/s (--peak-gflops)" "$WORK/out" || fail "--peak-gflops not used"
+python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); o=p["dp_overlap"]; assert 0<=o["overlapped"]<=1 and p["comm"]["dp"]["ops_per_step"]>0' \
+  "$WORK/dp/profile.json" || fail "dp=2: profile.json lacks the dp numbers"
+
+# Light profiling in `dtrain run`.
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=8 --set log.every=4 --set log.profile=true \
+  --set train.threads=1 --out "$WORK/run"
+grep -qE "step +8/8 .* \| fwd [0-9]+% bwd [0-9]+% comm [0-9]+% opt [0-9]+% data [0-9]+%" "$WORK/out" \
+  || { cat "$WORK/out"; fail "log.profile: no breakdown on the progress line"; }
+echo "profile: ok"
