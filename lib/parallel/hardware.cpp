@@ -1,0 +1,251 @@
+// Hardware presets and the hardware file format. Preset figures are vendor
+// peaks (dense, no sparsity) with achievable fractions from published
+// measurements; cpu-local was measured on the 2-core machine this project is
+// developed on (numbers and commands in docs/planner.md).
+#include "parallel/hardware.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <toml.hpp>
+
+#include "core/error.h"
+
+namespace dtrain {
+
+namespace {
+
+constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+constexpr double kG = 1e9, kT = 1e12, kUs = 1e-6;
+
+Hardware h100_sxm() {
+  Hardware h;
+  h.name = "h100-sxm";
+  h.description =
+      "NVIDIA H100 SXM 80 GB, 8 per node (DGX H100): NVLink 4 through NVSwitch, one 400 Gb/s "
+      "InfiniBand NDR port per GPU; vendor peaks, assumed achievable fractions";
+  h.memory_bytes = 80 * kGiB;
+  h.usable_memory_fraction = 0.9;
+  h.peak_fp32 = 67 * kT;   // without tensor cores (TF32 would be 494)
+  h.peak_bf16 = 989 * kT;  // dense
+  h.efficiency = 0.55;
+  h.memory_bandwidth = 3350 * kG;
+  h.layer_overhead = 40 * kUs;
+  h.devices_per_node = 8;
+  h.intra = {400 * kG, 3 * kUs};  // NCCL all-reduce bus bandwidth of about 400-480 GB/s
+  h.inter = {45 * kG, 6 * kUs};   // 50 GB/s per port, about 90% achieved
+  h.overlap = 0.9;
+  return h;
+}
+
+Hardware a100_80gb() {
+  Hardware h;
+  h.name = "a100-80gb";
+  h.description =
+      "NVIDIA A100 SXM 80 GB, 8 per node (DGX A100): NVLink 3 through NVSwitch, one 200 Gb/s "
+      "InfiniBand HDR port per GPU; vendor peaks, assumed achievable fractions";
+  h.memory_bytes = 80 * kGiB;
+  h.usable_memory_fraction = 0.9;
+  h.peak_fp32 = 19.5 * kT;
+  h.peak_bf16 = 312 * kT;
+  h.efficiency = 0.6;
+  h.memory_bandwidth = 2039 * kG;
+  h.layer_overhead = 40 * kUs;
+  h.devices_per_node = 8;
+  h.intra = {230 * kG, 3 * kUs};
+  h.inter = {22 * kG, 6 * kUs};
+  h.overlap = 0.9;
+  return h;
+}
+
+// Calibrated on this project's 2-core x86 machine run as up to 4 ranks
+// (mpirun --oversubscribe, one thread each): see docs/planner.md.
+Hardware cpu_local() {
+  Hardware h;
+  h.name = "cpu-local";
+  h.description =
+      "this 2-core CPU machine as up to 4 one-thread MPI ranks over shared memory; peak = "
+      "sgemm_peak with 2 threads / 4 ranks, links from comm_bench -np 4 (tools/bench/calibrate_cpu.sh)";
+  h.memory_bytes = 24 * kGiB / 4;
+  h.usable_memory_fraction = 0.8;
+  h.peak_fp32 = 25 * kG;
+  h.peak_bf16 = 0;
+  h.efficiency = 0.6;
+  h.memory_bandwidth = 2 * kG;
+  h.layer_overhead = 50 * kUs;
+  h.devices_per_node = 4;
+  h.intra = {1 * kG, 30 * kUs};
+  h.inter = {1 * kG, 30 * kUs};
+  h.overlap = 0.3;
+  return h;
+}
+
+using Table = std::map<std::string, std::map<std::string, double>>;
+
+// The file's layout: [section] key = number, with the unit in the key's name.
+struct FileKey {
+  const char* section;
+  const char* key;
+  double scale;       // file unit -> SI
+  double Hardware::*field;
+  bool required;
+};
+
+const std::vector<FileKey>& file_keys() {
+  static const std::vector<FileKey> keys = {
+      {"device", "memory_gib", kGiB, &Hardware::memory_bytes, true},
+      {"device", "usable_memory_fraction", 1, &Hardware::usable_memory_fraction, false},
+      {"device", "peak_tflops_fp32", kT, &Hardware::peak_fp32, true},
+      {"device", "peak_tflops_bf16", kT, &Hardware::peak_bf16, false},
+      {"device", "efficiency", 1, &Hardware::efficiency, false},
+      {"device", "memory_bandwidth_gbs", kG, &Hardware::memory_bandwidth, true},
+      {"device", "layer_overhead_us", kUs, &Hardware::layer_overhead, false},
+      {"node", "overlap", 1, &Hardware::overlap, false},
+  };
+  return keys;
+}
+
+double& link_field(Hardware& h, const std::string& section, const std::string& key) {
+  Link& l = section == "intra" ? h.intra : h.inter;
+  return key == "bandwidth_gbs" ? l.bandwidth : l.latency;
+}
+
+[[noreturn]] void bad(const std::string& name, const toml::value& v, const std::string& what) {
+  throw ConfigError(fmt::format("{}:{}: {}", name, v.location().line(), what));
+}
+
+double number(const std::string& name, const std::string& key, const toml::value& v) {
+  if (v.is_integer()) return static_cast<double>(v.as_integer());
+  if (v.is_floating()) return v.as_floating();
+  bad(name, v, fmt::format("{}: expected a number", key));
+}
+
+}  // namespace
+
+double Hardware::peak(const std::string& precision) const {
+  const double p = precision == "bf16" ? peak_bf16 : precision == "fp32" ? peak_fp32 : -1;
+  if (p < 0) throw ConfigError(fmt::format("precision '{}': expected fp32 or bf16", precision));
+  if (p == 0) throw ConfigError(fmt::format("hardware '{}' has no {} peak", name, precision));
+  return p;
+}
+
+std::vector<std::string> hardware_presets() { return {"h100-sxm", "a100-80gb", "cpu-local"}; }
+
+Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
+  toml::value doc;
+  try {
+    std::istringstream in(text);
+    doc = toml::parse(in, name);
+  } catch (const toml::exception& e) {
+    std::string what = e.what();
+    throw ConfigError(fmt::format("{}: TOML syntax error: {}", name, what.substr(0, what.find('\n'))));
+  }
+  Hardware h;
+  h.name = name;
+  h.usable_memory_fraction = 0.9;
+  h.efficiency = 0.5;
+  h.overlap = 1.0;
+  std::set<std::string> seen;
+  for (const auto& [section, body] : doc.as_table()) {
+    if (section == "name" || section == "description") {
+      if (!body.is_string()) bad(name, body, fmt::format("{}: expected a string", section));
+      (section == "name" ? h.name : h.description) = body.as_string().str;
+      continue;
+    }
+    if (section == "calibration") continue;  // free-form: how the numbers were measured
+    if (!body.is_table()) bad(name, body, fmt::format("unknown key '{}'", section));
+    for (const auto& [key, v] : body.as_table()) {
+      const std::string full = section + "." + key;
+      seen.insert(full);
+      if (section == "node" && key == "devices") {
+        if (!v.is_integer() || v.as_integer() < 1) bad(name, v, "node.devices: expected an integer >= 1");
+        h.devices_per_node = static_cast<int>(v.as_integer());
+        continue;
+      }
+      if ((section == "intra" || section == "inter") && (key == "bandwidth_gbs" || key == "latency_us")) {
+        link_field(h, section, key) = number(name, full, v) * (key == "bandwidth_gbs" ? kG : kUs);
+        continue;
+      }
+      const FileKey* fk = nullptr;
+      for (const FileKey& k : file_keys())
+        if (section == k.section && key == k.key) fk = &k;
+      if (!fk) bad(name, v, fmt::format("unknown key '{}'", full));
+      h.*(fk->field) = number(name, full, v) * fk->scale;
+    }
+  }
+  std::vector<std::string> missing;
+  for (const FileKey& k : file_keys())
+    if (k.required && !seen.count(std::string(k.section) + "." + k.key))
+      missing.push_back(std::string(k.section) + "." + k.key);
+  for (const char* k : {"node.devices", "intra.bandwidth_gbs", "intra.latency_us", "inter.bandwidth_gbs",
+                        "inter.latency_us"})
+    if (!seen.count(k)) missing.push_back(k);
+  if (!missing.empty())
+    throw ConfigError(fmt::format("{}: missing {}", name, fmt::join(missing, ", ")));
+  std::vector<std::string> problems;
+  auto positive = [&](const char* what, double x) {
+    if (!(x > 0)) problems.push_back(fmt::format("{}: {} must be positive", name, what));
+  };
+  positive("device.memory_gib", h.memory_bytes);
+  positive("device.peak_tflops_fp32", h.peak_fp32);
+  positive("device.memory_bandwidth_gbs", h.memory_bandwidth);
+  positive("intra.bandwidth_gbs", h.intra.bandwidth);
+  positive("inter.bandwidth_gbs", h.inter.bandwidth);
+  auto fraction = [&](const char* what, double x) {
+    if (!(x > 0 && x <= 1)) problems.push_back(fmt::format("{}: {} must be in (0, 1]", name, what));
+  };
+  fraction("device.usable_memory_fraction", h.usable_memory_fraction);
+  fraction("device.efficiency", h.efficiency);
+  if (!(h.overlap >= 0 && h.overlap <= 1)) problems.push_back(fmt::format("{}: node.overlap must be in [0, 1]", name));
+  if (h.peak_bf16 < 0 || h.layer_overhead < 0 || h.intra.latency < 0 || h.inter.latency < 0)
+    problems.push_back(fmt::format("{}: peaks, overheads and latencies cannot be negative", name));
+  if (!problems.empty()) throw ConfigError(problems);
+  return h;
+}
+
+Hardware load_hardware(const std::string& name_or_path) {
+  if (name_or_path == "h100-sxm") return h100_sxm();
+  if (name_or_path == "a100-80gb") return a100_80gb();
+  if (name_or_path == "cpu-local") return cpu_local();
+  const bool path = name_or_path.find('/') != std::string::npos || name_or_path.ends_with(".toml");
+  if (!path)
+    throw ConfigError(fmt::format("hardware '{}': not a preset ({}) nor a .toml file", name_or_path,
+                                  fmt::join(hardware_presets(), ", ")));
+  std::ifstream in(name_or_path, std::ios::binary);
+  if (!in)
+    throw ConfigError(fmt::format("{}: cannot read hardware file: {}", name_or_path, std::strerror(errno)));
+  std::ostringstream text;
+  text << in.rdbuf();
+  return parse_hardware_toml(text.str(), name_or_path);
+}
+
+std::string write_hardware_toml(const Hardware& h) {
+  auto num = [](double x) { return fmt::format("{:.6g}", x); };
+  std::string out;
+  out += "# dtrain hardware description (format: docs/planner.md)\n";
+  out += fmt::format("name = \"{}\"\n", h.name);
+  out += fmt::format("description = \"{}\"\n\n", h.description);
+  out += "[device]\n";
+  out += fmt::format("memory_gib = {}\n", num(h.memory_bytes / kGiB));
+  out += fmt::format("usable_memory_fraction = {}\n", num(h.usable_memory_fraction));
+  out += fmt::format("peak_tflops_fp32 = {}\n", num(h.peak_fp32 / kT));
+  out += fmt::format("peak_tflops_bf16 = {}\n", num(h.peak_bf16 / kT));
+  out += fmt::format("efficiency = {}\n", num(h.efficiency));
+  out += fmt::format("memory_bandwidth_gbs = {}\n", num(h.memory_bandwidth / kG));
+  out += fmt::format("layer_overhead_us = {}\n\n", num(h.layer_overhead / kUs));
+  out += "[node]\n";
+  out += fmt::format("devices = {}\n", h.devices_per_node);
+  out += fmt::format("overlap = {}\n\n", num(h.overlap));
+  for (auto [section, link] : {std::pair{"intra", &h.intra}, std::pair{"inter", &h.inter}}) {
+    out += fmt::format("[{}]\n", section);
+    out += fmt::format("bandwidth_gbs = {}\n", num(link->bandwidth / kG));
+    out += fmt::format("latency_us = {}\n\n", num(link->latency / kUs));
+  }
+  return out;
+}
+
+}  // namespace dtrain
