@@ -108,6 +108,12 @@ int main(int argc, char** argv) {
   plan->add_flag("--runnable", plan_cmd.runnable_only,
                  "Only layouts `dtrain run` can run as predicted (no what-ifs such as recomputation)");
 
+  std::string hardware_name;
+  auto* hardware = app.add_subcommand(
+      "hardware", "Print a hardware preset (or check and print a hardware file) in the TOML format that "
+                  "--hardware and parallel.hardware read");
+  hardware->add_option("name", hardware_name, "h100-sxm, a100-80gb, cpu-local, or a .toml file")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -119,6 +125,10 @@ int main(int argc, char** argv) {
   try {
     if (keys->parsed()) {
       if (world_rank == 0) std::fputs(dtrain::describe_keys().c_str(), stdout);
+      return kExitOk;
+    }
+    if (hardware->parsed()) {
+      if (world_rank == 0) std::fputs(dtrain::write_hardware_toml(dtrain::load_hardware(hardware_name)).c_str(), stdout);
       return kExitOk;
     }
     if (plan->parsed()) {
