@@ -109,6 +109,16 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& s
   Prediction r;
   r.c = c;
   r.pipeline_seconds = (m - 1) * work[busiest] + total_work;
+  // Devices sharing compute units (MPI ranks sharing CPU cores) each run at a
+  // whole unit's rate while the others wait, but together they cannot be
+  // busier than the node's units: the forward and backward passes of every
+  // device in the node, over its units, bound the pipeline from below.
+  const double share = static_cast<double>(std::min(c.devices(), hw.devices_per_node)) / hw.units();
+  if (share > 1) {
+    double busy = 0;  // per device, averaged over the stages
+    for (int s = 0; s < p; ++s) busy += m * (tf[s] + tb[s]) / p;
+    r.pipeline_seconds = std::max(r.pipeline_seconds, busy * share);
+  }
   r.compute_seconds = m * comp[busiest];
   r.tp_seconds = m * tpt[busiest];
   r.pp_seconds = m * ppt[busiest];
@@ -139,7 +149,8 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& s
     // norm read every gradient; the optimizer touches its shard), then the
     // ZeRO-1 all-gather of the updated parameters.
     const double owned = c.zero == 1 && d > 1 ? std::ceil(st.params / d) : st.params;
-    double update = (owned * sb.update_traffic + 2 * st.params * sb.grads) / hw.memory_bandwidth;
+    double update = (owned * sb.update_traffic + 2 * st.params * sb.grads) / hw.memory_bandwidth *
+                    std::max(1.0, share);  // every device of the node updates at once
     if (c.zero == 1 && d > 1) update += all_gather_seconds(st.params * sb.params, d, dp_link);
     optimizer = std::max(optimizer, update);
 

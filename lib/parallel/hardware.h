@@ -39,6 +39,12 @@ struct Hardware {
   // reduction makes progress (1 = fully concurrent, as with NCCL on its own
   // stream; less where communication competes with compute for the cores).
   double overlap = 1.0;
+  // Compute units the node's devices share; 0 = one each. Fewer than
+  // devices_per_node (several MPI ranks per CPU core): a device computes at a
+  // whole unit's rate while others wait, and the node's busy time is bounded
+  // by its units.
+  int compute_units = 0;
+  int units() const { return compute_units > 0 ? compute_units : devices_per_node; }
 
   // Peak FLOP/s for "fp32" or "bf16"; throws ConfigError for a precision the
   // device lacks.
