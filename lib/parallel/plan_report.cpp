@@ -62,8 +62,8 @@ std::string format_plan_text(const Plan& plan, int top) {
                      plan.seconds * 1e3, plan.feasible.size(), plan.rejected.size());
   const size_t shown = std::min<size_t>(plan.feasible.size(), top > 0 ? static_cast<size_t>(top) : plan.feasible.size());
   if (shown > 0) {
-    double most = 0;
-    for (size_t i = 0; i < shown; ++i) most = std::max(most, plan.feasible[i].p.capacity);
+    double most = 0;  // GiB unless every listed layout needs less than one
+    for (size_t i = 0; i < shown; ++i) most = std::max(most, plan.feasible[i].p.memory.total());
     const bool in_gib = most >= kGiB;
     const double unit = in_gib ? kGiB : kMiB;
     auto mem = [&](double b) { return fmt::format("{:.1f}", b / unit); };
@@ -137,11 +137,11 @@ std::string format_plan_json(const Plan& plan, int top) {
   out += fmt::format(
       "  \"hardware\": {{\"name\": {}, \"memory_bytes\": {}, \"usable_memory_fraction\": {}, \"peak_fp32\": {}, "
       "\"peak_bf16\": {}, \"efficiency\": {}, \"memory_bandwidth\": {}, \"layer_overhead\": {}, "
-      "\"devices_per_node\": {}, \"intra\": {{\"bandwidth\": {}, \"latency\": {}}}, "
+      "\"devices_per_node\": {}, \"compute_units\": {}, \"intra\": {{\"bandwidth\": {}, \"latency\": {}}}, "
       "\"inter\": {{\"bandwidth\": {}, \"latency\": {}}}, \"overlap\": {}}},\n",
       json_string(hw.name), json_number(hw.memory_bytes), json_number(hw.usable_memory_fraction),
       json_number(hw.peak_fp32), json_number(hw.peak_bf16), json_number(hw.efficiency),
-      json_number(hw.memory_bandwidth), json_number(hw.layer_overhead), hw.devices_per_node,
+      json_number(hw.memory_bandwidth), json_number(hw.layer_overhead), hw.devices_per_node, hw.units(),
       json_number(hw.intra.bandwidth), json_number(hw.intra.latency), json_number(hw.inter.bandwidth),
       json_number(hw.inter.latency), json_number(hw.overlap));
   out += fmt::format("  \"evaluated\": {},\n  \"planning_seconds\": {},\n  \"feasible_count\": {},\n",

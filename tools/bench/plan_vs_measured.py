@@ -9,9 +9,9 @@ measured ones (table and Spearman rank correlation), as markdown.
       [--steps 5] [--out tools/bench/plan_results.md]
 
 Every layout runs once per round, the layouts in a different order each
-round; a layout's measured time is its fastest step over all rounds (each
-run's first step left out): other jobs on a shared machine only ever add
-time. The median step is reported beside it.
+round, so that other jobs on a shared machine slow them all alike; a
+layout's measured time is the median of its steps over all rounds (each
+run's first step left out), and its fastest step is reported beside it.
 """
 import argparse
 import json
@@ -105,7 +105,7 @@ def main():
     median = [sorted(s)[len(s) // 2] for s in steps_seen]
     rho_best = spearman(predicted, best)
     rho_median = spearman(predicted, median)
-    measured_rank = ranks_of(best)
+    measured_rank = ranks_of(median)
 
     hw = plan["hardware"]
     lines = [
@@ -122,23 +122,24 @@ def main():
         f"Every layout `dtrain plan --runnable` lists for {args.ranks} ranks ({len(cands)} of them: dp x tp x pp, "
         f"micro-batch size x count, ZeRO stage, schedule), each trained for {args.steps} steps under "
         f"`mpirun -np {args.ranks}` (one thread per rank) in each of {args.rounds} rounds, in a different order each "
-        f"round. Measured = the fastest step over all rounds (each run's first step left out); median = the median "
+        f"round. Measured = the median step over all rounds (each run's first step left out); fastest = the fastest "
         f"step. Hardware description `{hw['name']}`: peak {hw['peak_fp32'] / 1e9:.1f} GFLOP/s per rank x efficiency "
         f"{hw['efficiency']:.2f}, links {hw['intra']['bandwidth'] / 1e9:.2f} GB/s and {hw['intra']['latency'] * 1e6:.0f} us, "
-        f"overlap {hw['overlap']:.2f}, {hw['layer_overhead'] * 1e6:.0f} us per layer pass. "
+        f"overlap {hw['overlap']:.2f}, {hw['layer_overhead'] * 1e6:.0f} us per layer pass, {hw['devices_per_node']} "
+        f"ranks sharing {hw.get('compute_units') or hw['devices_per_node']} cores. "
         f"Load average {load_start[0]:.1f} at the start, {load_end[0]:.1f} at the end "
         f"({os.cpu_count()} cores, shared with other jobs); {time.time() - t0:.0f} s in all.",
         "",
-        f"**Spearman rank correlation, predicted vs measured: {rho_best:.3f}** (vs the median step: {rho_median:.3f}); "
-        f"the predicted best layout is measured #{measured_rank[0]:.0f} of {len(cands)}; "
-        f"the measured best is predicted #{ranks_of(predicted)[best.index(min(best))]:.0f}.",
+        f"**Spearman rank correlation, predicted vs measured (median step): {rho_median:.3f}** "
+        f"(vs the fastest step: {rho_best:.3f}); the predicted best layout is measured #{measured_rank[0]:.0f} of "
+        f"{len(cands)}; the measured best is predicted #{ranks_of(predicted)[median.index(min(median))]:.0f}.",
         "",
-        "| pred. # | layout (dp tp pp \\| mb x m \\| ZeRO \\| schedule) | predicted s | measured s | meas. # | median s | measured / predicted |",
+        "| pred. # | layout (dp tp pp \\| mb x m \\| ZeRO \\| schedule) | predicted s | measured s | meas. # | fastest s | measured / predicted |",
         "|---:|---|---:|---:|---:|---:|---:|",
     ]
     for i, c in enumerate(cands):
-        lines.append(f"| {i + 1} | {name(c)} | {predicted[i]:.4f} | {best[i]:.4f} | {measured_rank[i]:.0f} | "
-                     f"{median[i]:.4f} | {best[i] / predicted[i]:.2f} |")
+        lines.append(f"| {i + 1} | {name(c)} | {predicted[i]:.4f} | {median[i]:.4f} | {measured_rank[i]:.0f} | "
+                     f"{best[i]:.4f} | {median[i] / predicted[i]:.2f} |")
     text = "\n".join(lines) + "\n"
     with open(os.path.join(ROOT, args.out), "w") as f:
         f.write(text)
