@@ -7,7 +7,6 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <map>
 #include <set>
 #include <sstream>
 
@@ -231,27 +230,32 @@ Hardware load_hardware(const std::string& name_or_path) {
 }
 
 std::string write_hardware_toml(const Hardware& h) {
+  auto line = [](const char* key, const std::string& value, const char* help) {
+    return fmt::format("{:<30} # {}\n", fmt::format("{} = {}", key, value), help);
+  };
   auto num = [](double x) { return fmt::format("{:.6g}", x); };
-  std::string out;
-  out += "# dtrain hardware description (format: docs/planner.md)\n";
-  out += fmt::format("name = \"{}\"\n", h.name);
-  out += fmt::format("description = \"{}\"\n\n", h.description);
-  out += "[device]\n";
-  out += fmt::format("memory_gib = {}\n", num(h.memory_bytes / kGiB));
-  out += fmt::format("usable_memory_fraction = {}\n", num(h.usable_memory_fraction));
-  out += fmt::format("peak_tflops_fp32 = {}\n", num(h.peak_fp32 / kT));
-  out += fmt::format("peak_tflops_bf16 = {}\n", num(h.peak_bf16 / kT));
-  out += fmt::format("efficiency = {}\n", num(h.efficiency));
-  out += fmt::format("memory_bandwidth_gbs = {}\n", num(h.memory_bandwidth / kG));
-  out += fmt::format("layer_overhead_us = {}\n\n", num(h.layer_overhead / kUs));
-  out += "[node]\n";
-  out += fmt::format("devices = {}\n", h.devices_per_node);
-  out += fmt::format("overlap = {}\n", num(h.overlap));
-  out += fmt::format("compute_units = {}\n\n", h.compute_units);
+  auto quoted = [](const std::string& text) {
+    std::string out = "\"";
+    for (char ch : text) out += ch == '"' || ch == '\\' ? std::string("\\") + ch : std::string(1, ch);
+    return out + "\"";
+  };
+  std::string out = "# dtrain hardware description (format: docs/planner.md)\n";
+  out += fmt::format("name = {}\ndescription = {}\n\n[device]\n", quoted(h.name), quoted(h.description));
+  out += line("memory_gib", num(h.memory_bytes / kGiB), "memory per device");
+  out += line("usable_memory_fraction", num(h.usable_memory_fraction), "left after runtime, allocator slack, workspaces");
+  out += line("peak_tflops_fp32", num(h.peak_fp32 / kT), "peak per device");
+  out += line("peak_tflops_bf16", num(h.peak_bf16 / kT), "peak per device; 0 = no bf16");
+  out += line("efficiency", num(h.efficiency), "achievable fraction of peak for the layers' FLOPs");
+  out += line("memory_bandwidth_gbs", num(h.memory_bandwidth / kG), "for per-parameter passes (optimizer update)");
+  out += line("layer_overhead_us", num(h.layer_overhead / kUs), "fixed cost per layer per forward or backward");
+  out += "\n[node]\n";
+  out += line("devices", std::to_string(h.devices_per_node), "devices sharing the intra-node links");
+  out += line("overlap", num(h.overlap), "fraction of the backward the dp reduction overlaps");
+  out += line("compute_units", std::to_string(h.compute_units), "units the devices share (ranks per core); 0 = one each");
   for (auto [section, link] : {std::pair{"intra", &h.intra}, std::pair{"inter", &h.inter}}) {
-    out += fmt::format("[{}]\n", section);
-    out += fmt::format("bandwidth_gbs = {}\n", num(link->bandwidth / kG));
-    out += fmt::format("latency_us = {}\n\n", num(link->latency / kUs));
+    out += fmt::format("\n[{}]\n", section);
+    out += line("bandwidth_gbs", num(link->bandwidth / kG), "per device and direction (NCCL bus bandwidth)");
+    out += line("latency_us", num(link->latency / kUs), "per message or ring step");
   }
   return out;
 }

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
-#include <map>
 #include <optional>
+#include <tuple>
 
 #include "core/error.h"
 

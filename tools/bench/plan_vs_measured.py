@@ -12,6 +12,10 @@ Every layout runs once per round, the layouts in a different order each
 round, so that other jobs on a shared machine slow them all alike; a
 layout's measured time is the median of its steps over all rounds (each
 run's first step left out), and its fastest step is reported beside it.
+Also reported: the correlation per (dp, tp, pp) (the median over its
+micro-batch, ZeRO and schedule variants), and the noise floor: pairs that
+run the very same operations (one micro-batch: 1F1B and GPipe coincide)
+measured apart. The raw step times go to OUT with .json for .md.
 """
 import argparse
 import json
@@ -107,6 +111,28 @@ def main():
     rho_median = spearman(predicted, median)
     measured_rank = ranks_of(median)
 
+    with open(os.path.join(ROOT, os.path.splitext(args.out)[0] + ".json"), "w") as f:
+        json.dump({"plan": plan, "steps": steps_seen}, f)
+
+    # Per (dp, tp, pp): the median over its variants, predicted and measured.
+    groups = {}
+    for i, c in enumerate(cands):
+        groups.setdefault((c["dp"], c["tp"], c["pp"]), []).append(i)
+    def mid(xs):
+        xs = sorted(xs)
+        return (xs[(len(xs) - 1) // 2] + xs[len(xs) // 2]) / 2
+    layouts = sorted(groups)
+    lp = [mid([predicted[i] for i in groups[k]]) for k in layouts]
+    lm = [mid([median[i] for i in groups[k]]) for k in layouts]
+    rho_layout = spearman(lp, lm)
+    # Noise floor: identical operation sequences (pp > 1, one micro-batch, 1F1B vs GPipe).
+    twins = []
+    for i, c in enumerate(cands):
+        for j, d in enumerate(cands):
+            if i < j and c["micro_batches"] == 1 and c["pp"] > 1 and all(
+                    c[k] == d[k] for k in ("dp", "tp", "pp", "micro_batch", "micro_batches", "zero")):
+                twins.append(max(median[i], median[j]) / min(median[i], median[j]))
+
     hw = plan["hardware"]
     lines = [
         "# Planner vs measurement on this machine",
@@ -133,6 +159,19 @@ def main():
         f"**Spearman rank correlation, predicted vs measured (median step): {rho_median:.3f}** "
         f"(vs the fastest step: {rho_best:.3f}); the predicted best layout is measured #{measured_rank[0]:.0f} of "
         f"{len(cands)}; the measured best is predicted #{ranks_of(predicted)[median.index(min(median))]:.0f}.",
+        "",
+        f"Per (dp, tp, pp) layout (median over its variants), Spearman **{rho_layout:.3f}** over {len(layouts)} "
+        f"layouts. Noise floor: {len(twins)} pairs that run identical operations (one micro-batch, 1F1B vs GPipe) "
+        f"were measured {', '.join(f'{x:.2f}x' for x in twins)} apart"
+        + (f" (mean {sum(twins) / len(twins):.2f}x)" if twins else "") + "; the predictions of most layouts "
+        f"differ by less than that (predicted {min(predicted):.3f}-{max(predicted):.3f} s).",
+        "",
+        "| layout | variants | predicted s (median) | measured s (median) |",
+        "|---|---:|---:|---:|",
+    ] + [f"| dp={k[0]} tp={k[1]} pp={k[2]} | {len(groups[k])} | {p:.4f} | {m:.4f} |"
+         for k, p, m in sorted(zip(layouts, lp, lm), key=lambda x: x[1])] + [
+        "",
+        "Every candidate, in predicted order:",
         "",
         "| pred. # | layout (dp tp pp \\| mb x m \\| ZeRO \\| schedule) | predicted s | measured s | meas. # | fastest s | measured / predicted |",
         "|---:|---|---:|---:|---:|---:|---:|",
