@@ -1,20 +1,29 @@
 // dtrain: the command line. Parses arguments, runs one subcommand, and maps
 // dtrain's error kinds to exit codes (only apps/ decides exit codes):
-//   0 success, 1 runtime failure, 2 bad config or input, 3 internal error.
+//   0 success, 1 runtime failure, 2 bad config or input (a damaged checkpoint
+//   included), 3 internal error, 4 stopped by a preemption signal (SIGTERM,
+//   SIGUSR1) after writing a checkpoint.
 // Under mpirun/srun every rank runs this same program: MPI comes up first,
 // the config is checked against the number of ranks, the mesh of groups is
 // built, and the trainer runs this rank's part. Errors every rank sees alike
 // (a bad config) are printed once, by rank 0; an error of one rank is
 // printed with its rank and ends the whole job (MPI_Abort), so no other rank
 // is left waiting.
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "checkpoint/inspect.h"
+#include "checkpoint/preempt.h"
+#include "checkpoint/resume.h"
+#include "checkpoint/session.h"
 #include "config/config.h"
 #include "dist/mesh_groups.h"
 #include "dist/mpi_runtime.h"
@@ -28,6 +37,7 @@ constexpr int kExitOk = 0;
 constexpr int kExitRuntime = 1;
 constexpr int kExitConfig = 2;
 constexpr int kExitInternal = 3;
+constexpr int kExitPreempted = 4;
 
 void print_line(const std::string& s) {
   std::fputs(s.c_str(), stdout);
@@ -57,9 +67,40 @@ void report(const dtrain::Error& e, const std::string& rank) {
   fmt::print(stderr, "dtrain: {}{}: {}\n", rank, what, e.what());
 }
 
+// Fault injection for the end-to-end tests, from the environment:
+//   DTRAIN_TEST_KILL_AT_FILE_OP=k  SIGKILL right after the k-th file operation
+//                                  of the checkpoint writes (counted over the run);
+//                                  k = 0 lists them on stderr instead
+//   DTRAIN_TEST_NAN_AT_STEP=k      the loss of step k becomes NaN
+struct TestFaults {
+  std::function<void(const std::string&)> on_file_op;
+  int64_t nan_at_step = 0;
+};
+
+TestFaults test_faults() {
+  TestFaults f;
+  if (const char* k = std::getenv("DTRAIN_TEST_KILL_AT_FILE_OP")) {
+    auto count = std::make_shared<int64_t>(0);
+    const int64_t at = std::atoll(k);
+    f.on_file_op = [count, at](const std::string& what) {
+      ++*count;
+      if (at == 0) fmt::print(stderr, "dtrain: test: file operation {}: {}\n", *count, what);
+      if (*count == at) {
+        fmt::print(stderr, "dtrain: test: SIGKILL after file operation {}: {}\n", at, what);
+        std::raise(SIGKILL);
+      }
+    };
+  }
+  if (const char* k = std::getenv("DTRAIN_TEST_NAN_AT_STEP")) f.nan_at_step = std::atoll(k);
+  return f;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Preemption signals are blocked before MPI or OpenMP start a thread (they
+  // inherit the mask) and polled by the step loop at step boundaries.
+  dtrain::SignalWatch signals;
   dtrain::MpiRuntime mpi(&argc, &argv);
   const int world_rank = mpi.world_rank(), world_size = mpi.world_size();
   const std::string rank_tag = world_size > 1 ? fmt::format("rank {}: ", world_rank) : "";
@@ -68,18 +109,35 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("dtrain ") + DTRAIN_VERSION);
 
-  std::string config_path, out_dir;
+  std::string config_path, out_dir, checkpoint_path;
   std::vector<std::string> overrides;
+  bool verbose = false, verify = false;
 
   auto* run = app.add_subcommand("run", "Train the model a config describes");
   run->add_option("config", config_path, "TOML config file")->required()->check(CLI::ExistingFile);
   run->add_option("--set", overrides, "Override a key: section.key=value (repeatable)")
       ->allow_extra_args(false);
   run->add_option("--out", out_dir, "Output directory (overrides log.out_dir)");
-  bool verbose = false;
   run->add_flag("--verbose,-v", verbose,
                 "Every rank prints its mesh coordinates and traces each pipeline operation and "
                 "collective of the step loop on stderr");
+
+  auto* resume = app.add_subcommand(
+      "resume", "Continue training from a checkpoint (the newest good one of a directory), on any layout");
+  resume->add_option("path", checkpoint_path,
+                     "A checkpoint directory (step_N) or its checkpoint.h5: exactly that one; or a "
+                     "directory of checkpoints: the newest complete one, falling back to older ones "
+                     "if it is damaged")
+      ->required();
+  resume->add_option("--set", overrides, "Override a key of the checkpoint's config (repeatable)")
+      ->allow_extra_args(false);
+  resume->add_option("--out", out_dir, "Output directory (default: the checkpoint's run directory)");
+  resume->add_flag("--verbose,-v", verbose, "As for run");
+
+  auto* inspect = app.add_subcommand("inspect", "Describe a checkpoint: step, layout, config, tensors");
+  inspect->add_option("path", checkpoint_path, "A checkpoint, its checkpoint.h5, or a directory of them")
+      ->required();
+  inspect->add_flag("--verify", verify, "Also read every tensor back and check its checksum");
 
   auto* validate = app.add_subcommand("validate", "Check a config and print its resolved values");
   validate->add_option("config", config_path, "TOML config file")->required()->check(CLI::ExistingFile);
@@ -140,11 +198,16 @@ int main(int argc, char** argv) {
                  stdout);
       return kExitOk;
     }
-    if (!out_dir.empty()) overrides.push_back("log.out_dir=" + out_dir);
+    if (inspect->parsed()) {
+      const std::string text = dtrain::describe_checkpoint(checkpoint_path, verify);
+      if (world_rank == 0) std::fputs(text.c_str(), stdout);
+      return kExitOk;
+    }
     std::string layout_why;  // parallel.mode = "auto": what the planner chose and why
-    dtrain::Config cfg = dtrain::load_config(config_path, overrides, world_size,
-                                             dtrain::make_auto_layout([&](const std::string& why) { layout_why = why; }));
+    const dtrain::AutoLayout auto_layout = dtrain::make_auto_layout([&](const std::string& why) { layout_why = why; });
     if (validate->parsed()) {
+      if (!out_dir.empty()) overrides.push_back("log.out_dir=" + out_dir);
+      dtrain::Config cfg = dtrain::load_config(config_path, overrides, world_size, auto_layout);
       if (world_rank == 0) {
         if (!layout_why.empty()) fmt::print(stderr, "dtrain: {}\n", layout_why);
         std::fputs(dtrain::to_toml(cfg).c_str(), stdout);
@@ -152,21 +215,71 @@ int main(int argc, char** argv) {
       }
       return kExitOk;
     }
-    if (world_rank == 0 && !layout_why.empty()) print_line(layout_why);
+
+    // Training: run or resume.
+    const TestFaults faults = test_faults();
+    auto log = [world_rank](const std::string& s) {
+      if (world_rank == 0) print_line(s);
+    };
     dtrain::MpiCommOptions comm;
-    comm.timeout_seconds = cfg.parallel.timeout;
     if (verbose) comm.trace = dtrain::trace_to_stderr();
-    dtrain::Mesh mesh(dtrain::MeshLayout{static_cast<int>(cfg.parallel.dp), static_cast<int>(cfg.parallel.tp),
-                                         static_cast<int>(cfg.parallel.pp)},
-                      comm);
     dtrain::TrainerOptions options;
-    if (verbose) {
-      fmt::print(stderr, "dtrain: {}{}; {}\n", rank_tag, mpi.describe(), mesh.describe());
-      options.trace = [](const std::string& line) { fmt::print(stderr, "dtrain: {}\n", line); };
+    options.inject_nan_at_step = faults.nan_at_step;
+    if (verbose) options.trace = [](const std::string& line) { fmt::print(stderr, "dtrain: {}\n", line); };
+    // The mesh of the config's layout (rebuilt only if a config asks for another).
+    std::unique_ptr<dtrain::Mesh> mesh;
+    auto make_trainer = [&](const dtrain::Config& cfg) {
+      const dtrain::MeshLayout want{static_cast<int>(cfg.parallel.dp), static_cast<int>(cfg.parallel.tp),
+                                    static_cast<int>(cfg.parallel.pp)};
+      comm.timeout_seconds = cfg.parallel.timeout;
+      if (!mesh || mesh->layout().dp != want.dp || mesh->layout().tp != want.tp || mesh->layout().pp != want.pp) {
+        mesh.reset();
+        mesh = std::make_unique<dtrain::Mesh>(want, comm);
+        if (verbose) fmt::print(stderr, "dtrain: {}{}; {}\n", rank_tag, mpi.describe(), mesh->describe());
+      }
+      return std::make_unique<dtrain::Trainer>(cfg, dtrain::mesh_groups(*mesh), print_line, options);
+    };
+    std::unique_ptr<dtrain::Trainer> trainer;
+    int64_t start = 0;
+    if (run->parsed()) {
+      if (!out_dir.empty()) overrides.push_back("log.out_dir=" + out_dir);
+      const dtrain::Config cfg = dtrain::load_config(config_path, overrides, world_size, auto_layout);
+      if (!layout_why.empty()) log(layout_why);
+      trainer = make_trainer(cfg);
+    } else {
+      // All ranks, before the checkpoint's layout is known: to agree on which checkpoint loaded.
+      dtrain::Mesh all(dtrain::MeshLayout{world_size, 1, 1}, comm);
+      dtrain::Resumed r = dtrain::resume(
+          {.path = checkpoint_path,
+           .overrides = overrides,
+           .out_dir = out_dir,
+           .world_size = world_size,
+           .log = log,
+           .warn = [&](const std::string& s) { fmt::print(stderr, "dtrain: {}warning: {}\n", rank_tag, s); },
+           .make_trainer = make_trainer},
+          all.world());
+      trainer = std::move(r.trainer);
+      start = r.meta.step;
+      if (start >= trainer->config().train.steps) {
+        log(fmt::format("nothing to do: the checkpoint is at step {} = train.steps (continue further "
+                        "with --set train.steps=N)",
+                        start));
+        return kExitOk;
+      }
     }
-    dtrain::Trainer trainer(cfg, dtrain::mesh_groups(mesh), print_line, options);
     shared_failure = false;  // from here on one rank may fail alone
-    trainer.run();
+    dtrain::CheckpointSession session(
+        *trainer, {.signals = &signals, .start_step = start, .log = log, .on_file_op = faults.on_file_op});
+    const dtrain::TrainSummary summary = trainer->run({.start_step = start, .hooks = &session});
+    if (summary.stopped) {
+      if (world_rank == 0)
+        fmt::print(stderr,
+                   "dtrain: stopped by {} after step {} of {}; checkpoint {}; continue with: dtrain "
+                   "resume {}\n",
+                   session.stop_reason(), summary.steps, trainer->config().train.steps,
+                   session.last_dir(), trainer->config().checkpoint.dir);
+      return kExitPreempted;
+    }
     return kExitOk;
   } catch (const dtrain::Error& e) {
     const bool config = e.kind() == dtrain::ErrorKind::kConfig || e.kind() == dtrain::ErrorKind::kInput;

@@ -62,6 +62,7 @@ struct TrainConfig {
   std::string precision;  // "fp32"
   std::string device;     // "cpu" | "cuda"
   int64_t threads;        // CPU threads (0 = all cores)
+  bool skip_nonfinite;    // a non-finite loss or gradient norm skips the update instead of stopping
 
   bool operator==(const TrainConfig&) const = default;
 };
@@ -93,6 +94,7 @@ struct ParallelConfig {
   std::string schedule;  // pipeline schedule: "1f1b" | "gpipe"
   int64_t zero;          // 0 | 1 (optimizer state sharded across dp)
   double bucket_mb;      // gradient all-reduce bucket size
+  bool overlap;          // start buckets during the backward pass
   double timeout;        // seconds before a collective that does not complete is an error
 
   bool operator==(const ParallelConfig&) const = default;
@@ -100,8 +102,10 @@ struct ParallelConfig {
 
 struct CheckpointConfig {
   std::string dir;
-  int64_t every;
-  int64_t keep;
+  int64_t every;         // steps between checkpoints (0 = none)
+  double every_minutes;  // minutes between checkpoints (0 = none)
+  int64_t keep;          // complete checkpoints kept on disk
+  bool at_end;           // one after the last step
 
   bool operator==(const CheckpointConfig&) const = default;
 };

@@ -132,6 +132,9 @@ std::vector<KeySpec> build_schema() {
        "where to train (cuda needs the CUDA backend)", FIELD(train.device)},
       {"train", "threads", kAll, int64_t{0}, at_least(0),
        "CPU threads; 0 = all cores", FIELD(train.threads)},
+      {"train", "skip_nonfinite", kAll, false, none(),
+       "a non-finite loss or gradient norm skips that step's update instead of stopping the run",
+       FIELD(train.skip_nonfinite)},
 
       // [optim]
       {"optim", "name", kAll, string("adamw"), one_of({"adamw", "sgd"}),
@@ -181,6 +184,9 @@ std::vector<KeySpec> build_schema() {
        "ZeRO stage: 1 shards the optimizer state across data-parallel ranks", FIELD(parallel.zero)},
       {"parallel", "bucket_mb", kAll, 25.0, above(0),
        "gradient all-reduce bucket size in MiB (started during backward)", FIELD(parallel.bucket_mb)},
+      {"parallel", "overlap", kAll, true, none(),
+       "start gradient buckets during the backward pass (false: all after it)",
+       FIELD(parallel.overlap)},
       {"parallel", "timeout", kAll, 300.0, above(0),
        "seconds a collective may wait before the run fails naming the missing ranks",
        FIELD(parallel.timeout)},
@@ -189,9 +195,13 @@ std::vector<KeySpec> build_schema() {
       {"checkpoint", "dir", kAll, string(""), none(),
        "where checkpoints go; \"\" = <log.out_dir>/checkpoints", FIELD(checkpoint.dir)},
       {"checkpoint", "every", kAll, int64_t{0}, at_least(0),
-       "steps between checkpoints; 0 = none (only 0 for now)", FIELD(checkpoint.every)},
+       "steps between checkpoints; 0 = none", FIELD(checkpoint.every)},
+      {"checkpoint", "every_minutes", kAll, 0.0, at_least(0),
+       "minutes between checkpoints (wall clock); 0 = none", FIELD(checkpoint.every_minutes)},
       {"checkpoint", "keep", kAll, int64_t{3}, at_least(1),
-       "checkpoints kept on disk", FIELD(checkpoint.keep)},
+       "complete checkpoints kept on disk (older ones are deleted)", FIELD(checkpoint.keep)},
+      {"checkpoint", "at_end", kAll, true, none(),
+       "write a checkpoint after the last step", FIELD(checkpoint.at_end)},
 
       // [log]
       {"log", "out_dir", kAll, string(""), none(),

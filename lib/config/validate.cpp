@@ -127,9 +127,6 @@ class Validator {
     if (c_.train.device == "cuda")
       problem({"train.device"},
               "train.device: cuda needs the CUDA backend, which this build does not have");
-    if (c_.checkpoint.every > 0)
-      problem({"checkpoint.every"},
-              "checkpoint.every: writing checkpoints is not available in this version yet");
   }
 
   void check_optim() {

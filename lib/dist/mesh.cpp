@@ -5,20 +5,6 @@
 
 namespace dtrain {
 
-void MeshLayout::validate(int world_size) const {
-  std::vector<std::string> problems;
-  for (auto [key, v] : {std::pair{"parallel.dp", dp}, {"parallel.tp", tp}, {"parallel.pp", pp}})
-    if (v < 1) problems.push_back(fmt::format("{} = {}: a degree must be at least 1", key, v));
-  if (problems.empty() && dp * tp * pp != world_size)
-    problems.push_back(fmt::format(
-        "parallel.dp x parallel.tp x parallel.pp = {} x {} x {} = {} does not match the world "
-        "size {} (the number of ranks the job was started with)",
-        dp, tp, pp, dp * tp * pp, world_size));
-  if (!problems.empty()) throw ConfigError(problems);
-}
-
-std::string MeshLayout::str() const { return fmt::format("dp={} x tp={} x pp={}", dp, tp, pp); }
-
 Mesh::Mesh(MeshLayout layout, MpiCommOptions options, MPI_Comm base) : layout_(layout) {
   int size = 0;
   mpi_check(MPI_Comm_rank(base, &rank_), "MPI_Comm_rank");

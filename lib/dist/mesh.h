@@ -3,7 +3,6 @@
 // fastest (its all-reduces are the most frequent and the largest, so its
 // ranks should be the closest ones, as on one node), then data, then pipeline:
 //   world rank = tp_rank + tp * (dp_rank + dp * pp_rank).
-// MeshLayout is the arithmetic alone (no MPI), for planners and tests.
 #pragma once
 
 #include <memory>
@@ -13,27 +12,14 @@
 
 #include "core/comm.h"
 #include "dist/mpi_communicator.h"
+#include "parallel/layout.h"
 
 namespace dtrain {
 
-struct MeshCoord {
-  int dp = 0, tp = 0, pp = 0;
-  bool operator==(const MeshCoord&) const = default;
-};
-
-struct MeshLayout {
-  int dp = 1, tp = 1, pp = 1;
-
-  int world_size() const { return dp * tp * pp; }
-  // Throws ConfigError naming parallel.dp/tp/pp unless every degree is >= 1
-  // and their product is world_size.
-  void validate(int world_size) const;
-  int rank_of(MeshCoord c) const { return c.tp + tp * (c.dp + dp * c.pp); }
-  MeshCoord coord_of(int world_rank) const {
-    return {(world_rank / tp) % dp, world_rank % tp, world_rank / (tp * dp)};
-  }
-  std::string str() const;  // "dp=2 x tp=2 x pp=1"
-};
+// The layout arithmetic lives in lib/parallel (no MPI); the mesh adds the
+// communicators.
+using MeshLayout = Layout;
+using MeshCoord = Coord;
 
 class Mesh {
  public:
@@ -67,7 +53,7 @@ class Mesh {
   void set_timeout(double seconds);
   void set_trace(CommTrace trace);
 
-  // "mesh dp=2 x tp=2 x pp=1 over 4 ranks (tp fastest); rank 3 = dp 1, tp 1, pp 0"
+  // "mesh dp=2 tp=2 pp=1 over 4 ranks (tp fastest); rank 3 = dp 1, tp 1, pp 0"
   std::string describe() const;
 
  private:

@@ -4,9 +4,8 @@ namespace dtrain {
 
 Groups mesh_groups(Mesh& mesh) {
   Groups g;
-  const MeshLayout& l = mesh.layout();
-  g.layout = Layout{.dp = l.dp, .tp = l.tp, .pp = l.pp};
-  g.coord = Coord{.dp = mesh.coord().dp, .tp = mesh.coord().tp, .pp = mesh.coord().pp};
+  g.layout = mesh.layout();
+  g.coord = mesh.coord();
   g.world = &mesh.world();
   g.dp = &mesh.dp_group();
   g.tp = &mesh.tp_group();

@@ -3,7 +3,9 @@
 // (mpi_group.h) polls.
 #include "dist/mpi_communicator.h"
 
+#include <algorithm>
 #include <climits>
+#include <functional>
 
 #include "dist/mpi_group.h"
 #include "dist/mpi_runtime.h"
@@ -77,6 +79,12 @@ std::vector<int> member_counts(const MpiGroup& g, OpKind kind, const std::vector
   DTRAIN_CHECK(sum == total, "{} on group '{}': counts sum to {}, the tensor has {} elements", op,
                g.name, sum, total);
   return out;
+}
+
+// Equal counts take MPI's equal-part call whether or not the caller spelt
+// them out, so that members that differ only in that call the same collective.
+bool is_uneven(const std::vector<int>& parts) {
+  return std::adjacent_find(parts.begin(), parts.end(), std::not_equal_to<>()) != parts.end();
 }
 
 }  // namespace
@@ -186,9 +194,9 @@ WorkHandle MpiCommunicator::reduce_scatter(Tensor in, Tensor out, ReduceOp rop,
                g.name, dtype_name(in.dtype()), dtype_name(out.dtype()));
   op.dtype = in.dtype();
   op.count = in.numel();
-  op.uneven = !counts.empty();
   MPI_Datatype type = mpi_type(g, op.kind, op.dtype);
   std::vector<int> parts = member_counts(g, op.kind, counts, in.numel());
+  op.uneven = is_uneven(parts);
   DTRAIN_CHECK(out.numel() == parts[g.rank],
                "reduce_scatter on group '{}': member {} gets {} elements, the output has {}",
                g.name, g.rank, parts[g.rank], out.numel());
@@ -218,9 +226,9 @@ WorkHandle MpiCommunicator::all_gather(Tensor in, Tensor out, std::vector<int64_
                dtype_name(in.dtype()), dtype_name(out.dtype()));
   op.dtype = out.dtype();
   op.count = out.numel();
-  op.uneven = !counts.empty();
   MPI_Datatype type = mpi_type(g, op.kind, op.dtype);
   std::vector<int> parts = member_counts(g, op.kind, counts, out.numel());
+  op.uneven = is_uneven(parts);
   DTRAIN_CHECK(in.numel() == parts[g.rank],
                "all_gather on group '{}': member {} gives {} elements, the input has {}", g.name,
                g.rank, parts[g.rank], in.numel());

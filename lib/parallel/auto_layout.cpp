@@ -51,6 +51,7 @@ PlanRequest plan_request(const Config& cfg, int devices, const Hardware& hardwar
   r.workload.optimizer = cfg.optim.name;
   r.workload.momentum = cfg.optim.momentum > 0;
   r.workload.bucket_bytes = cfg.parallel.bucket_mb * 1024.0 * 1024.0;
+  r.workload.overlap = cfg.parallel.overlap;
   r.devices = devices;
   r.hardware = hardware;
   return r;

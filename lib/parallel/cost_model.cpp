@@ -142,7 +142,8 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& s
       last_bucket = scatter ? all_gather_seconds(bucket, d, dp_link) : all_reduce_seconds(bucket, d, dp_link);
     }
     const double end_of_backward = r.pipeline_seconds - before;
-    comm_end = std::max(comm_end, end_of_backward + std::max(last_bucket, reduce - hw.overlap * tb[s]));
+    const double hidden = w.overlap ? hw.overlap * tb[s] : 0.0;
+    comm_end = std::max(comm_end, end_of_backward + std::max(last_bucket, reduce - hidden));
     before += tb[s] + xfer[s];
 
     // The update: per-parameter passes at memory bandwidth (zeroing and the

@@ -35,6 +35,7 @@ struct Workload {
   std::string optimizer = "adamw"; // "adamw" | "sgd"
   bool momentum = true;            // sgd: keeps a momentum buffer
   double bucket_bytes = 25.0 * 1024 * 1024;  // gradient all-reduce bucket (parallel.bucket_mb)
+  bool overlap = true;  // buckets start during the backward (parallel.overlap); false: after it
 };
 
 // Which features the training code running the plan has.

@@ -16,19 +16,26 @@
 
 namespace dtrain {
 
+struct Coord {
+  int dp = 0, tp = 0, pp = 0;
+  bool operator==(const Coord&) const = default;
+  std::string str() const;  // "(dp 1, tp 0, pp 1)"
+};
+
 struct Layout {
   int dp = 1, tp = 1, pp = 1;
   int world() const { return dp * tp * pp; }
+  int world_size() const { return world(); }
+  // Throws ConfigError naming parallel.dp/tp/pp unless every degree is >= 1
+  // and their product is world_size.
+  void validate(int world_size) const;
+  int rank_of(const Coord& c) const { return c.tp + tp * (c.dp + dp * c.pp); }
+  Coord coord_of(int world_rank) const;
   std::string str() const;  // "dp=2 tp=1 pp=2"
 };
 
-struct Coord {
-  int dp = 0, tp = 0, pp = 0;
-  std::string str() const;
-};
-
-Coord coord_of(const Layout& l, int world_rank);
-int world_rank_of(const Layout& l, const Coord& c);
+inline Coord coord_of(const Layout& l, int world_rank) { return l.coord_of(world_rank); }
+inline int world_rank_of(const Layout& l, const Coord& c) { return l.rank_of(c); }
 
 // This rank's place and its groups. The pointers stay owned by whoever built
 // them (a dist::Mesh, or SelfGroups below).

@@ -25,8 +25,8 @@ std::string json_escape(const std::string& s) {
 }
 }  // namespace
 
-MetricsWriter::MetricsWriter(const std::string& path) : path_(path) {
-  f_ = std::fopen(path.c_str(), "w");
+MetricsWriter::MetricsWriter(const std::string& path, bool append) : path_(path) {
+  f_ = std::fopen(path.c_str(), append ? "a" : "w");
   if (!f_) throw RuntimeError(fmt::format("cannot write '{}': {}", path, std::strerror(errno)));
 }
 

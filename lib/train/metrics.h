@@ -16,7 +16,9 @@ class MetricsWriter {
   using Value = std::variant<int64_t, double, std::string>;
 
   MetricsWriter() = default;
-  explicit MetricsWriter(const std::string& path);  // truncates; throws RuntimeError
+  // Truncates the file, or appends to it (creating it if absent) when
+  // `append` is set (a resumed run). Throws RuntimeError.
+  explicit MetricsWriter(const std::string& path, bool append = false);
   ~MetricsWriter();
   MetricsWriter(const MetricsWriter&) = delete;
   MetricsWriter& operator=(const MetricsWriter&) = delete;

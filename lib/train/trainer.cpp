@@ -187,7 +187,8 @@ void Trainer::backward_op(int micro, int slot, const Ctx& ctx, double scale, boo
   }
   for (size_t i = m.layers.size(); i-- > 0;) {
     g = m.layers[i]->backward(g, ctx);
-    if (last) reducer_->ready_from(reducer_->offset_of_param(slots_[0]->first_param_of(i)));
+    if (last && cfg_.parallel.overlap)
+      reducer_->ready_from(reducer_->offset_of_param(slots_[0]->first_param_of(i)));
   }
   if (!m.first_stage()) {
     trace(fmt::format("B mb {} slot {}: send gradients to pp {}", micro, slot, g_.coord.pp - 1));
@@ -235,8 +236,15 @@ void Trainer::sync_buffers() {
   });
 }
 
+double Trainer::comm_wait_total() const {
+  double s = 0;
+  for (const Communicator* c : {g_.dp, g_.tp, g_.pp, g_.embed}) s += c->stats().wait_seconds;
+  return s;
+}
+
 StepResult Trainer::train_step(int64_t step) {
   const auto t0 = Clock::now();
+  const double comm0 = comm_wait_total();
   current_step_ = step;
   const TrainConfig& t = cfg_.train;
   Model& m = *slots_[0];
@@ -267,10 +275,25 @@ StepResult Trainer::train_step(int64_t step) {
     }
   }
   r.loss = agree_loss(loss_sum, micro_batches);
-  if (!std::isfinite(r.loss))
-    throw RuntimeError(fmt::format("training loss became {} at step {}; stopping before the update",
-                                   r.loss, step + 1));
-  r.grad_norm = global_grad_norm();
+  if (options_.inject_nan_at_step == step + 1) r.loss = std::nan("");
+  // The loss and the norm are agreed values: every rank takes the same branch.
+  r.grad_norm = std::isfinite(r.loss) ? global_grad_norm() : 0.0;
+  if (!std::isfinite(r.loss) || !std::isfinite(r.grad_norm)) {
+    const std::string what = !std::isfinite(r.loss)
+                                 ? fmt::format("training loss became {}", r.loss)
+                                 : fmt::format("gradient norm became {}", r.grad_norm);
+    if (!cfg_.train.skip_nonfinite)
+      throw RuntimeError(fmt::format("{} at step {}; stopping before the update (no checkpoint is "
+                                     "written with it; train.skip_nonfinite = true skips such steps)",
+                                     what, step + 1));
+    if (g_.world->rank() == 0)
+      log_(fmt::format("step {}: {}; update skipped (train.skip_nonfinite)", step + 1, what));
+    r.skipped = true;
+    sync_buffers();
+    r.seconds = seconds_since(t0);
+    r.comm_seconds = comm_wait_total() - comm0;
+    return r;
+  }
   opt_->step(learning_rate(cfg_.optim, t.steps, step), clip_scale(r.grad_norm, cfg_.optim.grad_clip));
   if (!zero_counts_.empty()) {
     // ZeRO-1: every rank updated its range; gather the others' into place.
@@ -280,6 +303,7 @@ StepResult Trainer::train_step(int64_t step) {
   }
   sync_buffers();
   r.seconds = seconds_since(t0);
+  r.comm_seconds = comm_wait_total() - comm0;
   return r;
 }
 
@@ -324,7 +348,7 @@ EvalResult Trainer::evaluate() {
   return r;
 }
 
-TrainSummary Trainer::run() {
+TrainSummary Trainer::run(const RunOptions& opts) {
   namespace fs = std::filesystem;
   const auto& t = cfg_.train;
   const bool classifier = cfg_.model.type == "cnn";
@@ -344,7 +368,7 @@ TrainSummary Trainer::run() {
   MetricsWriter* mw = nullptr;
   std::unique_ptr<MetricsWriter> owned;
   if (writer) {
-    owned = std::make_unique<MetricsWriter>((fs::path(out) / "metrics.jsonl").string());
+    owned = std::make_unique<MetricsWriter>((fs::path(out) / "metrics.jsonl").string(), opts.start_step > 0);
     mw = owned.get();
   }
   auto record = [&](std::initializer_list<std::pair<const char*, MetricsWriter::Value>> fields) {
@@ -380,42 +404,60 @@ TrainSummary Trainer::run() {
   };
 
   TrainSummary summary;
-  summary.first_eval = evaluate();
-  report_eval(0, summary.first_eval);
+  if (opts.start_step == 0) {  // a resumed run evaluated before its checkpoint
+    summary.first_eval = evaluate();
+    report_eval(0, summary.first_eval);
+  }
 
   double train_seconds = 0, window_seconds = 0;
-  int64_t window_steps = 0;
-  for (int64_t step = 0; step < t.steps; ++step) {
+  int64_t window_steps = 0, step = opts.start_step;
+  for (; step < t.steps; ++step) {
     const double lr = learning_rate(cfg_.optim, t.steps, step);
     const StepResult r = train_step(step);
     train_seconds += r.seconds;
     window_seconds += r.seconds;
     ++window_steps;
-    summary.last_loss = r.loss;
     const int64_t done = step + 1;
-    record({{"step", done}, {"loss", r.loss}, {"lr", lr}, {"grad_norm", r.grad_norm},
-            {"step_seconds", r.seconds}});
+    if (r.skipped) {
+      ++summary.skipped;
+      record({{"step", done}, {"skipped", std::string("non-finite loss or gradient norm")},
+              {"step_seconds", r.seconds}});
+    } else {
+      summary.last_loss = r.loss;
+      record({{"step", done}, {"loss", r.loss}, {"lr", lr}, {"grad_norm", r.grad_norm},
+              {"step_seconds", r.seconds}, {"dp_wait_seconds", r.dp_wait_seconds},
+              {"comm_seconds", r.comm_seconds}});
+    }
+    const bool stopping = opts.hooks && opts.hooks->should_stop(done);
     if (done % cfg_.log.every == 0 || done == t.steps) {
       const double rate = static_cast<double>(items_per_step * window_steps) / window_seconds;
-      const double eta = train_seconds / static_cast<double>(done) * static_cast<double>(t.steps - done);
+      const double eta = train_seconds / static_cast<double>(done - opts.start_step) *
+                         static_cast<double>(t.steps - done);
       log(fmt::format("step {:>6}/{} | loss {:.4f} | lr {:.3e} | norm {:.3f} | {} {} | eta {}", done,
                       t.steps, r.loss, lr, r.grad_norm, format_rate(rate), unit, format_duration(eta)));
       window_seconds = 0;
       window_steps = 0;
     }
     const bool last = done == t.steps;
-    if (last || (t.eval_every > 0 && done % t.eval_every == 0)) {
+    if (!stopping && (last || (t.eval_every > 0 && done % t.eval_every == 0))) {
       EvalResult e = evaluate();
       report_eval(done, e);
       if (last) summary.last_eval = e;
     }
+    if (opts.hooks) opts.hooks->after_step(done, stopping);
+    if (stopping) {
+      summary.stopped = !last;
+      ++step;
+      break;
+    }
   }
-  summary.steps = t.steps;
+  summary.steps = step;
   summary.seconds = train_seconds;
+  const int64_t ran = step - opts.start_step;
   summary.items_per_second =
-      train_seconds > 0 ? static_cast<double>(items_per_step * t.steps) / train_seconds : 0.0;
-  log(fmt::format("done: {} steps in {}, {} {} on average", t.steps, format_duration(train_seconds),
-                  format_rate(summary.items_per_second), unit));
+      train_seconds > 0 ? static_cast<double>(items_per_step * ran) / train_seconds : 0.0;
+  log(fmt::format("{}: {} steps in {}, {} {} on average", summary.stopped ? "stopped" : "done", ran,
+                  format_duration(train_seconds), format_rate(summary.items_per_second), unit));
   return summary;
 }
 

@@ -23,6 +23,7 @@
 #include "parallel/layout.h"
 #include "train/data_source.h"
 #include "train/grad_sync.h"
+#include "train/hooks.h"
 #include "train/metrics.h"
 
 namespace dtrain {
@@ -34,7 +35,9 @@ struct EvalResult {
 };
 
 struct TrainSummary {
-  int64_t steps = 0;
+  int64_t steps = 0;      // steps done when run() returned (counting those before a resume)
+  bool stopped = false;   // a hook ended the run before train.steps (preemption)
+  int64_t skipped = 0;    // steps whose update was skipped (non-finite, train.skip_nonfinite)
   double last_loss = 0;
   EvalResult first_eval;  // before training
   EvalResult last_eval;   // after the last step
@@ -48,12 +51,18 @@ struct StepResult {
   double grad_norm = 0;  // before clipping
   double seconds = 0;
   double dp_wait_seconds = 0;  // waiting for the gradient reduction after the backward
+  double comm_seconds = 0;     // blocked in any communicator (dp, tp, pp, embed) this step
+  // The loss or gradient norm was not finite and train.skip_nonfinite skipped
+  // the update (without it, train_step throws naming the step).
+  bool skipped = false;
 };
 
 struct TrainerOptions {
   // Every rank logs each pipeline operation and collective of the step loop
   // ("rank 3 (dp 1, tp 1, pp 0) step 2 F mb 1 slot 1 ...") through `trace`.
   std::function<void(const std::string&)> trace;
+  // Tests only: the (agreed) loss of this step (1-based; 0 = none) becomes NaN.
+  int64_t inject_nan_at_step = 0;
 };
 
 class Trainer {
@@ -67,10 +76,11 @@ class Trainer {
   Trainer(const Config& cfg, std::function<void(const std::string&)> log);
   ~Trainer();
 
-  // Trains for cfg.train.steps steps, writing <out_dir>/config.toml and
+  // Trains up to cfg.train.steps steps, writing <out_dir>/config.toml and
   // <out_dir>/metrics.jsonl (world rank 0); evaluates before the first step,
-  // every train.eval_every steps and after the last.
-  TrainSummary run();
+  // every train.eval_every steps and after the last. `opts` resumes from a
+  // step and plugs in hooks (checkpoints, preemption).
+  TrainSummary run(const RunOptions& opts = {});
 
   // One optimizer step (0-based index `step`).
   StepResult train_step(int64_t step);
@@ -81,6 +91,8 @@ class Trainer {
   Optimizer& optimizer() { return *opt_; }
   const Config& config() const { return cfg_; }
   const Groups& groups() const { return g_; }
+  // Tokens or images one optimizer step consumes (all ranks together).
+  int64_t items_per_step() const { return cfg_.train.global_batch * slots_[0]->items_per_sample(); }
   // Top-level layers [first, last) of every stage, stage by stage.
   const std::vector<int64_t>& stage_bounds() const { return bounds_; }
   // The flat range of the parameters whose optimizer state this rank keeps.
@@ -96,6 +108,7 @@ class Trainer {
   void wait_sends(int slot);
   double agree_loss(double local_sum, int64_t count);
   double global_grad_norm();
+  double comm_wait_total() const;
   void sync_buffers();
 
   Config cfg_;

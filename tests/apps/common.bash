@@ -72,3 +72,21 @@ for l in open(sys.argv[1]):
     r = json.loads(l)
     if sys.argv[2] in r: print(repr(r[sys.argv[2]]))' "$1" "$2"
 }
+
+# step_losses FILE: "step loss" for every training record of a metrics.jsonl,
+# the loss in its shortest round-trip form (equal text = equal bits).
+step_losses() {
+  python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    r = json.loads(l)
+    if "loss" in r: print(r["step"], repr(r["loss"]))' "$1"
+}
+
+# same_losses A B: every training record of metrics file B has the loss A has at that step
+# (bit for bit), and B has at least one.
+same_losses() {
+  [ -s "$2" ] && [ -n "$(step_losses "$2")" ] || fail "no training records in $2"
+  local diff
+  diff=$(grep -vxFf <(step_losses "$1") <(step_losses "$2") || true)
+  [ -z "$diff" ] || fail "losses in $2 differ from $1 at: $(echo "$diff" | head -3 | tr '\n' ' ')"
+}

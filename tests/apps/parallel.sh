@@ -49,6 +49,12 @@ expect_err "parallel: dp x tp x pp = 4 but 2 ranks were launched"
 expect_exit 2 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" --set parallel.tp=2 --set model.n_head=3 --set model.n_embd=33
 expect_err "model.n_head (3) is not divisible by parallel.tp (2)"
 
+# The CNN has no tensor-parallel split: refused in one line.
+if [ -f "$DTRAIN_SOURCE_DIR/data/mnist/train-images-idx3-ubyte" ]; then
+  (cd "$DTRAIN_SOURCE_DIR" && expect_exit 2 "${MPIRUN[@]}" -np 2 "$DTRAIN" run configs/cnn-mnist.toml --set parallel.tp=2 --out "$WORK/cnn")
+  expect_err "tensor parallelism is not available for the CNN"
+fi
+
 # A rank killed mid-run: the job ends with an error within seconds, no hang.
 start=$(date +%s)
 set +e

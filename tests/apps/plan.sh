@@ -9,7 +9,7 @@ tiny_gpt_config
 
 expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 4
 grep -q "plan for 4 devices of cpu-local" "$WORK/out" || fail "plan: no header"
-grep -qE "^ +1 +[0-9]+ +[0-9]+ +[0-9]+ " "$WORK/out" || fail "plan: no ranked rows"
+grep -qE "^ +1[ *] +[0-9]+ +[0-9]+ +[0-9]+ " "$WORK/out" || fail "plan: no ranked rows"
 
 # JSON: the same plan, machine-readable; layouts multiply to the devices.
 expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 8 --json --top 0 --set train.global_batch=32
@@ -51,7 +51,7 @@ expect_exit 2 "$DTRAIN" plan "$WORK/tiny.toml" --devices 4 --precision bf16
 expect_err "hardware 'cpu-local' has no bf16 peak"
 
 # parallel.mode = "auto" (no degrees in the config): the planner's layout, logged once.
-expect_exit 0 "${MPIRUN[@]}" -np 4 "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=4 --set train.threads=1 \
+expect_exit 0 "${MPIRUN[@]}" -np 4 "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=6 --set train.threads=1 \
   --set train.eval_every=0 --out "$WORK/auto"
 grep -q "^auto layout for 4 ranks on cpu-local: dp=" "$WORK/out" || fail "auto: no layout choice logged"
 [ "$(grep -c "^auto layout" "$WORK/out")" -eq 1 ] || fail "auto: logged more than once"

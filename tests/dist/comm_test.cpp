@@ -67,7 +67,7 @@ TEST_CASE("world: a timeout names the collective, the group and the missing rank
   const int late = p - 1;
   if (world.rank() == late) {
     // Arrives after the others gave up: its part completes against theirs.
-    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    std::this_thread::sleep_for(std::chrono::milliseconds(3000));
     world.all_reduce(t, ReduceOp::sum)->wait();
     world.all_reduce(u, ReduceOp::sum)->wait();
   } else {
@@ -81,10 +81,10 @@ TEST_CASE("world: a timeout names the collective, the group and the missing rank
     CHECK(contains(then, "all_reduce of 8 fp32 (sum) on group 'world' (collective #3;"));
     CHECK(contains(then, "cannot complete: the group failed earlier: all_reduce of 1024"));
     double both = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    CHECK(both - waited < 0.2);
+    CHECK(both - waited < 1.0);
     MESSAGE(message);
     CHECK(waited >= 0.5);
-    CHECK(waited < 1.4);
+    CHECK(waited < 2.5);  // bounded, with room for a loaded machine
     CHECK(message.find("all_reduce of 1024 fp32 (sum)") != std::string::npos);
     CHECK(message.find("group 'world'") != std::string::npos);
     CHECK(message.find("collective #2") != std::string::npos);
@@ -151,7 +151,7 @@ TEST_CASE("world: without arrival notices a timeout says the missing ranks are u
   o.arrival_notices = false;
   MpiCommunicator world(MPI_COMM_WORLD, "dp", o);
   if (world.rank() == p - 1) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(800));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
     world.barrier()->wait();
   } else {
     std::string e = runtime_error_of([&] { world.barrier()->wait(); });
@@ -168,6 +168,19 @@ TEST_CASE("world: a dropped Work does not disturb what follows") {
   world.all_reduce(dropped, ReduceOp::sum);  // handle dropped at once
   check_all_reduce<float>(world, 100);
   CHECK(world.stats().ops == 4);
+  CHECK_FALSE(world.failed());
+}
+
+}  // namespace dtrain::test
+
+namespace dtrain::test {
+
+TEST_CASE("world: equal counts spelt out by some members and not others still match") {
+  MpiCommunicator world(MPI_COMM_WORLD, "world", test_options());
+  const int p = world.size(), r = world.rank();
+  std::vector<int64_t> spelt = r % 2 ? std::vector<int64_t>(p, 3) : std::vector<int64_t>{};
+  check_reduce_scatter(world, spelt, 3, false);
+  check_all_gather(world, spelt, 3, false);
   CHECK_FALSE(world.failed());
 }
 

@@ -8,11 +8,14 @@
 // The other ranks print what they caught (with the time it took) and end the
 // job with MPI_Abort, or with a second argument "return", return 1 from main
 // (MpiRuntime then waits a bounded time for the others before finalising).
+// A third argument sets the timeout in seconds (default 1; 60 for kill and
+// exit, where mpirun is expected to end the job first).
 #include <mpi.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <string>
 #include <thread>
@@ -30,7 +33,7 @@ int main(int argc, char** argv) {
   const int bad = size - 1;
   const bool dies = mode == "kill" || mode == "exit";
   MpiCommOptions options;
-  options.timeout_seconds = dies ? 60 : 1;
+  options.timeout_seconds = argc > 3 ? std::atof(argv[3]) : dies ? 60 : 1;
   auto start = std::chrono::steady_clock::now();
   try {
     Mesh mesh(MeshLayout{size, 1, 1}, options);

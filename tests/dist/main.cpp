@@ -10,7 +10,5 @@ int main(int argc, char** argv) {
   dtrain::MpiRuntime mpi(&argc, &argv);
   doctest::Context context(argc, argv);
   if (mpi.world_rank() != 0) context.setOption("minimal", true);
-  int rc = context.run();
-  if (context.shouldExit()) return rc;
-  return rc;
+  return context.run();
 }

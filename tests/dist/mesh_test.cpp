@@ -98,7 +98,7 @@ TEST_CASE("mesh: the trace names the group and its collective number") {
     CHECK(lines[1] == fmt::format("rank {} tp#2 all_reduce 4096 fp32 max", world_rank()));
   }
   CHECK(mesh.describe() ==
-        fmt::format("mesh dp=1 x tp={} x pp=1 over {} ranks (tp fastest, then dp, then pp); rank "
+        fmt::format("mesh dp=1 tp={} pp=1 over {} ranks (tp fastest, then dp, then pp); rank "
                     "{} = dp 0, tp {}, pp 0",
                     n, n, world_rank(), world_rank()));
 }

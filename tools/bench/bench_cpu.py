@@ -39,7 +39,7 @@ def run_dtrain(binary, config, steps, warmup, threads):
     with tempfile.TemporaryDirectory() as out:
         cmd = [binary, "run", config, "--out", out, "--set", f"train.steps={steps + warmup}",
                "--set", f"train.threads={threads}", "--set", "train.eval_every=0",
-               "--set", "train.eval_batches=1", "--set", "log.every=1000"]
+               "--set", "train.eval_batches=1", "--set", "log.every=1000", "--set", "checkpoint.at_end=false"]
         log = subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, text=True).stdout
         gflop = float(re.search(r"([0-9.]+) GFLOP per step", log).group(1))
         recs = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]

@@ -1,0 +1,58 @@
+#include "checkpoint/inspect.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/resume.h"
+#include "checkpoint/store.h"
+
+namespace dtrain {
+
+std::string describe_checkpoint(const std::string& path, bool verify) {
+  const Candidates c = find_checkpoints(path);
+  const std::string& dir = c.dirs.front();
+  const CheckpointMeta m = read_meta(dir);
+  const std::vector<TensorInfo> tensors = list_tensors(dir);
+  const char* unit = m.model_type == "cnn" ? "images" : "tokens";
+  std::string out;
+  out += fmt::format("checkpoint   {}{}\n", dir, c.exact ? "" : " (the newest complete one)");
+  out += fmt::format("step         {}\n", m.step);
+  out += fmt::format("seen         {} {} ({} samples)\n", m.items_seen, unit, m.samples_seen);
+  out += fmt::format("optimizer    {} ({} updates)\n", m.optimizer, m.optimizer_steps);
+  out += fmt::format("seed         {}\n", m.seed);
+  out += fmt::format("layout       {} ({} rank{})\n", m.layout.str(), m.layout.world(),
+                     m.layout.world() == 1 ? "" : "s");
+  out += fmt::format("written      {} by dtrain {} (format {}, id {})\n", m.written_at,
+                     m.program_version, m.format_version, m.id);
+  out += fmt::format("size         {} bytes\n", store::dir_bytes(dir));
+  out += "\nconfig:\n";
+  size_t pos = 0;
+  for (size_t nl; (nl = m.config.find('\n', pos)) != std::string::npos; pos = nl + 1)
+    out += "  " + m.config.substr(pos, nl - pos) + "\n";
+  size_t width = 6;
+  int64_t elements = 0;
+  std::vector<std::string> shapes;
+  for (const TensorInfo& t : tensors) {
+    width = std::max(width, t.key.size());
+    shapes.push_back(fmt::format("({})", fmt::join(t.shape, ", ")));
+    int64_t n = 1;
+    for (int64_t d : t.shape) n *= d;
+    elements += n;
+  }
+  size_t swidth = 5;
+  for (const auto& s : shapes) swidth = std::max(swidth, s.size());
+  out += fmt::format("\ntensors: {} ({} elements)\n", tensors.size(), elements);
+  out += fmt::format("  {:<{}}  {:<{}}  {:<5}  {}\n", "name", width, "shape", swidth, "dtype", "pieces");
+  for (size_t i = 0; i < tensors.size(); ++i)
+    out += fmt::format("  {:<{}}  {:<{}}  {:<5}  {}\n", tensors[i].key, width, shapes[i], swidth,
+                       tensors[i].dtype, tensors[i].pieces);
+  if (verify) {
+    const int64_t bytes = verify_checkpoint(dir);
+    out += fmt::format("\nverified: every stored piece read back ({} bytes), checksums match\n", bytes);
+  }
+  return out;
+}
+
+}  // namespace dtrain

@@ -1,0 +1,39 @@
+#include "checkpoint/preempt.h"
+
+#include <pthread.h>
+
+#include <cstring>
+
+#include "core/error.h"
+
+namespace dtrain {
+
+SignalWatch::SignalWatch(std::vector<int> signals) {
+  sigemptyset(&set_);
+  for (int s : signals) sigaddset(&set_, s);
+  const int rc = pthread_sigmask(SIG_BLOCK, &set_, &old_);
+  if (rc != 0) throw RuntimeError(fmt::format("cannot block signals: {}", std::strerror(rc)));
+}
+
+SignalWatch::~SignalWatch() {
+  poll();  // drain: unblocking a pending SIGTERM would kill the process now
+  pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+}
+
+bool SignalWatch::poll() {
+  const timespec zero{0, 0};
+  for (;;) {
+    const int s = sigtimedwait(&set_, nullptr, &zero);
+    if (s <= 0) break;  // EAGAIN: nothing pending (EINTR: try at the next poll)
+    if (first_ == 0) first_ = s;
+  }
+  return first_ != 0;
+}
+
+std::string SignalWatch::received() const {
+  if (first_ == 0) return "";
+  const char* abbrev = sigabbrev_np(first_);
+  return abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(first_);
+}
+
+}  // namespace dtrain

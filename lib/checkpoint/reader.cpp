@@ -1,0 +1,344 @@
+// Reading a checkpoint into whatever layout the reader has. The master file's
+// virtual-dataset mappings say which rows of each full tensor live in which
+// stored piece; a reader intersects them with the rows it holds (Shard::runs),
+// reads each overlapping piece whole, checks the piece's CRC-32, and copies
+// the overlap. A piece that maps one to one onto what the reader holds (same
+// layout) is read straight into the parameter memory. Every problem is a
+// CheckpointError naming the checkpoint, the file and the tensor.
+#include <algorithm>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/checksum.h"
+#include "checkpoint/format.h"
+#include "checkpoint/h5.h"
+#include "checkpoint/store.h"
+
+namespace dtrain {
+
+namespace fs = std::filesystem;
+using namespace ckpt_format;
+
+namespace {
+
+hid_t memory_type(DType t) {
+  switch (t) {
+    case DType::f32: return H5T_NATIVE_FLOAT;
+    case DType::f64: return H5T_NATIVE_DOUBLE;
+    case DType::i32: return H5T_NATIVE_INT32;
+    default: return H5T_NATIVE_UINT8;
+  }
+}
+
+// One mapping of a virtual dataset: a box of the full tensor from a box of a
+// stored piece (same counts).
+struct Mapping {
+  std::vector<int64_t> vstart, count, sstart;
+};
+
+// A stored piece and the mappings that read from it.
+struct Source {
+  std::string file, dset;
+  std::vector<Mapping> maps;
+};
+
+struct VTensor {
+  std::string key;
+  std::vector<int64_t> shape;
+  DType dtype = DType::f32;
+  std::vector<Source> sources;
+};
+
+std::string split_name(hid_t dcpl, size_t i, bool file) {
+  const ssize_t n = file ? H5Pget_virtual_filename(dcpl, i, nullptr, 0)
+                         : H5Pget_virtual_dsetname(dcpl, i, nullptr, 0);
+  if (n < 0) return "";
+  std::string s(static_cast<size_t>(n) + 1, '\0');
+  if (file) H5Pget_virtual_filename(dcpl, i, s.data(), s.size());
+  else H5Pget_virtual_dsetname(dcpl, i, s.data(), s.size());
+  s.resize(static_cast<size_t>(n));
+  return s;
+}
+
+bool bounds(hid_t space, int rank, std::vector<int64_t>& start, std::vector<int64_t>& count) {
+  std::vector<hsize_t> lo(rank), hi(rank);
+  if (H5Sget_select_bounds(space, lo.data(), hi.data()) < 0) return false;
+  start.assign(lo.begin(), lo.end());
+  count.resize(rank);
+  for (int d = 0; d < rank; ++d) count[d] = static_cast<int64_t>(hi[d] - lo[d] + 1);
+  // A box must be a single regular block: its point count is the box volume.
+  int64_t vol = 1;
+  for (int64_t c : count) vol *= c;
+  return H5Sget_select_npoints(space) == vol;
+}
+
+class Reader {
+ public:
+  explicit Reader(const std::string& dir) : dir_(dir) {
+    h5::Quiet q;
+    const fs::path path = fs::path(dir) / store::kMasterFile;
+    if (!fs::exists(path)) fail(store::kMasterFile, "", "missing");
+    std::string why;
+    master_ = h5::open_file(path.string(), why);
+    if (!master_.valid()) fail(store::kMasterFile, "", "cannot open: " + why);
+    read_meta();
+  }
+
+  const CheckpointMeta& meta() const { return meta_; }
+  const std::vector<std::string>& keys() const { return keys_; }
+
+  [[noreturn]] void fail(const std::string& file, const std::string& tensor, const std::string& what) const {
+    throw CheckpointError(dir_, file, tensor, what);
+  }
+
+  VTensor tensor(const std::string& key) {
+    h5::Quiet q;
+    VTensor t;
+    t.key = key;
+    if (H5Lexists(master_.get(), key.c_str(), H5P_DEFAULT) <= 0)
+      fail(store::kMasterFile, key, "not in the checkpoint");
+    h5::Handle d(H5Dopen2(master_.get(), key.c_str(), H5P_DEFAULT));
+    if (!d.valid()) fail(store::kMasterFile, key, "cannot open: " + h5::last_error());
+    h5::Handle type(H5Dget_type(d.get()));
+    h5::Handle dcpl(H5Dget_create_plist(d.get()));
+    if (!dcpl.valid() || !h5::dtype_of_type(type.get(), t.dtype))
+      fail(store::kMasterFile, key, "has no readable type or layout");
+    t.shape = h5::shape_of(d.get());
+    size_t n = 0;
+    if (H5Pget_layout(dcpl.get()) != H5D_VIRTUAL || H5Pget_virtual_count(dcpl.get(), &n) < 0)
+      fail(store::kMasterFile, key, "not a virtual dataset over rank files");
+    const int rank = static_cast<int>(t.shape.size());
+    for (size_t i = 0; i < n; ++i) {
+      const std::string file = split_name(dcpl.get(), i, true), dset = split_name(dcpl.get(), i, false);
+      h5::Handle vs(H5Pget_virtual_vspace(dcpl.get(), i)), ss(H5Pget_virtual_srcspace(dcpl.get(), i));
+      Mapping m;
+      std::vector<int64_t> scount;
+      if (file.empty() || file.find('/') != std::string::npos || dset.empty() || !vs.valid() ||
+          !ss.valid() || H5Sget_simple_extent_ndims(ss.get()) != rank ||
+          !bounds(vs.get(), rank, m.vstart, m.count) || !bounds(ss.get(), rank, m.sstart, scount) ||
+          scount != m.count)
+        fail(store::kMasterFile, key, fmt::format("mapping {} is damaged", i));
+      auto it = std::find_if(t.sources.begin(), t.sources.end(),
+                             [&](const Source& s) { return s.file == file && s.dset == dset; });
+      if (it == t.sources.end()) it = t.sources.insert(t.sources.end(), Source{file, dset, {}});
+      it->maps.push_back(std::move(m));
+    }
+    return t;
+  }
+
+  // Reads the stored piece whole, straight into `into` if given and the
+  // piece has shape `into_shape` (then sets in_place), else into `buf`
+  // (resized); checks its CRC. Returns the piece's shape.
+  std::vector<int64_t> read_source(const VTensor& t, const Source& s, std::vector<char>& buf,
+                                   void* into, const std::vector<int64_t>& into_shape, bool& in_place) {
+    h5::Quiet q;
+    hid_t f = file(s.file, t.key);
+    h5::Handle d(H5Dopen2(f, s.dset.c_str(), H5P_DEFAULT));
+    if (!d.valid()) fail(s.file, t.key, "cannot open: " + h5::last_error());
+    h5::Handle type(H5Dget_type(d.get()));
+    DType dt = DType::f32;
+    if (!h5::dtype_of_type(type.get(), dt) || dt != t.dtype)
+      fail(s.file, t.key, "stored with another element type than the master file says");
+    const std::vector<int64_t> shape = h5::shape_of(d.get());
+    int64_t n = 1;
+    for (int64_t x : shape) n *= x;
+    const size_t bytes = static_cast<size_t>(n) * dtype_size(dt);
+    uint32_t want = 0;
+    if (!h5::read_attr(d.get(), "crc32", want)) fail(s.file, t.key, "has no crc32 attribute");
+    in_place = into && shape == into_shape;
+    void* dst = into;
+    if (!in_place) {
+      buf.resize(bytes);
+      dst = buf.data();
+    }
+    if (H5Dread(d.get(), memory_type(dt), H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)
+      fail(s.file, t.key, "cannot read: " + h5::last_error());
+    const uint32_t got = digest(dst, bytes, DType::u8).crc32;
+    if (got != want)
+      fail(s.file, t.key, fmt::format("checksum mismatch (stored crc32 {:08x}, data has {:08x})", want, got));
+    bytes_read_ += static_cast<int64_t>(bytes);
+    return shape;
+  }
+
+  int64_t bytes_read() const { return bytes_read_; }
+
+ private:
+  hid_t file(const std::string& name, const std::string& key) {
+    auto it = files_.find(name);
+    if (it != files_.end()) return it->second.get();
+    const fs::path path = fs::path(dir_) / name;
+    if (!fs::exists(path)) fail(name, key, "missing");
+    std::string why;
+    h5::Handle f = h5::open_file(path.string(), why);
+    if (!f.valid()) fail(name, key, "cannot open: " + why);
+    std::string id;
+    if (!h5::read_attr(f.get(), "checkpoint_id", id) || id != meta_.id)
+      fail(name, key, fmt::format("belongs to another checkpoint (id '{}', this one is '{}')", id, meta_.id));
+    return files_.emplace(name, std::move(f)).first->second.get();
+  }
+
+  void read_meta() {
+    const hid_t r = master_.get();
+    CheckpointMeta& m = meta_;
+    std::string format, tensors, files;
+    auto need = [&](bool ok, const char* what) {
+      if (!ok) fail(store::kMasterFile, "", fmt::format("missing or damaged attribute '{}'", what));
+    };
+    need(h5::read_attr(r, "format", format), "format");
+    if (format != kMasterFormat) fail(store::kMasterFile, "", fmt::format("not a dtrain checkpoint (format '{}')", format));
+    need(h5::read_attr(r, "format_version", m.format_version), "format_version");
+    if (m.format_version > kCheckpointFormatVersion)
+      fail(store::kMasterFile, "", fmt::format("written in format {} by dtrain {}; this dtrain reads format {}",
+                                               m.format_version, m.program_version, kCheckpointFormatVersion));
+    need(h5::read_attr(r, "program_version", m.program_version), "program_version");
+    need(h5::read_attr(r, "model_type", m.model_type), "model_type");
+    need(h5::read_attr(r, "optimizer", m.optimizer), "optimizer");
+    need(h5::read_attr(r, "step", m.step), "step");
+    need(h5::read_attr(r, "optimizer_steps", m.optimizer_steps), "optimizer_steps");
+    need(h5::read_attr(r, "samples_seen", m.samples_seen), "samples_seen");
+    need(h5::read_attr(r, "items_seen", m.items_seen), "items_seen");
+    need(h5::read_attr(r, "seed", m.seed), "seed");
+    int64_t dp = 0, tp = 0, pp = 0, world = 0;
+    need(h5::read_attr(r, "dp", dp), "dp");
+    need(h5::read_attr(r, "tp", tp), "tp");
+    need(h5::read_attr(r, "pp", pp), "pp");
+    need(h5::read_attr(r, "world_size", world), "world_size");
+    m.layout = Layout{static_cast<int>(dp), static_cast<int>(tp), static_cast<int>(pp)};
+    if (dp < 1 || tp < 1 || pp < 1 || m.layout.world() != world)
+      fail(store::kMasterFile, "", fmt::format("inconsistent layout dp={} tp={} pp={} world_size={}", dp, tp, pp, world));
+    need(h5::read_attr(r, "checkpoint_id", m.id), "checkpoint_id");
+    need(h5::read_attr(r, "written_at", m.written_at), "written_at");
+    need(h5::read_attr(r, "config", m.config), "config");
+    need(h5::read_attr(r, "tensors", tensors), "tensors");
+    uint32_t crc = 0;
+    need(h5::read_attr(r, "meta_crc32", crc), "meta_crc32");
+    const std::string c = canonical(m);
+    if (crc32_of(c.data(), c.size()) != crc) fail(store::kMasterFile, "", "metadata checksum mismatch");
+    size_t pos = 0;
+    for (size_t nl; (nl = tensors.find('\n', pos)) != std::string::npos; pos = nl + 1)
+      keys_.push_back(tensors.substr(pos, nl - pos));
+  }
+
+  std::string dir_;
+  h5::Handle master_;
+  CheckpointMeta meta_;
+  std::vector<std::string> keys_;
+  std::map<std::string, h5::Handle> files_;  // rank files opened so far
+  int64_t bytes_read_ = 0;
+};
+
+// The overlap of two boxes of the full tensor, or false if none.
+bool intersect(const std::vector<int64_t>& a0, const std::vector<int64_t>& ac,
+               const std::vector<int64_t>& b0, const std::vector<int64_t>& bc,
+               std::vector<int64_t>& o0, std::vector<int64_t>& oc) {
+  const size_t rank = a0.size();
+  o0.resize(rank);
+  oc.resize(rank);
+  for (size_t d = 0; d < rank; ++d) {
+    const int64_t lo = std::max(a0[d], b0[d]), hi = std::min(a0[d] + ac[d], b0[d] + bc[d]);
+    if (hi <= lo) return false;
+    o0[d] = lo;
+    oc[d] = hi - lo;
+  }
+  return true;
+}
+
+std::vector<int64_t> sub(const std::vector<int64_t>& a, const std::vector<int64_t>& b,
+                         const std::vector<int64_t>& c) {  // a - b + c
+  std::vector<int64_t> r(a.size());
+  for (size_t d = 0; d < a.size(); ++d) r[d] = a[d] - b[d] + c[d];
+  return r;
+}
+
+void load_one(Reader& rd, Piece& p) {
+  VTensor t = rd.tensor(p.key);
+  const std::vector<int64_t> full(p.shard.full.begin(), p.shard.full.end());
+  if (t.shape != full)
+    rd.fail(store::kMasterFile, p.key,
+            fmt::format("is ({}) in the checkpoint but {} in the model", fmt::join(t.shape, ", "),
+                        p.shard.full.str()));
+  if (t.dtype != p.local.dtype())
+    rd.fail(store::kMasterFile, p.key, fmt::format("is stored as {} but the model holds {}",
+                                                   dtype_name(t.dtype), dtype_name(p.local.dtype())));
+  const std::vector<Box> want = boxes_of(p.shard);
+  const std::vector<int64_t> local(p.local.shape().begin(), p.local.shape().end());
+  const size_t esize = dtype_size(t.dtype);
+  int64_t covered = 0;
+  std::vector<char> buf;
+  for (const Source& s : t.sources) {
+    // Is the source, as a whole, exactly what this rank holds? Then read it in place.
+    bool direct = s.maps.size() == want.size();
+    for (size_t i = 0; direct && i < want.size(); ++i)
+      direct = s.maps[i].vstart == want[i].full_start && s.maps[i].count == want[i].count &&
+               s.maps[i].sstart == want[i].local_start;
+    bool overlaps = direct;
+    std::vector<int64_t> o0, oc;
+    for (const Mapping& m : s.maps)
+      for (const Box& w : want) overlaps = overlaps || intersect(m.vstart, m.count, w.full_start, w.count, o0, oc);
+    if (!overlaps) continue;
+    bool in_place = false;
+    const auto shape = rd.read_source(t, s, buf, direct ? p.local.raw() : nullptr, local, in_place);
+    if (in_place) {
+      covered += p.local.numel();
+      continue;
+    }
+    for (const Mapping& m : s.maps)
+      for (const Box& w : want) {
+        if (!intersect(m.vstart, m.count, w.full_start, w.count, o0, oc)) continue;
+        copy_box(buf.data(), shape, sub(o0, m.vstart, m.sstart), static_cast<char*>(p.local.raw()),
+                 local, sub(o0, w.full_start, w.local_start), oc, esize);
+        int64_t v = 1;
+        for (int64_t c : oc) v *= c;
+        covered += v;
+      }
+  }
+  if (covered != p.local.numel())
+    rd.fail(store::kMasterFile, p.key,
+            fmt::format("the stored pieces cover {} of the {} elements this rank holds", covered, p.local.numel()));
+}
+
+}  // namespace
+
+CheckpointMeta read_meta(const std::string& dir) { return Reader(dir).meta(); }
+
+void load_pieces(const std::string& dir, std::vector<Piece>& pieces) {
+  Reader rd(dir);
+  for (Piece& p : pieces) load_one(rd, p);
+}
+
+std::vector<TensorInfo> list_tensors(const std::string& dir) {
+  Reader rd(dir);
+  std::vector<TensorInfo> out;
+  for (const std::string& key : rd.keys()) {
+    VTensor t = rd.tensor(key);
+    out.push_back({key, t.shape, dtype_name(t.dtype), static_cast<int64_t>(t.sources.size())});
+  }
+  std::sort(out.begin(), out.end(), [](const TensorInfo& a, const TensorInfo& b) { return a.key < b.key; });
+  return out;
+}
+
+int64_t verify_checkpoint(const std::string& dir) {
+  Reader rd(dir);
+  std::vector<char> buf;
+  for (const std::string& key : rd.keys()) {
+    VTensor t = rd.tensor(key);
+    int64_t full = 1, covered = 0;
+    for (int64_t x : t.shape) full *= x;
+    for (const Source& s : t.sources) {
+      bool in_place = false;
+      rd.read_source(t, s, buf, nullptr, {}, in_place);
+      for (const Mapping& m : s.maps) {
+        int64_t v = 1;
+        for (int64_t c : m.count) v *= c;
+        covered += v;
+      }
+    }
+    if (covered != full)
+      rd.fail(store::kMasterFile, key, fmt::format("the stored pieces cover {} of its {} elements", covered, full));
+  }
+  return rd.bytes_read();
+}
+
+}  // namespace dtrain

@@ -1,0 +1,208 @@
+#include "checkpoint/resume.h"
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "checkpoint/session.h"
+#include "checkpoint/store.h"
+#include "config/schema.h"
+
+namespace dtrain {
+
+namespace fs = std::filesystem;
+
+Candidates find_checkpoints(const std::string& path) {
+  std::error_code ec;
+  const fs::path p(path);
+  if (!fs::exists(p, ec)) throw InputError(fmt::format("'{}' does not exist", path));
+  Candidates c;
+  if (fs::is_regular_file(p, ec) && p.filename() == store::kMasterFile) {
+    c.exact = true;
+    c.dirs = {p.parent_path().empty() ? "." : p.parent_path().string()};
+    return c;
+  }
+  if (fs::is_directory(p, ec) && fs::exists(p / store::kMasterFile, ec)) {
+    c.exact = true;
+    c.dirs = {p.string()};
+    return c;
+  }
+  fs::path root = fs::is_regular_file(p, ec) && p.filename() == store::kLatestFile ? p.parent_path() : p;
+  if (!fs::is_directory(root, ec))
+    throw InputError(fmt::format("'{}' is not a checkpoint: expected a checkpoint directory "
+                                 "(step_N), its {}, or a directory of checkpoints",
+                                 path, store::kMasterFile));
+  auto entries = store::list_complete(root);
+  if (entries.empty() && fs::is_directory(root / "checkpoints", ec)) {
+    root /= "checkpoints";
+    entries = store::list_complete(root);
+  }
+  if (entries.empty())
+    throw InputError(fmt::format("no complete checkpoint in '{}' (complete ones are directories "
+                                 "step_N holding {})",
+                                 root.string(), store::kMasterFile));
+  c.root = root.string();
+  for (const auto& e : entries) c.dirs.push_back(e.dir.string());
+  return c;
+}
+
+namespace {
+
+// Keys a resumed run cannot change, and why.
+const char* refusal(const std::string& key) {
+  static const std::map<std::string, const char*> fixed = {
+      {"model.type", "the checkpoint holds this model's parameters"},
+      {"train.seed", "init, dropout and the sample order of the run so far follow the seed"},
+      {"train.global_batch", "the data position is step x global batch"},
+      {"train.seq_len", "the data position counts sequences of this length"},
+      {"train.precision", "the checkpoint stores the parameters in this precision"},
+      {"optim.name", "the checkpoint holds this optimizer's state"},
+      {"data.shuffle", "it would change the order of the samples still to come"},
+  };
+  if (key.rfind("model.", 0) == 0) return "the checkpoint holds the model's parameters at these shapes";
+  auto it = fixed.find(key);
+  return it == fixed.end() ? nullptr : it->second;
+}
+
+std::string key_of(const std::string& override_text) {
+  return override_text.substr(0, override_text.find('='));
+}
+
+}  // namespace
+
+ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkpoint_dir,
+                           const std::vector<std::string>& overrides, const std::string& out_dir,
+                           int world_size) {
+  const std::string name = (fs::path(checkpoint_dir) / store::kMasterFile).string() + " [config]";
+  const Config base = parse_config(meta.config, name, {}, meta.layout.world());
+  std::set<std::string> given;
+  for (const auto& o : overrides) given.insert(key_of(o));
+  std::vector<std::string> eff;
+  if (!out_dir.empty()) {
+    if (!given.count("log.out_dir")) eff.push_back("log.out_dir=" + config::toml_string(out_dir));
+    if (!given.count("checkpoint.dir"))
+      eff.push_back("checkpoint.dir=" + config::toml_string((fs::path(out_dir) / "checkpoints").string()));
+  }
+  const bool layout_given = given.count("parallel.dp") || given.count("parallel.tp") || given.count("parallel.pp");
+  bool dp_changes = given.count("parallel.dp") > 0;
+  if (!layout_given && world_size == 1 && meta.layout.world() > 1) {
+    // One process continues any layout's checkpoint without being told so.
+    for (const char* k : {"parallel.dp=1", "parallel.tp=1", "parallel.pp=1"}) eff.push_back(k);
+    dp_changes = base.parallel.dp != 1;
+  }
+  if (dp_changes && !given.count("train.grad_accum") && !given.count("train.micro_batch"))
+    eff.push_back("train.grad_accum=0");  // re-derived from the global and micro batch
+  eff.insert(eff.end(), overrides.begin(), overrides.end());
+
+  ResumeConfig rc;
+  try {
+    rc.cfg = parse_config(meta.config, name, eff, world_size);
+  } catch (const ConfigError& e) {
+    std::vector<std::string> problems = e.problems();
+    if (!layout_given && world_size != meta.layout.world())
+      problems.push_back(fmt::format(
+          "{}: the checkpoint was written on {} ({} ranks) and {} were launched: choose the layout "
+          "with --set parallel.dp=D --set parallel.tp=T --set parallel.pp=P (D x T x P = {})",
+          name, meta.layout.str(), meta.layout.world(), world_size, world_size));
+    throw ConfigError(problems);
+  }
+  std::vector<std::string> problems;
+  for (const config::KeySpec& spec : config::schema()) {
+    if (!config::applies_to(spec.applies, base.model.type)) continue;
+    const config::Value before = config::get(spec, base), after = config::get(spec, rc.cfg);
+    if (before == after) continue;
+    const std::string key = spec.name();
+    const std::string change = fmt::format("{}: {} -> {}", key, config::toml_literal(before),
+                                           config::toml_literal(after));
+    if (const char* why = refusal(key)) {
+      std::string where = key;
+      for (const auto& o : overrides)
+        if (key_of(o) == key) where = "--set " + o;
+      problems.push_back(fmt::format("{}: {} cannot change when resuming ({}): {}", where, key,
+                                     change.substr(key.size() + 2), why));
+    } else {
+      rc.changes.push_back(change);
+    }
+  }
+  if (!problems.empty()) throw ConfigError(problems);
+  return rc;
+}
+
+void trim_metrics(const std::string& path, int64_t step) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string kept, line;
+  bool dropped = false;
+  const std::string tag = "{\"step\": ";
+  while (std::getline(in, line)) {
+    if (line.rfind(tag, 0) == 0 && std::strtoll(line.c_str() + tag.size(), nullptr, 10) > step) {
+      dropped = true;
+      continue;
+    }
+    kept += line + "\n";
+  }
+  in.close();
+  if (!dropped) return;
+  store::write_file_atomic(path, kept, {});
+}
+
+Resumed resume(const ResumeRequest& req, Communicator& world) {
+  const Candidates c = find_checkpoints(req.path);
+  auto log = [&](const std::string& s) {
+    if (req.log) req.log(s);
+  };
+  std::vector<std::string> failures;
+  for (size_t i = 0; i < c.dirs.size(); ++i) {
+    const std::string& dir = c.dirs[i];
+    Resumed r;
+    std::optional<CheckpointError> damage;
+    try {
+      r.meta = read_meta(dir);
+      ResumeConfig rc = resume_config(r.meta, dir, req.overrides, req.out_dir, req.world_size);
+      r.trainer = req.make_trainer ? req.make_trainer(rc.cfg) : std::make_unique<Trainer>(rc.cfg, req.log);
+      const auto t0 = std::chrono::steady_clock::now();
+      restore_trainer(*r.trainer, dir);
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      r.dir = dir;
+      log(fmt::format("resuming from {}: step {} of {}, {} {} seen; written by dtrain {} on {}; "
+                      "loaded in {:.2f} s",
+                      dir, r.meta.step, rc.cfg.train.steps, r.meta.items_seen,
+                      r.meta.model_type == "cnn" ? "images" : "tokens", r.meta.program_version,
+                      r.meta.layout.str(), secs));
+      for (const auto& ch : rc.changes) log("override " + ch);
+    } catch (const CheckpointError& e) {
+      damage = e;
+    }
+    // Every rank must have loaded its part of this checkpoint.
+    Tensor flag = Tensor::zeros(Shape{1}, DType::f32);
+    flag.data<float>()[0] = damage ? 1.0f : 0.0f;
+    all_reduce(world, flag, ReduceOp::max);
+    if (flag.data<float>()[0] == 0) {
+      if (world.rank() == 0)
+        trim_metrics((fs::path(r.trainer->config().log.out_dir) / "metrics.jsonl").string(), r.meta.step);
+      return r;
+    }
+    const bool local = damage.has_value();
+    if (!damage) damage = CheckpointError(dir, "", "", "another rank could not load its part");
+    if (c.exact) {
+      // Rank 0's error is what the app reports; another rank's own finding is said here.
+      if (local && world.rank() != 0 && req.warn) req.warn(damage->what());
+      throw *damage;
+    }
+    failures.push_back(fmt::format("{}: {}{}{}", fs::path(dir).filename().string(),
+                                   damage->file().empty() ? "" : damage->file() + ": ",
+                                   damage->tensor().empty() ? "" : "tensor " + damage->tensor() + ": ",
+                                   damage->problem()));
+    const std::string next = i + 1 < c.dirs.size() ? "falling back to " + c.dirs[i + 1]
+                                                   : "no older checkpoint to fall back to";
+    if (req.warn && (local || world.rank() == 0)) req.warn(fmt::format("{}; {}", damage->what(), next));
+  }
+  throw CheckpointError(c.root, "", "", fmt::format("no loadable checkpoint: {}", fmt::join(failures, "; ")));
+}
+
+}  // namespace dtrain

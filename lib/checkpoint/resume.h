@@ -1,0 +1,72 @@
+// `dtrain resume`: which checkpoint to continue from (exactly the one named,
+// or the newest complete one under a checkpoint directory, falling back to
+// older ones when it is damaged), the checkpoint's config with the user's
+// overrides (each change reported; changes that cannot apply to a run in
+// progress refused, naming the key), and a Trainer restored to it.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "checkpoint/checkpoint.h"
+#include "config/config.h"
+#include "train/trainer.h"
+
+namespace dtrain {
+
+// The checkpoints `path` names, to try in order: [the one] if it is a
+// checkpoint directory or its checkpoint.h5, else every complete checkpoint
+// under it (or under its checkpoints/ subdirectory), newest first. `exact`
+// says which. Throws InputError if there is none.
+struct Candidates {
+  std::vector<std::string> dirs;
+  bool exact = false;
+  std::string root;  // the checkpoint directory searched (when not exact)
+};
+Candidates find_checkpoints(const std::string& path);
+
+// The config to continue with: the checkpoint's resolved config plus
+// `overrides` ("section.key=value"), validated for `world_size` ranks.
+// `out_dir` (if not empty) becomes log.out_dir and, unless overridden,
+// checkpoint.dir = <out_dir>/checkpoints. Changing parallel.dp re-derives
+// train.grad_accum unless it or train.micro_batch is given. Throws
+// ConfigError naming every key whose change cannot apply.
+struct ResumeConfig {
+  Config cfg;
+  std::vector<std::string> changes;  // "train.steps: 20 -> 40", one per changed key
+};
+ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkpoint_dir,
+                           const std::vector<std::string>& overrides, const std::string& out_dir,
+                           int world_size);
+
+// Keeps the records of steps <= `step` in a metrics.jsonl (a run resumed in
+// the directory it ran in drops what it did after the checkpoint).
+void trim_metrics(const std::string& path, int64_t step);
+
+struct ResumeRequest {
+  std::string path;
+  std::vector<std::string> overrides;
+  std::string out_dir;
+  int world_size = 1;
+  std::function<void(const std::string&)> log;   // progress (rank 0's lines)
+  std::function<void(const std::string&)> warn;  // damage this rank found (and skipped)
+  // Builds the trainer for a config (under MPI: the mesh of its layout
+  // first). Default: one process, progress to `log`.
+  std::function<std::unique_ptr<Trainer>(const Config&)> make_trainer;
+};
+
+struct Resumed {
+  std::unique_ptr<Trainer> trainer;
+  CheckpointMeta meta;
+  std::string dir;  // the checkpoint it continues from
+};
+
+// Finds, configures and loads; with several ranks every rank calls it and
+// they agree (over `world`, all ranks) on which checkpoint loaded everywhere;
+// each rank reads only its own part, whatever layout wrote the checkpoint.
+// Throws CheckpointError when no candidate loads (naming each one's damage).
+Resumed resume(const ResumeRequest& req, Communicator& world);
+
+}  // namespace dtrain

@@ -1,0 +1,194 @@
+#include "checkpoint/session.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "config/config.h"
+
+#ifndef DTRAIN_VERSION
+#define DTRAIN_VERSION "unknown"
+#endif
+
+namespace dtrain {
+
+namespace {
+std::string human_bytes(double b) {
+  if (b >= 1e9) return fmt::format("{:.2f} GB", b / 1e9);
+  if (b >= 1e6) return fmt::format("{:.1f} MB", b / 1e6);
+  return fmt::format("{:.1f} kB", b / 1e3);
+}
+}  // namespace
+
+CheckpointMeta trainer_meta(Trainer& trainer, int64_t step) {
+  const Config& cfg = trainer.config();
+  CheckpointMeta m;
+  m.program_version = DTRAIN_VERSION;
+  m.model_type = cfg.model.type;
+  m.optimizer = cfg.optim.name;
+  m.step = step;
+  m.optimizer_steps = trainer.optimizer().steps_done();
+  m.samples_seen = step * cfg.train.global_batch;
+  m.items_seen = step * trainer.items_per_step();
+  m.seed = cfg.train.seed;
+  m.config = to_toml(cfg);
+  m.layout = trainer.groups().layout;
+  return m;
+}
+
+namespace {
+
+// This rank's part of the flat parameter buffer that its optimizer state
+// covers: all of it, or one data-parallel rank's range under ZeRO-1.
+struct StateRange {
+  int64_t begin = 0, end = 0, total = 0;
+  bool whole() const { return begin == 0 && end == total; }
+};
+
+StateRange state_range(Trainer& t) {
+  StateRange r;
+  r.total = t.model().params.values().numel();
+  const FlatRange fr = t.optimizer_range();
+  r.begin = fr.begin;
+  r.end = fr.end < 0 ? r.total : fr.end;
+  return r;
+}
+
+// The optimizer state over every parameter: the optimizer's own tensors, or
+// under ZeRO-1 full-size copies gathered over the data-parallel group (the
+// ranges are consecutive in data-parallel rank order).
+NamedTensors gathered_state(Trainer& t) {
+  NamedTensors state = t.optimizer().state();
+  const StateRange r = state_range(t);
+  if (r.whole()) return state;
+  Communicator& dp = *t.groups().dp;
+  Tensor mine = Tensor::zeros(Shape{1}, DType::f64), all = Tensor::zeros(Shape{dp.size()}, DType::f64);
+  mine.data<double>()[0] = static_cast<double>(r.end - r.begin);
+  dp.all_gather(mine, all)->wait();
+  std::vector<int64_t> counts;
+  int64_t sum = 0;
+  for (int i = 0; i < dp.size(); ++i) sum += counts.emplace_back(static_cast<int64_t>(all.data<double>()[i]));
+  DTRAIN_CHECK(sum == r.total, "ZeRO ranges cover {} of {} parameter elements", sum, r.total);
+  NamedTensors full;
+  for (auto& [name, part] : state) {
+    Tensor f = Tensor::zeros(Shape{r.total}, part.dtype());
+    dp.all_gather(part, f, counts)->wait();
+    full.emplace_back(name, f);
+  }
+  return full;
+}
+
+}  // namespace
+
+SaveResult save_trainer(Trainer& trainer, int64_t step, const SaveOptions& opts) {
+  const Groups& g = trainer.groups();
+  const NamedTensors state = gathered_state(trainer);
+  std::vector<Piece> pieces = collect_pieces(trainer.model(), state, g.coord.dp == 0, g.coord.tp == 0);
+  return save_checkpoint(trainer.config().checkpoint.dir, trainer_meta(trainer, step), pieces, *g.world, opts);
+}
+
+CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir) {
+  const CheckpointMeta m = read_meta(dir);
+  const Config& cfg = trainer.config();
+  std::vector<std::string> problems;
+  auto expect = [&](bool ok, const std::string& what) {
+    if (!ok) problems.push_back(fmt::format("checkpoint {}: {}", dir, what));
+  };
+  expect(m.model_type == cfg.model.type,
+         fmt::format("holds a {} model, the config describes a {}", m.model_type, cfg.model.type));
+  expect(m.optimizer == cfg.optim.name,
+         fmt::format("holds {} state, the config asks for {}", m.optimizer, cfg.optim.name));
+  expect(m.seed == cfg.train.seed, fmt::format("was written with seed {}, the config has {}", m.seed,
+                                               cfg.train.seed));
+  // The data position: step k reads global samples [k G, (k+1) G).
+  expect(m.samples_seen == m.step * cfg.train.global_batch,
+         fmt::format("has seen {} samples in {} steps, but train.global_batch is {}", m.samples_seen,
+                     m.step, cfg.train.global_batch));
+  expect(m.items_seen == m.step * trainer.items_per_step(),
+         fmt::format("has seen {} items in {} steps, but a step is {} items", m.items_seen, m.step,
+                     trainer.items_per_step()));
+  expect(m.step <= cfg.train.steps,
+         fmt::format("is at step {}, beyond train.steps = {} (raise it with --set train.steps=N)",
+                     m.step, cfg.train.steps));
+  if (!problems.empty()) throw ConfigError(problems);
+
+  // The parameters, and the optimizer state straight into the optimizer's
+  // tensors; under ZeRO-1 only the state of the parameters that meet this
+  // rank's range, each read whole into a scratch tensor and its part kept.
+  const NamedTensors state = trainer.optimizer().state();
+  const StateRange r = state_range(trainer);
+  Model& model = trainer.model();
+  std::vector<Piece> pieces = collect_pieces(model, r.whole() ? state : NamedTensors{});
+  struct Part {
+    Tensor scratch, dst;
+    int64_t from = 0;  // first element of the parameter that dst receives
+  };
+  std::vector<Part> parts;
+  if (!r.whole()) {
+    for (const auto& [name, range_state] : state)
+      for (const auto& p : model.params.all()) {
+        const int64_t lo = std::max(r.begin, p->offset), hi = std::min(r.end, p->offset + p->numel());
+        if (!p->trainable || lo >= hi) continue;
+        Tensor scratch = Tensor::empty(p->shape, range_state.dtype());
+        pieces.push_back({"optim/" + name + "/" + p->name, scratch, p->shard, false});
+        parts.push_back({scratch, range_state.flat_range(lo - r.begin, hi - lo), lo - p->offset});
+      }
+  }
+  load_pieces(dir, pieces);
+  for (Part& part : parts)
+    part.dst.copy_from(part.scratch.view(Shape{part.scratch.numel()}).flat_range(part.from, part.dst.numel()));
+  trainer.optimizer().set_steps_done(m.optimizer_steps);
+  return m;
+}
+
+CheckpointSession::CheckpointSession(Trainer& trainer, SessionOptions opts)
+    : trainer_(trainer), opts_(std::move(opts)), last_save_time_(std::chrono::steady_clock::now()) {
+  last_step_ = opts_.start_step > 0 ? opts_.start_step : -1;
+}
+
+bool CheckpointSession::should_stop(int64_t done) {
+  const double minutes = trainer_.config().checkpoint.every_minutes;
+  // Rank 0's clock decides the time-based checkpoint; everyone's signals the stop.
+  const bool local_stop = opts_.signals && opts_.signals->poll();
+  Communicator& world = *trainer_.groups().world;
+  const bool local_due =
+      world.rank() == 0 && minutes > 0 &&
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - last_save_time_).count() >=
+          minutes * 60.0;
+  Tensor flags = Tensor::zeros(Shape{2}, DType::f32);
+  flags.data<float>()[0] = local_stop ? 1.0f : 0.0f;
+  flags.data<float>()[1] = local_due ? 1.0f : 0.0f;
+  all_reduce(world, flags, ReduceOp::max);
+  time_due_ = flags.data<float>()[1] > 0;
+  const bool stop = flags.data<float>()[0] > 0;
+  if (stop && stop_reason_.empty()) {
+    stop_reason_ = local_stop ? opts_.signals->received() : "a signal on another rank";
+    if (opts_.log)
+      opts_.log(fmt::format("{} received: stopping after step {} with a checkpoint", stop_reason_, done));
+  }
+  return stop;
+}
+
+void CheckpointSession::after_step(int64_t done, bool stopping) {
+  const Config& cfg = trainer_.config();
+  const CheckpointConfig& c = cfg.checkpoint;
+  const bool due = stopping || time_due_ || (c.every > 0 && done % c.every == 0) ||
+                   (c.at_end && done == cfg.train.steps);
+  if (!due || done == last_step_) return;
+  SaveOptions so;
+  so.keep = c.keep;
+  so.on_file_op = opts_.on_file_op;
+  const SaveResult r = save_trainer(trainer_, done, so);
+  last_save_time_ = std::chrono::steady_clock::now();
+  time_due_ = false;
+  last_dir_ = r.dir;
+  last_step_ = done;
+  if (opts_.log) {
+    std::string msg = fmt::format("checkpoint step {} -> {} ({} in {:.2f} s)", done, r.dir,
+                                  human_bytes(static_cast<double>(r.bytes)), r.seconds);
+    if (!r.pruned.empty()) msg += fmt::format("; deleted {}", fmt::join(r.pruned, ", "));
+    opts_.log(msg);
+  }
+}
+
+}  // namespace dtrain

@@ -1,0 +1,67 @@
+// Checkpoints of a Trainer: saving and restoring its whole state on any
+// layout, and the step-loop hooks that write checkpoints every N steps, every
+// M minutes, at the end, and when a preemption signal asks the run to stop.
+// Decisions that every rank must share (stop now, the time-based checkpoint is
+// due) are agreed by one all-reduce (max) over the world group per step.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/preempt.h"
+#include "train/trainer.h"
+
+namespace dtrain {
+
+// The metadata of `trainer` after `step` steps (its layout from its groups).
+CheckpointMeta trainer_meta(Trainer& trainer, int64_t step);
+
+// Writes the trainer's state after `step` steps to cfg.checkpoint.dir,
+// collectively over its world group. Each rank writes what it alone holds
+// (data-parallel rank 0 of each tensor- and pipeline-parallel position; with
+// ZeRO-1 the optimizer state is gathered over the data-parallel group first).
+SaveResult save_trainer(Trainer& trainer, int64_t step, const SaveOptions& opts);
+
+// Loads the checkpoint in `dir` into the trainer, whatever layout wrote it
+// (parameters, buffers, this rank's range of the optimizer state and the
+// update count) and checks that it continues the same run (model, optimizer,
+// seed, data position). Returns its metadata. Throws CheckpointError on
+// damage, ConfigError when it does not fit the trainer. Reads only; every
+// rank reads its own part.
+CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir);
+
+struct SessionOptions {
+  SignalWatch* signals = nullptr;  // preemption signals to poll; nullptr = none
+  int64_t start_step = 0;          // the step the run resumed from (already on disk)
+  std::function<void(const std::string&)> log;          // rank 0's progress lines
+  std::function<void(const std::string&)> on_file_op;  // tests (SaveOptions::on_file_op)
+};
+
+// The hooks Trainer::run calls (see train/hooks.h).
+class CheckpointSession : public TrainHooks {
+ public:
+  CheckpointSession(Trainer& trainer, SessionOptions opts);
+
+  bool should_stop(int64_t done) override;
+  void after_step(int64_t done, bool stopping) override;
+
+  // Why the run stopped early ("SIGTERM", "a signal on another rank"), or "".
+  const std::string& stop_reason() const { return stop_reason_; }
+  // The last checkpoint written (empty if none) and its step.
+  const std::string& last_dir() const { return last_dir_; }
+  int64_t last_step() const { return last_step_; }
+
+ private:
+  Trainer& trainer_;
+  SessionOptions opts_;
+  std::chrono::steady_clock::time_point last_save_time_;
+  bool time_due_ = false;
+  std::string stop_reason_;
+  std::string last_dir_;
+  int64_t last_step_ = -1;
+};
+
+}  // namespace dtrain

@@ -1,0 +1,162 @@
+#include "checkpoint/store.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+
+namespace dtrain::store {
+
+namespace {
+constexpr const char* kPrefix = "step_";
+
+std::string errno_text() { return std::strerror(errno); }
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+void rename_path(const fs::path& from, const fs::path& to, const FileOps& ops) {
+  if (std::rename(from.c_str(), to.c_str()) != 0)
+    throw RuntimeError(fmt::format("cannot rename '{}' to '{}': {}", from.string(), to.string(),
+                                   errno_text()));
+  ops.done(fmt::format("rename {} -> {}", from.filename().string(), to.filename().string()));
+}
+
+void remove_tree(const fs::path& p, const FileOps& ops) {
+  std::error_code ec;
+  fs::remove_all(p, ec);
+  if (ec) throw RuntimeError(fmt::format("cannot delete '{}': {}", p.string(), ec.message()));
+  ops.done("delete " + p.filename().string());
+}
+}  // namespace
+
+std::string step_dir_name(int64_t step) { return fmt::format("{}{:08}", kPrefix, step); }
+
+std::optional<int64_t> parse_step_dir_name(const std::string& name) {
+  const size_t n = std::strlen(kPrefix);
+  if (name.size() < n + 8 || name.compare(0, n, kPrefix) != 0) return std::nullopt;
+  int64_t step = 0;
+  for (size_t i = n; i < name.size(); ++i) {
+    if (name[i] < '0' || name[i] > '9' || step > (INT64_MAX - 9) / 10) return std::nullopt;
+    step = step * 10 + (name[i] - '0');
+  }
+  return step;
+}
+
+std::string rank_file_name(int world_rank) { return fmt::format("rank_{:05}.h5", world_rank); }
+
+void sync_path(const fs::path& p) {
+  const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw RuntimeError(fmt::format("cannot open '{}' to sync it: {}", p.string(), errno_text()));
+  const int rc = ::fsync(fd);
+  const std::string err = rc != 0 ? errno_text() : "";
+  ::close(fd);
+  if (rc != 0) throw RuntimeError(fmt::format("cannot sync '{}': {}", p.string(), err));
+}
+
+void write_file_atomic(const fs::path& path, const std::string& text, const FileOps& ops) {
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    f << text;
+    f.flush();
+    if (!f) throw RuntimeError(fmt::format("cannot write '{}'", tmp.string()));
+  }
+  sync_path(tmp);
+  ops.done("write " + tmp.filename().string());
+  rename_path(tmp, path, ops);
+  sync_path(path.parent_path());
+  ops.done("sync " + path.parent_path().filename().string());
+}
+
+std::vector<Entry> list_complete(const fs::path& root) {
+  std::vector<Entry> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(root, ec)) {
+    const auto step = parse_step_dir_name(e.path().filename().string());
+    if (step && e.is_directory(ec)) out.push_back({*step, e.path()});
+  }
+  std::sort(out.begin(), out.end(), [](const Entry& a, const Entry& b) { return a.step > b.step; });
+  return out;
+}
+
+std::string read_latest(const fs::path& root) {
+  std::ifstream f(root / kLatestFile);
+  std::string name;
+  if (f) std::getline(f, name);
+  return name;
+}
+
+void remove_leftovers(const fs::path& root, const FileOps& ops) {
+  std::error_code ec;
+  std::vector<fs::path> stale;
+  for (const auto& e : fs::directory_iterator(root, ec)) {
+    const std::string name = e.path().filename().string();
+    const bool ours = name.rfind(kPrefix, 0) == 0 && (ends_with(name, ".tmp") || ends_with(name, ".old"));
+    if (ours || name == std::string(kLatestFile) + ".tmp") stale.push_back(e.path());
+  }
+  for (const auto& p : stale) remove_tree(p, ops);
+}
+
+void publish(const fs::path& tmp, const fs::path& final_dir, const FileOps& ops) {
+  const fs::path root = final_dir.parent_path();
+  const fs::path aside = final_dir.string() + ".old";
+  std::error_code ec;
+  const bool replacing = fs::exists(final_dir, ec);
+  if (replacing) {
+    if (fs::exists(aside, ec)) remove_tree(aside, ops);
+    rename_path(final_dir, aside, ops);
+  }
+  rename_path(tmp, final_dir, ops);
+  sync_path(root);
+  ops.done("sync " + root.filename().string());
+  write_file_atomic(root / kLatestFile, final_dir.filename().string() + "\n", ops);
+  if (replacing) remove_tree(aside, ops);
+}
+
+std::vector<std::string> prune(const fs::path& root, int64_t keep, const FileOps& ops) {
+  std::vector<std::string> removed;
+  if (keep <= 0) return removed;
+  const std::string protect = read_latest(root);
+  int64_t kept = 0;
+  std::vector<Entry> doomed;
+  const auto all = list_complete(root);
+  // The checkpoint `latest` names always stays, plus the newest others up to `keep` in all.
+  for (const auto& e : all)
+    if (e.dir.filename() == protect) ++kept;
+  for (const auto& e : all) {
+    if (e.dir.filename() == protect) continue;
+    if (kept < keep) ++kept;
+    else doomed.push_back(e);
+  }
+  for (const auto& e : doomed) {
+    const fs::path aside = e.dir.string() + ".old";
+    rename_path(e.dir, aside, ops);
+    remove_tree(aside, ops);
+    removed.push_back(e.dir.filename().string());
+  }
+  if (!doomed.empty()) {
+    sync_path(root);
+    ops.done("sync " + root.filename().string());
+  }
+  return removed;
+}
+
+int64_t dir_bytes(const fs::path& dir) {
+  int64_t total = 0;
+  std::error_code ec;
+  for (const auto& e : fs::recursive_directory_iterator(dir, ec))
+    if (e.is_regular_file(ec)) total += static_cast<int64_t>(e.file_size(ec));
+  return total;
+}
+
+}  // namespace dtrain::store

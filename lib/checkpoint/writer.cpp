@@ -1,0 +1,356 @@
+// Writing a checkpoint, collectively: every writing rank stores the pieces it
+// holds in its own rank file (no gather, no rank holds more than its share),
+// then world rank 0 reads those files' piece descriptions back, checks that
+// the pieces tile every tensor exactly once, writes the master file of
+// virtual datasets over them, and publishes the directory atomically
+// (store.h). Ranks agree on failure after each phase so that all of them
+// throw together and nothing incomplete is ever published.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <map>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/checksum.h"
+#include "checkpoint/format.h"
+#include "checkpoint/h5.h"
+#include "checkpoint/store.h"
+
+namespace dtrain {
+
+namespace fs = std::filesystem;
+using namespace ckpt_format;
+
+std::vector<Piece> collect_pieces(Model& model, Optimizer& opt, bool first_dp, bool first_tp) {
+  const NamedTensors state = opt.state();
+  for (const auto& [name, flat] : state)
+    DTRAIN_CHECK(flat.numel() == model.params.values().numel(),
+                 "optimizer state {} covers {} of the {} parameter elements (gather it first)", name,
+                 flat.numel(), model.params.values().numel());
+  return collect_pieces(model, state, first_dp, first_tp);
+}
+
+std::vector<Piece> collect_pieces(Model& model, const NamedTensors& optimizer_state, bool first_dp,
+                                  bool first_tp) {
+  std::vector<Piece> out;
+  auto writes = [&](const Param& p) { return p.primary && first_dp && (first_tp || p.shard.split()); };
+  for (const auto& p : model.params.all())
+    out.push_back({"model/" + p->name, p->value, p->shard, writes(*p)});
+  for (const auto& [state, flat] : optimizer_state)
+    for (const auto& p : model.params.all())
+      if (p->trainable)
+        out.push_back({"optim/" + state + "/" + p->name,
+                       flat.flat_range(p->offset, p->numel()).view(p->shape), p->shard, writes(*p)});
+  return out;
+}
+
+namespace {
+
+hid_t memory_type(DType t) {
+  switch (t) {
+    case DType::f32: return H5T_NATIVE_FLOAT;
+    case DType::f64: return H5T_NATIVE_DOUBLE;
+    case DType::i32: return H5T_NATIVE_INT32;
+    case DType::u8: return H5T_NATIVE_UINT8;
+    default: return h5::file_type(t);  // throws
+  }
+}
+
+std::vector<int64_t> dims(const Shape& s) { return {s.begin(), s.end()}; }
+
+std::string join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) out += s + "\n";
+  return out;
+}
+
+// Every rank throws if any rank reported a problem (`err` non-empty).
+void agree(Communicator& world, const std::string& err, int64_t step) {
+  Tensor flag = Tensor::zeros(Shape{1}, DType::f32);
+  flag.data<float>()[0] = err.empty() ? 0.0f : 1.0f;
+  all_reduce(world, flag, ReduceOp::max);
+  if (flag.data<float>()[0] > 0)
+    throw RuntimeError(err.empty() ? fmt::format("checkpoint of step {}: another rank failed", step)
+                                   : fmt::format("checkpoint of step {}: {}", step, err));
+}
+
+std::string utc_now() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+void write_rank_file(const fs::path& path, const CheckpointMeta& meta, int world_rank,
+                     const std::vector<const Piece*>& pieces, const store::FileOps& ops) {
+  // Checksums (and the finiteness check) first, so nothing is written for a NaN.
+  std::vector<uint32_t> crcs;
+  for (const Piece* p : pieces) {
+    DTRAIN_CHECK(p->local.device().is_cpu(), "{}: checkpoints read CPU tensors", p->key);
+    const Digest d = digest(p->local.raw(), p->local.bytes(), p->local.dtype());
+    if (!d.finite)
+      throw RuntimeError(fmt::format("{} holds non-finite values; not writing a checkpoint", p->key));
+    crcs.push_back(d.crc32);
+  }
+  const std::string name = path.filename().string();
+  h5::Handle f = h5::create_file(path.string());
+  ops.done("create " + name);
+  std::vector<std::string> keys;
+  for (const Piece* p : pieces) keys.push_back(p->key);
+  h5::write_attr(f.get(), "format", std::string(kPartFormat));
+  h5::write_attr(f.get(), "format_version", meta.format_version);
+  h5::write_attr(f.get(), "checkpoint_id", meta.id);
+  h5::write_attr(f.get(), "step", meta.step);
+  h5::write_attr(f.get(), "world_rank", int64_t{world_rank});
+  h5::write_attr(f.get(), "tensors", join(keys));
+  h5::Handle lcpl = h5::intermediate_groups();
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    const Piece& p = *pieces[i];
+    DTRAIN_CHECK(p.local.rank() >= 1, "{}: checkpoints store tensors of rank >= 1", p.key);
+    h5::Quiet q;
+    h5::Handle sp = h5::space(dims(p.local.shape()));
+    h5::Handle d(H5Dcreate2(f.get(), p.key.c_str(), h5::file_type(p.local.dtype()), sp.get(),
+                            lcpl.get(), H5P_DEFAULT, H5P_DEFAULT));
+    if (!d.valid() ||
+        H5Dwrite(d.get(), memory_type(p.local.dtype()), H5S_ALL, H5S_ALL, H5P_DEFAULT, p.local.raw()) < 0)
+      throw RuntimeError(fmt::format("cannot write {} to '{}': {}", p.key, path.string(), h5::last_error()));
+    h5::write_attr(d.get(), "full_shape", dims(p.shard.full));
+    h5::write_attr(d.get(), "split_dim", int64_t{p.shard.split() ? p.shard.dim : -1});
+    const std::vector<int64_t> runs = runs_attr(p.shard);
+    h5::write_attr(d.get(), "runs", runs, {static_cast<int64_t>(runs.size() / 3), 3});
+    h5::write_attr(d.get(), "crc32", crcs[i]);
+    ops.done(fmt::format("write {} {}", name, p.key));
+  }
+  if (!f.close()) throw RuntimeError(fmt::format("cannot close '{}': {}", path.string(), h5::last_error()));
+  ops.done("close " + name);
+  store::sync_path(path);
+  ops.done("sync " + name);
+}
+
+// A stored piece, as the master file's builder reads it back from a rank file.
+struct Stored {
+  std::string file;
+  std::vector<int64_t> local_shape, full_shape, runs;
+  int64_t split_dim = -1;
+  DType dtype = DType::f32;
+};
+
+std::map<std::string, std::vector<Stored>> read_back(const fs::path& tmp) {
+  std::map<std::string, std::vector<Stored>> out;
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(tmp))
+    if (e.path().filename().string().rfind("rank_", 0) == 0) files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  h5::Quiet q;
+  for (const fs::path& path : files) {
+    const std::string name = path.filename().string();
+    std::string why, keys;
+    h5::Handle f = h5::open_file(path.string(), why);
+    if (!f.valid() || !h5::read_attr(f.get(), "tensors", keys))
+      throw RuntimeError(fmt::format("cannot read back '{}': {}", path.string(), why));
+    size_t pos = 0;
+    for (size_t nl; (nl = keys.find('\n', pos)) != std::string::npos; pos = nl + 1) {
+      const std::string key = keys.substr(pos, nl - pos);
+      h5::Handle d(H5Dopen2(f.get(), key.c_str(), H5P_DEFAULT));
+      Stored s;
+      s.file = name;
+      h5::Handle t(d.valid() ? H5Dget_type(d.get()) : H5I_INVALID_HID);
+      if (!d.valid() || !h5::dtype_of_type(t.get(), s.dtype) ||
+          !h5::read_attr(d.get(), "full_shape", s.full_shape) ||
+          !h5::read_attr(d.get(), "split_dim", s.split_dim) || !h5::read_attr(d.get(), "runs", s.runs))
+        throw RuntimeError(fmt::format("cannot read back {} from '{}'", key, path.string()));
+      s.local_shape = h5::shape_of(d.get());
+      out[key].push_back(std::move(s));
+    }
+  }
+  return out;
+}
+
+// The pieces of `key` must agree on the full tensor and tile it exactly once.
+void check_tiling(const std::string& key, const std::vector<Stored>& parts) {
+  const Stored& a = parts.front();
+  const int dim = a.split_dim < 0 ? 0 : static_cast<int>(a.split_dim);
+  std::vector<std::pair<int64_t, int64_t>> spans;  // along dim: [start, end)
+  for (const Stored& s : parts) {
+    DTRAIN_CHECK(s.full_shape == a.full_shape && s.dtype == a.dtype && s.split_dim == a.split_dim,
+                 "{}: {} and {} store it with different shapes, dtypes or splits", key, a.file, s.file);
+    for (size_t r = 0; r + 2 < s.runs.size(); r += 3) spans.push_back({s.runs[r], s.runs[r] + s.runs[r + 2]});
+  }
+  std::sort(spans.begin(), spans.end());
+  int64_t at = 0;
+  for (auto [lo, hi] : spans) {
+    DTRAIN_CHECK(lo == at, "{}: the ranks' pieces {} rows {} along dimension {}", key,
+                 lo < at ? "overlap at" : "leave out", at, dim);
+    at = hi;
+  }
+  DTRAIN_CHECK(at == (a.full_shape.empty() ? 1 : a.full_shape[dim]),
+               "{}: the ranks' pieces end at row {} of {}", key, at, a.full_shape[dim]);
+}
+
+void write_master(const fs::path& path, const CheckpointMeta& meta,
+                  const std::map<std::string, std::vector<Stored>>& tensors, const store::FileOps& ops) {
+  h5::Handle f = h5::create_file(path.string());
+  ops.done("create " + path.filename().string());
+  const hid_t root = f.get();
+  h5::write_attr(root, "format", std::string(kMasterFormat));
+  h5::write_attr(root, "format_version", meta.format_version);
+  h5::write_attr(root, "program_version", meta.program_version);
+  h5::write_attr(root, "model_type", meta.model_type);
+  h5::write_attr(root, "optimizer", meta.optimizer);
+  h5::write_attr(root, "step", meta.step);
+  h5::write_attr(root, "optimizer_steps", meta.optimizer_steps);
+  h5::write_attr(root, "samples_seen", meta.samples_seen);
+  h5::write_attr(root, "items_seen", meta.items_seen);
+  h5::write_attr(root, "seed", meta.seed);
+  h5::write_attr(root, "dp", int64_t{meta.layout.dp});
+  h5::write_attr(root, "tp", int64_t{meta.layout.tp});
+  h5::write_attr(root, "pp", int64_t{meta.layout.pp});
+  h5::write_attr(root, "world_size", int64_t{meta.layout.world()});
+  h5::write_attr(root, "checkpoint_id", meta.id);
+  h5::write_attr(root, "written_at", meta.written_at);
+  h5::write_attr(root, "config", meta.config);
+  h5::write_attr(root, "meta_crc32", crc32_of(canonical(meta).data(), canonical(meta).size()));
+  std::vector<std::string> keys, files;
+  for (const auto& [key, parts] : tensors) {
+    keys.push_back(key);
+    for (const Stored& s : parts)
+      if (std::find(files.begin(), files.end(), s.file) == files.end()) files.push_back(s.file);
+  }
+  std::sort(files.begin(), files.end());
+  h5::write_attr(root, "tensors", join(keys));
+  h5::write_attr(root, "files", join(files));
+
+  h5::Handle lcpl = h5::intermediate_groups();
+  h5::Quiet q;
+  for (const auto& [key, parts] : tensors) {
+    check_tiling(key, parts);
+    const Stored& a = parts.front();
+    const int rank = static_cast<int>(a.full_shape.size());
+    const int dim = a.split_dim < 0 ? 0 : static_cast<int>(a.split_dim);
+    h5::Handle vspace = h5::space(a.full_shape);
+    h5::Handle dcpl(H5Pcreate(H5P_DATASET_CREATE));
+    // A piece HDF5 cannot find reads as NaN in h5py, not as plausible zeros.
+    if (a.dtype == DType::f32 || a.dtype == DType::f64) {
+      const double nan = std::nan("");
+      H5Pset_fill_value(dcpl.get(), H5T_NATIVE_DOUBLE, &nan);
+    }
+    for (const Stored& s : parts) {
+      h5::Handle sspace = h5::space(s.local_shape);
+      for (size_t r = 0; r + 2 < s.runs.size(); r += 3) {
+        std::vector<hsize_t> vstart(rank, 0), sstart(rank, 0), count(a.full_shape.begin(), a.full_shape.end());
+        vstart[dim] = static_cast<hsize_t>(s.runs[r]);
+        sstart[dim] = static_cast<hsize_t>(s.runs[r + 1]);
+        count[dim] = static_cast<hsize_t>(s.runs[r + 2]);
+        if (H5Sselect_hyperslab(vspace.get(), H5S_SELECT_SET, vstart.data(), nullptr, count.data(), nullptr) < 0 ||
+            H5Sselect_hyperslab(sspace.get(), H5S_SELECT_SET, sstart.data(), nullptr, count.data(), nullptr) < 0 ||
+            H5Pset_virtual(dcpl.get(), vspace.get(), s.file.c_str(), key.c_str(), sspace.get()) < 0)
+          throw RuntimeError(fmt::format("cannot map {} of {} into '{}': {}", key, s.file,
+                                         path.string(), h5::last_error()));
+      }
+    }
+    H5Sselect_all(vspace.get());
+    h5::Handle d(H5Dcreate2(root, key.c_str(), h5::file_type(a.dtype), vspace.get(), lcpl.get(),
+                            dcpl.get(), H5P_DEFAULT));
+    if (!d.valid())
+      throw RuntimeError(fmt::format("cannot write {} to '{}': {}", key, path.string(), h5::last_error()));
+  }
+  ops.done("write " + path.filename().string());
+  if (!f.close()) throw RuntimeError(fmt::format("cannot close '{}': {}", path.string(), h5::last_error()));
+  store::sync_path(path);
+  ops.done("sync " + path.filename().string());
+}
+
+std::string new_id(Communicator& world) {
+  Tensor id = Tensor::zeros(Shape{2}, DType::i32);
+  if (world.rank() == 0) {
+    std::random_device rd;
+    id.data<int32_t>()[0] = static_cast<int32_t>(rd());
+    id.data<int32_t>()[1] = static_cast<int32_t>(rd() ^ static_cast<uint32_t>(
+        std::chrono::system_clock::now().time_since_epoch().count()));
+  }
+  world.broadcast(id, 0)->wait();
+  return fmt::format("{:08x}{:08x}", static_cast<uint32_t>(id.data<int32_t>()[0]),
+                     static_cast<uint32_t>(id.data<int32_t>()[1]));
+}
+
+}  // namespace
+
+SaveResult save_checkpoint(const std::string& root_dir, CheckpointMeta meta,
+                           const std::vector<Piece>& pieces, Communicator& world,
+                           const SaveOptions& opts) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const store::FileOps ops{opts.on_file_op};
+  const fs::path root(root_dir);
+  const fs::path final_dir = root / store::step_dir_name(meta.step);
+  const fs::path tmp = final_dir.string() + ".tmp";
+  const bool lead = world.rank() == 0;
+  meta.id = new_id(world);
+  meta.written_at = utc_now();
+  meta.format_version = kCheckpointFormatVersion;
+
+  std::string err;
+  if (lead) {
+    try {
+      std::error_code ec;
+      if (!fs::exists(root, ec)) {
+        fs::create_directories(root, ec);
+        if (ec) throw RuntimeError(fmt::format("cannot create '{}': {}", root.string(), ec.message()));
+        store::sync_path(fs::absolute(root).parent_path());  // the new directory's own entry
+      }
+      store::remove_leftovers(root, ops);
+      if (!fs::create_directory(tmp, ec) || ec)
+        throw RuntimeError(fmt::format("cannot create '{}': {}", tmp.string(), ec.message()));
+      ops.done("mkdir " + tmp.filename().string());
+    } catch (const Error& e) {
+      err = e.what();
+    }
+  }
+  agree(world, err, meta.step);
+
+  std::vector<const Piece*> mine;
+  for (const Piece& p : pieces)
+    if (p.write) mine.push_back(&p);
+  if (!mine.empty()) {
+    try {
+      const int wr = world.world_rank(world.rank());
+      write_rank_file(tmp / store::rank_file_name(wr), meta, wr, mine, ops);
+    } catch (const Error& e) {
+      err = e.what();
+    }
+  }
+  try {
+    agree(world, err, meta.step);
+  } catch (const Error&) {
+    if (lead) {
+      std::error_code ec;
+      fs::remove_all(tmp, ec);
+    }
+    throw;
+  }
+
+  SaveResult res;
+  res.dir = final_dir.string();
+  if (lead) {
+    try {
+      write_master(tmp / store::kMasterFile, meta, read_back(tmp), ops);
+      store::sync_path(tmp);
+      ops.done("sync " + tmp.filename().string());
+      store::publish(tmp, final_dir, ops);
+      res.pruned = store::prune(root, opts.keep, ops);
+      res.bytes = store::dir_bytes(final_dir);
+    } catch (const Error& e) {
+      err = e.what();
+    }
+  }
+  agree(world, err, meta.step);
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return res;
+}
+
+}  // namespace dtrain

@@ -1,0 +1,357 @@
+#include "kernels/cpu/conv.h"
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include <omp.h>
+
+#include "kernels/cpu/gemm.h"
+
+namespace dtrain::cpu {
+
+namespace {
+
+// Columns one GEMM should see at least; fewer make OpenBLAS's packing dominate.
+constexpr int64_t kTargetColumns = 256;
+
+int64_t chunks_for(int64_t n) { return std::min(n, kConvChunks); }
+int64_t align16(int64_t v) { return (v + 15) / 16 * 16; }
+
+// How one image's output positions are laid out in the column matrix.
+// Compact: Ho rows of Wo. Wide (stride 1 with padding, at large widths): Ho
+// rows of the padded width Wp, so that every im2col row is a single copy and
+// every col2im row a single add; the Wp - Wo extra columns per row are junk,
+// dropped when the output is scattered (forward) and zero in the gathered
+// output gradient (backward).
+struct Layout {
+  int64_t hp, wp, plane;  // padded image
+  int64_t pitch;          // columns per output row: Wo (compact) or Wp (wide)
+  int64_t cols;           // columns per image: Ho * pitch
+  bool wide;
+  explicit Layout(const ConvGeom& g) {
+    hp = g.h + 2 * g.pad;
+    wp = g.w + 2 * g.pad;
+    plane = hp * wp;
+    wide = g.stride == 1 && g.pad > 0 && 10 * (wp - g.wo()) <= g.wo();  // at most 10% junk
+    pitch = wide ? wp : g.wo();
+    cols = g.ho() * pitch;
+  }
+};
+
+// Scratch: per thread, one padded image (C, Hp, Wp) plus slack for the wide
+// rows' overrun, the same again for the padded input gradient, col
+// (K, G*cols) and tmp (O, G*cols), reused chunk after chunk so that they stay
+// in cache; then per chunk, its share of dw (O*K) and db (O). The padded
+// image's borders are zero from the start (the scratch is zero-filled) and
+// only its interior is ever written.
+struct Scratch {
+  int64_t pad, dpad, col, tmp, per_thread;  // offsets within a thread's part, its size
+  int64_t dw, db, per_chunk;                // within a chunk's part (after all threads')
+  int64_t threads;
+  Scratch(const ConvGeom& g, const Layout& l, int64_t group, int64_t threads_) : threads(threads_) {
+    pad = 0;
+    dpad = pad + align16(g.c * l.plane + g.kw);
+    col = dpad + align16(g.c * l.plane + g.kw);
+    tmp = col + align16(g.k() * group * l.cols);
+    per_thread = tmp + align16(g.o * group * l.cols);
+    dw = 0;
+    db = align16(g.o * g.k());
+    per_chunk = db + align16(g.o);
+  }
+  int64_t size(int64_t chunks) const { return threads * per_thread + chunks * per_chunk; }
+  template <class T> T* thread(T* base, int t) const { return base + t * per_thread; }
+  template <class T> T* chunk(T* base, int64_t c) const { return base + threads * per_thread + c * per_chunk; }
+};
+
+// Threads for a pass over `chunks` chunks with scratch for `planned` threads.
+int team(int64_t chunks, int64_t planned) {
+  return static_cast<int>(std::max<int64_t>(1, std::min({chunks, planned, int64_t(omp_get_max_threads())})));
+}
+
+// One row of a strided copy r[k] = in[k * s], and its adjoint out[k * s] += r[k].
+// Rows are short (7 to 28 here), where compiled loops spend more time in their
+// scalar remainders (and memcpy in its call) than in the copy; with AVX-512,
+// stride-1 rows are whole vectors plus one masked tail, and stride-2 rows of
+// up to 16 outputs one pair of masked loads, a permute and a masked store.
+template <class T>
+inline void copy_row(const T* in, int64_t n, int64_t s, T* r) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) {
+    if (s == 1) {
+      int64_t k = 0;
+      for (; k + 16 <= n; k += 16) _mm512_storeu_ps(r + k, _mm512_loadu_ps(in + k));
+      const __mmask16 m = static_cast<__mmask16>((1u << (n - k)) - 1);
+      if (m) _mm512_mask_storeu_ps(r + k, m, _mm512_maskz_loadu_ps(m, in + k));
+      return;
+    }
+    if (s == 2 && n <= 16) {  // in[0 .. 2n-2]: two masked loads, then the even elements
+      const __mmask16 m = static_cast<__mmask16>((1u << n) - 1);
+      const int64_t span = 2 * n - 1;
+      const __mmask16 mlo = static_cast<__mmask16>(span >= 16 ? 0xFFFF : (1u << span) - 1);
+      const __mmask16 mhi = static_cast<__mmask16>(span > 16 ? (1u << (span - 16)) - 1 : 0);
+      const __m512 lo = _mm512_maskz_loadu_ps(mlo, in), hi = _mm512_maskz_loadu_ps(mhi, in + 16);
+      const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+      _mm512_mask_storeu_ps(r, m, _mm512_permutex2var_ps(lo, even, hi));
+      return;
+    }
+  }
+#endif
+  if (s == 1) {
+#pragma omp simd
+    for (int64_t k = 0; k < n; ++k) r[k] = in[k];
+  } else {
+    for (int64_t k = 0; k < n; ++k) r[k] = in[k * s];
+  }
+}
+
+// The interior of xp (C, Hp, Wp) = x (C, H, W); the borders stay zero.
+template <class T>
+void pad_image(const ConvGeom& g, const Layout& l, const T* x, T* xp) {
+  const int64_t p = g.pad;
+  for (int64_t c = 0; c < g.c; ++c)
+    for (int64_t h = 0; h < g.h; ++h)
+      copy_row(x + (c * g.h + h) * g.w, g.w, 1, xp + c * l.plane + (h + p) * l.wp + p);
+}
+
+template <class T>
+inline void add_row(const T* r, int64_t n, int64_t s, T* out) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) {
+    if (n <= 16 && s <= 2) {
+      const __mmask16 m = static_cast<__mmask16>((1u << n) - 1);
+      const __m512 v = _mm512_maskz_loadu_ps(m, r);
+      if (s == 1) {
+        _mm512_mask_storeu_ps(out, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, out), v));
+      } else {  // spread r over the even positions of out[0 .. 2n-2]
+        const int64_t span = 2 * n - 1;
+        const __mmask16 mlo = static_cast<__mmask16>(span >= 16 ? 0xFFFF : (1u << span) - 1);
+        const __mmask16 mhi = static_cast<__mmask16>(span > 16 ? (1u << (span - 16)) - 1 : 0);
+        const __m512i ilo = _mm512_set_epi32(0, 7, 0, 6, 0, 5, 0, 4, 0, 3, 0, 2, 0, 1, 0, 0);
+        const __m512i ihi = _mm512_set_epi32(0, 15, 0, 14, 0, 13, 0, 12, 0, 11, 0, 10, 0, 9, 0, 8);
+        const __m512 elo = _mm512_maskz_permutexvar_ps(0x5555, ilo, v);
+        const __m512 ehi = _mm512_maskz_permutexvar_ps(0x5555, ihi, v);
+        _mm512_mask_storeu_ps(out, mlo, _mm512_add_ps(_mm512_maskz_loadu_ps(mlo, out), elo));
+        _mm512_mask_storeu_ps(out + 16, mhi, _mm512_add_ps(_mm512_maskz_loadu_ps(mhi, out + 16), ehi));
+      }
+      return;
+    }
+  }
+#endif
+  if (s == 1) {
+#pragma omp simd
+    for (int64_t k = 0; k < n; ++k) out[k] += r[k];
+  } else {
+    for (int64_t k = 0; k < n; ++k) out[k * s] += r[k];
+  }
+}
+
+// col (K, ld) from a padded image xp (C, Hp, Wp); row (c, i, j) reads the
+// window offset (i, j) of plane c.
+template <class T>
+void im2col(const ConvGeom& g, const Layout& l, const T* xp, int64_t ld, T* col) {
+  const int64_t Ho = g.ho(), Wo = g.wo(), s = g.stride, Wp = l.wp;
+  for (int64_t c = 0; c < g.c; ++c)
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t j = 0; j < g.kw; ++j) {
+        T* row = col + ((c * g.kh + i) * g.kw + j) * ld;
+        const T* src = xp + c * l.plane + i * Wp + j;
+        if (l.wide)
+          std::memcpy(row, src, sizeof(T) * l.cols);  // (Ho, Wp), the last columns junk
+        else
+          for (int64_t oh = 0; oh < Ho; ++oh) copy_row(src + oh * s * Wp, Wo, s, row + oh * Wo);
+      }
+}
+
+// xp (C, Hp, Wp) += the columns of col (K, ld): the adjoint of im2col.
+template <class T>
+void col2im(const ConvGeom& g, const Layout& l, const T* col, int64_t ld, T* xp) {
+  const int64_t Ho = g.ho(), Wo = g.wo(), s = g.stride, Wp = l.wp;
+  for (int64_t c = 0; c < g.c; ++c)
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t j = 0; j < g.kw; ++j) {
+        const T* row = col + ((c * g.kh + i) * g.kw + j) * ld;
+        T* dst = xp + c * l.plane + i * Wp + j;
+        if (l.wide) {  // junk columns are zero here: adding them changes nothing
+#pragma omp simd
+          for (int64_t q = 0; q < l.cols; ++q) dst[q] += row[q];
+        } else {
+          for (int64_t oh = 0; oh < Ho; ++oh) add_row(row + oh * Wo, Wo, s, dst + oh * s * Wp);
+        }
+      }
+}
+
+// The columns of one image x (C, H, W), through the padded copy xp when there is padding.
+template <class T>
+void unroll(const ConvGeom& g, const Layout& l, const T* x, T* xp, int64_t ld, T* col) {
+  if (g.pad > 0) pad_image(g, l, x, xp);
+  im2col(g, l, g.pad > 0 ? xp : x, ld, col);
+}
+
+}  // namespace
+
+int64_t conv_group(const ConvGeom& g, int64_t max_batch) {
+  const int64_t per_chunk = (max_batch + chunks_for(max_batch) - 1) / chunks_for(max_batch);
+  const int64_t cols = Layout(g).cols;
+  return std::clamp<int64_t>((kTargetColumns + cols - 1) / cols, 1, per_chunk);
+}
+
+int64_t conv_scratch_size(const ConvGeom& g, int64_t max_batch, int threads) {
+  const Layout l(g);
+  return Scratch(g, l, conv_group(g, max_batch), std::max(threads, 1)).size(chunks_for(max_batch));
+}
+
+template <class T>
+void conv2d_forward(const ConvGeom& g, int64_t n, int64_t group, const T* x, const T* w,
+                    const T* bias, T* y, T* scratch, int threads) {
+  const int64_t chunks = chunks_for(n), K = g.k(), O = g.o, Ho = g.ho(), Wo = g.wo();
+  const int64_t hw = Ho * Wo;
+  const Layout l(g);
+  const Scratch sc(g, l, group, threads);
+  // Dynamic: results do not depend on which thread takes a chunk, and a thread
+  // the OS pauses does not hold up the others.
+#pragma omp parallel for schedule(dynamic, 1) num_threads(team(chunks, threads)) if (chunks > 1)
+  for (int64_t ch = 0; ch < chunks; ++ch) {
+    T* work = sc.thread(scratch, omp_get_thread_num());
+    T* xp = work + sc.pad;
+    T* col = work + sc.col;
+    T* tmp = work + sc.tmp;
+    for (int64_t b0 = ch * n / chunks, b1 = (ch + 1) * n / chunks; b0 < b1; b0 += group) {
+      const int64_t gs = std::min(group, b1 - b0), N = gs * l.cols;
+      for (int64_t j = 0; j < gs; ++j) unroll(g, l, x + (b0 + j) * g.in_size(), xp, N, col + j * l.cols);
+      const bool direct = gs == 1 && !l.wide;  // the GEMM output is already y's layout
+      T* out = direct ? y + b0 * O * hw : tmp;  // (O, N)
+      gemm<T>(false, false, O, N, K, T(1), w, K, col, N, T(0), out, N);
+      for (int64_t j = 0; j < gs; ++j)
+        for (int64_t o = 0; o < O; ++o) {
+          T* yr = y + ((b0 + j) * O + o) * hw;  // (Ho, Wo)
+          const T* src = tmp + o * N + j * l.cols;
+          if (l.wide)
+            for (int64_t oh = 0; oh < Ho; ++oh) copy_row(src + oh * l.pitch, Wo, 1, yr + oh * Wo);
+          else if (!direct)
+            std::memcpy(yr, src, sizeof(T) * hw);
+          if (bias) {
+            const T bo = bias[o];
+#pragma omp simd
+            for (int64_t p = 0; p < hw; ++p) yr[p] += bo;
+          }
+        }
+    }
+  }
+}
+
+template <class T>
+void conv2d_backward(const ConvGeom& g, int64_t n, int64_t group, const T* x, const T* w,
+                     const T* dy, const T* dres, T* dx, T* dw, T* db, T* scratch, int threads) {
+  const int64_t chunks = chunks_for(n), K = g.k(), O = g.o, Ho = g.ho(), Wo = g.wo();
+  const int64_t hw = Ho * Wo, p = g.pad;
+  const Layout l(g);
+  const Scratch sc(g, l, group, threads);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(team(chunks, threads)) if (chunks > 1)
+  for (int64_t ch = 0; ch < chunks; ++ch) {
+    T* work = sc.thread(scratch, omp_get_thread_num());
+    T* xp = work + sc.pad;
+    T* col = work + sc.col;
+    T* dxp = work + sc.dpad;
+    T* tmp = work + sc.tmp;
+    T* pdw = sc.chunk(scratch, ch) + sc.dw;  // (O, K): this chunk's share of dw
+    T* pdb = sc.chunk(scratch, ch) + sc.db;  // (O)
+    std::fill(pdb, pdb + O, T(0));
+    bool first = true;
+    for (int64_t b0 = ch * n / chunks, b1 = (ch + 1) * n / chunks; b0 < b1; b0 += group) {
+      const int64_t gs = std::min(group, b1 - b0), N = gs * l.cols;
+      for (int64_t j = 0; j < gs; ++j) unroll(g, l, x + (b0 + j) * g.in_size(), xp, N, col + j * l.cols);
+      const T* d = dy + b0 * O * hw;  // (O, N) after the gather below
+      if (gs > 1 || l.wide) {
+        for (int64_t j = 0; j < gs; ++j)
+          for (int64_t o = 0; o < O; ++o) {
+            const T* src = dy + ((b0 + j) * O + o) * hw;
+            T* dst = tmp + o * N + j * l.cols;
+            if (!l.wide) {
+              std::memcpy(dst, src, sizeof(T) * hw);
+              continue;
+            }
+            for (int64_t oh = 0; oh < Ho; ++oh) {
+              copy_row(src + oh * Wo, Wo, 1, dst + oh * l.pitch);
+              for (int64_t q = Wo; q < l.pitch; ++q) dst[oh * l.pitch + q] = T(0);
+            }
+          }
+        d = tmp;
+      }
+      // dw (O, K) += d (O, N) @ col^T (N, K)
+      gemm<T>(false, true, O, K, N, T(1), d, N, col, N, first ? T(0) : T(1), pdw, K);
+      first = false;
+      if (db)
+        for (int64_t o = 0; o < O; ++o) {
+          T s = 0;
+#pragma omp simd reduction(+ : s)
+          for (int64_t q = 0; q < N; ++q) s += d[o * N + q];
+          pdb[o] += s;
+        }
+      if (!dx) continue;
+      // dcol (K, N) = W^T (K, O) @ d (O, N), over col (no longer needed)
+      gemm<T>(true, false, K, N, O, T(1), w, K, d, N, T(0), col, N);
+      for (int64_t j = 0; j < gs; ++j) {
+        T* dxj = dx + (b0 + j) * g.in_size();  // (C, H, W)
+        const T* rj = dres ? dres + (b0 + j) * g.in_size() : nullptr;
+        if (p == 0) {  // accumulate straight into dx
+          if (!rj)
+            std::memset(dxj, 0, sizeof(T) * g.in_size());
+          else if (rj != dxj)
+            std::memcpy(dxj, rj, sizeof(T) * g.in_size());
+          col2im(g, l, col + j * l.cols, N, dxj);
+          continue;
+        }
+        std::memset(dxp, 0, sizeof(T) * (g.c * l.plane + g.kw));
+        col2im(g, l, col + j * l.cols, N, dxp);
+        for (int64_t c = 0; c < g.c; ++c)
+          for (int64_t h = 0; h < g.h; ++h) {
+            const T* src = dxp + c * l.plane + (h + p) * l.wp + p;  // interior row
+            const int64_t off = (c * g.h + h) * g.w;
+            T* o = dxj + off;
+            if (rj) {
+#pragma omp simd
+              for (int64_t q = 0; q < g.w; ++q) o[q] = rj[off + q] + src[q];
+            } else {
+              copy_row(src, g.w, 1, o);
+            }
+          }
+      }
+    }
+  }
+  // Chunk shares added in chunk order: the same sums for any thread count.
+  constexpr int64_t kBlock = 512;
+#pragma omp parallel for schedule(static)
+  for (int64_t i0 = 0; i0 < O * K; i0 += kBlock) {
+    const int64_t len = std::min(kBlock, O * K - i0);
+    T acc[kBlock] = {};
+    for (int64_t c = 0; c < chunks; ++c) {
+      const T* part = sc.chunk(scratch, c) + sc.dw + i0;
+#pragma omp simd
+      for (int64_t i = 0; i < len; ++i) acc[i] += part[i];
+    }
+#pragma omp simd
+    for (int64_t i = 0; i < len; ++i) dw[i0 + i] += acc[i];
+  }
+  if (db)
+    for (int64_t o = 0; o < O; ++o) {
+      T s = 0;
+      for (int64_t c = 0; c < chunks; ++c) s += sc.chunk(scratch, c)[sc.db + o];
+      db[o] += s;
+    }
+}
+
+#define DTRAIN_INSTANTIATE(T)                                                              \
+  template void conv2d_forward<T>(const ConvGeom&, int64_t, int64_t, const T*, const T*,  \
+                                  const T*, T*, T*, int);                                  \
+  template void conv2d_backward<T>(const ConvGeom&, int64_t, int64_t, const T*, const T*, \
+                                   const T*, const T*, T*, T*, T*, T*, int);
+DTRAIN_INSTANTIATE(float)
+DTRAIN_INSTANTIATE(double)
+#undef DTRAIN_INSTANTIATE
+
+}  // namespace dtrain::cpu

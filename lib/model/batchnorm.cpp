@@ -1,0 +1,90 @@
+#include "model/batchnorm.h"
+
+#include "model/planned.h"
+
+namespace dtrain {
+
+BatchNorm2d::BatchNorm2d(ParamStore& ps, const std::string& name, int64_t c, bool relu,
+                         bool residual)
+    : Layer(name), c_(c), relu_(relu), residual_(residual) {
+  w_ = &ps.add(name + ".weight", Shape{c}, Init::ones(), false);
+  b_ = &ps.add(name + ".bias", Shape{c}, Init::zeros(), false);
+  running_mean_ = &ps.add_buffer(name + ".running_mean", Shape{c}, Init::zeros());
+  running_var_ = &ps.add_buffer(name + ".running_var", Shape{c}, Init::ones());
+}
+
+cpu::BatchNormArgs BatchNorm2d::args(const Shape& in) const {
+  DTRAIN_CHECK(in.rank() == 4 && in[1] == c_, "{}: input {} is not (B, {}, H, W)", name(), in.str(), c_);
+  cpu::BatchNormArgs a;
+  a.n = in[0];
+  a.c = c_;
+  a.hw = in[2] * in[3];
+  a.eps = kEps;
+  a.momentum = kMomentum;
+  a.relu = relu_;
+  return a;
+}
+
+void BatchNorm2d::plan(const Shape& in, DType act, Device device) {
+  args(in);
+  y_ = Tensor::empty(in, act, device);
+  dx_ = Tensor::empty(in, act, device);
+  if (residual_ && relu_) dz_ = Tensor::empty(in, act, device);
+  mean_ = Tensor::empty(Shape{c_}, act, device);
+  rstd_ = Tensor::empty(Shape{c_}, act, device);
+}
+
+Tensor BatchNorm2d::forward_add(const Tensor& x, const Tensor& res, const Ctx& ctx) {
+  const cpu::BatchNormArgs a = args(x.shape());
+  DTRAIN_CHECK(!res.defined() || (residual_ && res.shape() == x.shape()),
+               "{}: residual {} for input {}", name(), res.defined() ? res.shape().str() : "", x.shape().str());
+  if (ctx.training && a.n * a.hw < 2)
+    throw RuntimeError(fmt::format("{}: batch norm in training needs more than one value per "
+                                   "channel (batch {} x {} pixels)", name(), a.n, a.hw));
+  x_ = x;
+  batch_stats_ = ctx.training;
+  Tensor y = planned_view(y_, x.shape());
+  dispatch_float(x.dtype(), [&](auto t) {
+    using T = decltype(t);
+    const T* r = res.defined() ? res.data<T>() : nullptr;
+    if (ctx.training)
+      cpu::batchnorm_forward_train<T>(a, x.data<T>(), w_->value.data<T>(), b_->value.data<T>(), r,
+                                      y.data<T>(), mean_.data<T>(), rstd_.data<T>(),
+                                      running_mean_->value.data<T>(), running_var_->value.data<T>());
+    else
+      cpu::batchnorm_forward_eval<T>(a, x.data<T>(), w_->value.data<T>(), b_->value.data<T>(), r,
+                                     running_mean_->value.data<T>(), running_var_->value.data<T>(),
+                                     y.data<T>(), mean_.data<T>(), rstd_.data<T>());
+  });
+  return y;
+}
+
+Tensor BatchNorm2d::backward(const Tensor& dy, const Ctx&) {
+  const cpu::BatchNormArgs a = args(dy.shape());
+  Tensor dx = planned_view(dx_, dy.shape());
+  Tensor dz = dz_.defined() ? planned_view(dz_, dy.shape()) : Tensor{};
+  last_dy_ = dz.defined() ? dz : dy;
+  dispatch_float(dy.dtype(), [&](auto t) {
+    using T = decltype(t);
+    cpu::batchnorm_backward<T>(a, batch_stats_, dy.data<T>(), planned_view(y_, dy.shape()).data<T>(),
+                               x_.data<T>(), w_->value.data<T>(), mean_.data<T>(), rstd_.data<T>(),
+                               dx.data<T>(), dz.defined() ? dz.data<T>() : nullptr,
+                               w_->grad.data<T>(), b_->grad.data<T>());
+  });
+  return dx;
+}
+
+Tensor BatchNorm2d::residual_grad() const {
+  DTRAIN_CHECK(residual_ && last_dy_.defined(), "{}: no residual gradient", name());
+  return last_dy_;
+}
+
+Cost BatchNorm2d::cost(const Shape& in) const {
+  Cost c;
+  c.params = 2 * c_;
+  // The input and the (C) statistics; the output too when the ReLU mask is read from it.
+  c.act_bytes = (in.numel() * (relu_ ? 2 : 1) + 2 * c_) * 4;
+  return c;
+}
+
+}  // namespace dtrain

@@ -1,0 +1,45 @@
+// 2-D convolution layer over NCHW images, weight (out, in, k, k) as in PyTorch
+// so that fixtures and checkpoints map one to one. The work is im2col + GEMM
+// (kernels/cpu/conv.h). Init is torchvision's ResNet init: Kaiming normal,
+// fan_out, gain sqrt(2) (ReLU); the optional bias is PyTorch's default
+// uniform(+-1/sqrt(fan_in)).
+#pragma once
+
+#include "kernels/cpu/conv.h"
+#include "model/layer.h"
+
+namespace dtrain {
+
+class Conv2d : public Layer {
+ public:
+  // Declares "<name>.weight" (out, in, k, k) and, with bias, "<name>.bias" (out).
+  Conv2d(ParamStore& ps, const std::string& name, int64_t in, int64_t out, int64_t kernel,
+         int64_t stride, int64_t pad, bool bias);
+
+  // false: backward computes only the parameter gradients and returns an
+  // undefined tensor (the first layer, whose input is the data).
+  void set_input_grad(bool on) { input_grad_ = on; }
+
+  Shape output_shape(const Shape& in) const override;  // (B, in, H, W) -> (B, out, Ho, Wo)
+  void plan(const Shape& in, DType act, Device device) override;
+  Tensor forward(const Tensor& x, const Ctx& ctx) override;
+  Tensor backward(const Tensor& dy, const Ctx& ctx) override;
+  // dx = dres + dL/dx in one pass (dres: (B, in, H, W), e.g. a residual branch).
+  Tensor backward_add(const Tensor& dy, const Tensor& dres);
+  Cost cost(const Shape& in) const override;
+
+ private:
+  cpu::ConvGeom geom(const Shape& in) const;
+
+  int64_t in_, out_, k_, stride_, pad_;
+  bool input_grad_ = true;
+  Param* w_;
+  Param* b_ = nullptr;
+  cpu::ConvGeom g_;  // planned geometry
+  int64_t group_ = 1;
+  int threads_ = 1;  // scratch planned for this many threads
+  Tensor x_;               // input of the last forward (a view of the previous layer's buffer)
+  Tensor y_, dx_, scratch_;  // owned buffers
+};
+
+}  // namespace dtrain

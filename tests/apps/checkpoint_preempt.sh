@@ -1,0 +1,39 @@
+# Preemption: SIGTERM or SIGUSR1 (what Slurm sends before it kills a job)
+# makes a run finish its step, write a checkpoint and exit with status 4 within
+# a bounded time; resuming gives exactly the losses of an uninterrupted run.
+source "$(dirname "$0")/common.bash"
+make_tokens
+tiny_gpt_config
+opts=(--set train.steps=400 --set train.threads=2 --set train.eval_every=100 --set log.every=100)
+
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/ref" "${opts[@]}" --set checkpoint.at_end=false
+for sig in TERM USR1; do
+  out="$WORK/p_$sig"
+  "$DTRAIN" run "$WORK/tiny.toml" --out "$out" "${opts[@]}" >"$WORK/out" 2>"$WORK/err" &
+  pid=$!
+  for _ in $(seq 600); do  # until 20 steps are done (at most 30 s)
+    [ -f "$out/metrics.jsonl" ] && [ "$(wc -l <"$out/metrics.jsonl")" -ge 20 ] && break
+    sleep 0.05
+  done
+  start=$(date +%s%N)
+  kill -"$sig" "$pid"
+  set +e
+  wait "$pid"
+  rc=$?
+  set -e
+  elapsed_ms=$((($(date +%s%N) - start) / 1000000))
+  [ "$rc" -eq 4 ] || { cat "$WORK/err"; fail "SIG$sig: exit status $rc, expected 4"; }
+  [ "$elapsed_ms" -lt 10000 ] || fail "SIG$sig: took $elapsed_ms ms to stop"
+  step=$(sed -n "s/^dtrain: stopped by SIG$sig after step \([0-9]*\) of 400.*/\1/p" "$WORK/err")
+  [ -n "$step" ] && [ "$step" -lt 400 ] || { cat "$WORK/err"; fail "SIG$sig: no 'stopped by' line"; }
+  grep -q "dtrain resume $out/checkpoints" "$WORK/err" || fail "SIG$sig: no resume hint"
+  grep -q "SIG$sig received: stopping after step $step with a checkpoint" "$WORK/out" || fail "SIG$sig: no log line"
+  ck="$out/checkpoints/$(printf 'step_%08d' "$step")"
+  [ -f "$ck/checkpoint.h5" ] || fail "SIG$sig: no checkpoint at step $step"
+  [ "$(cat "$out/checkpoints/latest")" = "$(basename "$ck")" ] || fail "SIG$sig: latest is not step $step"
+  expect_exit 0 "$DTRAIN" resume "$out/checkpoints"
+  grep -q "resuming from $ck: step $step of 400" "$WORK/out" || fail "SIG$sig: did not resume from step $step"
+  cmp -s <(step_losses "$WORK/ref/metrics.jsonl") <(step_losses "$out/metrics.jsonl") ||
+    fail "SIG$sig: stop at step $step + resume differs from an uninterrupted run"
+done
+echo "checkpoint_preempt: ok"

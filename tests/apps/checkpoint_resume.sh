@@ -1,0 +1,57 @@
+# Resume continues a run bit for bit: from a checkpoint in the middle of a run
+# into a new directory, in place after a shorter run (metrics appended), with
+# SGD's momentum; overrides are reported, impossible ones refused by key;
+# keep-N leaves the newest N and `latest` names the newest.
+source "$(dirname "$0")/common.bash"
+make_tokens
+tiny_gpt_config
+run() { "$DTRAIN" "$@" --set train.threads=1; }
+res() { "$DTRAIN" resume "$@"; }
+
+expect_exit 0 run run "$WORK/tiny.toml" --out "$WORK/full" --set train.steps=20 --set checkpoint.at_end=false
+[ ! -e "$WORK/full/checkpoints" ] || fail "checkpoint.at_end=false still wrote a checkpoint"
+
+# A checkpoint every 10 steps; continue from step 10 exactly, elsewhere.
+expect_exit 0 run run "$WORK/tiny.toml" --out "$WORK/half" --set train.steps=20 --set checkpoint.every=10
+grep -q "checkpoint step 10 -> $WORK/half/checkpoints/step_00000010" "$WORK/out" || fail "no checkpoint line"
+expect_exit 0 res "$WORK/half/checkpoints/step_00000010" --out "$WORK/res"
+grep -q "resuming from $WORK/half/checkpoints/step_00000010: step 10 of 20" "$WORK/out" || fail "no resume line"
+grep -q "override log.out_dir: \"$WORK/half\" -> \"$WORK/res\"" "$WORK/out" || fail "out_dir change not reported"
+[ "$(step_losses "$WORK/res/metrics.jsonl" | sed -n 1p | cut -d' ' -f1)" = 11 ] || fail "resumed run did not start at step 11"
+same_losses "$WORK/full/metrics.jsonl" "$WORK/res/metrics.jsonl"
+[ -d "$WORK/res/checkpoints/step_00000020" ] || fail "resumed run wrote no final checkpoint"
+
+# 10 steps (on the 20-step schedule), then resume in place to 20: one metrics file, the same losses.
+expect_exit 0 run run "$WORK/tiny.toml" --out "$WORK/inplace" --set train.steps=10 --set optim.decay_steps=20
+echo '{"step": 11, "loss": 1.0}' >>"$WORK/inplace/metrics.jsonl"  # as if a killed run went past the checkpoint
+expect_exit 0 res "$WORK/inplace" --set train.steps=20
+grep -q "override train.steps: 10 -> 20" "$WORK/out" || fail "train.steps change not reported"
+cmp -s <(step_losses "$WORK/full/metrics.jsonl") <(step_losses "$WORK/inplace/metrics.jsonl") ||
+  fail "10 steps + resume to 20 differs from 20 steps"
+cmp -s <(json_field "$WORK/full/metrics.jsonl" eval_loss) <(json_field "$WORK/inplace/metrics.jsonl" eval_loss) ||
+  fail "evaluations differ after resume"
+
+# SGD with momentum.
+expect_exit 0 run run "$WORK/tiny.toml" --out "$WORK/sgd" --set optim.name=\"sgd\" --set optim.lr=0.05 --set train.steps=12
+expect_exit 0 run run "$WORK/tiny.toml" --out "$WORK/sgd6" --set optim.name=\"sgd\" --set optim.lr=0.05 --set train.steps=6 --set optim.decay_steps=12
+expect_exit 0 res "$WORK/sgd6/checkpoints" --set train.steps=12 --out "$WORK/sgd12"
+same_losses "$WORK/sgd/metrics.jsonl" "$WORK/sgd12/metrics.jsonl"
+
+# Changes that cannot apply are refused, each naming its key; nothing is trained.
+expect_exit 2 res "$WORK/half/checkpoints" --set model.n_layer=3 --set train.seed=1 --set train.steps=30 --out "$WORK/bad"
+expect_err "--set model.n_layer=3: model.n_layer cannot change when resuming (2 -> 3)"
+expect_err "--set train.seed=1: train.seed cannot change when resuming (1337 -> 1)"
+[ ! -e "$WORK/bad/metrics.jsonl" ] || fail "a refused resume trained"
+expect_exit 0 res "$WORK/half/checkpoints"
+grep -q "nothing to do" "$WORK/out" || fail "resuming a finished run should say there is nothing to do"
+
+# keep = 2: only the two newest remain; latest names the newest.
+expect_exit 0 run run "$WORK/tiny.toml" --out "$WORK/keep" --set train.steps=10 --set checkpoint.every=2 --set checkpoint.keep=2
+[ "$(ls "$WORK/keep/checkpoints" | tr '\n' ' ')" = "latest step_00000008 step_00000010 " ] ||
+  fail "keep=2 left: $(ls "$WORK/keep/checkpoints")"
+[ "$(cat "$WORK/keep/checkpoints/latest")" = step_00000010 ] || fail "latest does not name step_00000010"
+# every_minutes: a checkpoint whenever that much time has passed (here: after every step).
+expect_exit 0 run run "$WORK/tiny.toml" --out "$WORK/min" --set train.steps=6 --set checkpoint.every_minutes=1e-9 \
+  --set checkpoint.at_end=false --set checkpoint.keep=10
+[ "$(ls -d "$WORK"/min/checkpoints/step_* | wc -l)" -eq 6 ] || fail "every_minutes: $(ls "$WORK/min/checkpoints")"
+echo "checkpoint_resume: ok"

@@ -1,0 +1,299 @@
+// Checkpoint round trips: every parameter and optimizer state tensor comes
+// back bit for bit; tensor-parallel shards and pipeline stages written by
+// several ranks (threads here, tests/model/thread_comm.h) read back into any other layout, and the
+// master file's virtual datasets present the full tensors; damage (a flipped
+// byte, a truncated or missing file, a file of another checkpoint) is found
+// and reported with the file and tensor.
+#include <doctest/doctest.h>
+
+#include <hdf5.h>
+
+#include <cmath>
+#include <thread>
+
+#include "checkpoint/store.h"
+#include "helpers.h"
+#include "model/thread_comm.h"
+
+using namespace dtrain;
+using namespace dtrain::testing;
+
+namespace {
+
+void check_same(const Tensor& a, const Tensor& b, const std::string& what) {
+  CAPTURE(what);
+  REQUIRE(a.numel() == b.numel());
+  REQUIRE(std::memcmp(a.raw(), b.raw(), a.bytes()) == 0);
+}
+
+struct Trained {
+  std::unique_ptr<Model> model;
+  std::unique_ptr<Optimizer> opt;
+};
+
+Trained make(const std::string& opt_name, uint64_t seed, int steps) {
+  Trained t;
+  t.model = build_model(tiny_gpt(), 8, DType::f32, Device::cpu(), seed);
+  t.opt = make_optimizer(optim(opt_name), t.model->params);
+  take_steps(*t.model, *t.opt, steps, seed);
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("round trip: every parameter and optimizer state tensor, bit for bit (AdamW and SGD)") {
+  for (const char* name : {"adamw", "sgd"}) {
+    CAPTURE(name);
+    TempDir dir;
+    Trained a = make(name, 11, 3);
+    auto world = make_self_communicator("world");
+    CheckpointMeta meta = test_meta(3);
+    meta.optimizer = name;
+    SaveResult r = save_checkpoint(dir.str(), meta, collect_pieces(*a.model, *a.opt), *world);
+    CHECK(r.dir == (dir.path / "step_00000003").string());
+    CHECK(r.bytes > 3 * a.model->params.num_trainable() * 4);
+
+    Trained b = make(name, 99, 1);  // other values everywhere
+    std::vector<Piece> pieces = collect_pieces(*b.model, *b.opt);
+    load_pieces(r.dir, pieces);
+    for (const auto& p : a.model->params.all())
+      check_same(p->value, b.model->params.find(p->name)->value, p->name);
+    auto sa = a.opt->state(), sb = b.opt->state();
+    REQUIRE(sa.size() == sb.size());
+    for (size_t i = 0; i < sa.size(); ++i) {
+      // Compare each parameter's slice (the flat buffers' alignment padding is not stored).
+      for (const auto& p : a.model->params.all())
+        check_same(sa[i].second.flat_range(p->offset, p->numel()),
+                   sb[i].second.flat_range(p->offset, p->numel()), sa[i].first + "/" + p->name);
+    }
+
+    const CheckpointMeta m = read_meta(r.dir);
+    CHECK(m.step == 3);
+    CHECK(m.optimizer == name);
+    CHECK(m.samples_seen == 12);
+    CHECK(m.items_seen == 96);
+    CHECK(m.seed == 7);
+    CHECK(m.config == meta.config);
+    CHECK(m.layout.world() == 1);
+    CHECK(m.program_version == "test");
+    CHECK(m.id.size() == 16);
+
+    const auto tensors = list_tensors(r.dir);
+    CHECK(tensors.size() == pieces.size());
+    for (const auto& t : tensors) CHECK(t.pieces == 1);
+    CHECK(verify_checkpoint(r.dir) > 0);
+  }
+}
+
+namespace {
+
+// A stand-in for a tensor-parallel model: a fused Q|K|V weight split by rows
+// in 3 groups, a row-parallel weight split by columns, a replicated norm.
+void declare(ParamStore& ps, int64_t parts, int64_t index) {
+  ps.add_sharded("qkv.weight", Shard{.dim = 0, .parts = parts, .index = index, .groups = 3, .full = Shape{24, 5}},
+                 Init::normal(1.0), true);
+  ps.add_sharded("proj.weight", Shard{.dim = 1, .parts = parts, .index = index, .full = Shape{5, 8}},
+                 Init::normal(1.0), true);
+  ps.add("ln.weight", Shape{5}, Init::uniform(1.0), false);
+}
+
+std::vector<Piece> pieces_of(ParamStore& ps, bool first_tp) {
+  std::vector<Piece> out;
+  for (const auto& p : ps.all())
+    out.push_back({"model/" + p->name, p->value, p->shard, p->primary && (first_tp || p->shard.split())});
+  return out;
+}
+
+// The full tensor `name` as HDF5 reads it through the master file's virtual dataset.
+std::vector<float> read_virtual(const std::string& dir, const std::string& key, int64_t n) {
+  std::vector<float> out(static_cast<size_t>(n), -1.0f);
+  hid_t f = H5Fopen((fs::path(dir) / "checkpoint.h5").c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  REQUIRE(f >= 0);
+  hid_t d = H5Dopen2(f, key.c_str(), H5P_DEFAULT);
+  REQUIRE(d >= 0);
+  REQUIRE(H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) >= 0);
+  H5Dclose(d);
+  H5Fclose(f);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("tensor-parallel shards written by 1, 2 or 4 ranks read back on 1, 2 or 4 ranks") {
+  ParamStore whole;
+  declare(whole, 1, 0);
+  whole.allocate(DType::f32, Device::cpu(), 7);
+  for (int writers : {1, 2, 4}) {
+    TempDir dir;
+    run_ranks(writers, [&](Communicator& world, int r) {
+      ParamStore ps;
+      declare(ps, writers, r);
+      ps.allocate(DType::f32, Device::cpu(), 7);  // each rank: its slice of the same full tensors
+      CheckpointMeta meta = test_meta(5);
+      meta.layout = {1, writers, 1};
+      save_checkpoint(dir.str(), meta, pieces_of(ps, r == 0), world);
+    });
+    const std::string ck = (dir.path / "step_00000005").string();
+    for (int w = 0; w < writers; ++w) CHECK(fs::exists(fs::path(ck) / store::rank_file_name(w)));
+    CHECK(read_meta(ck).layout.tp == writers);
+    // The master file shows each full tensor, as h5py and h5dump would read it.
+    for (const auto& p : whole.all()) {
+      const auto v = read_virtual(ck, "model/" + p->name, p->numel());
+      CHECK(std::memcmp(v.data(), p->value.raw(), p->value.bytes()) == 0);
+    }
+    for (const auto& t : list_tensors(ck)) CHECK(t.pieces == (t.key == "model/ln.weight" ? 1 : writers));
+    for (int readers : {1, 2, 4}) {
+      for (int r = 0; r < readers; ++r) {
+        CAPTURE(writers);
+        CAPTURE(readers);
+        CAPTURE(r);
+        ParamStore ps;
+        declare(ps, readers, r);
+        ps.allocate(DType::f32, Device::cpu(), 99);
+        std::vector<Piece> pieces = pieces_of(ps, r == 0);
+        load_pieces(ck, pieces);
+        for (const auto& p : ps.all()) {
+          const float* full = whole.find(p->name)->value.data<float>();
+          const float* mine = p->value.data<float>();
+          for (int64_t i = 0; i < p->numel(); ++i) REQUIRE(mine[i] == full[p->shard.global_index(i)]);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("pipeline stages x tensor parallelism: each stage writes its own tensors, the tied copy once") {
+  // 2 stages x 2 tensor-parallel ranks: world rank = 2 * stage + tp rank. Stage 0
+  // holds qkv and ln; stage 1 holds proj and a second (non-primary) copy of qkv.
+  ParamStore whole;
+  declare(whole, 1, 0);
+  whole.allocate(DType::f32, Device::cpu(), 7);
+  TempDir dir;
+  run_ranks(4, [&](Communicator& world, int rank) {
+    const int stage = rank / 2, tp = rank % 2;
+    ParamStore ps;
+    if (stage == 0) {
+      ps.add_sharded("qkv.weight", Shard{.dim = 0, .parts = 2, .index = tp, .groups = 3, .full = Shape{24, 5}},
+                     Init::normal(1.0), true);
+      ps.add("ln.weight", Shape{5}, Init::uniform(1.0), false);
+    } else {
+      ps.add_sharded("proj.weight", Shard{.dim = 1, .parts = 2, .index = tp, .full = Shape{5, 8}},
+                     Init::normal(1.0), true);
+      ps.add_sharded("qkv.weight", Shard{.dim = 0, .parts = 2, .index = tp, .groups = 3, .full = Shape{24, 5}},
+                     Init::normal(1.0), true)
+          .primary = false;
+    }
+    ps.allocate(DType::f32, Device::cpu(), 7);
+    CheckpointMeta meta = test_meta(2);
+    meta.layout = {1, 2, 2};
+    save_checkpoint(dir.str(), meta, pieces_of(ps, tp == 0), world);
+  });
+  const std::string ck = (dir.path / "step_00000002").string();
+  const auto tensors = list_tensors(ck);
+  REQUIRE(tensors.size() == 3);
+  CHECK(tensors[0].key == "model/ln.weight");
+  CHECK(tensors[0].pieces == 1);
+  CHECK(tensors[1].pieces == 2);  // proj: two tensor-parallel pieces of stage 1
+  CHECK(tensors[2].pieces == 2);  // qkv: stage 0's pieces only
+  ParamStore one;
+  declare(one, 1, 0);
+  one.allocate(DType::f32, Device::cpu(), 99);
+  std::vector<Piece> pieces = pieces_of(one, true);
+  load_pieces(ck, pieces);
+  for (const auto& p : one.all()) check_same(p->value, whole.find(p->name)->value, p->name);
+}
+
+TEST_CASE("a tensor with NaN or inf is never written") {
+  TempDir dir;
+  Trained a = make("adamw", 11, 1);
+  a.model->params.find("ln_f.weight")->value.data<float>()[3] = std::nanf("");
+  auto world = make_self_communicator("world");
+  CHECK_THROWS_WITH_AS(save_checkpoint(dir.str(), test_meta(1), collect_pieces(*a.model, *a.opt), *world),
+                       doctest::Contains("model/ln_f.weight holds non-finite values"), RuntimeError);
+  CHECK(store::list_complete(dir.path).empty());
+  CHECK(!fs::exists(dir.path / "step_00000001.tmp"));
+}
+
+namespace {
+
+// The file offset of a dataset's contiguous data.
+int64_t data_offset(const fs::path& file, const std::string& key) {
+  hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  REQUIRE(f >= 0);
+  hid_t d = H5Dopen2(f, key.c_str(), H5P_DEFAULT);
+  REQUIRE(d >= 0);
+  const haddr_t off = H5Dget_offset(d);
+  H5Dclose(d);
+  H5Fclose(f);
+  REQUIRE(off != HADDR_UNDEF);
+  return static_cast<int64_t>(off);
+}
+
+void expect_damage(const std::string& ck, const std::string& file, const std::string& tensor,
+                   const std::string& problem) {
+  Trained b = make("adamw", 99, 0);
+  std::vector<Piece> pieces = collect_pieces(*b.model, *b.opt);
+  try {
+    if (file == "checkpoint.h5" && tensor.empty()) read_meta(ck);
+    else load_pieces(ck, pieces);
+    FAIL("no error for ", file, " ", tensor);
+  } catch (const CheckpointError& e) {
+    CAPTURE(e.what());
+    CHECK(e.file() == file);
+    CHECK(e.tensor() == tensor);
+    CHECK(e.problem().find(problem) != std::string::npos);
+    CHECK(std::string(e.what()).find(ck) != std::string::npos);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("damage is detected and named: flipped byte, truncated files, missing or foreign files") {
+  TempDir dir;
+  Trained a = make("adamw", 11, 2);
+  auto world = make_self_communicator("world");
+  CheckpointMeta meta = test_meta(1);
+  meta.config = "# a config with a marker: 0123456789abcdef\n";
+  const std::string one = save_checkpoint(dir.str(), meta, collect_pieces(*a.model, *a.opt), *world).dir;
+  meta.step = 2;
+  const std::string two = save_checkpoint(dir.str(), meta, collect_pieces(*a.model, *a.opt), *world).dir;
+  const fs::path rank = fs::path(two) / "rank_00000.h5", master = fs::path(two) / "checkpoint.h5";
+  const std::string rank_bytes = read_file(rank), master_bytes = read_file(master);
+
+  SUBCASE("a flipped byte inside a tensor's data") {
+    const std::string key = "optim/adamw.v/blocks.1.mlp.fc.weight";
+    flip_byte(rank, data_offset(rank, key) + 17);
+    expect_damage(two, "rank_00000.h5", key, "checksum mismatch");
+    CHECK_THROWS_AS(verify_checkpoint(two), CheckpointError);
+  }
+  SUBCASE("a truncated rank file") {
+    write_file(rank, rank_bytes.substr(0, rank_bytes.size() / 2));
+    expect_damage(two, "rank_00000.h5", "model/wte.weight", "cannot open");
+  }
+  SUBCASE("a rank file that lost only its last bytes") {
+    write_file(rank, rank_bytes.substr(0, rank_bytes.size() - 8));
+    expect_damage(two, "rank_00000.h5", "model/wte.weight", "cannot open");
+  }
+  SUBCASE("a missing rank file") {
+    fs::remove(rank);
+    expect_damage(two, "rank_00000.h5", "model/wte.weight", "missing");
+  }
+  SUBCASE("a rank file of another checkpoint") {
+    fs::copy_file(fs::path(one) / "rank_00000.h5", rank, fs::copy_options::overwrite_existing);
+    expect_damage(two, "rank_00000.h5", "model/wte.weight", "belongs to another checkpoint");
+  }
+  SUBCASE("a truncated master file") {
+    write_file(master, master_bytes.substr(0, master_bytes.size() / 3));
+    expect_damage(two, "checkpoint.h5", "", "cannot open");
+  }
+  SUBCASE("damaged metadata (a flipped byte in the stored config)") {
+    const size_t at = master_bytes.find("0123456789abcdef");
+    REQUIRE(at != std::string::npos);
+    flip_byte(master, static_cast<int64_t>(at) + 4);
+    expect_damage(two, "checkpoint.h5", "", "metadata checksum mismatch");
+  }
+  // The first checkpoint is untouched by all of it.
+  Trained b = make("adamw", 99, 0);
+  std::vector<Piece> pieces = collect_pieces(*b.model, *b.opt);
+  load_pieces(one, pieces);
+}

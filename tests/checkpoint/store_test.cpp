@@ -1,0 +1,157 @@
+// The directory protocol (names, keep-N, leftovers of interrupted saves,
+// replacing a step, the latest pointer), the preemption signal watch, the
+// resume-time config rules, and trimming a resumed run's metrics.
+#include <doctest/doctest.h>
+
+#include <csignal>
+
+#include "checkpoint/preempt.h"
+#include "checkpoint/resume.h"
+#include "checkpoint/store.h"
+#include "config/config.h"
+#include "helpers.h"
+
+using namespace dtrain;
+using namespace dtrain::testing;
+
+TEST_CASE("step directory names") {
+  CHECK(store::step_dir_name(100) == "step_00000100");
+  CHECK(store::step_dir_name(123456789) == "step_123456789");
+  CHECK(store::parse_step_dir_name("step_00000100") == 100);
+  CHECK(store::parse_step_dir_name("step_123456789") == 123456789);
+  CHECK(!store::parse_step_dir_name("step_00000100.tmp"));
+  CHECK(!store::parse_step_dir_name("step_00000100.old"));
+  CHECK(!store::parse_step_dir_name("step_001"));
+  CHECK(!store::parse_step_dir_name("latest"));
+}
+
+namespace {
+std::string save(const TempDir& dir, Model& m, Optimizer& o, int64_t step, int64_t keep,
+                 std::vector<std::string>* ops = nullptr) {
+  auto world = make_self_communicator("world");
+  SaveOptions so;
+  so.keep = keep;
+  if (ops) so.on_file_op = [ops](const std::string& what) { ops->push_back(what); };
+  return save_checkpoint(dir.str(), test_meta(step), collect_pieces(m, o), *world, so).dir;
+}
+}  // namespace
+
+TEST_CASE("keep-N deletes the oldest after a newer one is complete, and latest names the newest") {
+  TempDir dir;
+  auto m = build_model(tiny_gpt(), 8, DType::f32, Device::cpu(), 1);
+  auto o = make_optimizer(optim("adamw"), m->params);
+  for (int64_t step = 1; step <= 5; ++step) save(dir, *m, *o, step, 2);
+  const auto left = store::list_complete(dir.path);
+  REQUIRE(left.size() == 2);
+  CHECK(left[0].step == 5);
+  CHECK(left[1].step == 4);
+  CHECK(store::read_latest(dir.path) == "step_00000005");
+  // The file operations of one save, in order: publish before pruning.
+  std::vector<std::string> ops;
+  save(dir, *m, *o, 6, 2, &ops);
+  auto at = [&](const std::string& prefix) {
+    for (size_t i = 0; i < ops.size(); ++i)
+      if (ops[i].rfind(prefix, 0) == 0) return static_cast<int64_t>(i);
+    return int64_t{-1};
+  };
+  CHECK(at("mkdir step_00000006.tmp") >= 0);
+  CHECK(at("sync rank_00000.h5") > at("create rank_00000.h5"));
+  CHECK(at("sync checkpoint.h5") > at("sync rank_00000.h5"));
+  CHECK(at("rename step_00000006.tmp -> step_00000006") > at("sync checkpoint.h5"));
+  CHECK(at("rename latest.tmp -> latest") > at("rename step_00000006.tmp"));
+  CHECK(at("rename step_00000004 -> step_00000004.old") > at("rename latest.tmp"));
+  CHECK(!fs::exists(dir.path / "step_00000004"));
+}
+
+TEST_CASE("leftovers of an interrupted save are ignored and then removed, and a step can be rewritten") {
+  TempDir dir;
+  auto m = build_model(tiny_gpt(), 8, DType::f32, Device::cpu(), 1);
+  auto o = make_optimizer(optim("sgd"), m->params);
+  const std::string first = save(dir, *m, *o, 3, 0);
+  fs::create_directories(dir.path / "step_00000009.tmp");
+  fs::create_directories(dir.path / "step_00000002.old");
+  write_file(dir.path / "step_00000009.tmp" / "rank_00000.h5", "partial");
+  CHECK(store::list_complete(dir.path).size() == 1);
+  const std::string id = read_meta(first).id;
+  save(dir, *m, *o, 3, 0);  // the same step again: replaced whole
+  CHECK(read_meta(first).id != id);
+  CHECK(!fs::exists(dir.path / "step_00000009.tmp"));
+  CHECK(!fs::exists(dir.path / "step_00000002.old"));
+  CHECK(!fs::exists(dir.path / "step_00000003.old"));
+  CHECK(store::list_complete(dir.path).size() == 1);
+}
+
+TEST_CASE("preemption signals are held pending and polled, not delivered") {
+  SignalWatch w({SIGUSR1, SIGUSR2});
+  CHECK(!w.poll());
+  CHECK(w.received().empty());
+  std::raise(SIGUSR2);  // blocked: the process lives on
+  CHECK(w.poll());
+  CHECK(w.received() == "SIGUSR2");
+  std::raise(SIGUSR1);
+  CHECK(w.poll());
+  CHECK(w.received() == "SIGUSR2");  // the first one stays the reason
+}
+
+namespace {
+CheckpointMeta meta_of(const std::string& toml) {
+  CheckpointMeta m = test_meta(10);
+  m.config = to_toml(parse_config(toml, "cfg.toml"));
+  return m;
+}
+
+const char* kConfig = R"([model]
+type = "gpt"
+n_layer = 2
+[data]
+train = "t.bin"
+val = "v.bin"
+[train]
+steps = 10
+global_batch = 4
+micro_batch = 2
+[log]
+out_dir = "runs/a"
+)";
+}  // namespace
+
+TEST_CASE("resume config: changes are listed, changes that cannot apply are refused by key") {
+  const CheckpointMeta meta = meta_of(kConfig);
+  ResumeConfig rc = resume_config(meta, "ck/step_00000010", {"train.steps=20", "optim.lr=1e-3"}, "", 1);
+  CHECK(rc.cfg.train.steps == 20);
+  CHECK(rc.cfg.optim.decay_steps == 10);  // the schedule of the original run, unless given
+  REQUIRE(rc.changes.size() == 2);
+  CHECK(rc.changes[0] == "train.steps: 10 -> 20");
+  CHECK(rc.changes[1] == "optim.lr: 0.0003 -> 0.001");
+
+  rc = resume_config(meta, "ck/step_00000010", {}, "runs/b", 1);
+  CHECK(rc.cfg.log.out_dir == "runs/b");
+  CHECK(rc.cfg.checkpoint.dir == "runs/b/checkpoints");
+  CHECK(rc.changes.size() == 2);
+
+  try {
+    resume_config(meta, "ck/step_00000010", {"model.n_layer=3", "train.seed=5", "train.steps=30"}, "", 1);
+    FAIL("no error");
+  } catch (const ConfigError& e) {
+    REQUIRE(e.problems().size() == 2);
+    CHECK(e.problems()[0] ==
+          "--set model.n_layer=3: model.n_layer cannot change when resuming (2 -> 3): the "
+          "checkpoint holds the model's parameters at these shapes");
+    CHECK(e.problems()[1].rfind("--set train.seed=5: train.seed cannot change when resuming", 0) == 0);
+  }
+  // More data-parallel ranks: the global batch stays, gradient accumulation is re-derived.
+  rc = resume_config(meta, "ck/step_00000010", {"parallel.dp=2"}, "", 2);
+  CHECK(rc.cfg.train.global_batch == 4);
+  CHECK(rc.cfg.train.grad_accum == 1);
+  CHECK(std::find(rc.changes.begin(), rc.changes.end(), "train.grad_accum: 2 -> 1") != rc.changes.end());
+}
+
+TEST_CASE("a resumed run's metrics keep the records up to the checkpoint's step") {
+  TempDir dir;
+  const fs::path p = dir.path / "metrics.jsonl";
+  write_file(p, "{\"step\": 0, \"eval_loss\": 5.5}\n{\"step\": 1, \"loss\": 5}\n{\"step\": 2, \"loss\": 4}\n"
+                "{\"step\": 2, \"eval_loss\": 4.5}\n{\"step\": 3, \"loss\": 3}\n");
+  trim_metrics(p.string(), 2);
+  CHECK(read_file(p) == "{\"step\": 0, \"eval_loss\": 5.5}\n{\"step\": 1, \"loss\": 5}\n{\"step\": 2, \"loss\": 4}\n"
+                        "{\"step\": 2, \"eval_loss\": 4.5}\n");
+}
