@@ -91,7 +91,7 @@ TEST_CASE("GPT-3 175B on 1024 A100s: tp = 8 in a node, pp across nodes, dp the r
   }));
 }
 
-TEST_CASE("GPT-3 175B on 1024 H100s: tp 4-8 in a node, pp > 1, dp > 1, ZeRO-1; tp = 8 close behind") {
+TEST_CASE("GPT-3 175B on 1024 H100s: tp 4-8 in a node, pp > 1, dp > 1, ZeRO-1, tp = 8 close behind") {
   // H100 computes 3.2x faster than A100 but its NVLink is only 1.7x faster, so
   // tp's all-reduces weigh more and tp = 4 with a deeper pipeline comes out
   // level with tp = 8 -- NVIDIA's current H100 recipe for GPT-3 175B is
@@ -161,7 +161,7 @@ TEST_CASE("rejections name the reason: divisibility, spanning nodes, layers, bat
   CHECK(mem->reason.find("GiB over the 72.0 GiB usable of 80.0 GiB") != std::string::npos);
 }
 
-TEST_CASE("fixed choices are kept; runnable_only plans with this trainer's features") {
+TEST_CASE("fixed choices are kept, runnable_only plans with this trainer's features") {
   PlanRequest r = request(kGpt2, 1024, 64, 8, "a100-80gb", "fp32");
   r.tp = 2;
   r.micro_batch = 4;
@@ -187,7 +187,7 @@ TEST_CASE("fixed choices are kept; runnable_only plans with this trainer's featu
   CHECK_THROWS_AS(make_plan(r), ConfigError);
 }
 
-TEST_CASE("hardware: presets round-trip through the file format; bad files are named") {
+TEST_CASE("hardware: presets round-trip through the file format, bad files are named") {
   for (const std::string& name : hardware_presets()) {
     CAPTURE(name);
     const Hardware h = load_hardware(name);
