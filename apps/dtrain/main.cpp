@@ -29,6 +29,8 @@
 #include "dist/mpi_runtime.h"
 #include "train/comm_recorder.h"
 #include "train/profile.h"
+#include "parallel/auto_layout.h"
+#include "parallel/plan_report.h"
 #include "train/trainer.h"
 
 namespace {
@@ -158,6 +160,33 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   auto* keys = app.add_subcommand("keys", "List every config key with its type, default and help");
 
+  dtrain::PlanCommand plan_cmd;
+  bool plan_json = false;
+  int plan_top = 10;
+  auto* plan = app.add_subcommand(
+      "plan", "Rank the parallel layouts of a config's model on N devices by predicted step time "
+              "(no training, no GPU); the config's own dp/tp/pp are set aside");
+  plan->add_option("config", config_path, "TOML config file")->required()->check(CLI::ExistingFile);
+  plan->add_option("--devices", plan_cmd.devices, "Number of devices (ranks)")->required()->check(CLI::Range(1, 1 << 24));
+  plan->add_option("--hardware", plan_cmd.hardware,
+                   "Hardware preset (h100-sxm, a100-80gb, cpu-local) or hardware TOML file; default: the "
+                   "config's parallel.hardware, else cpu-local");
+  plan->add_option("--precision", plan_cmd.precision, "fp32 or bf16 (default: the config's train.precision)");
+  plan->add_option("--set", overrides,
+                   "Override a key (repeatable); parallel.dp/tp/pp/zero/schedule and train.micro_batch fix "
+                   "that choice")
+      ->allow_extra_args(false);
+  plan->add_flag("--json", plan_json, "Print the plan as JSON");
+  plan->add_option("--top", plan_top, "How many layouts to list (0 = all)")->check(CLI::NonNegativeNumber);
+  plan->add_flag("--runnable", plan_cmd.runnable_only,
+                 "Only layouts `dtrain run` can run as predicted (no what-ifs such as recomputation)");
+
+  std::string hardware_name;
+  auto* hardware = app.add_subcommand(
+      "hardware", "Print a hardware preset (or check and print a hardware file) in the TOML format that "
+                  "--hardware and parallel.hardware read");
+  hardware->add_option("name", hardware_name, "h100-sxm, a100-80gb, cpu-local, or a .toml file")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -171,15 +200,31 @@ int main(int argc, char** argv) {
       if (world_rank == 0) std::fputs(dtrain::describe_keys().c_str(), stdout);
       return kExitOk;
     }
+    if (hardware->parsed()) {
+      if (world_rank == 0) std::fputs(dtrain::write_hardware_toml(dtrain::load_hardware(hardware_name)).c_str(), stdout);
+      return kExitOk;
+    }
+    if (plan->parsed()) {
+      if (world_rank != 0) return kExitOk;
+      plan_cmd.config_path = config_path;
+      plan_cmd.overrides = overrides;
+      const dtrain::Plan p = dtrain::run_plan_command(plan_cmd);
+      std::fputs((plan_json ? dtrain::format_plan_json(p, plan_top) : dtrain::format_plan_text(p, plan_top)).c_str(),
+                 stdout);
+      return kExitOk;
+    }
     if (inspect->parsed()) {
       const std::string text = dtrain::describe_checkpoint(checkpoint_path, verify);
       if (world_rank == 0) std::fputs(text.c_str(), stdout);
       return kExitOk;
     }
+    std::string layout_why;  // parallel.mode = "auto": what the planner chose and why
+    const dtrain::AutoLayout auto_layout = dtrain::make_auto_layout([&](const std::string& why) { layout_why = why; });
     if (validate->parsed()) {
       if (!out_dir.empty()) overrides.push_back("log.out_dir=" + out_dir);
-      dtrain::Config cfg = dtrain::load_config(config_path, overrides, world_size);
+      dtrain::Config cfg = dtrain::load_config(config_path, overrides, world_size, auto_layout);
       if (world_rank == 0) {
+        if (!layout_why.empty()) fmt::print(stderr, "dtrain: {}\n", layout_why);
         std::fputs(dtrain::to_toml(cfg).c_str(), stdout);
         fmt::print(stderr, "dtrain: {} is valid\n", config_path);
       }
@@ -210,7 +255,7 @@ int main(int argc, char** argv) {
       return std::make_unique<dtrain::Trainer>(cfg, dtrain::mesh_groups(*mesh), print_line, options);
     };
     if (profile->parsed()) {  // --- dtrain profile (train/profile.h): recorded groups, a profiler, the report
-      const dtrain::Config cfg = dtrain::load_config(config_path, overrides, world_size);
+      const dtrain::Config cfg = dtrain::load_config(config_path, overrides, world_size, auto_layout);
       if (popts.out_dir.empty()) popts.out_dir = cfg.log.out_dir + "/profile";
       popts.config_path = config_path;
       comm.timeout_seconds = cfg.parallel.timeout;
@@ -230,7 +275,9 @@ int main(int argc, char** argv) {
     int64_t start = 0;
     if (run->parsed()) {
       if (!out_dir.empty()) overrides.push_back("log.out_dir=" + out_dir);
-      trainer = make_trainer(dtrain::load_config(config_path, overrides, world_size));
+      const dtrain::Config cfg = dtrain::load_config(config_path, overrides, world_size, auto_layout);
+      if (!layout_why.empty()) log(layout_why);
+      trainer = make_trainer(cfg);
     } else {
       // All ranks, before the checkpoint's layout is known: to agree on which checkpoint loaded.
       dtrain::Mesh all(dtrain::MeshLayout{world_size, 1, 1}, comm);

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -85,6 +86,8 @@ struct OptimConfig {
 };
 
 struct ParallelConfig {
+  std::string mode;      // "auto" | "manual": how dp, tp, pp were chosen
+  std::string hardware;  // mode auto: preset name or hardware file ("" = cpu-local)
   int64_t dp;
   int64_t tp;
   int64_t pp;
@@ -129,6 +132,25 @@ struct Config {
   bool operator==(const Config&) const = default;
 };
 
+// parallel.mode = "auto": the layout planner (lib/parallel) that picks the
+// degrees, handed in by the caller because config comes before the model in
+// the data flow. It gets the config with every other key read (train.seq_len
+// resolved, train.global_batch set: as given, else micro_batch x grad_accum
+// [x dp when set]) and which choices the config fixed; it returns the layout
+// or throws ConfigError saying why none fits.
+struct AutoLayoutRequest {
+  const Config* config = nullptr;
+  int world_size = 1;
+  bool fixed_dp = false, fixed_tp = false, fixed_pp = false;
+  bool fixed_micro_batch = false, fixed_grad_accum = false;
+  bool fixed_zero = false, fixed_schedule = false;
+};
+struct AutoLayoutChoice {
+  int64_t dp = 1, tp = 1, pp = 1, micro_batch = 1, grad_accum = 1, zero = 0;
+  std::string schedule = "1f1b";
+};
+using AutoLayout = std::function<AutoLayoutChoice(const AutoLayoutRequest&)>;
+
 // Reads, overrides, validates and resolves a config. Throws ConfigError with
 // every problem found (unknown keys with a did-you-mean, wrong types, values
 // out of range, inconsistent batch sizes), each naming the file, line and key.
@@ -137,12 +159,15 @@ struct Config {
 // The result is resolved: the three batch sizes, train.seq_len (gpt; 0 ->
 // context_length), optim.decay_steps (0 -> train.steps), log.out_dir and
 // checkpoint.dir are filled in. Relative data paths are kept as written.
+// parallel.mode "auto" with degrees left free on more than one rank asks
+// `auto_layout`; without one that is a config error.
 Config load_config(const std::string& path, const std::vector<std::string>& overrides = {},
-                   int world_size = 1);
+                   int world_size = 1, const AutoLayout& auto_layout = {});
 
 // Same, from TOML text (`name` is used in messages in place of a file name).
 Config parse_config(const std::string& toml_text, const std::string& name,
-                    const std::vector<std::string>& overrides = {}, int world_size = 1);
+                    const std::vector<std::string>& overrides = {}, int world_size = 1,
+                    const AutoLayout& auto_layout = {});
 
 // The resolved config as TOML: every key that applies to c.model.type, with
 // defaults and derived values filled in; parse_config(to_toml(c), c.source)

@@ -287,7 +287,8 @@ void read_values(const RawValues& raw, const std::string& name, Config& c,
 }  // namespace config
 
 Config parse_config(const std::string& toml_text, const std::string& name,
-                    const std::vector<std::string>& overrides, int world_size) {
+                    const std::vector<std::string>& overrides, int world_size,
+                    const AutoLayout& auto_layout) {
   using namespace config;
   DTRAIN_CHECK(world_size >= 1, "world_size = {}", world_size);
   const std::string label = name.empty() ? "<config>" : name;
@@ -302,14 +303,15 @@ Config parse_config(const std::string& toml_text, const std::string& name,
   std::vector<KeyState> keys(schema().size());
   read_values(raw, label, c, keys, problems);
   const std::string stem = std::filesystem::path(name).stem().string();
-  validate_and_resolve(c, keys, label, stem.empty() ? "run" : stem, world_size, problems);
+  validate_and_resolve(c, keys, label, stem.empty() ? "run" : stem, world_size, auto_layout,
+                       problems);
   if (!problems.empty()) throw ConfigError(problems.sorted());
   c.source = name;
   return c;
 }
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides,
-                   int world_size) {
+                   int world_size, const AutoLayout& auto_layout) {
   namespace fs = std::filesystem;
   std::error_code ec;
   if (fs::is_directory(path, ec))
@@ -319,7 +321,7 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   std::ostringstream text;
   text << in.rdbuf();
   if (in.bad()) throw ConfigError(fmt::format("{}: cannot read config: read failed", path));
-  return parse_config(text.str(), path, overrides, world_size);
+  return parse_config(text.str(), path, overrides, world_size, auto_layout);
 }
 
 Config default_config(const std::string& model_type) {

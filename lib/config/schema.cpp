@@ -165,6 +165,13 @@ std::vector<KeySpec> build_schema() {
        "max global gradient norm; 0 = no clipping", FIELD(optim.grad_clip)},
 
       // [parallel]
+      {"parallel", "mode", kAll, string("auto"), one_of({"auto", "manual"}),
+       "auto: the planner picks dp/tp/pp (and micro-batch, ZeRO, schedule where not set) for the "
+       "ranks launched; manual: as given. Setting dp, tp or pp without mode means manual",
+       FIELD(parallel.mode)},
+      {"parallel", "hardware", kAll, string(""), none(),
+       "mode auto: hardware preset (h100-sxm, a100-80gb, cpu-local) or hardware TOML file; "
+       "\"\" = cpu-local", FIELD(parallel.hardware)},
       {"parallel", "dp", kAll, int64_t{1}, at_least(1),
        "data-parallel ranks; dp x tp x pp = ranks launched", FIELD(parallel.dp)},
       {"parallel", "tp", kAll, int64_t{1}, at_least(1),

@@ -3,6 +3,7 @@
 // themselves valid, so one mistake gives one message.
 #include "config/validate.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <initializer_list>
 #include <optional>
@@ -10,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "config/schema.h"
+#include "core/error.h"
 
 namespace dtrain::config {
 
@@ -24,12 +26,14 @@ std::optional<int64_t> checked_mul(int64_t a, int64_t b) {
 class Validator {
  public:
   Validator(Config& c, const std::vector<KeyState>& keys, const std::string& name,
-            const std::string& run_name, int world_size, Problems& problems)
+            const std::string& run_name, int world_size, const AutoLayout& auto_layout,
+            Problems& problems)
       : c_(c),
         keys_(keys),
         name_(name),
         run_name_(run_name),
         world_size_(world_size),
+        auto_layout_(auto_layout),
         problems_(problems) {}
 
   void run() {
@@ -140,6 +144,7 @@ class Validator {
 
   void check_parallel() {
     if (!ok({"parallel.dp", "parallel.tp", "parallel.pp"})) return;
+    if (ok({"parallel.mode"}) && !resolve_auto()) return;
     const ParallelConfig& p = c_.parallel;
     auto dp_tp = checked_mul(p.dp, p.tp);
     auto ranks = dp_tp ? checked_mul(*dp_tp, p.pp) : std::nullopt;
@@ -148,6 +153,75 @@ class Validator {
               fmt::format("parallel: dp x tp x pp = {} but {} {} launched",
                           ranks ? fmt::to_string(*ranks) : "(too large)", world_size_,
                           world_size_ == 1 ? "rank was" : "ranks were"));
+  }
+
+  // parallel.mode is "auto" unless set, or unless dp, tp or pp is set
+  // (explicit degrees win). In auto mode on more than one rank the planner
+  // picks the degrees left free (the ones set are fixed), and the micro-batch,
+  // ZeRO stage and schedule where the config leaves them free. Returns false
+  // when no layout was chosen (the problem is reported).
+  bool resolve_auto() {
+    ParallelConfig& p = c_.parallel;
+    TrainConfig& t = c_.train;
+    const bool dp = is_set("parallel.dp"), tp = is_set("parallel.tp"), pp = is_set("parallel.pp");
+    if (!is_set("parallel.mode") && (dp || tp || pp)) p.mode = "manual";
+    if (p.mode != "auto" || world_size_ == 1 || (dp && tp && pp)) return true;
+    // The planner reads the model and the batch: only when those are sound.
+    if (!problems_.empty() ||
+        !ok({"train.global_batch", "train.micro_batch", "train.grad_accum", "parallel.zero", "parallel.schedule",
+             "parallel.hardware", "train.precision"}))
+      return false;
+    const std::initializer_list<std::string_view> modes = {"parallel.mode", "parallel.dp", "parallel.tp",
+                                                           "parallel.pp"};
+    if (!auto_layout_) {
+      problem(modes, fmt::format("parallel.mode = \"auto\" on {} ranks needs the layout planner, which "
+                                 "this program does not have; set parallel.dp, parallel.tp and parallel.pp",
+                                 world_size_));
+      return false;
+    }
+    // The batch the planner must keep: as given, else what micro_batch x
+    // grad_accum (x dp when set) makes on one process.
+    Config planned = c_;
+    if (t.global_batch == 0) {
+      if (t.micro_batch == 0) {
+        problem({"train.global_batch", "train.micro_batch"},
+                "parallel.mode = \"auto\": set train.global_batch (or train.micro_batch) so that the "
+                "planner knows the batch to split");
+        return false;
+      }
+      auto per_rank = checked_mul(t.micro_batch, std::max<int64_t>(1, t.grad_accum));
+      auto global = per_rank ? checked_mul(*per_rank, dp ? p.dp : 1) : std::nullopt;
+      if (!global) {
+        problem({"train.micro_batch", "train.grad_accum"}, "train.micro_batch x grad_accum is too large");
+        return false;
+      }
+      planned.train.global_batch = *global;
+    }
+    AutoLayoutRequest req{.config = &planned,
+                          .world_size = world_size_,
+                          .fixed_dp = dp,
+                          .fixed_tp = tp,
+                          .fixed_pp = pp,
+                          .fixed_micro_batch = t.micro_batch > 0,
+                          .fixed_grad_accum = t.grad_accum > 0 && t.global_batch > 0,
+                          .fixed_zero = is_set("parallel.zero"),
+                          .fixed_schedule = is_set("parallel.schedule")};
+    AutoLayoutChoice choice;
+    try {
+      choice = auto_layout_(req);
+    } catch (const dtrain::ConfigError& e) {
+      for (const std::string& what : e.problems()) problem(modes, "parallel.mode = \"auto\": " + what);
+      return false;
+    }
+    p.dp = choice.dp;
+    p.tp = choice.tp;
+    p.pp = choice.pp;
+    p.zero = choice.zero;
+    p.schedule = choice.schedule;
+    t.global_batch = planned.train.global_batch;
+    t.micro_batch = choice.micro_batch;
+    t.grad_accum = choice.grad_accum;
+    return true;
   }
 
   // global_batch = micro_batch x grad_accum x dp: any two give the third.
@@ -220,14 +294,16 @@ class Validator {
   const std::string& name_;
   const std::string& run_name_;
   int world_size_;
+  const AutoLayout& auto_layout_;
   Problems& problems_;
 };
 
 }  // namespace
 
 void validate_and_resolve(Config& c, const std::vector<KeyState>& keys, const std::string& name,
-                          const std::string& run_name, int world_size, Problems& problems) {
-  Validator(c, keys, name, run_name, world_size, problems).run();
+                          const std::string& run_name, int world_size,
+                          const AutoLayout& auto_layout, Problems& problems) {
+  Validator(c, keys, name, run_name, world_size, auto_layout, problems).run();
 }
 
 }  // namespace dtrain::config

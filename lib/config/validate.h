@@ -23,6 +23,7 @@ struct KeyState {
 // `name` names the config in messages; an unset log.out_dir becomes
 // runs/<run_name>.
 void validate_and_resolve(Config& c, const std::vector<KeyState>& keys, const std::string& name,
-                          const std::string& run_name, int world_size, Problems& problems);
+                          const std::string& run_name, int world_size,
+                          const AutoLayout& auto_layout, Problems& problems);
 
 }  // namespace dtrain::config

@@ -91,6 +91,10 @@ Cost TokenPositionEmbedding::cost(const Shape& in) const {
   Cost c = drop_.cost(output_shape(in));
   c.params = wte_->shape.numel() + context_ * c_;  // this rank's rows of wte
   c.act_bytes += in.numel() * 4;  // the token ids
+  if (tp_) {  // forward all-reduce of the (B, T, C) rows each rank looked up
+    c.tp_fwd_calls = 1;
+    c.tp_fwd_bytes = in.numel() * c_ * 4;
+  }
   return c;
 }
 

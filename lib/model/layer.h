@@ -19,12 +19,20 @@ struct Cost {
   double fwd_flops = 0;    // floating-point operations of forward
   double bwd_flops = 0;    // of backward (input and parameter gradients)
   int64_t act_bytes = 0;   // activation bytes kept from forward for backward
+  // Tensor-parallel all-reduces the layer issues (none without tp): how many,
+  // and their payload bytes, in forward and in backward.
+  int64_t tp_fwd_calls = 0, tp_bwd_calls = 0;
+  int64_t tp_fwd_bytes = 0, tp_bwd_bytes = 0;
 
   Cost& operator+=(const Cost& o) {
     params += o.params;
     fwd_flops += o.fwd_flops;
     bwd_flops += o.bwd_flops;
     act_bytes += o.act_bytes;
+    tp_fwd_calls += o.tp_fwd_calls;
+    tp_bwd_calls += o.tp_bwd_calls;
+    tp_fwd_bytes += o.tp_fwd_bytes;
+    tp_bwd_bytes += o.tp_bwd_bytes;
     return *this;
   }
 };

@@ -104,6 +104,13 @@ Cost Linear::cost(const Shape& in) const {
   c.fwd_flops = 2.0 * n * in_ * out_;
   c.bwd_flops = 4.0 * n * in_ * out_;
   c.act_bytes = static_cast<int64_t>(n * in_) * 4;
+  if (split_ == TpSplit::row) {  // g: forward all-reduce of the partial products (n, out)
+    c.tp_fwd_calls = 1;
+    c.tp_fwd_bytes = static_cast<int64_t>(n * out_) * 4;
+  } else if (split_ == TpSplit::column) {  // f: backward all-reduce of dL/dx (n, in)
+    c.tp_bwd_calls = 1;
+    c.tp_bwd_bytes = static_cast<int64_t>(n * in_) * 4;
+  }
   return c;
 }
 

@@ -64,6 +64,10 @@ Cost TiedLmHead::cost(const Shape& in) const {
   c.fwd_flops = 2.0 * n * c_ * vocab_;
   c.bwd_flops = 4.0 * n * c_ * vocab_;
   c.act_bytes = in.numel() * 4;
+  if (tp_) {  // f: backward all-reduce of dL/dx (N, C)
+    c.tp_bwd_calls = 1;
+    c.tp_bwd_bytes = in.numel() * 4;
+  }
   return c;
 }
 

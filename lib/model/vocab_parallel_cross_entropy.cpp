@@ -127,6 +127,11 @@ Cost VocabParallelCrossEntropyLoss::cost(const Shape& logits) const {
   c.fwd_flops = 5.0 * n;  // max, subtract, exp, sum, scale
   c.bwd_flops = 2.0 * n;
   c.act_bytes = static_cast<int64_t>(n) * 4;
+  // Forward: the row maxima, then the (sum, target logit) pairs and the argmax
+  // (all-reduced together): 4 values per row.
+  const int64_t rows = logits.numel() / logits[-1];
+  c.tp_fwd_calls = 3;
+  c.tp_fwd_bytes = rows * 4 * 4;
   return c;
 }
 

@@ -167,7 +167,10 @@ const std::vector<BadCase> kBadCases = {
      1, "cfg.toml:8: optim.warmup_steps: expected less than train.steps (10), got 10"},
     {"dp x tp x pp is not the world size", cat(kGpt, {"[parallel]", "tp = 2"}), {}, 1,
      "cfg.toml:7: parallel: dp x tp x pp = 2 but 1 rank was launched"},
-    {"world size without parallel keys", kGpt, {}, 4,
+    {"world size without parallel keys, no planner", kGpt, {}, 4,
+     "cfg.toml: parallel.mode = \"auto\" on 4 ranks needs the layout planner, which this program "
+     "does not have; set parallel.dp, parallel.tp and parallel.pp"},
+    {"world size with manual mode", kGpt, {"parallel.mode=manual"}, 4,
      "cfg.toml: parallel: dp x tp x pp = 1 but 4 ranks were launched"},
     {"bf16", cat(kGpt, {"precision = \"bf16\""}), {}, 1,
      "cfg.toml:6: train.precision: bf16 needs the CUDA backend, which this build does not have"},

@@ -34,7 +34,7 @@ TEST_CASE("partition: contiguous stages minimising the largest") {
   CHECK_THROWS_WITH_AS(partition_layers({1, 1}, 3), doctest::Contains("parallel.pp (3) exceeds"), ConfigError);
 }
 
-TEST_CASE("schedules: every micro-batch forward then backward once; 1F1B bounds what is in flight") {
+TEST_CASE("schedules: every micro-batch forward then backward once, 1F1B bounds what is in flight") {
   for (const char* name : {"gpipe", "1f1b"})
     for (int stages : {1, 2, 4})
       for (int m : {1, 2, 3, 8})

@@ -1,0 +1,185 @@
+#include "parallel/auto_layout.h"
+
+#include <algorithm>
+#include <charconv>
+
+#include "core/error.h"
+
+namespace dtrain {
+
+namespace {
+
+std::string gib(double bytes) { return fmt::format("{:.2f} GiB", bytes / (1024.0 * 1024.0 * 1024.0)); }
+
+std::string describe(const Candidate& c) {
+  return fmt::format("dp={} tp={} pp={}, micro-batch {} x {}, ZeRO-{}{}{}", c.dp, c.tp, c.pp, c.micro_batch,
+                     c.micro_batches, c.zero, c.recompute ? ", recompute" : "",
+                     c.pp > 1 ? ", " + c.schedule : "");
+}
+
+// The few rejections closest to fitting, for the message when nothing fits.
+std::vector<std::string> nearest_misses(const Plan& plan, size_t count) {
+  std::vector<const Rejection*> r;
+  for (const Rejection& x : plan.rejected) r.push_back(&x);
+  std::stable_sort(r.begin(), r.end(), [](const Rejection* a, const Rejection* b) {
+    const bool am = a->kind == "memory", bm = b->kind == "memory";
+    if (am != bm) return am;
+    return am && a->needed_bytes / a->capacity_bytes < b->needed_bytes / b->capacity_bytes;
+  });
+  std::vector<std::string> out;
+  for (size_t i = 0; i < r.size() && i < count; ++i) out.push_back(fmt::format("{}: {}", r[i]->layout(), r[i]->reason));
+  return out;
+}
+
+int64_t parse_int(const std::string& override_text, const std::string& value) {
+  int64_t v = 0;
+  const char* end = value.data() + value.size();
+  auto [p, ec] = std::from_chars(value.data(), end, v);
+  if (ec != std::errc() || p != end || v < 0)
+    throw ConfigError(fmt::format("--set {}: expected a non-negative integer", override_text));
+  return v;
+}
+
+}  // namespace
+
+PlanRequest plan_request(const Config& cfg, int devices, const Hardware& hardware) {
+  PlanRequest r;
+  r.model = cfg.model;
+  r.seq_len = cfg.model.type == "gpt" ? (cfg.train.seq_len > 0 ? cfg.train.seq_len : cfg.model.context_length) : 0;
+  r.workload.global_batch = cfg.train.global_batch;
+  r.workload.precision = cfg.train.precision;
+  r.workload.optimizer = cfg.optim.name;
+  r.workload.momentum = cfg.optim.momentum > 0;
+  r.workload.bucket_bytes = cfg.parallel.bucket_mb * 1024.0 * 1024.0;
+  r.workload.overlap = cfg.parallel.overlap;
+  r.devices = devices;
+  r.hardware = hardware;
+  return r;
+}
+
+Hardware config_hardware(const Config& cfg) {
+  try {
+    return load_hardware(cfg.parallel.hardware.empty() ? "cpu-local" : cfg.parallel.hardware);
+  } catch (const ConfigError& e) {
+    std::vector<std::string> p;
+    for (const std::string& what : e.problems()) p.push_back("parallel.hardware: " + what);
+    throw ConfigError(p);
+  }
+}
+
+std::string explain_choice(const Plan& plan) {
+  const PlannedLayout* best = plan.best_runnable();
+  if (!best) return fmt::format("no layout of {} devices fits", plan.devices);
+  const Prediction& p = best->p;
+  std::string s = fmt::format("auto layout for {} ranks on {}: {}\n", plan.devices, plan.hardware.name, describe(p.c));
+  s += fmt::format("  predicted {:.4g} s/step (pipeline {:.3g} s with a {:.0f}% bubble, tp {:.3g} s, p2p {:.3g} s; "
+                   "dp exposed {:.3g} s; update {:.3g} s), {:.4g} items/s, MFU {:.1f}%, memory {} of {}\n",
+                   p.step_seconds, p.pipeline_seconds, 100 * p.bubble_fraction, p.tp_seconds, p.pp_seconds,
+                   p.dp_exposed_seconds, p.optimizer_seconds, p.tokens_per_second, 100 * p.mfu,
+                   gib(p.memory.total()), gib(p.capacity));
+  const PlannedLayout* next = nullptr;
+  for (const PlannedLayout& l : plan.feasible)
+    if (&l != best && l.runnable()) {
+      next = &l;
+      break;
+    }
+  if (next)
+    s += fmt::format("  runner-up {}: {:.4g} s/step (+{:.1f}%); ", describe(next->p.c), next->p.step_seconds,
+                     100 * (next->p.step_seconds / p.step_seconds - 1));
+  else
+    s += "  no other layout fits; ";
+  s += fmt::format("{} candidates ranked, {} rejected; `dtrain plan` lists them", plan.feasible.size(),
+                   plan.rejected.size());
+  return s;
+}
+
+AutoLayout make_auto_layout(std::function<void(const std::string&)> explain) {
+  return [explain](const AutoLayoutRequest& q) {
+    const Config& cfg = *q.config;
+    PlanRequest r = plan_request(cfg, q.world_size, config_hardware(cfg));
+    r.features = r.runnable = Features::this_trainer();
+    r.runnable_only = true;
+    if (q.fixed_dp) r.dp = static_cast<int>(cfg.parallel.dp);
+    if (q.fixed_tp) r.tp = static_cast<int>(cfg.parallel.tp);
+    if (q.fixed_pp) r.pp = static_cast<int>(cfg.parallel.pp);
+    if (q.fixed_micro_batch) r.micro_batch = cfg.train.micro_batch;
+    if (q.fixed_grad_accum) r.micro_batches = cfg.train.grad_accum;
+    if (q.fixed_zero) r.zero = static_cast<int>(cfg.parallel.zero);
+    if (q.fixed_schedule) r.schedule = cfg.parallel.schedule;
+    const Plan plan = make_plan(r);
+    const PlannedLayout* best = plan.best_runnable();
+    if (!best) {
+      std::vector<std::string> why{fmt::format("no layout of {} ranks fits this model and batch ({} samples) on {}{}",
+                                               q.world_size, r.workload.global_batch, plan.hardware.name,
+                                               plan.rejected.empty() ? " with the choices the config fixes" : "; nearest:")};
+      for (const std::string& miss : nearest_misses(plan, 3)) why.push_back("  " + miss);
+      throw ConfigError(fmt::format("{}", fmt::join(why, "\n")));
+    }
+    if (explain) explain(explain_choice(plan));
+    const Candidate& c = best->p.c;
+    AutoLayoutChoice choice;
+    choice.dp = c.dp;
+    choice.tp = c.tp;
+    choice.pp = c.pp;
+    choice.micro_batch = c.micro_batch;
+    choice.grad_accum = c.micro_batches;
+    choice.zero = q.fixed_zero ? cfg.parallel.zero : c.zero;
+    choice.schedule = q.fixed_schedule || c.pp == 1 ? cfg.parallel.schedule : c.schedule;
+    return choice;
+  };
+}
+
+Plan run_plan_command(const PlanCommand& cmd) {
+  // The config is read as for one process (its own degrees set aside); the
+  // choices --set gives for the layout become the plan's constraints.
+  std::vector<std::string> config_overrides, constraints;
+  bool sets_global = false, sets_split = false;
+  for (const std::string& o : cmd.overrides) {
+    const std::string key = o.substr(0, o.find('='));
+    if (key == "parallel.dp" || key == "parallel.tp" || key == "parallel.pp" || key == "parallel.zero" ||
+        key == "parallel.schedule" || key == "parallel.mode") {
+      constraints.push_back(o);
+      continue;
+    }
+    if (key == "train.micro_batch") constraints.push_back(o);
+    sets_global |= key == "train.global_batch";
+    sets_split |= key == "train.micro_batch" || key == "train.grad_accum";
+    config_overrides.push_back(o);
+  }
+  if (sets_global && !sets_split)  // a new global batch: let the config derive its split
+    config_overrides.insert(config_overrides.begin(), {"train.micro_batch=0", "train.grad_accum=0"});
+  for (const char* o : {"parallel.mode=manual", "parallel.dp=1", "parallel.tp=1", "parallel.pp=1"})
+    config_overrides.push_back(o);
+  const Config cfg = load_config(cmd.config_path, config_overrides, 1);
+
+  const Hardware hw = cmd.hardware.empty() ? config_hardware(cfg) : load_hardware(cmd.hardware);
+  PlanRequest r = plan_request(cfg, cmd.devices, hw);
+  if (!cmd.precision.empty()) r.workload.precision = cmd.precision;
+  if (r.workload.precision != "fp32" && r.workload.precision != "bf16")
+    throw ConfigError(fmt::format("--precision {}: expected fp32 or bf16", r.workload.precision));
+  r.features = cmd.runnable_only ? Features::this_trainer() : Features::full();
+  r.runnable = Features::this_trainer();
+  r.runnable_only = cmd.runnable_only;
+  for (const std::string& o : constraints) {
+    const auto eq = o.find('=');
+    const std::string key = o.substr(0, eq), value = eq == std::string::npos ? "" : o.substr(eq + 1);
+    if (key == "parallel.schedule") {
+      std::string v = value;
+      if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
+      if (v != "1f1b" && v != "gpipe") throw ConfigError(fmt::format("--set {}: expected 1f1b or gpipe", o));
+      r.schedule = v;
+    } else if (key == "parallel.mode") {
+      continue;  // plan always plans
+    } else {
+      const int64_t v = parse_int(o, value);
+      if (key == "parallel.dp") r.dp = static_cast<int>(v);
+      if (key == "parallel.tp") r.tp = static_cast<int>(v);
+      if (key == "parallel.pp") r.pp = static_cast<int>(v);
+      if (key == "parallel.zero") r.zero = static_cast<int>(v);
+      if (key == "train.micro_batch") r.micro_batch = v;
+    }
+  }
+  return make_plan(r);
+}
+
+}  // namespace dtrain

@@ -1,0 +1,47 @@
+// Where a Config meets the planner. `parallel.mode = "auto"`: the config
+// validator's AutoLayout hook, which plans for the ranks launched among what
+// this trainer can run and keeps what the config fixed. `dtrain plan`: a
+// config read as for one process, its model and batch handed to the planner
+// for any number of devices, with the choices given on the command line
+// (--set parallel.tp=8, ...) as constraints.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "parallel/planner.h"
+
+namespace dtrain {
+
+// Model, sequence length and workload of a resolved (or auto-resolving)
+// config, for `devices` devices on `hardware`. Nothing is fixed.
+PlanRequest plan_request(const Config& cfg, int devices, const Hardware& hardware);
+
+// The hardware a config names in parallel.hardware ("" = cpu-local).
+Hardware config_hardware(const Config& cfg);
+
+// The hook for load_config: plans with this trainer's features and returns
+// the fastest layout; `explain` (if set) receives a few lines on why (the
+// choice, its prediction, the runner-up, what was rejected). Throws
+// ConfigError with the nearest misses when nothing fits.
+AutoLayout make_auto_layout(std::function<void(const std::string&)> explain = {});
+
+// Why the plan chose its best runnable layout, for logs.
+std::string explain_choice(const Plan& plan);
+
+// `dtrain plan CONFIG --devices N [--set ...]`.
+struct PlanCommand {
+  std::string config_path;
+  std::vector<std::string> overrides;  // --set; parallel.dp/tp/pp/zero/schedule and train.micro_batch fix choices
+  int devices = 1;
+  std::string hardware;   // "" = the config's parallel.hardware, else cpu-local
+  std::string precision;  // "" = the config's train.precision
+  bool runnable_only = false;  // only what `dtrain run` can run (its features)
+};
+// Reads the config (ignoring its own parallel degrees) and plans. Throws
+// ConfigError for a bad config, override, hardware or precision.
+Plan run_plan_command(const PlanCommand& cmd);
+
+}  // namespace dtrain

@@ -1,0 +1,203 @@
+#include "parallel/cost_model.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+
+namespace dtrain {
+
+double ring_all_reduce_seconds(double bytes, int n, const Link& link) {
+  if (n <= 1) return 0;
+  return 2.0 * (n - 1) * link.latency + 2.0 * (n - 1) / n * bytes / link.bandwidth;
+}
+
+double tree_all_reduce_seconds(double bytes, int n, const Link& link) {
+  if (n <= 1) return 0;
+  return 2.0 * std::ceil(std::log2(static_cast<double>(n))) * link.latency + 2.0 * bytes / link.bandwidth;
+}
+
+double all_reduce_seconds(double bytes, int n, const Link& link) {
+  if (n <= 1) return 0;
+  return std::min(ring_all_reduce_seconds(bytes, n, link), tree_all_reduce_seconds(bytes, n, link));
+}
+
+double all_gather_seconds(double bytes, int n, const Link& link) {
+  if (n <= 1) return 0;
+  return (n - 1) * link.latency + static_cast<double>(n - 1) / n * bytes / link.bandwidth;
+}
+
+double p2p_seconds(double bytes, const Link& link) { return link.latency + bytes / link.bandwidth; }
+
+Features Features::this_trainer() {
+  Features f;
+  f.recompute = false;
+  f.zero1_reduce_scatter = false;
+  f.bf16 = false;  // the CPU backend computes in fp32
+  f.tp_for_cnn = false;
+  return f;
+}
+
+Features Features::full() { return Features{}; }
+
+StateBytes state_bytes(const Workload& w) {
+  const bool mixed = w.precision == "bf16";
+  const bool adam = w.optimizer == "adamw";
+  const double states = adam ? 2 : (w.momentum ? 1 : 0);  // fp32 moments per parameter
+  StateBytes b;
+  b.params = mixed ? 2 : 4;
+  b.grads = mixed ? 2 : 4;
+  b.optimizer = 4 * states + (mixed ? 4 : 0);  // + the fp32 master copy
+  // The update reads the parameter (or master), its gradient and the states,
+  // and writes the parameter and the states back; mixed precision also writes
+  // the bf16 copy. Both come to 12 + 8 per state (AdamW: 28).
+  b.update_traffic = 12 + 8 * states;
+  return b;
+}
+
+int64_t in_flight_micro_batches(const std::string& schedule, int stage, int stages, int64_t micro_batches) {
+  if (stages <= 1) return std::min<int64_t>(1, micro_batches);
+  if (schedule == "gpipe") return micro_batches;
+  return std::min<int64_t>(stages - stage, micro_batches);
+}
+
+Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& stages,
+                   const Hardware& hw, const Workload& w, const Features& f, const Candidate& c) {
+  DTRAIN_CHECK(static_cast<int>(stages.size()) == c.pp && model.tp == c.tp, "profile of tp={} pp={} for {}",
+               model.tp, stages.size(), c.pp);
+  const int p = c.pp, t = c.tp, d = c.dp;
+  const double b = static_cast<double>(c.micro_batch);
+  const double m = static_cast<double>(c.micro_batches);
+  const double e = w.precision == "bf16" ? 0.5 : 1.0;  // activation bytes relative to the layers' fp32 count
+  const double rate = hw.peak(w.precision) * hw.efficiency;
+  const StateBytes sb = state_bytes(w);
+  const Link& tp_link = hw.link(t);
+  const Link& dp_link = hw.link(static_cast<long long>(t) * d);
+  const Link& pp_link = hw.link(c.devices());  // neighbouring stages are t * d ranks apart
+
+  // Tensor-parallel all-reduces of `calls` messages, `bytes` in all (ring).
+  auto tp_time = [&](double calls, double bytes) {
+    if (t <= 1 || calls == 0) return 0.0;
+    return calls * 2.0 * (t - 1) * tp_link.latency + 2.0 * (t - 1) / t * bytes / tp_link.bandwidth;
+  };
+
+  // Per micro-batch and stage: forward, backward, and the receives that
+  // precede them (activations from the stage before, gradients from the one after).
+  std::vector<double> tf(p), tb(p), xfer(p, 0.0), work(p), comp(p), tpt(p), ppt(p);
+  for (int s = 0; s < p; ++s) {
+    const StageProfile& st = stages[s];
+    const double layers = static_cast<double>(st.layers());
+    const double fwd_compute = b * st.fwd_flops / rate, bwd_compute = b * st.bwd_flops / rate;
+    const double fwd_tp = tp_time(st.tp_fwd_calls, b * st.tp_fwd_bytes * e);
+    const double bwd_tp = tp_time(st.tp_bwd_calls, b * st.tp_bwd_bytes * e);
+    tf[s] = layers * hw.layer_overhead + fwd_compute + fwd_tp;
+    tb[s] = layers * hw.layer_overhead + bwd_compute + bwd_tp + (c.recompute ? tf[s] : 0.0);
+    comp[s] = fwd_compute + bwd_compute + (c.recompute ? fwd_compute : 0.0);
+    tpt[s] = fwd_tp + bwd_tp + (c.recompute ? fwd_tp : 0.0);
+    if (s + 1 < p) xfer[s] = p2p_seconds(b * st.out_bytes * e, pp_link);  // between s and s + 1
+  }
+  for (int s = 0; s < p; ++s) {
+    ppt[s] = (s > 0 ? xfer[s - 1] : 0.0) + (s + 1 < p ? xfer[s] : 0.0);
+    work[s] = tf[s] + tb[s] + ppt[s];
+  }
+  // Pipeline: the slowest stage sets the pace of the steady state; filling and
+  // draining cost one pass through every stage: (m - 1) max_s w_s + sum_s w_s,
+  // = (m + p - 1) w for balanced stages (Narayanan et al. 2021, eq. 1).
+  const int busiest = static_cast<int>(std::max_element(work.begin(), work.end()) - work.begin());
+  double total_work = 0;
+  for (double x : work) total_work += x;
+  Prediction r;
+  r.c = c;
+  r.pipeline_seconds = (m - 1) * work[busiest] + total_work;
+  // Devices sharing compute units (MPI ranks sharing CPU cores) each run at a
+  // whole unit's rate while the others wait, but together they cannot be
+  // busier than the node's units: the forward and backward passes of every
+  // device in the node, over its units, bound the pipeline from below.
+  const double share = static_cast<double>(std::min(c.devices(), hw.devices_per_node)) / hw.units();
+  if (share > 1) {
+    double busy = 0;  // per device, averaged over the stages
+    for (int s = 0; s < p; ++s) busy += m * (tf[s] + tb[s]) / p;
+    r.pipeline_seconds = std::max(r.pipeline_seconds, busy * share);
+  }
+  r.compute_seconds = m * comp[busiest];
+  r.tp_seconds = m * tpt[busiest];
+  r.pp_seconds = m * ppt[busiest];
+  r.bubble_fraction = 1.0 - m * work[busiest] / r.pipeline_seconds;
+  r.ideal_bubble = (p - 1) / m;
+
+  // Data-parallel gradient reduction, started bucket by bucket during each
+  // stage's last backward: hidden behind `overlap` of that backward, never
+  // less than the last bucket's own time. Stage s's last backward ends when
+  // the backward wave has still to pass the stages before it.
+  double comm_end = r.pipeline_seconds, optimizer = 0, dp_bytes = 0, tp_bytes = 0, pp_bytes = 0;
+  double before = 0;  // backward and transfers of the stages before s in the last micro-batch
+  for (int s = 0; s < p; ++s) {
+    const StageProfile& st = stages[s];
+    const double grad_bytes = st.params * sb.grads;
+    const bool scatter = c.zero == 1 && f.zero1_reduce_scatter;
+    double reduce = 0, last_bucket = 0;
+    if (d > 1) {
+      const double bucket = std::min(grad_bytes, w.bucket_bytes);
+      reduce = scatter ? all_gather_seconds(grad_bytes, d, dp_link) : all_reduce_seconds(grad_bytes, d, dp_link);
+      last_bucket = scatter ? all_gather_seconds(bucket, d, dp_link) : all_reduce_seconds(bucket, d, dp_link);
+    }
+    const double end_of_backward = r.pipeline_seconds - before;
+    const double hidden = w.overlap ? hw.overlap * tb[s] : 0.0;
+    comm_end = std::max(comm_end, end_of_backward + std::max(last_bucket, reduce - hidden));
+    before += tb[s] + xfer[s];
+
+    // The update: per-parameter passes at memory bandwidth (zeroing and the
+    // norm read every gradient; the optimizer touches its shard), then the
+    // ZeRO-1 all-gather of the updated parameters.
+    const double owned = c.zero == 1 && d > 1 ? std::ceil(st.params / d) : st.params;
+    double update = (owned * sb.update_traffic + 2 * st.params * sb.grads) / hw.memory_bandwidth *
+                    std::max(1.0, share);  // every device of the node updates at once
+    if (c.zero == 1 && d > 1) update += all_gather_seconds(st.params * sb.params, d, dp_link);
+    optimizer = std::max(optimizer, update);
+
+    double dp_sent = 0;
+    if (d > 1) {
+      dp_sent = (scatter ? 1.0 : 2.0) * (d - 1) / d * grad_bytes;
+      if (c.zero == 1) dp_sent += static_cast<double>(d - 1) / d * st.params * sb.params;
+    }
+    dp_bytes = std::max(dp_bytes, dp_sent);
+    const double tp_payload = b * e * (st.tp_fwd_bytes * (c.recompute ? 2 : 1) + st.tp_bwd_bytes);
+    tp_bytes = std::max(tp_bytes, t > 1 ? m * 2.0 * (t - 1) / t * tp_payload : 0.0);
+    const double sent = b * e * ((s + 1 < p ? st.out_bytes : 0.0) + (s > 0 ? stages[s - 1].out_bytes : 0.0));
+    pp_bytes = std::max(pp_bytes, m * sent);
+  }
+  r.dp_exposed_seconds = comm_end - r.pipeline_seconds;
+  if (p > 1 && stages.back().holds_tied_copy)
+    r.embed_seconds = all_reduce_seconds(model.tied_params * sb.grads, 2, pp_link);
+  // The step's scalar agreements: the loss over dp and pp, the gradient norm
+  // over tp and pp (latency only).
+  const double scalars = all_reduce_seconds(8, d, dp_link) + all_reduce_seconds(8, p, pp_link) * 2 +
+                         all_reduce_seconds(8, t, tp_link);
+  r.optimizer_seconds = optimizer + scalars;
+  r.step_seconds = r.pipeline_seconds + r.dp_exposed_seconds + r.embed_seconds + r.optimizer_seconds;
+
+  // Memory of the fullest device.
+  for (int s = 0; s < p; ++s) {
+    const StageProfile& st = stages[s];
+    Memory mem;
+    mem.stage = s;
+    mem.params = st.params * sb.params;
+    mem.grads = st.params * sb.grads;
+    mem.optimizer = (c.zero == 1 && d > 1 ? std::ceil(st.params / d) : st.params) * sb.optimizer;
+    const double k = static_cast<double>(in_flight_micro_batches(c.schedule, s, p, c.micro_batches));
+    mem.activations = c.recompute ? (k * b * st.in_bytes + b * st.max_layer_act_bytes) * e : k * b * st.act_bytes * e;
+    if (s == 0 || mem.total() > r.memory.total()) r.memory = mem;
+  }
+  r.capacity = hw.memory_bytes * hw.usable_memory_fraction;
+
+  const double items = static_cast<double>(w.global_batch) * static_cast<double>(model.items_per_sample);
+  r.tokens_per_second = items / r.step_seconds;
+  r.mfu = static_cast<double>(w.global_batch) * model.model_flops_per_sample /
+          (r.step_seconds * c.devices() * hw.peak(w.precision));
+  r.tp_bytes = tp_bytes;
+  r.pp_bytes = pp_bytes;
+  r.dp_bytes = dp_bytes;
+  return r;
+}
+
+}  // namespace dtrain

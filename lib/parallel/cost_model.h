@@ -1,0 +1,107 @@
+// The cost model: given the model's per-stage costs (model_profile.h), the
+// hardware, and one candidate layout (dp x tp x pp, micro-batch size and
+// count, ZeRO stage, activation recomputation, pipeline schedule), predict the
+// memory each device needs and the time of one optimizer step. The formulas,
+// with their sources, are written out in docs/planner.md; each function below
+// names the one it implements.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "parallel/hardware.h"
+#include "parallel/model_profile.h"
+
+namespace dtrain {
+
+// --- Collectives (alpha-beta model; bandwidth per device and direction) ---
+// Ring all-reduce of `bytes` over n ranks: 2(n-1) steps, each moving bytes/n
+// (NCCL's ring; Patarasuk & Yuan 2009): 2(n-1) a + 2(n-1)/n S/B.
+double ring_all_reduce_seconds(double bytes, int n, const Link& link);
+// Tree all-reduce (NCCL's double binary tree): 2 log2(n) a + 2 S/B.
+double tree_all_reduce_seconds(double bytes, int n, const Link& link);
+// What NCCL would pick: the faster of the two (0 for n = 1).
+double all_reduce_seconds(double bytes, int n, const Link& link);
+// Ring reduce-scatter or all-gather of `bytes` in total: (n-1) a + (n-1)/n S/B.
+double all_gather_seconds(double bytes, int n, const Link& link);
+// One point-to-point message: a + S/B.
+double p2p_seconds(double bytes, const Link& link);
+
+// What is being trained.
+struct Workload {
+  int64_t global_batch = 0;        // samples per optimizer step
+  std::string precision = "fp32";  // "fp32" | "bf16" (mixed: bf16 compute, fp32 master state)
+  std::string optimizer = "adamw"; // "adamw" | "sgd"
+  bool momentum = true;            // sgd: keeps a momentum buffer
+  double bucket_bytes = 25.0 * 1024 * 1024;  // gradient all-reduce bucket (parallel.bucket_mb)
+  bool overlap = true;  // buckets start during the backward (parallel.overlap); false: after it
+};
+
+// Which features the training code running the plan has.
+struct Features {
+  bool recompute = true;             // full activation recomputation per top-level layer
+  // ZeRO-1 reduces gradients with a reduce-scatter (Megatron's distributed
+  // optimizer; as much traffic as the all-reduce it replaces); false: it
+  // all-reduces them and then all-gathers the updated parameters (this trainer).
+  bool zero1_reduce_scatter = true;
+  bool bf16 = true;                  // mixed precision available
+  bool tp_for_cnn = false;
+  static Features this_trainer();    // what lib/train runs today
+  static Features full();            // everything the model knows, for what-ifs
+};
+
+struct Candidate {
+  int dp = 1, tp = 1, pp = 1;
+  int64_t micro_batch = 1;   // samples per micro-batch
+  int64_t micro_batches = 1; // per step per pipeline (grad_accum)
+  int zero = 0;              // 0 | 1
+  bool recompute = false;
+  std::string schedule = "1f1b";  // "1f1b" | "gpipe" (the same when pp = 1)
+  int devices() const { return dp * tp * pp; }
+};
+
+struct Memory {
+  int stage = 0;  // the stage whose devices need the most
+  double params = 0, grads = 0, optimizer = 0, activations = 0;
+  double total() const { return params + grads + optimizer + activations; }
+};
+
+struct Prediction {
+  Candidate c;
+  Memory memory;             // of the fullest device
+  double capacity = 0;       // usable bytes per device
+  double step_seconds = 0;
+  // Parts of the step (they add up to step_seconds):
+  double pipeline_seconds = 0;   // forward + backward of all micro-batches incl. bubble, tp and p2p time
+  double dp_exposed_seconds = 0; // gradient reduction not hidden behind the backward
+  double embed_seconds = 0;      // tied-embedding gradient sum between first and last stage
+  double optimizer_seconds = 0;  // update, grad zeroing and norm; ZeRO all-gather
+  // Inside the pipeline time:
+  double compute_seconds = 0;    // one device's FLOPs at the achievable rate (recompute included)
+  double tp_seconds = 0;         // tp all-reduces on the busiest stage
+  double pp_seconds = 0;         // stage-boundary transfers on the busiest stage
+  double bubble_fraction = 0;    // of pipeline_seconds the slowest stage idles: (p-1)/m when balanced
+  double ideal_bubble = 0;       // (p-1)/m
+  double tokens_per_second = 0;  // items (tokens or images) per second
+  double mfu = 0;                // model FLOPs / (step time x devices x peak)
+  // Bytes each device sends per step, per group (the busiest stage's).
+  double tp_bytes = 0, pp_bytes = 0, dp_bytes = 0;
+};
+
+// Bytes per parameter of parameters, gradients and optimizer state for the
+// workload (ZeRO paper, section 3.1: mixed-precision Adam is 2 + 2 + 12).
+struct StateBytes {
+  double params, grads, optimizer, update_traffic;  // update_traffic: bytes the optimizer step reads + writes
+};
+StateBytes state_bytes(const Workload& w);
+
+// Micro-batches whose activations stage `stage` of `stages` holds at once:
+// GPipe m; 1F1B min(stages - stage, m) (Narayanan et al. 2021, section 2.2).
+int64_t in_flight_micro_batches(const std::string& schedule, int stage, int stages, int64_t micro_batches);
+
+// Predicts one candidate. `stages` must be profile_stages(profile for c.tp, c.pp).
+Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& stages,
+                   const Hardware& hw, const Workload& w, const Features& f, const Candidate& c);
+
+}  // namespace dtrain

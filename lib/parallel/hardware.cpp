@@ -1,0 +1,263 @@
+// Hardware presets and the hardware file format. Preset figures are vendor
+// peaks (dense, no sparsity) with achievable fractions from published
+// measurements; cpu-local was measured on the 2-core machine this project is
+// developed on (numbers and commands in docs/planner.md).
+#include "parallel/hardware.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <toml.hpp>
+
+#include "core/error.h"
+
+namespace dtrain {
+
+namespace {
+
+constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+constexpr double kG = 1e9, kT = 1e12, kUs = 1e-6;
+
+Hardware h100_sxm() {
+  Hardware h;
+  h.name = "h100-sxm";
+  h.description =
+      "NVIDIA H100 SXM 80 GB, 8 per node (DGX H100): NVLink 4 through NVSwitch, one 400 Gb/s "
+      "InfiniBand NDR port per GPU; vendor peaks, assumed achievable fractions";
+  h.memory_bytes = 80 * kGiB;
+  h.usable_memory_fraction = 0.9;
+  h.peak_fp32 = 67 * kT;   // without tensor cores (TF32 would be 494)
+  h.peak_bf16 = 989 * kT;  // dense
+  h.efficiency = 0.55;
+  h.memory_bandwidth = 3350 * kG;
+  h.layer_overhead = 40 * kUs;
+  h.devices_per_node = 8;
+  h.intra = {400 * kG, 3 * kUs};  // NCCL all-reduce bus bandwidth of about 400-480 GB/s
+  h.inter = {45 * kG, 6 * kUs};   // 50 GB/s per port, about 90% achieved
+  h.overlap = 0.9;
+  return h;
+}
+
+Hardware a100_80gb() {
+  Hardware h;
+  h.name = "a100-80gb";
+  h.description =
+      "NVIDIA A100 SXM 80 GB, 8 per node (DGX A100): NVLink 3 through NVSwitch, one 200 Gb/s "
+      "InfiniBand HDR port per GPU; vendor peaks, assumed achievable fractions";
+  h.memory_bytes = 80 * kGiB;
+  h.usable_memory_fraction = 0.9;
+  h.peak_fp32 = 19.5 * kT;
+  h.peak_bf16 = 312 * kT;
+  h.efficiency = 0.6;
+  h.memory_bandwidth = 2039 * kG;
+  h.layer_overhead = 40 * kUs;
+  h.devices_per_node = 8;
+  h.intra = {230 * kG, 3 * kUs};
+  h.inter = {22 * kG, 6 * kUs};
+  h.overlap = 0.9;
+  return h;
+}
+
+// Calibrated on this project's 2-core x86 machine run as 4 one-thread ranks
+// (mpirun --oversubscribe) with tools/bench/calibrate_cpu.py. The machine is
+// shared with other jobs, so every figure is a best case over rounds: one
+// core's sgemm 85-125 GFLOP/s, one process training configs/gpt.toml 73-106
+// GFLOP/s, the AdamW step about 4 ms for 0.84M parameters, comm_bench -np 4
+// 10-19 us per ring step and 1-1.7 GB/s. Four ranks share the two cores: a
+// rank computes at a whole core's rate while the others wait (they yield),
+// the two cores bound them together (compute_units). tools/bench/plan_results.md
+// compares the predictions with measurements.
+Hardware cpu_local() {
+  Hardware h;
+  h.name = "cpu-local";
+  h.description =
+      "this 2-core CPU machine as 4 one-thread MPI ranks sharing its cores, over shared memory "
+      "(tools/bench/calibrate_cpu.py)";
+  h.memory_bytes = 24 * kGiB / 4;
+  h.usable_memory_fraction = 0.8;
+  h.peak_fp32 = 100 * kG;
+  h.peak_bf16 = 0;
+  h.efficiency = 0.85;
+  h.memory_bandwidth = 7.5 * kG;
+  h.layer_overhead = 0;
+  h.devices_per_node = 4;
+  h.compute_units = 2;
+  h.intra = {1.2 * kG, 15 * kUs};
+  h.inter = {1.2 * kG, 15 * kUs};
+  h.overlap = 0.5;
+  return h;
+}
+
+// The file's layout: [section] key = number, with the unit in the key's name.
+struct FileKey {
+  const char* section;
+  const char* key;
+  double scale;       // file unit -> SI
+  double Hardware::*field;
+  bool required;
+};
+
+const std::vector<FileKey>& file_keys() {
+  static const std::vector<FileKey> keys = {
+      {"device", "memory_gib", kGiB, &Hardware::memory_bytes, true},
+      {"device", "usable_memory_fraction", 1, &Hardware::usable_memory_fraction, false},
+      {"device", "peak_tflops_fp32", kT, &Hardware::peak_fp32, true},
+      {"device", "peak_tflops_bf16", kT, &Hardware::peak_bf16, false},
+      {"device", "efficiency", 1, &Hardware::efficiency, false},
+      {"device", "memory_bandwidth_gbs", kG, &Hardware::memory_bandwidth, true},
+      {"device", "layer_overhead_us", kUs, &Hardware::layer_overhead, false},
+      {"node", "overlap", 1, &Hardware::overlap, false},
+  };
+  return keys;
+}
+
+double& link_field(Hardware& h, const std::string& section, const std::string& key) {
+  Link& l = section == "intra" ? h.intra : h.inter;
+  return key == "bandwidth_gbs" ? l.bandwidth : l.latency;
+}
+
+[[noreturn]] void bad(const std::string& name, const toml::value& v, const std::string& what) {
+  throw ConfigError(fmt::format("{}:{}: {}", name, v.location().line(), what));
+}
+
+double number(const std::string& name, const std::string& key, const toml::value& v) {
+  if (v.is_integer()) return static_cast<double>(v.as_integer());
+  if (v.is_floating()) return v.as_floating();
+  bad(name, v, fmt::format("{}: expected a number", key));
+}
+
+}  // namespace
+
+double Hardware::peak(const std::string& precision) const {
+  const double p = precision == "bf16" ? peak_bf16 : precision == "fp32" ? peak_fp32 : -1;
+  if (p < 0) throw ConfigError(fmt::format("precision '{}': expected fp32 or bf16", precision));
+  if (p == 0) throw ConfigError(fmt::format("hardware '{}' has no {} peak", name, precision));
+  return p;
+}
+
+std::vector<std::string> hardware_presets() { return {"h100-sxm", "a100-80gb", "cpu-local"}; }
+
+Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
+  toml::value doc;
+  try {
+    std::istringstream in(text);
+    doc = toml::parse(in, name);
+  } catch (const toml::exception& e) {
+    std::string what = e.what();
+    throw ConfigError(fmt::format("{}: TOML syntax error: {}", name, what.substr(0, what.find('\n'))));
+  }
+  Hardware h;
+  h.name = name;
+  h.usable_memory_fraction = 0.9;
+  h.efficiency = 0.5;
+  h.overlap = 1.0;
+  std::set<std::string> seen;
+  for (const auto& [section, body] : doc.as_table()) {
+    if (section == "name" || section == "description") {
+      if (!body.is_string()) bad(name, body, fmt::format("{}: expected a string", section));
+      (section == "name" ? h.name : h.description) = body.as_string().str;
+      continue;
+    }
+    if (section == "calibration") continue;  // free-form: how the numbers were measured
+    if (!body.is_table()) bad(name, body, fmt::format("unknown key '{}'", section));
+    for (const auto& [key, v] : body.as_table()) {
+      const std::string full = section + "." + key;
+      seen.insert(full);
+      if (section == "node" && (key == "devices" || key == "compute_units")) {
+        if (!v.is_integer() || v.as_integer() < (key == "devices" ? 1 : 0))
+          bad(name, v, fmt::format("node.{}: expected an integer >= {}", key, key == "devices" ? 1 : 0));
+        (key == "devices" ? h.devices_per_node : h.compute_units) = static_cast<int>(v.as_integer());
+        continue;
+      }
+      if ((section == "intra" || section == "inter") && (key == "bandwidth_gbs" || key == "latency_us")) {
+        link_field(h, section, key) = number(name, full, v) * (key == "bandwidth_gbs" ? kG : kUs);
+        continue;
+      }
+      const FileKey* fk = nullptr;
+      for (const FileKey& k : file_keys())
+        if (section == k.section && key == k.key) fk = &k;
+      if (!fk) bad(name, v, fmt::format("unknown key '{}'", full));
+      h.*(fk->field) = number(name, full, v) * fk->scale;
+    }
+  }
+  std::vector<std::string> missing;
+  for (const FileKey& k : file_keys())
+    if (k.required && !seen.count(std::string(k.section) + "." + k.key))
+      missing.push_back(std::string(k.section) + "." + k.key);
+  for (const char* k : {"node.devices", "intra.bandwidth_gbs", "intra.latency_us", "inter.bandwidth_gbs",
+                        "inter.latency_us"})
+    if (!seen.count(k)) missing.push_back(k);
+  if (!missing.empty())
+    throw ConfigError(fmt::format("{}: missing {}", name, fmt::join(missing, ", ")));
+  std::vector<std::string> problems;
+  auto positive = [&](const char* what, double x) {
+    if (!(x > 0)) problems.push_back(fmt::format("{}: {} must be positive", name, what));
+  };
+  positive("device.memory_gib", h.memory_bytes);
+  positive("device.peak_tflops_fp32", h.peak_fp32);
+  positive("device.memory_bandwidth_gbs", h.memory_bandwidth);
+  positive("intra.bandwidth_gbs", h.intra.bandwidth);
+  positive("inter.bandwidth_gbs", h.inter.bandwidth);
+  auto fraction = [&](const char* what, double x) {
+    if (!(x > 0 && x <= 1)) problems.push_back(fmt::format("{}: {} must be in (0, 1]", name, what));
+  };
+  fraction("device.usable_memory_fraction", h.usable_memory_fraction);
+  fraction("device.efficiency", h.efficiency);
+  if (!(h.overlap >= 0 && h.overlap <= 1)) problems.push_back(fmt::format("{}: node.overlap must be in [0, 1]", name));
+  if (h.peak_bf16 < 0 || h.layer_overhead < 0 || h.intra.latency < 0 || h.inter.latency < 0)
+    problems.push_back(fmt::format("{}: peaks, overheads and latencies cannot be negative", name));
+  if (!problems.empty()) throw ConfigError(problems);
+  return h;
+}
+
+Hardware load_hardware(const std::string& name_or_path) {
+  if (name_or_path == "h100-sxm") return h100_sxm();
+  if (name_or_path == "a100-80gb") return a100_80gb();
+  if (name_or_path == "cpu-local") return cpu_local();
+  const bool path = name_or_path.find('/') != std::string::npos || name_or_path.ends_with(".toml");
+  if (!path)
+    throw ConfigError(fmt::format("hardware '{}': not a preset ({}) nor a .toml file", name_or_path,
+                                  fmt::join(hardware_presets(), ", ")));
+  std::ifstream in(name_or_path, std::ios::binary);
+  if (!in)
+    throw ConfigError(fmt::format("{}: cannot read hardware file: {}", name_or_path, std::strerror(errno)));
+  std::ostringstream text;
+  text << in.rdbuf();
+  return parse_hardware_toml(text.str(), name_or_path);
+}
+
+std::string write_hardware_toml(const Hardware& h) {
+  auto line = [](const char* key, const std::string& value, const char* help) {
+    return fmt::format("{:<30} # {}\n", fmt::format("{} = {}", key, value), help);
+  };
+  auto num = [](double x) { return fmt::format("{:.6g}", x); };
+  auto quoted = [](const std::string& text) {
+    std::string out = "\"";
+    for (char ch : text) out += ch == '"' || ch == '\\' ? std::string("\\") + ch : std::string(1, ch);
+    return out + "\"";
+  };
+  std::string out = "# dtrain hardware description (format: docs/planner.md)\n";
+  out += fmt::format("name = {}\ndescription = {}\n\n[device]\n", quoted(h.name), quoted(h.description));
+  out += line("memory_gib", num(h.memory_bytes / kGiB), "memory per device");
+  out += line("usable_memory_fraction", num(h.usable_memory_fraction), "left after runtime, allocator slack, workspaces");
+  out += line("peak_tflops_fp32", num(h.peak_fp32 / kT), "peak per device");
+  out += line("peak_tflops_bf16", num(h.peak_bf16 / kT), "peak per device; 0 = no bf16");
+  out += line("efficiency", num(h.efficiency), "achievable fraction of peak for the layers' FLOPs");
+  out += line("memory_bandwidth_gbs", num(h.memory_bandwidth / kG), "for per-parameter passes (optimizer update)");
+  out += line("layer_overhead_us", num(h.layer_overhead / kUs), "fixed cost per layer per forward or backward");
+  out += "\n[node]\n";
+  out += line("devices", std::to_string(h.devices_per_node), "devices sharing the intra-node links");
+  out += line("overlap", num(h.overlap), "fraction of the backward the dp reduction overlaps");
+  out += line("compute_units", std::to_string(h.compute_units), "units the devices share (ranks per core); 0 = one each");
+  for (auto [section, link] : {std::pair{"intra", &h.intra}, std::pair{"inter", &h.inter}}) {
+    out += fmt::format("\n[{}]\n", section);
+    out += line("bandwidth_gbs", num(link->bandwidth / kG), "per device and direction (NCCL bus bandwidth)");
+    out += line("latency_us", num(link->latency / kUs), "per message or ring step");
+  }
+  return out;
+}
+
+}  // namespace dtrain

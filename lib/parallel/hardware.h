@@ -1,0 +1,68 @@
+// What the planner needs to know about the machines: per device, its memory,
+// peak FLOP/s per precision and the fraction of it the layers' matrix products
+// achieve, its memory bandwidth; per node, how many devices share the fast
+// links; and the two links' bandwidth and latency. Built-in presets (H100 SXM,
+// A100 80 GB, this CPU machine) and TOML files in the same format, which
+// `dtrain profile` will write from measurements. The format is documented in
+// docs/planner.md; write_hardware_toml(preset) prints a template.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace dtrain {
+
+// One kind of link between two devices. Bandwidth is per device and per
+// direction (what one device can send while all of them send), as NCCL's
+// "bus bandwidth" reports it; latency is per message or ring step.
+struct Link {
+  double bandwidth = 0;  // bytes/s
+  double latency = 0;    // s
+};
+
+struct Hardware {
+  std::string name;         // "h100-sxm", or the file's name
+  std::string description;  // one line: what was measured or assumed, and where
+  // Device.
+  double memory_bytes = 0;              // per device
+  double usable_memory_fraction = 0.9;  // left after the runtime, allocator slack and workspaces
+  double peak_fp32 = 0;                 // FLOP/s per device
+  double peak_bf16 = 0;                 // FLOP/s per device; 0 = no bf16
+  double efficiency = 0.5;              // achievable fraction of peak for the layers' FLOPs
+  double memory_bandwidth = 0;          // bytes/s: optimizer updates and other per-parameter passes
+  double layer_overhead = 0;            // s per top-level layer per forward or backward (launches)
+  // Node and links.
+  int devices_per_node = 1;
+  Link intra;  // between devices of one node (NVLink, shared memory)
+  Link inter;  // between nodes (InfiniBand, Ethernet), per device
+  // Fraction of the backward during which the data-parallel gradient
+  // reduction makes progress (1 = fully concurrent, as with NCCL on its own
+  // stream; less where communication competes with compute for the cores).
+  double overlap = 1.0;
+  // Compute units the node's devices share; 0 = one each. Fewer than
+  // devices_per_node (several MPI ranks per CPU core): a device computes at a
+  // whole unit's rate while others wait, and the node's busy time is bounded
+  // by its units.
+  int compute_units = 0;
+  int units() const { return compute_units > 0 ? compute_units : devices_per_node; }
+
+  // Peak FLOP/s for "fp32" or "bf16"; throws ConfigError for a precision the
+  // device lacks.
+  double peak(const std::string& precision) const;
+  // The link between two devices: intra-node when a group of `span`
+  // consecutive ranks fits in one node.
+  const Link& link(long long span) const { return span <= devices_per_node ? intra : inter; }
+};
+
+// Names of the built-in presets: "h100-sxm", "a100-80gb", "cpu-local".
+std::vector<std::string> hardware_presets();
+// A preset by name, or a TOML file by path (anything with a '/' or ending in
+// ".toml"). Throws ConfigError naming the problem (unknown preset with the
+// list, unreadable file, missing or bad key with its line).
+Hardware load_hardware(const std::string& name_or_path);
+// Parses the TOML text of a hardware file; `name` is used in messages.
+Hardware parse_hardware_toml(const std::string& text, const std::string& name);
+// The hardware as a TOML file that parse_hardware_toml reads back.
+std::string write_hardware_toml(const Hardware& hw);
+
+}  // namespace dtrain

@@ -1,0 +1,74 @@
+// The model as the planner sees it: per top-level layer, what one sample
+// costs on one tensor-parallel rank (parameters, FLOPs, activation bytes,
+// tp all-reduces, bytes at its output), read from the layers' own Cost through
+// describe_model, which declares parameters without allocating them. Every
+// Cost the layers report is linear in the batch, so one description at batch
+// 1 per tp degree serves every micro-batch size; a stage profile sums a
+// pipeline stage's layers as the trainer cuts them (partition_layers over
+// forward + backward FLOPs, the loss counted with the last layer).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+
+namespace dtrain {
+
+// One top-level layer, one sample, one tp rank. Bytes are counted as the
+// layers count them: 4 per element (the cost model scales them for bf16).
+struct LayerProfile {
+  std::string name;
+  double params = 0;     // this rank's parameter elements
+  double fwd_flops = 0;
+  double bwd_flops = 0;
+  double act_bytes = 0;  // kept from forward for backward
+  double in_bytes = 0;   // the layer's input (what recomputation keeps)
+  double out_bytes = 0;  // its output (what a pipeline stage boundary sends)
+  double tp_fwd_calls = 0, tp_bwd_calls = 0;
+  double tp_fwd_bytes = 0, tp_bwd_bytes = 0;
+};
+
+struct ModelProfile {
+  std::string kind;        // "gpt" | "cnn"
+  int tp = 1;
+  int64_t seq_len = 0;     // gpt; 0 for the cnn
+  int64_t items_per_sample = 1;  // tokens per sequence, or 1 image
+  std::vector<LayerProfile> layers;  // top-level layers; the loss folded into the last
+  // Parameters the last pipeline stage adds when it does not hold the first
+  // layer: the GPT's copy of the tied token embedding (its gradient is summed
+  // with the first stage's after the backward).
+  double tied_params = 0;
+  // Whole-model parameters and forward + backward FLOPs per sample (all tp
+  // ranks together): what MFU divides by.
+  double total_params = 0;
+  double model_flops_per_sample = 0;
+};
+
+// Describes the model for tensor-parallel degree `tp` (the layers see a
+// stand-in group of that size; nothing is allocated or communicated). Throws
+// ConfigError when the model cannot be split that way (heads or vocabulary
+// not divisible by tp).
+ModelProfile profile_model(const ModelConfig& cfg, int64_t seq_len, int tp);
+
+// A pipeline stage's layers summed, per sample.
+struct StageProfile {
+  int64_t first_layer = 0, last_layer = 0;  // [first, last)
+  double params = 0;
+  double fwd_flops = 0, bwd_flops = 0;
+  double act_bytes = 0;
+  double max_layer_act_bytes = 0;  // the largest one layer keeps (recomputation's working set)
+  double in_bytes = 0;             // sum of the layers' inputs (recomputation's checkpoints)
+  double out_bytes = 0;            // the stage's output, sent to the next stage
+  double tp_fwd_calls = 0, tp_bwd_calls = 0;
+  double tp_fwd_bytes = 0, tp_bwd_bytes = 0;
+  bool holds_tied_copy = false;    // last stage, without the first layer, of a model with tied_params
+  int64_t layers() const { return last_layer - first_layer; }
+};
+
+// The stages as the trainer cuts them for `pp` stages (partition_layers over
+// forward + backward FLOPs). Throws ConfigError when pp exceeds the layers.
+std::vector<StageProfile> profile_stages(const ModelProfile& m, int pp);
+
+}  // namespace dtrain

@@ -1,0 +1,70 @@
+# dtrain plan and parallel.mode = "auto": the ranked table and its JSON, the
+# what-if marks, rejections with reasons, hardware presets and files, bad
+# input in one line (exit 2); under mpirun a config without degrees trains
+# with the planner's layout and says why, explicit degrees stay manual.
+source "$(dirname "$0")/common.bash"
+MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
+make_tokens
+tiny_gpt_config
+
+expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 4
+grep -q "plan for 4 devices of cpu-local" "$WORK/out" || fail "plan: no header"
+grep -qE "^ +1[ *] +[0-9]+ +[0-9]+ +[0-9]+ " "$WORK/out" || fail "plan: no ranked rows"
+
+# JSON: the same plan, machine-readable; layouts multiply to the devices.
+expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 8 --json --top 0 --set train.global_batch=32
+python3 - "$WORK/out" <<'PY' || fail "plan --json"
+import json, sys
+p = json.load(open(sys.argv[1]))
+assert p["devices"] == 8 and p["global_batch"] == 32, p
+f = p["feasible"]
+assert f and len(f) == p["feasible_count"], len(f)
+for c in f:
+    assert c["dp"] * c["tp"] * c["pp"] == 8
+    assert c["dp"] * c["micro_batch"] * c["micro_batches"] == 32
+    assert c["memory"]["total"] <= c["memory"]["capacity"]
+    assert c["runnable"] == (not c["needs"])
+steps = [c["step_seconds"] for c in f]
+assert steps == sorted(steps)
+assert any(r["kind"] == "divisibility" and "n_head" in r["reason"] for r in p["rejected"]), p["rejected"]
+PY
+
+# Large-scale what-ifs: bf16 on H100s, recomputation marked as such.
+expect_exit 0 "$DTRAIN" plan "$DTRAIN_SOURCE_DIR/configs/plan/gpt-1t.toml" --devices 3072 \
+  --hardware a100-80gb --precision bf16 --top 3
+grep -q "tp=64 would span nodes" "$WORK/out" || fail "plan: no span rejection"
+grep -q "what-if: needs what this trainer lacks (.*activation recomputation" "$WORK/out" || fail "plan: no what-if mark"
+expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 4 --runnable --set parallel.tp=2
+! grep -q "what-if" "$WORK/out" || fail "plan --runnable lists what-ifs"
+expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 2 --set parallel.tp=2 --json
+python3 -c 'import json,sys; assert all(c["tp"] == 2 for c in json.load(open(sys.argv[1]))["feasible"])' "$WORK/out" \
+  || fail "plan: --set parallel.tp=2 not kept"
+
+# Hardware: a preset printed, edited and read back; bad ones in one line.
+expect_exit 0 "$DTRAIN" hardware h100-sxm
+sed 's/^devices = 8/devices = 4/' "$WORK/out" >"$WORK/hw.toml"
+expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 8 --hardware "$WORK/hw.toml" --precision bf16
+grep -q "(80.0 GiB, 4 per node)" "$WORK/out" || fail "plan: hardware file not read"
+expect_exit 2 "$DTRAIN" plan "$WORK/tiny.toml" --devices 4 --hardware h200
+expect_err "hardware 'h200': not a preset (h100-sxm, a100-80gb, cpu-local) nor a .toml file"
+expect_exit 2 "$DTRAIN" plan "$WORK/tiny.toml" --devices 4 --precision bf16
+expect_err "hardware 'cpu-local' has no bf16 peak"
+
+# parallel.mode = "auto" (no degrees in the config): the planner's layout, logged once.
+expect_exit 0 "${MPIRUN[@]}" -np 4 "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=6 --set train.threads=1 \
+  --set train.eval_every=0 --out "$WORK/auto"
+grep -q "^auto layout for 4 ranks on cpu-local: dp=" "$WORK/out" || fail "auto: no layout choice logged"
+[ "$(grep -c "^auto layout" "$WORK/out")" -eq 1 ] || fail "auto: logged more than once"
+grep -q "^layout dp=. tp=. pp=. on 4 ranks" "$WORK/out" || fail "auto: no layout line"
+grep -q '^mode = "auto"' "$WORK/auto/config.toml" || fail "auto: resolved config lacks the mode"
+# The resolved config runs as it is: the degrees are fixed now.
+expect_exit 0 "${MPIRUN[@]}" -np 4 "$DTRAIN" validate "$WORK/auto/config.toml"
+! grep -q "auto layout" "$WORK/err" || fail "auto: a resolved config was planned again"
+# Explicit degrees: manual, checked against the ranks as before.
+expect_exit 2 "${MPIRUN[@]}" -np 4 "$DTRAIN" run "$WORK/tiny.toml" --set parallel.dp=2
+expect_err "parallel: dp x tp x pp = 2 but 4 ranks were launched"
+# Nothing fits: the nearest misses, exit 2.
+expect_exit 2 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" --set parallel.mode=auto --set parallel.tp=2 \
+  --set model.n_head=1
+expect_err 'parallel.mode = "auto": no layout of 2 ranks fits'
+echo "plan: ok"

@@ -1,0 +1,268 @@
+// The cost model's formulas against hand-computed cases: collectives
+// (alpha-beta ring and tree), bytes of state per parameter (ZeRO paper), the
+// pipeline time (m - 1) max + sum and its bubble, recomputation's extra
+// forward, the data-parallel reduction hidden behind the backward, memory per
+// device with ZeRO-1 and 1F1B's in-flight micro-batches, and the model
+// profile read from the layers' own costs (with their tp all-reduces).
+#include <doctest/doctest.h>
+
+#include <chrono>
+
+#include "model/model.h"
+#include "parallel/cost_model.h"
+#include "parallel/model_profile.h"
+#include "parallel/pipeline.h"
+
+using namespace dtrain;
+
+namespace {
+
+ModelConfig gpt(int64_t layers, int64_t width, int64_t heads, int64_t vocab, int64_t context) {
+  ModelConfig c{};
+  c.type = "gpt";
+  c.vocab_size = vocab;
+  c.context_length = context;
+  c.n_layer = layers;
+  c.n_head = heads;
+  c.n_embd = width;
+  c.dropout = 0.0;
+  c.bias = true;
+  return c;
+}
+
+// Round numbers: 1 TFLOP/s achieved (peak 2, efficiency 0.5), links of 1 GB/s
+// and 10 us, 1 GB/s of memory bandwidth, no per-layer overhead.
+Hardware toy_hardware(int per_node = 8) {
+  Hardware h;
+  h.name = "toy";
+  h.memory_bytes = 1e12;
+  h.usable_memory_fraction = 1;
+  h.peak_fp32 = 2e12;
+  h.efficiency = 0.5;
+  h.memory_bandwidth = 1e9;
+  h.devices_per_node = per_node;
+  h.intra = {1e9, 10e-6};
+  h.inter = {1e9, 10e-6};
+  h.overlap = 1;
+  return h;
+}
+
+// Two identical layers of 1 GFLOP forward and 2 GFLOP backward per sample,
+// 1000 parameters, 1 MB of activations, 1 KB at the output.
+ModelProfile toy_profile(int layers = 2) {
+  ModelProfile m;
+  m.kind = "gpt";
+  m.items_per_sample = 100;
+  for (int i = 0; i < layers; ++i) {
+    LayerProfile l;
+    l.name = "layer" + std::to_string(i);
+    l.params = 1000;
+    l.fwd_flops = 1e9;
+    l.bwd_flops = 2e9;
+    l.act_bytes = 1e6;
+    l.in_bytes = 1e3;
+    l.out_bytes = 1e3;
+    m.layers.push_back(l);
+  }
+  m.total_params = 1000.0 * layers;
+  m.model_flops_per_sample = 3e9 * layers;
+  return m;
+}
+
+}  // namespace
+
+TEST_CASE("collectives: alpha-beta ring, tree, gather and p2p") {
+  const Link l{1e9, 10e-6};
+  // Ring: 2(n-1) a + 2(n-1)/n S/B = 60 us + 1.5 ms for 1 MB on 4 ranks.
+  CHECK(ring_all_reduce_seconds(1e6, 4, l) == doctest::Approx(60e-6 + 1.5e-3));
+  // Tree: 2 log2(n) a + 2 S/B = 40 us + 2 ms: the ring wins for big messages.
+  CHECK(tree_all_reduce_seconds(1e6, 4, l) == doctest::Approx(40e-6 + 2e-3));
+  CHECK(all_reduce_seconds(1e6, 4, l) == doctest::Approx(1.56e-3));
+  // Small messages on many ranks: latency decides, and the tree has fewer steps.
+  CHECK(all_reduce_seconds(8, 1024, l) == doctest::Approx(tree_all_reduce_seconds(8, 1024, l)));
+  CHECK(tree_all_reduce_seconds(8, 1024, l) == doctest::Approx(20 * 10e-6 + 16e-9));
+  CHECK(all_gather_seconds(1e6, 4, l) == doctest::Approx(30e-6 + 0.75e-3));
+  CHECK(p2p_seconds(1e6, l) == doctest::Approx(10e-6 + 1e-3));
+  CHECK(all_reduce_seconds(1e9, 1, l) == 0);
+}
+
+TEST_CASE("state bytes per parameter (ZeRO paper: mixed-precision Adam is 2 + 2 + 12)") {
+  Workload w;
+  StateBytes b = state_bytes(w);  // fp32 AdamW
+  CHECK(b.params == 4);
+  CHECK(b.grads == 4);
+  CHECK(b.optimizer == 8);
+  CHECK(b.update_traffic == 28);
+  w.precision = "bf16";
+  b = state_bytes(w);
+  CHECK(b.params + b.grads + b.optimizer == 16);
+  CHECK(b.optimizer == 12);
+  w.precision = "fp32";
+  w.optimizer = "sgd";
+  CHECK(state_bytes(w).optimizer == 4);
+  w.momentum = false;
+  CHECK(state_bytes(w).optimizer == 0);
+}
+
+TEST_CASE("in-flight micro-batches are what the trainer's schedules hold") {
+  for (int stages : {1, 2, 3, 4, 8})
+    for (int m : {1, 2, 3, 5, 8, 13})
+      for (int s = 0; s < stages; ++s)
+        for (const char* sched : {"1f1b", "gpipe"}) {
+          if (stages == 1 && std::string(sched) == "gpipe") continue;
+          CAPTURE(stages);
+          CAPTURE(m);
+          CAPTURE(s);
+          CAPTURE(sched);
+          CHECK(in_flight_micro_batches(sched, s, stages, m) == in_flight(pipeline_schedule(sched, s, stages, m)));
+        }
+}
+
+TEST_CASE("step time: pipeline (m - 1) max + sum, bubble (p - 1)/m, recomputation's extra forward") {
+  const ModelProfile m = toy_profile(2);
+  const Hardware hw = toy_hardware();
+  Workload w;
+  w.global_batch = 8;
+  const Features f = Features::full();
+  // One stage, 4 micro-batches of 2: per micro-batch 2 x (1 + 2) GFLOP x 2 samples = 12 ms.
+  Candidate one{.dp = 1, .tp = 1, .pp = 1, .micro_batch = 2, .micro_batches = 4};
+  Prediction p = predict(m, profile_stages(m, 1), hw, w, f, one);
+  CHECK(p.pipeline_seconds == doctest::Approx(4 * 12e-3));
+  CHECK(p.bubble_fraction == doctest::Approx(0));
+  CHECK(p.compute_seconds == doctest::Approx(48e-3));
+  // Update: 2000 params x (28 + 2 x 4) bytes at 1 GB/s.
+  CHECK(p.optimizer_seconds == doctest::Approx(2000 * 36 / 1e9));
+  CHECK(p.step_seconds == doctest::Approx(p.pipeline_seconds + p.optimizer_seconds));
+  CHECK(p.tokens_per_second == doctest::Approx(8 * 100 / p.step_seconds));
+  CHECK(p.mfu == doctest::Approx(8 * 6e9 / (p.step_seconds * 1 * 2e12)));
+
+  // Two stages of one layer: 6 ms of compute plus one 2 KB transfer each
+  // way (10 us + 2 us), (m - 1) x max + sum; ideal bubble (p - 1)/m = 1/4.
+  Candidate two = one;
+  two.pp = 2;
+  p = predict(m, profile_stages(m, 2), hw, w, f, two);
+  const double stage = 6e-3 + 12e-6;
+  CHECK(p.pipeline_seconds == doctest::Approx(3 * stage + 2 * stage));
+  CHECK(p.ideal_bubble == doctest::Approx(0.25));
+  CHECK(p.bubble_fraction == doctest::Approx(1 - 4.0 / 5.0));
+
+  // Recomputation runs every forward twice: per layer and sample 1 + 2 + 1 GFLOP.
+  Candidate rc = one;
+  rc.recompute = true;
+  p = predict(m, profile_stages(m, 1), hw, w, f, rc);
+  CHECK(p.pipeline_seconds == doctest::Approx(4 * 16e-3));
+}
+
+TEST_CASE("data-parallel reduction: hidden behind the last backward, the last bucket never") {
+  ModelProfile m = toy_profile(2);
+  for (LayerProfile& l : m.layers) l.params = 5e6;  // 40 MB of fp32 gradients in all
+  Hardware hw = toy_hardware();
+  Workload w;
+  w.global_batch = 8;
+  w.bucket_bytes = 4e6;
+  const Features f = Features::full();
+  Candidate c{.dp = 2, .tp = 1, .pp = 1, .micro_batch = 2, .micro_batches = 2};
+  const double reduce = all_reduce_seconds(40e6, 2, hw.intra);  // ~40 ms
+  const double backward = 2 * 2 * 2e9 / 1e12;                   // 8 ms
+  Prediction p = predict(m, profile_stages(m, 1), hw, w, f, c);
+  CHECK(p.dp_exposed_seconds == doctest::Approx(reduce - backward));
+  hw.overlap = 0;
+  p = predict(m, profile_stages(m, 1), hw, w, f, c);
+  CHECK(p.dp_exposed_seconds == doctest::Approx(reduce));
+  // A reduction shorter than the backward still ends with its last bucket.
+  for (LayerProfile& l : m.layers) l.params = 1e5;
+  hw.overlap = 1;
+  p = predict(m, profile_stages(m, 1), hw, w, f, c);
+  CHECK(p.dp_exposed_seconds == doctest::Approx(all_reduce_seconds(0.8e6, 2, hw.intra)));
+  // Groups wider than a node use the inter-node link.
+  hw = toy_hardware(1);
+  hw.inter = {0.5e9, 10e-6};
+  hw.overlap = 0;
+  p = predict(m, profile_stages(m, 1), hw, w, f, c);
+  CHECK(p.dp_exposed_seconds == doctest::Approx(all_reduce_seconds(0.8e6, 2, hw.inter)));
+}
+
+TEST_CASE("memory per device: parameters, gradients, ZeRO-1 optimizer shard, 1F1B activations") {
+  const ModelProfile m = toy_profile(4);
+  const Hardware hw = toy_hardware();
+  Workload w;
+  w.global_batch = 64;
+  const Features f = Features::full();
+  Candidate c{.dp = 2, .tp = 1, .pp = 2, .micro_batch = 4, .micro_batches = 8};
+  Prediction p = predict(m, profile_stages(m, 2), hw, w, f, c);
+  // Stage 0 (two layers) holds pp - 0 = 2 micro-batches of 4 samples: 2 x 4 x 2 MB.
+  CHECK(p.memory.stage == 0);
+  CHECK(p.memory.params == 2000 * 4);
+  CHECK(p.memory.grads == 2000 * 4);
+  CHECK(p.memory.optimizer == 2000 * 8);
+  CHECK(p.memory.activations == 2 * 4 * 2e6);
+  c.zero = 1;
+  CHECK(predict(m, profile_stages(m, 2), hw, w, f, c).memory.optimizer == 1000 * 8);
+  c.schedule = "gpipe";  // all 8 micro-batches in flight
+  CHECK(predict(m, profile_stages(m, 2), hw, w, f, c).memory.activations == 8 * 4 * 2e6);
+  // Recomputation keeps each layer's input per micro-batch, plus one layer's
+  // activations while it is recomputed.
+  c.schedule = "1f1b";
+  c.recompute = true;
+  CHECK(predict(m, profile_stages(m, 2), hw, w, f, c).memory.activations == 2 * 4 * 2e3 + 4 * 1e6);
+  // bf16: half the activation bytes; parameters 2 + 2 + 12 bytes.
+  c.recompute = false;
+  c.zero = 0;
+  w.precision = "bf16";
+  Hardware bf = hw;
+  bf.peak_bf16 = 4e12;
+  p = predict(m, profile_stages(m, 2), bf, w, f, c);
+  CHECK(p.memory.activations == 2 * 4 * 1e6);
+  CHECK(p.memory.total() - p.memory.activations == 2000 * 16);
+}
+
+TEST_CASE("model profile: costs from the layers, per sample and tp rank, with their tp all-reduces") {
+  const ModelConfig cfg = gpt(2, 64, 4, 256, 32);
+  const ModelProfile one = profile_model(cfg, 32, 1);
+  auto whole = describe_model(cfg, 32);
+  const std::vector<Cost> costs = whole->layer_costs(1);
+  REQUIRE(one.layers.size() == 5);  // embed, 2 blocks, ln_f, head (+ loss folded in)
+  CHECK(one.layers[1].fwd_flops == costs[1].fwd_flops);
+  CHECK(one.layers[4].fwd_flops == costs[4].fwd_flops + costs[5].fwd_flops);
+  CHECK(one.total_params == static_cast<double>(whole->cost(1).params));
+  CHECK(one.layers[1].tp_fwd_calls == 0);
+  const double T = 32, C = 64, h = 4, t = 2;
+  // One block's activations (fp32): 16 C + 16 + 48 C/t bytes per token plus
+  // the probabilities 4 h T^2 / t (Korthikanti et al.'s sbh(10 + 24/t) + 5as^2b/t
+  // for 16-bit Megatron with attention dropout; this block has none).
+  const ModelProfile two = profile_model(cfg, 32, 2);
+  CHECK(two.layers[1].act_bytes == T * (16 * C + 16 + 48 * C / t) + 4 * h * T * T / t);
+  CHECK(one.layers[1].act_bytes == T * (16 * C + 16 + 48 * C) + 4 * h * T * T);
+  // Megatron's f and g: two all-reduces of (T, C) forward, two backward.
+  CHECK(two.layers[1].tp_fwd_calls == 2);
+  CHECK(two.layers[1].tp_bwd_calls == 2);
+  CHECK(two.layers[1].tp_fwd_bytes == 2 * T * C * 4);
+  CHECK(two.layers[1].tp_bwd_bytes == 2 * T * C * 4);
+  CHECK(two.layers[0].tp_fwd_calls == 1);  // vocabulary-parallel embedding
+  CHECK(two.layers[4].tp_bwd_calls == 1);  // the head's input gradient
+  CHECK(two.layers[4].tp_fwd_calls == 3);  // the cross-entropy's maxima, sums, argmax
+  CHECK(two.total_params == one.total_params);
+  CHECK(two.model_flops_per_sample == one.model_flops_per_sample);
+  CHECK(two.tied_params == 256 * 64 / 2);
+  // Stages as the trainer cuts them; the last holds a copy of the tied embedding.
+  const std::vector<StageProfile> st = profile_stages(one, 2);
+  REQUIRE(st.size() == 2);
+  CHECK(st[0].first_layer == 0);
+  CHECK(st[1].last_layer == 5);
+  CHECK(st[1].holds_tied_copy);
+  double params = 0;
+  for (const StageProfile& s : st) params += s.params;
+  CHECK(params == one.total_params + one.tied_params);
+  CHECK_THROWS_AS(profile_model(cfg, 32, 3), ConfigError);  // 4 heads over 3 ranks
+}
+
+TEST_CASE("model profile: a 1T-parameter GPT describes without allocating, quickly") {
+  // Narayanan et al. 2021's 1T model: 128 layers of width 25600. Declaring
+  // its parameters allocates nothing; 4 TB would not fit here.
+  const ModelConfig cfg = gpt(128, 25600, 160, 51200, 2048);
+  const auto t0 = std::chrono::steady_clock::now();
+  const ModelProfile m = profile_model(cfg, 2048, 8);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  CHECK(m.total_params == doctest::Approx(1.008e12).epsilon(0.002));
+  CHECK(seconds < 1.0);  // about a millisecond; generous for a loaded machine
+}

@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""Checks the planner against this machine: asks `dtrain plan --runnable` for
+every layout `dtrain run` could use on RANKS ranks, trains a few steps with
+each one under mpirun, and compares the predicted step times with the
+measured ones (table and Spearman rank correlation), as markdown.
+
+  tools/bench/plan_vs_measured.py [--config configs/gpt.toml] [--ranks 4]
+      [--hardware cpu-local] [--set train.global_batch=16 ...] [--rounds 3]
+      [--steps 5] [--out tools/bench/plan_results.md]
+
+Every layout runs once per round, the layouts in a different order each
+round, so that other jobs on a shared machine slow them all alike; a
+layout's measured time is the median of its steps over all rounds (each
+run's first step left out), and its fastest step is reported beside it.
+Also reported: the correlation per (dp, tp, pp) (the median over its
+micro-batch, ZeRO and schedule variants), and the noise floor: pairs that
+run the very same operations (one micro-batch: 1F1B and GPipe coincide)
+measured apart. The raw step times go to OUT with .json for .md.
+"""
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DTRAIN = os.path.join(ROOT, "build", "dtrain")
+MPIRUN = ["mpirun", "--allow-run-as-root", "--oversubscribe"]
+
+
+def ranks_of(values):
+    """Ranks 1..n, ties sharing their average rank."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    r = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            r[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return r
+
+
+def spearman(a, b):
+    ra, rb = ranks_of(a), ranks_of(b)
+    ma, mb = sum(ra) / len(ra), sum(rb) / len(rb)
+    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
+    va = sum((x - ma) ** 2 for x in ra) ** 0.5
+    vb = sum((y - mb) ** 2 for y in rb) ** 0.5
+    return cov / (va * vb)
+
+
+def layout_sets(c):
+    return [f"parallel.dp={c['dp']}", f"parallel.tp={c['tp']}", f"parallel.pp={c['pp']}",
+            f"parallel.zero={c['zero']}", f"parallel.schedule={c['schedule']}",
+            f"train.micro_batch={c['micro_batch']}", f"train.grad_accum={c['micro_batches']}"]
+
+
+def name(c):
+    sched = c["schedule"] if c["pp"] > 1 else "-"
+    return f"dp={c['dp']} tp={c['tp']} pp={c['pp']} | {c['micro_batch']} x {c['micro_batches']} | {c['zero']} | {sched}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="configs/gpt.toml")
+    ap.add_argument("--ranks", type=int, default=4)
+    ap.add_argument("--hardware", default="cpu-local")
+    ap.add_argument("--set", action="append", default=[], dest="sets")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--out", default="tools/bench/plan_results.md")
+    args = ap.parse_args()
+    sets = [x for s in args.sets for x in ("--set", s)]
+
+    plan = json.loads(subprocess.run(
+        [DTRAIN, "plan", args.config, "--devices", str(args.ranks), "--hardware", args.hardware, "--runnable",
+         "--json", "--top", "0"] + sets, check=True, capture_output=True, text=True, cwd=ROOT).stdout)
+    cands = plan["feasible"]
+    print(f"{len(cands)} layouts to measure, {args.rounds} rounds", file=sys.stderr)
+    best = [float("inf")] * len(cands)
+    steps_seen = [[] for _ in cands]
+    load_start = os.getloadavg()
+    t0 = time.time()
+    rng = random.Random(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        for rnd in range(args.rounds):
+            order = list(range(len(cands)))
+            rng.shuffle(order)
+            for i in order:
+                out = os.path.join(tmp, f"c{i}")
+                cmd = MPIRUN + ["-np", str(args.ranks), DTRAIN, "run", args.config, "--out", out] + sets
+                for s in layout_sets(cands[i]) + [f"train.steps={args.steps}", "train.threads=1", "train.eval_every=0",
+                                                  "train.eval_batches=1", "optim.warmup_steps=1", "log.every=1000"]:
+                    cmd += ["--set", s]
+                subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
+                secs = [json.loads(l)["step_seconds"] for l in open(os.path.join(out, "metrics.jsonl"))
+                        if "step_seconds" in l][1:]
+                steps_seen[i] += secs
+                best[i] = min(best[i], min(secs))
+            print(f"round {rnd + 1} done after {time.time() - t0:.0f} s", file=sys.stderr)
+    load_end = os.getloadavg()
+    predicted = [c["step_seconds"] for c in cands]
+    median = [sorted(s)[len(s) // 2] for s in steps_seen]
+    rho_best = spearman(predicted, best)
+    rho_median = spearman(predicted, median)
+    measured_rank = ranks_of(median)
+
+    with open(os.path.join(ROOT, os.path.splitext(args.out)[0] + ".json"), "w") as f:
+        json.dump({"plan": plan, "steps": steps_seen}, f)
+
+    # Per (dp, tp, pp): the median over its variants, predicted and measured.
+    groups = {}
+    for i, c in enumerate(cands):
+        groups.setdefault((c["dp"], c["tp"], c["pp"]), []).append(i)
+    def mid(xs):
+        xs = sorted(xs)
+        return (xs[(len(xs) - 1) // 2] + xs[len(xs) // 2]) / 2
+    layouts = sorted(groups)
+    lp = [mid([predicted[i] for i in groups[k]]) for k in layouts]
+    lm = [mid([median[i] for i in groups[k]]) for k in layouts]
+    rho_layout = spearman(lp, lm)
+    # Noise floor: identical operation sequences (pp > 1, one micro-batch, 1F1B vs GPipe).
+    twins = []
+    for i, c in enumerate(cands):
+        for j, d in enumerate(cands):
+            if i < j and c["micro_batches"] == 1 and c["pp"] > 1 and all(
+                    c[k] == d[k] for k in ("dp", "tp", "pp", "micro_batch", "micro_batches", "zero")):
+                twins.append(max(median[i], median[j]) / min(median[i], median[j]))
+
+    hw = plan["hardware"]
+    lines = [
+        "# Planner vs measurement on this machine",
+        "",
+        "Made by:",
+        "",
+        "```sh",
+        "tools/bench/plan_vs_measured.py " + " ".join(
+            [f"--config {args.config}", f"--ranks {args.ranks}", f"--hardware {args.hardware}"] +
+            [f"--set {s}" for s in args.sets] + [f"--rounds {args.rounds}", f"--steps {args.steps}"]),
+        "```",
+        "",
+        f"Every layout `dtrain plan --runnable` lists for {args.ranks} ranks ({len(cands)} of them: dp x tp x pp, "
+        f"micro-batch size x count, ZeRO stage, schedule), each trained for {args.steps} steps under "
+        f"`mpirun -np {args.ranks}` (one thread per rank) in each of {args.rounds} rounds, in a different order each "
+        f"round. Measured = the median step over all rounds (each run's first step left out); fastest = the fastest "
+        f"step. Hardware description `{hw['name']}`: peak {hw['peak_fp32'] / 1e9:.1f} GFLOP/s per rank x efficiency "
+        f"{hw['efficiency']:.2f}, links {hw['intra']['bandwidth'] / 1e9:.2f} GB/s and {hw['intra']['latency'] * 1e6:.0f} us, "
+        f"overlap {hw['overlap']:.2f}, {hw['layer_overhead'] * 1e6:.0f} us per layer pass, {hw['devices_per_node']} "
+        f"ranks sharing {hw.get('compute_units') or hw['devices_per_node']} cores. "
+        f"Load average {load_start[0]:.1f} at the start, {load_end[0]:.1f} at the end "
+        f"({os.cpu_count()} cores, shared with other jobs); {time.time() - t0:.0f} s in all.",
+        "",
+        f"**Spearman rank correlation, predicted vs measured (median step): {rho_median:.3f}** "
+        f"(vs the fastest step: {rho_best:.3f}); the predicted best layout is measured #{measured_rank[0]:.0f} of "
+        f"{len(cands)}; the measured best is predicted #{ranks_of(predicted)[median.index(min(median))]:.0f}.",
+        "",
+        f"Per (dp, tp, pp) layout (median over its variants), Spearman **{rho_layout:.3f}** over {len(layouts)} "
+        f"layouts. Noise floor: {len(twins)} pairs that run identical operations (one micro-batch, 1F1B vs GPipe) "
+        f"were measured {', '.join(f'{x:.2f}x' for x in twins)} apart"
+        + (f" (mean {sum(twins) / len(twins):.2f}x)" if twins else "") + "; the predictions of most layouts "
+        f"differ by less than that (predicted {min(predicted):.3f}-{max(predicted):.3f} s).",
+        "",
+        "| layout | variants | predicted s (median) | measured s (median) |",
+        "|---|---:|---:|---:|",
+    ] + [f"| dp={k[0]} tp={k[1]} pp={k[2]} | {len(groups[k])} | {p:.4f} | {m:.4f} |"
+         for k, p, m in sorted(zip(layouts, lp, lm), key=lambda x: x[1])] + [
+        "",
+        "Every candidate, in predicted order:",
+        "",
+        "| pred. # | layout (dp tp pp \\| mb x m \\| ZeRO \\| schedule) | predicted s | measured s | meas. # | fastest s | measured / predicted |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for i, c in enumerate(cands):
+        lines.append(f"| {i + 1} | {name(c)} | {predicted[i]:.4f} | {median[i]:.4f} | {measured_rank[i]:.0f} | "
+                     f"{best[i]:.4f} | {median[i] / predicted[i]:.2f} |")
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(ROOT, args.out), "w") as f:
+        f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
