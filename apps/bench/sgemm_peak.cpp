@@ -4,24 +4,19 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <string>
 #include <vector>
 
-#include "kernels/cpu/blas_kernels.h"
 #include "kernels/cpu/gemm.h"
 
 int main(int argc, char** argv) {
   int threads = argc > 1 ? std::atoi(argv[1]) : 0;
-  const std::string core = argc > 2 && std::string(argv[2]) == "--default-kernels"
-                               ? dtrain::cpu::blas_core_name()
-                               : dtrain::cpu::prefer_avx512_blas();
   dtrain::cpu::set_num_threads(threads);
   struct Case { long m, n, k; const char* what; };
   const Case cases[] = {{2048, 2048, 2048, "square 2048"},
                         {256, 3072, 768, "GPT-2 MLP fc (B*T=256)"},
                         {256, 50304, 768, "GPT-2 logits (B*T=256)"},
                         {768, 3072, 256, "GPT-2 weight grad (B*T=256)"}};
-  std::printf("threads %d, OpenBLAS kernels %s\n", dtrain::cpu::num_threads(), core.c_str());
+  std::printf("threads %d\n", dtrain::cpu::num_threads());
   for (const Case& c : cases) {
     std::vector<float> a(c.m * c.k, 0.5f), b(c.k * c.n, 0.25f), out(c.m * c.n);
     double best = 0;

@@ -25,7 +25,6 @@
 #include "checkpoint/resume.h"
 #include "checkpoint/session.h"
 #include "config/config.h"
-#include "kernels/cpu/blas_kernels.h"
 #include "dist/mesh_groups.h"
 #include "dist/mpi_runtime.h"
 #include "train/comm_recorder.h"
@@ -104,9 +103,6 @@ int main(int argc, char** argv) {
   // Preemption signals are blocked before MPI or OpenMP start a thread (they
   // inherit the mask) and polled by the step loop at step boundaries.
   dtrain::SignalWatch signals;
-  // OpenBLAS's AVX-512 kernels where the CPU has them (kernels/cpu/blas_kernels.h):
-  // before any thread or matrix product exists.
-  dtrain::cpu::prefer_avx512_blas();
   dtrain::MpiRuntime mpi(&argc, &argv);
   const int world_rank = mpi.world_rank(), world_size = mpi.world_size();
   const std::string rank_tag = world_size > 1 ? fmt::format("rank {}: ", world_rank) : "";
