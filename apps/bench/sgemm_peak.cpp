@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+
+extern "C" char* openblas_get_corename(void) __attribute__((weak));
 #include <vector>
 
 #include "kernels/cpu/gemm.h"
@@ -16,7 +18,9 @@ int main(int argc, char** argv) {
                         {256, 3072, 768, "GPT-2 MLP fc (B*T=256)"},
                         {256, 50304, 768, "GPT-2 logits (B*T=256)"},
                         {768, 3072, 256, "GPT-2 weight grad (B*T=256)"}};
-  std::printf("threads %d\n", dtrain::cpu::num_threads());
+  // OpenBLAS picks its kernels from the CPU unless OPENBLAS_CORETYPE says otherwise.
+  const char* core = openblas_get_corename ? openblas_get_corename() : nullptr;
+  std::printf("threads %d, OpenBLAS kernels %s\n", dtrain::cpu::num_threads(), core ? core : "?");
   for (const Case& c : cases) {
     std::vector<float> a(c.m * c.k, 0.5f), b(c.k * c.n, 0.25f), out(c.m * c.n);
     double best = 0;
