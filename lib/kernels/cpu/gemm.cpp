@@ -3,11 +3,43 @@
 #include <cblas.h>
 #include <omp.h>
 
+#ifdef DTRAIN_HAVE_ONEDNN
+#include <oneapi/dnnl/dnnl.h>
+#endif
+
+#include <cstdlib>
+
 namespace dtrain::cpu {
+
+namespace {
+
+// OpenMP threads that wait between parallel regions sleep instead of spinning
+// (OMP_WAIT_POLICY=PASSIVE) unless the environment says otherwise. libgomp's
+// default spins for milliseconds at every barrier: on a machine shared with
+// other jobs a spinning thread burns the time slice its partner needs, and a
+// step took 2-3x longer (tools/bench/results_cpu.md). libgomp reads its
+// environment in its own constructor, before main and before any ordinary
+// constructor of ours, so this runs from the executable's .preinit_array
+// (this file is linked into every executable that uses the kernels).
+void default_wait_policy(int, char**, char**) {
+  if (!std::getenv("OMP_WAIT_POLICY") && !std::getenv("GOMP_SPINCOUNT"))
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
+}
+__attribute__((section(".preinit_array"), used)) void (*const preinit_wait_policy)(int, char**, char**) =
+    default_wait_policy;
+
+}  // namespace
 
 template <>
 void gemm<float>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                  int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+#ifdef DTRAIN_HAVE_ONEDNN
+  // Row-major, like cblas. Inside an OpenMP parallel region it runs on the
+  // calling thread alone. It only refuses bad arguments; cblas then reports them.
+  if (dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) ==
+      dnnl_success)
+    return;
+#endif
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
               static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), alpha, a,
               static_cast<int>(lda), b, static_cast<int>(ldb), beta, c, static_cast<int>(ldc));

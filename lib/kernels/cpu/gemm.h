@@ -1,7 +1,10 @@
-// Row-major GEMM on the CPU through cblas (OpenBLAS), for float and double.
+// Row-major GEMM on the CPU, for float and double: fp32 through oneDNN's sgemm
+// when the build found it (AVX-512 JIT kernels; see lib/kernels/CMakeLists.txt),
+// otherwise, and for fp64, through cblas (OpenBLAS).
 // C = alpha * op(A) @ op(B) + beta * C, with op(X) = X or X^T.
-// Inside an OpenMP parallel region OpenBLAS's OpenMP build runs single-threaded,
-// so kernels may call gemm per (batch, head) from their own parallel loops.
+// Both use the OpenMP pool and run single-threaded inside an OpenMP parallel
+// region, so kernels may call gemm per (batch, head) from their own parallel
+// loops. Results are deterministic for a given thread count.
 #pragma once
 
 #include <cstdint>
