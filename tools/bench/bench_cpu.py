@@ -9,7 +9,9 @@ GFLOP/s; measure it with build/sgemm_peak).
 Run from the repository root after tools/setup.sh:
   python3 tools/bench/bench_cpu.py [--rounds 2] [--steps 8] [--warmup 2] [--threads 2]
 PyTorch runs with Debian's /usr/bin/python3, OMP_WAIT_POLICY=PASSIVE and glibc malloc tunables
-(its best settings on this machine).
+(its best settings on this machine). dtrain runs with the same OMP_WAIT_POLICY=PASSIVE (--omp-env
+to change it for both): libgomp's default spin-waiting is a few percent faster on an idle machine
+but 2-3x slower on one shared with other jobs, and both programs share libgomp.
 """
 import argparse
 import json
@@ -21,8 +23,8 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TORCH_ENV = {"OMP_WAIT_POLICY": "PASSIVE",
-             "GLIBC_TUNABLES": "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736"}
+OMP_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}  # both programs (--omp-env)
+TORCH_ENV = {"GLIBC_TUNABLES": "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736"}
 
 CASES = [
     # name, dtrain config, PyTorch reference arguments (same shapes), unit
@@ -40,7 +42,8 @@ def run_dtrain(binary, config, steps, warmup, threads):
         cmd = [binary, "run", config, "--out", out, "--set", f"train.steps={steps + warmup}",
                "--set", f"train.threads={threads}", "--set", "train.eval_every=0",
                "--set", "train.eval_batches=1", "--set", "log.every=1000"]
-        log = subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, text=True).stdout
+        log = subprocess.run(cmd, check=True, cwd=ROOT, env=dict(os.environ, **OMP_ENV),
+                             capture_output=True, text=True).stdout
         gflop = float(re.search(r"([0-9.]+) GFLOP per step", log).group(1))
         recs = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
         times = [r["step_seconds"] for r in recs if "step_seconds" in r][warmup:]
@@ -51,7 +54,7 @@ def run_dtrain(binary, config, steps, warmup, threads):
 
 
 def run_torch(args, steps, warmup, threads):
-    env = dict(os.environ, **TORCH_ENV)
+    env = dict(os.environ, **OMP_ENV, **TORCH_ENV)
     cmd = ["/usr/bin/python3", os.path.join(ROOT, "tools/bench/torch_reference.py"), *args,
            "--steps", str(steps), "--warmup", str(warmup), "--threads", str(threads)]
     out = subprocess.run(cmd, check=True, env=env, capture_output=True, text=True).stdout
@@ -67,7 +70,11 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--peak", type=float, default=340.0, help="sgemm ceiling, GFLOP/s")
     ap.add_argument("--only", default="", help="substring of the case names to run")
+    ap.add_argument("--omp-env", default="OMP_WAIT_POLICY=PASSIVE",
+                    help="OpenMP environment of both programs, e.g. 'OMP_WAIT_POLICY=ACTIVE' or ''")
     a = ap.parse_args()
+    OMP_ENV.clear()
+    OMP_ENV.update(kv.split("=", 1) for kv in a.omp_env.split() if "=" in kv)
     env_threads = {"OMP_NUM_THREADS": str(a.threads)}
     os.environ.update(env_threads)
     rows = []

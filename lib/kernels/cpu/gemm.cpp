@@ -7,28 +7,7 @@
 #include <oneapi/dnnl/dnnl.h>
 #endif
 
-#include <cstdlib>
-
 namespace dtrain::cpu {
-
-namespace {
-
-// OpenMP threads that wait between parallel regions sleep instead of spinning
-// (OMP_WAIT_POLICY=PASSIVE) unless the environment says otherwise. libgomp's
-// default spins for milliseconds at every barrier: on a machine shared with
-// other jobs a spinning thread burns the time slice its partner needs, and a
-// step took 2-3x longer (tools/bench/results_cpu.md). libgomp reads its
-// environment in its own constructor, before main and before any ordinary
-// constructor of ours, so this runs from the executable's .preinit_array
-// (this file is linked into every executable that uses the kernels).
-void default_wait_policy(int, char**, char**) {
-  if (!std::getenv("OMP_WAIT_POLICY") && !std::getenv("GOMP_SPINCOUNT"))
-    setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
-}
-__attribute__((section(".preinit_array"), used)) void (*const preinit_wait_policy)(int, char**, char**) =
-    default_wait_policy;
-
-}  // namespace
 
 template <>
 void gemm<float>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
