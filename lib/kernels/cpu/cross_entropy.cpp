@@ -13,14 +13,6 @@ namespace {
 // SIMD, and only the first block holding the row's max is scanned for its index.
 constexpr int64_t kArgBlock = 512;
 
-template <class T>
-T block_max(const T* x, int64_t n) {
-  T m = x[0];
-#pragma omp simd reduction(max : m)
-  for (int64_t j = 0; j < n; ++j) m = std::max(m, x[j]);
-  return m;
-}
-
 }  // namespace
 
 template <class T>
@@ -33,7 +25,7 @@ void softmax_xent_forward(const T* x, const int32_t* tgt, int64_t rows, int64_t 
     T mx = xr[0];
     int64_t best = 0;
     for (int64_t b = 0; b < v; b += kArgBlock) {
-      const T bm = block_max(xr + b, std::min(kArgBlock, v - b));
+      const T bm = max_of(xr + b, std::min(kArgBlock, v - b));
       if (bm > mx || b == 0) mx = bm, best = b;
     }
     int64_t arg = best;
