@@ -9,12 +9,12 @@
 
 namespace dtrain::cpu {
 
-template <>
-void gemm<float>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-                 int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+namespace {
+
+void sgemm_one(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+               int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
 #ifdef DTRAIN_HAVE_ONEDNN
-  // Row-major, like cblas. Inside an OpenMP parallel region it runs on the
-  // calling thread alone. It only refuses bad arguments; cblas then reports them.
+  // Row-major, like cblas. It only refuses bad arguments; cblas then reports them.
   if (dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) ==
       dnnl_success)
     return;
@@ -22,6 +22,35 @@ void gemm<float>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
               static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), alpha, a,
               static_cast<int>(lda), b, static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
+}
+
+}  // namespace
+
+template <>
+void gemm<float>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                 int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+#ifdef DTRAIN_HAVE_ONEDNN
+  // A layer's forward, y = x W^T (A plain, B transposed), with many output
+  // features: the threads take column blocks of C and run one single-threaded
+  // product each, whole K. oneDNN's own 2-thread split of these shapes ran
+  // 10-30% fewer FLOPs per CPU-second (more so with K large: fc_proj's K = 4C)
+  // and waits on more barriers (tools/bench/results_cpu.md).
+  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  constexpr int64_t kMaxBlock = 8192;  // columns per product at most (B's block stays in L2/L3)
+  if (!ta && tb && threads > 1 && n >= 64 * threads && m * n * k >= (int64_t{1} << 24)) {
+    int64_t parts = threads;
+    while (n / parts > kMaxBlock) parts += threads;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t p = 0; p < parts; ++p) {
+      // 16-column boundaries: every block starts on a 64-byte line of C's rows.
+      const int64_t n0 = p == 0 ? 0 : n * p / parts / 16 * 16;
+      const int64_t n1 = p + 1 == parts ? n : n * (p + 1) / parts / 16 * 16;
+      sgemm_one(false, true, m, n1 - n0, k, alpha, a, lda, b + n0 * ldb, ldb, beta, c + n0, ldc);
+    }
+    return;
+  }
+#endif
+  sgemm_one(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 template <>
