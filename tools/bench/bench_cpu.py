@@ -8,6 +8,7 @@ GFLOP/s; measure it with build/sgemm_peak).
 
 Run from the repository root after tools/setup.sh:
   python3 tools/bench/bench_cpu.py [--rounds 2] [--steps 8] [--warmup 2] [--threads 2]
+With --baseline OTHER_DTRAIN an older build runs in the same rounds too (a before/after column).
 PyTorch runs with Debian's /usr/bin/python3, OMP_WAIT_POLICY=PASSIVE and glibc malloc tunables
 (its best settings on this machine). dtrain runs with the same OMP_WAIT_POLICY=PASSIVE (--omp-env
 to change it for both): libgomp's default spin-waiting is a few percent faster on an idle machine
@@ -64,6 +65,7 @@ def run_torch(args, steps, warmup, threads):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", default=os.path.join(ROOT, "build/dtrain"))
+    ap.add_argument("--baseline", default="", help="another dtrain binary to run in the same rounds")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=2)
@@ -81,19 +83,26 @@ def main():
     for name, config, targs, unit in CASES:
         if a.only and a.only not in name:
             continue
-        d_times, t_times = [], []
+        d_times, t_times, b_times = [], [], []
         items = None
         for _ in range(a.rounds):
             dt, items, gflop = run_dtrain(a.binary, config, a.steps, a.warmup, a.threads)
             d_times.append(dt)
             t_times.append(run_torch(targs, a.steps, a.warmup, a.threads))
+            if a.baseline:
+                b_times.append(run_dtrain(a.baseline, config, a.steps, a.warmup, a.threads)[0])
+            print(f"{name}: round {len(d_times)}: dtrain {dt * 1e3:.0f} ms, pytorch {t_times[-1] * 1e3:.0f} ms"
+                  + (f", baseline {b_times[-1] * 1e3:.0f} ms" if b_times else "") + " per step", file=sys.stderr)
         d, t = statistics.median(d_times), statistics.median(t_times)
-        rows.append((name, items / d, items / t, t / d, unit, d, t, gflop / d / a.peak))
+        b = statistics.median(b_times) if b_times else None
+        rows.append((name, items / d, items / t, t / d, unit, d, t, gflop / d / a.peak, b))
         print(f"{name}: dtrain {items / d:.1f} {unit}, pytorch {items / t:.1f} {unit}", file=sys.stderr)
-    print(f"| case | dtrain | PyTorch | dtrain / PyTorch | dtrain step | PyTorch step | dtrain MFU (vs {a.peak:.0f} GFLOP/s) |")
-    print("|---|---|---|---|---|---|---|")
-    for name, dr, tr, ratio, unit, d, t, mfu in rows:
-        print(f"| {name} | {dr:.1f} {unit} | {tr:.1f} {unit} | {ratio:.2f}x | {d * 1e3:.0f} ms | {t * 1e3:.0f} ms | {100 * mfu:.0f}% |")
+    base = " | baseline / PyTorch | baseline step" if a.baseline else ""
+    print(f"| case | dtrain | PyTorch | dtrain / PyTorch | dtrain step | PyTorch step | dtrain MFU (vs {a.peak:.0f} GFLOP/s){base} |")
+    print("|---|---|---|---|---|---|---|" + ("---|---|" if a.baseline else ""))
+    for name, dr, tr, ratio, unit, d, t, mfu, b in rows:
+        extra = f" | {t / b:.2f}x | {b * 1e3:.0f} ms" if b else ""
+        print(f"| {name} | {dr:.1f} {unit} | {tr:.1f} {unit} | {ratio:.2f}x | {d * 1e3:.0f} ms | {t * 1e3:.0f} ms | {100 * mfu:.0f}%{extra} |")
 
 
 if __name__ == "__main__":

@@ -30,14 +30,20 @@ template <>
 void gemm<float>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                  int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
 #ifdef DTRAIN_HAVE_ONEDNN
-  // A layer's forward, y = x W^T (A plain, B transposed), with many output
-  // features: the threads take column blocks of C and run one single-threaded
-  // product each, whole K. oneDNN's own 2-thread split of these shapes ran
-  // 10-30% fewer FLOPs per CPU-second (more so with K large: fc_proj's K = 4C)
-  // and waits on more barriers (tools/bench/results_cpu.md).
+  // Two products are cut between the threads here, each thread running one
+  // single-threaded oneDNN product over the whole K, because oneDNN's own
+  // split of these shapes ran fewer FLOPs per CPU-second and, with its
+  // internal barriers, much slower by the clock on a loaded machine (measured
+  // with 2 threads, tools/bench/results_cpu.md):
+  // - a layer's forward y = x W^T (A plain, B transposed): blocks of C's
+  //   columns (fc_proj, K = 4C: 148 -> 213 GFLOP per CPU-second);
+  // - a weight gradient dW = dy^T x (A transposed, B plain): blocks of C's
+  //   rows (qkv: 240 -> 450 GFLOP/s by the clock).
+  // Everything else (dx = dy W, whose K may be the vocabulary) is oneDNN's.
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
-  constexpr int64_t kMaxBlock = 8192;  // columns per product at most (B's block stays in L2/L3)
-  if (!ta && tb && threads > 1 && n >= 64 * threads && m * n * k >= (int64_t{1} << 24)) {
+  const bool big = m * n * k >= (int64_t{1} << 24);
+  if (!ta && tb && threads > 1 && big && n >= 64 * threads) {
+    constexpr int64_t kMaxBlock = 8192;  // columns per product at most (logits: 8 blocks)
     int64_t parts = threads;
     while (n / parts > kMaxBlock) parts += threads;
 #pragma omp parallel for schedule(static) num_threads(threads)
@@ -46,6 +52,14 @@ void gemm<float>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
       const int64_t n0 = p == 0 ? 0 : n * p / parts / 16 * 16;
       const int64_t n1 = p + 1 == parts ? n : n * (p + 1) / parts / 16 * 16;
       sgemm_one(false, true, m, n1 - n0, k, alpha, a, lda, b + n0 * ldb, ldb, beta, c + n0, ldc);
+    }
+    return;
+  }
+  if (ta && !tb && threads > 1 && big && m >= 64 * threads) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t p = 0; p < threads; ++p) {
+      const int64_t m0 = m * p / threads, m1 = m * (p + 1) / threads;
+      sgemm_one(true, false, m1 - m0, n, k, alpha, a + m0, lda, b, ldb, beta, c + m0 * ldc, ldc);
     }
     return;
   }
