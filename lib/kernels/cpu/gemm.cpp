@@ -30,19 +30,25 @@ template <>
 void gemm<float>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                  int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
 #ifdef DTRAIN_HAVE_ONEDNN
-  // Two products are cut between the threads here, each thread running one
+  // These products are cut between the threads here, each thread running one
   // single-threaded oneDNN product over the whole K, because oneDNN's own
   // split of these shapes ran fewer FLOPs per CPU-second and, with its
   // internal barriers, much slower by the clock on a loaded machine (measured
   // with 2 threads, tools/bench/results_cpu.md):
   // - a layer's forward y = x W^T (A plain, B transposed): blocks of C's
   //   columns (fc_proj, K = 4C: 148 -> 213 GFLOP per CPU-second);
+  // - an input gradient dx = dy W (both plain) with many columns and a small
+  //   K, i.e. fc_proj's input (256 x 3072 x 768): column blocks again
+  //   (380 -> 460 GFLOP/s by the clock);
   // - a weight gradient dW = dy^T x (A transposed, B plain): blocks of C's
   //   rows (qkv: 240 -> 450 GFLOP/s by the clock).
-  // Everything else (dx = dy W, whose K may be the vocabulary) is oneDNN's.
+  // Everything else (the other input gradients, the head's with K = the
+  // vocabulary) is oneDNN's: there its split was as good as ours.
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
   const bool big = m * n * k >= (int64_t{1} << 24);
-  if (!ta && tb && threads > 1 && big && n >= 64 * threads) {
+  const bool forward = !ta && tb && n >= 64 * threads;
+  const bool wide_dx = !ta && !tb && n >= 2048 && k <= 4096;  // not a K = vocabulary product
+  if ((forward || wide_dx) && threads > 1 && big) {
     constexpr int64_t kMaxBlock = 8192;  // columns per product at most (logits: 8 blocks)
     int64_t parts = threads;
     while (n / parts > kMaxBlock) parts += threads;
@@ -51,7 +57,8 @@ void gemm<float>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
       // 16-column boundaries: every block starts on a 64-byte line of C's rows.
       const int64_t n0 = p == 0 ? 0 : n * p / parts / 16 * 16;
       const int64_t n1 = p + 1 == parts ? n : n * (p + 1) / parts / 16 * 16;
-      sgemm_one(false, true, m, n1 - n0, k, alpha, a, lda, b + n0 * ldb, ldb, beta, c + n0, ldc);
+      sgemm_one(false, tb, m, n1 - n0, k, alpha, a, lda, tb ? b + n0 * ldb : b + n0, ldb, beta,
+                c + n0, ldc);
     }
     return;
   }
