@@ -2,15 +2,18 @@
 
 #include <cmath>
 
-#include "kernels/cpu/vmath.h"
+#include "kernels/cpu/cross_entropy.h"
 
 namespace dtrain {
 
 void CrossEntropyLoss::plan(const Shape& logits, DType act, Device device) {
   int64_t v = logits[-1];
   int64_t rows = logits.numel() / v;
-  probs_ = Tensor::empty(Shape{rows, v}, act, device);
+  grad_ = Tensor::empty(Shape{rows, v}, act, device);
+  row_max_ = Tensor::empty(Shape{rows}, act, device);
+  row_sum_ = Tensor::empty(Shape{rows}, act, device);
   row_loss_ = Tensor::empty(Shape{rows}, DType::f64, device);
+  argmax_ = Tensor::empty(Shape{rows}, DType::i32, device);
 }
 
 LossStats CrossEntropyLoss::forward(const Tensor& logits, const Tensor& targets) {
@@ -19,62 +22,38 @@ LossStats CrossEntropyLoss::forward(const Tensor& logits, const Tensor& targets)
   DTRAIN_CHECK(targets.numel() == rows, "cross entropy: {} targets for logits {}", targets.numel(),
                logits.shape().str());
   rows_ = rows;
+  logits_ = logits;
   targets_ = targets;
-  logits_shape_ = logits.shape();
   const int32_t* tgt = targets.data<int32_t>();
-  double* rl = row_loss_.data<double>();
   for (int64_t r = 0; r < rows; ++r)  // checked here: no exception may leave an OpenMP region
     DTRAIN_CHECK(tgt[r] >= 0 && tgt[r] < v, "target {} out of range [0, {})", tgt[r], v);
-  int64_t correct = 0;
   dispatch_float(logits.dtype(), [&](auto t) {
     using T = decltype(t);
-    const T* x = logits.data<T>();
-    T* p = probs_.data<T>();
-#pragma omp parallel for schedule(static) reduction(+ : correct)
-    for (int64_t r = 0; r < rows; ++r) {
-      const T* xr = x + r * v;  // (V)
-      T* pr = p + r * v;
-      int64_t arg = 0;
-      T mx = xr[0];
-      for (int64_t j = 1; j < v; ++j)
-        if (xr[j] > mx) mx = xr[j], arg = j;
-      T sum = 0;
-#pragma omp simd reduction(+ : sum)
-      for (int64_t j = 0; j < v; ++j) {
-        pr[j] = cpu::exp_fast(xr[j] - mx);
-        sum += pr[j];
-      }
-      T inv = T(1) / sum;
-#pragma omp simd
-      for (int64_t j = 0; j < v; ++j) pr[j] *= inv;
-      int32_t y = tgt[r];
-      rl[r] = static_cast<double>(std::log(sum) + mx - xr[y]);
-      correct += (arg == y);
-    }
+    cpu::softmax_xent_forward<T>(logits.data<T>(), tgt, rows, v, row_max_.data<T>(),
+                                 row_sum_.data<T>(), row_loss_.data<double>(),
+                                 argmax_.data<int32_t>());
   });
+  const double* rl = row_loss_.data<double>();
+  const int32_t* arg = argmax_.data<int32_t>();
   double total = 0;
-  for (int64_t r = 0; r < rows; ++r) total += rl[r];
+  int64_t correct = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    total += rl[r];
+    correct += arg[r] == tgt[r];
+  }
   return LossStats{total / static_cast<double>(rows), rows, correct};
 }
 
 Tensor CrossEntropyLoss::backward(double scale) {
-  const int64_t v = probs_.shape()[-1];
-  Tensor d = probs_.narrow0(0, rows_);
-  const int32_t* tgt = targets_.data<int32_t>();
+  const int64_t v = logits_.shape()[-1];
+  Tensor d = grad_.narrow0(0, rows_);
   dispatch_float(d.dtype(), [&](auto t) {
     using T = decltype(t);
-    T* g = d.data<T>();
-    const T s = static_cast<T>(scale / static_cast<double>(rows_));
-    const int64_t rows = rows_;
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
-      T* gr = g + r * v;  // (V): softmax -> s * (softmax - onehot)
-#pragma omp simd
-      for (int64_t j = 0; j < v; ++j) gr[j] *= s;
-      gr[tgt[r]] -= s;
-    }
+    cpu::softmax_xent_backward<T>(logits_.data<T>(), targets_.data<int32_t>(), row_max_.data<T>(),
+                                  row_sum_.data<T>(), rows_, v,
+                                  static_cast<T>(scale / static_cast<double>(rows_)), d.data<T>());
   });
-  return d.view(logits_shape_);
+  return d.view(logits_.shape());
 }
 
 Cost CrossEntropyLoss::cost(const Shape& logits) const {

@@ -1,7 +1,9 @@
 // Softmax cross-entropy over the last dimension: logits (..., V) and int32
-// targets (...), mean over all rows. Forward keeps the softmax probabilities in
-// the buffer that backward turns into dL/dlogits in place, so the (rows, V)
-// tensor is written twice in total, not four times.
+// targets (...), mean over all rows (kernels/cpu/cross_entropy.h). Forward
+// reads the logits once and keeps only each row's max and sum of
+// exponentials; backward reads them again (they stay valid until the
+// producing layer's next forward, as a layer's input does) and writes
+// dL/dlogits: the (rows, V) tensor is read twice and written once per step.
 #pragma once
 
 #include "model/layer.h"
@@ -16,11 +18,12 @@ class CrossEntropyLoss : public Loss {
   Cost cost(const Shape& logits) const override;
 
  private:
-  Tensor probs_;     // (rows, V): softmax, then dL/dlogits after backward
-  Tensor row_loss_;  // (rows) fp64: per-row losses, summed in order for determinism
-  Tensor targets_;
+  Tensor grad_;               // (rows, V): dL/dlogits, written by backward
+  Tensor row_max_, row_sum_;  // (rows): max and sum of exp(x - max) of each row
+  Tensor row_loss_;           // (rows) fp64: per-row losses, summed in order for determinism
+  Tensor argmax_;             // (rows) int32: first index of each row's max
+  Tensor logits_, targets_;   // inputs of the last forward
   int64_t rows_ = 0;
-  Shape logits_shape_;
 };
 
 }  // namespace dtrain

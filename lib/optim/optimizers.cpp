@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include <omp.h>
+
 #include "optim/optimizer.h"
 
 namespace dtrain {
@@ -45,22 +47,40 @@ class AdamW : public Optimizer {
       const T inv_sqrt_bc2 = static_cast<T>(1.0 / std::sqrt(bc2));
       const T eps = static_cast<T>(cfg_.eps);
       const T gs = static_cast<T>(grad_scale);
+      // One parallel region over every element of the range, cut evenly
+      // between the threads whatever the parameter boundaries (an element's
+      // update does not depend on how the range is cut).
+      spans_.clear();
+      int64_t total = 0;
       for (const auto& p : ps_.all()) {
         if (!p->trainable) continue;
         const Overlap o = overlap(*p, r_);
         if (o.lo == o.hi) continue;
-        const T decay = static_cast<T>(p->decay ? 1.0 - lr * cfg_.weight_decay : 1.0);
-        T* w = p->value.template data<T>() + o.lo;
-        const T* g = p->grad.template data<T>() + o.lo;
-        T* m = m_.template data<T>() + (p->offset + o.lo - r_.begin);
-        T* v = v_.template data<T>() + (p->offset + o.lo - r_.begin);
-        const int64_t n = o.hi - o.lo;
-#pragma omp parallel for simd schedule(static)
-        for (int64_t i = 0; i < n; ++i) {
-          const T gi = g[i] * gs;
-          m[i] = b1 * m[i] + (T(1) - b1) * gi;
-          v[i] = b2 * v[i] + (T(1) - b2) * gi * gi;
-          w[i] = w[i] * decay - step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
+        spans_.push_back({p.get(), o.lo, o.hi - o.lo, p->offset + o.lo - r_.begin});
+        total += o.hi - o.lo;
+      }
+      const T decay_on = static_cast<T>(1.0 - lr * cfg_.weight_decay);
+#pragma omp parallel
+      {
+        const int64_t nt = omp_get_num_threads(), id = omp_get_thread_num();
+        const int64_t lo = total * id / nt, hi = total * (id + 1) / nt;
+        int64_t seen = 0;  // elements in the spans before this one
+        for (const Span& sp : spans_) {
+          const int64_t b = std::max(lo, seen) - seen, e = std::min(hi, seen + sp.n) - seen;
+          seen += sp.n;
+          if (b >= e) continue;
+          T* w = sp.param->value.template data<T>() + sp.lo;
+          const T* g = sp.param->grad.template data<T>() + sp.lo;
+          T* m = m_.template data<T>() + sp.state;
+          T* v = v_.template data<T>() + sp.state;
+          const T decay = sp.param->decay ? decay_on : T(1);
+#pragma omp simd
+          for (int64_t i = b; i < e; ++i) {
+            const T gi = g[i] * gs;
+            m[i] = b1 * m[i] + (T(1) - b1) * gi;
+            v[i] = b2 * v[i] + (T(1) - b2) * gi * gi;
+            w[i] = w[i] * decay - step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
+          }
         }
       }
     });
@@ -78,6 +98,13 @@ class AdamW : public Optimizer {
   FlatRange r_;
   Tensor m_, v_;
   int64_t t_ = 0;
+  // The range's part of one parameter: elements [lo, lo + n) of it, whose
+  // state starts at element `state` of m_ and v_.
+  struct Span {
+    const Param* param;
+    int64_t lo, n, state;
+  };
+  std::vector<Span> spans_;  // rebuilt each step, its capacity kept
 };
 
 // SGD with momentum (PyTorch's formulation): weight decay added to the

@@ -8,8 +8,11 @@ GFLOP/s; measure it with build/sgemm_peak).
 
 Run from the repository root after tools/setup.sh:
   python3 tools/bench/bench_cpu.py [--rounds 2] [--steps 8] [--warmup 2] [--threads 2]
+With --baseline OTHER_DTRAIN an older build runs in the same rounds too (a before/after column).
 PyTorch runs with Debian's /usr/bin/python3, OMP_WAIT_POLICY=PASSIVE and glibc malloc tunables
-(its best settings on this machine).
+(its best settings on this machine). dtrain runs with the same OMP_WAIT_POLICY=PASSIVE (--omp-env
+to change it for both): libgomp's default spin-waiting is a few percent faster on an idle machine
+but 2-3x slower on one shared with other jobs, and both programs share libgomp.
 """
 import argparse
 import json
@@ -21,8 +24,8 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TORCH_ENV = {"OMP_WAIT_POLICY": "PASSIVE",
-             "GLIBC_TUNABLES": "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736"}
+OMP_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}  # both programs (--omp-env)
+TORCH_ENV = {"GLIBC_TUNABLES": "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736"}
 
 CASES = [
     # name, dtrain config, PyTorch reference arguments (same shapes), unit
@@ -39,8 +42,13 @@ def run_dtrain(binary, config, steps, warmup, threads):
     with tempfile.TemporaryDirectory() as out:
         cmd = [binary, "run", config, "--out", out, "--set", f"train.steps={steps + warmup}",
                "--set", f"train.threads={threads}", "--set", "train.eval_every=0",
-               "--set", "train.eval_batches=1", "--set", "log.every=1000", "--set", "checkpoint.at_end=false"]
-        log = subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, text=True).stdout
+               "--set", "train.eval_batches=1", "--set", "log.every=1000", "--set", "checkpoint.at_end=false",
+               "--set", "optim.warmup_steps=0"]  # the CNN config warms up over more steps than run here
+        run = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, **OMP_ENV), capture_output=True,
+                             text=True)
+        if run.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)}: {run.stderr.strip()}")
+        log = run.stdout
         gflop = float(re.search(r"([0-9.]+) GFLOP per step", log).group(1))
         recs = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
         times = [r["step_seconds"] for r in recs if "step_seconds" in r][warmup:]
@@ -51,7 +59,7 @@ def run_dtrain(binary, config, steps, warmup, threads):
 
 
 def run_torch(args, steps, warmup, threads):
-    env = dict(os.environ, **TORCH_ENV)
+    env = dict(os.environ, **OMP_ENV, **TORCH_ENV)
     cmd = ["/usr/bin/python3", os.path.join(ROOT, "tools/bench/torch_reference.py"), *args,
            "--steps", str(steps), "--warmup", str(warmup), "--threads", str(threads)]
     out = subprocess.run(cmd, check=True, env=env, capture_output=True, text=True).stdout
@@ -61,32 +69,49 @@ def run_torch(args, steps, warmup, threads):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", default=os.path.join(ROOT, "build/dtrain"))
+    ap.add_argument("--baseline", default="", help="another dtrain binary to run in the same rounds")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--peak", type=float, default=340.0, help="sgemm ceiling, GFLOP/s")
     ap.add_argument("--only", default="", help="substring of the case names to run")
+    ap.add_argument("--omp-env", default="OMP_WAIT_POLICY=PASSIVE",
+                    help="OpenMP environment of both programs, e.g. 'OMP_WAIT_POLICY=ACTIVE' or ''")
     a = ap.parse_args()
+    OMP_ENV.clear()
+    OMP_ENV.update(kv.split("=", 1) for kv in a.omp_env.split() if "=" in kv)
     env_threads = {"OMP_NUM_THREADS": str(a.threads)}
     os.environ.update(env_threads)
     rows = []
     for name, config, targs, unit in CASES:
         if a.only and a.only not in name:
             continue
-        d_times, t_times = [], []
+        d_times, t_times, b_times = [], [], []
         items = None
+        try:
+            run_dtrain(a.binary, config, 1, 0, a.threads)  # fails fast on a config or data problem
+        except RuntimeError as e:
+            print(f"{name}: skipped: {e}", file=sys.stderr)
+            continue
         for _ in range(a.rounds):
             dt, items, gflop = run_dtrain(a.binary, config, a.steps, a.warmup, a.threads)
             d_times.append(dt)
             t_times.append(run_torch(targs, a.steps, a.warmup, a.threads))
+            if a.baseline:
+                b_times.append(run_dtrain(a.baseline, config, a.steps, a.warmup, a.threads)[0])
+            print(f"{name}: round {len(d_times)}: dtrain {dt * 1e3:.0f} ms, pytorch {t_times[-1] * 1e3:.0f} ms"
+                  + (f", baseline {b_times[-1] * 1e3:.0f} ms" if b_times else "") + " per step", file=sys.stderr)
         d, t = statistics.median(d_times), statistics.median(t_times)
-        rows.append((name, items / d, items / t, t / d, unit, d, t, gflop / d / a.peak))
+        b = statistics.median(b_times) if b_times else None
+        rows.append((name, items / d, items / t, t / d, unit, d, t, gflop / d / a.peak, b))
         print(f"{name}: dtrain {items / d:.1f} {unit}, pytorch {items / t:.1f} {unit}", file=sys.stderr)
-    print(f"| case | dtrain | PyTorch | dtrain / PyTorch | dtrain step | PyTorch step | dtrain MFU (vs {a.peak:.0f} GFLOP/s) |")
-    print("|---|---|---|---|---|---|---|")
-    for name, dr, tr, ratio, unit, d, t, mfu in rows:
-        print(f"| {name} | {dr:.1f} {unit} | {tr:.1f} {unit} | {ratio:.2f}x | {d * 1e3:.0f} ms | {t * 1e3:.0f} ms | {100 * mfu:.0f}% |")
+    base = " | baseline / PyTorch | baseline step" if a.baseline else ""
+    print(f"| case | dtrain | PyTorch | dtrain / PyTorch | dtrain step | PyTorch step | dtrain MFU (vs {a.peak:.0f} GFLOP/s){base} |")
+    print("|---|---|---|---|---|---|---|" + ("---|---|" if a.baseline else ""))
+    for name, dr, tr, ratio, unit, d, t, mfu, b in rows:
+        extra = f" | {t / b:.2f}x | {b * 1e3:.0f} ms" if b else ""
+        print(f"| {name} | {dr:.1f} {unit} | {tr:.1f} {unit} | {ratio:.2f}x | {d * 1e3:.0f} ms | {t * 1e3:.0f} ms | {100 * mfu:.0f}%{extra} |")
 
 
 if __name__ == "__main__":

@@ -15,9 +15,7 @@ namespace {
 // Row i of a causal score matrix: softmax over [0, n), zeros in [n, end).
 template <class F>
 void softmax_causal_row(F* row, int64_t n, int64_t end) {
-  F mx = row[0];
-#pragma omp simd reduction(max : mx)
-  for (int64_t j = 0; j < n; ++j) mx = std::max(mx, row[j]);
+  const F mx = max_of(row, n);
   F sum = 0;
 #pragma omp simd reduction(+ : sum)
   for (int64_t j = 0; j < n; ++j) {

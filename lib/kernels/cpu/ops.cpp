@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
+
+#include <omp.h>
 
 namespace dtrain::cpu {
 
@@ -48,26 +51,67 @@ void add_inplace(const T* x, int64_t n, T* y) {
   for (int64_t i = 0; i < n; ++i) y[i] += x[i];
 }
 
+namespace {
+
+// A fixed number of chunks per array (independent of the thread count),
+// summed in order, so the result is bit-identical for any number of threads.
+constexpr int64_t kChunks = 256;
+
+template <class T>
+double chunk_sum_squares(const T* x, int64_t n, int64_t c) {
+  const int64_t len = (n + kChunks - 1) / kChunks;
+  const int64_t b = std::min(n, c * len), e = std::min(n, b + len);
+  double s = 0;
+  // simd reduction: a fixed lane order chosen at compile time, so still
+  // deterministic, and vectorised (a plain loop must keep strict order).
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = b; i < e; ++i) s += static_cast<double>(x[i]) * x[i];
+  return s;
+}
+
+}  // namespace
+
 template <class T>
 double sum_squares(const T* x, int64_t n) {
-  // A fixed number of chunks (independent of the thread count) summed in
-  // order, so the result is bit-identical for any number of threads.
-  constexpr int64_t kChunks = 256;
-  int64_t len = (n + kChunks - 1) / kChunks;
   double part[kChunks] = {};
 #pragma omp parallel for schedule(static)
-  for (int64_t c = 0; c < kChunks; ++c) {
-    int64_t b = c * len, e = std::min(n, b + len);
-    double s = 0;
-    // simd reduction: a fixed lane order chosen at compile time, so still
-    // deterministic, and vectorised (a plain loop must keep strict order).
-#pragma omp simd reduction(+ : s)
-    for (int64_t i = b; i < e; ++i) s += static_cast<double>(x[i]) * x[i];
-    part[c] = s;
-  }
+  for (int64_t c = 0; c < kChunks; ++c) part[c] = chunk_sum_squares(x, n, c);
   double total = 0;
   for (double p : part) total += p;
   return total;
+}
+
+template <class T>
+double sum_squares_many(const T* const* xs, const int64_t* ns, int64_t count) {
+  static thread_local std::vector<double> part;  // (count, kChunks), kept between calls
+  part.assign(count * kChunks, 0.0);
+  int64_t total_n = 0;
+  for (int64_t k = 0; k < count; ++k) total_n += ns[k];
+  double* pp = part.data();
+#pragma omp parallel
+  {
+    // Each thread takes the chunks that start in its share of the elements.
+    const int64_t nt = omp_get_num_threads(), id = omp_get_thread_num();
+    const int64_t lo = total_n * id / nt, hi = total_n * (id + 1) / nt;
+    int64_t seen = 0;
+    for (int64_t k = 0; k < count; ++k) {
+      const int64_t n = ns[k], len = (n + kChunks - 1) / kChunks;
+      if (seen + n > lo && seen < hi)
+        for (int64_t c = 0; c < kChunks; ++c) {
+          const int64_t start = seen + std::min(n, c * len);
+          if (start >= lo && (start < hi || (id == nt - 1 && start == hi)))
+            pp[k * kChunks + c] = chunk_sum_squares(xs[k], n, c);
+        }
+      seen += n;
+    }
+  }
+  double sum = 0;
+  for (int64_t k = 0; k < count; ++k) {
+    double total = 0;
+    for (int64_t c = 0; c < kChunks; ++c) total += pp[k * kChunks + c];
+    sum += total;
+  }
+  return sum;
 }
 
 #define DTRAIN_INSTANTIATE(T)                                       \
@@ -76,7 +120,8 @@ double sum_squares(const T* x, int64_t n) {
   template void sum_rows_acc<T>(const T*, int64_t, int64_t, T*);    \
   template void add<T>(const T*, const T*, int64_t, T*);            \
   template void add_inplace<T>(const T*, int64_t, T*);              \
-  template double sum_squares<T>(const T*, int64_t);
+  template double sum_squares<T>(const T*, int64_t);                \
+  template double sum_squares_many<T>(const T* const*, const int64_t*, int64_t);
 DTRAIN_INSTANTIATE(float)
 DTRAIN_INSTANTIATE(double)
 #undef DTRAIN_INSTANTIATE

@@ -12,6 +12,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 namespace dtrain::cpu {
 
@@ -40,5 +41,28 @@ inline double exp_fast(double x) { return std::exp(x); }
 inline float tanh_fast(float x) { return 1.0f - 2.0f / (exp_fast(2.0f * x) + 1.0f); }
 
 inline double tanh_fast(double x) { return std::tanh(x); }
+
+// max(x[0], ..., x[n-1]) for n >= 1, vectorised: GCC leaves a max reduction
+// scalar (std::max's NaN rule is not vmaxps's), so this keeps 64 bytes of
+// lanes in a GCC vector. The result does not depend on the lane order (max
+// is exact).
+template <class T>
+inline T max_of(const T* x, int64_t n) {
+  typedef T Vec __attribute__((vector_size(64)));
+  constexpr int64_t kLanes = 64 / sizeof(T);
+  T m = x[0];
+  int64_t j = 0;
+  if (n >= kLanes) {
+    Vec acc, v;
+    std::memcpy(&acc, x, sizeof acc);
+    for (j = kLanes; j + kLanes <= n; j += kLanes) {
+      std::memcpy(&v, x + j, sizeof v);
+      acc = acc > v ? acc : v;
+    }
+    for (int64_t l = 0; l < kLanes; ++l) m = m > acc[l] ? m : acc[l];
+  }
+  for (; j < n; ++j) m = m > x[j] ? m : x[j];
+  return m;
+}
 
 }  // namespace dtrain::cpu

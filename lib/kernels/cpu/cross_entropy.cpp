@@ -1,0 +1,67 @@
+#include "kernels/cpu/cross_entropy.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/cpu/vmath.h"
+
+namespace dtrain::cpu {
+
+namespace {
+
+// Elements per block of the argmax search: the max is taken per block with
+// SIMD, and only the first block holding the row's max is scanned for its index.
+constexpr int64_t kArgBlock = 512;
+
+}  // namespace
+
+template <class T>
+void softmax_xent_forward(const T* x, const int32_t* tgt, int64_t rows, int64_t v, T* row_max,
+                          T* row_sum, double* row_loss, int32_t* argmax) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * v;  // (V)
+    // The max and the first block that reaches it (a later block only wins if greater).
+    T mx = xr[0];
+    int64_t best = 0;
+    for (int64_t b = 0; b < v; b += kArgBlock) {
+      const T bm = max_of(xr + b, std::min(kArgBlock, v - b));
+      if (bm > mx || b == 0) mx = bm, best = b;
+    }
+    int64_t arg = best;
+    const int64_t end = std::min(v, best + kArgBlock);
+    while (arg + 1 < end && xr[arg] != mx) ++arg;  // mx is in the block unless NaN
+    T sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < v; ++j) sum += exp_fast(xr[j] - mx);
+    row_max[r] = mx;
+    row_sum[r] = sum;
+    row_loss[r] = static_cast<double>(std::log(sum) + mx - xr[tgt[r]]);
+    argmax[r] = static_cast<int32_t>(arg);
+  }
+}
+
+template <class T>
+void softmax_xent_backward(const T* x, const int32_t* tgt, const T* row_max, const T* row_sum,
+                           int64_t rows, int64_t v, T scale, T* dx) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * v;  // (V)
+    T* dr = dx + r * v;
+    const T mx = row_max[r], k = scale / row_sum[r];
+#pragma omp simd
+    for (int64_t j = 0; j < v; ++j) dr[j] = k * exp_fast(xr[j] - mx);
+    dr[tgt[r]] -= scale;
+  }
+}
+
+#define DTRAIN_INSTANTIATE(T)                                                                    \
+  template void softmax_xent_forward<T>(const T*, const int32_t*, int64_t, int64_t, T*, T*,     \
+                                        double*, int32_t*);                                     \
+  template void softmax_xent_backward<T>(const T*, const int32_t*, const T*, const T*, int64_t, \
+                                         int64_t, T, T*);
+DTRAIN_INSTANTIATE(float)
+DTRAIN_INSTANTIATE(double)
+#undef DTRAIN_INSTANTIATE
+
+}  // namespace dtrain::cpu

@@ -1,0 +1,28 @@
+// Softmax cross-entropy over the rows of a (rows, V) logits matrix, written to
+// touch the matrix as few times as possible: with V = 50304 it is the largest
+// activation of a GPT step (51 MB for 256 tokens) and the passes over it are
+// memory-bound. Forward reads each row once from memory (the max pass brings
+// it into L2, the sum-of-exponentials pass reads it there) and keeps only the
+// row's max and sum; backward reads the logits again and writes dL/dlogits
+// in the same pass. Parallel over rows; the order of every sum is fixed, so
+// results do not depend on the thread count.
+#pragma once
+
+#include <cstdint>
+
+namespace dtrain::cpu {
+
+// x: (rows, v) logits; tgt: (rows) ids in [0, v). Writes per row the max m,
+// the sum s of exp(x - m), the loss log(s) + m - x[tgt] (in double) and the
+// first index of the max.
+template <class T>
+void softmax_xent_forward(const T* x, const int32_t* tgt, int64_t rows, int64_t v, T* row_max,
+                          T* row_sum, double* row_loss, int32_t* argmax);
+
+// dx = scale * (softmax(x) - onehot(tgt)) from the forward's row_max and
+// row_sum; dx may alias x.
+template <class T>
+void softmax_xent_backward(const T* x, const int32_t* tgt, const T* row_max, const T* row_sum,
+                           int64_t rows, int64_t v, T scale, T* dx);
+
+}  // namespace dtrain::cpu
