@@ -83,8 +83,7 @@ double sum_squares(const T* x, int64_t n) {
 
 template <class T>
 double sum_squares_many(const T* const* xs, const int64_t* ns, int64_t count) {
-  static thread_local std::vector<double> part;  // (count, kChunks), kept between calls
-  part.assign(count * kChunks, 0.0);
+  std::vector<double> part(static_cast<size_t>(count * kChunks), 0.0);  // (count, kChunks): a few kB
   int64_t total_n = 0;
   for (int64_t k = 0; k < count; ++k) total_n += ns[k];
   double* pp = part.data();
