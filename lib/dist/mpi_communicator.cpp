@@ -272,42 +272,38 @@ WorkHandle MpiCommunicator::broadcast(Tensor t, int root) {
   return posted(g, op, std::move(w), rc, "MPI_Ibcast");
 }
 
-WorkHandle MpiCommunicator::send(Tensor t, int peer, int tag) {
-  MpiGroup& g = *g_;
+namespace {
+
+// send and recv differ only in the MPI call and the words of their messages.
+WorkHandle point_to_point(const std::shared_ptr<MpiGroup>& gp, Tensor t, int peer, int tag, bool sending) {
+  MpiGroup& g = *gp;
   g.check_usable();
-  OpInfo op{.kind = OpKind::send, .member = peer, .tag = tag};
-  check_tensor(g, op.kind, t, "sent");
-  DTRAIN_CHECK(peer >= 0 && peer < g.size, "send on group '{}' of {} members to member {}", g.name,
-               g.size, peer);
-  DTRAIN_CHECK(tag >= 0 && tag <= g.tag_ub, "send on group '{}': tag {} outside 0..{}", g.name,
+  const char* verb = sending ? "send" : "recv";
+  OpInfo op{.kind = sending ? OpKind::send : OpKind::recv, .member = peer, .tag = tag};
+  check_tensor(g, op.kind, t, sending ? "sent" : "received");
+  DTRAIN_CHECK(peer >= 0 && peer < g.size, "{} on group '{}' of {} members {} member {}", verb, g.name,
+               g.size, sending ? "to" : "from", peer);
+  DTRAIN_CHECK(tag >= 0 && tag <= g.tag_ub, "{} on group '{}': tag {} outside 0..{}", verb, g.name,
                tag, g.tag_ub);
   op.dtype = t.dtype();
   op.count = t.numel();
   MPI_Datatype type = mpi_type(g, op.kind, op.dtype);
   int n = mpi_count(g, op.kind, op.count);
   void* p = t.raw();
-  auto w = start(g, g_, op, t.bytes(), t);
-  int rc = MPI_Isend(p, n, type, peer, tag, g.comm, w->request());
-  return posted(g, op, std::move(w), rc, "MPI_Isend");
+  auto w = start(g, gp, op, t.bytes(), t);
+  int rc = sending ? MPI_Isend(p, n, type, peer, tag, g.comm, w->request())
+                   : MPI_Irecv(p, n, type, peer, tag, g.comm, w->request());
+  return posted(g, op, std::move(w), rc, sending ? "MPI_Isend" : "MPI_Irecv");
+}
+
+}  // namespace
+
+WorkHandle MpiCommunicator::send(Tensor t, int peer, int tag) {
+  return point_to_point(g_, std::move(t), peer, tag, true);
 }
 
 WorkHandle MpiCommunicator::recv(Tensor t, int peer, int tag) {
-  MpiGroup& g = *g_;
-  g.check_usable();
-  OpInfo op{.kind = OpKind::recv, .member = peer, .tag = tag};
-  check_tensor(g, op.kind, t, "received");
-  DTRAIN_CHECK(peer >= 0 && peer < g.size, "recv on group '{}' of {} members from member {}",
-               g.name, g.size, peer);
-  DTRAIN_CHECK(tag >= 0 && tag <= g.tag_ub, "recv on group '{}': tag {} outside 0..{}", g.name,
-               tag, g.tag_ub);
-  op.dtype = t.dtype();
-  op.count = t.numel();
-  MPI_Datatype type = mpi_type(g, op.kind, op.dtype);
-  int n = mpi_count(g, op.kind, op.count);
-  void* p = t.raw();
-  auto w = start(g, g_, op, t.bytes(), t);
-  int rc = MPI_Irecv(p, n, type, peer, tag, g.comm, w->request());
-  return posted(g, op, std::move(w), rc, "MPI_Irecv");
+  return point_to_point(g_, std::move(t), peer, tag, false);
 }
 
 WorkHandle MpiCommunicator::barrier() {
