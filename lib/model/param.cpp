@@ -91,14 +91,7 @@ void check_shard(const std::string& name, const Shard& s) {
 
 Param& ParamStore::declare(const std::string& name, const Shape& shape, const Shard& shard,
                            Init init, bool decay, bool trainable) {
-  if (allocated()) {  // a second copy of a layer binds to the parameter it shares
-    Param* p = find(name);
-    DTRAIN_CHECK(p != nullptr, "parameter {} declared after allocate()", name);
-    DTRAIN_CHECK(p->shape == shape && p->trainable == trainable,
-                 "parameter {} bound again with shape {} (it has {})", name, shape.str(),
-                 p->shape.str());
-    return *p;
-  }
+  DTRAIN_CHECK(!allocated(), "parameter {} declared after allocate()", name);
   DTRAIN_CHECK(find(name) == nullptr, "parameter {} declared twice", name);
   check_shard(name, shard);
   auto p = std::make_unique<Param>();

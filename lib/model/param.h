@@ -74,9 +74,6 @@ struct Param {
 class ParamStore {
  public:
   // Declares a trainable parameter. The returned reference stays valid.
-  // Declaring a name again after allocate() binds to the existing parameter
-  // (same shape required): that is how a second copy of a layer (another
-  // in-flight pipeline micro-batch) shares parameters and gradients.
   Param& add(const std::string& name, const Shape& shape, Init init, bool decay);
   // A trainable parameter of which this rank holds the part `shard` describes
   // (shard.full is the full shape).

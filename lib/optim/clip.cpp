@@ -6,14 +6,6 @@
 
 namespace dtrain {
 
-double grad_norm(ParamStore& params) {
-  Tensor& g = params.grads();
-  return dispatch_float(g.dtype(), [&](auto t) {
-    using T = decltype(t);
-    return std::sqrt(cpu::sum_squares(g.data<T>(), g.numel()));
-  });
-}
-
 double grad_sum_squares(const ParamStore& params, bool replicated) {
   std::vector<const Param*> ps;
   for (const auto& p : params.all())

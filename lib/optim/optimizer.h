@@ -45,9 +45,6 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimConfig& cfg, ParamStore& pa
 // the run's total steps), min_lr after that; or constant after warm-up.
 double learning_rate(const OptimConfig& cfg, int64_t total_steps, int64_t step);
 
-// L2 norm of all gradients (deterministic for any thread count).
-double grad_norm(ParamStore& params);
-
 // Sum of squared gradients of this rank's primary parameters (not the
 // pipeline's second copy of a tied weight), in parameter order; parameters not
 // split by tensor parallelism only when `replicated` (so that summing over a

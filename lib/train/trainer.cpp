@@ -88,10 +88,12 @@ void Trainer::setup() {
   par_.first_layer = bounds_[g_.coord.pp];
   par_.last_layer = bounds_[g_.coord.pp + 1];
 
-  // One copy of the stage's activations per micro-batch in flight.
-  const std::string schedule = g_.layout.pp > 1 ? cfg_.parallel.schedule : "1f1b";
-  const int slots = in_flight(pipeline_schedule(schedule, g_.coord.pp, g_.layout.pp,
-                                                static_cast<int>(t.grad_accum)));
+  // This stage's order of forward and backward passes (one stage: plain
+  // accumulation), planned once; one copy of the stage's activations per
+  // micro-batch in flight.
+  ops_ = pipeline_schedule(g_.layout.pp > 1 ? cfg_.parallel.schedule : "1f1b", g_.coord.pp,
+                           g_.layout.pp, static_cast<int>(t.grad_accum));
+  const int slots = in_flight(ops_);
   const DType dtype = precision_dtype(t.precision);
   slots_.push_back(build_model(cfg_.model, seq_len_, dtype, Device::cpu(),
                                static_cast<uint64_t>(t.seed), par_));
@@ -275,8 +277,7 @@ StepResult Trainer::train_step(int64_t step) {
   Model& m = *slots_[0];
   m.params.zero_grads();
   const int micro_batches = static_cast<int>(t.grad_accum);
-  const std::string schedule = g_.layout.pp > 1 ? cfg_.parallel.schedule : "1f1b";
-  const auto ops = pipeline_schedule(schedule, g_.coord.pp, g_.layout.pp, micro_batches);
+  const std::vector<PipeOp>& ops = ops_;
   const double scale = 1.0 / static_cast<double>(micro_batches * g_.layout.dp);
   Ctx ctx{.training = true, .seed = static_cast<uint64_t>(t.seed), .step = step, .sample_offset = 0};
   double loss_sum = 0;

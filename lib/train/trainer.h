@@ -21,6 +21,7 @@
 #include "model/model.h"
 #include "optim/optimizer.h"
 #include "parallel/layout.h"
+#include "parallel/pipeline.h"
 #include "train/data_source.h"
 #include "train/grad_sync.h"
 #include "train/hooks.h"
@@ -125,6 +126,7 @@ class Trainer {
   TrainerOptions options_;
   int64_t seq_len_ = 0;
   std::vector<int64_t> bounds_;
+  std::vector<PipeOp> ops_;  // this stage's forward/backward order within a step
   ModelParallel par_;
   std::vector<std::unique_ptr<Model>> slots_;  // slot 0 owns the parameters
   std::unique_ptr<Optimizer> opt_;
