@@ -9,12 +9,17 @@
 // (a bad config) are printed once, by rank 0; an error of one rank is
 // printed with its rank and ends the whole job (MPI_Abort), so no other rank
 // is left waiting.
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -28,6 +33,7 @@
 #include "dist/mesh_groups.h"
 #include "dist/mpi_runtime.h"
 #include "train/comm_recorder.h"
+#include "train/calibrate.h"
 #include "train/profile.h"
 #include "parallel/auto_layout.h"
 #include "parallel/plan_report.h"
@@ -158,6 +164,12 @@ int main(int argc, char** argv) {
   profile->add_option("--peak-gflops", popts.peak_gflops,
                       "Peak GFLOP/s per rank for MFU (default: the best of an sgemm measured before and after the steps)")
       ->check(CLI::PositiveNumber);
+  std::string hardware_out, hardware_out_name;
+  profile->add_option("--write-hardware", hardware_out,
+                      "Instead of profiling the config's layout: calibrate a hardware description on the ranks "
+                      "launched (compute rate, per-layer overhead, memory bandwidth, ranks per core, links) "
+                      "and write it to this TOML file for --hardware / parallel.hardware");
+  profile->add_option("--hardware-name", hardware_out_name, "The name written into that file (default: its stem)");
   auto* keys = app.add_subcommand("keys", "List every config key with its type, default and help");
 
   dtrain::PlanCommand plan_cmd;
@@ -254,6 +266,33 @@ int main(int argc, char** argv) {
       }
       return std::make_unique<dtrain::Trainer>(cfg, dtrain::mesh_groups(*mesh), print_line, options);
     };
+    if (profile->parsed() && !hardware_out.empty()) {  // --- calibration (train/calibrate.h)
+      overrides.push_back("parallel.mode=manual");  // the ranks measure alone and together, not in a layout
+      overrides.push_back("parallel.dp=" + std::to_string(world_size));
+      overrides.push_back("parallel.tp=1");
+      overrides.push_back("parallel.pp=1");
+      const dtrain::Config cfg = dtrain::load_config(config_path, overrides, world_size, auto_layout);
+      dtrain::Mesh cmesh(dtrain::MeshLayout{world_size, 1, 1}, comm);
+      dtrain::CalibrateOptions copts;
+      copts.steps = popts.steps;
+      copts.warmup = std::max<int64_t>(popts.warmup, 1);
+      copts.ranks_per_node = mpi.ranks_on_node();
+      copts.cores = static_cast<int>(std::thread::hardware_concurrency());
+      copts.node_memory_bytes = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
+      copts.config_path = config_path;
+      copts.name = hardware_out_name.empty() ? std::filesystem::path(hardware_out).stem().string() : hardware_out_name;
+      shared_failure = false;
+      const dtrain::Calibration cal = dtrain::calibrate_hardware(cfg, cmesh.world(), copts);
+      if (world_rank == 0) {
+        std::ofstream f(hardware_out);
+        f << dtrain::write_calibrated_toml(cal.hardware, cal.table);
+        f.close();
+        if (!f) throw dtrain::RuntimeError(fmt::format("cannot write '{}'", hardware_out));
+        print_line(cal.summary);
+        print_line(fmt::format("wrote {}", hardware_out));
+      }
+      return kExitOk;
+    }
     if (profile->parsed()) {  // --- dtrain profile (train/profile.h): recorded groups, a profiler, the report
       const dtrain::Config cfg = dtrain::load_config(config_path, overrides, world_size, auto_layout);
       if (popts.out_dir.empty()) popts.out_dir = cfg.log.out_dir + "/profile";

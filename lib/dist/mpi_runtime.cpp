@@ -119,6 +119,16 @@ void MpiRuntime::set_finalize_timeout(double seconds) {
   finalize_timeout_ = seconds;
 }
 
+int MpiRuntime::ranks_on_node() const {
+  MPI_Comm local = MPI_COMM_NULL;
+  mpi_check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local),
+            "MPI_Comm_split_type");
+  int n = 1;
+  mpi_check(MPI_Comm_size(local, &n), "MPI_Comm_size");
+  MPI_Comm_free(&local);
+  return n;
+}
+
 std::string MpiRuntime::describe() const {
   return fmt::format("{}, rank {} of {} ({})", library_.empty() ? "MPI" : library_, rank_, size_,
                      launched() ? launcher_ : "singleton");

@@ -35,6 +35,9 @@ class MpiRuntime {
 
   int world_rank() const { return rank_; }
   int world_size() const { return size_; }
+  // How many ranks share this rank's node (shared memory). Collective: every
+  // rank of the world calls it.
+  int ranks_on_node() const;
   // True under a launcher (mpirun/mpiexec, srun); false for a singleton.
   bool launched() const { return !launcher_.empty(); }
   // "mpirun", "srun" or "" (a plain process: a one-rank singleton).

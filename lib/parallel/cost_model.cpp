@@ -61,6 +61,20 @@ int64_t in_flight_micro_batches(const std::string& schedule, int stage, int stag
   return std::min<int64_t>(stages - stage, micro_batches);
 }
 
+double shared_pipeline_seconds(const std::vector<double>& work, int64_t micro_batches, double share) {
+  const auto p = static_cast<int64_t>(work.size());
+  double total = 0;
+  for (int64_t j = 0; j + 1 < micro_batches + p; ++j) {  // the slots of the schedule
+    double longest = 0, sum = 0;
+    for (int64_t s = std::max<int64_t>(0, j - micro_batches + 1); s <= std::min(j, p - 1); ++s) {
+      longest = std::max(longest, work[static_cast<size_t>(s)]);
+      sum += work[static_cast<size_t>(s)];
+    }
+    total += std::max(longest, share * sum / static_cast<double>(p));
+  }
+  return total;
+}
+
 Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& stages,
                    const Hardware& hw, const Workload& w, const Features& f, const Candidate& c) {
   DTRAIN_CHECK(static_cast<int>(stages.size()) == c.pp && model.tp == c.tp, "profile of tp={} pp={} for {}",
@@ -94,7 +108,8 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& s
     tb[s] = layers * hw.layer_overhead + bwd_compute + bwd_tp + (c.recompute ? tf[s] : 0.0);
     comp[s] = fwd_compute + bwd_compute + (c.recompute ? fwd_compute : 0.0);
     tpt[s] = fwd_tp + bwd_tp + (c.recompute ? fwd_tp : 0.0);
-    if (s + 1 < p) xfer[s] = p2p_seconds(b * st.out_bytes * e, pp_link);  // between s and s + 1
+    // Between s and s + 1; the receiver waits for it (handoff_latency: it must be scheduled again).
+    if (s + 1 < p) xfer[s] = p2p_seconds(b * st.out_bytes * e, pp_link) + hw.handoff_latency;
   }
   for (int s = 0; s < p; ++s) {
     ppt[s] = (s > 0 ? xfer[s - 1] : 0.0) + (s + 1 < p ? xfer[s] : 0.0);
@@ -111,14 +126,10 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& s
   r.pipeline_seconds = (m - 1) * work[busiest] + total_work;
   // Devices sharing compute units (MPI ranks sharing CPU cores) each run at a
   // whole unit's rate while the others wait, but together they cannot be
-  // busier than the node's units: the forward and backward passes of every
-  // device in the node, over its units, bound the pipeline from below.
+  // busier than the node's units: slot by slot of the schedule, the work of
+  // the stages active in it, over the units (shared_pipeline_seconds).
   const double share = static_cast<double>(std::min(c.devices(), hw.devices_per_node)) / hw.units();
-  if (share > 1) {
-    double busy = 0;  // per device, averaged over the stages
-    for (int s = 0; s < p; ++s) busy += m * (tf[s] + tb[s]) / p;
-    r.pipeline_seconds = std::max(r.pipeline_seconds, busy * share);
-  }
+  if (share > 1) r.pipeline_seconds = shared_pipeline_seconds(work, c.micro_batches, share);
   r.compute_seconds = m * comp[busiest];
   r.tp_seconds = m * tpt[busiest];
   r.pp_seconds = m * ppt[busiest];

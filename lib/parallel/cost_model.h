@@ -100,6 +100,16 @@ StateBytes state_bytes(const Workload& w);
 // GPipe m; 1F1B min(stages - stage, m) (Narayanan et al. 2021, section 2.2).
 int64_t in_flight_micro_batches(const std::string& schedule, int stage, int stages, int64_t micro_batches);
 
+// A pipeline of stages with per-micro-batch work `work` (seconds each at a
+// whole compute unit's rate) over `micro_batches`, when the node's devices
+// outnumber its compute units `share` times (4 ranks on 2 cores: 2): the
+// schedule's m + p - 1 slots, slot j running the stages s with 0 <= j - s < m,
+// each slot as long as its longest stage or as its active stages' work shared
+// out, whichever is longer: sum_j max(max_s w_s, share x sum_s w_s / p).
+// With one stage, m slots of share x w; a pipeline's fill and drain use the
+// idle stages' units.
+double shared_pipeline_seconds(const std::vector<double>& work, int64_t micro_batches, double share);
+
 // Predicts one candidate. `stages` must be profile_stages(profile for c.tp, c.pp).
 Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& stages,
                    const Hardware& hw, const Workload& w, const Features& f, const Candidate& c);

@@ -110,6 +110,7 @@ const std::vector<FileKey>& file_keys() {
       {"device", "memory_bandwidth_gbs", kG, &Hardware::memory_bandwidth, true},
       {"device", "layer_overhead_us", kUs, &Hardware::layer_overhead, false},
       {"node", "overlap", 1, &Hardware::overlap, false},
+      {"node", "handoff_us", kUs, &Hardware::handoff_latency, false},
   };
   return keys;
 }
@@ -207,7 +208,7 @@ Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
   fraction("device.usable_memory_fraction", h.usable_memory_fraction);
   fraction("device.efficiency", h.efficiency);
   if (!(h.overlap >= 0 && h.overlap <= 1)) problems.push_back(fmt::format("{}: node.overlap must be in [0, 1]", name));
-  if (h.peak_bf16 < 0 || h.layer_overhead < 0 || h.intra.latency < 0 || h.inter.latency < 0)
+  if (h.peak_bf16 < 0 || h.layer_overhead < 0 || h.intra.latency < 0 || h.inter.latency < 0 || h.handoff_latency < 0)
     problems.push_back(fmt::format("{}: peaks, overheads and latencies cannot be negative", name));
   if (!problems.empty()) throw ConfigError(problems);
   return h;
@@ -252,6 +253,7 @@ std::string write_hardware_toml(const Hardware& h) {
   out += line("devices", std::to_string(h.devices_per_node), "devices sharing the intra-node links");
   out += line("overlap", num(h.overlap), "fraction of the backward the dp reduction overlaps");
   out += line("compute_units", std::to_string(h.compute_units), "units the devices share (ranks per core); 0 = one each");
+  out += line("handoff_us", num(h.handoff_latency / kUs), "extra latency of a message to a waiting rank (stage boundary)");
   for (auto [section, link] : {std::pair{"intra", &h.intra}, std::pair{"inter", &h.inter}}) {
     out += fmt::format("\n[{}]\n", section);
     out += line("bandwidth_gbs", num(link->bandwidth / kG), "per device and direction (NCCL bus bandwidth)");

@@ -3,7 +3,7 @@
 // achieve, its memory bandwidth; per node, how many devices share the fast
 // links; and the two links' bandwidth and latency. Built-in presets (H100 SXM,
 // A100 80 GB, this CPU machine) and TOML files in the same format, which
-// `dtrain profile` will write from measurements. The format is documented in
+// `dtrain profile --write-hardware` writes from measurements. The format is documented in
 // docs/planner.md; write_hardware_toml(preset) prints a template.
 #pragma once
 
@@ -44,6 +44,11 @@ struct Hardware {
   // whole unit's rate while others wait, and the node's busy time is bounded
   // by its units.
   int compute_units = 0;
+  // Extra latency of a point-to-point message whose receiver is waiting for
+  // it (a pipeline stage boundary), beyond the link's: where ranks share
+  // cores, the waiting rank has given its core away and must be scheduled
+  // again. 0 = none (devices that poll on their own core or stream).
+  double handoff_latency = 0;  // s
   int units() const { return compute_units > 0 ? compute_units : devices_per_node; }
 
   // Peak FLOP/s for "fp32" or "bf16"; throws ConfigError for a precision the

@@ -138,12 +138,12 @@ std::string format_plan_json(const Plan& plan, int top) {
       "  \"hardware\": {{\"name\": {}, \"memory_bytes\": {}, \"usable_memory_fraction\": {}, \"peak_fp32\": {}, "
       "\"peak_bf16\": {}, \"efficiency\": {}, \"memory_bandwidth\": {}, \"layer_overhead\": {}, "
       "\"devices_per_node\": {}, \"compute_units\": {}, \"intra\": {{\"bandwidth\": {}, \"latency\": {}}}, "
-      "\"inter\": {{\"bandwidth\": {}, \"latency\": {}}}, \"overlap\": {}}},\n",
+      "\"inter\": {{\"bandwidth\": {}, \"latency\": {}}}, \"overlap\": {}, \"handoff_latency\": {}}},\n",
       json_string(hw.name), json_number(hw.memory_bytes), json_number(hw.usable_memory_fraction),
       json_number(hw.peak_fp32), json_number(hw.peak_bf16), json_number(hw.efficiency),
       json_number(hw.memory_bandwidth), json_number(hw.layer_overhead), hw.devices_per_node, hw.units(),
       json_number(hw.intra.bandwidth), json_number(hw.intra.latency), json_number(hw.inter.bandwidth),
-      json_number(hw.inter.latency), json_number(hw.overlap));
+      json_number(hw.inter.latency), json_number(hw.overlap), json_number(hw.handoff_latency));
   out += fmt::format("  \"evaluated\": {},\n  \"planning_seconds\": {},\n  \"feasible_count\": {},\n",
                      plan.evaluated, json_number(plan.seconds), plan.feasible.size());
   out += "  \"feasible\": [";

@@ -80,6 +80,33 @@ grep -q "10.0 GFLOP/s (--peak-gflops)" "$WORK/out" || fail "--peak-gflops not us
 python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); o=p["dp_overlap"]; assert 0<=o["overlapped"]<=1 and p["comm"]["dp"]["ops_per_step"]>0' \
   "$WORK/dp/profile.json" || fail "dp=2: profile.json lacks the dp numbers"
 
+# Calibration: a hardware file measured on 2 ranks (and on one), which plan reads back.
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" profile "$WORK/tiny.toml" --write-hardware "$WORK/cal.toml" \
+  --steps 3 --warmup 1 --set train.threads=1 --set train.micro_batch=32
+grep -q "^calibrated on 2 ranks: .* GFLOP/s" "$WORK/out" || { cat "$WORK/out"; fail "calibration: no summary"; }
+grep -q "^wrote $WORK/cal.toml" "$WORK/out" || fail "calibration: file not reported"
+python3 - "$WORK/cal.toml" <<'PY' || { cat "$WORK/cal.toml"; fail "calibration: the file's numbers"; }
+import sys, tomllib
+h = tomllib.load(open(sys.argv[1], "rb"))
+assert h["name"] == "cal", h["name"]
+d, n, c = h["device"], h["node"], h["calibration"]
+assert n["devices"] == 2 and 0 <= n["compute_units"] <= 2, n
+assert d["peak_tflops_fp32"] > 0 and 0 < d["efficiency"] <= 1 and d["memory_bandwidth_gbs"] > 0, d
+assert d["layer_overhead_us"] >= 0 and n["handoff_us"] >= 0
+assert h["intra"]["bandwidth_gbs"] > 0 and h["intra"]["latency_us"] > 0, h["intra"]
+assert c["ranks"] == 2 and c["micro_batches"] == [1, 32], c
+a, b = c["pass_seconds_alone"]
+assert 0 < a < b, c
+PY
+expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 2 --hardware "$WORK/cal.toml"
+grep -q "plan for 2 devices of cal" "$WORK/out" || fail "plan: calibrated file not read"
+expect_exit 0 "$DTRAIN" hardware "$WORK/cal.toml"
+grep -q "^handoff_us = " "$WORK/out" || fail "hardware: no handoff_us"
+expect_exit 0 "$DTRAIN" profile "$WORK/tiny.toml" --write-hardware "$WORK/one.toml" --hardware-name solo \
+  --steps 2 --warmup 1 --set train.threads=1 --set train.micro_batch=32
+grep -q '^name = "solo"' "$WORK/one.toml" || fail "calibration: --hardware-name"
+grep -q "links not measured (one rank)" "$WORK/one.toml" || fail "calibration on one rank: links not marked"
+
 # Light profiling in `dtrain run`.
 expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=8 --set log.every=4 --set log.profile=true \
   --set train.threads=1 --out "$WORK/run"

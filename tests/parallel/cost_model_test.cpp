@@ -266,3 +266,54 @@ TEST_CASE("model profile: a 1T-parameter GPT describes without allocating, quick
   CHECK(m.total_params == doctest::Approx(1.008e12).epsilon(0.002));
   CHECK(seconds < 1.0);  // about a millisecond; generous for a loaded machine
 }
+
+TEST_CASE("shared compute units: slot by slot, the active stages' work over the units") {
+  // Four equal stages of 1 s, 4 micro-batches, twice as many devices as units:
+  // slots with 1, 2, 3, 4, 3, 2, 1 active stages take max(1, 2 k / 4) s.
+  CHECK(shared_pipeline_seconds({1, 1, 1, 1}, 4, 2) == doctest::Approx(1 + 1 + 1.5 + 2 + 1.5 + 1 + 1));
+  // One stage: every slot is the whole node's work, 3 x 2 x 0.5 s.
+  CHECK(shared_pipeline_seconds({0.5}, 3, 2) == doctest::Approx(3.0));
+  // Unequal stages 1 s and 2 s, 2 micro-batches: slots {0}, {0, 1}, {1}:
+  // max(1, 1) + max(2, 2 x 3 / 2) + max(2, 2) = 6.
+  CHECK(shared_pipeline_seconds({1, 2}, 2, 2) == doctest::Approx(6.0));
+  // No sharing (share 1): every slot its longest stage, (m - 1) max + sum for equal stages.
+  CHECK(shared_pipeline_seconds({1, 1}, 4, 1) == doctest::Approx(5.0));
+
+  // In predict: 4 devices on 2 units. One stage of two layers, 4 micro-batches
+  // of 2 (12 ms each at a whole unit's rate, as above): dp = 4 runs every
+  // device at once, 4 x 12 ms x 2.
+  const ModelProfile m = toy_profile(2);
+  Hardware hw = toy_hardware(4);
+  hw.compute_units = 2;
+  Workload w;
+  w.global_batch = 32;
+  const Features f = Features::full();
+  Candidate dp{.dp = 4, .tp = 1, .pp = 1, .micro_batch = 2, .micro_batches = 4};
+  Prediction p = predict(m, profile_stages(m, 1), hw, w, f, dp);
+  CHECK(p.pipeline_seconds == doctest::Approx(4 * 12e-3 * 2));
+  // pp = 2, dp = 2: stages of 6 ms + the 2 KB transfers (12 us), 5 slots
+  // with 1, 2, 2, 2, 1 active stages: max(w, 2 k w / 2) = k w.
+  Candidate pp{.dp = 2, .tp = 1, .pp = 2, .micro_batch = 2, .micro_batches = 4};
+  p = predict(m, profile_stages(m, 2), hw, w, f, pp);
+  CHECK(p.pipeline_seconds == doctest::Approx(8 * (6e-3 + 12e-6)));
+}
+
+TEST_CASE("handoff latency: added to every stage-boundary transfer") {
+  const ModelProfile m = toy_profile(2);
+  Hardware hw = toy_hardware();
+  Workload w;
+  w.global_batch = 8;
+  const Features f = Features::full();
+  Candidate two{.dp = 1, .tp = 1, .pp = 2, .micro_batch = 2, .micro_batches = 4};
+  const Prediction before = predict(m, profile_stages(m, 2), hw, w, f, two);
+  hw.handoff_latency = 1e-3;
+  const Prediction after = predict(m, profile_stages(m, 2), hw, w, f, two);
+  // Each stage's work grows by one transfer's 1 ms: (m - 1) x 1 ms + 2 x 1 ms.
+  CHECK(after.pipeline_seconds - before.pipeline_seconds == doctest::Approx(5e-3));
+  CHECK(after.pp_seconds - before.pp_seconds == doctest::Approx(4e-3));
+  // One stage: nothing to hand over.
+  Candidate one = two;
+  one.pp = 1;
+  CHECK(predict(m, profile_stages(m, 1), hw, w, f, one).step_seconds ==
+        doctest::Approx(predict(m, profile_stages(m, 1), toy_hardware(), w, f, one).step_seconds));
+}

@@ -5,8 +5,12 @@ each one under mpirun, and compares the predicted step times with the
 measured ones (table and Spearman rank correlation), as markdown.
 
   tools/bench/plan_vs_measured.py [--config configs/gpt.toml] [--ranks 4]
-      [--hardware cpu-local] [--set train.global_batch=16 ...] [--rounds 3]
-      [--steps 5] [--out tools/bench/plan_results.md]
+      [--hardware cpu-local|FILE] [--set train.global_batch=16 ...] [--rounds 3]
+      [--steps 5] [--per-layout K] [--out tools/bench/plan_results.md]
+
+--per-layout K measures, of each (dp, tp, pp) layout, only K of its variants
+(micro-batch size x count, ZeRO stage, schedule): the one predicted fastest
+and K - 1 more spread evenly over the rest in predicted order (0 = all).
 
 Every layout runs once per round, the layouts in a different order each
 round, so that other jobs on a shared machine slow them all alike; a
@@ -15,7 +19,10 @@ run's first step left out), and its fastest step is reported beside it.
 Also reported: the correlation per (dp, tp, pp) (the median over its
 micro-batch, ZeRO and schedule variants), and the noise floor: pairs that
 run the very same operations (one micro-batch: 1F1B and GPipe coincide)
-measured apart. The raw step times go to OUT with .json for .md.
+measured apart, and the spread of each candidate's per-round medians. The
+per-layout ordering compares, for each (dp, tp, pp), the variant predicted
+fastest: its predicted and its measured time (what the planner would choose
+within that layout). The raw step times go to OUT with .json for .md.
 """
 import argparse
 import json
@@ -74,6 +81,7 @@ def main():
     ap.add_argument("--set", action="append", default=[], dest="sets")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--per-layout", type=int, default=0)
     ap.add_argument("--out", default="tools/bench/plan_results.md")
     args = ap.parse_args()
     sets = [x for s in args.sets for x in ("--set", s)]
@@ -82,9 +90,22 @@ def main():
         [DTRAIN, "plan", args.config, "--devices", str(args.ranks), "--hardware", args.hardware, "--runnable",
          "--json", "--top", "0"] + sets, check=True, capture_output=True, text=True, cwd=ROOT).stdout)
     cands = plan["feasible"]
+    total = len(cands)
+    if args.per_layout > 0:
+        by_layout = {}
+        for c in cands:  # fastest first
+            by_layout.setdefault((c["dp"], c["tp"], c["pp"]), []).append(c)
+        keep = []
+        for vs in by_layout.values():
+            k = min(args.per_layout, len(vs))
+            picks = {0} | {round(1 + j * (len(vs) - 2) / max(k - 2, 1)) for j in range(k - 1)} if k > 1 else {0}
+            keep += [vs[i] for i in sorted(picks)][:k]
+        cands = sorted(keep, key=lambda c: c["step_seconds"])
     print(f"{len(cands)} layouts to measure, {args.rounds} rounds", file=sys.stderr)
     best = [float("inf")] * len(cands)
     steps_seen = [[] for _ in cands]
+    round_medians = [[] for _ in cands]
+    loads = []
     load_start = os.getloadavg()
     t0 = time.time()
     rng = random.Random(1)
@@ -102,8 +123,10 @@ def main():
                 secs = [json.loads(l)["step_seconds"] for l in open(os.path.join(out, "metrics.jsonl"))
                         if "step_seconds" in l][1:]
                 steps_seen[i] += secs
+                round_medians[i].append(sorted(secs)[len(secs) // 2])
                 best[i] = min(best[i], min(secs))
-            print(f"round {rnd + 1} done after {time.time() - t0:.0f} s", file=sys.stderr)
+            loads.append(os.getloadavg()[0])
+            print(f"round {rnd + 1} done after {time.time() - t0:.0f} s, load {loads[-1]:.1f}", file=sys.stderr)
     load_end = os.getloadavg()
     predicted = [c["step_seconds"] for c in cands]
     median = [sorted(s)[len(s) // 2] for s in steps_seen]
@@ -112,7 +135,8 @@ def main():
     measured_rank = ranks_of(median)
 
     with open(os.path.join(ROOT, os.path.splitext(args.out)[0] + ".json"), "w") as f:
-        json.dump({"plan": plan, "steps": steps_seen}, f)
+        json.dump({"plan": plan, "measured": cands, "steps": steps_seen, "round_medians": round_medians,
+                   "loads": loads}, f)
 
     # Per (dp, tp, pp): the median over its variants, predicted and measured.
     groups = {}
@@ -122,9 +146,19 @@ def main():
         xs = sorted(xs)
         return (xs[(len(xs) - 1) // 2] + xs[len(xs) // 2]) / 2
     layouts = sorted(groups)
-    lp = [mid([predicted[i] for i in groups[k]]) for k in layouts]
-    lm = [mid([median[i] for i in groups[k]]) for k in layouts]
+    first = {k: min(groups[k], key=lambda i: predicted[i]) for k in layouts}  # the planner's pick per layout
+    lp = [predicted[first[k]] for k in layouts]
+    lm = [median[first[k]] for k in layouts]
     rho_layout = spearman(lp, lm)
+    lp_mid = [mid([predicted[i] for i in groups[k]]) for k in layouts]
+    lm_mid = [mid([median[i] for i in groups[k]]) for k in layouts]
+    rho_layout_mid = spearman(lp_mid, lm_mid)
+    lm_best = [min(median[i] for i in groups[k]) for k in layouts]
+    rho_layout_best = spearman(lp, lm_best)
+    spreads = sorted(max(r) / min(r) for r in round_medians if len(r) > 1)
+    spread_mid = mid(spreads) if spreads else 1.0
+    ordered = sorted(lm)
+    gaps = [b / a for a, b in zip(ordered, ordered[1:])]
     # Noise floor: identical operation sequences (pp > 1, one micro-batch, 1F1B vs GPipe).
     twins = []
     for i, c in enumerate(cands):
@@ -145,31 +179,40 @@ def main():
             [f"--set {s}" for s in args.sets] + [f"--rounds {args.rounds}", f"--steps {args.steps}"]),
         "```",
         "",
-        f"Every layout `dtrain plan --runnable` lists for {args.ranks} ranks ({len(cands)} of them: dp x tp x pp, "
-        f"micro-batch size x count, ZeRO stage, schedule), each trained for {args.steps} steps under "
+        (f"Every layout `dtrain plan --runnable` lists for {args.ranks} ranks ({len(cands)} of them"
+         if len(cands) == total else
+         f"Of the {total} layouts `dtrain plan --runnable` lists for {args.ranks} ranks, {len(cands)}: per (dp, tp, pp) "
+         f"the variant predicted fastest and up to {args.per_layout - 1} more spread over the rest in predicted order") +
+        f" (dp x tp x pp, micro-batch size x count, ZeRO stage, schedule), each trained for {args.steps} steps under "
         f"`mpirun -np {args.ranks}` (one thread per rank) in each of {args.rounds} rounds, in a different order each "
         f"round. Measured = the median step over all rounds (each run's first step left out); fastest = the fastest "
         f"step. Hardware description `{hw['name']}`: peak {hw['peak_fp32'] / 1e9:.1f} GFLOP/s per rank x efficiency "
         f"{hw['efficiency']:.2f}, links {hw['intra']['bandwidth'] / 1e9:.2f} GB/s and {hw['intra']['latency'] * 1e6:.0f} us, "
         f"overlap {hw['overlap']:.2f}, {hw['layer_overhead'] * 1e6:.0f} us per layer pass, {hw['devices_per_node']} "
-        f"ranks sharing {hw.get('compute_units') or hw['devices_per_node']} cores. "
-        f"Load average {load_start[0]:.1f} at the start, {load_end[0]:.1f} at the end "
-        f"({os.cpu_count()} cores, shared with other jobs); {time.time() - t0:.0f} s in all.",
+        f"ranks sharing {hw.get('compute_units') or hw['devices_per_node']} compute units. "
+        f"Load average {load_start[0]:.1f} at the start, {load_end[0]:.1f} at the end, after each round "
+        f"{', '.join(f'{x:.1f}' for x in loads)} ({os.cpu_count()} cores, shared with other jobs); "
+        f"{time.time() - t0:.0f} s in all.",
         "",
-        f"**Spearman rank correlation, predicted vs measured (median step): {rho_median:.3f}** "
-        f"(vs the fastest step: {rho_best:.3f}); the predicted best layout is measured #{measured_rank[0]:.0f} of "
-        f"{len(cands)}; the measured best is predicted #{ranks_of(predicted)[median.index(min(median))]:.0f}.",
+        f"**Per (dp, tp, pp) layout, Spearman {rho_layout:.3f}** over {len(layouts)} layouts (each layout's variant "
+        f"predicted fastest: its predicted vs its measured time; vs the layout's fastest measured variant "
+        f"{rho_layout_best:.3f}; median over the measured variants, predicted vs measured, {rho_layout_mid:.3f}).",
         "",
-        f"Per (dp, tp, pp) layout (median over its variants), Spearman **{rho_layout:.3f}** over {len(layouts)} "
-        f"layouts. Noise floor: {len(twins)} pairs that run identical operations (one micro-batch, 1F1B vs GPipe) "
-        f"were measured {', '.join(f'{x:.2f}x' for x in twins)} apart"
-        + (f" (mean {sum(twins) / len(twins):.2f}x)" if twins else "") + "; the predictions of most layouts "
-        f"differ by less than that (predicted {min(predicted):.3f}-{max(predicted):.3f} s).",
+        f"**Over all {len(cands)} candidates, Spearman {rho_median:.3f}** (median step; vs the fastest step: "
+        f"{rho_best:.3f}); the predicted best is measured #{measured_rank[0]:.0f} of {len(cands)}; the measured best "
+        f"is predicted #{ranks_of(predicted)[median.index(min(median))]:.0f}.",
         "",
-        "| layout | variants | predicted s (median) | measured s (median) |",
-        "|---|---:|---:|---:|",
-    ] + [f"| dp={k[0]} tp={k[1]} pp={k[2]} | {len(groups[k])} | {p:.4f} | {m:.4f} |"
-         for k, p, m in sorted(zip(layouts, lp, lm), key=lambda x: x[1])] + [
+        f"Noise floor: a candidate's per-round medians lie {spread_mid:.2f}x apart (max / min; the median over "
+        f"candidates, worst {spreads[-1] if spreads else 1:.2f}x)"
+        + (f"; {len(twins)} pairs that run identical operations (one micro-batch, 1F1B vs GPipe) measured "
+           f"{', '.join(f'{x:.2f}x' for x in twins)} apart" if twins else "")
+        + f". Neighbouring layouts in measured order lie {', '.join(f'{x:.2f}x' for x in gaps)} apart; predicted "
+        f"times span {min(predicted):.3f}-{max(predicted):.3f} s.",
+        "",
+        "| layout | variants | predicted s (planner's variant) | measured s (same variant) | measured s (fastest variant) | predicted s (median) | measured s (median) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ] + [f"| dp={k[0]} tp={k[1]} pp={k[2]} | {len(groups[k])} | {p:.4f} | {m:.4f} | {mb:.4f} | {pm:.4f} | {mm:.4f} |"
+         for k, p, m, mb, pm, mm in sorted(zip(layouts, lp, lm, lm_best, lp_mid, lm_mid), key=lambda x: x[1])] + [
         "",
         "Every candidate, in predicted order:",
         "",

@@ -1,0 +1,64 @@
+#include "parallel/calibration.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+
+namespace dtrain {
+
+ComputeFit fit_compute(double flops_per_sample, int64_t layers, double b1, double t1, double b2, double t2) {
+  if (!(b2 > b1 && b1 > 0 && flops_per_sample > 0 && layers > 0))
+    throw InternalError(fmt::format("fit_compute: micro-batches {} and {}, {} FLOPs, {} layers", b1, b2,
+                                    flops_per_sample, layers));
+  if (!(t2 > t1 && t1 > 0))
+    throw RuntimeError(fmt::format("calibration: a micro-batch of {} took {:.6f} s, one of {} {:.6f} s: the larger "
+                                   "must take longer (the machine too busy to measure?)",
+                                   b1, t1, b2, t2));
+  ComputeFit f;
+  f.rate = (b2 - b1) * flops_per_sample / (t2 - t1);
+  f.overhead = std::max(0.0, t1 - b1 * flops_per_sample / f.rate) / (2.0 * static_cast<double>(layers));
+  return f;
+}
+
+Link fit_link(int n, double small_bytes, double small_seconds, double big_bytes, double big_seconds) {
+  if (n < 2 || !(big_bytes > small_bytes) || !(small_seconds > 0) || !(big_seconds > 0))
+    throw InternalError(fmt::format("fit_link: {} ranks, {} B in {} s, {} B in {} s", n, small_bytes, small_seconds,
+                                    big_bytes, big_seconds));
+  // all_reduce_seconds' latency term: the fewer steps of ring 2(n-1) and tree 2 ceil(log2 n).
+  const double ring_steps = 2.0 * (n - 1);
+  const double tree_steps = 2.0 * std::ceil(std::log2(static_cast<double>(n)));
+  Link l;
+  l.latency = small_seconds / std::min(ring_steps, tree_steps);
+  // A large message goes by ring (bandwidth 2(n-1)/n S/B against the tree's 2 S/B).
+  const double moving = std::max(big_seconds - ring_steps * l.latency, 0.1 * big_seconds);
+  l.bandwidth = 2.0 * (n - 1) / n * big_bytes / moving;
+  return l;
+}
+
+int fit_compute_units(int ranks, double alone_seconds, double together_seconds) {
+  if (ranks < 1 || !(alone_seconds > 0) || !(together_seconds > 0))
+    throw InternalError(fmt::format("fit_compute_units: {} ranks, {} s alone, {} s together", ranks, alone_seconds,
+                                    together_seconds));
+  const double units = ranks * alone_seconds / together_seconds;
+  return std::clamp(static_cast<int>(std::lround(units)), 1, ranks);
+}
+
+double fit_memory_bandwidth(double params, double seconds, const Workload& w) {
+  if (!(params > 0) || !(seconds > 0))
+    throw InternalError(fmt::format("fit_memory_bandwidth: {} parameters in {} s", params, seconds));
+  const StateBytes b = state_bytes(w);
+  return params * (b.update_traffic + 2 * b.grads) / seconds;
+}
+
+std::string write_calibrated_toml(const Hardware& hw, const CalibrationTable& table) {
+  std::string out = write_hardware_toml(hw);
+  if (table.empty()) return out;
+  out += "\n[calibration]  # what was measured (dtrain profile --write-hardware); not read back\n";
+  for (const auto& [key, value] : table) out += fmt::format("{} = {}\n", key, value);
+  return out;
+}
+
+}  // namespace dtrain

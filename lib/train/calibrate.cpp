@@ -1,0 +1,230 @@
+#include "train/calibrate.h"
+
+#include <algorithm>
+#include <chrono>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "parallel/layout.h"
+#include "parallel/model_profile.h"
+#include "train/profiler.h"
+#include "train/trainer.h"
+
+namespace dtrain {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+// A micro-batch of `b` on one process: the median over steps of its forward,
+// backward (the loss included) and data fill, and of the rest of the step
+// (optimizer update, gradient norm and zeroing).
+struct StepSplit {
+  double pass = 0, update = 0;
+};
+
+StepSplit time_one_process(const Config& cfg, int64_t b, const CalibrateOptions& o) {
+  Config one = cfg;
+  one.parallel.mode = "manual";
+  one.parallel.dp = one.parallel.tp = one.parallel.pp = 1;
+  one.parallel.zero = 0;
+  one.train.micro_batch = b;
+  one.train.grad_accum = 1;
+  one.train.global_batch = b;
+  one.checkpoint.every = 0;
+  one.checkpoint.every_minutes = 0;
+  one.checkpoint.at_end = false;
+  SelfGroups self;
+  Profiler prof(false);
+  TrainerOptions options;
+  options.profiler = &prof;
+  Trainer trainer(one, self.groups(), [](const std::string&) {}, options);
+  std::vector<double> pass, update;
+  for (int64_t s = 0; s < o.warmup + o.steps; ++s) {
+    prof.reset();
+    const double step = trainer.train_step(s).seconds;
+    if (s < o.warmup) continue;
+    using K = Profiler::Kind;
+    const double p = prof.seconds(K::forward) + prof.seconds(K::backward) + prof.seconds(K::data);
+    pass.push_back(p);
+    update.push_back(step - p);  // the update, gradient norm and zeroing: the cost model's per-parameter passes
+  }
+  return {median(pass), median(update)};
+}
+
+// Every rank gets rank 0's value.
+double from_rank0(Communicator& world, double x) {
+  Tensor t = Tensor::zeros(Shape{1}, DType::f64);
+  if (world.rank() == 0) t.data<double>()[0] = x;
+  world.broadcast(t, 0)->wait();
+  return t.data<double>()[0];
+}
+
+double max_over_ranks(Communicator& world, double x) {
+  Tensor t = Tensor::zeros(Shape{1}, DType::f64);
+  t.data<double>()[0] = x;
+  world.all_reduce(t, ReduceOp::max)->wait();
+  return t.data<double>()[0];
+}
+
+// Seconds per all-reduce of `bytes` among the world (the median of rounds of `reps`).
+double all_reduce_time(Communicator& world, double bytes, int reps) {
+  const int64_t n = std::max<int64_t>(1, static_cast<int64_t>(bytes / 4));
+  Tensor t = Tensor::zeros(Shape{n}, DType::f32);
+  for (int i = 0; i < 3; ++i) world.all_reduce(t, ReduceOp::sum)->wait();
+  std::vector<double> rounds;
+  for (int r = 0; r < 5; ++r) {
+    world.barrier()->wait();
+    const auto t0 = Clock::now();
+    for (int i = 0; i < reps; ++i) world.all_reduce(t, ReduceOp::sum)->wait();
+    rounds.push_back(max_over_ranks(world, since(t0) / reps));
+  }
+  return median(rounds);
+}
+
+// Seconds per hop of a 4-byte message handed round the ranks (0 -> 1 -> ...
+// -> n-1 -> 0): each receiver has been waiting since its previous hand-over.
+double handoff_time(Communicator& world, int laps) {
+  const int n = world.size(), me = world.rank();
+  Tensor t = Tensor::zeros(Shape{1}, DType::f32);
+  const int next = (me + 1) % n, prev = (me + n - 1) % n;
+  std::vector<double> rounds;
+  for (int r = 0; r < 5; ++r) {
+    world.barrier()->wait();
+    const auto t0 = Clock::now();
+    for (int i = 0; i < laps; ++i) {
+      if (me == 0) {
+        world.send(t, next, 7)->wait();
+        world.recv(t, prev, 7)->wait();
+      } else {
+        world.recv(t, prev, 7)->wait();
+        world.send(t, next, 7)->wait();
+      }
+    }
+    rounds.push_back(from_rank0(world, since(t0) / (static_cast<double>(laps) * n)));
+  }
+  return median(rounds);
+}
+
+std::string num(double x) { return fmt::format("{:.6g}", x); }
+
+}  // namespace
+
+Calibration calibrate_hardware(const Config& cfg, Communicator& world, const CalibrateOptions& o) {
+  const int n = world.size(), me = world.rank();
+  const int node = o.ranks_per_node > 0 ? o.ranks_per_node : n;
+  const int64_t seq_len = cfg.model.type == "gpt" ? (cfg.train.seq_len > 0 ? cfg.train.seq_len : cfg.model.context_length) : 0;
+  const ModelProfile model = profile_model(cfg.model, seq_len, 1);
+  double flops = 0, params = 0;
+  for (const LayerProfile& l : model.layers) {
+    flops += l.fwd_flops + l.bwd_flops;
+    params += l.params;
+  }
+  const auto layers = static_cast<int64_t>(model.layers.size());
+  const int64_t b1 = o.small_batch, b2 = o.large_batch > 0 ? o.large_batch : std::max<int64_t>(8, cfg.train.micro_batch);
+
+  // 1. Rank 0 alone; the others wait in a barrier as idle pipeline stages wait.
+  double peak = 0;
+  StepSplit small, large;
+  if (me == 0) {
+    peak = measure_sgemm_gflops() * 1e9;
+    small = time_one_process(cfg, b1, o);
+    large = time_one_process(cfg, b2, o);
+    peak = std::max(peak, measure_sgemm_gflops() * 1e9);  // the best of two: other jobs come and go
+  }
+  world.barrier()->wait();
+  peak = from_rank0(world, peak);
+  small.pass = from_rank0(world, small.pass);
+  large.pass = from_rank0(world, large.pass);
+  large.update = from_rank0(world, std::min(large.update, small.update > 0 ? small.update : large.update));
+  const ComputeFit fit = fit_compute(flops, layers, static_cast<double>(b1), small.pass, static_cast<double>(b2),
+                                     large.pass);
+  Workload w;
+  w.optimizer = cfg.optim.name;
+  w.momentum = cfg.optim.momentum > 0;
+  const double bandwidth = fit_memory_bandwidth(params, large.update, w);
+
+  // 2. Every rank at once: the node's ranks share how many compute units?
+  double together = large.pass;
+  if (n > 1) {
+    world.barrier()->wait();
+    together = max_over_ranks(world, time_one_process(cfg, b2, o).pass);
+  }
+  const int units = fit_compute_units(node, large.pass, together);
+
+  // 3. Links among all ranks.
+  Link link{0, 0};
+  double handoff = 0, ar_small = 0, ar_big = 0;
+  constexpr double kSmall = 8, kBig = 4.0 * 1024 * 1024;
+  if (n > 1) {
+    ar_small = all_reduce_time(world, kSmall, 200);
+    ar_big = all_reduce_time(world, kBig, 10);
+    link = fit_link(n, kSmall, ar_small, kBig, ar_big);
+    const double hop = handoff_time(world, 200);
+    handoff = std::max(0.0, hop - link.latency);
+  } else {
+    link = {bandwidth / 2, 1e-6};  // nothing to measure on one rank: a memory copy
+  }
+
+  Calibration c;
+  Hardware& h = c.hardware;
+  h.name = o.name;
+  h.description = fmt::format(
+      "measured by dtrain profile --write-hardware on {} rank{} ({} per node{}) with {}: the layers at {:.1f} "
+      "GFLOP/s per rank alone, {} rank{} per compute unit{}",
+      n, n > 1 ? "s" : "", node, o.cores > 0 ? fmt::format(", {} cores", o.cores) : "", o.config_path,
+      fit.rate / 1e9, static_cast<double>(node) / units == 1 ? "1" : fmt::format("{:.3g}", static_cast<double>(node) / units),
+      node == units ? "" : "s", n > 1 ? "" : "; links not measured (one rank)");
+  h.memory_bytes = o.node_memory_bytes > 0 ? o.node_memory_bytes / node : 1024.0 * 1024 * 1024;
+  h.usable_memory_fraction = 0.8;
+  h.peak_fp32 = std::max(peak, fit.rate);
+  h.peak_bf16 = 0;
+  h.efficiency = fit.rate / h.peak_fp32;
+  h.memory_bandwidth = bandwidth;
+  h.layer_overhead = fit.overhead;
+  h.devices_per_node = node;
+  h.compute_units = units < node ? units : 0;
+  h.intra = link;
+  h.inter = link;  // one node measured: the same
+  h.handoff_latency = handoff;
+  // Where ranks share cores, communication competes with compute for them:
+  // half the backward, as measured for the dp reduction on this machine's kind.
+  h.overlap = units < node ? 0.5 : 1.0;
+
+  c.table = {
+      {"command", fmt::format("\"dtrain profile {} --write-hardware (on {} ranks)\"", o.config_path, n)},
+      {"ranks", std::to_string(n)},
+      {"ranks_per_node", std::to_string(node)},
+      {"cores", std::to_string(o.cores)},
+      {"flops_per_sample", num(flops)},
+      {"layers", std::to_string(layers)},
+      {"params", num(params)},
+      {"sgemm_gflops", num(peak / 1e9)},
+      {"micro_batches", fmt::format("[{}, {}]", b1, b2)},
+      {"pass_seconds_alone", fmt::format("[{}, {}]", num(small.pass), num(large.pass))},
+      {"pass_seconds_together", num(together)},
+      {"update_seconds", num(large.update)},
+      {"all_reduce_seconds", fmt::format("[{}, {}]", num(ar_small), num(ar_big))},
+      {"all_reduce_bytes", fmt::format("[{}, {}]", num(kSmall), num(kBig))},
+      {"handoff_hop_seconds", num(handoff + link.latency)},
+  };
+  c.summary = fmt::format(
+      "calibrated on {} rank{}: sgemm {:.1f} GFLOP/s; layers {:.1f} GFLOP/s (efficiency {:.2f}), {:.1f} us per layer "
+      "pass (micro-batch {}: {:.4f} s, {}: {:.4f} s alone, {:.4f} s with every rank at once -> {} compute units for {} "
+      "ranks); update {:.2f} ms for {:.3g} parameters ({:.2f} GB/s); all-reduce {:.1f} us per step, {:.2f} GB/s; "
+      "hand-over {:.1f} us more than a step",
+      n, n > 1 ? "s" : "", peak / 1e9, fit.rate / 1e9, h.efficiency, fit.overhead * 1e6, b1, small.pass, b2,
+      large.pass, together, units, node, large.update * 1e3, params, bandwidth / 1e9, link.latency * 1e6,
+      link.bandwidth / 1e9, handoff * 1e6);
+  return c;
+}
+
+}  // namespace dtrain

@@ -1,0 +1,50 @@
+// `dtrain profile CONFIG --write-hardware FILE`: measures, on the ranks it
+// runs on, what the planner's Hardware needs and returns it, ready for
+// write_calibrated_toml (parallel/calibration.h) and `--hardware FILE`:
+//   - one core's sgemm peak (rank 0 alone, the others waiting as a pipeline's
+//     idle stages wait);
+//   - the config's model trained by one rank alone at two micro-batch sizes
+//     (one-member groups, tp = pp = dp = 1): the FLOP rate its layers achieve
+//     and the fixed time per layer pass (fit_compute), the optimizer step
+//     (fit_memory_bandwidth);
+//   - the same at once on every rank: how many compute units the node's ranks
+//     share (fit_compute_units: 4 ranks on 2 cores -> 2);
+//   - all-reduces of 8 bytes and 4 MiB among all ranks (fit_link), and a small
+//     message handed round the ranks one after another: the latency of a
+//     point-to-point message to a rank that is waiting for it (handoff).
+// Collective over `world`: every rank calls it with the same arguments.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "config/config.h"
+#include "core/comm.h"
+#include "parallel/calibration.h"
+#include "parallel/hardware.h"
+
+namespace dtrain {
+
+struct CalibrateOptions {
+  int64_t steps = 6;        // measured steps per compute case (their median counts)
+  int64_t warmup = 2;       // steps first, not measured
+  int64_t small_batch = 1;  // the two micro-batch sizes of the compute fit
+  int64_t large_batch = 0;  // 0 = max(8, the config's train.micro_batch)
+  int ranks_per_node = 0;   // ranks on this node (0 = all of them)
+  int cores = 0;            // this node's cores, for the report (0 = unknown)
+  double node_memory_bytes = 0;  // physical memory of the node (0 = unknown: 1 GiB per rank)
+  std::string config_path;  // for the description
+  std::string name = "calibrated";
+};
+
+struct Calibration {
+  Hardware hardware;
+  CalibrationTable table;  // the raw measurements, for the file's [calibration]
+  std::string summary;     // a few lines for the terminal
+};
+
+// Throws RuntimeError when a measurement makes no sense (a larger micro-batch
+// faster than a smaller one), ConfigError for a config that cannot train.
+Calibration calibrate_hardware(const Config& cfg, Communicator& world, const CalibrateOptions& options);
+
+}  // namespace dtrain

@@ -1,0 +1,86 @@
+// Calibration's fits (parallel/calibration.h) against hand-computed cases:
+// each one inverts the cost model's formula for made-up hardware, and a
+// calibrated hardware file reads back as written.
+#include <doctest/doctest.h>
+
+#include "core/error.h"
+#include "parallel/calibration.h"
+#include "parallel/cost_model.h"
+#include "parallel/hardware.h"
+
+using namespace dtrain;
+
+TEST_CASE("fit_compute: rate and per-layer overhead from two micro-batch sizes") {
+  // 7 layers, 2 GFLOP per sample, 100 GFLOP/s, 50 us per layer pass:
+  // t(b) = 2 x 7 x 50 us + b x 20 ms.
+  const double t1 = 14 * 50e-6 + 1 * 0.02, t16 = 14 * 50e-6 + 16 * 0.02;
+  const ComputeFit fit = fit_compute(2e9, 7, 1, t1, 16, t16);
+  CHECK(fit.rate == doctest::Approx(1e11));
+  CHECK(fit.overhead == doctest::Approx(50e-6));
+  // No fixed time: overhead 0, never negative.
+  CHECK(fit_compute(2e9, 7, 1, 0.02, 16, 0.32).overhead == doctest::Approx(0).epsilon(1e-9));
+  CHECK(fit_compute(2e9, 7, 1, 0.019, 16, 0.32).overhead == 0);
+  // The larger micro-batch not slower: cannot be fitted, said so.
+  CHECK_THROWS_AS(fit_compute(2e9, 7, 1, 0.3, 16, 0.2), RuntimeError);
+}
+
+TEST_CASE("fit_link: latency and bandwidth from a small and a large all-reduce") {
+  for (int n : {2, 4, 8}) {
+    CAPTURE(n);
+    const Link truth{2e9, 5e-6};
+    // The cost model's own times (tree wins the small one, ring the large).
+    const double small = all_reduce_seconds(8, n, truth), big = all_reduce_seconds(4 << 20, n, truth);
+    const Link l = fit_link(n, 8, small, 4 << 20, big);
+    CHECK(l.latency == doctest::Approx(truth.latency).epsilon(0.01));
+    CHECK(l.bandwidth == doctest::Approx(truth.bandwidth).epsilon(0.01));
+  }
+  // 4 ranks: 4 tree steps of 5 us = 20 us; 4 MiB by ring: 6 x 5 us + 1.5 x 4 MiB / 2 GB/s.
+  const Link l = fit_link(4, 8, 20e-6, 4 << 20, 30e-6 + 1.5 * (4 << 20) / 2e9);
+  CHECK(l.latency == doctest::Approx(5e-6));
+  CHECK(l.bandwidth == doctest::Approx(2e9));
+}
+
+TEST_CASE("fit_compute_units and fit_memory_bandwidth") {
+  CHECK(fit_compute_units(4, 1.0, 2.0) == 2);   // 4 ranks, twice as slow together: 2 cores
+  CHECK(fit_compute_units(4, 1.0, 1.1) == 4);   // barely slower: one each
+  CHECK(fit_compute_units(4, 1.0, 1.5) == 3);   // 4 / 1.5 = 2.67 -> 3
+  CHECK(fit_compute_units(4, 1.0, 9.0) == 1);   // never fewer than one
+  CHECK(fit_compute_units(2, 1.0, 0.5) == 2);   // never more than the ranks
+  Workload w;  // fp32 AdamW: 28 bytes of update + 2 x 4 (zeroing, norm) per parameter
+  CHECK(fit_memory_bandwidth(1e6, 1e-3, w) == doctest::Approx(36e9));
+  w.optimizer = "sgd";
+  w.momentum = false;  // 12 + 8 = 20 bytes
+  CHECK(fit_memory_bandwidth(1e6, 1e-3, w) == doctest::Approx(20e9));
+}
+
+TEST_CASE("a calibrated hardware file reads back as written, its [calibration] table ignored") {
+  Hardware h = load_hardware("cpu-local");
+  h.name = "measured";
+  h.description = "a \"quoted\" test";
+  h.peak_fp32 = 123.456e9;
+  h.efficiency = 0.8765;
+  h.layer_overhead = 123.5e-6;
+  h.compute_units = 2;
+  h.handoff_latency = 7.25e-6;
+  h.intra = {3.5e9, 4.25e-6};
+  const std::string text = write_calibrated_toml(h, {{"ranks", "4"}, {"pass_seconds_alone", "[0.02, 0.3]"},
+                                                     {"command", "\"dtrain profile x.toml\""}});
+  CHECK(text.find("[calibration]") != std::string::npos);
+  const Hardware r = parse_hardware_toml(text, "file.toml");
+  CHECK(r.name == "measured");
+  CHECK(r.description == h.description);
+  CHECK(r.peak_fp32 == doctest::Approx(h.peak_fp32));
+  CHECK(r.efficiency == doctest::Approx(h.efficiency));
+  CHECK(r.layer_overhead == doctest::Approx(h.layer_overhead));
+  CHECK(r.memory_bandwidth == doctest::Approx(h.memory_bandwidth));
+  CHECK(r.compute_units == 2);
+  CHECK(r.devices_per_node == h.devices_per_node);
+  CHECK(r.handoff_latency == doctest::Approx(h.handoff_latency));
+  CHECK(r.intra.bandwidth == doctest::Approx(3.5e9));
+  CHECK(r.intra.latency == doctest::Approx(4.25e-6));
+  CHECK(r.overlap == doctest::Approx(h.overlap));
+  // A negative handoff is refused like any other negative latency.
+  std::string bad = text;
+  bad.replace(bad.find("handoff_us = 7.25"), 17, "handoff_us = -1  ");
+  CHECK_THROWS_AS(parse_hardware_toml(bad, "bad.toml"), ConfigError);
+}
