@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "kernels/cpu/gemm.h"
 #include "parallel/layout.h"
 #include "parallel/model_profile.h"
 #include "train/profiler.h"
@@ -75,6 +76,13 @@ double max_over_ranks(Communicator& world, double x) {
   return t.data<double>()[0];
 }
 
+double sum_over_ranks(Communicator& world, double x) {
+  Tensor t = Tensor::zeros(Shape{1}, DType::f64);
+  t.data<double>()[0] = x;
+  world.all_reduce(t, ReduceOp::sum)->wait();
+  return t.data<double>()[0];
+}
+
 // Seconds per all-reduce of `bytes` among the world (the median of rounds of `reps`).
 double all_reduce_time(Communicator& world, double bytes, int reps) {
   const int64_t n = std::max<int64_t>(1, static_cast<int64_t>(bytes / 4));
@@ -132,6 +140,8 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
   const int64_t b1 = o.small_batch, b2 = o.large_batch > 0 ? o.large_batch : std::max<int64_t>(8, cfg.train.micro_batch);
 
   // 1. Rank 0 alone; the others wait in a barrier as idle pipeline stages wait.
+  // Threads as the trainer will set them (train.threads), for the sgemm too.
+  cpu::set_num_threads(static_cast<int>(cfg.train.threads));
   double peak = 0;
   StepSplit small, large;
   if (me == 0) {
@@ -153,10 +163,16 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
   const double bandwidth = fit_memory_bandwidth(params, large.update, w);
 
   // 2. Every rank at once: the node's ranks share how many compute units?
+  // The mean over the ranks, the better of two tries: where ranks outnumber
+  // cores, the scheduler's first placement of them is sometimes uneven.
   double together = large.pass;
   if (n > 1) {
-    world.barrier()->wait();
-    together = max_over_ranks(world, time_one_process(cfg, b2, o).pass);
+    together = 0;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      world.barrier()->wait();
+      const double mean = sum_over_ranks(world, time_one_process(cfg, b2, o).pass) / n;
+      together = attempt == 0 ? mean : std::min(together, mean);
+    }
   }
   const int units = fit_compute_units(node, large.pass, together);
 

@@ -130,6 +130,9 @@ def main():
     load_end = os.getloadavg()
     predicted = [c["step_seconds"] for c in cands]
     median = [sorted(s)[len(s) // 2] for s in steps_seen]
+    best_run = [min(r) for r in round_medians]  # the run whose ranks the scheduler placed best
+    rho_best_run = spearman(predicted, best_run)
+    slow_runs = sum(1 for r, b in zip(round_medians, best_run) for x in r if x > 1.5 * b)
     rho_best = spearman(predicted, best)
     rho_median = spearman(predicted, median)
     measured_rank = ranks_of(median)
@@ -155,6 +158,8 @@ def main():
     rho_layout_mid = spearman(lp_mid, lm_mid)
     lm_best = [min(median[i] for i in groups[k]) for k in layouts]
     rho_layout_best = spearman(lp, lm_best)
+    lb = [best_run[first[k]] for k in layouts]
+    rho_layout_run = spearman(lp, lb)
     spreads = sorted(max(r) / min(r) for r in round_medians if len(r) > 1)
     spread_mid = mid(spreads) if spreads else 1.0
     ordered = sorted(lm)
@@ -182,7 +187,8 @@ def main():
         (f"Every layout `dtrain plan --runnable` lists for {args.ranks} ranks ({len(cands)} of them"
          if len(cands) == total else
          f"Of the {total} layouts `dtrain plan --runnable` lists for {args.ranks} ranks, {len(cands)}: per (dp, tp, pp) "
-         f"the variant predicted fastest and up to {args.per_layout - 1} more spread over the rest in predicted order") +
+         f"the variant predicted fastest" + (f" and up to {args.per_layout - 1} more spread over the rest in predicted order"
+                                            if args.per_layout > 1 else "")) +
         f" (dp x tp x pp, micro-batch size x count, ZeRO stage, schedule), each trained for {args.steps} steps under "
         f"`mpirun -np {args.ranks}` (one thread per rank) in each of {args.rounds} rounds, in a different order each "
         f"round. Measured = the median step over all rounds (each run's first step left out); fastest = the fastest "
@@ -195,33 +201,38 @@ def main():
         f"{time.time() - t0:.0f} s in all.",
         "",
         f"**Per (dp, tp, pp) layout, Spearman {rho_layout:.3f}** over {len(layouts)} layouts (each layout's variant "
-        f"predicted fastest: its predicted vs its measured time; vs the layout's fastest measured variant "
-        f"{rho_layout_best:.3f}; median over the measured variants, predicted vs measured, {rho_layout_mid:.3f}).",
+        f"predicted fastest: its predicted vs its measured median step; {rho_layout_run:.3f} against its best run's "
+        f"median; vs the layout's fastest measured variant {rho_layout_best:.3f}; median over the measured variants, "
+        f"predicted vs measured, {rho_layout_mid:.3f}).",
         "",
-        f"**Over all {len(cands)} candidates, Spearman {rho_median:.3f}** (median step; vs the fastest step: "
-        f"{rho_best:.3f}); the predicted best is measured #{measured_rank[0]:.0f} of {len(cands)}; the measured best "
-        f"is predicted #{ranks_of(predicted)[median.index(min(median))]:.0f}.",
+        f"**Over all {len(cands)} candidates, Spearman {rho_median:.3f}** (median step; against each candidate's best "
+        f"run's median {rho_best_run:.3f}; against the fastest step {rho_best:.3f}); the predicted best is measured "
+        f"#{measured_rank[0]:.0f} of {len(cands)}; the measured best is predicted "
+        f"#{ranks_of(predicted)[median.index(min(median))]:.0f}.",
         "",
         f"Noise floor: a candidate's per-round medians lie {spread_mid:.2f}x apart (max / min; the median over "
         f"candidates, worst {spreads[-1] if spreads else 1:.2f}x)"
         + (f"; {len(twins)} pairs that run identical operations (one micro-batch, 1F1B vs GPipe) measured "
            f"{', '.join(f'{x:.2f}x' for x in twins)} apart" if twins else "")
+        + f". {slow_runs} of {sum(len(r) for r in round_medians)} runs were slower than 1.5x their candidate's best "
+        f"run (where ranks outnumber cores, the scheduler's placement of the ranks on cores persists through a run "
+        f"and is sometimes a bad one)"
         + f". Neighbouring layouts in measured order lie {', '.join(f'{x:.2f}x' for x in gaps)} apart; predicted "
         f"times span {min(predicted):.3f}-{max(predicted):.3f} s.",
         "",
-        "| layout | variants | predicted s (planner's variant) | measured s (same variant) | measured s (fastest variant) | predicted s (median) | measured s (median) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ] + [f"| dp={k[0]} tp={k[1]} pp={k[2]} | {len(groups[k])} | {p:.4f} | {m:.4f} | {mb:.4f} | {pm:.4f} | {mm:.4f} |"
-         for k, p, m, mb, pm, mm in sorted(zip(layouts, lp, lm, lm_best, lp_mid, lm_mid), key=lambda x: x[1])] + [
+        "| layout | variants | predicted s (planner's variant) | measured s (same variant) | best run s (same variant) | measured s (fastest variant) | predicted s (median) | measured s (median) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ] + [f"| dp={k[0]} tp={k[1]} pp={k[2]} | {len(groups[k])} | {p:.4f} | {m:.4f} | {br:.4f} | {mb:.4f} | {pm:.4f} | {mm:.4f} |"
+         for k, p, m, br, mb, pm, mm in sorted(zip(layouts, lp, lm, lb, lm_best, lp_mid, lm_mid), key=lambda x: x[1])] + [
         "",
         "Every candidate, in predicted order:",
         "",
-        "| pred. # | layout (dp tp pp \\| mb x m \\| ZeRO \\| schedule) | predicted s | measured s | meas. # | fastest s | measured / predicted |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        "| pred. # | layout (dp tp pp \\| mb x m \\| ZeRO \\| schedule) | predicted s | measured s | meas. # | per-round medians s | fastest s | measured / predicted |",
+        "|---:|---|---:|---:|---:|---|---:|---:|",
     ]
     for i, c in enumerate(cands):
         lines.append(f"| {i + 1} | {name(c)} | {predicted[i]:.4f} | {median[i]:.4f} | {measured_rank[i]:.0f} | "
-                     f"{best[i]:.4f} | {median[i] / predicted[i]:.2f} |")
+                     f"{' '.join(f'{x:.3f}' for x in round_medians[i])} | {best[i]:.4f} | {median[i] / predicted[i]:.2f} |")
     text = "\n".join(lines) + "\n"
     with open(os.path.join(ROOT, args.out), "w") as f:
         f.write(text)
