@@ -189,9 +189,9 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
 
   std::string txt;
   auto line = [&](const std::string& s) { txt += s + "\n"; };
-  line(fmt::format("profile {}: {} model, layout {} on {} ranks, {} measured steps after {} warm-up, {} thread{} per rank",
+  line(fmt::format("profile {}: {} model, layout {} on {} ranks, {} measured steps after {} warm-up, {} thread{} per rank, {} sgemm",
                    o.config_path, cfg.model.type, g.layout.str(), world_size, o.steps, o.warmup, cpu::num_threads(),
-                   cpu::num_threads() == 1 ? "" : "s"));
+                   cpu::num_threads() == 1 ? "" : "s", cpu::gemm_backend_name()));
   line(fmt::format("step {:.2f} ms (slowest rank) | {:.0f} {} | {:.4f} GFLOP per step | MFU {:.2f}% of {} x {:.1f} GFLOP/s ({})",
                    1e3 * slowest, items_per_second, unit, at(0, kModelFlops) / 1e9, 100 * mfu, world_size,
                    peak_sum / world_size, measured_peak ? "sgemm 1024^3 measured per rank" : "--peak-gflops"));

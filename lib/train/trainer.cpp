@@ -411,10 +411,11 @@ TrainSummary Trainer::run(const RunOptions& opts) {
   const char* unit = classifier ? "img/s" : "tok/s";
   const Cost cost = describe_model(cfg_.model, seq_len_)->cost(t.micro_batch);
   log(fmt::format("model {}: {:.2f}M parameters, {:.2f} GFLOP per step; batch {} = {} x {} "
-                  "micro-batches x {} dp; {} threads per rank; output {}",
+                  "micro-batches x {} dp; {} threads per rank, {} sgemm; output {}",
                   cfg_.model.type, static_cast<double>(cost.params) / 1e6,
                   (cost.fwd_flops + cost.bwd_flops) * static_cast<double>(t.global_batch / t.micro_batch) / 1e9,
-                  t.global_batch, t.micro_batch, t.grad_accum, g_.layout.dp, cpu::num_threads(), out));
+                  t.global_batch, t.micro_batch, t.grad_accum, g_.layout.dp, cpu::num_threads(),
+                  cpu::gemm_backend_name(), out));
   if (g_.layout.world() > 1) {
     std::string stages;
     for (size_t s = 0; s + 1 < bounds_.size(); ++s) stages += fmt::format(" [{}, {})", bounds_[s], bounds_[s + 1]);
