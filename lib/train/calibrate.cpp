@@ -224,6 +224,8 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
       {"layers", std::to_string(layers)},
       {"params", num(params)},
       {"sgemm_gflops", num(peak / 1e9)},
+      {"sgemm_backend", fmt::format("\"{}\"", cpu::gemm_backend_name())},
+      {"threads_per_rank", std::to_string(cpu::num_threads())},
       {"micro_batches", fmt::format("[{}, {}]", b1, b2)},
       {"pass_seconds_alone", fmt::format("[{}, {}]", num(small.pass), num(large.pass))},
       {"pass_seconds_together", num(together)},
@@ -233,11 +235,11 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
       {"handoff_hop_seconds", num(handoff + link.latency)},
   };
   c.summary = fmt::format(
-      "calibrated on {} rank{}: sgemm {:.1f} GFLOP/s; layers {:.1f} GFLOP/s (efficiency {:.2f}), {:.1f} us per layer "
+      "calibrated on {} rank{}: sgemm ({}) {:.1f} GFLOP/s; layers {:.1f} GFLOP/s (efficiency {:.2f}), {:.1f} us per layer "
       "pass (micro-batch {}: {:.4f} s, {}: {:.4f} s alone, {:.4f} s with every rank at once -> {} compute units for {} "
       "ranks); update {:.2f} ms for {:.3g} parameters ({:.2f} GB/s); all-reduce {:.1f} us per step, {:.2f} GB/s; "
       "hand-over {:.1f} us more than a step",
-      n, n > 1 ? "s" : "", peak / 1e9, fit.rate / 1e9, h.efficiency, fit.overhead * 1e6, b1, small.pass, b2,
+      n, n > 1 ? "s" : "", cpu::gemm_backend_name(), peak / 1e9, fit.rate / 1e9, h.efficiency, fit.overhead * 1e6, b1, small.pass, b2,
       large.pass, together, units, node, large.update * 1e3, params, bandwidth / 1e9, link.latency * 1e6,
       link.bandwidth / 1e9, handoff * 1e6);
   return c;

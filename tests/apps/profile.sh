@@ -83,7 +83,7 @@ python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); o=p["dp_overlap"]; 
 # Calibration: a hardware file measured on 2 ranks (and on one), which plan reads back.
 expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" profile "$WORK/tiny.toml" --write-hardware "$WORK/cal.toml" \
   --steps 3 --warmup 1 --set train.threads=1 --set train.micro_batch=32
-grep -q "^calibrated on 2 ranks: .* GFLOP/s" "$WORK/out" || { cat "$WORK/out"; fail "calibration: no summary"; }
+grep -q "^calibrated on 2 ranks: sgemm (.*) .* GFLOP/s" "$WORK/out" || { cat "$WORK/out"; fail "calibration: no summary"; }
 grep -q "^wrote $WORK/cal.toml" "$WORK/out" || fail "calibration: file not reported"
 python3 - "$WORK/cal.toml" <<'PY' || { cat "$WORK/cal.toml"; fail "calibration: the file's numbers"; }
 import sys, tomllib
