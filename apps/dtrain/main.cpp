@@ -267,6 +267,9 @@ int main(int argc, char** argv) {
       return std::make_unique<dtrain::Trainer>(cfg, dtrain::mesh_groups(*mesh), print_line, options);
     };
     if (profile->parsed() && !hardware_out.empty()) {  // --- calibration (train/calibrate.h)
+      std::string command = fmt::format("mpirun -np {} dtrain profile {}", world_size, config_path);
+      for (const std::string& o : overrides) command += " --set " + o;
+      command += " --write-hardware " + hardware_out;
       overrides.push_back("parallel.mode=manual");  // the ranks measure alone and together, not in a layout
       overrides.push_back("parallel.dp=" + std::to_string(world_size));
       overrides.push_back("parallel.tp=1");
@@ -280,6 +283,7 @@ int main(int argc, char** argv) {
       copts.cores = static_cast<int>(std::thread::hardware_concurrency());
       copts.node_memory_bytes = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
       copts.config_path = config_path;
+      copts.command = command;
       copts.name = hardware_out_name.empty() ? std::filesystem::path(hardware_out).stem().string() : hardware_out_name;
       shared_failure = false;
       const dtrain::Calibration cal = dtrain::calibrate_hardware(cfg, cmesh.world(), copts);

@@ -61,32 +61,34 @@ Hardware a100_80gb() {
   return h;
 }
 
-// Calibrated on this project's 2-core x86 machine run as 4 one-thread ranks
-// (mpirun --oversubscribe) with tools/bench/calibrate_cpu.py. The machine is
-// shared with other jobs, so every figure is a best case over rounds: one
-// core's sgemm 85-125 GFLOP/s, one process training configs/gpt.toml 73-106
-// GFLOP/s, the AdamW step about 4 ms for 0.84M parameters, comm_bench -np 4
-// 10-19 us per ring step and 1-1.7 GB/s. Four ranks share the two cores: a
-// rank computes at a whole core's rate while the others wait (they yield),
-// the two cores bound them together (compute_units). tools/bench/plan_results.md
-// compares the predictions with measurements.
+// This project's 2-core x86 machine as 4 one-thread ranks (mpirun
+// --oversubscribe), as `dtrain profile --write-hardware` measured it
+// (tools/bench/plan_hardware.toml; the command is in
+// tools/bench/plan_results.md): one core's sgemm (dtrain's AVX-512 kernel)
+// 242 GFLOP/s, the layers of configs/gpt.toml at n_embd = 256 193 GFLOP/s,
+// 145 us per layer pass, the update at 54 GB/s, 2 compute units for the 4
+// ranks (each computes at a whole core's rate while others wait; the two
+// cores bound them together), all-reduce steps of 4.6 us at 4 GB/s, no
+// hand-over cost beyond that. tools/bench/plan_results.md compares the
+// predictions with measurements.
 Hardware cpu_local() {
   Hardware h;
   h.name = "cpu-local";
   h.description =
       "this 2-core CPU machine as 4 one-thread MPI ranks sharing its cores, over shared memory "
-      "(tools/bench/calibrate_cpu.py)";
+      "(dtrain profile --write-hardware: tools/bench/plan_hardware.toml)";
   h.memory_bytes = 24 * kGiB / 4;
   h.usable_memory_fraction = 0.8;
-  h.peak_fp32 = 100 * kG;
+  h.peak_fp32 = 242 * kG;
   h.peak_bf16 = 0;
-  h.efficiency = 0.85;
-  h.memory_bandwidth = 7.5 * kG;
-  h.layer_overhead = 0;
+  h.efficiency = 0.8;
+  h.memory_bandwidth = 54 * kG;
+  h.layer_overhead = 145 * kUs;
   h.devices_per_node = 4;
   h.compute_units = 2;
-  h.intra = {1.2 * kG, 15 * kUs};
-  h.inter = {1.2 * kG, 15 * kUs};
+  h.handoff_latency = 0;
+  h.intra = {4.0 * kG, 4.6 * kUs};
+  h.inter = {4.0 * kG, 4.6 * kUs};
   h.overlap = 0.5;
   return h;
 }

@@ -122,6 +122,12 @@ double handoff_time(Communicator& world, int laps) {
   return median(rounds);
 }
 
+std::string toml_string(const std::string& text) {
+  std::string out = "\"";
+  for (char ch : text) out += ch == '"' || ch == '\\' ? std::string("\\") + ch : std::string(1, ch);
+  return out + "\"";
+}
+
 std::string num(double x) { return fmt::format("{:.6g}", x); }
 
 }  // namespace
@@ -216,7 +222,7 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
   h.overlap = units < node ? 0.5 : 1.0;
 
   c.table = {
-      {"command", fmt::format("\"dtrain profile {} --write-hardware (on {} ranks)\"", o.config_path, n)},
+      {"command", toml_string(o.command.empty() ? "dtrain profile " + o.config_path + " --write-hardware" : o.command)},
       {"ranks", std::to_string(n)},
       {"ranks_per_node", std::to_string(node)},
       {"cores", std::to_string(o.cores)},
@@ -224,7 +230,7 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
       {"layers", std::to_string(layers)},
       {"params", num(params)},
       {"sgemm_gflops", num(peak / 1e9)},
-      {"sgemm_backend", fmt::format("\"{}\"", cpu::gemm_backend_name())},
+      {"sgemm_backend", toml_string(cpu::gemm_backend_name())},
       {"threads_per_rank", std::to_string(cpu::num_threads())},
       {"micro_batches", fmt::format("[{}, {}]", b1, b2)},
       {"pass_seconds_alone", fmt::format("[{}, {}]", num(small.pass), num(large.pass))},

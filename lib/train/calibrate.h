@@ -34,6 +34,7 @@ struct CalibrateOptions {
   int cores = 0;            // this node's cores, for the report (0 = unknown)
   double node_memory_bytes = 0;  // physical memory of the node (0 = unknown: 1 GiB per rank)
   std::string config_path;  // for the description
+  std::string command;      // how the calibration was run, for the file's [calibration] table
   std::string name = "calibrated";
 };
 

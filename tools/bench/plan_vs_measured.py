@@ -181,7 +181,8 @@ def main():
         "```sh",
         "tools/bench/plan_vs_measured.py " + " ".join(
             [f"--config {args.config}", f"--ranks {args.ranks}", f"--hardware {args.hardware}"] +
-            [f"--set {s}" for s in args.sets] + [f"--rounds {args.rounds}", f"--steps {args.steps}"]),
+            [f"--set {s}" for s in args.sets] + [f"--rounds {args.rounds}", f"--steps {args.steps}"] +
+            ([f"--per-layout {args.per_layout}"] if args.per_layout else [])),
         "```",
         "",
         (f"Every layout `dtrain plan --runnable` lists for {args.ranks} ranks ({len(cands)} of them"
