@@ -160,13 +160,13 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
   peak = from_rank0(world, peak);
   small.pass = from_rank0(world, small.pass);
   large.pass = from_rank0(world, large.pass);
-  large.update = from_rank0(world, std::min(large.update, small.update > 0 ? small.update : large.update));
+  const double update = from_rank0(world, std::min(small.update, large.update));  // it does not depend on b
   const ComputeFit fit = fit_compute(flops, layers, static_cast<double>(b1), small.pass, static_cast<double>(b2),
                                      large.pass);
   Workload w;
   w.optimizer = cfg.optim.name;
   w.momentum = cfg.optim.momentum > 0;
-  const double bandwidth = fit_memory_bandwidth(params, large.update, w);
+  const double bandwidth = fit_memory_bandwidth(params, update, w);
 
   // 2. Every rank at once: the node's ranks share how many compute units?
   // The mean over the ranks, the better of two tries: where ranks outnumber
@@ -235,7 +235,7 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
       {"micro_batches", fmt::format("[{}, {}]", b1, b2)},
       {"pass_seconds_alone", fmt::format("[{}, {}]", num(small.pass), num(large.pass))},
       {"pass_seconds_together", num(together)},
-      {"update_seconds", num(large.update)},
+      {"update_seconds", num(update)},
       {"all_reduce_seconds", fmt::format("[{}, {}]", num(ar_small), num(ar_big))},
       {"all_reduce_bytes", fmt::format("[{}, {}]", num(kSmall), num(kBig))},
       {"handoff_hop_seconds", num(handoff + link.latency)},
@@ -246,7 +246,7 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
       "ranks); update {:.2f} ms for {:.3g} parameters ({:.2f} GB/s); all-reduce {:.1f} us per step, {:.2f} GB/s; "
       "hand-over {:.1f} us more than a step",
       n, n > 1 ? "s" : "", cpu::gemm_backend_name(), peak / 1e9, fit.rate / 1e9, h.efficiency, fit.overhead * 1e6, b1, small.pass, b2,
-      large.pass, together, units, node, large.update * 1e3, params, bandwidth / 1e9, link.latency * 1e6,
+      large.pass, together, units, node, update * 1e3, params, bandwidth / 1e9, link.latency * 1e6,
       link.bandwidth / 1e9, handoff * 1e6);
   return c;
 }
