@@ -7,7 +7,7 @@
 // slice of K, op(B) is packed into NR-wide micro-panels (k-major) that stay in
 // L2/L1; for each MC-tall row block op(A) is packed into MR-tall micro-panels;
 // the micro-kernel keeps an MR x NR tile of C in 24 zmm registers and streams
-// one packed row of B (3 zmm) and MR broadcasts of A per k. Edges are handled
+// one packed row of B (NR / 16 zmm) and MR broadcasts of A per k. Edges are handled
 // by zero-padding the panels and masking the loads and stores of C, so every
 // tile runs the same kernel. The threads split C into a grid of blocks, each
 // with its own packing buffers.
@@ -225,9 +225,14 @@ struct Buffers {
   float* pb = nullptr;
   Buffers(int64_t m, int64_t n, int64_t k) {
     const int64_t kc = min64(kKC, k);
-    const int64_t mc = ceil_div(min64(Tl::kMC, m), Tl::kMR) * Tl::kMR, nc = ceil_div(min64(Tl::kNC, n), Tl::kNR) * Tl::kNR;
-    pa = static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>(mc * kc) * sizeof(float)));
-    pb = static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>(nc * kc) * sizeof(float)));
+    const int64_t mc = ceil_div(min64(Tl::kMC, m), Tl::kMR) * Tl::kMR;
+    const int64_t nc = ceil_div(min64(Tl::kNC, n), Tl::kNR) * Tl::kNR;
+    pa = alloc(mc * kc);
+    pb = alloc(nc * kc);
+  }
+  static float* alloc(int64_t floats) {  // aligned_alloc wants a multiple of the alignment
+    const size_t bytes = static_cast<size_t>(ceil_div(floats * int64_t(sizeof(float)), 64) * 64);
+    return static_cast<float*>(std::aligned_alloc(64, bytes));
   }
   ~Buffers() {
     std::free(pa);
