@@ -3,8 +3,10 @@
 // use (forward, input gradient and weight gradient: NT, NN and TN), with the
 // largest difference between the two results.
 //
-//   sgemm_peak [threads] [reps]
+//   sgemm_peak [threads] [reps] [cold]
 //
+// With "cold", every timing starts from caches flushed by writing 96 MiB, and
+// runs the product once: the weights of a training step come from memory.
 // Each case runs the two backends alternately, `reps` times each, and reports
 // the best and the median GFLOP/s of each; the last column is the median
 // ratio dtrain / OpenBLAS. OpenBLAS runs whatever kernels it chose for this
@@ -17,7 +19,9 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/cpu/gemm.h"
@@ -48,6 +52,8 @@ double median(std::vector<double> v) {
 int main(int argc, char** argv) {
   const int threads = argc > 1 ? std::atoi(argv[1]) : 0;
   const int reps = argc > 2 ? std::atoi(argv[2]) : 7;
+  const bool cold = argc > 3 && std::string(argv[3]) == "cold";
+  std::vector<char> flush(cold ? 96 << 20 : 0);
   dtrain::cpu::set_num_threads(threads);
   const int nt = dtrain::cpu::num_threads();
   const bool have = dtrain::cpu::sgemm_avx512_supported();
@@ -64,14 +70,20 @@ int main(int argc, char** argv) {
       {"124M logits dx", false, false, 256, 768, 50304, false},
       {"124M logits dW", true, false, 50304, 768, 256, false},
       {"small logits fwd (C=256)", false, true, 256, 50304, 256, false},
+      {"small qkv fwd (C=256)", false, true, 256, 768, 256, false},
+      {"small proj fwd", false, true, 256, 256, 256, false},
+      {"small fc2 fwd", false, true, 256, 256, 1024, false},
+      {"small fc dx", false, false, 256, 256, 1024, false},
+      {"small fc dW", true, false, 1024, 256, 256, false},
       {"attention q k^T (1 thread)", false, true, 64, 64, 64, true},
       {"attention p v (1 thread)", false, false, 64, 64, 64, true},
       {"CNN conv2 fwd (1 thread)", false, false, 16, 784, 144, true},
       {"CNN conv3 dW (1 thread)", false, true, 32, 288, 196, true},
   };
   const char* core = openblas_get_corename ? openblas_get_corename() : nullptr;
-  std::printf("threads %d, OpenBLAS kernels %s, AVX-512 kernel %s, best and median of %d\n", nt,
-              core ? core : "?", have ? "available" : "NOT available on this CPU", reps);
+  std::printf("threads %d, OpenBLAS kernels %s, AVX-512 kernel %s, best and median of %d%s\n", nt,
+              core ? core : "?", have ? "available" : "NOT available on this CPU", reps,
+              cold ? ", caches flushed before each product" : "");
   std::printf("%-28s %2s %6s %6s %6s | %9s %9s | %9s %9s | %6s %8s\n", "case", "op", "m", "n", "k",
               "blas best", "median", "dtrain", "median", "ratio", "max diff");
   std::mt19937 rng(7);
@@ -83,18 +95,24 @@ int main(int argc, char** argv) {
     for (float& v : a) v = u(rng);
     for (float& v : b) v = u(rng);
     const double flops = 2.0 * c.m * c.n * c.k;
-    const int inner = std::max(1, static_cast<int>(2e8 / flops));  // ~0.5 ms per timing at least
+    int r_flush = 1;
+    const int inner = cold ? 1 : std::max(1, static_cast<int>(2e8 / flops));  // ~0.5 ms per timing at least
+    auto evict = [&] {
+      if (cold) std::memset(flush.data(), r_flush++ & 0xFF, flush.size());
+    };
     const int use = c.single ? 1 : nt;
     std::vector<double> tb, td;
     for (int r = 0; r < reps; ++r) {
       omp_set_num_threads(use);
       openblas_set_num_threads(use);
+      evict();
       auto t0 = std::chrono::steady_clock::now();
       for (int i = 0; i < inner; ++i)
         cblas_sgemm(CblasRowMajor, c.ta ? CblasTrans : CblasNoTrans, c.tb ? CblasTrans : CblasNoTrans,
                     c.m, c.n, c.k, 1.f, a.data(), ac, b.data(), bc, 0.f, c0.data(), c.n);
       tb.push_back(flops * inner / seconds_since(t0) / 1e9);
       if (!have) continue;
+      evict();
       t0 = std::chrono::steady_clock::now();
       for (int i = 0; i < inner; ++i)
         dtrain::cpu::sgemm_avx512(c.ta, c.tb, c.m, c.n, c.k, 1.f, a.data(), ac, b.data(), bc, 0.f,

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/rng.h"
+#include "kernels/cpu/ops.h"
 
 namespace dtrain {
 
@@ -175,6 +176,12 @@ void ParamStore::share(const ParamStore& owner) {
 void ParamStore::initialize(uint64_t seed) {
   for (auto& p : params_)
     dispatch_float(p->value.dtype(), [&](auto t) { fill<decltype(t)>(*p, seed); });
+}
+
+void ParamStore::zero_grads() {
+  if (!grads_.defined() || grads_.numel() == 0) return;
+  DTRAIN_CHECK(grads_.device().is_cpu(), "zero_grads on {}", grads_.device().str());
+  cpu::zero_bytes(grads_.raw(), grads_.bytes());
 }
 
 }  // namespace dtrain

@@ -98,7 +98,7 @@ class ParamStore {
   Tensor& grads() { return grads_; }      // their gradients, same offsets
   Tensor& buffers() { return buffers_; }  // every non-trainable buffer, flat
   int64_t num_trainable() const { return trainable_numel_; }
-  void zero_grads() { grads_.zero_(); }
+  void zero_grads();  // all threads, one pass
 
   // Re-initialises every parameter and buffer from `seed` (used by allocate).
   void initialize(uint64_t seed);

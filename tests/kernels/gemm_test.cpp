@@ -78,10 +78,13 @@ Check check(const Problem& p, const Data& in, const std::vector<float>& out) {
 
 std::vector<Problem> problems() {
   std::vector<Problem> ps;
-  // Around the 8 x 48 tile and the 192 / 384 / 1536 blocks, and degenerate ones.
-  const int64_t shapes[][3] = {{1, 1, 1},    {7, 47, 5},    {8, 48, 16},   {9, 49, 17},
-                               {17, 97, 33}, {64, 64, 64},  {16, 784, 144}, {33, 5, 400},
-                               {200, 130, 385}, {3, 1600, 20}};
+    // Around both tiles (8 x 48 and 12 x 32: 64 and 256 columns take the
+  // second), the 192 / 288-row, 384-deep and 1024 / 1536-column blocks, and
+  // degenerate ones.
+  const int64_t shapes[][3] = {{1, 1, 1},       {7, 47, 5},     {8, 48, 16},   {9, 49, 17},
+                               {17, 97, 33},    {64, 64, 64},   {13, 33, 31},  {16, 784, 144},
+                               {33, 5, 400},    {200, 130, 385}, {3, 1600, 20}, {290, 256, 70},
+                               {25, 1100, 40}};
   for (const auto& s : shapes)
     for (int t = 0; t < 4; ++t) ps.push_back({bool(t & 1), bool(t & 2), s[0], s[1], s[2], 1.f, 0.f});
   ps.push_back({false, true, 50, 70, 90, 0.5f, 1.f});

@@ -8,6 +8,18 @@
 
 namespace dtrain::cpu {
 
+void zero_bytes(void* x, int64_t bytes) {
+  char* p = static_cast<char*>(x);
+  constexpr int64_t kPerThread = int64_t(1) << 20;  // below 1 MiB a team costs more than it saves
+  const int team = static_cast<int>(std::clamp<int64_t>(bytes / kPerThread, 1, omp_get_max_threads()));
+#pragma omp parallel num_threads(team) if (team > 1)
+  {
+    const int64_t nt = omp_get_num_threads(), id = omp_get_thread_num();
+    const int64_t lo = bytes * id / nt, hi = bytes * (id + 1) / nt;
+    std::memset(p + lo, 0, static_cast<size_t>(hi - lo));
+  }
+}
+
 template <class T>
 void broadcast_rows(const T* b, int64_t n, int64_t m, T* y) {
 #pragma omp parallel for schedule(static)

@@ -1,6 +1,6 @@
 // dtrain's own single-precision GEMM for CPUs with AVX-512 (BLIS/Goto
-// structure: packed panels of A and B sized for the caches, an 8 x 48
-// register-blocked micro-kernel, the threads splitting C into blocks).
+// structure: packed panels of A and B sized for the caches, an 8 x 48 or
+// 12 x 32 register-blocked micro-kernel, the threads splitting C into blocks).
 // Row-major, C = alpha * op(A) @ op(B) + beta * C, the cblas_sgemm contract.
 //
 // Why not only OpenBLAS: Debian's OpenBLAS picks its kernels per CPU and can
