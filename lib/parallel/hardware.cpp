@@ -65,10 +65,10 @@ Hardware a100_80gb() {
 // --oversubscribe), as `dtrain profile --write-hardware` measured it
 // (tools/bench/plan_hardware.toml; the command is in
 // tools/bench/plan_results.md): one core's sgemm (dtrain's AVX-512 kernel)
-// 242 GFLOP/s, the layers of configs/gpt.toml at n_embd = 256 193 GFLOP/s,
-// 145 us per layer pass, the update at 54 GB/s, 2 compute units for the 4
+// 243 GFLOP/s, the layers of configs/gpt.toml at n_embd = 256 208 GFLOP/s,
+// 347 us per layer pass, the update at 55 GB/s, 2 compute units for the 4
 // ranks (each computes at a whole core's rate while others wait; the two
-// cores bound them together), all-reduce steps of 4.6 us at 4 GB/s, no
+// cores bound them together), all-reduce steps of 4.1 us at 5.3 GB/s, no
 // hand-over cost beyond that. tools/bench/plan_results.md compares the
 // predictions with measurements.
 Hardware cpu_local() {
@@ -79,16 +79,16 @@ Hardware cpu_local() {
       "(dtrain profile --write-hardware: tools/bench/plan_hardware.toml)";
   h.memory_bytes = 24 * kGiB / 4;
   h.usable_memory_fraction = 0.8;
-  h.peak_fp32 = 242 * kG;
+  h.peak_fp32 = 243 * kG;
   h.peak_bf16 = 0;
-  h.efficiency = 0.8;
-  h.memory_bandwidth = 54 * kG;
-  h.layer_overhead = 145 * kUs;
+  h.efficiency = 0.86;
+  h.memory_bandwidth = 55 * kG;
+  h.layer_overhead = 347 * kUs;
   h.devices_per_node = 4;
   h.compute_units = 2;
   h.handoff_latency = 0;
-  h.intra = {4.0 * kG, 4.6 * kUs};
-  h.inter = {4.0 * kG, 4.6 * kUs};
+  h.intra = {5.3 * kG, 4.1 * kUs};
+  h.inter = {5.3 * kG, 4.1 * kUs};
   h.overlap = 0.5;
   return h;
 }
