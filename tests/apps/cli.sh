@@ -40,4 +40,15 @@ expect_err "vocab_size"
 
 # A missing config file.
 expect_exit 2 "$DTRAIN" run "$WORK/absent.toml"
+
+# The sgemm backend: chosen from the CPU, named in the log, forced by
+# DTRAIN_CPU_GEMM; a bad value is one line and exit 2 before training.
+expect_exit 0 env DTRAIN_CPU_GEMM=blas "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=1 --set optim.warmup_steps=0 --out "$WORK/run_blas"
+grep -q "openblas sgemm" "$WORK/out" || fail "DTRAIN_CPU_GEMM=blas: the log does not name openblas"
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=1 --set optim.warmup_steps=0 --out "$WORK/run_auto"
+grep -qE "(dtrain-avx512|openblas) sgemm" "$WORK/out" || fail "the log does not name the sgemm backend"
+expect_exit 2 env DTRAIN_CPU_GEMM=fast "$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/run_bad"
+expect_err "DTRAIN_CPU_GEMM='fast': expected auto, avx512 or blas"
+[ ! -e "$WORK/run_bad/metrics.jsonl" ] || fail "DTRAIN_CPU_GEMM=fast: training started anyway"
+
 echo "cli: ok"

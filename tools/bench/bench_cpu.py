@@ -8,7 +8,9 @@ GFLOP/s; measure it with build/sgemm_peak).
 
 Run from the repository root after tools/setup.sh:
   python3 tools/bench/bench_cpu.py [--rounds 2] [--steps 8] [--warmup 2] [--threads 2]
-With --baseline OTHER_DTRAIN an older build runs in the same rounds too (a before/after column).
+With --baseline OTHER_DTRAIN an older build runs in the same rounds too (a before/after column);
+--baseline-env VAR=VALUE runs the baseline with that variable (e.g. --baseline build/dtrain
+--baseline-env DTRAIN_CPU_GEMM=blas: the same binary on OpenBLAS's sgemm).
 PyTorch runs with Debian's /usr/bin/python3, OMP_WAIT_POLICY=PASSIVE and glibc malloc tunables
 (its best settings on this machine). dtrain runs with the same OMP_WAIT_POLICY=PASSIVE (--omp-env
 to change it for both): libgomp's default spin-waiting is a few percent faster on an idle machine
@@ -38,14 +40,14 @@ CASES = [
 ]
 
 
-def run_dtrain(binary, config, steps, warmup, threads):
+def run_dtrain(binary, config, steps, warmup, threads, extra_env=None):
     with tempfile.TemporaryDirectory() as out:
         cmd = [binary, "run", config, "--out", out, "--set", f"train.steps={steps + warmup}",
                "--set", f"train.threads={threads}", "--set", "train.eval_every=0",
                "--set", "train.eval_batches=1", "--set", "log.every=1000", "--set", "checkpoint.at_end=false",
                "--set", "optim.warmup_steps=0"]  # the CNN config warms up over more steps than run here
-        run = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, **OMP_ENV), capture_output=True,
-                             text=True)
+        run = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, **OMP_ENV, **(extra_env or {})),
+                             capture_output=True, text=True)
         if run.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)}: {run.stderr.strip()}")
         log = run.stdout
@@ -70,6 +72,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", default=os.path.join(ROOT, "build/dtrain"))
     ap.add_argument("--baseline", default="", help="another dtrain binary to run in the same rounds")
+    ap.add_argument("--baseline-env", action="append", default=[], metavar="VAR=VALUE",
+                    help="environment of the baseline runs (repeatable)")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=2)
@@ -99,7 +103,8 @@ def main():
             d_times.append(dt)
             t_times.append(run_torch(targs, a.steps, a.warmup, a.threads))
             if a.baseline:
-                b_times.append(run_dtrain(a.baseline, config, a.steps, a.warmup, a.threads)[0])
+                b_env = dict(kv.split("=", 1) for kv in a.baseline_env)
+                b_times.append(run_dtrain(a.baseline, config, a.steps, a.warmup, a.threads, b_env)[0])
             print(f"{name}: round {len(d_times)}: dtrain {dt * 1e3:.0f} ms, pytorch {t_times[-1] * 1e3:.0f} ms"
                   + (f", baseline {b_times[-1] * 1e3:.0f} ms" if b_times else "") + " per step", file=sys.stderr)
         d, t = statistics.median(d_times), statistics.median(t_times)

@@ -19,11 +19,11 @@ GemmBackend choose_backend() {
   if (want == "blas") return GemmBackend::kBlas;
   if (want == "avx512") {
     if (!avx512)
-      throw RuntimeError("DTRAIN_CPU_GEMM=avx512: this CPU has no AVX-512 (use auto or blas)");
+      throw ConfigError("environment DTRAIN_CPU_GEMM=avx512: this CPU has no AVX-512 (expected auto or blas)");
     return GemmBackend::kAvx512;
   }
   if (want != "auto" && !want.empty())
-    throw RuntimeError("DTRAIN_CPU_GEMM='" + want + "': expected auto, avx512 or blas");
+    throw ConfigError("environment DTRAIN_CPU_GEMM='" + want + "': expected auto, avx512 or blas");
   return avx512 ? GemmBackend::kAvx512 : GemmBackend::kBlas;
 }
 

@@ -14,7 +14,7 @@ namespace dtrain::cpu {
 
 enum class GemmBackend { kBlas, kAvx512 };
 // The float GEMM's backend, decided on first use from the CPU and
-// DTRAIN_CPU_GEMM; throws RuntimeError for a bad value of the variable.
+// DTRAIN_CPU_GEMM; throws ConfigError for a bad value of the variable.
 GemmBackend gemm_backend();
 const char* gemm_backend_name();  // "dtrain-avx512" or "openblas"
 
