@@ -79,7 +79,9 @@ Plan make_plan(const PlanRequest& req) {
   for (int64_t tp64 : divisors(n)) {
     const int tp = static_cast<int>(tp64);
     if (!fixed_ok(req.tp, tp)) continue;
-    Rejection at_tp{.tp = tp, .kind = "span"};
+    Rejection at_tp;
+    at_tp.tp = tp;
+    at_tp.kind = "span";
     if (tp > hw.devices_per_node) {
       at_tp.reason = fmt::format("tp={} would span nodes ({} devices per node): tensor parallelism "
                                  "all-reduces in every layer and needs the intra-node links", tp, hw.devices_per_node);
@@ -117,7 +119,8 @@ Plan make_plan(const PlanRequest& req) {
       const int pp = static_cast<int>(pp64);
       const int dp = n / (tp * pp);
       if (!fixed_ok(req.pp, pp) || !fixed_ok(req.dp, dp)) continue;
-      Rejection at{.dp = dp, .tp = tp, .pp = pp, .kind = "divisibility"};
+      Rejection at;
+      at.dp = dp, at.tp = tp, at.pp = pp, at.kind = "divisibility";
       if (pp > layers) {
         at.reason = fmt::format("pp={} exceeds the model's {} top-level layers (each stage needs one)", pp, layers);
         reject(at);
