@@ -31,6 +31,7 @@
 #include "checkpoint/session.h"
 #include "config/config.h"
 #include "dist/mesh_groups.h"
+#include "kernels/cpu/gemm.h"
 #include "dist/mpi_runtime.h"
 #include "train/comm_recorder.h"
 #include "train/calibrate.h"
@@ -275,6 +276,16 @@ int main(int argc, char** argv) {
       overrides.push_back("parallel.tp=1");
       overrides.push_back("parallel.pp=1");
       const dtrain::Config cfg = dtrain::load_config(config_path, overrides, world_size, auto_layout);
+      dtrain::cpu::gemm_backend();  // a bad DTRAIN_CPU_GEMM: one line, exit 2, like a config error
+      {  // an unwritable output fails now (on every rank alike), not after minutes of measuring
+        const std::filesystem::path out_path(hardware_out);
+        const std::filesystem::path dir = out_path.has_parent_path() ? out_path.parent_path() : ".";
+        const bool exists = std::filesystem::exists(out_path);
+        if (access((exists ? out_path : dir).c_str(), W_OK) != 0)
+          throw dtrain::ConfigError(fmt::format("--write-hardware {}: cannot write there ({} is not writable)",
+                                                hardware_out, (exists ? out_path : dir).string()));
+      }
+      comm.timeout_seconds = cfg.parallel.timeout;
       dtrain::Mesh cmesh(dtrain::MeshLayout{world_size, 1, 1}, comm);
       dtrain::CalibrateOptions copts;
       copts.steps = popts.steps;
@@ -285,6 +296,7 @@ int main(int argc, char** argv) {
       copts.config_path = config_path;
       copts.command = command;
       copts.name = hardware_out_name.empty() ? std::filesystem::path(hardware_out).stem().string() : hardware_out_name;
+      copts.timeout_seconds = cfg.parallel.timeout;
       shared_failure = false;
       const dtrain::Calibration cal = dtrain::calibrate_hardware(cfg, cmesh.world(), copts);
       if (world_rank == 0) {

@@ -24,9 +24,12 @@ ComputeFit fit_compute(double flops_per_sample, int64_t layers, double b1, doubl
 }
 
 Link fit_link(int n, double small_bytes, double small_seconds, double big_bytes, double big_seconds) {
-  if (n < 2 || !(big_bytes > small_bytes) || !(small_seconds > 0) || !(big_seconds > 0))
-    throw InternalError(fmt::format("fit_link: {} ranks, {} B in {} s, {} B in {} s", n, small_bytes, small_seconds,
-                                    big_bytes, big_seconds));
+  if (n < 2 || !(big_bytes > small_bytes))
+    throw InternalError(fmt::format("fit_link: {} ranks, {} B and {} B", n, small_bytes, big_bytes));
+  if (!(small_seconds > 0) || !(big_seconds > 0))
+    throw RuntimeError(fmt::format("calibration: all-reduces of {} B and {} B took {} s and {} s: not a usable "
+                                   "measurement (a clock problem?); run it again",
+                                   small_bytes, big_bytes, small_seconds, big_seconds));
   // all_reduce_seconds' latency term: the fewer steps of ring 2(n-1) and tree 2 ceil(log2 n).
   const double ring_steps = 2.0 * (n - 1);
   const double tree_steps = 2.0 * std::ceil(std::log2(static_cast<double>(n)));
@@ -40,15 +43,18 @@ Link fit_link(int n, double small_bytes, double small_seconds, double big_bytes,
 
 int fit_compute_units(int ranks, double alone_seconds, double together_seconds) {
   if (ranks < 1 || !(alone_seconds > 0) || !(together_seconds > 0))
-    throw InternalError(fmt::format("fit_compute_units: {} ranks, {} s alone, {} s together", ranks, alone_seconds,
-                                    together_seconds));
+    throw RuntimeError(fmt::format("calibration: {} ranks took {} s alone and {} s together: not a usable "
+                                   "measurement (a machine too busy, or a clock problem?); run it again",
+                                   ranks, alone_seconds, together_seconds));
   const double units = ranks * alone_seconds / together_seconds;
   return std::clamp(static_cast<int>(std::lround(units)), 1, ranks);
 }
 
 double fit_memory_bandwidth(double params, double seconds, const Workload& w) {
   if (!(params > 0) || !(seconds > 0))
-    throw InternalError(fmt::format("fit_memory_bandwidth: {} parameters in {} s", params, seconds));
+    throw RuntimeError(fmt::format("calibration: the optimizer updated {} parameters in {} s: not a usable "
+                                   "measurement (a machine too busy, or a clock problem?); run it again",
+                                   params, seconds));
   const StateBytes b = state_bytes(w);
   return params * (b.update_traffic + 2 * b.grads) / seconds;
 }

@@ -1,6 +1,7 @@
 #include "parallel/cost_model.h"
 
 #include <algorithm>
+#include <limits>
 #include <cmath>
 
 #include "core/error.h"
@@ -63,16 +64,46 @@ int64_t in_flight_micro_batches(const std::string& schedule, int stage, int stag
 
 double shared_pipeline_seconds(const std::vector<double>& work, int64_t micro_batches, double share) {
   const auto p = static_cast<int64_t>(work.size());
-  double total = 0;
-  for (int64_t j = 0; j + 1 < micro_batches + p; ++j) {  // the slots of the schedule
-    double longest = 0, sum = 0;
-    for (int64_t s = std::max<int64_t>(0, j - micro_batches + 1); s <= std::min(j, p - 1); ++s) {
-      longest = std::max(longest, work[static_cast<size_t>(s)]);
-      sum += work[static_cast<size_t>(s)];
+  if (p == 0 || micro_batches <= 0) return 0;
+  const double units = static_cast<double>(p) / std::max(share, 1e-12);  // this pipeline's part of the node
+  const double longest = *std::max_element(work.begin(), work.end());
+  double sum = 0;
+  for (double x : work) sum += x;
+  // The flow shop of identical micro-batches, (m - 1) max + sum, is where the
+  // sharing starts (share <= 1); beyond it the units bound the whole step.
+  const double unshared = static_cast<double>(micro_batches - 1) * longest + sum;
+  if (static_cast<double>(micro_batches) * static_cast<double>(p * p) > 4e6)  // a bound, not the simulation
+    return std::max(unshared, static_cast<double>(micro_batches) * sum / units);
+  // Event by event: stage s starts micro-batch i once it finished i - 1 and
+  // stage s - 1 finished i; the busy stages share the units equally, none
+  // faster than a whole unit.
+  std::vector<int64_t> done(static_cast<size_t>(p), 0);
+  std::vector<double> left(static_cast<size_t>(p), -1.0);  // work left of the running micro-batch; < 0: idle
+  double t = 0;
+  for (;;) {
+    int64_t busy = 0;
+    for (int64_t s = 0; s < p; ++s) {
+      const auto i = static_cast<size_t>(s);
+      if (left[i] < 0 && done[i] < micro_batches && (s == 0 || done[i - 1] > done[i])) left[i] = work[i];
+      if (left[i] >= 0) ++busy;
     }
-    total += std::max(longest, share * sum / static_cast<double>(p));
+    if (busy == 0) break;
+    const double rate = std::min(1.0, units / static_cast<double>(busy));
+    double step = std::numeric_limits<double>::infinity();
+    for (double l : left)
+      if (l >= 0) step = std::min(step, l / rate);
+    t += step;
+    for (size_t i = 0; i < left.size(); ++i) {
+      if (left[i] < 0) continue;
+      if (left[i] / rate <= step * (1 + 1e-12)) {
+        left[i] = -1.0;
+        ++done[i];
+      } else {
+        left[i] -= step * rate;
+      }
+    }
   }
-  return total;
+  return t;
 }
 
 Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& stages,
@@ -126,8 +157,8 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& s
   r.pipeline_seconds = (m - 1) * work[busiest] + total_work;
   // Devices sharing compute units (MPI ranks sharing CPU cores) each run at a
   // whole unit's rate while the others wait, but together they cannot be
-  // busier than the node's units: slot by slot of the schedule, the work of
-  // the stages active in it, over the units (shared_pipeline_seconds).
+  // busier than the node's units: the schedule simulated with the busy
+  // stages sharing the units (shared_pipeline_seconds).
   const double share = static_cast<double>(std::min(c.devices(), hw.devices_per_node)) / hw.units();
   if (share > 1) r.pipeline_seconds = shared_pipeline_seconds(work, c.micro_batches, share);
   r.compute_seconds = m * comp[busiest];

@@ -103,11 +103,12 @@ int64_t in_flight_micro_batches(const std::string& schedule, int stage, int stag
 // A pipeline of stages with per-micro-batch work `work` (seconds each at a
 // whole compute unit's rate) over `micro_batches`, when the node's devices
 // outnumber its compute units `share` times (4 ranks on 2 cores: 2): the
-// schedule's m + p - 1 slots, slot j running the stages s with 0 <= j - s < m,
-// each slot as long as its longest stage or as its active stages' work shared
-// out, whichever is longer: sum_j max(max_s w_s, share x sum_s w_s / p).
-// With one stage, m slots of share x w; a pipeline's fill and drain use the
-// idle stages' units.
+// schedule simulated event by event, stage s starting micro-batch i once it
+// finished i - 1 and stage s - 1 finished i, the busy stages sharing this
+// pipeline's p / share units equally, none faster than a whole unit. At
+// share <= 1 this is the unshared (m - 1) max_s w_s + sum_s w_s; with one
+// stage, m x share x w; a pipeline's fill and drain use the idle stages'
+// units. (Beyond 4e6 stage-events: max(unshared, m x share x sum_s w_s / p).)
 double shared_pipeline_seconds(const std::vector<double>& work, int64_t micro_batches, double share);
 
 // Predicts one candidate. `stages` must be profile_stages(profile for c.tp, c.pp).

@@ -62,6 +62,8 @@ StepSplit time_one_process(const Config& cfg, int64_t b, const CalibrateOptions&
 }
 
 // Every rank gets rank 0's value.
+constexpr double kNoDeadline = 1e9;  // s: about 30 years
+
 double from_rank0(Communicator& world, double x) {
   Tensor t = Tensor::zeros(Shape{1}, DType::f64);
   if (world.rank() == 0) t.data<double>()[0] = x;
@@ -156,7 +158,12 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
     large = time_one_process(cfg, b2, o);
     peak = std::max(peak, measure_sgemm_gflops() * 1e9);  // the best of two: other jobs come and go
   }
+  // The solo phase takes as long as the model makes it (minutes for a large
+  // one), longer than any collective deadline: the others wait for it without
+  // one. Should rank 0 fail instead, its error aborts the job (apps/dtrain).
+  world.set_timeout(kNoDeadline);
   world.barrier()->wait();
+  world.set_timeout(o.timeout_seconds);
   peak = from_rank0(world, peak);
   small.pass = from_rank0(world, small.pass);
   large.pass = from_rank0(world, large.pass);

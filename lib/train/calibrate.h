@@ -1,8 +1,9 @@
 // `dtrain profile CONFIG --write-hardware FILE`: measures, on the ranks it
 // runs on, what the planner's Hardware needs and returns it, ready for
 // write_calibrated_toml (parallel/calibration.h) and `--hardware FILE`:
-//   - one core's sgemm peak (rank 0 alone, the others waiting as a pipeline's
-//     idle stages wait);
+//   - the sgemm peak with train.threads threads (rank 0 alone, the others
+//     waiting as a pipeline's idle stages wait, with no deadline: see
+//     CalibrateOptions::timeout_seconds);
 //   - the config's model trained by one rank alone at two micro-batch sizes
 //     (one-member groups, tp = pp = dp = 1): the FLOP rate its layers achieve
 //     and the fixed time per layer pass (fit_compute), the optimizer step
@@ -36,6 +37,9 @@ struct CalibrateOptions {
   std::string config_path;  // for the description
   std::string command;      // how the calibration was run, for the file's [calibration] table
   std::string name = "calibrated";
+  // The deadline of every collective but the wait for rank 0's solo
+  // measurements, which has none (parallel.timeout).
+  double timeout_seconds = 300;
 };
 
 struct Calibration {

@@ -1,7 +1,10 @@
 // The float GEMM (dtrain's AVX-512 kernel where the CPU has it, and the
 // dispatching cpu::gemm) against a double-precision reference: every
 // transpose combination, shapes on and off the tile and block edges, padded
-// leading dimensions, alpha and beta, the threads splitting C.
+// leading dimensions, alpha and beta, and 1 to 3 threads splitting C where a
+// product is large enough to split (2^22 FLOPs per thread). ctest also runs
+// the cpu::gemm case with DTRAIN_CPU_GEMM=blas (tests/CMakeLists.txt).
+// (No ";" in test names: doctest_discover_tests cuts names there.)
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -78,13 +81,13 @@ Check check(const Problem& p, const Data& in, const std::vector<float>& out) {
 
 std::vector<Problem> problems() {
   std::vector<Problem> ps;
-    // Around both tiles (8 x 48 and 12 x 32: 64 and 256 columns take the
-  // second), the 192 / 288-row, 384-deep and 1024 / 1536-column blocks, and
-  // degenerate ones.
+    // Around both tiles (8 x 48 and 12 x 32: 64 and 256 columns, and the last
+  // two shapes, take the second), the 192 / 288-row, 384-deep and 1024 /
+  // 1536-column blocks, and degenerate ones.
   const int64_t shapes[][3] = {{1, 1, 1},       {7, 47, 5},     {8, 48, 16},   {9, 49, 17},
                                {17, 97, 33},    {64, 64, 64},   {13, 33, 31},  {16, 784, 144},
                                {33, 5, 400},    {200, 130, 385}, {3, 1600, 20}, {290, 256, 70},
-                               {25, 1100, 40}};
+                               {25, 1100, 40},  {12, 1056, 400}, {36, 2080, 200}};
   for (const auto& s : shapes)
     for (int t = 0; t < 4; ++t) ps.push_back({bool(t & 1), bool(t & 2), s[0], s[1], s[2], 1.f, 0.f});
   ps.push_back({false, true, 50, 70, 90, 0.5f, 1.f});
@@ -122,7 +125,7 @@ TEST_CASE("AVX-512 sgemm matches a double reference on every transpose, edge and
   }
 }
 
-TEST_CASE("sgemm with beta 0 ignores what C held, even NaN; k = 0 and alpha = 0 scale C by beta") {
+TEST_CASE("sgemm with beta 0 ignores what C held (even NaN), and k = 0 or alpha = 0 scale C by beta") {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   for (int backend = 0; backend < 2; ++backend) {
     if (backend == 1 && !dtrain::cpu::sgemm_avx512_supported()) continue;

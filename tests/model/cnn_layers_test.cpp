@@ -82,7 +82,7 @@ TEST_CASE("conv2d: forward matches a direct convolution, backward matches finite
   }
 }
 
-TEST_CASE("conv2d: backward_add adds the residual gradient; no input gradient for the first layer") {
+TEST_CASE("conv2d: backward_add adds the residual gradient - no input gradient for the first layer") {
   ParamStore ps;
   Conv2d conv(ps, "conv", 3, 4, 3, 2, 1, false);
   ps.allocate(DType::f64, Device::cpu(), 1);

@@ -234,7 +234,7 @@ TEST_CASE("CNN: a batch smaller than planned gives the same loss, gradients and 
   CHECK(same_bits(big->params.buffers(), small->params.buffers()));
 }
 
-TEST_CASE("CNN: passes are bit-identical; evaluation leaves the running statistics alone") {
+TEST_CASE("CNN: passes are bit-identical and evaluation leaves the running statistics alone") {
   ModelConfig cfg = tiny_config();
   cfg.image_size = 16;
   auto m = build_model(cfg, 0, DType::f32, Device::cpu(), 1);

@@ -276,8 +276,19 @@ TEST_CASE("shared compute units: slot by slot, the active stages' work over the 
   // Unequal stages 1 s and 2 s, 2 micro-batches: slots {0}, {0, 1}, {1}:
   // max(1, 1) + max(2, 2 x 3 / 2) + max(2, 2) = 6.
   CHECK(shared_pipeline_seconds({1, 2}, 2, 2) == doctest::Approx(6.0));
-  // No sharing (share 1): every slot its longest stage, (m - 1) max + sum for equal stages.
+  // No sharing (share 1): the flow shop, (m - 1) max + sum, also for unequal
+  // stages, and continuous as sharing starts: 3, 1, 3 s over 2 micro-batches
+  // give 3 + 1 + 3 + 3 = 10 at share 1 and just above it.
   CHECK(shared_pipeline_seconds({1, 1}, 4, 1) == doctest::Approx(5.0));
+  CHECK(shared_pipeline_seconds({3, 1, 3}, 2, 1) == doctest::Approx(10.0));
+  CHECK(shared_pipeline_seconds({3, 1, 3}, 2, 1.0001) == doctest::Approx(10.0).epsilon(1e-3));
+  // ... and at share 1.5 (3 stages on 2 units): s0 alone 0-3; s0 and s1 at
+  // full rate, s1 done at 4, s0 at 6; s1 and s2 at full rate, s1 done at 7;
+  // s2 alone to 10 (the units never bind: no stage set of 3 runs at once).
+  CHECK(shared_pipeline_seconds({3, 1, 3}, 2, 1.5) == doctest::Approx(10.0));
+  // Three busy stages on 2 units: 1, 1, 1 s over 3 micro-batches, share 1.5:
+  // slots of 1, 2 stages at full rate, then 3 at 2/3 (1.5 s), 2, 1: 5.5 s.
+  CHECK(shared_pipeline_seconds({1, 1, 1}, 3, 1.5) == doctest::Approx(1 + 1 + 1.5 + 1 + 1));
 
   // In predict: 4 devices on 2 units. One stage of two layers, 4 micro-batches
   // of 2 (12 ms each at a whole unit's rate, as above): dp = 4 runs every

@@ -26,7 +26,7 @@ TEST_CASE("layer kinds drop the numeric parts of a name") {
   CHECK(layer_kind("lm_head") == "lm_head");
 }
 
-TEST_CASE("scopes accumulate per layer and per kind; reset clears them") {
+TEST_CASE("scopes accumulate per layer and per kind and reset clears them") {
   Profiler p(true);
   p.set_layers({"embed", "blocks.0"});
   const auto t = Profiler::Clock::now();
@@ -67,7 +67,7 @@ TEST_CASE("the dp reduction window spans the buckets issued after the mark") {
   CHECK(p.comm("pp").ops == 0);
 }
 
-TEST_CASE("overlapping comm events go to separate lanes; compute stays on tid 0") {
+TEST_CASE("overlapping comm events go to separate lanes while compute stays on tid 0") {
   std::vector<TraceEvent> ev(3);
   ev[0] = {TraceEvent::Stream::comm, "dp all_reduce", "dp", 0.001, 0.004, -1, 64};
   ev[1] = {TraceEvent::Stream::comm, "dp all_reduce", "dp", 0.002, 0.003, -1, 64};

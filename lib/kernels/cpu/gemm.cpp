@@ -12,26 +12,43 @@
 namespace dtrain::cpu {
 namespace {
 
-GemmBackend choose_backend() {
+// The backend, or why DTRAIN_CPU_GEMM cannot be honoured (then OpenBLAS).
+struct BackendChoice {
+  GemmBackend backend = GemmBackend::kBlas;
+  std::string error;
+};
+
+BackendChoice choose_backend() {
   const char* env = std::getenv("DTRAIN_CPU_GEMM");
   const std::string want = env ? env : "auto";
   const bool avx512 = sgemm_avx512_supported();
-  if (want == "blas") return GemmBackend::kBlas;
-  if (want == "avx512") {
-    if (!avx512)
-      throw ConfigError("environment DTRAIN_CPU_GEMM=avx512: this CPU has no AVX-512 (expected auto or blas)");
-    return GemmBackend::kAvx512;
-  }
-  if (want != "auto" && !want.empty())
-    throw ConfigError("environment DTRAIN_CPU_GEMM='" + want + "': expected auto, avx512 or blas");
-  return avx512 ? GemmBackend::kAvx512 : GemmBackend::kBlas;
+  BackendChoice c;
+  if (want == "avx512" && !avx512)
+    c.error = "environment DTRAIN_CPU_GEMM=avx512: this CPU has no AVX-512 (expected auto or blas)";
+  else if (want != "auto" && want != "avx512" && want != "blas" && !want.empty())
+    c.error = "environment DTRAIN_CPU_GEMM='" + want + "': expected auto, avx512 or blas";
+  else if (avx512 && want != "blas")
+    c.backend = GemmBackend::kAvx512;
+  return c;
+}
+
+// Decided once, never changed; never throws (gemm runs inside parallel regions).
+const BackendChoice& backend_choice() {
+  static const BackendChoice choice = choose_backend();
+  return choice;
 }
 
 }  // namespace
 
+bool sgemm_avx512_supported() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f");
+}
+
 GemmBackend gemm_backend() {
-  static const GemmBackend backend = choose_backend();  // decided once, never changed
-  return backend;
+  const BackendChoice& c = backend_choice();
+  if (!c.error.empty()) throw ConfigError(c.error);
+  return c.backend;
 }
 
 const char* gemm_backend_name() {
@@ -41,11 +58,12 @@ const char* gemm_backend_name() {
 template <>
 void gemm<float>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                  int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  if (gemm_backend() == GemmBackend::kAvx512) {
+  // No throwing here: kernels call gemm from inside their parallel loops. A
+  // bad DTRAIN_CPU_GEMM was reported at setup (set_num_threads); should the
+  // packing buffers not fit in memory, OpenBLAS (its own buffers) does it.
+  if (backend_choice().backend == GemmBackend::kAvx512) {
     const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
-    if (!sgemm_avx512(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, threads))
-      throw RuntimeError("sgemm: out of memory for the packing buffers");
-    return;
+    if (sgemm_avx512(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, threads)) return;
   }
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
               static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), alpha, a,

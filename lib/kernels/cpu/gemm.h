@@ -14,7 +14,9 @@ namespace dtrain::cpu {
 
 enum class GemmBackend { kBlas, kAvx512 };
 // The float GEMM's backend, decided on first use from the CPU and
-// DTRAIN_CPU_GEMM; throws ConfigError for a bad value of the variable.
+// DTRAIN_CPU_GEMM; throws ConfigError for a bad value of the variable (which
+// set_num_threads calls it to report at setup; gemm itself never throws and
+// uses OpenBLAS then).
 GemmBackend gemm_backend();
 const char* gemm_backend_name();  // "dtrain-avx512" or "openblas"
 

@@ -7,10 +7,10 @@
 
 namespace dtrain::cpu {
 
-// y[i, :] = b for every row i of an (n, m) matrix.
-// x[0..n) = 0, the threads each clearing one contiguous part (a single
-// memset leaves half the memory bandwidth of two cores unused).
+// The `bytes` bytes at x set to 0, the threads each clearing one contiguous
+// part (a single memset leaves half the memory bandwidth of two cores unused).
 void zero_bytes(void* x, int64_t bytes);
+// y[i, :] = b for every row i of an (n, m) matrix.
 template <class T> void broadcast_rows(const T* b, int64_t n, int64_t m, T* y);
 // y[i, :] += b for every row i of an (n, m) matrix.
 template <class T> void add_rows(const T* b, int64_t n, int64_t m, T* y);

@@ -1,7 +1,9 @@
 // AVX-512 sgemm (see sgemm_avx512.h). This file alone is compiled with
-// -mavx512f; it includes no C++ library header with inline functions, so no
-// 512-bit instruction can leak into code the rest of dtrain shares, and it only
-// runs after sgemm_avx512_supported() said yes.
+// -mavx512f; it includes only C headers and intrinsics and defines nothing
+// outside an anonymous namespace but sgemm_avx512 itself, so no 512-bit
+// instruction can leak into code the rest of dtrain shares (no inline or
+// template function is emitted here for the linker to pick), and it only runs
+// after sgemm_avx512_supported() (gemm.cpp, plain code) said yes.
 //
 // Structure (Goto/BLIS): for each NC-wide column block of op(B) and KC-deep
 // slice of K, op(B) is packed into NR-wide micro-panels (k-major) that stay in
@@ -13,12 +15,12 @@
 // with its own packing buffers.
 #include "kernels/cpu/sgemm_avx512.h"
 
-// GCC 12's avx512fintrin.h trips -Wuninitialized on its own _mm512_undefined_ps().
+// GCC 12's avx512fintrin.h trips -Wuninitialized on its own _mm512_undefined_ps()
+// where the intrinsics are used, i.e. throughout this file.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 #include <omp.h>
-
-#include <cstdlib>
+#include <stdlib.h>
 
 namespace dtrain::cpu {
 namespace {
@@ -224,6 +226,7 @@ struct Buffers {
   float* pa = nullptr;
   float* pb = nullptr;
   Buffers(int64_t m, int64_t n, int64_t k) {
+    if (m <= 0 || n <= 0 || k <= 0) return;  // this thread has no block
     const int64_t kc = min64(kKC, k);
     const int64_t mc = ceil_div(min64(Tl::kMC, m), Tl::kMR) * Tl::kMR;
     const int64_t nc = ceil_div(min64(Tl::kNC, n), Tl::kNR) * Tl::kNR;
@@ -232,11 +235,11 @@ struct Buffers {
   }
   static float* alloc(int64_t floats) {  // aligned_alloc wants a multiple of the alignment
     const size_t bytes = static_cast<size_t>(ceil_div(floats * int64_t(sizeof(float)), 64) * 64);
-    return static_cast<float*>(std::aligned_alloc(64, bytes));
+    return static_cast<float*>(aligned_alloc(64, bytes));
   }
   ~Buffers() {
-    std::free(pa);
-    std::free(pb);
+    free(pa);
+    free(pb);
   }
   Buffers(const Buffers&) = delete;
   Buffers& operator=(const Buffers&) = delete;
@@ -257,8 +260,8 @@ bool run(const Operand& A, const Operand& B, int64_t m, int64_t n, int64_t k, fl
     const int64_t work = ceil_div(ceil_div(m, Tl::kMR), cm) * ceil_div(ceil_div(n, Tl::kNR), cn);
     if (best < 0 || work < best) best = work, tm = cm, tn = cn;
   }
-  bool failed = false;
-#pragma omp parallel num_threads(static_cast<int>(t)) if (t > 1) reduction(|| : failed)
+  bool failed = false;  // some thread could not allocate its buffers: then nobody writes C
+#pragma omp parallel num_threads(static_cast<int>(t)) if (t > 1)
   {
     const int64_t id = omp_get_thread_num(), nt = omp_get_num_threads();
     // nt may be fewer than asked: then the grid is one row of nt column blocks.
@@ -266,13 +269,17 @@ bool run(const Operand& A, const Operand& B, int64_t m, int64_t n, int64_t k, fl
     int64_t i0, mb, j0, nb;
     split(m, Tl::kMR, gm, id / gn, i0, mb);
     split(n, Tl::kNR, gn, id % gn, j0, nb);
-    if (mb > 0 && nb > 0) {
-      Buffers<Tl> buf(mb, nb, k);
-      if (buf.ok())
-        run_block<Tl>(A, B, i0, mb, j0, nb, k, alpha, beta, c, ldc, buf.pa, buf.pb);
-      else
-        failed = true;
+    const bool mine = mb > 0 && nb > 0;
+    Buffers<Tl> buf(mine ? mb : 0, mine ? nb : 0, mine ? k : 0);
+    if (mine && !buf.ok()) {
+#pragma omp atomic write
+      failed = true;
     }
+#pragma omp barrier
+    bool any_failed;
+#pragma omp atomic read
+    any_failed = failed;
+    if (mine && !any_failed) run_block<Tl>(A, B, i0, mb, j0, nb, k, alpha, beta, c, ldc, buf.pa, buf.pb);
   }
   return !failed;
 }
@@ -284,11 +291,6 @@ int64_t padded(int64_t m, int64_t n) {
 }
 
 }  // namespace
-
-bool sgemm_avx512_supported() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f");
-}
 
 bool sgemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                   const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,

@@ -14,13 +14,14 @@
 
 namespace dtrain::cpu {
 
-// Whether this CPU (and OS) can run the AVX-512 kernel.
+// Whether this CPU (and OS) can run the AVX-512 kernel (defined in gemm.cpp,
+// compiled for any x86-64).
 bool sgemm_avx512_supported();
 
 // Uses up to `threads` OpenMP threads (1 inside a parallel region is the
 // caller's business: pass 1 there). Requires sgemm_avx512_supported().
-// Returns false when its packing buffers could not be allocated (C untouched
-// or partly written; the caller reports it).
+// Returns false when its packing buffers could not be allocated; C is then
+// untouched (every thread allocates before any writes). Never throws.
 bool sgemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                   const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
                   int64_t ldc, int threads);
