@@ -218,10 +218,19 @@ void MpiWork::wait() {
       g_->check_mismatch();
       next_drain = now + std::chrono::milliseconds(20);
     }
-    // Spin first (latency), then yield to ranks sharing the core. Never
-    // sleep: MPI advances a non-blocking collective only inside MPI calls,
-    // and a 50 us nap per poll made a 64 MiB all-reduce 40% slower.
-    if (now - start > std::chrono::microseconds(200)) std::this_thread::yield();
+    // Spin first (latency), then yield to ranks sharing the core. A
+    // collective never sleeps: MPI advances it only inside MPI calls, and a
+    // 50 us nap per poll made a 64 MiB all-reduce 40% slower. A point-to-point
+    // wait past 2 ms is a pipeline stage waiting for its neighbour: it naps,
+    // so that where ranks outnumber cores the waiting rank is not runnable
+    // and the kernel moves busy ranks onto its core (a yielding waiter keeps
+    // its core looking busy, and a run whose busy ranks started on one core
+    // stayed 2x slower throughout; tools/bench/plan_results.md).
+    const auto waited = now - start;
+    if (waited > std::chrono::milliseconds(2) && !op_.collective())
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    else if (waited > std::chrono::microseconds(200))
+      std::this_thread::yield();
   }
   g_->stats.wait_seconds += std::chrono::duration<double>(Clock::now() - start).count();
 }
