@@ -88,6 +88,16 @@ hid_t file_type(DType t) {
   }
 }
 
+hid_t memory_type(DType t) {
+  switch (t) {
+    case DType::f32: return H5T_NATIVE_FLOAT;
+    case DType::f64: return H5T_NATIVE_DOUBLE;
+    case DType::i32: return H5T_NATIVE_INT32;
+    case DType::u8: return H5T_NATIVE_UINT8;
+    default: return file_type(t);  // throws
+  }
+}
+
 bool dtype_of_type(hid_t type, DType& out) {
   for (DType t : {DType::f32, DType::f64, DType::i32, DType::u8}) {
     if (H5Tequal(type, file_type(t)) > 0) {

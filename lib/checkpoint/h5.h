@@ -73,6 +73,9 @@ Handle space(const std::vector<int64_t>& shape);
 std::vector<int64_t> shape_of(hid_t dataset);
 // HDF5 file type of a dtype (little-endian IEEE floats, i32, u8).
 hid_t file_type(DType t);
+// The native in-memory type of a dtype (what H5Dread/H5Dwrite convert to and
+// from); throws InternalError as file_type does for a dtype not stored.
+hid_t memory_type(DType t);
 // The dtype an HDF5 dataset's type is, or nullopt-like: returns false if none.
 bool dtype_of_type(hid_t type, DType& out);
 

@@ -23,15 +23,6 @@ using namespace ckpt_format;
 
 namespace {
 
-hid_t memory_type(DType t) {
-  switch (t) {
-    case DType::f32: return H5T_NATIVE_FLOAT;
-    case DType::f64: return H5T_NATIVE_DOUBLE;
-    case DType::i32: return H5T_NATIVE_INT32;
-    default: return H5T_NATIVE_UINT8;
-  }
-}
-
 // One mapping of a virtual dataset: a box of the full tensor from a box of a
 // stored piece (same counts).
 struct Mapping {
@@ -153,7 +144,7 @@ class Reader {
       buf.resize(bytes);
       dst = buf.data();
     }
-    if (H5Dread(d.get(), memory_type(dt), H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)
+    if (H5Dread(d.get(), h5::memory_type(dt), H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)
       fail(s.file, t.key, "cannot read: " + h5::last_error());
     const uint32_t got = digest(dst, bytes, DType::u8).crc32;
     if (got != want)

@@ -50,16 +50,6 @@ std::vector<Piece> collect_pieces(Model& model, const NamedTensors& optimizer_st
 
 namespace {
 
-hid_t memory_type(DType t) {
-  switch (t) {
-    case DType::f32: return H5T_NATIVE_FLOAT;
-    case DType::f64: return H5T_NATIVE_DOUBLE;
-    case DType::i32: return H5T_NATIVE_INT32;
-    case DType::u8: return H5T_NATIVE_UINT8;
-    default: return h5::file_type(t);  // throws
-  }
-}
-
 std::vector<int64_t> dims(const Shape& s) { return {s.begin(), s.end()}; }
 
 std::string join(const std::vector<std::string>& v) {
@@ -118,7 +108,7 @@ void write_rank_file(const fs::path& path, const CheckpointMeta& meta, int world
     h5::Handle d(H5Dcreate2(f.get(), p.key.c_str(), h5::file_type(p.local.dtype()), sp.get(),
                             lcpl.get(), H5P_DEFAULT, H5P_DEFAULT));
     if (!d.valid() ||
-        H5Dwrite(d.get(), memory_type(p.local.dtype()), H5S_ALL, H5S_ALL, H5P_DEFAULT, p.local.raw()) < 0)
+        H5Dwrite(d.get(), h5::memory_type(p.local.dtype()), H5S_ALL, H5S_ALL, H5P_DEFAULT, p.local.raw()) < 0)
       throw RuntimeError(fmt::format("cannot write {} to '{}': {}", p.key, path.string(), h5::last_error()));
     h5::write_attr(d.get(), "full_shape", dims(p.shard.full));
     h5::write_attr(d.get(), "split_dim", int64_t{p.shard.split() ? p.shard.dim : -1});

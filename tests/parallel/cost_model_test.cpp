@@ -13,22 +13,13 @@
 #include "parallel/model_profile.h"
 #include "parallel/pipeline.h"
 
+#include "parallel/gpt_config.h"
+
 using namespace dtrain;
 
 namespace {
 
-ModelConfig gpt(int64_t layers, int64_t width, int64_t heads, int64_t vocab, int64_t context) {
-  ModelConfig c{};
-  c.type = "gpt";
-  c.vocab_size = vocab;
-  c.context_length = context;
-  c.n_layer = layers;
-  c.n_head = heads;
-  c.n_embd = width;
-  c.dropout = 0.0;
-  c.bias = true;
-  return c;
-}
+using test::gpt;
 
 // Round numbers: 1 TFLOP/s achieved (peak 2, efficiency 0.5), links of 1 GB/s
 // and 10 us, 1 GB/s of memory bandwidth, no per-layer overhead.
@@ -267,7 +258,7 @@ TEST_CASE("model profile: a 1T-parameter GPT describes without allocating, quick
   CHECK(seconds < 1.0);  // about a millisecond; generous for a loaded machine
 }
 
-TEST_CASE("shared compute units: slot by slot, the active stages' work over the units") {
+TEST_CASE("shared compute units: the schedule simulated with the busy stages sharing the units") {
   // Four equal stages of 1 s, 4 micro-batches, twice as many devices as units:
   // slots with 1, 2, 3, 4, 3, 2, 1 active stages take max(1, 2 k / 4) s.
   CHECK(shared_pipeline_seconds({1, 1, 1, 1}, 4, 2) == doctest::Approx(1 + 1 + 1.5 + 2 + 1.5 + 1 + 1));

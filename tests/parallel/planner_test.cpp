@@ -14,22 +14,13 @@
 #include "parallel/auto_layout.h"
 #include "parallel/planner.h"
 
+#include "parallel/gpt_config.h"
+
 using namespace dtrain;
 
 namespace {
 
-ModelConfig gpt(int64_t layers, int64_t width, int64_t heads, int64_t vocab, int64_t context) {
-  ModelConfig c{};
-  c.type = "gpt";
-  c.vocab_size = vocab;
-  c.context_length = context;
-  c.n_layer = layers;
-  c.n_head = heads;
-  c.n_embd = width;
-  c.dropout = 0.0;
-  c.bias = true;
-  return c;
-}
+using test::gpt;
 
 PlanRequest request(const ModelConfig& m, int64_t seq, int64_t batch, int devices, const std::string& hw,
                     const std::string& precision = "bf16") {
