@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 
+#include "core/bf16.h"
 #include "core/error.h"
 
 namespace dtrain {
@@ -27,6 +28,7 @@ template <> constexpr DType dtype_of<float>() { return DType::f32; }
 template <> constexpr DType dtype_of<double>() { return DType::f64; }
 template <> constexpr DType dtype_of<int32_t>() { return DType::i32; }
 template <> constexpr DType dtype_of<uint8_t>() { return DType::u8; }
+template <> constexpr DType dtype_of<bf16>() { return DType::bf16; }
 
 // Calls f(T{}) with T the C++ type of a floating dtype that the CPU kernels
 // implement (f32 for training, f64 for gradient checks).
