@@ -6,14 +6,16 @@
 // The bf16 products write C as the layers will: bf16 for NT / NN (activations
 // and their gradients), fp32 accumulated (beta 1) for TN (weight gradients).
 //
-//   bgemm_peak [threads] [reps] [--tsv] [--only TEXT]
+//   bgemm_peak [threads] [reps] [--tsv] [--only TEXT] [--cpu-time]
 //
 // Each case runs every column alternately, `reps` times each, and reports the
-// median GFLOP/s (1-thread cases are the per-head and per-image products that
+// median GFLOP/s (--cpu-time: FLOPs over the process's CPU time, i.e. per
+// busy core, which a shared machine's load disturbs less; 1-thread cases are the per-head and per-image products that
 // attention and convolution issue from their own parallel loops). --tsv
 // prints one machine-readable line per case instead (tools/bench/
 // bench_gemm_bf16.py merges them with PyTorch's timings, run in the same rounds).
 #include <omp.h>
+#include <time.h>
 
 #include <algorithm>
 #include <chrono>
@@ -76,6 +78,12 @@ std::vector<Case> cases() {
   return cs;
 }
 
+double process_seconds() {
+  timespec t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[v.size() / 2];
@@ -86,11 +94,14 @@ double median(std::vector<double> v) {
 int main(int argc, char** argv) {
   int threads = 0, reps = 7;
   bool tsv = false;
+  bool cpu_time = false;  // GFLOP/s per busy core: FLOPs over the process's CPU time
   std::string only;  // --only TEXT: the cases whose name contains TEXT
   int pos = 0;
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--tsv")
       tsv = true;
+    else if (std::string(argv[i]) == "--cpu-time")
+      cpu_time = true;
     else if (std::string(argv[i]) == "--only" && i + 1 < argc)
       only = argv[++i];
     else if (pos++ == 0)
@@ -106,7 +117,8 @@ int main(int argc, char** argv) {
   if (!tsv) {
     std::printf("threads %d, fp32 GEMM %s, bf16 paths:", nt, dtrain::cpu::gemm_backend_name());
     for (Bf16GemmPath p : paths) std::printf(" %s", dtrain::cpu::gemm_bf16_path_name(p));
-    std::printf(" (default %s); median GFLOP/s of %d\n", dtrain::cpu::gemm_bf16_path_name(), reps);
+    std::printf(" (default %s); median GFLOP/s of %d%s\n", dtrain::cpu::gemm_bf16_path_name(), reps,
+                cpu_time ? ", per busy core (FLOPs / process CPU time)" : "");
     std::printf("%-28s %2s %6s %6s %6s | %8s", "case", "op", "m", "n", "k", "fp32");
     for (Bf16GemmPath p : paths) std::printf(" | %13s", dtrain::cpu::gemm_bf16_path_name(p));
     std::printf(" | best bf16 / fp32\n");
@@ -136,6 +148,7 @@ int main(int argc, char** argv) {
     for (int r = 0; r < reps; ++r)
       for (size_t col = 0; col <= paths.size(); ++col) {
         const auto t0 = std::chrono::steady_clock::now();
+        const double c0 = process_seconds();
         for (int i = 0; i < inner; ++i) {
           if (col == 0)
             dtrain::cpu::gemm<float>(c.ta, c.tb, c.m, c.n, c.k, 1.f, a.data(), ac, b.data(), bc,
@@ -147,7 +160,8 @@ int main(int argc, char** argv) {
             dtrain::cpu::gemm_bf16_on(paths[col - 1], c.ta, c.tb, c.m, c.n, c.k, 1.f, ah.data(), ac, bh.data(), bc,
                                       0.f, c16.data(), c.n);
         }
-        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const double s = cpu_time ? process_seconds() - c0
+                                  : std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         t[col].push_back(flops * inner / s / 1e9);
       }
     omp_set_num_threads(nt);

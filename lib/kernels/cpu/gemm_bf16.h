@@ -14,7 +14,9 @@
 // forces one. Inside an OpenMP parallel region a product runs single-threaded,
 // else on omp_get_max_threads() threads. Each C element is summed in a fixed k
 // order and the threads split C, never k: the bits do not depend on the thread
-// count. They do depend on the path (the hardware orders each pair's two
+// count (the fallback: where cpu::gemm<float> is dtrain's AVX-512 kernel;
+// OpenBLAS, on CPUs without AVX-512 or with DTRAIN_CPU_GEMM=blas, makes no such
+// promise). They do depend on the path (the hardware orders each pair's two
 // products differently, and AMX / VDPBF16PS treat bf16 denormal inputs as 0).
 #pragma once
 

@@ -225,12 +225,26 @@ struct Amx {
     }
   }
 
+  // A full 32 x 32 tile of C with alpha 1 and beta 0 or 1 (every tile but
+  // the edges of the product, for the usual products) accumulates in the tiles
+  // themselves, C loaded and stored by the tile unit; any other goes through
+  // an fp32 block and store_c. Which tiles are full depends only on m and n
+  // (blocks and thread splits are cut at multiples of 32), so the bits do not
+  // depend on the thread count.
   static void micro(int64_t kp, const uint16_t* pa, const uint16_t* pb, float* c, int64_t ldc, int64_t mv,
                     int64_t nv, float alpha, float beta) {
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
+    const bool direct = mv == kMR && nv == kNR && alpha == 1.f && (beta == 0.f || beta == 1.f);
+    if (direct && beta == 1.f) {
+      _tile_loadd(0, c, ldc * 4);
+      _tile_loadd(1, c + 16, ldc * 4);
+      _tile_loadd(2, c + 16 * ldc, ldc * 4);
+      _tile_loadd(3, c + 16 * ldc + 16, ldc * 4);
+    } else {
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+    }
     for (int64_t kb = 0; kb < kp; kb += 32) {
       const uint16_t* a = pa + kb * kMR;  // 32 rows x 32 k
       const uint16_t* b = pb + kb * kNR;  // 16 pair rows x 32 words
@@ -242,6 +256,13 @@ struct Amx {
       _tile_dpbf16ps(1, 4, 7);
       _tile_dpbf16ps(2, 5, 6);
       _tile_dpbf16ps(3, 5, 7);
+    }
+    if (direct) {
+      _tile_stored(0, c, ldc * 4);
+      _tile_stored(1, c + 16, ldc * 4);
+      _tile_stored(2, c + 16 * ldc, ldc * 4);
+      _tile_stored(3, c + 16 * ldc + 16, ldc * 4);
+      return;
     }
     alignas(64) float t[32 * 32];
     _tile_stored(0, t, 128);
