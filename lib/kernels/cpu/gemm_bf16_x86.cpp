@@ -63,6 +63,9 @@ struct Problem {
   float* c32;
   uint16_t* c16;
   int64_t ldc;
+  // The product computed is C^T = op(B)^T op(A)^T (a and b swapped, m and n
+  // too): element (i, j) of the kernel's product is C[j][i].
+  bool tout = false;
 };
 
 // 16 bf16 from s (the first `count`, zeros past them), widened to 16 words.
@@ -161,6 +164,21 @@ inline void store_c(const float* t, int64_t ldt, int nvec, float* c, int64_t ldc
     }
 }
 
+// The same into C transposed: C[j][i] for i < mv, j < nv, from t (MR x NR
+// floats, MR and NR multiples of 16), through 16 x 16 transposes.
+inline void store_c_t(const float* t, int64_t mr, int64_t nr, float* c, int64_t ldc, int64_t mv, int64_t nv,
+                      float alpha, float beta) {
+  alignas(64) float tt[32 * 48];  // nr x mr
+  for (int64_t i = 0; i < mr; i += 16)
+    for (int64_t j = 0; j < nr; j += 16) {
+      __m512i v[16];
+      for (int r = 0; r < 16; ++r) v[r] = _mm512_castps_si512(_mm512_load_ps(t + (i + r) * nr + j));
+      transpose16(v);
+      for (int r = 0; r < 16; ++r) _mm512_store_ps(tt + (j + r) * mr + i, _mm512_castsi512_ps(v[r]));
+    }
+  store_c(tt, mr, static_cast<int>(mr / 16), c, ldc, nv, mv, alpha, beta);
+}
+
 // ---- AMX ----
 
 struct alignas(64) TileConfig {
@@ -232,8 +250,8 @@ struct Amx {
   // (blocks and thread splits are cut at multiples of 32), so the bits do not
   // depend on the thread count.
   static void micro(int64_t kp, const uint16_t* pa, const uint16_t* pb, float* c, int64_t ldc, int64_t mv,
-                    int64_t nv, float alpha, float beta) {
-    const bool direct = mv == kMR && nv == kNR && alpha == 1.f && (beta == 0.f || beta == 1.f);
+                    int64_t nv, float alpha, float beta, bool tout) {
+    const bool direct = !tout && mv == kMR && nv == kNR && alpha == 1.f && (beta == 0.f || beta == 1.f);
     if (direct && beta == 1.f) {
       _tile_loadd(0, c, ldc * 4);
       _tile_loadd(1, c + 16, ldc * 4);
@@ -269,7 +287,10 @@ struct Amx {
     _tile_stored(1, t + 16, 128);
     _tile_stored(2, t + 16 * 32, 128);
     _tile_stored(3, t + 16 * 32 + 16, 128);
-    store_c(t, 32, 2, c, ldc, mv, nv, alpha, beta);
+    if (tout)
+      store_c_t(t, kMR, kNR, c, ldc, mv, nv, alpha, beta);
+    else
+      store_c(t, 32, 2, c, ldc, mv, nv, alpha, beta);
   }
 };
 
@@ -318,7 +339,7 @@ struct Avx {
   }
 
   static void micro(int64_t kp, const uint16_t* __restrict pa, const uint16_t* __restrict pb, float* c,
-                    int64_t ldc, int64_t mv, int64_t nv, float alpha, float beta) {
+                    int64_t ldc, int64_t mv, int64_t nv, float alpha, float beta, bool tout) {
     __m512 acc[kMR][kNV];
 #pragma GCC unroll 16
     for (int i = 0; i < kMR; ++i)
@@ -345,6 +366,7 @@ struct Avx {
 #pragma GCC unroll 4
       for (int v = 0; v < kNV; ++v) _mm512_store_ps(t + i * kNR + 16 * v, acc[i][v]);
     store_c(t, kNR, kNV, c, ldc, mv, nv, alpha, beta);
+    (void)tout;  // the AVX512-BF16 kernel is not run transposed
   }
 };
 
@@ -372,8 +394,12 @@ void run_block(const Problem& P, int64_t i0, int64_t mb, int64_t j0, int64_t nb,
     const int64_t rows = min64(chunk, mb - rc);
     for (int64_t jc = 0; jc < nb; jc += K::kNC) {
       const int64_t nc = min64(K::kNC, nb - jc);
-      float* cc = P.c16 ? scratch : P.c32 + (i0 + rc) * P.ldc + j0 + jc;
-      const int64_t ldcc = P.c16 ? K::kNC : P.ldc;
+      // Where element (i, j) of this block goes: C (or C^T), or the fp32
+      // scratch in C's layout (rows x kNC, or kNC x kRowChunk transposed).
+      float* cc = P.c16 ? scratch
+                  : P.tout ? P.c32 + (j0 + jc) * P.ldc + i0 + rc
+                           : P.c32 + (i0 + rc) * P.ldc + j0 + jc;
+      const int64_t ldcc = P.c16 ? (P.tout ? K::kRowChunk : K::kNC) : P.ldc;
       for (int64_t pc = 0; pc < P.k; pc += K::kKC) {
         const int64_t kc = min64(K::kKC, P.k - pc), kp = round_up(kc, K::kKAlign);
         pack_b(P.b, pc, kc, kp, j0 + jc, nc, K::kNR, pb);
@@ -382,12 +408,19 @@ void run_block(const Problem& P, int64_t i0, int64_t mb, int64_t j0, int64_t nb,
           const int64_t mc = min64(K::kMC, rows - ic);
           K::pack_a(P.a, i0 + rc + ic, mc, pc, kc, kp, pa);
           for (int64_t jr = 0; jr < nc; jr += K::kNR)
-            for (int64_t ir = 0; ir < mc; ir += K::kMR)
-              K::micro(kp, pa + ir * kp, pb + jr * kp, cc + (ic + ir) * ldcc + jr, ldcc, min64(K::kMR, mc - ir),
-                       min64(K::kNR, nc - jr), P.alpha, beta_here);
+            for (int64_t ir = 0; ir < mc; ir += K::kMR) {
+              float* ct = P.tout ? cc + jr * ldcc + ic + ir : cc + (ic + ir) * ldcc + jr;
+              K::micro(kp, pa + ir * kp, pb + jr * kp, ct, ldcc, min64(K::kMR, mc - ir), min64(K::kNR, nc - jr),
+                       P.alpha, beta_here, P.tout);
+            }
         }
       }
-      if (P.c16) finish_bf16(cc, ldcc, rows, nc, P.beta, P.c16 + (i0 + rc) * P.ldc + j0 + jc, P.ldc);
+      if (P.c16) {
+        if (P.tout)
+          finish_bf16(cc, ldcc, nc, rows, P.beta, P.c16 + (j0 + jc) * P.ldc + i0 + rc, P.ldc);
+        else
+          finish_bf16(cc, ldcc, rows, nc, P.beta, P.c16 + (i0 + rc) * P.ldc + j0 + jc, P.ldc);
+      }
     }
   }
 }
@@ -475,6 +508,14 @@ int64_t padded(int64_t m, int64_t n) {
 bool gemm_bf16_amx(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const uint16_t* a,
                    int64_t lda, const uint16_t* b, int64_t ldb, float beta, float* c32, uint16_t* c16,
                    int64_t ldc, int threads) {
+  // x W^T with fewer rows than columns (the layers' forward: tokens x
+  // features): the weights' rows hold k contiguously, as AMX's A tiles want,
+  // while packing them as B tiles would transpose all of them; so compute
+  // C^T = W x^T and transpose the (smaller) result instead.
+  if (!trans_a && trans_b && m < n) {
+    const Problem P{{b, ldb, false}, {a, lda, true}, n, m, k, alpha, beta, c32, c16, ldc, true};
+    return run<Amx>(P, threads);
+  }
   const Problem P{{a, lda, trans_a}, {b, ldb, trans_b}, m, n, k, alpha, beta, c32, c16, ldc};
   return run<Amx>(P, threads);
 }
