@@ -150,24 +150,50 @@ void pack_b(const Operand& b, int64_t p0, int64_t kc, int64_t kp, int64_t j0, in
   }
 }
 
-// Writes alpha * t + beta * C into C[0..mv) x [0..nv) (t: rows of ldt floats).
-inline void store_c(const float* t, int64_t ldt, int nvec, float* c, int64_t ldc, int64_t mv, int64_t nv,
-                    float alpha, float beta) {
+// Where a micro-kernel's tile goes: fp32 (f) or bf16 (h, rounded once), each
+// element (i, j) of the kernel's product at i * ld + j, or at j * ld + i when
+// the product computed is C^T (tout).
+struct Target {
+  float* f;
+  uint16_t* h;
+  int64_t ld;
+  bool tout;
+  Target at(int64_t i, int64_t j) const {
+    const int64_t o = tout ? j * ld + i : i * ld + j;
+    return {f ? f + o : nullptr, h ? h + o : nullptr, ld, tout};
+  }
+};
+
+// Rows [0, rows) x columns [0, cols) of the target (not transposed) =
+// alpha * t + beta * target, t rows of ldt floats.
+inline void store_rows(const float* t, int64_t ldt, int nvec, const Target& c, int64_t rows, int64_t cols,
+                       float alpha, float beta) {
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-  for (int64_t i = 0; i < mv; ++i)
+  for (int64_t i = 0; i < rows; ++i)
     for (int v = 0; v < nvec; ++v) {
-      const __mmask16 m = lanes16(nv - 16 * v);
+      const __mmask16 m = lanes16(cols - 16 * v);
       if (!m) break;
       __m512 r = _mm512_mul_ps(va, _mm512_load_ps(t + i * ldt + 16 * v));
-      if (beta != 0.f) r = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m, c + i * ldc + 16 * v), r);
-      _mm512_mask_storeu_ps(c + i * ldc + 16 * v, m, r);
+      if (c.f) {
+        float* p = c.f + i * c.ld + 16 * v;
+        if (beta != 0.f) r = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m, p), r);
+        _mm512_mask_storeu_ps(p, m, r);
+      } else {
+        uint16_t* p = c.h + i * c.ld + 16 * v;
+        if (beta != 0.f) r = _mm512_fmadd_ps(vb, widen_bf16(_mm256_maskz_loadu_epi16(m, p)), r);
+        _mm256_mask_storeu_epi16(p, m, round_bf16(r));
+      }
     }
 }
 
-// The same into C transposed: C[j][i] for i < mv, j < nv, from t (MR x NR
-// floats, MR and NR multiples of 16), through 16 x 16 transposes.
-inline void store_c_t(const float* t, int64_t mr, int64_t nr, float* c, int64_t ldc, int64_t mv, int64_t nv,
-                      float alpha, float beta) {
+// The kernel's mv x nv tile t (rows of nr floats; mr x nr, multiples of 16)
+// into the target, through 16 x 16 transposes when it is transposed.
+inline void store_tile(const float* t, int64_t mr, int64_t nr, const Target& c, int64_t mv, int64_t nv, float alpha,
+                       float beta) {
+  if (!c.tout) {
+    store_rows(t, nr, static_cast<int>(nr / 16), c, mv, nv, alpha, beta);
+    return;
+  }
   alignas(64) float tt[32 * 48];  // nr x mr
   for (int64_t i = 0; i < mr; i += 16)
     for (int64_t j = 0; j < nr; j += 16) {
@@ -176,7 +202,7 @@ inline void store_c_t(const float* t, int64_t mr, int64_t nr, float* c, int64_t 
       transpose16(v);
       for (int r = 0; r < 16; ++r) _mm512_store_ps(tt + (j + r) * mr + i, _mm512_castsi512_ps(v[r]));
     }
-  store_c(tt, mr, static_cast<int>(mr / 16), c, ldc, nv, mv, alpha, beta);
+  store_rows(tt, mr, static_cast<int>(mr / 16), c, nv, mv, alpha, beta);
 }
 
 // ---- AMX ----
@@ -249,9 +275,12 @@ struct Amx {
   // an fp32 block and store_c. Which tiles are full depends only on m and n
   // (blocks and thread splits are cut at multiples of 32), so the bits do not
   // depend on the thread count.
-  static void micro(int64_t kp, const uint16_t* pa, const uint16_t* pb, float* c, int64_t ldc, int64_t mv,
-                    int64_t nv, float alpha, float beta, bool tout) {
-    const bool direct = !tout && mv == kMR && nv == kNR && alpha == 1.f && (beta == 0.f || beta == 1.f);
+  static void micro(int64_t kp, const uint16_t* pa, const uint16_t* pb, const Target& ct, int64_t mv, int64_t nv,
+                    float alpha, float beta) {
+    const bool direct =
+        ct.f && !ct.tout && mv == kMR && nv == kNR && alpha == 1.f && (beta == 0.f || beta == 1.f);
+    float* c = ct.f;
+    const int64_t ldc = ct.ld;
     if (direct && beta == 1.f) {
       _tile_loadd(0, c, ldc * 4);
       _tile_loadd(1, c + 16, ldc * 4);
@@ -287,10 +316,7 @@ struct Amx {
     _tile_stored(1, t + 16, 128);
     _tile_stored(2, t + 16 * 32, 128);
     _tile_stored(3, t + 16 * 32 + 16, 128);
-    if (tout)
-      store_c_t(t, kMR, kNR, c, ldc, mv, nv, alpha, beta);
-    else
-      store_c(t, 32, 2, c, ldc, mv, nv, alpha, beta);
+    store_tile(t, kMR, kNR, ct, mv, nv, alpha, beta);
   }
 };
 
@@ -338,8 +364,8 @@ struct Avx {
     }
   }
 
-  static void micro(int64_t kp, const uint16_t* __restrict pa, const uint16_t* __restrict pb, float* c,
-                    int64_t ldc, int64_t mv, int64_t nv, float alpha, float beta, bool tout) {
+  static void micro(int64_t kp, const uint16_t* __restrict pa, const uint16_t* __restrict pb, const Target& ct,
+                    int64_t mv, int64_t nv, float alpha, float beta) {
     __m512 acc[kMR][kNV];
 #pragma GCC unroll 16
     for (int i = 0; i < kMR; ++i)
@@ -365,8 +391,7 @@ struct Avx {
     for (int i = 0; i < kMR; ++i)
 #pragma GCC unroll 4
       for (int v = 0; v < kNV; ++v) _mm512_store_ps(t + i * kNR + 16 * v, acc[i][v]);
-    store_c(t, kNR, kNV, c, ldc, mv, nv, alpha, beta);
-    (void)tout;  // the AVX512-BF16 kernel is not run transposed
+    store_rows(t, kNR, kNV, ct, mv, nv, alpha, beta);  // never transposed (gemm_bf16_avx512)
   }
 };
 
@@ -386,40 +411,47 @@ void finish_bf16(const float* acc, int64_t lda, int64_t rows, int64_t cols, floa
 }
 
 // C block [i0, i0 + mb) x [j0, j0 + nb) with this thread's buffers.
+// The depth of the k slices: K::kKC, or all of k where that is at most twice
+// as deep (one slice: a bf16 C is then rounded straight from the tiles).
+// Depends on k only, so every element sums in the same order in any thread.
+template <class K>
+int64_t slice_depth(int64_t k) {
+  return k <= 2 * K::kKC ? k : K::kKC;
+}
+
 template <class K>
 void run_block(const Problem& P, int64_t i0, int64_t mb, int64_t j0, int64_t nb, uint16_t* pa, uint16_t* pb,
                float* scratch) {
-  const int64_t chunk = P.c16 ? K::kRowChunk : mb;
+  const int64_t kcmax = slice_depth<K>(P.k);
+  // A bf16 C over several slices accumulates in an fp32 block (scratch,
+  // chunk x kNC in C's layout), rounded once its k is done.
+  const bool via_scratch = P.c16 && P.k > kcmax;
+  const int64_t chunk = via_scratch ? K::kRowChunk : mb;
+  const Target whole{P.c32, via_scratch ? nullptr : P.c16, P.ldc, P.tout};
   for (int64_t rc = 0; rc < mb; rc += chunk) {
     const int64_t rows = min64(chunk, mb - rc);
     for (int64_t jc = 0; jc < nb; jc += K::kNC) {
       const int64_t nc = min64(K::kNC, nb - jc);
-      // Where element (i, j) of this block goes: C (or C^T), or the fp32
-      // scratch in C's layout (rows x kNC, or kNC x kRowChunk transposed).
-      float* cc = P.c16 ? scratch
-                  : P.tout ? P.c32 + (j0 + jc) * P.ldc + i0 + rc
-                           : P.c32 + (i0 + rc) * P.ldc + j0 + jc;
-      const int64_t ldcc = P.c16 ? (P.tout ? K::kRowChunk : K::kNC) : P.ldc;
-      for (int64_t pc = 0; pc < P.k; pc += K::kKC) {
-        const int64_t kc = min64(K::kKC, P.k - pc), kp = round_up(kc, K::kKAlign);
+      const Target cc = via_scratch ? Target{scratch, nullptr, P.tout ? K::kRowChunk : K::kNC, P.tout}
+                                    : whole.at(i0 + rc, j0 + jc);
+      for (int64_t pc = 0; pc < P.k; pc += kcmax) {
+        const int64_t kc = min64(kcmax, P.k - pc), kp = round_up(kc, K::kKAlign);
         pack_b(P.b, pc, kc, kp, j0 + jc, nc, K::kNR, pb);
-        const float beta_here = pc > 0 ? 1.f : P.c16 ? 0.f : P.beta;
+        const float beta_here = pc > 0 ? 1.f : via_scratch ? 0.f : P.beta;
         for (int64_t ic = 0; ic < rows; ic += K::kMC) {
           const int64_t mc = min64(K::kMC, rows - ic);
           K::pack_a(P.a, i0 + rc + ic, mc, pc, kc, kp, pa);
           for (int64_t jr = 0; jr < nc; jr += K::kNR)
-            for (int64_t ir = 0; ir < mc; ir += K::kMR) {
-              float* ct = P.tout ? cc + jr * ldcc + ic + ir : cc + (ic + ir) * ldcc + jr;
-              K::micro(kp, pa + ir * kp, pb + jr * kp, ct, ldcc, min64(K::kMR, mc - ir), min64(K::kNR, nc - jr),
-                       P.alpha, beta_here, P.tout);
-            }
+            for (int64_t ir = 0; ir < mc; ir += K::kMR)
+              K::micro(kp, pa + ir * kp, pb + jr * kp, cc.at(ic + ir, jr), min64(K::kMR, mc - ir),
+                       min64(K::kNR, nc - jr), P.alpha, beta_here);
         }
       }
-      if (P.c16) {
+      if (via_scratch) {
         if (P.tout)
-          finish_bf16(cc, ldcc, nc, rows, P.beta, P.c16 + (j0 + jc) * P.ldc + i0 + rc, P.ldc);
+          finish_bf16(scratch, cc.ld, nc, rows, P.beta, P.c16 + (j0 + jc) * P.ldc + i0 + rc, P.ldc);
         else
-          finish_bf16(cc, ldcc, rows, nc, P.beta, P.c16 + (i0 + rc) * P.ldc + j0 + jc, P.ldc);
+          finish_bf16(scratch, cc.ld, rows, nc, P.beta, P.c16 + (i0 + rc) * P.ldc + j0 + jc, P.ldc);
       }
     }
   }
@@ -443,7 +475,7 @@ struct Buffers {
   bool need_scratch = false;
   Buffers(int64_t m, int64_t n, int64_t k, bool bf16_out) : need_scratch(bf16_out) {
     if (m <= 0 || n <= 0 || k <= 0) return;
-    const int64_t kp = round_up(min64(K::kKC, k), K::kKAlign);
+    const int64_t kp = round_up(slice_depth<K>(k), K::kKAlign);
     pa = static_cast<uint16_t*>(alloc64(round_up(min64(K::kMC, m), K::kMR) * kp * 2));
     pb = static_cast<uint16_t*>(alloc64(round_up(min64(K::kNC, n), K::kNR) * kp * 2));
     if (bf16_out) scratch = static_cast<float*>(alloc64(min64(K::kRowChunk, m) * K::kNC * 4));
