@@ -121,30 +121,52 @@ void pack_b(const Operand& b, int64_t p0, int64_t kc, int64_t kp, int64_t j0, in
             uint16_t* dst) {
   const int64_t pairs = kp / 2;
   const __m512i zero = _mm512_setzero_si512();
+  if (!b.trans) {  // op(B)(p, j) = B[p * ld + j]: two rows make a pair row
+    // Row by row across all panels, so that B is read in one sequential
+    // stream per row (panel by panel, each row would be a 64-byte visit per
+    // page, which the hardware prefetchers do not follow). Full 32-column
+    // stretches of both rows are interleaved by unpacks within 128-bit
+    // lanes, then put in column order by a 64-bit permute.
+    const __m512i lo_order = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
+    const __m512i hi_order = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4);
+    for (int64_t r = 0; r < pairs; ++r) {
+      const int64_t p = 2 * r;
+      const uint16_t* s0 = b.p + (p0 + p) * b.ld + j0;
+      const uint16_t* s1 = s0 + b.ld;
+      for (int64_t c = 0; c < nc; c += w) {
+        const int64_t nv = min64(w, nc - c);
+        uint16_t* d = dst + c * kp + r * w * 2;
+        int64_t h = 0;
+        if (p + 1 < kc)
+          for (; h + 32 <= w && h + 32 <= nv; h += 32) {
+            const __m512i r0 = _mm512_loadu_si512(s0 + c + h);
+            const __m512i r1 = _mm512_loadu_si512(s1 + c + h);
+            const __m512i lo = _mm512_unpacklo_epi16(r0, r1), hi = _mm512_unpackhi_epi16(r0, r1);
+            _mm512_storeu_si512(d + 2 * h, _mm512_permutex2var_epi64(lo, lo_order, hi));
+            _mm512_storeu_si512(d + 2 * h + 32, _mm512_permutex2var_epi64(lo, hi_order, hi));
+          }
+        for (; h < w; h += 16) {
+          const __m512i lo = p < kc ? load16(s0 + c + h, nv - h) : zero;
+          const __m512i hi = p + 1 < kc ? load16(s1 + c + h, nv - h) : zero;
+          _mm512_storeu_si512(d + 2 * h, pair_words(lo, hi));
+        }
+      }
+    }
+    return;
+  }
   for (int64_t c = 0; c < nc; c += w) {
     const int64_t nv = min64(w, nc - c);
     uint16_t* d = dst + c * kp;
-    if (!b.trans) {  // op(B)(p, j) = B[p * ld + j]: two rows make a pair row
-      const uint16_t* s = b.p + p0 * b.ld + j0 + c;
-      for (int64_t r = 0; r < pairs; ++r) {
-        const int64_t p = 2 * r;
-        for (int64_t h = 0; h < w; h += 16) {
-          const __m512i lo = p < kc ? load16(s + p * b.ld + h, nv - h) : zero;
-          const __m512i hi = p + 1 < kc ? load16(s + (p + 1) * b.ld + h, nv - h) : zero;
-          _mm512_storeu_si512(d + r * w * 2 + 2 * h, pair_words(lo, hi));
-        }
-      }
-    } else {  // op(B)(p, j) = B[j * ld + p]: row j of B holds column j's pair words
-      const uint16_t* s = b.p + (j0 + c) * b.ld + p0;
-      for (int64_t r0 = 0; r0 < pairs; r0 += 16) {
-        const __mmask32 mk = lanes32(kc - 2 * r0);
-        for (int64_t h = 0; h < w; h += 16) {
-          __m512i v[16];
-          for (int j = 0; j < 16; ++j)
-            v[j] = h + j < nv ? _mm512_maskz_loadu_epi16(mk, s + (h + j) * b.ld + 2 * r0) : zero;
-          transpose16(v);
-          for (int r = 0; r < 16 && r0 + r < pairs; ++r) _mm512_storeu_si512(d + (r0 + r) * w * 2 + 2 * h, v[r]);
-        }
+    // op(B)(p, j) = B[j * ld + p]: row j of B holds column j's pair words
+    const uint16_t* s = b.p + (j0 + c) * b.ld + p0;
+    for (int64_t r0 = 0; r0 < pairs; r0 += 16) {
+      const __mmask32 mk = lanes32(kc - 2 * r0);
+      for (int64_t h = 0; h < w; h += 16) {
+        __m512i v[16];
+        for (int j = 0; j < 16; ++j)
+          v[j] = h + j < nv ? _mm512_maskz_loadu_epi16(mk, s + (h + j) * b.ld + 2 * r0) : zero;
+        transpose16(v);
+        for (int r = 0; r < 16 && r0 + r < pairs; ++r) _mm512_storeu_si512(d + (r0 + r) * w * 2 + 2 * h, v[r]);
       }
     }
   }
@@ -245,12 +267,12 @@ struct Amx {
       const int64_t mv = min64(kMR, mc - r);
       uint16_t* d = dst + r * kp;
       if (!a.trans) {  // rows of A are rows of the tile
+        // Row by row (one sequential stream each), as pack_b.
         const uint16_t* s = a.p + (i0 + r) * a.ld + p0;
-        for (int64_t kb = 0; kb < kp; kb += 32) {
-          const __mmask32 mk = lanes32(kc - kb);
-          for (int64_t i = 0; i < kMR; ++i)
-            _mm512_storeu_si512(d + kb * kMR + i * 32, i < mv ? _mm512_maskz_loadu_epi16(mk, s + i * a.ld + kb) : zero);
-        }
+        for (int64_t i = 0; i < kMR; ++i)
+          for (int64_t kb = 0; kb < kp; kb += 32)
+            _mm512_storeu_si512(d + kb * kMR + i * 32,
+                                i < mv ? _mm512_maskz_loadu_epi16(lanes32(kc - kb), s + i * a.ld + kb) : zero);
       } else {  // A is k x m: pair words over 16 rows, then a transpose
         const uint16_t* s = a.p + p0 * a.ld + i0 + r;
         for (int64_t kb = 0; kb < kp; kb += 32)
@@ -495,13 +517,15 @@ bool run(const Problem& P, int threads) {
   int64_t t = min64(threads > 0 ? threads : 1, 2 * P.m * P.n * P.k / K::kMinFlopsPerThread);
   if (t < 1) t = 1;
   // The grid tm x tn whose largest block holds the fewest tiles; ties go to
-  // splitting the columns.
+  // splitting the longer side, whose operand is the larger one (each thread
+  // then packs only its part of it: the other is packed by every thread).
   int64_t tm = 1, tn = t, best = -1;
   for (int64_t cn = t; cn >= 1; --cn) {
     if (t % cn) continue;
     const int64_t cm = t / cn;
     const int64_t work = ceil_div(ceil_div(P.m, K::kMR), cm) * ceil_div(ceil_div(P.n, K::kNR), cn);
-    if (best < 0 || work < best) best = work, tm = cm, tn = cn;
+    const bool better_tie = work == best && (P.m > P.n ? cm > tm : cn > tn);
+    if (best < 0 || work < best || better_tie) best = work, tm = cm, tn = cn;
   }
   bool failed = false;  // a thread could not allocate: then nobody writes C
 #pragma omp parallel num_threads(static_cast<int>(t)) if (t > 1)
