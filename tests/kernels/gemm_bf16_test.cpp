@@ -17,6 +17,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -24,6 +25,7 @@
 #include <vector>
 
 #include "core/bf16.h"
+#include "core/error.h"
 #include "kernels/cpu/gemm_bf16.h"
 
 namespace {
@@ -306,15 +308,22 @@ TEST_CASE("bf16 GEMM with beta 0 ignores what C held (even NaN), and k = 0 or al
 }
 
 TEST_CASE("bf16 GEMM through the dispatching entry point, on whichever path this CPU gets") {
-  const std::string name = dtrain::cpu::gemm_bf16_path_name();
-  MESSAGE("bf16 GEMM path: " << name);
+  // A DTRAIN_CPU_GEMM_BF16 this CPU cannot honour is refused at setup; the
+  // product itself then runs the fallback.
+  Bf16GemmPath path = Bf16GemmPath::kFallback;
+  try {
+    path = dtrain::cpu::gemm_bf16_path();
+  } catch (const dtrain::ConfigError& e) {
+    MESSAGE("refused (so the fallback): " << e.what());
+  }
+  MESSAGE("bf16 GEMM path: " << dtrain::cpu::gemm_bf16_path_name(path));
   const Problem p{false, true, 70, 90, 110, 1.f, 0.f};
   const Data d = make(p, 99);
   std::vector<float> c = d.c;
   dtrain::cpu::gemm_bf16(p.ta, p.tb, p.m, p.n, p.k, p.alpha, d.a.data(), d.lda, d.b.data(), d.ldb, p.beta, c.data(),
                          d.ldc);
   CHECK(check(p, d, c, false).worst <= 1.0);
-  CHECK(c == run(dtrain::cpu::gemm_bf16_path(), p, d, false, 2));
+  CHECK(c == run(path, p, d, false, 2));
 }
 
 TEST_CASE("bf16 convert matches the scalar rounding on special values, ties and denormals") {
@@ -348,4 +357,46 @@ TEST_CASE("bf16 convert matches the scalar rounding on special values, ties and 
   std::vector<bf16> y(big.size());
   dtrain::cpu::convert(big.data(), int64_t(big.size()), y.data());
   for (size_t i = 0; i < big.size(); ++i) REQUIRE(y[i].bits == bf16(big[i]).bits);
+}
+
+// ctest runs this case under DTRAIN_CPU_GEMM_BF16 = fallback, amx, avx512bf16
+// and a bad value too (tests/CMakeLists.txt); run plainly, the variable is unset.
+TEST_CASE("DTRAIN_CPU_GEMM_BF16 forces a path, or is refused naming the variable") {
+  const char* env = std::getenv("DTRAIN_CPU_GEMM_BF16");
+  const std::string want = env ? env : "auto";
+  CAPTURE(want);
+  const bool amx = dtrain::cpu::gemm_bf16_path_supported(Bf16GemmPath::kAmx);
+  const bool avx = dtrain::cpu::gemm_bf16_path_supported(Bf16GemmPath::kAvx512Bf16);
+  const auto refused = [&](const std::string& text) {
+    try {
+      dtrain::cpu::gemm_bf16_path();
+      FAIL("accepted DTRAIN_CPU_GEMM_BF16=" << want);
+    } catch (const dtrain::ConfigError& e) {
+      const std::string what = e.what();
+      CHECK(what.find("DTRAIN_CPU_GEMM_BF16") != std::string::npos);
+      CHECK(what.find(text) != std::string::npos);
+    }
+  };
+  if (want == "auto" || want.empty()) {
+    CHECK(dtrain::cpu::gemm_bf16_path() == (amx ? Bf16GemmPath::kAmx
+                                            : avx ? Bf16GemmPath::kAvx512Bf16
+                                                  : Bf16GemmPath::kFallback));
+  } else if (want == "fallback") {
+    CHECK(dtrain::cpu::gemm_bf16_path() == Bf16GemmPath::kFallback);
+  } else if (want == "amx" || want == "avx512bf16") {
+    const bool have = want == "amx" ? amx : avx;
+    if (have)
+      CHECK(dtrain::cpu::gemm_bf16_path() == (want == "amx" ? Bf16GemmPath::kAmx : Bf16GemmPath::kAvx512Bf16));
+    else
+      refused("this CPU has no");
+  } else {
+    refused("expected auto, amx, avx512bf16 or fallback");
+  }
+  // gemm_bf16 itself never throws: a refused choice runs the fallback.
+  const Problem p{true, false, 20, 30, 40, 1.f, 0.f};
+  const Data d = make(p, 3);
+  std::vector<float> c = d.c;
+  dtrain::cpu::gemm_bf16(p.ta, p.tb, p.m, p.n, p.k, p.alpha, d.a.data(), d.lda, d.b.data(), d.ldb, p.beta, c.data(),
+                         d.ldc);
+  CHECK(check(p, d, c, false).worst <= 1.0);
 }
