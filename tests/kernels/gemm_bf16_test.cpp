@@ -133,7 +133,7 @@ Check check(const Problem& p, const Data& in, const std::vector<float>& out, boo
 
 bool skipped(Bf16GemmPath path) {
   if (dtrain::cpu::gemm_bf16_path_supported(path)) return false;
-  MESSAGE("skipped: " << dtrain::cpu::gemm_bf16_path_name(path) << " path: this CPU has no "
+  MESSAGE("skipped: " << std::string(dtrain::cpu::gemm_bf16_path_name(path)) << " path: this CPU has no "
                       << (path == Bf16GemmPath::kAmx ? "AMX-BF16" : "AVX512_BF16"));
   return true;
 }
@@ -271,7 +271,8 @@ TEST_CASE("bf16 GEMM with beta 0 ignores what C held (even NaN), and k = 0 or al
   const float nan = std::numeric_limits<float>::quiet_NaN();
   for (Bf16GemmPath path : kPaths) {
     if (skipped(path)) continue;
-    CAPTURE(dtrain::cpu::gemm_bf16_path_name(path));
+    const std::string path_name = dtrain::cpu::gemm_bf16_path_name(path);
+    CAPTURE(path_name);
     // 40 x 70 x 50 reaches both kernels' edge tiles and AMX's k padding.
     std::vector<bf16> a(40 * 50, bf16(1.f)), b(50 * 70, bf16(2.f));
     std::vector<float> c(40 * 70, nan);
@@ -316,7 +317,7 @@ TEST_CASE("bf16 GEMM through the dispatching entry point, on whichever path this
   } catch (const dtrain::ConfigError& e) {
     MESSAGE("refused (so the fallback): " << e.what());
   }
-  MESSAGE("bf16 GEMM path: " << dtrain::cpu::gemm_bf16_path_name(path));
+  MESSAGE("bf16 GEMM path: " << std::string(dtrain::cpu::gemm_bf16_path_name(path)));
   const Problem p{false, true, 70, 90, 110, 1.f, 0.f};
   const Data d = make(p, 99);
   std::vector<float> c = d.c;
