@@ -26,6 +26,7 @@
 
 #include "core/bf16.h"
 #include "core/error.h"
+#include "kernels/cpu/gemm.h"
 #include "kernels/cpu/gemm_bf16.h"
 
 namespace {
@@ -208,6 +209,12 @@ std::vector<Problem> model_problems() {
 }
 
 void check_path(Bf16GemmPath path, const std::vector<Problem>& problems, bool all_threads) {
+  // The fallback's bits follow cpu::gemm<float>'s: thread-count independent
+  // with dtrain's AVX-512 sgemm, not promised by OpenBLAS.
+  const bool same_bits = path != Bf16GemmPath::kFallback ||
+                         dtrain::cpu::gemm_backend() == dtrain::cpu::GemmBackend::kAvx512;
+  if (!same_bits)
+    MESSAGE("skipped: fallback on OpenBLAS: bits identical across thread counts not checked (not promised)");
   uint32_t seed = 1;
   for (const Problem& p : problems) {
     const Data d = make(p, seed++);
@@ -226,7 +233,7 @@ void check_path(Bf16GemmPath path, const std::vector<Problem>& problems, bool al
       CHECK(r.worst <= 1.0);
       CHECK(r.padding_kept);
       for (int threads : {2, 3}) {
-        if (!all_threads && threads == 3) continue;
+        if (!same_bits || (!all_threads && threads == 3)) continue;
         CAPTURE(threads);
         const std::vector<float> many = run(path, p, d, bf16_out, threads);
         CHECK(std::memcmp(one.data(), many.data(), one.size() * sizeof(float)) == 0);
