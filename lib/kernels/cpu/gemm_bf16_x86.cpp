@@ -245,6 +245,9 @@ struct Amx {
   static constexpr int64_t kNC = 1024;
   static constexpr int64_t kRowChunk = 256;       // rows of the fp32 block behind a bf16 C
   static constexpr int64_t kMinFlopsPerThread = int64_t(1) << 23;
+  // Tiles row by row (A panel outer): 5-15% faster than column by column on
+  // the weight-gradient shapes here, the same elsewhere (bgemm_peak, 1 thread).
+  static constexpr bool kAPanelOuter = true;
 
   // Every tile 16 rows x 64 bytes: tmm0-3 C, tmm4-5 A, tmm6-7 B.
   static void begin() {
@@ -353,6 +356,7 @@ struct Avx {
   static constexpr int64_t kNC = kNR * 32;
   static constexpr int64_t kRowChunk = kMC;
   static constexpr int64_t kMinFlopsPerThread = int64_t(1) << 22;
+  static constexpr bool kAPanelOuter = false;  // as the sgemm (B block of 1.5 MiB: L2 on Zen 5 is 1 MiB)
   static void begin() {}
   static void end() {}
 
@@ -463,10 +467,17 @@ void run_block(const Problem& P, int64_t i0, int64_t mb, int64_t j0, int64_t nb,
         for (int64_t ic = 0; ic < rows; ic += K::kMC) {
           const int64_t mc = min64(K::kMC, rows - ic);
           K::pack_a(P.a, i0 + rc + ic, mc, pc, kc, kp, pa);
-          for (int64_t jr = 0; jr < nc; jr += K::kNR)
+          const auto tile = [&](int64_t ir, int64_t jr) {
+            K::micro(kp, pa + ir * kp, pb + jr * kp, cc.at(ic + ir, jr), min64(K::kMR, mc - ir),
+                     min64(K::kNR, nc - jr), P.alpha, beta_here);
+          };
+          if (K::kAPanelOuter) {  // an A panel in L1, the B block from L2
             for (int64_t ir = 0; ir < mc; ir += K::kMR)
-              K::micro(kp, pa + ir * kp, pb + jr * kp, cc.at(ic + ir, jr), min64(K::kMR, mc - ir),
-                       min64(K::kNR, nc - jr), P.alpha, beta_here);
+              for (int64_t jr = 0; jr < nc; jr += K::kNR) tile(ir, jr);
+          } else {  // a B panel in L1, the A block from L2
+            for (int64_t jr = 0; jr < nc; jr += K::kNR)
+              for (int64_t ir = 0; ir < mc; ir += K::kMR) tile(ir, jr);
+          }
         }
       }
       if (via_scratch) {
