@@ -243,7 +243,7 @@ struct Amx {
   static constexpr int64_t kKC = 512;             // B micro-panel 32 KiB (L1), A block 256 KiB (L2)
   static constexpr int64_t kMC = 256;
   static constexpr int64_t kNC = 1024;
-  static constexpr int64_t kRowChunk = 256;       // rows of the fp32 block behind a bf16 C
+  static constexpr int64_t kRowChunk = 1024;      // rows of the fp32 block behind a bf16 C (B is packed once per chunk)
   static constexpr int64_t kMinFlopsPerThread = int64_t(1) << 23;
   // Tiles row by row (A panel outer): 5-15% faster than column by column on
   // the weight-gradient shapes here, the same elsewhere (bgemm_peak, 1 thread).
@@ -450,7 +450,7 @@ void run_block(const Problem& P, int64_t i0, int64_t mb, int64_t j0, int64_t nb,
                float* scratch) {
   const int64_t kcmax = slice_depth<K>(P.k);
   // A bf16 C over several slices accumulates in an fp32 block (scratch,
-  // chunk x kNC in C's layout), rounded once its k is done.
+  // chunk x kNC at most, in C's layout), rounded once its k is done.
   const bool via_scratch = P.c16 && P.k > kcmax;
   const int64_t chunk = via_scratch ? K::kRowChunk : mb;
   const Target whole{P.c32, via_scratch ? nullptr : P.c16, P.ldc, P.tout};
@@ -458,7 +458,7 @@ void run_block(const Problem& P, int64_t i0, int64_t mb, int64_t j0, int64_t nb,
     const int64_t rows = min64(chunk, mb - rc);
     for (int64_t jc = 0; jc < nb; jc += K::kNC) {
       const int64_t nc = min64(K::kNC, nb - jc);
-      const Target cc = via_scratch ? Target{scratch, nullptr, P.tout ? K::kRowChunk : K::kNC, P.tout}
+      const Target cc = via_scratch ? Target{scratch, nullptr, P.tout ? min64(chunk, mb) : K::kNC, P.tout}
                                     : whole.at(i0 + rc, j0 + jc);
       for (int64_t pc = 0; pc < P.k; pc += kcmax) {
         const int64_t kc = min64(kcmax, P.k - pc), kp = round_up(kc, K::kKAlign);
