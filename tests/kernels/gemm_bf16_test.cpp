@@ -139,8 +139,9 @@ bool skipped(Bf16GemmPath path) {
   return true;
 }
 
-// Around the kernels' tiles and blocks: AMX 32 x 32, k padded to 32, KC 512,
-// MC 256, NC 1024, 256-row bf16 chunks; AVX512-BF16 8 x 48 and 12 x 32, k
+// Around the kernels' tiles and blocks: AMX 32 x 32, k padded to 32, KC 512
+// (one slice up to 1024), MC 256, NC 1024, 1024-row fp32 blocks behind a bf16
+// C, x W^T with m < n computed as C^T; AVX512-BF16 8 x 48 and 12 x 32, k
 // padded to 2, KC 512, MC 192 / 288, NC 1536 / 1024; degenerate ones.
 std::vector<Problem> edge_problems() {
   std::vector<Problem> ps;
@@ -148,7 +149,7 @@ std::vector<Problem> edge_problems() {
                                {17, 33, 33},  {31, 31, 31},    {32, 32, 64},    {33, 97, 65},  {64, 64, 64},
                                {13, 33, 1},   {16, 784, 144},  {33, 5, 513},    {200, 130, 385},
                                {3, 1600, 20}, {290, 256, 70},  {257, 1025, 40}, {12, 1056, 400},
-                               {36, 2080, 200}};
+                               {36, 2080, 200}, {1100, 70, 1030}, {70, 1100, 1030}};
   for (const auto& s : shapes)
     for (int t = 0; t < 4; ++t) ps.push_back({bool(t & 1), bool(t & 2), s[0], s[1], s[2]});
   ps.push_back({false, true, 50, 70, 90, 0.5f, 1.f});
