@@ -66,7 +66,7 @@ void MatmulPlan::run(const Exec& ex, const Gemm& g, const Tensor& a, const Tenso
 
 std::string matmul_path(const Exec& ex, DType act) {
   if (!ex.device.is_cpu()) return ex.device.str();
-  if (act == DType::bf16) return fmt::format("{} (bf16)", cpu::gemm_bf16_path_name());
+  if (act == DType::bf16) return fmt::format("{} matmul", cpu::gemm_bf16_path_name());
   return fmt::format("{} sgemm", cpu::gemm_backend_name());
 }
 
