@@ -32,7 +32,7 @@ double p2p_seconds(double bytes, const Link& link) { return link.latency + bytes
 
 Features Features::this_trainer() {
   Features f;
-  f.recompute = false;
+  f.recompute = true;  // train.recompute = "full" (and "selective")
   f.zero1_reduce_scatter = false;
   f.bf16 = false;  // the CPU backend computes in fp32
   f.tp_for_cnn = false;

@@ -110,6 +110,7 @@ void Trainer::setup() {
   sends_.resize(slots);
   const double heap0 = options_.profiler ? heap_bytes() : 0;  // --- profiler hook
   for (auto& slot : slots_) {
+    slot->recompute = recompute_from_name(t.recompute);
     slot->plan(t.micro_batch);
     x_.push_back(Tensor::empty(data_x, data_dtype));
     y_.push_back(Tensor::empty(m.target_shape(t.micro_batch), DType::i32));
