@@ -46,7 +46,7 @@ struct State {
 };
 
 State build(const Config& cfg, uint64_t seed) {
-  const int64_t seq = cfg.model.type == "gpt" ? cfg.train.seq_len : 0;
+  const int64_t seq = train_seq_len(cfg);
   State s;
   s.model = build_model(cfg.model, seq, DType::f32, Device::cpu(), seed);
   s.opt = make_optimizer(cfg.optim, s.model->params);

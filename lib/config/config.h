@@ -12,8 +12,18 @@
 
 namespace dtrain {
 
+// The model families dtrain builds. Code dispatches on this type (and the
+// traits below), never on the family's name.
+enum class ModelFamily : uint8_t { gpt, cnn };
+
 struct ModelConfig {
-  std::string type;  // "gpt" | "cnn"
+  std::string type;  // "gpt" | "cnn", as written in the file; see family()
+  // The family named by `type`; throws ConfigError for a name it does not know.
+  ModelFamily family() const;
+  // Token ids in, a token per item, tensor parallelism available (GPT); or
+  // images in, one label per image, accuracy reported (CNN).
+  bool token_model() const { return family() == ModelFamily::gpt; }
+  bool classifier() const { return family() == ModelFamily::cnn; }
   // gpt
   int64_t vocab_size;
   int64_t context_length;
@@ -162,6 +172,10 @@ using AutoLayout = std::function<AutoLayoutChoice(const AutoLayoutRequest&)>;
 // checkpoint.dir are filled in. Relative data paths are kept as written.
 // parallel.mode "auto" with degrees left free on more than one rank asks
 // `auto_layout`; without one that is a config error.
+// The sequence length a GPT trains on (train.seq_len, else the context
+// length); 0 for models without sequences.
+int64_t train_seq_len(const Config& c);
+
 Config load_config(const std::string& path, const std::vector<std::string>& overrides = {},
                    int world_size = 1, const AutoLayout& auto_layout = {});
 

@@ -286,6 +286,17 @@ void read_values(const RawValues& raw, const std::string& name, Config& c,
 }  // namespace
 }  // namespace config
 
+ModelFamily ModelConfig::family() const {
+  if (type == "gpt") return ModelFamily::gpt;
+  if (type == "cnn") return ModelFamily::cnn;
+  throw ConfigError(fmt::format("model.type: unknown model type '{}' (expected gpt or cnn)", type));
+}
+
+int64_t train_seq_len(const Config& c) {
+  if (!c.model.token_model()) return 0;
+  return c.train.seq_len > 0 ? c.train.seq_len : c.model.context_length;
+}
+
 Config parse_config(const std::string& toml_text, const std::string& name,
                     const std::vector<std::string>& overrides, int world_size,
                     const AutoLayout& auto_layout) {

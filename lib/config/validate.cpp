@@ -38,7 +38,7 @@ class Validator {
 
   void run() {
     if (ok({"model.type"})) {
-      if (c_.model.type == "gpt") check_gpt();
+      if (c_.model.type == "gpt") check_gpt();  // the name: an unknown one is reported above
       if (c_.model.type == "cnn") check_cnn();
     }
     check_backend();
@@ -121,7 +121,7 @@ class Validator {
   }
 
   void check_backend() {
-    if (c_.train.precision == "bf16" && c_.model.type == "cnn")
+    if (c_.train.precision == "bf16" && c_.model.classifier())
       problem({"train.precision"},
               "train.precision: bf16 is not available for the CNN yet (its convolution, batch-norm "
               "and pooling kernels are fp32 only); use fp32");

@@ -20,15 +20,13 @@ Shape without_batch(const Shape& s) {
 std::unique_ptr<Model> assemble(const ModelConfig& cfg, int64_t seq_len, DType dtype, Device device,
                                 const ModelParallel& par) {
   auto m = std::make_unique<Model>();
-  m->kind = cfg.type;
+  m->family = cfg.family();
   m->dtype = dtype;
   m->exec.device = device;
-  if (cfg.type == "gpt")
-    build_gpt(*m, cfg, seq_len, par);
-  else if (cfg.type == "cnn")
-    build_cnn(*m, cfg, par);
-  else
-    throw ConfigError(fmt::format("model.type: unknown model type '{}' (expected gpt or cnn)", cfg.type));
+  switch (m->family) {
+    case ModelFamily::gpt: build_gpt(*m, cfg, seq_len, par); break;
+    case ModelFamily::cnn: build_cnn(*m, cfg, par); break;
+  }
   m->first_layer = par.first_layer;
   m->stage_sample_shape = m->sample_shape;
   return m;
@@ -51,7 +49,9 @@ size_t Model::first_param_of(size_t i) const {
 
 Shape Model::input_shape(int64_t batch) const { return with_batch(batch, stage_sample_shape); }
 
-DType Model::input_dtype() const { return kind == "gpt" && first_stage() ? DType::i32 : dtype; }
+DType Model::input_dtype() const {
+  return family == ModelFamily::gpt && first_stage() ? DType::i32 : dtype;  // token ids
+}
 
 Shape Model::output_shape(int64_t batch) const {
   Shape s = input_shape(batch);

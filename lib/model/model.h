@@ -32,7 +32,7 @@ struct ModelParallel {
 
 class Model {
  public:
-  std::string kind;                 // "gpt" | "cnn"
+  ModelFamily family = ModelFamily::gpt;
   ParamStore params;
   std::vector<std::unique_ptr<Layer>> layers;  // this stage's top-level layers
   std::unique_ptr<Loss> loss;                  // null unless this stage ends the model

@@ -45,7 +45,7 @@ int64_t parse_int(const std::string& override_text, const std::string& value) {
 PlanRequest plan_request(const Config& cfg, int devices, const Hardware& hardware) {
   PlanRequest r;
   r.model = cfg.model;
-  r.seq_len = cfg.model.type == "gpt" ? (cfg.train.seq_len > 0 ? cfg.train.seq_len : cfg.model.context_length) : 0;
+  r.seq_len = train_seq_len(cfg);
   r.workload.global_batch = cfg.train.global_batch;
   r.workload.precision = cfg.train.precision;
   r.workload.optimizer = cfg.optim.name;

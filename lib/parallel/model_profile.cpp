@@ -59,13 +59,13 @@ ModelProfile profile_model(const ModelConfig& cfg, int64_t seq_len, int tp) {
   DescribeOnlyGroup group(tp);
   ModelParallel par;
   if (tp > 1) par.tp = &group;
-  if (cfg.type == "cnn" && tp > 1)
+  if (cfg.family() == ModelFamily::cnn && tp > 1)
     throw ConfigError(fmt::format("tp={}: tensor parallelism is not available for the CNN", tp));
   auto m = describe_model(cfg, seq_len, par);
   ModelProfile out;
-  out.kind = m->kind;
+  out.kind = cfg.type;
   out.tp = tp;
-  out.seq_len = cfg.type == "gpt" ? seq_len : 0;
+  out.seq_len = cfg.token_model() ? seq_len : 0;
   out.items_per_sample = m->items_per_sample();
 
   Shape s = m->input_shape(1);

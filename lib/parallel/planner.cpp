@@ -64,7 +64,7 @@ Plan make_plan(const PlanRequest& req) {
   if (req.runnable_only && w.precision == "bf16" && !req.runnable.bf16)
     throw ConfigError("precision bf16: this trainer computes in fp32 only (the CPU backend)");
   const int n = req.devices;
-  const bool gpt = req.model.type == "gpt";
+  const bool gpt = req.model.family() == ModelFamily::gpt;
 
   Plan plan;
   plan.devices = n;

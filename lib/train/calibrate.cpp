@@ -137,7 +137,7 @@ std::string num(double x) { return fmt::format("{:.6g}", x); }
 Calibration calibrate_hardware(const Config& cfg, Communicator& world, const CalibrateOptions& o) {
   const int n = world.size(), me = world.rank();
   const int node = o.ranks_per_node > 0 ? o.ranks_per_node : n;
-  const int64_t seq_len = cfg.model.type == "gpt" ? (cfg.train.seq_len > 0 ? cfg.train.seq_len : cfg.model.context_length) : 0;
+  const int64_t seq_len = train_seq_len(cfg);
   const ModelProfile model = profile_model(cfg.model, seq_len, 1);
   double flops = 0, params = 0;
   for (const LayerProfile& l : model.layers) {

@@ -48,7 +48,7 @@ class ImageSource : public DataSource {
 DataSources open_data(const Config& cfg, int64_t seq_len) {
   DataSources s;
   const auto seed = static_cast<uint64_t>(cfg.train.seed);
-  if (cfg.model.type == "gpt") {
+  if (cfg.model.token_model()) {
     s.train = std::make_unique<TokenSource>(cfg.data.train, cfg.model.vocab_size, seq_len, seed,
                                             cfg.data.shuffle);
     s.val = std::make_unique<TokenSource>(cfg.data.val, cfg.model.vocab_size, seq_len, seed, false);

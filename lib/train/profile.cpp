@@ -59,7 +59,7 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
   Communicator& world = *g.world;
   const TrainConfig& t = cfg.train;
   Model& m = trainer.model();
-  const int64_t seq_len = cfg.model.type == "gpt" ? (t.seq_len > 0 ? t.seq_len : cfg.model.context_length) : 0;
+  const int64_t seq_len = train_seq_len(cfg);
 
   std::vector<std::string> names;
   for (const auto& l : m.layers) names.push_back(l->name());
@@ -181,7 +181,7 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
   double peak_sum = 0;
   for (int r = 0; r < world_size; ++r) peak_sum += at(r, kPeakGflops);
   const double mfu = safe_div(at(0, kModelFlops) / slowest / 1e9, peak_sum);
-  const char* unit = cfg.model.type == "cnn" ? "img/s" : "tok/s";
+  const char* unit = cfg.model.classifier() ? "img/s" : "tok/s";
   const auto whole = describe_model(cfg.model, seq_len);
   std::vector<std::string> all_names;
   for (const auto& l : whole->layers) all_names.push_back(l->name());

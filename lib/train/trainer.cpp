@@ -65,14 +65,14 @@ void Trainer::setup() {
   if (want.dp != g_.layout.dp || want.tp != g_.layout.tp || want.pp != g_.layout.pp)
     throw ConfigError(fmt::format("parallel: the config asks for {} but the ranks are laid out as {}",
                                   want.str(), g_.layout.str()));
-  if (cfg_.model.type == "cnn" && want.tp > 1)
+  if (cfg_.model.family() == ModelFamily::cnn && want.tp > 1)
     throw ConfigError(fmt::format("parallel.tp = {}: tensor parallelism is not available for the CNN; "
                                   "use parallel.dp and parallel.pp", want.tp));
   for (Communicator* c : {g_.world, g_.dp, g_.tp, g_.pp, g_.embed}) c->set_timeout(cfg_.parallel.timeout);
   cpu::set_num_threads(static_cast<int>(cfg_.train.threads));
 
   const TrainConfig& t = cfg_.train;
-  seq_len_ = cfg_.model.type == "gpt" ? (t.seq_len > 0 ? t.seq_len : cfg_.model.context_length) : 0;
+  seq_len_ = train_seq_len(cfg_);
   data_ = open_data(cfg_, seq_len_);
   par_.tp = g_.layout.tp > 1 ? g_.tp : nullptr;
 
@@ -106,7 +106,7 @@ void Trainer::setup() {
     for (int64_t d : m.sample_shape) s.push_back(d);
     return s;
   }();
-  const DType data_dtype = cfg_.model.type == "gpt" ? DType::i32 : dtype;
+  const DType data_dtype = cfg_.model.token_model() ? DType::i32 : dtype;
   sends_.resize(slots);
   const double heap0 = options_.profiler ? heap_bytes() : 0;  // --- profiler hook
   for (auto& slot : slots_) {
@@ -389,7 +389,7 @@ EvalResult Trainer::evaluate() {
 TrainSummary Trainer::run(const RunOptions& opts) {
   namespace fs = std::filesystem;
   const auto& t = cfg_.train;
-  const bool classifier = cfg_.model.type == "cnn";
+  const bool classifier = cfg_.model.classifier();
   const bool writer = g_.world->rank() == 0;
   auto log = [&](const std::string& line) {
     if (writer) log_(line);
