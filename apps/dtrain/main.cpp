@@ -30,6 +30,7 @@
 #include "checkpoint/resume.h"
 #include "checkpoint/session.h"
 #include "config/config.h"
+#include "config/footprint.h"
 #include "dist/mesh_groups.h"
 #include "kernels/cpu/gemm.h"
 #include "dist/mpi_runtime.h"
@@ -102,6 +103,20 @@ TestFaults test_faults() {
   }
   if (const char* k = std::getenv("DTRAIN_TEST_NAN_AT_STEP")) f.nan_at_step = std::atoll(k);
   return f;
+}
+
+// A config whose ranks on this machine would need more than its memory is
+// refused before the model is built (validate's limit is an absolute one,
+// the same on every machine).
+void check_fits_memory(const dtrain::Config& cfg, int ranks_here) {
+  const double ram = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
+  const double need = dtrain::config::footprint(cfg).total() * std::max(1, ranks_here);
+  if (ram > 0 && need > ram)
+    throw dtrain::ConfigError(fmt::format(
+        "{}: the model and batch would need about {} on this machine ({} rank{} here), more than its {} of "
+        "memory (model size, train.micro_batch, train.seq_len, parallel layout)",
+        cfg.source.empty() ? "config" : cfg.source, dtrain::config::format_bytes(need), std::max(1, ranks_here),
+        ranks_here > 1 ? "s" : "", dtrain::config::format_bytes(ram)));
 }
 
 }  // namespace
@@ -257,6 +272,7 @@ int main(int argc, char** argv) {
     // The mesh of the config's layout (rebuilt only if a config asks for another).
     std::unique_ptr<dtrain::Mesh> mesh;
     auto make_trainer = [&](const dtrain::Config& cfg) {
+      check_fits_memory(cfg, mpi.ranks_on_node());
       const dtrain::MeshLayout want{static_cast<int>(cfg.parallel.dp), static_cast<int>(cfg.parallel.tp),
                                     static_cast<int>(cfg.parallel.pp)};
       comm.timeout_seconds = cfg.parallel.timeout;

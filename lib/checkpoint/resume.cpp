@@ -134,6 +134,8 @@ ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkp
 }
 
 void trim_metrics(const std::string& path, int64_t step) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return;  // absent (or not a file, which the metrics writer reports)
   std::ifstream in(path);
   if (!in) return;
   std::string kept, line;
