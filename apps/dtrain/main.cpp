@@ -11,6 +11,8 @@
 // is left waiting.
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -34,6 +36,7 @@
 #include "dist/mesh_groups.h"
 #include "kernels/cpu/gemm.h"
 #include "dist/mpi_runtime.h"
+#include "dist/watchdog.h"
 #include "train/comm_recorder.h"
 #include "train/calibrate.h"
 #include "train/profile.h"
@@ -49,10 +52,13 @@ constexpr int kExitConfig = 2;
 constexpr int kExitInternal = 3;
 constexpr int kExitPreempted = 4;
 
+// A reader that went away (`dtrain run ... | head`) must not end the run:
+// SIGPIPE is ignored and a failed write to stdout is dropped.
 void print_line(const std::string& s) {
   std::fputs(s.c_str(), stdout);
   std::fputc('\n', stdout);
   std::fflush(stdout);
+  if (std::ferror(stdout)) std::clearerr(stdout);
 }
 
 int exit_code_for(const dtrain::Error& e) {
@@ -119,15 +125,64 @@ void check_fits_memory(const dtrain::Config& cfg, int ranks_here) {
         ranks_here > 1 ? "s" : "", dtrain::config::format_bytes(ram)));
 }
 
+// Forwards the step-loop hooks and tells the watchdog how long a stop signal
+// may wait for the next step boundary: three times the longest step so far
+// (checkpoint writes included), at least 5 s; 60 s until the first step ends.
+class GraceHooks : public dtrain::TrainHooks {
+ public:
+  GraceHooks(dtrain::TrainHooks& inner, dtrain::Watchdog& dog) : inner_(inner), dog_(dog) { dog_.set_grace(60); }
+  bool should_stop(int64_t done) override { return inner_.should_stop(done); }
+  void after_step(int64_t done, bool stopping) override {
+    inner_.after_step(done, stopping);
+    const auto now = std::chrono::steady_clock::now();
+    longest_ = std::max(longest_, std::chrono::duration<double>(now - last_).count());
+    last_ = now;
+    dog_.set_grace(std::max(5.0, 3 * longest_));
+  }
+
+ private:
+  dtrain::TrainHooks& inner_;
+  dtrain::Watchdog& dog_;
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+  double longest_ = 0;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
   // Preemption signals are blocked before MPI or OpenMP start a thread (they
   // inherit the mask) and polled by the step loop at step boundaries.
   dtrain::SignalWatch signals;
+  std::signal(SIGPIPE, SIG_IGN);
+  const pid_t launcher = getppid();
+  std::atomic<int> tag_rank{-1};  // the watchdog's thread reads it: "rank N: " once MPI says N of > 1
+  auto tag = [&] { return tag_rank.load() >= 0 ? fmt::format("rank {}: ", tag_rank.load()) : std::string(); };
+  // Started after the signals are blocked (it inherits the mask) and ended
+  // after MPI (whose finalisation it also watches). A stop signal during
+  // setup ends the run at once (there is nothing to checkpoint yet); in
+  // training the step loop takes it at the next step boundary and
+  // checkpoints, unless it is stuck past the grace (waiting on a stopped
+  // peer). Under a launcher, the launcher going away (SIGKILL to mpirun)
+  // stops the rank as a SIGTERM would.
+  dtrain::Watchdog watchdog(
+      {.on_launcher_gone =
+           [&] {
+             fmt::print(stderr, "dtrain: {}the launcher (process {}) is gone; stopping\n", tag(), launcher);
+             kill(getpid(), SIGTERM);
+           },
+       .on_stuck =
+           [&](const std::string& why, double secs) {
+             fmt::print(stderr, "dtrain: {}stopped by {} {}; no checkpoint written\n", tag(), why,
+                        watchdog.grace() == 0 ? "during setup"
+                                              : fmt::format("after {:.0f} s blocked within a step", secs));
+             std::fflush(stderr);
+             std::_Exit(kExitRuntime);
+           }});
   dtrain::MpiRuntime mpi(&argc, &argv);
   const int world_rank = mpi.world_rank(), world_size = mpi.world_size();
   const std::string rank_tag = world_size > 1 ? fmt::format("rank {}: ", world_rank) : "";
+  if (world_size > 1) tag_rank.store(world_rank);
+  if (mpi.launched()) watchdog.watch_launcher(launcher);
   CLI::App app{"dtrain: train GPT-style transformers and CNNs from TOML configs, on one process "
                "or many (mpirun -np N dtrain run ..., srun dtrain run ...)"};
   app.require_subcommand(1);
@@ -373,7 +428,8 @@ int main(int argc, char** argv) {
     shared_failure = false;  // from here on one rank may fail alone
     dtrain::CheckpointSession session(
         *trainer, {.signals = &signals, .start_step = start, .log = log, .on_file_op = faults.on_file_op});
-    const dtrain::TrainSummary summary = trainer->run({.start_step = start, .hooks = &session});
+    GraceHooks hooks(session, watchdog);
+    const dtrain::TrainSummary summary = trainer->run({.start_step = start, .hooks = &hooks});
     if (summary.stopped) {
       if (world_rank == 0)
         fmt::print(stderr,
