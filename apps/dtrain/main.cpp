@@ -33,6 +33,7 @@
 #include "checkpoint/session.h"
 #include "config/config.h"
 #include "config/footprint.h"
+#include "data/check.h"
 #include "dist/mesh_groups.h"
 #include "kernels/cpu/gemm.h"
 #include "dist/mpi_runtime.h"
@@ -123,6 +124,22 @@ void check_fits_memory(const dtrain::Config& cfg, int ranks_here) {
         "memory (model size, train.micro_batch, train.seq_len, parallel layout)",
         cfg.source.empty() ? "config" : cfg.source, dtrain::config::format_bytes(need), std::max(1, ranks_here),
         ranks_here > 1 ? "s" : "", dtrain::config::format_bytes(ram)));
+}
+
+// The output and checkpoint directories must be writable: the nearest
+// existing directory at or above each (it will be created below that).
+std::vector<std::string> output_problems(const dtrain::Config& cfg) {
+  std::vector<std::string> out;
+  for (auto [key, dir] : {std::pair{"log.out_dir", &cfg.log.out_dir}, std::pair{"checkpoint.dir", &cfg.checkpoint.dir}}) {
+    std::filesystem::path p = std::filesystem::absolute(*dir);
+    std::error_code ec;
+    while (!std::filesystem::exists(p, ec) && p.has_parent_path() && p != p.parent_path()) p = p.parent_path();
+    if (!std::filesystem::is_directory(p, ec))
+      out.push_back(fmt::format("{}: '{}' cannot be created: '{}' is not a directory", key, *dir, p.string()));
+    else if (access(p.c_str(), W_OK | X_OK) != 0)
+      out.push_back(fmt::format("{}: '{}' cannot be written: '{}' is not writable", key, *dir, p.string()));
+  }
+  return out;
 }
 
 // Forwards the step-loop hooks and tells the watchdog how long a stop signal
@@ -306,6 +323,10 @@ int main(int argc, char** argv) {
     if (validate->parsed()) {
       if (!out_dir.empty()) overrides.push_back("log.out_dir=" + out_dir);
       dtrain::Config cfg = dtrain::load_config(config_path, overrides, world_size, auto_layout);
+      // The data files and output directories too, every problem at once.
+      std::vector<std::string> problems = dtrain::data_problems(cfg);
+      for (std::string& p : output_problems(cfg)) problems.push_back(std::move(p));
+      if (!problems.empty()) throw dtrain::ConfigError(problems);
       if (world_rank == 0) {
         if (!layout_why.empty()) fmt::print(stderr, "dtrain: {}\n", layout_why);
         std::fputs(dtrain::to_toml(cfg).c_str(), stdout);
@@ -328,6 +349,7 @@ int main(int argc, char** argv) {
     std::unique_ptr<dtrain::Mesh> mesh;
     auto make_trainer = [&](const dtrain::Config& cfg) {
       check_fits_memory(cfg, mpi.ranks_on_node());
+      if (auto problems = output_problems(cfg); !problems.empty()) throw dtrain::ConfigError(problems);
       const dtrain::MeshLayout want{static_cast<int>(cfg.parallel.dp), static_cast<int>(cfg.parallel.tp),
                                     static_cast<int>(cfg.parallel.pp)};
       comm.timeout_seconds = cfg.parallel.timeout;

@@ -14,9 +14,11 @@
 
 namespace dtrain::config {
 
-// 2^50 bytes (1 PiB) on one rank: above any real plan (GPT-1T on one rank is
-// ~16 TiB), far below where int64 element counts would wrap.
-inline constexpr double kMaxRankBytes = 1125899906842624.0;
+// 2^56 bytes (64 PiB) on one rank: above any real plan, even one `dtrain
+// plan` reads on one process before splitting it (GPT-1T with its whole
+// global batch of 3072 sequences on one rank is ~3 PiB), and far below where
+// int64 element counts would wrap (2^61 floats).
+inline constexpr double kMaxRankBytes = 72057594037927936.0;
 
 struct Footprint {
   double params = 0;       // parameter elements (whole model)

@@ -22,8 +22,8 @@ lines 1
 both 2 "$WORK/tiny.toml" --set model.n_layer=2147483648
 expect_err "model.n_layer: expected an integer in [1, 65536]"
 lines 1
-both 2 "$WORK/tiny.toml" --set model.n_embd=4194304
-expect_err "--set model.n_embd=4194304: model.n_embd: the model and batch would need about"
+both 2 "$WORK/tiny.toml" --set model.n_embd=16777216
+expect_err "--set model.n_embd=16777216: model.n_embd: the model and batch would need about"
 # Below validate's absolute limit but beyond this machine's memory: run refuses it before building the model.
 expect_exit 0 "${T[@]}" "$DTRAIN" validate "$WORK/tiny.toml" --set model.n_layer=60000 --set model.n_embd=1024
 expect_exit 2 "${T[@]}" "$DTRAIN" run "$WORK/tiny.toml" --set model.n_layer=60000 --set model.n_embd=1024 --out "$WORK/big"
@@ -56,4 +56,19 @@ expect_exit 2 "${T[@]}" "$DTRAIN" run "$WORK/tiny.toml" --set "data.train=$WORK/
 expect_err "fifo.bin' is not a regular file (a FIFO)"
 expect_exit 2 "${T[@]}" "$DTRAIN" run "$WORK/tiny.toml" --set "data.val=$WORK/fifo.bin" --out "$WORK/f2"
 expect_err "fifo.bin' is not a regular file (a FIFO)"
+# validate reads the data files and checks the output directories, and reports every problem at once.
+head -c 100 "$WORK/tok_val.bin" >"$WORK/short.bin"
+expect_exit 2 "${T[@]}" "$DTRAIN" validate "$WORK/tiny.toml" --set "data.train=$WORK/missing.bin" \
+  --set "data.val=$WORK/short.bin" --set "checkpoint.dir=$WORK/tiny.toml/ck"
+expect_err "data.train: data file '$WORK/missing.bin' not found"
+expect_err "data.val: "
+expect_err "short.bin"
+expect_err "checkpoint.dir: '$WORK/tiny.toml/ck' cannot be created: '$WORK/tiny.toml' is not a directory"
+expect_err "3 problems"
+# run reports both data problems too, and an unwritable output directory before training.
+expect_exit 2 "${T[@]}" "$DTRAIN" run "$WORK/tiny.toml" --set "data.train=$WORK/missing.bin" --set "data.val=$WORK/short.bin" --out "$WORK/d"
+expect_err "missing.bin' not found"
+expect_err "short.bin"
+expect_exit 2 "${T[@]}" "$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/tiny.toml/out"
+expect_err "log.out_dir: '$WORK/tiny.toml/out' cannot be created"
 echo "hostile_inputs: ok"

@@ -45,12 +45,12 @@ TEST_CASE("hostile config: absurd sizes are refused naming the memory the plan w
   p = one_problem(kGpt, {"model.n_layer=2147483648"});
   CAPTURE(p);
   CHECK(has(p, "--set model.n_layer=2147483648: model.n_layer: expected an integer in [1, 65536]"));
-  p = one_problem(kGpt, {"model.n_layer=60000", "model.n_embd=32768"});
+  p = one_problem(kGpt, {"model.n_layer=60000", "model.n_embd=131072"});
   CAPTURE(p);
   CHECK(has(p, "model.n_layer, model.n_embd: the model and batch would need about"));
   CHECK(has(p, "PiB"));
   // In the file: named with its line.
-  p = one_problem("[model]\nn_embd = 4194304\n" + kGpt);
+  p = one_problem("[model]\nn_embd = 16777216\n" + kGpt);
   CHECK(has(p, "cfg.toml:2: model.n_embd"));
   // Counters of tokens seen that would wrap.
   p = one_problem(kGpt, {"train.steps=9223372036854775807"});
