@@ -40,7 +40,32 @@ using RawValues = std::vector<std::optional<Raw>>;  // one per schema() entry
 // and strings; returns the 1-based line and the problem, or line 0.
 constexpr int kMaxDepth = 32;
 
+// The line of the first byte that is not part of valid UTF-8 (TOML files are
+// UTF-8, and the parser read past its buffer on some invalid sequences), or 0.
+std::pair<int, unsigned> bad_utf8(const std::string& t) {
+  int line = 1;
+  for (size_t i = 0; i < t.size(); ++i) {
+    const auto c = static_cast<unsigned char>(t[i]);
+    if (c == '\n') ++line;
+    if (c < 0x80) continue;
+    int more = 0;
+    unsigned char lo = 0x80, hi = 0xBF;  // the second byte's range
+    if (c >= 0xC2 && c <= 0xDF) more = 1;
+    else if (c >= 0xE0 && c <= 0xEF) more = 2, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+    else if (c >= 0xF0 && c <= 0xF4) more = 3, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+    else return {line, c};
+    for (int k = 1; k <= more; ++k) {
+      const auto n = i + k < t.size() ? static_cast<unsigned char>(t[i + k]) : 0;
+      if (k == 1 ? (n < lo || n > hi) : (n < 0x80 || n > 0xBF)) return {line, c};
+    }
+    i += more;
+  }
+  return {0, 0};
+}
+
 std::pair<int, std::string> prescan(const std::string& t) {
+  if (auto [line, byte] = bad_utf8(t); line > 0)
+    return {line, fmt::format("not valid UTF-8 (a sequence starting with byte 0x{:02X})", byte)};
   int line = 1, depth = 0;
   auto starts = [&](size_t i, const char* w) { return t.compare(i, std::strlen(w), w) == 0; };
   for (size_t i = 0; i < t.size(); ++i) {

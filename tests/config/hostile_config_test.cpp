@@ -110,3 +110,12 @@ TEST_CASE("hostile config: threads, timeouts and buckets have upper bounds") {
   CHECK(has(one_problem(kGpt, {"checkpoint.every_minutes=1e300"}), "checkpoint.every_minutes"));
   CHECK(problems_of(kGpt, {"train.threads=4096", "parallel.timeout=1e7"}).empty());
 }
+
+TEST_CASE("hostile config: invalid UTF-8 is refused before parsing (the parser read past its buffer)") {
+  // Found by fuzz_config: a literal string with a stray lead byte.
+  std::string p = one_problem("[model]\n'\xcf''\n" + kGpt);
+  CAPTURE(p);
+  CHECK(has(p, "cfg.toml:2: not valid UTF-8 (a sequence starting with byte 0xCF)"));
+  CHECK(has(one_problem(kGpt, {"data.train=\xff"}), "not valid UTF-8"));
+  CHECK(problems_of("[log]\nout_dir = \"r\xc3\xa9sum\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"\n" + kGpt).empty());
+}
