@@ -95,8 +95,7 @@ std::optional<Manifest> read(const std::string& dir) {
   const size_t last = text.size() >= 2 ? text.rfind('\n', text.size() - 2) : std::string::npos;
   if (last == std::string::npos || text.back() != '\n') throw bad("truncated");
   const std::string body = text.substr(0, last + 1), tail = text.substr(last + 1);
-  unsigned crc = 0;
-  if (std::sscanf(tail.c_str(), "crc32 %8x\n", &crc) != 1 || crc != crc_of(body))
+  if (tail != fmt::format("crc32 {:08x}\n", crc_of(body)))  // exactly as written: no byte of it may differ
     throw bad("damaged (its own checksum does not match)");
   Manifest m;
   std::istringstream in(body);

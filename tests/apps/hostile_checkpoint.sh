@@ -120,6 +120,11 @@ fresh
 sed -i 's/^step 10$/step 11/' "$ck/step_00000010/manifest"
 expect_exit 2 "${T[@]}" "$DTRAIN" inspect "$ck/step_00000010"
 expect_err "manifest: damaged (its own checksum does not match)"
+# ... even where the change keeps the value the same (found by tools/campaign.py: an upper-case hex digit).
+fresh
+sed -i 's/^crc32 /crc32  /' "$ck/step_00000010/manifest"
+expect_exit 2 "${T[@]}" "$DTRAIN" inspect "$ck/step_00000010"
+expect_err "manifest: damaged (its own checksum does not match)"
 
 # 4. inspect --verify with the master file's tensor list emptied (manifest recomputed).
 fresh
