@@ -8,7 +8,7 @@ source "$(dirname "$0")/common.bash"
 make_tokens
 tiny_gpt_config
 small="$WORK/small"
-trap 'umount "$small" 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'umount "$small" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 args=(--set train.threads=1 --set checkpoint.every=2 --set train.eval_every=0 --set optim.warmup_steps=1)
 
 # The space a run to step 2 takes (one checkpoint); the tmpfs holds it and half another.
