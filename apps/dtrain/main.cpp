@@ -11,6 +11,7 @@
 // is left waiting.
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -30,6 +31,7 @@
 #include "checkpoint/inspect.h"
 #include "checkpoint/preempt.h"
 #include "checkpoint/resume.h"
+#include "checkpoint/run_lock.h"
 #include "checkpoint/session.h"
 #include "config/config.h"
 #include "config/footprint.h"
@@ -347,9 +349,30 @@ int main(int argc, char** argv) {
     if (verbose) options.trace = [](const std::string& line) { fmt::print(stderr, "dtrain: {}\n", line); };
     // The mesh of the config's layout (rebuilt only if a config asks for another).
     std::unique_ptr<dtrain::Mesh> mesh;
+    // One run per output and checkpoint directory: rank 0 holds the locks, every rank learns the outcome.
+    std::vector<dtrain::RunLock> locks;
+    auto lock_dirs = [&](const dtrain::Config& cfg) {
+      std::string problem;
+      if (world_rank == 0) {
+        try {
+          for (const std::string& dir : {cfg.log.out_dir, cfg.checkpoint.dir}) {
+            const bool held = std::any_of(locks.begin(), locks.end(), [&](const dtrain::RunLock& l) {
+              return std::filesystem::weakly_canonical(l.dir()) == std::filesystem::weakly_canonical(dir);
+            });
+            if (!held) locks.emplace_back(dir);
+          }
+        } catch (const dtrain::Error& e) {
+          problem = e.what();
+        }
+      }
+      int failed = problem.empty() ? 0 : 1;
+      if (world_size > 1) MPI_Allreduce(MPI_IN_PLACE, &failed, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+      if (failed) throw dtrain::ConfigError(problem.empty() ? "rank 0 could not lock the run's directories" : problem);
+    };
     auto make_trainer = [&](const dtrain::Config& cfg) {
       check_fits_memory(cfg, mpi.ranks_on_node());
       if (auto problems = output_problems(cfg); !problems.empty()) throw dtrain::ConfigError(problems);
+      lock_dirs(cfg);
       const dtrain::MeshLayout want{static_cast<int>(cfg.parallel.dp), static_cast<int>(cfg.parallel.tp),
                                     static_cast<int>(cfg.parallel.pp)};
       comm.timeout_seconds = cfg.parallel.timeout;

@@ -8,6 +8,8 @@ source "$(dirname "$0")/common.bash"
 make_tokens
 tiny_gpt_config
 MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
+bg=()  # background processes of this test: never left running, whatever fails
+trap 'for p in "${bg[@]}"; do kill -KILL "$p" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
 now() { date +%s.%N; }
 elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(now)"; }
 # wait_gone SECONDS PIDS...: fails unless every pid has exited within SECONDS.
@@ -35,6 +37,7 @@ wait_step() {
 "$DTRAIN" run "$WORK/tiny.toml" --set model.n_layer=1000 --set train.micro_batch=1 --set train.threads=1 \
   --out "$WORK/setup" >"$WORK/out" 2>"$WORK/err" &
 pid=$!
+bg+=($pid)
 sleep 1
 kill -TERM $pid
 t0=$(now)
@@ -54,9 +57,11 @@ long=(--set train.steps=100000 --set train.eval_every=0 --set train.threads=1 --
 "${MPIRUN[@]}" -np 2 "$WORK/wrap.sh" "$DTRAIN" run "$WORK/tiny.toml" --set parallel.dp=2 --set train.grad_accum=1 \
   "${long[@]}" --out "$WORK/orphan" >/dev/null 2>&1 &
 mp=$!
+bg+=($mp)
 wait_step "$WORK/orphan/metrics.jsonl" 3
 ranks=$(ps -o pid= --ppid $mp | tr '\n' ' ')
 [ -n "$ranks" ] || fail "no ranks under mpirun"
+bg+=($ranks)
 kill -KILL $mp
 t0=$(now)
 wait_gone 30 $ranks
@@ -69,9 +74,11 @@ ls -d "$WORK"/orphan/checkpoints/step_* >/dev/null 2>&1 || fail "the orphaned ra
 "${MPIRUN[@]}" -np 2 "$WORK/wrap.sh" "$DTRAIN" run "$WORK/tiny.toml" --set parallel.dp=2 --set train.grad_accum=1 \
   "${long[@]}" --out "$WORK/peer" >/dev/null 2>&1 &
 mp=$!
+bg+=($mp)
 wait_step "$WORK/peer/metrics.jsonl" 5
 set -- $(ps -o pid= --ppid $mp)
 r0=$1 r1=$2
+bg+=($r0 $r1)
 kill -STOP "$r1"
 sleep 0.5
 kill -TERM "$r0"
@@ -83,7 +90,27 @@ wait $mp 2>/dev/null || true
 grep -q "rank 0: stopped by SIGTERM after .* s blocked within a step; no checkpoint written" "$WORK/rank_0.err" ||
   { cat "$WORK/rank_0.err"; fail "rank 0 did not say why it stopped"; }
 
-# 4. | head: the run goes on to the end when its reader leaves.
+# 4. One run per directory: a second run or a resume into the directory of a run still going is
+# refused naming its process; once that process is gone (even SIGKILLed), the directory is free.
+"$DTRAIN" run "$WORK/tiny.toml" --set train.steps=100000 --set checkpoint.every=2 --set train.threads=1 \
+  --out "$WORK/busy" >/dev/null 2>&1 &
+first=$!
+bg+=($first)
+wait_step "$WORK/busy/metrics.jsonl" 2
+expect_exit 2 "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=10 --out "$WORK/busy"
+expect_err "'$WORK/busy' is in use by another dtrain run (process $first on "
+expect_exit 2 "$DTRAIN" resume "$WORK/busy/checkpoints" --set train.steps=100000
+expect_err "is in use by another dtrain run (process $first on "
+[ "$(grep -c "error" "$WORK/err")" -eq 1 ] || { cat "$WORK/err"; fail "more than one error line"; }
+kill -KILL $first
+wait $first 2>/dev/null || true
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=10 --set train.threads=1 --out "$WORK/busy"
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=6 --set train.threads=1 --out "$WORK/busy2"
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=6 --set train.threads=1 --out "$WORK/busy2" \
+  --set checkpoint.dir="$WORK/busy2/ck2"
+echo "lock: refused while held, free after SIGKILL"
+
+# 5. | head: the run goes on to the end when its reader leaves.
 set +e
 "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=40 --set log.every=1 --set train.threads=1 --out "$WORK/pipe" 2>"$WORK/err" | head -1 >/dev/null
 rc=${PIPESTATUS[0]}
