@@ -355,7 +355,14 @@ int main(int argc, char** argv) {
       std::string problem;
       if (world_rank == 0) {
         try {
-          for (const std::string& dir : {cfg.log.out_dir, cfg.checkpoint.dir}) {
+          // The checkpoint directory too where it is not inside the output directory (whose
+          // lock covers the default one, which a run that writes no checkpoint never creates).
+          const auto out = std::filesystem::weakly_canonical(cfg.log.out_dir);
+          const auto ck = std::filesystem::weakly_canonical(cfg.checkpoint.dir);
+          const bool ck_inside = std::mismatch(out.begin(), out.end(), ck.begin(), ck.end()).first == out.end();
+          std::vector<std::string> dirs = {cfg.log.out_dir};
+          if (!ck_inside) dirs.push_back(cfg.checkpoint.dir);
+          for (const std::string& dir : dirs) {
             const bool held = std::any_of(locks.begin(), locks.end(), [&](const dtrain::RunLock& l) {
               return std::filesystem::weakly_canonical(l.dir()) == std::filesystem::weakly_canonical(dir);
             });

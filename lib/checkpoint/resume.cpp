@@ -45,12 +45,10 @@ Candidates find_checkpoints(const std::string& path) {
   // Leftovers of saves that did not finish (a crash, a full disk): said, not silently passed over.
   for (const auto& e : fs::directory_iterator(root, ec)) {
     const std::string name = e.path().filename().string();
-    for (const char* suffix : {".tmp", ".old"})
-      if (name.size() > 4 && name.ends_with(suffix) && store::parse_step_dir_name(name.substr(0, name.size() - 4)))
-        c.skipped.push_back(fmt::format("skipped {}: {}", (root / name).string(),
-                                        suffix == std::string(".tmp")
-                                            ? "incomplete (a save that did not finish; the next save removes it)"
-                                            : "a checkpoint being replaced or deleted when a run stopped"));
+    // (.old ones are checkpoints being pruned or replaced: no loss, not reported)
+    if (name.size() > 4 && name.ends_with(".tmp") && store::parse_step_dir_name(name.substr(0, name.size() - 4)))
+      c.skipped.push_back(fmt::format("skipped {}: incomplete (a save that did not finish; the next save removes it)",
+                                      (root / name).string()));
   }
   std::sort(c.skipped.begin(), c.skipped.end());
   if (entries.empty())
