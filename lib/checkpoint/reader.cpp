@@ -130,6 +130,8 @@ class Reader {
     t.key = key;
     if (H5Lexists(master_.get(), key.c_str(), H5P_DEFAULT) <= 0)
       fail(store::kMasterFile, key, "not in the checkpoint");
+    if (std::find(keys_.begin(), keys_.end(), key) == keys_.end())  // the list was edited
+      fail(store::kMasterFile, key, "stored, but not in the master file's list of tensors");
     h5::Handle d(H5Dopen2(master_.get(), key.c_str(), H5P_DEFAULT));
     if (!d.valid()) fail(store::kMasterFile, key, "cannot open: " + h5::last_error());
     h5::Handle type(H5Dget_type(d.get()));

@@ -132,6 +132,9 @@ fresh
 remanifest "$ck/step_00000010"
 expect_exit 2 "${T[@]}" "$DTRAIN" inspect "$ck/step_00000010" --verify
 expect_err "lists no files or no tensors"
+expect_exit 0 "${T[@]}" "$DTRAIN" resume "$ck" --out "$WORK/e"
+expect_err "not in the master file's list of tensors"
+expect_err "falling back to $ck/step_00000005"
 
 # 5. A directory named for another step (step 5's contents as step 11): refused, falling back to step 10.
 fresh
