@@ -12,11 +12,20 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 files=("$dir"/*)
 if [ "$mode" = corpus ]; then
   "$bin" -rss_limit_mb=4096 "${files[@]}" 2>&1 | tail -3
+  for d in /dev/shm/dtrain-fuzz-*; do [ -d "$d" ] && ! kill -0 "${d##*-}" 2>/dev/null && rm -rf "$d"; done
   echo "$(basename "$bin"): ${#files[@]} corpus files of $dir ran clean"
   exit 0
 fi
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# The scratch directories of fuzz targets whose process has ended (fuzz_util.h) go too.
+cleanup() {
+  rm -rf "$work"
+  for d in /dev/shm/dtrain-fuzz-*; do
+    [ -d "$d" ] && ! kill -0 "${d##*-}" 2>/dev/null && rm -rf "$d"
+  done
+  return 0
+}
+trap cleanup EXIT
 mkdir "$work/corpus" "$work/artifacts"
 cp "${files[@]}" "$work/corpus/"
 set +e
