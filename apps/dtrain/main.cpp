@@ -11,6 +11,9 @@
 // is left waiting.
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -28,11 +31,15 @@
 #include "checkpoint/inspect.h"
 #include "checkpoint/preempt.h"
 #include "checkpoint/resume.h"
+#include "checkpoint/run_lock.h"
 #include "checkpoint/session.h"
 #include "config/config.h"
+#include "config/footprint.h"
+#include "data/check.h"
 #include "dist/mesh_groups.h"
 #include "kernels/cpu/gemm.h"
 #include "dist/mpi_runtime.h"
+#include "dist/watchdog.h"
 #include "train/comm_recorder.h"
 #include "train/calibrate.h"
 #include "train/profile.h"
@@ -48,10 +55,13 @@ constexpr int kExitConfig = 2;
 constexpr int kExitInternal = 3;
 constexpr int kExitPreempted = 4;
 
+// A reader that went away (`dtrain run ... | head`) must not end the run:
+// SIGPIPE is ignored and a failed write to stdout is dropped.
 void print_line(const std::string& s) {
   std::fputs(s.c_str(), stdout);
   std::fputc('\n', stdout);
   std::fflush(stdout);
+  if (std::ferror(stdout)) std::clearerr(stdout);
 }
 
 int exit_code_for(const dtrain::Error& e) {
@@ -104,15 +114,94 @@ TestFaults test_faults() {
   return f;
 }
 
+// A config whose ranks on this machine would need more than its memory is
+// refused before the model is built (validate's limit is an absolute one,
+// the same on every machine).
+void check_fits_memory(const dtrain::Config& cfg, int ranks_here) {
+  const double ram = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
+  const double need = dtrain::config::footprint(cfg).total() * std::max(1, ranks_here);
+  if (ram > 0 && need > ram)
+    throw dtrain::ConfigError(fmt::format(
+        "{}: the model and batch would need about {} on this machine ({} rank{} here), more than its {} of "
+        "memory (model size, train.micro_batch, train.seq_len, parallel layout)",
+        cfg.source.empty() ? "config" : cfg.source, dtrain::config::format_bytes(need), std::max(1, ranks_here),
+        ranks_here > 1 ? "s" : "", dtrain::config::format_bytes(ram)));
+}
+
+// The output and checkpoint directories must be writable: the nearest
+// existing directory at or above each (it will be created below that).
+std::vector<std::string> output_problems(const dtrain::Config& cfg) {
+  std::vector<std::string> out;
+  for (auto [key, dir] : {std::pair{"log.out_dir", &cfg.log.out_dir}, std::pair{"checkpoint.dir", &cfg.checkpoint.dir}}) {
+    std::filesystem::path p = std::filesystem::absolute(*dir);
+    std::error_code ec;
+    while (!std::filesystem::exists(p, ec) && p.has_parent_path() && p != p.parent_path()) p = p.parent_path();
+    if (!std::filesystem::is_directory(p, ec))
+      out.push_back(fmt::format("{}: '{}' cannot be created: '{}' is not a directory", key, *dir, p.string()));
+    else if (access(p.c_str(), W_OK | X_OK) != 0)
+      out.push_back(fmt::format("{}: '{}' cannot be written: '{}' is not writable", key, *dir, p.string()));
+  }
+  return out;
+}
+
+// Forwards the step-loop hooks and tells the watchdog how long a stop signal
+// may wait for the next step boundary: three times the longest step so far
+// (checkpoint writes included), at least 5 s; 60 s until the first step ends.
+class GraceHooks : public dtrain::TrainHooks {
+ public:
+  GraceHooks(dtrain::TrainHooks& inner, dtrain::Watchdog& dog) : inner_(inner), dog_(dog) { dog_.set_grace(60); }
+  bool should_stop(int64_t done) override { return inner_.should_stop(done); }
+  void after_step(int64_t done, bool stopping) override {
+    inner_.after_step(done, stopping);
+    const auto now = std::chrono::steady_clock::now();
+    longest_ = std::max(longest_, std::chrono::duration<double>(now - last_).count());
+    last_ = now;
+    dog_.set_grace(std::max(5.0, 3 * longest_));
+  }
+
+ private:
+  dtrain::TrainHooks& inner_;
+  dtrain::Watchdog& dog_;
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+  double longest_ = 0;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
   // Preemption signals are blocked before MPI or OpenMP start a thread (they
   // inherit the mask) and polled by the step loop at step boundaries.
   dtrain::SignalWatch signals;
+  std::signal(SIGPIPE, SIG_IGN);
+  const pid_t launcher = getppid();
+  std::atomic<int> tag_rank{-1};  // the watchdog's thread reads it: "rank N: " once MPI says N of > 1
+  auto tag = [&] { return tag_rank.load() >= 0 ? fmt::format("rank {}: ", tag_rank.load()) : std::string(); };
+  // Started after the signals are blocked (it inherits the mask) and ended
+  // after MPI (whose finalisation it also watches). A stop signal during
+  // setup ends the run at once (there is nothing to checkpoint yet); in
+  // training the step loop takes it at the next step boundary and
+  // checkpoints, unless it is stuck past the grace (waiting on a stopped
+  // peer). Under a launcher, the launcher going away (SIGKILL to mpirun)
+  // stops the rank as a SIGTERM would.
+  dtrain::Watchdog watchdog(
+      {.on_launcher_gone =
+           [&] {
+             fmt::print(stderr, "dtrain: {}the launcher (process {}) is gone; stopping\n", tag(), launcher);
+             kill(getpid(), SIGTERM);
+           },
+       .on_stuck =
+           [&](const std::string& why, double secs) {
+             fmt::print(stderr, "dtrain: {}stopped by {} {}; no checkpoint written\n", tag(), why,
+                        watchdog.grace() == 0 ? "during setup"
+                                              : fmt::format("after {:.0f} s blocked within a step", secs));
+             std::fflush(stderr);
+             std::_Exit(kExitRuntime);
+           }});
   dtrain::MpiRuntime mpi(&argc, &argv);
   const int world_rank = mpi.world_rank(), world_size = mpi.world_size();
   const std::string rank_tag = world_size > 1 ? fmt::format("rank {}: ", world_rank) : "";
+  if (world_size > 1) tag_rank.store(world_rank);
+  if (mpi.launched()) watchdog.watch_launcher(launcher);
   CLI::App app{"dtrain: train GPT-style transformers and CNNs from TOML configs, on one process "
                "or many (mpirun -np N dtrain run ..., srun dtrain run ...)"};
   app.require_subcommand(1);
@@ -236,6 +325,10 @@ int main(int argc, char** argv) {
     if (validate->parsed()) {
       if (!out_dir.empty()) overrides.push_back("log.out_dir=" + out_dir);
       dtrain::Config cfg = dtrain::load_config(config_path, overrides, world_size, auto_layout);
+      // The data files and output directories too, every problem at once.
+      std::vector<std::string> problems = dtrain::data_problems(cfg);
+      for (std::string& p : output_problems(cfg)) problems.push_back(std::move(p));
+      if (!problems.empty()) throw dtrain::ConfigError(problems);
       if (world_rank == 0) {
         if (!layout_why.empty()) fmt::print(stderr, "dtrain: {}\n", layout_why);
         std::fputs(dtrain::to_toml(cfg).c_str(), stdout);
@@ -256,7 +349,37 @@ int main(int argc, char** argv) {
     if (verbose) options.trace = [](const std::string& line) { fmt::print(stderr, "dtrain: {}\n", line); };
     // The mesh of the config's layout (rebuilt only if a config asks for another).
     std::unique_ptr<dtrain::Mesh> mesh;
+    // One run per output and checkpoint directory: rank 0 holds the locks, every rank learns the outcome.
+    std::vector<dtrain::RunLock> locks;
+    auto lock_dirs = [&](const dtrain::Config& cfg) {
+      std::string problem;
+      if (world_rank == 0) {
+        try {
+          // The checkpoint directory too where it is not inside the output directory (whose
+          // lock covers the default one, which a run that writes no checkpoint never creates).
+          const auto out = std::filesystem::weakly_canonical(cfg.log.out_dir);
+          const auto ck = std::filesystem::weakly_canonical(cfg.checkpoint.dir);
+          const bool ck_inside = std::mismatch(out.begin(), out.end(), ck.begin(), ck.end()).first == out.end();
+          std::vector<std::string> dirs = {cfg.log.out_dir};
+          if (!ck_inside) dirs.push_back(cfg.checkpoint.dir);
+          for (const std::string& dir : dirs) {
+            const bool held = std::any_of(locks.begin(), locks.end(), [&](const dtrain::RunLock& l) {
+              return std::filesystem::weakly_canonical(l.dir()) == std::filesystem::weakly_canonical(dir);
+            });
+            if (!held) locks.emplace_back(dir);
+          }
+        } catch (const dtrain::Error& e) {
+          problem = e.what();
+        }
+      }
+      int failed = problem.empty() ? 0 : 1;
+      if (world_size > 1) MPI_Allreduce(MPI_IN_PLACE, &failed, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+      if (failed) throw dtrain::ConfigError(problem.empty() ? "rank 0 could not lock the run's directories" : problem);
+    };
     auto make_trainer = [&](const dtrain::Config& cfg) {
+      check_fits_memory(cfg, mpi.ranks_on_node());
+      if (auto problems = output_problems(cfg); !problems.empty()) throw dtrain::ConfigError(problems);
+      lock_dirs(cfg);
       const dtrain::MeshLayout want{static_cast<int>(cfg.parallel.dp), static_cast<int>(cfg.parallel.tp),
                                     static_cast<int>(cfg.parallel.pp)};
       comm.timeout_seconds = cfg.parallel.timeout;
@@ -357,7 +480,8 @@ int main(int argc, char** argv) {
     shared_failure = false;  // from here on one rank may fail alone
     dtrain::CheckpointSession session(
         *trainer, {.signals = &signals, .start_step = start, .log = log, .on_file_op = faults.on_file_op});
-    const dtrain::TrainSummary summary = trainer->run({.start_step = start, .hooks = &session});
+    GraceHooks hooks(session, watchdog);
+    const dtrain::TrainSummary summary = trainer->run({.start_step = start, .hooks = &hooks});
     if (summary.stopped) {
       if (world_rank == 0)
         fmt::print(stderr,

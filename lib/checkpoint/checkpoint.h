@@ -7,6 +7,8 @@
 //                         holds (a tensor-parallel shard, a pipeline stage's
 //                         parameters), each with its place in the full tensor
 //                         and its CRC-32;
+//   manifest              every file's size and CRC-32, the step and the id,
+//                         checked before HDF5 opens a file (manifest.h);
 //   checkpoint.h5         the metadata (step, items seen, layout, config, ...)
 //                         and, under every tensor's name, an HDF5 virtual
 //                         dataset of the FULL logical tensor over those pieces,
@@ -31,7 +33,9 @@
 
 namespace dtrain {
 
-inline constexpr int64_t kCheckpointFormatVersion = 1;
+// 2: a manifest (size and CRC-32 of every file) beside the HDF5 files; format 1
+// checkpoints, which have none, are still read.
+inline constexpr int64_t kCheckpointFormatVersion = 2;
 
 // A checkpoint that cannot be used: missing, truncated or damaged files,
 // checksum mismatches, missing tensors. Names the checkpoint, the file and

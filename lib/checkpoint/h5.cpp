@@ -4,6 +4,21 @@
 
 namespace dtrain::h5 {
 
+namespace {
+// Once per process, before HDF5's first use: no clean-up at exit (after a
+// failed write, e.g. a full disk, HDF5's atexit flush of the half-closed
+// file failed again, printed ~100 lines and crashed) and no error stack
+// printed, ever (each call site reports its error in one line).
+void init_once() {
+  static const bool done = [] {
+    H5dont_atexit();
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    return true;
+  }();
+  (void)done;
+}
+}  // namespace
+
 void Handle::reset() {
   if (id_ >= 0) {
     Quiet q;
@@ -14,12 +29,14 @@ void Handle::reset() {
 
 bool Handle::close() {
   if (id_ < 0) return true;
+  Quiet q;
   const bool ok = H5Idec_ref(id_) >= 0;
   id_ = H5I_INVALID_HID;
   return ok;
 }
 
 Quiet::Quiet() {
+  init_once();
   H5Eget_auto2(H5E_DEFAULT, &func_, &data_);
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
 }
@@ -38,10 +55,21 @@ std::string last_error() {
   std::string msg;
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost, &msg);
   H5Eclear2(H5E_DEFAULT);
+  // A failed system call: HDF5's several lines of buffer addresses and offsets
+  // come down to the system's reason ("No space left on device").
+  const std::string tag = "error message = '";
+  if (const size_t at = msg.find(tag); at != std::string::npos) {
+    const size_t end = msg.find('\'', at + tag.size());
+    const std::string what = msg.substr(0, msg.find(':'));
+    msg = fmt::format("{}: {}", what, msg.substr(at + tag.size(), end == std::string::npos ? end : end - at - tag.size()));
+  }
+  for (char& c : msg)
+    if (c == '\n') c = ' ';
   return msg;
 }
 
 Handle file_access() {
+  init_once();
   Handle fapl(H5Pcreate(H5P_FILE_ACCESS));
   H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V18, H5F_LIBVER_LATEST);
   return fapl;

@@ -18,6 +18,7 @@ std::string describe_checkpoint(const std::string& path, bool verify) {
   const char* unit = m.model_type == "cnn" ? "images" : "tokens";
   std::string out;
   out += fmt::format("checkpoint   {}{}\n", dir, c.exact ? "" : " (the newest complete one)");
+  for (const std::string& s : c.skipped) out += fmt::format("             ({})\n", s);
   out += fmt::format("step         {}\n", m.step);
   out += fmt::format("seen         {} {} ({} samples)\n", m.items_seen, unit, m.samples_seen);
   out += fmt::format("optimizer    {} ({} updates)\n", m.optimizer, m.optimizer_steps);

@@ -7,6 +7,7 @@
 // CheckpointError naming the checkpoint, the file and the tensor.
 #include <algorithm>
 #include <map>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -14,6 +15,7 @@
 #include "checkpoint/checksum.h"
 #include "checkpoint/format.h"
 #include "checkpoint/h5.h"
+#include "checkpoint/manifest.h"
 #include "checkpoint/store.h"
 
 namespace dtrain {
@@ -65,16 +67,54 @@ bool bounds(hid_t space, int rank, std::vector<int64_t>& start, std::vector<int6
   return H5Sget_select_npoints(space) == vol;
 }
 
+// Every extent non-negative and their product representable (no overflow).
+bool volume_ok(const std::vector<int64_t>& shape) {
+  int64_t v = 1;
+  for (int64_t x : shape)
+    if (x < 0 || (x > 0 && v > INT64_MAX / x / 8)) return false;
+    else v *= x;
+  return true;
+}
+
+int64_t volume(const std::vector<int64_t>& shape) {
+  int64_t v = 1;
+  for (int64_t x : shape) v *= x;
+  return v;
+}
+
+// The box (start, count) lies within `shape`.
+bool inside(const std::vector<int64_t>& start, const std::vector<int64_t>& count,
+            const std::vector<int64_t>& shape) {
+  if (start.size() != shape.size() || count.size() != shape.size()) return false;
+  for (size_t d = 0; d < shape.size(); ++d)
+    if (start[d] < 0 || count[d] < 0 || start[d] > shape[d] || count[d] > shape[d] - start[d]) return false;
+  return true;
+}
+
 class Reader {
  public:
   explicit Reader(const std::string& dir) : dir_(dir) {
     h5::Quiet q;
     const fs::path path = fs::path(dir) / store::kMasterFile;
-    if (!fs::exists(path)) fail(store::kMasterFile, "", "missing");
+    std::error_code ec;
+    if (!fs::exists(path, ec)) fail(store::kMasterFile, "", "missing");
+    if (!fs::is_regular_file(path, ec)) fail(store::kMasterFile, "", "not a regular file");
+    manifest_ = ckpt_manifest::read(dir);
+    if (manifest_) ckpt_manifest::verify(dir, *manifest_, store::kMasterFile);
     std::string why;
     master_ = h5::open_file(path.string(), why);
     if (!master_.valid()) fail(store::kMasterFile, "", "cannot open: " + why);
     read_meta();
+    if (!manifest_ && meta_.format_version >= 2)
+      fail(ckpt_manifest::kFile, "", fmt::format("missing (format {} checkpoints have one)", meta_.format_version));
+    if (manifest_ && (manifest_->id != meta_.id || manifest_->step != meta_.step))
+      fail(ckpt_manifest::kFile, "",
+           fmt::format("belongs to another checkpoint (step {}, id '{}'; {} says step {}, id '{}')",
+                       manifest_->step, manifest_->id, store::kMasterFile, meta_.step, meta_.id));
+    const auto named = store::parse_step_dir_name(fs::path(dir).lexically_normal().filename().string());
+    if (named && *named != meta_.step)
+      fail(store::kMasterFile, "",
+           fmt::format("the directory's name says step {} but the checkpoint holds step {}", *named, meta_.step));
   }
 
   const CheckpointMeta& meta() const { return meta_; }
@@ -90,6 +130,8 @@ class Reader {
     t.key = key;
     if (H5Lexists(master_.get(), key.c_str(), H5P_DEFAULT) <= 0)
       fail(store::kMasterFile, key, "not in the checkpoint");
+    if (std::find(keys_.begin(), keys_.end(), key) == keys_.end())  // the list was edited
+      fail(store::kMasterFile, key, "stored, but not in the master file's list of tensors");
     h5::Handle d(H5Dopen2(master_.get(), key.c_str(), H5P_DEFAULT));
     if (!d.valid()) fail(store::kMasterFile, key, "cannot open: " + h5::last_error());
     h5::Handle type(H5Dget_type(d.get()));
@@ -97,6 +139,8 @@ class Reader {
     if (!dcpl.valid() || !h5::dtype_of_type(type.get(), t.dtype))
       fail(store::kMasterFile, key, "has no readable type or layout");
     t.shape = h5::shape_of(d.get());
+    if (t.shape.empty() || !volume_ok(t.shape))
+      fail(store::kMasterFile, key, fmt::format("has an unusable shape ({})", fmt::join(t.shape, ", ")));
     size_t n = 0;
     if (H5Pget_layout(dcpl.get()) != H5D_VIRTUAL || H5Pget_virtual_count(dcpl.get(), &n) < 0)
       fail(store::kMasterFile, key, "not a virtual dataset over rank files");
@@ -109,7 +153,7 @@ class Reader {
       if (file.empty() || file.find('/') != std::string::npos || dset.empty() || !vs.valid() ||
           !ss.valid() || H5Sget_simple_extent_ndims(ss.get()) != rank ||
           !bounds(vs.get(), rank, m.vstart, m.count) || !bounds(ss.get(), rank, m.sstart, scount) ||
-          scount != m.count)
+          scount != m.count || !inside(m.vstart, m.count, t.shape))
         fail(store::kMasterFile, key, fmt::format("mapping {} is damaged", i));
       auto it = std::find_if(t.sources.begin(), t.sources.end(),
                              [&](const Source& s) { return s.file == file && s.dset == dset; });
@@ -133,8 +177,20 @@ class Reader {
     if (!h5::dtype_of_type(type.get(), dt) || dt != t.dtype)
       fail(s.file, t.key, "stored with another element type than the master file says");
     const std::vector<int64_t> shape = h5::shape_of(d.get());
-    int64_t n = 1;
-    for (int64_t x : shape) n *= x;
+    // The piece's extent must hold every box the mappings read from it, and be
+    // no bigger than the full tensor: checked before any byte is read.
+    if (shape.size() != t.shape.size() || !volume_ok(shape))
+      fail(s.file, t.key, fmt::format("stored as ({}) but the master file maps a piece of rank {} of ({})",
+                                      fmt::join(shape, ", "), t.shape.size(), fmt::join(t.shape, ", ")));
+    for (const Mapping& m : s.maps)
+      if (!inside(m.sstart, m.count, shape))
+        fail(s.file, t.key, fmt::format("stored as ({}), too small for the rows the master file maps from it "
+                                        "(from ({}) count ({}))",
+                                        fmt::join(shape, ", "), fmt::join(m.sstart, ", "), fmt::join(m.count, ", ")));
+    const int64_t n = volume(shape);
+    if (n > volume(t.shape))
+      fail(s.file, t.key, fmt::format("stored as ({}), bigger than the whole tensor ({})", fmt::join(shape, ", "),
+                                      fmt::join(t.shape, ", ")));
     const size_t bytes = static_cast<size_t>(n) * dtype_size(dt);
     uint32_t want = 0;
     if (!h5::read_attr(d.get(), "crc32", want)) fail(s.file, t.key, "has no crc32 attribute");
@@ -155,12 +211,39 @@ class Reader {
 
   int64_t bytes_read() const { return bytes_read_; }
 
+  // Every tensor a rank file stores must be in the master file's list (an
+  // emptied or shortened list would otherwise verify as nothing to check).
+  void check_listed() {
+    std::string files;
+    if (!h5::read_attr(master_.get(), "files", files)) fail(store::kMasterFile, "", "missing attribute 'files'");
+    std::vector<std::string> names = lines(files);
+    if (names.empty() || keys_.empty()) fail(store::kMasterFile, "", "lists no files or no tensors");
+    for (const std::string& name : names) {
+      if (name.find('/') != std::string::npos) fail(store::kMasterFile, "", "damaged attribute 'files'");
+      std::string stored;
+      hid_t f = file(name, "");
+      if (!h5::read_attr(f, "tensors", stored)) fail(name, "", "missing attribute 'tensors'");
+      for (const std::string& key : lines(stored))
+        if (std::find(keys_.begin(), keys_.end(), key) == keys_.end())
+          fail(name, key, fmt::format("stored, but not in {}'s list of tensors", store::kMasterFile));
+    }
+  }
+
  private:
   hid_t file(const std::string& name, const std::string& key) {
     auto it = files_.find(name);
     if (it != files_.end()) return it->second.get();
     const fs::path path = fs::path(dir_) / name;
-    if (!fs::exists(path)) fail(name, key, "missing");
+    std::error_code ec;
+    if (!fs::exists(path, ec)) fail(name, key, "missing");
+    if (!fs::is_regular_file(path, ec)) fail(name, key, "not a regular file");
+    if (manifest_) {
+      try {
+        ckpt_manifest::verify(dir_, *manifest_, name);
+      } catch (const CheckpointError& e) {
+        fail(name, key, e.problem());
+      }
+    }
     std::string why;
     h5::Handle f = h5::open_file(path.string(), why);
     if (!f.valid()) fail(name, key, "cannot open: " + why);
@@ -207,12 +290,19 @@ class Reader {
     need(h5::read_attr(r, "meta_crc32", crc), "meta_crc32");
     const std::string c = canonical(m);
     if (crc32_of(c.data(), c.size()) != crc) fail(store::kMasterFile, "", "metadata checksum mismatch");
+    keys_ = lines(tensors);
+  }
+
+  static std::vector<std::string> lines(const std::string& text) {
+    std::vector<std::string> out;
     size_t pos = 0;
-    for (size_t nl; (nl = tensors.find('\n', pos)) != std::string::npos; pos = nl + 1)
-      keys_.push_back(tensors.substr(pos, nl - pos));
+    for (size_t nl; (nl = text.find('\n', pos)) != std::string::npos; pos = nl + 1)
+      out.push_back(text.substr(pos, nl - pos));
+    return out;
   }
 
   std::string dir_;
+  std::optional<ckpt_manifest::Manifest> manifest_;
   h5::Handle master_;
   CheckpointMeta meta_;
   std::vector<std::string> keys_;
@@ -329,6 +419,7 @@ int64_t verify_checkpoint(const std::string& dir) {
     if (covered != full)
       rd.fail(store::kMasterFile, key, fmt::format("the stored pieces cover {} of its {} elements", covered, full));
   }
+  rd.check_listed();
   return rd.bytes_read();
 }
 

@@ -42,10 +42,20 @@ Candidates find_checkpoints(const std::string& path) {
     root /= "checkpoints";
     entries = store::list_complete(root);
   }
+  // Leftovers of saves that did not finish (a crash, a full disk): said, not silently passed over.
+  for (const auto& e : fs::directory_iterator(root, ec)) {
+    const std::string name = e.path().filename().string();
+    // (.old ones are checkpoints being pruned or replaced: no loss, not reported)
+    if (name.size() > 4 && name.ends_with(".tmp") && store::parse_step_dir_name(name.substr(0, name.size() - 4)))
+      c.skipped.push_back(fmt::format("skipped {}: incomplete (a save that did not finish; the next save removes it)",
+                                      (root / name).string()));
+  }
+  std::sort(c.skipped.begin(), c.skipped.end());
   if (entries.empty())
     throw InputError(fmt::format("no complete checkpoint in '{}' (complete ones are directories "
-                                 "step_N holding {})",
-                                 root.string(), store::kMasterFile));
+                                 "step_N holding {}){}{}",
+                                 root.string(), store::kMasterFile, c.skipped.empty() ? "" : "; ",
+                                 fmt::join(c.skipped, "; ")));
   c.root = root.string();
   for (const auto& e : entries) c.dirs.push_back(e.dir.string());
   return c;
@@ -133,6 +143,8 @@ ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkp
 }
 
 void trim_metrics(const std::string& path, int64_t step) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return;  // absent (or not a file, which the metrics writer reports)
   std::ifstream in(path);
   if (!in) return;
   std::string kept, line;
@@ -156,6 +168,8 @@ Resumed resume(const ResumeRequest& req, Communicator& world) {
     if (req.log) req.log(s);
   };
   std::vector<std::string> failures;
+  if (req.warn && world.rank() == 0)
+    for (const std::string& s : c.skipped) req.warn(s);
   for (size_t i = 0; i < c.dirs.size(); ++i) {
     const std::string& dir = c.dirs[i];
     Resumed r;

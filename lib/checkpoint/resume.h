@@ -24,6 +24,8 @@ struct Candidates {
   std::vector<std::string> dirs;
   bool exact = false;
   std::string root;  // the checkpoint directory searched (when not exact)
+  // What was passed over and why: "step_00000012.tmp: incomplete (...)".
+  std::vector<std::string> skipped;
 };
 Candidates find_checkpoints(const std::string& path);
 

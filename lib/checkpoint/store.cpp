@@ -90,6 +90,8 @@ std::vector<Entry> list_complete(const fs::path& root) {
 }
 
 std::string read_latest(const fs::path& root) {
+  std::error_code ec;
+  if (!fs::is_regular_file(root / kLatestFile, ec)) return "";  // absent, or a FIFO that would block
   std::ifstream f(root / kLatestFile);
   std::string name;
   if (f) std::getline(f, name);

@@ -18,6 +18,7 @@
 #include "checkpoint/checksum.h"
 #include "checkpoint/format.h"
 #include "checkpoint/h5.h"
+#include "checkpoint/manifest.h"
 #include "checkpoint/store.h"
 
 namespace dtrain {
@@ -256,6 +257,23 @@ void write_master(const fs::path& path, const CheckpointMeta& meta,
   ops.done("sync " + path.filename().string());
 }
 
+// The manifest of the complete temporary directory: every file's size and CRC-32.
+void write_manifest(const fs::path& tmp, const CheckpointMeta& meta, const store::FileOps& ops) {
+  ckpt_manifest::Manifest m;
+  m.step = meta.step;
+  m.id = meta.id;
+  for (const auto& e : fs::directory_iterator(tmp)) {
+    const std::string name = e.path().filename().string();
+    if (name == ckpt_manifest::kFile) continue;
+    try {
+      m.files[name] = ckpt_manifest::sum_file(e.path());
+    } catch (const InputError& err) {
+      throw RuntimeError(err.what());
+    }
+  }
+  store::write_file_atomic(tmp / ckpt_manifest::kFile, ckpt_manifest::to_text(m), ops);
+}
+
 std::string new_id(Communicator& world) {
   Tensor id = Tensor::zeros(Shape{2}, DType::i32);
   if (world.rank() == 0) {
@@ -329,6 +347,7 @@ SaveResult save_checkpoint(const std::string& root_dir, CheckpointMeta meta,
   if (lead) {
     try {
       write_master(tmp / store::kMasterFile, meta, read_back(tmp), ops);
+      write_manifest(tmp, meta, ops);
       store::sync_path(tmp);
       ops.done("sync " + tmp.filename().string());
       store::publish(tmp, final_dir, ops);

@@ -33,7 +33,94 @@ struct Raw {
 };
 using RawValues = std::vector<std::optional<Raw>>;  // one per schema() entry
 
+// What the TOML parser cannot be trusted with, found before it runs: nesting
+// deeper than kMaxDepth (its recursive descent would overflow the stack a few
+// thousand levels down) and decimal integers outside int64 (it would clamp
+// them silently to the nearest end). A scan of the text that skips comments
+// and strings; returns the 1-based line and the problem, or line 0.
+constexpr int kMaxDepth = 32;
+
+// The line of the first byte that is not part of valid UTF-8 (TOML files are
+// UTF-8, and the parser read past its buffer on some invalid sequences), or 0.
+std::pair<int, unsigned> bad_utf8(const std::string& t) {
+  int line = 1;
+  for (size_t i = 0; i < t.size(); ++i) {
+    const auto c = static_cast<unsigned char>(t[i]);
+    if (c == '\n') ++line;
+    if (c < 0x80) continue;
+    int more = 0;
+    unsigned char lo = 0x80, hi = 0xBF;  // the second byte's range
+    if (c >= 0xC2 && c <= 0xDF) more = 1;
+    else if (c >= 0xE0 && c <= 0xEF) more = 2, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+    else if (c >= 0xF0 && c <= 0xF4) more = 3, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+    else return {line, c};
+    for (int k = 1; k <= more; ++k) {
+      const auto n = i + k < t.size() ? static_cast<unsigned char>(t[i + k]) : 0;
+      if (k == 1 ? (n < lo || n > hi) : (n < 0x80 || n > 0xBF)) return {line, c};
+    }
+    i += more;
+  }
+  return {0, 0};
+}
+
+std::pair<int, std::string> prescan(const std::string& t) {
+  if (auto [line, byte] = bad_utf8(t); line > 0)
+    return {line, fmt::format("not valid UTF-8 (a sequence starting with byte 0x{:02X})", byte)};
+  int line = 1, depth = 0;
+  auto starts = [&](size_t i, const char* w) { return t.compare(i, std::strlen(w), w) == 0; };
+  for (size_t i = 0; i < t.size(); ++i) {
+    const char ch = t[i];
+    if (ch == '\n') {
+      ++line;
+    } else if (ch == '#') {
+      while (i + 1 < t.size() && t[i + 1] != '\n') ++i;
+    } else if (starts(i, "\"\"\"") || starts(i, "'''")) {
+      const char q = ch;
+      const std::string close(3, q);
+      for (i += 3; i < t.size() && !starts(i, close.c_str()); ++i) {
+        if (q == '"' && t[i] == '\\' && i + 1 < t.size()) ++i;  // an escaped character (or line end)
+        if (t[i] == '\n') ++line;
+      }
+      if (i < t.size()) i += 2;  // the last closing quote
+      while (i + 1 < t.size() && t[i + 1] == q) ++i;  // quotes just before the closing ones
+    } else if (ch == '"' || ch == '\'') {
+      for (++i; i < t.size() && t[i] != ch && t[i] != '\n'; ++i)
+        if (ch == '"' && t[i] == '\\') ++i;
+      if (i < t.size() && t[i] == '\n') ++line;
+    } else if (ch == '[' || ch == '{') {
+      if (++depth > kMaxDepth)
+        return {line, fmt::format("arrays or inline tables nested more than {} deep", kMaxDepth)};
+    } else if (ch == ']' || ch == '}') {
+      depth = std::max(0, depth - 1);
+    } else if (ch >= '0' && ch <= '9') {
+      // A run of digits (and '_'), part of a decimal integer unless a float's
+      // '.', exponent or a date or time is around it.
+      const size_t b = i;
+      std::string digits;
+      while (i < t.size() && ((t[i] >= '0' && t[i] <= '9') || t[i] == '_')) {
+        if (t[i] != '_') digits += t[i];
+        ++i;
+      }
+      const char after = i < t.size() ? t[i] : ' ';
+      char before = b > 0 ? t[b - 1] : ' ';
+      const bool negative = before == '-';
+      if ((before == '+' || before == '-') && b > 1) before = t[b - 2];
+      const bool part = std::strchr(".eExob:-TZ", after) != nullptr ||
+                        (before != ' ' && before != '=' && before != '[' && before != ',' && before != '\t' &&
+                         before != '\n' && before != '{');
+      --i;
+      while (!part && digits.size() > 1 && digits[0] == '0') digits.erase(0, 1);
+      const std::string limit = negative ? "9223372036854775808" : "9223372036854775807";
+      if (!part && (digits.size() > limit.size() || (digits.size() == limit.size() && digits > limit)))
+        return {line, fmt::format("integer {}{} is outside the 64-bit range [-2^63, 2^63-1]", negative ? "-" : "",
+                                  digits)};
+    }
+  }
+  return {0, ""};
+}
+
 TomlValue parse_toml(const std::string& text, const std::string& name) {
+  if (auto [line, what] = prescan(text); line > 0) throw ConfigError(fmt::format("{}:{}: {}", name, line, what));
   std::istringstream in(text);
   try {
     return toml::parse<toml::discard_comments, std::map, std::vector>(in, name);
@@ -112,6 +199,11 @@ std::optional<Value> read_scalar(const TomlValue& v, Kind kind, const Constraint
     case Kind::kString: {
       if (!v.is_string()) return expected("a string");
       const std::string& s = v.as_string().str;
+      if (s.find('\0') != std::string::npos) {  // it would cut a path short without a word
+        problems.add(origin, fmt::format("{}: expected a string without NUL characters (\\u0000), got one "
+                                         "at offset {}", label, s.find('\0')));
+        return std::nullopt;
+      }
       if (!c.choices.empty() &&
           std::find(c.choices.begin(), c.choices.end(), s) == c.choices.end()) {
         std::vector<std::string> quoted;
@@ -248,6 +340,10 @@ void apply_overrides(const std::vector<std::string>& overrides, RawValues& raw,
                                        did_you_mean(suggest_keys(section, key))));
       continue;
     }
+    if (auto [line, what] = prescan(text.substr(eq + 1)); line > 0) {
+      problems.add(origin, fmt::format("{}: {}", name, what));
+      continue;
+    }
     raw[index_of(*spec)] = Raw{parse_override_value(text.substr(eq + 1)), origin};
   }
 }
@@ -327,6 +423,11 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   std::error_code ec;
   if (fs::is_directory(path, ec))
     throw ConfigError(fmt::format("{}: cannot read config: it is a directory", path));
+  if (const auto st = fs::status(path, ec); fs::exists(st) && !fs::is_regular_file(st))  // a FIFO would block
+    throw ConfigError(fmt::format("{}: cannot read config: not a regular file ({})", path,
+                                  fs::is_fifo(st) ? "a FIFO" : "a device or socket"));
+  if (const auto size = fs::file_size(path, ec); !ec && size > (uintmax_t{1} << 24))
+    throw ConfigError(fmt::format("{}: cannot read config: {} bytes, more than the 16 MiB a config may have", path, size));
   std::ifstream in(path, std::ios::binary);
   if (!in) throw ConfigError(fmt::format("{}: cannot read config: {}", path, std::strerror(errno)));
   std::ostringstream text;

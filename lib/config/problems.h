@@ -34,6 +34,7 @@ class Problems {
     items_.push_back({origin, fmt::format("{}: {}", origin.where, what)});
   }
   bool empty() const { return items_.empty(); }
+  size_t size() const { return items_.size(); }
 
   // File problems by line, then --set problems in command-line order, then
   // problems that belong to no single value.

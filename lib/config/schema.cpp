@@ -33,6 +33,10 @@ Constraint half_open(double lo, double hi) {  // [lo, hi)
   c.hi = Bound{hi, false};
   return c;
 }
+Constraint at_most(Constraint c, double hi) {  // adds an inclusive upper bound
+  c.hi = Bound{hi, true};
+  return c;
+}
 Constraint one_of(std::vector<std::string> choices) {
   Constraint c;
   c.choices = std::move(choices);
@@ -60,7 +64,7 @@ std::vector<KeySpec> build_schema() {
        "token ids are in [0, vocab_size)", FIELD(model.vocab_size)},
       {"model", "context_length", kGpt, int64_t{256}, at_least(1),
        "longest sequence the position embedding covers", FIELD(model.context_length)},
-      {"model", "n_layer", kGpt, int64_t{4}, at_least(1),
+      {"model", "n_layer", kGpt, int64_t{4}, at_most(at_least(1), 65536),
        "transformer blocks", FIELD(model.n_layer)},
       {"model", "n_head", kGpt, int64_t{4}, at_least(1),
        "attention heads per block", FIELD(model.n_head)},
@@ -80,7 +84,7 @@ std::vector<KeySpec> build_schema() {
        "output channels of the stem convolution", FIELD(model.stem_channels)},
       {"model", "channels", kCnn, Ints{32, 64, 128}, non_empty(at_least(1)),
        "output channels of each stage", FIELD(model.channels)},
-      {"model", "blocks", kCnn, Ints{1, 1, 1}, non_empty(at_least(1)),
+      {"model", "blocks", kCnn, Ints{1, 1, 1}, non_empty(at_most(at_least(1), 65536)),
        "residual blocks in each stage; one entry per channels entry", FIELD(model.blocks)},
       {"model", "stem_pool", kCnn, string("none"), one_of({"none", "max"}),
        "pooling after the stem", FIELD(model.stem_pool)},
@@ -134,7 +138,7 @@ std::vector<KeySpec> build_schema() {
        "backward)", FIELD(train.recompute)},
       {"train", "device", kAll, string("cpu"), one_of({"cpu", "cuda"}),
        "where to train (cuda needs the CUDA backend)", FIELD(train.device)},
-      {"train", "threads", kAll, int64_t{0}, at_least(0),
+      {"train", "threads", kAll, int64_t{0}, at_most(at_least(0), 4096),
        "CPU threads; 0 = all cores", FIELD(train.threads)},
       {"train", "skip_nonfinite", kAll, false, none(),
        "a non-finite loss or gradient norm skips that step's update instead of stopping the run",
@@ -186,12 +190,12 @@ std::vector<KeySpec> build_schema() {
        "pipeline schedule over the grad_accum micro-batches", FIELD(parallel.schedule)},
       {"parallel", "zero", kAll, int64_t{0}, half_open(0, 2),
        "ZeRO stage: 1 shards the optimizer state across data-parallel ranks", FIELD(parallel.zero)},
-      {"parallel", "bucket_mb", kAll, 25.0, above(0),
+      {"parallel", "bucket_mb", kAll, 25.0, at_most(above(0), 1048576),
        "gradient all-reduce bucket size in MiB (started during backward)", FIELD(parallel.bucket_mb)},
       {"parallel", "overlap", kAll, true, none(),
        "start gradient buckets during the backward pass (false: all after it)",
        FIELD(parallel.overlap)},
-      {"parallel", "timeout", kAll, 300.0, above(0),
+      {"parallel", "timeout", kAll, 300.0, at_most(above(0), 1e7),
        "seconds a collective may wait before the run fails naming the missing ranks",
        FIELD(parallel.timeout)},
 
@@ -200,7 +204,7 @@ std::vector<KeySpec> build_schema() {
        "where checkpoints go; \"\" = <log.out_dir>/checkpoints", FIELD(checkpoint.dir)},
       {"checkpoint", "every", kAll, int64_t{0}, at_least(0),
        "steps between checkpoints; 0 = none", FIELD(checkpoint.every)},
-      {"checkpoint", "every_minutes", kAll, 0.0, at_least(0),
+      {"checkpoint", "every_minutes", kAll, 0.0, at_most(at_least(0), 1e7),
        "minutes between checkpoints (wall clock); 0 = none", FIELD(checkpoint.every_minutes)},
       {"checkpoint", "keep", kAll, int64_t{3}, at_least(1),
        "complete checkpoints kept on disk (older ones are deleted)", FIELD(checkpoint.keep)},

@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "config/footprint.h"
 #include "config/schema.h"
 #include "core/error.h"
 
@@ -44,7 +45,9 @@ class Validator {
     check_backend();
     check_optim();
     check_parallel();
+    const size_t before = problems_.size();
     resolve_batch();
+    if (problems_.size() == before) check_sizes();
     resolve_paths();
   }
 
@@ -281,6 +284,57 @@ class Validator {
                       t.global_batch, known_name, known, dp,
                       divisor ? fmt::to_string(*divisor) : "(too large)", derived_name));
     (m ? t.grad_accum : t.micro_batch) = t.global_batch / *divisor;
+  }
+
+  // The memory one rank would need, against kMaxRankBytes; `model_keys` are
+  // the keys it depends on (the message names those the config sets).
+  bool check_footprint(std::initializer_list<std::string_view> model_keys) {
+    if (!ok(model_keys)) return false;
+    const Footprint f = footprint(c_);
+    if (!(f.total() <= kMaxRankBytes)) {
+      // Named: the keys given with --set (the likely culprits), else those the file sets.
+      std::vector<std::string> named;
+      Origin at = where(model_keys);
+      for (bool from_set : {true, false})
+        for (auto n : named.empty() || from_set ? model_keys : std::initializer_list<std::string_view>{})
+          if (is_set(n) && (key(n).origin.kind == Origin::Kind::kSet) == from_set) {
+            if (named.empty()) at = key(n).origin;
+            named.push_back(std::string(n));
+          }
+      problems_.add(at,
+              fmt::format("{}: the model and batch would need about {} on each rank ({:.3g} parameters; "
+                          "weights, gradients and optimizer state {}, activations {}), more than the {} "
+                          "dtrain accepts",
+                          named.empty() ? std::string("model") : fmt::format("{}", fmt::join(named, ", ")),
+                          format_bytes(f.total()), f.params, format_bytes(f.state_bytes),
+                          format_bytes(f.act_bytes), format_bytes(kMaxRankBytes)));
+      return false;
+    }
+    return true;
+  }
+
+  // Sizes derived from the config must stay far from int64's range: the
+  // memory one rank would need, and the counters of samples and tokens seen.
+  void check_sizes() {
+    if (!ok({"model.type", "train.global_batch", "train.micro_batch", "train.grad_accum", "parallel.dp",
+             "parallel.tp", "parallel.pp", "train.steps"}))
+      return;
+    const bool gpt = c_.model.type == "gpt";
+    const bool fits = gpt ? check_footprint({"model.n_layer", "model.n_embd", "model.vocab_size", "model.context_length",
+                                             "model.n_head", "train.micro_batch", "train.seq_len",
+                                             "train.global_batch"})
+                          : check_footprint({"model.channels", "model.blocks", "model.image_size",
+                                             "model.stem_channels", "model.in_channels", "model.num_classes",
+                                             "train.micro_batch", "train.global_batch"});
+    if (!fits) return;
+    // samples_seen = steps x global_batch, items = x seq_len (or x 1 image): int64 counters.
+    const int64_t per_sample = gpt ? std::max(c_.train.seq_len, c_.model.context_length) : 1;
+    auto samples = checked_mul(c_.train.steps, c_.train.global_batch);
+    auto items = samples ? checked_mul(*samples, per_sample) : std::nullopt;
+    if (!items || *items > (int64_t{1} << 62))
+      problem({"train.steps", "train.global_batch"},
+              fmt::format("train.steps: {} steps of {} samples would count more than 2^62 {} seen",
+                          c_.train.steps, c_.train.global_batch, gpt ? "tokens" : "images"));
   }
 
   void resolve_paths() {

@@ -1,6 +1,8 @@
 #include "data/input_file.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -10,21 +12,30 @@
 namespace dtrain::data_detail {
 
 InputFile::InputFile(const std::string& path, const char* what) : path_(path) {
-  f_ = std::fopen(path.c_str(), "rb");
-  if (!f_) {
+  // O_NONBLOCK: opening a FIFO must not wait for a writer (fstat refuses it below).
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
     int err = errno;
     if (err == ENOENT) throw InputError(fmt::format("{} '{}' not found", what, path));
     throw InputError(fmt::format("cannot read {} '{}': {}", what, path, std::strerror(err)));
   }
   struct stat st {};
-  if (fstat(fileno(f_), &st) != 0) {
+  if (fstat(fd, &st) != 0) {
     int err = errno;
-    std::fclose(f_);
+    ::close(fd);
     throw InputError(fmt::format("cannot read {} '{}': {}", what, path, std::strerror(err)));
   }
   if (!S_ISREG(st.st_mode)) {
-    std::fclose(f_);
-    throw InputError(fmt::format("{} '{}' is not a regular file (a directory?)", what, path));
+    ::close(fd);
+    throw InputError(fmt::format("{} '{}' is not a regular file (a {})", what, path,
+                                 S_ISDIR(st.st_mode) ? "directory" : S_ISFIFO(st.st_mode) ? "FIFO" : "device or socket"));
+  }
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  f_ = fdopen(fd, "rb");
+  if (!f_) {
+    int err = errno;
+    ::close(fd);
+    throw InputError(fmt::format("cannot read {} '{}': {}", what, path, std::strerror(err)));
   }
   size_ = static_cast<int64_t>(st.st_size);
 }

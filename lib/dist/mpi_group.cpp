@@ -3,6 +3,7 @@
 // explained from the arrival notices.
 #include "dist/mpi_group.h"
 
+#include <algorithm>
 #include <chrono>
 #include <numeric>
 #include <thread>
@@ -223,8 +224,9 @@ bool MpiWork::test() {
 void MpiWork::wait() {
   if (done_) return;
   const auto start = Clock::now();
+  // Clamped to 30 years: a larger timeout would overflow the clock's nanoseconds.
   const auto deadline = start + std::chrono::duration_cast<Clock::duration>(
-                                    std::chrono::duration<double>(g_->timeout));
+                                    std::chrono::duration<double>(std::min(g_->timeout, 1e9)));
   auto next_drain = start + std::chrono::milliseconds(20);
   while (!poll()) {
     // Another operation of the group failed: this one would only wait out

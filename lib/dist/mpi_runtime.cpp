@@ -4,6 +4,7 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -94,7 +95,7 @@ MpiRuntime::~MpiRuntime() {
     all_came = MPI_Ibarrier(exit_comm_, &barrier) == MPI_SUCCESS;
     auto deadline = std::chrono::steady_clock::now() +
                     std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                        std::chrono::duration<double>(finalize_timeout_));
+                        std::chrono::duration<double>(std::min(finalize_timeout_, 1e9)));
     for (int done = 0; all_came && !done;) {
       all_came = MPI_Test(&barrier, &done, MPI_STATUS_IGNORE) == MPI_SUCCESS &&
                  (done || std::chrono::steady_clock::now() < deadline);

@@ -1,5 +1,6 @@
 #include "train/data_source.h"
 
+#include "core/error.h"
 #include "data/image_dataset.h"
 #include "data/image_sampler.h"
 #include "data/token_file.h"
@@ -48,14 +49,28 @@ class ImageSource : public DataSource {
 DataSources open_data(const Config& cfg, int64_t seq_len) {
   DataSources s;
   const auto seed = static_cast<uint64_t>(cfg.train.seed);
+  // Both sets are opened whatever happens to the first: every problem is reported at once.
+  std::vector<std::string> problems;
+  auto open = [&](std::unique_ptr<DataSource>& into, const auto& make) {
+    try {
+      into = make();
+    } catch (const InputError& e) {
+      problems.push_back(e.what());
+    }
+  };
   if (cfg.model.token_model()) {
-    s.train = std::make_unique<TokenSource>(cfg.data.train, cfg.model.vocab_size, seq_len, seed,
-                                            cfg.data.shuffle);
-    s.val = std::make_unique<TokenSource>(cfg.data.val, cfg.model.vocab_size, seq_len, seed, false);
+    open(s.train, [&] {
+      return std::make_unique<TokenSource>(cfg.data.train, cfg.model.vocab_size, seq_len, seed, cfg.data.shuffle);
+    });
+    open(s.val, [&] { return std::make_unique<TokenSource>(cfg.data.val, cfg.model.vocab_size, seq_len, seed, false); });
   } else {
-    s.train = std::make_unique<ImageSource>(cfg.data.train_images, cfg.data.train_labels, cfg, cfg.data.shuffle);
-    s.val = std::make_unique<ImageSource>(cfg.data.val_images, cfg.data.val_labels, cfg, false);
+    open(s.train, [&] {
+      return std::make_unique<ImageSource>(cfg.data.train_images, cfg.data.train_labels, cfg, cfg.data.shuffle);
+    });
+    open(s.val, [&] { return std::make_unique<ImageSource>(cfg.data.val_images, cfg.data.val_labels, cfg, false); });
   }
+  if (problems.size() == 1) throw InputError(problems[0]);
+  if (!problems.empty()) throw ConfigError(problems);
   return s;
 }
 

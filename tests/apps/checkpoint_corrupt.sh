@@ -1,5 +1,7 @@
 # Damaged checkpoints: a flipped byte inside a tensor's data or a truncated
-# file is reported naming the file and the tensor; `dtrain resume DIR` falls
+# file is reported naming the file and the tensor (the manifest's checksum of
+# the file's bytes catches it first; tests/apps/hostile_checkpoint.sh checks
+# the tensor's own CRC with the manifest recomputed); `dtrain resume DIR` falls
 # back to the previous good checkpoint (and continues bit for bit from it),
 # `dtrain resume STEP_DIR` fails with exit 2; when none is good, exit 2.
 source "$(dirname "$0")/common.bash"
@@ -23,27 +25,28 @@ with open(sys.argv[1], "r+b") as f:
     f.seek(at); b = f.read(1); f.seek(at); f.write(bytes([b[0] ^ 0x10]))
 PY
 expect_exit 0 "$DTRAIN" resume "$ck" --out "$WORK/x"
-expect_err "checkpoint $ck/step_00000010: rank_00000.h5: tensor model/wte.weight: checksum mismatch"
+expect_err "checkpoint $ck/step_00000010: rank_00000.h5: tensor model/wte.weight: the file's bytes do not match the manifest"
 expect_err "falling back to $ck/step_00000005"
 grep -q "resuming from $ck/step_00000005: step 5 of 10" "$WORK/out" || fail "did not resume from step 5"
 same_losses "$WORK/r/metrics.jsonl" "$WORK/x/metrics.jsonl"
 
 # Exactly that checkpoint: a clear failure, no fallback.
 expect_exit 2 "$DTRAIN" resume "$ck/step_00000010" --out "$WORK/y"
-expect_err "rank_00000.h5: tensor model/wte.weight: checksum mismatch"
+expect_err "rank_00000.h5: tensor model/wte.weight: the file's bytes do not match the manifest"
 grep -q "falling back" "$WORK/err" && fail "an exact checkpoint must not fall back"
 expect_exit 2 "$DTRAIN" inspect "$ck/step_00000010/checkpoint.h5" --verify
-expect_err "tensor model/wte.weight: checksum mismatch"
+expect_err "rank_00000.h5: tensor model/"
+expect_err "the file's bytes do not match the manifest"
 
 # A truncated rank file, then a truncated master file: fallback, then nothing left.
 rm -rf "$ck" && cp -r "$WORK/pristine" "$ck"
 truncate -s 100000 "$ck/step_00000010/rank_00000.h5"
 expect_exit 0 "$DTRAIN" resume "$ck" --out "$WORK/z"
-expect_err "$ck/step_00000010: rank_00000.h5: tensor model/wte.weight: cannot open"
+expect_err "$ck/step_00000010: rank_00000.h5: tensor model/wte.weight: is 100000 bytes, the manifest recorded"
 expect_err "falling back to $ck/step_00000005"
 truncate -s 2000 "$ck/step_00000005/checkpoint.h5"
 expect_exit 2 "$DTRAIN" resume "$ck" --out "$WORK/w"
-expect_err "$ck/step_00000005: checkpoint.h5: cannot open"
+expect_err "$ck/step_00000005: checkpoint.h5: is 2000 bytes, the manifest recorded"
 expect_err "no older checkpoint to fall back to"
 expect_err "no loadable checkpoint"
 echo "checkpoint_corrupt: ok"

@@ -25,7 +25,7 @@ PY
 expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --out "$WORK/one"
 expect_exit 0 "${MPIRUN[@]}" -np 4 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" "${tp2pp2[@]}" --out "$WORK/four"
 ck4="$WORK/four/checkpoints/step_00000006"
-[ "$(ls "$ck4" | tr '\n' ' ')" = "checkpoint.h5 rank_00000.h5 rank_00001.h5 rank_00002.h5 rank_00003.h5 " ] ||
+[ "$(ls "$ck4" | tr '\n' ' ')" = "checkpoint.h5 manifest rank_00000.h5 rank_00001.h5 rank_00002.h5 rank_00003.h5 " ] ||
   fail "4 ranks wrote: $(ls "$ck4")"
 expect_exit 0 "$DTRAIN" inspect "$ck4" --verify
 grep -q "layout       dp=1 tp=2 pp=2 (4 ranks)" "$WORK/out" || fail "inspect: no 4-rank layout"

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <thread>
 
+#include "checkpoint/manifest.h"
 #include "checkpoint/store.h"
 #include "helpers.h"
 #include "model/thread_comm.h"
@@ -246,6 +247,25 @@ void expect_damage(const std::string& ck, const std::string& file, const std::st
   }
 }
 
+// What one who edits the files and recomputes the manifest leaves: the checks
+// behind the manifest's must still find the damage.
+void remanifest(const std::string& dir) {
+  auto m = ckpt_manifest::read(dir);
+  REQUIRE(m);
+  for (auto& [name, sum] : m->files)
+    if (fs::exists(fs::path(dir) / name)) sum = ckpt_manifest::sum_file(fs::path(dir) / name);
+  write_file(fs::path(dir) / ckpt_manifest::kFile, ckpt_manifest::to_text(*m));
+}
+
+// The manifest catches the damage first (naming `file`); with it recomputed, `problem`.
+// (The manifest's error names the first tensor read from the file, `first`.)
+void expect_damage_behind_manifest(const std::string& ck, const std::string& file, const std::string& tensor,
+                                   const std::string& problem, const std::string& first = "") {
+  expect_damage(ck, file, first.empty() ? tensor : first, "the manifest");
+  remanifest(ck);
+  expect_damage(ck, file, tensor, problem);
+}
+
 }  // namespace
 
 TEST_CASE("damage is detected and named: flipped byte, truncated files, missing or foreign files") {
@@ -263,16 +283,16 @@ TEST_CASE("damage is detected and named: flipped byte, truncated files, missing 
   SUBCASE("a flipped byte inside a tensor's data") {
     const std::string key = "optim/adamw.v/blocks.1.mlp.fc.weight";
     flip_byte(rank, data_offset(rank, key) + 17);
-    expect_damage(two, "rank_00000.h5", key, "checksum mismatch");
+    expect_damage_behind_manifest(two, "rank_00000.h5", key, "checksum mismatch", "model/wte.weight");
     CHECK_THROWS_AS(verify_checkpoint(two), CheckpointError);
   }
   SUBCASE("a truncated rank file") {
     write_file(rank, rank_bytes.substr(0, rank_bytes.size() / 2));
-    expect_damage(two, "rank_00000.h5", "model/wte.weight", "cannot open");
+    expect_damage_behind_manifest(two, "rank_00000.h5", "model/wte.weight", "cannot open");
   }
   SUBCASE("a rank file that lost only its last bytes") {
     write_file(rank, rank_bytes.substr(0, rank_bytes.size() - 8));
-    expect_damage(two, "rank_00000.h5", "model/wte.weight", "cannot open");
+    expect_damage_behind_manifest(two, "rank_00000.h5", "model/wte.weight", "cannot open");
   }
   SUBCASE("a missing rank file") {
     fs::remove(rank);
@@ -280,17 +300,17 @@ TEST_CASE("damage is detected and named: flipped byte, truncated files, missing 
   }
   SUBCASE("a rank file of another checkpoint") {
     fs::copy_file(fs::path(one) / "rank_00000.h5", rank, fs::copy_options::overwrite_existing);
-    expect_damage(two, "rank_00000.h5", "model/wte.weight", "belongs to another checkpoint");
+    expect_damage_behind_manifest(two, "rank_00000.h5", "model/wte.weight", "belongs to another checkpoint");
   }
   SUBCASE("a truncated master file") {
     write_file(master, master_bytes.substr(0, master_bytes.size() / 3));
-    expect_damage(two, "checkpoint.h5", "", "cannot open");
+    expect_damage_behind_manifest(two, "checkpoint.h5", "", "cannot open");
   }
   SUBCASE("damaged metadata (a flipped byte in the stored config)") {
     const size_t at = master_bytes.find("0123456789abcdef");
     REQUIRE(at != std::string::npos);
     flip_byte(master, static_cast<int64_t>(at) + 4);
-    expect_damage(two, "checkpoint.h5", "", "metadata checksum mismatch");
+    expect_damage_behind_manifest(two, "checkpoint.h5", "", "metadata checksum mismatch");
   }
   // The first checkpoint is untouched by all of it.
   Trained b = make("adamw", 99, 0);

@@ -1,0 +1,69 @@
+#include "checkpoint/run_lock.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+
+namespace dtrain {
+
+RunLock::RunLock(const std::string& dir) : dir_(dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw RuntimeError(fmt::format("cannot create '{}': {}", dir, ec.message()));
+  const std::string path = (fs::path(dir) / ".dtrain.lock").string();
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd_ < 0) throw RuntimeError(fmt::format("cannot open the lock file '{}': {}", path, std::strerror(errno)));
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    char holder[256] = {};
+    const ssize_t n = ::pread(fd_, holder, sizeof holder - 1, 0);
+    ::close(fd_);
+    fd_ = -1;
+    std::string who = n > 0 ? std::string(holder, static_cast<size_t>(n)) : "";
+    while (!who.empty() && who.back() == '\n') who.pop_back();
+    if (err == EWOULDBLOCK)
+      throw ConfigError(fmt::format("'{}' is in use by another dtrain run ({}); give this one another "
+                                    "directory (--out) or wait for that one to end",
+                                    dir, who.empty() ? "its process is unknown" : who));
+    throw RuntimeError(fmt::format("cannot lock '{}': {}", path, std::strerror(err)));
+  }
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  const std::time_t now = std::time(nullptr);
+  char when[32] = {};
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  const std::string me = fmt::format("process {} on {}, since {}\n", getpid(), host, when);
+  if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, me.data(), me.size(), 0) != static_cast<ssize_t>(me.size())) {
+    // The lock holds without the note; only the message for a second run is poorer.
+  }
+}
+
+RunLock::~RunLock() {
+  if (fd_ >= 0) ::close(fd_);  // releases the flock
+}
+
+RunLock::RunLock(RunLock&& o) noexcept : dir_(std::move(o.dir_)), fd_(std::exchange(o.fd_, -1)) {}
+
+RunLock& RunLock::operator=(RunLock&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) ::close(fd_);
+    dir_ = std::move(o.dir_);
+    fd_ = std::exchange(o.fd_, -1);
+  }
+  return *this;
+}
+
+}  // namespace dtrain

@@ -1,0 +1,33 @@
+// One run per directory: a run (or a resume) holds an exclusive lock on its
+// output and checkpoint directories for as long as its process lives, so a
+// second run writing there is refused, naming the process that holds it,
+// instead of interleaving its files with the first one's. The lock is an
+// flock(2) on <dir>/.dtrain.lock: the kernel releases it when the holder
+// exits or dies, so no lock is ever stale (the file stays, saying who held
+// it last).
+#pragma once
+
+#include <string>
+
+namespace dtrain {
+
+class RunLock {
+ public:
+  RunLock() = default;
+  // Locks `dir` (created if missing). Throws ConfigError naming the holder if
+  // another process holds it, RuntimeError if the lock file cannot be made.
+  explicit RunLock(const std::string& dir);
+  ~RunLock();
+  RunLock(RunLock&& o) noexcept;
+  RunLock& operator=(RunLock&& o) noexcept;
+  RunLock(const RunLock&) = delete;
+  RunLock& operator=(const RunLock&) = delete;
+
+  const std::string& dir() const { return dir_; }
+
+ private:
+  std::string dir_;
+  int fd_ = -1;
+};
+
+}  // namespace dtrain

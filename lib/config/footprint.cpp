@@ -1,0 +1,62 @@
+#include "config/footprint.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
+
+namespace dtrain::config {
+
+Footprint footprint(const Config& c) {
+  Footprint f;
+  const double tp = std::max<double>(1, static_cast<double>(c.parallel.tp));
+  const double pp = std::max<double>(1, static_cast<double>(c.parallel.pp));
+  const double dp = std::max<double>(1, static_cast<double>(c.parallel.dp));
+  const double B = static_cast<double>(std::max<int64_t>(1, c.train.micro_batch));
+  const double accum = static_cast<double>(std::max<int64_t>(1, c.train.grad_accum));
+  const double in_flight = std::min(pp, accum);  // micro-batches a 1F1B stage keeps
+  if (c.model.type == "gpt") {
+    const auto& m = c.model;
+    const double V = static_cast<double>(m.vocab_size), Tc = static_cast<double>(m.context_length);
+    const double T = c.train.seq_len > 0 ? static_cast<double>(c.train.seq_len) : Tc;
+    const double L = static_cast<double>(m.n_layer), H = static_cast<double>(m.n_head);
+    const double C = static_cast<double>(m.n_embd);
+    f.params = V * C + Tc * C + L * (12 * C * C + 13 * C) + 2 * C;
+    // Per layer and sample: ~16 C floats per token kept for backward, and the
+    // attention scores and probabilities (2 H T per token).
+    const double per_layer = B * T * (16 * C + 2 * H * T) * 4;
+    f.act_bytes = per_layer * L / (tp * pp) * in_flight + B * T * V * 4 * 3 / tp;
+  } else {
+    const auto& m = c.model;
+    const double S = static_cast<double>(m.image_size), cin = static_cast<double>(m.in_channels);
+    double prev = static_cast<double>(m.stem_channels), side = m.stem_pool == "max" ? S / 2 : S;
+    f.params = 9 * cin * prev + 4 * prev;
+    double acts = B * S * S * prev * 4;  // stem: conv, norm, relu outputs
+    for (size_t i = 0; i < m.channels.size() && i < m.blocks.size(); ++i) {
+      const double ch = static_cast<double>(m.channels[i]), n = static_cast<double>(m.blocks[i]);
+      if (i > 0) side = std::ceil(side / 2);
+      f.params += 9 * prev * ch + (n * 2 - 1) * 9 * ch * ch + prev * ch + 8 * ch * n;
+      acts += B * side * side * ch * 8 * n;  // two conv + norm + relu per block
+      prev = ch;
+    }
+    f.params += prev * static_cast<double>(m.num_classes) + static_cast<double>(m.num_classes);
+    f.act_bytes = acts * 4 / pp * in_flight;
+  }
+  const double slots = c.optim.name == "sgd" ? 1 : 2;
+  const double state = c.parallel.zero ? slots / dp : slots;
+  f.state_bytes = f.params / (tp * pp) * 4 * (2 + state);
+  return f;
+}
+
+std::string format_bytes(double bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  int u = 0;
+  while (bytes >= 1024 && u < 6) {
+    bytes /= 1024;
+    ++u;
+  }
+  if (u == 6 && bytes >= 1024) return fmt::format("{:.3g} EiB", bytes);
+  return fmt::format("{:.1f} {}", bytes, units[u]);
+}
+
+}  // namespace dtrain::config

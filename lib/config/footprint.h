@@ -1,0 +1,36 @@
+// A rough memory footprint of one rank of a resolved config, computed in
+// double precision from the config values alone (so it cannot overflow, and
+// needs no model code): parameters, gradients and optimizer state, the
+// activations kept for backward, the logits. Validation refuses configs whose
+// footprint is absurd (kMaxRankBytes): every size derived from user input
+// further on (element counts, byte counts) then fits comfortably in int64,
+// so no layer, loader or checkpoint computes a size that wraps. `dtrain run`
+// also compares it with the machine's memory before building the model.
+#pragma once
+
+#include <string>
+
+#include "config/config.h"
+
+namespace dtrain::config {
+
+// 2^56 bytes (64 PiB) on one rank: above any real plan, even one `dtrain
+// plan` reads on one process before splitting it (GPT-1T with its whole
+// global batch of 3072 sequences on one rank is ~3 PiB), and far below where
+// int64 element counts would wrap (2^61 floats).
+inline constexpr double kMaxRankBytes = 72057594037927936.0;
+
+struct Footprint {
+  double params = 0;       // parameter elements (whole model)
+  double state_bytes = 0;  // weights + gradients + optimizer state on one rank
+  double act_bytes = 0;    // activations and logits kept on one rank
+  double total() const { return state_bytes + act_bytes; }
+};
+
+// Of a config whose model, batch and layout keys are valid.
+Footprint footprint(const Config& c);
+
+// "3.2 TiB" and the like.
+std::string format_bytes(double bytes);
+
+}  // namespace dtrain::config

@@ -1,0 +1,40 @@
+#include "data/check.h"
+
+#include <tuple>
+
+#include "core/error.h"
+#include "data/image_dataset.h"
+#include "data/token_file.h"
+
+namespace dtrain {
+
+std::vector<std::string> data_problems(const Config& cfg) {
+  std::vector<std::string> out;
+  auto attempt = [&](const char* keys, const auto& body) {
+    try {
+      body();
+    } catch (const InputError& e) {
+      out.push_back(fmt::format("{}: {}", keys, e.what()));
+    }
+  };
+  if (cfg.model.type == "gpt") {
+    for (const auto& kp : {std::pair{"data.train", &cfg.data.train}, std::pair{"data.val", &cfg.data.val}}) {
+      const std::string& path = *kp.second;
+      attempt(kp.first, [&] { TokenFile(path).check_vocab(cfg.model.vocab_size); });
+    }
+  } else {
+    const auto& d = cfg.data;
+    for (const auto& set : {std::tuple{"data.train_images, data.train_labels", &d.train_images, &d.train_labels},
+                            std::tuple{"data.val_images, data.val_labels", &d.val_images, &d.val_labels}}) {
+      const std::string &images = *std::get<1>(set), &labels = *std::get<2>(set);
+      attempt(std::get<0>(set), [&] {
+        ImageDataset data(images, labels);
+        data.check_shape(cfg.model.in_channels, cfg.model.image_size, cfg.model.image_size);
+        data.check_classes(cfg.model.num_classes);
+      });
+    }
+  }
+  return out;
+}
+
+}  // namespace dtrain

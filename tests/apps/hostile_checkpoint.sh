@@ -1,0 +1,167 @@
+# Hostile checkpoints (issue 14): nothing from a checkpoint's files is trusted
+# before it is checked. A tensor piece with fewer rows, flattened or too big,
+# its CRC and the manifest recomputed (as h5py would leave it), is refused
+# before a byte is read, on one process and on 2 ranks (no heap overflow);
+# a flipped byte in the master file's HDF5 metadata is caught by the
+# manifest's file checksum before HDF5 opens the file; a checkpoint whose
+# directory name says another step, a manifest of another checkpoint, an
+# emptied tensor list (inspect --verify), a FIFO in place of a file, a
+# missing manifest; every time with the fall-back to the previous checkpoint
+# where a directory of checkpoints was given.
+source "$(dirname "$0")/common.bash"
+make_tokens
+tiny_gpt_config
+MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
+PY=/usr/bin/python3
+"$PY" -c "import h5py" 2>/dev/null || fail "h5py is missing: apt-get install python3-h5py (tools/setup.sh does)"
+T=(timeout 60)
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/r" --set train.steps=10 --set checkpoint.every=5 \
+  --set train.threads=1 --set parallel.timeout=20
+ck="$WORK/r/checkpoints"
+[ -f "$ck/step_00000010/manifest" ] || fail "no manifest written"
+cp -r "$ck" "$WORK/pristine"
+fresh() { rm -rf "$ck" && cp -r "$WORK/pristine" "$ck"; }
+
+# remanifest DIR: recompute the manifest of checkpoint DIR from its files (what a
+# careful editor of the files would do; only a key could tell).
+remanifest() {
+  "$PY" - "$1" <<'PY'
+import os, sys, zlib
+d = sys.argv[1]
+lines = open(d + "/manifest").read().splitlines()
+out = []
+for l in lines[:-1]:
+    if l.startswith("file "):
+        name = l.split()[1]
+        data = open(os.path.join(d, name), "rb").read()
+        l = "file %s %d %08x" % (name, len(data), zlib.crc32(data))
+    out.append(l)
+body = "\n".join(out) + "\n"
+open(d + "/manifest", "w").write(body + "crc32 %08x\n" % zlib.crc32(body.encode()))
+PY
+}
+
+# reshape FILE KEY HOW: rewrite a stored piece (fewer rows / flattened / more rows) with a fresh crc32.
+reshape() {
+  "$PY" - "$@" <<'PY'
+import h5py, numpy as np, sys, zlib
+path, key, how = sys.argv[1:]
+with h5py.File(path, "r+") as f:
+    d = f[key]; a = d[()]; attrs = dict(d.attrs)
+    if how == "fewer": a = a[: a.shape[0] // 2]
+    elif how == "flat": a = a.reshape(-1)
+    elif how == "more": a = np.concatenate([a, a])
+    del f[key]
+    n = f.create_dataset(key, data=np.ascontiguousarray(a))
+    for k, v in attrs.items(): n.attrs[k] = v
+    n.attrs["crc32"] = np.uint32(zlib.crc32(np.ascontiguousarray(a).tobytes()))
+PY
+}
+
+# 1. Shapes: fewer rows, flattened, more rows; one process.
+for how in fewer flat more; do
+  fresh
+  reshape "$ck/step_00000010/rank_00000.h5" model/blocks.0.mlp.fc.weight "$how"
+  remanifest "$ck/step_00000010"
+  expect_exit 0 "${T[@]}" "$DTRAIN" resume "$ck" --out "$WORK/x_$how"
+  expect_err "$ck/step_00000010: rank_00000.h5: tensor model/blocks.0.mlp.fc.weight: stored as"
+  expect_err "falling back to $ck/step_00000005"
+  grep -q "resuming from $ck/step_00000005" "$WORK/out" || fail "$how: did not resume from step 5"
+  expect_exit 2 "${T[@]}" "$DTRAIN" resume "$ck/step_00000010" --out "$WORK/y_$how"
+  expect_err "tensor model/blocks.0.mlp.fc.weight: stored as"
+  expect_exit 2 "${T[@]}" "$DTRAIN" inspect "$ck/step_00000010" --verify
+  expect_err "tensor model/blocks.0.mlp.fc.weight: stored as"
+done
+
+# 2. The same on 2 ranks: a tp=2 checkpoint with one rank's piece cut short, resumed on 2 ranks and on 1.
+tp=(--set parallel.tp=2 --set model.n_head=2)
+expect_exit 0 "${T[@]}" "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/t" --set train.steps=4 \
+  --set checkpoint.every=2 --set optim.warmup_steps=1 --set train.threads=1 --set parallel.timeout=20 "${tp[@]}"
+tck="$WORK/t/checkpoints"
+reshape "$tck/step_00000004/rank_00001.h5" model/blocks.1.attn.qkv.weight fewer
+remanifest "$tck/step_00000004"
+expect_exit 0 "${T[@]}" "${MPIRUN[@]}" -np 2 "$DTRAIN" resume "$tck" --out "$WORK/t2" --set train.steps=6
+expect_err "rank_00001.h5: tensor model/blocks.1.attn.qkv.weight: stored as"
+expect_err "falling back to $tck/step_00000002"
+expect_exit 0 "${T[@]}" "$DTRAIN" resume "$tck" --out "$WORK/t1" --set train.steps=6
+expect_err "rank_00001.h5: tensor model/blocks.1.attn.qkv.weight: stored as"
+
+# 2b. A flipped byte in a tensor's data, the manifest recomputed: the tensor's own CRC.
+fresh
+"$PY" - "$ck/step_00000010/rank_00000.h5" <<'PY'
+import h5py, sys
+with h5py.File(sys.argv[1], "r") as f:
+    d = f["model/wte.weight"]
+    at = d.id.get_offset() + d.id.get_storage_size() // 2
+with open(sys.argv[1], "r+b") as f:
+    f.seek(at); b = f.read(1); f.seek(at); f.write(bytes([b[0] ^ 0x10]))
+PY
+remanifest "$ck/step_00000010"
+expect_exit 2 "${T[@]}" "$DTRAIN" inspect "$ck/step_00000010" --verify
+expect_err "rank_00000.h5: tensor model/wte.weight: checksum mismatch"
+
+# 3. A flipped byte in the master file's HDF5 metadata (every byte outside the
+# datasets' own data is metadata; the virtual datasets have none): the manifest
+# catches each before HDF5 opens the file.
+fresh
+size=$(stat -c %s "$ck/step_00000010/checkpoint.h5")
+for at in 0 100 $((size / 3)) $((size / 2)) $((size - 40)); do
+  cp "$WORK/pristine/step_00000010/checkpoint.h5" "$ck/step_00000010/checkpoint.h5"
+  "$PY" -c "import sys; f=open(sys.argv[1],'r+b'); f.seek(int(sys.argv[2])); b=f.read(1); f.seek(int(sys.argv[2])); f.write(bytes([b[0]^0x5a]))" \
+    "$ck/step_00000010/checkpoint.h5" "$at"
+  expect_exit 0 "${T[@]}" "$DTRAIN" resume "$ck" --out "$WORK/m$at"
+  expect_err "$ck/step_00000010: checkpoint.h5: the file's bytes do not match the manifest"
+  expect_err "falling back to $ck/step_00000005"
+  expect_exit 2 "${T[@]}" "$DTRAIN" inspect "$ck/step_00000010" --verify
+  expect_err "do not match the manifest"
+done
+# A damaged manifest is itself reported.
+fresh
+sed -i 's/^step 10$/step 11/' "$ck/step_00000010/manifest"
+expect_exit 2 "${T[@]}" "$DTRAIN" inspect "$ck/step_00000010"
+expect_err "manifest: damaged (its own checksum does not match)"
+# ... even where the change keeps the value the same (found by tools/campaign.py: an upper-case hex digit).
+fresh
+sed -i 's/^crc32 /crc32  /' "$ck/step_00000010/manifest"
+expect_exit 2 "${T[@]}" "$DTRAIN" inspect "$ck/step_00000010"
+expect_err "manifest: damaged (its own checksum does not match)"
+
+# 4. inspect --verify with the master file's tensor list emptied (manifest recomputed).
+fresh
+"$PY" -c "import h5py,sys; f=h5py.File(sys.argv[1],'r+'); f.attrs['tensors']=''; f.close()" "$ck/step_00000010/checkpoint.h5"
+remanifest "$ck/step_00000010"
+expect_exit 2 "${T[@]}" "$DTRAIN" inspect "$ck/step_00000010" --verify
+expect_err "lists no files or no tensors"
+expect_exit 0 "${T[@]}" "$DTRAIN" resume "$ck" --out "$WORK/e"
+expect_err "not in the master file's list of tensors"
+expect_err "falling back to $ck/step_00000005"
+
+# 5. A directory named for another step (step 5's contents as step 11): refused, falling back to step 10.
+fresh
+cp -r "$ck/step_00000005" "$ck/step_00000011"
+expect_exit 0 "${T[@]}" "$DTRAIN" resume "$ck" --out "$WORK/n"
+expect_err "$ck/step_00000011: checkpoint.h5: the directory's name says step 11 but the checkpoint holds step 5"
+expect_err "falling back to $ck/step_00000010"
+# ... and a manifest from another checkpoint.
+fresh
+cp "$ck/step_00000005/manifest" "$ck/step_00000010/manifest"
+expect_exit 2 "${T[@]}" "$DTRAIN" inspect "$ck/step_00000010"
+expect_err "step_00000010: checkpoint.h5: the file's bytes do not match the manifest"
+
+# 6. Not regular files: a FIFO as checkpoint.h5 or a rank file fails at once (no hang).
+fresh
+rm "$ck/step_00000010/checkpoint.h5" && mkfifo "$ck/step_00000010/checkpoint.h5"
+expect_exit 2 "${T[@]}" "$DTRAIN" inspect "$ck/step_00000010"
+expect_err "checkpoint.h5: not a regular file"
+fresh
+rm "$ck/step_00000010/rank_00000.h5" && mkfifo "$ck/step_00000010/rank_00000.h5"
+expect_exit 0 "${T[@]}" "$DTRAIN" resume "$ck" --out "$WORK/f"
+expect_err "rank_00000.h5: tensor model/wte.weight: not a regular file"
+expect_err "falling back to $ck/step_00000005"
+
+# 7. A format-2 checkpoint without its manifest is refused, naming it.
+fresh
+rm "$ck/step_00000010/manifest"
+expect_exit 2 "${T[@]}" "$DTRAIN" inspect "$ck/step_00000010"
+expect_err "manifest: missing (format 2 checkpoints have one)"
+echo "hostile_checkpoint: ok"

@@ -1,0 +1,74 @@
+# Hostile inputs end to end (issue 14): each one is refused in one line with
+# exit 2, through `validate` and `run`, without a crash or a hang (every
+# command runs under a timeout): absurd sizes that used to overflow, deep
+# TOML nesting that overflowed the parser's stack, integers beyond int64,
+# NUL in a string, FIFOs as config or data files, a model too big for this
+# machine's memory.
+source "$(dirname "$0")/common.bash"
+make_tokens
+tiny_gpt_config
+T=(timeout 30)
+both() {  # both CODE ARGS...: validate and run give CODE
+  local code=$1; shift
+  expect_exit "$code" "${T[@]}" "$DTRAIN" validate "$@"
+  cp "$WORK/err" "$WORK/err.validate"
+  expect_exit "$code" "${T[@]}" "$DTRAIN" run "$@" --out "$WORK/run" --set train.steps=1 --set optim.warmup_steps=0
+}
+lines() { [ "$(wc -l <"$WORK/err")" -le "$1" ] || { cat "$WORK/err" >&2; fail "more than $1 lines on stderr"; }; }
+
+both 2 "$WORK/tiny.toml" --set train.micro_batch=4611686018427387904 --set train.grad_accum=1
+expect_err "--set train.micro_batch=4611686018427387904: train.micro_batch: the model and batch would need about"
+lines 1
+both 2 "$WORK/tiny.toml" --set model.n_layer=2147483648
+expect_err "model.n_layer: expected an integer in [1, 65536]"
+lines 1
+both 2 "$WORK/tiny.toml" --set model.n_embd=16777216
+expect_err "--set model.n_embd=16777216: model.n_embd: the model and batch would need about"
+# Below validate's absolute limit but beyond this machine's memory: run refuses it before building the model.
+expect_exit 0 "${T[@]}" "$DTRAIN" validate "$WORK/tiny.toml" --set model.n_layer=60000 --set model.n_embd=1024
+expect_exit 2 "${T[@]}" "$DTRAIN" run "$WORK/tiny.toml" --set model.n_layer=60000 --set model.n_embd=1024 --out "$WORK/big"
+expect_err "the model and batch would need about"
+expect_err "of memory"
+
+# Deep nesting, in the file and in --set.
+{ cat "$WORK/tiny.toml"; printf '[log]\nx = '; head -c 20000 /dev/zero | tr '\0' '['; head -c 20000 /dev/zero | tr '\0' ']'; echo; } >"$WORK/deep.toml"
+both 2 "$WORK/deep.toml"
+expect_err "deep.toml:$(($(wc -l <"$WORK/tiny.toml") + 2)): arrays or inline tables nested more than 32 deep"
+both 2 "$WORK/tiny.toml" --set "model.channels=$(head -c 20000 /dev/zero | tr '\0' '[')"
+expect_err "nested more than 32 deep"
+
+# Integers beyond int64, NUL in a string, absurd threads and timeout.
+both 2 "$WORK/tiny.toml" --set train.seed=9223372036854775808
+expect_err "integer 9223372036854775808 is outside the 64-bit range"
+sed 's|^train = "\(.*\)"|train = "\1\\u0000.x"|' "$WORK/tiny.toml" >"$WORK/nul.toml"
+both 2 "$WORK/nul.toml"
+expect_err "data.train: expected a string without NUL characters"
+both 2 "$WORK/tiny.toml" --set train.threads=1000000
+expect_err "train.threads: expected an integer"
+both 2 "$WORK/tiny.toml" --set parallel.timeout=1e10
+expect_err "parallel.timeout: expected a number"
+
+# FIFOs: as the config, as the training data, as the validation data.
+mkfifo "$WORK/fifo.toml" "$WORK/fifo.bin"
+expect_exit 2 "${T[@]}" "$DTRAIN" validate "$WORK/fifo.toml"
+expect_err "fifo.toml: cannot read config: not a regular file (a FIFO)"
+expect_exit 2 "${T[@]}" "$DTRAIN" run "$WORK/tiny.toml" --set "data.train=$WORK/fifo.bin" --out "$WORK/f1"
+expect_err "fifo.bin' is not a regular file (a FIFO)"
+expect_exit 2 "${T[@]}" "$DTRAIN" run "$WORK/tiny.toml" --set "data.val=$WORK/fifo.bin" --out "$WORK/f2"
+expect_err "fifo.bin' is not a regular file (a FIFO)"
+# validate reads the data files and checks the output directories, and reports every problem at once.
+head -c 100 "$WORK/tok_val.bin" >"$WORK/short.bin"
+expect_exit 2 "${T[@]}" "$DTRAIN" validate "$WORK/tiny.toml" --set "data.train=$WORK/missing.bin" \
+  --set "data.val=$WORK/short.bin" --set "checkpoint.dir=$WORK/tiny.toml/ck"
+expect_err "data.train: data file '$WORK/missing.bin' not found"
+expect_err "data.val: "
+expect_err "short.bin"
+expect_err "checkpoint.dir: '$WORK/tiny.toml/ck' cannot be created: '$WORK/tiny.toml' is not a directory"
+expect_err "3 problems"
+# run reports both data problems too, and an unwritable output directory before training.
+expect_exit 2 "${T[@]}" "$DTRAIN" run "$WORK/tiny.toml" --set "data.train=$WORK/missing.bin" --set "data.val=$WORK/short.bin" --out "$WORK/d"
+expect_err "missing.bin' not found"
+expect_err "short.bin"
+expect_exit 2 "${T[@]}" "$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/tiny.toml/out"
+expect_err "log.out_dir: '$WORK/tiny.toml/out' cannot be created"
+echo "hostile_inputs: ok"

@@ -1,0 +1,120 @@
+# Process faults (issue 14): a stop signal takes effect within seconds
+# wherever the run is. SIGTERM during a long setup ends the run at once
+# (exit 1, saying no checkpoint was written); SIGKILL to mpirun makes the
+# orphaned ranks notice that their launcher is gone, checkpoint and stop; a
+# rank blocked on a stopped peer leaves within its grace instead of
+# parallel.timeout; a log reader that goes away (| head) does not end the run.
+source "$(dirname "$0")/common.bash"
+make_tokens
+tiny_gpt_config
+MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
+bg=()  # background processes of this test: never left running, whatever fails
+trap 'for p in "${bg[@]}"; do kill -KILL "$p" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
+now() { date +%s.%N; }
+elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(now)"; }
+# wait_gone SECONDS PIDS...: fails unless every pid has exited within SECONDS.
+wait_gone() {
+  local limit=$1; shift
+  for _ in $(seq 1 $((limit * 10))); do
+    local alive=0
+    for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && return 0
+    sleep 0.1
+  done
+  for p in "$@"; do kill -KILL "$p" 2>/dev/null || true; done
+  fail "still running after $limit s: $*"
+}
+# wait_step FILE N: until metrics FILE has a training record of step >= N (60 s at most).
+wait_step() {
+  for _ in $(seq 1 600); do
+    [ -f "$1" ] && [ -n "$(step_losses "$1" 2>/dev/null | awk -v n="$2" '$1 >= n')" ] && return 0
+    sleep 0.1
+  done
+  fail "no step $2 in $1"
+}
+
+# 1. SIGTERM during setup (a 1000-layer model being built): exit 1 at once, no checkpoint.
+"$DTRAIN" run "$WORK/tiny.toml" --set model.n_layer=1000 --set train.micro_batch=1 --set train.threads=1 \
+  --out "$WORK/setup" >"$WORK/out" 2>"$WORK/err" &
+pid=$!
+bg+=($pid)
+sleep 1
+kill -TERM $pid
+t0=$(now)
+set +e; wait $pid; rc=$?; set -e
+[ $rc -eq 1 ] || { cat "$WORK/err"; fail "SIGTERM during setup: exit $rc, expected 1"; }
+expect_err "stopped by SIGTERM during setup; no checkpoint written"
+echo "setup: stopped $(elapsed "$t0") s after SIGTERM"
+
+# 2. SIGKILL to mpirun: the ranks notice, checkpoint at the next step and stop (each
+# rank's stderr goes to a file of its own: mpirun, which forwarded it, is dead).
+cat >"$WORK/wrap.sh" <<EOF
+#!/bin/bash
+exec "\$@" 2>"$WORK/rank_\${OMPI_COMM_WORLD_RANK}.err" >/dev/null
+EOF
+chmod +x "$WORK/wrap.sh"
+long=(--set train.steps=100000 --set train.eval_every=0 --set train.threads=1 --set parallel.timeout=60 --set log.every=1)
+"${MPIRUN[@]}" -np 2 "$WORK/wrap.sh" "$DTRAIN" run "$WORK/tiny.toml" --set parallel.dp=2 --set train.grad_accum=1 \
+  "${long[@]}" --out "$WORK/orphan" >/dev/null 2>&1 &
+mp=$!
+bg+=($mp)
+wait_step "$WORK/orphan/metrics.jsonl" 3
+ranks=$(ps -o pid= --ppid $mp | tr '\n' ' ')
+[ -n "$ranks" ] || fail "no ranks under mpirun"
+bg+=($ranks)
+kill -KILL $mp
+t0=$(now)
+wait_gone 30 $ranks
+echo "orphans: gone $(elapsed "$t0") s after SIGKILL to mpirun"
+grep -q "rank 0: the launcher (process $mp) is gone; stopping" "$WORK/rank_0.err" || { cat "$WORK"/rank_*.err; fail "rank 0 did not notice"; }
+grep -q "rank 1: the launcher (process $mp) is gone; stopping" "$WORK/rank_1.err" || fail "rank 1 did not notice"
+ls -d "$WORK"/orphan/checkpoints/step_* >/dev/null 2>&1 || fail "the orphaned ranks wrote no checkpoint"
+
+# 3. A rank blocked on a stopped peer leaves within seconds of SIGTERM (not parallel.timeout = 60 s).
+"${MPIRUN[@]}" -np 2 "$WORK/wrap.sh" "$DTRAIN" run "$WORK/tiny.toml" --set parallel.dp=2 --set train.grad_accum=1 \
+  "${long[@]}" --out "$WORK/peer" >/dev/null 2>&1 &
+mp=$!
+bg+=($mp)
+wait_step "$WORK/peer/metrics.jsonl" 5
+set -- $(ps -o pid= --ppid $mp)
+r0=$1 r1=$2
+bg+=($r0 $r1)
+kill -STOP "$r1"
+sleep 0.5
+kill -TERM "$r0"
+t0=$(now)
+wait_gone 25 "$r0"
+echo "blocked rank: gone $(elapsed "$t0") s after SIGTERM"
+kill -KILL "$r1" 2>/dev/null || true
+wait $mp 2>/dev/null || true
+grep -q "rank 0: stopped by SIGTERM after .* s blocked within a step; no checkpoint written" "$WORK/rank_0.err" ||
+  { cat "$WORK/rank_0.err"; fail "rank 0 did not say why it stopped"; }
+
+# 4. One run per directory: a second run or a resume into the directory of a run still going is
+# refused naming its process; once that process is gone (even SIGKILLed), the directory is free.
+"$DTRAIN" run "$WORK/tiny.toml" --set train.steps=100000 --set checkpoint.every=2 --set train.threads=1 \
+  --out "$WORK/busy" >/dev/null 2>&1 &
+first=$!
+bg+=($first)
+wait_step "$WORK/busy/metrics.jsonl" 2
+expect_exit 2 "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=10 --out "$WORK/busy"
+expect_err "'$WORK/busy' is in use by another dtrain run (process $first on "
+expect_exit 2 "$DTRAIN" resume "$WORK/busy/checkpoints" --set train.steps=100000
+expect_err "is in use by another dtrain run (process $first on "
+[ "$(grep -c "error" "$WORK/err")" -eq 1 ] || { cat "$WORK/err"; fail "more than one error line"; }
+kill -KILL $first
+wait $first 2>/dev/null || true
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=10 --set train.threads=1 --out "$WORK/busy"
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=6 --set train.threads=1 --out "$WORK/busy2"
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=6 --set train.threads=1 --out "$WORK/busy2" \
+  --set checkpoint.dir="$WORK/busy2/ck2"
+echo "lock: refused while held, free after SIGKILL"
+
+# 5. | head: the run goes on to the end when its reader leaves.
+set +e
+"$DTRAIN" run "$WORK/tiny.toml" --set train.steps=40 --set log.every=1 --set train.threads=1 --out "$WORK/pipe" 2>"$WORK/err" | head -1 >/dev/null
+rc=${PIPESTATUS[0]}
+set -e
+[ "$rc" -eq 0 ] || { cat "$WORK/err"; fail "run | head: exit $rc"; }
+[ "$(step_losses "$WORK/pipe/metrics.jsonl" | tail -1 | cut -d' ' -f1)" = 40 ] || fail "run | head did not reach step 40"
+echo "hostile_process: ok"

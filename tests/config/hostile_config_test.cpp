@@ -1,0 +1,121 @@
+// Hostile configs (issue 14): sizes that would overflow, nesting that would
+// overflow the TOML parser's stack, integers beyond int64, NUL characters in
+// strings, absurd thread counts and timeouts. Each is refused with one line
+// naming the file (or --set), the line and the key, before anything runs.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "config/footprint.h"
+#include "core/error.h"
+
+using namespace dtrain;
+
+namespace {
+
+const std::string kGpt = "[data]\ntrain = \"t.bin\"\nval = \"v.bin\"\n[train]\nmicro_batch = 4\n";
+
+std::vector<std::string> problems_of(const std::string& toml, const std::vector<std::string>& sets = {}) {
+  try {
+    parse_config(toml, "cfg.toml", sets, 1);
+  } catch (const ConfigError& e) {
+    return e.problems();
+  }
+  return {};
+}
+
+std::string one_problem(const std::string& toml, const std::vector<std::string>& sets = {}) {
+  const auto p = problems_of(toml, sets);
+  REQUIRE(p.size() == 1);
+  return p[0];
+}
+
+bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+}  // namespace
+
+TEST_CASE("hostile config: absurd sizes are refused naming the memory the plan would need") {
+  std::string p = one_problem(kGpt, {"train.micro_batch=4611686018427387904"});
+  CAPTURE(p);
+  CHECK(has(p, "--set train.micro_batch=4611686018427387904"));
+  CHECK(has(p, "would need about"));
+  CHECK(has(p, "EiB"));
+  p = one_problem(kGpt, {"model.n_layer=2147483648"});
+  CAPTURE(p);
+  CHECK(has(p, "--set model.n_layer=2147483648: model.n_layer: expected an integer in [1, 65536]"));
+  p = one_problem(kGpt, {"model.n_layer=60000", "model.n_embd=131072"});
+  CAPTURE(p);
+  CHECK(has(p, "model.n_layer, model.n_embd: the model and batch would need about"));
+  CHECK(has(p, "PiB"));
+  // In the file: named with its line.
+  p = one_problem("[model]\nn_embd = 16777216\n" + kGpt);
+  CHECK(has(p, "cfg.toml:2: model.n_embd"));
+  // Counters of tokens seen that would wrap.
+  p = one_problem(kGpt, {"train.steps=9223372036854775807"});
+  CHECK(has(p, "train.steps"));
+  CHECK(has(p, "more than 2^62 tokens"));
+  // A real big plan stays accepted (GPT-3 175B on one rank is ~2.6 TiB).
+  CHECK(problems_of(kGpt, {"model.n_layer=96", "model.n_embd=12288", "model.n_head=96", "model.vocab_size=50304",
+                           "model.context_length=2048", "train.micro_batch=1"})
+            .empty());
+  CHECK(config::footprint(parse_config(kGpt, "cfg.toml", {}, 1)).total() < 1e9);
+}
+
+TEST_CASE("hostile config: deep nesting is refused before parsing, with the line") {
+  std::string deep = std::string(5000, '[') + std::string(5000, ']');
+  std::string p = one_problem("[model]\n\nx = " + deep + "\n" + kGpt);
+  CAPTURE(p);
+  CHECK(has(p, "cfg.toml:3: arrays or inline tables nested more than 32 deep"));
+  std::string tables;
+  for (int i = 0; i < 3000; ++i) tables += "{a = ";
+  tables += "1" + std::string(3000, '}');
+  p = one_problem("[model]\nx = " + tables + "\n" + kGpt);
+  CHECK(has(p, "cfg.toml:2: arrays or inline tables nested more than 32 deep"));
+  p = one_problem(kGpt, {"model.channels=" + deep});
+  CHECK(has(p, "--set model.channels="));
+  CHECK(has(p, "nested more than 32 deep"));
+  // Brackets inside strings and comments do not count; shallow arrays pass.
+  CHECK(problems_of("# " + deep + "\n[log]\nout_dir = \"" + std::string(100, '[') + "\"\n" + kGpt).empty());
+  CHECK(problems_of("[log]\nout_dir = '''\n" + std::string(100, '{') + "'''\n" + kGpt).empty());
+}
+
+TEST_CASE("hostile config: integers beyond int64 are refused, not clamped") {
+  std::string p = one_problem(kGpt + "steps = 9223372036854775808\n");
+  CAPTURE(p);
+  CHECK(has(p, "cfg.toml:6: integer 9223372036854775808 is outside the 64-bit range"));
+  p = one_problem(kGpt + "seed = 99999999999999999999999\n");
+  CHECK(has(p, "cfg.toml:6: integer 99999999999999999999999"));
+  p = one_problem(kGpt, {"train.steps=18446744073709551616"});
+  CHECK(has(p, "--set train.steps=18446744073709551616"));
+  CHECK(has(p, "outside the 64-bit range"));
+  // The ends of the range itself, floats, underscores and dates are fine.
+  CHECK(problems_of(kGpt + "seed = 9_223_372_036_854_775_807\n").size() <= 1);
+  CHECK(!has(one_problem(kGpt + "seed = -9223372036854775808\n"), "64-bit"));
+  CHECK(problems_of(kGpt + "[optim]\nlr = 1.00000000000000000000001e-3\n").empty());
+}
+
+TEST_CASE("hostile config: a NUL in a string is refused") {
+  std::string p = one_problem("[data]\ntrain = \"t.bin\\u0000.evil\"\nval = \"v.bin\"\n[train]\nmicro_batch = 4\n");
+  CAPTURE(p);
+  CHECK(has(p, "cfg.toml:2: data.train: expected a string without NUL characters"));
+}
+
+TEST_CASE("hostile config: threads, timeouts and buckets have upper bounds") {
+  CHECK(has(one_problem(kGpt, {"train.threads=1000000"}), "train.threads: expected an integer"));
+  CHECK(has(one_problem(kGpt, {"train.threads=1000000"}), "4096"));
+  CHECK(has(one_problem(kGpt, {"parallel.timeout=1e10"}), "parallel.timeout: expected a number"));
+  CHECK(has(one_problem(kGpt, {"parallel.bucket_mb=1e300"}), "parallel.bucket_mb"));
+  CHECK(has(one_problem(kGpt, {"checkpoint.every_minutes=1e300"}), "checkpoint.every_minutes"));
+  CHECK(problems_of(kGpt, {"train.threads=4096", "parallel.timeout=1e7"}).empty());
+}
+
+TEST_CASE("hostile config: invalid UTF-8 is refused before parsing (the parser read past its buffer)") {
+  // Found by fuzz_config: a literal string with a stray lead byte.
+  std::string p = one_problem("[model]\n'\xcf''\n" + kGpt);
+  CAPTURE(p);
+  CHECK(has(p, "cfg.toml:2: not valid UTF-8 (a sequence starting with byte 0xCF)"));
+  CHECK(has(one_problem(kGpt, {"data.train=\xff"}), "not valid UTF-8"));
+  CHECK(problems_of("[log]\nout_dir = \"r\xc3\xa9sum\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"\n" + kGpt).empty());
+}
