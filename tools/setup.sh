@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 packages=(cmake ninja-build g++ pkg-config python3 libcli11-dev libtoml11-dev libfmt-dev doctest-dev
   libhdf5-dev hdf5-tools python3-h5py libopenmpi-dev openmpi-bin libopenblas-openmp-dev bible-kjv
-  dataset-fashion-mnist slurm-wlm munge)
+  dataset-fashion-mnist slurm-wlm munge nlohmann-json3-dev python3-matplotlib)
 command -v npm >/dev/null || packages+=(npm)
 missing=()
 for p in "${packages[@]}"; do

@@ -25,6 +25,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "checkpoint/hf.h"
 #include "checkpoint/inspect.h"
 #include "checkpoint/preempt.h"
 #include "checkpoint/resume.h"
@@ -39,6 +40,7 @@
 #include "parallel/auto_layout.h"
 #include "parallel/plan_report.h"
 #include "train/trainer.h"
+#include "commands.h"
 
 namespace {
 
@@ -199,6 +201,8 @@ int main(int argc, char** argv) {
       "hardware", "Print a hardware preset (or check and print a hardware file) in the TOML format that "
                   "--hardware and parallel.hardware read");
   hardware->add_option("name", hardware_name, "h100-sxm, a100-80gb, cpu-local, or a .toml file")->required();
+  // Subcommands in files of their own (commands.h); they run on rank 0 only.
+  const std::vector<dtrain_cli::Subcommand> extra = {dtrain_cli::add_export(app)};
 
   try {
     app.parse(argc, argv);
@@ -209,6 +213,8 @@ int main(int argc, char** argv) {
 
   bool shared_failure = true;  // every rank fails alike until the ranks part ways
   try {
+    for (const auto& s : extra)
+      if (s.cli->parsed()) return world_rank == 0 ? s.run() : kExitOk;
     if (keys->parsed()) {
       if (world_rank == 0) std::fputs(dtrain::describe_keys().c_str(), stdout);
       return kExitOk;
@@ -333,6 +339,7 @@ int main(int argc, char** argv) {
       const dtrain::Config cfg = dtrain::load_config(config_path, overrides, world_size, auto_layout);
       if (!layout_why.empty()) log(layout_why);
       trainer = make_trainer(cfg);
+      for (const std::string& line : dtrain::apply_init_from(trainer->model(), cfg.model)) log(line);
     } else {
       // All ranks, before the checkpoint's layout is known: to agree on which checkpoint loaded.
       dtrain::Mesh all(dtrain::MeshLayout{world_size, 1, 1}, comm);

@@ -1,0 +1,20 @@
+// Subcommands that live in files of their own (export.cpp, generate.cpp):
+// each adds its options to the CLI app and returns what to run when it was
+// the one parsed. main.cpp registers them in a few lines.
+#pragma once
+
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+namespace dtrain_cli {
+
+struct Subcommand {
+  CLI::App* cli = nullptr;
+  std::function<int()> run;  // on rank 0; returns the exit status
+};
+
+Subcommand add_export(CLI::App& app);    // dtrain export CHECKPOINT --format hf --out DIR
+Subcommand add_generate(CLI::App& app);  // dtrain generate CHECKPOINT [--prompt ...]
+
+}  // namespace dtrain_cli
