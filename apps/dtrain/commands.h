@@ -4,8 +4,11 @@
 #pragma once
 
 #include <functional>
+#include <string>
 
 #include <CLI/CLI.hpp>
+
+#include "config/config.h"
 
 namespace dtrain_cli {
 
@@ -16,5 +19,8 @@ struct Subcommand {
 
 Subcommand add_export(CLI::App& app);    // dtrain export CHECKPOINT --format hf --out DIR
 Subcommand add_generate(CLI::App& app);  // dtrain generate CHECKPOINT [--prompt ...]
+
+// log.plot: draws <log.out_dir>/loss.png at the end of a run (plot.cpp).
+void plot_run(const dtrain::Config& cfg, const std::function<void(const std::string&)>& log);
 
 }  // namespace dtrain_cli

@@ -202,7 +202,8 @@ int main(int argc, char** argv) {
                   "--hardware and parallel.hardware read");
   hardware->add_option("name", hardware_name, "h100-sxm, a100-80gb, cpu-local, or a .toml file")->required();
   // Subcommands in files of their own (commands.h); they run on rank 0 only.
-  const std::vector<dtrain_cli::Subcommand> extra = {dtrain_cli::add_export(app)};
+  const std::vector<dtrain_cli::Subcommand> extra = {dtrain_cli::add_export(app),
+                                                     dtrain_cli::add_generate(app)};
 
   try {
     app.parse(argc, argv);
@@ -365,6 +366,7 @@ int main(int argc, char** argv) {
     dtrain::CheckpointSession session(
         *trainer, {.signals = &signals, .start_step = start, .log = log, .on_file_op = faults.on_file_op});
     const dtrain::TrainSummary summary = trainer->run({.start_step = start, .hooks = &session});
+    if (world_rank == 0) dtrain_cli::plot_run(trainer->config(), log);
     if (summary.stopped) {
       if (world_rank == 0)
         fmt::print(stderr,

@@ -1,5 +1,7 @@
 #include "checkpoint/load_model.h"
 
+#include <algorithm>
+
 #include "checkpoint/resume.h"
 
 namespace dtrain {
@@ -13,10 +15,7 @@ LoadedModel load_model(const std::string& path, int64_t seq_len) {
       out.dir = dir;
       out.meta = read_meta(dir);
       out.cfg = resume_config(out.meta, dir, {}, "", 1).cfg;
-      const int64_t T = seq_len > 0 ? seq_len : out.cfg.train.seq_len;
-      if (T > out.cfg.model.context_length)
-        throw InputError(fmt::format("{}: sequences of {} tokens exceed the model's context length {}",
-                                     dir, T, out.cfg.model.context_length));
+      const int64_t T = seq_len > 0 ? std::min(seq_len, out.cfg.model.context_length) : out.cfg.train.seq_len;
       out.model = build_model(out.cfg.model, T, DType::f32, Device::cpu(),
                               static_cast<uint64_t>(out.cfg.train.seed));
       std::vector<Piece> pieces = collect_pieces(*out.model, NamedTensors{});

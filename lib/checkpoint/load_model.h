@@ -21,8 +21,8 @@ struct LoadedModel {
 
 // `path`: a checkpoint, its checkpoint.h5, or a directory of them (then the
 // newest complete one, falling back to older ones when it is damaged).
-// `seq_len` > 0 plans the model for sequences of that length (at most
-// model.context_length) instead of the run's train.seq_len. Throws
+// `seq_len` > 0 builds the model for sequences of that length (or
+// model.context_length if shorter) instead of the run's train.seq_len. Throws
 // CheckpointError or InputError.
 LoadedModel load_model(const std::string& path, int64_t seq_len = 0);
 
