@@ -82,6 +82,7 @@ void report(const dtrain::Error& e, const std::string& rank) {
 //   DTRAIN_TEST_KILL_AT_FILE_OP=k  SIGKILL right after the k-th file operation
 //                                  of the checkpoint writes (counted over the run);
 //                                  k = 0 lists them on stderr instead
+//   DTRAIN_TEST_FAIL_AT_FILE_OP=k  the k-th file operation fails (a RuntimeError)
 //   DTRAIN_TEST_NAN_AT_STEP=k      the loss of step k becomes NaN
 struct TestFaults {
   std::function<void(const std::string&)> on_file_op;
@@ -100,6 +101,13 @@ TestFaults test_faults() {
         fmt::print(stderr, "dtrain: test: SIGKILL after file operation {}: {}\n", at, what);
         std::raise(SIGKILL);
       }
+    };
+  }
+  if (const char* k = std::getenv("DTRAIN_TEST_FAIL_AT_FILE_OP")) {
+    auto count = std::make_shared<int64_t>(0);
+    const int64_t at = std::atoll(k);
+    f.on_file_op = [count, at](const std::string& what) {
+      if (++*count == at) throw dtrain::RuntimeError("test: file operation " + std::to_string(at) + " fails: " + what);
     };
   }
   if (const char* k = std::getenv("DTRAIN_TEST_NAN_AT_STEP")) f.nan_at_step = std::atoll(k);
@@ -364,8 +372,10 @@ int main(int argc, char** argv) {
     }
     shared_failure = false;  // from here on one rank may fail alone
     dtrain::CheckpointSession session(
-        *trainer, {.signals = &signals, .start_step = start, .log = log, .on_file_op = faults.on_file_op});
+        *trainer, {.signals = &signals, .start_step = start, .log = log, .on_file_op = faults.on_file_op,
+                   .warn = [&](const std::string& s) { fmt::print(stderr, "dtrain: {}warning: {}\n", rank_tag, s); }});
     const dtrain::TrainSummary summary = trainer->run({.start_step = start, .hooks = &session});
+    session.finish();  // checkpoint.async: the write in flight
     if (world_rank == 0) dtrain_cli::plot_run(trainer->config(), log);
     if (summary.stopped) {
       if (world_rank == 0)

@@ -110,6 +110,7 @@ struct CheckpointConfig {
   double every_minutes;  // minutes between checkpoints (0 = none)
   int64_t keep;          // complete checkpoints kept on disk
   bool at_end;           // one after the last step
+  bool async;            // write in a background thread; the step pays for a host copy only
 
   bool operator==(const CheckpointConfig&) const = default;
 };

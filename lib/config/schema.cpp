@@ -213,6 +213,10 @@ std::vector<KeySpec> build_schema() {
        "complete checkpoints kept on disk (older ones are deleted)", FIELD(checkpoint.keep)},
       {"checkpoint", "at_end", kAll, true, none(),
        "write a checkpoint after the last step", FIELD(checkpoint.at_end)},
+      {"checkpoint", "async", kAll, false, none(),
+       "training waits only for a copy of the state in host memory; a background thread writes and "
+       "publishes it (the last checkpoint and a preemption's are written before the run ends)",
+       FIELD(checkpoint.async)},
 
       // [log]
       {"log", "out_dir", kAll, string(""), none(),
