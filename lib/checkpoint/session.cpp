@@ -137,6 +137,7 @@ CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir) {
       }
   }
   load_pieces(dir, pieces);
+  model.params.sync_compute();  // the bf16 compute copy of the loaded masters
   for (Part& part : parts)
     part.dst.copy_from(part.scratch.view(Shape{part.scratch.numel()}).flat_range(part.from, part.dst.numel()));
   trainer.optimizer().set_steps_done(m.optimizer_steps);

@@ -138,7 +138,7 @@ std::vector<KeySpec> build_schema() {
       {"train", "eval_batches", kAll, int64_t{20}, at_least(0),
        "micro-batches per evaluation; 0 = the whole validation set", FIELD(train.eval_batches)},
       {"train", "precision", kAll, string("fp32"), one_of({"fp32", "bf16"}),
-       "arithmetic precision (bf16 needs the CUDA backend)", FIELD(train.precision)},
+       "arithmetic precision: fp32, or bf16 mixed precision (bf16 weights copy and activations, fp32 master weights, gradients and optimizer state)", FIELD(train.precision)},
       {"train", "device", kAll, string("cpu"), one_of({"cpu", "cuda"}),
        "where to train (cuda needs the CUDA backend)", FIELD(train.device)},
       {"train", "threads", kAll, int64_t{0}, at_least(0),

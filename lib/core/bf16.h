@@ -52,6 +52,7 @@ struct bf16 {
 
   bf16() = default;
   DTRAIN_HOST_DEVICE explicit bf16(float f) : bits(bf16_bits_from_float(f)) {}
+  DTRAIN_HOST_DEVICE explicit bf16(int i) : bits(bf16_bits_from_float(static_cast<float>(i))) {}
   DTRAIN_HOST_DEVICE explicit bf16(double d) : bits(bf16_bits_from_float(static_cast<float>(d))) {}
   DTRAIN_HOST_DEVICE operator float() const { return float_from_bf16_bits(bits); }
 

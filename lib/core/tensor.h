@@ -109,11 +109,16 @@ class Tensor {
   Device device() const { return storage_ ? storage_->device() : Device{}; }
   size_t bytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype_); }
 
+  // The address of the first element, on whatever device holds it: for ops
+  // and communicators that hand it to a device library.
   void* raw() const;
+  // Host access: refuses a tensor that is not in host memory (only the CPU
+  // kernels behind lib/ops and host-side code such as checkpoints read this).
   template <class T>
   T* data() const {
     DTRAIN_CHECK(dtype_of<T>() == dtype_, "tensor holds {}, asked for {}", dtype_name(dtype_),
                  dtype_name(dtype_of<T>()));
+    DTRAIN_CHECK(device().is_cpu(), "host access to a tensor on {}", device().str());
     return static_cast<T*>(raw());
   }
 

@@ -24,9 +24,10 @@ MPI_Datatype mpi_type(const MpiGroup& g, OpKind kind, DType t) {
     case DType::f32: return MPI_FLOAT;
     case DType::f64: return MPI_DOUBLE;
     case DType::i32: return MPI_INT32_T;
+    case DType::bf16: return MPI_UINT16_T;  // reductions use the group's bf16 ops
     default:
       throw RuntimeError(fmt::format("{} on group '{}': {} tensors are not supported by the MPI "
-                                     "communicator (fp32, fp64 and int32 are)",
+                                     "communicator (fp32, fp64, bf16 and int32 are)",
                                      detail::op_kind_name(kind), g.name, dtype_name(t)));
   }
 }
@@ -38,6 +39,10 @@ MPI_Op mpi_op(ReduceOp op) {
     case ReduceOp::min: return MPI_MIN;
   }
   throw InternalError("unknown ReduceOp");
+}
+
+MPI_Op reduce_op(const MpiGroup& g, ReduceOp op, DType t) {
+  return t == DType::bf16 ? g.bf16_ops[static_cast<int>(op)] : mpi_op(op);
 }
 
 int mpi_count(const MpiGroup& g, OpKind kind, int64_t n) {
@@ -179,7 +184,7 @@ WorkHandle MpiCommunicator::all_reduce(Tensor t, ReduceOp rop) {
   int n = mpi_count(g, op.kind, op.count);
   void* p = t.raw();
   auto w = start(g, g_, op, t.bytes(), t);
-  int rc = MPI_Iallreduce(MPI_IN_PLACE, p, n, type, mpi_op(rop), g.comm, w->request());
+  int rc = MPI_Iallreduce(MPI_IN_PLACE, p, n, type, reduce_op(g, rop, op.dtype), g.comm, w->request());
   return posted(g, op, std::move(w), rc, "MPI_Iallreduce");
 }
 
@@ -207,10 +212,10 @@ WorkHandle MpiCommunicator::reduce_scatter(Tensor in, Tensor out, ReduceOp rop,
   auto w = start(g, g_, op, in.bytes(), in, out);
   int rc;
   if (!op.uneven) {
-    rc = MPI_Ireduce_scatter_block(send, recv, parts[0], type, mpi_op(rop), g.comm, w->request());
+    rc = MPI_Ireduce_scatter_block(send, recv, parts[0], type, reduce_op(g, rop, op.dtype), g.comm, w->request());
   } else {
     w->counts() = std::move(parts);
-    rc = MPI_Ireduce_scatter(send, recv, w->counts().data(), type, mpi_op(rop), g.comm,
+    rc = MPI_Ireduce_scatter(send, recv, w->counts().data(), type, reduce_op(g, rop, op.dtype), g.comm,
                              w->request());
   }
   return posted(g, op, std::move(w), rc, "MPI_Ireduce_scatter");

@@ -46,9 +46,32 @@ OpInfo OpInfo::from(const Notice& n) {
 
 // ---- MpiGroup ----
 
+namespace {
+
+template <class F>
+void bf16_reduce(void* in, void* inout, int* len, F f) {
+  const bf16* a = static_cast<const bf16*>(in);
+  bf16* b = static_cast<bf16*>(inout);
+  for (int i = 0; i < *len; ++i) b[i] = bf16(f(float(a[i]), float(b[i])));
+}
+void bf16_sum(void* in, void* inout, int* len, MPI_Datatype*) {
+  bf16_reduce(in, inout, len, [](float x, float y) { return x + y; });
+}
+void bf16_max(void* in, void* inout, int* len, MPI_Datatype*) {
+  bf16_reduce(in, inout, len, [](float x, float y) { return x > y ? x : y; });
+}
+void bf16_min(void* in, void* inout, int* len, MPI_Datatype*) {
+  bf16_reduce(in, inout, len, [](float x, float y) { return x < y ? x : y; });
+}
+
+}  // namespace
+
 MpiGroup::MpiGroup(MPI_Comm c, std::string n, const MpiCommOptions& o)
     : comm(c), name(std::move(n)), timeout(o.timeout_seconds), trace(o.trace) {
   mpi_check(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+  mpi_check(MPI_Op_create(&bf16_sum, 1, &bf16_ops[static_cast<int>(ReduceOp::sum)]), "MPI_Op_create");
+  mpi_check(MPI_Op_create(&bf16_max, 1, &bf16_ops[static_cast<int>(ReduceOp::max)]), "MPI_Op_create");
+  mpi_check(MPI_Op_create(&bf16_min, 1, &bf16_ops[static_cast<int>(ReduceOp::min)]), "MPI_Op_create");
   mpi_check(MPI_Comm_rank(comm, &rank), "MPI_Comm_rank");
   mpi_check(MPI_Comm_size(comm, &size), "MPI_Comm_size");
   void* ub = nullptr;
@@ -85,6 +108,8 @@ MpiGroup::~MpiGroup() {
   reap_orphans();
   if (!orphans.empty()) new std::vector<Orphan>(std::move(orphans));
   board.reset();
+  for (MPI_Op& op : bf16_ops)
+    if (op != MPI_OP_NULL) MPI_Op_free(&op);
   MPI_Comm_free(&comm);
 }
 

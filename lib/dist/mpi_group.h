@@ -60,6 +60,9 @@ struct MpiGroup {
   std::unique_ptr<ArrivalBoard> board;  // null when notices are off or size == 1
   std::string failure;  // the first failure; non-empty = unusable
   std::vector<Orphan> orphans;
+  // Reductions of bf16 tensors (MPI has no bf16): each pair of elements
+  // summed (or compared) in fp32 and rounded once. Indexed by ReduceOp.
+  MPI_Op bf16_ops[3] = {MPI_OP_NULL, MPI_OP_NULL, MPI_OP_NULL};
 
   // Takes comm (sets MPI_ERRORS_RETURN on it); collective over comm when
   // notices are on (it duplicates comm for them).

@@ -1,7 +1,6 @@
 #include "model/attention.h"
 
-#include "kernels/cpu/attention.h"
-#include "kernels/cpu/gemm.h"
+#include "ops/ops.h"
 #include "model/planned.h"
 
 namespace dtrain {
@@ -35,17 +34,17 @@ CausalSelfAttention::CausalSelfAttention(ParamStore& ps, const std::string& name
       proj_(ps, name + ".proj", c, c, bias, Init::normal(proj_std), Init::zeros(),
             {.split = TpSplit::row, .tp = tp}) {}
 
-void CausalSelfAttention::plan(const Shape& in, DType act, Device device) {
+void CausalSelfAttention::plan(const Shape& in, DType act, const Exec& ex) {
+  bind(ex);
   DTRAIN_CHECK(in.rank() == 3 && in[2] == c_, "{}: input {} is not (B, T, {})", name(), in.str(), c_);
   const int64_t B = in[0], T = in[1];
   const Shape heads{B, T, local_c_};  // this rank's heads side by side
-  qkv_.plan(in, act, device);
-  proj_.plan(heads, act, device);
-  att_ = Tensor::empty(Shape{B, local_heads_, T, T}, act, device);
-  y_ = Tensor::empty(heads, act, device);
-  dqkv_ = Tensor::empty(Shape{B, T, 3 * local_c_}, act, device);
-  slots_ = cpu::num_threads();
-  scratch_ = Tensor::empty(Shape{slots_ * cpu::attention_scratch_size(T)}, act, device);
+  qkv_.plan(in, act, ex);
+  proj_.plan(heads, act, ex);
+  att_ = Tensor::empty(Shape{B, local_heads_, T, T}, act, ex.device);
+  y_ = Tensor::empty(heads, act, ex.device);
+  dqkv_ = Tensor::empty(Shape{B, T, 3 * local_c_}, act, ex.device);
+  scratch_ = Tensor::empty(Shape{ops::attention_scratch(ex, T)}, ops::compute_dtype(act), ex.device);
 }
 
 Tensor CausalSelfAttention::forward(const Tensor& x, const Ctx& ctx) {
@@ -57,10 +56,7 @@ Tensor CausalSelfAttention::forward(const Tensor& x, const Ctx& ctx) {
                qkv_out_.shape().str(), s.str());  // Linear narrows the batch, not T
   Tensor y = planned_view(y_, Shape{B, T, C});
   Tensor att = planned_view(att_, Shape{B, nh, T, T});
-  dispatch_float(x.dtype(), [&](auto t) {
-    using F = decltype(t);
-    cpu::attention_forward<F>(qkv_out_.data<F>(), B, T, C, nh, att.data<F>(), y.data<F>());
-  });
+  ops::attention_forward(ex(), qkv_out_, nh, att, y, scratch_);
   return proj_.forward(y, ctx);
 }
 
@@ -69,11 +65,7 @@ Tensor CausalSelfAttention::backward(const Tensor& dy, const Ctx& ctx) {
   Tensor dyatt = proj_.backward(dy, ctx);  // (B, T, C)
   Tensor dqkv = planned_view(dqkv_, Shape{B, T, 3 * C});
   Tensor att = planned_view(att_, Shape{B, nh, T, T});
-  dispatch_float(dy.dtype(), [&](auto t) {
-    using F = decltype(t);
-    cpu::attention_backward<F>(dyatt.data<F>(), qkv_out_.data<F>(), att.data<F>(), B, T, C, nh,
-                               scratch_.data<F>(), slots_, dqkv.data<F>());
-  });
+  ops::attention_backward(ex(), dyatt, qkv_out_, att, nh, scratch_, dqkv);
   return qkv_.backward(dqkv, ctx);
 }
 

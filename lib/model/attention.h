@@ -25,7 +25,7 @@ class CausalSelfAttention : public Layer {
                       bool bias, double proj_std, Communicator* tp = nullptr);
 
   Shape output_shape(const Shape& in) const override { return in; }
-  void plan(const Shape& in, DType act, Device device) override;  // in: (B, T, C)
+  void plan(const Shape& in, DType act, const Exec& ex) override;  // in: (B, T, C)
   Tensor forward(const Tensor& x, const Ctx& ctx) override;
   // Once per forward: it consumes the kept probabilities.
   Tensor backward(const Tensor& dy, const Ctx& ctx) override;
@@ -38,11 +38,10 @@ class CausalSelfAttention : public Layer {
   int64_t c_, n_head_;
   int64_t local_c_, local_heads_;  // this rank's width (C/t) and heads (n_head/t)
   Linear qkv_, proj_;
-  int slots_ = 0;          // threads the backward scratch was planned for
   // Shapes for this rank: C and nh below are local_c_ and local_heads_.
   Tensor qkv_out_;         // (B, T, 3C): the qkv projection's output of the last forward
   Tensor att_, y_;         // (B, nh, T, T) probabilities, (B, T, C)
-  Tensor dqkv_, scratch_;  // (B, T, 3C), slots_ * attention_scratch_size(T)
+  Tensor dqkv_, scratch_;  // (B, T, 3C), ops::attention_scratch(T) (compute type)
 };
 
 }  // namespace dtrain

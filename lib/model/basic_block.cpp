@@ -19,17 +19,18 @@ Shape BasicBlock::output_shape(const Shape& in) const {
   return conv2_.output_shape(conv1_.output_shape(in));
 }
 
-void BasicBlock::plan(const Shape& in, DType act, Device device) {
+void BasicBlock::plan(const Shape& in, DType act, const Exec& ex) {
+  bind(ex);
   const Shape h = conv1_.output_shape(in);  // (B, out, Ho, Wo)
-  conv1_.plan(in, act, device);
-  bn1_.plan(h, act, device);
-  conv2_.plan(h, act, device);
-  bn2_.plan(h, act, device);
+  conv1_.plan(in, act, ex);
+  bn1_.plan(h, act, ex);
+  conv2_.plan(h, act, ex);
+  bn2_.plan(h, act, ex);
   if (sc_conv_) {
     DTRAIN_CHECK(sc_conv_->output_shape(in) == h, "{}: shortcut shape {} differs from {}", name(),
                  sc_conv_->output_shape(in).str(), h.str());
-    sc_conv_->plan(in, act, device);
-    sc_bn_->plan(h, act, device);
+    sc_conv_->plan(in, act, ex);
+    sc_bn_->plan(h, act, ex);
   }
 }
 

@@ -22,7 +22,7 @@ class BasicBlock : public Layer {
   BasicBlock(ParamStore& ps, const std::string& name, int64_t in, int64_t out, int64_t stride);
 
   Shape output_shape(const Shape& in) const override;  // (B, in, H, W) -> (B, out, H/s, W/s)
-  void plan(const Shape& in, DType act, Device device) override;
+  void plan(const Shape& in, DType act, const Exec& ex) override;
   Tensor forward(const Tensor& x, const Ctx& ctx) override;
   Tensor backward(const Tensor& dy, const Ctx& ctx) override;
   Cost cost(const Shape& in) const override;

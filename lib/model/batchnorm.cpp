@@ -1,5 +1,8 @@
 #include "model/batchnorm.h"
 
+#include "ops/cnn.h"
+#include "ops/ops.h"
+
 #include "model/planned.h"
 
 namespace dtrain {
@@ -13,9 +16,9 @@ BatchNorm2d::BatchNorm2d(ParamStore& ps, const std::string& name, int64_t c, boo
   running_var_ = &ps.add_buffer(name + ".running_var", Shape{c}, Init::ones());
 }
 
-cpu::BatchNormArgs BatchNorm2d::args(const Shape& in) const {
+ops::BatchNormArgs BatchNorm2d::args(const Shape& in) const {
   DTRAIN_CHECK(in.rank() == 4 && in[1] == c_, "{}: input {} is not (B, {}, H, W)", name(), in.str(), c_);
-  cpu::BatchNormArgs a;
+  ops::BatchNormArgs a;
   a.n = in[0];
   a.c = c_;
   a.hw = in[2] * in[3];
@@ -25,17 +28,18 @@ cpu::BatchNormArgs BatchNorm2d::args(const Shape& in) const {
   return a;
 }
 
-void BatchNorm2d::plan(const Shape& in, DType act, Device device) {
+void BatchNorm2d::plan(const Shape& in, DType act, const Exec& ex) {
+  bind(ex);
   args(in);
-  y_ = Tensor::empty(in, act, device);
-  dx_ = Tensor::empty(in, act, device);
-  if (residual_ && relu_) dz_ = Tensor::empty(in, act, device);
-  mean_ = Tensor::empty(Shape{c_}, act, device);
-  rstd_ = Tensor::empty(Shape{c_}, act, device);
+  y_ = Tensor::empty(in, act, ex.device);
+  dx_ = Tensor::empty(in, act, ex.device);
+  if (residual_ && relu_) dz_ = Tensor::empty(in, act, ex.device);
+  mean_ = Tensor::empty(Shape{c_}, act, ex.device);
+  rstd_ = Tensor::empty(Shape{c_}, act, ex.device);
 }
 
 Tensor BatchNorm2d::forward_add(const Tensor& x, const Tensor& res, const Ctx& ctx) {
-  const cpu::BatchNormArgs a = args(x.shape());
+  const ops::BatchNormArgs a = args(x.shape());
   DTRAIN_CHECK(!res.defined() || (residual_ && res.shape() == x.shape()),
                "{}: residual {} for input {}", name(), res.defined() ? res.shape().str() : "", x.shape().str());
   if (ctx.training && a.n * a.hw < 2)
@@ -44,33 +48,22 @@ Tensor BatchNorm2d::forward_add(const Tensor& x, const Tensor& res, const Ctx& c
   x_ = x;
   batch_stats_ = ctx.training;
   Tensor y = planned_view(y_, x.shape());
-  dispatch_float(x.dtype(), [&](auto t) {
-    using T = decltype(t);
-    const T* r = res.defined() ? res.data<T>() : nullptr;
-    if (ctx.training)
-      cpu::batchnorm_forward_train<T>(a, x.data<T>(), w_->value.data<T>(), b_->value.data<T>(), r,
-                                      y.data<T>(), mean_.data<T>(), rstd_.data<T>(),
-                                      running_mean_->value.data<T>(), running_var_->value.data<T>());
-    else
-      cpu::batchnorm_forward_eval<T>(a, x.data<T>(), w_->value.data<T>(), b_->value.data<T>(), r,
-                                     running_mean_->value.data<T>(), running_var_->value.data<T>(),
-                                     y.data<T>(), mean_.data<T>(), rstd_.data<T>());
-  });
+  if (ctx.training)
+    ops::batchnorm_forward_train(ex(), a, x, w_->compute, b_->compute, res, y, mean_, rstd_,
+                                 running_mean_->value, running_var_->value);
+  else
+    ops::batchnorm_forward_eval(ex(), a, x, w_->compute, b_->compute, res, running_mean_->value,
+                                running_var_->value, y, mean_, rstd_);
   return y;
 }
 
 Tensor BatchNorm2d::backward(const Tensor& dy, const Ctx&) {
-  const cpu::BatchNormArgs a = args(dy.shape());
+  const ops::BatchNormArgs a = args(dy.shape());
   Tensor dx = planned_view(dx_, dy.shape());
   Tensor dz = dz_.defined() ? planned_view(dz_, dy.shape()) : Tensor{};
   last_dy_ = dz.defined() ? dz : dy;
-  dispatch_float(dy.dtype(), [&](auto t) {
-    using T = decltype(t);
-    cpu::batchnorm_backward<T>(a, batch_stats_, dy.data<T>(), planned_view(y_, dy.shape()).data<T>(),
-                               x_.data<T>(), w_->value.data<T>(), mean_.data<T>(), rstd_.data<T>(),
-                               dx.data<T>(), dz.defined() ? dz.data<T>() : nullptr,
-                               w_->grad.data<T>(), b_->grad.data<T>());
-  });
+  ops::batchnorm_backward(ex(), a, batch_stats_, dy, planned_view(y_, dy.shape()), x_, w_->compute,
+                          mean_, rstd_, dx, dz, w_->grad, b_->grad);
   return dx;
 }
 

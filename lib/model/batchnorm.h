@@ -6,8 +6,8 @@
 // residual add and a ReLU, y = relu(bn(x) + res).
 #pragma once
 
-#include "kernels/cpu/batchnorm.h"
 #include "model/layer.h"
+#include "ops/cnn.h"
 
 namespace dtrain {
 
@@ -24,7 +24,7 @@ class BatchNorm2d : public Layer {
               bool residual = false);
 
   Shape output_shape(const Shape& in) const override { return in; }  // (B, C, H, W)
-  void plan(const Shape& in, DType act, Device device) override;
+  void plan(const Shape& in, DType act, const Exec& ex) override;
   Tensor forward(const Tensor& x, const Ctx& ctx) override { return forward_add(x, Tensor{}, ctx); }
   // y = relu?(bn(x) + res); res (B, C, H, W) may be undefined.
   Tensor forward_add(const Tensor& x, const Tensor& res, const Ctx& ctx);
@@ -34,7 +34,7 @@ class BatchNorm2d : public Layer {
   Cost cost(const Shape& in) const override;
 
  private:
-  cpu::BatchNormArgs args(const Shape& in) const;
+  ops::BatchNormArgs args(const Shape& in) const;
 
   int64_t c_;
   bool relu_, residual_;

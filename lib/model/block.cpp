@@ -12,13 +12,14 @@ Block::Block(ParamStore& ps, const std::string& name, int64_t c, int64_t n_head,
       mlp_(ps, name + ".mlp", c, bias, proj_std, tp),
       drop2_(name + ".mlp.drop", dropout) {}
 
-void Block::plan(const Shape& in, DType act, Device device) {
-  ln1_.plan(in, act, device);
-  attn_.plan(in, act, device);
-  drop1_.plan(in, act, device);
-  ln2_.plan(in, act, device);
-  mlp_.plan(in, act, device);
-  drop2_.plan(in, act, device);
+void Block::plan(const Shape& in, DType act, const Exec& ex) {
+  bind(ex);
+  ln1_.plan(in, act, ex);
+  attn_.plan(in, act, ex);
+  drop1_.plan(in, act, ex);
+  ln2_.plan(in, act, ex);
+  mlp_.plan(in, act, ex);
+  drop2_.plan(in, act, ex);
 }
 
 Tensor Block::forward(const Tensor& x, const Ctx& ctx) {

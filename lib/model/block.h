@@ -25,7 +25,7 @@ class Block : public Layer {
         double dropout, double proj_std, Communicator* tp = nullptr);
 
   Shape output_shape(const Shape& in) const override { return in; }
-  void plan(const Shape& in, DType act, Device device) override;  // in: (B, T, C)
+  void plan(const Shape& in, DType act, const Exec& ex) override;  // in: (B, T, C)
   Tensor forward(const Tensor& x, const Ctx& ctx) override;
   Tensor backward(const Tensor& dy, const Ctx& ctx) override;
   Cost cost(const Shape& in) const override;

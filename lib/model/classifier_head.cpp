@@ -1,8 +1,10 @@
 #include "model/classifier_head.h"
 
+#include "ops/cnn.h"
+#include "ops/ops.h"
+
 #include <cmath>
 
-#include "kernels/cpu/pool.h"
 #include "model/planned.h"
 
 namespace dtrain {
@@ -18,32 +20,26 @@ Shape ClassifierHead::output_shape(const Shape& in) const {
   return fc_.output_shape(Shape{in[0], c_});
 }
 
-void ClassifierHead::plan(const Shape& in, DType act, Device device) {
+void ClassifierHead::plan(const Shape& in, DType act, const Exec& ex) {
+  bind(ex);
   output_shape(in);
-  pooled_ = Tensor::empty(Shape{in[0], c_}, act, device);
-  dx_ = Tensor::empty(in, act, device);
-  fc_.plan(Shape{in[0], c_}, act, device);
+  pooled_ = Tensor::empty(Shape{in[0], c_}, act, ex.device);
+  dx_ = Tensor::empty(in, act, ex.device);
+  fc_.plan(Shape{in[0], c_}, act, ex);
 }
 
 Tensor ClassifierHead::forward(const Tensor& x, const Ctx& ctx) {
   output_shape(x.shape());
   in_shape_ = x.shape();
   Tensor p = pooled_.narrow0(0, x.size(0));  // (B, C)
-  dispatch_float(x.dtype(), [&](auto t) {
-    using T = decltype(t);
-    cpu::avgpool_forward<T>(x.size(0) * c_, x.size(2) * x.size(3), x.data<T>(), p.data<T>());
-  });
+  ops::avgpool_forward(ex(), x, p);
   return fc_.forward(p, ctx);  // (B, classes)
 }
 
 Tensor ClassifierHead::backward(const Tensor& dy, const Ctx& ctx) {
   Tensor dp = fc_.backward(dy, ctx);  // (B, C)
   Tensor dx = planned_view(dx_, in_shape_);
-  dispatch_float(dy.dtype(), [&](auto t) {
-    using T = decltype(t);
-    cpu::avgpool_backward<T>(in_shape_[0] * c_, in_shape_[2] * in_shape_[3], dp.data<T>(),
-                             dx.data<T>());
-  });
+  ops::avgpool_backward(ex(), dp, dx);
   return dx;
 }
 

@@ -12,7 +12,7 @@ class ClassifierHead : public Layer {
   ClassifierHead(ParamStore& ps, const std::string& name, int64_t c, int64_t classes);
 
   Shape output_shape(const Shape& in) const override;  // (B, C, H, W) -> (B, classes)
-  void plan(const Shape& in, DType act, Device device) override;
+  void plan(const Shape& in, DType act, const Exec& ex) override;
   Tensor forward(const Tensor& x, const Ctx& ctx) override;
   Tensor backward(const Tensor& dy, const Ctx& ctx) override;
   Cost cost(const Shape& in) const override;

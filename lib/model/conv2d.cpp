@@ -1,8 +1,10 @@
 #include "model/conv2d.h"
 
+#include "ops/cnn.h"
+#include "ops/ops.h"
+
 #include <cmath>
 
-#include "kernels/cpu/gemm.h"
 #include "model/planned.h"
 
 namespace dtrain {
@@ -19,10 +21,10 @@ Conv2d::Conv2d(ParamStore& ps, const std::string& name, int64_t in, int64_t out,
   if (bias) b_ = &ps.add(name + ".bias", Shape{out}, Init::uniform(1.0 / std::sqrt(fan_in)), false);
 }
 
-cpu::ConvGeom Conv2d::geom(const Shape& in) const {
+ops::ConvGeom Conv2d::geom(const Shape& in) const {
   DTRAIN_CHECK(in.rank() == 4 && in[1] == in_, "{}: input {} is not (B, {}, H, W)", name(), in.str(),
                in_);
-  cpu::ConvGeom g;
+  ops::ConvGeom g;
   g.c = in_;
   g.h = in[2];
   g.w = in[3];
@@ -35,17 +37,16 @@ cpu::ConvGeom Conv2d::geom(const Shape& in) const {
 }
 
 Shape Conv2d::output_shape(const Shape& in) const {
-  const cpu::ConvGeom g = geom(in);
+  const ops::ConvGeom g = geom(in);
   return Shape{in[0], out_, g.ho(), g.wo()};
 }
 
-void Conv2d::plan(const Shape& in, DType act, Device device) {
+void Conv2d::plan(const Shape& in, DType act, const Exec& ex) {
+  bind(ex);
   g_ = geom(in);
-  group_ = cpu::conv_group(g_, in[0]);
-  y_ = Tensor::empty(output_shape(in), act, device);
-  if (input_grad_) dx_ = Tensor::empty(in, act, device);
-  threads_ = cpu::num_threads();
-  scratch_ = Tensor::zeros(Shape{cpu::conv_scratch_size(g_, in[0], threads_)}, act, device);
+  conv_ = ops::ConvPlan(ex, g_, in[0], act);
+  y_ = Tensor::empty(output_shape(in), act, ex.device);
+  if (input_grad_) dx_ = Tensor::empty(in, act, ex.device);
 }
 
 Tensor Conv2d::forward(const Tensor& x, const Ctx&) {
@@ -55,11 +56,7 @@ Tensor Conv2d::forward(const Tensor& x, const Ctx&) {
                y_.size(0), g_.c, g_.h, g_.w);
   x_ = x;
   Tensor y = y_.narrow0(0, s[0]);  // (B, out, Ho, Wo)
-  dispatch_float(x.dtype(), [&](auto t) {
-    using T = decltype(t);
-    cpu::conv2d_forward<T>(g_, s[0], group_, x.data<T>(), w_->value.data<T>(),
-                           b_ ? b_->value.data<T>() : nullptr, y.data<T>(), scratch_.data<T>(), threads_);
-  });
+  conv_.forward(ex(), x, w_->compute, b_ ? b_->compute : Tensor{}, y);
   return y;
 }
 
@@ -68,18 +65,12 @@ Tensor Conv2d::backward(const Tensor& dy, const Ctx&) { return backward_add(dy, 
 Tensor Conv2d::backward_add(const Tensor& dy, const Tensor& dres) {
   const int64_t n = dy.size(0);
   Tensor dx = input_grad_ ? dx_.narrow0(0, n) : Tensor{};  // (B, in, H, W)
-  dispatch_float(dy.dtype(), [&](auto t) {
-    using T = decltype(t);
-    cpu::conv2d_backward<T>(g_, n, group_, x_.data<T>(), w_->value.data<T>(), dy.data<T>(),
-                            dres.defined() ? dres.data<T>() : nullptr,
-                            dx.defined() ? dx.data<T>() : nullptr, w_->grad.data<T>(),
-                            b_ ? b_->grad.data<T>() : nullptr, scratch_.data<T>(), threads_);
-  });
+  conv_.backward(ex(), x_, w_->compute, dy, dres, dx, w_->grad, b_ ? b_->grad : Tensor{});
   return dx;
 }
 
 Cost Conv2d::cost(const Shape& in) const {
-  const cpu::ConvGeom g = geom(in);
+  const ops::ConvGeom g = geom(in);
   const double macs = static_cast<double>(in[0] * g.out_size() * g.k());
   Cost c;
   c.params = out_ * g.k() + (b_ ? out_ : 0);

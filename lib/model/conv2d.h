@@ -5,8 +5,8 @@
 // uniform(+-1/sqrt(fan_in)).
 #pragma once
 
-#include "kernels/cpu/conv.h"
 #include "model/layer.h"
+#include "ops/cnn.h"
 
 namespace dtrain {
 
@@ -21,7 +21,7 @@ class Conv2d : public Layer {
   void set_input_grad(bool on) { input_grad_ = on; }
 
   Shape output_shape(const Shape& in) const override;  // (B, in, H, W) -> (B, out, Ho, Wo)
-  void plan(const Shape& in, DType act, Device device) override;
+  void plan(const Shape& in, DType act, const Exec& ex) override;
   Tensor forward(const Tensor& x, const Ctx& ctx) override;
   Tensor backward(const Tensor& dy, const Ctx& ctx) override;
   // dx = dres + dL/dx in one pass (dres: (B, in, H, W), e.g. a residual branch).
@@ -29,17 +29,16 @@ class Conv2d : public Layer {
   Cost cost(const Shape& in) const override;
 
  private:
-  cpu::ConvGeom geom(const Shape& in) const;
+  ops::ConvGeom geom(const Shape& in) const;
 
   int64_t in_, out_, k_, stride_, pad_;
   bool input_grad_ = true;
   Param* w_;
   Param* b_ = nullptr;
-  cpu::ConvGeom g_;  // planned geometry
-  int64_t group_ = 1;
-  int threads_ = 1;  // scratch planned for this many threads
+  ops::ConvGeom g_;    // planned geometry
+  ops::ConvPlan conv_;  // the kernel's grouping, threads and scratch
   Tensor x_;               // input of the last forward (a view of the previous layer's buffer)
-  Tensor y_, dx_, scratch_;  // owned buffers
+  Tensor y_, dx_;  // owned buffers
 };
 
 }  // namespace dtrain

@@ -1,22 +1,24 @@
 #include "model/cross_entropy.h"
 
+#include "ops/ops.h"
+
 #include <cmath>
 
-#include "kernels/cpu/cross_entropy.h"
 
 namespace dtrain {
 
-void CrossEntropyLoss::plan(const Shape& logits, DType act, Device device) {
+void CrossEntropyLoss::plan(const Shape& logits, DType act, const Exec& ex) {
+  bind(ex);
   int64_t v = logits[-1];
   int64_t rows = logits.numel() / v;
-  grad_ = Tensor::empty(Shape{rows, v}, act, device);
-  row_max_ = Tensor::empty(Shape{rows}, act, device);
-  row_sum_ = Tensor::empty(Shape{rows}, act, device);
-  row_loss_ = Tensor::empty(Shape{rows}, DType::f64, device);
-  argmax_ = Tensor::empty(Shape{rows}, DType::i32, device);
+  grad_ = Tensor::empty(Shape{rows, v}, act, ex.device);
+  row_max_ = Tensor::empty(Shape{rows}, ops::compute_dtype(act), ex.device);
+  row_sum_ = Tensor::empty(Shape{rows}, ops::compute_dtype(act), ex.device);
+  row_loss_ = Tensor::empty(Shape{rows}, DType::f64, ex.device);
+  argmax_ = Tensor::empty(Shape{rows}, DType::i32, ex.device);
 }
 
-LossStats CrossEntropyLoss::forward(const Tensor& logits, const Tensor& targets) {
+void CrossEntropyLoss::accumulate(const Tensor& logits, const Tensor& targets) {
   const int64_t v = logits.shape()[-1];
   const int64_t rows = logits.numel() / v;
   DTRAIN_CHECK(targets.numel() == rows, "cross entropy: {} targets for logits {}", targets.numel(),
@@ -24,35 +26,14 @@ LossStats CrossEntropyLoss::forward(const Tensor& logits, const Tensor& targets)
   rows_ = rows;
   logits_ = logits;
   targets_ = targets;
-  const int32_t* tgt = targets.data<int32_t>();
-  for (int64_t r = 0; r < rows; ++r)  // checked here: no exception may leave an OpenMP region
-    DTRAIN_CHECK(tgt[r] >= 0 && tgt[r] < v, "target {} out of range [0, {})", tgt[r], v);
-  dispatch_float(logits.dtype(), [&](auto t) {
-    using T = decltype(t);
-    cpu::softmax_xent_forward<T>(logits.data<T>(), tgt, rows, v, row_max_.data<T>(),
-                                 row_sum_.data<T>(), row_loss_.data<double>(),
-                                 argmax_.data<int32_t>());
-  });
-  const double* rl = row_loss_.data<double>();
-  const int32_t* arg = argmax_.data<int32_t>();
-  double total = 0;
-  int64_t correct = 0;
-  for (int64_t r = 0; r < rows; ++r) {
-    total += rl[r];
-    correct += arg[r] == tgt[r];
-  }
-  return LossStats{total / static_cast<double>(rows), rows, correct};
+  ops::softmax_xent_forward(ex(), logits, targets, row_max_.narrow0(0, rows), row_sum_.narrow0(0, rows),
+                            row_loss_.narrow0(0, rows), argmax_.narrow0(0, rows), stats_);
 }
 
 Tensor CrossEntropyLoss::backward(double scale) {
-  const int64_t v = logits_.shape()[-1];
   Tensor d = grad_.narrow0(0, rows_);
-  dispatch_float(d.dtype(), [&](auto t) {
-    using T = decltype(t);
-    cpu::softmax_xent_backward<T>(logits_.data<T>(), targets_.data<int32_t>(), row_max_.data<T>(),
-                                  row_sum_.data<T>(), rows_, v,
-                                  static_cast<T>(scale / static_cast<double>(rows_)), d.data<T>());
-  });
+  ops::softmax_xent_backward(ex(), logits_, targets_, row_max_.narrow0(0, rows_),
+                             row_sum_.narrow0(0, rows_), scale / static_cast<double>(rows_), d);
   return d.view(logits_.shape());
 }
 

@@ -12,8 +12,8 @@ namespace dtrain {
 
 class CrossEntropyLoss : public Loss {
  public:
-  void plan(const Shape& logits, DType act, Device device) override;
-  LossStats forward(const Tensor& logits, const Tensor& targets) override;
+  void plan(const Shape& logits, DType act, const Exec& ex) override;
+  void accumulate(const Tensor& logits, const Tensor& targets) override;
   Tensor backward(double scale) override;
   Cost cost(const Shape& logits) const override;
 

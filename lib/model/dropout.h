@@ -13,7 +13,7 @@ class Dropout : public Layer {
   Dropout(const std::string& name, double p);
 
   Shape output_shape(const Shape& in) const override { return in; }
-  void plan(const Shape& in, DType act, Device device) override;
+  void plan(const Shape& in, DType act, const Exec& ex) override;
   // Returns x itself when inactive.
   Tensor forward(const Tensor& x, const Ctx& ctx) override;
   // dL/dx for the last forward or forward_add (returns dy itself when inactive).

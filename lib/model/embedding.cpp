@@ -1,6 +1,6 @@
 #include "model/embedding.h"
 
-#include "kernels/cpu/embedding.h"
+#include "ops/ops.h"
 #include "model/planned.h"
 
 namespace dtrain {
@@ -32,9 +32,10 @@ Shape TokenPositionEmbedding::output_shape(const Shape& in) const {
   return Shape{in[0], in[1], c_};
 }
 
-void TokenPositionEmbedding::plan(const Shape& in, DType act, Device device) {
-  y_ = Tensor::empty(output_shape(in), act, device);
-  drop_.plan(output_shape(in), act, device);
+void TokenPositionEmbedding::plan(const Shape& in, DType act, const Exec& ex) {
+  bind(ex);
+  y_ = Tensor::empty(output_shape(in), act, ex.device);
+  drop_.plan(output_shape(in), act, ex);
 }
 
 Tensor TokenPositionEmbedding::forward(const Tensor& tokens, const Ctx& ctx) {
@@ -51,39 +52,18 @@ Tensor TokenPositionEmbedding::forward(const Tensor& tokens, const Ctx& ctx) {
   tokens_ = tokens;
   Tensor y = planned_view(y_, out);
   if (tp_) {
-    const int64_t vn = wte_->shape[0];
-    dispatch_float(y.dtype(), [&](auto t) {
-      using F = decltype(t);
-      cpu::token_embedding_shard_forward<F>(tok, wte_->value.data<F>(), vocab_start_, vn, B * T,
-                                            c_, y.data<F>());
-    });
+    ops::token_embedding_shard_forward(ex(), tokens, wte_->compute, vocab_start_, y);
     all_reduce(*tp_, y);  // each row from the one rank holding its token
-    dispatch_float(y.dtype(), [&](auto t) {
-      using F = decltype(t);
-      cpu::position_embedding_add<F>(wpe_->value.data<F>(), B, T, c_, y.data<F>());
-    });
+    ops::position_embedding_add(ex(), wpe_->compute, y);
     return drop_.forward(y, ctx);
   }
-  dispatch_float(y.dtype(), [&](auto t) {
-    using F = decltype(t);
-    cpu::embedding_forward<F>(tok, wte_->value.data<F>(), wpe_->value.data<F>(), B, T, c_,
-                              y.data<F>());
-  });
+  ops::embedding_forward(ex(), tokens, wte_->compute, wpe_->compute, y);
   return drop_.forward(y, ctx);
 }
 
 Tensor TokenPositionEmbedding::backward(const Tensor& dy, const Ctx& ctx) {
   Tensor g = drop_.backward(dy, ctx);
-  dispatch_float(g.dtype(), [&](auto t) {
-    using F = decltype(t);
-    if (tp_)
-      cpu::embedding_shard_backward<F>(g.data<F>(), tokens_.data<int32_t>(), g.size(0), g.size(1),
-                                       c_, vocab_start_, wte_->shape[0], wte_->grad.data<F>(),
-                                       wpe_->grad.data<F>());
-    else
-      cpu::embedding_backward<F>(g.data<F>(), tokens_.data<int32_t>(), g.size(0), g.size(1), c_,
-                                 wte_->grad.data<F>(), wpe_->grad.data<F>());
-  });
+  ops::embedding_backward(ex(), g, tokens_, tp_ ? vocab_start_ : 0, wte_->grad, wpe_->grad);
   return Tensor{};
 }
 

@@ -29,7 +29,7 @@ class TokenPositionEmbedding : public Layer {
                          int64_t c, double dropout, Communicator* tp = nullptr);
 
   Shape output_shape(const Shape& in) const override;
-  void plan(const Shape& in, DType act, Device device) override;
+  void plan(const Shape& in, DType act, const Exec& ex) override;
   // tokens: (B, T) int32 in [0, vocab), T <= context (InputError otherwise).
   Tensor forward(const Tensor& tokens, const Ctx& ctx) override;
   // Accumulates the wte and wpe gradients; returns an undefined tensor.

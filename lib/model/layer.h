@@ -8,8 +8,10 @@
 #include <cstdint>
 #include <string>
 
+#include "core/exec.h"
 #include "core/tensor.h"
 #include "model/param.h"
+#include "ops/ops.h"
 
 namespace dtrain {
 
@@ -57,9 +59,11 @@ class Layer {
   // Output shape for an input of shape `in`.
   virtual Shape output_shape(const Shape& in) const = 0;
   // Allocates activation buffers for inputs of at most shape `in` (leading
-  // dimension = largest batch). Called once, after the parameters are allocated.
-  // `act` is the dtype of floating activations; `device` where they live.
-  virtual void plan(const Shape& in, DType act, Device device) = 0;
+  // dimension = largest batch) and makes the plans of its stateful ops.
+  // Called once, after the parameters are allocated. `act` is the dtype of
+  // floating activations; `ex` where and how the layer's ops run (it must
+  // outlive the layer's use: forward and backward run their ops on it).
+  virtual void plan(const Shape& in, DType act, const Exec& ex) = 0;
   // Forward on x (leading dimension <= the planned one). The returned tensor
   // is a view of a buffer the layer owns, valid until its next forward.
   virtual Tensor forward(const Tensor& x, const Ctx& ctx) = 0;
@@ -69,26 +73,66 @@ class Layer {
   // Cost for an input of shape `in`.
   virtual Cost cost(const Shape& in) const = 0;
 
+ protected:
+  // The Exec of the last plan(): every op of forward and backward runs on it.
+  void bind(const Exec& ex) { ex_ = &ex; }
+  const Exec& ex() const { return *ex_; }
+
  private:
   std::string name_;
+  const Exec* ex_ = &Exec::cpu();
 };
 
-// Result of a loss forward over one micro-batch.
+// Loss statistics over the forwards since they were last read.
 struct LossStats {
-  double loss = 0;       // mean loss over the micro-batch's items
-  int64_t count = 0;     // items (tokens or images) it was averaged over
+  double loss = 0;       // mean loss: of the one micro-batch, or the mean of micro-batches' means
+  int64_t count = 0;     // items (tokens or images) in all of them
   int64_t correct = 0;   // items whose argmax equals the target
+  double mean_sum = 0;      // sum of the micro-batches' mean losses
+  double weighted_sum = 0;  // sum of mean * items (evaluation's item-weighted total)
+  int64_t batches = 0;      // forwards counted
 };
 
 // The loss at the end of a model: takes logits and integer targets.
 class Loss {
  public:
   virtual ~Loss() = default;
-  virtual void plan(const Shape& logits, DType act, Device device) = 0;
-  virtual LossStats forward(const Tensor& logits, const Tensor& targets) = 0;
+  virtual void plan(const Shape& logits, DType act, const Exec& ex) = 0;
+  // Forward over one micro-batch: the statistics accumulate where the loss
+  // runs (on the device) until take_stats() reads them.
+  virtual void accumulate(const Tensor& logits, const Tensor& targets) = 0;
   // dL/dlogits of (scale * mean loss) for the last forward.
   virtual Tensor backward(double scale) = 0;
   virtual Cost cost(const Shape& logits) const = 0;
+
+  // The statistics since the last read (one device-to-host copy), then reset.
+  LossStats take_stats() {
+    const ops::LossTotals t = ops::read_and_reset(ex(), stats_);
+    LossStats s;
+    s.loss = t.batches ? t.mean_sum / static_cast<double>(t.batches) : 0.0;
+    s.count = t.count;
+    s.correct = t.correct;
+    s.mean_sum = t.mean_sum;
+    s.weighted_sum = t.weighted_sum;
+    s.batches = t.batches;
+    return s;
+  }
+  // accumulate() then take_stats(): one micro-batch's statistics.
+  LossStats forward(const Tensor& logits, const Tensor& targets) {
+    accumulate(logits, targets);
+    return take_stats();
+  }
+
+ protected:
+  void bind(const Exec& ex) {
+    ex_ = &ex;
+    stats_ = ops::make_loss_accum(ex);
+  }
+  const Exec& ex() const { return *ex_; }
+  ops::LossAccum stats_;
+
+ private:
+  const Exec* ex_ = &Exec::cpu();
 };
 
 }  // namespace dtrain

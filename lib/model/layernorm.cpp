@@ -1,6 +1,6 @@
 #include "model/layernorm.h"
 
-#include "kernels/cpu/layernorm.h"
+#include "ops/ops.h"
 #include "model/planned.h"
 
 namespace dtrain {
@@ -11,14 +11,15 @@ LayerNorm::LayerNorm(ParamStore& ps, const std::string& name, int64_t c, bool bi
   if (bias) b_ = &ps.add(name + ".bias", Shape{c}, Init::zeros(), false);
 }
 
-void LayerNorm::plan(const Shape& in, DType act, Device device) {
+void LayerNorm::plan(const Shape& in, DType act, const Exec& ex) {
+  bind(ex);
   DTRAIN_CHECK(in[-1] == c_, "{}: input {} does not end in {}", name(), in.str(), c_);
   const int64_t rows = in.numel() / c_;
-  y_ = Tensor::empty(in, act, device);
-  mean_ = Tensor::empty(Shape{rows}, act, device);
-  rstd_ = Tensor::empty(Shape{rows}, act, device);
-  dx_ = Tensor::empty(in, act, device);
-  scratch_ = Tensor::empty(Shape{cpu::layernorm_scratch_size(c_)}, act, device);
+  y_ = Tensor::empty(in, act, ex.device);
+  mean_ = Tensor::empty(Shape{rows}, ops::compute_dtype(act), ex.device);
+  rstd_ = Tensor::empty(Shape{rows}, ops::compute_dtype(act), ex.device);
+  dx_ = Tensor::empty(in, act, ex.device);
+  scratch_ = Tensor::empty(Shape{ops::layernorm_scratch(c_)}, ops::compute_dtype(act), ex.device);
 }
 
 Tensor LayerNorm::forward(const Tensor& x, const Ctx&) {
@@ -26,12 +27,8 @@ Tensor LayerNorm::forward(const Tensor& x, const Ctx&) {
   x_ = x;
   Tensor y = planned_view(y_, x.shape());
   const int64_t rows = x.numel() / c_;
-  dispatch_float(x.dtype(), [&](auto t) {
-    using T = decltype(t);
-    cpu::layernorm_forward<T>(x.data<T>(), w_->value.data<T>(), b_ ? b_->value.data<T>() : nullptr,
-                              rows, c_, static_cast<T>(kEps), y.data<T>(), mean_.data<T>(),
-                              rstd_.data<T>());
-  });
+  ops::layernorm_forward(ex(), x, w_->compute, b_ ? b_->compute : Tensor{}, kEps, y,
+                         mean_.narrow0(0, rows), rstd_.narrow0(0, rows));
   return y;
 }
 
@@ -40,13 +37,8 @@ Tensor LayerNorm::backward(const Tensor& dy, const Ctx&) { return backward_add(d
 Tensor LayerNorm::backward_add(const Tensor& dy, const Tensor& dres) {
   Tensor dx = planned_view(dx_, dy.shape());
   const int64_t rows = dy.numel() / c_;
-  dispatch_float(dy.dtype(), [&](auto t) {
-    using T = decltype(t);
-    cpu::layernorm_backward<T>(dy.data<T>(), x_.data<T>(), w_->value.data<T>(), mean_.data<T>(),
-                               rstd_.data<T>(), dres.defined() ? dres.data<T>() : nullptr, rows,
-                               c_, dx.data<T>(), w_->grad.data<T>(),
-                               b_ ? b_->grad.data<T>() : nullptr, scratch_.data<T>());
-  });
+  ops::layernorm_backward(ex(), dy, x_, w_->compute, mean_.narrow0(0, rows), rstd_.narrow0(0, rows),
+                          dres, dx, w_->grad, b_ ? b_->grad : Tensor{}, scratch_);
   return dx;
 }
 

@@ -14,7 +14,7 @@ class LayerNorm : public Layer {
   LayerNorm(ParamStore& ps, const std::string& name, int64_t c, bool bias);
 
   Shape output_shape(const Shape& in) const override { return in; }
-  void plan(const Shape& in, DType act, Device device) override;
+  void plan(const Shape& in, DType act, const Exec& ex) override;
   Tensor forward(const Tensor& x, const Ctx& ctx) override;
   Tensor backward(const Tensor& dy, const Ctx& ctx) override;
   Cost cost(const Shape& in) const override;

@@ -1,7 +1,6 @@
 #include "model/linear.h"
 
-#include "kernels/cpu/gemm.h"
-#include "kernels/cpu/ops.h"
+#include "ops/ops.h"
 
 namespace dtrain {
 
@@ -43,55 +42,44 @@ Shape Linear::output_shape(const Shape& in) const {
   return s;
 }
 
-void Linear::plan(const Shape& in, DType act, Device device) {
+void Linear::plan(const Shape& in, DType act, const Exec& ex) {
+  bind(ex);
   DTRAIN_CHECK(in[-1] == in_, "{}: input {} does not end in {}", name(), in.str(), in_);
-  y_ = Tensor::empty(output_shape(in), act, device);
-  dx_ = Tensor::empty(in, act, device);
+  y_ = Tensor::empty(output_shape(in), act, ex.device);
+  dx_ = Tensor::empty(in, act, ex.device);
+  const int64_t n = in.numel() / in_;
+  // y (n, out) = x (n, in) @ W^T; dx (n, in) = dy (n, out) @ W; dW (out, in) += dy^T @ x,
+  // the weight gradient in the compute type (fp32 under bf16).
+  fwd_ = ops::MatmulPlan(ex, {.trans_a = false, .trans_b = true, .m = n, .n = out_, .k = in_}, act, act);
+  dgrad_ = ops::MatmulPlan(ex, {.trans_a = false, .trans_b = false, .m = n, .n = in_, .k = out_}, act, act);
+  wgrad_ = ops::MatmulPlan(ex, {.trans_a = true, .trans_b = false, .m = out_, .n = in_, .k = n}, act,
+                           ops::compute_dtype(act));
 }
 
 Tensor Linear::forward(const Tensor& x, const Ctx&) {
   x_ = x;
   Tensor y = y_.narrow0(0, x.size(0));
-  int64_t n = x.numel() / in_;
+  const int64_t n = x.numel() / in_;
+  const ops::Gemm g{.trans_a = false, .trans_b = true, .m = n, .n = out_, .k = in_};
   if (split_ == TpSplit::row) {
-    dispatch_float(x.dtype(), [&](auto t) {
-      using T = decltype(t);
-      // partial y (n, out) = x_r (n, in/t) @ W_r^T (in/t, out)
-      cpu::gemm<T>(false, true, n, out_, in_, T(1), x.data<T>(), in_, w_->value.data<T>(), in_,
-                   T(0), y.data<T>(), out_);
-    });
-    all_reduce(*tp_, y);  // g: the sum of the partial products
-    if (b_)
-      dispatch_float(x.dtype(), [&](auto t) {
-        using T = decltype(t);
-        cpu::add_rows(b_->value.data<T>(), n, out_, y.data<T>());  // once, after the sum
-      });
+    fwd_.run(ex(), g, x, w_->compute, y, 1.0, 0.0);  // partial y = x_r @ W_r^T
+    all_reduce(*tp_, y);                           // g: the sum of the partial products
+    if (b_) ops::add_rows(ex(), b_->compute, y);     // once, after the sum
     return y;
   }
-  dispatch_float(x.dtype(), [&](auto t) {
-    using T = decltype(t);
-    T* yp = y.data<T>();
-    if (b_) cpu::broadcast_rows(b_->value.data<T>(), n, out_, yp);
-    cpu::gemm<T>(false, true, n, out_, in_, T(1), x.data<T>(), in_, w_->value.data<T>(), in_,
-                 b_ ? T(1) : T(0), yp, out_);
-  });
+  if (b_) ops::broadcast_rows(ex(), b_->compute, y);
+  fwd_.run(ex(), g, x, w_->compute, y, 1.0, b_ ? 1.0 : 0.0);
   return y;
 }
 
 Tensor Linear::backward(const Tensor& dy, const Ctx&) {
   Tensor dx = dx_.narrow0(0, dy.size(0));
-  int64_t n = dy.numel() / out_;
-  dispatch_float(dy.dtype(), [&](auto t) {
-    using T = decltype(t);
-    const T* g = dy.data<T>();
-    // dW (out, in) += dy^T (out, n) @ x (n, in)
-    cpu::gemm<T>(true, false, out_, in_, n, T(1), g, out_, x_.data<T>(), in_, T(1),
-                 w_->grad.data<T>(), in_);
-    if (b_) cpu::sum_rows_acc(g, n, out_, b_->grad.data<T>());
-    // dx (n, in) = dy (n, out) @ W (out, in)
-    cpu::gemm<T>(false, false, n, in_, out_, T(1), g, out_, w_->value.data<T>(), in_, T(0),
-                 dx.data<T>(), in_);
-  });
+  const int64_t n = dy.numel() / out_;
+  wgrad_.run(ex(), {.trans_a = true, .trans_b = false, .m = out_, .n = in_, .k = n}, dy, x_,
+             w_->grad, 1.0, 1.0);
+  if (b_) ops::sum_rows_acc(ex(), dy, b_->grad);
+  dgrad_.run(ex(), {.trans_a = false, .trans_b = false, .m = n, .n = in_, .k = out_}, dy,
+             w_->compute, dx, 1.0, 0.0);
   // f: every rank's output features contribute to dL/dx of the shared input.
   if (split_ == TpSplit::column) all_reduce(*tp_, dx);
   return dx;

@@ -17,6 +17,7 @@
 
 #include "core/comm.h"
 #include "model/layer.h"
+#include "ops/ops.h"
 
 namespace dtrain {
 
@@ -43,7 +44,7 @@ class Linear : public Layer {
   int64_t out_features() const { return out_; }
 
   Shape output_shape(const Shape& in) const override;
-  void plan(const Shape& in, DType act, Device device) override;
+  void plan(const Shape& in, DType act, const Exec& ex) override;
   Tensor forward(const Tensor& x, const Ctx& ctx) override;
   Tensor backward(const Tensor& dy, const Ctx& ctx) override;
   // This rank's share: its shard's FLOPs, the parameters it holds (a
@@ -60,6 +61,7 @@ class Linear : public Layer {
   Param* b_ = nullptr;
   Tensor x_;       // input of the last forward (a view of the previous layer's buffer)
   Tensor y_, dx_;  // owned buffers
+  ops::MatmulPlan fwd_, dgrad_, wgrad_;
 };
 
 }  // namespace dtrain

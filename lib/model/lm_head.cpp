@@ -1,6 +1,6 @@
 #include "model/lm_head.h"
 
-#include "kernels/cpu/gemm.h"
+#include "ops/ops.h"
 #include "model/planned.h"
 
 namespace dtrain {
@@ -23,37 +23,36 @@ Shape TiedLmHead::output_shape(const Shape& in) const {
   return s;
 }
 
-void TiedLmHead::plan(const Shape& in, DType act, Device device) {
-  y_ = Tensor::empty(output_shape(in), act, device);
-  dx_ = Tensor::empty(in, act, device);
+void TiedLmHead::plan(const Shape& in, DType act, const Exec& ex) {
+  bind(ex);
+  y_ = Tensor::empty(output_shape(in), act, ex.device);
+  dx_ = Tensor::empty(in, act, ex.device);
+  const int64_t n = in.numel() / c_;
+  fwd_ = ops::MatmulPlan(ex, {.trans_a = false, .trans_b = true, .m = n, .n = vocab_, .k = c_}, act, act);
+  dgrad_ = ops::MatmulPlan(ex, {.trans_a = false, .trans_b = false, .m = n, .n = c_, .k = vocab_}, act, act);
+  wgrad_ = ops::MatmulPlan(ex, {.trans_a = true, .trans_b = false, .m = vocab_, .n = c_, .k = n}, act,
+                           ops::compute_dtype(act));
 }
 
 Tensor TiedLmHead::forward(const Tensor& x, const Ctx&) {
   x_ = x;
   Tensor y = planned_view(y_, output_shape(x.shape()));
   const int64_t n = x.numel() / c_;
-  dispatch_float(x.dtype(), [&](auto t) {
-    using F = decltype(t);
-    // logits (N, V) = x (N, C) @ wte^T (C, V)
-    cpu::gemm<F>(false, true, n, vocab_, c_, F(1), x.data<F>(), c_, wte_.value.data<F>(), c_, F(0),
-                 y.data<F>(), vocab_);
-  });
+  // logits (N, V) = x (N, C) @ wte^T (C, V)
+  fwd_.run(ex(), {.trans_a = false, .trans_b = true, .m = n, .n = vocab_, .k = c_}, x, wte_.compute, y,
+           1.0, 0.0);
   return y;
 }
 
 Tensor TiedLmHead::backward(const Tensor& dy, const Ctx&) {
   Tensor dx = planned_view(dx_, x_.shape());
   const int64_t n = dy.numel() / vocab_;
-  dispatch_float(dy.dtype(), [&](auto t) {
-    using F = decltype(t);
-    const F* g = dy.data<F>();
-    // dwte (V, C) += dy^T (V, N) @ x (N, C)
-    cpu::gemm<F>(true, false, vocab_, c_, n, F(1), g, vocab_, x_.data<F>(), c_, F(1),
-                 wte_.grad.data<F>(), c_);
-    // dx (N, C) = dy (N, V) @ wte (V, C)
-    cpu::gemm<F>(false, false, n, c_, vocab_, F(1), g, vocab_, wte_.value.data<F>(), c_, F(0),
-                 dx.data<F>(), c_);
-  });
+  // dwte (V, C) += dy^T (V, N) @ x (N, C)
+  wgrad_.run(ex(), {.trans_a = true, .trans_b = false, .m = vocab_, .n = c_, .k = n}, dy, x_,
+             wte_.grad, 1.0, 1.0);
+  // dx (N, C) = dy (N, V) @ wte (V, C)
+  dgrad_.run(ex(), {.trans_a = false, .trans_b = false, .m = n, .n = c_, .k = vocab_}, dy,
+             wte_.compute, dx, 1.0, 0.0);
   if (tp_) all_reduce(*tp_, dx);  // f: the sum over every rank's vocabulary shard
   return dx;
 }

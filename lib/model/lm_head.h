@@ -11,6 +11,7 @@
 
 #include "core/comm.h"
 #include "model/layer.h"
+#include "ops/ops.h"
 
 namespace dtrain {
 
@@ -21,7 +22,7 @@ class TiedLmHead : public Layer {
   TiedLmHead(const std::string& name, Param& wte, Communicator* tp = nullptr);
 
   Shape output_shape(const Shape& in) const override;  // (..., C) -> (..., V or V/t)
-  void plan(const Shape& in, DType act, Device device) override;
+  void plan(const Shape& in, DType act, const Exec& ex) override;
   Tensor forward(const Tensor& x, const Ctx& ctx) override;
   Tensor backward(const Tensor& dy, const Ctx& ctx) override;
   Cost cost(const Shape& in) const override;
@@ -32,6 +33,7 @@ class TiedLmHead : public Layer {
   Communicator* tp_ = nullptr;  // null unless split over more than one rank
   Tensor x_;       // input of the last forward
   Tensor y_, dx_;  // (N, V), (N, C)
+  ops::MatmulPlan fwd_, dgrad_, wgrad_;
 };
 
 }  // namespace dtrain

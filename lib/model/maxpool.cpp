@@ -1,5 +1,8 @@
 #include "model/maxpool.h"
 
+#include "ops/cnn.h"
+#include "ops/ops.h"
+
 #include "model/planned.h"
 
 namespace dtrain {
@@ -10,9 +13,9 @@ MaxPool2d::MaxPool2d(const std::string& name, int64_t kernel, int64_t stride, in
                "{}: bad pooling k{} s{} p{}", name, kernel, stride, pad);
 }
 
-cpu::PoolGeom MaxPool2d::geom(const Shape& in) const {
+ops::PoolGeom MaxPool2d::geom(const Shape& in) const {
   DTRAIN_CHECK(in.rank() == 4, "{}: input {} is not (B, C, H, W)", name(), in.str());
-  cpu::PoolGeom g;
+  ops::PoolGeom g;
   g.h = in[2];
   g.w = in[3];
   g.k = k_;
@@ -23,35 +26,28 @@ cpu::PoolGeom MaxPool2d::geom(const Shape& in) const {
 }
 
 Shape MaxPool2d::output_shape(const Shape& in) const {
-  const cpu::PoolGeom g = geom(in);
+  const ops::PoolGeom g = geom(in);
   return Shape{in[0], in[1], g.ho(), g.wo()};
 }
 
-void MaxPool2d::plan(const Shape& in, DType act, Device device) {
-  y_ = Tensor::empty(output_shape(in), act, device);
-  idx_ = Tensor::empty(output_shape(in), DType::i32, device);
-  dx_ = Tensor::empty(in, act, device);
+void MaxPool2d::plan(const Shape& in, DType act, const Exec& ex) {
+  bind(ex);
+  y_ = Tensor::empty(output_shape(in), act, ex.device);
+  idx_ = Tensor::empty(output_shape(in), DType::i32, ex.device);
+  dx_ = Tensor::empty(in, act, ex.device);
 }
 
 Tensor MaxPool2d::forward(const Tensor& x, const Ctx&) {
-  const cpu::PoolGeom g = geom(x.shape());
+  const ops::PoolGeom g = geom(x.shape());
   in_shape_ = x.shape();
   Tensor y = planned_view(y_, output_shape(x.shape()));
-  dispatch_float(x.dtype(), [&](auto t) {
-    using T = decltype(t);
-    cpu::maxpool_forward<T>(g, x.size(0) * x.size(1), x.data<T>(), y.data<T>(),
-                            idx_.data<int32_t>());
-  });
+  ops::maxpool_forward(ex(), g, x, y, planned_view(idx_, y.shape()));
   return y;
 }
 
 Tensor MaxPool2d::backward(const Tensor& dy, const Ctx&) {
   Tensor dx = planned_view(dx_, in_shape_);
-  dispatch_float(dy.dtype(), [&](auto t) {
-    using T = decltype(t);
-    cpu::maxpool_backward<T>(geom(in_shape_), dy.size(0) * dy.size(1), dy.data<T>(),
-                             idx_.data<int32_t>(), dx.data<T>());
-  });
+  ops::maxpool_backward(ex(), geom(in_shape_), dy, planned_view(idx_, dy.shape()), dx);
   return dx;
 }
 

@@ -1,6 +1,6 @@
 #include "model/mlp.h"
 
-#include "kernels/cpu/gelu.h"
+#include "ops/ops.h"
 #include "model/planned.h"
 
 namespace dtrain {
@@ -14,30 +14,25 @@ Mlp::Mlp(ParamStore& ps, const std::string& name, int64_t c, bool bias, double p
       proj_(ps, name + ".proj", 4 * c, c, bias, Init::normal(proj_std), Init::zeros(),
             {.split = TpSplit::row, .tp = tp}) {}
 
-void Mlp::plan(const Shape& in, DType act, Device device) {
+void Mlp::plan(const Shape& in, DType act, const Exec& ex) {
+  bind(ex);
   const Shape hidden = fc_.output_shape(in);
-  fc_.plan(in, act, device);
-  proj_.plan(hidden, act, device);
-  g_ = Tensor::empty(hidden, act, device);
+  fc_.plan(in, act, ex);
+  proj_.plan(hidden, act, ex);
+  g_ = Tensor::empty(hidden, act, ex.device);
 }
 
 Tensor Mlp::forward(const Tensor& x, const Ctx& ctx) {
   f_ = fc_.forward(x, ctx);  // (N, 4C/t)
   Tensor g = planned_view(g_, f_.shape());
-  dispatch_float(x.dtype(), [&](auto t) {
-    using T = decltype(t);
-    cpu::gelu_forward<T>(f_.data<T>(), f_.numel(), g.data<T>());
-  });
+  ops::gelu_forward(ex(), f_, g);
   return proj_.forward(g, ctx);
 }
 
 Tensor Mlp::backward(const Tensor& dy, const Ctx& ctx) {
   // proj_'s dx buffer is ours to reuse: GELU's backward runs in place on it.
   Tensor d = proj_.backward(dy, ctx);  // (N, 4C/t): dL/dg, then dL/df
-  dispatch_float(dy.dtype(), [&](auto t) {
-    using T = decltype(t);
-    cpu::gelu_backward<T>(f_.data<T>(), d.data<T>(), d.numel(), d.data<T>());
-  });
+  ops::gelu_backward(ex(), f_, d, d);
   return fc_.backward(d, ctx);
 }
 

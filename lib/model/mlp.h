@@ -19,7 +19,7 @@ class Mlp : public Layer {
       Communicator* tp = nullptr);
 
   Shape output_shape(const Shape& in) const override { return in; }
-  void plan(const Shape& in, DType act, Device device) override;
+  void plan(const Shape& in, DType act, const Exec& ex) override;
   Tensor forward(const Tensor& x, const Ctx& ctx) override;
   Tensor backward(const Tensor& dy, const Ctx& ctx) override;
   Cost cost(const Shape& in) const override;

@@ -22,7 +22,7 @@ std::unique_ptr<Model> assemble(const ModelConfig& cfg, int64_t seq_len, DType d
   auto m = std::make_unique<Model>();
   m->kind = cfg.type;
   m->dtype = dtype;
-  m->device = device;
+  m->exec.device = device;
   if (cfg.type == "gpt")
     build_gpt(*m, cfg, seq_len, par);
   else if (cfg.type == "cnn")
@@ -66,10 +66,10 @@ int64_t Model::items_per_sample() const { return target_sample_shape.numel(); }
 void Model::plan(int64_t max_batch) {
   Shape s = input_shape(max_batch);
   for (auto& l : layers) {
-    l->plan(s, dtype, device);
+    l->plan(s, dtype, exec);
     s = l->output_shape(s);
   }
-  if (loss) loss->plan(s, dtype, device);
+  if (loss) loss->plan(s, dtype, exec);
 }
 
 Tensor Model::forward_layers(const Tensor& x, const Ctx& ctx) {
@@ -135,7 +135,7 @@ std::unique_ptr<Model> build_model(const ModelConfig& cfg, int64_t seq_len, DTyp
 
 std::unique_ptr<Model> build_replica(const Model& owner, const ModelConfig& cfg, int64_t seq_len,
                                      const ModelParallel& par) {
-  auto m = assemble(cfg, seq_len, owner.dtype, owner.device, par);
+  auto m = assemble(cfg, seq_len, owner.dtype, owner.exec.device, par);
   m->stage_sample_shape = owner.stage_sample_shape;
   m->params.share(owner.params);
   return m;

@@ -36,8 +36,8 @@ class Model {
   ParamStore params;
   std::vector<std::unique_ptr<Layer>> layers;  // this stage's top-level layers
   std::unique_ptr<Loss> loss;                  // null unless this stage ends the model
-  DType dtype = DType::f32;
-  Device device;
+  DType dtype = DType::f32;  // activations and the parameters' compute copy
+  Exec exec;                 // where the layers' ops run (set before plan)
 
   // Appends a top-level layer, after its constructor declared its parameters;
   // records which parameters it declared (see first_param_of).

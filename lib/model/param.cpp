@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "core/rng.h"
-#include "kernels/cpu/ops.h"
+#include "ops/ops.h"
 
 namespace dtrain {
 
@@ -132,7 +132,9 @@ Param* ParamStore::find(const std::string& name) const {
   return nullptr;
 }
 
-void ParamStore::allocate(DType dtype, Device device, uint64_t seed) {
+void ParamStore::allocate(DType compute, Device device, uint64_t seed) {
+  const DType dtype = compute == DType::bf16 ? DType::f32 : compute;  // the masters
+  exec_.device = device;
   DTRAIN_CHECK(!allocated(), "ParamStore::allocate called twice");
   int64_t ntrain = 0, nbuf = 0;
   for (auto& p : params_) {
@@ -143,10 +145,12 @@ void ParamStore::allocate(DType dtype, Device device, uint64_t seed) {
   values_ = Tensor::zeros(Shape{ntrain}, dtype, device);
   grads_ = Tensor::zeros(Shape{ntrain}, dtype, device);
   buffers_ = Tensor::zeros(Shape{nbuf}, dtype, device);
+  compute_ = compute == dtype ? values_ : Tensor::zeros(Shape{ntrain}, compute, device);
   trainable_numel_ = 0;
   for (auto& p : params_) {
     Tensor& flat = p->trainable ? values_ : buffers_;
     p->value = flat.flat_range(p->offset, p->numel()).view(p->shape);
+    p->compute = p->trainable ? compute_.flat_range(p->offset, p->numel()).view(p->shape) : p->value;
     if (p->trainable) {
       p->grad = grads_.flat_range(p->offset, p->numel()).view(p->shape);
       trainable_numel_ += p->numel();
@@ -165,9 +169,12 @@ void ParamStore::share(const ParamStore& owner) {
                  "parameter {} {} has no match in the shared store", p->name, p->shape.str());
     p->offset = o->offset;
     p->value = o->value;
+    p->compute = o->compute;
     p->grad = o->grad;
   }
+  exec_ = owner.exec_;
   values_ = owner.values_;
+  compute_ = owner.compute_;
   grads_ = owner.grads_;
   buffers_ = owner.buffers_;
   trainable_numel_ = owner.trainable_numel_;
@@ -176,12 +183,16 @@ void ParamStore::share(const ParamStore& owner) {
 void ParamStore::initialize(uint64_t seed) {
   for (auto& p : params_)
     dispatch_float(p->value.dtype(), [&](auto t) { fill<decltype(t)>(*p, seed); });
+  sync_compute();
+}
+
+void ParamStore::sync_compute() {
+  if (mixed()) ops::convert(exec_, values_, compute_);
 }
 
 void ParamStore::zero_grads() {
   if (!grads_.defined() || grads_.numel() == 0) return;
-  DTRAIN_CHECK(grads_.device().is_cpu(), "zero_grads on {}", grads_.device().str());
-  cpu::zero_bytes(grads_.raw(), grads_.bytes());
+  ops::zero(exec_, grads_);
 }
 
 }  // namespace dtrain

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "core/exec.h"
 #include "core/tensor.h"
 
 namespace dtrain {
@@ -65,8 +66,13 @@ struct Param {
   // with the owner's, and norms and checkpoints count only the owner's.
   bool primary = true;
   int64_t offset = 0;      // into the flat value (and gradient) buffer of its kind
-  Tensor value;            // valid after ParamStore::allocate
-  Tensor grad;             // trainable parameters only
+  // After ParamStore::allocate: `value` is the master copy (fp32, or f64 in
+  // gradient checks) that the optimizer updates and checkpoints store;
+  // `compute` the copy the layers compute with: the same tensor, or its bf16
+  // rounding under mixed precision (refreshed by ParamStore::sync_compute).
+  Tensor value;
+  Tensor compute;
+  Tensor grad;             // trainable parameters only; master dtype (fp32 under bf16)
 
   int64_t numel() const { return shape.numel(); }
 };
@@ -82,9 +88,13 @@ class ParamStore {
   Param& add_buffer(const std::string& name, const Shape& shape, Init init);
 
   // Lays out and allocates the flat buffers and initialises every parameter
-  // from `seed`. Call once, after all layers are built.
-  void allocate(DType dtype, Device device, uint64_t seed);
+  // from `seed`. Call once, after all layers are built. `compute` is the dtype
+  // layers compute in: f32 or f64 (masters, gradients and compute copy all in
+  // it), or bf16 (fp32 masters and gradients, a bf16 compute copy).
+  void allocate(DType compute, Device device, uint64_t seed);
   bool allocated() const { return values_.defined(); }
+  // Where the parameters live and their ops (update, norm, conversion) run.
+  const Exec& exec() const { return exec_; }
   // Instead of allocating: every parameter declared here becomes a view of
   // the same-named one in `owner` (allocated, same declarations). A second
   // copy of a pipeline stage's layers (another in-flight micro-batch) uses it
@@ -94,8 +104,13 @@ class ParamStore {
   const std::vector<std::unique_ptr<Param>>& all() const { return params_; }
   Param* find(const std::string& name) const;  // nullptr if absent
 
-  Tensor& values() { return values_; }    // every trainable parameter, flat
+  Tensor& values() { return values_; }    // every trainable parameter's master, flat
+  Tensor& compute_values() { return compute_; }  // their compute copy, same offsets
   Tensor& grads() { return grads_; }      // their gradients, same offsets
+  // Refreshes the compute copy from the masters (bf16: rounds every element;
+  // otherwise nothing to do). Call after the masters change: an update, a load.
+  void sync_compute();
+  bool mixed() const { return compute_.defined() && compute_.dtype() != values_.dtype(); }
   Tensor& buffers() { return buffers_; }  // every non-trainable buffer, flat
   int64_t num_trainable() const { return trainable_numel_; }
   void zero_grads();  // all threads, one pass
@@ -107,7 +122,8 @@ class ParamStore {
   Param& declare(const std::string& name, const Shape& shape, const Shard& shard, Init init,
                  bool decay, bool trainable);
   std::vector<std::unique_ptr<Param>> params_;
-  Tensor values_, grads_, buffers_;
+  Exec exec_;
+  Tensor values_, compute_, grads_, buffers_;
   int64_t trainable_numel_ = 0;
 };
 

@@ -16,11 +16,12 @@ Shape Stem::output_shape(const Shape& in) const {
   return pool_ ? pool_->output_shape(s) : s;
 }
 
-void Stem::plan(const Shape& in, DType act, Device device) {
-  conv_.plan(in, act, device);
+void Stem::plan(const Shape& in, DType act, const Exec& ex) {
+  bind(ex);
+  conv_.plan(in, act, ex);
   const Shape s = conv_.output_shape(in);  // (B, out, H, W)
-  bn_.plan(s, act, device);
-  if (pool_) pool_->plan(s, act, device);
+  bn_.plan(s, act, ex);
+  if (pool_) pool_->plan(s, act, ex);
 }
 
 Tensor Stem::forward(const Tensor& x, const Ctx& ctx) {

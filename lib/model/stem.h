@@ -20,7 +20,7 @@ class Stem : public Layer {
        bool input_grad);
 
   Shape output_shape(const Shape& in) const override;  // (B, in, H, W) -> (B, out, H', W')
-  void plan(const Shape& in, DType act, Device device) override;
+  void plan(const Shape& in, DType act, const Exec& ex) override;
   Tensor forward(const Tensor& x, const Ctx& ctx) override;
   Tensor backward(const Tensor& dy, const Ctx& ctx) override;
   Cost cost(const Shape& in) const override;

@@ -1,9 +1,10 @@
 #include "model/vocab_parallel_cross_entropy.h"
 
+#include "ops/ops.h"
+
 #include <cmath>
 #include <cstdint>
 
-#include "kernels/cpu/vmath.h"
 #include "model/planned.h"
 
 namespace dtrain {
@@ -16,19 +17,21 @@ VocabParallelCrossEntropyLoss::VocabParallelCrossEntropyLoss(Communicator& tp, i
   vocab_start_ = tp.rank() * local_vocab_;
 }
 
-void VocabParallelCrossEntropyLoss::plan(const Shape& logits, DType act, Device device) {
+void VocabParallelCrossEntropyLoss::plan(const Shape& logits, DType act, const Exec& ex) {
+  bind(ex);
   DTRAIN_CHECK(logits[-1] == local_vocab_, "cross entropy: logits {} for {} of {} columns",
                logits.str(), local_vocab_, vocab_);
   const int64_t rows = logits.numel() / local_vocab_;
-  probs_ = Tensor::empty(Shape{rows, local_vocab_}, act, device);
-  max_ = Tensor::empty(Shape{rows}, act, device);
-  sums_ = Tensor::empty(Shape{2, rows}, act, device);
-  argmax_ = Tensor::empty(Shape{rows}, DType::i32, device);
-  row_loss_ = Tensor::empty(Shape{rows}, DType::f64, device);
+  const DType stat = ops::compute_dtype(act);
+  probs_ = Tensor::empty(Shape{rows, local_vocab_}, act, ex.device);
+  max_ = Tensor::empty(Shape{rows}, stat, ex.device);
+  sums_ = Tensor::empty(Shape{2, rows}, stat, ex.device);
+  argmax_ = Tensor::empty(Shape{rows}, DType::i32, ex.device);
+  row_loss_ = Tensor::empty(Shape{rows}, DType::f64, ex.device);
 }
 
-LossStats VocabParallelCrossEntropyLoss::forward(const Tensor& logits, const Tensor& targets) {
-  const int64_t v = local_vocab_, v0 = vocab_start_;
+void VocabParallelCrossEntropyLoss::accumulate(const Tensor& logits, const Tensor& targets) {
+  const int64_t v = local_vocab_;
   DTRAIN_CHECK(logits.shape()[-1] == v, "cross entropy: logits {} for {} columns",
                logits.shape().str(), v);
   const int64_t rows = logits.numel() / v;
@@ -37,87 +40,23 @@ LossStats VocabParallelCrossEntropyLoss::forward(const Tensor& logits, const Ten
   rows_ = rows;
   targets_ = targets;
   logits_shape_ = logits.shape();
-  const int32_t* tgt = targets.data<int32_t>();
-  for (int64_t r = 0; r < rows; ++r)  // checked here: no exception may leave an OpenMP region
-    DTRAIN_CHECK(tgt[r] >= 0 && tgt[r] < vocab_, "target {} out of range [0, {})", tgt[r], vocab_);
   Tensor mx = planned_view(max_, Shape{rows});
   Tensor sums = planned_view(sums_, Shape{2 * rows});  // [0, rows): sums; [rows, 2 rows): targets
   Tensor arg = planned_view(argmax_, Shape{rows});
-  int64_t correct = 0;
-  dispatch_float(logits.dtype(), [&](auto t) {
-    using T = decltype(t);
-    const T* x = logits.data<T>();
-    T* p = probs_.data<T>();
-    T* m = mx.data<T>();
-    T* s = sums.data<T>();
-    int32_t* a = arg.data<int32_t>();
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
-      const T* xr = x + r * v;
-      T mr = xr[0];
-      for (int64_t j = 1; j < v; ++j)
-        if (xr[j] > mr) mr = xr[j];
-      m[r] = mr;
-    }
-    all_reduce(tp_, mx, ReduceOp::max);
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
-      const T* xr = x + r * v;  // (V/t)
-      T* pr = p + r * v;
-      const T mr = m[r];
-      int64_t first = -1;  // the first column holding the group's maximum
-      for (int64_t j = 0; j < v && first < 0; ++j)
-        if (xr[j] == mr) first = j;
-      a[r] = first < 0 ? INT32_MAX : static_cast<int32_t>(v0 + first);
-      T sum = 0;
-#pragma omp simd reduction(+ : sum)
-      for (int64_t j = 0; j < v; ++j) {
-        pr[j] = cpu::exp_fast(xr[j] - mr);
-        sum += pr[j];
-      }
-      s[r] = sum;
-      const int64_t y = tgt[r] - v0;
-      s[rows + r] = (y >= 0 && y < v) ? xr[y] : T(0);
-    }
-    WorkHandle sum_work = tp_.all_reduce(sums, ReduceOp::sum);
-    WorkHandle arg_work = tp_.all_reduce(arg, ReduceOp::min);
-    sum_work->wait();
-    arg_work->wait();
-    double* rl = row_loss_.data<double>();
-#pragma omp parallel for schedule(static) reduction(+ : correct)
-    for (int64_t r = 0; r < rows; ++r) {
-      T* pr = p + r * v;
-      const T inv = T(1) / s[r];
-#pragma omp simd
-      for (int64_t j = 0; j < v; ++j) pr[j] *= inv;
-      rl[r] = static_cast<double>(std::log(s[r]) + m[r] - s[rows + r]);
-      correct += (a[r] == tgt[r]);
-    }
-  });
-  const double* rl = row_loss_.data<double>();
-  double total = 0;
-  for (int64_t r = 0; r < rows; ++r) total += rl[r];
-  return LossStats{total / static_cast<double>(rows), rows, correct};
+  Tensor probs = probs_.narrow0(0, rows);
+  ops::vp_row_max(ex(), logits, mx);
+  all_reduce(tp_, mx, ReduceOp::max);
+  ops::vp_exp_sums(ex(), logits, targets, vocab_start_, mx, probs, sums, arg);
+  WorkHandle sum_work = tp_.all_reduce(sums, ReduceOp::sum);
+  WorkHandle arg_work = tp_.all_reduce(arg, ReduceOp::min);
+  sum_work->wait();
+  arg_work->wait();
+  ops::vp_finish(ex(), targets, mx, sums, arg, probs, row_loss_.narrow0(0, rows), stats_);
 }
 
 Tensor VocabParallelCrossEntropyLoss::backward(double scale) {
-  const int64_t v = local_vocab_, v0 = vocab_start_;
   Tensor d = probs_.narrow0(0, rows_);
-  const int32_t* tgt = targets_.data<int32_t>();
-  dispatch_float(d.dtype(), [&](auto t) {
-    using T = decltype(t);
-    T* g = d.data<T>();
-    const T s = static_cast<T>(scale / static_cast<double>(rows_));
-    const int64_t rows = rows_;
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
-      T* gr = g + r * v;  // (V/t): softmax -> s * (softmax - onehot)
-#pragma omp simd
-      for (int64_t j = 0; j < v; ++j) gr[j] *= s;
-      const int64_t y = tgt[r] - v0;
-      if (y >= 0 && y < v) gr[y] -= s;  // the target's column is on this rank
-    }
-  });
+  ops::vp_backward(ex(), targets_, vocab_start_, scale / static_cast<double>(rows_), d);
   return d.view(logits_shape_);
 }
 

@@ -26,9 +26,9 @@ class VocabParallelCrossEntropyLoss : public Loss {
   // columns of the full vocabulary `vocab` from tp.rank() * vocab / tp.size().
   VocabParallelCrossEntropyLoss(Communicator& tp, int64_t vocab);
 
-  void plan(const Shape& logits, DType act, Device device) override;
+  void plan(const Shape& logits, DType act, const Exec& ex) override;
   // logits: (..., V/t) this rank's columns; targets: (...) ids in [0, V).
-  LossStats forward(const Tensor& logits, const Tensor& targets) override;
+  void accumulate(const Tensor& logits, const Tensor& targets) override;
   Tensor backward(double scale) override;
   // This rank's share (its V/t columns).
   Cost cost(const Shape& logits) const override;

@@ -1,27 +1,17 @@
 #include <cmath>
 #include <vector>
 
-#include "kernels/cpu/ops.h"
+#include "ops/ops.h"
 #include "optim/optimizer.h"
 
 namespace dtrain {
 
 double grad_sum_squares(const ParamStore& params, bool replicated) {
-  std::vector<const Param*> ps;
+  std::vector<Tensor> gs;
   for (const auto& p : params.all())
-    if (p->trainable && p->primary && (p->shard.split() || replicated)) ps.push_back(p.get());
-  if (ps.empty()) return 0;
-  return dispatch_float(ps[0]->grad.dtype(), [&](auto t) {
-    using T = decltype(t);
-    std::vector<const T*> xs;
-    std::vector<int64_t> ns;
-    for (const Param* p : ps) {
-      xs.push_back(p->grad.template data<T>());
-      ns.push_back(p->numel());
-    }
-    // The same bits as summing cpu::sum_squares per parameter in order.
-    return cpu::sum_squares_many(xs.data(), ns.data(), static_cast<int64_t>(xs.size()));
-  });
+    if (p->trainable && p->primary && (p->shard.split() || replicated)) gs.push_back(p->grad);
+  // The same bits as summing each parameter's squares in order.
+  return ops::sum_squares(params.exec(), gs);
 }
 
 double clip_scale(double norm, double max_norm) {

@@ -4,8 +4,8 @@
 #include <algorithm>
 #include <cmath>
 
-#include <omp.h>
 
+#include "ops/optim.h"
 #include "optim/optimizer.h"
 
 namespace dtrain {
@@ -29,61 +29,49 @@ Tensor state_tensor(ParamStore& ps, FlatRange r) {
   return Tensor::zeros(Shape{r.end - r.begin}, ps.values().dtype(), ps.values().device());
 }
 
+// This rank's spans of the flat buffer: the part of each trainable parameter
+// inside r, with its optimizer state at the same offsets (from r.begin) and,
+// under mixed precision, its compute copy, which the update writes too.
+std::vector<ops::UpdateSpan> spans_of(ParamStore& ps, FlatRange r, const Tensor& s1, const Tensor& s2) {
+  std::vector<ops::UpdateSpan> spans;
+  const bool mixed = ps.mixed();
+  for (const auto& p : ps.all()) {
+    if (!p->trainable) continue;
+    const Overlap o = overlap(*p, r);
+    if (o.lo == o.hi) continue;
+    const int64_t n = o.hi - o.lo, state = p->offset + o.lo - r.begin;
+    auto part = [&](const Tensor& t) { return t.view(Shape{t.numel()}).flat_range(o.lo, n); };
+    ops::UpdateSpan sp;
+    sp.w = part(p->value);
+    sp.g = part(p->grad);
+    sp.s1 = s1.flat_range(state, n);
+    if (s2.defined()) sp.s2 = s2.flat_range(state, n);
+    if (mixed) sp.wc = part(p->compute);
+    sp.decay = p->decay;
+    spans.push_back(sp);
+  }
+  return spans;
+}
+
 class AdamW : public Optimizer {
  public:
   AdamW(const OptimConfig& cfg, ParamStore& ps, FlatRange r) : cfg_(cfg), ps_(ps), r_(r) {
     m_ = state_tensor(ps, r);
     v_ = state_tensor(ps, r);
+    spans_ = spans_of(ps_, r_, m_, v_);  // views: made once, valid for the run
   }
 
   void step(double lr, double grad_scale) override {
     ++t_;
-    const double bc1 = 1.0 - std::pow(cfg_.beta1, static_cast<double>(t_));
-    const double bc2 = 1.0 - std::pow(cfg_.beta2, static_cast<double>(t_));
-    dispatch_float(m_.dtype(), [&](auto tag) {
-      using T = decltype(tag);
-      const T b1 = static_cast<T>(cfg_.beta1), b2 = static_cast<T>(cfg_.beta2);
-      const T step_size = static_cast<T>(lr / bc1);
-      const T inv_sqrt_bc2 = static_cast<T>(1.0 / std::sqrt(bc2));
-      const T eps = static_cast<T>(cfg_.eps);
-      const T gs = static_cast<T>(grad_scale);
-      // One parallel region over every element of the range, cut evenly
-      // between the threads whatever the parameter boundaries (an element's
-      // update does not depend on how the range is cut).
-      spans_.clear();
-      int64_t total = 0;
-      for (const auto& p : ps_.all()) {
-        if (!p->trainable) continue;
-        const Overlap o = overlap(*p, r_);
-        if (o.lo == o.hi) continue;
-        spans_.push_back({p.get(), o.lo, o.hi - o.lo, p->offset + o.lo - r_.begin});
-        total += o.hi - o.lo;
-      }
-      const T decay_on = static_cast<T>(1.0 - lr * cfg_.weight_decay);
-#pragma omp parallel
-      {
-        const int64_t nt = omp_get_num_threads(), id = omp_get_thread_num();
-        const int64_t lo = total * id / nt, hi = total * (id + 1) / nt;
-        int64_t seen = 0;  // elements in the spans before this one
-        for (const Span& sp : spans_) {
-          const int64_t b = std::max(lo, seen) - seen, e = std::min(hi, seen + sp.n) - seen;
-          seen += sp.n;
-          if (b >= e) continue;
-          T* w = sp.param->value.template data<T>() + sp.lo;
-          const T* g = sp.param->grad.template data<T>() + sp.lo;
-          T* m = m_.template data<T>() + sp.state;
-          T* v = v_.template data<T>() + sp.state;
-          const T decay = sp.param->decay ? decay_on : T(1);
-#pragma omp simd
-          for (int64_t i = b; i < e; ++i) {
-            const T gi = g[i] * gs;
-            m[i] = b1 * m[i] + (T(1) - b1) * gi;
-            v[i] = b2 * v[i] + (T(1) - b2) * gi * gi;
-            w[i] = w[i] * decay - step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
-          }
-        }
-      }
-    });
+    ops::AdamWArgs a;
+    a.beta1 = cfg_.beta1;
+    a.beta2 = cfg_.beta2;
+    a.eps = cfg_.eps;
+    a.weight_decay = cfg_.weight_decay;
+    a.lr = lr;
+    a.t = t_;
+    a.grad_scale = grad_scale;
+    ops::adamw_update(ps_.exec(), a, spans_);
   }
 
   std::vector<std::pair<std::string, Tensor>> state() override {
@@ -98,13 +86,7 @@ class AdamW : public Optimizer {
   FlatRange r_;
   Tensor m_, v_;
   int64_t t_ = 0;
-  // The range's part of one parameter: elements [lo, lo + n) of it, whose
-  // state starts at element `state` of m_ and v_.
-  struct Span {
-    const Param* param;
-    int64_t lo, n, state;
-  };
-  std::vector<Span> spans_;  // rebuilt each step, its capacity kept
+  std::vector<ops::UpdateSpan> spans_;
 };
 
 // SGD with momentum (PyTorch's formulation): weight decay added to the
@@ -113,36 +95,19 @@ class Sgd : public Optimizer {
  public:
   Sgd(const OptimConfig& cfg, ParamStore& ps, FlatRange r) : cfg_(cfg), ps_(ps), r_(r) {
     buf_ = state_tensor(ps, r);
+    spans_ = spans_of(ps_, r_, buf_, Tensor{});
   }
 
   void step(double lr, double grad_scale) override {
-    const bool first = t_ == 0;
+    ops::SgdArgs a;
+    a.momentum = cfg_.momentum;
+    a.weight_decay = cfg_.weight_decay;
+    a.lr = lr;
+    a.grad_scale = grad_scale;
+    a.nesterov = cfg_.nesterov;
+    a.first = t_ == 0;
     ++t_;
-    dispatch_float(buf_.dtype(), [&](auto tag) {
-      using T = decltype(tag);
-      const T mu = static_cast<T>(cfg_.momentum), rate = static_cast<T>(lr);
-      const T gs = static_cast<T>(grad_scale);
-      const bool nesterov = cfg_.nesterov;
-      for (const auto& p : ps_.all()) {
-        if (!p->trainable) continue;
-        const Overlap o = overlap(*p, r_);
-        if (o.lo == o.hi) continue;
-        const T wd = static_cast<T>(p->decay ? cfg_.weight_decay : 0.0);
-        T* w = p->value.template data<T>() + o.lo;
-        const T* g = p->grad.template data<T>() + o.lo;
-        T* b = buf_.template data<T>() + (p->offset + o.lo - r_.begin);
-        const int64_t n = o.hi - o.lo;
-#pragma omp parallel for simd schedule(static)
-        for (int64_t i = 0; i < n; ++i) {
-          T d = g[i] * gs + wd * w[i];
-          if (mu != T(0)) {
-            b[i] = first ? d : mu * b[i] + d;
-            d = nesterov ? d + mu * b[i] : b[i];
-          }
-          w[i] -= rate * d;
-        }
-      }
-    });
+    ops::sgd_update(ps_.exec(), a, spans_);
   }
 
   std::vector<std::pair<std::string, Tensor>> state() override { return {{"sgd.momentum", buf_}}; }
@@ -155,6 +120,7 @@ class Sgd : public Optimizer {
   FlatRange r_;
   Tensor buf_;
   int64_t t_ = 0;
+  std::vector<ops::UpdateSpan> spans_;
 };
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "kernels/cpu/gemm.h"
+#include "ops/ops.h"
 #include "parallel/pipeline.h"
 
 namespace dtrain {
@@ -35,7 +36,8 @@ std::string format_rate(double r) {
 
 DType precision_dtype(const std::string& p) {
   if (p == "fp32") return DType::f32;
-  throw ConfigError(fmt::format("train.precision: '{}' is not available on the CPU backend", p));
+  if (p == "bf16") return DType::bf16;  // fp32 masters, gradients and optimizer state
+  throw ConfigError(fmt::format("train.precision: '{}': expected fp32 or bf16", p));
 }
 
 // Message tags between pipeline neighbours: activations and gradients of
@@ -151,7 +153,7 @@ void Trainer::wait_sends(int slot) {
   sends_[slot].clear();
 }
 
-void Trainer::forward_op(int micro, int slot, const Ctx& ctx, double& loss_sum) {
+void Trainer::forward_op(int micro, int slot, const Ctx& ctx) {
   Model& m = *slots_[slot];
   wait_sends(slot);  // this slot's buffers are about to be overwritten
   const int64_t mb = cfg_.train.micro_batch;
@@ -169,9 +171,8 @@ void Trainer::forward_op(int micro, int slot, const Ctx& ctx, double& loss_sum) 
   if (m.last_stage()) {
     const Tensor logits = forward_stage(m, in, ctx, micro);
     Profiler::Scope timed(options_.profiler, Profiler::Kind::forward, static_cast<int>(m.layers.size()), micro);
-    const LossStats st = m.loss->forward(logits, y_[slot]);
-    loss_sum += st.loss;
-    trace(fmt::format("F mb {} slot {} samples [{}, +{}): loss {:.6f}", micro, slot, ctx.sample_offset, mb, st.loss));
+    m.loss->accumulate(logits, y_[slot]);  // read once, at the end of the step
+    trace(fmt::format("F mb {} slot {} samples [{}, +{}): loss", micro, slot, ctx.sample_offset, mb));
   } else {
     Tensor out = forward_stage(m, in, ctx, micro);
     trace(fmt::format("F mb {} slot {} samples [{}, +{}): send activations to pp {}", micro, slot,
@@ -255,12 +256,7 @@ void Trainer::sync_buffers() {
   Tensor& b = slots_[0]->params.buffers();
   if (g_.layout.dp == 1 || b.numel() == 0) return;
   g_.dp->all_reduce(b, ReduceOp::sum)->wait();
-  dispatch_float(b.dtype(), [&](auto t) {
-    using T = decltype(t);
-    T* p = b.data<T>();
-    const T inv = T(1) / static_cast<T>(g_.layout.dp);
-    for (int64_t i = 0; i < b.numel(); ++i) p[i] *= inv;
-  });
+  ops::scale(slots_[0]->exec, b, 1.0 / static_cast<double>(g_.layout.dp));
 }
 
 double Trainer::comm_wait_total() const {
@@ -280,13 +276,12 @@ StepResult Trainer::train_step(int64_t step) {
   const std::vector<PipeOp>& ops = ops_;
   const double scale = 1.0 / static_cast<double>(micro_batches * g_.layout.dp);
   Ctx ctx{.training = true, .seed = static_cast<uint64_t>(t.seed), .step = step, .sample_offset = 0};
-  double loss_sum = 0;
   const int slots = static_cast<int>(slots_.size());
   for (size_t i = 0; i < ops.size(); ++i) {
     const PipeOp& op = ops[i];
     ctx.sample_offset = sample_offset(step, op.micro);
     if (op.kind == PipeOp::Kind::forward)
-      forward_op(op.micro, op.micro % slots, ctx, loss_sum);
+      forward_op(op.micro, op.micro % slots, ctx);
     else
       backward_op(op.micro, op.micro % slots, ctx, scale, i + 1 == ops.size());
   }
@@ -303,6 +298,10 @@ StepResult Trainer::train_step(int64_t step) {
       g_.embed->all_reduce(wte->grad, ReduceOp::sum)->wait();
     }
   }
+  // The step's one read of the loss statistics (the sum of its micro-batches' means).
+  double loss_sum = 0;
+  if (m.last_stage())
+    for (auto& slot : slots_) loss_sum += slot->loss->take_stats().mean_sum;
   r.loss = agree_loss(loss_sum, micro_batches);
   if (options_.inject_nan_at_step == step + 1) r.loss = std::nan("");
   // The loss and the norm are agreed values: every rank takes the same branch.
@@ -332,6 +331,7 @@ StepResult Trainer::train_step(int64_t step) {
     trace("zero: all_gather of the updated parameters over dp");
     Tensor& v = m.params.values();
     g_.dp->all_gather(v.flat_range(opt_range_.begin, opt_range_.end - opt_range_.begin), v, zero_counts_)->wait();
+    m.params.sync_compute();  // the other ranks' ranges of the bf16 copy
   }
   sync_buffers();
   r.seconds = seconds_since(t0);
@@ -358,13 +358,16 @@ EvalResult Trainer::evaluate() {
       g_.pp->recv(in, g_.coord.pp - 1, tag_of(static_cast<int>(b), false))->wait();
     }
     if (m.last_stage()) {
-      const LossStats st = m.forward(in, y, ctx);
-      loss_sum += st.loss * static_cast<double>(st.count);
-      items += static_cast<double>(st.count);
-      correct += static_cast<double>(st.correct);
+      m.loss->accumulate(m.forward_layers(in, ctx), y);
     } else {
       g_.pp->send(m.forward_layers(in, ctx), g_.coord.pp + 1, tag_of(static_cast<int>(b), false))->wait();
     }
+  }
+  if (m.last_stage()) {  // one read of the statistics for the whole evaluation
+    const LossStats st = m.loss->take_stats();
+    loss_sum = st.weighted_sum;
+    items = static_cast<double>(st.count);
+    correct = static_cast<double>(st.correct);
   }
   double* s = scalars_.data<double>();
   s[0] = loss_sum;
@@ -411,11 +414,11 @@ TrainSummary Trainer::run(const RunOptions& opts) {
   const char* unit = classifier ? "img/s" : "tok/s";
   const Cost cost = describe_model(cfg_.model, seq_len_)->cost(t.micro_batch);
   log(fmt::format("model {}: {:.2f}M parameters, {:.2f} GFLOP per step; batch {} = {} x {} "
-                  "micro-batches x {} dp; {} threads per rank, {} sgemm; output {}",
+                  "micro-batches x {} dp; {} threads per rank, {} {}; output {}",
                   cfg_.model.type, static_cast<double>(cost.params) / 1e6,
                   (cost.fwd_flops + cost.bwd_flops) * static_cast<double>(t.global_batch / t.micro_batch) / 1e9,
                   t.global_batch, t.micro_batch, t.grad_accum, g_.layout.dp, cpu::num_threads(),
-                  cpu::gemm_backend_name(), out));
+                  t.precision, ops::matmul_path(slots_[0]->exec, slots_[0]->dtype), out));
   if (g_.layout.world() > 1) {
     std::string stages;
     for (size_t s = 0; s + 1 < bounds_.size(); ++s) stages += fmt::format(" [{}, {})", bounds_[s], bounds_[s + 1]);

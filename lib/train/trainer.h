@@ -109,7 +109,7 @@ class Trainer {
   void trace(const std::string& what) const;
   // Samples of micro-batch `micro` of this data-parallel rank in step `step`.
   int64_t sample_offset(int64_t step, int64_t micro) const;
-  void forward_op(int micro, int slot, const Ctx& ctx, double& loss_sum);
+  void forward_op(int micro, int slot, const Ctx& ctx);
   void backward_op(int micro, int slot, const Ctx& ctx, double scale, bool last);
   void wait_sends(int slot);
   // --- profiler hook: the stage's layers one by one (timed when profiling).

@@ -45,15 +45,40 @@ TEST_CASE("world: large all_reduce and overlapping operations") {
 
 TEST_CASE("world: unsupported dtypes and bad arguments are refused") {
   MpiCommunicator world(MPI_COMM_WORLD, "world", test_options());
-  Tensor b = Tensor::zeros({4}, DType::bf16);
+  Tensor b = Tensor::zeros({4}, DType::f16);
   CHECK_THROWS_WITH_AS(world.all_reduce(b, ReduceOp::sum),
-                       doctest::Contains("bf16 tensors are not supported"), RuntimeError);
+                       doctest::Contains("fp16 tensors are not supported"), RuntimeError);
   Tensor t = Tensor::zeros({5}, DType::f32);
   CHECK_THROWS_AS(world.broadcast(t, world.size()), InternalError);
   // Refused before numbering: the group is still usable and in step.
   CHECK(world.next_sequence() == 1);
   CHECK_FALSE(world.failed());
   world.barrier()->wait();
+}
+
+TEST_CASE("world: bf16 all_reduce sums, maxes and mins in fp32, rounded once") {
+  MpiCommunicator world(MPI_COMM_WORLD, "world", test_options());
+  const int p = world.size(), r = world.rank();
+  Tensor s = Tensor::empty({3}, DType::bf16), mx = Tensor::empty({3}, DType::bf16),
+         mn = Tensor::empty({3}, DType::bf16);
+  for (int i = 0; i < 3; ++i) {
+    s.data<bf16>()[i] = bf16(static_cast<float>(r + i));      // integers: exact in bf16
+    mx.data<bf16>()[i] = bf16(static_cast<float>(r * (i + 1)));
+    mn.data<bf16>()[i] = bf16(static_cast<float>(-r - i));
+  }
+  world.all_reduce(s, ReduceOp::sum)->wait();
+  world.all_reduce(mx, ReduceOp::max)->wait();
+  world.all_reduce(mn, ReduceOp::min)->wait();
+  for (int i = 0; i < 3; ++i) {
+    CHECK(float(s.data<bf16>()[i]) == static_cast<float>(p * (p - 1) / 2 + p * i));
+    CHECK(float(mx.data<bf16>()[i]) == static_cast<float>((p - 1) * (i + 1)));
+    CHECK(float(mn.data<bf16>()[i]) == static_cast<float>(-(p - 1) - i));
+  }
+  // 1 + 2^-8 is not a bf16: each rank's 1 + 2^-7 sums to p + p 2^-7, rounded once.
+  Tensor q = Tensor::empty({1}, DType::bf16);
+  q.data<bf16>()[0] = bf16(1.0f + 1.0f / 128);
+  world.all_reduce(q, ReduceOp::sum)->wait();
+  if (p <= 2) CHECK(float(q.data<bf16>()[0]) == static_cast<float>(p) * (1.0f + 1.0f / 128));
 }
 
 TEST_CASE("world: a timeout names the collective, the group and the missing rank") {

@@ -67,7 +67,7 @@ TEST_CASE("conv2d: forward matches a direct convolution, backward matches finite
     ps.allocate(DType::f64, Device::cpu(), 1);
     perturb_params(ps, 2, 0.3);
     const Shape s{t.batch, t.c, t.h, t.w};
-    conv.plan(s, DType::f64, Device::cpu());
+    conv.plan(s, DType::f64, Exec::cpu());
     Tensor x = random_tensor(s, 3);
     Ctx ctx;
     Tensor y = conv.forward(x, ctx);
@@ -87,7 +87,7 @@ TEST_CASE("conv2d: backward_add adds the residual gradient - no input gradient f
   Conv2d conv(ps, "conv", 3, 4, 3, 2, 1, false);
   ps.allocate(DType::f64, Device::cpu(), 1);
   const Shape s{5, 3, 6, 6};
-  conv.plan(s, DType::f64, Device::cpu());
+  conv.plan(s, DType::f64, Exec::cpu());
   Tensor x = random_tensor(s, 1), dy = random_tensor(conv.output_shape(s), 2), dres = random_tensor(s, 3);
   Ctx ctx;
   conv.forward(x, ctx);
@@ -102,7 +102,7 @@ TEST_CASE("conv2d: backward_add adds the residual gradient - no input gradient f
   Conv2d first(ps2, "conv", 3, 4, 3, 2, 1, false);
   first.set_input_grad(false);
   ps2.allocate(DType::f64, Device::cpu(), 1);
-  first.plan(s, DType::f64, Device::cpu());
+  first.plan(s, DType::f64, Exec::cpu());
   first.forward(x, ctx);
   CHECK_FALSE(first.backward(dy, ctx).defined());
   CHECK(std::memcmp(ps2.grads().raw(), g1.raw(), g1.bytes()) == 0);  // same weight gradient
@@ -117,8 +117,8 @@ TEST_CASE("conv2d and batch norm: gradients do not depend on the thread count (f
   BatchNorm2d bn(ps, "bn", 6, true);
   ps.allocate(DType::f32, Device::cpu(), 1);
   const Shape s{40, 4, 7, 7};  // more images than conv chunks
-  conv.plan(s, DType::f32, Device::cpu());
-  bn.plan(conv.output_shape(s), DType::f32, Device::cpu());
+  conv.plan(s, DType::f32, Exec::cpu());
+  bn.plan(conv.output_shape(s), DType::f32, Exec::cpu());
   Tensor x = Tensor::empty(s, DType::f32), dy = Tensor::empty(conv.output_shape(s), DType::f32);
   CounterRng rng(7);
   for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = static_cast<float>(rng.normal());
@@ -154,7 +154,7 @@ TEST_CASE("batch norm, training: batch statistics, running statistics, finite di
     CHECK(ps.find("bn.running_var")->value.data<double>()[0] == 1.0);
     perturb_params(ps, 2, 0.3);
     const Shape s{4, C, 3, 5};
-    bn.plan(s, DType::f64, Device::cpu());
+    bn.plan(s, DType::f64, Exec::cpu());
     Tensor x = random_tensor(s, 3, 2.0);
     std::vector<double> rm0(C), rv0(C);
     for (int64_t c = 0; c < C; ++c) {
@@ -202,7 +202,7 @@ TEST_CASE("batch norm, evaluation: running statistics, finite differences, nothi
   double* rv = ps.find("bn.running_var")->value.data<double>();
   rm[0] = 0.5, rm[1] = -0.25, rv[0] = 2.0, rv[1] = 0.5;
   const Shape s{3, C, 2, 3};
-  bn.plan(s, DType::f64, Device::cpu());
+  bn.plan(s, DType::f64, Exec::cpu());
   Tensor x = random_tensor(s, 3);
   Ctx ctx;
   ctx.training = false;
@@ -222,7 +222,7 @@ TEST_CASE("batch norm, evaluation: running statistics, finite differences, nothi
   ParamStore ps1;
   BatchNorm2d one(ps1, "bn", C);
   ps1.allocate(DType::f64, Device::cpu(), 1);
-  one.plan(Shape{1, C, 1, 1}, DType::f64, Device::cpu());
+  one.plan(Shape{1, C, 1, 1}, DType::f64, Exec::cpu());
   Tensor x1 = random_tensor(Shape{1, C, 1, 1}, 5);
   CHECK_THROWS_AS(one.forward(x1, Ctx{}), RuntimeError);
   CHECK_NOTHROW(one.forward(x1, ctx));
@@ -232,7 +232,7 @@ TEST_CASE("relu: forward, and backward matches finite differences") {
   ParamStore ps;
   ReLU relu("relu");
   const Shape s{2, 3, 4, 5};
-  relu.plan(s, DType::f64, Device::cpu());
+  relu.plan(s, DType::f64, Exec::cpu());
   Tensor x = random_tensor(s, 1);
   Tensor y = relu.forward(x, Ctx{});
   for (int64_t i = 0; i < x.numel(); ++i) CHECK(y.data<double>()[i] == std::max(0.0, x.data<double>()[i]));
@@ -247,7 +247,7 @@ TEST_CASE("max-pool: forward matches the window maxima, backward matches finite 
     ParamStore ps;
     MaxPool2d pool("pool", t.k, t.s, t.p);
     const Shape s{2, 3, t.h, t.w};
-    pool.plan(s, DType::f64, Device::cpu());
+    pool.plan(s, DType::f64, Exec::cpu());
     Tensor x = random_tensor(s, 1);
     Tensor y = pool.forward(x, Ctx{});
     const int64_t Ho = (t.h + 2 * t.p - t.k) / t.s + 1, Wo = (t.w + 2 * t.p - t.k) / t.s + 1;
@@ -276,7 +276,7 @@ TEST_CASE("classifier head: linear of the plane means, backward matches finite d
   REQUIRE(ps.find("head.fc.weight") != nullptr);
   CHECK_FALSE(ps.find("head.fc.bias")->decay);
   const Shape s{2, C, 3, 3};
-  head.plan(s, DType::f64, Device::cpu());
+  head.plan(s, DType::f64, Exec::cpu());
   Tensor x = random_tensor(s, 1);
   Tensor y = head.forward(x, Ctx{});
   REQUIRE(y.shape() == Shape{2, K});
@@ -313,7 +313,7 @@ TEST_CASE("stem and basic blocks: backward matches finite differences (training 
         if (p->name.ends_with("running_var"))
           for (int64_t i = 0; i < p->numel(); ++i) p->value.data<double>()[i] = 1.0 + 0.1 * double(i);
       const Shape s{3, t.in, 5, 5};
-      block.plan(s, DType::f64, Device::cpu());
+      block.plan(s, DType::f64, Exec::cpu());
       CHECK(block.output_shape(s) == Shape{3, t.out, t.stride == 1 ? 5 : 3, t.stride == 1 ? 5 : 3});
       Tensor x = random_tensor(s, 3);
       check_layer(block, ps, x, ctx, 4, {.max_samples = 24});
@@ -328,7 +328,7 @@ TEST_CASE("stem and basic blocks: backward matches finite differences (training 
       double* rv = ps.find("stem.bn.running_var")->value.data<double>();
       for (int64_t i = 0; i < 4; ++i) rv[i] = 0.5 + 0.25 * static_cast<double>(i);
       const Shape s{2, 3, 6, 6};
-      stem.plan(s, DType::f64, Device::cpu());
+      stem.plan(s, DType::f64, Exec::cpu());
       CHECK(stem.output_shape(s) == Shape{2, 4, pool ? 3 : 6, pool ? 3 : 6});
       Tensor x = random_tensor(s, 3);
       check_layer(stem, ps, x, ctx, 4, {.max_samples = 24});

@@ -16,7 +16,7 @@ TEST_CASE("cross entropy: loss, accuracy and gradient against finite differences
   y[0] = 1, y[1] = 4, y[2] = 0;
 
   CrossEntropyLoss ce;
-  ce.plan(logits.shape(), DType::f64, Device::cpu());
+  ce.plan(logits.shape(), DType::f64, Exec::cpu());
   auto loss_of = [&]() { return ce.forward(logits, targets).loss; };
 
   // Reference loss by the formula.

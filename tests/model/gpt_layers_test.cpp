@@ -56,7 +56,7 @@ TEST_CASE("layernorm: forward matches the formula, backward matches finite diffe
     for (const auto& p : ps.all()) CHECK_FALSE(p->decay);
     perturb_params(ps, 2, 0.5);
     const Shape s{3, 5, C};
-    ln.plan(s, DType::f64, Device::cpu());
+    ln.plan(s, DType::f64, Exec::cpu());
     Tensor x = random_tensor(s, 3, 2.0);
     Ctx ctx;
 
@@ -94,7 +94,7 @@ TEST_CASE("layernorm: parameter gradients do not depend on the thread count") {
   LayerNorm ln(ps, "ln", C, true);
   ps.allocate(DType::f32, Device::cpu(), 1);
   const Shape s{200, C};
-  ln.plan(s, DType::f32, Device::cpu());
+  ln.plan(s, DType::f32, Exec::cpu());
   Tensor x = Tensor::empty(s, DType::f32), dy = Tensor::empty(s, DType::f32);
   CounterRng rng(7);
   for (int64_t i = 0; i < x.numel(); ++i) {
@@ -123,7 +123,7 @@ TEST_CASE("GELU MLP: forward matches the tanh formula, backward matches finite d
   ps.allocate(DType::f64, Device::cpu(), 1);
   perturb_params(ps, 2, 0.4);
   const Shape s{2, 3, C};
-  mlp.plan(s, DType::f64, Device::cpu());
+  mlp.plan(s, DType::f64, Exec::cpu());
   Tensor x = random_tensor(s, 3);
   Ctx ctx;
 
@@ -173,7 +173,8 @@ TEST_CASE("attention kernel: forward matches a direct causal softmax(QK^T/sqrt(h
   Tensor qkv = random_tensor(Shape{B, T, 3 * C}, 1);
   Tensor att = Tensor::empty(Shape{B, nh, T, T}, DType::f64);
   Tensor y = Tensor::empty(Shape{B, T, C}, DType::f64);
-  cpu::attention_forward<double>(qkv.data<double>(), B, T, C, nh, att.data<double>(), y.data<double>());
+  cpu::attention_forward<double>(qkv.data<double>(), B, T, C, nh, att.data<double>(), y.data<double>(),
+                                 nullptr, 1);
   const double* in = qkv.data<double>();
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < nh; ++h)
@@ -210,7 +211,7 @@ TEST_CASE("attention: the fp32 kernel follows the fp64 one") {
     Tensor att = Tensor::empty(Shape{B, nh, T, T}, dt), y = Tensor::empty(Shape{B, T, C}, dt);
     Tensor scratch = Tensor::empty(Shape{4 * cpu::attention_scratch_size(T)}, dt);
     Tensor dqkv = Tensor::empty(qkv.shape(), dt);
-    cpu::attention_forward<F>(qkv.data<F>(), B, T, C, nh, att.data<F>(), y.data<F>());
+    cpu::attention_forward<F>(qkv.data<F>(), B, T, C, nh, att.data<F>(), y.data<F>(), scratch.data<F>(), 4);
     cpu::attention_backward<F>(dy.data<F>(), qkv.data<F>(), att.data<F>(), B, T, C, nh,
                                scratch.data<F>(), 4, dqkv.data<F>());
     std::vector<double> out;
@@ -231,7 +232,7 @@ TEST_CASE("attention layer: causal, and backward matches finite differences") {
   ps.allocate(DType::f64, Device::cpu(), 1);
   perturb_params(ps, 2, 0.4);
   const Shape s{B, T, C};
-  attn.plan(s, DType::f64, Device::cpu());
+  attn.plan(s, DType::f64, Exec::cpu());
   Tensor x = random_tensor(s, 3);
   Ctx ctx;
 
@@ -265,7 +266,7 @@ TEST_CASE("embedding: forward is wte(tok) + wpe(t), wte and wpe gradients match 
   CHECK(ps.find("wte.weight")->shape == Shape{V, C});
   CHECK(ps.find("wpe.weight")->shape == Shape{ctxlen, C});
   const Shape s{B, T};
-  emb.plan(s, DType::f64, Device::cpu());
+  emb.plan(s, DType::f64, Exec::cpu());
   Tensor tok = Tensor::empty(s, DType::i32);
   for (int64_t i = 0; i < B * T; ++i) tok.data<int32_t>()[i] = static_cast<int32_t>((i * 7) % 5);  // repeats
   Ctx ctx;
@@ -290,7 +291,7 @@ TEST_CASE("embedding rejects bad token ids and over-long sequences") {
   ParamStore ps;
   TokenPositionEmbedding emb(ps, "embed", 11, 4, 6, 0.0);
   ps.allocate(DType::f32, Device::cpu(), 1);
-  emb.plan(Shape{2, 5}, DType::f32, Device::cpu());
+  emb.plan(Shape{2, 5}, DType::f32, Exec::cpu());
   Tensor tok = Tensor::zeros(Shape{2, 4}, DType::i32);
   CHECK_NOTHROW(emb.forward(tok, Ctx{}));
   tok.data<int32_t>()[5] = 11;
@@ -305,7 +306,7 @@ TEST_CASE("dropout: inverted scaling, rate, eval identity, keyed masks, finite d
   const double p = 0.25;
   Dropout drop("blocks.0.attn.drop", p);
   const Shape s{4, 50, 8};
-  drop.plan(s, DType::f64, Device::cpu());
+  drop.plan(s, DType::f64, Exec::cpu());
   Tensor x = random_tensor(s, 1);
   Ctx train{.training = true, .seed = 9, .step = 3, .sample_offset = 0};
 
@@ -336,7 +337,7 @@ TEST_CASE("dropout: inverted scaling, rate, eval identity, keyed masks, finite d
   other_step.step = 4;
   other_seed.seed = 10;
   Dropout other_name("blocks.1.attn.drop", p);
-  other_name.plan(s, DType::f64, Device::cpu());
+  other_name.plan(s, DType::f64, Exec::cpu());
   const auto m0 = mask_of(drop, train);
   CHECK(m0 == mask_of(drop, train));
   CHECK(m0 != mask_of(drop, other_step));
@@ -373,7 +374,7 @@ TEST_CASE("tied lm_head: logits = x wte^T, x and wte gradients match finite diff
   TiedLmHead head("lm_head", wte);
   ps.allocate(DType::f64, Device::cpu(), 1);
   const Shape s{2, 3, C};
-  head.plan(s, DType::f64, Device::cpu());
+  head.plan(s, DType::f64, Exec::cpu());
   CHECK(head.output_shape(s) == Shape{2, 3, V});
   CHECK(head.cost(s).params == 0);
   Tensor x = random_tensor(s, 3);

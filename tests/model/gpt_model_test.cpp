@@ -52,7 +52,7 @@ TEST_CASE("GPT block: backward matches finite differences (with and without bias
     Block block(ps, "blocks.0", C, 2, bias, 0.2, 0.05);
     ps.allocate(DType::f64, Device::cpu(), 1);
     perturb_params(ps, 2, 0.3);
-    block.plan(Shape{B, T, C}, DType::f64, Device::cpu());
+    block.plan(Shape{B, T, C}, DType::f64, Exec::cpu());
     Tensor x = random_tensor(Shape{B, T, C}, 3);
     Ctx ctx{.training = true, .seed = 5, .step = 1, .sample_offset = 0};
     check_layer(block, ps, x, ctx, 4, {.max_samples = 12});

@@ -108,7 +108,7 @@ TEST_CASE("tp layers: backward matches finite differences of the group's loss (t
         ps.allocate(DType::f64, Device::cpu(), 1);
         CHECK(lin.out_features() == 3 * C / t);
         CHECK(ps.find("qkv.bias")->shard.split());
-        lin.plan(x.shape(), DType::f64, Device::cpu());
+        lin.plan(x.shape(), DType::f64, Exec::cpu());
         tp_check_layer(lin, ps, clone(x), ctx, comm, false, true, 4);
       }
       {
@@ -120,7 +120,7 @@ TEST_CASE("tp layers: backward matches finite differences of the group's loss (t
         CHECK(lin.in_features() == 2 * C / t);
         CHECK_FALSE(ps.find("proj.bias")->shard.split());
         const Tensor xs = random_tensor(Shape{B, T, 2 * C / t}, 30 + rank);
-        lin.plan(xs.shape(), DType::f64, Device::cpu());
+        lin.plan(xs.shape(), DType::f64, Exec::cpu());
         tp_check_layer(lin, ps, xs, ctx, comm, true, false, 4);
       }
       {
@@ -128,7 +128,7 @@ TEST_CASE("tp layers: backward matches finite differences of the group's loss (t
         CausalSelfAttention attn(ps, "attn", C, 4, true, 0.1, &comm);
         ps.allocate(DType::f64, Device::cpu(), 1);
         perturb_params(ps, 2, 0.4);
-        attn.plan(x.shape(), DType::f64, Device::cpu());
+        attn.plan(x.shape(), DType::f64, Exec::cpu());
         tp_check_layer(attn, ps, clone(x), ctx, comm, false, false, 4, {.max_samples = 10});
       }
       {
@@ -136,7 +136,7 @@ TEST_CASE("tp layers: backward matches finite differences of the group's loss (t
         Mlp mlp(ps, "mlp", C, true, 0.1, &comm);
         ps.allocate(DType::f64, Device::cpu(), 1);
         perturb_params(ps, 2, 0.4);
-        mlp.plan(x.shape(), DType::f64, Device::cpu());
+        mlp.plan(x.shape(), DType::f64, Exec::cpu());
         tp_check_layer(mlp, ps, clone(x), ctx, comm, false, false, 4, {.max_samples = 10});
       }
       {
@@ -144,7 +144,7 @@ TEST_CASE("tp layers: backward matches finite differences of the group's loss (t
         Block block(ps, "blocks.0", C, 4, true, 0.2, 0.05, &comm);
         ps.allocate(DType::f64, Device::cpu(), 1);
         perturb_params(ps, 2, 0.3);
-        block.plan(x.shape(), DType::f64, Device::cpu());
+        block.plan(x.shape(), DType::f64, Exec::cpu());
         tp_check_layer(block, ps, clone(x), ctx, comm, false, false, 4, {.max_samples = 8});
       }
       {
@@ -156,7 +156,7 @@ TEST_CASE("tp layers: backward matches finite differences of the group's loss (t
         CHECK(ps.find("wte.weight")->shape == Shape{V / t, C});
         Tensor tok = Tensor::empty(Shape{B, T}, DType::i32);
         for (int64_t i = 0; i < B * T; ++i) tok.data<int32_t>()[i] = static_cast<int32_t>((i * 5) % V);
-        emb.plan(tok.shape(), DType::f64, Device::cpu());
+        emb.plan(tok.shape(), DType::f64, Exec::cpu());
         tp_check_layer(emb, ps, tok, ctx, comm, false, false, 4, {.max_samples = 30});
       }
       {
@@ -167,7 +167,7 @@ TEST_CASE("tp layers: backward matches finite differences of the group's loss (t
                                     Init::normal(0.5), true);
         TiedLmHead head("lm_head", wte, &comm);
         ps.allocate(DType::f64, Device::cpu(), 1);
-        head.plan(x.shape(), DType::f64, Device::cpu());
+        head.plan(x.shape(), DType::f64, Exec::cpu());
         CHECK(head.output_shape(x.shape()) == Shape{B, T, V / t});
         tp_check_layer(head, ps, clone(x), ctx, comm, false, true, 4, {.max_samples = 20});
       }
@@ -179,7 +179,7 @@ TEST_CASE("tp layers: backward matches finite differences of the group's loss (t
         Tensor logits = random_tensor(Shape{rows, V / t}, 40 + rank, 2.0);
         Tensor y = Tensor::empty(Shape{rows}, DType::i32);
         for (int64_t i = 0; i < rows; ++i) y.data<int32_t>()[i] = static_cast<int32_t>((i * 7) % V);
-        ce.plan(logits.shape(), DType::f64, Device::cpu());
+        ce.plan(logits.shape(), DType::f64, Exec::cpu());
         auto loss = [&] { return ce.forward(logits, y).loss; };
         loss();
         const double scale = 0.5;
@@ -206,7 +206,7 @@ TEST_CASE("vocab-parallel cross-entropy: loss, count, correct (ties as unsplit) 
   const int32_t tgt[rows] = {0, 3, 7, 5, 1, 2, 6};         // correct in rows 0, 1, 2, 4 at least
   std::memcpy(y.data<int32_t>(), tgt, sizeof(tgt));
   CrossEntropyLoss ref;
-  ref.plan(full.shape(), DType::f64, Device::cpu());
+  ref.plan(full.shape(), DType::f64, Exec::cpu());
   const LossStats want = ref.forward(full, y);
   CHECK(want.correct >= 4);
   Tensor dref = clone(ref.backward(0.5));
@@ -220,7 +220,7 @@ TEST_CASE("vocab-parallel cross-entropy: loss, count, correct (ties as unsplit) 
       for (int64_t r = 0; r < rows; ++r)
         for (int64_t j = 0; j < v; ++j) mine.data<double>()[r * v + j] = x[r * V + rank * v + j];
       VocabParallelCrossEntropyLoss ce(comm, V);
-      ce.plan(mine.shape(), DType::f64, Device::cpu());
+      ce.plan(mine.shape(), DType::f64, Exec::cpu());
       const LossStats st = ce.forward(mine, y);
       Tensor d = ce.backward(0.5);
       for (int64_t r = 0; r < rows; ++r)

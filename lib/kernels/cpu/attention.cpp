@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/gemm_bf16.h"
 #include "kernels/cpu/vmath.h"
 
 namespace dtrain::cpu {
@@ -43,7 +44,8 @@ void softmax_causal_row_backward(F* p, const F* dp, int64_t n, int64_t end) {
 }  // namespace
 
 template <class F>
-void attention_forward(const F* qkv, int64_t B, int64_t T, int64_t C, int64_t nh, F* att, F* y) {
+void attention_forward(const F* qkv, int64_t B, int64_t T, int64_t C, int64_t nh, F* att, F* y,
+                       compute_t<F>*, int) {
   const int64_t hs = C / nh, ld = 3 * C;
   const F scale = F(1) / std::sqrt(static_cast<F>(hs));
 #pragma omp parallel for schedule(static)
@@ -67,7 +69,7 @@ void attention_forward(const F* qkv, int64_t B, int64_t T, int64_t C, int64_t nh
 
 template <class F>
 void attention_backward(const F* dy, const F* qkv, F* att, int64_t B, int64_t T, int64_t C,
-                        int64_t nh, F* scratch, int slots, F* dqkv) {
+                        int64_t nh, compute_t<F>* scratch, int slots, F* dqkv) {
   const int64_t hs = C / nh, ld = 3 * C;
   const F scale = F(1) / std::sqrt(static_cast<F>(hs));
   const int threads = std::max(1, std::min(slots, omp_get_max_threads()));
@@ -108,10 +110,87 @@ void attention_backward(const F* dy, const F* qkv, F* att, int64_t B, int64_t T,
   }
 }
 
+// bf16: Q, K, V, P, dO and the outputs in bf16; scores, softmax and score
+// gradients in fp32 in the thread's scratch rows; products accumulate in fp32.
+template <>
+void attention_forward<bf16>(const bf16* qkv, int64_t B, int64_t T, int64_t C, int64_t nh,
+                             bf16* att, bf16* y, float* scratch, int slots) {
+  const int64_t hs = C / nh, ld = 3 * C;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
+  const int threads = std::max(1, std::min(slots, omp_get_max_threads()));
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t bh = 0; bh < B * nh; ++bh) {
+    const int64_t b = bh / nh, h = bh % nh;
+    const bf16* q = qkv + b * T * ld + h * hs;
+    const bf16* k = q + C;
+    const bf16* v = q + 2 * C;
+    bf16* p = att + bh * T * T;
+    bf16* o = y + b * T * C + h * hs;
+    float* s = scratch + omp_get_thread_num() * attention_scratch_size(T);  // (block, T)
+    for (int64_t r0 = 0; r0 < T; r0 += kAttentionBlock) {
+      const int64_t r1 = std::min(T, r0 + kAttentionBlock);
+      gemm_bf16(false, true, r1 - r0, r1, hs, scale, q + r0 * ld, ld, k, ld, 0.0f, s, T);
+      for (int64_t i = r0; i < r1; ++i) {
+        float* sr = s + (i - r0) * T;
+        softmax_causal_row(sr, i + 1, r1);
+        bf16* pr = p + i * T;
+        for (int64_t j = 0; j < r1; ++j) pr[j] = bf16(sr[j]);
+      }
+      gemm_bf16(false, false, r1 - r0, hs, r1, 1.0f, p + r0 * T, T, v, ld, 0.0f, o + r0 * C, C);
+    }
+  }
+}
+
+template <>
+void attention_backward<bf16>(const bf16* dy, const bf16* qkv, bf16* att, int64_t B, int64_t T,
+                              int64_t C, int64_t nh, float* scratch, int slots, bf16* dqkv) {
+  const int64_t hs = C / nh, ld = 3 * C;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
+  const int threads = std::max(1, std::min(slots, omp_get_max_threads()));
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t bh = 0; bh < B * nh; ++bh) {
+    const int64_t b = bh / nh, h = bh % nh;
+    const bf16* q = qkv + b * T * ld + h * hs;
+    const bf16* k = q + C;
+    const bf16* v = q + 2 * C;
+    bf16* p = att + bh * T * T;  // P, then dS
+    const bf16* go = dy + b * T * C + h * hs;
+    bf16* dq = dqkv + b * T * ld + h * hs;
+    bf16* dk = dq + C;
+    bf16* dv = dq + 2 * C;
+    float* dp = scratch + omp_get_thread_num() * attention_scratch_size(T);  // (block, T)
+    for (int64_t c0 = 0; c0 < T; c0 += kAttentionBlock) {
+      const int64_t c1 = std::min(T, c0 + kAttentionBlock);
+      gemm_bf16(true, false, c1 - c0, hs, T - c0, 1.0f, p + c0 * T + c0, T, go + c0 * C, C, 0.0f,
+                dv + c0 * ld, ld);
+    }
+    for (int64_t r0 = 0; r0 < T; r0 += kAttentionBlock) {
+      const int64_t r1 = std::min(T, r0 + kAttentionBlock);
+      gemm_bf16(false, true, r1 - r0, r1, hs, 1.0f, go + r0 * C, C, v, ld, 0.0f, dp, T);
+      for (int64_t i = r0; i < r1; ++i) {
+        bf16* pr = p + i * T;
+        const float* dpr = dp + (i - r0) * T;
+        const int64_t n = i + 1;
+        float d = 0;
+        for (int64_t j = 0; j < n; ++j) d += float(pr[j]) * dpr[j];
+        for (int64_t j = 0; j < n; ++j) pr[j] = bf16(float(pr[j]) * (dpr[j] - d));
+        std::fill(pr + n, pr + r1, bf16(0.0f));
+      }
+      gemm_bf16(false, false, r1 - r0, hs, r1, scale, p + r0 * T, T, k, ld, 0.0f, dq + r0 * ld, ld);
+    }
+    for (int64_t c0 = 0; c0 < T; c0 += kAttentionBlock) {
+      const int64_t c1 = std::min(T, c0 + kAttentionBlock);
+      gemm_bf16(true, false, c1 - c0, hs, T - c0, scale, p + c0 * T + c0, T, q + c0 * ld, ld, 0.0f,
+                dk + c0 * ld, ld);
+    }
+  }
+}
+
 #define DTRAIN_INSTANTIATE(F)                                                                    \
-  template void attention_forward<F>(const F*, int64_t, int64_t, int64_t, int64_t, F*, F*);     \
-  template void attention_backward<F>(const F*, const F*, F*, int64_t, int64_t, int64_t, \
-                                      int64_t, F*, int, F*);
+  template void attention_forward<F>(const F*, int64_t, int64_t, int64_t, int64_t, F*, F*,     \
+                                     compute_t<F>*, int);                                     \
+  template void attention_backward<F>(const F*, const F*, F*, int64_t, int64_t, int64_t,       \
+                                      int64_t, compute_t<F>*, int, F*);
 DTRAIN_INSTANTIATE(float)
 DTRAIN_INSTANTIATE(double)
 #undef DTRAIN_INSTANTIATE

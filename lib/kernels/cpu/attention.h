@@ -4,7 +4,7 @@
 // region with the OpenMP build of OpenBLAS that CMake links; the pthread build
 // would start its own threads there and run about 10x slower), on row blocks of kAttentionBlock queries that only reach the keys
 // at or before the block's end, so the masked upper triangle is (almost) never
-// computed. Softmax is in the input's precision with max-subtraction. The
+// computed. Softmax is in the compute precision (fp32 for bf16) with max-subtraction. The
 // probabilities (B, nh, T, T) are kept for backward, which overwrites them
 // with the score gradients: a thread then needs only one row block of scratch
 // instead of a (T, T) matrix of its own.
@@ -17,24 +17,30 @@
 
 #include <cstdint>
 
+#include "core/bf16.h"
+
 namespace dtrain::cpu {
 
 inline constexpr int64_t kAttentionBlock = 64;
 
-// Scratch elements one thread needs in attention_backward.
+// Scratch elements (compute type) one thread needs in attention_forward (bf16
+// only: the fp32 scores of a row block) and attention_backward.
 inline int64_t attention_scratch_size(int64_t T) { return kAttentionBlock * T; }
 
 // qkv: (B, T, 3C); att: (B, nh, T, T) probabilities, written (entries above
 // the diagonal are zero within each row block and unspecified beyond it);
-// y: (B, T, C).
+// y: (B, T, C). scratch: `slots` * attention_scratch_size(T); at most `slots`
+// threads run. In bf16 the scores and the softmax are fp32 (in scratch), the
+// probabilities are stored in bf16 and every product accumulates in fp32.
 template <class F>
-void attention_forward(const F* qkv, int64_t B, int64_t T, int64_t C, int64_t nh, F* att, F* y);
+void attention_forward(const F* qkv, int64_t B, int64_t T, int64_t C, int64_t nh, F* att, F* y,
+                       compute_t<F>* scratch, int slots);
 
 // dy: (B, T, C); qkv and att as left by forward; att is overwritten (with
 // dL/dscores), so backward runs once per forward. dqkv: (B, T, 3C), written.
 // scratch: `slots` * attention_scratch_size(T); at most `slots` threads run.
 template <class F>
 void attention_backward(const F* dy, const F* qkv, F* att, int64_t B, int64_t T, int64_t C,
-                        int64_t nh, F* scratch, int slots, F* dqkv);
+                        int64_t nh, compute_t<F>* scratch, int slots, F* dqkv);
 
 }  // namespace dtrain::cpu

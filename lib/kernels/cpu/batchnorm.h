@@ -14,6 +14,8 @@
 
 #include <cstdint>
 
+#include "core/bf16.h"
+
 namespace dtrain::cpu {
 
 struct BatchNormArgs {

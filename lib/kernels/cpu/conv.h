@@ -19,6 +19,8 @@
 
 #include <cstdint>
 
+#include "core/bf16.h"
+
 namespace dtrain::cpu {
 
 inline constexpr int64_t kConvChunks = 16;

@@ -1,5 +1,7 @@
 #include "kernels/cpu/cross_entropy.h"
 
+#include <type_traits>
+
 #include <algorithm>
 #include <cmath>
 
@@ -16,52 +18,64 @@ constexpr int64_t kArgBlock = 512;
 }  // namespace
 
 template <class T>
-void softmax_xent_forward(const T* x, const int32_t* tgt, int64_t rows, int64_t v, T* row_max,
-                          T* row_sum, double* row_loss, int32_t* argmax) {
+void softmax_xent_forward(const T* x, const int32_t* tgt, int64_t rows, int64_t v,
+                          compute_t<T>* row_max, compute_t<T>* row_sum, double* row_loss,
+                          int32_t* argmax) {
+  using A = compute_t<T>;
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * v;  // (V)
     // The max and the first block that reaches it (a later block only wins if greater).
-    T mx = xr[0];
+    A mx = xr[0];
     int64_t best = 0;
     for (int64_t b = 0; b < v; b += kArgBlock) {
-      const T bm = max_of(xr + b, std::min(kArgBlock, v - b));
+      const A bm = max_of(xr + b, std::min(kArgBlock, v - b));
       if (bm > mx || b == 0) mx = bm, best = b;
     }
     int64_t arg = best;
     const int64_t end = std::min(v, best + kArgBlock);
-    while (arg + 1 < end && xr[arg] != mx) ++arg;  // mx is in the block unless NaN
-    T sum = 0;
+    while (arg + 1 < end && A(xr[arg]) != mx) ++arg;  // mx is in the block unless NaN
+    A sum = 0;
 #pragma omp simd reduction(+ : sum)
-    for (int64_t j = 0; j < v; ++j) sum += exp_fast(xr[j] - mx);
+    for (int64_t j = 0; j < v; ++j) sum += exp_fast(A(xr[j]) - mx);
     row_max[r] = mx;
     row_sum[r] = sum;
-    row_loss[r] = static_cast<double>(std::log(sum) + mx - xr[tgt[r]]);
+    row_loss[r] = static_cast<double>(std::log(sum) + mx - A(xr[tgt[r]]));
     argmax[r] = static_cast<int32_t>(arg);
   }
 }
 
 template <class T>
-void softmax_xent_backward(const T* x, const int32_t* tgt, const T* row_max, const T* row_sum,
-                           int64_t rows, int64_t v, T scale, T* dx) {
+void softmax_xent_backward(const T* x, const int32_t* tgt, const compute_t<T>* row_max,
+                           const compute_t<T>* row_sum, int64_t rows, int64_t v,
+                           compute_t<T> scale, T* dx) {
+  using A = compute_t<T>;
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * v;  // (V)
     T* dr = dx + r * v;
-    const T mx = row_max[r], k = scale / row_sum[r];
+    const A mx = row_max[r], k = scale / row_sum[r];
+    if constexpr (std::is_same_v<A, T>) {
 #pragma omp simd
-    for (int64_t j = 0; j < v; ++j) dr[j] = k * exp_fast(xr[j] - mx);
-    dr[tgt[r]] -= scale;
+      for (int64_t j = 0; j < v; ++j) dr[j] = k * exp_fast(xr[j] - mx);
+      dr[tgt[r]] -= scale;
+    } else {  // bf16: the target's column from the fp32 value, rounded once
+#pragma omp simd
+      for (int64_t j = 0; j < v; ++j) dr[j] = T(k * exp_fast(A(xr[j]) - mx));
+      dr[tgt[r]] = T(k * exp_fast(A(xr[tgt[r]]) - mx) - scale);
+    }
   }
 }
 
 #define DTRAIN_INSTANTIATE(T)                                                                    \
-  template void softmax_xent_forward<T>(const T*, const int32_t*, int64_t, int64_t, T*, T*,     \
-                                        double*, int32_t*);                                     \
-  template void softmax_xent_backward<T>(const T*, const int32_t*, const T*, const T*, int64_t, \
-                                         int64_t, T, T*);
+  template void softmax_xent_forward<T>(const T*, const int32_t*, int64_t, int64_t,           \
+                                        compute_t<T>*, compute_t<T>*, double*, int32_t*);       \
+  template void softmax_xent_backward<T>(const T*, const int32_t*, const compute_t<T>*,         \
+                                         const compute_t<T>*, int64_t, int64_t, compute_t<T>,   \
+                                         T*);
 DTRAIN_INSTANTIATE(float)
 DTRAIN_INSTANTIATE(double)
+DTRAIN_INSTANTIATE(bf16)
 #undef DTRAIN_INSTANTIATE
 
 }  // namespace dtrain::cpu

@@ -10,19 +10,23 @@
 
 #include <cstdint>
 
+#include "core/bf16.h"
+
 namespace dtrain::cpu {
 
 // x: (rows, v) logits; tgt: (rows) ids in [0, v). Writes per row the max m,
 // the sum s of exp(x - m), the loss log(s) + m - x[tgt] (in double) and the
 // first index of the max.
 template <class T>
-void softmax_xent_forward(const T* x, const int32_t* tgt, int64_t rows, int64_t v, T* row_max,
-                          T* row_sum, double* row_loss, int32_t* argmax);
+void softmax_xent_forward(const T* x, const int32_t* tgt, int64_t rows, int64_t v,
+                          compute_t<T>* row_max, compute_t<T>* row_sum, double* row_loss,
+                          int32_t* argmax);
 
 // dx = scale * (softmax(x) - onehot(tgt)) from the forward's row_max and
 // row_sum; dx may alias x.
 template <class T>
-void softmax_xent_backward(const T* x, const int32_t* tgt, const T* row_max, const T* row_sum,
-                           int64_t rows, int64_t v, T scale, T* dx);
+void softmax_xent_backward(const T* x, const int32_t* tgt, const compute_t<T>* row_max,
+                           const compute_t<T>* row_sum, int64_t rows, int64_t v,
+                           compute_t<T> scale, T* dx);
 
 }  // namespace dtrain::cpu

@@ -17,7 +17,8 @@ void dropout_forward(const F* x, const F* resid, int64_t samples, int64_t sample
   // Element e of a sample is kept iff the top 24 bits of its random word,
   // read as a fraction of 2^24, are >= p.
   const uint64_t threshold = static_cast<uint64_t>(std::llround(p * 16777216.0));
-  const F scale = static_cast<F>(1.0 / (1.0 - p));
+  using A = compute_t<F>;
+  const A scale = static_cast<A>(1.0 / (1.0 - p));
   constexpr int64_t kChunk = 4096;  // elements per parallel work item
   const int64_t chunks = (sample_numel + kChunk - 1) / kChunk;
 #pragma omp parallel for collapse(2) schedule(static)
@@ -31,8 +32,8 @@ void dropout_forward(const F* x, const F* resid, int64_t samples, int64_t sample
         const uint8_t keep = (hash_combine(skey, static_cast<uint64_t>(e)) >> 40) >= threshold;
         const int64_t i = base + e;
         mask[i] = keep;
-        const F v = keep ? x[i] * scale : F(0);
-        y[i] = resid ? resid[i] + v : v;
+        const A v = keep ? A(x[i]) * scale : A(0);
+        y[i] = F(resid ? A(resid[i]) + v : v);
       }
     }
   }
@@ -40,9 +41,10 @@ void dropout_forward(const F* x, const F* resid, int64_t samples, int64_t sample
 
 template <class F>
 void dropout_backward(const F* dy, const uint8_t* mask, int64_t n, double p, F* dx) {
-  const F scale = static_cast<F>(1.0 / (1.0 - p));
+  using A = compute_t<F>;
+  const A scale = static_cast<A>(1.0 / (1.0 - p));
 #pragma omp parallel for simd schedule(static)
-  for (int64_t i = 0; i < n; ++i) dx[i] = mask[i] ? dy[i] * scale : F(0);
+  for (int64_t i = 0; i < n; ++i) dx[i] = F(mask[i] ? A(dy[i]) * scale : A(0));
 }
 
 #define DTRAIN_INSTANTIATE(F)                                                                    \
@@ -51,6 +53,7 @@ void dropout_backward(const F* dy, const uint8_t* mask, int64_t n, double p, F* 
   template void dropout_backward<F>(const F*, const uint8_t*, int64_t, double, F*);
 DTRAIN_INSTANTIATE(float)
 DTRAIN_INSTANTIATE(double)
+DTRAIN_INSTANTIATE(bf16)
 #undef DTRAIN_INSTANTIATE
 
 }  // namespace dtrain::cpu

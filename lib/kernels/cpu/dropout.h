@@ -7,6 +7,8 @@
 
 #include <cstdint>
 
+#include "core/bf16.h"
+
 namespace dtrain::cpu {
 
 // Key of a dropout site: the run seed, the step and a hash of the layer name.

@@ -14,7 +14,7 @@ void embedding_forward(const int32_t* tok, const F* wte, const F* wpe, int64_t B
     const F* p = wpe + (r % T) * C;                       // (C)
     F* yr = y + r * C;
 #pragma omp simd
-    for (int64_t j = 0; j < C; ++j) yr[j] = e[j] + p[j];
+    for (int64_t j = 0; j < C; ++j) yr[j] = F(compute_t<F>(e[j]) + compute_t<F>(p[j]));
   }
 }
 
@@ -42,19 +42,20 @@ void position_embedding_add(const F* wpe, int64_t B, int64_t T, int64_t C, F* y)
     const F* p = wpe + (r % T) * C;  // (C)
     F* yr = y + r * C;
 #pragma omp simd
-    for (int64_t j = 0; j < C; ++j) yr[j] += p[j];
+    for (int64_t j = 0; j < C; ++j) yr[j] = F(compute_t<F>(yr[j]) + compute_t<F>(p[j]));
   }
 }
 
 template <class F>
-void embedding_backward(const F* dy, const int32_t* tok, int64_t B, int64_t T, int64_t C, F* dwte,
-                        F* dwpe) {
+void embedding_backward(const F* dy, const int32_t* tok, int64_t B, int64_t T, int64_t C,
+                        compute_t<F>* dwte, compute_t<F>* dwpe) {
   embedding_shard_backward<F>(dy, tok, B, T, C, 0, INT64_MAX, dwte, dwpe);
 }
 
 template <class F>
 void embedding_shard_backward(const F* dy, const int32_t* tok, int64_t B, int64_t T, int64_t C,
-                              int64_t v0, int64_t vn, F* dwte, F* dwpe) {
+                              int64_t v0, int64_t vn, compute_t<F>* dwte, compute_t<F>* dwpe) {
+  using A = compute_t<F>;
   constexpr int64_t kCols = 64;
 #pragma omp parallel for schedule(static)
   for (int64_t j0 = 0; j0 < C; j0 += kCols) {
@@ -62,19 +63,19 @@ void embedding_shard_backward(const F* dy, const int32_t* tok, int64_t B, int64_
     for (int64_t r = 0; r < B * T; ++r) {
       const int64_t v = static_cast<int64_t>(tok[r]) - v0;
       if (v < 0 || v >= vn) continue;  // another rank's row
-      F* d = dwte + v * C;
+      A* d = dwte + v * C;
       const F* g = dy + r * C;
 #pragma omp simd
-      for (int64_t j = j0; j < j1; ++j) d[j] += g[j];
+      for (int64_t j = j0; j < j1; ++j) d[j] += A(g[j]);
     }
   }
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < T; ++t) {
-    F* d = dwpe + t * C;
+    A* d = dwpe + t * C;
     for (int64_t b = 0; b < B; ++b) {
       const F* g = dy + (b * T + t) * C;
 #pragma omp simd
-      for (int64_t j = 0; j < C; ++j) d[j] += g[j];
+      for (int64_t j = 0; j < C; ++j) d[j] += A(g[j]);
     }
   }
 }
@@ -82,15 +83,16 @@ void embedding_shard_backward(const F* dy, const int32_t* tok, int64_t B, int64_
 #define DTRAIN_INSTANTIATE(F)                                                                   \
   template void embedding_forward<F>(const int32_t*, const F*, const F*, int64_t, int64_t,     \
                                      int64_t, F*);                                             \
-  template void embedding_backward<F>(const F*, const int32_t*, int64_t, int64_t, int64_t, F*, \
-                                      F*);                                                     \
+  template void embedding_backward<F>(const F*, const int32_t*, int64_t, int64_t, int64_t,     \
+                                      compute_t<F>*, compute_t<F>*);                                                   \
   template void token_embedding_shard_forward<F>(const int32_t*, const F*, int64_t, int64_t,   \
                                                  int64_t, int64_t, F*);                        \
   template void position_embedding_add<F>(const F*, int64_t, int64_t, int64_t, F*);          \
   template void embedding_shard_backward<F>(const F*, const int32_t*, int64_t, int64_t,        \
-                                            int64_t, int64_t, int64_t, F*, F*);
+                                            int64_t, int64_t, int64_t, compute_t<F>*, compute_t<F>*);
 DTRAIN_INSTANTIATE(float)
 DTRAIN_INSTANTIATE(double)
+DTRAIN_INSTANTIATE(bf16)
 #undef DTRAIN_INSTANTIATE
 
 }  // namespace dtrain::cpu

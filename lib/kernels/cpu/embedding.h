@@ -12,6 +12,8 @@
 
 #include <cstdint>
 
+#include "core/bf16.h"
+
 namespace dtrain::cpu {
 
 // tok: (B, T) ids in [0, V); wte: (V, C); wpe: (>= T, C); y: (B, T, C).
@@ -21,8 +23,8 @@ void embedding_forward(const int32_t* tok, const F* wte, const F* wpe, int64_t B
 
 // dy: (B, T, C); dwte (V, C) and dwpe (>= T, C) are accumulated (+=).
 template <class F>
-void embedding_backward(const F* dy, const int32_t* tok, int64_t B, int64_t T, int64_t C, F* dwte,
-                        F* dwpe);
+void embedding_backward(const F* dy, const int32_t* tok, int64_t B, int64_t T, int64_t C,
+                        compute_t<F>* dwte, compute_t<F>* dwpe);
 
 // tok: (n) ids; wte: (vn, C), rows [v0, v0 + vn) of the full table; y: (n, C),
 // row r = wte[tok[r] - v0] for ids in the range, zeros for the others.
@@ -38,6 +40,6 @@ void position_embedding_add(const F* wpe, int64_t B, int64_t T, int64_t C, F* y)
 // tokens outside the range add nothing to dwte. dwpe gets every position.
 template <class F>
 void embedding_shard_backward(const F* dy, const int32_t* tok, int64_t B, int64_t T, int64_t C,
-                              int64_t v0, int64_t vn, F* dwte, F* dwpe);
+                              int64_t v0, int64_t vn, compute_t<F>* dwte, compute_t<F>* dwpe);
 
 }  // namespace dtrain::cpu

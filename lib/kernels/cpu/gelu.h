@@ -6,6 +6,8 @@
 
 #include <cstdint>
 
+#include "core/bf16.h"
+
 namespace dtrain::cpu {
 
 // x, y: (n).

@@ -9,6 +9,8 @@
 
 #include <cstdint>
 
+#include "core/bf16.h"
+
 namespace dtrain::cpu {
 
 inline constexpr int64_t kLayerNormChunks = 64;
@@ -18,14 +20,11 @@ inline int64_t layernorm_scratch_size(int64_t c) { return kLayerNormChunks * 2 *
 
 // x, y: (n, c); w, b: (c) (b may be null); mean, rstd: (n).
 template <class T>
-void layernorm_forward(const T* x, const T* w, const T* b, int64_t n, int64_t c, T eps, T* y,
-                       T* mean, T* rstd);
-
-// dy, x, dx: (n, c); dres: (n, c) added into dx, or null. dw, db: (c),
-// accumulated (+=); db may be null. scratch: layernorm_scratch_size(c).
-// dx may alias dres.
+void layernorm_forward(const T* x, const T* w, const T* b, int64_t n, int64_t c, compute_t<T> eps,
+                       T* y, compute_t<T>* mean, compute_t<T>* rstd);
 template <class T>
-void layernorm_backward(const T* dy, const T* x, const T* w, const T* mean, const T* rstd,
-                        const T* dres, int64_t n, int64_t c, T* dx, T* dw, T* db, T* scratch);
+void layernorm_backward(const T* dy, const T* x, const T* w, const compute_t<T>* mean,
+                        const compute_t<T>* rstd, const T* dres, int64_t n, int64_t c, T* dx,
+                        compute_t<T>* dw, compute_t<T>* db, compute_t<T>* scratch);
 
 }  // namespace dtrain::cpu

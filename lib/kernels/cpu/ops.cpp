@@ -32,20 +32,21 @@ void add_rows(const T* b, int64_t n, int64_t m, T* y) {
   for (int64_t i = 0; i < n; ++i) {
     T* row = y + i * m;
 #pragma omp simd
-    for (int64_t j = 0; j < m; ++j) row[j] += b[j];
+    for (int64_t j = 0; j < m; ++j) row[j] = T(compute_t<T>(row[j]) + compute_t<T>(b[j]));
   }
 }
 
 template <class T>
-void sum_rows_acc(const T* x, int64_t n, int64_t m, T* acc) {
+void sum_rows_acc(const T* x, int64_t n, int64_t m, compute_t<T>* acc) {
+  using A = compute_t<T>;
   // Parallel over columns: each column summed by one thread in row order.
 #pragma omp parallel for schedule(static)
   for (int64_t j0 = 0; j0 < m; j0 += 64) {
     int64_t j1 = std::min(m, j0 + 64);
-    T s[64] = {};
+    A s[64] = {};
     for (int64_t i = 0; i < n; ++i) {
       const T* row = x + i * m;
-      for (int64_t j = j0; j < j1; ++j) s[j - j0] += row[j];
+      for (int64_t j = j0; j < j1; ++j) s[j - j0] += A(row[j]);
     }
     for (int64_t j = j0; j < j1; ++j) acc[j] += s[j - j0];
   }
@@ -54,13 +55,13 @@ void sum_rows_acc(const T* x, int64_t n, int64_t m, T* acc) {
 template <class T>
 void add(const T* a, const T* b, int64_t n, T* y) {
 #pragma omp parallel for simd schedule(static)
-  for (int64_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
+  for (int64_t i = 0; i < n; ++i) y[i] = T(compute_t<T>(a[i]) + compute_t<T>(b[i]));
 }
 
 template <class T>
 void add_inplace(const T* x, int64_t n, T* y) {
 #pragma omp parallel for simd schedule(static)
-  for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+  for (int64_t i = 0; i < n; ++i) y[i] = T(compute_t<T>(y[i]) + compute_t<T>(x[i]));
 }
 
 namespace {
@@ -77,7 +78,10 @@ double chunk_sum_squares(const T* x, int64_t n, int64_t c) {
   // simd reduction: a fixed lane order chosen at compile time, so still
   // deterministic, and vectorised (a plain loop must keep strict order).
 #pragma omp simd reduction(+ : s)
-  for (int64_t i = b; i < e; ++i) s += static_cast<double>(x[i]) * x[i];
+  for (int64_t i = b; i < e; ++i) {
+    const double v = static_cast<double>(compute_t<T>(x[i]));
+    s += v * v;
+  }
   return s;
 }
 
@@ -128,13 +132,14 @@ double sum_squares_many(const T* const* xs, const int64_t* ns, int64_t count) {
 #define DTRAIN_INSTANTIATE(T)                                       \
   template void broadcast_rows<T>(const T*, int64_t, int64_t, T*);  \
   template void add_rows<T>(const T*, int64_t, int64_t, T*);        \
-  template void sum_rows_acc<T>(const T*, int64_t, int64_t, T*);    \
+  template void sum_rows_acc<T>(const T*, int64_t, int64_t, compute_t<T>*); \
   template void add<T>(const T*, const T*, int64_t, T*);            \
   template void add_inplace<T>(const T*, int64_t, T*);              \
   template double sum_squares<T>(const T*, int64_t);                \
   template double sum_squares_many<T>(const T* const*, const int64_t*, int64_t);
 DTRAIN_INSTANTIATE(float)
 DTRAIN_INSTANTIATE(double)
+DTRAIN_INSTANTIATE(bf16)
 #undef DTRAIN_INSTANTIATE
 
 }  // namespace dtrain::cpu

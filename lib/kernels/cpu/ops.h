@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "core/bf16.h"
+
 namespace dtrain::cpu {
 
 // The `bytes` bytes at x set to 0, the threads each clearing one contiguous
@@ -15,7 +17,7 @@ template <class T> void broadcast_rows(const T* b, int64_t n, int64_t m, T* y);
 // y[i, :] += b for every row i of an (n, m) matrix.
 template <class T> void add_rows(const T* b, int64_t n, int64_t m, T* y);
 // acc[j] += sum_i x[i, j] over an (n, m) matrix.
-template <class T> void sum_rows_acc(const T* x, int64_t n, int64_t m, T* acc);
+template <class T> void sum_rows_acc(const T* x, int64_t n, int64_t m, compute_t<T>* acc);
 // y = a + b (n elements).
 template <class T> void add(const T* a, const T* b, int64_t n, T* y);
 // y += x (n elements).

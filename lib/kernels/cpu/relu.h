@@ -4,6 +4,8 @@
 
 #include <cstdint>
 
+#include "core/bf16.h"
+
 namespace dtrain::cpu {
 
 template <class T> void relu_forward(const T* x, int64_t n, T* y);

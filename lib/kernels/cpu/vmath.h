@@ -14,6 +14,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "core/bf16.h"
+
 namespace dtrain::cpu {
 
 inline float exp_fast(float x) {
@@ -62,6 +64,16 @@ inline T max_of(const T* x, int64_t n) {
     for (int64_t l = 0; l < kLanes; ++l) m = m > acc[l] ? m : acc[l];
   }
   for (; j < n; ++j) m = m > x[j] ? m : x[j];
+  return m;
+}
+
+// The maximum of n >= 1 bf16 values, as a float.
+inline float max_of(const bf16* x, int64_t n) {
+  float m = x[0];
+  for (int64_t j = 1; j < n; ++j) {
+    const float v = x[j];
+    m = m > v ? m : v;
+  }
   return m;
 }
 

@@ -1,0 +1,68 @@
+// Per-element math that the CPU and the CUDA kernels share, written once and
+// callable from host and device code, so that both backends compute the same
+// expression in the same order: the optimizer updates and GELU's formula
+// (bf16 rounding is in core/bf16.h, dropout's counter RNG in core/rng.h).
+#pragma once
+
+#include <cmath>
+
+#include "core/bf16.h"
+
+namespace dtrain::math {
+
+// GELU, tanh approximation (GPT-2's "gelu_new"): 0.5 v (1 + tanh(a (v + b v^3))),
+// with a = sqrt(2/pi), b = 0.044715. `t` is tanh of gelu_tanh_arg(v): each
+// backend supplies its own tanh (a vectorisable polynomial on the CPU).
+template <class A>
+DTRAIN_HOST_DEVICE inline A gelu_tanh_arg(A v) {
+  const A a = static_cast<A>(0.79788456080286535588), b = static_cast<A>(0.044715);
+  return a * (v + b * v * v * v);
+}
+template <class A>
+DTRAIN_HOST_DEVICE inline A gelu_tanh(A v, A t) {
+  return A(0.5) * v * (A(1) + t);
+}
+// d gelu / dv, given t = tanh(gelu_tanh_arg(v)).
+template <class A>
+DTRAIN_HOST_DEVICE inline A gelu_tanh_grad(A v, A t) {
+  const A a = static_cast<A>(0.79788456080286535588), b = static_cast<A>(0.044715);
+  const A du = a * (A(1) + A(3) * b * v * v);  // d/dv of tanh's argument
+  return A(0.5) * (A(1) + t) + A(0.5) * v * (A(1) - t * t) * du;
+}
+
+// AdamW (torch.optim.AdamW: decoupled weight decay, bias-corrected moments),
+// one element; the hyperparameters are folded once per step.
+template <class T>
+struct AdamWCoeffs {
+  T b1, b2;          // betas
+  T step_size;       // lr / (1 - beta1^t)
+  T inv_sqrt_bc2;    // 1 / sqrt(1 - beta2^t)
+  T eps;
+  T grad_scale;      // gradient clipping, folded into the update
+  T decay;           // 1 - lr * weight_decay, or 1 where no decay applies
+};
+template <class T>
+DTRAIN_HOST_DEVICE inline void adamw_element(const AdamWCoeffs<T>& c, T g, T& w, T& m, T& v) {
+  const T gi = g * c.grad_scale;
+  m = c.b1 * m + (T(1) - c.b1) * gi;
+  v = c.b2 * v + (T(1) - c.b2) * gi * gi;
+  w = w * c.decay - c.step_size * m / (std::sqrt(v) * c.inv_sqrt_bc2 + c.eps);
+}
+
+// SGD with momentum as torch.optim.SGD, one element.
+template <class T>
+struct SgdCoeffs {
+  T momentum, lr, grad_scale, weight_decay;
+  bool nesterov, first;  // first: the momentum buffer starts as the gradient
+};
+template <class T>
+DTRAIN_HOST_DEVICE inline void sgd_element(const SgdCoeffs<T>& c, T g, T& w, T& buf) {
+  T d = g * c.grad_scale + c.weight_decay * w;
+  if (c.momentum != T(0)) {
+    buf = c.first ? d : c.momentum * buf + d;
+    d = c.nesterov ? d + c.momentum * buf : buf;
+  }
+  w -= c.lr * d;
+}
+
+}  // namespace dtrain::math

@@ -1,0 +1,112 @@
+#include "ops/cnn.h"
+
+#include "kernels/cpu/gemm.h"
+#include "ops/dispatch.h"
+
+namespace dtrain::ops {
+
+ConvPlan::ConvPlan(const Exec& ex, const ConvGeom& g, int64_t max_batch, DType act)
+    : g_(g), max_batch_(max_batch), group_(cpu::conv_group(g, max_batch)), threads_(cpu::num_threads()) {
+  dispatch_full(act, "conv2d", [](auto) {});
+  scratch_ = Tensor::zeros(Shape{cpu::conv_scratch_size(g, max_batch, threads_)}, act, ex.device);
+}
+
+void ConvPlan::forward(const Exec& ex, const Tensor& x, const Tensor& w, const Tensor& b,
+                       const Tensor& y) const {
+  check_on(ex, "conv2d", {x, w, b, y});
+  check_same(y, "conv2d", {x, w, b});
+  const int64_t n = x.size(0);
+  DTRAIN_CHECK(n <= max_batch_, "conv2d: batch {} beyond the planned {}", n, max_batch_);
+  dispatch_full(x.dtype(), "conv2d", [&](auto t) {
+    using T = decltype(t);
+    cpu::conv2d_forward<T>(g_, n, group_, x.data<T>(), w.data<T>(), b.defined() ? b.data<T>() : nullptr,
+                           y.data<T>(), scratch_.data<T>(), threads_);
+  });
+}
+
+void ConvPlan::backward(const Exec& ex, const Tensor& x, const Tensor& w, const Tensor& dy,
+                        const Tensor& dres, const Tensor& dx, const Tensor& dw, const Tensor& db) const {
+  check_on(ex, "conv2d_backward", {x, w, dy, dres, dx, dw, db});
+  check_same(dy, "conv2d_backward", {x, w, dres, dx, dw, db});
+  const int64_t n = dy.size(0);
+  dispatch_full(dy.dtype(), "conv2d_backward", [&](auto t) {
+    using T = decltype(t);
+    cpu::conv2d_backward<T>(g_, n, group_, x.data<T>(), w.data<T>(), dy.data<T>(),
+                            dres.defined() ? dres.data<T>() : nullptr,
+                            dx.defined() ? dx.data<T>() : nullptr, dw.data<T>(),
+                            db.defined() ? db.data<T>() : nullptr, scratch_.data<T>(), threads_);
+  });
+}
+
+void batchnorm_forward_train(const Exec& ex, const BatchNormArgs& a, const Tensor& x,
+                             const Tensor& w, const Tensor& b, const Tensor& res, const Tensor& y,
+                             const Tensor& mean, const Tensor& rstd, const Tensor& running_mean,
+                             const Tensor& running_var) {
+  check_on(ex, "batchnorm", {x, w, b, res, y, mean, rstd, running_mean, running_var});
+  dispatch_full(x.dtype(), "batchnorm", [&](auto t) {
+    using T = decltype(t);
+    cpu::batchnorm_forward_train<T>(a, x.data<T>(), w.data<T>(), b.data<T>(),
+                                    res.defined() ? res.data<T>() : nullptr, y.data<T>(), mean.data<T>(),
+                                    rstd.data<T>(), running_mean.data<T>(), running_var.data<T>());
+  });
+}
+
+void batchnorm_forward_eval(const Exec& ex, const BatchNormArgs& a, const Tensor& x,
+                            const Tensor& w, const Tensor& b, const Tensor& res,
+                            const Tensor& running_mean, const Tensor& running_var, const Tensor& y,
+                            const Tensor& mean, const Tensor& rstd) {
+  check_on(ex, "batchnorm", {x, w, b, res, y, mean, rstd, running_mean, running_var});
+  dispatch_full(x.dtype(), "batchnorm", [&](auto t) {
+    using T = decltype(t);
+    cpu::batchnorm_forward_eval<T>(a, x.data<T>(), w.data<T>(), b.data<T>(),
+                                   res.defined() ? res.data<T>() : nullptr, running_mean.data<T>(),
+                                   running_var.data<T>(), y.data<T>(), mean.data<T>(), rstd.data<T>());
+  });
+}
+
+void batchnorm_backward(const Exec& ex, const BatchNormArgs& a, bool batch_stats, const Tensor& dy,
+                        const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& mean,
+                        const Tensor& rstd, const Tensor& dx, const Tensor& dz, const Tensor& dw,
+                        const Tensor& db) {
+  check_on(ex, "batchnorm_backward", {dy, y, x, w, mean, rstd, dx, dz, dw, db});
+  dispatch_full(dy.dtype(), "batchnorm_backward", [&](auto t) {
+    using T = decltype(t);
+    cpu::batchnorm_backward<T>(a, batch_stats, dy.data<T>(), y.data<T>(), x.data<T>(), w.data<T>(),
+                               mean.data<T>(), rstd.data<T>(), dx.data<T>(),
+                               dz.defined() ? dz.data<T>() : nullptr, dw.data<T>(), db.data<T>());
+  });
+}
+
+void maxpool_forward(const Exec& ex, const PoolGeom& g, const Tensor& x, const Tensor& y, const Tensor& idx) {
+  check_on(ex, "maxpool", {x, y, idx});
+  dispatch_full(x.dtype(), "maxpool", [&](auto t) {
+    using T = decltype(t);
+    cpu::maxpool_forward<T>(g, x.size(0) * x.size(1), x.data<T>(), y.data<T>(), idx.data<int32_t>());
+  });
+}
+
+void maxpool_backward(const Exec& ex, const PoolGeom& g, const Tensor& dy, const Tensor& idx, const Tensor& dx) {
+  check_on(ex, "maxpool_backward", {dy, idx, dx});
+  dispatch_full(dy.dtype(), "maxpool_backward", [&](auto t) {
+    using T = decltype(t);
+    cpu::maxpool_backward<T>(g, dy.size(0) * dy.size(1), dy.data<T>(), idx.data<int32_t>(), dx.data<T>());
+  });
+}
+
+void avgpool_forward(const Exec& ex, const Tensor& x, const Tensor& y) {
+  check_on(ex, "avgpool", {x, y});
+  dispatch_full(x.dtype(), "avgpool", [&](auto t) {
+    using T = decltype(t);
+    cpu::avgpool_forward<T>(x.size(0) * x.size(1), x.size(2) * x.size(3), x.data<T>(), y.data<T>());
+  });
+}
+
+void avgpool_backward(const Exec& ex, const Tensor& dy, const Tensor& dx) {
+  check_on(ex, "avgpool_backward", {dy, dx});
+  dispatch_full(dy.dtype(), "avgpool_backward", [&](auto t) {
+    using T = decltype(t);
+    cpu::avgpool_backward<T>(dx.size(0) * dx.size(1), dx.size(2) * dx.size(3), dy.data<T>(), dx.data<T>());
+  });
+}
+
+}  // namespace dtrain::ops

@@ -1,0 +1,59 @@
+// The CNN's ops: convolution, batch norm and pooling, on the Exec's device.
+// Geometry types are the kernels' plain structs, re-exported here so that
+// layers name only the ops layer. fp32 and f64 (bf16 CNN kernels: not yet).
+#pragma once
+
+#include "core/exec.h"
+#include "core/tensor.h"
+#include "kernels/cpu/batchnorm.h"
+#include "kernels/cpu/conv.h"
+#include "kernels/cpu/pool.h"
+
+namespace dtrain::ops {
+
+using ConvGeom = cpu::ConvGeom;
+using BatchNormArgs = cpu::BatchNormArgs;
+using PoolGeom = cpu::PoolGeom;
+
+// A convolution planned once for batches up to max_batch: the kernel's image
+// grouping, thread count and the scratch it owns (allocated here, zeroed).
+class ConvPlan {
+ public:
+  ConvPlan() = default;
+  ConvPlan(const Exec& ex, const ConvGeom& g, int64_t max_batch, DType act);
+  const ConvGeom& geom() const { return g_; }
+  // x (n, C, H, W), w (O, C, kh, kw), b (O) or undefined -> y (n, O, Ho, Wo).
+  void forward(const Exec& ex, const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y) const;
+  // dw, db accumulate; dx (undefined: not wanted) = conv^T(dy) (+ dres when defined).
+  void backward(const Exec& ex, const Tensor& x, const Tensor& w, const Tensor& dy,
+                const Tensor& dres, const Tensor& dx, const Tensor& dw, const Tensor& db) const;
+
+ private:
+  ConvGeom g_;
+  int64_t max_batch_ = 0, group_ = 0;
+  int threads_ = 1;
+  Tensor scratch_;
+};
+
+// Batch norm over (n, c, hw) with the statistics (c) in the compute type.
+void batchnorm_forward_train(const Exec& ex, const BatchNormArgs& a, const Tensor& x,
+                             const Tensor& w, const Tensor& b, const Tensor& res, const Tensor& y,
+                             const Tensor& mean, const Tensor& rstd, const Tensor& running_mean,
+                             const Tensor& running_var);
+void batchnorm_forward_eval(const Exec& ex, const BatchNormArgs& a, const Tensor& x,
+                            const Tensor& w, const Tensor& b, const Tensor& res,
+                            const Tensor& running_mean, const Tensor& running_var, const Tensor& y,
+                            const Tensor& mean, const Tensor& rstd);
+void batchnorm_backward(const Exec& ex, const BatchNormArgs& a, bool batch_stats, const Tensor& dy,
+                        const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& mean,
+                        const Tensor& rstd, const Tensor& dx, const Tensor& dz, const Tensor& dw,
+                        const Tensor& db);
+
+// Max pooling over planes (n*c) of g's size; idx (int32) remembers the winners.
+void maxpool_forward(const Exec& ex, const PoolGeom& g, const Tensor& x, const Tensor& y, const Tensor& idx);
+void maxpool_backward(const Exec& ex, const PoolGeom& g, const Tensor& dy, const Tensor& idx, const Tensor& dx);
+// Global average pooling of x (n, c, h, w) into y (n, c).
+void avgpool_forward(const Exec& ex, const Tensor& x, const Tensor& y);
+void avgpool_backward(const Exec& ex, const Tensor& dy, const Tensor& dx);
+
+}  // namespace dtrain::ops

@@ -1,0 +1,516 @@
+// The CPU side of the ops layer: checks, then a dtype dispatch to the kernels
+// of lib/kernels/cpu. Each op names itself in its errors.
+#include "ops/ops.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/cpu/attention.h"
+#include "kernels/cpu/cross_entropy.h"
+#include "kernels/cpu/dropout.h"
+#include "kernels/cpu/embedding.h"
+#include "kernels/cpu/gelu.h"
+#include "kernels/cpu/gemm.h"
+#include "kernels/cpu/gemm_bf16.h"
+#include "kernels/cpu/layernorm.h"
+#include "kernels/cpu/ops.h"
+#include "kernels/cpu/relu.h"
+#include "kernels/cpu/vmath.h"
+#include "ops/dispatch.h"
+
+namespace dtrain::ops {
+
+DType compute_dtype(DType act) { return act == DType::f64 ? DType::f64 : DType::f32; }
+
+// ---------------------------------------------------------------- products
+
+MatmulPlan::MatmulPlan(const Exec& ex, const Gemm& max, DType ab, DType c)
+    : max_(max), ab_(ab), c_(c), planned_(true) {
+  const bool ok = (ab == c && (ab == DType::f32 || ab == DType::f64 || ab == DType::bf16)) ||
+                  (ab == DType::bf16 && c == DType::f32);
+  if (!ok)
+    throw InternalError(fmt::format("matmul: no {} x {} -> {} product", dtype_name(ab),
+                                    dtype_name(ab), dtype_name(c)));
+  if (!ex.device.is_cpu()) throw InternalError(fmt::format("matmul: no kernel for {}", ex.device.str()));
+}
+
+void MatmulPlan::run(const Exec& ex, const Gemm& g, const Tensor& a, const Tensor& b,
+                     const Tensor& c, double alpha, double beta) const {
+  DTRAIN_CHECK(planned_, "matmul: run before plan");
+  DTRAIN_CHECK(g.trans_a == max_.trans_a && g.trans_b == max_.trans_b && g.m <= max_.m &&
+                   g.n <= max_.n && g.k <= max_.k,
+               "matmul: ({}, {}, {}) beyond the planned ({}, {}, {})", g.m, g.n, g.k, max_.m,
+               max_.n, max_.k);
+  DTRAIN_CHECK(a.numel() >= g.m * g.k && b.numel() >= g.k * g.n && c.numel() >= g.m * g.n,
+               "matmul: operands of {}, {}, {} elements for ({}, {}, {})", a.numel(), b.numel(),
+               c.numel(), g.m, g.n, g.k);
+  check_on(ex, "matmul", {a, b, c});
+  const int64_t lda = g.trans_a ? g.m : g.k, ldb = g.trans_b ? g.k : g.n, ldc = g.n;
+  if (ab_ == DType::bf16) {
+    if (c_ == DType::f32)
+      cpu::gemm_bf16(g.trans_a, g.trans_b, g.m, g.n, g.k, static_cast<float>(alpha),
+                     a.data<bf16>(), lda, b.data<bf16>(), ldb, static_cast<float>(beta),
+                     c.data<float>(), ldc);
+    else
+      cpu::gemm_bf16(g.trans_a, g.trans_b, g.m, g.n, g.k, static_cast<float>(alpha),
+                     a.data<bf16>(), lda, b.data<bf16>(), ldb, static_cast<float>(beta),
+                     c.data<bf16>(), ldc);
+    return;
+  }
+  dispatch_full(ab_, "matmul", [&](auto t) {
+    using T = decltype(t);
+    cpu::gemm<T>(g.trans_a, g.trans_b, g.m, g.n, g.k, static_cast<T>(alpha), a.data<T>(), lda,
+                 b.data<T>(), ldb, static_cast<T>(beta), c.data<T>(), ldc);
+  });
+}
+
+std::string matmul_path(const Exec& ex, DType act) {
+  if (!ex.device.is_cpu()) return ex.device.str();
+  if (act == DType::bf16) return fmt::format("{} (bf16)", cpu::gemm_bf16_path_name());
+  return fmt::format("{} sgemm", cpu::gemm_backend_name());
+}
+
+// ---------------------------------------------------------------- elementwise
+
+void zero(const Exec& ex, const Tensor& x) {
+  check_on(ex, "zero", {x});
+  cpu::zero_bytes(x.raw(), static_cast<int64_t>(x.bytes()));
+}
+
+void add(const Exec& ex, const Tensor& a, const Tensor& b, const Tensor& y) {
+  check_on(ex, "add", {a, b, y});
+  check_same(y, "add", {a, b});
+  dispatch_act(y.dtype(), "add", [&](auto t) {
+    using T = decltype(t);
+    cpu::add<T>(a.data<T>(), b.data<T>(), y.numel(), y.data<T>());
+  });
+}
+
+void scale(const Exec& ex, const Tensor& x, double s) {
+  check_on(ex, "scale", {x});
+  dispatch_act(x.dtype(), "scale", [&](auto t) {
+    using T = decltype(t);
+    using A = compute_t<T>;
+    T* p = x.data<T>();
+    const A k = static_cast<A>(s);
+    const int64_t n = x.numel();
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; ++i) p[i] = T(A(p[i]) * k);
+  });
+}
+
+void convert(const Exec& ex, const Tensor& src, const Tensor& dst) {
+  check_on(ex, "convert", {src, dst});
+  DTRAIN_CHECK(src.numel() == dst.numel(), "convert: {} elements into {}", src.numel(), dst.numel());
+  if (src.dtype() == dst.dtype()) {
+    if (src.raw() != dst.raw()) Tensor(dst).copy_from(src);
+    return;
+  }
+  if (src.dtype() == DType::f32 && dst.dtype() == DType::bf16)
+    return cpu::convert(src.data<float>(), src.numel(), dst.data<bf16>());
+  if (src.dtype() == DType::bf16 && dst.dtype() == DType::f32)
+    return cpu::convert(src.data<bf16>(), src.numel(), dst.data<float>());
+  throw InternalError(fmt::format("convert: no {} -> {} conversion", dtype_name(src.dtype()),
+                                  dtype_name(dst.dtype())));
+}
+
+void broadcast_rows(const Exec& ex, const Tensor& b, const Tensor& y) {
+  check_on(ex, "broadcast_rows", {b, y});
+  const int64_t m = b.numel();
+  DTRAIN_CHECK(m > 0 && y.numel() % m == 0, "broadcast_rows: {} into {}", b.shape().str(), y.shape().str());
+  dispatch_act(y.dtype(), "broadcast_rows", [&](auto t) {
+    using T = decltype(t);
+    cpu::broadcast_rows<T>(b.data<T>(), y.numel() / m, m, y.data<T>());
+  });
+}
+
+void add_rows(const Exec& ex, const Tensor& b, const Tensor& y) {
+  check_on(ex, "add_rows", {b, y});
+  const int64_t m = b.numel();
+  DTRAIN_CHECK(m > 0 && y.numel() % m == 0, "add_rows: {} into {}", b.shape().str(), y.shape().str());
+  dispatch_act(y.dtype(), "add_rows", [&](auto t) {
+    using T = decltype(t);
+    cpu::add_rows<T>(b.data<T>(), y.numel() / m, m, y.data<T>());
+  });
+}
+
+void sum_rows_acc(const Exec& ex, const Tensor& x, const Tensor& acc) {
+  check_on(ex, "sum_rows_acc", {x, acc});
+  const int64_t m = acc.numel();
+  DTRAIN_CHECK(m > 0 && x.numel() % m == 0, "sum_rows_acc: {} into {}", x.shape().str(), acc.shape().str());
+  dispatch_act(x.dtype(), "sum_rows_acc", [&](auto t) {
+    using T = decltype(t);
+    cpu::sum_rows_acc<T>(x.data<T>(), x.numel() / m, m, acc.data<compute_t<T>>());
+  });
+}
+
+void gelu_forward(const Exec& ex, const Tensor& x, const Tensor& y) {
+  check_on(ex, "gelu", {x, y});
+  check_same(y, "gelu", {x});
+  dispatch_act(x.dtype(), "gelu", [&](auto t) {
+    using T = decltype(t);
+    cpu::gelu_forward<T>(x.data<T>(), x.numel(), y.data<T>());
+  });
+}
+
+void gelu_backward(const Exec& ex, const Tensor& x, const Tensor& dy, const Tensor& dx) {
+  check_on(ex, "gelu_backward", {x, dy, dx});
+  check_same(dx, "gelu_backward", {x, dy});
+  dispatch_act(x.dtype(), "gelu_backward", [&](auto t) {
+    using T = decltype(t);
+    cpu::gelu_backward<T>(x.data<T>(), dy.data<T>(), x.numel(), dx.data<T>());
+  });
+}
+
+void relu_forward(const Exec& ex, const Tensor& x, const Tensor& y) {
+  check_on(ex, "relu", {x, y});
+  check_same(y, "relu", {x});
+  dispatch_full(x.dtype(), "relu", [&](auto t) {
+    using T = decltype(t);
+    cpu::relu_forward<T>(x.data<T>(), x.numel(), y.data<T>());
+  });
+}
+
+void relu_backward(const Exec& ex, const Tensor& y, const Tensor& dy, const Tensor& dx) {
+  check_on(ex, "relu_backward", {y, dy, dx});
+  check_same(dx, "relu_backward", {y, dy});
+  dispatch_full(y.dtype(), "relu_backward", [&](auto t) {
+    using T = decltype(t);
+    cpu::relu_backward<T>(y.data<T>(), dy.data<T>(), y.numel(), dx.data<T>());
+  });
+}
+
+uint64_t dropout_key(uint64_t seed, int64_t step, uint64_t name_hash) {
+  return cpu::dropout_key(seed, step, name_hash);
+}
+
+void dropout_forward(const Exec& ex, const Tensor& x, const Tensor& resid, double p, uint64_t key,
+                     int64_t first_sample, const Tensor& mask, const Tensor& y) {
+  check_on(ex, "dropout", {x, resid, mask, y});
+  check_same(y, "dropout", {x});
+  if (resid.defined()) check_same(y, "dropout", {resid});
+  DTRAIN_CHECK(mask.dtype() == DType::u8 && mask.numel() >= x.numel(), "dropout: mask {} {}",
+               dtype_name(mask.dtype()), mask.numel());
+  const int64_t samples = x.size(0);
+  dispatch_act(x.dtype(), "dropout", [&](auto t) {
+    using T = decltype(t);
+    cpu::dropout_forward<T>(x.data<T>(), resid.defined() ? resid.data<T>() : nullptr, samples,
+                            x.numel() / samples, p, key, first_sample, mask.data<uint8_t>(),
+                            y.data<T>());
+  });
+}
+
+void dropout_backward(const Exec& ex, const Tensor& dy, const Tensor& mask, double p,
+                      const Tensor& dx) {
+  check_on(ex, "dropout_backward", {dy, mask, dx});
+  check_same(dx, "dropout_backward", {dy});
+  dispatch_act(dy.dtype(), "dropout_backward", [&](auto t) {
+    using T = decltype(t);
+    cpu::dropout_backward<T>(dy.data<T>(), mask.data<uint8_t>(), dy.numel(), p, dx.data<T>());
+  });
+}
+
+// ---------------------------------------------------------------- normalisation
+
+int64_t layernorm_scratch(int64_t c) { return cpu::layernorm_scratch_size(c); }
+
+void layernorm_forward(const Exec& ex, const Tensor& x, const Tensor& w, const Tensor& b,
+                       double eps, const Tensor& y, const Tensor& mean, const Tensor& rstd) {
+  check_on(ex, "layernorm", {x, w, b, y, mean, rstd});
+  check_same(y, "layernorm", {x});
+  const int64_t c = w.numel(), rows = x.numel() / c;
+  DTRAIN_CHECK(x.shape()[-1] == c && mean.numel() >= rows && rstd.numel() >= rows,
+               "layernorm: input {} for width {}", x.shape().str(), c);
+  dispatch_act(x.dtype(), "layernorm", [&](auto t) {
+    using T = decltype(t);
+    using A = compute_t<T>;
+    cpu::layernorm_forward<T>(x.data<T>(), w.data<T>(), b.defined() ? b.data<T>() : nullptr, rows,
+                              c, static_cast<A>(eps), y.data<T>(), mean.data<A>(), rstd.data<A>());
+  });
+}
+
+void layernorm_backward(const Exec& ex, const Tensor& dy, const Tensor& x, const Tensor& w,
+                        const Tensor& mean, const Tensor& rstd, const Tensor& dres,
+                        const Tensor& dx, const Tensor& dw, const Tensor& db,
+                        const Tensor& scratch) {
+  check_on(ex, "layernorm_backward", {dy, x, w, mean, rstd, dres, dx, dw, db, scratch});
+  check_same(dx, "layernorm_backward", {dy, x});
+  const int64_t c = w.numel(), rows = dy.numel() / c;
+  DTRAIN_CHECK(scratch.numel() >= layernorm_scratch(c), "layernorm_backward: scratch of {} for width {}",
+               scratch.numel(), c);
+  dispatch_act(dy.dtype(), "layernorm_backward", [&](auto t) {
+    using T = decltype(t);
+    using A = compute_t<T>;
+    cpu::layernorm_backward<T>(dy.data<T>(), x.data<T>(), w.data<T>(), mean.data<A>(), rstd.data<A>(),
+                               dres.defined() ? dres.data<T>() : nullptr, rows, c, dx.data<T>(),
+                               dw.data<A>(), db.defined() ? db.data<A>() : nullptr, scratch.data<A>());
+  });
+}
+
+// ---------------------------------------------------------------- attention
+
+int64_t attention_scratch(const Exec& ex, int64_t t) {
+  return static_cast<int64_t>(cpu::num_threads()) * cpu::attention_scratch_size(t);
+}
+
+void attention_forward(const Exec& ex, const Tensor& qkv, int64_t n_head, const Tensor& att,
+                       const Tensor& y, const Tensor& scratch) {
+  check_on(ex, "attention", {qkv, att, y, scratch});
+  check_same(y, "attention", {qkv, att});
+  const int64_t B = qkv.size(0), T = qkv.size(1), C = qkv.size(2) / 3;
+  const int slots = static_cast<int>(scratch.numel() / cpu::attention_scratch_size(T));
+  dispatch_act(qkv.dtype(), "attention", [&](auto t) {
+    using F = decltype(t);
+    cpu::attention_forward<F>(qkv.data<F>(), B, T, C, n_head, att.data<F>(), y.data<F>(),
+                              scratch.data<compute_t<F>>(), slots);
+  });
+}
+
+void attention_backward(const Exec& ex, const Tensor& dy, const Tensor& qkv, const Tensor& att,
+                        int64_t n_head, const Tensor& scratch, const Tensor& dqkv) {
+  check_on(ex, "attention_backward", {dy, qkv, att, scratch, dqkv});
+  check_same(dqkv, "attention_backward", {dy, qkv, att});
+  const int64_t B = qkv.size(0), T = qkv.size(1), C = qkv.size(2) / 3;
+  const int slots = static_cast<int>(scratch.numel() / cpu::attention_scratch_size(T));
+  DTRAIN_CHECK(slots >= 1, "attention_backward: scratch of {} for T = {}", scratch.numel(), T);
+  dispatch_act(qkv.dtype(), "attention_backward", [&](auto t) {
+    using F = decltype(t);
+    cpu::attention_backward<F>(dy.data<F>(), qkv.data<F>(), att.data<F>(), B, T, C, n_head,
+                               scratch.data<compute_t<F>>(), slots, dqkv.data<F>());
+  });
+}
+
+// ---------------------------------------------------------------- embeddings
+
+void embedding_forward(const Exec& ex, const Tensor& tokens, const Tensor& wte, const Tensor& wpe,
+                       const Tensor& y) {
+  check_on(ex, "embedding", {tokens, wte, wpe, y});
+  check_same(y, "embedding", {wte, wpe});
+  const int64_t B = y.size(0), T = y.size(1), C = y.size(2);
+  dispatch_act(y.dtype(), "embedding", [&](auto t) {
+    using F = decltype(t);
+    cpu::embedding_forward<F>(tokens.data<int32_t>(), wte.data<F>(), wpe.data<F>(), B, T, C, y.data<F>());
+  });
+}
+
+void token_embedding_shard_forward(const Exec& ex, const Tensor& tokens, const Tensor& wte,
+                                   int64_t v0, const Tensor& y) {
+  check_on(ex, "embedding", {tokens, wte, y});
+  check_same(y, "embedding", {wte});
+  const int64_t C = y.size(-1);
+  dispatch_act(y.dtype(), "embedding", [&](auto t) {
+    using F = decltype(t);
+    cpu::token_embedding_shard_forward<F>(tokens.data<int32_t>(), wte.data<F>(), v0, wte.size(0),
+                                          tokens.numel(), C, y.data<F>());
+  });
+}
+
+void position_embedding_add(const Exec& ex, const Tensor& wpe, const Tensor& y) {
+  check_on(ex, "embedding", {wpe, y});
+  check_same(y, "embedding", {wpe});
+  dispatch_act(y.dtype(), "embedding", [&](auto t) {
+    using F = decltype(t);
+    cpu::position_embedding_add<F>(wpe.data<F>(), y.size(0), y.size(1), y.size(2), y.data<F>());
+  });
+}
+
+void embedding_backward(const Exec& ex, const Tensor& dy, const Tensor& tokens, int64_t v0,
+                        const Tensor& dwte, const Tensor& dwpe) {
+  check_on(ex, "embedding_backward", {dy, tokens, dwte, dwpe});
+  const int64_t B = dy.size(0), T = dy.size(1), C = dy.size(2);
+  dispatch_act(dy.dtype(), "embedding_backward", [&](auto t) {
+    using F = decltype(t);
+    using A = compute_t<F>;
+    cpu::embedding_shard_backward<F>(dy.data<F>(), tokens.data<int32_t>(), B, T, C, v0,
+                                     dwte.size(0), dwte.data<A>(), dwpe.data<A>());
+  });
+}
+
+// ---------------------------------------------------------------- losses
+
+LossAccum make_loss_accum(const Exec& ex) {
+  LossAccum a{Tensor::zeros(Shape{5}, DType::f64, ex.device)};
+  return a;
+}
+
+LossTotals read_and_reset(const Exec& ex, LossAccum& acc) {
+  check_on(ex, "loss statistics", {acc.sums});
+  double* s = acc.sums.data<double>();
+  LossTotals t{s[0], s[1], static_cast<int64_t>(s[2]), static_cast<int64_t>(s[3]),
+               static_cast<int64_t>(s[4])};
+  std::fill(s, s + 5, 0.0);
+  return t;
+}
+
+namespace {
+// Adds a micro-batch's mean loss (its rows summed in order) and its correct
+// argmaxes into the accumulator.
+void accumulate(LossAccum& acc, const double* row_loss, const int32_t* argmax, const int32_t* tgt,
+                int64_t rows) {
+  double total = 0;
+  int64_t correct = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    total += row_loss[r];
+    correct += argmax[r] == tgt[r];
+  }
+  const double mean = total / static_cast<double>(rows);
+  double* s = acc.sums.data<double>();
+  s[0] += mean;
+  s[1] += mean * static_cast<double>(rows);
+  s[2] += static_cast<double>(rows);
+  s[3] += static_cast<double>(correct);
+  s[4] += 1;
+}
+}  // namespace
+
+void softmax_xent_forward(const Exec& ex, const Tensor& logits, const Tensor& targets,
+                          const Tensor& row_max, const Tensor& row_sum, const Tensor& row_loss,
+                          const Tensor& argmax, LossAccum& acc) {
+  check_on(ex, "cross_entropy", {logits, targets, row_max, row_sum, row_loss, argmax, acc.sums});
+  const int64_t v = logits.shape()[-1], rows = logits.numel() / v;
+  DTRAIN_CHECK(targets.numel() == rows, "cross entropy: {} targets for logits {}", targets.numel(),
+               logits.shape().str());
+  const int32_t* tgt = targets.data<int32_t>();
+  dispatch_act(logits.dtype(), "cross_entropy", [&](auto t) {
+    using T = decltype(t);
+    using A = compute_t<T>;
+    cpu::softmax_xent_forward<T>(logits.data<T>(), tgt, rows, v, row_max.data<A>(),
+                                 row_sum.data<A>(), row_loss.data<double>(), argmax.data<int32_t>());
+  });
+  accumulate(acc, row_loss.data<double>(), argmax.data<int32_t>(), tgt, rows);
+}
+
+void softmax_xent_backward(const Exec& ex, const Tensor& logits, const Tensor& targets,
+                           const Tensor& row_max, const Tensor& row_sum, double scale,
+                           const Tensor& dx) {
+  check_on(ex, "cross_entropy_backward", {logits, targets, row_max, row_sum, dx});
+  const int64_t v = logits.shape()[-1], rows = logits.numel() / v;
+  dispatch_act(logits.dtype(), "cross_entropy_backward", [&](auto t) {
+    using T = decltype(t);
+    using A = compute_t<T>;
+    cpu::softmax_xent_backward<T>(logits.data<T>(), targets.data<int32_t>(), row_max.data<A>(),
+                                  row_sum.data<A>(), rows, v, static_cast<A>(scale), dx.data<T>());
+  });
+}
+
+void vp_row_max(const Exec& ex, const Tensor& logits, const Tensor& row_max) {
+  check_on(ex, "cross_entropy", {logits, row_max});
+  const int64_t v = logits.shape()[-1], rows = logits.numel() / v;
+  dispatch_act(logits.dtype(), "cross_entropy", [&](auto t) {
+    using T = decltype(t);
+    using A = compute_t<T>;
+    const T* x = logits.data<T>();
+    A* m = row_max.data<A>();
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* xr = x + r * v;
+      A mr = xr[0];
+      for (int64_t j = 1; j < v; ++j)
+        if (A(xr[j]) > mr) mr = xr[j];
+      m[r] = mr;
+    }
+  });
+}
+
+void vp_exp_sums(const Exec& ex, const Tensor& logits, const Tensor& targets, int64_t v0,
+                 const Tensor& row_max, const Tensor& probs, const Tensor& sums,
+                 const Tensor& argmax) {
+  check_on(ex, "cross_entropy", {logits, targets, row_max, probs, sums, argmax});
+  const int64_t v = logits.shape()[-1], rows = logits.numel() / v;
+  const int32_t* tgt = targets.data<int32_t>();
+  dispatch_act(logits.dtype(), "cross_entropy", [&](auto t) {
+    using T = decltype(t);
+    using A = compute_t<T>;
+    const T* x = logits.data<T>();
+    T* p = probs.data<T>();
+    const A* m = row_max.data<A>();
+    A* s = sums.data<A>();
+    int32_t* a = argmax.data<int32_t>();
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* xr = x + r * v;  // (V/t)
+      T* pr = p + r * v;
+      const A mr = m[r];
+      int64_t first = -1;  // the first column holding the group's maximum
+      for (int64_t j = 0; j < v && first < 0; ++j)
+        if (A(xr[j]) == mr) first = j;
+      a[r] = first < 0 ? INT32_MAX : static_cast<int32_t>(v0 + first);
+      A sum = 0;
+#pragma omp simd reduction(+ : sum)
+      for (int64_t j = 0; j < v; ++j) {
+        const A e = cpu::exp_fast(A(xr[j]) - mr);
+        pr[j] = T(e);
+        sum += e;
+      }
+      s[r] = sum;
+      const int64_t y = tgt[r] - v0;
+      s[rows + r] = (y >= 0 && y < v) ? A(xr[y]) : A(0);
+    }
+  });
+}
+
+void vp_finish(const Exec& ex, const Tensor& targets, const Tensor& row_max, const Tensor& sums,
+               const Tensor& argmax, const Tensor& probs, const Tensor& row_loss, LossAccum& acc) {
+  check_on(ex, "cross_entropy", {targets, row_max, sums, argmax, probs, row_loss, acc.sums});
+  const int64_t rows = targets.numel(), v = probs.numel() / rows;
+  dispatch_act(probs.dtype(), "cross_entropy", [&](auto t) {
+    using T = decltype(t);
+    using A = compute_t<T>;
+    T* p = probs.data<T>();
+    const A* m = row_max.data<A>();
+    const A* s = sums.data<A>();
+    double* rl = row_loss.data<double>();
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      T* pr = p + r * v;
+      const A inv = A(1) / s[r];
+#pragma omp simd
+      for (int64_t j = 0; j < v; ++j) pr[j] = T(A(pr[j]) * inv);
+      rl[r] = static_cast<double>(std::log(s[r]) + m[r] - s[rows + r]);
+    }
+  });
+  accumulate(acc, row_loss.data<double>(), argmax.data<int32_t>(), targets.data<int32_t>(), rows);
+}
+
+void vp_backward(const Exec& ex, const Tensor& targets, int64_t v0, double scale, const Tensor& probs) {
+  check_on(ex, "cross_entropy_backward", {targets, probs});
+  const int64_t rows = targets.numel(), v = probs.numel() / rows;
+  const int32_t* tgt = targets.data<int32_t>();
+  dispatch_act(probs.dtype(), "cross_entropy_backward", [&](auto t) {
+    using T = decltype(t);
+    using A = compute_t<T>;
+    T* g = probs.data<T>();
+    const A s = static_cast<A>(scale);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      T* gr = g + r * v;  // (V/t): softmax -> s * (softmax - onehot)
+      const int64_t y = tgt[r] - v0;
+      const A py = (y >= 0 && y < v) ? A(gr[y]) : A(0);
+#pragma omp simd
+      for (int64_t j = 0; j < v; ++j) gr[j] = T(A(gr[j]) * s);
+      if (y >= 0 && y < v) gr[y] = T(py * s - s);  // the target's column is on this rank
+    }
+  });
+}
+
+// ---------------------------------------------------------------- reductions
+
+double sum_squares(const Exec& ex, const std::vector<Tensor>& xs) {
+  if (xs.empty()) return 0.0;
+  check_on(ex, "sum_squares", xs);
+  const DType t = xs[0].dtype();
+  for (const Tensor& x : xs)
+    DTRAIN_CHECK(x.dtype() == t, "sum_squares: {} among {}", dtype_name(x.dtype()), dtype_name(t));
+  return dispatch_act(t, "sum_squares", [&](auto tag) {
+    using T = decltype(tag);
+    std::vector<const T*> ptrs;
+    std::vector<int64_t> ns;
+    for (const Tensor& x : xs) {
+      ptrs.push_back(x.data<T>());
+      ns.push_back(x.numel());
+    }
+    return cpu::sum_squares_many<T>(ptrs.data(), ns.data(), static_cast<int64_t>(xs.size()));
+  });
+}
+
+}  // namespace dtrain::ops

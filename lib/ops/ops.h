@@ -1,0 +1,184 @@
+// The ops layer: one entry point per operation, between the layers (and the
+// optimizers, clipping and the step loop) and the kernels of each device.
+// Layers compute only through these functions; they never name a device, a
+// kernel or a C++ element type. Each op takes an Exec (the device; with CUDA
+// its stream and handles) and tensors, checks that the tensors live on the
+// Exec's device and have the dtypes the op expects, and dispatches on
+// (device, dtype) to a kernel: today the CPU's (lib/kernels/cpu), with the
+// CUDA backend's beside them.
+//
+// Dtypes. An op's "activation" tensors (inputs, outputs and their gradients)
+// share one dtype: f32, bf16 (mixed precision) or f64 (finite-difference
+// checks). Parameters come as their compute copy (the activation dtype) and
+// their gradients in the compute type of that dtype (f32 for bf16 and f32,
+// f64 for f64): gradients accumulate in fp32 under bf16. Statistics (layer-norm
+// mean and rstd, softmax maxima and sums, batch-norm moments) are kept in the
+// compute type too.
+//
+// Stateful operations (matrix products) get a plan, made once in a layer's
+// plan() and run in every step: on the CPU it fixes the kernel and checks the
+// shapes; on a GPU it will hold the cuBLASLt descriptors and the workspace.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/exec.h"
+#include "core/tensor.h"
+
+namespace dtrain::ops {
+
+// The compute-type dtype of an activation dtype: f32 for f32 and bf16, f64 for f64.
+DType compute_dtype(DType act);
+
+// ---------------------------------------------------------------- products
+
+// C (m, n) = alpha * op(A) @ op(B) + beta * C on contiguous row-major
+// operands: A is (m, k), or (k, m) when trans_a; B is (k, n), or (n, k) when trans_b.
+struct Gemm {
+  bool trans_a = false, trans_b = false;
+  int64_t m = 0, n = 0, k = 0;
+};
+
+class MatmulPlan {
+ public:
+  MatmulPlan() = default;
+  // For products of at most `max`'s sizes (same transposes), inputs in `ab`
+  // and the output in `c` (f32/f32, f64/f64, bf16/bf16 or bf16 inputs into an
+  // f32 output, which weight gradients use to accumulate in fp32).
+  MatmulPlan(const Exec& ex, const Gemm& max, DType ab, DType c);
+  bool planned() const { return planned_; }
+  void run(const Exec& ex, const Gemm& g, const Tensor& a, const Tensor& b, const Tensor& c,
+           double alpha, double beta) const;
+
+ private:
+  Gemm max_;
+  DType ab_ = DType::f32, c_ = DType::f32;
+  bool planned_ = false;
+};
+
+// Names the matrix-product path a run with activations in `act` uses, for the
+// first log line ("dtrain-avx512 sgemm", "AMX bf16", ...). Throws ConfigError
+// for an environment override the CPU cannot honour.
+std::string matmul_path(const Exec& ex, DType act);
+
+// ---------------------------------------------------------------- elementwise
+
+void zero(const Exec& ex, const Tensor& x);
+// y = a + b.
+void add(const Exec& ex, const Tensor& a, const Tensor& b, const Tensor& y);
+// x *= s (any floating dtype).
+void scale(const Exec& ex, const Tensor& x, double s);
+// dst = src converted (same numel; f32 <-> bf16 rounds to nearest even, or a copy).
+void convert(const Exec& ex, const Tensor& src, const Tensor& dst);
+// y (n, m): every row = b (m).
+void broadcast_rows(const Exec& ex, const Tensor& b, const Tensor& y);
+// y (n, m): every row += b (m).
+void add_rows(const Exec& ex, const Tensor& b, const Tensor& y);
+// acc (m) += column sums of x (n, m); acc in x's compute type.
+void sum_rows_acc(const Exec& ex, const Tensor& x, const Tensor& acc);
+
+void gelu_forward(const Exec& ex, const Tensor& x, const Tensor& y);
+// dx = dy * gelu'(x); dx may be dy (in place).
+void gelu_backward(const Exec& ex, const Tensor& x, const Tensor& dy, const Tensor& dx);
+void relu_forward(const Exec& ex, const Tensor& x, const Tensor& y);
+void relu_backward(const Exec& ex, const Tensor& y, const Tensor& dy, const Tensor& dx);
+
+// Dropout with masks from a counter-based RNG keyed by (key, sample, element):
+// the same mask on every device and layout. y = resid + drop(x) when resid is defined.
+uint64_t dropout_key(uint64_t seed, int64_t step, uint64_t name_hash);
+void dropout_forward(const Exec& ex, const Tensor& x, const Tensor& resid, double p, uint64_t key,
+                     int64_t first_sample, const Tensor& mask, const Tensor& y);
+void dropout_backward(const Exec& ex, const Tensor& dy, const Tensor& mask, double p, const Tensor& dx);
+
+// ---------------------------------------------------------------- normalisation
+
+// Scratch elements (compute type) layernorm_backward needs for width c.
+int64_t layernorm_scratch(int64_t c);
+// x, y (rows, c); w, b (c) (b may be undefined); mean, rstd (rows) in the compute type.
+void layernorm_forward(const Exec& ex, const Tensor& x, const Tensor& w, const Tensor& b,
+                       double eps, const Tensor& y, const Tensor& mean, const Tensor& rstd);
+// dx = dres + d(layernorm) (dres may be undefined); dw, db accumulate (+=, compute
+// type); db undefined without bias. scratch: layernorm_scratch(c) elements.
+void layernorm_backward(const Exec& ex, const Tensor& dy, const Tensor& x, const Tensor& w,
+                        const Tensor& mean, const Tensor& rstd, const Tensor& dres,
+                        const Tensor& dx, const Tensor& dw, const Tensor& db,
+                        const Tensor& scratch);
+
+// ---------------------------------------------------------------- attention
+
+// Scratch elements (compute type) attention needs for sequences of length t:
+// one row block of scores per thread.
+int64_t attention_scratch(const Exec& ex, int64_t t);
+// qkv (B, T, 3C) -> att (B, nh, T, T) probabilities, y (B, T, C).
+void attention_forward(const Exec& ex, const Tensor& qkv, int64_t n_head, const Tensor& att,
+                       const Tensor& y, const Tensor& scratch);
+// att is overwritten (it holds dL/dscores afterwards).
+void attention_backward(const Exec& ex, const Tensor& dy, const Tensor& qkv, const Tensor& att,
+                        int64_t n_head, const Tensor& scratch, const Tensor& dqkv);
+
+// ---------------------------------------------------------------- embeddings
+
+// tokens (B, T) int32; wte (V, C), wpe (>= T, C); y (B, T, C).
+void embedding_forward(const Exec& ex, const Tensor& tokens, const Tensor& wte, const Tensor& wpe,
+                       const Tensor& y);
+// Rows [v0, v0 + wte.rows) of the vocabulary only (others zero); no positions.
+void token_embedding_shard_forward(const Exec& ex, const Tensor& tokens, const Tensor& wte,
+                                   int64_t v0, const Tensor& y);
+void position_embedding_add(const Exec& ex, const Tensor& wpe, const Tensor& y);
+// dwte rows [v0, v0 + dwte.rows) and dwpe accumulate dy (+=, compute type);
+// deterministic (columns split among threads, tokens in order).
+void embedding_backward(const Exec& ex, const Tensor& dy, const Tensor& tokens, int64_t v0,
+                        const Tensor& dwte, const Tensor& dwpe);
+
+// ---------------------------------------------------------------- losses
+
+// Running loss statistics, kept where the loss is computed (on the device) and
+// read once per step or evaluation, not per micro-batch. Each forward adds its
+// micro-batch's mean loss, mean * items, items, correct argmaxes and 1 (f64).
+struct LossAccum {
+  Tensor sums;  // (5) f64
+};
+LossAccum make_loss_accum(const Exec& ex);
+struct LossTotals {
+  double mean_sum = 0;      // sum over micro-batches of their mean loss
+  double weighted_sum = 0;  // sum over micro-batches of mean * items
+  int64_t count = 0, correct = 0, batches = 0;
+};
+// Host copy of the statistics (the one device-to-host read), then zeroed.
+LossTotals read_and_reset(const Exec& ex, LossAccum& acc);
+
+// Softmax cross-entropy over logits (rows, V) with int32 targets (rows):
+// row_max, row_sum (rows, compute type); adds the rows' losses and correct
+// argmaxes into acc.
+void softmax_xent_forward(const Exec& ex, const Tensor& logits, const Tensor& targets,
+                          const Tensor& row_max, const Tensor& row_sum, const Tensor& row_loss,
+                          const Tensor& argmax, LossAccum& acc);
+// dx = scale * (softmax - onehot).
+void softmax_xent_backward(const Exec& ex, const Tensor& logits, const Tensor& targets,
+                           const Tensor& row_max, const Tensor& row_sum, double scale,
+                           const Tensor& dx);
+
+// The vocabulary-parallel cross-entropy's local pieces (Megatron): each rank
+// holds columns [v0, v0 + V/t) of the logits.
+// row_max (rows) = the local row maxima (all-reduced with max by the caller).
+void vp_row_max(const Exec& ex, const Tensor& logits, const Tensor& row_max);
+// probs = exp(x - max); sums (2, rows): [0] the local exp sums, [1] the target
+// logit where this rank holds it (else 0); argmax (rows): the first column
+// (global id) holding the row maximum, INT32_MAX where none here.
+void vp_exp_sums(const Exec& ex, const Tensor& logits, const Tensor& targets, int64_t v0,
+                 const Tensor& row_max, const Tensor& probs, const Tensor& sums,
+                 const Tensor& argmax);
+// After the sums and argmax are all-reduced: probs /= sum; losses and correct into acc.
+void vp_finish(const Exec& ex, const Tensor& targets, const Tensor& row_max, const Tensor& sums,
+               const Tensor& argmax, const Tensor& probs, const Tensor& row_loss, LossAccum& acc);
+// probs -> scale * (probs - onehot) in place, for the columns this rank holds.
+void vp_backward(const Exec& ex, const Tensor& targets, int64_t v0, double scale, const Tensor& probs);
+
+// ---------------------------------------------------------------- reductions
+
+// Sum of squares of every tensor, in double, in a fixed order (the same bits
+// for any thread count).
+double sum_squares(const Exec& ex, const std::vector<Tensor>& xs);
+
+}  // namespace dtrain::ops

@@ -1,0 +1,106 @@
+#include "ops/optim.h"
+
+#include <omp.h>
+
+#include <cmath>
+#include <type_traits>
+
+#include "kernels/elementwise_math.h"
+#include "ops/dispatch.h"
+
+namespace dtrain::ops {
+
+namespace {
+
+void check_spans(const Exec& ex, const char* op, const std::vector<UpdateSpan>& spans) {
+  for (const UpdateSpan& s : spans) {
+    check_on(ex, op, {s.w, s.g, s.s1, s.s2, s.wc});
+    DTRAIN_CHECK(s.g.numel() == s.w.numel() && s.s1.numel() == s.w.numel() &&
+                     (!s.s2.defined() || s.s2.numel() == s.w.numel()) &&
+                     (!s.wc.defined() || s.wc.numel() == s.w.numel()),
+                 "{}: span tensors of different lengths", op);
+    check_same(s.w, op, {s.g, s.s1, s.s2});
+  }
+}
+
+// wc[i] = w[i] rounded, when the span has a compute copy in another dtype.
+template <class T>
+inline void write_copy(const UpdateSpan& s, const T* w, int64_t b, int64_t e) {
+  if (!s.wc.defined()) return;
+  if constexpr (std::is_same_v<T, float>) {
+    if (s.wc.dtype() == DType::bf16) {
+      bf16* c = s.wc.data<bf16>();
+#pragma omp simd
+      for (int64_t i = b; i < e; ++i) c[i] = bf16(w[i]);
+    }
+  }
+}
+
+}  // namespace
+
+void adamw_update(const Exec& ex, const AdamWArgs& a, const std::vector<UpdateSpan>& spans) {
+  if (spans.empty()) return;
+  check_spans(ex, "adamw", spans);
+  const double bc1 = 1.0 - std::pow(a.beta1, static_cast<double>(a.t));
+  const double bc2 = 1.0 - std::pow(a.beta2, static_cast<double>(a.t));
+  dispatch_full(spans[0].w.dtype(), "adamw", [&](auto tag) {
+    using T = decltype(tag);
+    math::AdamWCoeffs<T> on{};
+    on.b1 = static_cast<T>(a.beta1);
+    on.b2 = static_cast<T>(a.beta2);
+    on.step_size = static_cast<T>(a.lr / bc1);
+    on.inv_sqrt_bc2 = static_cast<T>(1.0 / std::sqrt(bc2));
+    on.eps = static_cast<T>(a.eps);
+    on.grad_scale = static_cast<T>(a.grad_scale);
+    on.decay = static_cast<T>(1.0 - a.lr * a.weight_decay);
+    math::AdamWCoeffs<T> off = on;
+    off.decay = T(1);
+    int64_t total = 0;
+    for (const UpdateSpan& s : spans) total += s.w.numel();
+#pragma omp parallel
+    {
+      const int64_t nt = omp_get_num_threads(), id = omp_get_thread_num();
+      const int64_t lo = total * id / nt, hi = total * (id + 1) / nt;
+      int64_t seen = 0;  // elements in the spans before this one
+      for (const UpdateSpan& s : spans) {
+        const int64_t n = s.w.numel();
+        const int64_t b = std::max(lo, seen) - seen, e = std::min(hi, seen + n) - seen;
+        seen += n;
+        if (b >= e) continue;
+        T* w = s.w.data<T>();
+        const T* g = s.g.data<T>();
+        T* m = s.s1.data<T>();
+        T* v = s.s2.data<T>();
+        const math::AdamWCoeffs<T> c = s.decay ? on : off;
+#pragma omp simd
+        for (int64_t i = b; i < e; ++i) math::adamw_element(c, g[i], w[i], m[i], v[i]);
+        write_copy(s, w, b, e);
+      }
+    }
+  });
+}
+
+void sgd_update(const Exec& ex, const SgdArgs& a, const std::vector<UpdateSpan>& spans) {
+  check_spans(ex, "sgd", spans);
+  for (const UpdateSpan& s : spans) {
+    dispatch_full(s.w.dtype(), "sgd", [&](auto tag) {
+      using T = decltype(tag);
+      math::SgdCoeffs<T> c{};
+      c.momentum = static_cast<T>(a.momentum);
+      c.lr = static_cast<T>(a.lr);
+      c.grad_scale = static_cast<T>(a.grad_scale);
+      c.weight_decay = static_cast<T>(s.decay ? a.weight_decay : 0.0);
+      c.nesterov = a.nesterov;
+      c.first = a.first;
+      T* w = s.w.data<T>();
+      const T* g = s.g.data<T>();
+      T* buf = s.s1.data<T>();
+      const int64_t n = s.w.numel();
+#pragma omp parallel for simd schedule(static)
+      for (int64_t i = 0; i < n; ++i) math::sgd_element(c, g[i], w[i], buf[i]);
+      write_copy(s, w, 0, n);
+    });
+  }
+}
+
+}  // namespace dtrain::ops
