@@ -295,6 +295,7 @@ std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const s
     else
       for (int64_t i = 0; i < p->numel(); ++i) dst[i] = v[p->shard.global_index(i)];
   }
+  model.params.sync_compute();  // the bf16 compute copy of the imported masters
   return notes;
 }
 

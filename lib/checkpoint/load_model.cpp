@@ -20,6 +20,7 @@ LoadedModel load_model(const std::string& path, int64_t seq_len) {
                               static_cast<uint64_t>(out.cfg.train.seed));
       std::vector<Piece> pieces = collect_pieces(*out.model, NamedTensors{});
       load_pieces(dir, pieces);
+      out.model->params.sync_compute();
       return out;
     } catch (const CheckpointError& e) {
       if (c.exact) throw;
