@@ -60,7 +60,6 @@ const char* refusal(const std::string& key) {
       {"train.seed", "init, dropout and the sample order of the run so far follow the seed"},
       {"train.global_batch", "the data position is step x global batch"},
       {"train.seq_len", "the data position counts sequences of this length"},
-      {"train.precision", "the checkpoint stores the parameters in this precision"},
       {"optim.name", "the checkpoint holds this optimizer's state"},
       {"data.shuffle", "it would change the order of the samples still to come"},
   };

@@ -64,6 +64,7 @@ struct TrainConfig {
   int64_t eval_every;    // steps between evaluations (0 = only at the end)
   int64_t eval_batches;  // micro-batches per evaluation (0 = the whole validation set)
   std::string precision;  // "fp32"
+  std::string recompute;  // "none" | "selective" | "full"
   std::string device;     // "cpu" | "cuda"
   int64_t threads;        // CPU threads (0 = all cores)
   bool skip_nonfinite;    // a non-finite loss or gradient norm skips the update instead of stopping

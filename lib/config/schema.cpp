@@ -139,6 +139,10 @@ std::vector<KeySpec> build_schema() {
        "micro-batches per evaluation; 0 = the whole validation set", FIELD(train.eval_batches)},
       {"train", "precision", kAll, string("fp32"), one_of({"fp32", "bf16"}),
        "arithmetic precision: fp32, or bf16 mixed precision (bf16 weights copy and activations, fp32 master weights, gradients and optimizer state)", FIELD(train.precision)},
+      {"train", "recompute", kGpt, string("none"), one_of({"none", "selective", "full"}),
+       "activation recomputation: none; selective (GELU outputs and attention probabilities "
+       "remade in backward); full (each block keeps only its input and re-runs its forward in "
+       "backward)", FIELD(train.recompute)},
       {"train", "device", kAll, string("cpu"), one_of({"cpu", "cuda"}),
        "where to train (cuda needs the CUDA backend)", FIELD(train.device)},
       {"train", "threads", kAll, int64_t{0}, at_least(0),

@@ -41,10 +41,13 @@ void CausalSelfAttention::plan(const Shape& in, DType act, const Exec& ex) {
   const Shape heads{B, T, local_c_};  // this rank's heads side by side
   qkv_.plan(in, act, ex);
   proj_.plan(heads, act, ex);
-  att_ = Tensor::empty(Shape{B, local_heads_, T, T}, act, ex.device);
-  y_ = Tensor::empty(heads, act, ex.device);
-  dqkv_ = Tensor::empty(Shape{B, T, 3 * local_c_}, act, ex.device);
-  scratch_ = Tensor::empty(Shape{ops::attention_scratch(ex, T)}, ops::compute_dtype(act), ex.device);
+  // The probabilities (B, nh, T, T): with selective recomputation one buffer
+  // for every attention layer, refilled by each backward.
+  const Shape probs{B, local_heads_, T, T};
+  att_ = selective_ ? selective_->get("attn.probs", probs, act, ex.device) : buffer("att", probs, act, ex);
+  y_ = buffer("y", heads, act, ex);
+  dqkv_ = buffer("dqkv", Shape{B, T, 3 * local_c_}, act, ex);
+  scratch_ = buffer("scratch", Shape{ops::attention_scratch(ex, T)}, ops::compute_dtype(act), ex);
 }
 
 Tensor CausalSelfAttention::forward(const Tensor& x, const Ctx& ctx) {
@@ -65,6 +68,7 @@ Tensor CausalSelfAttention::backward(const Tensor& dy, const Ctx& ctx) {
   Tensor dyatt = proj_.backward(dy, ctx);  // (B, T, C)
   Tensor dqkv = planned_view(dqkv_, Shape{B, T, 3 * C});
   Tensor att = planned_view(att_, Shape{B, nh, T, T});
+  if (selective_) ops::attention_forward(ex(), qkv_out_, nh, att, Tensor{}, scratch_);  // the probabilities again
   ops::attention_backward(ex(), dyatt, qkv_out_, att, nh, scratch_, dqkv);
   return qkv_.backward(dqkv, ctx);
 }

@@ -24,6 +24,14 @@ class CausalSelfAttention : public Layer {
   CausalSelfAttention(ParamStore& ps, const std::string& name, int64_t c, int64_t n_head,
                       bool bias, double proj_std, Communicator* tp = nullptr);
 
+  void set_recompute(Recompute mode, BufferArena* arena) override {
+    selective_ = mode == Recompute::selective ? arena : nullptr;
+  }
+  void share_buffers(BufferArena* arena, const std::string& role) override {
+    Layer::share_buffers(arena, role);
+    qkv_.share_buffers(arena, role + ".qkv");
+    proj_.share_buffers(arena, role + ".proj");
+  }
   Shape output_shape(const Shape& in) const override { return in; }
   void plan(const Shape& in, DType act, const Exec& ex) override;  // in: (B, T, C)
   Tensor forward(const Tensor& x, const Ctx& ctx) override;
@@ -41,6 +49,7 @@ class CausalSelfAttention : public Layer {
   // Shapes for this rank: C and nh below are local_c_ and local_heads_.
   Tensor qkv_out_;         // (B, T, 3C): the qkv projection's output of the last forward
   Tensor att_, y_;         // (B, nh, T, T) probabilities, (B, T, C)
+  BufferArena* selective_ = nullptr;  // recompute the probabilities in backward
   Tensor dqkv_, scratch_;  // (B, T, 3C), ops::attention_scratch(T) (compute type)
 };
 

@@ -1,5 +1,7 @@
 #include "model/block.h"
 
+#include "ops/ops.h"
+
 namespace dtrain {
 
 Block::Block(ParamStore& ps, const std::string& name, int64_t c, int64_t n_head, bool bias,
@@ -12,8 +14,24 @@ Block::Block(ParamStore& ps, const std::string& name, int64_t c, int64_t n_head,
       mlp_(ps, name + ".mlp", c, bias, proj_std, tp),
       drop2_(name + ".mlp.drop", dropout) {}
 
+void Block::set_recompute(Recompute mode, BufferArena* arena) {
+  recompute_ = mode;
+  if (mode == Recompute::full) {
+    ln1_.share_buffers(arena, "block.ln1");
+    attn_.share_buffers(arena, "block.attn");
+    drop1_.share_buffers(arena, "block.attn.drop");
+    ln2_.share_buffers(arena, "block.ln2");
+    mlp_.share_buffers(arena, "block.mlp");
+    drop2_.share_buffers(arena, "block.mlp.drop");
+  } else {
+    attn_.set_recompute(mode, arena);
+    mlp_.set_recompute(mode, arena);
+  }
+}
+
 void Block::plan(const Shape& in, DType act, const Exec& ex) {
   bind(ex);
+  if (recompute_ == Recompute::full) saved_ = Tensor::empty(in, act, ex.device);
   ln1_.plan(in, act, ex);
   attn_.plan(in, act, ex);
   drop1_.plan(in, act, ex);
@@ -23,6 +41,13 @@ void Block::plan(const Shape& in, DType act, const Exec& ex) {
 }
 
 Tensor Block::forward(const Tensor& x, const Ctx& ctx) {
+  if (recompute_ != Recompute::full) return run_forward(x, ctx);
+  Tensor in = saved_.narrow0(0, x.size(0));  // the one activation this block keeps
+  ops::convert(ex(), x, in);
+  return run_forward(in, ctx);
+}
+
+Tensor Block::run_forward(const Tensor& x, const Ctx& ctx) {
   Tensor a = attn_.forward(ln1_.forward(x, ctx), ctx);
   Tensor x2 = drop1_.forward_add(a, x, ctx);  // x + drop(a)
   Tensor m = mlp_.forward(ln2_.forward(x2, ctx), ctx);
@@ -30,6 +55,8 @@ Tensor Block::forward(const Tensor& x, const Ctx& ctx) {
 }
 
 Tensor Block::backward(const Tensor& dy, const Ctx& ctx) {
+  // Full recomputation: the shared buffers hold another block's activations.
+  if (recompute_ == Recompute::full) run_forward(saved_.narrow0(0, dy.size(0)), ctx);
   Tensor dh2 = mlp_.backward(drop2_.backward(dy, ctx), ctx);
   Tensor dx2 = ln2_.backward_add(dh2, dy);  // dy + d ln2
   Tensor dh1 = attn_.backward(drop1_.backward(dx2, ctx), ctx);

@@ -29,8 +29,17 @@ class Block : public Layer {
   Tensor forward(const Tensor& x, const Ctx& ctx) override;
   Tensor backward(const Tensor& dy, const Ctx& ctx) override;
   Cost cost(const Shape& in) const override;
+  // selective: the attention and the MLP remake their probabilities and GELU
+  // outputs; full: the block keeps only its input, every block shares one set
+  // of buffers (role "block"), and backward first re-runs the forward (the
+  // same dropout masks: they are keyed by step, sample and layer name).
+  void set_recompute(Recompute mode, BufferArena* arena) override;
 
  private:
+  Tensor run_forward(const Tensor& x, const Ctx& ctx);
+
+  Recompute recompute_ = Recompute::none;
+  Tensor saved_;  // full recomputation: the input of the last forward (B, T, C), owned
   LayerNorm ln1_;
   CausalSelfAttention attn_;
   Dropout drop1_;

@@ -13,10 +13,10 @@ Dropout::Dropout(const std::string& name, double p)
 
 void Dropout::plan(const Shape& in, DType act, const Exec& ex) {
   bind(ex);
-  y_ = Tensor::empty(in, act, ex.device);
+  y_ = buffer("y", in, act, ex);
   if (p_ > 0) {
-    mask_ = Tensor::empty(in, DType::u8, ex.device);
-    dx_ = Tensor::empty(in, act, ex.device);
+    mask_ = buffer("mask", in, DType::u8, ex);
+    dx_ = buffer("dx", in, act, ex);
   }
 }
 

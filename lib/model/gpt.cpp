@@ -82,6 +82,7 @@ void build_gpt(Model& m, const ModelConfig& cfg, int64_t seq_len, const ModelPar
     auto embed = std::make_unique<TokenPositionEmbedding>(m.params, "embed", cfg.vocab_size,
                                                           cfg.context_length, C, cfg.dropout, tp);
     wte = &embed->wte();
+    wte->tied = true;  // to the output head
     m.add_layer(std::move(embed));
   }
   for (int64_t i = 0; i < L; ++i)
@@ -100,6 +101,7 @@ void build_gpt(Model& m, const ModelConfig& cfg, int64_t seq_len, const ModelPar
                                        Init::normal(0.02), true)
                : &m.params.add("wte.weight", Shape{cfg.vocab_size, C}, Init::normal(0.02), true);
       wte->primary = false;
+      wte->tied = true;
     }
     m.add_layer(std::make_unique<TiedLmHead>("lm_head", *wte, tp));
     if (tp)

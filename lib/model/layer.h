@@ -10,6 +10,7 @@
 
 #include "core/exec.h"
 #include "core/tensor.h"
+#include "model/arena.h"
 #include "model/param.h"
 #include "ops/ops.h"
 
@@ -73,14 +74,32 @@ class Layer {
   // Cost for an input of shape `in`.
   virtual Cost cost(const Shape& in) const = 0;
 
+  // Before plan(): activation recomputation, whose shared buffers come from
+  // `arena` (see model/arena.h). Layers that recompute nothing ignore it.
+  virtual void set_recompute(Recompute mode, BufferArena* arena) {}
+  // Before plan(): take every activation buffer from `arena` under `role`
+  // (the same buffers for every layer given the same role). Composite layers
+  // pass it on to their parts as role + "." + part.
+  virtual void share_buffers(BufferArena* arena, const std::string& role) {
+    arena_ = arena;
+    role_ = role;
+  }
+
  protected:
   // The Exec of the last plan(): every op of forward and backward runs on it.
   void bind(const Exec& ex) { ex_ = &ex; }
   const Exec& ex() const { return *ex_; }
+  // A buffer for plan(): the layer's own, or its role's slot in the arena.
+  Tensor buffer(const char* what, const Shape& shape, DType dtype, const Exec& ex) const {
+    if (!arena_) return Tensor::empty(shape, dtype, ex.device);
+    return arena_->get(role_ + "." + what, shape, dtype, ex.device);
+  }
 
  private:
   std::string name_;
   const Exec* ex_ = &Exec::cpu();
+  BufferArena* arena_ = nullptr;
+  std::string role_;
 };
 
 // Loss statistics over the forwards since they were last read.

@@ -15,11 +15,11 @@ void LayerNorm::plan(const Shape& in, DType act, const Exec& ex) {
   bind(ex);
   DTRAIN_CHECK(in[-1] == c_, "{}: input {} does not end in {}", name(), in.str(), c_);
   const int64_t rows = in.numel() / c_;
-  y_ = Tensor::empty(in, act, ex.device);
-  mean_ = Tensor::empty(Shape{rows}, ops::compute_dtype(act), ex.device);
-  rstd_ = Tensor::empty(Shape{rows}, ops::compute_dtype(act), ex.device);
-  dx_ = Tensor::empty(in, act, ex.device);
-  scratch_ = Tensor::empty(Shape{ops::layernorm_scratch(c_)}, ops::compute_dtype(act), ex.device);
+  y_ = buffer("y", in, act, ex);
+  mean_ = buffer("mean", Shape{rows}, ops::compute_dtype(act), ex);
+  rstd_ = buffer("rstd", Shape{rows}, ops::compute_dtype(act), ex);
+  dx_ = buffer("dx", in, act, ex);
+  scratch_ = buffer("scratch", Shape{ops::layernorm_scratch(c_)}, ops::compute_dtype(act), ex);
 }
 
 Tensor LayerNorm::forward(const Tensor& x, const Ctx&) {

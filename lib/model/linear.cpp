@@ -45,8 +45,8 @@ Shape Linear::output_shape(const Shape& in) const {
 void Linear::plan(const Shape& in, DType act, const Exec& ex) {
   bind(ex);
   DTRAIN_CHECK(in[-1] == in_, "{}: input {} does not end in {}", name(), in.str(), in_);
-  y_ = Tensor::empty(output_shape(in), act, ex.device);
-  dx_ = Tensor::empty(in, act, ex.device);
+  y_ = buffer("y", output_shape(in), act, ex);
+  dx_ = buffer("dx", in, act, ex);
   const int64_t n = in.numel() / in_;
   // y (n, out) = x (n, in) @ W^T; dx (n, in) = dy (n, out) @ W; dW (out, in) += dy^T @ x,
   // the weight gradient in the compute type (fp32 under bf16).

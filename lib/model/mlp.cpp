@@ -19,7 +19,9 @@ void Mlp::plan(const Shape& in, DType act, const Exec& ex) {
   const Shape hidden = fc_.output_shape(in);
   fc_.plan(in, act, ex);
   proj_.plan(hidden, act, ex);
-  g_ = Tensor::empty(hidden, act, ex.device);
+  // GELU's output: with selective recomputation one buffer for every MLP,
+  // refilled by each backward.
+  g_ = selective_ ? selective_->get("mlp.gelu", hidden, act, ex.device) : buffer("g", hidden, act, ex);
 }
 
 Tensor Mlp::forward(const Tensor& x, const Ctx& ctx) {
@@ -30,6 +32,8 @@ Tensor Mlp::forward(const Tensor& x, const Ctx& ctx) {
 }
 
 Tensor Mlp::backward(const Tensor& dy, const Ctx& ctx) {
+  // proj_ kept g_ as its input: remade here when another MLP has overwritten it.
+  if (selective_) ops::gelu_forward(ex(), f_, planned_view(g_, f_.shape()));
   // proj_'s dx buffer is ours to reuse: GELU's backward runs in place on it.
   Tensor d = proj_.backward(dy, ctx);  // (N, 4C/t): dL/dg, then dL/df
   ops::gelu_backward(ex(), f_, d, d);

@@ -18,6 +18,14 @@ class Mlp : public Layer {
   Mlp(ParamStore& ps, const std::string& name, int64_t c, bool bias, double proj_std,
       Communicator* tp = nullptr);
 
+  void set_recompute(Recompute mode, BufferArena* arena) override {
+    selective_ = mode == Recompute::selective ? arena : nullptr;
+  }
+  void share_buffers(BufferArena* arena, const std::string& role) override {
+    Layer::share_buffers(arena, role);
+    fc_.share_buffers(arena, role + ".fc");
+    proj_.share_buffers(arena, role + ".proj");
+  }
   Shape output_shape(const Shape& in) const override { return in; }
   void plan(const Shape& in, DType act, const Exec& ex) override;
   Tensor forward(const Tensor& x, const Ctx& ctx) override;
@@ -29,6 +37,7 @@ class Mlp : public Layer {
   Linear fc_, proj_;
   Tensor f_;  // fc output of the last forward (N, 4C/t), a view of fc_'s buffer
   Tensor g_;  // GELU output (N, 4C/t)
+  BufferArena* selective_ = nullptr;  // recompute GELU's output in backward
 };
 
 }  // namespace dtrain

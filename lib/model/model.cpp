@@ -66,6 +66,7 @@ int64_t Model::items_per_sample() const { return target_sample_shape.numel(); }
 void Model::plan(int64_t max_batch) {
   Shape s = input_shape(max_batch);
   for (auto& l : layers) {
+    l->set_recompute(recompute, &arena);
     l->plan(s, dtype, exec);
     s = l->output_shape(s);
   }

@@ -38,6 +38,8 @@ class Model {
   std::unique_ptr<Loss> loss;                  // null unless this stage ends the model
   DType dtype = DType::f32;  // activations and the parameters' compute copy
   Exec exec;                 // where the layers' ops run (set before plan)
+  Recompute recompute = Recompute::none;  // set before plan
+  BufferArena arena;         // buffers shared under recomputation
 
   // Appends a top-level layer, after its constructor declared its parameters;
   // records which parameters it declared (see first_param_of).

@@ -65,6 +65,10 @@ struct Param {
   // output head's copy of the tied token embedding): its gradient is summed
   // with the owner's, and norms and checkpoints count only the owner's.
   bool primary = true;
+  // Tied to a parameter of another pipeline stage (the token embedding and
+  // the output head's copy of it): the step loop sums the copies' gradients
+  // over the group of stages that hold one, so that they stay equal.
+  bool tied = false;
   int64_t offset = 0;      // into the flat value (and gradient) buffer of its kind
   // After ParamStore::allocate: `value` is the master copy (fp32, or f64 in
   // gradient checks) that the optimizer updates and checkpoints store;

@@ -66,7 +66,7 @@ void MatmulPlan::run(const Exec& ex, const Gemm& g, const Tensor& a, const Tenso
 
 std::string matmul_path(const Exec& ex, DType act) {
   if (!ex.device.is_cpu()) return ex.device.str();
-  if (act == DType::bf16) return fmt::format("{} (bf16)", cpu::gemm_bf16_path_name());
+  if (act == DType::bf16) return fmt::format("{} matmul", cpu::gemm_bf16_path_name());
   return fmt::format("{} sgemm", cpu::gemm_backend_name());
 }
 
@@ -256,13 +256,13 @@ int64_t attention_scratch(const Exec& ex, int64_t t) {
 void attention_forward(const Exec& ex, const Tensor& qkv, int64_t n_head, const Tensor& att,
                        const Tensor& y, const Tensor& scratch) {
   check_on(ex, "attention", {qkv, att, y, scratch});
-  check_same(y, "attention", {qkv, att});
+  check_same(att, "attention", {qkv, y});
   const int64_t B = qkv.size(0), T = qkv.size(1), C = qkv.size(2) / 3;
   const int slots = static_cast<int>(scratch.numel() / cpu::attention_scratch_size(T));
   dispatch_act(qkv.dtype(), "attention", [&](auto t) {
     using F = decltype(t);
-    cpu::attention_forward<F>(qkv.data<F>(), B, T, C, n_head, att.data<F>(), y.data<F>(),
-                              scratch.data<compute_t<F>>(), slots);
+    cpu::attention_forward<F>(qkv.data<F>(), B, T, C, n_head, att.data<F>(),
+                              y.defined() ? y.data<F>() : nullptr, scratch.data<compute_t<F>>(), slots);
   });
 }
 

@@ -110,7 +110,8 @@ void layernorm_backward(const Exec& ex, const Tensor& dy, const Tensor& x, const
 // Scratch elements (compute type) attention needs for sequences of length t:
 // one row block of scores per thread.
 int64_t attention_scratch(const Exec& ex, int64_t t);
-// qkv (B, T, 3C) -> att (B, nh, T, T) probabilities, y (B, T, C).
+// qkv (B, T, 3C) -> att (B, nh, T, T) probabilities, y (B, T, C); y undefined:
+// the probabilities only (recomputation before backward).
 void attention_forward(const Exec& ex, const Tensor& qkv, int64_t n_head, const Tensor& att,
                        const Tensor& y, const Tensor& scratch);
 // att is overwritten (it holds dL/dscores afterwards).

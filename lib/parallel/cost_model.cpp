@@ -32,7 +32,7 @@ double p2p_seconds(double bytes, const Link& link) { return link.latency + bytes
 
 Features Features::this_trainer() {
   Features f;
-  f.recompute = false;
+  f.recompute = false;  // the trainer has train.recompute = "full", but auto layouts do not set it yet
   f.zero1_reduce_scatter = false;
   f.bf16 = false;  // the CPU backend computes in fp32
   f.tp_for_cnn = false;

@@ -90,10 +90,10 @@ ModelProfile profile_model(const ModelConfig& cfg, int64_t seq_len, int tp) {
     last.tp_fwd_bytes += loss.tp_fwd_bytes;
     last.tp_bwd_bytes += loss.tp_bwd_bytes;
   }
-  // The GPT's head is tied to wte: a stage holding the head but not the
-  // embedding declares its own copy (see build_gpt).
-  if (m->kind == "gpt")
-    if (const Param* wte = m->params.find("wte.weight")) out.tied_params = static_cast<double>(wte->numel());
+  // Tied parameters (the GPT's head and wte): a stage holding the head but not
+  // the embedding declares its own copy (see build_gpt).
+  for (const auto& p : m->params.all())
+    if (p->tied) out.tied_params += static_cast<double>(p->numel());
 
   // Whole-model figures from the unsplit description (replicated layer norms
   // and biases make tp x one rank's count slightly too large).

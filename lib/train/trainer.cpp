@@ -110,6 +110,7 @@ void Trainer::setup() {
   sends_.resize(slots);
   const double heap0 = options_.profiler ? heap_bytes() : 0;  // --- profiler hook
   for (auto& slot : slots_) {
+    slot->recompute = recompute_from_name(t.recompute);
     slot->plan(t.micro_batch);
     x_.push_back(Tensor::empty(data_x, data_dtype));
     y_.push_back(Tensor::empty(m.target_shape(t.micro_batch), DType::i32));
@@ -292,11 +293,13 @@ StepResult Trainer::train_step(int64_t step) {
     r.dp_wait_seconds = reducer_->finish();
   }
   if (g_.layout.pp > 1) {
-    // The tied embedding's two copies (first and last stage) sum their gradients.
-    if (Param* wte = m.params.find("wte.weight"); wte && (m.first_stage() || m.last_stage())) {
-      trace("embed: all_reduce of wte.weight's gradient between the first and last stage");
-      g_.embed->all_reduce(wte->grad, ReduceOp::sum)->wait();
-    }
+    // Tied parameters (the embedding and the head's copy, on the first and
+    // the last stage) sum their gradients.
+    for (const auto& p : m.params.all())
+      if (p->tied) {
+        trace(fmt::format("embed: all_reduce of {}'s gradient between the first and last stage", p->name));
+        g_.embed->all_reduce(p->grad, ReduceOp::sum)->wait();
+      }
   }
   // The step's one read of the loss statistics (the sum of its micro-batches' means).
   double loss_sum = 0;
@@ -414,7 +417,7 @@ TrainSummary Trainer::run(const RunOptions& opts) {
   const char* unit = classifier ? "img/s" : "tok/s";
   const Cost cost = describe_model(cfg_.model, seq_len_)->cost(t.micro_batch);
   log(fmt::format("model {}: {:.2f}M parameters, {:.2f} GFLOP per step; batch {} = {} x {} "
-                  "micro-batches x {} dp; {} threads per rank, {} {}; output {}",
+                  "micro-batches x {} dp; {} threads per rank, precision {}, {}; output {}",
                   cfg_.model.type, static_cast<double>(cost.params) / 1e6,
                   (cost.fwd_flops + cost.bwd_flops) * static_cast<double>(t.global_batch / t.micro_batch) / 1e9,
                   t.global_batch, t.micro_batch, t.grad_accum, g_.layout.dp, cpu::num_threads(),

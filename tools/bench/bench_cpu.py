@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Side-by-side CPU training throughput: dtrain vs PyTorch, same shapes, same threads, fp32.
+"""Side-by-side CPU training throughput: dtrain vs PyTorch, same shapes, same threads, fp32 and bf16.
 
 For each case it alternates dtrain and PyTorch runs (--rounds times, so drifting load on a shared
 machine hits both), takes the median step time after warm-up, and prints a markdown table with
@@ -8,6 +8,9 @@ GFLOP/s; measure it with build/sgemm_peak).
 
 Run from the repository root after tools/setup.sh:
   python3 tools/bench/bench_cpu.py [--rounds 2] [--steps 8] [--warmup 2] [--threads 2]
+--precisions fp32,bf16 runs each case in each precision (bf16: dtrain's train.precision = "bf16",
+PyTorch's forward under torch.autocast("cpu", dtype=torch.bfloat16), as users run it), all in the
+same alternating rounds, and adds dtrain's bf16 / fp32 speed-up.
 With --baseline OTHER_DTRAIN an older build runs in the same rounds too (a before/after column);
 --baseline-env VAR=VALUE runs the baseline with that variable (e.g. --baseline build/dtrain
 --baseline-env DTRAIN_CPU_GEMM=blas: the same binary on OpenBLAS's sgemm).
@@ -40,9 +43,10 @@ CASES = [
 ]
 
 
-def run_dtrain(binary, config, steps, warmup, threads, extra_env=None):
+def run_dtrain(binary, config, steps, warmup, threads, extra_env=None, precision="fp32"):
     with tempfile.TemporaryDirectory() as out:
         cmd = [binary, "run", config, "--out", out, "--set", f"train.steps={steps + warmup}",
+               "--set", f"train.precision={precision}",
                "--set", f"train.threads={threads}", "--set", "train.eval_every=0",
                "--set", "train.eval_batches=1", "--set", "log.every=1000", "--set", "checkpoint.at_end=false",
                "--set", "optim.warmup_steps=0"]  # the CNN config warms up over more steps than run here
@@ -60,10 +64,11 @@ def run_dtrain(binary, config, steps, warmup, threads, extra_env=None):
     return statistics.median(times), batch * max(seq, 1), gflop
 
 
-def run_torch(args, steps, warmup, threads):
+def run_torch(args, steps, warmup, threads, precision="fp32"):
     env = dict(os.environ, **OMP_ENV, **TORCH_ENV)
     cmd = ["/usr/bin/python3", os.path.join(ROOT, "tools/bench/torch_reference.py"), *args,
-           "--steps", str(steps), "--warmup", str(warmup), "--threads", str(threads)]
+           "--steps", str(steps), "--warmup", str(warmup), "--threads", str(threads),
+           "--precision", precision]
     out = subprocess.run(cmd, check=True, env=env, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])["step_seconds"]
 
@@ -80,6 +85,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--peak", type=float, default=340.0, help="sgemm ceiling, GFLOP/s")
     ap.add_argument("--only", default="", help="substring of the case names to run")
+    ap.add_argument("--precisions", default="fp32", help="comma-separated: fp32, bf16 or both")
     ap.add_argument("--omp-env", default="OMP_WAIT_POLICY=PASSIVE",
                     help="OpenMP environment of both programs, e.g. 'OMP_WAIT_POLICY=ACTIVE' or ''")
     a = ap.parse_args()
@@ -87,37 +93,45 @@ def main():
     OMP_ENV.update(kv.split("=", 1) for kv in a.omp_env.split() if "=" in kv)
     env_threads = {"OMP_NUM_THREADS": str(a.threads)}
     os.environ.update(env_threads)
+    precisions = a.precisions.split(",")
     rows = []
     for name, config, targs, unit in CASES:
         if a.only and a.only not in name:
             continue
-        d_times, t_times, b_times = [], [], []
-        items = None
         try:
-            run_dtrain(a.binary, config, 1, 0, a.threads)  # fails fast on a config or data problem
+            for p in precisions:
+                run_dtrain(a.binary, config, 1, 0, a.threads, precision=p)  # fails fast on a config problem
         except RuntimeError as e:
             print(f"{name}: skipped: {e}", file=sys.stderr)
             continue
-        for _ in range(a.rounds):
-            dt, items, gflop = run_dtrain(a.binary, config, a.steps, a.warmup, a.threads)
-            d_times.append(dt)
-            t_times.append(run_torch(targs, a.steps, a.warmup, a.threads))
+        d_times = {p: [] for p in precisions}
+        t_times = {p: [] for p in precisions}
+        b_times = []
+        items = None
+        gflop = 0.0
+        for r in range(a.rounds):
+            for p in precisions:  # alternate: each round runs every program in every precision
+                dt, items, gflop = run_dtrain(a.binary, config, a.steps, a.warmup, a.threads, precision=p)
+                d_times[p].append(dt)
+                t_times[p].append(run_torch(targs, a.steps, a.warmup, a.threads, p))
+                print(f"{name} {p}: round {r + 1}: dtrain {dt * 1e3:.0f} ms, pytorch {t_times[p][-1] * 1e3:.0f} ms per step",
+                      file=sys.stderr)
             if a.baseline:
                 b_env = dict(kv.split("=", 1) for kv in a.baseline_env)
                 b_times.append(run_dtrain(a.baseline, config, a.steps, a.warmup, a.threads, b_env)[0])
-            print(f"{name}: round {len(d_times)}: dtrain {dt * 1e3:.0f} ms, pytorch {t_times[-1] * 1e3:.0f} ms"
-                  + (f", baseline {b_times[-1] * 1e3:.0f} ms" if b_times else "") + " per step", file=sys.stderr)
-        d, t = statistics.median(d_times), statistics.median(t_times)
         b = statistics.median(b_times) if b_times else None
-        rows.append((name, items / d, items / t, t / d, unit, d, t, gflop / d / a.peak, b))
-        print(f"{name}: dtrain {items / d:.1f} {unit}, pytorch {items / t:.1f} {unit}", file=sys.stderr)
+        for p in precisions:
+            d, t = statistics.median(d_times[p]), statistics.median(t_times[p])
+            vs32 = statistics.median(d_times["fp32"]) / d if "fp32" in precisions and p != "fp32" else None
+            rows.append((f"{name}, {p}", items / d, items / t, t / d, unit, d, t, gflop / d / a.peak, b if p == "fp32" else None, vs32))
+            print(f"{name} {p}: dtrain {items / d:.1f} {unit}, pytorch {items / t:.1f} {unit}", file=sys.stderr)
     base = " | baseline / PyTorch | baseline step" if a.baseline else ""
-    print(f"| case | dtrain | PyTorch | dtrain / PyTorch | dtrain step | PyTorch step | dtrain MFU (vs {a.peak:.0f} GFLOP/s){base} |")
-    print("|---|---|---|---|---|---|---|" + ("---|---|" if a.baseline else ""))
-    for name, dr, tr, ratio, unit, d, t, mfu, b in rows:
-        extra = f" | {t / b:.2f}x | {b * 1e3:.0f} ms" if b else ""
-        print(f"| {name} | {dr:.1f} {unit} | {tr:.1f} {unit} | {ratio:.2f}x | {d * 1e3:.0f} ms | {t * 1e3:.0f} ms | {100 * mfu:.0f}%{extra} |")
-
+    print(f"| case | dtrain | PyTorch | dtrain / PyTorch | dtrain step | PyTorch step | dtrain MFU (vs {a.peak:.0f} GFLOP/s) | dtrain bf16 / fp32{base} |")
+    print("|---|---|---|---|---|---|---|---|" + ("---|---|" if a.baseline else ""))
+    for name, dr, tr, ratio, unit, d, t, mfu, b, vs32 in rows:
+        extra = f" | {t / b:.2f}x | {b * 1e3:.0f} ms" if b else (" | | " if a.baseline else "")
+        up = f"{vs32:.2f}x" if vs32 else ""
+        print(f"| {name} | {dr:.1f} {unit} | {tr:.1f} {unit} | {ratio:.2f}x | {d * 1e3:.0f} ms | {t * 1e3:.0f} ms | {100 * mfu:.0f}% | {up}{extra} |")
 
 if __name__ == "__main__":
     main()

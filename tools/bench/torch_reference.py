@@ -107,6 +107,8 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help="bf16: the step's forward under torch.autocast('cpu', dtype=torch.bfloat16)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -126,13 +128,14 @@ def main():
     for i in range(a.warmup + a.steps):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = model(x, y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.precision == "bf16"):
+            loss = model(x, y)
         loss.backward()
         opt.step()
         if i >= a.warmup:
             times.append(time.perf_counter() - t0)
     mean = sum(times) / len(times)
-    print(json.dumps({"impl": "pytorch", "model": a.model, "step_seconds": mean,
+    print(json.dumps({"impl": "pytorch", "model": a.model, "precision": a.precision, "step_seconds": mean,
                       "items_per_second": items / mean,
                       "params": sum(p.numel() for p in model.parameters())}))
 

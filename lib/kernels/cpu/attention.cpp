@@ -55,14 +55,14 @@ void attention_forward(const F* qkv, int64_t B, int64_t T, int64_t C, int64_t nh
     const F* k = q + C;
     const F* v = q + 2 * C;
     F* p = att + bh * T * T;          // (T, T)
-    F* o = y + b * T * C + h * hs;    // (T, hs), row stride C
+    F* o = y ? y + b * T * C + h * hs : nullptr;  // (T, hs), row stride C; null: probabilities only
     for (int64_t r0 = 0; r0 < T; r0 += kAttentionBlock) {
       const int64_t r1 = std::min(T, r0 + kAttentionBlock);
       // S[r0:r1, :r1] = scale * Q[r0:r1] @ K[:r1]^T
       gemm<F>(false, true, r1 - r0, r1, hs, scale, q + r0 * ld, ld, k, ld, F(0), p + r0 * T, T);
       for (int64_t i = r0; i < r1; ++i) softmax_causal_row(p + i * T, i + 1, r1);
       // O[r0:r1] = P[r0:r1, :r1] @ V[:r1]
-      gemm<F>(false, false, r1 - r0, hs, r1, F(1), p + r0 * T, T, v, ld, F(0), o + r0 * C, C);
+      if (y) gemm<F>(false, false, r1 - r0, hs, r1, F(1), p + r0 * T, T, v, ld, F(0), o + r0 * C, C);
     }
   }
 }
@@ -125,7 +125,7 @@ void attention_forward<bf16>(const bf16* qkv, int64_t B, int64_t T, int64_t C, i
     const bf16* k = q + C;
     const bf16* v = q + 2 * C;
     bf16* p = att + bh * T * T;
-    bf16* o = y + b * T * C + h * hs;
+    bf16* o = y ? y + b * T * C + h * hs : nullptr;
     float* s = scratch + omp_get_thread_num() * attention_scratch_size(T);  // (block, T)
     for (int64_t r0 = 0; r0 < T; r0 += kAttentionBlock) {
       const int64_t r1 = std::min(T, r0 + kAttentionBlock);
@@ -136,7 +136,7 @@ void attention_forward<bf16>(const bf16* qkv, int64_t B, int64_t T, int64_t C, i
         bf16* pr = p + i * T;
         for (int64_t j = 0; j < r1; ++j) pr[j] = bf16(sr[j]);
       }
-      gemm_bf16(false, false, r1 - r0, hs, r1, 1.0f, p + r0 * T, T, v, ld, 0.0f, o + r0 * C, C);
+      if (y) gemm_bf16(false, false, r1 - r0, hs, r1, 1.0f, p + r0 * T, T, v, ld, 0.0f, o + r0 * C, C);
     }
   }
 }
