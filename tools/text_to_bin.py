@@ -1,14 +1,22 @@
 #!/usr/bin/env python3
 """Converts a text file into llm.c token files for dtrain's GPT training.
 
-The tokenizer is byte-level: each UTF-8 byte of the text is one token, so the
-vocabulary is 256 (set model.vocab_size >= 256). The last --val-fraction of
-the bytes become the validation split. Writes PREFIX_train.bin and
-PREFIX_val.bin in llm.c's format: a header of 256 little-endian int32
-(magic 20240520, version 1, token count), then the tokens as uint16.
+Two tokenizers:
+  byte (the default): each UTF-8 byte of the text is one token, vocabulary 256
+       (set model.vocab_size >= 256);
+  gpt2: GPT-2's byte-level BPE with its own vocabulary and merges
+       (tools/gpt2_bpe.py; encoder.json and vocab.bpe from --tokenizer-dir,
+       data/gpt2 by default), vocabulary 50257 (set data.tokenizer = "gpt2" and
+       model.vocab_size = 50304, GPT-2's padded to a multiple of 64). As in
+       llm.c, the text is one document: it starts with <|endoftext|> (50256).
+The last --val-fraction of the tokens become the validation split. Writes
+PREFIX_train.bin and PREFIX_val.bin in llm.c's format: a header of 256
+little-endian int32 (magic 20240520, version 1, token count), then the tokens
+as uint16.
 
     python3 tools/text_to_bin.py input.txt --out data/shakespeare
     cat input.txt | python3 tools/text_to_bin.py - --out data/shakespeare
+    python3 tools/text_to_bin.py data/kjv.txt --tokenizer gpt2 --out data/kjv_gpt2
 
 Python 3 standard library only.
 """
@@ -25,11 +33,14 @@ MIN_TOKENS = 2  # a token file holds at least one input and its target
 
 
 def write_token_file(path, tokens):
-    """Writes byte tokens (a bytes object) as an llm.c .bin file."""
+    """Writes tokens (bytes, or a list of ids < 65536) as an llm.c .bin file."""
     header = [0] * HEADER_INTS
     header[0], header[1], header[2] = MAGIC, VERSION, len(tokens)
-    body = bytearray(2 * len(tokens))  # uint16 little-endian: low byte, then a zero high byte
-    body[0::2] = tokens
+    if isinstance(tokens, (bytes, bytearray)):
+        body = bytearray(2 * len(tokens))  # uint16 little-endian: low byte, then a zero high byte
+        body[0::2] = tokens
+    else:
+        body = struct.pack("<%dH" % len(tokens), *tokens)
     with open(path, "wb") as f:
         f.write(struct.pack("<%di" % HEADER_INTS, *header))
         f.write(body)
@@ -37,13 +48,18 @@ def write_token_file(path, tokens):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        description="Convert text to llm.c token files (byte-level tokens, vocab 256).")
+        description="Convert text to llm.c token files (byte-level tokens, vocab 256, or GPT-2 BPE).")
     parser.add_argument("input", help="a text file, or - for standard input")
     parser.add_argument("--out", required=True,
                         help="output prefix: writes PREFIX_train.bin and PREFIX_val.bin")
     parser.add_argument("--val-fraction", type=float, default=0.1,
                         help="the fraction of the text, taken from its end, that becomes the "
                              "validation split (default 0.1)")
+    parser.add_argument("--tokenizer", choices=("byte", "gpt2"), default="byte",
+                        help="byte (default): one token per UTF-8 byte; gpt2: GPT-2's BPE")
+    parser.add_argument("--tokenizer-dir",
+                        default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "gpt2"),
+                        help="gpt2: the directory of encoder.json and vocab.bpe (default: data/gpt2)")
     args = parser.parse_args(argv)
 
     if not 0.0 < args.val_fraction < 1.0:
@@ -61,6 +77,19 @@ def main(argv=None):
         parser.error("%s has %d bytes; a token file holds at most 2^31 - 1 tokens"
                      % (args.input, len(data)))
 
+    if args.tokenizer == "gpt2":
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from gpt2_bpe import EOT, Gpt2Bpe
+        try:
+            bpe = Gpt2Bpe(args.tokenizer_dir)
+        except OSError as e:
+            parser.error("cannot read the GPT-2 tokenizer in %s: %s (tools/setup.sh installs it)"
+                         % (args.tokenizer_dir, e))
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            parser.error("%s is not UTF-8 text: %s" % (args.input, e))
+        data = [EOT] + bpe.encode(text)
     n_val = int(len(data) * args.val_fraction)
     splits = [("train", data[:len(data) - n_val]), ("val", data[len(data) - n_val:])]
     for name, tokens in splits:

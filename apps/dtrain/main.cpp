@@ -28,6 +28,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "checkpoint/hf.h"
 #include "checkpoint/inspect.h"
 #include "checkpoint/preempt.h"
 #include "checkpoint/resume.h"
@@ -46,6 +47,7 @@
 #include "parallel/auto_layout.h"
 #include "parallel/plan_report.h"
 #include "train/trainer.h"
+#include "commands.h"
 
 namespace {
 
@@ -90,6 +92,7 @@ void report(const dtrain::Error& e, const std::string& rank) {
 //   DTRAIN_TEST_KILL_AT_FILE_OP=k  SIGKILL right after the k-th file operation
 //                                  of the checkpoint writes (counted over the run);
 //                                  k = 0 lists them on stderr instead
+//   DTRAIN_TEST_FAIL_AT_FILE_OP=k  the k-th file operation fails (a RuntimeError)
 //   DTRAIN_TEST_NAN_AT_STEP=k      the loss of step k becomes NaN
 struct TestFaults {
   std::function<void(const std::string&)> on_file_op;
@@ -108,6 +111,13 @@ TestFaults test_faults() {
         fmt::print(stderr, "dtrain: test: SIGKILL after file operation {}: {}\n", at, what);
         std::raise(SIGKILL);
       }
+    };
+  }
+  if (const char* k = std::getenv("DTRAIN_TEST_FAIL_AT_FILE_OP")) {
+    auto count = std::make_shared<int64_t>(0);
+    const int64_t at = std::atoll(k);
+    f.on_file_op = [count, at](const std::string& what) {
+      if (++*count == at) throw dtrain::RuntimeError("test: file operation " + std::to_string(at) + " fails: " + what);
     };
   }
   if (const char* k = std::getenv("DTRAIN_TEST_NAN_AT_STEP")) f.nan_at_step = std::atoll(k);
@@ -288,6 +298,9 @@ int main(int argc, char** argv) {
       "hardware", "Print a hardware preset (or check and print a hardware file) in the TOML format that "
                   "--hardware and parallel.hardware read");
   hardware->add_option("name", hardware_name, "h100-sxm, a100-80gb, cpu-local, or a .toml file")->required();
+  // Subcommands in files of their own (commands.h); they run on rank 0 only.
+  const std::vector<dtrain_cli::Subcommand> extra = {dtrain_cli::add_export(app),
+                                                     dtrain_cli::add_generate(app)};
 
   try {
     app.parse(argc, argv);
@@ -298,6 +311,8 @@ int main(int argc, char** argv) {
 
   bool shared_failure = true;  // every rank fails alike until the ranks part ways
   try {
+    for (const auto& s : extra)
+      if (s.cli->parsed()) return world_rank == 0 ? s.run() : kExitOk;
     if (keys->parsed()) {
       if (world_rank == 0) std::fputs(dtrain::describe_keys().c_str(), stdout);
       return kExitOk;
@@ -456,6 +471,7 @@ int main(int argc, char** argv) {
       const dtrain::Config cfg = dtrain::load_config(config_path, overrides, world_size, auto_layout);
       if (!layout_why.empty()) log(layout_why);
       trainer = make_trainer(cfg);
+      for (const std::string& line : dtrain::apply_init_from(trainer->model(), cfg.model)) log(line);
     } else {
       // All ranks, before the checkpoint's layout is known: to agree on which checkpoint loaded.
       dtrain::Mesh all(dtrain::MeshLayout{world_size, 1, 1}, comm);
@@ -479,9 +495,12 @@ int main(int argc, char** argv) {
     }
     shared_failure = false;  // from here on one rank may fail alone
     dtrain::CheckpointSession session(
-        *trainer, {.signals = &signals, .start_step = start, .log = log, .on_file_op = faults.on_file_op});
+        *trainer, {.signals = &signals, .start_step = start, .log = log, .on_file_op = faults.on_file_op,
+                   .warn = [&](const std::string& s) { fmt::print(stderr, "dtrain: {}warning: {}\n", rank_tag, s); }});
     GraceHooks hooks(session, watchdog);
     const dtrain::TrainSummary summary = trainer->run({.start_step = start, .hooks = &hooks});
+    session.finish();  // checkpoint.async: the write in flight
+    if (world_rank == 0) dtrain_cli::plot_run(trainer->config(), log);
     if (summary.stopped) {
       if (world_rank == 0)
         fmt::print(stderr,

@@ -115,6 +115,31 @@ SaveResult save_checkpoint(const std::string& root, CheckpointMeta meta,
                            const std::vector<Piece>& pieces, Communicator& world,
                            const SaveOptions& opts = {});
 
+// The same save in three parts, for checkpoint.async: only begin_save
+// communicates (on the training thread); the other two may run on a
+// background thread while training goes on. The ranks tell the lead that
+// their part is done with a marker file in step_N.tmp, and nothing is
+// published unless every part succeeded: the previous checkpoint stays
+// `latest` otherwise.
+struct PendingSave {
+  std::string root, tmp, final_dir;
+  CheckpointMeta meta;  // with its id and time
+  int world_size = 1, world_rank = 0;
+  bool lead = false;  // world rank 0: writes the master file and publishes
+  SaveOptions opts;
+};
+// Collective: the checkpoint's id, and step_N.tmp (created by the lead).
+// Throws RuntimeError on every rank if the directory cannot be made.
+PendingSave begin_save(const std::string& root, CheckpointMeta meta, Communicator& world,
+                       const SaveOptions& opts = {});
+// No communication: this rank's pieces (write = true) into its rank file,
+// then its marker. Never throws: returns "" or why it failed.
+std::string write_pending_part(const PendingSave& s, const std::vector<Piece>& pieces);
+// The lead only, no communication: waits up to `timeout_seconds` for every
+// rank's marker, then writes the master file, publishes and prunes. Throws
+// RuntimeError (after removing step_N.tmp) if a part failed or is missing.
+SaveResult publish_pending(const PendingSave& s, double timeout_seconds);
+
 // The metadata of the checkpoint in directory `dir` (throws CheckpointError).
 CheckpointMeta read_meta(const std::string& dir);
 

@@ -1,9 +1,11 @@
 #include "checkpoint/session.h"
 
 #include <algorithm>
+#include <filesystem>
 
 #include <fmt/format.h>
 
+#include "checkpoint/store.h"
 #include "config/config.h"
 
 #ifndef DTRAIN_VERSION
@@ -145,6 +147,24 @@ CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir) {
 CheckpointSession::CheckpointSession(Trainer& trainer, SessionOptions opts)
     : trainer_(trainer), opts_(std::move(opts)), last_save_time_(std::chrono::steady_clock::now()) {
   last_step_ = opts_.start_step > 0 ? opts_.start_step : -1;
+  if (trainer_.config().checkpoint.async) snapshot_pieces(false);  // allocates host_
+}
+
+std::vector<Piece> CheckpointSession::snapshot_pieces(bool copy) {
+  const Groups& g = trainer_.groups();
+  const NamedTensors state = gathered_state(trainer_);
+  std::vector<Piece> out;
+  for (Piece& p : collect_pieces(trainer_.model(), state, g.coord.dp == 0, g.coord.tp == 0)) {
+    if (!p.write) continue;
+    const size_t i = out.size();
+    if (i >= host_.size()) host_.push_back(Tensor{});
+    if (!host_[i].defined() || host_[i].shape() != p.local.shape() || host_[i].dtype() != p.local.dtype())
+      host_[i] = Tensor::zeros(p.local.shape(), p.local.dtype());  // zeroing touches every page
+    if (copy) host_[i].copy_from(p.local);
+    p.local = host_[i];
+    out.push_back(std::move(p));
+  }
+  return out;
 }
 
 bool CheckpointSession::should_stop(int64_t done) {
@@ -176,12 +196,22 @@ void CheckpointSession::after_step(int64_t done, bool stopping) {
   const bool due = stopping || time_due_ || (c.every > 0 && done % c.every == 0) ||
                    (c.at_end && done == cfg.train.steps);
   if (!due || done == last_step_) return;
+  finish();  // one checkpoint in flight at a time
+  // The run ends here: its last checkpoint is complete before the process exits.
+  if (c.async && !stopping && done < cfg.train.steps)
+    save_async(done);
+  else
+    save_sync(done);
+  last_save_time_ = std::chrono::steady_clock::now();
+  time_due_ = false;
+}
+
+void CheckpointSession::save_sync(int64_t done) {
+  const CheckpointConfig& c = trainer_.config().checkpoint;
   SaveOptions so;
   so.keep = c.keep;
   so.on_file_op = opts_.on_file_op;
   const SaveResult r = save_trainer(trainer_, done, so);
-  last_save_time_ = std::chrono::steady_clock::now();
-  time_due_ = false;
   last_dir_ = r.dir;
   last_step_ = done;
   if (opts_.log) {
@@ -190,6 +220,81 @@ void CheckpointSession::after_step(int64_t done, bool stopping) {
     if (!r.pruned.empty()) msg += fmt::format("; deleted {}", fmt::join(r.pruned, ", "));
     opts_.log(msg);
   }
+}
+
+void CheckpointSession::save_async(int64_t done) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const Config& cfg = trainer_.config();
+  const Groups& g = trainer_.groups();
+  auto f = std::make_unique<InFlight>();
+  // The stall: the state gathered (ZeRO-1) and copied to host memory.
+  f->snapshot = snapshot_pieces(true);
+  SaveOptions so;
+  so.keep = cfg.checkpoint.keep;
+  so.on_file_op = opts_.on_file_op;
+  f->save = begin_save(cfg.checkpoint.dir, trainer_meta(trainer_, done), *g.world, so);
+  f->stall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double timeout = cfg.parallel.timeout;
+  InFlight* raw = f.get();
+  f->thread = std::thread([raw, timeout] {
+    const auto w0 = std::chrono::steady_clock::now();
+    raw->error = write_pending_part(raw->save, raw->snapshot);
+    if (raw->save.lead && raw->error.empty()) {
+      try {
+        raw->result = publish_pending(raw->save, timeout);
+      } catch (const std::exception& e) {
+        raw->error = e.what();
+      }
+    } else if (raw->save.lead) {
+      std::error_code ec;
+      std::filesystem::remove_all(raw->save.tmp, ec);  // nothing of a failed save stays
+    }
+    raw->write_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
+  });
+  if (opts_.log)
+    opts_.log(fmt::format("checkpoint step {}: training stalled {:.3f} s (host copy); writing in the background",
+                          done, f->stall_seconds));
+  in_flight_ = std::move(f);
+}
+
+void CheckpointSession::finish() {
+  if (!in_flight_) return;
+  std::unique_ptr<InFlight> f = std::move(in_flight_);
+  f->thread.join();
+  // Every rank learns whether the checkpoint was published: the lead's
+  // outcome covers every part (it read every rank's marker).
+  Tensor flag = Tensor::zeros(Shape{1}, DType::f32);
+  flag.data<float>()[0] = f->error.empty() ? 0.0f : 1.0f;
+  all_reduce(*trainer_.groups().world, flag, ReduceOp::max);
+  const int64_t step = f->save.meta.step;
+  if (flag.data<float>()[0] > 0) {
+    const std::string newest =
+        !last_dir_.empty() ? last_dir_
+        : last_step_ > 0   ? (std::filesystem::path(trainer_.config().checkpoint.dir) / store::step_dir_name(last_step_)).string()
+                           : "none";
+    const std::string why = f->error.empty() ? "another rank's part failed" : f->error;
+    if (opts_.warn)
+      opts_.warn(fmt::format("checkpoint step {} failed in the background: {}; the newest checkpoint is still {}",
+                             step, why, newest));
+    return;
+  }
+  last_dir_ = f->save.final_dir;
+  last_step_ = step;
+  if (opts_.log && f->save.lead) {
+    const SaveResult& r = f->result;
+    std::string msg = fmt::format("checkpoint step {} -> {} ({}; training stalled {:.3f} s, written in {:.2f} s "
+                                  "in the background)",
+                                  step, r.dir, human_bytes(static_cast<double>(r.bytes)), f->stall_seconds,
+                                  f->write_seconds);
+    if (!r.pruned.empty()) msg += fmt::format("; deleted {}", fmt::join(r.pruned, ", "));
+    opts_.log(msg);
+  }
+}
+
+CheckpointSession::~CheckpointSession() {
+  // Only after an error: a normal run called finish(). The write goes on to
+  // its end (no communication), so nothing is left half-written.
+  if (in_flight_ && in_flight_->thread.joinable()) in_flight_->thread.join();
 }
 
 }  // namespace dtrain

@@ -10,7 +10,9 @@
 #include <cmath>
 #include <ctime>
 #include <map>
+#include <fstream>
 #include <random>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -360,6 +362,127 @@ SaveResult save_checkpoint(const std::string& root_dir, CheckpointMeta meta,
   agree(world, err, meta.step);
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return res;
+}
+
+
+// --- Asynchronous saves (checkpoint.async): the phases of save_checkpoint
+// split so that only the first talks to the other ranks. The ranks' threads
+// then say they are done through marker files in step_N.tmp instead of a
+// collective, which the training thread may be using meanwhile.
+
+namespace {
+
+constexpr const char* kDoneMarker = "done_";  // done_<world rank>: empty, or why the rank failed
+
+fs::path marker_path(const fs::path& tmp, int world_rank) {
+  return tmp / fmt::format("{}{:05d}", kDoneMarker, world_rank);
+}
+
+}  // namespace
+
+PendingSave begin_save(const std::string& root_dir, CheckpointMeta meta, Communicator& world,
+                       const SaveOptions& opts) {
+  const store::FileOps ops{opts.on_file_op};
+  PendingSave s;
+  const fs::path root(root_dir);
+  const fs::path final_dir = root / store::step_dir_name(meta.step);
+  s.root = root.string();
+  s.final_dir = final_dir.string();
+  s.tmp = final_dir.string() + ".tmp";
+  s.world_size = world.size();
+  s.world_rank = world.world_rank(world.rank());
+  s.lead = world.rank() == 0;
+  s.opts = opts;
+  meta.id = new_id(world);
+  meta.written_at = utc_now();
+  meta.format_version = kCheckpointFormatVersion;
+  s.meta = std::move(meta);
+  std::string err;
+  if (s.lead) {
+    try {
+      std::error_code ec;
+      if (!fs::exists(root, ec)) {
+        fs::create_directories(root, ec);
+        if (ec) throw RuntimeError(fmt::format("cannot create '{}': {}", root.string(), ec.message()));
+        store::sync_path(fs::absolute(root).parent_path());
+      }
+      store::remove_leftovers(root, ops);
+      if (!fs::create_directory(s.tmp, ec) || ec)
+        throw RuntimeError(fmt::format("cannot create '{}': {}", s.tmp, ec.message()));
+      ops.done("mkdir " + fs::path(s.tmp).filename().string());
+    } catch (const Error& e) {
+      err = e.what();
+    }
+  }
+  agree(world, err, s.meta.step);
+  return s;
+}
+
+std::string write_pending_part(const PendingSave& s, const std::vector<Piece>& pieces) {
+  const store::FileOps ops{s.opts.on_file_op};
+  std::string err;
+  std::vector<const Piece*> mine;
+  for (const Piece& p : pieces)
+    if (p.write) mine.push_back(&p);
+  try {
+    if (!mine.empty())
+      write_rank_file(fs::path(s.tmp) / store::rank_file_name(s.world_rank), s.meta, s.world_rank, mine, ops);
+  } catch (const Error& e) {
+    err = e.what();
+  }
+  try {  // the marker says "done" even for a failure: the lead must not wait for the timeout
+    const fs::path m = marker_path(s.tmp, s.world_rank);
+    std::ofstream f(m.string() + ".part");
+    f << err;
+    f.close();
+    if (!f) throw RuntimeError(fmt::format("cannot write '{}'", m.string()));
+    fs::rename(m.string() + ".part", m);
+  } catch (const std::exception& e) {
+    if (err.empty()) err = e.what();
+  }
+  return err;
+}
+
+SaveResult publish_pending(const PendingSave& s, double timeout_seconds) {
+  DTRAIN_CHECK(s.lead, "publish_pending on world rank {}, not the lead", s.world_rank);
+  const auto t0 = std::chrono::steady_clock::now();
+  const store::FileOps ops{s.opts.on_file_op};
+  const fs::path tmp(s.tmp);
+  try {
+    std::vector<std::string> failures;
+    for (int r = 0; r < s.world_size; ++r) {
+      const fs::path m = marker_path(tmp, r);
+      while (!fs::exists(m)) {
+        if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > timeout_seconds)
+          throw RuntimeError(fmt::format("world rank {} did not finish its part of {} within {} s", r, s.tmp,
+                                         timeout_seconds));
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+      std::ifstream f(m);
+      std::string why((std::istreambuf_iterator<char>(f)), {});
+      if (!why.empty()) failures.push_back(fmt::format("world rank {}: {}", r, why));
+    }
+    if (!failures.empty()) throw RuntimeError(fmt::format("{}", fmt::join(failures, "; ")));
+    for (int r = 0; r < s.world_size; ++r) fs::remove(marker_path(tmp, r));
+    SaveResult res;
+    res.dir = s.final_dir;
+    write_master(tmp / store::kMasterFile, s.meta, read_back(tmp), ops);
+    store::sync_path(tmp);
+    ops.done("sync " + tmp.filename().string());
+    store::publish(tmp, fs::path(s.final_dir), ops);
+    res.pruned = store::prune(fs::path(s.root), s.opts.keep, ops);
+    res.bytes = store::dir_bytes(fs::path(s.final_dir));
+    res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return res;
+  } catch (const Error&) {
+    std::error_code ec;
+    fs::remove_all(tmp, ec);  // nothing incomplete stays; the previous checkpoint is still `latest`
+    throw;
+  } catch (const std::exception& e) {
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    throw RuntimeError(fmt::format("checkpoint {}: {}", s.tmp, e.what()));
+  }
 }
 
 }  // namespace dtrain

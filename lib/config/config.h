@@ -32,6 +32,7 @@ struct ModelConfig {
   int64_t n_embd;
   double dropout;
   bool bias;
+  std::string init_from;  // "" = random init from train.seed; "hf:DIR" = a Hugging Face GPT-2 directory
   // cnn
   int64_t in_channels;
   int64_t image_size;
@@ -56,6 +57,9 @@ struct DataConfig {
   std::vector<double> mean;  // per channel, after scaling pixels to [0, 1]
   std::vector<double> std;
   bool shuffle;
+  // what the token files hold (gpt): "byte" (ids = UTF-8 bytes) | "gpt2" (GPT-2 BPE)
+  std::string tokenizer;
+  std::string tokenizer_dir;  // gpt2: the directory of encoder.json and vocab.bpe
 
   bool operator==(const DataConfig&) const = default;
 };
@@ -117,6 +121,7 @@ struct CheckpointConfig {
   double every_minutes;  // minutes between checkpoints (0 = none)
   int64_t keep;          // complete checkpoints kept on disk
   bool at_end;           // one after the last step
+  bool async;            // write in a background thread; the step pays for a host copy only
 
   bool operator==(const CheckpointConfig&) const = default;
 };
@@ -125,6 +130,7 @@ struct LogConfig {
   std::string out_dir;  // "" = runs/<config file stem>
   int64_t every;        // steps between progress lines
   bool profile;         // progress lines add a time breakdown (train/profiler.h)
+  bool plot;            // draw <out_dir>/loss.png at the end (tools/plot_metrics.py)
 
   bool operator==(const LogConfig&) const = default;
 };

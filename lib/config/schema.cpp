@@ -74,6 +74,10 @@ std::vector<KeySpec> build_schema() {
        "dropout probability in training", FIELD(model.dropout)},
       {"model", "bias", kGpt, true, none(),
        "biases in linear layers and layer norms", FIELD(model.bias)},
+      {"model", "init_from", kGpt, string(""), none(),
+       "\"\" = random init; \"hf:DIR\" = start from a Hugging Face GPT-2 directory (config.json, "
+       "model.safetensors), e.g. one `dtrain export --format hf` wrote",
+       FIELD(model.init_from)},
       {"model", "in_channels", kCnn, int64_t{1}, at_least(1),
        "channels of the input images", FIELD(model.in_channels)},
       {"model", "image_size", kCnn, int64_t{28}, at_least(4),
@@ -109,6 +113,13 @@ std::vector<KeySpec> build_schema() {
        "per-channel standard deviation; 1 or in_channels entries", FIELD(data.std)},
       {"data", "shuffle", kAll, true, none(),
        "shuffle training samples each epoch", FIELD(data.shuffle)},
+      {"data", "tokenizer", kGpt, string("byte"), one_of({"byte", "gpt2"}),
+       "what the token ids mean: UTF-8 bytes, or GPT-2 BPE (tools/text_to_bin.py --tokenizer); "
+       "`dtrain generate` decodes with it",
+       FIELD(data.tokenizer)},
+      {"data", "tokenizer_dir", kGpt, string("data/gpt2"), none(),
+       "tokenizer gpt2: the directory holding its encoder.json and vocab.bpe",
+       FIELD(data.tokenizer_dir)},
 
       // [train]
       {"train", "steps", kAll, int64_t{1000}, at_least(1),
@@ -210,6 +221,10 @@ std::vector<KeySpec> build_schema() {
        "complete checkpoints kept on disk (older ones are deleted)", FIELD(checkpoint.keep)},
       {"checkpoint", "at_end", kAll, true, none(),
        "write a checkpoint after the last step", FIELD(checkpoint.at_end)},
+      {"checkpoint", "async", kAll, false, none(),
+       "training waits only for a copy of the state in host memory; a background thread writes and "
+       "publishes it (the last checkpoint and a preemption's are written before the run ends)",
+       FIELD(checkpoint.async)},
 
       // [log]
       {"log", "out_dir", kAll, string(""), none(),
@@ -219,6 +234,9 @@ std::vector<KeySpec> build_schema() {
       {"log", "profile", kAll, false, none(),
        "progress lines add the interval's forward / backward / comm wait / optimizer / data shares",
        FIELD(log.profile)},
+      {"log", "plot", kAll, false, none(),
+       "at the end, draw the loss curves to <out_dir>/loss.png (tools/plot_metrics.py, matplotlib)",
+       FIELD(log.plot)},
   };
 }
 

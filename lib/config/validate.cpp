@@ -96,6 +96,19 @@ class Validator {
     }
     require_path("data.train", c_.data.train, "gpt");
     require_path("data.val", c_.data.val, "gpt");
+    // GPT-2 BPE's 50257 ids must fit the vocabulary (byte tokens are checked
+    // where the token files are read: small test vocabularies are fine).
+    const int64_t ids = 50257;
+    if (ok({"data.tokenizer", "model.vocab_size"}) && c_.data.tokenizer == "gpt2" && m.vocab_size < ids)
+      problem({"model.vocab_size", "data.tokenizer"},
+              fmt::format("model.vocab_size: expected at least {} (the ids of data.tokenizer \"{}\"), "
+                          "got {}",
+                          ids, c_.data.tokenizer, m.vocab_size));
+    if (ok({"model.init_from"}) && !m.init_from.empty() && m.init_from.rfind("hf:", 0) != 0)
+      problem({"model.init_from"},
+              fmt::format("model.init_from: expected \"\" or \"hf:DIR\" (a Hugging Face GPT-2 "
+                          "directory), got \"{}\"",
+                          m.init_from));
   }
 
   void check_cnn() {

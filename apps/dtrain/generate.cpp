@@ -1,0 +1,161 @@
+// `dtrain generate CHECKPOINT`: text sampled from a trained GPT on one
+// process, whatever layout wrote the checkpoint, with the tokenizer the run
+// was trained with (its config's data.tokenizer). The prompt is encoded, then
+// one token at a time: the model reads the last context_length tokens and the
+// next one is drawn from its logits at the last position (greedy with
+// --temperature 0, else softmax(logits / T) over the top k), from a random
+// stream keyed by --seed and the token's index, so a seed gives the same text.
+//
+// Model::forward_layers runs a fixed sequence length (the length it was
+// planned for), so the tokens go at the start of a window padded at the end:
+// causal attention keeps the padding from reaching the positions read. Copies
+// of the model that share its parameters (build_replica) are planned for
+// windows of 16, 32, ... tokens up to the context length, and each step uses
+// the smallest that holds the sequence.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "checkpoint/load_model.h"
+#include "commands.h"
+#include "core/error.h"
+#include "core/rng.h"
+#include "data/tokenizer.h"
+
+namespace dtrain_cli {
+
+namespace {
+
+struct GenerateOptions {
+  std::string path, prompt, tokenizer_dir;
+  int64_t tokens = 200;
+  double temperature = 0.8;
+  int64_t top_k = 200;
+  int64_t seed = 1337;
+  bool full_window = false;  // always read context_length tokens (the reference for the windows)
+};
+
+// The next token from one row of logits over ids [0, n).
+int32_t sample(const float* logits, int64_t n, const GenerateOptions& o, int64_t index) {
+  if (o.temperature == 0.0) return static_cast<int32_t>(std::max_element(logits, logits + n) - logits);
+  std::vector<double> p(logits, logits + n);
+  double cut = -INFINITY;
+  if (o.top_k > 0 && o.top_k < n) {
+    std::vector<double> sorted = p;
+    std::nth_element(sorted.begin(), sorted.begin() + (o.top_k - 1), sorted.end(), std::greater<>());
+    cut = sorted[o.top_k - 1];
+  }
+  const double top = *std::max_element(p.begin(), p.end());
+  double sum = 0;
+  for (double& x : p) {
+    x = x < cut ? 0.0 : std::exp((x - top) / o.temperature);
+    sum += x;
+  }
+  double u = dtrain::CounterRng(static_cast<uint64_t>(o.seed), static_cast<uint64_t>(index)).uniform() * sum;
+  for (int64_t i = 0; i < n; ++i) {
+    u -= p[i];
+    if (u < 0 && p[i] > 0) return static_cast<int32_t>(i);
+  }
+  for (int64_t i = n - 1; i >= 0; --i)  // rounding left u >= 0: the last candidate
+    if (p[i] > 0) return static_cast<int32_t>(i);
+  return 0;
+}
+
+int run_generate(const GenerateOptions& o) {
+  const auto t0 = std::chrono::steady_clock::now();
+  dtrain::LoadedModel lm = dtrain::load_model(o.path, 16);
+  const dtrain::ModelConfig& mc = lm.cfg.model;
+  if (mc.type != "gpt")
+    throw dtrain::ConfigError(fmt::format("{}: model.type is \"{}\": generate needs a GPT", lm.dir, mc.type));
+  std::unique_ptr<dtrain::Tokenizer> tok;
+  try {
+    tok = dtrain::make_tokenizer(lm.cfg.data, o.tokenizer_dir);
+  } catch (const dtrain::InputError& e) {
+    throw dtrain::InputError(fmt::format("{} (the run's data.tokenizer = \"{}\", data.tokenizer_dir = \"{}\"; "
+                                         "point --tokenizer-dir at GPT-2's encoder.json and vocab.bpe)",
+                                         e.what(), lm.cfg.data.tokenizer, lm.cfg.data.tokenizer_dir));
+  }
+  // Ids the tokenizer can decode; a model's padding rows are never drawn.
+  const int64_t n_ids = std::min<int64_t>(tok->vocab_size(), mc.vocab_size);
+  std::vector<int32_t> ids = tok->encode(o.prompt);
+  if (ids.empty()) ids.push_back(tok->end_of_text() >= 0 ? tok->end_of_text() : '\n');
+  for (int32_t id : ids)
+    if (id >= mc.vocab_size)
+      throw dtrain::InputError(fmt::format("--prompt: token id {} is outside the model's vocabulary ({})", id,
+                                           mc.vocab_size));
+
+  // Windows of 16, 32, ... tokens, the last the context length.
+  std::vector<std::unique_ptr<dtrain::Model>> replicas;
+  std::vector<int64_t> windows;
+  for (int64_t w = o.full_window ? mc.context_length : 16;; w *= 2) {
+    windows.push_back(std::min(w, mc.context_length));
+    if (windows.back() == mc.context_length) break;
+  }
+  std::vector<dtrain::Model*> models(windows.size(), nullptr);
+  dtrain::Ctx ctx;
+  ctx.training = false;
+  const size_t prompt_len = ids.size();
+  for (int64_t i = 0; i < o.tokens; ++i) {
+    const int64_t len = std::min<int64_t>(static_cast<int64_t>(ids.size()), mc.context_length);
+    const size_t k = std::lower_bound(windows.begin(), windows.end(), len) - windows.begin();
+    if (!models[k]) {
+      if (windows[k] == lm.model->stage_sample_shape[0]) {
+        models[k] = lm.model.get();  // built for min(16, context_length) tokens
+      } else {
+        replicas.push_back(dtrain::build_replica(*lm.model, mc, windows[k]));
+        replicas.back()->stage_sample_shape = dtrain::Shape{windows[k]};  // the owner's is 16 tokens
+        models[k] = replicas.back().get();
+      }
+      models[k]->plan(1);
+    }
+    dtrain::Model& m = *models[k];
+    const int64_t T = windows[k];
+    dtrain::Tensor x = dtrain::Tensor::zeros(dtrain::Shape{1, T}, dtrain::DType::i32);
+    std::copy(ids.end() - len, ids.end(), x.data<int32_t>());
+    const dtrain::Tensor logits = m.forward_layers(x, ctx);  // (1, T, V)
+    const int32_t next = sample(logits.data<float>() + (len - 1) * mc.vocab_size, n_ids, o, i);
+    if (next == tok->end_of_text()) break;
+    ids.push_back(next);
+  }
+  const std::vector<int32_t> generated(ids.begin() + static_cast<std::ptrdiff_t>(prompt_len), ids.end());
+  const std::string text = o.prompt + tok->decode(generated);
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  std::fputc('\n', stdout);
+  std::fflush(stdout);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  fmt::print(stderr, "dtrain: {} tokens from {} (step {}, tokenizer {}) in {:.2f} s\n", generated.size(), lm.dir,
+             lm.meta.step, tok->name(), s);
+  return 0;
+}
+
+}  // namespace
+
+Subcommand add_generate(CLI::App& app) {
+  auto o = std::make_shared<GenerateOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "generate", "Print text sampled from a trained GPT (one process, any layout's checkpoint), decoded with "
+                  "the run's tokenizer");
+  cmd->add_option("checkpoint", o->path, "A checkpoint, its checkpoint.h5, or a directory of them (the newest)")
+      ->required();
+  cmd->add_option("--prompt", o->prompt, "Text to continue (default: none, the model starts a document)");
+  cmd->add_option("--tokens", o->tokens, "Tokens to generate")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--temperature", o->temperature, "Softmax temperature; 0 = greedy (the most likely token)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--top-k", o->top_k, "Sample among the k most likely tokens (0 = all)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--seed", o->seed, "Random seed: the same seed gives the same text");
+  cmd->add_flag("--full-window", o->full_window,
+               "Always run the model on context_length tokens instead of the smallest window of 16, 32, ... "
+               "that holds the text (slower; the same tokens)");
+  cmd->add_option("--tokenizer-dir", o->tokenizer_dir,
+                  "GPT-2 tokenizer files (encoder.json, vocab.bpe) if not at the run's data.tokenizer_dir");
+  return {cmd, [o] { return run_generate(*o); }};
+}
+
+}  // namespace dtrain_cli

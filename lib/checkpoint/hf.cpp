@@ -1,0 +1,316 @@
+#include "checkpoint/hf.h"
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "checkpoint/safetensors.h"
+#include "core/error.h"
+
+namespace dtrain {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr int64_t kGpt2Ids = 50257;  // GPT-2 BPE's vocabulary
+constexpr double kLayerNormEps = 1e-5;
+
+bool starts_with(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; }
+
+// (rows, cols) -> (cols, rows).
+std::vector<float> transpose(const std::vector<float>& a, int64_t rows, int64_t cols) {
+  std::vector<float> t(a.size());
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) t[c * rows + r] = a[r * cols + c];
+  return t;
+}
+
+// Every Hugging Face tensor name of an n_layer GPT-2 (without "transformer.").
+std::vector<std::string> hf_names(int64_t n_layer) {
+  std::vector<std::string> out = {"wte.weight", "wpe.weight", "ln_f.weight", "ln_f.bias"};
+  for (int64_t i = 0; i < n_layer; ++i)
+    for (const char* s : {"ln_1", "attn.c_attn", "attn.c_proj", "ln_2", "mlp.c_fc", "mlp.c_proj"})
+      for (const char* w : {"weight", "bias"}) out.push_back(fmt::format("h.{}.{}.{}", i, s, w));
+  return out;
+}
+
+}  // namespace
+
+HfName hf_name(const std::string& n) {
+  if (n == "wte.weight" || n == "wpe.weight" || n == "ln_f.weight" || n == "ln_f.bias") return {n, false};
+  if (starts_with(n, "blocks.")) {
+    const size_t dot = n.find('.', 7);
+    if (dot != std::string::npos) {
+      const std::string layer = n.substr(7, dot - 7), rest = n.substr(dot + 1);
+      static const std::vector<std::pair<std::string, std::string>> parts = {
+          {"ln1.", "ln_1."}, {"ln2.", "ln_2."}, {"attn.qkv.", "attn.c_attn."},
+          {"attn.proj.", "attn.c_proj."}, {"mlp.fc.", "mlp.c_fc."}, {"mlp.proj.", "mlp.c_proj."}};
+      for (const auto& [d, h] : parts)
+        if (starts_with(rest, d)) {
+          const std::string leaf = rest.substr(d.size());
+          const bool linear = d[0] != 'l';
+          return {"h." + layer + "." + h + leaf, linear && leaf == "weight"};
+        }
+    }
+  }
+  throw InternalError(fmt::format("parameter '{}' has no Hugging Face GPT-2 name", n));
+}
+
+HfExportResult export_hf(const Model& model, const Config& cfg, const std::string& out_dir,
+                         int64_t vocab_size) {
+  const ModelConfig& m = cfg.model;
+  if (m.type != "gpt")
+    throw ConfigError(fmt::format("model.type is \"{}\": only a GPT exports to the Hugging Face GPT-2 format",
+                                  m.type));
+  HfExportResult r;
+  const bool gpt2_ids = cfg.data.tokenizer == "gpt2";
+  int64_t V = vocab_size;
+  if (V == 0) V = gpt2_ids && m.vocab_size > kGpt2Ids ? kGpt2Ids : m.vocab_size;
+  if (V < 1 || V > m.vocab_size)
+    throw ConfigError(fmt::format("--vocab-size {}: expected 1 .. model.vocab_size ({})", V, m.vocab_size));
+  if (V < m.vocab_size)
+    r.notes.push_back(fmt::format("vocabulary: the first {} of the model's {} rows exported ({} padding rows "
+                                  "dropped){}",
+                                  V, m.vocab_size, m.vocab_size - V,
+                                  gpt2_ids && V == kGpt2Ids ? ", the ids of the GPT-2 tokenizer" : ""));
+  std::vector<SafeTensorOut> out;
+  std::set<std::string> written;
+  for (const auto& p : model.params.all()) {
+    if (!p->primary) continue;
+    DTRAIN_CHECK(!p->shard.split() && p->value.dtype() == DType::f32,
+                 "export needs the whole fp32 model; {} is a shard or not fp32", p->name);
+    const HfName h = hf_name(p->name);
+    const float* v = p->value.data<float>();
+    std::vector<float> data(v, v + p->numel());
+    std::vector<int64_t> shape(p->shape.begin(), p->shape.end());
+    if (h.transposed) {
+      data = transpose(data, shape[0], shape[1]);
+      std::swap(shape[0], shape[1]);
+    }
+    if (p->name == "wte.weight" && V < shape[0]) {
+      data.resize(V * shape[1]);
+      shape[0] = V;
+    }
+    out.push_back({"transformer." + h.name, shape, std::move(data)});
+    written.insert(h.name);
+  }
+  int64_t zero_biases = 0;
+  for (const std::string& n : hf_names(m.n_layer)) {
+    if (written.count(n)) continue;
+    DTRAIN_CHECK(n.size() > 5 && n.substr(n.size() - 5) == ".bias" && !m.bias,
+                 "the model has no parameter for Hugging Face tensor {}", n);
+    int64_t len = m.n_embd;
+    if (n.find("c_attn") != std::string::npos) len = 3 * m.n_embd;
+    if (n.find("c_fc") != std::string::npos) len = 4 * m.n_embd;
+    out.push_back({"transformer." + n, {len}, std::vector<float>(len, 0.0f)});
+    ++zero_biases;
+  }
+  if (zero_biases)
+    r.notes.push_back(fmt::format("model.bias = false: {} zero bias vectors written (GPT-2 has biases)",
+                                  zero_biases));
+  std::error_code ec;
+  fs::create_directories(out_dir, ec);
+  if (ec) throw RuntimeError(fmt::format("cannot create '{}': {}", out_dir, ec.message()));
+
+  json c = {{"architectures", {"GPT2LMHeadModel"}},
+            {"model_type", "gpt2"},
+            {"vocab_size", V},
+            {"n_positions", m.context_length},
+            {"n_ctx", m.context_length},
+            {"n_embd", m.n_embd},
+            {"n_layer", m.n_layer},
+            {"n_head", m.n_head},
+            {"n_inner", nullptr},
+            {"activation_function", "gelu_new"},
+            {"layer_norm_epsilon", kLayerNormEps},
+            {"resid_pdrop", m.dropout},
+            {"embd_pdrop", m.dropout},
+            {"attn_pdrop", 0.0},  // dtrain drops after the projections, not attention probabilities
+            {"initializer_range", 0.02},
+            {"scale_attn_weights", true},
+            {"scale_attn_by_inverse_layer_idx", false},
+            {"reorder_and_upcast_attn", false},
+            {"tie_word_embeddings", true},
+            {"torch_dtype", "float32"},
+            {"use_cache", true},
+            {"dtrain_tokenizer", cfg.data.tokenizer}};
+  if (gpt2_ids) {
+    c["bos_token_id"] = 50256;  // <|endoftext|>
+    c["eos_token_id"] = 50256;
+  }
+  const fs::path cfg_path = fs::path(out_dir) / "config.json";
+  {
+    std::ofstream f(cfg_path);
+    f << c.dump(2) << "\n";
+    f.close();
+    if (!f) throw RuntimeError(fmt::format("cannot write '{}'", cfg_path.string()));
+  }
+  r.bytes = write_safetensors((fs::path(out_dir) / "model.safetensors").string(), out, {{"format", "pt"}});
+  r.tensors = static_cast<int64_t>(out.size());
+  return r;
+}
+
+std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const std::string& dir) {
+  std::vector<std::string> notes;
+  const fs::path cfg_path = fs::path(dir) / "config.json";
+  const std::string cfg_name = cfg_path.string();
+  std::ifstream cf(cfg_path);
+  if (!cf) throw InputError(fmt::format("model.init_from: '{}': cannot open (a Hugging Face GPT-2 directory "
+                                        "holds config.json and model.safetensors)", cfg_name));
+  json hc;
+  try {
+    hc = json::parse(cf);
+  } catch (const json::exception& e) {
+    throw InputError(fmt::format("'{}': not valid JSON: {}", cfg_name, e.what()));
+  }
+  if (!hc.is_object()) throw InputError(fmt::format("'{}': expected a JSON object", cfg_name));
+  std::vector<std::string> problems;
+  // GPT2Config's defaults where a key is absent.
+  auto integer = [&](const char* key, int64_t dflt) -> int64_t {
+    if (!hc.contains(key) || hc[key].is_null()) return dflt;
+    if (!hc[key].is_number_integer()) {
+      problems.push_back(fmt::format("{}: {}: expected an integer, got {}", cfg_name, key, hc[key].dump()));
+      return dflt;
+    }
+    return hc[key].get<int64_t>();
+  };
+  auto refuse = [&](const char* key, const std::string& why) {
+    problems.push_back(fmt::format("{}: {} = {}: {}", cfg_name, key, hc.contains(key) ? hc[key].dump() : "(absent)", why));
+  };
+  if (hc.value("model_type", std::string("gpt2")) != "gpt2")
+    refuse("model_type", "dtrain's GPT is GPT-2; another architecture cannot be imported");
+  const std::string act = hc.contains("activation_function") && hc["activation_function"].is_string()
+                              ? hc["activation_function"].get<std::string>() : "gelu_new";
+  if (act != "gelu_new" && act != "gelu_pytorch_tanh")
+    refuse("activation_function", "dtrain's MLP uses GELU with the tanh approximation (gelu_new)");
+  if (hc.contains("layer_norm_epsilon") &&
+      !(hc["layer_norm_epsilon"].is_number() &&
+        std::abs(hc["layer_norm_epsilon"].get<double>() - kLayerNormEps) <= 1e-12))
+    refuse("layer_norm_epsilon", "dtrain's layer norm uses eps 1e-5");
+  if (hc.contains("tie_word_embeddings") && hc["tie_word_embeddings"] != true)
+    refuse("tie_word_embeddings", "dtrain's output head is tied to the token embedding");
+  for (const char* flag : {"scale_attn_by_inverse_layer_idx", "add_cross_attention"})
+    if (hc.contains(flag) && hc[flag] == true) refuse(flag, "dtrain's attention has no such option");
+  if (hc.contains("scale_attn_weights") && hc["scale_attn_weights"] == false)
+    refuse("scale_attn_weights", "dtrain scales attention scores by 1/sqrt(head size)");
+  const int64_t n_embd = integer("n_embd", 768), n_layer = integer("n_layer", 12),
+                n_head = integer("n_head", 12), n_pos = integer("n_positions", 1024),
+                vocab = integer("vocab_size", kGpt2Ids), n_inner = integer("n_inner", 4 * n_embd);
+  if (n_inner != 4 * n_embd) refuse("n_inner", fmt::format("dtrain's MLP is 4 x n_embd = {} wide", 4 * n_embd));
+  auto same = [&](const char* key, int64_t hf, const char* ours, int64_t v) {
+    if (hf != v)
+      problems.push_back(fmt::format("{}: {} = {} but {} = {}: set {} = {} to import it", cfg_name, key, hf, ours,
+                                     v, ours, hf));
+  };
+  same("n_embd", n_embd, "model.n_embd", cfg.n_embd);
+  same("n_layer", n_layer, "model.n_layer", cfg.n_layer);
+  same("n_head", n_head, "model.n_head", cfg.n_head);
+  if (n_pos < cfg.context_length)
+    problems.push_back(fmt::format("{}: n_positions = {} but model.context_length = {}: at most {} positions "
+                                   "can be imported", cfg_name, n_pos, cfg.context_length, n_pos));
+  if (vocab > cfg.vocab_size)
+    problems.push_back(fmt::format("{}: vocab_size = {} but model.vocab_size = {}: set model.vocab_size to at "
+                                   "least {} (e.g. 50304 for GPT-2, a multiple of 64)",
+                                   cfg_name, vocab, cfg.vocab_size, vocab));
+  if (!problems.empty()) throw ConfigError(problems);
+
+  const SafetensorsFile st((fs::path(dir) / "model.safetensors").string());
+  // Names with or without the "transformer." prefix; the causal-mask buffers
+  // older exports carry are skipped.
+  std::map<std::string, const SafeTensorInfo*> by_name;
+  const SafeTensorInfo* lm_head = nullptr;
+  const std::vector<std::string> known = hf_names(n_layer);
+  const std::set<std::string> known_set(known.begin(), known.end());
+  for (const auto& t : st.tensors()) {
+    std::string n = starts_with(t.name, "transformer.") ? t.name.substr(12) : t.name;
+    if (n == "lm_head.weight") {
+      lm_head = &t;
+      continue;
+    }
+    const bool mask = n.size() > 10 && (n.substr(n.size() - 10) == ".attn.bias" ||
+                                        (n.size() > 17 && n.substr(n.size() - 17) == ".attn.masked_bias"));
+    if (mask) continue;
+    if (!known_set.count(n))
+      problems.push_back(fmt::format("{}: tensor '{}' has no place in dtrain's GPT", st.path(), t.name));
+    by_name[n] = &t;
+  }
+  for (const std::string& n : known)
+    if (!by_name.count(n)) problems.push_back(fmt::format("{}: tensor 'transformer.{}' is missing", st.path(), n));
+  if (!problems.empty()) throw ConfigError(problems);
+
+  auto read = [&](const std::string& n, std::vector<int64_t> want) {
+    const SafeTensorInfo& t = *by_name.at(n);
+    if (t.shape != want)
+      throw ConfigError(fmt::format("{}: tensor '{}' has shape ({}), expected ({})", st.path(), t.name,
+                                    fmt::join(t.shape, ", "), fmt::join(want, ", ")));
+    return st.read_f32(t);
+  };
+  const int64_t C = cfg.n_embd;
+  if (lm_head) {  // a separate head must be the tied one
+    if (lm_head->shape != std::vector<int64_t>{vocab, C} || st.read_f32(*lm_head) != read("wte.weight", {vocab, C}))
+      throw ConfigError(fmt::format("{}: tensor '{}' differs from the token embedding: an untied output head, "
+                                    "which dtrain's GPT (tied to wte) cannot express",
+                                    st.path(), lm_head->name));
+  }
+  if (!cfg.bias)
+    for (const auto& [n, t] : by_name)
+      if (n.size() > 5 && n.substr(n.size() - 5) == ".bias")
+        for (float x : st.read_f32(*t))
+          if (x != 0.0f)
+            throw ConfigError(fmt::format("{}: tensor '{}' is not zero but model.bias = false: set model.bias = true",
+                                          st.path(), t->name));
+  if (vocab < cfg.vocab_size)
+    notes.push_back(fmt::format("vocabulary padded: {} rows from {}, {} zero rows up to model.vocab_size = {}",
+                                vocab, dir, cfg.vocab_size - vocab, cfg.vocab_size));
+  if (n_pos > cfg.context_length)
+    notes.push_back(fmt::format("positions: the first {} of {}'s {} (model.context_length)", cfg.context_length,
+                                dir, n_pos));
+
+  for (const auto& p : model.params.all()) {
+    DTRAIN_CHECK(p->value.dtype() == DType::f32, "model.init_from: {} is not fp32", p->name);
+    const HfName h = hf_name(p->name);
+    const Shape full = p->shard.split() ? p->shard.full : p->shape;
+    std::vector<float> v;
+    if (p->name == "wte.weight") {
+      v = read(h.name, {vocab, C});
+      v.resize(full.numel(), 0.0f);  // padding rows
+    } else if (p->name == "wpe.weight") {
+      v = read(h.name, {n_pos, C});
+      v.resize(full.numel());
+    } else if (h.transposed) {
+      v = transpose(read(h.name, {full[1], full[0]}), full[1], full[0]);
+    } else {
+      v = read(h.name, {full.begin(), full.end()});
+    }
+    float* dst = p->value.data<float>();
+    if (!p->shard.split())
+      std::copy(v.begin(), v.end(), dst);
+    else
+      for (int64_t i = 0; i < p->numel(); ++i) dst[i] = v[p->shard.global_index(i)];
+  }
+  model.params.sync_compute();  // the bf16 compute copy of the imported masters
+  return notes;
+}
+
+}  // namespace dtrain
+
+namespace dtrain {
+
+std::vector<std::string> apply_init_from(Model& model, const ModelConfig& cfg) {
+  if (cfg.init_from.empty()) return {};
+  if (!starts_with(cfg.init_from, "hf:"))
+    throw ConfigError(fmt::format("model.init_from: expected \"hf:DIR\", got \"{}\"", cfg.init_from));
+  const std::string dir = cfg.init_from.substr(3);
+  std::vector<std::string> lines = {fmt::format("init: parameters from the Hugging Face GPT-2 directory {}", dir)};
+  for (const std::string& n : import_hf(model, cfg, dir)) lines.push_back("init: " + n);
+  return lines;
+}
+
+}  // namespace dtrain

@@ -1,0 +1,71 @@
+// Hugging Face GPT-2 directories (config.json + model.safetensors), in and
+// out of dtrain's GPT. The two models compute the same function: pre-norm
+// blocks, layer norm eps 1e-5, GELU with the tanh approximation ("gelu_new"),
+// causal attention scaled by 1/sqrt(head size), the head tied to wte. What
+// differs is naming and layout:
+//   dtrain                     Hugging Face (GPT2LMHeadModel)
+//   wte.weight (V, C)          transformer.wte.weight (V, C)
+//   wpe.weight (T, C)          transformer.wpe.weight (n_positions, C)
+//   blocks.i.ln1.*             transformer.h.i.ln_1.*
+//   blocks.i.attn.qkv.weight   transformer.h.i.attn.c_attn.weight
+//   blocks.i.attn.proj.weight  transformer.h.i.attn.c_proj.weight
+//   blocks.i.ln2.*             transformer.h.i.ln_2.*
+//   blocks.i.mlp.fc.weight     transformer.h.i.mlp.c_fc.weight
+//   blocks.i.mlp.proj.weight   transformer.h.i.mlp.c_proj.weight
+//   ln_f.*                     transformer.ln_f.*
+// GPT-2's Conv1D stores a weight as (in, out), dtrain's Linear as (out, in):
+// the four projection weights are transposed; the fused q|k|v order and the
+// head order inside each are the same. Vocabulary padding (50257 GPT-2 ids
+// in a 50304-row wte, a multiple that suits tensor parallelism) is cut on
+// export and added back as zero rows on import, and said.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "model/model.h"
+
+namespace dtrain {
+
+// The Hugging Face name of a dtrain parameter (without "transformer."), and
+// whether its layout is transposed there. Throws InternalError for a name
+// that is not a GPT parameter.
+struct HfName {
+  std::string name;
+  bool transposed = false;
+};
+HfName hf_name(const std::string& dtrain_name);
+
+struct HfExportResult {
+  int64_t bytes = 0;               // of model.safetensors
+  int64_t tensors = 0;
+  std::vector<std::string> notes;  // what was adapted (vocabulary cut, zero biases)
+};
+
+// Writes `out_dir`/config.json and `out_dir`/model.safetensors from a whole
+// (unsharded, fp32) GPT and its run's config. `vocab_size` rows of wte are
+// written: 0 = the tokenizer's ids (50257 for gpt2) when the model pads
+// beyond them, else all of them. Throws ConfigError for a model that is not
+// a GPT, RuntimeError when the files cannot be written.
+HfExportResult export_hf(const Model& model, const Config& cfg, const std::string& out_dir,
+                         int64_t vocab_size = 0);
+
+// Fills every parameter this rank holds (its tensor-parallel shard, its
+// pipeline stage) from the Hugging Face GPT-2 directory `dir`, whose config
+// must match `cfg`'s shapes. Returns what was adapted (vocabulary padding,
+// fewer positions), one line each. Throws ConfigError naming the config.json
+// key or tensor for a model dtrain's GPT cannot express (another activation,
+// an untied head, a missing tensor, other shapes), InputError for damaged files.
+std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const std::string& dir);
+
+}  // namespace dtrain
+
+namespace dtrain {
+
+// model.init_from: "" does nothing; "hf:DIR" is import_hf(model, cfg, DIR).
+// Returns the lines to log: where the weights came from and the notes.
+std::vector<std::string> apply_init_from(Model& model, const ModelConfig& cfg);
+
+}  // namespace dtrain

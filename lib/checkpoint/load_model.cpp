@@ -1,0 +1,35 @@
+#include "checkpoint/load_model.h"
+
+#include <algorithm>
+
+#include "checkpoint/resume.h"
+
+namespace dtrain {
+
+LoadedModel load_model(const std::string& path, int64_t seq_len) {
+  const Candidates c = find_checkpoints(path);
+  std::vector<std::string> damage;
+  for (const std::string& dir : c.dirs) {
+    try {
+      LoadedModel out;
+      out.dir = dir;
+      out.meta = read_meta(dir);
+      out.cfg = resume_config(out.meta, dir, {}, "", 1).cfg;
+      const int64_t T = seq_len > 0 ? std::min(seq_len, out.cfg.model.context_length) : out.cfg.train.seq_len;
+      out.model = build_model(out.cfg.model, T, DType::f32, Device::cpu(),
+                              static_cast<uint64_t>(out.cfg.train.seed));
+      std::vector<Piece> pieces = collect_pieces(*out.model, NamedTensors{});
+      load_pieces(dir, pieces);
+      out.model->params.sync_compute();
+      return out;
+    } catch (const CheckpointError& e) {
+      if (c.exact) throw;
+      damage.push_back(e.what());
+    }
+  }
+  std::string all;
+  for (const auto& d : damage) all += "\n  " + d;
+  throw InputError(fmt::format("no checkpoint under '{}' could be read:{}", path, all));
+}
+
+}  // namespace dtrain

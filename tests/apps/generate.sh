@@ -1,0 +1,57 @@
+# `dtrain generate`: one process reads a checkpoint of a tp=2 run (2 ranks)
+# and continues a prompt; the same seed gives the same text, greedy
+# (--temperature 0) ignores the seed; a GPT-2-BPE run decodes with its
+# tokenizer; bad input fails with one line. (That a model trained on the
+# Bible continues "In the beginning" with English is learn_gpt.slow.sh.)
+source "$(dirname "$0")/common.bash"
+MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
+PY=/usr/bin/python3
+make_tokens
+tiny_gpt_config
+base=(--set train.threads=1 --set train.eval_every=0 --set optim.warmup_steps=2 --set train.steps=30)
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set parallel.tp=2 --out "$WORK/a"
+
+gen() { expect_exit 0 "$DTRAIN" generate "$WORK/a/checkpoints" --prompt "the quick" --tokens 40 "$@"; }
+gen --seed 5; cp "$WORK/out" "$WORK/s5"
+grep -q "40 tokens from $WORK/a/checkpoints/step_00000030 (step 30, tokenizer byte)" "$WORK/err" || fail "$(cat "$WORK/err")"
+gen --seed 5; cmp -s "$WORK/out" "$WORK/s5" || fail "the same seed gave other text"
+gen --seed 6; ! cmp -s "$WORK/out" "$WORK/s5" || fail "seeds 5 and 6 gave the same text"
+gen --seed 6 --top-k 1; cp "$WORK/out" "$WORK/k1"
+gen --temperature 0 --seed 1; cp "$WORK/out" "$WORK/g1"
+gen --temperature 0 --seed 2; cmp -s "$WORK/out" "$WORK/g1" || fail "greedy depends on the seed"
+cmp -s "$WORK/k1" "$WORK/g1" || fail "--top-k 1 is not greedy"
+"$PY" - "$WORK/s5" "$WORK/g1" <<'PY' || fail "generated text: $(cat "$WORK/s5")"
+import sys
+for p in sys.argv[1:]:
+    b = open(p, "rb").read()
+    assert b.startswith(b"the quick"), b
+    assert len(b) == len("the quick") + 40 + 1, (len(b), b)  # 40 byte tokens and a newline
+PY
+# A prompt longer than the context (16): the model reads its last 16 tokens.
+expect_exit 0 "$DTRAIN" generate "$WORK/a/checkpoints" --prompt "the lazy dog and then some more words follow here" --tokens 5 --temperature 0
+
+# Windows of 16, 32, 64 tokens give the tokens of one context-length (64) window.
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set train.steps=10 --set model.context_length=64 --out "$WORK/c"
+expect_exit 0 "$DTRAIN" generate "$WORK/c/checkpoints" --prompt "over the" --tokens 70 --seed 3 --temperature 1.5
+cp "$WORK/out" "$WORK/windows"
+expect_exit 0 "$DTRAIN" generate "$WORK/c/checkpoints" --prompt "over the" --tokens 70 --seed 3 --temperature 1.5 --full-window
+cmp -s "$WORK/out" "$WORK/windows" || fail "windowed generation differs from the full window: $(cat "$WORK/windows") vs $(cat "$WORK/out")"
+
+# A GPT-2 BPE run decodes with GPT-2's tokenizer.
+tok_dir="$DTRAIN_SOURCE_DIR/data/gpt2"
+"$PY" "$DTRAIN_SOURCE_DIR/tools/text_to_bin.py" "$WORK/text.txt" --tokenizer gpt2 --tokenizer-dir "$tok_dir" --out "$WORK/bpe" >/dev/null
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set train.steps=3 --set model.vocab_size=50304 \
+  --set data.train="\"$WORK/bpe_train.bin\"" --set data.val="\"$WORK/bpe_val.bin\"" --set data.tokenizer=gpt2 \
+  --set data.tokenizer_dir="\"$tok_dir\"" --out "$WORK/b"
+grep -q 'tokenizer = "gpt2"' "$WORK/b/config.toml" || fail "the run's config does not record its tokenizer"
+expect_exit 0 "$DTRAIN" generate "$WORK/b/checkpoints" --prompt "The quick brown" --tokens 8 --seed 1
+grep -q "tokenizer gpt2" "$WORK/err" || fail "$(cat "$WORK/err")"
+grep -q "^The quick brown" "$WORK/out" || fail "$(cat "$WORK/out")"
+expect_exit 2 "$DTRAIN" generate "$WORK/b/checkpoints" --tokenizer-dir "$WORK/none"
+expect_err "$WORK/none/encoder.json': cannot open"
+expect_err 'data.tokenizer = "gpt2"'
+
+# Bad input.
+expect_exit 2 "$DTRAIN" generate "$WORK/nowhere"
+expect_exit 2 "$DTRAIN" generate "$WORK/a/checkpoints" --temperature -1
+echo "generate: ok"

