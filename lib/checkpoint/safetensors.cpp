@@ -77,8 +77,9 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
           if (mv.is_string()) metadata_[k] = mv.get<std::string>();
       continue;
     }
+    const std::string& tensor = name;  // clang 14 cannot capture a structured binding
     auto bad = [&](const std::string& what) {
-      return InputError(fmt::format("'{}': tensor '{}': {}", path, name, what));
+      return InputError(fmt::format("'{}': tensor '{}': {}", path, tensor, what));
     };
     if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") || !v.contains("data_offsets") ||
         !v["dtype"].is_string() || !v["shape"].is_array() || !v["data_offsets"].is_array() ||
