@@ -467,6 +467,7 @@ SaveResult publish_pending(const PendingSave& s, double timeout_seconds) {
     SaveResult res;
     res.dir = s.final_dir;
     write_master(tmp / store::kMasterFile, s.meta, read_back(tmp), ops);
+    write_manifest(tmp, s.meta, ops);  // as the synchronous save: every file's size and CRC-32
     store::sync_path(tmp);
     ops.done("sync " + tmp.filename().string());
     store::publish(tmp, fs::path(s.final_dir), ops);
