@@ -136,7 +136,7 @@ TEST_CASE("ops bf16: layer norm, embedding and sum of squares") {
   Pair dy = random_pair(Shape{rows, c}, 7), dres = random_pair(Shape{rows, c}, 8), dx = empty_pair(Shape{rows, c});
   Tensor dwb = Tensor::zeros(Shape{c}, DType::f32), dbb = Tensor::zeros(Shape{c}, DType::f32);
   Tensor dwf = Tensor::zeros(Shape{c}, DType::f32), dbf = Tensor::zeros(Shape{c}, DType::f32);
-  Tensor sb = Tensor::empty(Shape{ops::layernorm_scratch(c)}, DType::f32), sf = sb;
+  Tensor sb = Tensor::empty(Shape{ops::layernorm_scratch(c)}, DType::f32);
   ops::layernorm_backward(ex, dy.b, x.b, w.b, mb, rb, dres.b, dx.b, dwb, dbb, sb);
   Tensor sf2 = Tensor::empty(Shape{ops::layernorm_scratch(c)}, DType::f32);
   ops::layernorm_backward(ex, dy.f, x.f, w.f, mf, rf, dres.f, dx.f, dwf, dbf, sf2);

@@ -58,12 +58,6 @@ void add(const T* a, const T* b, int64_t n, T* y) {
   for (int64_t i = 0; i < n; ++i) y[i] = T(compute_t<T>(a[i]) + compute_t<T>(b[i]));
 }
 
-template <class T>
-void add_inplace(const T* x, int64_t n, T* y) {
-#pragma omp parallel for simd schedule(static)
-  for (int64_t i = 0; i < n; ++i) y[i] = T(compute_t<T>(y[i]) + compute_t<T>(x[i]));
-}
-
 namespace {
 
 // A fixed number of chunks per array (independent of the thread count),
@@ -134,7 +128,6 @@ double sum_squares_many(const T* const* xs, const int64_t* ns, int64_t count) {
   template void add_rows<T>(const T*, int64_t, int64_t, T*);        \
   template void sum_rows_acc<T>(const T*, int64_t, int64_t, compute_t<T>*); \
   template void add<T>(const T*, const T*, int64_t, T*);            \
-  template void add_inplace<T>(const T*, int64_t, T*);              \
   template double sum_squares<T>(const T*, int64_t);                \
   template double sum_squares_many<T>(const T* const*, const int64_t*, int64_t);
 DTRAIN_INSTANTIATE(float)

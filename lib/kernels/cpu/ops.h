@@ -20,8 +20,6 @@ template <class T> void add_rows(const T* b, int64_t n, int64_t m, T* y);
 template <class T> void sum_rows_acc(const T* x, int64_t n, int64_t m, compute_t<T>* acc);
 // y = a + b (n elements).
 template <class T> void add(const T* a, const T* b, int64_t n, T* y);
-// y += x (n elements).
-template <class T> void add_inplace(const T* x, int64_t n, T* y);
 // Sum of squares in double, deterministic (fixed chunking, sequential combine).
 template <class T> double sum_squares(const T* x, int64_t n);
 // sum over k in order of sum_squares(xs[k], ns[k]), the same bits, but in one
