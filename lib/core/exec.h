@@ -12,8 +12,16 @@
 
 namespace dtrain {
 
+namespace cuda {
+class Context;  // kernels/cuda/context.h: stream, cuBLASLt/cuDNN handles, workspace
+}
+
 struct Exec {
   Device device = Device::cpu();
+  void* stream = nullptr;          // cudaStream_t of the compute stream (null on the CPU)
+  cuda::Context* cuda = nullptr;   // the CUDA state (null on the CPU)
+
+  bool on_cuda() const { return device.kind == Device::Kind::cuda; }
 
   static const Exec& cpu() {
     static const Exec e{};  // immutable: no mutable global state

@@ -3,6 +3,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/device.h"
+
 namespace dtrain {
 
 size_t dtype_size(DType t) {
@@ -68,20 +70,45 @@ std::string Shape::str() const {
   return s + ")";
 }
 
-Storage::Storage(size_t bytes, Device device) : bytes_(bytes), device_(device) {
-  if (!device.is_cpu())
-    throw RuntimeError(fmt::format("device {} is not available: this build has no CUDA backend",
-                                   device.str()));
+Storage::Storage(size_t bytes, Device device, bool pinned)
+    : bytes_(bytes), device_(device), pinned_(pinned) {
+  if (!device.is_cpu()) {
+    if (!gpu::built())
+      throw RuntimeError(fmt::format("device {} is not available: this build has no CUDA backend",
+                                     device.str()));
+    ptr_ = gpu::malloc(bytes, device.index);
+    return;
+  }
+  if (pinned) {
+    ptr_ = gpu::malloc_host(bytes);
+    return;
+  }
   size_t rounded = (bytes + 63) / 64 * 64;
   ptr_ = std::aligned_alloc(64, rounded ? rounded : 64);
   if (!ptr_) throw RuntimeError(fmt::format("out of host memory allocating {} bytes", bytes));
 }
 
-Storage::~Storage() { std::free(ptr_); }
+Storage::~Storage() {
+  if (!device_.is_cpu())
+    gpu::free(ptr_);
+  else if (pinned_)
+    gpu::free_host(ptr_);
+  else
+    std::free(ptr_);
+}
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   Tensor t;
   t.storage_ = std::make_shared<Storage>(static_cast<size_t>(shape.numel()) * dtype_size(dtype), device);
+  t.shape_ = shape;
+  t.dtype_ = dtype;
+  return t;
+}
+
+Tensor Tensor::pinned(const Shape& shape, DType dtype) {
+  Tensor t;
+  t.storage_ = std::make_shared<Storage>(static_cast<size_t>(shape.numel()) * dtype_size(dtype),
+                                         Device::cpu(), true);
   t.shape_ = shape;
   t.dtype_ = dtype;
   return t;
@@ -125,15 +152,26 @@ Tensor Tensor::flat_range(int64_t begin, int64_t count) const {
 }
 
 void Tensor::zero_() {
-  DTRAIN_CHECK(device().is_cpu(), "zero_ on {}", device().str());
-  std::memset(raw(), 0, bytes());
+  if (device().is_cpu())
+    std::memset(raw(), 0, bytes());
+  else
+    gpu::memset(raw(), 0, bytes(), nullptr);
 }
 
 void Tensor::copy_from(const Tensor& src) {
   DTRAIN_CHECK(src.numel() == numel() && src.dtype() == dtype(), "copy_from {} {} into {} {}",
                dtype_name(src.dtype()), src.shape().str(), dtype_name(dtype()), shape().str());
-  DTRAIN_CHECK(device().is_cpu() && src.device().is_cpu(), "copy_from across devices");
-  std::memcpy(raw(), src.raw(), bytes());
+  if (device().is_cpu() && src.device().is_cpu())
+    std::memcpy(raw(), src.raw(), bytes());
+  else
+    gpu::memcpy(raw(), src.raw(), bytes(), nullptr);
+}
+
+Tensor Tensor::to_host() const {
+  if (device().is_cpu()) return *this;
+  Tensor h = empty(shape_, dtype_);
+  h.copy_from(*this);
+  return h;
 }
 
 }  // namespace dtrain

@@ -75,10 +75,11 @@ class Shape {
   int rank_ = 0;
 };
 
-// Owns one device allocation. CPU memory is 64-byte aligned.
+// Owns one device allocation. CPU memory is 64-byte aligned; `pinned` CPU
+// memory is page-locked (core/device.h) for asynchronous copies to a GPU.
 class Storage {
  public:
-  Storage(size_t bytes, Device device);
+  Storage(size_t bytes, Device device, bool pinned = false);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -90,6 +91,7 @@ class Storage {
   void* ptr_ = nullptr;
   size_t bytes_ = 0;
   Device device_;
+  bool pinned_ = false;
 };
 
 class Tensor {
@@ -99,6 +101,8 @@ class Tensor {
   static Tensor empty(const Shape& shape, DType dtype, Device device = Device::cpu());
   // A new tensor filled with zeros.
   static Tensor zeros(const Shape& shape, DType dtype, Device device = Device::cpu());
+  // A new host tensor in page-locked memory (staging for a GPU's copies).
+  static Tensor pinned(const Shape& shape, DType dtype);
 
   bool defined() const { return storage_ != nullptr; }
   const Shape& shape() const { return shape_; }
@@ -129,9 +133,13 @@ class Tensor {
   // A flat range of elements [begin, begin + count) as a 1-d tensor.
   Tensor flat_range(int64_t begin, int64_t count) const;
 
+  // Synchronous on every device (complete on return); ops::zero and ops::copy
+  // enqueue on an Exec's stream instead.
   void zero_();
-  // Copies the contents of src (same numel and dtype) into this tensor.
+  // Copies the contents of src (same numel and dtype, any two devices) into this tensor.
   void copy_from(const Tensor& src);
+  // A host copy (the tensor itself when it is already in host memory).
+  Tensor to_host() const;
 
  private:
   std::shared_ptr<Storage> storage_;

@@ -11,6 +11,25 @@
 
 namespace dtrain::ops {
 
+// An op on a CUDA Exec runs its CUDA implementation (lib/ops/cuda/*.cpp, over
+// lib/kernels/cuda; built with the backend only) and returns:
+//   DTRAIN_CUDA_OP(ex, cuda_ops::gelu_forward(ex, x, y));
+// In a build without the backend no Exec is on a GPU (its Storage cannot be
+// made), and check_on's refusal below is what remains.
+#if DTRAIN_HAVE_CUDA
+#define DTRAIN_CUDA_OP(ex, ...) \
+  do {                          \
+    if ((ex).on_cuda()) {       \
+      __VA_ARGS__;              \
+      return;                   \
+    }                           \
+  } while (0)
+#else
+#define DTRAIN_CUDA_OP(ex, ...) \
+  do {                          \
+  } while (0)
+#endif
+
 inline void check_on(const Exec& ex, const char* op, std::initializer_list<Tensor> ts) {
   for (const Tensor& t : ts) ex.check(t, op);
   if (!ex.device.is_cpu()) throw InternalError(fmt::format("{}: no kernel for {}", op, ex.device.str()));
