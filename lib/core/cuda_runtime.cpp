@@ -77,7 +77,10 @@ void* malloc(size_t bytes, int device) {
         "what a layout needs per device (try more tp/pp, ZeRO, recomputation or a smaller micro_batch)",
         device, human_bytes(bytes), bytes, human_bytes(free_b), human_bytes(total_b)));
   }
-  check(e, "cudaMalloc");
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    throw RuntimeError(fmt::format("cuda:{}: cudaMalloc of {} bytes: {}", device, bytes, cudaGetErrorString(e)));
+  }
   return p;
 }
 

@@ -22,7 +22,7 @@ TEST_CASE("tensor views share storage and check bounds") {
   CHECK_THROWS_AS(t.data<double>(), InternalError);
 }
 
-TEST_CASE("a CUDA tensor is a clear error in a CPU-only build") {
+TEST_CASE("a CUDA tensor without a GPU (or without the backend) is a clear error naming the device") {
   CHECK_THROWS_WITH_AS(Tensor::empty(Shape{2}, DType::f32, Device::cuda(0)),
                        doctest::Contains("cuda:0"), RuntimeError);
 }
