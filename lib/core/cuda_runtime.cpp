@@ -62,9 +62,15 @@ DeviceInfo device_info(int index) {
 }
 
 void* malloc(size_t bytes, int device) {
+  auto on = [device](cudaError_t e, const char* call) {
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      throw RuntimeError(fmt::format("cuda:{}: {}: {}", device, call, cudaGetErrorString(e)));
+    }
+  };
   int cur = 0;
-  check(cudaGetDevice(&cur), "cudaGetDevice");
-  if (cur != device) check(cudaSetDevice(device), "cudaSetDevice");
+  on(cudaGetDevice(&cur), "cudaGetDevice");
+  if (cur != device) on(cudaSetDevice(device), "cudaSetDevice");
   void* p = nullptr;
   cudaError_t e = cudaMalloc(&p, bytes ? bytes : 256);
   if (cur != device) cudaSetDevice(cur);
