@@ -2,8 +2,11 @@
 // of lib/kernels/cpu. Each op names itself in its errors.
 #include "ops/ops.h"
 
+
 #include <algorithm>
 #include <cmath>
+
+#include "core/device.h"
 
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/cross_entropy.h"
@@ -73,8 +76,25 @@ std::string matmul_path(const Exec& ex, DType act) {
 // ---------------------------------------------------------------- elementwise
 
 void zero(const Exec& ex, const Tensor& x) {
+  if (ex.on_cuda()) {
+    ex.check(x, "zero");
+    gpu::memset(x.raw(), 0, x.bytes(), ex.stream);
+    return;
+  }
   check_on(ex, "zero", {x});
   cpu::zero_bytes(x.raw(), static_cast<int64_t>(x.bytes()));
+}
+
+void copy(const Exec& ex, const Tensor& src, const Tensor& dst) {
+  DTRAIN_CHECK(src.numel() == dst.numel() && src.dtype() == dst.dtype(), "copy {} {} into {} {}",
+               dtype_name(src.dtype()), src.shape().str(), dtype_name(dst.dtype()), dst.shape().str());
+  if (ex.on_cuda()) {
+    gpu::memcpy(dst.raw(), src.raw(), dst.bytes(), ex.stream);
+    return;
+  }
+  check_on(ex, "copy", {src, dst});
+  Tensor d = dst;  // a handle: the copy writes dst's storage
+  d.copy_from(src);
 }
 
 void add(const Exec& ex, const Tensor& a, const Tensor& b, const Tensor& y) {

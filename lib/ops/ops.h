@@ -65,6 +65,10 @@ std::string matmul_path(const Exec& ex, DType act);
 // ---------------------------------------------------------------- elementwise
 
 void zero(const Exec& ex, const Tensor& x);
+// dst = src (same numel and dtype). On a GPU either may be in host memory (an
+// upload or a download), enqueued on the stream: from pinned host memory it is
+// asynchronous, so the host must not touch src/dst until the stream is synced.
+void copy(const Exec& ex, const Tensor& src, const Tensor& dst);
 // y = a + b.
 void add(const Exec& ex, const Tensor& a, const Tensor& b, const Tensor& y);
 // x *= s (any floating dtype).
