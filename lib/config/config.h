@@ -161,11 +161,12 @@ struct AutoLayoutRequest {
   int world_size = 1;
   bool fixed_dp = false, fixed_tp = false, fixed_pp = false;
   bool fixed_micro_batch = false, fixed_grad_accum = false;
-  bool fixed_zero = false, fixed_schedule = false;
+  bool fixed_zero = false, fixed_schedule = false, fixed_recompute = false;
 };
 struct AutoLayoutChoice {
   int64_t dp = 1, tp = 1, pp = 1, micro_batch = 1, grad_accum = 1, zero = 0;
   std::string schedule = "1f1b";
+  std::string recompute;  // "full" or "none" where the plan chose; empty: the config's
 };
 using AutoLayout = std::function<AutoLayoutChoice(const AutoLayoutRequest&)>;
 

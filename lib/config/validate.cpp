@@ -225,7 +225,8 @@ class Validator {
                           .fixed_micro_batch = t.micro_batch > 0,
                           .fixed_grad_accum = t.grad_accum > 0 && t.global_batch > 0,
                           .fixed_zero = is_set("parallel.zero"),
-                          .fixed_schedule = is_set("parallel.schedule")};
+                          .fixed_schedule = is_set("parallel.schedule"),
+                          .fixed_recompute = is_set("train.recompute")};
     AutoLayoutChoice choice;
     try {
       choice = auto_layout_(req);
@@ -241,6 +242,7 @@ class Validator {
     t.global_batch = planned.train.global_batch;
     t.micro_batch = choice.micro_batch;
     t.grad_accum = choice.grad_accum;
+    if (!choice.recompute.empty()) t.recompute = choice.recompute;
     return true;
   }
 

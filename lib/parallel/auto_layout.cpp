@@ -98,7 +98,10 @@ AutoLayout make_auto_layout(std::function<void(const std::string&)> explain) {
     const Config& cfg = *q.config;
     PlanRequest r = plan_request(cfg, q.world_size, config_hardware(cfg));
     r.features = r.runnable = Features::this_trainer();
+    if (cfg.model.family() != ModelFamily::gpt) r.features.recompute = r.runnable.recompute = false;
     r.runnable_only = true;
+    // A recomputation mode the config sets is kept (selective is planned as none).
+    if (q.fixed_recompute) r.recompute = cfg.train.recompute == "full" ? 1 : 0;
     if (q.fixed_dp) r.dp = static_cast<int>(cfg.parallel.dp);
     if (q.fixed_tp) r.tp = static_cast<int>(cfg.parallel.tp);
     if (q.fixed_pp) r.pp = static_cast<int>(cfg.parallel.pp);
@@ -125,6 +128,7 @@ AutoLayout make_auto_layout(std::function<void(const std::string&)> explain) {
     choice.grad_accum = c.micro_batches;
     choice.zero = q.fixed_zero ? cfg.parallel.zero : c.zero;
     choice.schedule = q.fixed_schedule || c.pp == 1 ? cfg.parallel.schedule : c.schedule;
+    if (!q.fixed_recompute && cfg.model.family() == ModelFamily::gpt) choice.recompute = c.recompute ? "full" : "none";
     return choice;
   };
 }
@@ -159,6 +163,7 @@ Plan run_plan_command(const PlanCommand& cmd) {
     throw ConfigError(fmt::format("--precision {}: expected fp32 or bf16", r.workload.precision));
   r.features = cmd.runnable_only ? Features::this_trainer() : Features::full();
   r.runnable = Features::this_trainer();
+  if (r.model.family() != ModelFamily::gpt) r.runnable.recompute = false;  // the CNN does not recompute
   r.runnable_only = cmd.runnable_only;
   for (const std::string& o : constraints) {
     const auto eq = o.find('=');

@@ -32,9 +32,9 @@ double p2p_seconds(double bytes, const Link& link) { return link.latency + bytes
 
 Features Features::this_trainer() {
   Features f;
-  f.recompute = false;  // the trainer has train.recompute = "full", but auto layouts do not set it yet
+  f.recompute = true;  // train.recompute = "full" (the GPT; an auto layout sets it when it needs it)
   f.zero1_reduce_scatter = false;
-  f.bf16 = false;  // the CPU backend computes in fp32
+  f.bf16 = true;  // train.precision = "bf16": fp32 masters, bf16 compute
   f.tp_for_cnn = false;
   return f;
 }

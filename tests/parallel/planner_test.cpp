@@ -117,7 +117,8 @@ TEST_CASE("1T GPT on 3072 A100s (Narayanan et al. 2021, Table 1): tp = 8, deep p
   CHECK(paper->p.mfu > 0.25);
   // Without recomputation nothing fits: 1F1B keeps L layers' activations on stage 0.
   CHECK(std::all_of(p.feasible.begin(), p.feasible.end(), [](const PlannedLayout& l) { return l.p.c.recompute; }));
-  CHECK(!p.feasible[0].runnable());  // recomputation and bf16 are what-ifs for this trainer
+  // Recomputation and bf16 run in this trainer; ZeRO-1 by reduce-scatter does not.
+  CHECK(p.feasible[0].runnable() == (p.feasible[0].p.c.zero == 0));
 }
 
 TEST_CASE("1T GPT on 10,000 devices plans well under a second") {
@@ -169,10 +170,19 @@ TEST_CASE("fixed choices are kept, runnable_only plans with this trainer's featu
   REQUIRE(!p.feasible.empty());
   for (const PlannedLayout& l : p.feasible) {
     CHECK(l.runnable());
-    CHECK(!l.p.c.recompute);
+    CHECK(l.needs.empty());
   }
+  // bf16 and recomputation are this trainer's: planned, and recomputation
+  // only where it is asked for or needed (it costs a forward).
   r.workload.precision = "bf16";
-  CHECK_THROWS_AS(make_plan(r), ConfigError);  // the CPU trainer computes in fp32
+  p = make_plan(r);
+  REQUIRE(!p.feasible.empty());
+  CHECK(!p.feasible[0].p.c.recompute);
+  r.recompute = 1;
+  p = make_plan(r);
+  REQUIRE(!p.feasible.empty());
+  for (const PlannedLayout& l : p.feasible) CHECK(l.p.c.recompute);
+  r.recompute = -1;
   r.workload.precision = "fp32";
   r.workload.global_batch = 0;
   CHECK_THROWS_AS(make_plan(r), ConfigError);
