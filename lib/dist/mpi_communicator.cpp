@@ -139,6 +139,21 @@ int64_t MpiCommunicator::next_sequence() const { return g_->seq + 1; }
 bool MpiCommunicator::failed() const { return !g_->failure.empty(); }
 MPI_Comm MpiCommunicator::handle() const { return g_->comm; }
 
+void MpiCommunicator::announce_device(OpInfo& op) {
+  MpiGroup& g = *g_;
+  g.check_usable();
+  op.seq = ++g.seq;
+  if (g.board) {
+    g.board->announce(op.notice());
+    g.check_mismatch();
+  }
+  if (g.trace) g.trace(g.trace_line(op));
+}
+
+std::string MpiCommunicator::explain_device(const OpInfo& op) {
+  return fmt::format("{}: {}", g_->where(op), g_->diagnose(op));
+}
+
 namespace {
 
 // Numbers, announces, traces and counts an operation; returns its Work for

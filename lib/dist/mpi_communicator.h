@@ -38,6 +38,7 @@ struct MpiCommOptions {
 
 namespace detail {
 struct MpiGroup;
+struct OpInfo;
 }
 
 class MpiCommunicator : public Communicator {
@@ -87,6 +88,16 @@ class MpiCommunicator : public Communicator {
   bool failed() const;
   // The MPI communicator of the data (not the arrival notices).
   MPI_Comm handle() const;
+
+  // For the device communicator (NCCL) whose twin this is, so that its
+  // timeouts name the missing ranks as the MPI path does: numbers a
+  // collective issued on the device and announces it on the arrival board
+  // (sets op.seq; throws when the board shows the members disagree), and
+  // later explains a timeout of it ("all_reduce of ... on group 'dp'
+  // (collective #7; ...): world rank 1 (last here at #6) did not arrive").
+  // Main thread only (MPI_THREAD_FUNNELED).
+  void announce_device(detail::OpInfo& op);
+  std::string explain_device(const detail::OpInfo& op);
 
  private:
   explicit MpiCommunicator(std::shared_ptr<detail::MpiGroup> group);
