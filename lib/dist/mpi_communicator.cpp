@@ -150,9 +150,9 @@ void MpiCommunicator::announce_device(OpInfo& op) {
   if (g.trace) g.trace(g.trace_line(op));
 }
 
-std::string MpiCommunicator::explain_device(const OpInfo& op) {
-  return fmt::format("{}: {}", g_->where(op), g_->diagnose(op));
-}
+std::string MpiCommunicator::explain_device(const OpInfo& op) { return g_->diagnose(op); }
+
+std::string MpiCommunicator::describe(const OpInfo& op) const { return g_->what(op); }
 
 namespace {
 

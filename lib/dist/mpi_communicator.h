@@ -93,11 +93,13 @@ class MpiCommunicator : public Communicator {
   // timeouts name the missing ranks as the MPI path does: numbers a
   // collective issued on the device and announces it on the arrival board
   // (sets op.seq; throws when the board shows the members disagree), and
-  // later explains a timeout of it ("all_reduce of ... on group 'dp'
-  // (collective #7; ...): world rank 1 (last here at #6) did not arrive").
+  // later explains a timeout of it ("world rank 1 (last here at #6) did
+  // not arrive").
   // Main thread only (MPI_THREAD_FUNNELED).
   void announce_device(detail::OpInfo& op);
   std::string explain_device(const detail::OpInfo& op);
+  // "all_reduce of 1024 bf16 (sum)" (with member names for roots and peers).
+  std::string describe(const detail::OpInfo& op) const;
 
  private:
   explicit MpiCommunicator(std::shared_ptr<detail::MpiGroup> group);
