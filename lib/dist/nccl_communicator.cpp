@@ -551,9 +551,8 @@ WorkHandle NcclCommunicator::batch_p2p(std::vector<P2POp> ops) {
   for (const P2POp& o : ops) {
     const char* verb = o.kind == P2POp::Kind::send ? "send" : "recv";
     (p.on_device(verb, o.tensor) ? any_device : any_host) = true;
-    DTRAIN_CHECK(o.peer >= 0 && o.peer < p.size && o.peer != p.rank,
-                 "{} on group '{}' of {} members with member {} (this is member {})", verb, p.name,
-                 p.size, o.peer, p.rank);
+    DTRAIN_CHECK(o.peer >= 0 && o.peer < p.size, "{} on group '{}' of {} members with member {}",
+                 verb, p.name, p.size, o.peer);
   }
   if (!any_device) return p.twin->batch_p2p(std::move(ops));
   DTRAIN_CHECK(!any_host, "batch_p2p on group '{}': host and device tensors in one batch", p.name);
