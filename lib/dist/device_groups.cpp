@@ -95,6 +95,20 @@ std::unique_ptr<Communicator> make_device_self_communicator(const std::string& n
   return std::make_unique<DeviceSelfCommunicator>(name, world_rank);
 }
 
+std::string nccl_version_report() {
+#if DTRAIN_HAVE_CUDA
+  return nccl_report();
+#else
+  return "NCCL: none (this build has no CUDA backend)";
+#endif
+}
+
+void check_nccl_version() {
+#if DTRAIN_HAVE_CUDA
+  nccl_check_version();
+#endif
+}
+
 std::string gpu_identity(int device) {
   char host[256] = {};
   gethostname(host, sizeof host - 1);

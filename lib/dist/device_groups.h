@@ -85,6 +85,13 @@ std::unique_ptr<Communicator> make_device_self_communicator(const std::string& n
 // in none (such groups are device-aware copies, no NCCL communicator).
 inline int nccl_color(const MeshSplit& s) { return s.color >= 0 && s.size > 1 ? s.color : -1; }
 
+// For `dtrain --version --verbose`, in every build: "NCCL 2.28.9 (compiled
+// 2.28.9)", or "NCCL: none (this build has no CUDA backend)". And the
+// refusal of a loaded NCCL whose major version differs from the compiled one
+// (RuntimeError, one line; nothing to check without the CUDA backend).
+std::string nccl_version_report();
+void check_nccl_version();
+
 // "<host> <bus id>" of this rank's GPU (device index `device`).
 std::string gpu_identity(int device);
 

@@ -2,6 +2,7 @@
 // loaded library's report and the major-version check.
 #include <doctest/doctest.h>
 
+#include "dist/device_groups.h"
 #include "dist/nccl_communicator.h"
 
 using namespace dtrain;
@@ -20,4 +21,9 @@ TEST_CASE("nccl: the loaded library is reported beside the compiled one and acce
   CHECK(report.rfind("NCCL 2.", 0) == 0);
   CHECK(report.find("(compiled 2.") != std::string::npos);
   CHECK_NOTHROW(nccl_check_version());
+}
+
+TEST_CASE("nccl: the report for --version --verbose is the library's in a CUDA build") {
+  CHECK(nccl_version_report() == nccl_report());
+  CHECK_NOTHROW(check_nccl_version());
 }
