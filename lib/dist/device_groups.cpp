@@ -144,14 +144,25 @@ DeviceCommChoice choose_device_comm(const std::string& setting, const std::vecto
   return {"nccl", "every rank has a GPU of its own"};
 }
 
-DeviceGroups::DeviceGroups(const Layout& layout, const Exec& exec, DeviceGroupsOptions options) {
-  DTRAIN_CHECK(exec.on_cuda(), "DeviceGroups for an Exec on {}", exec.device.str());
+DeviceGroups::DeviceGroups(const Layout& layout, const Exec& exec, DeviceGroupsOptions options)
+    : DeviceGroups(layout, exec.on_cuda() ? exec.device.index : -1, std::move(options)) {
+  set_compute_stream(exec.stream);
+}
+
+void DeviceGroups::set_compute_stream(void* stream) {
+  for (Communicator* c : {groups_.world, groups_.dp, groups_.tp, groups_.pp, groups_.embed})
+    c->set_compute_stream(stream);
+}
+
+DeviceGroups::DeviceGroups(const Layout& layout, int device, DeviceGroupsOptions options) {
+  DTRAIN_CHECK(device >= 0, "DeviceGroups need a GPU (an Exec on the CPU was given)");
+  gpu::set_device(device);
   int rank = 0, size = 1;
   mpi_check(MPI_Comm_rank(MPI_COMM_WORLD, &rank), "MPI_Comm_rank");
   mpi_check(MPI_Comm_size(MPI_COMM_WORLD, &size), "MPI_Comm_size");
   // Every rank's GPU, to see whether two share one.
   constexpr int kLen = 320;
-  std::string mine = gpu_identity(exec.device.index);
+  std::string mine = gpu_identity(device);
   std::vector<char> all(static_cast<size_t>(kLen) * size, 0);
   char buf[kLen] = {};
   mine.copy(buf, kLen - 1);
@@ -174,7 +185,7 @@ DeviceGroups::DeviceGroups(const Layout& layout, const Exec& exec, DeviceGroupsO
       world_twin_ = std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, "world", options.mpi);
       world_twin = world_twin_.get();
     }
-    nccl_ = std::make_unique<NcclRuntime>(exec.device.index, *world_twin, options.timeout_s);
+    nccl_ = std::make_unique<NcclRuntime>(device, *world_twin, options.timeout_s);
 #else
     throw RuntimeError("parallel.device_comm: nccl needs the CUDA backend, which this build does not have");
 #endif
@@ -197,7 +208,6 @@ DeviceGroups::DeviceGroups(const Layout& layout, const Exec& exec, DeviceGroupsO
       *slots[i] = own.get();
       owned_.push_back(std::move(own));
     }
-    (*slots[i])->set_compute_stream(exec.stream);
   }
 }
 

@@ -46,7 +46,12 @@ DeviceCommChoice choose_device_comm(const std::string& setting, const std::vecto
 class DeviceGroups {
  public:
   // Collective over MPI_COMM_WORLD (every rank, same layout and options).
-  // exec: the rank's compute Exec on its GPU (exec.on_cuda()).
+  // device: this rank's GPU (local_rank % GPUs on the node); the groups use
+  // the default stream until set_compute_stream (or Communicator::
+  // set_compute_stream on each group, which is what a trainer that opens
+  // its own stream after getting the groups can do).
+  DeviceGroups(const Layout& layout, int device, DeviceGroupsOptions options);
+  // The same, then set_compute_stream(exec.stream) (exec.on_cuda()).
   DeviceGroups(const Layout& layout, const Exec& exec, DeviceGroupsOptions options);
   ~DeviceGroups();
   DeviceGroups(const DeviceGroups&) = delete;
@@ -65,6 +70,8 @@ class DeviceGroups {
   // Once per step on the main thread; nothing to do on the MPI path.
   void check();
   void set_timeout(double seconds);
+  // Tells every group the compute stream (cudaStream_t) of its device tensors.
+  void set_compute_stream(void* stream);
 
  private:
   DeviceCommChoice choice_;
