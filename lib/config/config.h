@@ -112,6 +112,7 @@ struct ParallelConfig {
   double bucket_mb;      // gradient all-reduce bucket size
   bool overlap;          // start buckets during the backward pass
   double timeout;        // seconds before a collective that does not complete is an error
+  std::string device_comm;  // device tensors: "auto" | "nccl" | "mpi" (host-staged; ranks sharing a GPU)
 
   bool operator==(const ParallelConfig&) const = default;
 };

@@ -213,6 +213,11 @@ std::vector<KeySpec> build_schema() {
       {"parallel", "timeout", kAll, 300.0, at_most(above(0), 1e7),
        "seconds a collective may wait before the run fails naming the missing ranks",
        FIELD(parallel.timeout)},
+      {"parallel", "device_comm", kAll, string("auto"), one_of({"auto", "nccl", "mpi"}),
+       "train.device = cuda: how the ranks exchange device tensors: nccl, or mpi through host "
+       "staging (slow; what works when ranks share a GPU, which NCCL refuses); auto: mpi when "
+       "ranks share a GPU, else nccl",
+       FIELD(parallel.device_comm)},
 
       // [checkpoint]
       {"checkpoint", "dir", kAll, string(""), none(),

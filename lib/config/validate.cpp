@@ -143,6 +143,11 @@ class Validator {
       problem({"train.precision"},
               "train.precision: bf16 is not available for the CNN yet (its convolution, batch-norm "
               "and pooling kernels are fp32 only); use fp32");
+    if (c_.parallel.device_comm == "nccl" && c_.train.device != "cuda")
+      problem({"parallel.device_comm", "train.device"},
+              fmt::format("parallel.device_comm: nccl carries GPU tensors, but train.device is "
+                          "{}; use auto (or mpi)",
+                          c_.train.device));
     if (c_.train.device == "cuda" && !gpu::built())
       problem({"train.device"},
               "train.device: cuda needs the CUDA backend, which this build does not have "

@@ -77,6 +77,36 @@ class SelfCommunicator : public Communicator {
 
 }  // namespace
 
+namespace {
+
+// Several Works completing together (batch_p2p's default).
+class AllWork : public Work {
+ public:
+  explicit AllWork(std::vector<WorkHandle> works) : works_(std::move(works)) {}
+  void wait() override {
+    for (auto& w : works_) w->wait();
+  }
+  bool test() override {
+    bool done = true;
+    for (auto& w : works_) done = w->test() && done;  // drives every one
+    return done;
+  }
+
+ private:
+  std::vector<WorkHandle> works_;
+};
+
+}  // namespace
+
+WorkHandle Communicator::batch_p2p(std::vector<P2POp> ops) {
+  std::vector<WorkHandle> works;
+  works.reserve(ops.size());
+  for (P2POp& op : ops)
+    works.push_back(op.kind == P2POp::Kind::send ? send(std::move(op.tensor), op.peer, op.tag)
+                                                  : recv(std::move(op.tensor), op.peer, op.tag));
+  return std::make_unique<AllWork>(std::move(works));
+}
+
 std::unique_ptr<Communicator> make_self_communicator(const std::string& name, int world_rank) {
   return std::make_unique<SelfCommunicator>(name, world_rank);
 }

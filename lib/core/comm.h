@@ -15,6 +15,11 @@
 // - wait() throws RuntimeError when the operation does not complete within the
 //   group's timeout, naming the operation, the group and the ranks that did
 //   not arrive; a hang never goes unreported.
+// - Tensors on a GPU: the communicator reads them after the work already
+//   enqueued on the compute stream it was given (set_compute_stream), and
+//   wait() orders the result before later work on that stream (NCCL: the
+//   stream waits on an event, the host does not block; the MPI-staged path:
+//   the copy back is complete when wait() returns).
 #pragma once
 
 #include <cstdint>
@@ -28,6 +33,15 @@ namespace dtrain {
 
 enum class ReduceOp : uint8_t { sum, max, min };
 const char* reduce_op_name(ReduceOp op);
+
+// One transfer of a batch of point-to-point operations (batch_p2p).
+struct P2POp {
+  enum class Kind : uint8_t { send, recv };
+  Kind kind = Kind::send;
+  Tensor tensor;
+  int peer = 0;  // group member
+  int tag = 0;
+};
 
 // A pending operation.
 class Work {
@@ -73,6 +87,17 @@ class Communicator {
   virtual WorkHandle send(Tensor t, int peer, int tag) = 0;
   virtual WorkHandle recv(Tensor t, int peer, int tag) = 0;
   virtual WorkHandle barrier() = 0;
+  // Sends and receives issued together, completing together: what a pipeline
+  // stage's "send to the next, receive from the next" needs without
+  // deadlocking on a library that matches by order (NCCL groups them in one
+  // ncclGroupStart/End). Default: each posted with send/recv (MPI's Isend +
+  // Irecv), one Work that waits for all.
+  virtual WorkHandle batch_p2p(std::vector<P2POp> ops);
+
+  // The compute stream (cudaStream_t) whose work produces and consumes the
+  // device tensors given to this communicator; null = the device's default
+  // stream. Communicators of host tensors ignore it.
+  virtual void set_compute_stream(void* stream) { (void)stream; }
 
   // Seconds an operation may take before wait() reports the hang.
   virtual void set_timeout(double seconds) = 0;

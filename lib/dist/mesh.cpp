@@ -11,15 +11,25 @@ Mesh::Mesh(MeshLayout layout, MpiCommOptions options, MPI_Comm base) : layout_(l
   mpi_check(MPI_Comm_size(base, &size), "MPI_Comm_size");
   layout_.validate(size);
   coord_ = layout_.coord_of(rank_);
-  const MeshCoord c = coord_;
-  const int dp = layout_.dp, tp = layout_.tp;
   // Every split is collective over base: every rank makes all of them, in this order.
-  world_ = group(base, 0, rank_, "world", options);
-  dp_ = group(base, c.tp + tp * c.pp, c.dp, "dp", options);
-  tp_ = group(base, c.dp + dp * c.pp, c.tp, "tp", options);
-  pp_ = group(base, c.tp + tp * c.dp, c.pp, "pp", options);
-  bool holds_embedding = layout_.pp > 1 && (first_stage() || last_stage());
-  embed_ = group(base, holds_embedding ? c.tp + tp * c.dp : MPI_UNDEFINED, c.pp, "embed", options);
+  std::unique_ptr<Communicator>* out[] = {&world_, &dp_, &tp_, &pp_, &embed_};
+  std::vector<MeshSplit> splits = mesh_splits(layout_, coord_);
+  for (size_t i = 0; i < splits.size(); ++i) {
+    const MeshSplit& s = splits[i];
+    *out[i] = group(base, s.color < 0 ? MPI_UNDEFINED : s.color, s.key, s.name, options);
+  }
+}
+
+std::vector<MeshSplit> mesh_splits(const MeshLayout& layout, const MeshCoord& c) {
+  const int dp = layout.dp, tp = layout.tp, pp = layout.pp;
+  const bool holds_embedding = pp > 1 && (c.pp == 0 || c.pp == pp - 1);
+  return {
+      {"world", 0, c.tp + tp * (c.dp + dp * c.pp), dp * tp * pp},
+      {"dp", c.tp + tp * c.pp, c.dp, dp},
+      {"tp", c.dp + dp * c.pp, c.tp, tp},
+      {"pp", c.tp + tp * c.dp, c.pp, pp},
+      {"embed", holds_embedding ? c.tp + tp * c.dp : -1, c.pp, holds_embedding ? 2 : 1},
+  };
 }
 
 Mesh::~Mesh() = default;

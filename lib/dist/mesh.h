@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <mpi.h>
 
@@ -20,6 +21,19 @@ namespace dtrain {
 // communicators.
 using MeshLayout = Layout;
 using MeshCoord = Coord;
+
+// One group of the mesh as a split of the world: the ranks with the same
+// color form it, ordered by key; color -1 = this rank is in no such group
+// (MPI_UNDEFINED for MPI, NCCL_SPLIT_NOCOLOR for NCCL). `size` = its members.
+struct MeshSplit {
+  std::string name;  // "world", "dp", "tp", "pp", "embed"
+  int color = 0;
+  int key = 0;
+  int size = 1;
+};
+// The five splits of the rank at `coord`, in the order every rank makes them
+// (world, dp, tp, pp, embed): the MPI mesh and the NCCL groups use the same.
+std::vector<MeshSplit> mesh_splits(const MeshLayout& layout, const MeshCoord& coord);
 
 class Mesh {
  public:

@@ -139,6 +139,21 @@ int64_t MpiCommunicator::next_sequence() const { return g_->seq + 1; }
 bool MpiCommunicator::failed() const { return !g_->failure.empty(); }
 MPI_Comm MpiCommunicator::handle() const { return g_->comm; }
 
+void MpiCommunicator::announce_device(OpInfo& op) {
+  MpiGroup& g = *g_;
+  g.check_usable();
+  op.seq = ++g.seq;
+  if (g.board) {
+    g.board->announce(op.notice());
+    g.check_mismatch();
+  }
+  if (g.trace) g.trace(g.trace_line(op));
+}
+
+std::string MpiCommunicator::explain_device(const OpInfo& op) { return g_->diagnose(op); }
+
+std::string MpiCommunicator::describe(const OpInfo& op) const { return g_->what(op); }
+
 namespace {
 
 // Numbers, announces, traces and counts an operation; returns its Work for
@@ -176,6 +191,7 @@ WorkHandle posted(MpiGroup& g, const OpInfo& op, std::unique_ptr<MpiWork> w, int
 WorkHandle MpiCommunicator::all_reduce(Tensor t, ReduceOp rop) {
   MpiGroup& g = *g_;
   g.check_usable();
+  if (staged("all_reduce", t)) return staged_all_reduce(std::move(t), rop);
   OpInfo op{.kind = OpKind::all_reduce, .reduce = rop};
   check_tensor(g, op.kind, t, "reduced");
   op.dtype = t.dtype();
@@ -192,6 +208,8 @@ WorkHandle MpiCommunicator::reduce_scatter(Tensor in, Tensor out, ReduceOp rop,
                                            std::vector<int64_t> counts) {
   MpiGroup& g = *g_;
   g.check_usable();
+  if (staged("reduce_scatter", in, out))
+    return staged_reduce_scatter(std::move(in), std::move(out), rop, std::move(counts));
   OpInfo op{.kind = OpKind::reduce_scatter, .reduce = rop};
   check_tensor(g, op.kind, in, "input");
   check_tensor(g, op.kind, out, "output");
@@ -224,6 +242,7 @@ WorkHandle MpiCommunicator::reduce_scatter(Tensor in, Tensor out, ReduceOp rop,
 WorkHandle MpiCommunicator::all_gather(Tensor in, Tensor out, std::vector<int64_t> counts) {
   MpiGroup& g = *g_;
   g.check_usable();
+  if (staged("all_gather", in, out)) return staged_all_gather(std::move(in), std::move(out), std::move(counts));
   OpInfo op{.kind = OpKind::all_gather};
   check_tensor(g, op.kind, in, "input");
   check_tensor(g, op.kind, out, "output");
@@ -263,6 +282,7 @@ WorkHandle MpiCommunicator::all_gather(Tensor in, Tensor out, std::vector<int64_
 WorkHandle MpiCommunicator::broadcast(Tensor t, int root) {
   MpiGroup& g = *g_;
   g.check_usable();
+  if (staged("broadcast", t)) return staged_broadcast(std::move(t), root);
   OpInfo op{.kind = OpKind::broadcast, .member = root};
   check_tensor(g, op.kind, t, "broadcast");
   DTRAIN_CHECK(root >= 0 && root < g.size, "broadcast on group '{}' of {} members from member {}",
@@ -304,10 +324,12 @@ WorkHandle point_to_point(const std::shared_ptr<MpiGroup>& gp, Tensor t, int pee
 }  // namespace
 
 WorkHandle MpiCommunicator::send(Tensor t, int peer, int tag) {
+  if (staged("send", t)) return staged_p2p(std::move(t), peer, tag, true);
   return point_to_point(g_, std::move(t), peer, tag, true);
 }
 
 WorkHandle MpiCommunicator::recv(Tensor t, int peer, int tag) {
+  if (staged("recv", t)) return staged_p2p(std::move(t), peer, tag, false);
   return point_to_point(g_, std::move(t), peer, tag, false);
 }
 

@@ -6,6 +6,9 @@
 // number and the world ranks that did not arrive (see arrival_board.h).
 // After a failure the group refuses further operations: collectives are
 // matched by order, so a group that lost one can never be trusted again.
+// Tensors on a GPU go through host staging (staging.h, mpi_staging.cpp):
+// copied after the compute stream's work into reused pinned buffers, the MPI
+// operation on those, the results copied back when the Work completes.
 #pragma once
 
 #include <mpi.h>
@@ -15,6 +18,7 @@
 #include <string>
 
 #include "core/comm.h"
+#include "dist/staging.h"
 
 namespace dtrain {
 
@@ -34,6 +38,7 @@ struct MpiCommOptions {
 
 namespace detail {
 struct MpiGroup;
+struct OpInfo;
 }
 
 class MpiCommunicator : public Communicator {
@@ -62,6 +67,15 @@ class MpiCommunicator : public Communicator {
   WorkHandle send(Tensor t, int peer, int tag) override;
   WorkHandle recv(Tensor t, int peer, int tag) override;
   WorkHandle barrier() override;
+  void set_compute_stream(void* stream) override;
+
+  // Device tensors are staged through `copier` and buffers from `allocate`
+  // (default: the CUDA copier on the compute stream, pinned buffers). Tests
+  // pass a copier that stages host tensors, to run the staged path without a
+  // GPU.
+  void set_staging(std::shared_ptr<StagingCopier> copier, StagingPool::Allocate allocate = {});
+  // The staging buffers (null until a device tensor came).
+  const StagingPool* staging_pool() const;
 
   void set_timeout(double seconds) override;
   const CommStats& stats() const override;
@@ -75,8 +89,27 @@ class MpiCommunicator : public Communicator {
   // The MPI communicator of the data (not the arrival notices).
   MPI_Comm handle() const;
 
+  // For the device communicator (NCCL) whose twin this is, so that its
+  // timeouts name the missing ranks as the MPI path does: numbers a
+  // collective issued on the device and announces it on the arrival board
+  // (sets op.seq; throws when the board shows the members disagree), and
+  // later explains a timeout of it ("world rank 1 (last here at #6) did
+  // not arrive").
+  // Main thread only (MPI_THREAD_FUNNELED).
+  void announce_device(detail::OpInfo& op);
+  std::string explain_device(const detail::OpInfo& op);
+  // "all_reduce of 1024 bf16 (sum)" (with member names for roots and peers).
+  std::string describe(const detail::OpInfo& op) const;
+
  private:
   explicit MpiCommunicator(std::shared_ptr<detail::MpiGroup> group);
+  // True when the operation's tensors must be staged (checks they agree).
+  bool staged(const char* op, const Tensor& a, const Tensor& b = {});
+  WorkHandle staged_all_reduce(Tensor t, ReduceOp op);
+  WorkHandle staged_reduce_scatter(Tensor in, Tensor out, ReduceOp op, std::vector<int64_t> counts);
+  WorkHandle staged_all_gather(Tensor in, Tensor out, std::vector<int64_t> counts);
+  WorkHandle staged_broadcast(Tensor t, int root);
+  WorkHandle staged_p2p(Tensor t, int peer, int tag, bool sending);
   std::shared_ptr<detail::MpiGroup> g_;
 };
 

@@ -63,6 +63,14 @@ struct MpiGroup {
   // Reductions of bf16 tensors (MPI has no bf16): each pair of elements
   // summed (or compared) in fp32 and rounded once. Indexed by ReduceOp.
   MPI_Op bf16_ops[3] = {MPI_OP_NULL, MPI_OP_NULL, MPI_OP_NULL};
+  // Host staging of device tensors (staging.h): made on the first device
+  // tensor; `staging_inner` while a staged operation posts its host one.
+  void* compute_stream = nullptr;
+  std::shared_ptr<StagingCopier> copier;
+  bool copier_given = false;  // by set_staging (else made for the compute stream)
+  StagingPool::Allocate staging_allocate;
+  std::shared_ptr<StagingPool> pool;
+  bool staging_inner = false;
 
   // Takes comm (sets MPI_ERRORS_RETURN on it); collective over comm when
   // notices are on (it duplicates comm for them).

@@ -66,6 +66,11 @@ WorkHandle RecordingCommunicator::recv(Tensor t, int peer, int tag) {
   return wrap(inner_.recv(std::move(t), peer, tag), "recv", b);
 }
 WorkHandle RecordingCommunicator::barrier() { return wrap(inner_.barrier(), "barrier", 0); }
+WorkHandle RecordingCommunicator::batch_p2p(std::vector<P2POp> ops) {
+  double b = 0;
+  for (const P2POp& o : ops) b += static_cast<double>(o.tensor.bytes());
+  return wrap(inner_.batch_p2p(std::move(ops)), "send/recv", b);  // one grouped transfer
+}
 
 RecordedGroups::RecordedGroups(const Groups& inner, Profiler& profiler) : groups_(inner) {
   auto rec = [&](Communicator* c) -> Communicator* {

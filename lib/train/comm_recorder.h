@@ -33,6 +33,8 @@ class RecordingCommunicator : public Communicator {
   WorkHandle send(Tensor t, int peer, int tag) override;
   WorkHandle recv(Tensor t, int peer, int tag) override;
   WorkHandle barrier() override;
+  WorkHandle batch_p2p(std::vector<P2POp> ops) override;
+  void set_compute_stream(void* stream) override { inner_.set_compute_stream(stream); }
 
   void set_timeout(double seconds) override { inner_.set_timeout(seconds); }
   const CommStats& stats() const override { return inner_.stats(); }
