@@ -39,6 +39,7 @@
 #include "data/check.h"
 #include "dist/mesh_groups.h"
 #include "kernels/cpu/gemm.h"
+#include "dist/device_groups.h"
 #include "dist/mpi_runtime.h"
 #include "ops/runtime.h"
 #include "core/device.h"
@@ -397,8 +398,32 @@ int main(int argc, char** argv) {
     options.inject_nan_at_step = faults.nan_at_step;
     options.local_rank = mpi.local_rank();
     if (verbose) options.trace = [](const std::string& line) { fmt::print(stderr, "dtrain: {}\n", line); };
-    // The mesh of the config's layout (rebuilt only if a config asks for another).
+    // The mesh of the config's layout (rebuilt only if a config asks for another);
+    // on GPUs the device groups (NCCL or MPI host-staged, parallel.device_comm).
     std::unique_ptr<dtrain::Mesh> mesh;
+    std::unique_ptr<dtrain::DeviceGroups> device_groups;
+    auto groups_for = [&](const dtrain::Config& cfg) -> dtrain::Groups {
+      const dtrain::MeshLayout want{static_cast<int>(cfg.parallel.dp), static_cast<int>(cfg.parallel.tp),
+                                    static_cast<int>(cfg.parallel.pp)};
+      comm.timeout_seconds = cfg.parallel.timeout;
+      if (cfg.train.device == "cuda") {
+        device_groups.reset();
+        mesh.reset();
+        dtrain::DeviceGroupsOptions o{.device_comm = cfg.parallel.device_comm, .timeout_s = cfg.parallel.timeout,
+                                      .mpi = comm, .log = log};
+        device_groups = std::make_unique<dtrain::DeviceGroups>(
+            want, options.local_rank % std::max(1, dtrain::gpu::device_count(nullptr)), o);
+        options.comm_check = [dg = device_groups.get()] { dg->check(); };
+        if (verbose) fmt::print(stderr, "dtrain: {}{}; {}\n", rank_tag, mpi.describe(), device_groups->mesh().describe());
+        return device_groups->groups();
+      }
+      if (!mesh || mesh->layout().dp != want.dp || mesh->layout().tp != want.tp || mesh->layout().pp != want.pp) {
+        mesh.reset();
+        mesh = std::make_unique<dtrain::Mesh>(want, comm);
+        if (verbose) fmt::print(stderr, "dtrain: {}{}; {}\n", rank_tag, mpi.describe(), mesh->describe());
+      }
+      return dtrain::mesh_groups(*mesh);
+    };
     // One run per output and checkpoint directory: rank 0 holds the locks, every rank learns the outcome.
     std::vector<dtrain::RunLock> locks;
     auto lock_dirs = [&](const dtrain::Config& cfg) {
@@ -433,15 +458,8 @@ int main(int argc, char** argv) {
       check_fits_memory(cfg, mpi.ranks_on_node(), options.local_rank);
       if (auto problems = output_problems(cfg); !problems.empty()) throw dtrain::ConfigError(problems);
       lock_dirs(cfg);
-      const dtrain::MeshLayout want{static_cast<int>(cfg.parallel.dp), static_cast<int>(cfg.parallel.tp),
-                                    static_cast<int>(cfg.parallel.pp)};
-      comm.timeout_seconds = cfg.parallel.timeout;
-      if (!mesh || mesh->layout().dp != want.dp || mesh->layout().tp != want.tp || mesh->layout().pp != want.pp) {
-        mesh.reset();
-        mesh = std::make_unique<dtrain::Mesh>(want, comm);
-        if (verbose) fmt::print(stderr, "dtrain: {}{}; {}\n", rank_tag, mpi.describe(), mesh->describe());
-      }
-      return std::make_unique<dtrain::Trainer>(cfg, dtrain::mesh_groups(*mesh), print_line, options);
+      const dtrain::Groups groups = groups_for(cfg);
+      return std::make_unique<dtrain::Trainer>(cfg, groups, print_line, options);
     };
     if (profile->parsed() && !hardware_out.empty()) {  // --- calibration (train/calibrate.h)
       std::string command = fmt::format("mpirun -np {} dtrain profile {}", world_size, config_path);
@@ -489,12 +507,10 @@ int main(int argc, char** argv) {
       const dtrain::Config cfg = dtrain::load_config(config_path, overrides, world_size, auto_layout);
       if (popts.out_dir.empty()) popts.out_dir = cfg.log.out_dir + "/profile";
       popts.config_path = config_path;
-      comm.timeout_seconds = cfg.parallel.timeout;
-      dtrain::Mesh pmesh(dtrain::MeshLayout{static_cast<int>(cfg.parallel.dp), static_cast<int>(cfg.parallel.tp),
-                                            static_cast<int>(cfg.parallel.pp)},
-                         comm);
+      if (std::string why = dtrain::ops::device_unavailable(cfg.train.device); !why.empty())
+        throw dtrain::ConfigError(why);
       dtrain::Profiler prof(true);
-      dtrain::RecordedGroups recorded(dtrain::mesh_groups(pmesh), prof);
+      dtrain::RecordedGroups recorded(groups_for(cfg), prof);
       options.profiler = &prof;
       dtrain::Trainer ptrainer(cfg, recorded.groups(), print_line, options);
       shared_failure = false;

@@ -196,6 +196,12 @@ DeviceGroups::DeviceGroups(const Layout& layout, int device, DeviceGroupsOptions
     auto* twin = dynamic_cast<MpiCommunicator*>(*slots[i]);
     DTRAIN_CHECK(!shared || twin, "mesh group '{}' of {} members is not an MPI group", s.name, s.size);
     std::unique_ptr<Communicator> own;
+    // The pipeline's point-to-point stays on MPI (host-staged) under NCCL:
+    // the step loop posts each send and receive on its own, and NCCL, which
+    // matches by order on one stream, can deadlock on that (both stages
+    // sending first). Pairing them with batch_p2p (Megatron's
+    // send_forward_recv_backward) is what would move it to NCCL.
+    if (nccl_ && s.name == "pp" && shared) continue;
 #if DTRAIN_HAVE_CUDA
     if (nccl_) {
       // Collective over the world: every rank splits every group, in order
@@ -214,8 +220,9 @@ DeviceGroups::DeviceGroups(const Layout& layout, int device, DeviceGroupsOptions
 DeviceGroups::~DeviceGroups() = default;
 
 std::string DeviceGroups::describe() const {
-  return fmt::format("device communication: {} ({})",
-                     choice_.backend == "mpi" ? "mpi, host-staged" : choice_.backend, choice_.reason);
+  return fmt::format("device communication: {} ({}){}",
+                     choice_.backend == "mpi" ? "mpi, host-staged" : choice_.backend, choice_.reason,
+                     choice_.backend == "nccl" ? "; pipeline sends and receives over MPI, host-staged" : "");
 }
 
 void DeviceGroups::check() {

@@ -82,6 +82,8 @@ void Trainer::setup() {
   const Exec& ex = runtime_->exec();
   if (std::string w = runtime_->warnings(); !w.empty() && g_.world->rank() == 0) log_(w);
   if (options_.profiler && ex.on_cuda()) options_.profiler->set_device_sync([rt = runtime_.get()] { rt->sync(); });
+  // Device tensors' collectives are ordered after the work queued on this stream.
+  for (Communicator* c : {g_.world, g_.dp, g_.tp, g_.pp, g_.embed}) c->set_compute_stream(ex.stream);
   seq_len_ = train_seq_len(cfg_);
   data_ = open_data(cfg_, seq_len_);
   par_.tp = g_.layout.tp > 1 ? g_.tp : nullptr;
@@ -374,6 +376,7 @@ StepResult Trainer::train_step(int64_t step) {
   }
   sync_buffers();
   runtime_->sync();  // the step's work done on the device before its time is taken
+  if (options_.comm_check) options_.comm_check();
   r.seconds = seconds_since(t0);
   r.comm_seconds = comm_wait_total() - comm0;
   return r;

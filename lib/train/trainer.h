@@ -73,6 +73,9 @@ struct TrainerOptions {
   // This rank's index on its node: with train.device = "cuda" it takes GPU
   // local_rank % (GPUs on the node).
   int local_rank = 0;
+  // Called once per step (after the update) on the main thread: a device
+  // communicator's watchdog reports a timeout or library error here.
+  std::function<void()> comm_check;
 };
 
 class Trainer {
