@@ -2,17 +2,31 @@
 
 #include "kernels/cpu/gemm.h"
 #include "ops/dispatch.h"
+#if DTRAIN_HAVE_CUDA
+#include "ops/cuda/cnn_ops.h"
+#endif
 
 namespace dtrain::ops {
 
-ConvPlan::ConvPlan(const Exec& ex, const ConvGeom& g, int64_t max_batch, DType act)
+ConvPlan::ConvPlan(const Exec& ex, const ConvGeom& g, int64_t max_batch, DType act, const std::string& name)
     : g_(g), max_batch_(max_batch), group_(cpu::conv_group(g, max_batch)), threads_(cpu::num_threads()) {
+  DTRAIN_CUDA_OP(ex, gpu_ = std::make_shared<const cuda_ops::ConvRunner>(ex, g, max_batch, act, name));
   dispatch_full(act, "conv2d", [](auto) {});
   scratch_ = Tensor::zeros(Shape{cpu::conv_scratch_size(g, max_batch, threads_)}, act, ex.device);
 }
 
+#if DTRAIN_HAVE_CUDA
+const cuda_ops::ConvRunner& ConvPlan::runner(const Exec& ex) const {
+  if (!gpu_)
+    throw InternalError(fmt::format("conv2d: planned for {}, run on {}", max_batch_ ? "the CPU" : "nothing",
+                                    ex.device.str()));
+  return *gpu_;
+}
+#endif
+
 void ConvPlan::forward(const Exec& ex, const Tensor& x, const Tensor& w, const Tensor& b,
                        const Tensor& y) const {
+  DTRAIN_CUDA_OP(ex, cuda_ops::conv_forward(runner(ex), ex, x, w, b, y));
   check_on(ex, "conv2d", {x, w, b, y});
   check_same(y, "conv2d", {x, w, b});
   const int64_t n = x.size(0);
@@ -26,6 +40,7 @@ void ConvPlan::forward(const Exec& ex, const Tensor& x, const Tensor& w, const T
 
 void ConvPlan::backward(const Exec& ex, const Tensor& x, const Tensor& w, const Tensor& dy,
                         const Tensor& dres, const Tensor& dx, const Tensor& dw, const Tensor& db) const {
+  DTRAIN_CUDA_OP(ex, cuda_ops::conv_backward(runner(ex), ex, x, w, dy, dres, dx, dw, db));
   check_on(ex, "conv2d_backward", {x, w, dy, dres, dx, dw, db});
   check_same(dy, "conv2d_backward", {x, w, dres, dx, dw, db});
   const int64_t n = dy.size(0);
@@ -42,6 +57,7 @@ void batchnorm_forward_train(const Exec& ex, const BatchNormArgs& a, const Tenso
                              const Tensor& w, const Tensor& b, const Tensor& res, const Tensor& y,
                              const Tensor& mean, const Tensor& rstd, const Tensor& running_mean,
                              const Tensor& running_var) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::batchnorm_forward_train(ex, a, x, w, b, res, y, mean, rstd, running_mean, running_var));
   check_on(ex, "batchnorm", {x, w, b, res, y, mean, rstd, running_mean, running_var});
   dispatch_full(x.dtype(), "batchnorm", [&](auto t) {
     using T = decltype(t);
@@ -55,6 +71,7 @@ void batchnorm_forward_eval(const Exec& ex, const BatchNormArgs& a, const Tensor
                             const Tensor& w, const Tensor& b, const Tensor& res,
                             const Tensor& running_mean, const Tensor& running_var, const Tensor& y,
                             const Tensor& mean, const Tensor& rstd) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::batchnorm_forward_eval(ex, a, x, w, b, res, running_mean, running_var, y, mean, rstd));
   check_on(ex, "batchnorm", {x, w, b, res, y, mean, rstd, running_mean, running_var});
   dispatch_full(x.dtype(), "batchnorm", [&](auto t) {
     using T = decltype(t);
@@ -68,6 +85,7 @@ void batchnorm_backward(const Exec& ex, const BatchNormArgs& a, bool batch_stats
                         const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& mean,
                         const Tensor& rstd, const Tensor& dx, const Tensor& dz, const Tensor& dw,
                         const Tensor& db) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::batchnorm_backward(ex, a, batch_stats, dy, y, x, w, mean, rstd, dx, dz, dw, db));
   check_on(ex, "batchnorm_backward", {dy, y, x, w, mean, rstd, dx, dz, dw, db});
   dispatch_full(dy.dtype(), "batchnorm_backward", [&](auto t) {
     using T = decltype(t);
@@ -78,6 +96,7 @@ void batchnorm_backward(const Exec& ex, const BatchNormArgs& a, bool batch_stats
 }
 
 void maxpool_forward(const Exec& ex, const PoolGeom& g, const Tensor& x, const Tensor& y, const Tensor& idx) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::maxpool_forward(ex, g, x, y, idx));
   check_on(ex, "maxpool", {x, y, idx});
   dispatch_full(x.dtype(), "maxpool", [&](auto t) {
     using T = decltype(t);
@@ -86,6 +105,7 @@ void maxpool_forward(const Exec& ex, const PoolGeom& g, const Tensor& x, const T
 }
 
 void maxpool_backward(const Exec& ex, const PoolGeom& g, const Tensor& dy, const Tensor& idx, const Tensor& dx) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::maxpool_backward(ex, g, dy, idx, dx));
   check_on(ex, "maxpool_backward", {dy, idx, dx});
   dispatch_full(dy.dtype(), "maxpool_backward", [&](auto t) {
     using T = decltype(t);
@@ -94,6 +114,7 @@ void maxpool_backward(const Exec& ex, const PoolGeom& g, const Tensor& dy, const
 }
 
 void avgpool_forward(const Exec& ex, const Tensor& x, const Tensor& y) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::avgpool_forward(ex, x, y));
   check_on(ex, "avgpool", {x, y});
   dispatch_full(x.dtype(), "avgpool", [&](auto t) {
     using T = decltype(t);
@@ -102,6 +123,7 @@ void avgpool_forward(const Exec& ex, const Tensor& x, const Tensor& y) {
 }
 
 void avgpool_backward(const Exec& ex, const Tensor& dy, const Tensor& dx) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::avgpool_backward(ex, dy, dx));
   check_on(ex, "avgpool_backward", {dy, dx});
   dispatch_full(dy.dtype(), "avgpool_backward", [&](auto t) {
     using T = decltype(t);
