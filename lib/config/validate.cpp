@@ -137,10 +137,6 @@ class Validator {
   }
 
   void check_backend() {
-    if (c_.train.precision == "bf16" && c_.model.classifier())
-      problem({"train.precision"},
-              "train.precision: bf16 is not available for the CNN yet (its convolution, batch-norm "
-              "and pooling kernels are fp32 only); use fp32");
     if (c_.train.device == "cuda")
       problem({"train.device"},
               "train.device: cuda needs the CUDA backend, which this build does not have");

@@ -1,6 +1,8 @@
 // The CNN's ops: convolution, batch norm and pooling, on the Exec's device.
 // Geometry types are the kernels' plain structs, re-exported here so that
-// layers name only the ops layer. fp32 and f64 (bf16 CNN kernels: not yet).
+// layers name only the ops layer. Activations and the parameters' compute copy
+// in f32, f64 or bf16; statistics (batch-norm mean, rstd, running estimates)
+// and parameter gradients in the compute type (f32 under bf16).
 #pragma once
 
 #include <memory>

@@ -11,7 +11,7 @@
 // - exact (0): max-pool forward and its indices, max-pool backward (the
 //   gather adds in the CPU's order), ReLU.
 // - bf16 storage against fp32 on the same (bf16) inputs: 1e-2, a few bf16
-//   roundings (2^-9 relative each) of outputs and of cuDNN's bf16 weight
+//   roundings (2^-8 relative each) of outputs and of cuDNN's bf16 weight
 //   gradient before it is added into fp32.
 #include <doctest/doctest.h>
 
