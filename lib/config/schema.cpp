@@ -148,7 +148,11 @@ std::vector<KeySpec> build_schema() {
        "remade in backward); full (each block keeps only its input and re-runs its forward in "
        "backward)", FIELD(train.recompute)},
       {"train", "device", kAll, string("cpu"), one_of({"cpu", "cuda"}),
-       "where to train (cuda needs the CUDA backend)", FIELD(train.device)},
+       "where to train: cpu, or cuda (each rank takes GPU local_rank % GPUs on its node)",
+       FIELD(train.device)},
+      {"train", "tf32", kAll, false, none(),
+       "cuda with precision fp32: let matrix products use TF32 tensor cores (faster, ~1e-3 "
+       "relative error); off: strict fp32, comparable with the CPU", FIELD(train.tf32)},
       {"train", "threads", kAll, int64_t{0}, at_most(at_least(0), 4096),
        "CPU threads; 0 = all cores", FIELD(train.threads)},
       {"train", "skip_nonfinite", kAll, false, none(),
@@ -189,7 +193,7 @@ std::vector<KeySpec> build_schema() {
        "ranks launched; manual: as given. Setting dp, tp or pp without mode means manual",
        FIELD(parallel.mode)},
       {"parallel", "hardware", kAll, string(""), none(),
-       "mode auto: hardware preset (h100-sxm, a100-80gb, cpu-local) or hardware TOML file; "
+       "mode auto: hardware preset (h100-sxm, h200, a100-80gb, cpu-local) or hardware TOML file; "
        "\"\" = cpu-local", FIELD(parallel.hardware)},
       {"parallel", "dp", kAll, int64_t{1}, at_least(1),
        "data-parallel ranks; dp x tp x pp = ranks launched", FIELD(parallel.dp)},

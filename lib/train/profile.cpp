@@ -1,5 +1,7 @@
 #include "train/profile.h"
 
+#include "core/device.h"
+
 #include <algorithm>
 #include <array>
 #include <filesystem>
@@ -52,6 +54,24 @@ std::string mib(double b) { return fmt::format("{:.2f}", b / (1024.0 * 1024.0));
 
 }  // namespace
 
+// A GPU's dense peak from its datasheet (GFLOP/s), for MFU without
+// --peak-gflops: bf16 (and TF32) tensor-core rates, or plain fp32. 0 for a GPU
+// not in the table (MFU then reads 0; give --peak-gflops).
+static double gpu_peak_gflops(const Exec& ex, const std::string& precision, bool tf32) {
+  const std::string name = gpu::device_info(ex.device.index).name;
+  struct Row {
+    const char* match;
+    double bf16, tf32, fp32;
+  };
+  // NVIDIA datasheets, dense (no sparsity), SXM boards.
+  static constexpr Row kRows[] = {{"H200", 989.4e3, 494.7e3, 66.9e3},
+                                  {"H100", 989.4e3, 494.7e3, 66.9e3},
+                                  {"A100", 312e3, 156e3, 19.5e3}};
+  for (const Row& r : kRows)
+    if (name.find(r.match) != std::string::npos) return precision == "bf16" ? r.bf16 : tf32 ? r.tf32 : r.fp32;
+  return 0;
+}
+
 std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& o) {
   namespace fs = std::filesystem;
   const Config& cfg = trainer.config();
@@ -64,8 +84,10 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
   std::vector<std::string> names;
   for (const auto& l : m.layers) names.push_back(l->name());
   prof.set_layers(names);
-  const bool measured_peak = o.peak_gflops <= 0;
-  double peak = measured_peak ? measure_sgemm_gflops() : o.peak_gflops;
+  const bool on_gpu = m.exec.on_cuda();
+  const bool measured_peak = o.peak_gflops <= 0 && !on_gpu;
+  double peak = o.peak_gflops > 0 ? o.peak_gflops : on_gpu ? gpu_peak_gflops(m.exec, t.precision, t.tf32)
+                                                            : measure_sgemm_gflops();
 
   for (int64_t s = 0; s < o.warmup; ++s) trainer.train_step(s);
   Communicator* groups[kNumGroups] = {g.dp, g.tp, g.pp, g.embed};
@@ -194,7 +216,7 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
                    cpu::num_threads() == 1 ? "" : "s", cpu::gemm_backend_name()));
   line(fmt::format("step {:.2f} ms (slowest rank) | {:.0f} {} | {:.4f} GFLOP per step | MFU {:.2f}% of {} x {:.1f} GFLOP/s ({})",
                    1e3 * slowest, items_per_second, unit, at(0, kModelFlops) / 1e9, 100 * mfu, world_size,
-                   peak_sum / world_size, measured_peak ? "sgemm 1024^3 measured per rank" : "--peak-gflops"));
+                   peak_sum / world_size, measured_peak ? "sgemm 1024^3 measured per rank" : o.peak_gflops > 0 ? "--peak-gflops" : "the GPU's datasheet"));
 
   if (mfu > 1)
     line("  (MFU above 100%: the sgemm peak was measured low, e.g. on a busy machine; give --peak-gflops)");
