@@ -21,6 +21,13 @@ ConvPlan::ConvPlan(const Exec& ex, const ConvGeom& g, int64_t max_batch, DType a
   scratch_ = Tensor::zeros(Shape{cpu::conv_scratch_size(g, max_batch, threads_)}, compute_dtype(act), ex.device);
 }
 
+std::string ConvPlan::engines() const {
+#if DTRAIN_HAVE_CUDA
+  if (gpu_) return gpu_->engines();
+#endif
+  return {};
+}
+
 #if DTRAIN_HAVE_CUDA
 const cuda_ops::ConvRunner& ConvPlan::runner(const Exec& ex) const {
   if (!gpu_)

@@ -33,6 +33,9 @@ class ConvPlan {
   ConvPlan() = default;
   ConvPlan(const Exec& ex, const ConvGeom& g, int64_t max_batch, DType act, const std::string& name = "conv2d");
   const ConvGeom& geom() const { return g_; }
+  // On a GPU, the cuDNN engine each pass of the planned batch runs (for logs
+  // and the GPU tests); empty on the CPU.
+  std::string engines() const;
   // x (n, C, H, W), w (O, C, kh, kw), b (O) or undefined -> y (n, O, Ho, Wo).
   void forward(const Exec& ex, const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y) const;
   // dw, db accumulate; dx (undefined: not wanted) = conv^T(dy) (+ dres when defined).

@@ -146,6 +146,7 @@ void check_conv(const ops::Runtime& rt, const ConvCase& c, DType act) {
 
   // GPU, twice from the same inputs.
   ops::ConvPlan gp(ex, g, c.max_batch, act, c.name);
+  MESSAGE(c.name << " " << dtype_name(act) << ": " << gp.engines());
   const Tensor xg = up(ex, x, act), wg = up(ex, w, act), dyg = up(ex, dy, act);
   const Tensor bg = c.bias ? up(ex, b, act) : Tensor{};
   Tensor y_g[2], dx_g[2], dw_g[2], db_g[2];
