@@ -1,6 +1,7 @@
 #include "train/profile.h"
 
 #include "core/device.h"
+#include "model/block.h"
 
 #include <algorithm>
 #include <array>
@@ -118,30 +119,47 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
   v[kReduceSpan] = prof.reduction_span_seconds();
   v[kForward] = prof.seconds(Profiler::Kind::forward);
   v[kBackward] = prof.seconds(Profiler::Kind::backward);
-  v[kParamBytes] = static_cast<double>(m.params.values().bytes());
+  // The masters, and under bf16 their compute copy.
+  v[kParamBytes] = static_cast<double>(m.params.values().bytes() +
+                                       (m.params.mixed() ? m.params.compute_values().bytes() : 0));
   v[kGradBytes] = static_cast<double>(m.params.grads().bytes());
   double opt_bytes = 0;
   auto state = trainer.optimizer().state();
   for (const auto& [name, tensor] : state) opt_bytes += static_cast<double>(tensor.bytes());
   v[kOptBytes] = opt_bytes;
   v[kActBytes] = prof.plan_bytes();
-  // The cost model's prediction: Cost::params x 4 bytes for the values, the
-  // gradients and each optimizer state (ZeRO-1: a 1/dp share of the states),
-  // Cost::act_bytes x the micro-batches a stage keeps in flight.
+  // The cost model's prediction: Cost::params x 4 bytes for the fp32 masters
+  // (+ 2 for the bf16 compute copy under bf16), the gradients and each
+  // optimizer state (ZeRO-1: a 1/dp share of the states); Cost::act_bytes
+  // (in the planned dtype) x the micro-batches a stage keeps in flight, where
+  // under full recomputation a block keeps only its input and all blocks share
+  // one set of buffers.
   const std::string schedule = g.layout.pp > 1 ? cfg.parallel.schedule : "1f1b";
   const int slots = in_flight(pipeline_schedule(schedule, g.coord.pp, g.layout.pp, static_cast<int>(t.grad_accum)));
   const std::vector<Cost> costs = m.layer_costs(t.micro_batch);
-  double stage_params = 0, stage_act = 0;
-  for (const Cost& c : costs) {
-    stage_params += static_cast<double>(c.params);
-    stage_act += static_cast<double>(c.act_bytes);
+  double stage_params = 0, stage_act = 0, block_inputs = 0, largest_block = 0;
+  {
+    Shape s = m.input_shape(t.micro_batch);
+    for (size_t i = 0; i < costs.size(); ++i) {
+      const Cost& c = costs[i];
+      stage_params += static_cast<double>(c.params);
+      const bool recomputed = m.recompute == Recompute::full && i < m.layers.size() &&
+                              dynamic_cast<const Block*>(m.layers[i].get()) != nullptr;
+      if (recomputed) {
+        block_inputs += static_cast<double>(s.numel() * dtype_size(m.dtype));
+        largest_block = std::max(largest_block, static_cast<double>(c.act_bytes));
+      } else {
+        stage_act += static_cast<double>(c.act_bytes);
+      }
+      if (i < m.layers.size()) s = m.layers[i]->output_shape(s);
+    }
   }
   const double states = static_cast<double>(state.size());
   const double zero_share = cfg.parallel.zero == 1 ? 1.0 / g.layout.dp : 1.0;
-  v[kPredParams] = stage_params * 4;
+  v[kPredParams] = stage_params * (m.params.mixed() ? 6 : 4);
   v[kPredGrads] = stage_params * 4;
   v[kPredOpt] = stage_params * 4 * states * zero_share;
-  v[kPredAct] = stage_act * slots;
+  v[kPredAct] = (stage_act + block_inputs) * slots + largest_block;
   v[kPeakRss] = peak_rss_bytes();
   v[kPeakGflops] = peak;
   v[kItemsPerStep] = static_cast<double>(t.global_batch * m.items_per_sample());
@@ -359,7 +377,10 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
         at(r, kGradBytes), at(r, kOptBytes), at(r, kActBytes), at(r, kPredParams), at(r, kPredGrads),
         at(r, kPredOpt), at(r, kPredAct), at(r, kPeakRss), at(r, kPeakGflops));
   }
-  line("  (activations measured as the heap growth while the stage's buffers were planned; predicted = Cost::act_bytes x micro-batches in flight)");
+  line(fmt::format("  (activations measured as the {} growth while the stage's buffers were planned, gradient buffers "
+                   "included; predicted = Cost::act_bytes in {} x micro-batches in flight{}: what forward keeps for backward)",
+                   m.exec.on_cuda() ? "device memory's" : "heap's", t.precision,
+                   m.recompute == Recompute::full ? ", blocks keeping their input only" : ""));
 
   const std::string json = fmt::format(
       "{{\n  \"config\": {},\n  \"model\": {},\n  \"layout\": {{\"dp\": {}, \"tp\": {}, \"pp\": {}}},\n  \"world\": {},\n"

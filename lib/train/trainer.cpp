@@ -368,7 +368,9 @@ StepResult Trainer::train_step(int64_t step) {
     trace("zero: all_gather of the updated parameters over dp");
     Tensor& v = m.params.values();
     g_.dp->all_gather(v.flat_range(opt_range_.begin, opt_range_.end - opt_range_.begin), v, zero_counts_)->wait();
-    m.params.sync_compute();  // the other ranks' ranges of the bf16 copy
+    // The other ranks' ranges of the bf16 copy (this rank's optimizer wrote its own).
+    m.params.sync_compute(0, opt_range_.begin);
+    m.params.sync_compute(opt_range_.end, v.numel());
   }
   sync_buffers();
   runtime_->sync();  // the step's work done on the device before its time is taken
