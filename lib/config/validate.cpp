@@ -139,10 +139,6 @@ class Validator {
   }
 
   void check_backend() {
-    if (c_.train.precision == "bf16" && c_.model.classifier())
-      problem({"train.precision"},
-              "train.precision: bf16 is not available for the CNN yet (its convolution, batch-norm "
-              "and pooling kernels are fp32 only); use fp32");
     if (c_.parallel.device_comm == "nccl" && c_.train.device != "cuda")
       problem({"parallel.device_comm", "train.device"},
               fmt::format("parallel.device_comm: nccl carries GPU tensors, but train.device is "

@@ -31,11 +31,13 @@ ImageSampler::ImageSampler(const ImageDataset& data, std::vector<double> mean,
       throw ConfigError(fmt::format("data.std[{}] = {}: must be positive", c, stddev[c]));
   table_f32_.resize(static_cast<size_t>(C * 256));
   table_f64_.resize(static_cast<size_t>(C * 256));
+  table_bf16_.resize(static_cast<size_t>(C * 256));
   for (int64_t c = 0; c < C; ++c)
     for (int p = 0; p < 256; ++p) {
       double v = (p / 255.0 - mean[c]) / stddev[c];
       table_f64_[c * 256 + p] = v;
       table_f32_[c * 256 + p] = static_cast<float>(v);
+      table_bf16_[c * 256 + p] = bf16(static_cast<float>(v));
     }
 }
 
@@ -54,7 +56,7 @@ void ImageSampler::fill(int64_t first_sample, int64_t count, Tensor& x, Tensor& 
   const uint8_t* pixels = data_->pixels();  // (n, C, H, W)
   const uint8_t* labels = data_->labels();  // (n)
   int32_t* yp = y.data<int32_t>();          // (count)
-  dispatch_float(x.dtype(), [&](auto zero) {
+  auto run = [&](auto zero) {
     using T = decltype(zero);
     T* xp = x.data<T>();  // (count, C, H, W)
     const T* table = this->table<T>();
@@ -67,7 +69,11 @@ void ImageSampler::fill(int64_t first_sample, int64_t count, Tensor& x, Tensor& 
       }
       yp[row] = labels[image];
     });
-  });
+  };
+  if (x.dtype() == DType::bf16)
+    run(bf16{});  // bf16 mixed precision: the images in the activations' dtype
+  else
+    dispatch_float(x.dtype(), run);
 }
 
 }  // namespace dtrain

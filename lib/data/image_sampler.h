@@ -25,7 +25,7 @@ class ImageSampler {
                uint64_t seed, bool shuffle);
 
   // Writes samples [first_sample, first_sample + count) into the first
-  // `count` rows of x (>= count, C, H, W), f32 or f64, and y (>= count),
+  // `count` rows of x (>= count, C, H, W), f32, f64 or bf16, and y (>= count),
   // int32 class labels. A batch may span epoch boundaries. Allocates nothing
   // except the new permutation when an epoch starts; OpenMP over the samples.
   void fill(int64_t first_sample, int64_t count, Tensor& x, Tensor& y);
@@ -38,6 +38,8 @@ class ImageSampler {
   const T* table() const {
     if constexpr (std::is_same_v<T, float>)
       return table_f32_.data();
+    else if constexpr (std::is_same_v<T, bf16>)
+      return table_bf16_.data();
     else
       return table_f64_.data();
   }
@@ -45,6 +47,7 @@ class ImageSampler {
   const ImageDataset* data_;
   std::vector<float> table_f32_;   // (C, 256)
   std::vector<double> table_f64_;  // (C, 256)
+  std::vector<bf16> table_bf16_;   // (C, 256): the fp32 values rounded (bf16 mixed precision)
   data_detail::EpochOrder order_;
 };
 

@@ -49,6 +49,13 @@ Tensor BasicBlock::backward(const Tensor& dy, const Ctx& ctx) {
   return conv1_.backward_add(bn1_.backward(da, ctx), dres);  // main + shortcut
 }
 
+void BasicBlock::list_convolutions(const Shape& in,
+                                   std::vector<std::pair<std::string, ops::ConvGeom>>& out) const {
+  conv1_.list_convolutions(in, out);
+  conv2_.list_convolutions(conv1_.output_shape(in), out);
+  if (sc_conv_) sc_conv_->list_convolutions(in, out);
+}
+
 Cost BasicBlock::cost(const Shape& in) const {
   const Shape h = conv1_.output_shape(in);
   Cost c = conv1_.cost(in);

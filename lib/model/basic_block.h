@@ -26,6 +26,7 @@ class BasicBlock : public Layer {
   Tensor forward(const Tensor& x, const Ctx& ctx) override;
   Tensor backward(const Tensor& dy, const Ctx& ctx) override;
   Cost cost(const Shape& in) const override;
+  void list_convolutions(const Shape& in, std::vector<std::pair<std::string, ops::ConvGeom>>& out) const override;
 
   bool has_shortcut() const { return sc_conv_ != nullptr; }
 

@@ -34,8 +34,8 @@ void BatchNorm2d::plan(const Shape& in, DType act, const Exec& ex) {
   y_ = Tensor::empty(in, act, ex.device);
   dx_ = Tensor::empty(in, act, ex.device);
   if (residual_ && relu_) dz_ = Tensor::empty(in, act, ex.device);
-  mean_ = Tensor::empty(Shape{c_}, act, ex.device);
-  rstd_ = Tensor::empty(Shape{c_}, act, ex.device);
+  mean_ = Tensor::empty(Shape{c_}, ops::compute_dtype(act), ex.device);  // fp32 statistics under bf16
+  rstd_ = Tensor::empty(Shape{c_}, ops::compute_dtype(act), ex.device);
 }
 
 Tensor BatchNorm2d::forward_add(const Tensor& x, const Tensor& res, const Ctx& ctx) {

@@ -44,7 +44,7 @@ Shape Conv2d::output_shape(const Shape& in) const {
 void Conv2d::plan(const Shape& in, DType act, const Exec& ex) {
   bind(ex, act);
   g_ = geom(in);
-  conv_ = ops::ConvPlan(ex, g_, in[0], act);
+  conv_ = ops::ConvPlan(ex, g_, in[0], act, name());
   y_ = Tensor::empty(output_shape(in), act, ex.device);
   if (input_grad_) dx_ = Tensor::empty(in, act, ex.device);
 }

@@ -27,6 +27,9 @@ class Conv2d : public Layer {
   // dx = dres + dL/dx in one pass (dres: (B, in, H, W), e.g. a residual branch).
   Tensor backward_add(const Tensor& dy, const Tensor& dres);
   Cost cost(const Shape& in) const override;
+  void list_convolutions(const Shape& in, std::vector<std::pair<std::string, ops::ConvGeom>>& out) const override {
+    out.emplace_back(name(), geom(in));
+  }
 
  private:
   ops::ConvGeom geom(const Shape& in) const;

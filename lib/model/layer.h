@@ -7,11 +7,14 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/exec.h"
 #include "core/tensor.h"
 #include "model/arena.h"
 #include "model/param.h"
+#include "ops/cnn.h"
 #include "ops/ops.h"
 
 namespace dtrain {
@@ -73,6 +76,9 @@ class Layer {
   virtual Tensor backward(const Tensor& dy, const Ctx& ctx) = 0;
   // Cost for an input of shape `in`.
   virtual Cost cost(const Shape& in) const = 0;
+  // The convolutions this layer (with its parts) runs on an input of shape
+  // `in`, appended to `out` by name: what the cuDNN graph checks walk.
+  virtual void list_convolutions(const Shape& in, std::vector<std::pair<std::string, ops::ConvGeom>>& out) const {}
 
   // Before plan(): activation recomputation, whose shared buffers come from
   // `arena` (see model/arena.h). Layers that recompute nothing ignore it.

@@ -24,6 +24,9 @@ class Stem : public Layer {
   Tensor forward(const Tensor& x, const Ctx& ctx) override;
   Tensor backward(const Tensor& dy, const Ctx& ctx) override;
   Cost cost(const Shape& in) const override;
+  void list_convolutions(const Shape& in, std::vector<std::pair<std::string, ops::ConvGeom>>& out) const override {
+    conv_.list_convolutions(in, out);
+  }
 
  private:
   Conv2d conv_;

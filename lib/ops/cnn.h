@@ -1,7 +1,12 @@
 // The CNN's ops: convolution, batch norm and pooling, on the Exec's device.
 // Geometry types are the kernels' plain structs, re-exported here so that
-// layers name only the ops layer. fp32 and f64 (bf16 CNN kernels: not yet).
+// layers name only the ops layer. Activations and the parameters' compute copy
+// in f32, f64 or bf16; statistics (batch-norm mean, rstd, running estimates)
+// and parameter gradients in the compute type (f32 under bf16).
 #pragma once
+
+#include <memory>
+#include <string>
 
 #include "core/exec.h"
 #include "core/tensor.h"
@@ -11,17 +16,26 @@
 
 namespace dtrain::ops {
 
+namespace cuda_ops {
+class ConvRunner;  // ops/cuda/cnn_ops.h: the cuDNN plans of a convolution on a GPU
+}
+
 using ConvGeom = cpu::ConvGeom;
 using BatchNormArgs = cpu::BatchNormArgs;
 using PoolGeom = cpu::PoolGeom;
 
-// A convolution planned once for batches up to max_batch: the kernel's image
-// grouping, thread count and the scratch it owns (allocated here, zeroed).
+// A convolution planned once for batches up to max_batch: on the CPU the
+// kernel's image grouping, thread count and the scratch it owns (allocated
+// here, zeroed); on a GPU the cuDNN graphs and execution plans of its three
+// passes, their workspace and scratch. `name` (the layer's) names it in errors.
 class ConvPlan {
  public:
   ConvPlan() = default;
-  ConvPlan(const Exec& ex, const ConvGeom& g, int64_t max_batch, DType act);
+  ConvPlan(const Exec& ex, const ConvGeom& g, int64_t max_batch, DType act, const std::string& name = "conv2d");
   const ConvGeom& geom() const { return g_; }
+  // On a GPU, the cuDNN engine each pass of the planned batch runs (for logs
+  // and the GPU tests); empty on the CPU.
+  std::string engines() const;
   // x (n, C, H, W), w (O, C, kh, kw), b (O) or undefined -> y (n, O, Ho, Wo).
   void forward(const Exec& ex, const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y) const;
   // dw, db accumulate; dx (undefined: not wanted) = conv^T(dy) (+ dres when defined).
@@ -29,10 +43,14 @@ class ConvPlan {
                 const Tensor& dres, const Tensor& dx, const Tensor& dw, const Tensor& db) const;
 
  private:
+  // The GPU plans; throws unless this plan was made on a GPU Exec.
+  const cuda_ops::ConvRunner& runner(const Exec& ex) const;
+
   ConvGeom g_;
   int64_t max_batch_ = 0, group_ = 0;
   int threads_ = 1;
   Tensor scratch_;
+  std::shared_ptr<const cuda_ops::ConvRunner> gpu_;  // on a GPU only
 };
 
 // Batch norm over (n, c, hw) with the statistics (c) in the compute type.

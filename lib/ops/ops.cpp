@@ -20,6 +20,9 @@
 #include "kernels/cpu/relu.h"
 #include "kernels/cpu/vmath.h"
 #include "ops/dispatch.h"
+#if DTRAIN_HAVE_CUDA
+#include "ops/cuda/cnn_ops.h"
+#endif
 
 namespace dtrain::ops {
 
@@ -183,18 +186,20 @@ void gelu_backward(const Exec& ex, const Tensor& x, const Tensor& dy, const Tens
 }
 
 void relu_forward(const Exec& ex, const Tensor& x, const Tensor& y) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::relu_forward(ex, x, y));
   check_on(ex, "relu", {x, y});
   check_same(y, "relu", {x});
-  dispatch_full(x.dtype(), "relu", [&](auto t) {
+  dispatch_act(x.dtype(), "relu", [&](auto t) {
     using T = decltype(t);
     cpu::relu_forward<T>(x.data<T>(), x.numel(), y.data<T>());
   });
 }
 
 void relu_backward(const Exec& ex, const Tensor& y, const Tensor& dy, const Tensor& dx) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::relu_backward(ex, y, dy, dx));
   check_on(ex, "relu_backward", {y, dy, dx});
   check_same(dx, "relu_backward", {y, dy});
-  dispatch_full(y.dtype(), "relu_backward", [&](auto t) {
+  dispatch_act(y.dtype(), "relu_backward", [&](auto t) {
     using T = decltype(t);
     cpu::relu_backward<T>(y.data<T>(), dy.data<T>(), y.numel(), dx.data<T>());
   });

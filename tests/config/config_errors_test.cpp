@@ -173,9 +173,6 @@ const std::vector<BadCase> kBadCases = {
      "does not have; set parallel.dp, parallel.tp and parallel.pp"},
     {"world size with manual mode", kGpt, {"parallel.mode=manual"}, 4,
      "cfg.toml: parallel: dp x tp x pp = 1 but 4 ranks were launched"},
-    {"bf16 for the CNN", cat(cnn({}), {"precision = \"bf16\""}), {}, 1,
-     "cfg.toml:10: train.precision: bf16 is not available for the CNN yet (its convolution, "
-     "batch-norm and pooling kernels are fp32 only); use fp32"},
     {"no checkpoints kept", cat(kGpt, {"[checkpoint]", "keep = 0"}), {}, 1,
      "cfg.toml:7: checkpoint.keep: expected an integer >= 1, got 0"},
     {"--set of the wrong type", kGpt, {"train.steps=abc"}, 1,

@@ -10,6 +10,11 @@
 // thread reduces one channel in a fixed order (fp64 accumulators), so results
 // are bit-identical for any number of threads, and a channel's N*H*W values
 // stay in cache between the statistics pass and the normalising pass.
+//
+// T is float, double or bf16: x, y, res, dy, dx, dz and the parameters' compute
+// copy (w, b) are T; the statistics (mean, rstd, the running estimates) and the
+// parameter gradients are in compute_t<T> (float for bf16), as is all
+// arithmetic, each bf16 output rounded once.
 #pragma once
 
 #include <cstdint>
@@ -30,15 +35,16 @@ struct BatchNormArgs {
 // Needs n * hw > 1 (the unbiased variance).
 template <class T>
 void batchnorm_forward_train(const BatchNormArgs& a, const T* x, const T* w, const T* b,
-                             const T* res, T* y, T* mean, T* rstd, T* running_mean,
-                             T* running_var);
+                             const T* res, T* y, compute_t<T>* mean, compute_t<T>* rstd,
+                             compute_t<T>* running_mean, compute_t<T>* running_var);
 
 // Evaluation: normalises with the running statistics, writing the mean and
 // rstd it used into mean / rstd (c) for backward.
 template <class T>
 void batchnorm_forward_eval(const BatchNormArgs& a, const T* x, const T* w, const T* b,
-                            const T* res, const T* running_mean, const T* running_var, T* y,
-                            T* mean, T* rstd);
+                            const T* res, const compute_t<T>* running_mean,
+                            const compute_t<T>* running_var, T* y, compute_t<T>* mean,
+                            compute_t<T>* rstd);
 
 // Backward of the last forward, given dy and its output y (for the ReLU mask,
 // ignored unless a.relu). batch_stats: the forward used batch statistics
@@ -47,7 +53,7 @@ void batchnorm_forward_eval(const BatchNormArgs& a, const T* x, const T* w, cons
 // dw and db (c) accumulate (+=).
 template <class T>
 void batchnorm_backward(const BatchNormArgs& a, bool batch_stats, const T* dy, const T* y,
-                        const T* x, const T* w, const T* mean, const T* rstd, T* dx, T* dz,
-                        T* dw, T* db);
+                        const T* x, const T* w, const compute_t<T>* mean, const compute_t<T>* rstd,
+                        T* dx, T* dz, compute_t<T>* dw, compute_t<T>* db);
 
 }  // namespace dtrain::cpu

@@ -11,6 +11,7 @@
 #include <omp.h>
 
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/gemm_bf16.h"
 
 namespace dtrain::cpu {
 
@@ -192,6 +193,31 @@ void unroll(const ConvGeom& g, const Layout& l, const T* x, T* xp, int64_t ld, T
   im2col(g, l, g.pad > 0 ? xp : x, ld, col);
 }
 
+// dw (O*K) and db (O) += the chunks' shares, added in chunk order: the same
+// sums for any thread count.
+template <class T>
+void add_chunk_shares(const Scratch& sc, const T* scratch, int64_t chunks, int64_t O, int64_t K, T* dw, T* db) {
+  constexpr int64_t kBlock = 512;
+#pragma omp parallel for schedule(static)
+  for (int64_t i0 = 0; i0 < O * K; i0 += kBlock) {
+    const int64_t len = std::min(kBlock, O * K - i0);
+    T acc[kBlock] = {};
+    for (int64_t c = 0; c < chunks; ++c) {
+      const T* part = sc.chunk(scratch, c) + sc.dw + i0;
+#pragma omp simd
+      for (int64_t i = 0; i < len; ++i) acc[i] += part[i];
+    }
+#pragma omp simd
+    for (int64_t i = 0; i < len; ++i) dw[i0 + i] += acc[i];
+  }
+  if (db)
+    for (int64_t o = 0; o < O; ++o) {
+      T s = 0;
+      for (int64_t c = 0; c < chunks; ++c) s += sc.chunk(scratch, c)[sc.db + o];
+      db[o] += s;
+    }
+}
+
 }  // namespace
 
 int64_t conv_group(const ConvGeom& g, int64_t max_batch) {
@@ -323,26 +349,107 @@ void conv2d_backward(const ConvGeom& g, int64_t n, int64_t group, const T* x, co
       }
     }
   }
-  // Chunk shares added in chunk order: the same sums for any thread count.
-  constexpr int64_t kBlock = 512;
-#pragma omp parallel for schedule(static)
-  for (int64_t i0 = 0; i0 < O * K; i0 += kBlock) {
-    const int64_t len = std::min(kBlock, O * K - i0);
-    T acc[kBlock] = {};
-    for (int64_t c = 0; c < chunks; ++c) {
-      const T* part = sc.chunk(scratch, c) + sc.dw + i0;
-#pragma omp simd
-      for (int64_t i = 0; i < len; ++i) acc[i] += part[i];
+  add_chunk_shares(sc, scratch, chunks, O, K, dw, db);
+}
+
+void conv2d_forward_bf16(const ConvGeom& g, int64_t n, int64_t group, const bf16* x, const bf16* w,
+                         const bf16* bias, bf16* y, float* scratch, int threads) {
+  const int64_t chunks = chunks_for(n), K = g.k(), O = g.o, Ho = g.ho(), Wo = g.wo();
+  const int64_t hw = Ho * Wo;
+  const Layout l(g);
+  const Scratch sc(g, l, group, threads);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(team(chunks, threads)) if (chunks > 1)
+  for (int64_t ch = 0; ch < chunks; ++ch) {
+    float* work = sc.thread(scratch, omp_get_thread_num());
+    bf16* xp = reinterpret_cast<bf16*>(work + sc.pad);  // bf16 in fp32-sized slots
+    bf16* col = reinterpret_cast<bf16*>(work + sc.col);
+    float* tmp = work + sc.tmp;  // (O, N) fp32 products
+    for (int64_t b0 = ch * n / chunks, b1 = (ch + 1) * n / chunks; b0 < b1; b0 += group) {
+      const int64_t gs = std::min(group, b1 - b0), N = gs * l.cols;
+      for (int64_t j = 0; j < gs; ++j) unroll(g, l, x + (b0 + j) * g.in_size(), xp, N, col + j * l.cols);
+      gemm_bf16(false, false, O, N, K, 1.f, w, K, col, N, 0.f, tmp, N);
+      for (int64_t j = 0; j < gs; ++j)
+        for (int64_t o = 0; o < O; ++o) {
+          bf16* yr = y + ((b0 + j) * O + o) * hw;  // (Ho, Wo)
+          const float* src = tmp + o * N + j * l.cols;
+          const float bo = bias ? float(bias[o]) : 0.f;
+          for (int64_t oh = 0; oh < Ho; ++oh)
+            for (int64_t ow = 0; ow < Wo; ++ow) {
+              const float v = src[oh * l.pitch + ow];
+              yr[oh * Wo + ow] = bf16(bias ? v + bo : v);
+            }
+        }
     }
-#pragma omp simd
-    for (int64_t i = 0; i < len; ++i) dw[i0 + i] += acc[i];
   }
-  if (db)
-    for (int64_t o = 0; o < O; ++o) {
-      T s = 0;
-      for (int64_t c = 0; c < chunks; ++c) s += sc.chunk(scratch, c)[sc.db + o];
-      db[o] += s;
+}
+
+void conv2d_backward_bf16(const ConvGeom& g, int64_t n, int64_t group, const bf16* x, const bf16* w,
+                          const bf16* dy, const bf16* dres, bf16* dx, float* dw, float* db,
+                          float* scratch, int threads) {
+  const int64_t chunks = chunks_for(n), K = g.k(), O = g.o, Ho = g.ho(), Wo = g.wo();
+  const int64_t hw = Ho * Wo, p = g.pad;
+  const Layout l(g);
+  const Scratch sc(g, l, group, threads);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(team(chunks, threads)) if (chunks > 1)
+  for (int64_t ch = 0; ch < chunks; ++ch) {
+    float* work = sc.thread(scratch, omp_get_thread_num());
+    bf16* xp = reinterpret_cast<bf16*>(work + sc.pad);
+    bf16* col = reinterpret_cast<bf16*>(work + sc.col);  // (K, N) bf16 columns, then
+    float* dcol = work + sc.col;                         // (K, N) fp32 column gradients over them
+    float* dxp = work + sc.dpad;                         // padded fp32 input gradient
+    bf16* dtmp = reinterpret_cast<bf16*>(work + sc.tmp);  // (O, N) gathered dy
+    float* pdw = sc.chunk(scratch, ch) + sc.dw;  // (O, K): this chunk's share of dw
+    float* pdb = sc.chunk(scratch, ch) + sc.db;  // (O)
+    std::fill(pdb, pdb + O, 0.f);
+    bool first = true;
+    for (int64_t b0 = ch * n / chunks, b1 = (ch + 1) * n / chunks; b0 < b1; b0 += group) {
+      const int64_t gs = std::min(group, b1 - b0), N = gs * l.cols;
+      for (int64_t j = 0; j < gs; ++j) unroll(g, l, x + (b0 + j) * g.in_size(), xp, N, col + j * l.cols);
+      const bf16* d = dy + b0 * O * hw;  // (O, N) after the gather below
+      if (gs > 1 || l.wide) {
+        for (int64_t j = 0; j < gs; ++j)
+          for (int64_t o = 0; o < O; ++o) {
+            const bf16* src = dy + ((b0 + j) * O + o) * hw;
+            bf16* dst = dtmp + o * N + j * l.cols;
+            for (int64_t oh = 0; oh < Ho; ++oh) {
+              std::memcpy(dst + oh * l.pitch, src + oh * Wo, sizeof(bf16) * Wo);
+              for (int64_t q = Wo; q < l.pitch; ++q) dst[oh * l.pitch + q] = bf16(0.f);
+            }
+          }
+        d = dtmp;
+      }
+      // dw (O, K) += d (O, N) @ col^T (N, K), in fp32
+      gemm_bf16(false, true, O, K, N, 1.f, d, N, col, N, first ? 0.f : 1.f, pdw, K);
+      first = false;
+      if (db)
+        for (int64_t o = 0; o < O; ++o) {
+          float s = 0;
+          for (int64_t q = 0; q < N; ++q) s += float(d[o * N + q]);
+          pdb[o] += s;
+        }
+      if (!dx) continue;
+      // dcol (K, N) = W^T (K, O) @ d (O, N) in fp32, over col (no longer needed)
+      gemm_bf16(true, false, K, N, O, 1.f, w, K, d, N, 0.f, dcol, N);
+      for (int64_t j = 0; j < gs; ++j) {
+        bf16* dxj = dx + (b0 + j) * g.in_size();  // (C, H, W)
+        const bf16* rj = dres ? dres + (b0 + j) * g.in_size() : nullptr;
+        std::memset(dxp, 0, sizeof(float) * (g.c * l.plane + g.kw));
+        col2im(g, l, dcol + j * l.cols, N, dxp);
+        for (int64_t c = 0; c < g.c; ++c)
+          for (int64_t h = 0; h < g.h; ++h) {
+            const float* src = dxp + c * l.plane + (h + p) * l.wp + p;  // interior row
+            const int64_t off = (c * g.h + h) * g.w;
+            bf16* o = dxj + off;
+            if (rj) {
+              for (int64_t q = 0; q < g.w; ++q) o[q] = bf16(float(rj[off + q]) + src[q]);
+            } else {
+              for (int64_t q = 0; q < g.w; ++q) o[q] = bf16(src[q]);
+            }
+          }
+      }
     }
+  }
+  add_chunk_shares(sc, scratch, chunks, O, K, dw, db);
 }
 
 #define DTRAIN_INSTANTIATE(T)                                                              \

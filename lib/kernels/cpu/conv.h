@@ -57,4 +57,16 @@ template <class T>
 void conv2d_backward(const ConvGeom& g, int64_t n, int64_t group, const T* x, const T* w,
                      const T* dy, const T* dres, T* dx, T* dw, T* db, T* scratch, int threads);
 
+// bf16 mixed precision: the same passes with bf16 images, weights (and bias)
+// and output gradients, every product summed in fp32 (gemm_bf16): y and dx are
+// rounded once from fp32 (dx = dres + the fp32 col2im sum), dw and db (fp32)
+// accumulate. scratch: conv_scratch_size() fp32 elements, zero-filled (the
+// column matrix and padded image are kept in bf16 inside it, the products and
+// the padded input gradient in fp32).
+void conv2d_forward_bf16(const ConvGeom& g, int64_t n, int64_t group, const bf16* x, const bf16* w,
+                         const bf16* bias, bf16* y, float* scratch, int threads);
+void conv2d_backward_bf16(const ConvGeom& g, int64_t n, int64_t group, const bf16* x, const bf16* w,
+                          const bf16* dy, const bf16* dres, bf16* dx, float* dw, float* db,
+                          float* scratch, int threads);
+
 }  // namespace dtrain::cpu

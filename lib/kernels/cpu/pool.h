@@ -3,7 +3,9 @@
 // average pooling (the classifier head). Max-pool keeps the index of each
 // window's maximum (the first one on ties, as PyTorch), so backward is a
 // scatter within one plane; planes are independent, so it is parallel and
-// deterministic.
+// deterministic. T is float, double or bf16 (compared and summed in float,
+// each bf16 output rounded once; bf16's max-pool backward gathers per input
+// instead of scattering, so that overlapping windows add in float).
 #pragma once
 
 #include <cstdint>
