@@ -104,10 +104,13 @@ PY
 layouts_stage() {
   read -r -a data <<<"$DATA_ARGS"
   read -r -a mpi <<<"$MPI_CMD"
+  fail=0
   common=(configs/gpt.toml "${data[@]}" --set train.device=cuda --set train.steps=10 --set train.eval_every=0
     --set train.global_batch=8 --set train.micro_batch=2 --set model.dropout=0.0 --set optim.warmup_steps=0)
+  # Device communication itself: the staged path under two ranks, NCCL at one rank.
+  "${mpi[@]}" -np 2 "$BIN/test_cuda_dist" || fail=1
+  "$BIN/test_cuda_dist" || fail=1
   "$BIN/dtrain" run "${common[@]}" --out "$O/../layout-one" || exit 1
-  fail=0
   for layout in "dp=2" "tp=2" "pp=2" "dp=2 zero=1"; do
     sets=()
     for kv in $layout; do sets+=(--set "parallel.$kv"); done

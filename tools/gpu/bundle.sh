@@ -17,11 +17,11 @@ B=${DTRAIN_GPU_BUILD:-build-gpu}
 
 cmake -S . -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDTRAIN_CUDA=ON -DDTRAIN_NATIVE=OFF \
   -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_SKIP_BUILD_RPATH=ON -DDTRAIN_SANITIZE=OFF >/dev/null
-ninja -C "$B" dtrain test_cuda
+ninja -C "$B" dtrain test_cuda test_cuda_dist
 
 rm -rf .gpu && mkdir -p .gpu/bin .gpu/debs .gpu/data
 grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo /.gpu/ >> .git/info/exclude
-for b in dtrain tests/test_cuda; do strip -o ".gpu/bin/$(basename "$b")" "$B/$b"; done
+for b in dtrain tests/test_cuda tests/test_cuda_dist; do strip -o ".gpu/bin/$(basename "$b")" "$B/$b"; done
 
 # Packages: a list known to make a relocated Open MPI work (its plugins load
 # libraries ldd does not see), plus whatever ldd finds outside glibc and CUDA.
@@ -33,7 +33,7 @@ while read -r lib; do
   case "$lib" in */libc.so*|*/libm.so*|*/libpthread*|*/libdl.so*|*/librt.so*|*/ld-linux*|*/libstdc++*|*/libgcc_s*|/usr/local/cuda*) continue ;; esac
   p=$(dpkg -S "$(readlink -f "$lib")" 2>/dev/null | head -1 | cut -d: -f1) || true
   [ -n "$p" ] && pkgs+=("$p")
-done < <(ldd .gpu/bin/dtrain .gpu/bin/test_cuda | awk '/=> \//{print $3}' | sort -u)
+done < <(ldd .gpu/bin/dtrain .gpu/bin/test_cuda .gpu/bin/test_cuda_dist | awk '/=> \//{print $3}' | sort -u)
 mapfile -t pkgs < <(printf '%s\n' "${pkgs[@]}" | sort -u)
 (cd .gpu/debs && apt-get download "${pkgs[@]}" >/dev/null)
 
