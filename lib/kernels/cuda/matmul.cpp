@@ -16,6 +16,8 @@
 namespace dtrain::cuda {
 namespace {
 
+constexpr size_t kMaxEntries = 64;  // per plan
+
 void lt_check(cublasStatus_t st, const char* call) {
   if (st != CUBLAS_STATUS_SUCCESS)
     throw RuntimeError(fmt::format("cuBLASLt: {}: {}", call, cublasLtGetStatusString(st)));
@@ -180,6 +182,11 @@ const LtMatmul::Entry& LtMatmul::entry(const RowGemm& g, int align) const {
   if (found < 1 || res.state != CUBLAS_STATUS_SUCCESS)
     throw RuntimeError(fmt::format("cuBLASLt: no algorithm for the product {}", what));
   e->algo = res.algo;
+  // Bounded for callers whose shapes keep changing (generation's growing
+  // sequences): the oldest entry after the planned one goes. The heuristic
+  // answers the same for the same shape, so a re-made entry has the same
+  // algorithm and the results the same bits.
+  if (cache_.size() >= kMaxEntries) cache_.erase(cache_.begin() + 1);
   cache_.push_back(std::move(e));
   return *cache_.back();
 }
