@@ -47,7 +47,10 @@ void CausalSelfAttention::plan(const Shape& in, DType act, const Exec& ex) {
   att_ = selective_ ? selective_->get("attn.probs", probs, act, ex.device) : buffer("att", probs, act, ex);
   y_ = buffer("y", heads, act, ex);
   dqkv_ = buffer("dqkv", Shape{B, T, 3 * local_c_}, act, ex);
-  scratch_ = buffer("scratch", Shape{ops::attention_scratch(ex, T)}, ops::compute_dtype(act), ex);
+  const Shape qkv{B, T, 3 * local_c_};
+  attn_plan_ = ops::AttentionPlan(ex, qkv, local_heads_, act);
+  scratch_ = buffer("scratch", Shape{ops::attention_scratch(ex, qkv, local_heads_, act)},
+                    ops::compute_dtype(act), ex);
 }
 
 Tensor CausalSelfAttention::forward(const Tensor& x, const Ctx& ctx) {
@@ -59,7 +62,7 @@ Tensor CausalSelfAttention::forward(const Tensor& x, const Ctx& ctx) {
                qkv_out_.shape().str(), s.str());  // Linear narrows the batch, not T
   Tensor y = planned_view(y_, Shape{B, T, C});
   Tensor att = planned_view(att_, Shape{B, nh, T, T});
-  ops::attention_forward(ex(), qkv_out_, nh, att, y, scratch_);
+  ops::attention_forward(ex(), attn_plan_, qkv_out_, nh, att, y, scratch_);
   return proj_.forward(y, ctx);
 }
 
@@ -68,8 +71,8 @@ Tensor CausalSelfAttention::backward(const Tensor& dy, const Ctx& ctx) {
   Tensor dyatt = proj_.backward(dy, ctx);  // (B, T, C)
   Tensor dqkv = planned_view(dqkv_, Shape{B, T, 3 * C});
   Tensor att = planned_view(att_, Shape{B, nh, T, T});
-  if (selective_) ops::attention_forward(ex(), qkv_out_, nh, att, Tensor{}, scratch_);  // the probabilities again
-  ops::attention_backward(ex(), dyatt, qkv_out_, att, nh, scratch_, dqkv);
+  if (selective_) ops::attention_forward(ex(), attn_plan_, qkv_out_, nh, att, Tensor{}, scratch_);  // the probabilities again
+  ops::attention_backward(ex(), attn_plan_, dyatt, qkv_out_, att, nh, scratch_, dqkv);
   return qkv_.backward(dqkv, ctx);
 }
 

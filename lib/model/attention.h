@@ -50,7 +50,8 @@ class CausalSelfAttention : public Layer {
   Tensor qkv_out_;         // (B, T, 3C): the qkv projection's output of the last forward
   Tensor att_, y_;         // (B, nh, T, T) probabilities, (B, T, C)
   BufferArena* selective_ = nullptr;  // recompute the probabilities in backward
-  Tensor dqkv_, scratch_;  // (B, T, 3C), ops::attention_scratch(T) (compute type)
+  Tensor dqkv_, scratch_;  // (B, T, 3C), ops::attention_scratch (compute type)
+  ops::AttentionPlan attn_plan_;
 };
 
 }  // namespace dtrain

@@ -21,6 +21,7 @@
 #include "kernels/cpu/vmath.h"
 #include "ops/dispatch.h"
 #if DTRAIN_HAVE_CUDA
+#include "ops/cuda/blas.h"
 #include "ops/cuda/cnn_ops.h"
 #endif
 
@@ -37,6 +38,12 @@ MatmulPlan::MatmulPlan(const Exec& ex, const Gemm& max, DType ab, DType c)
   if (!ok)
     throw InternalError(fmt::format("matmul: no {} x {} -> {} product", dtype_name(ab),
                                     dtype_name(ab), dtype_name(c)));
+#if DTRAIN_HAVE_CUDA
+  if (ex.on_cuda()) {
+    lt_ = cuda_ops::plan_matmul(ex, max, ab, c);
+    return;
+  }
+#endif
   if (!ex.device.is_cpu()) throw InternalError(fmt::format("matmul: no kernel for {}", ex.device.str()));
 }
 
@@ -50,6 +57,8 @@ void MatmulPlan::run(const Exec& ex, const Gemm& g, const Tensor& a, const Tenso
   DTRAIN_CHECK(a.numel() >= g.m * g.k && b.numel() >= g.k * g.n && c.numel() >= g.m * g.n,
                "matmul: operands of {}, {}, {} elements for ({}, {}, {})", a.numel(), b.numel(),
                c.numel(), g.m, g.n, g.k);
+  DTRAIN_CUDA_OP(ex, DTRAIN_CHECK(lt_, "matmul: planned for the CPU, run on {}", ex.device.str());
+                 cuda_ops::matmul(ex, *lt_, g, a, b, c, alpha, beta));
   check_on(ex, "matmul", {a, b, c});
   const int64_t lda = g.trans_a ? g.m : g.k, ldb = g.trans_b ? g.k : g.n, ldc = g.n;
   if (ab_ == DType::bf16) {
@@ -71,6 +80,9 @@ void MatmulPlan::run(const Exec& ex, const Gemm& g, const Tensor& a, const Tenso
 }
 
 std::string matmul_path(const Exec& ex, DType act) {
+#if DTRAIN_HAVE_CUDA
+  if (ex.on_cuda()) return cuda_ops::matmul_path(ex, act);
+#endif
   if (!ex.device.is_cpu()) return ex.device.str();
   if (act == DType::bf16) return fmt::format("{} matmul", cpu::gemm_bf16_path_name());
   return fmt::format("{} sgemm", cpu::gemm_backend_name());
@@ -274,12 +286,24 @@ void layernorm_backward(const Exec& ex, const Tensor& dy, const Tensor& x, const
 
 // ---------------------------------------------------------------- attention
 
-int64_t attention_scratch(const Exec& ex, int64_t t) {
-  return static_cast<int64_t>(cpu::num_threads()) * cpu::attention_scratch_size(t);
+int64_t attention_scratch(const Exec& ex, const Shape& qkv, int64_t n_head, DType act) {
+  DTRAIN_CHECK(qkv.rank() == 3, "attention: qkv {} is not (B, T, 3C)", qkv.str());
+#if DTRAIN_HAVE_CUDA
+  if (ex.on_cuda()) return cuda_ops::attention_scratch(qkv, n_head, act);
+#endif
+  return static_cast<int64_t>(cpu::num_threads()) * cpu::attention_scratch_size(qkv[1]);
 }
 
-void attention_forward(const Exec& ex, const Tensor& qkv, int64_t n_head, const Tensor& att,
-                       const Tensor& y, const Tensor& scratch) {
+AttentionPlan::AttentionPlan(const Exec& ex, const Shape& qkv, int64_t n_head, DType act) : planned_(true) {
+#if DTRAIN_HAVE_CUDA
+  if (ex.on_cuda()) gpu_ = cuda_ops::plan_attention(ex, qkv, n_head, act);
+#endif
+}
+
+void attention_forward(const Exec& ex, const AttentionPlan& plan, const Tensor& qkv, int64_t n_head,
+                       const Tensor& att, const Tensor& y, const Tensor& scratch) {
+  DTRAIN_CUDA_OP(ex, DTRAIN_CHECK(plan.gpu(), "attention: not planned for {}", ex.device.str());
+                 cuda_ops::attention_forward(ex, *plan.gpu(), qkv, n_head, att, y, scratch));
   check_on(ex, "attention", {qkv, att, y, scratch});
   check_same(att, "attention", {qkv, y});
   const int64_t B = qkv.size(0), T = qkv.size(1), C = qkv.size(2) / 3;
@@ -291,8 +315,10 @@ void attention_forward(const Exec& ex, const Tensor& qkv, int64_t n_head, const 
   });
 }
 
-void attention_backward(const Exec& ex, const Tensor& dy, const Tensor& qkv, const Tensor& att,
-                        int64_t n_head, const Tensor& scratch, const Tensor& dqkv) {
+void attention_backward(const Exec& ex, const AttentionPlan& plan, const Tensor& dy, const Tensor& qkv,
+                        const Tensor& att, int64_t n_head, const Tensor& scratch, const Tensor& dqkv) {
+  DTRAIN_CUDA_OP(ex, DTRAIN_CHECK(plan.gpu(), "attention_backward: not planned for {}", ex.device.str());
+                 cuda_ops::attention_backward(ex, *plan.gpu(), dy, qkv, att, n_head, scratch, dqkv));
   check_on(ex, "attention_backward", {dy, qkv, att, scratch, dqkv});
   check_same(dqkv, "attention_backward", {dy, qkv, att});
   const int64_t B = qkv.size(0), T = qkv.size(1), C = qkv.size(2) / 3;

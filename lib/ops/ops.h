@@ -15,18 +15,28 @@
 // mean and rstd, softmax maxima and sums, batch-norm moments) are kept in the
 // compute type too.
 //
-// Stateful operations (matrix products) get a plan, made once in a layer's
-// plan() and run in every step: on the CPU it fixes the kernel and checks the
-// shapes; on a GPU it will hold the cuBLASLt descriptors and the workspace.
+// Stateful operations (matrix products, attention) get a plan, made once in a
+// layer's plan() and run in every step: on the CPU it fixes the kernel and
+// checks the shapes; on a GPU it holds the cuBLASLt descriptors and algorithms
+// (kernels/cuda/matmul.h).
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "core/exec.h"
 #include "core/tensor.h"
 
+namespace dtrain::cuda {
+class LtMatmul;  // kernels/cuda/matmul.h: a cuBLASLt plan
+}
+
 namespace dtrain::ops {
+
+namespace cuda_ops {
+struct AttentionGpu;  // ops/cuda/blas.cpp: the attention's cuBLASLt plans
+}
 
 // The compute-type dtype of an activation dtype: f32 for f32 and bf16, f64 for f64.
 DType compute_dtype(DType act);
@@ -46,6 +56,8 @@ class MatmulPlan {
   // For products of at most `max`'s sizes (same transposes), inputs in `ab`
   // and the output in `c` (f32/f32, f64/f64, bf16/bf16 or bf16 inputs into an
   // f32 output, which weight gradients use to accumulate in fp32).
+  // On a CUDA Exec: the cuBLASLt descriptors and the algorithm for `max`
+  // (smaller products get theirs at their first run; see kernels/cuda/matmul.h).
   MatmulPlan(const Exec& ex, const Gemm& max, DType ab, DType c);
   bool planned() const { return planned_; }
   void run(const Exec& ex, const Gemm& g, const Tensor& a, const Tensor& b, const Tensor& c,
@@ -55,6 +67,7 @@ class MatmulPlan {
   Gemm max_;
   DType ab_ = DType::f32, c_ = DType::f32;
   bool planned_ = false;
+  std::shared_ptr<cuda::LtMatmul> lt_;  // CUDA only
 };
 
 // Names the matrix-product path a run with activations in `act` uses, for the
@@ -111,16 +124,33 @@ void layernorm_backward(const Exec& ex, const Tensor& dy, const Tensor& x, const
 
 // ---------------------------------------------------------------- attention
 
-// Scratch elements (compute type) attention needs for sequences of length t:
-// one row block of scores per thread.
-int64_t attention_scratch(const Exec& ex, int64_t t);
+// Scratch elements (compute type of act) attention needs for qkv of at most
+// shape `qkv` (B, T, 3C) with n_head heads: on the CPU one row block of
+// scores per thread; on a GPU the head-major Q, K, V, O/dO, dQ, dK, dV and a
+// chunk of fp32 score matrices (kernels/cuda/attention_layout.h).
+int64_t attention_scratch(const Exec& ex, const Shape& qkv, int64_t n_head, DType act);
+
+// Made in the layer's plan() for qkv of at most `qkv`'s shape: on a GPU the
+// cuBLASLt plans of the batched per-head products; nothing on the CPU.
+class AttentionPlan {
+ public:
+  AttentionPlan() = default;
+  AttentionPlan(const Exec& ex, const Shape& qkv, int64_t n_head, DType act);
+  bool planned() const { return planned_; }
+  const cuda_ops::AttentionGpu* gpu() const { return gpu_.get(); }
+
+ private:
+  bool planned_ = false;
+  std::shared_ptr<cuda_ops::AttentionGpu> gpu_;  // CUDA only
+};
+
 // qkv (B, T, 3C) -> att (B, nh, T, T) probabilities, y (B, T, C); y undefined:
 // the probabilities only (recomputation before backward).
-void attention_forward(const Exec& ex, const Tensor& qkv, int64_t n_head, const Tensor& att,
-                       const Tensor& y, const Tensor& scratch);
+void attention_forward(const Exec& ex, const AttentionPlan& plan, const Tensor& qkv, int64_t n_head,
+                       const Tensor& att, const Tensor& y, const Tensor& scratch);
 // att is overwritten (it holds dL/dscores afterwards).
-void attention_backward(const Exec& ex, const Tensor& dy, const Tensor& qkv, const Tensor& att,
-                        int64_t n_head, const Tensor& scratch, const Tensor& dqkv);
+void attention_backward(const Exec& ex, const AttentionPlan& plan, const Tensor& dy, const Tensor& qkv,
+                        const Tensor& att, int64_t n_head, const Tensor& scratch, const Tensor& dqkv);
 
 // ---------------------------------------------------------------- embeddings
 

@@ -211,9 +211,10 @@ TEST_CASE("ops bf16: attention within the bounds of its rounded probabilities") 
   const int64_t B = 2, T = 70, C = 32, nh = 2;  // T: a full and a partial row block
   Pair qkv = random_pair(Shape{B, T, 3 * C}, 15), dy = random_pair(Shape{B, T, C}, 16);
   Pair att = empty_pair(Shape{B, nh, T, T}), y = empty_pair(Shape{B, T, C}), dqkv = empty_pair(Shape{B, T, 3 * C});
-  Tensor scratch = Tensor::empty(Shape{ops::attention_scratch(ex, T)}, DType::f32);
-  ops::attention_forward(ex, qkv.b, nh, att.b, y.b, scratch);
-  ops::attention_forward(ex, qkv.f, nh, att.f, y.f, scratch);
+  Tensor scratch = Tensor::empty(Shape{ops::attention_scratch(ex, qkv.f.shape(), nh, DType::bf16)}, DType::f32);
+  const ops::AttentionPlan plan(ex, qkv.f.shape(), nh, DType::bf16);
+  ops::attention_forward(ex, plan, qkv.b, nh, att.b, y.b, scratch);
+  ops::attention_forward(ex, plan, qkv.f, nh, att.f, y.f, scratch);
   CHECK(rel_diff(y.b, y.f) <= std::ldexp(1.0, -7));
   int64_t bad = 0;  // the probabilities (j <= i; the rest is unspecified): rounded once
   for (int64_t bh = 0; bh < B * nh; ++bh)
@@ -223,8 +224,8 @@ TEST_CASE("ops bf16: attention within the bounds of its rounded probabilities") 
         bad += att.b.data<bf16>()[k].bits != bf16(att.f.data<float>()[k]).bits;
       }
   CHECK(bad == 0);
-  ops::attention_backward(ex, dy.b, qkv.b, att.b, nh, scratch, dqkv.b);
-  ops::attention_backward(ex, dy.f, qkv.f, att.f, nh, scratch, dqkv.f);
+  ops::attention_backward(ex, plan, dy.b, qkv.b, att.b, nh, scratch, dqkv.b);
+  ops::attention_backward(ex, plan, dy.f, qkv.f, att.f, nh, scratch, dqkv.f);
   CHECK(rel_diff(dqkv.b, dqkv.f) <= std::ldexp(1.0, -6));
 }
 

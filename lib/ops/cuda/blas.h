@@ -1,0 +1,36 @@
+// The CUDA side of the ops layer's matrix products and attention (cuBLASLt
+// plans of kernels/cuda/matmul.h, attention kernels of kernels/cuda/attention.h).
+// Built with the backend only; reached from lib/ops/ops.cpp on a CUDA Exec.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "core/exec.h"
+#include "core/tensor.h"
+#include "ops/ops.h"
+
+namespace dtrain::cuda {
+class LtMatmul;
+}
+
+namespace dtrain::ops::cuda_ops {
+
+// The cuBLASLt plan of a MatmulPlan (descriptors, algorithm for `max`).
+std::shared_ptr<cuda::LtMatmul> plan_matmul(const Exec& ex, const Gemm& max, DType ab, DType c);
+void matmul(const Exec& ex, const cuda::LtMatmul& lt, const Gemm& g, const Tensor& a, const Tensor& b,
+            const Tensor& c, double alpha, double beta);
+// "cuBLASLt bf16 (fp32 accumulate)", "cuBLASLt fp32 (no TF32)", ...
+std::string matmul_path(const Exec& ex, DType act);
+
+// Attention: the three cuBLASLt plans of the batched per-head products and the
+// chunking of the fp32 score matrices.
+struct AttentionGpu;
+std::shared_ptr<AttentionGpu> plan_attention(const Exec& ex, const Shape& qkv, int64_t n_head, DType act);
+int64_t attention_scratch(const Shape& qkv, int64_t n_head, DType act);
+void attention_forward(const Exec& ex, const AttentionGpu& plan, const Tensor& qkv, int64_t n_head,
+                       const Tensor& att, const Tensor& y, const Tensor& scratch);
+void attention_backward(const Exec& ex, const AttentionGpu& plan, const Tensor& dy, const Tensor& qkv,
+                        const Tensor& att, int64_t n_head, const Tensor& scratch, const Tensor& dqkv);
+
+}  // namespace dtrain::ops::cuda_ops
