@@ -41,25 +41,34 @@ __global__ void position_add_k(const T* wpe, int64_t T_, int64_t C, int64_t n, T
 
 // Block (blockIdx.x = token position r, blockIdx.y = column tile): returns
 // unless r is the first position holding its id; else adds, for its column,
-// dy of every position holding the id, in position order.
+// dy of every position holding the id, in position order. Positions are read
+// a tile at a time (one id per thread); a tile without the id is skipped.
 template <class T>
 __global__ void wte_backward_k(const T* dy, const int32_t* tok, int64_t rows, int64_t C, int64_t v0,
                                int64_t vn, float* dwte) {
+  __shared__ uint8_t hit[kThreads];
   const int64_t r = blockIdx.x;
   const int32_t id = tok[r];
   const int64_t v = static_cast<int64_t>(id) - v0;
   if (v < 0 || v >= vn) return;  // another rank's row (uniform over the block)
-  for (int64_t base = 0; base < r; base += blockDim.x) {
+  for (int64_t base = 0; base < r; base += kThreads) {
     const int64_t q = base + threadIdx.x;
     if (__syncthreads_or(q < r && tok[q] == id)) return;  // an earlier position owns the row
   }
-  const int64_t j = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x;
-  if (j >= C) return;
+  const int64_t j = static_cast<int64_t>(blockIdx.y) * kThreads + threadIdx.x;
   float* d = dwte + v * C + j;
-  float acc = *d;
-  for (int64_t q = r; q < rows; ++q)
-    if (tok[q] == id) acc += float(dy[q * C + j]);
-  *d = acc;
+  float acc = j < C ? *d : 0.0f;
+  for (int64_t base = r; base < rows; base += kThreads) {
+    const int64_t q = base + threadIdx.x;
+    const bool h = q < rows && tok[q] == id;
+    __syncthreads();  // every thread is done with the previous tile's flags
+    hit[threadIdx.x] = h ? 1 : 0;
+    if (!__syncthreads_or(h)) continue;  // (also publishes the flags)
+    if (j < C)
+      for (int t = 0; t < kThreads; ++t)
+        if (hit[t]) acc += float(dy[(base + t) * C + j]);
+  }
+  if (j < C) *d = acc;
 }
 
 template <class T>

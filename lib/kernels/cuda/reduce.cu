@@ -9,9 +9,9 @@ namespace dtrain::cuda {
 
 namespace {
 
-// Column sums: a block owns 32 columns; its 16 row groups each sum the rows
-// i = g, g + 16, ... in order, then the 16 partials are added in group order.
-constexpr int kColTile = 32, kRowGroups = 16;
+// Column sums: a block owns 32 columns; its 32 row groups each sum the rows
+// i = g, g + 32, ... in order, then the 32 partials are added in group order.
+constexpr int kColTile = 32, kRowGroups = 32;
 
 template <class T>
 __global__ void sum_rows_acc_k(const T* x, int64_t n, int64_t m, float* acc) {
