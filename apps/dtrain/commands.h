@@ -20,6 +20,10 @@ struct Subcommand {
 Subcommand add_export(CLI::App& app);    // dtrain export CHECKPOINT --format hf --out DIR
 Subcommand add_generate(CLI::App& app);  // dtrain generate CHECKPOINT [--prompt ...]
 
+// `dtrain --version --verbose`: compiled and loaded library versions, the
+// GPUs, MPI, HDF5, the CPU's matrix-product paths (version.cpp).
+std::string version_report();
+
 // log.plot: draws <log.out_dir>/loss.png at the end of a run (plot.cpp).
 void plot_run(const dtrain::Config& cfg, const std::function<void(const std::string&)>& log);
 

@@ -40,6 +40,8 @@
 #include "dist/mesh_groups.h"
 #include "kernels/cpu/gemm.h"
 #include "dist/mpi_runtime.h"
+#include "ops/runtime.h"
+#include "core/device.h"
 #include "dist/watchdog.h"
 #include "train/comm_recorder.h"
 #include "train/calibrate.h"
@@ -127,7 +129,20 @@ TestFaults test_faults() {
 // A config whose ranks on this machine would need more than its memory is
 // refused before the model is built (validate's limit is an absolute one,
 // the same on every machine).
-void check_fits_memory(const dtrain::Config& cfg, int ranks_here) {
+void check_fits_memory(const dtrain::Config& cfg, int ranks_here, int local_rank) {
+  if (cfg.train.device == "cuda") {  // the rank's GPU holds what one rank needs
+    std::string why;
+    const int gpus = dtrain::gpu::device_count(&why);
+    const dtrain::gpu::DeviceInfo d = dtrain::gpu::device_info(local_rank % gpus);
+    const double need = dtrain::config::footprint(cfg).total();
+    if (need > static_cast<double>(d.total_bytes))
+      throw dtrain::ConfigError(fmt::format(
+          "{}: the model and batch would need about {} per GPU, more than the {} of cuda:{} ({}); `dtrain plan` "
+          "shows what a layout needs (more tp/pp, ZeRO, recomputation or a smaller train.micro_batch)",
+          cfg.source.empty() ? "config" : cfg.source, dtrain::config::format_bytes(need),
+          dtrain::config::format_bytes(static_cast<double>(d.total_bytes)), local_rank % gpus, d.name));
+    return;
+  }
   const double ram = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
   const double need = dtrain::config::footprint(cfg).total() * std::max(1, ranks_here);
   if (ram > 0 && need > ram)
@@ -207,6 +222,23 @@ int main(int argc, char** argv) {
              std::fflush(stderr);
              std::_Exit(kExitRuntime);
            }});
+  {  // --version --verbose: the versions built with and loaded, before MPI starts
+    bool version = false, verbose_flag = false;
+    for (int i = 1; i < argc; ++i) {
+      const std::string a = argv[i];
+      version |= a == "--version";
+      verbose_flag |= a == "--verbose" || a == "-v";
+    }
+    if (version && verbose_flag) {
+      try {
+        fmt::print("{}", dtrain_cli::version_report());
+        return 0;
+      } catch (const dtrain::Error& e) {
+        fmt::print(stderr, "dtrain: {}\n", e.what());
+        return kExitRuntime;
+      }
+    }
+  }
   dtrain::MpiRuntime mpi(&argc, &argv);
   const int world_rank = mpi.world_rank(), world_size = mpi.world_size();
   const std::string rank_tag = world_size > 1 ? fmt::format("rank {}: ", world_rank) : "";
@@ -348,6 +380,8 @@ int main(int argc, char** argv) {
         if (!layout_why.empty()) fmt::print(stderr, "dtrain: {}\n", layout_why);
         std::fputs(dtrain::to_toml(cfg).c_str(), stdout);
         fmt::print(stderr, "dtrain: {} is valid\n", config_path);
+        if (std::string why = dtrain::ops::device_unavailable(cfg.train.device); !why.empty())
+          fmt::print(stderr, "dtrain: note: {}; a run here would stop there\n", why);
       }
       return kExitOk;
     }
@@ -361,6 +395,7 @@ int main(int argc, char** argv) {
     if (verbose) comm.trace = dtrain::trace_to_stderr();
     dtrain::TrainerOptions options;
     options.inject_nan_at_step = faults.nan_at_step;
+    options.local_rank = mpi.local_rank();
     if (verbose) options.trace = [](const std::string& line) { fmt::print(stderr, "dtrain: {}\n", line); };
     // The mesh of the config's layout (rebuilt only if a config asks for another).
     std::unique_ptr<dtrain::Mesh> mesh;
@@ -392,7 +427,10 @@ int main(int argc, char** argv) {
       if (failed) throw dtrain::ConfigError(problem.empty() ? "rank 0 could not lock the run's directories" : problem);
     };
     auto make_trainer = [&](const dtrain::Config& cfg) {
-      check_fits_memory(cfg, mpi.ranks_on_node());
+      // The device before anything else: no GPU is one line, exit 2.
+      if (std::string why = dtrain::ops::device_unavailable(cfg.train.device); !why.empty())
+        throw dtrain::ConfigError(why);
+      check_fits_memory(cfg, mpi.ranks_on_node(), options.local_rank);
       if (auto problems = output_problems(cfg); !problems.empty()) throw dtrain::ConfigError(problems);
       lock_dirs(cfg);
       const dtrain::MeshLayout want{static_cast<int>(cfg.parallel.dp), static_cast<int>(cfg.parallel.tp),

@@ -73,7 +73,7 @@ NamedTensors gathered_state(Trainer& t) {
   DTRAIN_CHECK(sum == r.total, "ZeRO ranges cover {} of {} parameter elements", sum, r.total);
   NamedTensors full;
   for (auto& [name, part] : state) {
-    Tensor f = Tensor::zeros(Shape{r.total}, part.dtype());
+    Tensor f = Tensor::zeros(Shape{r.total}, part.dtype(), part.device());
     dp.all_gather(part, f, counts)->wait();
     full.emplace_back(name, f);
   }
@@ -86,6 +86,8 @@ SaveResult save_trainer(Trainer& trainer, int64_t step, const SaveOptions& opts)
   const Groups& g = trainer.groups();
   const NamedTensors state = gathered_state(trainer);
   std::vector<Piece> pieces = collect_pieces(trainer.model(), state, g.coord.dp == 0, g.coord.tp == 0);
+  for (Piece& p : pieces)  // a GPU's tensors are written from host copies
+    if (p.write && !p.local.device().is_cpu()) p.local = p.local.to_host();
   return save_checkpoint(trainer.config().checkpoint.dir, trainer_meta(trainer, step), pieces, *g.world, opts);
 }
 
@@ -136,7 +138,15 @@ CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir) {
         parts.push_back({scratch, range_state.flat_range(lo - r.begin, hi - lo), lo - p->offset});
       }
   }
+  // A GPU's tensors are read into host copies and uploaded.
+  std::vector<std::pair<Tensor, Tensor>> uploads;  // (device tensor, its host copy)
+  for (Piece& p : pieces)
+    if (!p.local.device().is_cpu()) {
+      uploads.emplace_back(p.local, Tensor::empty(p.local.shape(), p.local.dtype()));
+      p.local = uploads.back().second;
+    }
   load_pieces(dir, pieces);
+  for (auto& [dev, host] : uploads) dev.copy_from(host);
   model.params.sync_compute();  // the bf16 compute copy of the loaded masters
   for (Part& part : parts)
     part.dst.copy_from(part.scratch.view(Shape{part.scratch.numel()}).flat_range(part.from, part.dst.numel()));

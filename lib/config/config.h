@@ -76,6 +76,7 @@ struct TrainConfig {
   std::string precision;  // "fp32"
   std::string recompute;  // "none" | "selective" | "full"
   std::string device;     // "cpu" | "cuda"
+  bool tf32;              // cuda: fp32 matrix products may use TF32 tensor cores
   int64_t threads;        // CPU threads (0 = all cores)
   bool skip_nonfinite;    // a non-finite loss or gradient norm skips the update instead of stopping
 

@@ -148,7 +148,11 @@ std::vector<KeySpec> build_schema() {
        "remade in backward); full (each block keeps only its input and re-runs its forward in "
        "backward)", FIELD(train.recompute)},
       {"train", "device", kAll, string("cpu"), one_of({"cpu", "cuda"}),
-       "where to train (cuda needs the CUDA backend)", FIELD(train.device)},
+       "where to train: cpu, or cuda (each rank takes GPU local_rank % GPUs on its node)",
+       FIELD(train.device)},
+      {"train", "tf32", kAll, false, none(),
+       "cuda with precision fp32: let matrix products use TF32 tensor cores (faster, ~1e-3 "
+       "relative error); off: strict fp32, comparable with the CPU", FIELD(train.tf32)},
       {"train", "threads", kAll, int64_t{0}, at_most(at_least(0), 4096),
        "CPU threads; 0 = all cores", FIELD(train.threads)},
       {"train", "skip_nonfinite", kAll, false, none(),

@@ -3,6 +3,8 @@
 // themselves valid, so one mistake gives one message.
 #include "config/validate.h"
 
+#include "core/device.h"
+
 #include <algorithm>
 #include <filesystem>
 #include <initializer_list>
@@ -141,9 +143,10 @@ class Validator {
       problem({"train.precision"},
               "train.precision: bf16 is not available for the CNN yet (its convolution, batch-norm "
               "and pooling kernels are fp32 only); use fp32");
-    if (c_.train.device == "cuda")
+    if (c_.train.device == "cuda" && !gpu::built())
       problem({"train.device"},
-              "train.device: cuda needs the CUDA backend, which this build does not have");
+              "train.device: cuda needs the CUDA backend, which this build does not have "
+              "(build with -DDTRAIN_CUDA=ON where the CUDA toolkit is installed)");
   }
 
   void check_optim() {

@@ -130,6 +130,16 @@ int MpiRuntime::ranks_on_node() const {
   return n;
 }
 
+int MpiRuntime::local_rank() const {
+  MPI_Comm local = MPI_COMM_NULL;
+  mpi_check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local),
+            "MPI_Comm_split_type");
+  int r = 0;
+  mpi_check(MPI_Comm_rank(local, &r), "MPI_Comm_rank");
+  MPI_Comm_free(&local);
+  return r;
+}
+
 std::string MpiRuntime::describe() const {
   return fmt::format("{}, rank {} of {} ({})", library_.empty() ? "MPI" : library_, rank_, size_,
                      launched() ? launcher_ : "singleton");

@@ -38,6 +38,9 @@ class MpiRuntime {
   // How many ranks share this rank's node (shared memory). Collective: every
   // rank of the world calls it.
   int ranks_on_node() const;
+  // This rank's index among the ranks of its node (0 .. ranks_on_node - 1):
+  // which GPU of the node it takes. Collective, like ranks_on_node.
+  int local_rank() const;
   // True under a launcher (mpirun/mpiexec, srun); false for a singleton.
   bool launched() const { return !launcher_.empty(); }
   // "mpirun", "srun" or "" (a plain process: a one-rank singleton).

@@ -44,11 +44,16 @@ Tensor TokenPositionEmbedding::forward(const Tensor& tokens, const Ctx& ctx) {
   if (T > context_)
     throw InputError(fmt::format("{}: sequence of {} tokens exceeds the context length {}", name(),
                                  T, context_));
-  const int32_t* tok = tokens.data<int32_t>();
-  for (int64_t i = 0; i < B * T; ++i)  // checked here: no exception may leave an OpenMP region
-    if (tok[i] < 0 || tok[i] >= vocab_)
-      throw InputError(fmt::format("{}: token id {} at position {} is outside the vocabulary [0, {})",
-                                   name(), tok[i], i, vocab_));
+  // Token files are checked against the vocabulary when opened (data/check);
+  // host tensors are checked again here (no exception may leave an OpenMP
+  // region of the kernel). A GPU's tokens come from those checked files.
+  if (tokens.device().is_cpu()) {
+    const int32_t* tok = tokens.data<int32_t>();
+    for (int64_t i = 0; i < B * T; ++i)
+      if (tok[i] < 0 || tok[i] >= vocab_)
+        throw InputError(fmt::format("{}: token id {} at position {} is outside the vocabulary [0, {})",
+                                     name(), tok[i], i, vocab_));
+  }
   tokens_ = tokens;
   Tensor y = planned_view(y_, out);
   if (tp_) {

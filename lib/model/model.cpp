@@ -17,12 +17,12 @@ Shape without_batch(const Shape& s) {
 }
 
 // The model's layers and loss for `par`, parameters declared but not allocated.
-std::unique_ptr<Model> assemble(const ModelConfig& cfg, int64_t seq_len, DType dtype, Device device,
+std::unique_ptr<Model> assemble(const ModelConfig& cfg, int64_t seq_len, DType dtype, const Exec& ex,
                                 const ModelParallel& par) {
   auto m = std::make_unique<Model>();
   m->family = cfg.family();
   m->dtype = dtype;
-  m->exec.device = device;
+  m->exec = ex;
   switch (m->family) {
     case ModelFamily::gpt: build_gpt(*m, cfg, seq_len, par); break;
     case ModelFamily::cnn: build_cnn(*m, cfg, par); break;
@@ -117,12 +117,12 @@ std::unique_ptr<Model> describe_model(const ModelConfig& cfg, int64_t seq_len,
   ModelParallel whole = par;
   whole.first_layer = 0;
   whole.last_layer = -1;
-  return assemble(cfg, seq_len, DType::f32, Device::cpu(), whole);
+  return assemble(cfg, seq_len, DType::f32, Exec::cpu(), whole);
 }
 
 std::unique_ptr<Model> build_model(const ModelConfig& cfg, int64_t seq_len, DType dtype,
-                                   Device device, uint64_t seed, const ModelParallel& par) {
-  auto m = assemble(cfg, seq_len, dtype, device, par);
+                                   const Exec& ex, uint64_t seed, const ModelParallel& par) {
+  auto m = assemble(cfg, seq_len, dtype, ex, par);
   if (!m->first_stage()) {
     // The stage's input is the output of the layers before it.
     auto whole = describe_model(cfg, seq_len, par);
@@ -130,13 +130,13 @@ std::unique_ptr<Model> build_model(const ModelConfig& cfg, int64_t seq_len, DTyp
     for (int64_t i = 0; i < par.first_layer; ++i) s = whole->layers[i]->output_shape(s);
     m->stage_sample_shape = without_batch(s);
   }
-  m->params.allocate(dtype, device, seed);
+  m->params.allocate(dtype, ex, seed);
   return m;
 }
 
 std::unique_ptr<Model> build_replica(const Model& owner, const ModelConfig& cfg, int64_t seq_len,
                                      const ModelParallel& par) {
-  auto m = assemble(cfg, seq_len, owner.dtype, owner.exec.device, par);
+  auto m = assemble(cfg, seq_len, owner.dtype, owner.exec, par);
   m->stage_sample_shape = owner.stage_sample_shape;
   m->params.share(owner.params);
   return m;

@@ -132,9 +132,10 @@ Param* ParamStore::find(const std::string& name) const {
   return nullptr;
 }
 
-void ParamStore::allocate(DType compute, Device device, uint64_t seed) {
+void ParamStore::allocate(DType compute, const Exec& ex, uint64_t seed) {
   const DType dtype = compute == DType::bf16 ? DType::f32 : compute;  // the masters
-  exec_.device = device;
+  exec_ = ex;
+  const Device device = ex.device;
   DTRAIN_CHECK(!allocated(), "ParamStore::allocate called twice");
   int64_t ntrain = 0, nbuf = 0;
   for (auto& p : params_) {
@@ -181,8 +182,20 @@ void ParamStore::share(const ParamStore& owner) {
 }
 
 void ParamStore::initialize(uint64_t seed) {
-  for (auto& p : params_)
-    dispatch_float(p->value.dtype(), [&](auto t) { fill<decltype(t)>(*p, seed); });
+  if (values_.device().is_cpu()) {
+    for (auto& p : params_)
+      dispatch_float(p->value.dtype(), [&](auto t) { fill<decltype(t)>(*p, seed); });
+  } else {  // drawn into host copies of the flat buffers, then uploaded
+    Tensor hv = Tensor::zeros(values_.shape(), values_.dtype());
+    Tensor hb = Tensor::zeros(buffers_.shape(), buffers_.dtype());
+    for (auto& p : params_) {
+      Param host = *p;
+      host.value = (p->trainable ? hv : hb).flat_range(p->offset, p->numel()).view(p->shape);
+      dispatch_float(host.value.dtype(), [&](auto t) { fill<decltype(t)>(host, seed); });
+    }
+    values_.copy_from(hv);
+    if (buffers_.numel()) buffers_.copy_from(hb);
+  }
   sync_compute();
 }
 

@@ -95,7 +95,10 @@ class ParamStore {
   // from `seed`. Call once, after all layers are built. `compute` is the dtype
   // layers compute in: f32 or f64 (masters, gradients and compute copy all in
   // it), or bf16 (fp32 masters and gradients, a bf16 compute copy).
-  void allocate(DType compute, Device device, uint64_t seed);
+  // On a GPU the values are drawn on the host and uploaded, so a GPU run
+  // starts from the CPU's weights bit for bit.
+  void allocate(DType compute, const Exec& ex, uint64_t seed);
+  void allocate(DType compute, Device device, uint64_t seed) { allocate(compute, Exec{device}, seed); }
   bool allocated() const { return values_.defined(); }
   // Where the parameters live and their ops (update, norm, conversion) run.
   const Exec& exec() const { return exec_; }

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -59,10 +60,16 @@ class Profiler {
     // p == nullptr: does nothing. `index`: the layer for forward/backward.
     Scope(Profiler* p, Kind kind, int index = -1, int micro = -1)
         : p_(p), kind_(kind), index_(index), micro_(micro) {
-      if (p_) t0_ = Clock::now();
+      if (p_) {
+        p_->sync_device();
+        t0_ = Clock::now();
+      }
     }
     ~Scope() {
-      if (p_) p_->add(kind_, index_, micro_, t0_, Clock::now());
+      if (p_) {
+        p_->sync_device();
+        p_->add(kind_, index_, micro_, t0_, Clock::now());
+      }
     }
     Scope(const Scope&) = delete;
     Scope& operator=(const Scope&) = delete;
@@ -75,6 +82,13 @@ class Profiler {
   };
 
   void add(Kind kind, int index, int micro, Clock::time_point t0, Clock::time_point t1);
+  // On a GPU, work is queued: each scope waits for the device at its start
+  // and end so that it times the work it enclosed (the profile then runs
+  // without overlap between host and device; training does not).
+  void set_device_sync(std::function<void()> sync) { device_sync_ = std::move(sync); }
+  void sync_device() const {
+    if (device_sync_) device_sync_();
+  }
   // A communicator operation from issue to completion (completion = when a
   // wait() returned or a test() first said done).
   void add_comm(const std::string& group, const char* op, double bytes, Clock::time_point issued,
@@ -114,6 +128,7 @@ class Profiler {
   // The current step's reduction window.
   bool in_reduction_ = false;
   double reduce_first_issue_ = -1, reduce_last_done_ = -1, reduce_span_ = 0;
+  std::function<void()> device_sync_;  // empty on the CPU
 };
 
 // Bytes the heap holds now (glibc mallinfo2: arena plus mmap'd blocks).

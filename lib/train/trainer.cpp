@@ -1,5 +1,7 @@
 #include "train/trainer.h"
 
+#include "core/device.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -57,7 +59,9 @@ Trainer::Trainer(const Config& cfg, std::function<void(const std::string&)> log)
   setup();
 }
 
-Trainer::~Trainer() = default;
+Trainer::~Trainer() {
+  for (void* e : uploaded_) gpu::event_destroy(e);
+}
 
 void Trainer::setup() {
   const Layout want{static_cast<int>(cfg_.parallel.dp), static_cast<int>(cfg_.parallel.tp),
@@ -72,6 +76,12 @@ void Trainer::setup() {
   cpu::set_num_threads(static_cast<int>(cfg_.train.threads));
 
   const TrainConfig& t = cfg_.train;
+  // The device first: a run that cannot have its GPU stops here, before any
+  // data is read or memory allocated.
+  runtime_ = ops::Runtime::open(t.device, options_.local_rank, t.tf32);
+  const Exec& ex = runtime_->exec();
+  if (std::string w = runtime_->warnings(); !w.empty() && g_.world->rank() == 0) log_(w);
+  if (options_.profiler && ex.on_cuda()) options_.profiler->set_device_sync([rt = runtime_.get()] { rt->sync(); });
   seq_len_ = train_seq_len(cfg_);
   data_ = open_data(cfg_, seq_len_);
   par_.tp = g_.layout.tp > 1 ? g_.tp : nullptr;
@@ -97,8 +107,7 @@ void Trainer::setup() {
                            g_.layout.pp, static_cast<int>(t.grad_accum));
   const int slots = in_flight(ops_);
   const DType dtype = precision_dtype(t.precision);
-  slots_.push_back(build_model(cfg_.model, seq_len_, dtype, Device::cpu(),
-                               static_cast<uint64_t>(t.seed), par_));
+  slots_.push_back(build_model(cfg_.model, seq_len_, dtype, ex, static_cast<uint64_t>(t.seed), par_));
   for (int s = 1; s < slots; ++s) slots_.push_back(build_replica(*slots_[0], cfg_.model, seq_len_, par_));
   Model& m = *slots_[0];
   const Shape data_x = [&] {
@@ -112,11 +121,17 @@ void Trainer::setup() {
   for (auto& slot : slots_) {
     slot->recompute = recompute_from_name(t.recompute);
     slot->plan(t.micro_batch);
-    x_.push_back(Tensor::empty(data_x, data_dtype));
-    y_.push_back(Tensor::empty(m.target_shape(t.micro_batch), DType::i32));
-    if (!m.first_stage()) stage_in_.push_back(Tensor::empty(m.input_shape(t.micro_batch), dtype));
+    x_.push_back(Tensor::empty(data_x, data_dtype, ex.device));
+    y_.push_back(Tensor::empty(m.target_shape(t.micro_batch), DType::i32, ex.device));
+    if (ex.on_cuda()) {
+      xh_.push_back(Tensor::pinned(data_x, data_dtype));
+      yh_.push_back(Tensor::pinned(m.target_shape(t.micro_batch), DType::i32));
+      uploaded_.push_back(gpu::event_create(false));
+      gpu::event_record(uploaded_.back(), ex.stream);
+    }
+    if (!m.first_stage()) stage_in_.push_back(Tensor::empty(m.input_shape(t.micro_batch), dtype, ex.device));
   }
-  if (!m.last_stage()) grad_in_ = Tensor::empty(m.output_shape(t.micro_batch), dtype);
+  if (!m.last_stage()) grad_in_ = Tensor::empty(m.output_shape(t.micro_batch), dtype, ex.device);
   if (options_.profiler) options_.profiler->set_plan_bytes(heap_bytes() - heap0);  // --- profiler hook
 
   // ZeRO-1: data-parallel rank d keeps the optimizer state of one contiguous
@@ -148,6 +163,13 @@ int64_t Trainer::sample_offset(int64_t step, int64_t micro) const {
   return step * t.global_batch + (g_.coord.dp * t.grad_accum + micro) * t.micro_batch;
 }
 
+void Trainer::upload(int slot, int64_t n) {
+  const Exec& ex = runtime_->exec();
+  ops::copy(ex, xh_[slot].narrow0(0, n), x_[slot].narrow0(0, n));
+  ops::copy(ex, yh_[slot].narrow0(0, n), y_[slot].narrow0(0, n));
+  gpu::event_record(uploaded_[slot], ex.stream);
+}
+
 void Trainer::wait_sends(int slot) {
   Profiler::Scope timed(sends_[slot].empty() ? nullptr : options_.profiler, Profiler::Kind::pp_wait);
   for (auto& w : sends_[slot]) w->wait();
@@ -160,7 +182,13 @@ void Trainer::forward_op(int micro, int slot, const Ctx& ctx) {
   const int64_t mb = cfg_.train.micro_batch;
   if (m.first_stage() || m.last_stage()) {
     Profiler::Scope timed(options_.profiler, Profiler::Kind::data, -1, micro);
-    data_.train->fill(ctx.sample_offset, mb, x_[slot], y_[slot]);
+    if (xh_.empty()) {
+      data_.train->fill(ctx.sample_offset, mb, x_[slot], y_[slot]);
+    } else {
+      gpu::event_sync(uploaded_[slot]);  // the slot's previous upload has read the staging
+      data_.train->fill(ctx.sample_offset, mb, xh_[slot], yh_[slot]);
+      upload(slot, mb);
+    }
   }
   Tensor in = x_[slot];
   if (!m.first_stage()) {
@@ -337,6 +365,7 @@ StepResult Trainer::train_step(int64_t step) {
     m.params.sync_compute();  // the other ranks' ranges of the bf16 copy
   }
   sync_buffers();
+  runtime_->sync();  // the step's work done on the device before its time is taken
   r.seconds = seconds_since(t0);
   r.comm_seconds = comm_wait_total() - comm0;
   return r;
@@ -354,7 +383,16 @@ EvalResult Trainer::evaluate() {
   for (int64_t b = g_.coord.dp; b < batches; b += g_.layout.dp) {
     const int64_t first = b * micro, n = std::min(micro, total - first);
     Tensor x = x_[0].narrow0(0, n), y = y_[0].narrow0(0, n);
-    if (m.first_stage() || m.last_stage()) data_.val->fill(first, n, x, y);
+    if (m.first_stage() || m.last_stage()) {
+      if (xh_.empty()) {
+        data_.val->fill(first, n, x, y);
+      } else {
+        gpu::event_sync(uploaded_[0]);
+        Tensor xh = xh_[0].narrow0(0, n), yh = yh_[0].narrow0(0, n);
+        data_.val->fill(first, n, xh, yh);
+        upload(0, n);
+      }
+    }
     Tensor in = x;
     if (!m.first_stage()) {
       in = stage_in_[0].narrow0(0, n);
@@ -422,6 +460,8 @@ TrainSummary Trainer::run(const RunOptions& opts) {
                   (cost.fwd_flops + cost.bwd_flops) * static_cast<double>(t.global_batch / t.micro_batch) / 1e9,
                   t.global_batch, t.micro_batch, t.grad_accum, g_.layout.dp, cpu::num_threads(),
                   t.precision, ops::matmul_path(slots_[0]->exec, slots_[0]->dtype), out));
+  if (runtime_->exec().on_cuda()) log(fmt::format("device {} (rank {}'s GPU; train.tf32 {})", runtime_->describe(),
+                                                   g_.world->rank(), t.tf32 ? "on" : "off"));
   if (g_.layout.world() > 1) {
     std::string stages;
     for (size_t s = 0; s + 1 < bounds_.size(); ++s) stages += fmt::format(" [{}, {})", bounds_[s], bounds_[s + 1]);

@@ -19,6 +19,7 @@
 
 #include "config/config.h"
 #include "model/model.h"
+#include "ops/runtime.h"
 #include "optim/optimizer.h"
 #include "parallel/layout.h"
 #include "parallel/pipeline.h"
@@ -69,6 +70,9 @@ struct TrainerOptions {
   // waits, exposed gradient reduction and optimizer (train/profiler.h);
   // nullptr: no timers. Not owned.
   Profiler* profiler = nullptr;
+  // This rank's index on its node: with train.device = "cuda" it takes GPU
+  // local_rank % (GPUs on the node).
+  int local_rank = 0;
 };
 
 class Trainer {
@@ -119,7 +123,12 @@ class Trainer {
   double comm_wait_total() const;
   void sync_buffers();
 
+  // Host staging of a micro-batch for a device run: filled by the samplers,
+  // uploaded on the stream; the event says when the upload has read it.
+  void upload(int slot, int64_t n);
+
   Config cfg_;
+  std::unique_ptr<ops::Runtime> runtime_;  // the device (CPU, or a GPU's stream and handles)
   std::unique_ptr<SelfGroups> self_;  // one process: the groups we own
   Groups g_;
   std::function<void(const std::string&)> log_;
@@ -134,7 +143,9 @@ class Trainer {
   std::vector<int64_t> zero_counts_;  // ZeRO-1: elements per data-parallel rank
   std::unique_ptr<GradReducer> reducer_;
   DataSources data_;
-  std::vector<Tensor> x_, y_;      // per slot: the micro-batch's inputs and targets
+  std::vector<Tensor> x_, y_;      // per slot: the micro-batch's inputs and targets (on the device)
+  std::vector<Tensor> xh_, yh_;    // per slot, device runs only: their pinned host staging
+  std::vector<void*> uploaded_;    // per slot, device runs only: event after the upload
   std::vector<Tensor> stage_in_;   // per slot: activations received from the previous stage
   Tensor grad_in_;                 // dL/d(output) received from the next stage
   std::vector<std::vector<WorkHandle>> sends_;  // per slot: sends still in flight
