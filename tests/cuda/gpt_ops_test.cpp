@@ -483,7 +483,7 @@ void check_spans(const Spans& s, bool adam) {
       Tensor own = Tensor::empty(h.w.shape(), DType::bf16);
       ops::convert(Exec::cpu(), download(d.w), own);
       CHECK(bit_diffs(d.wc, own) == 0);  // the copy is bf16 of the GPU's master, exactly
-      CHECK(nerr(d.wc, h.wc) <= 1e-3);
+      CHECK(nerr(d.wc, h.wc) <= 1e-2);  // a 1-ulp fp32 difference may flip a bf16 rounding
     }
   }
 }
