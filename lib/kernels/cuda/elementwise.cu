@@ -5,10 +5,10 @@
 // math::dropout_keep, so the masks are the CPU's bit for bit.
 #include "kernels/cuda/elementwise.h"
 
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/gpt_common.cuh"
 #include "kernels/elementwise_math.h"
 
-namespace dtrain::cuda {
+namespace dtrain::cuda::gpt {
 
 namespace {
 
@@ -172,4 +172,4 @@ void dropout_backward(Act t, const void* dy, const uint8_t* mask, int64_t n, flo
   gpu::check_launch("dropout_backward");
 }
 
-}  // namespace dtrain::cuda
+}  // namespace dtrain::cuda::gpt

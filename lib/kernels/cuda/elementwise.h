@@ -6,9 +6,9 @@
 #include <cstdint>
 
 #include "core/bf16.h"
-#include "kernels/cuda/launch.h"
+#include "kernels/cuda/gpt_act.h"
 
-namespace dtrain::cuda {
+namespace dtrain::cuda::gpt {
 
 void add(Act t, const void* a, const void* b, int64_t n, void* y, void* stream);
 void scale(Act t, void* x, int64_t n, float s, void* stream);
@@ -27,4 +27,4 @@ void dropout_forward(Act t, const void* x, const void* resid, int64_t samples, i
 void dropout_backward(Act t, const void* dy, const uint8_t* mask, int64_t n, float scale, void* dx,
                       void* stream);
 
-}  // namespace dtrain::cuda
+}  // namespace dtrain::cuda::gpt

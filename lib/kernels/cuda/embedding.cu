@@ -6,9 +6,9 @@
 // adding the batch in order, as the CPU.
 #include "kernels/cuda/embedding.h"
 
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/gpt_common.cuh"
 
-namespace dtrain::cuda {
+namespace dtrain::cuda::gpt {
 
 namespace {
 
@@ -136,4 +136,4 @@ void embedding_backward(Act t, const void* dy, const int32_t* tok, int64_t B, in
   });
 }
 
-}  // namespace dtrain::cuda
+}  // namespace dtrain::cuda::gpt

@@ -4,9 +4,9 @@
 
 #include <cstdint>
 
-#include "kernels/cuda/launch.h"
+#include "kernels/cuda/gpt_act.h"
 
-namespace dtrain::cuda {
+namespace dtrain::cuda::gpt {
 
 // tok (B, T); wte (V, C); wpe (>= T, C); y (B, T, C) = wte[tok] + wpe[t].
 void embedding_forward(Act t, const int32_t* tok, const void* wte, const void* wpe, int64_t B,
@@ -22,4 +22,4 @@ void position_embedding_add(Act t, const void* wpe, int64_t B, int64_t T, int64_
 void embedding_backward(Act t, const void* dy, const int32_t* tok, int64_t B, int64_t T, int64_t C,
                         int64_t v0, int64_t vn, float* dwte, float* dwpe, void* stream);
 
-}  // namespace dtrain::cuda
+}  // namespace dtrain::cuda::gpt

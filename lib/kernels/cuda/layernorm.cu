@@ -4,9 +4,9 @@
 // in order) added in chunk order: no atomics, the same bits on every run.
 #include "kernels/cuda/layernorm.h"
 
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/gpt_common.cuh"
 
-namespace dtrain::cuda {
+namespace dtrain::cuda::gpt {
 
 namespace {
 
@@ -133,4 +133,4 @@ void layernorm_backward(Act t, const void* dy, const void* x, const void* w, con
   gpu::check_launch("layernorm_backward (dw, db)");
 }
 
-}  // namespace dtrain::cuda
+}  // namespace dtrain::cuda::gpt

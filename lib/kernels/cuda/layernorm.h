@@ -4,9 +4,9 @@
 
 #include <cstdint>
 
-#include "kernels/cuda/launch.h"
+#include "kernels/cuda/gpt_act.h"
 
-namespace dtrain::cuda {
+namespace dtrain::cuda::gpt {
 
 // x, y (n, c); w, b (c), b may be null.
 void layernorm_forward(Act t, const void* x, const void* w, const void* b, int64_t n, int64_t c,
@@ -18,4 +18,4 @@ void layernorm_backward(Act t, const void* dy, const void* x, const void* w, con
                         const float* rstd, const void* dres, int64_t n, int64_t c, void* dx,
                         float* dw, float* db, float* scratch, int64_t chunks, void* stream);
 
-}  // namespace dtrain::cuda
+}  // namespace dtrain::cuda::gpt

@@ -4,9 +4,9 @@
 // elements. The element math is kernels/elementwise_math.h, as on the CPU.
 #include "kernels/cuda/optim.h"
 
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/gpt_common.cuh"
 
-namespace dtrain::cuda {
+namespace dtrain::cuda::gpt {
 
 namespace {
 
@@ -75,4 +75,4 @@ void sgd_update(const math::SgdCoeffs<float>& on, const math::SgdCoeffs<float>& 
   });
 }
 
-}  // namespace dtrain::cuda
+}  // namespace dtrain::cuda::gpt

@@ -9,7 +9,7 @@
 #include "core/bf16.h"
 #include "kernels/elementwise_math.h"
 
-namespace dtrain::cuda {
+namespace dtrain::cuda::gpt {
 
 struct OptSpan {
   float* w = nullptr;         // master (n)
@@ -26,4 +26,4 @@ void adamw_update(const math::AdamWCoeffs<float>& on, const math::AdamWCoeffs<fl
 void sgd_update(const math::SgdCoeffs<float>& on, const math::SgdCoeffs<float>& off,
                 const OptSpan* spans, int64_t count, void* stream);
 
-}  // namespace dtrain::cuda
+}  // namespace dtrain::cuda::gpt

@@ -3,9 +3,9 @@
 // atomics (see reduce.h).
 #include "kernels/cuda/reduce.h"
 
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/gpt_common.cuh"
 
-namespace dtrain::cuda {
+namespace dtrain::cuda::gpt {
 
 namespace {
 
@@ -105,4 +105,4 @@ double sum_squares(Act t, const void* const* xs, const int64_t* ns, int64_t coun
   return host;
 }
 
-}  // namespace dtrain::cuda
+}  // namespace dtrain::cuda::gpt

@@ -7,9 +7,9 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "kernels/cuda/launch.h"
+#include "kernels/cuda/gpt_act.h"
 
-namespace dtrain::cuda {
+namespace dtrain::cuda::gpt {
 
 // acc (m) += column sums of x (n, m), fp32.
 void sum_rows_acc(Act t, const void* x, int64_t n, int64_t m, float* acc, void* stream);
@@ -23,4 +23,4 @@ size_t sum_squares_scratch(int64_t count);
 double sum_squares(Act t, const void* const* xs, const int64_t* ns, int64_t count, double* scratch,
                    void* stream);
 
-}  // namespace dtrain::cuda
+}  // namespace dtrain::cuda::gpt

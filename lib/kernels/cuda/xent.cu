@@ -5,9 +5,9 @@
 // so results repeat bit for bit (and match the CPU within rounding).
 #include "kernels/cuda/xent.h"
 
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/gpt_common.cuh"
 
-namespace dtrain::cuda {
+namespace dtrain::cuda::gpt {
 
 namespace {
 
@@ -217,4 +217,4 @@ void vp_backward(Act t, const int32_t* tgt, int64_t v0, int64_t rows, int64_t v,
   gpu::check_launch("cross_entropy_backward");
 }
 
-}  // namespace dtrain::cuda
+}  // namespace dtrain::cuda::gpt

@@ -6,9 +6,9 @@
 
 #include <cstdint>
 
-#include "kernels/cuda/launch.h"
+#include "kernels/cuda/gpt_act.h"
 
-namespace dtrain::cuda {
+namespace dtrain::cuda::gpt {
 
 // x (rows, v); tgt (rows). row_max, row_sum (rows) fp32; row_loss (rows)
 // double; argmax (rows): the first column holding the row's maximum.
@@ -35,4 +35,4 @@ void vp_finish(Act t, int64_t rows, int64_t v, const float* row_max, const float
 void vp_backward(Act t, const int32_t* tgt, int64_t v0, int64_t rows, int64_t v, float scale,
                  void* probs, void* stream);
 
-}  // namespace dtrain::cuda
+}  // namespace dtrain::cuda::gpt

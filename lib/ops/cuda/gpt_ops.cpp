@@ -24,7 +24,7 @@ namespace dtrain::ops::cuda_ops {
 
 namespace {
 
-namespace kc = dtrain::cuda;  // the launchers
+namespace kc = dtrain::cuda::gpt;  // the launchers
 using kc::Act;
 
 void on_device(const Exec& ex, const char* op, std::initializer_list<Tensor> ts) {

@@ -10,9 +10,9 @@
 
 #include "core/bf16.h"
 #include "core/device.h"
-#include "kernels/cuda/launch.h"
+#include "kernels/cuda/gpt_act.h"
 
-namespace dtrain::cuda {
+namespace dtrain::cuda::gpt {
 
 inline constexpr int kThreads = 256;
 
@@ -80,4 +80,4 @@ __device__ inline int64_t block_min(int64_t v, int64_t* sh) {
   return block_reduce(v, sh, INT64_MAX, [](int64_t x) { return warp_min(x); });
 }
 
-}  // namespace dtrain::cuda
+}  // namespace dtrain::cuda::gpt

@@ -1,4 +1,4 @@
-// What the launcher headers of lib/kernels/cuda share: the activation dtypes
+// What the GPT launcher headers of lib/kernels/cuda share: the activation dtypes
 // the memory-bound kernels are instantiated for (f32, and bf16 storage with
 // fp32 arithmetic). Plain C++: included by the g++ side (lib/ops/cuda) and by
 // the .cu files. Every launcher takes raw device pointers, sizes and the
@@ -8,8 +8,8 @@
 
 #include <cstdint>
 
-namespace dtrain::cuda {
+namespace dtrain::cuda::gpt {
 
 enum class Act : uint8_t { f32, bf16 };
 
-}  // namespace dtrain::cuda
+}  // namespace dtrain::cuda::gpt
