@@ -313,7 +313,7 @@ int main(int argc, char** argv) {
   plan->add_option("config", config_path, "TOML config file")->required()->check(CLI::ExistingFile);
   plan->add_option("--devices", plan_cmd.devices, "Number of devices (ranks)")->required()->check(CLI::Range(1, 1 << 24));
   plan->add_option("--hardware", plan_cmd.hardware,
-                   "Hardware preset (h100-sxm, a100-80gb, cpu-local) or hardware TOML file; default: the "
+                   "Hardware preset (h100-sxm, h200, a100-80gb, cpu-local) or hardware TOML file; default: the "
                    "config's parallel.hardware, else cpu-local");
   plan->add_option("--precision", plan_cmd.precision, "fp32 or bf16 (default: the config's train.precision)");
   plan->add_option("--set", overrides,
@@ -329,7 +329,7 @@ int main(int argc, char** argv) {
   auto* hardware = app.add_subcommand(
       "hardware", "Print a hardware preset (or check and print a hardware file) in the TOML format that "
                   "--hardware and parallel.hardware read");
-  hardware->add_option("name", hardware_name, "h100-sxm, a100-80gb, cpu-local, or a .toml file")->required();
+  hardware->add_option("name", hardware_name, "h100-sxm, h200, a100-80gb, cpu-local, or a .toml file")->required();
   // Subcommands in files of their own (commands.h); they run on rank 0 only.
   const std::vector<dtrain_cli::Subcommand> extra = {dtrain_cli::add_export(app),
                                                      dtrain_cli::add_generate(app)};

@@ -289,11 +289,13 @@ std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const s
     } else {
       v = read(h.name, {full.begin(), full.end()});
     }
-    float* dst = p->value.data<float>();
+    Tensor host = p->value.device().is_cpu() ? p->value : Tensor::empty(p->value.shape(), p->value.dtype());
+    float* dst = host.data<float>();
     if (!p->shard.split())
       std::copy(v.begin(), v.end(), dst);
     else
       for (int64_t i = 0; i < p->numel(); ++i) dst[i] = v[p->shard.global_index(i)];
+    if (!p->value.device().is_cpu()) p->value.copy_from(host);  // a GPU run: uploaded
   }
   model.params.sync_compute();  // the bf16 compute copy of the imported masters
   return notes;

@@ -193,7 +193,7 @@ std::vector<KeySpec> build_schema() {
        "ranks launched; manual: as given. Setting dp, tp or pp without mode means manual",
        FIELD(parallel.mode)},
       {"parallel", "hardware", kAll, string(""), none(),
-       "mode auto: hardware preset (h100-sxm, a100-80gb, cpu-local) or hardware TOML file; "
+       "mode auto: hardware preset (h100-sxm, h200, a100-80gb, cpu-local) or hardware TOML file; "
        "\"\" = cpu-local", FIELD(parallel.hardware)},
       {"parallel", "dp", kAll, int64_t{1}, at_least(1),
        "data-parallel ranks; dp x tp x pp = ranks launched", FIELD(parallel.dp)},

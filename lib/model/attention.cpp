@@ -35,7 +35,7 @@ CausalSelfAttention::CausalSelfAttention(ParamStore& ps, const std::string& name
             {.split = TpSplit::row, .tp = tp}) {}
 
 void CausalSelfAttention::plan(const Shape& in, DType act, const Exec& ex) {
-  bind(ex);
+  bind(ex, act);
   DTRAIN_CHECK(in.rank() == 3 && in[2] == c_, "{}: input {} is not (B, T, {})", name(), in.str(), c_);
   const int64_t B = in[0], T = in[1];
   const Shape heads{B, T, local_c_};  // this rank's heads side by side
@@ -80,7 +80,7 @@ Cost CausalSelfAttention::cost(const Shape& in) const {
   c += proj_.cost(Shape{B, T, local_c_});
   c.fwd_flops += 2 * products;  // Q K^T, P V
   c.bwd_flops += 4 * products;  // dP, dQ, dK, dV
-  c.act_bytes += (B * T * 3 * local_c_ + B * local_heads_ * T * T) * 4;  // qkv output, probabilities
+  c.act_bytes += (B * T * 3 * local_c_ + B * local_heads_ * T * T) * act_size();  // qkv output, probabilities
   return c;
 }
 

@@ -20,7 +20,7 @@ Shape BasicBlock::output_shape(const Shape& in) const {
 }
 
 void BasicBlock::plan(const Shape& in, DType act, const Exec& ex) {
-  bind(ex);
+  bind(ex, act);
   const Shape h = conv1_.output_shape(in);  // (B, out, Ho, Wo)
   conv1_.plan(in, act, ex);
   bn1_.plan(h, act, ex);

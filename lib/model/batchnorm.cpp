@@ -29,7 +29,7 @@ ops::BatchNormArgs BatchNorm2d::args(const Shape& in) const {
 }
 
 void BatchNorm2d::plan(const Shape& in, DType act, const Exec& ex) {
-  bind(ex);
+  bind(ex, act);
   args(in);
   y_ = Tensor::empty(in, act, ex.device);
   dx_ = Tensor::empty(in, act, ex.device);
@@ -76,7 +76,7 @@ Cost BatchNorm2d::cost(const Shape& in) const {
   Cost c;
   c.params = 2 * c_;
   // The input and the (C) statistics; the output too when the ReLU mask is read from it.
-  c.act_bytes = (in.numel() * (relu_ ? 2 : 1) + 2 * c_) * 4;
+  c.act_bytes = (in.numel() * (relu_ ? 2 : 1) + 2 * c_) * act_size();
   return c;
 }
 

@@ -30,7 +30,7 @@ void Block::set_recompute(Recompute mode, BufferArena* arena) {
 }
 
 void Block::plan(const Shape& in, DType act, const Exec& ex) {
-  bind(ex);
+  bind(ex, act);
   if (recompute_ == Recompute::full) saved_ = Tensor::empty(in, act, ex.device);
   ln1_.plan(in, act, ex);
   attn_.plan(in, act, ex);

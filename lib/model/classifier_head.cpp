@@ -21,7 +21,7 @@ Shape ClassifierHead::output_shape(const Shape& in) const {
 }
 
 void ClassifierHead::plan(const Shape& in, DType act, const Exec& ex) {
-  bind(ex);
+  bind(ex, act);
   output_shape(in);
   pooled_ = Tensor::empty(Shape{in[0], c_}, act, ex.device);
   dx_ = Tensor::empty(in, act, ex.device);

@@ -42,7 +42,7 @@ Shape Conv2d::output_shape(const Shape& in) const {
 }
 
 void Conv2d::plan(const Shape& in, DType act, const Exec& ex) {
-  bind(ex);
+  bind(ex, act);
   g_ = geom(in);
   conv_ = ops::ConvPlan(ex, g_, in[0], act);
   y_ = Tensor::empty(output_shape(in), act, ex.device);
@@ -76,7 +76,7 @@ Cost Conv2d::cost(const Shape& in) const {
   c.params = out_ * g.k() + (b_ ? out_ : 0);
   c.fwd_flops = 2 * macs;
   c.bwd_flops = (input_grad_ ? 4 : 2) * macs;  // dW, and dx unless it is the first layer
-  c.act_bytes = in.numel() * 4;                // the input, for dW
+  c.act_bytes = in.numel() * act_size();                // the input, for dW
   return c;
 }
 

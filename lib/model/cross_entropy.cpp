@@ -8,7 +8,7 @@
 namespace dtrain {
 
 void CrossEntropyLoss::plan(const Shape& logits, DType act, const Exec& ex) {
-  bind(ex);
+  bind(ex, act);
   int64_t v = logits[-1];
   int64_t rows = logits.numel() / v;
   grad_ = Tensor::empty(Shape{rows, v}, act, ex.device);
@@ -42,7 +42,7 @@ Cost CrossEntropyLoss::cost(const Shape& logits) const {
   Cost c;
   c.fwd_flops = 5.0 * n;  // max, subtract, exp, sum, scale
   c.bwd_flops = 2.0 * n;
-  c.act_bytes = static_cast<int64_t>(n) * 4;
+  c.act_bytes = static_cast<int64_t>(n) * act_size();  // dL/dlogits
   return c;
 }
 

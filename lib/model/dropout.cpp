@@ -12,7 +12,7 @@ Dropout::Dropout(const std::string& name, double p)
 }
 
 void Dropout::plan(const Shape& in, DType act, const Exec& ex) {
-  bind(ex);
+  bind(ex, act);
   y_ = buffer("y", in, act, ex);
   if (p_ > 0) {
     mask_ = buffer("mask", in, DType::u8, ex);

@@ -33,7 +33,7 @@ Shape TokenPositionEmbedding::output_shape(const Shape& in) const {
 }
 
 void TokenPositionEmbedding::plan(const Shape& in, DType act, const Exec& ex) {
-  bind(ex);
+  bind(ex, act);
   y_ = Tensor::empty(output_shape(in), act, ex.device);
   drop_.plan(output_shape(in), act, ex);
 }

@@ -87,8 +87,16 @@ class Layer {
 
  protected:
   // The Exec of the last plan(): every op of forward and backward runs on it.
-  void bind(const Exec& ex) { ex_ = &ex; }
+  // (and the activations' dtype, which the cost's activation bytes use).
+  void bind(const Exec& ex, DType act = DType::f32) {
+    ex_ = &ex;
+    act_ = act;
+  }
   const Exec& ex() const { return *ex_; }
+  // Bytes of one activation element and of one statistic (the compute type)
+  // in the planned dtype: fp32 (4, 4) before plan() and in fp32, bf16 (2, 4).
+  int64_t act_size() const { return static_cast<int64_t>(dtype_size(act_)); }
+  int64_t stat_size() const { return static_cast<int64_t>(dtype_size(ops::compute_dtype(act_))); }
   // A buffer for plan(): the layer's own, or its role's slot in the arena.
   Tensor buffer(const char* what, const Shape& shape, DType dtype, const Exec& ex) const {
     if (!arena_) return Tensor::empty(shape, dtype, ex.device);
@@ -98,6 +106,7 @@ class Layer {
  private:
   std::string name_;
   const Exec* ex_ = &Exec::cpu();
+  DType act_ = DType::f32;
   BufferArena* arena_ = nullptr;
   std::string role_;
 };
@@ -143,11 +152,14 @@ class Loss {
   }
 
  protected:
-  void bind(const Exec& ex) {
+  void bind(const Exec& ex, DType act = DType::f32) {
     ex_ = &ex;
+    act_ = act;
     stats_ = ops::make_loss_accum(ex);
   }
   const Exec& ex() const { return *ex_; }
+  int64_t act_size() const { return static_cast<int64_t>(dtype_size(act_)); }
+  DType act_ = DType::f32;
   ops::LossAccum stats_;
 
  private:

@@ -12,7 +12,7 @@ LayerNorm::LayerNorm(ParamStore& ps, const std::string& name, int64_t c, bool bi
 }
 
 void LayerNorm::plan(const Shape& in, DType act, const Exec& ex) {
-  bind(ex);
+  bind(ex, act);
   DTRAIN_CHECK(in[-1] == c_, "{}: input {} does not end in {}", name(), in.str(), c_);
   const int64_t rows = in.numel() / c_;
   y_ = buffer("y", in, act, ex);
@@ -46,7 +46,7 @@ Cost LayerNorm::cost(const Shape& in) const {
   const int64_t rows = in.numel() / c_;
   Cost c;
   c.params = c_ * (b_ ? 2 : 1);
-  c.act_bytes = (in.numel() + 2 * rows) * 4;  // input, mean, rstd
+  c.act_bytes = in.numel() * act_size() + 2 * rows * stat_size();  // input, mean, rstd
   return c;
 }
 

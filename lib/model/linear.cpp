@@ -43,7 +43,7 @@ Shape Linear::output_shape(const Shape& in) const {
 }
 
 void Linear::plan(const Shape& in, DType act, const Exec& ex) {
-  bind(ex);
+  bind(ex, act);
   DTRAIN_CHECK(in[-1] == in_, "{}: input {} does not end in {}", name(), in.str(), in_);
   y_ = buffer("y", output_shape(in), act, ex);
   dx_ = buffer("dx", in, act, ex);
@@ -91,7 +91,7 @@ Cost Linear::cost(const Shape& in) const {
   c.params = in_ * out_ + (b_ ? out_ : 0);
   c.fwd_flops = 2.0 * n * in_ * out_;
   c.bwd_flops = 4.0 * n * in_ * out_;
-  c.act_bytes = static_cast<int64_t>(n * in_) * 4;
+  c.act_bytes = static_cast<int64_t>(n * in_) * act_size();
   if (split_ == TpSplit::row) {  // g: forward all-reduce of the partial products (n, out)
     c.tp_fwd_calls = 1;
     c.tp_fwd_bytes = static_cast<int64_t>(n * out_) * 4;

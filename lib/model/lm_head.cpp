@@ -24,7 +24,7 @@ Shape TiedLmHead::output_shape(const Shape& in) const {
 }
 
 void TiedLmHead::plan(const Shape& in, DType act, const Exec& ex) {
-  bind(ex);
+  bind(ex, act);
   y_ = Tensor::empty(output_shape(in), act, ex.device);
   dx_ = Tensor::empty(in, act, ex.device);
   const int64_t n = in.numel() / c_;
@@ -62,7 +62,7 @@ Cost TiedLmHead::cost(const Shape& in) const {
   Cost c;  // params = 0: wte is counted by the embedding
   c.fwd_flops = 2.0 * n * c_ * vocab_;
   c.bwd_flops = 4.0 * n * c_ * vocab_;
-  c.act_bytes = in.numel() * 4;
+  c.act_bytes = in.numel() * act_size();
   if (tp_) {  // f: backward all-reduce of dL/dx (N, C)
     c.tp_bwd_calls = 1;
     c.tp_bwd_bytes = in.numel() * 4;

@@ -31,7 +31,7 @@ Shape MaxPool2d::output_shape(const Shape& in) const {
 }
 
 void MaxPool2d::plan(const Shape& in, DType act, const Exec& ex) {
-  bind(ex);
+  bind(ex, act);
   y_ = Tensor::empty(output_shape(in), act, ex.device);
   idx_ = Tensor::empty(output_shape(in), DType::i32, ex.device);
   dx_ = Tensor::empty(in, act, ex.device);

@@ -15,7 +15,7 @@ Mlp::Mlp(ParamStore& ps, const std::string& name, int64_t c, bool bias, double p
             {.split = TpSplit::row, .tp = tp}) {}
 
 void Mlp::plan(const Shape& in, DType act, const Exec& ex) {
-  bind(ex);
+  bind(ex, act);
   const Shape hidden = fc_.output_shape(in);
   fc_.plan(in, act, ex);
   proj_.plan(hidden, act, ex);
@@ -43,7 +43,7 @@ Tensor Mlp::backward(const Tensor& dy, const Ctx& ctx) {
 Cost Mlp::cost(const Shape& in) const {
   Cost c = fc_.cost(in);
   c += proj_.cost(fc_.output_shape(in));
-  c.act_bytes += fc_.output_shape(in).numel() * 4;  // GELU's input (N, 4C/t)
+  c.act_bytes += fc_.output_shape(in).numel() * act_size();  // GELU's input (N, 4C/t)
   return c;
 }
 

@@ -203,6 +203,13 @@ void ParamStore::sync_compute() {
   if (mixed()) ops::convert(exec_, values_, compute_);
 }
 
+void ParamStore::sync_compute(int64_t begin, int64_t end) {
+  DTRAIN_CHECK(0 <= begin && begin <= end && end <= values_.numel(), "sync_compute [{}, {}) of {}", begin, end,
+               values_.numel());
+  if (mixed() && end > begin)
+    ops::convert(exec_, values_.flat_range(begin, end - begin), compute_.flat_range(begin, end - begin));
+}
+
 void ParamStore::zero_grads() {
   if (!grads_.defined() || grads_.numel() == 0) return;
   ops::zero(exec_, grads_);

@@ -117,6 +117,9 @@ class ParamStore {
   // Refreshes the compute copy from the masters (bf16: rounds every element;
   // otherwise nothing to do). Call after the masters change: an update, a load.
   void sync_compute();
+  // The same for flat elements [begin, end) only (ZeRO-1: the ranges other
+  // ranks updated; this rank's own range was refreshed by its optimizer).
+  void sync_compute(int64_t begin, int64_t end);
   bool mixed() const { return compute_.defined() && compute_.dtype() != values_.dtype(); }
   Tensor& buffers() { return buffers_; }  // every non-trainable buffer, flat
   int64_t num_trainable() const { return trainable_numel_; }

@@ -8,7 +8,7 @@
 namespace dtrain {
 
 void ReLU::plan(const Shape& in, DType act, const Exec& ex) {
-  bind(ex);
+  bind(ex, act);
   y_ = Tensor::empty(in, act, ex.device);
   dx_ = Tensor::empty(in, act, ex.device);
 }
@@ -27,7 +27,7 @@ Tensor ReLU::backward(const Tensor& dy, const Ctx&) {
 
 Cost ReLU::cost(const Shape& in) const {
   Cost c;
-  c.act_bytes = in.numel() * 4;  // the output (the mask)
+  c.act_bytes = in.numel() * act_size();  // the output (the mask)
   return c;
 }
 

@@ -17,7 +17,7 @@ Shape Stem::output_shape(const Shape& in) const {
 }
 
 void Stem::plan(const Shape& in, DType act, const Exec& ex) {
-  bind(ex);
+  bind(ex, act);
   conv_.plan(in, act, ex);
   const Shape s = conv_.output_shape(in);  // (B, out, H, W)
   bn_.plan(s, act, ex);

@@ -18,7 +18,7 @@ VocabParallelCrossEntropyLoss::VocabParallelCrossEntropyLoss(Communicator& tp, i
 }
 
 void VocabParallelCrossEntropyLoss::plan(const Shape& logits, DType act, const Exec& ex) {
-  bind(ex);
+  bind(ex, act);
   DTRAIN_CHECK(logits[-1] == local_vocab_, "cross entropy: logits {} for {} of {} columns",
                logits.str(), local_vocab_, vocab_);
   const int64_t rows = logits.numel() / local_vocab_;
@@ -65,7 +65,7 @@ Cost VocabParallelCrossEntropyLoss::cost(const Shape& logits) const {
   Cost c;
   c.fwd_flops = 5.0 * n;  // max, subtract, exp, sum, scale
   c.bwd_flops = 2.0 * n;
-  c.act_bytes = static_cast<int64_t>(n) * 4;
+  c.act_bytes = static_cast<int64_t>(n) * act_size();  // the probabilities
   // Forward: the row maxima, then the (sum, target logit) pairs and the argmax
   // (all-reduced together): 4 values per row.
   const int64_t rows = logits.numel() / logits[-1];

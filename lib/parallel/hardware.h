@@ -59,7 +59,7 @@ struct Hardware {
   const Link& link(long long span) const { return span <= devices_per_node ? intra : inter; }
 };
 
-// Names of the built-in presets: "h100-sxm", "a100-80gb", "cpu-local".
+// Names of the built-in presets: "h100-sxm", "h200", "a100-80gb", "cpu-local".
 std::vector<std::string> hardware_presets();
 // A preset by name, or a TOML file by path (anything with a '/' or ending in
 // ".toml"). Throws ConfigError naming the problem (unknown preset with the

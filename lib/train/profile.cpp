@@ -1,5 +1,8 @@
 #include "train/profile.h"
 
+#include "core/device.h"
+#include "model/block.h"
+
 #include <algorithm>
 #include <array>
 #include <filesystem>
@@ -52,6 +55,24 @@ std::string mib(double b) { return fmt::format("{:.2f}", b / (1024.0 * 1024.0));
 
 }  // namespace
 
+// A GPU's dense peak from its datasheet (GFLOP/s), for MFU without
+// --peak-gflops: bf16 (and TF32) tensor-core rates, or plain fp32. 0 for a GPU
+// not in the table (MFU then reads 0; give --peak-gflops).
+static double gpu_peak_gflops(const Exec& ex, const std::string& precision, bool tf32) {
+  const std::string name = gpu::device_info(ex.device.index).name;
+  struct Row {
+    const char* match;
+    double bf16, tf32, fp32;
+  };
+  // NVIDIA datasheets, dense (no sparsity), SXM boards.
+  static constexpr Row kRows[] = {{"H200", 989.4e3, 494.7e3, 66.9e3},
+                                  {"H100", 989.4e3, 494.7e3, 66.9e3},
+                                  {"A100", 312e3, 156e3, 19.5e3}};
+  for (const Row& r : kRows)
+    if (name.find(r.match) != std::string::npos) return precision == "bf16" ? r.bf16 : tf32 ? r.tf32 : r.fp32;
+  return 0;
+}
+
 std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& o) {
   namespace fs = std::filesystem;
   const Config& cfg = trainer.config();
@@ -64,8 +85,10 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
   std::vector<std::string> names;
   for (const auto& l : m.layers) names.push_back(l->name());
   prof.set_layers(names);
-  const bool measured_peak = o.peak_gflops <= 0;
-  double peak = measured_peak ? measure_sgemm_gflops() : o.peak_gflops;
+  const bool on_gpu = m.exec.on_cuda();
+  const bool measured_peak = o.peak_gflops <= 0 && !on_gpu;
+  double peak = o.peak_gflops > 0 ? o.peak_gflops : on_gpu ? gpu_peak_gflops(m.exec, t.precision, t.tf32)
+                                                            : measure_sgemm_gflops();
 
   for (int64_t s = 0; s < o.warmup; ++s) trainer.train_step(s);
   Communicator* groups[kNumGroups] = {g.dp, g.tp, g.pp, g.embed};
@@ -96,30 +119,47 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
   v[kReduceSpan] = prof.reduction_span_seconds();
   v[kForward] = prof.seconds(Profiler::Kind::forward);
   v[kBackward] = prof.seconds(Profiler::Kind::backward);
-  v[kParamBytes] = static_cast<double>(m.params.values().bytes());
+  // The masters, and under bf16 their compute copy.
+  v[kParamBytes] = static_cast<double>(m.params.values().bytes() +
+                                       (m.params.mixed() ? m.params.compute_values().bytes() : 0));
   v[kGradBytes] = static_cast<double>(m.params.grads().bytes());
   double opt_bytes = 0;
   auto state = trainer.optimizer().state();
   for (const auto& [name, tensor] : state) opt_bytes += static_cast<double>(tensor.bytes());
   v[kOptBytes] = opt_bytes;
   v[kActBytes] = prof.plan_bytes();
-  // The cost model's prediction: Cost::params x 4 bytes for the values, the
-  // gradients and each optimizer state (ZeRO-1: a 1/dp share of the states),
-  // Cost::act_bytes x the micro-batches a stage keeps in flight.
+  // The cost model's prediction: Cost::params x 4 bytes for the fp32 masters
+  // (+ 2 for the bf16 compute copy under bf16), the gradients and each
+  // optimizer state (ZeRO-1: a 1/dp share of the states); Cost::act_bytes
+  // (in the planned dtype) x the micro-batches a stage keeps in flight, where
+  // under full recomputation a block keeps only its input and all blocks share
+  // one set of buffers.
   const std::string schedule = g.layout.pp > 1 ? cfg.parallel.schedule : "1f1b";
   const int slots = in_flight(pipeline_schedule(schedule, g.coord.pp, g.layout.pp, static_cast<int>(t.grad_accum)));
   const std::vector<Cost> costs = m.layer_costs(t.micro_batch);
-  double stage_params = 0, stage_act = 0;
-  for (const Cost& c : costs) {
-    stage_params += static_cast<double>(c.params);
-    stage_act += static_cast<double>(c.act_bytes);
+  double stage_params = 0, stage_act = 0, block_inputs = 0, largest_block = 0;
+  {
+    Shape s = m.input_shape(t.micro_batch);
+    for (size_t i = 0; i < costs.size(); ++i) {
+      const Cost& c = costs[i];
+      stage_params += static_cast<double>(c.params);
+      const bool recomputed = m.recompute == Recompute::full && i < m.layers.size() &&
+                              dynamic_cast<const Block*>(m.layers[i].get()) != nullptr;
+      if (recomputed) {
+        block_inputs += static_cast<double>(s.numel() * dtype_size(m.dtype));
+        largest_block = std::max(largest_block, static_cast<double>(c.act_bytes));
+      } else {
+        stage_act += static_cast<double>(c.act_bytes);
+      }
+      if (i < m.layers.size()) s = m.layers[i]->output_shape(s);
+    }
   }
   const double states = static_cast<double>(state.size());
   const double zero_share = cfg.parallel.zero == 1 ? 1.0 / g.layout.dp : 1.0;
-  v[kPredParams] = stage_params * 4;
+  v[kPredParams] = stage_params * (m.params.mixed() ? 6 : 4);
   v[kPredGrads] = stage_params * 4;
   v[kPredOpt] = stage_params * 4 * states * zero_share;
-  v[kPredAct] = stage_act * slots;
+  v[kPredAct] = (stage_act + block_inputs) * slots + largest_block;
   v[kPeakRss] = peak_rss_bytes();
   v[kPeakGflops] = peak;
   v[kItemsPerStep] = static_cast<double>(t.global_batch * m.items_per_sample());
@@ -194,7 +234,7 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
                    cpu::num_threads() == 1 ? "" : "s", cpu::gemm_backend_name()));
   line(fmt::format("step {:.2f} ms (slowest rank) | {:.0f} {} | {:.4f} GFLOP per step | MFU {:.2f}% of {} x {:.1f} GFLOP/s ({})",
                    1e3 * slowest, items_per_second, unit, at(0, kModelFlops) / 1e9, 100 * mfu, world_size,
-                   peak_sum / world_size, measured_peak ? "sgemm 1024^3 measured per rank" : "--peak-gflops"));
+                   peak_sum / world_size, measured_peak ? "sgemm 1024^3 measured per rank" : o.peak_gflops > 0 ? "--peak-gflops" : "the GPU's datasheet"));
 
   if (mfu > 1)
     line("  (MFU above 100%: the sgemm peak was measured low, e.g. on a busy machine; give --peak-gflops)");
@@ -337,7 +377,10 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
         at(r, kGradBytes), at(r, kOptBytes), at(r, kActBytes), at(r, kPredParams), at(r, kPredGrads),
         at(r, kPredOpt), at(r, kPredAct), at(r, kPeakRss), at(r, kPeakGflops));
   }
-  line("  (activations measured as the heap growth while the stage's buffers were planned; predicted = Cost::act_bytes x micro-batches in flight)");
+  line(fmt::format("  (activations measured as the {} growth while the stage's buffers were planned, gradient buffers "
+                   "included; predicted = Cost::act_bytes in {} x micro-batches in flight{}: what forward keeps for backward)",
+                   m.exec.on_cuda() ? "device memory's" : "heap's", t.precision,
+                   m.recompute == Recompute::full ? ", blocks keeping their input only" : ""));
 
   const std::string json = fmt::format(
       "{{\n  \"config\": {},\n  \"model\": {},\n  \"layout\": {{\"dp\": {}, \"tp\": {}, \"pp\": {}}},\n  \"world\": {},\n"

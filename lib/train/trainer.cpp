@@ -117,7 +117,13 @@ void Trainer::setup() {
   }();
   const DType data_dtype = cfg_.model.token_model() ? DType::i32 : dtype;
   sends_.resize(slots);
-  const double heap0 = options_.profiler ? heap_bytes() : 0;  // --- profiler hook
+  // --- profiler hook: the activations' bytes (the heap's growth; on a GPU the device's)
+  auto used = [&ex] {
+    if (!ex.on_cuda()) return heap_bytes();
+    const gpu::DeviceInfo d = gpu::device_info(ex.device.index);
+    return static_cast<double>(d.total_bytes - d.free_bytes);
+  };
+  const double heap0 = options_.profiler ? used() : 0;
   for (auto& slot : slots_) {
     slot->recompute = recompute_from_name(t.recompute);
     slot->plan(t.micro_batch);
@@ -132,7 +138,7 @@ void Trainer::setup() {
     if (!m.first_stage()) stage_in_.push_back(Tensor::empty(m.input_shape(t.micro_batch), dtype, ex.device));
   }
   if (!m.last_stage()) grad_in_ = Tensor::empty(m.output_shape(t.micro_batch), dtype, ex.device);
-  if (options_.profiler) options_.profiler->set_plan_bytes(heap_bytes() - heap0);  // --- profiler hook
+  if (options_.profiler) options_.profiler->set_plan_bytes(used() - heap0);  // --- profiler hook
 
   // ZeRO-1: data-parallel rank d keeps the optimizer state of one contiguous
   // range of the flat parameters (multiples of 16 elements, the last short).
@@ -362,7 +368,9 @@ StepResult Trainer::train_step(int64_t step) {
     trace("zero: all_gather of the updated parameters over dp");
     Tensor& v = m.params.values();
     g_.dp->all_gather(v.flat_range(opt_range_.begin, opt_range_.end - opt_range_.begin), v, zero_counts_)->wait();
-    m.params.sync_compute();  // the other ranks' ranges of the bf16 copy
+    // The other ranks' ranges of the bf16 copy (this rank's optimizer wrote its own).
+    m.params.sync_compute(0, opt_range_.begin);
+    m.params.sync_compute(opt_range_.end, v.numel());
   }
   sync_buffers();
   runtime_->sync();  // the step's work done on the device before its time is taken

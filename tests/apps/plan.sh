@@ -45,8 +45,8 @@ expect_exit 0 "$DTRAIN" hardware h100-sxm
 sed 's/^devices = 8/devices = 4/' "$WORK/out" >"$WORK/hw.toml"
 expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 8 --hardware "$WORK/hw.toml" --precision bf16
 grep -q "(80.0 GiB, 4 per node)" "$WORK/out" || fail "plan: hardware file not read"
-expect_exit 2 "$DTRAIN" plan "$WORK/tiny.toml" --devices 4 --hardware h200
-expect_err "hardware 'h200': not a preset (h100-sxm, a100-80gb, cpu-local) nor a .toml file"
+expect_exit 2 "$DTRAIN" plan "$WORK/tiny.toml" --devices 4 --hardware b200
+expect_err "hardware 'b200': not a preset (h100-sxm, h200, a100-80gb, cpu-local) nor a .toml file"
 expect_exit 2 "$DTRAIN" plan "$WORK/tiny.toml" --devices 4 --precision bf16
 expect_err "hardware 'cpu-local' has no bf16 peak"
 

@@ -206,7 +206,7 @@ TEST_CASE("hardware: presets round-trip through the file format, bad files are n
   } catch (const ConfigError& e) {
     CHECK(std::string(e.what()).find("hw.toml:4: unknown key 'device.memory_bandwith_gbs'") != std::string::npos);
   }
-  CHECK_THROWS_WITH_AS(load_hardware("h200"), doctest::Contains("not a preset (h100-sxm, a100-80gb, cpu-local)"),
+  CHECK_THROWS_WITH_AS(load_hardware("b200"), doctest::Contains("not a preset (h100-sxm, h200, a100-80gb, cpu-local)"),
                        ConfigError);
   CHECK_THROWS_WITH_AS(parse_hardware_toml("[node]\ndevices = 8\n", "hw.toml"),
                        doctest::Contains("missing device.memory_gib"), ConfigError);

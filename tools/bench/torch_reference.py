@@ -6,6 +6,9 @@ causal attention, tanh-GELU MLP, tied head, AdamW) and the ResNet-style CNN
 --warmup steps and prints one JSON line with the measured throughput.
 
 Run with Debian's torch: /usr/bin/python3 tools/bench/torch_reference.py gpt --layers 12 ...
+On a GPU (tools/gpu/accept.sh): --device cuda --precision bf16 --compile --sdpa, the
+nanoGPT recipe (autocast bf16, scaled_dot_product_attention(is_causal=True),
+fused AdamW, torch.compile).
 """
 import argparse
 import json
@@ -18,6 +21,8 @@ import torch.nn.functional as F
 
 
 class Block(nn.Module):
+    sdpa = False  # F.scaled_dot_product_attention (flash attention on a GPU)
+
     def __init__(self, c, heads):
         super().__init__()
         self.heads = heads
@@ -32,10 +37,14 @@ class Block(nn.Module):
         b, t, c = x.shape
         q, k, v = self.qkv(self.ln1(x)).split(c, dim=2)
         q, k, v = (z.view(b, t, self.heads, c // self.heads).transpose(1, 2) for z in (q, k, v))
-        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
-        mask = torch.ones(t, t, dtype=torch.bool).tril()
-        att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
-        y = (att @ v).transpose(1, 2).contiguous().view(b, t, c)
+        if Block.sdpa:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+            mask = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
+            att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+            y = att @ v
+        y = y.transpose(1, 2).contiguous().view(b, t, c)
         x = x + self.proj(y)
         return x + self.fc_proj(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
 
@@ -50,7 +59,7 @@ class GPT(nn.Module):
 
     def forward(self, idx, targets):
         t = idx.size(1)
-        x = self.wte(idx) + self.wpe(torch.arange(t))
+        x = self.wte(idx) + self.wpe(torch.arange(t, device=idx.device))
         for blk in self.blocks:
             x = blk(x)
         logits = self.ln_f(x) @ self.wte.weight.t()
@@ -108,36 +117,59 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                    help="bf16: the step's forward under torch.autocast('cpu', dtype=torch.bfloat16)")
+                    help="bf16: the step's forward under torch.autocast(device, dtype=torch.bfloat16)")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the model")
+    ap.add_argument("--sdpa", action="store_true", help="attention by F.scaled_dot_product_attention")
+    ap.add_argument("--peak-tflops", type=float, default=0,
+                    help="the device's bf16 peak, to report MFU (6N + attention FLOPs per token, as dtrain)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
+    Block.sdpa = a.sdpa
+    dev = torch.device(a.device)
     if a.model == "gpt":
         model = GPT(a.vocab, a.ctx, a.layers, a.heads, a.width)
-        x = torch.randint(0, 256, (a.batch, a.seq))
-        y = torch.randint(0, 256, (a.batch, a.seq))
+        x = torch.randint(0, 256, (a.batch, a.seq), device=dev)
+        y = torch.randint(0, 256, (a.batch, a.seq), device=dev)
         items = a.batch * a.seq
     else:
         model = CNN(1, a.stem, [int(c) for c in a.channels.split(",")],
                     [int(b) for b in a.blocks.split(",")], 10)
-        x = torch.randn(a.batch, 1, a.image, a.image)
-        y = torch.randint(0, 10, (a.batch,))
+        x = torch.randn(a.batch, 1, a.image, a.image, device=dev)
+        y = torch.randint(0, 10, (a.batch,), device=dev)
         items = a.batch
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1)
+    model = model.to(dev)
+    params = sum(p.numel() for p in model.parameters())
+    cuda = a.device == "cuda"
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1, **({"fused": True} if cuda else {}))
+    step_model = torch.compile(model) if a.compile else model
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     times = []
     for i in range(a.warmup + a.steps):
+        sync()
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.precision == "bf16"):
-            loss = model(x, y)
+        with torch.autocast(a.device, dtype=torch.bfloat16, enabled=a.precision == "bf16"):
+            loss = step_model(x, y)
         loss.backward()
         opt.step()
+        sync()
         if i >= a.warmup:
             times.append(time.perf_counter() - t0)
     mean = sum(times) / len(times)
-    print(json.dumps({"impl": "pytorch", "model": a.model, "precision": a.precision, "step_seconds": mean,
-                      "items_per_second": items / mean,
-                      "params": sum(p.numel() for p in model.parameters())}))
+    out = {"impl": "pytorch" + ("-compile" if a.compile else ""), "model": a.model, "device": a.device,
+           "precision": a.precision, "step_seconds": mean, "items_per_second": items / mean, "params": params}
+    if a.model == "gpt":
+        # dtrain's count: 6 x (non-embedding + head) parameters + attention's 6 L T C per token (fwd + bwd).
+        flops_per_token = 6 * params + 6 * a.layers * a.seq * a.width
+        out["tflops"] = flops_per_token * items / mean / 1e12
+        if a.peak_tflops > 0:
+            out["mfu"] = out["tflops"] / a.peak_tflops
+    if cuda:
+        out["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        out["gpu"] = torch.cuda.get_device_name()
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

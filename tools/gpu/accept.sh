@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# GPU acceptance: everything that needs a GPU, in one call on a machine with
+# one H100/H200, no package registry and PyTorch's CUDA 13 wheels. It runs the
+# binaries tools/gpu/bundle.sh built elsewhere (.gpu/ must travel with the
+# tree: the device tool's `carry`), loads Open MPI and HDF5 from the carried
+# Debian packages and cuBLASLt, cuDNN and NCCL from the wheels.
+#
+#   bash tools/gpu/accept.sh            every stage (about 6-8 minutes)
+#   bash tools/gpu/accept.sh kernels    one stage (env always runs first)
+#
+# Stages (each with its own time limit; a failed stage does not stop the rest):
+#   env      versions (nvidia-smi, dtrain --version --verbose), unresolved symbols
+#   kernels  test_cuda: every CUDA op against the CPU op, fp32 and bf16, determinism
+#   step     test_cuda's step cases (GPT and CNN: loss, every gradient, 20 steps vs
+#            the CPU), then configs/gpt.toml trained 100 steps on the GPU and on the
+#            CPU: eval losses within 0.02
+#   layouts  dp 2, tp 2, pp 2, dp 2 + ZeRO-1 on the one GPU (two ranks: the
+#            MPI-staged path, NCCL refusing two ranks on one GPU) against one GPU
+#            process, 10 steps fp32: every loss within 1e-5 relative
+#   bench    GPT-2 124M bf16, batch 16 x 1024: dtrain profile beside PyTorch
+#            (torch.compile, SDPA, fused AdamW) on the same GPU
+# Output: logs and results.md in $DTRAIN_GPU_OUT (default $OUT, else .gpu/out);
+# results.md is the table to commit (tools/bench/results_gpu.md).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+O=${DTRAIN_GPU_OUT:-${OUT:-.gpu/out}}
+mkdir -p "$O"
+only=${1:-all}
+R=$O/results.md
+BIN=$PWD/.gpu/bin
+declare -A status
+
+say() { echo "accept: $*" | tee -a "$O/accept.log"; }
+stage() {  # stage NAME LIMIT_SECONDS FUNCTION
+  local name=$1 limit=$2 fn=$3
+  [ "$only" = all ] || [ "$only" = "$name" ] || [ "$name" = env ] || return 0
+  say "--- $name (limit ${limit}s)"
+  local t0=$SECONDS
+  if timeout --kill-after=10 "$limit" bash -c "$(declare -f "$fn" say); $fn" >>"$O/$name.log" 2>&1; then
+    status[$name]="passed in $((SECONDS - t0)) s"
+  else
+    status[$name]="FAILED (exit $?) after $((SECONDS - t0)) s: see $name.log"
+  fi
+  say "$name: ${status[$name]}"
+  tail -n 15 "$O/$name.log"
+}
+
+# ---------------------------------------------------------------- environment
+[ -x "$BIN/dtrain" ] || { echo "accept: $BIN/dtrain missing: run tools/gpu/bundle.sh on the build machine and carry .gpu" >&2; exit 2; }
+SCRATCH=$(mktemp -d)
+D=$SCRATCH/deb
+for f in .gpu/debs/*.deb; do dpkg -x "$f" "$D"; done
+L=$D/usr/lib/x86_64-linux-gnu
+SP=$(python3 -c 'import torch, os; print(os.path.dirname(os.path.dirname(torch.__file__)))' 2>/dev/null || true)
+GPU_LIBS=""
+for lib in libcudart.so.13 libcublasLt.so.13 libcudnn.so.9 libnccl.so.2; do  # the wheels' folders, wherever they are
+  d=$(dirname "$(find "${SP:-/nonexistent}"/nvidia -name "$lib" 2>/dev/null | head -1)" 2>/dev/null)
+  [ -n "$d" ] && [ "$d" != . ] && case ":$GPU_LIBS:" in *":$d:"*) ;; *) GPU_LIBS=$GPU_LIBS:$d ;; esac
+done
+export LD_LIBRARY_PATH=${GPU_LIBS#:}:$L:$L/openmpi/lib:$L/openblas-openmp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export OPAL_PREFIX=$D/usr PATH=$D/usr/bin:$PATH
+export OMPI_MCA_mca_base_component_path=$L/openmpi/lib/openmpi3
+export PMIX_MCA_mca_base_component_path=$L/pmix2/lib/pmix
+export OMPI_MCA_ess_singleton_isolated=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export LD_BIND_NOW=1  # a missing symbol fails at load, not mid-run
+export BIN O SP
+DATA=(--set data.train=.gpu/data/kjv_train.bin --set data.val=.gpu/data/kjv_val.bin)
+export DATA_ARGS="${DATA[*]}"
+MPI=(orterun --allow-run-as-root --oversubscribe -x LD_LIBRARY_PATH -x OMPI_MCA_mca_base_component_path
+  -x PMIX_MCA_mca_base_component_path -x LD_BIND_NOW)
+export MPI_CMD="${MPI[*]}"
+
+env_stage() {
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+  ldd --version | head -1
+  echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+  for b in "$BIN"/*; do
+    if ldd -r "$b" 2>&1 | grep -E "not found|undefined symbol"; then echo "unresolved in $b"; exit 1; fi
+  done
+  "$BIN/dtrain" --version --verbose
+  python3 -m pip show nvidia-cudnn-cu13 nvidia-nccl-cu13 nvidia-cublas nvidia-cuda-runtime 2>/dev/null | grep -E '^(Name|Version)'
+  python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name())'
+}
+
+kernels_stage() {
+  "$BIN/test_cuda" --test-case-exclude='cuda step*' --duration=true
+}
+
+step_stage() {
+  "$BIN/test_cuda" --test-case='cuda step*' || exit 1
+  read -r -a data <<<"$DATA_ARGS"
+  "$BIN/dtrain" run configs/gpt.toml "${data[@]}" --set train.steps=100 --set train.device=cuda --out "$O/../gpt-cuda" || exit 1
+  "$BIN/dtrain" run configs/gpt.toml "${data[@]}" --set train.steps=100 --set train.threads=16 --out "$O/../gpt-cpu" || exit 1
+  python3 - "$O/../gpt-cuda/metrics.jsonl" "$O/../gpt-cpu/metrics.jsonl" <<'PY'
+import json, sys
+def last_eval(p):
+    return [json.loads(l) for l in open(p) if "eval_loss" in l][-1]["eval_loss"]
+g, c = last_eval(sys.argv[1]), last_eval(sys.argv[2])
+print(f"gpt.toml 100 steps: eval loss GPU {g:.4f}, CPU {c:.4f}, difference {abs(g - c):.4f} (bound 0.02)")
+sys.exit(0 if abs(g - c) <= 0.02 else 1)
+PY
+}
+
+layouts_stage() {
+  read -r -a data <<<"$DATA_ARGS"
+  read -r -a mpi <<<"$MPI_CMD"
+  common=(configs/gpt.toml "${data[@]}" --set train.device=cuda --set train.steps=10 --set train.eval_every=0
+    --set train.global_batch=8 --set train.micro_batch=2 --set model.dropout=0.0 --set optim.warmup_steps=0)
+  "$BIN/dtrain" run "${common[@]}" --out "$O/../layout-one" || exit 1
+  fail=0
+  for layout in "dp=2" "tp=2" "pp=2" "dp=2 zero=1"; do
+    sets=()
+    for kv in $layout; do sets+=(--set "parallel.$kv"); done
+    name=$(echo "$layout" | tr ' =' '_-')
+    "${mpi[@]}" -np 2 "$BIN/dtrain" run "${common[@]}" "${sets[@]}" --out "$O/../layout-$name" || { fail=1; continue; }
+    python3 - "$O/../layout-one/metrics.jsonl" "$O/../layout-$name/metrics.jsonl" "$layout" <<'PY' || fail=1
+import json, sys
+def losses(p):
+    return [json.loads(l)["loss"] for l in open(p) if '"loss"' in l and "eval" not in l]
+a, b = losses(sys.argv[1]), losses(sys.argv[2])
+worst = max(abs(x - y) / abs(x) for x, y in zip(a, b)) if a and len(a) == len(b) else float("inf")
+print(f"layout {sys.argv[3]}: {len(b)} steps, worst relative loss difference {worst:.2e} (bound 1e-5)")
+sys.exit(0 if worst <= 1e-5 else 1)
+PY
+  done
+  exit $fail
+}
+
+bench_stage() {
+  read -r -a data <<<"$DATA_ARGS"
+  "$BIN/dtrain" profile configs/bench/gpt2-124m-gpu.toml "${data[@]}" --warmup 5 --steps 20 --out "$O/../profile" \
+    | tee "$O/profile.txt" || exit 1
+  python3 tools/bench/torch_reference.py gpt --device cuda --precision bf16 --compile --sdpa --batch 16 --seq 1024 \
+    --warmup 5 --steps 20 --threads 16 --peak-tflops 989.4 | tee "$O/torch.json" || exit 1
+}
+
+stage env 60 env_stage
+stage kernels 120 kernels_stage
+stage step 120 step_stage
+stage layouts 100 layouts_stage
+stage bench 200 bench_stage
+
+# ---------------------------------------------------------------- results
+{
+  echo "# dtrain on one GPU: tools/gpu/accept.sh"
+  echo
+  echo "Date: $(date -u +%Y-%m-%d). GPU: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null)."
+  echo "Command: \`bash tools/gpu/bundle.sh\` on the build machine, then \`bash tools/gpu/accept.sh\` on the GPU machine."
+  echo
+  echo "| stage | result |"
+  echo "|---|---|"
+  for s in env kernels step layouts bench; do echo "| $s | ${status[$s]:-not run} |"; done
+  echo
+  if [ -f "$O/profile.txt" ] && [ -f "$O/torch.json" ]; then
+    python3 - "$O/profile.txt" "$O/torch.json" <<'PY'
+import json, re, sys
+prof = open(sys.argv[1]).read()
+m = re.search(r"step ([\d.]+) ms .*?\| ([\d.]+) tok/s \| ([\d.]+) GFLOP per step \| MFU ([\d.]+)%", prof)
+t = json.loads(open(sys.argv[2]).read().strip().splitlines()[-1])
+print("| GPT-2 124M bf16, 16 x 1024 | step ms | tok/s | MFU (989.4 TFLOP/s) |")
+print("|---|---|---|---|")
+if m:
+    ms, tok, gflop, mfu = map(float, m.groups())
+    print(f"| dtrain | {ms:.1f} | {tok:,.0f} | {mfu:.1f}% |")
+    # PyTorch's MFU with dtrain's FLOPs per token, so the two compare.
+    tmfu = gflop * 1e9 / (16 * 1024) * t["items_per_second"] / 989.4e12 * 100
+    print(f"| PyTorch torch.compile | {1e3 * t['step_seconds']:.1f} | {t['items_per_second']:,.0f} | {tmfu:.1f}% |")
+    print(f"\ndtrain / PyTorch: {tok / t['items_per_second']:.2f}x (goal: at least 0.8x)")
+else:
+    print("(dtrain's profile line not found)")
+PY
+  fi
+} >"$R"
+cat "$R"
+rm -rf "$SCRATCH"
