@@ -9,17 +9,20 @@
 #include <string_view>
 #include <vector>
 
+#include "core/host_device.h"
+
 namespace dtrain {
 
-// SplitMix64 finaliser: a strong 64-bit mixing function.
-constexpr uint64_t mix64(uint64_t x) {
+// SplitMix64 finaliser: a strong 64-bit mixing function. Host and device
+// (dropout's masks are drawn from it on both).
+DTRAIN_HOST_DEVICE constexpr uint64_t mix64(uint64_t x) {
   x += 0x9E3779B97F4A7C15ull;
   x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
   x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
   return x ^ (x >> 31);
 }
 
-constexpr uint64_t hash_combine(uint64_t a, uint64_t b) { return mix64(a ^ mix64(b)); }
+DTRAIN_HOST_DEVICE constexpr uint64_t hash_combine(uint64_t a, uint64_t b) { return mix64(a ^ mix64(b)); }
 
 uint64_t hash_string(std::string_view s);  // FNV-1a, then mixed
 

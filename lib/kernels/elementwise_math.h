@@ -1,12 +1,15 @@
 // Per-element math that the CPU and the CUDA kernels share, written once and
 // callable from host and device code, so that both backends compute the same
-// expression in the same order: the optimizer updates and GELU's formula
-// (bf16 rounding is in core/bf16.h, dropout's counter RNG in core/rng.h).
+// expression in the same order: the optimizer updates, GELU's formula and
+// dropout's keep rule (bf16 rounding is in core/bf16.h, the counter RNG's
+// mixing in core/rng.h).
 #pragma once
 
 #include <cmath>
+#include <cstdint>
 
 #include "core/bf16.h"
+#include "core/rng.h"
 
 namespace dtrain::math {
 
@@ -28,6 +31,20 @@ DTRAIN_HOST_DEVICE inline A gelu_tanh_grad(A v, A t) {
   const A a = static_cast<A>(0.79788456080286535588), b = static_cast<A>(0.044715);
   const A du = a * (A(1) + A(3) * b * v * v);  // d/dv of tanh's argument
   return A(0.5) * (A(1) + t) + A(0.5) * v * (A(1) - t * t) * du;
+}
+
+// Dropout masks: element e of global sample s at a site keyed by `key` is
+// kept iff the top 24 bits of hash_combine(hash_combine(key, s), e), read as
+// a fraction of 2^24, are >= p. Integer math only, so every device draws the
+// same mask. The threshold is llround(p * 2^24), computed once on the host.
+DTRAIN_HOST_DEVICE inline uint64_t dropout_sample_key(uint64_t key, int64_t sample) {
+  return hash_combine(key, static_cast<uint64_t>(sample));
+}
+DTRAIN_HOST_DEVICE inline bool dropout_keep(uint64_t sample_key, int64_t element, uint64_t threshold) {
+  return (hash_combine(sample_key, static_cast<uint64_t>(element)) >> 40) >= threshold;
+}
+inline uint64_t dropout_threshold(double p) {
+  return static_cast<uint64_t>(std::llround(p * 16777216.0));
 }
 
 // AdamW (torch.optim.AdamW: decoupled weight decay, bias-corrected moments),

@@ -23,6 +23,7 @@
 #if DTRAIN_HAVE_CUDA
 #include "ops/cuda/blas.h"
 #include "ops/cuda/cnn_ops.h"
+#include "ops/cuda/gpt_ops.h"
 #endif
 
 namespace dtrain::ops {
@@ -113,6 +114,7 @@ void copy(const Exec& ex, const Tensor& src, const Tensor& dst) {
 }
 
 void add(const Exec& ex, const Tensor& a, const Tensor& b, const Tensor& y) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::add(ex, a, b, y));
   check_on(ex, "add", {a, b, y});
   check_same(y, "add", {a, b});
   dispatch_act(y.dtype(), "add", [&](auto t) {
@@ -122,6 +124,7 @@ void add(const Exec& ex, const Tensor& a, const Tensor& b, const Tensor& y) {
 }
 
 void scale(const Exec& ex, const Tensor& x, double s) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::scale(ex, x, s));
   check_on(ex, "scale", {x});
   dispatch_act(x.dtype(), "scale", [&](auto t) {
     using T = decltype(t);
@@ -135,6 +138,7 @@ void scale(const Exec& ex, const Tensor& x, double s) {
 }
 
 void convert(const Exec& ex, const Tensor& src, const Tensor& dst) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::convert(ex, src, dst));
   check_on(ex, "convert", {src, dst});
   DTRAIN_CHECK(src.numel() == dst.numel(), "convert: {} elements into {}", src.numel(), dst.numel());
   if (src.dtype() == dst.dtype()) {
@@ -150,6 +154,7 @@ void convert(const Exec& ex, const Tensor& src, const Tensor& dst) {
 }
 
 void broadcast_rows(const Exec& ex, const Tensor& b, const Tensor& y) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::broadcast_rows(ex, b, y));
   check_on(ex, "broadcast_rows", {b, y});
   const int64_t m = b.numel();
   DTRAIN_CHECK(m > 0 && y.numel() % m == 0, "broadcast_rows: {} into {}", b.shape().str(), y.shape().str());
@@ -160,6 +165,7 @@ void broadcast_rows(const Exec& ex, const Tensor& b, const Tensor& y) {
 }
 
 void add_rows(const Exec& ex, const Tensor& b, const Tensor& y) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::add_rows(ex, b, y));
   check_on(ex, "add_rows", {b, y});
   const int64_t m = b.numel();
   DTRAIN_CHECK(m > 0 && y.numel() % m == 0, "add_rows: {} into {}", b.shape().str(), y.shape().str());
@@ -170,6 +176,7 @@ void add_rows(const Exec& ex, const Tensor& b, const Tensor& y) {
 }
 
 void sum_rows_acc(const Exec& ex, const Tensor& x, const Tensor& acc) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::sum_rows_acc(ex, x, acc));
   check_on(ex, "sum_rows_acc", {x, acc});
   const int64_t m = acc.numel();
   DTRAIN_CHECK(m > 0 && x.numel() % m == 0, "sum_rows_acc: {} into {}", x.shape().str(), acc.shape().str());
@@ -180,6 +187,7 @@ void sum_rows_acc(const Exec& ex, const Tensor& x, const Tensor& acc) {
 }
 
 void gelu_forward(const Exec& ex, const Tensor& x, const Tensor& y) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::gelu_forward(ex, x, y));
   check_on(ex, "gelu", {x, y});
   check_same(y, "gelu", {x});
   dispatch_act(x.dtype(), "gelu", [&](auto t) {
@@ -189,6 +197,7 @@ void gelu_forward(const Exec& ex, const Tensor& x, const Tensor& y) {
 }
 
 void gelu_backward(const Exec& ex, const Tensor& x, const Tensor& dy, const Tensor& dx) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::gelu_backward(ex, x, dy, dx));
   check_on(ex, "gelu_backward", {x, dy, dx});
   check_same(dx, "gelu_backward", {x, dy});
   dispatch_act(x.dtype(), "gelu_backward", [&](auto t) {
@@ -223,6 +232,7 @@ uint64_t dropout_key(uint64_t seed, int64_t step, uint64_t name_hash) {
 
 void dropout_forward(const Exec& ex, const Tensor& x, const Tensor& resid, double p, uint64_t key,
                      int64_t first_sample, const Tensor& mask, const Tensor& y) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::dropout_forward(ex, x, resid, p, key, first_sample, mask, y));
   check_on(ex, "dropout", {x, resid, mask, y});
   check_same(y, "dropout", {x});
   if (resid.defined()) check_same(y, "dropout", {resid});
@@ -239,6 +249,7 @@ void dropout_forward(const Exec& ex, const Tensor& x, const Tensor& resid, doubl
 
 void dropout_backward(const Exec& ex, const Tensor& dy, const Tensor& mask, double p,
                       const Tensor& dx) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::dropout_backward(ex, dy, mask, p, dx));
   check_on(ex, "dropout_backward", {dy, mask, dx});
   check_same(dx, "dropout_backward", {dy});
   dispatch_act(dy.dtype(), "dropout_backward", [&](auto t) {
@@ -253,6 +264,7 @@ int64_t layernorm_scratch(int64_t c) { return cpu::layernorm_scratch_size(c); }
 
 void layernorm_forward(const Exec& ex, const Tensor& x, const Tensor& w, const Tensor& b,
                        double eps, const Tensor& y, const Tensor& mean, const Tensor& rstd) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::layernorm_forward(ex, x, w, b, eps, y, mean, rstd));
   check_on(ex, "layernorm", {x, w, b, y, mean, rstd});
   check_same(y, "layernorm", {x});
   const int64_t c = w.numel(), rows = x.numel() / c;
@@ -270,6 +282,7 @@ void layernorm_backward(const Exec& ex, const Tensor& dy, const Tensor& x, const
                         const Tensor& mean, const Tensor& rstd, const Tensor& dres,
                         const Tensor& dx, const Tensor& dw, const Tensor& db,
                         const Tensor& scratch) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::layernorm_backward(ex, dy, x, w, mean, rstd, dres, dx, dw, db, scratch));
   check_on(ex, "layernorm_backward", {dy, x, w, mean, rstd, dres, dx, dw, db, scratch});
   check_same(dx, "layernorm_backward", {dy, x});
   const int64_t c = w.numel(), rows = dy.numel() / c;
@@ -335,6 +348,7 @@ void attention_backward(const Exec& ex, const AttentionPlan& plan, const Tensor&
 
 void embedding_forward(const Exec& ex, const Tensor& tokens, const Tensor& wte, const Tensor& wpe,
                        const Tensor& y) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::embedding_forward(ex, tokens, wte, wpe, y));
   check_on(ex, "embedding", {tokens, wte, wpe, y});
   check_same(y, "embedding", {wte, wpe});
   const int64_t B = y.size(0), T = y.size(1), C = y.size(2);
@@ -346,6 +360,7 @@ void embedding_forward(const Exec& ex, const Tensor& tokens, const Tensor& wte, 
 
 void token_embedding_shard_forward(const Exec& ex, const Tensor& tokens, const Tensor& wte,
                                    int64_t v0, const Tensor& y) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::token_embedding_shard_forward(ex, tokens, wte, v0, y));
   check_on(ex, "embedding", {tokens, wte, y});
   check_same(y, "embedding", {wte});
   const int64_t C = y.size(-1);
@@ -357,6 +372,7 @@ void token_embedding_shard_forward(const Exec& ex, const Tensor& tokens, const T
 }
 
 void position_embedding_add(const Exec& ex, const Tensor& wpe, const Tensor& y) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::position_embedding_add(ex, wpe, y));
   check_on(ex, "embedding", {wpe, y});
   check_same(y, "embedding", {wpe});
   dispatch_act(y.dtype(), "embedding", [&](auto t) {
@@ -367,6 +383,7 @@ void position_embedding_add(const Exec& ex, const Tensor& wpe, const Tensor& y) 
 
 void embedding_backward(const Exec& ex, const Tensor& dy, const Tensor& tokens, int64_t v0,
                         const Tensor& dwte, const Tensor& dwpe) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::embedding_backward(ex, dy, tokens, v0, dwte, dwpe));
   check_on(ex, "embedding_backward", {dy, tokens, dwte, dwpe});
   const int64_t B = dy.size(0), T = dy.size(1), C = dy.size(2);
   dispatch_act(dy.dtype(), "embedding_backward", [&](auto t) {
@@ -385,6 +402,9 @@ LossAccum make_loss_accum(const Exec& ex) {
 }
 
 LossTotals read_and_reset(const Exec& ex, LossAccum& acc) {
+#if DTRAIN_HAVE_CUDA
+  if (ex.on_cuda()) return cuda_ops::read_and_reset(ex, acc);
+#endif
   check_on(ex, "loss statistics", {acc.sums});
   double* s = acc.sums.data<double>();
   LossTotals t{s[0], s[1], static_cast<int64_t>(s[2]), static_cast<int64_t>(s[3]),
@@ -417,6 +437,7 @@ void accumulate(LossAccum& acc, const double* row_loss, const int32_t* argmax, c
 void softmax_xent_forward(const Exec& ex, const Tensor& logits, const Tensor& targets,
                           const Tensor& row_max, const Tensor& row_sum, const Tensor& row_loss,
                           const Tensor& argmax, LossAccum& acc) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::softmax_xent_forward(ex, logits, targets, row_max, row_sum, row_loss, argmax, acc));
   check_on(ex, "cross_entropy", {logits, targets, row_max, row_sum, row_loss, argmax, acc.sums});
   const int64_t v = logits.shape()[-1], rows = logits.numel() / v;
   DTRAIN_CHECK(targets.numel() == rows, "cross entropy: {} targets for logits {}", targets.numel(),
@@ -434,6 +455,7 @@ void softmax_xent_forward(const Exec& ex, const Tensor& logits, const Tensor& ta
 void softmax_xent_backward(const Exec& ex, const Tensor& logits, const Tensor& targets,
                            const Tensor& row_max, const Tensor& row_sum, double scale,
                            const Tensor& dx) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::softmax_xent_backward(ex, logits, targets, row_max, row_sum, scale, dx));
   check_on(ex, "cross_entropy_backward", {logits, targets, row_max, row_sum, dx});
   const int64_t v = logits.shape()[-1], rows = logits.numel() / v;
   dispatch_act(logits.dtype(), "cross_entropy_backward", [&](auto t) {
@@ -445,6 +467,7 @@ void softmax_xent_backward(const Exec& ex, const Tensor& logits, const Tensor& t
 }
 
 void vp_row_max(const Exec& ex, const Tensor& logits, const Tensor& row_max) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::vp_row_max(ex, logits, row_max));
   check_on(ex, "cross_entropy", {logits, row_max});
   const int64_t v = logits.shape()[-1], rows = logits.numel() / v;
   dispatch_act(logits.dtype(), "cross_entropy", [&](auto t) {
@@ -466,6 +489,7 @@ void vp_row_max(const Exec& ex, const Tensor& logits, const Tensor& row_max) {
 void vp_exp_sums(const Exec& ex, const Tensor& logits, const Tensor& targets, int64_t v0,
                  const Tensor& row_max, const Tensor& probs, const Tensor& sums,
                  const Tensor& argmax) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::vp_exp_sums(ex, logits, targets, v0, row_max, probs, sums, argmax));
   check_on(ex, "cross_entropy", {logits, targets, row_max, probs, sums, argmax});
   const int64_t v = logits.shape()[-1], rows = logits.numel() / v;
   const int32_t* tgt = targets.data<int32_t>();
@@ -502,6 +526,7 @@ void vp_exp_sums(const Exec& ex, const Tensor& logits, const Tensor& targets, in
 
 void vp_finish(const Exec& ex, const Tensor& targets, const Tensor& row_max, const Tensor& sums,
                const Tensor& argmax, const Tensor& probs, const Tensor& row_loss, LossAccum& acc) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::vp_finish(ex, targets, row_max, sums, argmax, probs, row_loss, acc));
   check_on(ex, "cross_entropy", {targets, row_max, sums, argmax, probs, row_loss, acc.sums});
   const int64_t rows = targets.numel(), v = probs.numel() / rows;
   dispatch_act(probs.dtype(), "cross_entropy", [&](auto t) {
@@ -524,6 +549,7 @@ void vp_finish(const Exec& ex, const Tensor& targets, const Tensor& row_max, con
 }
 
 void vp_backward(const Exec& ex, const Tensor& targets, int64_t v0, double scale, const Tensor& probs) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::vp_backward(ex, targets, v0, scale, probs));
   check_on(ex, "cross_entropy_backward", {targets, probs});
   const int64_t rows = targets.numel(), v = probs.numel() / rows;
   const int32_t* tgt = targets.data<int32_t>();
@@ -548,6 +574,9 @@ void vp_backward(const Exec& ex, const Tensor& targets, int64_t v0, double scale
 
 double sum_squares(const Exec& ex, const std::vector<Tensor>& xs) {
   if (xs.empty()) return 0.0;
+#if DTRAIN_HAVE_CUDA
+  if (ex.on_cuda()) return cuda_ops::sum_squares(ex, xs);
+#endif
   check_on(ex, "sum_squares", xs);
   const DType t = xs[0].dtype();
   for (const Tensor& x : xs)

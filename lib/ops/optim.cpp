@@ -7,6 +7,9 @@
 
 #include "kernels/elementwise_math.h"
 #include "ops/dispatch.h"
+#if DTRAIN_HAVE_CUDA
+#include "ops/cuda/gpt_ops.h"
+#endif
 
 namespace dtrain::ops {
 
@@ -36,25 +39,44 @@ inline void write_copy(const UpdateSpan& s, const T* w, int64_t b, int64_t e) {
   }
 }
 
+// The per-step coefficients, folded once (CPU and GPU use these same values).
+template <class T>
+math::AdamWCoeffs<T> adamw_coeffs(const AdamWArgs& a, bool decay) {
+  const double bc1 = 1.0 - std::pow(a.beta1, static_cast<double>(a.t));
+  const double bc2 = 1.0 - std::pow(a.beta2, static_cast<double>(a.t));
+  math::AdamWCoeffs<T> c{};
+  c.b1 = static_cast<T>(a.beta1);
+  c.b2 = static_cast<T>(a.beta2);
+  c.step_size = static_cast<T>(a.lr / bc1);
+  c.inv_sqrt_bc2 = static_cast<T>(1.0 / std::sqrt(bc2));
+  c.eps = static_cast<T>(a.eps);
+  c.grad_scale = static_cast<T>(a.grad_scale);
+  c.decay = decay ? static_cast<T>(1.0 - a.lr * a.weight_decay) : T(1);
+  return c;
+}
+
+template <class T>
+math::SgdCoeffs<T> sgd_coeffs(const SgdArgs& a, bool decay) {
+  math::SgdCoeffs<T> c{};
+  c.momentum = static_cast<T>(a.momentum);
+  c.lr = static_cast<T>(a.lr);
+  c.grad_scale = static_cast<T>(a.grad_scale);
+  c.weight_decay = static_cast<T>(decay ? a.weight_decay : 0.0);
+  c.nesterov = a.nesterov;
+  c.first = a.first;
+  return c;
+}
+
 }  // namespace
 
 void adamw_update(const Exec& ex, const AdamWArgs& a, const std::vector<UpdateSpan>& spans) {
   if (spans.empty()) return;
+  DTRAIN_CUDA_OP(ex, cuda_ops::adamw_update(ex, adamw_coeffs<float>(a, true),
+                                            adamw_coeffs<float>(a, false), spans));
   check_spans(ex, "adamw", spans);
-  const double bc1 = 1.0 - std::pow(a.beta1, static_cast<double>(a.t));
-  const double bc2 = 1.0 - std::pow(a.beta2, static_cast<double>(a.t));
   dispatch_full(spans[0].w.dtype(), "adamw", [&](auto tag) {
     using T = decltype(tag);
-    math::AdamWCoeffs<T> on{};
-    on.b1 = static_cast<T>(a.beta1);
-    on.b2 = static_cast<T>(a.beta2);
-    on.step_size = static_cast<T>(a.lr / bc1);
-    on.inv_sqrt_bc2 = static_cast<T>(1.0 / std::sqrt(bc2));
-    on.eps = static_cast<T>(a.eps);
-    on.grad_scale = static_cast<T>(a.grad_scale);
-    on.decay = static_cast<T>(1.0 - a.lr * a.weight_decay);
-    math::AdamWCoeffs<T> off = on;
-    off.decay = T(1);
+    const math::AdamWCoeffs<T> on = adamw_coeffs<T>(a, true), off = adamw_coeffs<T>(a, false);
     int64_t total = 0;
     for (const UpdateSpan& s : spans) total += s.w.numel();
 #pragma omp parallel
@@ -81,17 +103,13 @@ void adamw_update(const Exec& ex, const AdamWArgs& a, const std::vector<UpdateSp
 }
 
 void sgd_update(const Exec& ex, const SgdArgs& a, const std::vector<UpdateSpan>& spans) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::sgd_update(ex, sgd_coeffs<float>(a, true), sgd_coeffs<float>(a, false),
+                                          spans));
   check_spans(ex, "sgd", spans);
   for (const UpdateSpan& s : spans) {
     dispatch_full(s.w.dtype(), "sgd", [&](auto tag) {
       using T = decltype(tag);
-      math::SgdCoeffs<T> c{};
-      c.momentum = static_cast<T>(a.momentum);
-      c.lr = static_cast<T>(a.lr);
-      c.grad_scale = static_cast<T>(a.grad_scale);
-      c.weight_decay = static_cast<T>(s.decay ? a.weight_decay : 0.0);
-      c.nesterov = a.nesterov;
-      c.first = a.first;
+      const math::SgdCoeffs<T> c = sgd_coeffs<T>(a, s.decay);
       T* w = s.w.data<T>();
       const T* g = s.g.data<T>();
       T* buf = s.s1.data<T>();

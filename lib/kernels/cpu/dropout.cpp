@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/rng.h"
+#include "kernels/elementwise_math.h"
 
 namespace dtrain::cpu {
 
@@ -15,8 +16,8 @@ template <class F>
 void dropout_forward(const F* x, const F* resid, int64_t samples, int64_t sample_numel, double p,
                      uint64_t key, int64_t first_sample, uint8_t* mask, F* y) {
   // Element e of a sample is kept iff the top 24 bits of its random word,
-  // read as a fraction of 2^24, are >= p.
-  const uint64_t threshold = static_cast<uint64_t>(std::llround(p * 16777216.0));
+  // read as a fraction of 2^24, are >= p (math::dropout_keep, shared with the GPU).
+  const uint64_t threshold = math::dropout_threshold(p);
   using A = compute_t<F>;
   const A scale = static_cast<A>(1.0 / (1.0 - p));
   constexpr int64_t kChunk = 4096;  // elements per parallel work item
@@ -24,12 +25,12 @@ void dropout_forward(const F* x, const F* resid, int64_t samples, int64_t sample
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t s = 0; s < samples; ++s) {
     for (int64_t c = 0; c < chunks; ++c) {
-      const uint64_t skey = hash_combine(key, static_cast<uint64_t>(first_sample + s));
+      const uint64_t skey = math::dropout_sample_key(key, first_sample + s);
       const int64_t base = s * sample_numel;
       const int64_t e1 = std::min(sample_numel, (c + 1) * kChunk);
 #pragma omp simd
       for (int64_t e = c * kChunk; e < e1; ++e) {
-        const uint8_t keep = (hash_combine(skey, static_cast<uint64_t>(e)) >> 40) >= threshold;
+        const uint8_t keep = math::dropout_keep(skey, e, threshold);
         const int64_t i = base + e;
         mask[i] = keep;
         const A v = keep ? A(x[i]) * scale : A(0);

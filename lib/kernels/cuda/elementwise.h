@@ -1,0 +1,30 @@
+// Launchers of the elementwise kernels (elementwise.cu): grid-stride loops,
+// one element per thread per step, arithmetic in fp32 whatever the storage.
+// Shapes as in lib/ops/ops.h; n counts elements.
+#pragma once
+
+#include <cstdint>
+
+#include "core/bf16.h"
+#include "kernels/cuda/gpt_act.h"
+
+namespace dtrain::cuda::gpt {
+
+void add(Act t, const void* a, const void* b, int64_t n, void* y, void* stream);
+void scale(Act t, void* x, int64_t n, float s, void* stream);
+void f32_to_bf16(const float* x, int64_t n, bf16* y, void* stream);
+void bf16_to_f32(const bf16* x, int64_t n, float* y, void* stream);
+// y (n / m, m): every row = b (m), or += b.
+void broadcast_rows(Act t, const void* b, int64_t n, int64_t m, void* y, void* stream);
+void add_rows(Act t, const void* b, int64_t n, int64_t m, void* y, void* stream);
+void gelu_forward(Act t, const void* x, int64_t n, void* y, void* stream);
+void gelu_backward(Act t, const void* x, const void* dy, int64_t n, void* dx, void* stream);
+// x, y, mask: (samples, sample_numel); resid null or like x. threshold:
+// math::dropout_threshold(p); scale: float(1 / (1 - p)).
+void dropout_forward(Act t, const void* x, const void* resid, int64_t samples, int64_t sample_numel,
+                     uint64_t threshold, float scale, uint64_t key, int64_t first_sample,
+                     uint8_t* mask, void* y, void* stream);
+void dropout_backward(Act t, const void* dy, const uint8_t* mask, int64_t n, float scale, void* dx,
+                      void* stream);
+
+}  // namespace dtrain::cuda::gpt
