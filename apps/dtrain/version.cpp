@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "commands.h"
+#include "dist/device_groups.h"
 #include "core/tensor.h"
 #include "ops/ops.h"
 #include "ops/runtime.h"
@@ -19,6 +20,7 @@ namespace dtrain_cli {
 std::string version_report() {
   std::string s = fmt::format("dtrain {}\n", DTRAIN_VERSION);
   s += dtrain::ops::device_report();
+  s += dtrain::nccl_version_report() + "\n";
   char mpi[MPI_MAX_LIBRARY_VERSION_STRING] = {};
   int len = 0;
   MPI_Get_library_version(mpi, &len);
