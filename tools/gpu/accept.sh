@@ -57,7 +57,7 @@ for lib in libcudart.so.13 libcublasLt.so.13 libcudnn.so.9 libnccl.so.2; do  # t
   d=$(dirname "$(find "${SP:-/nonexistent}"/nvidia -name "$lib" 2>/dev/null | head -1)" 2>/dev/null)
   [ -n "$d" ] && [ "$d" != . ] && case ":$GPU_LIBS:" in *":$d:"*) ;; *) GPU_LIBS=$GPU_LIBS:$d ;; esac
 done
-export LD_LIBRARY_PATH=${GPU_LIBS#:}:$L:$L/openmpi/lib:$L/openblas-openmp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export LD_LIBRARY_PATH=${GPU_LIBS:+${GPU_LIBS#:}:}$L:$L/openmpi/lib:$L/openblas-openmp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export OPAL_PREFIX=$D/usr PATH=$D/usr/bin:$PATH
 export OMPI_MCA_mca_base_component_path=$L/openmpi/lib/openmpi3
 export PMIX_MCA_mca_base_component_path=$L/pmix2/lib/pmix
