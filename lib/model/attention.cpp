@@ -46,10 +46,10 @@ void CausalSelfAttention::plan(const Shape& in, DType act, const Exec& ex) {
   const Shape probs{B, local_heads_, T, T};
   att_ = selective_ ? selective_->get("attn.probs", probs, act, ex.device) : buffer("att", probs, act, ex);
   y_ = buffer("y", heads, act, ex);
-  dqkv_ = buffer("dqkv", Shape{B, T, 3 * local_c_}, act, ex);
+  dqkv_ = work_buffer("dqkv", Shape{B, T, 3 * local_c_}, act, ex);
   const Shape qkv{B, T, 3 * local_c_};
   attn_plan_ = ops::AttentionPlan(ex, qkv, local_heads_, act);
-  scratch_ = buffer("scratch", Shape{ops::attention_scratch(ex, qkv, local_heads_, act)},
+  scratch_ = work_buffer("scratch", Shape{ops::attention_scratch(ex, qkv, local_heads_, act)},
                     ops::compute_dtype(act), ex);
 }
 
@@ -84,6 +84,11 @@ Cost CausalSelfAttention::cost(const Shape& in) const {
   c.fwd_flops += 2 * products;  // Q K^T, P V
   c.bwd_flops += 4 * products;  // dP, dQ, dK, dV
   c.act_bytes += (B * T * 3 * local_c_ + B * local_heads_ * T * T) * act_size();  // qkv output, probabilities
+  c.recompute_bytes = B * local_heads_ * T * T * act_size();
+  c.act_bytes += B * T * c_ * act_size();  // proj's output, read by the residual dropout (which keeps its own)
+  const Shape qkv{B, T, 3 * local_c_};
+  c.work_bytes += qkv.numel() * act_size() +  // dL/dqkv, the kernel's scratch
+                  ops::attention_scratch(ex(), qkv, local_heads_, act()) * stat_size();
   return c;
 }
 

@@ -27,10 +27,10 @@ class CausalSelfAttention : public Layer {
   void set_recompute(Recompute mode, BufferArena* arena) override {
     selective_ = mode == Recompute::selective ? arena : nullptr;
   }
-  void share_buffers(BufferArena* arena, const std::string& role) override {
-    Layer::share_buffers(arena, role);
-    qkv_.share_buffers(arena, role + ".qkv");
-    proj_.share_buffers(arena, role + ".proj");
+  void share_buffers(BufferArena* arena, const std::string& role, Sharing what = Sharing::all) override {
+    Layer::share_buffers(arena, role, what);
+    qkv_.share_buffers(arena, role + ".qkv", what);
+    proj_.share_buffers(arena, role + ".proj", what);
   }
   Shape output_shape(const Shape& in) const override { return in; }
   void plan(const Shape& in, DType act, const Exec& ex) override;  // in: (B, T, C)

@@ -16,14 +16,19 @@ Block::Block(ParamStore& ps, const std::string& name, int64_t c, int64_t n_head,
 
 void Block::set_recompute(Recompute mode, BufferArena* arena) {
   recompute_ = mode;
-  if (mode == Recompute::full) {
-    ln1_.share_buffers(arena, "block.ln1");
-    attn_.share_buffers(arena, "block.attn");
-    drop1_.share_buffers(arena, "block.attn.drop");
-    ln2_.share_buffers(arena, "block.ln2");
-    mlp_.share_buffers(arena, "block.mlp");
-    drop2_.share_buffers(arena, "block.mlp.drop");
-  } else {
+  // Blocks run their backward one after another, so all of them share one
+  // set of work buffers (input gradients, scratch): block i's input gradient
+  // is read by block i-1 only until its ln1 writes its own there, last. Full
+  // recomputation shares every buffer the same way (the forward is re-run
+  // first).
+  const Sharing what = mode == Recompute::full ? Sharing::all : Sharing::work;
+  ln1_.share_buffers(arena, "block.ln1", what);
+  attn_.share_buffers(arena, "block.attn", what);
+  drop1_.share_buffers(arena, "block.attn.drop", what);
+  ln2_.share_buffers(arena, "block.ln2", what);
+  mlp_.share_buffers(arena, "block.mlp", what);
+  drop2_.share_buffers(arena, "block.mlp.drop", what);
+  if (mode != Recompute::full) {
     attn_.set_recompute(mode, arena);
     mlp_.set_recompute(mode, arena);
   }

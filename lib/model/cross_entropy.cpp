@@ -42,7 +42,9 @@ Cost CrossEntropyLoss::cost(const Shape& logits) const {
   Cost c;
   c.fwd_flops = 5.0 * n;  // max, subtract, exp, sum, scale
   c.bwd_flops = 2.0 * n;
-  c.act_bytes = static_cast<int64_t>(n) * act_size();  // dL/dlogits
+  const int64_t rows = logits.numel() / logits[-1];
+  // dL/dlogits; per row the max and sum (compute type), the loss (f64), the argmax (i32)
+  c.act_bytes = static_cast<int64_t>(n) * act_size() + rows * (2 * stat_size() + 8 + 4);
   return c;
 }
 

@@ -16,7 +16,7 @@ void Dropout::plan(const Shape& in, DType act, const Exec& ex) {
   y_ = buffer("y", in, act, ex);
   if (p_ > 0) {
     mask_ = buffer("mask", in, DType::u8, ex);
-    dx_ = buffer("dx", in, act, ex);
+    dx_ = work_buffer("dx", in, act, ex);
   }
 }
 
@@ -58,6 +58,7 @@ Tensor Dropout::backward(const Tensor& dy, const Ctx&) {
 Cost Dropout::cost(const Shape& in) const {
   Cost c;
   c.act_bytes = p_ > 0 ? in.numel() : 0;  // the u8 mask
+  c.work_bytes = p_ > 0 ? in.numel() * act_size() : 0;  // dL/dx
   return c;
 }
 

@@ -24,7 +24,17 @@ struct Cost {
   int64_t params = 0;      // trainable parameter elements owned by the layer
   double fwd_flops = 0;    // floating-point operations of forward
   double bwd_flops = 0;    // of backward (input and parameter gradients)
-  int64_t act_bytes = 0;   // activation bytes kept from forward for backward
+  // Activation bytes the layer holds per micro-batch in flight: what forward
+  // keeps for backward (inputs counted by the layer that reads them), and
+  // outputs that no later layer counts as its input.
+  int64_t act_bytes = 0;
+  // Bytes of the layer's work buffers: input gradients and scratch, used
+  // only while its own forward or backward runs, so every GPT block shares
+  // one set (see Layer::work_buffer); each micro-batch copy has its own.
+  int64_t work_bytes = 0;
+  // The part of act_bytes that selective recomputation remakes in backward
+  // (the attention probabilities, the GELU output): every block shares one copy.
+  int64_t recompute_bytes = 0;
   // Tensor-parallel all-reduces the layer issues (none without tp): how many,
   // and their payload bytes, in forward and in backward.
   int64_t tp_fwd_calls = 0, tp_bwd_calls = 0;
@@ -35,6 +45,8 @@ struct Cost {
     fwd_flops += o.fwd_flops;
     bwd_flops += o.bwd_flops;
     act_bytes += o.act_bytes;
+    work_bytes += o.work_bytes;
+    recompute_bytes += o.recompute_bytes;
     tp_fwd_calls += o.tp_fwd_calls;
     tp_bwd_calls += o.tp_bwd_calls;
     tp_fwd_bytes += o.tp_fwd_bytes;
@@ -83,12 +95,17 @@ class Layer {
   // Before plan(): activation recomputation, whose shared buffers come from
   // `arena` (see model/arena.h). Layers that recompute nothing ignore it.
   virtual void set_recompute(Recompute mode, BufferArena* arena) {}
-  // Before plan(): take every activation buffer from `arena` under `role`
-  // (the same buffers for every layer given the same role). Composite layers
-  // pass it on to their parts as role + "." + part.
-  virtual void share_buffers(BufferArena* arena, const std::string& role) {
+  // Before plan(): take buffers from `arena` under `role` (the same buffers
+  // for every layer given the same role): every buffer (Sharing::all, full
+  // recomputation), or only the work buffers, the input gradients and
+  // scratch that live only while this layer's forward or backward runs
+  // (Sharing::work, every GPT block in any mode). Composite layers pass it
+  // on to their parts as role + "." + part.
+  enum class Sharing : uint8_t { work, all };
+  virtual void share_buffers(BufferArena* arena, const std::string& role, Sharing what = Sharing::all) {
     arena_ = arena;
     role_ = role;
+    share_all_ = what == Sharing::all;
   }
 
  protected:
@@ -101,10 +118,17 @@ class Layer {
   const Exec& ex() const { return *ex_; }
   // Bytes of one activation element and of one statistic (the compute type)
   // in the planned dtype: fp32 (4, 4) before plan() and in fp32, bf16 (2, 4).
+  DType act() const { return act_; }
   int64_t act_size() const { return static_cast<int64_t>(dtype_size(act_)); }
   int64_t stat_size() const { return static_cast<int64_t>(dtype_size(ops::compute_dtype(act_))); }
   // A buffer for plan(): the layer's own, or its role's slot in the arena.
   Tensor buffer(const char* what, const Shape& shape, DType dtype, const Exec& ex) const {
+    if (!arena_ || !share_all_) return Tensor::empty(shape, dtype, ex.device);
+    return arena_->get(role_ + "." + what, shape, dtype, ex.device);
+  }
+  // A work buffer (an input gradient, scratch): its role's slot whenever the
+  // layer shares buffers at all. Counted in Cost::work_bytes.
+  Tensor work_buffer(const char* what, const Shape& shape, DType dtype, const Exec& ex) const {
     if (!arena_) return Tensor::empty(shape, dtype, ex.device);
     return arena_->get(role_ + "." + what, shape, dtype, ex.device);
   }
@@ -115,6 +139,7 @@ class Layer {
   DType act_ = DType::f32;
   BufferArena* arena_ = nullptr;
   std::string role_;
+  bool share_all_ = true;
 };
 
 // Loss statistics over the forwards since they were last read.
@@ -165,6 +190,7 @@ class Loss {
   }
   const Exec& ex() const { return *ex_; }
   int64_t act_size() const { return static_cast<int64_t>(dtype_size(act_)); }
+  int64_t stat_size() const { return static_cast<int64_t>(dtype_size(ops::compute_dtype(act_))); }
   DType act_ = DType::f32;
   ops::LossAccum stats_;
 

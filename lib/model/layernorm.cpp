@@ -18,8 +18,8 @@ void LayerNorm::plan(const Shape& in, DType act, const Exec& ex) {
   y_ = buffer("y", in, act, ex);
   mean_ = buffer("mean", Shape{rows}, ops::compute_dtype(act), ex);
   rstd_ = buffer("rstd", Shape{rows}, ops::compute_dtype(act), ex);
-  dx_ = buffer("dx", in, act, ex);
-  scratch_ = buffer("scratch", Shape{ops::layernorm_scratch(c_)}, ops::compute_dtype(act), ex);
+  dx_ = work_buffer("dx", in, act, ex);
+  scratch_ = work_buffer("scratch", Shape{ops::layernorm_scratch(c_)}, ops::compute_dtype(act), ex);
 }
 
 Tensor LayerNorm::forward(const Tensor& x, const Ctx&) {
@@ -47,6 +47,7 @@ Cost LayerNorm::cost(const Shape& in) const {
   Cost c;
   c.params = c_ * (b_ ? 2 : 1);
   c.act_bytes = in.numel() * act_size() + 2 * rows * stat_size();  // input, mean, rstd
+  c.work_bytes = in.numel() * act_size() + ops::layernorm_scratch(c_) * stat_size();  // dL/dx, scratch
   return c;
 }
 

@@ -46,7 +46,7 @@ void Linear::plan(const Shape& in, DType act, const Exec& ex) {
   bind(ex, act);
   DTRAIN_CHECK(in[-1] == in_, "{}: input {} does not end in {}", name(), in.str(), in_);
   y_ = buffer("y", output_shape(in), act, ex);
-  dx_ = buffer("dx", in, act, ex);
+  dx_ = work_buffer("dx", in, act, ex);
   const int64_t n = in.numel() / in_;
   // y (n, out) = x (n, in) @ W^T; dx (n, in) = dy (n, out) @ W; dW (out, in) += dy^T @ x,
   // the weight gradient in the compute type (fp32 under bf16).
@@ -92,6 +92,7 @@ Cost Linear::cost(const Shape& in) const {
   c.fwd_flops = 2.0 * n * in_ * out_;
   c.bwd_flops = 4.0 * n * in_ * out_;
   c.act_bytes = static_cast<int64_t>(n * in_) * act_size();
+  c.work_bytes = static_cast<int64_t>(n * in_) * act_size();  // dL/dx
   if (split_ == TpSplit::row) {  // g: forward all-reduce of the partial products (n, out)
     c.tp_fwd_calls = 1;
     c.tp_fwd_bytes = static_cast<int64_t>(n * out_) * 4;

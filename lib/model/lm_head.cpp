@@ -62,7 +62,8 @@ Cost TiedLmHead::cost(const Shape& in) const {
   Cost c;  // params = 0: wte is counted by the embedding
   c.fwd_flops = 2.0 * n * c_ * vocab_;
   c.bwd_flops = 4.0 * n * c_ * vocab_;
-  c.act_bytes = in.numel() * act_size();
+  c.act_bytes = in.numel() * act_size() + static_cast<int64_t>(n) * vocab_ * act_size();  // input, logits
+  c.work_bytes = in.numel() * act_size();  // dL/dx
   if (tp_) {  // f: backward all-reduce of dL/dx (N, C)
     c.tp_bwd_calls = 1;
     c.tp_bwd_bytes = in.numel() * 4;

@@ -44,6 +44,8 @@ Cost Mlp::cost(const Shape& in) const {
   Cost c = fc_.cost(in);
   c += proj_.cost(fc_.output_shape(in));
   c.act_bytes += fc_.output_shape(in).numel() * act_size();  // GELU's input (N, 4C/t)
+  c.recompute_bytes = fc_.output_shape(in).numel() * act_size();  // GELU's output, proj's input
+  c.act_bytes += in.numel() * act_size();  // proj's output, read by the residual dropout (which keeps its own)
   return c;
 }
 

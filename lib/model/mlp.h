@@ -21,10 +21,10 @@ class Mlp : public Layer {
   void set_recompute(Recompute mode, BufferArena* arena) override {
     selective_ = mode == Recompute::selective ? arena : nullptr;
   }
-  void share_buffers(BufferArena* arena, const std::string& role) override {
-    Layer::share_buffers(arena, role);
-    fc_.share_buffers(arena, role + ".fc");
-    proj_.share_buffers(arena, role + ".proj");
+  void share_buffers(BufferArena* arena, const std::string& role, Sharing what = Sharing::all) override {
+    Layer::share_buffers(arena, role, what);
+    fc_.share_buffers(arena, role + ".fc", what);
+    proj_.share_buffers(arena, role + ".proj", what);
   }
   Shape output_shape(const Shape& in) const override { return in; }
   void plan(const Shape& in, DType act, const Exec& ex) override;

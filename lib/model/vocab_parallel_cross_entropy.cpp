@@ -65,10 +65,11 @@ Cost VocabParallelCrossEntropyLoss::cost(const Shape& logits) const {
   Cost c;
   c.fwd_flops = 5.0 * n;  // max, subtract, exp, sum, scale
   c.bwd_flops = 2.0 * n;
-  c.act_bytes = static_cast<int64_t>(n) * act_size();  // the probabilities
   // Forward: the row maxima, then the (sum, target logit) pairs and the argmax
   // (all-reduced together): 4 values per row.
   const int64_t rows = logits.numel() / logits[-1];
+  // The probabilities; per row the max, the two sums (compute type), the argmax (i32), the loss (f64).
+  c.act_bytes = static_cast<int64_t>(n) * act_size() + rows * (3 * stat_size() + 4 + 8);
   c.tp_fwd_calls = 3;
   c.tp_fwd_bytes = rows * 4 * 4;
   return c;

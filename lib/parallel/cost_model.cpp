@@ -227,7 +227,11 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& s
     mem.grads = st.params * sb.grads;
     mem.optimizer = (c.zero == 1 && d > 1 ? std::ceil(st.params / d) : st.params) * sb.optimizer;
     const double k = static_cast<double>(in_flight_micro_batches(c.schedule, s, p, c.micro_batches));
-    mem.activations = c.recompute ? (k * b * st.in_bytes + b * st.max_layer_act_bytes) * e : k * b * st.act_bytes * e;
+    // Each micro-batch in flight keeps its activations (under recomputation
+    // only the layers' inputs) and one set of work buffers, the blocks
+    // sharing theirs; recomputation remakes one layer's activations at a time.
+    mem.activations = c.recompute ? (k * b * (st.in_bytes + st.max_layer_work_bytes) + b * st.max_layer_act_bytes) * e
+                                  : k * b * (st.act_bytes + st.max_layer_work_bytes) * e;
     if (s == 0 || mem.total() > r.memory.total()) r.memory = mem;
   }
   r.capacity = hw.memory_bytes * hw.usable_memory_fraction;

@@ -46,6 +46,7 @@ LayerProfile to_profile(const std::string& name, const Cost& c) {
   p.fwd_flops = c.fwd_flops;
   p.bwd_flops = c.bwd_flops;
   p.act_bytes = static_cast<double>(c.act_bytes);
+  p.work_bytes = static_cast<double>(c.work_bytes);
   p.tp_fwd_calls = static_cast<double>(c.tp_fwd_calls);
   p.tp_bwd_calls = static_cast<double>(c.tp_bwd_calls);
   p.tp_fwd_bytes = static_cast<double>(c.tp_fwd_bytes);
@@ -119,6 +120,7 @@ std::vector<StageProfile> profile_stages(const ModelProfile& m, int pp) {
       st.bwd_flops += l.bwd_flops;
       st.act_bytes += l.act_bytes;
       st.max_layer_act_bytes = std::max(st.max_layer_act_bytes, l.act_bytes);
+      st.max_layer_work_bytes = std::max(st.max_layer_work_bytes, l.work_bytes);
       st.in_bytes += l.in_bytes;
       st.tp_fwd_calls += l.tp_fwd_calls;
       st.tp_bwd_calls += l.tp_bwd_calls;

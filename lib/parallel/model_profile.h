@@ -24,6 +24,7 @@ struct LayerProfile {
   double fwd_flops = 0;
   double bwd_flops = 0;
   double act_bytes = 0;  // kept from forward for backward
+  double work_bytes = 0; // input gradients and scratch while its backward runs (blocks share one set)
   double in_bytes = 0;   // the layer's input (what recomputation keeps)
   double out_bytes = 0;  // its output (what a pipeline stage boundary sends)
   double tp_fwd_calls = 0, tp_bwd_calls = 0;
@@ -59,6 +60,7 @@ struct StageProfile {
   double fwd_flops = 0, bwd_flops = 0;
   double act_bytes = 0;
   double max_layer_act_bytes = 0;  // the largest one layer keeps (recomputation's working set)
+  double max_layer_work_bytes = 0; // the largest layer's work buffers (one set per micro-batch in flight)
   double in_bytes = 0;             // sum of the layers' inputs (recomputation's checkpoints)
   double out_bytes = 0;            // the stage's output, sent to the next stage
   double tp_fwd_calls = 0, tp_bwd_calls = 0;

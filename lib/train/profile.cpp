@@ -130,36 +130,56 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
   v[kActBytes] = prof.plan_bytes();
   // The cost model's prediction: Cost::params x 4 bytes for the fp32 masters
   // (+ 2 for the bf16 compute copy under bf16), the gradients and each
-  // optimizer state (ZeRO-1: a 1/dp share of the states); Cost::act_bytes
-  // (in the planned dtype) x the micro-batches a stage keeps in flight, where
-  // under full recomputation a block keeps only its input and all blocks share
-  // one set of buffers.
+  // optimizer state (ZeRO-1: a 1/dp share of the states). Activations, for
+  // each micro-batch copy a stage keeps in flight: every layer's
+  // Cost::act_bytes (in the planned dtype), except that the GPT blocks share
+  // one set of work buffers (the largest block's Cost::work_bytes), and under
+  // full recomputation a block keeps only its input and shares the rest too;
+  // the other layers' work buffers are their own; plus the step loop's input,
+  // target and pipeline buffers.
   const std::string schedule = g.layout.pp > 1 ? cfg.parallel.schedule : "1f1b";
   const int slots = in_flight(pipeline_schedule(schedule, g.coord.pp, g.layout.pp, static_cast<int>(t.grad_accum)));
   const std::vector<Cost> costs = m.layer_costs(t.micro_batch);
-  double stage_params = 0, stage_act = 0, block_inputs = 0, largest_block = 0;
+  double stage_params = 0, per_slot = 0, shared_block = 0;
   {
     Shape s = m.input_shape(t.micro_batch);
     for (size_t i = 0; i < costs.size(); ++i) {
       const Cost& c = costs[i];
       stage_params += static_cast<double>(c.params);
-      const bool recomputed = m.recompute == Recompute::full && i < m.layers.size() &&
-                              dynamic_cast<const Block*>(m.layers[i].get()) != nullptr;
-      if (recomputed) {
-        block_inputs += static_cast<double>(s.numel() * dtype_size(m.dtype));
-        largest_block = std::max(largest_block, static_cast<double>(c.act_bytes));
+      const bool block = i < m.layers.size() && dynamic_cast<const Block*>(m.layers[i].get()) != nullptr;
+      const auto act = static_cast<double>(c.act_bytes), work = static_cast<double>(c.work_bytes);
+      if (!block) {
+        per_slot += act + work;
+      } else if (m.recompute == Recompute::full) {
+        per_slot += static_cast<double>(s.numel() * dtype_size(m.dtype));  // the block's input
+        shared_block = std::max(shared_block, act + work);
+      } else if (m.recompute == Recompute::selective) {
+        const auto remade = static_cast<double>(c.recompute_bytes);
+        per_slot += act - remade;
+        shared_block = std::max(shared_block, work + remade);
       } else {
-        stage_act += static_cast<double>(c.act_bytes);
+        per_slot += act;
+        shared_block = std::max(shared_block, work);
       }
       if (i < m.layers.size()) s = m.layers[i]->output_shape(s);
     }
+    // The step loop's input and target buffers (and a later stage's input).
+    const int64_t mb = t.micro_batch;
+    const DType data = m.family == ModelFamily::gpt ? DType::i32 : m.dtype;
+    per_slot += static_cast<double>(mb * m.sample_shape.numel() * dtype_size(data) + m.target_shape(mb).numel() * 4);
+    if (!m.first_stage()) per_slot += static_cast<double>(m.input_shape(mb).numel() * dtype_size(m.dtype));
   }
+  // The last stage's copy of the tied token embedding (no layer's Cost counts it twice).
+  for (const auto& p : m.params.all())
+    if (p->trainable && !p->primary) stage_params += static_cast<double>(p->numel());
+  const double pipe_grad = m.last_stage() ? 0.0 : static_cast<double>(m.output_shape(t.micro_batch).numel() *
+                                                                      dtype_size(m.dtype));  // received gradients
   const double states = static_cast<double>(state.size());
   const double zero_share = cfg.parallel.zero == 1 ? 1.0 / g.layout.dp : 1.0;
   v[kPredParams] = stage_params * (m.params.mixed() ? 6 : 4);
   v[kPredGrads] = stage_params * 4;
   v[kPredOpt] = stage_params * 4 * states * zero_share;
-  v[kPredAct] = (stage_act + block_inputs) * slots + largest_block;
+  v[kPredAct] = (per_slot + shared_block) * slots + pipe_grad;
   v[kPeakRss] = peak_rss_bytes();
   v[kPeakGflops] = peak;
   v[kItemsPerStep] = static_cast<double>(t.global_batch * m.items_per_sample());
@@ -377,10 +397,11 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
         at(r, kGradBytes), at(r, kOptBytes), at(r, kActBytes), at(r, kPredParams), at(r, kPredGrads),
         at(r, kPredOpt), at(r, kPredAct), at(r, kPeakRss), at(r, kPeakGflops));
   }
-  line(fmt::format("  (activations measured as the {} growth while the stage's buffers were planned, gradient buffers "
-                   "included; predicted = Cost::act_bytes in {} x micro-batches in flight{}: what forward keeps for backward)",
+  line(fmt::format("  (activations measured as the {} growth while the stage's buffers were planned; predicted = "
+                   "Cost::act_bytes + work_bytes in {} x micro-batches in flight, the blocks sharing one set of work "
+                   "buffers{})",
                    m.exec.on_cuda() ? "device memory's" : "heap's", t.precision,
-                   m.recompute == Recompute::full ? ", blocks keeping their input only" : ""));
+                   m.recompute == Recompute::full ? " and keeping only their input" : ""));
 
   const std::string json = fmt::format(
       "{{\n  \"config\": {},\n  \"model\": {},\n  \"layout\": {{\"dp\": {}, \"tp\": {}, \"pp\": {}}},\n  \"world\": {},\n"

@@ -57,12 +57,32 @@ for r in p["ranks"]:
         assert k in r, k
     assert r["params_bytes"] > 0 and r["predicted"]["params_bytes"] > 0
     assert r["activation_bytes"] > 0
+    # The cost model's activation bytes (act + work buffers, per precision and
+    # recomputation mode) are what the stage's buffers measure, within 5%
+    # and the allocator's rounding of the tiny model's few dozen buffers.
+    a, b = r["activation_bytes"], r["predicted"]["activation_bytes"]
+    assert abs(a - b) <= 0.05 * a + 64 * 1024, ("activations measured", a, "predicted", b)
 PY
 }
 
 expect_exit 0 "$DTRAIN" profile "$WORK/tiny.toml" "${base[@]}" --out "$WORK/one"
 check "$WORK/one" 1
 grep -q "one rank per group" "$WORK/out" || fail "one process: communication not marked as absent"
+# Memory per precision and recomputation mode, measured against the cost model
+# (check); work-buffer sharing and recomputation lower the measured bytes.
+act() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['ranks'][0]['activation_bytes'])" "$1/profile.json"; }
+for mode in "fp32 none" "fp32 selective" "fp32 full" "bf16 none" "bf16 full"; do
+  set -- $mode
+  expect_exit 0 "$DTRAIN" profile "$WORK/tiny.toml" "${base[@]}" --out "$WORK/mem-$1-$2" \
+    --set train.precision=$1 --set train.recompute=$2 --set model.dropout=0.1
+  check "$WORK/mem-$1-$2" 1
+done
+python3 - "$(act "$WORK/mem-fp32-none")" "$(act "$WORK/mem-fp32-selective")" "$(act "$WORK/mem-fp32-full")" \
+  "$(act "$WORK/mem-bf16-none")" <<'PY' || fail "recomputation or bf16 does not lower the activation bytes"
+import sys
+none, sel, full, bf16 = map(float, sys.argv[1:])
+assert full < sel < none and bf16 < 0.6 * none, (none, sel, full, bf16)
+PY
 
 expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" profile "$WORK/tiny.toml" "${base[@]}" --out "$WORK/pp" \
   --set parallel.pp=2

@@ -66,7 +66,8 @@ TEST_CASE("GPT-2 124M: FLOPs are 2 * weights * tokens plus the attention product
   CHECK(costs[0].fwd_flops == 0);  // lookups
 
   // Activation bytes kept for backward, per block (fp32): inputs of ln1, qkv,
-  // attention (qkv output + probabilities), proj, ln2 (+ mean/rstd), fc, GELU, proj.
-  const double per_token = 4 * (C + 2 + C + 3 * C + C + C + 2 + C + 4 * C + 4 * C);
+  // attention (qkv output + probabilities), proj, ln2 (+ mean/rstd), fc, GELU, proj,
+  // and the two projections' outputs that the residual dropouts read.
+  const double per_token = 4 * (C + 2 + C + 3 * C + C + C + 2 + C + 4 * C + 4 * C + 2 * C);
   CHECK(block.act_bytes == per_token * tokens + 4 * B * nh * T * T);
 }

@@ -340,10 +340,12 @@ TEST_CASE("tp costs: GPT-2 124M shapes, this rank's share") {
     CHECK(costs[14].fwd_flops == full[14].fwd_flops / t);  // the head
     CHECK(costs[15].fwd_flops == full[15].fwd_flops / t);  // the loss
     // Kept per block: the replicated inputs of ln1, qkv, ln2, fc in full, the
-    // split qkv output, probabilities, proj inputs and GELU input.
-    const double per_token = 4 * (C + 2 + C + 3 * C / t + C / t + C + 2 + C + 4 * C / t + 4 * C / t);
+    // split qkv output, probabilities, proj inputs and GELU input, and the
+    // projections' all-reduced outputs in full.
+    const double per_token = 4 * (C + 2 + C + 3 * C / t + C / t + C + 2 + C + 4 * C / t + 4 * C / t + 2 * C);
     CHECK(block.act_bytes == per_token * tokens + 4 * B * nh / t * T * T);
-    CHECK(costs[15].act_bytes == full[15].act_bytes / t);  // logits
+    const double rows = tokens;  // the loss's per-row statistics are not split
+    CHECK(costs[15].act_bytes - rows * 24 == (full[15].act_bytes - rows * 20) / t);  // logits
   }
 }
 

@@ -222,8 +222,10 @@ TEST_CASE("model profile: costs from the layers, per sample and tp rank, with th
   // the probabilities 4 h T^2 / t (Korthikanti et al.'s sbh(10 + 24/t) + 5as^2b/t
   // for 16-bit Megatron with attention dropout; this block has none).
   const ModelProfile two = profile_model(cfg, 32, 2);
-  CHECK(two.layers[1].act_bytes == T * (16 * C + 16 + 48 * C / t) + 4 * h * T * T / t);
-  CHECK(one.layers[1].act_bytes == T * (16 * C + 16 + 48 * C) + 4 * h * T * T);
+  // dtrain also holds the two projections' outputs (8 C per token) that the
+  // residual dropouts read.
+  CHECK(two.layers[1].act_bytes == T * (24 * C + 16 + 48 * C / t) + 4 * h * T * T / t);
+  CHECK(one.layers[1].act_bytes == T * (24 * C + 16 + 48 * C) + 4 * h * T * T);
   // Megatron's f and g: two all-reduces of (T, C) forward, two backward.
   CHECK(two.layers[1].tp_fwd_calls == 2);
   CHECK(two.layers[1].tp_bwd_calls == 2);
