@@ -117,16 +117,18 @@ echo "lock: refused while held, free after SIGKILL"
 # any rank stops; README, "Exit status"). tools/dtrain-mpirun turns the three into SIGUSR1, which
 # mpirun forwards without a SIGKILL and then reports the ranks' 4. (wrap.sh: rank 0's stderr.)
 # sig_run OUT SIGNAL LAUNCHER...: the 2-rank run under LAUNCHER gets SIGNAL after its third
-# step; sets rc to the launcher's status. SIGINT's default action is restored (a background
-# job of a script starts with it ignored, and a trap cannot undo that).
+# step; sets rc to the launcher's status. SIGINT's and SIGHUP's default actions are restored (a
+# background job of a script starts with SIGINT ignored, under nohup with SIGHUP ignored, and a
+# trap cannot undo that).
 sig_run() {
   local out=$1 sig=$2; shift 2
-  python3 -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])' \
+  python3 -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); signal.signal(signal.SIGHUP, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])' \
     "$@" --allow-run-as-root --oversubscribe -np 2 "$WORK/wrap.sh" "$DTRAIN" run "$WORK/tiny.toml" \
     --set parallel.dp=2 --set train.grad_accum=1 "${long[@]}" --out "$out" >/dev/null 2>"$WORK/launcher.err" &
   local pid=$!
   bg+=($pid)
   wait_step "$out/metrics.jsonl" 3
+  bg+=($(ps -o pid= --ppid $pid))  # tools/dtrain-mpirun's mpirun, in a session of its own
   kill -"$sig" $pid
   t0=$(now)
   set +e; wait $pid; rc=$?; set -e
