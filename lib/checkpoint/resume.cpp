@@ -71,6 +71,11 @@ Candidates find_checkpoints(const std::string& path) {
     if (!c.runs.back().empty()) ++count[c.runs.back()];
   }
   const std::string latest = store::read_latest(root);
+  c.run = store::read_run(root);
+  if (!c.run.empty()) {
+    c.run_source = fmt::format("as its '{}' file says", store::kRunFile);
+    return c;
+  }
   for (size_t i = 0; i < entries.size() && c.run.empty(); ++i)
     if (entries[i].dir.filename() == latest) c.run = c.runs[i];
   if (!c.run.empty()) {

@@ -28,8 +28,9 @@ struct Candidates {
   std::vector<std::string> skipped;
   // Not exact: the run each of `dirs` belongs to, as its manifest says ("" when
   // unknown: written before run ids, or no readable manifest), and the run of
-  // the directory: that of the checkpoint `latest` names, else the run most of
-  // them belong to (ties: the newest's). A checkpoint of another run (copied
+  // the directory: the one its `run` file names (written by each save), else
+  // that of the checkpoint `latest` names, else the run most of them belong
+  // to (ties: the newest's). A checkpoint of another run (copied
   // in) is passed over, naming both runs; naming it exactly resumes it.
   std::vector<std::string> runs;
   std::string run, run_source;  // run_source: how `run` was decided, for messages

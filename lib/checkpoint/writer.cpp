@@ -356,7 +356,7 @@ SaveResult save_checkpoint(const std::string& root_dir, CheckpointMeta meta,
       write_manifest(tmp, meta, ops);
       store::sync_path(tmp);
       ops.done("sync " + tmp.filename().string());
-      store::publish(tmp, final_dir, ops);
+      store::publish(tmp, final_dir, ops, meta.run_id);
       res.pruned = store::prune(root, opts.keep, ops);
       res.bytes = store::dir_bytes(final_dir);
     } catch (const Error& e) {
@@ -474,7 +474,7 @@ SaveResult publish_pending(const PendingSave& s, double timeout_seconds) {
     write_manifest(tmp, s.meta, ops);  // as the synchronous save: every file's size and CRC-32
     store::sync_path(tmp);
     ops.done("sync " + tmp.filename().string());
-    store::publish(tmp, fs::path(s.final_dir), ops);
+    store::publish(tmp, fs::path(s.final_dir), ops, s.meta.run_id);
     res.pruned = store::prune(fs::path(s.root), s.opts.keep, ops);
     res.bytes = store::dir_bytes(fs::path(s.final_dir));
     res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

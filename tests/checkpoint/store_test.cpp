@@ -82,7 +82,7 @@ TEST_CASE("leftovers of an interrupted save are ignored and then removed, and a 
   CHECK(store::list_complete(dir.path).size() == 1);
 }
 
-TEST_CASE("a directory of checkpoints belongs to the run 'latest' names, else to the run most belong to") {
+TEST_CASE("a directory of checkpoints belongs to the run its run file or 'latest' names, else to most") {
   TempDir dir;
   auto checkpoint = [&](int64_t step, const std::string& run) {  // a manifest is all find_checkpoints reads
     const fs::path d = dir.path / store::step_dir_name(step);
@@ -115,6 +115,13 @@ TEST_CASE("a directory of checkpoints belongs to the run 'latest' names, else to
   c = find_checkpoints(dir.path.string());
   CHECK(c.run == "bbbb");  // 2 (steps 3, 5) against 1 (step 2); the newest of the most wins ties
   CHECK(c.runs.back() == "");
+  // The run file, which each save writes before 'latest', says it before anything else.
+  write_file(dir.path / store::kRunFile, "aaaa\n");
+  c = find_checkpoints(dir.path.string());
+  CHECK(c.run == "aaaa");
+  CHECK(c.run_source == "as its 'run' file says");
+  write_file(dir.path / store::kRunFile, "not hex\n");  // unreadable: as if absent
+  CHECK(find_checkpoints(dir.path.string()).run == "bbbb");
 }
 
 TEST_CASE("preemption signals are held pending and polled, not delivered") {
