@@ -17,8 +17,9 @@ Categories:
             bytes in headers, FIFOs) through `run`;
   ckpt      damaged checkpoints: byte flips over every file (master, rank
             files, manifest), truncations, h5py edits of shapes and dtypes with
-            the CRC and manifest recomputed, a FIFO, through `inspect --verify`
-            and `resume`;
+            the CRC and manifest recomputed, a FIFO, another run's checkpoint
+            copied in (as the newest, and named for a later step), through
+            `inspect --verify` and `resume`;
   process   stop signals during setup and training, SIGKILL to mpirun, a
             stopped peer, a full disk, `| head`: the end-to-end scripts
             tests/apps/hostile_process.sh and hostile_disk.sh.
@@ -277,7 +278,17 @@ def campaign_ckpt(t, work, cfg, quick):
     except ImportError:
         print("campaign: no h5py, structural edits left out")
     cases.append(("fifo", "rank_00000.h5", None))
+    # Another run's checkpoint copied in: as the newest (its name fits its step), and under a newer
+    # name than its step (step 4's contents as step_00000005).
+    other = os.path.join(work, "other")
+    rc, err = run([DTRAIN, "run", cfg, "--set", "train.steps=4", "--set", "train.seed=7", "--out", other], timeout=300)
+    if rc == 0:
+        cases.append(("foreign", "step_00000004", os.path.join(other, "checkpoints", "step_00000004")))
+        cases.append(("foreign-renamed", "step_00000005", os.path.join(other, "checkpoints", "step_00000004")))
+    else:
+        print("campaign: could not write another run's checkpoint:", err[-500:])
     for kind, name, arg in cases:
+        shutil.rmtree(os.path.join(root, "step_00000005"), ignore_errors=True)
         shutil.rmtree(newest)
         shutil.copytree(pristine, newest)
         path = os.path.join(newest, name)
@@ -287,6 +298,11 @@ def campaign_ckpt(t, work, cfg, quick):
             open(path, "wb").write(b)
         elif kind == "truncate":
             os.truncate(path, arg)
+        elif kind == "foreign":
+            shutil.rmtree(newest)
+            shutil.copytree(arg, newest)
+        elif kind == "foreign-renamed":
+            shutil.copytree(arg, os.path.join(root, name))
         elif kind == "fifo":
             os.remove(path)
             os.mkfifo(path)
@@ -312,10 +328,12 @@ def campaign_ckpt(t, work, cfg, quick):
                 for k, v in attrs.items(): n.attrs[k] = v
                 n.attrs["crc32"] = np.uint32(zlib.crc32(np.ascontiguousarray(a).tobytes()))
             remanifest(newest)
-        label = f"{kind} {name} {arg if arg is not None else ''}"
-        # inspect --verify on the damaged one: must refuse (exit 2), naming the file.
-        rc, err = run([DTRAIN, "inspect", newest, "--verify"], timeout=60)
-        judge(t, "inspect " + label, rc, err, [name, "manifest", "checkpoint.h5"])
+        label = f"{kind} {name} {arg if arg is not None and not kind.startswith('foreign') else ''}"
+        # inspect --verify on the damaged one: must refuse (exit 2), naming the file. (Another run's
+        # checkpoint is sound by itself: only resuming this run's directory must pass it over.)
+        if not kind.startswith("foreign"):
+            rc, err = run([DTRAIN, "inspect", newest, "--verify"], timeout=60)
+            judge(t, "inspect " + label, rc, err, [name, "manifest", "checkpoint.h5"])
         # resume from the directory: must fall back to step 2 (exit 0, saying so); a silent load is exit 0 from step 4.
         out = os.path.join(work, "res")
         rc, err = run([DTRAIN, "resume", root, "--out", out, "--set", "train.steps=5"], timeout=120)
@@ -339,7 +357,7 @@ def campaign_process(t, work, cfg, quick):
     for script in ["hostile_process.sh", "hostile_disk.sh"]:
         rc, err = run(["bash", os.path.join(ROOT, "tests/apps", script)], timeout=600,
                       env={"DTRAIN": DTRAIN, "DTRAIN_SOURCE_DIR": ROOT})
-        n = {"hostile_process.sh": 4, "hostile_disk.sh": 2}[script]
+        n = {"hostile_process.sh": 9, "hostile_disk.sh": 2}[script]  # the scenarios each script tries
         t.cases += n
         if rc == "hang":
             t.hangs += 1; t.note("hang", script, err)

@@ -520,6 +520,7 @@ int main(int argc, char** argv) {
     }
     std::unique_ptr<dtrain::Trainer> trainer;
     int64_t start = 0;
+    std::string run_id;  // a resume continues its checkpoint's run; a new run draws one
     if (run->parsed()) {
       if (!out_dir.empty()) overrides.push_back("log.out_dir=" + out_dir);
       const dtrain::Config cfg = dtrain::load_config(config_path, overrides, world_size, auto_layout);
@@ -540,6 +541,7 @@ int main(int argc, char** argv) {
           all.world());
       trainer = std::move(r.trainer);
       start = r.meta.step;
+      run_id = r.meta.run_id;
       if (start >= trainer->config().train.steps) {
         log(fmt::format("nothing to do: the checkpoint is at step {} = train.steps (continue further "
                         "with --set train.steps=N)",
@@ -549,7 +551,7 @@ int main(int argc, char** argv) {
     }
     shared_failure = false;  // from here on one rank may fail alone
     dtrain::CheckpointSession session(
-        *trainer, {.signals = &signals, .start_step = start, .log = log, .on_file_op = faults.on_file_op,
+        *trainer, {.signals = &signals, .start_step = start, .run_id = run_id, .log = log, .on_file_op = faults.on_file_op,
                    .warn = [&](const std::string& s) { fmt::print(stderr, "dtrain: {}warning: {}\n", rank_tag, s); }});
     GraceHooks hooks(session, watchdog);
     const dtrain::TrainSummary summary = trainer->run({.start_step = start, .hooks = &hooks});

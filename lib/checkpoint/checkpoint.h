@@ -65,6 +65,7 @@ struct CheckpointMeta {
   std::string config;           // the resolved config (TOML) of the run that wrote it
   Layout layout;                // the parallel layout that wrote it
   std::string id;               // unique per checkpoint; every rank file carries it too
+  std::string run_id;           // drawn when a run first starts, kept by its resumes ("" before run ids)
   std::string written_at;       // UTC, ISO 8601
 };
 
@@ -139,6 +140,9 @@ std::string write_pending_part(const PendingSave& s, const std::vector<Piece>& p
 // rank's marker, then writes the master file, publishes and prunes. Throws
 // RuntimeError (after removing step_N.tmp) if a part failed or is missing.
 SaveResult publish_pending(const PendingSave& s, double timeout_seconds);
+
+// A new run identity ("" never), the same on every rank of `world` (collective).
+std::string new_run_id(Communicator& world);
 
 // The metadata of the checkpoint in directory `dir` (throws CheckpointError).
 CheckpointMeta read_meta(const std::string& dir);

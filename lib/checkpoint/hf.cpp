@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "checkpoint/safetensors.h"
+#include "core/file_kind.h"
 #include "core/error.h"
 
 namespace dtrain {
@@ -161,6 +162,7 @@ std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const s
   std::vector<std::string> notes;
   const fs::path cfg_path = fs::path(dir) / "config.json";
   const std::string cfg_name = cfg_path.string();
+  require_regular_file(cfg_name, "model.init_from's config.json (JSON)");
   std::ifstream cf(cfg_path);
   if (!cf) throw InputError(fmt::format("model.init_from: '{}': cannot open (a Hugging Face GPT-2 directory "
                                         "holds config.json and model.safetensors)", cfg_name));

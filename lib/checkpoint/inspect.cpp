@@ -27,6 +27,7 @@ std::string describe_checkpoint(const std::string& path, bool verify) {
                      m.layout.world() == 1 ? "" : "s");
   out += fmt::format("written      {} by dtrain {} (format {}, id {})\n", m.written_at,
                      m.program_version, m.format_version, m.id);
+  out += fmt::format("run          {}\n", m.run_id.empty() ? "(not recorded: written before run ids)" : m.run_id);
   out += fmt::format("size         {} bytes\n", store::dir_bytes(dir));
   out += "\nconfig:\n";
   size_t pos = 0;

@@ -62,6 +62,7 @@ FileSum sum_file(const fs::path& path) {
 
 std::string to_text(const Manifest& m) {
   std::string body = fmt::format("{}\nstep {}\nid {}\n", kHeader, m.step, m.id);
+  if (!m.run.empty()) body += fmt::format("run {}\n", m.run);  // readers before run ids skip the line
   for (const auto& [name, s] : m.files) body += fmt::format("file {} {} {:08x}\n", name, s.bytes, s.crc32);
   return body + fmt::format("crc32 {:08x}\n", crc_of(body));
 }
@@ -110,6 +111,8 @@ std::optional<Manifest> read(const std::string& dir) {
       ls >> m.step;
     } else if (what == "id") {
       ls >> m.id;
+    } else if (what == "run") {
+      ls >> m.run;
     } else if (what == "file") {
       std::string name;
       FileSum s;

@@ -1,5 +1,5 @@
 // The manifest of a checkpoint directory: the size and CRC-32 of every file's
-// bytes, the step and the checkpoint id, written by world rank 0 after all
+// bytes, the step, the checkpoint id and the run id, written by world rank 0 after all
 // the HDF5 files are closed. The reader checks a file against it before HDF5
 // opens that file, so a flipped byte in HDF5's own metadata (object headers,
 // the global heap of the virtual-dataset mappings) is reported as damage and
@@ -27,6 +27,7 @@ struct FileSum {
 struct Manifest {
   int64_t step = 0;
   std::string id;
+  std::string run;  // the run's identity (CheckpointMeta::run_id; "" when it has none)
   std::map<std::string, FileSum> files;  // by file name within the directory
 };
 

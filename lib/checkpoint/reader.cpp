@@ -107,10 +107,11 @@ class Reader {
     read_meta();
     if (!manifest_ && meta_.format_version >= 2)
       fail(ckpt_manifest::kFile, "", fmt::format("missing (format {} checkpoints have one)", meta_.format_version));
-    if (manifest_ && (manifest_->id != meta_.id || manifest_->step != meta_.step))
+    if (manifest_ && (manifest_->id != meta_.id || manifest_->step != meta_.step || manifest_->run != meta_.run_id))
       fail(ckpt_manifest::kFile, "",
-           fmt::format("belongs to another checkpoint (step {}, id '{}'; {} says step {}, id '{}')",
-                       manifest_->step, manifest_->id, store::kMasterFile, meta_.step, meta_.id));
+           fmt::format("belongs to another checkpoint (step {}, id '{}', run '{}'; {} says step {}, id '{}', run '{}')",
+                       manifest_->step, manifest_->id, manifest_->run, store::kMasterFile, meta_.step, meta_.id,
+                       meta_.run_id));
     const auto named = store::parse_step_dir_name(fs::path(dir).lexically_normal().filename().string());
     if (named && *named != meta_.step)
       fail(store::kMasterFile, "",
@@ -283,6 +284,7 @@ class Reader {
     if (dp < 1 || tp < 1 || pp < 1 || m.layout.world() != world)
       fail(store::kMasterFile, "", fmt::format("inconsistent layout dp={} tp={} pp={} world_size={}", dp, tp, pp, world));
     need(h5::read_attr(r, "checkpoint_id", m.id), "checkpoint_id");
+    if (H5Aexists(r, "run_id") > 0) need(h5::read_attr(r, "run_id", m.run_id), "run_id");  // absent before run ids
     need(h5::read_attr(r, "written_at", m.written_at), "written_at");
     need(h5::read_attr(r, "config", m.config), "config");
     need(h5::read_attr(r, "tensors", tensors), "tensors");

@@ -1,5 +1,6 @@
 #include "checkpoint/resume.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -9,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "checkpoint/manifest.h"
 #include "checkpoint/session.h"
 #include "checkpoint/store.h"
 #include "config/schema.h"
@@ -57,7 +59,34 @@ Candidates find_checkpoints(const std::string& path) {
                                  root.string(), store::kMasterFile, c.skipped.empty() ? "" : "; ",
                                  fmt::join(c.skipped, "; ")));
   c.root = root.string();
-  for (const auto& e : entries) c.dirs.push_back(e.dir.string());
+  std::map<std::string, int> count;
+  for (const auto& e : entries) {
+    c.dirs.push_back(e.dir.string());
+    std::optional<ckpt_manifest::Manifest> m;
+    try {
+      m = ckpt_manifest::read(e.dir.string());
+    } catch (const CheckpointError&) {  // damaged: the load says so
+    }
+    c.runs.push_back(m ? m->run : "");
+    if (!c.runs.back().empty()) ++count[c.runs.back()];
+  }
+  const std::string latest = store::read_latest(root);
+  c.run = store::read_run(root);
+  if (!c.run.empty()) {
+    c.run_source = fmt::format("as its '{}' file says", store::kRunFile);
+    return c;
+  }
+  for (size_t i = 0; i < entries.size() && c.run.empty(); ++i)
+    if (entries[i].dir.filename() == latest) c.run = c.runs[i];
+  if (!c.run.empty()) {
+    c.run_source = fmt::format("that of {}, which 'latest' names", latest);
+  } else {
+    int most = 0;
+    for (const auto& [run, n] : count) most = std::max(most, n);
+    for (size_t i = 0; i < entries.size() && c.run.empty(); ++i)  // newest first
+      if (!c.runs[i].empty() && count[c.runs[i]] == most) c.run = c.runs[i];
+    c.run_source = fmt::format("that of {} of its {} checkpoints", most, entries.size());
+  }
   return c;
 }
 
@@ -175,6 +204,11 @@ Resumed resume(const ResumeRequest& req, Communicator& world) {
     Resumed r;
     std::optional<CheckpointError> damage;
     try {
+      if (!c.exact && !c.run.empty() && !c.runs[i].empty() && c.runs[i] != c.run)
+        throw CheckpointError(dir, ckpt_manifest::kFile, "",
+                              fmt::format("belongs to another run (run {}; the run of {} is {}, {}): not "
+                                          "continued unless named exactly (dtrain resume {})",
+                                          c.runs[i], c.root, c.run, c.run_source, dir));
       r.meta = read_meta(dir);
       ResumeConfig rc = resume_config(r.meta, dir, req.overrides, req.out_dir, req.world_size);
       r.trainer = req.make_trainer ? req.make_trainer(rc.cfg) : std::make_unique<Trainer>(rc.cfg, req.log);

@@ -26,6 +26,14 @@ struct Candidates {
   std::string root;  // the checkpoint directory searched (when not exact)
   // What was passed over and why: "step_00000012.tmp: incomplete (...)".
   std::vector<std::string> skipped;
+  // Not exact: the run each of `dirs` belongs to, as its manifest says ("" when
+  // unknown: written before run ids, or no readable manifest), and the run of
+  // the directory: the one its `run` file names (written by each save), else
+  // that of the checkpoint `latest` names, else the run most of them belong
+  // to (ties: the newest's). A checkpoint of another run (copied
+  // in) is passed over, naming both runs; naming it exactly resumes it.
+  std::vector<std::string> runs;
+  std::string run, run_source;  // run_source: how `run` was decided, for messages
 };
 Candidates find_checkpoints(const std::string& path);
 

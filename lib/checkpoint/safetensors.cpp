@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/file_kind.h"
 
 namespace dtrain {
 
@@ -46,6 +47,7 @@ int64_t SafeTensorInfo::numel() const {
 }
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
+  require_regular_file(path, "a safetensors file");
   std::ifstream f(path, std::ios::binary);
   if (!f) throw InputError(fmt::format("'{}': cannot open", path));
   std::error_code ec;

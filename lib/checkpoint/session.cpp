@@ -22,7 +22,7 @@ std::string human_bytes(double b) {
 }
 }  // namespace
 
-CheckpointMeta trainer_meta(Trainer& trainer, int64_t step) {
+CheckpointMeta trainer_meta(Trainer& trainer, int64_t step, const std::string& run_id) {
   const Config& cfg = trainer.config();
   CheckpointMeta m;
   m.program_version = DTRAIN_VERSION;
@@ -35,6 +35,7 @@ CheckpointMeta trainer_meta(Trainer& trainer, int64_t step) {
   m.seed = cfg.train.seed;
   m.config = to_toml(cfg);
   m.layout = trainer.groups().layout;
+  m.run_id = run_id;
   return m;
 }
 
@@ -82,13 +83,14 @@ NamedTensors gathered_state(Trainer& t) {
 
 }  // namespace
 
-SaveResult save_trainer(Trainer& trainer, int64_t step, const SaveOptions& opts) {
+SaveResult save_trainer(Trainer& trainer, int64_t step, const SaveOptions& opts, const std::string& run_id) {
   const Groups& g = trainer.groups();
   const NamedTensors state = gathered_state(trainer);
   std::vector<Piece> pieces = collect_pieces(trainer.model(), state, g.coord.dp == 0, g.coord.tp == 0);
   for (Piece& p : pieces)  // a GPU's tensors are written from host copies
     if (p.write && !p.local.device().is_cpu()) p.local = p.local.to_host();
-  return save_checkpoint(trainer.config().checkpoint.dir, trainer_meta(trainer, step), pieces, *g.world, opts);
+  return save_checkpoint(trainer.config().checkpoint.dir, trainer_meta(trainer, step, run_id), pieces, *g.world,
+                         opts);
 }
 
 CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir) {
@@ -157,6 +159,7 @@ CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir) {
 CheckpointSession::CheckpointSession(Trainer& trainer, SessionOptions opts)
     : trainer_(trainer), opts_(std::move(opts)), last_save_time_(std::chrono::steady_clock::now()) {
   last_step_ = opts_.start_step > 0 ? opts_.start_step : -1;
+  if (opts_.run_id.empty()) opts_.run_id = new_run_id(*trainer_.groups().world);
   if (trainer_.config().checkpoint.async) snapshot_pieces(false);  // allocates host_
 }
 
@@ -221,7 +224,7 @@ void CheckpointSession::save_sync(int64_t done) {
   SaveOptions so;
   so.keep = c.keep;
   so.on_file_op = opts_.on_file_op;
-  const SaveResult r = save_trainer(trainer_, done, so);
+  const SaveResult r = save_trainer(trainer_, done, so, opts_.run_id);
   last_dir_ = r.dir;
   last_step_ = done;
   if (opts_.log) {
@@ -242,7 +245,7 @@ void CheckpointSession::save_async(int64_t done) {
   SaveOptions so;
   so.keep = cfg.checkpoint.keep;
   so.on_file_op = opts_.on_file_op;
-  f->save = begin_save(cfg.checkpoint.dir, trainer_meta(trainer_, done), *g.world, so);
+  f->save = begin_save(cfg.checkpoint.dir, trainer_meta(trainer_, done, opts_.run_id), *g.world, so);
   f->stall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const double timeout = cfg.parallel.timeout;
   InFlight* raw = f.get();

@@ -18,14 +18,16 @@
 
 namespace dtrain {
 
-// The metadata of `trainer` after `step` steps (its layout from its groups).
-CheckpointMeta trainer_meta(Trainer& trainer, int64_t step);
+// The metadata of `trainer` after `step` steps (its layout from its groups),
+// of run `run_id` (see CheckpointMeta::run_id).
+CheckpointMeta trainer_meta(Trainer& trainer, int64_t step, const std::string& run_id = "");
 
 // Writes the trainer's state after `step` steps to cfg.checkpoint.dir,
 // collectively over its world group. Each rank writes what it alone holds
 // (data-parallel rank 0 of each tensor- and pipeline-parallel position; with
 // ZeRO-1 the optimizer state is gathered over the data-parallel group first).
-SaveResult save_trainer(Trainer& trainer, int64_t step, const SaveOptions& opts);
+SaveResult save_trainer(Trainer& trainer, int64_t step, const SaveOptions& opts,
+                        const std::string& run_id = "");
 
 // Loads the checkpoint in `dir` into the trainer, whatever layout wrote it
 // (parameters, buffers, this rank's range of the optimizer state and the
@@ -38,6 +40,9 @@ CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir);
 struct SessionOptions {
   SignalWatch* signals = nullptr;  // preemption signals to poll; nullptr = none
   int64_t start_step = 0;          // the step the run resumed from (already on disk)
+  // The run's identity, written in every checkpoint: a resume passes its
+  // checkpoint's; "" draws a new one (a run's first start; collective).
+  std::string run_id;
   std::function<void(const std::string&)> log;          // rank 0's progress lines
   std::function<void(const std::string&)> on_file_op;  // tests (SaveOptions::on_file_op)
   std::function<void(const std::string&)> warn;        // a background checkpoint that failed
@@ -62,6 +67,7 @@ class CheckpointSession : public TrainHooks {
   // The last checkpoint written (empty if none) and its step.
   const std::string& last_dir() const { return last_dir_; }
   int64_t last_step() const { return last_step_; }
+  const std::string& run_id() const { return opts_.run_id; }
 
  private:
   Trainer& trainer_;

@@ -104,12 +104,23 @@ void remove_leftovers(const fs::path& root, const FileOps& ops) {
   for (const auto& e : fs::directory_iterator(root, ec)) {
     const std::string name = e.path().filename().string();
     const bool ours = name.rfind(kPrefix, 0) == 0 && (ends_with(name, ".tmp") || ends_with(name, ".old"));
-    if (ours || name == std::string(kLatestFile) + ".tmp") stale.push_back(e.path());
+    if (ours || name == std::string(kLatestFile) + ".tmp" || name == std::string(kRunFile) + ".tmp")
+      stale.push_back(e.path());
   }
   for (const auto& p : stale) remove_tree(p, ops);
 }
 
-void publish(const fs::path& tmp, const fs::path& final_dir, const FileOps& ops) {
+std::string read_run(const fs::path& root) {
+  std::error_code ec;
+  if (!fs::is_regular_file(root / kRunFile, ec)) return "";  // absent, or a FIFO that would block
+  std::ifstream f(root / kRunFile);
+  std::string id;
+  if (f) std::getline(f, id);
+  if (id.empty() || id.size() > 64 || id.find_first_not_of("0123456789abcdef") != std::string::npos) return "";
+  return id;
+}
+
+void publish(const fs::path& tmp, const fs::path& final_dir, const FileOps& ops, const std::string& run_id) {
   const fs::path root = final_dir.parent_path();
   const fs::path aside = final_dir.string() + ".old";
   std::error_code ec;
@@ -121,6 +132,7 @@ void publish(const fs::path& tmp, const fs::path& final_dir, const FileOps& ops)
   rename_path(tmp, final_dir, ops);
   sync_path(root);
   ops.done("sync " + root.filename().string());
+  if (!run_id.empty() && read_run(root) != run_id) write_file_atomic(root / kRunFile, run_id + "\n", ops);
   write_file_atomic(root / kLatestFile, final_dir.filename().string() + "\n", ops);
   if (replacing) remove_tree(aside, ops);
 }

@@ -20,6 +20,7 @@ namespace fs = std::filesystem;
 
 inline constexpr const char* kMasterFile = "checkpoint.h5";
 inline constexpr const char* kLatestFile = "latest";
+inline constexpr const char* kRunFile = "run";  // the run whose checkpoints these are (CheckpointMeta::run_id)
 
 std::string step_dir_name(int64_t step);                     // "step_00000100"
 std::optional<int64_t> parse_step_dir_name(const std::string& name);  // complete names only
@@ -50,7 +51,12 @@ std::string read_latest(const fs::path& root);
 void remove_leftovers(const fs::path& root, const FileOps& ops);
 // Makes `tmp` (complete, synced) the checkpoint `final_dir` and points
 // `latest` at it: replaces an existing final_dir by renaming it aside first.
-void publish(const fs::path& tmp, const fs::path& final_dir, const FileOps& ops);
+// A `run_id` other than the one the `run` file holds is written there first
+// (before `latest`: a crash between the two never makes this run's newest
+// checkpoint look foreign).
+void publish(const fs::path& tmp, const fs::path& final_dir, const FileOps& ops, const std::string& run_id = "");
+// The id the `run` file holds ("" if absent, unreadable or not one line of hex).
+std::string read_run(const fs::path& root);
 // Deletes all but the newest `keep` complete checkpoints (each renamed to
 // .old first, so a crash mid-delete leaves no half-deleted complete one).
 std::vector<std::string> prune(const fs::path& root, int64_t keep, const FileOps& ops);

@@ -206,6 +206,7 @@ void write_master(const fs::path& path, const CheckpointMeta& meta,
   h5::write_attr(root, "pp", int64_t{meta.layout.pp});
   h5::write_attr(root, "world_size", int64_t{meta.layout.world()});
   h5::write_attr(root, "checkpoint_id", meta.id);
+  if (!meta.run_id.empty()) h5::write_attr(root, "run_id", meta.run_id);
   h5::write_attr(root, "written_at", meta.written_at);
   h5::write_attr(root, "config", meta.config);
   h5::write_attr(root, "meta_crc32", crc32_of(canonical(meta).data(), canonical(meta).size()));
@@ -264,6 +265,7 @@ void write_manifest(const fs::path& tmp, const CheckpointMeta& meta, const store
   ckpt_manifest::Manifest m;
   m.step = meta.step;
   m.id = meta.id;
+  m.run = meta.run_id;
   for (const auto& e : fs::directory_iterator(tmp)) {
     const std::string name = e.path().filename().string();
     if (name == ckpt_manifest::kFile) continue;
@@ -290,6 +292,8 @@ std::string new_id(Communicator& world) {
 }
 
 }  // namespace
+
+std::string new_run_id(Communicator& world) { return new_id(world); }
 
 SaveResult save_checkpoint(const std::string& root_dir, CheckpointMeta meta,
                            const std::vector<Piece>& pieces, Communicator& world,
@@ -352,7 +356,7 @@ SaveResult save_checkpoint(const std::string& root_dir, CheckpointMeta meta,
       write_manifest(tmp, meta, ops);
       store::sync_path(tmp);
       ops.done("sync " + tmp.filename().string());
-      store::publish(tmp, final_dir, ops);
+      store::publish(tmp, final_dir, ops, meta.run_id);
       res.pruned = store::prune(root, opts.keep, ops);
       res.bytes = store::dir_bytes(final_dir);
     } catch (const Error& e) {
@@ -470,7 +474,7 @@ SaveResult publish_pending(const PendingSave& s, double timeout_seconds) {
     write_manifest(tmp, s.meta, ops);  // as the synchronous save: every file's size and CRC-32
     store::sync_path(tmp);
     ops.done("sync " + tmp.filename().string());
-    store::publish(tmp, fs::path(s.final_dir), ops);
+    store::publish(tmp, fs::path(s.final_dir), ops, s.meta.run_id);
     res.pruned = store::prune(fs::path(s.root), s.opts.keep, ops);
     res.bytes = store::dir_bytes(fs::path(s.final_dir));
     res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

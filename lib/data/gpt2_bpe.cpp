@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/file_kind.h"
 #include "data/tokenizer.h"
 
 namespace dtrain {
@@ -152,6 +153,7 @@ class Gpt2Tokenizer : public Tokenizer {
       byte_of_[cs[i]] = static_cast<unsigned char>(bs[i]);
     }
     const std::string enc_path = (std::filesystem::path(dir) / "encoder.json").string();
+    require_regular_file(enc_path, "the GPT-2 tokenizer's vocabulary (JSON)");
     std::ifstream ef(enc_path);
     if (!ef) throw InputError(fmt::format("'{}': cannot open (the GPT-2 tokenizer's vocabulary)", enc_path));
     try {
@@ -167,6 +169,7 @@ class Gpt2Tokenizer : public Tokenizer {
       throw InputError(fmt::format("'{}': not a JSON object of ids: {}", enc_path, e.what()));
     }
     const std::string bpe_path = (std::filesystem::path(dir) / "vocab.bpe").string();
+    require_regular_file(bpe_path, "the GPT-2 tokenizer's merges (text)");
     std::ifstream bf(bpe_path);
     if (!bf) throw InputError(fmt::format("'{}': cannot open (the GPT-2 tokenizer's merges)", bpe_path));
     std::string line;

@@ -13,6 +13,7 @@
 #include <toml.hpp>
 
 #include "core/error.h"
+#include "core/file_kind.h"
 
 namespace dtrain {
 
@@ -238,6 +239,9 @@ Hardware load_hardware(const std::string& name_or_path) {
   if (!path)
     throw ConfigError(fmt::format("hardware '{}': not a preset ({}) nor a .toml file", name_or_path,
                                   fmt::join(hardware_presets(), ", ")));
+  if (const std::string kind = special_file_kind(name_or_path); !kind.empty())  // a FIFO would block
+    throw ConfigError(fmt::format("'{}': not a regular file ({}); expected a hardware file (TOML), a regular file",
+                                  name_or_path, kind));
   std::ifstream in(name_or_path, std::ios::binary);
   if (!in)
     throw ConfigError(fmt::format("{}: cannot read hardware file: {}", name_or_path, std::strerror(errno)));

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "core/file_kind.h"
 
 namespace dtrain {
 
@@ -26,6 +27,10 @@ std::string json_escape(const std::string& s) {
 }  // namespace
 
 MetricsWriter::MetricsWriter(const std::string& path, bool append) : path_(path) {
+  // Opened for writing, a FIFO waits for a reader (maybe for ever).
+  if (const std::string kind = special_file_kind(path); !kind.empty())
+    throw RuntimeError(fmt::format("cannot write '{}': not a regular file ({}); expected the run's metrics file, a "
+                                   "regular file", path, kind));
   f_ = std::fopen(path.c_str(), append ? "a" : "w");
   if (!f_) throw RuntimeError(fmt::format("cannot write '{}': {}", path, std::strerror(errno)));
 }

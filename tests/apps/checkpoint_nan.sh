@@ -8,7 +8,7 @@ opts=(--set train.steps=10 --set train.threads=1 --set checkpoint.every=2 --set 
 
 DTRAIN_TEST_NAN_AT_STEP=7 expect_exit 1 "$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/a" "${opts[@]}"
 expect_err "training loss became nan at step 7; stopping before the update"
-[ "$(ls "$WORK/a/checkpoints" | tr '\n' ' ')" = "latest step_00000002 step_00000004 step_00000006 " ] ||
+[ "$(ls "$WORK/a/checkpoints" | tr '\n' ' ')" = "latest run step_00000002 step_00000004 step_00000006 " ] ||
   fail "checkpoints after a NaN at step 7: $(ls "$WORK/a/checkpoints")"
 [ "$(step_losses "$WORK/a/metrics.jsonl" | tail -1 | cut -d' ' -f1)" = 6 ] || fail "a record after the NaN step"
 expect_exit 0 "$DTRAIN" inspect "$WORK/a/checkpoints" --verify

@@ -47,7 +47,7 @@ grep -q "nothing to do" "$WORK/out" || fail "resuming a finished run should say 
 
 # keep = 2: only the two newest remain; latest names the newest.
 expect_exit 0 run run "$WORK/tiny.toml" --out "$WORK/keep" --set train.steps=10 --set checkpoint.every=2 --set checkpoint.keep=2
-[ "$(ls "$WORK/keep/checkpoints" | tr '\n' ' ')" = "latest step_00000008 step_00000010 " ] ||
+[ "$(ls "$WORK/keep/checkpoints" | tr '\n' ' ')" = "latest run step_00000008 step_00000010 " ] ||
   fail "keep=2 left: $(ls "$WORK/keep/checkpoints")"
 [ "$(cat "$WORK/keep/checkpoints/latest")" = step_00000010 ] || fail "latest does not name step_00000010"
 # every_minutes: a checkpoint whenever that much time has passed (here: after every step).

@@ -6,8 +6,9 @@
 # manifest's file checksum before HDF5 opens the file; a checkpoint whose
 # directory name says another step, a manifest of another checkpoint, an
 # emptied tensor list (inspect --verify), a FIFO in place of a file, a
-# missing manifest; every time with the fall-back to the previous checkpoint
-# where a directory of checkpoints was given.
+# missing manifest, another run's checkpoints copied in (passed over, naming
+# both runs); every time with the fall-back to the previous checkpoint where
+# a directory of checkpoints was given.
 source "$(dirname "$0")/common.bash"
 make_tokens
 tiny_gpt_config
@@ -164,4 +165,48 @@ fresh
 rm "$ck/step_00000010/manifest"
 expect_exit 2 "${T[@]}" "$DTRAIN" inspect "$ck/step_00000010"
 expect_err "manifest: missing (format 2 checkpoints have one)"
+
+# 8. Another run's checkpoints copied into this run's directory: each checkpoint records its run
+# (drawn at a run's first start, kept by its resumes); resuming the directory passes them over,
+# naming both runs: one whose name fits its step (12) and one named step 11 holding step 6.
+fresh
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/other" --set train.steps=12 --set checkpoint.every=5 \
+  --set train.threads=1 --set train.seed=7 --set optim.lr=1e-3
+"$DTRAIN" inspect "$ck/step_00000010" >"$WORK/out"
+mine=$(sed -n 's/^run  *\([0-9a-f]\{16\}\)$/\1/p' "$WORK/out")
+"$DTRAIN" inspect "$WORK/other/checkpoints/step_00000012" >"$WORK/out"
+theirs=$(sed -n 's/^run  *\([0-9a-f]\{16\}\)$/\1/p' "$WORK/out")
+[ -n "$mine" ] && [ -n "$theirs" ] && [ "$mine" != "$theirs" ] || fail "inspect shows no run ids ('$mine', '$theirs')"
+grep -q "^run $mine\$" "$ck/step_00000010/manifest" || fail "the manifest does not record the run"
+[ "$(cat "$ck/run")" = "$mine" ] || fail "the checkpoint directory's run file does not name the run"
+cp -r "$WORK/other/checkpoints/step_00000012" "$ck/step_00000012"
+cp -r "$WORK/other/checkpoints/step_00000005" "$ck/step_00000011"
+expect_exit 0 "${T[@]}" "$DTRAIN" resume "$ck" --out "$WORK/o1" --set train.steps=11
+expect_err "$ck/step_00000012: manifest: belongs to another run (run $theirs; the run of $ck is $mine, as its 'run' file says)"
+expect_err "not continued unless named exactly (dtrain resume $ck/step_00000012)"
+expect_err "$ck/step_00000011: manifest: belongs to another run (run $theirs;"
+expect_err "falling back to $ck/step_00000010"
+grep -q "resuming from $ck/step_00000010: step 10" "$WORK/out" || fail "did not resume this run's step 10"
+# The run continues under its identity ...
+"$DTRAIN" inspect "$WORK/o1/checkpoints/step_00000011" >"$WORK/out"
+grep -q "^run  *$mine\$" "$WORK/out" || fail "a resumed run changed its run id"
+# ... without 'run', the checkpoint 'latest' names decides; without both, most checkpoints.
+rm "$ck/run"
+expect_exit 0 "${T[@]}" "$DTRAIN" resume "$ck" --out "$WORK/o2" --set train.steps=11
+expect_err "belongs to another run (run $theirs; the run of $ck is $mine, that of step_00000010, which 'latest' names)"
+rm -r "$ck/step_00000011" "$ck/latest"
+expect_exit 0 "${T[@]}" "$DTRAIN" resume "$ck" --out "$WORK/o4" --set train.steps=11
+expect_err "belongs to another run (run $theirs; the run of $ck is $mine, that of 2 of its 3 checkpoints)"
+# Another run's checkpoint copied over the very one 'latest' names: the run file tells.
+fresh
+rm -r "$ck/step_00000010" && cp -r "$WORK/other/checkpoints/step_00000010" "$ck/step_00000010"
+expect_exit 0 "${T[@]}" "$DTRAIN" resume "$ck" --out "$WORK/o5" --set train.steps=11
+expect_err "$ck/step_00000010: manifest: belongs to another run (run $theirs; the run of $ck is $mine, as its 'run' file says)"
+expect_err "falling back to $ck/step_00000005"
+# Named exactly, another run's checkpoint is resumed on purpose, and keeps its run.
+cp -r "$WORK/other/checkpoints/step_00000012" "$ck/step_00000012"
+expect_exit 0 "${T[@]}" "$DTRAIN" resume "$ck/step_00000012" --out "$WORK/o3" --set train.steps=13
+grep -q "resuming from $ck/step_00000012: step 12" "$WORK/out" || fail "the named checkpoint was not resumed"
+"$DTRAIN" inspect "$WORK/o3/checkpoints/step_00000013" >"$WORK/out"
+grep -q "^run  *$theirs\$" "$WORK/out" || fail "the resumed run of another's checkpoint changed its run id"
 echo "hostile_checkpoint: ok"

@@ -2,7 +2,8 @@
 # exit 2, through `validate` and `run`, without a crash or a hang (every
 # command runs under a timeout): absurd sizes that used to overflow, deep
 # TOML nesting that overflowed the parser's stack, integers beyond int64,
-# NUL in a string, FIFOs as config or data files, a model too big for this
+# NUL in a string, FIFOs as config, data, hardware, init_from, tokenizer or
+# metrics files, a model too big for this
 # machine's memory.
 source "$(dirname "$0")/common.bash"
 make_tokens
@@ -56,6 +57,25 @@ expect_exit 2 "${T[@]}" "$DTRAIN" run "$WORK/tiny.toml" --set "data.train=$WORK/
 expect_err "fifo.bin' is not a regular file (a FIFO)"
 expect_exit 2 "${T[@]}" "$DTRAIN" run "$WORK/tiny.toml" --set "data.val=$WORK/fifo.bin" --out "$WORK/f2"
 expect_err "fifo.bin' is not a regular file (a FIFO)"
+# ... and every other file dtrain reads or appends to: a hardware file, model.init_from's
+# config.json, the GPT-2 tokenizer's files, a run's metrics.jsonl (opened to append, a FIFO
+# would wait for a reader): one line naming the file and what was expected.
+expect_exit 2 "${T[@]}" "$DTRAIN" hardware "$WORK/fifo.toml"
+expect_err "'$WORK/fifo.toml': not a regular file (a FIFO); expected a hardware file (TOML), a regular file"
+lines 1
+mkdir "$WORK/hf" && mkfifo "$WORK/hf/config.json"
+expect_exit 2 "${T[@]}" "$DTRAIN" run "$WORK/tiny.toml" --set "model.init_from=hf:$WORK/hf" --out "$WORK/h"
+expect_err "'$WORK/hf/config.json': not a regular file (a FIFO); expected model.init_from's config.json (JSON), a regular file"
+lines 1
+mkdir -p "$WORK/m" && mkfifo "$WORK/m/metrics.jsonl"
+expect_exit 1 "${T[@]}" "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=1 --set optim.warmup_steps=0 --out "$WORK/m"
+expect_err "cannot write '$WORK/m/metrics.jsonl': not a regular file (a FIFO); expected the run's metrics file"
+lines 1
+mkdir "$WORK/tokdir" && mkfifo "$WORK/tokdir/encoder.json"
+expect_exit 0 "${T[@]}" "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=1 --set optim.warmup_steps=0 --set model.vocab_size=50257 --set data.tokenizer=gpt2 \
+  --set "data.tokenizer_dir=$WORK/tokdir" --out "$WORK/g"
+expect_exit 2 "${T[@]}" "$DTRAIN" generate "$WORK/g/checkpoints" --prompt "the" --tokens 2
+expect_err "'$WORK/tokdir/encoder.json': not a regular file (a FIFO); expected the GPT-2 tokenizer's vocabulary (JSON), a regular file"
 # validate reads the data files and checks the output directories, and reports every problem at once.
 head -c 100 "$WORK/tok_val.bin" >"$WORK/short.bin"
 expect_exit 2 "${T[@]}" "$DTRAIN" validate "$WORK/tiny.toml" --set "data.train=$WORK/missing.bin" \

@@ -3,7 +3,8 @@
 # (exit 1, saying no checkpoint was written); SIGKILL to mpirun makes the
 # orphaned ranks notice that their launcher is gone, checkpoint and stop; a
 # rank blocked on a stopped peer leaves within its grace instead of
-# parallel.timeout; a log reader that goes away (| head) does not end the run.
+# parallel.timeout; a log reader that goes away (| head) does not end the run;
+# SIGTERM, SIGINT and SIGHUP to mpirun checkpoint (and through tools/dtrain-mpirun exit 4).
 source "$(dirname "$0")/common.bash"
 make_tokens
 tiny_gpt_config
@@ -33,12 +34,12 @@ wait_step() {
   fail "no step $2 in $1"
 }
 
-# 1. SIGTERM during setup (a 1000-layer model being built): exit 1 at once, no checkpoint.
-"$DTRAIN" run "$WORK/tiny.toml" --set model.n_layer=1000 --set train.micro_batch=1 --set train.threads=1 \
+# 1. SIGTERM during setup (a 2000-layer model being built): exit 1 at once, no checkpoint.
+"$DTRAIN" run "$WORK/tiny.toml" --set model.n_layer=2000 --set train.micro_batch=1 --set train.threads=1 \
   --out "$WORK/setup" >"$WORK/out" 2>"$WORK/err" &
 pid=$!
 bg+=($pid)
-sleep 1
+sleep 0.5  # the build takes seconds (about 3 s for 1000 layers under load, under 1 s idle: 2000 and 0.5 s)
 kill -TERM $pid
 t0=$(now)
 set +e; wait $pid; rc=$?; set -e
@@ -110,7 +111,41 @@ expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=6 --set train.th
   --set checkpoint.dir="$WORK/busy2/ck2"
 echo "lock: refused while held, free after SIGKILL"
 
-# 5. | head: the run goes on to the end when its reader leaves.
+# 5. SIGTERM, SIGINT or SIGHUP to mpirun: Open MPI passes SIGTERM on to the ranks, which
+# checkpoint and stop with 4 (this tiny model's checkpoint fits in the second Open MPI gives them
+# before its SIGKILL), but mpirun itself exits 1 whatever they return (its own status, set before
+# any rank stops; README, "Exit status"). tools/dtrain-mpirun turns the three into SIGUSR1, which
+# mpirun forwards without a SIGKILL and then reports the ranks' 4. (wrap.sh: rank 0's stderr.)
+# sig_run OUT SIGNAL LAUNCHER...: the 2-rank run under LAUNCHER gets SIGNAL after its third
+# step; sets rc to the launcher's status. SIGINT's and SIGHUP's default actions are restored (a
+# background job of a script starts with SIGINT ignored, under nohup with SIGHUP ignored, and a
+# trap cannot undo that).
+sig_run() {
+  local out=$1 sig=$2; shift 2
+  python3 -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); signal.signal(signal.SIGHUP, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])' \
+    "$@" --allow-run-as-root --oversubscribe -np 2 "$WORK/wrap.sh" "$DTRAIN" run "$WORK/tiny.toml" \
+    --set parallel.dp=2 --set train.grad_accum=1 "${long[@]}" --out "$out" >/dev/null 2>"$WORK/launcher.err" &
+  local pid=$!
+  bg+=($pid)
+  wait_step "$out/metrics.jsonl" 3
+  bg+=($(ps -o pid= --ppid $pid))  # tools/dtrain-mpirun's mpirun, in a session of its own
+  kill -"$sig" $pid
+  t0=$(now)
+  set +e; wait $pid; rc=$?; set -e
+  # printed by rank 0 just before it returns 4, once every rank has checkpointed
+  grep -q "dtrain: stopped by .* after step [0-9]* of 100000; checkpoint $out/checkpoints/step_" "$WORK/rank_0.err" ||
+    { cat "$WORK/rank_0.err" "$WORK/launcher.err"; fail "SIG$sig: no 'stopped by' line"; }
+  [ -f "$out/checkpoints/$(cat "$out/checkpoints/latest")/checkpoint.h5" ] || fail "SIG$sig: no checkpoint"
+}
+sig_run "$WORK/s_mpirun" TERM mpirun
+echo "SIGTERM to mpirun: the ranks checkpointed and stopped ($(elapsed "$t0") s); mpirun exited $rc (Open MPI's own status)"
+for sig in TERM INT HUP; do
+  sig_run "$WORK/s_$sig" $sig "$DTRAIN_SOURCE_DIR/tools/dtrain-mpirun"
+  [ $rc -eq 4 ] || { cat "$WORK/launcher.err"; fail "SIG$sig to tools/dtrain-mpirun: exit $rc, expected 4"; }
+  echo "SIG$sig to tools/dtrain-mpirun: checkpoint and exit 4 in $(elapsed "$t0") s"
+done
+
+# 6. | head: the run goes on to the end when its reader leaves.
 set +e
 "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=40 --set log.every=1 --set train.threads=1 --out "$WORK/pipe" 2>"$WORK/err" | head -1 >/dev/null
 rc=${PIPESTATUS[0]}

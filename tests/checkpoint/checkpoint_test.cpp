@@ -50,6 +50,7 @@ TEST_CASE("round trip: every parameter and optimizer state tensor, bit for bit (
     auto world = make_self_communicator("world");
     CheckpointMeta meta = test_meta(3);
     meta.optimizer = name;
+    if (std::string(name) == "sgd") meta.run_id = "0123456789abcdef";  // adamw: none, as before run ids
     SaveResult r = save_checkpoint(dir.str(), meta, collect_pieces(*a.model, *a.opt), *world);
     CHECK(r.dir == (dir.path / "step_00000003").string());
     CHECK(r.bytes > 3 * a.model->params.num_trainable() * 4);
@@ -78,6 +79,8 @@ TEST_CASE("round trip: every parameter and optimizer state tensor, bit for bit (
     CHECK(m.layout.world() == 1);
     CHECK(m.program_version == "test");
     CHECK(m.id.size() == 16);
+    CHECK(m.run_id == meta.run_id);  // in the master file and the manifest, which must agree
+    CHECK(ckpt_manifest::read(r.dir)->run == meta.run_id);
 
     const auto tensors = list_tensors(r.dir);
     CHECK(tensors.size() == pieces.size());

@@ -1,10 +1,11 @@
 // The directory protocol (names, keep-N, leftovers of interrupted saves,
-// replacing a step, the latest pointer), the preemption signal watch, the
+// replacing a step, the latest pointer, which run a directory belongs to), the preemption signal watch, the
 // resume-time config rules, and trimming a resumed run's metrics.
 #include <doctest/doctest.h>
 
 #include <csignal>
 
+#include "checkpoint/manifest.h"
 #include "checkpoint/preempt.h"
 #include "checkpoint/resume.h"
 #include "checkpoint/store.h"
@@ -79,6 +80,48 @@ TEST_CASE("leftovers of an interrupted save are ignored and then removed, and a 
   CHECK(!fs::exists(dir.path / "step_00000002.old"));
   CHECK(!fs::exists(dir.path / "step_00000003.old"));
   CHECK(store::list_complete(dir.path).size() == 1);
+}
+
+TEST_CASE("a directory of checkpoints belongs to the run its run file or 'latest' names, else to most") {
+  TempDir dir;
+  auto checkpoint = [&](int64_t step, const std::string& run) {  // a manifest is all find_checkpoints reads
+    const fs::path d = dir.path / store::step_dir_name(step);
+    fs::create_directories(d);
+    ckpt_manifest::Manifest m;
+    m.step = step;
+    m.id = fmt::format("{:016x}", step);
+    m.run = run;
+    write_file(d / ckpt_manifest::kFile, ckpt_manifest::to_text(m));
+  };
+  checkpoint(1, "aaaa");
+  checkpoint(2, "aaaa");
+  checkpoint(3, "bbbb");  // another run's, copied in: the newest by its step
+  checkpoint(4, "");      // written before run ids: never compared
+  Candidates c = find_checkpoints(dir.path.string());
+  CHECK(c.run == "aaaa");  // no latest: 2 of the 4
+  CHECK(c.run_source.find("2 of its 4") != std::string::npos);
+  REQUIRE(c.runs.size() == 4);
+  CHECK(c.runs == std::vector<std::string>{"", "bbbb", "aaaa", "aaaa"});  // newest first
+  write_file(dir.path / store::kLatestFile, "step_00000002\n");
+  c = find_checkpoints(dir.path.string());
+  CHECK(c.run == "aaaa");
+  CHECK(c.run_source.find("step_00000002, which 'latest' names") != std::string::npos);
+  write_file(dir.path / store::kLatestFile, "step_00000003\n");  // the other run wrote here last
+  CHECK(find_checkpoints(dir.path.string()).run == "bbbb");
+  // A damaged manifest is not a vote (loading it reports the damage).
+  write_file(dir.path / store::kLatestFile, "step_00000009\n");
+  write_file(dir.path / "step_00000001" / ckpt_manifest::kFile, "garbage");
+  checkpoint(5, "bbbb");
+  c = find_checkpoints(dir.path.string());
+  CHECK(c.run == "bbbb");  // 2 (steps 3, 5) against 1 (step 2); the newest of the most wins ties
+  CHECK(c.runs.back() == "");
+  // The run file, which each save writes before 'latest', says it before anything else.
+  write_file(dir.path / store::kRunFile, "aaaa\n");
+  c = find_checkpoints(dir.path.string());
+  CHECK(c.run == "aaaa");
+  CHECK(c.run_source == "as its 'run' file says");
+  write_file(dir.path / store::kRunFile, "not hex\n");  // unreadable: as if absent
+  CHECK(find_checkpoints(dir.path.string()).run == "bbbb");
 }
 
 TEST_CASE("preemption signals are held pending and polled, not delivered") {

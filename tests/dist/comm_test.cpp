@@ -23,6 +23,18 @@ TEST_CASE("world: every operation gives the known answer") {
   CHECK(world.stats().wait_seconds >= 0);
 }
 
+TEST_CASE("world: a huge timeout does not time out at once (its deadline would overflow nanoseconds)") {
+  MpiCommOptions o = test_options();
+  o.timeout_seconds = 1e10;  // issue 14: 1e10 s in nanoseconds passes int64; the deadline is clamped
+  MpiCommunicator world(MPI_COMM_WORLD, "world", o);
+  if (world.size() > 1 && world.rank() == 1) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  Tensor t = Tensor::zeros({4}, DType::f32);
+  t.data<float>()[0] = 1.0f;
+  world.all_reduce(t, ReduceOp::sum)->wait();  // waits for the late member instead of failing
+  CHECK(t.data<float>()[0] == static_cast<float>(world.size()));
+  CHECK(!world.failed());
+}
+
 TEST_CASE("world: large all_reduce and overlapping operations") {
   MpiCommunicator world(MPI_COMM_WORLD, "world", test_options());
   const int p = world.size();
