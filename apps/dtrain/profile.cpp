@@ -1,4 +1,4 @@
-#include "train/profile.h"
+#include "profile.h"
 
 #include "core/device.h"
 #include "model/block.h"
