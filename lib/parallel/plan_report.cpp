@@ -8,6 +8,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "core/format_bytes.h"
+
 namespace dtrain {
 
 namespace {
@@ -36,8 +38,8 @@ std::string schedule_of(const Candidate& c) { return c.pp > 1 ? c.schedule : "-"
 std::string format_plan_text(const Plan& plan, int top) {
   const Hardware& hw = plan.hardware;
   std::string out = fmt::format(
-      "plan for {} devices of {} ({:.1f} GiB, {} per node): {:.4g}M parameters, batch {}{}, {}\n",
-      plan.devices, hw.name, hw.memory_bytes / kGiB, hw.devices_per_node, plan.model_params / 1e6,
+      "plan for {} devices of {} ({}, {} per node): {:.4g}M parameters, batch {}{}, {}\n",
+      plan.devices, hw.name, format_bytes(hw.memory_bytes), hw.devices_per_node, plan.model_params / 1e6,
       plan.global_batch, plan.seq_len > 0 ? fmt::format(" x {} tokens", plan.seq_len) : std::string(" images"),
       plan.precision);
   out += fmt::format("{} candidates predicted in {:.0f} ms: {} fit, {} rejected\n\n", plan.evaluated,
