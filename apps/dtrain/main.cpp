@@ -4,9 +4,12 @@
 //   0 success, 1 runtime failure, 2 bad config or input (a damaged checkpoint
 //   included), 3 internal error, 4 stopped by a preemption signal (SIGTERM,
 //   SIGUSR1) after writing a checkpoint.
-// Under mpirun/srun every rank runs this same program: MPI comes up first,
-// the config is checked against the number of ranks, the mesh of groups is
-// built, and the trainer runs this rank's part. Errors every rank sees alike
+// Under mpirun/srun every rank runs this same program. MPI comes up only for
+// the subcommands that talk to other ranks (run, resume, profile): its start
+// costs about 0.4 s, which --help, keys, validate, plan, inspect, export and
+// generate do not pay (they learn their rank from the launcher's environment,
+// and rank 0 prints). For training, the config is checked against the number
+// of ranks, the mesh of groups is built, and the trainer runs this rank's part. Errors every rank sees alike
 // (a bad config) are printed once, by rank 0; an error of one rank is
 // printed with its rank and ends the whole job (MPI_Abort), so no other rank
 // is left waiting.
@@ -14,6 +17,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <optional>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -113,16 +117,15 @@ int main(int argc, char** argv) {
       }
     }
   }
-  dtrain::MpiRuntime mpi(&argc, &argv);
+  // Which rank this is, from the launcher's environment until MPI (if the
+  // subcommand needs it) says so itself.
+  const dtrain::LaunchInfo launch = dtrain::launch_info();
   Context ctx;
-  ctx.world_rank = mpi.world_rank();
-  ctx.world_size = mpi.world_size();
-  ctx.rank_tag = ctx.world_size > 1 ? fmt::format("rank {}: ", ctx.world_rank) : "";
-  ctx.mpi = &mpi;
+  ctx.world_rank = launch.rank;
+  ctx.world_size = launch.size;
   ctx.signals = &signals;
   ctx.watchdog = &watchdog;
-  if (ctx.world_size > 1) tag_rank.store(ctx.world_rank);
-  if (mpi.launched()) watchdog.watch_launcher(launcher);
+  if (!launch.launcher.empty()) watchdog.watch_launcher(launcher);
 
   CLI::App app{"dtrain: train GPT-style transformers and CNNs from TOML configs, on one process "
                "or many (mpirun -np N dtrain run ..., srun dtrain run ...)"};
@@ -137,20 +140,34 @@ int main(int argc, char** argv) {
     int code = ctx.world_rank == 0 ? app.exit(e) : (e.get_exit_code() == 0 ? 0 : 1);
     return code == 0 ? kExitOk : kExitConfig;
   }
+  const Subcommand* chosen = nullptr;
+  for (const Subcommand& s : commands)
+    if (s.cli->parsed()) chosen = &s;
+  if (!chosen) return kExitInternal;  // require_subcommand(1): not reached
 
+  std::optional<dtrain::MpiRuntime> mpi;  // finalised after the errors are reported (MPI_Abort needs it)
+  if (chosen->needs_mpi) {
+    mpi.emplace(&argc, &argv);
+    ctx.mpi = &*mpi;
+    ctx.world_rank = mpi->world_rank();
+    ctx.world_size = mpi->world_size();
+  }
+  ctx.rank_tag = ctx.world_size > 1 ? fmt::format("rank {}: ", ctx.world_rank) : "";
+  if (ctx.world_size > 1) tag_rank.store(ctx.world_rank);
+
+  // Without MPI no rank waits for another: one that fails just returns.
+  const bool can_abort = ctx.mpi && ctx.world_size > 1;
   try {
-    for (const Subcommand& s : commands)
-      if (s.cli->parsed()) return s.run(ctx);
-    return kExitInternal;  // require_subcommand(1): not reached
+    return chosen->run(ctx);
   } catch (const dtrain::Error& e) {
     const bool config = e.kind() == dtrain::ErrorKind::kConfig || e.kind() == dtrain::ErrorKind::kInput;
     if (ctx.world_rank == 0 || !(ctx.shared_failure && config)) report(e, ctx.rank_tag);
     const int code = exit_code_for(e);
-    if (ctx.world_size > 1 && !(ctx.shared_failure && config)) MPI_Abort(MPI_COMM_WORLD, code);
+    if (can_abort && !(ctx.shared_failure && config)) MPI_Abort(MPI_COMM_WORLD, code);
     return code;
   } catch (const std::exception& e) {
     fmt::print(stderr, "dtrain: {}internal error (a dtrain bug): {}\n", ctx.rank_tag, e.what());
-    if (ctx.world_size > 1) MPI_Abort(MPI_COMM_WORLD, kExitInternal);
+    if (can_abort) MPI_Abort(MPI_COMM_WORLD, kExitInternal);
     return kExitInternal;
   }
 }
