@@ -15,6 +15,7 @@
 #include <functional>
 #include <vector>
 
+#include "core/format_bytes.h"
 #include "dist/arrival_board.h"
 #include "dist/mpi_communicator.h"
 #include "dist/mpi_runtime.h"
@@ -44,14 +45,6 @@ double load_average() {
   return l;
 }
 
-std::string human_bytes(double b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB"};
-  int u = 0;
-  while (b >= 1024 && u < 3) b /= 1024, ++u;
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g %s", b, units[u]);
-  return buf;
-}
 
 }  // namespace
 
@@ -101,7 +94,7 @@ int main(int argc, char** argv) {
     double a = best(t_raw), b = best(t_nb), c = best(t_off), d = best(t_on);
     if (root)
       std::printf("| %-9s | %10.1f us | %8.1f us | %8.1f us | %8.1f us | %+9.1f us | %10.2f |\n",
-                  human_bytes(bytes).c_str(), a * 1e6, b * 1e6, c * 1e6, d * 1e6, (d - c) * 1e6,
+                  format_bytes(bytes).c_str(), a * 1e6, b * 1e6, c * 1e6, d * 1e6, (d - c) * 1e6,
                   bus * bytes / d / 1e9);
   }
   // The notices alone: a barrier, the smallest collective, with and without.

@@ -1,6 +1,7 @@
-// Subcommands that live in files of their own (export.cpp, generate.cpp):
-// each adds its options to the CLI app and returns what to run when it was
-// the one parsed. main.cpp registers them in a few lines.
+// The subcommands of `dtrain`, one file each (cmd_<name>.cpp): each adds its
+// options to the CLI app and returns what to run when it was the one parsed.
+// main.cpp only registers them, brings MPI up for those that need it and maps
+// errors to exit codes.
 #pragma once
 
 #include <functional>
@@ -10,13 +11,49 @@
 
 #include "config/config.h"
 
+namespace dtrain {
+class MpiRuntime;
+class SignalWatch;
+class Watchdog;
+}  // namespace dtrain
+
 namespace dtrain_cli {
+
+// Exit codes (only apps/ decides them).
+constexpr int kExitOk = 0;
+constexpr int kExitRuntime = 1;
+constexpr int kExitConfig = 2;
+constexpr int kExitInternal = 3;
+constexpr int kExitPreempted = 4;
+
+// What a subcommand gets from main: which rank it is and the process-wide
+// machinery made before anything else started a thread.
+struct Context {
+  int world_rank = 0;
+  int world_size = 1;
+  std::string rank_tag;                   // "rank 3: " with more than one rank, else ""
+  dtrain::MpiRuntime* mpi = nullptr;      // only for subcommands with needs_mpi
+  dtrain::SignalWatch* signals = nullptr;
+  dtrain::Watchdog* watchdog = nullptr;
+  // Until a subcommand clears it, an error is one every rank sees alike (a
+  // bad config): rank 0 reports it and no rank aborts the job.
+  bool shared_failure = true;
+};
 
 struct Subcommand {
   CLI::App* cli = nullptr;
-  std::function<int()> run;  // on rank 0; returns the exit status
+  std::function<int(Context&)> run;  // on every rank; returns the exit status
+  bool needs_mpi = false;            // MPI is initialised only for these
 };
 
+Subcommand add_run(CLI::App& app);       // dtrain run CONFIG
+Subcommand add_resume(CLI::App& app);    // dtrain resume PATH
+Subcommand add_inspect(CLI::App& app);   // dtrain inspect PATH
+Subcommand add_validate(CLI::App& app);  // dtrain validate CONFIG
+Subcommand add_profile(CLI::App& app);   // dtrain profile CONFIG [--write-hardware FILE]
+Subcommand add_keys(CLI::App& app);      // dtrain keys
+Subcommand add_plan(CLI::App& app);      // dtrain plan CONFIG --devices N
+Subcommand add_hardware(CLI::App& app);  // dtrain hardware NAME
 Subcommand add_export(CLI::App& app);    // dtrain export CHECKPOINT --format hf --out DIR
 Subcommand add_generate(CLI::App& app);  // dtrain generate CHECKPOINT [--prompt ...]
 
@@ -26,5 +63,9 @@ std::string version_report();
 
 // log.plot: draws <log.out_dir>/loss.png at the end of a run (plot.cpp).
 void plot_run(const dtrain::Config& cfg, const std::function<void(const std::string&)>& log);
+
+// A line on stdout; a reader that went away (`dtrain run ... | head`) must
+// not end the run: SIGPIPE is ignored and a failed write is dropped.
+void print_line(const std::string& s);
 
 }  // namespace dtrain_cli

@@ -9,6 +9,7 @@
 #include <set>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "checkpoint/manifest.h"
 #include "checkpoint/session.h"
@@ -178,9 +179,12 @@ void trim_metrics(const std::string& path, int64_t step) {
   if (!in) return;
   std::string kept, line;
   bool dropped = false;
-  const std::string tag = "{\"step\": ";
   while (std::getline(in, line)) {
-    if (line.rfind(tag, 0) == 0 && std::strtoll(line.c_str() + tag.size(), nullptr, 10) > step) {
+    // A line that is not JSON (a killed run's half-written last line) goes
+    // too: nothing could read it.
+    const nlohmann::json r = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (r.is_discarded() ||
+        (r.is_object() && r.contains("step") && r["step"].is_number_integer() && r["step"].get<int64_t>() > step)) {
       dropped = true;
       continue;
     }

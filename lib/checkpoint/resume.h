@@ -52,7 +52,8 @@ ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkp
                            int world_size);
 
 // Keeps the records of steps <= `step` in a metrics.jsonl (a run resumed in
-// the directory it ran in drops what it did after the checkpoint).
+// the directory it ran in drops what it did after the checkpoint); each line
+// is read as JSON, and one that is not (a half-written last line) is dropped.
 void trim_metrics(const std::string& path, int64_t step);
 
 struct ResumeRequest {

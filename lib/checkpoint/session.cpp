@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "checkpoint/store.h"
+#include "core/format_bytes.h"
 #include "config/config.h"
 
 #ifndef DTRAIN_VERSION
@@ -13,14 +14,6 @@
 #endif
 
 namespace dtrain {
-
-namespace {
-std::string human_bytes(double b) {
-  if (b >= 1e9) return fmt::format("{:.2f} GB", b / 1e9);
-  if (b >= 1e6) return fmt::format("{:.1f} MB", b / 1e6);
-  return fmt::format("{:.1f} kB", b / 1e3);
-}
-}  // namespace
 
 CheckpointMeta trainer_meta(Trainer& trainer, int64_t step, const std::string& run_id) {
   const Config& cfg = trainer.config();
@@ -229,7 +222,7 @@ void CheckpointSession::save_sync(int64_t done) {
   last_step_ = done;
   if (opts_.log) {
     std::string msg = fmt::format("checkpoint step {} -> {} ({} in {:.2f} s)", done, r.dir,
-                                  human_bytes(static_cast<double>(r.bytes)), r.seconds);
+                                  format_bytes(static_cast<double>(r.bytes)), r.seconds);
     if (!r.pruned.empty()) msg += fmt::format("; deleted {}", fmt::join(r.pruned, ", "));
     opts_.log(msg);
   }
@@ -297,7 +290,7 @@ void CheckpointSession::finish() {
     const SaveResult& r = f->result;
     std::string msg = fmt::format("checkpoint step {} -> {} ({}; training stalled {:.3f} s, written in {:.2f} s "
                                   "in the background)",
-                                  step, r.dir, human_bytes(static_cast<double>(r.bytes)), f->stall_seconds,
+                                  step, r.dir, format_bytes(static_cast<double>(r.bytes)), f->stall_seconds,
                                   f->write_seconds);
     if (!r.pruned.empty()) msg += fmt::format("; deleted {}", fmt::join(r.pruned, ", "));
     opts_.log(msg);

@@ -48,15 +48,4 @@ Footprint footprint(const Config& c) {
   return f;
 }
 
-std::string format_bytes(double bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
-  int u = 0;
-  while (bytes >= 1024 && u < 6) {
-    bytes /= 1024;
-    ++u;
-  }
-  if (u == 6 && bytes >= 1024) return fmt::format("{:.3g} EiB", bytes);
-  return fmt::format("{:.1f} {}", bytes, units[u]);
-}
-
 }  // namespace dtrain::config

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "config/config.h"
+#include "core/format_bytes.h"
 
 namespace dtrain::config {
 
@@ -30,7 +31,7 @@ struct Footprint {
 // Of a config whose model, batch and layout keys are valid.
 Footprint footprint(const Config& c);
 
-// "3.2 TiB" and the like.
-std::string format_bytes(double bytes);
+// format_bytes ("3.2 TiB" and the like) is dtrain::format_bytes (core/format_bytes.h).
+using dtrain::format_bytes;
 
 }  // namespace dtrain::config

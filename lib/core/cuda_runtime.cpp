@@ -5,6 +5,7 @@
 
 #include "core/device.h"
 #include "core/error.h"
+#include "core/format_bytes.h"
 
 namespace dtrain::gpu {
 namespace {
@@ -17,10 +18,7 @@ void check(cudaError_t e, const char* call) {
 cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
 cudaEvent_t as_event(void* e) { return static_cast<cudaEvent_t>(e); }
 
-std::string human_bytes(size_t b) {
-  const double g = static_cast<double>(b) / (1024.0 * 1024.0 * 1024.0);
-  return g >= 1 ? fmt::format("{:.2f} GiB", g) : fmt::format("{:.1f} MiB", static_cast<double>(b) / (1024.0 * 1024.0));
-}
+std::string human_bytes(size_t b) { return format_bytes(static_cast<double>(b)); }
 
 std::string version_str(int v) { return fmt::format("{}.{}", v / 1000, (v % 1000) / 10); }
 

@@ -29,7 +29,33 @@ std::string detect_launcher() {
   return "";
 }
 
+int env_int(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return fallback;
+  char* end = nullptr;
+  const long x = std::strtol(v, &end, 10);
+  return *end == '\0' && x >= 0 && x < (1L << 30) ? static_cast<int>(x) : fallback;
+}
+
 }  // namespace
+
+LaunchInfo launch_info() {
+  LaunchInfo li;
+  li.launcher = detect_launcher();
+  if (env_set("OMPI_COMM_WORLD_SIZE")) {
+    li.rank = env_int("OMPI_COMM_WORLD_RANK", 0);
+    li.size = env_int("OMPI_COMM_WORLD_SIZE", 1);
+  } else if (env_set("PMI_SIZE")) {
+    li.rank = env_int("PMI_RANK", 0);
+    li.size = env_int("PMI_SIZE", 1);
+  } else if (li.launcher == "srun") {
+    li.rank = env_int("SLURM_PROCID", 0);
+    li.size = env_int("SLURM_STEP_NUM_TASKS", env_int("SLURM_NTASKS", 1));
+  }
+  li.size = std::max(li.size, 1);
+  if (li.rank >= li.size) li.rank = 0;
+  return li;
+}
 
 void mpi_check(int rc, const char* call) {
   if (rc == MPI_SUCCESS) return;

@@ -64,6 +64,19 @@ class MpiRuntime {
   std::string library_;
 };
 
+// Where a launcher started this process, from the environment alone, without
+// initialising MPI (which costs about 0.4 s): for the commands that need no
+// MPI (validate, plan, inspect, ...) but still run once per rank under
+// mpirun/srun and print on rank 0 only. Open MPI (OMPI_COMM_WORLD_RANK/SIZE),
+// MPICH/Hydra (PMI_RANK/PMI_SIZE) and Slurm's srun (SLURM_PROCID,
+// SLURM_STEP_NUM_TASKS or SLURM_NTASKS); a plain process is rank 0 of 1.
+struct LaunchInfo {
+  int rank = 0;
+  int size = 1;
+  std::string launcher;  // "mpirun", "srun" or "", as MpiRuntime::launcher()
+};
+LaunchInfo launch_info();
+
 // Throws RuntimeError "MPI_X failed: <MPI's message>" when rc is not
 // MPI_SUCCESS.
 void mpi_check(int rc, const char* call);

@@ -4,6 +4,7 @@
 
 #include "core/device.h"
 #include "core/error.h"
+#include "core/format_bytes.h"
 #if DTRAIN_HAVE_CUDA
 #include "kernels/cuda/context.h"
 #endif
@@ -26,8 +27,8 @@ class CudaRuntime final : public Runtime {
   void sync() const override { ctx_.sync(); }
   std::string describe() const override {
     gpu::DeviceInfo d = gpu::device_info(ctx_.device());
-    return fmt::format("cuda:{} ({}, sm_{}{}, {:.1f} GiB)", ctx_.device(), d.name, d.sm_major, d.sm_minor,
-                       static_cast<double>(d.total_bytes) / (1024.0 * 1024.0 * 1024.0));
+    return fmt::format("cuda:{} ({}, sm_{}{}, {})", ctx_.device(), d.name, d.sm_major, d.sm_minor,
+                       format_bytes(static_cast<double>(d.total_bytes)));
   }
   std::string warnings() const override { return warnings_; }
   std::string warnings_;

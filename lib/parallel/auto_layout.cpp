@@ -4,12 +4,12 @@
 #include <charconv>
 
 #include "core/error.h"
+#include "core/format_bytes.h"
 
 namespace dtrain {
 
 namespace {
 
-std::string gib(double bytes) { return fmt::format("{:.2f} GiB", bytes / (1024.0 * 1024.0 * 1024.0)); }
 
 std::string describe(const Candidate& c) {
   return fmt::format("dp={} tp={} pp={}, micro-batch {} x {}, ZeRO-{}{}{}", c.dp, c.tp, c.pp, c.micro_batch,
@@ -76,7 +76,7 @@ std::string explain_choice(const Plan& plan) {
                    "dp exposed {:.3g} s; update {:.3g} s), {:.4g} items/s, MFU {:.1f}%, memory {} of {}\n",
                    p.step_seconds, p.pipeline_seconds, 100 * p.bubble_fraction, p.tp_seconds, p.pp_seconds,
                    p.dp_exposed_seconds, p.optimizer_seconds, p.tokens_per_second, 100 * p.mfu,
-                   gib(p.memory.total()), gib(p.capacity));
+                   format_bytes(p.memory.total()), format_bytes(p.capacity));
   const PlannedLayout* next = nullptr;
   for (const PlannedLayout& l : plan.feasible)
     if (&l != best && l.runnable()) {

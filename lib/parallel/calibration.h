@@ -1,6 +1,6 @@
 // Turning measurements into a hardware description (hardware.h): the
 // inverses of the cost model's formulas, kept apart from the measuring (which
-// needs ranks and a trainer: train/calibrate.h) so that each can be checked
+// needs ranks and a trainer: apps/dtrain/calibrate.h) so that each can be checked
 // against hand-computed cases. `dtrain profile --write-hardware` measures;
 // docs/planner.md ("Calibrating a hardware file") gives the formulas.
 #pragma once

@@ -6,6 +6,9 @@
 #include <tuple>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "core/format_bytes.h"
 
 namespace dtrain {
 
@@ -27,25 +30,6 @@ std::string bytes_si(double b) {
   return fmt::format("{:.0f}k", b / 1e3);
 }
 
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (char ch : s) {
-    switch (ch) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(ch) < 0x20)
-          out += fmt::format("\\u{:04x}", static_cast<unsigned char>(ch));
-        else
-          out += ch;
-    }
-  }
-  return out + "\"";
-}
-
-std::string json_number(double x) { return std::isfinite(x) ? fmt::format("{}", x) : "null"; }
 
 std::string schedule_of(const Candidate& c) { return c.pp > 1 ? c.schedule : "-"; }
 
@@ -54,8 +38,8 @@ std::string schedule_of(const Candidate& c) { return c.pp > 1 ? c.schedule : "-"
 std::string format_plan_text(const Plan& plan, int top) {
   const Hardware& hw = plan.hardware;
   std::string out = fmt::format(
-      "plan for {} devices of {} ({:.1f} GiB, {} per node): {:.4g}M parameters, batch {}{}, {}\n",
-      plan.devices, hw.name, hw.memory_bytes / kGiB, hw.devices_per_node, plan.model_params / 1e6,
+      "plan for {} devices of {} ({}, {} per node): {:.4g}M parameters, batch {}{}, {}\n",
+      plan.devices, hw.name, format_bytes(hw.memory_bytes), hw.devices_per_node, plan.model_params / 1e6,
       plan.global_batch, plan.seq_len > 0 ? fmt::format(" x {} tokens", plan.seq_len) : std::string(" images"),
       plan.precision);
   out += fmt::format("{} candidates predicted in {:.0f} ms: {} fit, {} rejected\n\n", plan.evaluated,
@@ -128,63 +112,86 @@ std::string format_plan_text(const Plan& plan, int top) {
 }
 
 std::string format_plan_json(const Plan& plan, int top) {
+  using json = nlohmann::ordered_json;  // NaN and infinities become null
   const Hardware& hw = plan.hardware;
-  std::string out = "{\n";
-  out += fmt::format("  \"devices\": {},\n  \"precision\": {},\n  \"global_batch\": {},\n  \"seq_len\": {},\n",
-                     plan.devices, json_string(plan.precision), plan.global_batch, plan.seq_len);
-  out += fmt::format("  \"model_params\": {},\n  \"model_flops_per_step\": {},\n", json_number(plan.model_params),
-                     json_number(plan.model_flops_per_step));
-  out += fmt::format(
-      "  \"hardware\": {{\"name\": {}, \"memory_bytes\": {}, \"usable_memory_fraction\": {}, \"peak_fp32\": {}, "
-      "\"peak_bf16\": {}, \"efficiency\": {}, \"memory_bandwidth\": {}, \"layer_overhead\": {}, "
-      "\"devices_per_node\": {}, \"compute_units\": {}, \"intra\": {{\"bandwidth\": {}, \"latency\": {}}}, "
-      "\"inter\": {{\"bandwidth\": {}, \"latency\": {}}}, \"overlap\": {}, \"handoff_latency\": {}}},\n",
-      json_string(hw.name), json_number(hw.memory_bytes), json_number(hw.usable_memory_fraction),
-      json_number(hw.peak_fp32), json_number(hw.peak_bf16), json_number(hw.efficiency),
-      json_number(hw.memory_bandwidth), json_number(hw.layer_overhead), hw.devices_per_node, hw.units(),
-      json_number(hw.intra.bandwidth), json_number(hw.intra.latency), json_number(hw.inter.bandwidth),
-      json_number(hw.inter.latency), json_number(hw.overlap), json_number(hw.handoff_latency));
-  out += fmt::format("  \"evaluated\": {},\n  \"planning_seconds\": {},\n  \"feasible_count\": {},\n",
-                     plan.evaluated, json_number(plan.seconds), plan.feasible.size());
-  out += "  \"feasible\": [";
+  json out = {{"devices", plan.devices},
+              {"precision", plan.precision},
+              {"global_batch", plan.global_batch},
+              {"seq_len", plan.seq_len},
+              {"model_params", plan.model_params},
+              {"model_flops_per_step", plan.model_flops_per_step}};
+  out["hardware"] = {{"name", hw.name},
+                     {"memory_bytes", hw.memory_bytes},
+                     {"usable_memory_fraction", hw.usable_memory_fraction},
+                     {"peak_fp32", hw.peak_fp32},
+                     {"peak_bf16", hw.peak_bf16},
+                     {"efficiency", hw.efficiency},
+                     {"memory_bandwidth", hw.memory_bandwidth},
+                     {"layer_overhead", hw.layer_overhead},
+                     {"devices_per_node", hw.devices_per_node},
+                     {"compute_units", hw.units()},
+                     {"intra", {{"bandwidth", hw.intra.bandwidth}, {"latency", hw.intra.latency}}},
+                     {"inter", {{"bandwidth", hw.inter.bandwidth}, {"latency", hw.inter.latency}}},
+                     {"overlap", hw.overlap},
+                     {"handoff_latency", hw.handoff_latency}};
+  out["evaluated"] = plan.evaluated;
+  out["planning_seconds"] = plan.seconds;
+  out["feasible_count"] = plan.feasible.size();
+  json& feasible = out["feasible"] = json::array();
   const size_t shown = std::min<size_t>(plan.feasible.size(), top > 0 ? static_cast<size_t>(top) : plan.feasible.size());
   for (size_t i = 0; i < shown; ++i) {
     const PlannedLayout& l = plan.feasible[i];
     const Prediction& p = l.p;
     const Candidate& c = p.c;
-    std::vector<std::string> needs;
-    for (const std::string& n : l.needs) needs.push_back(json_string(n));
-    out += fmt::format(
-        "{}\n    {{\"rank\": {}, \"dp\": {}, \"tp\": {}, \"pp\": {}, \"micro_batch\": {}, \"micro_batches\": {}, "
-        "\"zero\": {}, \"recompute\": {}, \"schedule\": {}, \"step_seconds\": {}, \"items_per_second\": {}, "
-        "\"mfu\": {}, \"bubble\": {}, \"ideal_bubble\": {}, "
-        "\"memory\": {{\"stage\": {}, \"params\": {}, \"grads\": {}, \"optimizer\": {}, \"activations\": {}, "
-        "\"total\": {}, \"capacity\": {}, \"device\": {}}}, "
-        "\"time\": {{\"pipeline\": {}, \"compute\": {}, \"tp\": {}, \"pp\": {}, \"dp_exposed\": {}, \"embed\": {}, "
-        "\"optimizer\": {}}}, \"comm_bytes\": {{\"tp\": {}, \"pp\": {}, \"dp\": {}}}, \"runnable\": {}, "
-        "\"needs\": [{}]}}",
-        i ? "," : "", i + 1, c.dp, c.tp, c.pp, c.micro_batch, c.micro_batches, c.zero, c.recompute ? "true" : "false",
-        json_string(c.schedule), json_number(p.step_seconds), json_number(p.tokens_per_second), json_number(p.mfu),
-        json_number(p.bubble_fraction), json_number(p.ideal_bubble), p.memory.stage, json_number(p.memory.params),
-        json_number(p.memory.grads), json_number(p.memory.optimizer), json_number(p.memory.activations),
-        json_number(p.memory.total()), json_number(p.capacity), json_number(hw.memory_bytes),
-        json_number(p.pipeline_seconds), json_number(p.compute_seconds), json_number(p.tp_seconds),
-        json_number(p.pp_seconds), json_number(p.dp_exposed_seconds), json_number(p.embed_seconds),
-        json_number(p.optimizer_seconds), json_number(p.tp_bytes), json_number(p.pp_bytes), json_number(p.dp_bytes),
-        l.runnable() ? "true" : "false", fmt::join(needs, ", "));
+    feasible.push_back({{"rank", i + 1},
+                        {"dp", c.dp},
+                        {"tp", c.tp},
+                        {"pp", c.pp},
+                        {"micro_batch", c.micro_batch},
+                        {"micro_batches", c.micro_batches},
+                        {"zero", c.zero},
+                        {"recompute", c.recompute},
+                        {"schedule", c.schedule},
+                        {"step_seconds", p.step_seconds},
+                        {"items_per_second", p.tokens_per_second},
+                        {"mfu", p.mfu},
+                        {"bubble", p.bubble_fraction},
+                        {"ideal_bubble", p.ideal_bubble},
+                        {"memory",
+                         {{"stage", p.memory.stage},
+                          {"params", p.memory.params},
+                          {"grads", p.memory.grads},
+                          {"optimizer", p.memory.optimizer},
+                          {"activations", p.memory.activations},
+                          {"total", p.memory.total()},
+                          {"capacity", p.capacity},
+                          {"device", hw.memory_bytes}}},
+                        {"time",
+                         {{"pipeline", p.pipeline_seconds},
+                          {"compute", p.compute_seconds},
+                          {"tp", p.tp_seconds},
+                          {"pp", p.pp_seconds},
+                          {"dp_exposed", p.dp_exposed_seconds},
+                          {"embed", p.embed_seconds},
+                          {"optimizer", p.optimizer_seconds}}},
+                        {"comm_bytes", {{"tp", p.tp_bytes}, {"pp", p.pp_bytes}, {"dp", p.dp_bytes}}},
+                        {"runnable", l.runnable()},
+                        {"needs", l.needs}});
   }
-  out += shown ? "\n  ],\n" : "],\n";
-  out += "  \"rejected\": [";
-  for (size_t i = 0; i < plan.rejected.size(); ++i) {
-    const Rejection& r = plan.rejected[i];
-    out += fmt::format(
-        "{}\n    {{\"dp\": {}, \"tp\": {}, \"pp\": {}, \"micro_batch\": {}, \"zero\": {}, \"recompute\": {}, "
-        "\"schedule\": {}, \"kind\": {}, \"reason\": {}, \"needed_bytes\": {}, \"capacity_bytes\": {}}}",
-        i ? "," : "", r.dp, r.tp, r.pp, r.micro_batch, r.zero, r.recompute, json_string(r.schedule),
-        json_string(r.kind), json_string(r.reason), json_number(r.needed_bytes), json_number(r.capacity_bytes));
-  }
-  out += plan.rejected.empty() ? "]\n}\n" : "\n  ]\n}\n";
-  return out;
+  json& rejected = out["rejected"] = json::array();
+  for (const Rejection& r : plan.rejected)
+    rejected.push_back({{"dp", r.dp},
+                        {"tp", r.tp},
+                        {"pp", r.pp},
+                        {"micro_batch", r.micro_batch},
+                        {"zero", r.zero},
+                        {"recompute", r.recompute},
+                        {"schedule", r.schedule},
+                        {"kind", r.kind},
+                        {"reason", r.reason},
+                        {"needed_bytes", r.needed_bytes},
+                        {"capacity_bytes", r.capacity_bytes}});
+  return out.dump(2) + "\n";
 }
 
 }  // namespace dtrain

@@ -6,6 +6,7 @@
 #include <tuple>
 
 #include "core/error.h"
+#include "core/format_bytes.h"
 
 namespace dtrain {
 
@@ -22,7 +23,6 @@ std::vector<int64_t> divisors(int64_t n) {
   return small;
 }
 
-std::string gib(double bytes) { return fmt::format("{:.1f} GiB", bytes / (1024.0 * 1024.0 * 1024.0)); }
 
 // Orders equally fast candidates: less memory, then simpler layouts.
 bool ranks_before(const PlannedLayout& a, const PlannedLayout& b) {
@@ -168,9 +168,10 @@ Plan make_plan(const PlanRequest& req) {
                     .reason = fmt::format(
                         "does not fit: stage {} needs {} (params {}, grads {}, optimizer {}, activations {}), "
                         "{} over the {} usable of {}",
-                        mem.stage, gib(mem.total()), gib(mem.params), gib(mem.grads), gib(mem.optimizer),
-                        gib(mem.activations), gib(mem.total() - l.p.capacity), gib(l.p.capacity),
-                        gib(hw.memory_bytes)),
+                        mem.stage, format_bytes(mem.total()), format_bytes(mem.params), format_bytes(mem.grads),
+                        format_bytes(mem.optimizer), format_bytes(mem.activations),
+                        format_bytes(mem.total() - l.p.capacity), format_bytes(l.p.capacity),
+                        format_bytes(hw.memory_bytes)),
                     .needed_bytes = mem.total(), .capacity_bytes = l.p.capacity});
                 break;
               }

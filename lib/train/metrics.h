@@ -1,6 +1,9 @@
-// metrics.jsonl: one JSON object per line, flushed as written so a killed run
-// keeps every record up to its last step. Numbers are printed in their
-// shortest round-trip form, so losses compare bit for bit across runs.
+// metrics.jsonl: one JSON object per line (nlohmann-json, keys in the order
+// given), flushed as written so a killed run keeps every record up to its
+// last step. Doubles are printed in a form that reads back to the same bits
+// (nlohmann's shortest round-trip form: 0.1, 1e-07, 2.0), so losses compare
+// bit for bit across runs; a NaN or infinite value (JSON has none) is written
+// as null.
 #pragma once
 
 #include <cstdio>
@@ -24,6 +27,8 @@ class MetricsWriter {
   MetricsWriter& operator=(const MetricsWriter&) = delete;
 
   void write(std::initializer_list<std::pair<const char*, Value>> fields);
+  // One record as written: a JSON object and a newline.
+  static std::string format(std::initializer_list<std::pair<const char*, Value>> fields);
 
  private:
   std::FILE* f_ = nullptr;

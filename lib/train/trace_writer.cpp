@@ -1,29 +1,22 @@
 #include "train/trace_writer.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 namespace dtrain {
 
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20)
-          out += fmt::format("\\u{:04x}", static_cast<int>(c));
-        else
-          out += c;
-    }
-  }
-  return out + "\"";
-}
+namespace {
+
+using json = nlohmann::ordered_json;
+
+// Microseconds, to the nanosecond: what the viewers read.
+double micros(double seconds) { return std::round(seconds * 1e9) / 1e3; }
+
+}  // namespace
 
 std::string trace_fragment(const std::vector<TraceEvent>& events, int pid, const std::string& process_name) {
   // Lanes for the comm stream: an event goes to the first lane whose last
@@ -43,40 +36,37 @@ std::string trace_fragment(const std::vector<TraceEvent>& events, int pid, const
     tid[i] = 1 + static_cast<int>(lane);
   }
   std::string out;
-  auto meta = [&](const char* what, int t, const std::string& name) {
+  auto add = [&](const json& e) {
     if (!out.empty()) out += ",\n";
-    out += fmt::format(R"({{"ph":"M","name":"{}","pid":{},"tid":{},"args":{{"name":{}}}}})", what, pid, t,
-                       json_string(name));
+    out += e.dump();
+  };
+  auto meta = [&](const char* what, int t, const std::string& name) {
+    add({{"ph", "M"}, {"name", what}, {"pid", pid}, {"tid", t}, {"args", {{"name", name}}}});
   };
   meta("process_name", 0, process_name);
-  out += fmt::format(R"(,
-{{"ph":"M","name":"process_sort_index","pid":{},"tid":0,"args":{{"sort_index":{}}}}})", pid, pid);
+  add({{"ph", "M"}, {"name", "process_sort_index"}, {"pid", pid}, {"tid", 0}, {"args", {{"sort_index", pid}}}});
   meta("thread_name", 0, "compute");
   meta("thread_name", 1, "comm");
   for (size_t l = 1; l < lane_end.size(); ++l) meta("thread_name", static_cast<int>(l + 1), fmt::format("comm {}", l + 1));
   for (size_t i : order) {
     const TraceEvent& e = events[i];
-    std::string args;
-    if (e.micro >= 0) args += fmt::format(R"("micro_batch":{})", e.micro);
-    if (e.bytes >= 0) args += fmt::format(R"({}"bytes":{:.0f})", args.empty() ? "" : ",", e.bytes);
-    out += fmt::format(R"(,
-{{"ph":"X","name":{},"cat":{},"pid":{},"tid":{},"ts":{:.3f},"dur":{:.3f},"args":{{{}}}}})",
-                       json_string(e.name), json_string(e.cat), pid, tid[i], e.begin * 1e6,
-                       std::max(0.0, e.end - e.begin) * 1e6, args);
+    json args = json::object();
+    if (e.micro >= 0) args["micro_batch"] = e.micro;
+    if (e.bytes >= 0) args["bytes"] = std::round(e.bytes);
+    add({{"ph", "X"}, {"name", e.name}, {"cat", e.cat}, {"pid", pid}, {"tid", tid[i]}, {"ts", micros(e.begin)},
+         {"dur", micros(std::max(0.0, e.end - e.begin))}, {"args", std::move(args)}});
   }
   return out;
 }
 
 std::string join_trace(const std::vector<std::string>& fragments) {
-  std::string out = "{\"traceEvents\": [\n";
-  bool first = true;
+  json events = json::array();
   for (const auto& f : fragments) {
     if (f.empty()) continue;
-    if (!first) out += ",\n";
-    out += f;
-    first = false;
+    for (json& e : json::parse("[" + f + "]")) events.push_back(std::move(e));
   }
-  return out + "\n],\n\"displayTimeUnit\": \"ms\"}\n";
+  json trace = {{"traceEvents", std::move(events)}, {"displayTimeUnit", "ms"}};
+  return trace.dump() + "\n";
 }
 
 }  // namespace dtrain

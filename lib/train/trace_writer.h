@@ -13,14 +13,14 @@
 
 namespace dtrain {
 
-// One rank's events as comma-separated JSON objects (no brackets): thread
-// and process names first, then complete ("X") events in microseconds.
+// One rank's events as JSON objects (nlohmann-json), one a line, separated by
+// commas (no brackets): thread and process names first, then complete ("X")
+// events in microseconds (to the nanosecond).
 std::string trace_fragment(const std::vector<TraceEvent>& events, int pid, const std::string& process_name);
 
-// {"traceEvents": [fragments...], "displayTimeUnit": "ms"}; empty fragments skipped.
+// {"traceEvents": [fragments...], "displayTimeUnit": "ms"}; empty fragments
+// skipped. Throws nlohmann::json::parse_error for a fragment that is not
+// trace_fragment's output.
 std::string join_trace(const std::vector<std::string>& fragments);
-
-// `s` as a JSON string literal, quotes included.
-std::string json_string(const std::string& s);
 
 }  // namespace dtrain

@@ -51,4 +51,26 @@ expect_exit 2 env DTRAIN_CPU_GEMM=fast "$DTRAIN" run "$WORK/tiny.toml" --out "$W
 expect_err "DTRAIN_CPU_GEMM='fast': expected auto, avx512 or blas"
 [ ! -e "$WORK/run_bad/metrics.jsonl" ] || fail "DTRAIN_CPU_GEMM=fast: training started anyway"
 
+# Commands that need no MPI start without it (issue 13: MPI's start costs
+# ~0.4 s). With Open MPI told to load a component that does not exist,
+# MPI_Init fails, yet these work; run, resume and profile still initialise
+# MPI (and so fail here). Under mpirun they run once per rank, print once and
+# see the launch's ranks (from the launcher's environment).
+nompi=(env OMPI_MCA_pml=no_such_component)
+for cmd in "--help" "--version" "keys" "validate $WORK/tiny.toml" "plan $WORK/tiny.toml --devices 4" \
+           "hardware h100-sxm" "run --help"; do
+  expect_exit 0 "${nompi[@]}" "$DTRAIN" $cmd
+done
+expect_exit 2 "${nompi[@]}" "$DTRAIN" inspect "$WORK/no_checkpoint"
+expect_err "no_checkpoint"
+for cmd in "run $WORK/tiny.toml --set train.steps=1 --out $WORK/nompi" "resume $WORK/no_checkpoint" \
+           "profile $WORK/tiny.toml --steps 1 --out $WORK/nompi"; do
+  expect_exit 1 "${nompi[@]}" "$DTRAIN" $cmd
+  expect_err "MPI_Init"
+done
+expect_exit 0 mpirun --allow-run-as-root --oversubscribe -np 2 "$DTRAIN" validate "$WORK/tiny.toml" --set parallel.dp=2
+[ "$(grep -c '^\[model\]' "$WORK/out")" = 1 ] || fail "validate under mpirun -np 2 printed other than once"
+expect_exit 2 "$DTRAIN" validate "$WORK/tiny.toml" --set parallel.dp=2
+expect_err "dp x tp x pp = 2 but 1 rank was launched"
+
 echo "cli: ok"

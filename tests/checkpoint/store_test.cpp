@@ -198,3 +198,11 @@ TEST_CASE("a resumed run's metrics keep the records up to the checkpoint's step"
   CHECK(read_file(p) == "{\"step\": 0, \"eval_loss\": 5.5}\n{\"step\": 1, \"loss\": 5}\n{\"step\": 2, \"loss\": 4}\n"
                         "{\"step\": 2, \"eval_loss\": 4.5}\n");
 }
+
+TEST_CASE("trimming metrics reads each record as JSON: compact or spaced, keys in any order, a torn line dropped") {
+  TempDir dir;
+  const fs::path p = dir.path / "metrics.jsonl";
+  write_file(p, "{\"step\":1,\"loss\":5.0}\n{\"loss\":4.0,\"step\":2}\n{ \"step\" : 3 }\n{\"step\":4,\"lo");
+  trim_metrics(p.string(), 1);
+  CHECK(read_file(p) == "{\"step\":1,\"loss\":5.0}\n");
+}

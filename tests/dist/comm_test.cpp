@@ -163,6 +163,14 @@ TEST_CASE("runtime: rank, size and launcher") {
   }
 }
 
+TEST_CASE("runtime: the launcher's rank and size from the environment agree with MPI's") {
+  // What `dtrain validate` and the other MPI-free commands use under mpirun/srun.
+  const LaunchInfo li = launch_info();
+  CHECK(li.rank == world_rank());
+  CHECK(li.size == world_size());
+  CHECK(li.launcher == MpiRuntime().launcher());
+}
+
 TEST_CASE("world: a recv timeout names the peer") {
   if (world_size() < 2) return;
   MpiCommOptions o = test_options();

@@ -91,7 +91,7 @@ def end_to_end(a):
             log = subprocess.run(launch + [a.dtrain, "run", a.config, "--out", out, "--set", "train.steps=1",
                                            "--set", "train.eval_every=0", "--set", "train.eval_batches=1"]
                                  + sets, check=True, cwd=ROOT, capture_output=True, text=True).stdout
-            m = re.search(r"checkpoint step 1 -> (\S+) \(([0-9.]+) (GB|MB|kB) in ([0-9.]+) s\)", log)
+            m = re.search(r"checkpoint step 1 -> (\S+) \(([0-9.]+) (B|KiB|MiB|GiB|TiB) in ([0-9.]+) s\)", log)
             writes.append(float(m.group(4)))
             ck = m.group(1)
             files = len([f for f in os.listdir(ck) if f.endswith(".h5")])

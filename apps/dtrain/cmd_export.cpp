@@ -30,13 +30,14 @@ Subcommand add_export(CLI::App& app) {
                   "Rows of the token embedding to export (default: the tokenizer's ids, 50257 for gpt2, "
                   "dropping padding rows; else all)")
       ->check(CLI::PositiveNumber);
-  return {cmd, [o] {
+  return {cmd, [o](Context& ctx) {
+            if (ctx.world_rank != 0) return kExitOk;
             const dtrain::LoadedModel lm = dtrain::load_model(o->path);
             const dtrain::HfExportResult r = dtrain::export_hf(*lm.model, lm.cfg, o->out, o->vocab_size);
             for (const auto& n : r.notes) fmt::print("{}\n", n);
             fmt::print("exported {} (step {}) to {}: config.json, model.safetensors ({} tensors, {} bytes)\n",
                        lm.dir, lm.meta.step, o->out, r.tensors, r.bytes);
-            return 0;
+            return kExitOk;
           }};
 }
 

@@ -1,4 +1,4 @@
-#include "train/profile.h"
+#include "profile.h"
 
 #include "core/device.h"
 #include "model/block.h"
@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "kernels/cpu/gemm.h"
 #include "parallel/pipeline.h"
@@ -19,6 +20,8 @@
 namespace dtrain {
 
 namespace {
+
+using json = nlohmann::ordered_json;
 
 // One rank's summary: a fixed header, then kFields per group, then
 // kLayerFields per top-level layer of the whole model (+ the loss).
@@ -260,7 +263,7 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
     line("  (MFU above 100%: the sgemm peak was measured low, e.g. on a busy machine; give --peak-gflops)");
 
   // Per stage: mean over the stage's ranks of each layer and phase.
-  std::string json_layers, json_stages;
+  json json_layers = json::array(), json_stages = json::array();
   std::map<std::string, std::array<double, 3>> kinds;  // fwd s, bwd s, flops
   std::vector<std::string> kind_order;
   for (int s = 0; s < g.layout.pp; ++s) {
@@ -289,11 +292,10 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
       const std::string& name = all_names[l];
       line(fmt::format("  {:<26} {:>9.3f} {:>9.3f} {:>6.1f}% {:>9.2f} {:>9.2f}", name, ms(f), ms(b), 100 * share,
                        safe_div(ff, f) / 1e9, safe_div(bf, b) / 1e9));
-      json_layers += fmt::format(
-          "{}\n    {{\"name\": {}, \"kind\": {}, \"stage\": {}, \"fwd_ms\": {:.6f}, \"bwd_ms\": {:.6f}, \"share\": {:.6f}, "
-          "\"fwd_gflops\": {:.4f}, \"bwd_gflops\": {:.4f}, \"fwd_flops_per_step\": {:.6g}, \"bwd_flops_per_step\": {:.6g}}}",
-          json_layers.empty() ? "" : ",", json_string(name), json_string(layer_kind(name)), s, ms(f), ms(b), share,
-          safe_div(ff, f) / 1e9, safe_div(bf, b) / 1e9, ff / steps, bf / steps);
+      json_layers.push_back({{"name", name}, {"kind", layer_kind(name)}, {"stage", s}, {"fwd_ms", ms(f)},
+                             {"bwd_ms", ms(b)}, {"share", share}, {"fwd_gflops", safe_div(ff, f) / 1e9},
+                             {"bwd_gflops", safe_div(bf, b) / 1e9}, {"fwd_flops_per_step", ff / steps},
+                             {"bwd_flops_per_step", bf / steps}});
       const std::string kind = layer_kind(name);
       if (!kinds.count(kind)) kind_order.push_back(kind);
       auto& kk = kinds[kind];
@@ -310,12 +312,10 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
       sum += safe_div(x, step);
     }
     line(fmt::format("  {:<26} {:>9.3f} {:>9} {:>6.1f}%", "step", ms(step), "", 100 * sum));
-    json_stages += fmt::format(
-        "{}\n    {{\"stage\": {}, \"ranks\": [{}], \"step_ms\": {:.6f}, \"forward_ms\": {:.6f}, \"backward_ms\": {:.6f}, "
-        "\"data_ms\": {:.6f}, \"optimizer_ms\": {:.6f}, \"bubble_ms\": {:.6f}, \"bubble_share\": {:.6f}, "
-        "\"dp_wait_ms\": {:.6f}, \"other_ms\": {:.6f}}}",
-        json_stages.empty() ? "" : ",", s, rl, ms(step), ms(mean(kForward)), ms(mean(kBackward)), ms(data), ms(opt),
-        ms(bubble), safe_div(bubble, step), ms(dpw), ms(other));
+    json_stages.push_back({{"stage", s}, {"ranks", ranks}, {"step_ms", ms(step)}, {"forward_ms", ms(mean(kForward))},
+                           {"backward_ms", ms(mean(kBackward))}, {"data_ms", ms(data)}, {"optimizer_ms", ms(opt)},
+                           {"bubble_ms", ms(bubble)}, {"bubble_share", safe_div(bubble, step)},
+                           {"dp_wait_ms", ms(dpw)}, {"other_ms", ms(other)}});
   }
 
   // Per layer kind over the whole model: shares of all stages' step time.
@@ -329,21 +329,21 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
   line("");
   line(fmt::format("per layer kind (summed over stages; share of the stages' summed step time)"));
   line(fmt::format("  {:<26} {:>9} {:>9} {:>7} {:>9}", "kind", "fwd ms", "bwd ms", "share", "GF/s"));
-  std::string json_kinds;
+  json json_kinds = json::array();
   for (const auto& kind : kind_order) {
     const auto& kk = kinds[kind];
     line(fmt::format("  {:<26} {:>9.3f} {:>9.3f} {:>6.1f}% {:>9.2f}", kind, ms(kk[0]), ms(kk[1]),
                      100 * safe_div(kk[0] + kk[1], stage_steps), safe_div(kk[2], kk[0] + kk[1]) / 1e9));
-    json_kinds += fmt::format("{}\n    {{\"kind\": {}, \"fwd_ms\": {:.6f}, \"bwd_ms\": {:.6f}, \"share\": {:.6f}, \"gflops\": {:.4f}}}",
-                              json_kinds.empty() ? "" : ",", json_string(kind), ms(kk[0]), ms(kk[1]),
-                              safe_div(kk[0] + kk[1], stage_steps), safe_div(kk[2], kk[0] + kk[1]) / 1e9);
+    json_kinds.push_back({{"kind", kind}, {"fwd_ms", ms(kk[0])}, {"bwd_ms", ms(kk[1])},
+                          {"share", safe_div(kk[0] + kk[1], stage_steps)},
+                          {"gflops", safe_div(kk[2], kk[0] + kk[1]) / 1e9}});
   }
 
   // Communication: mean per rank and step over the group's members.
   line("");
   line("communication (mean per rank and step; busy = issue to completion, may overlap compute; tp time is also inside the layers)");
   line(fmt::format("  {:<6} {:>5} {:>7} {:>10} {:>11} {:>9} {:>9}", "group", "size", "ops", "MiB", "blocked ms", "busy ms", "GB/s"));
-  std::string json_comm;
+  json json_comm = json::object();
   for (int i = 0; i < kNumGroups; ++i) {
     double w = 0, bytes = 0, ops = 0, busy = 0, c = 0, size = 0;
     for (int r = 0; r < world_size; ++r) {
@@ -356,13 +356,12 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
     const double gbps = safe_div(bytes, busy) / 1e9;
     line(fmt::format("  {:<6} {:>5.0f} {:>7.1f} {:>10.3f} {:>11.3f} {:>9.3f} {:>9.3f}", kGroups[i], size, ops / steps,
                      bytes / steps / 1048576.0, ms(w), ms(busy), gbps));
-    json_comm += fmt::format("{}\n    {}: {{\"size\": {:.0f}, \"ops_per_step\": {:.3f}, \"bytes_per_step\": {:.1f}, "
-                             "\"blocked_ms\": {:.6f}, \"busy_ms\": {:.6f}, \"bandwidth_gbps\": {:.6f}}}",
-                             json_comm.empty() ? "" : ",", json_string(kGroups[i]), size, ops / steps, bytes / steps,
-                             ms(w), ms(busy), gbps);
+    json_comm[kGroups[i]] = {{"size", std::llround(size)}, {"ops_per_step", ops / steps},
+                             {"bytes_per_step", bytes / steps}, {"blocked_ms", ms(w)}, {"busy_ms", ms(busy)},
+                             {"bandwidth_gbps", gbps}};
   }
   if (json_comm.empty()) line("  (one rank per group: no communication)");
-  std::string json_overlap = "null";
+  json json_overlap = nullptr;
   if (g.layout.dp > 1) {
     double span = 0, waited = 0;
     for (int r = 0; r < world_size; ++r) span += at(r, kReduceSpan), waited += at(r, kDpWait);
@@ -371,8 +370,7 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
     line(fmt::format("  dp gradient reduction: buckets in flight {:.3f} ms (first issue to last completion), "
                      "{:.3f} ms waited after the backward: {:.0f}% overlapped with the backward",
                      ms(span), ms(waited), 100 * hidden));
-    json_overlap = fmt::format("{{\"in_flight_ms\": {:.6f}, \"waited_ms\": {:.6f}, \"overlapped\": {:.6f}}}", ms(span),
-                               ms(waited), hidden);
+    json_overlap = {{"in_flight_ms", ms(span)}, {"waited_ms", ms(waited)}, {"overlapped", hidden}};
   }
 
   // Memory per rank.
@@ -380,7 +378,7 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
   line("memory per rank, MiB (measured | cost model)");
   line(fmt::format("  {:<5} {:>8} {:>8} {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8} {:>8} {:>8} | {:>9}", "rank", "params",
                    "grads", "optim", "activ", "total", "params", "grads", "optim", "activ", "total", "peak RSS"));
-  std::string json_mem;
+  json json_mem = json::array();
   for (int r = 0; r < world_size; ++r) {
     const double mt = at(r, kParamBytes) + at(r, kGradBytes) + at(r, kOptBytes) + at(r, kActBytes);
     const double pt = at(r, kPredParams) + at(r, kPredGrads) + at(r, kPredOpt) + at(r, kPredAct);
@@ -388,14 +386,23 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
                      mib(at(r, kParamBytes)), mib(at(r, kGradBytes)), mib(at(r, kOptBytes)), mib(at(r, kActBytes)),
                      mib(mt), mib(at(r, kPredParams)), mib(at(r, kPredGrads)), mib(at(r, kPredOpt)),
                      mib(at(r, kPredAct)), mib(pt), mib(at(r, kPeakRss))));
-    json_mem += fmt::format(
-        "{}\n    {{\"rank\": {}, \"dp\": {:.0f}, \"tp\": {:.0f}, \"pp\": {:.0f}, \"step_ms\": {:.6f}, "
-        "\"params_bytes\": {:.0f}, \"grads_bytes\": {:.0f}, \"optimizer_bytes\": {:.0f}, \"activation_bytes\": {:.0f}, "
-        "\"predicted\": {{\"params_bytes\": {:.0f}, \"grads_bytes\": {:.0f}, \"optimizer_bytes\": {:.0f}, "
-        "\"activation_bytes\": {:.0f}}}, \"peak_rss_bytes\": {:.0f}, \"peak_gflops\": {:.3f}}}",
-        json_mem.empty() ? "" : ",", r, at(r, kDp), at(r, kTp), at(r, kPp), ms(at(r, kStepSeconds)), at(r, kParamBytes),
-        at(r, kGradBytes), at(r, kOptBytes), at(r, kActBytes), at(r, kPredParams), at(r, kPredGrads),
-        at(r, kPredOpt), at(r, kPredAct), at(r, kPeakRss), at(r, kPeakGflops));
+    auto whole_number = [&](int f) { return std::llround(at(r, f)); };
+    json_mem.push_back({{"rank", r},
+                        {"dp", whole_number(kDp)},
+                        {"tp", whole_number(kTp)},
+                        {"pp", whole_number(kPp)},
+                        {"step_ms", ms(at(r, kStepSeconds))},
+                        {"params_bytes", whole_number(kParamBytes)},
+                        {"grads_bytes", whole_number(kGradBytes)},
+                        {"optimizer_bytes", whole_number(kOptBytes)},
+                        {"activation_bytes", whole_number(kActBytes)},
+                        {"predicted",
+                         {{"params_bytes", whole_number(kPredParams)},
+                          {"grads_bytes", whole_number(kPredGrads)},
+                          {"optimizer_bytes", whole_number(kPredOpt)},
+                          {"activation_bytes", whole_number(kPredAct)}}},
+                        {"peak_rss_bytes", whole_number(kPeakRss)},
+                        {"peak_gflops", at(r, kPeakGflops)}});
   }
   line(fmt::format("  (activations measured as the {} growth while the stage's buffers were planned; predicted = "
                    "Cost::act_bytes + work_bytes in {} x micro-batches in flight, the blocks sharing one set of work "
@@ -403,17 +410,27 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
                    m.exec.on_cuda() ? "device memory's" : "heap's", t.precision,
                    m.recompute == Recompute::full ? " and keeping only their input" : ""));
 
-  const std::string json = fmt::format(
-      "{{\n  \"config\": {},\n  \"model\": {},\n  \"layout\": {{\"dp\": {}, \"tp\": {}, \"pp\": {}}},\n  \"world\": {},\n"
-      "  \"threads\": {},\n  \"steps\": {},\n  \"warmup\": {},\n  \"step_ms\": {:.6f},\n  \"items_per_second\": {:.3f},\n"
-      "  \"unit\": {},\n  \"model_flops_per_step\": {:.6g},\n  \"peak_gflops\": {:.4f},\n  \"peak_source\": {},\n"
-      "  \"mfu\": {:.6f},\n  \"stages\": [{}\n  ],\n  \"layers\": [{}\n  ],\n  \"kinds\": [{}\n  ],\n"
-      "  \"comm\": {{{}\n  }},\n  \"dp_overlap\": {},\n  \"ranks\": [{}\n  ]\n}}\n",
-      json_string(o.config_path), json_string(cfg.model.type), g.layout.dp, g.layout.tp, g.layout.pp, world_size,
-      cpu::num_threads(), o.steps, o.warmup, 1e3 * slowest, items_per_second, json_string(unit), at(0, kModelFlops),
-      peak_sum / world_size, json_string(measured_peak ? "sgemm" : "flag"), mfu, json_stages, json_layers, json_kinds,
-      json_comm, json_overlap, json_mem);
-  write_file(out / "profile.json", json);
+  const json report = {{"config", o.config_path},
+                       {"model", cfg.model.type},
+                       {"layout", {{"dp", g.layout.dp}, {"tp", g.layout.tp}, {"pp", g.layout.pp}}},
+                       {"world", world_size},
+                       {"threads", cpu::num_threads()},
+                       {"steps", o.steps},
+                       {"warmup", o.warmup},
+                       {"step_ms", 1e3 * slowest},
+                       {"items_per_second", items_per_second},
+                       {"unit", unit},
+                       {"model_flops_per_step", at(0, kModelFlops)},
+                       {"peak_gflops", peak_sum / world_size},
+                       {"peak_source", measured_peak ? "sgemm" : "flag"},
+                       {"mfu", mfu},
+                       {"stages", json_stages},
+                       {"layers", json_layers},
+                       {"kinds", json_kinds},
+                       {"comm", json_comm},
+                       {"dp_overlap", json_overlap},
+                       {"ranks", json_mem}};
+  write_file(out / "profile.json", report.dump(2) + "\n");  // NaN and infinities become null
   line("");
   line(fmt::format("wrote {} (open in https://ui.perfetto.dev or chrome://tracing) and {}",
                    (out / "trace.json").string(), (out / "profile.json").string()));

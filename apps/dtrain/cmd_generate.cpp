@@ -155,7 +155,7 @@ Subcommand add_generate(CLI::App& app) {
                "that holds the text (slower; the same tokens)");
   cmd->add_option("--tokenizer-dir", o->tokenizer_dir,
                   "GPT-2 tokenizer files (encoder.json, vocab.bpe) if not at the run's data.tokenizer_dir");
-  return {cmd, [o] { return run_generate(*o); }};
+  return {cmd, [o](Context& ctx) { return ctx.world_rank == 0 ? run_generate(*o) : kExitOk; }};
 }
 
 }  // namespace dtrain_cli

@@ -1,0 +1,132 @@
+// `dtrain run CONFIG` and `dtrain resume PATH`: training on every rank of the
+// launch. Run builds the trainer from a config (and model.init_from); resume
+// from the newest good checkpoint, on any layout. Both then train under a
+// CheckpointSession (periodic and preemption checkpoints, checkpoint.async)
+// and draw the loss plot at the end (log.plot).
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "checkpoint/hf.h"
+#include "checkpoint/preempt.h"
+#include "checkpoint/resume.h"
+#include "checkpoint/session.h"
+#include "dist/mpi_runtime.h"
+#include "parallel/auto_layout.h"
+#include "commands.h"
+#include "training.h"
+
+namespace dtrain_cli {
+
+namespace {
+
+struct TrainOpts {
+  std::string config_path, checkpoint_path, out_dir;
+  std::vector<std::string> overrides;
+  bool verbose = false;
+};
+
+// The step loop from `start` under a checkpoint session; the exit status.
+// run_id: a resume continues its checkpoint's run; a new run (empty) draws one.
+int train(Context& ctx, TrainingSetup& setup, dtrain::Trainer& trainer, int64_t start, const std::string& run_id = {}) {
+  const auto log = setup.log();
+  const TestFaults faults = test_faults();
+  ctx.shared_failure = false;  // from here on one rank may fail alone
+  dtrain::CheckpointSession session(
+      trainer, {.signals = ctx.signals, .start_step = start, .run_id = run_id, .log = log, .on_file_op = faults.on_file_op,
+                .warn = [&](const std::string& s) { fmt::print(stderr, "dtrain: {}warning: {}\n", ctx.rank_tag, s); }});
+  GraceHooks hooks(session, *ctx.watchdog);
+  const dtrain::TrainSummary summary = trainer.run({.start_step = start, .hooks = &hooks});
+  session.finish();  // checkpoint.async: the write in flight
+  if (ctx.world_rank == 0) plot_run(trainer.config(), log);
+  if (summary.stopped) {
+    if (ctx.world_rank == 0)
+      fmt::print(stderr,
+                 "dtrain: stopped by {} after step {} of {}; checkpoint {}; continue with: dtrain "
+                 "resume {}\n",
+                 session.stop_reason(), summary.steps, trainer.config().train.steps, session.last_dir(),
+                 trainer.config().checkpoint.dir);
+    return kExitPreempted;
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+Subcommand add_run(CLI::App& app) {
+  auto o = std::make_shared<TrainOpts>();
+  auto* run = app.add_subcommand("run", "Train the model a config describes");
+  run->add_option("config", o->config_path, "TOML config file")->required()->check(CLI::ExistingFile);
+  run->add_option("--set", o->overrides, "Override a key: section.key=value (repeatable)")
+      ->allow_extra_args(false);
+  run->add_option("--out", o->out_dir, "Output directory (overrides log.out_dir)");
+  run->add_flag("--verbose,-v", o->verbose,
+                "Every rank prints its mesh coordinates and traces each pipeline operation and "
+                "collective of the step loop on stderr");
+  return {run,
+          [o](Context& ctx) {
+            std::string layout_why;  // parallel.mode = "auto": what the planner chose and why
+            const dtrain::AutoLayout auto_layout =
+                dtrain::make_auto_layout([&](const std::string& why) { layout_why = why; });
+            TrainingSetup setup(ctx, o->verbose);
+            const auto log = setup.log();
+            std::vector<std::string> overrides = o->overrides;
+            if (!o->out_dir.empty()) overrides.push_back("log.out_dir=" + o->out_dir);
+            const dtrain::Config cfg = dtrain::load_config(o->config_path, overrides, ctx.world_size, auto_layout);
+            if (!layout_why.empty()) log(layout_why);
+            std::unique_ptr<dtrain::Trainer> trainer = setup.make_trainer(cfg);
+            for (const std::string& line : dtrain::apply_init_from(trainer->model(), cfg.model)) log(line);
+            return train(ctx, setup, *trainer, 0);
+          },
+          /*needs_mpi=*/true};
+}
+
+Subcommand add_resume(CLI::App& app) {
+  auto o = std::make_shared<TrainOpts>();
+  auto* resume = app.add_subcommand(
+      "resume", "Continue training from a checkpoint (the newest good one of a directory), on any layout");
+  resume->add_option("path", o->checkpoint_path,
+                     "A checkpoint directory (step_N) or its checkpoint.h5: exactly that one; or a "
+                     "directory of checkpoints: the newest complete one, falling back to older ones "
+                     "if it is damaged")
+      ->required();
+  resume->add_option("--set", o->overrides, "Override a key of the checkpoint's config (repeatable)")
+      ->allow_extra_args(false);
+  resume->add_option("--out", o->out_dir, "Output directory (default: the checkpoint's run directory)");
+  resume->add_flag("--verbose,-v", o->verbose, "As for run");
+  return {resume,
+          [o](Context& ctx) {
+            TrainingSetup setup(ctx, o->verbose);
+            const auto log = setup.log();
+            std::unique_ptr<dtrain::Trainer> trainer;
+            int64_t start = 0;
+            std::string run_id;
+            {  // all ranks, before the checkpoint's layout is known: to agree on which checkpoint loaded
+              dtrain::Mesh all(dtrain::MeshLayout{ctx.world_size, 1, 1}, setup.comm);
+              dtrain::Resumed r = dtrain::resume(
+                  {.path = o->checkpoint_path,
+                   .overrides = o->overrides,
+                   .out_dir = o->out_dir,
+                   .world_size = ctx.world_size,
+                   .log = log,
+                   .warn = [&](const std::string& s) { fmt::print(stderr, "dtrain: {}warning: {}\n", ctx.rank_tag, s); },
+                   .make_trainer = [&](const dtrain::Config& cfg) { return setup.make_trainer(cfg); }},
+                  all.world());
+              trainer = std::move(r.trainer);
+              start = r.meta.step;
+              run_id = r.meta.run_id;
+            }
+            if (start >= trainer->config().train.steps) {
+              log(fmt::format("nothing to do: the checkpoint is at step {} = train.steps (continue further "
+                              "with --set train.steps=N)",
+                              start));
+              return kExitOk;
+            }
+            return train(ctx, setup, *trainer, start, run_id);
+          },
+          /*needs_mpi=*/true};
+}
+
+}  // namespace dtrain_cli

@@ -1,0 +1,49 @@
+// `dtrain validate CONFIG`: the config checked against the number of ranks
+// launched (the planner's layout under parallel.mode = "auto"), its data files
+// and output directories, every problem at once; prints the resolved config.
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "data/check.h"
+#include "ops/runtime.h"
+#include "parallel/auto_layout.h"
+#include "commands.h"
+#include "training.h"
+
+namespace dtrain_cli {
+
+Subcommand add_validate(CLI::App& app) {
+  struct Opts {
+    std::string config_path;
+    std::vector<std::string> overrides;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* validate = app.add_subcommand("validate", "Check a config and print its resolved values");
+  validate->add_option("config", o->config_path, "TOML config file")->required()->check(CLI::ExistingFile);
+  validate->add_option("--set", o->overrides, "Override a key: section.key=value (repeatable)")
+      ->allow_extra_args(false);
+  return {validate, [o](Context& ctx) {
+            std::string layout_why;  // parallel.mode = "auto": what the planner chose and why
+            const dtrain::AutoLayout auto_layout =
+                dtrain::make_auto_layout([&](const std::string& why) { layout_why = why; });
+            dtrain::Config cfg = dtrain::load_config(o->config_path, o->overrides, ctx.world_size, auto_layout);
+            // The data files and output directories too, every problem at once.
+            std::vector<std::string> problems = dtrain::data_problems(cfg);
+            for (std::string& p : output_problems(cfg)) problems.push_back(std::move(p));
+            if (!problems.empty()) throw dtrain::ConfigError(problems);
+            if (ctx.world_rank == 0) {
+              if (!layout_why.empty()) fmt::print(stderr, "dtrain: {}\n", layout_why);
+              std::fputs(dtrain::to_toml(cfg).c_str(), stdout);
+              fmt::print(stderr, "dtrain: {} is valid\n", o->config_path);
+              if (std::string why = dtrain::ops::device_unavailable(cfg.train.device); !why.empty())
+                fmt::print(stderr, "dtrain: note: {}; a run here would stop there\n", why);
+            }
+            return kExitOk;
+          }};
+}
+
+}  // namespace dtrain_cli

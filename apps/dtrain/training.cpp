@@ -1,0 +1,173 @@
+// The setup `dtrain run`, `resume` and `profile` share (training.h).
+#include "training.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "config/footprint.h"
+#include "core/device.h"
+#include "dist/mesh_groups.h"
+#include "dist/mpi_runtime.h"
+#include "ops/runtime.h"
+
+namespace dtrain_cli {
+
+namespace {
+
+// A config whose ranks on this machine would need more than its memory is
+// refused before the model is built (validate's limit is an absolute one,
+// the same on every machine).
+void check_fits_memory(const dtrain::Config& cfg, int ranks_here, int local_rank) {
+  if (cfg.train.device == "cuda") {  // the rank's GPU holds what one rank needs
+    std::string why;
+    const int gpus = dtrain::gpu::device_count(&why);
+    const dtrain::gpu::DeviceInfo d = dtrain::gpu::device_info(local_rank % gpus);
+    const double need = dtrain::config::footprint(cfg).total();
+    if (need > static_cast<double>(d.total_bytes))
+      throw dtrain::ConfigError(fmt::format(
+          "{}: the model and batch would need about {} per GPU, more than the {} of cuda:{} ({}); `dtrain plan` "
+          "shows what a layout needs (more tp/pp, ZeRO, recomputation or a smaller train.micro_batch)",
+          cfg.source.empty() ? "config" : cfg.source, dtrain::config::format_bytes(need),
+          dtrain::config::format_bytes(static_cast<double>(d.total_bytes)), local_rank % gpus, d.name));
+    return;
+  }
+  const double ram = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
+  const double need = dtrain::config::footprint(cfg).total() * std::max(1, ranks_here);
+  if (ram > 0 && need > ram)
+    throw dtrain::ConfigError(fmt::format(
+        "{}: the model and batch would need about {} on this machine ({} rank{} here), more than its {} of "
+        "memory (model size, train.micro_batch, train.seq_len, parallel layout)",
+        cfg.source.empty() ? "config" : cfg.source, dtrain::config::format_bytes(need), std::max(1, ranks_here),
+        ranks_here > 1 ? "s" : "", dtrain::config::format_bytes(ram)));
+}
+
+}  // namespace
+
+TestFaults test_faults() {
+  TestFaults f;
+  if (const char* k = std::getenv("DTRAIN_TEST_KILL_AT_FILE_OP")) {
+    auto count = std::make_shared<int64_t>(0);
+    const int64_t at = std::atoll(k);
+    f.on_file_op = [count, at](const std::string& what) {
+      ++*count;
+      if (at == 0) fmt::print(stderr, "dtrain: test: file operation {}: {}\n", *count, what);
+      if (*count == at) {
+        fmt::print(stderr, "dtrain: test: SIGKILL after file operation {}: {}\n", at, what);
+        std::raise(SIGKILL);
+      }
+    };
+  }
+  if (const char* k = std::getenv("DTRAIN_TEST_FAIL_AT_FILE_OP")) {
+    auto count = std::make_shared<int64_t>(0);
+    const int64_t at = std::atoll(k);
+    f.on_file_op = [count, at](const std::string& what) {
+      if (++*count == at) throw dtrain::RuntimeError("test: file operation " + std::to_string(at) + " fails: " + what);
+    };
+  }
+  if (const char* k = std::getenv("DTRAIN_TEST_NAN_AT_STEP")) f.nan_at_step = std::atoll(k);
+  return f;
+}
+
+std::vector<std::string> output_problems(const dtrain::Config& cfg) {
+  std::vector<std::string> out;
+  for (auto [key, dir] : {std::pair{"log.out_dir", &cfg.log.out_dir}, std::pair{"checkpoint.dir", &cfg.checkpoint.dir}}) {
+    std::filesystem::path p = std::filesystem::absolute(*dir);
+    std::error_code ec;
+    while (!std::filesystem::exists(p, ec) && p.has_parent_path() && p != p.parent_path()) p = p.parent_path();
+    if (!std::filesystem::is_directory(p, ec))
+      out.push_back(fmt::format("{}: '{}' cannot be created: '{}' is not a directory", key, *dir, p.string()));
+    else if (access(p.c_str(), W_OK | X_OK) != 0)
+      out.push_back(fmt::format("{}: '{}' cannot be written: '{}' is not writable", key, *dir, p.string()));
+  }
+  return out;
+}
+
+void GraceHooks::after_step(int64_t done, bool stopping) {
+  inner_.after_step(done, stopping);
+  const auto now = std::chrono::steady_clock::now();
+  longest_ = std::max(longest_, std::chrono::duration<double>(now - last_).count());
+  last_ = now;
+  dog_.set_grace(std::max(5.0, 3 * longest_));
+}
+
+TrainingSetup::TrainingSetup(Context& ctx, bool verbose) : ctx_(ctx), verbose_(verbose) {
+  if (verbose) comm.trace = dtrain::trace_to_stderr();
+  options.inject_nan_at_step = test_faults().nan_at_step;
+  options.local_rank = ctx.mpi->local_rank();
+  if (verbose) options.trace = [](const std::string& line) { fmt::print(stderr, "dtrain: {}\n", line); };
+}
+
+std::function<void(const std::string&)> TrainingSetup::log() const {
+  return [rank = ctx_.world_rank](const std::string& s) {
+    if (rank == 0) print_line(s);
+  };
+}
+
+dtrain::Groups TrainingSetup::groups_for(const dtrain::Config& cfg) {
+  const dtrain::MeshLayout want{static_cast<int>(cfg.parallel.dp), static_cast<int>(cfg.parallel.tp),
+                                static_cast<int>(cfg.parallel.pp)};
+  comm.timeout_seconds = cfg.parallel.timeout;
+  if (cfg.train.device == "cuda") {
+    device_groups_.reset();
+    mesh_.reset();
+    dtrain::DeviceGroupsOptions o{.device_comm = cfg.parallel.device_comm, .timeout_s = cfg.parallel.timeout,
+                                  .mpi = comm, .log = log()};
+    device_groups_ = std::make_unique<dtrain::DeviceGroups>(
+        want, options.local_rank % std::max(1, dtrain::gpu::device_count(nullptr)), o);
+    options.comm_check = [dg = device_groups_.get()] { dg->check(); };
+    if (verbose_)
+      fmt::print(stderr, "dtrain: {}{}; {}\n", ctx_.rank_tag, ctx_.mpi->describe(), device_groups_->mesh().describe());
+    return device_groups_->groups();
+  }
+  if (!mesh_ || mesh_->layout().dp != want.dp || mesh_->layout().tp != want.tp || mesh_->layout().pp != want.pp) {
+    mesh_.reset();
+    mesh_ = std::make_unique<dtrain::Mesh>(want, comm);
+    if (verbose_) fmt::print(stderr, "dtrain: {}{}; {}\n", ctx_.rank_tag, ctx_.mpi->describe(), mesh_->describe());
+  }
+  return dtrain::mesh_groups(*mesh_);
+}
+
+void TrainingSetup::lock_dirs(const dtrain::Config& cfg) {
+  std::string problem;
+  if (ctx_.world_rank == 0) {
+    try {
+      // The checkpoint directory too where it is not inside the output directory (whose
+      // lock covers the default one, which a run that writes no checkpoint never creates).
+      const auto out = std::filesystem::weakly_canonical(cfg.log.out_dir);
+      const auto ck = std::filesystem::weakly_canonical(cfg.checkpoint.dir);
+      const bool ck_inside = std::mismatch(out.begin(), out.end(), ck.begin(), ck.end()).first == out.end();
+      std::vector<std::string> dirs = {cfg.log.out_dir};
+      if (!ck_inside) dirs.push_back(cfg.checkpoint.dir);
+      for (const std::string& dir : dirs) {
+        const bool held = std::any_of(locks_.begin(), locks_.end(), [&](const dtrain::RunLock& l) {
+          return std::filesystem::weakly_canonical(l.dir()) == std::filesystem::weakly_canonical(dir);
+        });
+        if (!held) locks_.emplace_back(dir);
+      }
+    } catch (const dtrain::Error& e) {
+      problem = e.what();
+    }
+  }
+  int failed = problem.empty() ? 0 : 1;
+  if (ctx_.world_size > 1) MPI_Allreduce(MPI_IN_PLACE, &failed, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  if (failed) throw dtrain::ConfigError(problem.empty() ? "rank 0 could not lock the run's directories" : problem);
+}
+
+std::unique_ptr<dtrain::Trainer> TrainingSetup::make_trainer(const dtrain::Config& cfg) {
+  // The device before anything else: no GPU is one line, exit 2.
+  if (std::string why = dtrain::ops::device_unavailable(cfg.train.device); !why.empty())
+    throw dtrain::ConfigError(why);
+  check_fits_memory(cfg, ctx_.mpi->ranks_on_node(), options.local_rank);
+  if (auto problems = output_problems(cfg); !problems.empty()) throw dtrain::ConfigError(problems);
+  lock_dirs(cfg);
+  const dtrain::Groups groups = groups_for(cfg);
+  return std::make_unique<dtrain::Trainer>(cfg, groups, print_line, options);
+}
+
+}  // namespace dtrain_cli

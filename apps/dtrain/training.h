@@ -1,0 +1,84 @@
+// What `dtrain run`, `resume` and `profile` share: the ranks' groups for a
+// config (the MPI mesh, or on GPUs the device groups), one run per output
+// directory (locks), the checks before a trainer is built, the watchdog's
+// grace in the step loop, and the fault injection of the end-to-end tests.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "checkpoint/run_lock.h"
+#include "config/config.h"
+#include "dist/device_groups.h"
+#include "dist/mesh.h"
+#include "dist/watchdog.h"
+#include "train/hooks.h"
+#include "train/trainer.h"
+#include "commands.h"
+
+namespace dtrain_cli {
+
+// Fault injection for the end-to-end tests, from the environment:
+//   DTRAIN_TEST_KILL_AT_FILE_OP=k  SIGKILL right after the k-th file operation
+//                                  of the checkpoint writes (counted over the run);
+//                                  k = 0 lists them on stderr instead
+//   DTRAIN_TEST_FAIL_AT_FILE_OP=k  the k-th file operation fails (a RuntimeError)
+//   DTRAIN_TEST_NAN_AT_STEP=k      the loss of step k becomes NaN
+struct TestFaults {
+  std::function<void(const std::string&)> on_file_op;
+  int64_t nan_at_step = 0;
+};
+TestFaults test_faults();
+
+// The output and checkpoint directories must be writable: the nearest
+// existing directory at or above each (it will be created below that).
+std::vector<std::string> output_problems(const dtrain::Config& cfg);
+
+// Forwards the step-loop hooks and tells the watchdog how long a stop signal
+// may wait for the next step boundary: three times the longest step so far
+// (checkpoint writes included), at least 5 s; 60 s until the first step ends.
+class GraceHooks : public dtrain::TrainHooks {
+ public:
+  GraceHooks(dtrain::TrainHooks& inner, dtrain::Watchdog& dog) : inner_(inner), dog_(dog) { dog_.set_grace(60); }
+  bool should_stop(int64_t done) override { return inner_.should_stop(done); }
+  void after_step(int64_t done, bool stopping) override;
+
+ private:
+  dtrain::TrainHooks& inner_;
+  dtrain::Watchdog& dog_;
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+  double longest_ = 0;
+};
+
+// One training process's setup, on every rank (needs ctx.mpi).
+class TrainingSetup {
+ public:
+  TrainingSetup(Context& ctx, bool verbose);
+
+  // Rank 0 prints it (print_line); the others drop it.
+  std::function<void(const std::string&)> log() const;
+  // The groups of the config's layout: the mesh (rebuilt only if a config
+  // asks for another), on GPUs the device groups (NCCL or MPI host-staged,
+  // parallel.device_comm).
+  dtrain::Groups groups_for(const dtrain::Config& cfg);
+  // One run per output and checkpoint directory: rank 0 holds the locks,
+  // every rank learns the outcome.
+  void lock_dirs(const dtrain::Config& cfg);
+  // The device, memory and directory checks, the locks, the groups, the trainer.
+  std::unique_ptr<dtrain::Trainer> make_trainer(const dtrain::Config& cfg);
+
+  dtrain::MpiCommOptions comm;
+  dtrain::TrainerOptions options;
+
+ private:
+  Context& ctx_;
+  bool verbose_;
+  std::unique_ptr<dtrain::Mesh> mesh_;
+  std::unique_ptr<dtrain::DeviceGroups> device_groups_;
+  std::vector<dtrain::RunLock> locks_;
+};
+
+}  // namespace dtrain_cli
