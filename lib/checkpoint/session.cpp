@@ -35,6 +35,7 @@ CheckpointMeta trainer_meta(Trainer& trainer, int64_t step) {
   m.seed = cfg.train.seed;
   m.config = to_toml(cfg);
   m.layout = trainer.groups().layout;
+  m.zero = trainer.zero_stage();
   return m;
 }
 
