@@ -81,10 +81,7 @@ ZeroSharding::ZeroSharding(int stage, std::vector<Model*> slots, Communicator& d
   }
   DTRAIN_CHECK(covered + resident_n == trainable, "ZeRO-2: the layers' parameters cover {} of {} elements",
                covered + resident_n, trainable);
-  for (Window& w : win_) {
-    w.buf = Tensor::zeros(Shape{widest}, gt, ex.device);
-    w.recv = Tensor::zeros(Shape{std::min(widest, per)}, gt, ex.device);
-  }
+  for (Window& w : win_) w.buf = Tensor::zeros(Shape{widest}, gt, ex.device);
   // The full gradient buffer goes: every view of it is re-pointed above or
   // below (windowed parameters point at no memory until their layer's turn).
   for (Model* s : slots_) {
@@ -98,7 +95,7 @@ double ZeroSharding::grad_bytes() const {
   double b = static_cast<double>(shard_.bytes());
   if (stage_ == 1) return b + static_cast<double>(ps_.grads().bytes());
   b += static_cast<double>(resident_buf_.bytes());
-  for (const Window& w : win_) b += static_cast<double>(w.buf.bytes() + w.recv.bytes());
+  for (const Window& w : win_) b += static_cast<double>(w.buf.bytes());
   return b;
 }
 
@@ -142,8 +139,11 @@ void ZeroSharding::land(Window& w) {
   w.pending.reset();
   const int64_t n = pieces(w.lo, w.hi)[me_];
   if (n == 0) return;
-  Tensor dst = piece_of(shard_, range_, w.lo, n);
-  ops::add(ps_.exec(), dst, w.recv.flat_range(0, n), dst);
+  const int64_t len = range_.end - range_.begin;
+  int64_t at = std::clamp<int64_t>(w.lo - range_.begin, 0, len);
+  if (broken_ == 1) at = at + n < len ? at + 1 : std::max<int64_t>(0, at - 1);  // tests: a misplaced piece
+  Tensor dst = shard_.flat_range(at, n);
+  ops::add(ps_.exec(), dst, w.buf.flat_range(0, n), dst);
 }
 
 void ZeroSharding::before_backward(size_t layer, bool /*last*/) {
@@ -177,9 +177,8 @@ void ZeroSharding::after_backward(size_t layer, bool last, bool overlap) {
   if (hi == lo) return;
   Window& w = win_[turn_];
   std::vector<int64_t> c = pieces(lo, hi);
-  int64_t in = 0;
-  if (broken_ == 1) in = hi - lo < w.buf.numel() ? 1 : 0;  // tests: a misplaced scatter
-  w.pending = dp_.reduce_scatter(w.buf.flat_range(in, hi - lo), w.recv.flat_range(0, c[me_]), ReduceOp::sum, c);
+  // In place: this rank's reduced piece lands at the window's start.
+  w.pending = dp_.reduce_scatter(w.buf.flat_range(0, hi - lo), w.buf.flat_range(0, c[me_]), ReduceOp::sum, c);
   turn_ = 1 - turn_;
   if (win_[turn_].pending) win_[turn_].pending->test();
 }

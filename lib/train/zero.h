@@ -54,7 +54,7 @@ class ZeroSharding {
   // This rank's reduced gradients: flat elements [range.begin, range.end).
   Tensor& grad_shard() { return shard_; }
   // Bytes this rank holds for gradients: the shard, plus the full buffer
-  // (ZeRO-1) or the resident tied gradients and the two windows (ZeRO-2).
+  // (ZeRO-1), or the resident tied gradients and the two windows (ZeRO-2).
   double grad_bytes() const;
   int64_t buckets() const { return static_cast<int64_t>(bounds_.size()) - 1; }
 
@@ -77,7 +77,7 @@ class ZeroSharding {
 
  private:
   struct Window {
-    Tensor buf, recv;  // the layer's gradients; this rank's reduced piece of them
+    Tensor buf;  // the layer's gradients; after the reduce-scatter (in place) this rank's piece at its start
     int64_t lo = 0, hi = 0;  // flat range held
     WorkHandle pending;
   };

@@ -331,3 +331,68 @@ TEST_CASE("ZeRO: a misplaced reduce-scatter or all-gather shard is caught by the
       MPI_Barrier(MPI_COMM_WORLD);
     }
 }
+
+TEST_CASE("ZeRO memory per rank: the gradient and optimizer bytes fall as 1/dp, as the cost model counts them") {
+  // A deeper GPT than the layout tests' so that the shard, not the two
+  // layer windows, dominates. Predicted: ZeRO-2 holds ceil(P/dp) gradients +
+  // two windows of the largest layer's (Cost::params, less the tied wte the
+  // embedding keeps whole) + the tied wte; ZeRO-1 the full buffer + the shard;
+  // both a 1/dp share of the optimizer's states.
+  Data data;
+  const std::string toml = gpt_toml(data.dir);
+  const int rank = world_rank();
+  int world = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  if (world < 4) return;
+  std::map<std::pair<int, int>, double> grads;  // (dp, zero) -> bytes on rank 0
+  for (int dp : {1, 2, 4})
+    for (int zero : {0, 1, 2}) {
+      MPI_Comm sub;
+      MPI_Comm_split(MPI_COMM_WORLD, rank < dp ? 0 : MPI_UNDEFINED, rank, &sub);
+      if (rank < dp) {
+        const Config cfg = parse_config(toml, "layouts.toml",
+                                        {"model.n_layer=8", fmt::format("parallel.dp={}", dp),
+                                         fmt::format("parallel.zero={}", zero),
+                                         fmt::format("train.grad_accum={}", 4 / dp)}, dp);
+        Mesh mesh(MeshLayout{dp, 1, 1}, MpiCommOptions{}, sub);
+        Trainer t(cfg, mesh_groups(mesh), [](const std::string&) {});
+        Model& m = t.model();
+        const double P = static_cast<double>(m.params.values().numel());
+        double tied = 0, largest = 0, opt = 0;
+        for (const auto& p : m.params.all())
+          if (p->tied) tied += static_cast<double>(p->numel());
+        const std::vector<Cost> costs = m.layer_costs(2);
+        for (size_t i = 0; i < m.layers.size(); ++i)
+          largest = std::max(largest, static_cast<double>(costs[i].params) - (i == 0 ? tied : 0.0));
+        for (const auto& [name, s] : t.optimizer().state()) opt += static_cast<double>(s.numel());
+        const double shard = std::ceil(P / (16.0 * dp)) * 16;  // rank 0's range (16-element multiples)
+        CAPTURE(dp);
+        CAPTURE(zero);
+        const int stage = dp > 1 ? zero : 0;
+        CHECK(t.zero_stage() == stage);
+        if (stage == 0) {
+          CHECK(m.params.grads().numel() == P);
+          CHECK(opt == 2 * P);
+          if (rank == 0) grads[{dp, zero}] = 4 * P;
+        } else {
+          CHECK(opt == 2 * shard);
+          CHECK(t.optimizer_range().end - t.optimizer_range().begin == shard);
+          const double want = stage == 1 ? 4 * (P + shard) : 4 * (shard + 2 * largest + tied);
+          CHECK(t.zero()->grad_bytes() == doctest::Approx(want).epsilon(0.01));
+          if (stage == 2) CHECK(!m.params.grads().defined());  // the full buffer is gone
+          if (rank == 0) grads[{dp, zero}] = t.zero()->grad_bytes();
+        }
+        MPI_Comm_free(&sub);
+      }
+      MPI_Barrier(MPI_COMM_WORLD);
+    }
+  if (rank == 0) {
+    // ZeRO-2's gradient bytes less the fixed windows and tied wte halve from dp 2 to 4.
+    const double fixed = grads[{2, 2}] - 2 * (grads[{2, 2}] - grads[{4, 2}]);
+    CHECK(grads[{4, 2}] < grads[{2, 2}]);
+    CHECK(grads[{2, 2}] < grads[{1, 0}]);
+    CHECK((grads[{2, 2}] - fixed) / (grads[{4, 2}] - fixed) == doctest::Approx(2.0).epsilon(0.01));
+    MESSAGE(fmt::format("gradient bytes per rank: dp 1 {:.0f}; ZeRO-1 dp 2 {:.0f}, dp 4 {:.0f}; ZeRO-2 dp 2 {:.0f}, dp 4 {:.0f}",
+                        grads[{1, 0}], grads[{2, 1}], grads[{4, 1}], grads[{2, 2}], grads[{4, 2}]));
+  }
+}
