@@ -3,7 +3,7 @@
 of each collective was hidden behind compute.
 
 Runs `dtrain profile` under mpirun for parallel.zero = 0, 1, 2 on dp = 2 and 4
-(a GPT of 4 blocks, width 256, byte vocabulary: gradients of every block are
+(a GPT of 8 blocks, width 256, vocabulary 512: gradients of every block are
 what ZeRO moves) and reads each run's trace.json:
   - per collective kind on the dp group: payload bytes per step per rank and
     the bytes a ring implementation sends for it (all-reduce 2(d-1)/d x
@@ -35,7 +35,7 @@ def profile(binary, dp, zero, steps, micro_batches):
     with tempfile.TemporaryDirectory() as out:
         cmd = MPIRUN + ["-np", str(dp), binary, "profile", "configs/bench/gpt-small.toml", "--out", out,
                         "--steps", str(steps), "--warmup", "1"]
-        for s in ["model.vocab_size=512", "train.threads=1", f"parallel.dp={dp}", f"parallel.zero={zero}",
+        for s in ["model.vocab_size=512", "model.n_layer=8", "train.threads=1", f"parallel.dp={dp}", f"parallel.zero={zero}",
                   f"train.grad_accum={micro_batches}", "parallel.bucket_mb=1"]:
             cmd += ["--set", s]
         subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, text=True)
