@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -125,7 +126,8 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
   // The masters, and under bf16 their compute copy.
   v[kParamBytes] = static_cast<double>(m.params.values().bytes() +
                                        (m.params.mixed() ? m.params.compute_values().bytes() : 0));
-  v[kGradBytes] = static_cast<double>(m.params.grads().bytes());
+  // ZeRO: the shard (and ZeRO-1's full buffer, or ZeRO-2's windows and tied gradients).
+  v[kGradBytes] = trainer.zero() ? trainer.zero()->grad_bytes() : static_cast<double>(m.params.grads().bytes());
   double opt_bytes = 0;
   auto state = trainer.optimizer().state();
   for (const auto& [name, tensor] : state) opt_bytes += static_cast<double>(tensor.bytes());
@@ -178,9 +180,21 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
   const double pipe_grad = m.last_stage() ? 0.0 : static_cast<double>(m.output_shape(t.micro_batch).numel() *
                                                                       dtype_size(m.dtype));  // received gradients
   const double states = static_cast<double>(state.size());
-  const double zero_share = cfg.parallel.zero == 1 ? 1.0 / g.layout.dp : 1.0;
+  const int zero = trainer.zero_stage();
+  const double zero_share = zero >= 1 ? 1.0 / g.layout.dp : 1.0;
   v[kPredParams] = stage_params * (m.params.mixed() ? 6 : 4);
   v[kPredGrads] = stage_params * 4;
+  if (zero == 1) v[kPredGrads] += std::ceil(stage_params / g.layout.dp) * 4;  // + the reduced shard
+  if (zero == 2) {
+    // The shard, two windows of the largest layer's gradients, the tied embedding's.
+    double largest = 0, tied = 0;
+    for (const auto& p : m.params.all())
+      if (p->trainable && p->tied) tied += static_cast<double>(p->numel());
+    for (size_t i = 0; i < m.layers.size(); ++i)  // the embedding's window leaves out the tied wte
+      largest = std::max(largest, static_cast<double>(costs[i].params) - (i == 0 && m.first_stage() ? tied : 0.0));
+    const double shard = std::ceil(stage_params / g.layout.dp);
+    v[kPredGrads] = (shard + 2 * largest + tied) * 4;
+  }
   v[kPredOpt] = stage_params * 4 * states * zero_share;
   v[kPredAct] = (per_slot + shared_block) * slots + pipe_grad;
   v[kPeakRss] = peak_rss_bytes();

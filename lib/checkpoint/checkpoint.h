@@ -64,6 +64,7 @@ struct CheckpointMeta {
   int64_t seed = 0;
   std::string config;           // the resolved config (TOML) of the run that wrote it
   Layout layout;                // the parallel layout that wrote it
+  int64_t zero = 0;             // the ZeRO stage in effect (0: none; attribute absent in older checkpoints)
   std::string id;               // unique per checkpoint; every rank file carries it too
   std::string run_id;           // drawn when a run first starts, kept by its resumes ("" before run ids)
   std::string written_at;       // UTC, ISO 8601

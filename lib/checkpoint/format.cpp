@@ -55,7 +55,9 @@ std::string canonical(const CheckpointMeta& m) {
       m.format_version, m.program_version, m.model_type, m.optimizer, m.step, m.optimizer_steps,
       m.samples_seen, m.items_seen, m.seed, m.layout.dp, m.layout.tp, m.layout.pp, m.layout.world(),
       m.id, m.written_at, m.config) +
-         (m.run_id.empty() ? "" : "\nrun_id=" + m.run_id);  // checkpoints without one keep their checksum
+         (m.run_id.empty() ? "" : "\nrun_id=" + m.run_id) +  // checkpoints without one keep their checksum
+         // Only when sharded, so that checkpoints from before the field verify.
+         (m.zero ? fmt::format("\nzero={}", m.zero) : std::string());
 }
 
 void copy_box(const char* src, const std::vector<int64_t>& sshape,

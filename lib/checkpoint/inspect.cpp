@@ -25,6 +25,12 @@ std::string describe_checkpoint(const std::string& path, bool verify) {
   out += fmt::format("seed         {}\n", m.seed);
   out += fmt::format("layout       {} ({} rank{})\n", m.layout.str(), m.layout.world(),
                      m.layout.world() == 1 ? "" : "s");
+  static const char* const kZero[] = {"none (every rank held all optimizer state and gradients)",
+                                      "ZeRO-1 (optimizer state sharded over dp)",
+                                      "ZeRO-2 (optimizer state and gradients sharded over dp)",
+                                      "ZeRO-3 (optimizer state, gradients and parameters sharded over dp)"};
+  out += fmt::format("sharding     {}; stored as full tensors\n",
+                     m.zero >= 0 && m.zero <= 3 ? kZero[m.zero] : fmt::format("ZeRO-{}", m.zero));
   out += fmt::format("written      {} by dtrain {} (format {}, id {})\n", m.written_at,
                      m.program_version, m.format_version, m.id);
   out += fmt::format("run          {}\n", m.run_id.empty() ? "(not recorded: written before run ids)" : m.run_id);

@@ -283,6 +283,7 @@ class Reader {
     m.layout = Layout{static_cast<int>(dp), static_cast<int>(tp), static_cast<int>(pp)};
     if (dp < 1 || tp < 1 || pp < 1 || m.layout.world() != world)
       fail(store::kMasterFile, "", fmt::format("inconsistent layout dp={} tp={} pp={} world_size={}", dp, tp, pp, world));
+    if (!h5::read_attr(r, "zero", m.zero)) m.zero = 0;  // absent: unsharded, or written before ZeRO-2
     need(h5::read_attr(r, "checkpoint_id", m.id), "checkpoint_id");
     if (H5Aexists(r, "run_id") > 0) need(h5::read_attr(r, "run_id", m.run_id), "run_id");  // absent before run ids
     need(h5::read_attr(r, "written_at", m.written_at), "written_at");

@@ -29,6 +29,7 @@ CheckpointMeta trainer_meta(Trainer& trainer, int64_t step, const std::string& r
   m.config = to_toml(cfg);
   m.layout = trainer.groups().layout;
   m.run_id = run_id;
+  m.zero = trainer.zero_stage();
   return m;
 }
 

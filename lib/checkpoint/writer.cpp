@@ -205,6 +205,7 @@ void write_master(const fs::path& path, const CheckpointMeta& meta,
   h5::write_attr(root, "tp", int64_t{meta.layout.tp});
   h5::write_attr(root, "pp", int64_t{meta.layout.pp});
   h5::write_attr(root, "world_size", int64_t{meta.layout.world()});
+  if (meta.zero) h5::write_attr(root, "zero", meta.zero);
   h5::write_attr(root, "checkpoint_id", meta.id);
   if (!meta.run_id.empty()) h5::write_attr(root, "run_id", meta.run_id);
   h5::write_attr(root, "written_at", meta.written_at);

@@ -203,8 +203,10 @@ std::vector<KeySpec> build_schema() {
        "pipeline-parallel ranks", FIELD(parallel.pp)},
       {"parallel", "schedule", kAll, string("1f1b"), one_of({"1f1b", "gpipe"}),
        "pipeline schedule over the grad_accum micro-batches", FIELD(parallel.schedule)},
-      {"parallel", "zero", kAll, int64_t{0}, half_open(0, 2),
-       "ZeRO stage: 1 shards the optimizer state across data-parallel ranks", FIELD(parallel.zero)},
+      {"parallel", "zero", kAll, int64_t{0}, half_open(0, 4),
+       "ZeRO stage over the data-parallel ranks: 1 shards the optimizer state (gradients reduce-scattered), "
+       "2 the gradients too, 3 the parameters (not available yet); nothing to shard when dp = 1",
+       FIELD(parallel.zero)},
       {"parallel", "bucket_mb", kAll, 25.0, at_most(above(0), 1048576),
        "gradient all-reduce bucket size in MiB (started during backward)", FIELD(parallel.bucket_mb)},
       {"parallel", "overlap", kAll, true, none(),

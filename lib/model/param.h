@@ -124,6 +124,9 @@ class ParamStore {
   Tensor& buffers() { return buffers_; }  // every non-trainable buffer, flat
   int64_t num_trainable() const { return trainable_numel_; }
   void zero_grads();  // all threads, one pass
+  // Frees the flat gradient buffer (ZeRO-2 re-points every Param::grad to its
+  // own windows first); zero_grads then does nothing.
+  void release_grads() { grads_ = Tensor{}; }
 
   // Re-initialises every parameter and buffer from `seed` (used by allocate).
   void initialize(uint64_t seed);

@@ -37,8 +37,10 @@ struct FlatRange {
 // ZeRO-1 gives each data-parallel rank one range, whose state it alone keeps.
 // Its state tensors cover exactly the range; the update of every element is
 // the same whatever the range, so sharded and unsharded runs agree bit for bit.
+// grad_shard (ZeRO): when defined, the range's gradients are read from it
+// (element range.begin + i at i) instead of the parameters' grad views.
 std::unique_ptr<Optimizer> make_optimizer(const OptimConfig& cfg, ParamStore& params,
-                                          FlatRange range = {});
+                                          FlatRange range = {}, const Tensor& grad_shard = Tensor{});
 
 // Learning rate at optimizer step `step` (0-based): linear warm-up from 0 over
 // warmup_steps, then cosine or linear decay to min_lr at decay_steps (default:

@@ -32,7 +32,8 @@ Tensor state_tensor(ParamStore& ps, FlatRange r) {
 // This rank's spans of the flat buffer: the part of each trainable parameter
 // inside r, with its optimizer state at the same offsets (from r.begin) and,
 // under mixed precision, its compute copy, which the update writes too.
-std::vector<ops::UpdateSpan> spans_of(ParamStore& ps, FlatRange r, const Tensor& s1, const Tensor& s2) {
+std::vector<ops::UpdateSpan> spans_of(ParamStore& ps, FlatRange r, const Tensor& s1, const Tensor& s2,
+                                      const Tensor& gs) {
   std::vector<ops::UpdateSpan> spans;
   const bool mixed = ps.mixed();
   for (const auto& p : ps.all()) {
@@ -43,7 +44,7 @@ std::vector<ops::UpdateSpan> spans_of(ParamStore& ps, FlatRange r, const Tensor&
     auto part = [&](const Tensor& t) { return t.view(Shape{t.numel()}).flat_range(o.lo, n); };
     ops::UpdateSpan sp;
     sp.w = part(p->value);
-    sp.g = part(p->grad);
+    sp.g = gs.defined() ? gs.flat_range(state, n) : part(p->grad);
     sp.s1 = s1.flat_range(state, n);
     if (s2.defined()) sp.s2 = s2.flat_range(state, n);
     if (mixed) sp.wc = part(p->compute);
@@ -55,10 +56,10 @@ std::vector<ops::UpdateSpan> spans_of(ParamStore& ps, FlatRange r, const Tensor&
 
 class AdamW : public Optimizer {
  public:
-  AdamW(const OptimConfig& cfg, ParamStore& ps, FlatRange r) : cfg_(cfg), ps_(ps), r_(r) {
+  AdamW(const OptimConfig& cfg, ParamStore& ps, FlatRange r, const Tensor& gs) : cfg_(cfg), ps_(ps), r_(r) {
     m_ = state_tensor(ps, r);
     v_ = state_tensor(ps, r);
-    spans_ = spans_of(ps_, r_, m_, v_);  // views: made once, valid for the run
+    spans_ = spans_of(ps_, r_, m_, v_, gs);  // views: made once, valid for the run
   }
 
   void step(double lr, double grad_scale) override {
@@ -93,9 +94,9 @@ class AdamW : public Optimizer {
 // gradient (only where Param::decay), buf = momentum * buf + g, optional Nesterov.
 class Sgd : public Optimizer {
  public:
-  Sgd(const OptimConfig& cfg, ParamStore& ps, FlatRange r) : cfg_(cfg), ps_(ps), r_(r) {
+  Sgd(const OptimConfig& cfg, ParamStore& ps, FlatRange r, const Tensor& gs) : cfg_(cfg), ps_(ps), r_(r) {
     buf_ = state_tensor(ps, r);
-    spans_ = spans_of(ps_, r_, buf_, Tensor{});
+    spans_ = spans_of(ps_, r_, buf_, Tensor{}, gs);
   }
 
   void step(double lr, double grad_scale) override {
@@ -126,14 +127,16 @@ class Sgd : public Optimizer {
 }  // namespace
 
 std::unique_ptr<Optimizer> make_optimizer(const OptimConfig& cfg, ParamStore& params,
-                                          FlatRange range) {
+                                          FlatRange range, const Tensor& grad_shard) {
   DTRAIN_CHECK(params.allocated(), "optimizer built before parameters were allocated");
   const int64_t n = params.values().numel();
   if (range.end < 0) range.end = n;
   DTRAIN_CHECK(0 <= range.begin && range.begin <= range.end && range.end <= n,
                "optimizer range [{}, {}) of {} elements", range.begin, range.end, n);
-  if (cfg.name == "adamw") return std::make_unique<AdamW>(cfg, params, range);
-  if (cfg.name == "sgd") return std::make_unique<Sgd>(cfg, params, range);
+  DTRAIN_CHECK(!grad_shard.defined() || grad_shard.numel() == range.end - range.begin,
+               "optimizer gradient shard of {} elements for a range of {}", grad_shard.numel(), range.end - range.begin);
+  if (cfg.name == "adamw") return std::make_unique<AdamW>(cfg, params, range, grad_shard);
+  if (cfg.name == "sgd") return std::make_unique<Sgd>(cfg, params, range, grad_shard);
   throw ConfigError(fmt::format("optim.name: unknown optimizer '{}' (expected adamw or sgd)", cfg.name));
 }
 

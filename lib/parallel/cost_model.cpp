@@ -33,7 +33,7 @@ double p2p_seconds(double bytes, const Link& link) { return link.latency + bytes
 Features Features::this_trainer() {
   Features f;
   f.recompute = true;  // train.recompute = "full" (the GPT; an auto layout sets it when it needs it)
-  f.zero1_reduce_scatter = false;
+  f.zero1_reduce_scatter = true;  // lib/train/zero.cpp
   f.bf16 = true;  // train.precision = "bf16": fp32 masters, bf16 compute
   f.tp_for_cnn = false;
   return f;
@@ -176,7 +176,7 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& s
   for (int s = 0; s < p; ++s) {
     const StageProfile& st = stages[s];
     const double grad_bytes = st.params * sb.grads;
-    const bool scatter = c.zero == 1 && f.zero1_reduce_scatter;
+    const bool scatter = c.zero >= 1 && f.zero1_reduce_scatter;
     double reduce = 0, last_bucket = 0;
     if (d > 1) {
       const double bucket = std::min(grad_bytes, w.bucket_bytes);
@@ -191,16 +191,18 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& s
     // The update: per-parameter passes at memory bandwidth (zeroing and the
     // norm read every gradient; the optimizer touches its shard), then the
     // ZeRO-1 all-gather of the updated parameters.
-    const double owned = c.zero == 1 && d > 1 ? std::ceil(st.params / d) : st.params;
+    const double owned = c.zero >= 1 && d > 1 ? std::ceil(st.params / d) : st.params;
     double update = (owned * sb.update_traffic + 2 * st.params * sb.grads) / hw.memory_bandwidth *
                     std::max(1.0, share);  // every device of the node updates at once
-    if (c.zero == 1 && d > 1) update += all_gather_seconds(st.params * sb.params, d, dp_link);
+    if (c.zero >= 1 && d > 1) update += all_gather_seconds(st.params * sb.params, d, dp_link);
     optimizer = std::max(optimizer, update);
 
     double dp_sent = 0;
     if (d > 1) {
-      dp_sent = (scatter ? 1.0 : 2.0) * (d - 1) / d * grad_bytes;
-      if (c.zero == 1) dp_sent += static_cast<double>(d - 1) / d * st.params * sb.params;
+      // ZeRO-2 reduce-scatters each micro-batch's gradients (lib/train/zero.h).
+      const double scatters = c.zero == 2 ? static_cast<double>(c.micro_batches) : 1.0;
+      dp_sent = (scatter ? scatters : 2.0) * (d - 1) / d * grad_bytes;
+      if (c.zero >= 1) dp_sent += static_cast<double>(d - 1) / d * st.params * sb.params;
     }
     dp_bytes = std::max(dp_bytes, dp_sent);
     const double tp_payload = b * e * (st.tp_fwd_bytes * (c.recompute ? 2 : 1) + st.tp_bwd_bytes);
@@ -224,8 +226,11 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& s
     Memory mem;
     mem.stage = s;
     mem.params = st.params * sb.params;
-    mem.grads = st.params * sb.grads;
-    mem.optimizer = (c.zero == 1 && d > 1 ? std::ceil(st.params / d) : st.params) * sb.optimizer;
+    // ZeRO-2: this rank's 1/d shard plus two windows of the largest layer's
+    // gradients (the tied embedding's full gradient counts in that layer).
+    mem.grads = c.zero == 2 && d > 1 ? (std::ceil(st.params / d) + 2 * st.max_layer_params) * sb.grads
+                                     : st.params * sb.grads;
+    mem.optimizer = (c.zero >= 1 && d > 1 ? std::ceil(st.params / d) : st.params) * sb.optimizer;
     const double k = static_cast<double>(in_flight_micro_batches(c.schedule, s, p, c.micro_batches));
     // Each micro-batch in flight keeps its activations (under recomputation
     // only the layers' inputs) and one set of work buffers, the blocks

@@ -41,9 +41,9 @@ struct Workload {
 // Which features the training code running the plan has.
 struct Features {
   bool recompute = true;             // full activation recomputation per top-level layer
-  // ZeRO-1 reduces gradients with a reduce-scatter (Megatron's distributed
-  // optimizer; as much traffic as the all-reduce it replaces); false: it
-  // all-reduces them and then all-gathers the updated parameters (this trainer).
+  // ZeRO-1/2 reduce gradients with a reduce-scatter (Megatron's distributed
+  // optimizer; half the traffic of the all-reduce it replaces), then
+  // all-gather the updated parameters; false: all-reduce, then all-gather.
   bool zero1_reduce_scatter = true;
   bool bf16 = true;                  // mixed precision available
   bool tp_for_cnn = false;
@@ -55,7 +55,7 @@ struct Candidate {
   int dp = 1, tp = 1, pp = 1;
   int64_t micro_batch = 1;   // samples per micro-batch
   int64_t micro_batches = 1; // per step per pipeline (grad_accum)
-  int zero = 0;              // 0 | 1
+  int zero = 0;              // 0 | 1 | 2 (2: gradients sharded, reduce-scattered every micro-batch)
   bool recompute = false;
   std::string schedule = "1f1b";  // "1f1b" | "gpipe" (the same when pp = 1)
   int devices() const { return dp * tp * pp; }

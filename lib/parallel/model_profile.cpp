@@ -121,6 +121,7 @@ std::vector<StageProfile> profile_stages(const ModelProfile& m, int pp) {
       st.act_bytes += l.act_bytes;
       st.max_layer_act_bytes = std::max(st.max_layer_act_bytes, l.act_bytes);
       st.max_layer_work_bytes = std::max(st.max_layer_work_bytes, l.work_bytes);
+      st.max_layer_params = std::max(st.max_layer_params, l.params);
       st.in_bytes += l.in_bytes;
       st.tp_fwd_calls += l.tp_fwd_calls;
       st.tp_bwd_calls += l.tp_bwd_calls;

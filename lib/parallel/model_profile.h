@@ -61,6 +61,7 @@ struct StageProfile {
   double act_bytes = 0;
   double max_layer_act_bytes = 0;  // the largest one layer keeps (recomputation's working set)
   double max_layer_work_bytes = 0; // the largest layer's work buffers (one set per micro-batch in flight)
+  double max_layer_params = 0;     // the largest layer's parameters (ZeRO-2's gradient window)
   double in_bytes = 0;             // sum of the layers' inputs (recomputation's checkpoints)
   double out_bytes = 0;            // the stage's output, sent to the next stage
   double tp_fwd_calls = 0, tp_bwd_calls = 0;

@@ -99,7 +99,8 @@ void Profiler::add_comm(const std::string& group, const char* op, double bytes, 
   it->second.ops += 1;
   it->second.bytes += bytes;
   it->second.busy_seconds += e - b;
-  if (in_reduction_ && group == "dp" && std::string(op) == "all_reduce") {
+  // The gradient reduction: all-reduce buckets, or ZeRO's reduce-scatters.
+  if (in_reduction_ && group == "dp" && (std::string(op) == "all_reduce" || std::string(op) == "reduce_scatter")) {
     if (reduce_first_issue_ < 0 || b < reduce_first_issue_) reduce_first_issue_ = b;
     reduce_last_done_ = std::max(reduce_last_done_, e);
   }

@@ -142,18 +142,22 @@ void Trainer::setup() {
   if (!m.last_stage()) grad_in_ = Tensor::empty(m.output_shape(t.micro_batch), dtype, ex.device);
   if (options_.profiler) options_.profiler->set_plan_bytes(used() - heap0);  // --- profiler hook
 
-  // ZeRO-1: data-parallel rank d keeps the optimizer state of one contiguous
-  // range of the flat parameters (multiples of 16 elements, the last short).
-  const int64_t n = m.params.values().numel();
-  opt_range_ = FlatRange{0, n};
-  if (cfg_.parallel.zero == 1 && g_.layout.dp > 1) {
-    const int64_t dp = g_.layout.dp, per = (n + dp * 16 - 1) / (dp * 16) * 16;
-    for (int64_t r = 0; r < dp; ++r)
-      zero_counts_.push_back(std::clamp<int64_t>(n - r * per, 0, per));
-    opt_range_ = FlatRange{std::min(n, g_.coord.dp * per), std::min(n, g_.coord.dp * per) + zero_counts_[g_.coord.dp]};
+  // ZeRO (train/zero.h): data-parallel rank d keeps the optimizer state (and
+  // from stage 2 on the reduced gradients) of one contiguous range of the
+  // flat parameters. With one data-parallel rank there is nothing to shard.
+  opt_range_ = FlatRange{0, m.params.values().numel()};
+  if (cfg_.parallel.zero >= 1 && g_.layout.dp > 1) {
+    std::vector<Model*> all;
+    for (auto& s : slots_) all.push_back(s.get());
+    zero_ = std::make_unique<ZeroSharding>(static_cast<int>(cfg_.parallel.zero), all, *g_.dp,
+                                           g_.layout.pp > 1 ? g_.embed : nullptr, cfg_.parallel.bucket_mb,
+                                           options_.zero_break);
+    opt_range_ = zero_->range();
+    opt_ = make_optimizer(cfg_.optim, m.params, opt_range_, zero_->grad_shard());
+  } else {
+    opt_ = make_optimizer(cfg_.optim, m.params, opt_range_);
+    reducer_ = std::make_unique<GradReducer>(m.params, *g_.dp, cfg_.parallel.bucket_mb);
   }
-  opt_ = make_optimizer(cfg_.optim, m.params, opt_range_);
-  reducer_ = std::make_unique<GradReducer>(m.params, *g_.dp, cfg_.parallel.bucket_mb);
   scalars_ = Tensor::empty(Shape{4}, DType::f64);
 }
 
@@ -233,16 +237,22 @@ void Trainer::backward_op(int micro, int slot, const Ctx& ctx, double scale, boo
   // The step's last backward completes the gradients: buckets start as the
   // layers finish.
   if (last) {
-    trace(fmt::format("B mb {} slot {}: gradient reduction over dp in {} buckets", micro, slot, reducer_->buckets()));
-    reducer_->begin();
+    if (zero_)
+      trace(fmt::format("B mb {} slot {}: ZeRO-{} gradient reduce-scatter over dp", micro, slot, zero_->stage()));
+    else
+      trace(fmt::format("B mb {} slot {}: gradient reduction over dp in {} buckets", micro, slot, reducer_->buckets()));
+    if (reducer_) reducer_->begin();
     if (options_.profiler) options_.profiler->mark_reduction_begin();  // --- profiler hook
   }
   for (size_t i = m.layers.size(); i-- > 0;) {
+    if (zero_) zero_->before_backward(i, last);
     {
       Profiler::Scope timed(options_.profiler, Profiler::Kind::backward, static_cast<int>(i), micro);
       g = m.layers[i]->backward(g, ctx);
     }
-    if (last && cfg_.parallel.overlap)
+    if (zero_)
+      zero_->after_backward(i, last, cfg_.parallel.overlap);
+    else if (last && cfg_.parallel.overlap)
       reducer_->ready_from(reducer_->offset_of_param(slots_[0]->first_param_of(i)));
   }
   if (!m.first_stage()) {
@@ -280,7 +290,9 @@ double Trainer::global_grad_norm() {
   // tensor- and pipeline-parallel ranks each hold a part of them (parameters
   // replicated across tp counted on tp rank 0 only).
   double* s = scalars_.data<double>();
-  s[0] = grad_sum_squares(slots_[0]->params, g_.coord.tp == 0);
+  // ZeRO: each data-parallel rank holds its shard of the reduced gradients;
+  // the shards' sums are summed over dp first.
+  s[0] = zero_ ? zero_->grad_sum_squares(g_.coord.tp == 0) : grad_sum_squares(slots_[0]->params, g_.coord.tp == 0);
   Tensor one = scalars_.flat_range(0, 1);
   g_.tp->all_reduce(one, ReduceOp::sum)->wait();
   g_.pp->all_reduce(one, ReduceOp::sum)->wait();
@@ -309,6 +321,7 @@ StepResult Trainer::train_step(int64_t step) {
   const TrainConfig& t = cfg_.train;
   Model& m = *slots_[0];
   m.params.zero_grads();
+  if (zero_) zero_->begin_step();
   const int micro_batches = static_cast<int>(t.grad_accum);
   const std::vector<PipeOp>& ops = ops_;
   const double scale = 1.0 / static_cast<double>(micro_batches * g_.layout.dp);
@@ -326,9 +339,9 @@ StepResult Trainer::train_step(int64_t step) {
   StepResult r;
   {
     Profiler::Scope timed(options_.profiler, Profiler::Kind::dp_wait);
-    r.dp_wait_seconds = reducer_->finish();
+    r.dp_wait_seconds = zero_ ? zero_->finish() : reducer_->finish();  // ZeRO: tied parameters too
   }
-  if (g_.layout.pp > 1) {
+  if (g_.layout.pp > 1 && !zero_) {
     // Tied parameters (the embedding and the head's copy, on the first and
     // the last stage) sum their gradients.
     for (const auto& p : m.params.all())
@@ -365,14 +378,10 @@ StepResult Trainer::train_step(int64_t step) {
     Profiler::Scope timed(options_.profiler, Profiler::Kind::optimizer);
     opt_->step(learning_rate(cfg_.optim, t.steps, step), clip_scale(r.grad_norm, cfg_.optim.grad_clip));
   }
-  if (!zero_counts_.empty()) {
-    // ZeRO-1: every rank updated its range; gather the others' into place.
+  if (zero_) {
+    // ZeRO: every rank updated its range; gather the others' into place.
     trace("zero: all_gather of the updated parameters over dp");
-    Tensor& v = m.params.values();
-    g_.dp->all_gather(v.flat_range(opt_range_.begin, opt_range_.end - opt_range_.begin), v, zero_counts_)->wait();
-    // The other ranks' ranges of the bf16 copy (this rank's optimizer wrote its own).
-    m.params.sync_compute(0, opt_range_.begin);
-    m.params.sync_compute(opt_range_.end, v.numel());
+    zero_->gather_params();
   }
   sync_buffers();
   runtime_->sync();  // the step's work done on the device before its time is taken
@@ -479,7 +488,7 @@ TrainSummary Trainer::run(const RunOptions& opts) {
     log(fmt::format("layout {} on {} ranks; pipeline stages (top-level layers):{}; schedule {}; "
                     "{} micro-batch copies on stage 0; ZeRO-{}",
                     g_.layout.str(), g_.layout.world(), stages, g_.layout.pp > 1 ? cfg_.parallel.schedule : "-",
-                    slots_.size(), zero_counts_.empty() ? 0 : 1));
+                    slots_.size(), zero_stage()));
   }
 
   auto report_eval = [&](int64_t step, const EvalResult& e) {

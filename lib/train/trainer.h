@@ -28,6 +28,7 @@
 #include "train/hooks.h"
 #include "train/metrics.h"
 #include "train/profiler.h"
+#include "train/zero.h"
 
 namespace dtrain {
 
@@ -66,6 +67,9 @@ struct TrainerOptions {
   std::function<void(const std::string&)> trace;
   // Tests only: the (agreed) loss of this step (1-based; 0 = none) becomes NaN.
   int64_t inject_nan_at_step = 0;
+  // Tests only: 1 misplaces ZeRO's gradient reduce-scatter by one element, 2
+  // its parameter all-gather (a broken shard the layout tests must catch).
+  int zero_break = 0;
   // --- profiler hook: times the top-level layers, loss, data, pipeline
   // waits, exposed gradient reduction and optimizer (train/profiler.h);
   // nullptr: no timers. Not owned.
@@ -110,6 +114,9 @@ class Trainer {
   const std::vector<int64_t>& stage_bounds() const { return bounds_; }
   // The flat range of the parameters whose optimizer state this rank keeps.
   FlatRange optimizer_range() const { return opt_range_; }
+  // The ZeRO stage in effect (0 when parallel.zero = 0 or dp = 1) and its sharding.
+  int zero_stage() const { return zero_ ? zero_->stage() : 0; }
+  const ZeroSharding* zero() const { return zero_.get(); }
 
  private:
   void setup();
@@ -143,7 +150,7 @@ class Trainer {
   std::vector<std::unique_ptr<Model>> slots_;  // slot 0 owns the parameters
   std::unique_ptr<Optimizer> opt_;
   FlatRange opt_range_;
-  std::vector<int64_t> zero_counts_;  // ZeRO-1: elements per data-parallel rank
+  std::unique_ptr<ZeroSharding> zero_;  // ZeRO-1/2 over dp (null: gradients all-reduced by reducer_)
   std::unique_ptr<GradReducer> reducer_;
   DataSources data_;
   std::vector<Tensor> x_, y_;      // per slot: the micro-batch's inputs and targets (on the device)

@@ -189,6 +189,13 @@ TEST_CASE("memory per device: parameters, gradients, ZeRO-1 optimizer shard, 1F1
   CHECK(p.memory.activations == 2 * 4 * 2e6);
   c.zero = 1;
   CHECK(predict(m, profile_stages(m, 2), hw, w, f, c).memory.optimizer == 1000 * 8);
+  // ZeRO-2: the gradients too fall to 1/dp, plus two windows of the largest layer's.
+  c.zero = 2;
+  const Prediction z2 = predict(m, profile_stages(m, 2), hw, w, f, c);
+  CHECK(z2.memory.optimizer == 1000 * 8);
+  CHECK(z2.memory.grads == (1000 + 2 * 1000) * 4);
+  CHECK(z2.dp_bytes > predict(m, profile_stages(m, 2), hw, w, f, Candidate{.dp = 2, .tp = 1, .pp = 2, .micro_batch = 4, .micro_batches = 8, .zero = 1}).dp_bytes);
+  c.zero = 1;
   c.schedule = "gpipe";  // all 8 micro-batches in flight
   CHECK(predict(m, profile_stages(m, 2), hw, w, f, c).memory.activations == 8 * 4 * 2e6);
   // Recomputation keeps each layer's input per micro-batch, plus one layer's

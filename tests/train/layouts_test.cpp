@@ -124,8 +124,8 @@ struct Run {
   std::map<std::string, Shard> shards;
 };
 
-Run train(const Config& cfg, const Groups& g) {
-  Trainer t(cfg, g, [](const std::string&) {});
+Run train(const Config& cfg, const Groups& g, TrainerOptions opts = {}) {
+  Trainer t(cfg, g, [](const std::string&) {}, std::move(opts));
   Run r;
   for (int64_t s = 0; s < cfg.train.steps; ++s) r.losses.push_back(t.train_step(s).loss);
   for (const auto& p : t.model().params.all()) {
@@ -266,4 +266,133 @@ TEST_CASE("GPT in bf16: dp, tp, pp and ZeRO-1 layouts train like one bf16 proces
   for (const Layout& l : std::vector<Layout>{{1, 1, 1}, {2, 1, 1}, {1, 2, 1}, {1, 1, 2}, {2, 2, 2}})
     if (l.world() <= world) check_layout(toml, ref, l, 0, "1f1b", tol, bf16);
   if (world >= 4) check_layout(toml, ref, {4, 1, 1}, 1, "1f1b", tol, bf16);
+}
+
+TEST_CASE("ZeRO-1 by reduce-scatter and ZeRO-2 on dp 2 and 4, with tp and pp, in fp32 and bf16, train like one process") {
+  // ZeRO changes only the order of the gradient sums (reduce-scatter of
+  // buckets or of each layer per micro-batch, the tied embedding summed over
+  // pp before dp): the fp32 tolerance of every layout.
+  Data data;
+  const std::string toml = gpt_toml(data.dir);
+  const Run ref = reference(toml);
+  int world = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  if (world < 8) return;
+  for (int zero : {1, 2}) {
+    check_layout(toml, ref, {2, 1, 1}, zero, "1f1b");
+    check_layout(toml, ref, {4, 1, 1}, zero, "1f1b");
+  }
+  check_layout(toml, ref, {2, 2, 1}, 2, "1f1b");
+  check_layout(toml, ref, {2, 1, 2}, 2, "1f1b");
+  check_layout(toml, ref, {2, 1, 2}, 1, "gpipe");
+  check_layout(toml, ref, {2, 2, 2}, 2, "1f1b", {}, {"train.recompute=full"});
+  // The CNN (batch-norm buffers stay replicated, averaged over dp).
+  const std::string cnn = cnn_toml(data.dir);
+  const Run cnn_ref = reference(cnn);
+  check_layout(cnn, cnn_ref, {4, 1, 1}, 2, "1f1b");
+  // bf16 within the bf16 layout tolerance (see the bf16 test above).
+  const std::vector<std::string> bf16{"train.precision=bf16"};
+  const Run ref16 = reference(toml, bf16);
+  const Tolerance tol{2e-3, 0.06, 2e-2};
+  check_layout(toml, ref16, {4, 1, 1}, 2, "1f1b", tol, bf16);
+  check_layout(toml, ref16, {2, 2, 2}, 2, "1f1b", tol, bf16);
+}
+
+TEST_CASE("ZeRO: a misplaced reduce-scatter or all-gather shard is caught by the comparison") {
+  Data data;
+  const std::string toml = gpt_toml(data.dir);
+  const Run ref = reference(toml);
+  const int rank = world_rank();
+  int world = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  if (world < 2) return;
+  for (int zero : {1, 2})
+    for (int broken : {1, 2}) {
+      MPI_Comm sub;
+      MPI_Comm_split(MPI_COMM_WORLD, rank < 2 ? 0 : MPI_UNDEFINED, rank, &sub);
+      if (rank < 2) {
+        const Config cfg = parse_config(toml, "layouts.toml",
+                                        {"parallel.dp=2", fmt::format("parallel.zero={}", zero), "train.grad_accum=2"}, 2);
+        Mesh mesh(MeshLayout{2, 1, 1}, MpiCommOptions{}, sub);
+        TrainerOptions opts;
+        opts.zero_break = broken;
+        const Run run = train(cfg, mesh_groups(mesh), opts);
+        double worst = 0;
+        for (size_t s = 0; s < ref.losses.size(); ++s)
+          worst = std::max(worst, std::abs(run.losses[s] - ref.losses[s]) / std::abs(ref.losses[s]));
+        CAPTURE(zero);
+        CAPTURE(broken);
+        CHECK(!(worst <= 1e-5));  // the equivalence check would fail (NaN counts as failing)
+        if (rank == 0)
+          MESSAGE(fmt::format("ZeRO-{} with a broken {}: worst loss difference {:.3g} relative", zero,
+                              broken == 1 ? "reduce-scatter" : "all-gather", worst));
+        MPI_Comm_free(&sub);
+      }
+      MPI_Barrier(MPI_COMM_WORLD);
+    }
+}
+
+TEST_CASE("ZeRO memory per rank: the gradient and optimizer bytes fall as 1/dp, as the cost model counts them") {
+  // A deeper GPT than the layout tests' so that the shard, not the two
+  // layer windows, dominates. Predicted: ZeRO-2 holds ceil(P/dp) gradients +
+  // two windows of the largest layer's (Cost::params, less the tied wte the
+  // embedding keeps whole) + the tied wte; ZeRO-1 the full buffer + the shard;
+  // both a 1/dp share of the optimizer's states.
+  Data data;
+  const std::string toml = gpt_toml(data.dir);
+  const int rank = world_rank();
+  int world = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  if (world < 4) return;
+  std::map<std::pair<int, int>, double> grads;  // (dp, zero) -> bytes on rank 0
+  for (int dp : {1, 2, 4})
+    for (int zero : {0, 1, 2}) {
+      MPI_Comm sub;
+      MPI_Comm_split(MPI_COMM_WORLD, rank < dp ? 0 : MPI_UNDEFINED, rank, &sub);
+      if (rank < dp) {
+        const Config cfg = parse_config(toml, "layouts.toml",
+                                        {"model.n_layer=8", fmt::format("parallel.dp={}", dp),
+                                         fmt::format("parallel.zero={}", zero),
+                                         fmt::format("train.grad_accum={}", 4 / dp)}, dp);
+        Mesh mesh(MeshLayout{dp, 1, 1}, MpiCommOptions{}, sub);
+        Trainer t(cfg, mesh_groups(mesh), [](const std::string&) {});
+        Model& m = t.model();
+        const double P = static_cast<double>(m.params.values().numel());
+        double tied = 0, largest = 0, opt = 0;
+        for (const auto& p : m.params.all())
+          if (p->tied) tied += static_cast<double>(p->numel());
+        const std::vector<Cost> costs = m.layer_costs(2);
+        for (size_t i = 0; i < m.layers.size(); ++i)
+          largest = std::max(largest, static_cast<double>(costs[i].params) - (i == 0 ? tied : 0.0));
+        for (const auto& [name, s] : t.optimizer().state()) opt += static_cast<double>(s.numel());
+        const double shard = std::ceil(P / (16.0 * dp)) * 16;  // rank 0's range (16-element multiples)
+        CAPTURE(dp);
+        CAPTURE(zero);
+        const int stage = dp > 1 ? zero : 0;
+        CHECK(t.zero_stage() == stage);
+        if (stage == 0) {
+          CHECK(m.params.grads().numel() == P);
+          CHECK(opt == 2 * P);
+          if (rank == 0) grads[{dp, zero}] = 4 * P;
+        } else {
+          CHECK(opt == 2 * shard);
+          CHECK(t.optimizer_range().end - t.optimizer_range().begin == shard);
+          const double want = stage == 1 ? 4 * (P + shard) : 4 * (shard + 2 * largest + tied);
+          CHECK(t.zero()->grad_bytes() == doctest::Approx(want).epsilon(0.01));
+          if (stage == 2) CHECK(!m.params.grads().defined());  // the full buffer is gone
+          if (rank == 0) grads[{dp, zero}] = t.zero()->grad_bytes();
+        }
+        MPI_Comm_free(&sub);
+      }
+      MPI_Barrier(MPI_COMM_WORLD);
+    }
+  if (rank == 0) {
+    // ZeRO-2's gradient bytes less the fixed windows and tied wte halve from dp 2 to 4.
+    const double fixed = grads[{2, 2}] - 2 * (grads[{2, 2}] - grads[{4, 2}]);
+    CHECK(grads[{4, 2}] < grads[{2, 2}]);
+    CHECK(grads[{2, 2}] < grads[{1, 0}]);
+    CHECK((grads[{2, 2}] - fixed) / (grads[{4, 2}] - fixed) == doctest::Approx(2.0).epsilon(0.01));
+    MESSAGE(fmt::format("gradient bytes per rank: dp 1 {:.0f}; ZeRO-1 dp 2 {:.0f}, dp 4 {:.0f}; ZeRO-2 dp 2 {:.0f}, dp 4 {:.0f}",
+                        grads[{1, 0}], grads[{2, 1}], grads[{4, 1}], grads[{2, 2}], grads[{4, 2}]));
+  }
 }

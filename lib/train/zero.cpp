@@ -1,0 +1,247 @@
+// ZeRO-1/2 sharding (see zero.h for the design and why ZeRO-2 scatters every
+// micro-batch).
+#include "train/zero.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "ops/ops.h"
+
+namespace dtrain {
+
+namespace {
+constexpr int64_t kShardAlign = 16;  // shard boundaries: multiples of 16 elements
+}
+
+ZeroSharding::ZeroSharding(int stage, std::vector<Model*> slots, Communicator& dp, Communicator* embed,
+                           double bucket_mb, int broken)
+    : stage_(stage), slots_(std::move(slots)), ps_(slots_[0]->params), dp_(dp), embed_(embed),
+      me_(dp.rank()), broken_(broken) {
+  DTRAIN_CHECK(stage_ == 1 || stage_ == 2, "ZeRO stage {}", stage_);
+  const Exec& ex = ps_.exec();
+  const int64_t n = ps_.values().numel(), d = dp_.size();
+  const int64_t per = (n + d * kShardAlign - 1) / (d * kShardAlign) * kShardAlign;
+  for (int64_t r = 0; r < d; ++r) {
+    starts_.push_back(std::min(n, r * per));
+    counts_.push_back(std::clamp<int64_t>(n - r * per, 0, per));
+  }
+  range_ = FlatRange{starts_[me_], starts_[me_] + counts_[me_]};
+  const DType gt = ps_.values().dtype();  // gradients: the master dtype
+  shard_ = Tensor::zeros(Shape{counts_[me_]}, gt, ex.device);
+  scalar_ = Tensor::zeros(Shape{1}, DType::f64);
+
+  if (stage_ == 1) {
+    const auto per_bucket = std::max<int64_t>(
+        1024, static_cast<int64_t>(bucket_mb * 1024 * 1024 / static_cast<double>(dtype_size(gt))));
+    std::vector<int64_t> b{n};  // from the back, as GradReducer
+    while (b.back() > 0) b.push_back(std::max<int64_t>(0, b.back() - per_bucket));
+    std::reverse(b.begin(), b.end());
+    bounds_ = b;
+    next_ = buckets();
+    return;
+  }
+
+  // ZeRO-2: each top-level layer's windowed range; tied parameters resident.
+  Model& m = *slots_[0];
+  const auto& all = ps_.all();
+  DTRAIN_CHECK(m.first_param_of(m.layers.size()) == all.size() || all.empty(),
+               "ZeRO-2 needs the layers' parameter ranges (layers added through Model::add_layer)");
+  int64_t resident_n = 0, covered = 0, trainable = 0;
+  for (const auto& p : all)
+    if (p->trainable) {
+      trainable += p->numel();
+      if (p->tied) resident_n += p->numel();
+    }
+  resident_buf_ = Tensor::zeros(Shape{resident_n}, gt, ex.device);
+  int64_t widest = 0, cursor = 0;
+  for (const auto& p : all)
+    if (p->trainable && p->tied) {
+      for (Model* s : slots_) {
+        Param* q = s->params.find(p->name);
+        q->grad = resident_buf_.flat_range(cursor, p->numel()).view(p->shape);
+        resident_.push_back(q);
+      }
+      cursor += p->numel();
+    }
+  for (size_t i = 0; i < m.layers.size(); ++i) {
+    int64_t lo = -1, hi = -1;
+    std::vector<Param*> ps;
+    for (size_t k = m.first_param_of(i); k < m.first_param_of(i + 1); ++k) {
+      const Param& p = *all[k];
+      if (!p.trainable || p.tied) continue;
+      lo = lo < 0 ? p.offset : std::min(lo, p.offset);
+      hi = std::max(hi, p.offset + p.numel());
+      covered += p.numel();
+      for (Model* s : slots_) ps.push_back(s->params.find(p.name));
+    }
+    if (lo < 0) lo = hi = 0;
+    layer_range_.emplace_back(lo, hi);
+    layer_params_.push_back(std::move(ps));
+    widest = std::max(widest, hi - lo);
+  }
+  DTRAIN_CHECK(covered + resident_n == trainable, "ZeRO-2: the layers' parameters cover {} of {} elements",
+               covered + resident_n, trainable);
+  for (Window& w : win_) w.buf = Tensor::zeros(Shape{widest}, gt, ex.device);
+  // The full gradient buffer goes: every view of it is re-pointed above or
+  // below (windowed parameters point at no memory until their layer's turn).
+  for (Model* s : slots_) {
+    for (const auto& p : s->params.all())
+      if (p->trainable && !p->tied) p->grad = Tensor{};
+    s->params.release_grads();
+  }
+}
+
+double ZeroSharding::grad_bytes() const {
+  double b = static_cast<double>(shard_.bytes());
+  if (stage_ == 1) return b + static_cast<double>(ps_.grads().bytes());
+  b += static_cast<double>(resident_buf_.bytes());
+  for (const Window& w : win_) b += static_cast<double>(w.buf.bytes());
+  return b;
+}
+
+std::vector<int64_t> ZeroSharding::pieces(int64_t lo, int64_t hi) const {
+  std::vector<int64_t> c(counts_.size());
+  for (size_t r = 0; r < c.size(); ++r)
+    c[r] = std::max<int64_t>(0, std::min(hi, starts_[r] + counts_[r]) - std::max(lo, starts_[r]));
+  return c;
+}
+
+void ZeroSharding::begin_step() {
+  const Exec& ex = ps_.exec();
+  ops::zero(ex, shard_);
+  if (resident_buf_.defined() && resident_buf_.numel()) ops::zero(ex, resident_buf_);
+  next_ = buckets();
+  turn_ = 0;
+}
+
+// This rank's piece of [lo, hi) in the shard (clamped: empty pieces anywhere).
+static Tensor piece_of(Tensor& shard, FlatRange r, int64_t lo, int64_t count) {
+  const int64_t at = std::clamp<int64_t>(lo - r.begin, 0, r.end - r.begin);
+  return shard.flat_range(at, count);
+}
+
+void ZeroSharding::start_bucket(int64_t b) {
+  const int64_t lo = bounds_[b], hi = bounds_[b + 1];
+  std::vector<int64_t> c = pieces(lo, hi);
+  int64_t in_lo = lo;
+  if (broken_ == 1) in_lo = hi < ps_.grads().numel() ? lo + 1 : lo - 1;  // tests: a misplaced scatter
+  Tensor out = piece_of(shard_, range_, lo, c[me_]);
+  pending_.push_back(dp_.reduce_scatter(ps_.grads().flat_range(in_lo, hi - lo), out, ReduceOp::sum, c));
+}
+
+void ZeroSharding::point_grads(size_t layer, const Tensor& window, int64_t lo) {
+  for (Param* p : layer_params_[layer]) p->grad = window.flat_range(p->offset - lo, p->numel()).view(p->shape);
+}
+
+void ZeroSharding::land(Window& w) {
+  if (!w.pending) return;
+  w.pending->wait();
+  w.pending.reset();
+  const int64_t n = pieces(w.lo, w.hi)[me_];
+  if (n == 0) return;
+  const int64_t len = range_.end - range_.begin;
+  int64_t at = std::clamp<int64_t>(w.lo - range_.begin, 0, len);
+  if (broken_ == 1) at = at + n < len ? at + 1 : std::max<int64_t>(0, at - 1);  // tests: a misplaced piece
+  Tensor dst = shard_.flat_range(at, n);
+  ops::add(ps_.exec(), dst, w.buf.flat_range(0, n), dst);
+}
+
+void ZeroSharding::before_backward(size_t layer, bool /*last*/) {
+  if (stage_ != 2) return;
+  const auto [lo, hi] = layer_range_[layer];
+  if (hi == lo) return;
+  Window& w = win_[turn_];
+  land(w);  // its previous layer's reduction, before the window is reused
+  w.lo = lo;
+  w.hi = hi;
+  ops::zero(ps_.exec(), w.buf.flat_range(0, hi - lo));
+  point_grads(layer, w.buf, lo);
+}
+
+void ZeroSharding::after_backward(size_t layer, bool last, bool overlap) {
+  if (stage_ == 1) {
+    if (!last || !overlap) return;
+    // Every gradient from this layer's first parameter on is final.
+    const auto& all = ps_.all();
+    int64_t offset = ps_.grads().numel();
+    for (size_t k = slots_[0]->first_param_of(layer); k < all.size(); ++k)
+      if (all[k]->trainable) {
+        offset = all[k]->offset;
+        break;
+      }
+    while (next_ > 0 && bounds_[next_ - 1] >= offset) start_bucket(--next_);
+    for (auto& p : pending_) p->test();
+    return;
+  }
+  const auto [lo, hi] = layer_range_[layer];
+  if (hi == lo) return;
+  Window& w = win_[turn_];
+  std::vector<int64_t> c = pieces(lo, hi);
+  // In place: this rank's reduced piece lands at the window's start.
+  w.pending = dp_.reduce_scatter(w.buf.flat_range(0, hi - lo), w.buf.flat_range(0, c[me_]), ReduceOp::sum, c);
+  turn_ = 1 - turn_;
+  if (win_[turn_].pending) win_[turn_].pending->test();
+}
+
+double ZeroSharding::finish() {
+  const auto t0 = std::chrono::steady_clock::now();
+  const Exec& ex = ps_.exec();
+  if (stage_ == 1) {
+    while (next_ > 0) start_bucket(--next_);
+    for (auto& p : pending_) p->wait();
+    pending_.clear();
+    if (embed_) {
+      // Tied parameters: the buckets scattered this stage's own sums; the
+      // shard takes the sum over both stages' copies instead.
+      for (const auto& p : ps_.all()) {
+        if (!p->trainable || !p->tied) continue;
+        Tensor g = p->grad.view(Shape{p->numel()});
+        embed_->all_reduce(g, ReduceOp::sum)->wait();
+        dp_.all_reduce(g, ReduceOp::sum)->wait();
+        const int64_t lo = std::max(p->offset, range_.begin), hi = std::min(p->offset + p->numel(), range_.end);
+        if (hi > lo) ops::copy(ex, g.flat_range(lo - p->offset, hi - lo), shard_.flat_range(lo - range_.begin, hi - lo));
+      }
+    }
+  } else {
+    land(win_[turn_]);  // the older one first
+    land(win_[1 - turn_]);
+    if (resident_buf_.defined() && resident_buf_.numel()) {
+      if (embed_) embed_->all_reduce(resident_buf_, ReduceOp::sum)->wait();
+      dp_.all_reduce(resident_buf_, ReduceOp::sum)->wait();
+      for (const auto& p : ps_.all()) {
+        if (!p->trainable || !p->tied) continue;
+        const int64_t lo = std::max(p->offset, range_.begin), hi = std::min(p->offset + p->numel(), range_.end);
+        if (hi <= lo) continue;
+        Tensor g = p->grad.view(Shape{p->numel()}).flat_range(lo - p->offset, hi - lo);
+        Tensor dst = shard_.flat_range(lo - range_.begin, hi - lo);
+        ops::add(ex, dst, g, dst);
+      }
+    }
+  }
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+double ZeroSharding::grad_sum_squares(bool replicated) {
+  std::vector<Tensor> gs;
+  for (const auto& p : ps_.all()) {
+    if (!(p->trainable && p->primary && (p->shard.split() || replicated))) continue;
+    const int64_t lo = std::max(p->offset, range_.begin), hi = std::min(p->offset + p->numel(), range_.end);
+    if (hi > lo) gs.push_back(shard_.flat_range(lo - range_.begin, hi - lo));
+  }
+  scalar_.data<double>()[0] = ops::sum_squares(ps_.exec(), gs);
+  dp_.all_reduce(scalar_, ReduceOp::sum)->wait();
+  return scalar_.data<double>()[0];
+}
+
+void ZeroSharding::gather_params() {
+  Tensor& v = ps_.values();
+  const int64_t n = v.numel(), count = range_.end - range_.begin;
+  int64_t from = range_.begin;
+  if (broken_ == 2) from = from + count < n ? from + 1 : from - 1;  // tests: a misplaced gather
+  dp_.all_gather(v.flat_range(from, count), v, counts_)->wait();
+  // The other ranks' ranges of the bf16 copy (this rank's optimizer wrote its own).
+  ps_.sync_compute(0, range_.begin);
+  ps_.sync_compute(range_.end, n);
+}
+
+}  // namespace dtrain

@@ -1,0 +1,113 @@
+// ZeRO sharding over the data-parallel group (Rajbhandari et al. 2020), kept
+// apart from the step loop: the trainer calls it at a few points (around each
+// top-level layer's backward, after the backward, for the gradient norm and
+// after the update) and it owns everything sharded.
+//
+// Data-parallel rank d owns one contiguous range of this stage's flat
+// parameter buffer (multiples of 16 elements, the last short): the optimizer
+// state of that range (ZeRO-1) and its reduced gradients, held in `grad_shard`
+// (the optimizer reads them from there).
+//   - ZeRO-1: the layers accumulate into the full gradient buffer as without
+//     ZeRO; on the step's last backward, buckets of it are reduce-scattered
+//     (not all-reduced) into the shard as the layers finish, overlapping the
+//     rest of the backward. After the update the ranks all-gather the updated
+//     fp32 masters (every rank keeps all masters, so checkpoints, evaluation
+//     and the bf16 copy need nothing else).
+//   - ZeRO-2: no full gradient buffer. Each top-level layer's gradients go to
+//     one of two transient windows (double buffering: layer i-1's backward
+//     runs while layer i's window is reduce-scattered) and are reduce-
+//     scattered into the shard as soon as that layer's backward ends, on
+//     EVERY micro-batch (as DeepSpeed does). Why every micro-batch: with
+//     grad_accum > 1, accumulating locally and scattering once needs the full
+//     gradient buffer for the whole step, which is what ZeRO-2 removes; the
+//     price is grad_accum reduce-scatters per step instead of one.
+//     Tied parameters (the token embedding, written by the head's backward at
+//     the start and the embedding's at the end of it) keep a full "resident"
+//     gradient, summed over the pipeline's embedding group and all-reduced
+//     over dp after the backward.
+// With pipeline parallelism each stage has its own flat buffer: shards are
+// over the dp group within each (tp, pp) position.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/comm.h"
+#include "model/model.h"
+#include "optim/optimizer.h"
+
+namespace dtrain {
+
+class ZeroSharding {
+ public:
+  // stage: 1 or 2; slots[0] owns the parameters, the others are pipeline
+  // replicas sharing them (their gradient views are re-pointed too). embed:
+  // the group of pipeline stages holding a tied parameter (nullptr: pp == 1).
+  // broken (tests only): 1 offsets the reduce-scatter's input by one element,
+  // 2 the all-gather's, so that a test can show the layout comparison catches it.
+  ZeroSharding(int stage, std::vector<Model*> slots, Communicator& dp, Communicator* embed, double bucket_mb,
+               int broken = 0);
+
+  int stage() const { return stage_; }
+  FlatRange range() const { return range_; }
+  const std::vector<int64_t>& counts() const { return counts_; }
+  // This rank's reduced gradients: flat elements [range.begin, range.end).
+  Tensor& grad_shard() { return shard_; }
+  // Bytes this rank holds for gradients: the shard, plus the full buffer
+  // (ZeRO-1), or the resident tied gradients and the two windows (ZeRO-2).
+  double grad_bytes() const;
+  int64_t buckets() const { return static_cast<int64_t>(bounds_.size()) - 1; }
+
+  // Start of a step: zeroes the shard (and the resident gradients).
+  void begin_step();
+  // Around top-level layer i's backward of micro-batch `micro` (`last`: the
+  // step's last backward on this stage).
+  void before_backward(size_t layer, bool last);
+  void after_backward(size_t layer, bool last, bool overlap);
+  // After the step's backward: completes every reduction (and the tied
+  // parameters'); returns the seconds spent waiting here.
+  double finish();
+  // Sum of squared reduced gradients in the shard (the rules of
+  // grad_sum_squares: primary parameters, replicated ones only if `replicated`);
+  // summed over dp here, over tp and pp by the caller.
+  double grad_sum_squares(bool replicated);
+  // After the update: all-gathers the updated masters over dp and refreshes
+  // the compute copy of the other ranks' ranges.
+  void gather_params();
+
+ private:
+  struct Window {
+    Tensor buf;  // the layer's gradients; after the reduce-scatter (in place) this rank's piece at its start
+    int64_t lo = 0, hi = 0;  // flat range held
+    WorkHandle pending;
+  };
+  std::vector<int64_t> pieces(int64_t lo, int64_t hi) const;  // elements of [lo, hi) in each rank's range
+  void start_bucket(int64_t b);
+  void land(Window& w);  // waits for w's reduce-scatter and adds its piece to the shard
+  void point_grads(size_t layer, const Tensor& window, int64_t lo);
+
+  int stage_;
+  std::vector<Model*> slots_;
+  ParamStore& ps_;
+  Communicator& dp_;
+  Communicator* embed_;
+  int me_ = 0;
+  int broken_ = 0;
+  FlatRange range_;
+  std::vector<int64_t> counts_, starts_;
+  Tensor shard_;
+  // ZeRO-1: buckets of the full gradient buffer (from the back).
+  std::vector<int64_t> bounds_;
+  int64_t next_ = 0;
+  std::vector<WorkHandle> pending_;
+  // ZeRO-2: per top-level layer its windowed flat range; resident parameters.
+  std::vector<std::pair<int64_t, int64_t>> layer_range_;
+  std::vector<std::vector<Param*>> layer_params_;  // per layer: its (not tied) parameters in every slot
+  std::vector<Param*> resident_;                   // tied parameters, every slot
+  Tensor resident_buf_;
+  Window win_[2];
+  int turn_ = 0;       // the window the next layer takes
+  Tensor scalar_;      // (1) f64 for the norm's all-reduce
+};
+
+}  // namespace dtrain

@@ -1,0 +1,56 @@
+# Checkpoints of ZeRO-sharded runs stay layout-free: a ZeRO-2 run on 2 dp
+# ranks writes full tensors, `dtrain inspect` names the stage it ran with,
+# the same layout resumes bit for bit, one process (ZeRO-0) continues it and
+# a ZeRO-2 run continues a one-process checkpoint, both with the one-process
+# losses. parallel.zero = 3 and values outside 0..3 are refused in one line.
+source "$(dirname "$0")/common.bash"
+MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
+PY=/usr/bin/python3
+make_tokens
+tiny_gpt_config
+base=(--set train.steps=8 --set train.threads=1 --set model.n_head=4 --set train.eval_every=4 --set checkpoint.every=4)
+zero2=(--set parallel.dp=2 --set train.grad_accum=1 --set parallel.zero=2)
+
+close_losses() {  # close_losses A B: B's losses within 1e-6 relative of A's at the same steps
+  "$PY" - "$1" "$2" <<'PY' || fail "losses of $2 differ from $1"
+import json, sys
+a, b = ({r["step"]: r["loss"] for r in map(json.loads, open(p)) if "loss" in r} for p in sys.argv[1:])
+assert b and all(abs(b[s] - a[s]) <= 1e-6 * abs(a[s]) for s in b), [(s, a[s], b[s]) for s in b]
+PY
+}
+
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --out "$WORK/one"
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" "${zero2[@]}" --out "$WORK/z"
+grep -q "ZeRO-2" "$WORK/out" || fail "the layout line does not name ZeRO-2"
+close_losses "$WORK/one/metrics.jsonl" "$WORK/z/metrics.jsonl"
+ck="$WORK/z/checkpoints/step_00000004"
+expect_exit 0 "$DTRAIN" inspect "$ck" --verify
+grep -q "sharding     ZeRO-2 (optimizer state and gradients sharded over dp); stored as full tensors" "$WORK/out" ||
+  fail "inspect does not show the ZeRO stage"
+expect_exit 0 "$DTRAIN" inspect "$WORK/one/checkpoints/step_00000004"
+grep -q "sharding     none" "$WORK/out" || fail "inspect of an unsharded run"
+# Full tensors, as one process writes them (up to the reduction order's rounding).
+"$PY" - "$WORK/one/checkpoints/step_00000004" "$ck" <<'PY' || fail "ZeRO-2 tensors differ from one process"
+import h5py, numpy as np, sys
+with h5py.File(sys.argv[1] + "/checkpoint.h5") as a, h5py.File(sys.argv[2] + "/checkpoint.h5") as b:
+    keys = a.attrs["tensors"].split()
+    assert keys == b.attrs["tensors"].split()
+    for k in keys:
+        x, y = a[k][...], b[k][...]
+        assert x.shape == y.shape and np.isfinite(y).all(), k
+        assert np.abs(x - y).max() <= 1e-5 + 1e-4 * np.abs(x).max(), (k, np.abs(x - y).max())
+PY
+# The same layout resumes bit for bit; one process (ZeRO-0) and ZeRO-2 from one process close.
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" resume "$ck" --out "$WORK/zr"
+same_losses "$WORK/z/metrics.jsonl" "$WORK/zr/metrics.jsonl"
+expect_exit 0 "$DTRAIN" resume "$ck" --out "$WORK/z1"
+close_losses "$WORK/one/metrics.jsonl" "$WORK/z1/metrics.jsonl"
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" resume "$WORK/one/checkpoints/step_00000004" "${zero2[@]}" --out "$WORK/oz"
+close_losses "$WORK/one/metrics.jsonl" "$WORK/oz/metrics.jsonl"
+
+# Refused in one line naming the key.
+expect_exit 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set parallel.zero=3 --out "$WORK/bad"
+expect_err "parallel.zero = 3 (parameter sharding) is not available yet"
+expect_exit 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set parallel.zero=4 --out "$WORK/bad"
+expect_err "parallel.zero"
+echo "checkpoint_zero: ok"
