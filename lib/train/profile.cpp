@@ -81,6 +81,7 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
   const TrainConfig& t = cfg.train;
   Model& m = trainer.model();
   const int64_t seq_len = train_seq_len(cfg);
+  const int chunks = static_cast<int>(trainer.chunks().size());
 
   std::vector<std::string> names;
   for (const auto& l : m.layers) names.push_back(l->name());
@@ -135,31 +136,37 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
   // under full recomputation a block keeps only its input and all blocks share
   // one set of buffers.
   const std::string schedule = g.layout.pp > 1 ? cfg.parallel.schedule : "1f1b";
-  const int slots = in_flight(pipeline_schedule(schedule, g.coord.pp, g.layout.pp, static_cast<int>(t.grad_accum)));
-  const std::vector<Cost> costs = m.layer_costs(t.micro_batch);
-  double stage_params = 0, stage_act = 0, block_inputs = 0, largest_block = 0;
-  {
-    Shape s = m.input_shape(t.micro_batch);
-    for (size_t i = 0; i < costs.size(); ++i) {
-      const Cost& c = costs[i];
+  // Chunk by chunk (one unless interleaved): its layers' costs, each chunk's
+  // activations times its copies in flight.
+  std::vector<Cost> costs;  // per layer of m, then the loss
+  double stage_params = 0, pred_act = 0, largest_block = 0;
+  for (const Trainer::Chunk& ch : trainer.chunks()) {
+    const Model& cm = *ch.model;
+    const std::vector<Cost> chunk_costs = cm.layer_costs(t.micro_batch);
+    double act = 0, block_inputs = 0;
+    Shape s = cm.input_shape(t.micro_batch);
+    for (size_t i = 0; i < chunk_costs.size(); ++i) {
+      const Cost& c = chunk_costs[i];
+      costs.push_back(c);
       stage_params += static_cast<double>(c.params);
-      const bool recomputed = m.recompute == Recompute::full && i < m.layers.size() &&
-                              dynamic_cast<const Block*>(m.layers[i].get()) != nullptr;
+      const bool recomputed = m.recompute == Recompute::full && i < cm.layers.size() &&
+                              dynamic_cast<const Block*>(cm.layers[i].get()) != nullptr;
       if (recomputed) {
         block_inputs += static_cast<double>(s.numel() * dtype_size(m.dtype));
         largest_block = std::max(largest_block, static_cast<double>(c.act_bytes));
       } else {
-        stage_act += static_cast<double>(c.act_bytes);
+        act += static_cast<double>(c.act_bytes);
       }
-      if (i < m.layers.size()) s = m.layers[i]->output_shape(s);
+      if (i < cm.layers.size()) s = cm.layers[i]->output_shape(s);
     }
+    pred_act += (act + block_inputs) * ch.copies;
   }
   const double states = static_cast<double>(state.size());
   const double zero_share = cfg.parallel.zero == 1 ? 1.0 / g.layout.dp : 1.0;
   v[kPredParams] = stage_params * (m.params.mixed() ? 6 : 4);
   v[kPredGrads] = stage_params * 4;
   v[kPredOpt] = stage_params * 4 * states * zero_share;
-  v[kPredAct] = (stage_act + block_inputs) * slots + largest_block;
+  v[kPredAct] = pred_act + largest_block;
   v[kPeakRss] = peak_rss_bytes();
   v[kPeakGflops] = peak;
   v[kItemsPerStep] = static_cast<double>(t.global_batch * m.items_per_sample());
@@ -176,9 +183,13 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
     v[group_at(i, kGSize)] = groups[i]->size();
   }
   const double micro = static_cast<double>(t.grad_accum) * static_cast<double>(o.steps);  // FLOPs over the measured steps
+  // Index i of m's layers (its chunks' in order) and the whole model's.
+  std::vector<int64_t> global_of;
+  for (const Trainer::Chunk& ch : trainer.chunks())
+    for (size_t i = 0; i < ch.model->layers.size(); ++i) global_of.push_back(ch.model->first_layer + static_cast<int64_t>(i));
   for (size_t i = 0; i <= m.layers.size(); ++i) {
     if (i == m.layers.size() && !m.loss) break;
-    const int64_t global = i < m.layers.size() ? m.first_layer + static_cast<int64_t>(i) : total_layers - 1;
+    const int64_t global = i < m.layers.size() ? global_of[i] : total_layers - 1;
     v[layer_at(static_cast<int>(global), kLFwd)] = prof.layer_seconds(i, false);
     v[layer_at(static_cast<int>(global), kLBwd)] = prof.layer_seconds(i, true);
     v[layer_at(static_cast<int>(global), kLFwdFlops)] = costs[i].fwd_flops * micro;
@@ -239,6 +250,8 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
   if (mfu > 1)
     line("  (MFU above 100%: the sgemm peak was measured low, e.g. on a busy machine; give --peak-gflops)");
 
+  const double ideal = g.layout.pp > 1 ? ideal_bubble(schedule, g.layout.pp, static_cast<int>(t.grad_accum), chunks) : 0.0;
+  std::vector<std::pair<double, double>> bubbles;  // per stage: pipeline wait, forward + backward
   // Per stage: mean over the stage's ranks of each layer and phase.
   std::string json_layers, json_stages;
   std::map<std::string, std::array<double, 3>> kinds;  // fwd s, bwd s, flops
@@ -290,12 +303,28 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
       sum += safe_div(x, step);
     }
     line(fmt::format("  {:<26} {:>9.3f} {:>9} {:>6.1f}%", "step", ms(step), "", 100 * sum));
+    // The bubble against the schedule's ideal, both relative to the stage's
+    // compute (forward + backward): what waiting on the pipeline added to it.
+    const double busy = mean(kForward) + mean(kBackward);
+    bubbles.push_back({bubble, busy});
     json_stages += fmt::format(
         "{}\n    {{\"stage\": {}, \"ranks\": [{}], \"step_ms\": {:.6f}, \"forward_ms\": {:.6f}, \"backward_ms\": {:.6f}, "
         "\"data_ms\": {:.6f}, \"optimizer_ms\": {:.6f}, \"bubble_ms\": {:.6f}, \"bubble_share\": {:.6f}, "
-        "\"dp_wait_ms\": {:.6f}, \"other_ms\": {:.6f}}}",
+        "\"bubble_vs_compute\": {:.6f}, \"bubble_ideal\": {:.6f}, \"dp_wait_ms\": {:.6f}, \"other_ms\": {:.6f}}}",
         json_stages.empty() ? "" : ",", s, rl, ms(step), ms(mean(kForward)), ms(mean(kBackward)), ms(data), ms(opt),
-        ms(bubble), safe_div(bubble, step), ms(dpw), ms(other));
+        ms(bubble), safe_div(bubble, step), safe_div(bubble, busy), ideal, ms(dpw), ms(other));
+  }
+
+  if (g.layout.pp > 1) {
+    line("");
+    line(fmt::format("pipeline bubble ({}{}, p = {} stages, m = {} micro-batches): time waiting on the pipeline / the "
+                     "stage's forward + backward, against the ideal {}",
+                     schedule, chunks > 1 ? fmt::format(" with v = {} chunks per stage", chunks) : "", g.layout.pp,
+                     t.grad_accum, chunks > 1 ? "(p-1)/(v m)" : "(p-1)/m"));
+    line(fmt::format("  {:<6} {:>9} {:>11} {:>9} {:>9}", "stage", "wait ms", "compute ms", "measured", "ideal"));
+    for (size_t s = 0; s < bubbles.size(); ++s)
+      line(fmt::format("  {:<6} {:>9.3f} {:>11.3f} {:>8.1f}% {:>8.1f}%", s, ms(bubbles[s].first), ms(bubbles[s].second),
+                       100 * safe_div(bubbles[s].first, bubbles[s].second), 100 * ideal));
   }
 
   // Per layer kind over the whole model: shares of all stages' step time.
