@@ -545,9 +545,11 @@ TrainSummary Trainer::run(const RunOptions& opts) {
   if (g_.layout.world() > 1) {
     std::string stages;
     for (size_t s = 0; s + 1 < bounds_.size(); ++s) stages += fmt::format(" [{}, {})", bounds_[s], bounds_[s + 1]);
-    log(fmt::format("layout {} on {} ranks; pipeline stages (top-level layers):{}; schedule {}; "
+    log(fmt::format("layout {} on {} ranks; pipeline {}stages (top-level layers):{}; schedule {}{}; "
                     "{} micro-batch copies on stage 0; ZeRO-{}",
-                    g_.layout.str(), g_.layout.world(), stages, g_.layout.pp > 1 ? cfg_.parallel.schedule : "-",
+                    g_.layout.str(), g_.layout.world(), chunks_ > 1 ? "virtual " : "", stages,
+                    g_.layout.pp > 1 ? cfg_.parallel.schedule : "-",
+                    chunks_ > 1 ? fmt::format(" (v = {}: stage s holds virtual stages s + {} c)", chunks_, g_.layout.pp) : "",
                     slots_.size(), zero_counts_.empty() ? 0 : 1));
   }
 
