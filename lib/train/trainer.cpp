@@ -180,7 +180,10 @@ void Trainer::build_chunks(DType dtype, const Exec& ex) {
   // and every copy is a replica of one chunk sharing it.
   const TrainConfig& t = cfg_.train;
   const uint64_t seed = static_cast<uint64_t>(t.seed);
-  if (chunks_ > 1) owner_ = build_model(cfg_.model, seq_len_, dtype, ex, seed, par_);
+  if (chunks_ > 1) {
+    owner_ = build_model(cfg_.model, seq_len_, dtype, ex, seed, par_);
+    owner_->recompute = recompute_from_name(t.recompute);  // what the profiler's prediction reads
+  }
   for (int c = 0; c < chunks_; ++c) {
     ModelParallel chunk = par_;
     chunk.first_layer = bounds_[vstage(c)];
