@@ -85,6 +85,7 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
   const TrainConfig& t = cfg.train;
   Model& m = trainer.model();
   const int64_t seq_len = train_seq_len(cfg);
+  const int chunks = static_cast<int>(trainer.chunks().size());
 
   std::vector<std::string> names;
   for (const auto& l : m.layers) names.push_back(l->name());
@@ -143,15 +144,20 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
   // the other layers' work buffers are their own; plus the step loop's input,
   // target and pipeline buffers.
   const std::string schedule = g.layout.pp > 1 ? cfg.parallel.schedule : "1f1b";
-  const int slots = in_flight(pipeline_schedule(schedule, g.coord.pp, g.layout.pp, static_cast<int>(t.grad_accum)));
-  const std::vector<Cost> costs = m.layer_costs(t.micro_batch);
-  double stage_params = 0, per_slot = 0, shared_block = 0;
-  {
-    Shape s = m.input_shape(t.micro_batch);
-    for (size_t i = 0; i < costs.size(); ++i) {
-      const Cost& c = costs[i];
+  // Chunk by chunk (one unless interleaved): each chunk's buffers times its
+  // copies in flight.
+  std::vector<Cost> costs;  // per layer of m, then the loss
+  double stage_params = 0, pred_act = 0;
+  for (const Trainer::Chunk& ch : trainer.chunks()) {
+    const Model& cm = *ch.model;
+    const std::vector<Cost> chunk_costs = cm.layer_costs(t.micro_batch);
+    double per_slot = 0, shared_block = 0;
+    Shape s = cm.input_shape(t.micro_batch);
+    for (size_t i = 0; i < chunk_costs.size(); ++i) {
+      const Cost& c = chunk_costs[i];
+      costs.push_back(c);
       stage_params += static_cast<double>(c.params);
-      const bool block = i < m.layers.size() && dynamic_cast<const Block*>(m.layers[i].get()) != nullptr;
+      const bool block = i < cm.layers.size() && dynamic_cast<const Block*>(cm.layers[i].get()) != nullptr;
       const auto act = static_cast<double>(c.act_bytes), work = static_cast<double>(c.work_bytes);
       if (!block) {
         per_slot += act + work;
@@ -166,13 +172,14 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
         per_slot += act;
         shared_block = std::max(shared_block, work);
       }
-      if (i < m.layers.size()) s = m.layers[i]->output_shape(s);
+      if (i < cm.layers.size()) s = cm.layers[i]->output_shape(s);
     }
     // The step loop's input and target buffers (and a later stage's input).
     const int64_t mb = t.micro_batch;
     const DType data = m.family == ModelFamily::gpt ? DType::i32 : m.dtype;
     per_slot += static_cast<double>(mb * m.sample_shape.numel() * dtype_size(data) + m.target_shape(mb).numel() * 4);
-    if (!m.first_stage()) per_slot += static_cast<double>(m.input_shape(mb).numel() * dtype_size(m.dtype));
+    if (!cm.first_stage()) per_slot += static_cast<double>(cm.input_shape(mb).numel() * dtype_size(m.dtype));
+    pred_act += (per_slot + shared_block) * ch.copies;
   }
   // The last stage's copy of the tied token embedding (no layer's Cost counts it twice).
   for (const auto& p : m.params.all())
@@ -196,7 +203,7 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
     v[kPredGrads] = (shard + 2 * largest + tied) * 4;
   }
   v[kPredOpt] = stage_params * 4 * states * zero_share;
-  v[kPredAct] = (per_slot + shared_block) * slots + pipe_grad;
+  v[kPredAct] = pred_act + pipe_grad;
   v[kPeakRss] = peak_rss_bytes();
   v[kPeakGflops] = peak;
   v[kItemsPerStep] = static_cast<double>(t.global_batch * m.items_per_sample());
@@ -213,9 +220,13 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
     v[group_at(i, kGSize)] = groups[i]->size();
   }
   const double micro = static_cast<double>(t.grad_accum) * static_cast<double>(o.steps);  // FLOPs over the measured steps
+  // Index i of m's layers (its chunks' in order) and the whole model's.
+  std::vector<int64_t> global_of;
+  for (const Trainer::Chunk& ch : trainer.chunks())
+    for (size_t i = 0; i < ch.model->layers.size(); ++i) global_of.push_back(ch.model->first_layer + static_cast<int64_t>(i));
   for (size_t i = 0; i <= m.layers.size(); ++i) {
     if (i == m.layers.size() && !m.loss) break;
-    const int64_t global = i < m.layers.size() ? m.first_layer + static_cast<int64_t>(i) : total_layers - 1;
+    const int64_t global = i < m.layers.size() ? global_of[i] : total_layers - 1;
     v[layer_at(static_cast<int>(global), kLFwd)] = prof.layer_seconds(i, false);
     v[layer_at(static_cast<int>(global), kLBwd)] = prof.layer_seconds(i, true);
     v[layer_at(static_cast<int>(global), kLFwdFlops)] = costs[i].fwd_flops * micro;
@@ -276,6 +287,8 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
   if (mfu > 1)
     line("  (MFU above 100%: the sgemm peak was measured low, e.g. on a busy machine; give --peak-gflops)");
 
+  const double ideal = g.layout.pp > 1 ? ideal_bubble(schedule, g.layout.pp, static_cast<int>(t.grad_accum), chunks) : 0.0;
+  std::vector<std::pair<double, double>> bubbles;  // per stage: pipeline wait, forward + backward
   // Per stage: mean over the stage's ranks of each layer and phase.
   json json_layers = json::array(), json_stages = json::array();
   std::map<std::string, std::array<double, 3>> kinds;  // fwd s, bwd s, flops
@@ -326,10 +339,27 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
       sum += safe_div(x, step);
     }
     line(fmt::format("  {:<26} {:>9.3f} {:>9} {:>6.1f}%", "step", ms(step), "", 100 * sum));
+    // The bubble against the schedule's ideal, both relative to the stage's
+    // compute (forward + backward): what waiting on the pipeline added to it.
+    const double busy = mean(kForward) + mean(kBackward);
+    bubbles.push_back({bubble, busy});
     json_stages.push_back({{"stage", s}, {"ranks", ranks}, {"step_ms", ms(step)}, {"forward_ms", ms(mean(kForward))},
                            {"backward_ms", ms(mean(kBackward))}, {"data_ms", ms(data)}, {"optimizer_ms", ms(opt)},
                            {"bubble_ms", ms(bubble)}, {"bubble_share", safe_div(bubble, step)},
+                           {"bubble_vs_compute", safe_div(bubble, busy)}, {"bubble_ideal", ideal},
                            {"dp_wait_ms", ms(dpw)}, {"other_ms", ms(other)}});
+  }
+
+  if (g.layout.pp > 1) {
+    line("");
+    line(fmt::format("pipeline bubble ({}{}, p = {} stages, m = {} micro-batches): time waiting on the pipeline / the "
+                     "stage's forward + backward, against the ideal {}",
+                     schedule, chunks > 1 ? fmt::format(" with v = {} chunks per stage", chunks) : "", g.layout.pp,
+                     t.grad_accum, chunks > 1 ? "(p-1)/(v m)" : "(p-1)/m"));
+    line(fmt::format("  {:<6} {:>9} {:>11} {:>9} {:>9}", "stage", "wait ms", "compute ms", "measured", "ideal"));
+    for (size_t s = 0; s < bubbles.size(); ++s)
+      line(fmt::format("  {:<6} {:>9.3f} {:>11.3f} {:>8.1f}% {:>8.1f}%", s, ms(bubbles[s].first), ms(bubbles[s].second),
+                       100 * safe_div(bubbles[s].first, bubbles[s].second), 100 * ideal));
   }
 
   // Per layer kind over the whole model: shares of all stages' step time.

@@ -132,6 +132,8 @@ ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkp
   if (!layout_given && world_size == 1 && meta.layout.world() > 1) {
     // One process continues any layout's checkpoint without being told so.
     for (const char* k : {"parallel.dp=1", "parallel.tp=1", "parallel.pp=1"}) eff.push_back(k);
+    if (base.parallel.schedule == "interleaved")  // one stage: no pipeline to interleave
+      for (const char* k : {"parallel.schedule=1f1b", "parallel.virtual_stages=1"}) eff.push_back(k);
     dp_changes = base.parallel.dp != 1;
   }
   if (dp_changes && !given.count("train.grad_accum") && !given.count("train.micro_batch"))

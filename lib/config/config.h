@@ -107,7 +107,8 @@ struct ParallelConfig {
   int64_t dp;
   int64_t tp;
   int64_t pp;
-  std::string schedule;  // pipeline schedule: "1f1b" | "gpipe"
+  std::string schedule;  // pipeline schedule: "1f1b" | "gpipe" | "interleaved"
+  int64_t virtual_stages;  // model chunks per pipeline stage (interleaved: >= 2)
   int64_t zero;          // 0 | 1 (optimizer state sharded across dp) | 2 (and gradients); 3 refused
   double bucket_mb;      // gradient all-reduce bucket size
   bool overlap;          // start buckets during the backward pass

@@ -201,8 +201,11 @@ std::vector<KeySpec> build_schema() {
        "tensor-parallel ranks", FIELD(parallel.tp)},
       {"parallel", "pp", kAll, int64_t{1}, at_least(1),
        "pipeline-parallel ranks", FIELD(parallel.pp)},
-      {"parallel", "schedule", kAll, string("1f1b"), one_of({"1f1b", "gpipe"}),
+      {"parallel", "schedule", kAll, string("1f1b"), one_of({"1f1b", "gpipe", "interleaved"}),
        "pipeline schedule over the grad_accum micro-batches", FIELD(parallel.schedule)},
+      {"parallel", "virtual_stages", kAll, int64_t{1}, at_least(1),
+       "schedule interleaved: model chunks per pipeline stage (>= 2; the bubble shrinks by it)",
+       FIELD(parallel.virtual_stages)},
       {"parallel", "zero", kAll, int64_t{0}, half_open(0, 4),
        "ZeRO stage over the data-parallel ranks: 1 shards the optimizer state (gradients reduce-scattered), "
        "2 the gradients too, 3 the parameters (not available yet); nothing to shard when dp = 1",

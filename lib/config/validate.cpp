@@ -49,6 +49,7 @@ class Validator {
     check_parallel();
     const size_t before = problems_.size();
     resolve_batch();
+    if (problems_.size() == before) check_schedule();
     if (problems_.size() == before) check_sizes();
     resolve_paths();
   }
@@ -178,6 +179,29 @@ class Validator {
       problem({"parallel.zero"},
               "parallel.zero = 3 (parameter sharding) is not available yet: use 0, 1 (optimizer state) or "
               "2 (optimizer state and gradients)");
+  }
+
+  // Interleaved 1F1B: v >= 2 chunks per stage on more than one stage, and
+  // micro-batches in groups of pp (Megatron's order needs whole groups).
+  void check_schedule() {
+    const ParallelConfig& p = c_.parallel;
+    if (!ok({"parallel.schedule", "parallel.virtual_stages", "parallel.pp", "train.grad_accum"})) return;
+    const std::initializer_list<std::string_view> keys = {"parallel.schedule", "parallel.virtual_stages", "parallel.pp"};
+    if (p.schedule != "interleaved") {
+      if (p.virtual_stages != 1)
+        problem(keys, fmt::format("parallel.virtual_stages = {} needs parallel.schedule = \"interleaved\" "
+                                  "(got \"{}\")", p.virtual_stages, p.schedule));
+      return;
+    }
+    if (p.virtual_stages < 2)
+      problem(keys, fmt::format("parallel.schedule = \"interleaved\" needs parallel.virtual_stages >= 2, got {}",
+                                p.virtual_stages));
+    else if (p.pp < 2)
+      problem(keys, fmt::format("parallel.schedule = \"interleaved\" needs parallel.pp > 1, got {}", p.pp));
+    else if (c_.train.grad_accum % p.pp != 0)
+      problem({"train.grad_accum", "parallel.pp", "parallel.schedule"},
+              fmt::format("parallel.schedule = \"interleaved\" needs train.grad_accum (micro-batches per step, "
+                          "{}) to be a multiple of parallel.pp ({})", c_.train.grad_accum, p.pp));
   }
 
   // parallel.mode is "auto" unless set, or unless dp, tp or pp is set

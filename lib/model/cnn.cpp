@@ -57,7 +57,7 @@ void build_cnn(Model& m, const ModelConfig& cfg, const ModelParallel& par) {
   const int64_t first = par.first_layer, last = par.last_layer < 0 ? total : par.last_layer;
   DTRAIN_CHECK(0 <= first && first < last && last <= total, "CNN stage [{}, {}) of {} top-level layers",
                first, last, total);
-  auto in_stage = [&](int64_t i) { return first <= i && i < last; };
+  auto in_stage = [&](int64_t i) { return par.holds(i, total); };
   int64_t index = 0;
   if (in_stage(index++))
     m.add_layer(std::make_unique<Stem>(m.params, "stem", cfg.in_channels, cfg.stem_channels,

@@ -75,7 +75,7 @@ void build_gpt(Model& m, const ModelConfig& cfg, int64_t seq_len, const ModelPar
   const int64_t first = par.first_layer, last = par.last_layer < 0 ? m.total_layers : par.last_layer;
   DTRAIN_CHECK(0 <= first && first < last && last <= m.total_layers,
                "GPT stage [{}, {}) of {} top-level layers", first, last, m.total_layers);
-  auto in_stage = [&](int64_t i) { return first <= i && i < last; };
+  auto in_stage = [&](int64_t i) { return par.holds(i, m.total_layers); };
 
   Param* wte = nullptr;
   if (in_stage(0)) {

@@ -32,6 +32,14 @@ std::unique_ptr<Model> assemble(const ModelConfig& cfg, int64_t seq_len, DType d
   return m;
 }
 
+// Per sample, the input of the stage starting at top-level layer par.first_layer.
+Shape stage_input_sample(const ModelConfig& cfg, int64_t seq_len, const ModelParallel& par) {
+  auto whole = describe_model(cfg, seq_len, par);
+  Shape s = whole->input_shape(1);
+  for (int64_t i = 0; i < par.first_layer; ++i) s = whole->layers[i]->output_shape(s);
+  return without_batch(s);
+}
+
 }  // namespace
 
 void Model::add_layer(std::unique_ptr<Layer> layer) {
@@ -123,13 +131,8 @@ std::unique_ptr<Model> describe_model(const ModelConfig& cfg, int64_t seq_len,
 std::unique_ptr<Model> build_model(const ModelConfig& cfg, int64_t seq_len, DType dtype,
                                    const Exec& ex, uint64_t seed, const ModelParallel& par) {
   auto m = assemble(cfg, seq_len, dtype, ex, par);
-  if (!m->first_stage()) {
-    // The stage's input is the output of the layers before it.
-    auto whole = describe_model(cfg, seq_len, par);
-    Shape s = whole->input_shape(1);
-    for (int64_t i = 0; i < par.first_layer; ++i) s = whole->layers[i]->output_shape(s);
-    m->stage_sample_shape = without_batch(s);
-  }
+  // The stage's input is the output of the layers before it.
+  if (!m->first_stage()) m->stage_sample_shape = stage_input_sample(cfg, seq_len, par);
   m->params.allocate(dtype, ex, seed);
   return m;
 }
@@ -137,8 +140,10 @@ std::unique_ptr<Model> build_model(const ModelConfig& cfg, int64_t seq_len, DTyp
 std::unique_ptr<Model> build_replica(const Model& owner, const ModelConfig& cfg, int64_t seq_len,
                                      const ModelParallel& par) {
   auto m = assemble(cfg, seq_len, owner.dtype, owner.exec, par);
-  m->stage_sample_shape = owner.stage_sample_shape;
-  m->params.share(owner.params);
+  m->stage_sample_shape = par.first_layer == owner.first_layer ? owner.stage_sample_shape
+                          : m->first_stage()                  ? m->sample_shape
+                                                               : stage_input_sample(cfg, seq_len, par);
+  m->params.share(owner.params, /*subset=*/true);
   return m;
 }
 

@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "config/config.h"
@@ -25,7 +26,18 @@ struct ModelParallel {
   // layer also holds the loss.
   int64_t first_layer = 0;
   int64_t last_layer = -1;
+  // Interleaved pipeline schedule: further ranges [first, last) of top-level
+  // layers, after the one above, that this rank builds too (its later model
+  // chunks), their parameters in the same store.
+  std::vector<std::pair<int64_t, int64_t>> more_layers;
 
+  // Whether top-level layer i of a model of `total` is built.
+  bool holds(int64_t i, int64_t total) const {
+    if (first_layer <= i && i < (last_layer < 0 ? total : last_layer)) return true;
+    for (const auto& [first, last] : more_layers)
+      if (first <= i && i < last) return true;
+    return false;
+  }
   int tp_size() const { return tp ? tp->size() : 1; }
   int tp_rank() const { return tp ? tp->rank() : 0; }
 };
@@ -102,7 +114,9 @@ inline std::unique_ptr<Model> build_model(const ModelConfig& cfg, int64_t seq_le
 
 // Another copy of `owner`'s layers (same config and `par`) sharing its
 // parameters and gradients, with activation buffers of its own: a pipeline
-// stage keeps one per micro-batch in flight. Not planned yet.
+// stage keeps one per micro-batch in flight. Not planned yet. `par` may ask
+// for a part of the owner's layers (one model chunk of an interleaved stage,
+// whose owner holds all of them).
 std::unique_ptr<Model> build_replica(const Model& owner, const ModelConfig& cfg, int64_t seq_len,
                                      const ModelParallel& par = {});
 

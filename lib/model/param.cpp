@@ -160,9 +160,10 @@ void ParamStore::allocate(DType compute, const Exec& ex, uint64_t seed) {
   initialize(seed);
 }
 
-void ParamStore::share(const ParamStore& owner) {
+void ParamStore::share(const ParamStore& owner, bool subset) {
   DTRAIN_CHECK(!allocated() && owner.allocated(), "ParamStore::share needs a fresh store and an allocated owner");
-  DTRAIN_CHECK(params_.size() == owner.params_.size(), "shared stores declare {} and {} parameters",
+  DTRAIN_CHECK(subset ? params_.size() <= owner.params_.size() : params_.size() == owner.params_.size(),
+               "shared stores declare {} and {} parameters",
                params_.size(), owner.params_.size());
   for (auto& p : params_) {
     const Param* o = owner.find(p->name);

@@ -105,8 +105,11 @@ class ParamStore {
   // Instead of allocating: every parameter declared here becomes a view of
   // the same-named one in `owner` (allocated, same declarations). A second
   // copy of a pipeline stage's layers (another in-flight micro-batch) uses it
-  // to share the parameters and accumulate into the same gradients.
-  void share(const ParamStore& owner);
+  // to share the parameters and accumulate into the same gradients. With
+  // `subset`, this store may declare only some of the owner's parameters (one
+  // model chunk of an interleaved pipeline stage); the flat buffers are still
+  // the owner's whole ones.
+  void share(const ParamStore& owner, bool subset = false);
 
   const std::vector<std::unique_ptr<Param>>& all() const { return params_; }
   Param* find(const std::string& name) const;  // nullptr if absent

@@ -35,10 +35,49 @@ std::vector<int64_t> partition_layers(const std::vector<double>& costs, int stag
   return b;
 }
 
+namespace {
+
+// Megatron-LM's interleaved 1F1B (schedules.py,
+// forward_backward_pipelining_with_interleaving): the step's micro-batches *
+// chunks forward passes are numbered k = 0, 1, ...; they go in groups of
+// `stages` micro-batches through chunk 0, then the same group through chunk
+// 1, ..., so k's chunk is (k mod (stages * chunks)) / stages and its
+// micro-batch (k / (stages * chunks)) * stages + k mod stages. Backward pass k
+// is the same with the chunks reversed. A stage runs a warm-up of
+// (stages - stage - 1) * 2 + (chunks - 1) * stages forwards, then alternates
+// forward warm-up + i with backward i, then the remaining backwards.
+std::vector<PipeOp> interleaved(int stage, int stages, int micro_batches, int chunks) {
+  DTRAIN_CHECK(chunks >= 2 && stages >= 2 && micro_batches % stages == 0,
+               "interleaved schedule: {} chunks, {} stages, {} micro-batches", chunks, stages, micro_batches);
+  using K = PipeOp::Kind;
+  const int total = micro_batches * chunks, group = stages * chunks;
+  auto op = [&](K kind, int k) {
+    const int in_group = k % group;
+    const int c = in_group / stages;
+    return PipeOp{kind, (k / group) * stages + in_group % stages, kind == K::forward ? c : chunks - 1 - c};
+  };
+  // With as many micro-batches as stages Megatron runs every forward first.
+  const int warmup = micro_batches == stages ? total
+                                             : std::min(total, (stages - stage - 1) * 2 + (chunks - 1) * stages);
+  std::vector<PipeOp> ops;
+  int f = 0, b = 0;
+  for (; f < warmup; ++f) ops.push_back(op(K::forward, f));
+  while (f < total) {  // steady state: one forward, one backward
+    ops.push_back(op(K::forward, f++));
+    ops.push_back(op(K::backward, b++));
+  }
+  while (b < total) ops.push_back(op(K::backward, b++));
+  return ops;
+}
+
+}  // namespace
+
 std::vector<PipeOp> pipeline_schedule(const std::string& schedule, int stage, int stages,
-                                      int micro_batches) {
+                                      int micro_batches, int chunks) {
   DTRAIN_CHECK(0 <= stage && stage < stages && micro_batches >= 1, "pipeline stage {} of {}, {} micro-batches",
                stage, stages, micro_batches);
+  if (schedule == "interleaved") return interleaved(stage, stages, micro_batches, chunks);
+  DTRAIN_CHECK(chunks == 1, "pipeline schedule '{}' with {} model chunks per stage", schedule, chunks);
   using K = PipeOp::Kind;
   std::vector<PipeOp> ops;
   if (schedule == "gpipe") {
@@ -58,13 +97,19 @@ std::vector<PipeOp> pipeline_schedule(const std::string& schedule, int stage, in
   return ops;
 }
 
-int in_flight(const std::vector<PipeOp>& ops) {
+int in_flight(const std::vector<PipeOp>& ops, int chunk) {
   int now = 0, most = 0;
   for (const PipeOp& op : ops) {
+    if (chunk >= 0 && op.chunk != chunk) continue;
     now += op.kind == PipeOp::Kind::forward ? 1 : -1;
     most = std::max(most, now);
   }
   return most;
+}
+
+double ideal_bubble(const std::string& schedule, int stages, int micro_batches, int chunks) {
+  const double b = static_cast<double>(stages - 1) / static_cast<double>(micro_batches);
+  return schedule == "interleaved" ? b / chunks : b;
 }
 
 }  // namespace dtrain

@@ -2,7 +2,10 @@
 // the order in which a stage runs the forward and backward passes of a step's
 // micro-batches (GPipe: all forwards, then all backwards; 1F1B: after a
 // warm-up of (stages - stage - 1) forwards, one forward and one backward
-// alternate, so at most (stages - stage) micro-batches are in flight).
+// alternate, so at most (stages - stage) micro-batches are in flight;
+// interleaved 1F1B (Megatron-LM, Narayanan et al. 2021): each stage holds v
+// model chunks, chunk c being virtual stage c * stages + stage, so a
+// micro-batch visits every stage v times and the bubble shrinks by v).
 #pragma once
 
 #include <cstdint>
@@ -19,16 +22,26 @@ std::vector<int64_t> partition_layers(const std::vector<double>& costs, int stag
 
 struct PipeOp {
   enum class Kind { forward, backward } kind;
-  int micro;  // micro-batch index in [0, micro_batches)
+  int micro;      // micro-batch index in [0, micro_batches)
+  int chunk = 0;  // model chunk on this stage (interleaved; else 0): virtual stage chunk * stages + stage
 };
 
 // The operations stage `stage` of `stages` runs for one step of
-// `micro_batches` micro-batches under `schedule` ("gpipe" or "1f1b").
+// `micro_batches` micro-batches under `schedule` ("gpipe", "1f1b", or
+// "interleaved" with `chunks` >= 2 model chunks per stage; micro_batches must
+// then be a multiple of stages). Within a chunk, forwards and backwards each
+// run in micro-batch order, so neighbours' sends and receives pair up.
 std::vector<PipeOp> pipeline_schedule(const std::string& schedule, int stage, int stages,
-                                      int micro_batches);
+                                      int micro_batches, int chunks = 1);
 
 // The most micro-batches whose activations a stage holds at once under that
-// schedule (how many copies of its activation buffers it needs).
-int in_flight(const std::vector<PipeOp>& ops);
+// schedule (how many copies of its activation buffers it needs); with a
+// chunk >= 0, counting only that chunk's operations.
+int in_flight(const std::vector<PipeOp>& ops, int chunk = -1);
+
+// The schedule's ideal bubble relative to the compute time, with equal
+// stages and forward/backward times: (stages - 1) / micro_batches, divided by
+// `chunks` under "interleaved" (Narayanan et al. 2021, eq. 1 and 2).
+double ideal_bubble(const std::string& schedule, int stages, int micro_batches, int chunks = 1);
 
 }  // namespace dtrain

@@ -43,8 +43,11 @@ DType precision_dtype(const std::string& p) {
 }
 
 // Message tags between pipeline neighbours: activations and gradients of
-// each micro-batch (MPI guarantees at least 32767 tags).
-int tag_of(int micro, bool gradient) { return (2 * micro + (gradient ? 1 : 0)) % 32000; }
+// each micro-batch, from the sender's virtual stage (of `vstages`; the stage
+// itself unless interleaved). MPI guarantees at least 32767 tags.
+int tag_of(int micro, int vstage, int vstages, bool gradient) {
+  return (2 * (micro * vstages + vstage) + (gradient ? 1 : 0)) % 32000;
+}
 
 }  // namespace
 
@@ -89,7 +92,11 @@ void Trainer::setup() {
   par_.tp = g_.layout.tp > 1 ? g_.tp : nullptr;
 
   // Pipeline stages: contiguous runs of top-level layers balanced by their
-  // forward + backward FLOPs (the loss counts with the last layer).
+  // forward + backward FLOPs (the loss counts with the last layer). The
+  // interleaved schedule cuts pp * v runs, virtual stage c * pp + stage being
+  // this stage's model chunk c.
+  const std::string schedule = g_.layout.pp > 1 ? cfg_.parallel.schedule : "1f1b";
+  chunks_ = schedule == "interleaved" ? static_cast<int>(cfg_.parallel.virtual_stages) : 1;
   {
     auto whole = describe_model(cfg_.model, seq_len_, par_);
     std::vector<double> costs;
@@ -97,21 +104,24 @@ void Trainer::setup() {
     const double loss_cost = costs.back();
     costs.pop_back();
     costs.back() += loss_cost;
-    bounds_ = partition_layers(costs, g_.layout.pp);
+    if (chunks_ > 1 && static_cast<int64_t>(costs.size()) < int64_t{g_.layout.pp} * chunks_)
+      throw ConfigError(fmt::format("parallel.pp ({}) x parallel.virtual_stages ({}) exceeds the model's {} top-level "
+                                    "layers (each model chunk needs at least one)",
+                                    g_.layout.pp, chunks_, costs.size()));
+    bounds_ = partition_layers(costs, g_.layout.pp * chunks_);
   }
-  par_.first_layer = bounds_[g_.coord.pp];
-  par_.last_layer = bounds_[g_.coord.pp + 1];
+  par_.first_layer = bounds_[vstage(0)];
+  par_.last_layer = bounds_[vstage(0) + 1];
+  for (int c = 1; c < chunks_; ++c) par_.more_layers.emplace_back(bounds_[vstage(c)], bounds_[vstage(c) + 1]);
 
   // This stage's order of forward and backward passes (one stage: plain
   // accumulation), planned once; one copy of the stage's activations per
   // micro-batch in flight.
-  ops_ = pipeline_schedule(g_.layout.pp > 1 ? cfg_.parallel.schedule : "1f1b", g_.coord.pp,
-                           g_.layout.pp, static_cast<int>(t.grad_accum));
-  const int slots = in_flight(ops_);
+  ops_ = pipeline_schedule(schedule, g_.coord.pp, g_.layout.pp, static_cast<int>(t.grad_accum), chunks_);
   const DType dtype = precision_dtype(t.precision);
-  slots_.push_back(build_model(cfg_.model, seq_len_, dtype, ex, static_cast<uint64_t>(t.seed), par_));
-  for (int s = 1; s < slots; ++s) slots_.push_back(build_replica(*slots_[0], cfg_.model, seq_len_, par_));
-  Model& m = *slots_[0];
+  build_chunks(dtype, ex);
+  const int slots = static_cast<int>(slots_.size());
+  Model& m = model();
   const Shape data_x = [&] {
     Shape s{t.micro_batch};
     for (int64_t d : m.sample_shape) s.push_back(d);
@@ -129,6 +139,8 @@ void Trainer::setup() {
   for (auto& slot : slots_) {
     slot->recompute = recompute_from_name(t.recompute);
     slot->plan(t.micro_batch);
+    stage_in_.push_back(slot->first_stage() ? Tensor{}
+                                            : Tensor::empty(slot->input_shape(t.micro_batch), dtype, ex.device));
     x_.push_back(Tensor::empty(data_x, data_dtype, ex.device));
     y_.push_back(Tensor::empty(m.target_shape(t.micro_batch), DType::i32, ex.device));
     if (ex.on_cuda()) {
@@ -137,9 +149,12 @@ void Trainer::setup() {
       uploaded_.push_back(gpu::event_create(false));
       gpu::event_record(uploaded_.back(), ex.stream);
     }
-    if (!m.first_stage()) stage_in_.push_back(Tensor::empty(m.input_shape(t.micro_batch), dtype, ex.device));
   }
-  if (!m.last_stage()) grad_in_ = Tensor::empty(m.output_shape(t.micro_batch), dtype, ex.device);
+  for (int c = 0; c < chunks_; ++c) {
+    const Model& first_copy = *slots_[chunk_slot_[c]];
+    grad_in_.push_back(first_copy.last_stage() ? Tensor{}
+                                               : Tensor::empty(first_copy.output_shape(t.micro_batch), dtype, ex.device));
+  }
   if (options_.profiler) options_.profiler->set_plan_bytes(used() - heap0);  // --- profiler hook
 
   // ZeRO (train/zero.h): data-parallel rank d keeps the optimizer state (and
@@ -147,6 +162,10 @@ void Trainer::setup() {
   // flat parameters. With one data-parallel rank there is nothing to shard.
   opt_range_ = FlatRange{0, m.params.values().numel()};
   if (cfg_.parallel.zero >= 1 && g_.layout.dp > 1) {
+    if (chunks_ > 1)
+      throw ConfigError(fmt::format("parallel.zero = {} with parallel.schedule = \"interleaved\": ZeRO over several "
+                                    "model chunks per stage is not available yet; use parallel.zero = 0 or the 1f1b "
+                                    "schedule", cfg_.parallel.zero));
     std::vector<Model*> all;
     for (auto& s : slots_) all.push_back(s.get());
     zero_ = std::make_unique<ZeroSharding>(static_cast<int>(cfg_.parallel.zero), all, *g_.dp,
@@ -159,6 +178,46 @@ void Trainer::setup() {
     reducer_ = std::make_unique<GradReducer>(m.params, *g_.dp, cfg_.parallel.bucket_mb);
   }
   scalars_ = Tensor::empty(Shape{4}, DType::f64);
+}
+
+void Trainer::build_chunks(DType dtype, const Exec& ex) {
+  // One copy of each model chunk's activation buffers per micro-batch of it
+  // in flight. Without interleaving the first copy owns the parameters;
+  // with it an unplanned model of all the chunks' layers does (one store: the
+  // optimizer, buckets, clipping, ZeRO ranges and checkpoints see one stage)
+  // and every copy is a replica of one chunk sharing it.
+  const TrainConfig& t = cfg_.train;
+  const uint64_t seed = static_cast<uint64_t>(t.seed);
+  if (chunks_ > 1) {
+    owner_ = build_model(cfg_.model, seq_len_, dtype, ex, seed, par_);
+    owner_->recompute = recompute_from_name(t.recompute);  // what the profiler's prediction reads
+  }
+  for (int c = 0; c < chunks_; ++c) {
+    ModelParallel chunk = par_;
+    chunk.first_layer = bounds_[vstage(c)];
+    chunk.last_layer = bounds_[vstage(c) + 1];
+    chunk.more_layers.clear();
+    chunk_slot_.push_back(static_cast<int>(slots_.size()));
+    chunk_layer_.push_back(c == 0 ? 0 : chunk_layer_.back() + slots_.back()->layers.size());
+    const int copies = std::max(1, in_flight(ops_, c));
+    for (int k = 0; k < copies; ++k)
+      slots_.push_back(!owner_ && slots_.empty() ? build_model(cfg_.model, seq_len_, dtype, ex, seed, chunk)
+                                      : build_replica(owner_ ? *owner_ : *slots_[0], cfg_.model, seq_len_, chunk));
+  }
+  chunk_slot_.push_back(static_cast<int>(slots_.size()));
+}
+
+int Trainer::slot_of(int chunk, int micro) const {
+  // A chunk's forwards and backwards each go in micro-batch order, so the
+  // micro-batches it has in flight are consecutive: copy micro mod copies.
+  return chunk_slot_[chunk] + micro % (chunk_slot_[chunk + 1] - chunk_slot_[chunk]);
+}
+
+std::vector<Trainer::Chunk> Trainer::chunks() {
+  std::vector<Chunk> out;
+  for (int c = 0; c < chunks_; ++c)
+    out.push_back({slots_[chunk_slot_[c]].get(), chunk_layer_[c], chunk_slot_[c + 1] - chunk_slot_[c]});
+  return out;
 }
 
 void Trainer::trace(const std::string& what) const {
@@ -188,7 +247,11 @@ void Trainer::wait_sends(int slot) {
   sends_[slot].clear();
 }
 
-void Trainer::forward_op(int micro, int slot, const Ctx& ctx) {
+void Trainer::forward_op(int micro, int chunk, const Ctx& ctx) {
+  const int slot = slot_of(chunk, micro);
+  const std::string at = chunks_ > 1 ? fmt::format("mb {} chunk {} slot {}", micro, chunk, slot)
+                                     : fmt::format("mb {} slot {}", micro, slot);
+  const int pp = g_.layout.pp, vstages = pp * chunks_, prev = (g_.coord.pp + pp - 1) % pp, next = (g_.coord.pp + 1) % pp;
   Model& m = *slots_[slot];
   wait_sends(slot);  // this slot's buffers are about to be overwritten
   const int64_t mb = cfg_.train.micro_batch;
@@ -205,69 +268,76 @@ void Trainer::forward_op(int micro, int slot, const Ctx& ctx) {
   Tensor in = x_[slot];
   if (!m.first_stage()) {
     in = stage_in_[slot];
-    trace(fmt::format("F mb {} slot {}: recv activations from pp {}", micro, slot, g_.coord.pp - 1));
+    trace(fmt::format("F {}: recv activations from pp {}", at, prev));
     Profiler::Scope timed(options_.profiler, Profiler::Kind::pp_wait, -1, micro);
-    g_.pp->recv(in, g_.coord.pp - 1, tag_of(micro, false))->wait();
+    g_.pp->recv(in, prev, tag_of(micro, vstage(chunk) - 1, vstages, false))->wait();
   }
+  const size_t base = chunk_layer_[chunk];
   if (m.last_stage()) {
-    const Tensor logits = forward_stage(m, in, ctx, micro);
-    Profiler::Scope timed(options_.profiler, Profiler::Kind::forward, static_cast<int>(m.layers.size()), micro);
+    const Tensor logits = forward_stage(m, in, ctx, micro, base);
+    Profiler::Scope timed(options_.profiler, Profiler::Kind::forward, static_cast<int>(base + m.layers.size()), micro);
     m.loss->accumulate(logits, y_[slot]);  // read once, at the end of the step
-    trace(fmt::format("F mb {} slot {} samples [{}, +{}): loss", micro, slot, ctx.sample_offset, mb));
+    trace(fmt::format("F {} samples [{}, +{}): loss", at, ctx.sample_offset, mb));
   } else {
-    Tensor out = forward_stage(m, in, ctx, micro);
-    trace(fmt::format("F mb {} slot {} samples [{}, +{}): send activations to pp {}", micro, slot,
-                      ctx.sample_offset, mb, g_.coord.pp + 1));
-    sends_[slot].push_back(g_.pp->send(out, g_.coord.pp + 1, tag_of(micro, false)));
+    Tensor out = forward_stage(m, in, ctx, micro, base);
+    trace(fmt::format("F {} samples [{}, +{}): send activations to pp {}", at, ctx.sample_offset, mb, next));
+    sends_[slot].push_back(g_.pp->send(out, next, tag_of(micro, vstage(chunk), vstages, false)));
   }
 }
 
-void Trainer::backward_op(int micro, int slot, const Ctx& ctx, double scale, bool last) {
+void Trainer::backward_op(int micro, int chunk, const Ctx& ctx, double scale, bool last) {
+  const int slot = slot_of(chunk, micro);
+  const std::string at = chunks_ > 1 ? fmt::format("mb {} chunk {} slot {}", micro, chunk, slot)
+                                     : fmt::format("mb {} slot {}", micro, slot);
+  const int pp = g_.layout.pp, vstages = pp * chunks_, prev = (g_.coord.pp + pp - 1) % pp, next = (g_.coord.pp + 1) % pp;
+  const size_t base = chunk_layer_[chunk];
   Model& m = *slots_[slot];
   Tensor g;
   if (m.last_stage()) {
-    Profiler::Scope timed(options_.profiler, Profiler::Kind::backward, static_cast<int>(m.layers.size()), micro);
+    Profiler::Scope timed(options_.profiler, Profiler::Kind::backward, static_cast<int>(base + m.layers.size()), micro);
     g = m.loss->backward(scale);
   } else {
-    trace(fmt::format("B mb {} slot {}: recv gradients from pp {}", micro, slot, g_.coord.pp + 1));
+    trace(fmt::format("B {}: recv gradients from pp {}", at, next));
     Profiler::Scope timed(options_.profiler, Profiler::Kind::pp_wait, -1, micro);
-    g_.pp->recv(grad_in_, g_.coord.pp + 1, tag_of(micro, true))->wait();
-    g = grad_in_;
+    g_.pp->recv(grad_in_[chunk], next, tag_of(micro, vstage(chunk) + 1, vstages, true))->wait();
+    g = grad_in_[chunk];
   }
   // The step's last backward completes the gradients: buckets start as the
   // layers finish.
   if (last) {
     if (zero_)
-      trace(fmt::format("B mb {} slot {}: ZeRO-{} gradient reduce-scatter over dp", micro, slot, zero_->stage()));
+      trace(fmt::format("B {}: ZeRO-{} gradient reduce-scatter over dp", at, zero_->stage()));
     else
-      trace(fmt::format("B mb {} slot {}: gradient reduction over dp in {} buckets", micro, slot, reducer_->buckets()));
+      trace(fmt::format("B {}: gradient reduction over dp in {} buckets", at, reducer_->buckets()));
     if (reducer_) reducer_->begin();
     if (options_.profiler) options_.profiler->mark_reduction_begin();  // --- profiler hook
   }
   for (size_t i = m.layers.size(); i-- > 0;) {
     if (zero_) zero_->before_backward(i, last);
     {
-      Profiler::Scope timed(options_.profiler, Profiler::Kind::backward, static_cast<int>(i), micro);
+      Profiler::Scope timed(options_.profiler, Profiler::Kind::backward, static_cast<int>(base + i), micro);
       g = m.layers[i]->backward(g, ctx);
     }
+    // The owner's parameters are laid out chunk by chunk: when the step's last
+    // backward (chunk 0's) has passed layer i, every later chunk is done too.
     if (zero_)
-      zero_->after_backward(i, last, cfg_.parallel.overlap);
+      zero_->after_backward(i, last, cfg_.parallel.overlap);  // one chunk: ZeRO with interleaving is refused
     else if (last && cfg_.parallel.overlap)
-      reducer_->ready_from(reducer_->offset_of_param(slots_[0]->first_param_of(i)));
+      reducer_->ready_from(reducer_->offset_of_param(model().first_param_of(base + i)));
   }
   if (!m.first_stage()) {
-    trace(fmt::format("B mb {} slot {}: send gradients to pp {}", micro, slot, g_.coord.pp - 1));
-    sends_[slot].push_back(g_.pp->send(g, g_.coord.pp - 1, tag_of(micro, true)));
+    trace(fmt::format("B {}: send gradients to pp {}", at, prev));
+    sends_[slot].push_back(g_.pp->send(g, prev, tag_of(micro, vstage(chunk), vstages, true)));
   } else {
-    trace(fmt::format("B mb {} slot {}", micro, slot));
+    trace(fmt::format("B {}", at));
   }
 }
 
-Tensor Trainer::forward_stage(Model& m, const Tensor& in, const Ctx& ctx, int micro) {
+Tensor Trainer::forward_stage(Model& m, const Tensor& in, const Ctx& ctx, int micro, size_t base) {
   if (!options_.profiler) return m.forward_layers(in, ctx);
   Tensor h = in;
   for (size_t i = 0; i < m.layers.size(); ++i) {
-    Profiler::Scope timed(options_.profiler, Profiler::Kind::forward, static_cast<int>(i), micro);
+    Profiler::Scope timed(options_.profiler, Profiler::Kind::forward, static_cast<int>(base + i), micro);
     h = m.layers[i]->forward(h, ctx);
   }
   return h;
@@ -277,7 +347,7 @@ double Trainer::agree_loss(double local_sum, int64_t count) {
   // The last stage has the loss; data-parallel ranks average theirs; the
   // pipeline's last stage tells the others.
   double* s = scalars_.data<double>();
-  s[0] = slots_[0]->last_stage() ? local_sum / static_cast<double>(count) : 0.0;
+  s[0] = model().last_stage() ? local_sum / static_cast<double>(count) : 0.0;
   Tensor one = scalars_.flat_range(0, 1);
   g_.dp->all_reduce(one, ReduceOp::sum)->wait();
   s[0] /= g_.layout.dp;
@@ -292,7 +362,7 @@ double Trainer::global_grad_norm() {
   double* s = scalars_.data<double>();
   // ZeRO: each data-parallel rank holds its shard of the reduced gradients;
   // the shards' sums are summed over dp first.
-  s[0] = zero_ ? zero_->grad_sum_squares(g_.coord.tp == 0) : grad_sum_squares(slots_[0]->params, g_.coord.tp == 0);
+  s[0] = zero_ ? zero_->grad_sum_squares(g_.coord.tp == 0) : grad_sum_squares(model().params, g_.coord.tp == 0);
   Tensor one = scalars_.flat_range(0, 1);
   g_.tp->all_reduce(one, ReduceOp::sum)->wait();
   g_.pp->all_reduce(one, ReduceOp::sum)->wait();
@@ -302,10 +372,10 @@ double Trainer::global_grad_norm() {
 void Trainer::sync_buffers() {
   // Batch-norm running statistics: each data-parallel rank saw other images;
   // their mean keeps the replicas (and evaluation) identical.
-  Tensor& b = slots_[0]->params.buffers();
+  Tensor& b = model().params.buffers();
   if (g_.layout.dp == 1 || b.numel() == 0) return;
   g_.dp->all_reduce(b, ReduceOp::sum)->wait();
-  ops::scale(slots_[0]->exec, b, 1.0 / static_cast<double>(g_.layout.dp));
+  ops::scale(model().exec, b, 1.0 / static_cast<double>(g_.layout.dp));
 }
 
 double Trainer::comm_wait_total() const {
@@ -319,7 +389,7 @@ StepResult Trainer::train_step(int64_t step) {
   const double comm0 = comm_wait_total();
   current_step_ = step;
   const TrainConfig& t = cfg_.train;
-  Model& m = *slots_[0];
+  Model& m = model();
   m.params.zero_grads();
   if (zero_) zero_->begin_step();
   const int micro_batches = static_cast<int>(t.grad_accum);
@@ -331,9 +401,9 @@ StepResult Trainer::train_step(int64_t step) {
     const PipeOp& op = ops[i];
     ctx.sample_offset = sample_offset(step, op.micro);
     if (op.kind == PipeOp::Kind::forward)
-      forward_op(op.micro, op.micro % slots, ctx);
+      forward_op(op.micro, op.chunk, ctx);
     else
-      backward_op(op.micro, op.micro % slots, ctx, scale, i + 1 == ops.size());
+      backward_op(op.micro, op.chunk, ctx, scale, i + 1 == ops.size());
   }
   for (int s = 0; s < slots; ++s) wait_sends(s);
   StepResult r;
@@ -352,8 +422,8 @@ StepResult Trainer::train_step(int64_t step) {
   }
   // The step's one read of the loss statistics (the sum of its micro-batches' means).
   double loss_sum = 0;
-  if (m.last_stage())
-    for (auto& slot : slots_) loss_sum += slot->loss->take_stats().mean_sum;
+  for (auto& slot : slots_)
+    if (slot->last_stage()) loss_sum += slot->loss->take_stats().mean_sum;
   r.loss = agree_loss(loss_sum, micro_batches);
   if (options_.inject_nan_at_step == step + 1) r.loss = std::nan("");
   // The loss and the norm are agreed values: every rank takes the same branch.
@@ -397,35 +467,41 @@ EvalResult Trainer::evaluate() {
   int64_t batches = (total + micro - 1) / micro;
   if (cfg_.train.eval_batches > 0) batches = std::min(batches, cfg_.train.eval_batches);
   Ctx ctx{.training = false, .seed = static_cast<uint64_t>(cfg_.train.seed), .step = 0, .sample_offset = 0};
-  Model& m = *slots_[0];
   double loss_sum = 0, items = 0, correct = 0;
-  // Batch b goes to data-parallel rank b mod dp, through every stage.
+  const int pp = g_.layout.pp, vstages = pp * chunks_, prev = (g_.coord.pp + pp - 1) % pp, next = (g_.coord.pp + 1) % pp;
+  // Batch b goes to data-parallel rank b mod dp, through every stage (and
+  // every chunk: the last stage's chunk c hands it to the first's chunk c + 1).
   for (int64_t b = g_.coord.dp; b < batches; b += g_.layout.dp) {
     const int64_t first = b * micro, n = std::min(micro, total - first);
-    Tensor x = x_[0].narrow0(0, n), y = y_[0].narrow0(0, n);
-    if (m.first_stage() || m.last_stage()) {
-      if (xh_.empty()) {
-        data_.val->fill(first, n, x, y);
+    for (int c = 0; c < chunks_; ++c) {
+      const int slot = chunk_slot_[c];
+      Model& m = *slots_[slot];
+      Tensor x = x_[slot].narrow0(0, n), y = y_[slot].narrow0(0, n);
+      if (m.first_stage() || m.last_stage()) {
+        if (xh_.empty()) {
+          data_.val->fill(first, n, x, y);
+        } else {
+          gpu::event_sync(uploaded_[slot]);
+          Tensor xh = xh_[slot].narrow0(0, n), yh = yh_[slot].narrow0(0, n);
+          data_.val->fill(first, n, xh, yh);
+          upload(slot, n);
+        }
+      }
+      Tensor in = x;
+      if (!m.first_stage()) {
+        in = stage_in_[slot].narrow0(0, n);
+        g_.pp->recv(in, prev, tag_of(static_cast<int>(b), vstage(c) - 1, vstages, false))->wait();
+      }
+      if (m.last_stage()) {
+        m.loss->accumulate(m.forward_layers(in, ctx), y);
       } else {
-        gpu::event_sync(uploaded_[0]);
-        Tensor xh = xh_[0].narrow0(0, n), yh = yh_[0].narrow0(0, n);
-        data_.val->fill(first, n, xh, yh);
-        upload(0, n);
+        g_.pp->send(m.forward_layers(in, ctx), next, tag_of(static_cast<int>(b), vstage(c), vstages, false))->wait();
       }
     }
-    Tensor in = x;
-    if (!m.first_stage()) {
-      in = stage_in_[0].narrow0(0, n);
-      g_.pp->recv(in, g_.coord.pp - 1, tag_of(static_cast<int>(b), false))->wait();
-    }
-    if (m.last_stage()) {
-      m.loss->accumulate(m.forward_layers(in, ctx), y);
-    } else {
-      g_.pp->send(m.forward_layers(in, ctx), g_.coord.pp + 1, tag_of(static_cast<int>(b), false))->wait();
-    }
   }
-  if (m.last_stage()) {  // one read of the statistics for the whole evaluation
-    const LossStats st = m.loss->take_stats();
+  Model& last = *slots_[chunk_slot_[chunks_ - 1]];
+  if (last.last_stage()) {  // one read of the statistics for the whole evaluation
+    const LossStats st = last.loss->take_stats();
     loss_sum = st.weighted_sum;
     items = static_cast<double>(st.count);
     correct = static_cast<double>(st.correct);
@@ -485,9 +561,11 @@ TrainSummary Trainer::run(const RunOptions& opts) {
   if (g_.layout.world() > 1) {
     std::string stages;
     for (size_t s = 0; s + 1 < bounds_.size(); ++s) stages += fmt::format(" [{}, {})", bounds_[s], bounds_[s + 1]);
-    log(fmt::format("layout {} on {} ranks; pipeline stages (top-level layers):{}; schedule {}; "
+    log(fmt::format("layout {} on {} ranks; pipeline {}stages (top-level layers):{}; schedule {}{}; "
                     "{} micro-batch copies on stage 0; ZeRO-{}",
-                    g_.layout.str(), g_.layout.world(), stages, g_.layout.pp > 1 ? cfg_.parallel.schedule : "-",
+                    g_.layout.str(), g_.layout.world(), chunks_ > 1 ? "virtual " : "", stages,
+                    g_.layout.pp > 1 ? cfg_.parallel.schedule : "-",
+                    chunks_ > 1 ? fmt::format(" (v = {}: stage s holds virtual stages s + {} c)", chunks_, g_.layout.pp) : "",
                     slots_.size(), zero_stage()));
   }
 

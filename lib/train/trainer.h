@@ -104,13 +104,25 @@ class Trainer {
   // One evaluation pass over the validation data (same result on every rank).
   EvalResult evaluate();
 
-  Model& model() { return *slots_[0]; }
+  // This rank's model: every parameter it holds (all model chunks' under the
+  // interleaved schedule), what the optimizer and checkpoints work on.
+  Model& model() { return owner_ ? *owner_ : *slots_[0]; }
+  // This stage's model chunks in order (one unless parallel.schedule is
+  // "interleaved"): the first copy of each, the index in model().layers of
+  // its first layer, and its copies (micro-batches in flight).
+  struct Chunk {
+    Model* model;
+    size_t first_index;
+    int copies;
+  };
+  std::vector<Chunk> chunks();
   Optimizer& optimizer() { return *opt_; }
   const Config& config() const { return cfg_; }
   const Groups& groups() const { return g_; }
   // Tokens or images one optimizer step consumes (all ranks together).
   int64_t items_per_step() const { return cfg_.train.global_batch * slots_[0]->items_per_sample(); }
-  // Top-level layers [first, last) of every stage, stage by stage.
+  // Top-level layers [first, last) of every stage, stage by stage (virtual
+  // stage by virtual stage under the interleaved schedule).
   const std::vector<int64_t>& stage_bounds() const { return bounds_; }
   // The flat range of the parameters whose optimizer state this rank keeps.
   FlatRange optimizer_range() const { return opt_range_; }
@@ -123,11 +135,16 @@ class Trainer {
   void trace(const std::string& what) const;
   // Samples of micro-batch `micro` of this data-parallel rank in step `step`.
   int64_t sample_offset(int64_t step, int64_t micro) const;
-  void forward_op(int micro, int slot, const Ctx& ctx);
-  void backward_op(int micro, int slot, const Ctx& ctx, double scale, bool last);
+  void forward_op(int micro, int chunk, const Ctx& ctx);
+  void backward_op(int micro, int chunk, const Ctx& ctx, double scale, bool last);
+  // --- interleaved schedule: model chunks and their copies.
+  void build_chunks(DType dtype, const Exec& ex);
+  int slot_of(int chunk, int micro) const;  // index into slots_
+  int vstage(int chunk) const { return chunk * g_.layout.pp + g_.coord.pp; }
   void wait_sends(int slot);
   // --- profiler hook: the stage's layers one by one (timed when profiling).
-  Tensor forward_stage(Model& m, const Tensor& in, const Ctx& ctx, int micro);
+  // `base`: index in model().layers of m's first layer.
+  Tensor forward_stage(Model& m, const Tensor& in, const Ctx& ctx, int micro, size_t base);
   double agree_loss(double local_sum, int64_t count);
   double global_grad_norm();
   double comm_wait_total() const;
@@ -147,7 +164,13 @@ class Trainer {
   std::vector<int64_t> bounds_;
   std::vector<PipeOp> ops_;  // this stage's forward/backward order within a step
   ModelParallel par_;
-  std::vector<std::unique_ptr<Model>> slots_;  // slot 0 owns the parameters
+  std::vector<std::unique_ptr<Model>> slots_;  // chunk by chunk, its copies; slot 0 owns the parameters unless owner_
+  // --- interleaved schedule (else one chunk): chunk c's copies are slots_
+  // [chunk_slot_[c], chunk_slot_[c + 1]); its first layer is model().layers[chunk_layer_[c]].
+  int chunks_ = 1;
+  std::vector<int> chunk_slot_;
+  std::vector<size_t> chunk_layer_;
+  std::unique_ptr<Model> owner_;  // chunks_ > 1: all chunks' layers and parameters, never run
   std::unique_ptr<Optimizer> opt_;
   FlatRange opt_range_;
   std::unique_ptr<ZeroSharding> zero_;  // ZeRO-1/2 over dp (null: gradients all-reduced by reducer_)
@@ -157,7 +180,7 @@ class Trainer {
   std::vector<Tensor> xh_, yh_;    // per slot, device runs only: their pinned host staging
   std::vector<void*> uploaded_;    // per slot, device runs only: event after the upload
   std::vector<Tensor> stage_in_;   // per slot: activations received from the previous stage
-  Tensor grad_in_;                 // dL/d(output) received from the next stage
+  std::vector<Tensor> grad_in_;    // per chunk: dL/d(output) received from the next stage
   std::vector<std::vector<WorkHandle>> sends_;  // per slot: sends still in flight
   Tensor scalars_;                 // (4) fp64 for small agreements
   int64_t current_step_ = 0;

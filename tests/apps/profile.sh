@@ -91,6 +91,24 @@ grep -q "^stage 1 (ranks 1)" "$WORK/out" || fail "pp=2: no stage 1"
 grep -qE "^  pp +2 " "$WORK/out" || fail "pp=2: no pp row"
 grep -q "pipeline wait (bubble)" "$WORK/out" || fail "pp=2: no bubble row"
 [ ! -e "$WORK/pp/trace.rank1.part" ] || fail "trace fragments left behind"
+grep -q "^pipeline bubble (1f1b, p = 2 stages, m = 2 micro-batches)" "$WORK/out" || fail "pp=2: no bubble table"
+
+# Interleaved 1F1B: each stage's two chunks' layers, the bubble beside (p-1)/(v m).
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" profile "$WORK/tiny.toml" "${base[@]}" --out "$WORK/il" \
+  --set parallel.pp=2 --set parallel.schedule=interleaved --set parallel.virtual_stages=2
+grep -q "^pipeline bubble (interleaved with v = 2 chunks per stage, p = 2 stages, m = 2 micro-batches)" "$WORK/out" ||
+  { cat "$WORK/out"; fail "interleaved: no bubble table"; }
+python3 - "$WORK/il/profile.json" "$WORK/out" <<'PY' || { cat "$WORK/out"; fail "interleaved: profile wrong"; }
+import json, re, sys
+p = json.load(open(sys.argv[1]))
+names = sorted(l["name"] for l in p["layers"])
+assert names == sorted(["embed", "blocks.0", "blocks.1", "ln_f", "lm_head", "loss"]), names
+assert {l["name"]: l["stage"] for l in p["layers"]}["blocks.0"] != {l["name"]: l["stage"] for l in p["layers"]}["embed"]
+for s in p["stages"]:
+    assert abs(s["bubble_ideal"] - 0.25) < 1e-9 and s["bubble_vs_compute"] >= 0, s
+rows = [l for l in open(sys.argv[2]) if re.match(r"^  [01] +[0-9.]+ +[0-9.]+ +[0-9.]+% +25.0%$", l.rstrip())]
+assert len(rows) == 2, rows
+PY
 
 expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" profile "$WORK/tiny.toml" "${base[@]}" --out "$WORK/dp" \
   --set parallel.dp=2 --set train.grad_accum=1 --peak-gflops 10
