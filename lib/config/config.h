@@ -109,6 +109,7 @@ struct ParallelConfig {
   int64_t pp;
   std::string schedule;  // pipeline schedule: "1f1b" | "gpipe"
   int64_t zero;          // 0 | 1 (optimizer state sharded across dp)
+  bool sequence_parallel = false;  // GPT, tp > 1: norms, dropouts, residuals split along the sequence
   double bucket_mb;      // gradient all-reduce bucket size
   bool overlap;          // start buckets during the backward pass
   double timeout;        // seconds before a collective that does not complete is an error

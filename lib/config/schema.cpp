@@ -205,6 +205,11 @@ std::vector<KeySpec> build_schema() {
        "pipeline schedule over the grad_accum micro-batches", FIELD(parallel.schedule)},
       {"parallel", "zero", kAll, int64_t{0}, half_open(0, 2),
        "ZeRO stage: 1 shards the optimizer state across data-parallel ranks", FIELD(parallel.zero)},
+      {"parallel", "sequence_parallel", kGpt, false, none(),
+       "split the layer norms, dropouts and residual stream along the sequence across the tp ranks "
+       "(Megatron-style; needs parallel.tp > 1 and train.seq_len divisible by it): their "
+       "activations cost 1/tp, the tp all-reduces become all-gather/reduce-scatter pairs",
+       FIELD(parallel.sequence_parallel)},
       {"parallel", "bucket_mb", kAll, 25.0, at_most(above(0), 1048576),
        "gradient all-reduce bucket size in MiB (started during backward)", FIELD(parallel.bucket_mb)},
       {"parallel", "overlap", kAll, true, none(),

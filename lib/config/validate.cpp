@@ -174,6 +174,26 @@ class Validator {
               fmt::format("parallel: dp x tp x pp = {} but {} {} launched",
                           ranks ? fmt::to_string(*ranks) : "(too large)", world_size_,
                           world_size_ == 1 ? "rank was" : "ranks were"));
+    check_sequence_parallel();
+  }
+
+  // parallel.sequence_parallel splits the sequence across the tp ranks.
+  void check_sequence_parallel() {
+    const ParallelConfig& p = c_.parallel;
+    if (!p.sequence_parallel || !ok({"parallel.sequence_parallel"})) return;
+    if (p.tp <= 1) {
+      problem({"parallel.sequence_parallel", "parallel.tp"},
+              "parallel.sequence_parallel = true needs parallel.tp > 1 (it splits the sequence "
+              "across the tensor-parallel ranks); set parallel.tp or drop the key");
+      return;
+    }
+    if (!ok({"train.seq_len", "model.context_length"})) return;
+    const int64_t T = train_seq_len(c_);
+    if (T % p.tp != 0)
+      problem({"parallel.sequence_parallel", "train.seq_len", "parallel.tp"},
+              fmt::format("parallel.sequence_parallel: the sequence length ({}, train.seq_len or "
+                          "model.context_length) must be divisible by parallel.tp ({})",
+                          T, p.tp));
   }
 
   // parallel.mode is "auto" unless set, or unless dp, tp or pp is set

@@ -87,6 +87,7 @@ void Trainer::setup() {
   seq_len_ = train_seq_len(cfg_);
   data_ = open_data(cfg_, seq_len_);
   par_.tp = g_.layout.tp > 1 ? g_.tp : nullptr;
+  par_.sequence_parallel = cfg_.parallel.sequence_parallel;
 
   // Pipeline stages: contiguous runs of top-level layers balanced by their
   // forward + backward FLOPs (the loss counts with the last layer).
@@ -218,8 +219,10 @@ void Trainer::forward_op(int micro, int slot, const Ctx& ctx) {
   }
 }
 
-void Trainer::backward_op(int micro, int slot, const Ctx& ctx, double scale, bool last) {
+void Trainer::backward_op(int micro, int slot, const Ctx& step_ctx, double scale, bool last) {
   Model& m = *slots_[slot];
+  Ctx ctx = step_ctx;
+  ctx.grads_final = last;  // sequence parallelism's layer norms all-reduce their gradients over tp
   Tensor g;
   if (m.last_stage()) {
     Profiler::Scope timed(options_.profiler, Profiler::Kind::backward, static_cast<int>(m.layers.size()), micro);

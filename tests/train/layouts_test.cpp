@@ -153,7 +153,7 @@ void check_layout(const std::string& toml, const Run& ref, Layout layout, int ze
   if (member) {
     // Same global batch and micro-batch as the reference: more dp ranks,
     // fewer accumulation steps.
-    const Config ref_cfg = parse_config(toml, "layouts.toml", sets);
+    const Config ref_cfg = parse_config(toml, "layouts.toml");  // the batch (sets need not hold on one process)
     const int64_t accum = ref_cfg.train.global_batch / (ref_cfg.train.micro_batch * layout.dp);
     std::vector<std::string> all = sets;
     for (const std::string& s :
@@ -266,4 +266,32 @@ TEST_CASE("GPT in bf16: dp, tp, pp and ZeRO-1 layouts train like one bf16 proces
   for (const Layout& l : std::vector<Layout>{{1, 1, 1}, {2, 1, 1}, {1, 2, 1}, {1, 1, 2}, {2, 2, 2}})
     if (l.world() <= world) check_layout(toml, ref, l, 0, "1f1b", tol, bf16);
   if (world >= 4) check_layout(toml, ref, {4, 1, 1}, 1, "1f1b", tol, bf16);
+}
+
+TEST_CASE("GPT sequence parallel: tp 2 and 4, dp 2 x tp 2, tp 2 x pp 2 train like one process") {
+  // parallel.sequence_parallel splits the norms, dropouts and residual stream
+  // along the sequence (dropout 0.1: every rank must draw the one-process
+  // masks of its slice); the layer norms' gradients are all-reduced over tp.
+  // The same fp32 tolerance as every layout; recomputation (selective, full)
+  // re-runs the gathers and scatters.
+  Data data;
+  const std::string toml = gpt_toml(data.dir);
+  const Run ref = reference(toml);
+  int world = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  const std::vector<std::string> sp{"parallel.sequence_parallel=true"};
+  for (const Layout& l : std::vector<Layout>{{1, 2, 1}, {1, 4, 1}, {2, 2, 1}, {1, 2, 2}})
+    if (l.world() <= world) check_layout(toml, ref, l, 0, "1f1b", {}, sp);
+  for (const char* mode : {"selective", "full"}) {
+    std::vector<std::string> sets = sp;
+    sets.push_back(fmt::format("train.recompute={}", mode));
+    if (world >= 4) check_layout(toml, ref, {1, 2, 2}, 0, "1f1b", {}, sets);
+  }
+  // bf16, within the bf16 layouts' tolerance (see the bf16 case above).
+  const std::vector<std::string> bf16{"train.precision=bf16"};
+  const Run ref16 = reference(toml, bf16);
+  std::vector<std::string> sets = bf16;
+  sets.push_back(sp[0]);
+  for (const Layout& l : std::vector<Layout>{{1, 2, 1}, {2, 2, 2}})
+    if (l.world() <= world) check_layout(toml, ref16, l, 0, "1f1b", Tolerance{2e-3, 0.06, 2e-2}, sets);
 }
