@@ -15,6 +15,8 @@
 #include "../data/data_files.h"
 #include "config/config.h"
 #include "dist/mesh_groups.h"
+#include "train/comm_recorder.h"
+#include "train/profiler.h"
 #include "train/trainer.h"
 
 using namespace dtrain;
@@ -294,4 +296,88 @@ TEST_CASE("GPT sequence parallel: tp 2 and 4, dp 2 x tp 2, tp 2 x pp 2 train lik
   sets.push_back(sp[0]);
   for (const Layout& l : std::vector<Layout>{{1, 2, 1}, {2, 2, 2}})
     if (l.world() <= world) check_layout(toml, ref16, l, 0, "1f1b", Tolerance{2e-3, 0.06, 2e-2}, sets);
+}
+
+namespace {
+
+// One step of tp 2 on the first two ranks, recorded: the activation bytes
+// (measured: the heap's growth while the buffers were planned; predicted:
+// Cost::act_bytes), and the tp group's collectives as wire bytes per rank
+// (ring algorithms: an all-reduce of N bytes sends 2 (t-1)/t N, an
+// all-gather or reduce-scatter of N bytes in all (t-1)/t N).
+struct TpRecord {
+  double plan_bytes = 0, predicted_act = 0, wire = 0, payload_cost = 0;
+  std::map<std::string, double> payload;  // by operation
+};
+
+TpRecord record_tp2(const std::string& toml, const std::vector<std::string>& sets, MPI_Comm sub) {
+  std::vector<std::string> all = sets;
+  for (const char* s : {"parallel.tp=2", "model.n_layer=6"}) all.push_back(s);
+  const Config cfg = parse_config(toml, "layouts.toml", all, 2);
+  Mesh mesh(MeshLayout{1, 2, 1}, MpiCommOptions{}, sub);
+  Profiler prof(true);
+  RecordedGroups rec(mesh_groups(mesh), prof);
+  Trainer t(cfg, rec.groups(), [](const std::string&) {}, TrainerOptions{.profiler = &prof});
+  t.train_step(0);
+  TpRecord r;
+  r.plan_bytes = prof.plan_bytes();
+  const Cost c = t.model().cost(cfg.train.micro_batch);
+  r.predicted_act = static_cast<double>(c.act_bytes);
+  r.payload_cost = static_cast<double>(c.tp_fwd_bytes + c.tp_bwd_bytes) * static_cast<double>(cfg.train.grad_accum);
+  for (const TraceEvent& e : prof.events()) {
+    if (e.stream != TraceEvent::Stream::comm || e.name.rfind("tp ", 0) != 0) continue;
+    const std::string op = e.name.substr(3);
+    r.payload[op] += e.bytes;
+    r.wire += (op == "all_reduce" ? 2.0 : 1.0) * 0.5 * e.bytes;  // t = 2
+  }
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("GPT sequence parallel: tp 2 keeps fewer activation bytes and moves the bytes plain tp does") {
+  Data data;
+  const std::string toml = gpt_toml(data.dir);
+  const int rank = world_rank();
+  MPI_Comm sub;
+  MPI_Comm_split(MPI_COMM_WORLD, rank < 2 ? 0 : MPI_UNDEFINED, rank, &sub);
+  if (rank < 2) {
+    const TpRecord plain = record_tp2(toml, {}, sub);
+    const TpRecord sp = record_tp2(toml, {"parallel.sequence_parallel=true"}, sub);
+    // Activations: the cost model predicts the fall (norm inputs and dropout
+    // masks halved), and the planned buffers fall by at least that much (the
+    // norms' and dropouts' outputs and gradients are halved too) less the
+    // buffers sequence parallelism adds once per model, used within one
+    // layer's call: the packed scratch and a gathered gradient (B T C each), a
+    // reduced slice and a reduced gradient slice (B T C / 2 each).
+    const double once = 3.0 * 2 * 16 * 32 * 4;
+    CAPTURE(plain.plan_bytes);
+    CAPTURE(sp.plan_bytes);
+    CAPTURE(plain.predicted_act);
+    CAPTURE(sp.predicted_act);
+    CHECK(sp.predicted_act < plain.predicted_act);
+    CHECK(sp.plan_bytes < plain.plan_bytes);
+    CHECK(plain.plan_bytes - sp.plan_bytes >= plain.predicted_act - sp.predicted_act - once);
+    // Bytes: every all-reduce of plain tp became an all-gather + reduce-scatter
+    // pair of the same payload, so the wire bytes are equal, but for the
+    // layer norms' gradient all-reduce (once per step: 13 norms x (w, b) x C fp32).
+    const double ln_sync = 13 * 2 * 32 * 4;
+    CAPTURE(plain.wire);
+    CAPTURE(sp.wire);
+    CHECK(sp.payload.at("all_reduce") < plain.payload.at("all_reduce"));
+    CHECK(sp.payload.at("all_gather") == sp.payload.at("reduce_scatter"));
+    CHECK(sp.wire == doctest::Approx(plain.wire + ln_sync).epsilon(1e-12));
+    // The cost model's tp bytes (all-reduce equivalents) agree between the two.
+    CHECK(sp.payload_cost == plain.payload_cost);
+    if (rank == 0)
+      MESSAGE(fmt::format("tp 2, one step: activations planned {:.0f} -> {:.0f} bytes (predicted {:.0f} -> {:.0f}); "
+                          "tp wire bytes per rank {:.0f} (plain: all-reduce payload {:.0f}) -> {:.0f} (all-gather {:.0f} + "
+                          "reduce-scatter {:.0f} + all-reduce {:.0f}); cost-model tp bytes {:.0f} and {:.0f}",
+                          plain.plan_bytes, sp.plan_bytes, plain.predicted_act, sp.predicted_act, plain.wire,
+                          plain.payload.at("all_reduce"), sp.wire, sp.payload.at("all_gather"),
+                          sp.payload.at("reduce_scatter"), sp.payload.at("all_reduce"), plain.payload_cost,
+                          sp.payload_cost));
+    MPI_Comm_free(&sub);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
 }
