@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <type_traits>
 
@@ -94,9 +95,15 @@ void adamw_update(const Exec& ex, const AdamWArgs& a, const std::vector<UpdateSp
         T* m = s.s1.data<T>();
         T* v = s.s2.data<T>();
         const math::AdamWCoeffs<T> c = s.decay ? on : off;
+        // In blocks that stay in L1, so the compute copy is written from the
+        // updated masters while they are still in cache (one pass over memory).
+        constexpr int64_t kBlock = 2048;
+        for (int64_t b0 = b; b0 < e; b0 += kBlock) {
+          const int64_t e0 = std::min(e, b0 + kBlock);
 #pragma omp simd
-        for (int64_t i = b; i < e; ++i) math::adamw_element(c, g[i], w[i], m[i], v[i]);
-        write_copy(s, w, b, e);
+          for (int64_t i = b0; i < e0; ++i) math::adamw_element(c, g[i], w[i], m[i], v[i]);
+          write_copy(s, w, b0, e0);
+        }
       }
     }
   });
