@@ -110,6 +110,7 @@ struct ParallelConfig {
   std::string schedule;  // pipeline schedule: "1f1b" | "gpipe" | "interleaved"
   int64_t virtual_stages;  // model chunks per pipeline stage (interleaved: >= 2)
   int64_t zero;          // 0 | 1 (optimizer state sharded across dp) | 2 (and gradients); 3 refused
+  bool sequence_parallel = false;  // GPT, tp > 1: norms, dropouts, residuals split along the sequence
   double bucket_mb;      // gradient all-reduce bucket size
   bool overlap;          // start buckets during the backward pass
   double timeout;        // seconds before a collective that does not complete is an error

@@ -210,6 +210,11 @@ std::vector<KeySpec> build_schema() {
        "ZeRO stage over the data-parallel ranks: 1 shards the optimizer state (gradients reduce-scattered), "
        "2 the gradients too, 3 the parameters (not available yet); nothing to shard when dp = 1",
        FIELD(parallel.zero)},
+      {"parallel", "sequence_parallel", kGpt, false, none(),
+       "split the layer norms, dropouts and residual stream along the sequence across the tp ranks "
+       "(Megatron-style; needs parallel.tp > 1 and train.seq_len divisible by it): their "
+       "activations cost 1/tp, the tp all-reduces become all-gather/reduce-scatter pairs",
+       FIELD(parallel.sequence_parallel)},
       {"parallel", "bucket_mb", kAll, 25.0, at_most(above(0), 1048576),
        "gradient all-reduce bucket size in MiB (started during backward)", FIELD(parallel.bucket_mb)},
       {"parallel", "overlap", kAll, true, none(),

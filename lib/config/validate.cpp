@@ -179,6 +179,7 @@ class Validator {
       problem({"parallel.zero"},
               "parallel.zero = 3 (parameter sharding) is not available yet: use 0, 1 (optimizer state) or "
               "2 (optimizer state and gradients)");
+    check_sequence_parallel();
   }
 
   // Interleaved 1F1B: v >= 2 chunks per stage on more than one stage, and
@@ -202,6 +203,25 @@ class Validator {
       problem({"train.grad_accum", "parallel.pp", "parallel.schedule"},
               fmt::format("parallel.schedule = \"interleaved\" needs train.grad_accum (micro-batches per step, "
                           "{}) to be a multiple of parallel.pp ({})", c_.train.grad_accum, p.pp));
+  }
+
+  // parallel.sequence_parallel splits the sequence across the tp ranks.
+  void check_sequence_parallel() {
+    const ParallelConfig& p = c_.parallel;
+    if (!p.sequence_parallel || !ok({"parallel.sequence_parallel"})) return;
+    if (p.tp <= 1) {
+      problem({"parallel.sequence_parallel", "parallel.tp"},
+              "parallel.sequence_parallel = true needs parallel.tp > 1 (it splits the sequence "
+              "across the tensor-parallel ranks); set parallel.tp or drop the key");
+      return;
+    }
+    if (!ok({"train.seq_len", "model.context_length"})) return;
+    const int64_t T = train_seq_len(c_);
+    if (T % p.tp != 0)
+      problem({"parallel.sequence_parallel", "train.seq_len", "parallel.tp"},
+              fmt::format("parallel.sequence_parallel: the sequence length ({}, train.seq_len or "
+                          "model.context_length) must be divisible by parallel.tp ({})",
+                          T, p.tp));
   }
 
   // parallel.mode is "auto" unless set, or unless dp, tp or pp is set

@@ -23,16 +23,16 @@ int64_t local_width(const std::string& name, int64_t c, int64_t n_head, Communic
 
 CausalSelfAttention::CausalSelfAttention(ParamStore& ps, const std::string& name, int64_t c,
                                          int64_t n_head, bool bias, double proj_std,
-                                         Communicator* tp)
+                                         Communicator* tp, bool seq_parallel)
     : Layer(name),
       c_(c),
       n_head_(n_head),
       local_c_(local_width(name, c, n_head, tp)),
       local_heads_(n_head / tp_size(tp)),
       qkv_(ps, name + ".qkv", c, 3 * c, bias, Init::normal(0.02), Init::zeros(),
-           {.split = TpSplit::column, .tp = tp, .groups = 3}),
+           {.split = TpSplit::column, .tp = tp, .groups = 3, .sequence_parallel = seq_parallel}),
       proj_(ps, name + ".proj", c, c, bias, Init::normal(proj_std), Init::zeros(),
-            {.split = TpSplit::row, .tp = tp}) {}
+            {.split = TpSplit::row, .tp = tp, .sequence_parallel = seq_parallel}) {}
 
 void CausalSelfAttention::plan(const Shape& in, DType act, const Exec& ex) {
   bind(ex, act);

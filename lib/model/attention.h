@@ -20,9 +20,12 @@ class CausalSelfAttention : public Layer {
  public:
   // qkv: (3C, C) weight, normal(0.02); proj: (C, C) weight, normal(proj_std).
   // tp: the tensor-parallel group (null or one member: not split); n_head
-  // must be divisible by its size.
+  // must be divisible by its size. seq_parallel: the caller all-gathers the
+  // input and reduce-scatters the output (see Linear), then add_output_bias.
   CausalSelfAttention(ParamStore& ps, const std::string& name, int64_t c, int64_t n_head,
-                      bool bias, double proj_std, Communicator* tp = nullptr);
+                      bool bias, double proj_std, Communicator* tp = nullptr,
+                      bool seq_parallel = false);
+  void add_output_bias(const Tensor& y) const { proj_.add_bias(y); }
 
   void set_recompute(Recompute mode, BufferArena* arena) override {
     selective_ = mode == Recompute::selective ? arena : nullptr;

@@ -6,6 +6,15 @@
 // gradient backward); the norms, dropouts and residuals are replicated: every
 // rank computes them in full on identical values, so their parameters get
 // identical gradients without communication.
+//
+// With sequence parallelism (model/seq_parallel.h) the block's input and
+// output are this rank's slice of the sequence (B, T/t, C); the norms,
+// dropouts and residual adds run on the slice; ln1's output is all-gathered
+// into the sequence order for the attention, ln2's into the packed order for
+// the MLP, and both outputs are reduce-scattered back to the slice. The
+// gathered inputs are kept for backward (no second all-gather there, unlike
+// Megatron-LM, which keeps the slice and gathers again: this keeps the bytes
+// moved equal to plain tp's at the cost of those two (B, T, C) buffers).
 #pragma once
 
 #include "model/attention.h"
@@ -22,10 +31,10 @@ class Block : public Layer {
   // projections (GPT-2: 0.02 / sqrt(2 * n_layer)). tp: the tensor-parallel
   // group (null or one member: not split).
   Block(ParamStore& ps, const std::string& name, int64_t c, int64_t n_head, bool bias,
-        double dropout, double proj_std, Communicator* tp = nullptr);
+        double dropout, double proj_std, Communicator* tp = nullptr, bool seq_parallel = false);
 
   Shape output_shape(const Shape& in) const override { return in; }
-  void plan(const Shape& in, DType act, const Exec& ex) override;  // in: (B, T, C)
+  void plan(const Shape& in, DType act, const Exec& ex) override;  // in: (B, T, C), (B, T/t, C) sequence-parallel
   Tensor forward(const Tensor& x, const Ctx& ctx) override;
   Tensor backward(const Tensor& dy, const Ctx& ctx) override;
   Cost cost(const Shape& in) const override;
@@ -37,8 +46,16 @@ class Block : public Layer {
 
  private:
   Tensor run_forward(const Tensor& x, const Ctx& ctx);
+  Tensor seq_forward(const Tensor& x, const Ctx& ctx);
+  Tensor seq_backward(const Tensor& dy, const Ctx& ctx);
 
   Recompute recompute_ = Recompute::none;
+  SeqParallel seq_;
+  BufferArena* arena_ = nullptr;  // for the sequence-parallel scratch
+  // Sequence parallel: ln1's output gathered (B, T, C); ln2's packed (t B, T/t, C);
+  // a reduced slice (B, T/t, C); the attention's output gradient gathered
+  // (B, T, C); a reduced gradient slice; the packed scratch.
+  Tensor h1_, h2_, reduced_, dfull_, dreduced_, scratch_;
   Tensor saved_;  // full recomputation: the input of the last forward (B, T, C), owned
   LayerNorm ln1_;
   CausalSelfAttention attn_;

@@ -44,7 +44,8 @@ Tensor Dropout::run(const Tensor& x, const Tensor* resid, const Ctx& ctx) {
   active_ = true;
   Tensor y = planned_view(y_, x.shape());
   const uint64_t key = ops::dropout_key(ctx.seed, ctx.step, name_hash_);
-  ops::dropout_forward(ex(), x, resid ? *resid : Tensor{}, p_, key, ctx.sample_offset, mask_, y);
+  ops::dropout_forward(ex(), x, resid ? *resid : Tensor{}, p_, key, ctx.sample_offset, mask_, y,
+                       seq_.first_element(x));
   return y;
 }
 

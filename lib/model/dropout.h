@@ -2,9 +2,12 @@
 // dropout with a mask keyed by (seed, step, layer name, global sample index,
 // element index), so masks do not depend on how a batch is split into
 // micro-batches or ranks. forward_add fuses a residual add (x + dropout(b)).
+// Under sequence parallelism its input is this rank's slice of each sequence
+// and it draws the mask elements one process draws for that slice.
 #pragma once
 
 #include "model/layer.h"
+#include "model/seq_parallel.h"
 
 namespace dtrain {
 
@@ -25,6 +28,7 @@ class Dropout : public Layer {
   Tensor forward_add(const Tensor& x, const Tensor& resid, const Ctx& ctx);
 
   double p() const { return p_; }
+  void set_sequence_parallel(const SeqParallel& sp) { seq_ = sp; }
 
  private:
   bool active(const Ctx& ctx) const { return ctx.training && p_ > 0; }
@@ -32,6 +36,7 @@ class Dropout : public Layer {
 
   double p_;
   uint64_t name_hash_;
+  SeqParallel seq_;
   bool active_ = false;   // whether the last forward dropped anything
   Tensor y_, mask_, dx_;  // (N, ...), u8 (N, ...) and (N, ...) when p > 0
 };

@@ -7,8 +7,14 @@ namespace dtrain {
 
 TokenPositionEmbedding::TokenPositionEmbedding(ParamStore& ps, const std::string& name,
                                                int64_t vocab, int64_t context, int64_t c,
-                                               double dropout, Communicator* tp)
-    : Layer(name), vocab_(vocab), context_(context), c_(c), drop_(name + ".drop", dropout) {
+                                               double dropout, Communicator* tp, bool seq_parallel)
+    : Layer(name),
+      vocab_(vocab),
+      context_(context),
+      c_(c),
+      drop_(name + ".drop", dropout),
+      seq_(seq_parallel ? tp : nullptr) {
+  drop_.set_sequence_parallel(seq_);
   if (tp && tp->size() > 1) {
     const int64_t t = tp->size();
     if (vocab % t != 0)
@@ -29,17 +35,24 @@ Shard TokenPositionEmbedding::vocab_shard(int64_t vocab, int64_t c, const Commun
 
 Shape TokenPositionEmbedding::output_shape(const Shape& in) const {
   DTRAIN_CHECK(in.rank() == 2, "{}: token input {} is not (B, T)", name(), in.str());
-  return Shape{in[0], in[1], c_};
+  const Shape full{in[0], in[1], c_};
+  return seq_.on() ? seq_.local(full) : full;
 }
 
 void TokenPositionEmbedding::plan(const Shape& in, DType act, const Exec& ex) {
   bind(ex, act);
-  y_ = Tensor::empty(output_shape(in), act, ex.device);
+  const Shape full{in[0], in[1], c_};
+  y_ = Tensor::empty(full, act, ex.device);
   drop_.plan(output_shape(in), act, ex);
+  if (seq_.on()) {
+    local_ = Tensor::empty(seq_.local(full), act, ex.device);
+    dfull_ = SeqParallel::shared(arena_, "dfull", full, act, ex.device);  // within backward only
+    scratch_ = seq_.scratch(arena_, seq_.local(full), act, ex.device);
+  }
 }
 
 Tensor TokenPositionEmbedding::forward(const Tensor& tokens, const Ctx& ctx) {
-  const Shape out = output_shape(tokens.shape());
+  const Shape out{tokens.size(0), tokens.size(1), c_};
   const int64_t B = out[0], T = out[1];
   if (T > context_)
     throw InputError(fmt::format("{}: sequence of {} tokens exceeds the context length {}", name(),
@@ -56,6 +69,14 @@ Tensor TokenPositionEmbedding::forward(const Tensor& tokens, const Ctx& ctx) {
   }
   tokens_ = tokens;
   Tensor y = planned_view(y_, out);
+  if (seq_.on()) {
+    ops::token_embedding_shard_forward(ex(), tokens, wte_->compute, vocab_start_, y);
+    Tensor local = planned_view(local_, seq_.local(out));
+    seq_.scatter(ex(), y, scratch_, local);  // this rank's positions, each row from its token's rank
+    const int64_t t0 = seq_.first_position(local.shape());
+    ops::position_embedding_add(ex(), wpe_->compute.narrow0(t0, t0 + local.size(1)), local);
+    return drop_.forward(local, ctx);
+  }
   if (tp_) {
     ops::token_embedding_shard_forward(ex(), tokens, wte_->compute, vocab_start_, y);
     all_reduce(*tp_, y);  // each row from the one rank holding its token
@@ -68,6 +89,11 @@ Tensor TokenPositionEmbedding::forward(const Tensor& tokens, const Ctx& ctx) {
 
 Tensor TokenPositionEmbedding::backward(const Tensor& dy, const Ctx& ctx) {
   Tensor g = drop_.backward(dy, ctx);
+  if (seq_.on()) {  // every position's gradient: wte's rows see all tokens, wpe all positions
+    Tensor full = planned_view(dfull_, seq_.full(g.shape()));
+    seq_.gather(ex(), g, scratch_, full);
+    g = full;
+  }
   ops::embedding_backward(ex(), g, tokens_, tp_ ? vocab_start_ : 0, wte_->grad, wpe_->grad);
   return Tensor{};
 }
@@ -76,7 +102,10 @@ Cost TokenPositionEmbedding::cost(const Shape& in) const {
   Cost c = drop_.cost(output_shape(in));
   c.params = wte_->shape.numel() + context_ * c_;  // this rank's rows of wte
   c.act_bytes += in.numel() * 4;  // the token ids
-  if (tp_) {  // forward all-reduce of the (B, T, C) rows each rank looked up
+  if (seq_.on()) {  // forward reduce-scatter, backward all-gather of (B, T, C): N/2 all-reduce bytes each
+    c.tp_fwd_calls = c.tp_bwd_calls = 1;
+    c.tp_fwd_bytes = c.tp_bwd_bytes = in.numel() * c_ * 4 / 2;
+  } else if (tp_) {  // forward all-reduce of the (B, T, C) rows each rank looked up
     c.tp_fwd_calls = 1;
     c.tp_fwd_bytes = in.numel() * c_ * 4;
   }

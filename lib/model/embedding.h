@@ -11,6 +11,11 @@
 // is added once and dropout applied with the same mask on every rank.
 // Backward scatters into this rank's rows of wte only; wpe's gradient is the
 // same on every rank.
+//
+// With sequence parallelism (model/seq_parallel.h) the all-reduce becomes a
+// reduce-scatter along the sequence: the output is this rank's slice
+// (B, T/t, C), wpe's rows for those positions and dropout are applied to the
+// slice; backward all-gathers dL/dy, so both gradients see every position.
 #pragma once
 
 #include "core/comm.h"
@@ -26,9 +31,11 @@ class TokenPositionEmbedding : public Layer {
   // tensor-parallel group (null or one member: not split); vocab must be
   // divisible by its size.
   TokenPositionEmbedding(ParamStore& ps, const std::string& name, int64_t vocab, int64_t context,
-                         int64_t c, double dropout, Communicator* tp = nullptr);
+                         int64_t c, double dropout, Communicator* tp = nullptr,
+                         bool seq_parallel = false);
 
-  Shape output_shape(const Shape& in) const override;
+  Shape output_shape(const Shape& in) const override;  // (B, T, C); (B, T/t, C) sequence-parallel
+  void set_recompute(Recompute, BufferArena* arena) override { arena_ = arena; }
   void plan(const Shape& in, DType act, const Exec& ex) override;
   // tokens: (B, T) int32 in [0, vocab), T <= context (InputError otherwise).
   Tensor forward(const Tensor& tokens, const Ctx& ctx) override;
@@ -49,8 +56,11 @@ class TokenPositionEmbedding : public Layer {
   Param* wte_;
   Param* wpe_;
   Dropout drop_;
+  SeqParallel seq_;
+  BufferArena* arena_ = nullptr;  // for the sequence-parallel scratch
   Tensor tokens_;  // input of the last forward
   Tensor y_;       // (B, T, C)
+  Tensor local_, dfull_, scratch_;  // sequence parallel: (B, T/t, C), (B, T, C), packed
 };
 
 }  // namespace dtrain

@@ -9,7 +9,10 @@
 // Megatron-LM: attention heads and MLP hidden features are split inside the
 // blocks, the vocabulary is split across the embedding, the tied head (whose
 // logits stay split) and a vocabulary-parallel cross-entropy; layer norms,
-// wpe and the row-parallel biases are replicated.
+// wpe and the row-parallel biases are replicated. With sequence parallelism
+// (par.sequence_parallel) the activations between the tp regions, from the
+// embedding's output to the head's input, are slices of the sequence
+// (model/seq_parallel.h); ln_f's gradients are all-reduced like the blocks'.
 #include <cmath>
 #include <cstdint>
 #include <numeric>
@@ -26,7 +29,7 @@ namespace dtrain {
 
 namespace {
 
-void validate(const ModelConfig& cfg, int64_t seq_len, int64_t tp) {
+void validate(const ModelConfig& cfg, int64_t seq_len, int64_t tp, bool seq_parallel) {
   std::vector<std::string> problems;
   auto positive = [&](const char* key, int64_t v) {
     if (v <= 0) problems.push_back(fmt::format("model.{} must be positive (got {})", key, v));
@@ -60,6 +63,13 @@ void validate(const ModelConfig& cfg, int64_t seq_len, int64_t tp) {
           cfg.vocab_size, tp, (cfg.vocab_size + unit - 1) / unit * unit));
     }
   }
+  if (seq_parallel && tp <= 1)
+    problems.push_back("parallel.sequence_parallel = true needs parallel.tp > 1: it splits the "
+                       "sequence across the tensor-parallel ranks");
+  if (seq_parallel && tp > 1 && seq_len > 0 && seq_len % tp != 0)
+    problems.push_back(fmt::format("train.seq_len ({}) is not divisible by parallel.tp ({}): "
+                                   "parallel.sequence_parallel splits the sequence across its ranks",
+                                   seq_len, tp));
   if (!problems.empty()) throw ConfigError(problems);
 }
 
@@ -67,7 +77,8 @@ void validate(const ModelConfig& cfg, int64_t seq_len, int64_t tp) {
 
 void build_gpt(Model& m, const ModelConfig& cfg, int64_t seq_len, const ModelParallel& par) {
   Communicator* tp = par.tp_size() > 1 ? par.tp : nullptr;
-  validate(cfg, seq_len, par.tp_size());
+  validate(cfg, seq_len, par.tp_size(), par.sequence_parallel);
+  const bool sp = par.sequence_parallel && tp;
   const int64_t C = cfg.n_embd, L = cfg.n_layer;
   const double proj_std = 0.02 / std::sqrt(2.0 * static_cast<double>(L));
   // Top-level layers: 0 embed, 1..L blocks, L+1 ln_f, L+2 lm_head.
@@ -80,7 +91,7 @@ void build_gpt(Model& m, const ModelConfig& cfg, int64_t seq_len, const ModelPar
   Param* wte = nullptr;
   if (in_stage(0)) {
     auto embed = std::make_unique<TokenPositionEmbedding>(m.params, "embed", cfg.vocab_size,
-                                                          cfg.context_length, C, cfg.dropout, tp);
+                                                          cfg.context_length, C, cfg.dropout, tp, sp);
     wte = &embed->wte();
     wte->tied = true;  // to the output head
     m.add_layer(std::move(embed));
@@ -88,8 +99,12 @@ void build_gpt(Model& m, const ModelConfig& cfg, int64_t seq_len, const ModelPar
   for (int64_t i = 0; i < L; ++i)
     if (in_stage(1 + i))
       m.add_layer(std::make_unique<Block>(m.params, fmt::format("blocks.{}", i), C, cfg.n_head,
-                                          cfg.bias, cfg.dropout, proj_std, tp));
-  if (in_stage(L + 1)) m.add_layer(std::make_unique<LayerNorm>(m.params, "ln_f", C, cfg.bias));
+                                          cfg.bias, cfg.dropout, proj_std, tp, sp));
+  if (in_stage(L + 1)) {
+    auto ln_f = std::make_unique<LayerNorm>(m.params, "ln_f", C, cfg.bias);
+    if (sp) ln_f->set_sequence_parallel(tp);
+    m.add_layer(std::move(ln_f));
+  }
   if (in_stage(L + 2)) {
     if (!wte) {
       // The head's stage does not hold the embedding: it keeps its own copy of
@@ -103,7 +118,7 @@ void build_gpt(Model& m, const ModelConfig& cfg, int64_t seq_len, const ModelPar
       wte->primary = false;
       wte->tied = true;
     }
-    m.add_layer(std::make_unique<TiedLmHead>("lm_head", *wte, tp));
+    m.add_layer(std::make_unique<TiedLmHead>("lm_head", *wte, tp, sp));
     if (tp)
       m.loss = std::make_unique<VocabParallelCrossEntropyLoss>(*tp, cfg.vocab_size);
     else

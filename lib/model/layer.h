@@ -36,7 +36,9 @@ struct Cost {
   // (the attention probabilities, the GELU output): every block shares one copy.
   int64_t recompute_bytes = 0;
   // Tensor-parallel all-reduces the layer issues (none without tp): how many,
-  // and their payload bytes, in forward and in backward.
+  // and their payload bytes, in forward and in backward. Under sequence
+  // parallelism an all-gather or reduce-scatter of N bytes counts as N/2
+  // all-reduce bytes (the wire bytes of one are half an all-reduce's).
   int64_t tp_fwd_calls = 0, tp_bwd_calls = 0;
   int64_t tp_fwd_bytes = 0, tp_bwd_bytes = 0;
 
@@ -61,6 +63,11 @@ struct Ctx {
   uint64_t seed = 0;          // run seed (dropout masks are keyed by it)
   int64_t step = 0;           // optimizer step
   int64_t sample_offset = 0;  // global index of the micro-batch's first sample
+  // Backward only: the step's last backward on this rank, after which the
+  // gradients are complete. Sequence-parallel layer norms then all-reduce
+  // their (replicated) parameters' gradients over tp: each rank's are sums
+  // over its slice of the sequence.
+  bool grads_final = false;
 };
 
 class Layer {

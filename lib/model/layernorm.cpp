@@ -32,7 +32,18 @@ Tensor LayerNorm::forward(const Tensor& x, const Ctx&) {
   return y;
 }
 
-Tensor LayerNorm::backward(const Tensor& dy, const Ctx&) { return backward_add(dy, Tensor{}); }
+Tensor LayerNorm::backward(const Tensor& dy, const Ctx& ctx) {
+  Tensor dx = backward_add(dy, Tensor{});
+  sync_grads(ctx);
+  return dx;
+}
+
+void LayerNorm::sync_grads(const Ctx& ctx) {
+  if (!seq_tp_ || !ctx.grads_final) return;
+  WorkHandle w = seq_tp_->all_reduce(w_->grad, ReduceOp::sum);
+  if (b_) seq_tp_->all_reduce(b_->grad, ReduceOp::sum)->wait();
+  w->wait();
+}
 
 Tensor LayerNorm::backward_add(const Tensor& dy, const Tensor& dres) {
   Tensor dx = planned_view(dx_, dy.shape());

@@ -1,8 +1,14 @@
 // LayerNorm layer (GPT-2's ln1, ln2, ln_f) over the last dimension. Besides the
 // Layer interface it offers backward_add, which folds the residual gradient of
 // a pre-norm block into the same pass.
+//
+// Under sequence parallelism each tp rank normalises its slice of the
+// sequence, so its weight and bias gradients are sums over that slice only:
+// sync_grads all-reduces them over tp once the step's gradients are complete
+// (Ctx::grads_final), as Megatron-LM does, which leaves them replicated.
 #pragma once
 
+#include "core/comm.h"
 #include "model/layer.h"
 
 namespace dtrain {
@@ -22,11 +28,18 @@ class LayerNorm : public Layer {
   // dres + dL/dx for the last forward (dres has the input's shape).
   Tensor backward_add(const Tensor& dy, const Tensor& dres);
 
+  // Sequence parallelism over `tp` (null or one member: off).
+  void set_sequence_parallel(Communicator* tp) { seq_tp_ = tp && tp->size() > 1 ? tp : nullptr; }
+  // With ctx.grads_final under sequence parallelism: the all-reduce above.
+  // backward() calls it; a block calls it for its norms after backward_add.
+  void sync_grads(const Ctx& ctx);
+
  private:
   static constexpr double kEps = 1e-5;
   int64_t c_;
   Param* w_;
   Param* b_ = nullptr;
+  Communicator* seq_tp_ = nullptr;
   Tensor x_;                 // input of the last forward (a view of the previous layer's buffer)
   Tensor y_, mean_, rstd_;   // (N, C), (N), (N)
   Tensor dx_, scratch_;      // (N, C), layernorm_scratch_size(C)

@@ -15,6 +15,7 @@ Linear::Linear(ParamStore& ps, const std::string& name, int64_t in, int64_t out,
   }
   split_ = par.split;
   tp_ = par.tp;
+  seq_ = par.sequence_parallel;
   const int64_t r = tp_->rank();
   if (split_ == TpSplit::column) {
     DTRAIN_CHECK(out % (par.groups * t) == 0, "{}: {} outputs in {} blocks over {} ranks", name,
@@ -63,6 +64,7 @@ Tensor Linear::forward(const Tensor& x, const Ctx&) {
   const ops::Gemm g{.trans_a = false, .trans_b = true, .m = n, .n = out_, .k = in_};
   if (split_ == TpSplit::row) {
     fwd_.run(ex(), g, x, w_->compute, y, 1.0, 0.0);  // partial y = x_r @ W_r^T
+    if (seq_) return y;                              // reduce-scattered by the caller
     all_reduce(*tp_, y);                           // g: the sum of the partial products
     if (b_) ops::add_rows(ex(), b_->compute, y);     // once, after the sum
     return y;
@@ -81,8 +83,12 @@ Tensor Linear::backward(const Tensor& dy, const Ctx&) {
   dgrad_.run(ex(), {.trans_a = false, .trans_b = false, .m = n, .n = in_, .k = out_}, dy,
              w_->compute, dx, 1.0, 0.0);
   // f: every rank's output features contribute to dL/dx of the shared input.
-  if (split_ == TpSplit::column) all_reduce(*tp_, dx);
+  if (split_ == TpSplit::column && !seq_) all_reduce(*tp_, dx);
   return dx;
+}
+
+void Linear::add_bias(const Tensor& y) const {
+  if (b_) ops::add_rows(ex(), b_->compute, y);
 }
 
 Cost Linear::cost(const Shape& in) const {
@@ -93,7 +99,15 @@ Cost Linear::cost(const Shape& in) const {
   c.bwd_flops = 4.0 * n * in_ * out_;
   c.act_bytes = static_cast<int64_t>(n * in_) * act_size();
   c.work_bytes = static_cast<int64_t>(n * in_) * act_size();  // dL/dx
-  if (split_ == TpSplit::row) {  // g: forward all-reduce of the partial products (n, out)
+  if (seq_) {
+    // The caller's collectives, counted here: an all-gather or reduce-scatter
+    // of N bytes moves half what an all-reduce of N does, so each counts N/2
+    // all-reduce bytes. Row: reduce-scatter of y forward, all-gather of dy
+    // backward; column: all-gather of x forward, reduce-scatter of dx backward.
+    const int64_t half = static_cast<int64_t>(n * (split_ == TpSplit::row ? out_ : in_)) * 4 / 2;
+    c.tp_fwd_calls = c.tp_bwd_calls = 1;
+    c.tp_fwd_bytes = c.tp_bwd_bytes = half;
+  } else if (split_ == TpSplit::row) {  // g: forward all-reduce of the partial products (n, out)
     c.tp_fwd_calls = 1;
     c.tp_fwd_bytes = static_cast<int64_t>(n * out_) * 4;
   } else if (split_ == TpSplit::column) {  // f: backward all-reduce of dL/dx (n, in)

@@ -13,6 +13,13 @@
 //   products are all-reduced forward, Megatron's "g" operator (all-reduce
 //   forward, identity backward), and the bias, replicated, is added once
 //   after the sum. Its gradient is then the same on every rank.
+// Under sequence parallelism (model/seq_parallel.h) the layer holding the
+// Linears does the collectives: a column-parallel Linear gets its input
+// already all-gathered and leaves dL/dx a partial sum (reduce-scattered by
+// the caller); a row-parallel one leaves its output a partial sum without
+// the bias (the caller reduce-scatters it, then calls add_bias on its slice)
+// and gets dL/dy all-gathered, so the bias gradient is still the same on
+// every rank.
 #pragma once
 
 #include "core/comm.h"
@@ -30,6 +37,8 @@ struct LinearParallel {
   // Column-parallel only: W's rows are `groups` blocks (3 for fused Q|K|V),
   // each split into t pieces, so that this rank holds its piece of each.
   int64_t groups = 1;
+  // The collectives are the caller's (sequence parallelism, see above).
+  bool sequence_parallel = false;
 };
 
 class Linear : public Layer {
@@ -52,11 +61,14 @@ class Linear : public Layer {
   Cost cost(const Shape& in) const override;
 
   Param& weight() { return *w_; }
+  // Row-parallel under sequence parallelism: y += bias, on the reduced slice.
+  void add_bias(const Tensor& y) const;
 
  private:
   int64_t in_, out_;   // local widths
   TpSplit split_ = TpSplit::none;
   Communicator* tp_ = nullptr;  // null unless split over more than one rank
+  bool seq_ = false;            // sequence parallel: the caller communicates
   Param* w_;
   Param* b_ = nullptr;
   Tensor x_;       // input of the last forward (a view of the previous layer's buffer)

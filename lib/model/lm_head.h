@@ -7,10 +7,15 @@
 // cross-entropy consumes without ever gathering them, and backward
 // all-reduces dL/dx over the group (Megatron's "f": the head's input is
 // replicated, every rank's logits depend on it).
+//
+// With sequence parallelism the input is this rank's slice (B, T/t, C): it
+// is all-gathered into the sequence order (the logits of every position,
+// matching the targets) and dL/dx reduce-scattered back to the slice.
 #pragma once
 
 #include "core/comm.h"
 #include "model/layer.h"
+#include "model/seq_parallel.h"
 #include "ops/ops.h"
 
 namespace dtrain {
@@ -19,9 +24,12 @@ class TiedLmHead : public Layer {
  public:
   // wte: (V, C), owned by the embedding layer, or this rank's (V/t, C) rows
   // of it when tp has more than one member.
-  TiedLmHead(const std::string& name, Param& wte, Communicator* tp = nullptr);
+  TiedLmHead(const std::string& name, Param& wte, Communicator* tp = nullptr,
+             bool seq_parallel = false);
 
-  Shape output_shape(const Shape& in) const override;  // (..., C) -> (..., V or V/t)
+  // (..., C) -> (..., V or V/t); sequence parallel (B, T/t, C) -> (B, T, V/t)
+  Shape output_shape(const Shape& in) const override;
+  void set_recompute(Recompute, BufferArena* arena) override { arena_ = arena; }
   void plan(const Shape& in, DType act, const Exec& ex) override;
   Tensor forward(const Tensor& x, const Ctx& ctx) override;
   Tensor backward(const Tensor& dy, const Ctx& ctx) override;
@@ -31,8 +39,11 @@ class TiedLmHead : public Layer {
   Param& wte_;
   int64_t vocab_, c_;           // vocab_: the rows held (V/t with tp)
   Communicator* tp_ = nullptr;  // null unless split over more than one rank
-  Tensor x_;       // input of the last forward
+  SeqParallel seq_;
+  BufferArena* arena_ = nullptr;  // for the sequence-parallel scratch
+  Tensor x_;       // input of the last forward (sequence parallel: gathered)
   Tensor y_, dx_;  // (N, V), (N, C)
+  Tensor full_, local_, scratch_;  // sequence parallel: (B, T, C), (B, T/t, C), packed
   ops::MatmulPlan fwd_, dgrad_, wgrad_;
 };
 

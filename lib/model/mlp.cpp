@@ -6,13 +6,13 @@
 namespace dtrain {
 
 Mlp::Mlp(ParamStore& ps, const std::string& name, int64_t c, bool bias, double proj_std,
-         Communicator* tp)
+         Communicator* tp, bool seq_parallel)
     : Layer(name),
       c_(c),
       fc_(ps, name + ".fc", c, 4 * c, bias, Init::normal(0.02), Init::zeros(),
-          {.split = TpSplit::column, .tp = tp}),
+          {.split = TpSplit::column, .tp = tp, .sequence_parallel = seq_parallel}),
       proj_(ps, name + ".proj", 4 * c, c, bias, Init::normal(proj_std), Init::zeros(),
-            {.split = TpSplit::row, .tp = tp}) {}
+            {.split = TpSplit::row, .tp = tp, .sequence_parallel = seq_parallel}) {}
 
 void Mlp::plan(const Shape& in, DType act, const Exec& ex) {
   bind(ex, act);

@@ -15,8 +15,10 @@ class Mlp : public Layer {
  public:
   // fc: (4C, C) weight, normal(0.02); proj: (C, 4C) weight, normal(proj_std).
   // tp: the tensor-parallel group (null or one member: not split).
+  // seq_parallel: as CausalSelfAttention's.
   Mlp(ParamStore& ps, const std::string& name, int64_t c, bool bias, double proj_std,
-      Communicator* tp = nullptr);
+      Communicator* tp = nullptr, bool seq_parallel = false);
+  void add_output_bias(const Tensor& y) const { proj_.add_bias(y); }
 
   void set_recompute(Recompute mode, BufferArena* arena) override {
     selective_ = mode == Recompute::selective ? arena : nullptr;

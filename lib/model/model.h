@@ -21,6 +21,9 @@ struct ModelParallel {
   // Tensor-parallel group (Megatron-style splits of attention heads, MLP and
   // vocabulary); nullptr or a one-member group: no tensor parallelism.
   Communicator* tp = nullptr;
+  // Sequence parallelism over tp (GPT only; see model/seq_parallel.h): the
+  // layer norms, dropouts and residual stream hold a slice of the sequence.
+  bool sequence_parallel = false;
   // The pipeline stage: top-level layers [first_layer, last_layer) of the
   // whole model's list; -1 = through the last one. The stage holding the last
   // layer also holds the loss.

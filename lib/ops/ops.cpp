@@ -113,6 +113,29 @@ void copy(const Exec& ex, const Tensor& src, const Tensor& dst) {
   d.copy_from(src);
 }
 
+void transpose_blocks(const Exec& ex, const Tensor& src, int64_t a, int64_t b, const Tensor& dst) {
+  DTRAIN_CHECK(a > 0 && b > 0 && src.numel() == dst.numel() && src.dtype() == dst.dtype() &&
+                   src.numel() % (a * b) == 0,
+               "transpose_blocks: {} {} as ({}, {}, n) into {} {}", dtype_name(src.dtype()),
+               src.shape().str(), a, b, dtype_name(dst.dtype()), dst.shape().str());
+  const size_t row = dst.bytes() / static_cast<size_t>(a * b);  // one block of n elements
+  const auto* s = static_cast<const char*>(src.raw());
+  auto* d = static_cast<char*>(dst.raw());
+  if (ex.on_cuda()) {
+    // a * b copies on the stream: a handful per collective (a = tp ranks, b =
+    // the micro-batch), each a whole sequence slice, so no kernel of its own.
+    ex.check(src, "transpose_blocks");
+    ex.check(dst, "transpose_blocks");
+    for (int64_t i = 0; i < a; ++i)
+      for (int64_t j = 0; j < b; ++j)
+        gpu::memcpy(d + static_cast<size_t>(j * a + i) * row, s + static_cast<size_t>(i * b + j) * row, row,
+                    ex.stream);
+    return;
+  }
+  check_on(ex, "transpose_blocks", {src, dst});
+  cpu::transpose_blocks(s, a, b, row, d);
+}
+
 void add(const Exec& ex, const Tensor& a, const Tensor& b, const Tensor& y) {
   DTRAIN_CUDA_OP(ex, cuda_ops::add(ex, a, b, y));
   check_on(ex, "add", {a, b, y});
@@ -231,8 +254,8 @@ uint64_t dropout_key(uint64_t seed, int64_t step, uint64_t name_hash) {
 }
 
 void dropout_forward(const Exec& ex, const Tensor& x, const Tensor& resid, double p, uint64_t key,
-                     int64_t first_sample, const Tensor& mask, const Tensor& y) {
-  DTRAIN_CUDA_OP(ex, cuda_ops::dropout_forward(ex, x, resid, p, key, first_sample, mask, y));
+                     int64_t first_sample, const Tensor& mask, const Tensor& y, int64_t first_element) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::dropout_forward(ex, x, resid, p, key, first_sample, first_element, mask, y));
   check_on(ex, "dropout", {x, resid, mask, y});
   check_same(y, "dropout", {x});
   if (resid.defined()) check_same(y, "dropout", {resid});
@@ -242,7 +265,7 @@ void dropout_forward(const Exec& ex, const Tensor& x, const Tensor& resid, doubl
   dispatch_act(x.dtype(), "dropout", [&](auto t) {
     using T = decltype(t);
     cpu::dropout_forward<T>(x.data<T>(), resid.defined() ? resid.data<T>() : nullptr, samples,
-                            x.numel() / samples, p, key, first_sample, mask.data<uint8_t>(),
+                            x.numel() / samples, p, key, first_sample, first_element, mask.data<uint8_t>(),
                             y.data<T>());
   });
 }

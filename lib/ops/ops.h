@@ -88,6 +88,11 @@ void add(const Exec& ex, const Tensor& a, const Tensor& b, const Tensor& y);
 void scale(const Exec& ex, const Tensor& x, double s);
 // dst = src converted (same numel; f32 <-> bf16 rounds to nearest even, or a copy).
 void convert(const Exec& ex, const Tensor& src, const Tensor& dst);
+// src viewed as (a, b, n) -> dst as (b, a, n): dst[j][i] = src[i][j], rows of
+// n contiguous elements (same dtype, numel a * b * n). Sequence parallelism's
+// layout change between (B, T, C) and the rank-major (t, B, T/t, C) that
+// all-gather and reduce-scatter use. On a GPU: a * b device copies on the stream.
+void transpose_blocks(const Exec& ex, const Tensor& src, int64_t a, int64_t b, const Tensor& dst);
 // y (n, m): every row = b (m).
 void broadcast_rows(const Exec& ex, const Tensor& b, const Tensor& y);
 // y (n, m): every row += b (m).
@@ -103,9 +108,12 @@ void relu_backward(const Exec& ex, const Tensor& y, const Tensor& dy, const Tens
 
 // Dropout with masks from a counter-based RNG keyed by (key, sample, element):
 // the same mask on every device and layout. y = resid + drop(x) when resid is defined.
+// first_element: where x's samples start inside the whole samples (a sequence
+// slice under sequence parallelism draws the elements one process would).
 uint64_t dropout_key(uint64_t seed, int64_t step, uint64_t name_hash);
 void dropout_forward(const Exec& ex, const Tensor& x, const Tensor& resid, double p, uint64_t key,
-                     int64_t first_sample, const Tensor& mask, const Tensor& y);
+                     int64_t first_sample, const Tensor& mask, const Tensor& y,
+                     int64_t first_element = 0);
 void dropout_backward(const Exec& ex, const Tensor& dy, const Tensor& mask, double p, const Tensor& dx);
 
 // ---------------------------------------------------------------- normalisation

@@ -90,6 +90,7 @@ void Trainer::setup() {
   seq_len_ = train_seq_len(cfg_);
   data_ = open_data(cfg_, seq_len_);
   par_.tp = g_.layout.tp > 1 ? g_.tp : nullptr;
+  par_.sequence_parallel = cfg_.parallel.sequence_parallel;
 
   // Pipeline stages: contiguous runs of top-level layers balanced by their
   // forward + backward FLOPs (the loss counts with the last layer). The
@@ -285,13 +286,20 @@ void Trainer::forward_op(int micro, int chunk, const Ctx& ctx) {
   }
 }
 
-void Trainer::backward_op(int micro, int chunk, const Ctx& ctx, double scale, bool last) {
+void Trainer::backward_op(int micro, int chunk, const Ctx& step_ctx, double scale, bool last) {
   const int slot = slot_of(chunk, micro);
   const std::string at = chunks_ > 1 ? fmt::format("mb {} chunk {} slot {}", micro, chunk, slot)
                                      : fmt::format("mb {} slot {}", micro, slot);
   const int pp = g_.layout.pp, vstages = pp * chunks_, prev = (g_.coord.pp + pp - 1) % pp, next = (g_.coord.pp + 1) % pp;
   const size_t base = chunk_layer_[chunk];
   Model& m = *slots_[slot];
+  Ctx ctx = step_ctx;
+  // The chunk's last backward of the step (every schedule runs a chunk's
+  // backwards in micro-batch order): sequence parallelism's layer norms
+  // all-reduce their gradients over tp then.
+  // Under ZeRO-2 each micro-batch's gradients leave for their shard after
+  // its own backward, so every backward is final.
+  ctx.grads_final = zero_stage() == 2 || micro + 1 == static_cast<int>(cfg_.train.grad_accum);
   Tensor g;
   if (m.last_stage()) {
     Profiler::Scope timed(options_.profiler, Profiler::Kind::backward, static_cast<int>(base + m.layers.size()), micro);

@@ -15,6 +15,8 @@
 #include "../data/data_files.h"
 #include "config/config.h"
 #include "dist/mesh_groups.h"
+#include "train/comm_recorder.h"
+#include "train/profiler.h"
 #include "train/trainer.h"
 
 using namespace dtrain;
@@ -154,7 +156,7 @@ void check_layout(const std::string& toml, const Run& ref, Layout layout, int ze
   if (member) {
     // Same global batch and micro-batch as the reference: more dp ranks,
     // fewer accumulation steps.
-    const Config ref_cfg = parse_config(toml, "layouts.toml", sets);
+    const Config ref_cfg = parse_config(toml, "layouts.toml");  // the batch (sets need not hold on one process)
     const int64_t accum = ref_cfg.train.global_batch / (ref_cfg.train.micro_batch * layout.dp);
     std::vector<std::string> all = sets;
     for (const std::string& s :
@@ -423,4 +425,79 @@ TEST_CASE("interleaved 1F1B: pp 2 and 4 with 2 model chunks per stage, with dp a
   bf16.push_back("train.precision=bf16");
   const Run ref16 = reference(toml, bf16);
   if (world >= 4) check_layout(toml, ref16, {1, 1, 4}, 0, "interleaved/2", Tolerance{2e-3, 0.06, 2e-2}, bf16);
+}
+
+TEST_CASE("GPT sequence parallel: tp 2 and 4, dp 2 x tp 2, tp 2 x pp 2 train like one process") {
+  // parallel.sequence_parallel splits the norms, dropouts and residual stream
+  // along the sequence (dropout 0.1: every rank must draw the one-process
+  // masks of its slice); the layer norms' gradients are all-reduced over tp.
+  // The same fp32 tolerance as every layout; recomputation (selective, full)
+  // re-runs the gathers and scatters.
+  Data data;
+  const std::string toml = gpt_toml(data.dir);
+  const Run ref = reference(toml);
+  int world = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  const std::vector<std::string> sp{"parallel.sequence_parallel=true"};
+  for (const Layout& l : std::vector<Layout>{{1, 2, 1}, {1, 4, 1}, {2, 2, 1}, {1, 2, 2}})
+    if (l.world() <= world) check_layout(toml, ref, l, 0, "1f1b", {}, sp);
+  for (const char* mode : {"selective", "full"}) {
+    std::vector<std::string> sets = sp;
+    sets.push_back(fmt::format("train.recompute={}", mode));
+    if (world >= 4) check_layout(toml, ref, {1, 2, 2}, 0, "1f1b", {}, sets);
+  }
+  // bf16, within the bf16 layouts' tolerance (see the bf16 case above).
+  const std::vector<std::string> bf16{"train.precision=bf16"};
+  const Run ref16 = reference(toml, bf16);
+  std::vector<std::string> sets = bf16;
+  sets.push_back(sp[0]);
+  for (const Layout& l : std::vector<Layout>{{1, 2, 1}, {2, 2, 2}})
+    if (l.world() <= world) check_layout(toml, ref16, l, 0, "1f1b", Tolerance{2e-3, 0.06, 2e-2}, sets);
+}
+
+TEST_CASE("GPT sequence parallel: tp 2 keeps fewer activation bytes and moves the bytes plain tp does") {
+  Data data;
+  const std::string toml = gpt_toml(data.dir);
+  const int rank = world_rank();
+  MPI_Comm sub;
+  MPI_Comm_split(MPI_COMM_WORLD, rank < 2 ? 0 : MPI_UNDEFINED, rank, &sub);
+  if (rank < 2) {
+    const TpRecord plain = record_tp2(toml, {}, sub);
+    const TpRecord sp = record_tp2(toml, {"parallel.sequence_parallel=true"}, sub);
+    // Activations: the cost model predicts the fall (norm inputs and dropout
+    // masks halved), and the planned buffers fall by at least that much (the
+    // norms' and dropouts' outputs and gradients are halved too) less the
+    // buffers sequence parallelism adds once per model, used within one
+    // layer's call: the packed scratch and a gathered gradient (B T C each), a
+    // reduced slice and a reduced gradient slice (B T C / 2 each).
+    const double once = 3.0 * 2 * 16 * 32 * 4;
+    CAPTURE(plain.plan_bytes);
+    CAPTURE(sp.plan_bytes);
+    CAPTURE(plain.predicted_act);
+    CAPTURE(sp.predicted_act);
+    CHECK(sp.predicted_act < plain.predicted_act);
+    CHECK(sp.plan_bytes < plain.plan_bytes);
+    CHECK(plain.plan_bytes - sp.plan_bytes >= plain.predicted_act - sp.predicted_act - once);
+    // Bytes: every all-reduce of plain tp became an all-gather + reduce-scatter
+    // pair of the same payload, so the wire bytes are equal, but for the
+    // layer norms' gradient all-reduce (once per step: 13 norms x (w, b) x C fp32).
+    const double ln_sync = 13 * 2 * 32 * 4;
+    CAPTURE(plain.wire);
+    CAPTURE(sp.wire);
+    CHECK(sp.payload.at("all_reduce") < plain.payload.at("all_reduce"));
+    CHECK(sp.payload.at("all_gather") == sp.payload.at("reduce_scatter"));
+    CHECK(sp.wire == doctest::Approx(plain.wire + ln_sync).epsilon(1e-12));
+    // The cost model's tp bytes (all-reduce equivalents) agree between the two.
+    CHECK(sp.payload_cost == plain.payload_cost);
+    if (rank == 0)
+      MESSAGE(fmt::format("tp 2, one step: activations planned {:.0f} -> {:.0f} bytes (predicted {:.0f} -> {:.0f}); "
+                          "tp wire bytes per rank {:.0f} (plain: all-reduce payload {:.0f}) -> {:.0f} (all-gather {:.0f} + "
+                          "reduce-scatter {:.0f} + all-reduce {:.0f}); cost-model tp bytes {:.0f} and {:.0f}",
+                          plain.plan_bytes, sp.plan_bytes, plain.predicted_act, sp.predicted_act, plain.wire,
+                          plain.payload.at("all_reduce"), sp.wire, sp.payload.at("all_gather"),
+                          sp.payload.at("reduce_scatter"), sp.payload.at("all_reduce"), plain.payload_cost,
+                          sp.payload_cost));
+    MPI_Comm_free(&sub);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
 }

@@ -14,7 +14,7 @@ uint64_t dropout_key(uint64_t seed, int64_t step, uint64_t name_hash) {
 
 template <class F>
 void dropout_forward(const F* x, const F* resid, int64_t samples, int64_t sample_numel, double p,
-                     uint64_t key, int64_t first_sample, uint8_t* mask, F* y) {
+                     uint64_t key, int64_t first_sample, int64_t first_element, uint8_t* mask, F* y) {
   // Element e of a sample is kept iff the top 24 bits of its random word,
   // read as a fraction of 2^24, are >= p (math::dropout_keep, shared with the GPU).
   const uint64_t threshold = math::dropout_threshold(p);
@@ -30,7 +30,7 @@ void dropout_forward(const F* x, const F* resid, int64_t samples, int64_t sample
       const int64_t e1 = std::min(sample_numel, (c + 1) * kChunk);
 #pragma omp simd
       for (int64_t e = c * kChunk; e < e1; ++e) {
-        const uint8_t keep = math::dropout_keep(skey, e, threshold);
+        const uint8_t keep = math::dropout_keep(skey, first_element + e, threshold);
         const int64_t i = base + e;
         mask[i] = keep;
         const A v = keep ? A(x[i]) * scale : A(0);
@@ -50,7 +50,7 @@ void dropout_backward(const F* dy, const uint8_t* mask, int64_t n, double p, F* 
 
 #define DTRAIN_INSTANTIATE(F)                                                                    \
   template void dropout_forward<F>(const F*, const F*, int64_t, int64_t, double, uint64_t,     \
-                                   int64_t, uint8_t*, F*);                                     \
+                                   int64_t, int64_t, uint8_t*, F*);                            \
   template void dropout_backward<F>(const F*, const uint8_t*, int64_t, double, F*);
 DTRAIN_INSTANTIATE(float)
 DTRAIN_INSTANTIATE(double)

@@ -16,10 +16,12 @@ uint64_t dropout_key(uint64_t seed, int64_t step, uint64_t name_hash);
 
 // x, y: (samples, sample_numel); resid: same shape, added to y, or null.
 // mask: (samples, sample_numel), 1 where kept. Sample s is global sample
-// first_sample + s. y may alias x or resid.
+// first_sample + s; element e of a sample is element first_element + e of
+// the whole sample (sequence parallelism holds a slice of each sequence).
+// y may alias x or resid.
 template <class F>
 void dropout_forward(const F* x, const F* resid, int64_t samples, int64_t sample_numel, double p,
-                     uint64_t key, int64_t first_sample, uint8_t* mask, F* y);
+                     uint64_t key, int64_t first_sample, int64_t first_element, uint8_t* mask, F* y);
 
 // dx = dy * mask / (1 - p) over n elements; dx may alias dy.
 template <class F>

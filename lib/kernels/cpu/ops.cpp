@@ -20,6 +20,15 @@ void zero_bytes(void* x, int64_t bytes) {
   }
 }
 
+void transpose_blocks(const void* src, int64_t a, int64_t b, size_t block, void* dst) {
+  const char* s = static_cast<const char*>(src);
+  char* d = static_cast<char*>(dst);
+#pragma omp parallel for collapse(2) schedule(static) if (a * b * static_cast<int64_t>(block) > (int64_t(1) << 18))
+  for (int64_t i = 0; i < a; ++i)
+    for (int64_t j = 0; j < b; ++j)
+      std::memcpy(d + static_cast<size_t>(j * a + i) * block, s + static_cast<size_t>(i * b + j) * block, block);
+}
+
 template <class T>
 void broadcast_rows(const T* b, int64_t n, int64_t m, T* y) {
 #pragma omp parallel for schedule(static)

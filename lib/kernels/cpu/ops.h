@@ -12,6 +12,8 @@ namespace dtrain::cpu {
 // The `bytes` bytes at x set to 0, the threads each clearing one contiguous
 // part (a single memset leaves half the memory bandwidth of two cores unused).
 void zero_bytes(void* x, int64_t bytes);
+// src as (a, b) blocks of `block` bytes -> dst as (b, a): dst[j][i] = src[i][j].
+void transpose_blocks(const void* src, int64_t a, int64_t b, size_t block, void* dst);
 // y[i, :] = b for every row i of an (n, m) matrix.
 template <class T> void broadcast_rows(const T* b, int64_t n, int64_t m, T* y);
 // y[i, :] += b for every row i of an (n, m) matrix.

@@ -59,10 +59,10 @@ __global__ void gelu_backward_k(const T* x, const T* dy, int64_t n, T* dx) {
 template <class T>
 __global__ void dropout_forward_k(const T* x, const T* resid, int64_t sample_numel, int64_t n,
                                   uint64_t threshold, float scale, uint64_t key,
-                                  int64_t first_sample, uint8_t* mask, T* y) {
+                                  int64_t first_sample, int64_t first_element, uint8_t* mask, T* y) {
   DTRAIN_GRID_STRIDE(i, n) {
     const int64_t s = i / sample_numel, e = i - s * sample_numel;
-    const bool keep = math::dropout_keep(math::dropout_sample_key(key, first_sample + s), e, threshold);
+    const bool keep = math::dropout_keep(math::dropout_sample_key(key, first_sample + s), first_element + e, threshold);
     mask[i] = keep ? 1 : 0;
     const float v = keep ? float(x[i]) * scale : 0.0f;
     y[i] = T(resid ? float(resid[i]) + v : v);
@@ -149,14 +149,14 @@ void gelu_backward(Act t, const void* x, const void* dy, int64_t n, void* dx, vo
 
 void dropout_forward(Act t, const void* x, const void* resid, int64_t samples, int64_t sample_numel,
                      uint64_t threshold, float scale, uint64_t key, int64_t first_sample,
-                     uint8_t* mask, void* y, void* stream) {
+                     int64_t first_element, uint8_t* mask, void* y, void* stream) {
   const int64_t n = samples * sample_numel;
   if (n <= 0) return;
   dispatch(t, [&](auto tag) {
     using T = decltype(tag);
     dropout_forward_k<T><<<grid_for(n), kThreads, 0, as_stream(stream)>>>(
         static_cast<const T*>(x), static_cast<const T*>(resid), sample_numel, n, threshold, scale,
-        key, first_sample, mask, static_cast<T*>(y));
+        key, first_sample, first_element, mask, static_cast<T*>(y));
   });
   gpu::check_launch("dropout");
 }

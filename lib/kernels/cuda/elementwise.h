@@ -20,10 +20,11 @@ void add_rows(Act t, const void* b, int64_t n, int64_t m, void* y, void* stream)
 void gelu_forward(Act t, const void* x, int64_t n, void* y, void* stream);
 void gelu_backward(Act t, const void* x, const void* dy, int64_t n, void* dx, void* stream);
 // x, y, mask: (samples, sample_numel); resid null or like x. threshold:
-// math::dropout_threshold(p); scale: float(1 / (1 - p)).
+// math::dropout_threshold(p); scale: float(1 / (1 - p)); first_element: the
+// offset of x's samples inside the whole samples (a sequence slice).
 void dropout_forward(Act t, const void* x, const void* resid, int64_t samples, int64_t sample_numel,
                      uint64_t threshold, float scale, uint64_t key, int64_t first_sample,
-                     uint8_t* mask, void* y, void* stream);
+                     int64_t first_element, uint8_t* mask, void* y, void* stream);
 void dropout_backward(Act t, const void* dy, const uint8_t* mask, int64_t n, float scale, void* dx,
                       void* stream);
 

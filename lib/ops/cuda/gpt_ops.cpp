@@ -127,7 +127,7 @@ void gelu_backward(const Exec& ex, const Tensor& x, const Tensor& dy, const Tens
 }
 
 void dropout_forward(const Exec& ex, const Tensor& x, const Tensor& resid, double p, uint64_t key,
-                     int64_t first_sample, const Tensor& mask, const Tensor& y) {
+                     int64_t first_sample, int64_t first_element, const Tensor& mask, const Tensor& y) {
   on_device(ex, "dropout", {x, resid, mask, y});
   const Act t = act("dropout", y, {x, resid});
   need("dropout", "mask", mask, DType::u8, x.numel());
@@ -136,7 +136,7 @@ void dropout_forward(const Exec& ex, const Tensor& x, const Tensor& resid, doubl
   const int64_t samples = x.size(0);
   kc::dropout_forward(t, x.raw(), cptr(resid), samples, samples ? x.numel() / samples : 0,
                         math::dropout_threshold(p), static_cast<float>(1.0 / (1.0 - p)), key,
-                        first_sample, static_cast<uint8_t*>(mask.raw()), y.raw(), ex.stream);
+                        first_sample, first_element, static_cast<uint8_t*>(mask.raw()), y.raw(), ex.stream);
 }
 
 void dropout_backward(const Exec& ex, const Tensor& dy, const Tensor& mask, double p, const Tensor& dx) {

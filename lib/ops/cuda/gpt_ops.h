@@ -26,7 +26,7 @@ void sum_rows_acc(const Exec& ex, const Tensor& x, const Tensor& acc);
 void gelu_forward(const Exec& ex, const Tensor& x, const Tensor& y);
 void gelu_backward(const Exec& ex, const Tensor& x, const Tensor& dy, const Tensor& dx);
 void dropout_forward(const Exec& ex, const Tensor& x, const Tensor& resid, double p, uint64_t key,
-                     int64_t first_sample, const Tensor& mask, const Tensor& y);
+                     int64_t first_sample, int64_t first_element, const Tensor& mask, const Tensor& y);
 void dropout_backward(const Exec& ex, const Tensor& dy, const Tensor& mask, double p, const Tensor& dx);
 
 void layernorm_forward(const Exec& ex, const Tensor& x, const Tensor& w, const Tensor& b, double eps,
