@@ -401,6 +401,7 @@ TEST_CASE("ZeRO memory per rank: the gradient and optimizer bytes fall as 1/dp, 
     MESSAGE(fmt::format("gradient bytes per rank: dp 1 {:.0f}; ZeRO-1 dp 2 {:.0f}, dp 4 {:.0f}; ZeRO-2 dp 2 {:.0f}, dp 4 {:.0f}",
                         grads[{1, 0}], grads[{2, 1}], grads[{4, 1}], grads[{2, 2}], grads[{4, 2}]));
   }
+}
 
 TEST_CASE("interleaved 1F1B: pp 2 and 4 with 2 model chunks per stage, with dp and tp, train like one process") {
   // Six blocks: 9 top-level layers, enough for 4 stages x 2 chunks.
@@ -453,6 +454,39 @@ TEST_CASE("GPT sequence parallel: tp 2 and 4, dp 2 x tp 2, tp 2 x pp 2 train lik
   sets.push_back(sp[0]);
   for (const Layout& l : std::vector<Layout>{{1, 2, 1}, {2, 2, 2}})
     if (l.world() <= world) check_layout(toml, ref16, l, 0, "1f1b", Tolerance{2e-3, 0.06, 2e-2}, sets);
+}
+
+// One step of tp 2 on the first two ranks, recorded: the activation bytes
+// (measured: the heap's growth while the buffers were planned; predicted:
+// Cost::act_bytes), and the tp group's collectives as wire bytes per rank
+// (ring algorithms: an all-reduce of N bytes sends 2 (t-1)/t N, an
+// all-gather or reduce-scatter of N bytes in all (t-1)/t N).
+struct TpRecord {
+  double plan_bytes = 0, predicted_act = 0, wire = 0, payload_cost = 0;
+  std::map<std::string, double> payload;  // by operation
+};
+
+TpRecord record_tp2(const std::string& toml, const std::vector<std::string>& sets, MPI_Comm sub) {
+  std::vector<std::string> all = sets;
+  for (const char* s : {"parallel.tp=2", "model.n_layer=6"}) all.push_back(s);
+  const Config cfg = parse_config(toml, "layouts.toml", all, 2);
+  Mesh mesh(MeshLayout{1, 2, 1}, MpiCommOptions{}, sub);
+  Profiler prof(true);
+  RecordedGroups rec(mesh_groups(mesh), prof);
+  Trainer t(cfg, rec.groups(), [](const std::string&) {}, TrainerOptions{.profiler = &prof});
+  t.train_step(0);
+  TpRecord r;
+  r.plan_bytes = prof.plan_bytes();
+  const Cost c = t.model().cost(cfg.train.micro_batch);
+  r.predicted_act = static_cast<double>(c.act_bytes);
+  r.payload_cost = static_cast<double>(c.tp_fwd_bytes + c.tp_bwd_bytes) * static_cast<double>(cfg.train.grad_accum);
+  for (const TraceEvent& e : prof.events()) {
+    if (e.stream != TraceEvent::Stream::comm || e.name.rfind("tp ", 0) != 0) continue;
+    const std::string op = e.name.substr(3);
+    r.payload[op] += e.bytes;
+    r.wire += (op == "all_reduce" ? 2.0 : 1.0) * 0.5 * e.bytes;  // t = 2
+  }
+  return r;
 }
 
 TEST_CASE("GPT sequence parallel: tp 2 keeps fewer activation bytes and moves the bytes plain tp does") {
