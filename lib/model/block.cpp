@@ -140,6 +140,8 @@ Cost Block::cost(const Shape& in) const {
   c += ln2_.cost(in);
   c += mlp_.cost(packed);
   c += drop2_.cost(in);
+  // The norms' outputs on the slice, which the gathers read into those inputs.
+  if (seq_.on()) c.act_bytes += 2 * in.numel() * act_size();
   return c;
 }
 
