@@ -63,8 +63,9 @@ struct Ctx {
   uint64_t seed = 0;          // run seed (dropout masks are keyed by it)
   int64_t step = 0;           // optimizer step
   int64_t sample_offset = 0;  // global index of the micro-batch's first sample
-  // Backward only: the step's last backward on this rank, after which the
-  // gradients are complete. Sequence-parallel layer norms then all-reduce
+  // Backward only: this micro-batch's gradients are the last to accumulate
+  // before they leave (the chunk's last backward of the step; every backward
+  // under ZeRO-2). Sequence-parallel layer norms then all-reduce
   // their (replicated) parameters' gradients over tp: each rank's are sums
   // over its slice of the sequence.
   bool grads_final = false;
@@ -123,9 +124,10 @@ class Layer {
     act_ = act;
   }
   const Exec& ex() const { return *ex_; }
+  // The planned activation dtype (f32 before plan()).
+  DType act() const { return act_; }
   // Bytes of one activation element and of one statistic (the compute type)
   // in the planned dtype: fp32 (4, 4) before plan() and in fp32, bf16 (2, 4).
-  DType act() const { return act_; }
   int64_t act_size() const { return static_cast<int64_t>(dtype_size(act_)); }
   int64_t stat_size() const { return static_cast<int64_t>(dtype_size(ops::compute_dtype(act_))); }
   // A buffer for plan(): the layer's own, or its role's slot in the arena.
