@@ -36,8 +36,16 @@ constexpr int kNumGroups = 4;
 enum GroupField : int { kGWait, kGBytes, kGOps, kGBusy, kGSize, kGroupFields };
 enum LayerField : int { kLFwd, kLBwd, kLFwdFlops, kLBwdFlops, kLOwned, kLayerFields };
 
+// Per group and collective kind: what the trainer issued, its issue-to-
+// completion time and the part of it this rank spent blocked in wait().
+enum OpField : int { kOOps, kOBytes, kOBusy, kOBlocked, kOpFields };
+constexpr int kNumOps = static_cast<int>(CommOp::count);
+
 int group_at(int g, int f) { return kHeader + g * kGroupFields + f; }
-int layer_at(int l, int f) { return kHeader + kNumGroups * kGroupFields + l * kLayerFields + f; }
+int op_at(int g, int o, int f) { return kHeader + kNumGroups * kGroupFields + (g * kNumOps + o) * kOpFields + f; }
+int layer_at(int l, int f) {
+  return kHeader + kNumGroups * kGroupFields + kNumGroups * kNumOps * kOpFields + l * kLayerFields + f;
+}
 
 double safe_div(double a, double b) { return b > 0 ? a / b : 0.0; }
 
@@ -108,7 +116,7 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
 
   // This rank's summary.
   const int64_t total_layers = m.total_layers + 1;  // + the loss
-  const int n = kHeader + kNumGroups * kGroupFields + static_cast<int>(total_layers) * kLayerFields;
+  const int n = layer_at(static_cast<int>(total_layers), 0);
   Tensor mine = Tensor::zeros(Shape{n}, DType::f64);
   double* v = mine.data<double>();
   v[kRank] = world.rank();
@@ -218,6 +226,11 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
     v[group_at(i, kGOps)] = static_cast<double>(a.ops - before[i].ops);
     v[group_at(i, kGBusy)] = prof.comm(kGroups[i]).busy_seconds;
     v[group_at(i, kGSize)] = groups[i]->size();
+    for (int o = 0; o < kNumOps; ++o) {
+      const CommTotals c = prof.comm(kGroups[i], static_cast<CommOp>(o));
+      v[op_at(i, o, kOOps)] = c.ops, v[op_at(i, o, kOBytes)] = c.bytes;
+      v[op_at(i, o, kOBusy)] = c.busy_seconds, v[op_at(i, o, kOBlocked)] = c.blocked_seconds;
+    }
   }
   const double micro = static_cast<double>(t.grad_accum) * static_cast<double>(o.steps);  // FLOPs over the measured steps
   // Index i of m's layers (its chunks' in order) and the whole model's.
@@ -405,6 +418,40 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
                              {"bandwidth_gbps", gbps}};
   }
   if (json_comm.empty()) line("  (one rank per group: no communication)");
+
+  // Each collective kind: hidden = the share of its issue-to-completion time
+  // this rank was not blocked waiting for it (overlapped with compute or with
+  // other collectives). tp's collectives are waited at once inside the layers,
+  // so they read as exposed; dp's buckets, ZeRO's gathers and pipeline
+  // transfers overlap where the schedule lets them.
+  json json_ops = json::array();
+  std::vector<std::string> op_lines;
+  for (int i = 0; i < kNumGroups; ++i) {
+    for (int o = 0; o < kNumOps; ++o) {
+      double ops = 0, bytes = 0, busy = 0, blocked = 0, c = 0;
+      for (int r = 0; r < world_size; ++r) {
+        if (at(r, group_at(i, kGSize)) < 2) continue;
+        ops += at(r, op_at(i, o, kOOps)), bytes += at(r, op_at(i, o, kOBytes));
+        busy += at(r, op_at(i, o, kOBusy)), blocked += at(r, op_at(i, o, kOBlocked)), c += 1;
+      }
+      if (c == 0 || ops == 0) continue;
+      ops /= c, bytes /= c, busy /= c, blocked /= c;
+      const double hidden = busy > 0 ? std::clamp(1.0 - blocked / busy, 0.0, 1.0) : 0.0;
+      const char* name = comm_op_name(static_cast<CommOp>(o));
+      op_lines.push_back(fmt::format("  {:<6} {:<15} {:>7.1f} {:>10.3f} {:>9.3f} {:>11.3f} {:>7.0f}%", kGroups[i], name,
+                                     ops / steps, bytes / steps / 1048576.0, ms(busy), ms(blocked), 100 * hidden));
+      json_ops.push_back({{"group", kGroups[i]}, {"op", name}, {"ops_per_step", ops / steps},
+                          {"bytes_per_step", bytes / steps}, {"busy_ms", ms(busy)}, {"blocked_ms", ms(blocked)},
+                          {"hidden", hidden}});
+    }
+  }
+  if (!op_lines.empty()) {
+    line("");
+    line("collectives (mean per rank and step; blocked = time waiting for them; hidden = the rest of their busy time)");
+    line(fmt::format("  {:<6} {:<15} {:>7} {:>10} {:>9} {:>11} {:>8}", "group", "collective", "ops", "MiB", "busy ms",
+                     "blocked ms", "hidden"));
+    for (const auto& l : op_lines) line(l);
+  }
   json json_overlap = nullptr;
   if (g.layout.dp > 1) {
     double span = 0, waited = 0;
@@ -473,6 +520,7 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
                        {"kinds", json_kinds},
                        {"comm", json_comm},
                        {"dp_overlap", json_overlap},
+                       {"collectives", json_ops},
                        {"ranks", json_mem}};
   write_file(out / "profile.json", report.dump(2) + "\n");  // NaN and infinities become null
   line("");

@@ -40,7 +40,7 @@ class RecordingCommunicator : public Communicator {
   const CommStats& stats() const override { return inner_.stats(); }
 
  private:
-  WorkHandle wrap(WorkHandle w, const char* op, double bytes);
+  WorkHandle wrap(WorkHandle w, CommOp op, double bytes);
   Communicator& inner_;
   Profiler& prof_;
 };

@@ -91,23 +91,38 @@ void Profiler::close_reduction(double end) {
   if (reduce_first_issue_ >= 0) reduce_span_ += std::max(0.0, reduce_last_done_ - reduce_first_issue_);
 }
 
-void Profiler::add_comm(const std::string& group, const char* op, double bytes, Clock::time_point issued,
-                        Clock::time_point completed) {
+const char* comm_op_name(CommOp op) {
+  switch (op) {
+    case CommOp::all_reduce: return "all_reduce";
+    case CommOp::reduce_scatter: return "reduce_scatter";
+    case CommOp::all_gather: return "all_gather";
+    case CommOp::broadcast: return "broadcast";
+    case CommOp::p2p: return "send/recv";
+    case CommOp::barrier: return "barrier";
+    case CommOp::count: break;
+  }
+  return "?";
+}
+
+void Profiler::add_comm(const std::string& group, CommOp op, double bytes, Clock::time_point issued,
+                        Clock::time_point completed, double blocked) {
   const double b = since(issued), e = since(completed);
-  auto it = std::find_if(comm_.begin(), comm_.end(), [&](const auto& g) { return g.first == group; });
-  if (it == comm_.end()) it = comm_.insert(comm_.end(), {group, CommTotals{}});
-  it->second.ops += 1;
-  it->second.bytes += bytes;
-  it->second.busy_seconds += e - b;
+  auto it = std::find_if(comm_.begin(), comm_.end(), [&](const GroupTotals& g) { return g.group == group; });
+  if (it == comm_.end()) it = comm_.insert(comm_.end(), GroupTotals{group, {}});
+  CommTotals& t = it->op[static_cast<size_t>(op)];
+  t.ops += 1;
+  t.bytes += bytes;
+  t.busy_seconds += e - b;
+  t.blocked_seconds += std::clamp(blocked, 0.0, e - b);
   // The gradient reduction: all-reduce buckets, or ZeRO's reduce-scatters.
-  if (in_reduction_ && group == "dp" && (std::string(op) == "all_reduce" || std::string(op) == "reduce_scatter")) {
+  if (in_reduction_ && group == "dp" && (op == CommOp::all_reduce || op == CommOp::reduce_scatter)) {
     if (reduce_first_issue_ < 0 || b < reduce_first_issue_) reduce_first_issue_ = b;
     reduce_last_done_ = std::max(reduce_last_done_, e);
   }
   if (!record_) return;
   TraceEvent ev;
   ev.stream = TraceEvent::Stream::comm;
-  ev.name = fmt::format("{} {}", group, op);
+  ev.name = fmt::format("{} {}", group, comm_op_name(op));
   ev.cat = group;
   ev.begin = b;
   ev.end = e;
@@ -115,10 +130,19 @@ void Profiler::add_comm(const std::string& group, const char* op, double bytes, 
   events_.push_back(std::move(ev));
 }
 
-CommTotals Profiler::comm(const std::string& group) const {
+CommTotals Profiler::comm(const std::string& group, CommOp op) const {
   for (const auto& g : comm_)
-    if (g.first == group) return g.second;
+    if (g.group == group) return g.op[static_cast<size_t>(op)];
   return {};
+}
+
+CommTotals Profiler::comm(const std::string& group) const {
+  CommTotals sum;
+  for (size_t o = 0; o < static_cast<size_t>(CommOp::count); ++o) {
+    const CommTotals t = comm(group, static_cast<CommOp>(o));
+    sum.ops += t.ops, sum.bytes += t.bytes, sum.busy_seconds += t.busy_seconds, sum.blocked_seconds += t.blocked_seconds;
+  }
+  return sum;
 }
 
 double heap_bytes() {

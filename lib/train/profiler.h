@@ -32,9 +32,15 @@ struct TraceEvent {
 
 // A communicator's operations since reset(): busy = the sum of their
 // issue-to-completion times (they may overlap each other and compute).
+// blocked = the part of busy this rank spent inside wait() on them (exposed);
+// the rest was hidden behind compute or other work.
 struct CommTotals {
-  double ops = 0, bytes = 0, busy_seconds = 0;
+  double ops = 0, bytes = 0, busy_seconds = 0, blocked_seconds = 0;
 };
+
+// The collective kinds the profile reports one by one.
+enum class CommOp : uint8_t { all_reduce, reduce_scatter, all_gather, broadcast, p2p, barrier, count };
+const char* comm_op_name(CommOp op);  // "all_reduce", ..., "send/recv", "barrier"
 
 class Profiler {
  public:
@@ -90,9 +96,10 @@ class Profiler {
     if (device_sync_) device_sync_();
   }
   // A communicator operation from issue to completion (completion = when a
-  // wait() returned or a test() first said done).
-  void add_comm(const std::string& group, const char* op, double bytes, Clock::time_point issued,
-                Clock::time_point completed);
+  // wait() returned or a test() first said done); `blocked`: seconds spent
+  // inside its wait().
+  void add_comm(const std::string& group, CommOp op, double bytes, Clock::time_point issued,
+                Clock::time_point completed, double blocked = 0);
   // The last backward (the one that completes the gradients) starts: the
   // data-parallel buckets issued from now until the dp_wait scope ends
   // belong to the step's gradient reduction.
@@ -111,6 +118,8 @@ class Profiler {
   const std::vector<TraceEvent>& events() const { return events_; }
   // Per group name ("dp", "tp", "pp", "embed"); zeros for one never seen.
   CommTotals comm(const std::string& group) const;
+  // Per group and collective kind.
+  CommTotals comm(const std::string& group, CommOp op) const;
   double now() const { return since(Clock::now()); }
 
  private:
@@ -124,7 +133,11 @@ class Profiler {
   double totals_[static_cast<size_t>(Kind::count)] = {};
   double plan_bytes_ = 0;
   std::vector<TraceEvent> events_;
-  std::vector<std::pair<std::string, CommTotals>> comm_;
+  struct GroupTotals {
+    std::string group;
+    CommTotals op[static_cast<size_t>(CommOp::count)];
+  };
+  std::vector<GroupTotals> comm_;
   // The current step's reduction window.
   bool in_reduction_ = false;
   double reduce_first_issue_ = -1, reduce_last_done_ = -1, reduce_span_ = 0;

@@ -117,6 +117,19 @@ grep -q "dp gradient reduction: buckets in flight" "$WORK/out" || fail "dp=2: no
 grep -q "10.0 GFLOP/s (--peak-gflops)" "$WORK/out" || fail "--peak-gflops not used"
 python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); o=p["dp_overlap"]; assert 0<=o["overlapped"]<=1 and p["comm"]["dp"]["ops_per_step"]>0' \
   "$WORK/dp/profile.json" || fail "dp=2: profile.json lacks the dp numbers"
+# Each collective kind: its rows add up to the group's totals, hidden is a share.
+python3 - "$WORK/dp/profile.json" <<'PY' || fail "dp=2: the per-collective table disagrees with the group totals"
+import json, sys
+p = json.load(open(sys.argv[1]))
+rows = [c for c in p["collectives"] if c["group"] == "dp"]
+assert {c["op"] for c in rows} >= {"all_reduce"}, rows
+for c in rows:
+    assert 0 <= c["hidden"] <= 1 and 0 <= c["blocked_ms"] <= c["busy_ms"] + 1e-9, c
+for k in ["ops_per_step", "bytes_per_step"]:
+    total = sum(c[k] for c in rows)
+    assert abs(total - p["comm"]["dp"][k]) <= 1e-9 * max(1.0, total), (k, total, p["comm"]["dp"][k])
+PY
+grep -qE "^  dp +all_reduce +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9]+%$" "$WORK/out" || fail "dp=2: no all_reduce row"
 
 # Calibration: a hardware file measured on 2 ranks (and on one), which plan reads back.
 expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" profile "$WORK/tiny.toml" --write-hardware "$WORK/cal.toml" \

@@ -60,17 +60,39 @@ TEST_CASE("scopes accumulate per layer and per kind and reset clears them") {
 TEST_CASE("the dp reduction window spans the buckets issued after the mark") {
   Profiler p(false);
   const auto t = Profiler::Clock::now();
-  p.add_comm("dp", "all_reduce", 8, t, t + 1ms);  // before the mark: not a bucket
+  p.add_comm("dp", CommOp::all_reduce, 8, t, t + 1ms);  // before the mark: not a bucket
   p.mark_reduction_begin();
-  p.add_comm("dp", "all_reduce", 8, t + 2ms, t + 5ms);
-  p.add_comm("tp", "all_reduce", 8, t + 2ms, t + 9ms);  // another group
-  p.add_comm("dp", "all_reduce", 8, t + 3ms, t + 7ms);
+  p.add_comm("dp", CommOp::all_reduce, 8, t + 2ms, t + 5ms);
+  p.add_comm("tp", CommOp::all_reduce, 8, t + 2ms, t + 9ms);  // another group
+  p.add_comm("dp", CommOp::all_reduce, 8, t + 3ms, t + 7ms);
   p.add(Profiler::Kind::dp_wait, -1, -1, t + 6ms, t + 7ms);
   CHECK(p.reduction_span_seconds() == doctest::Approx(0.005));
   CHECK(p.comm("dp").ops == 3);
   CHECK(p.comm("dp").bytes == 24);
   CHECK(p.comm("tp").busy_seconds == doctest::Approx(0.007));
   CHECK(p.comm("pp").ops == 0);
+}
+
+TEST_CASE("collectives are totalled per group and kind, with the time blocked in wait() clamped to their span") {
+  Profiler p(true);
+  const auto t = Profiler::Clock::now();
+  p.add_comm("dp", CommOp::reduce_scatter, 100, t, t + 4ms, 0.001);
+  p.add_comm("dp", CommOp::all_gather, 50, t + 4ms, t + 6ms, 0.002);
+  p.add_comm("dp", CommOp::all_gather, 50, t + 6ms, t + 7ms, 0.5);  // blocked longer than its span: clamped
+  p.add_comm("pp", CommOp::p2p, 10, t, t + 1ms);
+  CHECK(p.comm("dp", CommOp::reduce_scatter).ops == 1);
+  CHECK(p.comm("dp", CommOp::reduce_scatter).blocked_seconds == doctest::Approx(0.001));
+  CHECK(p.comm("dp", CommOp::all_gather).ops == 2);
+  CHECK(p.comm("dp", CommOp::all_gather).bytes == 100);
+  CHECK(p.comm("dp", CommOp::all_gather).busy_seconds == doctest::Approx(0.003));
+  CHECK(p.comm("dp", CommOp::all_gather).blocked_seconds == doctest::Approx(0.003));
+  CHECK(p.comm("dp", CommOp::all_reduce).ops == 0);
+  CHECK(p.comm("dp").bytes == 200);
+  CHECK(p.comm("dp").blocked_seconds == doctest::Approx(0.004));
+  CHECK(p.comm("pp", CommOp::p2p).bytes == 10);
+  REQUIRE(p.events().size() == 4);
+  CHECK(p.events()[0].name == "dp reduce_scatter");
+  CHECK(p.events()[3].name == "pp send/recv");
 }
 
 TEST_CASE("overlapping comm events go to separate lanes while compute stays on tid 0") {
