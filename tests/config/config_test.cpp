@@ -56,7 +56,7 @@ TEST_CASE("defaults are the documented ones") {
   CHECK(c.model.n_embd == 128);
   CHECK(c.model.dropout == 0.0);
   CHECK(c.model.bias == true);
-  CHECK(c.data.train == "data/t.bin");  // relative paths are kept as written
+  CHECK(c.data.train == std::vector<std::string>{"data/t.bin"});  // relative paths are kept as written
   CHECK(c.data.shuffle == true);
   CHECK(c.train.steps == 1000);
   CHECK(c.train.seed == 1337);
@@ -124,7 +124,7 @@ TEST_CASE("--set overrides the file and is applied before validation") {
   CHECK(c.optim.lr == 1e-3);
   CHECK(c.optim.warmup_steps == 2);
   CHECK(c.optim.nesterov == true);
-  CHECK(c.data.train == "other/tokens.bin");
+  CHECK(c.data.train == std::vector<std::string>{"other/tokens.bin"});
   CHECK(c.log.out_dir == "runs/x y");
   CHECK(c.checkpoint.dir == "runs/x y/checkpoints");
   CHECK(c.model.context_length == 1024);
