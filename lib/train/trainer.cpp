@@ -88,7 +88,7 @@ void Trainer::setup() {
   // Device tensors' collectives are ordered after the work queued on this stream.
   for (Communicator* c : {g_.world, g_.dp, g_.tp, g_.pp, g_.embed}) c->set_compute_stream(ex.stream);
   seq_len_ = train_seq_len(cfg_);
-  data_ = open_data(cfg_, seq_len_, g_.coord.dp);
+  open_own_data();
   par_.tp = g_.layout.tp > 1 ? g_.tp : nullptr;
   par_.sequence_parallel = cfg_.parallel.sequence_parallel;
 
@@ -185,6 +185,37 @@ void Trainer::setup() {
   }
   if (local) local_ = std::make_unique<LocalSync>(m.params, *g_.dp, cfg_.parallel, ex);
   scalars_ = Tensor::empty(Shape{4}, DType::f64);
+}
+
+void Trainer::open_own_data() {
+  if (!per_replica_data(cfg_) || g_.world->size() == 1) {
+    data_ = open_data(cfg_, seq_len_, g_.coord.dp);
+    return;
+  }
+  // Each replica opens only its own file, so a problem with it is one rank's:
+  // the ranks agree on the first failing rank's message (every rank throws
+  // it), as they would for a problem that every rank sees.
+  constexpr int64_t kText = 1024;
+  std::string problem;
+  try {
+    data_ = open_data(cfg_, seq_len_, g_.coord.dp);
+  } catch (const InputError& e) {
+    problem = e.what();
+  } catch (const ConfigError& e) {  // several files
+    problem = e.what();
+  }
+  const int n = g_.world->size();
+  // One byte per int32 (the communicators carry no byte tensors).
+  Tensor mine = Tensor::zeros(Shape{kText}, DType::i32), all = Tensor::zeros(Shape{kText * n}, DType::i32);
+  for (size_t i = 0; i < std::min<size_t>(problem.size(), kText - 1); ++i)
+    mine.data<int32_t>()[i] = static_cast<unsigned char>(problem[i]);
+  g_.world->all_gather(mine, all)->wait();
+  for (int r = 0; r < n; ++r) {
+    const int32_t* text = all.data<int32_t>() + r * kText;
+    std::string what;
+    for (int64_t i = 0; i < kText && text[i] != 0; ++i) what += static_cast<char>(text[i]);
+    if (!what.empty()) throw InputError(what);
+  }
 }
 
 void Trainer::build_chunks(DType dtype, const Exec& ex) {

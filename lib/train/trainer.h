@@ -136,6 +136,7 @@ class Trainer {
 
  private:
   void setup();
+  void open_own_data();  // data_, agreed over the world when each replica has its own file
   void trace(const std::string& what) const;
   // Samples of micro-batch `micro` of this data-parallel rank in step `step`.
   int64_t sample_offset(int64_t step, int64_t micro) const;
