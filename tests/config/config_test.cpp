@@ -302,3 +302,54 @@ TEST_CASE("describe_keys: one aligned line per key") {
   CHECK(text.find("optim.schedule") != std::string::npos);
   CHECK(text.find("one of cosine|linear|constant") != std::string::npos);
 }
+
+TEST_CASE("parallel.sync local: keys, data.train per replica, refusals") {
+  const std::string sites = R"(
+[data]
+train = ["site0.bin", "site1.bin"]
+val = "v.bin"
+[train]
+micro_batch = 4
+[parallel]
+dp = 2
+sync = "local"
+sync_every = 8
+outer_optim = "nesterov"
+outer_lr = 0.7
+outer_momentum = 0.9
+)";
+  Config c = parse_config(sites, "sites.toml", {}, 2);
+  CHECK(c.data.train == std::vector<std::string>{"site0.bin", "site1.bin"});
+  CHECK(c.parallel.sync == "local");
+  CHECK(c.parallel.sync_every == 8);
+  CHECK(c.parallel.outer_optim == "nesterov");
+  CHECK(c.parallel.outer_lr == 0.7);
+  CHECK(c.parallel.outer_momentum == 0.9);
+  // The list is written back as a list, one file as a string; both round trip.
+  const std::string toml = to_toml(c);
+  CHECK(toml.find("train = [\"site0.bin\", \"site1.bin\"]") != std::string::npos);
+  CHECK(toml.find("sync = \"local\"") != std::string::npos);
+  CHECK(parse_config(toml, "sites.toml", {}, 2) == c);
+  const Config one = parse_config(kGpt, "tiny.toml");
+  CHECK(to_toml(one).find("train = \"data/t.bin\"") != std::string::npos);
+  CHECK(one.parallel.sync == "step");
+  // One file per replica or one for all.
+  CHECK_THROWS_WITH_AS(parse_config(sites, "sites.toml", {"parallel.dp=4"}, 4),
+                       doctest::Contains("data.train: lists 2 files, but parallel.dp is 4: give one file per "
+                                         "data-parallel replica"),
+                       ConfigError);
+  CHECK_THROWS_WITH_AS(parse_config(sites, "sites.toml", {"data.train=[\"a.bin\", 3]"}, 2),
+                       doctest::Contains("data.train[1]: expected a string, got an integer 3"), ConfigError);
+  CHECK_THROWS_WITH_AS(parse_config(sites, "sites.toml", {"data.train=[]"}, 2),
+                       doctest::Contains("data.train: expected a string or an array of strings with at least one"),
+                       ConfigError);
+  CHECK_THROWS_WITH_AS(parse_config(sites, "sites.toml", {"data.train=[\"a.bin\", \"\"]"}, 2),
+                       doctest::Contains("data.train: expected a file path"), ConfigError);
+  // ZeRO shards one optimizer over the replicas; local sync has one per replica.
+  CHECK_THROWS_WITH_AS(parse_config(sites, "sites.toml", {"parallel.zero=1"}, 2),
+                       doctest::Contains("parallel.sync = \"local\" with parallel.zero = 1"), ConfigError);
+  CHECK_THROWS_WITH_AS(parse_config(sites, "sites.toml", {"parallel.sync=\"sometimes\""}, 2),
+                       doctest::Contains("parallel.sync: expected one of \"step\", \"local\""), ConfigError);
+  CHECK_THROWS_WITH_AS(parse_config(sites, "sites.toml", {"parallel.sync_every=0"}, 2),
+                       doctest::Contains("parallel.sync_every: expected an integer >= 1, got 0"), ConfigError);
+}
