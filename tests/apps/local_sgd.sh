@@ -7,7 +7,8 @@
 # - the dp bytes per step (dtrain profile) fall by H;
 # - a checkpoint in the middle of a period resumes bit for bit (each replica's
 #   own parameters and inner state, the anchor and the outer momentum), also
-#   with tp and pp inside the replicas; another layout resumes from the anchor;
+#   with tp and pp inside the replicas (and an asynchronous checkpoint); another
+#   layout resumes from the anchor;
 # - data.train with one file per replica: each replica reads its own (a missing
 #   one is named with its replica), the list length must equal dp;
 # - ZeRO with local sync is refused in one line.
@@ -89,7 +90,7 @@ PY
 nest=(--set parallel.sync=local --set parallel.sync_every=4 --set parallel.outer_optim=nesterov
       --set parallel.outer_lr=0.7 --set parallel.outer_momentum=0.9 --set train.steps=12 --set train.eval_every=6
       --set checkpoint.every=6)
-for lay in "2 dp" "4 dptp --set parallel.tp=2" "4 dppp --set parallel.pp=2"; do
+for lay in "2 dp" "4 dptp --set parallel.tp=2" "4 dppp --set parallel.pp=2 --set checkpoint.async=true"; do
   set -- $lay
   np=$1 name=$2
   shift 2
