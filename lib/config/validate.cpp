@@ -291,7 +291,8 @@ class Validator {
                           .fixed_pp = pp,
                           .fixed_micro_batch = t.micro_batch > 0,
                           .fixed_grad_accum = t.grad_accum > 0 && t.global_batch > 0,
-                          .fixed_zero = is_set("parallel.zero"),
+                          // local sync has no ZeRO: the planner keeps the config's (0)
+                          .fixed_zero = is_set("parallel.zero") || c_.parallel.sync == "local",
                           .fixed_schedule = is_set("parallel.schedule"),
                           .fixed_recompute = is_set("train.recompute")};
     AutoLayoutChoice choice;
