@@ -186,6 +186,22 @@ expect_exit 2 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" 
   --set "data.train=[\"$WORK/tok_train.bin\", \"$WORK/site1.bin\", \"$WORK/site1.bin\"]" --out "$WORK/bad"
 expect_err "data.train: lists 3 files, but parallel.dp is 2: give one file per data-parallel replica"
 
+# --- The CNN: batch-norm statistics are averaged at each sync and restored per
+# replica; a mid-period checkpoint resumes bit for bit, its evaluation too.
+if [ -f "$DTRAIN_SOURCE_DIR/data/mnist/train-images-idx3-ubyte" ]; then
+  cnn=(--set model.stem_channels=8 --set "model.channels=[8, 16]" --set "model.blocks=[1, 1]"
+    --set train.micro_batch=8 --set train.steps=8 --set optim.warmup_steps=2 --set train.eval_every=4
+    --set train.eval_batches=4 --set train.threads=1 --set parallel.dp=2 --set parallel.sync=local
+    --set parallel.sync_every=3 --set checkpoint.every=4)
+  (cd "$DTRAIN_SOURCE_DIR" && expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run configs/cnn-mnist.toml "${cnn[@]}" --out "$WORK/cnn_a")
+  (cd "$DTRAIN_SOURCE_DIR" && expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" resume "$WORK/cnn_a/checkpoints/step_00000004" --out "$WORK/cnn_b")
+  same_losses "$WORK/cnn_a/metrics.jsonl" "$WORK/cnn_b/metrics.jsonl"
+  cmp -s <(json_field "$WORK/cnn_a/metrics.jsonl" eval_accuracy | tail -1) <(json_field "$WORK/cnn_b/metrics.jsonl" eval_accuracy | tail -1) ||
+    fail "CNN: the resumed evaluation differs"
+  expect_exit 0 "$DTRAIN" inspect "$WORK/cnn_a/checkpoints/step_00000004"
+  grep -qE "^  replica/1/model/stem\.bn\.running_var " "$WORK/out" || fail "CNN: no per-replica running statistics"
+fi
+
 # --- ZeRO shards one optimizer; local sync has one per replica: refused.
 expect_exit 2 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set parallel.sync=local \
   --set parallel.zero=1 --out "$WORK/bad"
