@@ -32,6 +32,11 @@ void LocalSync::reset_anchor() {
 void LocalSync::sync() {
   Tensor& v = params_.values();
   const double n = dp_.size();
+  if (dp_.size() == 1 && !mom_.defined() && cfg_.outer_lr == 1.0) {  // plain averaging of one: the identity
+    reset_anchor();
+    ++syncs_;
+    return;
+  }
   // delta = v - anchor (the negation is exact, so this is one rounding).
   ops::copy(ex_, anchor_, delta_);
   ops::scale(ex_, delta_, -1.0);

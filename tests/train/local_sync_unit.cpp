@@ -91,7 +91,17 @@ TEST_CASE("local sync: plain averaging on one replica keeps its parameters, the 
   CHECK(std::vector<float>(ps.values().data<float>(), ps.values().data<float>() + 64) == start);
   ls.swap_back();
   CHECK(std::vector<float>(ps.values().data<float>(), ps.values().data<float>() + 64) == moved);
-  // anchor + (moved - anchor): moved, up to one rounding of each of the two operations.
+  // The mean of one replica's change is its change: its parameters, exactly.
   ls.sync();
-  for (int i = 0; i < 64; ++i) CHECK(std::abs(ps.values().data<float>()[i] - moved[i]) <= 2e-7f * (std::abs(start[i]) + std::abs(moved[i])));
+  CHECK(std::vector<float>(ps.values().data<float>(), ps.values().data<float>() + 64) == moved);
+  CHECK(std::vector<float>(ls.anchor().data<float>(), ls.anchor().data<float>() + 64) == moved);
+  // With an outer lr the anchor moves by lr x the change (one rounding per operation).
+  LocalSync half(ps, *dp, local_config("average", 0.5, 0.9, 2), Exec::cpu());
+  inner_steps(ps, 1);
+  const std::vector<float> moved2(ps.values().data<float>(), ps.values().data<float>() + 64);
+  half.sync();
+  for (int i = 0; i < 64; ++i) {
+    const double want = moved[i] + 0.5 * (static_cast<double>(moved2[i]) - moved[i]);
+    CHECK(std::abs(ps.values().data<float>()[i] - want) <= 1e-6 * (1 + std::abs(want)));
+  }
 }
