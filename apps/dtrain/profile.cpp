@@ -85,9 +85,16 @@ static double gpu_peak_gflops(const Exec& ex, const std::string& precision, bool
   return 0;
 }
 
-std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& o) {
+std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& options) {
   namespace fs = std::filesystem;
   const Config& cfg = trainer.config();
+  // parallel.sync = "local": whole sync periods, the measured ones starting
+  // at a period's start, so that the bytes per step are the mean over them.
+  ProfileOptions o = options;
+  const bool local_sync = cfg.parallel.sync == "local";
+  const int64_t period = local_sync ? cfg.parallel.sync_every : 1;
+  o.warmup = (o.warmup + period - 1) / period * period;
+  o.steps = std::max<int64_t>(1, (o.steps + period - 1) / period) * period;
   const Groups& g = trainer.groups();
   Communicator& world = *g.world;
   const TrainConfig& t = cfg.train;
@@ -418,6 +425,9 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
                              {"bandwidth_gbps", gbps}};
   }
   if (json_comm.empty()) line("  (one rank per group: no communication)");
+  if (local_sync && g.layout.dp > 1)
+    line(fmt::format("  dp: parallel.sync = \"local\": parameters synced every {} steps (no gradient all-reduce); "
+                     "bytes are per step over {} whole periods", period, o.steps / period));
 
   // Each collective kind: hidden = the share of its issue-to-completion time
   // this rank was not blocked waiting for it (overlapped with compute or with
@@ -453,7 +463,7 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
     for (const auto& l : op_lines) line(l);
   }
   json json_overlap = nullptr;
-  if (g.layout.dp > 1) {
+  if (g.layout.dp > 1 && !local_sync) {
     double span = 0, waited = 0;
     for (int r = 0; r < world_size; ++r) span += at(r, kReduceSpan), waited += at(r, kDpWait);
     span /= world_size, waited /= world_size;
@@ -519,6 +529,7 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
                        {"layers", json_layers},
                        {"kinds", json_kinds},
                        {"comm", json_comm},
+                       {"sync", {{"mode", cfg.parallel.sync}, {"every", period}, {"measured_steps", o.steps}}},
                        {"dp_overlap", json_overlap},
                        {"collectives", json_ops},
                        {"ranks", json_mem}};

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -75,12 +76,93 @@ NamedTensors gathered_state(Trainer& t) {
   return full;
 }
 
+// What this rank stores. Under parallel.sync = "local" the replicas differ
+// between syncs and each keeps its own inner optimizer state, so beside the
+// usual keys (written by data-parallel rank 0) every replica d writes its own
+// under replica/<d>/...:
+//   model/<p>                  the replicas' agreed model: the last synced parameters
+//   optim/<state>/<p>          replica 0's inner optimizer state
+//   outer/momentum/<p>         the outer Nesterov momentum (outer_optim nesterov)
+//   replica/<d>/model/<p>      replica d's parameters and buffers as they are now
+//   replica/<d>/optim/<s>/<p>  replica d's inner optimizer state
+// A resume on the same number of replicas restores every replica's own state
+// (bit-identical, mid-period too); any other resume starts every replica from
+// model/* and optim/* (see restore_local).
+std::vector<Piece> trainer_pieces(Trainer& t, const NamedTensors& state) {
+  const Groups& g = t.groups();
+  Model& model = t.model();
+  const bool first_dp = g.coord.dp == 0, first_tp = g.coord.tp == 0;
+  LocalSync* ls = t.local_sync();
+  std::vector<Piece> out = collect_pieces(model, state, first_dp, first_tp);
+  if (!ls) return out;
+  const auto& params = model.params.all();
+  for (size_t i = 0; i < params.size(); ++i) {  // collect_pieces starts with the parameters, in order
+    const Param& p = *params[i];
+    DTRAIN_CHECK(out[i].key == "model/" + p.name, "checkpoint piece {} out of order", out[i].key);
+    out[i].local = (p.trainable ? ls->anchor() : ls->anchor_buffers()).flat_range(p.offset, p.numel()).view(p.shape);
+  }
+  if (ls->momentum().defined())
+    for (Piece& p : collect_pieces(model, NamedTensors{{"m", ls->momentum()}}, first_dp, first_tp))
+      if (p.key.rfind("optim/m/", 0) == 0) {
+        p.key = "outer/momentum/" + p.key.substr(8);
+        out.push_back(std::move(p));
+      }
+  for (Piece& p : collect_pieces(model, state, true, first_tp)) {
+    p.key = fmt::format("replica/{}/{}", g.coord.dp, p.key);
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+// Reads pieces (a GPU's through host copies).
+void load_to(const std::string& dir, std::vector<Piece>& pieces) {
+  std::vector<std::pair<Tensor, Tensor>> uploads;  // (device tensor, its host copy)
+  for (Piece& p : pieces)
+    if (!p.local.device().is_cpu()) {
+      uploads.emplace_back(p.local, Tensor::empty(p.local.shape(), p.local.dtype()));
+      p.local = uploads.back().second;
+    }
+  load_pieces(dir, pieces);
+  for (auto& [dev, host] : uploads) dev.copy_from(host);
+}
+
+// parallel.sync = "local", after model/* and optim/* were loaded: the anchor
+// is model/*; with as many replicas as the checkpoint's writer had (and its
+// replica/<d> keys), each replica's own parameters and inner state; the outer
+// momentum when stored (else zero: a checkpoint of sync "step" or "average").
+void restore_local(Trainer& t, const std::string& dir, const CheckpointMeta& m) {
+  LocalSync& ls = *t.local_sync();
+  const Groups& g = t.groups();
+  Model& model = t.model();
+  ls.reset_anchor();
+  std::set<std::string> keys;
+  for (const TensorInfo& info : list_tensors(dir)) keys.insert(info.key);
+  const auto& params = model.params.all();
+  if (params.empty()) return;
+  const std::string mine = fmt::format("replica/{}/", g.coord.dp);
+  std::vector<Piece> pieces;
+  if (ls.momentum().defined() && keys.count("outer/momentum/" + params.front()->name))
+    for (Piece& p : collect_pieces(model, NamedTensors{{"m", ls.momentum()}}))
+      if (p.key.rfind("optim/m/", 0) == 0) {
+        p.key = "outer/momentum/" + p.key.substr(8);
+        pieces.push_back(std::move(p));
+      }
+  if (m.layout.dp == g.layout.dp && keys.count(mine + "model/" + params.front()->name))
+    for (Piece& p : collect_pieces(model, t.optimizer())) {
+      p.key = mine + p.key;
+      pieces.push_back(std::move(p));
+    }
+  if (pieces.empty()) return;
+  load_to(dir, pieces);
+  model.params.sync_compute();
+}
+
 }  // namespace
 
 SaveResult save_trainer(Trainer& trainer, int64_t step, const SaveOptions& opts, const std::string& run_id) {
   const Groups& g = trainer.groups();
   const NamedTensors state = gathered_state(trainer);
-  std::vector<Piece> pieces = collect_pieces(trainer.model(), state, g.coord.dp == 0, g.coord.tp == 0);
+  std::vector<Piece> pieces = trainer_pieces(trainer, state);
   for (Piece& p : pieces)  // a GPU's tensors are written from host copies
     if (p.write && !p.local.device().is_cpu()) p.local = p.local.to_host();
   return save_checkpoint(trainer.config().checkpoint.dir, trainer_meta(trainer, step, run_id), pieces, *g.world,
@@ -147,6 +229,7 @@ CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir) {
   for (Part& part : parts)
     part.dst.copy_from(part.scratch.view(Shape{part.scratch.numel()}).flat_range(part.from, part.dst.numel()));
   trainer.optimizer().set_steps_done(m.optimizer_steps);
+  if (trainer.local_sync()) restore_local(trainer, dir, m);
   return m;
 }
 
@@ -158,10 +241,9 @@ CheckpointSession::CheckpointSession(Trainer& trainer, SessionOptions opts)
 }
 
 std::vector<Piece> CheckpointSession::snapshot_pieces(bool copy) {
-  const Groups& g = trainer_.groups();
   const NamedTensors state = gathered_state(trainer_);
   std::vector<Piece> out;
-  for (Piece& p : collect_pieces(trainer_.model(), state, g.coord.dp == 0, g.coord.tp == 0)) {
+  for (Piece& p : trainer_pieces(trainer_, state)) {
     if (!p.write) continue;
     const size_t i = out.size();
     if (i >= host_.size()) host_.push_back(Tensor{});

@@ -46,8 +46,9 @@ struct ModelConfig {
 };
 
 struct DataConfig {
-  // token data (gpt): llm.c .bin files
-  std::string train;
+  // token data (gpt): llm.c .bin files; train: one shared file, or one per
+  // data-parallel replica (parallel.dp entries; replica d reads entry d)
+  std::vector<std::string> train;
   std::string val;
   // image data (cnn): IDX files
   std::string train_images;
@@ -115,6 +116,14 @@ struct ParallelConfig {
   bool overlap;          // start buckets during the backward pass
   double timeout;        // seconds before a collective that does not complete is an error
   std::string device_comm;  // device tensors: "auto" | "nccl" | "mpi" (host-staged; ranks sharing a GPU)
+  // How data-parallel replicas agree (train/local_sync.h): "step" (gradient
+  // all-reduce) | "local" (sync_every local steps, then an outer step on the
+  // mean parameter change: "average" or "nesterov" with outer_lr, outer_momentum).
+  std::string sync = "step";
+  int64_t sync_every = 1;
+  std::string outer_optim = "average";
+  double outer_lr = 1.0;
+  double outer_momentum = 0.9;
 
   bool operator==(const ParallelConfig&) const = default;
 };

@@ -224,6 +224,37 @@ std::optional<Value> read_value(const Raw& raw, const KeySpec& spec, const std::
                                 Problems& problems) {
   const std::string label = spec.name();
   const Kind kind = spec.kind();
+  if (kind == Kind::kStrings) {  // a string, or an array of them (at least one)
+    if (!raw.value.is_array()) {
+      if (!raw.value.is_string()) {
+        problems.add(raw.origin, fmt::format("{}: expected {}, got {}", label, kind_phrase(kind),
+                                             describe_found(raw.value)));
+        return std::nullopt;
+      }
+      auto x = read_scalar(raw.value, Kind::kString, spec.constraint, label, raw.origin, problems);
+      if (!x) return std::nullopt;
+      return Value(std::vector<std::string>{std::get<std::string>(*x)});
+    }
+    const auto& elems = raw.value.as_array();
+    if (elems.empty()) {
+      problems.add(raw.origin, fmt::format("{}: expected {} with at least one entry, got []", label,
+                                           kind_phrase(kind)));
+      return std::nullopt;
+    }
+    std::vector<std::string> out;
+    bool all_ok = true;
+    for (size_t i = 0; i < elems.size(); ++i) {
+      Origin origin = raw.origin.kind == Origin::Kind::kFile
+                          ? Origin::file(name, static_cast<int>(elems[i].location().line()))
+                          : raw.origin;
+      auto x = read_scalar(elems[i], Kind::kString, spec.constraint, fmt::format("{}[{}]", label, i), origin,
+                           problems);
+      if (x) out.push_back(std::get<std::string>(*x));
+      else all_ok = false;
+    }
+    if (!all_ok) return std::nullopt;
+    return Value(std::move(out));
+  }
   if (kind != Kind::kInts && kind != Kind::kFloats)
     return read_scalar(raw.value, kind, spec.constraint, label, raw.origin, problems);
 

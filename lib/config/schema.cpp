@@ -49,6 +49,7 @@ Constraint non_empty(Constraint each) {
 
 using Ints = std::vector<int64_t>;
 using Floats = std::vector<double>;
+using Strings = std::vector<std::string>;
 using std::string;
 
 constexpr Applies kAll = Applies::kAll;
@@ -94,8 +95,10 @@ std::vector<KeySpec> build_schema() {
        "pooling after the stem", FIELD(model.stem_pool)},
 
       // [data]
-      {"data", "train", kGpt, string(""), none(),
-       "training tokens (llm.c .bin file); required", FIELD(data.train)},
+      {"data", "train", kGpt, Strings{""}, none(),
+       "training tokens (llm.c .bin file); required. A list of parallel.dp files gives each "
+       "data-parallel replica its own file (replica d reads only entry d: data that stays on its site)",
+       FIELD(data.train)},
       {"data", "val", kGpt, string(""), none(),
        "validation tokens (llm.c .bin file); required", FIELD(data.val)},
       {"data", "train_images", kCnn, string(""), none(),
@@ -223,6 +226,22 @@ std::vector<KeySpec> build_schema() {
       {"parallel", "timeout", kAll, 300.0, at_most(above(0), 1e7),
        "seconds a collective may wait before the run fails naming the missing ranks",
        FIELD(parallel.timeout)},
+      {"parallel", "sync", kAll, string("step"), one_of({"step", "local"}),
+       "how data-parallel replicas agree: step = gradients all-reduced every step; local = each replica "
+       "takes parallel.sync_every steps on its own data, then the replicas average their parameter "
+       "changes and apply the outer optimizer (local SGD / DiLoCo; not with parallel.zero)",
+       FIELD(parallel.sync)},
+      {"parallel", "sync_every", kAll, int64_t{1}, at_least(1),
+       "sync local: optimizer steps between parameter syncs (H); the run's last step always syncs",
+       FIELD(parallel.sync_every)},
+      {"parallel", "outer_optim", kAll, string("average"), one_of({"average", "nesterov"}),
+       "sync local: average = synced params + outer_lr x mean change (outer_lr 1: plain averaging); "
+       "nesterov = SGD with Nesterov momentum on the mean change, as DiLoCo (outer_lr 0.7, momentum 0.9)",
+       FIELD(parallel.outer_optim)},
+      {"parallel", "outer_lr", kAll, 1.0, at_most(above(0), 1e3),
+       "sync local: the outer optimizer's learning rate", FIELD(parallel.outer_lr)},
+      {"parallel", "outer_momentum", kAll, 0.9, half_open(0, 1),
+       "sync local, outer_optim nesterov: the outer momentum", FIELD(parallel.outer_momentum)},
       {"parallel", "device_comm", kAll, string("auto"), one_of({"auto", "nccl", "mpi"}),
        "train.device = cuda: how the ranks exchange device tensors: nccl, or mpi through host "
        "staging (slow; what works when ranks share a GPU, which NCCL refuses); auto: mpi when "
@@ -359,6 +378,12 @@ std::string toml_literal(const Value& v) {
       for (size_t i = 0; i < xs.size(); ++i) out += (i ? ", " : "") + toml_float(xs[i]);
       return out + "]";
     }
+    std::string operator()(const std::vector<std::string>& xs) const {
+      if (xs.size() == 1) return toml_string(xs[0]);
+      std::string out = "[";
+      for (size_t i = 0; i < xs.size(); ++i) out += (i ? ", " : "") + toml_string(xs[i]);
+      return out + "]";
+    }
   };
   return std::visit(Visitor{}, v);
 }
@@ -371,6 +396,7 @@ const char* kind_name(Kind kind) {
     case Kind::kString: return "string";
     case Kind::kInts: return "int[]";
     case Kind::kFloats: return "float[]";
+    case Kind::kStrings: return "string|string[]";
   }
   return "?";
 }
@@ -383,6 +409,7 @@ const char* kind_phrase(Kind kind) {
     case Kind::kString: return "a string";
     case Kind::kInts: return "an array of integers";
     case Kind::kFloats: return "an array of numbers";
+    case Kind::kStrings: return "a string or an array of strings";
   }
   return "?";
 }

@@ -17,14 +17,16 @@
 namespace dtrain::config {
 
 // A key's value; the alternative's index is the key's Kind.
-using Value =
-    std::variant<int64_t, double, bool, std::string, std::vector<int64_t>, std::vector<double>>;
-enum class Kind { kInt, kFloat, kBool, kString, kInts, kFloats };
+// kStrings (paths) reads a string as a one-element list and writes a
+// one-element list back as a string.
+using Value = std::variant<int64_t, double, bool, std::string, std::vector<int64_t>, std::vector<double>,
+                           std::vector<std::string>>;
+enum class Kind { kInt, kFloat, kBool, kString, kInts, kFloats, kStrings };
 
 // Accessors binding a key to its Config field; index matches Value and Kind.
 using Field = std::variant<int64_t& (*)(Config&), double& (*)(Config&), bool& (*)(Config&),
                            std::string& (*)(Config&), std::vector<int64_t>& (*)(Config&),
-                           std::vector<double>& (*)(Config&)>;
+                           std::vector<double>& (*)(Config&), std::vector<std::string>& (*)(Config&)>;
 
 enum class Applies { kAll, kGpt, kCnn };
 

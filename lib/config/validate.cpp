@@ -97,7 +97,7 @@ class Validator {
       else if (c_.train.seq_len == 0)
         c_.train.seq_len = m.context_length;
     }
-    require_path("data.train", c_.data.train, "gpt");
+    for (const std::string& path : c_.data.train) require_path("data.train", path, "gpt");
     require_path("data.val", c_.data.val, "gpt");
     // GPT-2 BPE's 50257 ids must fit the vocabulary (byte tokens are checked
     // where the token files are read: small test vocabularies are fine).
@@ -180,6 +180,24 @@ class Validator {
               "parallel.zero = 3 (parameter sharding) is not available yet: use 0, 1 (optimizer state) or "
               "2 (optimizer state and gradients)");
     check_sequence_parallel();
+    check_local_sync();
+  }
+
+  // parallel.sync = "local" (train/local_sync.h) and data that stays on its
+  // site: data.train lists one file per data-parallel replica.
+  void check_local_sync() {
+    const ParallelConfig& p = c_.parallel;
+    if (ok({"parallel.sync", "parallel.zero"}) && p.sync == "local" && p.zero >= 1 && p.dp > 1)
+      problem({"parallel.sync", "parallel.zero"},
+              fmt::format("parallel.sync = \"local\" with parallel.zero = {}: ZeRO shards one optimizer over the "
+                          "data-parallel replicas, but local sync gives each replica its own; use parallel.zero = 0",
+                          p.zero));
+    if (c_.model.type == "gpt" && ok({"data.train"}) && c_.data.train.size() > 1 &&
+        static_cast<int64_t>(c_.data.train.size()) != p.dp)
+      problem({"data.train", "parallel.dp"},
+              fmt::format("data.train: lists {} files, but parallel.dp is {}: give one file per data-parallel "
+                          "replica (entry d is replica d's), or one file that every replica shares",
+                          c_.data.train.size(), p.dp));
   }
 
   // Interleaved 1F1B: v >= 2 chunks per stage on more than one stage, and
@@ -273,7 +291,8 @@ class Validator {
                           .fixed_pp = pp,
                           .fixed_micro_batch = t.micro_batch > 0,
                           .fixed_grad_accum = t.grad_accum > 0 && t.global_batch > 0,
-                          .fixed_zero = is_set("parallel.zero"),
+                          // local sync has no ZeRO: the planner keeps the config's (0)
+                          .fixed_zero = is_set("parallel.zero") || c_.parallel.sync == "local",
                           .fixed_schedule = is_set("parallel.schedule"),
                           .fixed_recompute = is_set("train.recompute")};
     AutoLayoutChoice choice;

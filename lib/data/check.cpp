@@ -18,10 +18,12 @@ std::vector<std::string> data_problems(const Config& cfg) {
     }
   };
   if (cfg.model.type == "gpt") {
-    for (const auto& kp : {std::pair{"data.train", &cfg.data.train}, std::pair{"data.val", &cfg.data.val}}) {
-      const std::string& path = *kp.second;
-      attempt(kp.first, [&] { TokenFile(path).check_vocab(cfg.model.vocab_size); });
-    }
+    std::vector<std::pair<std::string, std::string>> files;  // (key, path)
+    for (size_t i = 0; i < cfg.data.train.size(); ++i)
+      files.emplace_back(cfg.data.train.size() > 1 ? fmt::format("data.train[{}]", i) : "data.train", cfg.data.train[i]);
+    files.emplace_back("data.val", cfg.data.val);
+    for (const auto& [key, path] : files)
+      attempt(key.c_str(), [&] { TokenFile(path).check_vocab(cfg.model.vocab_size); });
   } else {
     const auto& d = cfg.data;
     for (const auto& set : {std::tuple{"data.train_images, data.train_labels", &d.train_images, &d.train_labels},

@@ -46,7 +46,7 @@ class ImageSource : public DataSource {
 
 }  // namespace
 
-DataSources open_data(const Config& cfg, int64_t seq_len) {
+DataSources open_data(const Config& cfg, int64_t seq_len, int replica) {
   DataSources s;
   const auto seed = static_cast<uint64_t>(cfg.train.seed);
   // Both sets are opened whatever happens to the first: every problem is reported at once.
@@ -59,8 +59,18 @@ DataSources open_data(const Config& cfg, int64_t seq_len) {
     }
   };
   if (cfg.model.token_model()) {
-    open(s.train, [&] {
-      return std::make_unique<TokenSource>(cfg.data.train, cfg.model.vocab_size, seq_len, seed, cfg.data.shuffle);
+    open(s.train, [&]() -> std::unique_ptr<DataSource> {
+      if (!per_replica_data(cfg))
+        return std::make_unique<TokenSource>(cfg.data.train.at(0), cfg.model.vocab_size, seq_len, seed, cfg.data.shuffle);
+      DTRAIN_CHECK(replica >= 0 && static_cast<size_t>(replica) < cfg.data.train.size(),
+                   "data-parallel replica {} has no data.train entry ({} listed)", replica, cfg.data.train.size());
+      try {
+        return std::make_unique<TokenSource>(cfg.data.train[replica], cfg.model.vocab_size, seq_len, seed,
+                                             cfg.data.shuffle);
+      } catch (const InputError& e) {
+        throw InputError(fmt::format("data.train[{}] (data-parallel replica {}'s own file): {}", replica, replica,
+                                     e.what()));
+      }
     });
     open(s.val, [&] { return std::make_unique<TokenSource>(cfg.data.val, cfg.model.vocab_size, seq_len, seed, false); });
   } else {

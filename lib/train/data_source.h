@@ -26,6 +26,10 @@ struct DataSources {
 
 // Opens and checks the data files of `cfg` against its model (vocabulary,
 // image shape, classes). Throws InputError naming the file on any problem.
-DataSources open_data(const Config& cfg, int64_t seq_len);
+// When data.train lists one file per data-parallel replica, `replica` (the
+// rank's data-parallel coordinate) picks its own: no other is opened.
+DataSources open_data(const Config& cfg, int64_t seq_len, int replica = 0);
+// True when every data-parallel replica reads a file of its own.
+inline bool per_replica_data(const Config& cfg) { return cfg.model.token_model() && cfg.data.train.size() > 1; }
 
 }  // namespace dtrain

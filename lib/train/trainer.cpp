@@ -88,7 +88,7 @@ void Trainer::setup() {
   // Device tensors' collectives are ordered after the work queued on this stream.
   for (Communicator* c : {g_.world, g_.dp, g_.tp, g_.pp, g_.embed}) c->set_compute_stream(ex.stream);
   seq_len_ = train_seq_len(cfg_);
-  data_ = open_data(cfg_, seq_len_);
+  open_own_data();
   par_.tp = g_.layout.tp > 1 ? g_.tp : nullptr;
   par_.sequence_parallel = cfg_.parallel.sequence_parallel;
 
@@ -162,6 +162,11 @@ void Trainer::setup() {
   // from stage 2 on the reduced gradients) of one contiguous range of the
   // flat parameters. With one data-parallel rank there is nothing to shard.
   opt_range_ = FlatRange{0, m.params.values().numel()};
+  const bool local = cfg_.parallel.sync == "local";
+  if (local && cfg_.parallel.zero >= 1 && g_.layout.dp > 1)
+    throw ConfigError(fmt::format("parallel.sync = \"local\" with parallel.zero = {}: ZeRO shards one optimizer "
+                                  "over the data-parallel replicas, but local sync gives each replica its own; "
+                                  "use parallel.zero = 0", cfg_.parallel.zero));
   if (cfg_.parallel.zero >= 1 && g_.layout.dp > 1) {
     if (chunks_ > 1)
       throw ConfigError(fmt::format("parallel.zero = {} with parallel.schedule = \"interleaved\": ZeRO over several "
@@ -178,7 +183,39 @@ void Trainer::setup() {
     opt_ = make_optimizer(cfg_.optim, m.params, opt_range_);
     reducer_ = std::make_unique<GradReducer>(m.params, *g_.dp, cfg_.parallel.bucket_mb);
   }
+  if (local) local_ = std::make_unique<LocalSync>(m.params, *g_.dp, cfg_.parallel, ex);
   scalars_ = Tensor::empty(Shape{4}, DType::f64);
+}
+
+void Trainer::open_own_data() {
+  if (!per_replica_data(cfg_) || g_.world->size() == 1) {
+    data_ = open_data(cfg_, seq_len_, g_.coord.dp);
+    return;
+  }
+  // Each replica opens only its own file, so a problem with it is one rank's:
+  // the ranks agree on the first failing rank's message (every rank throws
+  // it), as they would for a problem that every rank sees.
+  constexpr int64_t kText = 1024;
+  std::string problem;
+  try {
+    data_ = open_data(cfg_, seq_len_, g_.coord.dp);
+  } catch (const InputError& e) {
+    problem = e.what();
+  } catch (const ConfigError& e) {  // several files
+    problem = e.what();
+  }
+  const int n = g_.world->size();
+  // One byte per int32 (the communicators carry no byte tensors).
+  Tensor mine = Tensor::zeros(Shape{kText}, DType::i32), all = Tensor::zeros(Shape{kText * n}, DType::i32);
+  for (size_t i = 0; i < std::min<size_t>(problem.size(), kText - 1); ++i)
+    mine.data<int32_t>()[i] = static_cast<unsigned char>(problem[i]);
+  g_.world->all_gather(mine, all)->wait();
+  for (int r = 0; r < n; ++r) {
+    const int32_t* text = all.data<int32_t>() + r * kText;
+    std::string what;
+    for (int64_t i = 0; i < kText && text[i] != 0; ++i) what += static_cast<char>(text[i]);
+    if (!what.empty()) throw InputError(what);
+  }
 }
 
 void Trainer::build_chunks(DType dtype, const Exec& ex) {
@@ -232,6 +269,9 @@ int64_t Trainer::sample_offset(int64_t step, int64_t micro) const {
   // run of grad_accum of them. One process reads the same micro-batches in the
   // same order, so any layout sees the same samples with the same dropout.
   const TrainConfig& t = cfg_.train;
+  // A file per replica (data.train lists dp files): the replica's share of
+  // the step's batch is samples [step * G / dp, (step + 1) * G / dp) of its own file.
+  if (per_replica_data(cfg_)) return step * (t.global_batch / g_.layout.dp) + micro * t.micro_batch;
   return step * t.global_batch + (g_.coord.dp * t.grad_accum + micro) * t.micro_batch;
 }
 
@@ -315,9 +355,9 @@ void Trainer::backward_op(int micro, int chunk, const Ctx& step_ctx, double scal
   if (last) {
     if (zero_)
       trace(fmt::format("B {}: ZeRO-{} gradient reduce-scatter over dp", at, zero_->stage()));
-    else
+    else if (!local_)
       trace(fmt::format("B {}: gradient reduction over dp in {} buckets", at, reducer_->buckets()));
-    if (reducer_) reducer_->begin();
+    if (reducer_ && !local_) reducer_->begin();
     if (options_.profiler) options_.profiler->mark_reduction_begin();  // --- profiler hook
   }
   for (size_t i = m.layers.size(); i-- > 0;) {
@@ -330,7 +370,7 @@ void Trainer::backward_op(int micro, int chunk, const Ctx& step_ctx, double scal
     // backward (chunk 0's) has passed layer i, every later chunk is done too.
     if (zero_)
       zero_->after_backward(i, last, cfg_.parallel.overlap);  // one chunk: ZeRO with interleaving is refused
-    else if (last && cfg_.parallel.overlap)
+    else if (last && cfg_.parallel.overlap && !local_)
       reducer_->ready_from(reducer_->offset_of_param(model().first_param_of(base + i)));
   }
   if (!m.first_stage()) {
@@ -402,7 +442,9 @@ StepResult Trainer::train_step(int64_t step) {
   if (zero_) zero_->begin_step();
   const int micro_batches = static_cast<int>(t.grad_accum);
   const std::vector<PipeOp>& ops = ops_;
-  const double scale = 1.0 / static_cast<double>(micro_batches * g_.layout.dp);
+  // The mean over the step's global batch; under local sync over the
+  // replica's own share of it (no gradient all-reduce).
+  const double scale = 1.0 / static_cast<double>(micro_batches * (local_ ? 1 : g_.layout.dp));
   Ctx ctx{.training = true, .seed = static_cast<uint64_t>(t.seed), .step = step, .sample_offset = 0};
   const int slots = static_cast<int>(slots_.size());
   for (size_t i = 0; i < ops.size(); ++i) {
@@ -417,7 +459,7 @@ StepResult Trainer::train_step(int64_t step) {
   StepResult r;
   {
     Profiler::Scope timed(options_.profiler, Profiler::Kind::dp_wait);
-    r.dp_wait_seconds = zero_ ? zero_->finish() : reducer_->finish();  // ZeRO: tied parameters too
+    r.dp_wait_seconds = zero_ ? zero_->finish() : local_ ? 0.0 : reducer_->finish();  // ZeRO: tied parameters too
   }
   if (g_.layout.pp > 1 && !zero_) {
     // Tied parameters (the embedding and the head's copy, on the first and
@@ -447,7 +489,11 @@ StepResult Trainer::train_step(int64_t step) {
     if (g_.world->rank() == 0)
       log_(fmt::format("step {}: {}; update skipped (train.skip_nonfinite)", step + 1, what));
     r.skipped = true;
-    sync_buffers();
+    if (local_) {
+      if (local_->due(step, t.steps)) outer_sync();  // the replicas sync on schedule whatever each skipped
+    } else {
+      sync_buffers();
+    }
     r.seconds = seconds_since(t0);
     r.comm_seconds = comm_wait_total() - comm0;
     return r;
@@ -461,7 +507,10 @@ StepResult Trainer::train_step(int64_t step) {
     trace("zero: all_gather of the updated parameters over dp");
     zero_->gather_params();
   }
-  sync_buffers();
+  if (!local_)
+    sync_buffers();
+  else if (local_->due(step, t.steps))
+    outer_sync();
   runtime_->sync();  // the step's work done on the device before its time is taken
   if (options_.comm_check) options_.comm_check();
   r.seconds = seconds_since(t0);
@@ -469,7 +518,27 @@ StepResult Trainer::train_step(int64_t step) {
   return r;
 }
 
+void Trainer::outer_sync() {
+  Profiler::Scope timed(options_.profiler, Profiler::Kind::dp_wait);
+  trace(fmt::format("local sync {}: all_reduce of the parameter changes over dp, outer {}", local_->syncs() + 1,
+                    cfg_.parallel.outer_optim));
+  local_->sync();
+}
+
 EvalResult Trainer::evaluate() {
+  // Local sync: the replicas' agreed model (the last synced parameters).
+  if (local_) {
+    local_->swap_in_anchor();
+    struct Back {
+      LocalSync& l;
+      ~Back() { l.swap_back(); }
+    } back{*local_};
+    return evaluate_now();
+  }
+  return evaluate_now();
+}
+
+EvalResult Trainer::evaluate_now() {
   const int64_t micro = cfg_.train.micro_batch;
   const int64_t total = data_.val->size();
   int64_t batches = (total + micro - 1) / micro;
@@ -576,6 +645,12 @@ TrainSummary Trainer::run(const RunOptions& opts) {
                     chunks_ > 1 ? fmt::format(" (v = {}: stage s holds virtual stages s + {} c)", chunks_, g_.layout.pp) : "",
                     slots_.size(), zero_stage()));
   }
+  if (local_)
+    log(fmt::format("sync local: the {} data-parallel replicas sync every {} steps (and after the last), outer "
+                    "optimizer {} (lr {}{}){}", g_.layout.dp, cfg_.parallel.sync_every, cfg_.parallel.outer_optim,
+                    cfg_.parallel.outer_lr,
+                    local_->momentum().defined() ? fmt::format(", momentum {}", cfg_.parallel.outer_momentum) : "",
+                    per_replica_data(cfg_) ? "; each replica reads its own data.train file" : ""));
 
   auto report_eval = [&](int64_t step, const EvalResult& e) {
     if (classifier) {

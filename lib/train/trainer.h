@@ -26,6 +26,7 @@
 #include "train/data_source.h"
 #include "train/grad_sync.h"
 #include "train/hooks.h"
+#include "train/local_sync.h"
 #include "train/metrics.h"
 #include "train/profiler.h"
 #include "train/zero.h"
@@ -129,9 +130,13 @@ class Trainer {
   // The ZeRO stage in effect (0 when parallel.zero = 0 or dp = 1) and its sharding.
   int zero_stage() const { return zero_ ? zero_->stage() : 0; }
   const ZeroSharding* zero() const { return zero_.get(); }
+  // parallel.sync = "local": the outer state (the last synced parameters and
+  // the outer momentum); null under sync = "step".
+  LocalSync* local_sync() { return local_.get(); }
 
  private:
   void setup();
+  void open_own_data();  // data_, agreed over the world when each replica has its own file
   void trace(const std::string& what) const;
   // Samples of micro-batch `micro` of this data-parallel rank in step `step`.
   int64_t sample_offset(int64_t step, int64_t micro) const;
@@ -149,6 +154,8 @@ class Trainer {
   double global_grad_norm();
   double comm_wait_total() const;
   void sync_buffers();
+  void outer_sync();          // parallel.sync = "local": the end of a period
+  EvalResult evaluate_now();  // evaluate() with the parameters as they are
 
   // Host staging of a micro-batch for a device run: filled by the samplers,
   // uploaded on the stream; the event says when the upload has read it.
@@ -175,6 +182,7 @@ class Trainer {
   FlatRange opt_range_;
   std::unique_ptr<ZeroSharding> zero_;  // ZeRO-1/2 over dp (null: gradients all-reduced by reducer_)
   std::unique_ptr<GradReducer> reducer_;
+  std::unique_ptr<LocalSync> local_;  // parallel.sync = "local" (then no per-step gradient reduction over dp)
   DataSources data_;
   std::vector<Tensor> x_, y_;      // per slot: the micro-batch's inputs and targets (on the device)
   std::vector<Tensor> xh_, yh_;    // per slot, device runs only: their pinned host staging

@@ -90,7 +90,7 @@ const std::vector<BadCase> kBadCases = {
      "cfg.toml:7: model.bias: expected a boolean (true or false), got an integer 1"},
     {"string key given an integer",
      {"[data]", "train = 5", "val = \"v.bin\"", "[train]", "micro_batch = 4"}, {}, 1,
-     "cfg.toml:2: data.train: expected a string, got an integer 5"},
+     "cfg.toml:2: data.train: expected a string or an array of strings, got an integer 5"},
     {"int array given a scalar", cnn({"channels = 16"}), {}, 1,
      "cfg.toml:3: model.channels: expected an array of integers, got an integer 16"},
     {"int array element of the wrong type", cnn({"channels = [16,", "  \"a\"]"}), {}, 1,

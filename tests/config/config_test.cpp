@@ -56,7 +56,7 @@ TEST_CASE("defaults are the documented ones") {
   CHECK(c.model.n_embd == 128);
   CHECK(c.model.dropout == 0.0);
   CHECK(c.model.bias == true);
-  CHECK(c.data.train == "data/t.bin");  // relative paths are kept as written
+  CHECK(c.data.train == std::vector<std::string>{"data/t.bin"});  // relative paths are kept as written
   CHECK(c.data.shuffle == true);
   CHECK(c.train.steps == 1000);
   CHECK(c.train.seed == 1337);
@@ -124,7 +124,7 @@ TEST_CASE("--set overrides the file and is applied before validation") {
   CHECK(c.optim.lr == 1e-3);
   CHECK(c.optim.warmup_steps == 2);
   CHECK(c.optim.nesterov == true);
-  CHECK(c.data.train == "other/tokens.bin");
+  CHECK(c.data.train == std::vector<std::string>{"other/tokens.bin"});
   CHECK(c.log.out_dir == "runs/x y");
   CHECK(c.checkpoint.dir == "runs/x y/checkpoints");
   CHECK(c.model.context_length == 1024);
@@ -301,4 +301,55 @@ TEST_CASE("describe_keys: one aligned line per key") {
   CHECK(found);
   CHECK(text.find("optim.schedule") != std::string::npos);
   CHECK(text.find("one of cosine|linear|constant") != std::string::npos);
+}
+
+TEST_CASE("parallel.sync local: keys, data.train per replica, refusals") {
+  const std::string sites = R"(
+[data]
+train = ["site0.bin", "site1.bin"]
+val = "v.bin"
+[train]
+micro_batch = 4
+[parallel]
+dp = 2
+sync = "local"
+sync_every = 8
+outer_optim = "nesterov"
+outer_lr = 0.7
+outer_momentum = 0.9
+)";
+  Config c = parse_config(sites, "sites.toml", {}, 2);
+  CHECK(c.data.train == std::vector<std::string>{"site0.bin", "site1.bin"});
+  CHECK(c.parallel.sync == "local");
+  CHECK(c.parallel.sync_every == 8);
+  CHECK(c.parallel.outer_optim == "nesterov");
+  CHECK(c.parallel.outer_lr == 0.7);
+  CHECK(c.parallel.outer_momentum == 0.9);
+  // The list is written back as a list, one file as a string; both round trip.
+  const std::string toml = to_toml(c);
+  CHECK(toml.find("train = [\"site0.bin\", \"site1.bin\"]") != std::string::npos);
+  CHECK(toml.find("sync = \"local\"") != std::string::npos);
+  CHECK(parse_config(toml, "sites.toml", {}, 2) == c);
+  const Config one = parse_config(kGpt, "tiny.toml");
+  CHECK(to_toml(one).find("train = \"data/t.bin\"") != std::string::npos);
+  CHECK(one.parallel.sync == "step");
+  // One file per replica or one for all.
+  CHECK_THROWS_WITH_AS(parse_config(sites, "sites.toml", {"parallel.dp=4"}, 4),
+                       doctest::Contains("data.train: lists 2 files, but parallel.dp is 4: give one file per "
+                                         "data-parallel replica"),
+                       ConfigError);
+  CHECK_THROWS_WITH_AS(parse_config(sites, "sites.toml", {"data.train=[\"a.bin\", 3]"}, 2),
+                       doctest::Contains("data.train[1]: expected a string, got an integer 3"), ConfigError);
+  CHECK_THROWS_WITH_AS(parse_config(sites, "sites.toml", {"data.train=[]"}, 2),
+                       doctest::Contains("data.train: expected a string or an array of strings with at least one"),
+                       ConfigError);
+  CHECK_THROWS_WITH_AS(parse_config(sites, "sites.toml", {"data.train=[\"a.bin\", \"\"]"}, 2),
+                       doctest::Contains("data.train: expected a file path"), ConfigError);
+  // ZeRO shards one optimizer over the replicas; local sync has one per replica.
+  CHECK_THROWS_WITH_AS(parse_config(sites, "sites.toml", {"parallel.zero=1"}, 2),
+                       doctest::Contains("parallel.sync = \"local\" with parallel.zero = 1"), ConfigError);
+  CHECK_THROWS_WITH_AS(parse_config(sites, "sites.toml", {"parallel.sync=\"sometimes\""}, 2),
+                       doctest::Contains("parallel.sync: expected one of \"step\", \"local\""), ConfigError);
+  CHECK_THROWS_WITH_AS(parse_config(sites, "sites.toml", {"parallel.sync_every=0"}, 2),
+                       doctest::Contains("parallel.sync_every: expected an integer >= 1, got 0"), ConfigError);
 }
