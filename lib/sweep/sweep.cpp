@@ -389,7 +389,8 @@ std::vector<Trial> make_trials(const Spec& spec) {
 
 std::string values_text(const Trial& t) { return fmt::format("{}", fmt::join(t.overrides, " ")); }
 
-void check_trials(Spec& spec, const std::vector<Trial>& trials, const AutoLayout& auto_layout) {
+std::vector<Config> check_trials(Spec& spec, const std::vector<Trial>& trials, const AutoLayout& auto_layout) {
+  std::vector<Config> configs;
   std::error_code ec;
   if (!fs::is_regular_file(spec.base, ec))
     throw ConfigError(fmt::format("{}: base: {}: no such config file", spec.path, spec.base));
@@ -397,12 +398,13 @@ void check_trials(Spec& spec, const std::vector<Trial>& trials, const AutoLayout
   std::set<std::string> seen;
   int64_t max_steps = 0, eval_every = -1;
   bool eval_ok = true;
-  auto check = [&](const std::vector<std::string>& overrides, const std::string& what) {
+  auto check = [&](const std::vector<std::string>& overrides, const std::string& what, bool keep) {
     std::vector<std::string> all = spec.set;
     all.insert(all.end(), overrides.begin(), overrides.end());
     try {
       const Config c = load_config(spec.base, all, static_cast<int>(spec.ranks), auto_layout);
       max_steps = std::max(max_steps, c.train.steps);
+      if (keep) configs.push_back(c);
       if (spec.metric.starts_with("eval_")) {
         for (int64_t r : spec.asha.rungs) eval_ok &= c.train.eval_every > 0 && r % c.train.eval_every == 0;
         eval_every = c.train.eval_every;
@@ -423,10 +425,10 @@ void check_trials(Spec& spec, const std::vector<Trial>& trials, const AutoLayout
       const std::string lit = a.integer ? fmt::to_string(static_cast<int64_t>(end)) : config::toml_float(end);
       for (auto& s : o)
         if (s.starts_with(a.key + "=")) s = a.key + "=" + lit;
-      check(o, fmt::format("space.\"{}\" ({} = {})", a.key, end == a.low ? "low" : "high", lit));
+      check(o, fmt::format("space.\"{}\" ({} = {})", a.key, end == a.low ? "low" : "high", lit), false);
     }
   }
-  for (const Trial& t : trials) check(t.overrides, fmt::format("trial {} ({})", t.id, values_text(t)));
+  for (const Trial& t : trials) check(t.overrides, fmt::format("trial {} ({})", t.id, values_text(t)), true);
   if (problems.empty() && spec.asha.min_steps > 0) {
     spec.asha.rungs.clear();
     for (double r = static_cast<double>(spec.asha.min_steps); r < static_cast<double>(max_steps); r *= spec.asha.reduction)
@@ -439,6 +441,7 @@ void check_trials(Spec& spec, const std::vector<Trial>& trials, const AutoLayout
                                    "not all multiples of it",
                                    spec.path, spec.metric, eval_every, fmt::join(spec.asha.rungs, ", ")));
   if (!problems.empty()) throw ConfigError(problems);
+  return configs;
 }
 
 }  // namespace dtrain::sweep

@@ -87,8 +87,9 @@ std::vector<Trial> make_trials(const Spec& spec);
 // trial's) on spec.ranks ranks, and resolves ASHA's min_steps into rungs
 // (below the largest train.steps). Problems name the sweep file, the trial and
 // its values; the same problem in many trials is reported once. Also checks
-// that eval metrics are recorded at every rung. Throws ConfigError.
-void check_trials(Spec& spec, const std::vector<Trial>& trials, const AutoLayout& auto_layout = {});
+// that eval metrics are recorded at every rung. Returns the trials' configs,
+// in order. Throws ConfigError.
+std::vector<Config> check_trials(Spec& spec, const std::vector<Trial>& trials, const AutoLayout& auto_layout = {});
 
 // "optim.lr=0.001 model.n_layer=2" -> the values alone, for tables.
 std::string values_text(const Trial& t);
