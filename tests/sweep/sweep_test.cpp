@@ -64,7 +64,7 @@ eval_every = 10
 
 }  // namespace
 
-TEST_CASE("sweep: a grid runs every combination, the first axis slowest") {
+TEST_CASE("a grid runs every combination, the first axis slowest") {
   const Spec s = parse_spec_text(R"(
 base = "b.toml"
 [space]
@@ -85,7 +85,7 @@ base = "b.toml"
   CHECK(values_text(t[1]) == "model.n_layer=1 optim.lr=0.002");
 }
 
-TEST_CASE("sweep: choices become the literal --set takes for the key's type") {
+TEST_CASE("choices become the literal --set takes for the key's type") {
   const Spec s = parse_spec_text(R"(
 base = "b.toml"
 [space]
@@ -100,7 +100,7 @@ base = "b.toml"
                                                    "optim.nesterov=true"});
 }
 
-TEST_CASE("sweep: random search is reproducible, within bounds, and extends with more trials") {
+TEST_CASE("random search is reproducible, within bounds, and extends with more trials") {
   const std::string text = R"(
 base = "b.toml"
 trials = 200
@@ -151,7 +151,7 @@ seed = 7
   CHECK(make_trials(other)[0].overrides != a[0].overrides);
 }
 
-TEST_CASE("sweep: bad sweep files name the file, line and key") {
+TEST_CASE("bad sweep files name the file, line and key") {
   CHECK(problems_of("base = \"b.toml\"\n[space]\n\"optim.lrr\" = [1e-3]\n") ==
         "s.toml:3: space.\"optim.lrr\": unknown config key (did you mean 'optim.lr'?) (dtrain keys lists them)\n");
   CHECK(problems_of("base = \"b.toml\"\n[space]\noptim.lr = [1e-3]\n").find(
@@ -190,7 +190,7 @@ TEST_CASE("sweep: bad sweep files name the file, line and key") {
   CHECK(problems_of("base = \"b.toml\"\n[space\n").find("s.toml:2: TOML syntax error") == 0);
 }
 
-TEST_CASE("sweep: every trial's config is checked with the config library, each problem once") {
+TEST_CASE("every trial's config is checked with the config library, each problem once") {
   TempDir d;
   d.write("b.toml", kBase);
   Spec s = parse_spec_text(R"(
@@ -239,7 +239,7 @@ base = "b.toml"
   CHECK_THROWS_WITH_AS(check_trials(c, make_trials(c)), doctest::Contains("for classifiers"), dtrain::ConfigError);
 }
 
-TEST_CASE("sweep: ASHA keeps the best 1/reduction at each rung") {
+TEST_CASE("ASHA keeps the best 1/reduction at each rung") {
   Asha a({10, 20}, 2, /*maximize=*/false);
   CHECK(a.decide(10, 3.0));   // first at the rung: goes on
   CHECK(!a.decide(10, 4.0));  // 2 seen, keep 1: 3.0 is better
@@ -256,7 +256,7 @@ TEST_CASE("sweep: ASHA keeps the best 1/reduction at each rung") {
   CHECK(m.decide(10, 0.95));   // a tie with the best goes on
 }
 
-TEST_CASE("sweep: the record round-trips, and the metrics reader follows a growing, trimmed file") {
+TEST_CASE("the record round-trips, and the metrics reader follows a growing, trimmed file") {
   TempDir d;
   SweepRecord r{"s.toml", "eval_loss", "min", {}};
   TrialRecord t;
