@@ -249,13 +249,14 @@ class Sweep {
     std::vector<std::string> sets = spec_.set;
     sets.insert(sets.end(), t.overrides.begin(), t.overrides.end());
     std::vector<std::string> args;
-    if (has_checkpoint(t.dir) && !opts_.slurm) {  // dtrain.sbatch decides this itself
+    if (opts_.slurm) {
+      args = {spec_.base};  // dtrain.sbatch chooses run or resume and adds --out and checkpoint.dir
+    } else if (has_checkpoint(t.dir)) {
       args = {"resume", (fs::path(t.dir) / "checkpoints").string(), "--out", t.dir};
     } else {
       args = {"run", spec_.base, "--out", t.dir};
       sets.push_back("checkpoint.dir=" + (fs::path(t.dir) / "checkpoints").string());
     }
-    if (opts_.slurm) args = {spec_.base};  // dtrain.sbatch adds run/resume, --out and checkpoint.dir
     for (const auto& s : sets) args.insert(args.end(), {"--set", s});
     return args;
   }

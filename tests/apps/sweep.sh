@@ -67,7 +67,7 @@ steps1=$(json_trials g steps | sed -n 's/^1 //p')
 [ "$(json_trials g steps | sed -n "s/^0 //p")" -eq 600 ] || fail "grid: trial 0 did not run to the end"
 grep -q "stopped by SIGUSR1 after step" g/trial_001/output.log || fail "grid: trial 1 was not stopped cleanly"
 grep -q "stopped by ASHA at step 20" "$WORK/out" || fail "grid: no ASHA line"
-grep -qE "^1 +1e-07 +5 +[0-9.]+ +20 +$steps1 +stopped at 20 \(ASHA\)" "$WORK/out" || { cat "$WORK/out"; fail "grid: table row of trial 1"; }
+grep -qE "^1 +1e-07 +5 +[0-9.]+ +[0-9]+ +$steps1 +stopped at 20 \(ASHA\)" "$WORK/out" || { cat "$WORK/out"; fail "grid: table row of trial 1"; }
 grep -qE "^0\* +0.003 +5 +" "$WORK/out" || { cat "$WORK/out"; fail "grid: trial 0 is not marked best"; }
 grep -q "^lr = 0.003$" g/best.toml || fail "grid: best.toml lacks the best lr"
 expect_exit 0 "$DTRAIN" run g/best.toml --set train.steps=6 --out "$WORK/best-run"
