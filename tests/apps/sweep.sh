@@ -4,7 +4,8 @@
 # draws the same trials twice; a sweep killed with SIGKILL mid-trial, whose
 # trial checkpoints (it is told when its sweep dies) and resumes on the re-run
 # with the losses of an uninterrupted run; SIGINT stops the trials cleanly
-# (exit 4) and a second sweep on the same directory is refused meanwhile.
+# (exit 4) and a second sweep on the same directory is refused meanwhile;
+# trials behind a launcher (mpirun -np 2) that ASHA stops through it.
 source "$(dirname "$0")/common.bash"
 T0=$SECONDS
 make_tokens
@@ -163,4 +164,24 @@ grep -q "stopped by SIGUSR1 after step" i/trial_000/output.log || fail "SIGINT: 
 [ ! -e i/trial_001 ] || fail "SIGINT: trial 1 started"
 grep -q "run \`dtrain sweep long.toml --out i\` again to resume it" i.out || fail "SIGINT: no resume hint"
 echo "sweep: 5. SIGINT stops the trials with a checkpoint, exit 4 ($((SECONDS - t))s)"
+
+# 6. Trials behind a launcher: each an mpirun of 2 ranks; ASHA's stop goes
+# through mpirun (which passes SIGUSR1 on to the ranks).
+t=$SECONDS
+cat >mpi.toml <<'EOT'
+base = "tiny.toml"
+ranks = 2
+launcher = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "2"]
+set = ["parallel.dp=2", "train.grad_accum=1", "train.steps=600", "train.eval_every=20", "train.eval_batches=1", "log.every=500"]
+[space]
+"optim.lr" = [3e-3, 1e-7]
+[asha]
+rungs = [20]
+reduction = 2
+EOT
+expect_exit 0 "$DTRAIN" sweep mpi.toml --out m
+grep -qx "0 finished" <(json_trials m state) && grep -qx "1 stopped" <(json_trials m state) || { cat "$WORK/out"; fail "mpirun: expected trial 0 finished, trial 1 stopped"; }
+grep -q "layout dp=2 tp=1 pp=1 on 2 ranks" m/trial_000/output.log || fail "mpirun: trial 0 did not run on 2 ranks"
+grep -q "stopped by SIGUSR1 after step" m/trial_001/output.log || fail "mpirun: trial 1 was not stopped cleanly"
+echo "sweep: 6. trials under mpirun -np 2, ASHA's stop through mpirun ($((SECONDS - t))s)"
 echo "sweep: ok in $((SECONDS - T0))s"

@@ -2,7 +2,8 @@
 # of two trials runs as one job array of tools/slurm/dtrain.sbatch, one task
 # at a time (ASHA's decisions then do not depend on which arrives first); ASHA stops the trial with a far too small learning rate at
 # its rung (its task is signalled and cancelled); the table and best.toml
-# come out as for local trials, and running the sweep again re-runs nothing.
+# come out as for local trials, and running the sweep again re-runs nothing;
+# a sweep killed while its array runs is re-run and watches the tasks again.
 # Exits 77 (skipped) where the machine cannot run a cluster.
 source "$(dirname "$0")/../apps/common.bash"
 source "$(dirname "$0")/cluster.bash"
@@ -52,4 +53,32 @@ grep -q "dtrain finished (exit 0)" s/trial_000/slurm.log || fail "trial 0: dtrai
 expect_exit 0 "$DTRAIN" sweep grid.toml --slurm --out s
 grep -q "resuming: 2 of 2 trials already done" "$WORK/out" || { cat "$WORK/out"; fail "re-run: not resumed"; }
 ! grep -q "submitted" "$WORK/out" || fail "re-run submitted a job"
-echo "slurm sweep: 2 trials as a job array, trial 1 stopped by ASHA at step 20 ($steps1 run); ok in $((SECONDS - T0))s"
+echo "slurm sweep: 1. 2 trials as a job array, trial 1 stopped by ASHA at step 20 ($steps1 run) ($((SECONDS - T0))s)"
+
+# 2. The sweep killed (SIGKILL) while its array runs: the re-run finds the
+# tasks still in the queue and watches them to the end, submitting nothing.
+t=$SECONDS
+cat >two.toml <<'EOT'
+base = "tiny.toml"
+concurrency = 2
+set = ["train.steps=1500", "train.eval_every=500", "train.eval_batches=1", "log.every=500"]
+[space]
+"optim.lr" = [3e-3, 1e-2]
+EOT
+"$DTRAIN" sweep two.toml --slurm --out k >k.out 2>&1 &
+sweep_pid=$!
+for _ in $(seq 600); do
+  n=$(grep -c '"loss"' k/trial_000/metrics.jsonl 2>/dev/null || true)
+  [ "${n:-0}" -ge 20 ] && break
+  sleep 0.1
+done
+kill -9 "$sweep_pid"
+wait "$sweep_pid" 2>/dev/null || true
+expect_exit 0 timeout 240 "$DTRAIN" sweep two.toml --slurm --out k
+grep -q "trial 0 is still running" "$WORK/out" || { cat k.out "$WORK/out"; fail "re-run: trial 0 not watched again"; }
+! grep -q "submitted" "$WORK/out" || { cat "$WORK/out"; fail "re-run submitted the trials again"; }
+[ "$(json_trials k state | grep -c finished)" -eq 2 ] || { cat "$WORK/out"; fail "re-run: not both trials finished"; }
+[ "$(grep -c "attempt" k/trial_000/slurm.log)" -eq 1 ] || fail "trial 0 ran more than once"
+[ -z "$(squeue -h -o %i)" ] || { squeue; fail "tasks left in the queue"; }
+echo "slurm sweep: 2. sweep killed while its array ran; the re-run watched the tasks to the end ($((SECONDS - t))s)"
+echo "slurm sweep: ok in $((SECONDS - T0))s"
