@@ -76,6 +76,10 @@ expect_exit 0 "$DTRAIN" run g/best.toml --set train.steps=6 --out "$WORK/best-ru
 expect_exit 0 "$DTRAIN" sweep grid.toml --out g
 grep -q "resuming: 2 of 2 trials already done" "$WORK/out" || fail "re-run: not resumed"
 [ "$(starts g/trial_000)" -eq 1 ] && [ "$(starts g/trial_001)" -eq 1 ] || fail "re-run: a done trial ran again"
+# A damaged record is refused, naming it.
+mkdir damaged && echo '{"trials": [' >damaged/sweep.json
+expect_exit 2 "$DTRAIN" sweep grid.toml --out damaged
+expect_err "damaged/sweep.json: not a sweep record dtrain can read"
 echo "sweep: 2. grid with ASHA stopping trial 1 at step 20 (of $steps1 run); re-run runs nothing ($((SECONDS - t))s)"
 
 # 3. Random search: reproducible draws, two trials at once.
