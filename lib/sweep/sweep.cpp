@@ -227,6 +227,7 @@ Spec parse_spec(const std::string& path) {
 }
 
 Spec parse_spec_text(const std::string& text, const std::string& name) {
+  if (auto [line, what] = config::prescan_toml(text); line > 0) throw ConfigError(fmt::format("{}:{}: {}", name, line, what));
   TomlValue doc;
   try {
     std::istringstream in(text);
