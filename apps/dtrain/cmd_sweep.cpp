@@ -23,6 +23,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include <fmt/format.h>
@@ -108,6 +109,16 @@ bool has_checkpoint(const std::string& trial_dir) {
   return false;
 }
 
+// `name` is an executable file, as given (with a '/') or on PATH.
+bool on_path(const std::string& name) {
+  if (name.find('/') != std::string::npos) return access(name.c_str(), X_OK) == 0;
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path ? path : "/usr/bin:/bin");
+  for (std::string d; std::getline(dirs, d, ':');)
+    if (access((fs::path(d.empty() ? "." : d) / name).c_str(), X_OK) == 0) return true;
+  return false;
+}
+
 std::string value_of(const std::string& override_text) { return override_text.substr(override_text.find('=') + 1); }
 
 std::string metric_text(std::optional<double> v) { return v ? dtrain::config::toml_float(*v) : "-"; }
@@ -138,6 +149,8 @@ class Sweep {
           if (seen.insert(p).second) problems.push_back(fmt::format("{}: base {}: {}", spec_.path, spec_.base, p));
       if (!problems.empty()) throw dtrain::ConfigError(problems);
     }
+    if (!spec_.launcher.empty() && !opts_.slurm && !on_path(spec_.launcher[0]))
+      throw dtrain::ConfigError(fmt::format("{}: launcher: {}: no such program on PATH", spec_.path, spec_.launcher[0]));
     dir_ = !opts_.out_dir.empty() ? opts_.out_dir : (fs::path("runs") / fs::path(opts_.path).stem()).string();
     std::error_code ec;
     fs::create_directories(dir_, ec);

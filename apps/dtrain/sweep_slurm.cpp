@@ -122,6 +122,7 @@ class SlurmBackend : public SweepBackend {
     argv.push_back(script.string());
     std::string out, err;
     const int rc = run_command(argv, out, err);
+    if (rc == 127) throw dtrain::RuntimeError("--slurm: cannot run sbatch (Slurm's commands must be on PATH)");
     if (rc != 0)
       throw dtrain::RuntimeError(fmt::format("--slurm: sbatch failed (status {}): {}", rc, err.substr(0, err.find('\n'))));
     const std::string job = out.substr(0, out.find_first_of(";\n"));

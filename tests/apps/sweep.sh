@@ -38,6 +38,8 @@ printf 'base = "nope.toml"\n[space]\n"optim.lr" = [1e-3]\n' >bad.toml
 bad "bad.toml: base: nope.toml: no such config file"
 printf 'base = "tiny.toml"\n[space]\n"model.n_head" = [2, 3]\n' >bad.toml
 bad "bad.toml: trial 1 (model.n_head=3): "
+printf 'base = "tiny.toml"\nlauncher = ["mpirn", "-np", "2"]\n[space]\n"optim.lr" = [1e-3]\n' >bad.toml
+bad "bad.toml: launcher: mpirn: no such program on PATH"
 printf 'base = "tiny.toml"\nmetrc = "loss"\n[space]\n"optim.lr" = [1e-3]\n' >bad.toml
 bad "bad.toml:2: metrc: unknown sweep key (did you mean 'metric'?)"
 [ "$(wc -l <"$WORK/err")" -eq 1 ] || { cat "$WORK/err" >&2; fail "one problem, one line"; }
@@ -51,7 +53,7 @@ base = "tiny.toml"
 metric = "eval_loss"
 mode = "min"
 concurrency = 1
-set = ["train.steps=600", "train.eval_every=20", "train.eval_batches=1", "log.every=500"]
+set = ["train.steps=1000", "train.eval_every=20", "train.eval_batches=1", "log.every=500"]
 [space]
 "optim.lr" = [3e-3, 1e-7]
 "optim.warmup_steps" = [5]
@@ -64,8 +66,8 @@ json_trials g state >states
 grep -qx "0 finished" states && grep -qx "1 stopped" states || { cat states "$WORK/out" >&2; fail "grid: expected trial 0 finished, trial 1 stopped"; }
 grep -qx "1 20" <(json_trials g stopped_at) || fail "grid: trial 1 not stopped at the rung"
 steps1=$(json_trials g steps | sed -n 's/^1 //p')
-[ "$steps1" -ge 20 ] && [ "$steps1" -lt 600 ] || fail "grid: trial 1 ran $steps1 steps"
-[ "$(json_trials g steps | sed -n "s/^0 //p")" -eq 600 ] || fail "grid: trial 0 did not run to the end"
+[ "$steps1" -ge 20 ] && [ "$steps1" -lt 1000 ] || fail "grid: trial 1 ran $steps1 steps"
+[ "$(json_trials g steps | sed -n "s/^0 //p")" -eq 1000 ] || fail "grid: trial 0 did not run to the end"
 grep -q "stopped by SIGUSR1 after step" g/trial_001/output.log || fail "grid: trial 1 was not stopped cleanly"
 grep -q "stopped by ASHA at step 20" "$WORK/out" || fail "grid: no ASHA line"
 grep -qE "^1 +1e-07 +5 +[0-9.]+ +[0-9]+ +$steps1 +stopped at 20 \(ASHA\)" "$WORK/out" || { cat "$WORK/out"; fail "grid: table row of trial 1"; }
@@ -122,7 +124,7 @@ t=$SECONDS
 cat >long.toml <<'EOT'
 base = "tiny.toml"
 concurrency = 1
-set = ["train.steps=1500", "train.eval_every=500", "train.eval_batches=1", "log.every=500"]
+set = ["train.steps=1000", "train.eval_every=500", "train.eval_batches=1", "log.every=500"]
 [space]
 "optim.lr" = [3e-3, 1e-2]
 EOT
@@ -142,10 +144,10 @@ expect_exit 0 "$DTRAIN" sweep long.toml --out k
 grep -q "trial 1 resumes from its checkpoint" "$WORK/out" || { cat "$WORK/out"; fail "kill -9: trial 1 did not resume"; }
 [ "$(starts k/trial_000)" -eq 1 ] && [ "$(starts k/trial_001)" -eq 2 ] || fail "kill -9: trials started $(starts k/trial_000) and $(starts k/trial_001) times"
 grep -qx "1 finished" <(json_trials k state) || fail "kill -9: trial 1 did not finish"
-expect_exit 0 "$DTRAIN" run tiny.toml --set train.steps=1500 --set train.eval_every=500 --set train.eval_batches=1 \
+expect_exit 0 "$DTRAIN" run tiny.toml --set train.steps=1000 --set train.eval_every=500 --set train.eval_batches=1 \
   --set log.every=500 --set optim.lr=1e-2 --out ref
 same_losses ref/metrics.jsonl k/trial_001/metrics.jsonl
-[ "$(step_losses k/trial_001/metrics.jsonl | wc -l)" -eq 1500 ] || fail "kill -9: trial 1's metrics do not hold each step once"
+[ "$(step_losses k/trial_001/metrics.jsonl | wc -l)" -eq 1000 ] || fail "kill -9: trial 1's metrics do not hold each step once"
 echo "sweep: 4. kill -9 mid-trial, re-run resumes trial 1 from its checkpoint, same losses ($((SECONDS - t))s)"
 
 # 5. SIGINT: the trials stop cleanly, exit 4; a second sweep meanwhile is refused.
