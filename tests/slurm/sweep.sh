@@ -3,7 +3,8 @@
 # at a time (ASHA's decisions then do not depend on which arrives first); ASHA stops the trial with a far too small learning rate at
 # its rung (its task is signalled and cancelled); the table and best.toml
 # come out as for local trials, and running the sweep again re-runs nothing;
-# a sweep killed while its array runs is re-run and watches the tasks again.
+# a sweep killed while its array runs is re-run and watches the tasks again;
+# SIGINT stops the tasks with a checkpoint, and the re-run resumes them.
 # Exits 77 (skipped) where the machine cannot run a cluster.
 source "$(dirname "$0")/../apps/common.bash"
 source "$(dirname "$0")/cluster.bash"
@@ -39,7 +40,6 @@ json_trials() {
 for t in json.load(open(sys.argv[1] + "/sweep.json"))["trials"]: print(t["id"], t[sys.argv[2]])' "$1" "$2"
 }
 expect_exit 0 timeout 240 "$DTRAIN" sweep grid.toml --slurm --out s
-cat "$WORK/out"
 grep -q "submitted 2 trials as Slurm job array" "$WORK/out" || fail "no job array submitted"
 json_trials s state >states
 grep -qx "0 finished" states || { cat states; fail "trial 0 should finish"; }
@@ -81,4 +81,25 @@ grep -q "trial 0 is still running" "$WORK/out" || { cat k.out "$WORK/out"; fail 
 [ "$(grep -c "attempt" k/trial_000/slurm.log)" -eq 1 ] || fail "trial 0 ran more than once"
 [ -z "$(squeue -h -o %i)" ] || { squeue; fail "tasks left in the queue"; }
 echo "slurm sweep: 2. sweep killed while its array ran; the re-run watched the tasks to the end ($((SECONDS - t))s)"
+
+# 3. SIGINT to the sweep: its tasks checkpoint and leave the queue (exit 4);
+# the re-run submits them again and dtrain.sbatch resumes them.
+t=$SECONDS
+"$DTRAIN" sweep two.toml --slurm --out i >i.out 2>&1 &
+sweep_pid=$!
+for _ in $(seq 600); do
+  n=$(grep -c '"loss"' i/trial_000/metrics.jsonl 2>/dev/null || true)
+  [ "${n:-0}" -ge 20 ] && break
+  sleep 0.1
+done
+kill -INT "$sweep_pid"
+status=0
+wait "$sweep_pid" || status=$?
+[ "$status" -eq 4 ] || { cat i.out; fail "SIGINT: the sweep exited $status, expected 4"; }
+grep -qx "0 interrupted" <(json_trials i state) || { cat i.out; fail "SIGINT: trial 0 not interrupted"; }
+[ -z "$(squeue -h -o %i)" ] || { squeue; fail "SIGINT: tasks left in the queue"; }
+expect_exit 0 timeout 240 "$DTRAIN" sweep two.toml --slurm --out i
+[ "$(json_trials i state | grep -c finished)" -eq 2 ] || { cat "$WORK/out"; fail "after SIGINT: not both trials finished"; }
+grep -q "attempt 1 .*: resume from" i/trial_000/slurm.log || { cat i/trial_000/slurm.log; fail "after SIGINT: trial 0 did not resume"; }
+echo "slurm sweep: 3. SIGINT: tasks checkpointed and left the queue; the re-run resumed them ($((SECONDS - t))s)"
 echo "slurm sweep: ok in $((SECONDS - T0))s"
