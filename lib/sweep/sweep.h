@@ -6,6 +6,8 @@
 //   trials = 8                    # random search: this many draws (a grid runs every combination)
 //   concurrency = 2               # trials at once
 //   seed = 0                      # random search: draw i is a pure function of (seed, i)
+//   search = "random"             # optional: "grid" (lists only, no trials) is the default
+//                                 # without distributions and trials, "random" otherwise
 //   set = ["train.steps=200"]     # overrides every trial gets
 //   launcher = ["mpirun", "-np", "2"]  # a prefix of each trial's command line
 //   ranks = 2                     # ranks each trial runs on (checks the configs)
