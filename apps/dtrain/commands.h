@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -56,6 +57,12 @@ Subcommand add_plan(CLI::App& app);      // dtrain plan CONFIG --devices N
 Subcommand add_hardware(CLI::App& app);  // dtrain hardware NAME
 Subcommand add_export(CLI::App& app);    // dtrain export CHECKPOINT --format hf --out DIR
 Subcommand add_generate(CLI::App& app);  // dtrain generate CHECKPOINT [--prompt ...]
+Subcommand add_sweep(CLI::App& app);     // dtrain sweep SWEEP.toml [--out DIR] [--slurm]
+
+// The signals main blocks before anything starts a thread, for the command
+// line given: SIGTERM and SIGUSR1 (preemption); `dtrain sweep` also SIGINT
+// and SIGHUP, which stop its trials cleanly (cmd_sweep.cpp).
+std::vector<int> stop_signals_for(int argc, char** argv);
 
 // `dtrain --version --verbose`: compiled and loaded library versions, the
 // GPUs, MPI, HDF5, the CPU's matrix-product paths (version.cpp).

@@ -74,7 +74,8 @@ void report(const dtrain::Error& e, const std::string& rank) {
 int main(int argc, char** argv) {
   // Preemption signals are blocked before MPI or OpenMP start a thread (they
   // inherit the mask) and polled by the step loop at step boundaries.
-  dtrain::SignalWatch signals;
+  const std::vector<int> stop_signals = stop_signals_for(argc, argv);
+  dtrain::SignalWatch signals(stop_signals);
   std::signal(SIGPIPE, SIG_IGN);
   const pid_t launcher = getppid();
   std::atomic<int> tag_rank{-1};  // the watchdog's thread reads it: "rank N: " once MPI says N of > 1
@@ -87,7 +88,8 @@ int main(int argc, char** argv) {
   // peer). Under a launcher, the launcher going away (SIGKILL to mpirun)
   // stops the rank as a SIGTERM would.
   dtrain::Watchdog watchdog(
-      {.on_launcher_gone =
+      {.stop_signals = stop_signals,
+       .on_launcher_gone =
            [&] {
              fmt::print(stderr, "dtrain: {}the launcher (process {}) is gone; stopping\n", tag(), launcher);
              kill(getpid(), SIGTERM);
@@ -133,7 +135,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("dtrain ") + DTRAIN_VERSION);
   const std::vector<Subcommand> commands = {add_run(app),  add_resume(app), add_inspect(app), add_validate(app),
                                             add_profile(app), add_keys(app), add_plan(app),   add_hardware(app),
-                                            add_export(app), add_generate(app)};
+                                            add_export(app), add_generate(app), add_sweep(app)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

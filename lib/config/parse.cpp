@@ -411,6 +411,9 @@ void read_values(const RawValues& raw, const std::string& name, Config& c,
 }
 
 }  // namespace
+
+std::pair<int, std::string> prescan_toml(const std::string& text) { return prescan(text); }
+
 }  // namespace config
 
 ModelFamily ModelConfig::family() const {

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -79,6 +80,12 @@ const char* kind_name(Kind kind);                  // "int", "float", ...: for d
 const char* kind_phrase(Kind kind);                // "an integer", "a number", ...
 std::string describe_bounds(const Constraint& c);  // ">= 1", "in [0, 1)", "" if none
 std::string describe_constraint(const Constraint& c, Kind kind);  // everything, for help
+
+// What the TOML parser cannot be trusted with, found before it runs (invalid
+// UTF-8, nesting deeper than it can recurse, integers outside int64): the
+// 1-based line and the problem, or line 0. For other TOML files dtrain reads
+// (sweep files).
+std::pair<int, std::string> prescan_toml(const std::string& text);
 
 // "edit distance": the optimal-string-alignment distance (adjacent swaps cost 1).
 int edit_distance(std::string_view a, std::string_view b);
