@@ -225,6 +225,24 @@ TEST_CASE("a signed checkpoint loads with its key, and unsigned, another key's o
   CHECK(refusal([&] { ckpt_manifest::verify(s.dir, forged, "rank_00000.h5", false); }).empty());  // no key: CRC only
 }
 
+TEST_CASE("an asynchronous save (checkpoint.async) is signed as a synchronous one") {
+  TempDir dir;
+  sign::write_key_pair((dir.path / "k").string());
+  auto key = std::make_shared<const sign::SecretKey>(sign::read_secret_key((dir.path / "k.key").string(), "k"));
+  const sign::PublicKey pub = key->public_key();
+  auto model = build_model(tiny_gpt(), 8, DType::f32, Device::cpu(), 5);
+  auto opt = make_optimizer(optim("adamw"), model->params);
+  auto world = make_self_communicator("world");
+  SaveOptions so;
+  so.sign_key = key;
+  const PendingSave p = begin_save((dir.path / "ck").string(), test_meta(4), *world, so);
+  CHECK(write_pending_part(p, collect_pieces(*model, *opt)).empty());
+  const SaveResult r = publish_pending(p, 30.0);
+  CHECK(ckpt_manifest::read(r.dir)->key_id == pub.id());
+  CHECK(verify_checkpoint(r.dir, &pub) > 0);
+  CHECK(mode_of(dir.path / "ck") == 0700);
+}
+
 TEST_CASE("run and checkpoint directories are created with log.dir_mode, whatever the umask") {
   TempDir dir;
   const mode_t old = ::umask(0);  // the most permissive umask: the mode must still hold
