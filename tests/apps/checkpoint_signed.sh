@@ -5,7 +5,8 @@
 # its CRC, the manifest's CRCs and hashes recomputed (h5py) is caught by the
 # signature on resume (no fall-back to an older checkpoint) and by inspect
 # --verify --verify-key, while the CRCs alone pass it; another key's and an
-# unsigned checkpoint are refused; run and checkpoint directories are 0700
+# unsigned checkpoint are refused; the same on 2 ranks (tp = 2: a tampered
+# second rank file refuses the resume on both); run and checkpoint directories are 0700
 # (log.dir_mode); a planted symbolic link, a '..' out of the run directory
 # and a copied checkpoint's own output paths are refused.
 source "$(dirname "$0")/common.bash"
@@ -63,10 +64,14 @@ expect_err "$WORK/full/checkpoints/step_00000020: manifest: not signed, and a ve
 # A tensor changed by someone without the key, who recomputes every checksum and hash there is.
 cp -r "$ck" "$WORK/tampered"
 t="$WORK/tampered/step_00000020"
-"$PY" - "$t" <<'PY'
+# tamper DIR FILE: change a tensor of FILE in checkpoint DIR as someone without the key would,
+# recomputing every checksum and hash there is (the tensor's CRC-32, the manifest's file lines,
+# hashes and own CRC-32).
+tamper() {
+  "$PY" - "$1" "$2" <<'PY'
 import hashlib, h5py, numpy as np, os, sys, zlib
-d = sys.argv[1]
-with h5py.File(d + "/rank_00000.h5", "r+") as f:
+d, name = sys.argv[1], sys.argv[2]
+with h5py.File(os.path.join(d, name), "r+") as f:
     w = f["model/blocks.0.mlp.fc.weight"]
     a = w[()]
     a[0, 0] += 1.0
@@ -84,6 +89,8 @@ for l in lines:
 body = "\n".join(out) + "\n"
 open(d + "/manifest", "w").write(body + "crc32 %08x\n" % zlib.crc32(body.encode()))
 PY
+}
+tamper "$t" rank_00000.h5
 expect_exit 0 "$DTRAIN" inspect "$t" --verify  # the checksums alone cannot tell
 expect_exit 2 "$DTRAIN" inspect "$t" --verify --verify-key "$K/mine.pub"
 expect_err "$t: manifest: its signature does not match its contents"
@@ -94,6 +101,21 @@ expect_err "not falling back to an older checkpoint"
 # The older one, named exactly, still resumes.
 expect_exit 0 "$DTRAIN" resume "$WORK/tampered/step_00000010" --out "$WORK/x4" --set train.steps=12
 grep -q "resuming from $WORK/tampered/step_00000010" "$WORK/out" || fail "the older signed checkpoint did not resume"
+
+# Two ranks (tp = 2, two rank files): resumed with the key from outside, the same losses; a
+# tampered second rank file refuses the resume on both ranks (exit 2, no hang, no fall-back).
+MPIRUN=(timeout 120 mpirun --allow-run-as-root --oversubscribe -np 2)
+tp=(--set parallel.tp=2 --set model.n_head=2 --set parallel.timeout=20)
+expect_exit 0 "${MPIRUN[@]}" "$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/t2" --set train.steps=4 --set checkpoint.every=2 \
+  --set optim.warmup_steps=1 --set train.threads=1 "${tp[@]}" "${sign[@]}"
+[ -f "$WORK/t2/checkpoints/step_00000004/rank_00001.h5" ] || fail "tp=2 wrote no second rank file"
+expect_exit 0 "${MPIRUN[@]}" "$DTRAIN" resume "$WORK/t2/checkpoints/step_00000002" --out "$WORK/t2r" \
+  --verify-key "$K/mine.pub"
+same_losses "$WORK/t2/metrics.jsonl" "$WORK/t2r/metrics.jsonl"
+tamper "$WORK/t2/checkpoints/step_00000004" rank_00001.h5
+expect_exit 2 "${MPIRUN[@]}" "$DTRAIN" resume "$WORK/t2/checkpoints" --verify-key "$K/mine.pub" --set train.steps=6
+expect_err "$WORK/t2/checkpoints/step_00000004: manifest: its signature does not match its contents"
+expect_err "not falling back to an older checkpoint"
 
 # log.dir_mode.
 expect_exit 0 run run "$WORK/tiny.toml" --out "$WORK/g" --set train.steps=6 --set 'log.dir_mode="0750"'
