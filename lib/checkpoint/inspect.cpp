@@ -23,7 +23,8 @@ std::string describe_checkpoint(const std::string& path, bool verify, const std:
   std::string signature = "none (unsigned)";
   try {
     if (const auto man = ckpt_manifest::read(dir); man && !man->signature.empty())
-      signature = key ? fmt::format("Ed25519, key {}: verified with '{}'", man->key_id, key->path)
+      signature = key ? fmt::format("Ed25519, key {}: the signature verifies with '{}'{}", man->key_id, key->path,
+                                    verify ? "" : " (the rank files' hashes are checked by --verify)")
                       : fmt::format("Ed25519, key {} (not checked: give --verify-key FILE)", man->key_id);
   } catch (const CheckpointError&) {
     signature = "unreadable manifest";
