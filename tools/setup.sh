@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(cmake ninja-build g++ pkg-config python3 libcli11-dev libtoml11-dev libfmt-dev doctest-dev
-  libhdf5-dev hdf5-tools python3-h5py libopenmpi-dev openmpi-bin libopenblas-openmp-dev bible-kjv
+  libhdf5-dev hdf5-tools python3-h5py libsodium-dev libopenmpi-dev openmpi-bin libopenblas-openmp-dev bible-kjv
   dataset-fashion-mnist slurm-wlm munge nlohmann-json3-dev python3-matplotlib
   clang libclang-rt-14-dev libomp-dev)  # the sanitizer build: ASan/UBSan, libFuzzer, clang's OpenMP
 command -v npm >/dev/null || packages+=(npm)

@@ -23,7 +23,7 @@ namespace dtrain_cli {
 namespace {
 
 struct TrainOpts {
-  std::string config_path, checkpoint_path, out_dir;
+  std::string config_path, checkpoint_path, out_dir, verify_key;
   std::vector<std::string> overrides;
   bool verbose = false;
 };
@@ -95,6 +95,10 @@ Subcommand add_resume(CLI::App& app) {
   resume->add_option("--set", o->overrides, "Override a key of the checkpoint's config (repeatable)")
       ->allow_extra_args(false);
   resume->add_option("--out", o->out_dir, "Output directory (default: the checkpoint's run directory)");
+  resume->add_option("--verify-key", o->verify_key,
+                     "Refuse a checkpoint not signed by this key (a dtrain keygen .pub file, or the secret "
+                     ".key); given here, from outside the checkpoint, it also covers a checkpoint whose config "
+                     "was stripped of its key");
   resume->add_flag("--verbose,-v", o->verbose, "As for run");
   return {resume,
           [o](Context& ctx) {
@@ -109,6 +113,7 @@ Subcommand add_resume(CLI::App& app) {
                   {.path = o->checkpoint_path,
                    .overrides = o->overrides,
                    .out_dir = o->out_dir,
+                   .verify_key_file = o->verify_key,
                    .world_size = ctx.world_size,
                    .log = log,
                    .warn = [&](const std::string& s) { fmt::print(stderr, "dtrain: {}warning: {}\n", ctx.rank_tag, s); },

@@ -53,6 +53,7 @@ Subcommand add_inspect(CLI::App& app);   // dtrain inspect PATH
 Subcommand add_validate(CLI::App& app);  // dtrain validate CONFIG
 Subcommand add_profile(CLI::App& app);   // dtrain profile CONFIG [--write-hardware FILE]
 Subcommand add_keys(CLI::App& app);      // dtrain keys
+Subcommand add_keygen(CLI::App& app);    // dtrain keygen PREFIX
 Subcommand add_plan(CLI::App& app);      // dtrain plan CONFIG --devices N
 Subcommand add_hardware(CLI::App& app);  // dtrain hardware NAME
 Subcommand add_export(CLI::App& app);    // dtrain export CHECKPOINT --format hf --out DIR

@@ -135,7 +135,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("dtrain ") + DTRAIN_VERSION);
   const std::vector<Subcommand> commands = {add_run(app),  add_resume(app), add_inspect(app), add_validate(app),
                                             add_profile(app), add_keys(app), add_plan(app),   add_hardware(app),
-                                            add_export(app), add_generate(app), add_sweep(app)};
+                                            add_export(app), add_generate(app), add_sweep(app), add_keygen(app)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

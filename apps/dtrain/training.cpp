@@ -10,6 +10,8 @@
 
 #include <fmt/format.h>
 
+#include "checkpoint/session.h"
+#include "checkpoint/store.h"
 #include "config/footprint.h"
 #include "core/device.h"
 #include "dist/mesh_groups.h"
@@ -75,7 +77,7 @@ TestFaults test_faults() {
 }
 
 std::vector<std::string> output_problems(const dtrain::Config& cfg) {
-  std::vector<std::string> out;
+  std::vector<std::string> out = dtrain::store::write_path_problems(cfg.log.out_dir, cfg.checkpoint.dir);
   for (auto [key, dir] : {std::pair{"log.out_dir", &cfg.log.out_dir}, std::pair{"checkpoint.dir", &cfg.checkpoint.dir}}) {
     std::filesystem::path p = std::filesystem::absolute(*dir);
     std::error_code ec;
@@ -148,7 +150,7 @@ void TrainingSetup::lock_dirs(const dtrain::Config& cfg) {
         const bool held = std::any_of(locks_.begin(), locks_.end(), [&](const dtrain::RunLock& l) {
           return std::filesystem::weakly_canonical(l.dir()) == std::filesystem::weakly_canonical(dir);
         });
-        if (!held) locks_.emplace_back(dir);
+        if (!held) locks_.emplace_back(dir, dtrain::dir_mode(cfg));
       }
     } catch (const dtrain::Error& e) {
       problem = e.what();
@@ -165,6 +167,7 @@ std::unique_ptr<dtrain::Trainer> TrainingSetup::make_trainer(const dtrain::Confi
     throw dtrain::ConfigError(why);
   check_fits_memory(cfg, ctx_.mpi->ranks_on_node(), options.local_rank);
   if (auto problems = output_problems(cfg); !problems.empty()) throw dtrain::ConfigError(problems);
+  (void)dtrain::checkpoint_keys(cfg);  // key files checked before any directory is made (every rank: ConfigError)
   lock_dirs(cfg);
   const dtrain::Groups groups = groups_for(cfg);
   return std::make_unique<dtrain::Trainer>(cfg, groups, print_line, options);

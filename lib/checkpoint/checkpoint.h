@@ -22,9 +22,11 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "checkpoint/signing.h"
 #include "core/comm.h"
 #include "core/error.h"
 #include "model/model.h"
@@ -50,6 +52,15 @@ class CheckpointError : public InputError {
 
  private:
   std::string checkpoint_, file_, tensor_, problem_;
+};
+
+// A checkpoint that fails its signature check when a verify key is given:
+// unsigned, signed with another key, or changed after it was signed. Not
+// damage that an older checkpoint may stand in for: `dtrain resume` stops
+// (see resume.h).
+class CheckpointSignatureError : public CheckpointError {
+ public:
+  using CheckpointError::CheckpointError;
 };
 
 struct CheckpointMeta {
@@ -98,6 +109,10 @@ struct SaveOptions {
   // Tests: called after every file operation of the save, with what it did
   // ("create rank_00000.h5", "rename step_00000010.tmp -> step_00000010", ...).
   std::function<void(const std::string&)> on_file_op;
+  // checkpoint.sign_key_file: the manifest is signed with it (signing.h).
+  std::shared_ptr<const ckpt_sign::SecretKey> sign_key;
+  // Permissions of the checkpoint directory when the save creates it (log.dir_mode).
+  unsigned dir_mode = 0700;
 };
 
 struct SaveResult {
@@ -145,13 +160,19 @@ SaveResult publish_pending(const PendingSave& s, double timeout_seconds);
 // A new run identity ("" never), the same on every rank of `world` (collective).
 std::string new_run_id(Communicator& world);
 
+// The reading functions below take an optional verify key: given one, the
+// checkpoint must be signed by it (its manifest's signature checked first,
+// then every file's BLAKE2b hash before HDF5 opens the file), else they throw
+// CheckpointSignatureError naming the file; without one they read as before.
+using VerifyKey = const ckpt_sign::PublicKey*;
+
 // The metadata of the checkpoint in directory `dir` (throws CheckpointError).
-CheckpointMeta read_meta(const std::string& dir);
+CheckpointMeta read_meta(const std::string& dir, VerifyKey key = nullptr);
 
 // Fills every piece's `local` with its slice of the full tensor, reading each
 // stored piece that overlaps it and checking its checksum (whatever layout
 // wrote it). Throws CheckpointError naming the file and tensor on any damage.
-void load_pieces(const std::string& dir, std::vector<Piece>& pieces);
+void load_pieces(const std::string& dir, std::vector<Piece>& pieces, VerifyKey key = nullptr);
 
 struct TensorInfo {
   std::string key;
@@ -160,9 +181,9 @@ struct TensorInfo {
   int64_t pieces = 0;          // stored pieces it is made of
 };
 // Every tensor of the checkpoint, sorted by key (throws CheckpointError).
-std::vector<TensorInfo> list_tensors(const std::string& dir);
+std::vector<TensorInfo> list_tensors(const std::string& dir, VerifyKey key = nullptr);
 // Reads every stored piece of every tensor and checks its checksum and
 // coverage; returns the bytes read (throws CheckpointError).
-int64_t verify_checkpoint(const std::string& dir);
+int64_t verify_checkpoint(const std::string& dir, VerifyKey key = nullptr);
 
 }  // namespace dtrain

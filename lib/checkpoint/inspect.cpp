@@ -1,20 +1,34 @@
 #include "checkpoint/inspect.h"
 
 #include <algorithm>
+#include <optional>
 
 #include <fmt/format.h>
 
 #include "checkpoint/checkpoint.h"
+#include "checkpoint/manifest.h"
 #include "checkpoint/resume.h"
 #include "checkpoint/store.h"
 
 namespace dtrain {
 
-std::string describe_checkpoint(const std::string& path, bool verify) {
+std::string describe_checkpoint(const std::string& path, bool verify, const std::string& verify_key_file) {
+  std::optional<ckpt_sign::PublicKey> key;
+  if (!verify_key_file.empty()) key = ckpt_sign::read_public_key(verify_key_file, "--verify-key");
   const Candidates c = find_checkpoints(path);
   const std::string& dir = c.dirs.front();
-  const CheckpointMeta m = read_meta(dir);
-  const std::vector<TensorInfo> tensors = list_tensors(dir);
+  const CheckpointMeta m = read_meta(dir, key ? &*key : nullptr);
+  const std::vector<TensorInfo> tensors = list_tensors(dir, key ? &*key : nullptr);
+  // What the manifest says about a signature (verified above when a key was given).
+  std::string signature = "none (unsigned)";
+  try {
+    if (const auto man = ckpt_manifest::read(dir); man && !man->signature.empty())
+      signature = key ? fmt::format("Ed25519, key {}: the signature verifies with '{}'{}", man->key_id, key->path,
+                                    verify ? "" : " (the rank files' hashes are checked by --verify)")
+                      : fmt::format("Ed25519, key {} (not checked: give --verify-key FILE)", man->key_id);
+  } catch (const CheckpointError&) {
+    signature = "unreadable manifest";
+  }
   const char* unit = m.model_type == "cnn" ? "images" : "tokens";
   std::string out;
   out += fmt::format("checkpoint   {}{}\n", dir, c.exact ? "" : " (the newest complete one)");
@@ -34,6 +48,7 @@ std::string describe_checkpoint(const std::string& path, bool verify) {
   out += fmt::format("written      {} by dtrain {} (format {}, id {})\n", m.written_at,
                      m.program_version, m.format_version, m.id);
   out += fmt::format("run          {}\n", m.run_id.empty() ? "(not recorded: written before run ids)" : m.run_id);
+  out += fmt::format("signature    {}\n", signature);
   out += fmt::format("size         {} bytes\n", store::dir_bytes(dir));
   out += "\nconfig:\n";
   size_t pos = 0;
@@ -57,8 +72,9 @@ std::string describe_checkpoint(const std::string& path, bool verify) {
     out += fmt::format("  {:<{}}  {:<{}}  {:<5}  {}\n", tensors[i].key, width, shapes[i], swidth,
                        tensors[i].dtype, tensors[i].pieces);
   if (verify) {
-    const int64_t bytes = verify_checkpoint(dir);
-    out += fmt::format("\nverified: every stored piece read back ({} bytes), checksums match\n", bytes);
+    const int64_t bytes = verify_checkpoint(dir, key ? &*key : nullptr);
+    out += fmt::format("\nverified: every stored piece read back ({} bytes), checksums match{}\n", bytes,
+                       key ? fmt::format("; signed by key {}, every file's hash matches", key->id()) : "");
   }
   return out;
 }

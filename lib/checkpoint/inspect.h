@@ -10,7 +10,9 @@ namespace dtrain {
 
 // `path`: a checkpoint directory, its checkpoint.h5, or a directory of
 // checkpoints (then the newest complete one). Throws CheckpointError or
-// InputError.
-std::string describe_checkpoint(const std::string& path, bool verify);
+// InputError. With `verify_key_file` (a public or secret key file), the
+// checkpoint must be signed by that key, else CheckpointSignatureError
+// naming the file, before anything else of it is read.
+std::string describe_checkpoint(const std::string& path, bool verify, const std::string& verify_key_file = "");
 
 }  // namespace dtrain

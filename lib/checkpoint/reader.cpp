@@ -93,14 +93,23 @@ bool inside(const std::vector<int64_t>& start, const std::vector<int64_t>& count
 
 class Reader {
  public:
-  explicit Reader(const std::string& dir) : dir_(dir) {
+  Reader(const std::string& dir, VerifyKey key) : dir_(dir), signed_(key != nullptr) {
     h5::Quiet q;
     const fs::path path = fs::path(dir) / store::kMasterFile;
     std::error_code ec;
+    if (key) {  // the signature before anything else is read: unsigned bytes never reach HDF5's parser
+      manifest_ = ckpt_manifest::read(dir);
+      if (!manifest_)
+        throw CheckpointSignatureError(dir, ckpt_manifest::kFile, "",
+                                       fmt::format("missing, so the checkpoint is not signed, and a verify key is "
+                                                   "configured ('{}', key {}): refused",
+                                                   key->path, key->id()));
+      ckpt_manifest::check_signature(dir, *manifest_, *key);
+    }
     if (!fs::exists(path, ec)) fail(store::kMasterFile, "", "missing");
     if (!fs::is_regular_file(path, ec)) fail(store::kMasterFile, "", "not a regular file");
-    manifest_ = ckpt_manifest::read(dir);
-    if (manifest_) ckpt_manifest::verify(dir, *manifest_, store::kMasterFile);
+    if (!key) manifest_ = ckpt_manifest::read(dir);
+    if (manifest_) ckpt_manifest::verify(dir, *manifest_, store::kMasterFile, signed_);
     std::string why;
     master_ = h5::open_file(path.string(), why);
     if (!master_.valid()) fail(store::kMasterFile, "", "cannot open: " + why);
@@ -240,7 +249,9 @@ class Reader {
     if (!fs::is_regular_file(path, ec)) fail(name, key, "not a regular file");
     if (manifest_) {
       try {
-        ckpt_manifest::verify(dir_, *manifest_, name);
+        ckpt_manifest::verify(dir_, *manifest_, name, signed_);
+      } catch (const CheckpointSignatureError& e) {
+        throw CheckpointSignatureError(dir_, name, key, e.problem());
       } catch (const CheckpointError& e) {
         fail(name, key, e.problem());
       }
@@ -305,6 +316,7 @@ class Reader {
   }
 
   std::string dir_;
+  bool signed_ = false;  // a verify key was given and the manifest's signature checked
   std::optional<ckpt_manifest::Manifest> manifest_;
   h5::Handle master_;
   CheckpointMeta meta_;
@@ -385,15 +397,15 @@ void load_one(Reader& rd, Piece& p) {
 
 }  // namespace
 
-CheckpointMeta read_meta(const std::string& dir) { return Reader(dir).meta(); }
+CheckpointMeta read_meta(const std::string& dir, VerifyKey key) { return Reader(dir, key).meta(); }
 
-void load_pieces(const std::string& dir, std::vector<Piece>& pieces) {
-  Reader rd(dir);
+void load_pieces(const std::string& dir, std::vector<Piece>& pieces, VerifyKey key) {
+  Reader rd(dir, key);
   for (Piece& p : pieces) load_one(rd, p);
 }
 
-std::vector<TensorInfo> list_tensors(const std::string& dir) {
-  Reader rd(dir);
+std::vector<TensorInfo> list_tensors(const std::string& dir, VerifyKey key) {
+  Reader rd(dir, key);
   std::vector<TensorInfo> out;
   for (const std::string& key : rd.keys()) {
     VTensor t = rd.tensor(key);
@@ -403,8 +415,8 @@ std::vector<TensorInfo> list_tensors(const std::string& dir) {
   return out;
 }
 
-int64_t verify_checkpoint(const std::string& dir) {
-  Reader rd(dir);
+int64_t verify_checkpoint(const std::string& dir, VerifyKey key) {
+  Reader rd(dir, key);
   std::vector<char> buf;
   for (const std::string& key : rd.keys()) {
     VTensor t = rd.tensor(key);

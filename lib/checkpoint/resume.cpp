@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "checkpoint/manifest.h"
+#include "checkpoint/signing.h"
 #include "checkpoint/session.h"
 #include "checkpoint/store.h"
 #include "config/schema.h"
@@ -112,6 +113,33 @@ std::string key_of(const std::string& override_text) {
   return override_text.substr(0, override_text.find('='));
 }
 
+fs::path normal_dir(const fs::path& p) {
+  fs::path d = p.lexically_normal();
+  if (d.filename().empty() && d.has_parent_path()) d = d.parent_path();
+  std::error_code ec;
+  const fs::path c = fs::weakly_canonical(d, ec);
+  return ec ? d : c;
+}
+
+bool contains(const fs::path& outer, const fs::path& inner) {
+  return std::mismatch(outer.begin(), outer.end(), inner.begin(), inner.end()).first == outer.end();
+}
+
+// See resume.h: an unverified checkpoint's output paths are followed only where it lies.
+void check_output_paths(const std::string& dir, const Candidates& c, const ResumeRequest& req, const Config& cfg) {
+  if (!req.out_dir.empty()) return;
+  for (const auto& o : req.overrides)
+    if (key_of(o) == "log.out_dir" || key_of(o) == "checkpoint.dir") return;
+  const fs::path where = c.exact ? normal_dir(dir).parent_path() : normal_dir(c.root);
+  const fs::path ck = normal_dir(cfg.checkpoint.dir), out = normal_dir(cfg.log.out_dir);
+  if (ck == where && contains(out, ck)) return;
+  throw ConfigError(fmt::format(
+      "checkpoint {}: its config writes checkpoints to '{}' and the run's files to '{}', but the checkpoint lies in "
+      "'{}' (moved or copied?); dtrain does not write where an unverified checkpoint's config says: give --out DIR "
+      "(or --verify-key FILE for a checkpoint signed with checkpoint.sign_key_file)",
+      dir, cfg.checkpoint.dir, cfg.log.out_dir, where.string()));
+}
+
 }  // namespace
 
 ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkpoint_dir,
@@ -202,6 +230,11 @@ Resumed resume(const ResumeRequest& req, Communicator& world) {
   auto log = [&](const std::string& s) {
     if (req.log) req.log(s);
   };
+  // A key from outside the checkpoint: checked before anything of it is read.
+  std::shared_ptr<const ckpt_sign::PublicKey> outside_key;
+  if (!req.verify_key_file.empty())
+    outside_key = std::make_shared<const ckpt_sign::PublicKey>(
+        ckpt_sign::read_public_key(req.verify_key_file, "--verify-key"));
   std::vector<std::string> failures;
   if (req.warn && world.rank() == 0)
     for (const std::string& s : c.skipped) req.warn(s);
@@ -209,17 +242,26 @@ Resumed resume(const ResumeRequest& req, Communicator& world) {
     const std::string& dir = c.dirs[i];
     Resumed r;
     std::optional<CheckpointError> damage;
+    bool refused = false;  // a signature failed: stop here, no fall-back
     try {
       if (!c.exact && !c.run.empty() && !c.runs[i].empty() && c.runs[i] != c.run)
         throw CheckpointError(dir, ckpt_manifest::kFile, "",
                               fmt::format("belongs to another run (run {}; the run of {} is {}, {}): not "
                                           "continued unless named exactly (dtrain resume {})",
                                           c.runs[i], c.root, c.run, c.run_source, dir));
-      r.meta = read_meta(dir);
+      r.meta = read_meta(dir, outside_key.get());
       ResumeConfig rc = resume_config(r.meta, dir, req.overrides, req.out_dir, req.world_size);
+      std::shared_ptr<const ckpt_sign::PublicKey> key = outside_key;
+      if (!key) {
+        key = checkpoint_keys(rc.cfg).verify;  // ConfigError for a bad key file: not damage, no fall-back
+        check_output_paths(dir, c, req, rc.cfg);
+      }
+      if (key)
+        log(fmt::format("checking the signature of {} with key {} ('{}'{})", dir, key->id(), key->path,
+                        outside_key ? ", --verify-key" : ", named by the checkpoint's config"));
       r.trainer = req.make_trainer ? req.make_trainer(rc.cfg) : std::make_unique<Trainer>(rc.cfg, req.log);
       const auto t0 = std::chrono::steady_clock::now();
-      restore_trainer(*r.trainer, dir);
+      restore_trainer(*r.trainer, dir, key.get());
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       r.dir = dir;
       log(fmt::format("resuming from {}: step {} of {}, {} {} seen; written by dtrain {} on {}; "
@@ -228,12 +270,15 @@ Resumed resume(const ResumeRequest& req, Communicator& world) {
                       r.meta.model_type == "cnn" ? "images" : "tokens", r.meta.program_version,
                       r.meta.layout.str(), secs));
       for (const auto& ch : rc.changes) log("override " + ch);
+    } catch (const CheckpointSignatureError& e) {
+      damage = e;
+      refused = true;
     } catch (const CheckpointError& e) {
       damage = e;
     }
-    // Every rank must have loaded its part of this checkpoint.
+    // Every rank must have loaded its part of this checkpoint (1: damage, 2: a signature failed).
     Tensor flag = Tensor::zeros(Shape{1}, DType::f32);
-    flag.data<float>()[0] = damage ? 1.0f : 0.0f;
+    flag.data<float>()[0] = refused ? 2.0f : damage ? 1.0f : 0.0f;
     all_reduce(world, flag, ReduceOp::max);
     if (flag.data<float>()[0] == 0) {
       if (world.rank() == 0)
@@ -241,6 +286,17 @@ Resumed resume(const ResumeRequest& req, Communicator& world) {
       return r;
     }
     const bool local = damage.has_value();
+    if (flag.data<float>()[0] == 2) {
+      if (!refused) throw CheckpointSignatureError(dir, "", "", "another rank found a signature that does not verify");
+      if (c.exact)
+        throw CheckpointSignatureError(damage->checkpoint(), damage->file(), damage->tensor(), damage->problem());
+      throw CheckpointSignatureError(
+          damage->checkpoint(), damage->file(), damage->tensor(),
+          fmt::format("{}; not falling back to an older checkpoint: one that fails its signature was changed by "
+                      "someone without the key, which needs looking into (an older one still resumes when named "
+                      "exactly: dtrain resume DIR/step_N)",
+                      damage->problem()));
+    }
     if (!damage) damage = CheckpointError(dir, "", "", "another rank could not load its part");
     if (c.exact) {
       // Rank 0's error is what the app reports; another rank's own finding is said here.

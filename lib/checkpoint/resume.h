@@ -60,6 +60,12 @@ struct ResumeRequest {
   std::string path;
   std::vector<std::string> overrides;
   std::string out_dir;
+  // The public key (or secret key file) the checkpoint must be signed by,
+  // given from outside the checkpoint (`dtrain resume --verify-key FILE`).
+  // Without it, the keys the checkpoint's own config names (with --set
+  // overrides) decide: checkpoint.verify_key_file, else sign_key_file's public
+  // half; with neither, checkpoints are not verified.
+  std::string verify_key_file;
   int world_size = 1;
   std::function<void(const std::string&)> log;   // progress (rank 0's lines)
   std::function<void(const std::string&)> warn;  // damage this rank found (and skipped)
@@ -78,6 +84,19 @@ struct Resumed {
 // they agree (over `world`, all ranks) on which checkpoint loaded everywhere;
 // each rank reads only its own part, whatever layout wrote the checkpoint.
 // Throws CheckpointError when no candidate loads (naming each one's damage).
+// A signature that fails (CheckpointSignatureError: unsigned, another key,
+// changed after signing) stops the resume at that checkpoint: unlike damage,
+// it is not passed over for an older one. Someone changed a checkpoint that
+// only the key holder could write, and that is for a person to look into,
+// not for the job to paper over (an older checkpoint is still resumed by
+// naming it exactly).
+//
+// Unless the checkpoint was verified with a key given from outside it
+// (verify_key_file), the output paths its config holds are followed only
+// where the checkpoint lies in them: its checkpoint.dir must be the directory
+// holding it and its log.out_dir must contain that; else ConfigError asking
+// for --out (or --set log.out_dir / checkpoint.dir). A checkpoint copied in
+// from elsewhere cannot make dtrain write where its config says.
 Resumed resume(const ResumeRequest& req, Communicator& world);
 
 }  // namespace dtrain

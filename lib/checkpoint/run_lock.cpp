@@ -12,15 +12,14 @@
 
 #include <fmt/format.h>
 
+#include "checkpoint/store.h"
 #include "core/error.h"
 
 namespace dtrain {
 
-RunLock::RunLock(const std::string& dir) : dir_(dir) {
+RunLock::RunLock(const std::string& dir, unsigned dir_mode) : dir_(dir) {
   namespace fs = std::filesystem;
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) throw RuntimeError(fmt::format("cannot create '{}': {}", dir, ec.message()));
+  store::create_dir(dir, dir_mode);
   const std::string path = (fs::path(dir) / ".dtrain.lock").string();
   fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
   if (fd_ < 0) throw RuntimeError(fmt::format("cannot open the lock file '{}': {}", path, std::strerror(errno)));

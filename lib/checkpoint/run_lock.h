@@ -14,9 +14,10 @@ namespace dtrain {
 class RunLock {
  public:
   RunLock() = default;
-  // Locks `dir` (created if missing). Throws ConfigError naming the holder if
-  // another process holds it, RuntimeError if the lock file cannot be made.
-  explicit RunLock(const std::string& dir);
+  // Locks `dir` (created if missing, with permissions `dir_mode`: see
+  // log.dir_mode). Throws ConfigError naming the holder if another process
+  // holds it, RuntimeError if the lock file cannot be made.
+  explicit RunLock(const std::string& dir, unsigned dir_mode = 0700);
   ~RunLock();
   RunLock(RunLock&& o) noexcept;
   RunLock& operator=(RunLock&& o) noexcept;

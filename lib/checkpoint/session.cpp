@@ -16,6 +16,28 @@
 
 namespace dtrain {
 
+CheckpointKeys checkpoint_keys(const Config& cfg) {
+  CheckpointKeys k;
+  const CheckpointConfig& c = cfg.checkpoint;
+  if (!c.sign_key_file.empty())
+    k.sign = std::make_shared<const ckpt_sign::SecretKey>(ckpt_sign::read_secret_key(c.sign_key_file,
+                                                                                     "checkpoint.sign_key_file"));
+  if (!c.verify_key_file.empty())
+    k.verify = std::make_shared<const ckpt_sign::PublicKey>(
+        ckpt_sign::read_public_key(c.verify_key_file, "checkpoint.verify_key_file"));
+  else if (k.sign)
+    k.verify = std::make_shared<const ckpt_sign::PublicKey>(k.sign->public_key());
+  return k;
+}
+
+unsigned dir_mode(const Config& cfg) {
+  try {
+    return static_cast<unsigned>(std::stoul(cfg.log.dir_mode, nullptr, 8)) & 07777;
+  } catch (const std::exception&) {
+    return 0700;
+  }
+}
+
 CheckpointMeta trainer_meta(Trainer& trainer, int64_t step, const std::string& run_id) {
   const Config& cfg = trainer.config();
   CheckpointMeta m;
@@ -159,7 +181,9 @@ void restore_local(Trainer& t, const std::string& dir, const CheckpointMeta& m) 
 
 }  // namespace
 
-SaveResult save_trainer(Trainer& trainer, int64_t step, const SaveOptions& opts, const std::string& run_id) {
+SaveResult save_trainer(Trainer& trainer, int64_t step, const SaveOptions& opts_in, const std::string& run_id) {
+  SaveOptions opts = opts_in;
+  opts.dir_mode = dir_mode(trainer.config());
   const Groups& g = trainer.groups();
   const NamedTensors state = gathered_state(trainer);
   std::vector<Piece> pieces = trainer_pieces(trainer, state);
@@ -169,8 +193,8 @@ SaveResult save_trainer(Trainer& trainer, int64_t step, const SaveOptions& opts,
                          opts);
 }
 
-CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir) {
-  const CheckpointMeta m = read_meta(dir);
+CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir, VerifyKey key) {
+  const CheckpointMeta m = read_meta(dir, key);
   const Config& cfg = trainer.config();
   std::vector<std::string> problems;
   auto expect = [&](bool ok, const std::string& what) {
@@ -223,7 +247,7 @@ CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir) {
       uploads.emplace_back(p.local, Tensor::empty(p.local.shape(), p.local.dtype()));
       p.local = uploads.back().second;
     }
-  load_pieces(dir, pieces);
+  load_pieces(dir, pieces, key);
   for (auto& [dev, host] : uploads) dev.copy_from(host);
   model.params.sync_compute();  // the bf16 compute copy of the loaded masters
   for (Part& part : parts)
@@ -237,6 +261,7 @@ CheckpointSession::CheckpointSession(Trainer& trainer, SessionOptions opts)
     : trainer_(trainer), opts_(std::move(opts)), last_save_time_(std::chrono::steady_clock::now()) {
   last_step_ = opts_.start_step > 0 ? opts_.start_step : -1;
   if (opts_.run_id.empty()) opts_.run_id = new_run_id(*trainer_.groups().world);
+  sign_key_ = checkpoint_keys(trainer_.config()).sign;  // checked before training: a bad key is no late surprise
   if (trainer_.config().checkpoint.async) snapshot_pieces(false);  // allocates host_
 }
 
@@ -300,6 +325,7 @@ void CheckpointSession::save_sync(int64_t done) {
   SaveOptions so;
   so.keep = c.keep;
   so.on_file_op = opts_.on_file_op;
+  so.sign_key = sign_key_;
   const SaveResult r = save_trainer(trainer_, done, so, opts_.run_id);
   last_dir_ = r.dir;
   last_step_ = done;
@@ -321,6 +347,8 @@ void CheckpointSession::save_async(int64_t done) {
   SaveOptions so;
   so.keep = cfg.checkpoint.keep;
   so.on_file_op = opts_.on_file_op;
+  so.sign_key = sign_key_;
+  so.dir_mode = dir_mode(cfg);
   f->save = begin_save(cfg.checkpoint.dir, trainer_meta(trainer_, done, opts_.run_id), *g.world, so);
   f->stall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const double timeout = cfg.parallel.timeout;

@@ -18,6 +18,17 @@
 
 namespace dtrain {
 
+// The keys a config names, read and checked (ConfigError, one line naming the
+// key and the file): `sign` from checkpoint.sign_key_file, `verify` from
+// checkpoint.verify_key_file, else sign's public half; each empty if not set.
+struct CheckpointKeys {
+  std::shared_ptr<const ckpt_sign::SecretKey> sign;
+  std::shared_ptr<const ckpt_sign::PublicKey> verify;
+};
+CheckpointKeys checkpoint_keys(const Config& cfg);
+// log.dir_mode as a number (0700 if it does not parse: validation reports it).
+unsigned dir_mode(const Config& cfg);
+
 // The metadata of `trainer` after `step` steps (its layout from its groups),
 // of run `run_id` (see CheckpointMeta::run_id).
 CheckpointMeta trainer_meta(Trainer& trainer, int64_t step, const std::string& run_id = "");
@@ -34,8 +45,9 @@ SaveResult save_trainer(Trainer& trainer, int64_t step, const SaveOptions& opts,
 // update count) and checks that it continues the same run (model, optimizer,
 // seed, data position). Returns its metadata. Throws CheckpointError on
 // damage, ConfigError when it does not fit the trainer. Reads only; every
-// rank reads its own part.
-CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir);
+// rank reads its own part. With `key`, the checkpoint must be signed by it
+// (CheckpointSignatureError otherwise).
+CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir, VerifyKey key = nullptr);
 
 struct SessionOptions {
   SignalWatch* signals = nullptr;  // preemption signals to poll; nullptr = none
@@ -72,6 +84,7 @@ class CheckpointSession : public TrainHooks {
  private:
   Trainer& trainer_;
   SessionOptions opts_;
+  std::shared_ptr<const ckpt_sign::SecretKey> sign_key_;  // checkpoint.sign_key_file, read once
   std::chrono::steady_clock::time_point last_save_time_;
   bool time_due_ = false;
   std::string stop_reason_;

@@ -1,6 +1,7 @@
 #include "checkpoint/store.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -53,6 +54,24 @@ std::optional<int64_t> parse_step_dir_name(const std::string& name) {
 }
 
 std::string rank_file_name(int world_rank) { return fmt::format("rank_{:05}.h5", world_rank); }
+
+void create_dir(const fs::path& given, unsigned mode) {
+  fs::path dir = given.lexically_normal();
+  if (dir.filename().empty() && dir.has_parent_path()) dir = dir.parent_path();  // "runs/x/"
+  std::error_code ec;
+  if (fs::is_directory(dir, ec)) return;
+  if (dir.has_parent_path() && dir.parent_path() != dir) {
+    fs::create_directories(dir.parent_path(), ec);
+    if (ec) throw RuntimeError(fmt::format("cannot create '{}': {}", dir.parent_path().string(), ec.message()));
+  }
+  // mkdir with mode 0 first, then chmod: never open to others in between, whatever the umask.
+  if (::mkdir(dir.c_str(), 0) != 0) {
+    if (errno == EEXIST && fs::is_directory(dir, ec)) return;  // another process made it meanwhile
+    throw RuntimeError(fmt::format("cannot create '{}': {}", dir.string(), errno_text()));
+  }
+  if (::chmod(dir.c_str(), static_cast<mode_t>(mode)) != 0)
+    throw RuntimeError(fmt::format("cannot set the permissions of '{}': {}", dir.string(), errno_text()));
+}
 
 void sync_path(const fs::path& p) {
   const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
@@ -163,6 +182,42 @@ std::vector<std::string> prune(const fs::path& root, int64_t keep, const FileOps
     ops.done("sync " + root.filename().string());
   }
   return removed;
+}
+
+std::vector<std::string> write_path_problems(const std::string& out_dir, const std::string& ckpt_dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  const fs::path o(out_dir), c(ckpt_dir);
+  // Written as inside: its first components are the run directory's, before any '..' is resolved.
+  auto components = [](const fs::path& p) {
+    std::vector<fs::path> v;
+    for (const auto& part : p)
+      if (!part.empty() && part != ".") v.push_back(part);
+    return v;
+  };
+  const auto oc = components(o), cc = components(c);
+  const bool written_inside = cc.size() > oc.size() && std::equal(oc.begin(), oc.end(), cc.begin());
+  if (written_inside) {
+    const fs::path ro = fs::weakly_canonical(fs::absolute(o), ec), rc = fs::weakly_canonical(fs::absolute(c), ec);
+    const bool stays = std::mismatch(ro.begin(), ro.end(), rc.begin(), rc.end()).first == ro.end() && ro != rc;
+    if (!ec && !stays)
+      out.push_back(fmt::format("checkpoint.dir: '{}' is written as inside the run directory '{}' (log.out_dir), "
+                                "but '..' or a symbolic link leads it to '{}': dtrain writes only inside the run "
+                                "and checkpoint directories; give the real path if that is what you mean",
+                                ckpt_dir, out_dir, rc.string()));
+  }
+  auto no_links = [&](const fs::path& dir, const char* key, std::initializer_list<const char*> names) {
+    for (const char* name : names) {
+      const fs::path p = dir / name;
+      if (!fs::is_symlink(fs::symlink_status(p, ec))) continue;
+      out.push_back(fmt::format("{}: '{}' is a symbolic link (to '{}'), which dtrain would write through, out of "
+                                "the directory: remove it",
+                                key, p.string(), fs::read_symlink(p, ec).string()));
+    }
+  };
+  no_links(o, "log.out_dir", {"metrics.jsonl", "loss.png", ".dtrain.lock"});
+  no_links(c, "checkpoint.dir", {kLatestFile, kRunFile, ".dtrain.lock", "latest.tmp", "run.tmp"});
+  return out;
 }
 
 int64_t dir_bytes(const fs::path& dir) {

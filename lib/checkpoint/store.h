@@ -34,6 +34,12 @@ struct FileOps {
   }
 };
 
+// Creates directory `dir` (and missing parents, with the usual permissions)
+// with permissions `mode` exactly (the umask does not apply), e.g. 0700: the
+// run and checkpoint directories (log.dir_mode). An existing one is left as
+// it is. Throws RuntimeError.
+void create_dir(const fs::path& dir, unsigned mode);
+
 // fsync a file or a directory; throws RuntimeError.
 void sync_path(const fs::path& p);
 // Writes `text` to `path` durably and atomically (path.tmp, fsync, rename, fsync dir).
@@ -60,6 +66,14 @@ std::string read_run(const fs::path& root);
 // Deletes all but the newest `keep` complete checkpoints (each renamed to
 // .old first, so a crash mid-delete leaves no half-deleted complete one).
 std::vector<std::string> prune(const fs::path& root, int64_t keep, const FileOps& ops);
+// What stands in the way of writing only inside the run directory `out_dir`
+// and the checkpoint directory `ckpt_dir` (one line each, naming the config
+// key): a file dtrain writes there (metrics.jsonl, loss.png, .dtrain.lock,
+// latest, run) that is a symbolic link, which a write would follow out of the
+// directory; a checkpoint directory written as inside the run directory
+// ("<out_dir>/...") that '..' or a link leads out of it.
+std::vector<std::string> write_path_problems(const std::string& out_dir, const std::string& ckpt_dir);
+
 // Bytes of all regular files under `dir`.
 int64_t dir_bytes(const fs::path& dir);
 

@@ -261,8 +261,10 @@ void write_master(const fs::path& path, const CheckpointMeta& meta,
   ops.done("sync " + path.filename().string());
 }
 
-// The manifest of the complete temporary directory: every file's size and CRC-32.
-void write_manifest(const fs::path& tmp, const CheckpointMeta& meta, const store::FileOps& ops) {
+// The manifest of the complete temporary directory: every file's size and
+// CRC-32; signed with `key` (and every file's BLAKE2b hash listed) if given.
+void write_manifest(const fs::path& tmp, const CheckpointMeta& meta, const store::FileOps& ops,
+                    const ckpt_sign::SecretKey* key) {
   ckpt_manifest::Manifest m;
   m.step = meta.step;
   m.id = meta.id;
@@ -271,12 +273,12 @@ void write_manifest(const fs::path& tmp, const CheckpointMeta& meta, const store
     const std::string name = e.path().filename().string();
     if (name == ckpt_manifest::kFile) continue;
     try {
-      m.files[name] = ckpt_manifest::sum_file(e.path());
+      m.files[name] = ckpt_manifest::sum_file(e.path(), key != nullptr);
     } catch (const InputError& err) {
       throw RuntimeError(err.what());
     }
   }
-  store::write_file_atomic(tmp / ckpt_manifest::kFile, ckpt_manifest::to_text(m), ops);
+  store::write_file_atomic(tmp / ckpt_manifest::kFile, ckpt_manifest::to_text(m, key), ops);
 }
 
 std::string new_id(Communicator& world) {
@@ -314,8 +316,7 @@ SaveResult save_checkpoint(const std::string& root_dir, CheckpointMeta meta,
     try {
       std::error_code ec;
       if (!fs::exists(root, ec)) {
-        fs::create_directories(root, ec);
-        if (ec) throw RuntimeError(fmt::format("cannot create '{}': {}", root.string(), ec.message()));
+        store::create_dir(root, opts.dir_mode);
         store::sync_path(fs::absolute(root).parent_path());  // the new directory's own entry
       }
       store::remove_leftovers(root, ops);
@@ -354,7 +355,7 @@ SaveResult save_checkpoint(const std::string& root_dir, CheckpointMeta meta,
   if (lead) {
     try {
       write_master(tmp / store::kMasterFile, meta, read_back(tmp), ops);
-      write_manifest(tmp, meta, ops);
+      write_manifest(tmp, meta, ops, opts.sign_key.get());
       store::sync_path(tmp);
       ops.done("sync " + tmp.filename().string());
       store::publish(tmp, final_dir, ops, meta.run_id);
@@ -407,8 +408,7 @@ PendingSave begin_save(const std::string& root_dir, CheckpointMeta meta, Communi
     try {
       std::error_code ec;
       if (!fs::exists(root, ec)) {
-        fs::create_directories(root, ec);
-        if (ec) throw RuntimeError(fmt::format("cannot create '{}': {}", root.string(), ec.message()));
+        store::create_dir(root, opts.dir_mode);
         store::sync_path(fs::absolute(root).parent_path());
       }
       store::remove_leftovers(root, ops);
@@ -472,7 +472,7 @@ SaveResult publish_pending(const PendingSave& s, double timeout_seconds) {
     SaveResult res;
     res.dir = s.final_dir;
     write_master(tmp / store::kMasterFile, s.meta, read_back(tmp), ops);
-    write_manifest(tmp, s.meta, ops);  // as the synchronous save: every file's size and CRC-32
+    write_manifest(tmp, s.meta, ops, s.opts.sign_key.get());  // as the synchronous save
     store::sync_path(tmp);
     ops.done("sync " + tmp.filename().string());
     store::publish(tmp, fs::path(s.final_dir), ops, s.meta.run_id);

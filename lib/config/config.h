@@ -135,6 +135,8 @@ struct CheckpointConfig {
   int64_t keep;          // complete checkpoints kept on disk
   bool at_end;           // one after the last step
   bool async;            // write in a background thread; the step pays for a host copy only
+  std::string sign_key_file;    // Ed25519 secret key: every checkpoint is signed ("" = unsigned)
+  std::string verify_key_file;  // public key a resumed checkpoint must be signed by ("" = sign_key_file's)
 
   bool operator==(const CheckpointConfig&) const = default;
 };
@@ -144,6 +146,7 @@ struct LogConfig {
   int64_t every;        // steps between progress lines
   bool profile;         // progress lines add a time breakdown (train/profiler.h)
   bool plot;            // draw <out_dir>/loss.png at the end (tools/plot_metrics.py)
+  std::string dir_mode;  // octal permissions of the run and checkpoint directories dtrain creates
 
   bool operator==(const LogConfig&) const = default;
 };

@@ -263,6 +263,14 @@ std::vector<KeySpec> build_schema() {
        "training waits only for a copy of the state in host memory; a background thread writes and "
        "publishes it (the last checkpoint and a preemption's are written before the run ends)",
        FIELD(checkpoint.async)},
+      {"checkpoint", "sign_key_file", kAll, string(""), none(),
+       "Ed25519 secret key file (dtrain keygen; mode 0600): every checkpoint's manifest is signed, and "
+       "`dtrain resume` refuses a checkpoint not signed by its public half; \"\" = unsigned",
+       FIELD(checkpoint.sign_key_file)},
+      {"checkpoint", "verify_key_file", kAll, string(""), none(),
+       "Ed25519 public key file (dtrain keygen's .pub) that a resumed checkpoint must be signed by; "
+       "\"\" = the public half of checkpoint.sign_key_file (none: checkpoints are not verified)",
+       FIELD(checkpoint.verify_key_file)},
 
       // [log]
       {"log", "out_dir", kAll, string(""), none(),
@@ -275,6 +283,10 @@ std::vector<KeySpec> build_schema() {
       {"log", "plot", kAll, false, none(),
        "at the end, draw the loss curves to <out_dir>/loss.png (tools/plot_metrics.py, matplotlib)",
        FIELD(log.plot)},
+      {"log", "dir_mode", kAll, string("0700"), none(),
+       "permissions (octal) of the run directory and the checkpoint directory when dtrain creates them; "
+       "the default lets only their owner in (\"0750\": the group may read too)",
+       FIELD(log.dir_mode)},
   };
 }
 

@@ -51,6 +51,7 @@ class Validator {
     resolve_batch();
     if (problems_.size() == before) check_schedule();
     if (problems_.size() == before) check_sizes();
+    check_output_paths();
     resolve_paths();
   }
 
@@ -421,6 +422,28 @@ class Validator {
       problem({"train.steps", "train.global_batch"},
               fmt::format("train.steps: {} steps of {} samples would count more than 2^62 {} seen",
                           c_.train.steps, c_.train.global_batch, gpt ? "tokens" : "images"));
+  }
+
+  // log.dir_mode: three or four octal digits that leave the owner every right
+  // (dtrain writes there); the output directories: no control characters (a
+  // newline would split the `latest` file and every message naming them).
+  void check_output_paths() {
+    const std::string& m = c_.log.dir_mode;
+    const bool digits = (m.size() == 3 || (m.size() == 4 && m[0] == '0')) &&
+                        m.find_first_not_of("01234567") == std::string::npos;
+    if (!digits)
+      problem({"log.dir_mode"}, fmt::format("log.dir_mode: expected octal permissions such as \"0700\" or "
+                                            "\"0750\", got \"{}\"",
+                                            m));
+    else if ((std::stoi(m, nullptr, 8) & 0700) != 0700)
+      problem({"log.dir_mode"}, fmt::format("log.dir_mode: \"{}\" denies the owner (dtrain itself) reading, "
+                                            "writing or entering the directory; the owner's digit must be 7",
+                                            m));
+    for (auto [name, value] : {std::pair{"log.out_dir", &c_.log.out_dir}, std::pair{"checkpoint.dir", &c_.checkpoint.dir},
+                               std::pair{"checkpoint.sign_key_file", &c_.checkpoint.sign_key_file},
+                               std::pair{"checkpoint.verify_key_file", &c_.checkpoint.verify_key_file}})
+      if (std::any_of(value->begin(), value->end(), [](char ch) { return static_cast<unsigned char>(ch) < 0x20; }))
+        problem({name}, fmt::format("{}: the path holds a control character (a newline?)", name));
   }
 
   void resolve_paths() {
