@@ -44,7 +44,7 @@ struct StateRange {
 
 StateRange state_range(Trainer& t) {
   StateRange r;
-  r.total = t.model().params.values().numel();
+  r.total = t.model().params.flat_numel();
   const FlatRange fr = t.optimizer_range();
   r.begin = fr.begin;
   r.end = fr.end < 0 ? r.total : fr.end;
@@ -75,10 +75,22 @@ NamedTensors gathered_state(Trainer& t) {
   return full;
 }
 
+// ZeRO-3: the full parameters in place while a checkpoint reads or writes
+// them (gathered over dp), dropped again at the end of the scope.
+struct FullParams {
+  Trainer& t;
+  bool loaded = false;
+  explicit FullParams(Trainer& tr) : t(tr) { t.gather_full_params(); }
+  ~FullParams() { t.release_full_params(loaded); }
+  FullParams(const FullParams&) = delete;
+  FullParams& operator=(const FullParams&) = delete;
+};
+
 }  // namespace
 
 SaveResult save_trainer(Trainer& trainer, int64_t step, const SaveOptions& opts, const std::string& run_id) {
   const Groups& g = trainer.groups();
+  const FullParams full(trainer);
   const NamedTensors state = gathered_state(trainer);
   std::vector<Piece> pieces = collect_pieces(trainer.model(), state, g.coord.dp == 0, g.coord.tp == 0);
   for (Piece& p : pieces)  // a GPU's tensors are written from host copies
@@ -111,6 +123,7 @@ CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir) {
          fmt::format("is at step {}, beyond train.steps = {} (raise it with --set train.steps=N)",
                      m.step, cfg.train.steps));
   if (!problems.empty()) throw ConfigError(problems);
+  FullParams full(trainer);
 
   // The parameters, and the optimizer state straight into the optimizer's
   // tensors; under ZeRO-1 only the state of the parameters that meet this
@@ -147,6 +160,7 @@ CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir) {
   for (Part& part : parts)
     part.dst.copy_from(part.scratch.view(Shape{part.scratch.numel()}).flat_range(part.from, part.dst.numel()));
   trainer.optimizer().set_steps_done(m.optimizer_steps);
+  full.loaded = true;  // the shards take the loaded values
   return m;
 }
 
@@ -159,6 +173,7 @@ CheckpointSession::CheckpointSession(Trainer& trainer, SessionOptions opts)
 
 std::vector<Piece> CheckpointSession::snapshot_pieces(bool copy) {
   const Groups& g = trainer_.groups();
+  const FullParams full(trainer_);
   const NamedTensors state = gathered_state(trainer_);
   std::vector<Piece> out;
   for (Piece& p : collect_pieces(trainer_.model(), state, g.coord.dp == 0, g.coord.tp == 0)) {
