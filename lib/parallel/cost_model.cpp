@@ -232,12 +232,14 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& s
     const StageProfile& st = stages[s];
     Memory mem;
     mem.stage = s;
-    // ZeRO-3: the 1/d shard plus two gather windows of the largest layer.
-    mem.params = c.zero == 3 && d > 1 ? (std::ceil(st.params / d) + 2 * st.max_layer_params) * sb.params
+    // ZeRO-3: the 1/d shard plus two gather windows of the largest layer,
+    // and the tied embedding's resident copy where the stage reads it.
+    const double tied = s == 0 || st.holds_tied_copy ? model.tied_params : 0.0;
+    mem.params = c.zero == 3 && d > 1 ? (std::ceil(st.params / d) + 2 * st.max_layer_params + tied) * sb.params
                                       : st.params * sb.params;
     // ZeRO-2, 3: this rank's 1/d shard plus two windows of the largest layer's
-    // gradients (the tied embedding's full gradient counts in that layer).
-    mem.grads = c.zero >= 2 && d > 1 ? (std::ceil(st.params / d) + 2 * st.max_layer_params) * sb.grads
+    // gradients, and the tied embedding's resident gradient where the stage holds it.
+    mem.grads = c.zero >= 2 && d > 1 ? (std::ceil(st.params / d) + 2 * st.max_layer_params + tied) * sb.grads
                                      : st.params * sb.grads;
     mem.optimizer = (c.zero >= 1 && d > 1 ? std::ceil(st.params / d) : st.params) * sb.optimizer;
     const double k = static_cast<double>(in_flight_micro_batches(c.schedule, s, p, c.micro_batches));

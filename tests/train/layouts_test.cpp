@@ -15,6 +15,9 @@
 #include "../data/data_files.h"
 #include "config/config.h"
 #include "dist/mesh_groups.h"
+#include "parallel/cost_model.h"
+#include "parallel/hardware.h"
+#include "parallel/model_profile.h"
 #include "train/comm_recorder.h"
 #include "train/profiler.h"
 #include "train/trainer.h"
@@ -375,16 +378,19 @@ TEST_CASE("ZeRO memory per rank: the gradient and optimizer bytes fall as 1/dp, 
   // layer windows, dominates. Predicted: ZeRO-2 holds ceil(P/dp) gradients +
   // two windows of the largest layer's (Cost::params, less the tied wte the
   // embedding keeps whole) + the tied wte; ZeRO-1 the full buffer + the shard;
-  // both a 1/dp share of the optimizer's states.
+  // both a 1/dp share of the optimizer's states. ZeRO-3 holds the gradients
+  // of ZeRO-2 and, for parameters, the same shape: the master shard + two
+  // gather windows + the tied wte's resident copy (fp32: all 4 bytes), the
+  // bytes lib/parallel's cost model predicts for the candidate.
   Data data;
   const std::string toml = gpt_toml(data.dir);
   const int rank = world_rank();
   int world = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &world);
   if (world < 4) return;
-  std::map<std::pair<int, int>, double> grads;  // (dp, zero) -> bytes on rank 0
+  std::map<std::pair<int, int>, double> grads, params;  // (dp, zero) -> bytes on rank 0
   for (int dp : {1, 2, 4})
-    for (int zero : {0, 1, 2}) {
+    for (int zero : {0, 1, 2, 3}) {
       MPI_Comm sub;
       MPI_Comm_split(MPI_COMM_WORLD, rank < dp ? 0 : MPI_UNDEFINED, rank, &sub);
       if (rank < dp) {
@@ -395,7 +401,7 @@ TEST_CASE("ZeRO memory per rank: the gradient and optimizer bytes fall as 1/dp, 
         Mesh mesh(MeshLayout{dp, 1, 1}, MpiCommOptions{}, sub);
         Trainer t(cfg, mesh_groups(mesh), [](const std::string&) {});
         Model& m = t.model();
-        const double P = static_cast<double>(m.params.values().numel());
+        const double P = static_cast<double>(m.params.flat_numel());
         double tied = 0, largest = 0, opt = 0;
         for (const auto& p : m.params.all())
           if (p->tied) tied += static_cast<double>(p->numel());
@@ -411,14 +417,34 @@ TEST_CASE("ZeRO memory per rank: the gradient and optimizer bytes fall as 1/dp, 
         if (stage == 0) {
           CHECK(m.params.grads().numel() == P);
           CHECK(opt == 2 * P);
-          if (rank == 0) grads[{dp, zero}] = 4 * P;
+          if (rank == 0) grads[{dp, zero}] = 4 * P, params[{dp, zero}] = 4 * P;
         } else {
           CHECK(opt == 2 * shard);
           CHECK(t.optimizer_range().end - t.optimizer_range().begin == shard);
           const double want = stage == 1 ? 4 * (P + shard) : 4 * (shard + 2 * largest + tied);
           CHECK(t.zero()->grad_bytes() == doctest::Approx(want).epsilon(0.01));
-          if (stage == 2) CHECK(!m.params.grads().defined());  // the full buffer is gone
-          if (rank == 0) grads[{dp, zero}] = t.zero()->grad_bytes();
+          if (stage >= 2) CHECK(!m.params.grads().defined());  // the full buffer is gone
+          if (stage == 3) {
+            CHECK(!m.params.values().defined());  // so are the full masters
+            CHECK(t.zero()->param_bytes() == doctest::Approx(4 * (shard + 2 * largest + tied)).epsilon(0.01));
+            // The cost model's prediction for this candidate (fp32, AdamW).
+            const ModelProfile mp = profile_model(cfg.model, train_seq_len(cfg), 1);
+            Workload w;
+            w.global_batch = cfg.train.global_batch;
+            Candidate c;
+            c.dp = dp;
+            c.micro_batch = cfg.train.micro_batch;
+            c.micro_batches = cfg.train.grad_accum;
+            c.zero = 3;
+            const Prediction pr = predict(mp, profile_stages(mp, 1), load_hardware("cpu-local"), w, Features::this_trainer(), c);
+            CHECK(t.zero()->param_bytes() == doctest::Approx(pr.memory.params).epsilon(0.02));
+            CHECK(t.zero()->grad_bytes() == doctest::Approx(pr.memory.grads).epsilon(0.01));
+            if (rank == 0)
+              MESSAGE(fmt::format("ZeRO-3 dp {}: parameter bytes {:.0f} (cost model {:.0f}), gradient bytes {:.0f} "
+                                  "(cost model {:.0f})", dp, t.zero()->param_bytes(), pr.memory.params,
+                                  t.zero()->grad_bytes(), pr.memory.grads));
+          }
+          if (rank == 0) grads[{dp, zero}] = t.zero()->grad_bytes(), params[{dp, zero}] = t.zero()->param_bytes();
         }
         MPI_Comm_free(&sub);
       }
@@ -430,8 +456,18 @@ TEST_CASE("ZeRO memory per rank: the gradient and optimizer bytes fall as 1/dp, 
     CHECK(grads[{4, 2}] < grads[{2, 2}]);
     CHECK(grads[{2, 2}] < grads[{1, 0}]);
     CHECK((grads[{2, 2}] - fixed) / (grads[{4, 2}] - fixed) == doctest::Approx(2.0).epsilon(0.01));
+    // ZeRO-3: the same for the gradients and for the parameters.
+    CHECK(grads[{2, 3}] == grads[{2, 2}]);
+    CHECK(grads[{4, 3}] == grads[{4, 2}]);
+    const double pfixed = params[{2, 3}] - 2 * (params[{2, 3}] - params[{4, 3}]);
+    CHECK(params[{4, 3}] < params[{2, 3}]);
+    CHECK(params[{2, 3}] < params[{1, 0}]);
+    CHECK(params[{2, 2}] == params[{1, 0}]);  // ZeRO-2 keeps every parameter
+    CHECK((params[{2, 3}] - pfixed) / (params[{4, 3}] - pfixed) == doctest::Approx(2.0).epsilon(0.01));
     MESSAGE(fmt::format("gradient bytes per rank: dp 1 {:.0f}; ZeRO-1 dp 2 {:.0f}, dp 4 {:.0f}; ZeRO-2 dp 2 {:.0f}, dp 4 {:.0f}",
                         grads[{1, 0}], grads[{2, 1}], grads[{4, 1}], grads[{2, 2}], grads[{4, 2}]));
+    MESSAGE(fmt::format("parameter bytes per rank: dp 1 {:.0f}; ZeRO-3 dp 2 {:.0f}, dp 4 {:.0f} (fixed: windows + tied wte {:.0f})",
+                        params[{1, 0}], params[{2, 3}], params[{4, 3}], pfixed));
   }
 }
 
