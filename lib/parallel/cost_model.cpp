@@ -235,11 +235,16 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& s
     // ZeRO-3: the 1/d shard plus two gather windows of the largest layer,
     // and the tied embedding's resident copy where the stage reads it.
     const double tied = s == 0 || st.holds_tied_copy ? model.tied_params : 0.0;
-    mem.params = c.zero == 3 && d > 1 ? (std::ceil(st.params / d) + 2 * st.max_layer_params + tied) * sb.params
+    // ZeRO-2/3's windows: the largest layer's parameters, the embedding's
+    // without the tied wte (resident, counted once above).
+    double window = 0;
+    for (int64_t i = st.first_layer; i < st.last_layer; ++i)
+      window = std::max(window, model.layers[static_cast<size_t>(i)].params - (i == 0 ? model.tied_params : 0.0));
+    mem.params = c.zero == 3 && d > 1 ? (std::ceil(st.params / d) + 2 * window + tied) * sb.params
                                       : st.params * sb.params;
     // ZeRO-2, 3: this rank's 1/d shard plus two windows of the largest layer's
     // gradients, and the tied embedding's resident gradient where the stage holds it.
-    mem.grads = c.zero >= 2 && d > 1 ? (std::ceil(st.params / d) + 2 * st.max_layer_params + tied) * sb.grads
+    mem.grads = c.zero >= 2 && d > 1 ? (std::ceil(st.params / d) + 2 * window + tied) * sb.grads
                                      : st.params * sb.grads;
     mem.optimizer = (c.zero >= 1 && d > 1 ? std::ceil(st.params / d) : st.params) * sb.optimizer;
     const double k = static_cast<double>(in_flight_micro_batches(c.schedule, s, p, c.micro_batches));
