@@ -4,7 +4,7 @@
 # a ZeRO-2 run continues a one-process checkpoint, both with the one-process
 # losses. ZeRO-3 (parameters sharded too) the same: full tensors, inspect,
 # bit-identical resume (with an asynchronous checkpoint), and resume across
-# modes: ZeRO-3 -> one process (ZeRO-0) and pp 2, one process -> ZeRO-3.
+# modes: ZeRO-3 -> one process (ZeRO-0) and pp 2, one process -> ZeRO-3 (dp 2, dp 2 x pp 2).
 # Values outside 0..3 are refused in one line.
 source "$(dirname "$0")/common.bash"
 MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
@@ -80,6 +80,10 @@ expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" resume "$ck3" --set parallel.dp=1 -
 close_losses "$WORK/one/metrics.jsonl" "$WORK/z3pp/metrics.jsonl"
 expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" resume "$WORK/one/checkpoints/step_00000004" "${zero3[@]}" --out "$WORK/o3"
 close_losses "$WORK/one/metrics.jsonl" "$WORK/o3/metrics.jsonl"
+# ... and on dp 2 x pp 2 (each stage's shard and the last stage's tied wte copy take the load).
+expect_exit 0 "${MPIRUN[@]}" -np 4 "$DTRAIN" resume "$WORK/one/checkpoints/step_00000004" "${zero3[@]}" \
+  --set parallel.pp=2 --out "$WORK/o3pp"
+close_losses "$WORK/one/metrics.jsonl" "$WORK/o3pp/metrics.jsonl"
 
 # Refused in one line naming the key.
 expect_exit 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set parallel.zero=4 --out "$WORK/bad"
