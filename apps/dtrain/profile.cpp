@@ -139,9 +139,11 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
   v[kReduceSpan] = prof.reduction_span_seconds();
   v[kForward] = prof.seconds(Profiler::Kind::forward);
   v[kBackward] = prof.seconds(Profiler::Kind::backward);
-  // The masters, and under bf16 their compute copy.
-  v[kParamBytes] = static_cast<double>(m.params.values().bytes() +
-                                       (m.params.mixed() ? m.params.compute_values().bytes() : 0));
+  // The masters, and under bf16 their compute copy (ZeRO-3: the shards, the
+  // tied parameters' resident copy and the two gather windows).
+  v[kParamBytes] = trainer.zero() ? trainer.zero()->param_bytes()
+                                  : static_cast<double>(m.params.values().bytes() +
+                                                        (m.params.mixed() ? m.params.compute_values().bytes() : 0));
   // ZeRO: the shard (and ZeRO-1's full buffer, or ZeRO-2's windows and tied gradients).
   v[kGradBytes] = trainer.zero() ? trainer.zero()->grad_bytes() : static_cast<double>(m.params.grads().bytes());
   double opt_bytes = 0;
@@ -204,10 +206,11 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
   const double states = static_cast<double>(state.size());
   const int zero = trainer.zero_stage();
   const double zero_share = zero >= 1 ? 1.0 / g.layout.dp : 1.0;
-  v[kPredParams] = stage_params * (m.params.mixed() ? 6 : 4);
+  const bool mixed = m.dtype == DType::bf16;  // (ZeRO-3 frees the store's buffers: ask the model)
+  v[kPredParams] = stage_params * (mixed ? 6 : 4);
   v[kPredGrads] = stage_params * 4;
   if (zero == 1) v[kPredGrads] += std::ceil(stage_params / g.layout.dp) * 4;  // + the reduced shard
-  if (zero == 2) {
+  if (zero >= 2) {
     // The shard, two windows of the largest layer's gradients, the tied embedding's.
     double largest = 0, tied = 0;
     for (const auto& p : m.params.all())
@@ -216,6 +219,9 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
       largest = std::max(largest, static_cast<double>(costs[i].params) - (i == 0 && m.first_stage() ? tied : 0.0));
     const double shard = std::ceil(stage_params / g.layout.dp);
     v[kPredGrads] = (shard + 2 * largest + tied) * 4;
+    // ZeRO-3: the master shard (+ its bf16 copy), and in the compute dtype
+    // two parameter windows and the tied embedding's resident copy.
+    if (zero == 3) v[kPredParams] = shard * (mixed ? 6 : 4) + (2 * largest + tied) * (mixed ? 2 : 4);
   }
   v[kPredOpt] = stage_params * 4 * states * zero_share;
   v[kPredAct] = pred_act + pipe_grad;

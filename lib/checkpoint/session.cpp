@@ -67,7 +67,7 @@ struct StateRange {
 
 StateRange state_range(Trainer& t) {
   StateRange r;
-  r.total = t.model().params.values().numel();
+  r.total = t.model().params.flat_numel();
   const FlatRange fr = t.optimizer_range();
   r.begin = fr.begin;
   r.end = fr.end < 0 ? r.total : fr.end;
@@ -178,6 +178,16 @@ void restore_local(Trainer& t, const std::string& dir, const CheckpointMeta& m) 
   load_to(dir, pieces);
   model.params.sync_compute();
 }
+// ZeRO-3: the full parameters in place while a checkpoint reads or writes
+// them (gathered over dp), dropped again at the end of the scope.
+struct FullParams {
+  Trainer& t;
+  bool loaded = false;
+  explicit FullParams(Trainer& tr) : t(tr) { t.gather_full_params(); }
+  ~FullParams() { t.release_full_params(loaded); }
+  FullParams(const FullParams&) = delete;
+  FullParams& operator=(const FullParams&) = delete;
+};
 
 }  // namespace
 
@@ -185,6 +195,7 @@ SaveResult save_trainer(Trainer& trainer, int64_t step, const SaveOptions& opts_
   SaveOptions opts = opts_in;
   opts.dir_mode = dir_mode(trainer.config());
   const Groups& g = trainer.groups();
+  const FullParams full(trainer);
   const NamedTensors state = gathered_state(trainer);
   std::vector<Piece> pieces = trainer_pieces(trainer, state);
   for (Piece& p : pieces)  // a GPU's tensors are written from host copies
@@ -217,6 +228,7 @@ CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir, VerifyK
          fmt::format("is at step {}, beyond train.steps = {} (raise it with --set train.steps=N)",
                      m.step, cfg.train.steps));
   if (!problems.empty()) throw ConfigError(problems);
+  FullParams full(trainer);
 
   // The parameters, and the optimizer state straight into the optimizer's
   // tensors; under ZeRO-1 only the state of the parameters that meet this
@@ -254,6 +266,7 @@ CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir, VerifyK
     part.dst.copy_from(part.scratch.view(Shape{part.scratch.numel()}).flat_range(part.from, part.dst.numel()));
   trainer.optimizer().set_steps_done(m.optimizer_steps);
   if (trainer.local_sync()) restore_local(trainer, dir, m);
+  full.loaded = true;  // the shards take the loaded values
   return m;
 }
 
@@ -266,6 +279,7 @@ CheckpointSession::CheckpointSession(Trainer& trainer, SessionOptions opts)
 }
 
 std::vector<Piece> CheckpointSession::snapshot_pieces(bool copy) {
+  const FullParams full(trainer_);
   const NamedTensors state = gathered_state(trainer_);
   std::vector<Piece> out;
   for (Piece& p : trainer_pieces(trainer_, state)) {

@@ -211,7 +211,8 @@ std::vector<KeySpec> build_schema() {
        FIELD(parallel.virtual_stages)},
       {"parallel", "zero", kAll, int64_t{0}, half_open(0, 4),
        "ZeRO stage over the data-parallel ranks: 1 shards the optimizer state (gradients reduce-scattered), "
-       "2 the gradients too, 3 the parameters (not available yet); nothing to shard when dp = 1",
+       "2 the gradients too, 3 the parameters too (each layer's all-gathered before its forward and its backward); "
+       "nothing to shard when dp = 1",
        FIELD(parallel.zero)},
       {"parallel", "sequence_parallel", kGpt, false, none(),
        "split the layer norms, dropouts and residual stream along the sequence across the tp ranks "

@@ -176,10 +176,6 @@ class Validator {
               fmt::format("parallel: dp x tp x pp = {} but {} {} launched",
                           ranks ? fmt::to_string(*ranks) : "(too large)", world_size_,
                           world_size_ == 1 ? "rank was" : "ranks were"));
-    if (ok({"parallel.zero"}) && p.zero == 3)
-      problem({"parallel.zero"},
-              "parallel.zero = 3 (parameter sharding) is not available yet: use 0, 1 (optimizer state) or "
-              "2 (optimizer state and gradients)");
     check_sequence_parallel();
     check_local_sync();
   }

@@ -144,6 +144,7 @@ void ParamStore::allocate(DType compute, const Exec& ex, uint64_t seed) {
     cursor += align_up(p->numel());
   }
   values_ = Tensor::zeros(Shape{ntrain}, dtype, device);
+  flat_numel_ = ntrain;
   grads_ = Tensor::zeros(Shape{ntrain}, dtype, device);
   buffers_ = Tensor::zeros(Shape{nbuf}, dtype, device);
   compute_ = compute == dtype ? values_ : Tensor::zeros(Shape{ntrain}, compute, device);
@@ -180,6 +181,7 @@ void ParamStore::share(const ParamStore& owner, bool subset) {
   grads_ = owner.grads_;
   buffers_ = owner.buffers_;
   trainable_numel_ = owner.trainable_numel_;
+  flat_numel_ = owner.flat_numel_;
 }
 
 void ParamStore::initialize(uint64_t seed) {
@@ -209,6 +211,21 @@ void ParamStore::sync_compute(int64_t begin, int64_t end) {
                values_.numel());
   if (mixed() && end > begin)
     ops::convert(exec_, values_.flat_range(begin, end - begin), compute_.flat_range(begin, end - begin));
+}
+
+void ParamStore::release_values() {
+  values_ = Tensor{};
+  compute_ = Tensor{};
+  for (auto& p : params_)
+    if (p->trainable) p->value = Tensor{};
+}
+
+void ParamStore::adopt_values(const Tensor& values) {
+  DTRAIN_CHECK(values.numel() == flat_numel_, "adopt_values: {} elements for a flat buffer of {}", values.numel(),
+               flat_numel_);
+  values_ = values;
+  for (auto& p : params_)
+    if (p->trainable) p->value = values_.flat_range(p->offset, p->numel()).view(p->shape);
 }
 
 void ParamStore::zero_grads() {

@@ -126,10 +126,19 @@ class ParamStore {
   bool mixed() const { return compute_.defined() && compute_.dtype() != values_.dtype(); }
   Tensor& buffers() { return buffers_; }  // every non-trainable buffer, flat
   int64_t num_trainable() const { return trainable_numel_; }
+  // Elements of the flat trainable buffers (parameters and their alignment
+  // padding): values().numel(), also after release_values.
+  int64_t flat_numel() const { return flat_numel_; }
   void zero_grads();  // all threads, one pass
   // Frees the flat gradient buffer (ZeRO-2 re-points every Param::grad to its
   // own windows first); zero_grads then does nothing.
   void release_grads() { grads_ = Tensor{}; }
+  // ZeRO-3: frees the flat masters and their compute copy (every trainable
+  // Param::value is dropped; Param::compute is the caller's to re-point);
+  // adopt_values hands back a full master buffer (a checkpoint's save or
+  // load), re-pointing every trainable Param::value at it.
+  void release_values();
+  void adopt_values(const Tensor& values);
 
   // Re-initialises every parameter and buffer from `seed` (used by allocate).
   void initialize(uint64_t seed);
@@ -141,6 +150,7 @@ class ParamStore {
   Exec exec_;
   Tensor values_, compute_, grads_, buffers_;
   int64_t trainable_numel_ = 0;
+  int64_t flat_numel_ = 0;
 };
 
 }  // namespace dtrain

@@ -39,8 +39,12 @@ struct FlatRange {
 // the same whatever the range, so sharded and unsharded runs agree bit for bit.
 // grad_shard (ZeRO): when defined, the range's gradients are read from it
 // (element range.begin + i at i) instead of the parameters' grad views.
+// value_shard (ZeRO-3): when defined, the range's masters live there (same
+// indexing) instead of in the parameters' value views, and under mixed
+// precision compute_shard receives their compute copy.
 std::unique_ptr<Optimizer> make_optimizer(const OptimConfig& cfg, ParamStore& params,
-                                          FlatRange range = {}, const Tensor& grad_shard = Tensor{});
+                                          FlatRange range = {}, const Tensor& grad_shard = Tensor{},
+                                          const Tensor& value_shard = Tensor{}, const Tensor& compute_shard = Tensor{});
 
 // Learning rate at optimizer step `step` (0-based): linear warm-up from 0 over
 // warmup_steps, then cosine or linear decay to min_lr at decay_steps (default:

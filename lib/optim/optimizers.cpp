@@ -32,8 +32,13 @@ Tensor state_tensor(ParamStore& ps, FlatRange r) {
 // This rank's spans of the flat buffer: the part of each trainable parameter
 // inside r, with its optimizer state at the same offsets (from r.begin) and,
 // under mixed precision, its compute copy, which the update writes too.
+// The range's gradients, masters and compute copy come from the ZeRO shards
+// where those are defined.
+struct RangeShards {
+  Tensor g, w, wc;
+};
 std::vector<ops::UpdateSpan> spans_of(ParamStore& ps, FlatRange r, const Tensor& s1, const Tensor& s2,
-                                      const Tensor& gs) {
+                                      const RangeShards& sh) {
   std::vector<ops::UpdateSpan> spans;
   const bool mixed = ps.mixed();
   for (const auto& p : ps.all()) {
@@ -43,11 +48,11 @@ std::vector<ops::UpdateSpan> spans_of(ParamStore& ps, FlatRange r, const Tensor&
     const int64_t n = o.hi - o.lo, state = p->offset + o.lo - r.begin;
     auto part = [&](const Tensor& t) { return t.view(Shape{t.numel()}).flat_range(o.lo, n); };
     ops::UpdateSpan sp;
-    sp.w = part(p->value);
-    sp.g = gs.defined() ? gs.flat_range(state, n) : part(p->grad);
+    sp.w = sh.w.defined() ? sh.w.flat_range(state, n) : part(p->value);
+    sp.g = sh.g.defined() ? sh.g.flat_range(state, n) : part(p->grad);
     sp.s1 = s1.flat_range(state, n);
     if (s2.defined()) sp.s2 = s2.flat_range(state, n);
-    if (mixed) sp.wc = part(p->compute);
+    if (mixed) sp.wc = sh.wc.defined() ? sh.wc.flat_range(state, n) : part(p->compute);
     sp.decay = p->decay;
     spans.push_back(sp);
   }
@@ -56,7 +61,7 @@ std::vector<ops::UpdateSpan> spans_of(ParamStore& ps, FlatRange r, const Tensor&
 
 class AdamW : public Optimizer {
  public:
-  AdamW(const OptimConfig& cfg, ParamStore& ps, FlatRange r, const Tensor& gs) : cfg_(cfg), ps_(ps), r_(r) {
+  AdamW(const OptimConfig& cfg, ParamStore& ps, FlatRange r, const RangeShards& gs) : cfg_(cfg), ps_(ps), r_(r) {
     m_ = state_tensor(ps, r);
     v_ = state_tensor(ps, r);
     spans_ = spans_of(ps_, r_, m_, v_, gs);  // views: made once, valid for the run
@@ -94,7 +99,7 @@ class AdamW : public Optimizer {
 // gradient (only where Param::decay), buf = momentum * buf + g, optional Nesterov.
 class Sgd : public Optimizer {
  public:
-  Sgd(const OptimConfig& cfg, ParamStore& ps, FlatRange r, const Tensor& gs) : cfg_(cfg), ps_(ps), r_(r) {
+  Sgd(const OptimConfig& cfg, ParamStore& ps, FlatRange r, const RangeShards& gs) : cfg_(cfg), ps_(ps), r_(r) {
     buf_ = state_tensor(ps, r);
     spans_ = spans_of(ps_, r_, buf_, Tensor{}, gs);
   }
@@ -127,7 +132,8 @@ class Sgd : public Optimizer {
 }  // namespace
 
 std::unique_ptr<Optimizer> make_optimizer(const OptimConfig& cfg, ParamStore& params,
-                                          FlatRange range, const Tensor& grad_shard) {
+                                          FlatRange range, const Tensor& grad_shard, const Tensor& value_shard,
+                                          const Tensor& compute_shard) {
   DTRAIN_CHECK(params.allocated(), "optimizer built before parameters were allocated");
   const int64_t n = params.values().numel();
   if (range.end < 0) range.end = n;
@@ -135,8 +141,12 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimConfig& cfg, ParamStore& pa
                "optimizer range [{}, {}) of {} elements", range.begin, range.end, n);
   DTRAIN_CHECK(!grad_shard.defined() || grad_shard.numel() == range.end - range.begin,
                "optimizer gradient shard of {} elements for a range of {}", grad_shard.numel(), range.end - range.begin);
-  if (cfg.name == "adamw") return std::make_unique<AdamW>(cfg, params, range, grad_shard);
-  if (cfg.name == "sgd") return std::make_unique<Sgd>(cfg, params, range, grad_shard);
+  for (const Tensor* t : {&value_shard, &compute_shard})
+    DTRAIN_CHECK(!t->defined() || t->numel() == range.end - range.begin,
+                 "optimizer parameter shard of {} elements for a range of {}", t->numel(), range.end - range.begin);
+  const RangeShards sh{grad_shard, value_shard, compute_shard};
+  if (cfg.name == "adamw") return std::make_unique<AdamW>(cfg, params, range, sh);
+  if (cfg.name == "sgd") return std::make_unique<Sgd>(cfg, params, range, sh);
   throw ConfigError(fmt::format("optim.name: unknown optimizer '{}' (expected adamw or sgd)", cfg.name));
 }
 

@@ -181,6 +181,9 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& s
     if (d > 1) {
       const double bucket = std::min(grad_bytes, w.bucket_bytes);
       reduce = scatter ? all_gather_seconds(grad_bytes, d, dp_link) : all_reduce_seconds(grad_bytes, d, dp_link);
+      // ZeRO-3 also gathers every layer's parameters before its forward and
+      // its backward, each micro-batch (the next layer's prefetched).
+      if (c.zero == 3) reduce += 2.0 * static_cast<double>(c.micro_batches) * all_gather_seconds(st.params * sb.params, d, dp_link);
       last_bucket = scatter ? all_gather_seconds(bucket, d, dp_link) : all_reduce_seconds(bucket, d, dp_link);
     }
     const double end_of_backward = r.pipeline_seconds - before;
@@ -194,15 +197,19 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& s
     const double owned = c.zero >= 1 && d > 1 ? std::ceil(st.params / d) : st.params;
     double update = (owned * sb.update_traffic + 2 * st.params * sb.grads) / hw.memory_bandwidth *
                     std::max(1.0, share);  // every device of the node updates at once
-    if (c.zero >= 1 && d > 1) update += all_gather_seconds(st.params * sb.params, d, dp_link);
+    if ((c.zero == 1 || c.zero == 2) && d > 1) update += all_gather_seconds(st.params * sb.params, d, dp_link);
     optimizer = std::max(optimizer, update);
 
     double dp_sent = 0;
     if (d > 1) {
       // ZeRO-2 reduce-scatters each micro-batch's gradients (lib/train/zero.h).
-      const double scatters = c.zero == 2 ? static_cast<double>(c.micro_batches) : 1.0;
+      const double scatters = c.zero >= 2 ? static_cast<double>(c.micro_batches) : 1.0;
       dp_sent = (scatter ? scatters : 2.0) * (d - 1) / d * grad_bytes;
-      if (c.zero >= 1) dp_sent += static_cast<double>(d - 1) / d * st.params * sb.params;
+      // ZeRO-1/2: the updated parameters all-gathered once; ZeRO-3: each
+      // micro-batch's two gathers per layer (forward, backward), 1.5x plain
+      // dp's all-reduce volume at one micro-batch.
+      const double gathers = c.zero == 3 ? 2.0 * static_cast<double>(c.micro_batches) : c.zero >= 1 ? 1.0 : 0.0;
+      dp_sent += gathers * (d - 1) / d * st.params * sb.params;
     }
     dp_bytes = std::max(dp_bytes, dp_sent);
     const double tp_payload = b * e * (st.tp_fwd_bytes * (c.recompute ? 2 : 1) + st.tp_bwd_bytes);
@@ -225,10 +232,19 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& s
     const StageProfile& st = stages[s];
     Memory mem;
     mem.stage = s;
-    mem.params = st.params * sb.params;
-    // ZeRO-2: this rank's 1/d shard plus two windows of the largest layer's
-    // gradients (the tied embedding's full gradient counts in that layer).
-    mem.grads = c.zero == 2 && d > 1 ? (std::ceil(st.params / d) + 2 * st.max_layer_params) * sb.grads
+    // ZeRO-3: the 1/d shard plus two gather windows of the largest layer,
+    // and the tied embedding's resident copy where the stage reads it.
+    const double tied = s == 0 || st.holds_tied_copy ? model.tied_params : 0.0;
+    // ZeRO-2/3's windows: the largest layer's parameters, the embedding's
+    // without the tied wte (resident, counted once above).
+    double window = 0;
+    for (int64_t i = st.first_layer; i < st.last_layer; ++i)
+      window = std::max(window, model.layers[static_cast<size_t>(i)].params - (i == 0 ? model.tied_params : 0.0));
+    mem.params = c.zero == 3 && d > 1 ? (std::ceil(st.params / d) + 2 * window + tied) * sb.params
+                                      : st.params * sb.params;
+    // ZeRO-2, 3: this rank's 1/d shard plus two windows of the largest layer's
+    // gradients, and the tied embedding's resident gradient where the stage holds it.
+    mem.grads = c.zero >= 2 && d > 1 ? (std::ceil(st.params / d) + 2 * window + tied) * sb.grads
                                      : st.params * sb.grads;
     mem.optimizer = (c.zero >= 1 && d > 1 ? std::ceil(st.params / d) : st.params) * sb.optimizer;
     const double k = static_cast<double>(in_flight_micro_batches(c.schedule, s, p, c.micro_batches));

@@ -55,7 +55,7 @@ struct Candidate {
   int dp = 1, tp = 1, pp = 1;
   int64_t micro_batch = 1;   // samples per micro-batch
   int64_t micro_batches = 1; // per step per pipeline (grad_accum)
-  int zero = 0;              // 0 | 1 | 2 (2: gradients sharded, reduce-scattered every micro-batch)
+  int zero = 0;              // 0 | 1 | 2 (2: gradients sharded, reduce-scattered every micro-batch) | 3 (parameters too)
   bool recompute = false;
   std::string schedule = "1f1b";  // "1f1b" | "gpipe" (the same when pp = 1)
   int devices() const { return dp * tp * pp; }

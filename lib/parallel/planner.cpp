@@ -146,9 +146,9 @@ Plan make_plan(const PlanRequest& req) {
       }
       const std::vector<StageProfile> stages = profile_stages(*profile, pp);
 
-      for (int zero : {0, 1, 2}) {
-        // ZeRO-2 only when asked for (its every-micro-batch scatter costs traffic).
-        if ((zero >= 1 && dp == 1) || (zero == 2 && req.zero != 2) || (req.zero >= 0 && req.zero != zero && dp > 1))
+      for (int zero : {0, 1, 2, 3}) {
+        // ZeRO-2 and 3 only when asked for (their every-micro-batch collectives cost traffic).
+        if ((zero >= 1 && dp == 1) || (zero >= 2 && req.zero != zero) || (req.zero >= 0 && req.zero != zero && dp > 1))
           continue;
         for (int recompute : {0, 1}) {
           if ((recompute && !req.features.recompute) || (req.recompute >= 0 && req.recompute != recompute)) continue;

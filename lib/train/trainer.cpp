@@ -161,24 +161,31 @@ void Trainer::setup() {
   // ZeRO (train/zero.h): data-parallel rank d keeps the optimizer state (and
   // from stage 2 on the reduced gradients) of one contiguous range of the
   // flat parameters. With one data-parallel rank there is nothing to shard.
-  opt_range_ = FlatRange{0, m.params.values().numel()};
+  opt_range_ = FlatRange{0, m.params.flat_numel()};
   const bool local = cfg_.parallel.sync == "local";
   if (local && cfg_.parallel.zero >= 1 && g_.layout.dp > 1)
     throw ConfigError(fmt::format("parallel.sync = \"local\" with parallel.zero = {}: ZeRO shards one optimizer "
                                   "over the data-parallel replicas, but local sync gives each replica its own; "
                                   "use parallel.zero = 0", cfg_.parallel.zero));
   if (cfg_.parallel.zero >= 1 && g_.layout.dp > 1) {
-    if (chunks_ > 1)
-      throw ConfigError(fmt::format("parallel.zero = {} with parallel.schedule = \"interleaved\": ZeRO over several "
-                                    "model chunks per stage is not available yet; use parallel.zero = 0 or the 1f1b "
-                                    "schedule", cfg_.parallel.zero));
+    // slots[0] owns the parameters: the interleaved schedule's owner of every
+    // chunk's layers (ZeRO's layer numbers are its), else the first copy.
     std::vector<Model*> all;
+    if (owner_) all.push_back(owner_.get());
     for (auto& s : slots_) all.push_back(s.get());
-    zero_ = std::make_unique<ZeroSharding>(static_cast<int>(cfg_.parallel.zero), all, *g_.dp,
-                                           g_.layout.pp > 1 ? g_.embed : nullptr, cfg_.parallel.bucket_mb,
-                                           options_.zero_break);
+    const int stage = static_cast<int>(cfg_.parallel.zero);
+    zero_ = std::make_unique<ZeroSharding>(stage, all, *g_.dp, g_.layout.pp > 1 ? g_.embed : nullptr,
+                                           cfg_.parallel.bucket_mb, options_.zero_break, cfg_.parallel.overlap);
     opt_range_ = zero_->range();
-    opt_ = make_optimizer(cfg_.optim, m.params, opt_range_, zero_->grad_shard());
+    if (stage == 3) {
+      // The optimizer updates the master shard and writes its compute copy;
+      // then the full parameter buffers go.
+      opt_ = make_optimizer(cfg_.optim, m.params, opt_range_, zero_->grad_shard(), zero_->master_shard(),
+                            zero_->compute_shard());
+      zero_->shard_params();
+    } else {
+      opt_ = make_optimizer(cfg_.optim, m.params, opt_range_, zero_->grad_shard());
+    }
   } else {
     opt_ = make_optimizer(cfg_.optim, m.params, opt_range_);
     reducer_ = std::make_unique<GradReducer>(m.params, *g_.dp, cfg_.parallel.bucket_mb);
@@ -339,7 +346,7 @@ void Trainer::backward_op(int micro, int chunk, const Ctx& step_ctx, double scal
   // all-reduce their gradients over tp then.
   // Under ZeRO-2 each micro-batch's gradients leave for their shard after
   // its own backward, so every backward is final.
-  ctx.grads_final = zero_stage() == 2 || micro + 1 == static_cast<int>(cfg_.train.grad_accum);
+  ctx.grads_final = zero_stage() >= 2 || micro + 1 == static_cast<int>(cfg_.train.grad_accum);
   Tensor g;
   if (m.last_stage()) {
     Profiler::Scope timed(options_.profiler, Profiler::Kind::backward, static_cast<int>(base + m.layers.size()), micro);
@@ -361,7 +368,9 @@ void Trainer::backward_op(int micro, int chunk, const Ctx& step_ctx, double scal
     if (options_.profiler) options_.profiler->mark_reduction_begin();  // --- profiler hook
   }
   for (size_t i = m.layers.size(); i-- > 0;) {
-    if (zero_) zero_->before_backward(i, last);
+    // ZeRO-3 gathers layer i's parameters (again: the forward's were freed)
+    // and starts the gather of the layer whose backward follows.
+    if (zero_) zero_->before_backward(base + i, last, i > 0 ? static_cast<int64_t>(base + i - 1) : -1);
     {
       Profiler::Scope timed(options_.profiler, Profiler::Kind::backward, static_cast<int>(base + i), micro);
       g = m.layers[i]->backward(g, ctx);
@@ -369,7 +378,7 @@ void Trainer::backward_op(int micro, int chunk, const Ctx& step_ctx, double scal
     // The owner's parameters are laid out chunk by chunk: when the step's last
     // backward (chunk 0's) has passed layer i, every later chunk is done too.
     if (zero_)
-      zero_->after_backward(i, last, cfg_.parallel.overlap);  // one chunk: ZeRO with interleaving is refused
+      zero_->after_backward(base + i, last, cfg_.parallel.overlap);
     else if (last && cfg_.parallel.overlap && !local_)
       reducer_->ready_from(reducer_->offset_of_param(model().first_param_of(base + i)));
   }
@@ -381,14 +390,26 @@ void Trainer::backward_op(int micro, int chunk, const Ctx& step_ctx, double scal
   }
 }
 
-Tensor Trainer::forward_stage(Model& m, const Tensor& in, const Ctx& ctx, int micro, size_t base) {
-  if (!options_.profiler) return m.forward_layers(in, ctx);
+Tensor Trainer::forward_stage(Model& m, const Tensor& in, const Ctx& ctx, int micro, size_t base, bool timed) {
+  const bool gathers = zero_stage() == 3;
+  Profiler* prof = timed ? options_.profiler : nullptr;
+  if (!prof && !gathers) return m.forward_layers(in, ctx);
   Tensor h = in;
   for (size_t i = 0; i < m.layers.size(); ++i) {
-    Profiler::Scope timed(options_.profiler, Profiler::Kind::forward, static_cast<int>(base + i), micro);
+    // ZeRO-3: layer i's parameters gathered; the next layer's gather started.
+    if (gathers) zero_->before_forward(base + i, i + 1 < m.layers.size() ? static_cast<int64_t>(base + i + 1) : -1);
+    Profiler::Scope scope(prof, Profiler::Kind::forward, static_cast<int>(base + i), micro);
     h = m.layers[i]->forward(h, ctx);
   }
   return h;
+}
+
+void Trainer::gather_full_params() {
+  if (zero_) zero_->gather_full();
+}
+
+void Trainer::release_full_params(bool loaded) {
+  if (zero_) zero_->release_full(loaded);
 }
 
 double Trainer::agree_loss(double local_sum, int64_t count) {
@@ -548,8 +569,12 @@ EvalResult Trainer::evaluate_now() {
   const int pp = g_.layout.pp, vstages = pp * chunks_, prev = (g_.coord.pp + pp - 1) % pp, next = (g_.coord.pp + 1) % pp;
   // Batch b goes to data-parallel rank b mod dp, through every stage (and
   // every chunk: the last stage's chunk c hands it to the first's chunk c + 1).
-  for (int64_t b = g_.coord.dp; b < batches; b += g_.layout.dp) {
-    const int64_t first = b * micro, n = std::min(micro, total - first);
+  // ZeRO-3's gathers are collectives over dp: every data-parallel rank runs
+  // as many forwards, those past the last batch on batch 0, uncounted.
+  const int64_t rounds = zero_stage() == 3 ? (batches + g_.layout.dp - 1) / g_.layout.dp * g_.layout.dp : batches;
+  for (int64_t b = g_.coord.dp; b < rounds; b += g_.layout.dp) {
+    const bool counted = b < batches;
+    const int64_t first = counted ? b * micro : 0, n = std::min(micro, total - first);
     for (int c = 0; c < chunks_; ++c) {
       const int slot = chunk_slot_[c];
       Model& m = *slots_[slot];
@@ -569,10 +594,11 @@ EvalResult Trainer::evaluate_now() {
         in = stage_in_[slot].narrow0(0, n);
         g_.pp->recv(in, prev, tag_of(static_cast<int>(b), vstage(c) - 1, vstages, false))->wait();
       }
+      const Tensor out = forward_stage(m, in, ctx, static_cast<int>(b), chunk_layer_[c], false);
       if (m.last_stage()) {
-        m.loss->accumulate(m.forward_layers(in, ctx), y);
+        if (counted) m.loss->accumulate(out, y);
       } else {
-        g_.pp->send(m.forward_layers(in, ctx), next, tag_of(static_cast<int>(b), vstage(c), vstages, false))->wait();
+        g_.pp->send(out, next, tag_of(static_cast<int>(b), vstage(c), vstages, false))->wait();
       }
     }
   }

@@ -133,6 +133,13 @@ class Trainer {
   // parallel.sync = "local": the outer state (the last synced parameters and
   // the outer momentum); null under sync = "step".
   LocalSync* local_sync() { return local_.get(); }
+  // ZeRO-3 keeps only each rank's shard of the parameters: gather_full_params
+  // puts the full fp32 masters back in every Param::value (an all-gather over
+  // dp: every rank calls it) until release_full_params, which with `loaded`
+  // first takes their (changed: a checkpoint load) values into the shards.
+  // Nothing to do without ZeRO-3.
+  void gather_full_params();
+  void release_full_params(bool loaded);
 
  private:
   void setup();
@@ -148,8 +155,9 @@ class Trainer {
   int vstage(int chunk) const { return chunk * g_.layout.pp + g_.coord.pp; }
   void wait_sends(int slot);
   // --- profiler hook: the stage's layers one by one (timed when profiling).
-  // `base`: index in model().layers of m's first layer.
-  Tensor forward_stage(Model& m, const Tensor& in, const Ctx& ctx, int micro, size_t base);
+  // `base`: index in model().layers of m's first layer; `timed`: false for
+  // evaluation. ZeRO-3 gathers each layer's parameters here.
+  Tensor forward_stage(Model& m, const Tensor& in, const Ctx& ctx, int micro, size_t base, bool timed = true);
   double agree_loss(double local_sum, int64_t count);
   double global_grad_norm();
   double comm_wait_total() const;
@@ -180,7 +188,7 @@ class Trainer {
   std::unique_ptr<Model> owner_;  // chunks_ > 1: all chunks' layers and parameters, never run
   std::unique_ptr<Optimizer> opt_;
   FlatRange opt_range_;
-  std::unique_ptr<ZeroSharding> zero_;  // ZeRO-1/2 over dp (null: gradients all-reduced by reducer_)
+  std::unique_ptr<ZeroSharding> zero_;  // ZeRO-1/2/3 over dp (null: gradients all-reduced by reducer_)
   std::unique_ptr<GradReducer> reducer_;
   std::unique_ptr<LocalSync> local_;  // parallel.sync = "local" (then no per-step gradient reduction over dp)
   DataSources data_;

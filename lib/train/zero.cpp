@@ -1,5 +1,5 @@
-// ZeRO-1/2 sharding (see zero.h for the design and why ZeRO-2 scatters every
-// micro-batch).
+// ZeRO-1/2/3 sharding (see zero.h for the design, why ZeRO-2 scatters every
+// micro-batch and how ZeRO-3 gathers each layer's parameters).
 #include "train/zero.h"
 
 #include <algorithm>
@@ -14,12 +14,12 @@ constexpr int64_t kShardAlign = 16;  // shard boundaries: multiples of 16 elemen
 }
 
 ZeroSharding::ZeroSharding(int stage, std::vector<Model*> slots, Communicator& dp, Communicator* embed,
-                           double bucket_mb, int broken)
+                           double bucket_mb, int broken, bool overlap)
     : stage_(stage), slots_(std::move(slots)), ps_(slots_[0]->params), dp_(dp), embed_(embed),
-      me_(dp.rank()), broken_(broken) {
-  DTRAIN_CHECK(stage_ == 1 || stage_ == 2, "ZeRO stage {}", stage_);
+      me_(dp.rank()), broken_(broken), overlap_(overlap) {
+  DTRAIN_CHECK(stage_ >= 1 && stage_ <= 3, "ZeRO stage {}", stage_);
   const Exec& ex = ps_.exec();
-  const int64_t n = ps_.values().numel(), d = dp_.size();
+  const int64_t n = ps_.flat_numel(), d = dp_.size();
   const int64_t per = (n + d * kShardAlign - 1) / (d * kShardAlign) * kShardAlign;
   for (int64_t r = 0; r < d; ++r) {
     starts_.push_back(std::min(n, r * per));
@@ -41,7 +41,7 @@ ZeroSharding::ZeroSharding(int stage, std::vector<Model*> slots, Communicator& d
     return;
   }
 
-  // ZeRO-2: each top-level layer's windowed range; tied parameters resident.
+  // ZeRO-2 and 3: each top-level layer's windowed range; tied parameters resident.
   Model& m = *slots_[0];
   const auto& all = ps_.all();
   DTRAIN_CHECK(m.first_param_of(m.layers.size()) == all.size() || all.empty(),
@@ -58,6 +58,7 @@ ZeroSharding::ZeroSharding(int stage, std::vector<Model*> slots, Communicator& d
     if (p->trainable && p->tied) {
       for (Model* s : slots_) {
         Param* q = s->params.find(p->name);
+        if (!q) continue;  // another model chunk's copy
         q->grad = resident_buf_.flat_range(cursor, p->numel()).view(p->shape);
         resident_.push_back(q);
       }
@@ -72,7 +73,8 @@ ZeroSharding::ZeroSharding(int stage, std::vector<Model*> slots, Communicator& d
       lo = lo < 0 ? p.offset : std::min(lo, p.offset);
       hi = std::max(hi, p.offset + p.numel());
       covered += p.numel();
-      for (Model* s : slots_) ps.push_back(s->params.find(p.name));
+      for (Model* s : slots_)
+        if (Param* q = s->params.find(p.name)) ps.push_back(q);
     }
     if (lo < 0) lo = hi = 0;
     layer_range_.emplace_back(lo, hi);
@@ -82,6 +84,30 @@ ZeroSharding::ZeroSharding(int stage, std::vector<Model*> slots, Communicator& d
   DTRAIN_CHECK(covered + resident_n == trainable, "ZeRO-2: the layers' parameters cover {} of {} elements",
                covered + resident_n, trainable);
   for (Window& w : win_) w.buf = Tensor::zeros(Shape{widest}, gt, ex.device);
+  if (stage_ == 3) {
+    // The masters of this rank's range and their compute copy; the tied
+    // parameters' compute copy resident; two parameter windows.
+    const DType ct = ps_.compute_values().dtype();
+    const int64_t count = range_.end - range_.begin;
+    master_ = Tensor::zeros(Shape{count}, ps_.values().dtype(), ex.device);
+    ops::copy(ex, ps_.values().flat_range(range_.begin, count), master_);
+    compute_shard_ = master_;
+    if (ps_.mixed()) {
+      compute_shard_ = Tensor::zeros(Shape{count}, ct, ex.device);
+      ops::copy(ex, ps_.compute_values().flat_range(range_.begin, count), compute_shard_);
+    }
+    resident_values_ = Tensor::zeros(Shape{resident_n}, ct, ex.device);
+    cursor = 0;
+    for (const auto& p : all)
+      if (p->trainable && p->tied) {
+        Tensor dst = resident_values_.flat_range(cursor, p->numel());
+        ops::copy(ex, p->compute.view(Shape{p->numel()}), dst);
+        for (Model* s : slots_)
+          if (Param* q = s->params.find(p->name)) q->compute = dst.view(p->shape);
+        cursor += p->numel();
+      }
+    for (ParamWindow& w : pwin_) w.buf = Tensor::zeros(Shape{widest}, ct, ex.device);
+  }
   // The full gradient buffer goes: every view of it is re-pointed above or
   // below (windowed parameters point at no memory until their layer's turn).
   for (Model* s : slots_) {
@@ -89,6 +115,103 @@ ZeroSharding::ZeroSharding(int stage, std::vector<Model*> slots, Communicator& d
       if (p->trainable && !p->tied) p->grad = Tensor{};
     s->params.release_grads();
   }
+}
+
+double ZeroSharding::param_bytes() const {
+  if (stage_ < 3) {
+    Tensor& v = ps_.values();
+    return static_cast<double>(v.bytes() + (ps_.mixed() ? ps_.compute_values().bytes() : 0));
+  }
+  double b = static_cast<double>(master_.bytes() + resident_values_.bytes());
+  if (compute_shard_.raw() != master_.raw()) b += static_cast<double>(compute_shard_.bytes());
+  for (const ParamWindow& w : pwin_) b += static_cast<double>(w.buf.bytes());
+  return b;
+}
+
+void ZeroSharding::shard_params() {
+  DTRAIN_CHECK(stage_ == 3, "shard_params under ZeRO-{}", stage_);
+  for (Model* s : slots_) {
+    for (const auto& p : s->params.all())
+      if (p->trainable && !p->tied) p->compute = Tensor{};  // a window's, from its layer's turn on
+    s->params.release_values();
+  }
+}
+
+WorkHandle ZeroSharding::gather_range(int64_t lo, int64_t hi, const Tensor& dst) {
+  const std::vector<int64_t> c = pieces(lo, hi);
+  const int64_t len = range_.end - range_.begin;
+  int64_t at = std::clamp<int64_t>(lo - range_.begin, 0, len);
+  if (broken_ == 2 && c[me_] > 0) at = at + c[me_] < len ? at + 1 : std::max<int64_t>(0, at - 1);  // tests
+  return dp_.all_gather(compute_shard_.flat_range(at, c[me_]), dst.flat_range(0, hi - lo), c);
+}
+
+void ZeroSharding::acquire(size_t layer, int64_t next) {
+  const auto [lo, hi] = layer_range_[layer];
+  const auto held = [&](int64_t l) { return pwin_[0].layer == l ? 0 : pwin_[1].layer == l ? 1 : -1; };
+  int k = -1;
+  if (hi > lo) {
+    k = held(static_cast<int64_t>(layer));
+    if (k < 0) {  // not prefetched: gathered now (into the window not receiving `next`)
+      k = pwin_[0].layer == next && next >= 0 ? 1 : 0;
+      ParamWindow& w = pwin_[k];
+      if (w.pending) w.pending->wait();
+      w.layer = static_cast<int64_t>(layer);
+      w.pending = gather_range(lo, hi, w.buf);
+    }
+    ParamWindow& w = pwin_[k];
+    if (w.pending) {
+      w.pending->wait();
+      w.pending.reset();
+    }
+    for (Param* p : layer_params_[layer]) p->compute = w.buf.flat_range(p->offset - lo, p->numel()).view(p->shape);
+  }
+  if (!overlap_ || next < 0) return;
+  const auto [nlo, nhi] = layer_range_[static_cast<size_t>(next)];
+  if (nhi == nlo || held(next) >= 0) return;
+  const int j = k >= 0 ? 1 - k : (pwin_[0].pending ? 1 : 0);
+  ParamWindow& w = pwin_[j];
+  if (w.pending) w.pending->wait();
+  w.layer = next;
+  w.pending = gather_range(nlo, nhi, w.buf);  // overlaps this layer's compute
+}
+
+void ZeroSharding::before_forward(size_t layer, int64_t next) {
+  if (stage_ == 3) acquire(layer, next);
+}
+
+void ZeroSharding::refresh_resident() {
+  int64_t cursor = 0;
+  for (const auto& p : ps_.all())
+    if (p->trainable && p->tied) {
+      gather_range(p->offset, p->offset + p->numel(), resident_values_.flat_range(cursor, p->numel()))->wait();
+      cursor += p->numel();
+    }
+}
+
+void ZeroSharding::gather_full() {
+  if (stage_ != 3) return;
+  Tensor full = Tensor::zeros(Shape{ps_.flat_numel()}, master_.dtype(), master_.device());
+  dp_.all_gather(master_, full, counts_)->wait();
+  for (Model* s : slots_) s->params.adopt_values(full);
+}
+
+void ZeroSharding::release_full(bool loaded) {
+  if (stage_ != 3 || !ps_.values().defined()) return;
+  if (loaded) {
+    const Exec& ex = ps_.exec();
+    ops::copy(ex, ps_.values().flat_range(range_.begin, range_.end - range_.begin), master_);
+    if (compute_shard_.raw() != master_.raw()) ops::convert(ex, master_, compute_shard_);
+    int64_t cursor = 0;
+    for (const auto& p : ps_.all())
+      if (p->trainable && p->tied) {
+        Tensor dst = resident_values_.flat_range(cursor, p->numel());
+        if (dst.dtype() == p->value.dtype()) ops::copy(ex, p->value.view(Shape{p->numel()}), dst);
+        else ops::convert(ex, p->value.view(Shape{p->numel()}), dst);
+        cursor += p->numel();
+      }
+    for (ParamWindow& w : pwin_) w.layer = -1;  // stale
+  }
+  for (Model* s : slots_) s->params.release_values();
 }
 
 double ZeroSharding::grad_bytes() const {
@@ -146,8 +269,9 @@ void ZeroSharding::land(Window& w) {
   ops::add(ps_.exec(), dst, w.buf.flat_range(0, n), dst);
 }
 
-void ZeroSharding::before_backward(size_t layer, bool /*last*/) {
-  if (stage_ != 2) return;
+void ZeroSharding::before_backward(size_t layer, bool /*last*/, int64_t next) {
+  if (stage_ == 3) acquire(layer, next);
+  if (stage_ < 2) return;
   const auto [lo, hi] = layer_range_[layer];
   if (hi == lo) return;
   Window& w = win_[turn_];
@@ -234,6 +358,17 @@ double ZeroSharding::grad_sum_squares(bool replicated) {
 }
 
 void ZeroSharding::gather_params() {
+  if (stage_ == 3) {
+    // The optimizer wrote this rank's masters and their compute copy; the
+    // layers gather theirs when they run. Only the resident copies now.
+    for (ParamWindow& w : pwin_) {
+      if (w.pending) w.pending->wait();
+      w.pending.reset();
+      w.layer = -1;
+    }
+    refresh_resident();
+    return;
+  }
   Tensor& v = ps_.values();
   const int64_t n = v.numel(), count = range_.end - range_.begin;
   int64_t from = range_.begin;

@@ -25,8 +25,28 @@
 //     the start and the embedding's at the end of it) keep a full "resident"
 //     gradient, summed over the pipeline's embedding group and all-reduced
 //     over dp after the backward.
+//   - ZeRO-3 (fully sharded data parallel): ZeRO-2's gradients, and the
+//     parameters sharded too. Each rank keeps only the fp32 masters of its
+//     range (and under bf16 their bf16 copy: what the all-gathers send); the
+//     flat master and compute buffers are freed. Before a top-level layer's
+//     forward, and again before its backward, its parameters are all-gathered
+//     in the compute dtype into one of two shared windows (the widest layer's
+//     size) and its Param::compute views pointed there; the gather of the
+//     pass's next layer is started into the other window (MPI non-blocking)
+//     so that it overlaps this layer's compute. A window is reused by the
+//     next gather, so parameter memory falls as 1/dp plus two layers. A
+//     window still holding a layer's current values is not gathered again
+//     (the last layer's forward straight before its backward). Full
+//     recomputation re-runs the forward inside the backward, on the
+//     parameters gathered for it. Tied parameters (the token embedding, read
+//     by the first and the last layer) keep a resident compute copy, all-
+//     gathered after each update, like their resident gradients. Checkpoints
+//     gather the full masters for the save (gather_full) and put a load's
+//     values back into the shards (release_full).
 // With pipeline parallelism each stage has its own flat buffer: shards are
-// over the dp group within each (tp, pp) position.
+// over the dp group within each (tp, pp) position. Layers are numbered as in
+// the owner's (slots[0]'s) list: under the interleaved schedule the owner
+// holds every chunk's layers and the copies a subset.
 #pragma once
 
 #include <cstdint>
@@ -40,13 +60,15 @@ namespace dtrain {
 
 class ZeroSharding {
  public:
-  // stage: 1 or 2; slots[0] owns the parameters, the others are pipeline
+  // stage: 1, 2 or 3; slots[0] owns the parameters, the others are pipeline
   // replicas sharing them (their gradient views are re-pointed too). embed:
   // the group of pipeline stages holding a tied parameter (nullptr: pp == 1).
   // broken (tests only): 1 offsets the reduce-scatter's input by one element,
-  // 2 the all-gather's, so that a test can show the layout comparison catches it.
+  // 2 the all-gather's (ZeRO-3: the layers' parameter gathers), so that a
+  // test can show the layout comparison catches it.
+  // overlap: ZeRO-3 prefetches the next layer's parameters.
   ZeroSharding(int stage, std::vector<Model*> slots, Communicator& dp, Communicator* embed, double bucket_mb,
-               int broken = 0);
+               int broken = 0, bool overlap = true);
 
   int stage() const { return stage_; }
   FlatRange range() const { return range_; }
@@ -54,15 +76,28 @@ class ZeroSharding {
   // This rank's reduced gradients: flat elements [range.begin, range.end).
   Tensor& grad_shard() { return shard_; }
   // Bytes this rank holds for gradients: the shard, plus the full buffer
-  // (ZeRO-1), or the resident tied gradients and the two windows (ZeRO-2).
+  // (ZeRO-1), or the resident tied gradients and the two windows (ZeRO-2, 3).
   double grad_bytes() const;
+  // Bytes this rank holds for parameters (masters and compute copy): the
+  // full buffers (ZeRO-1, 2); ZeRO-3 the master shard, its compute copy
+  // (bf16), the tied parameters' resident compute copy and the two windows.
+  double param_bytes() const;
+  // ZeRO-3, after the optimizer is built over master_shard() and
+  // compute_shard(): frees the full parameter buffers of every slot.
+  void shard_params();
+  Tensor& master_shard() { return master_; }
+  Tensor& compute_shard() { return compute_shard_; }
   int64_t buckets() const { return static_cast<int64_t>(bounds_.size()) - 1; }
 
   // Start of a step: zeroes the shard (and the resident gradients).
   void begin_step();
+  // ZeRO-3: before top-level layer i's forward: its parameters gathered into
+  // place; `next` (-1: none) the layer the same pass runs next, whose gather
+  // starts now.
+  void before_forward(size_t layer, int64_t next);
   // Around top-level layer i's backward of micro-batch `micro` (`last`: the
-  // step's last backward on this stage).
-  void before_backward(size_t layer, bool last);
+  // step's last backward on this stage; `next`: ZeRO-3's prefetch, as above).
+  void before_backward(size_t layer, bool last, int64_t next = -1);
   void after_backward(size_t layer, bool last, bool overlap);
   // After the step's backward: completes every reduction (and the tied
   // parameters'); returns the seconds spent waiting here.
@@ -72,8 +107,14 @@ class ZeroSharding {
   // summed over dp here, over tp and pp by the caller.
   double grad_sum_squares(bool replicated);
   // After the update: all-gathers the updated masters over dp and refreshes
-  // the compute copy of the other ranks' ranges.
+  // the compute copy of the other ranks' ranges (ZeRO-3: the tied
+  // parameters' resident copy only; the windows are stale).
   void gather_params();
+  // ZeRO-3: the full masters back in every slot's Param::value (all-gathered
+  // over dp), until release_full, which with `loaded` first copies them
+  // into the shards (they were overwritten: a checkpoint load).
+  void gather_full();
+  void release_full(bool loaded);
 
  private:
   struct Window {
@@ -108,6 +149,20 @@ class ZeroSharding {
   Window win_[2];
   int turn_ = 0;       // the window the next layer takes
   Tensor scalar_;      // (1) f64 for the norm's all-reduce
+  // ZeRO-3: the masters of this rank's range, their compute copy (the same
+  // tensor in fp32), the tied parameters' resident compute copy, and two
+  // windows of gathered parameters in the compute dtype.
+  struct ParamWindow {
+    Tensor buf;
+    int64_t layer = -1;  // whose parameters it holds (or is receiving)
+    WorkHandle pending;
+  };
+  void acquire(size_t layer, int64_t next);
+  WorkHandle gather_range(int64_t lo, int64_t hi, const Tensor& dst);
+  void refresh_resident();
+  bool overlap_ = true;
+  Tensor master_, compute_shard_, resident_values_;
+  ParamWindow pwin_[2];
 };
 
 }  // namespace dtrain

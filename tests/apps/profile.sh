@@ -159,6 +159,19 @@ expect_exit 0 "$DTRAIN" profile "$WORK/tiny.toml" --write-hardware "$WORK/one.to
 grep -q '^name = "solo"' "$WORK/one.toml" || fail "calibration: --hardware-name"
 grep -q "links not measured (one rank)" "$WORK/one.toml" || fail "calibration on one rank: links not marked"
 
+# ZeRO-3 in bf16 on dp 2: the memory table's parameter and gradient bytes (the fp32 master
+# shard + its bf16 copy, two bf16 gather windows, the resident tied wte) equal the cost model's.
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" profile "$WORK/tiny.toml" "${base[@]}" --out "$WORK/z3" \
+  --set parallel.dp=2 --set train.grad_accum=1 --set parallel.zero=3 --set train.precision=bf16
+check "$WORK/z3" 2
+python3 - "$WORK/z3/profile.json" <<'PY' || { cat "$WORK/out"; fail "ZeRO-3: memory differs from the cost model"; }
+import json, sys
+z3 = json.load(open(sys.argv[1]))
+for r in z3["ranks"]:
+    for k in ["params_bytes", "grads_bytes", "optimizer_bytes"]:
+        assert abs(r[k] - r["predicted"][k]) <= 0.02 * r[k], (k, r[k], r["predicted"][k])
+PY
+
 # Light profiling in `dtrain run`.
 expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=8 --set log.every=4 --set log.profile=true \
   --set train.threads=1 --out "$WORK/run"

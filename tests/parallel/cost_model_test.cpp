@@ -195,6 +195,24 @@ TEST_CASE("memory per device: parameters, gradients, ZeRO-1 optimizer shard, 1F1
   CHECK(z2.memory.optimizer == 1000 * 8);
   CHECK(z2.memory.grads == (1000 + 2 * 1000) * 4);
   CHECK(z2.dp_bytes > predict(m, profile_stages(m, 2), hw, w, f, Candidate{.dp = 2, .tp = 1, .pp = 2, .micro_batch = 4, .micro_batches = 8, .zero = 1}).dp_bytes);
+  // ZeRO-3: the parameters too, 1/dp plus two gather windows; per micro-batch
+  // two gathers and one reduce-scatter: 1.5x plain dp's all-reduce bytes at
+  // one micro-batch.
+  c.zero = 3;
+  const Prediction z3 = predict(m, profile_stages(m, 2), hw, w, f, c);
+  CHECK(z3.memory.params == (1000 + 2 * 1000) * 4);
+  CHECK(z3.memory.grads == z2.memory.grads);
+  CHECK(z3.memory.optimizer == 1000 * 8);
+  {
+    Candidate one{.dp = 4, .tp = 1, .pp = 1, .micro_batch = 4, .micro_batches = 1};
+    Workload w1 = w;
+    w1.global_batch = 16;
+    const double plain = predict(m, profile_stages(m, 1), hw, w1, f, one).dp_bytes;
+    one.zero = 3;
+    const Prediction p3 = predict(m, profile_stages(m, 1), hw, w1, f, one);
+    CHECK(p3.dp_bytes == doctest::Approx(1.5 * plain));
+    CHECK(p3.memory.params == (1000 + 2 * 1000) * 4);  // 4000 / 4 + two 1000-element windows
+  }
   c.zero = 1;
   c.schedule = "gpipe";  // all 8 micro-batches in flight
   CHECK(predict(m, profile_stages(m, 2), hw, w, f, c).memory.activations == 8 * 4 * 2e6);

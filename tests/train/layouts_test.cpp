@@ -15,6 +15,9 @@
 #include "../data/data_files.h"
 #include "config/config.h"
 #include "dist/mesh_groups.h"
+#include "parallel/cost_model.h"
+#include "parallel/hardware.h"
+#include "parallel/model_profile.h"
 #include "train/comm_recorder.h"
 #include "train/profiler.h"
 #include "train/trainer.h"
@@ -130,12 +133,14 @@ Run train(const Config& cfg, const Groups& g, TrainerOptions opts = {}) {
   Trainer t(cfg, g, [](const std::string&) {}, std::move(opts));
   Run r;
   for (int64_t s = 0; s < cfg.train.steps; ++s) r.losses.push_back(t.train_step(s).loss);
+  t.gather_full_params();  // ZeRO-3: each rank holds a shard only
   for (const auto& p : t.model().params.all()) {
     if (!p->trainable) continue;  // batch-norm running statistics: averaged over dp, not compared
     const float* v = p->value.data<float>();
     r.params[p->name].assign(v, v + p->numel());
     r.shards[p->name] = p->shard;
   }
+  t.release_full_params(false);
   return r;
 }
 
@@ -304,6 +309,36 @@ TEST_CASE("ZeRO-1 by reduce-scatter and ZeRO-2 on dp 2 and 4, with tp and pp, in
   check_layout(toml, ref16, {2, 2, 2}, 2, "1f1b", tol, bf16);
 }
 
+TEST_CASE("ZeRO-3 on dp 2 and 4, with tp 2, pp 2, full recomputation and the CNN, in fp32 and bf16, trains like one process") {
+  // ZeRO-3 gathers each layer's parameters (the shards' values, unchanged)
+  // before its forward and its backward and reduce-scatters its gradients
+  // per micro-batch, as ZeRO-2: the same sums in the same order as ZeRO-2,
+  // so the fp32 tolerance of every layout (and bf16's in bf16: the gathered
+  // bf16 values are the optimizer's own rounding of the masters).
+  Data data;
+  const std::string toml = gpt_toml(data.dir);
+  const Run ref = reference(toml);
+  int world = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  if (world < 8) return;
+  const Tolerance tol{1e-5, 5e-5, 1e-5};  // (param_rms < 1: the worst differences are reported)
+  check_layout(toml, ref, {2, 1, 1}, 3, "1f1b", tol);
+  check_layout(toml, ref, {4, 1, 1}, 3, "1f1b", tol);
+  check_layout(toml, ref, {2, 2, 1}, 3, "1f1b", tol);
+  check_layout(toml, ref, {2, 1, 2}, 3, "1f1b", tol);
+  check_layout(toml, ref, {2, 2, 2}, 3, "1f1b", tol, {"train.recompute=full"});
+  check_layout(toml, ref, {2, 1, 2}, 3, "gpipe", tol, {"parallel.overlap=false"});
+  const std::string cnn = cnn_toml(data.dir);
+  const Run cnn_ref = reference(cnn);
+  check_layout(cnn, cnn_ref, {4, 1, 1}, 3, "1f1b");
+  const std::vector<std::string> bf16{"train.precision=bf16"};
+  const Run ref16 = reference(toml, bf16);
+  const Tolerance tol16{2e-3, 0.06, 2e-2};
+  check_layout(toml, ref16, {2, 1, 1}, 3, "1f1b", tol16, bf16);
+  check_layout(toml, ref16, {4, 1, 1}, 3, "1f1b", tol16, bf16);
+  check_layout(toml, ref16, {2, 2, 2}, 3, "1f1b", tol16, bf16);
+}
+
 TEST_CASE("ZeRO: a misplaced reduce-scatter or all-gather shard is caught by the comparison") {
   Data data;
   const std::string toml = gpt_toml(data.dir);
@@ -312,7 +347,7 @@ TEST_CASE("ZeRO: a misplaced reduce-scatter or all-gather shard is caught by the
   int world = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &world);
   if (world < 2) return;
-  for (int zero : {1, 2})
+  for (int zero : {1, 2, 3})
     for (int broken : {1, 2}) {
       MPI_Comm sub;
       MPI_Comm_split(MPI_COMM_WORLD, rank < 2 ? 0 : MPI_UNDEFINED, rank, &sub);
@@ -331,7 +366,7 @@ TEST_CASE("ZeRO: a misplaced reduce-scatter or all-gather shard is caught by the
         CHECK(!(worst <= 1e-5));  // the equivalence check would fail (NaN counts as failing)
         if (rank == 0)
           MESSAGE(fmt::format("ZeRO-{} with a broken {}: worst loss difference {:.3g} relative", zero,
-                              broken == 1 ? "reduce-scatter" : "all-gather", worst));
+                              broken == 1 ? "reduce-scatter" : zero == 3 ? "parameter gather" : "all-gather", worst));
         MPI_Comm_free(&sub);
       }
       MPI_Barrier(MPI_COMM_WORLD);
@@ -343,16 +378,19 @@ TEST_CASE("ZeRO memory per rank: the gradient and optimizer bytes fall as 1/dp, 
   // layer windows, dominates. Predicted: ZeRO-2 holds ceil(P/dp) gradients +
   // two windows of the largest layer's (Cost::params, less the tied wte the
   // embedding keeps whole) + the tied wte; ZeRO-1 the full buffer + the shard;
-  // both a 1/dp share of the optimizer's states.
+  // both a 1/dp share of the optimizer's states. ZeRO-3 holds the gradients
+  // of ZeRO-2 and, for parameters, the same shape: the master shard + two
+  // gather windows + the tied wte's resident copy (fp32: all 4 bytes), the
+  // bytes lib/parallel's cost model predicts for the candidate.
   Data data;
   const std::string toml = gpt_toml(data.dir);
   const int rank = world_rank();
   int world = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &world);
   if (world < 4) return;
-  std::map<std::pair<int, int>, double> grads;  // (dp, zero) -> bytes on rank 0
+  std::map<std::pair<int, int>, double> grads, params;  // (dp, zero) -> bytes on rank 0
   for (int dp : {1, 2, 4})
-    for (int zero : {0, 1, 2}) {
+    for (int zero : {0, 1, 2, 3}) {
       MPI_Comm sub;
       MPI_Comm_split(MPI_COMM_WORLD, rank < dp ? 0 : MPI_UNDEFINED, rank, &sub);
       if (rank < dp) {
@@ -363,7 +401,7 @@ TEST_CASE("ZeRO memory per rank: the gradient and optimizer bytes fall as 1/dp, 
         Mesh mesh(MeshLayout{dp, 1, 1}, MpiCommOptions{}, sub);
         Trainer t(cfg, mesh_groups(mesh), [](const std::string&) {});
         Model& m = t.model();
-        const double P = static_cast<double>(m.params.values().numel());
+        const double P = static_cast<double>(m.params.flat_numel());
         double tied = 0, largest = 0, opt = 0;
         for (const auto& p : m.params.all())
           if (p->tied) tied += static_cast<double>(p->numel());
@@ -379,14 +417,34 @@ TEST_CASE("ZeRO memory per rank: the gradient and optimizer bytes fall as 1/dp, 
         if (stage == 0) {
           CHECK(m.params.grads().numel() == P);
           CHECK(opt == 2 * P);
-          if (rank == 0) grads[{dp, zero}] = 4 * P;
+          if (rank == 0) grads[{dp, zero}] = 4 * P, params[{dp, zero}] = 4 * P;
         } else {
           CHECK(opt == 2 * shard);
           CHECK(t.optimizer_range().end - t.optimizer_range().begin == shard);
           const double want = stage == 1 ? 4 * (P + shard) : 4 * (shard + 2 * largest + tied);
           CHECK(t.zero()->grad_bytes() == doctest::Approx(want).epsilon(0.01));
-          if (stage == 2) CHECK(!m.params.grads().defined());  // the full buffer is gone
-          if (rank == 0) grads[{dp, zero}] = t.zero()->grad_bytes();
+          if (stage >= 2) CHECK(!m.params.grads().defined());  // the full buffer is gone
+          if (stage == 3) {
+            CHECK(!m.params.values().defined());  // so are the full masters
+            CHECK(t.zero()->param_bytes() == doctest::Approx(4 * (shard + 2 * largest + tied)).epsilon(0.01));
+            // The cost model's prediction for this candidate (fp32, AdamW).
+            const ModelProfile mp = profile_model(cfg.model, train_seq_len(cfg), 1);
+            Workload w;
+            w.global_batch = cfg.train.global_batch;
+            Candidate c;
+            c.dp = dp;
+            c.micro_batch = cfg.train.micro_batch;
+            c.micro_batches = cfg.train.grad_accum;
+            c.zero = 3;
+            const Prediction pr = predict(mp, profile_stages(mp, 1), load_hardware("cpu-local"), w, Features::this_trainer(), c);
+            CHECK(t.zero()->param_bytes() == doctest::Approx(pr.memory.params).epsilon(0.02));
+            CHECK(t.zero()->grad_bytes() == doctest::Approx(pr.memory.grads).epsilon(0.01));
+            if (rank == 0)
+              MESSAGE(fmt::format("ZeRO-3 dp {}: parameter bytes {:.0f} (cost model {:.0f}), gradient bytes {:.0f} "
+                                  "(cost model {:.0f})", dp, t.zero()->param_bytes(), pr.memory.params,
+                                  t.zero()->grad_bytes(), pr.memory.grads));
+          }
+          if (rank == 0) grads[{dp, zero}] = t.zero()->grad_bytes(), params[{dp, zero}] = t.zero()->param_bytes();
         }
         MPI_Comm_free(&sub);
       }
@@ -398,8 +456,18 @@ TEST_CASE("ZeRO memory per rank: the gradient and optimizer bytes fall as 1/dp, 
     CHECK(grads[{4, 2}] < grads[{2, 2}]);
     CHECK(grads[{2, 2}] < grads[{1, 0}]);
     CHECK((grads[{2, 2}] - fixed) / (grads[{4, 2}] - fixed) == doctest::Approx(2.0).epsilon(0.01));
+    // ZeRO-3: the same for the gradients and for the parameters.
+    CHECK(grads[{2, 3}] == grads[{2, 2}]);
+    CHECK(grads[{4, 3}] == grads[{4, 2}]);
+    const double pfixed = params[{2, 3}] - 2 * (params[{2, 3}] - params[{4, 3}]);
+    CHECK(params[{4, 3}] < params[{2, 3}]);
+    CHECK(params[{2, 3}] < params[{1, 0}]);
+    CHECK(params[{2, 2}] == params[{1, 0}]);  // ZeRO-2 keeps every parameter
+    CHECK((params[{2, 3}] - pfixed) / (params[{4, 3}] - pfixed) == doctest::Approx(2.0).epsilon(0.01));
     MESSAGE(fmt::format("gradient bytes per rank: dp 1 {:.0f}; ZeRO-1 dp 2 {:.0f}, dp 4 {:.0f}; ZeRO-2 dp 2 {:.0f}, dp 4 {:.0f}",
                         grads[{1, 0}], grads[{2, 1}], grads[{4, 1}], grads[{2, 2}], grads[{4, 2}]));
+    MESSAGE(fmt::format("parameter bytes per rank: dp 1 {:.0f}; ZeRO-3 dp 2 {:.0f}, dp 4 {:.0f} (fixed: windows + tied wte {:.0f})",
+                        params[{1, 0}], params[{2, 3}], params[{4, 3}], pfixed));
   }
 }
 
@@ -415,8 +483,10 @@ TEST_CASE("interleaved 1F1B: pp 2 and 4 with 2 model chunks per stage, with dp a
   for (const Layout& l : std::vector<Layout>{{1, 1, 2}, {1, 1, 4}, {2, 1, 2}, {1, 2, 2}, {2, 2, 2}})
     if (l.world() <= world) check_layout(toml, ref, l, 0, "interleaved/2", tol, deep);
   if (world >= 4) check_layout(toml, ref, {1, 1, 2}, 0, "interleaved/3", tol, deep);
-  // ZeRO with several chunks per stage is refused (trainer setup) until its
-  // sharding follows the chunks.
+  // ZeRO-1/2/3 over the chunks (their shards are ranges of the owner's one
+  // flat buffer; ZeRO-2/3 windows and gathers per layer of each chunk).
+  if (world >= 4)
+    for (int zero : {1, 2, 3}) check_layout(toml, ref, {2, 1, 2}, zero, "interleaved/2", tol, deep);
   // The CNN's chunks change shape (channels, resolution) between them.
   const std::string cnn = cnn_toml(data.dir);
   const Run cnn_ref = reference(cnn);
@@ -426,6 +496,24 @@ TEST_CASE("interleaved 1F1B: pp 2 and 4 with 2 model chunks per stage, with dp a
   bf16.push_back("train.precision=bf16");
   const Run ref16 = reference(toml, bf16);
   if (world >= 4) check_layout(toml, ref16, {1, 1, 4}, 0, "interleaved/2", Tolerance{2e-3, 0.06, 2e-2}, bf16);
+}
+
+TEST_CASE("one layout combining them all: dp 2 x tp 2 x pp 2, ZeRO-3, sequence parallel, interleaved v = 2") {
+  // Every feature of issue 12 at once on 8 ranks (and full recomputation),
+  // in fp32 within the fp32 tolerance and in bf16 within bf16's.
+  Data data;
+  const std::string toml = gpt_toml(data.dir);
+  int world = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  if (world < 8) return;
+  std::vector<std::string> sets{"model.n_layer=6", "parallel.sequence_parallel=true"};
+  const Run ref = reference(toml, {"model.n_layer=6"});
+  check_layout(toml, ref, {2, 2, 2}, 3, "interleaved/2", Tolerance{1e-5, 5e-5, 1e-5}, sets);
+  sets.push_back("train.recompute=full");
+  check_layout(toml, ref, {2, 2, 2}, 2, "interleaved/2", Tolerance{1e-5, 5e-5, 1e-5}, sets);
+  sets.back() = "train.precision=bf16";
+  const Run ref16 = reference(toml, {"model.n_layer=6", "train.precision=bf16"});
+  check_layout(toml, ref16, {2, 2, 2}, 3, "interleaved/2", Tolerance{2e-3, 0.06, 2e-2}, sets);
 }
 
 TEST_CASE("GPT sequence parallel: tp 2 and 4, dp 2 x tp 2, tp 2 x pp 2 train like one process") {

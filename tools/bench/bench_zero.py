@@ -2,7 +2,7 @@
 """Bytes moved per step by each ZeRO stage against the formulas, and how much
 of each collective was hidden behind compute.
 
-Runs `dtrain profile` under mpirun for parallel.zero = 0, 1, 2 on dp = 2 and 4
+Runs `dtrain profile` under mpirun for parallel.zero = 0, 1, 2, 3 on dp = 2 and 4
 (a GPT of 8 blocks, width 256, vocabulary 512: gradients of every block are
 what ZeRO moves) and reads each run's trace.json:
   - per collective kind on the dp group: payload bytes per step per rank and
@@ -11,13 +11,18 @@ what ZeRO moves) and reads each run's trace.json:
   - the formulas, with P the parameters x 4 bytes and m micro-batches:
     ZeRO-0 all-reduce 2(d-1)/d P; ZeRO-1 reduce-scatter (d-1)/d P plus
     all-gather (d-1)/d P (the same total); ZeRO-2 m reduce-scatters (every
-    micro-batch) plus the all-gather;
+    micro-batch) plus the all-gather; ZeRO-3 per micro-batch every layer's
+    parameters gathered twice (forward, backward) and its gradients
+    reduce-scattered once: 3m (d-1)/d P, 1.5 m x plain dp's 2(d-1)/d P (an
+    upper bound: a window still holding a layer's values is not gathered
+    again, e.g. ln_f's between its forward and backward);
   - hidden: the share of each collective's time in flight (issue to
     completion) during which the rank was computing a layer's forward or
     backward (the rest was waited for or overlapped only other waiting);
-  - measured gradient bytes per rank (profile.json's memory table).
+  - measured gradient and parameter bytes per rank (profile.json's memory
+    table, the cost model's prediction beside them).
 Prints a markdown table. Run from the repository root:
-  python3 tools/bench/bench_zero.py [--steps 4] [--micro-batches 2]
+  python3 tools/bench/bench_zero.py [--steps 4] [--micro-batches 2] [--stages 0,1,2,3]
 """
 import argparse
 import collections
@@ -78,25 +83,32 @@ def main():
     ap.add_argument("--binary", default=os.path.join(ROOT, "build/dtrain"))
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--micro-batches", type=int, default=2)
+    ap.add_argument("--stages", default="0,1,2,3", help="ZeRO stages to run (0 first: it gives P)")
     a = ap.parse_args()
     m = a.micro_batches
-    print("| dp | ZeRO | collective | payload MiB/step | sent MiB/step (ring) | formula MiB/step | busy ms/step | hidden | grads MiB/rank (model) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    stages = [int(z) for z in a.stages.split(",")]
+    print("| dp | ZeRO | collective | payload MiB/step | sent MiB/step (ring) | formula MiB/step | busy ms/step | hidden "
+          "| grads MiB/rank (model) | params MiB/rank (model) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for dp in (2, 4):
-        for zero in (0, 1, 2):
+        P = plain = None
+        for zero in stages:
             events, prof = profile(a.binary, dp, zero, a.steps, m)
             kinds = summarize(events, a.steps, dp)
             r0 = prof["ranks"][0]
             grads, pred = r0["grads_bytes"], r0["predicted"]["grads_bytes"]
-            # P: the flat gradient buffer, from the ZeRO-0 all-reduce or the sum of the scatters.
+            params, ppred = r0["params_bytes"], r0["predicted"]["params_bytes"]
+            # P: the flat gradient buffer, from the ZeRO-0 all-reduce or ZeRO-1/2's gather of the updated parameters.
             if zero == 0:
                 P = kinds.get("all_reduce", (0,))[0]
-            else:
+            elif zero in (1, 2):
                 P = kinds.get("all_gather", (0,))[0]
+            assert P, "run ZeRO-0, 1 or 2 before ZeRO-3 (P comes from them)"
             f = (dp - 1) / dp
             formula = {0: {"all_reduce": 2 * f * P},
                        1: {"reduce_scatter": f * P, "all_gather": f * P},
-                       2: {"reduce_scatter": m * f * P, "all_gather": f * P}}[zero]
+                       2: {"reduce_scatter": m * f * P, "all_gather": f * P},
+                       3: {"reduce_scatter": m * f * P, "all_gather": 2 * m * f * P}}[zero]
             total_sent = 0.0
             for kind in sorted(kinds):
                 payload, sent, busy, hidden = kinds[kind]
@@ -104,9 +116,12 @@ def main():
                 want = formula.get(kind)
                 print(f"| {dp} | {zero} | {kind} | {payload / 2**20:.2f} | {sent / 2**20:.2f} | "
                       f"{'-' if want is None else f'{want / 2**20:.2f}'} | {busy:.1f} | {100 * hidden:.0f}% | "
-                      f"{grads / 2**20:.2f} ({pred / 2**20:.2f}) |")
-            print(f"| {dp} | {zero} | **total sent** | | {total_sent / 2**20:.2f} | "
-                  f"{sum(formula.values()) / 2**20:.2f} | | | |")
+                      f"{grads / 2**20:.2f} ({pred / 2**20:.2f}) | {params / 2**20:.2f} ({ppred / 2**20:.2f}) |")
+            if zero == 0:
+                plain = total_sent
+            ratio = f" ({total_sent / plain:.2f}x ZeRO-0)" if plain else ""
+            print(f"| {dp} | {zero} | **total sent** | | {total_sent / 2**20:.2f}{ratio} | "
+                  f"{sum(formula.values()) / 2**20:.2f} | | | | |")
 
 
 if __name__ == "__main__":
