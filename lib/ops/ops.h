@@ -229,7 +229,7 @@ LossTotals read_and_reset(const Exec& ex, LossAccum& acc);
 void softmax_xent_forward(const Exec& ex, const Tensor& logits, const Tensor& targets,
                           const Tensor& row_max, const Tensor& row_sum, const Tensor& row_loss,
                           const Tensor& argmax, LossAccum& acc);
-// dx = scale * (softmax - onehot).
+// dx = scale * (softmax - onehot); dx may be logits (in place).
 void softmax_xent_backward(const Exec& ex, const Tensor& logits, const Tensor& targets,
                            const Tensor& row_max, const Tensor& row_sum, double scale,
                            const Tensor& dx);
