@@ -76,10 +76,7 @@ void* malloc(size_t bytes, int device) {
     cudaGetLastError();
     size_t free_b = 0, total_b = 0;
     cudaMemGetInfo(&free_b, &total_b);
-    throw RuntimeError(fmt::format(
-        "out of memory on cuda:{}: asked for {} ({} bytes), {} free of {}; `dtrain plan` shows "
-        "what a layout needs per device (try more tp/pp, ZeRO, recomputation or a smaller micro_batch)",
-        device, human_bytes(bytes), bytes, human_bytes(free_b), human_bytes(total_b)));
+    throw RuntimeError(out_of_memory_message(device, bytes, free_b, total_b));
   }
   if (e != cudaSuccess) {
     cudaGetLastError();

@@ -32,6 +32,9 @@ DeviceInfo device_info(int index);
 // Device memory. malloc throws RuntimeError naming the bytes asked for, the
 // bytes free and total, and `dtrain plan` when the device is out of memory.
 void* malloc(size_t bytes, int device);
+// That message, without the runtime (host-tested): "out of memory on
+// cuda:D: asked for X (N bytes), F free of T; `dtrain plan` shows ...".
+std::string out_of_memory_message(int device, size_t asked, size_t free_bytes, size_t total_bytes);
 void free(void* p) noexcept;
 // Page-locked host memory for asynchronous copies.
 void* malloc_host(size_t bytes);

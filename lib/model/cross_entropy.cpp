@@ -11,7 +11,6 @@ void CrossEntropyLoss::plan(const Shape& logits, DType act, const Exec& ex) {
   bind(ex, act);
   int64_t v = logits[-1];
   int64_t rows = logits.numel() / v;
-  grad_ = Tensor::empty(Shape{rows, v}, act, ex.device);
   row_max_ = Tensor::empty(Shape{rows}, ops::compute_dtype(act), ex.device);
   row_sum_ = Tensor::empty(Shape{rows}, ops::compute_dtype(act), ex.device);
   row_loss_ = Tensor::empty(Shape{rows}, DType::f64, ex.device);
@@ -31,10 +30,10 @@ void CrossEntropyLoss::accumulate(const Tensor& logits, const Tensor& targets) {
 }
 
 Tensor CrossEntropyLoss::backward(double scale) {
-  Tensor d = grad_.narrow0(0, rows_);
+  // In place: dL/dlogits over the logits (the kernels read each element before writing it).
   ops::softmax_xent_backward(ex(), logits_, targets_, row_max_.narrow0(0, rows_),
-                             row_sum_.narrow0(0, rows_), scale / static_cast<double>(rows_), d);
-  return d.view(logits_.shape());
+                             row_sum_.narrow0(0, rows_), scale / static_cast<double>(rows_), logits_);
+  return logits_;
 }
 
 Cost CrossEntropyLoss::cost(const Shape& logits) const {
@@ -43,8 +42,9 @@ Cost CrossEntropyLoss::cost(const Shape& logits) const {
   c.fwd_flops = 5.0 * n;  // max, subtract, exp, sum, scale
   c.bwd_flops = 2.0 * n;
   const int64_t rows = logits.numel() / logits[-1];
-  // dL/dlogits; per row the max and sum (compute type), the loss (f64), the argmax (i32)
-  c.act_bytes = static_cast<int64_t>(n) * act_size() + rows * (2 * stat_size() + 8 + 4);
+  // Per row the max and sum (compute type), the loss (f64), the argmax (i32);
+  // dL/dlogits overwrites the logits (the producing layer's bytes).
+  c.act_bytes = rows * (2 * stat_size() + 8 + 4);
   return c;
 }
 

@@ -3,7 +3,10 @@
 // reads the logits once and keeps only each row's max and sum of
 // exponentials; backward reads them again (they stay valid until the
 // producing layer's next forward, as a layer's input does) and writes
-// dL/dlogits: the (rows, V) tensor is read twice and written once per step.
+// dL/dlogits over them, in place: the (rows, V) tensor is read twice and
+// written once per step, and no second (rows, V) buffer exists (for GPT-2's
+// 50k vocabulary the largest activation). The producing layer's backward
+// reads its input and weights, not its output, so the logits are free then.
 #pragma once
 
 #include "model/layer.h"
@@ -18,11 +21,10 @@ class CrossEntropyLoss : public Loss {
   Cost cost(const Shape& logits) const override;
 
  private:
-  Tensor grad_;               // (rows, V): dL/dlogits, written by backward
   Tensor row_max_, row_sum_;  // (rows): max and sum of exp(x - max) of each row
   Tensor row_loss_;           // (rows) fp64: per-row losses, summed in order for determinism
   Tensor argmax_;             // (rows) int32: first index of each row's max
-  Tensor logits_, targets_;   // inputs of the last forward
+  Tensor logits_, targets_;   // inputs of the last forward (logits_ becomes dL/dlogits)
   int64_t rows_ = 0;
 };
 

@@ -51,37 +51,83 @@ void Linear::plan(const Shape& in, DType act, const Exec& ex) {
   const int64_t n = in.numel() / in_;
   // y (n, out) = x (n, in) @ W^T; dx (n, in) = dy (n, out) @ W; dW (out, in) += dy^T @ x,
   // the weight gradient in the compute type (fp32 under bf16).
-  fwd_ = ops::MatmulPlan(ex, {.trans_a = false, .trans_b = true, .m = n, .n = out_, .k = in_}, act, act);
-  dgrad_ = ops::MatmulPlan(ex, {.trans_a = false, .trans_b = false, .m = n, .n = in_, .k = out_}, act, act);
+  // The bias (and the MLP's GELU) as the forward product's epilogue, except
+  // row-parallel, whose bias comes after the sum of the partial products.
+  ops::Epilogue fe = ops::Epilogue::none;
+  if (split_ != TpSplit::row) {
+    if (gelu_out_ && gelu_in_product_) fe = b_ ? ops::Epilogue::bias_gelu : ops::Epilogue::gelu;
+    else if (b_) fe = ops::Epilogue::bias;
+  }
+  fwd_ = ops::MatmulPlan(ex, {.trans_a = false, .trans_b = true, .m = n, .n = out_, .k = in_}, act, act, fe);
+  dgrad_ = ops::MatmulPlan(ex, {.trans_a = false, .trans_b = false, .m = n, .n = in_, .k = out_}, act, act,
+                           gelu_in_ ? ops::Epilogue::dgelu : ops::Epilogue::none);
   wgrad_ = ops::MatmulPlan(ex, {.trans_a = true, .trans_b = false, .m = out_, .n = in_, .k = n}, act,
                            ops::compute_dtype(act));
 }
 
+void Linear::set_gelu_output(bool in_product) {
+  DTRAIN_CHECK(split_ != TpSplit::row, "{}: GELU after a row-parallel product", name());
+  gelu_out_ = true;
+  gelu_in_product_ = in_product;
+}
+
+void Linear::set_gelu_input() {
+  DTRAIN_CHECK(split_ != TpSplit::column, "{}: GELU's derivative in a column-parallel input gradient", name());
+  gelu_in_ = true;
+}
+
 Tensor Linear::forward(const Tensor& x, const Ctx&) {
+  DTRAIN_CHECK(!gelu_out_, "{}: planned with GELU, run without", name());
+  return forward_impl(x, Tensor{});
+}
+
+Tensor Linear::forward_gelu(const Tensor& x, const Tensor& g, const Ctx&) {
+  DTRAIN_CHECK(gelu_out_, "{}: not planned with GELU", name());
+  return forward_impl(x, g);
+}
+
+Tensor Linear::forward_impl(const Tensor& x, const Tensor& g) {
   x_ = x;
   Tensor y = y_.narrow0(0, x.size(0));
   const int64_t n = x.numel() / in_;
-  const ops::Gemm g{.trans_a = false, .trans_b = true, .m = n, .n = out_, .k = in_};
+  const ops::Gemm gm{.trans_a = false, .trans_b = true, .m = n, .n = out_, .k = in_};
   if (split_ == TpSplit::row) {
-    fwd_.run(ex(), g, x, w_->compute, y, 1.0, 0.0);  // partial y = x_r @ W_r^T
-    if (seq_) return y;                              // reduce-scattered by the caller
-    all_reduce(*tp_, y);                           // g: the sum of the partial products
-    if (b_) ops::add_rows(ex(), b_->compute, y);     // once, after the sum
+    fwd_.run(ex(), gm, x, w_->compute, y, 1.0, 0.0);  // partial y = x_r @ W_r^T
+    if (seq_) return y;                               // reduce-scattered by the caller
+    all_reduce(*tp_, y);                            // g: the sum of the partial products
+    if (b_) ops::add_rows(ex(), b_->compute, y);      // once, after the sum
     return y;
   }
-  if (b_) ops::broadcast_rows(ex(), b_->compute, y);
-  fwd_.run(ex(), g, x, w_->compute, y, 1.0, b_ ? 1.0 : 0.0);
+  const Tensor bias = b_ ? b_->compute : Tensor{};
+  const ops::Epilogue e = fwd_.epilogue();
+  if (e == ops::Epilogue::gelu || e == ops::Epilogue::bias_gelu) {
+    fwd_.run(ex(), gm, x, w_->compute, g, 1.0, 0.0, bias, y);  // y = x W^T + b, g = gelu(y)
+    return y;
+  }
+  fwd_.run(ex(), gm, x, w_->compute, y, 1.0, 0.0, bias);
+  if (gelu_out_) ops::gelu_forward(ex(), y, g);
   return y;
 }
 
 Tensor Linear::backward(const Tensor& dy, const Ctx&) {
+  DTRAIN_CHECK(!gelu_in_, "{}: planned with GELU's derivative, run without", name());
+  return backward_impl(dy, Tensor{});
+}
+
+Tensor Linear::backward_gelu(const Tensor& dy, const Tensor& pre, const Ctx&) {
+  DTRAIN_CHECK(gelu_in_, "{}: not planned with GELU's derivative", name());
+  return backward_impl(dy, pre);
+}
+
+Tensor Linear::backward_impl(const Tensor& dy, const Tensor& pre) {
   Tensor dx = dx_.narrow0(0, dy.size(0));
   const int64_t n = dy.numel() / out_;
   wgrad_.run(ex(), {.trans_a = true, .trans_b = false, .m = out_, .n = in_, .k = n}, dy, x_,
              w_->grad, 1.0, 1.0);
   if (b_) ops::sum_rows_acc(ex(), dy, b_->grad);
+  // dx = dy W (times gelu'(pre) with the MLP's GELU before this Linear).
   dgrad_.run(ex(), {.trans_a = false, .trans_b = false, .m = n, .n = in_, .k = out_}, dy,
-             w_->compute, dx, 1.0, 0.0);
+             w_->compute, dx, 1.0, 0.0, Tensor{}, pre);
   // f: every rank's output features contribute to dL/dx of the shared input.
   if (split_ == TpSplit::column && !seq_) all_reduce(*tp_, dx);
   return dx;

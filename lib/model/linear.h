@@ -64,6 +64,18 @@ class Linear : public Layer {
   // Row-parallel under sequence parallelism: y += bias, on the reduced slice.
   void add_bias(const Tensor& y) const;
 
+  // The MLP's GELU on either side of its Linears (ops::Epilogue), set before
+  // plan(). fc: forward_gelu also writes g = gelu(y), fused into the product
+  // when `in_product` and the device fuses it (ops::fused_epilogue), else as
+  // its own op after it. Not on a row-parallel Linear (its bias comes after the sum).
+  void set_gelu_output(bool in_product);
+  // proj: backward_gelu returns dL/d(pre) = (dy W) * gelu'(pre) for the
+  // pre-GELU input `pre` (DGELU). Not on a column-parallel Linear (its dL/dx is summed after).
+  void set_gelu_input();
+  // forward() plus g = gelu(y); returns y (GELU's input, kept for backward).
+  Tensor forward_gelu(const Tensor& x, const Tensor& g, const Ctx& ctx);
+  Tensor backward_gelu(const Tensor& dy, const Tensor& pre, const Ctx& ctx);
+
  private:
   int64_t in_, out_;   // local widths
   TpSplit split_ = TpSplit::none;
@@ -71,6 +83,9 @@ class Linear : public Layer {
   bool seq_ = false;            // sequence parallel: the caller communicates
   Param* w_;
   Param* b_ = nullptr;
+  Tensor forward_impl(const Tensor& x, const Tensor& g);
+  Tensor backward_impl(const Tensor& dy, const Tensor& pre);
+  bool gelu_out_ = false, gelu_in_product_ = false, gelu_in_ = false;
   Tensor x_;       // input of the last forward (a view of the previous layer's buffer)
   Tensor y_, dx_;  // owned buffers
   ops::MatmulPlan fwd_, dgrad_, wgrad_;

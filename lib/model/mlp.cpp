@@ -17,6 +17,12 @@ Mlp::Mlp(ParamStore& ps, const std::string& name, int64_t c, bool bias, double p
 void Mlp::plan(const Shape& in, DType act, const Exec& ex) {
   bind(ex, act);
   const Shape hidden = fc_.output_shape(in);
+  // GELU as the products' epilogues (fused on a GPU in bf16): forward in fc's
+  // product unless selective recomputation remakes GELU's output in backward,
+  // where the own kernel must give the same bits as the forward did;
+  // GELU's derivative in proj's input gradient.
+  fc_.set_gelu_output(!selective_);
+  proj_.set_gelu_input();
   fc_.plan(in, act, ex);
   proj_.plan(hidden, act, ex);
   // GELU's output: with selective recomputation one buffer for every MLP,
@@ -25,18 +31,15 @@ void Mlp::plan(const Shape& in, DType act, const Exec& ex) {
 }
 
 Tensor Mlp::forward(const Tensor& x, const Ctx& ctx) {
-  f_ = fc_.forward(x, ctx);  // (N, 4C/t)
-  Tensor g = planned_view(g_, f_.shape());
-  ops::gelu_forward(ex(), f_, g);
+  Tensor g = planned_view(g_, fc_.output_shape(x.shape()));
+  f_ = fc_.forward_gelu(x, g, ctx);  // f (N, 4C/t) = fc(x), g = gelu(f)
   return proj_.forward(g, ctx);
 }
 
 Tensor Mlp::backward(const Tensor& dy, const Ctx& ctx) {
   // proj_ kept g_ as its input: remade here when another MLP has overwritten it.
   if (selective_) ops::gelu_forward(ex(), f_, planned_view(g_, f_.shape()));
-  // proj_'s dx buffer is ours to reuse: GELU's backward runs in place on it.
-  Tensor d = proj_.backward(dy, ctx);  // (N, 4C/t): dL/dg, then dL/df
-  ops::gelu_backward(ex(), f_, d, d);
+  Tensor d = proj_.backward_gelu(dy, f_, ctx);  // (N, 4C/t): dL/df = (dy W_proj) * gelu'(f)
   return fc_.backward(d, ctx);
 }
 

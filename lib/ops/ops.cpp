@@ -32,24 +32,38 @@ DType compute_dtype(DType act) { return act == DType::f64 ? DType::f64 : DType::
 
 // ---------------------------------------------------------------- products
 
-MatmulPlan::MatmulPlan(const Exec& ex, const Gemm& max, DType ab, DType c)
-    : max_(max), ab_(ab), c_(c), planned_(true) {
+bool fused_epilogue(const Exec& ex, Epilogue e, DType act, int64_t n) {
+  if (e == Epilogue::none || !ex.on_cuda()) return false;
+  if (e == Epilogue::bias) return act == DType::f32 || act == DType::bf16;
+  return act == DType::bf16 && n % 8 == 0;
+}
+
+MatmulPlan::MatmulPlan(const Exec& ex, const Gemm& max, DType ab, DType c, Epilogue e)
+    : max_(max), ab_(ab), c_(c), ep_(e), planned_(true) {
   const bool ok = (ab == c && (ab == DType::f32 || ab == DType::f64 || ab == DType::bf16)) ||
-                  (ab == DType::bf16 && c == DType::f32);
+                  (ab == DType::bf16 && c == DType::f32 && e == Epilogue::none);
   if (!ok)
-    throw InternalError(fmt::format("matmul: no {} x {} -> {} product", dtype_name(ab),
-                                    dtype_name(ab), dtype_name(c)));
+    throw InternalError(fmt::format("matmul: no {} x {} -> {} product{}", dtype_name(ab),
+                                    dtype_name(ab), dtype_name(c), e == Epilogue::none ? "" : " with an epilogue"));
+  fused_ = fused_epilogue(ex, e, c, max.n);
 #if DTRAIN_HAVE_CUDA
   if (ex.on_cuda()) {
-    lt_ = cuda_ops::plan_matmul(ex, max, ab, c);
+    lt_ = cuda_ops::plan_matmul(ex, max, ab, c, fused_ ? e : Epilogue::none);
     return;
   }
 #endif
   if (!ex.device.is_cpu()) throw InternalError(fmt::format("matmul: no kernel for {}", ex.device.str()));
 }
 
+namespace {
+
+// The first n elements of t (t itself when it has exactly n).
+Tensor head(const Tensor& t, int64_t n) { return t.numel() == n ? t : t.flat_range(0, n); }
+
+}  // namespace
+
 void MatmulPlan::run(const Exec& ex, const Gemm& g, const Tensor& a, const Tensor& b,
-                     const Tensor& c, double alpha, double beta) const {
+                     const Tensor& c, double alpha, double beta, const Tensor& bias, const Tensor& aux) const {
   DTRAIN_CHECK(planned_, "matmul: run before plan");
   DTRAIN_CHECK(g.trans_a == max_.trans_a && g.trans_b == max_.trans_b && g.m <= max_.m &&
                    g.n <= max_.n && g.k <= max_.k,
@@ -58,8 +72,42 @@ void MatmulPlan::run(const Exec& ex, const Gemm& g, const Tensor& a, const Tenso
   DTRAIN_CHECK(a.numel() >= g.m * g.k && b.numel() >= g.k * g.n && c.numel() >= g.m * g.n,
                "matmul: operands of {}, {}, {} elements for ({}, {}, {})", a.numel(), b.numel(),
                c.numel(), g.m, g.n, g.k);
+  if (ep_ == Epilogue::none) return product(ex, g, a, b, c, alpha, beta, {}, {});
+  const bool wants_bias = ep_ == Epilogue::bias || ep_ == Epilogue::bias_gelu;
+  const bool wants_aux = ep_ != Epilogue::bias;
+  DTRAIN_CHECK(alpha == 1.0 && beta == 0.0, "matmul: an epilogue with alpha {} and beta {}", alpha, beta);
+  DTRAIN_CHECK(!wants_bias || (bias.defined() && bias.numel() == g.n && bias.dtype() == c_),
+               "matmul: the epilogue's bias is {} for {} outputs", bias.defined() ? bias.shape().str() : "missing",
+               g.n);
+  DTRAIN_CHECK(!wants_aux || (aux.defined() && aux.numel() >= g.m * g.n && aux.dtype() == c_),
+               "matmul: the epilogue's aux is {} for ({}, {})", aux.defined() ? aux.shape().str() : "missing", g.m,
+               g.n);
+  if (fused_) return product(ex, g, a, b, c, 1.0, 0.0, bias, aux);
+  // The same result from the unfused ops (the CPU's path, and the GPU's where not fused).
+  const int64_t mn = g.m * g.n;
+  switch (ep_) {
+    case Epilogue::bias:
+      broadcast_rows(ex, bias, head(c, mn));
+      product(ex, g, a, b, c, 1.0, 1.0, {}, {});
+      return;
+    case Epilogue::gelu:
+    case Epilogue::bias_gelu:
+      if (wants_bias) broadcast_rows(ex, bias, head(aux, mn));
+      product(ex, g, a, b, aux, 1.0, wants_bias ? 1.0 : 0.0, {}, {});
+      gelu_forward(ex, head(aux, mn), head(c, mn));
+      return;
+    case Epilogue::dgelu:
+      product(ex, g, a, b, c, 1.0, 0.0, {}, {});
+      gelu_backward(ex, head(aux, mn), head(c, mn), head(c, mn));
+      return;
+    case Epilogue::none: break;
+  }
+}
+
+void MatmulPlan::product(const Exec& ex, const Gemm& g, const Tensor& a, const Tensor& b, const Tensor& c,
+                         double alpha, double beta, const Tensor& bias, const Tensor& aux) const {
   DTRAIN_CUDA_OP(ex, DTRAIN_CHECK(lt_, "matmul: planned for the CPU, run on {}", ex.device.str());
-                 cuda_ops::matmul(ex, *lt_, g, a, b, c, alpha, beta));
+                 cuda_ops::matmul(ex, *lt_, g, a, b, c, alpha, beta, bias, aux));
   check_on(ex, "matmul", {a, b, c});
   const int64_t lda = g.trans_a ? g.m : g.k, ldb = g.trans_b ? g.k : g.n, ldc = g.n;
   if (ab_ == DType::bf16) {

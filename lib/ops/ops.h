@@ -50,24 +50,56 @@ struct Gemm {
   int64_t m = 0, n = 0, k = 0;
 };
 
+// What a product does after the multiplication (alpha 1, beta 0 when not none):
+//   bias:          C = op(A) op(B) + bias (bias (n) added to every row)
+//   gelu:          aux = op(A) op(B); C = gelu(aux)
+//   bias_gelu:     aux = op(A) op(B) + bias; C = gelu(aux)
+//   dgelu:         C = (op(A) op(B)) * gelu'(aux)
+// aux (m, n) and bias (n) are in C's dtype. Every device gives the same
+// result as the unfused ops (broadcast_rows then beta = 1, gelu_forward,
+// gelu_backward), which the CPU runs; a GPU fuses them into the cuBLASLt
+// product (CUBLASLT_EPILOGUE_BIAS / GELU_AUX(_BIAS) / DGELU) where
+// fused_epilogue() says so, and runs the same unfused ops elsewhere.
+enum class Epilogue : uint8_t { none, bias, gelu, bias_gelu, dgelu };
+
+// Whether a product with this epilogue and activations in `act` runs fused on
+// ex's device, for C rows of n elements: never on the CPU; on a GPU the bias
+// in fp32 and bf16 (the same arithmetic: one rounding of the fp32 sum plus
+// bias), GELU and its derivative in bf16 only, where n is a multiple of 8
+// (cuBLASLt's aux leading dimension). fp32 stays strict: cuBLASLt documents
+// its GELU only as "GELU" (the tanh approximation, PyTorch's
+// _addmm_activation treats it so), not the arithmetic of its tanh, so fp32
+// keeps the own GELU kernels, which share the CPU's elementwise_math.h.
+bool fused_epilogue(const Exec& ex, Epilogue e, DType act, int64_t n);
+
 class MatmulPlan {
  public:
   MatmulPlan() = default;
   // For products of at most `max`'s sizes (same transposes), inputs in `ab`
   // and the output in `c` (f32/f32, f64/f64, bf16/bf16 or bf16 inputs into an
-  // f32 output, which weight gradients use to accumulate in fp32).
+  // f32 output, which weight gradients use to accumulate in fp32), with
+  // epilogue `e` (ab == c unless none).
   // On a CUDA Exec: the cuBLASLt descriptors and the algorithm for `max`
   // (smaller products get theirs at their first run; see kernels/cuda/matmul.h).
-  MatmulPlan(const Exec& ex, const Gemm& max, DType ab, DType c);
+  MatmulPlan(const Exec& ex, const Gemm& max, DType ab, DType c, Epilogue e = Epilogue::none);
   bool planned() const { return planned_; }
+  Epilogue epilogue() const { return ep_; }
+  // Whether the epilogue runs inside the product (fused_epilogue at plan time).
+  bool fused() const { return fused_; }
+  // bias: for bias and bias_gelu; aux: gelu, bias_gelu (written) and dgelu (read).
+  // With an epilogue alpha must be 1 and beta 0.
   void run(const Exec& ex, const Gemm& g, const Tensor& a, const Tensor& b, const Tensor& c,
-           double alpha, double beta) const;
+           double alpha, double beta, const Tensor& bias = {}, const Tensor& aux = {}) const;
 
  private:
+  void product(const Exec& ex, const Gemm& g, const Tensor& a, const Tensor& b, const Tensor& c, double alpha,
+               double beta, const Tensor& bias, const Tensor& aux) const;
   Gemm max_;
   DType ab_ = DType::f32, c_ = DType::f32;
+  Epilogue ep_ = Epilogue::none;
+  bool fused_ = false;
   bool planned_ = false;
-  std::shared_ptr<cuda::LtMatmul> lt_;  // CUDA only
+  std::shared_ptr<cuda::LtMatmul> lt_;  // CUDA only, with the epilogue when fused
 };
 
 // Names the matrix-product path a run with activations in `act` uses, for the
@@ -197,7 +229,7 @@ LossTotals read_and_reset(const Exec& ex, LossAccum& acc);
 void softmax_xent_forward(const Exec& ex, const Tensor& logits, const Tensor& targets,
                           const Tensor& row_max, const Tensor& row_sum, const Tensor& row_loss,
                           const Tensor& argmax, LossAccum& acc);
-// dx = scale * (softmax - onehot).
+// dx = scale * (softmax - onehot); dx may be logits (in place).
 void softmax_xent_backward(const Exec& ex, const Tensor& logits, const Tensor& targets,
                            const Tensor& row_max, const Tensor& row_sum, double scale,
                            const Tensor& dx);

@@ -31,6 +31,39 @@ void Profiler::reset() {
   reduce_first_issue_ = reduce_last_done_ = -1;
   reduce_span_ = 0;
   origin_ = Clock::now();
+  if (timer_) restart_marks();
+}
+
+void Profiler::set_device_timer(std::unique_ptr<DeviceTimer> timer) {
+  timer_ = std::move(timer);
+  if (timer_) restart_marks();
+}
+
+void Profiler::restart_marks() {
+  marked_.clear();
+  timer_->clear();
+  next_mark_ = 0;
+  device_origin_ = now();
+  device_mark();  // mark 0: the device's "now" (idle: it completes at once)
+}
+
+size_t Profiler::device_mark() {
+  const size_t id = next_mark_++;
+  timer_->mark(id);
+  return id;
+}
+
+void Profiler::add_marked(Kind kind, int index, int micro, size_t mark0, size_t mark1) {
+  marked_.push_back({kind, index, micro, mark0, mark1});
+}
+
+void Profiler::flush() {
+  if (!timer_) return;
+  // In marking order: the order their scopes closed, as add() sees them on the CPU.
+  for (const Marked& m : marked_)
+    add_seconds(m.kind, m.index, m.micro, device_origin_ + timer_->seconds(m.mark0),
+                device_origin_ + timer_->seconds(m.mark1));
+  restart_marks();
 }
 
 double Profiler::layer_seconds(size_t index, bool backward) const {
@@ -39,7 +72,11 @@ double Profiler::layer_seconds(size_t index, bool backward) const {
 }
 
 void Profiler::add(Kind kind, int index, int micro, Clock::time_point t0, Clock::time_point t1) {
-  const double b = since(t0), e = since(t1), d = e - b;
+  add_seconds(kind, index, micro, since(t0), since(t1));
+}
+
+void Profiler::add_seconds(Kind kind, int index, int micro, double b, double e) {
+  const double d = e - b;
   totals_[static_cast<size_t>(kind)] += d;
   const bool layer = kind == Kind::forward || kind == Kind::backward;
   if (layer && index >= 0) {

@@ -10,12 +10,30 @@
 #pragma once
 
 #include <chrono>
-#include <functional>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace dtrain {
+
+// Marks on a device's compute stream, read back once the device has passed
+// them: how the profiler times work queued on a GPU (CUDA events, one pair
+// per scope) without making the host wait for the device around each scope.
+class DeviceTimer {
+ public:
+  virtual ~DeviceTimer() = default;
+  // Records mark `id` (0, 1, 2, ... in order since clear()) on the stream.
+  virtual void mark(size_t id) = 0;
+  // Seconds from mark 0 to mark `id`; waits until the device has passed it.
+  virtual double seconds(size_t id) = 0;
+  // Forgets the marks (their events are kept for the next ones).
+  virtual void clear() = 0;
+};
+
+// The CUDA events of core/device.h on `stream`: a pool that grows to the
+// marks of one step (events made in the first profiled step) and is reused.
+std::unique_ptr<DeviceTimer> make_cuda_event_timer(void* stream);
 
 // One interval on one of a rank's two streams, in seconds since the
 // profiler's origin.
@@ -66,16 +84,18 @@ class Profiler {
     // p == nullptr: does nothing. `index`: the layer for forward/backward.
     Scope(Profiler* p, Kind kind, int index = -1, int micro = -1)
         : p_(p), kind_(kind), index_(index), micro_(micro) {
-      if (p_) {
-        p_->sync_device();
+      if (!p_) return;
+      if (p_->timer_)
+        mark0_ = p_->device_mark();
+      else
         t0_ = Clock::now();
-      }
     }
     ~Scope() {
-      if (p_) {
-        p_->sync_device();
+      if (!p_) return;
+      if (p_->timer_)
+        p_->add_marked(kind_, index_, micro_, mark0_, p_->device_mark());
+      else
         p_->add(kind_, index_, micro_, t0_, Clock::now());
-      }
     }
     Scope(const Scope&) = delete;
     Scope& operator=(const Scope&) = delete;
@@ -85,16 +105,21 @@ class Profiler {
     Kind kind_;
     int index_, micro_;
     Clock::time_point t0_;
+    size_t mark0_ = 0;
   };
 
   void add(Kind kind, int index, int micro, Clock::time_point t0, Clock::time_point t1);
-  // On a GPU, work is queued: each scope waits for the device at its start
-  // and end so that it times the work it enclosed (the profile then runs
-  // without overlap between host and device; training does not).
-  void set_device_sync(std::function<void()> sync) { device_sync_ = std::move(sync); }
-  void sync_device() const {
-    if (device_sync_) device_sync_();
-  }
+  // On a GPU, work is queued: with a device timer each scope records a mark
+  // on the compute stream at its start and end (the host does not wait, so
+  // the profile keeps training's overlap of host and device), and flush()
+  // turns the marks into times. Set before reset().
+  void set_device_timer(std::unique_ptr<DeviceTimer> timer);
+  bool device_timed() const { return timer_ != nullptr; }
+  // Resolves the scopes marked since the last flush or reset (waiting for the
+  // device to pass their marks) and starts the next marks from a new origin.
+  // The trainer calls it at a step's end, where the device is idle; without
+  // a timer it does nothing.
+  void flush();
   // A communicator operation from issue to completion (completion = when a
   // wait() returned or a test() first said done); `blocked`: seconds spent
   // inside its wait().
@@ -125,6 +150,11 @@ class Profiler {
  private:
   double since(Clock::time_point t) const { return std::chrono::duration<double>(t - origin_).count(); }
   void close_reduction(double end);
+  // b, e: seconds since the origin.
+  void add_seconds(Kind kind, int index, int micro, double b, double e);
+  size_t device_mark();
+  void add_marked(Kind kind, int index, int micro, size_t mark0, size_t mark1);
+  void restart_marks();  // mark 0 now, at host time device_origin_
 
   bool record_;
   Clock::time_point origin_;
@@ -141,7 +171,16 @@ class Profiler {
   // The current step's reduction window.
   bool in_reduction_ = false;
   double reduce_first_issue_ = -1, reduce_last_done_ = -1, reduce_span_ = 0;
-  std::function<void()> device_sync_;  // empty on the CPU
+  // Device timing (null on the CPU): scopes marked since the last flush.
+  std::unique_ptr<DeviceTimer> timer_;
+  struct Marked {
+    Kind kind;
+    int index, micro;
+    size_t mark0, mark1;
+  };
+  std::vector<Marked> marked_;
+  size_t next_mark_ = 0;
+  double device_origin_ = 0;  // host seconds (since origin_) of mark 0
 };
 
 // Bytes the heap holds now (glibc mallinfo2: arena plus mmap'd blocks).

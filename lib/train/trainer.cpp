@@ -84,7 +84,8 @@ void Trainer::setup() {
   runtime_ = ops::Runtime::open(t.device, options_.local_rank, t.tf32);
   const Exec& ex = runtime_->exec();
   if (std::string w = runtime_->warnings(); !w.empty() && g_.world->rank() == 0) log_(w);
-  if (options_.profiler && ex.on_cuda()) options_.profiler->set_device_sync([rt = runtime_.get()] { rt->sync(); });
+  // On a GPU the profiler times scopes with CUDA events on the compute stream.
+  if (options_.profiler && ex.on_cuda()) options_.profiler->set_device_timer(make_cuda_event_timer(ex.stream));
   // Device tensors' collectives are ordered after the work queued on this stream.
   for (Communicator* c : {g_.world, g_.dp, g_.tp, g_.pp, g_.embed}) c->set_compute_stream(ex.stream);
   seq_len_ = train_seq_len(cfg_);
@@ -533,6 +534,7 @@ StepResult Trainer::train_step(int64_t step) {
   else if (local_->due(step, t.steps))
     outer_sync();
   runtime_->sync();  // the step's work done on the device before its time is taken
+  if (options_.profiler) options_.profiler->flush();  // --- profiler hook: the step's device-timed scopes
   if (options_.comm_check) options_.comm_check();
   r.seconds = seconds_since(t0);
   r.comm_seconds = comm_wait_total() - comm0;
@@ -706,7 +708,10 @@ TrainSummary Trainer::run(const RunOptions& opts) {
     Profiler* was;
     ~Restore() { p = was; }
   } restore{options_.profiler, options_.profiler};
-  if (cfg_.log.profile && !options_.profiler) options_.profiler = &light;
+  if (cfg_.log.profile && !options_.profiler) {
+    options_.profiler = &light;
+    if (runtime_->exec().on_cuda()) light.set_device_timer(make_cuda_event_timer(runtime_->exec().stream));
+  }
   for (; step < t.steps; ++step) {
     const double lr = learning_rate(cfg_.optim, t.steps, step);
     const StepResult r = train_step(step);

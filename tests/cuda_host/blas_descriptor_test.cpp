@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <string>
+#include <vector>
 
 #include "core/error.h"
 #include "core/exec.h"
@@ -96,4 +97,93 @@ TEST_CASE("cuda host: matmul_path names the cuBLASLt path") {
   CHECK(ops::matmul_path(gpu, DType::f32) == "cuBLASLt fp32 (no TF32)");
   // A plan on a CUDA Exec needs its context: refused in one line, not a crash.
   CHECK_THROWS_AS(ops::MatmulPlan(gpu, {.m = 4, .n = 4, .k = 4}, DType::f32, DType::f32), InternalError);
+}
+
+TEST_CASE("cuda host: epilogue operands of every product of the shipped configs, and their descriptors") {
+  // The bias vector has one element per output feature (cuBLASLt's D rows),
+  // aux (GELU's input) is the product's output layout; the ops layer fuses
+  // exactly where cuBLASLt takes the epilogue (ops::fused_epilogue agrees with
+  // lt_epilogue_spec), and the descriptors carry what was asked.
+  const Exec gpu{Device::cuda(0), nullptr, nullptr};
+  size_t fused = 0, gelu = 0, dgelu = 0;
+  for (const std::string& path : test::shipped_configs()) {
+    const Config c = load_config(path);
+    const std::string name = std::filesystem::path(path).filename().string();
+    for (int64_t t : {1, 2, 4})
+      for (const test::ModelGemm& mg : test::config_gemms(c, name, t)) {
+        if (mg.epilogue == cuda::LtEpilogue::none) continue;
+        CAPTURE(mg.what);
+        CAPTURE(cuda::lt_epilogue_name(mg.epilogue));
+        const cuda::LtEpilogueSpec es = cuda::lt_epilogue_spec(mg.g, mg.epilogue);
+        const cuda::LtGemmSpec s = cuda::lt_spec(mg.g);
+        if (cuda::lt_epilogue_has_bias(mg.epilogue)) {
+          CHECK(es.bias_len == mg.g.n);  // one per output feature
+          CHECK(es.bias_len == s.m);     // = cuBLASLt's D rows
+        } else {
+          CHECK(es.bias_len == 0);
+        }
+        if (cuda::lt_epilogue_has_aux(mg.epilogue)) {
+          CHECK(es.aux_ld == mg.g.ldc);
+          CHECK(es.aux_ld == mg.g.n);  // the contiguous (rows, out) buffer the Mlp keeps
+        }
+        const ops::Epilogue oe = mg.epilogue == cuda::LtEpilogue::bias    ? ops::Epilogue::bias
+                                 : mg.epilogue == cuda::LtEpilogue::dgelu ? ops::Epilogue::dgelu
+                                 : mg.epilogue == cuda::LtEpilogue::gelu_aux ? ops::Epilogue::gelu
+                                                                             : ops::Epilogue::bias_gelu;
+        CHECK(ops::fused_epilogue(gpu, oe, DType::bf16, mg.g.n) == es.ok);
+        CHECK_FALSE(ops::fused_epilogue(Exec::cpu(), oe, DType::bf16, mg.g.n));
+        CHECK_FALSE(ops::fused_epilogue(gpu, oe, DType::f64, mg.g.n));
+        // fp32 fuses the bias only (GELU stays the own kernel in strict fp32).
+        CHECK(ops::fused_epilogue(gpu, oe, DType::f32, mg.g.n) == (oe == ops::Epilogue::bias));
+        if (!es.ok) {
+          CHECK_THROWS_AS(cuda::LtDescriptors(s, cuda::LtTypes::bf16, false, mg.epilogue, es), InternalError);
+          continue;
+        }
+        std::vector<cuda::LtTypes> types{cuda::LtTypes::bf16};
+        if (oe == ops::Epilogue::bias) types.push_back(cuda::LtTypes::f32);
+        for (cuda::LtTypes lt : types) {
+          const cuda::LtDescriptors d(s, lt, false, mg.epilogue, es);
+          CHECK(d.epilogue_attr() == cuda::lt_epilogue_name(mg.epilogue));
+          const int32_t out = lt == cuda::LtTypes::bf16 ? 14 : 0;  // CUDA_R_16BF, CUDA_R_32F
+          if (cuda::lt_epilogue_has_bias(mg.epilogue)) CHECK(d.bias_type_attr() == out);
+          if (cuda::lt_epilogue_has_aux(mg.epilogue)) {
+            CHECK(d.aux_ld_attr() == mg.g.n);
+            CHECK(d.aux_type_attr() == out);
+          }
+          ++fused;
+        }
+        gelu += mg.epilogue == cuda::LtEpilogue::gelu_aux_bias || mg.epilogue == cuda::LtEpilogue::gelu_aux;
+        dgelu += mg.epilogue == cuda::LtEpilogue::dgelu;
+      }
+  }
+  CHECK(fused > 50);
+  CHECK(gelu > 5);
+  CHECK(dgelu > 5);
+}
+
+TEST_CASE("cuda host: an epilogue cuBLASLt would refuse is named before it is made") {
+  // aux ld 12: not a multiple of 8; a batched product; a bias of the wrong length.
+  const cuda::RowGemm odd = cuda::contiguous_row_gemm(false, true, 16, 12, 8);
+  const cuda::LtEpilogueSpec es = cuda::lt_epilogue_spec(odd, cuda::LtEpilogue::gelu_aux_bias);
+  CHECK_FALSE(es.ok);
+  try {
+    cuda::LtDescriptors d(cuda::lt_spec(odd), cuda::LtTypes::bf16, false, cuda::LtEpilogue::gelu_aux_bias, es);
+    FAIL("an aux ld of 12 was accepted");
+  } catch (const InternalError& e) {
+    CHECK(std::string(e.what()).find("CUBLASLT_EPILOGUE_GELU_AUX_BIAS on a product with D of 12 x 16") !=
+          std::string::npos);
+  }
+  const Exec gpu{Device::cuda(0), nullptr, nullptr};
+  CHECK_FALSE(ops::fused_epilogue(gpu, ops::Epilogue::bias_gelu, DType::bf16, 12));  // runs unfused instead
+  cuda::RowGemm batched = cuda::contiguous_row_gemm(false, true, 16, 16, 8);
+  batched.batch = 2;
+  CHECK_FALSE(cuda::lt_epilogue_spec(batched, cuda::LtEpilogue::bias).ok);
+  const cuda::RowGemm g = cuda::contiguous_row_gemm(false, true, 16, 16, 8);
+  cuda::LtEpilogueSpec wrong = cuda::lt_epilogue_spec(g, cuda::LtEpilogue::bias);
+  wrong.bias_len = 15;
+  CHECK_THROWS_AS(cuda::LtDescriptors(cuda::lt_spec(g), cuda::LtTypes::f32, false, cuda::LtEpilogue::bias, wrong),
+                  InternalError);
+  // The plain product keeps the default epilogue and no aux.
+  const cuda::LtDescriptors plain(cuda::lt_spec(g), cuda::LtTypes::f32, false);
+  CHECK(plain.epilogue_attr() == "CUBLASLT_EPILOGUE_DEFAULT");
 }

@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include <cmath>
 
 #include "model/cross_entropy.h"
@@ -37,8 +39,11 @@ TEST_CASE("cross entropy: loss, accuracy and gradient against finite differences
   CHECK(st.correct == ref_correct);
 
   const double scale = 0.5;
+  const std::vector<double> kept(x, x + rows * v);
   Tensor g = ce.backward(scale);
+  CHECK(g.raw() == logits.raw());  // in place: dL/dlogits over the logits
   std::vector<double> analytic(g.data<double>(), g.data<double>() + rows * v);
+  std::copy(kept.begin(), kept.end(), x);
   const double eps = 1e-6;
   for (int64_t i = 0; i < rows * v; ++i) {
     double keep = x[i];

@@ -345,7 +345,10 @@ TEST_CASE("tp costs: GPT-2 124M shapes, this rank's share") {
     const double per_token = 4 * (C + 2 + C + 3 * C / t + C / t + C + 2 + C + 4 * C / t + 4 * C / t + 2 * C);
     CHECK(block.act_bytes == per_token * tokens + 4 * B * nh / t * T * T);
     const double rows = tokens;  // the loss's per-row statistics are not split
-    CHECK(costs[15].act_bytes - rows * 24 == (full[15].act_bytes - rows * 20) / t);  // logits
+    // The unsplit loss writes dL/dlogits over the logits (its own bytes: the
+    // per-row statistics); the vocabulary-parallel one keeps its (rows, V/t) probabilities.
+    CHECK(full[15].act_bytes == rows * 20);
+    CHECK(costs[15].act_bytes - rows * 24 == rows * V * 4 / t);
   }
 }
 

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,77 @@ TEST_CASE("scopes accumulate per layer and per kind and reset clears them") {
   CHECK(p.seconds(Profiler::Kind::forward) == 0);
   CHECK(p.layer_seconds(1, false) == 0);
   CHECK(p.events().empty());
+}
+
+namespace {
+
+// A device whose marks complete at times the test sets: mark i at times[i]
+// seconds after mark 0. Counts the waits the profiler asks for.
+struct FakeDevice {
+  std::vector<double> times;  // per mark id
+  std::vector<size_t> marked;
+  int waits = 0, clears = 0;
+};
+
+class FakeTimer : public DeviceTimer {
+ public:
+  explicit FakeTimer(FakeDevice& d) : d_(d) {}
+  void mark(size_t id) override { d_.marked.push_back(id); }
+  double seconds(size_t id) override {
+    ++d_.waits;
+    return id < d_.times.size() ? d_.times[id] : -1.0;
+  }
+  void clear() override {
+    ++d_.clears;
+    d_.marked.clear();
+  }
+
+ private:
+  FakeDevice& d_;
+};
+
+}  // namespace
+
+TEST_CASE("device-timed scopes: marks on the stream, no wait until flush, then the device's times") {
+  FakeDevice dev;
+  Profiler p(true);
+  p.set_layers({"wte", "blocks.0"});
+  p.set_device_timer(std::make_unique<FakeTimer>(dev));
+  p.reset();
+  CHECK(p.device_timed());
+  CHECK(dev.marked == std::vector<size_t>{0});  // the origin
+  {
+    Profiler::Scope f(&p, Profiler::Kind::forward, 1, 0);  // marks 1, 2
+  }
+  {
+    Profiler::Scope o(&p, Profiler::Kind::optimizer);  // marks 3, 4
+  }
+  CHECK(dev.marked == std::vector<size_t>{0, 1, 2, 3, 4});
+  CHECK(dev.waits == 0);                     // the host never waited inside a step
+  CHECK(p.layer_seconds(1, false) == 0.0);  // nothing resolved before flush
+  dev.times = {0.0, 0.010, 0.035, 0.040, 0.041};  // the device ran blocks.0 for 25 ms, the optimizer 1 ms
+  p.flush();
+  CHECK(dev.waits == 4);
+  CHECK(p.layer_seconds(1, false) == doctest::Approx(0.025));
+  CHECK(p.seconds(Profiler::Kind::forward) == doctest::Approx(0.025));
+  CHECK(p.seconds(Profiler::Kind::optimizer) == doctest::Approx(0.001));
+  // Trace events on the device's timeline (from the host origin), in order.
+  REQUIRE(p.events().size() == 2);
+  CHECK(p.events()[0].name == "blocks.0 fwd");
+  CHECK(p.events()[0].end - p.events()[0].begin == doctest::Approx(0.025));
+  CHECK(p.events()[1].begin - p.events()[0].begin == doctest::Approx(0.030));
+  // The next step's marks start again from 0, and a second flush adds to the totals.
+  CHECK(dev.marked == std::vector<size_t>{0});
+  {
+    Profiler::Scope f(&p, Profiler::Kind::forward, 1, 1);
+  }
+  dev.times = {0.0, 0.0, 0.005};
+  p.flush();
+  CHECK(p.layer_seconds(1, false) == doctest::Approx(0.030));
+  // Without a timer (the CPU), flush does nothing and scopes use the host clock.
+  Profiler cpu;
+  cpu.flush();
+  CHECK_FALSE(cpu.device_timed());
 }
 
 TEST_CASE("the dp reduction window spans the buckets issued after the mark") {

@@ -227,6 +227,13 @@ stage hf 150 hf_stage
   echo "|---|---|"
   for s in env kernels step layouts bench hf; do echo "| $s | ${status[$s]:-not run} |"; done
   echo
+  # The fp32 policy's evidence: cuBLASLt's own GELU epilogue against the CPU's
+  # tanh GELU (test_cuda's measured case; fp32 fuses GELU only under 1e-5).
+  if grep -q "GELU_AUX_BIAS vs CPU" "$O/kernels.log" 2>/dev/null; then
+    echo "cuBLASLt fp32 GELU epilogue vs the CPU's tanh GELU (normalised error):"
+    echo "$(grep -o 'cuBLASLt fp32 GELU_AUX_BIAS vs CPU tanh GELU.*' "$O/kernels.log" | head -1)"
+    echo
+  fi
   if [ -f "$O/profile.txt" ] && [ -f "$O/torch.json" ]; then
     python3 - "$O/profile.txt" "$O/torch.json" <<'PY'
 import json, re, sys

@@ -77,6 +77,48 @@ constexpr RowGemm contiguous_row_gemm(bool trans_a, bool trans_b, int64_t m, int
   return g;
 }
 
+// cuBLASLt epilogues dtrain fuses into a product (no CUDA header: the
+// descriptor attributes are set in matmul.cpp). In dtrain's row-major terms,
+// for C (m, n) = op(A) op(B):
+//   bias:          C = op(A) op(B) + bias, bias (n) broadcast over C's rows
+//                  (CUBLASLT_EPILOGUE_BIAS: cuBLASLt's D has n rows, the bias
+//                  vector one element per row of D)
+//   gelu_aux:      aux = op(A) op(B); C = gelu(aux)         (CUBLASLT_EPILOGUE_GELU_AUX)
+//   gelu_aux_bias: aux = op(A) op(B) + bias; C = gelu(aux)  (CUBLASLT_EPILOGUE_GELU_AUX_BIAS)
+//   dgelu:         C = (op(A) op(B)) * gelu'(aux)           (CUBLASLT_EPILOGUE_DGELU)
+// aux is a row-major (m, n) matrix with C's row stride: cuBLASLt's
+// column-major (n, m) with leading dimension ldc.
+enum class LtEpilogue : uint8_t { none, bias, gelu_aux, gelu_aux_bias, dgelu };
+
+constexpr bool lt_epilogue_has_bias(LtEpilogue e) {
+  return e == LtEpilogue::bias || e == LtEpilogue::gelu_aux_bias;
+}
+constexpr bool lt_epilogue_has_aux(LtEpilogue e) {
+  return e == LtEpilogue::gelu_aux || e == LtEpilogue::gelu_aux_bias || e == LtEpilogue::dgelu;
+}
+
+// What an epilogue needs of a product: the bias vector's length and the aux
+// matrix's leading dimension (elements), and whether cuBLASLt takes it: one
+// product (no batch), and for aux a leading dimension divisible by 8 and no
+// less than D's rows (cuBLASLt's rule for CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD).
+struct LtEpilogueSpec {
+  int64_t bias_len = 0;  // 0: no bias
+  int64_t aux_ld = 0;    // 0: no aux
+  bool ok = true;
+};
+
+constexpr LtEpilogueSpec lt_epilogue_spec(const RowGemm& g, LtEpilogue e) {
+  LtEpilogueSpec s;
+  if (e == LtEpilogue::none) return s;
+  s.ok = g.batch == 1;
+  if (lt_epilogue_has_bias(e)) s.bias_len = g.n;
+  if (lt_epilogue_has_aux(e)) {
+    s.aux_ld = g.ldc;
+    s.ok = s.ok && g.ldc % 8 == 0 && g.ldc >= g.n;
+  }
+  return s;
+}
+
 // cuBLASLt's validity rule for a column-major layout: ld >= rows, sizes > 0.
 constexpr bool lt_layout_valid(const LtLayout& l) {
   return l.rows > 0 && l.cols > 0 && l.ld >= l.rows && l.batch >= 1;

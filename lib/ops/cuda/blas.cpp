@@ -58,21 +58,36 @@ cuda::RowGemm batched(bool ta, bool tb, int64_t m, int64_t n, int64_t k, int64_t
 
 }  // namespace
 
-std::shared_ptr<cuda::LtMatmul> plan_matmul(const Exec& ex, const Gemm& max, DType ab, DType c) {
+namespace {
+
+cuda::LtEpilogue lt_epilogue(Epilogue e) {
+  switch (e) {
+    case Epilogue::none: return cuda::LtEpilogue::none;
+    case Epilogue::bias: return cuda::LtEpilogue::bias;
+    case Epilogue::gelu: return cuda::LtEpilogue::gelu_aux;
+    case Epilogue::bias_gelu: return cuda::LtEpilogue::gelu_aux_bias;
+    case Epilogue::dgelu: return cuda::LtEpilogue::dgelu;
+  }
+  return cuda::LtEpilogue::none;
+}
+
+}  // namespace
+
+std::shared_ptr<cuda::LtMatmul> plan_matmul(const Exec& ex, const Gemm& max, DType ab, DType c, Epilogue e) {
   const cuda::RowGemm g = cuda::contiguous_row_gemm(max.trans_a, max.trans_b, max.m, max.n, max.k);
-  return std::make_shared<cuda::LtMatmul>(context(ex, "matmul"), g, lt_types(ab, c, "matmul"));
+  return std::make_shared<cuda::LtMatmul>(context(ex, "matmul"), g, lt_types(ab, c, "matmul"), lt_epilogue(e));
 }
 
 void matmul(const Exec& ex, const cuda::LtMatmul& lt, const Gemm& g, const Tensor& a, const Tensor& b,
-            const Tensor& c, double alpha, double beta) {
-  for (const Tensor* t : {&a, &b, &c}) ex.check(*t, "matmul");
+            const Tensor& c, double alpha, double beta, const Tensor& bias, const Tensor& aux) {
+  for (const Tensor* t : {&a, &b, &c, &bias, &aux}) ex.check(*t, "matmul");
   const int in = cuda::lt_in_bytes(lt.types()), out = cuda::lt_out_bytes(lt.types());
   if (static_cast<int>(dtype_size(a.dtype())) != in || a.dtype() != b.dtype() ||
       static_cast<int>(dtype_size(c.dtype())) != out)
     throw InternalError(fmt::format("matmul: {} x {} -> {} operands for a {} plan", dtype_name(a.dtype()),
                                     dtype_name(b.dtype()), dtype_name(c.dtype()), cuda::lt_types_name(lt.types())));
   lt.run(cuda::contiguous_row_gemm(g.trans_a, g.trans_b, g.m, g.n, g.k), a.raw(), b.raw(), c.raw(), alpha, beta,
-         ex.stream);
+         ex.stream, bias.defined() ? bias.raw() : nullptr, aux.defined() ? aux.raw() : nullptr);
 }
 
 std::string matmul_path(const Exec& ex, DType act) {

@@ -16,10 +16,12 @@ class LtMatmul;
 
 namespace dtrain::ops::cuda_ops {
 
-// The cuBLASLt plan of a MatmulPlan (descriptors, algorithm for `max`).
-std::shared_ptr<cuda::LtMatmul> plan_matmul(const Exec& ex, const Gemm& max, DType ab, DType c);
+// The cuBLASLt plan of a MatmulPlan (descriptors, algorithm for `max`), with
+// the epilogue fused (Epilogue::none: a plain product).
+std::shared_ptr<cuda::LtMatmul> plan_matmul(const Exec& ex, const Gemm& max, DType ab, DType c, Epilogue e);
+// bias, aux: the fused epilogue's operands (undefined when the plan has none).
 void matmul(const Exec& ex, const cuda::LtMatmul& lt, const Gemm& g, const Tensor& a, const Tensor& b,
-            const Tensor& c, double alpha, double beta);
+            const Tensor& c, double alpha, double beta, const Tensor& bias, const Tensor& aux);
 // "cuBLASLt bf16 (fp32 accumulate)", "cuBLASLt fp32 (no TF32)", ...
 std::string matmul_path(const Exec& ex, DType act);
 
