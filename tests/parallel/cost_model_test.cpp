@@ -53,6 +53,7 @@ ModelProfile toy_profile(int layers = 2) {
     l.act_bytes = 1e6;
     l.in_bytes = 1e3;
     l.out_bytes = 1e3;
+    l.block = true;
     m.layers.push_back(l);
   }
   m.total_params = 1000.0 * layers;
@@ -139,7 +140,7 @@ TEST_CASE("step time: pipeline (m - 1) max + sum, bubble (p - 1)/m, recomputatio
 
   // Recomputation runs every forward twice: per layer and sample 1 + 2 + 1 GFLOP.
   Candidate rc = one;
-  rc.recompute = true;
+  rc.recompute = Recompute::full;
   p = predict(m, profile_stages(m, 1), hw, w, f, rc);
   CHECK(p.pipeline_seconds == doctest::Approx(4 * 16e-3));
 }
@@ -199,12 +200,16 @@ TEST_CASE("memory per device: parameters, gradients, ZeRO-1 optimizer shard, 1F1
   c.schedule = "gpipe";  // all 8 micro-batches in flight
   CHECK(predict(m, profile_stages(m, 2), hw, w, f, c).memory.activations == 8 * 4 * 2e6);
   // Recomputation keeps each layer's input per micro-batch, plus one layer's
-  // activations while it is recomputed.
+  // activations while it is recomputed: per micro-batch copy, as lib/train
+  // allocates them, or once per stage with a caching allocator.
   c.schedule = "1f1b";
-  c.recompute = true;
-  CHECK(predict(m, profile_stages(m, 2), hw, w, f, c).memory.activations == 2 * 4 * 2e3 + 4 * 1e6);
+  c.recompute = Recompute::full;
+  CHECK(predict(m, profile_stages(m, 2), hw, w, f, c).memory.activations == 2 * 4 * (2e3 + 1e6));
+  Features shared = f;
+  shared.work_buffers_per_copy = false;
+  CHECK(predict(m, profile_stages(m, 2), hw, w, shared, c).memory.activations == 2 * 4 * 2e3 + 4 * 1e6);
   // bf16: half the activation bytes; parameters 2 + 2 + 12 bytes.
-  c.recompute = false;
+  c.recompute = Recompute::none;
   c.zero = 0;
   w.precision = "bf16";
   Hardware bf = hw;

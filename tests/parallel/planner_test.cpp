@@ -31,6 +31,7 @@ PlanRequest request(const ModelConfig& m, int64_t seq, int64_t batch, int device
   r.workload.precision = precision;
   r.devices = devices;
   r.hardware = load_hardware(hw);
+  r.features = Features::this_trainer();  // what lib/train runs (ZeRO-3 is modelled, not yet runnable)
   return r;
 }
 
@@ -40,7 +41,7 @@ const ModelConfig kGpt1T = gpt(128, 25600, 160, 51200, 2048);
 
 std::string str(const Candidate& c) {
   return fmt::format("dp={} tp={} pp={} mb={}x{} zero={} recompute={} {}", c.dp, c.tp, c.pp, c.micro_batch,
-                     c.micro_batches, c.zero, c.recompute, c.schedule);
+                     c.micro_batches, c.zero, recompute_name(c.recompute), c.schedule);
 }
 
 const PlannedLayout* find(const Plan& p, int dp, int tp, int pp) {
@@ -73,12 +74,13 @@ TEST_CASE("GPT-3 175B on 1024 A100s: tp = 8 in a node, pp across nodes, dp the r
   CHECK(c.pp > 1);
   CHECK(c.dp > 1);
   CHECK(c.dp * c.tp * c.pp == 1024);
-  CHECK(c.zero == 1);
-  CHECK(c.schedule == "1f1b");
+  CHECK(c.zero >= 1);
   CHECK(c.micro_batch == 1);
-  // Without ZeRO-1 or recomputation the 175B does not fit at dp = 128.
+  // At dp = 128 (no pipeline) the 175B fits without recomputation only with
+  // ZeRO-2 and sequence parallelism (21.8B parameters per device).
   CHECK(std::none_of(p.feasible.begin(), p.feasible.end(), [](const PlannedLayout& l) {
-    return l.p.c.tp == 8 && l.p.c.pp == 1 && !l.p.c.recompute;
+    return l.p.c.tp == 8 && l.p.c.pp == 1 && l.p.c.recompute == Recompute::none &&
+           (l.p.c.zero < 2 || !l.p.c.sequence_parallel);
   }));
 }
 
@@ -94,7 +96,7 @@ TEST_CASE("GPT-3 175B on 1024 H100s: tp 4-8 in a node, pp > 1, dp > 1, ZeRO-1, t
   CHECK((best.c.tp == 4 || best.c.tp == 8));
   CHECK(best.c.pp > 1);
   CHECK(best.c.dp > 1);
-  CHECK(best.c.zero == 1);
+  CHECK(best.c.zero >= 1);
   const auto tp8 = std::find_if(p.feasible.begin(), p.feasible.end(),
                                 [](const PlannedLayout& l) { return l.p.c.tp == 8 && l.p.c.pp > 1; });
   REQUIRE(tp8 != p.feasible.end());
@@ -108,15 +110,25 @@ TEST_CASE("1T GPT on 3072 A100s (Narayanan et al. 2021, Table 1): tp = 8, deep p
   CAPTURE(str(best.c));
   CHECK(best.c.tp == 8);
   CHECK(best.c.pp >= 8);
-  CHECK(best.c.recompute);
+  CHECK(best.c.recompute != Recompute::none);
   CHECK(best.c.micro_batch == 1);
-  // The paper's layout (tp 8, pp 64, dp 6; it also interleaves stages) fits and is close.
-  const PlannedLayout* paper = find(p, 6, 8, 64);
+  // The paper's layout (tp 8, pp 64, dp 6; it also interleaves stages) fits
+  // and is close where a stage's micro-batches in flight share one set of
+  // work buffers (PyTorch's caching allocator); lib/train gives each its own
+  // set, and 64 sets do not fit.
+  PlanRequest shared = request(kGpt1T, 2048, 3072, 3072, "a100-80gb");
+  shared.features.work_buffers_per_copy = false;
+  const Plan ps = make_plan(shared);
+  CHECK(find(p, 6, 8, 64) == nullptr);
+  const PlannedLayout* paper = find(ps, 6, 8, 64);
   REQUIRE(paper != nullptr);
-  CHECK(paper->p.step_seconds < 1.1 * best.step_seconds);
+  // With sequence parallelism and fused attention (neither in the paper) a
+  // shallower pipeline fits and wins; megatron_test.cpp compares the paper's
+  // own software.
+  CHECK(paper->p.step_seconds < 1.25 * ps.feasible[0].p.step_seconds);
   CHECK(paper->p.mfu > 0.25);
   // Without recomputation nothing fits: 1F1B keeps L layers' activations on stage 0.
-  CHECK(std::all_of(p.feasible.begin(), p.feasible.end(), [](const PlannedLayout& l) { return l.p.c.recompute; }));
+  CHECK(std::all_of(p.feasible.begin(), p.feasible.end(), [](const PlannedLayout& l) { return l.p.c.recompute != Recompute::none; }));
   // Recomputation, bf16 and ZeRO-1 by reduce-scatter run in this trainer.
   CHECK(p.feasible[0].runnable());
 }
@@ -146,7 +158,7 @@ TEST_CASE("rejections name the reason: divisibility, spanning nodes, layers, bat
   const Plan big = make_plan(request(kGpt3, 2048, 8, 8, "a100-80gb"));
   CHECK(big.feasible.empty());
   const auto mem = std::find_if(big.rejected.begin(), big.rejected.end(), [](const Rejection& r) {
-    return r.kind == "memory" && r.tp == 8 && r.recompute == 1;
+    return r.kind == "memory" && r.tp == 8 && r.recompute == 2;
   });
   REQUIRE(mem != big.rejected.end());
   CHECK(mem->needed_bytes > mem->capacity_bytes);
@@ -177,11 +189,11 @@ TEST_CASE("fixed choices are kept, runnable_only plans with this trainer's featu
   r.workload.precision = "bf16";
   p = make_plan(r);
   REQUIRE(!p.feasible.empty());
-  CHECK(!p.feasible[0].p.c.recompute);
-  r.recompute = 1;
+  CHECK(p.feasible[0].p.c.recompute == Recompute::none);
+  r.recompute = 2;
   p = make_plan(r);
   REQUIRE(!p.feasible.empty());
-  for (const PlannedLayout& l : p.feasible) CHECK(l.p.c.recompute);
+  for (const PlannedLayout& l : p.feasible) CHECK(l.p.c.recompute == Recompute::full);
   r.recompute = -1;
   r.workload.precision = "fp32";
   r.workload.global_batch = 0;
