@@ -215,13 +215,25 @@ TEST_CASE("hardware: presets round-trip through the file format, bad files are n
     CHECK(back.intra.bandwidth == doctest::Approx(h.intra.bandwidth));
     CHECK(back.inter.latency == doctest::Approx(h.inter.latency));
     CHECK(back.overlap == doctest::Approx(h.overlap));
+    CHECK(back.gemm_half_dim == doctest::Approx(h.gemm_half_dim));
+    CHECK(back.fused_attention == h.fused_attention);
+    CHECK(back.tp_overlap == doctest::Approx(h.tp_overlap));
   }
   // Shipped files equal the presets.
   for (const std::string& name : hardware_presets()) {
     const Hardware file = load_hardware(std::string(DTRAIN_SOURCE_DIR) + "/configs/hardware/" + name + ".toml");
     CHECK(file.peak_fp32 == doctest::Approx(load_hardware(name).peak_fp32));
     CHECK(file.intra.latency == doctest::Approx(load_hardware(name).intra.latency));
+    CHECK(file.efficiency == doctest::Approx(load_hardware(name).efficiency));
+    CHECK(file.gemm_half_dim == doctest::Approx(load_hardware(name).gemm_half_dim));
+    CHECK(file.memory_bandwidth == doctest::Approx(load_hardware(name).memory_bandwidth));
+    CHECK(file.fused_attention == load_hardware(name).fused_attention);
   }
+  // GPU presets: fused attention; this CPU backend materialises the scores.
+  CHECK(load_hardware("h200").fused_attention);
+  CHECK(!load_hardware("cpu-local").fused_attention);
+  CHECK(load_hardware("a100-80gb").gemm_efficiency(128) == doctest::Approx(0.4));
+  CHECK(load_hardware("a100-80gb").gemm_efficiency(1e9) == doctest::Approx(0.8));
   try {
     parse_hardware_toml("[device]\nmemory_gib = 8\npeak_tflops_fp32 = 1\nmemory_bandwith_gbs = 5\n", "hw.toml");
     FAIL("expected a ConfigError");
