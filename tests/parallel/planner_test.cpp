@@ -290,6 +290,26 @@ TEST_CASE("parallel.mode = auto: the planner picks the degrees for the ranks lau
   const Config one = parse_config(kTiny, "cfg.toml", {}, 1, hook);
   CHECK(one.parallel.dp == 1);
   CHECK(one.train.grad_accum == 2);
+  // The modes the plan picks reach the config: interleaved with its chunks,
+  // sequence parallelism, the recomputation mode; a mode the config sets is kept.
+  const Config il = parse_config(kTiny, "cfg.toml",
+                                 {"parallel.mode=auto", "parallel.pp=2", "parallel.tp=2",
+                                  "parallel.virtual_stages=2", "parallel.schedule=\"interleaved\"",
+                                  "parallel.sequence_parallel=true", "train.recompute=\"selective\"",
+                                  "train.grad_accum=0", "train.micro_batch=0", "train.global_batch=16"},
+                                 4, hook);
+  CHECK(il.parallel.schedule == "interleaved");
+  CHECK(il.parallel.virtual_stages == 2);
+  CHECK(il.parallel.sequence_parallel);
+  CHECK(il.train.recompute == "selective");
+  CHECK(il.train.grad_accum % 2 == 0);
+  const Config free = parse_config(kTiny, "cfg.toml", {"parallel.mode=auto", "parallel.tp=2",
+                                                       "train.global_batch=16", "train.grad_accum=0",
+                                                       "train.micro_batch=0"},
+                                   4, hook);
+  CHECK((free.parallel.schedule != "interleaved" || free.parallel.virtual_stages >= 2));
+  CHECK((free.train.recompute == "none" || free.train.recompute == "selective" || free.train.recompute == "full"));
+  CHECK(parse_config(to_toml(free), "cfg.toml", {}, 4, hook) == free);
   // Nothing fits: the nearest misses are named.
   CHECK_THROWS_WITH_AS(parse_config(kTiny, "cfg.toml", {"train.global_batch=3", "train.micro_batch=0",
                                                           "train.grad_accum=0", "parallel.mode=auto",
