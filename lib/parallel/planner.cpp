@@ -228,7 +228,9 @@ Plan make_plan(const PlanRequest& req) {
           if (!fixed_ok(req.pp, pp) || !fixed_ok(req.dp, dp)) continue;
           Rejection at;
           at.dp = dp, at.tp = tp, at.pp = pp, at.kind = "divisibility";
-          const bool report = sp == 0 && seen_layout.insert({dp, tp, pp}).second;
+          // Divisibility is reported for the count asked for (the fewer-device
+          // counts are alternatives, not the user's layouts).
+          const bool report = sp == 0 && n == req.devices && seen_layout.insert({dp, tp, pp}).second;
           if (pp > layers) {
             at.reason = fmt::format("pp={} exceeds the model's {} top-level layers (each stage needs one)", pp, layers);
             if (report) reject(at);

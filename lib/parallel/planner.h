@@ -1,10 +1,12 @@
 // The planner: enumerates the layouts of a model on N devices (dp x tp x pp =
-// N, micro-batch size and count, ZeRO-1 on or off, activation recomputation
-// on or off, pipeline schedule), predicts each with the cost model, rejects
-// the ones that cannot run (with the reason: a degree that does not divide
-// the heads, layers, vocabulary or batch; a group that would span nodes;
-// memory, by how much) and ranks the rest by predicted step time. It prunes
-// by construction: tp only within a node, pp at most the model's top-level
+// N, or a few devices fewer where N factors badly; micro-batch size and
+// count; ZeRO 0..Features::max_zero; recomputation none, selective or full;
+// 1F1B, GPipe when asked, interleaved with v chunks; sequence parallelism),
+// predicts each with the cost model, rejects the ones that cannot run (with
+// the reason: a degree that does not divide the heads, layers, vocabulary or
+// batch; a group that would span nodes; memory, by how much), ranks the
+// rejections by relevance and the rest by predicted step time. It prunes by
+// construction: tp only within a node, pp at most the model's top-level
 // layers, micro-batch sizes only the divisors of each data-parallel rank's
 // share of the batch, and larger micro-batches not tried once one does not
 // fit (memory grows with the micro-batch). No MPI, no device: `dtrain plan`
