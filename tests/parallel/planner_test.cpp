@@ -163,6 +163,34 @@ TEST_CASE("rejections name the reason: divisibility, spanning nodes, layers, bat
   REQUIRE(mem != big.rejected.end());
   CHECK(mem->needed_bytes > mem->capacity_bytes);
   CHECK(mem->reason.find("GiB over the 72.0 GiB usable of 80.0 GiB") != std::string::npos);
+  // Ranked by relevance: memory first, nearest to fitting first; spans last.
+  REQUIRE(!big.rejected.empty());
+  CHECK(big.rejected.front().kind == "memory");
+  for (size_t i = 1; i < big.rejected.size(); ++i) {
+    const Rejection &a = big.rejected[i - 1], &b = big.rejected[i];
+    CHECK(a.relevance() <= b.relevance());
+    if (a.kind == "memory" && b.kind == "memory")
+      CHECK(a.needed_bytes / a.capacity_bytes <= b.needed_bytes / b.capacity_bytes);
+  }
+  // Nothing fits: one line with the binding constraint, the closest and what would make it fit.
+  const std::string line = nothing_fits(big);
+  CHECK(line.find('\n') == std::string::npos);
+  CHECK(line.find("no layout of 8 devices fits: memory binds first; closest: [") == 0);
+  CHECK(line.find("fits with ") != std::string::npos);
+  // Counts agree: every layout is either fitting or rejected.
+  const LayoutCounts lc = layout_counts(p);
+  CHECK(lc.fitting > 0);
+  CHECK(lc.layouts > lc.fitting);
+}
+
+TEST_CASE("a vocabulary that blocks tp is reported with the padded size that unblocks it") {
+  const Plan p = make_plan(request(gpt(4, 128, 8, 50257, 64), 64, 64, 8, "h100-sxm"));
+  CHECK(p.vocab_size == 50257);
+  CHECK(p.vocab_blocked_tp == std::vector<int>{2, 4, 8});
+  CHECK(p.padded_vocab == 50304);
+  for (const PlannedLayout& l : p.feasible) CHECK(l.p.c.tp == 1);
+  const Plan padded = make_plan(request(gpt(4, 128, 8, 50304, 64), 64, 64, 8, "h100-sxm"));
+  CHECK(padded.vocab_blocked_tp.empty());
 }
 
 TEST_CASE("fixed choices are kept, runnable_only plans with this trainer's features") {
