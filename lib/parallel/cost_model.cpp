@@ -272,7 +272,9 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     const int s = k % p;
     const StageProfile& st = chunks[k];
     stage_params[s] += st.params;
-    stage_max_layer[s] = std::max(stage_max_layer[s], st.max_layer_params);
+    stage_max_layer[s] = std::max(stage_max_layer[s], f.zero_unit_params > 0
+                                                          ? std::min(st.max_layer_params, f.zero_unit_params)
+                                                          : st.max_layer_params);
     stage_tp_payload[s] += b * e * (st.tp_fwd_bytes * (c.recompute == Recompute::full ? 2 : 1) + st.tp_bwd_bytes);
     stage_sent[s] += b * e * ((k + 1 < nc ? st.out_bytes : 0.0) + (k > 0 ? chunks[k - 1].out_bytes : 0.0));
   }

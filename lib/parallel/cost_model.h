@@ -57,6 +57,11 @@ struct Features {
   // allocates them; false: one set per stage, used by whichever pass runs
   // (a caching allocator freeing them after each pass, as PyTorch does).
   bool work_buffers_per_copy = true;
+  // ZeRO-2/3's unit of gathering and reducing, in parameters: 0 = a whole
+  // top-level layer (a GPT block), as lib/train's ZeRO is specified; > 0 =
+  // units no larger than that (DeepSpeed gathers per module: a block's
+  // largest Linear, 4 h^2). Two units are live at once (current, prefetched).
+  double zero_unit_params = 0;
   static Features this_trainer();    // what lib/train runs today
   static Features full();            // everything the model knows, for what-ifs
 };

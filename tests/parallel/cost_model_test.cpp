@@ -421,4 +421,10 @@ TEST_CASE("ZeRO-3: parameters sharded with a two-layer window, 1.5x plain dp's t
   CHECK(z3.memory.optimizer == doctest::Approx(1e6 * 8));
   CHECK(z3.dp_bytes == doctest::Approx(1.5 * plain.dp_bytes));  // two gathers and a scatter vs 2 x all-reduce
   CHECK(z3.zero3_seconds > 0);
+  // Gathering per module (DeepSpeed) rather than per top-level layer: smaller windows.
+  Features per_module = Features::full();
+  per_module.zero_unit_params = 2.5e5;
+  const Prediction z3m = predict(m, profile_stages(m, 1), hw, w, per_module, c);
+  CHECK(z3m.memory.params == doctest::Approx((1e6 + 2 * 2.5e5) * 4));
+  CHECK(z3m.memory.grads == doctest::Approx((1e6 + 2 * 2.5e5) * 4));
 }
