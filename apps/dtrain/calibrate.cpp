@@ -139,10 +139,13 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
   const int node = o.ranks_per_node > 0 ? o.ranks_per_node : n;
   const int64_t seq_len = train_seq_len(cfg);
   const ModelProfile model = profile_model(cfg.model, seq_len, 1);
-  double flops = 0, params = 0;
+  double flops = 0, params = 0, mem_bytes = 0;  // mem_bytes: the memory-bound passes per sample (scores kept)
+  std::vector<Gemm> gemms;
   for (const LayerProfile& l : model.layers) {
     flops += l.fwd_flops + l.bwd_flops;
     params += l.params;
+    mem_bytes += l.mem_fwd + l.mem_bwd + l.score_mem_fwd + l.score_mem_bwd;
+    gemms.insert(gemms.end(), l.gemms.begin(), l.gemms.end());
   }
   const auto layers = static_cast<int64_t>(model.layers.size());
   const int64_t b1 = o.small_batch, b2 = o.large_batch > 0 ? o.large_batch : std::max<int64_t>(8, cfg.train.micro_batch);
@@ -150,13 +153,16 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
   // 1. Rank 0 alone; the others wait in a barrier as idle pipeline stages wait.
   // Threads as the trainer will set them (train.threads), for the sgemm too.
   cpu::set_num_threads(static_cast<int>(cfg.train.threads));
-  double peak = 0;
+  double peak = 0, small_gemm = 0;  // small_gemm: an n = 128 sgemm, for the efficiency curve
+  constexpr int kSmallGemm = 128, kLargeGemm = 1024;
   StepSplit small, large;
   if (me == 0) {
-    peak = measure_sgemm_gflops() * 1e9;
+    peak = measure_sgemm_gflops(kLargeGemm) * 1e9;
+    small_gemm = measure_sgemm_gflops(kSmallGemm, 64) * 1e9;
     small = time_one_process(cfg, b1, o);
     large = time_one_process(cfg, b2, o);
-    peak = std::max(peak, measure_sgemm_gflops() * 1e9);  // the best of two: other jobs come and go
+    peak = std::max(peak, measure_sgemm_gflops(kLargeGemm) * 1e9);  // the best of two: other jobs come and go
+    small_gemm = std::max(small_gemm, measure_sgemm_gflops(kSmallGemm, 64) * 1e9);
   }
   // The solo phase takes as long as the model makes it (minutes for a large
   // one), longer than any collective deadline: the others wait for it without
@@ -165,15 +171,19 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
   world.barrier()->wait();
   world.set_timeout(o.timeout_seconds);
   peak = from_rank0(world, peak);
+  small_gemm = from_rank0(world, small_gemm);
   small.pass = from_rank0(world, small.pass);
   large.pass = from_rank0(world, large.pass);
   const double update = from_rank0(world, std::min(small.update, large.update));  // it does not depend on b
-  const ComputeFit fit = fit_compute(flops, layers, static_cast<double>(b1), small.pass, static_cast<double>(b2),
-                                     large.pass);
   Workload w;
   w.optimizer = cfg.optim.name;
   w.momentum = cfg.optim.momentum > 0;
   const double bandwidth = fit_memory_bandwidth(params, update, w);
+  // The layers' rate with their memory-bound passes (norms, softmax, GELU,
+  // residuals, loss) taken off at that bandwidth, as the model adds them back.
+  const ComputeFit fit = fit_compute(flops, layers, static_cast<double>(b1), small.pass, static_cast<double>(b2),
+                                     large.pass, mem_bytes / bandwidth);
+  const double half_dim = fit_gemm_half_dim(kSmallGemm, small_gemm, kLargeGemm, peak);
 
   // 2. Every rank at once: the node's ranks share how many compute units?
   // The mean over the ranks, the better of two tries: where ranks outnumber
@@ -216,7 +226,9 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
   h.usable_memory_fraction = 0.8;
   h.peak_fp32 = std::max(peak, fit.rate);
   h.peak_bf16 = 0;
-  h.efficiency = fit.rate / h.peak_fp32;
+  h.gemm_half_dim = half_dim;
+  h.efficiency = fit_efficiency(gemms, static_cast<double>(b2), fit.rate, h, "fp32");
+  h.fused_attention = false;  // the CPU backend keeps the attention scores
   h.memory_bandwidth = bandwidth;
   h.layer_overhead = fit.overhead;
   h.devices_per_node = node;
@@ -237,6 +249,8 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
       {"layers", std::to_string(layers)},
       {"params", num(params)},
       {"sgemm_gflops", num(peak / 1e9)},
+      {"sgemm_128_gflops", num(small_gemm / 1e9)},
+      {"memory_bound_bytes_per_sample", num(mem_bytes)},
       {"sgemm_backend", toml_string(cpu::gemm_backend_name())},
       {"threads_per_rank", std::to_string(cpu::num_threads())},
       {"micro_batches", fmt::format("[{}, {}]", b1, b2)},

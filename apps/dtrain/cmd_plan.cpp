@@ -27,13 +27,17 @@ Subcommand add_plan(CLI::App& app) {
   plan->add_option("--hardware", plan_cmd.hardware,
                    "Hardware preset (h100-sxm, h200, a100-80gb, cpu-local) or hardware TOML file; default: the "
                    "config's parallel.hardware, else cpu-local");
-  plan->add_option("--precision", plan_cmd.precision, "fp32 or bf16 (default: the config's train.precision)");
+  plan->add_option("--precision", plan_cmd.precision,
+                   "fp32 or bf16 (default: bf16 on hardware with a bf16 peak, the GPU presets; else the config's "
+                   "train.precision)");
   plan->add_option("--set", plan_cmd.overrides,
-                   "Override a key (repeatable); parallel.dp/tp/pp/zero/schedule and train.micro_batch fix "
-                   "that choice")
+                   "Override a key (repeatable); parallel.dp/tp/pp/zero/schedule/virtual_stages/"
+                   "sequence_parallel, train.recompute and train.micro_batch fix that choice")
       ->allow_extra_args(false);
   plan->add_flag("--json", o->json, "Print the plan as JSON");
   plan->add_option("--top", o->top, "How many layouts to list (0 = all)")->check(CLI::NonNegativeNumber);
+  plan->add_flag("--no-idle", plan_cmd.no_idle,
+                 "Plan for every device (by default a count that factors badly may leave up to 2% idle)");
   plan->add_flag("--runnable", plan_cmd.runnable_only,
                  "Only layouts `dtrain run` can run as predicted (no what-ifs such as recomputation)");
   return {plan, [o](Context& ctx) {
@@ -41,6 +45,11 @@ Subcommand add_plan(CLI::App& app) {
             const dtrain::Plan p = dtrain::run_plan_command(o->cmd);
             std::fputs((o->json ? dtrain::format_plan_json(p, o->top) : dtrain::format_plan_text(p, o->top)).c_str(),
                        stdout);
+            if (p.feasible.empty()) {  // the plan above says why at length; one line for the error stream
+              std::fflush(stdout);
+              std::fprintf(stderr, "dtrain: %s\n", dtrain::nothing_fits(p).c_str());
+              return kExitConfig;
+            }
             return kExitOk;
           }};
 }

@@ -177,11 +177,14 @@ struct AutoLayoutRequest {
   bool fixed_dp = false, fixed_tp = false, fixed_pp = false;
   bool fixed_micro_batch = false, fixed_grad_accum = false;
   bool fixed_zero = false, fixed_schedule = false, fixed_recompute = false;
+  bool fixed_virtual_stages = false, fixed_sequence_parallel = false;
 };
 struct AutoLayoutChoice {
   int64_t dp = 1, tp = 1, pp = 1, micro_batch = 1, grad_accum = 1, zero = 0;
   std::string schedule = "1f1b";
-  std::string recompute;  // "full" or "none" where the plan chose; empty: the config's
+  int64_t virtual_stages = 1;     // interleaved: chunks per stage
+  bool sequence_parallel = false;
+  std::string recompute;  // "none", "selective" or "full" where the plan chose; empty: the config's
 };
 using AutoLayout = std::function<AutoLayoutChoice(const AutoLayoutRequest&)>;
 

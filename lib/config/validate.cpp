@@ -291,7 +291,9 @@ class Validator {
                           // local sync has no ZeRO: the planner keeps the config's (0)
                           .fixed_zero = is_set("parallel.zero") || c_.parallel.sync == "local",
                           .fixed_schedule = is_set("parallel.schedule"),
-                          .fixed_recompute = is_set("train.recompute")};
+                          .fixed_recompute = is_set("train.recompute"),
+                          .fixed_virtual_stages = is_set("parallel.virtual_stages"),
+                          .fixed_sequence_parallel = is_set("parallel.sequence_parallel")};
     AutoLayoutChoice choice;
     try {
       choice = auto_layout_(req);
@@ -304,6 +306,8 @@ class Validator {
     p.pp = choice.pp;
     p.zero = choice.zero;
     p.schedule = choice.schedule;
+    p.virtual_stages = choice.virtual_stages;
+    p.sequence_parallel = choice.sequence_parallel;
     t.global_batch = planned.train.global_batch;
     t.micro_batch = choice.micro_batch;
     t.grad_accum = choice.grad_accum;

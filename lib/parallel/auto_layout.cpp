@@ -11,12 +11,6 @@ namespace dtrain {
 namespace {
 
 
-std::string describe(const Candidate& c) {
-  return fmt::format("dp={} tp={} pp={}, micro-batch {} x {}, ZeRO-{}{}{}", c.dp, c.tp, c.pp, c.micro_batch,
-                     c.micro_batches, c.zero, c.recompute ? ", recompute" : "",
-                     c.pp > 1 ? ", " + c.schedule : "");
-}
-
 // The few rejections closest to fitting, for the message when nothing fits.
 std::vector<std::string> nearest_misses(const Plan& plan, size_t count) {
   std::vector<const Rejection*> r;
@@ -100,8 +94,9 @@ AutoLayout make_auto_layout(std::function<void(const std::string&)> explain) {
     r.features = r.runnable = Features::this_trainer();
     if (cfg.model.family() != ModelFamily::gpt) r.features.recompute = r.runnable.recompute = false;
     r.runnable_only = true;
-    // A recomputation mode the config sets is kept (selective is planned as none).
-    if (q.fixed_recompute) r.recompute = cfg.train.recompute == "full" ? 1 : 0;
+    // A recomputation mode the config sets is kept.
+    if (q.fixed_recompute)
+      r.recompute = cfg.train.recompute == "full" ? 2 : cfg.train.recompute == "selective" ? 1 : 0;
     if (q.fixed_dp) r.dp = static_cast<int>(cfg.parallel.dp);
     if (q.fixed_tp) r.tp = static_cast<int>(cfg.parallel.tp);
     if (q.fixed_pp) r.pp = static_cast<int>(cfg.parallel.pp);
@@ -109,6 +104,9 @@ AutoLayout make_auto_layout(std::function<void(const std::string&)> explain) {
     if (q.fixed_grad_accum) r.micro_batches = cfg.train.grad_accum;
     if (q.fixed_zero) r.zero = static_cast<int>(cfg.parallel.zero);
     if (q.fixed_schedule) r.schedule = cfg.parallel.schedule;
+    if (q.fixed_virtual_stages) r.virtual_stages = static_cast<int>(cfg.parallel.virtual_stages);
+    if (q.fixed_sequence_parallel) r.sequence_parallel = cfg.parallel.sequence_parallel ? 1 : 0;
+    r.max_idle_fraction = 0;  // every launched rank takes part
     const Plan plan = make_plan(r);
     const PlannedLayout* best = plan.best_runnable();
     if (!best) {
@@ -128,7 +126,10 @@ AutoLayout make_auto_layout(std::function<void(const std::string&)> explain) {
     choice.grad_accum = c.micro_batches;
     choice.zero = q.fixed_zero ? cfg.parallel.zero : c.zero;
     choice.schedule = q.fixed_schedule || c.pp == 1 ? cfg.parallel.schedule : c.schedule;
-    if (!q.fixed_recompute && cfg.model.family() == ModelFamily::gpt) choice.recompute = c.recompute ? "full" : "none";
+    choice.virtual_stages = choice.schedule == "interleaved" ? c.virtual_stages : 1;
+    if (q.fixed_virtual_stages && choice.schedule == "interleaved") choice.virtual_stages = cfg.parallel.virtual_stages;
+    choice.sequence_parallel = c.tp > 1 && c.sequence_parallel;
+    if (!q.fixed_recompute && cfg.model.family() == ModelFamily::gpt) choice.recompute = recompute_name(c.recompute);
     return choice;
   };
 }
@@ -141,7 +142,8 @@ Plan run_plan_command(const PlanCommand& cmd) {
   for (const std::string& o : cmd.overrides) {
     const std::string key = o.substr(0, o.find('='));
     if (key == "parallel.dp" || key == "parallel.tp" || key == "parallel.pp" || key == "parallel.zero" ||
-        key == "parallel.schedule" || key == "parallel.mode") {
+        key == "parallel.schedule" || key == "parallel.mode" || key == "parallel.virtual_stages" ||
+        key == "parallel.sequence_parallel" || key == "train.recompute") {
       constraints.push_back(o);
       continue;
     }
@@ -159,20 +161,32 @@ Plan run_plan_command(const PlanCommand& cmd) {
   const Hardware hw = cmd.hardware.empty() ? config_hardware(cfg) : load_hardware(cmd.hardware);
   PlanRequest r = plan_request(cfg, cmd.devices, hw);
   if (!cmd.precision.empty()) r.workload.precision = cmd.precision;
+  else if (hw.peak_bf16 > 0) r.workload.precision = "bf16";  // GPUs train in bf16 unless --precision says otherwise
   if (r.workload.precision != "fp32" && r.workload.precision != "bf16")
     throw ConfigError(fmt::format("--precision {}: expected fp32 or bf16", r.workload.precision));
   r.features = cmd.runnable_only ? Features::this_trainer() : Features::full();
   r.runnable = Features::this_trainer();
-  if (r.model.family() != ModelFamily::gpt) r.runnable.recompute = false;  // the CNN does not recompute
+  if (r.model.family() != ModelFamily::gpt) r.runnable.recompute = r.runnable.selective = false;  // the CNN
+  if (cmd.no_idle) r.max_idle_fraction = 0;
   r.runnable_only = cmd.runnable_only;
   for (const std::string& o : constraints) {
     const auto eq = o.find('=');
     const std::string key = o.substr(0, eq), value = eq == std::string::npos ? "" : o.substr(eq + 1);
+    std::string unquoted = value;
+    if (unquoted.size() >= 2 && unquoted.front() == '"' && unquoted.back() == '"')
+      unquoted = unquoted.substr(1, unquoted.size() - 2);
     if (key == "parallel.schedule") {
-      std::string v = value;
-      if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
-      if (v != "1f1b" && v != "gpipe") throw ConfigError(fmt::format("--set {}: expected 1f1b or gpipe", o));
-      r.schedule = v;
+      if (unquoted != "1f1b" && unquoted != "gpipe" && unquoted != "interleaved")
+        throw ConfigError(fmt::format("--set {}: expected 1f1b, gpipe or interleaved", o));
+      r.schedule = unquoted;
+    } else if (key == "train.recompute") {
+      if (unquoted != "none" && unquoted != "selective" && unquoted != "full")
+        throw ConfigError(fmt::format("--set {}: expected none, selective or full", o));
+      r.recompute = unquoted == "full" ? 2 : unquoted == "selective" ? 1 : 0;
+    } else if (key == "parallel.sequence_parallel") {
+      if (unquoted != "true" && unquoted != "false")
+        throw ConfigError(fmt::format("--set {}: expected true or false", o));
+      r.sequence_parallel = unquoted == "true" ? 1 : 0;
     } else if (key == "parallel.mode") {
       continue;  // plan always plans
     } else {
@@ -180,7 +194,14 @@ Plan run_plan_command(const PlanCommand& cmd) {
       if (key == "parallel.dp") r.dp = static_cast<int>(v);
       if (key == "parallel.tp") r.tp = static_cast<int>(v);
       if (key == "parallel.pp") r.pp = static_cast<int>(v);
-      if (key == "parallel.zero") r.zero = static_cast<int>(v);
+      if (key == "parallel.zero") {
+        if (v > 3) throw ConfigError(fmt::format("--set {}: expected 0, 1, 2 or 3", o));
+        r.zero = static_cast<int>(v);
+      }
+      if (key == "parallel.virtual_stages") {
+        r.virtual_stages = static_cast<int>(v);
+        if (v >= 2 && r.schedule.empty()) r.schedule = "interleaved";
+      }
       if (key == "train.micro_batch") r.micro_batch = v;
     }
   }

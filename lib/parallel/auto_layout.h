@@ -34,11 +34,14 @@ std::string explain_choice(const Plan& plan);
 // `dtrain plan CONFIG --devices N [--set ...]`.
 struct PlanCommand {
   std::string config_path;
-  std::vector<std::string> overrides;  // --set; parallel.dp/tp/pp/zero/schedule and train.micro_batch fix choices
+  // --set; parallel.dp/tp/pp/zero/schedule/virtual_stages/sequence_parallel,
+  // train.recompute and train.micro_batch fix choices
+  std::vector<std::string> overrides;
   int devices = 1;
   std::string hardware;   // "" = the config's parallel.hardware, else cpu-local
   std::string precision;  // "" = the config's train.precision
   bool runnable_only = false;  // only what `dtrain run` can run (its features)
+  bool no_idle = false;        // every device takes part (no plans that leave a few idle)
 };
 // Reads the config (ignoring its own parallel degrees) and plans. Throws
 // ConfigError for a bad config, override, hardware or precision.

@@ -12,6 +12,7 @@
 
 #include "parallel/cost_model.h"
 #include "parallel/hardware.h"
+#include "parallel/model_profile.h"
 
 namespace dtrain {
 
@@ -23,7 +24,24 @@ struct ComputeFit {
   double rate = 0;      // FLOP/s the layers achieve
   double overhead = 0;  // s per layer per forward or backward
 };
-ComputeFit fit_compute(double flops_per_sample, int64_t layers, double b1, double t1, double b2, double t2);
+// `memory_seconds_per_sample`: the memory-bound passes' time per sample
+// (bytes / memory bandwidth, which the model adds to the products' time),
+// taken off both times first.
+ComputeFit fit_compute(double flops_per_sample, int64_t layers, double b1, double t1, double b2, double t2,
+                       double memory_seconds_per_sample = 0);
+
+// The efficiency curve's half point from one matrix product's rate at two
+// sizes (smallest dimension x_small < x_large): the h of r(x) = R x / (x + h)
+// through both, h = x_l x_s (r_l - r_s) / (r_s x_l - r_l x_s); 0 when the
+// smaller is not slower.
+double fit_gemm_half_dim(double x_small, double rate_small, double x_large, double rate_large);
+
+// The large-product efficiency that makes a model's products, at their
+// shapes (Gemm rows, dim) and micro-batch b, run at `rate` on hardware `hw`
+// (its peak for `precision` and gemm_half_dim): rate / (peak x the
+// FLOP-weighted harmonic mean of x / (x + h)), at most 1.
+double fit_efficiency(const std::vector<Gemm>& gemms, double b, double rate, const Hardware& hw,
+                      const std::string& precision);
 
 // A link from all-reduces among n ranks of `small` bytes (latency-bound) and
 // `big` bytes taking the given times: the inverse of all_reduce_seconds (the

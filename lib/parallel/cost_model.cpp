@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "parallel/pipeline.h"
 
 namespace dtrain {
 
@@ -32,14 +33,22 @@ double p2p_seconds(double bytes, const Link& link) { return link.latency + bytes
 
 Features Features::this_trainer() {
   Features f;
-  f.recompute = true;  // train.recompute = "full" (the GPT; an auto layout sets it when it needs it)
+  f.recompute = true;   // train.recompute = "full"
+  f.selective = true;   // train.recompute = "selective"
   f.zero1_reduce_scatter = true;  // lib/train/zero.cpp
+  f.max_zero = 3;       // parallel.zero = 3: lib/train/zero.h
+  f.interleaved = true; // parallel.schedule = "interleaved"
+  f.sequence_parallel = true;
   f.bf16 = true;  // train.precision = "bf16": fp32 masters, bf16 compute
   f.tp_for_cnn = false;
   return f;
 }
 
 Features Features::full() { return Features{}; }
+
+const char* recompute_name(Recompute r) {
+  return r == Recompute::full ? "full" : r == Recompute::selective ? "selective" : "none";
+}
 
 StateBytes state_bytes(const Workload& w) {
   const bool mixed = w.precision == "bf16";
@@ -60,6 +69,14 @@ int64_t in_flight_micro_batches(const std::string& schedule, int stage, int stag
   if (stages <= 1) return std::min<int64_t>(1, micro_batches);
   if (schedule == "gpipe") return micro_batches;
   return std::min<int64_t>(stages - stage, micro_batches);
+}
+
+std::vector<int64_t> interleaved_in_flight(int stage, int stages, int64_t micro_batches, int chunks) {
+  const int64_t m = std::min<int64_t>(micro_batches, 2 * static_cast<int64_t>(stages));
+  const std::vector<PipeOp> ops = pipeline_schedule("interleaved", stage, stages, static_cast<int>(m), chunks);
+  std::vector<int64_t> out(static_cast<size_t>(chunks));
+  for (int c = 0; c < chunks; ++c) out[static_cast<size_t>(c)] = in_flight(ops, c);
+  return out;
 }
 
 double shared_pipeline_seconds(const std::vector<double>& work, int64_t micro_batches, double share) {
@@ -106,66 +123,143 @@ double shared_pipeline_seconds(const std::vector<double>& work, int64_t micro_ba
   return t;
 }
 
-Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& stages,
-                   const Hardware& hw, const Workload& w, const Features& f, const Candidate& c) {
-  DTRAIN_CHECK(static_cast<int>(stages.size()) == c.pp && model.tp == c.tp, "profile of tp={} pp={} for {}",
-               model.tp, stages.size(), c.pp);
-  const int p = c.pp, t = c.tp, d = c.dp;
+Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& chunks, const Hardware& hw,
+                   const Workload& w, const Features& f, const Candidate& c) {
+  const int v = c.chunks();
+  DTRAIN_CHECK(static_cast<int>(chunks.size()) == c.pp * v && model.tp == c.tp,
+               "profile of tp={} with {} chunks for tp={} pp={} x {}", model.tp, chunks.size(), c.tp, c.pp, v);
+  const int p = c.pp, t = c.tp, d = c.dp, nc = p * v;
   const double b = static_cast<double>(c.micro_batch);
   const double m = static_cast<double>(c.micro_batches);
   const double e = w.precision == "bf16" ? 0.5 : 1.0;  // activation bytes relative to the layers' fp32 count
-  const double rate = hw.peak(w.precision) * hw.efficiency;
+  const double peak = hw.peak(w.precision);
   const StateBytes sb = state_bytes(w);
   const Link& tp_link = hw.link(t);
   const Link& dp_link = hw.link(static_cast<long long>(t) * d);
   const Link& pp_link = hw.link(c.devices());  // neighbouring stages are t * d ranks apart
+  const bool fused = hw.fused_attention;
+  const bool scatter = c.zero >= 1 && f.zero1_reduce_scatter;
 
-  // Tensor-parallel all-reduces of `calls` messages, `bytes` in all (ring).
+  // Matrix products of one micro-batch at their shapes' rates; memory-bound
+  // passes at the memory bandwidth.
+  auto gemm_seconds = [&](const std::vector<Gemm>& gemms, bool forward) {
+    double sec = 0;
+    for (const Gemm& g : gemms) {
+      const double x = g.rows > 0 ? std::min(b * g.rows, g.dim) : g.dim;
+      sec += b * (forward ? g.fwd_flops : g.bwd_flops) / (peak * hw.gemm_efficiency(x));
+    }
+    return sec;
+  };
+  auto mem_seconds = [&](double bytes) { return b * bytes * e / hw.memory_bandwidth; };
+  // Tensor-parallel all-reduces of `calls` messages, `bytes` in all (ring),
+  // less what the runtime hides behind the products.
   auto tp_time = [&](double calls, double bytes) {
     if (t <= 1 || calls == 0) return 0.0;
-    return calls * 2.0 * (t - 1) * tp_link.latency + 2.0 * (t - 1) / t * bytes / tp_link.bandwidth;
+    return (1 - hw.tp_overlap) *
+           (calls * 2.0 * (t - 1) * tp_link.latency + 2.0 * (t - 1) / t * bytes / tp_link.bandwidth);
   };
 
-  // Per micro-batch and stage: forward, backward, and the receives that
-  // precede them (activations from the stage before, gradients from the one after).
-  std::vector<double> tf(p), tb(p), xfer(p, 0.0), work(p), comp(p), tpt(p), ppt(p);
-  for (int s = 0; s < p; ++s) {
-    const StageProfile& st = stages[s];
+  // Per micro-batch and chunk: forward, backward (with what recomputation
+  // adds), the matrix-product and memory-bound parts, tp time.
+  std::vector<double> tf(nc), tb(nc), comp(nc), memt(nc), tpt(nc), z3(nc, 0.0);
+  for (int k = 0; k < nc; ++k) {
+    const StageProfile& st = chunks[k];
     const double layers = static_cast<double>(st.layers());
-    const double fwd_compute = b * st.fwd_flops / rate, bwd_compute = b * st.bwd_flops / rate;
+    const double fwd_gemm = gemm_seconds(st.gemms, true), bwd_gemm = gemm_seconds(st.gemms, false);
+    // A fused attention keeps no scores: its backward computes Q K^T again.
+    const double remake_scores = fused && st.selective_flops > 0
+                                     ? b * st.selective_flops / (peak * hw.gemm_efficiency(st.selective_dim))
+                                     : 0.0;
+    const double fwd_mem = mem_seconds(st.mem_fwd + (fused ? 0.0 : st.score_mem_fwd));
+    const double bwd_mem = mem_seconds(st.mem_bwd + (fused ? 0.0 : st.score_mem_bwd));
     const double fwd_tp = tp_time(st.tp_fwd_calls, b * st.tp_fwd_bytes * e);
     const double bwd_tp = tp_time(st.tp_bwd_calls, b * st.tp_bwd_bytes * e);
-    tf[s] = layers * hw.layer_overhead + fwd_compute + fwd_tp;
-    tb[s] = layers * hw.layer_overhead + bwd_compute + bwd_tp + (c.recompute ? tf[s] : 0.0);
-    comp[s] = fwd_compute + bwd_compute + (c.recompute ? fwd_compute : 0.0);
-    tpt[s] = fwd_tp + bwd_tp + (c.recompute ? fwd_tp : 0.0);
-    // Between s and s + 1; the receiver waits for it (handoff_latency: it must be scheduled again).
-    if (s + 1 < p) xfer[s] = p2p_seconds(b * st.out_bytes * e, pp_link) + hw.handoff_latency;
+    tf[k] = layers * hw.layer_overhead + fwd_gemm + fwd_mem + fwd_tp;
+    tb[k] = layers * hw.layer_overhead + bwd_gemm + remake_scores + bwd_mem + bwd_tp;
+    comp[k] = fwd_gemm + bwd_gemm + remake_scores;
+    memt[k] = fwd_mem + bwd_mem;
+    tpt[k] = fwd_tp + bwd_tp;
+    if (c.recompute == Recompute::full) {
+      tb[k] += tf[k];
+      comp[k] += fwd_gemm;
+      memt[k] += fwd_mem;
+      tpt[k] += fwd_tp;
+    } else if (c.recompute == Recompute::selective) {
+      // The scores (unless fused: none kept) and GELU's output, remade.
+      const double gemm = fused ? 0.0 : b * st.selective_flops / (peak * hw.gemm_efficiency(st.selective_dim));
+      const double mem = mem_seconds(st.selective_mem - (fused ? st.score_mem_fwd : 0.0));
+      tb[k] += gemm + mem;
+      comp[k] += gemm;
+      memt[k] += mem;
+    }
+    // ZeRO-3: the chunk's parameters all-gathered before its forward and
+    // again before its backward, its gradients reduce-scattered after it,
+    // every micro-batch; prefetched, so hidden behind `overlap` of the pass.
+    if (c.zero == 3 && d > 1) {
+      const double gather = all_gather_seconds(st.params * sb.params, d, dp_link);
+      const double reduce = all_gather_seconds(st.params * sb.grads, d, dp_link);
+      const double fwd_hidden = hw.overlap * (tf[k] - layers * hw.layer_overhead);
+      const double bwd_hidden = hw.overlap * (tb[k] - layers * hw.layer_overhead);
+      // Under full recomputation the remade forward gathers once more (the
+      // gather is a pre-forward hook; the backward's is another).
+      const double bwd_gathers = c.recompute == Recompute::full ? 2.0 : 1.0;
+      const double xf = std::max(0.0, gather - fwd_hidden);
+      const double xb = std::max(0.0, bwd_gathers * gather + reduce - bwd_hidden);
+      tf[k] += xf;
+      tb[k] += xb;
+      z3[k] = xf + xb;
+    } else if (c.zero == 2 && d > 1 && c.micro_batches > 1) {
+      // ZeRO-2 reduce-scatters every micro-batch's gradients during its backward.
+      const double reduce = all_gather_seconds(st.params * sb.grads, d, dp_link);
+      const double x = std::max(0.0, reduce - hw.overlap * (tb[k] - layers * hw.layer_overhead));
+      tb[k] += x * (m - 1) / m;  // the last one is the step's reduction below
+      z3[k] = x * (m - 1) / m;
+    }
   }
-  for (int s = 0; s < p; ++s) {
-    ppt[s] = (s > 0 ? xfer[s - 1] : 0.0) + (s + 1 < p ? xfer[s] : 0.0);
-    work[s] = tf[s] + tb[s] + ppt[s];
+
+  // Per physical stage: its chunks' work plus receiving its inputs and its
+  // output gradients (once per chunk boundary it sits on).
+  std::vector<double> work(p, 0.0), xfer(nc, 0.0), stage_tb(p, 0.0), stage_comp(p, 0.0), stage_mem(p, 0.0),
+      stage_tp(p, 0.0), stage_pp(p, 0.0), stage_z3(p, 0.0);
+  for (int k = 0; k + 1 < nc; ++k)
+    xfer[k] = p > 1 ? p2p_seconds(b * chunks[k].out_bytes * e, pp_link) + hw.handoff_latency : 0.0;
+  for (int k = 0; k < nc; ++k) {
+    const int s = k % p;
+    const double comm = (k > 0 ? xfer[k - 1] : 0.0) + (k + 1 < nc ? xfer[k] : 0.0);
+    work[s] += tf[k] + tb[k] + comm;
+    stage_tb[s] += tb[k];
+    stage_comp[s] += comp[k];
+    stage_mem[s] += memt[k];
+    stage_tp[s] += tpt[k];
+    stage_pp[s] += comm;
+    stage_z3[s] += z3[k];
   }
-  // Pipeline: the slowest stage sets the pace of the steady state; filling and
-  // draining cost one pass through every stage: (m - 1) max_s w_s + sum_s w_s,
-  // = (m + p - 1) w for balanced stages (Narayanan et al. 2021, eq. 1).
   const int busiest = static_cast<int>(std::max_element(work.begin(), work.end()) - work.begin());
   double total_work = 0;
   for (double x : work) total_work += x;
   Prediction r;
   r.c = c;
-  r.pipeline_seconds = (m - 1) * work[busiest] + total_work;
+  // Pipeline: the slowest stage sets the pace of the steady state; filling and
+  // draining cost one pass through every stage, a v-th of it interleaved:
+  // (m - 1/v) max_s w_s + sum_s w_s / v = (m + (p - 1)/v) w for balanced
+  // stages (Narayanan et al. 2021, eq. 1 and 2).
+  r.pipeline_seconds = (m - 1.0 / v) * work[busiest] + total_work / v;
   // Devices sharing compute units (MPI ranks sharing CPU cores) each run at a
   // whole unit's rate while the others wait, but together they cannot be
   // busier than the node's units: the schedule simulated with the busy
   // stages sharing the units (shared_pipeline_seconds).
   const double share = static_cast<double>(std::min(c.devices(), hw.devices_per_node)) / hw.units();
-  if (share > 1) r.pipeline_seconds = shared_pipeline_seconds(work, c.micro_batches, share);
-  r.compute_seconds = m * comp[busiest];
-  r.tp_seconds = m * tpt[busiest];
-  r.pp_seconds = m * ppt[busiest];
+  if (share > 1) {
+    r.pipeline_seconds = v == 1 ? shared_pipeline_seconds(work, c.micro_batches, share)
+                                : std::max(r.pipeline_seconds, m * share * total_work / p);
+  }
+  r.compute_seconds = m * stage_comp[busiest];
+  r.memory_bound_seconds = m * stage_mem[busiest];
+  r.tp_seconds = m * stage_tp[busiest];
+  r.pp_seconds = m * stage_pp[busiest];
+  r.zero3_seconds = m * stage_z3[busiest];
   r.bubble_fraction = 1.0 - m * work[busiest] / r.pipeline_seconds;
-  r.ideal_bubble = (p - 1) / m;
+  r.ideal_bubble = (p - 1) / m / v;
 
   // Data-parallel gradient reduction, started bucket by bucket during each
   // stage's last backward: hidden behind `overlap` of that backward, never
@@ -173,52 +267,74 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& s
   // the backward wave has still to pass the stages before it.
   double comm_end = r.pipeline_seconds, optimizer = 0, dp_bytes = 0, tp_bytes = 0, pp_bytes = 0;
   double before = 0;  // backward and transfers of the stages before s in the last micro-batch
+  std::vector<double> stage_params(p, 0.0), stage_max_layer(p, 0.0), stage_tied(p, 0.0), stage_tp_payload(p, 0.0),
+      stage_sent(p, 0.0);
+  for (int k = 0; k < nc; ++k) {
+    const int s = k % p;
+    const StageProfile& st = chunks[k];
+    stage_params[s] += st.params;
+    // ZeRO-2/3's windows hold the largest layer's parameters (gradients);
+    // this trainer keeps the tied embedding resident instead (its first and
+    // last stage both read it), so the embedding's window leaves it out and
+    // the stage holds it whole. Per-unit gathering (zero_unit_params,
+    // DeepSpeed's per-module hooks) bounds the window and gathers the
+    // embedding like any other unit.
+    double window = 0;
+    for (int64_t i = st.first_layer; i < st.last_layer; ++i)
+      window = std::max(window, model.layers[static_cast<size_t>(i)].params - (i == 0 ? model.tied_params : 0.0));
+    if (f.zero_unit_params > 0) {
+      window = std::min(st.max_layer_params, f.zero_unit_params);
+    } else if (st.first_layer == 0 || st.holds_tied_copy) {
+      stage_tied[s] = model.tied_params;
+    }
+    stage_max_layer[s] = std::max(stage_max_layer[s], window);
+    stage_tp_payload[s] += b * e * (st.tp_fwd_bytes * (c.recompute == Recompute::full ? 2 : 1) + st.tp_bwd_bytes);
+    stage_sent[s] += b * e * ((k + 1 < nc ? st.out_bytes : 0.0) + (k > 0 ? chunks[k - 1].out_bytes : 0.0));
+  }
   for (int s = 0; s < p; ++s) {
-    const StageProfile& st = stages[s];
-    const double grad_bytes = st.params * sb.grads;
-    const bool scatter = c.zero >= 1 && f.zero1_reduce_scatter;
+    const double params = stage_params[s];
+    const double grad_bytes = params * sb.grads;
     double reduce = 0, last_bucket = 0;
     if (d > 1) {
       const double bucket = std::min(grad_bytes, w.bucket_bytes);
       reduce = scatter ? all_gather_seconds(grad_bytes, d, dp_link) : all_reduce_seconds(grad_bytes, d, dp_link);
-      // ZeRO-3 also gathers every layer's parameters before its forward and
-      // its backward, each micro-batch (the next layer's prefetched).
-      if (c.zero == 3) reduce += 2.0 * static_cast<double>(c.micro_batches) * all_gather_seconds(st.params * sb.params, d, dp_link);
       last_bucket = scatter ? all_gather_seconds(bucket, d, dp_link) : all_reduce_seconds(bucket, d, dp_link);
+      if (c.zero == 3) reduce = last_bucket;  // scattered during each backward (above)
     }
+    const double last_backward = stage_tb[s] / v;  // one chunk's: the step's last
     const double end_of_backward = r.pipeline_seconds - before;
-    const double hidden = w.overlap ? hw.overlap * tb[s] : 0.0;
+    const double hidden = w.overlap ? hw.overlap * last_backward : 0.0;
     comm_end = std::max(comm_end, end_of_backward + std::max(last_bucket, reduce - hidden));
-    before += tb[s] + xfer[s];
+    before += last_backward + (s < nc - 1 ? xfer[s] : 0.0);
 
     // The update: per-parameter passes at memory bandwidth (zeroing and the
     // norm read every gradient; the optimizer touches its shard), then the
-    // ZeRO-1 all-gather of the updated parameters.
-    const double owned = c.zero >= 1 && d > 1 ? std::ceil(st.params / d) : st.params;
-    double update = (owned * sb.update_traffic + 2 * st.params * sb.grads) / hw.memory_bandwidth *
+    // ZeRO-1/2 all-gather of the updated parameters (ZeRO-3 keeps its shard).
+    const double owned = c.zero >= 1 && d > 1 ? std::ceil(params / d) : params;
+    const double grads_held = c.zero >= 2 && d > 1 ? owned : params;
+    double update = (owned * sb.update_traffic + 2 * grads_held * sb.grads) / hw.memory_bandwidth *
                     std::max(1.0, share);  // every device of the node updates at once
-    if ((c.zero == 1 || c.zero == 2) && d > 1) update += all_gather_seconds(st.params * sb.params, d, dp_link);
+    if (c.zero >= 1 && c.zero <= 2 && d > 1) update += all_gather_seconds(params * sb.params, d, dp_link);
     optimizer = std::max(optimizer, update);
 
     double dp_sent = 0;
     if (d > 1) {
-      // ZeRO-2 reduce-scatters each micro-batch's gradients (lib/train/zero.h).
-      const double scatters = c.zero >= 2 ? static_cast<double>(c.micro_batches) : 1.0;
-      dp_sent = (scatter ? scatters : 2.0) * (d - 1) / d * grad_bytes;
-      // ZeRO-1/2: the updated parameters all-gathered once; ZeRO-3: each
-      // micro-batch's two gathers per layer (forward, backward), 1.5x plain
-      // dp's all-reduce volume at one micro-batch.
-      const double gathers = c.zero == 3 ? 2.0 * static_cast<double>(c.micro_batches) : c.zero >= 1 ? 1.0 : 0.0;
-      dp_sent += gathers * (d - 1) / d * st.params * sb.params;
+      const double frac = static_cast<double>(d - 1) / d;
+      if (c.zero == 3)  // two gathers (three under full recomputation) and a scatter per micro-batch
+        dp_sent = m * frac * ((c.recompute == Recompute::full ? 3 : 2) * params * sb.params + grad_bytes);
+      else if (c.zero == 2)
+        dp_sent = m * frac * grad_bytes + frac * params * sb.params;
+      else if (c.zero == 1)
+        dp_sent = (scatter ? 1.0 : 2.0) * frac * grad_bytes + frac * params * sb.params;
+      else
+        dp_sent = 2.0 * frac * grad_bytes;
     }
     dp_bytes = std::max(dp_bytes, dp_sent);
-    const double tp_payload = b * e * (st.tp_fwd_bytes * (c.recompute ? 2 : 1) + st.tp_bwd_bytes);
-    tp_bytes = std::max(tp_bytes, t > 1 ? m * 2.0 * (t - 1) / t * tp_payload : 0.0);
-    const double sent = b * e * ((s + 1 < p ? st.out_bytes : 0.0) + (s > 0 ? stages[s - 1].out_bytes : 0.0));
-    pp_bytes = std::max(pp_bytes, m * sent);
+    tp_bytes = std::max(tp_bytes, t > 1 ? m * 2.0 * (t - 1) / t * stage_tp_payload[s] : 0.0);
+    pp_bytes = std::max(pp_bytes, m * stage_sent[s]);
   }
   r.dp_exposed_seconds = comm_end - r.pipeline_seconds;
-  if (p > 1 && stages.back().holds_tied_copy)
+  if (p > 1 && chunks.back().holds_tied_copy)
     r.embed_seconds = all_reduce_seconds(model.tied_params * sb.grads, 2, pp_link);
   // The step's scalar agreements: the loss over dp and pp, the gradient norm
   // over tp and pp (latency only).
@@ -227,32 +343,61 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& s
   r.optimizer_seconds = optimizer + scalars;
   r.step_seconds = r.pipeline_seconds + r.dp_exposed_seconds + r.embed_seconds + r.optimizer_seconds;
 
-  // Memory of the fullest device.
+  // Memory of the fullest device. Per micro-batch copy a chunk keeps (bytes
+  // per sample, as lib/train allocates them; apps/dtrain/profile.cpp checks
+  // the same accounting against the allocator): every layer's activations and
+  // one set of work buffers (the blocks share theirs); under selective
+  // recomputation the remade part once instead of per block; under full
+  // recomputation a block keeps only its input, and one block's activations
+  // are remade at a time. A fused attention keeps no scores.
+  // Per copy, and once per stage (the work buffers and what recomputation
+  // remakes, per copy where the runtime allocates them so).
+  auto chunk_act = [&](const StageProfile& st) {
+    const double scores = fused ? st.score_bytes : 0.0;
+    const double act = st.act_bytes - scores;
+    switch (c.recompute) {
+      case Recompute::full:
+        return std::pair(act - (st.block_act_bytes - scores) + st.block_in_bytes,
+                         st.max_layer_work_bytes + st.max_block_act_bytes - (fused ? st.max_block_score_bytes : 0.0));
+      case Recompute::selective:
+        return std::pair(act - (st.recompute_bytes - scores),
+                         st.max_layer_work_bytes + st.max_layer_recompute_bytes -
+                             (fused ? st.max_block_score_bytes : 0.0));
+      default:
+        return std::pair(act, st.max_layer_work_bytes);
+    }
+  };
+  std::vector<int64_t> il_first, il_last;
+  if (v > 1) {
+    il_first = interleaved_in_flight(0, p, c.micro_batches, v);
+    il_last = interleaved_in_flight(p - 1, p, c.micro_batches, v);
+  }
   for (int s = 0; s < p; ++s) {
-    const StageProfile& st = stages[s];
     Memory mem;
     mem.stage = s;
-    // ZeRO-3: the 1/d shard plus two gather windows of the largest layer,
-    // and the tied embedding's resident copy where the stage reads it.
-    const double tied = s == 0 || st.holds_tied_copy ? model.tied_params : 0.0;
-    // ZeRO-2/3's windows: the largest layer's parameters, the embedding's
-    // without the tied wte (resident, counted once above).
-    double window = 0;
-    for (int64_t i = st.first_layer; i < st.last_layer; ++i)
-      window = std::max(window, model.layers[static_cast<size_t>(i)].params - (i == 0 ? model.tied_params : 0.0));
-    mem.params = c.zero == 3 && d > 1 ? (std::ceil(st.params / d) + 2 * window + tied) * sb.params
-                                      : st.params * sb.params;
-    // ZeRO-2, 3: this rank's 1/d shard plus two windows of the largest layer's
-    // gradients, and the tied embedding's resident gradient where the stage holds it.
-    mem.grads = c.zero >= 2 && d > 1 ? (std::ceil(st.params / d) + 2 * window + tied) * sb.grads
-                                     : st.params * sb.grads;
-    mem.optimizer = (c.zero >= 1 && d > 1 ? std::ceil(st.params / d) : st.params) * sb.optimizer;
-    const double k = static_cast<double>(in_flight_micro_batches(c.schedule, s, p, c.micro_batches));
-    // Each micro-batch in flight keeps its activations (under recomputation
-    // only the layers' inputs) and one set of work buffers, the blocks
-    // sharing theirs; recomputation remakes one layer's activations at a time.
-    mem.activations = c.recompute ? (k * b * (st.in_bytes + st.max_layer_work_bytes) + b * st.max_layer_act_bytes) * e
-                                  : k * b * (st.act_bytes + st.max_layer_work_bytes) * e;
+    const double params = stage_params[s];
+    const double shard = std::ceil(params / d);
+    const bool sharded = d > 1;
+    // ZeRO-3: the 1/d shard plus the gathered layer and the next one
+    // (prefetch), and the resident tied embedding where the stage reads it.
+    const double windows = 2 * stage_max_layer[s] + stage_tied[s];
+    mem.params = c.zero == 3 && sharded ? (shard + windows) * sb.params : params * sb.params;
+    // ZeRO-2/3: this rank's shard plus two windows of the largest layer's
+    // gradients, and the tied embedding's whole gradient.
+    mem.grads = c.zero >= 2 && sharded ? (shard + windows) * sb.grads : params * sb.grads;
+    mem.optimizer = (c.zero >= 1 && sharded ? shard : params) * sb.optimizer;
+    double act = 0;
+    for (int ch = 0; ch < v; ++ch) {
+      const StageProfile& st = chunks[ch * p + s];
+      double copies;
+      if (v > 1)
+        copies = static_cast<double>((s == p - 1 ? il_last : il_first)[static_cast<size_t>(ch)]);
+      else
+        copies = static_cast<double>(in_flight_micro_batches(c.schedule, s, p, c.micro_batches));
+      const auto [per_copy, shared] = chunk_act(st);
+      act += (copies * per_copy + (f.work_buffers_per_copy ? copies : 1.0) * shared) * b * e;
+    }
+    mem.activations = act;
     if (s == 0 || mem.total() > r.memory.total()) r.memory = mem;
   }
   r.capacity = hw.memory_bytes * hw.usable_memory_fraction;
@@ -260,7 +405,7 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& s
   const double items = static_cast<double>(w.global_batch) * static_cast<double>(model.items_per_sample);
   r.tokens_per_second = items / r.step_seconds;
   r.mfu = static_cast<double>(w.global_batch) * model.model_flops_per_sample /
-          (r.step_seconds * c.devices() * hw.peak(w.precision));
+          (r.step_seconds * c.devices() * peak);
   r.tp_bytes = tp_bytes;
   r.pp_bytes = pp_bytes;
   r.dp_bytes = dp_bytes;

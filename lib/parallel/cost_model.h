@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "model/arena.h"  // Recompute
 #include "parallel/hardware.h"
 #include "parallel/model_profile.h"
 
@@ -40,13 +41,27 @@ struct Workload {
 
 // Which features the training code running the plan has.
 struct Features {
-  bool recompute = true;             // full activation recomputation per top-level layer
+  bool recompute = true;             // full activation recomputation per transformer block
+  bool selective = true;             // selective recomputation (the scores and GELU's output remade)
   // ZeRO-1/2 reduce gradients with a reduce-scatter (Megatron's distributed
   // optimizer; half the traffic of the all-reduce it replaces), then
   // all-gather the updated parameters; false: all-reduce, then all-gather.
   bool zero1_reduce_scatter = true;
+  int max_zero = 3;                  // the highest ZeRO stage (3: parameters sharded too)
+  bool interleaved = true;           // interleaved 1F1B (virtual pipeline stages)
+  bool sequence_parallel = true;     // sequence parallelism over tp (GPT)
   bool bf16 = true;                  // mixed precision available
   bool tp_for_cnn = false;
+  // Each micro-batch in flight has its own set of work buffers (and, under
+  // recomputation, its own copy of the remade activations), as lib/train
+  // allocates them; false: one set per stage, used by whichever pass runs
+  // (a caching allocator freeing them after each pass, as PyTorch does).
+  bool work_buffers_per_copy = true;
+  // ZeRO-2/3's unit of gathering and reducing, in parameters: 0 = a whole
+  // top-level layer (a GPT block), as lib/train's ZeRO is specified; > 0 =
+  // units no larger than that (DeepSpeed gathers per module: a block's
+  // largest Linear, 4 h^2). Two units are live at once (current, prefetched).
+  double zero_unit_params = 0;
   static Features this_trainer();    // what lib/train runs today
   static Features full();            // everything the model knows, for what-ifs
 };
@@ -55,11 +70,20 @@ struct Candidate {
   int dp = 1, tp = 1, pp = 1;
   int64_t micro_batch = 1;   // samples per micro-batch
   int64_t micro_batches = 1; // per step per pipeline (grad_accum)
-  int zero = 0;              // 0 | 1 | 2 (2: gradients sharded, reduce-scattered every micro-batch) | 3 (parameters too)
-  bool recompute = false;
-  std::string schedule = "1f1b";  // "1f1b" | "gpipe" (the same when pp = 1)
+  // 0 | 1 optimizer state sharded | 2 and gradients (reduce-scattered every
+  // micro-batch) | 3 and parameters (all-gathered before each forward and
+  // backward, Rajbhandari et al. 2020 section 7: 1.5x plain dp's traffic)
+  int zero = 0;
+  Recompute recompute = Recompute::none;
+  std::string schedule = "1f1b";  // "1f1b" | "gpipe" | "interleaved" (the same when pp = 1)
+  int virtual_stages = 1;         // model chunks per stage (interleaved: >= 2)
+  bool sequence_parallel = false; // tp > 1
   int devices() const { return dp * tp * pp; }
+  int chunks() const { return schedule == "interleaved" ? virtual_stages : 1; }
 };
+
+// "none" | "selective" | "full".
+const char* recompute_name(Recompute r);
 
 struct Memory {
   int stage = 0;  // the stage whose devices need the most
@@ -78,7 +102,9 @@ struct Prediction {
   double embed_seconds = 0;      // tied-embedding gradient sum between first and last stage
   double optimizer_seconds = 0;  // update, grad zeroing and norm; ZeRO all-gather
   // Inside the pipeline time:
-  double compute_seconds = 0;    // one device's FLOPs at the achievable rate (recompute included)
+  double compute_seconds = 0;    // one device's matrix products at their shapes' rates (recompute included)
+  double memory_bound_seconds = 0; // its memory-bound passes (norms, softmax, GELU, residuals, loss)
+  double zero3_seconds = 0;      // ZeRO-3 gathers and scatters not hidden behind compute
   double tp_seconds = 0;         // tp all-reduces on the busiest stage
   double pp_seconds = 0;         // stage-boundary transfers on the busiest stage
   double bubble_fraction = 0;    // of pipeline_seconds the slowest stage idles: (p-1)/m when balanced
@@ -100,6 +126,12 @@ StateBytes state_bytes(const Workload& w);
 // GPipe m; 1F1B min(stages - stage, m) (Narayanan et al. 2021, section 2.2).
 int64_t in_flight_micro_batches(const std::string& schedule, int stage, int stages, int64_t micro_batches);
 
+// Interleaved 1F1B: per model chunk of stage `stage`, the most micro-batches
+// whose activations that chunk holds at once, from the trainer's own schedule
+// (pipeline_schedule); the counts stop growing at 2 x stages micro-batches,
+// so at most that many are simulated.
+std::vector<int64_t> interleaved_in_flight(int stage, int stages, int64_t micro_batches, int chunks);
+
 // A pipeline of stages with per-micro-batch work `work` (seconds each at a
 // whole compute unit's rate) over `micro_batches`, when the node's devices
 // outnumber its compute units `share` times (4 ranks on 2 cores: 2): the
@@ -111,7 +143,8 @@ int64_t in_flight_micro_batches(const std::string& schedule, int stage, int stag
 // units. (Beyond 4e6 stage-events: max(unshared, m x share x sum_s w_s / p).)
 double shared_pipeline_seconds(const std::vector<double>& work, int64_t micro_batches, double share);
 
-// Predicts one candidate. `stages` must be profile_stages(profile for c.tp, c.pp).
+// Predicts one candidate. `stages` must be profile_stages(profile for c.tp and
+// c.sequence_parallel, c.pp x c.chunks()): chunk k runs on stage k mod pp.
 Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& stages,
                    const Hardware& hw, const Workload& w, const Features& f, const Candidate& c);
 

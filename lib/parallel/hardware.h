@@ -28,8 +28,18 @@ struct Hardware {
   double usable_memory_fraction = 0.9;  // left after the runtime, allocator slack and workspaces
   double peak_fp32 = 0;                 // FLOP/s per device
   double peak_bf16 = 0;                 // FLOP/s per device; 0 = no bf16
-  double efficiency = 0.5;              // achievable fraction of peak for the layers' FLOPs
-  double memory_bandwidth = 0;          // bytes/s: optimizer updates and other per-parameter passes
+  // Achievable fraction of peak for a large matrix product; a product whose
+  // smallest dimension is x reaches efficiency x / (x + gemm_half_dim)
+  // (0 = every shape the same; see gemm_efficiency).
+  double efficiency = 0.5;
+  double gemm_half_dim = 0;
+  // Achievable bytes/s of memory-bound passes: the optimizer update, layer
+  // norms, softmax, GELU, residual adds, dropout, cross-entropy.
+  double memory_bandwidth = 0;
+  // The backend's attention kernel: fused (flash-style: the score matrix is
+  // never stored, the backward remakes it) or materialised (the scores kept
+  // for the backward, softmax a memory-bound pass over them).
+  bool fused_attention = false;
   double layer_overhead = 0;            // s per top-level layer per forward or backward (launches)
   // Node and links.
   int devices_per_node = 1;
@@ -39,6 +49,9 @@ struct Hardware {
   // reduction makes progress (1 = fully concurrent, as with NCCL on its own
   // stream; less where communication competes with compute for the cores).
   double overlap = 1.0;
+  // Fraction of tensor-parallel communication the runtime hides behind the
+  // matrix products (0: after the compute it belongs to, as this trainer does).
+  double tp_overlap = 0;
   // Compute units the node's devices share; 0 = one each. Fewer than
   // devices_per_node (several MPI ranks per CPU core): a device computes at a
   // whole unit's rate while others wait, and the node's busy time is bounded
@@ -49,6 +62,11 @@ struct Hardware {
   // cores, the waiting rank has given its core away and must be scheduled
   // again. 0 = none (devices that poll on their own core or stream).
   double handoff_latency = 0;  // s
+  // Efficiency of a matrix product whose smallest dimension is x (x <= 0:
+  // unknown shape, the large-product efficiency).
+  double gemm_efficiency(double x) const {
+    return x <= 0 || gemm_half_dim <= 0 ? efficiency : efficiency * x / (x + gemm_half_dim);
+  }
   int units() const { return compute_units > 0 ? compute_units : devices_per_node; }
 
   // Peak FLOP/s for "fp32" or "bf16"; throws ConfigError for a precision the

@@ -39,6 +39,68 @@ class DescribeOnlyGroup : public Communicator {
   CommStats stats_;
 };
 
+// The GPT's matrix products and memory-bound passes, per sample and tp rank,
+// from its shapes (h = n_embd, a heads of d = h / a, s tokens, t tp ranks, the
+// norms, residuals and dropouts on s / q tokens, q = t when sequence
+// parallel). Element counts; the caller scales by 4 bytes like the layers.
+// Forward traffic per token: each layer norm reads and writes h, each
+// residual add reads 2h and writes h, each dropout (when model.dropout > 0)
+// reads h and writes h and a mask, GELU reads and writes 4h/t; backward:
+// norms and GELU read the input and the gradient and write one (3 passes),
+// the residual stream adds two gradients. Materialised attention's softmax
+// reads and writes a s / t scores per token forward, and reads two and
+// writes one backward.
+void describe_gpt_layer(LayerProfile& p, const ModelConfig& cfg, int64_t seq_len, int tp, bool sp) {
+  const double h = static_cast<double>(cfg.n_embd), s = static_cast<double>(seq_len), t = tp;
+  const double a = static_cast<double>(cfg.n_head), d = h / a, q = sp ? t : 1.0;
+  const double V = static_cast<double>(cfg.vocab_size);
+  const bool drop = cfg.dropout > 0;
+  auto gemm = [&](double flops, double rows, double dim) { p.gemms.push_back(Gemm{flops, 2 * flops, rows, dim}); };
+  const double bytes = 4;
+  if (p.name.starts_with("blocks.")) {
+    p.block = true;
+    gemm(2 * s * h * 3 * h / t, s, std::min(h, 3 * h / t));   // qkv
+    gemm(2 * 2 * (a / t) * s * s * d, 0, d);                  // Q K^T, P V per head
+    gemm(2 * s * (h / t) * h, s, h / t);                      // attention projection
+    gemm(2 * 2 * s * h * 4 * h / t, s, std::min(h, 4 * h / t));  // fc, proj
+    const double elems_f = (10 * h + (drop ? 6 * h : 0)) / q + 8 * h / t;
+    const double elems_b = (12 * h + (drop ? 4 * h : 0)) / q + 12 * h / t;
+    p.mem_fwd = s * elems_f * bytes;
+    p.mem_bwd = s * elems_b * bytes;
+    p.score_mem_fwd = s * 2 * (a / t) * s * bytes;
+    p.score_mem_bwd = s * 3 * (a / t) * s * bytes;
+    p.score_bytes = (a / t) * s * s * bytes;
+    // Selective recomputation remakes the probabilities (Q K^T and the
+    // softmax) and GELU's output.
+    p.selective_flops = 2 * (a / t) * s * s * d;
+    p.selective_dim = d;
+    p.selective_mem = p.score_mem_fwd + s * 8 * h / t * bytes;
+  } else if (p.name == "embed") {
+    p.mem_fwd = s * 3 * h / q * bytes;  // gather the token rows, add the positions
+    p.mem_bwd = s * 3 * h / q * bytes;
+  } else if (p.name == "ln_f") {
+    p.mem_fwd = s * 2 * h / q * bytes;
+    p.mem_bwd = s * 3 * h / q * bytes;
+  } else if (p.name == "lm_head") {
+    gemm(2 * s * h * V / t, s, std::min(h, V / t));
+    p.mem_fwd = s * 2 * V / t * bytes;  // the loss: softmax over the logits
+    p.mem_bwd = s * 2 * V / t * bytes;
+  }
+  // The products as the layer counts them (biases, the loss's small terms):
+  // the shapes' shares of the layer's own FLOPs.
+  double fsum = 0;
+  for (const Gemm& g : p.gemms) fsum += g.fwd_flops;
+  if (fsum <= 0) {
+    p.gemms = {Gemm{p.fwd_flops, p.bwd_flops, 0, 0}};
+    return;
+  }
+  for (Gemm& g : p.gemms) {
+    const double share = g.fwd_flops / fsum;
+    g.fwd_flops = share * p.fwd_flops;
+    g.bwd_flops = share * p.bwd_flops;
+  }
+}
+
 LayerProfile to_profile(const std::string& name, const Cost& c) {
   LayerProfile p;
   p.name = name;
@@ -51,21 +113,24 @@ LayerProfile to_profile(const std::string& name, const Cost& c) {
   p.tp_bwd_calls = static_cast<double>(c.tp_bwd_calls);
   p.tp_fwd_bytes = static_cast<double>(c.tp_fwd_bytes);
   p.tp_bwd_bytes = static_cast<double>(c.tp_bwd_bytes);
+  p.recompute_bytes = static_cast<double>(c.recompute_bytes);
   return p;
 }
 
 }  // namespace
 
-ModelProfile profile_model(const ModelConfig& cfg, int64_t seq_len, int tp) {
+ModelProfile profile_model(const ModelConfig& cfg, int64_t seq_len, int tp, bool sequence_parallel) {
   DescribeOnlyGroup group(tp);
   ModelParallel par;
   if (tp > 1) par.tp = &group;
+  par.sequence_parallel = sequence_parallel && tp > 1;
   if (cfg.family() == ModelFamily::cnn && tp > 1)
     throw ConfigError(fmt::format("tp={}: tensor parallelism is not available for the CNN", tp));
   auto m = describe_model(cfg, seq_len, par);
   ModelProfile out;
   out.kind = cfg.type;
   out.tp = tp;
+  out.sequence_parallel = par.sequence_parallel;
   out.seq_len = cfg.token_model() ? seq_len : 0;
   out.items_per_sample = m->items_per_sample();
 
@@ -78,6 +143,7 @@ ModelProfile profile_model(const ModelConfig& cfg, int64_t seq_len, int tp) {
     p.out_bytes = static_cast<double>(s.numel() * 4);
     out.layers.push_back(p);
   }
+  const bool gpt = cfg.family() == ModelFamily::gpt;
   if (m->loss) {  // the loss counts with the last layer, as the trainer partitions
     const Cost c = m->loss->cost(s);
     LayerProfile& last = out.layers.back();
@@ -90,6 +156,13 @@ ModelProfile profile_model(const ModelConfig& cfg, int64_t seq_len, int tp) {
     last.tp_bwd_calls += loss.tp_bwd_calls;
     last.tp_fwd_bytes += loss.tp_fwd_bytes;
     last.tp_bwd_bytes += loss.tp_bwd_bytes;
+  }
+  for (LayerProfile& p : out.layers) {
+    if (gpt) {
+      describe_gpt_layer(p, cfg, seq_len, tp, par.sequence_parallel);
+    } else {
+      p.gemms = {Gemm{p.fwd_flops, p.bwd_flops, 0, 0}};
+    }
   }
   // Tied parameters (the GPT's head and wte): a stage holding the head but not
   // the embedding declares its own copy (see build_gpt).
@@ -127,6 +200,34 @@ std::vector<StageProfile> profile_stages(const ModelProfile& m, int pp) {
       st.tp_bwd_calls += l.tp_bwd_calls;
       st.tp_fwd_bytes += l.tp_fwd_bytes;
       st.tp_bwd_bytes += l.tp_bwd_bytes;
+      const std::vector<Gemm> flat{Gemm{l.fwd_flops, l.bwd_flops, 0, 0}};  // a layer described by hand
+      for (const Gemm& g : l.gemms.empty() ? flat : l.gemms) {
+        auto same = std::find_if(st.gemms.begin(), st.gemms.end(),
+                                 [&](const Gemm& x) { return x.rows == g.rows && x.dim == g.dim; });
+        if (same == st.gemms.end()) {
+          st.gemms.push_back(g);
+        } else {
+          same->fwd_flops += g.fwd_flops;
+          same->bwd_flops += g.bwd_flops;
+        }
+      }
+      st.mem_fwd += l.mem_fwd;
+      st.mem_bwd += l.mem_bwd;
+      st.score_bytes += l.score_bytes;
+      st.score_mem_fwd += l.score_mem_fwd;
+      st.score_mem_bwd += l.score_mem_bwd;
+      if (l.act_bytes >= st.max_layer_act_bytes - 0.5) st.max_layer_score_bytes = l.score_bytes;
+      st.recompute_bytes += l.recompute_bytes;
+      st.max_layer_recompute_bytes = std::max(st.max_layer_recompute_bytes, l.recompute_bytes);
+      if (l.block) {
+        st.block_act_bytes += l.act_bytes;
+        st.block_in_bytes += l.in_bytes;
+        st.max_block_act_bytes = std::max(st.max_block_act_bytes, l.act_bytes);
+        st.max_block_score_bytes = std::max(st.max_block_score_bytes, l.score_bytes);
+      }
+      st.selective_flops += l.selective_flops;
+      st.selective_dim = std::max(st.selective_dim, l.selective_dim);
+      st.selective_mem += l.selective_mem;
     }
     st.out_bytes = m.layers[b[s + 1] - 1].out_bytes;
   }

@@ -16,6 +16,15 @@
 
 namespace dtrain {
 
+// A group of matrix products of one shape, per sample and tp rank, for the
+// efficiency curve (Hardware::gemm_efficiency): `rows` is the dimension that
+// grows with the micro-batch (tokens per sample; 0 = none, e.g. a batched
+// per-head product), `dim` the smaller of the other two.
+struct Gemm {
+  double fwd_flops = 0, bwd_flops = 0;
+  double rows = 0, dim = 0;
+};
+
 // One top-level layer, one sample, one tp rank. Bytes are counted as the
 // layers count them: 4 per element (the cost model scales them for bf16).
 struct LayerProfile {
@@ -29,11 +38,25 @@ struct LayerProfile {
   double out_bytes = 0;  // its output (what a pipeline stage boundary sends)
   double tp_fwd_calls = 0, tp_bwd_calls = 0;
   double tp_fwd_bytes = 0, tp_bwd_bytes = 0;
+  // The layer's FLOPs split by matrix shape (they sum to fwd_flops, bwd_flops).
+  std::vector<Gemm> gemms;
+  // Memory-bound work (layer norms, GELU, residual adds, dropout, the
+  // embedding gather, cross-entropy): bytes read + written per sample.
+  double mem_fwd = 0, mem_bwd = 0;
+  // Attention scores: what a materialising attention keeps (part of
+  // act_bytes) and its softmax traffic; a fused attention keeps and moves none.
+  double score_bytes = 0, score_mem_fwd = 0, score_mem_bwd = 0;
+  // Selective recomputation: the part of act_bytes it remakes in the
+  // backward (Cost::recompute_bytes), and the work of remaking it.
+  double recompute_bytes = 0;
+  double selective_flops = 0, selective_dim = 0, selective_mem = 0;
+  bool block = false;  // a transformer block (its activations count in the recomputation modes)
 };
 
 struct ModelProfile {
   std::string kind;        // "gpt" | "cnn"
   int tp = 1;
+  bool sequence_parallel = false;
   int64_t seq_len = 0;     // gpt; 0 for the cnn
   int64_t items_per_sample = 1;  // tokens per sequence, or 1 image
   std::vector<LayerProfile> layers;  // top-level layers; the loss folded into the last
@@ -51,7 +74,9 @@ struct ModelProfile {
 // stand-in group of that size; nothing is allocated or communicated). Throws
 // ConfigError when the model cannot be split that way (heads or vocabulary
 // not divisible by tp).
-ModelProfile profile_model(const ModelConfig& cfg, int64_t seq_len, int tp);
+// With `sequence_parallel` (GPT, tp > 1) the layers are described as they
+// run sequence-parallel (Korthikanti et al. 2022).
+ModelProfile profile_model(const ModelConfig& cfg, int64_t seq_len, int tp, bool sequence_parallel = false);
 
 // A pipeline stage's layers summed, per sample.
 struct StageProfile {
@@ -67,6 +92,16 @@ struct StageProfile {
   double tp_fwd_calls = 0, tp_bwd_calls = 0;
   double tp_fwd_bytes = 0, tp_bwd_bytes = 0;
   bool holds_tied_copy = false;    // last stage, without the first layer, of a model with tied_params
+  std::vector<Gemm> gemms;         // the layers' matrix products, merged by shape
+  double mem_fwd = 0, mem_bwd = 0; // memory-bound bytes per sample
+  double score_bytes = 0, score_mem_fwd = 0, score_mem_bwd = 0;
+  double max_layer_score_bytes = 0;      // of the layer with the most activations
+  double recompute_bytes = 0;            // blocks' Cost::recompute_bytes summed
+  double max_layer_recompute_bytes = 0;
+  double block_act_bytes = 0;            // the blocks' act_bytes (recomputation's subject)
+  double block_in_bytes = 0;             // the blocks' inputs (what full recomputation keeps)
+  double max_block_act_bytes = 0, max_block_score_bytes = 0;
+  double selective_flops = 0, selective_dim = 0, selective_mem = 0;
   int64_t layers() const { return last_layer - first_layer; }
 };
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <set>
 #include <tuple>
 
 #include <fmt/format.h>
@@ -31,7 +32,23 @@ std::string bytes_si(double b) {
 }
 
 
-std::string schedule_of(const Candidate& c) { return c.pp > 1 ? c.schedule : "-"; }
+std::string schedule_of(const Candidate& c) {
+  if (c.pp == 1) return "-";
+  return c.schedule == "interleaved" ? fmt::format("il{}", c.virtual_stages) : c.schedule;
+}
+
+// "10,000 = 2^4 x 5^4"
+std::string factors(int n) {
+  std::vector<std::string> parts;
+  int x = n;
+  for (int p = 2; p * p <= x; ++p) {
+    int k = 0;
+    while (x % p == 0) x /= p, ++k;
+    if (k) parts.push_back(k > 1 ? fmt::format("{}^{}", p, k) : std::to_string(p));
+  }
+  if (x > 1) parts.push_back(std::to_string(x));
+  return fmt::format("{} = {}", n, fmt::join(parts, " x "));
+}
 
 }  // namespace
 
@@ -42,8 +59,23 @@ std::string format_plan_text(const Plan& plan, int top) {
       plan.devices, hw.name, format_bytes(hw.memory_bytes), hw.devices_per_node, plan.model_params / 1e6,
       plan.global_batch, plan.seq_len > 0 ? fmt::format(" x {} tokens", plan.seq_len) : std::string(" images"),
       plan.precision);
-  out += fmt::format("{} candidates predicted in {:.0f} ms: {} fit, {} rejected\n\n", plan.evaluated,
-                     plan.seconds * 1e3, plan.feasible.size(), plan.rejected.size());
+  if (!plan.vocab_blocked_tp.empty())
+    out += fmt::format("vocabulary {} is not divisible by tp={}: those degrees are rejected; pad model.vocab_size "
+                       "to {} (a multiple of 128 they divide) to allow them\n",
+                       plan.vocab_size, fmt::join(plan.vocab_blocked_tp, ","), plan.padded_vocab);
+  if (!plan.feasible.empty() && plan.feasible[0].p.c.devices() < plan.devices) {
+    const int used = plan.feasible[0].p.c.devices();
+    out += fmt::format("the best plan uses {} of the {} devices and leaves {} idle ({}: the full count forces "
+                       "awkward degrees); --no-idle plans for all of them\n",
+                       used, plan.devices, plan.devices - used, factors(plan.devices));
+  }
+  const LayoutCounts lc = layout_counts(plan);
+  out += fmt::format("{} candidates predicted in {:.0f} ms: {} fit; {} layouts (dp x tp x pp{}), {} with a candidate "
+                     "that fits, {} without\n\n",
+                     plan.evaluated, plan.seconds * 1e3, plan.feasible.size(), lc.layouts,
+                     plan.device_counts.size() > 1 ? fmt::format(" over {} device counts", plan.device_counts.size())
+                                                   : std::string(),
+                     lc.fitting, lc.layouts - lc.fitting);
   const size_t shown = std::min<size_t>(plan.feasible.size(), top > 0 ? static_cast<size_t>(top) : plan.feasible.size());
   if (shown > 0) {
     double most = 0;  // GiB unless every listed layout needs less than one
@@ -51,8 +83,8 @@ std::string format_plan_text(const Plan& plan, int top) {
     const bool in_gib = most >= kGiB;
     const double unit = in_gib ? kGiB : kMiB;
     auto mem = [&](double b) { return fmt::format("{:.1f}", b / unit); };
-    out += fmt::format("{:>4} {:>5} {:>3} {:>4} {:>5} {:>5} {:>4} {:>6} {:>5} {:>10} {:>9} {:>6} {:>6}  {:<34} {:>7} {:>7} {:>7}\n",
-                       "rank", "dp", "tp", "pp", "mb", "x m", "zero", "recomp", "sched", "step s", "items/s",
+    out += fmt::format("{:>4} {:>5} {:>3} {:>4} {:>5} {:>5} {:>4} {:>6} {:>5} {:>2} {:>10} {:>9} {:>6} {:>6}  {:<34} {:>7} {:>7} {:>7}\n",
+                       "rank", "dp", "tp", "pp", "mb", "x m", "zero", "recomp", "sched", "sp", "step s", "items/s",
                        "MFU", "bubble", fmt::format("memory {} (p+g+o+a = total / cap)", in_gib ? "GiB" : "MiB"),
                        "tp B", "pp B", "dp B");
     bool what_if = false;
@@ -64,9 +96,10 @@ std::string format_plan_text(const Plan& plan, int top) {
       const std::string m = fmt::format("{}+{}+{}+{} = {} / {}", mem(p.memory.params), mem(p.memory.grads),
                                         mem(p.memory.optimizer), mem(p.memory.activations), mem(p.memory.total()),
                                         mem(p.capacity));
-      out += fmt::format("{:>3}{} {:>5} {:>3} {:>4} {:>5} {:>5} {:>4} {:>6} {:>5} {:>10.4g} {:>9} {:>5.1f}% {:>5.1f}%  {:<34} {:>7} {:>7} {:>7}\n",
+      out += fmt::format("{:>3}{} {:>5} {:>3} {:>4} {:>5} {:>5} {:>4} {:>6} {:>5} {:>2} {:>10.4g} {:>9} {:>5.1f}% {:>5.1f}%  {:<34} {:>7} {:>7} {:>7}\n",
                          i + 1, l.runnable() ? " " : "*", c.dp, c.tp, c.pp, c.micro_batch, c.micro_batches, c.zero,
-                         c.recompute ? "on" : "off", schedule_of(c), p.step_seconds, si(p.tokens_per_second),
+                         c.recompute == Recompute::none ? "none" : c.recompute == Recompute::full ? "full" : "sel",
+                         schedule_of(c), c.sequence_parallel ? "on" : "-", p.step_seconds, si(p.tokens_per_second),
                          100 * p.mfu, 100 * p.bubble_fraction, m, bytes_si(p.tp_bytes), bytes_si(p.pp_bytes),
                          bytes_si(p.dp_bytes));
     }
@@ -79,35 +112,46 @@ std::string format_plan_text(const Plan& plan, int top) {
                          fmt::join(needs, "; "));
     }
     out += "step s: predicted seconds per optimizer step; mb x m: micro-batch size x micro-batches per step; "
-           "tp/pp/dp B: bytes each device sends per step in that group\n";
+           "recomp: activation recomputation (sel = selective); sched: il<v> = interleaved, v chunks per stage; "
+           "sp: sequence parallel; tp/pp/dp B: bytes each device sends per step in that group\n";
   } else {
     out += "no layout fits\n";
   }
 
-  // Layouts with nothing that fits, each with its nearest miss.
-  std::map<std::tuple<int, int, int>, const Rejection*> worst;
-  std::map<std::tuple<int, int, int>, bool> fits;
-  for (const PlannedLayout& l : plan.feasible) fits[{l.p.c.dp, l.p.c.tp, l.p.c.pp}] = true;
+  // Layouts with nothing that fits, each with its most relevant rejection
+  // (plan.rejected is ranked: memory nearest to fitting first, spans last);
+  // one line per distinct reason among the spans.
+  std::set<std::tuple<int, int, int>> fits, listed;
+  for (const PlannedLayout& l : plan.feasible) fits.insert({l.p.c.dp, l.p.c.tp, l.p.c.pp});
+  std::vector<std::string> lines;
+  std::map<std::string, std::vector<int>> spans;  // reason pattern -> tp degrees
   for (const Rejection& r : plan.rejected) {
+    if (r.kind == "span") {
+      spans[r.reason.substr(r.reason.find(' '))].push_back(r.tp);
+      continue;
+    }
     const auto key = std::tuple(r.dp, r.tp, r.pp);
-    if (fits.count(key)) continue;
-    auto [it, fresh] = worst.emplace(key, &r);
-    if (!fresh && r.kind == "memory" && it->second->kind == "memory" &&
-        r.needed_bytes < it->second->needed_bytes)
-      it->second = &r;
+    if (fits.count(key) || !listed.insert(key).second) continue;
+    lines.push_back(fmt::format("  {}: {}", r.layout(), r.reason));
   }
-  if (!worst.empty()) {
-    out += fmt::format("\nrejected layouts ({}; --json lists every rejected candidate):\n", worst.size());
-    size_t n = 0;
-    const size_t limit = std::max<size_t>(12, static_cast<size_t>(std::max(top, 0)));
-    for (const auto& [key, r] : worst) {
-      if (n++ == limit) {
-        out += fmt::format("  ... and {} more\n", worst.size() - limit);
+  for (const auto& [reason, tps] : spans) {
+    std::vector<std::string> degrees;
+    for (int tp : tps) degrees.push_back(std::to_string(tp));
+    lines.push_back(fmt::format("  tp={}{}", fmt::join(degrees, ","), reason));
+  }
+  if (!lines.empty()) {
+    out += fmt::format("\nrejected layouts ({}, most relevant first; --json lists every rejected candidate):\n",
+                       lines.size());
+    const size_t limit = top > 0 ? std::max<size_t>(12, static_cast<size_t>(top)) : lines.size();
+    for (size_t i = 0; i < lines.size(); ++i) {
+      if (i == limit) {
+        out += fmt::format("  ... and {} more (--top 0 lists all)\n", lines.size() - limit);
         break;
       }
-      out += fmt::format("  {}: {}\n", r->layout(), r->reason);
+      out += lines[i] + "\n";
     }
   }
+  if (plan.feasible.empty()) out += nothing_fits(plan) + "\n";
   return out;
 }
 
@@ -126,6 +170,9 @@ std::string format_plan_json(const Plan& plan, int top) {
                      {"peak_fp32", hw.peak_fp32},
                      {"peak_bf16", hw.peak_bf16},
                      {"efficiency", hw.efficiency},
+                     {"gemm_half_dim", hw.gemm_half_dim},
+                     {"fused_attention", hw.fused_attention},
+                     {"tp_overlap", hw.tp_overlap},
                      {"memory_bandwidth", hw.memory_bandwidth},
                      {"layer_overhead", hw.layer_overhead},
                      {"devices_per_node", hw.devices_per_node},
@@ -135,6 +182,10 @@ std::string format_plan_json(const Plan& plan, int top) {
                      {"overlap", hw.overlap},
                      {"handoff_latency", hw.handoff_latency}};
   out["evaluated"] = plan.evaluated;
+  out["device_counts"] = plan.device_counts;
+  if (!plan.vocab_blocked_tp.empty())
+    out["vocabulary"] = {{"size", plan.vocab_size}, {"blocked_tp", plan.vocab_blocked_tp}, {"padded", plan.padded_vocab}};
+  if (plan.feasible.empty()) out["nothing_fits"] = nothing_fits(plan);
   out["planning_seconds"] = plan.seconds;
   out["feasible_count"] = plan.feasible.size();
   json& feasible = out["feasible"] = json::array();
@@ -150,8 +201,11 @@ std::string format_plan_json(const Plan& plan, int top) {
                         {"micro_batch", c.micro_batch},
                         {"micro_batches", c.micro_batches},
                         {"zero", c.zero},
-                        {"recompute", c.recompute},
+                        {"recompute", recompute_name(c.recompute)},
                         {"schedule", c.schedule},
+                        {"virtual_stages", c.virtual_stages},
+                        {"sequence_parallel", c.sequence_parallel},
+                        {"devices", c.devices()},
                         {"step_seconds", p.step_seconds},
                         {"items_per_second", p.tokens_per_second},
                         {"mfu", p.mfu},
@@ -169,6 +223,8 @@ std::string format_plan_json(const Plan& plan, int top) {
                         {"time",
                          {{"pipeline", p.pipeline_seconds},
                           {"compute", p.compute_seconds},
+                          {"memory_bound", p.memory_bound_seconds},
+                          {"zero3", p.zero3_seconds},
                           {"tp", p.tp_seconds},
                           {"pp", p.pp_seconds},
                           {"dp_exposed", p.dp_exposed_seconds},
@@ -185,8 +241,10 @@ std::string format_plan_json(const Plan& plan, int top) {
                         {"pp", r.pp},
                         {"micro_batch", r.micro_batch},
                         {"zero", r.zero},
-                        {"recompute", r.recompute},
+                        {"recompute", r.recompute >= 0 ? recompute_name(static_cast<Recompute>(r.recompute)) : "*"},
                         {"schedule", r.schedule},
+                        {"virtual_stages", r.virtual_stages},
+                        {"sequence_parallel", r.sequence_parallel},
                         {"kind", r.kind},
                         {"reason", r.reason},
                         {"needed_bytes", r.needed_bytes},

@@ -2,7 +2,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <map>
+#include <numeric>
 #include <optional>
+#include <set>
 #include <tuple>
 
 #include "core/error.h"
@@ -23,34 +27,106 @@ std::vector<int64_t> divisors(int64_t n) {
   return small;
 }
 
-
 // Orders equally fast candidates: less memory, then simpler layouts.
 bool ranks_before(const PlannedLayout& a, const PlannedLayout& b) {
   const Prediction &x = a.p, &y = b.p;
   if (x.step_seconds != y.step_seconds) return x.step_seconds < y.step_seconds;
   if (x.memory.total() != y.memory.total()) return x.memory.total() < y.memory.total();
   auto key = [](const Candidate& c) {
-    return std::tuple(c.tp, c.pp, c.zero, c.recompute, c.schedule != "1f1b", -c.micro_batch);
+    return std::tuple(c.tp, c.pp, c.zero, static_cast<int>(c.recompute), c.schedule != "1f1b", c.virtual_stages,
+                      c.sequence_parallel, -c.micro_batch, -c.devices());
   };
   return key(x.c) < key(y.c);
 }
 
+// Device counts to plan for: n, and where n factors badly the largest counts
+// below it that are multiples of a node times a power of two (or three times
+// one), no more than `max_idle` of n left idle.
+std::vector<int> device_counts(int n, int per_node, double max_idle) {
+  std::set<int, std::greater<>> counts{n};
+  if (n > per_node && max_idle > 0) {
+    const int floor_n = static_cast<int>(std::ceil(n * (1 - max_idle)));
+    for (int64_t g0 : {int64_t{1}, int64_t{3}})
+      for (int64_t g = g0 * per_node; g <= n; g *= 2) {
+        const int c = static_cast<int>((n / g) * g);
+        if (c >= floor_n && c > 0) counts.insert(c);
+      }
+  }
+  return {counts.begin(), counts.end()};
+}
+
 }  // namespace
+
+std::string describe(const Candidate& c) {
+  std::string s = fmt::format("dp={} tp={} pp={}, micro-batch {} x {}, ZeRO-{}, recompute {}", c.dp, c.tp, c.pp,
+                              c.micro_batch, c.micro_batches, c.zero, recompute_name(c.recompute));
+  if (c.pp > 1) s += c.schedule == "interleaved" ? fmt::format(", interleaved v={}", c.virtual_stages) : ", " + c.schedule;
+  if (c.sequence_parallel) s += ", sequence parallel";
+  return s;
+}
 
 std::string Rejection::layout() const {
   auto part = [](const char* name, int64_t v) { return v > 0 ? fmt::format("{}={}", name, v) : fmt::format("{}=*", name); };
   std::string s = fmt::format("{} {} {}", part("dp", dp), part("tp", tp), part("pp", pp));
   if (micro_batch > 0) s += fmt::format(" mb>={}", micro_batch);
   if (zero >= 0) s += fmt::format(" zero={}", zero);
-  if (recompute >= 0) s += recompute ? " recompute" : " no-recompute";
+  if (recompute >= 0) s += fmt::format(" recompute={}", recompute_name(static_cast<Recompute>(recompute)));
   if (!schedule.empty()) s += " " + schedule;
+  if (virtual_stages > 1) s += fmt::format(" v={}", virtual_stages);
+  if (sequence_parallel == 1) s += " sp";
   return s;
+}
+
+int Rejection::relevance() const {
+  if (kind == "memory") return 0;
+  if (kind == "divisibility") return 1;
+  if (kind == "feature") return 2;
+  return 3;
 }
 
 const PlannedLayout* Plan::best_runnable() const {
   for (const PlannedLayout& l : feasible)
     if (l.runnable()) return &l;
   return nullptr;
+}
+
+LayoutCounts layout_counts(const Plan& plan) {
+  std::set<std::tuple<int, int, int>> all, fit;
+  for (const PlannedLayout& l : plan.feasible) {
+    all.insert({l.p.c.dp, l.p.c.tp, l.p.c.pp});
+    fit.insert({l.p.c.dp, l.p.c.tp, l.p.c.pp});
+  }
+  for (const Rejection& r : plan.rejected) all.insert({r.dp, r.tp, r.pp});
+  return {static_cast<int64_t>(all.size()), static_cast<int64_t>(fit.size())};
+}
+
+std::string nothing_fits(const Plan& plan, size_t closest) {
+  if (plan.rejected.empty())
+    return fmt::format("no layout of {} devices fits: no candidate satisfies the choices given", plan.devices);
+  // Rejections are ranked: the first is the binding constraint's nearest miss.
+  const Rejection& first = plan.rejected.front();
+  std::string s;
+  if (first.kind == "memory") {
+    s = fmt::format("no layout of {} devices fits: memory binds first; closest:", plan.devices);
+    size_t n = 0;
+    for (const Rejection& r : plan.rejected) {
+      if (r.kind != "memory" || n++ == closest) break;
+      const double ratio = r.needed_bytes / r.capacity_bytes;
+      s += fmt::format(" [{}: needs {} of {} usable; fits with {:.2f}x the memory per device, or about {} devices]",
+                       r.layout(), format_bytes(r.needed_bytes), format_bytes(r.capacity_bytes), ratio,
+                       static_cast<int64_t>(std::ceil(ratio * plan.devices)));
+    }
+  } else {
+    s = fmt::format("no layout of {} devices fits: {} binds first: {}: {}", plan.devices, first.kind, first.layout(),
+                    first.reason);
+    size_t n = 1;
+    for (size_t i = 1; i < plan.rejected.size() && n < closest; ++i) {
+      if (plan.rejected[i].reason == first.reason) continue;
+      s += fmt::format("; {}: {}", plan.rejected[i].layout(), plan.rejected[i].reason);
+      ++n;
+    }
+  }
+  return s;
 }
 
 Plan make_plan(const PlanRequest& req) {
@@ -63,126 +139,189 @@ Plan make_plan(const PlanRequest& req) {
   hw.peak(w.precision);  // throws for a precision the hardware lacks
   if (req.runnable_only && w.precision == "bf16" && !req.runnable.bf16)
     throw ConfigError("precision bf16: this trainer computes in fp32 only (the CPU backend)");
-  const int n = req.devices;
   const bool gpt = req.model.family() == ModelFamily::gpt;
+  const Features& f = req.features;
+  const Features& run = req.runnable;
 
   Plan plan;
-  plan.devices = n;
+  plan.devices = req.devices;
   plan.hardware = hw;
   plan.precision = w.precision;
   plan.global_batch = w.global_batch;
   plan.seq_len = gpt ? req.seq_len : 0;
+  plan.device_counts = device_counts(req.devices, hw.devices_per_node, req.max_idle_fraction);
+  const bool fixed_all = req.dp > 0 && req.tp > 0 && req.pp > 0;
+  if (fixed_all) plan.device_counts = {req.devices};
 
   auto reject = [&](Rejection r) { plan.rejected.push_back(std::move(r)); };
   auto fixed_ok = [](int64_t fixed, int64_t v) { return fixed <= 0 || fixed == v; };
 
-  for (int64_t tp64 : divisors(n)) {
-    const int tp = static_cast<int>(tp64);
-    if (!fixed_ok(req.tp, tp)) continue;
-    Rejection at_tp;
-    at_tp.tp = tp;
-    at_tp.kind = "span";
-    if (tp > hw.devices_per_node) {
-      at_tp.reason = fmt::format("tp={} would span nodes ({} devices per node): tensor parallelism "
-                                 "all-reduces in every layer and needs the intra-node links", tp, hw.devices_per_node);
-      reject(at_tp);
-      continue;
-    }
-    if (hw.devices_per_node % tp != 0) {
-      at_tp.reason = fmt::format("tp={} does not divide the {} devices per node, so some tp groups would "
-                                 "span two nodes", tp, hw.devices_per_node);
-      reject(at_tp);
-      continue;
-    }
-    if (tp > 1 && !gpt && !req.features.tp_for_cnn) {
-      at_tp.kind = "feature";
-      at_tp.reason = fmt::format("tp={}: tensor parallelism is not available for the CNN", tp);
-      reject(at_tp);
-      continue;
-    }
-    std::optional<ModelProfile> profile;
-    try {
-      profile = profile_model(req.model, req.seq_len, tp);
-    } catch (const ConfigError& e) {
-      at_tp.kind = "divisibility";
-      at_tp.reason = fmt::format("tp={}: {}", tp, fmt::join(e.problems(), "; "));
-      reject(at_tp);
-      continue;
-    }
-    if (plan.model_params == 0) {
-      plan.model_params = profile->total_params;
-      plan.model_flops_per_step = profile->model_flops_per_sample * static_cast<double>(w.global_batch);
-    }
-    const int64_t layers = static_cast<int64_t>(profile->layers.size());
+  // The model described once per (tp, sequence parallel), its stages once per count.
+  std::map<std::pair<int, bool>, std::optional<ModelProfile>> profiles;
+  std::map<std::tuple<int, bool, int>, std::vector<StageProfile>> stage_cache;
+  std::set<std::tuple<int, int, int>> seen_layout;
 
-    for (int64_t pp64 : divisors(n / tp)) {
-      const int pp = static_cast<int>(pp64);
-      const int dp = n / (tp * pp);
-      if (!fixed_ok(req.pp, pp) || !fixed_ok(req.dp, dp)) continue;
-      Rejection at;
-      at.dp = dp, at.tp = tp, at.pp = pp, at.kind = "divisibility";
-      if (pp > layers) {
-        at.reason = fmt::format("pp={} exceeds the model's {} top-level layers (each stage needs one)", pp, layers);
-        reject(at);
-        continue;
+  // The vocabulary blocks tp degrees within a node: say so, with a padded size.
+  if (gpt) {
+    plan.vocab_size = req.model.vocab_size;
+    int64_t lcm = 128;
+    for (int64_t tp : divisors(hw.devices_per_node))
+      if (tp > 1 && req.model.vocab_size % tp != 0) {
+        plan.vocab_blocked_tp.push_back(static_cast<int>(tp));
+        lcm = std::lcm(lcm, tp);
       }
-      if (w.global_batch % dp != 0) {
-        at.reason = fmt::format("the global batch of {} samples is not divisible by dp={}", w.global_batch, dp);
-        reject(at);
-        continue;
-      }
-      const int64_t per_rank = w.global_batch / dp;
-      if (req.micro_batch > 0 && per_rank % req.micro_batch != 0) {
-        at.reason = fmt::format("micro-batch {} does not divide the {} samples of each of dp={} ranks",
-                                req.micro_batch, per_rank, dp);
-        reject(at);
-        continue;
-      }
-      if (req.micro_batches > 0 && per_rank % req.micro_batches != 0) {
-        at.reason = fmt::format("{} micro-batches do not divide the {} samples of each of dp={} ranks",
-                                req.micro_batches, per_rank, dp);
-        reject(at);
-        continue;
-      }
-      const std::vector<StageProfile> stages = profile_stages(*profile, pp);
+    if (!plan.vocab_blocked_tp.empty()) plan.padded_vocab = (req.model.vocab_size + lcm - 1) / lcm * lcm;
+  }
 
-      for (int zero : {0, 1, 2, 3}) {
-        // ZeRO-2 and 3 only when asked for (their every-micro-batch collectives cost traffic).
-        if ((zero >= 1 && dp == 1) || (zero >= 2 && req.zero != zero) || (req.zero >= 0 && req.zero != zero && dp > 1))
-          continue;
-        for (int recompute : {0, 1}) {
-          if ((recompute && !req.features.recompute) || (req.recompute >= 0 && req.recompute != recompute)) continue;
-          for (const char* schedule : {"1f1b", "gpipe"}) {
-            if (pp == 1 && std::string(schedule) == "gpipe") continue;  // one stage: the same schedule
-            if (pp > 1 && !req.schedule.empty() && req.schedule != schedule) continue;
-            for (int64_t mb : divisors(per_rank)) {
-              if (!fixed_ok(req.micro_batch, mb) || !fixed_ok(req.micro_batches, per_rank / mb)) continue;
-              Candidate c{.dp = dp, .tp = tp, .pp = pp, .micro_batch = mb, .micro_batches = per_rank / mb,
-                          .zero = zero, .recompute = recompute == 1, .schedule = schedule};
-              PlannedLayout l{predict(*profile, stages, hw, w, req.features, c), {}};
-              ++plan.evaluated;
-              if (l.p.memory.total() > l.p.capacity) {
-                // Memory only grows with the micro-batch: the larger ones fail too.
-                const Memory& mem = l.p.memory;
-                reject(Rejection{
-                    .dp = dp, .tp = tp, .pp = pp, .micro_batch = mb, .zero = zero, .recompute = recompute,
-                    .schedule = pp > 1 ? schedule : "", .kind = "memory",
-                    .reason = fmt::format(
-                        "does not fit: stage {} needs {} (params {}, grads {}, optimizer {}, activations {}), "
-                        "{} over the {} usable of {}",
-                        mem.stage, format_bytes(mem.total()), format_bytes(mem.params), format_bytes(mem.grads),
-                        format_bytes(mem.optimizer), format_bytes(mem.activations),
-                        format_bytes(mem.total() - l.p.capacity), format_bytes(l.p.capacity),
-                        format_bytes(hw.memory_bytes)),
-                    .needed_bytes = mem.total(), .capacity_bytes = l.p.capacity});
-                break;
+  for (int n : plan.device_counts) {
+    for (int64_t tp64 : divisors(n)) {
+      const int tp = static_cast<int>(tp64);
+      if (!fixed_ok(req.tp, tp)) continue;
+      Rejection at_tp;
+      at_tp.tp = tp;
+      at_tp.kind = "span";
+      if (tp > hw.devices_per_node || hw.devices_per_node % tp != 0) {
+        if (n != req.devices) continue;
+        at_tp.reason = tp > hw.devices_per_node
+                           ? fmt::format("tp={} would span nodes ({} devices per node): tensor parallelism "
+                                         "communicates in every layer and needs the intra-node links",
+                                         tp, hw.devices_per_node)
+                           : fmt::format("tp={} does not divide the {} devices per node, so some tp groups would "
+                                         "span two nodes", tp, hw.devices_per_node);
+        reject(at_tp);
+        continue;
+      }
+      if (tp > 1 && !gpt && !f.tp_for_cnn) {
+        if (n != req.devices) continue;
+        at_tp.kind = "feature";
+        at_tp.reason = fmt::format("tp={}: tensor parallelism is not available for the CNN", tp);
+        reject(at_tp);
+        continue;
+      }
+      for (int sp : {0, 1}) {
+        if (sp && (tp == 1 || !gpt || !f.sequence_parallel || req.seq_len % tp != 0)) continue;
+        if (req.sequence_parallel >= 0 && req.sequence_parallel != sp && tp > 1) continue;
+        if (req.runnable_only && sp && !run.sequence_parallel) continue;
+        auto& profile = profiles[{tp, sp == 1}];
+        if (!profile) {
+          try {
+            profile = profile_model(req.model, req.seq_len, tp, sp == 1);
+          } catch (const ConfigError& e) {
+            if (n == req.devices && sp == 0) {
+              at_tp.kind = "divisibility";
+              at_tp.reason = fmt::format("tp={}: {}", tp, fmt::join(e.problems(), "; "));
+              reject(at_tp);
+            }
+            profiles.erase({tp, sp == 1});
+            continue;
+          }
+        }
+        if (plan.model_params == 0) {
+          plan.model_params = profile->total_params;
+          plan.model_flops_per_step = profile->model_flops_per_sample * static_cast<double>(w.global_batch);
+        }
+        const int64_t layers = static_cast<int64_t>(profile->layers.size());
+
+        for (int64_t pp64 : divisors(n / tp)) {
+          const int pp = static_cast<int>(pp64);
+          const int dp = n / (tp * pp);
+          if (!fixed_ok(req.pp, pp) || !fixed_ok(req.dp, dp)) continue;
+          Rejection at;
+          at.dp = dp, at.tp = tp, at.pp = pp, at.kind = "divisibility";
+          // Divisibility is reported for the count asked for (the fewer-device
+          // counts are alternatives, not the user's layouts).
+          const bool report = sp == 0 && n == req.devices && seen_layout.insert({dp, tp, pp}).second;
+          if (pp > layers) {
+            at.reason = fmt::format("pp={} exceeds the model's {} top-level layers (each stage needs one)", pp, layers);
+            if (report) reject(at);
+            continue;
+          }
+          if (w.global_batch % dp != 0) {
+            at.reason = fmt::format("the global batch of {} samples is not divisible by dp={}", w.global_batch, dp);
+            if (report) reject(at);
+            continue;
+          }
+          const int64_t per_rank = w.global_batch / dp;
+          if (req.micro_batch > 0 && per_rank % req.micro_batch != 0) {
+            at.reason = fmt::format("micro-batch {} does not divide the {} samples of each of dp={} ranks",
+                                    req.micro_batch, per_rank, dp);
+            if (report) reject(at);
+            continue;
+          }
+          if (req.micro_batches > 0 && per_rank % req.micro_batches != 0) {
+            at.reason = fmt::format("{} micro-batches do not divide the {} samples of each of dp={} ranks",
+                                    req.micro_batches, per_rank, dp);
+            if (report) reject(at);
+            continue;
+          }
+          // Schedules: one stage runs 1F1B (= GPipe); more: 1F1B, GPipe when
+          // asked (never faster, more memory), interleaved with v chunks.
+          std::vector<std::pair<std::string, int>> schedules;
+          if (pp == 1) {
+            schedules.push_back({"1f1b", 1});
+          } else {
+            if (req.schedule.empty() || req.schedule == "1f1b") schedules.push_back({"1f1b", 1});
+            if (req.schedule == "gpipe") schedules.push_back({"gpipe", 1});
+            if ((req.schedule.empty() || req.schedule == "interleaved") && f.interleaved &&
+                !(req.runnable_only && !run.interleaved))
+              for (int v : {2, 3, 4, 6, 8})
+                if (fixed_ok(req.virtual_stages, v) && static_cast<int64_t>(pp) * v <= layers)
+                  schedules.push_back({"interleaved", v});
+          }
+          for (const auto& [schedule, v] : schedules) {
+            auto& stages = stage_cache[{tp, sp == 1, pp * v}];
+            if (stages.empty()) stages = profile_stages(*profile, pp * v);
+            for (int zero = 0; zero <= 3; ++zero) {
+              if (zero > f.max_zero || (req.runnable_only && zero > run.max_zero)) continue;
+              if ((zero >= 1 && dp == 1) || (req.zero >= 0 && req.zero != zero && dp > 1)) continue;
+              // ZeRO-3 only when asked for (parallel.zero = 3): its gathers per
+              // layer and micro-batch are modelled as hidden behind compute like
+              // the buckets, which no ZeRO-3 run has measured yet, so it would
+              // win on paper wherever a pipeline has a bubble.
+              if (zero == 3 && req.zero != 3) continue;
+              for (int rc = 0; rc <= 2; ++rc) {
+                const auto recompute = static_cast<Recompute>(rc);
+                if (req.recompute >= 0 && req.recompute != rc) continue;
+                if ((rc == 2 && !f.recompute) || (rc == 1 && !f.selective) || (rc > 0 && !gpt)) continue;
+                if (req.runnable_only && ((rc == 2 && !run.recompute) || (rc == 1 && !run.selective))) continue;
+                for (int64_t mb : divisors(per_rank)) {
+                  const int64_t micro_batches = per_rank / mb;
+                  if (!fixed_ok(req.micro_batch, mb) || !fixed_ok(req.micro_batches, micro_batches)) continue;
+                  if (schedule == "interleaved" && micro_batches % pp != 0) continue;
+                  Candidate c{.dp = dp, .tp = tp, .pp = pp, .micro_batch = mb, .micro_batches = micro_batches,
+                              .zero = zero, .recompute = recompute, .schedule = schedule,
+                              .virtual_stages = v, .sequence_parallel = sp == 1};
+                  PlannedLayout l{predict(*profile, stages, hw, w, f, c), {}};
+                  ++plan.evaluated;
+                  if (l.p.memory.total() > l.p.capacity) {
+                    // Memory only grows with the micro-batch: the larger ones fail too.
+                    const Memory& mem = l.p.memory;
+                    reject(Rejection{
+                        .dp = dp, .tp = tp, .pp = pp, .micro_batch = mb, .zero = zero, .recompute = rc,
+                        .schedule = pp > 1 ? schedule : "", .virtual_stages = v, .sequence_parallel = sp,
+                        .kind = "memory",
+                        .reason = fmt::format(
+                            "does not fit: stage {} needs {} (params {}, grads {}, optimizer {}, activations {}), "
+                            "{} over the {} usable of {}",
+                            mem.stage, format_bytes(mem.total()), format_bytes(mem.params), format_bytes(mem.grads),
+                            format_bytes(mem.optimizer), format_bytes(mem.activations),
+                            format_bytes(mem.total() - l.p.capacity), format_bytes(l.p.capacity),
+                            format_bytes(hw.memory_bytes)),
+                        .needed_bytes = mem.total(), .capacity_bytes = l.p.capacity});
+                    break;
+                  }
+                  if (recompute == Recompute::full && !run.recompute) l.needs.push_back("full activation recomputation");
+                  if (recompute == Recompute::selective && !run.selective) l.needs.push_back("selective recomputation");
+                  if (zero > run.max_zero) l.needs.push_back(fmt::format("ZeRO-{}", zero));
+                  if (zero >= 1 && f.zero1_reduce_scatter && !run.zero1_reduce_scatter)
+                    l.needs.push_back("ZeRO by reduce-scatter (this trainer all-reduces, then all-gathers)");
+                  if (schedule == "interleaved" && !run.interleaved) l.needs.push_back("the interleaved schedule");
+                  if (sp && !run.sequence_parallel) l.needs.push_back("sequence parallelism");
+                  if (w.precision == "bf16" && !run.bf16) l.needs.push_back("bf16 mixed precision");
+                  if (req.runnable_only && !l.runnable()) continue;
+                  plan.feasible.push_back(std::move(l));
+                }
               }
-              if (c.recompute && !req.runnable.recompute) l.needs.push_back("activation recomputation");
-              if (zero == 1 && req.features.zero1_reduce_scatter && !req.runnable.zero1_reduce_scatter)
-                l.needs.push_back("ZeRO-1 by reduce-scatter (this trainer all-reduces, then all-gathers)");
-              if (w.precision == "bf16" && !req.runnable.bf16) l.needs.push_back("bf16 mixed precision");
-              if (req.runnable_only && !l.runnable()) continue;
-              plan.feasible.push_back(std::move(l));
             }
           }
         }
@@ -190,6 +329,13 @@ Plan make_plan(const PlanRequest& req) {
     }
   }
   std::sort(plan.feasible.begin(), plan.feasible.end(), ranks_before);
+  // Rejections by relevance: memory nearest to fitting first, then what a
+  // change of size would fix, then missing features, then spans.
+  std::stable_sort(plan.rejected.begin(), plan.rejected.end(), [](const Rejection& a, const Rejection& b) {
+    if (a.relevance() != b.relevance()) return a.relevance() < b.relevance();
+    if (a.kind == "memory") return a.needed_bytes / a.capacity_bytes < b.needed_bytes / b.capacity_bytes;
+    return false;
+  });
   plan.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return plan;
 }

@@ -1,10 +1,12 @@
 // The planner: enumerates the layouts of a model on N devices (dp x tp x pp =
-// N, micro-batch size and count, ZeRO-1 on or off, activation recomputation
-// on or off, pipeline schedule), predicts each with the cost model, rejects
-// the ones that cannot run (with the reason: a degree that does not divide
-// the heads, layers, vocabulary or batch; a group that would span nodes;
-// memory, by how much) and ranks the rest by predicted step time. It prunes
-// by construction: tp only within a node, pp at most the model's top-level
+// N, or a few devices fewer where N factors badly; micro-batch size and
+// count; ZeRO 0..Features::max_zero; recomputation none, selective or full;
+// 1F1B, GPipe when asked, interleaved with v chunks; sequence parallelism),
+// predicts each with the cost model, rejects the ones that cannot run (with
+// the reason: a degree that does not divide the heads, layers, vocabulary or
+// batch; a group that would span nodes; memory, by how much), ranks the
+// rejections by relevance and the rest by predicted step time. It prunes by
+// construction: tp only within a node, pp at most the model's top-level
 // layers, micro-batch sizes only the divisors of each data-parallel rank's
 // share of the batch, and larger micro-batches not tried once one does not
 // fit (memory grows with the micro-batch). No MPI, no device: `dtrain plan`
@@ -32,11 +34,17 @@ struct PlanRequest {
   Features features = Features::full();
   Features runnable = Features::this_trainer();
   bool runnable_only = false;
-  // Choices fixed by the caller (0, -1 or "" = free).
+  // Choices fixed by the caller (0, -1 or "" = free). recompute: 0 none,
+  // 1 selective, 2 full (the order of Recompute).
   int dp = 0, tp = 0, pp = 0;
   int64_t micro_batch = 0, micro_batches = 0;
   int zero = -1, recompute = -1;
   std::string schedule;
+  int virtual_stages = 0;      // interleaved chunks per stage
+  int sequence_parallel = -1;  // 0 off, 1 on
+  // Devices that do not factor well (10,000 = 2^4 x 5^4): also plan for a few
+  // fewer, down to this fraction left idle, and keep whatever is fastest.
+  double max_idle_fraction = 0.02;
 };
 
 struct PlannedLayout {
@@ -54,10 +62,13 @@ struct Rejection {
   int64_t micro_batch = 0, micro_batches = 0;  // micro_batch: the smallest that fails
   int zero = -1, recompute = -1;
   std::string schedule;
-  std::string kind;    // "divisibility" | "span" | "memory" | "feature"
+  int virtual_stages = 0;
+  int sequence_parallel = -1;
+  std::string kind;    // "memory" | "divisibility" | "feature" | "span" (the order of relevance)
   std::string reason;  // a sentence naming the numbers
   double needed_bytes = 0, capacity_bytes = 0;  // memory rejections
-  std::string layout() const;  // "dp=4 tp=8 pp=2 mb>=2 zero=1 recompute=off 1f1b"
+  std::string layout() const;  // "dp=4 tp=8 pp=2 mb>=2 zero=1 recompute=full 1f1b"
+  int relevance() const;       // 0 memory, 1 divisibility, 2 feature, 3 span: how much it says
 };
 
 struct Plan {
@@ -68,12 +79,31 @@ struct Plan {
   double model_params = 0;
   double model_flops_per_step = 0;
   std::vector<PlannedLayout> feasible;  // fastest first
-  std::vector<Rejection> rejected;
+  std::vector<Rejection> rejected;       // most relevant first (memory nearest to fitting first)
   int64_t evaluated = 0;   // candidates predicted
+  std::vector<int> device_counts;  // the counts planned for: `devices`, and fewer where some may idle
+  // tp degrees the vocabulary does not divide, and the size padded to a
+  // multiple of 128 that every one of them divides (0: none blocked).
+  int64_t vocab_size = 0, padded_vocab = 0;
+  std::vector<int> vocab_blocked_tp;
   double seconds = 0;      // time the planning took
   // The best candidate `dtrain run` can run as predicted; nullptr if none.
   const PlannedLayout* best_runnable() const;
 };
+
+// Candidate counts over (dp, tp, pp) layouts: how many were considered, how
+// many have at least one candidate that fits.
+struct LayoutCounts {
+  int64_t layouts = 0, fitting = 0;
+};
+LayoutCounts layout_counts(const Plan& plan);
+
+// When nothing fits: one line naming the constraint that binds first, the
+// closest candidates and what would make them fit.
+std::string nothing_fits(const Plan& plan, size_t closest = 3);
+
+// A candidate in words: "dp=4 tp=8 pp=2, micro-batch 1 x 16, ZeRO-1, recompute full, interleaved v=2, sp".
+std::string describe(const Candidate& c);
 
 // Throws ConfigError for a request that cannot be planned at all (no
 // devices, a batch of 0, a precision the hardware lacks).

@@ -31,10 +31,46 @@ PY
 
 # Large-scale what-ifs: bf16 on H100s, recomputation marked as such.
 expect_exit 0 "$DTRAIN" plan "$DTRAIN_SOURCE_DIR/configs/plan/gpt-1t.toml" --devices 3072 \
-  --hardware a100-80gb --precision bf16 --top 3
-grep -q "tp=64 would span nodes" "$WORK/out" || fail "plan: no span rejection"
-# ZeRO-1 by reduce-scatter (the what-if these plans needed) runs since lib/train/zero.cpp: none left.
-! grep -q "what-if" "$WORK/out" || fail "plan: a what-if mark for what the trainer runs"
+  --hardware a100-80gb --precision bf16 --top 0
+grep -qE "tp=([0-9]+,)*64(,[0-9]+)* would span nodes" "$WORK/out" || fail "plan: no span rejection"
+# Everything modelled is runnable now (ZeRO-3 since lib/train/zero.cpp): no what-ifs.
+! grep -q "what-if" "$WORK/out" || fail "plan: a what-if, though the trainer runs every mode"
+# Ranked by relevance: memory misses before the spans.
+awk '/^rejected layouts/{on=1; next} on && /would span nodes/{span=NR} on && /does not fit/ && !mem{mem=NR}
+     END{exit !(mem && span && mem < span)}' "$WORK/out" || fail "plan: rejections not ranked by relevance"
+# ZeRO-3 is planned when asked for (never picked on its own), and runnable.
+expect_exit 0 "$DTRAIN" plan "$DTRAIN_SOURCE_DIR/configs/plan/gpt-1t.toml" --devices 3072 \
+  --hardware a100-80gb --precision bf16 --top 3 --set parallel.zero=3
+awk '$1 == "1" {found = 1; ok = ($7 == 3)} END {exit !(found && ok)}' "$WORK/out" || fail "plan: parallel.zero = 3 not planned"
+! grep -q "what-if" "$WORK/out" || fail "plan: ZeRO-3 still a what-if"
+
+# 10,000 devices factor badly (2^4 x 5^4): a plan that leaves a few idle, said so.
+expect_exit 0 "$DTRAIN" plan "$DTRAIN_SOURCE_DIR/configs/plan/gpt-1t.toml" --devices 10000 \
+  --hardware h100-sxm --top 3
+grep -q "the best plan uses 9984 of the 10000 devices and leaves 16 idle" "$WORK/out" || fail "plan: idle devices"
+# A vocabulary that blocks tp, said in the first lines with the padded size.
+expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 8 --hardware h100-sxm --set model.vocab_size=50257 \
+  --set model.n_head=8 --set model.n_embd=64
+head -3 "$WORK/out" | grep -q "vocabulary 50257 is not divisible by tp=.*pad model.vocab_size to 50304" \
+  || fail "plan: vocabulary that blocks tp not reported first"
+# Modes forced like the degrees: recomputation, interleaving, sequence parallel, ZeRO.
+expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 8 --hardware h100-sxm --json --top 0 --set model.n_head=8 \
+  --set model.n_embd=64 --set parallel.pp=2 --set parallel.virtual_stages=2 --set train.recompute=selective \
+  --set parallel.zero=1 --set train.global_batch=32
+python3 - "$WORK/out" <<'PY' || fail "plan: forced modes not kept"
+import json, sys
+p = json.load(open(sys.argv[1]))
+f = p["feasible"]
+assert f and len(f) == p["feasible_count"]
+for c in f:
+    assert c["pp"] == 2 and c["schedule"] == "interleaved" and c["virtual_stages"] == 2, c
+    assert c["recompute"] == "selective" and (c["zero"] == 1 or c["dp"] == 1), c
+assert p["precision"] == "bf16"  # GPU presets default to bf16
+PY
+# Nothing fits: exit 2, one line naming the binding constraint and the closest candidates.
+expect_exit 2 "$DTRAIN" plan "$DTRAIN_SOURCE_DIR/configs/plan/gpt-1t.toml" --devices 8 --hardware a100-80gb
+expect_err "no layout of 8 devices fits: memory binds first; closest: ["
+[ "$(wc -l <"$WORK/err")" -eq 1 ] || fail "plan: nothing-fits message is not one line"
 expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 4 --runnable --set parallel.tp=2
 ! grep -q "what-if" "$WORK/out" || fail "plan --runnable lists what-ifs"
 expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 2 --set parallel.tp=2 --json

@@ -24,6 +24,27 @@ TEST_CASE("fit_compute: rate and per-layer overhead from two micro-batch sizes")
   CHECK_THROWS_AS(fit_compute(2e9, 7, 1, 0.3, 16, 0.2), RuntimeError);
 }
 
+TEST_CASE("fit_compute takes the memory-bound passes off, and the efficiency curve through two sgemm sizes") {
+  // As above, plus 5 ms per sample of memory-bound passes: the products' rate is unchanged.
+  const double t1 = 14 * 50e-6 + 1 * 0.025, t16 = 14 * 50e-6 + 16 * 0.025;
+  const ComputeFit fit = fit_compute(2e9, 7, 1, t1, 16, t16, 0.005);
+  CHECK(fit.rate == doctest::Approx(1e11));
+  CHECK(fit.overhead == doctest::Approx(50e-6));
+  // r(x) = 100 x / (x + 64): 128 -> 66.7, 1024 -> 94.1; the fit finds 64 again.
+  auto r = [](double x) { return 100 * x / (x + 64); };
+  CHECK(fit_gemm_half_dim(128, r(128), 1024, r(1024)) == doctest::Approx(64));
+  CHECK(fit_gemm_half_dim(128, 90, 1024, 80) == 0);  // the small one not slower: flat
+  // The large-product efficiency that gives the measured rate at the model's shapes.
+  Hardware hw;
+  hw.peak_fp32 = 100;
+  hw.gemm_half_dim = 64;
+  const std::vector<Gemm> gemms{Gemm{1, 2, 0, 64}, Gemm{1, 2, 0, 1e12}};  // half at 1/2, half at ~1
+  const double e = fit_efficiency(gemms, 1, 60, hw, "fp32");
+  hw.efficiency = e;
+  // Time of 6 FLOPs at the curve equals 6 FLOPs at 60.
+  CHECK(3 / (100 * hw.gemm_efficiency(64)) + 3 / (100 * hw.gemm_efficiency(1e12)) == doctest::Approx(6.0 / 60));
+}
+
 TEST_CASE("fit_link: latency and bandwidth from a small and a large all-reduce") {
   for (int n : {2, 4, 8}) {
     CAPTURE(n);

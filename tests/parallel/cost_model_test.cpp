@@ -53,6 +53,7 @@ ModelProfile toy_profile(int layers = 2) {
     l.act_bytes = 1e6;
     l.in_bytes = 1e3;
     l.out_bytes = 1e3;
+    l.block = true;
     m.layers.push_back(l);
   }
   m.total_params = 1000.0 * layers;
@@ -139,7 +140,7 @@ TEST_CASE("step time: pipeline (m - 1) max + sum, bubble (p - 1)/m, recomputatio
 
   // Recomputation runs every forward twice: per layer and sample 1 + 2 + 1 GFLOP.
   Candidate rc = one;
-  rc.recompute = true;
+  rc.recompute = Recompute::full;
   p = predict(m, profile_stages(m, 1), hw, w, f, rc);
   CHECK(p.pipeline_seconds == doctest::Approx(4 * 16e-3));
 }
@@ -217,12 +218,16 @@ TEST_CASE("memory per device: parameters, gradients, ZeRO-1 optimizer shard, 1F1
   c.schedule = "gpipe";  // all 8 micro-batches in flight
   CHECK(predict(m, profile_stages(m, 2), hw, w, f, c).memory.activations == 8 * 4 * 2e6);
   // Recomputation keeps each layer's input per micro-batch, plus one layer's
-  // activations while it is recomputed.
+  // activations while it is recomputed: per micro-batch copy, as lib/train
+  // allocates them, or once per stage with a caching allocator.
   c.schedule = "1f1b";
-  c.recompute = true;
-  CHECK(predict(m, profile_stages(m, 2), hw, w, f, c).memory.activations == 2 * 4 * 2e3 + 4 * 1e6);
+  c.recompute = Recompute::full;
+  CHECK(predict(m, profile_stages(m, 2), hw, w, f, c).memory.activations == 2 * 4 * (2e3 + 1e6));
+  Features shared = f;
+  shared.work_buffers_per_copy = false;
+  CHECK(predict(m, profile_stages(m, 2), hw, w, shared, c).memory.activations == 2 * 4 * 2e3 + 4 * 1e6);
   // bf16: half the activation bytes; parameters 2 + 2 + 12 bytes.
-  c.recompute = false;
+  c.recompute = Recompute::none;
   c.zero = 0;
   w.precision = "bf16";
   Hardware bf = hw;
@@ -345,4 +350,99 @@ TEST_CASE("handoff latency: added to every stage-boundary transfer") {
   one.pp = 1;
   CHECK(predict(m, profile_stages(m, 1), hw, w, f, one).step_seconds ==
         doctest::Approx(predict(m, profile_stages(m, 1), toy_hardware(), w, f, one).step_seconds));
+}
+
+TEST_CASE("matrix products at their shape's efficiency, memory-bound passes at the memory bandwidth") {
+  ModelProfile m = toy_profile(1);
+  LayerProfile& l = m.layers[0];
+  // 1 GFLOP forward in a per-head product of smallest dimension 128, and
+  // 1 MB read + written forward, 2 MB backward.
+  l.gemms = {Gemm{1e9, 2e9, 0, 128}};
+  l.mem_fwd = 1e6;
+  l.mem_bwd = 2e6;
+  Hardware hw = toy_hardware();
+  hw.gemm_half_dim = 128;  // half the large-product efficiency at 128: 0.25 x 2 TFLOP/s
+  Workload w;
+  w.global_batch = 1;
+  Candidate c{.dp = 1, .tp = 1, .pp = 1, .micro_batch = 1, .micro_batches = 1};
+  Prediction p = predict(m, profile_stages(m, 1), hw, w, Features::full(), c);
+  CHECK(p.compute_seconds == doctest::Approx(3e9 / 0.5e12));
+  CHECK(p.memory_bound_seconds == doctest::Approx(3e6 / 1e9));
+  CHECK(p.pipeline_seconds == doctest::Approx(3e9 / 0.5e12 + 3e6 / 1e9));
+  // A product that grows with the micro-batch: rows 64 per sample, dim 1e6.
+  l.gemms = {Gemm{1e9, 2e9, 64, 1e6}};
+  c.micro_batch = 2;
+  w.global_batch = 2;
+  p = predict(m, profile_stages(m, 1), hw, w, Features::full(), c);
+  CHECK(p.compute_seconds == doctest::Approx(2 * 3e9 / (2e12 * 0.5 * 128 / 256)));
+}
+
+TEST_CASE("attention: a materialising backend keeps the scores and moves them, a fused one neither") {
+  ModelProfile m = toy_profile(1);
+  LayerProfile& l = m.layers[0];
+  l.score_bytes = 4e5;  // of the 1 MB of activations
+  l.score_mem_fwd = 1e6;
+  l.score_mem_bwd = 1e6;
+  l.selective_flops = 1e8;
+  l.selective_dim = 0;
+  Hardware hw = toy_hardware();
+  Workload w;
+  w.global_batch = 1;
+  Candidate c{.dp = 1, .tp = 1, .pp = 1, .micro_batch = 1, .micro_batches = 1};
+  const Prediction kept = predict(m, profile_stages(m, 1), hw, w, Features::full(), c);
+  hw.fused_attention = true;
+  const Prediction fused = predict(m, profile_stages(m, 1), hw, w, Features::full(), c);
+  CHECK(kept.memory.activations - fused.memory.activations == doctest::Approx(4e5));
+  CHECK(kept.memory_bound_seconds - fused.memory_bound_seconds == doctest::Approx(2e6 / 1e9));
+  // The fused backward computes Q K^T again.
+  CHECK(fused.compute_seconds - kept.compute_seconds == doctest::Approx(1e8 / 1e12));
+}
+
+TEST_CASE("interleaved 1F1B: bubble divided by v, in-flight counts from the trainer's schedule") {
+  const ModelProfile m = toy_profile(8);
+  const Hardware hw = toy_hardware();
+  Workload w;
+  w.global_batch = 8;
+  Candidate c{.dp = 1, .tp = 1, .pp = 2, .micro_batch = 1, .micro_batches = 8};
+  const Prediction plain = predict(m, profile_stages(m, 2), hw, w, Features::full(), c);
+  c.schedule = "interleaved";
+  c.virtual_stages = 2;
+  const Prediction il = predict(m, profile_stages(m, 4), hw, w, Features::full(), c);
+  CHECK(plain.ideal_bubble == doctest::Approx(1.0 / 8));
+  CHECK(il.ideal_bubble == doctest::Approx(1.0 / 16));
+  CHECK(il.bubble_fraction < plain.bubble_fraction);
+  CHECK(il.pp_bytes > plain.pp_bytes);  // a micro-batch crosses 3 boundaries instead of 1
+  // The counts stop growing at 2 x stages micro-batches: the capped simulation
+  // equals the whole schedule.
+  for (int p : {2, 3, 4})
+    for (int v : {2, 3})
+      for (int mb = p; mb <= 6 * p; mb += p)
+        for (int s = 0; s < p; ++s) {
+          const std::vector<PipeOp> ops = pipeline_schedule("interleaved", s, p, mb, v);
+          const std::vector<int64_t> got = interleaved_in_flight(s, p, mb, v);
+          for (int ch = 0; ch < v; ++ch) CHECK(got[static_cast<size_t>(ch)] == in_flight(ops, ch));
+        }
+}
+
+TEST_CASE("ZeRO-3: parameters sharded with a two-layer window, 1.5x plain dp's traffic") {
+  ModelProfile m = toy_profile(4);
+  for (LayerProfile& l : m.layers) l.params = 1e6;
+  const Hardware hw = toy_hardware();
+  Workload w;
+  w.global_batch = 8;
+  Candidate c{.dp = 4, .tp = 1, .pp = 1, .micro_batch = 2, .micro_batches = 1};
+  const Prediction plain = predict(m, profile_stages(m, 1), hw, w, Features::full(), c);
+  c.zero = 3;
+  const Prediction z3 = predict(m, profile_stages(m, 1), hw, w, Features::full(), c);
+  CHECK(z3.memory.params == doctest::Approx((1e6 + 2 * 1e6) * 4));
+  CHECK(z3.memory.grads == doctest::Approx((1e6 + 2 * 1e6) * 4));
+  CHECK(z3.memory.optimizer == doctest::Approx(1e6 * 8));
+  CHECK(z3.dp_bytes == doctest::Approx(1.5 * plain.dp_bytes));  // two gathers and a scatter vs 2 x all-reduce
+  CHECK(z3.zero3_seconds > 0);
+  // Gathering per module (DeepSpeed) rather than per top-level layer: smaller windows.
+  Features per_module = Features::full();
+  per_module.zero_unit_params = 2.5e5;
+  const Prediction z3m = predict(m, profile_stages(m, 1), hw, w, per_module, c);
+  CHECK(z3m.memory.params == doctest::Approx((1e6 + 2 * 2.5e5) * 4));
+  CHECK(z3m.memory.grads == doctest::Approx((1e6 + 2 * 2.5e5) * 4));
 }

@@ -31,6 +31,7 @@ PlanRequest request(const ModelConfig& m, int64_t seq, int64_t batch, int device
   r.workload.precision = precision;
   r.devices = devices;
   r.hardware = load_hardware(hw);
+  r.features = Features::this_trainer();  // what lib/train runs (ZeRO-3 is modelled, not yet runnable)
   return r;
 }
 
@@ -40,7 +41,7 @@ const ModelConfig kGpt1T = gpt(128, 25600, 160, 51200, 2048);
 
 std::string str(const Candidate& c) {
   return fmt::format("dp={} tp={} pp={} mb={}x{} zero={} recompute={} {}", c.dp, c.tp, c.pp, c.micro_batch,
-                     c.micro_batches, c.zero, c.recompute, c.schedule);
+                     c.micro_batches, c.zero, recompute_name(c.recompute), c.schedule);
 }
 
 const PlannedLayout* find(const Plan& p, int dp, int tp, int pp) {
@@ -73,12 +74,13 @@ TEST_CASE("GPT-3 175B on 1024 A100s: tp = 8 in a node, pp across nodes, dp the r
   CHECK(c.pp > 1);
   CHECK(c.dp > 1);
   CHECK(c.dp * c.tp * c.pp == 1024);
-  CHECK(c.zero == 1);
-  CHECK(c.schedule == "1f1b");
+  CHECK(c.zero >= 1);
   CHECK(c.micro_batch == 1);
-  // Without ZeRO-1 or recomputation the 175B does not fit at dp = 128.
+  // At dp = 128 (no pipeline) the 175B fits without recomputation only with
+  // ZeRO-2 and sequence parallelism (21.8B parameters per device).
   CHECK(std::none_of(p.feasible.begin(), p.feasible.end(), [](const PlannedLayout& l) {
-    return l.p.c.tp == 8 && l.p.c.pp == 1 && !l.p.c.recompute;
+    return l.p.c.tp == 8 && l.p.c.pp == 1 && l.p.c.recompute == Recompute::none &&
+           (l.p.c.zero < 2 || !l.p.c.sequence_parallel);
   }));
 }
 
@@ -94,7 +96,7 @@ TEST_CASE("GPT-3 175B on 1024 H100s: tp 4-8 in a node, pp > 1, dp > 1, ZeRO-1, t
   CHECK((best.c.tp == 4 || best.c.tp == 8));
   CHECK(best.c.pp > 1);
   CHECK(best.c.dp > 1);
-  CHECK(best.c.zero == 1);
+  CHECK(best.c.zero >= 1);
   const auto tp8 = std::find_if(p.feasible.begin(), p.feasible.end(),
                                 [](const PlannedLayout& l) { return l.p.c.tp == 8 && l.p.c.pp > 1; });
   REQUIRE(tp8 != p.feasible.end());
@@ -108,15 +110,25 @@ TEST_CASE("1T GPT on 3072 A100s (Narayanan et al. 2021, Table 1): tp = 8, deep p
   CAPTURE(str(best.c));
   CHECK(best.c.tp == 8);
   CHECK(best.c.pp >= 8);
-  CHECK(best.c.recompute);
+  CHECK(best.c.recompute != Recompute::none);
   CHECK(best.c.micro_batch == 1);
-  // The paper's layout (tp 8, pp 64, dp 6; it also interleaves stages) fits and is close.
-  const PlannedLayout* paper = find(p, 6, 8, 64);
+  // The paper's layout (tp 8, pp 64, dp 6; it also interleaves stages) fits
+  // and is close where a stage's micro-batches in flight share one set of
+  // work buffers (PyTorch's caching allocator); lib/train gives each its own
+  // set, and 64 sets do not fit.
+  PlanRequest shared = request(kGpt1T, 2048, 3072, 3072, "a100-80gb");
+  shared.features.work_buffers_per_copy = false;
+  const Plan ps = make_plan(shared);
+  CHECK(find(p, 6, 8, 64) == nullptr);
+  const PlannedLayout* paper = find(ps, 6, 8, 64);
   REQUIRE(paper != nullptr);
-  CHECK(paper->p.step_seconds < 1.1 * best.step_seconds);
+  // With sequence parallelism and fused attention (neither in the paper) a
+  // shallower pipeline fits and wins; megatron_test.cpp compares the paper's
+  // own software.
+  CHECK(paper->p.step_seconds < 1.25 * ps.feasible[0].p.step_seconds);
   CHECK(paper->p.mfu > 0.25);
   // Without recomputation nothing fits: 1F1B keeps L layers' activations on stage 0.
-  CHECK(std::all_of(p.feasible.begin(), p.feasible.end(), [](const PlannedLayout& l) { return l.p.c.recompute; }));
+  CHECK(std::all_of(p.feasible.begin(), p.feasible.end(), [](const PlannedLayout& l) { return l.p.c.recompute != Recompute::none; }));
   // Recomputation, bf16 and ZeRO-1 by reduce-scatter run in this trainer.
   CHECK(p.feasible[0].runnable());
 }
@@ -146,11 +158,39 @@ TEST_CASE("rejections name the reason: divisibility, spanning nodes, layers, bat
   const Plan big = make_plan(request(kGpt3, 2048, 8, 8, "a100-80gb"));
   CHECK(big.feasible.empty());
   const auto mem = std::find_if(big.rejected.begin(), big.rejected.end(), [](const Rejection& r) {
-    return r.kind == "memory" && r.tp == 8 && r.recompute == 1;
+    return r.kind == "memory" && r.tp == 8 && r.recompute == 2;
   });
   REQUIRE(mem != big.rejected.end());
   CHECK(mem->needed_bytes > mem->capacity_bytes);
   CHECK(mem->reason.find("GiB over the 72.0 GiB usable of 80.0 GiB") != std::string::npos);
+  // Ranked by relevance: memory first, nearest to fitting first; spans last.
+  REQUIRE(!big.rejected.empty());
+  CHECK(big.rejected.front().kind == "memory");
+  for (size_t i = 1; i < big.rejected.size(); ++i) {
+    const Rejection &a = big.rejected[i - 1], &b = big.rejected[i];
+    CHECK(a.relevance() <= b.relevance());
+    if (a.kind == "memory" && b.kind == "memory")
+      CHECK(a.needed_bytes / a.capacity_bytes <= b.needed_bytes / b.capacity_bytes);
+  }
+  // Nothing fits: one line with the binding constraint, the closest and what would make it fit.
+  const std::string line = nothing_fits(big);
+  CHECK(line.find('\n') == std::string::npos);
+  CHECK(line.find("no layout of 8 devices fits: memory binds first; closest: [") == 0);
+  CHECK(line.find("fits with ") != std::string::npos);
+  // Counts agree: every layout is either fitting or rejected.
+  const LayoutCounts lc = layout_counts(p);
+  CHECK(lc.fitting > 0);
+  CHECK(lc.layouts > lc.fitting);
+}
+
+TEST_CASE("a vocabulary that blocks tp is reported with the padded size that unblocks it") {
+  const Plan p = make_plan(request(gpt(4, 128, 8, 50257, 64), 64, 64, 8, "h100-sxm"));
+  CHECK(p.vocab_size == 50257);
+  CHECK(p.vocab_blocked_tp == std::vector<int>{2, 4, 8});
+  CHECK(p.padded_vocab == 50304);
+  for (const PlannedLayout& l : p.feasible) CHECK(l.p.c.tp == 1);
+  const Plan padded = make_plan(request(gpt(4, 128, 8, 50304, 64), 64, 64, 8, "h100-sxm"));
+  CHECK(padded.vocab_blocked_tp.empty());
 }
 
 TEST_CASE("fixed choices are kept, runnable_only plans with this trainer's features") {
@@ -177,11 +217,11 @@ TEST_CASE("fixed choices are kept, runnable_only plans with this trainer's featu
   r.workload.precision = "bf16";
   p = make_plan(r);
   REQUIRE(!p.feasible.empty());
-  CHECK(!p.feasible[0].p.c.recompute);
-  r.recompute = 1;
+  CHECK(p.feasible[0].p.c.recompute == Recompute::none);
+  r.recompute = 2;
   p = make_plan(r);
   REQUIRE(!p.feasible.empty());
-  for (const PlannedLayout& l : p.feasible) CHECK(l.p.c.recompute);
+  for (const PlannedLayout& l : p.feasible) CHECK(l.p.c.recompute == Recompute::full);
   r.recompute = -1;
   r.workload.precision = "fp32";
   r.workload.global_batch = 0;
@@ -203,13 +243,25 @@ TEST_CASE("hardware: presets round-trip through the file format, bad files are n
     CHECK(back.intra.bandwidth == doctest::Approx(h.intra.bandwidth));
     CHECK(back.inter.latency == doctest::Approx(h.inter.latency));
     CHECK(back.overlap == doctest::Approx(h.overlap));
+    CHECK(back.gemm_half_dim == doctest::Approx(h.gemm_half_dim));
+    CHECK(back.fused_attention == h.fused_attention);
+    CHECK(back.tp_overlap == doctest::Approx(h.tp_overlap));
   }
   // Shipped files equal the presets.
   for (const std::string& name : hardware_presets()) {
     const Hardware file = load_hardware(std::string(DTRAIN_SOURCE_DIR) + "/configs/hardware/" + name + ".toml");
     CHECK(file.peak_fp32 == doctest::Approx(load_hardware(name).peak_fp32));
     CHECK(file.intra.latency == doctest::Approx(load_hardware(name).intra.latency));
+    CHECK(file.efficiency == doctest::Approx(load_hardware(name).efficiency));
+    CHECK(file.gemm_half_dim == doctest::Approx(load_hardware(name).gemm_half_dim));
+    CHECK(file.memory_bandwidth == doctest::Approx(load_hardware(name).memory_bandwidth));
+    CHECK(file.fused_attention == load_hardware(name).fused_attention);
   }
+  // GPU presets: fused attention; this CPU backend materialises the scores.
+  CHECK(load_hardware("h200").fused_attention);
+  CHECK(!load_hardware("cpu-local").fused_attention);
+  CHECK(load_hardware("a100-80gb").gemm_efficiency(128) == doctest::Approx(0.4));
+  CHECK(load_hardware("a100-80gb").gemm_efficiency(1e9) == doctest::Approx(0.8));
   try {
     parse_hardware_toml("[device]\nmemory_gib = 8\npeak_tflops_fp32 = 1\nmemory_bandwith_gbs = 5\n", "hw.toml");
     FAIL("expected a ConfigError");
@@ -266,6 +318,26 @@ TEST_CASE("parallel.mode = auto: the planner picks the degrees for the ranks lau
   const Config one = parse_config(kTiny, "cfg.toml", {}, 1, hook);
   CHECK(one.parallel.dp == 1);
   CHECK(one.train.grad_accum == 2);
+  // The modes the plan picks reach the config: interleaved with its chunks,
+  // sequence parallelism, the recomputation mode; a mode the config sets is kept.
+  const Config il = parse_config(kTiny, "cfg.toml",
+                                 {"parallel.mode=auto", "parallel.pp=2", "parallel.tp=2",
+                                  "parallel.virtual_stages=2", "parallel.schedule=\"interleaved\"",
+                                  "parallel.sequence_parallel=true", "train.recompute=\"selective\"",
+                                  "train.grad_accum=0", "train.micro_batch=0", "train.global_batch=16"},
+                                 4, hook);
+  CHECK(il.parallel.schedule == "interleaved");
+  CHECK(il.parallel.virtual_stages == 2);
+  CHECK(il.parallel.sequence_parallel);
+  CHECK(il.train.recompute == "selective");
+  CHECK(il.train.grad_accum % 2 == 0);
+  const Config free = parse_config(kTiny, "cfg.toml", {"parallel.mode=auto", "parallel.tp=2",
+                                                       "train.global_batch=16", "train.grad_accum=0",
+                                                       "train.micro_batch=0"},
+                                   4, hook);
+  CHECK((free.parallel.schedule != "interleaved" || free.parallel.virtual_stages >= 2));
+  CHECK((free.train.recompute == "none" || free.train.recompute == "selective" || free.train.recompute == "full"));
+  CHECK(parse_config(to_toml(free), "cfg.toml", {}, 4, hook) == free);
   // Nothing fits: the nearest misses are named.
   CHECK_THROWS_WITH_AS(parse_config(kTiny, "cfg.toml", {"train.global_batch=3", "train.micro_batch=0",
                                                           "train.grad_accum=0", "parallel.mode=auto",

@@ -63,14 +63,22 @@ def spearman(a, b):
 
 
 def layout_sets(c):
-    return [f"parallel.dp={c['dp']}", f"parallel.tp={c['tp']}", f"parallel.pp={c['pp']}",
+    sets = [f"parallel.dp={c['dp']}", f"parallel.tp={c['tp']}", f"parallel.pp={c['pp']}",
             f"parallel.zero={c['zero']}", f"parallel.schedule={c['schedule']}",
-            f"train.micro_batch={c['micro_batch']}", f"train.grad_accum={c['micro_batches']}"]
+            f"train.micro_batch={c['micro_batch']}", f"train.grad_accum={c['micro_batches']}",
+            f"train.recompute={c.get('recompute', 'none')}",
+            f"parallel.sequence_parallel={'true' if c.get('sequence_parallel') else 'false'}"]
+    if c["schedule"] == "interleaved":
+        sets.append(f"parallel.virtual_stages={c['virtual_stages']}")
+    return sets
 
 
 def name(c):
     sched = c["schedule"] if c["pp"] > 1 else "-"
-    return f"dp={c['dp']} tp={c['tp']} pp={c['pp']} | {c['micro_batch']} x {c['micro_batches']} | {c['zero']} | {sched}"
+    if sched == "interleaved":
+        sched = f"il{c['virtual_stages']}"
+    extra = f" | {c.get('recompute', 'none')}" + (" sp" if c.get("sequence_parallel") else "")
+    return f"dp={c['dp']} tp={c['tp']} pp={c['pp']} | {c['micro_batch']} x {c['micro_batches']} | {c['zero']} | {sched}{extra}"
 
 
 def main():

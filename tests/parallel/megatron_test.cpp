@@ -1,0 +1,231 @@
+// Acceptance: the planner against published expert practice. Source:
+// D. Narayanan, M. Shoeybi, J. Casper, P. LeGresley, M. Patwary, V. Korthikanti,
+// D. Vainbrand, P. Kashinkunti, J. Bernauer, B. Catanzaro, A. Phanishayee,
+// M. Zaharia, "Efficient Large-Scale Language Model Training on GPU Clusters
+// Using Megatron-LM", SC 2021, arXiv:2104.04473:
+// - Table 1 (weak scaling, 1.7B to 1T parameters on 32 to 3072 A100 80 GB in
+//   DGX A100 nodes, vocabulary 51,200, sequence 2048): the published tensor-
+//   and pipeline-parallel sizes and the achieved TFLOP/s per GPU. Table 1
+//   gives no micro-batch size; the planner chooses it.
+// - Table 2 (PTD-P against ZeRO-3 without model parallelism, 175B and 530B):
+//   model-parallel size (tp 8 x pp 12 = 96, tp 8 x pp 35 = 280), micro-batch
+//   size and TFLOP/s per GPU.
+// TFLOP/s per GPU are counted as the paper counts them (its section 5.1):
+// 96 B s l h^2 (1 + s / 6h + V / 16lh) per step, which includes the forward
+// recomputation of full activation recomputation, used in these runs; so the
+// rows are planned with recompute = full.
+// The software of 2021 differs from this trainer's and from the presets'
+// backend in two documented ways (docs/planner.md, "Checked against published
+// runs"): attention materialises the scores (fused softmax kernels, no flash
+// attention: Hardware::fused_attention = false), and tensor-parallel
+// communication is not overlapped (tp_overlap = 0, as in the presets).
+// Everything else is the a100-80gb preset; nothing is fitted per row.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+
+#include "parallel/planner.h"
+
+#include "parallel/gpt_config.h"
+
+using namespace dtrain;
+
+namespace {
+
+struct Row {
+  double billions;
+  int heads, hidden, layers, tp, pp, gpus, batch;
+  double tflops;
+  int micro_batch = 0;  // Table 2; 0 = not published
+  int zero = -1;        // Table 2's ZeRO-3 rows: 3
+  // Known misses, asserted as such so that a change that fixes (or breaks)
+  // one shows: the planner prefers another (tp, pp) by more than 5%
+  // (docs/planner.md lists them with the margins).
+  bool layout_miss = false;
+};
+
+// Table 1.
+const Row kTable1[] = {
+    {1.7, 24, 2304, 24, 1, 1, 32, 512, 137},      {3.6, 32, 3072, 30, 2, 1, 64, 512, 138},
+    {7.5, 32, 4096, 36, 4, 1, 128, 512, 142},     {18.4, 48, 6144, 40, 8, 1, 256, 1024, 135, 0, -1, true},
+    {39.1, 64, 8192, 48, 8, 2, 512, 1536, 138, 0, -1, true},   {76.1, 80, 10240, 60, 8, 4, 1024, 1792, 140},
+    {145.6, 96, 12288, 80, 8, 8, 1536, 2304, 148, 0, -1, true}, {310.1, 128, 16384, 96, 8, 16, 1920, 2160, 155},
+    {529.6, 128, 20480, 105, 8, 35, 2520, 2520, 163}, {1008.0, 160, 25600, 128, 8, 64, 3072, 3072, 163},
+};
+
+// Table 2: PTD-P rows, then the ZeRO-3 rows (model-parallel size 1).
+const Row kTable2Ptdp[] = {
+    {174.6, 96, 12288, 96, 8, 12, 384, 1536, 153, 1, -1, true},
+    {174.6, 96, 12288, 96, 8, 12, 768, 1536, 149, 1, -1, true},
+    {174.6, 96, 12288, 96, 8, 12, 1536, 1536, 141, 1, -1, true},
+    {529.6, 128, 20480, 105, 8, 35, 560, 2240, 171, 1, -1, true},
+    {529.6, 128, 20480, 105, 8, 35, 1120, 2240, 167, 1}, {529.6, 128, 20480, 105, 8, 35, 2240, 2240, 159, 1},
+};
+const Row kTable2Zero3[] = {
+    {174.6, 96, 12288, 96, 1, 1, 384, 1536, 144, 4, 3},  {174.6, 96, 12288, 96, 1, 1, 768, 1536, 88, 2, 3},
+    {174.6, 96, 12288, 96, 1, 1, 1536, 1536, 44, 1, 3},  {529.6, 128, 20480, 105, 1, 1, 640, 2560, 138, 4, 3},
+    {529.6, 128, 20480, 105, 1, 1, 1120, 2240, 98, 2, 3}, {529.6, 128, 20480, 105, 1, 1, 2240, 2240, 48, 1, 3},
+};
+
+constexpr int64_t kSeq = 2048, kVocab = 51200;
+
+// The A100 preset with Megatron 2021's attention (the scores materialised).
+Hardware megatron_2021() {
+  Hardware h = load_hardware("a100-80gb");
+  h.fused_attention = false;
+  h.tp_overlap = 0;
+  return h;
+}
+
+PlanRequest request(const Row& r) {
+  PlanRequest q;
+  q.model = test::gpt(r.layers, r.hidden, r.heads, kVocab, kSeq);
+  q.model.dropout = 0.1;  // Megatron's GPT: hidden dropout 0.1
+  q.seq_len = kSeq;
+  q.workload.global_batch = r.batch;
+  q.workload.precision = "bf16";  // the paper trains in fp16: the same bytes and peak
+  q.devices = r.gpus;
+  q.hardware = megatron_2021();
+  q.recompute = 2;
+  q.max_idle_fraction = 0;
+  // What Megatron-LM could run in 2021: interleaved 1F1B, full recomputation;
+  // no sequence parallelism, no distributed optimizer (ZeRO) in Megatron
+  // itself (the ZeRO-3 rows are DeepSpeed's), and the data-parallel
+  // all-reduce after the backward (its local DDP), not overlapped with it.
+  q.features.sequence_parallel = false;
+  q.features.selective = false;
+  q.features.max_zero = r.zero >= 0 ? r.zero : 0;
+  q.runnable = q.features;
+  q.workload.overlap = false;
+  q.features.work_buffers_per_copy = false;  // PyTorch's caching allocator: one set in use at a time
+  // DeepSpeed's ZeRO-3 gathers and reduces per module: at most the largest Linear (4 h^2).
+  if (r.zero == 3) q.features.zero_unit_params = 4.0 * r.hidden * r.hidden;
+  if (r.micro_batch > 0) q.micro_batch = r.micro_batch;
+  if (r.zero >= 0) q.zero = r.zero;
+  return q;
+}
+
+// The paper's TFLOP/s per GPU for a predicted step.
+double paper_tflops(const Row& r, double step_seconds, int devices) {
+  const double B = r.batch, s = kSeq, l = r.layers, h = r.hidden, V = kVocab;
+  const double flops = 96 * B * s * l * h * h * (1 + s / (6 * h) + V / (16 * l * h));
+  return flops / step_seconds / devices / 1e12;
+}
+
+struct Outcome {
+  bool layout_ok = false;  // (tp, pp) published, or the published layout within 5% of the pick
+  double pick_tflops = 0, published_tflops = 0, ratio = 0;
+  std::string pick;
+};
+
+Outcome check(const Row& r, bool free_layout) {
+  PlanRequest q = request(r);
+  Outcome o;
+  const PlannedLayout* pick = nullptr;
+  Plan free_plan;
+  if (free_layout) {
+    free_plan = make_plan(q);
+    REQUIRE(!free_plan.feasible.empty());
+    pick = &free_plan.feasible.front();
+    o.pick = describe(pick->p.c);
+    o.pick_tflops = paper_tflops(r, pick->p.step_seconds, pick->p.c.devices());
+  }
+  q.tp = r.tp;
+  q.pp = r.pp;
+  const Plan published = make_plan(q);
+  INFO(nothing_fits(published));
+  REQUIRE(!published.feasible.empty());
+  const Prediction& p = published.feasible.front().p;
+  std::printf("   step %.3f s: pipeline %.3f (compute %.3f, memory-bound %.3f, tp %.3f, p2p %.3f, zero3 %.3f, bubble %.1f%%), dp %.3f, update %.3f; %s\n",
+              p.step_seconds, p.pipeline_seconds, p.compute_seconds, p.memory_bound_seconds, p.tp_seconds,
+              p.pp_seconds, p.zero3_seconds, 100 * p.bubble_fraction, p.dp_exposed_seconds, p.optimizer_seconds,
+              describe(p.c).c_str());
+  if (!pick) o.pick = describe(p.c);
+  o.published_tflops = paper_tflops(r, p.step_seconds, p.c.devices());
+  o.ratio = o.published_tflops / r.tflops;
+  o.layout_ok = !free_layout || (pick->p.c.tp == r.tp && pick->p.c.pp == r.pp) ||
+                p.step_seconds <= 1.05 * pick->p.step_seconds;
+  std::printf("%7.1fB %5d GPUs tp %d pp %2d: published %3.0f TFLOP/s, predicted %5.1f (%+5.1f%%); pick %s, "
+              "published layout %+.1f%% slower%s\n",
+              r.billions, r.gpus, r.tp, r.pp, r.tflops, o.published_tflops, 100 * (o.ratio - 1), o.pick.c_str(),
+              pick ? 100 * (p.step_seconds / pick->p.step_seconds - 1) : 0.0,
+              o.layout_ok ? "" : "  [layout differs by > 5%]");
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("Megatron-LM SC21 Table 1: published (tp, pp) or within 5%, TFLOP/s per GPU within 15%") {
+  int layouts = 0, within = 0;
+  for (const Row& r : kTable1) {
+    CAPTURE(r.billions);
+    const Outcome o = check(r, true);
+    CHECK(o.layout_ok == !r.layout_miss);
+    CHECK(o.ratio == doctest::Approx(1).epsilon(0.15));
+    layouts += o.layout_ok;
+    within += std::abs(o.ratio - 1) <= 0.15;
+  }
+  std::printf("Table 1: layout %d/10, TFLOP/s within 15%% %d/10\n", layouts, within);
+}
+
+TEST_CASE("Megatron-LM SC21 Table 2, PTD-P rows: TFLOP/s per GPU within 15%") {
+  for (const Row& r : kTable2Ptdp) {
+    CAPTURE(r.billions);
+    CAPTURE(r.gpus);
+    const Outcome o = check(r, true);
+    CHECK(o.layout_ok == !r.layout_miss);
+    CHECK(o.ratio == doctest::Approx(1).epsilon(0.15));
+  }
+}
+
+TEST_CASE("Megatron-LM SC21 Table 2, ZeRO-3 rows (DeepSpeed, no model parallelism)") {
+  // 175B: within 15% at 768 and 1536 GPUs; at 384 GPUs the prediction is
+  // about 19% high (DeepSpeed hid less of its gathers behind the micro-batch
+  // of 4 than the model's 90% overlap). 530B at 1120 and 2240 GPUs: within
+  // 15%. 530B at 640 GPUs (micro-batch 4) does not fit: 74.1 GiB of the
+  // preset's 72 usable (3% over), with DeepSpeed's per-Linear gathering
+  // (zero_unit_params; gathering a whole 5.0B-parameter block, as lib/train's
+  // ZeRO-3 is specified, it needs 99 GiB).
+  for (const Row& r : kTable2Zero3) {
+    CAPTURE(r.billions);
+    CAPTURE(r.gpus);
+    if (r.billions > 500 && r.gpus == 640) {
+      const Plan p = make_plan([&] {
+        PlanRequest q = request(r);
+        q.tp = q.pp = 1;
+        return q;
+      }());
+      CHECK(p.feasible.empty());
+      std::printf("%7.1fB %5d GPUs ZeRO-3: published %3.0f TFLOP/s; %s\n", r.billions, r.gpus, r.tflops,
+                  nothing_fits(p, 1).c_str());
+      continue;
+    }
+    const Outcome o = check(r, false);
+    if (r.gpus == 384)
+      CHECK(o.ratio == doctest::Approx(1.19).epsilon(0.05));
+    else
+      CHECK(o.ratio == doctest::Approx(1).epsilon(0.15));
+  }
+}
+
+TEST_CASE("1T parameters on 10,000 devices: a plan in under a second, leaving a few devices idle") {
+  const Row r{1008.0, 160, 25600, 128, 8, 64, 10000, 3072, 163};
+  PlanRequest q = request(r);
+  q.hardware = load_hardware("h100-sxm");
+  q.features = q.runnable = Features::this_trainer();
+  q.recompute = -1;
+  q.max_idle_fraction = 0.02;
+  const Plan p = make_plan(q);
+  REQUIRE(!p.feasible.empty());
+  CHECK(p.seconds < 1.0);
+  const int used = p.feasible[0].p.c.devices();
+  CHECK(used < 10000);
+  CHECK(used >= 9800);
+  MESSAGE("1T on 10,000 H100s: " << describe(p.feasible[0].p.c) << " on " << used << " devices, planned in "
+                                 << p.seconds * 1e3 << " ms");
+  q.max_idle_fraction = 0;  // every device: 10,000 = 2^4 x 5^4
+  const Plan all = make_plan(q);
+  if (!all.feasible.empty()) CHECK(all.feasible[0].p.step_seconds >= p.feasible[0].p.step_seconds);
+}
