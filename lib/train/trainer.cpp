@@ -398,7 +398,8 @@ StepResult Trainer::train_step(int64_t step) {
   current_step_ = step;
   const TrainConfig& t = cfg_.train;
   Model& m = model();
-  m.params.zero_grads();
+  if (!grads_zeroed_) m.params.zero_grads();
+  grads_zeroed_ = false;  // until this step's update zeroes them again
   if (zero_) zero_->begin_step();
   const int micro_batches = static_cast<int>(t.grad_accum);
   const std::vector<PipeOp>& ops = ops_;
@@ -454,7 +455,11 @@ StepResult Trainer::train_step(int64_t step) {
   }
   {
     Profiler::Scope timed(options_.profiler, Profiler::Kind::optimizer);
-    opt_->step(learning_rate(cfg_.optim, t.steps, step), clip_scale(r.grad_norm, cfg_.optim.grad_clip));
+    // Without ZeRO the update reads every gradient once: it zeroes them in
+    // the same pass, for the next step (one pass over them fewer).
+    const bool fuse = !zero_ && opt_->zeroes_all_grads();
+    opt_->step(learning_rate(cfg_.optim, t.steps, step), clip_scale(r.grad_norm, cfg_.optim.grad_clip), fuse);
+    grads_zeroed_ = fuse;
   }
   if (zero_) {
     // ZeRO: every rank updated its range; gather the others' into place.
