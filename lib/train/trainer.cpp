@@ -455,9 +455,10 @@ StepResult Trainer::train_step(int64_t step) {
   }
   {
     Profiler::Scope timed(options_.profiler, Profiler::Kind::optimizer);
-    // Without ZeRO the update reads every gradient once: it zeroes them in
-    // the same pass, for the next step (one pass over them fewer).
-    const bool fuse = !zero_ && opt_->zeroes_all_grads();
+    // Without ZeRO the update reads every gradient once: on the CPU it zeroes
+    // them in the same pass, for the next step (one pass over them fewer; the
+    // CUDA update would zero span by span, slower than one memset).
+    const bool fuse = !zero_ && opt_->zeroes_all_grads() && !m.exec.on_cuda();
     opt_->step(learning_rate(cfg_.optim, t.steps, step), clip_scale(r.grad_norm, cfg_.optim.grad_clip), fuse);
     grads_zeroed_ = fuse;
   }
