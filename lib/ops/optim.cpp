@@ -6,8 +6,10 @@
 #include <cmath>
 #include <type_traits>
 
+#include "kernels/cpu/adamw_avx512.h"
 #include "kernels/elementwise_math.h"
 #include "ops/dispatch.h"
+#include "ops/ops.h"
 #if DTRAIN_HAVE_CUDA
 #include "ops/cuda/gpt_ops.h"
 #endif
@@ -68,16 +70,38 @@ math::SgdCoeffs<T> sgd_coeffs(const SgdArgs& a, bool decay) {
   return c;
 }
 
+#if DTRAIN_HAVE_CUDA
+// The device's updates do not fuse zeroing yet: a pass of their own.
+void zero_grads_after(const Exec& ex, bool on, const std::vector<UpdateSpan>& spans) {
+  if (on)
+    for (const UpdateSpan& s : spans) zero(ex, s.g);
+}
+#endif
+
+// The AVX-512 AdamW loop gives the scalar loop's bits only where the scalar
+// loop's multiply-adds are fused as the kernel's are: in a build for a CPU
+// with FMA (-march=native on one, the default). Elsewhere the scalar loop runs.
+bool adamw_vector_ok() {
+#if defined(__FMA__) && defined(__x86_64__)
+  static const bool ok = cpu::x86::adamw_avx512_supported();
+  return ok;
+#else
+  return false;
+#endif
+}
+
 }  // namespace
 
 void adamw_update(const Exec& ex, const AdamWArgs& a, const std::vector<UpdateSpan>& spans) {
   if (spans.empty()) return;
   DTRAIN_CUDA_OP(ex, cuda_ops::adamw_update(ex, adamw_coeffs<float>(a, true),
-                                            adamw_coeffs<float>(a, false), spans));
+                                            adamw_coeffs<float>(a, false), spans);
+                 zero_grads_after(ex, a.zero_grads, spans));
   check_spans(ex, "adamw", spans);
   dispatch_full(spans[0].w.dtype(), "adamw", [&](auto tag) {
     using T = decltype(tag);
     const math::AdamWCoeffs<T> on = adamw_coeffs<T>(a, true), off = adamw_coeffs<T>(a, false);
+    const bool vec = std::is_same_v<T, float> && a.vector && adamw_vector_ok();
     int64_t total = 0;
     for (const UpdateSpan& s : spans) total += s.w.numel();
 #pragma omp parallel
@@ -91,10 +115,21 @@ void adamw_update(const Exec& ex, const AdamWArgs& a, const std::vector<UpdateSp
         seen += n;
         if (b >= e) continue;
         T* w = s.w.data<T>();
-        const T* g = s.g.data<T>();
+        T* g = s.g.data<T>();
         T* m = s.s1.data<T>();
         T* v = s.s2.data<T>();
         const math::AdamWCoeffs<T> c = s.decay ? on : off;
+        if constexpr (std::is_same_v<T, float>) {
+          if (vec) {  // one pass: masters, moments, gradient and the bf16 copy
+            const cpu::x86::AdamWStepF32 k{c.b1,        1.f - c.b1,     c.b2, 1.f - c.b2,   c.step_size,
+                                           c.inv_sqrt_bc2, c.eps, c.grad_scale, c.decay};
+            uint16_t* wc = s.wc.defined() && s.wc.dtype() == DType::bf16
+                               ? reinterpret_cast<uint16_t*>(s.wc.data<bf16>()) + b
+                               : nullptr;
+            cpu::x86::adamw_f32_avx512(k, w + b, g + b, m + b, v + b, wc, e - b, a.zero_grads);
+            continue;
+          }
+        }
         // In blocks that stay in L1, so the compute copy is written from the
         // updated masters while they are still in cache (one pass over memory).
         constexpr int64_t kBlock = 2048;
@@ -103,6 +138,7 @@ void adamw_update(const Exec& ex, const AdamWArgs& a, const std::vector<UpdateSp
 #pragma omp simd
           for (int64_t i = b0; i < e0; ++i) math::adamw_element(c, g[i], w[i], m[i], v[i]);
           write_copy(s, w, b0, e0);
+          if (a.zero_grads) std::fill(g + b0, g + e0, T(0));
         }
       }
     }
@@ -111,7 +147,8 @@ void adamw_update(const Exec& ex, const AdamWArgs& a, const std::vector<UpdateSp
 
 void sgd_update(const Exec& ex, const SgdArgs& a, const std::vector<UpdateSpan>& spans) {
   DTRAIN_CUDA_OP(ex, cuda_ops::sgd_update(ex, sgd_coeffs<float>(a, true), sgd_coeffs<float>(a, false),
-                                          spans));
+                                          spans);
+                 zero_grads_after(ex, a.zero_grads, spans));
   check_spans(ex, "sgd", spans);
   for (const UpdateSpan& s : spans) {
     dispatch_full(s.w.dtype(), "sgd", [&](auto tag) {
@@ -124,6 +161,11 @@ void sgd_update(const Exec& ex, const SgdArgs& a, const std::vector<UpdateSpan>&
 #pragma omp parallel for simd schedule(static)
       for (int64_t i = 0; i < n; ++i) math::sgd_element(c, g[i], w[i], buf[i]);
       write_copy(s, w, 0, n);
+      if (a.zero_grads) {
+        T* gz = s.g.data<T>();
+#pragma omp parallel for simd schedule(static)
+        for (int64_t i = 0; i < n; ++i) gz[i] = T(0);
+      }
     });
   }
 }

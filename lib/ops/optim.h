@@ -24,6 +24,12 @@ struct AdamWArgs {
   double lr = 0;
   int64_t t = 1;          // the update's number, from 1 (bias correction)
   double grad_scale = 1;  // clipping
+  // Also set each span's gradient to 0 once read, in the same pass (the next
+  // step then needs no zeroing pass over the gradients).
+  bool zero_grads = false;
+  // CPU, fp32: the AVX-512 loop where the CPU has it (cpu/adamw_avx512.h;
+  // the same bits as the scalar loop); false forces the scalar loop (tests).
+  bool vector = true;
 };
 // One AdamW update of every span; elements are cut evenly between threads
 // whatever the span boundaries (an element's update does not depend on the cut).
@@ -32,6 +38,7 @@ void adamw_update(const Exec& ex, const AdamWArgs& a, const std::vector<UpdateSp
 struct SgdArgs {
   double momentum = 0, weight_decay = 0, lr = 0, grad_scale = 1;
   bool nesterov = false, first = false;
+  bool zero_grads = false;  // as AdamWArgs::zero_grads
 };
 void sgd_update(const Exec& ex, const SgdArgs& a, const std::vector<UpdateSpan>& spans);
 

@@ -19,7 +19,13 @@ class Optimizer {
   virtual ~Optimizer() = default;
   // One update of every trainable parameter from its gradient times
   // grad_scale (gradient clipping folded into the update: one pass over memory).
-  virtual void step(double lr, double grad_scale = 1.0) = 0;
+  // zero_grads: the update also sets every gradient it read to 0 in that pass.
+  virtual void step(double lr, double grad_scale = 1.0, bool zero_grads = false) = 0;
+  // Whether step(..., zero_grads = true) leaves the whole flat gradient buffer
+  // of the ParamStore zero (its range is all of it and it reads the
+  // parameters' own gradients, not a ZeRO shard); the trainer then skips the
+  // next step's zeroing pass.
+  virtual bool zeroes_all_grads() const = 0;
   // Named state tensors (e.g. "adamw.m", "adamw.v"), flat, same offsets as the parameters.
   virtual std::vector<std::pair<std::string, Tensor>> state() = 0;
   // Number of updates done so far.

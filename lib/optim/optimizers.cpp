@@ -59,15 +59,27 @@ std::vector<ops::UpdateSpan> spans_of(ParamStore& ps, FlatRange r, const Tensor&
   return spans;
 }
 
+// Whether the spans' gradients are the whole flat gradient buffer (the
+// parameters' own views, every element once).
+bool covers_all(ParamStore& ps, const std::vector<ops::UpdateSpan>& spans, const Tensor& gs) {
+  if (gs.defined() || !ps.grads().defined()) return false;
+  int64_t n = 0;
+  for (const ops::UpdateSpan& s : spans) n += s.g.numel();
+  return n == ps.grads().numel();
+}
+
 class AdamW : public Optimizer {
  public:
   AdamW(const OptimConfig& cfg, ParamStore& ps, FlatRange r, const RangeShards& gs) : cfg_(cfg), ps_(ps), r_(r) {
     m_ = state_tensor(ps, r);
     v_ = state_tensor(ps, r);
     spans_ = spans_of(ps_, r_, m_, v_, gs);  // views: made once, valid for the run
+    all_grads_ = covers_all(ps_, spans_, gs);
   }
 
-  void step(double lr, double grad_scale) override {
+  bool zeroes_all_grads() const override { return all_grads_; }
+
+  void step(double lr, double grad_scale, bool zero_grads) override {
     ++t_;
     ops::AdamWArgs a;
     a.beta1 = cfg_.beta1;
@@ -77,6 +89,7 @@ class AdamW : public Optimizer {
     a.lr = lr;
     a.t = t_;
     a.grad_scale = grad_scale;
+    a.zero_grads = zero_grads;
     ops::adamw_update(ps_.exec(), a, spans_);
   }
 
@@ -93,6 +106,7 @@ class AdamW : public Optimizer {
   Tensor m_, v_;
   int64_t t_ = 0;
   std::vector<ops::UpdateSpan> spans_;
+  bool all_grads_ = false;
 };
 
 // SGD with momentum (PyTorch's formulation): weight decay added to the
@@ -102,9 +116,12 @@ class Sgd : public Optimizer {
   Sgd(const OptimConfig& cfg, ParamStore& ps, FlatRange r, const RangeShards& gs) : cfg_(cfg), ps_(ps), r_(r) {
     buf_ = state_tensor(ps, r);
     spans_ = spans_of(ps_, r_, buf_, Tensor{}, gs);
+    all_grads_ = covers_all(ps_, spans_, gs);
   }
 
-  void step(double lr, double grad_scale) override {
+  bool zeroes_all_grads() const override { return all_grads_; }
+
+  void step(double lr, double grad_scale, bool zero_grads) override {
     ops::SgdArgs a;
     a.momentum = cfg_.momentum;
     a.weight_decay = cfg_.weight_decay;
@@ -112,6 +129,7 @@ class Sgd : public Optimizer {
     a.grad_scale = grad_scale;
     a.nesterov = cfg_.nesterov;
     a.first = t_ == 0;
+    a.zero_grads = zero_grads;
     ++t_;
     ops::sgd_update(ps_.exec(), a, spans_);
   }
@@ -127,6 +145,7 @@ class Sgd : public Optimizer {
   Tensor buf_;
   int64_t t_ = 0;
   std::vector<ops::UpdateSpan> spans_;
+  bool all_grads_ = false;
 };
 
 }  // namespace

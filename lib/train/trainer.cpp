@@ -460,7 +460,8 @@ StepResult Trainer::train_step(int64_t step) {
   current_step_ = step;
   const TrainConfig& t = cfg_.train;
   Model& m = model();
-  m.params.zero_grads();
+  if (!grads_zeroed_) m.params.zero_grads();
+  grads_zeroed_ = false;  // until this step's update zeroes them again
   if (zero_) zero_->begin_step();
   const int micro_batches = static_cast<int>(t.grad_accum);
   const std::vector<PipeOp>& ops = ops_;
@@ -522,7 +523,12 @@ StepResult Trainer::train_step(int64_t step) {
   }
   {
     Profiler::Scope timed(options_.profiler, Profiler::Kind::optimizer);
-    opt_->step(learning_rate(cfg_.optim, t.steps, step), clip_scale(r.grad_norm, cfg_.optim.grad_clip));
+    // Without ZeRO the update reads every gradient once: on the CPU it zeroes
+    // them in the same pass, for the next step (one pass over them fewer; the
+    // CUDA update would zero span by span, slower than one memset).
+    const bool fuse = !zero_ && opt_->zeroes_all_grads() && !m.exec.on_cuda();
+    opt_->step(learning_rate(cfg_.optim, t.steps, step), clip_scale(r.grad_norm, cfg_.optim.grad_clip), fuse);
+    grads_zeroed_ = fuse;
   }
   if (zero_) {
     // ZeRO: every rank updated its range; gather the others' into place.

@@ -188,6 +188,9 @@ class Trainer {
   std::unique_ptr<Model> owner_;  // chunks_ > 1: all chunks' layers and parameters, never run
   std::unique_ptr<Optimizer> opt_;
   FlatRange opt_range_;
+  // The last update zeroed every gradient in its pass (Optimizer::step's
+  // zero_grads): the next step skips its zeroing pass.
+  bool grads_zeroed_ = false;
   std::unique_ptr<ZeroSharding> zero_;  // ZeRO-1/2/3 over dp (null: gradients all-reduced by reducer_)
   std::unique_ptr<GradReducer> reducer_;
   std::unique_ptr<LocalSync> local_;  // parallel.sync = "local" (then no per-step gradient reduction over dp)

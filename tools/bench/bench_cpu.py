@@ -11,7 +11,7 @@ Run from the repository root after tools/setup.sh:
 --precisions fp32,bf16 runs each case in each precision (bf16: dtrain's train.precision = "bf16",
 PyTorch's forward under torch.autocast("cpu", dtype=torch.bfloat16), as users run it), all in the
 same alternating rounds, and adds dtrain's bf16 / fp32 speed-up.
-With --baseline OTHER_DTRAIN an older build runs in the same rounds too (a before/after column);
+With --baseline OTHER_DTRAIN an older build runs in the same rounds too, in each precision (a before/after column);
 --baseline-env VAR=VALUE runs the baseline with that variable (e.g. --baseline build/dtrain
 --baseline-env DTRAIN_CPU_GEMM=blas: the same binary on OpenBLAS's sgemm).
 PyTorch runs with Debian's /usr/bin/python3, OMP_WAIT_POLICY=PASSIVE and glibc malloc tunables
@@ -106,7 +106,7 @@ def main():
             continue
         d_times = {p: [] for p in precisions}
         t_times = {p: [] for p in precisions}
-        b_times = []
+        b_times = {p: [] for p in precisions}
         items = None
         gflop = 0.0
         for r in range(a.rounds):
@@ -116,14 +116,15 @@ def main():
                 t_times[p].append(run_torch(targs, a.steps, a.warmup, a.threads, p))
                 print(f"{name} {p}: round {r + 1}: dtrain {dt * 1e3:.0f} ms, pytorch {t_times[p][-1] * 1e3:.0f} ms per step",
                       file=sys.stderr)
-            if a.baseline:
-                b_env = dict(kv.split("=", 1) for kv in a.baseline_env)
-                b_times.append(run_dtrain(a.baseline, config, a.steps, a.warmup, a.threads, b_env)[0])
-        b = statistics.median(b_times) if b_times else None
+                if a.baseline:  # the baseline build in the same precision, same round
+                    b_env = dict(kv.split("=", 1) for kv in a.baseline_env)
+                    b_times[p].append(run_dtrain(a.baseline, config, a.steps, a.warmup, a.threads, b_env,
+                                                 precision=p)[0])
         for p in precisions:
             d, t = statistics.median(d_times[p]), statistics.median(t_times[p])
             vs32 = statistics.median(d_times["fp32"]) / d if "fp32" in precisions and p != "fp32" else None
-            rows.append((f"{name}, {p}", items / d, items / t, t / d, unit, d, t, gflop / d / a.peak, b if p == "fp32" else None, vs32))
+            b = statistics.median(b_times[p]) if b_times[p] else None
+            rows.append((f"{name}, {p}", items / d, items / t, t / d, unit, d, t, gflop / d / a.peak, b, vs32))
             print(f"{name} {p}: dtrain {items / d:.1f} {unit}, pytorch {items / t:.1f} {unit}", file=sys.stderr)
     base = " | baseline / PyTorch | baseline step" if a.baseline else ""
     print(f"| case | dtrain | PyTorch | dtrain / PyTorch | dtrain step | PyTorch step | dtrain MFU (vs {a.peak:.0f} GFLOP/s) | dtrain bf16 / fp32{base} |")

@@ -218,6 +218,18 @@ void add_chunk_shares(const Scratch& sc, const T* scratch, int64_t chunks, int64
     }
 }
 
+// C (A) = op(a) @ op(b) + beta C with alpha 1: the fp32 / fp64 GEMM, or the
+// bf16 one with fp32 accumulation.
+template <class T>
+void product(bool ta, bool tb, int64_t m, int64_t nn, int64_t k, const T* a, int64_t lda, const T* b,
+             int64_t ldb, T beta, T* c, int64_t ldc) {
+  gemm<T>(ta, tb, m, nn, k, T(1), a, lda, b, ldb, beta, c, ldc);
+}
+void product(bool ta, bool tb, int64_t m, int64_t nn, int64_t k, const bf16* a, int64_t lda, const bf16* b,
+             int64_t ldb, float beta, float* c, int64_t ldc) {
+  gemm_bf16(ta, tb, m, nn, k, 1.f, a, lda, b, ldb, beta, c, ldc);
+}
+
 }  // namespace
 
 int64_t conv_group(const ConvGeom& g, int64_t max_batch) {
@@ -270,23 +282,32 @@ void conv2d_forward(const ConvGeom& g, int64_t n, int64_t group, const T* x, con
   }
 }
 
+namespace {
+
+// One backward for every storage type T: images, weights, output gradients
+// and dx in T; products, the column gradients, the padded input gradient, dw,
+// db and the scratch in A = compute_t<T> (T itself for float and double;
+// float for bf16, each product summed in fp32 by gemm_bf16 and dx rounded once).
 template <class T>
-void conv2d_backward(const ConvGeom& g, int64_t n, int64_t group, const T* x, const T* w,
-                     const T* dy, const T* dres, T* dx, T* dw, T* db, T* scratch, int threads) {
+void conv_backward(const ConvGeom& g, int64_t n, int64_t group, const T* x, const T* w, const T* dy,
+                   const T* dres, T* dx, compute_t<T>* dw, compute_t<T>* db, compute_t<T>* scratch, int threads) {
+  using A = compute_t<T>;
+  constexpr bool same = std::is_same_v<A, T>;
   const int64_t chunks = chunks_for(n), K = g.k(), O = g.o, Ho = g.ho(), Wo = g.wo();
   const int64_t hw = Ho * Wo, p = g.pad;
   const Layout l(g);
   const Scratch sc(g, l, group, threads);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(team(chunks, threads)) if (chunks > 1)
   for (int64_t ch = 0; ch < chunks; ++ch) {
-    T* work = sc.thread(scratch, omp_get_thread_num());
-    T* xp = work + sc.pad;
-    T* col = work + sc.col;
-    T* dxp = work + sc.dpad;
-    T* tmp = work + sc.tmp;
-    T* pdw = sc.chunk(scratch, ch) + sc.dw;  // (O, K): this chunk's share of dw
-    T* pdb = sc.chunk(scratch, ch) + sc.db;  // (O)
-    std::fill(pdb, pdb + O, T(0));
+    A* work = sc.thread(scratch, omp_get_thread_num());
+    T* xp = reinterpret_cast<T*>(work + sc.pad);    // bf16: in fp32-sized slots
+    T* col = reinterpret_cast<T*>(work + sc.col);   // (K, N) columns, then
+    A* dcol = work + sc.col;                        // (K, N) column gradients over them
+    A* dxp = work + sc.dpad;                        // padded input gradient
+    T* tmp = reinterpret_cast<T*>(work + sc.tmp);   // (O, N) gathered dy
+    A* pdw = sc.chunk(scratch, ch) + sc.dw;  // (O, K): this chunk's share of dw
+    A* pdb = sc.chunk(scratch, ch) + sc.db;  // (O)
+    std::fill(pdb, pdb + O, A(0));
     bool first = true;
     for (int64_t b0 = ch * n / chunks, b1 = (ch + 1) * n / chunks; b0 < b1; b0 += group) {
       const int64_t gs = std::min(group, b1 - b0), N = gs * l.cols;
@@ -308,48 +329,68 @@ void conv2d_backward(const ConvGeom& g, int64_t n, int64_t group, const T* x, co
           }
         d = tmp;
       }
-      // dw (O, K) += d (O, N) @ col^T (N, K)
-      gemm<T>(false, true, O, K, N, T(1), d, N, col, N, first ? T(0) : T(1), pdw, K);
+      // dw (O, K) += d (O, N) @ col^T (N, K), in A
+      product(false, true, O, K, N, d, N, col, N, first ? A(0) : A(1), pdw, K);
       first = false;
       if (db)
         for (int64_t o = 0; o < O; ++o) {
-          T s = 0;
+          A s = 0;
+          if constexpr (same) {
 #pragma omp simd reduction(+ : s)
-          for (int64_t q = 0; q < N; ++q) s += d[o * N + q];
+            for (int64_t q = 0; q < N; ++q) s += d[o * N + q];
+          } else {  // in order (bf16 sums as they always have)
+            for (int64_t q = 0; q < N; ++q) s += A(d[o * N + q]);
+          }
           pdb[o] += s;
         }
       if (!dx) continue;
       // dcol (K, N) = W^T (K, O) @ d (O, N), over col (no longer needed)
-      gemm<T>(true, false, K, N, O, T(1), w, K, d, N, T(0), col, N);
+      product(true, false, K, N, O, w, K, d, N, A(0), dcol, N);
       for (int64_t j = 0; j < gs; ++j) {
         T* dxj = dx + (b0 + j) * g.in_size();  // (C, H, W)
         const T* rj = dres ? dres + (b0 + j) * g.in_size() : nullptr;
-        if (p == 0) {  // accumulate straight into dx
-          if (!rj)
-            std::memset(dxj, 0, sizeof(T) * g.in_size());
-          else if (rj != dxj)
-            std::memcpy(dxj, rj, sizeof(T) * g.in_size());
-          col2im(g, l, col + j * l.cols, N, dxj);
-          continue;
+        if constexpr (same) {
+          if (p == 0) {  // accumulate straight into dx
+            if (!rj)
+              std::memset(dxj, 0, sizeof(T) * g.in_size());
+            else if (rj != dxj)
+              std::memcpy(dxj, rj, sizeof(T) * g.in_size());
+            col2im(g, l, dcol + j * l.cols, N, dxj);
+            continue;
+          }
         }
-        std::memset(dxp, 0, sizeof(T) * (g.c * l.plane + g.kw));
-        col2im(g, l, col + j * l.cols, N, dxp);
+        std::memset(dxp, 0, sizeof(A) * (g.c * l.plane + g.kw));
+        col2im(g, l, dcol + j * l.cols, N, dxp);
         for (int64_t c = 0; c < g.c; ++c)
           for (int64_t h = 0; h < g.h; ++h) {
-            const T* src = dxp + c * l.plane + (h + p) * l.wp + p;  // interior row
+            const A* src = dxp + c * l.plane + (h + p) * l.wp + p;  // interior row
             const int64_t off = (c * g.h + h) * g.w;
             T* o = dxj + off;
-            if (rj) {
+            if constexpr (same) {
+              if (rj) {
 #pragma omp simd
-              for (int64_t q = 0; q < g.w; ++q) o[q] = rj[off + q] + src[q];
+                for (int64_t q = 0; q < g.w; ++q) o[q] = rj[off + q] + src[q];
+              } else {
+                copy_row(src, g.w, 1, o);
+              }
+            } else if (rj) {  // rounded once
+              for (int64_t q = 0; q < g.w; ++q) o[q] = T(A(rj[off + q]) + src[q]);
             } else {
-              copy_row(src, g.w, 1, o);
+              for (int64_t q = 0; q < g.w; ++q) o[q] = T(src[q]);
             }
           }
       }
     }
   }
   add_chunk_shares(sc, scratch, chunks, O, K, dw, db);
+}
+
+}  // namespace
+
+template <class T>
+void conv2d_backward(const ConvGeom& g, int64_t n, int64_t group, const T* x, const T* w,
+                     const T* dy, const T* dres, T* dx, T* dw, T* db, T* scratch, int threads) {
+  conv_backward<T>(g, n, group, x, w, dy, dres, dx, dw, db, scratch, threads);
 }
 
 void conv2d_forward_bf16(const ConvGeom& g, int64_t n, int64_t group, const bf16* x, const bf16* w,
@@ -386,70 +427,7 @@ void conv2d_forward_bf16(const ConvGeom& g, int64_t n, int64_t group, const bf16
 void conv2d_backward_bf16(const ConvGeom& g, int64_t n, int64_t group, const bf16* x, const bf16* w,
                           const bf16* dy, const bf16* dres, bf16* dx, float* dw, float* db,
                           float* scratch, int threads) {
-  const int64_t chunks = chunks_for(n), K = g.k(), O = g.o, Ho = g.ho(), Wo = g.wo();
-  const int64_t hw = Ho * Wo, p = g.pad;
-  const Layout l(g);
-  const Scratch sc(g, l, group, threads);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(team(chunks, threads)) if (chunks > 1)
-  for (int64_t ch = 0; ch < chunks; ++ch) {
-    float* work = sc.thread(scratch, omp_get_thread_num());
-    bf16* xp = reinterpret_cast<bf16*>(work + sc.pad);
-    bf16* col = reinterpret_cast<bf16*>(work + sc.col);  // (K, N) bf16 columns, then
-    float* dcol = work + sc.col;                         // (K, N) fp32 column gradients over them
-    float* dxp = work + sc.dpad;                         // padded fp32 input gradient
-    bf16* dtmp = reinterpret_cast<bf16*>(work + sc.tmp);  // (O, N) gathered dy
-    float* pdw = sc.chunk(scratch, ch) + sc.dw;  // (O, K): this chunk's share of dw
-    float* pdb = sc.chunk(scratch, ch) + sc.db;  // (O)
-    std::fill(pdb, pdb + O, 0.f);
-    bool first = true;
-    for (int64_t b0 = ch * n / chunks, b1 = (ch + 1) * n / chunks; b0 < b1; b0 += group) {
-      const int64_t gs = std::min(group, b1 - b0), N = gs * l.cols;
-      for (int64_t j = 0; j < gs; ++j) unroll(g, l, x + (b0 + j) * g.in_size(), xp, N, col + j * l.cols);
-      const bf16* d = dy + b0 * O * hw;  // (O, N) after the gather below
-      if (gs > 1 || l.wide) {
-        for (int64_t j = 0; j < gs; ++j)
-          for (int64_t o = 0; o < O; ++o) {
-            const bf16* src = dy + ((b0 + j) * O + o) * hw;
-            bf16* dst = dtmp + o * N + j * l.cols;
-            for (int64_t oh = 0; oh < Ho; ++oh) {
-              std::memcpy(dst + oh * l.pitch, src + oh * Wo, sizeof(bf16) * Wo);
-              for (int64_t q = Wo; q < l.pitch; ++q) dst[oh * l.pitch + q] = bf16(0.f);
-            }
-          }
-        d = dtmp;
-      }
-      // dw (O, K) += d (O, N) @ col^T (N, K), in fp32
-      gemm_bf16(false, true, O, K, N, 1.f, d, N, col, N, first ? 0.f : 1.f, pdw, K);
-      first = false;
-      if (db)
-        for (int64_t o = 0; o < O; ++o) {
-          float s = 0;
-          for (int64_t q = 0; q < N; ++q) s += float(d[o * N + q]);
-          pdb[o] += s;
-        }
-      if (!dx) continue;
-      // dcol (K, N) = W^T (K, O) @ d (O, N) in fp32, over col (no longer needed)
-      gemm_bf16(true, false, K, N, O, 1.f, w, K, d, N, 0.f, dcol, N);
-      for (int64_t j = 0; j < gs; ++j) {
-        bf16* dxj = dx + (b0 + j) * g.in_size();  // (C, H, W)
-        const bf16* rj = dres ? dres + (b0 + j) * g.in_size() : nullptr;
-        std::memset(dxp, 0, sizeof(float) * (g.c * l.plane + g.kw));
-        col2im(g, l, dcol + j * l.cols, N, dxp);
-        for (int64_t c = 0; c < g.c; ++c)
-          for (int64_t h = 0; h < g.h; ++h) {
-            const float* src = dxp + c * l.plane + (h + p) * l.wp + p;  // interior row
-            const int64_t off = (c * g.h + h) * g.w;
-            bf16* o = dxj + off;
-            if (rj) {
-              for (int64_t q = 0; q < g.w; ++q) o[q] = bf16(float(rj[off + q]) + src[q]);
-            } else {
-              for (int64_t q = 0; q < g.w; ++q) o[q] = bf16(src[q]);
-            }
-          }
-      }
-    }
-  }
-  add_chunk_shares(sc, scratch, chunks, O, K, dw, db);
+  conv_backward<bf16>(g, n, group, x, w, dy, dres, dx, dw, db, scratch, threads);
 }
 
 #define DTRAIN_INSTANTIATE(T)                                                              \

@@ -62,7 +62,7 @@ void softmax_xent_backward(const T* x, const int32_t* tgt, const compute_t<T>* r
     } else {  // bf16: the target's column from the fp32 value, rounded once
       const A xt = A(xr[tgt[r]]);  // read before the row is overwritten (dx may be x)
 #pragma omp simd
-      for (int64_t j = 0; j < v; ++j) dr[j] = T(k * exp_fast(A(xr[j]) - mx));
+      for (int64_t j = 0; j < v; ++j) store_elem(dr[j], k * exp_fast(load_elem(xr[j]) - mx));
       dr[tgt[r]] = T(k * exp_fast(xt - mx) - scale);
     }
   }

@@ -10,8 +10,8 @@ void gelu_forward(const T* x, int64_t n, T* y) {
   using A = compute_t<T>;  // storage T, arithmetic A (float for bf16)
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) {
-    const A v = x[i];
-    y[i] = T(math::gelu_tanh(v, tanh_fast(math::gelu_tanh_arg(v))));
+    const A v = load_elem(x[i]);
+    store_elem(y[i], math::gelu_tanh(v, tanh_fast(math::gelu_tanh_arg(v))));
   }
 }
 
@@ -20,8 +20,8 @@ void gelu_backward(const T* x, const T* dy, int64_t n, T* dx) {
   using A = compute_t<T>;
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) {
-    const A v = x[i];
-    dx[i] = T(A(dy[i]) * math::gelu_tanh_grad(v, tanh_fast(math::gelu_tanh_arg(v))));
+    const A v = load_elem(x[i]);
+    store_elem(dx[i], load_elem(dy[i]) * math::gelu_tanh_grad(v, tanh_fast(math::gelu_tanh_arg(v))));
   }
 }
 

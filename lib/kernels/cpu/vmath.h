@@ -44,6 +44,22 @@ inline float tanh_fast(float x) { return 1.0f - 2.0f / (exp_fast(2.0f * x) + 1.0
 
 inline double tanh_fast(double x) { return std::tanh(x); }
 
+// Element loads and rounded stores that GCC vectorises for bf16 storage too:
+// `y[i] = bf16(v)` copies a bf16 object (an aggregate), which the vectoriser
+// refuses ("more than one data ref"), so a loop written that way runs one
+// element at a time; these move the 16 bits themselves. Same values as the
+// conversions of core/bf16.h.
+template <class T>
+inline compute_t<T> load_elem(const T& x) {
+  return x;
+}
+inline float load_elem(const bf16& x) { return float_from_bf16_bits(x.bits); }
+template <class T>
+inline void store_elem(T& y, compute_t<T> v) {
+  y = v;
+}
+inline void store_elem(bf16& y, float v) { y.bits = bf16_bits_from_float(v); }
+
 // max(x[0], ..., x[n-1]) for n >= 1, vectorised: GCC leaves a max reduction
 // scalar (std::max's NaN rule is not vmaxps's), so this keeps 64 bytes of
 // lanes in a GCC vector. The result does not depend on the lane order (max
