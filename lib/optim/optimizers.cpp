@@ -74,7 +74,7 @@ class AdamW : public Optimizer {
     m_ = state_tensor(ps, r);
     v_ = state_tensor(ps, r);
     spans_ = spans_of(ps_, r_, m_, v_, gs);  // views: made once, valid for the run
-    all_grads_ = covers_all(ps_, spans_, gs);
+    all_grads_ = covers_all(ps_, spans_, gs.g);
   }
 
   bool zeroes_all_grads() const override { return all_grads_; }
@@ -116,7 +116,7 @@ class Sgd : public Optimizer {
   Sgd(const OptimConfig& cfg, ParamStore& ps, FlatRange r, const RangeShards& gs) : cfg_(cfg), ps_(ps), r_(r) {
     buf_ = state_tensor(ps, r);
     spans_ = spans_of(ps_, r_, buf_, Tensor{}, gs);
-    all_grads_ = covers_all(ps_, spans_, gs);
+    all_grads_ = covers_all(ps_, spans_, gs.g);
   }
 
   bool zeroes_all_grads() const override { return all_grads_; }
