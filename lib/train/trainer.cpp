@@ -112,9 +112,10 @@ void Trainer::setup() {
                                     g_.layout.pp, chunks_, costs.size()));
     bounds_ = partition_layers(costs, g_.layout.pp * chunks_);
   }
-  par_.first_layer = bounds_[vstage(0)];
-  par_.last_layer = bounds_[vstage(0) + 1];
-  for (int c = 1; c < chunks_; ++c) par_.more_layers.emplace_back(bounds_[vstage(c)], bounds_[vstage(c) + 1]);
+  par_.first_layer = bounds_[layers_vstage(0)];
+  par_.last_layer = bounds_[layers_vstage(0) + 1];
+  for (int c = 1; c < chunks_; ++c)
+    par_.more_layers.emplace_back(bounds_[layers_vstage(c)], bounds_[layers_vstage(c) + 1]);
 
   // This stage's order of forward and backward passes (one stage: plain
   // accumulation), planned once; one copy of the stage's activations per
@@ -240,8 +241,8 @@ void Trainer::build_chunks(DType dtype, const Exec& ex) {
   }
   for (int c = 0; c < chunks_; ++c) {
     ModelParallel chunk = par_;
-    chunk.first_layer = bounds_[vstage(c)];
-    chunk.last_layer = bounds_[vstage(c) + 1];
+    chunk.first_layer = bounds_[layers_vstage(c)];
+    chunk.last_layer = bounds_[layers_vstage(c) + 1];
     chunk.more_layers.clear();
     chunk_slot_.push_back(static_cast<int>(slots_.size()));
     chunk_layer_.push_back(c == 0 ? 0 : chunk_layer_.back() + slots_.back()->layers.size());

@@ -71,6 +71,11 @@ struct TrainerOptions {
   // Tests only: 1 misplaces ZeRO's gradient reduce-scatter by one element, 2
   // its parameter all-gather (a broken shard the layout tests must catch).
   int zero_break = 0;
+  // Tests only: under the interleaved schedule each stage's chunks hold the
+  // layers of a contiguous run of virtual stages (stage * v + chunk) instead
+  // of every pp-th (chunk * pp + stage), while the transfers keep the right
+  // order: a broken chunk assignment the layout tests must catch.
+  bool chunk_break = false;
   // --- profiler hook: times the top-level layers, loss, data, pipeline
   // waits, exposed gradient reduction and optimizer (train/profiler.h);
   // nullptr: no timers. Not owned.
@@ -153,6 +158,11 @@ class Trainer {
   void build_chunks(DType dtype, const Exec& ex);
   int slot_of(int chunk, int micro) const;  // index into slots_
   int vstage(int chunk) const { return chunk * g_.layout.pp + g_.coord.pp; }
+  // The virtual stage whose layers chunk holds: vstage(chunk), except under
+  // TrainerOptions::chunk_break.
+  int layers_vstage(int chunk) const {
+    return options_.chunk_break ? g_.coord.pp * chunks_ + chunk : vstage(chunk);
+  }
   void wait_sends(int slot);
   // --- profiler hook: the stage's layers one by one (timed when profiling).
   // `base`: index in model().layers of m's first layer; `timed`: false for
