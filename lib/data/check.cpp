@@ -22,8 +22,8 @@ std::vector<std::string> data_problems(const Config& cfg) {
     for (size_t i = 0; i < cfg.data.train.size(); ++i)
       files.emplace_back(cfg.data.train.size() > 1 ? fmt::format("data.train[{}]", i) : "data.train", cfg.data.train[i]);
     files.emplace_back("data.val", cfg.data.val);
-    for (const auto& [key, path] : files)
-      attempt(key.c_str(), [&] { TokenFile(path).check_vocab(cfg.model.vocab_size); });
+    for (const auto& file : files)  // (not a structured binding: clang 14 cannot capture one)
+      attempt(file.first.c_str(), [&] { TokenFile(file.second).check_vocab(cfg.model.vocab_size); });
   } else {
     const auto& d = cfg.data;
     for (const auto& set : {std::tuple{"data.train_images, data.train_labels", &d.train_images, &d.train_labels},
