@@ -122,7 +122,20 @@ cluster_wait_job "$job" 60
   [ "$(job_field "$job" Restarts)" = 0 ] || { cat "$WORK/fail-$job.out" >&2; fail "job $job: an error exit must fail the job unrequeued"; }
 grep -q "dtrain failed (exit 2: see README, \"Exit status\"): not requeued" "$WORK/fail-$job.out" ||
   { cat "$WORK/fail-$job.out" >&2; fail "job $job: the log does not say why it was not requeued"; }
-echo "slurm: 3. ranks, local ranks, GPUs, arguments and an error exit ($((SECONDS - t))s)"
+# A launcher that exits 0 without starting a rank (srun's "task 0 launch
+# failed" after a requeue does that) is not a finished run: it is requeued,
+# here not (DTRAIN_MAX_RESTARTS=0), and the job fails naming why.
+mkdir -p "$WORK/fakebin"
+printf '#!/bin/sh\necho "srun: error: task 0 launch failed: Unspecified error" >&2\nexit 0\n' >"$WORK/fakebin/srun"
+chmod +x "$WORK/fakebin/srun"
+job=$(PATH="$WORK/fakebin:$PATH" DTRAIN_MAX_RESTARTS=0 STUB_LOG=$WORK/nolaunch DTRAIN_BIN=$WORK/stub.sh \
+  submit -n 1 -J nolaunch "$SBATCH_SCRIPT" tiny.toml)
+cluster_wait_job "$job" 60
+[ "$(job_field "$job" JobState)" = FAILED ] && [ ! -e "$WORK/nolaunch.0" ] ||
+  { cat "$WORK/nolaunch-$job.out" >&2; fail "job $job: a launch that started no rank must not finish the job"; }
+grep -q "srun exited 0 but started no rank of dtrain (a launch failure)" "$WORK/nolaunch-$job.out" ||
+  { cat "$WORK/nolaunch-$job.out" >&2; fail "job $job: the log does not name the launch failure"; }
+echo "slurm: 3. ranks, local ranks, GPUs, arguments, an error exit and a launch that started nothing ($((SECONDS - t))s)"
 
 # 4. Signalled mid-run, requeued, resumed: the losses of an uninterrupted run.
 if ! "$DTRAIN" --help | grep -qE '^ +resume '; then
@@ -150,8 +163,14 @@ for _ in $(seq 300); do
   sleep 0.1
 done
 [ "$(job_field "$job" Restarts)" = 1 ] || { cat "$WORK/long-$job.out" >&2; fail "job $job was not requeued"; }
-scontrol update JobId="$job" StartTime=now
-cluster_wait_job "$job" 90
+# (A requeue after a failed launch, see dtrain.sbatch, waits again: start it too.)
+for _ in $(seq 450); do
+  state=$(job_field "$job" JobState)
+  case $state in COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL) break ;; esac
+  [ "$state" != PENDING ] || scontrol update JobId="$job" StartTime=now 2>/dev/null || true
+  sleep 0.2
+done
+cluster_wait_job "$job" 5
 [ "$(job_field "$job" JobState)" = COMPLETED ] || { cat "$WORK/long-$job.out" >&2; fail "job $job did not complete after its requeue"; }
 grep -q "got SIGUSR1" "$run/slurm.log" && grep -q "dtrain stopped after writing a checkpoint (exit 4)" "$run/slurm.log" &&
   grep -q "requeueing job $job" "$run/slurm.log" && grep -q "attempt 2 .*: resume" "$run/slurm.log" &&
