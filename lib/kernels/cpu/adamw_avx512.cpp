@@ -8,20 +8,11 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
+#include "kernels/cpu/bf16_avx512.h"
+
 namespace dtrain::cpu::x86 {
 namespace {
 
-// float -> bf16 bits on 16 lanes, core/bf16.h's rounding: to nearest even,
-// NaN -> quiet NaN, denormals kept (as gemm_bf16_x86.cpp's round_bf16).
-inline __m256i round_bf16(__m512 x) {
-  const __m512i u = _mm512_castps_si512(x);
-  const __mmask16 nan =
-      _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
-  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff))), 16);
-  r = _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
-  return _mm512_cvtepi32_epi16(r);
-}
 
 struct Coeffs {
   __m512 b1, omb1, b2, omb2, step, isb, eps, gs, decay;

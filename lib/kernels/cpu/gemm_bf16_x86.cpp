@@ -28,6 +28,8 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
+
+#include "kernels/cpu/bf16_avx512.h"
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,17 +104,6 @@ inline void transpose16(__m512i* v) {
   for (int i = 0; i < 16; ++i) v[i] = _mm512_castps_si512(r[i]);
 }
 
-// float -> bf16 bits, core/bf16.h's rounding on 16 lanes: to nearest even,
-// NaN -> quiet NaN (VCVTNEPS2BF16 would flush denormals, so not that).
-inline __m256i round_bf16(__m512 x) {
-  const __m512i u = _mm512_castps_si512(x);
-  const __mmask16 nan =
-      _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
-  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff))), 16);
-  r = _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
-  return _mm512_cvtepi32_epi16(r);
-}
 inline __m512 widen_bf16(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
 
 // Depth [p0, p0 + kc) x columns [j0, j0 + nc) of op(B) into ceil(nc / W)
