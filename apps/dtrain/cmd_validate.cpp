@@ -39,6 +39,9 @@ Subcommand add_validate(CLI::App& app) {
               if (!layout_why.empty()) fmt::print(stderr, "dtrain: {}\n", layout_why);
               std::fputs(dtrain::to_toml(cfg).c_str(), stdout);
               fmt::print(stderr, "dtrain: {} is valid\n", o->config_path);
+              if (dtrain::local_sync_is_dp(cfg.parallel))
+                fmt::print(stderr, "dtrain: note: parallel.sync = local with sync_every = 1 and plain averaging is "
+                                   "data parallelism: gradients are averaged every step\n");
               if (std::string why = dtrain::ops::device_unavailable(cfg.train.device); !why.empty())
                 fmt::print(stderr, "dtrain: note: {}; a run here would stop there\n", why);
             }

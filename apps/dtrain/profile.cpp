@@ -90,8 +90,10 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
   const Config& cfg = trainer.config();
   // parallel.sync = "local": whole sync periods, the measured ones starting
   // at a period's start, so that the bytes per step are the mean over them.
+  // H = 1 with plain averaging is data parallelism (local_sync_is_dp): the
+  // gradients' all-reduce every step, measured as sync = "step".
   ProfileOptions o = options;
-  const bool local_sync = cfg.parallel.sync == "local";
+  const bool local_sync = trainer.local_sync() != nullptr;
   const int64_t period = local_sync ? cfg.parallel.sync_every : 1;
   o.warmup = (o.warmup + period - 1) / period * period;
   o.steps = std::max<int64_t>(1, (o.steps + period - 1) / period) * period;
@@ -434,6 +436,9 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
   if (local_sync && g.layout.dp > 1)
     line(fmt::format("  dp: parallel.sync = \"local\": parameters synced every {} steps (no gradient all-reduce); "
                      "bytes are per step over {} whole periods", period, o.steps / period));
+  if (local_sync_is_dp(cfg.parallel) && g.layout.dp > 1)
+    line("  dp: parallel.sync = \"local\" with sync_every = 1 and plain averaging is data parallelism: gradients "
+         "all-reduced every step");
 
   // Each collective kind: hidden = the share of its issue-to-completion time
   // this rank was not blocked waiting for it (overlapped with compute or with
@@ -535,7 +540,7 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
                        {"layers", json_layers},
                        {"kinds", json_kinds},
                        {"comm", json_comm},
-                       {"sync", {{"mode", cfg.parallel.sync}, {"every", period}, {"measured_steps", o.steps}}},
+                       {"sync", {{"mode", local_sync ? "local" : "step"}, {"every", period}, {"measured_steps", o.steps}}},
                        {"dp_overlap", json_overlap},
                        {"collectives", json_ops},
                        {"ranks", json_mem}};

@@ -11,6 +11,31 @@
 #include "checkpoint/store.h"
 
 namespace dtrain {
+namespace {
+
+// How the data-parallel replicas agreed (the config's parallel.sync), and
+// where a local-sync checkpoint keeps its outer state (checkpoint/session.cpp).
+std::string describe_sync(const CheckpointMeta& m, const std::vector<TensorInfo>& tensors) {
+  ParallelConfig p;
+  try {
+    p = parse_config(m.config, "the checkpoint's config", {}, static_cast<int>(m.layout.world())).parallel;
+  } catch (const Error& e) {
+    return fmt::format("unknown (the stored config does not parse: {})", e.what());
+  }
+  if (p.sync != "local") return "step (gradients all-reduced every step)";
+  if (local_sync_is_dp(p))
+    return "local with sync_every = 1 and plain averaging: data parallelism (gradients averaged every step; "
+           "no outer state)";
+  const bool replicas = std::any_of(tensors.begin(), tensors.end(),
+                                    [](const TensorInfo& t) { return t.key.rfind("replica/", 0) == 0; });
+  return fmt::format("local every {} steps, outer {} (lr {}{}); model/* is the last synced model{}{}", p.sync_every,
+                     p.outer_optim, p.outer_lr,
+                     p.outer_optim == "nesterov" ? fmt::format(", momentum {}", p.outer_momentum) : "",
+                     p.outer_optim == "nesterov" ? ", outer/momentum/* the outer momentum" : "",
+                     replicas ? ", replica/<d>/* each replica's own state" : "");
+}
+
+}  // namespace
 
 std::string describe_checkpoint(const std::string& path, bool verify, const std::string& verify_key_file) {
   std::optional<ckpt_sign::PublicKey> key;
@@ -45,6 +70,7 @@ std::string describe_checkpoint(const std::string& path, bool verify, const std:
                                       "ZeRO-3 (optimizer state, gradients and parameters sharded over dp)"};
   out += fmt::format("sharding     {}; stored as full tensors\n",
                      m.zero >= 0 && m.zero <= 3 ? kZero[m.zero] : fmt::format("ZeRO-{}", m.zero));
+  out += fmt::format("sync         {}\n", describe_sync(m, tensors));
   out += fmt::format("written      {} by dtrain {} (format {}, id {})\n", m.written_at,
                      m.program_version, m.format_version, m.id);
   out += fmt::format("run          {}\n", m.run_id.empty() ? "(not recorded: written before run ids)" : m.run_id);

@@ -128,6 +128,19 @@ struct ParallelConfig {
   bool operator==(const ParallelConfig&) const = default;
 };
 
+// parallel.sync = "local" with sync_every = 1, outer_optim = "average" and
+// outer_lr = 1 syncs every step with no outer optimizer: that is synchronous
+// data parallelism, and runs as such (the gradients averaged before the one
+// optimizer step, as sync = "step"), not as averaging the replicas' parameters
+// after each took its own step (which differs for any optimizer whose update
+// is not linear in the gradient, AdamW or clipping, and in rounding for all).
+inline bool local_sync_is_dp(const ParallelConfig& p) {
+  return p.sync == "local" && p.sync_every == 1 && p.outer_optim == "average" && p.outer_lr == 1.0;
+}
+// Local sync with its own semantics (train/local_sync.h): periods of H > 1
+// steps, or an outer optimizer other than plain averaging.
+inline bool local_sync_active(const ParallelConfig& p) { return p.sync == "local" && !local_sync_is_dp(p); }
+
 struct CheckpointConfig {
   std::string dir;
   int64_t every;         // steps between checkpoints (0 = none)

@@ -230,10 +230,12 @@ std::vector<KeySpec> build_schema() {
       {"parallel", "sync", kAll, string("step"), one_of({"step", "local"}),
        "how data-parallel replicas agree: step = gradients all-reduced every step; local = each replica "
        "takes parallel.sync_every steps on its own data, then the replicas average their parameter "
-       "changes and apply the outer optimizer (local SGD / DiLoCo; not with parallel.zero)",
+       "changes and apply the outer optimizer (local SGD / DiLoCo; not with parallel.zero); with sync_every 1, "
+       "outer_optim average and outer_lr 1 it is data parallelism: the gradients averaged every step, as step",
        FIELD(parallel.sync)},
       {"parallel", "sync_every", kAll, int64_t{1}, at_least(1),
-       "sync local: optimizer steps between parameter syncs (H); the run's last step always syncs",
+       "sync local: optimizer steps between parameter syncs (H); the run's last step always syncs; 1 with plain "
+       "averaging (outer_optim average, outer_lr 1) runs as sync step",
        FIELD(parallel.sync_every)},
       {"parallel", "outer_optim", kAll, string("average"), one_of({"average", "nesterov"}),
        "sync local: average = synced params + outer_lr x mean change (outer_lr 1: plain averaging); "

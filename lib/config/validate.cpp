@@ -184,7 +184,10 @@ class Validator {
   // site: data.train lists one file per data-parallel replica.
   void check_local_sync() {
     const ParallelConfig& p = c_.parallel;
-    if (ok({"parallel.sync", "parallel.zero"}) && p.sync == "local" && p.zero >= 1 && p.dp > 1)
+    // H = 1 with plain averaging is data parallelism (local_sync_is_dp): one
+    // optimizer over the replicas, which ZeRO may shard.
+    if (ok({"parallel.sync", "parallel.sync_every", "parallel.outer_optim", "parallel.outer_lr", "parallel.zero"}) &&
+        local_sync_active(p) && p.zero >= 1 && p.dp > 1)
       problem({"parallel.sync", "parallel.zero"},
               fmt::format("parallel.sync = \"local\" with parallel.zero = {}: ZeRO shards one optimizer over the "
                           "data-parallel replicas, but local sync gives each replica its own; use parallel.zero = 0",
@@ -289,7 +292,7 @@ class Validator {
                           .fixed_micro_batch = t.micro_batch > 0,
                           .fixed_grad_accum = t.grad_accum > 0 && t.global_batch > 0,
                           // local sync has no ZeRO: the planner keeps the config's (0)
-                          .fixed_zero = is_set("parallel.zero") || c_.parallel.sync == "local",
+                          .fixed_zero = is_set("parallel.zero") || local_sync_active(c_.parallel),
                           .fixed_schedule = is_set("parallel.schedule"),
                           .fixed_recompute = is_set("train.recompute"),
                           .fixed_virtual_stages = is_set("parallel.virtual_stages"),

@@ -205,6 +205,17 @@ Plan run_plan_command(const PlanCommand& cmd) {
       if (key == "train.micro_batch") r.micro_batch = v;
     }
   }
+  // Local sync (H > 1, or an outer optimizer) gives every replica its own
+  // optimizer, which ZeRO cannot shard: no ZeRO layouts (as validation
+  // refuses them). H = 1 with plain averaging is data parallelism and may.
+  if (local_sync_active(cfg.parallel)) {
+    if (r.zero > 0)
+      throw ConfigError(fmt::format("--set parallel.zero={} with parallel.sync = \"local\" (sync_every {}, outer {}): "
+                                    "ZeRO shards one optimizer over the data-parallel replicas, but local sync gives "
+                                    "each replica its own",
+                                    r.zero, cfg.parallel.sync_every, cfg.parallel.outer_optim));
+    r.zero = 0;
+  }
   return make_plan(r);
 }
 

@@ -11,6 +11,9 @@
 // (PyTorch's SGD with Nesterov momentum on the outer gradient -mean(delta)),
 // and every replica continues from the new anchor. Each replica keeps its
 // own inner optimizer state across periods, as DiLoCo does.
+// H = 1 with plain averaging (outer_lr 1) is not run here: syncing every step
+// is data parallelism, the gradients averaged before the one optimizer step
+// (config.h: local_sync_is_dp), and the trainer runs the gradient all-reduce.
 //
 // Tensor and pipeline parallelism work inside each replica unchanged: a rank
 // holds its stage's (and tensor shard's) slice of the flat parameters, and

@@ -164,7 +164,9 @@ void Trainer::setup() {
   // from stage 2 on the reduced gradients) of one contiguous range of the
   // flat parameters. With one data-parallel rank there is nothing to shard.
   opt_range_ = FlatRange{0, m.params.flat_numel()};
-  const bool local = cfg_.parallel.sync == "local";
+  // sync = "local" with H = 1 and plain averaging is data parallelism and
+  // runs as it (config.h: local_sync_is_dp): no LocalSync, ZeRO allowed.
+  const bool local = local_sync_active(cfg_.parallel);
   if (local && cfg_.parallel.zero >= 1 && g_.layout.dp > 1)
     throw ConfigError(fmt::format("parallel.sync = \"local\" with parallel.zero = {}: ZeRO shards one optimizer "
                                   "over the data-parallel replicas, but local sync gives each replica its own; "
@@ -680,6 +682,10 @@ TrainSummary Trainer::run(const RunOptions& opts) {
                     chunks_ > 1 ? fmt::format(" (v = {}: stage s holds virtual stages s + {} c)", chunks_, g_.layout.pp) : "",
                     slots_.size(), zero_stage()));
   }
+  if (local_sync_is_dp(cfg_.parallel))
+    log(fmt::format("parallel.sync = local with sync_every = 1 and plain averaging is data parallelism: gradients "
+                    "are averaged every step{}",
+                    per_replica_data(cfg_) ? "; each replica reads its own data.train file" : ""));
   if (local_)
     log(fmt::format("sync local: the {} data-parallel replicas sync every {} steps (and after the last), outer "
                     "optimizer {} (lr {}{}){}", g_.layout.dp, cfg_.parallel.sync_every, cfg_.parallel.outer_optim,

@@ -136,7 +136,8 @@ class Trainer {
   int zero_stage() const { return zero_ ? zero_->stage() : 0; }
   const ZeroSharding* zero() const { return zero_.get(); }
   // parallel.sync = "local": the outer state (the last synced parameters and
-  // the outer momentum); null under sync = "step".
+  // the outer momentum); null under sync = "step" and under local sync that
+  // is data parallelism (H = 1, plain averaging: config.h local_sync_is_dp).
   LocalSync* local_sync() { return local_.get(); }
   // ZeRO-3 keeps only each rank's shard of the parameters: gather_full_params
   // puts the full fp32 masters back in every Param::value (an all-gather over
@@ -203,7 +204,7 @@ class Trainer {
   bool grads_zeroed_ = false;
   std::unique_ptr<ZeroSharding> zero_;  // ZeRO-1/2/3 over dp (null: gradients all-reduced by reducer_)
   std::unique_ptr<GradReducer> reducer_;
-  std::unique_ptr<LocalSync> local_;  // parallel.sync = "local" (then no per-step gradient reduction over dp)
+  std::unique_ptr<LocalSync> local_;  // local_sync_active (then no per-step gradient reduction over dp)
   DataSources data_;
   std::vector<Tensor> x_, y_;      // per slot: the micro-batch's inputs and targets (on the device)
   std::vector<Tensor> xh_, yh_;    // per slot, device runs only: their pinned host staging

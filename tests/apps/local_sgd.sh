@@ -1,7 +1,7 @@
 # parallel.sync = "local" (local SGD / DiLoCo, train/local_sync.h) under mpirun:
-# - H = 1 with plain averaging is data parallelism up to float rounding: after
-#   one SGD step every parameter is within the derived bound of the dp run's
-#   (below), and 12 steps' losses agree to 1e-5;
+# - H = 1 with plain averaging is data parallelism: bit for bit the dp run
+#   (every loss, every final parameter and optimizer state) on 2 and 4 ranks,
+#   also with a file per replica; H = 1 with an outer optimizer is not;
 # - H = 4 trains the small GPT on the shipped text to within 0.1 of the dp
 #   run's validation loss;
 # - the dp bytes per step (dtrain profile) fall by H;
@@ -11,74 +11,122 @@
 #   layout resumes from the anchor;
 # - data.train with one file per replica: each replica reads its own (a missing
 #   one is named with its replica), the list length must equal dp;
-# - ZeRO with local sync is refused in one line.
+# - ZeRO with local sync is refused in one line (and dtrain plan lists no ZeRO
+#   layouts for it); H = 1 with plain averaging runs with ZeRO.
 source "$(dirname "$0")/common.bash"
 MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
 PY=/usr/bin/python3
 make_tokens
 tiny_gpt_config
 base=(--set train.threads=1 --set model.n_head=4 --set parallel.dp=2 --set train.grad_accum=1)
-sgd=(--set optim.name=sgd --set optim.lr=0.05 --set optim.grad_clip=0 --set optim.warmup_steps=0
-     --set optim.schedule=constant --set optim.weight_decay=0)
 local1=(--set parallel.sync=local --set parallel.sync_every=1)
 
-# --- H = 1, plain averaging, against ordinary data parallelism (SGD: the
-# update is linear in the gradient, so the two agree in exact arithmetic; with
-# AdamW or clipping they would not). After one step, with u = 2^-24:
-#   dp:    p' = fl(p0 - fl(lr * fl(sum_d g_d / dp)))
-#   local: p' = fl(p0 + fl(sum_d fl(fl(p0 - fl(lr g_d)) - p0)) / dp)
-# Each rounding errs by at most u times its result, and every result is
-# bounded by |p0|, |p'| or lr * mean_d |g_d| =: lr G (G read from the replicas'
-# momentum buffers, which hold g_d after one step); adding them up:
-#   dp <= u (2 lr G + |p'|),  local <= u (|p0| + 4 lr G + |p'|),
-# so |p'_dp - p'_local| <= u (|p0| + 6 lr G + 2 |p'|) per element (bit-equal
-# results are impossible in general: the replicas' rounded updates are summed
-# where dp sums the gradients). p0 comes from a run with lr 1e-30 (no change).
-one=(--set train.steps=1 --set train.eval_every=0)
-expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" "${sgd[@]}" "${one[@]}" --out "$WORK/s1"
-expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" "${sgd[@]}" "${one[@]}" "${local1[@]}" --out "$WORK/l1"
-grep -q "sync local: the 2 data-parallel replicas sync every 1 steps" "$WORK/out" || fail "no sync line"
-expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" "${sgd[@]}" "${one[@]}" --set optim.lr=1e-30 --out "$WORK/p0"
-"$PY" - "$WORK"/{s1,l1,p0}/checkpoints/step_00000001/checkpoint.h5 <<'PY' || fail "H = 1 differs from dp beyond the bound"
-import h5py, numpy as np, sys
-a, b, c = (h5py.File(p) for p in sys.argv[1:])
-u, lr, worst, n, same = 2.0 ** -24, 0.05, 0.0, 0, 0
-for k in a.attrs["tensors"].split():
-    if not k.startswith("model/"):
-        continue
-    name = k[len("model/"):]
-    x, y, p0 = (f[k][...].astype(np.float64) for f in (a, b, c))
-    G = sum(np.abs(b[f"replica/{d}/optim/sgd.momentum/{name}"][...].astype(np.float64)) for d in (0, 1)) / 2
-    bound = u * (np.abs(p0) + 6 * lr * G + 2 * np.maximum(np.abs(x), np.abs(y)))
-    d = np.abs(x - y)
-    assert (d <= bound).all(), (k, float((d / np.maximum(bound, 1e-45)).max()))
-    worst = max(worst, float((d / np.maximum(bound, 1e-45)).max()))
-    n, same = n + x.size, same + int((d == 0).sum())
-print(f"H=1 vs dp after one SGD step: {same} of {n} parameters bit-equal, worst {worst:.3f} of the bound")
+# --- H = 1 with plain averaging (outer_lr 1) is data parallelism: synced
+# every step, the gradients are averaged before the one optimizer step
+# (config.h: local_sync_is_dp), so the run equals sync = "step" bit for bit:
+# every step's loss and evaluation, and every final parameter and optimizer
+# state, on 2 and 4 ranks, with the default AdamW and gradient clipping (whose
+# updates are not linear in the gradient: averaging the replicas' own steps
+# would differ). The checkpoints hold the same keys (no outer state).
+exact=(--set train.steps=12 --set train.eval_every=6 --set checkpoint.every=6)
+same_run() {  # same_run A B: metrics and the final checkpoint's tensors bit-equal
+  "$PY" - "$1" "$2" <<'PY' || fail "$2 differs from $1"
+import h5py, json, sys
+a, b = sys.argv[1:]
+ma, mb = ({(r["step"], k): r[k] for r in map(json.loads, open(d + "/metrics.jsonl")) for k in ("loss", "eval_loss")
+           if k in r} for d in (a, b))
+assert ma.keys() == mb.keys() and len(ma) == 15, (sorted(ma), sorted(mb))
+diff = [(s, ma[s], mb[s]) for s in ma if ma[s].hex() != mb[s].hex()]
+assert not diff, diff
+fa, fb = (h5py.File(d + "/checkpoints/step_00000012/checkpoint.h5") for d in (a, b))
+ka, kb = fa.attrs["tensors"].split(), fb.attrs["tensors"].split()
+assert ka == kb, sorted(set(ka) ^ set(kb))
+bad = [k for k in ka if fa[k][...].tobytes() != fb[k][...].tobytes()]  # memcmp of every tensor
+assert not bad, bad
+print(f"{b}: {len(ma)} losses and {len(ka)} tensors bit-equal to {a}")
 PY
-twelve=(--set train.steps=12 --set train.eval_every=6)
-expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" "${sgd[@]}" "${twelve[@]}" --out "$WORK/s12"
-expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" "${sgd[@]}" "${twelve[@]}" "${local1[@]}" --out "$WORK/l12"
-"$PY" - "$WORK/s12/metrics.jsonl" "$WORK/l12/metrics.jsonl" <<'PY' || fail "H = 1 losses differ from dp"
+}
+for np in 2 4; do
+  expect_exit 0 "${MPIRUN[@]}" -np $np "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set parallel.dp=$np "${exact[@]}" \
+    --out "$WORK/s$np"
+  expect_exit 0 "${MPIRUN[@]}" -np $np "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set parallel.dp=$np "${exact[@]}" \
+    "${local1[@]}" --set parallel.outer_optim=average --set parallel.outer_lr=1 --out "$WORK/l$np"
+  grep -q "parallel.sync = local with sync_every = 1 and plain averaging is data parallelism: gradients are averaged every step" \
+    "$WORK/out" || fail "np=$np: no data-parallelism line"
+  grep -q "sync local: the" "$WORK/out" && fail "np=$np: H = 1 with plain averaging ran as local sync"
+  grep -q "layout dp=$np tp=1 pp=1" "$WORK/out" || fail "np=$np: not $np replicas"
+  same_run "$WORK/s$np" "$WORK/l$np"
+done
+# Its checkpoint is a data-parallel one: inspect says so; a resume in the
+# middle continues bit for bit.
+expect_exit 0 "$DTRAIN" inspect "$WORK/l2/checkpoints/step_00000006"
+grep -qF "sync         local with sync_every = 1 and plain averaging: data parallelism" "$WORK/out" || fail "inspect: no sync line"
+grep -qE "^  replica/" "$WORK/out" && fail "H = 1 with plain averaging stored per-replica state"
+expect_exit 0 "$DTRAIN" inspect "$WORK/s2/checkpoints/step_00000006"
+grep -qF "sync         step (gradients all-reduced every step)" "$WORK/out" || fail "inspect: no sync line for step"
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" resume "$WORK/l2/checkpoints/step_00000006" --out "$WORK/l2r"
+same_losses "$WORK/l2/metrics.jsonl" "$WORK/l2r/metrics.jsonl"
+# Per-replica data files: each replica reads its own file as under local sync
+# (and under sync = "step": the sampling depends on the files, not the sync),
+# so H = 1 equals dp on the same files bit for bit, and differs from the run
+# on the shared file (replica 1 did read its own).
+sites2=(--set "data.train=[\"$WORK/tok_train.bin\", \"$WORK/tok_val.bin\"]")
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" "${exact[@]}" "${sites2[@]}" --out "$WORK/ss"
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" "${exact[@]}" "${sites2[@]}" "${local1[@]}" \
+  --out "$WORK/ls"
+grep -q "is data parallelism: gradients are averaged every step; each replica reads its own data.train file" "$WORK/out" ||
+  fail "per-replica files: no data-parallelism line"
+same_run "$WORK/ss" "$WORK/ls"
+[ "$(step_losses "$WORK/ls/metrics.jsonl" | tail -1)" != "$(step_losses "$WORK/l2/metrics.jsonl" | tail -1)" ] ||
+  fail "per-replica files: the same losses as on the shared file"
+
+# dtrain validate says so too.
+expect_exit 0 "$DTRAIN" validate "$WORK/tiny.toml" "${local1[@]}"
+expect_err "note: parallel.sync = local with sync_every = 1 and plain averaging is data parallelism"
+expect_exit 0 "$DTRAIN" validate "$WORK/tiny.toml" "${local1[@]}" --set parallel.outer_optim=nesterov
+grep -q "data parallelism" "$WORK/err" && fail "validate: H = 1 with Nesterov called data parallelism"
+
+# --- H = 1 with an outer optimizer (Nesterov, or plain averaging with
+# outer_lr != 1) keeps the outer-optimizer semantics: local sync, not dp. The
+# first step's loss (the same initial model and data) agrees; later ones differ.
+for outer in "nesterov --set parallel.outer_lr=0.7 --set parallel.outer_momentum=0.9" "average --set parallel.outer_lr=0.5"; do
+  set -- $outer
+  name=$1
+  shift
+  expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" "${exact[@]}" "${local1[@]}" \
+    --set parallel.outer_optim=$name "$@" --out "$WORK/o_$name"
+  grep -q "sync local: the 2 data-parallel replicas sync every 1 steps (and after the last), outer optimizer $name" \
+    "$WORK/out" || fail "H = 1 $name: no local sync line"
+  grep -q "is data parallelism" "$WORK/out" && fail "H = 1 $name ran as data parallelism"
+  "$PY" - "$WORK/s2/metrics.jsonl" "$WORK/o_$name/metrics.jsonl" <<'PY' || fail "H = 1 $name: not different from dp"
 import json, sys
-a, b = ({(r["step"], k): r[k] for r in map(json.loads, open(p)) for k in ("loss", "eval_loss") if k in r} for p in sys.argv[1:])
-assert a.keys() == b.keys() and len(a) == 15, (sorted(a), sorted(b))
-for s in a:
-    assert abs(a[s] - b[s]) <= 1e-5 * abs(a[s]), (s, a[s], b[s])
+a, b = ({r["step"]: r["loss"] for r in map(json.loads, open(p)) if "loss" in r} for p in sys.argv[1:])
+assert a.keys() == b.keys() and a[1] == b[1], (a, b)
+assert all(a[s] != b[s] for s in a if s >= 2), [(s, a[s], b[s]) for s in a]
 PY
+  expect_exit 0 "$DTRAIN" inspect "$WORK/o_$name/checkpoints/step_00000006"
+  grep -qF "sync         local every 1 steps, outer $name" "$WORK/out" || fail "inspect: no local sync line ($name)"
+done
 
 # --- Bytes per step over dp fall by H (the profile averages over whole periods).
-for h in 1 4; do
+# H = 1 with plain averaging is data parallelism: the gradients' bytes, as step.
+for h in 0 1 4; do
   mode=(--set parallel.sync=local --set parallel.sync_every=$h)
-  [ $h = 1 ] && mode=(--set parallel.sync=step)
+  [ $h = 0 ] && mode=(--set parallel.sync=step)
   expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" profile "$WORK/tiny.toml" "${base[@]}" "${mode[@]}" --steps 4 --warmup 1 --out "$WORK/prof$h"
+  if [ $h = 1 ]; then
+    grep -q 'plain averaging is data parallelism: gradients all-reduced every step' "$WORK/out" ||
+      fail "profile: no data-parallelism line"
+  fi
 done
 grep -q 'parameters synced every 4 steps' "$WORK/out" || fail "profile: no sync line"
-"$PY" - "$WORK/prof1/profile.json" "$WORK/prof4/profile.json" <<'PY' || fail "bytes per step did not fall by H"
+"$PY" - "$WORK/prof0/profile.json" "$WORK/prof4/profile.json" "$WORK/prof1/profile.json" <<'PY' || fail "bytes per step did not fall by H"
 import json, sys
-a, b = (json.load(open(p)) for p in sys.argv[1:])
+a, b, c = (json.load(open(p)) for p in sys.argv[1:])
 assert b["sync"] == {"mode": "local", "every": 4, "measured_steps": 4} and b["warmup"] == 4, b["sync"]
+assert c["sync"] == a["sync"] == {"mode": "step", "every": 1, "measured_steps": 4}, (a["sync"], c["sync"])
 x, y = a["comm"]["dp"]["bytes_per_step"], b["comm"]["dp"]["bytes_per_step"]
+assert c["comm"]["dp"]["bytes_per_step"] == x, (x, c["comm"]["dp"])
 # step: every gradient (4 P bytes) + the loss (8 bytes); local: 4 P / 4 + 8.
 P = (x - 8) / 4
 assert P == int(P) and y == 4 * P / 4 + 8, (x, y)
@@ -112,8 +160,18 @@ for key in model/ln_f.weight outer/momentum/ln_f.weight replica/0/model/ln_f.wei
            replica/1/optim/adamw.m/ln_f.weight; do
   grep -qE "^  $key " "$WORK/out" || fail "checkpoint lacks $key"
 done
+grep -qF "sync         local every 4 steps, outer nesterov (lr 0.7, momentum 0.9); model/* is the last synced model, outer/momentum/* the outer momentum, replica/<d>/* each replica's own state" \
+  "$WORK/out" || fail "inspect: no local sync line"
 # Another layout (one process) starts from the synced parameters and runs on.
 expect_exit 0 "$DTRAIN" resume "$WORK/n_dp/checkpoints/step_00000006" --out "$WORK/nr_one"
+# Resumed as data parallelism (H = 1, plain averaging) it is a resume with
+# sync = "step": both start from the anchor with replica 0's inner state.
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" resume "$WORK/n_dp/checkpoints/step_00000006" --set parallel.sync=step \
+  --out "$WORK/nr_step"
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" resume "$WORK/n_dp/checkpoints/step_00000006" --set parallel.sync_every=1 \
+  --set parallel.outer_optim=average --set parallel.outer_lr=1 --out "$WORK/nr_asdp"
+grep -q "is data parallelism" "$WORK/out" || fail "resume as H = 1 plain averaging: no data-parallelism line"
+same_losses "$WORK/nr_step/metrics.jsonl" "$WORK/nr_asdp/metrics.jsonl"
 
 # --- The small GPT on the shipped text: H = 4 (plain averaging) within 0.1 of
 # the dp run's validation loss after 100 steps (measured: about 0.02).
@@ -202,8 +260,25 @@ if [ -f "$DTRAIN_SOURCE_DIR/data/mnist/train-images-idx3-ubyte" ]; then
   grep -qE "^  replica/1/model/stem\.bn\.running_var " "$WORK/out" || fail "CNN: no per-replica running statistics"
 fi
 
-# --- ZeRO shards one optimizer; local sync has one per replica: refused.
+# --- ZeRO shards one optimizer; local sync has one per replica: refused
+# (by dtrain plan too). H = 1 with plain averaging is data parallelism: ZeRO runs.
 expect_exit 2 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set parallel.sync=local \
-  --set parallel.zero=1 --out "$WORK/bad"
+  --set parallel.sync_every=4 --set parallel.zero=1 --out "$WORK/bad"
 expect_err "parallel.sync = \"local\" with parallel.zero = 1"
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" "${local1[@]}" --set parallel.zero=1 \
+  --set train.steps=6 --out "$WORK/z1"
+grep -q "ZeRO-1" "$WORK/out" || fail "H = 1 with plain averaging and ZeRO-1: not sharded"
+expect_exit 2 "$DTRAIN" plan "$WORK/tiny.toml" --devices 2 --set parallel.sync=local --set parallel.sync_every=4 \
+  --set parallel.zero=1
+expect_err "--set parallel.zero=1 with parallel.sync = \"local\" (sync_every 4, outer average)"
+for h in 4 1; do
+  expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 4 --top 0 --json --set parallel.sync=local \
+    --set parallel.sync_every=$h
+  cp "$WORK/out" "$WORK/plan$h.json"
+done
+"$PY" - "$WORK/plan4.json" "$WORK/plan1.json" <<'PY' || fail "plan: ZeRO layouts for local sync, or none for H = 1"
+import json, sys
+zeros = [sorted({l["zero"] for l in json.load(open(p))["feasible"]}) for p in sys.argv[1:]]
+assert zeros[0] == [0] and max(zeros[1]) > 0, zeros
+PY
 echo "local_sgd: ok"

@@ -348,6 +348,29 @@ outer_momentum = 0.9
   // ZeRO shards one optimizer over the replicas; local sync has one per replica.
   CHECK_THROWS_WITH_AS(parse_config(sites, "sites.toml", {"parallel.zero=1"}, 2),
                        doctest::Contains("parallel.sync = \"local\" with parallel.zero = 1"), ConfigError);
+  // H = 1 with plain averaging is data parallelism (one optimizer, which ZeRO
+  // may shard); H = 1 with an outer optimizer, or outer_lr != 1, is not.
+  const std::vector<std::string> as_dp{"parallel.sync_every=1", "parallel.outer_optim=\"average\"",
+                                       "parallel.outer_lr=1"};
+  std::vector<std::string> with_zero = as_dp;
+  with_zero.push_back("parallel.zero=1");
+  const Config dp = parse_config(sites, "sites.toml", with_zero, 2);
+  CHECK(local_sync_is_dp(dp.parallel));
+  CHECK_FALSE(local_sync_active(dp.parallel));
+  CHECK(dp.parallel.zero == 1);
+  for (const char* other : {"parallel.outer_optim=\"nesterov\"", "parallel.outer_lr=0.5", "parallel.sync_every=2"}) {
+    CAPTURE(other);
+    std::vector<std::string> o = as_dp;
+    o.push_back(other);
+    const Config l = parse_config(sites, "sites.toml", o, 2);
+    CHECK_FALSE(local_sync_is_dp(l.parallel));
+    CHECK(local_sync_active(l.parallel));
+    o.push_back("parallel.zero=1");
+    CHECK_THROWS_WITH_AS(parse_config(sites, "sites.toml", o, 2),
+                         doctest::Contains("parallel.sync = \"local\" with parallel.zero = 1"), ConfigError);
+  }
+  CHECK_FALSE(local_sync_is_dp(one.parallel));  // sync = "step" is not local sync at all
+  CHECK_FALSE(local_sync_active(one.parallel));
   CHECK_THROWS_WITH_AS(parse_config(sites, "sites.toml", {"parallel.sync=\"sometimes\""}, 2),
                        doctest::Contains("parallel.sync: expected one of \"step\", \"local\""), ConfigError);
   CHECK_THROWS_WITH_AS(parse_config(sites, "sites.toml", {"parallel.sync_every=0"}, 2),
