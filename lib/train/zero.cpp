@@ -190,6 +190,7 @@ void ZeroSharding::acquire(size_t layer, int64_t next) {
       if (w.pending) w.pending->wait();
       w.layer = static_cast<int64_t>(layer);
       w.pending = gather_range(lo, hi, w.buf);
+      ++demand_gathers_;
     }
     ParamWindow& w = pwin_[k];
     if (w.pending) {

@@ -97,12 +97,15 @@ class ZeroSharding {
   Tensor& master_shard() { return master_; }
   Tensor& compute_shard() { return compute_shard_; }
   int64_t buckets() const { return static_cast<int64_t>(bounds_.size()) - 1; }
+  // ZeRO-3: gathers a layer waited for in full at its turn (neither
+  // prefetched nor still held), since construction.
+  int64_t demand_gathers() const { return demand_gathers_; }
 
   // Start of a step: zeroes the shard (and the resident gradients).
   void begin_step();
   // ZeRO-3: before top-level layer i's forward: its parameters gathered into
-  // place; `next` (-1: none) the layer the same pass runs next, whose gather
-  // starts now.
+  // place; `next` (-1: none) the layer that runs next (in this pass, or the
+  // first of the step's next forward or backward), whose gather starts now.
   void before_forward(size_t layer, int64_t next);
   // Around top-level layer i's backward of micro-batch `micro` (`last`: the
   // step's last backward on this stage; `next`: ZeRO-3's prefetch, as above).
@@ -175,6 +178,7 @@ class ZeroSharding {
   ParamWindow pwin_[2];  // [0] fits every unit, [1] those reading no tied parameter
   std::vector<std::pair<int64_t, int64_t>> gather_range_;
   std::vector<std::vector<Param*>> gather_params_;
+  int64_t demand_gathers_ = 0;
 };
 
 }  // namespace dtrain

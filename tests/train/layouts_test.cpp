@@ -374,6 +374,51 @@ TEST_CASE("ZeRO-3 with the tied embedding the widest gather unit: dp 2, dp 2 x p
   check_layout(toml, ref16, {2, 2, 1}, 3, "1f1b", tol16, bf16);
 }
 
+TEST_CASE("ZeRO-3 prefetch: every gather but the step's first is prefetched or still held, across operations") {
+  // Within a pass each layer starts the next one's gather; the last layer of
+  // a forward or backward starts the gather of the layer the step's next
+  // operation begins with (interleaved: another chunk's). The windows all fit
+  // every unit here (vocabulary 64), so the step's first gather is the only
+  // one a layer waits for in full (the update leaves the windows stale).
+  Data data;
+  const std::string toml = gpt_toml(data.dir);
+  const int rank = world_rank();
+  int world = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  if (world < 4) return;
+  struct Case {
+    Layout layout;
+    std::string schedule;
+    int accum;
+  };
+  for (const Case& c : std::vector<Case>{{{2, 1, 1}, "1f1b", 2}, {{2, 1, 2}, "1f1b", 2}, {{2, 1, 2}, "interleaved", 2},
+                                         {{2, 1, 2}, "gpipe", 2}}) {
+    const int n = c.layout.world();
+    MPI_Comm sub;
+    MPI_Comm_split(MPI_COMM_WORLD, rank < n ? 0 : MPI_UNDEFINED, rank, &sub);
+    if (rank < n) {
+      std::vector<std::string> sets{"model.n_layer=6", fmt::format("parallel.dp={}", c.layout.dp),
+                                    fmt::format("parallel.pp={}", c.layout.pp), "parallel.zero=3",
+                                    "parallel.schedule=" + c.schedule, fmt::format("train.grad_accum={}", c.accum)};
+      if (c.schedule == "interleaved") sets.push_back("parallel.virtual_stages=2");
+      const Config cfg = parse_config(toml, "layouts.toml", sets, n);
+      Mesh mesh(MeshLayout{c.layout.dp, c.layout.tp, c.layout.pp}, MpiCommOptions{}, sub);
+      Trainer t(cfg, mesh_groups(mesh), [](const std::string&) {});
+      const int steps = 3;
+      for (int s = 0; s < steps; ++s) t.train_step(s);
+      CAPTURE(c.layout.str());
+      CAPTURE(c.schedule);
+      CAPTURE(rank);
+      CHECK(t.zero()->demand_gathers() == steps);
+      if (rank == 0)
+        MESSAGE(fmt::format("{} {}: {} gathers waited for in full in {} steps", c.layout.str(), c.schedule,
+                            t.zero()->demand_gathers(), steps));
+      MPI_Comm_free(&sub);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+  }
+}
+
 TEST_CASE("ZeRO: a misplaced reduce-scatter or all-gather shard is caught by the comparison") {
   Data data;
   const std::string toml = gpt_toml(data.dir);
