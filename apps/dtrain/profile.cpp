@@ -141,8 +141,8 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
   v[kReduceSpan] = prof.reduction_span_seconds();
   v[kForward] = prof.seconds(Profiler::Kind::forward);
   v[kBackward] = prof.seconds(Profiler::Kind::backward);
-  // The masters, and under bf16 their compute copy (ZeRO-3: the shards, the
-  // tied parameters' resident copy and the two gather windows).
+  // The masters, and under bf16 their compute copy (ZeRO-3: the shards and
+  // the two gather windows).
   v[kParamBytes] = trainer.zero() ? trainer.zero()->param_bytes()
                                   : static_cast<double>(m.params.values().bytes() +
                                                         (m.params.mixed() ? m.params.compute_values().bytes() : 0));
@@ -222,8 +222,19 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
     const double shard = std::ceil(stage_params / g.layout.dp);
     v[kPredGrads] = (shard + 2 * largest + tied) * 4;
     // ZeRO-3: the master shard (+ its bf16 copy), and in the compute dtype
-    // two parameter windows and the tied embedding's resident copy.
-    if (zero == 3) v[kPredParams] = shard * (mixed ? 6 : 4) + (2 * largest + tied) * (mixed ? 2 : 4);
+    // two gather windows: the widest unit (every parameter a layer reads:
+    // the head's is the tied embedding, which no layer's Cost counts for it)
+    // and the widest of the units reading no tied parameter.
+    if (zero == 3) {
+      double wide = 0, narrow = 0;
+      for (size_t i = 0; i < m.layers.size(); ++i) {
+        const bool head = !m.layers[i]->borrowed_params().empty();
+        const double unit = static_cast<double>(costs[i].params) + (head ? tied : 0.0);
+        wide = std::max(wide, unit);
+        if (!head && !(i == 0 && m.first_stage() && tied > 0)) narrow = std::max(narrow, unit);
+      }
+      v[kPredParams] = shard * (mixed ? 6 : 4) + (wide + narrow) * (mixed ? 2 : 4);
+    }
   }
   v[kPredOpt] = stage_params * 4 * states * zero_share;
   v[kPredAct] = pred_act + pipe_grad;

@@ -96,6 +96,9 @@ class Layer {
   virtual Tensor backward(const Tensor& dy, const Ctx& ctx) = 0;
   // Cost for an input of shape `in`.
   virtual Cost cost(const Shape& in) const = 0;
+  // Parameters this layer reads that another layer declared (the GPT head's
+  // tied token embedding): ZeRO-3 gathers them for this layer's turn too.
+  virtual std::vector<Param*> borrowed_params() const { return {}; }
   // The convolutions this layer (with its parts) runs on an input of shape
   // `in`, appended to `out` by name: what the cuDNN graph checks walk.
   virtual void list_convolutions(const Shape& in, std::vector<std::pair<std::string, ops::ConvGeom>>& out) const {}

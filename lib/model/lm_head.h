@@ -34,6 +34,7 @@ class TiedLmHead : public Layer {
   Tensor forward(const Tensor& x, const Ctx& ctx) override;
   Tensor backward(const Tensor& dy, const Ctx& ctx) override;
   Cost cost(const Shape& in) const override;
+  std::vector<Param*> borrowed_params() const override { return {&wte_}; }
 
  private:
   Param& wte_;

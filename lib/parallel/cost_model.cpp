@@ -197,13 +197,18 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     // every micro-batch; prefetched, so hidden behind `overlap` of the pass.
     if (c.zero == 3 && d > 1) {
       const double gather = all_gather_seconds(st.params * sb.params, d, dp_link);
+      // One stage holding the embedding and the head gathers the tied
+      // embedding for each (the head's backward finds it in its window).
+      const double head = st.first_layer == 0 && st.last_layer == static_cast<int64_t>(model.layers.size())
+                              ? all_gather_seconds(model.tied_params * sb.params, d, dp_link)
+                              : 0.0;
       const double reduce = all_gather_seconds(st.params * sb.grads, d, dp_link);
       const double fwd_hidden = hw.overlap * (tf[k] - layers * hw.layer_overhead);
       const double bwd_hidden = hw.overlap * (tb[k] - layers * hw.layer_overhead);
       // Under full recomputation the remade forward gathers once more (the
       // gather is a pre-forward hook; the backward's is another).
       const double bwd_gathers = c.recompute == Recompute::full ? 2.0 : 1.0;
-      const double xf = std::max(0.0, gather - fwd_hidden);
+      const double xf = std::max(0.0, gather + head - fwd_hidden);
       const double xb = std::max(0.0, bwd_gathers * gather + reduce - bwd_hidden);
       tf[k] += xf;
       tb[k] += xb;
@@ -268,22 +273,33 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
   double comm_end = r.pipeline_seconds, optimizer = 0, dp_bytes = 0, tp_bytes = 0, pp_bytes = 0;
   double before = 0;  // backward and transfers of the stages before s in the last micro-batch
   std::vector<double> stage_params(p, 0.0), stage_max_layer(p, 0.0), stage_tied(p, 0.0), stage_tp_payload(p, 0.0),
-      stage_sent(p, 0.0);
+      stage_sent(p, 0.0), stage_wide_unit(p, 0.0), stage_unit(p, 0.0);
+  const auto n_layers = static_cast<int64_t>(model.layers.size());
   for (int k = 0; k < nc; ++k) {
     const int s = k % p;
     const StageProfile& st = chunks[k];
     stage_params[s] += st.params;
-    // ZeRO-2/3's windows hold the largest layer's parameters (gradients);
-    // this trainer keeps the tied embedding resident instead (its first and
-    // last stage both read it), so the embedding's window leaves it out and
-    // the stage holds it whole. Per-unit gathering (zero_unit_params,
+    // ZeRO-2/3's gradient windows hold the largest layer's gradients; this
+    // trainer keeps the tied embedding's whole gradient for the step instead
+    // (its first and last stage both write it), so the embedding's window
+    // leaves it out and the stage holds it whole. ZeRO-3's parameter windows
+    // hold gather units (every parameter a layer reads: the head's is the
+    // tied embedding): one fits the widest unit, the other the widest unit
+    // that reads no tied parameter. Per-unit gathering (zero_unit_params,
     // DeepSpeed's per-module hooks) bounds the window and gathers the
     // embedding like any other unit.
     double window = 0;
-    for (int64_t i = st.first_layer; i < st.last_layer; ++i)
-      window = std::max(window, model.layers[static_cast<size_t>(i)].params - (i == 0 ? model.tied_params : 0.0));
+    for (int64_t i = st.first_layer; i < st.last_layer; ++i) {
+      const double own = model.layers[static_cast<size_t>(i)].params;
+      window = std::max(window, own - (i == 0 ? model.tied_params : 0.0));
+      const bool head = model.tied_params > 0 && i > 0 && i + 1 == n_layers;  // reads wte (a copy: counted in st.params)
+      const double unit = own + (head ? model.tied_params : 0.0);
+      stage_wide_unit[s] = std::max(stage_wide_unit[s], unit);
+      if (!(model.tied_params > 0 && (i == 0 || head))) stage_unit[s] = std::max(stage_unit[s], unit);
+    }
     if (f.zero_unit_params > 0) {
       window = std::min(st.max_layer_params, f.zero_unit_params);
+      stage_wide_unit[s] = stage_unit[s] = window;
     } else if (st.first_layer == 0 || st.holds_tied_copy) {
       stage_tied[s] = model.tied_params;
     }
@@ -320,10 +336,17 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     double dp_sent = 0;
     if (d > 1) {
       const double frac = static_cast<double>(d - 1) / d;
+      // ZeRO-2/3 scatter the tied embedding's gradient once per step, the
+      // other layers' every micro-batch; ZeRO-3's head gathers the embedding
+      // once more per micro-batch where one stage holds both (its backward
+      // finds it still in the window).
+      const double tied_grads = stage_tied[s] * sb.grads;
+      const double head_gather = p == 1 && model.tied_params > 0 ? model.tied_params * sb.params : 0.0;
       if (c.zero == 3)  // two gathers (three under full recomputation) and a scatter per micro-batch
-        dp_sent = m * frac * ((c.recompute == Recompute::full ? 3 : 2) * params * sb.params + grad_bytes);
+        dp_sent = m * frac * ((c.recompute == Recompute::full ? 3 : 2) * params * sb.params + head_gather +
+                              grad_bytes - tied_grads) + frac * tied_grads;
       else if (c.zero == 2)
-        dp_sent = m * frac * grad_bytes + frac * params * sb.params;
+        dp_sent = m * frac * (grad_bytes - tied_grads) + frac * tied_grads + frac * params * sb.params;
       else if (c.zero == 1)
         dp_sent = (scatter ? 1.0 : 2.0) * frac * grad_bytes + frac * params * sb.params;
       else
@@ -378,12 +401,13 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     const double params = stage_params[s];
     const double shard = std::ceil(params / d);
     const bool sharded = d > 1;
-    // ZeRO-3: the 1/d shard plus the gathered layer and the next one
-    // (prefetch), and the resident tied embedding where the stage reads it.
-    const double windows = 2 * stage_max_layer[s] + stage_tied[s];
-    mem.params = c.zero == 3 && sharded ? (shard + windows) * sb.params : params * sb.params;
+    // ZeRO-3: the 1/d shard (the tied embedding's share too) plus the
+    // gathered unit and the next one (prefetch): the two windows.
+    const double param_windows = stage_wide_unit[s] + stage_unit[s];
+    mem.params = c.zero == 3 && sharded ? (shard + param_windows) * sb.params : params * sb.params;
     // ZeRO-2/3: this rank's shard plus two windows of the largest layer's
     // gradients, and the tied embedding's whole gradient.
+    const double windows = 2 * stage_max_layer[s] + stage_tied[s];
     mem.grads = c.zero >= 2 && sharded ? (shard + windows) * sb.grads : params * sb.grads;
     mem.optimizer = (c.zero >= 1 && sharded ? shard : params) * sb.optimizer;
     double act = 0;

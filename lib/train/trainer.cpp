@@ -299,7 +299,7 @@ void Trainer::wait_sends(int slot) {
   sends_[slot].clear();
 }
 
-void Trainer::forward_op(int micro, int chunk, const Ctx& ctx) {
+void Trainer::forward_op(int micro, int chunk, const Ctx& ctx, int64_t then) {
   const int slot = slot_of(chunk, micro);
   const std::string at = chunks_ > 1 ? fmt::format("mb {} chunk {} slot {}", micro, chunk, slot)
                                      : fmt::format("mb {} slot {}", micro, slot);
@@ -326,18 +326,18 @@ void Trainer::forward_op(int micro, int chunk, const Ctx& ctx) {
   }
   const size_t base = chunk_layer_[chunk];
   if (m.last_stage()) {
-    const Tensor logits = forward_stage(m, in, ctx, micro, base);
+    const Tensor logits = forward_stage(m, in, ctx, micro, base, true, then);
     Profiler::Scope timed(options_.profiler, Profiler::Kind::forward, static_cast<int>(base + m.layers.size()), micro);
     m.loss->accumulate(logits, y_[slot]);  // read once, at the end of the step
     trace(fmt::format("F {} samples [{}, +{}): loss", at, ctx.sample_offset, mb));
   } else {
-    Tensor out = forward_stage(m, in, ctx, micro, base);
+    Tensor out = forward_stage(m, in, ctx, micro, base, true, then);
     trace(fmt::format("F {} samples [{}, +{}): send activations to pp {}", at, ctx.sample_offset, mb, next));
     sends_[slot].push_back(g_.pp->send(out, next, tag_of(micro, vstage(chunk), vstages, false)));
   }
 }
 
-void Trainer::backward_op(int micro, int chunk, const Ctx& step_ctx, double scale, bool last) {
+void Trainer::backward_op(int micro, int chunk, const Ctx& step_ctx, double scale, bool last, int64_t then) {
   const int slot = slot_of(chunk, micro);
   const std::string at = chunks_ > 1 ? fmt::format("mb {} chunk {} slot {}", micro, chunk, slot)
                                      : fmt::format("mb {} slot {}", micro, slot);
@@ -374,7 +374,7 @@ void Trainer::backward_op(int micro, int chunk, const Ctx& step_ctx, double scal
   for (size_t i = m.layers.size(); i-- > 0;) {
     // ZeRO-3 gathers layer i's parameters (again: the forward's were freed)
     // and starts the gather of the layer whose backward follows.
-    if (zero_) zero_->before_backward(base + i, last, i > 0 ? static_cast<int64_t>(base + i - 1) : -1);
+    if (zero_) zero_->before_backward(base + i, last, i > 0 ? static_cast<int64_t>(base + i - 1) : then);
     {
       Profiler::Scope timed(options_.profiler, Profiler::Kind::backward, static_cast<int>(base + i), micro);
       g = m.layers[i]->backward(g, ctx);
@@ -394,14 +394,15 @@ void Trainer::backward_op(int micro, int chunk, const Ctx& step_ctx, double scal
   }
 }
 
-Tensor Trainer::forward_stage(Model& m, const Tensor& in, const Ctx& ctx, int micro, size_t base, bool timed) {
+Tensor Trainer::forward_stage(Model& m, const Tensor& in, const Ctx& ctx, int micro, size_t base, bool timed,
+                              int64_t then) {
   const bool gathers = zero_stage() == 3;
   Profiler* prof = timed ? options_.profiler : nullptr;
   if (!prof && !gathers) return m.forward_layers(in, ctx);
   Tensor h = in;
   for (size_t i = 0; i < m.layers.size(); ++i) {
     // ZeRO-3: layer i's parameters gathered; the next layer's gather started.
-    if (gathers) zero_->before_forward(base + i, i + 1 < m.layers.size() ? static_cast<int64_t>(base + i + 1) : -1);
+    if (gathers) zero_->before_forward(base + i, i + 1 < m.layers.size() ? static_cast<int64_t>(base + i + 1) : then);
     Profiler::Scope scope(prof, Profiler::Kind::forward, static_cast<int>(base + i), micro);
     h = m.layers[i]->forward(h, ctx);
   }
@@ -473,13 +474,22 @@ StepResult Trainer::train_step(int64_t step) {
   const double scale = 1.0 / static_cast<double>(micro_batches * (local_ ? 1 : g_.layout.dp));
   Ctx ctx{.training = true, .seed = static_cast<uint64_t>(t.seed), .step = step, .sample_offset = 0};
   const int slots = static_cast<int>(slots_.size());
+  // ZeRO-3: the layer operation i + 1 starts with (its chunk's first going
+  // forward, its last going backward); none after the step's last (the
+  // update changes every parameter).
+  const auto then = [&](size_t i) -> int64_t {
+    if (zero_stage() != 3 || i + 1 >= ops.size()) return -1;
+    const PipeOp& o = ops[i + 1];
+    const auto n = static_cast<int64_t>(slots_[chunk_slot_[o.chunk]]->layers.size());
+    return static_cast<int64_t>(chunk_layer_[o.chunk]) + (o.kind == PipeOp::Kind::forward ? 0 : n - 1);
+  };
   for (size_t i = 0; i < ops.size(); ++i) {
     const PipeOp& op = ops[i];
     ctx.sample_offset = sample_offset(step, op.micro);
     if (op.kind == PipeOp::Kind::forward)
-      forward_op(op.micro, op.chunk, ctx);
+      forward_op(op.micro, op.chunk, ctx, then(i));
     else
-      backward_op(op.micro, op.chunk, ctx, scale, i + 1 == ops.size());
+      backward_op(op.micro, op.chunk, ctx, scale, i + 1 == ops.size(), then(i));
   }
   for (int s = 0; s < slots; ++s) wait_sends(s);
   StepResult r;

@@ -153,8 +153,11 @@ class Trainer {
   void trace(const std::string& what) const;
   // Samples of micro-batch `micro` of this data-parallel rank in step `step`.
   int64_t sample_offset(int64_t step, int64_t micro) const;
-  void forward_op(int micro, int chunk, const Ctx& ctx);
-  void backward_op(int micro, int chunk, const Ctx& ctx, double scale, bool last);
+  // `then` (ZeRO-3; -1: none): the layer the step's next operation starts
+  // with, whose gather this operation's last layer starts (prefetch across
+  // the forward/backward turn and between an interleaved stage's chunks).
+  void forward_op(int micro, int chunk, const Ctx& ctx, int64_t then = -1);
+  void backward_op(int micro, int chunk, const Ctx& ctx, double scale, bool last, int64_t then = -1);
   // --- interleaved schedule: model chunks and their copies.
   void build_chunks(DType dtype, const Exec& ex);
   int slot_of(int chunk, int micro) const;  // index into slots_
@@ -168,7 +171,8 @@ class Trainer {
   // --- profiler hook: the stage's layers one by one (timed when profiling).
   // `base`: index in model().layers of m's first layer; `timed`: false for
   // evaluation. ZeRO-3 gathers each layer's parameters here.
-  Tensor forward_stage(Model& m, const Tensor& in, const Ctx& ctx, int micro, size_t base, bool timed = true);
+  Tensor forward_stage(Model& m, const Tensor& in, const Ctx& ctx, int micro, size_t base, bool timed = true,
+                       int64_t then = -1);
   double agree_loss(double local_sum, int64_t count);
   double global_grad_norm();
   double comm_wait_total() const;

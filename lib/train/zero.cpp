@@ -41,7 +41,7 @@ ZeroSharding::ZeroSharding(int stage, std::vector<Model*> slots, Communicator& d
     return;
   }
 
-  // ZeRO-2 and 3: each top-level layer's windowed range; tied parameters resident.
+  // ZeRO-2 and 3: each top-level layer's windowed gradient range; tied parameters' gradients resident.
   Model& m = *slots_[0];
   const auto& all = ps_.all();
   DTRAIN_CHECK(m.first_param_of(m.layers.size()) == all.size() || all.empty(),
@@ -85,8 +85,9 @@ ZeroSharding::ZeroSharding(int stage, std::vector<Model*> slots, Communicator& d
                covered + resident_n, trainable);
   for (Window& w : win_) w.buf = Tensor::zeros(Shape{widest}, gt, ex.device);
   if (stage_ == 3) {
-    // The masters of this rank's range and their compute copy; the tied
-    // parameters' compute copy resident; two parameter windows.
+    // The masters of this rank's range and their compute copy, and two
+    // parameter windows: the widest gather unit's and the widest of the units
+    // that read no tied parameter (units reading one go to the first).
     const DType ct = ps_.compute_values().dtype();
     const int64_t count = range_.end - range_.begin;
     master_ = Tensor::zeros(Shape{count}, ps_.values().dtype(), ex.device);
@@ -96,17 +97,37 @@ ZeroSharding::ZeroSharding(int stage, std::vector<Model*> slots, Communicator& d
       compute_shard_ = Tensor::zeros(Shape{count}, ct, ex.device);
       ops::copy(ex, ps_.compute_values().flat_range(range_.begin, count), compute_shard_);
     }
-    resident_values_ = Tensor::zeros(Shape{resident_n}, ct, ex.device);
-    cursor = 0;
-    for (const auto& p : all)
-      if (p->trainable && p->tied) {
-        Tensor dst = resident_values_.flat_range(cursor, p->numel());
-        ops::copy(ex, p->compute.view(Shape{p->numel()}), dst);
+    int64_t big = 0, small = 0;
+    for (size_t i = 0; i < m.layers.size(); ++i) {
+      // Layer i's unit: every parameter it reads, its own (a tied one too)
+      // and those it borrows (the head's wte, which the embedding declares
+      // when one stage holds both).
+      std::vector<const Param*> unit;
+      for (size_t k = m.first_param_of(i); k < m.first_param_of(i + 1); ++k)
+        if (all[k]->trainable) unit.push_back(all[k].get());
+      for (const Param* b : m.layers[i]->borrowed_params())
+        if (b->trainable && std::find(unit.begin(), unit.end(), b) == unit.end()) unit.push_back(b);
+      int64_t lo = -1, hi = -1, padded = 0;
+      bool tied = false;
+      std::vector<Param*> ps;
+      for (const Param* p : unit) {
+        lo = lo < 0 ? p->offset : std::min(lo, p->offset);
+        hi = std::max(hi, p->offset + p->numel());
+        padded += (p->numel() + kShardAlign - 1) / kShardAlign * kShardAlign;
+        tied = tied || p->tied;
         for (Model* s : slots_)
-          if (Param* q = s->params.find(p->name)) q->compute = dst.view(p->shape);
-        cursor += p->numel();
+          if (Param* q = s->params.find(p->name)) ps.push_back(q);
       }
-    for (ParamWindow& w : pwin_) w.buf = Tensor::zeros(Shape{widest}, ct, ex.device);
+      if (lo < 0) lo = hi = 0;
+      DTRAIN_CHECK(hi - lo <= padded, "ZeRO-3: layer {} reads parameters spread over [{}, {}) of the flat buffer "
+                   "({} elements): one gather cannot fetch them", m.layers[i]->name(), lo, hi, padded);
+      gather_range_.emplace_back(lo, hi);
+      gather_params_.push_back(std::move(ps));
+      big = std::max(big, hi - lo);
+      if (!tied) small = std::max(small, hi - lo);
+    }
+    pwin_[0].buf = Tensor::zeros(Shape{big}, ct, ex.device);
+    pwin_[1].buf = Tensor::zeros(Shape{small}, ct, ex.device);
   }
   // The full gradient buffer goes: every view of it is re-pointed above or
   // below (windowed parameters point at no memory until their layer's turn).
@@ -122,7 +143,7 @@ double ZeroSharding::param_bytes() const {
     Tensor& v = ps_.values();
     return static_cast<double>(v.bytes() + (ps_.mixed() ? ps_.compute_values().bytes() : 0));
   }
-  double b = static_cast<double>(master_.bytes() + resident_values_.bytes());
+  double b = static_cast<double>(master_.bytes());
   if (compute_shard_.raw() != master_.raw()) b += static_cast<double>(compute_shard_.bytes());
   for (const ParamWindow& w : pwin_) b += static_cast<double>(w.buf.bytes());
   return b;
@@ -132,7 +153,7 @@ void ZeroSharding::shard_params() {
   DTRAIN_CHECK(stage_ == 3, "shard_params under ZeRO-{}", stage_);
   for (Model* s : slots_) {
     for (const auto& p : s->params.all())
-      if (p->trainable && !p->tied) p->compute = Tensor{};  // a window's, from its layer's turn on
+      if (p->trainable) p->compute = Tensor{};  // a window's, from its layer's turn on
     s->params.release_values();
   }
 }
@@ -146,29 +167,47 @@ WorkHandle ZeroSharding::gather_range(int64_t lo, int64_t hi, const Tensor& dst)
 }
 
 void ZeroSharding::acquire(size_t layer, int64_t next) {
-  const auto [lo, hi] = layer_range_[layer];
+  const auto [lo, hi] = gather_range_[layer];
   const auto held = [&](int64_t l) { return pwin_[0].layer == l ? 0 : pwin_[1].layer == l ? 1 : -1; };
+  const auto fits = [&](int w, int64_t l) {
+    const auto [a, b] = gather_range_[static_cast<size_t>(l)];
+    return b - a <= pwin_[w].buf.numel();
+  };
   int k = -1;
   if (hi > lo) {
     k = held(static_cast<int64_t>(layer));
-    if (k < 0) {  // not prefetched: gathered now (into the window not receiving `next`)
-      k = pwin_[0].layer == next && next >= 0 ? 1 : 0;
+    if (k < 0) {
+      // Not prefetched: gathered now, into a window it fits that is not
+      // receiving `next` (the small one first: the wide one stays free for a
+      // wide neighbour); else into the wide one, whose prefetch is dropped.
+      k = 0;
+      for (int c : {1, 0})
+        if (fits(c, static_cast<int64_t>(layer)) && !(next >= 0 && pwin_[c].layer == next)) {
+          k = c;
+          break;
+        }
       ParamWindow& w = pwin_[k];
       if (w.pending) w.pending->wait();
       w.layer = static_cast<int64_t>(layer);
       w.pending = gather_range(lo, hi, w.buf);
+      ++demand_gathers_;
     }
     ParamWindow& w = pwin_[k];
     if (w.pending) {
       w.pending->wait();
       w.pending.reset();
     }
-    for (Param* p : layer_params_[layer]) p->compute = w.buf.flat_range(p->offset - lo, p->numel()).view(p->shape);
+    for (Param* p : gather_params_[layer]) p->compute = w.buf.flat_range(p->offset - lo, p->numel()).view(p->shape);
   }
   if (!overlap_ || next < 0) return;
-  const auto [nlo, nhi] = layer_range_[static_cast<size_t>(next)];
+  const auto [nlo, nhi] = gather_range_[static_cast<size_t>(next)];
   if (nhi == nlo || held(next) >= 0) return;
-  const int j = k >= 0 ? 1 - k : (pwin_[0].pending ? 1 : 0);
+  // Into a window it fits other than this layer's (the idle one first); none
+  // (a wide unit after one in the wide window): gathered at its turn.
+  int j = -1;
+  for (int c : {1, 0})
+    if (c != k && fits(c, next) && (j < 0 || (pwin_[j].pending && !pwin_[c].pending))) j = c;
+  if (j < 0) return;
   ParamWindow& w = pwin_[j];
   if (w.pending) w.pending->wait();
   w.layer = next;
@@ -177,15 +216,6 @@ void ZeroSharding::acquire(size_t layer, int64_t next) {
 
 void ZeroSharding::before_forward(size_t layer, int64_t next) {
   if (stage_ == 3) acquire(layer, next);
-}
-
-void ZeroSharding::refresh_resident() {
-  int64_t cursor = 0;
-  for (const auto& p : ps_.all())
-    if (p->trainable && p->tied) {
-      gather_range(p->offset, p->offset + p->numel(), resident_values_.flat_range(cursor, p->numel()))->wait();
-      cursor += p->numel();
-    }
 }
 
 void ZeroSharding::gather_full() {
@@ -201,14 +231,6 @@ void ZeroSharding::release_full(bool loaded) {
     const Exec& ex = ps_.exec();
     ops::copy(ex, ps_.values().flat_range(range_.begin, range_.end - range_.begin), master_);
     if (compute_shard_.raw() != master_.raw()) ops::convert(ex, master_, compute_shard_);
-    int64_t cursor = 0;
-    for (const auto& p : ps_.all())
-      if (p->trainable && p->tied) {
-        Tensor dst = resident_values_.flat_range(cursor, p->numel());
-        if (dst.dtype() == p->value.dtype()) ops::copy(ex, p->value.view(Shape{p->numel()}), dst);
-        else ops::convert(ex, p->value.view(Shape{p->numel()}), dst);
-        cursor += p->numel();
-      }
     for (ParamWindow& w : pwin_) w.layer = -1;  // stale
   }
   for (Model* s : slots_) s->params.release_values();
@@ -330,15 +352,16 @@ double ZeroSharding::finish() {
     land(win_[turn_]);  // the older one first
     land(win_[1 - turn_]);
     if (resident_buf_.defined() && resident_buf_.numel()) {
+      // The tied parameters' step gradients (the head's and the embedding's
+      // contributions, every micro-batch's), summed over the pipeline's
+      // embedding group, then reduce-scattered over dp into the shard (their
+      // piece of it: no window lands there).
       if (embed_) embed_->all_reduce(resident_buf_, ReduceOp::sum)->wait();
-      dp_.all_reduce(resident_buf_, ReduceOp::sum)->wait();
       for (const auto& p : ps_.all()) {
         if (!p->trainable || !p->tied) continue;
-        const int64_t lo = std::max(p->offset, range_.begin), hi = std::min(p->offset + p->numel(), range_.end);
-        if (hi <= lo) continue;
-        Tensor g = p->grad.view(Shape{p->numel()}).flat_range(lo - p->offset, hi - lo);
-        Tensor dst = shard_.flat_range(lo - range_.begin, hi - lo);
-        ops::add(ex, dst, g, dst);
+        const std::vector<int64_t> c = pieces(p->offset, p->offset + p->numel());
+        dp_.reduce_scatter(p->grad.view(Shape{p->numel()}), piece_of(shard_, range_, p->offset, c[me_]), ReduceOp::sum,
+                           c)->wait();
       }
     }
   }
@@ -360,13 +383,12 @@ double ZeroSharding::grad_sum_squares(bool replicated) {
 void ZeroSharding::gather_params() {
   if (stage_ == 3) {
     // The optimizer wrote this rank's masters and their compute copy; the
-    // layers gather theirs when they run. Only the resident copies now.
+    // layers gather theirs when they run: the windows are stale.
     for (ParamWindow& w : pwin_) {
       if (w.pending) w.pending->wait();
       w.pending.reset();
       w.layer = -1;
     }
-    refresh_resident();
     return;
   }
   Tensor& v = ps_.values();

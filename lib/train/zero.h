@@ -23,24 +23,32 @@
 //     price is grad_accum reduce-scatters per step instead of one.
 //     Tied parameters (the token embedding, written by the head's backward at
 //     the start and the embedding's at the end of it) keep a full "resident"
-//     gradient, summed over the pipeline's embedding group and all-reduced
-//     over dp after the backward.
+//     gradient for the step, summed over the pipeline's embedding group and
+//     then reduce-scattered over dp into the shard after the backward. Why
+//     not per layer: the two stages of a pipeline's embedding group hold the
+//     tensor at different flat offsets, so their dp pieces of it differ and
+//     only the whole tensor can be summed between them.
 //   - ZeRO-3 (fully sharded data parallel): ZeRO-2's gradients, and the
 //     parameters sharded too. Each rank keeps only the fp32 masters of its
 //     range (and under bf16 their bf16 copy: what the all-gathers send); the
 //     flat master and compute buffers are freed. Before a top-level layer's
 //     forward, and again before its backward, its parameters are all-gathered
-//     in the compute dtype into one of two shared windows (the widest layer's
-//     size) and its Param::compute views pointed there; the gather of the
+//     in the compute dtype into one of two shared windows and its
+//     Param::compute views pointed there; the gather of the
 //     pass's next layer is started into the other window (MPI non-blocking)
 //     so that it overlaps this layer's compute. A window is reused by the
-//     next gather, so parameter memory falls as 1/dp plus two layers. A
+//     next gather, so parameter memory falls as 1/dp plus two windows. A
+//     layer's unit is every parameter it reads: its own, and the tied token
+//     embedding for the head (gathered before the embedding's forward and
+//     backward and the head's, like any other unit: no copy of it stays).
+//     Window 0 fits the widest unit (the embedding's at GPT-2 sizes), window
+//     1 the widest unit that reads no tied parameter, so that the embedding
+//     costs one window, not two; a wide unit waits for window 0 (its gather
+//     is not prefetched while the layer before it holds that window). A
 //     window still holding a layer's current values is not gathered again
 //     (the last layer's forward straight before its backward). Full
 //     recomputation re-runs the forward inside the backward, on the
-//     parameters gathered for it. Tied parameters (the token embedding, read
-//     by the first and the last layer) keep a resident compute copy, all-
-//     gathered after each update, like their resident gradients. Checkpoints
+//     parameters gathered for it. Checkpoints
 //     gather the full masters for the save (gather_full) and put a load's
 //     values back into the shards (release_full).
 // With pipeline parallelism each stage has its own flat buffer: shards are
@@ -80,7 +88,8 @@ class ZeroSharding {
   double grad_bytes() const;
   // Bytes this rank holds for parameters (masters and compute copy): the
   // full buffers (ZeRO-1, 2); ZeRO-3 the master shard, its compute copy
-  // (bf16), the tied parameters' resident compute copy and the two windows.
+  // (bf16) and the two gather windows (every parameter, the tied embedding
+  // included, held whole only in a window during its layers' turns).
   double param_bytes() const;
   // ZeRO-3, after the optimizer is built over master_shard() and
   // compute_shard(): frees the full parameter buffers of every slot.
@@ -88,12 +97,15 @@ class ZeroSharding {
   Tensor& master_shard() { return master_; }
   Tensor& compute_shard() { return compute_shard_; }
   int64_t buckets() const { return static_cast<int64_t>(bounds_.size()) - 1; }
+  // ZeRO-3: gathers a layer waited for in full at its turn (neither
+  // prefetched nor still held), since construction.
+  int64_t demand_gathers() const { return demand_gathers_; }
 
   // Start of a step: zeroes the shard (and the resident gradients).
   void begin_step();
   // ZeRO-3: before top-level layer i's forward: its parameters gathered into
-  // place; `next` (-1: none) the layer the same pass runs next, whose gather
-  // starts now.
+  // place; `next` (-1: none) the layer that runs next (in this pass, or the
+  // first of the step's next forward or backward), whose gather starts now.
   void before_forward(size_t layer, int64_t next);
   // Around top-level layer i's backward of micro-batch `micro` (`last`: the
   // step's last backward on this stage; `next`: ZeRO-3's prefetch, as above).
@@ -107,8 +119,8 @@ class ZeroSharding {
   // summed over dp here, over tp and pp by the caller.
   double grad_sum_squares(bool replicated);
   // After the update: all-gathers the updated masters over dp and refreshes
-  // the compute copy of the other ranks' ranges (ZeRO-3: the tied
-  // parameters' resident copy only; the windows are stale).
+  // the compute copy of the other ranks' ranges (ZeRO-3: nothing to gather;
+  // the windows are stale).
   void gather_params();
   // ZeRO-3: the full masters back in every slot's Param::value (all-gathered
   // over dp), until release_full, which with `loaded` first copies them
@@ -141,7 +153,8 @@ class ZeroSharding {
   std::vector<int64_t> bounds_;
   int64_t next_ = 0;
   std::vector<WorkHandle> pending_;
-  // ZeRO-2: per top-level layer its windowed flat range; resident parameters.
+  // ZeRO-2: per top-level layer its windowed flat range (gradients); tied
+  // parameters' resident gradients.
   std::vector<std::pair<int64_t, int64_t>> layer_range_;
   std::vector<std::vector<Param*>> layer_params_;  // per layer: its (not tied) parameters in every slot
   std::vector<Param*> resident_;                   // tied parameters, every slot
@@ -150,8 +163,9 @@ class ZeroSharding {
   int turn_ = 0;       // the window the next layer takes
   Tensor scalar_;      // (1) f64 for the norm's all-reduce
   // ZeRO-3: the masters of this rank's range, their compute copy (the same
-  // tensor in fp32), the tied parameters' resident compute copy, and two
-  // windows of gathered parameters in the compute dtype.
+  // tensor in fp32), and two windows of gathered parameters in the compute
+  // dtype; per top-level layer the flat range of its unit (every parameter
+  // it reads) and those parameters in every slot.
   struct ParamWindow {
     Tensor buf;
     int64_t layer = -1;  // whose parameters it holds (or is receiving)
@@ -159,10 +173,12 @@ class ZeroSharding {
   };
   void acquire(size_t layer, int64_t next);
   WorkHandle gather_range(int64_t lo, int64_t hi, const Tensor& dst);
-  void refresh_resident();
   bool overlap_ = true;
-  Tensor master_, compute_shard_, resident_values_;
-  ParamWindow pwin_[2];
+  Tensor master_, compute_shard_;
+  ParamWindow pwin_[2];  // [0] fits every unit, [1] those reading no tied parameter
+  std::vector<std::pair<int64_t, int64_t>> gather_range_;
+  std::vector<std::vector<Param*>> gather_params_;
+  int64_t demand_gathers_ = 0;
 };
 
 }  // namespace dtrain

@@ -2,7 +2,9 @@
 # checkpoints (mpirun, 2 ranks): the losses match one process; the same
 # layout resumes bit for bit; an interleaved checkpoint resumes under 1F1B and
 # on one process, and a 1F1B checkpoint under interleaving, with the one-process
-# losses; bad combinations are one-line config errors (exit 2) naming the keys.
+# losses; interleaved with ZeRO-3 on dp 2 (4 ranks) resumes bit for bit and
+# under plain 1F1B without ZeRO with the one-process losses; bad combinations
+# are one-line config errors (exit 2) naming the keys.
 source "$(dirname "$0")/common.bash"
 MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
 make_tokens
@@ -37,6 +39,21 @@ close_losses "$WORK/one/metrics.jsonl" "$WORK/il_to_one/metrics.jsonl"
 expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" "${plain[@]}" --out "$WORK/p"
 expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" resume "$WORK/p/$ck" "${il[@]}" --out "$WORK/p_to_il"
 close_losses "$WORK/one/metrics.jsonl" "$WORK/p_to_il/metrics.jsonl"
+
+# Interleaved with ZeRO-3 (dp 2 x pp 2, v = 2; the tied wte sharded on the
+# first and last stage): a batch of 16 so that each dp rank runs 2 micro-batches.
+b16=(--set train.grad_accum=4)
+z3=(--set parallel.dp=2 --set parallel.zero=3 --set train.grad_accum=2)
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" "${b16[@]}" --out "$WORK/one16"
+expect_exit 0 "${MPIRUN[@]}" -np 4 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" "${il[@]}" "${z3[@]}" --out "$WORK/ilz"
+grep -q "ZeRO-3" "$WORK/out" || fail "the layout line does not name ZeRO-3"
+close_losses "$WORK/one16/metrics.jsonl" "$WORK/ilz/metrics.jsonl"
+expect_exit 0 "${MPIRUN[@]}" -np 4 "$DTRAIN" resume "$WORK/ilz/$ck" --out "$WORK/ilz_r"
+same_losses "$WORK/ilz/metrics.jsonl" "$WORK/ilz_r/metrics.jsonl"
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" resume "$WORK/ilz/$ck" "${plain[@]}" --set parallel.dp=1 \
+  --set parallel.zero=0 "${b16[@]}" --out "$WORK/ilz_to_1f1b"
+grep -q "override parallel.schedule: \"interleaved\" -> \"1f1b\"" "$WORK/out" || fail "no report of the schedule change"
+close_losses "$WORK/one16/metrics.jsonl" "$WORK/ilz_to_1f1b/metrics.jsonl"
 
 # Config errors: one line each, naming the keys and values.
 expect_exit 2 "$DTRAIN" run "$WORK/tiny.toml" --set parallel.virtual_stages=2 --out "$WORK/bad"

@@ -446,3 +446,28 @@ TEST_CASE("ZeRO-3: parameters sharded with a two-layer window, 1.5x plain dp's t
   CHECK(z3m.memory.params == doctest::Approx((1e6 + 2 * 2.5e5) * 4));
   CHECK(z3m.memory.grads == doctest::Approx((1e6 + 2 * 2.5e5) * 4));
 }
+
+TEST_CASE("ZeRO-3: the tied embedding is sharded and gathered like any unit; its gradient kept whole for the step") {
+  // Four layers of 1e6 parameters; the first is the embedding, 3e6 of them
+  // the tied wte, which the last (the head, no parameters of its own) reads.
+  ModelProfile m = toy_profile(4);
+  for (LayerProfile& l : m.layers) l.params = 1e6;
+  m.layers[0].params = 3e6 + 1e5;  // wte + wpe
+  m.layers[3].params = 0;
+  m.tied_params = 3e6;
+  const Hardware hw = toy_hardware();
+  Workload w;
+  w.global_batch = 8;
+  Candidate c{.dp = 4, .tp = 1, .pp = 1, .micro_batch = 2, .micro_batches = 1, .zero = 3};
+  const Prediction z3 = predict(m, profile_stages(m, 1), hw, w, Features::full(), c);
+  const double P = 3e6 + 1e5 + 2e6;
+  // Parameters: the 1/4 shard of all of them, wte included, + the wide
+  // window (the embedding's unit) + the narrow one (a block's).
+  CHECK(z3.memory.params == doctest::Approx((P / 4 + 3.1e6 + 1e6) * 4));
+  // Gradients: two windows of the largest layer less wte, + wte's whole gradient.
+  CHECK(z3.memory.grads == doctest::Approx((P / 4 + 2 * 1e6 + 3e6) * 4));
+  // Bytes: per micro-batch two gathers of everything + the head's gather of
+  // wte; the scatter of every layer's gradients but wte's, whose is once a step.
+  const double f = 3.0 / 4.0;
+  CHECK(z3.dp_bytes == doctest::Approx(f * (2 * P + 3e6) * 4 + f * P * 4));
+}

@@ -11,11 +11,15 @@ what ZeRO moves) and reads each run's trace.json:
   - the formulas, with P the parameters x 4 bytes and m micro-batches:
     ZeRO-0 all-reduce 2(d-1)/d P; ZeRO-1 reduce-scatter (d-1)/d P plus
     all-gather (d-1)/d P (the same total); ZeRO-2 m reduce-scatters (every
-    micro-batch) plus the all-gather; ZeRO-3 per micro-batch every layer's
-    parameters gathered twice (forward, backward) and its gradients
-    reduce-scattered once: 3m (d-1)/d P, 1.5 m x plain dp's 2(d-1)/d P (an
-    upper bound: a window still holding a layer's values is not gathered
-    again, e.g. ln_f's between its forward and backward);
+    micro-batch) of every layer's gradients but the tied token embedding's
+    (T: vocabulary x width x 4 bytes), whose step gradient is reduce-scattered
+    once, plus the all-gather: (d-1)/d (m (P - T) + T + P); ZeRO-3 per
+    micro-batch every layer's parameters gathered twice (forward, backward),
+    the tied embedding once more for the head, and the gradients scattered
+    as ZeRO-2's: (d-1)/d (2m P + m T + m (P - T) + T), about 1.5 m x plain
+    dp's 2(d-1)/d P (the gathers an upper bound: a window still holding a
+    layer's values is not gathered again, e.g. the head's and ln_f's between
+    their forward and backward);
   - hidden: the share of each collective's time in flight (issue to
     completion) during which the rank was computing a layer's forward or
     backward (the rest was waited for or overlapped only other waiting);
@@ -30,17 +34,20 @@ import json
 import os
 import subprocess
 import tempfile
+import tomllib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONFIG = "configs/bench/gpt-small.toml"
+VOCAB = 512
 MPIRUN = ["mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none"]
 COMPUTE = {"forward", "backward", "loss"}
 
 
 def profile(binary, dp, zero, steps, micro_batches):
     with tempfile.TemporaryDirectory() as out:
-        cmd = MPIRUN + ["-np", str(dp), binary, "profile", "configs/bench/gpt-small.toml", "--out", out,
+        cmd = MPIRUN + ["-np", str(dp), binary, "profile", CONFIG, "--out", out,
                         "--steps", str(steps), "--warmup", "1"]
-        for s in ["model.vocab_size=512", "model.n_layer=8", "train.threads=1", f"parallel.dp={dp}", f"parallel.zero={zero}",
+        for s in [f"model.vocab_size={VOCAB}", "model.n_layer=8", "train.threads=1", f"parallel.dp={dp}", f"parallel.zero={zero}",
                   f"train.grad_accum={micro_batches}", "parallel.bucket_mb=1"]:
             cmd += ["--set", s]
         subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, text=True)
@@ -87,6 +94,8 @@ def main():
     a = ap.parse_args()
     m = a.micro_batches
     stages = [int(z) for z in a.stages.split(",")]
+    with open(os.path.join(ROOT, CONFIG), "rb") as fh:
+        T = VOCAB * tomllib.load(fh)["model"]["n_embd"] * 4.0  # the tied token embedding's bytes (fp32)
     print("| dp | ZeRO | collective | payload MiB/step | sent MiB/step (ring) | formula MiB/step | busy ms/step | hidden "
           "| grads MiB/rank (model) | params MiB/rank (model) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -107,8 +116,8 @@ def main():
             f = (dp - 1) / dp
             formula = {0: {"all_reduce": 2 * f * P},
                        1: {"reduce_scatter": f * P, "all_gather": f * P},
-                       2: {"reduce_scatter": m * f * P, "all_gather": f * P},
-                       3: {"reduce_scatter": m * f * P, "all_gather": 2 * m * f * P}}[zero]
+                       2: {"reduce_scatter": f * (m * (P - T) + T), "all_gather": f * P},
+                       3: {"reduce_scatter": f * (m * (P - T) + T), "all_gather": m * f * (2 * P + T)}}[zero]
             total_sent = 0.0
             for kind in sorted(kinds):
                 payload, sent, busy, hidden = kinds[kind]
