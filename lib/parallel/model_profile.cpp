@@ -177,10 +177,30 @@ ModelProfile profile_model(const ModelConfig& cfg, int64_t seq_len, int tp, bool
   return out;
 }
 
-std::vector<StageProfile> profile_stages(const ModelProfile& m, int pp) {
-  std::vector<double> costs;
-  for (const LayerProfile& l : m.layers) costs.push_back(l.fwd_flops + l.bwd_flops);
-  const std::vector<int64_t> b = partition_layers(costs, pp);
+int64_t block_count(const ModelProfile& m) {
+  return std::count_if(m.layers.begin(), m.layers.end(), [](const LayerProfile& l) { return l.block; });
+}
+
+std::vector<StageProfile> profile_stages(const ModelProfile& m, int pp, bool uniform_blocks) {
+  std::vector<int64_t> b;
+  const int64_t blocks = block_count(m);
+  if (uniform_blocks && blocks > 0) {
+    // As many blocks per chunk; the layers before the first block (the
+    // embedding) ride with the first chunk, those after the last (the final
+    // norm, the head and the loss) with the last one.
+    if (blocks % pp != 0)
+      throw ConfigError(fmt::format("{} pipeline chunks do not divide the {} transformer blocks", pp, blocks));
+    const auto first = static_cast<int64_t>(
+        std::find_if(m.layers.begin(), m.layers.end(), [](const LayerProfile& l) { return l.block; }) -
+        m.layers.begin());
+    b.push_back(0);
+    for (int64_t k = 1; k < pp; ++k) b.push_back(first + k * (blocks / pp));
+    b.push_back(static_cast<int64_t>(m.layers.size()));
+  } else {
+    std::vector<double> costs;
+    for (const LayerProfile& l : m.layers) costs.push_back(l.fwd_flops + l.bwd_flops);
+    b = partition_layers(costs, pp);
+  }
   std::vector<StageProfile> stages(pp);
   for (int s = 0; s < pp; ++s) {
     StageProfile& st = stages[s];

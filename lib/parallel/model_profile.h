@@ -107,6 +107,13 @@ struct StageProfile {
 
 // The stages as the trainer cuts them for `pp` stages (partition_layers over
 // forward + backward FLOPs). Throws ConfigError when pp exceeds the layers.
-std::vector<StageProfile> profile_stages(const ModelProfile& m, int pp);
+// With `uniform_blocks` (a model with transformer blocks), as Megatron-LM cuts
+// them instead: every stage the same number of blocks, the embedding with the
+// first and the final norm, head and loss with the last (throws ConfigError
+// when pp does not divide the blocks).
+std::vector<StageProfile> profile_stages(const ModelProfile& m, int pp, bool uniform_blocks = false);
+
+// The model's transformer blocks (LayerProfile::block); 0 for the CNN.
+int64_t block_count(const ModelProfile& m);
 
 }  // namespace dtrain
