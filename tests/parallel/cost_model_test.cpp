@@ -446,3 +446,79 @@ TEST_CASE("ZeRO-3: parameters sharded with a two-layer window, 1.5x plain dp's t
   CHECK(z3m.memory.params == doctest::Approx((1e6 + 2 * 2.5e5) * 4));
   CHECK(z3m.memory.grads == doctest::Approx((1e6 + 2 * 2.5e5) * 4));
 }
+
+TEST_CASE("uniform blocks (Megatron-LM's cut): as many blocks per chunk, embedding first, head last") {
+  // An embedding, 6 blocks, a head three times a block's cost: by FLOPs the
+  // head gets a stage of its own; cut uniformly it rides with the last blocks.
+  ModelProfile m = toy_profile(8);
+  m.layers.front().block = m.layers.back().block = false;
+  m.layers.front().fwd_flops = 1e8;
+  m.layers.back().fwd_flops = 3e9;
+  m.layers.back().bwd_flops = 6e9;
+  CHECK(block_count(m) == 6);
+  const std::vector<StageProfile> by_flops = profile_stages(m, 3);
+  CHECK(by_flops.back().first_layer == 7);  // the head alone
+  const std::vector<StageProfile> uniform = profile_stages(m, 3, true);
+  CHECK(uniform[0].first_layer == 0);
+  CHECK(uniform[0].last_layer == 3);  // embedding + blocks 1, 2
+  CHECK(uniform[1].first_layer == 3);
+  CHECK(uniform[1].last_layer == 5);
+  CHECK(uniform[2].first_layer == 5);
+  CHECK(uniform[2].last_layer == 8);  // blocks 5, 6 + head
+  CHECK_THROWS_AS(profile_stages(m, 4, true), ConfigError);  // 6 blocks in 4 chunks
+  // A model without blocks (the CNN) is cut by FLOPs either way.
+  for (LayerProfile& l : m.layers) l.block = false;
+  CHECK(profile_stages(m, 4, true).back().first_layer == profile_stages(m, 4).back().first_layer);
+}
+
+TEST_CASE("scatter/gather of stage boundaries: 1/t per tp rank over the link, then a tp all-gather") {
+  ModelProfile m = toy_profile(4);
+  m.tp = 4;
+  for (LayerProfile& l : m.layers) l.out_bytes = 4e6;
+  Hardware hw = toy_hardware();
+  hw.inter = {1e8, 20e-6};  // stages talk between nodes
+  Workload w;
+  w.global_batch = 2;
+  Candidate c{.dp = 4, .tp = 4, .pp = 2, .micro_batch = 1, .micro_batches = 2};  // 32 devices: pp spans nodes
+  Features f = Features::full();
+  const Prediction whole = predict(m, profile_stages(m, 2), hw, w, f, c);
+  f.p2p_scatter_gather = true;
+  const Prediction split = predict(m, profile_stages(m, 2), hw, w, f, c);
+  // Per micro-batch each stage receives one boundary (inputs or gradients).
+  const double whole_xfer = 20e-6 + 4e6 / 1e8;
+  const double split_xfer = 20e-6 + 1e6 / 1e8 + (3 * 10e-6 + 0.75 * 4e6 / 1e9);
+  CHECK(whole.pp_seconds == doctest::Approx(2 * whole_xfer));
+  CHECK(split.pp_seconds == doctest::Approx(2 * split_xfer));
+  CHECK(split.pp_bytes == doctest::Approx(whole.pp_bytes / 4));
+  // Without tp there is nothing to split.
+  c.tp = 1, c.dp = 16;
+  m.tp = 1;
+  CHECK(predict(m, profile_stages(m, 2), hw, w, f, c).pp_seconds ==
+        doctest::Approx(predict(m, profile_stages(m, 2), hw, w, Features::full(), c).pp_seconds));
+}
+
+TEST_CASE("the update's fp32 gradient copy: a peak beside the freed activations, mixed precision only") {
+  ModelProfile m = toy_profile(2);
+  for (LayerProfile& l : m.layers) l.params = 1e6;
+  Hardware hw = toy_hardware();
+  hw.peak_bf16 = 4e12;
+  Workload w;
+  w.global_batch = 1;
+  w.precision = "bf16";
+  Features f = Features::full();
+  Candidate c{.dp = 1, .tp = 1, .pp = 1, .micro_batch = 1, .micro_batches = 1};
+  const Prediction plain = predict(m, profile_stages(m, 1), hw, w, f, c);
+  f.update_grad_copy_bytes = 4;
+  const Prediction copy = predict(m, profile_stages(m, 1), hw, w, f, c);
+  // 2e6 parameters x 4 bytes = 8 MB, more than the 1 MB of activations (bf16 halves 2 x 1e6).
+  CHECK(copy.memory.update_copy == doctest::Approx(8e6));
+  CHECK(copy.memory.total() - plain.memory.total() == doctest::Approx(8e6 - plain.memory.activations));
+  CHECK(copy.step_seconds == doctest::Approx(plain.step_seconds));
+  // ZeRO-1 copies the owned shard only.
+  c.dp = 4, c.zero = 1;
+  w.global_batch = 4;
+  CHECK(predict(m, profile_stages(m, 1), hw, w, f, c).memory.update_copy == doctest::Approx(2e6));
+  // fp32 training updates its fp32 gradients in place.
+  w.precision = "fp32";
+  CHECK(predict(m, profile_stages(m, 1), hw, w, f, c).memory.update_copy == 0);
+}

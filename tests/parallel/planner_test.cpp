@@ -8,6 +8,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <set>
 
 #include "config/config.h"
 #include "core/error.h"
@@ -344,4 +345,31 @@ TEST_CASE("parallel.mode = auto: the planner picks the degrees for the ranks lau
                                                           "parallel.tp=4"},
                                     4, hook),
                        doctest::Contains("parallel.mode = \"auto\": no layout of 4 ranks fits"), ConfigError);
+}
+
+TEST_CASE("a runtime that cuts blocks uniformly: pp must divide them, v any divisor of a stage's, interleaving from 3 stages") {
+  // 12 blocks on 24 devices, tp 1: pp in {1, 2, 3, 4, 6, 8, 12, 24}; 8 and 24 do not divide 12.
+  PlanRequest r = request(kGpt2, 1024, 48, 24, "h100-sxm");
+  r.tp = 1;
+  r.features.uniform_blocks = true;
+  r.features.min_interleaved_stages = 3;
+  r.max_idle_fraction = 0;
+  const Plan p = make_plan(r);
+  std::set<std::pair<int, int>> schedules;  // (pp, v)
+  for (const PlannedLayout& l : p.feasible) {
+    CHECK(12 % (l.p.c.pp * l.p.c.chunks()) == 0);
+    if (l.p.c.schedule == "interleaved") CHECK(l.p.c.pp >= 3);
+    schedules.insert({l.p.c.pp, l.p.c.chunks()});
+  }
+  CHECK(schedules.count({3, 4}) == 1);  // 4 blocks per stage: v = 2 or 4
+  CHECK(schedules.count({3, 2}) == 1);
+  CHECK(schedules.count({2, 2}) == 0);  // interleaving needs 3 stages
+  CHECK(schedules.count({4, 3}) == 1);  // 3 blocks per stage: v = 3
+  bool rejected_8 = false;
+  for (const Rejection& x : p.rejected)
+    if (x.pp == 8 && x.kind == "divisibility") {
+      rejected_8 = true;
+      CHECK(x.reason.find("12 transformer blocks") != std::string::npos);
+    }
+  CHECK(rejected_8);
 }
