@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "parallel/hardware.h"  // Kernels
 
 namespace dtrain {
 
@@ -75,8 +76,11 @@ struct ModelProfile {
 // ConfigError when the model cannot be split that way (heads or vocabulary
 // not divisible by tp).
 // With `sequence_parallel` (GPT, tp > 1) the layers are described as they
-// run sequence-parallel (Korthikanti et al. 2022).
-ModelProfile profile_model(const ModelConfig& cfg, int64_t seq_len, int tp, bool sequence_parallel = false);
+// run sequence-parallel (Korthikanti et al. 2022). `kernels`: whose
+// memory-bound kernels run the GPT's norms, dropouts, residuals, biases, GELU,
+// softmax and loss (the bytes per token each set moves: docs/planner.md).
+ModelProfile profile_model(const ModelConfig& cfg, int64_t seq_len, int tp, bool sequence_parallel = false,
+                           Kernels kernels = Kernels::per_op);
 
 // A pipeline stage's layers summed, per sample.
 struct StageProfile {

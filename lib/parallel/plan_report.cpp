@@ -173,6 +173,7 @@ std::string format_plan_json(const Plan& plan, int top) {
                      {"efficiency", hw.efficiency},
                      {"gemm_half_dim", hw.gemm_half_dim},
                      {"fused_attention", hw.fused_attention},
+                     {"kernels", kernels_name(hw.kernels)},
                      {"tp_overlap", hw.tp_overlap},
                      {"memory_bandwidth", hw.memory_bandwidth},
                      {"layer_overhead", hw.layer_overhead},

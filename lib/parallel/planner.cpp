@@ -205,7 +205,7 @@ Plan make_plan(const PlanRequest& req) {
         auto& profile = profiles[{tp, sp == 1}];
         if (!profile) {
           try {
-            profile = profile_model(req.model, req.seq_len, tp, sp == 1);
+            profile = profile_model(req.model, req.seq_len, tp, sp == 1, req.hardware.kernels);
           } catch (const ConfigError& e) {
             if (n == req.devices && sp == 0) {
               at_tp.kind = "divisibility";

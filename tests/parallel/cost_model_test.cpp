@@ -279,6 +279,47 @@ TEST_CASE("model profile: costs from the layers, per sample and tp rank, with th
   CHECK_THROWS_AS(profile_model(cfg, 32, 3), ConfigError);  // 4 heads over 3 ranks
 }
 
+TEST_CASE("model profile: memory-bound bytes per token as each backend's kernels move them") {
+  // h = 64, 4 heads, 32 tokens, tp 2, dropout on: elements per token times 4
+  // bytes (a mask counted as half an element), docs/planner.md.
+  ModelConfig cfg = gpt(2, 64, 4, 256, 32);
+  cfg.dropout = 0.1;
+  const double T = 32, h = 64, t = 2, a = 4, V = 256;
+  const ModelProfile per_op = profile_model(cfg, 32, 2, false, Kernels::per_op);
+  const ModelProfile cuda = profile_model(cfg, 32, 2, false, Kernels::dtrain_cuda);
+  const ModelProfile mega = profile_model(cfg, 32, 2, false, Kernels::megatron_2021);
+  const LayerProfile &p = per_op.layers[1], &c = cuda.layers[1], &m = mega.layers[1];
+  // Every operation its own pass: 16 h replicated + GELU's 8 h/t forward, 16 h + 12 h/t backward.
+  CHECK(p.mem_fwd == T * (16 * h + 8 * h / t) * 4);
+  CHECK(p.mem_bwd == T * (16 * h + 12 * h / t) * 4);
+  CHECK(p.score_mem_fwd == T * 2 * (a / t) * T * 4);
+  // lib/kernels/cuda: norms 4h, dropout + residual 2 x 3.5h, the row biases
+  // after their all-reduce 4h; GELU's input written by the epilogue 4h/t.
+  // Backward: dropouts 5h, norms 2 x 6h, row-bias gradients 2h; 7h/t column
+  // bias gradients + 4h/t GELU's input read by the epilogue.
+  CHECK(c.mem_fwd == T * (15 * h + 4 * h / t) * 4);
+  CHECK(c.mem_bwd == T * (19 * h + 11 * h / t) * 4);
+  // Megatron-LM 2021: norms 4h, bias-dropout-add 2 x 3.5h; qkv bias 6h/t,
+  // bias-GeLU 8h/t, the context's permute 2h/t. Backward: 2 x (2.5h + the
+  // bias's reduction h), norms 2 x 5h, autograd's residual sums 2 x 3h; GeLU
+  // 12h/t + its bias 4h/t, permute 2h/t, qkv bias 3h/t. Scores: causal softmax
+  // 1.5 / 2 a s/t, attention dropout 2.5 a s/t each way.
+  CHECK(m.mem_fwd == T * (11 * h + 16 * h / t) * 4);
+  CHECK(m.mem_bwd == T * (23 * h + 21 * h / t) * 4);
+  CHECK(m.score_mem_fwd == T * 4 * (a / t) * T * 4);
+  CHECK(m.score_mem_bwd == T * 4.5 * (a / t) * T * 4);
+  // The loss: fp32 cross-entropy in place, 19 and 7 passes of V/t.
+  CHECK(mega.layers[4].mem_fwd == T * 19 * V / t * 4);
+  CHECK(per_op.layers[4].mem_fwd == T * 2 * V / t * 4);
+  // The products and everything else are the same.
+  CHECK(m.fwd_flops == p.fwd_flops);
+  CHECK(m.act_bytes == p.act_bytes);
+  // Without dropout the masks and dropout passes go.
+  cfg.dropout = 0;
+  CHECK(profile_model(cfg, 32, 2, false, Kernels::megatron_2021).layers[1].mem_fwd == T * (10 * h + 16 * h / t) * 4);
+  CHECK(profile_model(cfg, 32, 1, false, Kernels::dtrain_cuda).layers[1].mem_fwd == T * (10 * h + 4 * h) * 4);
+}
+
 TEST_CASE("model profile: a 1T-parameter GPT describes without allocating, quickly") {
   // Narayanan et al. 2021's 1T model: 128 layers of width 25600. Declaring
   // its parameters allocates nothing; 4 TB would not fit here.

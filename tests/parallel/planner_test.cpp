@@ -246,6 +246,7 @@ TEST_CASE("hardware: presets round-trip through the file format, bad files are n
     CHECK(back.overlap == doctest::Approx(h.overlap));
     CHECK(back.gemm_half_dim == doctest::Approx(h.gemm_half_dim));
     CHECK(back.fused_attention == h.fused_attention);
+    CHECK(back.kernels == h.kernels);
     CHECK(back.tp_overlap == doctest::Approx(h.tp_overlap));
   }
   // Shipped files equal the presets.
@@ -257,7 +258,19 @@ TEST_CASE("hardware: presets round-trip through the file format, bad files are n
     CHECK(file.gemm_half_dim == doctest::Approx(load_hardware(name).gemm_half_dim));
     CHECK(file.memory_bandwidth == doctest::Approx(load_hardware(name).memory_bandwidth));
     CHECK(file.fused_attention == load_hardware(name).fused_attention);
+    CHECK(file.kernels == load_hardware(name).kernels);
   }
+  // The GPU presets run lib/kernels/cuda's memory-bound kernels; cpu-local the
+  // per-operation count its calibration used.
+  CHECK(load_hardware("h100-sxm").kernels == Kernels::dtrain_cuda);
+  CHECK(load_hardware("cpu-local").kernels == Kernels::per_op);
+  CHECK(parse_hardware_toml("[device]\nmemory_gib = 8\npeak_tflops_fp32 = 1\nmemory_bandwidth_gbs = 5\n"
+                            "kernels = \"megatron-2021\"\n[node]\ndevices = 1\n[intra]\nbandwidth_gbs = 1\n"
+                            "latency_us = 1\n[inter]\nbandwidth_gbs = 1\nlatency_us = 1\n",
+                            "hw.toml")
+            .kernels == Kernels::megatron_2021);
+  CHECK_THROWS_WITH_AS(parse_hardware_toml("[device]\nkernels = \"fused\"\n", "hw.toml"),
+                       doctest::Contains("device.kernels: expected"), ConfigError);
   // GPU presets: fused attention; this CPU backend materialises the scores.
   CHECK(load_hardware("h200").fused_attention);
   CHECK(!load_hardware("cpu-local").fused_attention);
