@@ -179,6 +179,14 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     comp[k] = fwd_gemm + bwd_gemm + remake_scores;
     memt[k] = fwd_mem + bwd_mem;
     tpt[k] = fwd_tp + bwd_tp;
+    // Gradient accumulation over the micro-batches (Features::
+    // grad_accumulation_bytes): a pass over the chunk's parameters in every
+    // backward but the first micro-batch's, spread evenly here.
+    if (f.grad_accumulation_bytes > 0 && c.micro_batches > 1) {
+      const double accumulate = st.params * f.grad_accumulation_bytes / hw.memory_bandwidth * (m - 1) / m;
+      tb[k] += accumulate;
+      memt[k] += accumulate;
+    }
     if (c.recompute == Recompute::full) {
       tb[k] += tf[k];
       comp[k] += fwd_gemm;

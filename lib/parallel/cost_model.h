@@ -85,6 +85,14 @@ struct Features {
   // 16-bit gradient to a new fp32 tensor (`main_param.grad =
   // model_param.main_grad.float()`).
   double update_grad_copy_bytes = 0;
+  // Bytes per parameter a micro-batch's backward moves to add its weight
+  // gradients to the ones accumulated so far, every micro-batch after the
+  // first: 0 for this trainer (its weight-gradient products accumulate into
+  // the gradients, beta = 1); 6 for PyTorch's autograd in 16-bit, as
+  // Megatron-LM 2021 ran (each product writes a new gradient tensor, which
+  // AccumulateGrad adds to param.grad in place: read 2 + 2, write 2; the
+  // local DDP's contiguous main_grad buffer does the same add_ in a hook).
+  double grad_accumulation_bytes = 0;
   static Features this_trainer();    // what lib/train runs today
   static Features full();            // everything the model knows, for what-ifs
 };

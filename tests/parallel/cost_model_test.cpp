@@ -320,6 +320,32 @@ TEST_CASE("model profile: memory-bound bytes per token as each backend's kernels
   CHECK(profile_model(cfg, 32, 1, false, Kernels::dtrain_cuda).layers[1].mem_fwd == T * (10 * h + 4 * h) * 4);
 }
 
+TEST_CASE("gradient accumulation: a pass over the chunk's parameters per micro-batch after the first") {
+  const ModelConfig cfg = gpt(4, 64, 4, 256, 32);
+  const ModelProfile m = profile_model(cfg, 32, 1);
+  const std::vector<StageProfile> st = profile_stages(m, 2);
+  Hardware hw = load_hardware("a100-80gb");
+  Workload w;
+  w.global_batch = 8;
+  w.precision = "bf16";
+  Candidate c;
+  c.pp = 2;
+  c.micro_batch = 1;
+  c.micro_batches = 8;
+  Features f;
+  const Prediction none = predict(m, st, hw, w, f, c);
+  f.grad_accumulation_bytes = 6;
+  const Prediction six = predict(m, st, hw, w, f, c);
+  const double busiest = std::max(st[0].params, st[1].params);
+  // 7 of the 8 micro-batches add their gradients: 6 bytes per parameter each.
+  CHECK(six.memory_bound_seconds - none.memory_bound_seconds ==
+        doctest::Approx(7 * busiest * 6 / hw.memory_bandwidth).epsilon(0.05));
+  CHECK(six.step_seconds > none.step_seconds);
+  c.micro_batches = 1;
+  w.global_batch = 1;
+  CHECK(predict(m, st, hw, w, f, c).step_seconds == doctest::Approx(predict(m, st, hw, w, Features{}, c).step_seconds));
+}
+
 TEST_CASE("model profile: a 1T-parameter GPT describes without allocating, quickly") {
   // Narayanan et al. 2021's 1T model: 128 layers of width 25600. Declaring
   // its parameters allocates nothing; 4 TB would not fit here.
