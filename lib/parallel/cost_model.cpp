@@ -179,6 +179,14 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     comp[k] = fwd_gemm + bwd_gemm + remake_scores;
     memt[k] = fwd_mem + bwd_mem;
     tpt[k] = fwd_tp + bwd_tp;
+    // Gradient accumulation over the micro-batches (Features::
+    // grad_accumulation_bytes): a pass over the chunk's parameters in every
+    // backward but the first micro-batch's, spread evenly here.
+    if (f.grad_accumulation_bytes > 0 && c.micro_batches > 1) {
+      const double accumulate = st.params * f.grad_accumulation_bytes / hw.memory_bandwidth * (m - 1) / m;
+      tb[k] += accumulate;
+      memt[k] += accumulate;
+    }
     if (c.recompute == Recompute::full) {
       tb[k] += tf[k];
       comp[k] += fwd_gemm;
@@ -226,8 +234,15 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
   // output gradients (once per chunk boundary it sits on).
   std::vector<double> work(p, 0.0), xfer(nc, 0.0), stage_tb(p, 0.0), stage_comp(p, 0.0), stage_mem(p, 0.0),
       stage_tp(p, 0.0), stage_pp(p, 0.0), stage_z3(p, 0.0);
-  for (int k = 0; k + 1 < nc; ++k)
-    xfer[k] = p > 1 ? p2p_seconds(b * chunks[k].out_bytes * e, pp_link) + hw.handoff_latency : 0.0;
+  // With scatter/gather each of the t tp ranks sends 1/t of the boundary over
+  // its own link and the receiving stage all-gathers the pieces over tp's.
+  const bool split = f.p2p_scatter_gather && t > 1;
+  for (int k = 0; k + 1 < nc && p > 1; ++k) {
+    const double bytes = b * chunks[k].out_bytes * e;
+    xfer[k] = split ? p2p_seconds(bytes / t, pp_link) + all_gather_seconds(bytes, t, tp_link)
+                    : p2p_seconds(bytes, pp_link);
+    xfer[k] += hw.handoff_latency;
+  }
   for (int k = 0; k < nc; ++k) {
     const int s = k % p;
     const double comm = (k > 0 ? xfer[k - 1] : 0.0) + (k + 1 < nc ? xfer[k] : 0.0);
@@ -305,7 +320,8 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     }
     stage_max_layer[s] = std::max(stage_max_layer[s], window);
     stage_tp_payload[s] += b * e * (st.tp_fwd_bytes * (c.recompute == Recompute::full ? 2 : 1) + st.tp_bwd_bytes);
-    stage_sent[s] += b * e * ((k + 1 < nc ? st.out_bytes : 0.0) + (k > 0 ? chunks[k - 1].out_bytes : 0.0));
+    stage_sent[s] += b * e * ((k + 1 < nc ? st.out_bytes : 0.0) + (k > 0 ? chunks[k - 1].out_bytes : 0.0)) /
+                     (split ? t : 1);
   }
   for (int s = 0; s < p; ++s) {
     const double params = stage_params[s];
@@ -422,6 +438,7 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
       act += (copies * per_copy + (f.work_buffers_per_copy ? copies : 1.0) * shared) * b * e;
     }
     mem.activations = act;
+    if (w.precision == "bf16") mem.update_copy = f.update_grad_copy_bytes * (c.zero >= 1 && sharded ? shard : params);
     if (s == 0 || mem.total() > r.memory.total()) r.memory = mem;
   }
   r.capacity = hw.memory_bytes * hw.usable_memory_fraction;

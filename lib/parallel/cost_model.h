@@ -6,6 +6,7 @@
 // names the one it implements.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -62,6 +63,36 @@ struct Features {
   // units no larger than that (DeepSpeed gathers per module: a block's
   // largest Linear, 4 h^2). Two units are live at once (current, prefetched).
   double zero_unit_params = 0;
+  // How the runtime cuts a pipeline: false = by forward + backward FLOPs over
+  // the top-level layers (this trainer, partition_layers); true = the same
+  // number of transformer blocks in every chunk, the embedding with the first
+  // and the head with the last (Megatron-LM: num_layers divisible by pp, the
+  // blocks per stage by the virtual stages, which may be any divisor), and the
+  // interleaved schedule only from `min_interleaved_stages` stages on
+  // (Megatron-LM: more than 2).
+  bool uniform_blocks = false;
+  int min_interleaved_stages = 2;
+  // Megatron-LM's scatter/gather of stage boundaries (Narayanan et al. 2021,
+  // section 4.1): each of the t tp ranks sends 1/t of the boundary activation
+  // over its own link and the receiving stage all-gathers it over the
+  // intra-node link; false: every tp rank sends the whole activation (this
+  // trainer).
+  bool p2p_scatter_gather = false;
+  // Bytes per optimizer-owned parameter that a mixed-precision update
+  // allocates beside the gradients while it runs, after the backward freed the
+  // activations: 0 for this trainer (fp32 gradients updated in place); 4 for
+  // Megatron-LM 2021's Float16OptimizerWithFloat16Params, which casts every
+  // 16-bit gradient to a new fp32 tensor (`main_param.grad =
+  // model_param.main_grad.float()`).
+  double update_grad_copy_bytes = 0;
+  // Bytes per parameter a micro-batch's backward moves to add its weight
+  // gradients to the ones accumulated so far, every micro-batch after the
+  // first: 0 for this trainer (its weight-gradient products accumulate into
+  // the gradients, beta = 1); 6 for PyTorch's autograd in 16-bit, as
+  // Megatron-LM 2021 ran (each product writes a new gradient tensor, which
+  // AccumulateGrad adds to param.grad in place: read 2 + 2, write 2; the
+  // local DDP's contiguous main_grad buffer does the same add_ in a hook).
+  double grad_accumulation_bytes = 0;
   static Features this_trainer();    // what lib/train runs today
   static Features full();            // everything the model knows, for what-ifs
 };
@@ -88,7 +119,10 @@ const char* recompute_name(Recompute r);
 struct Memory {
   int stage = 0;  // the stage whose devices need the most
   double params = 0, grads = 0, optimizer = 0, activations = 0;
-  double total() const { return params + grads + optimizer + activations; }
+  // What the update allocates while it runs (Features::update_grad_copy_bytes),
+  // when the activations are gone: the peak is the larger of the two.
+  double update_copy = 0;
+  double total() const { return params + grads + optimizer + std::max(activations, update_copy); }
 };
 
 struct Prediction {

@@ -17,6 +17,14 @@
 
 namespace dtrain {
 
+const char* kernels_name(Kernels k) {
+  switch (k) {
+    case Kernels::dtrain_cuda: return "dtrain-cuda";
+    case Kernels::megatron_2021: return "megatron-2021";
+    default: return "per-op";
+  }
+}
+
 namespace {
 
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
@@ -29,7 +37,8 @@ constexpr double kG = 1e9, kT = 1e12, kUs = 1e-6;
 // half of that at a smallest dimension of 128 (a per-head attention product);
 // memory-bound passes at 90% of the HBM bandwidth (H100 3.0, H200 4.3 TB/s
 // measured by device copies). The backend's attention is fused (flash-style),
-// its tp communication not overlapped (as this trainer runs it).
+// its other memory-bound kernels are lib/kernels/cuda's, its tp communication
+// not overlapped (as this trainer runs it).
 Hardware h100_sxm() {
   Hardware h;
   h.name = "h100-sxm";
@@ -44,6 +53,7 @@ Hardware h100_sxm() {
   h.gemm_half_dim = 128;
   h.memory_bandwidth = 3015 * kG;  // 90% of 3.35 TB/s
   h.fused_attention = true;
+  h.kernels = Kernels::dtrain_cuda;
   h.layer_overhead = 20 * kUs;
   h.devices_per_node = 8;
   h.intra = {400 * kG, 3 * kUs};  // NCCL all-reduce bus bandwidth of about 400-480 GB/s
@@ -79,6 +89,7 @@ Hardware a100_80gb() {
   h.gemm_half_dim = 128;
   h.memory_bandwidth = 1835 * kG;  // 90% of 2039 GB/s
   h.fused_attention = true;
+  h.kernels = Kernels::dtrain_cuda;
   h.layer_overhead = 20 * kUs;
   h.devices_per_node = 8;
   h.intra = {230 * kG, 3 * kUs};
@@ -212,6 +223,14 @@ Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
         h.fused_attention = v.as_boolean();
         continue;
       }
+      if (section == "device" && key == "kernels") {
+        const std::string k = v.is_string() ? v.as_string().str : "";
+        if (k == "per-op") h.kernels = Kernels::per_op;
+        else if (k == "dtrain-cuda") h.kernels = Kernels::dtrain_cuda;
+        else if (k == "megatron-2021") h.kernels = Kernels::megatron_2021;
+        else bad(name, v, "device.kernels: expected \"per-op\", \"dtrain-cuda\" or \"megatron-2021\"");
+        continue;
+      }
       if ((section == "intra" || section == "inter") && (key == "bandwidth_gbs" || key == "latency_us")) {
         link_field(h, section, key) = number(name, full, v) * (key == "bandwidth_gbs" ? kG : kUs);
         continue;
@@ -296,6 +315,7 @@ std::string write_hardware_toml(const Hardware& h) {
   out += line("gemm_half_dim", num(h.gemm_half_dim), "smallest dimension at half that fraction; 0 = flat");
   out += line("memory_bandwidth_gbs", num(h.memory_bandwidth / kG), "achievable, for memory-bound passes");
   out += line("fused_attention", h.fused_attention ? "true" : "false", "attention kernel keeps no score matrix");
+  out += line("kernels", quoted(kernels_name(h.kernels)), "memory-bound kernels: per-op, dtrain-cuda, megatron-2021");
   out += line("layer_overhead_us", num(h.layer_overhead / kUs), "fixed cost per layer per forward or backward");
   out += "\n[node]\n";
   out += line("devices", std::to_string(h.devices_per_node), "devices sharing the intra-node links");

@@ -20,6 +20,17 @@ struct Link {
   double latency = 0;    // s
 };
 
+// The backend's memory-bound kernels (layer norms, dropouts, residual adds,
+// biases, GELU, softmax, the loss): which passes over memory they make, so
+// which bytes a GPT block moves per token (docs/planner.md, "Memory-bound
+// passes", derives each set from the code).
+enum class Kernels {
+  per_op,         // every operation its own pass: the count dtrain profile calibrates with (the CPU backend)
+  dtrain_cuda,    // lib/kernels/cuda: bias and GELU in the products' epilogues, dropout + residual fused
+  megatron_2021,  // Megatron-LM 2021: JIT bias-GeLU and bias-dropout-add, fused softmax, apex layer norm
+};
+const char* kernels_name(Kernels k);  // "per-op" | "dtrain-cuda" | "megatron-2021"
+
 struct Hardware {
   std::string name;         // "h100-sxm", or the file's name
   std::string description;  // one line: what was measured or assumed, and where
@@ -40,6 +51,7 @@ struct Hardware {
   // never stored, the backward remakes it) or materialised (the scores kept
   // for the backward, softmax a memory-bound pass over them).
   bool fused_attention = false;
+  Kernels kernels = Kernels::per_op;
   double layer_overhead = 0;            // s per top-level layer per forward or backward (launches)
   // Node and links.
   int devices_per_node = 1;

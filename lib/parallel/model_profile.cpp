@@ -42,15 +42,66 @@ class DescribeOnlyGroup : public Communicator {
 // The GPT's matrix products and memory-bound passes, per sample and tp rank,
 // from its shapes (h = n_embd, a heads of d = h / a, s tokens, t tp ranks, the
 // norms, residuals and dropouts on s / q tokens, q = t when sequence
-// parallel). Element counts; the caller scales by 4 bytes like the layers.
-// Forward traffic per token: each layer norm reads and writes h, each
-// residual add reads 2h and writes h, each dropout (when model.dropout > 0)
-// reads h and writes h and a mask, GELU reads and writes 4h/t; backward:
-// norms and GELU read the input and the gradient and write one (3 passes),
-// the residual stream adds two gradients. Materialised attention's softmax
-// reads and writes a s / t scores per token forward, and reads two and
-// writes one backward.
-void describe_gpt_layer(LayerProfile& p, const ModelConfig& cfg, int64_t seq_len, int tp, bool sp) {
+// parallel). Element counts; the caller scales by 4 bytes like the layers
+// (a dropout mask is one byte: counted as half an element, exact in 16-bit).
+// The memory-bound passes per token depend on the backend's kernels
+// (docs/planner.md, "Memory-bound passes", derives each from the code):
+// - per_op, every operation its own pass (the count `dtrain profile`
+//   calibrates with): forward, each layer norm reads and writes h, each
+//   residual add reads 2h and writes h, each dropout (model.dropout > 0) reads
+//   h and writes h and a mask, GELU reads and writes 4h/t; backward, norms and
+//   GELU read the input and the gradient and write one, the residual stream
+//   adds two gradients, each dropout reads and writes h; a materialised
+//   attention's softmax reads and writes a s/t scores per token forward, reads
+//   two and writes one backward;
+// - dtrain_cuda (lib/kernels/cuda, lib/model/block.cpp): forward, norms 2h
+//   each, dropout fused with the residual add (reads 2h, writes h and the
+//   mask; without dropout a plain add), the row-parallel products' biases
+//   added after their all-reduce at tp > 1 (2h each), GELU and the column
+//   biases in the products' epilogues (which also write GELU's input, 4h/t);
+//   backward, each dropout reads the gradient and the mask and writes h, each
+//   norm reads dy and x for the weight partials and dy, x and the residual
+//   gradient for dx, writing dx (6h), the bias gradients read dy (2h
+//   replicated, 7h/t split), GELU's derivative reads its input (4h/t) in the
+//   product's epilogue;
+// - megatron_2021 (Megatron-LM, April 2021: megatron/model/transformer.py,
+//   fused_bias_gelu.py, fused_softmax.py, fused_kernels/): forward, apex-style
+//   layer norms 2h each, bias + dropout + residual one JIT kernel (reads 2h,
+//   writes h and the mask), qkv's bias a separate add (F.linear on a 3-d
+//   input: matmul, then add_; 6h/t), bias + GeLU one kernel (8h/t), the
+//   context's permute(...).contiguous() copy (2h/t); backward, the fused
+//   dropout's gradient (reads h and the mask, writes h) and its bias's
+//   reduction (h), each layer norm two kernels (part-gradients of gamma and
+//   beta read dy and x, grad-input reads both again and writes: 5h), autograd
+//   summing the residual's gradient with the norm's (3h each), GeLU's
+//   gradient (12h/t) and its bias's reduction (4h/t), the permute (2h/t), qkv's
+//   bias gradient (3h/t); the causal softmax kernel reads the lower triangle
+//   and writes every score (1.5 a s/t forward, 2 backward) and the attention
+//   dropout (torch.nn.Dropout on the probabilities) reads and writes them
+//   with a mask both ways (2.5 a s/t each).
+struct BlockTraffic {
+  double fwd_rep = 0, bwd_rep = 0;      // per token, on s / q tokens (times h)
+  double fwd_split = 0, bwd_split = 0;  // per token, split over tp (times h / t)
+  double scores_fwd = 0, scores_bwd = 0;  // per token (times a s / t), a materialising attention
+};
+
+BlockTraffic block_traffic(Kernels k, bool drop, int tp) {
+  BlockTraffic b;
+  switch (k) {
+    case Kernels::per_op:
+      b = {10.0 + (drop ? 6 : 0), 12.0 + (drop ? 4 : 0), 8, 12, 2, 3};
+      break;
+    case Kernels::dtrain_cuda:
+      b = {10.0 + (drop ? 1 : 0) + (tp > 1 ? 4 : 0), 14.0 + (drop ? 5 : 0), 4, 11, 2, 3};
+      break;
+    case Kernels::megatron_2021:
+      b = {10.0 + (drop ? 1 : 0), 18.0 + (drop ? 5 : 0), 16, 21, 1.5 + (drop ? 2.5 : 0), 2 + (drop ? 2.5 : 0)};
+      break;
+  }
+  return b;
+}
+
+void describe_gpt_layer(LayerProfile& p, const ModelConfig& cfg, int64_t seq_len, int tp, bool sp, Kernels kernels) {
   const double h = static_cast<double>(cfg.n_embd), s = static_cast<double>(seq_len), t = tp;
   const double a = static_cast<double>(cfg.n_head), d = h / a, q = sp ? t : 1.0;
   const double V = static_cast<double>(cfg.vocab_size);
@@ -63,12 +114,11 @@ void describe_gpt_layer(LayerProfile& p, const ModelConfig& cfg, int64_t seq_len
     gemm(2 * 2 * (a / t) * s * s * d, 0, d);                  // Q K^T, P V per head
     gemm(2 * s * (h / t) * h, s, h / t);                      // attention projection
     gemm(2 * 2 * s * h * 4 * h / t, s, std::min(h, 4 * h / t));  // fc, proj
-    const double elems_f = (10 * h + (drop ? 6 * h : 0)) / q + 8 * h / t;
-    const double elems_b = (12 * h + (drop ? 4 * h : 0)) / q + 12 * h / t;
-    p.mem_fwd = s * elems_f * bytes;
-    p.mem_bwd = s * elems_b * bytes;
-    p.score_mem_fwd = s * 2 * (a / t) * s * bytes;
-    p.score_mem_bwd = s * 3 * (a / t) * s * bytes;
+    const BlockTraffic tr = block_traffic(kernels, drop, tp);
+    p.mem_fwd = s * (tr.fwd_rep * h / q + tr.fwd_split * h / t) * bytes;
+    p.mem_bwd = s * (tr.bwd_rep * h / q + tr.bwd_split * h / t) * bytes;
+    p.score_mem_fwd = s * tr.scores_fwd * (a / t) * s * bytes;
+    p.score_mem_bwd = s * tr.scores_bwd * (a / t) * s * bytes;
     p.score_bytes = (a / t) * s * s * bytes;
     // Selective recomputation remakes the probabilities (Q K^T and the
     // softmax) and GELU's output.
@@ -79,12 +129,20 @@ void describe_gpt_layer(LayerProfile& p, const ModelConfig& cfg, int64_t seq_len
     p.mem_fwd = s * 3 * h / q * bytes;  // gather the token rows, add the positions
     p.mem_bwd = s * 3 * h / q * bytes;
   } else if (p.name == "ln_f") {
+    // The layer norm's backward as in the blocks: 3h per_op, 5h apex's two
+    // kernels, 6h dtrain's (no residual gradient to add here: 5h).
     p.mem_fwd = s * 2 * h / q * bytes;
-    p.mem_bwd = s * 3 * h / q * bytes;
+    p.mem_bwd = s * (kernels == Kernels::per_op ? 3 : 5) * h / q * bytes;
   } else if (p.name == "lm_head") {
     gemm(2 * s * h * V / t, s, std::min(h, V / t));
-    p.mem_fwd = s * 2 * V / t * bytes;  // the loss: softmax over the logits
-    p.mem_bwd = s * 2 * V / t * bytes;
+    // The loss: a softmax over the logits, reading and writing them each way.
+    // Megatron-LM 2021 casts the 16-bit logits to fp32 (output.float(), 3 units
+    // of 16-bit elements) and runs vocab_parallel_cross_entropy in place: max
+    // (2), subtract (4), exp (4), sum (2), divide (4); backward, mul_ by the
+    // loss's gradient (4) and the cast back (3).
+    const bool mega = kernels == Kernels::megatron_2021;
+    p.mem_fwd = s * (mega ? 19 : 2) * V / t * bytes;
+    p.mem_bwd = s * (mega ? 7 : 2) * V / t * bytes;
   }
   // The products as the layer counts them (biases, the loss's small terms):
   // the shapes' shares of the layer's own FLOPs.
@@ -119,7 +177,8 @@ LayerProfile to_profile(const std::string& name, const Cost& c) {
 
 }  // namespace
 
-ModelProfile profile_model(const ModelConfig& cfg, int64_t seq_len, int tp, bool sequence_parallel) {
+ModelProfile profile_model(const ModelConfig& cfg, int64_t seq_len, int tp, bool sequence_parallel,
+                           Kernels kernels) {
   DescribeOnlyGroup group(tp);
   ModelParallel par;
   if (tp > 1) par.tp = &group;
@@ -159,7 +218,7 @@ ModelProfile profile_model(const ModelConfig& cfg, int64_t seq_len, int tp, bool
   }
   for (LayerProfile& p : out.layers) {
     if (gpt) {
-      describe_gpt_layer(p, cfg, seq_len, tp, par.sequence_parallel);
+      describe_gpt_layer(p, cfg, seq_len, tp, par.sequence_parallel, kernels);
     } else {
       p.gemms = {Gemm{p.fwd_flops, p.bwd_flops, 0, 0}};
     }
@@ -177,10 +236,30 @@ ModelProfile profile_model(const ModelConfig& cfg, int64_t seq_len, int tp, bool
   return out;
 }
 
-std::vector<StageProfile> profile_stages(const ModelProfile& m, int pp) {
-  std::vector<double> costs;
-  for (const LayerProfile& l : m.layers) costs.push_back(l.fwd_flops + l.bwd_flops);
-  const std::vector<int64_t> b = partition_layers(costs, pp);
+int64_t block_count(const ModelProfile& m) {
+  return std::count_if(m.layers.begin(), m.layers.end(), [](const LayerProfile& l) { return l.block; });
+}
+
+std::vector<StageProfile> profile_stages(const ModelProfile& m, int pp, bool uniform_blocks) {
+  std::vector<int64_t> b;
+  const int64_t blocks = block_count(m);
+  if (uniform_blocks && blocks > 0) {
+    // As many blocks per chunk; the layers before the first block (the
+    // embedding) ride with the first chunk, those after the last (the final
+    // norm, the head and the loss) with the last one.
+    if (blocks % pp != 0)
+      throw ConfigError(fmt::format("{} pipeline chunks do not divide the {} transformer blocks", pp, blocks));
+    const auto first = static_cast<int64_t>(
+        std::find_if(m.layers.begin(), m.layers.end(), [](const LayerProfile& l) { return l.block; }) -
+        m.layers.begin());
+    b.push_back(0);
+    for (int64_t k = 1; k < pp; ++k) b.push_back(first + k * (blocks / pp));
+    b.push_back(static_cast<int64_t>(m.layers.size()));
+  } else {
+    std::vector<double> costs;
+    for (const LayerProfile& l : m.layers) costs.push_back(l.fwd_flops + l.bwd_flops);
+    b = partition_layers(costs, pp);
+  }
   std::vector<StageProfile> stages(pp);
   for (int s = 0; s < pp; ++s) {
     StageProfile& st = stages[s];

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "parallel/hardware.h"  // Kernels
 
 namespace dtrain {
 
@@ -75,8 +76,11 @@ struct ModelProfile {
 // ConfigError when the model cannot be split that way (heads or vocabulary
 // not divisible by tp).
 // With `sequence_parallel` (GPT, tp > 1) the layers are described as they
-// run sequence-parallel (Korthikanti et al. 2022).
-ModelProfile profile_model(const ModelConfig& cfg, int64_t seq_len, int tp, bool sequence_parallel = false);
+// run sequence-parallel (Korthikanti et al. 2022). `kernels`: whose
+// memory-bound kernels run the GPT's norms, dropouts, residuals, biases, GELU,
+// softmax and loss (the bytes per token each set moves: docs/planner.md).
+ModelProfile profile_model(const ModelConfig& cfg, int64_t seq_len, int tp, bool sequence_parallel = false,
+                           Kernels kernels = Kernels::per_op);
 
 // A pipeline stage's layers summed, per sample.
 struct StageProfile {
@@ -107,6 +111,13 @@ struct StageProfile {
 
 // The stages as the trainer cuts them for `pp` stages (partition_layers over
 // forward + backward FLOPs). Throws ConfigError when pp exceeds the layers.
-std::vector<StageProfile> profile_stages(const ModelProfile& m, int pp);
+// With `uniform_blocks` (a model with transformer blocks), as Megatron-LM cuts
+// them instead: every stage the same number of blocks, the embedding with the
+// first and the final norm, head and loss with the last (throws ConfigError
+// when pp does not divide the blocks).
+std::vector<StageProfile> profile_stages(const ModelProfile& m, int pp, bool uniform_blocks = false);
+
+// The model's transformer blocks (LayerProfile::block); 0 for the CNN.
+int64_t block_count(const ModelProfile& m);
 
 }  // namespace dtrain

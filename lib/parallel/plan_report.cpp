@@ -94,7 +94,8 @@ std::string format_plan_text(const Plan& plan, int top) {
       const Candidate& c = p.c;
       what_if |= !l.runnable();
       const std::string m = fmt::format("{}+{}+{}+{} = {} / {}", mem(p.memory.params), mem(p.memory.grads),
-                                        mem(p.memory.optimizer), mem(p.memory.activations), mem(p.memory.total()),
+                                        mem(p.memory.optimizer),
+                                        mem(std::max(p.memory.activations, p.memory.update_copy)), mem(p.memory.total()),
                                         mem(p.capacity));
       out += fmt::format("{:>3}{} {:>5} {:>3} {:>4} {:>5} {:>5} {:>4} {:>6} {:>5} {:>2} {:>10.4g} {:>9} {:>5.1f}% {:>5.1f}%  {:<34} {:>7} {:>7} {:>7}\n",
                          i + 1, l.runnable() ? " " : "*", c.dp, c.tp, c.pp, c.micro_batch, c.micro_batches, c.zero,
@@ -172,6 +173,7 @@ std::string format_plan_json(const Plan& plan, int top) {
                      {"efficiency", hw.efficiency},
                      {"gemm_half_dim", hw.gemm_half_dim},
                      {"fused_attention", hw.fused_attention},
+                     {"kernels", kernels_name(hw.kernels)},
                      {"tp_overlap", hw.tp_overlap},
                      {"memory_bandwidth", hw.memory_bandwidth},
                      {"layer_overhead", hw.layer_overhead},
@@ -217,6 +219,7 @@ std::string format_plan_json(const Plan& plan, int top) {
                           {"grads", p.memory.grads},
                           {"optimizer", p.memory.optimizer},
                           {"activations", p.memory.activations},
+                          {"update_copy", p.memory.update_copy},
                           {"total", p.memory.total()},
                           {"capacity", p.capacity},
                           {"device", hw.memory_bytes}}},

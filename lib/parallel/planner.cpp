@@ -205,7 +205,7 @@ Plan make_plan(const PlanRequest& req) {
         auto& profile = profiles[{tp, sp == 1}];
         if (!profile) {
           try {
-            profile = profile_model(req.model, req.seq_len, tp, sp == 1);
+            profile = profile_model(req.model, req.seq_len, tp, sp == 1, req.hardware.kernels);
           } catch (const ConfigError& e) {
             if (n == req.devices && sp == 0) {
               at_tp.kind = "divisibility";
@@ -221,6 +221,8 @@ Plan make_plan(const PlanRequest& req) {
           plan.model_flops_per_step = profile->model_flops_per_sample * static_cast<double>(w.global_batch);
         }
         const int64_t layers = static_cast<int64_t>(profile->layers.size());
+        const int64_t blocks = block_count(*profile);
+        const bool uniform = f.uniform_blocks && blocks > 0;
 
         for (int64_t pp64 : divisors(n / tp)) {
           const int pp = static_cast<int>(pp64);
@@ -233,6 +235,12 @@ Plan make_plan(const PlanRequest& req) {
           const bool report = sp == 0 && n == req.devices && seen_layout.insert({dp, tp, pp}).second;
           if (pp > layers) {
             at.reason = fmt::format("pp={} exceeds the model's {} top-level layers (each stage needs one)", pp, layers);
+            if (report) reject(at);
+            continue;
+          }
+          if (uniform && blocks % pp != 0) {
+            at.reason = fmt::format("pp={} does not divide the model's {} transformer blocks (the runtime gives "
+                                    "every stage as many)", pp, blocks);
             if (report) reject(at);
             continue;
           }
@@ -262,15 +270,21 @@ Plan make_plan(const PlanRequest& req) {
           } else {
             if (req.schedule.empty() || req.schedule == "1f1b") schedules.push_back({"1f1b", 1});
             if (req.schedule == "gpipe") schedules.push_back({"gpipe", 1});
+            // Chunks per stage: a few up to 8, or with blocks cut uniformly
+            // every divisor of a stage's blocks (Megatron-LM's rule).
+            std::vector<int64_t> chunk_counts{2, 3, 4, 6, 8};
+            if (uniform) chunk_counts = divisors(blocks / pp);
             if ((req.schedule.empty() || req.schedule == "interleaved") && f.interleaved &&
-                !(req.runnable_only && !run.interleaved))
-              for (int v : {2, 3, 4, 6, 8})
-                if (fixed_ok(req.virtual_stages, v) && static_cast<int64_t>(pp) * v <= layers)
+                pp >= f.min_interleaved_stages && !(req.runnable_only && !run.interleaved))
+              for (int64_t v64 : chunk_counts) {
+                const int v = static_cast<int>(v64);
+                if (v >= 2 && fixed_ok(req.virtual_stages, v) && static_cast<int64_t>(pp) * v <= layers)
                   schedules.push_back({"interleaved", v});
+              }
           }
           for (const auto& [schedule, v] : schedules) {
             auto& stages = stage_cache[{tp, sp == 1, pp * v}];
-            if (stages.empty()) stages = profile_stages(*profile, pp * v);
+            if (stages.empty()) stages = profile_stages(*profile, pp * v, uniform);
             for (int zero = 0; zero <= 3; ++zero) {
               if (zero > f.max_zero || (req.runnable_only && zero > run.max_zero)) continue;
               if ((zero >= 1 && dp == 1) || (req.zero >= 0 && req.zero != zero && dp > 1)) continue;
@@ -301,10 +315,13 @@ Plan make_plan(const PlanRequest& req) {
                         .schedule = pp > 1 ? schedule : "", .virtual_stages = v, .sequence_parallel = sp,
                         .kind = "memory",
                         .reason = fmt::format(
-                            "does not fit: stage {} needs {} (params {}, grads {}, optimizer {}, activations {}), "
+                            "does not fit: stage {} needs {} (params {}, grads {}, optimizer {}, activations {}{}), "
                             "{} over the {} usable of {}",
                             mem.stage, format_bytes(mem.total()), format_bytes(mem.params), format_bytes(mem.grads),
                             format_bytes(mem.optimizer), format_bytes(mem.activations),
+                            mem.update_copy > mem.activations
+                                ? fmt::format(", or the update's gradient copy {}", format_bytes(mem.update_copy))
+                                : std::string(),
                             format_bytes(mem.total() - l.p.capacity), format_bytes(l.p.capacity),
                             format_bytes(hw.memory_bytes)),
                         .needed_bytes = mem.total(), .capacity_bytes = l.p.capacity});

@@ -279,6 +279,73 @@ TEST_CASE("model profile: costs from the layers, per sample and tp rank, with th
   CHECK_THROWS_AS(profile_model(cfg, 32, 3), ConfigError);  // 4 heads over 3 ranks
 }
 
+TEST_CASE("model profile: memory-bound bytes per token as each backend's kernels move them") {
+  // h = 64, 4 heads, 32 tokens, tp 2, dropout on: elements per token times 4
+  // bytes (a mask counted as half an element), docs/planner.md.
+  ModelConfig cfg = gpt(2, 64, 4, 256, 32);
+  cfg.dropout = 0.1;
+  const double T = 32, h = 64, t = 2, a = 4, V = 256;
+  const ModelProfile per_op = profile_model(cfg, 32, 2, false, Kernels::per_op);
+  const ModelProfile cuda = profile_model(cfg, 32, 2, false, Kernels::dtrain_cuda);
+  const ModelProfile mega = profile_model(cfg, 32, 2, false, Kernels::megatron_2021);
+  const LayerProfile &p = per_op.layers[1], &c = cuda.layers[1], &m = mega.layers[1];
+  // Every operation its own pass: 16 h replicated + GELU's 8 h/t forward, 16 h + 12 h/t backward.
+  CHECK(p.mem_fwd == T * (16 * h + 8 * h / t) * 4);
+  CHECK(p.mem_bwd == T * (16 * h + 12 * h / t) * 4);
+  CHECK(p.score_mem_fwd == T * 2 * (a / t) * T * 4);
+  // lib/kernels/cuda: norms 4h, dropout + residual 2 x 3.5h, the row biases
+  // after their all-reduce 4h; GELU's input written by the epilogue 4h/t.
+  // Backward: dropouts 5h, norms 2 x 6h, row-bias gradients 2h; 7h/t column
+  // bias gradients + 4h/t GELU's input read by the epilogue.
+  CHECK(c.mem_fwd == T * (15 * h + 4 * h / t) * 4);
+  CHECK(c.mem_bwd == T * (19 * h + 11 * h / t) * 4);
+  // Megatron-LM 2021: norms 4h, bias-dropout-add 2 x 3.5h; qkv bias 6h/t,
+  // bias-GeLU 8h/t, the context's permute 2h/t. Backward: 2 x (2.5h + the
+  // bias's reduction h), norms 2 x 5h, autograd's residual sums 2 x 3h; GeLU
+  // 12h/t + its bias 4h/t, permute 2h/t, qkv bias 3h/t. Scores: causal softmax
+  // 1.5 / 2 a s/t, attention dropout 2.5 a s/t each way.
+  CHECK(m.mem_fwd == T * (11 * h + 16 * h / t) * 4);
+  CHECK(m.mem_bwd == T * (23 * h + 21 * h / t) * 4);
+  CHECK(m.score_mem_fwd == T * 4 * (a / t) * T * 4);
+  CHECK(m.score_mem_bwd == T * 4.5 * (a / t) * T * 4);
+  // The loss: fp32 cross-entropy in place, 19 and 7 passes of V/t.
+  CHECK(mega.layers[4].mem_fwd == T * 19 * V / t * 4);
+  CHECK(per_op.layers[4].mem_fwd == T * 2 * V / t * 4);
+  // The products and everything else are the same.
+  CHECK(m.fwd_flops == p.fwd_flops);
+  CHECK(m.act_bytes == p.act_bytes);
+  // Without dropout the masks and dropout passes go.
+  cfg.dropout = 0;
+  CHECK(profile_model(cfg, 32, 2, false, Kernels::megatron_2021).layers[1].mem_fwd == T * (10 * h + 16 * h / t) * 4);
+  CHECK(profile_model(cfg, 32, 1, false, Kernels::dtrain_cuda).layers[1].mem_fwd == T * (10 * h + 4 * h) * 4);
+}
+
+TEST_CASE("gradient accumulation: a pass over the chunk's parameters per micro-batch after the first") {
+  const ModelConfig cfg = gpt(4, 64, 4, 256, 32);
+  const ModelProfile m = profile_model(cfg, 32, 1);
+  const std::vector<StageProfile> st = profile_stages(m, 2);
+  Hardware hw = load_hardware("a100-80gb");
+  Workload w;
+  w.global_batch = 8;
+  w.precision = "bf16";
+  Candidate c;
+  c.pp = 2;
+  c.micro_batch = 1;
+  c.micro_batches = 8;
+  Features f;
+  const Prediction none = predict(m, st, hw, w, f, c);
+  f.grad_accumulation_bytes = 6;
+  const Prediction six = predict(m, st, hw, w, f, c);
+  const double busiest = std::max(st[0].params, st[1].params);
+  // 7 of the 8 micro-batches add their gradients: 6 bytes per parameter each.
+  CHECK(six.memory_bound_seconds - none.memory_bound_seconds ==
+        doctest::Approx(7 * busiest * 6 / hw.memory_bandwidth).epsilon(0.05));
+  CHECK(six.step_seconds > none.step_seconds);
+  c.micro_batches = 1;
+  w.global_batch = 1;
+  CHECK(predict(m, st, hw, w, f, c).step_seconds == doctest::Approx(predict(m, st, hw, w, Features{}, c).step_seconds));
+}
+
 TEST_CASE("model profile: a 1T-parameter GPT describes without allocating, quickly") {
   // Narayanan et al. 2021's 1T model: 128 layers of width 25600. Declaring
   // its parameters allocates nothing; 4 TB would not fit here.
@@ -470,4 +537,80 @@ TEST_CASE("ZeRO-3: the tied embedding is sharded and gathered like any unit; its
   // wte; the scatter of every layer's gradients but wte's, whose is once a step.
   const double f = 3.0 / 4.0;
   CHECK(z3.dp_bytes == doctest::Approx(f * (2 * P + 3e6) * 4 + f * P * 4));
+}
+
+TEST_CASE("uniform blocks (Megatron-LM's cut): as many blocks per chunk, embedding first, head last") {
+  // An embedding, 6 blocks, a head three times a block's cost: by FLOPs the
+  // head gets a stage of its own; cut uniformly it rides with the last blocks.
+  ModelProfile m = toy_profile(8);
+  m.layers.front().block = m.layers.back().block = false;
+  m.layers.front().fwd_flops = 1e8;
+  m.layers.back().fwd_flops = 3e9;
+  m.layers.back().bwd_flops = 6e9;
+  CHECK(block_count(m) == 6);
+  const std::vector<StageProfile> by_flops = profile_stages(m, 3);
+  CHECK(by_flops.back().first_layer == 7);  // the head alone
+  const std::vector<StageProfile> uniform = profile_stages(m, 3, true);
+  CHECK(uniform[0].first_layer == 0);
+  CHECK(uniform[0].last_layer == 3);  // embedding + blocks 1, 2
+  CHECK(uniform[1].first_layer == 3);
+  CHECK(uniform[1].last_layer == 5);
+  CHECK(uniform[2].first_layer == 5);
+  CHECK(uniform[2].last_layer == 8);  // blocks 5, 6 + head
+  CHECK_THROWS_AS(profile_stages(m, 4, true), ConfigError);  // 6 blocks in 4 chunks
+  // A model without blocks (the CNN) is cut by FLOPs either way.
+  for (LayerProfile& l : m.layers) l.block = false;
+  CHECK(profile_stages(m, 4, true).back().first_layer == profile_stages(m, 4).back().first_layer);
+}
+
+TEST_CASE("scatter/gather of stage boundaries: 1/t per tp rank over the link, then a tp all-gather") {
+  ModelProfile m = toy_profile(4);
+  m.tp = 4;
+  for (LayerProfile& l : m.layers) l.out_bytes = 4e6;
+  Hardware hw = toy_hardware();
+  hw.inter = {1e8, 20e-6};  // stages talk between nodes
+  Workload w;
+  w.global_batch = 2;
+  Candidate c{.dp = 4, .tp = 4, .pp = 2, .micro_batch = 1, .micro_batches = 2};  // 32 devices: pp spans nodes
+  Features f = Features::full();
+  const Prediction whole = predict(m, profile_stages(m, 2), hw, w, f, c);
+  f.p2p_scatter_gather = true;
+  const Prediction split = predict(m, profile_stages(m, 2), hw, w, f, c);
+  // Per micro-batch each stage receives one boundary (inputs or gradients).
+  const double whole_xfer = 20e-6 + 4e6 / 1e8;
+  const double split_xfer = 20e-6 + 1e6 / 1e8 + (3 * 10e-6 + 0.75 * 4e6 / 1e9);
+  CHECK(whole.pp_seconds == doctest::Approx(2 * whole_xfer));
+  CHECK(split.pp_seconds == doctest::Approx(2 * split_xfer));
+  CHECK(split.pp_bytes == doctest::Approx(whole.pp_bytes / 4));
+  // Without tp there is nothing to split.
+  c.tp = 1, c.dp = 16;
+  m.tp = 1;
+  CHECK(predict(m, profile_stages(m, 2), hw, w, f, c).pp_seconds ==
+        doctest::Approx(predict(m, profile_stages(m, 2), hw, w, Features::full(), c).pp_seconds));
+}
+
+TEST_CASE("the update's fp32 gradient copy: a peak beside the freed activations, mixed precision only") {
+  ModelProfile m = toy_profile(2);
+  for (LayerProfile& l : m.layers) l.params = 1e6;
+  Hardware hw = toy_hardware();
+  hw.peak_bf16 = 4e12;
+  Workload w;
+  w.global_batch = 1;
+  w.precision = "bf16";
+  Features f = Features::full();
+  Candidate c{.dp = 1, .tp = 1, .pp = 1, .micro_batch = 1, .micro_batches = 1};
+  const Prediction plain = predict(m, profile_stages(m, 1), hw, w, f, c);
+  f.update_grad_copy_bytes = 4;
+  const Prediction copy = predict(m, profile_stages(m, 1), hw, w, f, c);
+  // 2e6 parameters x 4 bytes = 8 MB, more than the 1 MB of activations (bf16 halves 2 x 1e6).
+  CHECK(copy.memory.update_copy == doctest::Approx(8e6));
+  CHECK(copy.memory.total() - plain.memory.total() == doctest::Approx(8e6 - plain.memory.activations));
+  CHECK(copy.step_seconds == doctest::Approx(plain.step_seconds));
+  // ZeRO-1 copies the owned shard only.
+  c.dp = 4, c.zero = 1;
+  w.global_batch = 4;
+  CHECK(predict(m, profile_stages(m, 1), hw, w, f, c).memory.update_copy == doctest::Approx(2e6));
+  // fp32 training updates its fp32 gradients in place.
+  w.precision = "fp32";
+  CHECK(predict(m, profile_stages(m, 1), hw, w, f, c).memory.update_copy == 0);
 }

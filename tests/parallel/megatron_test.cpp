@@ -15,10 +15,17 @@
 // recomputation of full activation recomputation, used in these runs; so the
 // rows are planned with recompute = full.
 // The software of 2021 differs from this trainer's and from the presets'
-// backend in two documented ways (docs/planner.md, "Checked against published
+// backend in three documented ways (docs/planner.md, "Checked against published
 // runs"): attention materialises the scores (fused softmax kernels, no flash
-// attention: Hardware::fused_attention = false), and tensor-parallel
+// attention: Hardware::fused_attention = false), its memory-bound kernels are
+// Megatron-LM's (Kernels::megatron_2021: JIT bias-GeLU and bias-dropout-add,
+// apex layer norm, attention dropout, fp32 loss), and tensor-parallel
 // communication is not overlapped (tp_overlap = 0, as in the presets).
+// Megatron-LM's runtime is described by four Features, each from its code or
+// the paper: the pipeline cut (as many blocks per stage and chunk,
+// interleaving from 3 stages), the update's fp32 copy of the 16-bit gradients,
+// the scatter/gather of stage boundaries, and autograd's gradient
+// accumulation over the micro-batches.
 // Everything else is the a100-80gb preset; nothing is fitted per row.
 #include <doctest/doctest.h>
 
@@ -42,8 +49,12 @@ struct Row {
   int zero = -1;        // Table 2's ZeRO-3 rows: 3
   // Known misses, asserted as such so that a change that fixes (or breaks)
   // one shows: the planner prefers another (tp, pp) by more than 5%
-  // (docs/planner.md lists them with the margins).
+  // (docs/planner.md lists them with the margins and the cost terms that
+  // separate them: tp 8's all-reduces, 2(t-1)/t of the activations six times
+  // per block, and its memory-bound passes replicated over the tp ranks).
   bool layout_miss = false;
+  // Known TFLOP/s misses: predicted more than 15% above the published figure.
+  bool tflops_miss = false;
 };
 
 // Table 1.
@@ -51,7 +62,7 @@ const Row kTable1[] = {
     {1.7, 24, 2304, 24, 1, 1, 32, 512, 137},      {3.6, 32, 3072, 30, 2, 1, 64, 512, 138},
     {7.5, 32, 4096, 36, 4, 1, 128, 512, 142},     {18.4, 48, 6144, 40, 8, 1, 256, 1024, 135, 0, -1, true},
     {39.1, 64, 8192, 48, 8, 2, 512, 1536, 138, 0, -1, true},   {76.1, 80, 10240, 60, 8, 4, 1024, 1792, 140},
-    {145.6, 96, 12288, 80, 8, 8, 1536, 2304, 148, 0, -1, true}, {310.1, 128, 16384, 96, 8, 16, 1920, 2160, 155},
+    {145.6, 96, 12288, 80, 8, 8, 1536, 2304, 148}, {310.1, 128, 16384, 96, 8, 16, 1920, 2160, 155},
     {529.6, 128, 20480, 105, 8, 35, 2520, 2520, 163}, {1008.0, 160, 25600, 128, 8, 64, 3072, 3072, 163},
 };
 
@@ -60,7 +71,7 @@ const Row kTable2Ptdp[] = {
     {174.6, 96, 12288, 96, 8, 12, 384, 1536, 153, 1, -1, true},
     {174.6, 96, 12288, 96, 8, 12, 768, 1536, 149, 1, -1, true},
     {174.6, 96, 12288, 96, 8, 12, 1536, 1536, 141, 1, -1, true},
-    {529.6, 128, 20480, 105, 8, 35, 560, 2240, 171, 1, -1, true},
+    {529.6, 128, 20480, 105, 8, 35, 560, 2240, 171, 1},
     {529.6, 128, 20480, 105, 8, 35, 1120, 2240, 167, 1}, {529.6, 128, 20480, 105, 8, 35, 2240, 2240, 159, 1},
 };
 const Row kTable2Zero3[] = {
@@ -71,10 +82,12 @@ const Row kTable2Zero3[] = {
 
 constexpr int64_t kSeq = 2048, kVocab = 51200;
 
-// The A100 preset with Megatron 2021's attention (the scores materialised).
+// The A100 preset with Megatron 2021's kernels: attention materialising the
+// scores, and its memory-bound kernels (Kernels::megatron_2021).
 Hardware megatron_2021() {
   Hardware h = load_hardware("a100-80gb");
   h.fused_attention = false;
+  h.kernels = Kernels::megatron_2021;
   h.tp_overlap = 0;
   return h;
 }
@@ -100,6 +113,18 @@ PlanRequest request(const Row& r) {
   q.runnable = q.features;
   q.workload.overlap = false;
   q.features.work_buffers_per_copy = false;  // PyTorch's caching allocator: one set in use at a time
+  // Megatron-LM's pipeline: as many blocks per stage and per chunk (layers
+  // divisible by pp, a stage's by v), interleaving from 3 stages on.
+  q.features.uniform_blocks = true;
+  q.features.min_interleaved_stages = 3;
+  // Megatron-LM's mixed-precision optimizer casts every 16-bit gradient to a
+  // new fp32 tensor for the update (Float16OptimizerWithFloat16Params).
+  q.features.update_grad_copy_bytes = 4;
+  // PyTorch's autograd adds each micro-batch's 16-bit weight gradients to
+  // param.grad in place (read 2 + 2, write 2 bytes per parameter).
+  q.features.grad_accumulation_bytes = 6;
+  // Stage boundaries sent as 1/tp per tp rank and all-gathered (section 4.1).
+  q.features.p2p_scatter_gather = true;
   // DeepSpeed's ZeRO-3 gathers and reduces per module: at most the largest Linear (4 h^2).
   if (r.zero == 3) q.features.zero_unit_params = 4.0 * r.hidden * r.hidden;
   if (r.micro_batch > 0) q.micro_batch = r.micro_batch;
@@ -138,10 +163,15 @@ Outcome check(const Row& r, bool free_layout) {
   INFO(nothing_fits(published));
   REQUIRE(!published.feasible.empty());
   const Prediction& p = published.feasible.front().p;
-  std::printf("   step %.3f s: pipeline %.3f (compute %.3f, memory-bound %.3f, tp %.3f, p2p %.3f, zero3 %.3f, bubble %.1f%%), dp %.3f, update %.3f; %s\n",
-              p.step_seconds, p.pipeline_seconds, p.compute_seconds, p.memory_bound_seconds, p.tp_seconds,
-              p.pp_seconds, p.zero3_seconds, 100 * p.bubble_fraction, p.dp_exposed_seconds, p.optimizer_seconds,
-              describe(p.c).c_str());
+  auto breakdown = [](const char* what, const Prediction& x) {
+    std::printf("   %s step %.3f s: pipeline %.3f (compute %.3f, memory-bound %.3f, tp %.3f, p2p %.3f, zero3 %.3f, "
+                "bubble %.1f%%), dp %.3f, update %.3f; %s\n",
+                what, x.step_seconds, x.pipeline_seconds, x.compute_seconds, x.memory_bound_seconds, x.tp_seconds,
+                x.pp_seconds, x.zero3_seconds, 100 * x.bubble_fraction, x.dp_exposed_seconds, x.optimizer_seconds,
+                describe(x.c).c_str());
+  };
+  breakdown("published:", p);
+  if (pick && (pick->p.c.tp != r.tp || pick->p.c.pp != r.pp)) breakdown("pick:     ", pick->p);
   if (!pick) o.pick = describe(p.c);
   o.published_tflops = paper_tflops(r, p.step_seconds, p.c.devices());
   o.ratio = o.published_tflops / r.tflops;
@@ -163,7 +193,7 @@ TEST_CASE("Megatron-LM SC21 Table 1: published (tp, pp) or within 5%, TFLOP/s pe
     CAPTURE(r.billions);
     const Outcome o = check(r, true);
     CHECK(o.layout_ok == !r.layout_miss);
-    CHECK(o.ratio == doctest::Approx(1).epsilon(0.15));
+    CHECK((std::abs(o.ratio - 1) <= 0.15) == !r.tflops_miss);
     layouts += o.layout_ok;
     within += std::abs(o.ratio - 1) <= 0.15;
   }
@@ -171,21 +201,25 @@ TEST_CASE("Megatron-LM SC21 Table 1: published (tp, pp) or within 5%, TFLOP/s pe
 }
 
 TEST_CASE("Megatron-LM SC21 Table 2, PTD-P rows: TFLOP/s per GPU within 15%") {
+  int layouts = 0, within = 0;
   for (const Row& r : kTable2Ptdp) {
     CAPTURE(r.billions);
     CAPTURE(r.gpus);
     const Outcome o = check(r, true);
     CHECK(o.layout_ok == !r.layout_miss);
-    CHECK(o.ratio == doctest::Approx(1).epsilon(0.15));
+    CHECK((std::abs(o.ratio - 1) <= 0.15) == !r.tflops_miss);
+    layouts += o.layout_ok;
+    within += std::abs(o.ratio - 1) <= 0.15;
   }
+  std::printf("Table 2 PTD-P: layout %d/6, TFLOP/s within 15%% %d/6\n", layouts, within);
 }
 
 TEST_CASE("Megatron-LM SC21 Table 2, ZeRO-3 rows (DeepSpeed, no model parallelism)") {
   // 175B: within 15% at 768 and 1536 GPUs; at 384 GPUs the prediction is
   // about 19% high (DeepSpeed hid less of its gathers behind the micro-batch
   // of 4 than the model's 90% overlap). 530B at 1120 and 2240 GPUs: within
-  // 15%. 530B at 640 GPUs (micro-batch 4) does not fit: 74.1 GiB of the
-  // preset's 72 usable (3% over), with DeepSpeed's per-Linear gathering
+  // 15%. 530B at 640 GPUs (micro-batch 4) does not fit: 73.3 GiB of the
+  // preset's 72 usable (2% over), with DeepSpeed's per-Linear gathering
   // (zero_unit_params; gathering a whole 5.0B-parameter block, as lib/train's
   // ZeRO-3 is specified, it needs 99 GiB).
   for (const Row& r : kTable2Zero3) {

@@ -8,6 +8,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <set>
 
 #include "config/config.h"
 #include "core/error.h"
@@ -245,6 +246,7 @@ TEST_CASE("hardware: presets round-trip through the file format, bad files are n
     CHECK(back.overlap == doctest::Approx(h.overlap));
     CHECK(back.gemm_half_dim == doctest::Approx(h.gemm_half_dim));
     CHECK(back.fused_attention == h.fused_attention);
+    CHECK(back.kernels == h.kernels);
     CHECK(back.tp_overlap == doctest::Approx(h.tp_overlap));
   }
   // Shipped files equal the presets.
@@ -256,7 +258,19 @@ TEST_CASE("hardware: presets round-trip through the file format, bad files are n
     CHECK(file.gemm_half_dim == doctest::Approx(load_hardware(name).gemm_half_dim));
     CHECK(file.memory_bandwidth == doctest::Approx(load_hardware(name).memory_bandwidth));
     CHECK(file.fused_attention == load_hardware(name).fused_attention);
+    CHECK(file.kernels == load_hardware(name).kernels);
   }
+  // The GPU presets run lib/kernels/cuda's memory-bound kernels; cpu-local the
+  // per-operation count its calibration used.
+  CHECK(load_hardware("h100-sxm").kernels == Kernels::dtrain_cuda);
+  CHECK(load_hardware("cpu-local").kernels == Kernels::per_op);
+  CHECK(parse_hardware_toml("[device]\nmemory_gib = 8\npeak_tflops_fp32 = 1\nmemory_bandwidth_gbs = 5\n"
+                            "kernels = \"megatron-2021\"\n[node]\ndevices = 1\n[intra]\nbandwidth_gbs = 1\n"
+                            "latency_us = 1\n[inter]\nbandwidth_gbs = 1\nlatency_us = 1\n",
+                            "hw.toml")
+            .kernels == Kernels::megatron_2021);
+  CHECK_THROWS_WITH_AS(parse_hardware_toml("[device]\nkernels = \"fused\"\n", "hw.toml"),
+                       doctest::Contains("device.kernels: expected"), ConfigError);
   // GPU presets: fused attention; this CPU backend materialises the scores.
   CHECK(load_hardware("h200").fused_attention);
   CHECK(!load_hardware("cpu-local").fused_attention);
@@ -344,4 +358,31 @@ TEST_CASE("parallel.mode = auto: the planner picks the degrees for the ranks lau
                                                           "parallel.tp=4"},
                                     4, hook),
                        doctest::Contains("parallel.mode = \"auto\": no layout of 4 ranks fits"), ConfigError);
+}
+
+TEST_CASE("a runtime that cuts blocks uniformly: pp must divide them, v any divisor of a stage's, interleaving from 3 stages") {
+  // 12 blocks on 24 devices, tp 1: pp in {1, 2, 3, 4, 6, 8, 12, 24}; 8 and 24 do not divide 12.
+  PlanRequest r = request(kGpt2, 1024, 48, 24, "h100-sxm");
+  r.tp = 1;
+  r.features.uniform_blocks = true;
+  r.features.min_interleaved_stages = 3;
+  r.max_idle_fraction = 0;
+  const Plan p = make_plan(r);
+  std::set<std::pair<int, int>> schedules;  // (pp, v)
+  for (const PlannedLayout& l : p.feasible) {
+    CHECK(12 % (l.p.c.pp * l.p.c.chunks()) == 0);
+    if (l.p.c.schedule == "interleaved") CHECK(l.p.c.pp >= 3);
+    schedules.insert({l.p.c.pp, l.p.c.chunks()});
+  }
+  CHECK(schedules.count({3, 4}) == 1);  // 4 blocks per stage: v = 2 or 4
+  CHECK(schedules.count({3, 2}) == 1);
+  CHECK(schedules.count({2, 2}) == 0);  // interleaving needs 3 stages
+  CHECK(schedules.count({4, 3}) == 1);  // 3 blocks per stage: v = 3
+  bool rejected_8 = false;
+  for (const Rejection& x : p.rejected)
+    if (x.pp == 8 && x.kind == "divisibility") {
+      rejected_8 = true;
+      CHECK(x.reason.find("12 transformer blocks") != std::string::npos);
+    }
+  CHECK(rejected_8);
 }
