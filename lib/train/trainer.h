@@ -152,8 +152,13 @@ class Trainer {
   void trace(const std::string& what) const;
   // Samples of micro-batch `micro` of this data-parallel rank in step `step`.
   int64_t sample_offset(int64_t step, int64_t micro) const;
-  void forward_op(int micro, int chunk, const Ctx& ctx);
-  void backward_op(int micro, int chunk, const Ctx& ctx, double scale, bool last);
+  // Schedule op i: its input was received by an earlier exchange(); its
+  // output, if it is sent, is kept in outputs_[i] for a later one.
+  void forward_op(int i, const Ctx& ctx);
+  void backward_op(int i, const Ctx& ctx, double scale, bool last);
+  // Issues one batch of the step's pipeline transfers (parallel/pipeline.h:
+  // pipeline_transfers) as one batch_p2p; waits for it when it receives.
+  void exchange(const PipeBatch& batch);
   // --- interleaved schedule: model chunks and their copies.
   void build_chunks(DType dtype, const Exec& ex);
   int slot_of(int chunk, int micro) const;  // index into slots_
@@ -163,6 +168,7 @@ class Trainer {
   int layers_vstage(int chunk) const {
     return options_.chunk_break ? g_.coord.pp * chunks_ + chunk : vstage(chunk);
   }
+  // Waits for the transfers still in flight that send from `slot` (-1: all).
   void wait_sends(int slot);
   // --- profiler hook: the stage's layers one by one (timed when profiling).
   // `base`: index in model().layers of m's first layer; `timed`: false for
@@ -188,6 +194,7 @@ class Trainer {
   int64_t seq_len_ = 0;
   std::vector<int64_t> bounds_;
   std::vector<PipeOp> ops_;  // this stage's forward/backward order within a step
+  std::vector<PipeBatch> transfers_;  // its pipeline transfers, batched, in issue order
   ModelParallel par_;
   std::vector<std::unique_ptr<Model>> slots_;  // chunk by chunk, its copies; slot 0 owns the parameters unless owner_
   // --- interleaved schedule (else one chunk): chunk c's copies are slots_
@@ -210,7 +217,12 @@ class Trainer {
   std::vector<void*> uploaded_;    // per slot, device runs only: event after the upload
   std::vector<Tensor> stage_in_;   // per slot: activations received from the previous stage
   std::vector<Tensor> grad_in_;    // per chunk: dL/d(output) received from the next stage
-  std::vector<std::vector<WorkHandle>> sends_;  // per slot: sends still in flight
+  std::vector<Tensor> outputs_;    // per schedule op: its output until a batch sends it
+  struct InFlight {
+    WorkHandle work;         // a batch of sends only, not waited for yet
+    std::vector<int> slots;  // the slots it sends from
+  };
+  std::vector<InFlight> sends_;
   Tensor scalars_;                 // (4) fp64 for small agreements
   int64_t current_step_ = 0;
 };
