@@ -30,13 +30,10 @@ void check_fits_memory(const dtrain::Config& cfg, int ranks_here, int local_rank
     std::string why;
     const int gpus = dtrain::gpu::device_count(&why);
     const dtrain::gpu::DeviceInfo d = dtrain::gpu::device_info(local_rank % gpus);
-    const double need = dtrain::config::footprint(cfg).total();
-    if (need > static_cast<double>(d.total_bytes))
-      throw dtrain::ConfigError(fmt::format(
-          "{}: the model and batch would need about {} per GPU, more than the {} of cuda:{} ({}); `dtrain plan` "
-          "shows what a layout needs (more tp/pp, ZeRO, recomputation or a smaller train.micro_batch)",
-          cfg.source.empty() ? "config" : cfg.source, dtrain::config::format_bytes(need),
-          dtrain::config::format_bytes(static_cast<double>(d.total_bytes)), local_rank % gpus, d.name));
+    const std::string problem = dtrain::config::gpu_fit_problem(
+        cfg, fmt::format("cuda:{} ({})", local_rank % gpus, d.name), static_cast<double>(d.free_bytes),
+        static_cast<double>(d.total_bytes));
+    if (!problem.empty()) throw dtrain::ConfigError(problem);
     return;
   }
   const double ram = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));

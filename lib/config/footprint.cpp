@@ -25,7 +25,9 @@ Footprint footprint(const Config& c) {
     // Per layer and sample: ~16 C floats per token kept for backward, and the
     // attention scores and probabilities (2 H T per token).
     const double per_layer = B * T * (16 * C + 2 * H * T) * 4;
-    f.act_bytes = per_layer * L / (tp * pp) * in_flight + B * T * V * 4 * 3 / tp;
+    const double act = c.train.precision == "bf16" ? 2 : 4;
+    f.logits_bytes = B * T * V * act * (tp > 1 ? 2 : 1) / tp;
+    f.act_bytes = per_layer * L / (tp * pp) * in_flight + f.logits_bytes;
   } else {
     const auto& m = c.model;
     const double S = static_cast<double>(m.image_size), cin = static_cast<double>(m.in_channels);
@@ -46,6 +48,16 @@ Footprint footprint(const Config& c) {
   const double state = c.parallel.zero ? slots / dp : slots;
   f.state_bytes = f.params / (tp * pp) * 4 * (2 + state);
   return f;
+}
+
+std::string gpu_fit_problem(const Config& c, const std::string& device, double free_bytes, double total_bytes) {
+  const double need = footprint(c).total();
+  if (need <= free_bytes) return "";
+  return fmt::format("{}: the model and batch would need about {} ({:.0f} bytes) on {}, which has {} free of {}; "
+                     "`dtrain plan` shows what a layout needs per device (more tp/pp, ZeRO, recomputation or a "
+                     "smaller train.micro_batch)",
+                     c.source.empty() ? "config" : c.source, format_bytes(need), need, device,
+                     format_bytes(free_bytes), format_bytes(total_bytes));
 }
 
 }  // namespace dtrain::config

@@ -25,11 +25,23 @@ struct Footprint {
   double params = 0;       // parameter elements (whole model)
   double state_bytes = 0;  // weights + gradients + optimizer state on one rank
   double act_bytes = 0;    // activations and logits kept on one rank
+  // Of act_bytes (GPT): the last stage's (rows, vocabulary) buffers, as the
+  // model allocates them: the logits, over which the loss writes dL/dlogits
+  // (tp = 1); with tp the logits' and the vocabulary-parallel loss's
+  // probabilities' (rows, vocabulary / tp), the gradient written over the
+  // latter. In the activations' dtype (train.precision).
+  double logits_bytes = 0;
   double total() const { return state_bytes + act_bytes; }
 };
 
 // Of a config whose model, batch and layout keys are valid.
 Footprint footprint(const Config& c);
+
+// Why `c` does not fit on GPU `device` ("cuda:0 (NVIDIA H200)") with
+// `free_bytes` of `total_bytes` free: "" when its footprint fits in the free
+// memory, else one line naming the config, the bytes asked for, the bytes
+// free and `dtrain plan`. `dtrain run` asks before allocating anything.
+std::string gpu_fit_problem(const Config& c, const std::string& device, double free_bytes, double total_bytes);
 
 // format_bytes ("3.2 TiB" and the like) is dtrain::format_bytes (core/format_bytes.h).
 using dtrain::format_bytes;

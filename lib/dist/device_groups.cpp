@@ -196,12 +196,10 @@ DeviceGroups::DeviceGroups(const Layout& layout, int device, DeviceGroupsOptions
     auto* twin = dynamic_cast<MpiCommunicator*>(*slots[i]);
     DTRAIN_CHECK(!shared || twin, "mesh group '{}' of {} members is not an MPI group", s.name, s.size);
     std::unique_ptr<Communicator> own;
-    // The pipeline's point-to-point stays on MPI (host-staged) under NCCL:
-    // the step loop posts each send and receive on its own, and NCCL, which
-    // matches by order on one stream, can deadlock on that (both stages
-    // sending first). Pairing them with batch_p2p (Megatron's
-    // send_forward_recv_backward) is what would move it to NCCL.
-    if (nccl_ && s.name == "pp" && shared) continue;
+    // The pipeline's point-to-point goes over NCCL too: the step loop issues
+    // its transfers in Megatron's batches (parallel/pipeline.h:
+    // pipeline_transfers), one ncclGroupStart/End each, so that NCCL's
+    // blocking sends, matched by order on one stream, cannot deadlock.
 #if DTRAIN_HAVE_CUDA
     if (nccl_) {
       // Collective over the world: every rank splits every group, in order
@@ -220,9 +218,8 @@ DeviceGroups::DeviceGroups(const Layout& layout, int device, DeviceGroupsOptions
 DeviceGroups::~DeviceGroups() = default;
 
 std::string DeviceGroups::describe() const {
-  return fmt::format("device communication: {} ({}){}",
-                     choice_.backend == "mpi" ? "mpi, host-staged" : choice_.backend, choice_.reason,
-                     choice_.backend == "nccl" ? "; pipeline sends and receives over MPI, host-staged" : "");
+  return fmt::format("device communication: {} ({})", choice_.backend == "mpi" ? "mpi, host-staged" : choice_.backend,
+                     choice_.reason);
 }
 
 void DeviceGroups::check() {

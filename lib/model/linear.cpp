@@ -61,8 +61,15 @@ void Linear::plan(const Shape& in, DType act, const Exec& ex) {
   fwd_ = ops::MatmulPlan(ex, {.trans_a = false, .trans_b = true, .m = n, .n = out_, .k = in_}, act, act, fe);
   dgrad_ = ops::MatmulPlan(ex, {.trans_a = false, .trans_b = false, .m = n, .n = in_, .k = out_}, act, act,
                            gelu_in_ ? ops::Epilogue::dgelu : ops::Epilogue::none);
-  wgrad_ = ops::MatmulPlan(ex, {.trans_a = true, .trans_b = false, .m = out_, .n = in_, .k = n}, act,
-                           ops::compute_dtype(act));
+  // On a GPU the bias gradient (dy's column sums) comes out of the weight
+  // gradient's product (cuBLASLt's BGRADB epilogue: one read of dy instead
+  // of two). It writes where dtrain accumulates over micro-batches, so into
+  // bgrad_, then added; elsewhere sum_rows_acc accumulates it directly.
+  const DType gt = ops::compute_dtype(act);
+  const bool fuse_bgrad = b_ && ops::fused_epilogue(ex, ops::Epilogue::bias_grad, gt, in_);
+  wgrad_ = ops::MatmulPlan(ex, {.trans_a = true, .trans_b = false, .m = out_, .n = in_, .k = n}, act, gt,
+                           fuse_bgrad ? ops::Epilogue::bias_grad : ops::Epilogue::none);
+  bgrad_ = fuse_bgrad ? Tensor::empty(Shape{out_}, gt, ex.device) : Tensor{};
 }
 
 void Linear::set_gelu_output(bool in_product) {
@@ -122,9 +129,14 @@ Tensor Linear::backward_gelu(const Tensor& dy, const Tensor& pre, const Ctx&) {
 Tensor Linear::backward_impl(const Tensor& dy, const Tensor& pre) {
   Tensor dx = dx_.narrow0(0, dy.size(0));
   const int64_t n = dy.numel() / out_;
-  wgrad_.run(ex(), {.trans_a = true, .trans_b = false, .m = out_, .n = in_, .k = n}, dy, x_,
-             w_->grad, 1.0, 1.0);
-  if (b_) ops::sum_rows_acc(ex(), dy, b_->grad);
+  const ops::Gemm wg{.trans_a = true, .trans_b = false, .m = out_, .n = in_, .k = n};
+  if (wgrad_.epilogue() == ops::Epilogue::bias_grad) {
+    wgrad_.run(ex(), wg, dy, x_, w_->grad, 1.0, 1.0, bgrad_);  // bgrad_ = dy's column sums
+    ops::add(ex(), b_->grad, bgrad_, b_->grad);
+  } else {
+    wgrad_.run(ex(), wg, dy, x_, w_->grad, 1.0, 1.0);
+    if (b_) ops::sum_rows_acc(ex(), dy, b_->grad);
+  }
   // dx = dy W (times gelu'(pre) with the MLP's GELU before this Linear).
   dgrad_.run(ex(), {.trans_a = false, .trans_b = false, .m = n, .n = in_, .k = out_}, dy,
              w_->compute, dx, 1.0, 0.0, Tensor{}, pre);

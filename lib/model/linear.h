@@ -88,6 +88,7 @@ class Linear : public Layer {
   bool gelu_out_ = false, gelu_in_product_ = false, gelu_in_ = false;
   Tensor x_;       // input of the last forward (a view of the previous layer's buffer)
   Tensor y_, dx_;  // owned buffers
+  Tensor bgrad_;   // GPU: the bias gradient of one backward (BGRADB writes it), then added to b_->grad
   ops::MatmulPlan fwd_, dgrad_, wgrad_;
 };
 

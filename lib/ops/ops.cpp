@@ -34,21 +34,31 @@ DType compute_dtype(DType act) { return act == DType::f64 ? DType::f64 : DType::
 
 bool fused_epilogue(const Exec& ex, Epilogue e, DType act, int64_t n) {
   if (e == Epilogue::none || !ex.on_cuda()) return false;
-  if (e == Epilogue::bias) return act == DType::f32 || act == DType::bf16;
+  if (e == Epilogue::bias || e == Epilogue::bias_grad) return act == DType::f32 || act == DType::bf16;
   return act == DType::bf16 && n % 8 == 0;
 }
 
 MatmulPlan::MatmulPlan(const Exec& ex, const Gemm& max, DType ab, DType c, Epilogue e)
     : max_(max), ab_(ab), c_(c), ep_(e), planned_(true) {
   const bool ok = (ab == c && (ab == DType::f32 || ab == DType::f64 || ab == DType::bf16)) ||
-                  (ab == DType::bf16 && c == DType::f32 && e == Epilogue::none);
+                  (ab == DType::bf16 && c == DType::f32 && (e == Epilogue::none || e == Epilogue::bias_grad));
   if (!ok)
     throw InternalError(fmt::format("matmul: no {} x {} -> {} product{}", dtype_name(ab),
                                     dtype_name(ab), dtype_name(c), e == Epilogue::none ? "" : " with an epilogue"));
+  if (e == Epilogue::bias_grad && (!max.trans_a || max.trans_b))
+    throw InternalError("matmul: the bias gradient epilogue on a product other than op(A) = A^T, op(B) = B");
   fused_ = fused_epilogue(ex, e, c, max.n);
 #if DTRAIN_HAVE_CUDA
   if (ex.on_cuda()) {
-    lt_ = cuda_ops::plan_matmul(ex, max, ab, c, fused_ ? e : Epilogue::none);
+    try {
+      lt_ = cuda_ops::plan_matmul(ex, max, ab, c, fused_ ? e : Epilogue::none);
+    } catch (const RuntimeError&) {
+      // No cuBLASLt algorithm for BGRADB here (its support varies by types
+      // and version): the unfused ops instead, the same sum.
+      if (!fused_ || e != Epilogue::bias_grad) throw;
+      fused_ = false;
+      lt_ = cuda_ops::plan_matmul(ex, max, ab, c, Epilogue::none);
+    }
     return;
   }
 #endif
@@ -73,6 +83,15 @@ void MatmulPlan::run(const Exec& ex, const Gemm& g, const Tensor& a, const Tenso
                "matmul: operands of {}, {}, {} elements for ({}, {}, {})", a.numel(), b.numel(),
                c.numel(), g.m, g.n, g.k);
   if (ep_ == Epilogue::none) return product(ex, g, a, b, c, alpha, beta, {}, {});
+  if (ep_ == Epilogue::bias_grad) {
+    DTRAIN_CHECK(bias.defined() && bias.numel() == g.m && bias.dtype() == c_,
+                 "matmul: the bias gradient is {} for {} rows", bias.defined() ? bias.shape().str() : "missing", g.m);
+    if (fused_) return product(ex, g, a, b, c, alpha, beta, bias, {});
+    product(ex, g, a, b, c, alpha, beta, {}, {});
+    zero(ex, bias);
+    sum_rows_acc(ex, head(a, g.k * g.m).view(Shape{g.k, g.m}), bias);  // A stored (k, m)
+    return;
+  }
   const bool wants_bias = ep_ == Epilogue::bias || ep_ == Epilogue::bias_gelu;
   const bool wants_aux = ep_ != Epilogue::bias;
   DTRAIN_CHECK(alpha == 1.0 && beta == 0.0, "matmul: an epilogue with alpha {} and beta {}", alpha, beta);
@@ -100,7 +119,8 @@ void MatmulPlan::run(const Exec& ex, const Gemm& g, const Tensor& a, const Tenso
       product(ex, g, a, b, c, 1.0, 0.0, {}, {});
       gelu_backward(ex, head(aux, mn), head(c, mn), head(c, mn));
       return;
-    case Epilogue::none: break;
+    case Epilogue::none:
+    case Epilogue::bias_grad: break;
   }
 }
 

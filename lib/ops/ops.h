@@ -55,12 +55,19 @@ struct Gemm {
 //   gelu:          aux = op(A) op(B); C = gelu(aux)
 //   bias_gelu:     aux = op(A) op(B) + bias; C = gelu(aux)
 //   dgelu:         C = (op(A) op(B)) * gelu'(aux)
-// aux (m, n) and bias (n) are in C's dtype. Every device gives the same
+//   bias_grad:     C = alpha op(A) op(B) + beta C (alpha and beta as given: a
+//                  weight gradient accumulates); bias (m) = the column sums
+//                  of A as stored, (k, m), i.e. op(A) summed over k, written
+//                  (not accumulated). Only with trans_a and not trans_b: the
+//                  weight gradient dW += dy^T x, bias = dy's column sums.
+// aux (m, n) and bias are in C's dtype. Every device gives the same
 // result as the unfused ops (broadcast_rows then beta = 1, gelu_forward,
-// gelu_backward), which the CPU runs; a GPU fuses them into the cuBLASLt
-// product (CUBLASLT_EPILOGUE_BIAS / GELU_AUX(_BIAS) / DGELU) where
-// fused_epilogue() says so, and runs the same unfused ops elsewhere.
-enum class Epilogue : uint8_t { none, bias, gelu, bias_gelu, dgelu };
+// gelu_backward, zero then sum_rows_acc), which the CPU runs; a GPU fuses
+// them into the cuBLASLt product (CUBLASLT_EPILOGUE_BIAS / GELU_AUX(_BIAS) /
+// DGELU / BGRADB) where fused_epilogue() says so, and runs the same unfused
+// ops elsewhere. (bias_grad fused sums in cuBLASLt's order: the same sum,
+// not necessarily the same bits as sum_rows_acc's.)
+enum class Epilogue : uint8_t { none, bias, gelu, bias_gelu, dgelu, bias_grad };
 
 // Whether a product with this epilogue and activations in `act` runs fused on
 // ex's device, for C rows of n elements: never on the CPU; on a GPU the bias
@@ -70,6 +77,8 @@ enum class Epilogue : uint8_t { none, bias, gelu, bias_gelu, dgelu };
 // its GELU only as "GELU" (the tanh approximation, PyTorch's
 // _addmm_activation treats it so), not the arithmetic of its tanh, so fp32
 // keeps the own GELU kernels, which share the CPU's elementwise_math.h.
+// The bias gradient (BGRADB) in an fp32 or bf16 output (a weight gradient's:
+// fp32 under either precision), any n.
 bool fused_epilogue(const Exec& ex, Epilogue e, DType act, int64_t n);
 
 class MatmulPlan {
@@ -78,7 +87,8 @@ class MatmulPlan {
   // For products of at most `max`'s sizes (same transposes), inputs in `ab`
   // and the output in `c` (f32/f32, f64/f64, bf16/bf16 or bf16 inputs into an
   // f32 output, which weight gradients use to accumulate in fp32), with
-  // epilogue `e` (ab == c unless none).
+  // epilogue `e` (ab == c unless none or bias_grad). A bias_grad that
+  // cuBLASLt has no algorithm for at `max` runs unfused (fused() false).
   // On a CUDA Exec: the cuBLASLt descriptors and the algorithm for `max`
   // (smaller products get theirs at their first run; see kernels/cuda/matmul.h).
   MatmulPlan(const Exec& ex, const Gemm& max, DType ab, DType c, Epilogue e = Epilogue::none);
@@ -86,8 +96,9 @@ class MatmulPlan {
   Epilogue epilogue() const { return ep_; }
   // Whether the epilogue runs inside the product (fused_epilogue at plan time).
   bool fused() const { return fused_; }
-  // bias: for bias and bias_gelu; aux: gelu, bias_gelu (written) and dgelu (read).
-  // With an epilogue alpha must be 1 and beta 0.
+  // bias: for bias and bias_gelu (read), bias_grad (written: m elements);
+  // aux: gelu, bias_gelu (written) and dgelu (read).
+  // With an epilogue other than bias_grad alpha must be 1 and beta 0.
   void run(const Exec& ex, const Gemm& g, const Tensor& a, const Tensor& b, const Tensor& c,
            double alpha, double beta, const Tensor& bias = {}, const Tensor& aux = {}) const;
 

@@ -62,8 +62,9 @@ std::vector<PipeOp> interleaved(int stage, int stages, int micro_batches, int ch
   std::vector<PipeOp> ops;
   int f = 0, b = 0;
   for (; f < warmup; ++f) ops.push_back(op(K::forward, f));
-  while (f < total) {  // steady state: one forward, one backward
+  while (f < total) {  // steady state: one forward, one backward, one block
     ops.push_back(op(K::forward, f++));
+    ops.back().joined = true;
     ops.push_back(op(K::backward, b++));
   }
   while (b < total) ops.push_back(op(K::backward, b++));
@@ -95,6 +96,57 @@ std::vector<PipeOp> pipeline_schedule(const std::string& schedule, int stage, in
   }
   while (b < micro_batches) ops.push_back({K::backward, b++});
   return ops;
+}
+
+int pipeline_tag(int micro, int vstage, int vstages, bool gradient) {
+  return (2 * (micro * vstages + vstage) + (gradient ? 1 : 0)) % 32000;
+}
+
+std::vector<PipeBatch> pipeline_transfers(const std::vector<PipeOp>& ops, int stage, int stages, int chunks) {
+  DTRAIN_CHECK(0 <= stage && stage < stages && chunks >= 1, "pipeline stage {} of {}, {} chunks", stage, stages, chunks);
+  using K = PipeTransfer::Kind;
+  const int vstages = stages * chunks, prev = (stage + stages - 1) % stages, next = (stage + 1) % stages;
+  const int n = static_cast<int>(ops.size());
+  // Op i's receive and send, if it has them (the first virtual stage
+  // receives no activations, the last no gradient).
+  auto recv_of = [&](int i, std::vector<PipeTransfer>& out) {
+    const PipeOp& op = ops[i];
+    const int v = op.chunk * stages + stage;
+    if (op.kind == PipeOp::Kind::forward && v > 0)
+      out.push_back({K::recv, i, prev, pipeline_tag(op.micro, v - 1, vstages, false)});
+    if (op.kind == PipeOp::Kind::backward && v + 1 < vstages)
+      out.push_back({K::recv, i, next, pipeline_tag(op.micro, v + 1, vstages, true)});
+  };
+  auto send_of = [&](int i, std::vector<PipeTransfer>& out) {
+    const PipeOp& op = ops[i];
+    const int v = op.chunk * stages + stage;
+    if (op.kind == PipeOp::Kind::forward && v + 1 < vstages)
+      out.push_back({K::send, i, next, pipeline_tag(op.micro, v, vstages, false)});
+    if (op.kind == PipeOp::Kind::backward && v > 0)
+      out.push_back({K::send, i, prev, pipeline_tag(op.micro, v, vstages, true)});
+  };
+  // Blocks [start[k], start[k + 1]).
+  std::vector<int> start;
+  for (int i = 0; i < n; ++i) {
+    start.push_back(i);
+    if (ops[i].joined) {
+      DTRAIN_CHECK(i + 1 < n && ops[i].kind == PipeOp::Kind::forward && ops[i + 1].kind == PipeOp::Kind::backward,
+                   "pipeline op {} joined to no backward", i);
+      ++i;
+    }
+  }
+  start.push_back(n);
+  const size_t blocks = start.size() - 1;
+  std::vector<PipeBatch> batches;
+  for (size_t k = 0; k <= blocks; ++k) {  // before block k (k = blocks: after the last)
+    PipeBatch b{start[k], {}};
+    if (k > 0)
+      for (int i = start[k - 1]; i < start[k]; ++i) send_of(i, b.transfers);
+    if (k < blocks)
+      for (int i = start[k]; i < start[k + 1]; ++i) recv_of(i, b.transfers);
+    if (!b.transfers.empty()) batches.push_back(std::move(b));
+  }
+  return batches;
 }
 
 int in_flight(const std::vector<PipeOp>& ops, int chunk) {

@@ -42,13 +42,6 @@ DType precision_dtype(const std::string& p) {
   throw ConfigError(fmt::format("train.precision: '{}': expected fp32 or bf16", p));
 }
 
-// Message tags between pipeline neighbours: activations and gradients of
-// each micro-batch, from the sender's virtual stage (of `vstages`; the stage
-// itself unless interleaved). MPI guarantees at least 32767 tags.
-int tag_of(int micro, int vstage, int vstages, bool gradient) {
-  return (2 * (micro * vstages + vstage) + (gradient ? 1 : 0)) % 32000;
-}
-
 }  // namespace
 
 Trainer::Trainer(const Config& cfg, const Groups& groups, std::function<void(const std::string&)> log,
@@ -121,9 +114,10 @@ void Trainer::setup() {
   // accumulation), planned once; one copy of the stage's activations per
   // micro-batch in flight.
   ops_ = pipeline_schedule(schedule, g_.coord.pp, g_.layout.pp, static_cast<int>(t.grad_accum), chunks_);
+  if (g_.layout.pp > 1) transfers_ = pipeline_transfers(ops_, g_.coord.pp, g_.layout.pp, chunks_);
+  outputs_.resize(ops_.size());
   const DType dtype = precision_dtype(t.precision);
   build_chunks(dtype, ex);
-  const int slots = static_cast<int>(slots_.size());
   Model& m = model();
   const Shape data_x = [&] {
     Shape s{t.micro_batch};
@@ -131,7 +125,6 @@ void Trainer::setup() {
     return s;
   }();
   const DType data_dtype = cfg_.model.token_model() ? DType::i32 : dtype;
-  sends_.resize(slots);
   // --- profiler hook: the activations' bytes (the heap's growth; on a GPU the device's)
   auto used = [&ex] {
     if (!ex.on_cuda()) return heap_bytes();
@@ -294,16 +287,61 @@ void Trainer::upload(int slot, int64_t n) {
 }
 
 void Trainer::wait_sends(int slot) {
-  Profiler::Scope timed(sends_[slot].empty() ? nullptr : options_.profiler, Profiler::Kind::pp_wait);
-  for (auto& w : sends_[slot]) w->wait();
-  sends_[slot].clear();
+  auto sends_from = [slot](const InFlight& f) {
+    return slot < 0 || std::find(f.slots.begin(), f.slots.end(), slot) != f.slots.end();
+  };
+  if (std::none_of(sends_.begin(), sends_.end(), sends_from)) return;
+  Profiler::Scope timed(options_.profiler, Profiler::Kind::pp_wait);
+  for (auto it = sends_.begin(); it != sends_.end();) {
+    if (!sends_from(*it)) {
+      ++it;
+      continue;
+    }
+    it->work->wait();
+    it = sends_.erase(it);
+  }
 }
 
-void Trainer::forward_op(int micro, int chunk, const Ctx& ctx, int64_t then) {
+void Trainer::exchange(const PipeBatch& batch) {
+  std::vector<P2POp> p2p;
+  std::vector<int> from;
+  bool receives = false;
+  std::string what;
+  for (const PipeTransfer& t : batch.transfers) {
+    const PipeOp& op = ops_[t.op];
+    const int slot = slot_of(op.chunk, op.micro);
+    const bool fwd = op.kind == PipeOp::Kind::forward;
+    const std::string at = chunks_ > 1 ? fmt::format("mb {} chunk {}", op.micro, op.chunk) : fmt::format("mb {}", op.micro);
+    if (t.kind == PipeTransfer::Kind::send) {
+      p2p.push_back({P2POp::Kind::send, std::move(outputs_[t.op]), t.peer, t.tag});
+      outputs_[t.op] = Tensor{};
+      from.push_back(slot);
+      what += fmt::format("{}send {} of {} to pp {}", what.empty() ? "" : ", ", fwd ? "activations" : "gradients", at,
+                          t.peer);
+    } else {
+      p2p.push_back({P2POp::Kind::recv, fwd ? stage_in_[slot] : grad_in_[op.chunk], t.peer, t.tag});
+      receives = true;
+      what += fmt::format("{}recv {} of {} from pp {}", what.empty() ? "" : ", ", fwd ? "activations" : "gradients",
+                          at, t.peer);
+    }
+  }
+  trace(fmt::format("pipeline: {}", what));
+  if (!receives) {  // waited for before its slots are overwritten, or at the step's end
+    sends_.push_back({g_.pp->batch_p2p(std::move(p2p)), std::move(from)});
+    return;
+  }
+  // Earlier sends first: a buffer received into is never one still being sent.
+  wait_sends(-1);
+  const int micro = batch.before < static_cast<int>(ops_.size()) ? ops_[batch.before].micro : -1;
+  Profiler::Scope timed(options_.profiler, Profiler::Kind::pp_wait, -1, micro);
+  g_.pp->batch_p2p(std::move(p2p))->wait();
+}
+
+void Trainer::forward_op(int i, const Ctx& ctx, int64_t then) {
+  const int micro = ops_[i].micro, chunk = ops_[i].chunk;
   const int slot = slot_of(chunk, micro);
   const std::string at = chunks_ > 1 ? fmt::format("mb {} chunk {} slot {}", micro, chunk, slot)
                                      : fmt::format("mb {} slot {}", micro, slot);
-  const int pp = g_.layout.pp, vstages = pp * chunks_, prev = (g_.coord.pp + pp - 1) % pp, next = (g_.coord.pp + 1) % pp;
   Model& m = *slots_[slot];
   wait_sends(slot);  // this slot's buffers are about to be overwritten
   const int64_t mb = cfg_.train.micro_batch;
@@ -317,13 +355,7 @@ void Trainer::forward_op(int micro, int chunk, const Ctx& ctx, int64_t then) {
       upload(slot, mb);
     }
   }
-  Tensor in = x_[slot];
-  if (!m.first_stage()) {
-    in = stage_in_[slot];
-    trace(fmt::format("F {}: recv activations from pp {}", at, prev));
-    Profiler::Scope timed(options_.profiler, Profiler::Kind::pp_wait, -1, micro);
-    g_.pp->recv(in, prev, tag_of(micro, vstage(chunk) - 1, vstages, false))->wait();
-  }
+  const Tensor in = m.first_stage() ? x_[slot] : stage_in_[slot];  // received by exchange()
   const size_t base = chunk_layer_[chunk];
   if (m.last_stage()) {
     const Tensor logits = forward_stage(m, in, ctx, micro, base, true, then);
@@ -331,17 +363,16 @@ void Trainer::forward_op(int micro, int chunk, const Ctx& ctx, int64_t then) {
     m.loss->accumulate(logits, y_[slot]);  // read once, at the end of the step
     trace(fmt::format("F {} samples [{}, +{}): loss", at, ctx.sample_offset, mb));
   } else {
-    Tensor out = forward_stage(m, in, ctx, micro, base, true, then);
-    trace(fmt::format("F {} samples [{}, +{}): send activations to pp {}", at, ctx.sample_offset, mb, next));
-    sends_[slot].push_back(g_.pp->send(out, next, tag_of(micro, vstage(chunk), vstages, false)));
+    outputs_[i] = forward_stage(m, in, ctx, micro, base, true, then);
+    trace(fmt::format("F {} samples [{}, +{}): activations out", at, ctx.sample_offset, mb));
   }
 }
 
-void Trainer::backward_op(int micro, int chunk, const Ctx& step_ctx, double scale, bool last, int64_t then) {
+void Trainer::backward_op(int op, const Ctx& step_ctx, double scale, bool last, int64_t then) {
+  const int micro = ops_[op].micro, chunk = ops_[op].chunk;
   const int slot = slot_of(chunk, micro);
   const std::string at = chunks_ > 1 ? fmt::format("mb {} chunk {} slot {}", micro, chunk, slot)
                                      : fmt::format("mb {} slot {}", micro, slot);
-  const int pp = g_.layout.pp, vstages = pp * chunks_, prev = (g_.coord.pp + pp - 1) % pp, next = (g_.coord.pp + 1) % pp;
   const size_t base = chunk_layer_[chunk];
   Model& m = *slots_[slot];
   Ctx ctx = step_ctx;
@@ -356,10 +387,7 @@ void Trainer::backward_op(int micro, int chunk, const Ctx& step_ctx, double scal
     Profiler::Scope timed(options_.profiler, Profiler::Kind::backward, static_cast<int>(base + m.layers.size()), micro);
     g = m.loss->backward(scale);
   } else {
-    trace(fmt::format("B {}: recv gradients from pp {}", at, next));
-    Profiler::Scope timed(options_.profiler, Profiler::Kind::pp_wait, -1, micro);
-    g_.pp->recv(grad_in_[chunk], next, tag_of(micro, vstage(chunk) + 1, vstages, true))->wait();
-    g = grad_in_[chunk];
+    g = grad_in_[chunk];  // received by exchange()
   }
   // The step's last backward completes the gradients: buckets start as the
   // layers finish.
@@ -387,8 +415,8 @@ void Trainer::backward_op(int micro, int chunk, const Ctx& step_ctx, double scal
       reducer_->ready_from(reducer_->offset_of_param(model().first_param_of(base + i)));
   }
   if (!m.first_stage()) {
-    trace(fmt::format("B {}: send gradients to pp {}", at, prev));
-    sends_[slot].push_back(g_.pp->send(g, prev, tag_of(micro, vstage(chunk), vstages, true)));
+    outputs_[op] = g;
+    trace(fmt::format("B {}: gradients out", at));
   } else {
     trace(fmt::format("B {}", at));
   }
@@ -473,7 +501,6 @@ StepResult Trainer::train_step(int64_t step) {
   // replica's own share of it (no gradient all-reduce).
   const double scale = 1.0 / static_cast<double>(micro_batches * (local_ ? 1 : g_.layout.dp));
   Ctx ctx{.training = true, .seed = static_cast<uint64_t>(t.seed), .step = step, .sample_offset = 0};
-  const int slots = static_cast<int>(slots_.size());
   // ZeRO-3: the layer operation i + 1 starts with (its chunk's first going
   // forward, its last going backward); none after the step's last (the
   // update changes every parameter).
@@ -483,15 +510,22 @@ StepResult Trainer::train_step(int64_t step) {
     const auto n = static_cast<int64_t>(slots_[chunk_slot_[o.chunk]]->layers.size());
     return static_cast<int64_t>(chunk_layer_[o.chunk]) + (o.kind == PipeOp::Kind::forward ? 0 : n - 1);
   };
+  // The pipeline's transfers go in batches between the ops (see
+  // pipeline_transfers: what keeps NCCL's blocking sends from deadlocking).
+  size_t batch = 0;
   for (size_t i = 0; i < ops.size(); ++i) {
     const PipeOp& op = ops[i];
+    if (batch < transfers_.size() && transfers_[batch].before == static_cast<int>(i)) exchange(transfers_[batch++]);
     ctx.sample_offset = sample_offset(step, op.micro);
     if (op.kind == PipeOp::Kind::forward)
-      forward_op(op.micro, op.chunk, ctx, then(i));
+      forward_op(static_cast<int>(i), ctx, then(i));
     else
-      backward_op(op.micro, op.chunk, ctx, scale, i + 1 == ops.size(), then(i));
+      backward_op(static_cast<int>(i), ctx, scale, i + 1 == ops.size(), then(i));
   }
-  for (int s = 0; s < slots; ++s) wait_sends(s);
+  if (batch < transfers_.size()) exchange(transfers_[batch++]);
+  DTRAIN_CHECK(batch == transfers_.size(), "pipeline stage {}: {} of {} transfer batches issued", g_.coord.pp, batch,
+               transfers_.size());
+  wait_sends(-1);
   StepResult r;
   {
     Profiler::Scope timed(options_.profiler, Profiler::Kind::dp_wait);
@@ -613,13 +647,13 @@ EvalResult Trainer::evaluate_now() {
       Tensor in = x;
       if (!m.first_stage()) {
         in = stage_in_[slot].narrow0(0, n);
-        g_.pp->recv(in, prev, tag_of(static_cast<int>(b), vstage(c) - 1, vstages, false))->wait();
+        g_.pp->recv(in, prev, pipeline_tag(static_cast<int>(b), vstage(c) - 1, vstages, false))->wait();
       }
       const Tensor out = forward_stage(m, in, ctx, static_cast<int>(b), chunk_layer_[c], false);
       if (m.last_stage()) {
         if (counted) m.loss->accumulate(out, y);
       } else {
-        g_.pp->send(out, next, tag_of(static_cast<int>(b), vstage(c), vstages, false))->wait();
+        g_.pp->send(out, next, pipeline_tag(static_cast<int>(b), vstage(c), vstages, false))->wait();
       }
     }
   }

@@ -156,8 +156,13 @@ class Trainer {
   // `then` (ZeRO-3; -1: none): the layer the step's next operation starts
   // with, whose gather this operation's last layer starts (prefetch across
   // the forward/backward turn and between an interleaved stage's chunks).
-  void forward_op(int micro, int chunk, const Ctx& ctx, int64_t then = -1);
-  void backward_op(int micro, int chunk, const Ctx& ctx, double scale, bool last, int64_t then = -1);
+  // Schedule op i: its input was received by an earlier exchange(); its
+  // output, if it is sent, is kept in outputs_[i] for a later one.
+  void forward_op(int i, const Ctx& ctx, int64_t then = -1);
+  void backward_op(int i, const Ctx& ctx, double scale, bool last, int64_t then = -1);
+  // Issues one batch of the step's pipeline transfers (parallel/pipeline.h:
+  // pipeline_transfers) as one batch_p2p; waits for it when it receives.
+  void exchange(const PipeBatch& batch);
   // --- interleaved schedule: model chunks and their copies.
   void build_chunks(DType dtype, const Exec& ex);
   int slot_of(int chunk, int micro) const;  // index into slots_
@@ -167,6 +172,7 @@ class Trainer {
   int layers_vstage(int chunk) const {
     return options_.chunk_break ? g_.coord.pp * chunks_ + chunk : vstage(chunk);
   }
+  // Waits for the transfers still in flight that send from `slot` (-1: all).
   void wait_sends(int slot);
   // --- profiler hook: the stage's layers one by one (timed when profiling).
   // `base`: index in model().layers of m's first layer; `timed`: false for
@@ -193,6 +199,7 @@ class Trainer {
   int64_t seq_len_ = 0;
   std::vector<int64_t> bounds_;
   std::vector<PipeOp> ops_;  // this stage's forward/backward order within a step
+  std::vector<PipeBatch> transfers_;  // its pipeline transfers, batched, in issue order
   ModelParallel par_;
   std::vector<std::unique_ptr<Model>> slots_;  // chunk by chunk, its copies; slot 0 owns the parameters unless owner_
   // --- interleaved schedule (else one chunk): chunk c's copies are slots_
@@ -215,7 +222,12 @@ class Trainer {
   std::vector<void*> uploaded_;    // per slot, device runs only: event after the upload
   std::vector<Tensor> stage_in_;   // per slot: activations received from the previous stage
   std::vector<Tensor> grad_in_;    // per chunk: dL/d(output) received from the next stage
-  std::vector<std::vector<WorkHandle>> sends_;  // per slot: sends still in flight
+  std::vector<Tensor> outputs_;    // per schedule op: its output until a batch sends it
+  struct InFlight {
+    WorkHandle work;         // a batch of sends only, not waited for yet
+    std::vector<int> slots;  // the slots it sends from
+  };
+  std::vector<InFlight> sends_;
   Tensor scalars_;                 // (4) fp64 for small agreements
   int64_t current_step_ = 0;
 };

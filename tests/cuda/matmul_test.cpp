@@ -222,6 +222,41 @@ TEST_CASE("cuda matmul: bias, GELU and GELU-derivative epilogues against the CPU
     }
 }
 
+TEST_CASE("cuda matmul: the bias-gradient epilogue (BGRADB) against the CPU's product and column sums") {
+  // dW (out, in) += dy^T x with beta = 1 into the fp32 gradient, db = dy's
+  // column sums written: a Linear's weight gradient (qkv, mlp.proj at 256
+  // rows of GPT-2 124M) and an odd one. The sum of the same (bf16 or fp32)
+  // values in fp32, in cuBLASLt's order: 1e-5; the same bits run to run.
+  auto rt = ops::Runtime::open("cuda", 0, false);
+  const Exec& ex = rt->exec();
+  uint32_t seed = 900;
+  for (DType dt : {DType::f32, DType::bf16})
+    for (auto [rows, in, out] : {std::tuple{256, 768, 2304}, std::tuple{256, 3072, 768}, std::tuple{33, 7, 12}}) {
+      CAPTURE(dtype_name(dt));
+      CAPTURE(out);
+      const ops::Gemm g{.trans_a = true, .trans_b = false, .m = out, .n = in, .k = rows};
+      Tensor dy = test::random_host(Shape{rows, out}, dt, seed++), x = test::random_host(Shape{rows, in}, dt, seed++);
+      Tensor w0 = test::random_host(Shape{out, in}, DType::f32, seed++);
+      Tensor want = Tensor::empty(Shape{out, in}, DType::f32), want_db = Tensor::empty(Shape{out}, DType::f32);
+      want.copy_from(w0);
+      ops::MatmulPlan(Exec::cpu(), g, dt, DType::f32, ops::Epilogue::bias_grad)
+          .run(Exec::cpu(), g, dy, x, want, 1.0, 1.0, want_db);
+      const Tensor ddy = test::upload(dy, ex.device), dx = test::upload(x, ex.device);
+      const ops::MatmulPlan plan(ex, g, dt, DType::f32, ops::Epilogue::bias_grad);
+      if (!plan.fused()) MESSAGE("BGRADB: no cuBLASLt algorithm, unfused");
+      std::vector<double> first;
+      for (int run = 0; run < 2; ++run) {
+        Tensor dw = test::upload(w0, ex.device), db = Tensor::empty(Shape{out}, DType::f32, ex.device);
+        plan.run(ex, g, ddy, dx, dw, 1.0, 1.0, db);
+        rt->sync();
+        CHECK(test::norm_err(test::values(dw), test::values(want)) <= bound(dt, DType::f32));
+        CHECK(test::norm_err(test::values(db), test::values(want_db)) <= 1e-5);
+        if (run == 0) first = test::values(db);
+        else CHECK(test::values(db) == first);
+      }
+    }
+}
+
 TEST_CASE("cuda matmul: cuBLASLt's own fp32 GELU epilogue against the CPU's tanh GELU (measured, for the fp32 policy)") {
   // dtrain keeps fp32 GELU unfused (ops::fused_epilogue). This measures what
   // fusing would cost: cuBLASLt's GELU_AUX_BIAS in fp32 (kernels level) against

@@ -105,7 +105,7 @@ TEST_CASE("cuda host: epilogue operands of every product of the shipped configs,
   // exactly where cuBLASLt takes the epilogue (ops::fused_epilogue agrees with
   // lt_epilogue_spec), and the descriptors carry what was asked.
   const Exec gpu{Device::cuda(0), nullptr, nullptr};
-  size_t fused = 0, gelu = 0, dgelu = 0;
+  size_t fused = 0, gelu = 0, dgelu = 0, bgrad = 0;
   for (const std::string& path : test::shipped_configs()) {
     const Config c = load_config(path);
     const std::string name = std::filesystem::path(path).filename().string();
@@ -116,7 +116,12 @@ TEST_CASE("cuda host: epilogue operands of every product of the shipped configs,
         CAPTURE(cuda::lt_epilogue_name(mg.epilogue));
         const cuda::LtEpilogueSpec es = cuda::lt_epilogue_spec(mg.g, mg.epilogue);
         const cuda::LtGemmSpec s = cuda::lt_spec(mg.g);
-        if (cuda::lt_epilogue_has_bias(mg.epilogue)) {
+        if (mg.epilogue == cuda::LtEpilogue::bgradb) {
+          CHECK(mg.wgrad);
+          CHECK(es.bias_len == mg.g.m);  // one per output feature: dW's rows
+          CHECK(es.bias_len == s.n);     // = cuBLASLt's D columns (BGRADB's length)
+          CHECK((!s.transa && s.transb));  // cuBLASLt's N, T: the layout BGRADB is run in
+        } else if (cuda::lt_epilogue_has_bias(mg.epilogue)) {
           CHECK(es.bias_len == mg.g.n);  // one per output feature
           CHECK(es.bias_len == s.m);     // = cuBLASLt's D rows
         } else {
@@ -126,21 +131,24 @@ TEST_CASE("cuda host: epilogue operands of every product of the shipped configs,
           CHECK(es.aux_ld == mg.g.ldc);
           CHECK(es.aux_ld == mg.g.n);  // the contiguous (rows, out) buffer the Mlp keeps
         }
-        const ops::Epilogue oe = mg.epilogue == cuda::LtEpilogue::bias    ? ops::Epilogue::bias
-                                 : mg.epilogue == cuda::LtEpilogue::dgelu ? ops::Epilogue::dgelu
+        const ops::Epilogue oe = mg.epilogue == cuda::LtEpilogue::bias      ? ops::Epilogue::bias
+                                 : mg.epilogue == cuda::LtEpilogue::dgelu   ? ops::Epilogue::dgelu
+                                 : mg.epilogue == cuda::LtEpilogue::bgradb  ? ops::Epilogue::bias_grad
                                  : mg.epilogue == cuda::LtEpilogue::gelu_aux ? ops::Epilogue::gelu
                                                                              : ops::Epilogue::bias_gelu;
         CHECK(ops::fused_epilogue(gpu, oe, DType::bf16, mg.g.n) == es.ok);
         CHECK_FALSE(ops::fused_epilogue(Exec::cpu(), oe, DType::bf16, mg.g.n));
         CHECK_FALSE(ops::fused_epilogue(gpu, oe, DType::f64, mg.g.n));
-        // fp32 fuses the bias only (GELU stays the own kernel in strict fp32).
-        CHECK(ops::fused_epilogue(gpu, oe, DType::f32, mg.g.n) == (oe == ops::Epilogue::bias));
+        // fp32 fuses the bias and its gradient only (GELU stays the own kernel in strict fp32).
+        const bool bias_only = oe == ops::Epilogue::bias || oe == ops::Epilogue::bias_grad;
+        CHECK(ops::fused_epilogue(gpu, oe, DType::f32, mg.g.n) == bias_only);
         if (!es.ok) {
           CHECK_THROWS_AS(cuda::LtDescriptors(s, cuda::LtTypes::bf16, false, mg.epilogue, es), InternalError);
           continue;
         }
-        std::vector<cuda::LtTypes> types{cuda::LtTypes::bf16};
-        if (oe == ops::Epilogue::bias) types.push_back(cuda::LtTypes::f32);
+        // The weight gradient's types: bf16 inputs into its fp32 accumulator, or fp32.
+        std::vector<cuda::LtTypes> types{oe == ops::Epilogue::bias_grad ? cuda::LtTypes::bf16_f32 : cuda::LtTypes::bf16};
+        if (bias_only) types.push_back(cuda::LtTypes::f32);
         for (cuda::LtTypes lt : types) {
           const cuda::LtDescriptors d(s, lt, false, mg.epilogue, es);
           CHECK(d.epilogue_attr() == cuda::lt_epilogue_name(mg.epilogue));
@@ -154,11 +162,13 @@ TEST_CASE("cuda host: epilogue operands of every product of the shipped configs,
         }
         gelu += mg.epilogue == cuda::LtEpilogue::gelu_aux_bias || mg.epilogue == cuda::LtEpilogue::gelu_aux;
         dgelu += mg.epilogue == cuda::LtEpilogue::dgelu;
+        bgrad += mg.epilogue == cuda::LtEpilogue::bgradb;
       }
   }
   CHECK(fused > 50);
   CHECK(gelu > 5);
   CHECK(dgelu > 5);
+  CHECK(bgrad > 20);
 }
 
 TEST_CASE("cuda host: an epilogue cuBLASLt would refuse is named before it is made") {
@@ -182,6 +192,17 @@ TEST_CASE("cuda host: an epilogue cuBLASLt would refuse is named before it is ma
   cuda::LtEpilogueSpec wrong = cuda::lt_epilogue_spec(g, cuda::LtEpilogue::bias);
   wrong.bias_len = 15;
   CHECK_THROWS_AS(cuda::LtDescriptors(cuda::lt_spec(g), cuda::LtTypes::f32, false, cuda::LtEpilogue::bias, wrong),
+                  InternalError);
+  // BGRADB only in a weight gradient's layout, with a gradient of dW's rows.
+  const cuda::RowGemm wg = cuda::contiguous_row_gemm(true, false, 16, 8, 32);
+  CHECK(cuda::lt_epilogue_spec(wg, cuda::LtEpilogue::bgradb).ok);
+  CHECK(cuda::lt_epilogue_spec(wg, cuda::LtEpilogue::bgradb).bias_len == 16);
+  CHECK_FALSE(cuda::lt_epilogue_spec(cuda::contiguous_row_gemm(false, false, 16, 8, 32), cuda::LtEpilogue::bgradb).ok);
+  CHECK_FALSE(cuda::lt_epilogue_spec(cuda::contiguous_row_gemm(true, true, 16, 8, 32), cuda::LtEpilogue::bgradb).ok);
+  cuda::LtEpilogueSpec short_grad = cuda::lt_epilogue_spec(wg, cuda::LtEpilogue::bgradb);
+  short_grad.bias_len = 8;  // D's rows: the forward bias's length, not BGRADB's
+  CHECK_THROWS_AS(cuda::LtDescriptors(cuda::lt_spec(wg), cuda::LtTypes::bf16_f32, false, cuda::LtEpilogue::bgradb,
+                                      short_grad),
                   InternalError);
   // The plain product keeps the default epilogue and no aux.
   const cuda::LtDescriptors plain(cuda::lt_spec(g), cuda::LtTypes::f32, false);

@@ -166,6 +166,34 @@ TEST_CASE("cuda host: the cuBLASLt mapping with padded leading dimensions and ba
     }
 }
 
+TEST_CASE("cuda host: BGRADB of the mapped weight gradient is the bias gradient, dy's column sums") {
+  // cuBLASLt's BGRADB (cublasLt.h): a vector of D's columns, the reduction of
+  // its second operand op(B) over k, written to the bias pointer. Interpreted
+  // on the spec of dW (out, in) += dy^T x, with small integers (exact sums), it
+  // must be dtrain's bias gradient: per output feature, dy summed over rows.
+  std::mt19937 rng(11);
+  for (int64_t rows : {1, 6, 40})
+    for (int64_t out : {1, 5, 24}) {
+      const int64_t in = 7;
+      CAPTURE(rows);
+      CAPTURE(out);
+      const cuda::RowGemm g = cuda::contiguous_row_gemm(true, false, out, in, rows);  // A = dy, B = x
+      const cuda::LtGemmSpec s = cuda::lt_spec(g);
+      const cuda::LtEpilogueSpec es = cuda::lt_epilogue_spec(g, cuda::LtEpilogue::bgradb);
+      REQUIRE(es.ok);
+      REQUIRE(es.bias_len == s.n);
+      const std::vector<double> dy = small_ints(rows * out, rng);
+      const double* second = dy.data();  // cuBLASLt's second operand is dtrain's A (the swap)
+      std::vector<double> lt(static_cast<size_t>(s.n), 0.0), want(static_cast<size_t>(out), 0.0);
+      for (int64_t j = 0; j < s.n; ++j)
+        for (int64_t p = 0; p < s.k; ++p)
+          lt[j] += s.transb ? second[j + p * s.b.ld] : second[p + j * s.b.ld];  // op(B)[p, j]
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t o = 0; o < out; ++o) want[o] += dy[r * out + o];
+      CHECK(lt == want);
+    }
+}
+
 TEST_CASE("cuda host: the cuBLASLt mapping of every product the shipped configs plan") {
   std::mt19937 rng(7);
   size_t count = 0;

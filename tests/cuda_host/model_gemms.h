@@ -25,7 +25,8 @@ struct ModelGemm {
   bool forward = false;     // a forward product (for the FLOP cross-check)
   // The epilogue the layer plans (model/linear.cpp, mlp.cpp): the bias on a
   // forward product unless row-parallel, GELU after mlp.fc, GELU's derivative
-  // in mlp.proj's input gradient (fused on a GPU in bf16: ops::fused_epilogue).
+  // in mlp.proj's input gradient (fused on a GPU in bf16: ops::fused_epilogue),
+  // the bias gradient in a biased Linear's weight gradient (fp32 and bf16).
   cuda::LtEpilogue epilogue = cuda::LtEpilogue::none;
 };
 
@@ -38,12 +39,14 @@ inline std::vector<std::string> shipped_configs() {
 }
 
 // y (rows, out) = x W^T; dx (rows, in) = dy W; dW (out, in) += dy^T x.
+// `bias`: the Linear has one (its gradient fused into the weight gradient's).
 inline void add_linear(std::vector<ModelGemm>& v, const std::string& what, int64_t rows, int64_t in, int64_t out,
-                       cuda::LtEpilogue fwd = cuda::LtEpilogue::none,
+                       bool bias, cuda::LtEpilogue fwd = cuda::LtEpilogue::none,
                        cuda::LtEpilogue dgrad = cuda::LtEpilogue::none) {
   v.push_back({what + " fwd", cuda::contiguous_row_gemm(false, true, rows, out, in), false, false, true, fwd});
   v.push_back({what + " dgrad", cuda::contiguous_row_gemm(false, false, rows, in, out), false, false, false, dgrad});
-  v.push_back({what + " wgrad", cuda::contiguous_row_gemm(true, false, out, in, rows), true});
+  v.push_back({what + " wgrad", cuda::contiguous_row_gemm(true, false, out, in, rows), true, false, false,
+               bias ? cuda::LtEpilogue::bgradb : cuda::LtEpilogue::none});
 }
 
 inline cuda::RowGemm batched(bool ta, bool tb, int64_t m, int64_t n, int64_t k, int64_t batch) {
@@ -62,7 +65,7 @@ inline std::vector<ModelGemm> config_gemms(const Config& c, const std::string& n
   const std::string tag = name + " tp" + std::to_string(t);
   if (m.classifier()) {
     if (t != 1) return v;
-    add_linear(v, tag + " head.fc", c.train.micro_batch, m.channels.back(), m.num_classes, cuda::LtEpilogue::bias);
+    add_linear(v, tag + " head.fc", c.train.micro_batch, m.channels.back(), m.num_classes, true, cuda::LtEpilogue::bias);
     return v;
   }
   const int64_t C = m.n_embd, nh = m.n_head, V = m.vocab_size;
@@ -71,11 +74,11 @@ inline std::vector<ModelGemm> config_gemms(const Config& c, const std::string& n
   using E = cuda::LtEpilogue;
   const E bias = m.bias ? E::bias : E::none;
   const E row_bias = t == 1 ? bias : E::none;  // row-parallel: the bias after the all-reduce
-  add_linear(v, tag + " attn.qkv", rows, C, 3 * C / t, bias);
-  add_linear(v, tag + " attn.proj", rows, C / t, C, row_bias);
-  add_linear(v, tag + " mlp.fc", rows, C, 4 * C / t, m.bias ? E::gelu_aux_bias : E::gelu_aux);
-  add_linear(v, tag + " mlp.proj", rows, 4 * C / t, C, row_bias, E::dgelu);
-  add_linear(v, tag + " lm_head", rows, C, V / t);
+  add_linear(v, tag + " attn.qkv", rows, C, 3 * C / t, m.bias, bias);
+  add_linear(v, tag + " attn.proj", rows, C / t, C, m.bias, row_bias);
+  add_linear(v, tag + " mlp.fc", rows, C, 4 * C / t, m.bias, m.bias ? E::gelu_aux_bias : E::gelu_aux);
+  add_linear(v, tag + " mlp.proj", rows, 4 * C / t, C, m.bias, row_bias, E::dgelu);
+  add_linear(v, tag + " lm_head", rows, C, V / t, false);
   const int64_t hs = C / nh, bh = B * nh / t;
   v.push_back({tag + " attn scores", batched(false, true, T, T, hs, bh), false, true});
   v.push_back({tag + " attn P V", batched(false, false, T, hs, T, bh)});

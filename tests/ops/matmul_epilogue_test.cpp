@@ -1,6 +1,7 @@
 // ops::MatmulPlan's epilogues on the CPU: the same bits as the unfused ops
 // the layers ran before (broadcast_rows then beta = 1, gelu_forward,
-// gelu_backward), in fp32 and bf16; and the refusals of a misused epilogue.
+// gelu_backward, sum_rows_acc for the bias gradient), in fp32 and bf16; and
+// the refusals of a misused epilogue.
 // The GPU's fused epilogues are compared with these in tests/cuda/matmul_test.cpp.
 #include <doctest/doctest.h>
 
@@ -95,6 +96,44 @@ TEST_CASE("ops: a misused matmul epilogue is refused in one line") {
   const ops::MatmulPlan d(ex, g, DType::f32, DType::f32, ops::Epilogue::dgelu);
   CHECK(message([&] { d.run(ex, g, x, w, y, 1.0, 0.0); }).find("the epilogue's aux is missing for (4, 8)") !=
         std::string::npos);
-  // Weight gradients into fp32 take no epilogue.
+  // Weight gradients into fp32 take no epilogue but the bias gradient, and
+  // that only on a weight gradient's transposes.
   CHECK_THROWS_AS(ops::MatmulPlan(ex, g, DType::bf16, DType::f32, ops::Epilogue::bias), InternalError);
+  CHECK_THROWS_AS(ops::MatmulPlan(ex, g, DType::f32, DType::f32, ops::Epilogue::bias_grad), InternalError);
+  const ops::Gemm wg{.trans_a = true, .trans_b = false, .m = 8, .n = 3, .k = 4};
+  const ops::MatmulPlan bg(ex, wg, DType::f32, DType::f32, ops::Epilogue::bias_grad);
+  Tensor dw = Tensor::zeros(Shape{8, 3}, DType::f32);
+  CHECK(message([&] { bg.run(ex, wg, y, x, dw, 1.0, 1.0, Tensor::zeros(Shape{4}, DType::f32)); })
+            .find("the bias gradient is (4) for 8 rows") != std::string::npos);
+}
+
+TEST_CASE("ops: the bias-gradient epilogue accumulates the weight gradient and writes dy's column sums") {
+  // dW (out, in) += dy^T (out, rows) x (rows, in); db (out) = column sums of dy
+  // (rows, out): what Linear::backward ran as the product then sum_rows_acc.
+  const int64_t rows = 7, in = 5, out = 12;
+  const ops::Gemm wg{.trans_a = true, .trans_b = false, .m = out, .n = in, .k = rows};
+  CHECK_FALSE(ops::fused_epilogue(ex, ops::Epilogue::bias_grad, DType::f32, in));
+  for (DType dt : {DType::f32, DType::bf16}) {
+    CAPTURE(dtype_name(dt));
+    Tensor dy = random(Shape{rows, out}, dt, 11), x = random(Shape{rows, in}, dt, 12);
+    Tensor dw0 = random(Shape{out, in}, DType::f32, 13);
+    Tensor want_dw = Tensor::empty(Shape{out, in}, DType::f32), dw = Tensor::empty(Shape{out, in}, DType::f32);
+    ops::copy(ex, dw0, want_dw);
+    ops::copy(ex, dw0, dw);
+    ops::MatmulPlan(ex, wg, dt, DType::f32).run(ex, wg, dy, x, want_dw, 1.0, 1.0);
+    Tensor want_db = Tensor::zeros(Shape{out}, DType::f32);
+    ops::sum_rows_acc(ex, dy, want_db);
+    Tensor db = random(Shape{out}, DType::f32, 14);  // written over, not accumulated into
+    const ops::MatmulPlan p(ex, wg, dt, DType::f32, ops::Epilogue::bias_grad);
+    CHECK_FALSE(p.fused());
+    p.run(ex, wg, dy, x, dw, 1.0, 1.0, db);
+    CHECK(same_bits(dw, want_dw));
+    CHECK(same_bits(db, want_db));
+    // A smaller last micro-batch: its rows only.
+    const ops::Gemm small{.trans_a = true, .trans_b = false, .m = out, .n = in, .k = rows - 3};
+    Tensor want_small = Tensor::zeros(Shape{out}, DType::f32);
+    ops::sum_rows_acc(ex, dy.narrow0(0, rows - 3), want_small);
+    p.run(ex, small, dy, x, dw, 1.0, 1.0, db);
+    CHECK(same_bits(db, want_small));
+  }
 }

@@ -514,7 +514,7 @@ TEST_CASE("ZeRO-3: parameters sharded with a two-layer window, 1.5x plain dp's t
   CHECK(z3m.memory.grads == doctest::Approx((1e6 + 2 * 2.5e5) * 4));
 }
 
-TEST_CASE("ZeRO-3: the tied embedding is sharded and gathered like any unit; its gradient kept whole for the step") {
+TEST_CASE("ZeRO-3: the tied embedding is sharded and gathered like any unit, its gradient kept whole for the step") {
   // Four layers of 1e6 parameters; the first is the embedding, 3e6 of them
   // the tied wte, which the last (the head, no parameters of its own) reads.
   ModelProfile m = toy_profile(4);

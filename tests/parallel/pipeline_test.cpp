@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
+#include <string>
+#include <tuple>
 
 #include "core/error.h"
 #include "parallel/layout.h"
@@ -211,4 +214,160 @@ TEST_CASE("pipeline simulation: every schedule completes, interleaving cuts the 
   using K = PipeOp::Kind;
   CHECK(simulate_ops({{{K::forward, 0}, {K::backward, 0}, {K::forward, 1}, {K::backward, 1}},
                       {{K::forward, 0}, {K::forward, 1}, {K::backward, 0}, {K::backward, 1}}}, 2, 1) == -1);
+}
+
+namespace {
+
+using Units = std::vector<std::vector<std::vector<PipeTransfer>>>;  // per stage: what it issues, in order
+
+// Rendezvous semantics, NCCL's past its buffer sizes: a stage posts its units
+// (batches) one after another, each once the one before has completed; a
+// transfer completes once its partner has been posted too, a unit with all its
+// transfers. Partners pair by order, as NCCL pairs them: the k-th send from a
+// to b with the k-th receive of b from a; they must carry the same tag (what
+// MPI would match). Returns "" when every stage finishes, else what is wrong.
+std::string rendezvous(const Units& units) {
+  const int stages = static_cast<int>(units.size());
+  using Key = std::tuple<int, int, int, bool>;  // sender, receiver, index in that direction, is the send
+  std::map<Key, int> tag_of;
+  std::vector<std::vector<std::vector<Key>>> keys(stages);
+  std::map<std::tuple<int, int, bool>, int> count;
+  for (int r = 0; r < stages; ++r)
+    for (const auto& unit : units[r]) {
+      keys[r].emplace_back();
+      for (const PipeTransfer& t : unit) {
+        const bool send = t.kind == PipeTransfer::Kind::send;
+        const int from = send ? r : t.peer, to = send ? t.peer : r;
+        const Key k{from, to, count[{from, to, send}]++, send};
+        tag_of[k] = t.tag;
+        keys[r].back().push_back(k);
+      }
+    }
+  for (const auto& [k, tag] : tag_of) {
+    auto [from, to, i, send] = k;
+    auto partner = tag_of.find({from, to, i, !send});
+    if (partner == tag_of.end())
+      return fmt::format("{} {} of stage {} to stage {} has no partner", send ? "send" : "receive", i, from, to);
+    if (partner->second != tag)
+      return fmt::format("transfer {} from stage {} to stage {}: send tag {} met by receive tag {}", i, from, to,
+                         send ? tag : partner->second, send ? partner->second : tag);
+  }
+  std::vector<size_t> next(stages, 0);
+  std::set<Key> posted;
+  auto post = [&](int r) {
+    if (next[r] < keys[r].size()) posted.insert(keys[r][next[r]].begin(), keys[r][next[r]].end());
+  };
+  for (int r = 0; r < stages; ++r) post(r);
+  for (bool moved = true; moved;) {
+    moved = false;
+    for (int r = 0; r < stages; ++r) {
+      if (next[r] == keys[r].size()) continue;
+      bool complete = true;
+      for (const Key& k : keys[r][next[r]]) {
+        auto [from, to, i, send] = k;
+        complete = complete && posted.count({from, to, i, !send});
+      }
+      if (!complete) continue;
+      ++next[r];
+      post(r);
+      moved = true;
+    }
+  }
+  std::string stuck;
+  for (int r = 0; r < stages; ++r)
+    if (next[r] < keys[r].size()) stuck += fmt::format(" stage {} at unit {} of {};", r, next[r], keys[r].size());
+  return stuck.empty() ? "" : "deadlock:" + stuck;
+}
+
+// What the step loop issued before batching: each op's receive, then its
+// send, every transfer on its own.
+std::vector<std::vector<PipeTransfer>> one_at_a_time(std::vector<PipeOp> ops, int stage, int stages, int chunks) {
+  for (PipeOp& op : ops) op.joined = false;
+  std::vector<std::vector<PipeTransfer>> units;
+  for (const PipeBatch& b : pipeline_transfers(ops, stage, stages, chunks))
+    for (const PipeTransfer& t : b.transfers) units.push_back({t});  // op i's send, then op i + 1's receive
+  return units;
+}
+
+}  // namespace
+
+TEST_CASE("pipeline transfers: batched, every schedule completes when a send waits for its receive, while one at a time 1F1B deadlocks") {
+  struct Case {
+    std::string schedule;
+    int stages, micro, chunks;
+  };
+  std::vector<Case> cases;
+  for (int stages = 2; stages <= 8; ++stages) {
+    for (int m = 1; m <= 12; ++m)
+      for (const char* s : {"gpipe", "1f1b"}) cases.push_back({s, stages, m, 1});
+    for (int chunks = 2; chunks <= 4; ++chunks)
+      for (int m = stages; m <= 4 * stages; m += stages) cases.push_back({"interleaved", stages, m, chunks});
+  }
+  int deadlocks = 0;
+  for (const Case& c : cases) {
+    CAPTURE(c.schedule);
+    CAPTURE(c.stages);
+    CAPTURE(c.micro);
+    CAPTURE(c.chunks);
+    Units batched, single;
+    for (int s = 0; s < c.stages; ++s) {
+      const auto ops = pipeline_schedule(c.schedule, s, c.stages, c.micro, c.chunks);
+      const auto batches = pipeline_transfers(ops, s, c.stages, c.chunks);
+      // Each op's receive comes before it runs and its send after, once;
+      // batches in order, sends first.
+      std::map<std::pair<int, bool>, int> seen;
+      int last = -1;
+      for (const PipeBatch& b : batches) {
+        CHECK(b.before > last);
+        last = b.before;
+        bool receiving = false;
+        for (const PipeTransfer& t : b.transfers) {
+          const bool send = t.kind == PipeTransfer::Kind::send;
+          CHECK((send ? t.op < b.before : t.op >= b.before));
+          CHECK(!(send && receiving));
+          receiving = receiving || !send;
+          ++seen[{t.op, send}];
+        }
+      }
+      for (int i = 0; i < static_cast<int>(ops.size()); ++i) {
+        const int v = ops[i].chunk * c.stages + s, last_v = c.stages * c.chunks - 1;
+        const bool fwd = ops[i].kind == PipeOp::Kind::forward;
+        CHECK(seen[{i, false}] == (fwd ? v > 0 : v < last_v));
+        CHECK(seen[{i, true}] == (fwd ? v < last_v : v > 0));
+      }
+      std::vector<std::vector<PipeTransfer>> units;
+      for (const PipeBatch& b : batches) units.push_back(b.transfers);
+      batched.push_back(units);
+      single.push_back(one_at_a_time(ops, s, c.stages, c.chunks));
+    }
+    CHECK(rendezvous(batched) == "");
+    const std::string one = rendezvous(single);
+    CHECK((one == "" || one.rfind("deadlock:", 0) == 0));  // the tags pair by order either way
+    // GPipe's forwards all go before its backwards: one at a time completes.
+    // 1F1B's steady state, one at a time, has neighbours sending to each other.
+    if (c.schedule == "gpipe") CHECK(one == "");
+    if (c.schedule == "1f1b" && c.micro >= 2) CHECK(one != "");
+    deadlocks += one != "";
+  }
+  MESSAGE(fmt::format("{} of {} cases deadlock with transfers one at a time, none batched", deadlocks, cases.size()));
+
+  // Megatron's pairs on 2 stages, 3 micro-batches: the first stage sends
+  // forward and receives backward together, the last sends backward and
+  // receives forward together.
+  using K = PipeTransfer::Kind;
+  auto str = [](const std::vector<PipeBatch>& batches) {
+    std::string s;
+    for (const PipeBatch& b : batches) {
+      s += fmt::format("{}:", b.before);
+      for (const PipeTransfer& t : b.transfers) s += fmt::format(" {}{}", t.kind == K::send ? 's' : 'r', t.op);
+      s += "; ";
+    }
+    return s;
+  };
+  CHECK(str(pipeline_transfers(pipeline_schedule("1f1b", 0, 2, 3), 0, 2)) == "1: s0; 2: s1 r2; 4: s3 r4; 5: r5; ");
+  CHECK(str(pipeline_transfers(pipeline_schedule("1f1b", 1, 2, 3), 1, 2)) == "0: r0; 2: s1 r2; 4: s3 r4; 6: s5; ");
+  // Interleaved: the steady state's forward and backward are one block, four
+  // transfers between blocks.
+  const auto inter = pipeline_transfers(pipeline_schedule("interleaved", 1, 2, 4, 2), 1, 2, 2);
+  CHECK(std::any_of(inter.begin(), inter.end(), [](const PipeBatch& b) { return b.transfers.size() == 4; }));
 }

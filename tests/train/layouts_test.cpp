@@ -704,7 +704,9 @@ TpRecord record_tp2(const std::string& toml, const std::vector<std::string>& set
   Mesh mesh(MeshLayout{1, 2, 1}, MpiCommOptions{}, sub);
   Profiler prof(true);
   RecordedGroups rec(mesh_groups(mesh), prof);
-  Trainer t(cfg, rec.groups(), [](const std::string&) {}, TrainerOptions{.profiler = &prof});
+  TrainerOptions opts;
+  opts.profiler = &prof;
+  Trainer t(cfg, rec.groups(), [](const std::string&) {}, opts);
   t.train_step(0);
   TpRecord r;
   r.plan_bytes = prof.plan_bytes();

@@ -86,12 +86,20 @@ constexpr RowGemm contiguous_row_gemm(bool trans_a, bool trans_b, int64_t m, int
 //   gelu_aux:      aux = op(A) op(B); C = gelu(aux)         (CUBLASLT_EPILOGUE_GELU_AUX)
 //   gelu_aux_bias: aux = op(A) op(B) + bias; C = gelu(aux)  (CUBLASLT_EPILOGUE_GELU_AUX_BIAS)
 //   dgelu:         C = (op(A) op(B)) * gelu'(aux)           (CUBLASLT_EPILOGUE_DGELU)
+//   bgradb:        C = alpha op(A) op(B) + beta C; bias (m) = the sum over k
+//                  of op(A)'s rows, written (not accumulated), in C's type
+//                  (CUBLASLT_EPILOGUE_BGRADB: dtrain's A is cuBLASLt's second
+//                  operand, B, and its m cuBLASLt's n, D's columns, the
+//                  length the header gives BGRADB's vector). A weight
+//                  gradient dW (out, in) += dy^T x gets the bias gradient,
+//                  the column sums of dy (rows, out), from the same read of dy.
 // aux is a row-major (m, n) matrix with C's row stride: cuBLASLt's
 // column-major (n, m) with leading dimension ldc.
-enum class LtEpilogue : uint8_t { none, bias, gelu_aux, gelu_aux_bias, dgelu };
+enum class LtEpilogue : uint8_t { none, bias, gelu_aux, gelu_aux_bias, dgelu, bgradb };
 
+// The epilogues that take the bias pointer (bgradb: as its output).
 constexpr bool lt_epilogue_has_bias(LtEpilogue e) {
-  return e == LtEpilogue::bias || e == LtEpilogue::gelu_aux_bias;
+  return e == LtEpilogue::bias || e == LtEpilogue::gelu_aux_bias || e == LtEpilogue::bgradb;
 }
 constexpr bool lt_epilogue_has_aux(LtEpilogue e) {
   return e == LtEpilogue::gelu_aux || e == LtEpilogue::gelu_aux_bias || e == LtEpilogue::dgelu;
@@ -101,6 +109,9 @@ constexpr bool lt_epilogue_has_aux(LtEpilogue e) {
 // matrix's leading dimension (elements), and whether cuBLASLt takes it: one
 // product (no batch), and for aux a leading dimension divisible by 8 and no
 // less than D's rows (cuBLASLt's rule for CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD).
+// bgradb only on a weight gradient's layout (trans_a, not trans_b: cuBLASLt's
+// transa N, transb T), the one Apex's fused dense, Transformer Engine and
+// llm.c run BGRADB in.
 struct LtEpilogueSpec {
   int64_t bias_len = 0;  // 0: no bias
   int64_t aux_ld = 0;    // 0: no aux
@@ -111,6 +122,11 @@ constexpr LtEpilogueSpec lt_epilogue_spec(const RowGemm& g, LtEpilogue e) {
   LtEpilogueSpec s;
   if (e == LtEpilogue::none) return s;
   s.ok = g.batch == 1;
+  if (e == LtEpilogue::bgradb) {
+    s.bias_len = g.m;
+    s.ok = s.ok && g.trans_a && !g.trans_b;
+    return s;
+  }
   if (lt_epilogue_has_bias(e)) s.bias_len = g.n;
   if (lt_epilogue_has_aux(e)) {
     s.aux_ld = g.ldc;

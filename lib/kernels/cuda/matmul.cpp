@@ -58,6 +58,7 @@ cublasLtEpilogue_t lt_epilogue(LtEpilogue e) {
     case LtEpilogue::gelu_aux: return CUBLASLT_EPILOGUE_GELU_AUX;
     case LtEpilogue::gelu_aux_bias: return CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
     case LtEpilogue::dgelu: return CUBLASLT_EPILOGUE_DGELU;
+    case LtEpilogue::bgradb: return CUBLASLT_EPILOGUE_BGRADB;
   }
   return CUBLASLT_EPILOGUE_DEFAULT;
 }
@@ -125,6 +126,7 @@ const char* lt_epilogue_name(LtEpilogue e) {
     case LtEpilogue::gelu_aux: return "CUBLASLT_EPILOGUE_GELU_AUX";
     case LtEpilogue::gelu_aux_bias: return "CUBLASLT_EPILOGUE_GELU_AUX_BIAS";
     case LtEpilogue::dgelu: return "CUBLASLT_EPILOGUE_DGELU";
+    case LtEpilogue::bgradb: return "CUBLASLT_EPILOGUE_BGRADB";
   }
   return "?";
 }
@@ -133,7 +135,9 @@ int lt_in_bytes(LtTypes t) { return t == LtTypes::f64 ? 8 : (t == LtTypes::f32 ?
 int lt_out_bytes(LtTypes t) { return t == LtTypes::f64 ? 8 : (t == LtTypes::bf16 ? 2 : 4); }
 
 LtDescriptors::LtDescriptors(const LtGemmSpec& s, LtTypes t, bool tf32, LtEpilogue e, const LtEpilogueSpec& es) {
-  if (e != LtEpilogue::none && (!es.ok || (lt_epilogue_has_bias(e) && es.bias_len != s.m) ||
+  // The bias: one element per row of D; BGRADB's gradient one per column.
+  const int64_t bias_len = e == LtEpilogue::bgradb ? s.n : s.m;
+  if (e != LtEpilogue::none && (!es.ok || (lt_epilogue_has_bias(e) && es.bias_len != bias_len) ||
                                 (lt_epilogue_has_aux(e) && es.aux_ld < s.m)))
     throw InternalError(fmt::format("cuBLASLt: {} on a product with D of {} x {} (batch {}), bias of {}, aux ld {}",
                                     lt_epilogue_name(e), s.m, s.n, s.c.batch, es.bias_len, es.aux_ld));
@@ -148,7 +152,8 @@ LtDescriptors::LtDescriptors(const LtGemmSpec& s, LtTypes t, bool tf32, LtEpilog
     lt_check(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb), "set TRANSB");
     lt_check(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof ep), "set EPILOGUE");
     // Bias and aux in the output's type (the activation dtype: the Linear's
-    // compute copy of its bias, the MLP's pre-GELU buffer).
+    // compute copy of its bias, the MLP's pre-GELU buffer; BGRADB's gradient
+    // in the weight gradient's, fp32 under bf16).
     const int32_t ot = static_cast<int32_t>(out_type(t));
     if (lt_epilogue_has_bias(e))
       lt_check(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &ot, sizeof ot),
@@ -176,7 +181,7 @@ LtDescriptors::~LtDescriptors() { release(); }
 std::string LtDescriptors::epilogue_attr() const {
   const auto e = desc_attr<uint32_t>(op_, CUBLASLT_MATMUL_DESC_EPILOGUE, 0);
   for (LtEpilogue x : {LtEpilogue::none, LtEpilogue::bias, LtEpilogue::gelu_aux, LtEpilogue::gelu_aux_bias,
-                       LtEpilogue::dgelu})
+                       LtEpilogue::dgelu, LtEpilogue::bgradb})
     if (static_cast<uint32_t>(lt_epilogue(x)) == e) return lt_epilogue_name(x);
   return fmt::format("epilogue {}", e);
 }

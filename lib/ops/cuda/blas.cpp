@@ -67,6 +67,7 @@ cuda::LtEpilogue lt_epilogue(Epilogue e) {
     case Epilogue::gelu: return cuda::LtEpilogue::gelu_aux;
     case Epilogue::bias_gelu: return cuda::LtEpilogue::gelu_aux_bias;
     case Epilogue::dgelu: return cuda::LtEpilogue::dgelu;
+    case Epilogue::bias_grad: return cuda::LtEpilogue::bgradb;
   }
   return cuda::LtEpilogue::none;
 }
