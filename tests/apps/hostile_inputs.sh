@@ -30,6 +30,11 @@ expect_exit 0 "${T[@]}" "$DTRAIN" validate "$WORK/tiny.toml" --set model.n_layer
 expect_exit 2 "${T[@]}" "$DTRAIN" run "$WORK/tiny.toml" --set model.n_layer=60000 --set model.n_embd=1024 --out "$WORK/big"
 expect_err "the model and batch would need about"
 expect_err "of memory"
+# Found by tools/campaign.py (the full pass, which runs what validate passes): 2^31
+# micro-batches per step passed validate and wrapped to a negative count in run.
+both 2 "$WORK/tiny.toml" --set train.grad_accum=2147483648
+expect_err "--set train.grad_accum=2147483648: train.grad_accum: expected an integer in [0, 1048576]"
+lines 1
 
 # Deep nesting, in the file and in --set.
 { cat "$WORK/tiny.toml"; printf '[log]\nx = '; head -c 20000 /dev/zero | tr '\0' '['; head -c 20000 /dev/zero | tr '\0' ']'; echo; } >"$WORK/deep.toml"
