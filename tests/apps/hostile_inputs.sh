@@ -35,6 +35,12 @@ expect_err "of memory"
 both 2 "$WORK/tiny.toml" --set train.grad_accum=2147483648
 expect_err "--set train.grad_accum=2147483648: train.grad_accum: expected an integer in [0, 1048576]"
 lines 1
+# A directory name longer than the file system allows passed validate and ended run in an
+# uncaught filesystem exception (exit 3, "internal error").
+long=$(head -c 5000 /dev/zero | tr '\0' x)
+both 2 "$WORK/tiny.toml" --set "checkpoint.dir=$WORK/$long"
+expect_err "checkpoint.dir: '$WORK/$long' cannot be created: '$WORK/$long': File name too long"
+lines 1
 
 # Deep nesting, in the file and in --set.
 { cat "$WORK/tiny.toml"; printf '[log]\nx = '; head -c 20000 /dev/zero | tr '\0' '['; head -c 20000 /dev/zero | tr '\0' ']'; echo; } >"$WORK/deep.toml"
