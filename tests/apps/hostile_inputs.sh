@@ -41,6 +41,11 @@ long=$(head -c 5000 /dev/zero | tr '\0' x)
 both 2 "$WORK/tiny.toml" --set "checkpoint.dir=$WORK/$long"
 expect_err "checkpoint.dir: '$WORK/$long' cannot be created: '$WORK/$long': File name too long"
 lines 1
+# A learning rate that makes the loss NaN at once: the run stops naming it (exit 1); the
+# sanitized build stopped earlier, converting the NaN to int in exp_fast (UBSan).
+expect_exit 1 "${T[@]}" "$DTRAIN" run "$WORK/tiny.toml" --set optim.lr=1e10 --set train.steps=2 --set optim.warmup_steps=0 --out "$WORK/lr"
+expect_err "dtrain: error: training loss became"
+lines 1
 
 # Deep nesting, in the file and in --set.
 { cat "$WORK/tiny.toml"; printf '[log]\nx = '; head -c 20000 /dev/zero | tr '\0' '['; head -c 20000 /dev/zero | tr '\0' ']'; echo; } >"$WORK/deep.toml"
