@@ -14,7 +14,7 @@ A command past its timeout is run once more by itself with twice the time
 before it counts as a hang (the machines this runs on are shared: a loaded
 one can make a healthy case slow); the retries are printed and counted.
 Every finding, with its whole command and the end of its stderr, goes to
---log (default: campaign_findings.txt in the current directory).
+--log (default: dtrain-campaign-findings.txt in the temporary directory).
 
 Categories:
   config    malformed configs and --set values, each through `validate` (and
@@ -415,7 +415,9 @@ def main():
                     help="the ASan + UBSan build, also run when it exists ('' to skip)")
     ap.add_argument("--quick", action="store_true", help="a sample of each category (a few minutes)")
     ap.add_argument("--only", nargs="*", default=["config", "data", "ckpt", "process"])
-    ap.add_argument("--log", default="campaign_findings.txt", help="every finding with its command and stderr")
+    ap.add_argument("--log", default=os.path.join(tempfile.gettempdir(), "dtrain-campaign-findings.txt"),
+                    help="every finding with its command and stderr (default: in the temporary directory, not the "
+                         "source tree)")
     args = ap.parse_args()
     print(f"campaign: {' '.join(sys.argv)} at {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, load {os.getloadavg()}",
           flush=True)
@@ -453,6 +455,7 @@ def main():
                 f.write(f"== {t.name}: {kind}: {case}\n{err}\n\n")
         for cmd, took, load in RETRIES:
             f.write(f"== retried after a timeout ({took}, load {load}): {cmd}\n")
+    print(f"findings: {args.log}")
     return 0 if sum(total[1:]) == 0 else 1
 
 
