@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The hostile-input campaign of issue 14, re-run with one command.
 
-    python3 tools/campaign.py [--dtrain build/dtrain] [--quick] [--keep DIR]
+    python3 tools/campaign.py [--dtrain build/dtrain] [--quick] [--only CAT ...] [--log FILE]
 
 Tries, on the binary given (and on build/sanitize/dtrain when it exists, the
 AddressSanitizer + UBSan build), every category of the issue and prints per
@@ -9,6 +9,12 @@ category: cases tried, crashes (a signal or exit 3), sanitizer reports, hangs
 (past the timeout), silent loads of damaged state (exit 0 where the input was
 damaged in a way dtrain can detect) and messages that do not name the file,
 key or rank. Goal: 0 in every column but the first.
+
+A command past its timeout is run once more by itself with twice the time
+before it counts as a hang (the machines this runs on are shared: a loaded
+one can make a healthy case slow); the retries are printed and counted.
+Every finding, with its whole command and the end of its stderr, goes to
+--log (default: dtrain-campaign-findings.txt in the temporary directory).
 
 Categories:
   config    malformed configs and --set values, each through `validate` (and
@@ -28,23 +34,49 @@ import argparse, os, random, shutil, signal, struct, subprocess, sys, tempfile, 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 60
+RETRIES = []  # (command, seconds of the retry or 'hang'): the commands past their timeout once
 
 
 class Tally:
     def __init__(self, name):
         self.name, self.cases, self.crashes, self.san, self.hangs, self.silent, self.unnamed = name, 0, 0, 0, 0, 0, 0
-        self.examples = []
+        self.t0 = self.last = time.time()
+        self.examples = []  # every finding: (kind, case, the end of stderr)
 
     def note(self, kind, case, err):
-        if len(self.examples) < 5:
-            self.examples.append(f"{kind}: {case}: {err.strip().splitlines()[-1][:200] if err.strip() else ''}")
+        self.examples.append((kind, case, "\n".join(err.strip().splitlines()[-30:])))
+
+    def progress(self, i, n):
+        """Every minute: how far through its n inputs the category is, and a guess at the rest."""
+        now = time.time()
+        if now - self.last >= 60 and i:
+            self.last = now
+            spent = now - self.t0
+            print(f"campaign: {self.name}: input {i} of {n}, {spent:.0f} s, about {spent * (n - i) / i:.0f} s left "
+                  f"(load {os.getloadavg()[0]:.1f})", flush=True)
 
     def row(self):
         return f"{self.name:<22}{self.cases:>7}{self.crashes:>9}{self.san:>11}{self.hangs:>7}{self.silent:>8}{self.unnamed:>9}"
 
 
-def run(cmd, env=None, timeout=TIMEOUT, cwd=None):
-    """(exit code or 'hang', stderr)."""
+def run(cmd, env=None, timeout=TIMEOUT, cwd=None, scratch=()):
+    """(exit code or 'hang', stderr). Past `timeout`, the command is run once more with twice
+    the time (after removing the `scratch` directories the first try may have left) and is a
+    hang only if that too runs out."""
+    rc, err = run_once(cmd, env, timeout, cwd)
+    if rc != "hang":
+        return rc, err
+    for d in scratch:
+        shutil.rmtree(d, ignore_errors=True)
+    t0 = time.time()
+    rc, err = run_once(cmd, env, 2 * timeout, cwd)
+    RETRIES.append((" ".join(cmd), "hang" if rc == "hang" else f"{time.time() - t0:.0f} s", os.getloadavg()))
+    print(f"campaign: past {timeout} s, retried alone: {RETRIES[-1][1]} (load {RETRIES[-1][2][0]:.1f}): "
+          f"{' '.join(cmd)[:300]}", flush=True)
+    return rc, err
+
+
+def run_once(cmd, env, timeout, cwd):
     e = dict(os.environ, OMP_NUM_THREADS="1", ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1",
              UBSAN_OPTIONS="print_stacktrace=1")
     if env:
@@ -155,6 +187,7 @@ def campaign_config(t, work, cfg, quick):
         random.Random(1).shuffle(cases)
         cases = cases[:120]
     for i, (kind, a, b) in enumerate(cases):
+        t.progress(i, len(cases))
         if kind == "set":
             key, value = a, b
             cmd = [DTRAIN, "validate", cfg, "--set", f"{key}={value}"]
@@ -165,12 +198,14 @@ def campaign_config(t, work, cfg, quick):
                 f.write(cfg_text + "\n" + a + "\n")
             cmd = [DTRAIN, "validate", path]
             names = [path]
-        rc, err = run(cmd)
+        rc, err = run(cmd, cwd=work)  # relative paths in values land in the scratch directory
         # Many values are valid for some keys: only a crash, hang or an unnamed refusal counts then.
         judge(t, " ".join(cmd[2:])[:120], rc, err, names, damaged=False)
         if rc == 0 and kind == "set" and not quick:
-            rc, err = run([DTRAIN, "run", cfg, "--set", f"{key}={value}", "--set", "train.steps=1", "--out",
-                           os.path.join(work, "cr")], timeout=120)
+            # 2 steps: the fixture's optim.warmup_steps (1) must stay below train.steps, or every run
+            # is refused by its own validation and none of these values reaches training.
+            rc, err = run([DTRAIN, "run", cfg, "--set", f"{key}={value}", "--set", "train.steps=2", "--out",
+                           os.path.join(work, "cr")], timeout=120, cwd=work, scratch=[os.path.join(work, "cr")])
             judge(t, f"run --set {key}={value}", rc, err, names + ["data", "checkpoint", "error"], damaged=False)
             shutil.rmtree(os.path.join(work, "cr"), ignore_errors=True)
 
@@ -193,7 +228,8 @@ def campaign_data(t, work, cfg, quick):
         at = rng.randrange(0, 12)
         b[at] ^= 1 << rng.randrange(8)
         variants.append((f"flipped header byte {at}", bytes(b)))
-    for name, data in variants:
+    for i, (name, data) in enumerate(variants):
+        t.progress(i, len(variants))
         path = os.path.join(work, "bad.bin")
         with open(path, "wb") as f:
             f.write(data)
@@ -201,13 +237,15 @@ def campaign_data(t, work, cfg, quick):
         # A flipped bit in a header's unused field or a count kept consistent is not damage dtrain can see.
         if damaged and len(data) == len(good) and data[12:] == good[12:] and data[:12] == good[:12]:
             damaged = False
-        rc, err = run([DTRAIN, "run", cfg, "--set", f"data.train={path}", "--out", os.path.join(work, "dr")])
+        rc, err = run([DTRAIN, "run", cfg, "--set", f"data.train={path}", "--out", os.path.join(work, "dr")],
+                      scratch=[os.path.join(work, "dr")])
         judge(t, f"token file {name}", rc, err, [path], damaged=damaged)
         shutil.rmtree(os.path.join(work, "dr"), ignore_errors=True)
     fifo = os.path.join(work, "fifo.bin")
     os.mkfifo(fifo)
     for key in ["data.train", "data.val"]:
-        rc, err = run([DTRAIN, "run", cfg, "--set", f"{key}={fifo}", "--out", os.path.join(work, "dr")], timeout=30)
+        rc, err = run([DTRAIN, "run", cfg, "--set", f"{key}={fifo}", "--out", os.path.join(work, "dr")], timeout=30,
+                      scratch=[os.path.join(work, "dr")])
         judge(t, f"{key} = FIFO", rc, err, [fifo])
     # IDX: the CNN on damaged images/labels headers.
     images = struct.pack(">IIII", 0x803, 8, 28, 28) + bytes(8 * 28 * 28)
@@ -229,7 +267,7 @@ train_images = "{ti}"\ntrain_labels = "{tl}"\nval_images = "{ti}"\nval_labels = 
         open(ip, "wb").write(im)
         open(lp, "wb").write(lb)
         cnn_cfg(ip, lp)
-        rc, err = run([DTRAIN, "run", cnn, "--out", os.path.join(work, "ir")])
+        rc, err = run([DTRAIN, "run", cnn, "--out", os.path.join(work, "ir")], scratch=[os.path.join(work, "ir")])
         judge(t, f"IDX {name}", rc, err, [ip, lp, "model.image_size", "model.num_classes"])
         shutil.rmtree(os.path.join(work, "ir"), ignore_errors=True)
 
@@ -287,7 +325,8 @@ def campaign_ckpt(t, work, cfg, quick):
         cases.append(("foreign-renamed", "step_00000005", os.path.join(other, "checkpoints", "step_00000004")))
     else:
         print("campaign: could not write another run's checkpoint:", err[-500:])
-    for kind, name, arg in cases:
+    for i, (kind, name, arg) in enumerate(cases):
+        t.progress(i, len(cases))
         shutil.rmtree(os.path.join(root, "step_00000005"), ignore_errors=True)
         shutil.rmtree(newest)
         shutil.copytree(pristine, newest)
@@ -336,7 +375,7 @@ def campaign_ckpt(t, work, cfg, quick):
             judge(t, "inspect " + label, rc, err, [name, "manifest", "checkpoint.h5"])
         # resume from the directory: must fall back to step 2 (exit 0, saying so); a silent load is exit 0 from step 4.
         out = os.path.join(work, "res")
-        rc, err = run([DTRAIN, "resume", root, "--out", out, "--set", "train.steps=5"], timeout=120)
+        rc, err = run([DTRAIN, "resume", root, "--out", out, "--set", "train.steps=5"], timeout=120, scratch=[out])
         t.cases += 1
         if rc == "hang":
             t.hangs += 1; t.note("hang", "resume " + label, err)
@@ -376,7 +415,12 @@ def main():
                     help="the ASan + UBSan build, also run when it exists ('' to skip)")
     ap.add_argument("--quick", action="store_true", help="a sample of each category (a few minutes)")
     ap.add_argument("--only", nargs="*", default=["config", "data", "ckpt", "process"])
+    ap.add_argument("--log", default=os.path.join(tempfile.gettempdir(), "dtrain-campaign-findings.txt"),
+                    help="every finding with its command and stderr (default: in the temporary directory, not the "
+                         "source tree)")
     args = ap.parse_args()
+    print(f"campaign: {' '.join(sys.argv)} at {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, load {os.getloadavg()}",
+          flush=True)
     binaries = [args.dtrain] + ([args.sanitized] if args.sanitized and os.path.exists(args.sanitized) else [])
     rows = []
     for binary in binaries:
@@ -401,8 +445,17 @@ def main():
     total = [sum(getattr(t, f) for t in rows) for f in ("cases", "crashes", "san", "hangs", "silent", "unnamed")]
     print(f"{'total':<22}" + "".join(f"{v:>{w}}" for v, w in zip(total, (7, 9, 11, 7, 8, 9))))
     for t in rows:
-        for e in t.examples:
-            print(f"  {t.name}: {e}")
+        for kind, case, err in t.examples[:5]:
+            print(f"  {t.name}: {kind}: {case}: {err.splitlines()[-1][:200] if err else ''}")
+    print(f"commands past their timeout and retried: {len(RETRIES)}, of which hangs: "
+          f"{sum(r[1] == 'hang' for r in RETRIES)}; load average at the end {os.getloadavg()}")
+    with open(args.log, "w") as f:
+        for t in rows:
+            for kind, case, err in t.examples:
+                f.write(f"== {t.name}: {kind}: {case}\n{err}\n\n")
+        for cmd, took, load in RETRIES:
+            f.write(f"== retried after a timeout ({took}, load {load}): {cmd}\n")
+    print(f"findings: {args.log}")
     return 0 if sum(total[1:]) == 0 else 1
 
 

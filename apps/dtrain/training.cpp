@@ -78,8 +78,13 @@ std::vector<std::string> output_problems(const dtrain::Config& cfg) {
   for (auto [key, dir] : {std::pair{"log.out_dir", &cfg.log.out_dir}, std::pair{"checkpoint.dir", &cfg.checkpoint.dir}}) {
     std::filesystem::path p = std::filesystem::absolute(*dir);
     std::error_code ec;
-    while (!std::filesystem::exists(p, ec) && p.has_parent_path() && p != p.parent_path()) p = p.parent_path();
-    if (!std::filesystem::is_directory(p, ec))
+    // Up to the nearest part that exists. A part that cannot even be looked at (a name
+    // longer than the file system allows, a directory we may not search) is said here:
+    // it used to pass as "missing" and end the run later in a filesystem exception.
+    while (!std::filesystem::exists(p, ec) && !ec && p.has_parent_path() && p != p.parent_path()) p = p.parent_path();
+    if (ec)
+      out.push_back(fmt::format("{}: '{}' cannot be created: '{}': {}", key, *dir, p.string(), ec.message()));
+    else if (!std::filesystem::is_directory(p, ec))
       out.push_back(fmt::format("{}: '{}' cannot be created: '{}' is not a directory", key, *dir, p.string()));
     else if (access(p.c_str(), W_OK | X_OK) != 0)
       out.push_back(fmt::format("{}: '{}' cannot be written: '{}' is not writable", key, *dir, p.string()));
@@ -151,6 +156,9 @@ void TrainingSetup::lock_dirs(const dtrain::Config& cfg) {
       }
     } catch (const dtrain::Error& e) {
       problem = e.what();
+    } catch (const std::filesystem::filesystem_error& e) {  // output_problems catches those it can foresee
+      problem = fmt::format("cannot lock the run's directories (log.out_dir '{}', checkpoint.dir '{}'): {}",
+                            cfg.log.out_dir, cfg.checkpoint.dir, e.code().message());
     }
   }
   int failed = problem.empty() ? 0 : 1;

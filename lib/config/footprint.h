@@ -8,6 +8,7 @@
 // also compares it with the machine's memory before building the model.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "config/config.h"
@@ -20,6 +21,12 @@ namespace dtrain::config {
 // global batch of 3072 sequences on one rank is ~3 PiB), and far below where
 // int64 element counts would wrap (2^61 floats).
 inline constexpr double kMaxRankBytes = 72057594037927936.0;
+
+// Micro-batches per optimizer step on one rank (train.grad_accum, given or
+// derived): 2^20, beyond any real plan (GPT-3's batch of 1536 sequences at one
+// per micro-batch is 1536) and far from int, which the pipeline schedule counts
+// them in, and from the memory its list of operations (24 bytes each) takes.
+inline constexpr int64_t kMaxGradAccum = int64_t{1} << 20;
 
 struct Footprint {
   double params = 0;       // parameter elements (whole model)

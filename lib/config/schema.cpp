@@ -9,6 +9,8 @@
 
 #include <fmt/format.h>
 
+#include "config/footprint.h"
+
 namespace dtrain::config {
 
 namespace {
@@ -135,7 +137,7 @@ std::vector<KeySpec> build_schema() {
       {"train", "micro_batch", kAll, int64_t{0}, at_least(0),
        "samples per forward/backward on one data-parallel rank; 0 = derive",
        FIELD(train.micro_batch)},
-      {"train", "grad_accum", kAll, int64_t{0}, at_least(0),
+      {"train", "grad_accum", kAll, int64_t{0}, at_most(at_least(0), kMaxGradAccum),
        "micro-batches per optimizer step on one rank; 0 = derive", FIELD(train.grad_accum)},
       {"train", "seq_len", kGpt, int64_t{0}, at_least(0),
        "tokens per sequence, <= model.context_length; 0 = model.context_length",

@@ -279,7 +279,9 @@ class Validator {
       auto per_rank = checked_mul(t.micro_batch, std::max<int64_t>(1, t.grad_accum));
       auto global = per_rank ? checked_mul(*per_rank, dp ? p.dp : 1) : std::nullopt;
       if (!global) {
-        problem({"train.micro_batch", "train.grad_accum"}, "train.micro_batch x grad_accum is too large");
+        problem({"train.micro_batch", "train.grad_accum"},
+                fmt::format("train.micro_batch {} x train.grad_accum {} is more than 2^63", t.micro_batch,
+                            t.grad_accum));
         return false;
       }
       planned.train.global_batch = *global;
@@ -338,7 +340,7 @@ class Validator {
       auto per_rank = checked_mul(t.micro_batch, t.grad_accum);
       auto global = per_rank ? checked_mul(*per_rank, dp) : std::nullopt;
       if (!global)
-        return fail(fmt::format("train.micro_batch {} x grad_accum {} x dp {} is too large",
+        return fail(fmt::format("train.micro_batch {} x train.grad_accum {} x parallel.dp {} is more than 2^63",
                                 t.micro_batch, t.grad_accum, dp));
       t.global_batch = *global;
       return;
@@ -409,6 +411,17 @@ class Validator {
     if (!ok({"model.type", "train.global_batch", "train.micro_batch", "train.grad_accum", "parallel.dp",
              "parallel.tp", "parallel.pp", "train.steps"}))
       return;
+    // Micro-batches per step: the pipeline schedule lists each one (ints, a few
+    // bytes apiece); derived from train.global_batch, the schema's bound has not
+    // seen it (found by tools/campaign.py: 2^31 wrapped to a negative count).
+    if (c_.train.grad_accum > kMaxGradAccum) {
+      problem({"train.grad_accum", "train.global_batch", "train.micro_batch"},
+              fmt::format("train.grad_accum: {} micro-batches per step (train.global_batch {} / (train.micro_batch {} "
+                          "x parallel.dp {})), more than the {} dtrain accepts",
+                          c_.train.grad_accum, c_.train.global_batch, c_.train.micro_batch, c_.parallel.dp,
+                          kMaxGradAccum));
+      return;
+    }
     const bool gpt = c_.model.type == "gpt";
     const bool fits = gpt ? check_footprint({"model.n_layer", "model.n_embd", "model.vocab_size", "model.context_length",
                                              "model.n_head", "train.micro_batch", "train.seq_len",

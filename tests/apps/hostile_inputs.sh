@@ -30,6 +30,22 @@ expect_exit 0 "${T[@]}" "$DTRAIN" validate "$WORK/tiny.toml" --set model.n_layer
 expect_exit 2 "${T[@]}" "$DTRAIN" run "$WORK/tiny.toml" --set model.n_layer=60000 --set model.n_embd=1024 --out "$WORK/big"
 expect_err "the model and batch would need about"
 expect_err "of memory"
+# Found by tools/campaign.py (the full pass, which runs what validate passes): 2^31
+# micro-batches per step passed validate and wrapped to a negative count in run.
+both 2 "$WORK/tiny.toml" --set train.grad_accum=2147483648
+expect_err "--set train.grad_accum=2147483648: train.grad_accum: expected an integer in [0, 1048576]"
+lines 1
+# A directory name longer than the file system allows passed validate and ended run in an
+# uncaught filesystem exception (exit 3, "internal error").
+long=$(head -c 5000 /dev/zero | tr '\0' x)
+both 2 "$WORK/tiny.toml" --set "checkpoint.dir=$WORK/$long"
+expect_err "checkpoint.dir: '$WORK/$long' cannot be created: '$WORK/$long': File name too long"
+lines 1
+# A learning rate that makes the loss NaN at once: the run stops naming it (exit 1); the
+# sanitized build stopped earlier, converting the NaN to int in exp_fast (UBSan).
+expect_exit 1 "${T[@]}" "$DTRAIN" run "$WORK/tiny.toml" --set optim.lr=1e10 --set train.steps=2 --set optim.warmup_steps=0 --out "$WORK/lr"
+expect_err "dtrain: error: training loss became"
+lines 1
 
 # Deep nesting, in the file and in --set.
 { cat "$WORK/tiny.toml"; printf '[log]\nx = '; head -c 20000 /dev/zero | tr '\0' '['; head -c 20000 /dev/zero | tr '\0' ']'; echo; } >"$WORK/deep.toml"

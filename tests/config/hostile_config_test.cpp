@@ -63,6 +63,23 @@ TEST_CASE("hostile config: absurd sizes are refused naming the memory the plan w
   CHECK(config::footprint(parse_config(kGpt, "cfg.toml", {}, 1)).total() < 1e9);
 }
 
+TEST_CASE("hostile config: micro-batches per step are bounded, given or derived") {
+  // Found by tools/campaign.py: grad_accum = 2^31 passed validate and wrapped to a negative
+  // count of micro-batches in the pipeline schedule (an internal error in run).
+  std::string p = one_problem(kGpt, {"train.grad_accum=2147483648"});
+  CAPTURE(p);
+  CHECK(has(p, "--set train.grad_accum=2147483648: train.grad_accum: expected an integer in [0, 1048576]"));
+  p = one_problem(kGpt, {"train.micro_batch=1", "train.global_batch=4294967296"});
+  CAPTURE(p);
+  CHECK(has(p, "train.grad_accum: 4294967296 micro-batches per step (train.global_batch 4294967296 / "
+               "(train.micro_batch 1 x parallel.dp 1)), more than the 1048576 dtrain accepts"));
+  CHECK(problems_of(kGpt, {"train.grad_accum=1048576"}).empty());
+  // A product past int64 names every key in it (it said "grad_accum", which no key is called).
+  p = one_problem(kGpt, {"train.micro_batch=4611686018427387904", "train.grad_accum=4"});
+  CAPTURE(p);
+  CHECK(has(p, "train.micro_batch 4611686018427387904 x train.grad_accum 4 x parallel.dp 1 is more than 2^63"));
+}
+
 TEST_CASE("hostile config: deep nesting is refused before parsing, with the line") {
   std::string deep = std::string(5000, '[') + std::string(5000, ']');
   std::string p = one_problem("[model]\n\nx = " + deep + "\n" + kGpt);

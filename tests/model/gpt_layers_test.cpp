@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "gradcheck.h"
@@ -43,6 +44,15 @@ TEST_CASE("exp_fast and tanh_fast match the C library in fp32") {
   CHECK(cpu::exp_fast(0.0f) == 1.0f);
   CHECK(cpu::tanh_fast(1000.0f) == 1.0f);
   CHECK(cpu::tanh_fast(-1000.0f) == -1.0f);
+  // A diverging run's NaN stays NaN (found by tools/campaign.py: `run --set optim.lr=1e10`
+  // under UBSan stopped in exp_fast, converting NaN to int); infinities clamp.
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  CHECK(std::isnan(cpu::exp_fast(nan)));
+  CHECK(std::isnan(cpu::exp_fast(-nan)));
+  CHECK(std::isnan(cpu::tanh_fast(nan)));
+  CHECK(cpu::exp_fast(-inf) < 1e-37f);
+  CHECK(std::isfinite(cpu::exp_fast(inf)));
+  CHECK(cpu::exp_fast(inf) > 1e38f);
 }
 
 TEST_CASE("layernorm: forward matches the formula, backward matches finite differences") {

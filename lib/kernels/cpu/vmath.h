@@ -23,8 +23,12 @@ inline float exp_fast(float x) {
   x = std::min(std::max(x, -87.0f), 88.0f);  // 2^n stays a normal float (not fmin:
                                             // its NaN rules do not vectorise)
   // Adding 1.5 * 2^23 rounds to the nearest integer (floorf does not vectorise
-  // without -fno-trapping-math).
-  float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  // without -fno-trapping-math), and leaves that integer in the low bits of
+  // `shifted`: the exponent below is read from those bits, not converted from
+  // n, because a NaN x (a diverging run) passes the clamp and converting NaN to
+  // int is undefined (UBSan stopped such runs; the bits give a NaN result).
+  const float shifted = x * 1.44269504088896341f + 12582912.0f;
+  float n = shifted - 12582912.0f;
   float r = x - n * 0.693359375f;
   r = r - n * -2.12194440e-4f;
   float p = 1.9875691500e-4f;
@@ -34,7 +38,8 @@ inline float exp_fast(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  int32_t e = (static_cast<int32_t>(n) + 127) << 23;
+  // 0x4B400000 is 1.5 * 2^23's bits; unsigned arithmetic: no overflow for any bits.
+  const uint32_t e = (std::bit_cast<uint32_t>(shifted) - 0x4B400000u + 127u) << 23;
   return p * std::bit_cast<float>(e);
 }
 
