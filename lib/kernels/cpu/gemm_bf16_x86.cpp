@@ -241,7 +241,6 @@ struct Amx {
   static constexpr bool kAPanelOuter = true;
 
   // Every tile 16 rows x 64 bytes: tmm0-3 C, tmm4-5 A, tmm6-7 B.
-  static constexpr bool kDirectA = false;  // A tiles want 32 k of 16 rows: always packed
   static void begin() {
     TileConfig cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -349,9 +348,6 @@ struct Avx {
   static constexpr int64_t kRowChunk = kMC;
   static constexpr int64_t kMinFlopsPerThread = int64_t(1) << 22;
   static constexpr bool kAPanelOuter = false;  // as the sgemm (B block of 1.5 MiB: L2 on Zen 5 is 1 MiB)
-  // A row-major op(A) (k contiguous) already holds each row's pair words:
-  // the micro-kernel broadcasts them from A itself and nothing is packed.
-  static constexpr bool kDirectA = true;
   static void begin() {}
   static void end() {}
 
@@ -387,21 +383,6 @@ struct Avx {
 
   static void micro(int64_t kp, const uint16_t* __restrict pa, const uint16_t* __restrict pb, const Target& ct,
                     int64_t mv, int64_t nv, float alpha, float beta) {
-    // Packed: row i's pair word q at pa[2 (q MR + i)].
-    kernel(kp, pa, 2 * kMR, 2, pb, ct, mv, nv, alpha, beta);
-  }
-  // Straight from a row-major A holding kMR full rows: row i's pair word q
-  // at a[i lda + 2 q] (kp == kc, even: no word reads past a row).
-  static void micro_direct(int64_t kp, const uint16_t* __restrict a, int64_t lda, const uint16_t* __restrict pb,
-                           const Target& ct, int64_t nv, float alpha, float beta) {
-    kernel(kp, a, 2, lda, pb, ct, kMR, nv, alpha, beta);
-  }
-
-  // C = alpha x (sum over the pair words of A, row i's word q at
-  // a[q dq + i di], times the pair rows of B) + beta x C.
-  static void kernel(int64_t kp, const uint16_t* __restrict pa, int64_t dq, int64_t di,
-                     const uint16_t* __restrict pb, const Target& ct, int64_t mv, int64_t nv, float alpha,
-                     float beta) {
     __m512 acc[kMR][kNV];
 #pragma GCC unroll 16
     for (int i = 0; i < kMR; ++i)
@@ -414,12 +395,12 @@ struct Avx {
 #pragma GCC unroll 16
       for (int i = 0; i < kMR; ++i) {
         int32_t w;
-        memcpy(&w, pa + i * di, sizeof w);
+        memcpy(&w, pa + 2 * i, sizeof w);
         const __m512bh ai = (__m512bh)_mm512_set1_epi32(w);
 #pragma GCC unroll 4
         for (int v = 0; v < kNV; ++v) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], ai, bv[v]);
       }
-      pa += dq;
+      pa += 2 * kMR;
       pb += 2 * kNR;
     }
     alignas(64) float t[kMR * kNR];
@@ -474,22 +455,11 @@ void run_block(const Problem& P, int64_t i0, int64_t mb, int64_t j0, int64_t nb,
         const int64_t kc = min64(kcmax, P.k - pc), kp = round_up(kc, K::kKAlign);
         pack_b(P.b, pc, kc, kp, j0 + jc, nc, K::kNR, pb);
         const float beta_here = pc > 0 ? 1.f : via_scratch ? 0.f : P.beta;
-        // Full kMR-row panels of a row-major A are read in place where the
-        // kernel can (kDirectA, an even depth); the rest is packed.
-        const bool direct = K::kDirectA && !P.a.trans && kc % 2 == 0;
         for (int64_t ic = 0; ic < rows; ic += K::kMC) {
           const int64_t mc = min64(K::kMC, rows - ic);
-          const int64_t in_place = direct ? mc / K::kMR * K::kMR : 0;
-          if (in_place < mc) K::pack_a(P.a, i0 + rc + ic + in_place, mc - in_place, pc, kc, kp, pa);
+          K::pack_a(P.a, i0 + rc + ic, mc, pc, kc, kp, pa);
           const auto tile = [&](int64_t ir, int64_t jr) {
-            if constexpr (K::kDirectA) {
-              if (ir < in_place) {
-                K::micro_direct(kp, P.a.p + (i0 + rc + ic + ir) * P.a.ld + pc, P.a.ld, pb + jr * kp,
-                                cc.at(ic + ir, jr), min64(K::kNR, nc - jr), P.alpha, beta_here);
-                return;
-              }
-            }
-            K::micro(kp, pa + (ir - in_place) * kp, pb + jr * kp, cc.at(ic + ir, jr), min64(K::kMR, mc - ir),
+            K::micro(kp, pa + ir * kp, pb + jr * kp, cc.at(ic + ir, jr), min64(K::kMR, mc - ir),
                      min64(K::kNR, nc - jr), P.alpha, beta_here);
           };
           if (K::kAPanelOuter) {  // an A panel in L1, the B block from L2
