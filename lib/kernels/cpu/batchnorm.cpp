@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/cpu/vmath.h"
+
 namespace dtrain::cpu {
 
 namespace {
@@ -14,14 +16,14 @@ inline void normalize_row(const T* x, const T* res, int64_t hw, A scale, A shift
   if (res) {
 #pragma omp simd
     for (int64_t p = 0; p < hw; ++p) {
-      const A v = A(x[p]) * scale + shift + A(res[p]);
-      y[p] = T(relu ? (v > A(0) ? v : A(0)) : v);
+      const A v = load_elem(x[p]) * scale + shift + load_elem(res[p]);
+      store_elem(y[p], relu ? (v > A(0) ? v : A(0)) : v);
     }
   } else {
 #pragma omp simd
     for (int64_t p = 0; p < hw; ++p) {
-      const A v = A(x[p]) * scale + shift;
-      y[p] = T(relu ? (v > A(0) ? v : A(0)) : v);
+      const A v = load_elem(x[p]) * scale + shift;
+      store_elem(y[p], relu ? (v > A(0) ? v : A(0)) : v);
     }
   }
 }
@@ -46,7 +48,7 @@ void batchnorm_forward_train(const BatchNormArgs& a, const T* x, const T* w, con
       A p1 = 0, p2 = 0;
 #pragma omp simd reduction(+ : p1, p2)
       for (int64_t p = 0; p < hw; ++p) {
-        const A d = A(xr[p]) - x0;
+        const A d = load_elem(xr[p]) - x0;
         p1 += d;
         p2 += d * d;
       }
@@ -118,17 +120,17 @@ void backward_channel(const BatchNormArgs& a, int64_t ci, bool batch_stats, cons
       T* gr = gbuf + off;
 #pragma omp simd reduction(+ : p1, p2)
       for (int64_t p = 0; p < hw; ++p) {
-        A g = A(d[p]);
-        if constexpr (Relu) g = A(yr[p]) > A(0) ? g : A(0);
-        gr[p] = T(g);  // exact: g is dy or 0
+        A g = load_elem(d[p]);
+        if constexpr (Relu) g = load_elem(yr[p]) > A(0) ? g : A(0);
+        store_elem(gr[p], g);  // exact: g is dy or 0
         p1 += g;
-        p2 += g * (A(xr[p]) - m);
+        p2 += g * (load_elem(xr[p]) - m);
       }
     } else {
 #pragma omp simd reduction(+ : p1, p2)
       for (int64_t p = 0; p < hw; ++p) {
-        p1 += A(d[p]);
-        p2 += A(d[p]) * (A(xr[p]) - m);
+        p1 += load_elem(d[p]);
+        p2 += load_elem(d[p]) * (load_elem(xr[p]) - m);
       }
     }
     s1 += static_cast<double>(p1);
@@ -148,7 +150,7 @@ void backward_channel(const BatchNormArgs& a, int64_t ci, bool batch_stats, cons
     const T* g = (gbuf ? gbuf : dy) + off;
     T* dxr = dx + off;
 #pragma omp simd
-    for (int64_t p = 0; p < hw; ++p) dxr[p] = T(k * (A(g[p]) - c1 - (A(xr[p]) - m) * c2));
+    for (int64_t p = 0; p < hw; ++p) store_elem(dxr[p], k * (load_elem(g[p]) - c1 - (load_elem(xr[p]) - m) * c2));
   }
 }
 
