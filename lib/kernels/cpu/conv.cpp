@@ -12,6 +12,7 @@
 
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/gemm_bf16.h"
+#include "kernels/cpu/vmath.h"
 
 namespace dtrain::cpu {
 
@@ -415,9 +416,10 @@ void conv2d_forward_bf16(const ConvGeom& g, int64_t n, int64_t group, const bf16
           const float* src = tmp + o * N + j * l.cols;
           const float bo = bias ? float(bias[o]) : 0.f;
           for (int64_t oh = 0; oh < Ho; ++oh)
+#pragma omp simd
             for (int64_t ow = 0; ow < Wo; ++ow) {
               const float v = src[oh * l.pitch + ow];
-              yr[oh * Wo + ow] = bf16(bias ? v + bo : v);
+              store_elem(yr[oh * Wo + ow], bias ? v + bo : v);  // bf16's rounding, in a loop GCC vectorises
             }
         }
     }
