@@ -40,6 +40,7 @@ s = [socket.socket() for _ in range(2)]
 for x in s: x.bind(("127.0.0.1", 0))
 print(*[x.getsockname()[1] for x in s])')
   read -r ctld_port slurmd_port <<<"$ports"
+  mkdir -p "$CLUSTER/tmp"
   cat >"$CLUSTER/slurm.conf" <<EOF
 ClusterName=dtraintest
 SlurmctldHost=localhost(127.0.0.1)
@@ -62,6 +63,11 @@ ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
 MpiDefault=pmix
+# pmix names each step's directory spmix_appdir_<uid>_<job>.<step> under TmpFS;
+# every test cluster numbers its jobs from 1, so each gets a TmpFS of its own
+# (under /tmp, two clusters' job 7 would share one, and a killed step's
+# leftover would stop the next cluster's job 7 from launching).
+TmpFS=$CLUSTER/tmp
 MailProg=/bin/true
 # Jobs may be requeued (the default, written out: dtrain.sbatch relies on it).
 JobRequeue=1
