@@ -374,10 +374,12 @@ void conv_backward(const ConvGeom& g, int64_t n, int64_t group, const T* x, cons
               } else {
                 copy_row(src, g.w, 1, o);
               }
-            } else if (rj) {  // rounded once
-              for (int64_t q = 0; q < g.w; ++q) o[q] = T(A(rj[off + q]) + src[q]);
+            } else if (rj) {  // rounded once (load_elem / store_elem: conversions GCC vectorises)
+#pragma omp simd
+              for (int64_t q = 0; q < g.w; ++q) store_elem(o[q], load_elem(rj[off + q]) + src[q]);
             } else {
-              for (int64_t q = 0; q < g.w; ++q) o[q] = T(src[q]);
+#pragma omp simd
+              for (int64_t q = 0; q < g.w; ++q) store_elem(o[q], src[q]);
             }
           }
       }
