@@ -81,6 +81,7 @@ const Row kTable2Zero3[] = {
 };
 
 constexpr int64_t kSeq = 2048, kVocab = 51200;
+constexpr double kGiB = 1024.0 * 1024 * 1024;
 
 // The A100 preset with Megatron 2021's kernels: attention materialising the
 // scores, and its memory-bound kernels (Kernels::megatron_2021).
@@ -125,6 +126,9 @@ PlanRequest request(const Row& r) {
   q.features.grad_accumulation_bytes = 6;
   // Stage boundaries sent as 1/tp per tp rank and all-gathered (section 4.1).
   q.features.p2p_scatter_gather = true;
+  // schedules.py keeps every output_tensor it sent until that micro-batch's
+  // backward (deallocate_pipeline_outputs came in 2022).
+  q.features.keeps_sent_outputs = true;
   // DeepSpeed's ZeRO-3 gathers and reduces per module: at most the largest Linear (4 h^2).
   if (r.zero == 3) q.features.zero_unit_params = 4.0 * r.hidden * r.hidden;
   if (r.micro_batch > 0) q.micro_batch = r.micro_batch;
@@ -165,10 +169,14 @@ Outcome check(const Row& r, bool free_layout) {
   const Prediction& p = published.feasible.front().p;
   auto breakdown = [](const char* what, const Prediction& x) {
     std::printf("   %s step %.3f s: pipeline %.3f (compute %.3f, memory-bound %.3f, tp %.3f, p2p %.3f, zero3 %.3f, "
-                "bubble %.1f%%), dp %.3f, update %.3f; %s\n",
+                "bubble %.1f%%), dp %.3f, update %.3f; %s\n"
+                "      memory of stage %d: %.1f GiB = params %.1f + grads %.1f + optimizer %.1f + max(activations %.1f, "
+                "update copy %.1f), of %.1f usable\n",
                 what, x.step_seconds, x.pipeline_seconds, x.compute_seconds, x.memory_bound_seconds, x.tp_seconds,
                 x.pp_seconds, x.zero3_seconds, 100 * x.bubble_fraction, x.dp_exposed_seconds, x.optimizer_seconds,
-                describe(x.c).c_str());
+                describe(x.c).c_str(), x.memory.stage, x.memory.total() / kGiB, x.memory.params / kGiB,
+                x.memory.grads / kGiB, x.memory.optimizer / kGiB, x.memory.activations / kGiB,
+                x.memory.update_copy / kGiB, x.capacity / kGiB);
   };
   breakdown("published:", p);
   if (pick && (pick->p.c.tp != r.tp || pick->p.c.pp != r.pp)) breakdown("pick:     ", pick->p);
