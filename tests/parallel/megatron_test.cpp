@@ -21,11 +21,12 @@
 // Megatron-LM's (Kernels::megatron_2021: JIT bias-GeLU and bias-dropout-add,
 // apex layer norm, attention dropout, fp32 loss), and tensor-parallel
 // communication is not overlapped (tp_overlap = 0, as in the presets).
-// Megatron-LM's runtime is described by four Features, each from its code or
+// Megatron-LM's runtime is described by five Features, each from its code or
 // the paper: the pipeline cut (as many blocks per stage and chunk,
 // interleaving from 3 stages), the update's fp32 copy of the 16-bit gradients,
-// the scatter/gather of stage boundaries, and autograd's gradient
-// accumulation over the micro-batches.
+// the scatter/gather of stage boundaries, autograd's gradient accumulation
+// over the micro-batches, and the sent outputs kept to their backward; and
+// PyTorch's caching allocator (work_buffers_per_copy = false).
 // Everything else is the a100-80gb preset; nothing is fitted per row.
 #include <doctest/doctest.h>
 
