@@ -79,6 +79,30 @@ std::vector<int64_t> interleaved_in_flight(int stage, int stages, int64_t micro_
   return out;
 }
 
+namespace {
+
+// The interleaved schedule's ops, enough of them for its most at once.
+std::vector<PipeOp> interleaved_ops(int stage, int stages, int64_t micro_batches, int chunks) {
+  // m is a multiple of stages (the schedule's rule), so is the cap.
+  const int64_t m = std::min<int64_t>(micro_batches, 4 * static_cast<int64_t>(stages));
+  return pipeline_schedule("interleaved", stage, stages, static_cast<int>(m), chunks);
+}
+
+double peak_bytes(const std::vector<PipeOp>& ops, const std::vector<double>& per_copy) {
+  double now = 0, most = 0;
+  for (const PipeOp& op : ops) {
+    now += (op.kind == PipeOp::Kind::forward ? 1 : -1) * per_copy[static_cast<size_t>(op.chunk)];
+    most = std::max(most, now);
+  }
+  return most;
+}
+
+}  // namespace
+
+double interleaved_peak_bytes(int stage, int stages, int64_t micro_batches, const std::vector<double>& per_copy) {
+  return peak_bytes(interleaved_ops(stage, stages, micro_batches, static_cast<int>(per_copy.size())), per_copy);
+}
+
 double shared_pipeline_seconds(const std::vector<double>& work, int64_t micro_batches, double share) {
   const auto p = static_cast<int64_t>(work.size());
   if (p == 0 || micro_batches <= 0) return 0;
@@ -411,6 +435,17 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     il_first = interleaved_in_flight(0, p, c.micro_batches, v);
     il_last = interleaved_in_flight(p - 1, p, c.micro_batches, v);
   }
+  // Under a caching allocator (!work_buffers_per_copy) memory is reused as
+  // soon as it is freed: the stage's live copies at their most at once
+  // (interleaved_peak_bytes) and one set of work buffers and remade
+  // activations, the largest chunk's, since one pass runs at a time. lib/train
+  // allocates each chunk's copies for the step: each chunk's most, summed.
+  const bool caching = !f.work_buffers_per_copy;
+  std::vector<PipeOp> ops_first, ops_last;
+  if (caching && v > 1) {
+    ops_first = interleaved_ops(0, p, c.micro_batches, v);
+    ops_last = interleaved_ops(p - 1, p, c.micro_batches, v);
+  }
   for (int s = 0; s < p; ++s) {
     Memory mem;
     mem.stage = s;
@@ -426,16 +461,27 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     const double windows = 2 * stage_max_layer[s] + stage_tied[s];
     mem.grads = c.zero >= 2 && sharded ? (shard + windows) * sb.grads : params * sb.grads;
     mem.optimizer = (c.zero >= 1 && sharded ? shard : params) * sb.optimizer;
-    double act = 0;
+    double act = 0, widest_shared = 0;
+    std::vector<double> copy_bytes(static_cast<size_t>(v));
     for (int ch = 0; ch < v; ++ch) {
-      const StageProfile& st = chunks[ch * p + s];
+      const int k = ch * p + s;
+      const StageProfile& st = chunks[k];
       double copies;
       if (v > 1)
         copies = static_cast<double>((s == p - 1 ? il_last : il_first)[static_cast<size_t>(ch)]);
       else
         copies = static_cast<double>(in_flight_micro_batches(c.schedule, s, p, c.micro_batches));
-      const auto [per_copy, shared] = chunk_act(st);
+      auto [per_copy, shared] = chunk_act(st);
+      if (f.keeps_sent_outputs && k + 1 < nc) per_copy += st.out_bytes;  // the output sent, kept to its backward
+      copy_bytes[static_cast<size_t>(ch)] = per_copy * b * e;
+      widest_shared = std::max(widest_shared, shared * b * e);
       act += (copies * per_copy + (f.work_buffers_per_copy ? copies : 1.0) * shared) * b * e;
+    }
+    if (caching) {
+      // Middle stages are bounded by the first's schedule, as the counts above.
+      act = (v > 1 ? peak_bytes(s == p - 1 ? ops_last : ops_first, copy_bytes)
+                   : copy_bytes[0] * static_cast<double>(in_flight_micro_batches(c.schedule, s, p, c.micro_batches))) +
+            widest_shared;
     }
     mem.activations = act;
     if (w.precision == "bf16") mem.update_copy = f.update_grad_copy_bytes * (c.zero >= 1 && sharded ? shard : params);

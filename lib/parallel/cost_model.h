@@ -93,6 +93,14 @@ struct Features {
   // AccumulateGrad adds to param.grad in place: read 2 + 2, write 2; the
   // local DDP's contiguous main_grad buffer does the same add_ in a hook).
   double grad_accumulation_bytes = 0;
+  // A pipeline stage keeps the data of every output it sent until that
+  // micro-batch's backward (the output is what the backward starts from):
+  // one more boundary activation per micro-batch copy in flight, on every
+  // chunk that sends one. Megatron-LM until 2022 (schedules.py appends each
+  // output_tensor to output_tensors and pops it at the backward; its
+  // `deallocate_pipeline_outputs`, which frees the data once sent, came in
+  // 2022). false: freed once sent (this trainer, Megatron-LM since).
+  bool keeps_sent_outputs = false;
   static Features this_trainer();    // what lib/train runs today
   static Features full();            // everything the model knows, for what-ifs
 };
@@ -165,6 +173,17 @@ int64_t in_flight_micro_batches(const std::string& schedule, int stage, int stag
 // (pipeline_schedule); the counts stop growing at 2 x stages micro-batches,
 // so at most that many are simulated.
 std::vector<int64_t> interleaved_in_flight(int stage, int stages, int64_t micro_batches, int chunks);
+
+// Interleaved 1F1B under a caching allocator, where a copy's memory is freed
+// at its backward and reused by the next forward of any chunk: the most
+// bytes stage `stage`'s live copies hold at once, a copy of chunk c weighing
+// per_copy[c]. At most the sum over chunks of interleaved_in_flight x
+// per_copy (each chunk's most at its own moment), and below it: chunk 0 holds
+// its most late in the warm-up, the last chunk early (p = 12, v = 4, stage 0:
+// 59 copies at once against 24 + 24 + 12 + 12 = 72). The pattern repeats
+// every stages x chunks forwards, so 4 x stages micro-batches are simulated
+// at most.
+double interleaved_peak_bytes(int stage, int stages, int64_t micro_batches, const std::vector<double>& per_copy);
 
 // A pipeline of stages with per-micro-batch work `work` (seconds each at a
 // whole compute unit's rate) over `micro_batches`, when the node's devices

@@ -491,6 +491,67 @@ TEST_CASE("interleaved 1F1B: bubble divided by v, in-flight counts from the trai
         }
 }
 
+TEST_CASE("interleaved 1F1B under a caching allocator: the live copies at their most at once, one work set") {
+  // Megatron-LM's stage s keeps (p - s - 1) 2 + (v - 1) p forwards in flight
+  // after its warm-up, and one more while the next forward runs before its
+  // backward (schedules.py, forward_backward_pipelining_with_interleaving).
+  for (int p : {2, 3, 4, 12})
+    for (int v : {2, 3, 4})
+      for (int mb : {2 * p, 3 * p, 4 * p, 16 * p})
+        for (int s = 0; s < p; ++s) {
+          CAPTURE(p);
+          CAPTURE(v);
+          CAPTURE(mb);
+          CAPTURE(s);
+          const std::vector<double> one(static_cast<size_t>(v), 1.0);
+          const double peak = interleaved_peak_bytes(s, p, mb, one);
+          CHECK(peak == std::min((p - s - 1) * 2 + (v - 1) * p + 1, mb * v));
+          // Each chunk's most, at its own moment, summed: never fewer.
+          double sum = 0;
+          for (int64_t x : interleaved_in_flight(s, p, mb, v)) sum += static_cast<double>(x);
+          CHECK(peak <= sum);
+          // Weighted copies: the capped simulation equals the whole schedule.
+          std::vector<double> w(static_cast<size_t>(v));
+          for (int ch = 0; ch < v; ++ch) w[static_cast<size_t>(ch)] = 1.0 + 0.37 * ch * ch;
+          double now = 0, most = 0;
+          for (const PipeOp& op : pipeline_schedule("interleaved", s, p, mb, v)) {
+            now += (op.kind == PipeOp::Kind::forward ? 1 : -1) * w[static_cast<size_t>(op.chunk)];
+            most = std::max(most, now);
+          }
+          CHECK(interleaved_peak_bytes(s, p, mb, w) == doctest::Approx(most));
+        }
+  CHECK(interleaved_peak_bytes(0, 12, 192, std::vector<double>(4, 1.0)) == 59);  // against 24 + 24 + 12 + 12
+
+  // In the cost model: 8 layers in 2 stages x 2 chunks of 2, 8 micro-batches.
+  // Stage 0's chunks keep 1 MB per layer each; a caching allocator holds the
+  // peak of their sum plus one layer's work (none here); lib/train each
+  // chunk's most, summed.
+  const ModelProfile m = toy_profile(8);
+  const Hardware hw = toy_hardware();
+  Workload w;
+  w.global_batch = 8;
+  Candidate c{.dp = 1, .tp = 1, .pp = 2, .micro_batch = 1, .micro_batches = 8};
+  c.schedule = "interleaved";
+  c.virtual_stages = 2;
+  Features per_copy = Features::full(), caching = per_copy;
+  caching.work_buffers_per_copy = false;
+  const std::vector<StageProfile> chunks = profile_stages(m, 4);
+  const std::vector<int64_t> counts = interleaved_in_flight(0, 2, 8, 2);
+  const double lib_train = predict(m, chunks, hw, w, per_copy, c).memory.activations;
+  CHECK(lib_train == doctest::Approx((counts[0] + counts[1]) * 2e6));
+  const double peak = interleaved_peak_bytes(0, 2, 8, {2e6, 2e6});
+  CHECK(peak == 5 * 2e6);  // (2 - 0 - 1) 2 + (2 - 1) 2 + 1
+  CHECK(predict(m, chunks, hw, w, caching, c).memory.activations == doctest::Approx(peak));
+  // Megatron-LM before 2022 also keeps each sent output (1 KB per sample
+  // here) until its backward: every chunk but the model's last sends one.
+  caching.keeps_sent_outputs = true;
+  CHECK(predict(m, chunks, hw, w, caching, c).memory.activations ==
+        doctest::Approx(interleaved_peak_bytes(0, 2, 8, {2e6 + 1e3, 2e6 + 1e3})));
+  c.schedule = "1f1b";
+  c.virtual_stages = 1;
+  CHECK(predict(m, profile_stages(m, 2), hw, w, caching, c).memory.activations == doctest::Approx(2 * (4e6 + 1e3)));
+}
+
 TEST_CASE("ZeRO-3: parameters sharded with a two-layer window, 1.5x plain dp's traffic") {
   ModelProfile m = toy_profile(4);
   for (LayerProfile& l : m.layers) l.params = 1e6;
