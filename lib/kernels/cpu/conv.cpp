@@ -5,7 +5,14 @@
 #include <type_traits>
 
 #if defined(__AVX512F__)
+// GCC 12's avx512fintrin.h trips -Wmaybe-uninitialized on its own _mm512_undefined_*().
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
+#endif
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#include "kernels/cpu/bf16_avx512.h"
+#define DTRAIN_CONV_AVX512_BF16_ROWS 1
 #endif
 
 #include <omp.h>
@@ -75,6 +82,13 @@ int team(int64_t chunks, int64_t planned) {
   return static_cast<int>(std::max<int64_t>(1, std::min({chunks, planned, int64_t(omp_get_max_threads())})));
 }
 
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+// The first n of 32 lanes (n may be outside [0, 32]).
+inline __mmask32 lanes32(int64_t n) {
+  return n <= 0 ? 0 : n >= 32 ? 0xFFFFFFFFu : static_cast<__mmask32>((1u << n) - 1);
+}
+#endif
+
 // One row of a strided copy r[k] = in[k * s], and its adjoint out[k * s] += r[k].
 // Rows are short (7 to 28 here), where compiled loops spend more time in their
 // scalar remainders (and memcpy in its call) than in the copy; with AVX-512,
@@ -82,6 +96,24 @@ int team(int64_t chunks, int64_t planned) {
 // up to 16 outputs one pair of masked loads, a permute and a masked store.
 template <class T>
 inline void copy_row(const T* in, int64_t n, int64_t s, T* r) {
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+  if constexpr (std::is_same_v<T, bf16>) {  // the same for 16-bit elements
+    const auto* i16 = reinterpret_cast<const uint16_t*>(in);
+    auto* r16 = reinterpret_cast<uint16_t*>(r);
+    if (s == 1) {
+      int64_t k = 0;
+      for (; k + 32 <= n; k += 32) _mm512_storeu_si512(r16 + k, _mm512_loadu_si512(i16 + k));
+      const __mmask32 m = lanes32(n - k);
+      if (m) _mm512_mask_storeu_epi16(r16 + k, m, _mm512_maskz_loadu_epi16(m, i16 + k));
+      return;
+    }
+    if (s == 2 && n <= 16) {  // in[0 .. 2n-2] as 16 words; the low halves are the even elements
+      const __m512i v = _mm512_maskz_loadu_epi16(lanes32(2 * n - 1), i16);
+      _mm256_mask_storeu_epi16(r16, static_cast<__mmask16>(lanes32(n)), _mm512_cvtepi32_epi16(v));
+      return;
+    }
+  }
+#endif
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, float>) {
     if (s == 1) {
@@ -109,6 +141,34 @@ inline void copy_row(const T* in, int64_t n, int64_t s, T* r) {
   } else {
     for (int64_t k = 0; k < n; ++k) r[k] = in[k * s];
   }
+}
+
+// dst[q] = bf16(src[q] (+ *bias) (+ res[q])), rounded once (core/bf16.h's
+// rounding): the fp32 products and input gradients back to bf16. Rows are
+// 7 to 28 long, or whole 7x7 / 14x14 planes: whole 16-lane blocks and one
+// masked tail (a compiled loop does most of them in its scalar remainder).
+inline void round_row(const float* src, int64_t n, const float* bias, const bf16* res, bf16* dst) {
+#if defined(DTRAIN_CONV_AVX512_BF16_ROWS)
+  auto* d16 = reinterpret_cast<uint16_t*>(dst);
+  const auto* r16 = reinterpret_cast<const uint16_t*>(res);
+  for (int64_t k = 0; k < n; k += 16) {
+    const __mmask16 m = static_cast<__mmask16>(n - k >= 16 ? 0xFFFF : (1u << (n - k)) - 1);
+    __m512 v = _mm512_maskz_loadu_ps(m, src + k);
+    if (bias) v = _mm512_add_ps(v, _mm512_set1_ps(*bias));
+    if (res) {
+      const __m512i w = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, r16 + k));
+      v = _mm512_add_ps(_mm512_castsi512_ps(_mm512_slli_epi32(w, 16)), v);
+    }
+    _mm256_mask_storeu_epi16(d16 + k, m, x86::round_bf16(v));
+  }
+#else
+  for (int64_t q = 0; q < n; ++q) {
+    float v = src[q];
+    if (bias) v = v + *bias;
+    if (res) v = load_elem(res[q]) + v;
+    store_elem(dst[q], v);
+  }
+#endif
 }
 
 // The interior of xp (C, Hp, Wp) = x (C, H, W); the borders stay zero.
@@ -325,7 +385,7 @@ void conv_backward(const ConvGeom& g, int64_t n, int64_t group, const T* x, cons
             }
             for (int64_t oh = 0; oh < Ho; ++oh) {
               copy_row(src + oh * Wo, Wo, 1, dst + oh * l.pitch);
-              for (int64_t q = Wo; q < l.pitch; ++q) dst[oh * l.pitch + q] = T(0);
+              std::memset(static_cast<void*>(dst + oh * l.pitch + Wo), 0, sizeof(T) * (l.pitch - Wo));
             }
           }
         d = tmp;
@@ -339,8 +399,9 @@ void conv_backward(const ConvGeom& g, int64_t n, int64_t group, const T* x, cons
           if constexpr (same) {
 #pragma omp simd reduction(+ : s)
             for (int64_t q = 0; q < N; ++q) s += d[o * N + q];
-          } else {  // in order (bf16 sums as they always have)
-            for (int64_t q = 0; q < N; ++q) s += A(d[o * N + q]);
+          } else {  // the same vectorised order (load_elem: a conversion GCC vectorises)
+#pragma omp simd reduction(+ : s)
+            for (int64_t q = 0; q < N; ++q) s += load_elem(d[o * N + q]);
           }
           pdb[o] += s;
         }
@@ -374,12 +435,8 @@ void conv_backward(const ConvGeom& g, int64_t n, int64_t group, const T* x, cons
               } else {
                 copy_row(src, g.w, 1, o);
               }
-            } else if (rj) {  // rounded once (load_elem / store_elem: conversions GCC vectorises)
-#pragma omp simd
-              for (int64_t q = 0; q < g.w; ++q) store_elem(o[q], load_elem(rj[off + q]) + src[q]);
-            } else {
-#pragma omp simd
-              for (int64_t q = 0; q < g.w; ++q) store_elem(o[q], src[q]);
+            } else {  // rounded once
+              round_row(src, g.w, nullptr, rj ? rj + off : nullptr, o);
             }
           }
       }
@@ -417,12 +474,11 @@ void conv2d_forward_bf16(const ConvGeom& g, int64_t n, int64_t group, const bf16
           bf16* yr = y + ((b0 + j) * O + o) * hw;  // (Ho, Wo)
           const float* src = tmp + o * N + j * l.cols;
           const float bo = bias ? float(bias[o]) : 0.f;
-          for (int64_t oh = 0; oh < Ho; ++oh)
-#pragma omp simd
-            for (int64_t ow = 0; ow < Wo; ++ow) {
-              const float v = src[oh * l.pitch + ow];
-              store_elem(yr[oh * Wo + ow], bias ? v + bo : v);  // bf16's rounding, in a loop GCC vectorises
-            }
+          if (l.pitch == Wo)  // compact: the plane is one row
+            round_row(src, hw, bias ? &bo : nullptr, nullptr, yr);
+          else
+            for (int64_t oh = 0; oh < Ho; ++oh)
+              round_row(src + oh * l.pitch, Wo, bias ? &bo : nullptr, nullptr, yr + oh * Wo);
         }
     }
   }
