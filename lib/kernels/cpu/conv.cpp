@@ -247,6 +247,72 @@ void col2im(const ConvGeom& g, const Layout& l, const T* col, int64_t ld, T* xp)
       }
 }
 
+#if defined(DTRAIN_CONV_AVX512_BF16_ROWS)
+// Whether fold_round_bf16 takes this geometry (else col2im, then round_row).
+bool foldable(const ConvGeom& g) { return (g.stride == 1 || g.stride == 2) && g.kw <= 8; }
+
+// One image's input gradient in bf16: dx (C, H, W) = bf16(res + col2im(dcol)),
+// dcol (K, ld) fp32. Each 16-lane block of an output row sums its (i, j)
+// terms in registers, in col2im's order and from zero, so the fp32 sums are
+// col2im's into a zeroed padded image, rounded once as before; what goes is
+// col2im's read-modify-write of the padded image for every (c, i, j) row
+// (masked loads after overlapping masked stores: a third of its time in
+// store-forwarding stalls) and the pass that rounds its interior.
+// Term (i, j) of padded position (hp, xp) is dcol row (c, i, j) at
+// ((hp - i) / s, (xp - j) / s) where both divide and fall inside the output:
+// a masked load from that row, a permute that spreads it to the lanes
+// (stride 2: every other lane), a masked add.
+void fold_round_bf16(const ConvGeom& g, const Layout& l, const float* dcol, int64_t ld, const bf16* res,
+                     bf16* dx) {
+  const int64_t Ho = g.ho(), Wo = g.wo(), s = g.stride, p = g.pad;
+  const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  const auto* r16 = reinterpret_cast<const uint16_t*>(res);
+  auto* d16 = reinterpret_cast<uint16_t*>(dx);
+  for (int64_t xb = 0; xb < g.w; xb += 16) {
+    const __mmask16 out = static_cast<__mmask16>(g.w - xb >= 16 ? 0xFFFF : (1u << (g.w - xb)) - 1);
+    // Per j: the first output column loaded, the permute, the lanes it feeds.
+    int64_t base[8];
+    __mmask16 load[8], valid[8];
+    __m512i perm[8];
+    for (int64_t j = 0; j < g.kw; ++j) {
+      const int64_t t0 = xb + p - j;  // lane 0's (xp - j)
+      const __m512i t = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(t0)), iota);
+      const __m512i idx = s == 2 ? _mm512_srai_epi32(t, 1) : t;
+      __mmask16 ok = _mm512_mask_cmpge_epi32_mask(out, t, _mm512_setzero_si512());
+      if (s == 2) ok = _mm512_mask_testn_epi32_mask(ok, t, _mm512_set1_epi32(1));
+      ok = _mm512_mask_cmplt_epi32_mask(ok, idx, _mm512_set1_epi32(static_cast<int>(Wo)));
+      base[j] = std::max<int64_t>(0, s == 2 ? (t0 >= 0 ? t0 / 2 : 0) : t0);
+      load[j] = static_cast<__mmask16>(Wo - base[j] >= 16 ? 0xFFFF : Wo - base[j] <= 0 ? 0 : (1u << (Wo - base[j])) - 1);
+      perm[j] = _mm512_sub_epi32(idx, _mm512_set1_epi32(static_cast<int>(base[j])));
+      valid[j] = ok;
+    }
+    for (int64_t c = 0; c < g.c; ++c)
+      for (int64_t h = 0; h < g.h; ++h) {
+        const int64_t hp = h + p;
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t i = 0; i < g.kh; ++i) {
+          const int64_t t = hp - i;
+          if (t < 0 || t % s) continue;
+          const int64_t oh = t / s;
+          if (oh >= Ho) continue;
+          const float* rowi = dcol + (c * g.kh + i) * g.kw * ld + oh * l.pitch;
+          for (int64_t j = 0; j < g.kw; ++j) {
+            if (!valid[j]) continue;
+            const __m512 v = _mm512_maskz_loadu_ps(load[j], rowi + j * ld + base[j]);
+            acc = _mm512_mask_add_ps(acc, valid[j], acc, _mm512_permutexvar_ps(perm[j], v));
+          }
+        }
+        const int64_t off = (c * g.h + h) * g.w + xb;
+        if (res) {
+          const __m512i w = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(out, r16 + off));
+          acc = _mm512_add_ps(_mm512_castsi512_ps(_mm512_slli_epi32(w, 16)), acc);
+        }
+        _mm256_mask_storeu_epi16(d16 + off, out, x86::round_bf16(acc));
+      }
+  }
+}
+#endif
+
 // The columns of one image x (C, H, W), through the padded copy xp when there is padding.
 template <class T>
 void unroll(const ConvGeom& g, const Layout& l, const T* x, T* xp, int64_t ld, T* col) {
@@ -421,6 +487,14 @@ void conv_backward(const ConvGeom& g, int64_t n, int64_t group, const T* x, cons
             continue;
           }
         }
+#if defined(DTRAIN_CONV_AVX512_BF16_ROWS)
+        if constexpr (!same) {
+          if (foldable(g)) {
+            fold_round_bf16(g, l, dcol + j * l.cols, N, rj, dxj);
+            continue;
+          }
+        }
+#endif
         std::memset(dxp, 0, sizeof(A) * (g.c * l.plane + g.kw));
         col2im(g, l, dcol + j * l.cols, N, dxp);
         for (int64_t c = 0; c < g.c; ++c)
