@@ -87,14 +87,26 @@ TEST_CASE("cnn ops bf16: convolution forward and backward against fp32") {
     int64_t n;
     bool bias, dres, inplace;
   };
-  // The MNIST CNN's shapes (stem, a stride-2 block, a 1x1 shortcut; 28 wide:
-  // the wide layout), and odd ones.
+  // Every convolution of the shipped CNN configs (configs/cnn-mnist.toml and
+  // cnn-fashion-mnist.toml: stem 16, stages 16-32-64; 28 wide is the wide
+  // layout, stride 2 and the 1x1 shortcuts the compact one), and odd shapes.
+  // Under AVX-512 builds the bf16 dx of stride 1 and 2 goes through
+  // fold_round_bf16 (conv.cpp), else through col2im: the same bound either way.
   for (const Case& c : {Case{"stem", geom(1, 28, 28, 16, 3, 1, 1), 20, false, false, false},
+                        Case{"stage0.conv", geom(16, 28, 28, 16, 3, 1, 1), 20, false, true, true},
                         Case{"stage1.conv1", geom(16, 28, 28, 32, 3, 2, 1), 20, false, true, false},
+                        Case{"stage1.conv2", geom(32, 14, 14, 32, 3, 1, 1), 20, false, true, true},
+                        Case{"stage1.shortcut", geom(16, 28, 28, 32, 1, 2, 0), 20, false, false, false},
+                        Case{"stage2.conv1", geom(32, 14, 14, 64, 3, 2, 1), 20, false, true, false},
                         Case{"stage2.conv2", geom(64, 7, 7, 64, 3, 1, 1), 20, false, true, true},
                         Case{"shortcut", geom(32, 14, 14, 64, 1, 2, 0), 20, false, false, false},
                         Case{"odd.bias", geom(5, 11, 9, 7, 3, 2, 1), 3, true, true, false},
-                        Case{"odd.k5", geom(2, 13, 7, 3, 5, 1, 2), 5, true, false, true}}) {
+                        Case{"odd.k5", geom(2, 13, 7, 3, 5, 1, 2), 5, true, false, true},
+                        Case{"odd.w37.s2", geom(3, 9, 37, 4, 3, 2, 1), 3, false, true, false},
+                        Case{"odd.k7.s2", geom(3, 19, 19, 5, 7, 2, 3), 2, false, false, true},
+                        Case{"odd.pad0", geom(4, 9, 20, 6, 3, 1, 0), 3, false, true, false},
+                        Case{"odd.s3 (col2im)", geom(2, 10, 10, 3, 3, 3, 1), 2, false, true, false},
+                        Case{"odd.k9 (col2im)", geom(2, 12, 12, 3, 9, 1, 4), 2, false, false, true}}) {
     INFO(c.name);
     const ops::ConvGeom& g = c.g;
     Pair x = random_pair(Shape{c.n, g.c, g.h, g.w}, 1), w = random_pair(Shape{g.o, g.c, g.kh, g.kw}, 2, 0.3);

@@ -5,7 +5,14 @@
 #include <type_traits>
 
 #if defined(__AVX512F__)
+// GCC 12's avx512fintrin.h trips -Wmaybe-uninitialized on its own _mm512_undefined_*().
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
+#endif
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#include "kernels/cpu/bf16_avx512.h"
+#define DTRAIN_CONV_AVX512_BF16_ROWS 1
 #endif
 
 #include <omp.h>
@@ -75,6 +82,13 @@ int team(int64_t chunks, int64_t planned) {
   return static_cast<int>(std::max<int64_t>(1, std::min({chunks, planned, int64_t(omp_get_max_threads())})));
 }
 
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+// The first n of 32 lanes (n may be outside [0, 32]).
+inline __mmask32 lanes32(int64_t n) {
+  return n <= 0 ? 0 : n >= 32 ? 0xFFFFFFFFu : static_cast<__mmask32>((1u << n) - 1);
+}
+#endif
+
 // One row of a strided copy r[k] = in[k * s], and its adjoint out[k * s] += r[k].
 // Rows are short (7 to 28 here), where compiled loops spend more time in their
 // scalar remainders (and memcpy in its call) than in the copy; with AVX-512,
@@ -82,6 +96,24 @@ int team(int64_t chunks, int64_t planned) {
 // up to 16 outputs one pair of masked loads, a permute and a masked store.
 template <class T>
 inline void copy_row(const T* in, int64_t n, int64_t s, T* r) {
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+  if constexpr (std::is_same_v<T, bf16>) {  // the same for 16-bit elements
+    const auto* i16 = reinterpret_cast<const uint16_t*>(in);
+    auto* r16 = reinterpret_cast<uint16_t*>(r);
+    if (s == 1) {
+      int64_t k = 0;
+      for (; k + 32 <= n; k += 32) _mm512_storeu_si512(r16 + k, _mm512_loadu_si512(i16 + k));
+      const __mmask32 m = lanes32(n - k);
+      if (m) _mm512_mask_storeu_epi16(r16 + k, m, _mm512_maskz_loadu_epi16(m, i16 + k));
+      return;
+    }
+    if (s == 2 && n <= 16) {  // in[0 .. 2n-2] as 16 words; the low halves are the even elements
+      const __m512i v = _mm512_maskz_loadu_epi16(lanes32(2 * n - 1), i16);
+      _mm256_mask_storeu_epi16(r16, static_cast<__mmask16>(lanes32(n)), _mm512_cvtepi32_epi16(v));
+      return;
+    }
+  }
+#endif
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, float>) {
     if (s == 1) {
@@ -109,6 +141,34 @@ inline void copy_row(const T* in, int64_t n, int64_t s, T* r) {
   } else {
     for (int64_t k = 0; k < n; ++k) r[k] = in[k * s];
   }
+}
+
+// dst[q] = bf16(src[q] (+ *bias) (+ res[q])), rounded once (core/bf16.h's
+// rounding): the fp32 products and input gradients back to bf16. Rows are
+// 7 to 28 long, or whole 7x7 / 14x14 planes: whole 16-lane blocks and one
+// masked tail (a compiled loop does most of them in its scalar remainder).
+inline void round_row(const float* src, int64_t n, const float* bias, const bf16* res, bf16* dst) {
+#if defined(DTRAIN_CONV_AVX512_BF16_ROWS)
+  auto* d16 = reinterpret_cast<uint16_t*>(dst);
+  const auto* r16 = reinterpret_cast<const uint16_t*>(res);
+  for (int64_t k = 0; k < n; k += 16) {
+    const __mmask16 m = static_cast<__mmask16>(n - k >= 16 ? 0xFFFF : (1u << (n - k)) - 1);
+    __m512 v = _mm512_maskz_loadu_ps(m, src + k);
+    if (bias) v = _mm512_add_ps(v, _mm512_set1_ps(*bias));
+    if (res) {
+      const __m512i w = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, r16 + k));
+      v = _mm512_add_ps(_mm512_castsi512_ps(_mm512_slli_epi32(w, 16)), v);
+    }
+    _mm256_mask_storeu_epi16(d16 + k, m, x86::round_bf16(v));
+  }
+#else
+  for (int64_t q = 0; q < n; ++q) {
+    float v = src[q];
+    if (bias) v = v + *bias;
+    if (res) v = load_elem(res[q]) + v;
+    store_elem(dst[q], v);
+  }
+#endif
 }
 
 // The interior of xp (C, Hp, Wp) = x (C, H, W); the borders stay zero.
@@ -152,10 +212,61 @@ inline void add_row(const T* r, int64_t n, int64_t s, T* out) {
   }
 }
 
+#if defined(DTRAIN_CONV_AVX512_BF16_ROWS)
+// im2col's compact rows for 16-bit elements: `rows` output rows of a column
+// row (rows * Wo <= 32 elements) come from one 64-element window of the image
+// (two masked loads), put in place by one permute (idx: lane q reads window
+// element (q / Wo) * s * Wp + (q % Wo) * s) and one masked store. At these
+// widths (7 and 14) a row at a time spent more in loop overhead than copying.
+struct RowGather {
+  int64_t rows = 0;  // 0: the geometry does not fit (wider rows or strides)
+  __m512i idx;
+};
+
+RowGather row_gather(const ConvGeom& g, const Layout& l) {
+  RowGather r;
+  const int64_t Wo = g.wo(), s = g.stride, Wp = l.wp;
+  if (l.wide || Wo > 32) return r;
+  const auto span = [&](int64_t rows) { return (rows - 1) * s * Wp + (Wo - 1) * s + 1; };
+  while (span(r.rows + 1) <= 64 && (r.rows + 1) * Wo <= 32 && r.rows < g.ho()) ++r.rows;
+  alignas(64) uint16_t idx[32] = {};
+  for (int64_t q = 0; q < r.rows * Wo; ++q) idx[q] = static_cast<uint16_t>((q / Wo) * s * Wp + (q % Wo) * s);
+  r.idx = _mm512_load_si512(idx);
+  return r;
+}
+
+void im2col_gather(const ConvGeom& g, const Layout& l, const RowGather& rg, const bf16* xp, int64_t ld,
+                   bf16* col) {
+  const int64_t Ho = g.ho(), Wo = g.wo(), s = g.stride, Wp = l.wp;
+  for (int64_t c = 0; c < g.c; ++c)
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t j = 0; j < g.kw; ++j) {
+        auto* row = reinterpret_cast<uint16_t*>(col + ((c * g.kh + i) * g.kw + j) * ld);
+        const auto* src = reinterpret_cast<const uint16_t*>(xp + c * l.plane + i * Wp + j);
+        for (int64_t oh = 0; oh < Ho; oh += rg.rows) {
+          const int64_t r = std::min(rg.rows, Ho - oh), span = (r - 1) * s * Wp + (Wo - 1) * s + 1;
+          const uint16_t* b = src + oh * s * Wp;
+          const __m512i lo = _mm512_maskz_loadu_epi16(lanes32(span), b);
+          const __m512i hi = _mm512_maskz_loadu_epi16(lanes32(span - 32), b + 32);
+          _mm512_mask_storeu_epi16(row + oh * Wo, lanes32(r * Wo), _mm512_permutex2var_epi16(lo, rg.idx, hi));
+        }
+      }
+}
+#endif
+
 // col (K, ld) from a padded image xp (C, Hp, Wp); row (c, i, j) reads the
 // window offset (i, j) of plane c.
 template <class T>
 void im2col(const ConvGeom& g, const Layout& l, const T* xp, int64_t ld, T* col) {
+#if defined(DTRAIN_CONV_AVX512_BF16_ROWS)
+  if constexpr (std::is_same_v<T, bf16>) {
+    const RowGather rg = row_gather(g, l);
+    if (rg.rows > 0) {
+      im2col_gather(g, l, rg, xp, ld, col);
+      return;
+    }
+  }
+#endif
   const int64_t Ho = g.ho(), Wo = g.wo(), s = g.stride, Wp = l.wp;
   for (int64_t c = 0; c < g.c; ++c)
     for (int64_t i = 0; i < g.kh; ++i)
@@ -186,6 +297,72 @@ void col2im(const ConvGeom& g, const Layout& l, const T* col, int64_t ld, T* xp)
         }
       }
 }
+
+#if defined(DTRAIN_CONV_AVX512_BF16_ROWS)
+// Whether fold_round_bf16 takes this geometry (else col2im, then round_row).
+bool foldable(const ConvGeom& g) { return (g.stride == 1 || g.stride == 2) && g.kw <= 8; }
+
+// One image's input gradient in bf16: dx (C, H, W) = bf16(res + col2im(dcol)),
+// dcol (K, ld) fp32. Each 16-lane block of an output row sums its (i, j)
+// terms in registers, in col2im's order and from zero, so the fp32 sums are
+// col2im's into a zeroed padded image, rounded once as before; what goes is
+// col2im's read-modify-write of the padded image for every (c, i, j) row
+// (masked loads after overlapping masked stores: a third of its time in
+// store-forwarding stalls) and the pass that rounds its interior.
+// Term (i, j) of padded position (hp, xp) is dcol row (c, i, j) at
+// ((hp - i) / s, (xp - j) / s) where both divide and fall inside the output:
+// a masked load from that row, a permute that spreads it to the lanes
+// (stride 2: every other lane), a masked add.
+void fold_round_bf16(const ConvGeom& g, const Layout& l, const float* dcol, int64_t ld, const bf16* res,
+                     bf16* dx) {
+  const int64_t Ho = g.ho(), Wo = g.wo(), s = g.stride, p = g.pad;
+  const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  const auto* r16 = reinterpret_cast<const uint16_t*>(res);
+  auto* d16 = reinterpret_cast<uint16_t*>(dx);
+  for (int64_t xb = 0; xb < g.w; xb += 16) {
+    const __mmask16 out = static_cast<__mmask16>(g.w - xb >= 16 ? 0xFFFF : (1u << (g.w - xb)) - 1);
+    // Per j: the first output column loaded, the permute, the lanes it feeds.
+    int64_t base[8];
+    __mmask16 load[8], valid[8];
+    __m512i perm[8];
+    for (int64_t j = 0; j < g.kw; ++j) {
+      const int64_t t0 = xb + p - j;  // lane 0's (xp - j)
+      const __m512i t = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(t0)), iota);
+      const __m512i idx = s == 2 ? _mm512_srai_epi32(t, 1) : t;
+      __mmask16 ok = _mm512_mask_cmpge_epi32_mask(out, t, _mm512_setzero_si512());
+      if (s == 2) ok = _mm512_mask_testn_epi32_mask(ok, t, _mm512_set1_epi32(1));
+      ok = _mm512_mask_cmplt_epi32_mask(ok, idx, _mm512_set1_epi32(static_cast<int>(Wo)));
+      base[j] = std::max<int64_t>(0, s == 2 ? (t0 >= 0 ? t0 / 2 : 0) : t0);
+      load[j] = static_cast<__mmask16>(Wo - base[j] >= 16 ? 0xFFFF : Wo - base[j] <= 0 ? 0 : (1u << (Wo - base[j])) - 1);
+      perm[j] = _mm512_sub_epi32(idx, _mm512_set1_epi32(static_cast<int>(base[j])));
+      valid[j] = ok;
+    }
+    for (int64_t c = 0; c < g.c; ++c)
+      for (int64_t h = 0; h < g.h; ++h) {
+        const int64_t hp = h + p;
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t i = 0; i < g.kh; ++i) {
+          const int64_t t = hp - i;
+          if (t < 0 || t % s) continue;
+          const int64_t oh = t / s;
+          if (oh >= Ho) continue;
+          const float* rowi = dcol + (c * g.kh + i) * g.kw * ld + oh * l.pitch;
+          for (int64_t j = 0; j < g.kw; ++j) {
+            if (!valid[j]) continue;
+            const __m512 v = _mm512_maskz_loadu_ps(load[j], rowi + j * ld + base[j]);
+            acc = _mm512_mask_add_ps(acc, valid[j], acc, _mm512_permutexvar_ps(perm[j], v));
+          }
+        }
+        const int64_t off = (c * g.h + h) * g.w + xb;
+        if (res) {
+          const __m512i w = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(out, r16 + off));
+          acc = _mm512_add_ps(_mm512_castsi512_ps(_mm512_slli_epi32(w, 16)), acc);
+        }
+        _mm256_mask_storeu_epi16(d16 + off, out, x86::round_bf16(acc));
+      }
+  }
+}
+#endif
 
 // The columns of one image x (C, H, W), through the padded copy xp when there is padding.
 template <class T>
@@ -325,7 +502,7 @@ void conv_backward(const ConvGeom& g, int64_t n, int64_t group, const T* x, cons
             }
             for (int64_t oh = 0; oh < Ho; ++oh) {
               copy_row(src + oh * Wo, Wo, 1, dst + oh * l.pitch);
-              for (int64_t q = Wo; q < l.pitch; ++q) dst[oh * l.pitch + q] = T(0);
+              std::memset(static_cast<void*>(dst + oh * l.pitch + Wo), 0, sizeof(T) * (l.pitch - Wo));
             }
           }
         d = tmp;
@@ -339,8 +516,9 @@ void conv_backward(const ConvGeom& g, int64_t n, int64_t group, const T* x, cons
           if constexpr (same) {
 #pragma omp simd reduction(+ : s)
             for (int64_t q = 0; q < N; ++q) s += d[o * N + q];
-          } else {  // in order (bf16 sums as they always have)
-            for (int64_t q = 0; q < N; ++q) s += A(d[o * N + q]);
+          } else {  // the same vectorised order (load_elem: a conversion GCC vectorises)
+#pragma omp simd reduction(+ : s)
+            for (int64_t q = 0; q < N; ++q) s += load_elem(d[o * N + q]);
           }
           pdb[o] += s;
         }
@@ -360,6 +538,14 @@ void conv_backward(const ConvGeom& g, int64_t n, int64_t group, const T* x, cons
             continue;
           }
         }
+#if defined(DTRAIN_CONV_AVX512_BF16_ROWS)
+        if constexpr (!same) {
+          if (foldable(g)) {
+            fold_round_bf16(g, l, dcol + j * l.cols, N, rj, dxj);
+            continue;
+          }
+        }
+#endif
         std::memset(dxp, 0, sizeof(A) * (g.c * l.plane + g.kw));
         col2im(g, l, dcol + j * l.cols, N, dxp);
         for (int64_t c = 0; c < g.c; ++c)
@@ -374,12 +560,8 @@ void conv_backward(const ConvGeom& g, int64_t n, int64_t group, const T* x, cons
               } else {
                 copy_row(src, g.w, 1, o);
               }
-            } else if (rj) {  // rounded once (load_elem / store_elem: conversions GCC vectorises)
-#pragma omp simd
-              for (int64_t q = 0; q < g.w; ++q) store_elem(o[q], load_elem(rj[off + q]) + src[q]);
-            } else {
-#pragma omp simd
-              for (int64_t q = 0; q < g.w; ++q) store_elem(o[q], src[q]);
+            } else {  // rounded once
+              round_row(src, g.w, nullptr, rj ? rj + off : nullptr, o);
             }
           }
       }
@@ -417,12 +599,11 @@ void conv2d_forward_bf16(const ConvGeom& g, int64_t n, int64_t group, const bf16
           bf16* yr = y + ((b0 + j) * O + o) * hw;  // (Ho, Wo)
           const float* src = tmp + o * N + j * l.cols;
           const float bo = bias ? float(bias[o]) : 0.f;
-          for (int64_t oh = 0; oh < Ho; ++oh)
-#pragma omp simd
-            for (int64_t ow = 0; ow < Wo; ++ow) {
-              const float v = src[oh * l.pitch + ow];
-              store_elem(yr[oh * Wo + ow], bias ? v + bo : v);  // bf16's rounding, in a loop GCC vectorises
-            }
+          if (l.pitch == Wo)  // compact: the plane is one row
+            round_row(src, hw, bias ? &bo : nullptr, nullptr, yr);
+          else
+            for (int64_t oh = 0; oh < Ho; ++oh)
+              round_row(src + oh * l.pitch, Wo, bias ? &bo : nullptr, nullptr, yr + oh * Wo);
         }
     }
   }
