@@ -150,9 +150,12 @@ void pack_b(const Operand& b, int64_t p0, int64_t kc, int64_t kp, int64_t j0, in
     uint16_t* d = dst + c * kp;
     // op(B)(p, j) = B[j * ld + p]: row j of B holds column j's pair words
     const uint16_t* s = b.p + (j0 + c) * b.ld + p0;
-    for (int64_t r0 = 0; r0 < pairs; r0 += 16) {
-      const __mmask32 mk = lanes32(kc - 2 * r0);
-      for (int64_t h = 0; h < w; h += 16) {
+    // 16 rows of B at a time, each read along all of its k: 16 sequential
+    // streams, where k outer had all w rows (48) in flight, 64 bytes each per
+    // step. 124M x W^T shapes, 1 thread: +3-5%.
+    for (int64_t h = 0; h < w; h += 16) {
+      for (int64_t r0 = 0; r0 < pairs; r0 += 16) {
+        const __mmask32 mk = lanes32(kc - 2 * r0);
         __m512i v[16];
         for (int j = 0; j < 16; ++j)
           v[j] = h + j < nv ? _mm512_maskz_loadu_epi16(mk, s + (h + j) * b.ld + 2 * r0) : zero;
