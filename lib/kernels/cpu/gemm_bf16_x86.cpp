@@ -11,7 +11,8 @@
 // and KC-deep slice, op(B) is packed into NR-wide micro-panels in the VNNI
 // pair layout both instructions read: pair row r holds, for each column j,
 // the two bf16 (B[2r][j], B[2r+1][j]) as one 32-bit word. op(A) is packed per
-// MC-tall block into MR-tall micro-panels: for AMX as rows of 32 k (a tile
+// MC-tall block (once per product when it is one block and one slice: the
+// GPTs' 256 tokens) into MR-tall micro-panels: for AMX as rows of 32 k (a tile
 // row is 64 bytes), for AVX512-BF16 as pair words per row (broadcast one word,
 // VDPBF16PS against a pair row of B). Edges are zero padding in the panels
 // (k to a multiple of 32 for AMX, of 2 otherwise) and masked stores of C.
