@@ -11,7 +11,8 @@
 // and KC-deep slice, op(B) is packed into NR-wide micro-panels in the VNNI
 // pair layout both instructions read: pair row r holds, for each column j,
 // the two bf16 (B[2r][j], B[2r+1][j]) as one 32-bit word. op(A) is packed per
-// MC-tall block into MR-tall micro-panels: for AMX as rows of 32 k (a tile
+// MC-tall block (once per product when it is one block and one slice: the
+// GPTs' 256 tokens) into MR-tall micro-panels: for AMX as rows of 32 k (a tile
 // row is 64 bytes), for AVX512-BF16 as pair words per row (broadcast one word,
 // VDPBF16PS against a pair row of B). Edges are zero padding in the panels
 // (k to a multiple of 32 for AMX, of 2 otherwise) and masked stores of C.
@@ -150,9 +151,12 @@ void pack_b(const Operand& b, int64_t p0, int64_t kc, int64_t kp, int64_t j0, in
     uint16_t* d = dst + c * kp;
     // op(B)(p, j) = B[j * ld + p]: row j of B holds column j's pair words
     const uint16_t* s = b.p + (j0 + c) * b.ld + p0;
-    for (int64_t r0 = 0; r0 < pairs; r0 += 16) {
-      const __mmask32 mk = lanes32(kc - 2 * r0);
-      for (int64_t h = 0; h < w; h += 16) {
+    // 16 rows of B at a time, each read along all of its k: 16 sequential
+    // streams, where k outer had all w rows (48) in flight, 64 bytes each per
+    // step. 124M x W^T shapes, 1 thread: +3-5%.
+    for (int64_t h = 0; h < w; h += 16) {
+      for (int64_t r0 = 0; r0 < pairs; r0 += 16) {
+        const __mmask32 mk = lanes32(kc - 2 * r0);
         __m512i v[16];
         for (int j = 0; j < 16; ++j)
           v[j] = h + j < nv ? _mm512_maskz_loadu_epi16(mk, s + (h + j) * b.ld + 2 * r0) : zero;
@@ -234,6 +238,9 @@ struct Amx {
   static constexpr int64_t kKC = 512;             // B micro-panel 32 KiB (L1), A block 256 KiB (L2)
   static constexpr int64_t kMC = 256;
   static constexpr int64_t kNC = 1024;
+  static constexpr int64_t kBOnce = kNC * 1024;  // see Avx (never less than kNC wide)
+  static constexpr int64_t kShallowK = 0;         // see Avx (A panel outer anyway)
+  static constexpr int64_t kShallowMinC = 0;
   static constexpr int64_t kRowChunk = 1024;      // rows of the fp32 block behind a bf16 C (B is packed once per chunk)
   static constexpr int64_t kMinFlopsPerThread = int64_t(1) << 23;
   // Tiles row by row (A panel outer): 5-15% faster than column by column on
@@ -343,8 +350,22 @@ struct Avx {
   static constexpr int64_t kMR = MR_, kNV = NV_, kNR = 16 * NV_;
   static constexpr int64_t kKAlign = 2;
   static constexpr int64_t kKC = 512;  // B micro-panel 48 x 512 bf16 = 48 KiB
-  static constexpr int64_t kMC = kMR * 24;
+  // 256 rows for the 8-row tile: the GPTs' 4 x 64 tokens in one block,
+  // packed once per product (run_block) instead of once per column block.
+  static constexpr int64_t kMC = kMR * 32;
   static constexpr int64_t kNC = kNR * 32;
+  // The most bf16 of packed B in a column block when A is packed once
+  // (run_block): 384 x 768 (576 KiB) stays in L2 from its packing to its use
+  // beside A's 384 KiB; 1536 x 768 went to L3 and back. 124M x W^T and g W
+  // shapes, 1 thread: +5-10%.
+  static constexpr int64_t kBOnce = 384 * 768;
+  // A slice at most this deep, over a C block larger than L2, runs A panel
+  // outer (an A panel in L1, the B block from L2, C row panel by row panel):
+  // the weight gradients (k = 256 tokens), whose C (fp32, beta 1) is as much
+  // traffic as A and B; B panel outer walked C down in 8-row steps. 124M
+  // g^T x shapes, 1 thread: +10-15%. (The CNN's small products: no gain.)
+  static constexpr int64_t kShallowK = 384;
+  static constexpr int64_t kShallowMinC = int64_t(1) << 18;  // floats: 1 MiB
   static constexpr int64_t kRowChunk = kMC;
   static constexpr int64_t kMinFlopsPerThread = int64_t(1) << 22;
   static constexpr bool kAPanelOuter = false;  // as the sgemm (B block of 1.5 MiB: L2 on Zen 5 is 1 MiB)
@@ -383,6 +404,12 @@ struct Avx {
 
   static void micro(int64_t kp, const uint16_t* __restrict pa, const uint16_t* __restrict pb, const Target& ct,
                     int64_t mv, int64_t nv, float alpha, float beta) {
+    // C read back (beta != 0: the weight gradients) arrives during the k loop.
+    if (ct.f && beta != 0.f && mv == kMR && nv == kNR)
+#pragma GCC unroll 16
+      for (int i = 0; i < kMR; ++i)
+#pragma GCC unroll 4
+        for (int v = 0; v < kNV; ++v) _mm_prefetch(reinterpret_cast<const char*>(ct.f + i * ct.ld + 16 * v), _MM_HINT_T0);
     __m512 acc[kMR][kNV];
 #pragma GCC unroll 16
     for (int i = 0; i < kMR; ++i)
@@ -462,8 +489,14 @@ void run_block(const Problem& P, int64_t i0, int64_t mb, int64_t j0, int64_t nb,
   const Target whole{P.c32, via_scratch ? nullptr : P.c16, P.ldc, P.tout};
   for (int64_t rc = 0; rc < mb; rc += chunk) {
     const int64_t rows = min64(chunk, mb - rc);
-    for (int64_t jc = 0; jc < nb; jc += K::kNC) {
-      const int64_t nc = min64(K::kNC, nb - jc);
+    // One slice and one row block (few rows: the GPTs' tokens): the packed A
+    // is the same for every column block, so it is packed once.
+    const bool a_once = P.k <= kcmax && rows <= K::kMC;
+    bool a_packed = false;
+    const int64_t once_panels = min64(K::kBOnce / (K::kNR * round_up(P.k, K::kKAlign)), K::kNC / K::kNR);
+    const int64_t ncb = a_once && once_panels >= 1 ? K::kNR * once_panels : K::kNC;
+    for (int64_t jc = 0; jc < nb; jc += ncb) {
+      const int64_t nc = min64(ncb, nb - jc);
       const Target cc = via_scratch ? Target{scratch, nullptr, P.tout ? min64(chunk, mb) : K::kNC, P.tout}
                                     : whole.at(i0 + rc, j0 + jc);
       for (int64_t pc = 0; pc < P.k; pc += kcmax) {
@@ -472,12 +505,14 @@ void run_block(const Problem& P, int64_t i0, int64_t mb, int64_t j0, int64_t nb,
         const float beta_here = pc > 0 ? 1.f : via_scratch ? 0.f : P.beta;
         for (int64_t ic = 0; ic < rows; ic += K::kMC) {
           const int64_t mc = min64(K::kMC, rows - ic);
-          K::pack_a(P.a, i0 + rc + ic, mc, pc, kc, kp, pa);
+          if (!a_packed) K::pack_a(P.a, i0 + rc + ic, mc, pc, kc, kp, pa);
+          a_packed = a_once;
           const auto tile = [&](int64_t ir, int64_t jr) {
             K::micro(kp, pa + ir * kp, pb + jr * kp, cc.at(ic + ir, jr), min64(K::kMR, mc - ir),
                      min64(K::kNR, nc - jr), P.alpha, beta_here);
           };
-          if (K::kAPanelOuter) {  // an A panel in L1, the B block from L2
+          const bool a_outer = K::kAPanelOuter || (kc <= K::kShallowK && rows * nc >= K::kShallowMinC);
+          if (a_outer) {  // an A panel in L1, the B block from L2
             for (int64_t ir = 0; ir < mc; ir += K::kMR)
               for (int64_t jr = 0; jr < nc; jr += K::kNR) tile(ir, jr);
           } else {  // a B panel in L1, the A block from L2
