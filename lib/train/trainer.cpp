@@ -634,6 +634,15 @@ EvalResult Trainer::evaluate_now() {
   // every chunk: the last stage's chunk c hands it to the first's chunk c + 1).
   // ZeRO-3's gathers are collectives over dp: every data-parallel rank runs
   // as many forwards, those past the last batch on batch 0, uncounted.
+  // The transfers go one at a time, each waited for, and still cannot
+  // deadlock where a send completes only once its receive is posted (NCCL
+  // past its buffers): evaluation runs forward only, so every transfer is
+  // (batch, virtual stage v -> v + 1) and every rank issues its transfers,
+  // and its gathers, in that one global order; the earliest unfinished
+  // transfer always has both its ranks waiting on it. (Training's 1F1B has
+  // neighbours sending to each other at once: its transfers go in
+  // pipeline_transfers' batches.) tests/train/rendezvous_test.cpp evaluates
+  // under those semantics.
   const int64_t rounds = zero_stage() == 3 ? (batches + g_.layout.dp - 1) / g_.layout.dp * g_.layout.dp : batches;
   for (int64_t b = g_.coord.dp; b < rounds; b += g_.layout.dp) {
     const bool counted = b < batches;
