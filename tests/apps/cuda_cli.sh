@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CUDA backend at the command line, on a machine without a usable GPU
 # (CI): train.device = "cuda" is refused before any work, in one line, exit 2
-# (run, profile; validate notes it; a build without the backend says
+# (run, profile, resume of a CPU checkpoint; validate notes it; a build without the backend says
 # so the same way);
 # `dtrain --version --verbose` prints the compiled and loaded versions, and a
 # loaded library of another major version (a fake one, preloaded) is refused
@@ -29,6 +29,12 @@ expect_err "note: train.device: cuda: "
 expect_exit 2 "$DTRAIN" profile "$WORK/tiny.toml" --set train.device=cuda --steps 1 --out "$WORK/prof"
 one_line profile
 [ ! -e "$WORK/prof" ] || fail "profile: the output directory was made before the device was refused"
+# A CPU run's checkpoint resumed on the GPU (checkpoints are the same files
+# on every device): here the device is refused before the checkpoint loads.
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/cpu" --set train.steps=4 --set optim.warmup_steps=1 --set train.eval_every=0 --set checkpoint.every=2
+expect_exit 2 "$DTRAIN" resume "$WORK/cpu/checkpoints" --set train.device=cuda --out "$WORK/res"
+one_line resume
+[ ! -e "$WORK/res" ] || fail "resume: the output directory was made before the device was refused"
 
 if grep -q "this build has no CUDA backend" "$WORK/version"; then
   expect_exit 2 "$DTRAIN" run "$WORK/tiny.toml" --set train.device=cuda --out "$WORK/run"
