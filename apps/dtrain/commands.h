@@ -68,6 +68,9 @@ std::vector<int> stop_signals_for(int argc, char** argv);
 // `dtrain --version --verbose`: compiled and loaded library versions, the
 // GPUs, MPI, HDF5, the CPU's matrix-product paths (version.cpp).
 std::string version_report();
+// Empty, or the one line refusing a loaded CUDA runtime, cuBLASLt, cuDNN or
+// NCCL whose major version differs from the one dtrain was built with.
+std::string version_refusal();
 
 // log.plot: draws <log.out_dir>/loss.png at the end of a run (plot.cpp).
 void plot_run(const dtrain::Config& cfg, const std::function<void(const std::string&)>& log);

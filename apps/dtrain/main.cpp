@@ -112,6 +112,13 @@ int main(int argc, char** argv) {
     if (version && verbose_flag) {
       try {
         fmt::print("{}", version_report());
+        std::fflush(stdout);
+        // A GPU library of another major version than built against: what a
+        // CUDA run would refuse (exit 2, as train.device = "cuda" would).
+        if (const std::string why = version_refusal(); !why.empty()) {
+          fmt::print(stderr, "dtrain: {}\n", why);
+          return kExitConfig;
+        }
         return 0;
       } catch (const dtrain::Error& e) {
         fmt::print(stderr, "dtrain: {}\n", e.what());

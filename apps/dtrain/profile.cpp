@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kernels/cpu/gemm.h"
+#include "parallel/hardware.h"
 #include "parallel/pipeline.h"
 #include "train/trace_writer.h"
 
@@ -67,22 +68,15 @@ std::string mib(double b) { return fmt::format("{:.2f}", b / (1024.0 * 1024.0));
 
 }  // namespace
 
-// A GPU's dense peak from its datasheet (GFLOP/s), for MFU without
-// --peak-gflops: bf16 (and TF32) tensor-core rates, or plain fp32. 0 for a GPU
-// not in the table (MFU then reads 0; give --peak-gflops).
+// A GPU's dense peak (GFLOP/s) from its hardware preset (the planner's,
+// datasheet figures), for MFU without --peak-gflops: the bf16 tensor-core
+// rate, TF32's (half of it) or plain fp32. 0 for a GPU with no preset (MFU
+// then reads 0; give --peak-gflops).
 static double gpu_peak_gflops(const Exec& ex, const std::string& precision, bool tf32) {
-  const std::string name = gpu::device_info(ex.device.index).name;
-  struct Row {
-    const char* match;
-    double bf16, tf32, fp32;
-  };
-  // NVIDIA datasheets, dense (no sparsity), SXM boards.
-  static constexpr Row kRows[] = {{"H200", 989.4e3, 494.7e3, 66.9e3},
-                                  {"H100", 989.4e3, 494.7e3, 66.9e3},
-                                  {"A100", 312e3, 156e3, 19.5e3}};
-  for (const Row& r : kRows)
-    if (name.find(r.match) != std::string::npos) return precision == "bf16" ? r.bf16 : tf32 ? r.tf32 : r.fp32;
-  return 0;
+  const std::string preset = hardware_preset_for_gpu(gpu::device_info(ex.device.index).name);
+  if (preset.empty()) return 0;
+  const Hardware h = load_hardware(preset);
+  return (precision == "bf16" ? h.peak_bf16 : tf32 ? h.peak_bf16 / 2 : h.peak_fp32) / 1e9;
 }
 
 std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& options) {
@@ -321,7 +315,7 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
                    cpu::num_threads() == 1 ? "" : "s", cpu::gemm_backend_name()));
   line(fmt::format("step {:.2f} ms (slowest rank) | {:.0f} {} | {:.4f} GFLOP per step | MFU {:.2f}% of {} x {:.1f} GFLOP/s ({})",
                    1e3 * slowest, items_per_second, unit, at(0, kModelFlops) / 1e9, 100 * mfu, world_size,
-                   peak_sum / world_size, measured_peak ? "sgemm 1024^3 measured per rank" : o.peak_gflops > 0 ? "--peak-gflops" : "the GPU's datasheet"));
+                   peak_sum / world_size, measured_peak ? "sgemm 1024^3 measured per rank" : o.peak_gflops > 0 ? "--peak-gflops" : "the GPU's hardware preset"));
 
   if (mfu > 1)
     line("  (MFU above 100%: the sgemm peak was measured low, e.g. on a busy machine; give --peak-gflops)");
@@ -545,7 +539,7 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
                        {"unit", unit},
                        {"model_flops_per_step", at(0, kModelFlops)},
                        {"peak_gflops", peak_sum / world_size},
-                       {"peak_source", measured_peak ? "sgemm" : "flag"},
+                       {"peak_source", measured_peak ? "sgemm" : o.peak_gflops > 0 ? "flag" : "preset"},
                        {"mfu", mfu},
                        {"stages", json_stages},
                        {"layers", json_layers},

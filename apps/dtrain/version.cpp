@@ -1,7 +1,8 @@
 // `dtrain --version --verbose`: what this binary was built with and what it
 // loaded: the CUDA runtime, driver, cuBLASLt, cuDNN and NCCL (compiled and
 // loaded versions, and the GPUs), MPI, HDF5 and the CPU's matrix-product paths.
-// A loaded GPU library of another major version is refused in one line.
+// A loaded GPU library of another major version is refused in one line
+// (version_refusal), after the report that shows it.
 #include <hdf5.h>
 #include <mpi.h>
 
@@ -11,6 +12,7 @@
 
 #include "commands.h"
 #include "dist/device_groups.h"
+#include "core/error.h"
 #include "core/tensor.h"
 #include "ops/ops.h"
 #include "ops/runtime.h"
@@ -35,6 +37,16 @@ std::string version_report() {
                    dtrain::ops::matmul_path(dtrain::Exec::cpu(), dtrain::DType::f32),
                    dtrain::ops::matmul_path(dtrain::Exec::cpu(), dtrain::DType::bf16));
   return s;
+}
+
+std::string version_refusal() {
+  try {
+    (void)dtrain::ops::check_device_libraries();  // the CUDA runtime, cuBLASLt, cuDNN
+    dtrain::check_nccl_version();
+  } catch (const dtrain::RuntimeError& e) {
+    return e.what();
+  }
+  return {};
 }
 
 }  // namespace dtrain_cli

@@ -71,6 +71,14 @@ std::unique_ptr<Runtime> Runtime::open(const std::string& device, int local_rank
 #endif
 }
 
+std::string check_device_libraries() {
+#if DTRAIN_HAVE_CUDA
+  return cuda::check_library_versions();
+#else
+  return {};
+#endif
+}
+
 std::string device_report() {
   std::string s = gpu::runtime_report();
 #if DTRAIN_HAVE_CUDA

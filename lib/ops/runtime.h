@@ -38,5 +38,10 @@ std::string device_unavailable(const std::string& device);
 // Compiled and loaded versions of the CUDA runtime, driver, cuBLASLt and
 // cuDNN (NCCL's come from lib/dist), one per line.
 std::string device_report();
+// Throws RuntimeError (one line) when a loaded CUDA runtime, cuBLASLt or
+// cuDNN has another major version than the one built against; returns the
+// warnings of older minor versions (may be empty). Nothing to check in a
+// build without the CUDA backend. Runtime::open("cuda") makes the same check.
+std::string check_device_libraries();
 
 }  // namespace dtrain::ops

@@ -186,6 +186,14 @@ double Hardware::peak(const std::string& precision) const {
 
 std::vector<std::string> hardware_presets() { return {"h100-sxm", "h200", "a100-80gb", "cpu-local"}; }
 
+std::string hardware_preset_for_gpu(const std::string& device_name) {
+  auto has = [&](const char* s) { return device_name.find(s) != std::string::npos; };
+  if (has("H200")) return "h200";
+  if (has("H100") && !has("PCIe")) return "h100-sxm";
+  if (has("A100")) return "a100-80gb";  // 40 and 80 GB, SXM and PCIe: the same compute peaks
+  return "";
+}
+
 Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
   toml::value doc;
   try {

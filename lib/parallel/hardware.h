@@ -91,6 +91,11 @@ struct Hardware {
 
 // Names of the built-in presets: "h100-sxm", "h200", "a100-80gb", "cpu-local".
 std::vector<std::string> hardware_presets();
+// The preset of a GPU by its CUDA device name ("NVIDIA H200" -> "h200",
+// "NVIDIA H100 80GB HBM3" -> "h100-sxm", "NVIDIA A100-SXM4-80GB" ->
+// "a100-80gb"); "" for any other (an H100 PCIe's peaks are not the SXM's).
+// `dtrain profile` on a GPU takes MFU's peak from it.
+std::string hardware_preset_for_gpu(const std::string& device_name);
 // A preset by name, or a TOML file by path (anything with a '/' or ending in
 // ".toml"). Throws ConfigError naming the problem (unknown preset with the
 // list, unreadable file, missing or bad key with its line).

@@ -267,6 +267,11 @@ void Trainer::trace(const std::string& what) const {
     options_.trace(fmt::format("rank {} {} step {} {}", g_.world->rank(), g_.coord.str(), current_step_, what));
 }
 
+std::string Trainer::op_at(int micro, int chunk, int slot) const {
+  return chunks_ > 1 ? fmt::format("mb {} chunk {} slot {}", micro, chunk, slot)
+                     : fmt::format("mb {} slot {}", micro, slot);
+}
+
 int64_t Trainer::sample_offset(int64_t step, int64_t micro) const {
   // The step's global batch is samples [step * G, (step + 1) * G); it is cut
   // into dp * grad_accum micro-batches, data-parallel rank d taking the d-th
@@ -306,26 +311,26 @@ void Trainer::exchange(const PipeBatch& batch) {
   std::vector<P2POp> p2p;
   std::vector<int> from;
   bool receives = false;
-  std::string what;
+  std::string what;  // the trace line's, built only when tracing
   for (const PipeTransfer& t : batch.transfers) {
     const PipeOp& op = ops_[t.op];
     const int slot = slot_of(op.chunk, op.micro);
     const bool fwd = op.kind == PipeOp::Kind::forward;
-    const std::string at = chunks_ > 1 ? fmt::format("mb {} chunk {}", op.micro, op.chunk) : fmt::format("mb {}", op.micro);
-    if (t.kind == PipeTransfer::Kind::send) {
+    const bool send = t.kind == PipeTransfer::Kind::send;
+    if (send) {
       p2p.push_back({P2POp::Kind::send, std::move(outputs_[t.op]), t.peer, t.tag});
       outputs_[t.op] = Tensor{};
       from.push_back(slot);
-      what += fmt::format("{}send {} of {} to pp {}", what.empty() ? "" : ", ", fwd ? "activations" : "gradients", at,
-                          t.peer);
     } else {
       p2p.push_back({P2POp::Kind::recv, fwd ? stage_in_[slot] : grad_in_[op.chunk], t.peer, t.tag});
       receives = true;
-      what += fmt::format("{}recv {} of {} from pp {}", what.empty() ? "" : ", ", fwd ? "activations" : "gradients",
-                          at, t.peer);
     }
+    if (tracing())
+      what += fmt::format("{}{} {} of mb {}{} {} pp {}", what.empty() ? "" : ", ", send ? "send" : "recv",
+                          fwd ? "activations" : "gradients", op.micro,
+                          chunks_ > 1 ? fmt::format(" chunk {}", op.chunk) : "", send ? "to" : "from", t.peer);
   }
-  trace(fmt::format("pipeline: {}", what));
+  if (tracing()) trace(fmt::format("pipeline: {}", what));
   if (!receives) {  // waited for before its slots are overwritten, or at the step's end
     sends_.push_back({g_.pp->batch_p2p(std::move(p2p)), std::move(from)});
     return;
@@ -340,8 +345,6 @@ void Trainer::exchange(const PipeBatch& batch) {
 void Trainer::forward_op(int i, const Ctx& ctx, int64_t then) {
   const int micro = ops_[i].micro, chunk = ops_[i].chunk;
   const int slot = slot_of(chunk, micro);
-  const std::string at = chunks_ > 1 ? fmt::format("mb {} chunk {} slot {}", micro, chunk, slot)
-                                     : fmt::format("mb {} slot {}", micro, slot);
   Model& m = *slots_[slot];
   wait_sends(slot);  // this slot's buffers are about to be overwritten
   const int64_t mb = cfg_.train.micro_batch;
@@ -361,18 +364,18 @@ void Trainer::forward_op(int i, const Ctx& ctx, int64_t then) {
     const Tensor logits = forward_stage(m, in, ctx, micro, base, true, then);
     Profiler::Scope timed(options_.profiler, Profiler::Kind::forward, static_cast<int>(base + m.layers.size()), micro);
     m.loss->accumulate(logits, y_[slot]);  // read once, at the end of the step
-    trace(fmt::format("F {} samples [{}, +{}): loss", at, ctx.sample_offset, mb));
+    if (tracing())
+      trace(fmt::format("F {} samples [{}, +{}): loss", op_at(micro, chunk, slot), ctx.sample_offset, mb));
   } else {
     outputs_[i] = forward_stage(m, in, ctx, micro, base, true, then);
-    trace(fmt::format("F {} samples [{}, +{}): activations out", at, ctx.sample_offset, mb));
+    if (tracing())
+      trace(fmt::format("F {} samples [{}, +{}): activations out", op_at(micro, chunk, slot), ctx.sample_offset, mb));
   }
 }
 
 void Trainer::backward_op(int op, const Ctx& step_ctx, double scale, bool last, int64_t then) {
   const int micro = ops_[op].micro, chunk = ops_[op].chunk;
   const int slot = slot_of(chunk, micro);
-  const std::string at = chunks_ > 1 ? fmt::format("mb {} chunk {} slot {}", micro, chunk, slot)
-                                     : fmt::format("mb {} slot {}", micro, slot);
   const size_t base = chunk_layer_[chunk];
   Model& m = *slots_[slot];
   Ctx ctx = step_ctx;
@@ -391,11 +394,14 @@ void Trainer::backward_op(int op, const Ctx& step_ctx, double scale, bool last, 
   }
   // The step's last backward completes the gradients: buckets start as the
   // layers finish.
-  if (last) {
+  if (last && tracing()) {
     if (zero_)
-      trace(fmt::format("B {}: ZeRO-{} gradient reduce-scatter over dp", at, zero_->stage()));
+      trace(fmt::format("B {}: ZeRO-{} gradient reduce-scatter over dp", op_at(micro, chunk, slot), zero_->stage()));
     else if (!local_)
-      trace(fmt::format("B {}: gradient reduction over dp in {} buckets", at, reducer_->buckets()));
+      trace(fmt::format("B {}: gradient reduction over dp in {} buckets", op_at(micro, chunk, slot),
+                        reducer_->buckets()));
+  }
+  if (last) {
     if (reducer_ && !local_) reducer_->begin();
     if (options_.profiler) options_.profiler->mark_reduction_begin();  // --- profiler hook
   }
@@ -416,9 +422,9 @@ void Trainer::backward_op(int op, const Ctx& step_ctx, double scale, bool last, 
   }
   if (!m.first_stage()) {
     outputs_[op] = g;
-    trace(fmt::format("B {}: gradients out", at));
-  } else {
-    trace(fmt::format("B {}", at));
+    if (tracing()) trace(fmt::format("B {}: gradients out", op_at(micro, chunk, slot)));
+  } else if (tracing()) {
+    trace(fmt::format("B {}", op_at(micro, chunk, slot)));
   }
 }
 
@@ -536,7 +542,8 @@ StepResult Trainer::train_step(int64_t step) {
     // the last stage) sum their gradients.
     for (const auto& p : m.params.all())
       if (p->tied) {
-        trace(fmt::format("embed: all_reduce of {}'s gradient between the first and last stage", p->name));
+        if (tracing())
+          trace(fmt::format("embed: all_reduce of {}'s gradient between the first and last stage", p->name));
         g_.embed->all_reduce(p->grad, ReduceOp::sum)->wait();
       }
   }
@@ -579,7 +586,7 @@ StepResult Trainer::train_step(int64_t step) {
   }
   if (zero_) {
     // ZeRO: every rank updated its range; gather the others' into place.
-    trace("zero: all_gather of the updated parameters over dp");
+    if (tracing()) trace("zero: all_gather of the updated parameters over dp");
     zero_->gather_params();
   }
   if (!local_)
@@ -596,8 +603,9 @@ StepResult Trainer::train_step(int64_t step) {
 
 void Trainer::outer_sync() {
   Profiler::Scope timed(options_.profiler, Profiler::Kind::dp_wait);
-  trace(fmt::format("local sync {}: all_reduce of the parameter changes over dp, outer {}", local_->syncs() + 1,
-                    cfg_.parallel.outer_optim));
+  if (tracing())
+    trace(fmt::format("local sync {}: all_reduce of the parameter changes over dp, outer {}", local_->syncs() + 1,
+                      cfg_.parallel.outer_optim));
   local_->sync();
 }
 
@@ -626,6 +634,15 @@ EvalResult Trainer::evaluate_now() {
   // every chunk: the last stage's chunk c hands it to the first's chunk c + 1).
   // ZeRO-3's gathers are collectives over dp: every data-parallel rank runs
   // as many forwards, those past the last batch on batch 0, uncounted.
+  // The transfers go one at a time, each waited for, and still cannot
+  // deadlock where a send completes only once its receive is posted (NCCL
+  // past its buffers): evaluation runs forward only, so every transfer is
+  // (batch, virtual stage v -> v + 1) and every rank issues its transfers,
+  // and its gathers, in that one global order; the earliest unfinished
+  // transfer always has both its ranks waiting on it. (Training's 1F1B has
+  // neighbours sending to each other at once: its transfers go in
+  // pipeline_transfers' batches.) tests/train/rendezvous_test.cpp evaluates
+  // under those semantics.
   const int64_t rounds = zero_stage() == 3 ? (batches + g_.layout.dp - 1) / g_.layout.dp * g_.layout.dp : batches;
   for (int64_t b = g_.coord.dp; b < rounds; b += g_.layout.dp) {
     const bool counted = b < batches;

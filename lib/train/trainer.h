@@ -150,7 +150,12 @@ class Trainer {
  private:
   void setup();
   void open_own_data();  // data_, agreed over the world when each replica has its own file
+  // Trace lines are built only when tracing is on (callers check tracing()):
+  // the step loop formats nothing otherwise.
+  bool tracing() const { return static_cast<bool>(options_.trace); }
   void trace(const std::string& what) const;
+  // "mb 1 slot 1", or "mb 1 chunk 0 slot 1" under the interleaved schedule.
+  std::string op_at(int micro, int chunk, int slot) const;
   // Samples of micro-batch `micro` of this data-parallel rank in step `step`.
   int64_t sample_offset(int64_t step, int64_t micro) const;
   // `then` (ZeRO-3; -1: none): the layer the step's next operation starts

@@ -3,10 +3,16 @@
 // the same batches, then the loss, every parameter's gradient and 20 steps of
 // AdamW compared. fp32 is strict (no TF32): the GPU must agree with the CPU
 // to about 1e-5; bf16 within bounds that follow from bf16's 8-bit mantissa.
-// Two GPU runs must agree bit for bit (no atomics in ordered reductions).
+// Two GPU runs must agree bit for bit (no atomics in ordered reductions),
+// and the steps make no device allocation: everything is allocated in plan()
+// (this binary interposes cudaMalloc, the call behind gpu::malloc, and
+// counts; tests/train/step_alloc_test.cpp counts the CPU's storage so).
+#include <cuda_runtime_api.h>
+#include <dlfcn.h>
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -15,6 +21,19 @@
 #include "model/model.h"
 #include "ops/runtime.h"
 #include "optim/optimizer.h"
+
+namespace {
+std::atomic<long> g_device_allocs{0};  // test instrumentation, this binary only
+}  // namespace
+
+// dtrain's device allocations (gpu::malloc) call cudaMalloc from this
+// executable, so this definition takes them; the runtime's does the work.
+extern "C" cudaError_t CUDARTAPI cudaMalloc(void** ptr, size_t bytes) {
+  g_device_allocs.fetch_add(1, std::memory_order_relaxed);
+  using Real = cudaError_t (*)(void**, size_t);
+  static const Real real = reinterpret_cast<Real>(dlsym(RTLD_NEXT, "cudaMalloc"));
+  return real(ptr, bytes);
+}
 
 using namespace dtrain;
 
@@ -77,6 +96,7 @@ struct Run {
   std::vector<double> losses;  // per step
   std::vector<float> grads0;   // after the first backward, fp32, host
   std::vector<float> values;   // the masters after the last step
+  long device_allocs = 0;      // cudaMalloc calls during the steps (after plan)
 };
 
 std::vector<float> host_floats(const Tensor& t) {
@@ -93,6 +113,7 @@ Run train(const ModelConfig& c, const Exec& ex, DType dtype, int steps) {
   Tensor yh = Tensor::empty(m->target_shape(B), DType::i32);
   Tensor x = Tensor::empty(xh.shape(), xh.dtype(), ex.device), y = Tensor::empty(yh.shape(), DType::i32, ex.device);
   Run r;
+  const long planned = g_device_allocs.load();
   for (int step = 0; step < steps; ++step) {
     fill_batch(c, step, xh, yh);
     x.copy_from(xh);
@@ -104,6 +125,7 @@ Run train(const ModelConfig& c, const Exec& ex, DType dtype, int steps) {
     if (step == 0) r.grads0 = host_floats(m->params.grads());
     opt->step(1e-3, 1.0);
   }
+  r.device_allocs = g_device_allocs.load() - planned;
   r.values = host_floats(m->params.values());
   return r;
 }
@@ -130,6 +152,7 @@ void compare(const ModelConfig& c, DType dtype, double loss_tol, double grad_tol
   }
   CHECK(normalised_error(gpu.grads0, cpu.grads0) <= grad_tol);
   CHECK(normalised_error(gpu.values, cpu.values) <= value_tol);
+  CHECK(gpu.device_allocs == 0);  // nothing allocated in a step
   const Run again = train(c, rt->exec(), dtype, steps);  // bit for bit run to run
   CHECK(again.losses == gpu.losses);
   CHECK(std::memcmp(again.values.data(), gpu.values.data(), gpu.values.size() * sizeof(float)) == 0);

@@ -16,6 +16,9 @@ TEST_CASE("cuda host: the build has the backend and reports its versions") {
   CHECK(r.find("CUDA runtime: compiled 13.0") != std::string::npos);
   CHECK(r.find("cuBLASLt: compiled 13.") != std::string::npos);
   CHECK(r.find("cuDNN: compiled 9.") != std::string::npos);
+  // The libraries loaded here are the ones built against: no refusal.
+  // (tests/apps/cuda_cli.sh preloads fakes of other major versions.)
+  CHECK_NOTHROW(ops::check_device_libraries());
 }
 
 TEST_CASE("cuda host: without a GPU, train.device = cuda is refused in one line naming the cause") {

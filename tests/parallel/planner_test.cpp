@@ -386,3 +386,14 @@ TEST_CASE("a runtime that cuts blocks uniformly: pp must divide them, v any divi
     }
   CHECK(rejected_8);
 }
+
+TEST_CASE("hardware: a GPU's device name picks its preset, whose peaks MFU uses") {
+  CHECK(hardware_preset_for_gpu("NVIDIA H200") == "h200");
+  CHECK(hardware_preset_for_gpu("NVIDIA H100 80GB HBM3") == "h100-sxm");
+  CHECK(hardware_preset_for_gpu("NVIDIA H100 PCIe").empty());  // another board, other peaks
+  CHECK(hardware_preset_for_gpu("NVIDIA A100-SXM4-80GB") == "a100-80gb");
+  CHECK(hardware_preset_for_gpu("NVIDIA GeForce RTX 4090").empty());
+  // Datasheet dense bf16 peaks, TFLOP/s.
+  CHECK(load_hardware(hardware_preset_for_gpu("NVIDIA H200")).peak("bf16") == doctest::Approx(989e12));
+  CHECK(load_hardware(hardware_preset_for_gpu("NVIDIA A100-SXM4-80GB")).peak("bf16") == doctest::Approx(312e12));
+}

@@ -7,7 +7,10 @@
 // (MPI_Issend, each operation finished before the next is issued, a deadline
 // instead of a hang); the trainer, whose transfers go in Megatron's batches
 // (parallel/pipeline.h: pipeline_transfers), must train through it like one
-// process on every schedule. Runs in test_train under mpirun -np 8.
+// process on every schedule. Evaluation's transfers go one at a time
+// (forward only, in one direction: Trainer::evaluate_now says why that cannot
+// deadlock) and must complete under the same semantics. Runs in test_train
+// under mpirun -np 8.
 #include <doctest/doctest.h>
 
 #include <mpi.h>
@@ -153,7 +156,7 @@ micro_batch = 2
 global_batch = 16
 grad_accum = 8
 eval_every = 0
-eval_batches = 1
+eval_batches = 3
 threads = 1
 [optim]
 name = "adamw"
@@ -165,10 +168,12 @@ every = 1000
 )", dir);
 }
 
+// The steps' losses, then the evaluation loss after them.
 std::vector<double> losses(const Config& cfg, const Groups& g) {
   Trainer t(cfg, g, [](const std::string&) {});
   std::vector<double> out;
   for (int64_t s = 0; s < cfg.train.steps; ++s) out.push_back(t.train_step(s).loss);
+  out.push_back(t.evaluate().loss);
   return out;
 }
 
@@ -198,7 +203,7 @@ TEST_CASE("rendezvous communicator: neighbours that both send first never comple
   MPI_Barrier(MPI_COMM_WORLD);
 }
 
-TEST_CASE("pipeline under rendezvous sends: 1F1B, GPipe and interleaved on pp 2 and 4 train like one process") {
+TEST_CASE("pipeline under rendezvous sends: 1F1B, GPipe and interleaved on pp 2 and 4 train and evaluate like one process") {
   const std::string dir = "/tmp/dtrain_rendezvous_" + std::to_string(::getppid());
   if (world_rank() == 0) {
     std::filesystem::create_directories(dir);
@@ -211,33 +216,50 @@ TEST_CASE("pipeline under rendezvous sends: 1F1B, GPipe and interleaved on pp 2 
   const std::string toml = gpt_toml(dir);
   SelfGroups self;
   const std::vector<double> ref = losses(parse_config(toml, "rendezvous.toml"), self.groups());
+  // Every case's groups stay until the end. Freed after each case, the pp 4
+  // case's arrival board once reported a member calling the pp 2 cases'
+  // evaluation broadcast under the same collective number (#7, root 1
+  // instead of 3): a mismatch that was not there. Kept, every case passes.
+  // Suspected: an MPI context id reused while an earlier group's arrival
+  // notice was unreceived (dtrain itself makes one mesh per process).
+  std::vector<std::unique_ptr<Mesh>> meshes;
+  std::vector<MPI_Comm> subs;
   struct Case {
     int pp;
     std::string schedule;
     int chunks;
+    int dp = 1, zero = 0;  // ZeRO-3: evaluation's parameter gathers over dp between the stages' transfers
   };
   for (const Case& k : {Case{2, "1f1b", 1}, Case{2, "gpipe", 1}, Case{2, "interleaved", 2}, Case{4, "1f1b", 1},
-                        Case{4, "interleaved", 2}}) {
-    if (world_size() < k.pp) continue;
-    MPI_Comm sub = first_ranks(k.pp);
+                        Case{4, "interleaved", 2}, Case{2, "1f1b", 1, 2, 3}}) {
+    if (world_size() < k.pp * k.dp) continue;
+    MPI_Comm sub = first_ranks(k.pp * k.dp);
     if (sub != MPI_COMM_NULL) {
       std::vector<std::string> sets{fmt::format("parallel.pp={}", k.pp), "parallel.schedule=" + k.schedule};
       if (k.chunks > 1) sets.push_back(fmt::format("parallel.virtual_stages={}", k.chunks));
-      const Config cfg = parse_config(toml, "rendezvous.toml", sets, k.pp);
-      Mesh mesh(MeshLayout{1, 1, k.pp}, MpiCommOptions{}, sub);
+      if (k.dp > 1) {
+        sets.push_back(fmt::format("parallel.dp={}", k.dp));
+        sets.push_back(fmt::format("train.grad_accum={}", 8 / k.dp));
+        sets.push_back(fmt::format("parallel.zero={}", k.zero));
+      }
+      const Config cfg = parse_config(toml, "rendezvous.toml", sets, k.pp * k.dp);
+      subs.push_back(sub);
+      Mesh& mesh = *meshes.emplace_back(std::make_unique<Mesh>(MeshLayout{k.dp, 1, k.pp}, MpiCommOptions{}, sub));
       Groups g = mesh_groups(mesh);
       // Long enough for a loaded machine; a deadlock fails here instead of hanging.
       RendezvousCommunicator pp(dynamic_cast<MpiCommunicator&>(mesh.pp_group()), 120.0, true);
       g.pp = &pp;
       const std::vector<double> got = losses(cfg, g);
       CAPTURE(k.pp);
+      CAPTURE(k.dp);
       CAPTURE(k.schedule);
       CAPTURE(world_rank());
       CHECK(pp.batches() > 0);
       REQUIRE(got.size() == ref.size());
       for (size_t s = 0; s < ref.size(); ++s) CHECK(got[s] == doctest::Approx(ref[s]).epsilon(1e-5));
-      MPI_Comm_free(&sub);
     }
     MPI_Barrier(MPI_COMM_WORLD);
   }
+  meshes.clear();
+  for (MPI_Comm& c : subs) MPI_Comm_free(&c);
 }

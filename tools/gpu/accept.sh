@@ -7,6 +7,9 @@
 #
 #   bash tools/gpu/accept.sh            every stage (about 6-8 minutes)
 #   bash tools/gpu/accept.sh kernels    one stage (env always runs first)
+#   bash tools/gpu/accept.sh check      on the build machine, no GPU: bash -n,
+#                                       and `dtrain validate` of every run the
+#                                       stages make (ctest: apps: gpu_accept_check)
 #
 # Stages (each with its own time limit; a failed stage does not stop the rest):
 #   env      versions (nvidia-smi, dtrain --version --verbose), unresolved symbols
@@ -17,6 +20,9 @@
 #   layouts  dp 2, tp 2, pp 2, dp 2 + ZeRO-1 on the one GPU (two ranks: the
 #            MPI-staged path, NCCL refusing two ranks on one GPU) against one GPU
 #            process, 10 steps fp32: every loss within 1e-5 relative
+#   checkpoint  a GPU run's step-10 checkpoint resumed on the CPU on dp 2 (two
+#            ranks), a CPU run's resumed on the GPU: steps 11-20 within 1e-3
+#            relative of the uninterrupted GPU run's
 #   bench    GPT-2 124M bf16, batch 16 x 1024: dtrain profile beside PyTorch
 #            (torch.compile, SDPA, fused AdamW) on the same GPU
 #   hf       where python3 has transformers and safetensors (else skipped):
@@ -27,6 +33,51 @@
 # results.md is the table to commit (tools/bench/results_gpu.md).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+
+# ---------------------------------------------------------------- what the stages run
+# Their dtrain settings in one place: `accept.sh check` validates each on the
+# build machine, so that no stage first fails on the GPU machine over a
+# config error (two did: a batch that did not multiply out, warm-up past the
+# last step).
+STEP_SETS=(--set train.steps=100)
+LAYOUT_SETS=(--set train.steps=10 --set train.eval_every=0 --set train.global_batch=8 --set train.micro_batch=2
+  --set model.dropout=0.0 --set optim.warmup_steps=0)
+LAYOUTS=("dp=2" "tp=2" "pp=2" "dp=2 zero=1")
+CKPT_SETS=(--set train.steps=20 --set train.eval_every=0 --set train.global_batch=8 --set train.micro_batch=2
+  --set model.dropout=0.0 --set optim.warmup_steps=0 --set checkpoint.every=10)
+HF_SETS=(--set train.steps=30 --set train.eval_every=0 --set optim.warmup_steps=5)
+# layout_sets "dp=2 zero=1": the --set arguments of that layout, one per
+# line (train.grad_accum keeps the global batch of 8 at any dp).
+layout_sets() {
+  local kv dp=1
+  for kv in $1; do
+    printf '%s\n' --set "parallel.$kv"
+    [ "${kv%%=*}" = dp ] && dp=${kv#*=}
+  done
+  printf '%s\n' --set "train.grad_accum=$((4 / dp))"
+}
+
+if [ "${1:-}" = check ]; then
+  DT=${DTRAIN:-build/dtrain}
+  MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
+  data=(--set data.train=data/kjv_train.bin --set data.val=data/kjv_val.bin)
+  bash -n "$0" && bash -n tools/gpu/bundle.sh || exit 1
+  check() { "$@" >/dev/null 2>"${TMPDIR:-/tmp}/accept_check.$$" || { cat "${TMPDIR:-/tmp}/accept_check.$$"; echo "accept check: FAILED: $*"; exit 1; }; }
+  check "$DT" validate configs/gpt.toml "${data[@]}" --set train.device=cuda "${STEP_SETS[@]}"
+  check "$DT" validate configs/gpt.toml "${data[@]}" --set train.device=cuda "${LAYOUT_SETS[@]}" --set train.grad_accum=4
+  for layout in "${LAYOUTS[@]}"; do
+    mapfile -t sets < <(layout_sets "$layout")
+    check "${MPIRUN[@]}" -np 2 "$DT" validate configs/gpt.toml "${data[@]}" --set train.device=cuda "${LAYOUT_SETS[@]}" "${sets[@]}"
+  done
+  check "$DT" validate configs/gpt.toml "${data[@]}" --set train.device=cuda "${CKPT_SETS[@]}" --set train.grad_accum=4
+  check "${MPIRUN[@]}" -np 2 "$DT" validate configs/gpt.toml "${data[@]}" "${CKPT_SETS[@]}" --set parallel.dp=2 --set train.grad_accum=2
+  check "$DT" validate configs/bench/gpt2-124m-gpu.toml "${data[@]}"
+  check "$DT" validate configs/gpt.toml "${data[@]}" --set train.device=cuda "${HF_SETS[@]}"
+  rm -f "${TMPDIR:-/tmp}/accept_check.$$"
+  echo "accept check: every stage's runs validate"
+  exit 0
+fi
+
 O=${DTRAIN_GPU_OUT:-${OUT:-.gpu/out}}
 mkdir -p "$O"
 only=${1:-all}
@@ -40,7 +91,8 @@ stage() {  # stage NAME LIMIT_SECONDS FUNCTION
   [ "$only" = all ] || [ "$only" = "$name" ] || [ "$name" = env ] || return 0
   say "--- $name (limit ${limit}s)"
   local t0=$SECONDS
-  timeout --kill-after=10 "$limit" bash -c "$(declare -f "$fn" say); $fn" >>"$O/$name.log" 2>&1
+  timeout --kill-after=10 "$limit" bash -c "$(declare -p STEP_SETS LAYOUT_SETS LAYOUTS CKPT_SETS HF_SETS)
+    $(declare -f "$fn" say layout_sets); $fn" >>"$O/$name.log" 2>&1
   local rc=$?
   if [ $rc = 0 ]; then
     status[$name]="passed in $((SECONDS - t0)) s"
@@ -97,8 +149,8 @@ kernels_stage() {
 step_stage() {
   "$BIN/test_cuda" --test-case='cuda step*' || exit 1
   read -r -a data <<<"$DATA_ARGS"
-  "$BIN/dtrain" run configs/gpt.toml "${data[@]}" --set train.steps=100 --set train.device=cuda --out "$O/../gpt-cuda" || exit 1
-  "$BIN/dtrain" run configs/gpt.toml "${data[@]}" --set train.steps=100 --set train.threads=16 --out "$O/../gpt-cpu" || exit 1
+  "$BIN/dtrain" run configs/gpt.toml "${data[@]}" "${STEP_SETS[@]}" --set train.device=cuda --out "$O/../gpt-cuda" || exit 1
+  "$BIN/dtrain" run configs/gpt.toml "${data[@]}" "${STEP_SETS[@]}" --set train.threads=16 --out "$O/../gpt-cpu" || exit 1
   python3 - "$O/../gpt-cuda/metrics.jsonl" "$O/../gpt-cpu/metrics.jsonl" <<'PY'
 import json, sys
 def last_eval(p):
@@ -113,15 +165,13 @@ layouts_stage() {
   read -r -a data <<<"$DATA_ARGS"
   read -r -a mpi <<<"$MPI_CMD"
   fail=0
-  common=(configs/gpt.toml "${data[@]}" --set train.device=cuda --set train.steps=10 --set train.eval_every=0
-    --set train.global_batch=8 --set train.micro_batch=2 --set model.dropout=0.0 --set optim.warmup_steps=0)
+  common=(configs/gpt.toml "${data[@]}" --set train.device=cuda "${LAYOUT_SETS[@]}")
   # Device communication itself: the staged path under two ranks, NCCL at one rank.
   "${mpi[@]}" -np 2 "$BIN/test_cuda_dist" || fail=1
   "$BIN/test_cuda_dist" || fail=1
-  "$BIN/dtrain" run "${common[@]}" --out "$O/../layout-one" || exit 1
-  for layout in "dp=2" "tp=2" "pp=2" "dp=2 zero=1"; do
-    sets=()
-    for kv in $layout; do sets+=(--set "parallel.$kv"); done
+  "$BIN/dtrain" run "${common[@]}" --set train.grad_accum=4 --out "$O/../layout-one" || exit 1
+  for layout in "${LAYOUTS[@]}"; do
+    mapfile -t sets < <(layout_sets "$layout")
     name=$(echo "$layout" | tr ' =' '_-')
     "${mpi[@]}" -np 2 "$BIN/dtrain" run "${common[@]}" "${sets[@]}" --out "$O/../layout-$name" || { fail=1; continue; }
     python3 - "$O/../layout-one/metrics.jsonl" "$O/../layout-$name/metrics.jsonl" "$layout" <<'PY' || fail=1
@@ -137,12 +187,38 @@ PY
   exit $fail
 }
 
+checkpoint_stage() {
+  read -r -a data <<<"$DATA_ARGS"
+  read -r -a mpi <<<"$MPI_CMD"
+  local c=(configs/gpt.toml "${data[@]}" "${CKPT_SETS[@]}") r=$O/..
+  # The GPU run (the reference) and a CPU run, each checkpointing at step 10.
+  "$BIN/dtrain" run "${c[@]}" --set train.grad_accum=4 --set train.device=cuda --out "$r/ckpt-gpu" || exit 1
+  "$BIN/dtrain" run "${c[@]}" --set train.grad_accum=4 --set train.threads=16 --out "$r/ckpt-cpu" || exit 1
+  # GPU -> CPU on another layout (dp 2), and CPU -> GPU.
+  "${mpi[@]}" -np 2 "$BIN/dtrain" resume "$r/ckpt-gpu/checkpoints/step_00000010" --set train.device=cpu \
+    --set parallel.dp=2 --set train.grad_accum=2 --set train.threads=8 --out "$r/ckpt-gpu-to-cpu" || exit 1
+  "$BIN/dtrain" resume "$r/ckpt-cpu/checkpoints/step_00000010" --set train.device=cuda --out "$r/ckpt-cpu-to-gpu" || exit 1
+  python3 - "$r/ckpt-gpu/metrics.jsonl" "$r/ckpt-gpu-to-cpu/metrics.jsonl" "$r/ckpt-cpu-to-gpu/metrics.jsonl" <<'PY'
+import json, sys
+def losses(p):
+    return {r["step"]: r["loss"] for r in map(json.loads, open(p)) if "loss" in r and "eval_loss" not in r}
+ref, ok = losses(sys.argv[1]), True
+for name, p in (("GPU -> CPU dp 2", sys.argv[2]), ("CPU -> GPU", sys.argv[3])):
+    got = {s: l for s, l in losses(p).items() if s > 10}
+    worst = max((abs(l - ref[s]) / abs(ref[s]) for s, l in got.items()), default=float("inf"))
+    print(f"{name}: steps {min(got, default=0)}-{max(got, default=0)}, worst relative loss difference to the "
+          f"uninterrupted GPU run {worst:.2e} (bound 1e-3)")
+    ok = ok and len(got) == 10 and worst <= 1e-3
+sys.exit(0 if ok else 1)
+PY
+}
+
 bench_stage() {
   read -r -a data <<<"$DATA_ARGS"
   "$BIN/dtrain" profile configs/bench/gpt2-124m-gpu.toml "${data[@]}" --warmup 5 --steps 20 --out "$O/../profile" \
     | tee "$O/profile.txt" || exit 1
   python3 tools/bench/torch_reference.py gpt --device cuda --precision bf16 --compile --sdpa --batch 16 --seq 1024 \
-    --warmup 5 --steps 20 --threads 16 --peak-tflops 989.4 | tee "$O/torch.json" || exit 1
+    --warmup 5 --steps 20 --threads 16 --peak-tflops 989 | tee "$O/torch.json" || exit 1
 }
 
 hf_stage() {
@@ -152,8 +228,7 @@ hf_stage() {
   fi
   read -r -a data <<<"$DATA_ARGS"
   local run=$O/../hf-run
-  "$BIN/dtrain" run configs/gpt.toml "${data[@]}" --set train.device=cuda --set train.steps=30 \
-    --set train.eval_every=0 --out "$run" || exit 1
+  "$BIN/dtrain" run configs/gpt.toml "${data[@]}" --set train.device=cuda "${HF_SETS[@]}" --out "$run" || exit 1
   "$BIN/dtrain" export "$run/checkpoints" --format hf --out "$O/../hf-export" || exit 1
   "$BIN/dtrain" generate "$run/checkpoints" --prompt "In the beginning" --temperature 0 --tokens 24 \
     >"$O/../hf-generate.txt" || exit 1
@@ -213,6 +288,7 @@ stage env 60 env_stage
 stage kernels 120 kernels_stage
 stage step 120 step_stage
 stage layouts 100 layouts_stage
+stage checkpoint 90 checkpoint_stage
 stage bench 200 bench_stage
 stage hf 150 hf_stage
 
@@ -225,7 +301,7 @@ stage hf 150 hf_stage
   echo
   echo "| stage | result |"
   echo "|---|---|"
-  for s in env kernels step layouts bench hf; do echo "| $s | ${status[$s]:-not run} |"; done
+  for s in env kernels step layouts checkpoint bench hf; do echo "| $s | ${status[$s]:-not run} |"; done
   echo
   # The fp32 policy's evidence: cuBLASLt's own GELU epilogue against the CPU's
   # tanh GELU (test_cuda's measured case; fp32 fuses GELU only under 1e-5).
@@ -240,13 +316,13 @@ import json, re, sys
 prof = open(sys.argv[1]).read()
 m = re.search(r"step ([\d.]+) ms .*?\| ([\d.]+) tok/s \| ([\d.]+) GFLOP per step \| MFU ([\d.]+)%", prof)
 t = json.loads(open(sys.argv[2]).read().strip().splitlines()[-1])
-print("| GPT-2 124M bf16, 16 x 1024 | step ms | tok/s | MFU (989.4 TFLOP/s) |")
+print("| GPT-2 124M bf16, 16 x 1024 | step ms | tok/s | MFU (989 TFLOP/s) |")
 print("|---|---|---|---|")
 if m:
     ms, tok, gflop, mfu = map(float, m.groups())
     print(f"| dtrain | {ms:.1f} | {tok:,.0f} | {mfu:.1f}% |")
     # PyTorch's MFU with dtrain's FLOPs per token, so the two compare.
-    tmfu = gflop * 1e9 / (16 * 1024) * t["items_per_second"] / 989.4e12 * 100
+    tmfu = gflop * 1e9 / (16 * 1024) * t["items_per_second"] / 989e12 * 100
     print(f"| PyTorch torch.compile | {1e3 * t['step_seconds']:.1f} | {t['items_per_second']:,.0f} | {tmfu:.1f}% |")
     print(f"\ndtrain / PyTorch: {tok / t['items_per_second']:.2f}x (goal: at least 0.8x)")
 else:

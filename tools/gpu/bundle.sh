@@ -9,18 +9,18 @@
 #              HDF5, fmt, OpenBLAS), unpacked there with dpkg -x into a scratch
 #              folder; cuBLASLt, cuDNN and NCCL come from the machine's PyTorch wheels;
 #   .gpu/data  the byte-level Bible token files (shipped data, made by tools/setup.sh).
-# .gpu/ is ignored through .git/info/exclude; pass it in the device tool's
-# `carry`. Run after tools/setup.sh. Takes a build of its own (build-gpu/).
+# .gpu/ is ignored (.gitignore); pass it in the device tool's `carry`. Run
+# after tools/setup.sh. Takes a build of its own (build-gpu/; DTRAIN_JOBS
+# parallel jobs, default all cores).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 B=${DTRAIN_GPU_BUILD:-build-gpu}
 
 cmake -S . -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDTRAIN_CUDA=ON -DDTRAIN_NATIVE=OFF \
   -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_SKIP_BUILD_RPATH=ON -DDTRAIN_SANITIZE=OFF >/dev/null
-ninja -C "$B" dtrain test_cuda test_cuda_dist
+ninja -C "$B" -j "${DTRAIN_JOBS:-$(nproc)}" dtrain test_cuda test_cuda_dist
 
 rm -rf .gpu && mkdir -p .gpu/bin .gpu/debs .gpu/data
-grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo /.gpu/ >> .git/info/exclude
 for b in dtrain tests/test_cuda tests/test_cuda_dist; do strip -o ".gpu/bin/$(basename "$b")" "$B/$b"; done
 
 # Packages: a list known to make a relocated Open MPI work (its plugins load

@@ -1,5 +1,5 @@
 // AdamW's fp32 update with AVX-512 (see adamw_avx512.h). This file alone is
-// compiled with -mavx512f -mfma; it includes only C headers and intrinsics,
+// compiled with -mavx512f -mavx512bw -mavx512vl -mfma; it includes only C headers and intrinsics,
 // and runs only after adamw_avx512_supported() said yes.
 #include "kernels/cpu/adamw_avx512.h"
 

@@ -12,7 +12,7 @@
 //   w  = w * decay - (step_size * m) / fma(sqrt(v), inv_sqrt_bc2, eps)
 // (the last line: a multiply, a division and a subtraction, not fused).
 // tests/ops/optim_vec_test.cpp checks the bits against the scalar loop.
-// Declarations only: adamw_avx512.cpp is compiled for AVX-512 and FMA
+// Declarations only: adamw_avx512.cpp is compiled for AVX-512 (F, BW, VL) and FMA
 // whatever the build's -march, so nothing inline from shared headers may be
 // compiled there (as gemm_bf16_x86.h).
 #pragma once

@@ -6,7 +6,8 @@ namespace dtrain::cpu::x86 {
 
 bool adamw_avx512_supported() {
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");
 }
 
 }  // namespace dtrain::cpu::x86

@@ -1,6 +1,7 @@
 #include "kernels/cuda/context.h"
 
 #include <cublasLt.h>
+#include <cuda_runtime_api.h>
 #include <cudnn.h>
 
 #include <fmt/format.h>
@@ -86,6 +87,11 @@ std::string check_library_versions() {
       warn += fmt::format("warning: {} loaded {} is older than the {} dtrain was built with\n", lib,
                           lt_version(loaded), lt_version(compiled));
   };
+  // The runtime's code is major * 1000 + minor * 10: as a 10000-based code
+  // it compares the same way.
+  int runtime = 0;
+  cudaRuntimeGetVersion(&runtime);
+  one("CUDA runtime", static_cast<size_t>(CUDART_VERSION) * 10, static_cast<size_t>(runtime) * 10);
   one("cuBLASLt", CUBLAS_VERSION, cublasLtGetVersion());
   one("cuDNN", CUDNN_VERSION, cudnnGetVersion());
   return warn;

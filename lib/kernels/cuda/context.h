@@ -51,8 +51,8 @@ class Context {
 
 // The compiled and loaded versions of cuBLASLt and cuDNN, one per line.
 std::string library_report();
-// Throws RuntimeError when a loaded library's major version differs from the
-// one compiled against; returns warnings (one per line, may be empty) when a
+// Throws RuntimeError when a loaded library's (the CUDA runtime's, cuBLASLt's,
+// cuDNN's) major version differs from the one compiled against; returns warnings (one per line, may be empty) when a
 // loaded minor version is older than the compiled one.
 std::string check_library_versions();
 
