@@ -10,12 +10,13 @@ namespace dtrain::detail {
 namespace {
 constexpr int kNoticeTag = 7;
 constexpr int kNoticeInts = sizeof(Notice) / sizeof(int64_t);
+constexpr int64_t kClosing = -1;  // Notice::seq of the last notice a member sends
 static_assert(sizeof(Notice) == 4 * sizeof(int64_t));
 }  // namespace
 
 ArrivalBoard::ArrivalBoard(MPI_Comm comm, int rank, int size)
     : comm_(comm), rank_(rank), size_(size), inbox_(size), receives_(size, MPI_REQUEST_NULL),
-      latest_(size), history_(static_cast<size_t>(size) * kHistory), ready_(size) {
+      latest_(size), history_(static_cast<size_t>(size) * kHistory), ready_(size), closed_(size, 0) {
   for (int m = 0; m < size_; ++m) {
     if (m == rank_) continue;
     mpi_check(MPI_Recv_init(&inbox_[m], kNoticeInts, MPI_INT64_T, m, kNoticeTag, comm_,
@@ -29,10 +30,14 @@ ArrivalBoard::~ArrivalBoard() {
   int finalised = 0;
   MPI_Finalized(&finalised);
   if (finalised) return;
-  for (MPI_Request& r : receives_) {
+  close();
+  for (int m = 0; m < size_; ++m) {
+    MPI_Request& r = receives_[m];
     if (r == MPI_REQUEST_NULL) continue;
-    MPI_Cancel(&r);
-    MPI_Wait(&r, MPI_STATUS_IGNORE);
+    if (!closed_[m]) {  // still active: a member that did not close in time
+      MPI_Cancel(&r);
+      MPI_Wait(&r, MPI_STATUS_IGNORE);
+    }
     MPI_Request_free(&r);
   }
   while (!sending_.empty()) {
@@ -50,6 +55,30 @@ ArrivalBoard::~ArrivalBoard() {
   MPI_Comm_free(&comm_);
 }
 
+// A notice still unreceived when the duplicate is freed stays queued under
+// its context id, which MPI hands to a later duplicate: a group made after
+// this one (another mesh in the same process) would read it as its own
+// notice, and report a mismatch between members that agree. So every member
+// sends a closing notice and takes in notices until each other member's
+// closing one has come: MPI keeps one sender's messages in order, so then
+// all of that member's notices have been received. A member that does not
+// close within kCloseWaitSeconds (dead, hung, or still busy elsewhere) is
+// left as before.
+void ArrivalBoard::close() {
+  try {
+    announce(Notice{kClosing, 0, 0, 0});
+    const double deadline = MPI_Wtime() + kCloseWaitSeconds;
+    auto all_closed = [&] {
+      for (int m = 0; m < size_; ++m)
+        if (m != rank_ && !closed_[m]) return false;
+      return true;
+    };
+    while (!all_closed() && MPI_Wtime() < deadline) drain();
+  } catch (const Error&) {
+    // MPI failed under a destructor: the receives are cancelled below.
+  }
+}
+
 const Notice* ArrivalBoard::received(int m, int64_t seq) const {
   const Notice& n = history_[static_cast<size_t>(m) * kHistory + seq % kHistory];
   return n.seq == seq ? &n : nullptr;
@@ -62,6 +91,17 @@ void ArrivalBoard::compare(int m, const Notice& theirs) {
 
 void ArrivalBoard::announce(const Notice& n) {
   drain();
+  if (n.seq == kClosing) {
+    Batch& b = sending_.emplace_back();
+    b.notice = n;
+    b.sends.assign(size_ - 1, MPI_REQUEST_NULL);
+    int k = 0;
+    for (int m = 0; m < size_; ++m)
+      if (m != rank_)
+        mpi_check(MPI_Isend(&b.notice, kNoticeInts, MPI_INT64_T, m, kNoticeTag, comm_, &b.sends[k++]),
+                  "MPI_Isend (closing notice)");
+    return;
+  }
   history_[static_cast<size_t>(rank_) * kHistory + n.seq % kHistory] = n;
   for (int m = 0; m < size_; ++m)
     if (const Notice* theirs = m != rank_ ? received(m, n.seq) : nullptr) compare(m, *theirs);
@@ -76,20 +116,25 @@ void ArrivalBoard::announce(const Notice& n) {
   }
 }
 
+void ArrivalBoard::take(int m) {
+  const Notice& n = inbox_[m];
+  if (n.seq == kClosing) {  // its last: the receive stays inactive
+    closed_[m] = 1;
+    return;
+  }
+  latest_[m] = n;
+  history_[static_cast<size_t>(m) * kHistory + n.seq % kHistory] = n;
+  compare(m, n);
+  mpi_check(MPI_Start(&receives_[m]), "MPI_Start");
+}
+
 void ArrivalBoard::drain() {
   for (;;) {
     int count = 0;
     mpi_check(MPI_Testsome(size_, receives_.data(), &count, ready_.data(), MPI_STATUSES_IGNORE),
               "MPI_Testsome (arrival notices)");
     if (count == MPI_UNDEFINED || count == 0) break;
-    for (int i = 0; i < count; ++i) {
-      int m = ready_[i];
-      const Notice& n = inbox_[m];
-      latest_[m] = n;
-      history_[static_cast<size_t>(m) * kHistory + n.seq % kHistory] = n;
-      compare(m, n);
-      mpi_check(MPI_Start(&receives_[m]), "MPI_Start");
-    }
+    for (int i = 0; i < count; ++i) take(ready_[i]);
   }
   while (!sending_.empty()) {
     Batch& b = sending_.front();

@@ -55,6 +55,8 @@ class ArrivalBoard {
   void announce(const Notice& n);
   // Takes in every notice that has come; frees completed sends.
   void drain();
+  // How long the destructor waits for every member's closing notice.
+  static constexpr double kCloseWaitSeconds = 0.5;
   // The latest notice from member m (seq 0: none yet).
   const Notice& latest(int m) const { return latest_[m]; }
   // Member m's notice for collective seq, if it came and is still remembered.
@@ -69,6 +71,10 @@ class ArrivalBoard {
     std::vector<MPI_Request> sends;
   };
   void compare(int m, const Notice& theirs);
+  // Takes in one member's notice (the closing one ends its receives).
+  void take(int m);
+  // The close before the duplicate is freed (see the destructor).
+  void close();
 
   MPI_Comm comm_;
   int rank_;
@@ -78,6 +84,7 @@ class ArrivalBoard {
   std::vector<Notice> latest_;
   std::vector<Notice> history_;        // member m's notice for seq s at [m * kHistory + s % kHistory]
   std::vector<int> ready_;             // MPI_Testsome's output
+  std::vector<char> closed_;           // member m's closing notice came (its receive is over)
   std::deque<Batch> sending_;          // deque: a batch's notice stays put while sent
   Mismatch mismatch_;
 };

@@ -216,12 +216,11 @@ TEST_CASE("pipeline under rendezvous sends: 1F1B, GPipe and interleaved on pp 2 
   const std::string toml = gpt_toml(dir);
   SelfGroups self;
   const std::vector<double> ref = losses(parse_config(toml, "rendezvous.toml"), self.groups());
-  // Every case's groups stay until the end. Freed after each case, the pp 4
-  // case's arrival board once reported a member calling the pp 2 cases'
-  // evaluation broadcast under the same collective number (#7, root 1
-  // instead of 3): a mismatch that was not there. Kept, every case passes.
-  // Suspected: an MPI context id reused while an earlier group's arrival
-  // notice was unreceived (dtrain itself makes one mesh per process).
+  // Each case's mesh is freed before the next is made, as a process that
+  // builds several meshes would: before arrival boards closed (every member
+  // takes in the others' last notices before freeing its duplicate), the
+  // pp 4 case's board read a pp 2 case's unreceived notice under a reused
+  // MPI context id and reported a mismatch between members that agreed.
   std::vector<std::unique_ptr<Mesh>> meshes;
   std::vector<MPI_Comm> subs;
   struct Case {
@@ -258,8 +257,8 @@ TEST_CASE("pipeline under rendezvous sends: 1F1B, GPipe and interleaved on pp 2 
       REQUIRE(got.size() == ref.size());
       for (size_t s = 0; s < ref.size(); ++s) CHECK(got[s] == doctest::Approx(ref[s]).epsilon(1e-5));
     }
+    meshes.clear();
     MPI_Barrier(MPI_COMM_WORLD);
   }
-  meshes.clear();
   for (MPI_Comm& c : subs) MPI_Comm_free(&c);
 }
