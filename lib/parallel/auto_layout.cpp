@@ -45,6 +45,10 @@ PlanRequest plan_request(const Config& cfg, int devices, const Hardware& hardwar
   r.workload.optimizer = cfg.optim.name;
   r.workload.momentum = cfg.optim.momentum > 0;
   r.workload.bucket_bytes = cfg.parallel.bucket_mb * 1024.0 * 1024.0;
+  if (local_sync_active(cfg.parallel)) {
+    r.workload.local_sync_every = cfg.parallel.sync_every;
+    r.workload.outer_momentum = cfg.parallel.outer_optim == "nesterov";
+  }
   r.workload.overlap = cfg.parallel.overlap;
   r.devices = devices;
   r.hardware = hardware;

@@ -351,7 +351,8 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     const double params = stage_params[s];
     const double grad_bytes = params * sb.grads;
     double reduce = 0, last_bucket = 0;
-    if (d > 1) {
+    const bool local = w.local_sync_every > 0 && d > 1;
+    if (d > 1 && !local) {
       const double bucket = std::min(grad_bytes, w.bucket_bytes);
       reduce = scatter ? all_gather_seconds(grad_bytes, d, dp_link) : all_reduce_seconds(grad_bytes, d, dp_link);
       last_bucket = scatter ? all_gather_seconds(bucket, d, dp_link) : all_reduce_seconds(bucket, d, dp_link);
@@ -371,6 +372,18 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     double update = (owned * sb.update_traffic + 2 * grads_held * sb.grads) / hw.memory_bandwidth *
                     std::max(1.0, share);  // every device of the node updates at once
     if (c.zero >= 1 && c.zero <= 2 && d > 1) update += all_gather_seconds(params * sb.params, d, dp_link);
+    // Local sync, per step: 1/H of the period's exchange, an all-reduce of
+    // the fp32 parameter changes after the step (nothing to hide it behind),
+    // and of the outer step's passes over the fp32 copies (LocalSync::sync,
+    // one pass per op: the change, its mean, the anchor's update, the
+    // parameters and their compute copy set from it: 16 reads and writes of
+    // 4 bytes per parameter, 28 with the Nesterov momentum's five passes).
+    const double fp32 = 4.0;
+    const double period = static_cast<double>(w.local_sync_every);
+    if (local)
+      update += (all_reduce_seconds(params * fp32, d, dp_link) +
+                 params * fp32 * (w.outer_momentum ? 28 : 16) / hw.memory_bandwidth * std::max(1.0, share)) /
+                period;
     optimizer = std::max(optimizer, update);
 
     double dp_sent = 0;
@@ -389,6 +402,8 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
         dp_sent = m * frac * (grad_bytes - tied_grads) + frac * tied_grads + frac * params * sb.params;
       else if (c.zero == 1)
         dp_sent = (scatter ? 1.0 : 2.0) * frac * grad_bytes + frac * params * sb.params;
+      else if (local)
+        dp_sent = 2.0 * frac * params * fp32 / period;
       else
         dp_sent = 2.0 * frac * grad_bytes;
     }
@@ -461,6 +476,7 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     const double windows = 2 * stage_max_layer[s] + stage_tied[s];
     mem.grads = c.zero >= 2 && sharded ? (shard + windows) * sb.grads : params * sb.grads;
     mem.optimizer = (c.zero >= 1 && sharded ? shard : params) * sb.optimizer;
+    if (w.local_sync_every > 0 && d > 1) mem.local_sync = params * 4.0 * (w.outer_momentum ? 4 : 3);
     double act = 0, widest_shared = 0;
     std::vector<double> copy_bytes(static_cast<size_t>(v));
     for (int ch = 0; ch < v; ++ch) {

@@ -38,6 +38,12 @@ struct Workload {
   bool momentum = true;            // sgd: keeps a momentum buffer
   double bucket_bytes = 25.0 * 1024 * 1024;  // gradient all-reduce bucket (parallel.bucket_mb)
   bool overlap = true;  // buckets start during the backward (parallel.overlap); false: after it
+  // parallel.sync = "local" (lib/train/local_sync.h), when it is not plain
+  // data parallelism: no gradient all-reduce; every local_sync_every steps
+  // one all-reduce of the fp32 parameter changes over dp and the outer step.
+  // 0: off (the gradients are all-reduced every step).
+  int64_t local_sync_every = 0;
+  bool outer_momentum = false;  // outer_optim = "nesterov": one more fp32 copy
 };
 
 // Which features the training code running the plan has.
@@ -130,7 +136,10 @@ struct Memory {
   // What the update allocates while it runs (Features::update_grad_copy_bytes),
   // when the activations are gone: the peak is the larger of the two.
   double update_copy = 0;
-  double total() const { return params + grads + optimizer + std::max(activations, update_copy); }
+  // Local sync's fp32 copies (anchor, change, saved parameters; the outer
+  // momentum under Nesterov), beside the optimizer's state.
+  double local_sync = 0;
+  double total() const { return params + grads + optimizer + local_sync + std::max(activations, update_copy); }
 };
 
 struct Prediction {

@@ -94,7 +94,7 @@ std::string format_plan_text(const Plan& plan, int top) {
       const Candidate& c = p.c;
       what_if |= !l.runnable();
       const std::string m = fmt::format("{}+{}+{}+{} = {} / {}", mem(p.memory.params), mem(p.memory.grads),
-                                        mem(p.memory.optimizer),
+                                        mem(p.memory.optimizer + p.memory.local_sync),  // local sync's copies: state too
                                         mem(std::max(p.memory.activations, p.memory.update_copy)), mem(p.memory.total()),
                                         mem(p.capacity));
       out += fmt::format("{:>3}{} {:>5} {:>3} {:>4} {:>5} {:>5} {:>4} {:>6} {:>5} {:>2} {:>10.4g} {:>9} {:>5.1f}% {:>5.1f}%  {:<34} {:>7} {:>7} {:>7}\n",
@@ -220,6 +220,7 @@ std::string format_plan_json(const Plan& plan, int top) {
                           {"optimizer", p.memory.optimizer},
                           {"activations", p.memory.activations},
                           {"update_copy", p.memory.update_copy},
+                          {"local_sync", p.memory.local_sync},
                           {"total", p.memory.total()},
                           {"capacity", p.capacity},
                           {"device", hw.memory_bytes}}},

@@ -675,3 +675,40 @@ TEST_CASE("the update's fp32 gradient copy: a peak beside the freed activations,
   w.precision = "fp32";
   CHECK(predict(m, profile_stages(m, 1), hw, w, f, c).memory.update_copy == 0);
 }
+
+TEST_CASE("local sync: no gradient all-reduce; every H steps one of the fp32 parameter changes, and 3-4 fp32 copies") {
+  // Four layers of 1e6 parameters on dp 4 (toy links: 1 GB/s, 10 us).
+  ModelProfile m = toy_profile(4);
+  for (LayerProfile& l : m.layers) l.params = 1e6;
+  const Hardware hw = toy_hardware();
+  Workload w;
+  w.global_batch = 8;
+  const Candidate c{.dp = 4, .tp = 1, .pp = 1, .micro_batch = 2, .micro_batches = 1};
+  const Prediction dp = predict(m, profile_stages(m, 1), hw, w, Features::full(), c);
+  CHECK(dp.dp_bytes == doctest::Approx(2.0 * 3 / 4 * 4e6 * 4));  // the gradients' ring all-reduce, fp32
+  CHECK(dp.memory.local_sync == 0);
+
+  w.local_sync_every = 8;
+  const Prediction h8 = predict(m, profile_stages(m, 1), hw, w, Features::full(), c);
+  // Per step, 1/8 of one all-reduce of the fp32 parameters (the same bytes
+  // as the fp32 gradients here), after the step: nothing hidden.
+  CHECK(h8.dp_bytes == doctest::Approx(dp.dp_bytes / 8));
+  CHECK(h8.dp_exposed_seconds == doctest::Approx(0));
+  CHECK(dp.dp_exposed_seconds > 0);
+  CHECK(h8.pipeline_seconds == doctest::Approx(dp.pipeline_seconds));
+  // The outer step's share: its all-reduce and 16 fp32 passes at 1 GB/s, / 8.
+  const double ring = 2.0 * 3 / 4 * 16e6 / 1e9;  // 16 MB over 1 GB/s links
+  CHECK(h8.optimizer_seconds - (dp.optimizer_seconds) ==
+        doctest::Approx((ring + 16 * 4e6 * 4 / 1e9) / 8).epsilon(0.01));
+  // Memory: anchor, change and saved parameters; the outer momentum with Nesterov.
+  CHECK(h8.memory.local_sync == doctest::Approx(3 * 4e6 * 4));
+  w.outer_momentum = true;
+  const Prediction nesterov = predict(m, profile_stages(m, 1), hw, w, Features::full(), c);
+  CHECK(nesterov.memory.local_sync == doctest::Approx(4 * 4e6 * 4));
+  CHECK(nesterov.memory.total() == doctest::Approx(h8.memory.total() + 4e6 * 4));
+  // One replica: nothing to sync, no copies counted.
+  const Prediction one = predict(m, profile_stages(m, 1), hw, w, Features::full(),
+                                 Candidate{.dp = 1, .tp = 1, .pp = 1, .micro_batch = 2, .micro_batches = 4});
+  CHECK(one.memory.local_sync == 0);
+  CHECK(one.dp_bytes == 0);
+}
