@@ -676,7 +676,7 @@ TEST_CASE("the update's fp32 gradient copy: a peak beside the freed activations,
   CHECK(predict(m, profile_stages(m, 1), hw, w, f, c).memory.update_copy == 0);
 }
 
-TEST_CASE("local sync: no gradient all-reduce; every H steps one of the fp32 parameter changes, and 3-4 fp32 copies") {
+TEST_CASE("local sync: no gradient all-reduce, every H steps one of the fp32 parameter changes, and 3-4 fp32 copies") {
   // Four layers of 1e6 parameters on dp 4 (toy links: 1 GB/s, 10 us).
   ModelProfile m = toy_profile(4);
   for (LayerProfile& l : m.layers) l.params = 1e6;
