@@ -27,8 +27,12 @@
 #include <vector>
 
 #include "core/bf16.h"
+#include "bench_timing.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/gemm_bf16.h"
+
+using dtrain::bench::median;
+using dtrain::bench::process_seconds;
 
 namespace {
 
@@ -76,17 +80,6 @@ std::vector<Case> cases() {
     cs.push_back({std::string(names[i]) + " dx (1 thr)", true, false, k, n, o, true});
   }
   return cs;
-}
-
-double process_seconds() {
-  timespec t;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
 }
 
 }  // namespace

@@ -19,23 +19,16 @@
 #include <vector>
 
 #include "kernels/cpu/conv.h"
+#include "bench_timing.h"
 #include "kernels/cpu/gemm.h"
+
+using dtrain::bench::median;
+using dtrain::bench::process_seconds;
 
 namespace {
 
 using dtrain::bf16;
 using dtrain::cpu::ConvGeom;
-
-double process_seconds() {
-  timespec t;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 ConvGeom geom(int64_t c, int64_t hw, int64_t o, int64_t k, int64_t s, int64_t p) {
   ConvGeom g;

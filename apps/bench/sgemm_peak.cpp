@@ -24,10 +24,13 @@
 #include <string>
 #include <vector>
 
+#include "bench_timing.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/sgemm_avx512.h"
 
 extern "C" char* openblas_get_corename(void) __attribute__((weak));
+
+using dtrain::bench::median;
 
 namespace {
 
@@ -40,11 +43,6 @@ struct Case {
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 }  // namespace
