@@ -25,14 +25,23 @@ double median(std::vector<double> v) {
   return v.empty() ? 0.0 : v[v.size() / 2];
 }
 
-// A micro-batch of `b` on one process: the median over steps of its forward,
+double fastest(const std::vector<double>& v) { return v.empty() ? 0.0 : *std::min_element(v.begin(), v.end()); }
+
+// How time_one_process sums up its steps: alone, the fastest step (other work
+// on the machine only ever adds time, and one descheduled step of a small
+// model can take 20 times its due); with every rank running at once, the
+// median (the sharing of the cores is the thing measured).
+enum class Pick { fastest, median };
+
+// A micro-batch of `b` on one process: over its steps, the time in its forward,
 // backward (the loss included) and data fill, and of the rest of the step
 // (optimizer update, gradient norm and zeroing).
 struct StepSplit {
   double pass = 0, update = 0;
+  double median_pass = 0;  // beside a median taken with every rank at once
 };
 
-StepSplit time_one_process(const Config& cfg, int64_t b, const CalibrateOptions& o) {
+StepSplit time_one_process(const Config& cfg, int64_t b, const CalibrateOptions& o, Pick pick) {
   Config one = cfg;
   one.parallel.mode = "manual";
   one.parallel.dp = one.parallel.tp = one.parallel.pp = 1;
@@ -58,7 +67,8 @@ StepSplit time_one_process(const Config& cfg, int64_t b, const CalibrateOptions&
     pass.push_back(p);
     update.push_back(step - p);  // the update, gradient norm and zeroing: the cost model's per-parameter passes
   }
-  return {median(pass), median(update)};
+  if (pick == Pick::fastest) return {fastest(pass), fastest(update), median(pass)};
+  return {median(pass), median(update), median(pass)};
 }
 
 // Every rank gets rank 0's value.
@@ -159,8 +169,8 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
   if (me == 0) {
     peak = measure_sgemm_gflops(kLargeGemm) * 1e9;
     small_gemm = measure_sgemm_gflops(kSmallGemm, 64) * 1e9;
-    small = time_one_process(cfg, b1, o);
-    large = time_one_process(cfg, b2, o);
+    small = time_one_process(cfg, b1, o, Pick::fastest);
+    large = time_one_process(cfg, b2, o, Pick::fastest);
     peak = std::max(peak, measure_sgemm_gflops(kLargeGemm) * 1e9);  // the best of two: other jobs come and go
     small_gemm = std::max(small_gemm, measure_sgemm_gflops(kSmallGemm, 64) * 1e9);
   }
@@ -174,6 +184,7 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
   small_gemm = from_rank0(world, small_gemm);
   small.pass = from_rank0(world, small.pass);
   large.pass = from_rank0(world, large.pass);
+  large.median_pass = from_rank0(world, large.median_pass);
   const double update = from_rank0(world, std::min(small.update, large.update));  // it does not depend on b
   Workload w;
   w.optimizer = cfg.optim.name;
@@ -188,16 +199,16 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
   // 2. Every rank at once: the node's ranks share how many compute units?
   // The mean over the ranks, the better of two tries: where ranks outnumber
   // cores, the scheduler's first placement of them is sometimes uneven.
-  double together = large.pass;
+  double together = large.median_pass;
   if (n > 1) {
     together = 0;
     for (int attempt = 0; attempt < 2; ++attempt) {
       world.barrier()->wait();
-      const double mean = sum_over_ranks(world, time_one_process(cfg, b2, o).pass) / n;
+      const double mean = sum_over_ranks(world, time_one_process(cfg, b2, o, Pick::median).pass) / n;
       together = attempt == 0 ? mean : std::min(together, mean);
     }
   }
-  const int units = fit_compute_units(node, large.pass, together);
+  const int units = fit_compute_units(node, large.median_pass, together);
 
   // 3. Links among all ranks.
   Link link{0, 0};

@@ -155,7 +155,7 @@ grep -q "plan for 2 devices of cal" "$WORK/out" || fail "plan: calibrated file n
 expect_exit 0 "$DTRAIN" hardware "$WORK/cal.toml"
 grep -q "^handoff_us = " "$WORK/out" || fail "hardware: no handoff_us"
 expect_exit 0 "$DTRAIN" profile "$WORK/tiny.toml" --write-hardware "$WORK/one.toml" --hardware-name solo \
-  --steps 2 --warmup 1 --set train.threads=1 --set train.micro_batch=32
+  --steps 4 --warmup 1 --set train.threads=1 --set train.micro_batch=32
 grep -q '^name = "solo"' "$WORK/one.toml" || fail "calibration: --hardware-name"
 grep -q "links not measured (one rank)" "$WORK/one.toml" || fail "calibration on one rank: links not marked"
 
