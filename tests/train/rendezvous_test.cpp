@@ -191,6 +191,9 @@ TEST_CASE("rendezvous communicator: neighbours that both send first never comple
     // What the step loop used to issue in 1F1B's steady state: each stage
     // sends to the other before receiving from it.
     CHECK_THROWS_WITH_AS(c.send(out, other, 5), doctest::Contains("rendezvous deadlock"), RuntimeError);
+    // Neither posts its receive before both have given up: a rank descheduled
+    // past the other's deadline would otherwise find its send received.
+    MPI_Barrier(sub);
     MPI_Recv(in.raw(), static_cast<int>(in.bytes()), MPI_BYTE, other, 5, inner.handle(), MPI_STATUS_IGNORE);
     c.drain();
     CHECK(in.data<float>()[63] == static_cast<float>(other + 1));
