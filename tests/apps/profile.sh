@@ -145,7 +145,7 @@ assert n["devices"] == 2 and 0 <= n["compute_units"] <= 2, n
 assert d["peak_tflops_fp32"] > 0 and 0 < d["efficiency"] <= 1 and d["memory_bandwidth_gbs"] > 0, d
 assert d["layer_overhead_us"] >= 0 and n["handoff_us"] >= 0
 assert h["intra"]["bandwidth_gbs"] > 0 and h["intra"]["latency_us"] > 0, h["intra"]
-assert c["ranks"] == 2 and c["micro_batches"] == [1, 32], c
+assert c["ranks"] == 2 and c["micro_batches"] == [1, 32] and c["micro_batches_per_step"] == [32, 1], c
 assert c["command"].startswith("mpirun -np 2 dtrain profile ") and "--set train.micro_batch=32" in c["command"], c
 a, b = c["pass_seconds_alone"]
 assert 0 < a < b, c
