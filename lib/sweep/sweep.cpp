@@ -114,12 +114,16 @@ std::string literal(Reader& r, const TomlValue& v, const std::string& label, con
     case Kind::kString:
       if (v.is_string()) return config::toml_string(v.as_string().str);
       break;
+    case Kind::kStrings:  // a path, or a list of them (one per data-parallel replica)
+      if (v.is_string()) return config::toml_string(v.as_string().str);
+      [[fallthrough]];
     case Kind::kInts:
     case Kind::kFloats: {
       if (!v.is_array()) break;
+      const Kind element = kind == Kind::kInts ? Kind::kInt : kind == Kind::kFloats ? Kind::kFloat : Kind::kString;
       std::vector<std::string> parts;
       for (const auto& e : v.as_array()) {
-        std::string p = literal(r, e, label, kind == Kind::kInts ? Kind::kInt : Kind::kFloat);
+        std::string p = literal(r, e, label, element);
         if (p.empty()) return "";
         parts.push_back(p);
       }

@@ -100,6 +100,20 @@ base = "b.toml"
                                                    "optim.nesterov=true"});
 }
 
+TEST_CASE("a path-list key takes a path or a list of paths as each choice") {
+  const Spec s = parse_spec_text(R"(
+base = "b.toml"
+[space]
+"data.train" = ["a.bin", ["b0.bin", "b1.bin"]]
+)", "s.toml");
+  const auto t = make_trials(s);
+  REQUIRE(t.size() == 2);
+  CHECK(t[0].overrides == std::vector<std::string>{"data.train=\"a.bin\""});
+  CHECK(t[1].overrides == std::vector<std::string>{"data.train=[\"b0.bin\", \"b1.bin\"]"});
+  CHECK(problems_of("base = \"b.toml\"\n[space]\n\"data.train\" = [3]\n").find(
+            "s.toml:3: space.\"data.train\": expected a string") == 0);
+}
+
 TEST_CASE("random search is reproducible, within bounds, and extends with more trials") {
   const std::string text = R"(
 base = "b.toml"
