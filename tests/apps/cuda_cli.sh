@@ -61,12 +61,19 @@ fake() {  # fake NAME C-SOURCE
 fake cudnn8 'unsigned long cudnnGetVersion(void) { return 81000; }'
 fake cudnn9old 'unsigned long cudnnGetVersion(void) { return 90100; }'
 fake nccl3 'int ncclGetVersion(int* v) { *v = 30001; return 0; }'
-fake cublaslt12 'unsigned long cublasLtGetVersion(void) { return 120904; }'
+# cuBLASLt is opened by name at its first call (lib/kernels/cuda/cublaslt_loader.cpp),
+# so its fake is a library of its name found first on LD_LIBRARY_PATH.
+fake lt12 'unsigned long cublasLtGetVersion(void) { return 120904; }'
+mkdir -p "$WORK/lt12" && mv "$WORK/lt12.so" "$WORK/lt12/libcublasLt.so.13"
 fake cudart12 'int cudaRuntimeGetVersion(int* v) { *v = 12080; return 0; }'
 
 refused() {  # refused FAKE TEXT: --version --verbose with FAKE preloaded exits 2, one line naming TEXT
   set +e
-  LD_PRELOAD="$WORK/$1.so" "$DTRAIN" --version --verbose >"$WORK/out" 2>"$WORK/err"
+  if [ -d "$WORK/$1" ]; then  # a folder: first on the library path
+    LD_LIBRARY_PATH="$WORK/$1${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$DTRAIN" --version --verbose >"$WORK/out" 2>"$WORK/err"
+  else
+    LD_PRELOAD="$WORK/$1.so" "$DTRAIN" --version --verbose >"$WORK/out" 2>"$WORK/err"
+  fi
   local rc=$?
   set -e
   [ $rc -eq 2 ] || { cat "$WORK/out" "$WORK/err" >&2; fail "$1: exited $rc, expected 2"; }
@@ -77,8 +84,14 @@ refused() {  # refused FAKE TEXT: --version --verbose with FAKE preloaded exits 
 refused cudnn8 "cuDNN: loaded version 8.10.0 has another major version than the 9."
 grep -q "^cuDNN: compiled 9\..*, loaded 8.10.0$" "$WORK/out" || fail "cudnn8: the report does not show the loaded 8.10.0"
 refused nccl3 "NCCL 3.0.1 is loaded but dtrain was built with NCCL 2."
-refused cublaslt12 "cuBLASLt: loaded version 12.9.4 has another major version than the 13."
+refused lt12 "cuBLASLt: loaded version 12.9.4 has another major version than the 13."
 refused cudart12 "CUDA runtime: loaded version 12.8.0 has another major version than the 13."
+# A cuBLASLt without the entry points dtrain calls: one line naming the file and the function.
+fake lt_empty 'int not_cublaslt;'
+mkdir -p "$WORK/lt_empty" && mv "$WORK/lt_empty.so" "$WORK/lt_empty/libcublasLt.so.13"
+LD_LIBRARY_PATH="$WORK/lt_empty${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" expect_exit 1 "$DTRAIN" --version --verbose
+expect_err "cuBLASLt: libcublasLt.so.13 has no cublasLtGetVersion ($WORK/lt_empty/libcublasLt.so.13: undefined symbol"
+[ "$(wc -l <"$WORK/err")" -eq 1 ] || { cat "$WORK/err" >&2; fail "lt_empty: expected one line on stderr"; }
 # An older minor version of the same major is accepted.
 LD_PRELOAD="$WORK/cudnn9old.so" "$DTRAIN" --version --verbose >"$WORK/out" 2>"$WORK/err" ||
   { cat "$WORK/err" >&2; fail "cuDNN 9.1.0 (same major) was refused"; }
