@@ -124,6 +124,8 @@ Subcommand add_profile(CLI::App& app) {
   return {profile_cmd,
           [o](Context& ctx) {
             const dtrain::AutoLayout auto_layout = dtrain::make_auto_layout([](const std::string&) {});
+            // The calibration measures MPI's links and the ranks per node, even on one process.
+            if (!o->hardware_out.empty()) ctx.start_mpi();
             TrainingSetup setup(ctx, /*verbose=*/false);
             return o->hardware_out.empty() ? profile(ctx, *o, setup, auto_layout)
                                            : calibrate(ctx, *o, setup, auto_layout);

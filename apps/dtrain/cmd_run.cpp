@@ -4,6 +4,7 @@
 // CheckpointSession (periodic and preemption checkpoints, checkpoint.async)
 // and draw the loss plot at the end (log.plot).
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -111,7 +112,10 @@ Subcommand add_resume(CLI::App& app) {
             int64_t start = 0;
             std::string run_id;
             {  // all ranks, before the checkpoint's layout is known: to agree on which checkpoint loaded
-              dtrain::Mesh all(dtrain::MeshLayout{ctx.world_size, 1, 1}, setup.comm);
+              std::optional<dtrain::Mesh> all;
+              dtrain::SelfGroups alone;  // one process without MPI
+              dtrain::Communicator& world =
+                  ctx.mpi ? all.emplace(dtrain::MeshLayout{ctx.world_size, 1, 1}, setup.comm).world() : *alone.groups().world;
               dtrain::Resumed r = dtrain::resume(
                   {.path = o->checkpoint_path,
                    .overrides = o->overrides,
@@ -121,7 +125,7 @@ Subcommand add_resume(CLI::App& app) {
                    .log = log,
                    .warn = [&](const std::string& s) { fmt::print(stderr, "dtrain: {}warning: {}\n", ctx.rank_tag, s); },
                    .make_trainer = [&](const dtrain::Config& cfg) { return setup.make_trainer(cfg); }},
-                  all.world());
+                  world);
               trainer = std::move(r.trainer);
               start = r.meta.step;
               run_id = r.meta.run_id;

@@ -33,7 +33,12 @@ struct Context {
   int world_rank = 0;
   int world_size = 1;
   std::string rank_tag;                   // "rank 3: " with more than one rank, else ""
-  dtrain::MpiRuntime* mpi = nullptr;      // only for subcommands with needs_mpi
+  // Set once MPI is up: under a launcher, before a needs_mpi subcommand runs;
+  // on one process started without one, only when start_mpi() is called
+  // (a GPU's device groups, profile), so a CPU run of one process pays no
+  // MPI start-up (an Open MPI singleton: 0.35 s, and an orted).
+  dtrain::MpiRuntime* mpi = nullptr;
+  std::function<void()> start_mpi;
   dtrain::SignalWatch* signals = nullptr;
   dtrain::Watchdog* watchdog = nullptr;
   // Until a subcommand clears it, an error is one every rank sees alike (a
@@ -44,7 +49,7 @@ struct Context {
 struct Subcommand {
   CLI::App* cli = nullptr;
   std::function<int(Context&)> run;  // on every rank; returns the exit status
-  bool needs_mpi = false;            // MPI is initialised only for these
+  bool needs_mpi = false;            // MPI is initialised only for these (and, on one process, lazily)
 };
 
 Subcommand add_run(CLI::App& app);       // dtrain run CONFIG

@@ -5,10 +5,11 @@
 //   included), 3 internal error, 4 stopped by a preemption signal (SIGTERM,
 //   SIGUSR1) after writing a checkpoint.
 // Under mpirun/srun every rank runs this same program. MPI comes up only for
-// the subcommands that talk to other ranks (run, resume, profile): its start
-// costs about 0.4 s, which --help, keys, validate, plan, inspect, export and
-// generate do not pay (they learn their rank from the launcher's environment,
-// and rank 0 prints). For training, the config is checked against the number
+// the subcommands that talk to other ranks (run, resume, profile), and only
+// under a launcher: its start costs about 0.4 s, which --help, keys,
+// validate, plan, inspect, export and generate never pay (they learn their
+// rank from the launcher's environment, and rank 0 prints), nor a CPU run of
+// one process started alone (its groups have one member each). For training, the config is checked against the number
 // of ranks, the mesh of groups is built, and the trainer runs this rank's part. Errors every rank sees alike
 // (a bad config) are printed once, by rank 0; an error of one rank is
 // printed with its rank and ends the whole job (MPI_Abort), so no other rank
@@ -155,12 +156,16 @@ int main(int argc, char** argv) {
   if (!chosen) return kExitInternal;  // require_subcommand(1): not reached
 
   std::optional<dtrain::MpiRuntime> mpi;  // finalised after the errors are reported (MPI_Abort needs it)
-  if (chosen->needs_mpi) {
+  ctx.start_mpi = [&] {
+    if (mpi) return;
     mpi.emplace(&argc, &argv);
     ctx.mpi = &*mpi;
     ctx.world_rank = mpi->world_rank();
     ctx.world_size = mpi->world_size();
-  }
+  };
+  // Under a launcher every rank starts MPI now, together. One process started
+  // without one has no other rank to talk to: MPI waits until something asks.
+  if (chosen->needs_mpi && !launch.launcher.empty()) ctx.start_mpi();
   ctx.rank_tag = ctx.world_size > 1 ? fmt::format("rank {}: ", ctx.world_rank) : "";
   if (ctx.world_size > 1) tag_rank.store(ctx.world_rank);
 

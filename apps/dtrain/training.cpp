@@ -103,7 +103,7 @@ void GraceHooks::after_step(int64_t done, bool stopping) {
 TrainingSetup::TrainingSetup(Context& ctx, bool verbose) : ctx_(ctx), verbose_(verbose) {
   if (verbose) comm.trace = dtrain::trace_to_stderr();
   options.inject_nan_at_step = test_faults().nan_at_step;
-  options.local_rank = ctx.mpi->local_rank();
+  options.local_rank = ctx.mpi ? ctx.mpi->local_rank() : 0;
   if (verbose) options.trace = [](const std::string& line) { fmt::print(stderr, "dtrain: {}\n", line); };
 }
 
@@ -118,6 +118,7 @@ dtrain::Groups TrainingSetup::groups_for(const dtrain::Config& cfg) {
                                 static_cast<int>(cfg.parallel.pp)};
   comm.timeout_seconds = cfg.parallel.timeout;
   if (cfg.train.device == "cuda") {
+    ctx_.start_mpi();  // the device groups are built on MPI's (NCCL's id, the host-staged path)
     device_groups_.reset();
     mesh_.reset();
     dtrain::DeviceGroupsOptions o{.device_comm = cfg.parallel.device_comm, .timeout_s = cfg.parallel.timeout,
@@ -128,6 +129,11 @@ dtrain::Groups TrainingSetup::groups_for(const dtrain::Config& cfg) {
     if (verbose_)
       fmt::print(stderr, "dtrain: {}{}; {}\n", ctx_.rank_tag, ctx_.mpi->describe(), device_groups_->mesh().describe());
     return device_groups_->groups();
+  }
+  if (!ctx_.mpi) {  // one process, no launcher: load_config checked that the layout is 1 x 1 x 1
+    if (!self_) self_ = std::make_unique<dtrain::SelfGroups>();
+    if (verbose_) fmt::print(stderr, "dtrain: one process, no launcher: MPI not started\n");
+    return self_->groups();
   }
   if (!mesh_ || mesh_->layout().dp != want.dp || mesh_->layout().tp != want.tp || mesh_->layout().pp != want.pp) {
     mesh_.reset();
@@ -170,7 +176,7 @@ std::unique_ptr<dtrain::Trainer> TrainingSetup::make_trainer(const dtrain::Confi
   // The device before anything else: no GPU is one line, exit 2.
   if (std::string why = dtrain::ops::device_unavailable(cfg.train.device); !why.empty())
     throw dtrain::ConfigError(why);
-  check_fits_memory(cfg, ctx_.mpi->ranks_on_node(), options.local_rank);
+  check_fits_memory(cfg, ctx_.mpi ? ctx_.mpi->ranks_on_node() : 1, options.local_rank);
   if (auto problems = output_problems(cfg); !problems.empty()) throw dtrain::ConfigError(problems);
   (void)dtrain::checkpoint_keys(cfg);  // key files checked before any directory is made (every rank: ConfigError)
   lock_dirs(cfg);

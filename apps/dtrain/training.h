@@ -15,6 +15,7 @@
 #include "dist/device_groups.h"
 #include "dist/mesh.h"
 #include "dist/watchdog.h"
+#include "parallel/layout.h"
 #include "train/hooks.h"
 #include "train/trainer.h"
 #include "commands.h"
@@ -53,7 +54,8 @@ class GraceHooks : public dtrain::TrainHooks {
   double longest_ = 0;
 };
 
-// One training process's setup, on every rank (needs ctx.mpi).
+// One training process's setup, on every rank: over MPI where ctx.mpi is up,
+// else (one process, started alone) with one-member groups.
 class TrainingSetup {
  public:
   TrainingSetup(Context& ctx, bool verbose);
@@ -78,6 +80,7 @@ class TrainingSetup {
   bool verbose_;
   std::unique_ptr<dtrain::Mesh> mesh_;
   std::unique_ptr<dtrain::DeviceGroups> device_groups_;
+  std::unique_ptr<dtrain::SelfGroups> self_;  // without MPI
   std::vector<dtrain::RunLock> locks_;
 };
 

@@ -53,19 +53,25 @@ expect_err "DTRAIN_CPU_GEMM='fast': expected auto, avx512 or blas"
 
 # Commands that need no MPI start without it (issue 13: MPI's start costs
 # ~0.4 s). With Open MPI told to load a component that does not exist,
-# MPI_Init fails, yet these work; run, resume and profile still initialise
-# MPI (and so fail here). Under mpirun they run once per rank, print once and
-# see the launch's ranks (from the launcher's environment).
+# MPI_Init fails, yet these work; and so do run, resume and profile on one
+# process started without a launcher (one-member groups: there is no other
+# rank). Under a launcher (here its environment, as mpirun sets it) those
+# three initialise MPI, and so fail here. Under mpirun the others run once per
+# rank, print once and see the launch's ranks (from the launcher's environment).
 nompi=(env OMPI_MCA_pml=no_such_component)
 for cmd in "--help" "--version" "keys" "validate $WORK/tiny.toml" "plan $WORK/tiny.toml --devices 4" \
-           "hardware h100-sxm" "run --help"; do
+           "hardware h100-sxm" "run --help" "run $WORK/tiny.toml --set train.steps=2 --set optim.warmup_steps=1 --out $WORK/nompi" \
+           "resume $WORK/nompi --set train.steps=3" "profile $WORK/tiny.toml --steps 1 --out $WORK/nompi_profile"; do
   expect_exit 0 "${nompi[@]}" "$DTRAIN" $cmd
 done
+[ "$(step_losses "$WORK/nompi/metrics.jsonl" | cut -d' ' -f1 | tr '\n' ' ')" = "1 2 3 " ] ||
+  fail "run and resume without MPI: steps $(step_losses "$WORK/nompi/metrics.jsonl" | cut -d' ' -f1 | tr '\n' ' ')"
 expect_exit 2 "${nompi[@]}" "$DTRAIN" inspect "$WORK/no_checkpoint"
 expect_err "no_checkpoint"
-for cmd in "run $WORK/tiny.toml --set train.steps=1 --out $WORK/nompi" "resume $WORK/no_checkpoint" \
-           "profile $WORK/tiny.toml --steps 1 --out $WORK/nompi"; do
-  expect_exit 1 "${nompi[@]}" "$DTRAIN" $cmd
+launched=(env OMPI_MCA_pml=no_such_component OMPI_COMM_WORLD_SIZE=1 OMPI_COMM_WORLD_RANK=0)
+for cmd in "run $WORK/tiny.toml --set train.steps=1 --out $WORK/nompi2" "resume $WORK/no_checkpoint" \
+           "profile $WORK/tiny.toml --steps 1 --out $WORK/nompi2"; do
+  expect_exit 1 "${launched[@]}" "$DTRAIN" $cmd
   # Open MPI's own report of the failed start-up: its MPI_Init message, or,
   # when its help system itself runs out of resources, its ORTE error log.
   grep -qE "MPI_Init|ORTE_ERROR_LOG" "$WORK/err" || { cat "$WORK/err" >&2; fail "$cmd: no MPI start-up failure"; }
