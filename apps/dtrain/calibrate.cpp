@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <vector>
 
 #include <fmt/format.h>
 
 #include "kernels/cpu/gemm.h"
+#include "parallel/auto_layout.h"
 #include "parallel/layout.h"
 #include "parallel/model_profile.h"
 #include "train/profiler.h"
@@ -139,6 +141,68 @@ double handoff_time(Communicator& world, int laps) {
   return median(rounds);
 }
 
+// The config's layout (dp, tp, pp 1) at micro-batch b, one per step, with no
+// ZeRO, recomputation or sequence parallelism.
+Config layout_config(const Config& cfg, int dp, int tp, int64_t b) {
+  Config c = cfg;
+  c.parallel.mode = "manual";
+  c.parallel.dp = dp;
+  c.parallel.tp = tp;
+  c.parallel.pp = 1;
+  c.parallel.zero = 0;
+  c.parallel.sequence_parallel = false;
+  c.train.recompute = "none";
+  c.train.micro_batch = b;
+  c.train.grad_accum = 1;
+  c.train.global_batch = b * dp;
+  c.checkpoint.every = 0;
+  c.checkpoint.every_minutes = 0;
+  c.checkpoint.at_end = false;
+  return c;
+}
+
+// The step of `c`'s layout on every rank: over its measured steps the median
+// of the slowest rank's (a step is as slow as its slowest rank).
+double time_layout(const Config& c, Communicator& world, const CalibrateOptions& o) {
+  Trainer trainer(c, o.groups_for(c), [](const std::string&) {}, TrainerOptions{});
+  std::vector<double> steps;
+  for (int64_t s = 0; s < o.warmup + o.steps; ++s) {
+    const double t = max_over_ranks(world, trainer.train_step(s).seconds);
+    if (s >= o.warmup) steps.push_back(t);
+  }
+  return median(steps);
+}
+
+// The cost model's step for `c`'s layout on `n` devices of `h`.
+double predicted_step(const Config& c, int n, const Hardware& h) {
+  PlanRequest r = plan_request(c, n, h);
+  r.features = r.runnable = Features::this_trainer();
+  r.dp = static_cast<int>(c.parallel.dp);
+  r.tp = static_cast<int>(c.parallel.tp);
+  r.pp = 1;
+  r.micro_batch = c.train.micro_batch;
+  r.micro_batches = 1;
+  r.zero = 0;
+  r.recompute = 0;
+  r.sequence_parallel = 0;
+  r.max_idle_fraction = 0;
+  const Plan plan = make_plan(r);
+  if (plan.feasible.empty())
+    throw RuntimeError(fmt::format("calibration: the cost model finds no fit for {} on {} devices: {}",
+                                   describe(Candidate{.dp = r.dp, .tp = r.tp, .pp = 1}), n, nothing_fits(plan)));
+  return plan.feasible.front().p.step_seconds;
+}
+
+// The largest tp degree t > 1 dividing n that the GPT splits into (heads,
+// width and vocabulary divisible by it); 0 for none (a CNN: no tp).
+int tp_degree(const Config& cfg, int n) {
+  if (cfg.model.family() != ModelFamily::gpt) return 0;
+  for (int t = n; t > 1; --t)
+    if (n % t == 0 && cfg.model.n_head % t == 0 && cfg.model.n_embd % t == 0 && cfg.model.vocab_size % t == 0)
+      return t;
+  return 0;
+}
+
 std::string toml_string(const std::string& text) {
   std::string out = "\"";
   for (char ch : text) out += ch == '"' || ch == '\\' ? std::string("\\") + ch : std::string(1, ch);
@@ -257,6 +321,36 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
   // half the backward, as measured for the dp reduction on this machine's kind.
   h.overlap = units < node ? 0.5 : 1.0;
 
+  // 4. Where ranks share cores: the tp all-reduces inside a step. A step of
+  // every rank in tp groups of t (micro-batch b2 x t, so that each rank
+  // computes about a micro-batch of b2) beside one of every rank data-parallel
+  // (micro-batch b2): the same batch. The all-reduces of activations there
+  // compete with the ranks' compute for the cores and caches; the bandwidth
+  // the model's tp term gets is the one that makes its ratio of the two steps
+  // the measured one (the ratio, so that the compute's own error, common to
+  // both, cancels). On one rank, or ranks with a unit each, the link's.
+  const int t = units < node && n == node && o.groups_for ? tp_degree(cfg, n) : 0;
+  double dp_step = 0, tp_step = 0, dp_pred = 0, tp_pred_link = 0;
+  if (t > 1) {
+    const Config dp_cfg = layout_config(cfg, n, 1, b2), tp_cfg = layout_config(cfg, n / t, t, b2 * t);
+    world.barrier()->wait();
+    dp_step = time_layout(dp_cfg, world, o);
+    tp_step = time_layout(tp_cfg, world, o);
+    dp_pred = predicted_step(dp_cfg, n, h);
+    tp_pred_link = predicted_step(tp_cfg, n, h);
+    const double target = tp_step * dp_pred / dp_step;
+    // Bisection over log(bandwidth) between 1/100 and 100 times the link's:
+    // the predicted step falls as the bandwidth rises.
+    double lo = std::log(link.bandwidth / 100), hi = std::log(link.bandwidth * 100);
+    Hardware trial = h;
+    for (int i = 0; i < 60; ++i) {
+      const double mid = 0.5 * (lo + hi);
+      trial.tp_bandwidth = std::exp(mid);
+      (predicted_step(tp_cfg, n, trial) > target ? lo : hi) = mid;
+    }
+    h.tp_bandwidth = std::exp(0.5 * (lo + hi));
+  }
+
   c.table = {
       {"command", toml_string(o.command.empty() ? "dtrain profile " + o.config_path + " --write-hardware" : o.command)},
       {"ranks", std::to_string(n)},
@@ -279,14 +373,24 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
       {"all_reduce_bytes", fmt::format("[{}, {}]", num(kSmall), num(kBig))},
       {"handoff_hop_seconds", num(handoff + link.latency)},
   };
+  if (t > 1) {
+    c.table.push_back({"tp_layouts", fmt::format("[\"dp={} micro-batch {}\", \"dp={} tp={} micro-batch {}\"]", n, b2,
+                                                 n / t, t, b2 * t)});
+    c.table.push_back({"tp_layout_step_seconds", fmt::format("[{}, {}]", num(dp_step), num(tp_step))});
+    c.table.push_back({"tp_layout_predicted_at_link", fmt::format("[{}, {}]", num(dp_pred), num(tp_pred_link))});
+  }
   c.summary = fmt::format(
       "calibrated on {} rank{}: sgemm ({}) {:.1f} GFLOP/s; layers {:.1f} GFLOP/s (efficiency {:.2f}), {:.1f} us per layer "
       "pass (micro-batch {}: {:.4f} s, {}: {:.4f} s alone, {:.4f} s with every rank at once -> {} compute units for {} "
       "ranks); update {:.2f} ms for {:.3g} parameters ({:.2f} GB/s); all-reduce {:.1f} us per step, {:.2f} GB/s; "
-      "hand-over {:.1f} us more than a step",
+      "hand-over {:.1f} us more than a step{}",
       n, n > 1 ? "s" : "", cpu::gemm_backend_name(), peak / 1e9, fit.rate / 1e9, h.efficiency, fit.overhead * 1e6, b1, small.pass, b2,
       large.pass, together, units, node, update * 1e3, params, bandwidth / 1e9, link.latency * 1e6,
-      link.bandwidth / 1e9, handoff * 1e6);
+      link.bandwidth / 1e9, handoff * 1e6,
+      t > 1 ? fmt::format("; tp {} inside a step: {:.4f} s against {:.4f} s data-parallel (predicted at the link's "
+                          "bandwidth {:.4f} s against {:.4f} s) -> tp all-reduces at {:.2f} GB/s",
+                          t, tp_step, dp_step, tp_pred_link, dp_pred, h.tp_bandwidth / 1e9)
+            : std::string());
   return c;
 }
 

@@ -12,17 +12,24 @@
 //     share (fit_compute_units: 4 ranks on 2 cores -> 2);
 //   - all-reduces of 8 bytes and 4 MiB among all ranks (fit_link), and a small
 //     message handed round the ranks one after another: the latency of a
-//     point-to-point message to a rank that is waiting for it (handoff).
+//     point-to-point message to a rank that is waiting for it (handoff);
+//   - where ranks share cores (and the model splits over them): a step of
+//     every rank in tensor-parallel groups beside one of every rank data-
+//     parallel, the same batch: the bandwidth the tp all-reduces get inside a
+//     step (Hardware::tp_bandwidth), fitted so that the cost model's ratio of
+//     the two steps is the measured one.
 // Collective over `world`: every rank calls it with the same arguments.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "config/config.h"
 #include "core/comm.h"
 #include "parallel/calibration.h"
 #include "parallel/hardware.h"
+#include "parallel/layout.h"
 
 namespace dtrain {
 
@@ -40,6 +47,9 @@ struct CalibrateOptions {
   // The deadline of every collective but the wait for rank 0's solo
   // measurements, which has none (parallel.timeout).
   double timeout_seconds = 300;
+  // The groups of a layout of the world's ranks (collective), for the tp
+  // measurement; unset: not measured.
+  std::function<Groups(const Config&)> groups_for;
 };
 
 struct Calibration {

@@ -69,6 +69,7 @@ int calibrate(Context& ctx, ProfileOpts& o, TrainingSetup& setup, const dtrain::
   copts.command = command;
   copts.name = o.hardware_out_name.empty() ? std::filesystem::path(o.hardware_out).stem().string() : o.hardware_out_name;
   copts.timeout_seconds = cfg.parallel.timeout;
+  copts.groups_for = [&setup](const dtrain::Config& c) { return setup.groups_for(c); };
   ctx.shared_failure = false;
   const dtrain::Calibration cal = dtrain::calibrate_hardware(cfg, cmesh.world(), copts);
   if (ctx.world_rank == 0) {

@@ -177,10 +177,13 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
   auto mem_seconds = [&](double bytes) { return b * bytes * e / hw.memory_bandwidth; };
   // Tensor-parallel all-reduces of `calls` messages, `bytes` in all (ring),
   // less what the runtime hides behind the products.
+  // Hardware::tp_bandwidth, where measured, is what those all-reduces get
+  // inside a step.
+  const double tp_bandwidth = hw.tp_bandwidth > 0 ? hw.tp_bandwidth : tp_link.bandwidth;
   auto tp_time = [&](double calls, double bytes) {
     if (t <= 1 || calls == 0) return 0.0;
     return (1 - hw.tp_overlap) *
-           (calls * 2.0 * (t - 1) * tp_link.latency + 2.0 * (t - 1) / t * bytes / tp_link.bandwidth);
+           (calls * 2.0 * (t - 1) * tp_link.latency + 2.0 * (t - 1) / t * bytes / tp_bandwidth);
   };
 
   // Per micro-batch and chunk: forward, backward (with what recomputation

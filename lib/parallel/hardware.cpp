@@ -156,6 +156,7 @@ const std::vector<FileKey>& file_keys() {
       {"node", "overlap", 1, &Hardware::overlap, false},
       {"node", "tp_overlap", 1, &Hardware::tp_overlap, false},
       {"node", "handoff_us", kUs, &Hardware::handoff_latency, false},
+      {"node", "tp_bandwidth_gbs", kG, &Hardware::tp_bandwidth, false},
   };
   return keys;
 }
@@ -277,7 +278,8 @@ Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
   if (!(h.tp_overlap >= 0 && h.tp_overlap <= 1))
     problems.push_back(fmt::format("{}: node.tp_overlap must be in [0, 1]", name));
   if (h.gemm_half_dim < 0) problems.push_back(fmt::format("{}: device.gemm_half_dim cannot be negative", name));
-  if (h.peak_bf16 < 0 || h.layer_overhead < 0 || h.intra.latency < 0 || h.inter.latency < 0 || h.handoff_latency < 0)
+  if (h.peak_bf16 < 0 || h.layer_overhead < 0 || h.intra.latency < 0 || h.inter.latency < 0 || h.handoff_latency < 0 ||
+      h.tp_bandwidth < 0)
     problems.push_back(fmt::format("{}: peaks, overheads and latencies cannot be negative", name));
   if (!problems.empty()) throw ConfigError(problems);
   return h;
@@ -331,6 +333,7 @@ std::string write_hardware_toml(const Hardware& h) {
   out += line("tp_overlap", num(h.tp_overlap), "fraction of tp communication hidden behind compute");
   out += line("compute_units", std::to_string(h.compute_units), "units the devices share (ranks per core); 0 = one each");
   out += line("handoff_us", num(h.handoff_latency / kUs), "extra latency of a message to a waiting rank (stage boundary)");
+  out += line("tp_bandwidth_gbs", num(h.tp_bandwidth / kG), "tp all-reduces inside a step; 0 = the link's");
   for (auto [section, link] : {std::pair{"intra", &h.intra}, std::pair{"inter", &h.inter}}) {
     out += fmt::format("\n[{}]\n", section);
     out += line("bandwidth_gbs", num(link->bandwidth / kG), "per device and direction (NCCL bus bandwidth)");

@@ -74,6 +74,13 @@ struct Hardware {
   // cores, the waiting rank has given its core away and must be scheduled
   // again. 0 = none (devices that poll on their own core or stream).
   double handoff_latency = 0;  // s
+  // Bus bandwidth of the tensor-parallel all-reduces inside a training step,
+  // where it differs from the link's (bytes/s; 0 = the link's). Measured by
+  // `dtrain profile --write-hardware` where ranks share cores: there the
+  // all-reduces of activations compete with the ranks' own compute for the
+  // cores and caches, and a step at tp n cost more than the link's bandwidth,
+  // measured with nothing else running, says.
+  double tp_bandwidth = 0;
   // Efficiency of a matrix product whose smallest dimension is x (x <= 0:
   // unknown shape, the large-product efficiency).
   double gemm_efficiency(double x) const {

@@ -182,7 +182,8 @@ std::string format_plan_json(const Plan& plan, int top) {
                      {"intra", {{"bandwidth", hw.intra.bandwidth}, {"latency", hw.intra.latency}}},
                      {"inter", {{"bandwidth", hw.inter.bandwidth}, {"latency", hw.inter.latency}}},
                      {"overlap", hw.overlap},
-                     {"handoff_latency", hw.handoff_latency}};
+                     {"handoff_latency", hw.handoff_latency},
+                     {"tp_bandwidth", hw.tp_bandwidth}};
   out["evaluated"] = plan.evaluated;
   out["device_counts"] = plan.device_counts;
   if (!plan.vocab_blocked_tp.empty())

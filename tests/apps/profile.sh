@@ -131,27 +131,34 @@ for k in ["ops_per_step", "bytes_per_step"]:
 PY
 grep -qE "^  dp +all_reduce +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9]+%$" "$WORK/out" || fail "dp=2: no all_reduce row"
 
-# Calibration: a hardware file measured on 2 ranks (and on one), which plan reads back.
-expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" profile "$WORK/tiny.toml" --write-hardware "$WORK/cal.toml" \
+# Calibration: a hardware file measured on 4 ranks (and on one), which plan reads back. Where the
+# ranks share cores (4 on this 2-core machine) it also times a step at tp 2 beside one at dp 4.
+expect_exit 0 "${MPIRUN[@]}" -np 4 "$DTRAIN" profile "$WORK/tiny.toml" --write-hardware "$WORK/cal.toml" \
   --steps 3 --warmup 1 --set train.threads=1 --set train.micro_batch=32
-grep -q "^calibrated on 2 ranks: sgemm (.*) .* GFLOP/s" "$WORK/out" || { cat "$WORK/out"; fail "calibration: no summary"; }
+grep -q "^calibrated on 4 ranks: sgemm (.*) .* GFLOP/s" "$WORK/out" || { cat "$WORK/out"; fail "calibration: no summary"; }
 grep -q "^wrote $WORK/cal.toml" "$WORK/out" || fail "calibration: file not reported"
 python3 - "$WORK/cal.toml" <<'PY' || { cat "$WORK/cal.toml"; fail "calibration: the file's numbers"; }
 import sys, tomllib
 h = tomllib.load(open(sys.argv[1], "rb"))
 assert h["name"] == "cal", h["name"]
 d, n, c = h["device"], h["node"], h["calibration"]
-assert n["devices"] == 2 and 0 <= n["compute_units"] <= 2, n
+assert n["devices"] == 4 and 0 <= n["compute_units"] <= 4, n
 assert d["peak_tflops_fp32"] > 0 and 0 < d["efficiency"] <= 1 and d["memory_bandwidth_gbs"] > 0, d
 assert d["layer_overhead_us"] >= 0 and n["handoff_us"] >= 0
 assert h["intra"]["bandwidth_gbs"] > 0 and h["intra"]["latency_us"] > 0, h["intra"]
-assert c["ranks"] == 2 and c["micro_batches"] == [1, 32] and c["micro_batches_per_step"] == [32, 1], c
-assert c["command"].startswith("mpirun -np 2 dtrain profile ") and "--set train.micro_batch=32" in c["command"], c
+assert c["ranks"] == 4 and c["micro_batches"] == [1, 32] and c["micro_batches_per_step"] == [32, 1], c
+assert c["command"].startswith("mpirun -np 4 dtrain profile ") and "--set train.micro_batch=32" in c["command"], c
 a, b = c["pass_seconds_alone"]
 assert 0 < a < b, c
+# The tp measurement: where units are shared, tp 2 (the tiny GPT's 2 heads) beside dp 4.
+shared = 0 < n["compute_units"] < n["devices"]
+assert ("tp_layouts" in c) == shared and (n["tp_bandwidth_gbs"] > 0) == shared, (n, c)
+if shared:
+    assert c["tp_layouts"] == ["dp=4 micro-batch 32", "dp=2 tp=2 micro-batch 64"], c["tp_layouts"]
+    assert all(x > 0 for x in c["tp_layout_step_seconds"] + c["tp_layout_predicted_at_link"]), c
 PY
-expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 2 --hardware "$WORK/cal.toml"
-grep -q "plan for 2 devices of cal" "$WORK/out" || fail "plan: calibrated file not read"
+expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 4 --hardware "$WORK/cal.toml"
+grep -q "plan for 4 devices of cal" "$WORK/out" || fail "plan: calibrated file not read"
 expect_exit 0 "$DTRAIN" hardware "$WORK/cal.toml"
 grep -q "^handoff_us = " "$WORK/out" || fail "hardware: no handoff_us"
 expect_exit 0 "$DTRAIN" profile "$WORK/tiny.toml" --write-hardware "$WORK/one.toml" --hardware-name solo \

@@ -83,6 +83,7 @@ TEST_CASE("a calibrated hardware file reads back as written, its [calibration] t
   h.layer_overhead = 123.5e-6;
   h.compute_units = 2;
   h.handoff_latency = 7.25e-6;
+  h.tp_bandwidth = 1.25e9;
   h.intra = {3.5e9, 4.25e-6};
   const std::string text = write_calibrated_toml(h, {{"ranks", "4"}, {"pass_seconds_alone", "[0.02, 0.3]"},
                                                      {"command", "\"dtrain profile x.toml\""}});
@@ -97,6 +98,7 @@ TEST_CASE("a calibrated hardware file reads back as written, its [calibration] t
   CHECK(r.compute_units == 2);
   CHECK(r.devices_per_node == h.devices_per_node);
   CHECK(r.handoff_latency == doctest::Approx(h.handoff_latency));
+  CHECK(r.tp_bandwidth == doctest::Approx(1.25e9));
   CHECK(r.intra.bandwidth == doctest::Approx(3.5e9));
   CHECK(r.intra.latency == doctest::Approx(4.25e-6));
   CHECK(r.overlap == doctest::Approx(h.overlap));
@@ -104,4 +106,7 @@ TEST_CASE("a calibrated hardware file reads back as written, its [calibration] t
   std::string bad = text;
   bad.replace(bad.find("handoff_us = 7.25"), 17, "handoff_us = -1  ");
   CHECK_THROWS_AS(parse_hardware_toml(bad, "bad.toml"), ConfigError);
+  std::string bad_tp = text;  // and a negative tp bandwidth
+  bad_tp.replace(bad_tp.find("tp_bandwidth_gbs = 1.25"), 23, "tp_bandwidth_gbs = -1  ");
+  CHECK_THROWS_AS(parse_hardware_toml(bad_tp, "bad.toml"), ConfigError);
 }

@@ -419,6 +419,31 @@ TEST_CASE("handoff latency: added to every stage-boundary transfer") {
         doctest::Approx(predict(m, profile_stages(m, 1), toy_hardware(), w, f, one).step_seconds));
 }
 
+TEST_CASE("tp bandwidth: the tp all-reduces at Hardware::tp_bandwidth where set, else at the link's") {
+  const ModelConfig cfg = gpt(4, 256, 4, 256, 128);
+  const ModelProfile m = profile_model(cfg, 128, 2);
+  Hardware hw = load_hardware("cpu-local");
+  hw.intra = {4e9, 0};  // no latency: the bytes alone
+  Workload w;
+  w.global_batch = 16;
+  const Features f = Features::this_trainer();
+  const Candidate c{.dp = 2, .tp = 2, .pp = 1, .micro_batch = 8, .micro_batches = 1};
+  const Prediction at_link = predict(m, profile_stages(m, 1), hw, w, f, c);
+  REQUIRE(at_link.tp_seconds > 0);
+  hw.tp_bandwidth = 1e9;  // a quarter of the link's
+  const Prediction measured = predict(m, profile_stages(m, 1), hw, w, f, c);
+  CHECK(measured.tp_seconds == doctest::Approx(4 * at_link.tp_seconds));
+  CHECK(measured.step_seconds > at_link.step_seconds);
+  CHECK(measured.compute_seconds == doctest::Approx(at_link.compute_seconds));
+  // Without tp nothing changes.
+  const Candidate dp{.dp = 4, .tp = 1, .pp = 1, .micro_batch = 4, .micro_batches = 1};
+  const ModelProfile m1 = profile_model(cfg, 128, 1);
+  Hardware link_only = hw;
+  link_only.tp_bandwidth = 0;
+  CHECK(predict(m1, profile_stages(m1, 1), hw, w, f, dp).step_seconds ==
+        doctest::Approx(predict(m1, profile_stages(m1, 1), link_only, w, f, dp).step_seconds));
+}
+
 TEST_CASE("matrix products at their shape's efficiency, memory-bound passes at the memory bandwidth") {
   ModelProfile m = toy_profile(1);
   LayerProfile& l = m.layers[0];
