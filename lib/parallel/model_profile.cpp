@@ -115,8 +115,14 @@ void describe_gpt_layer(LayerProfile& p, const ModelConfig& cfg, int64_t seq_len
     gemm(2 * s * (h / t) * h, s, h / t);                      // attention projection
     gemm(2 * 2 * s * h * 4 * h / t, s, std::min(h, 4 * h / t));  // fc, proj
     const BlockTraffic tr = block_traffic(kernels, drop, tp);
-    p.mem_fwd = s * (tr.fwd_rep * h / q + tr.fwd_split * h / t) * bytes;
-    p.mem_bwd = s * (tr.bwd_rep * h / q + tr.bwd_split * h / t) * bytes;
+    // Sequence parallel in this trainer's (B, T, C) layout: the attention's
+    // gather along the sequence and its scatter each copy the whole activation
+    // between the packed (t, B, T/t, C) order and (B, T, C) (SeqParallel::
+    // gather and scatter, transpose_blocks: reads and writes s h), twice
+    // forward, twice backward. Megatron-LM's (T, B, C) gathers in place.
+    const double sp_copies = sp && kernels != Kernels::megatron_2021 ? 4.0 : 0.0;
+    p.mem_fwd = s * (tr.fwd_rep * h / q + tr.fwd_split * h / t + sp_copies * h) * bytes;
+    p.mem_bwd = s * (tr.bwd_rep * h / q + tr.bwd_split * h / t + sp_copies * h) * bytes;
     p.score_mem_fwd = s * tr.scores_fwd * (a / t) * s * bytes;
     p.score_mem_bwd = s * tr.scores_bwd * (a / t) * s * bytes;
     p.score_bytes = (a / t) * s * s * bytes;

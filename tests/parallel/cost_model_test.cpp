@@ -419,6 +419,29 @@ TEST_CASE("handoff latency: added to every stage-boundary transfer") {
         doctest::Approx(predict(m, profile_stages(m, 1), toy_hardware(), w, f, one).step_seconds));
 }
 
+TEST_CASE("sequence parallel: the norms' and residuals' passes split over tp, plus this trainer's two copies each way") {
+  // Dropout 0: per_op moves 10h replicated forward, 12h backward (and 8h/t, 12h/t split) per token.
+  const ModelConfig cfg = gpt(2, 256, 4, 256, 128);
+  const double s = 128, h = 256, t = 4, bytes = 4;
+  for (Kernels k : {Kernels::per_op, Kernels::dtrain_cuda, Kernels::megatron_2021}) {
+    CAPTURE(kernels_name(k));
+    const ModelProfile plain = profile_model(cfg, 128, 4, false, k), sp = profile_model(cfg, 128, 4, true, k);
+    const LayerProfile &a = plain.layers[1], &b = sp.layers[1];
+    REQUIRE(a.block);
+    // The replicated part shrinks by t; the transposes of (B, T, C) add 4h each way, but not in
+    // Megatron-LM's (T, B, C).
+    const double copies = k == Kernels::megatron_2021 ? 0 : 4 * s * h * bytes;
+    const double rep_fwd = (a.mem_fwd - b.mem_fwd + copies) / (s * h * bytes * (1 - 1 / t));
+    const double rep_bwd = (a.mem_bwd - b.mem_bwd + copies) / (s * h * bytes * (1 - 1 / t));
+    if (k == Kernels::per_op) {
+      CHECK(rep_fwd == doctest::Approx(10));
+      CHECK(rep_bwd == doctest::Approx(12));
+    }
+    CHECK(rep_fwd > 0);
+    CHECK(rep_bwd > 0);
+  }
+}
+
 TEST_CASE("tp bandwidth: the tp all-reduces at Hardware::tp_bandwidth where set, else at the link's") {
   const ModelConfig cfg = gpt(4, 256, 4, 256, 128);
   const ModelProfile m = profile_model(cfg, 128, 2);

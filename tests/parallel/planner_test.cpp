@@ -101,7 +101,10 @@ TEST_CASE("GPT-3 175B on 1024 H100s: tp 4-8 in a node, pp > 1, dp > 1, ZeRO-1, t
   const auto tp8 = std::find_if(p.feasible.begin(), p.feasible.end(),
                                 [](const PlannedLayout& l) { return l.p.c.tp == 8 && l.p.c.pp > 1; });
   REQUIRE(tp8 != p.feasible.end());
-  CHECK(tp8->p.step_seconds < 1.03 * best.step_seconds);
+  // Within 5%, the closeness megatron_test.cpp asks of a published layout
+  // (2.7% before sequence parallelism's copies in this trainer's (B, T, C)
+  // layout were costed, 3.7% since: tp 8's picks run it).
+  CHECK(tp8->p.step_seconds < 1.05 * best.step_seconds);
 }
 
 TEST_CASE("1T GPT on 3072 A100s (Narayanan et al. 2021, Table 1): tp = 8, deep pipeline, recomputation") {
