@@ -8,7 +8,6 @@ namespace dtrain {
 Mlp::Mlp(ParamStore& ps, const std::string& name, int64_t c, bool bias, double proj_std,
          Communicator* tp, bool seq_parallel)
     : Layer(name),
-      c_(c),
       fc_(ps, name + ".fc", c, 4 * c, bias, Init::normal(0.02), Init::zeros(),
           {.split = TpSplit::column, .tp = tp, .sequence_parallel = seq_parallel}),
       proj_(ps, name + ".proj", 4 * c, c, bias, Init::normal(proj_std), Init::zeros(),

@@ -35,7 +35,6 @@ class Mlp : public Layer {
   Cost cost(const Shape& in) const override;
 
  private:
-  int64_t c_;
   Linear fc_, proj_;
   Tensor f_;  // fc output of the last forward (N, 4C/t), a view of fc_'s buffer
   Tensor g_;  // GELU output (N, 4C/t)
