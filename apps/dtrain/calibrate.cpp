@@ -142,15 +142,15 @@ double handoff_time(Communicator& world, int laps) {
 }
 
 // The config's layout (dp, tp, pp 1) at micro-batch b, one per step, with no
-// ZeRO, recomputation or sequence parallelism.
-Config layout_config(const Config& cfg, int dp, int tp, int64_t b) {
+// ZeRO or recomputation, sequence parallel or not.
+Config layout_config(const Config& cfg, int dp, int tp, int64_t b, bool sp = false) {
   Config c = cfg;
   c.parallel.mode = "manual";
   c.parallel.dp = dp;
   c.parallel.tp = tp;
   c.parallel.pp = 1;
   c.parallel.zero = 0;
-  c.parallel.sequence_parallel = false;
+  c.parallel.sequence_parallel = sp;
   c.train.recompute = "none";
   c.train.micro_batch = b;
   c.train.grad_accum = 1;
@@ -184,7 +184,7 @@ double predicted_step(const Config& c, int n, const Hardware& h) {
   r.micro_batches = 1;
   r.zero = 0;
   r.recompute = 0;
-  r.sequence_parallel = 0;
+  r.sequence_parallel = c.parallel.sequence_parallel ? 1 : 0;
   r.max_idle_fraction = 0;
   const Plan plan = make_plan(r);
   if (plan.feasible.empty())
@@ -329,26 +329,38 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
   // the model's tp term gets is the one that makes its ratio of the two steps
   // the measured one (the ratio, so that the compute's own error, common to
   // both, cancels). On one rank, or ranks with a unit each, the link's.
+  // The same again with sequence parallelism, whose reduce-scatters and
+  // all-gathers are other implementations than the all-reduce's (Open MPI's
+  // non-blocking reduce-scatter took 2.5x the all-gather of the same bytes
+  // here): Hardware::sp_bandwidth.
   const int t = units < node && n == node && o.groups_for ? tp_degree(cfg, n) : 0;
-  double dp_step = 0, tp_step = 0, dp_pred = 0, tp_pred_link = 0;
+  double dp_step = 0, tp_step = 0, sp_step = 0, dp_pred = 0, tp_pred_link = 0, sp_pred_link = 0;
   if (t > 1) {
-    const Config dp_cfg = layout_config(cfg, n, 1, b2), tp_cfg = layout_config(cfg, n / t, t, b2 * t);
+    const Config dp_cfg = layout_config(cfg, n, 1, b2), tp_cfg = layout_config(cfg, n / t, t, b2 * t),
+                 sp_cfg = layout_config(cfg, n / t, t, b2 * t, /*sp=*/true);
     world.barrier()->wait();
     dp_step = time_layout(dp_cfg, world, o);
     tp_step = time_layout(tp_cfg, world, o);
+    sp_step = time_layout(sp_cfg, world, o);
     dp_pred = predicted_step(dp_cfg, n, h);
     tp_pred_link = predicted_step(tp_cfg, n, h);
-    const double target = tp_step * dp_pred / dp_step;
-    // Bisection over log(bandwidth) between 1/100 and 100 times the link's:
-    // the predicted step falls as the bandwidth rises.
-    double lo = std::log(link.bandwidth / 100), hi = std::log(link.bandwidth * 100);
-    Hardware trial = h;
-    for (int i = 0; i < 60; ++i) {
-      const double mid = 0.5 * (lo + hi);
-      trial.tp_bandwidth = std::exp(mid);
-      (predicted_step(tp_cfg, n, trial) > target ? lo : hi) = mid;
-    }
-    h.tp_bandwidth = std::exp(0.5 * (lo + hi));
+    sp_pred_link = predicted_step(sp_cfg, n, h);
+    // The bandwidth `field` at which the model predicts `step` for `c`, by
+    // bisection over its log between 1/100 and 100 times the link's (the
+    // predicted step falls as it rises).
+    auto fit = [&](const Config& c, double step, double Hardware::*field) {
+      const double target = step * dp_pred / dp_step;
+      double lo = std::log(link.bandwidth / 100), hi = std::log(link.bandwidth * 100);
+      Hardware trial = h;
+      for (int i = 0; i < 60; ++i) {
+        const double mid = 0.5 * (lo + hi);
+        trial.*field = std::exp(mid);
+        (predicted_step(c, n, trial) > target ? lo : hi) = mid;
+      }
+      return std::exp(0.5 * (lo + hi));
+    };
+    h.tp_bandwidth = fit(tp_cfg, tp_step, &Hardware::tp_bandwidth);
+    h.sp_bandwidth = fit(sp_cfg, sp_step, &Hardware::sp_bandwidth);
   }
 
   c.table = {
@@ -374,10 +386,12 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
       {"handoff_hop_seconds", num(handoff + link.latency)},
   };
   if (t > 1) {
-    c.table.push_back({"tp_layouts", fmt::format("[\"dp={} micro-batch {}\", \"dp={} tp={} micro-batch {}\"]", n, b2,
-                                                 n / t, t, b2 * t)});
-    c.table.push_back({"tp_layout_step_seconds", fmt::format("[{}, {}]", num(dp_step), num(tp_step))});
-    c.table.push_back({"tp_layout_predicted_at_link", fmt::format("[{}, {}]", num(dp_pred), num(tp_pred_link))});
+    c.table.push_back({"tp_layouts", fmt::format("[\"dp={} micro-batch {}\", \"dp={} tp={} micro-batch {}\", "
+                                                 "\"dp={} tp={} micro-batch {} sequence parallel\"]",
+                                                 n, b2, n / t, t, b2 * t, n / t, t, b2 * t)});
+    c.table.push_back({"tp_layout_step_seconds", fmt::format("[{}, {}, {}]", num(dp_step), num(tp_step), num(sp_step))});
+    c.table.push_back({"tp_layout_predicted_at_link",
+                       fmt::format("[{}, {}, {}]", num(dp_pred), num(tp_pred_link), num(sp_pred_link))});
   }
   c.summary = fmt::format(
       "calibrated on {} rank{}: sgemm ({}) {:.1f} GFLOP/s; layers {:.1f} GFLOP/s (efficiency {:.2f}), {:.1f} us per layer "
@@ -387,9 +401,11 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
       n, n > 1 ? "s" : "", cpu::gemm_backend_name(), peak / 1e9, fit.rate / 1e9, h.efficiency, fit.overhead * 1e6, b1, small.pass, b2,
       large.pass, together, units, node, update * 1e3, params, bandwidth / 1e9, link.latency * 1e6,
       link.bandwidth / 1e9, handoff * 1e6,
-      t > 1 ? fmt::format("; tp {} inside a step: {:.4f} s against {:.4f} s data-parallel (predicted at the link's "
-                          "bandwidth {:.4f} s against {:.4f} s) -> tp all-reduces at {:.2f} GB/s",
-                          t, tp_step, dp_step, tp_pred_link, dp_pred, h.tp_bandwidth / 1e9)
+      t > 1 ? fmt::format("; tp {} inside a step: {:.4f} s ({:.4f} s sequence parallel) against {:.4f} s "
+                          "data-parallel (predicted at the link's bandwidth {:.4f} s, {:.4f} s and {:.4f} s) -> tp "
+                          "all-reduces at {:.2f} GB/s, sequence parallel's at {:.2f} GB/s",
+                          t, tp_step, sp_step, dp_step, tp_pred_link, sp_pred_link, dp_pred, h.tp_bandwidth / 1e9,
+                          h.sp_bandwidth / 1e9)
             : std::string());
   return c;
 }

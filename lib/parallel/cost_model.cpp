@@ -178,8 +178,11 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
   // Tensor-parallel all-reduces of `calls` messages, `bytes` in all (ring),
   // less what the runtime hides behind the products.
   // Hardware::tp_bandwidth, where measured, is what those all-reduces get
-  // inside a step.
-  const double tp_bandwidth = hw.tp_bandwidth > 0 ? hw.tp_bandwidth : tp_link.bandwidth;
+  // inside a step; sp_bandwidth what sequence parallelism's reduce-scatters
+  // and all-gathers get.
+  const double tp_bandwidth = c.sequence_parallel && hw.sp_bandwidth > 0 ? hw.sp_bandwidth
+                              : hw.tp_bandwidth > 0                      ? hw.tp_bandwidth
+                                                                         : tp_link.bandwidth;
   auto tp_time = [&](double calls, double bytes) {
     if (t <= 1 || calls == 0) return 0.0;
     return (1 - hw.tp_overlap) *

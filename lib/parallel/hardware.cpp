@@ -157,6 +157,7 @@ const std::vector<FileKey>& file_keys() {
       {"node", "tp_overlap", 1, &Hardware::tp_overlap, false},
       {"node", "handoff_us", kUs, &Hardware::handoff_latency, false},
       {"node", "tp_bandwidth_gbs", kG, &Hardware::tp_bandwidth, false},
+      {"node", "sp_bandwidth_gbs", kG, &Hardware::sp_bandwidth, false},
   };
   return keys;
 }
@@ -279,7 +280,7 @@ Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
     problems.push_back(fmt::format("{}: node.tp_overlap must be in [0, 1]", name));
   if (h.gemm_half_dim < 0) problems.push_back(fmt::format("{}: device.gemm_half_dim cannot be negative", name));
   if (h.peak_bf16 < 0 || h.layer_overhead < 0 || h.intra.latency < 0 || h.inter.latency < 0 || h.handoff_latency < 0 ||
-      h.tp_bandwidth < 0)
+      h.tp_bandwidth < 0 || h.sp_bandwidth < 0)
     problems.push_back(fmt::format("{}: peaks, overheads and latencies cannot be negative", name));
   if (!problems.empty()) throw ConfigError(problems);
   return h;
@@ -334,6 +335,7 @@ std::string write_hardware_toml(const Hardware& h) {
   out += line("compute_units", std::to_string(h.compute_units), "units the devices share (ranks per core); 0 = one each");
   out += line("handoff_us", num(h.handoff_latency / kUs), "extra latency of a message to a waiting rank (stage boundary)");
   out += line("tp_bandwidth_gbs", num(h.tp_bandwidth / kG), "tp all-reduces inside a step; 0 = the link's");
+  out += line("sp_bandwidth_gbs", num(h.sp_bandwidth / kG), "sequence parallel's instead; 0 = tp_bandwidth_gbs");
   for (auto [section, link] : {std::pair{"intra", &h.intra}, std::pair{"inter", &h.inter}}) {
     out += fmt::format("\n[{}]\n", section);
     out += line("bandwidth_gbs", num(link->bandwidth / kG), "per device and direction (NCCL bus bandwidth)");

@@ -81,6 +81,10 @@ struct Hardware {
   // cores and caches, and a step at tp n cost more than the link's bandwidth,
   // measured with nothing else running, says.
   double tp_bandwidth = 0;
+  // The same for sequence parallelism's reduce-scatters and all-gathers,
+  // which replace those all-reduces with their own implementations (bytes/s;
+  // 0 = tp_bandwidth's).
+  double sp_bandwidth = 0;
   // Efficiency of a matrix product whose smallest dimension is x (x <= 0:
   // unknown shape, the large-product efficiency).
   double gemm_efficiency(double x) const {

@@ -183,7 +183,8 @@ std::string format_plan_json(const Plan& plan, int top) {
                      {"inter", {{"bandwidth", hw.inter.bandwidth}, {"latency", hw.inter.latency}}},
                      {"overlap", hw.overlap},
                      {"handoff_latency", hw.handoff_latency},
-                     {"tp_bandwidth", hw.tp_bandwidth}};
+                     {"tp_bandwidth", hw.tp_bandwidth},
+                     {"sp_bandwidth", hw.sp_bandwidth}};
   out["evaluated"] = plan.evaluated;
   out["device_counts"] = plan.device_counts;
   if (!plan.vocab_blocked_tp.empty())

@@ -152,9 +152,11 @@ a, b = c["pass_seconds_alone"]
 assert 0 < a < b, c
 # The tp measurement: where units are shared, tp 2 (the tiny GPT's 2 heads) beside dp 4.
 shared = 0 < n["compute_units"] < n["devices"]
-assert ("tp_layouts" in c) == shared and (n["tp_bandwidth_gbs"] > 0) == shared, (n, c)
+assert ("tp_layouts" in c) == shared and (n["tp_bandwidth_gbs"] > 0) == shared == (n["sp_bandwidth_gbs"] > 0), (n, c)
 if shared:
-    assert c["tp_layouts"] == ["dp=4 micro-batch 32", "dp=2 tp=2 micro-batch 64"], c["tp_layouts"]
+    assert c["tp_layouts"] == ["dp=4 micro-batch 32", "dp=2 tp=2 micro-batch 64",
+                              "dp=2 tp=2 micro-batch 64 sequence parallel"], c["tp_layouts"]
+    assert n["sp_bandwidth_gbs"] > 0, n
     assert all(x > 0 for x in c["tp_layout_step_seconds"] + c["tp_layout_predicted_at_link"]), c
 PY
 expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 4 --hardware "$WORK/cal.toml"

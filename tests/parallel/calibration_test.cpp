@@ -84,6 +84,7 @@ TEST_CASE("a calibrated hardware file reads back as written, its [calibration] t
   h.compute_units = 2;
   h.handoff_latency = 7.25e-6;
   h.tp_bandwidth = 1.25e9;
+  h.sp_bandwidth = 0.75e9;
   h.intra = {3.5e9, 4.25e-6};
   const std::string text = write_calibrated_toml(h, {{"ranks", "4"}, {"pass_seconds_alone", "[0.02, 0.3]"},
                                                      {"command", "\"dtrain profile x.toml\""}});
@@ -99,6 +100,7 @@ TEST_CASE("a calibrated hardware file reads back as written, its [calibration] t
   CHECK(r.devices_per_node == h.devices_per_node);
   CHECK(r.handoff_latency == doctest::Approx(h.handoff_latency));
   CHECK(r.tp_bandwidth == doctest::Approx(1.25e9));
+  CHECK(r.sp_bandwidth == doctest::Approx(0.75e9));
   CHECK(r.intra.bandwidth == doctest::Approx(3.5e9));
   CHECK(r.intra.latency == doctest::Approx(4.25e-6));
   CHECK(r.overlap == doctest::Approx(h.overlap));

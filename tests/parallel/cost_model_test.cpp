@@ -458,6 +458,16 @@ TEST_CASE("tp bandwidth: the tp all-reduces at Hardware::tp_bandwidth where set,
   CHECK(measured.tp_seconds == doctest::Approx(4 * at_link.tp_seconds));
   CHECK(measured.step_seconds > at_link.step_seconds);
   CHECK(measured.compute_seconds == doctest::Approx(at_link.compute_seconds));
+  // Sequence parallel: at sp_bandwidth where set, else at tp_bandwidth.
+  const ModelProfile msp = profile_model(cfg, 128, 2, true);
+  Candidate sp = c;
+  sp.sequence_parallel = true;
+  const Prediction sp_tp = predict(msp, profile_stages(msp, 1), hw, w, f, sp);
+  REQUIRE(sp_tp.tp_seconds > 0);
+  Hardware sp_hw = hw;
+  sp_hw.sp_bandwidth = 0.5e9;  // half of tp_bandwidth
+  CHECK(predict(msp, profile_stages(msp, 1), sp_hw, w, f, sp).tp_seconds == doctest::Approx(2 * sp_tp.tp_seconds));
+  CHECK(predict(m, profile_stages(m, 1), sp_hw, w, f, c).tp_seconds == doctest::Approx(measured.tp_seconds));
   // Without tp nothing changes.
   const Candidate dp{.dp = 4, .tp = 1, .pp = 1, .micro_batch = 4, .micro_batches = 1};
   const ModelProfile m1 = profile_model(cfg, 128, 1);
