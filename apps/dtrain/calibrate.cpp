@@ -35,6 +35,27 @@ double fastest(const std::vector<double>& v) { return v.empty() ? 0.0 : *std::mi
 // median (the sharing of the cores is the thing measured).
 enum class Pick { fastest, median };
 
+// The config's layout (dp, tp, pp 1) at micro-batch b, `accum` of them a
+// step, with no ZeRO or recomputation (the fits count the layers' own FLOPs),
+// sequence parallel or not; no checkpoints.
+Config layout_config(const Config& cfg, int dp, int tp, int64_t b, int64_t accum = 1, bool sp = false) {
+  Config c = cfg;
+  c.parallel.mode = "manual";
+  c.parallel.dp = dp;
+  c.parallel.tp = tp;
+  c.parallel.pp = 1;
+  c.parallel.zero = 0;
+  c.parallel.sequence_parallel = sp;
+  c.train.recompute = "none";
+  c.train.micro_batch = b;
+  c.train.grad_accum = accum;
+  c.train.global_batch = b * accum * dp;
+  c.checkpoint.every = 0;
+  c.checkpoint.every_minutes = 0;
+  c.checkpoint.at_end = false;
+  return c;
+}
+
 // A micro-batch of `b` on one process, `accum` of them a step: over its steps,
 // the time per micro-batch in its forward, backward (the loss included) and
 // data fill, and per step the rest (optimizer update, gradient norm and
@@ -49,16 +70,7 @@ struct StepSplit {
 };
 
 StepSplit time_one_process(const Config& cfg, int64_t b, int64_t accum, const CalibrateOptions& o, Pick pick) {
-  Config one = cfg;
-  one.parallel.mode = "manual";
-  one.parallel.dp = one.parallel.tp = one.parallel.pp = 1;
-  one.parallel.zero = 0;
-  one.train.micro_batch = b;
-  one.train.grad_accum = accum;
-  one.train.global_batch = b * accum;
-  one.checkpoint.every = 0;
-  one.checkpoint.every_minutes = 0;
-  one.checkpoint.at_end = false;
+  const Config one = layout_config(cfg, 1, 1, b, accum);
   SelfGroups self;
   Profiler prof(false);
   TrainerOptions options;
@@ -141,26 +153,6 @@ double handoff_time(Communicator& world, int laps) {
   return median(rounds);
 }
 
-// The config's layout (dp, tp, pp 1) at micro-batch b, one per step, with no
-// ZeRO or recomputation, sequence parallel or not.
-Config layout_config(const Config& cfg, int dp, int tp, int64_t b, bool sp = false) {
-  Config c = cfg;
-  c.parallel.mode = "manual";
-  c.parallel.dp = dp;
-  c.parallel.tp = tp;
-  c.parallel.pp = 1;
-  c.parallel.zero = 0;
-  c.parallel.sequence_parallel = sp;
-  c.train.recompute = "none";
-  c.train.micro_batch = b;
-  c.train.grad_accum = 1;
-  c.train.global_batch = b * dp;
-  c.checkpoint.every = 0;
-  c.checkpoint.every_minutes = 0;
-  c.checkpoint.at_end = false;
-  return c;
-}
-
 // The step of `c`'s layout on every rank: over its measured steps the median
 // of the slowest rank's (a step is as slow as its slowest rank).
 double time_layout(const Config& c, Communicator& world, const CalibrateOptions& o) {
@@ -194,11 +186,13 @@ double predicted_step(const Config& c, int n, const Hardware& h) {
 }
 
 // The largest tp degree t > 1 dividing n that the GPT splits into (heads,
-// width and vocabulary divisible by it); 0 for none (a CNN: no tp).
+// width and vocabulary divisible by it) and whose sequence it splits (for the
+// sequence-parallel step); 0 for none (a CNN: no tp).
 int tp_degree(const Config& cfg, int n) {
   if (cfg.model.family() != ModelFamily::gpt) return 0;
   for (int t = n; t > 1; --t)
-    if (n % t == 0 && cfg.model.n_head % t == 0 && cfg.model.n_embd % t == 0 && cfg.model.vocab_size % t == 0)
+    if (n % t == 0 && cfg.model.n_head % t == 0 && cfg.model.n_embd % t == 0 && cfg.model.vocab_size % t == 0 &&
+        train_seq_len(cfg) % t == 0)
       return t;
   return 0;
 }
@@ -337,7 +331,7 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
   double dp_step = 0, tp_step = 0, sp_step = 0, dp_pred = 0, tp_pred_link = 0, sp_pred_link = 0;
   if (t > 1) {
     const Config dp_cfg = layout_config(cfg, n, 1, b2), tp_cfg = layout_config(cfg, n / t, t, b2 * t),
-                 sp_cfg = layout_config(cfg, n / t, t, b2 * t, /*sp=*/true);
+                 sp_cfg = layout_config(cfg, n / t, t, b2 * t, 1, /*sp=*/true);
     world.barrier()->wait();
     dp_step = time_layout(dp_cfg, world, o);
     tp_step = time_layout(tp_cfg, world, o);

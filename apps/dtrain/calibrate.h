@@ -17,7 +17,8 @@
 //     every rank in tensor-parallel groups beside one of every rank data-
 //     parallel, the same batch: the bandwidth the tp all-reduces get inside a
 //     step (Hardware::tp_bandwidth), fitted so that the cost model's ratio of
-//     the two steps is the measured one.
+//     the two steps is the measured one; and the tp step again with sequence
+//     parallelism (Hardware::sp_bandwidth).
 // Collective over `world`: every rank calls it with the same arguments.
 #pragma once
 

@@ -9,9 +9,10 @@
 // under a launcher: its start costs about 0.4 s, which --help, keys,
 // validate, plan, inspect, export and generate never pay (they learn their
 // rank from the launcher's environment, and rank 0 prints), nor a CPU run of
-// one process started alone (its groups have one member each). For training, the config is checked against the number
-// of ranks, the mesh of groups is built, and the trainer runs this rank's part. Errors every rank sees alike
-// (a bad config) are printed once, by rank 0; an error of one rank is
+// one process started alone (its groups have one member each). For
+// training, the config is checked against the number of ranks, the mesh of
+// groups is built, and the trainer runs this rank's part. Errors every rank
+// sees alike (a bad config) are printed once, by rank 0; an error of one rank is
 // printed with its rank and ends the whole job (MPI_Abort), so no other rank
 // is left waiting.
 #include <unistd.h>

@@ -111,4 +111,7 @@ TEST_CASE("a calibrated hardware file reads back as written, its [calibration] t
   std::string bad_tp = text;  // and a negative tp bandwidth
   bad_tp.replace(bad_tp.find("tp_bandwidth_gbs = 1.25"), 23, "tp_bandwidth_gbs = -1  ");
   CHECK_THROWS_AS(parse_hardware_toml(bad_tp, "bad.toml"), ConfigError);
+  std::string bad_sp = text;  // and sequence parallel's
+  bad_sp.replace(bad_sp.find("sp_bandwidth_gbs = 0.75"), 23, "sp_bandwidth_gbs = -1  ");
+  CHECK_THROWS_AS(parse_hardware_toml(bad_sp, "bad.toml"), ConfigError);
 }
