@@ -163,6 +163,8 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
   const Link& pp_link = hw.link(c.devices());  // neighbouring stages are t * d ranks apart
   const bool fused = hw.fused_attention;
   const bool scatter = c.zero >= 1 && f.zero1_reduce_scatter;
+  // The data-parallel all-reduce overlaps the backward (Features::overlap_without_pipeline_only).
+  const bool dp_overlap = w.overlap && !(f.overlap_without_pipeline_only && p > 1);
 
   // Matrix products of one micro-batch at their shapes' rates; memory-bound
   // passes at the memory bandwidth.
@@ -366,7 +368,7 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     }
     const double last_backward = stage_tb[s] / v;  // one chunk's: the step's last
     const double end_of_backward = r.pipeline_seconds - before;
-    const double hidden = w.overlap ? hw.overlap * last_backward : 0.0;
+    const double hidden = dp_overlap ? hw.overlap * last_backward : 0.0;
     comm_end = std::max(comm_end, end_of_backward + std::max(last_bucket, reduce - hidden));
     before += last_backward + (s < nc - 1 ? xfer[s] : 0.0);
 
@@ -377,6 +379,9 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     const double grads_held = c.zero >= 2 && d > 1 ? owned : params;
     double update = (owned * sb.update_traffic + 2 * grads_held * sb.grads) / hw.memory_bandwidth *
                     std::max(1.0, share);  // every device of the node updates at once
+    // A wrapper's own gradient buckets: each gradient copied in (read, write)
+    // and the reduced one copied back out.
+    if (d > 1 && dp_overlap) update += 4 * params * f.ddp_bucket_copy_bytes / hw.memory_bandwidth * std::max(1.0, share);
     if (c.zero >= 1 && c.zero <= 2 && d > 1) update += all_gather_seconds(params * sb.params, d, dp_link);
     // Local sync, per step: 1/H of the period's exchange, an all-reduce of
     // the fp32 parameter changes after the step (nothing to hide it behind),
@@ -481,6 +486,7 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     // gradients, and the tied embedding's whole gradient.
     const double windows = 2 * stage_max_layer[s] + stage_tied[s];
     mem.grads = c.zero >= 2 && sharded ? (shard + windows) * sb.grads : params * sb.grads;
+    if (dp_overlap) mem.grads += params * f.ddp_bucket_copy_bytes;  // the wrapper's own buckets
     mem.optimizer = (c.zero >= 1 && sharded ? shard : params) * sb.optimizer;
     if (w.local_sync_every > 0 && d > 1) mem.local_sync = params * 4.0 * (w.outer_momentum ? 4 : 3);
     double act = 0, widest_shared = 0;

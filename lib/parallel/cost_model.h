@@ -107,6 +107,21 @@ struct Features {
   // `deallocate_pipeline_outputs`, which frees the data once sent, came in
   // 2022). false: freed once sent (this trainer, Megatron-LM since).
   bool keeps_sent_outputs = false;
+  // The data-parallel wrapper that overlaps its all-reduce with the backward
+  // (Workload::overlap) runs only without a pipeline; with pp > 1 the
+  // gradients are all-reduced after the backward. Megatron-LM 2021: PyTorch's
+  // DDP for pp = 1, its own local DDP otherwise (training.py asserts
+  // `DDP_impl == 'local'` for pp > 1; the SC21 scripts choose them so).
+  bool overlap_without_pipeline_only = false;
+  // Bytes per parameter of a second copy of the gradients that the
+  // overlapping data-parallel wrapper holds for the whole run, copying them
+  // in and out around its all-reduce: 0 for this trainer (its buckets are
+  // views of the gradients); 2 for PyTorch's DistributedDataParallel with
+  // 16-bit gradients before gradient_as_bucket_view (PyTorch 1.7, off by
+  // default): its reducer's buckets are their own flat tensors
+  // (pytorch/pytorch#41954: "peak memory dropped ~1GB" for a model of ~1 GB
+  // of parameters once they became views).
+  double ddp_bucket_copy_bytes = 0;
   static Features this_trainer();    // what lib/train runs today
   static Features full();            // everything the model knows, for what-ifs
 };

@@ -734,6 +734,41 @@ TEST_CASE("the update's fp32 gradient copy: a peak beside the freed activations,
   CHECK(predict(m, profile_stages(m, 1), hw, w, f, c).memory.update_copy == 0);
 }
 
+TEST_CASE("an overlapping data-parallel wrapper only without a pipeline, with buckets of its own") {
+  // Megatron-LM 2021: PyTorch's DDP (overlapped, a second copy of the
+  // gradients in its buckets) for pp = 1, its local DDP (after the backward,
+  // no copy) for pp > 1. Two layers of 1e6 parameters, fp32, dp 4.
+  ModelProfile m = toy_profile(2);
+  for (LayerProfile& l : m.layers) l.params = 1e6;
+  const Hardware hw = toy_hardware();
+  Workload w;
+  w.global_batch = 8;
+  w.bucket_bytes = 1e6;  // 8 buckets: all but the last hidden behind the backward
+  Features f = Features::full();
+  Candidate c{.dp = 4, .tp = 1, .pp = 1, .micro_batch = 2, .micro_batches = 1};
+  auto run = [&](int pp, bool overlap, bool megatron) {
+    c.pp = pp;
+    w.overlap = overlap;
+    Features g = f;
+    g.overlap_without_pipeline_only = megatron;
+    g.ddp_bucket_copy_bytes = megatron ? 2 : 0;
+    return predict(m, profile_stages(m, pp), hw, w, g, c);
+  };
+  // Without a pipeline: overlapped as before; 2 more bytes per parameter held,
+  // and copied in and out (4 x 2 bytes per parameter at 1 GB/s).
+  const Prediction ddp = run(1, true, true), plain = run(1, true, false);
+  CHECK(ddp.dp_exposed_seconds == doctest::Approx(plain.dp_exposed_seconds));
+  CHECK(ddp.dp_exposed_seconds < run(1, false, false).dp_exposed_seconds);
+  CHECK(ddp.memory.grads - plain.memory.grads == doctest::Approx(2e6 * 2));
+  CHECK(ddp.optimizer_seconds - plain.optimizer_seconds == doctest::Approx(4 * 2e6 * 2 / 1e9));
+  // With one: after the backward, as if overlap were off, and no bucket copy.
+  const Prediction local = run(2, true, true), after = run(2, false, false);
+  CHECK(local.dp_exposed_seconds == doctest::Approx(after.dp_exposed_seconds));
+  CHECK(local.dp_exposed_seconds > run(2, true, false).dp_exposed_seconds);
+  CHECK(local.memory.grads == doctest::Approx(after.memory.grads));
+  CHECK(local.step_seconds == doctest::Approx(after.step_seconds));
+}
+
 TEST_CASE("local sync: no gradient all-reduce, every H steps one of the fp32 parameter changes, and 3-4 fp32 copies") {
   // Four layers of 1e6 parameters on dp 4 (toy links: 1 GB/s, 10 us).
   ModelProfile m = toy_profile(4);
