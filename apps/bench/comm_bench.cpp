@@ -1,5 +1,6 @@
 // Measures all-reduce latency and bandwidth through MpiCommunicator against
-// plain MPI, and what the arrival notices (the timeout diagnosis of
+// plain MPI, its reduce-scatter (a ring of its own) against Open MPI's, and
+// what the arrival notices (the timeout diagnosis of
 // lib/dist/arrival_board.h) cost: the same all-reduce with notices on and off.
 // Run it under mpirun (2 ranks for the committed table):
 //   mpirun --allow-run-as-root -np 2 build/comm_bench [--quick]
@@ -96,6 +97,42 @@ int main(int argc, char** argv) {
       std::printf("| %-9s | %10.1f us | %8.1f us | %8.1f us | %8.1f us | %+9.1f us | %10.2f |\n",
                   format_bytes(bytes).c_str(), a * 1e6, b * 1e6, c * 1e6, d * 1e6, (d - c) * 1e6,
                   bus * bytes / d / 1e9);
+  }
+  // Reduce-scatter: Open MPI's non-blocking call against dtrain's ring
+  // (lib/dist/mpi_ring.h), with the all-reduce of the same tensor (twice
+  // the traffic) beside them.
+  if (root) {
+    std::printf("\nreduce-scatter of the whole tensor (fp32 sum), waited at once; bus bandwidth = (p-1)/p x bytes / time;\n"
+                "dtrain's reduce_scatter is its ring from 1 MiB (MpiCommOptions::ring_reduce_scatter_bytes), MPI's below\n\n");
+    std::printf("| %-9s | %21s | %13s | %13s | %10s | %10s |\n", "size", "MPI_Ireduce_scatter_block",
+                "dtrain", "Iallreduce", "dtrain GB/s", "speed-up");
+    std::printf("|-----------|--------------------------:|--------------:|--------------:|------------:|-----------:|\n");
+  }
+  for (int64_t n : {int64_t{16} << 10, int64_t{256} << 10, int64_t{1} << 20, int64_t{4} << 20, int64_t{16} << 20}) {
+    const int64_t part = n / p;
+    const int64_t total = part * p;
+    const double bytes = static_cast<double>(total) * 4;
+    int iters = static_cast<int>(std::clamp((quick ? 16.0 : 64.0) * (1 << 20) / bytes, 5.0, 4000.0));
+    Tensor in = Tensor::zeros({total}, DType::f32), out = Tensor::zeros({part}, DType::f32);
+    Tensor all = Tensor::zeros({total}, DType::f32);
+    std::vector<double> t_mpi, t_ring, t_all;
+    for (int round = 0; round < rounds; ++round) {
+      t_mpi.push_back(time_per_call(raw, iters, [&] {
+        MPI_Request r;
+        MPI_Ireduce_scatter_block(in.raw(), out.raw(), static_cast<int>(part), MPI_FLOAT, MPI_SUM, raw, &r);
+        MPI_Wait(&r, MPI_STATUS_IGNORE);
+      }));
+      t_ring.push_back(time_per_call(raw, iters, [&] { without.reduce_scatter(in, out, ReduceOp::sum)->wait(); }));
+      t_all.push_back(time_per_call(raw, iters, [&] {
+        MPI_Request r;
+        MPI_Iallreduce(MPI_IN_PLACE, all.raw(), static_cast<int>(total), MPI_FLOAT, MPI_SUM, raw, &r);
+        MPI_Wait(&r, MPI_STATUS_IGNORE);
+      }));
+    }
+    const double a = best(t_mpi), b = best(t_ring), c = best(t_all);
+    if (root)
+      std::printf("| %-9s | %22.1f us | %10.1f us | %10.1f us | %11.2f | %9.2fx |\n", format_bytes(bytes).c_str(),
+                  a * 1e6, b * 1e6, c * 1e6, (p - 1.0) / p * bytes / b / 1e9, a / b);
   }
   // The notices alone: a barrier, the smallest collective, with and without.
   std::vector<double> b_off, b_on;

@@ -217,26 +217,38 @@ WorkHandle MpiCommunicator::reduce_scatter(Tensor in, Tensor out, ReduceOp rop,
                g.name, dtype_name(in.dtype()), dtype_name(out.dtype()));
   op.dtype = in.dtype();
   op.count = in.numel();
-  MPI_Datatype type = mpi_type(g, op.kind, op.dtype);
+  mpi_type(g, op.kind, op.dtype);  // refuses what the communicator does not reduce, before numbering
   std::vector<int> parts = member_counts(g, op.kind, counts, in.numel());
   op.uneven = is_uneven(parts);
   DTRAIN_CHECK(out.numel() == parts[g.rank],
                "reduce_scatter on group '{}': member {} gets {} elements, the output has {}",
                g.name, g.rank, parts[g.rank], out.numel());
-  // In place when the output is the start of the input (MPI_IN_PLACE's layout).
-  bool in_place = in.raw() == out.raw();
-  const void* send = in_place ? MPI_IN_PLACE : in.raw();
-  void* recv = out.raw();
-  auto w = start(g, g_, op, in.bytes(), in, out);
-  int rc;
-  if (!op.uneven) {
-    rc = MPI_Ireduce_scatter_block(send, recv, parts[0], type, reduce_op(g, rop, op.dtype), g.comm, w->request());
-  } else {
-    w->counts() = std::move(parts);
-    rc = MPI_Ireduce_scatter(send, recv, w->counts().data(), type, reduce_op(g, rop, op.dtype), g.comm,
-                             w->request());
+  // Large ones: the ring (mpi_ring.h) on the group's own communicator, its
+  // messages tagged with this collective's number so that reduce-scatters in
+  // flight together never take each other's. The output may be the start of
+  // the input (MPI_IN_PLACE's layout).
+  auto w = start(g, g_, op, in.bytes(), in, out);  // numbers the operation
+  if (in.bytes() < g.ring_bytes) {
+    const bool in_place = in.raw() == out.raw();
+    const void* send = in_place ? MPI_IN_PLACE : in.raw();
+    const MPI_Datatype type = mpi_type(g, op.kind, op.dtype);
+    int rc;
+    if (!op.uneven) {
+      rc = MPI_Ireduce_scatter_block(send, out.raw(), parts[0], type, reduce_op(g, rop, op.dtype), g.comm,
+                                     w->request());
+    } else {
+      w->counts() = std::move(parts);
+      rc = MPI_Ireduce_scatter(send, out.raw(), w->counts().data(), type, reduce_op(g, rop, op.dtype), g.comm,
+                               w->request());
+    }
+    return posted(g, op, std::move(w), rc, "MPI_Ireduce_scatter");
   }
-  return posted(g, op, std::move(w), rc, "MPI_Ireduce_scatter");
+  const int tag = static_cast<int>(op.seq % (static_cast<int64_t>(g.tag_ub) + 1));
+  Tensor scratch = g.ring_buffer(detail::RingReduceScatter::scratch_bytes(parts, op.dtype));
+  const int rc = w->run(std::make_unique<detail::RingReduceScatter>(g.ring, g.rank, g.size, tag, op.dtype, rop,
+                                                                    in.raw(), out.raw(), std::move(parts),
+                                                                    std::move(scratch)));
+  return posted(g, op, std::move(w), rc, "the reduce-scatter ring's MPI_Isend/MPI_Irecv");
 }
 
 WorkHandle MpiCommunicator::all_gather(Tensor in, Tensor out, std::vector<int64_t> counts) {

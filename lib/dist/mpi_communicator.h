@@ -34,6 +34,11 @@ struct MpiCommOptions {
   // ranks. Must be the same on every member.
   bool arrival_notices = true;
   CommTrace trace;  // none: no tracing
+  // Reduce-scatters of at least this many bytes (the whole input) run as
+  // dtrain's ring (mpi_ring.h); smaller ones as MPI_Ireduce_scatter, whose
+  // fewer rounds win where ranks outnumber cores (apps/bench/
+  // comm_bench.results.md). Must be the same on every member.
+  size_t ring_reduce_scatter_bytes = size_t{1} << 20;
 };
 
 namespace detail {

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <numeric>
+#include <span>
 #include <thread>
 
 #include "dist/mpi_runtime.h"
@@ -68,7 +69,7 @@ void bf16_min(void* in, void* inout, int* len, MPI_Datatype*) {
 }  // namespace
 
 MpiGroup::MpiGroup(MPI_Comm c, std::string n, const MpiCommOptions& o)
-    : comm(c), name(std::move(n)), timeout(o.timeout_seconds), trace(o.trace) {
+    : comm(c), name(std::move(n)), timeout(o.timeout_seconds), trace(o.trace), ring_bytes(o.ring_reduce_scatter_bytes) {
   mpi_check(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
   mpi_check(MPI_Op_create(&bf16_sum, 1, &bf16_ops[static_cast<int>(ReduceOp::sum)]), "MPI_Op_create");
   mpi_check(MPI_Op_create(&bf16_max, 1, &bf16_ops[static_cast<int>(ReduceOp::max)]), "MPI_Op_create");
@@ -89,6 +90,10 @@ MpiGroup::MpiGroup(MPI_Comm c, std::string n, const MpiCommOptions& o)
   MPI_Group_free(&mine);
   MPI_Group_free(&world);
   mpi_check(rc, "MPI_Group_translate_ranks");
+  if (size > 1) {
+    mpi_check(MPI_Comm_dup(comm, &ring), "MPI_Comm_dup");
+    MPI_Comm_set_errhandler(ring, MPI_ERRORS_RETURN);
+  }
   if (o.arrival_notices && size > 1) {
     MPI_Comm notices;
     mpi_check(MPI_Comm_dup(comm, &notices), "MPI_Comm_dup");
@@ -111,7 +116,30 @@ MpiGroup::~MpiGroup() {
   board.reset();
   for (MPI_Op& op : bf16_ops)
     if (op != MPI_OP_NULL) MPI_Op_free(&op);
+  if (ring != MPI_COMM_NULL) MPI_Comm_free(&ring);
   MPI_Comm_free(&comm);
+}
+
+Tensor MpiGroup::ring_buffer(size_t bytes) {
+  if (bytes == 0) return {};
+  // The smallest kept buffer that is large enough.
+  auto best = ring_buffers.end();
+  for (auto it = ring_buffers.begin(); it != ring_buffers.end(); ++it)
+    if (it->bytes() >= bytes && (best == ring_buffers.end() || it->bytes() < best->bytes())) best = it;
+  if (best == ring_buffers.end()) return Tensor::empty({static_cast<int64_t>(bytes)}, DType::u8);
+  Tensor t = std::move(*best);
+  ring_buffers.erase(best);
+  return t;
+}
+
+void MpiGroup::keep_ring_buffer(Tensor buffer) {
+  if (!buffer.defined()) return;
+  ring_buffers.push_back(std::move(buffer));
+  if (ring_buffers.size() > kRingBuffers) {  // drop the smallest
+    auto smallest = std::min_element(ring_buffers.begin(), ring_buffers.end(),
+                                     [](const Tensor& a, const Tensor& b) { return a.bytes() < b.bytes(); });
+    ring_buffers.erase(smallest);
+  }
 }
 
 void MpiGroup::reap_orphans() {
@@ -206,10 +234,18 @@ void MpiGroup::check_mismatch() {
 // ---- MpiWork ----
 
 MpiWork::~MpiWork() {
-  if (done_ || request_ == MPI_REQUEST_NULL) return;
+  if (done_) return;
   int finalised = 0;
   MPI_Finalized(&finalised);
   if (finalised) return;
+  if (ring_) {
+    // The step in flight keeps the ring's buffer (and the input it reads at
+    // the next step, which will not come) until MPI is done with it.
+    for (MPI_Request& r : std::span(ring_->requests(), 2))
+      if (r != MPI_REQUEST_NULL) g_->orphans.push_back({r, false, ring_->scratch(), a_, {}, {}});
+    return;
+  }
+  if (request_ == MPI_REQUEST_NULL) return;
   int flag = 0;
   if (MPI_Test(&request_, &flag, MPI_STATUS_IGNORE) == MPI_SUCCESS && flag) return;
   g_->orphans.push_back({request_, op_.kind == OpKind::recv, std::move(a_), std::move(b_),
@@ -262,10 +298,25 @@ void MpiWork::wait() {
   g_->stats.wait_seconds += std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+int MpiWork::run(std::unique_ptr<RingReduceScatter> ring) {
+  ring_ = std::move(ring);
+  return ring_->start();
+}
+
 bool MpiWork::poll() {
   MPI_Status status;
   int flag = 0;
-  int rc = MPI_Test(&request_, &flag, &status);
+  int rc;
+  if (ring_) {
+    bool finished = false;
+    rc = ring_->progress(&finished);
+    flag = finished;
+    if (rc != MPI_SUCCESS)  // what MPI still holds stays with the group
+      for (MPI_Request& r : std::span(ring_->requests(), 2))
+        if (r != MPI_REQUEST_NULL) g_->orphans.push_back({r, false, ring_->scratch(), a_, {}, {}});
+  } else {
+    rc = MPI_Test(&request_, &flag, &status);
+  }
   if (rc != MPI_SUCCESS) {
     request_ = MPI_REQUEST_NULL;  // MPI released it with the error
     done_ = true;
@@ -286,6 +337,10 @@ bool MpiWork::poll() {
   }
   a_ = Tensor();
   b_ = Tensor();
+  if (ring_) {
+    g_->keep_ring_buffer(ring_->scratch());
+    ring_.reset();
+  }
   return true;
 }
 

@@ -14,6 +14,7 @@
 #include "core/comm.h"
 #include "dist/arrival_board.h"
 #include "dist/mpi_communicator.h"
+#include "dist/mpi_ring.h"
 
 namespace dtrain::detail {
 
@@ -48,6 +49,15 @@ struct Orphan {
 
 struct MpiGroup {
   MPI_Comm comm = MPI_COMM_NULL;  // owned
+  // The reduce-scatter ring's messages (mpi_ring.h), apart from the
+  // members' own sends and receives on comm; owned, made when size > 1.
+  MPI_Comm ring = MPI_COMM_NULL;
+  // Scratch buffers of finished rings, reused (a fresh one of 64 MiB costs
+  // its page faults on every reduce-scatter): at most kRingBuffers kept.
+  static constexpr size_t kRingBuffers = 4;
+  std::vector<Tensor> ring_buffers;
+  Tensor ring_buffer(size_t bytes);       // a kept one at least that large, or a new one
+  void keep_ring_buffer(Tensor buffer);
   std::string name;
   int rank = 0;
   int size = 1;
@@ -57,6 +67,7 @@ struct MpiGroup {
   CommTrace trace;
   CommStats stats;
   int64_t seq = 0;  // collectives issued
+  size_t ring_bytes = 0;  // MpiCommOptions::ring_reduce_scatter_bytes
   std::unique_ptr<ArrivalBoard> board;  // null when notices are off or size == 1
   std::string failure;  // the first failure; non-empty = unusable
   std::vector<Orphan> orphans;
@@ -72,8 +83,9 @@ struct MpiGroup {
   std::shared_ptr<StagingPool> pool;
   bool staging_inner = false;
 
-  // Takes comm (sets MPI_ERRORS_RETURN on it); collective over comm when
-  // notices are on (it duplicates comm for them).
+  // Takes comm (sets MPI_ERRORS_RETURN on it); collective over comm when it
+  // has more than one member (it duplicates comm for the ring, and for the
+  // notices when they are on).
   MpiGroup(MPI_Comm comm, std::string name, const MpiCommOptions& options);
   ~MpiGroup();
   MpiGroup(const MpiGroup&) = delete;
@@ -110,6 +122,9 @@ class MpiWork : public Work {
   void wait() override;
 
   MPI_Request* request() { return &request_; }
+  // Makes this Work the ring's (instead of one MPI request's); returns its
+  // start's MPI error code.
+  int run(std::unique_ptr<RingReduceScatter> ring);
   // Count and displacement arrays that MPI reads until the operation completes.
   std::vector<int>& counts() { return counts_; }
   std::vector<int>& displs() { return displs_; }
@@ -122,6 +137,7 @@ class MpiWork : public Work {
   Tensor a_, b_;  // kept alive until MPI is done with them
   std::vector<int> counts_, displs_;
   MPI_Request request_ = MPI_REQUEST_NULL;
+  std::unique_ptr<RingReduceScatter> ring_;
   bool done_ = false;
 };
 

@@ -93,6 +93,67 @@ TEST_CASE("world: bf16 all_reduce sums, maxes and mins in fp32, rounded once") {
   if (p <= 2) CHECK(float(q.data<bf16>()[0]) == static_cast<float>(p) * (1.0f + 1.0f / 128));
 }
 
+TEST_CASE("world: the reduce_scatter ring in every reduced type and op, in its fixed order, several in flight") {
+  MpiCommOptions ring = test_options();
+  ring.ring_reduce_scatter_bytes = 0;  // every reduce-scatter by the ring (large ones are by default)
+  MpiCommunicator world(MPI_COMM_WORLD, "world", ring);
+  const int p = world.size(), r = world.rank();
+  // Equal and uneven parts (one empty), out of place and in place.
+  std::vector<int64_t> uneven(p);
+  for (int m = 0; m < p; ++m) uneven[m] = m == 1 ? 0 : m + 2;
+  for (bool in_place : {false, true}) {
+    check_reduce_scatter(world, {}, 5, in_place);
+    check_reduce_scatter(world, uneven, 0, in_place);
+  }
+  // Integers (exact in every type): sum, max and min of (m + 1) (i % 5 + 1) over members m.
+  auto check_type = [&](auto zero) {
+    using T = decltype(zero);
+    for (ReduceOp op : {ReduceOp::sum, ReduceOp::max, ReduceOp::min}) {
+      const int64_t each = 7;
+      Tensor in = filled<T>(each * p, [&](int64_t i) { return static_cast<float>((r + 1) * (i % 5 + 1)); });
+      Tensor out = Tensor::zeros({each}, dtype_of<T>());
+      world.reduce_scatter(in, out, op)->wait();
+      const double factor = op == ReduceOp::sum ? p * (p + 1) / 2.0 : op == ReduceOp::max ? p : 1;
+      int wrong = 0;
+      for (int64_t j = 0; j < each; ++j)
+        wrong += static_cast<double>(out.data<T>()[j]) != factor * ((r * each + j) % 5 + 1);
+      CHECK_MESSAGE(wrong == 0, "reduce_scatter ", reduce_op_name(op), " ", dtype_name(dtype_of<T>()));
+    }
+  };
+  check_type(float{});
+  check_type(double{});
+  check_type(int32_t{});
+  check_type(bf16{});
+
+  // Rounding shows the order: member r's part c sums ((x_{c+1} + x_{c+2}) + ...) + x_c,
+  // bit for bit, and three reduce-scatters in flight at once (waited in reverse) keep
+  // their messages apart.
+  const int64_t each = 1000;
+  auto value = [](int m, int64_t i) { return 0.1f * static_cast<float>(m + 1) + 1e-3f * static_cast<float>(i % 13); };
+  std::vector<Tensor> outs;
+  std::vector<WorkHandle> ws;
+  for (int k = 0; k < 3; ++k) {
+    const int64_t n = each * (k + 1);
+    outs.push_back(Tensor::zeros({n}, DType::f32));
+    ws.push_back(world.reduce_scatter(filled<float>(n * p, [&](int64_t i) { return value(r, i) * (1 << k); }),
+                                      outs.back(), ReduceOp::sum));
+  }
+  for (int k = 2; k >= 0; --k) ws[k]->wait();
+  for (int k = 0; k < 3; ++k) {
+    const int64_t n = each * (k + 1);
+    int wrong = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t i = r * n + j;
+      // Scaled by powers of two: exact, so a fused multiply-add cannot round differently.
+      float sum = value((r + 1) % p, i) * (1 << k);
+      for (int s = 2; s <= p; ++s) sum += value((r + s) % p, i) * (1 << k);
+      wrong += outs[k].data<float>()[j] != sum;
+    }
+    CHECK_MESSAGE(wrong == 0, "reduce_scatter ", k, " in the ring's order");
+  }
+  CHECK_FALSE(world.failed());
+}
+
 TEST_CASE("world: a timeout names the collective, the group and the missing rank") {
   const int p = world_size();
   if (p < 2) return;

@@ -64,7 +64,7 @@ struct Row {
   struct Run {
     int micro_batch = 0;
     int chunks = 0;  // model chunks per stage: 1 = 1F1B, v > 1 interleaved
-  } run;
+  } run = {};
 };
 
 // Table 1, with each row's run as examples/sc21/run_table_1.sh gives it
