@@ -104,7 +104,7 @@ int main(int argc, char** argv) {
   if (root) {
     std::printf("\nreduce-scatter of the whole tensor (fp32 sum), waited at once; bus bandwidth = (p-1)/p x bytes / time;\n"
                 "dtrain's reduce_scatter is its ring from 1 MiB (MpiCommOptions::ring_reduce_scatter_bytes), MPI's below\n\n");
-    std::printf("| %-9s | %21s | %13s | %13s | %10s | %10s |\n", "size", "MPI_Ireduce_scatter_block",
+    std::printf("| %-9s | %21s | %13s | %13s | %11s | %10s |\n", "size", "MPI_Ireduce_scatter_block",
                 "dtrain", "Iallreduce", "dtrain GB/s", "speed-up");
     std::printf("|-----------|--------------------------:|--------------:|--------------:|------------:|-----------:|\n");
   }
