@@ -54,7 +54,8 @@ class MpiCommunicator : public Communicator {
   // color, ordered by key. Null for color MPI_UNDEFINED.
   static std::unique_ptr<MpiCommunicator> split(MPI_Comm parent, int color, int key,
                                                 std::string name, MpiCommOptions options = {});
-  // Takes ownership of comm (freed with the communicator). Not collective.
+  // Takes ownership of comm (freed with the communicator). Collective over
+  // comm when it has more than one member (the group duplicates it).
   static std::unique_ptr<MpiCommunicator> adopt(MPI_Comm comm, std::string name,
                                                 MpiCommOptions options = {});
   ~MpiCommunicator() override;
