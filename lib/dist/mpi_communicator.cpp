@@ -217,7 +217,7 @@ WorkHandle MpiCommunicator::reduce_scatter(Tensor in, Tensor out, ReduceOp rop,
                g.name, dtype_name(in.dtype()), dtype_name(out.dtype()));
   op.dtype = in.dtype();
   op.count = in.numel();
-  mpi_type(g, op.kind, op.dtype);  // refuses what the communicator does not reduce, before numbering
+  const MPI_Datatype type = mpi_type(g, op.kind, op.dtype);  // refuses the rest, before numbering
   std::vector<int> parts = member_counts(g, op.kind, counts, in.numel());
   op.uneven = is_uneven(parts);
   DTRAIN_CHECK(out.numel() == parts[g.rank],
@@ -231,7 +231,6 @@ WorkHandle MpiCommunicator::reduce_scatter(Tensor in, Tensor out, ReduceOp rop,
   if (in.bytes() < g.ring_bytes) {
     const bool in_place = in.raw() == out.raw();
     const void* send = in_place ? MPI_IN_PLACE : in.raw();
-    const MPI_Datatype type = mpi_type(g, op.kind, op.dtype);
     int rc;
     if (!op.uneven) {
       rc = MPI_Ireduce_scatter_block(send, out.raw(), parts[0], type, reduce_op(g, rop, op.dtype), g.comm,
@@ -245,7 +244,7 @@ WorkHandle MpiCommunicator::reduce_scatter(Tensor in, Tensor out, ReduceOp rop,
   }
   const int tag = static_cast<int>(op.seq % (static_cast<int64_t>(g.tag_ub) + 1));
   Tensor scratch = g.ring_buffer(detail::RingReduceScatter::scratch_bytes(parts, op.dtype));
-  const int rc = w->run(std::make_unique<detail::RingReduceScatter>(g.ring, g.rank, g.size, tag, op.dtype, rop,
+  const int rc = w->run(std::make_unique<detail::RingReduceScatter>(g.ring, g.rank, g.size, tag, op.dtype, type, rop,
                                                                     in.raw(), out.raw(), std::move(parts),
                                                                     std::move(scratch)));
   return posted(g, op, std::move(w), rc, "the reduce-scatter ring's MPI_Isend/MPI_Irecv");

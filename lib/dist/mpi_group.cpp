@@ -50,20 +50,15 @@ OpInfo OpInfo::from(const Notice& n) {
 
 namespace {
 
-template <class F>
-void bf16_reduce(void* in, void* inout, int* len, F f) {
-  const bf16* a = static_cast<const bf16*>(in);
-  bf16* b = static_cast<bf16*>(inout);
-  for (int i = 0; i < *len; ++i) b[i] = bf16(f(float(a[i]), float(b[i])));
-}
+// MPI's user-op signature over reduce_into (mpi_ring.h), which the ring uses too.
 void bf16_sum(void* in, void* inout, int* len, MPI_Datatype*) {
-  bf16_reduce(in, inout, len, [](float x, float y) { return x + y; });
+  reduce_into(DType::bf16, ReduceOp::sum, in, inout, *len);
 }
 void bf16_max(void* in, void* inout, int* len, MPI_Datatype*) {
-  bf16_reduce(in, inout, len, [](float x, float y) { return x > y ? x : y; });
+  reduce_into(DType::bf16, ReduceOp::max, in, inout, *len);
 }
 void bf16_min(void* in, void* inout, int* len, MPI_Datatype*) {
-  bf16_reduce(in, inout, len, [](float x, float y) { return x < y ? x : y; });
+  reduce_into(DType::bf16, ReduceOp::min, in, inout, *len);
 }
 
 }  // namespace
@@ -239,10 +234,7 @@ MpiWork::~MpiWork() {
   MPI_Finalized(&finalised);
   if (finalised) return;
   if (ring_) {
-    // The step in flight keeps the ring's buffer (and the input it reads at
-    // the next step, which will not come) until MPI is done with it.
-    for (MPI_Request& r : std::span(ring_->requests(), 2))
-      if (r != MPI_REQUEST_NULL) g_->orphans.push_back({r, false, ring_->scratch(), a_, {}, {}});
+    orphan_ring();
     return;
   }
   if (request_ == MPI_REQUEST_NULL) return;
@@ -298,6 +290,13 @@ void MpiWork::wait() {
   g_->stats.wait_seconds += std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+void MpiWork::orphan_ring() {
+  // The step in flight keeps the ring's buffer (and the input, read by the
+  // next step that will not come) until MPI is done with it.
+  for (MPI_Request& r : std::span(ring_->requests(), 2))
+    if (r != MPI_REQUEST_NULL) g_->orphans.push_back({r, false, ring_->scratch(), a_, {}, {}});
+}
+
 int MpiWork::run(std::unique_ptr<RingReduceScatter> ring) {
   ring_ = std::move(ring);
   return ring_->start();
@@ -311,9 +310,7 @@ bool MpiWork::poll() {
     bool finished = false;
     rc = ring_->progress(&finished);
     flag = finished;
-    if (rc != MPI_SUCCESS)  // what MPI still holds stays with the group
-      for (MPI_Request& r : std::span(ring_->requests(), 2))
-        if (r != MPI_REQUEST_NULL) g_->orphans.push_back({r, false, ring_->scratch(), a_, {}, {}});
+    if (rc != MPI_SUCCESS) orphan_ring();
   } else {
     rc = MPI_Test(&request_, &flag, &status);
   }

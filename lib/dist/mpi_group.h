@@ -131,6 +131,7 @@ class MpiWork : public Work {
 
  private:
   bool poll();
+  void orphan_ring();  // hands the ring's requests in flight to the group
 
   std::shared_ptr<MpiGroup> g_;
   OpInfo op_;

@@ -57,13 +57,14 @@ size_t RingReduceScatter::scratch_bytes(const std::vector<int>& parts, DType t) 
   return 2 * static_cast<size_t>(*std::max_element(parts.begin(), parts.end())) * dtype_size(t);
 }
 
-RingReduceScatter::RingReduceScatter(MPI_Comm comm, int rank, int size, int tag, DType t, ReduceOp op,
-                                     const void* in, void* out, std::vector<int> parts, Tensor scratch)
+RingReduceScatter::RingReduceScatter(MPI_Comm comm, int rank, int size, int tag, DType t, MPI_Datatype type,
+                                     ReduceOp op, const void* in, void* out, std::vector<int> parts, Tensor scratch)
     : comm_(comm),
       rank_(rank),
       size_(size),
       tag_(tag),
       dtype_(t),
+      type_(type),
       op_(op),
       in_(static_cast<const std::byte*>(in)),
       out_(static_cast<std::byte*>(out)),
@@ -101,9 +102,9 @@ int RingReduceScatter::post() {
   const int right = (rank_ + 1) % size_, left = (rank_ - 1 + size_) % size_;
   const int sent = ((rank_ - step_ - 1) % size_ + size_) % size_;
   const int got = ((rank_ - step_ - 2) % size_ + size_) % size_;
-  int rc = MPI_Irecv(recv_, parts_[got] * static_cast<int>(esize_), MPI_BYTE, left, tag_, comm_, &requests_[0]);
+  int rc = MPI_Irecv(recv_, parts_[got], type_, left, tag_, comm_, &requests_[0]);
   if (rc != MPI_SUCCESS) return rc;
-  return MPI_Isend(send_, parts_[sent] * static_cast<int>(esize_), MPI_BYTE, right, tag_, comm_, &requests_[1]);
+  return MPI_Isend(send_, parts_[sent], type_, right, tag_, comm_, &requests_[1]);
 }
 
 int RingReduceScatter::progress(bool* done) {

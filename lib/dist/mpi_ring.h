@@ -27,11 +27,12 @@ void reduce_into(DType t, ReduceOp op, const void* a, void* b, int64_t n);
 class RingReduceScatter {
  public:
   // parts: elements per member; in holds their sum, out this member's part
-  // (out may be the start of in). scratch: at least scratch_bytes(parts, t)
+  // (out may be the start of in); type: MPI's for one element (counts stay
+  // in elements, which the caller bounds to int). scratch: at least scratch_bytes(parts, t)
   // bytes that nothing else uses until the ring is done. Nothing is posted
   // until start().
-  RingReduceScatter(MPI_Comm comm, int rank, int size, int tag, DType t, ReduceOp op, const void* in, void* out,
-                    std::vector<int> parts, Tensor scratch);
+  RingReduceScatter(MPI_Comm comm, int rank, int size, int tag, DType t, MPI_Datatype type, ReduceOp op,
+                    const void* in, void* out, std::vector<int> parts, Tensor scratch);
   static size_t scratch_bytes(const std::vector<int>& parts, DType t);
   // Posts the first step (or, alone in the group, copies the part): an MPI
   // error code.
@@ -51,6 +52,7 @@ class RingReduceScatter {
   MPI_Comm comm_;
   int rank_, size_, tag_;
   DType dtype_;
+  MPI_Datatype type_;
   ReduceOp op_;
   const std::byte* in_;
   std::byte* out_;

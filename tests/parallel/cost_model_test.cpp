@@ -744,12 +744,11 @@ TEST_CASE("an overlapping data-parallel wrapper only without a pipeline, with bu
   Workload w;
   w.global_batch = 8;
   w.bucket_bytes = 1e6;  // 8 buckets: all but the last hidden behind the backward
-  Features f = Features::full();
   Candidate c{.dp = 4, .tp = 1, .pp = 1, .micro_batch = 2, .micro_batches = 1};
   auto run = [&](int pp, bool overlap, bool megatron) {
     c.pp = pp;
     w.overlap = overlap;
-    Features g = f;
+    Features g = Features::full();
     g.overlap_without_pipeline_only = megatron;
     g.ddp_bucket_copy_bytes = megatron ? 2 : 0;
     return predict(m, profile_stages(m, pp), hw, w, g, c);
