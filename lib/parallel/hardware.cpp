@@ -36,9 +36,12 @@ constexpr double kG = 1e9, kT = 1e12, kUs = 1e-6;
 // peak (H200 measured 770-800 TFLOP/s at 8192^3; cuBLAS on A100 similar),
 // half of that at a smallest dimension of 128 (a per-head attention product);
 // memory-bound passes at 90% of the HBM bandwidth (H100 3.0, H200 4.3 TB/s
-// measured by device copies). The backend's attention is fused (flash-style),
-// its other memory-bound kernels are lib/kernels/cuda's, its tp communication
-// not overlapped (as this trainer runs it).
+// measured by device copies). The backend is this trainer's CUDA one: its
+// attention materialises the probabilities (cuBLASLt products around
+// lib/kernels/cuda's causal softmax, lib/ops/cuda/blas.cpp: P kept for the
+// backward, fp32 scores in chunks), its other memory-bound kernels are
+// lib/kernels/cuda's, its tp communication is not overlapped. A runtime with a
+// flash-style attention says `fused_attention = true` in its hardware file.
 Hardware h100_sxm() {
   Hardware h;
   h.name = "h100-sxm";
@@ -52,7 +55,7 @@ Hardware h100_sxm() {
   h.efficiency = 0.8;
   h.gemm_half_dim = 128;
   h.memory_bandwidth = 3015 * kG;  // 90% of 3.35 TB/s
-  h.fused_attention = true;
+  h.fused_attention = false;  // lib/ops/cuda/blas.cpp keeps P (a s^2 per sample)
   h.kernels = Kernels::dtrain_cuda;
   h.layer_overhead = 20 * kUs;
   h.devices_per_node = 8;
@@ -88,7 +91,7 @@ Hardware a100_80gb() {
   h.efficiency = 0.8;
   h.gemm_half_dim = 128;
   h.memory_bandwidth = 1835 * kG;  // 90% of 2039 GB/s
-  h.fused_attention = true;
+  h.fused_attention = false;  // lib/ops/cuda/blas.cpp keeps P (a s^2 per sample)
   h.kernels = Kernels::dtrain_cuda;
   h.layer_overhead = 20 * kUs;
   h.devices_per_node = 8;

@@ -274,8 +274,11 @@ TEST_CASE("hardware: presets round-trip through the file format, bad files are n
             .kernels == Kernels::megatron_2021);
   CHECK_THROWS_WITH_AS(parse_hardware_toml("[device]\nkernels = \"fused\"\n", "hw.toml"),
                        doctest::Contains("device.kernels: expected"), ConfigError);
-  // GPU presets: fused attention; this CPU backend materialises the scores.
-  CHECK(load_hardware("h200").fused_attention);
+  // Every preset describes this trainer's backends, and both materialise the
+  // attention probabilities (the CUDA one: cuBLASLt products around a causal
+  // softmax kernel, lib/ops/cuda/blas.cpp).
+  CHECK(!load_hardware("h200").fused_attention);
+  CHECK(!load_hardware("a100-80gb").fused_attention);
   CHECK(!load_hardware("cpu-local").fused_attention);
   CHECK(load_hardware("a100-80gb").gemm_efficiency(128) == doctest::Approx(0.4));
   CHECK(load_hardware("a100-80gb").gemm_efficiency(1e9) == doctest::Approx(0.8));
