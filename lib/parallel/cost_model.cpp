@@ -157,7 +157,8 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
   const double m = static_cast<double>(c.micro_batches);
   const double e = w.precision == "bf16" ? 0.5 : 1.0;  // activation bytes relative to the layers' fp32 count
   const double peak = hw.peak(w.precision);
-  const StateBytes sb = state_bytes(w);
+  StateBytes sb = state_bytes(w);
+  if (f.grad_bytes > 0) sb.grads = f.grad_bytes;
   const Link& tp_link = hw.link(t);
   const Link& dp_link = hw.link(static_cast<long long>(t) * d);
   const Link& pp_link = hw.link(c.devices());  // neighbouring stages are t * d ranks apart
@@ -168,11 +169,15 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
 
   // Matrix products of one micro-batch at their shapes' rates; memory-bound
   // passes at the memory bandwidth.
+  // A fused attention skips the causal mask's upper tiles: half the work of
+  // the per-head products (Gemm::causal).
+  const double causal_work = fused ? 0.5 : 1.0;
   auto gemm_seconds = [&](const std::vector<Gemm>& gemms, bool forward) {
     double sec = 0;
     for (const Gemm& g : gemms) {
       const double x = g.rows > 0 ? std::min(b * g.rows, g.dim) : g.dim;
-      sec += b * (forward ? g.fwd_flops : g.bwd_flops) / (peak * hw.gemm_efficiency(x));
+      sec += b * (forward ? g.fwd_flops : g.bwd_flops) * (g.causal ? causal_work : 1.0) /
+             (peak * hw.gemm_efficiency(x));
     }
     return sec;
   };
@@ -199,9 +204,10 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     const double layers = static_cast<double>(st.layers());
     const double fwd_gemm = gemm_seconds(st.gemms, true), bwd_gemm = gemm_seconds(st.gemms, false);
     // A fused attention keeps no scores: its backward computes Q K^T again.
-    const double remake_scores = fused && st.selective_flops > 0
-                                     ? b * st.selective_flops / (peak * hw.gemm_efficiency(st.selective_dim))
-                                     : 0.0;
+    const double remake_scores =
+        fused && st.selective_flops > 0
+            ? b * st.selective_flops * causal_work / (peak * hw.gemm_efficiency(st.selective_dim))
+            : 0.0;
     const double fwd_mem = mem_seconds(st.mem_fwd + (fused ? 0.0 : st.score_mem_fwd));
     const double bwd_mem = mem_seconds(st.mem_bwd + (fused ? 0.0 : st.score_mem_bwd));
     const double fwd_tp = tp_time(st.tp_fwd_calls, b * st.tp_fwd_bytes * e);
@@ -271,8 +277,10 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
   const bool split = f.p2p_scatter_gather && t > 1;
   for (int k = 0; k + 1 < nc && p > 1; ++k) {
     const double bytes = b * chunks[k].out_bytes * e;
-    xfer[k] = split ? p2p_seconds(bytes / t, pp_link) + all_gather_seconds(bytes, t, tp_link)
-                    : p2p_seconds(bytes, pp_link);
+    // Under sequence parallelism the boundary is already split over the tp
+    // ranks: each sends and receives its own part, nothing to gather.
+    const double gather = c.sequence_parallel ? 0.0 : all_gather_seconds(bytes, t, tp_link);
+    xfer[k] = split ? p2p_seconds(bytes / t, pp_link) + gather : p2p_seconds(bytes, pp_link);
     xfer[k] += hw.handoff_latency;
   }
   for (int k = 0; k < nc; ++k) {
@@ -382,7 +390,18 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     // A wrapper's own gradient buckets: each gradient copied in (read, write)
     // and the reduced one copied back out.
     if (d > 1 && dp_overlap) update += 4 * params * f.ddp_bucket_copy_bytes / hw.memory_bandwidth * std::max(1.0, share);
-    if (c.zero >= 1 && c.zero <= 2 && d > 1) update += all_gather_seconds(params * sb.params, d, dp_link);
+    if (c.zero >= 1 && c.zero <= 2 && d > 1) {
+      const double gather = all_gather_seconds(params * sb.params, d, dp_link);
+      if (f.overlap_param_gather) {
+        // Behind the next step's first forward of this stage's chunks.
+        double first_forward = 0;
+        for (int k = s; k < nc; k += p) first_forward += tf[k];
+        const double first_bucket = all_gather_seconds(std::min(params * sb.params, w.bucket_bytes), d, dp_link);
+        update += std::max(first_bucket, gather - hw.overlap * first_forward);
+      } else {
+        update += gather;
+      }
+    }
     // Local sync, per step: 1/H of the period's exchange, an all-reduce of
     // the fp32 parameter changes after the step (nothing to hide it behind),
     // and of the outer step's passes over the fp32 copies (LocalSync::sync,

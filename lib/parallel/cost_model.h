@@ -122,6 +122,18 @@ struct Features {
   // (pytorch/pytorch#41954: "peak memory dropped ~1GB" for a model of ~1 GB
   // of parameters once they became views).
   double ddp_bucket_copy_bytes = 0;
+  // Bytes per parameter of the gradients the devices keep and the
+  // data-parallel reduction moves, where the runtime's differ from the
+  // workload's (StateBytes::grads): 0 = the workload's (this trainer: bf16
+  // gradients under bf16); 4 = fp32, as Megatron-Core accumulates and reduces
+  // them for bf16 (its main_grad buffers; arguments.py sets
+  // accumulate_allreduce_grads_in_fp32 for bf16).
+  double grad_bytes = 0;
+  // The ZeRO-1/2 all-gather of the updated parameters runs during the next
+  // step's first forward, bucket by bucket (Megatron-Core's
+  // --overlap-param-gather), hidden behind `overlap` of it but never less
+  // than its first bucket; false: after the update, exposed (this trainer).
+  bool overlap_param_gather = false;
   static Features this_trainer();    // what lib/train runs today
   static Features full();            // everything the model knows, for what-ifs
 };

@@ -21,6 +21,7 @@ const char* kernels_name(Kernels k) {
   switch (k) {
     case Kernels::dtrain_cuda: return "dtrain-cuda";
     case Kernels::megatron_2021: return "megatron-2021";
+    case Kernels::megatron_core: return "megatron-core";
     default: return "per-op";
   }
 }
@@ -241,7 +242,8 @@ Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
         if (k == "per-op") h.kernels = Kernels::per_op;
         else if (k == "dtrain-cuda") h.kernels = Kernels::dtrain_cuda;
         else if (k == "megatron-2021") h.kernels = Kernels::megatron_2021;
-        else bad(name, v, "device.kernels: expected \"per-op\", \"dtrain-cuda\" or \"megatron-2021\"");
+        else if (k == "megatron-core") h.kernels = Kernels::megatron_core;
+        else bad(name, v, "device.kernels: expected \"per-op\", \"dtrain-cuda\", \"megatron-2021\" or \"megatron-core\"");
         continue;
       }
       if ((section == "intra" || section == "inter") && (key == "bandwidth_gbs" || key == "latency_us")) {
@@ -329,7 +331,7 @@ std::string write_hardware_toml(const Hardware& h) {
   out += line("gemm_half_dim", num(h.gemm_half_dim), "smallest dimension at half that fraction; 0 = flat");
   out += line("memory_bandwidth_gbs", num(h.memory_bandwidth / kG), "achievable, for memory-bound passes");
   out += line("fused_attention", h.fused_attention ? "true" : "false", "attention kernel keeps no score matrix");
-  out += line("kernels", quoted(kernels_name(h.kernels)), "memory-bound kernels: per-op, dtrain-cuda, megatron-2021");
+  out += line("kernels", quoted(kernels_name(h.kernels)), "memory-bound kernels: per-op, dtrain-cuda, megatron-2021, megatron-core");
   out += line("layer_overhead_us", num(h.layer_overhead / kUs), "fixed cost per layer per forward or backward");
   out += "\n[node]\n";
   out += line("devices", std::to_string(h.devices_per_node), "devices sharing the intra-node links");

@@ -28,8 +28,9 @@ enum class Kernels {
   per_op,         // every operation its own pass: the count dtrain profile calibrates with (the CPU backend)
   dtrain_cuda,    // lib/kernels/cuda: bias and GELU in the products' epilogues, dropout + residual fused
   megatron_2021,  // Megatron-LM 2021: JIT bias-GeLU and bias-dropout-add, fused softmax, apex layer norm
+  megatron_core,  // Megatron-Core r0.8 (2024) with Transformer Engine: its layer norms, biases in the products
 };
-const char* kernels_name(Kernels k);  // "per-op" | "dtrain-cuda" | "megatron-2021"
+const char* kernels_name(Kernels k);  // "per-op" | "dtrain-cuda" | "megatron-2021" | "megatron-core"
 
 struct Hardware {
   std::string name;         // "h100-sxm", or the file's name

@@ -78,7 +78,19 @@ class DescribeOnlyGroup : public Communicator {
 //   bias gradient (3h/t); the causal softmax kernel reads the lower triangle
 //   and writes every score (1.5 a s/t forward, 2 backward) and the attention
 //   dropout (torch.nn.Dropout on the probabilities) reads and writes them
-//   with a mask both ways (2.5 a s/t each).
+//   with a mask both ways (2.5 a s/t each);
+// - megatron_core (Megatron-Core r0.8, July 2024, with Transformer Engine:
+//   megatron/core/models/gpt/gpt_layer_specs.py, transformer/mlp.py,
+//   fusions/fused_bias_dropout.py, fused_bias_gelu.py): forward as 2021's
+//   replicated passes (TE's layer norm inside LayerNormColumnParallelLinear
+//   reads and writes h; the projections' biases added by the bias + dropout
+//   + residual kernel), split only bias + GeLU (8h/t: qkv's bias is in the
+//   product's epilogue, attention reads and writes the (s, b, h) layout in
+//   place); backward, TE's layer norm one kernel (reads dy and x, writes dx:
+//   3h) and autograd's residual sum (3h) each, the biases' reductions (h
+//   each), the dropouts' gradients (2.5h each), GeLU's gradient and its
+//   bias's reduction (16h/t); a materialised attention's softmax as 2021's
+//   (the fused one moves no scores).
 struct BlockTraffic {
   double fwd_rep = 0, bwd_rep = 0;      // per token, on s / q tokens (times h)
   double fwd_split = 0, bwd_split = 0;  // per token, split over tp (times h / t)
@@ -97,6 +109,9 @@ BlockTraffic block_traffic(Kernels k, bool drop, int tp) {
     case Kernels::megatron_2021:
       b = {10.0 + (drop ? 1 : 0), 18.0 + (drop ? 5 : 0), 16, 21, 1.5 + (drop ? 2.5 : 0), 2 + (drop ? 2.5 : 0)};
       break;
+    case Kernels::megatron_core:
+      b = {10.0 + (drop ? 1 : 0), 14.0 + (drop ? 5 : 0), 8, 16, 1.5 + (drop ? 2.5 : 0), 2 + (drop ? 2.5 : 0)};
+      break;
   }
   return b;
 }
@@ -108,10 +123,12 @@ void describe_gpt_layer(LayerProfile& p, const ModelConfig& cfg, int64_t seq_len
   const bool drop = cfg.dropout > 0;
   auto gemm = [&](double flops, double rows, double dim) { p.gemms.push_back(Gemm{flops, 2 * flops, rows, dim}); };
   const double bytes = 4;
+  const bool megatron = kernels == Kernels::megatron_2021 || kernels == Kernels::megatron_core;
   if (p.name.starts_with("blocks.")) {
     p.block = true;
     gemm(2 * s * h * 3 * h / t, s, std::min(h, 3 * h / t));   // qkv
     gemm(2 * 2 * (a / t) * s * s * d, 0, d);                  // Q K^T, P V per head
+    p.gemms.back().causal = true;
     gemm(2 * s * (h / t) * h, s, h / t);                      // attention projection
     gemm(2 * 2 * s * h * 4 * h / t, s, std::min(h, 4 * h / t));  // fc, proj
     const BlockTraffic tr = block_traffic(kernels, drop, tp);
@@ -120,7 +137,7 @@ void describe_gpt_layer(LayerProfile& p, const ModelConfig& cfg, int64_t seq_len
     // between the packed (t, B, T/t, C) order and (B, T, C) (SeqParallel::
     // gather and scatter, transpose_blocks: reads and writes s h), twice
     // forward, twice backward. Megatron-LM's (T, B, C) gathers in place.
-    const double sp_copies = sp && kernels != Kernels::megatron_2021 ? 4.0 : 0.0;
+    const double sp_copies = sp && !megatron ? 4.0 : 0.0;
     p.mem_fwd = s * (tr.fwd_rep * h / q + tr.fwd_split * h / t + sp_copies * h) * bytes;
     p.mem_bwd = s * (tr.bwd_rep * h / q + tr.bwd_split * h / t + sp_copies * h) * bytes;
     p.score_mem_fwd = s * tr.scores_fwd * (a / t) * s * bytes;
@@ -131,6 +148,26 @@ void describe_gpt_layer(LayerProfile& p, const ModelConfig& cfg, int64_t seq_len
     p.selective_flops = 2 * (a / t) * s * s * d;
     p.selective_dim = d;
     p.selective_mem = p.score_mem_fwd + s * 8 * h / t * bytes;
+    if (megatron) {
+      // What Megatron-LM keeps for the backward, per block and sample, in
+      // bytes at 16 bits (Korthikanti et al. 2022, section 4.1, counted from
+      // the same code): replicated over tp (split under sequence parallelism)
+      // the two layer norms' inputs and outputs (the qkv and fc1 inputs), 8sh,
+      // and the two hidden dropouts' 1-byte masks, 2sh; split, Q, K and V
+      // (6sh/t), the projection's input (2sh/t), GeLU's input and fc2's
+      // (8sh/t each); a materialising attention also the softmax's output
+      // (2as^2/t) and, with attention dropout, its mask and output (3as^2/t).
+      // Selective recomputation (its core attention) drops the scores; full
+      // recomputation keeps the block's input (2sh/q). Stored as the layers
+      // count bytes, 4 per element: twice the 16-bit bytes.
+      const double kept = s * h * ((8.0 + (drop ? 2.0 : 0.0)) / q + 24.0 / t);
+      const double scores = (a / t) * s * s * (drop ? 5.0 : 2.0);
+      p.act_bytes = 2 * (kept + scores);
+      p.score_bytes = 2 * scores;
+      p.recompute_bytes = p.score_bytes;
+      p.in_bytes = 2 * 2 * s * h / q;
+      p.selective_mem = p.score_mem_fwd;
+    }
   } else if (p.name == "embed") {
     p.mem_fwd = s * 3 * h / q * bytes;  // gather the token rows, add the positions
     p.mem_bwd = s * 3 * h / q * bytes;
@@ -138,7 +175,7 @@ void describe_gpt_layer(LayerProfile& p, const ModelConfig& cfg, int64_t seq_len
     // The layer norm's backward as in the blocks: 3h per_op, 5h apex's two
     // kernels, 6h dtrain's (no residual gradient to add here: 5h).
     p.mem_fwd = s * 2 * h / q * bytes;
-    p.mem_bwd = s * (kernels == Kernels::per_op ? 3 : 5) * h / q * bytes;
+    p.mem_bwd = s * (kernels == Kernels::per_op || kernels == Kernels::megatron_core ? 3 : 5) * h / q * bytes;
   } else if (p.name == "lm_head") {
     gemm(2 * s * h * V / t, s, std::min(h, V / t));
     // The loss: a softmax over the logits, reading and writing them each way.
@@ -146,9 +183,10 @@ void describe_gpt_layer(LayerProfile& p, const ModelConfig& cfg, int64_t seq_len
     // of 16-bit elements) and runs vocab_parallel_cross_entropy in place: max
     // (2), subtract (4), exp (4), sum (2), divide (4); backward, mul_ by the
     // loss's gradient (4) and the cast back (3).
-    const bool mega = kernels == Kernels::megatron_2021;
-    p.mem_fwd = s * (mega ? 19 : 2) * V / t * bytes;
-    p.mem_bwd = s * (mega ? 7 : 2) * V / t * bytes;
+    // Megatron-Core r0.8's vocab_parallel_cross_entropy is the same code
+    // (cross_entropy_loss_fusion is off by default).
+    p.mem_fwd = s * (megatron ? 19 : 2) * V / t * bytes;
+    p.mem_bwd = s * (megatron ? 7 : 2) * V / t * bytes;
   }
   // The products as the layer counts them (biases, the loss's small terms):
   // the shapes' shares of the layer's own FLOPs.
@@ -288,7 +326,7 @@ std::vector<StageProfile> profile_stages(const ModelProfile& m, int pp, bool uni
       const std::vector<Gemm> flat{Gemm{l.fwd_flops, l.bwd_flops, 0, 0}};  // a layer described by hand
       for (const Gemm& g : l.gemms.empty() ? flat : l.gemms) {
         auto same = std::find_if(st.gemms.begin(), st.gemms.end(),
-                                 [&](const Gemm& x) { return x.rows == g.rows && x.dim == g.dim; });
+                                 [&](const Gemm& x) { return x.rows == g.rows && x.dim == g.dim && x.causal == g.causal; });
         if (same == st.gemms.end()) {
           st.gemms.push_back(g);
         } else {

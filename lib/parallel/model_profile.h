@@ -24,6 +24,10 @@ namespace dtrain {
 struct Gemm {
   double fwd_flops = 0, bwd_flops = 0;
   double rows = 0, dim = 0;
+  // The per-head attention products under a causal mask: a fused (flash-style)
+  // kernel skips the tiles above the diagonal, so it does about half of
+  // these FLOPs; a materialising one computes every score.
+  bool causal = false;
 };
 
 // One top-level layer, one sample, one tp rank. Bytes are counted as the

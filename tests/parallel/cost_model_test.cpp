@@ -311,13 +311,35 @@ TEST_CASE("model profile: memory-bound bytes per token as each backend's kernels
   // The loss: fp32 cross-entropy in place, 19 and 7 passes of V/t.
   CHECK(mega.layers[4].mem_fwd == T * 19 * V / t * 4);
   CHECK(per_op.layers[4].mem_fwd == T * 2 * V / t * 4);
-  // The products and everything else are the same.
+  // The products are the same.
   CHECK(m.fwd_flops == p.fwd_flops);
-  CHECK(m.act_bytes == p.act_bytes);
+  // Megatron-Core r0.8 with Transformer Engine: 2021's replicated passes
+  // forward, bias-GeLU 8h/t (qkv's bias in the product, no permute);
+  // backward TE's layer norm 3h and the residual sum 3h each, the biases' h
+  // each, the dropouts 2.5h each; GeLU and its bias 16h/t. Sequence
+  // parallelism gathers in place: no copies.
+  const ModelProfile core = profile_model(cfg, 32, 2, false, Kernels::megatron_core);
+  CHECK(core.layers[1].mem_fwd == T * (11 * h + 8 * h / t) * 4);
+  CHECK(core.layers[1].mem_bwd == T * (19 * h + 16 * h / t) * 4);
+  CHECK(core.layers[4].mem_fwd == T * 19 * V / t * 4);
+  CHECK(profile_model(cfg, 32, 2, true, Kernels::megatron_core).layers[1].mem_fwd == T * (11 * h / t + 8 * h / t) * 4);
+  // What Megatron keeps (Korthikanti et al. 2022), in 16-bit bytes times 2:
+  // s h (10 + 24/t) + 5 a s^2/t with dropout; under sequence parallelism
+  // 34 s h / t; full recomputation keeps the block's input, 2 s h (/t).
+  CHECK(m.act_bytes == 2 * (T * h * (10 + 24 / t) + 5 * (a / t) * T * T));
+  CHECK(m.score_bytes == 2 * 5 * (a / t) * T * T);
+  CHECK(m.in_bytes == 2 * 2 * T * h);
+  const LayerProfile core_sp = profile_model(cfg, 32, 2, true, Kernels::megatron_core).layers[1];
+  CHECK(core_sp.act_bytes == 2 * (T * h * 34 / t + 5 * (a / t) * T * T));
+  CHECK(core_sp.in_bytes == 2 * 2 * T * h / t);
+  // This trainer's own count is its layers' (lib/model's Cost).
+  CHECK(p.act_bytes != m.act_bytes);
   // Without dropout the masks and dropout passes go.
   cfg.dropout = 0;
   CHECK(profile_model(cfg, 32, 2, false, Kernels::megatron_2021).layers[1].mem_fwd == T * (10 * h + 16 * h / t) * 4);
   CHECK(profile_model(cfg, 32, 1, false, Kernels::dtrain_cuda).layers[1].mem_fwd == T * (10 * h + 4 * h) * 4);
+  CHECK(profile_model(cfg, 32, 2, false, Kernels::megatron_2021).layers[1].act_bytes ==
+        2 * (T * h * (8 + 24 / t) + 2 * (a / t) * T * T));
 }
 
 TEST_CASE("gradient accumulation: a pass over the chunk's parameters per micro-batch after the first") {
@@ -519,8 +541,29 @@ TEST_CASE("attention: a materialising backend keeps the scores and moves them, a
   const Prediction fused = predict(m, profile_stages(m, 1), hw, w, Features::full(), c);
   CHECK(kept.memory.activations - fused.memory.activations == doctest::Approx(4e5));
   CHECK(kept.memory_bound_seconds - fused.memory_bound_seconds == doctest::Approx(2e6 / 1e9));
-  // The fused backward computes Q K^T again.
-  CHECK(fused.compute_seconds - kept.compute_seconds == doctest::Approx(1e8 / 1e12));
+  // The fused backward computes Q K^T again, skipping the causal mask's
+  // upper tiles: half the product.
+  CHECK(fused.compute_seconds - kept.compute_seconds == doctest::Approx(0.5 * 1e8 / 1e12));
+}
+
+TEST_CASE("attention: a fused kernel does half the causal per-head products, a materialising one all") {
+  ModelConfig cfg = gpt(2, 64, 4, 256, 32);
+  ModelProfile m = profile_model(cfg, 32, 1);
+  Hardware hw = toy_hardware();
+  hw.gemm_half_dim = 0;  // every shape at one rate: the FLOPs alone decide
+  Workload w;
+  w.global_batch = 1;
+  Candidate c{.dp = 1, .tp = 1, .pp = 1, .micro_batch = 1, .micro_batches = 1};
+  const Prediction kept = predict(m, profile_stages(m, 1), hw, w, Features::full(), c);
+  hw.fused_attention = true;
+  const Prediction fused = predict(m, profile_stages(m, 1), hw, w, Features::full(), c);
+  // Per block, Q K^T and P V: 2 x 2 a s^2 d FLOPs forward, twice that
+  // backward; the fused kernel does half and remakes half of Q K^T.
+  const double s = 32, a = 4, d = 16, blocks = 2;
+  const double attention = blocks * 3 * 2 * 2 * a * s * s * d;
+  const double remake = blocks * 2 * a * s * s * d;
+  const double rate = hw.peak_fp32 * hw.efficiency;
+  CHECK(kept.compute_seconds - fused.compute_seconds == doctest::Approx((attention / 2 - remake / 2) / rate));
 }
 
 TEST_CASE("interleaved 1F1B: bubble divided by v, in-flight counts from the trainer's schedule") {

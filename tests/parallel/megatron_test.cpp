@@ -271,10 +271,10 @@ TEST_CASE("Megatron-LM SC21 Table 2, ZeRO-3 rows (DeepSpeed, no model parallelis
   // 175B: within 15% at 768 and 1536 GPUs; at 384 GPUs the prediction is
   // about 19% high (DeepSpeed hid less of its gathers behind the micro-batch
   // of 4 than the model's 90% overlap). 530B at 1120 and 2240 GPUs: within
-  // 15%. 530B at 640 GPUs (micro-batch 4) does not fit: 73.3 GiB of the
-  // preset's 72 usable (2% over), with DeepSpeed's per-Linear gathering
-  // (zero_unit_params; gathering a whole 5.0B-parameter block, as lib/train's
-  // ZeRO-3 is specified, it needs 99 GiB).
+  // 15%. 530B at 640 GPUs (micro-batch 4) does not fit: 78.9 GiB of the
+  // preset's 72 usable (10% over), with DeepSpeed's per-Linear gathering
+  // (zero_unit_params) and the remade block keeping what Megatron's keeps
+  // (Korthikanti et al. 2022: 5 bytes per attention score with dropout).
   for (const Row& r : kTable2Zero3) {
     CAPTURE(r.billions);
     CAPTURE(r.gpus);
