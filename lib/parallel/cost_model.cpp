@@ -274,13 +274,14 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
       stage_tp(p, 0.0), stage_pp(p, 0.0), stage_z3(p, 0.0);
   // With scatter/gather each of the t tp ranks sends 1/t of the boundary over
   // its own link and the receiving stage all-gathers the pieces over tp's.
-  const bool split = f.p2p_scatter_gather && t > 1;
+  // Under sequence parallelism the boundary is already split over the tp
+  // ranks (a chunk's out_bytes is one rank's part): each sends its own,
+  // nothing to gather, with or without the scatter/gather.
+  const bool split = f.p2p_scatter_gather && t > 1 && !c.sequence_parallel;
   for (int k = 0; k + 1 < nc && p > 1; ++k) {
     const double bytes = b * chunks[k].out_bytes * e;
-    // Under sequence parallelism the boundary is already split over the tp
-    // ranks: each sends and receives its own part, nothing to gather.
-    const double gather = c.sequence_parallel ? 0.0 : all_gather_seconds(bytes, t, tp_link);
-    xfer[k] = split ? p2p_seconds(bytes / t, pp_link) + gather : p2p_seconds(bytes, pp_link);
+    xfer[k] = split ? p2p_seconds(bytes / t, pp_link) + all_gather_seconds(bytes, t, tp_link)
+                    : p2p_seconds(bytes, pp_link);
     xfer[k] += hw.handoff_latency;
   }
   for (int k = 0; k < nc; ++k) {

@@ -59,15 +59,15 @@ struct Row {
 
 constexpr int64_t kSeq = 4096, kVocab = 131072;
 
-// Every row's TFLOP/s is a known miss: predicted 28-44% above the published
-// figure (docs/planner.md, "Megatron-Core on H100"), the products dominating
-// every step. The rows agree within 15% (-3% to +11%) if the H100's large
-// products ran at 0.6 of its peak instead of the preset's 0.8 (a single-
-// product measurement on the lent H200), which would be fitting these rows;
-// what settles it is `dtrain profile --write-hardware` on an H100 or H200,
-// which times the model's own products inside a training step. The 70B row's
-// layout is a miss: the planner prefers tp 8 pp 4 at dp 24 by 12.5% (its
-// data-parallel reduction is half as large and hidden behind more backward).
+// Every row's TFLOP/s is a known miss: predicted 16-44% above the published
+// figure (docs/planner.md, "Megatron-Core r0.8 on H100"), the products
+// dominating every step. The rows agree within 15% (-4% to +11%, and every
+// layout) if the H100's large products ran at 0.6 of its peak instead of the
+// preset's 0.8 (a single-product measurement on the lent H200), which would
+// be fitting these rows; what settles it is `dtrain profile --write-hardware`
+// on an H100 or H200, which times the model's own products inside a training
+// step. The 70B row's layout is a miss: the planner prefers tp 8 pp 6 at dp
+// 16 by 8.2% (a smaller data-parallel reduction, hidden behind more backward).
 const Row kRows[] = {
     {1.7, 16, 2048, 24, 1, 1, 48, 192, 408.8, false, true},
     {7.1, 32, 4096, 30, 2, 1, 96, 192, 465.9, false, true},
