@@ -34,8 +34,11 @@ constexpr double kG = 1e9, kT = 1e12, kUs = 1e-6;
 // GPU presets: vendor datasheet peaks (dense, no sparsity) and memory; the
 // achievable fractions from measurements (docs/planner.md, "Hardware
 // presets", gives every source): a large bf16 matrix product at about 80% of
-// peak (H200 measured 770-800 TFLOP/s at 8192^3; cuBLAS on A100 similar),
-// half of that at a smallest dimension of 128 (a per-head attention product);
+// peak (H200 measured 770-800 TFLOP/s at 8192^3; cuBLAS on A100 similar; the
+// maximum achievable matmul FLOPS of ml-engineering's table: 86.9% A100,
+// 80.3% H100 SXM), smaller ones on the harmonic roofline
+// (Hardware::roofline_half_dim: half of that at x = 136 on the A100, 262 on
+// the H100, 183 on the H200);
 // memory-bound passes at 90% of the HBM bandwidth (H100 3.0, H200 4.3 TB/s
 // measured by device copies). The backend is this trainer's CUDA one: its
 // attention materialises the probabilities (cuBLASLt products around
@@ -54,8 +57,8 @@ Hardware h100_sxm() {
   h.peak_fp32 = 67 * kT;   // without tensor cores (TF32 would be 494)
   h.peak_bf16 = 989 * kT;  // dense
   h.efficiency = 0.8;
-  h.gemm_half_dim = 128;
   h.memory_bandwidth = 3015 * kG;  // 90% of 3.35 TB/s
+  h.gemm_half_dim = h.roofline_half_dim();
   h.fused_attention = false;  // lib/ops/cuda/blas.cpp keeps P (a s^2 per sample)
   h.kernels = Kernels::dtrain_cuda;
   h.layer_overhead = 20 * kUs;
@@ -76,6 +79,7 @@ Hardware h200() {
       "InfiniBand NDR port per GPU; datasheet peaks, measured achievable fractions (docs/planner.md)";
   h.memory_bytes = 141 * kGiB;
   h.memory_bandwidth = 4320 * kG;  // 90% of 4.8 TB/s (4.3 measured)
+  h.gemm_half_dim = h.roofline_half_dim();
   return h;
 }
 
@@ -90,8 +94,8 @@ Hardware a100_80gb() {
   h.peak_fp32 = 19.5 * kT;
   h.peak_bf16 = 312 * kT;
   h.efficiency = 0.8;
-  h.gemm_half_dim = 128;
   h.memory_bandwidth = 1835 * kG;  // 90% of 2039 GB/s
+  h.gemm_half_dim = h.roofline_half_dim();
   h.fused_attention = false;  // lib/ops/cuda/blas.cpp keeps P (a s^2 per sample)
   h.kernels = Kernels::dtrain_cuda;
   h.layer_overhead = 20 * kUs;

@@ -92,6 +92,13 @@ struct Hardware {
     return x <= 0 || gemm_half_dim <= 0 ? efficiency : efficiency * x / (x + gemm_half_dim);
   }
   int units() const { return compute_units > 0 ? compute_units : devices_per_node; }
+  // The half dimension of a harmonic roofline: a 16-bit product whose
+  // smallest dimension is x does 2 M N x FLOPs on about 2 M N bytes (x FLOP
+  // per byte), so 1 / rate = 1 / (efficiency peak) + 1 / (x bandwidth), i.e.
+  // efficiency x / (x + efficiency peak / bandwidth) of peak. The GPU presets
+  // take gemm_half_dim from it: the higher a device's peak over its
+  // bandwidth, the larger a product must be to run near that peak.
+  double roofline_half_dim() const { return efficiency * peak_bf16 / memory_bandwidth; }
 
   // Peak FLOP/s for "fp32" or "bf16"; throws ConfigError for a precision the
   // device lacks.

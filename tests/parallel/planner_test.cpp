@@ -280,7 +280,21 @@ TEST_CASE("hardware: presets round-trip through the file format, bad files are n
   CHECK(!load_hardware("h200").fused_attention);
   CHECK(!load_hardware("a100-80gb").fused_attention);
   CHECK(!load_hardware("cpu-local").fused_attention);
-  CHECK(load_hardware("a100-80gb").gemm_efficiency(128) == doctest::Approx(0.4));
+  // Products on the harmonic roofline: 1 / rate = 1 / (0.8 peak) + 1 / (x
+  // bandwidth) for a smallest dimension x (x FLOP per byte), so half of the
+  // large-product rate where x bandwidth = 0.8 peak.
+  for (const char* name : {"a100-80gb", "h100-sxm", "h200"}) {
+    CAPTURE(name);
+    const Hardware h = load_hardware(name);
+    for (double x : {64.0, 128.0, 1024.0}) {
+      const double peak = h.peak("bf16");
+      const double roofline = 1 / (1 / (0.8 * peak) + 1 / (x * h.memory_bandwidth));
+      CHECK(h.gemm_efficiency(x) * peak == doctest::Approx(roofline));
+    }
+  }
+  CHECK(load_hardware("a100-80gb").gemm_half_dim == doctest::Approx(136.0).epsilon(0.001));
+  CHECK(load_hardware("h100-sxm").gemm_half_dim == doctest::Approx(262.4).epsilon(0.001));
+  CHECK(load_hardware("h200").gemm_half_dim == doctest::Approx(183.1).epsilon(0.001));
   CHECK(load_hardware("a100-80gb").gemm_efficiency(1e9) == doctest::Approx(0.8));
   try {
     parse_hardware_toml("[device]\nmemory_gib = 8\npeak_tflops_fp32 = 1\nmemory_bandwith_gbs = 5\n", "hw.toml");
