@@ -378,7 +378,31 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     const double last_backward = stage_tb[s] / v;  // one chunk's: the step's last
     const double end_of_backward = r.pipeline_seconds - before;
     const double hidden = dp_overlap ? hw.overlap * last_backward : 0.0;
-    comm_end = std::max(comm_end, end_of_backward + std::max(last_bucket, reduce - hidden));
+    if (f.grad_sync_per_chunk && v > 1 && dp_overlap && reduce > 0 && c.zero != 3) {
+      // Chunk j's last backward ends before the last group's backwards of
+      // chunks j-1 .. 0 (min(p, m) each); its buckets start during it. The
+      // chunks' reductions take the link in the order their backwards end.
+      auto reduction = [&](double bytes) {
+        return scatter ? all_gather_seconds(bytes, d, dp_link) : all_reduce_seconds(bytes, d, dp_link);
+      };
+      const double group = std::min(m, static_cast<double>(p));
+      std::vector<double> ends(v);
+      double after = 0;
+      for (int j = 0; j < v; ++j) {
+        ends[j] = end_of_backward - after;
+        after += group * tb[j * p + s];
+      }
+      double link_free = 0;
+      for (int j = v - 1; j >= 0; --j) {
+        const int k = j * p + s;
+        const double bytes = chunks[k].params * sb.grads;
+        const double start = std::max(link_free, ends[j] - hw.overlap * tb[k]);
+        link_free = std::max(start + reduction(bytes), ends[j] + reduction(std::min(bytes, w.bucket_bytes)));
+      }
+      comm_end = std::max(comm_end, link_free);
+    } else {
+      comm_end = std::max(comm_end, end_of_backward + std::max(last_bucket, reduce - hidden));
+    }
     before += last_backward + (s < nc - 1 ? xfer[s] : 0.0);
 
     // The update: per-parameter passes at memory bandwidth (zeroing and the

@@ -134,6 +134,17 @@ struct Features {
   // --overlap-param-gather), hidden behind `overlap` of it but never less
   // than its first bucket; false: after the update, exposed (this trainer).
   bool overlap_param_gather = false;
+  // Interleaved, each chunk's gradient reduction (ZeRO-0/1) starts with that
+  // chunk's last backward rather than with the stage's last: Megatron-Core's
+  // interleaved schedule (it calls the chunk's grad_sync_func once its last
+  // micro-batch has gone backward: schedules.py, r0.8). The stage's backwards
+  // run chunk by chunk in groups of p micro-batches, so chunk j's reduction
+  // has the last group's backwards of chunks j-1 .. 0 to hide behind; the
+  // chunks' reductions share the link one after another. false: every
+  // chunk's buckets start with the stage's last backward (this trainer;
+  // starting them per chunk measured no faster here, where the ranks share
+  // the cores: tools/bench/parallel_results.md).
+  bool grad_sync_per_chunk = false;
   static Features this_trainer();    // what lib/train runs today
   static Features full();            // everything the model knows, for what-ifs
 };

@@ -915,3 +915,41 @@ TEST_CASE("scatter/gather stage boundaries: under sequence parallelism each tp r
   CHECK(gathered.pp_seconds == doctest::Approx(p2p_seconds(2 * part / 2, hw.inter) +
                                                all_gather_seconds(2 * part, 2, hw.intra)));
 }
+
+TEST_CASE("interleaved: each chunk's gradient reduction starts with its own last backward (Megatron-Core)") {
+  ModelProfile m = toy_profile(4);  // one layer per chunk: 2 ms of backward per sample
+  for (LayerProfile& l : m.layers) l.params = 1e6;  // 4 MB of fp32 gradients per chunk
+  m.total_params = 4e6;
+  const Hardware hw = toy_hardware();
+  Workload w;
+  w.global_batch = 4;
+  w.bucket_bytes = 1e5;
+  Candidate c{.dp = 2, .tp = 1, .pp = 2, .micro_batch = 1, .micro_batches = 2};
+  c.schedule = "interleaved";
+  c.virtual_stages = 2;
+  Features f = Features::full();
+  CHECK(!f.grad_sync_per_chunk);  // lib/train starts them with the stage's last backward
+  const std::vector<StageProfile> st = profile_stages(m, 4);
+  const Prediction stage_end = predict(m, st, hw, w, f, c);
+  f.grad_sync_per_chunk = true;
+  const Prediction per_chunk = predict(m, st, hw, w, f, c);
+  const double backward = 2e-3, bucket = all_reduce_seconds(1e5, 2, hw.intra);
+  // Stage 0 ends the step. This trainer: its 8 MB start with its last
+  // backward, 2 ms of which hide them.
+  CHECK(stage_end.dp_exposed_seconds ==
+        doctest::Approx(all_reduce_seconds(8e6, 2, hw.intra) - backward).epsilon(1e-9));
+  // Per chunk: chunk 1's last backward ends 2 x 2 ms (chunk 0's backwards of
+  // the last group of p = 2 micro-batches) before the stage's and its 4 MB
+  // start 2 ms before that; chunk 0's follow on the link from its end.
+  const double chunk = all_reduce_seconds(4e6, 2, hw.intra);
+  const double chunk1 = std::max(-3 * backward + chunk, -2 * backward + bucket);
+  const double chunk0 = std::max(std::max(chunk1, -backward) + chunk, bucket);
+  CHECK(per_chunk.dp_exposed_seconds == doctest::Approx(chunk0).epsilon(1e-9));
+  CHECK(per_chunk.dp_exposed_seconds < stage_end.dp_exposed_seconds - 3e-3);
+  CHECK(per_chunk.pipeline_seconds == stage_end.pipeline_seconds);
+  // Without interleaving the option changes nothing.
+  c.schedule = "1f1b";
+  c.virtual_stages = 1;
+  const std::vector<StageProfile> two = profile_stages(m, 2);
+  CHECK(predict(m, two, hw, w, f, c).step_seconds == predict(m, two, hw, w, Features::full(), c).step_seconds);
+}

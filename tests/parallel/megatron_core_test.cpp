@@ -26,7 +26,9 @@
 //   reduce-scatter in chunks under the product that consumes or produces it.
 // - The distributed optimizer (ZeRO-1 with a reduce-scatter), gradients kept
 //   and reduced in fp32 (main_grad), parameters all-gathered during the next
-//   forward, buckets of max(4e7, 1e6 dp) parameters; weight gradients
+//   forward, buckets of max(4e7, 1e6 dp) parameters, interleaved each
+//   chunk's reduction started once its last micro-batch has gone backward
+//   (schedules.py's grad_sync_func per model chunk); weight gradients
 //   accumulated by the products (gradient_accumulation_fusion); sent
 //   outputs freed once sent; PyTorch's caching allocator; the same number of
 //   blocks per stage and chunk, interleaving from 2 stages (with
@@ -59,23 +61,23 @@ struct Row {
 
 constexpr int64_t kSeq = 4096, kVocab = 131072;
 
-// Eight rows' TFLOP/s are known misses: predicted 19-33% above the published
+// Every row's TFLOP/s is a known miss: predicted 20-34% above the published
 // figures (docs/planner.md, "Megatron-Core r0.8 on H100"), the products
-// dominating every step; 70B is within 15% (+10.1%). The H100's products
-// follow its own roofline (half rate at a smallest dimension of 262); with the
-// A100's 128, as before, every row was 16-44% high. The rows agree within 15%
-// if the H100's large products ran at 0.6 of its peak instead of the preset's
-// 0.8 (a single-product measurement on the lent H200), which would be fitting
-// these rows; what settles it is `dtrain profile --write-hardware` on an H100
-// or H200, which times the model's own products inside a training step. The
-// 70B row's layout is a miss: the planner prefers tp 8 pp 6 at dp 16 by 7.2%
-// (a smaller data-parallel reduction, hidden behind more backward).
+// dominating every step: a near-constant factor over sizes from 1.7B to 462B.
+// The H100's products follow its own roofline (half rate at a smallest
+// dimension of 262). The rows agree within 15% if the H100's large products
+// ran at 0.6 of its peak instead of the preset's 0.8 (a single-product
+// measurement on the lent H200), which would be fitting these rows; what
+// settles it is `dtrain profile --write-hardware` on an H100 or H200, which
+// times the model's own products inside a training step. Every layout is the
+// published one or within 5% (70B's since each chunk's gradient reduction
+// starts with its own last backward, as r0.8's interleaved schedule does).
 const Row kRows[] = {
     {1.7, 16, 2048, 24, 1, 1, 48, 192, 408.8, false, true},
     {7.1, 32, 4096, 30, 2, 1, 96, 192, 465.9, false, true},
     {16, 48, 6144, 32, 4, 1, 192, 192, 489.1, false, true},
     {32, 56, 7168, 48, 8, 1, 384, 192, 459.6, false, true},
-    {70, 64, 8192, 84, 8, 2, 768, 384, 419.7, true, false},
+    {70, 64, 8192, 84, 8, 2, 768, 384, 419.7, false, true},
     {119, 80, 10240, 92, 8, 4, 1536, 768, 420.5, false, true},
     {177, 96, 12288, 96, 8, 6, 2304, 1152, 432.8, false, true},
     {314, 128, 16384, 96, 8, 8, 3072, 1536, 474.4, false, true},
@@ -107,6 +109,7 @@ PlanRequest request(const Row& r) {
   f.zero1_reduce_scatter = true;
   f.grad_bytes = 4;
   f.overlap_param_gather = true;
+  f.grad_sync_per_chunk = true;
   f.work_buffers_per_copy = false;
   f.uniform_blocks = true;
   f.min_interleaved_stages = 2;

@@ -272,6 +272,11 @@ TEST_CASE("hardware: presets round-trip through the file format, bad files are n
                             "latency_us = 1\n[inter]\nbandwidth_gbs = 1\nlatency_us = 1\n",
                             "hw.toml")
             .kernels == Kernels::megatron_2021);
+  CHECK(parse_hardware_toml("[device]\nmemory_gib = 8\npeak_tflops_fp32 = 1\nmemory_bandwidth_gbs = 5\n"
+                            "kernels = \"megatron-core\"\n[node]\ndevices = 1\n[intra]\nbandwidth_gbs = 1\n"
+                            "latency_us = 1\n[inter]\nbandwidth_gbs = 1\nlatency_us = 1\n",
+                            "hw.toml")
+            .kernels == Kernels::megatron_core);
   CHECK_THROWS_WITH_AS(parse_hardware_toml("[device]\nkernels = \"fused\"\n", "hw.toml"),
                        doctest::Contains("device.kernels: expected"), ConfigError);
   // Every preset describes this trainer's backends, and both materialise the
