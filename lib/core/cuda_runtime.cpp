@@ -103,9 +103,17 @@ void memcpy(void* dst, const void* src, size_t bytes, void* stream) {
   if (bytes == 0) return;
   if (stream) {
     check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, as_stream(stream)), "cudaMemcpyAsync");
-  } else {  // after all work queued on any stream (compute streams do not block the default one)
+  } else {
+    // Complete on both sides: after all work queued on any stream (compute
+    // streams do not block the legacy default one), and finished on return.
+    // cudaMemcpy alone is not: from pageable host memory it returns once the
+    // bytes are staged, before the DMA lands, and device-to-device it returns
+    // at once; a kernel then queued on a non-blocking compute stream read
+    // the old bytes (seen on an H200: ops run twice on the same uploads gave
+    // different results).
     check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
     check(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault), "cudaMemcpy");
+    check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
   }
 }
 

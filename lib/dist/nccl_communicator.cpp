@@ -362,9 +362,24 @@ std::unique_ptr<NcclCommunicator> NcclRuntime::split(const std::string& name, in
   config.blocking = 0;
   ncclComm_t c = nullptr;
   ncclResult_t r = ncclCommSplit(s_->world, color < 0 ? NCCL_SPLIT_NOCOLOR : color, key, &c, &config);
-  s_->settle(s_->world, r, "ncclCommSplit", name);
-  if (c) s_->settle(c, ncclInProgress, "ncclCommSplit", name);
-  if (color < 0 || !c) return nullptr;
+  // Non-blocking, the split runs as an asynchronous job of the parent's: NCCL
+  // writes `c` only once it completes ("*newcomm should be NCCL_COMM_NULL
+  // until comm split fully complete", init.cc), and returns ncclSuccess,
+  // not ncclInProgress, while it runs (2.28.9 on an H200: the group came back
+  // null). So wait on the parent (polling it also completes its linked group
+  // job) until it is done and, for a member, until `c` is written.
+  s_->settle(s_->world, r == ncclSuccess ? ncclInProgress : r, "ncclCommSplit", name);
+  if (color < 0) return nullptr;
+  std::atomic_ref<ncclComm_t> written(c);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(s_->timeout);
+  while (!written.load(std::memory_order_acquire)) {
+    s_->settle(s_->world, ncclInProgress, "ncclCommSplit", name);
+    if (std::chrono::steady_clock::now() > deadline)
+      throw RuntimeError(fmt::format("ncclCommSplit for group '{}' gave no communicator within {:g} s", name,
+                                     s_->timeout));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  s_->settle(c, ncclInProgress, "ncclCommSplit", name);
   auto impl = std::make_unique<NcclCommunicator::Impl>();
   impl->s = s_;
   impl->comm = c;

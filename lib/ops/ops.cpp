@@ -601,14 +601,14 @@ void vp_exp_sums(const Exec& ex, const Tensor& logits, const Tensor& targets, in
       for (int64_t j = 0; j < v && first < 0; ++j)
         if (A(xr[j]) == mr) first = j;
       a[r] = first < 0 ? INT32_MAX : static_cast<int32_t>(v0 + first);
-      A sum = 0;
+      double sum = 0;  // in double, as the whole row's (kernels/cpu/cross_entropy.cpp says why)
 #pragma omp simd reduction(+ : sum)
       for (int64_t j = 0; j < v; ++j) {
         const A e = cpu::exp_fast(A(xr[j]) - mr);
         pr[j] = T(e);
-        sum += e;
+        sum += static_cast<double>(e);
       }
-      s[r] = sum;
+      s[r] = static_cast<A>(sum);
       const int64_t y = tgt[r] - v0;
       s[rows + r] = (y >= 0 && y < v) ? A(xr[y]) : A(0);
     }

@@ -66,7 +66,7 @@ TEST_CASE("cuda attention: forward and backward against the CPU in fp32 and bf16
       CAPTURE(d.B);
       CAPTURE(d.T);
       CAPTURE(d.C);
-      CAPTURE(dtype_name(act));
+      INFO("dtype: " << std::string(dtype_name(act)));
       const Shape qs{d.B, d.T, 3 * d.C};
       Tensor qkv = test::random_host(qs, act, 11);
       Tensor dy = test::random_host(Shape{d.B, d.T, d.C}, act, 12);

@@ -34,6 +34,10 @@ using namespace dtrain;
 namespace {
 
 constexpr double kFp32 = 1e-5, kBf16 = 1e-2;
+// fp32 weight gradients sum N x Ho x Wo products per element (12,544 for the
+// MNIST CNN's 14 x 14 stage at batch 64) in the engine's own order: cuDNN's
+// engine 17 on an H200 came 1.1e-5 and 1.6e-5 from the CPU's order.
+constexpr double kFp32Wgrad = 4e-5;
 
 const Exec& cpu_ex() { return Exec::cpu(); }
 
@@ -125,7 +129,7 @@ struct ConvCase {
 
 // One forward and backward on the CPU and (twice) on the GPU.
 void check_conv(const ops::Runtime& rt, const ConvCase& c, DType act) {
-  INFO(c.name << " " << dtype_name(act) << " n=" << c.n << " of " << c.max_batch);
+  INFO(c.name << " " << std::string(dtype_name(act)) << " n=" << c.n << " of " << c.max_batch);
   const Exec& ex = rt.exec();
   const ops::ConvGeom& g = c.g;
   const uint64_t s = std::hash<std::string>{}(c.name);
@@ -146,7 +150,7 @@ void check_conv(const ops::Runtime& rt, const ConvCase& c, DType act) {
 
   // GPU, twice from the same inputs.
   ops::ConvPlan gp(ex, g, c.max_batch, act, c.name);
-  MESSAGE(c.name << " " << dtype_name(act) << ": " << gp.engines());
+  MESSAGE(c.name << " " << std::string(dtype_name(act)) << ": " << gp.engines());
   const Tensor xg = up(ex, x, act), wg = up(ex, w, act), dyg = up(ex, dy, act);
   const Tensor bg = c.bias ? up(ex, b, act) : Tensor{};
   Tensor y_g[2], dx_g[2], dw_g[2], db_g[2];
@@ -162,7 +166,7 @@ void check_conv(const ops::Runtime& rt, const ConvCase& c, DType act) {
   const double tol = act == DType::f32 ? kFp32 : kBf16;
   CHECK_CLOSE(down(rt, y_g[0]), y_c, tol);
   CHECK_CLOSE(down(rt, dx_g[0]), dx_c, tol);
-  CHECK_CLOSE(down(rt, dw_g[0]), dw_c, tol);
+  CHECK_CLOSE(down(rt, dw_g[0]), dw_c, act == DType::f32 ? kFp32Wgrad : kBf16);
   if (c.bias) CHECK_CLOSE(down(rt, db_g[0]), db_c, tol);
   CHECK(same_bits(rt, y_g[0], y_g[1]));
   CHECK(same_bits(rt, dx_g[0], dx_g[1]));
@@ -241,7 +245,7 @@ struct BnCase {
 
 void check_batchnorm(const ops::Runtime& rt, const BnCase& k, bool training, DType act) {
   INFO("bn (" << k.n << ", " << k.c << ", " << k.h << ", " << k.w << ") relu " << k.relu << " res " << k.res
-              << " dz " << k.dz << " training " << training << " " << dtype_name(act));
+              << " dz " << k.dz << " training " << training << " " << std::string(dtype_name(act)));
   const Exec& ex = rt.exec();
   ops::BatchNormArgs a;
   a.n = k.n, a.c = k.c, a.hw = k.h * k.w, a.relu = k.relu;
@@ -332,7 +336,7 @@ TEST_CASE("cuda cnn: max pooling matches the CPU exactly (first maximum on ties)
   for (const P& q : {P{64, 16, 28, 28, 3, 2, 1}, P{2, 3, 7, 9, 2, 2, 0}, P{3, 4, 8, 8, 3, 1, 1}, P{1, 2, 5, 5, 5, 3, 2}})
     for (DType act : {DType::f32, DType::bf16}) {
       INFO("maxpool (" << q.n << ", " << q.c << ", " << q.h << ", " << q.w << ") k" << q.k << " s" << q.s << " p"
-                       << q.p << " " << dtype_name(act));
+                       << q.p << " " << std::string(dtype_name(act)));
       ops::PoolGeom g;
       g.h = q.h, g.w = q.w, g.k = q.k, g.stride = q.s, g.pad = q.p;
       const Shape in{q.n, q.c, q.h, q.w}, out{q.n, q.c, g.ho(), g.wo()};
@@ -356,7 +360,7 @@ TEST_CASE("cuda cnn: max pooling matches the CPU exactly (first maximum on ties)
     }
   for (const Shape& in : {Shape{64, 64, 7, 7}, Shape{3, 5, 1, 1}, Shape{2, 3, 9, 11}})
     for (DType act : {DType::f32, DType::bf16}) {
-      INFO("avgpool " << in.str() << " " << dtype_name(act));
+      INFO("avgpool " << in.str() << " " << std::string(dtype_name(act)));
       const Shape out{in[0], in[1]};
       const Tensor x = rounded(randn(in, 21), act), dy = rounded(randn(out, 22), act);
       Tensor y_c = Tensor::empty(out, DType::f32), dx_c = Tensor::empty(in, DType::f32);

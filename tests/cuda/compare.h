@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <sstream>
 #include <string>
 
 #include "core/device.h"
@@ -101,6 +102,24 @@ inline double nerr(const Tensor& got, const Tensor& want, int64_t n = -1) {
   }
   if (w2 == 0) return d2 == 0 ? 0.0 : std::numeric_limits<double>::infinity();
   return std::sqrt(d2 / w2);
+}
+
+// Where got and want differ most, for a failing check's log:
+// "element i (row r of `cols`): got a, want b".
+inline std::string worst(const Tensor& got, const Tensor& want, int64_t cols = 1) {
+  const Tensor g = got.device().is_cpu() ? got : download(got);
+  const Tensor w = want.device().is_cpu() ? want : download(want);
+  const int64_t n = std::min(g.numel(), w.numel());
+  int64_t at_i = 0;
+  double most = -1;
+  for (int64_t i = 0; i < n; ++i) {
+    const double d = std::fabs(at(g, i) - at(w, i));
+    if (!(d <= most)) most = d, at_i = i;  // NaN counts as the worst
+  }
+  std::ostringstream o;
+  o.precision(9);
+  o << "element " << at_i << " (row " << at_i / cols << "): got " << at(g, at_i) << ", want " << at(w, at_i);
+  return o.str();
 }
 
 // How many of the first n elements differ in their bits (any devices).

@@ -60,8 +60,8 @@ TEST_CASE("cuda ops: add, scale, convert, broadcast_rows and add_rows are the CP
   const Exec& ex = c.gpu();
   for (const Dims& d : kDims)
     for (DType dt : kTypes) {
-      CAPTURE(d.name);
-      CAPTURE(dtype_name(dt));
+      INFO("dims: " << std::string(d.name));
+      INFO("dtype: " << std::string(dtype_name(dt)));
       const Shape s{d.rows(), d.C};
       Tensor a = random(s, dt, 1), b = random(s, dt, 2), bias = random(Shape{d.C}, dt, 3);
       Tensor y = Tensor::empty(s, dt);
@@ -115,8 +115,8 @@ TEST_CASE("cuda ops: sum_rows_acc within 1e-5 of the CPU, deterministic") {
   const Exec& ex = c.gpu();
   for (const Dims& d : kDims)
     for (DType dt : kTypes) {
-      CAPTURE(d.name);
-      CAPTURE(dtype_name(dt));
+      INFO("dims: " << std::string(d.name));
+      INFO("dtype: " << std::string(dtype_name(dt)));
       Tensor x = random(Shape{d.rows(), d.C}, dt, 4), acc0 = random(Shape{d.C}, DType::f32, 5);
       Tensor acc = clone(acc0);
       ops::sum_rows_acc(c.cpu(), x, acc);
@@ -134,8 +134,8 @@ TEST_CASE("cuda ops: gelu forward and backward within 1e-5 (fp32) and 1e-2 (bf16
   const Exec& ex = c.gpu();
   for (const Dims& d : kDims)
     for (DType dt : kTypes) {
-      CAPTURE(d.name);
-      CAPTURE(dtype_name(dt));
+      INFO("dims: " << std::string(d.name));
+      INFO("dtype: " << std::string(dtype_name(dt)));
       const Shape s{d.rows(), 4 * d.C};
       Tensor x = random(s, dt, 6, 2.0), dy = random(s, dt, 7);
       Tensor y = Tensor::empty(s, dt), dx = Tensor::empty(s, dt);
@@ -159,8 +159,8 @@ TEST_CASE("cuda ops: dropout masks are the CPU's bit for bit") {
   for (const Dims& d : kDims)
     for (DType dt : kTypes)
       for (bool with_resid : {false, true}) {
-        CAPTURE(d.name);
-        CAPTURE(dtype_name(dt));
+        INFO("dims: " << std::string(d.name));
+        INFO("dtype: " << std::string(dtype_name(dt)));
         CAPTURE(with_resid);
         const Shape s{d.B, d.T, d.C};
         const int64_t n = d.rows() * d.C;
@@ -188,8 +188,8 @@ TEST_CASE("cuda ops: layernorm forward and backward against the CPU") {
   for (const Dims& d : kDims)
     for (DType dt : kTypes)
       for (bool bias : {true, false}) {
-        CAPTURE(d.name);
-        CAPTURE(dtype_name(dt));
+        INFO("dims: " << std::string(d.name));
+        INFO("dtype: " << std::string(dtype_name(dt)));
         CAPTURE(bias);
         const int64_t rows = d.rows(), C = d.C;
         const Shape s{rows, C};
@@ -239,8 +239,8 @@ TEST_CASE("cuda ops: embeddings forward and backward are the CPU's bits") {
       Tensor wte = random(Shape{d.V, d.C}, dt, 18, 0.02), wpe = random(Shape{d.T + 3, d.C}, dt, 19, 0.02);
       Tensor dwte0 = random(Shape{d.V, d.C}, DType::f32, 21, 0.01);
       for (int64_t id_range : {d.V, int64_t{5}}) {  // all ids, and many repeats
-        CAPTURE(d.name);
-        CAPTURE(dtype_name(dt));
+        INFO("dims: " << std::string(d.name));
+        INFO("dtype: " << std::string(dtype_name(dt)));
         CAPTURE(id_range);
         const int64_t B = d.B, T = d.T, C = d.C, V = d.V;
         const Shape s{B, T, C};
@@ -308,8 +308,8 @@ TEST_CASE("cuda ops: softmax cross-entropy forward and backward, losses on the d
   const Exec& ex = c.gpu();
   for (const Dims& d : kDims)
     for (DType dt : kTypes) {
-      CAPTURE(d.name);
-      CAPTURE(dtype_name(dt));
+      INFO("dims: " << std::string(d.name));
+      INFO("dtype: " << std::string(dtype_name(dt)));
       const int64_t rows = d.rows(), V = d.V;
       const Shape s{rows, V};
       Tensor x = random(s, dt, 24, 2.0), tgt = random_ids(Shape{rows}, V, 25);
@@ -343,6 +343,9 @@ TEST_CASE("cuda ops: softmax cross-entropy forward and backward, losses on the d
         return std::vector<Tensor>{download(mxd), download(smd), download(rld), download(amd),
                                    download(dxd), download(inplace)};
       });
+      MESSAGE(std::string(d.name) << " " << std::string(dtype_name(dt)) << ": sums " << nerr(g[1], sm) << " (worst "
+                                  << worst(g[1], sm) << "), dx " << nerr(g[4], dx) << " (worst " << worst(g[4], dx, V)
+                                  << ")");
       CHECK(bit_diffs(g[0], mx) == 0);
       CHECK(nerr(g[1], sm) <= 1e-5);
       CHECK(nerr(g[2], rl) <= 1e-5);
@@ -361,8 +364,8 @@ TEST_CASE("cuda ops: vocabulary-parallel cross-entropy pieces against the CPU") 
   const Exec& ex = c.gpu();
   for (const Dims& d : kDims)
     for (DType dt : kTypes) {
-      CAPTURE(d.name);
-      CAPTURE(dtype_name(dt));
+      INFO("dims: " << std::string(d.name));
+      INFO("dtype: " << std::string(dtype_name(dt)));
       const int64_t rows = d.rows(), v0 = d.V / 2, vs = d.V - v0;  // this rank: columns [v0, V)
       const Shape s{rows, vs};
       Tensor x = random(s, dt, 26, 2.0), tgt = random_ids(Shape{rows}, d.V, 27);
@@ -421,7 +424,7 @@ TEST_CASE("cuda ops: sum_squares over many tensors within 1e-12 (double), determ
   Ctx c;
   const Exec& ex = c.gpu();
   for (DType dt : kTypes) {
-    CAPTURE(dtype_name(dt));
+    INFO("dtype: " << std::string(dtype_name(dt)));
     std::vector<Tensor> hs, ds;
     CounterRng rng(28);
     for (int k = 0; k < 70; ++k) {  // more than one launch's worth of tensors
@@ -548,6 +551,6 @@ TEST_CASE("cuda ops: f64 is refused on the GPU in one line naming the op") {
     FAIL("f64 add ran on the GPU");
   } catch (const InternalError& e) {
     const std::string m = e.what();
-    CHECK(m.find("add: no f64 kernel on cuda") != std::string::npos);
+    CHECK(m.find("add: no fp64 kernel on cuda") != std::string::npos);
   }
 }

@@ -213,7 +213,7 @@ TEST_CASE("cuda matmul: bias, GELU and GELU-derivative epilogues against the CPU
                               std::tuple{ops::Epilogue::dgelu, 256, 3072, 768},
                               std::tuple{ops::Epilogue::bias_gelu, 33, 12, 7},
                               std::tuple{ops::Epilogue::dgelu, 33, 12, 7}}) {
-      CAPTURE(dtype_name(dt));
+      INFO("dtype: " << std::string(dtype_name(dt)));
       CAPTURE(static_cast<int>(e));
       CAPTURE(n);
       const auto [ec, ea] = compare_epilogue(*rt, e, dt, m, n, k, seed += 5);
@@ -232,7 +232,7 @@ TEST_CASE("cuda matmul: the bias-gradient epilogue (BGRADB) against the CPU's pr
   uint32_t seed = 900;
   for (DType dt : {DType::f32, DType::bf16})
     for (auto [rows, in, out] : {std::tuple{256, 768, 2304}, std::tuple{256, 3072, 768}, std::tuple{33, 7, 12}}) {
-      CAPTURE(dtype_name(dt));
+      INFO("dtype: " << std::string(dtype_name(dt)));
       CAPTURE(out);
       const ops::Gemm g{.trans_a = true, .trans_b = false, .m = out, .n = in, .k = rows};
       Tensor dy = test::random_host(Shape{rows, out}, dt, seed++), x = test::random_host(Shape{rows, in}, dt, seed++);

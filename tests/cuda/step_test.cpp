@@ -161,13 +161,24 @@ void compare(const ModelConfig& c, DType dtype, double loss_tol, double grad_tol
 }  // namespace
 
 TEST_CASE("cuda step: GPT fp32 equals the CPU (loss 1e-5, gradients 1e-5, 20 AdamW steps)") {
-  compare(gpt_config(), DType::f32, 1e-5, 1e-5, 1e-5);
+  // The values after 20 AdamW steps within 5e-5 of their scale: Adam divides
+  // each gradient by its own running size, so a gradient near zero whose two
+  // sums differ in the last bits moves its parameter by a visibly different
+  // fraction of lr (an H200 measured 1.2e-5 once the CPU's cross-entropy
+  // summed in double, within 1e-5 before; the losses and first gradients stay
+  // within 1e-5).
+  compare(gpt_config(), DType::f32, 1e-5, 1e-5, 5e-5);
 }
 
 TEST_CASE("cuda step: GPT bf16 against the CPU's bf16 within bf16 bounds") {
   // bf16 keeps 8 mantissa bits (relative rounding 2^-9 = 2e-3); sums taken in
-  // another order differ by a few roundings of the largest terms.
-  compare(gpt_config(), DType::bf16, 5e-3, 3e-2, 1e-2);
+  // another order differ by a few roundings of the largest terms. The values
+  // after 20 AdamW steps at lr 1e-3: Adam moves a parameter by about lr per
+  // step whatever its gradient's size, so a gradient near zero whose sign the
+  // two orders round differently moves it up to 2 lr apart per step, 0.04
+  // over 20 steps, against layer-norm weights of about 1 (an H200 measured
+  // 0.018).
+  compare(gpt_config(), DType::bf16, 5e-3, 3e-2, 2 * 1e-3 * 20);
 }
 
 TEST_CASE("cuda step: CNN fp32 equals the CPU") { compare(cnn_config(), DType::f32, 1e-5, 1e-5, 1e-5); }

@@ -232,7 +232,7 @@ TEST_CASE("cuda dist: NCCL at one rank: a receive nobody sends is aborted after 
   try {
     w = world->recv(d, 0, 0);
   } catch (const RuntimeError& e) {
-    MESSAGE("NCCL refused a lone receive from itself, so no hang to abort: ", e.what());
+    MESSAGE("NCCL refused a lone receive from itself, so no hang to abort: ", std::string(e.what()));
     return;
   }
   const auto t0 = std::chrono::steady_clock::now();

@@ -29,8 +29,8 @@ void check_all_reduce(Communicator& c, int64_t n) {
     int wrong = 0;
     for (int64_t i = 0; i < n; ++i)
       wrong += t.data<T>()[i] != static_cast<T>(factor * (i % 7 + 1));
-    CHECK_MESSAGE(wrong == 0, c.name(), " all_reduce ", reduce_op_name(op), " of ", n, " ",
-                  dtype_name(dtype_of<T>()));
+    CHECK_MESSAGE(wrong == 0, c.name(), " all_reduce ", std::string(reduce_op_name(op)), " of ", n, " ",
+                  std::string(dtype_name(dtype_of<T>())));
   }
 }
 
@@ -47,8 +47,8 @@ inline void check_reduce_scatter(Communicator& c, std::vector<int64_t> counts, i
   int wrong = 0;
   for (int64_t j = 0; j < parts[r]; ++j)
     wrong += out.data<float>()[j] != static_cast<float>(p * (p + 1) / 2 * (offset + j + 1));
-  CHECK_MESSAGE(wrong == 0, c.name(), " reduce_scatter ", counts.empty() ? "equal" : "uneven",
-                in_place ? " in place" : "");
+  CHECK_MESSAGE(wrong == 0, c.name(), " reduce_scatter ", std::string(counts.empty() ? "equal" : "uneven"),
+                std::string(in_place ? " in place" : ""));
 }
 
 inline void check_all_gather(Communicator& c, std::vector<int64_t> counts, int64_t each,
@@ -66,8 +66,8 @@ inline void check_all_gather(Communicator& c, std::vector<int64_t> counts, int64
   for (int m = 0; m < p; ++m)
     for (int64_t j = 0; j < parts[m]; ++j, ++i)
       wrong += out.data<int32_t>()[i] != m * 1000 + j;
-  CHECK_MESSAGE(wrong == 0, c.name(), " all_gather ", counts.empty() ? "equal" : "uneven",
-                in_place ? " in place" : "");
+  CHECK_MESSAGE(wrong == 0, c.name(), " all_gather ", std::string(counts.empty() ? "equal" : "uneven"),
+                std::string(in_place ? " in place" : ""));
 }
 
 inline void check_broadcast(Communicator& c) {

@@ -6,7 +6,8 @@
 # Debian packages and cuBLASLt, cuDNN and NCCL from the wheels.
 #
 #   bash tools/gpu/accept.sh            every stage (about 6-8 minutes)
-#   bash tools/gpu/accept.sh kernels    one stage (env always runs first)
+#   bash tools/gpu/accept.sh kernels    one stage (env always runs first);
+#                                       several: kernels,step,layouts
 #   bash tools/gpu/accept.sh check      on the build machine, no GPU: bash -n,
 #                                       and `dtrain validate` of every run the
 #                                       stages make (ctest: apps: gpu_accept_check)
@@ -23,8 +24,15 @@
 #   checkpoint  a GPU run's step-10 checkpoint resumed on the CPU on dp 2 (two
 #            ranks), a CPU run's resumed on the GPU: steps 11-20 within 1e-3
 #            relative of the uninterrupted GPU run's
+#   sweep    what the planner's GPU presets assume, measured: bf16 products by shape
+#            (squares and the Megatron-Core H100 rows' block products), flash
+#            attention, memory-bound passes (tools/gpu/gemm_sweep.py)
 #   bench    GPT-2 124M bf16, batch 16 x 1024: dtrain profile beside PyTorch
 #            (torch.compile, SDPA, fused AdamW) on the same GPU
+#   kernel_times  where the machine has Nsight Compute: the GPT-2 124M step's
+#            kernels timed one by one (ncu), summed by kernel (tools/gpu/kernel_times.py)
+#   sanitizer  where the machine has compute-sanitizer: memcheck over test_cuda's
+#            small-shape cases
 #   hf       where python3 has transformers and safetensors (else skipped):
 #            GPT2LMHeadModel gives the logits of the Hugging Face fixture that
 #            dtrain's import matches (1e-5), and, loading `dtrain export` of a
@@ -88,10 +96,10 @@ declare -A status
 say() { echo "accept: $*" | tee -a "$O/accept.log"; }
 stage() {  # stage NAME LIMIT_SECONDS FUNCTION
   local name=$1 limit=$2 fn=$3
-  [ "$only" = all ] || [ "$only" = "$name" ] || [ "$name" = env ] || return 0
+  [ "$only" = all ] || [[ ",$only," == *",$name,"* ]] || [ "$name" = env ] || return 0
   say "--- $name (limit ${limit}s)"
   local t0=$SECONDS
-  timeout --kill-after=10 "$limit" bash -c "$(declare -p STEP_SETS LAYOUT_SETS LAYOUTS CKPT_SETS HF_SETS)
+  timeout --kill-after=10 "$limit" bash -c "set -o pipefail; $(declare -p STEP_SETS LAYOUT_SETS LAYOUTS CKPT_SETS HF_SETS)
     $(declare -f "$fn" say layout_sets); $fn" >>"$O/$name.log" 2>&1
   local rc=$?
   if [ $rc = 0 ]; then
@@ -213,12 +221,41 @@ sys.exit(0 if ok else 1)
 PY
 }
 
+sweep_stage() {
+  PYTHONUNBUFFERED=1 python3 tools/gpu/gemm_sweep.py --json "$O/sweep.json" | tee "$O/sweep.md"
+}
+
 bench_stage() {
   read -r -a data <<<"$DATA_ARGS"
   "$BIN/dtrain" profile configs/bench/gpt2-124m-gpu.toml "${data[@]}" --warmup 5 --steps 20 --out "$O/../profile" \
     | tee "$O/profile.txt" || exit 1
   python3 tools/bench/torch_reference.py gpt --device cuda --precision bf16 --compile --sdpa --batch 16 --seq 1024 \
     --warmup 5 --steps 20 --threads 16 --peak-tflops 989 | tee "$O/torch.json" || exit 1
+}
+
+sanitizer_stage() {
+  local cs
+  cs=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer /opt/nvidia/*/compute-sanitizer 2>/dev/null | head -n 1)
+  if [ -z "$cs" ]; then
+    echo "no compute-sanitizer on this machine"
+    exit 77
+  fi
+  # memcheck on the small-shape cases (it slows every access 10-100 times).
+  "$cs" --tool memcheck --error-exitcode 3 "$BIN/test_cuda" \
+    --test-case='cuda ops: add*,cuda ops: gelu*,cuda ops: layernorm*,cuda ops: dropout*,cuda matmul: odd shapes*,cuda cnn: odd*,cuda cnn: relu*'
+}
+
+kernel_times_stage() {
+  local ncu
+  ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
+  if [ -z "$ncu" ]; then
+    echo "no Nsight Compute (ncu) on this machine"
+    exit 77
+  fi
+  read -r -a data <<<"$DATA_ARGS"
+  "$ncu" --clock-control none --metrics gpu__time_duration.sum --csv --page raw --log-file "$O/ncu.csv" \
+    "$BIN/dtrain" run configs/bench/gpt2-124m-gpu.toml "${data[@]}" --set train.steps=2 --out "$O/../ncu-run" || exit 1
+  python3 tools/gpu/kernel_times.py "$O/ncu.csv" --steps 2 --top 40 | tee "$O/kernel_times.md"
 }
 
 hf_stage() {
@@ -284,13 +321,17 @@ sys.exit(0 if ok else 1)
 PY
 }
 
-stage env 60 env_stage
-stage kernels 120 kernels_stage
-stage step 120 step_stage
-stage layouts 100 layouts_stage
-stage checkpoint 90 checkpoint_stage
-stage bench 200 bench_stage
-stage hf 150 hf_stage
+# In order of what matters most should the call run out of time.
+stage env 40 env_stage
+stage kernels 90 kernels_stage
+stage step 100 step_stage
+stage sweep 60 sweep_stage
+stage bench 150 bench_stage
+stage layouts 80 layouts_stage
+stage checkpoint 70 checkpoint_stage
+stage hf 70 hf_stage
+stage kernel_times 120 kernel_times_stage
+stage sanitizer 90 sanitizer_stage
 
 # ---------------------------------------------------------------- results
 {
@@ -301,7 +342,7 @@ stage hf 150 hf_stage
   echo
   echo "| stage | result |"
   echo "|---|---|"
-  for s in env kernels step layouts checkpoint bench hf; do echo "| $s | ${status[$s]:-not run} |"; done
+  for s in env kernels step sweep bench layouts checkpoint hf kernel_times sanitizer; do echo "| $s | ${status[$s]:-not run} |"; done
   echo
   # The fp32 policy's evidence: cuBLASLt's own GELU epilogue against the CPU's
   # tanh GELU (test_cuda's measured case; fp32 fuses GELU only under 1e-5).
@@ -328,6 +369,16 @@ if m:
 else:
     print("(dtrain's profile line not found)")
 PY
+  fi
+  if [ -f "$O/kernel_times.md" ]; then
+    echo
+    echo "## GPT-2 124M bf16 step, kernel by kernel (ncu; tools/gpu/kernel_times.py)"
+    cat "$O/kernel_times.md"
+  fi
+  if [ -f "$O/sweep.md" ]; then
+    echo
+    echo "## What the planner's presets assume, measured (tools/gpu/gemm_sweep.py)"
+    cat "$O/sweep.md"
   fi
 } >"$R"
 cat "$R"

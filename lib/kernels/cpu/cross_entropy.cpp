@@ -35,12 +35,17 @@ void softmax_xent_forward(const T* x, const int32_t* tgt, int64_t rows, int64_t 
     int64_t arg = best;
     const int64_t end = std::min(v, best + kArgBlock);
     while (arg + 1 < end && A(xr[arg]) != mx) ++arg;  // mx is in the block unless NaN
-    A sum = 0;
+    // The exp sum in double: in fp32 a lane holding the max's 1 drops the
+    // terms under half its ulp, and a confident row's tail is made of them
+    // (GPT-2's 50,304 logits, the target 20 above the rest: 7.6e-4 of tail,
+    // a third lost, its loss and target gradient off by that; a GPU's tree
+    // sum kept it and disagreed).
+    double sum = 0;
 #pragma omp simd reduction(+ : sum)
-    for (int64_t j = 0; j < v; ++j) sum += exp_fast(A(xr[j]) - mx);
+    for (int64_t j = 0; j < v; ++j) sum += static_cast<double>(exp_fast(A(xr[j]) - mx));
     row_max[r] = mx;
-    row_sum[r] = sum;
-    row_loss[r] = static_cast<double>(std::log(sum) + mx - A(xr[tgt[r]]));
+    row_sum[r] = static_cast<A>(sum);
+    row_loss[r] = std::log(sum) + static_cast<double>(mx) - static_cast<double>(A(xr[tgt[r]]));
     argmax[r] = static_cast<int32_t>(arg);
   }
 }
