@@ -33,13 +33,17 @@ constexpr double kG = 1e9, kT = 1e12, kUs = 1e-6;
 
 // GPU presets: vendor datasheet peaks (dense, no sparsity) and memory; the
 // achievable fractions from measurements (docs/planner.md, "Hardware
-// presets", gives every source): a large bf16 matrix product at about 80% of
-// peak (H200 measured 770-800 TFLOP/s at 8192^3; cuBLAS on A100 similar; the
-// maximum achievable matmul FLOPS of ml-engineering's table: 86.9% A100,
-// 80.3% H100 SXM), smaller ones on the harmonic roofline
-// (Hardware::roofline_half_dim: half of that at x = 136 on the A100, 262 on
-// the H100, 183 on the H200);
-// memory-bound passes at 90% of the HBM bandwidth (H100 3.0, H200 4.3 TB/s
+// presets", gives every source): a large bf16 matrix product at 73% of peak
+// on the H100 and H200, sustained (tools/gpu/gemm_sweep.py on the lent H200,
+// tools/bench/results_gpu.md: the block products of every Megatron-Core r0.8
+// row at 0.67-0.71 of peak, 4096^3 at 0.755 and 8192^3 at 0.69 once the
+// clocks had settled under the power limit; 0.73 is the asymptote whose
+// roofline reproduces those products, each within 3.2%; short runs reach
+// 770-800 TFLOP/s at 8192^3, ml-engineering's best-shape search 80.3%), at
+// 80% on the A100 (ml-engineering's 86.9%, nothing sustained measured),
+// smaller ones on the harmonic roofline (Hardware::roofline_half_dim: half
+// of that at x = 136 on the A100, 240 on the H100, 167 on the H200);
+// memory-bound passes at 90% of the HBM bandwidth (H100 3.0, H200 4.2 TB/s
 // measured by device copies). The backend is this trainer's CUDA one: its
 // attention materialises the probabilities (cuBLASLt products around
 // lib/kernels/cuda's causal softmax, lib/ops/cuda/blas.cpp: P kept for the
@@ -56,7 +60,7 @@ Hardware h100_sxm() {
   h.usable_memory_fraction = 0.9;
   h.peak_fp32 = 67 * kT;   // without tensor cores (TF32 would be 494)
   h.peak_bf16 = 989 * kT;  // dense
-  h.efficiency = 0.8;
+  h.efficiency = 0.73;     // sustained, measured on the H200 (the same chip and power limit)
   h.memory_bandwidth = 3015 * kG;  // 90% of 3.35 TB/s
   h.gemm_half_dim = h.roofline_half_dim();
   h.fused_attention = false;  // lib/ops/cuda/blas.cpp keeps P (a s^2 per sample)
@@ -78,7 +82,7 @@ Hardware h200() {
       "NVIDIA H200 SXM 141 GB, 8 per node (HGX H200): NVLink 4 through NVSwitch, one 400 Gb/s "
       "InfiniBand NDR port per GPU; datasheet peaks, measured achievable fractions (docs/planner.md)";
   h.memory_bytes = 141 * kGiB;
-  h.memory_bandwidth = 4320 * kG;  // 90% of 4.8 TB/s (4.3 measured)
+  h.memory_bandwidth = 4320 * kG;  // 90% of 4.8 TB/s (4.2 measured)
   h.gemm_half_dim = h.roofline_half_dim();
   return h;
 }

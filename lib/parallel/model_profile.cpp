@@ -63,7 +63,12 @@ class DescribeOnlyGroup : public Communicator {
 //   norm reads dy and x for the weight partials and dy, x and the residual
 //   gradient for dx, writing dx (6h), the bias gradients read dy (2h
 //   replicated, 7h/t split), GELU's derivative reads its input (4h/t) in the
-//   product's epilogue;
+//   product's epilogue; and the attention's head moves (lib/ops/cuda/blas.cpp,
+//   attn_heads_from_rows / attn_heads_to_rows: each reads and writes h/t),
+//   forward Q, K, V into heads and the output back (8h/t), backward Q, K, V
+//   and the output's gradient into heads again and dQ, dK, dV back (14h/t):
+//   an H200 spent 16% of a GPT-2 124M step's kernel time in them
+//   (tools/bench/results_gpu.md);
 // - megatron_2021 (Megatron-LM, April 2021: megatron/model/transformer.py,
 //   fused_bias_gelu.py, fused_softmax.py, fused_kernels/): forward, apex-style
 //   layer norms 2h each, bias + dropout + residual one JIT kernel (reads 2h,
@@ -104,7 +109,7 @@ BlockTraffic block_traffic(Kernels k, bool drop, int tp) {
       b = {10.0 + (drop ? 6 : 0), 12.0 + (drop ? 4 : 0), 8, 12, 2, 3};
       break;
     case Kernels::dtrain_cuda:
-      b = {10.0 + (drop ? 1 : 0) + (tp > 1 ? 4 : 0), 14.0 + (drop ? 5 : 0), 4, 11, 2, 3};
+      b = {10.0 + (drop ? 1 : 0) + (tp > 1 ? 4 : 0), 14.0 + (drop ? 5 : 0), 4 + 8, 11 + 14, 2, 3};
       break;
     case Kernels::megatron_2021:
       b = {10.0 + (drop ? 1 : 0), 18.0 + (drop ? 5 : 0), 16, 21, 1.5 + (drop ? 2.5 : 0), 2 + (drop ? 2.5 : 0)};

@@ -294,11 +294,13 @@ TEST_CASE("model profile: memory-bound bytes per token as each backend's kernels
   CHECK(p.mem_bwd == T * (16 * h + 12 * h / t) * 4);
   CHECK(p.score_mem_fwd == T * 2 * (a / t) * T * 4);
   // lib/kernels/cuda: norms 4h, dropout + residual 2 x 3.5h, the row biases
-  // after their all-reduce 4h; GELU's input written by the epilogue 4h/t.
+  // after their all-reduce 4h; GELU's input written by the epilogue 4h/t;
+  // the attention's head moves, Q, K, V in and the output out, 8h/t.
   // Backward: dropouts 5h, norms 2 x 6h, row-bias gradients 2h; 7h/t column
-  // bias gradients + 4h/t GELU's input read by the epilogue.
-  CHECK(c.mem_fwd == T * (15 * h + 4 * h / t) * 4);
-  CHECK(c.mem_bwd == T * (19 * h + 11 * h / t) * 4);
+  // bias gradients + 4h/t GELU's input read by the epilogue; head moves,
+  // Q, K, V and dO in, dQ, dK, dV out, 14h/t.
+  CHECK(c.mem_fwd == T * (15 * h + 12 * h / t) * 4);
+  CHECK(c.mem_bwd == T * (19 * h + 25 * h / t) * 4);
   // Megatron-LM 2021: norms 4h, bias-dropout-add 2 x 3.5h; qkv bias 6h/t,
   // bias-GeLU 8h/t, the context's permute 2h/t. Backward: 2 x (2.5h + the
   // bias's reduction h), norms 2 x 5h, autograd's residual sums 2 x 3h; GeLU
@@ -337,7 +339,7 @@ TEST_CASE("model profile: memory-bound bytes per token as each backend's kernels
   // Without dropout the masks and dropout passes go.
   cfg.dropout = 0;
   CHECK(profile_model(cfg, 32, 2, false, Kernels::megatron_2021).layers[1].mem_fwd == T * (10 * h + 16 * h / t) * 4);
-  CHECK(profile_model(cfg, 32, 1, false, Kernels::dtrain_cuda).layers[1].mem_fwd == T * (10 * h + 4 * h) * 4);
+  CHECK(profile_model(cfg, 32, 1, false, Kernels::dtrain_cuda).layers[1].mem_fwd == T * (10 * h + 12 * h) * 4);
   CHECK(profile_model(cfg, 32, 2, false, Kernels::megatron_2021).layers[1].act_bytes ==
         2 * (T * h * (8 + 24 / t) + 2 * (a / t) * T * T));
 }

@@ -61,8 +61,11 @@ TEST_CASE("GPT-2 124M on 8 H100s: pure data parallelism") {
   CHECK(c.dp == 8);
   CHECK(c.tp == 1);
   CHECK(c.pp == 1);
-  CHECK(p.feasible[0].p.mfu > 0.3);
-  CHECK(p.feasible[0].p.mfu < 0.6);
+  // This trainer's CUDA backend (materialised attention) measured 20% MFU
+  // on one H200 at batch 16 x 1024 (tools/bench/results_gpu.md), PyTorch's
+  // torch.compile 42%; the plan says 29%.
+  CHECK(p.feasible[0].p.mfu > 0.2);
+  CHECK(p.feasible[0].p.mfu < 0.45);
 }
 
 TEST_CASE("GPT-3 175B on 1024 A100s: tp = 8 in a node, pp across nodes, dp the rest, ZeRO-1") {
@@ -285,22 +288,25 @@ TEST_CASE("hardware: presets round-trip through the file format, bad files are n
   CHECK(!load_hardware("h200").fused_attention);
   CHECK(!load_hardware("a100-80gb").fused_attention);
   CHECK(!load_hardware("cpu-local").fused_attention);
-  // Products on the harmonic roofline: 1 / rate = 1 / (0.8 peak) + 1 / (x
+  // Products on the harmonic roofline: 1 / rate = 1 / (e peak) + 1 / (x
   // bandwidth) for a smallest dimension x (x FLOP per byte), so half of the
-  // large-product rate where x bandwidth = 0.8 peak.
+  // large-product rate where x bandwidth = e peak.
   for (const char* name : {"a100-80gb", "h100-sxm", "h200"}) {
     CAPTURE(name);
     const Hardware h = load_hardware(name);
     for (double x : {64.0, 128.0, 1024.0}) {
       const double peak = h.peak("bf16");
-      const double roofline = 1 / (1 / (0.8 * peak) + 1 / (x * h.memory_bandwidth));
+      const double roofline = 1 / (1 / (h.efficiency * peak) + 1 / (x * h.memory_bandwidth));
       CHECK(h.gemm_efficiency(x) * peak == doctest::Approx(roofline));
     }
   }
   CHECK(load_hardware("a100-80gb").gemm_half_dim == doctest::Approx(136.0).epsilon(0.001));
-  CHECK(load_hardware("h100-sxm").gemm_half_dim == doctest::Approx(262.4).epsilon(0.001));
-  CHECK(load_hardware("h200").gemm_half_dim == doctest::Approx(183.1).epsilon(0.001));
+  CHECK(load_hardware("h100-sxm").gemm_half_dim == doctest::Approx(239.5).epsilon(0.001));
+  CHECK(load_hardware("h200").gemm_half_dim == doctest::Approx(167.1).epsilon(0.001));
   CHECK(load_hardware("a100-80gb").gemm_efficiency(1e9) == doctest::Approx(0.8));
+  CHECK(load_hardware("h100-sxm").efficiency == doctest::Approx(0.73));
+  CHECK(load_hardware("h200").efficiency == doctest::Approx(0.73));
+
   try {
     parse_hardware_toml("[device]\nmemory_gib = 8\npeak_tflops_fp32 = 1\nmemory_bandwith_gbs = 5\n", "hw.toml");
     FAIL("expected a ConfigError");
@@ -421,4 +427,32 @@ TEST_CASE("hardware: a GPU's device name picks its preset, whose peaks MFU uses"
   // Datasheet dense bf16 peaks, TFLOP/s.
   CHECK(load_hardware(hardware_preset_for_gpu("NVIDIA H200")).peak("bf16") == doctest::Approx(989e12));
   CHECK(load_hardware(hardware_preset_for_gpu("NVIDIA A100-SXM4-80GB")).peak("bf16") == doctest::Approx(312e12));
+}
+
+TEST_CASE("hardware: the h200 preset's products are the rates measured on an H200") {
+  // tools/bench/results_gpu.md (tools/gpu/gemm_sweep.py, 2026-12-04): the
+  // bf16 block products of one tp rank for each Megatron-Core r0.8 row at
+  // 4096 tokens (QKV, projection, fc1, fc2; forward, input and weight
+  // gradients), sustained, in TFLOP/s. The preset's curve gives each within 4%.
+  struct Measured {
+    int64_t hidden, tp;
+    double tflops;
+  };
+  const Measured rows[] = {{2048, 1, 666}, {4096, 2, 698},  {6144, 4, 678},  {7168, 8, 696},  {8192, 8, 696},
+                           {10240, 8, 690}, {12288, 8, 689}, {16384, 8, 669}, {18432, 8, 672}};
+  const Hardware h = load_hardware("h200");
+  const double peak = h.peak("bf16");
+  for (const Measured& r : rows) {
+    CAPTURE(r.hidden);
+    const double tokens = 4096, H = static_cast<double>(r.hidden), t = static_cast<double>(r.tp);
+    double flops = 0, seconds = 0;
+    const double products[4][2] = {{H, 3 * H / t}, {H / t, H}, {H, 4 * H / t}, {4 * H / t, H}};  // (k, n)
+    for (const auto& [k, n] : products) {
+      const double f = 3 * 2 * tokens * k * n;  // forward, input and weight gradient
+      flops += f;
+      seconds += f / (peak * h.gemm_efficiency(std::min({tokens, k, n})));
+    }
+    const double predicted = flops / seconds / 1e12;
+    CHECK(predicted == doctest::Approx(r.tflops).epsilon(0.04));
+  }
 }
