@@ -166,6 +166,10 @@ grep -q "^handoff_us = " "$WORK/out" || fail "hardware: no handoff_us"
 expect_exit 0 "$DTRAIN" profile "$WORK/tiny.toml" --write-hardware "$WORK/one.toml" --hardware-name solo \
   --steps 4 --warmup 1 --set train.threads=1 --set train.micro_batch=32
 grep -q '^name = "solo"' "$WORK/one.toml" || fail "calibration: --hardware-name"
+# A GPU config: refused in one line before anything runs (the fits time this CPU).
+expect_exit 2 "$DTRAIN" profile "$WORK/tiny.toml" --write-hardware "$WORK/gpu.toml" --set train.device=cuda
+expect_err '--write-hardware: train.device = "cuda": calibration measures this CPU'
+[ ! -e "$WORK/gpu.toml" ] || fail "calibration: a cuda config wrote a file"
 grep -q "links not measured (one rank)" "$WORK/one.toml" || fail "calibration on one rank: links not marked"
 
 # ZeRO-3 in bf16 on dp 2: the memory table's parameter and gradient bytes (the fp32 master
