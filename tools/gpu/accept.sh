@@ -54,6 +54,9 @@ LAYOUTS=("dp=2" "tp=2" "pp=2" "dp=2 zero=1")
 CKPT_SETS=(--set train.steps=20 --set train.eval_every=0 --set train.global_batch=8 --set train.micro_batch=2
   --set model.dropout=0.0 --set optim.warmup_steps=0 --set checkpoint.every=10)
 HF_SETS=(--set train.steps=30 --set train.eval_every=0 --set optim.warmup_steps=5)
+# kernel_times: `dtrain profile` of GPT-2 124M, one warm-up step and one measured
+# (profile evaluates nothing, so ncu's sums are two training steps).
+KT_ARGS=(--warmup 1 --steps 1)
 # layout_sets "dp=2 zero=1": the --set arguments of that layout, one per
 # line (train.grad_accum keeps the global batch of 8 at any dp).
 layout_sets() {
@@ -80,6 +83,8 @@ if [ "${1:-}" = check ]; then
   check "$DT" validate configs/gpt.toml "${data[@]}" --set train.device=cuda "${CKPT_SETS[@]}" --set train.grad_accum=4
   check "${MPIRUN[@]}" -np 2 "$DT" validate configs/gpt.toml "${data[@]}" "${CKPT_SETS[@]}" --set parallel.dp=2 --set train.grad_accum=2
   check "$DT" validate configs/bench/gpt2-124m-gpu.toml "${data[@]}"
+  check python3 -c 'import ast, sys; [ast.parse(open(f).read(), f) for f in sys.argv[1:]]' \
+    tools/gpu/gemm_sweep.py tools/gpu/kernel_times.py
   check "$DT" validate configs/gpt.toml "${data[@]}" --set train.device=cuda "${HF_SETS[@]}"
   rm -f "${TMPDIR:-/tmp}/accept_check.$$"
   echo "accept check: every stage's runs validate"
@@ -99,7 +104,7 @@ stage() {  # stage NAME LIMIT_SECONDS FUNCTION
   [ "$only" = all ] || [[ ",$only," == *",$name,"* ]] || [ "$name" = env ] || return 0
   say "--- $name (limit ${limit}s)"
   local t0=$SECONDS
-  timeout --kill-after=10 "$limit" bash -c "set -o pipefail; $(declare -p STEP_SETS LAYOUT_SETS LAYOUTS CKPT_SETS HF_SETS)
+  timeout --kill-after=10 "$limit" bash -c "set -o pipefail; $(declare -p STEP_SETS LAYOUT_SETS LAYOUTS CKPT_SETS HF_SETS KT_ARGS)
     $(declare -f "$fn" say layout_sets); $fn" >>"$O/$name.log" 2>&1
   local rc=$?
   if [ $rc = 0 ]; then
@@ -254,7 +259,7 @@ kernel_times_stage() {
   fi
   read -r -a data <<<"$DATA_ARGS"
   "$ncu" --clock-control none --metrics gpu__time_duration.sum --csv --page raw --log-file "$O/ncu.csv" \
-    "$BIN/dtrain" run configs/bench/gpt2-124m-gpu.toml "${data[@]}" --set train.steps=2 --out "$O/../ncu-run" || exit 1
+    "$BIN/dtrain" profile configs/bench/gpt2-124m-gpu.toml "${data[@]}" "${KT_ARGS[@]}" --out "$O/../ncu-run" || exit 1
   python3 tools/gpu/kernel_times.py "$O/ncu.csv" --steps 2 --top 40 | tee "$O/kernel_times.md"
 }
 
