@@ -138,7 +138,7 @@ grep -q "srun exited 0 but started no rank of dtrain (a launch failure)" "$WORK/
 echo "slurm: 3. ranks, local ranks, GPUs, arguments, an error exit and a launch that started nothing ($((SECONDS - t))s)"
 
 # 4. Signalled mid-run, requeued, resumed: the losses of an uninterrupted run.
-if ! "$DTRAIN" --help | grep -qE '^ +resume '; then
+if ! grep -qE '^ +resume ' <("$DTRAIN" --help); then  # (not a pipe: grep -q's early exit + pipefail)
   echo "slurm: 4. SKIPPED: this dtrain has no 'dtrain resume' (checkpoints): the signal ->" \
     "checkpoint -> requeue -> resume test needs it"
   echo "slurm: ok in $((SECONDS - T0))s (part 4 skipped)"
