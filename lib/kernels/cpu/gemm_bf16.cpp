@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/gemm_bf16_x86.h"
+#include "kernels/cpu/vmath.h"
 
 namespace dtrain::cpu {
 namespace {
@@ -97,17 +98,14 @@ const PathChoice& path_choice() {
 const uint16_t* bits(const bf16* p) { return reinterpret_cast<const uint16_t*>(p); }
 uint16_t* bits(bf16* p) { return reinterpret_cast<uint16_t*>(p); }
 
-// op(X)(r, q) as float into dst (rows x cols, row-major).
-void widen_panel(const bf16* x, int64_t ld, bool trans, int64_t r0, int64_t rows, int64_t q0, int64_t cols,
-                 float* dst) {
-  for (int64_t r = 0; r < rows; ++r)
-    if (!trans)
-      convert(x + (r0 + r) * ld + q0, cols, dst + r * cols);
-    else
-      for (int64_t q = 0; q < cols; ++q) dst[r * cols + q] = float(x[(q0 + q) * ld + r0 + r]);
+// The stored block X[r0 .. r0 + rows)[q0 .. q0 + cols) as float into dst
+// (rows x cols, row-major): a transposed operand is widened as it is stored and
+// handed to the sgemm transposed, so every read runs along a row.
+void widen_block(const bf16* x, int64_t ld, int64_t r0, int64_t rows, int64_t q0, int64_t cols, float* dst) {
+  for (int64_t r = 0; r < rows; ++r) convert(x + (r0 + r) * ld + q0, cols, dst + r * cols);
 }
 
-// The fp32 fallback: blocks of op(A) and op(B) widened to float (exact), then
+// The fp32 fallback: blocks of A and B widened to float (exact), then
 // cpu::gemm<float>; C accumulates over 2048-deep slices in fp32 (in C itself,
 // or in a block buffer that is rounded once for a bf16 C).
 void gemm_fallback(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const bf16* a, int64_t lda,
@@ -125,19 +123,20 @@ void gemm_fallback(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alph
         const int64_t kb = std::min(kKB, k - p0);
         fa.resize(mb * kb);
         fb.resize(kb * nb);
-        widen_panel(a, lda, ta, i0, mb, p0, kb, fa.data());
-        // op(B) rows p, columns j: trans_b reads B[j][p].
-        widen_panel(b, ldb, tb, p0, kb, j0, nb, fb.data());
+        // op(A) rows i, columns p: trans_a stores A[p][i]; likewise op(B)(p, j) = B[j][p].
+        if (ta) widen_block(a, lda, p0, kb, i0, mb, fa.data()); else widen_block(a, lda, i0, mb, p0, kb, fa.data());
+        if (tb) widen_block(b, ldb, j0, nb, p0, kb, fb.data()); else widen_block(b, ldb, p0, kb, j0, nb, fb.data());
         const float beta_here = p0 > 0 ? 1.f : c16 ? 0.f : beta;
-        gemm<float>(false, false, mb, nb, kb, alpha, fa.data(), kb, fb.data(), nb, beta_here, cc, ldcc);
+        gemm<float>(ta, tb, mb, nb, kb, alpha, fa.data(), ta ? mb : kb, fb.data(), tb ? kb : nb, beta_here, cc,
+                    ldcc);
       }
       if (c16)
-        for (int64_t i = 0; i < mb; ++i)
-          for (int64_t j = 0; j < nb; ++j) {
-            bf16& out = c16[(i0 + i) * ldc + j0 + j];
-            const float v = fc[i * nb + j];
-            out = bf16(beta == 0.f ? v : v + beta * float(out));
-          }
+        for (int64_t i = 0; i < mb; ++i) {
+          bf16* out = c16 + (i0 + i) * ldc + j0;
+          const float* v = fc.data() + i * nb;
+#pragma omp simd
+          for (int64_t j = 0; j < nb; ++j) store_elem(out[j], beta == 0.f ? v[j] : v[j] + beta * load_elem(out[j]));
+        }
     }
   }
 }
@@ -182,7 +181,11 @@ template <class Body>
 void convert_chunks(int64_t n, Body body) {
   const int64_t chunk = kParallelConvert, chunks = (n + chunk - 1) / chunk;
   const int t = omp_in_parallel() || chunks < 2 ? 1 : static_cast<int>(std::min<int64_t>(omp_get_max_threads(), chunks));
-#pragma omp parallel for schedule(static) num_threads(t) if (t > 1)
+  if (t == 1) {  // no parallel region at all: even a serialised one (if false) costs a team set-up,
+    body(0, n);  // and the fallback GEMM converts panel rows of tens of values inside attention's loop
+    return;
+  }
+#pragma omp parallel for schedule(static) num_threads(t)
   for (int64_t ch = 0; ch < chunks; ++ch) body(ch * chunk, std::min(chunk, n - ch * chunk));
 }
 
@@ -243,7 +246,8 @@ void convert(const float* x, int64_t n, bf16* y) {
       x86::convert_f32_to_bf16(x + i, len, bits(y + i));
       return;
     }
-    for (int64_t j = i; j < i + len; ++j) y[j] = bf16(x[j]);
+#pragma omp simd
+    for (int64_t j = i; j < i + len; ++j) store_elem(y[j], x[j]);  // (bit moves: vectorised)
   });
 }
 
@@ -254,7 +258,8 @@ void convert(const bf16* x, int64_t n, float* y) {
       x86::convert_bf16_to_f32(bits(x + i), len, y + i);
       return;
     }
-    for (int64_t j = i; j < i + len; ++j) y[j] = float(x[j]);
+#pragma omp simd
+    for (int64_t j = i; j < i + len; ++j) y[j] = load_elem(x[j]);
   });
 }
 
