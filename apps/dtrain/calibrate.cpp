@@ -7,7 +7,9 @@
 
 #include <fmt/format.h>
 
+#include "core/device.h"
 #include "kernels/cpu/gemm.h"
+#include "ops/runtime.h"
 #include "parallel/auto_layout.h"
 #include "parallel/layout.h"
 #include "parallel/model_profile.h"
@@ -74,7 +76,8 @@ StepSplit time_one_process(const Config& cfg, int64_t b, int64_t accum, const Ca
   SelfGroups self;
   Profiler prof(false);
   TrainerOptions options;
-  options.profiler = &prof;
+  options.profiler = &prof;  // on a GPU it times the passes with events on the stream
+  options.local_rank = o.local_rank;
   Trainer trainer(one, self.groups(), [](const std::string&) {}, options);
   std::vector<double> pass, update;
   for (int64_t s = 0; s < o.warmup + o.steps; ++s) {
@@ -88,6 +91,39 @@ StepSplit time_one_process(const Config& cfg, int64_t b, int64_t accum, const Ca
   }
   if (pick == Pick::fastest) return {fastest(pass), fastest(update), median(pass)};
   return {median(pass), median(update), median(pass)};
+}
+
+// What a GPU does by itself, measured through the ops layer (the products and
+// copies training runs) on the device the config trains on.
+struct DeviceProbe {
+  std::string describe;        // the runtime's "cuda:0 (NVIDIA H200, sm_90, 139.8 GiB)"
+  std::string gpu_name;        // for the preset of its datasheet peaks
+  double memory_bytes = 0;     // the device's
+  double gemm_large = 0, gemm_small = 0;  // FLOP/s of n^3 products in the compute dtype, sustained
+  double gemm_fp32 = 0;        // FLOP/s of an fp32 product (no tensor cores unless train.tf32)
+  double copy_bandwidth = 0;   // B/s of a device-to-device copy, read + write
+};
+
+// 2048^3 is the smallest square whose product outlasts its launch (about 30 us
+// against 3-5 us of host time per cuBLASLt call on an H200): below it the rate
+// measured is the host's. Too close to 8192 for the curve's half point, which
+// comes from the roofline as in the presets; its rate is recorded beside it.
+constexpr int64_t kGpuGemmLarge = 8192, kGpuGemmSmall = 2048, kGpuGemmFp32 = 4096;
+constexpr double kGpuCopyBytes = 1024.0 * 1024 * 1024;
+
+DeviceProbe probe_device(const Config& cfg, int local_rank) {
+  const auto rt = ops::Runtime::open(cfg.train.device, local_rank, cfg.train.tf32);
+  DeviceProbe p;
+  p.describe = rt->describe();
+  const gpu::DeviceInfo info = gpu::device_info(rt->exec().device.index);
+  p.gpu_name = info.name;
+  p.memory_bytes = static_cast<double>(info.total_bytes);
+  const DType dt = cfg.train.precision == "bf16" ? DType::bf16 : DType::f32;
+  p.gemm_large = measure_gemm_rate(*rt, dt, kGpuGemmLarge, 2.0, 2.0);
+  p.gemm_small = measure_gemm_rate(*rt, dt, kGpuGemmSmall, 0.2, 0.5);
+  p.gemm_fp32 = dt == DType::f32 ? p.gemm_large : measure_gemm_rate(*rt, DType::f32, kGpuGemmFp32, 0.5, 1.0);
+  p.copy_bandwidth = measure_copy_bandwidth(*rt, kGpuCopyBytes);
+  return p;
 }
 
 // Every rank gets rank 0's value.
@@ -115,16 +151,20 @@ double sum_over_ranks(Communicator& world, double x) {
 }
 
 // Seconds per all-reduce of `bytes` among the world (the median of rounds of `reps`).
-double all_reduce_time(Communicator& world, double bytes, int reps) {
+// On a GPU, `comm` is the device world (NCCL) and `host` the MPI one that
+// synchronises the rounds; on the CPU both are the same.
+double all_reduce_time(Communicator& comm, Communicator& host, double bytes, int reps, Device device = Device::cpu()) {
   const int64_t n = std::max<int64_t>(1, static_cast<int64_t>(bytes / 4));
-  Tensor t = Tensor::zeros(Shape{n}, DType::f32);
-  for (int i = 0; i < 3; ++i) world.all_reduce(t, ReduceOp::sum)->wait();
+  Tensor t = Tensor::zeros(Shape{n}, DType::f32, device);
+  for (int i = 0; i < 3; ++i) comm.all_reduce(t, ReduceOp::sum)->wait();
+  if (!device.is_cpu()) gpu::device_sync();
   std::vector<double> rounds;
   for (int r = 0; r < 5; ++r) {
-    world.barrier()->wait();
+    host.barrier()->wait();
     const auto t0 = Clock::now();
-    for (int i = 0; i < reps; ++i) world.all_reduce(t, ReduceOp::sum)->wait();
-    rounds.push_back(max_over_ranks(world, since(t0) / reps));
+    for (int i = 0; i < reps; ++i) comm.all_reduce(t, ReduceOp::sum)->wait();
+    if (!device.is_cpu()) gpu::device_sync();  // NCCL's wait() orders the stream, it does not block
+    rounds.push_back(max_over_ranks(host, since(t0) / reps));
   }
   return median(rounds);
 }
@@ -226,17 +266,29 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
 
   // 1. Rank 0 alone; the others wait in a barrier as idle pipeline stages wait.
   // Threads as the trainer will set them (train.threads), for the sgemm too.
+  // On a GPU: the device's products, copies and memory first (probe_device),
+  // then the model's passes on it, timed by events on its stream.
+  const bool gpu = cfg.train.device != "cpu";
   cpu::set_num_threads(static_cast<int>(cfg.train.threads));
   double peak = 0, small_gemm = 0;  // small_gemm: an n = 128 sgemm, for the efficiency curve
-  constexpr int kSmallGemm = 128, kLargeGemm = 1024;
+  const int64_t small_n = gpu ? kGpuGemmSmall : 128, large_n = gpu ? kGpuGemmLarge : 1024;
   StepSplit small, large;
+  DeviceProbe probe;
   if (me == 0) {
-    peak = measure_sgemm_gflops(kLargeGemm) * 1e9;
-    small_gemm = measure_sgemm_gflops(kSmallGemm, 64) * 1e9;
+    if (gpu) {
+      probe = probe_device(cfg, o.local_rank);
+      peak = probe.gemm_large;
+      small_gemm = probe.gemm_small;
+    } else {
+      peak = measure_sgemm_gflops(static_cast<int>(large_n)) * 1e9;
+      small_gemm = measure_sgemm_gflops(static_cast<int>(small_n), 64) * 1e9;
+    }
     small = time_one_process(cfg, b1, b1_accum, o, Pick::fastest);
     large = time_one_process(cfg, b2, 1, o, Pick::fastest);
-    peak = std::max(peak, measure_sgemm_gflops(kLargeGemm) * 1e9);  // the best of two: other jobs come and go
-    small_gemm = std::max(small_gemm, measure_sgemm_gflops(kSmallGemm, 64) * 1e9);
+    if (!gpu) {  // the best of two: other jobs come and go
+      peak = std::max(peak, measure_sgemm_gflops(static_cast<int>(large_n)) * 1e9);
+      small_gemm = std::max(small_gemm, measure_sgemm_gflops(static_cast<int>(small_n), 64) * 1e9);
+    }
   }
   // The solo phase takes as long as the model makes it (minutes for a large
   // one), longer than any collective deadline: the others wait for it without
@@ -250,15 +302,21 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
   large.pass = from_rank0(world, large.pass);
   large.median_pass = from_rank0(world, large.median_pass);
   const double update = from_rank0(world, std::min(small.update, large.update));  // it does not depend on b
+  probe.memory_bytes = from_rank0(world, probe.memory_bytes);
+  probe.copy_bandwidth = from_rank0(world, probe.copy_bandwidth);
+  probe.gemm_fp32 = from_rank0(world, probe.gemm_fp32);
   Workload w;
   w.optimizer = cfg.optim.name;
   w.momentum = cfg.optim.momentum > 0;
-  const double bandwidth = fit_memory_bandwidth(params, update, w);
+  // A GPU's update of a small model is launch-bound, not a bandwidth: its
+  // memory-bound passes are costed at a large copy's rate.
+  const double bandwidth = gpu ? probe.copy_bandwidth : fit_memory_bandwidth(params, update, w);
   // The layers' rate with their memory-bound passes (norms, softmax, GELU,
   // residuals, loss) taken off at that bandwidth, as the model adds them back.
   const ComputeFit fit = fit_compute(flops, layers, static_cast<double>(b1), small.pass, static_cast<double>(b2),
                                      large.pass, mem_bytes / bandwidth);
-  const double half_dim = fit_gemm_half_dim(kSmallGemm, small_gemm, kLargeGemm, peak);
+  const double half_dim =
+      fit_gemm_half_dim(static_cast<double>(small_n), small_gemm, static_cast<double>(large_n), peak);
 
   // 2. Every rank at once: the node's ranks share how many compute units?
   // The mean over the ranks, the better of two tries: where ranks outnumber
@@ -277,13 +335,21 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
   // 3. Links among all ranks.
   Link link{0, 0};
   double handoff = 0, ar_small = 0, ar_big = 0;
-  constexpr double kSmall = 8, kBig = 4.0 * 1024 * 1024;
+  constexpr double kSmall = 8;
+  // On GPUs a larger message: 4 MiB would not leave NVLink's latency behind.
+  const double big = gpu ? 256.0 * 1024 * 1024 : 4.0 * 1024 * 1024;
   if (n > 1) {
-    ar_small = all_reduce_time(world, kSmall, 200);
-    ar_big = all_reduce_time(world, kBig, 10);
-    link = fit_link(n, kSmall, ar_small, kBig, ar_big);
-    const double hop = handoff_time(world, 200);
-    handoff = std::max(0.0, hop - link.latency);
+    // On GPUs over the device groups training uses (NCCL).
+    Groups dg;
+    if (gpu) dg = o.groups_for(layout_config(cfg, n, 1, b2));
+    Communicator& links = gpu ? *dg.world : world;
+    const Device dev = gpu ? Device::cuda(o.local_rank % std::max(1, gpu::device_count(nullptr))) : Device::cpu();
+    ar_small = all_reduce_time(links, world, kSmall, 200, dev);
+    ar_big = all_reduce_time(links, world, big, gpu ? 20 : 10, dev);
+    link = fit_link(n, kSmall, ar_small, big, ar_big);
+    // MPI's hand-over to a waiting rank; a GPU's stages hand over through NCCL,
+    // whose latency the link's already is (the presets' handoff_us = 0).
+    if (!gpu) handoff = std::max(0.0, handoff_time(world, 200) - link.latency);
   } else {
     link = {bandwidth / 2, 1e-6};  // nothing to measure on one rank: a memory copy
   }
@@ -314,6 +380,35 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
   // Where ranks share cores, communication competes with compute for them:
   // half the backward, as measured for the dp reduction on this machine's kind.
   h.overlap = units < node ? 0.5 : 1.0;
+  if (gpu) {
+    // The datasheet peaks of the GPU's preset (measured ones where it has
+    // none), so that the efficiency is the measured large product's share of
+    // them as in the presets; the memory the device reports; this trainer's
+    // CUDA kernels (attention keeps its probabilities). Links: as measured,
+    // or on one GPU the preset's (nothing to measure).
+    const std::string preset_name = hardware_preset_for_gpu(probe.gpu_name);
+    const bool has_preset = !preset_name.empty();
+    const Hardware preset = has_preset ? load_hardware(preset_name) : Hardware{};
+    const bool bf16 = cfg.train.precision == "bf16";
+    h.memory_bytes = probe.memory_bytes;
+    h.usable_memory_fraction = 0.9;
+    h.peak_bf16 = has_preset ? preset.peak_bf16 : bf16 ? peak : 0;
+    h.peak_fp32 = has_preset ? preset.peak_fp32 : bf16 ? probe.gemm_fp32 : peak;
+    h.efficiency = std::min(1.0, peak / (bf16 ? h.peak_bf16 : h.peak_fp32));
+    if (h.peak_bf16 > 0) h.gemm_half_dim = h.roofline_half_dim();
+    h.kernels = Kernels::dtrain_cuda;
+    h.overlap = has_preset ? preset.overlap : 0.9;
+    if (n == 1 && has_preset) {
+      h.intra = preset.intra;
+      h.inter = preset.inter;
+    }
+    h.description = fmt::format(
+        "measured by dtrain profile --write-hardware on {} rank{} ({} per node) with {}: {}; {} products of {}^3 "
+        "at {:.0f} TFLOP/s sustained ({:.2f} of {}), device copies at {:.0f} GB/s{}",
+        n, n > 1 ? "s" : "", node, o.config_path, probe.describe, bf16 ? "bf16" : "fp32", large_n, peak / 1e12,
+        h.efficiency, has_preset ? "the " + preset_name + " preset's datasheet peak" : "the measured peak",
+        bandwidth / 1e9, n > 1 ? "" : has_preset ? "; links from the preset (one rank)" : "; links not measured (one rank)");
+  }
 
   // 4. Where ranks share cores: the tp all-reduces inside a step. A step of
   // every rank in tp groups of t (micro-batch b2 x t, so that each rank
@@ -368,7 +463,11 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
       {"sgemm_gflops", num(peak / 1e9)},
       {"sgemm_128_gflops", num(small_gemm / 1e9)},
       {"memory_bound_bytes_per_sample", num(mem_bytes)},
-      {"sgemm_backend", toml_string(cpu::gemm_backend_name())},
+      {"sgemm_backend", toml_string(gpu ? "cuBLASLt" : cpu::gemm_backend_name())},
+      {"device", toml_string(gpu ? probe.describe : "cpu")},
+      {"gemm_sizes", fmt::format("[{}, {}]", small_n, large_n)},
+      {"device_copy_gbs", num(gpu ? probe.copy_bandwidth / 1e9 : 0.0)},
+      {"device_fp32_tflops", num(gpu ? probe.gemm_fp32 / 1e12 : 0.0)},
       {"threads_per_rank", std::to_string(cpu::num_threads())},
       {"micro_batches", fmt::format("[{}, {}]", b1, b2)},
       {"micro_batches_per_step", fmt::format("[{}, 1]", b1_accum)},  // pass_seconds_alone: per micro-batch
@@ -376,7 +475,7 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
       {"pass_seconds_together", num(together)},
       {"update_seconds", num(update)},
       {"all_reduce_seconds", fmt::format("[{}, {}]", num(ar_small), num(ar_big))},
-      {"all_reduce_bytes", fmt::format("[{}, {}]", num(kSmall), num(kBig))},
+      {"all_reduce_bytes", fmt::format("[{}, {}]", num(kSmall), num(big))},
       {"handoff_hop_seconds", num(handoff + link.latency)},
   };
   if (t > 1) {

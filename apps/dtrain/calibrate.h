@@ -1,6 +1,13 @@
 // `dtrain profile CONFIG --write-hardware FILE`: measures, on the ranks it
 // runs on, what the planner's Hardware needs and returns it, ready for
-// write_calibrated_toml (parallel/calibration.h) and `--hardware FILE`:
+// write_calibrated_toml (parallel/calibration.h) and `--hardware FILE`.
+// On a GPU (train.device = "cuda"), through the ops layer on the device:
+// products of 8192^3 in the compute dtype run until the clocks have settled
+// (the efficiency against the preset's datasheet peak; the curve's half
+// dimension from the roofline, as in the presets), a 1 GiB device copy
+// (memory-bound passes, and the roofline's bandwidth), the device's
+// memory, the model's passes timed by events (the per-layer overhead), and
+// NCCL all-reduces over the device groups. On the CPU:
 //   - the sgemm peak with train.threads threads (rank 0 alone, the others
 //     waiting as a pipeline's idle stages wait, with no deadline: see
 //     CalibrateOptions::timeout_seconds);
@@ -40,6 +47,7 @@ struct CalibrateOptions {
   int64_t small_batch = 1;  // the two micro-batch sizes of the compute fit
   int64_t large_batch = 0;  // 0 = max(8, the config's train.micro_batch)
   int ranks_per_node = 0;   // ranks on this node (0 = all of them)
+  int local_rank = 0;       // this rank's index on its node: its GPU is local_rank % (GPUs on the node)
   int cores = 0;            // this node's cores, for the report (0 = unknown)
   double node_memory_bytes = 0;  // physical memory of the node (0 = unknown: 1 GiB per rank)
   std::string config_path;  // for the description

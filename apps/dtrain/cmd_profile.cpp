@@ -48,14 +48,9 @@ int calibrate(Context& ctx, ProfileOpts& o, TrainingSetup& setup, const dtrain::
   overrides.push_back("parallel.tp=1");
   overrides.push_back("parallel.pp=1");
   const dtrain::Config cfg = dtrain::load_config(o.config_path, overrides, ctx.world_size, auto_layout);
-  // The fits time this CPU's sgemm beside the layers' passes: on a GPU config
-  // they would mix the two devices into one file. Refused before anything runs.
-  if (cfg.train.device != "cpu")
-    throw dtrain::ConfigError(fmt::format(
-        "--write-hardware: train.device = \"{}\": calibration measures this CPU (its sgemm and the layers' "
-        "passes); for a GPU start from its preset (`dtrain hardware h200`, h100-sxm or a100-80gb; "
-        "docs/planner.md gives their sources)",
-        cfg.train.device));
+  // No GPU: one line before anything is measured.
+  if (std::string why = dtrain::ops::device_unavailable(cfg.train.device); !why.empty())
+    throw dtrain::ConfigError(why);
   dtrain::cpu::gemm_backend();  // a bad DTRAIN_CPU_GEMM: one line, exit 2, like a config error
   {  // an unwritable output fails now (on every rank alike), not after minutes of measuring
     const std::filesystem::path out_path(o.hardware_out);
@@ -71,6 +66,7 @@ int calibrate(Context& ctx, ProfileOpts& o, TrainingSetup& setup, const dtrain::
   copts.steps = o.popts.steps;
   copts.warmup = std::max<int64_t>(o.popts.warmup, 1);
   copts.ranks_per_node = ctx.mpi->ranks_on_node();
+  copts.local_rank = setup.options.local_rank;
   copts.cores = static_cast<int>(std::thread::hardware_concurrency());
   copts.node_memory_bytes = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
   copts.config_path = o.config_path;

@@ -4,12 +4,14 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <fstream>
 #include <sstream>
 
 #include <fmt/format.h>
 
 #include "kernels/cpu/gemm.h"
+#include "ops/ops.h"
 
 namespace dtrain {
 
@@ -210,6 +212,81 @@ double measure_sgemm_gflops(int n, int reps) {
     cpu::gemm<float>(false, false, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (s > 0) best = std::max(best, 2.0 * n * n * static_cast<double>(n) / s / 1e9);
+  }
+  return best;
+}
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// A device tensor of `shape` in `dt` holding values in [-1, 1) (not zeros: a
+// tensor core's power, and so its clock under the power limit, depends on the
+// bits it multiplies).
+Tensor filled_values(const ops::Runtime& rt, const Shape& shape, DType dt, uint32_t seed) {
+  const Exec& ex = rt.exec();
+  Tensor host = Tensor::empty(shape, DType::f32);
+  float* v = host.data<float>();
+  uint32_t x = seed * 2654435761u + 1;
+  for (int64_t i = 0; i < host.numel(); ++i) {
+    x = x * 1664525u + 1013904223u;
+    v[i] = static_cast<float>(x >> 8) / static_cast<float>(1u << 23) - 1.0f;
+  }
+  Tensor f32 = Tensor::empty(shape, DType::f32, ex.device);
+  ops::copy(ex, host, f32);
+  if (dt == DType::f32) {
+    rt.sync();
+    return f32;
+  }
+  Tensor out = Tensor::empty(shape, dt, ex.device);
+  ops::convert(ex, f32, out);
+  rt.sync();
+  return out;
+}
+
+}  // namespace
+
+// FLOP/s of an n x n x n product in `dt` on the runtime's device, sustained:
+// the products run back to back for `settle` seconds first (a GPU's clocks
+// fall under its power limit within about a second: 8192^3 in bf16 on the H200
+// went from 0.78 to 0.69 of peak, tools/bench/results_gpu.md), then the rate
+// over at least `seconds` more.
+double measure_gemm_rate(const ops::Runtime& rt, DType dt, int64_t n, double settle, double seconds) {
+  const Exec& ex = rt.exec();
+  const ops::Gemm g{.trans_a = false, .trans_b = false, .m = n, .n = n, .k = n};
+  const Tensor a = filled_values(rt, Shape{n, n}, dt, 1), b = filled_values(rt, Shape{n, n}, dt, 2);
+  const Tensor c = Tensor::empty(Shape{n, n}, dt, ex.device);
+  const ops::MatmulPlan plan(ex, g, dt, dt);
+  auto run_for = [&](double at_least) {  // products in batches until `at_least` seconds have passed
+    int64_t count = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    do {
+      for (int i = 0; i < 4; ++i) plan.run(ex, g, a, b, c, 1.0, 0.0);
+      rt.sync();
+      count += 4;
+    } while (seconds_since(t0) < at_least);
+    return 2.0 * static_cast<double>(n) * n * n * static_cast<double>(count) / seconds_since(t0);
+  };
+  run_for(settle);
+  return run_for(seconds);
+}
+
+// B/s of copying `bytes` from one device buffer to another (each byte read and
+// written: what the cost model's memory-bound passes count), the best of 10.
+double measure_copy_bandwidth(const ops::Runtime& rt, double bytes) {
+  const Exec& ex = rt.exec();
+  const auto n = static_cast<int64_t>(bytes / 4);
+  const Tensor src = Tensor::zeros(Shape{n}, DType::f32, ex.device), dst = Tensor::empty(Shape{n}, DType::f32, ex.device);
+  ops::copy(ex, src, dst);
+  rt.sync();
+  double best = 0;
+  for (int r = 0; r < 10; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    ops::copy(ex, src, dst);
+    rt.sync();
+    best = std::max(best, 2.0 * 4.0 * static_cast<double>(n) / seconds_since(t0));
   }
   return best;
 }

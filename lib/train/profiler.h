@@ -15,6 +15,9 @@
 #include <string>
 #include <vector>
 
+#include "ops/runtime.h"
+#include "core/tensor.h"
+
 namespace dtrain {
 
 // Marks on a device's compute stream, read back once the device has passed
@@ -190,6 +193,16 @@ double peak_rss_bytes();
 // The best GFLOP/s of an n x n x n sgemm through cpu::gemm with the current
 // thread count, over `reps` runs: the MFU denominator.
 double measure_sgemm_gflops(int n = 1024, int reps = 4);
+// FLOP/s of n x n x n products in `dt` (f32 or bf16) on the runtime's device
+// through ops::MatmulPlan (cuBLASLt on a GPU), sustained: back to back for
+// `settle` seconds, then the rate over at least `seconds` more. The inputs
+// hold values in [-1, 1), not zeros (a tensor core's power, and so its clock
+// under the power limit, depends on the bits it multiplies).
+double measure_gemm_rate(const ops::Runtime& rt, DType dt, int64_t n, double settle, double seconds);
+// B/s of copying `bytes` from one buffer on the runtime's device to another,
+// counting each byte read and written (what the cost model's memory-bound
+// passes count): the best of 10.
+double measure_copy_bandwidth(const ops::Runtime& rt, double bytes);
 
 // The progress line's breakdown for `dtrain run` with log.profile:
 // " | fwd 41% bwd 47% comm 6% opt 3% data 1%", shares of `seconds` (the

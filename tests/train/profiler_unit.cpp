@@ -225,3 +225,24 @@ TEST_CASE("metrics records are JSON whose doubles read back to the same bits, Na
   CHECK(r["inf"].is_null());
   CHECK(r["note"] == "a \"quoted\"\tline\n\x01 \u00e9");
 }
+
+TEST_CASE("the calibration's device measurements run through the ops layer: products and copies on the CPU") {
+  // The GPU calibration (dtrain profile --write-hardware on train.device =
+  // "cuda") measures with these on the device; here the same code on the CPU
+  // runtime: the plan, the filled inputs, the timing loop and the rate.
+  const auto rt = ops::Runtime::open("cpu", 0, false);
+  for (DType dt : {DType::f32, DType::bf16}) {
+    CAPTURE(std::string(dtype_name(dt)));
+    const auto t0 = std::chrono::steady_clock::now();
+    const double rate = measure_gemm_rate(*rt, dt, 96, 0.01, 0.02);
+    const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    CHECK(std::isfinite(rate));
+    CHECK(rate > 1e6);    // FLOP/s: a 2-core CPU does some 1e10
+    CHECK(rate < 1e14);   // and not a GPU's
+    CHECK(took >= 0.03);  // it settled, then measured
+  }
+  const double bw = measure_copy_bandwidth(*rt, 8.0 * 1024 * 1024);
+  CHECK(std::isfinite(bw));
+  CHECK(bw > 1e8);   // B/s
+  CHECK(bw < 1e13);
+}

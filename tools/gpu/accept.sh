@@ -33,6 +33,9 @@
 #            kernels timed one by one (ncu), summed by kernel (tools/gpu/kernel_times.py)
 #   sanitizer  where the machine has compute-sanitizer: memcheck over test_cuda's
 #            small-shape cases
+#   calibrate  dtrain profile --write-hardware on GPT-2 124M bf16 (the GPU's products,
+#            copies, memory and the model's passes), then dtrain plan with that file
+#            beside the GPU's preset
 #   hf       where python3 has transformers and safetensors (else skipped):
 #            GPT2LMHeadModel gives the logits of the Hugging Face fixture that
 #            dtrain's import matches (1e-5), and, loading `dtrain export` of a
@@ -57,6 +60,8 @@ HF_SETS=(--set train.steps=30 --set train.eval_every=0 --set optim.warmup_steps=
 # kernel_times: `dtrain profile` of GPT-2 124M, one warm-up step and one measured
 # (profile evaluates nothing, so ncu's sums are two training steps).
 KT_ARGS=(--warmup 1 --steps 1)
+# calibrate: two micro-batch sizes of GPT-2 124M, a few steps each.
+CAL_ARGS=(--warmup 1 --steps 3 --set train.micro_batch=8)
 # layout_sets "dp=2 zero=1": the --set arguments of that layout, one per
 # line (train.grad_accum keeps the global batch of 8 at any dp).
 layout_sets() {
@@ -86,6 +91,7 @@ if [ "${1:-}" = check ]; then
   check python3 -c 'import ast, sys; [ast.parse(open(f).read(), f) for f in sys.argv[1:]]' \
     tools/gpu/gemm_sweep.py tools/gpu/kernel_times.py
   check "$DT" validate configs/gpt.toml "${data[@]}" --set train.device=cuda "${HF_SETS[@]}"
+  check "$DT" validate configs/bench/gpt2-124m-gpu.toml "${data[@]}" "${CAL_ARGS[@]:4}"
   rm -f "${TMPDIR:-/tmp}/accept_check.$$"
   echo "accept check: every stage's runs validate"
   exit 0
@@ -104,7 +110,7 @@ stage() {  # stage NAME LIMIT_SECONDS FUNCTION
   [ "$only" = all ] || [[ ",$only," == *",$name,"* ]] || [ "$name" = env ] || return 0
   say "--- $name (limit ${limit}s)"
   local t0=$SECONDS
-  timeout --kill-after=10 "$limit" bash -c "set -o pipefail; $(declare -p STEP_SETS LAYOUT_SETS LAYOUTS CKPT_SETS HF_SETS KT_ARGS)
+  timeout --kill-after=10 "$limit" bash -c "set -o pipefail; $(declare -p STEP_SETS LAYOUT_SETS LAYOUTS CKPT_SETS HF_SETS KT_ARGS CAL_ARGS)
     $(declare -f "$fn" say layout_sets); $fn" >>"$O/$name.log" 2>&1
   local rc=$?
   if [ $rc = 0 ]; then
@@ -263,6 +269,19 @@ kernel_times_stage() {
   python3 tools/gpu/kernel_times.py "$O/ncu.csv" --steps 2 --top 40 | tee "$O/kernel_times.md"
 }
 
+calibrate_stage() {
+  read -r -a data <<<"$DATA_ARGS"
+  "$BIN/dtrain" profile configs/bench/gpt2-124m-gpu.toml "${data[@]}" "${CAL_ARGS[@]}" \
+    --write-hardware "$O/calibrated.toml" || exit 1
+  cat "$O/calibrated.toml"
+  local preset
+  preset=h200
+  nvidia-smi -L 2>/dev/null | grep -q H100 && preset=h100-sxm
+  for hw in "$O/calibrated.toml" "$preset"; do
+    "$BIN/dtrain" plan configs/bench/gpt2-124m-gpu.toml "${data[@]}" --devices 1 --hardware "$hw" --top 1 || exit 1
+  done
+}
+
 hf_stage() {
   if ! python3 -c 'import transformers, safetensors' 2>/dev/null; then
     echo "no transformers/safetensors in $(command -v python3)"
@@ -337,6 +356,7 @@ stage checkpoint 70 checkpoint_stage
 stage hf 70 hf_stage
 stage kernel_times 120 kernel_times_stage
 stage sanitizer 90 sanitizer_stage
+stage calibrate 120 calibrate_stage
 
 # ---------------------------------------------------------------- results
 {
@@ -347,7 +367,7 @@ stage sanitizer 90 sanitizer_stage
   echo
   echo "| stage | result |"
   echo "|---|---|"
-  for s in env kernels step sweep bench layouts checkpoint hf kernel_times sanitizer; do echo "| $s | ${status[$s]:-not run} |"; done
+  for s in env kernels step sweep bench layouts checkpoint hf kernel_times sanitizer calibrate; do echo "| $s | ${status[$s]:-not run} |"; done
   echo
   # The fp32 policy's evidence: cuBLASLt's own GELU epilogue against the CPU's
   # tanh GELU (test_cuda's measured case; fp32 fuses GELU only under 1e-5).
