@@ -389,23 +389,30 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
     const std::string preset_name = hardware_preset_for_gpu(probe.gpu_name);
     const bool has_preset = !preset_name.empty();
     const Hardware preset = has_preset ? load_hardware(preset_name) : Hardware{};
-    const bool bf16 = cfg.train.precision == "bf16";
+    // fp32 products with train.tf32 run on the tensor cores at TF32's rate:
+    // their peak is half the bf16 one, not the datasheet's plain fp32.
+    const bool bf16 = cfg.train.precision == "bf16", tf32 = !bf16 && cfg.train.tf32;
     h.memory_bytes = probe.memory_bytes;
     h.usable_memory_fraction = 0.9;
     h.peak_bf16 = has_preset ? preset.peak_bf16 : bf16 ? peak : 0;
-    h.peak_fp32 = has_preset ? preset.peak_fp32 : bf16 ? probe.gemm_fp32 : peak;
-    h.efficiency = std::min(1.0, peak / (bf16 ? h.peak_bf16 : h.peak_fp32));
-    if (h.peak_bf16 > 0) h.gemm_half_dim = h.roofline_half_dim();
+    h.peak_fp32 = has_preset ? (tf32 ? preset.peak_bf16 / 2 : preset.peak_fp32) : bf16 ? probe.gemm_fp32 : peak;
+    const double peak_here = bf16 ? h.peak_bf16 : h.peak_fp32;
+    h.efficiency = std::min(1.0, peak / peak_here);
+    // The roofline's half point for this precision's operands (4 bytes: twice
+    // the FLOPs per byte to reach the same share of peak).
+    h.gemm_half_dim = (bf16 ? 1.0 : 2.0) * h.efficiency * peak_here / bandwidth;
     h.kernels = Kernels::dtrain_cuda;
     h.overlap = has_preset ? preset.overlap : 0.9;
-    if (n == 1 && has_preset) {
-      h.intra = preset.intra;
-      h.inter = preset.inter;
-    }
+    // Links: one node measured gives both; over several nodes the world's ring
+    // is the inter-node link's, and NVLink's is the preset's (none: the
+    // measured one for both, the slower).
+    if (has_preset && n == 1) h.intra = preset.intra, h.inter = preset.inter;
+    if (has_preset && n > node) h.intra = preset.intra;
     h.description = fmt::format(
         "measured by dtrain profile --write-hardware on {} rank{} ({} per node) with {}: {}; {} products of {}^3 "
         "at {:.0f} TFLOP/s sustained ({:.2f} of {}), device copies at {:.0f} GB/s{}",
-        n, n > 1 ? "s" : "", node, o.config_path, probe.describe, bf16 ? "bf16" : "fp32", large_n, peak / 1e12,
+        n, n > 1 ? "s" : "", node, o.config_path, probe.describe, bf16 ? "bf16" : tf32 ? "TF32" : "fp32", large_n,
+        peak / 1e12,
         h.efficiency, has_preset ? "the " + preset_name + " preset's datasheet peak" : "the measured peak",
         bandwidth / 1e9, n > 1 ? "" : has_preset ? "; links from the preset (one rank)" : "; links not measured (one rank)");
   }
@@ -422,7 +429,8 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
   // all-gathers are other implementations than the all-reduce's (Open MPI's
   // non-blocking reduce-scatter took 2.5x the all-gather of the same bytes
   // here): Hardware::sp_bandwidth.
-  const int t = units < node && n == node && o.groups_for ? tp_degree(cfg, n) : 0;
+  // (Not on GPUs: it measures ranks sharing CPU cores.)
+  const int t = !gpu && units < node && n == node && o.groups_for ? tp_degree(cfg, n) : 0;
   double dp_step = 0, tp_step = 0, sp_step = 0, dp_pred = 0, tp_pred_link = 0, sp_pred_link = 0;
   if (t > 1) {
     const Config dp_cfg = layout_config(cfg, n, 1, b2), tp_cfg = layout_config(cfg, n / t, t, b2 * t),
@@ -485,6 +493,17 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
     c.table.push_back({"tp_layout_step_seconds", fmt::format("[{}, {}, {}]", num(dp_step), num(tp_step), num(sp_step))});
     c.table.push_back({"tp_layout_predicted_at_link",
                        fmt::format("[{}, {}, {}]", num(dp_pred), num(tp_pred_link), num(sp_pred_link))});
+  }
+  if (gpu) {
+    c.summary = fmt::format(
+        "calibrated on {} rank{}: {}; products of {}^3 at {:.1f} TFLOP/s sustained (efficiency {:.2f}), {}^3 at "
+        "{:.1f}; device copies {:.0f} GB/s; {:.1f} us per layer pass (micro-batch {}: {:.4f} s, {}: {:.4f} s); "
+        "{}",
+        n, n > 1 ? "s" : "", probe.describe, large_n, peak / 1e12, h.efficiency, small_n, small_gemm / 1e12,
+        bandwidth / 1e9, fit.overhead * 1e6, b1, small.pass, b2, large.pass,
+        n > 1 ? fmt::format("NCCL all-reduce {:.1f} us per step, {:.1f} GB/s", link.latency * 1e6, link.bandwidth / 1e9)
+              : std::string("links from the preset (one rank)"));
+    return c;
   }
   c.summary = fmt::format(
       "calibrated on {} rank{}: sgemm ({}) {:.1f} GFLOP/s; layers {:.1f} GFLOP/s (efficiency {:.2f}), {:.1f} us per layer "

@@ -201,7 +201,7 @@ double measure_sgemm_gflops(int n = 1024, int reps = 4);
 double measure_gemm_rate(const ops::Runtime& rt, DType dt, int64_t n, double settle, double seconds);
 // B/s of copying `bytes` from one buffer on the runtime's device to another,
 // counting each byte read and written (what the cost model's memory-bound
-// passes count): the best of 10.
+// passes count): the best of 10 batches of 8.
 double measure_copy_bandwidth(const ops::Runtime& rt, double bytes);
 
 // The progress line's breakdown for `dtrain run` with log.profile:

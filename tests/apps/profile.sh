@@ -170,7 +170,7 @@ grep -q '^name = "solo"' "$WORK/one.toml" || fail "calibration: --hardware-name"
 # measured, and no file (tools/gpu/accept.sh's calibrate stage runs it where there is one).
 if ! nvidia-smi -L >/dev/null 2>&1; then
   expect_exit 2 "$DTRAIN" profile "$WORK/tiny.toml" --write-hardware "$WORK/gpu.toml" --set train.device=cuda
-  expect_err 'train.device: cuda: no usable CUDA device'
+  expect_err 'train.device: cuda'  # (no usable device; a build without the backend says that instead)
   [ "$(grep -c . "$WORK/err")" = 1 ] || fail "calibration without a GPU: more than one line: $(cat "$WORK/err")"
   [ ! -e "$WORK/gpu.toml" ] || fail "calibration: a cuda config without a GPU wrote a file"
 fi
