@@ -25,7 +25,8 @@
 //     parallel, the same batch: the bandwidth the tp all-reduces get inside a
 //     step (Hardware::tp_bandwidth), fitted so that the cost model's ratio of
 //     the two steps is the measured one; and the tp step again with sequence
-//     parallelism (Hardware::sp_bandwidth).
+//     parallelism (Hardware::sp_bandwidth); three rounds of the three in turn,
+//     the medians of their ratios to each round's dp step.
 // Collective over `world`: every rank calls it with the same arguments.
 #pragma once
 
