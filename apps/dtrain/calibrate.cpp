@@ -104,13 +104,14 @@ struct DeviceProbe {
   double copy_bandwidth = 0;   // B/s of a device-to-device copy, read + write
 };
 
-// 2048^3 is the smallest square whose product outlasts its launch (about 30 us
-// against 3-5 us of host time per cuBLASLt call on an H200): below it the rate
-// measured is the host's. Too close to 8192 for the curve's half point, which
-// comes from the roofline as in the presets; its rate is recorded beside it.
 // Rounds of the tp-inside-a-step measurement (dp, tp, sequence parallel, in turn).
 constexpr int kTpRounds = 3;
 
+// 2048^3 (about 25 us at the H200's measured 0.7 of peak) is well clear of a
+// launch's host time (a few us per cuBLASLt call; not measured here: Python's
+// dispatch in tools/gpu/gemm_sweep.py took 11 us); 512^3 (0.4 us) would
+// measure the host. Too close to 8192 for the curve's half point, which
+// comes from the roofline as in the presets; its rate is recorded beside it.
 constexpr int64_t kGpuGemmLarge = 8192, kGpuGemmSmall = 2048, kGpuGemmFp32 = 4096;
 constexpr double kGpuCopyBytes = 1024.0 * 1024 * 1024;
 
@@ -273,7 +274,7 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
   // then the model's passes on it, timed by events on its stream.
   const bool gpu = cfg.train.device != "cpu";
   cpu::set_num_threads(static_cast<int>(cfg.train.threads));
-  double peak = 0, small_gemm = 0;  // small_gemm: an n = 128 sgemm, for the efficiency curve
+  double peak = 0, small_gemm = 0;  // small_gemm: the small_n product (the CPU's efficiency curve)
   const int64_t small_n = gpu ? kGpuGemmSmall : 128, large_n = gpu ? kGpuGemmLarge : 1024;
   StepSplit small, large;
   DeviceProbe probe;
@@ -318,8 +319,9 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
   // residuals, loss) taken off at that bandwidth, as the model adds them back.
   const ComputeFit fit = fit_compute(flops, layers, static_cast<double>(b1), small.pass, static_cast<double>(b2),
                                      large.pass, mem_bytes / bandwidth);
+  // (A GPU's comes from the roofline below: its two sizes are too close.)
   const double half_dim =
-      fit_gemm_half_dim(static_cast<double>(small_n), small_gemm, static_cast<double>(large_n), peak);
+      gpu ? 0.0 : fit_gemm_half_dim(static_cast<double>(small_n), small_gemm, static_cast<double>(large_n), peak);
 
   // 2. Every rank at once: the node's ranks share how many compute units?
   // The mean over the ranks, the better of two tries: where ranks outnumber

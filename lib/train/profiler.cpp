@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "core/rng.h"
 #include "kernels/cpu/gemm.h"
 #include "ops/ops.h"
 
@@ -225,15 +226,12 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 // A device tensor of `shape` in `dt` holding values in [-1, 1) (not zeros: a
 // tensor core's power, and so its clock under the power limit, depends on the
 // bits it multiplies).
-Tensor filled_values(const ops::Runtime& rt, const Shape& shape, DType dt, uint32_t seed) {
+Tensor filled_values(const ops::Runtime& rt, const Shape& shape, DType dt, uint64_t seed) {
   const Exec& ex = rt.exec();
   Tensor host = Tensor::empty(shape, DType::f32);
   float* v = host.data<float>();
-  uint32_t x = seed * 2654435761u + 1;
-  for (int64_t i = 0; i < host.numel(); ++i) {
-    x = x * 1664525u + 1013904223u;
-    v[i] = static_cast<float>(x >> 8) / static_cast<float>(1u << 23) - 1.0f;
-  }
+  CounterRng rng(seed);
+  for (int64_t i = 0; i < host.numel(); ++i) v[i] = 2.0f * rng.uniform_f32() - 1.0f;
   Tensor f32 = Tensor::empty(shape, DType::f32, ex.device);
   ops::copy(ex, host, f32);
   if (dt == DType::f32) {
@@ -261,8 +259,8 @@ double measure_gemm_rate(const ops::Runtime& rt, DType dt, int64_t n, double set
   const ops::MatmulPlan plan(ex, g, dt, dt);
   // Products in batches, each queued whole before the host waits, until
   // `at_least` seconds have passed. A batch grows until it holds 10 ms of work,
-  // so that the wait and the relaunch after it (some 10-20 us) are a small share
-  // of it: 4 products of 2048^3 on an H200 take about 100 us.
+  // so that the wait and the relaunch after it are a small share of it (4
+  // products of 2048^3 at the H200's measured 0.7 of peak are about 100 us).
   int64_t per_batch = 1;
   auto run_for = [&](double at_least) {
     int64_t count = 0;

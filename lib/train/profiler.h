@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "ops/runtime.h"
 #include "core/tensor.h"
+#include "ops/runtime.h"
 
 namespace dtrain {
 
