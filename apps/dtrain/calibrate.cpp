@@ -315,13 +315,19 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
   // A GPU's update of a small model is launch-bound, not a bandwidth: its
   // memory-bound passes are costed at a large copy's rate.
   const double bandwidth = gpu ? probe.copy_bandwidth : fit_memory_bandwidth(params, update, w);
-  // The layers' rate with their memory-bound passes (norms, softmax, GELU,
-  // residuals, loss) taken off at that bandwidth, as the model adds them back.
-  const ComputeFit fit = fit_compute(flops, layers, static_cast<double>(b1), small.pass, static_cast<double>(b2),
-                                     large.pass, mem_bytes / bandwidth);
-  // (A GPU's comes from the roofline below: its two sizes are too close.)
-  const double half_dim =
+  // The products' efficiency and the fixed time per layer pass, through the
+  // two micro-batches at the products' curve (the sgemm's, fitted through two
+  // sizes), with the memory-bound passes (norms, softmax, GELU, residuals,
+  // loss) taken off at that bandwidth, as the model adds them back. (A GPU's
+  // curve comes from the roofline below: its two sizes are too close; its
+  // efficiency from the sustained probe, its fixed time at that curve.)
+  Hardware curve;
+  curve.peak_fp32 = peak;
+  curve.gemm_half_dim =
       gpu ? 0.0 : fit_gemm_half_dim(static_cast<double>(small_n), small_gemm, static_cast<double>(large_n), peak);
+  const double memory_per_sample = mem_bytes / bandwidth;
+  const ComputeFit fit = fit_compute(gemms, curve, "fp32", layers, static_cast<double>(b1), small.pass,
+                                     static_cast<double>(b2), large.pass, memory_per_sample);
 
   // 2. Every rank at once: the node's ranks share how many compute units?
   // The mean over the ranks, the better of two tries: where ranks outnumber
@@ -370,10 +376,10 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
       node == units ? "" : "s", n > 1 ? "" : "; links not measured (one rank)");
   h.memory_bytes = o.node_memory_bytes > 0 ? o.node_memory_bytes / node : 1024.0 * 1024 * 1024;
   h.usable_memory_fraction = 0.8;
-  h.peak_fp32 = std::max(peak, fit.rate);
+  h.peak_fp32 = peak;
   h.peak_bf16 = 0;
-  h.gemm_half_dim = half_dim;
-  h.efficiency = fit_efficiency(gemms, static_cast<double>(b2), fit.rate, h, "fp32");
+  h.gemm_half_dim = curve.gemm_half_dim;
+  h.efficiency = fit.efficiency;
   h.fused_attention = false;  // the CPU backend keeps the attention scores
   h.memory_bandwidth = bandwidth;
   h.layer_overhead = fit.overhead;
@@ -406,6 +412,13 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
     // The roofline's half point for this precision's operands (4 bytes: twice
     // the FLOPs per byte to reach the same share of peak).
     h.gemm_half_dim = (bf16 ? 1.0 : 2.0) * h.efficiency * peak_here / bandwidth;
+    // The fixed time per layer pass: what the small micro-batch took beyond
+    // its products at that curve and its memory-bound passes (launches).
+    const std::string precision = bf16 ? "bf16" : "fp32";
+    h.layer_overhead = std::max(0.0, small.pass - static_cast<double>(b1) * memory_per_sample -
+                                         curve_gemm_seconds(gemms, static_cast<double>(b1), h, precision) /
+                                             h.efficiency) /
+                       (2.0 * static_cast<double>(layers));
     h.kernels = Kernels::dtrain_cuda;
     h.overlap = has_preset ? preset.overlap : 0.9;
     // Links: one node measured gives both; over several nodes the world's ring
@@ -519,7 +532,7 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
         "{:.1f}; device copies {:.0f} GB/s; {:.1f} us per layer pass (micro-batch {}: {:.4f} s, {}: {:.4f} s); "
         "{}",
         n, n > 1 ? "s" : "", probe.describe, large_n, peak / 1e12, h.efficiency, small_n, small_gemm / 1e12,
-        bandwidth / 1e9, fit.overhead * 1e6, b1, small.pass, b2, large.pass,
+        bandwidth / 1e9, h.layer_overhead * 1e6, b1, small.pass, b2, large.pass,
         n > 1 ? fmt::format("NCCL all-reduce {:.1f} us per step, {:.1f} GB/s", link.latency * 1e6, link.bandwidth / 1e9)
               : std::string("links from the preset (one rank)"));
     return c;

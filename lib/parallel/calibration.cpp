@@ -9,22 +9,40 @@
 
 namespace dtrain {
 
-ComputeFit fit_compute(double flops_per_sample, int64_t layers, double b1, double t1, double b2, double t2,
-                       double memory_seconds_per_sample) {
-  if (!(b2 > b1 && b1 > 0 && flops_per_sample > 0 && layers > 0))
-    throw InternalError(fmt::format("fit_compute: micro-batches {} and {}, {} FLOPs, {} layers", b1, b2,
-                                    flops_per_sample, layers));
+double curve_gemm_seconds(const std::vector<Gemm>& gemms, double b, const Hardware& hw, const std::string& precision) {
+  Hardware whole = hw;
+  whole.efficiency = 1;
+  const double peak = hw.peak(precision);
+  double sec = 0;
+  for (const Gemm& g : gemms) {
+    const double x = g.rows > 0 ? std::min(b * g.rows, g.dim) : g.dim;
+    sec += b * (g.fwd_flops + g.bwd_flops) / (peak * whole.gemm_efficiency(x));
+  }
+  return sec;
+}
+
+ComputeFit fit_compute(const std::vector<Gemm>& gemms, const Hardware& hw, const std::string& precision,
+                       int64_t layers, double b1, double t1, double b2, double t2, double memory_seconds_per_sample) {
+  double flops = 0;
+  for (const Gemm& g : gemms) flops += g.fwd_flops + g.bwd_flops;
+  if (!(b2 > b1 && b1 > 0 && flops > 0 && layers > 0 && hw.peak(precision) > 0))
+    throw InternalError(fmt::format("fit_compute: micro-batches {} and {}, {} FLOPs, {} layers, peak {}", b1, b2,
+                                    flops, layers, hw.peak(precision)));
   if (!(t2 > t1 && t1 > 0))
     throw RuntimeError(fmt::format("calibration: a micro-batch of {} took {:.6f} s, one of {} {:.6f} s: the larger "
                                    "must take longer (the machine too busy to measure?)",
                                    b1, t1, b2, t2));
   // The memory-bound passes off, as long as the products keep some time.
   const double mem = std::clamp(memory_seconds_per_sample, 0.0, 0.5 * (t2 - t1) / (b2 - b1));
-  t1 -= b1 * mem;
-  t2 -= b2 * mem;
+  const double y1 = t1 - b1 * mem, y2 = t2 - b2 * mem;
+  const double p1 = curve_gemm_seconds(gemms, b1, hw, precision), p2 = curve_gemm_seconds(gemms, b2, hw, precision);
   ComputeFit f;
-  f.rate = (b2 - b1) * flops_per_sample / (t2 - t1);
-  f.overhead = std::max(0.0, t1 - b1 * flops_per_sample / f.rate) / (2.0 * static_cast<double>(layers));
+  f.rate = b2 * flops / y2;
+  f.efficiency = (p2 - p1) / (y2 - y1);
+  const double fixed = y1 - p1 / f.efficiency;
+  if (fixed < 0) f.efficiency = p2 / y2;  // the curve alone is slower than b1 ran: no fixed time; fit b2
+  f.overhead = std::max(0.0, fixed) / (2.0 * static_cast<double>(layers));
+  f.efficiency = std::min(1.0, f.efficiency);
   return f;
 }
 
@@ -36,21 +54,6 @@ double fit_gemm_half_dim(double x_small, double rate_small, double x_large, doub
   const double den = rate_small * x_large - rate_large * x_small;
   if (den <= 0) return 0;  // the small one more than x_small / x_large slower: beyond the curve's reach
   return x_large * x_small * (rate_large - rate_small) / den;
-}
-
-double fit_efficiency(const std::vector<Gemm>& gemms, double b, double rate, const Hardware& hw,
-                      const std::string& precision) {
-  const double peak = hw.peak(precision);
-  double flops = 0, weighted = 0;  // sum F, sum F (x + h) / x
-  for (const Gemm& g : gemms) {
-    const double x = g.rows > 0 ? std::min(b * g.rows, g.dim) : g.dim;
-    const double f = g.fwd_flops + g.bwd_flops;
-    const double s = x <= 0 || hw.gemm_half_dim <= 0 ? 1.0 : x / (x + hw.gemm_half_dim);
-    flops += f;
-    weighted += f / s;
-  }
-  const double mean = flops > 0 ? flops / weighted : 1.0;
-  return std::min(1.0, rate / (peak * mean));
 }
 
 Link fit_link(int n, double small_bytes, double small_seconds, double big_bytes, double big_seconds) {

@@ -16,32 +16,39 @@
 
 namespace dtrain {
 
-// One process's forward + backward of one micro-batch: the cost model's
-// 2 L o + b F / R (cost_model.h) through two micro-batch sizes b1 < b2 timed
-// t1, t2, with F FLOPs per sample and L top-level layers:
-//   R = (b2 - b1) F / (t2 - t1),  o = (t1 - b1 F / R) / (2 L)  (o >= 0).
+// One process's forward + backward of one micro-batch, as the cost model
+// times it (cost_model.h): 2 L o + P(b) / e + b m, with L top-level layers,
+// o the fixed time per layer pass, m the memory-bound passes' time per
+// sample (bytes / memory bandwidth) and P(b) the products' time at micro-
+// batch b at the full efficiency curve of `hw` (its peak for `precision`
+// and gemm_half_dim: sum of b F / (peak x / (x + h)), x each product's
+// smallest dimension at b). Through two micro-batch sizes b1 < b2 timed t1,
+// t2 (y_i = t_i - b_i m):
+//   e = (P(b2) - P(b1)) / (y2 - y1),  o = (y1 - P(b1) / e) / (2 L).
+// So a small micro-batch's slower products are the curve's, not a fixed
+// overhead that a pipeline's many small micro-batches would pay again
+// (configs/gpt.toml at n_embd 256 on one Zen 3 core: 36.0, 33.3, 32.6, 33.0,
+// 33.2 ms per sample at micro-batches 1, 2, 4, 8, 16; a line through 1 and
+// 16 put 3 ms of "overhead" on every pass). Where the curve alone makes b1
+// slower than measured, o = 0 and e fits b2.
 struct ComputeFit {
-  double rate = 0;      // FLOP/s the layers achieve
-  double overhead = 0;  // s per layer per forward or backward
+  double rate = 0;        // FLOP/s the products achieve at b2 (memory-bound passes off)
+  double efficiency = 0;  // the large-product fraction of peak (Hardware::efficiency), at most 1
+  double overhead = 0;    // s per layer per forward or backward
 };
-// `memory_seconds_per_sample`: the memory-bound passes' time per sample
-// (bytes / memory bandwidth, which the model adds to the products' time),
-// taken off both times first.
-ComputeFit fit_compute(double flops_per_sample, int64_t layers, double b1, double t1, double b2, double t2,
+ComputeFit fit_compute(const std::vector<Gemm>& gemms, const Hardware& hw, const std::string& precision,
+                       int64_t layers, double b1, double t1, double b2, double t2,
                        double memory_seconds_per_sample = 0);
+
+// The products' time for one micro-batch of b at the whole efficiency curve
+// (efficiency 1): P(b) above.
+double curve_gemm_seconds(const std::vector<Gemm>& gemms, double b, const Hardware& hw, const std::string& precision);
 
 // The efficiency curve's half point from one matrix product's rate at two
 // sizes (smallest dimension x_small < x_large): the h of r(x) = R x / (x + h)
 // through both, h = x_l x_s (r_l - r_s) / (r_s x_l - r_l x_s); 0 when the
 // smaller is not slower.
 double fit_gemm_half_dim(double x_small, double rate_small, double x_large, double rate_large);
-
-// The large-product efficiency that makes a model's products, at their
-// shapes (Gemm rows, dim) and micro-batch b, run at `rate` on hardware `hw`
-// (its peak for `precision` and gemm_half_dim): rate / (peak x the
-// FLOP-weighted harmonic mean of x / (x + h)), at most 1.
-double fit_efficiency(const std::vector<Gemm>& gemms, double b, double rate, const Hardware& hw,
-                      const std::string& precision);
 
 // A link from all-reduces among n ranks of `small` bytes (latency-bound) and
 // `big` bytes taking the given times: the inverse of all_reduce_seconds (the

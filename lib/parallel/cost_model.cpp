@@ -103,42 +103,55 @@ double interleaved_peak_bytes(int stage, int stages, int64_t micro_batches, cons
   return peak_bytes(interleaved_ops(stage, stages, micro_batches, static_cast<int>(per_copy.size())), per_copy);
 }
 
-double shared_pipeline_seconds(const std::vector<double>& work, int64_t micro_batches, double share) {
-  const auto p = static_cast<int64_t>(work.size());
-  if (p == 0 || micro_batches <= 0) return 0;
-  const double units = static_cast<double>(p) / std::max(share, 1e-12);  // this pipeline's part of the node
-  const double longest = *std::max_element(work.begin(), work.end());
-  double sum = 0;
-  for (double x : work) sum += x;
-  // The flow shop of identical micro-batches, (m - 1) max + sum, is where the
-  // sharing starts (share <= 1); beyond it the units bound the whole step.
-  const double unshared = static_cast<double>(micro_batches - 1) * longest + sum;
-  if (static_cast<double>(micro_batches) * static_cast<double>(p * p) > 4e6)  // a bound, not the simulation
-    return std::max(unshared, static_cast<double>(micro_batches) * sum / units);
-  // Event by event: stage s starts micro-batch i once it finished i - 1 and
-  // stage s - 1 finished i; the busy stages share the units equally, none
-  // faster than a whole unit.
-  std::vector<int64_t> done(static_cast<size_t>(p), 0);
-  std::vector<double> left(static_cast<size_t>(p), -1.0);  // work left of the running micro-batch; < 0: idle
+double shared_pipeline_seconds(const std::vector<std::vector<PipeOp>>& ops, const std::vector<double>& fwd,
+                               const std::vector<double>& bwd, double units) {
+  const auto p = static_cast<int>(ops.size());
+  const auto nc = static_cast<int>(fwd.size());
+  DTRAIN_CHECK(p >= 1 && nc % p == 0 && bwd.size() == fwd.size() && units > 0,
+               "pipeline of {} stages with {} forward and {} backward times on {} units", p, fwd.size(), bwd.size(),
+               units);
+  // Within a chunk forwards and backwards each run in micro-batch order, so
+  // how many of each a virtual stage finished says which are done.
+  std::vector<int> fdone(static_cast<size_t>(nc), 0), bdone(static_cast<size_t>(nc), 0);
+  std::vector<size_t> next(static_cast<size_t>(p), 0);
+  std::vector<double> left(static_cast<size_t>(p), -1.0);  // work left of the running op; < 0: idle
+  auto ready = [&](int s, const PipeOp& op) {
+    const int k = op.chunk * p + s;
+    if (op.kind == PipeOp::Kind::forward) return k == 0 || fdone[static_cast<size_t>(k - 1)] > op.micro;
+    return (k == nc - 1 ? fdone[static_cast<size_t>(k)] : bdone[static_cast<size_t>(k + 1)]) > op.micro;
+  };
   double t = 0;
   for (;;) {
-    int64_t busy = 0;
-    for (int64_t s = 0; s < p; ++s) {
+    int busy = 0;
+    bool left_over = false;
+    for (int s = 0; s < p; ++s) {
       const auto i = static_cast<size_t>(s);
-      if (left[i] < 0 && done[i] < micro_batches && (s == 0 || done[i - 1] > done[i])) left[i] = work[i];
+      if (left[i] < 0 && next[i] < ops[i].size() && ready(s, ops[i][next[i]])) {
+        const PipeOp& op = ops[i][next[i]];
+        const auto k = static_cast<size_t>(op.chunk * p + s);
+        left[i] = op.kind == PipeOp::Kind::forward ? fwd[k] : bwd[k];
+      }
       if (left[i] >= 0) ++busy;
+      left_over = left_over || next[i] < ops[i].size();
     }
-    if (busy == 0) break;
+    if (busy == 0) {
+      DTRAIN_CHECK(!left_over, "pipeline schedule of {} stages deadlocks", p);
+      break;
+    }
     const double rate = std::min(1.0, units / static_cast<double>(busy));
     double step = std::numeric_limits<double>::infinity();
     for (double l : left)
       if (l >= 0) step = std::min(step, l / rate);
     t += step;
-    for (size_t i = 0; i < left.size(); ++i) {
+    for (int s = 0; s < p; ++s) {
+      const auto i = static_cast<size_t>(s);
       if (left[i] < 0) continue;
       if (left[i] / rate <= step * (1 + 1e-12)) {
+        const PipeOp& op = ops[i][next[i]];
+        const auto k = static_cast<size_t>(op.chunk * p + s);
+        ++(op.kind == PipeOp::Kind::forward ? fdone : bdone)[k];
         left[i] = -1.0;
-        ++done[i];
+        ++next[i];
       } else {
         left[i] -= step * rate;
       }
@@ -311,8 +324,23 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
   // stages sharing the units (shared_pipeline_seconds).
   const double share = static_cast<double>(std::min(c.devices(), hw.devices_per_node)) / hw.units();
   if (share > 1) {
-    r.pipeline_seconds = v == 1 ? shared_pipeline_seconds(work, c.micro_batches, share)
-                                : std::max(r.pipeline_seconds, m * share * total_work / p);
+    // Beyond a few million operations, a bound: the pipeline's work at the
+    // node's rate, and never faster than unshared.
+    if (m * v * static_cast<double>(p) * p > 4e6) {
+      r.pipeline_seconds = std::max(r.pipeline_seconds, m * share * total_work / p);
+    } else {
+      std::vector<std::vector<PipeOp>> ops(static_cast<size_t>(p));
+      for (int s = 0; s < p; ++s)
+        ops[static_cast<size_t>(s)] =
+            pipeline_schedule(p > 1 ? c.schedule : "1f1b", s, p, static_cast<int>(c.micro_batches), v);
+      // Each pass with the receipt of its input.
+      std::vector<double> fwd(nc), bwd(nc);
+      for (int k = 0; k < nc; ++k) {
+        fwd[k] = tf[k] + (k > 0 ? xfer[k - 1] : 0.0);
+        bwd[k] = tb[k] + (k + 1 < nc ? xfer[k] : 0.0);
+      }
+      r.pipeline_seconds = shared_pipeline_seconds(ops, fwd, bwd, p / share);
+    }
   }
   r.compute_seconds = m * stage_comp[busiest];
   r.memory_bound_seconds = m * stage_mem[busiest];

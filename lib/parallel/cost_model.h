@@ -14,6 +14,7 @@
 #include "model/arena.h"  // Recompute
 #include "parallel/hardware.h"
 #include "parallel/model_profile.h"
+#include "parallel/pipeline.h"
 
 namespace dtrain {
 
@@ -232,16 +233,19 @@ std::vector<int64_t> interleaved_in_flight(int stage, int stages, int64_t micro_
 // at most.
 double interleaved_peak_bytes(int stage, int stages, int64_t micro_batches, const std::vector<double>& per_copy);
 
-// A pipeline of stages with per-micro-batch work `work` (seconds each at a
-// whole compute unit's rate) over `micro_batches`, when the node's devices
-// outnumber its compute units `share` times (4 ranks on 2 cores: 2): the
-// schedule simulated event by event, stage s starting micro-batch i once it
-// finished i - 1 and stage s - 1 finished i, the busy stages sharing this
-// pipeline's p / share units equally, none faster than a whole unit. At
-// share <= 1 this is the unshared (m - 1) max_s w_s + sum_s w_s; with one
-// stage, m x share x w; a pipeline's fill and drain use the idle stages'
-// units. (Beyond 4e6 stage-events: max(unshared, m x share x sum_s w_s / p).)
-double shared_pipeline_seconds(const std::vector<double>& work, int64_t micro_batches, double share);
+// A pipeline whose stages share compute units (4 ranks on 2 cores: 2
+// units for 4 stages): the step's schedule run operation by operation.
+// ops[s] is stage s's schedule (pipeline_schedule); fwd[k] and bwd[k] the
+// seconds of one micro-batch's forward and backward of virtual stage k
+// (chunk k / p on stage k mod p) at a whole unit's rate, each with the
+// receipt of its input. A forward starts once the previous virtual stage's
+// forward of its micro-batch is done, a backward once the next one's backward
+// is; the busy stages share `units` equally, none faster than a whole unit.
+// So a 1F1B warm-up runs only forwards on the idle stages' units, not whole
+// forward-and-backward slots. With units >= stages it is the schedule's
+// unshared time, (m + p - 1)(f + b) for equal stages.
+double shared_pipeline_seconds(const std::vector<std::vector<PipeOp>>& ops, const std::vector<double>& fwd,
+                               const std::vector<double>& bwd, double units);
 
 // Predicts one candidate. `stages` must be profile_stages(profile for c.tp and
 // c.sequence_parallel, c.pp x c.chunks()): chunk k runs on stage k mod pp.

@@ -10,39 +10,70 @@
 
 using namespace dtrain;
 
-TEST_CASE("fit_compute: rate and per-layer overhead from two micro-batch sizes") {
-  // 7 layers, 2 GFLOP per sample, 100 GFLOP/s, 50 us per layer pass:
-  // t(b) = 2 x 7 x 50 us + b x 20 ms.
-  const double t1 = 14 * 50e-6 + 1 * 0.02, t16 = 14 * 50e-6 + 16 * 0.02;
-  const ComputeFit fit = fit_compute(2e9, 7, 1, t1, 16, t16);
-  CHECK(fit.rate == doctest::Approx(1e11));
-  CHECK(fit.overhead == doctest::Approx(50e-6));
-  // No fixed time: overhead 0, never negative.
-  CHECK(fit_compute(2e9, 7, 1, 0.02, 16, 0.32).overhead == doctest::Approx(0).epsilon(1e-9));
-  CHECK(fit_compute(2e9, 7, 1, 0.019, 16, 0.32).overhead == 0);
-  // The larger micro-batch not slower: cannot be fitted, said so.
-  CHECK_THROWS_AS(fit_compute(2e9, 7, 1, 0.3, 16, 0.2), RuntimeError);
+namespace {
+
+// Made-up hardware: peak 100 GFLOP/s, optionally a curve with half point h.
+Hardware flat_or_curved(double h) {
+  Hardware hw;
+  hw.peak_fp32 = 100e9;
+  hw.gemm_half_dim = h;
+  return hw;
 }
 
-TEST_CASE("fit_compute takes the memory-bound passes off, and the efficiency curve through two sgemm sizes") {
-  // As above, plus 5 ms per sample of memory-bound passes: the products' rate is unchanged.
-  const double t1 = 14 * 50e-6 + 1 * 0.025, t16 = 14 * 50e-6 + 16 * 0.025;
-  const ComputeFit fit = fit_compute(2e9, 7, 1, t1, 16, t16, 0.005);
-  CHECK(fit.rate == doctest::Approx(1e11));
+}  // namespace
+
+TEST_CASE("fit_compute: efficiency and per-layer overhead from two micro-batch sizes") {
+  // 7 layers, 2 GFLOP per sample in one large product, a flat curve at 100
+  // GFLOP/s peak, efficiency 0.8, 50 us per layer pass:
+  // t(b) = 2 x 7 x 50 us + b x 2e9 / 80e9.
+  const std::vector<Gemm> one{Gemm{1e9, 1e9, 0, 1e12}};
+  const Hardware hw = flat_or_curved(0);
+  auto t = [](double b) { return 14 * 50e-6 + b * 0.025; };
+  const ComputeFit fit = fit_compute(one, hw, "fp32", 7, 1, t(1), 16, t(16));
+  CHECK(fit.efficiency == doctest::Approx(0.8));
   CHECK(fit.overhead == doctest::Approx(50e-6));
+  CHECK(fit.rate == doctest::Approx(2e9 * 16 / t(16)));
+  // No fixed time: overhead 0, never negative.
+  CHECK(fit_compute(one, hw, "fp32", 7, 1, 0.025, 16, 0.4).overhead == doctest::Approx(0).epsilon(1e-9));
+  CHECK(fit_compute(one, hw, "fp32", 7, 1, 0.024, 16, 0.4).overhead == 0);
+  // The larger micro-batch not slower: cannot be fitted, said so.
+  CHECK_THROWS_AS(fit_compute(one, hw, "fp32", 7, 1, 0.3, 16, 0.2), RuntimeError);
+}
+
+TEST_CASE("fit_compute: a small micro-batch's slower products are the curve's, not a fixed time per pass") {
+  // Products of 128 rows per sample against a dimension of 256 (half point
+  // 64): at micro-batch 1 they run at 128 / 192 of the curve's top, from 2
+  // on at 256 / 320. Times made by the model at efficiency 0.9, no fixed
+  // time, and 5 ms per sample of memory-bound passes.
+  const std::vector<Gemm> gemms{Gemm{1e9, 2e9, 128, 256}};
+  const Hardware hw = flat_or_curved(64);
+  Hardware truth = hw;
+  truth.efficiency = 0.9;
+  auto t = [&](double b) {
+    const double x = std::min(128 * b, 256.0);
+    return b * 3e9 / (100e9 * truth.gemm_efficiency(x)) + b * 0.005;
+  };
+  const ComputeFit fit = fit_compute(gemms, hw, "fp32", 7, 1, t(1), 16, t(16), 0.005);
+  CHECK(fit.efficiency == doctest::Approx(0.9));
+  CHECK(fit.overhead == doctest::Approx(0).epsilon(1e-12));
+  // The line through the two (the fit before the curve) would have charged
+  // every pass a fixed time: what a micro-batch of 4 would have been overcharged.
+  const double line = (t(1) - (t(16) - t(1)) / 15) / 14;
+  CHECK(line > 1e-4);
+  // With a fixed time as well, both come back.
+  auto t2 = [&](double b) { return t(b) + 14 * 30e-6; };
+  const ComputeFit both = fit_compute(gemms, hw, "fp32", 7, 1, t2(1), 16, t2(16), 0.005);
+  CHECK(both.efficiency == doctest::Approx(0.9));
+  CHECK(both.overhead == doctest::Approx(30e-6));
+  // The curve's products at efficiency 1: P(b) of the formula.
+  CHECK(curve_gemm_seconds(gemms, 1, hw, "fp32") == doctest::Approx(3e9 / (100e9 * 128 / 192)));
+}
+
+TEST_CASE("fit_gemm_half_dim: the efficiency curve through two sgemm sizes") {
   // r(x) = 100 x / (x + 64): 128 -> 66.7, 1024 -> 94.1; the fit finds 64 again.
   auto r = [](double x) { return 100 * x / (x + 64); };
   CHECK(fit_gemm_half_dim(128, r(128), 1024, r(1024)) == doctest::Approx(64));
   CHECK(fit_gemm_half_dim(128, 90, 1024, 80) == 0);  // the small one not slower: flat
-  // The large-product efficiency that gives the measured rate at the model's shapes.
-  Hardware hw;
-  hw.peak_fp32 = 100;
-  hw.gemm_half_dim = 64;
-  const std::vector<Gemm> gemms{Gemm{1, 2, 0, 64}, Gemm{1, 2, 0, 1e12}};  // half at 1/2, half at ~1
-  const double e = fit_efficiency(gemms, 1, 60, hw, "fp32");
-  hw.efficiency = e;
-  // Time of 6 FLOPs at the curve equals 6 FLOPs at 60.
-  CHECK(3 / (100 * hw.gemm_efficiency(64)) + 3 / (100 * hw.gemm_efficiency(1e12)) == doctest::Approx(6.0 / 60));
 }
 
 TEST_CASE("fit_link: latency and bandwidth from a small and a large all-reduce") {

@@ -381,28 +381,44 @@ TEST_CASE("model profile: a 1T-parameter GPT describes without allocating, quick
   CHECK(seconds < 1.0);  // about a millisecond; generous for a loaded machine
 }
 
-TEST_CASE("shared compute units: the schedule simulated with the busy stages sharing the units") {
-  // Four equal stages of 1 s, 4 micro-batches, twice as many devices as units:
-  // slots with 1, 2, 3, 4, 3, 2, 1 active stages take max(1, 2 k / 4) s.
-  CHECK(shared_pipeline_seconds({1, 1, 1, 1}, 4, 2) == doctest::Approx(1 + 1 + 1.5 + 2 + 1.5 + 1 + 1));
-  // One stage: every slot is the whole node's work, 3 x 2 x 0.5 s.
-  CHECK(shared_pipeline_seconds({0.5}, 3, 2) == doctest::Approx(3.0));
-  // Unequal stages 1 s and 2 s, 2 micro-batches: slots {0}, {0, 1}, {1}:
-  // max(1, 1) + max(2, 2 x 3 / 2) + max(2, 2) = 6.
-  CHECK(shared_pipeline_seconds({1, 2}, 2, 2) == doctest::Approx(6.0));
-  // No sharing (share 1): the flow shop, (m - 1) max + sum, also for unequal
-  // stages, and continuous as sharing starts: 3, 1, 3 s over 2 micro-batches
-  // give 3 + 1 + 3 + 3 = 10 at share 1 and just above it.
-  CHECK(shared_pipeline_seconds({1, 1}, 4, 1) == doctest::Approx(5.0));
-  CHECK(shared_pipeline_seconds({3, 1, 3}, 2, 1) == doctest::Approx(10.0));
-  CHECK(shared_pipeline_seconds({3, 1, 3}, 2, 1.0001) == doctest::Approx(10.0).epsilon(1e-3));
-  // ... and at share 1.5 (3 stages on 2 units): s0 alone 0-3; s0 and s1 at
-  // full rate, s1 done at 4, s0 at 6; s1 and s2 at full rate, s1 done at 7;
-  // s2 alone to 10 (the units never bind: no stage set of 3 runs at once).
-  CHECK(shared_pipeline_seconds({3, 1, 3}, 2, 1.5) == doctest::Approx(10.0));
-  // Three busy stages on 2 units: 1, 1, 1 s over 3 micro-batches, share 1.5:
-  // slots of 1, 2 stages at full rate, then 3 at 2/3 (1.5 s), 2, 1: 5.5 s.
-  CHECK(shared_pipeline_seconds({1, 1, 1}, 3, 1.5) == doctest::Approx(1 + 1 + 1.5 + 1 + 1));
+namespace {
+
+// Every stage's schedule for shared_pipeline_seconds.
+std::vector<std::vector<PipeOp>> schedules(const char* schedule, int stages, int micro_batches, int chunks = 1) {
+  std::vector<std::vector<PipeOp>> ops;
+  for (int s = 0; s < stages; ++s) ops.push_back(pipeline_schedule(schedule, s, stages, micro_batches, chunks));
+  return ops;
+}
+
+}  // namespace
+
+TEST_CASE("shared compute units: the schedule simulated op by op with the busy stages sharing the units") {
+  // Units enough for every stage: the schedules' own times, (m + p - 1)(f + b)
+  // for equal stages (4 stages, 8 micro-batches, f = 1 s, b = 2 s: 11 x 3).
+  for (const char* sched : {"1f1b", "gpipe"})
+    CHECK(shared_pipeline_seconds(schedules(sched, 4, 8), {1, 1, 1, 1}, {2, 2, 2, 2}, 4) == doctest::Approx(33));
+  // Interleaved, 2 chunks per stage: (m v + p - 1)(f + b), the bubble a v-th.
+  CHECK(shared_pipeline_seconds(schedules("interleaved", 2, 4, 2), {1, 1, 1, 1}, {2, 2, 2, 2}, 2) ==
+        doctest::Approx((4 * 2 + 1) * 3));
+  // One stage: every op at the units' rate, 3 x (0.2 + 0.3) / 0.5.
+  CHECK(shared_pipeline_seconds(schedules("1f1b", 1, 3), {0.2}, {0.3}, 0.5) == doctest::Approx(3.0));
+  // Unequal stages, unshared: f = 2, 1 and b = 4, 2 over 2 micro-batches.
+  // s0 F0 0-2; s0 F1 2-4 with s1 F0 2-3, s1 B0 3-5; s0 waits for it, B0 5-9
+  // with s1 F1 5-6 and B1 6-8; s0 B1 9-13. The flow shop of fused
+  // forward-and-backward slots, (m - 1) max + sum, said 6 + 9 = 15.
+  const std::vector<double> fw{2, 1}, bw{4, 2};
+  CHECK(shared_pipeline_seconds(schedules("1f1b", 2, 2), fw, bw, 2) == doctest::Approx(13));
+  // The same on 1.5 units (two busy stages run at 0.75): s0 F0 0-2; s0 F1
+  // and s1 F0 together, s1 F0 done at 2 + 4/3; s1 B0 beside s0 F1's last
+  // second, which ends at 14/3; s1 B0 alone to 17/3; s0 B0 with s1 F1
+  // (done at 7) and s1 B1 (done at 29/3), its last second alone to 32/3;
+  // s0 B1 alone: 44/3.
+  CHECK(shared_pipeline_seconds(schedules("1f1b", 2, 2), fw, bw, 1.5) == doctest::Approx(44.0 / 3));
+  // Three equal stages (f = 1, b = 2), 3 micro-batches, 2 units: the
+  // warm-up's forwards run 0-1, 1-2 and three at 2/3 to 3.5; then the
+  // backward wave and the remaining forwards as stages free up: 16.5
+  // (traced by hand), against 5 x 3 = 15 unshared and 27 / 2 = 13.5 of work.
+  CHECK(shared_pipeline_seconds(schedules("1f1b", 3, 3), {1, 1, 1}, {2, 2, 2}, 2) == doctest::Approx(16.5));
 
   // In predict: 4 devices on 2 units. One stage of two layers, 4 micro-batches
   // of 2 (12 ms each at a whole unit's rate, as above): dp = 4 runs every

@@ -23,7 +23,10 @@ from plan_vs_measured import spearman  # noqa: E402
 
 def key(c):
     sched = c["schedule"] if c["pp"] > 1 else "1f1b"
-    return (c["dp"], c["tp"], c["pp"], c["micro_batch"], c["micro_batches"], c["zero"], sched)
+    if sched == "interleaved":
+        sched = f"il{c['virtual_stages']}"
+    return (c["dp"], c["tp"], c["pp"], c["micro_batch"], c["micro_batches"], c["zero"], sched, c["recompute"],
+            "sp" if c["sequence_parallel"] else "")
 
 
 def main():
@@ -46,8 +49,7 @@ def main():
     for extra in ([], ["--set", "parallel.schedule=gpipe"]):
         plan = json.loads(subprocess.run(cmd + extra, check=True, capture_output=True, text=True).stdout)
         for c in plan["feasible"]:
-            if c["recompute"] == "none" and not c["sequence_parallel"] and c["schedule"] != "interleaved":
-                predicted.setdefault(key(c), c["step_seconds"])
+            predicted.setdefault(key(c), c["step_seconds"])
     rows = []
     for c, steps in zip(rec["measured"], rec["steps"]):
         k = key(c)
