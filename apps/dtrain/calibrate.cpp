@@ -376,10 +376,13 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
       node == units ? "" : "s", n > 1 ? "" : "; links not measured (one rank)");
   h.memory_bytes = o.node_memory_bytes > 0 ? o.node_memory_bytes / node : 1024.0 * 1024 * 1024;
   h.usable_memory_fraction = 0.8;
-  h.peak_fp32 = peak;
+  // Where the layers' products ran faster than the sgemm's curve allows (an
+  // efficiency above 1: one n = 1024 sgemm is not every shape's best), the
+  // peak is what they reached, not a cap that would slow every prediction.
+  h.peak_fp32 = peak * std::max(1.0, fit.efficiency);
   h.peak_bf16 = 0;
   h.gemm_half_dim = curve.gemm_half_dim;
-  h.efficiency = fit.efficiency;
+  h.efficiency = std::min(1.0, fit.efficiency);
   h.fused_attention = false;  // the CPU backend keeps the attention scores
   h.memory_bandwidth = bandwidth;
   h.layer_overhead = fit.overhead;

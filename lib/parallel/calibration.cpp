@@ -42,7 +42,6 @@ ComputeFit fit_compute(const std::vector<Gemm>& gemms, const Hardware& hw, const
   const double fixed = y1 - p1 / f.efficiency;
   if (fixed < 0) f.efficiency = p2 / y2;  // the curve alone is slower than b1 ran: no fixed time; fit b2
   f.overhead = std::max(0.0, fixed) / (2.0 * static_cast<double>(layers));
-  f.efficiency = std::min(1.0, f.efficiency);
   return f;
 }
 

@@ -33,7 +33,9 @@ namespace dtrain {
 // slower than measured, o = 0 and e fits b2.
 struct ComputeFit {
   double rate = 0;        // FLOP/s the products achieve at b2 (memory-bound passes off)
-  double efficiency = 0;  // the large-product fraction of peak (Hardware::efficiency), at most 1
+  // The large-product fraction of peak (Hardware::efficiency); above 1 where
+  // the model's products ran faster than the curve's peak says they can.
+  double efficiency = 0;
   double overhead = 0;    // s per layer per forward or backward
 };
 ComputeFit fit_compute(const std::vector<Gemm>& gemms, const Hardware& hw, const std::string& precision,
