@@ -417,8 +417,9 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
     h.gemm_half_dim = (bf16 ? 1.0 : 2.0) * h.efficiency * peak_here / bandwidth;
     // The fixed time per layer pass: what the small micro-batch took beyond
     // its products at that curve and its memory-bound passes (launches).
+    // (The model moves bf16 activations: half the layers' 4-byte count.)
     const std::string precision = bf16 ? "bf16" : "fp32";
-    h.layer_overhead = std::max(0.0, small.pass - static_cast<double>(b1) * memory_per_sample -
+    h.layer_overhead = std::max(0.0, small.pass - static_cast<double>(b1) * memory_per_sample * (bf16 ? 0.5 : 1.0) -
                                          curve_gemm_seconds(gemms, static_cast<double>(b1), h, precision) /
                                              h.efficiency) /
                        (2.0 * static_cast<double>(layers));

@@ -32,8 +32,9 @@ ComputeFit fit_compute(const std::vector<Gemm>& gemms, const Hardware& hw, const
     throw RuntimeError(fmt::format("calibration: a micro-batch of {} took {:.6f} s, one of {} {:.6f} s: the larger "
                                    "must take longer (the machine too busy to measure?)",
                                    b1, t1, b2, t2));
-  // The memory-bound passes off, as long as the products keep some time.
-  const double mem = std::clamp(memory_seconds_per_sample, 0.0, 0.5 * (t2 - t1) / (b2 - b1));
+  // The memory-bound passes off, as long as the products keep some time in
+  // both passes and in their difference.
+  const double mem = std::clamp(memory_seconds_per_sample, 0.0, 0.5 * std::min(t1 / b1, (t2 - t1) / (b2 - b1)));
   const double y1 = t1 - b1 * mem, y2 = t2 - b2 * mem;
   const double p1 = curve_gemm_seconds(gemms, b1, hw, precision), p2 = curve_gemm_seconds(gemms, b2, hw, precision);
   ComputeFit f;

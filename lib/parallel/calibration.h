@@ -32,7 +32,7 @@ namespace dtrain {
 // 16 put 3 ms of "overhead" on every pass). Where the curve alone makes b1
 // slower than measured, o = 0 and e fits b2.
 struct ComputeFit {
-  double rate = 0;        // FLOP/s the products achieve at b2 (memory-bound passes off)
+  double rate = 0;        // FLOP/s of the b2 pass without its memory-bound passes (the fixed time still in)
   // The large-product fraction of peak (Hardware::efficiency); above 1 where
   // the model's products ran faster than the curve's peak says they can.
   double efficiency = 0;

@@ -3,6 +3,8 @@
 // calibrated hardware file reads back as written.
 #include <doctest/doctest.h>
 
+#include <cmath>
+
 #include "core/error.h"
 #include "parallel/calibration.h"
 #include "parallel/cost_model.h"
@@ -38,6 +40,11 @@ TEST_CASE("fit_compute: efficiency and per-layer overhead from two micro-batch s
   CHECK(fit_compute(one, hw, "fp32", 7, 1, 0.024, 16, 0.4).overhead == 0);
   // The larger micro-batch not slower: cannot be fitted, said so.
   CHECK_THROWS_AS(fit_compute(one, hw, "fp32", 7, 1, 0.3, 16, 0.2), RuntimeError);
+  // Memory-bound passes said to take longer than the passes themselves: the
+  // products keep time in both, so the efficiency stays positive and finite.
+  const ComputeFit odd = fit_compute(one, hw, "fp32", 7, 2, 0.1, 3, 1.0, 10.0);
+  CHECK(odd.efficiency > 0);
+  CHECK(std::isfinite(odd.efficiency));
 }
 
 TEST_CASE("fit_compute: a small micro-batch's slower products are the curve's, not a fixed time per pass") {

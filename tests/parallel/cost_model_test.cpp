@@ -421,8 +421,8 @@ TEST_CASE("shared compute units: the schedule simulated op by op with the busy s
   CHECK(shared_pipeline_seconds(schedules("1f1b", 3, 3), {1, 1, 1}, {2, 2, 2}, 2) == doctest::Approx(16.5));
 
   // In predict: 4 devices on 2 units. One stage of two layers, 4 micro-batches
-  // of 2 (12 ms each at a whole unit's rate, as above): dp = 4 runs every
-  // device at once, 4 x 12 ms x 2.
+  // of 2 (12 ms each at a whole unit's rate, forward and backward): dp = 4
+  // runs every device at once, 4 x 12 ms x 2.
   const ModelProfile m = toy_profile(2);
   Hardware hw = toy_hardware(4);
   hw.compute_units = 2;
@@ -432,8 +432,9 @@ TEST_CASE("shared compute units: the schedule simulated op by op with the busy s
   Candidate dp{.dp = 4, .tp = 1, .pp = 1, .micro_batch = 2, .micro_batches = 4};
   Prediction p = predict(m, profile_stages(m, 1), hw, w, f, dp);
   CHECK(p.pipeline_seconds == doctest::Approx(4 * 12e-3 * 2));
-  // pp = 2, dp = 2: stages of 6 ms + the 2 KB transfers (12 us), 5 slots
-  // with 1, 2, 2, 2, 1 active stages: max(w, 2 k w / 2) = k w.
+  // pp = 2, dp = 2: stages of 6 ms + the 2 KB transfers (12 us) per
+  // micro-batch; each pipeline owns one unit, so whatever the schedule it
+  // does all 8 stage-micro-batches of work at that unit's rate.
   Candidate pp{.dp = 2, .tp = 1, .pp = 2, .micro_batch = 2, .micro_batches = 4};
   p = predict(m, profile_stages(m, 2), hw, w, f, pp);
   CHECK(p.pipeline_seconds == doctest::Approx(8 * (6e-3 + 12e-6)));
