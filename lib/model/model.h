@@ -32,7 +32,7 @@ struct ModelParallel {
   // Interleaved pipeline schedule: further ranges [first, last) of top-level
   // layers, after the one above, that this rank builds too (its later model
   // chunks), their parameters in the same store.
-  std::vector<std::pair<int64_t, int64_t>> more_layers;
+  std::vector<std::pair<int64_t, int64_t>> more_layers = {};
 
   // Whether top-level layer i of a model of `total` is built.
   bool holds(int64_t i, int64_t total) const {

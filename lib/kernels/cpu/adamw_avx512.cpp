@@ -5,7 +5,9 @@
 
 // GCC 12's avx512fintrin.h trips -Wuninitialized on its own _mm512_undefined_*().
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#if !defined(__clang__)  // GCC's name; clang has no such group
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 
 #include "kernels/cpu/bf16_avx512.h"
