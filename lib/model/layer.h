@@ -37,9 +37,10 @@ struct Cost {
   int64_t recompute_bytes = 0;
   // Tensor-parallel all-reduces the layer issues (none without tp): how many,
   // and their payload bytes, in forward and in backward. Under sequence
-  // parallelism an all-gather or reduce-scatter of N bytes counts as N/2
-  // all-reduce bytes (the wire bytes of one are half an all-reduce's).
-  int64_t tp_fwd_calls = 0, tp_bwd_calls = 0;
+  // parallelism an all-gather or reduce-scatter of N bytes counts as half an
+  // all-reduce of N bytes: half a call and N/2 bytes (its ring takes t - 1
+  // steps where an all-reduce's takes 2(t - 1), and moves half the bytes).
+  double tp_fwd_calls = 0, tp_bwd_calls = 0;
   int64_t tp_fwd_bytes = 0, tp_bwd_bytes = 0;
 
   Cost& operator+=(const Cost& o) {

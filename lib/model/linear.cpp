@@ -163,7 +163,7 @@ Cost Linear::cost(const Shape& in) const {
     // all-reduce bytes. Row: reduce-scatter of y forward, all-gather of dy
     // backward; column: all-gather of x forward, reduce-scatter of dx backward.
     const int64_t half = static_cast<int64_t>(n * (split_ == TpSplit::row ? out_ : in_)) * 4 / 2;
-    c.tp_fwd_calls = c.tp_bwd_calls = 1;
+    c.tp_fwd_calls = c.tp_bwd_calls = 0.5;
     c.tp_fwd_bytes = c.tp_bwd_bytes = half;
   } else if (split_ == TpSplit::row) {  // g: forward all-reduce of the partial products (n, out)
     c.tp_fwd_calls = 1;

@@ -216,8 +216,8 @@ LayerProfile to_profile(const std::string& name, const Cost& c) {
   p.bwd_flops = c.bwd_flops;
   p.act_bytes = static_cast<double>(c.act_bytes);
   p.work_bytes = static_cast<double>(c.work_bytes);
-  p.tp_fwd_calls = static_cast<double>(c.tp_fwd_calls);
-  p.tp_bwd_calls = static_cast<double>(c.tp_bwd_calls);
+  p.tp_fwd_calls = c.tp_fwd_calls;
+  p.tp_bwd_calls = c.tp_bwd_calls;
   p.tp_fwd_bytes = static_cast<double>(c.tp_fwd_bytes);
   p.tp_bwd_bytes = static_cast<double>(c.tp_bwd_bytes);
   p.recompute_bytes = static_cast<double>(c.recompute_bytes);
