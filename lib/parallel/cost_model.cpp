@@ -239,10 +239,16 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
       memt[k] += accumulate;
     }
     if (c.recompute == Recompute::full) {
-      tb[k] += tf[k];
-      comp[k] += fwd_gemm;
-      memt[k] += fwd_mem;
-      tpt[k] += fwd_tp;
+      // The blocks' forward again (StageProfile::Blocks): not the embedding,
+      // the head or the loss, which keep their activations.
+      const StageProfile::Blocks& bl = st.blocks;
+      const double gemm = gemm_seconds(bl.gemms, true);
+      const double mem = mem_seconds(bl.mem_fwd + (fused ? 0.0 : bl.score_mem_fwd));
+      const double tp = tp_time(bl.tp_fwd_calls, b * bl.tp_fwd_bytes * e);
+      tb[k] += static_cast<double>(bl.count) * hw.layer_overhead + gemm + mem + tp;
+      comp[k] += gemm;
+      memt[k] += mem;
+      tpt[k] += tp;
     } else if (c.recompute == Recompute::selective) {
       // The scores (unless fused: none kept) and GELU's output, remade.
       const double gemm = fused ? 0.0 : b * st.selective_flops / (peak * hw.gemm_efficiency(st.selective_dim));
@@ -264,11 +270,12 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
       const double reduce = all_gather_seconds(st.params * sb.grads, d, dp_link);
       const double fwd_hidden = hw.overlap * (tf[k] - layers * hw.layer_overhead);
       const double bwd_hidden = hw.overlap * (tb[k] - layers * hw.layer_overhead);
-      // Under full recomputation the remade forward gathers once more (the
-      // gather is a pre-forward hook; the backward's is another).
-      const double bwd_gathers = c.recompute == Recompute::full ? 2.0 : 1.0;
+      // Under full recomputation the remade forward gathers the blocks once
+      // more (the gather is a pre-forward hook; the backward's is another).
+      const double remade =
+          c.recompute == Recompute::full ? all_gather_seconds(st.blocks.params * sb.params, d, dp_link) : 0.0;
       const double xf = std::max(0.0, gather + head - fwd_hidden);
-      const double xb = std::max(0.0, bwd_gathers * gather + reduce - bwd_hidden);
+      const double xb = std::max(0.0, gather + remade + reduce - bwd_hidden);
       tf[k] += xf;
       tb[k] += xb;
       z3[k] = xf + xb;
@@ -357,12 +364,13 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
   double comm_end = r.pipeline_seconds, optimizer = 0, dp_bytes = 0, tp_bytes = 0, pp_bytes = 0;
   double before = 0;  // backward and transfers of the stages before s in the last micro-batch
   std::vector<double> stage_params(p, 0.0), stage_max_layer(p, 0.0), stage_tied(p, 0.0), stage_tp_payload(p, 0.0),
-      stage_sent(p, 0.0), stage_wide_unit(p, 0.0), stage_unit(p, 0.0);
+      stage_sent(p, 0.0), stage_wide_unit(p, 0.0), stage_unit(p, 0.0), stage_block_params(p, 0.0);
   const auto n_layers = static_cast<int64_t>(model.layers.size());
   for (int k = 0; k < nc; ++k) {
     const int s = k % p;
     const StageProfile& st = chunks[k];
     stage_params[s] += st.params;
+    stage_block_params[s] += st.blocks.params;
     // ZeRO-2/3's gradient windows hold the largest layer's gradients; this
     // trainer keeps the tied embedding's whole gradient for the step instead
     // (its first and last stage both write it), so the embedding's window
@@ -388,7 +396,8 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
       stage_tied[s] = model.tied_params;
     }
     stage_max_layer[s] = std::max(stage_max_layer[s], window);
-    stage_tp_payload[s] += b * e * (st.tp_fwd_bytes * (c.recompute == Recompute::full ? 2 : 1) + st.tp_bwd_bytes);
+    stage_tp_payload[s] +=
+        b * e * (st.tp_fwd_bytes + (c.recompute == Recompute::full ? st.blocks.tp_fwd_bytes : 0.0) + st.tp_bwd_bytes);
     stage_sent[s] += b * e * ((k + 1 < nc ? st.out_bytes : 0.0) + (k > 0 ? chunks[k - 1].out_bytes : 0.0)) /
                      (split ? t : 1);
   }
@@ -478,9 +487,11 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
       // finds it still in the window).
       const double tied_grads = stage_tied[s] * sb.grads;
       const double head_gather = p == 1 && model.tied_params > 0 ? model.tied_params * sb.params : 0.0;
-      if (c.zero == 3)  // two gathers (three under full recomputation) and a scatter per micro-batch
-        dp_sent = m * frac * ((c.recompute == Recompute::full ? 3 : 2) * params * sb.params + head_gather +
-                              grad_bytes - tied_grads) + frac * tied_grads;
+      if (c.zero == 3)  // two gathers (and the blocks' again under full recomputation) and a scatter per micro-batch
+        dp_sent = m * frac *
+                      ((2 * params + (c.recompute == Recompute::full ? stage_block_params[s] : 0.0)) * sb.params +
+                       head_gather + grad_bytes - tied_grads) +
+                  frac * tied_grads;
       else if (c.zero == 2)
         dp_sent = m * frac * (grad_bytes - tied_grads) + frac * tied_grads + frac * params * sb.params;
       else if (c.zero == 1)

@@ -79,6 +79,13 @@ struct Features {
   // (Megatron-LM: more than 2).
   bool uniform_blocks = false;
   int min_interleaved_stages = 2;
+  // With uniform_blocks: the layers before the first block (the embedding)
+  // and those after the last (the final norm, the head and the loss) each
+  // count as one more block, so a stage holding one holds one block fewer
+  // (BigScience's Megatron-DeepSpeed, --pp-partition-method
+  // 'type:transformer|embedding', as BLOOM trained: 70 blocks + 2 over 12
+  // stages). false: they ride with the first and the last chunk.
+  bool embeddings_as_blocks = false;
   // Megatron-LM's scatter/gather of stage boundaries (Narayanan et al. 2021,
   // section 4.1): each of the t tp ranks sends 1/t of the boundary activation
   // over its own link and the receiving stage all-gathers it over the

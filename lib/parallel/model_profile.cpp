@@ -289,20 +289,41 @@ int64_t block_count(const ModelProfile& m) {
   return std::count_if(m.layers.begin(), m.layers.end(), [](const LayerProfile& l) { return l.block; });
 }
 
-std::vector<StageProfile> profile_stages(const ModelProfile& m, int pp, bool uniform_blocks) {
+namespace {
+
+// Adds a product to a list merged by shape.
+void merge_gemm(std::vector<Gemm>& gemms, const Gemm& g) {
+  auto same = std::find_if(gemms.begin(), gemms.end(),
+                           [&](const Gemm& x) { return x.rows == g.rows && x.dim == g.dim && x.causal == g.causal; });
+  if (same == gemms.end()) {
+    gemms.push_back(g);
+  } else {
+    same->fwd_flops += g.fwd_flops;
+    same->bwd_flops += g.bwd_flops;
+  }
+}
+
+}  // namespace
+
+std::vector<StageProfile> profile_stages(const ModelProfile& m, int pp, bool uniform_blocks,
+                                         bool embeddings_as_blocks) {
   std::vector<int64_t> b;
   const int64_t blocks = block_count(m);
   if (uniform_blocks && blocks > 0) {
     // As many blocks per chunk; the layers before the first block (the
     // embedding) ride with the first chunk, those after the last (the final
-    // norm, the head and the loss) with the last one.
-    if (blocks % pp != 0)
-      throw ConfigError(fmt::format("{} pipeline chunks do not divide the {} transformer blocks", pp, blocks));
+    // norm, the head and the loss) with the last one, or each counts as a
+    // block of its own.
     const auto first = static_cast<int64_t>(
         std::find_if(m.layers.begin(), m.layers.end(), [](const LayerProfile& l) { return l.block; }) -
         m.layers.begin());
+    const int64_t extra = embeddings_as_blocks ? 2 : 0, units = blocks + extra;
+    if (units % pp != 0)
+      throw ConfigError(fmt::format("{} pipeline chunks do not divide the {} transformer blocks{}", pp, blocks,
+                                    extra > 0 ? " and the 2 embedding units" : ""));
+    // Unit u >= 1 starts at block u - 1 when the embedding is unit 0.
     b.push_back(0);
-    for (int64_t k = 1; k < pp; ++k) b.push_back(first + k * (blocks / pp));
+    for (int64_t k = 1; k < pp; ++k) b.push_back(first + k * (units / pp) - (extra > 0 ? 1 : 0));
     b.push_back(static_cast<int64_t>(m.layers.size()));
   } else {
     std::vector<double> costs;
@@ -330,14 +351,8 @@ std::vector<StageProfile> profile_stages(const ModelProfile& m, int pp, bool uni
       st.tp_bwd_bytes += l.tp_bwd_bytes;
       const std::vector<Gemm> flat{Gemm{l.fwd_flops, l.bwd_flops, 0, 0}};  // a layer described by hand
       for (const Gemm& g : l.gemms.empty() ? flat : l.gemms) {
-        auto same = std::find_if(st.gemms.begin(), st.gemms.end(),
-                                 [&](const Gemm& x) { return x.rows == g.rows && x.dim == g.dim && x.causal == g.causal; });
-        if (same == st.gemms.end()) {
-          st.gemms.push_back(g);
-        } else {
-          same->fwd_flops += g.fwd_flops;
-          same->bwd_flops += g.bwd_flops;
-        }
+        merge_gemm(st.gemms, g);
+        if (l.block) merge_gemm(st.blocks.gemms, g);
       }
       st.mem_fwd += l.mem_fwd;
       st.mem_bwd += l.mem_bwd;
@@ -352,6 +367,12 @@ std::vector<StageProfile> profile_stages(const ModelProfile& m, int pp, bool uni
         st.block_in_bytes += l.in_bytes;
         st.max_block_act_bytes = std::max(st.max_block_act_bytes, l.act_bytes);
         st.max_block_score_bytes = std::max(st.max_block_score_bytes, l.score_bytes);
+        st.blocks.count += 1;
+        st.blocks.params += l.params;
+        st.blocks.mem_fwd += l.mem_fwd;
+        st.blocks.score_mem_fwd += l.score_mem_fwd;
+        st.blocks.tp_fwd_calls += l.tp_fwd_calls;
+        st.blocks.tp_fwd_bytes += l.tp_fwd_bytes;
       }
       st.selective_flops += l.selective_flops;
       st.selective_dim = std::max(st.selective_dim, l.selective_dim);

@@ -110,6 +110,17 @@ struct StageProfile {
   double block_in_bytes = 0;             // the blocks' inputs (what full recomputation keeps)
   double max_block_act_bytes = 0, max_block_score_bytes = 0;
   double selective_flops = 0, selective_dim = 0, selective_mem = 0;
+  // What full recomputation runs again: the transformer blocks' forward only
+  // (lib/model/block.cpp; Megatron-LM's and DeepSpeed's activation
+  // checkpointing also wrap the blocks alone), not the embedding, the head or
+  // the loss.
+  struct Blocks {
+    int64_t count = 0;
+    double params = 0;
+    std::vector<Gemm> gemms;  // their products, merged by shape
+    double mem_fwd = 0, score_mem_fwd = 0;
+    double tp_fwd_calls = 0, tp_fwd_bytes = 0;
+  } blocks;
   int64_t layers() const { return last_layer - first_layer; }
 };
 
@@ -119,7 +130,10 @@ struct StageProfile {
 // them instead: every stage the same number of blocks, the embedding with the
 // first and the final norm, head and loss with the last (throws ConfigError
 // when pp does not divide the blocks).
-std::vector<StageProfile> profile_stages(const ModelProfile& m, int pp, bool uniform_blocks = false);
+// With `embeddings_as_blocks` too, the layers before the first block and
+// those after the last count as one block each (pp must divide blocks + 2).
+std::vector<StageProfile> profile_stages(const ModelProfile& m, int pp, bool uniform_blocks = false,
+                                         bool embeddings_as_blocks = false);
 
 // The model's transformer blocks (LayerProfile::block); 0 for the CNN.
 int64_t block_count(const ModelProfile& m);

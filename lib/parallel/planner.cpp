@@ -223,6 +223,8 @@ Plan make_plan(const PlanRequest& req) {
         const int64_t layers = static_cast<int64_t>(profile->layers.size());
         const int64_t blocks = block_count(*profile);
         const bool uniform = f.uniform_blocks && blocks > 0;
+        const bool embedding_units = uniform && f.embeddings_as_blocks;
+        const int64_t units = blocks + (embedding_units ? 2 : 0);  // what a uniform cut divides
 
         for (int64_t pp64 : divisors(n / tp)) {
           const int pp = static_cast<int>(pp64);
@@ -238,9 +240,10 @@ Plan make_plan(const PlanRequest& req) {
             if (report) reject(at);
             continue;
           }
-          if (uniform && blocks % pp != 0) {
-            at.reason = fmt::format("pp={} does not divide the model's {} transformer blocks (the runtime gives "
-                                    "every stage as many)", pp, blocks);
+          if (uniform && units % pp != 0) {
+            at.reason = fmt::format("pp={} does not divide the model's {} transformer blocks{} (the runtime gives "
+                                    "every stage as many)", pp, blocks,
+                                    embedding_units ? " and the 2 embedding units" : "");
             if (report) reject(at);
             continue;
           }
@@ -273,7 +276,7 @@ Plan make_plan(const PlanRequest& req) {
             // Chunks per stage: a few up to 8, or with blocks cut uniformly
             // every divisor of a stage's blocks (Megatron-LM's rule).
             std::vector<int64_t> chunk_counts{2, 3, 4, 6, 8};
-            if (uniform) chunk_counts = divisors(blocks / pp);
+            if (uniform) chunk_counts = divisors(units / pp);
             if ((req.schedule.empty() || req.schedule == "interleaved") && f.interleaved &&
                 pp >= f.min_interleaved_stages && !(req.runnable_only && !run.interleaved))
               for (int64_t v64 : chunk_counts) {
@@ -284,7 +287,7 @@ Plan make_plan(const PlanRequest& req) {
           }
           for (const auto& [schedule, v] : schedules) {
             auto& stages = stage_cache[{tp, sp == 1, pp * v}];
-            if (stages.empty()) stages = profile_stages(*profile, pp * v, uniform);
+            if (stages.empty()) stages = profile_stages(*profile, pp * v, uniform, embedding_units);
             for (int zero = 0; zero <= 3; ++zero) {
               if (zero > f.max_zero || (req.runnable_only && zero > run.max_zero)) continue;
               if ((zero >= 1 && dp == 1) || (req.zero >= 0 && req.zero != zero && dp > 1)) continue;

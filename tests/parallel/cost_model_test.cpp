@@ -143,6 +143,16 @@ TEST_CASE("step time: pipeline (m - 1) max + sum, bubble (p - 1)/m, recomputatio
   rc.recompute = Recompute::full;
   p = predict(m, profile_stages(m, 1), hw, w, f, rc);
   CHECK(p.pipeline_seconds == doctest::Approx(4 * 16e-3));
+
+  // Only the transformer blocks run their forward again: a head that is not a
+  // block keeps its activations (lib/model/block.cpp; Megatron-LM's and
+  // DeepSpeed's checkpointing wrap the blocks alone). Per micro-batch of 2:
+  // the block 2 x (1 + 2 + 1) GFLOP, the head 2 x (1 + 2) GFLOP, at 1 TFLOP/s.
+  ModelProfile headed = m;
+  headed.layers.back().block = false;
+  p = predict(headed, profile_stages(headed, 1), hw, w, f, rc);
+  CHECK(p.pipeline_seconds == doctest::Approx(4 * 14e-3));
+  CHECK(p.compute_seconds == doctest::Approx(4 * 14e-3));
 }
 
 TEST_CASE("data-parallel reduction: hidden behind the last backward, the last bucket never") {
@@ -739,6 +749,19 @@ TEST_CASE("uniform blocks (Megatron-LM's cut): as many blocks per chunk, embeddi
   CHECK(uniform[2].first_layer == 5);
   CHECK(uniform[2].last_layer == 8);  // blocks 5, 6 + head
   CHECK_THROWS_AS(profile_stages(m, 4, true), ConfigError);  // 6 blocks in 4 chunks
+  // The embedding and the head as one block each (BigScience's
+  // 'type:transformer|embedding'): 8 units over 4 stages, 2 each.
+  const std::vector<StageProfile> units = profile_stages(m, 4, true, true);
+  REQUIRE(units.size() == 4);
+  CHECK(units[0].first_layer == 0);
+  CHECK(units[0].last_layer == 2);  // embedding + block 1
+  CHECK(units[1].last_layer == 4);  // blocks 2, 3
+  CHECK(units[2].last_layer == 6);  // blocks 4, 5
+  CHECK(units[3].first_layer == 6);
+  CHECK(units[3].last_layer == 8);  // block 6 + head
+  CHECK(units[0].blocks.count == 1);
+  CHECK(units[3].blocks.count == 1);
+  CHECK_THROWS_AS(profile_stages(m, 3, true, true), ConfigError);  // 8 units in 3 chunks
   // A model without blocks (the CNN) is cut by FLOPs either way.
   for (LayerProfile& l : m.layers) l.block = false;
   CHECK(profile_stages(m, 4, true).back().first_layer == profile_stages(m, 4).back().first_layer);

@@ -1,0 +1,274 @@
+// The planner against a second published source with measured layouts: the
+// BigScience workshop's search for BLOOM-176B's layout on 48 nodes of 8 A100
+// 80 GB (Jean Zay, 384 GPUs), with Megatron-DeepSpeed. Source: S. Bekman et
+// al., github.com/bigscience-workshop/bigscience, train/tr11-176B-ml/
+// chronicles-prequel.md (commit 053adaf), sections "GBS Variations" and
+// "Tweaking TP" (2022-02-25) and "Rebalancing layers" (2022-02-28): for each
+// layout (dp, tp, pp, micro-batch, global batch) the seconds per iteration and
+// the TFLOP/s per GPU that Megatron-DeepSpeed printed (96 B s l h^2 (1 + s/6h +
+// V/16lh): full recomputation counted, as in Narayanan et al. 2021), or "OOM".
+// BLOOM itself trained at tp 4, pp 12, dp 8, micro-batch 2 (tr11-176B-ml.slurm;
+// model card: "about 150 TFLOPs").
+//
+// Its runtime, each from the code or the logs, not from these rows:
+// - DeepSpeed's pipeline engine: 1F1B only (no interleaving); boundaries sent
+//   1/tp per tp rank and all-gathered (PipelineEngine.is_pipe_partitioned for
+//   tp > 1), the sent output's data freed once partitioned;
+// - the cut: Megatron-DeepSpeed's GPTModelPipe partitions 'type:transformer'
+//   (as many blocks per stage, the embedding with the first, the head with the
+//   last); from 02-28 BigScience's 'type:transformer|embedding' (the embedding
+//   and the head count as a block each: 70 + 2 over 12 stages);
+// - full recomputation of the blocks (--checkpoint-activations, DeepSpeed's
+//   checkpointing of the transformer layers only);
+// - until 02-25 fp16 with DeepSpeed's ZeRO-1: 16-bit gradients accumulated by
+//   autograd, reduce-scattered after the backward (the pipeline engine reduces
+//   at the end), an fp32 copy of the owned gradient shard for the update;
+//   from 02-28 bf16 with BF16_Optimizer: fp32 gradients accumulated beside the
+//   bf16 ones and all-reduced, the update on the owned shard, its bf16
+//   parameters all-gathered ("Rebalancing layers": "accumulate gradients in
+//   fp32 ... not sharded across gpus");
+// - Megatron's fused softmax and bias-GeLU / bias-dropout-add kernels
+//   (Kernels::megatron_2021), attention scores materialised, dropout 0.1 (the
+//   scripts set none: Megatron's default), vocabulary padded to 250,880.
+// The machine: the a100-80gb preset (NVLink, 230 GB/s bus bandwidth) with Jean
+// Zay's network, 4 Omni-Path 100 Gb/s links per node of 8 GPUs (model card),
+// 90% of 6.25 GB/s per GPU. How the node's 8 GPUs are linked is not published
+// beyond "NVLink 4 inter-gpu connects"; the preset's all-to-all NVLink is
+// assumed.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+#include <optional>
+#include <vector>
+
+#include "parallel/planner.h"
+
+#include "parallel/gpt_config.h"
+
+using namespace dtrain;
+
+namespace {
+
+enum class Runtime { fp16_zero1, bf16_optimizer };
+
+struct Measured {
+  int hidden, layers, heads, dp, tp, pp, micro_batch, batch;
+  double tflops;  // per GPU as printed; 0 = out of memory
+  Runtime runtime;
+};
+
+constexpr auto kFp16 = Runtime::fp16_zero1;
+constexpr auto kBf16 = Runtime::bf16_optimizer;
+
+// 2022-02-25: a 181B model (72 blocks of width 14336, 64 heads), fp16.
+const Measured kSearch[] = {
+    {14336, 72, 64, 8, 8, 6, 4, 2048, 141.27, kFp16},   {14336, 72, 64, 4, 8, 12, 4, 2048, 137.70, kFp16},
+    {14336, 72, 64, 4, 8, 12, 2, 2048, 125.15, kFp16},  {14336, 72, 64, 6, 8, 8, 4, 2016, 140.24, kFp16},
+    {14336, 72, 64, 12, 8, 4, 2, 2016, 126.43, kFp16},  {14336, 72, 64, 12, 8, 4, 4, 2016, 138.22, kFp16},
+    {14336, 72, 64, 24, 8, 2, 1, 2016, 109.11, kFp16},  {14336, 72, 64, 24, 8, 2, 2, 2016, 116.58, kFp16},
+    {14336, 72, 64, 48, 8, 1, 1, 2016, 0, kFp16},       {14336, 72, 64, 8, 4, 12, 4, 2048, 144.08, kFp16},
+    {14336, 72, 64, 8, 4, 12, 2, 2048, 145.92, kFp16},  {14336, 72, 64, 16, 4, 6, 4, 2048, 137.66, kFp16},
+    {14336, 72, 64, 16, 4, 6, 2, 2048, 144.31, kFp16},  {14336, 72, 64, 16, 2, 12, 2, 2048, 143.30, kFp16},
+    {14336, 72, 64, 32, 2, 6, 2, 2048, 0, kFp16},       {14336, 72, 64, 32, 2, 6, 1, 2048, 0, kFp16},
+    {14336, 72, 64, 8, 2, 24, 1, 2048, 134.88, kFp16},  {14336, 72, 64, 8, 2, 24, 2, 2048, 131.33, kFp16},
+    {14336, 72, 64, 4, 4, 24, 1, 2048, 123.44, kFp16},
+};
+
+// 2022-02-28, bf16: tp 4 against tp 8 at pp 12 for two widths, BLOOM's shape
+// last (70 blocks of 14336, as trained with 112 heads).
+const Measured kTp8[] = {{14336, 70, 64, 4, 8, 12, 2, 2048, 128.92, kBf16}, {13312, 82, 64, 4, 8, 12, 4, 2048, 141.76, kBf16}};
+const Measured kTp4[] = {{14336, 70, 64, 8, 4, 12, 2, 2048, 153.68, kBf16}, {13312, 82, 64, 8, 4, 12, 2, 2048, 151.71, kBf16}};
+const Measured kBloom = {14336, 70, 112, 8, 4, 12, 2, 2048, 150.05, kBf16};
+
+constexpr int64_t kSeq = 2048, kVocab = 250880;
+constexpr int kGpus = 384;
+
+Hardware jean_zay() {
+  Hardware h = load_hardware("a100-80gb");
+  h.fused_attention = false;
+  h.kernels = Kernels::megatron_2021;
+  h.tp_overlap = 0;
+  h.inter.bandwidth = 0.9 * 4 * 12.5e9 / 8;  // 4 x 100 Gb/s per node of 8
+  return h;
+}
+
+PlanRequest request(const Measured& r, bool fixed) {
+  PlanRequest q;
+  q.model = test::gpt(r.layers, r.hidden, r.heads, kVocab, kSeq);
+  q.model.dropout = 0.1;
+  q.seq_len = kSeq;
+  q.workload.global_batch = r.batch;
+  q.workload.precision = "bf16";  // fp16 has the same bytes and peak
+  q.workload.overlap = false;     // reduced after the backward
+  q.devices = kGpus;
+  q.hardware = jean_zay();
+  q.recompute = 2;
+  q.max_idle_fraction = 0;
+  Features& f = q.features;
+  f.sequence_parallel = false;
+  f.selective = false;
+  f.interleaved = false;
+  f.max_zero = 1;
+  f.work_buffers_per_copy = false;  // PyTorch's caching allocator
+  f.p2p_scatter_gather = true;
+  f.uniform_blocks = true;
+  if (r.runtime == Runtime::bf16_optimizer) {
+    f.embeddings_as_blocks = true;
+    f.grad_bytes = 4;                  // fp32 gradients, kept whole and all-reduced
+    f.zero1_reduce_scatter = false;
+    f.grad_accumulation_bytes = 10;    // each micro-batch: read bf16 2 + fp32 4, write fp32 4
+  } else {
+    f.grad_accumulation_bytes = 6;     // autograd's in-place add of 16-bit gradients
+    f.update_grad_copy_bytes = 4;      // the owned shard's fp32 gradient
+  }
+  q.runnable = f;
+  q.zero = 1;
+  if (fixed) {
+    q.dp = r.dp;
+    q.tp = r.tp;
+    q.pp = r.pp;
+    q.micro_batch = r.micro_batch;
+  }
+  return q;
+}
+
+double tflops(const Measured& r, double step_seconds) {
+  const double B = r.batch, s = kSeq, l = r.layers, h = r.hidden, V = kVocab;
+  return 96 * B * s * l * h * h * (1 + s / (6 * h) + V / (16 * l * h)) / step_seconds / kGpus / 1e12;
+}
+
+// The layout as measured: its prediction, or nullopt where it does not fit.
+std::optional<Prediction> predict_measured(const Measured& r) {
+  const Plan p = make_plan(request(r, true));
+  if (p.feasible.empty()) return std::nullopt;
+  return p.feasible.front().p;
+}
+
+std::vector<double> ranks(const std::vector<double>& x) {
+  std::vector<size_t> order(x.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return x[a] < x[b]; });
+  std::vector<double> r(x.size());
+  for (size_t i = 0; i < order.size(); ++i) r[order[i]] = static_cast<double>(i);
+  return r;
+}
+
+double spearman(const std::vector<double>& a, const std::vector<double>& b) {
+  const std::vector<double> ra = ranks(a), rb = ranks(b);
+  const double n = static_cast<double>(a.size());
+  double d2 = 0;
+  for (size_t i = 0; i < a.size(); ++i) d2 += (ra[i] - rb[i]) * (ra[i] - rb[i]);
+  return 1 - 6 * d2 / (n * (n * n - 1));
+}
+
+}  // namespace
+
+TEST_CASE("BLOOM-176B on 384 A100s: the trained layout (tp 4, pp 12) or within 5% of the pick, TFLOP/s within 15%") {
+  const Plan free = make_plan(request(kBloom, false));
+  REQUIRE(!free.feasible.empty());
+  const Prediction& pick = free.feasible.front().p;
+  const std::optional<Prediction> run = predict_measured(kBloom);
+  REQUIRE(run);
+  const double predicted = tflops(kBloom, run->step_seconds);
+  std::printf("BLOOM-176B, 384 A100s: trained tp 4 pp 12 dp 8 mb 2 measured %.1f TFLOP/s, predicted %.1f (%+.1f%%); "
+              "pick %s at %.1f, the trained layout %+.1f%% slower\n",
+              kBloom.tflops, predicted, 100 * (predicted / kBloom.tflops - 1), describe(pick.c).c_str(),
+              tflops(kBloom, pick.step_seconds), 100 * (run->step_seconds / pick.step_seconds - 1));
+  CHECK(run->step_seconds <= 1.05 * pick.step_seconds);
+  CHECK(std::abs(predicted / kBloom.tflops - 1) <= 0.15);
+}
+
+TEST_CASE("BLOOM's layout search: tp 4 beats tp 8 at pp 12, as measured, at three widths") {
+  // 181B (fp16, 02-25: each at its faster micro-batch), 176B and 178B (bf16, 02-28).
+  struct Pair {
+    Measured tp4, tp8;
+  };
+  const Pair pairs[] = {{kSearch[10], kSearch[1]}, {kTp4[0], kTp8[0]}, {kTp4[1], kTp8[1]}};
+  for (const Pair& p : pairs) {
+    CAPTURE(p.tp4.hidden);
+    const std::optional<Prediction> four = predict_measured(p.tp4), eight = predict_measured(p.tp8);
+    REQUIRE(four);
+    REQUIRE(eight);
+    const double t4 = tflops(p.tp4, four->step_seconds), t8 = tflops(p.tp8, eight->step_seconds);
+    std::printf("width %d, %d blocks, pp 12: tp 4 measured %.1f predicted %.1f (%+.1f%%); tp 8 measured %.1f "
+                "predicted %.1f (%+.1f%%); measured tp 4 / tp 8 %.3f, predicted %.3f\n",
+                p.tp4.hidden, p.tp4.layers, p.tp4.tflops, t4, 100 * (t4 / p.tp4.tflops - 1), p.tp8.tflops, t8,
+                100 * (t8 / p.tp8.tflops - 1), p.tp4.tflops / p.tp8.tflops, t4 / t8);
+    CHECK(p.tp4.tflops > p.tp8.tflops);  // the source
+    CHECK(t4 > t8);
+  }
+}
+
+TEST_CASE("BLOOM's layout search, 19 layouts of a 181B GPT: memory, order and TFLOP/s against the measurements") {
+  std::vector<double> measured, predicted, measured_small, predicted_small;  // small: tp <= 4
+  int within = 0, within_tp8 = 0, tp8 = 0, oom_right = 0, oom = 0;
+  double best_measured = 0, best_predicted = 0, measured_at_predicted_best = 0;
+  for (const Measured& r : kSearch) {
+    CAPTURE(r.dp);
+    CAPTURE(r.tp);
+    CAPTURE(r.pp);
+    CAPTURE(r.micro_batch);
+    const std::optional<Prediction> p = predict_measured(r);
+    if (r.tflops == 0) {
+      ++oom;
+      oom_right += !p;
+      std::printf("dp %2d tp %d pp %2d mb %d: out of memory; %s\n", r.dp, r.tp, r.pp, r.micro_batch,
+                  p ? fmt::format("predicted to fit ({:.1f} GiB)", p->memory.total() / (1 << 30)).c_str()
+                    : "predicted not to fit");
+      continue;
+    }
+    REQUIRE(p);  // every layout that ran is predicted to fit
+    const double t = tflops(r, p->step_seconds);
+    measured.push_back(r.tflops);
+    predicted.push_back(t);
+    if (r.tp <= 4) measured_small.push_back(r.tflops), predicted_small.push_back(t);
+    const bool ok = std::abs(t / r.tflops - 1) <= 0.15;
+    (r.tp == 8 ? within_tp8 : within) += ok;
+    tp8 += r.tp == 8;
+    best_measured = std::max(best_measured, r.tflops);
+    if (t > best_predicted) best_predicted = t, measured_at_predicted_best = r.tflops;
+    std::printf("dp %2d tp %d pp %2d mb %d: measured %6.2f TFLOP/s, predicted %6.1f (%+5.1f%%)%s  [%.1f GiB]\n", r.dp,
+                r.tp, r.pp, r.micro_batch, r.tflops, t, 100 * (t / r.tflops - 1), ok ? "" : "  [> 15%]",
+                p->memory.total() / (1 << 30));
+  }
+  const double rho = spearman(measured, predicted), rho_small = spearman(measured_small, predicted_small);
+  const auto n = static_cast<int>(measured.size());
+  std::printf("181B on 384 A100s: %d of %d out-of-memory layouts predicted not to fit; TFLOP/s within 15%%: "
+              "tp <= 4 %d/%d, tp 8 %d/%d; Spearman %.3f over %d layouts, %.3f over the %d with tp <= 4; the "
+              "predicted best measured %.1f%% below the measured best\n",
+              oom_right, oom, within, n - tp8, within_tp8, tp8, rho, n, rho_small, n - tp8,
+              100 * (1 - measured_at_predicted_best / best_measured));
+  // Outcomes as of this model (docs/planner.md, "BLOOM's layout search"), so
+  // that a change that moves one shows.
+  CHECK(oom_right == oom);
+  CHECK(within == 6);
+  CHECK(within_tp8 == 2);
+  CHECK(measured_at_predicted_best >= 0.98 * best_measured);
+  // The order: right for tp <= 4 (0.74), not over all 16 (0.09): the tp 8
+  // layouts measured 12-49% below their predictions, the more so the more
+  // data parallelism, against 3-19% for tp <= 4. A known miss.
+  CHECK(rho_small > 0.7);
+  CHECK(rho < 0.3);
+}
+
+TEST_CASE("BLOOM's layout search, bf16: a 184B layout that ran out of memory is predicted to fit (a known miss)") {
+  // 02-28: 100 blocks of 12288, tp 4, pp 6, dp 16, "OOM" at micro-batches 2
+  // and 1. Predicted 61.9 and 56.2 GiB of the 72 usable. Left out: with
+  // BF16_Optimizer autograd writes a whole backward's bf16 gradients before
+  // the pipeline engine adds them to the fp32 ones (update_hp_grads after the
+  // backward), 2 bytes per parameter beside them at the peak (14.3 GiB here),
+  // which Features has no term for; with it mb 2 (76.2 GiB) would not fit,
+  // mb 1 (70.5) still would.
+  for (int mb : {2, 1}) {
+    CAPTURE(mb);
+    const Measured r{12288, 100, 64, 16, 4, 6, mb, 2048, 0, kBf16};
+    const std::optional<Prediction> p = predict_measured(r);
+    REQUIRE(p);
+    std::printf("184B dp 16 tp 4 pp 6 mb %d: out of memory, predicted %.1f GiB of %.1f usable\n", mb,
+                p->memory.total() / (1 << 30), p->capacity / (1 << 30));
+    CHECK(p->memory.total() < p->capacity);
+  }
+}
