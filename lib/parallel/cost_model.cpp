@@ -172,8 +172,9 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
   const double peak = hw.peak(w.precision);
   StateBytes sb = state_bytes(w);
   if (f.grad_bytes > 0) sb.grads = f.grad_bytes;
+  const double wire = f.grad_reduce_bytes > 0 ? f.grad_reduce_bytes : sb.grads;  // per parameter reduced
   const Link& tp_link = hw.link(t);
-  const Link& dp_link = hw.link(static_cast<long long>(t) * d);
+  const Link dp_link = hw.group_link(t, d);
   const Link& pp_link = hw.link(c.devices());  // neighbouring stages are t * d ranks apart
   const bool fused = hw.fused_attention;
   const bool scatter = c.zero >= 1 && f.zero1_reduce_scatter;
@@ -267,7 +268,7 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
       const double head = st.first_layer == 0 && st.last_layer == static_cast<int64_t>(model.layers.size())
                               ? all_gather_seconds(model.tied_params * sb.params, d, dp_link)
                               : 0.0;
-      const double reduce = all_gather_seconds(st.params * sb.grads, d, dp_link);
+      const double reduce = all_gather_seconds(st.params * wire, d, dp_link);
       const double fwd_hidden = hw.overlap * (tf[k] - layers * hw.layer_overhead);
       const double bwd_hidden = hw.overlap * (tb[k] - layers * hw.layer_overhead);
       // Under full recomputation the remade forward gathers the blocks once
@@ -281,7 +282,7 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
       z3[k] = xf + xb;
     } else if (c.zero == 2 && d > 1 && c.micro_batches > 1) {
       // ZeRO-2 reduce-scatters every micro-batch's gradients during its backward.
-      const double reduce = all_gather_seconds(st.params * sb.grads, d, dp_link);
+      const double reduce = all_gather_seconds(st.params * wire, d, dp_link);
       const double x = std::max(0.0, reduce - hw.overlap * (tb[k] - layers * hw.layer_overhead));
       tb[k] += x * (m - 1) / m;  // the last one is the step's reduction below
       z3[k] = x * (m - 1) / m;
@@ -403,7 +404,7 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
   }
   for (int s = 0; s < p; ++s) {
     const double params = stage_params[s];
-    const double grad_bytes = params * sb.grads;
+    const double grad_bytes = params * wire;
     double reduce = 0, last_bucket = 0;
     const bool local = w.local_sync_every > 0 && d > 1;
     if (d > 1 && !local) {
@@ -432,7 +433,7 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
       double link_free = 0;
       for (int j = v - 1; j >= 0; --j) {
         const int k = j * p + s;
-        const double bytes = chunks[k].params * sb.grads;
+        const double bytes = chunks[k].params * wire;
         const double start = std::max(link_free, ends[j] - hw.overlap * tb[k]);
         link_free = std::max(start + reduction(bytes), ends[j] + reduction(std::min(bytes, w.bucket_bytes)));
       }
@@ -485,7 +486,7 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
       // other layers' every micro-batch; ZeRO-3's head gathers the embedding
       // once more per micro-batch where one stage holds both (its backward
       // finds it still in the window).
-      const double tied_grads = stage_tied[s] * sb.grads;
+      const double tied_grads = stage_tied[s] * wire;
       const double head_gather = p == 1 && model.tied_params > 0 ? model.tied_params * sb.params : 0.0;
       if (c.zero == 3)  // two gathers (and the blocks' again under full recomputation) and a scatter per micro-batch
         dp_sent = m * frac *
@@ -507,7 +508,7 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
   }
   r.dp_exposed_seconds = comm_end - r.pipeline_seconds;
   if (p > 1 && chunks.back().holds_tied_copy)
-    r.embed_seconds = all_reduce_seconds(model.tied_params * sb.grads, 2, pp_link);
+    r.embed_seconds = all_reduce_seconds(model.tied_params * wire, 2, pp_link);
   // The step's scalar agreements: the loss over dp and pp, the gradient norm
   // over tp and pp (latency only).
   const double scalars = all_reduce_seconds(8, d, dp_link) + all_reduce_seconds(8, p, pp_link) * 2 +

@@ -137,6 +137,12 @@ struct Features {
   // them for bf16 (its main_grad buffers; arguments.py sets
   // accumulate_allreduce_grads_in_fp32 for bf16).
   double grad_bytes = 0;
+  // Bytes per parameter the data-parallel reduction sends, where they differ
+  // from the gradients kept (grad_bytes): 0 = the same. DeepSpeed's
+  // BF16_Optimizer (2022) keeps bf16 and fp32 gradients (grad_bytes 6) and
+  // all-reduces a bf16 copy of the fp32 ones (its communication_data_type
+  // defaults to bf16): 2.
+  double grad_reduce_bytes = 0;
   // The ZeRO-1/2 all-gather of the updated parameters runs during the next
   // step's first forward, bucket by bucket (Megatron-Core's
   // --overlap-param-gather), hidden behind `overlap` of it but never less

@@ -198,6 +198,12 @@ double Hardware::peak(const std::string& precision) const {
   return p;
 }
 
+Link Hardware::group_link(long long stride, long long members) const {
+  if (stride * members <= devices_per_node) return intra;
+  const long long k = std::clamp<long long>(devices_per_node / std::max(1LL, stride), 1, members);
+  return {std::min(intra.bandwidth, static_cast<double>(k) * inter.bandwidth), inter.latency};
+}
+
 std::vector<std::string> hardware_presets() { return {"h100-sxm", "h200", "a100-80gb", "cpu-local"}; }
 
 std::string hardware_preset_for_gpu(const std::string& device_name) {

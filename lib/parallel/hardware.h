@@ -106,6 +106,13 @@ struct Hardware {
   // The link between two devices: intra-node when a group of `span`
   // consecutive ranks fits in one node.
   const Link& link(long long span) const { return span <= devices_per_node ? intra : inter; }
+  // The link a collective over `members` ranks `stride` apart gets (data
+  // parallelism: stride tp, members dp). Within a node, intra. Across nodes,
+  // the k = devices_per_node / stride members in each node reach the next node
+  // through one crossing of the ring (NCCL runs the node's part over the fast
+  // link), so the node's inter-node capacity, `inter` per device, is shared
+  // by devices_per_node / k rings: each gets k x inter, at most intra.
+  Link group_link(long long stride, long long members) const;
 };
 
 // Names of the built-in presets: "h100-sxm", "h200", "a100-80gb", "cpu-local".

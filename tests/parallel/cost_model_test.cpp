@@ -63,6 +63,26 @@ ModelProfile toy_profile(int layers = 2) {
 
 }  // namespace
 
+TEST_CASE("a group's link across nodes: k members per node share one crossing, k x the port, at most the node's link") {
+  Hardware hw;
+  hw.devices_per_node = 8;
+  hw.intra = {230e9, 3e-6};
+  hw.inter = {22e9, 6e-6};
+  CHECK(hw.group_link(1, 8).bandwidth == hw.intra.bandwidth);  // one node
+  CHECK(hw.group_link(2, 4).bandwidth == hw.intra.bandwidth);
+  CHECK(hw.group_link(8, 4).bandwidth == doctest::Approx(22e9));  // tp 8: one member per node
+  CHECK(hw.group_link(16, 4).bandwidth == doctest::Approx(22e9));
+  CHECK(hw.group_link(4, 8).bandwidth == doctest::Approx(44e9));   // tp 4: two per node
+  CHECK(hw.group_link(2, 8).bandwidth == doctest::Approx(88e9));   // tp 2: four per node
+  CHECK(hw.group_link(1, 384).bandwidth == doctest::Approx(176e9));
+  CHECK(hw.group_link(1, 384).latency == hw.inter.latency);
+  hw.inter.bandwidth = 40e9;  // 8 x 40 is more than the node's own link carries
+  CHECK(hw.group_link(1, 384).bandwidth == doctest::Approx(230e9));
+  // Ranks sharing one machine (the CPU presets): every group inside the node.
+  hw.devices_per_node = 4;
+  CHECK(hw.group_link(1, 4).bandwidth == hw.intra.bandwidth);
+}
+
 TEST_CASE("collectives: alpha-beta ring, tree, gather and p2p") {
   const Link l{1e9, 10e-6};
   // Ring: 2(n-1) a + 2(n-1)/n S/B = 60 us + 1.5 ms for 1 MB on 4 ranks.
@@ -909,6 +929,15 @@ TEST_CASE("fp32 gradients and the parameter all-gather behind the next forward (
   const Prediction fp32 = predict(m, profile_stages(m, 1), hw, w, f, c);
   CHECK(fp32.memory.grads == doctest::Approx(2e8 * 4));
   CHECK(fp32.dp_bytes - plain.dp_bytes == doctest::Approx(0.75 * 2e8 * 2));  // (d-1)/d of the extra 2 bytes
+  // Kept in fp32 and bf16 both (DeepSpeed's BF16_Optimizer), sent as bf16:
+  // 6 bytes a parameter held, the traffic and its time bf16's.
+  Features ds = f;
+  ds.grad_bytes = 6;
+  ds.grad_reduce_bytes = 2;
+  const Prediction both = predict(m, profile_stages(m, 1), hw, w, ds, c);
+  CHECK(both.memory.grads == doctest::Approx(2e8 * 6));
+  CHECK(both.dp_bytes == doctest::Approx(plain.dp_bytes));
+  CHECK(both.dp_exposed_seconds == doctest::Approx(plain.dp_exposed_seconds));
   // The all-gather of the 400 MB of bf16 parameters: 3/4 x 0.4 s + 3 latencies,
   // after the update; behind the next forward (2 x 1 GFLOP at 1 TFLOP/s = 2 ms
   // per sample, hidden at overlap 1) it leaves the rest, but never less than
