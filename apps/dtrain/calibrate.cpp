@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <numeric>
 #include <vector>
 
 #include <fmt/format.h>
@@ -389,7 +390,11 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
   h.devices_per_node = node;
   h.compute_units = units < node ? units : 0;
   h.intra = link;
-  h.inter = link;  // one node measured: the same
+  // One node measured: the same. Over several nodes the world's ring, with
+  // `node` ranks in each, crosses each node once and so ran over all of the
+  // node's ports: `inter` is per device (Hardware::group_link gives a group
+  // with k ranks per node k of it).
+  h.inter = n > node ? Link{link.bandwidth / std::gcd(node, n), link.latency} : link;
   h.handoff_latency = handoff;
   // Where ranks share cores, communication competes with compute for them:
   // half the backward, as measured for the dp reduction on this machine's kind.

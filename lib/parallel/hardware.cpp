@@ -4,9 +4,11 @@
 // developed on (numbers and commands in docs/planner.md).
 #include "parallel/hardware.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <numeric>
 #include <set>
 #include <sstream>
 
@@ -200,7 +202,10 @@ double Hardware::peak(const std::string& precision) const {
 
 Link Hardware::group_link(long long stride, long long members) const {
   if (stride * members <= devices_per_node) return intra;
-  const long long k = std::clamp<long long>(devices_per_node / std::max(1LL, stride), 1, members);
+  // Members per node; a group whose size the node's share does not divide
+  // straddles nodes with fewer (8 per node, dp 12: 8 in one node, 4 in the
+  // next), and its ring is as fast as its thinnest crossing.
+  const long long k = std::max(1LL, std::gcd(std::max(1LL, devices_per_node / std::max(1LL, stride)), members));
   return {std::min(intra.bandwidth, static_cast<double>(k) * inter.bandwidth), inter.latency};
 }
 

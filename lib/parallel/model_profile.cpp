@@ -317,14 +317,19 @@ std::vector<StageProfile> profile_stages(const ModelProfile& m, int pp, bool uni
     const auto first = static_cast<int64_t>(
         std::find_if(m.layers.begin(), m.layers.end(), [](const LayerProfile& l) { return l.block; }) -
         m.layers.begin());
-    const int64_t extra = embeddings_as_blocks ? 2 : 0, units = blocks + extra;
+    // With embeddings_as_blocks, the layers before the first block are one
+    // unit (if any) and those after the last another (if any).
+    const auto n_layers = static_cast<int64_t>(m.layers.size());
+    const int64_t front = embeddings_as_blocks && first > 0 ? 1 : 0;
+    const int64_t back = embeddings_as_blocks && first + blocks < n_layers ? 1 : 0;
+    const int64_t units = blocks + front + back;
     if (units % pp != 0)
       throw ConfigError(fmt::format("{} pipeline chunks do not divide the {} transformer blocks{}", pp, blocks,
-                                    extra > 0 ? " and the 2 embedding units" : ""));
-    // Unit u >= 1 starts at block u - 1 when the embedding is unit 0.
+                                    front + back > 0 ? fmt::format(" and the {} embedding units", front + back) : ""));
+    // Unit u >= front is block u - front.
     b.push_back(0);
-    for (int64_t k = 1; k < pp; ++k) b.push_back(first + k * (units / pp) - (extra > 0 ? 1 : 0));
-    b.push_back(static_cast<int64_t>(m.layers.size()));
+    for (int64_t k = 1; k < pp; ++k) b.push_back(first + k * (units / pp) - front);
+    b.push_back(n_layers);
   } else {
     std::vector<double> costs;
     for (const LayerProfile& l : m.layers) costs.push_back(l.fwd_flops + l.bwd_flops);

@@ -75,6 +75,7 @@ TEST_CASE("a group's link across nodes: k members per node share one crossing, k
   CHECK(hw.group_link(4, 8).bandwidth == doctest::Approx(44e9));   // tp 4: two per node
   CHECK(hw.group_link(2, 8).bandwidth == doctest::Approx(88e9));   // tp 2: four per node
   CHECK(hw.group_link(1, 384).bandwidth == doctest::Approx(176e9));
+  CHECK(hw.group_link(1, 12).bandwidth == doctest::Approx(88e9));  // 8 in one node, 4 in the next: the 4 bind
   CHECK(hw.group_link(1, 384).latency == hw.inter.latency);
   hw.inter.bandwidth = 40e9;  // 8 x 40 is more than the node's own link carries
   CHECK(hw.group_link(1, 384).bandwidth == doctest::Approx(230e9));
@@ -782,6 +783,16 @@ TEST_CASE("uniform blocks (Megatron-LM's cut): as many blocks per chunk, embeddi
   CHECK(units[0].blocks.count == 1);
   CHECK(units[3].blocks.count == 1);
   CHECK_THROWS_AS(profile_stages(m, 3, true, true), ConfigError);  // 8 units in 3 chunks
+  // Nothing before the first block: only the head is a unit of its own.
+  ModelProfile headless = toy_profile(7);
+  headless.layers.back().block = false;
+  const std::vector<StageProfile> seven = profile_stages(headless, 7, true, true);
+  REQUIRE(seven.size() == 7);
+  for (int k = 0; k < 7; ++k) {
+    CAPTURE(k);
+    CHECK(seven[k].first_layer == k);
+    CHECK(seven[k].last_layer == k + 1);
+  }
   // A model without blocks (the CNN) is cut by FLOPs either way.
   for (LayerProfile& l : m.layers) l.block = false;
   CHECK(profile_stages(m, 4, true).back().first_layer == profile_stages(m, 4).back().first_layer);

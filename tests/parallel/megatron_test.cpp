@@ -268,15 +268,16 @@ TEST_CASE("Megatron-LM SC21 Table 2, PTD-P rows: TFLOP/s per GPU within 15%") {
 }
 
 TEST_CASE("Megatron-LM SC21 Table 2, ZeRO-3 rows (DeepSpeed, no model parallelism)") {
-  // Known misses: every row predicted 1.5-4.9x the published TFLOP/s. With
+  // Known misses: every row predicted 1.6-4.9x the published TFLOP/s. With
   // no model parallelism a node's 8 GPUs are 8 members of the one data-
   // parallel group, and NCCL's rings cross each node once, so the gathers
   // and reductions get 8 ports' bandwidth (Hardware::group_link), about
   // 176 GB/s, and hide behind compute. The published steps (81, 66, 66 s at
-  // 384, 768, 1536 GPUs for 175B) imply about 21 GB/s per GPU: one port's
-  // worth; DeepSpeed's ZeRO-3 of 2021 did not get that aggregation, for
-  // reasons its code would have to show (until 2026-12-05, with one port per
-  // GPU for every group, 4 of the 6 rows were within 15%).
+  // 384, 768, 1536 GPUs for 175B) move about 1.4 TB per GPU at about 21 GB/s,
+  // one port's worth. What DeepSpeed's ZeRO-3 of 2021 spent beyond the
+  // model's costs (per-module gathers, prefetch granularity, latency) is an
+  // open question; until 2026-12-05, with one port per GPU for every group,
+  // 4 of the 6 rows were within 15%.
   // 530B at 640 GPUs (micro-batch 4) does not fit: 78.9 GiB of the
   // preset's 72 usable (10% over), with DeepSpeed's per-Linear gathering
   // (zero_unit_params) and the remade block keeping what Megatron's keeps
@@ -296,7 +297,10 @@ TEST_CASE("Megatron-LM SC21 Table 2, ZeRO-3 rows (DeepSpeed, no model parallelis
       continue;
     }
     const Outcome o = check(r, false);
-    CHECK(o.ratio > 1.5);
+    // Predicted over published, row by row, so that a change that moves one shows.
+    const double expected = r.billions < 500 ? (r.gpus == 384 ? 1.56 : r.gpus == 768 ? 2.51 : 4.88)
+                                             : (r.gpus == 1120 ? 2.35 : 4.66);
+    CHECK(o.ratio == doctest::Approx(expected).epsilon(0.03));
   }
 }
 
