@@ -262,19 +262,34 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     // again before its backward, its gradients reduce-scattered after it,
     // every micro-batch; prefetched, so hidden behind `overlap` of the pass.
     if (c.zero == 3 && d > 1) {
-      const double gather = all_gather_seconds(st.params * sb.params, d, dp_link);
+      // One collective per gathering unit, each with its ring's latency: a
+      // top-level layer, or units of at most zero_unit_params.
+      double units = 0, block_units = 0;
+      for (int64_t i = st.first_layer; i < st.last_layer; ++i) {
+        const LayerProfile& l = model.layers[static_cast<size_t>(i)];
+        const double u = f.zero_unit_params > 0 ? std::max(1.0, std::ceil(l.params / f.zero_unit_params)) : 1.0;
+        units += u;
+        if (l.block) block_units += u;
+      }
+      const double extra_latency = (d - 1) * dp_link.latency;  // per unit beyond the first
+      const double gather = all_gather_seconds(st.params * sb.params, d, dp_link) + (units - 1) * extra_latency;
       // One stage holding the embedding and the head gathers the tied
       // embedding for each (the head's backward finds it in its window).
-      const double head = st.first_layer == 0 && st.last_layer == static_cast<int64_t>(model.layers.size())
+      const double head = model.tied_params > 0 && st.first_layer == 0 &&
+                                  st.last_layer == static_cast<int64_t>(model.layers.size())
                               ? all_gather_seconds(model.tied_params * sb.params, d, dp_link)
                               : 0.0;
-      const double reduce = all_gather_seconds(st.params * wire, d, dp_link);
-      const double fwd_hidden = hw.overlap * (tf[k] - layers * hw.layer_overhead);
-      const double bwd_hidden = hw.overlap * (tb[k] - layers * hw.layer_overhead);
+      const double reduce = all_gather_seconds(st.params * wire, d, dp_link) + (units - 1) * extra_latency;
+      const double z3_overlap = f.zero3_overlap >= 0 ? f.zero3_overlap : hw.overlap;
+      const double fwd_hidden = z3_overlap * (tf[k] - layers * hw.layer_overhead);
+      const double bwd_hidden = z3_overlap * (tb[k] - layers * hw.layer_overhead);
       // Under full recomputation the remade forward gathers the blocks once
-      // more (the gather is a pre-forward hook; the backward's is another).
-      const double remade =
-          c.recompute == Recompute::full ? all_gather_seconds(st.blocks.params * sb.params, d, dp_link) : 0.0;
+      // more (the gather is a pre-forward hook; the backward's is another),
+      // unless the runtime keeps them for the backward (zero3_regather_remade).
+      const double remade = c.recompute == Recompute::full && f.zero3_regather_remade
+                                ? all_gather_seconds(st.blocks.params * sb.params, d, dp_link) +
+                                      std::max(0.0, block_units - 1) * extra_latency
+                                : 0.0;
       const double xf = std::max(0.0, gather + head - fwd_hidden);
       const double xb = std::max(0.0, gather + remade + reduce - bwd_hidden);
       tf[k] += xf;
@@ -490,7 +505,9 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
       const double head_gather = p == 1 && model.tied_params > 0 ? model.tied_params * sb.params : 0.0;
       if (c.zero == 3)  // two gathers (and the blocks' again under full recomputation) and a scatter per micro-batch
         dp_sent = m * frac *
-                      ((2 * params + (c.recompute == Recompute::full ? stage_block_params[s] : 0.0)) * sb.params +
+                      ((2 * params + (c.recompute == Recompute::full && f.zero3_regather_remade ? stage_block_params[s]
+                                                                                              : 0.0)) *
+                           sb.params +
                        head_gather + grad_bytes - tied_grads) +
                   frac * tied_grads;
       else if (c.zero == 2)

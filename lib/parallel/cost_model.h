@@ -143,6 +143,20 @@ struct Features {
   // all-reduces a bf16 copy of the fp32 ones (its communication_data_type
   // defaults to bf16): 2.
   double grad_reduce_bytes = 0;
+  // Fraction of a pass that ZeRO-3's gathers and reductions run behind, where
+  // the runtime's differs from the hardware's overlap (< 0: Hardware::overlap).
+  // DeepSpeed's ZeRO-3 of 2021 (v0.3.13-v0.5.4): 0. Each parameter's
+  // all-gather follows a torch.cuda.synchronize() (partition_parameters.py,
+  // _allgather_param), fetch_sub_module waits for it before the module runs,
+  // and prefetching was off (its trace check failed on the root module's hook
+  // order, DeepSpeed issue #1069); PR #1188 (v0.5.5, 2021-10) removed the
+  // synchronisation.
+  double zero3_overlap = -1;
+  // Under full recomputation ZeRO-3 gathers the remade blocks' parameters once
+  // more (this trainer: the gather is a pre-forward hook and the window holds
+  // one layer); false: the remade forward finds them still gathered for the
+  // backward that follows it (DeepSpeed: max_reuse_distance 1e9 by default).
+  bool zero3_regather_remade = true;
   // The ZeRO-1/2 all-gather of the updated parameters runs during the next
   // step's first forward, bucket by bucket (Megatron-Core's
   // --overlap-param-gather), hidden behind `overlap` of it but never less

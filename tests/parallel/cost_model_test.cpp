@@ -726,6 +726,36 @@ TEST_CASE("ZeRO-3: parameters sharded with a two-layer window, 1.5x plain dp's t
   CHECK(z3m.memory.grads == doctest::Approx((1e6 + 2 * 2.5e5) * 4));
 }
 
+TEST_CASE("ZeRO-3: a ring latency per gathering unit, a runtime that hides none, and one that keeps the remade blocks") {
+  ModelProfile m = toy_profile(4);
+  for (LayerProfile& l : m.layers) l.params = 1e6;
+  const Hardware hw = toy_hardware();
+  Workload w;
+  w.global_batch = 8;
+  Candidate c{.dp = 4, .tp = 1, .pp = 1, .micro_batch = 2, .micro_batches = 1, .zero = 3};
+  // Nothing hidden: the forward's gather, the backward's gather and scatter,
+  // each 16 MB over 4 ranks plus one ring's latency (3 x 10 us) for each of
+  // the 4 layers beyond the first call's.
+  Features f = Features::full();
+  f.zero3_overlap = 0;
+  const double one = all_gather_seconds(16e6, 4, hw.intra) + 3 * 3 * 10e-6;
+  const Prediction none = predict(m, profile_stages(m, 1), hw, w, f, c);
+  CHECK(none.zero3_seconds == doctest::Approx(3 * one));
+  // Units of at most 2.5e5 parameters: 4 per layer, 16 calls per gather.
+  f.zero_unit_params = 2.5e5;
+  const Prediction per_module = predict(m, profile_stages(m, 1), hw, w, f, c);
+  CHECK(per_module.zero3_seconds == doctest::Approx(3 * (one + 12 * 3 * 10e-6)));
+  // Full recomputation gathers the remade blocks once more, unless the
+  // runtime keeps them for the backward that follows.
+  c.recompute = Recompute::full;
+  f.zero_unit_params = 0;
+  const Prediction again = predict(m, profile_stages(m, 1), hw, w, f, c);
+  f.zero3_regather_remade = false;
+  const Prediction kept = predict(m, profile_stages(m, 1), hw, w, f, c);
+  CHECK(again.dp_bytes - kept.dp_bytes == doctest::Approx(0.75 * 4e6 * 4));
+  CHECK(again.zero3_seconds - kept.zero3_seconds == doctest::Approx(one));
+}
+
 TEST_CASE("ZeRO-3: the tied embedding is sharded and gathered like any unit, its gradient kept whole for the step") {
   // Four layers of 1e6 parameters; the first is the embedding, 3e6 of them
   // the tied wte, which the last (the head, no parameters of its own) reads.
