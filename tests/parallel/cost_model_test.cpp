@@ -703,13 +703,22 @@ TEST_CASE("interleaved 1F1B under a caching allocator: the live copies at their 
   CHECK(predict(m, profile_stages(m, 2), hw, w, caching, c).memory.activations == doctest::Approx(2 * (4e6 + 1e3)));
 }
 
-TEST_CASE("ZeRO-3: parameters sharded with a two-layer window, 1.5x plain dp's traffic") {
+// ZeRO-3's cases: four layers of 1e6 parameters, dp 4, one micro-batch of 2.
+struct Zero3Case {
   ModelProfile m = toy_profile(4);
-  for (LayerProfile& l : m.layers) l.params = 1e6;
-  const Hardware hw = toy_hardware();
+  Hardware hw = toy_hardware();
   Workload w;
-  w.global_batch = 8;
-  Candidate c{.dp = 4, .tp = 1, .pp = 1, .micro_batch = 2, .micro_batches = 1};
+  Candidate c{.dp = 4, .tp = 1, .pp = 1, .micro_batch = 2, .micro_batches = 1, .zero = 3};
+  Zero3Case() {
+    for (LayerProfile& l : m.layers) l.params = 1e6;
+    w.global_batch = 8;
+  }
+};
+
+TEST_CASE("ZeRO-3: parameters sharded with a two-layer window, 1.5x plain dp's traffic") {
+  Zero3Case z;
+  auto& [m, hw, w, c] = z;
+  c.zero = 0;
   const Prediction plain = predict(m, profile_stages(m, 1), hw, w, Features::full(), c);
   c.zero = 3;
   const Prediction z3 = predict(m, profile_stages(m, 1), hw, w, Features::full(), c);
@@ -727,12 +736,8 @@ TEST_CASE("ZeRO-3: parameters sharded with a two-layer window, 1.5x plain dp's t
 }
 
 TEST_CASE("ZeRO-3: a ring latency per gathering unit, a runtime that hides none, and one that keeps the remade blocks") {
-  ModelProfile m = toy_profile(4);
-  for (LayerProfile& l : m.layers) l.params = 1e6;
-  const Hardware hw = toy_hardware();
-  Workload w;
-  w.global_batch = 8;
-  Candidate c{.dp = 4, .tp = 1, .pp = 1, .micro_batch = 2, .micro_batches = 1, .zero = 3};
+  Zero3Case z;
+  auto& [m, hw, w, c] = z;
   // Nothing hidden: the forward's gather, the backward's gather and scatter,
   // each 16 MB over 4 ranks plus one ring's latency (3 x 10 us) for each of
   // the 4 layers beyond the first call's.
@@ -759,15 +764,11 @@ TEST_CASE("ZeRO-3: a ring latency per gathering unit, a runtime that hides none,
 TEST_CASE("ZeRO-3: the tied embedding is sharded and gathered like any unit, its gradient kept whole for the step") {
   // Four layers of 1e6 parameters; the first is the embedding, 3e6 of them
   // the tied wte, which the last (the head, no parameters of its own) reads.
-  ModelProfile m = toy_profile(4);
-  for (LayerProfile& l : m.layers) l.params = 1e6;
+  Zero3Case z;
+  auto& [m, hw, w, c] = z;
   m.layers[0].params = 3e6 + 1e5;  // wte + wpe
   m.layers[3].params = 0;
   m.tied_params = 3e6;
-  const Hardware hw = toy_hardware();
-  Workload w;
-  w.global_batch = 8;
-  Candidate c{.dp = 4, .tp = 1, .pp = 1, .micro_batch = 2, .micro_batches = 1, .zero = 3};
   const Prediction z3 = predict(m, profile_stages(m, 1), hw, w, Features::full(), c);
   const double P = 3e6 + 1e5 + 2e6;
   // Parameters: the 1/4 shard of all of them, wte included, + the wide
