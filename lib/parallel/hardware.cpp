@@ -205,7 +205,7 @@ Link Hardware::group_link(long long stride, long long members) const {
   // Members per node; a group whose size the node's share does not divide
   // straddles nodes with fewer (8 per node, dp 12: 8 in one node, 4 in the
   // next), and its ring is as fast as its thinnest crossing.
-  const long long k = std::max(1LL, std::gcd(std::max(1LL, devices_per_node / std::max(1LL, stride)), members));
+  const long long k = std::gcd(std::max(1LL, devices_per_node / std::max(1LL, stride)), members);
   return {std::min(intra.bandwidth, static_cast<double>(k) * inter.bandwidth), inter.latency};
 }
 

@@ -303,7 +303,19 @@ void merge_gemm(std::vector<Gemm>& gemms, const Gemm& g) {
   }
 }
 
+// Index of the first transformer block (the layers' count if none).
+int64_t first_block(const ModelProfile& m) {
+  return std::find_if(m.layers.begin(), m.layers.end(), [](const LayerProfile& l) { return l.block; }) -
+         m.layers.begin();
+}
+
 }  // namespace
+
+int64_t uniform_units(const ModelProfile& m, bool embeddings_as_blocks) {
+  const int64_t blocks = block_count(m), first = first_block(m);
+  if (!embeddings_as_blocks || blocks == 0) return blocks;
+  return blocks + (first > 0 ? 1 : 0) + (first + blocks < static_cast<int64_t>(m.layers.size()) ? 1 : 0);
+}
 
 std::vector<StageProfile> profile_stages(const ModelProfile& m, int pp, bool uniform_blocks,
                                          bool embeddings_as_blocks) {
@@ -314,22 +326,15 @@ std::vector<StageProfile> profile_stages(const ModelProfile& m, int pp, bool uni
     // embedding) ride with the first chunk, those after the last (the final
     // norm, the head and the loss) with the last one, or each counts as a
     // block of its own.
-    const auto first = static_cast<int64_t>(
-        std::find_if(m.layers.begin(), m.layers.end(), [](const LayerProfile& l) { return l.block; }) -
-        m.layers.begin());
-    // With embeddings_as_blocks, the layers before the first block are one
-    // unit (if any) and those after the last another (if any).
-    const auto n_layers = static_cast<int64_t>(m.layers.size());
-    const int64_t front = embeddings_as_blocks && first > 0 ? 1 : 0;
-    const int64_t back = embeddings_as_blocks && first + blocks < n_layers ? 1 : 0;
-    const int64_t units = blocks + front + back;
+    const int64_t first = first_block(m), units = uniform_units(m, embeddings_as_blocks);
+    const int64_t front = embeddings_as_blocks && first > 0 ? 1 : 0;  // the embedding is unit 0
     if (units % pp != 0)
       throw ConfigError(fmt::format("{} pipeline chunks do not divide the {} transformer blocks{}", pp, blocks,
-                                    front + back > 0 ? fmt::format(" and the {} embedding units", front + back) : ""));
+                                    units > blocks ? fmt::format(" and the {} embedding units", units - blocks) : ""));
     // Unit u >= front is block u - front.
     b.push_back(0);
     for (int64_t k = 1; k < pp; ++k) b.push_back(first + k * (units / pp) - front);
-    b.push_back(n_layers);
+    b.push_back(static_cast<int64_t>(m.layers.size()));
   } else {
     std::vector<double> costs;
     for (const LayerProfile& l : m.layers) costs.push_back(l.fwd_flops + l.bwd_flops);

@@ -131,9 +131,15 @@ struct StageProfile {
 // first and the final norm, head and loss with the last (throws ConfigError
 // when pp does not divide the blocks).
 // With `embeddings_as_blocks` too, the layers before the first block and
-// those after the last count as one block each (pp must divide blocks + 2).
+// those after the last count as one block each (pp must divide
+// uniform_units(m, true)).
 std::vector<StageProfile> profile_stages(const ModelProfile& m, int pp, bool uniform_blocks = false,
                                          bool embeddings_as_blocks = false);
+
+// What a uniform cut divides among the chunks: the transformer blocks, and
+// with `embeddings_as_blocks` one unit for the layers before the first block
+// and one for those after the last, where there are any.
+int64_t uniform_units(const ModelProfile& m, bool embeddings_as_blocks);
 
 // The model's transformer blocks (LayerProfile::block); 0 for the CNN.
 int64_t block_count(const ModelProfile& m);

@@ -224,15 +224,7 @@ Plan make_plan(const PlanRequest& req) {
         const int64_t blocks = block_count(*profile);
         const bool uniform = f.uniform_blocks && blocks > 0;
         const bool embedding_units = uniform && f.embeddings_as_blocks;
-        // What a uniform cut divides: the blocks, and with embedding units the
-        // layers before and after them (profile_stages).
-        int64_t units = blocks;
-        if (embedding_units) {
-          const auto first = static_cast<int64_t>(
-              std::find_if(profile->layers.begin(), profile->layers.end(), [](const LayerProfile& l) { return l.block; }) -
-              profile->layers.begin());
-          units += (first > 0 ? 1 : 0) + (first + blocks < layers ? 1 : 0);
-        }
+        const int64_t units = uniform_units(*profile, embedding_units);  // what a uniform cut divides
 
         for (int64_t pp64 : divisors(n / tp)) {
           const int pp = static_cast<int>(pp64);

@@ -803,6 +803,8 @@ TEST_CASE("uniform blocks (Megatron-LM's cut): as many blocks per chunk, embeddi
   CHECK_THROWS_AS(profile_stages(m, 4, true), ConfigError);  // 6 blocks in 4 chunks
   // The embedding and the head as one block each (BigScience's
   // 'type:transformer|embedding'): 8 units over 4 stages, 2 each.
+  CHECK(uniform_units(m, false) == 6);
+  CHECK(uniform_units(m, true) == 8);
   const std::vector<StageProfile> units = profile_stages(m, 4, true, true);
   REQUIRE(units.size() == 4);
   CHECK(units[0].first_layer == 0);
@@ -817,6 +819,7 @@ TEST_CASE("uniform blocks (Megatron-LM's cut): as many blocks per chunk, embeddi
   // Nothing before the first block: only the head is a unit of its own.
   ModelProfile headless = toy_profile(7);
   headless.layers.back().block = false;
+  CHECK(uniform_units(headless, true) == 7);
   const std::vector<StageProfile> seven = profile_stages(headless, 7, true, true);
   REQUIRE(seven.size() == 7);
   for (int k = 0; k < 7; ++k) {
