@@ -155,16 +155,20 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
   // one set of work buffers (the largest block's Cost::work_bytes), and under
   // full recomputation a block keeps only its input and shares the rest too;
   // the other layers' work buffers are their own; plus the step loop's input,
-  // target and pipeline buffers.
+  // target and pipeline buffers. The stage's copies and chunks share one such
+  // set (Model::share_arena), each keeping its own copy of what it hands on
+  // out of it: under full recomputation the blocks' last output, and a
+  // chunk's input gradient where it starts with a block.
   const std::string schedule = g.layout.pp > 1 ? cfg.parallel.schedule : "1f1b";
   // Chunk by chunk (one unless interleaved): each chunk's buffers times its
   // copies in flight.
   std::vector<Cost> costs;  // per layer of m, then the loss
-  double stage_params = 0, pred_act = 0;
+  double stage_params = 0, pred_act = 0, shared_block = 0, handed_on = 0;
+  int copies = 0;
   for (const Trainer::Chunk& ch : trainer.chunks()) {
     const Model& cm = *ch.model;
     const std::vector<Cost> chunk_costs = cm.layer_costs(t.micro_batch);
-    double per_slot = 0, shared_block = 0;
+    double per_slot = 0;
     Shape s = cm.input_shape(t.micro_batch);
     for (size_t i = 0; i < chunk_costs.size(); ++i) {
       const Cost& c = chunk_costs[i];
@@ -172,8 +176,13 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
       stage_params += static_cast<double>(c.params);
       const bool block = i < cm.layers.size() && dynamic_cast<const Block*>(cm.layers[i].get()) != nullptr;
       const auto act = static_cast<double>(c.act_bytes), work = static_cast<double>(c.work_bytes);
+      const bool block_next = i + 1 < cm.layers.size() && dynamic_cast<const Block*>(cm.layers[i + 1].get()) != nullptr;
       if (!block) {
         per_slot += act + work;
+        // Its output, the next block's input, is its own buffer, which no
+        // Cost counts (a block counts the buffers it allocates).
+        if (block_next)
+          per_slot += static_cast<double>(cm.layers[i]->output_shape(s).numel() * dtype_size(m.dtype));
       } else if (m.recompute == Recompute::full) {
         per_slot += static_cast<double>(s.numel() * dtype_size(m.dtype));  // the block's input
         shared_block = std::max(shared_block, act + work);
@@ -187,13 +196,26 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
       }
       if (i < cm.layers.size()) s = cm.layers[i]->output_shape(s);
     }
+    auto is_block = [](const std::unique_ptr<Layer>& l) { return dynamic_cast<const Block*>(l.get()) != nullptr; };
+    auto bytes_of = [&](const Shape& shape) { return static_cast<double>(shape.numel() * dtype_size(m.dtype)); };
+    // What a copy hands on out of the shared set: the input gradient of a
+    // chunk starting with a block; under full recomputation the output of one
+    // ending with a block, sent.
+    const bool starts_with_block = !cm.layers.empty() && is_block(cm.layers.front());
+    const bool sends_block_output = !cm.last_stage() && !cm.layers.empty() && is_block(cm.layers.back());
+    const double own = (starts_with_block ? bytes_of(cm.input_shape(t.micro_batch)) : 0.0) +
+                       (m.recompute == Recompute::full && sends_block_output ? bytes_of(cm.output_shape(t.micro_batch))
+                                                                             : 0.0);
+    handed_on += own * ch.copies;
+    copies += ch.copies;
     // The step loop's input and target buffers (and a later stage's input).
     const int64_t mb = t.micro_batch;
     const DType data = m.family == ModelFamily::gpt ? DType::i32 : m.dtype;
     per_slot += static_cast<double>(mb * m.sample_shape.numel() * dtype_size(data) + m.target_shape(mb).numel() * 4);
     if (!cm.first_stage()) per_slot += static_cast<double>(cm.input_shape(mb).numel() * dtype_size(m.dtype));
-    pred_act += (per_slot + shared_block) * ch.copies;
+    pred_act += per_slot * ch.copies;
   }
+  pred_act += shared_block + (copies > 1 ? handed_on : 0.0);
   // The last stage's copy of the tied token embedding (no layer's Cost counts it twice).
   for (const auto& p : m.params.all())
     if (p->trainable && !p->primary) stage_params += static_cast<double>(p->numel());
@@ -522,8 +544,8 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
                         {"peak_gflops", at(r, kPeakGflops)}});
   }
   line(fmt::format("  (activations measured as the {} growth while the stage's buffers were planned; predicted = "
-                   "Cost::act_bytes + work_bytes in {} x micro-batches in flight, the blocks sharing one set of work "
-                   "buffers{})",
+                   "Cost::act_bytes + work_bytes in {} x micro-batches in flight, the blocks of all of them sharing one "
+                   "set of work buffers{})",
                    m.exec.on_cuda() ? "device memory's" : "heap's", t.precision,
                    m.recompute == Recompute::full ? " and keeping only their input" : ""));
 

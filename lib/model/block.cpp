@@ -11,10 +11,10 @@ Block::Block(ParamStore& ps, const std::string& name, int64_t c, int64_t n_head,
       seq_(seq_parallel ? tp : nullptr),
       ln1_(ps, name + ".ln1", c, bias),
       attn_(ps, name + ".attn", c, n_head, bias, proj_std, tp, seq_.on()),
-      drop1_(name + ".attn.drop", dropout),
+      drop1_(name + ".attn.drop", dropout, /*adds_residual=*/true),
       ln2_(ps, name + ".ln2", c, bias),
       mlp_(ps, name + ".mlp", c, bias, proj_std, tp, seq_.on()),
-      drop2_(name + ".mlp.drop", dropout) {
+      drop2_(name + ".mlp.drop", dropout, /*adds_residual=*/true) {
   if (seq_.on()) {
     ln1_.set_sequence_parallel(tp);
     ln2_.set_sequence_parallel(tp);

@@ -6,14 +6,14 @@
 
 namespace dtrain {
 
-Dropout::Dropout(const std::string& name, double p)
-    : Layer(name), p_(p), name_hash_(hash_string(name)) {
+Dropout::Dropout(const std::string& name, double p, bool adds_residual)
+    : Layer(name), p_(p), adds_residual_(adds_residual), name_hash_(hash_string(name)) {
   if (!(p >= 0 && p < 1)) throw ConfigError(fmt::format("{}: dropout {} is not in [0, 1)", name, p));
 }
 
 void Dropout::plan(const Shape& in, DType act, const Exec& ex) {
   bind(ex, act);
-  y_ = buffer("y", in, act, ex);
+  if (p_ > 0 || adds_residual_) y_ = buffer("y", in, act, ex);
   if (p_ > 0) {
     mask_ = buffer("mask", in, DType::u8, ex);
     dx_ = work_buffer("dx", in, act, ex);
@@ -29,6 +29,7 @@ Tensor Dropout::forward(const Tensor& x, const Ctx& ctx) {
 }
 
 Tensor Dropout::forward_add(const Tensor& x, const Tensor& resid, const Ctx& ctx) {
+  DTRAIN_CHECK(y_.defined(), "{}: forward_add on a dropout of rate 0 built without a residual", name());
   DTRAIN_CHECK(x.shape() == resid.shape(), "{}: residual {} for input {}", name(),
                resid.shape().str(), x.shape().str());
   if (!active(ctx)) {

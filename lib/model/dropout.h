@@ -13,7 +13,10 @@ namespace dtrain {
 
 class Dropout : public Layer {
  public:
-  Dropout(const std::string& name, double p);
+  // adds_residual: used through forward_add (which writes its own output
+  // even when inactive); otherwise an inactive dropout hands its input on and
+  // keeps no output buffer.
+  Dropout(const std::string& name, double p, bool adds_residual = false);
 
   Shape output_shape(const Shape& in) const override { return in; }
   void plan(const Shape& in, DType act, const Exec& ex) override;
@@ -35,6 +38,7 @@ class Dropout : public Layer {
   Tensor run(const Tensor& x, const Tensor* resid, const Ctx& ctx);
 
   double p_;
+  bool adds_residual_;
   uint64_t name_hash_;
   SeqParallel seq_;
   bool active_ = false;   // whether the last forward dropped anything

@@ -119,6 +119,10 @@ class Layer {
     role_ = role;
     share_all_ = what == Sharing::all;
   }
+  // After share_buffers: whether forward's output lies in the arena (every
+  // buffer shared), and whether backward's input gradient does (any sharing).
+  bool output_in_arena() const { return arena_ && share_all_; }
+  bool input_grad_in_arena() const { return arena_ != nullptr; }
 
  protected:
   // The Exec of the last plan(): every op of forward and backward runs on it.

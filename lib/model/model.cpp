@@ -1,5 +1,8 @@
 #include "model/model.h"
 
+#include "core/error.h"
+#include "model/planned.h"
+
 namespace dtrain {
 
 namespace {
@@ -71,25 +74,64 @@ Shape Model::target_shape(int64_t batch) const { return with_batch(batch, target
 
 int64_t Model::items_per_sample() const { return target_sample_shape.numel(); }
 
+void Model::share_arena(std::shared_ptr<BufferArena> shared) {
+  DTRAIN_CHECK(shared, "share_arena: no arena");
+  arena = std::move(shared);
+  arena_shared_ = true;
+}
+
 void Model::plan(int64_t max_batch) {
   Shape s = input_shape(max_batch);
-  for (auto& l : layers) {
-    l->set_recompute(recompute, &arena);
-    l->plan(s, dtype, exec);
-    s = l->output_shape(s);
+  fwd_boundary_at_ = SIZE_MAX;
+  fwd_boundary_ = bwd_boundary_ = Tensor{};
+  for (size_t i = 0; i < layers.size(); ++i) {
+    Layer& l = *layers[i];
+    l.set_recompute(recompute, arena.get());
+    l.plan(s, dtype, exec);
+    s = l.output_shape(s);
   }
   if (loss) loss->plan(s, dtype, exec);
+  if (!arena_shared_) return;
+  // What leaves the shared arena: an output in it that the next layer does
+  // not copy in (a block under full recomputation saves its input) or that
+  // leaves the model; the first layer's input gradient, sent to the stage
+  // before. The blocks are consecutive, so there is one such output at most.
+  s = input_shape(max_batch);
+  for (size_t i = 0; i < layers.size(); ++i) {
+    s = layers[i]->output_shape(s);
+    if (!layers[i]->output_in_arena() || (i + 1 < layers.size() && layers[i + 1]->output_in_arena())) continue;
+    DTRAIN_CHECK(fwd_boundary_at_ == SIZE_MAX, "model: layers {} and {} both hand on shared buffers",
+                 fwd_boundary_at_, i);
+    fwd_boundary_at_ = i;
+    fwd_boundary_ = Tensor::empty(s, dtype, exec.device);
+  }
+  if (!first_stage() && !layers.empty() && layers[0]->input_grad_in_arena())
+    bwd_boundary_ = Tensor::empty(input_shape(max_batch), dtype, exec.device);
+}
+
+Tensor Model::handed_on_forward(size_t i, const Tensor& y) const {
+  if (i != fwd_boundary_at_) return y;
+  Tensor own = planned_view(fwd_boundary_, y.shape());
+  ops::copy(exec, y, own);
+  return own;
+}
+
+Tensor Model::handed_on_backward(size_t i, const Tensor& dx) const {
+  if (i != 0 || !bwd_boundary_.defined()) return dx;
+  Tensor own = planned_view(bwd_boundary_, dx.shape());
+  ops::copy(exec, dx, own);
+  return own;
 }
 
 Tensor Model::forward_layers(const Tensor& x, const Ctx& ctx) {
   Tensor h = x;
-  for (auto& l : layers) h = l->forward(h, ctx);
+  for (size_t i = 0; i < layers.size(); ++i) h = handed_on_forward(i, layers[i]->forward(h, ctx));
   return h;
 }
 
 Tensor Model::backward_layers(const Tensor& dy, const Ctx& ctx) {
   Tensor g = dy;
-  for (auto it = layers.rbegin(); it != layers.rend(); ++it) g = (*it)->backward(g, ctx);
+  for (size_t i = layers.size(); i-- > 0;) g = handed_on_backward(i, layers[i]->backward(g, ctx));
   return g;
 }
 

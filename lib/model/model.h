@@ -4,6 +4,7 @@
 // (gpt.cpp, cnn.cpp) only assemble layers: the step loop lives in lib/train.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <utility>
@@ -54,7 +55,24 @@ class Model {
   DType dtype = DType::f32;  // activations and the parameters' compute copy
   Exec exec;                 // where the layers' ops run (set before plan)
   Recompute recompute = Recompute::none;  // set before plan
-  BufferArena arena;         // buffers shared under recomputation
+  // The buffers the blocks share (model/arena.h): this model's own, or, after
+  // share_arena, one set for every model of a pipeline stage.
+  std::shared_ptr<BufferArena> arena = std::make_shared<BufferArena>();
+
+  // Before plan(): take the blocks' shared buffers from `shared`, which the
+  // stage's other models (its other micro-batch copies and model chunks) use
+  // too; one pass runs at a time on a stage, so one set serves them all.
+  // What a pass hands on out of those buffers, and something keeps beyond the
+  // pass (a chunk's output or input gradient, sent; the last block's output
+  // under full recomputation, which ln_f keeps), is then copied into a buffer
+  // of this model's own (handed_on): another copy's pass overwrites the arena.
+  void share_arena(std::shared_ptr<BufferArena> shared);
+  // Top-level layer i's forward output, or its input gradient, as the next
+  // layer or the pipeline receives it: the tensor itself, or its copy in this
+  // model's own buffer where it lies in a shared arena. Every caller that
+  // runs the layers one by one (the step loop) passes their results through.
+  Tensor handed_on_forward(size_t i, const Tensor& y) const;
+  Tensor handed_on_backward(size_t i, const Tensor& dx) const;
 
   // Appends a top-level layer, after its constructor declared its parameters;
   // records which parameters it declared (see first_param_of).
@@ -103,6 +121,11 @@ class Model {
  private:
   std::vector<size_t> params_before_;  // parameters declared before each add_layer'd layer
   size_t declared_at_last_add_ = 0;
+  bool arena_shared_ = false;
+  // Own copies of what leaves the shared arena (see share_arena): a forward
+  // output (after layer fwd_boundary_at_) and the first layer's input gradient.
+  size_t fwd_boundary_at_ = SIZE_MAX;
+  Tensor fwd_boundary_, bwd_boundary_;
 };
 
 // Builds a model (or the part `par` asks for) from its config with parameters

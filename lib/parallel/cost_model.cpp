@@ -541,7 +541,7 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
   // recomputation a block keeps only its input, and one block's activations
   // are remade at a time. A fused attention keeps no scores.
   // Per copy, and once per stage (the work buffers and what recomputation
-  // remakes, per copy where the runtime allocates them so).
+  // remakes: below, how each runtime holds them).
   auto chunk_act = [&](const StageProfile& st) {
     const double scores = fused ? st.score_bytes : 0.0;
     const double act = st.act_bytes - scores;
@@ -562,12 +562,33 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     il_first = interleaved_in_flight(0, p, c.micro_batches, v);
     il_last = interleaved_in_flight(p - 1, p, c.micro_batches, v);
   }
-  // Under a caching allocator (!work_buffers_per_copy) memory is reused as
-  // soon as it is freed: the stage's live copies at their most at once
-  // (interleaved_peak_bytes) and one set of work buffers and remade
-  // activations, the largest chunk's, since one pass runs at a time. lib/train
-  // allocates each chunk's copies for the step: each chunk's most, summed.
-  const bool caching = !f.work_buffers_per_copy;
+  // Under a caching allocator memory is reused as soon as it is freed: the
+  // stage's live copies at their most at once (interleaved_peak_bytes) and
+  // one set of work buffers and remade activations, the largest chunk's,
+  // since one pass runs at a time. lib/train allocates each chunk's copies
+  // for the step (each chunk's most, summed) and one set of the blocks'
+  // shared buffers for the stage; a copy keeps its own copy of what it hands
+  // on out of that set where the stage has more than one copy: under full
+  // recomputation the blocks' output it sends, and a chunk's input gradient
+  // where it starts with a block. (Layers other than blocks keep their work
+  // buffers per copy.)
+  const bool caching = f.caching_allocator;
+  auto handed_on = [&](const StageProfile& st) {
+    const LayerProfile& first = model.layers[static_cast<size_t>(st.first_layer)];
+    const LayerProfile& last = model.layers[static_cast<size_t>(st.last_layer - 1)];
+    const bool sends = st.last_layer < n_layers;
+    return (first.block && st.first_layer > 0 ? first.in_bytes : 0.0) +
+           (c.recompute == Recompute::full && last.block && sends ? st.out_bytes : 0.0);
+  };
+  // The output buffer of a layer other than a block before a block (the
+  // embedding's): lib/train allocates it, no layer's act_bytes counts it.
+  auto unblocked_outputs = [&](const StageProfile& st) {
+    double bytes = 0;
+    for (int64_t i = st.first_layer; i + 1 < st.last_layer; ++i)
+      if (!model.layers[static_cast<size_t>(i)].block && model.layers[static_cast<size_t>(i + 1)].block)
+        bytes += model.layers[static_cast<size_t>(i)].out_bytes;
+    return bytes;
+  };
   std::vector<PipeOp> ops_first, ops_last;
   if (caching && v > 1) {
     ops_first = interleaved_ops(0, p, c.micro_batches, v);
@@ -590,7 +611,7 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     if (dp_overlap) mem.grads += params * f.ddp_bucket_copy_bytes;  // the wrapper's own buckets
     mem.optimizer = (c.zero >= 1 && sharded ? shard : params) * sb.optimizer;
     if (w.local_sync_every > 0 && d > 1) mem.local_sync = params * 4.0 * (w.outer_momentum ? 4 : 3);
-    double act = 0, widest_shared = 0;
+    double act = 0, widest_shared = 0, handed = 0, copies_in_all = 0;
     std::vector<double> copy_bytes(static_cast<size_t>(v));
     for (int ch = 0; ch < v; ++ch) {
       const int k = ch * p + s;
@@ -603,14 +624,27 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
       auto [per_copy, shared] = chunk_act(st);
       if (f.keeps_sent_outputs && k + 1 < nc) per_copy += st.out_bytes;  // the output sent, kept to its backward
       copy_bytes[static_cast<size_t>(ch)] = per_copy * b * e;
-      widest_shared = std::max(widest_shared, shared * b * e);
-      act += (copies * per_copy + (f.work_buffers_per_copy ? copies : 1.0) * shared) * b * e;
+      if (caching) {
+        widest_shared = std::max(widest_shared, shared * b * e);
+        continue;
+      }
+      per_copy += unblocked_outputs(st);
+      if (st.block_act_bytes > 0) {
+        widest_shared = std::max(widest_shared, shared * b * e);
+        handed += copies * handed_on(st) * b * e;
+        act += copies * per_copy * b * e;
+      } else {
+        act += copies * (per_copy + shared) * b * e;  // no blocks: every copy its own
+      }
+      copies_in_all += copies;
     }
     if (caching) {
       // Middle stages are bounded by the first's schedule, as the counts above.
       act = (v > 1 ? peak_bytes(s == p - 1 ? ops_last : ops_first, copy_bytes)
                    : copy_bytes[0] * static_cast<double>(in_flight_micro_batches(c.schedule, s, p, c.micro_batches))) +
             widest_shared;
+    } else {
+      act += widest_shared + (copies_in_all > 1 ? handed : 0.0);
     }
     mem.activations = act;
     if (w.precision == "bf16") mem.update_copy = f.update_grad_copy_bytes * (c.zero >= 1 && sharded ? shard : params);

@@ -60,11 +60,15 @@ struct Features {
   bool sequence_parallel = true;     // sequence parallelism over tp (GPT)
   bool bf16 = true;                  // mixed precision available
   bool tp_for_cnn = false;
-  // Each micro-batch in flight has its own set of work buffers (and, under
-  // recomputation, its own copy of the remade activations), as lib/train
-  // allocates them; false: one set per stage, used by whichever pass runs
-  // (a caching allocator freeing them after each pass, as PyTorch does).
-  bool work_buffers_per_copy = true;
+  // How a stage's activation memory is held. false, as lib/train holds it:
+  // every micro-batch copy in flight keeps its buffers for the whole step,
+  // the transformer blocks of all the stage's copies and chunks share one set
+  // of work buffers (and, under recomputation, of remade activations), and
+  // each copy keeps its own copy of what it hands on out of that set
+  // (Model::share_arena). true: a caching allocator (PyTorch's), freeing a
+  // copy's activations at its backward: the live copies at their most at
+  // once, plus one set of work buffers and remade activations.
+  bool caching_allocator = false;
   // ZeRO-2/3's unit of gathering and reducing, in parameters: 0 = a whole
   // top-level layer (a GPT block), as lib/train's ZeRO is specified; > 0 =
   // units no larger than that (DeepSpeed gathers per module: a block's

@@ -247,6 +247,11 @@ void Trainer::build_chunks(DType dtype, const Exec& ex) {
                                       : build_replica(owner_ ? *owner_ : *slots_[0], cfg_.model, seq_len_, chunk));
   }
   chunk_slot_.push_back(static_cast<int>(slots_.size()));
+  // One pass runs at a time on a stage: its copies and chunks share the
+  // blocks' work buffers (and, under recomputation, what is remade), so a
+  // copy keeps only what its backward reads (model/arena.h, Model::share_arena).
+  if (slots_.size() > 1)
+    for (auto& slot : slots_) slot->share_arena(slots_[0]->arena);
 }
 
 int Trainer::slot_of(int chunk, int micro) const {
@@ -411,7 +416,7 @@ void Trainer::backward_op(int op, const Ctx& step_ctx, double scale, bool last, 
     if (zero_) zero_->before_backward(base + i, last, i > 0 ? static_cast<int64_t>(base + i - 1) : then);
     {
       Profiler::Scope timed(options_.profiler, Profiler::Kind::backward, static_cast<int>(base + i), micro);
-      g = m.layers[i]->backward(g, ctx);
+      g = m.handed_on_backward(i, m.layers[i]->backward(g, ctx));
     }
     // The owner's parameters are laid out chunk by chunk: when the step's last
     // backward (chunk 0's) has passed layer i, every later chunk is done too.
@@ -438,7 +443,7 @@ Tensor Trainer::forward_stage(Model& m, const Tensor& in, const Ctx& ctx, int mi
     // ZeRO-3: layer i's parameters gathered; the next layer's gather started.
     if (gathers) zero_->before_forward(base + i, i + 1 < m.layers.size() ? static_cast<int64_t>(base + i + 1) : then);
     Profiler::Scope scope(prof, Profiler::Kind::forward, static_cast<int>(base + i), micro);
-    h = m.layers[i]->forward(h, ctx);
+    h = m.handed_on_forward(i, m.layers[i]->forward(h, ctx));
   }
   return h;
 }

@@ -93,6 +93,23 @@ grep -q "pipeline wait (bubble)" "$WORK/out" || fail "pp=2: no bubble row"
 [ ! -e "$WORK/pp/trace.rank1.part" ] || fail "trace fragments left behind"
 grep -q "^pipeline bubble (1f1b, p = 2 stages, m = 2 micro-batches)" "$WORK/out" || fail "pp=2: no bubble table"
 
+# A stage's micro-batch copies share the blocks' buffers (Model::share_arena):
+# under full recomputation a second copy in flight adds only what it keeps
+# (its blocks' inputs and the output it sends), not another set of them.
+# Stage 0 of 1F1B over 2 stages keeps min(m, 2) copies: 1 at m = 1, 2 at m = 4.
+wide=(--set model.n_embd=128 --set model.context_length=64 --set train.micro_batch=8 --set train.recompute=full)
+for ga in 1 4; do
+  expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" profile "$WORK/tiny.toml" "${base[@]}" "${wide[@]}" \
+    --out "$WORK/share-$ga" --set parallel.pp=2 --set train.grad_accum=$ga
+  check "$WORK/share-$ga" 2
+done
+python3 - "$WORK/share-1/profile.json" "$WORK/share-4/profile.json" <<'PY' ||
+import json, sys
+one, two = (json.load(open(f))["ranks"][0]["activation_bytes"] for f in sys.argv[1:])
+assert 0 < two - one < 0.4 * one, ("stage 0 with 1 and 2 copies", one, two)
+PY
+  fail "pp=2, full recomputation: a second micro-batch copy costs as much as the first"
+
 # Interleaved 1F1B: each stage's two chunks' layers, the bubble beside (p-1)/(v m).
 expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" profile "$WORK/tiny.toml" "${base[@]}" --out "$WORK/il" \
   --set parallel.pp=2 --set parallel.schedule=interleaved --set parallel.virtual_stages=2

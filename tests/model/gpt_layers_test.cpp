@@ -372,6 +372,22 @@ TEST_CASE("dropout: inverted scaling, rate, eval identity, keyed masks, finite d
   check_layer(drop, none, x, train, 4, {.max_samples = 40});
 }
 
+TEST_CASE("dropout of rate 0: hands its input on, and keeps an output buffer only to add a residual into") {
+  const Shape s{2, 3, 4};
+  Tensor x = random_tensor(s, 1), resid = random_tensor(s, 2);
+  const Ctx train{.training = true, .seed = 9};
+  Dropout alone("embed.drop", 0.0);
+  alone.plan(s, DType::f64, Exec::cpu());
+  CHECK(alone.forward(x, train).raw() == x.raw());
+  CHECK(alone.cost(s).act_bytes == 0);
+  CHECK_THROWS_AS(alone.forward_add(x, resid, train), InternalError);  // no buffer to add into
+  Dropout with_residual("blocks.0.mlp.drop", 0.0, /*adds_residual=*/true);
+  with_residual.plan(s, DType::f64, Exec::cpu());
+  Tensor z = with_residual.forward_add(x, resid, train);
+  for (int64_t i = 0; i < x.numel(); ++i)
+    CHECK(z.data<double>()[i] == resid.data<double>()[i] + x.data<double>()[i]);
+}
+
 TEST_CASE("dropout rejects a rate outside 0 <= p < 1") {
   CHECK_THROWS_AS(Dropout("d", 1.0), ConfigError);
   CHECK_THROWS_AS(Dropout("d", -0.1), ConfigError);

@@ -102,3 +102,73 @@ TEST_CASE("a GPT cut into pipeline stages gives the whole model's loss and gradi
       REQUIRE(g[i] == doctest::Approx(p->grad.data<double>()[i]).epsilon(1e-10));
   }
 }
+
+TEST_CASE("a stage's micro-batch copies sharing one arena hand on what unshared copies do") {
+  // A middle stage of blocks only (its output is sent, its input gradient sent
+  // back), two micro-batches in flight as 1F1B keeps them: F(a) F(b) B(a) B(b).
+  // Copies sharing the blocks' buffers (Model::share_arena) must hand on
+  // outputs and input gradients that survive the other copy's passes, and
+  // accumulate the same gradients as copies with buffers of their own, with
+  // one copy's worth of shared buffers.
+  ModelConfig c{};
+  c.type = "gpt";
+  c.vocab_size = 32;
+  c.context_length = 6;
+  c.n_layer = 3;
+  c.n_head = 2;
+  c.n_embd = 8;
+  c.dropout = 0.1;
+  c.bias = true;
+  const int64_t B = 2, T = 6;
+  const ModelParallel middle{.first_layer = 1, .last_layer = 4};  // blocks 0-2
+  for (const Recompute mode : {Recompute::none, Recompute::selective, Recompute::full}) {
+    CAPTURE(static_cast<int>(mode));
+    struct Copies {
+      std::unique_ptr<Model> a, b;
+    };
+    auto make = [&](bool share) {
+      Copies k;
+      k.a = build_model(c, T, DType::f64, Device::cpu(), 11, middle);
+      k.b = build_replica(*k.a, c, T, middle);
+      if (share) {
+        k.a->share_arena(k.a->arena);
+        k.b->share_arena(k.a->arena);
+      }
+      for (Model* m : {k.a.get(), k.b.get()}) {
+        m->recompute = mode;
+        m->plan(B);
+      }
+      return k;
+    };
+    Copies own = make(false), shared = make(true);
+    CHECK(shared.a->arena == shared.b->arena);
+    CHECK(shared.a->arena->bytes() == own.a->arena->bytes());
+
+    const Shape in = own.a->input_shape(B);
+    const Tensor xa = random_tensor(in, 1), xb = random_tensor(in, 2);
+    const Tensor dya = random_tensor(in, 3), dyb = random_tensor(in, 4);
+    const Ctx ca{.training = true, .seed = 5, .step = 0, .sample_offset = 0};
+    const Ctx cb{.training = true, .seed = 5, .step = 0, .sample_offset = B};
+    // Copies of their own: each result copied as it comes.
+    own.a->params.zero_grads();
+    std::vector<Tensor> want;
+    want.push_back(clone(own.a->forward_layers(xa, ca)));
+    want.push_back(clone(own.b->forward_layers(xb, cb)));
+    want.push_back(clone(own.a->backward_layers(dya, ca)));
+    want.push_back(clone(own.b->backward_layers(dyb, cb)));
+    want.push_back(clone(own.a->params.grads()));
+    // Sharing: what a's passes handed on, read after a's and b's later passes ran.
+    Copies& k = shared;
+    k.a->params.zero_grads();
+    const Tensor fa = k.a->forward_layers(xa, ca);
+    const Tensor fb = clone(k.b->forward_layers(xb, cb));
+    const Tensor ga = k.a->backward_layers(dya, ca);
+    const Tensor gb = clone(k.b->backward_layers(dyb, cb));
+    const std::vector<Tensor> got{fa, fb, ga, gb, k.a->params.grads()};
+    for (size_t i = 0; i < want.size(); ++i) {
+      CAPTURE(i);
+      REQUIRE(got[i].numel() == want[i].numel());
+      CHECK(std::memcmp(got[i].raw(), want[i].raw(), want[i].bytes()) == 0);
+    }
+  }
+}

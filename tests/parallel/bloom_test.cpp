@@ -126,7 +126,7 @@ PlanRequest request(const Measured& r, bool fixed) {
   f.selective = false;
   f.interleaved = false;
   f.max_zero = 1;
-  f.work_buffers_per_copy = false;  // PyTorch's caching allocator
+  f.caching_allocator = true;  // PyTorch's caching allocator
   f.p2p_scatter_gather = true;
   f.uniform_blocks = true;
   if (r.runtime == Runtime::bf16_optimizer) {

@@ -247,15 +247,18 @@ TEST_CASE("memory per device: parameters, gradients, ZeRO-1 optimizer shard, 1F1
   }
   c.zero = 1;
   c.schedule = "gpipe";  // all 8 micro-batches in flight
-  CHECK(predict(m, profile_stages(m, 2), hw, w, f, c).memory.activations == 8 * 4 * 2e6);
+  // Stage 1 now: its blocks' shared work buffers (none here) leave each copy
+  // its own copy of the input gradient it sends back (1 KB per sample).
+  CHECK(predict(m, profile_stages(m, 2), hw, w, f, c).memory.activations == 8 * 4 * (2e6 + 1e3));
   // Recomputation keeps each layer's input per micro-batch, plus one layer's
-  // activations while it is recomputed: per micro-batch copy, as lib/train
-  // allocates them, or once per stage with a caching allocator.
+  // activations while it is recomputed, once per stage (lib/train's copies
+  // share them, each keeping its own copy of the output it sends, as a
+  // caching allocator need not).
   c.schedule = "1f1b";
   c.recompute = Recompute::full;
-  CHECK(predict(m, profile_stages(m, 2), hw, w, f, c).memory.activations == 2 * 4 * (2e3 + 1e6));
+  CHECK(predict(m, profile_stages(m, 2), hw, w, f, c).memory.activations == 2 * 4 * (2e3 + 1e3) + 4 * 1e6);
   Features shared = f;
-  shared.work_buffers_per_copy = false;
+  shared.caching_allocator = true;
   CHECK(predict(m, profile_stages(m, 2), hw, w, shared, c).memory.activations == 2 * 4 * 2e3 + 4 * 1e6);
   // bf16: half the activation bytes; parameters 2 + 2 + 12 bytes.
   c.recompute = Recompute::none;
@@ -676,7 +679,7 @@ TEST_CASE("interleaved 1F1B under a caching allocator: the live copies at their 
   // In the cost model: 8 layers in 2 stages x 2 chunks of 2, 8 micro-batches.
   // Stage 0's chunks keep 1 MB per layer each; a caching allocator holds the
   // peak of their sum plus one layer's work (none here); lib/train each
-  // chunk's most, summed.
+  // chunk's most, summed, and one set of the blocks' work.
   const ModelProfile m = toy_profile(8);
   const Hardware hw = toy_hardware();
   Workload w;
@@ -685,11 +688,12 @@ TEST_CASE("interleaved 1F1B under a caching allocator: the live copies at their 
   c.schedule = "interleaved";
   c.virtual_stages = 2;
   Features per_copy = Features::full(), caching = per_copy;
-  caching.work_buffers_per_copy = false;
+  caching.caching_allocator = true;
   const std::vector<StageProfile> chunks = profile_stages(m, 4);
   const std::vector<int64_t> counts = interleaved_in_flight(0, 2, 8, 2);
   const double lib_train = predict(m, chunks, hw, w, per_copy, c).memory.activations;
-  CHECK(lib_train == doctest::Approx((counts[0] + counts[1]) * 2e6));
+  // Chunk 1 starts with a block: each copy keeps its own input gradient.
+  CHECK(lib_train == doctest::Approx((counts[0] + counts[1]) * 2e6 + counts[1] * 1e3));
   const double peak = interleaved_peak_bytes(0, 2, 8, {2e6, 2e6});
   CHECK(peak == 5 * 2e6);  // (2 - 0 - 1) 2 + (2 - 1) 2 + 1
   CHECK(predict(m, chunks, hw, w, caching, c).memory.activations == doctest::Approx(peak));

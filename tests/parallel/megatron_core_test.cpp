@@ -112,7 +112,7 @@ PlanRequest request(const Row& r) {
   f.grad_bytes = 4;
   f.overlap_param_gather = true;
   f.grad_sync_per_chunk = true;
-  f.work_buffers_per_copy = false;
+  f.caching_allocator = true;
   f.uniform_blocks = true;
   f.min_interleaved_stages = 2;
   f.p2p_scatter_gather = true;

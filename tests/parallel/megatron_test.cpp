@@ -30,7 +30,7 @@
 // interleaving from 3 stages), the update's fp32 copy of the 16-bit gradients,
 // the scatter/gather of stage boundaries, autograd's gradient accumulation
 // over the micro-batches, and the sent outputs kept to their backward; and
-// PyTorch's caching allocator (work_buffers_per_copy = false).
+// PyTorch's caching allocator (caching_allocator = true).
 // Everything else is the a100-80gb preset; nothing is fitted per row.
 #include <doctest/doctest.h>
 
@@ -137,7 +137,7 @@ PlanRequest request(const Row& r) {
   q.workload.overlap = r.zero != 3;
   q.features.overlap_without_pipeline_only = true;
   q.features.ddp_bucket_copy_bytes = 2;
-  q.features.work_buffers_per_copy = false;  // PyTorch's caching allocator: one set in use at a time
+  q.features.caching_allocator = true;  // PyTorch's caching allocator: one set in use at a time
   // Megatron-LM's pipeline: as many blocks per stage and per chunk (layers
   // divisible by pp, a stage's by v), interleaving from 3 stages on.
   q.features.uniform_blocks = true;

@@ -68,18 +68,27 @@ TEST_CASE("GPT-2 124M on 8 H100s: pure data parallelism") {
   CHECK(p.feasible[0].p.mfu < 0.45);
 }
 
-TEST_CASE("GPT-3 175B on 1024 A100s: tp = 8 in a node, pp across nodes, dp the rest, ZeRO-1") {
+TEST_CASE("GPT-3 175B on 1024 A100s: tp 4-8 in a node, pp across nodes, dp the rest, ZeRO-1, tp 8 close") {
   // Narayanan et al. 2021 and NeMo's A100 recipe for 175B: tp 8, pp 8-16.
+  // This trainer's pipeline stages share one set of the blocks' buffers over
+  // their micro-batches in flight (Model::share_arena): tp 4 fits with
+  // selective recomputation and comes out ahead, tp 8 within 5% of it
+  // (4.9%; BigScience measured tp 4 ahead of tp 8 for BLOOM-176B on A100s:
+  // bloom_test.cpp).
   const Plan p = make_plan(request(kGpt3, 2048, 1536, 1024, "a100-80gb"));
   REQUIRE(!p.feasible.empty());
   const Candidate& c = p.feasible[0].p.c;
   CAPTURE(str(c));
-  CHECK(c.tp == 8);
+  CHECK((c.tp == 4 || c.tp == 8));
   CHECK(c.pp > 1);
   CHECK(c.dp > 1);
   CHECK(c.dp * c.tp * c.pp == 1024);
   CHECK(c.zero >= 1);
   CHECK(c.micro_batch == 1);
+  const auto tp8 = std::find_if(p.feasible.begin(), p.feasible.end(),
+                                [](const PlannedLayout& l) { return l.p.c.tp == 8 && l.p.c.pp > 1; });
+  REQUIRE(tp8 != p.feasible.end());
+  CHECK(tp8->p.step_seconds < 1.05 * p.feasible[0].p.step_seconds);
   // At dp = 128 (no pipeline) the 175B fits without recomputation only with
   // ZeRO-2 and sequence parallelism (21.8B parameters per device).
   CHECK(std::none_of(p.feasible.begin(), p.feasible.end(), [](const PlannedLayout& l) {
@@ -88,26 +97,25 @@ TEST_CASE("GPT-3 175B on 1024 A100s: tp = 8 in a node, pp across nodes, dp the r
   }));
 }
 
-TEST_CASE("GPT-3 175B on 1024 H100s: tp 4-8 in a node, pp > 1, dp > 1, ZeRO-1, tp = 8 close behind") {
+TEST_CASE("GPT-3 175B on 1024 H100s: tp 4 x pp 8, NVIDIA's H100 recipe; tp 8 within 10%") {
   // H100 computes 3.2x faster than A100 but its NVLink is only 1.7x faster, so
-  // tp's all-reduces weigh more and tp = 4 with a deeper pipeline comes out
-  // level with tp = 8 -- NVIDIA's current H100 recipe for GPT-3 175B is
-  // TP = 4, PP = 8 (Megatron-Bridge), its A100 one TP = 8.
+  // tp's all-reduces weigh more and tp = 4 with a deeper pipeline wins --
+  // NVIDIA's current H100 recipe for GPT-3 175B is TP = 4, PP = 8
+  // (Megatron-Bridge), its A100 one TP = 8.
   const Plan p = make_plan(request(kGpt3, 2048, 1536, 1024, "h100-sxm"));
   REQUIRE(!p.feasible.empty());
   const Prediction& best = p.feasible[0].p;
   CAPTURE(str(best.c));
-  CHECK((best.c.tp == 4 || best.c.tp == 8));
-  CHECK(best.c.pp > 1);
+  CHECK(best.c.tp == 4);
+  CHECK(best.c.pp == 8);
   CHECK(best.c.dp > 1);
   CHECK(best.c.zero >= 1);
   const auto tp8 = std::find_if(p.feasible.begin(), p.feasible.end(),
                                 [](const PlannedLayout& l) { return l.p.c.tp == 8 && l.p.c.pp > 1; });
   REQUIRE(tp8 != p.feasible.end());
-  // Within 5%, the closeness megatron_test.cpp asks of a published layout
-  // (2.7% before sequence parallelism's copies in this trainer's (B, T, C)
-  // layout were costed, 3.7% since: tp 8's picks run it).
-  CHECK(tp8->p.step_seconds < 1.05 * best.step_seconds);
+  // 8.8% behind since the stage's copies share the blocks' buffers (tp 4
+  // fits with selective recomputation; 3.7% before, each copy its own set).
+  CHECK(tp8->p.step_seconds < 1.10 * best.step_seconds);
 }
 
 TEST_CASE("1T GPT on 3072 A100s (Narayanan et al. 2021, Table 1): tp = 8, deep pipeline, recomputation") {
@@ -120,13 +128,16 @@ TEST_CASE("1T GPT on 3072 A100s (Narayanan et al. 2021, Table 1): tp = 8, deep p
   CHECK(best.c.recompute != Recompute::none);
   CHECK(best.c.micro_batch == 1);
   // The paper's layout (tp 8, pp 64, dp 6; it also interleaves stages) fits
-  // and is close where a stage's micro-batches in flight share one set of
-  // work buffers (PyTorch's caching allocator); lib/train gives each its own
-  // set, and 64 sets do not fit.
+  // and is close: a stage's micro-batches in flight share one set of the
+  // blocks' work buffers, in lib/train (Model::share_arena; until 2026-12-05
+  // each copy had its own set, and 64 sets did not fit) as under PyTorch's
+  // caching allocator.
   PlanRequest shared = request(kGpt1T, 2048, 3072, 3072, "a100-80gb");
-  shared.features.work_buffers_per_copy = false;
+  shared.features.caching_allocator = true;
   const Plan ps = make_plan(shared);
-  CHECK(find(p, 6, 8, 64) == nullptr);
+  const PlannedLayout* ours = find(p, 6, 8, 64);
+  REQUIRE(ours != nullptr);
+  CHECK(ours->p.step_seconds < 1.25 * best.step_seconds);
   const PlannedLayout* paper = find(ps, 6, 8, 64);
   REQUIRE(paper != nullptr);
   // With sequence parallelism and fused attention (neither in the paper) a
