@@ -180,9 +180,15 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
       if (!block) {
         per_slot += act + work;
         // Its output, the next block's input, is its own buffer, which no
-        // Cost counts (a block counts the buffers it allocates).
-        if (block_next)
-          per_slot += static_cast<double>(cm.layers[i]->output_shape(s).numel() * dtype_size(m.dtype));
+        // Cost counts (a block counts the buffers it allocates): the
+        // embedding's, and under sequence parallelism the whole sequence's it
+        // scatters from (t times its slice); with dropout, the dropout's too.
+        if (block_next) {
+          const bool sp = cfg.parallel.sequence_parallel && g.layout.tp > 1;
+          const double copies_of_output = 1.0 + (sp ? g.layout.tp : 0) + (cfg.model.dropout > 0 ? 1 : 0);
+          per_slot += copies_of_output *
+                      static_cast<double>(cm.layers[i]->output_shape(s).numel() * dtype_size(m.dtype));
+        }
       } else if (m.recompute == Recompute::full) {
         per_slot += static_cast<double>(s.numel() * dtype_size(m.dtype));  // the block's input
         shared_block = std::max(shared_block, act + work);

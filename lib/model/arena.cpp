@@ -24,6 +24,16 @@ Tensor BufferArena::get(const std::string& key, const Shape& shape, DType dtype,
   return slot.flat_range(0, shape.numel()).view(shape);
 }
 
+bool BufferArena::holds(const Tensor& t) const {
+  if (!t.defined() || t.numel() == 0) return false;
+  const auto* p = static_cast<const char*>(t.raw());
+  for (const auto& [k, slot] : slots_) {
+    const auto* first = static_cast<const char*>(slot.raw());
+    if (slot.device() == t.device() && p >= first && p < first + slot.bytes()) return true;
+  }
+  return false;
+}
+
 int64_t BufferArena::bytes() const {
   int64_t b = 0;
   for (const auto& [k, t] : slots_) b += static_cast<int64_t>(t.bytes());

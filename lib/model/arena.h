@@ -25,6 +25,8 @@ class BufferArena {
   Tensor get(const std::string& key, const Shape& shape, DType dtype, Device device);
   // Bytes of every slot.
   int64_t bytes() const;
+  // Whether `t`'s data lies in one of the slots.
+  bool holds(const Tensor& t) const;
 
  private:
   std::map<std::string, Tensor> slots_;

@@ -30,7 +30,9 @@ void TiedLmHead::plan(const Shape& local, DType act, const Exec& ex) {
   dx_ = Tensor::empty(in, act, ex.device);
   if (seq_.on()) {
     full_ = Tensor::empty(in, act, ex.device);
-    local_ = SeqParallel::shared(arena_, "dreduced", local, act, ex.device);  // within backward only
+    // dL/d(this rank's slice): handed on out of backward (sent, where the
+    // head starts a pipeline stage), so its own buffer, as dx_ is.
+    local_ = Tensor::empty(local, act, ex.device);
     scratch_ = seq_.scratch(arena_, local, act, ex.device);
   }
   const int64_t n = in.numel() / c_;
@@ -81,6 +83,7 @@ Cost TiedLmHead::cost(const Shape& local) const {
   c.bwd_flops = 4.0 * n * c_ * vocab_;
   c.act_bytes = in.numel() * act_size() + static_cast<int64_t>(n) * vocab_ * act_size();  // input, logits
   c.work_bytes = in.numel() * act_size();  // dL/dx
+  if (seq_.on()) c.work_bytes += local.numel() * act_size();  // and its slice
   if (seq_.on()) {  // forward all-gather of x, backward reduce-scatter of dx: half an all-reduce each
     c.tp_fwd_calls = c.tp_bwd_calls = 0.5;
     c.tp_fwd_bytes = c.tp_bwd_bytes = in.numel() * 4 / 2;

@@ -76,12 +76,14 @@ int64_t Model::items_per_sample() const { return target_sample_shape.numel(); }
 
 void Model::share_arena(std::shared_ptr<BufferArena> shared) {
   DTRAIN_CHECK(shared, "share_arena: no arena");
+  DTRAIN_CHECK(!planned_, "share_arena after plan(): the layers already took their buffers");
   arena = std::move(shared);
   arena_shared_ = true;
 }
 
 void Model::plan(int64_t max_batch) {
   Shape s = input_shape(max_batch);
+  planned_ = true;
   fwd_boundary_at_ = SIZE_MAX;
   fwd_boundary_ = bwd_boundary_ = Tensor{};
   for (size_t i = 0; i < layers.size(); ++i) {

@@ -122,6 +122,7 @@ class Model {
   std::vector<size_t> params_before_;  // parameters declared before each add_layer'd layer
   size_t declared_at_last_add_ = 0;
   bool arena_shared_ = false;
+  bool planned_ = false;  // the layers hold pointers into `arena` from plan() on
   // Own copies of what leaves the shared arena (see share_arena): a forward
   // output (after layer fwd_boundary_at_) and the first layer's input gradient.
   size_t fwd_boundary_at_ = SIZE_MAX;

@@ -580,13 +580,21 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     return (first.block && st.first_layer > 0 ? first.in_bytes : 0.0) +
            (c.recompute == Recompute::full && last.block && sends ? st.out_bytes : 0.0);
   };
-  // The output buffer of a layer other than a block before a block (the
-  // embedding's): lib/train allocates it, no layer's act_bytes counts it.
-  auto unblocked_outputs = [&](const StageProfile& st) {
+  // Per copy, what no layer's Cost counts or the blocks' shared set holds:
+  // the output buffer of a layer other than a block before a block (the
+  // embedding's, and under sequence parallelism the whole sequence's it
+  // scatters from: t times its slice; dropout's would be one more, which the
+  // profile does not describe), and the work buffers of the layers other than
+  // blocks (ln_f's and the head's input gradients: their own, per copy).
+  auto own_buffers = [&](const StageProfile& st) {
     double bytes = 0;
-    for (int64_t i = st.first_layer; i + 1 < st.last_layer; ++i)
-      if (!model.layers[static_cast<size_t>(i)].block && model.layers[static_cast<size_t>(i + 1)].block)
-        bytes += model.layers[static_cast<size_t>(i)].out_bytes;
+    for (int64_t i = st.first_layer; i < st.last_layer; ++i) {
+      const LayerProfile& l = model.layers[static_cast<size_t>(i)];
+      if (l.block) continue;
+      bytes += l.work_bytes;
+      if (i + 1 < st.last_layer && model.layers[static_cast<size_t>(i + 1)].block)
+        bytes += l.out_bytes * (model.sequence_parallel ? t + 1.0 : 1.0);
+    }
     return bytes;
   };
   std::vector<PipeOp> ops_first, ops_last;
@@ -628,8 +636,8 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
         widest_shared = std::max(widest_shared, shared * b * e);
         continue;
       }
-      per_copy += unblocked_outputs(st);
       if (st.block_act_bytes > 0) {
+        per_copy += own_buffers(st);
         widest_shared = std::max(widest_shared, shared * b * e);
         handed += copies * handed_on(st) * b * e;
         act += copies * per_copy * b * e;

@@ -323,6 +323,9 @@ void Trainer::exchange(const PipeBatch& batch) {
     const bool fwd = op.kind == PipeOp::Kind::forward;
     const bool send = t.kind == PipeTransfer::Kind::send;
     if (send) {
+      // Another copy's pass would overwrite it while it is sent (Model::handed_on_*).
+      DTRAIN_CHECK(slots_.size() < 2 || !slots_[0]->arena->holds(outputs_[t.op]),
+                   "pipeline: mb {} chunk {}: sending a tensor in the stage's shared buffers", op.micro, op.chunk);
       p2p.push_back({P2POp::Kind::send, std::move(outputs_[t.op]), t.peer, t.tag});
       outputs_[t.op] = Tensor{};
       from.push_back(slot);

@@ -142,6 +142,7 @@ TEST_CASE("a stage's micro-batch copies sharing one arena hand on what unshared 
     };
     Copies own = make(false), shared = make(true);
     CHECK(shared.a->arena == shared.b->arena);
+    CHECK_THROWS_AS(shared.a->share_arena(own.a->arena), InternalError);  // after plan()
     CHECK(shared.a->arena->bytes() == own.a->arena->bytes());
 
     const Shape in = own.a->input_shape(B);
@@ -165,6 +166,11 @@ TEST_CASE("a stage's micro-batch copies sharing one arena hand on what unshared 
     const Tensor ga = k.a->backward_layers(dya, ca);
     const Tensor gb = clone(k.b->backward_layers(dyb, cb));
     const std::vector<Tensor> got{fa, fb, ga, gb, k.a->params.grads()};
+    // What each copy hands on lies outside the shared buffers (the step loop
+    // checks every tensor it sends the same way).
+    CHECK(!k.a->arena->holds(fa));
+    CHECK(!k.a->arena->holds(ga));
+    CHECK(own.a->arena->holds(own.a->backward_layers(dya, ca)));  // unshared: the block's own work buffer
     for (size_t i = 0; i < want.size(); ++i) {
       CAPTURE(i);
       REQUIRE(got[i].numel() == want[i].numel());
