@@ -719,6 +719,15 @@ TEST_CASE("GPT sequence parallel: tp 2 and 4, dp 2 x tp 2, tp 2 x pp 2 train lik
     sets.push_back(fmt::format("train.recompute={}", mode));
     if (world >= 4) check_layout(toml, ref, {1, 2, 2}, 0, "1f1b", {}, sets);
   }
+  // GPipe over 3 stages: every stage keeps all 4 micro-batches in flight,
+  // sharing one set of the blocks' (and sequence parallelism's) buffers; what
+  // each sends is its own (the step loop refuses to send a shared buffer).
+  if (world >= 6) {
+    const std::vector<std::string> wide{"model.vocab_size=512"};
+    std::vector<std::string> sets = sp;
+    sets.push_back(wide[0]);
+    check_layout(toml, reference(toml, wide), {1, 2, 3}, 0, "gpipe", {}, sets);
+  }
   // bf16, within the bf16 layouts' tolerance (see the bf16 case above).
   const std::vector<std::string> bf16{"train.precision=bf16"};
   const Run ref16 = reference(toml, bf16);
