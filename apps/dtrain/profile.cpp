@@ -163,7 +163,7 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
   // Chunk by chunk (one unless interleaved): each chunk's buffers times its
   // copies in flight.
   std::vector<Cost> costs;  // per layer of m, then the loss
-  double stage_params = 0, pred_act = 0, shared_block = 0, handed_on = 0;
+  double stage_params = 0, pred_act = 0, shared_block = 0, handed_on = 0, kept_from_shared = 0;
   int copies = 0;
   for (const Trainer::Chunk& ch : trainer.chunks()) {
     const Model& cm = *ch.model;
@@ -179,19 +179,25 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
       const bool block_next = i + 1 < cm.layers.size() && dynamic_cast<const Block*>(cm.layers[i + 1].get()) != nullptr;
       if (!block) {
         per_slot += act + work;
-        // Its output, the next block's input, is its own buffer, which no
-        // Cost counts (a block counts the buffers it allocates): the
-        // embedding's, and under sequence parallelism the whole sequence's it
-        // scatters from (t times its slice); with dropout, the dropout's too.
+        // A layer's Cost counts its input, not its output: the embedding's
+        // buffers before a block are its output (counted by the block as its
+        // input, except under full recomputation, where the block keeps a copy
+        // of its own), under sequence parallelism the whole sequence it
+        // scatters from (t times its slice), and with dropout the output
+        // before it.
         if (block_next) {
           const bool sp = cfg.parallel.sequence_parallel && g.layout.tp > 1;
-          const double copies_of_output = 1.0 + (sp ? g.layout.tp : 0) + (cfg.model.dropout > 0 ? 1 : 0);
-          per_slot += copies_of_output *
-                      static_cast<double>(cm.layers[i]->output_shape(s).numel() * dtype_size(m.dtype));
+          const double buffers = 1.0 + (sp ? g.layout.tp : 0) + (cfg.model.dropout > 0 ? 1 : 0) -
+                                 (m.recompute == Recompute::full ? 0 : 1);
+          per_slot += buffers * static_cast<double>(cm.layers[i]->output_shape(s).numel() * dtype_size(m.dtype));
         }
       } else if (m.recompute == Recompute::full) {
         per_slot += static_cast<double>(s.numel() * dtype_size(m.dtype));  // the block's input
         shared_block = std::max(shared_block, act + work);
+        // Its output, which the next layer (ln_f) counts as its input: in the
+        // shared set unless the stage's models share it (then handed on).
+        if (i + 1 < cm.layers.size() && !block_next)
+          kept_from_shared += static_cast<double>(cm.layers[i]->output_shape(s).numel() * dtype_size(m.dtype));
       } else if (m.recompute == Recompute::selective) {
         const auto remade = static_cast<double>(c.recompute_bytes);
         per_slot += act - remade;
@@ -214,14 +220,25 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
                                                                              : 0.0);
     handed_on += own * ch.copies;
     copies += ch.copies;
-    // The step loop's input and target buffers (and a later stage's input).
+    // The step loop's input and target buffers, and a later chunk's input,
+    // received: its first layer's Cost counts it, except a block's under full
+    // recomputation (which counts the copy it keeps).
     const int64_t mb = t.micro_batch;
     const DType data = m.family == ModelFamily::gpt ? DType::i32 : m.dtype;
     per_slot += static_cast<double>(mb * m.sample_shape.numel() * dtype_size(data) + m.target_shape(mb).numel() * 4);
-    if (!cm.first_stage()) per_slot += static_cast<double>(cm.input_shape(mb).numel() * dtype_size(m.dtype));
+    const bool full = m.recompute == Recompute::full;
+    const bool first_is_block = !cm.layers.empty() && dynamic_cast<const Block*>(cm.layers.front().get()) != nullptr;
+    const bool last_is_block = !cm.layers.empty() && dynamic_cast<const Block*>(cm.layers.back().get()) != nullptr;
+    if (!cm.first_stage() && full && first_is_block)
+      per_slot += static_cast<double>(cm.input_shape(mb).numel() * dtype_size(m.dtype));
+    // Its output, sent: the next chunk's first layer counts it, on another
+    // model; here its own buffer (in the shared set under full recomputation:
+    // below, what a copy hands on).
+    if (!cm.last_stage() && !(full && last_is_block))
+      per_slot += static_cast<double>(cm.output_shape(mb).numel() * dtype_size(m.dtype));
     pred_act += per_slot * ch.copies;
   }
-  pred_act += shared_block + (copies > 1 ? handed_on : 0.0);
+  pred_act += shared_block + (copies > 1 ? handed_on : -kept_from_shared);
   // The last stage's copy of the tied token embedding (no layer's Cost counts it twice).
   for (const auto& p : m.params.all())
     if (p->trainable && !p->primary) stage_params += static_cast<double>(p->numel());

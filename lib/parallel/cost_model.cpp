@@ -580,12 +580,18 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     return (first.block && st.first_layer > 0 ? first.in_bytes : 0.0) +
            (c.recompute == Recompute::full && last.block && sends ? st.out_bytes : 0.0);
   };
-  // Per copy, what no layer's Cost counts or the blocks' shared set holds:
-  // the output buffer of a layer other than a block before a block (the
-  // embedding's, and under sequence parallelism the whole sequence's it
-  // scatters from: t times its slice; dropout's would be one more, which the
-  // profile does not describe), and the work buffers of the layers other than
-  // blocks (ln_f's and the head's input gradients: their own, per copy).
+  // Per copy, what the layers' act_bytes (each counts its input, not its
+  // output) and the blocks' shared set leave out: the work buffers of the
+  // layers other than blocks (ln_f's and the head's input gradients: their
+  // own); the embedding's buffers before a block (its output, which the
+  // block counts as its input except under full recomputation, where it
+  // keeps a copy; under sequence parallelism the whole sequence it scatters
+  // from, t times its slice; dropout's would be one more, which the profile
+  // does not describe); the output a chunk sends (the next chunk counts it;
+  // under full recomputation a block's is in the shared set, and handed on);
+  // and under full recomputation the input a chunk starting with a block
+  // receives (its blocks count their copies).
+  const bool full = c.recompute == Recompute::full;
   auto own_buffers = [&](const StageProfile& st) {
     double bytes = 0;
     for (int64_t i = st.first_layer; i < st.last_layer; ++i) {
@@ -593,8 +599,22 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
       if (l.block) continue;
       bytes += l.work_bytes;
       if (i + 1 < st.last_layer && model.layers[static_cast<size_t>(i + 1)].block)
-        bytes += l.out_bytes * (model.sequence_parallel ? t + 1.0 : 1.0);
+        bytes += l.out_bytes * ((model.sequence_parallel ? t + 1.0 : 1.0) - (full ? 0.0 : 1.0));
     }
+    const LayerProfile& first = model.layers[static_cast<size_t>(st.first_layer)];
+    const LayerProfile& last = model.layers[static_cast<size_t>(st.last_layer - 1)];
+    if (st.last_layer < n_layers && !(full && last.block)) bytes += st.out_bytes;
+    if (full && first.block && st.first_layer > 0) bytes += first.in_bytes;
+    return bytes;
+  };
+  // Under full recomputation, a block's output that a later layer of the
+  // chunk keeps (ln_f's input, counted in its act_bytes): in the shared set
+  // where the stage holds one model, so counted once too many there.
+  auto kept_from_shared = [&](const StageProfile& st) {
+    double bytes = 0;
+    for (int64_t i = st.first_layer; full && i + 1 < st.last_layer; ++i)
+      if (model.layers[static_cast<size_t>(i)].block && !model.layers[static_cast<size_t>(i + 1)].block)
+        bytes += model.layers[static_cast<size_t>(i)].out_bytes;
     return bytes;
   };
   std::vector<PipeOp> ops_first, ops_last;
@@ -619,7 +639,7 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     if (dp_overlap) mem.grads += params * f.ddp_bucket_copy_bytes;  // the wrapper's own buckets
     mem.optimizer = (c.zero >= 1 && sharded ? shard : params) * sb.optimizer;
     if (w.local_sync_every > 0 && d > 1) mem.local_sync = params * 4.0 * (w.outer_momentum ? 4 : 3);
-    double act = 0, widest_shared = 0, handed = 0, copies_in_all = 0;
+    double act = 0, widest_shared = 0, handed = 0, copies_in_all = 0, kept = 0;
     std::vector<double> copy_bytes(static_cast<size_t>(v));
     for (int ch = 0; ch < v; ++ch) {
       const int k = ch * p + s;
@@ -640,6 +660,7 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
         per_copy += own_buffers(st);
         widest_shared = std::max(widest_shared, shared * b * e);
         handed += copies * handed_on(st) * b * e;
+        kept += kept_from_shared(st) * b * e;
         act += copies * per_copy * b * e;
       } else {
         act += copies * (per_copy + shared) * b * e;  // no blocks: every copy its own
@@ -652,7 +673,7 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
                    : copy_bytes[0] * static_cast<double>(in_flight_micro_batches(c.schedule, s, p, c.micro_batches))) +
             widest_shared;
     } else {
-      act += widest_shared + (copies_in_all > 1 ? handed : 0.0);
+      act += widest_shared + (copies_in_all > 1 ? handed : -kept);
     }
     mem.activations = act;
     if (w.precision == "bf16") mem.update_copy = f.update_grad_copy_bytes * (c.zero >= 1 && sharded ? shard : params);

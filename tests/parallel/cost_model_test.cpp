@@ -213,12 +213,13 @@ TEST_CASE("memory per device: parameters, gradients, ZeRO-1 optimizer shard, 1F1
   const Features f = Features::full();
   Candidate c{.dp = 2, .tp = 1, .pp = 2, .micro_batch = 4, .micro_batches = 8};
   Prediction p = predict(m, profile_stages(m, 2), hw, w, f, c);
-  // Stage 0 (two layers) holds pp - 0 = 2 micro-batches of 4 samples: 2 x 4 x 2 MB.
+  // Stage 0 (two layers) holds pp - 0 = 2 micro-batches of 4 samples: 2 x 4 x 2 MB,
+  // and the output each sends (1 KB per sample; the next stage's layer counts it as its input).
   CHECK(p.memory.stage == 0);
   CHECK(p.memory.params == 2000 * 4);
   CHECK(p.memory.grads == 2000 * 4);
   CHECK(p.memory.optimizer == 2000 * 8);
-  CHECK(p.memory.activations == 2 * 4 * 2e6);
+  CHECK(p.memory.activations == 2 * 4 * (2e6 + 1e3));
   c.zero = 1;
   CHECK(predict(m, profile_stages(m, 2), hw, w, f, c).memory.optimizer == 1000 * 8);
   // ZeRO-2: the gradients too fall to 1/dp, plus two windows of the largest layer's.
@@ -267,7 +268,7 @@ TEST_CASE("memory per device: parameters, gradients, ZeRO-1 optimizer shard, 1F1
   Hardware bf = hw;
   bf.peak_bf16 = 4e12;
   p = predict(m, profile_stages(m, 2), bf, w, f, c);
-  CHECK(p.memory.activations == 2 * 4 * 1e6);
+  CHECK(p.memory.activations == 2 * 4 * (1e6 + 500));
   CHECK(p.memory.total() - p.memory.activations == 2000 * 16);
 }
 
@@ -692,8 +693,9 @@ TEST_CASE("interleaved 1F1B under a caching allocator: the live copies at their 
   const std::vector<StageProfile> chunks = profile_stages(m, 4);
   const std::vector<int64_t> counts = interleaved_in_flight(0, 2, 8, 2);
   const double lib_train = predict(m, chunks, hw, w, per_copy, c).memory.activations;
-  // Chunk 1 starts with a block: each copy keeps its own input gradient.
-  CHECK(lib_train == doctest::Approx((counts[0] + counts[1]) * 2e6 + counts[1] * 1e3));
+  // Both chunks send their output (1 KB per sample, each copy its own); the
+  // second starts with a block: each copy keeps its own input gradient too.
+  CHECK(lib_train == doctest::Approx((counts[0] + counts[1]) * (2e6 + 1e3) + counts[1] * 1e3));
   const double peak = interleaved_peak_bytes(0, 2, 8, {2e6, 2e6});
   CHECK(peak == 5 * 2e6);  // (2 - 0 - 1) 2 + (2 - 1) 2 + 1
   CHECK(predict(m, chunks, hw, w, caching, c).memory.activations == doctest::Approx(peak));
