@@ -165,6 +165,9 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
   std::vector<Cost> costs;  // per layer of m, then the loss
   double stage_params = 0, pred_act = 0, shared_block = 0, handed_on = 0, kept_from_shared = 0;
   int copies = 0;
+  const bool full = m.recompute == Recompute::full;
+  auto is_block = [](const std::unique_ptr<Layer>& l) { return dynamic_cast<const Block*>(l.get()) != nullptr; };
+  auto bytes_of = [&](const Shape& shape) { return static_cast<double>(shape.numel() * dtype_size(m.dtype)); };
   for (const Trainer::Chunk& ch : trainer.chunks()) {
     const Model& cm = *ch.model;
     const std::vector<Cost> chunk_costs = cm.layer_costs(t.micro_batch);
@@ -174,9 +177,9 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
       const Cost& c = chunk_costs[i];
       costs.push_back(c);
       stage_params += static_cast<double>(c.params);
-      const bool block = i < cm.layers.size() && dynamic_cast<const Block*>(cm.layers[i].get()) != nullptr;
+      const bool block = i < cm.layers.size() && is_block(cm.layers[i]);
       const auto act = static_cast<double>(c.act_bytes), work = static_cast<double>(c.work_bytes);
-      const bool block_next = i + 1 < cm.layers.size() && dynamic_cast<const Block*>(cm.layers[i + 1].get()) != nullptr;
+      const bool block_next = i + 1 < cm.layers.size() && is_block(cm.layers[i + 1]);
       if (!block) {
         per_slot += act + work;
         // A layer's Cost counts its input, not its output: the embedding's
@@ -187,17 +190,15 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
         // before it.
         if (block_next) {
           const bool sp = cfg.parallel.sequence_parallel && g.layout.tp > 1;
-          const double buffers = 1.0 + (sp ? g.layout.tp : 0) + (cfg.model.dropout > 0 ? 1 : 0) -
-                                 (m.recompute == Recompute::full ? 0 : 1);
-          per_slot += buffers * static_cast<double>(cm.layers[i]->output_shape(s).numel() * dtype_size(m.dtype));
+          const double buffers = 1.0 + (sp ? g.layout.tp : 0) + (cfg.model.dropout > 0 ? 1 : 0) - (full ? 0 : 1);
+          per_slot += buffers * bytes_of(cm.layers[i]->output_shape(s));
         }
-      } else if (m.recompute == Recompute::full) {
-        per_slot += static_cast<double>(s.numel() * dtype_size(m.dtype));  // the block's input
+      } else if (full) {
+        per_slot += bytes_of(s);  // the block's input
         shared_block = std::max(shared_block, act + work);
         // Its output, which the next layer (ln_f) counts as its input: in the
         // shared set unless the stage's models share it (then handed on).
-        if (i + 1 < cm.layers.size() && !block_next)
-          kept_from_shared += static_cast<double>(cm.layers[i]->output_shape(s).numel() * dtype_size(m.dtype));
+        if (i + 1 < cm.layers.size() && !block_next) kept_from_shared += bytes_of(cm.layers[i]->output_shape(s));
       } else if (m.recompute == Recompute::selective) {
         const auto remade = static_cast<double>(c.recompute_bytes);
         per_slot += act - remade;
@@ -208,34 +209,25 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
       }
       if (i < cm.layers.size()) s = cm.layers[i]->output_shape(s);
     }
-    auto is_block = [](const std::unique_ptr<Layer>& l) { return dynamic_cast<const Block*>(l.get()) != nullptr; };
-    auto bytes_of = [&](const Shape& shape) { return static_cast<double>(shape.numel() * dtype_size(m.dtype)); };
+    const int64_t mb = t.micro_batch;
+    const bool first_is_block = !cm.layers.empty() && is_block(cm.layers.front());
+    const bool last_is_block = !cm.layers.empty() && is_block(cm.layers.back());
+    const double in = bytes_of(cm.input_shape(mb)), out = cm.last_stage() ? 0.0 : bytes_of(cm.output_shape(mb));
     // What a copy hands on out of the shared set: the input gradient of a
     // chunk starting with a block; under full recomputation the output of one
     // ending with a block, sent.
-    const bool starts_with_block = !cm.layers.empty() && is_block(cm.layers.front());
-    const bool sends_block_output = !cm.last_stage() && !cm.layers.empty() && is_block(cm.layers.back());
-    const double own = (starts_with_block ? bytes_of(cm.input_shape(t.micro_batch)) : 0.0) +
-                       (m.recompute == Recompute::full && sends_block_output ? bytes_of(cm.output_shape(t.micro_batch))
-                                                                             : 0.0);
-    handed_on += own * ch.copies;
+    handed_on += ((first_is_block ? in : 0.0) + (full && last_is_block ? out : 0.0)) * ch.copies;
     copies += ch.copies;
     // The step loop's input and target buffers, and a later chunk's input,
     // received: its first layer's Cost counts it, except a block's under full
     // recomputation (which counts the copy it keeps).
-    const int64_t mb = t.micro_batch;
     const DType data = m.family == ModelFamily::gpt ? DType::i32 : m.dtype;
     per_slot += static_cast<double>(mb * m.sample_shape.numel() * dtype_size(data) + m.target_shape(mb).numel() * 4);
-    const bool full = m.recompute == Recompute::full;
-    const bool first_is_block = !cm.layers.empty() && dynamic_cast<const Block*>(cm.layers.front().get()) != nullptr;
-    const bool last_is_block = !cm.layers.empty() && dynamic_cast<const Block*>(cm.layers.back().get()) != nullptr;
-    if (!cm.first_stage() && full && first_is_block)
-      per_slot += static_cast<double>(cm.input_shape(mb).numel() * dtype_size(m.dtype));
+    if (!cm.first_stage() && full && first_is_block) per_slot += in;
     // Its output, sent: the next chunk's first layer counts it, on another
     // model; here its own buffer (in the shared set under full recomputation:
-    // below, what a copy hands on).
-    if (!cm.last_stage() && !(full && last_is_block))
-      per_slot += static_cast<double>(cm.output_shape(mb).numel() * dtype_size(m.dtype));
+    // above, what a copy hands on).
+    if (!(full && last_is_block)) per_slot += out;
     pred_act += per_slot * ch.copies;
   }
   pred_act += shared_block + (copies > 1 ? handed_on : -kept_from_shared);

@@ -573,12 +573,13 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
   // where it starts with a block. (Layers other than blocks keep their work
   // buffers per copy.)
   const bool caching = f.caching_allocator;
+  const bool full = c.recompute == Recompute::full;
   auto handed_on = [&](const StageProfile& st) {
     const LayerProfile& first = model.layers[static_cast<size_t>(st.first_layer)];
     const LayerProfile& last = model.layers[static_cast<size_t>(st.last_layer - 1)];
     const bool sends = st.last_layer < n_layers;
     return (first.block && st.first_layer > 0 ? first.in_bytes : 0.0) +
-           (c.recompute == Recompute::full && last.block && sends ? st.out_bytes : 0.0);
+           (full && last.block && sends ? st.out_bytes : 0.0);
   };
   // Per copy, what the layers' act_bytes (each counts its input, not its
   // output) and the blocks' shared set leave out: the work buffers of the
@@ -591,7 +592,6 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
   // under full recomputation a block's is in the shared set, and handed on);
   // and under full recomputation the input a chunk starting with a block
   // receives (its blocks count their copies).
-  const bool full = c.recompute == Recompute::full;
   auto own_buffers = [&](const StageProfile& st) {
     double bytes = 0;
     for (int64_t i = st.first_layer; i < st.last_layer; ++i) {

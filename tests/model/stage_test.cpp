@@ -48,7 +48,10 @@ TEST_CASE("sharded parameters hold their slice of the full tensor's init (fused 
   for (int64_t r = 0; r < 12; ++r) CHECK(p.value.data<double>()[r] == w.value.data<double>()[r * 5 + 3]);
 }
 
-TEST_CASE("a GPT cut into pipeline stages gives the whole model's loss and gradients") {
+namespace {
+
+// Three blocks of width 8 over 6 tokens, with dropout: small enough for f64.
+ModelConfig small_gpt() {
   ModelConfig c{};
   c.type = "gpt";
   c.vocab_size = 32;
@@ -58,6 +61,13 @@ TEST_CASE("a GPT cut into pipeline stages gives the whole model's loss and gradi
   c.n_embd = 8;
   c.dropout = 0.1;
   c.bias = true;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("a GPT cut into pipeline stages gives the whole model's loss and gradients") {
+  const ModelConfig c = small_gpt();
   const int64_t B = 2, T = 6;
   auto whole = build_model(c, T, DType::f64, Device::cpu(), 11);
   CHECK(whole->total_layers == 6);
@@ -110,15 +120,7 @@ TEST_CASE("a stage's micro-batch copies sharing one arena hand on what unshared 
   // outputs and input gradients that survive the other copy's passes, and
   // accumulate the same gradients as copies with buffers of their own, with
   // one copy's worth of shared buffers.
-  ModelConfig c{};
-  c.type = "gpt";
-  c.vocab_size = 32;
-  c.context_length = 6;
-  c.n_layer = 3;
-  c.n_head = 2;
-  c.n_embd = 8;
-  c.dropout = 0.1;
-  c.bias = true;
+  const ModelConfig c = small_gpt();
   const int64_t B = 2, T = 6;
   const ModelParallel middle{.first_layer = 1, .last_layer = 4};  // blocks 0-2
   for (const Recompute mode : {Recompute::none, Recompute::selective, Recompute::full}) {
