@@ -158,12 +158,13 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
   // target and pipeline buffers. The stage's copies and chunks share one such
   // set (Model::share_arena), each keeping its own copy of what it hands on
   // out of it: under full recomputation the blocks' last output, and a
-  // chunk's input gradient where it starts with a block.
+  // chunk's input gradient where it starts with a block. Sequence
+  // parallelism's model-wide slots once (Cost::shared_bytes).
   const std::string schedule = g.layout.pp > 1 ? cfg.parallel.schedule : "1f1b";
   // Chunk by chunk (one unless interleaved): each chunk's buffers times its
   // copies in flight.
   std::vector<Cost> costs;  // per layer of m, then the loss
-  double stage_params = 0, pred_act = 0, shared_block = 0, handed_on = 0, kept_from_shared = 0;
+  double stage_params = 0, pred_act = 0, shared_block = 0, handed_on = 0, kept_from_shared = 0, model_slots = 0;
   int copies = 0;
   const bool full = m.recompute == Recompute::full;
   auto is_block = [](const std::unique_ptr<Layer>& l) { return dynamic_cast<const Block*>(l.get()) != nullptr; };
@@ -177,6 +178,7 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
       const Cost& c = chunk_costs[i];
       costs.push_back(c);
       stage_params += static_cast<double>(c.params);
+      model_slots = std::max(model_slots, static_cast<double>(c.shared_bytes));
       const bool block = i < cm.layers.size() && is_block(cm.layers[i]);
       const auto act = static_cast<double>(c.act_bytes), work = static_cast<double>(c.work_bytes);
       const bool block_next = i + 1 < cm.layers.size() && is_block(cm.layers[i + 1]);
@@ -230,7 +232,7 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
     if (!(full && last_is_block)) per_slot += out;
     pred_act += per_slot * ch.copies;
   }
-  pred_act += shared_block + (copies > 1 ? handed_on : -kept_from_shared);
+  pred_act += shared_block + model_slots + (copies > 1 ? handed_on : -kept_from_shared);
   // The last stage's copy of the tied token embedding (no layer's Cost counts it twice).
   for (const auto& p : m.params.all())
     if (p->trainable && !p->primary) stage_params += static_cast<double>(p->numel());

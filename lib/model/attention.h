@@ -44,6 +44,8 @@ class CausalSelfAttention : public Layer {
   // that backward (the MFU convention; the kernel skips the masked half);
   // with tp, this rank's heads only.
   Cost cost(const Shape& in) const override;
+  // qkv's Linear::defer_input, for the next backward.
+  void defer_input(std::function<void()> ready) { qkv_.defer_input(std::move(ready)); }
 
  private:
   int64_t c_, n_head_;

@@ -1,5 +1,7 @@
 #include "model/block.h"
 
+#include <utility>
+
 #include "model/planned.h"
 #include "ops/ops.h"
 
@@ -57,8 +59,8 @@ void Block::plan(const Shape& in, DType act, const Exec& ex) {
   mlp_.plan(packed, act, ex);
   drop2_.plan(in, act, ex);
   if (seq_.on()) {
-    h1_ = buffer("seq.h1", full, act, ex);
-    h2_ = buffer("seq.h2", packed, act, ex);
+    h1_ = work_buffer("seq.h1", full, act, ex);
+    h2_ = work_buffer("seq.h2", packed, act, ex);
     // Used within one forward or backward call only: one set for the model.
     reduced_ = SeqParallel::shared(arena_, "reduced", in, act, ex.device);
     dfull_ = SeqParallel::shared(arena_, "dfull", full, act, ex.device);
@@ -97,13 +99,15 @@ Tensor Block::seq_forward(const Tensor& x, const Ctx& ctx) {
   const Shape& s = x.shape();
   const Shape full = seq_.full(s), packed = seq_.packed(s);
   Tensor h1 = planned_view(h1_, full);
-  seq_.gather(ex(), ln1_.forward(x, ctx), scratch_, h1);  // (B, T, C)
+  ln1_out_ = ln1_.forward(x, ctx);
+  seq_.gather(ex(), ln1_out_, scratch_, h1);  // (B, T, C)
   Tensor a = planned_view(reduced_, s);
   seq_.scatter(ex(), attn_.forward(h1, ctx), scratch_, a);  // the partial sums' slice
   attn_.add_output_bias(a);
   Tensor x2 = drop1_.forward_add(a, x, ctx);  // x + drop(a)
   Tensor h2 = planned_view(h2_, packed);
-  seq_.gather_packed(ln2_.forward(x2, ctx), h2);  // (t B, T/t, C): the MLP is row-wise
+  ln2_out_ = ln2_.forward(x2, ctx);
+  seq_.gather_packed(ln2_out_, h2);  // (t B, T/t, C): the MLP is row-wise
   Tensor m = planned_view(reduced_, s);  // a is spent: drop1 wrote x2
   seq_.scatter_packed(mlp_.forward(h2, ctx), m);
   mlp_.add_output_bias(m);
@@ -116,11 +120,28 @@ Tensor Block::seq_backward(const Tensor& dy, const Ctx& ctx) {
   // The MLP's output gradient for every rank's slice, in the packed order.
   Tensor dm = planned_view(scratch_, packed);
   seq_.gather_packed(drop2_.backward(dy, ctx), dm);
+  // The products' gathered inputs, which later blocks' forwards overwrote,
+  // gathered again behind each product's input gradient until its weight
+  // gradient reads them (the re-run forward of full recomputation has just
+  // gathered them).
+  const bool regather = recompute_ != Recompute::full;
+  if (regather) {
+    regather_ = seq_.start_gather_packed(ln2_out_, planned_view(h2_, packed));
+    mlp_.defer_input([this] { std::exchange(regather_, nullptr)->wait(); });
+  }
   Tensor dh2 = planned_view(dreduced_, s);
   seq_.scatter_packed(mlp_.backward(dm, ctx), dh2);  // the partial dL/dh2's slice
   Tensor dx2 = ln2_.backward_add(dh2, dy);  // dy + d ln2
   Tensor da = planned_view(dfull_, full);
   seq_.gather(ex(), drop1_.backward(dx2, ctx), scratch_, da);
+  if (regather) {  // into the packed scratch, free until the attention's gradient is scattered
+    const Tensor p = planned_view(scratch_, packed);
+    regather_ = seq_.start_gather_packed(ln1_out_, p);
+    attn_.defer_input([this, p, full] {
+      std::exchange(regather_, nullptr)->wait();
+      seq_.unpack(ex(), p, planned_view(h1_, full));
+    });
+  }
   Tensor dh1 = planned_view(dreduced_, s);  // dh2 is spent: ln2 wrote dx2
   seq_.scatter(ex(), attn_.backward(da, ctx), scratch_, dh1);
   Tensor dx = ln1_.backward_add(dh1, dx2);  // dx2 + d ln1
@@ -131,8 +152,7 @@ Tensor Block::seq_backward(const Tensor& dy, const Ctx& ctx) {
 
 Cost Block::cost(const Shape& in) const {
   // Sequence parallel: `in` is the slice; the attention runs on the whole
-  // sequence and the MLP on the packed order (the same rows); it keeps the
-  // gathered inputs of both (counted by their column-parallel Linears).
+  // sequence and the MLP on the packed order (the same rows).
   const Shape full = seq_.on() ? seq_.full(in) : in, packed = seq_.on() ? seq_.packed(in) : in;
   Cost c = ln1_.cost(in);
   c += attn_.cost(full);
@@ -140,8 +160,24 @@ Cost Block::cost(const Shape& in) const {
   c += ln2_.cost(in);
   c += mlp_.cost(packed);
   c += drop2_.cost(in);
-  // The norms' outputs on the slice, which the gathers read into those inputs.
-  if (seq_.on()) c.act_bytes += 2 * in.numel() * act_size();
+  if (seq_.on()) {
+    // It keeps the norms' outputs on the slice; the gathered inputs of the
+    // two products, which their column-parallel Linears count as kept, are
+    // work buffers gathered again in backward (but under full recomputation):
+    // two more all-gathers, each half an all-reduce of its bytes.
+    const int64_t gathered = (full.numel() + packed.numel()) * act_size();
+    c.act_bytes += 2 * in.numel() * act_size() - gathered;
+    c.work_bytes += gathered;
+    // The model's shared slots: reduced and dreduced (slices), dfull and the
+    // packed scratch (the whole sequence).
+    c.shared_bytes = (2 * in.numel() + 2 * full.numel()) * act_size();
+    c.tp_regather_calls = 2 * 0.5;
+    c.tp_regather_bytes = (full.numel() + packed.numel()) * 4 / 2;
+    if (recompute_ != Recompute::full) {
+      c.tp_bwd_calls += c.tp_regather_calls;
+      c.tp_bwd_bytes += c.tp_regather_bytes;
+    }
+  }
   return c;
 }
 

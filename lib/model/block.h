@@ -11,10 +11,14 @@
 // output are this rank's slice of the sequence (B, T/t, C); the norms,
 // dropouts and residual adds run on the slice; ln1's output is all-gathered
 // into the sequence order for the attention, ln2's into the packed order for
-// the MLP, and both outputs are reduce-scattered back to the slice. The
-// gathered inputs are kept for backward (no second all-gather there, unlike
-// Megatron-LM, which keeps the slice and gathers again: this keeps the bytes
-// moved equal to plain tp's at the cost of those two (B, T, C) buffers).
+// the MLP, and both outputs are reduce-scattered back to the slice. As in
+// Megatron-LM (its LinearWithGradAccumulationAndAsyncCommunication saves the
+// un-gathered input), only the slices are kept for backward: the gathered
+// inputs are work buffers that every block shares, and backward gathers them
+// again for the two products' weight gradients (under full recomputation
+// the re-run forward has just gathered them). Kept per block: the norms'
+// outputs at 1/t, where keeping the gathered ones cost two (B, T, C) buffers;
+// moved: half an all-reduce more per product pair in backward.
 #pragma once
 
 #include "model/attention.h"
@@ -52,10 +56,13 @@ class Block : public Layer {
   Recompute recompute_ = Recompute::none;
   SeqParallel seq_;
   BufferArena* arena_ = nullptr;  // for the sequence-parallel scratch
-  // Sequence parallel: ln1's output gathered (B, T, C); ln2's packed (t B, T/t, C);
-  // a reduced slice (B, T/t, C); the attention's output gradient gathered
-  // (B, T, C); a reduced gradient slice; the packed scratch.
+  // Sequence parallel: ln1's output gathered (B, T, C); ln2's packed (t B, T/t, C)
+  // (work buffers: gathered again in backward); a reduced slice (B, T/t, C);
+  // the attention's output gradient gathered (B, T, C); a reduced gradient
+  // slice; the packed scratch.
   Tensor h1_, h2_, reduced_, dfull_, dreduced_, scratch_;
+  Tensor ln1_out_, ln2_out_;  // the norms' outputs of the last forward (views of their own buffers)
+  WorkHandle regather_;       // backward: the gather of a product's input, in flight
   Tensor saved_;  // full recomputation: the input of the last forward (B, T, C), owned
   LayerNorm ln1_;
   CausalSelfAttention attn_;

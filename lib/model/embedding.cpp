@@ -103,6 +103,7 @@ Cost TokenPositionEmbedding::cost(const Shape& in) const {
   c.params = wte_->shape.numel() + context_ * c_;  // this rank's rows of wte
   c.act_bytes += in.numel() * 4;  // the token ids
   if (seq_.on()) {  // forward reduce-scatter, backward all-gather of (B, T, C): half an all-reduce each
+    c.shared_bytes = 2 * in.numel() * c_ * act_size();  // the model's dfull and packed scratch
     c.tp_fwd_calls = c.tp_bwd_calls = 0.5;
     c.tp_fwd_bytes = c.tp_bwd_bytes = in.numel() * c_ * 4 / 2;
   } else if (tp_) {  // forward all-reduce of the (B, T, C) rows each rank looked up

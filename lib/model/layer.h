@@ -5,6 +5,7 @@
 // MFU all read one source of truth.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -42,6 +43,20 @@ struct Cost {
   // steps where an all-reduce's takes 2(t - 1), and moves half the bytes).
   double tp_fwd_calls = 0, tp_bwd_calls = 0;
   int64_t tp_fwd_bytes = 0, tp_bwd_bytes = 0;
+  // The part of those a backward adds to gather again what its forward
+  // gathered (sequence parallelism's product inputs): counted in tp_bwd_*
+  // unless the layer runs under full recomputation, whose re-run forward
+  // gathers them just before. A cost model that prices every mode from one
+  // description takes them off under full recomputation.
+  double tp_regather_calls = 0;
+  int64_t tp_regather_bytes = 0;
+  // Bytes of the model-wide slots the layer takes from its arena, used by
+  // every layer only while its own forward or backward runs (sequence
+  // parallelism's gathered gradients, reduced slices and packed scratch,
+  // SeqParallel::shared): one set for all the layers and micro-batch copies
+  // sharing the arena, so costs merge it by the largest (each layer's slots
+  // are a subset of a block's, the same sizes).
+  int64_t shared_bytes = 0;
 
   Cost& operator+=(const Cost& o) {
     params += o.params;
@@ -54,6 +69,9 @@ struct Cost {
     tp_bwd_calls += o.tp_bwd_calls;
     tp_fwd_bytes += o.tp_fwd_bytes;
     tp_bwd_bytes += o.tp_bwd_bytes;
+    tp_regather_calls += o.tp_regather_calls;
+    tp_regather_bytes += o.tp_regather_bytes;
+    shared_bytes = std::max(shared_bytes, o.shared_bytes);
     return *this;
   }
 };

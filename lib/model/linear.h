@@ -22,6 +22,8 @@
 // every rank.
 #pragma once
 
+#include <functional>
+
 #include "core/comm.h"
 #include "model/layer.h"
 #include "ops/ops.h"
@@ -76,6 +78,12 @@ class Linear : public Layer {
   Tensor forward_gelu(const Tensor& x, const Tensor& g, const Ctx& ctx);
   Tensor backward_gelu(const Tensor& dy, const Tensor& pre, const Ctx& ctx);
 
+  // The next backward computes the input gradient first and calls `ready`
+  // before the weight gradient reads the kept input, which the caller may
+  // refill meanwhile (sequence parallelism gathers it again behind that
+  // product, as Megatron-LM does). The same results, in another order.
+  void defer_input(std::function<void()> ready) { input_ready_ = std::move(ready); }
+
  private:
   int64_t in_, out_;   // local widths
   TpSplit split_ = TpSplit::none;
@@ -88,6 +96,7 @@ class Linear : public Layer {
   bool gelu_out_ = false, gelu_in_product_ = false, gelu_in_ = false;
   Tensor x_;       // input of the last forward (a view of the previous layer's buffer)
   Tensor y_, dx_;  // owned buffers
+  std::function<void()> input_ready_;  // defer_input's, for one backward
   Tensor bgrad_;   // GPU: the bias gradient of one backward (BGRADB writes it), then added to b_->grad
   ops::MatmulPlan fwd_, dgrad_, wgrad_;
 };

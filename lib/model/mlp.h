@@ -33,6 +33,8 @@ class Mlp : public Layer {
   Tensor forward(const Tensor& x, const Ctx& ctx) override;
   Tensor backward(const Tensor& dy, const Ctx& ctx) override;
   Cost cost(const Shape& in) const override;
+  // fc's Linear::defer_input, for the next backward.
+  void defer_input(std::function<void()> ready) { fc_.defer_input(std::move(ready)); }
 
  private:
   Linear fc_, proj_;

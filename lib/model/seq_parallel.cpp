@@ -26,18 +26,26 @@ Shape SeqParallel::packed(const Shape& local) const {
   return s;
 }
 
-void SeqParallel::gather_packed(const Tensor& local, const Tensor& packed) const {
+WorkHandle SeqParallel::start_gather_packed(const Tensor& local, const Tensor& packed) const {
   DTRAIN_CHECK(packed.numel() == local.numel() * parts(), "sequence parallelism: gather of {} into {}",
                local.shape().str(), packed.shape().str());
-  tp_->all_gather(local, packed)->wait();
+  return tp_->all_gather(local, packed);
+}
+
+void SeqParallel::gather_packed(const Tensor& local, const Tensor& packed) const {
+  start_gather_packed(local, packed)->wait();
+}
+
+void SeqParallel::unpack(const Exec& ex, const Tensor& packed, const Tensor& full) const {
+  // (t, B, T/t C) -> (B, t, T/t C) = (B, T, C)
+  ops::transpose_blocks(ex, packed, parts(), full.size(0), full);
 }
 
 void SeqParallel::gather(const Exec& ex, const Tensor& local, const Tensor& packed,
                          const Tensor& full) const {
   const Tensor p = planned_view(packed, this->packed(local.shape()));
   gather_packed(local, p);
-  // (t, B, T/t C) -> (B, t, T/t C) = (B, T, C)
-  ops::transpose_blocks(ex, p, parts(), local.size(0), full);
+  unpack(ex, p, full);
 }
 
 void SeqParallel::scatter_packed(const Tensor& packed, const Tensor& local) const {

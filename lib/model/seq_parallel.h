@@ -54,6 +54,10 @@ class SeqParallel {
 
   // local (B, T/t, C) -> packed (t B, T/t, C): every rank's slice, rank-major.
   void gather_packed(const Tensor& local, const Tensor& packed) const;
+  // The same, started: packed is written when the returned Work is waited.
+  WorkHandle start_gather_packed(const Tensor& local, const Tensor& packed) const;
+  // packed (t B, T/t, C) -> full (B, T, C), the sequence order.
+  void unpack(const Exec& ex, const Tensor& packed, const Tensor& full) const;
   // ... and into the sequence order: full (B, T, C); packed is scratch.
   void gather(const Exec& ex, const Tensor& local, const Tensor& packed, const Tensor& full) const;
   // packed (t B, T/t, C) partial sums -> local: this rank's slice of their sum.

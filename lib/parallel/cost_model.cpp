@@ -204,10 +204,9 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
   const double tp_bandwidth = c.sequence_parallel && hw.sp_bandwidth > 0 ? hw.sp_bandwidth
                               : hw.tp_bandwidth > 0                      ? hw.tp_bandwidth
                                                                          : tp_link.bandwidth;
-  auto tp_time = [&](double calls, double bytes) {
+  auto tp_time = [&](double calls, double bytes, double overlap) {
     if (t <= 1 || calls == 0) return 0.0;
-    return (1 - hw.tp_overlap) *
-           (calls * 2.0 * (t - 1) * tp_link.latency + 2.0 * (t - 1) / t * bytes / tp_bandwidth);
+    return (1 - overlap) * (calls * 2.0 * (t - 1) * tp_link.latency + 2.0 * (t - 1) / t * bytes / tp_bandwidth);
   };
 
   // Per micro-batch and chunk: forward, backward (with what recomputation
@@ -224,8 +223,19 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
             : 0.0;
     const double fwd_mem = mem_seconds(st.mem_fwd + (fused ? 0.0 : st.score_mem_fwd));
     const double bwd_mem = mem_seconds(st.mem_bwd + (fused ? 0.0 : st.score_mem_bwd));
-    const double fwd_tp = tp_time(st.tp_fwd_calls, b * st.tp_fwd_bytes * e);
-    const double bwd_tp = tp_time(st.tp_bwd_calls, b * st.tp_bwd_bytes * e);
+    const double fwd_tp = tp_time(st.tp_fwd_calls, b * st.tp_fwd_bytes * e, hw.tp_overlap);
+    // Sequence parallelism's second gather of each product's input
+    // (Cost::tp_regather_calls) runs behind that product's input gradient,
+    // in this trainer (Linear::defer_input) as in Megatron-LM, hidden as the
+    // runtime hides its other collectives (Hardware::overlap); under full
+    // recomputation the re-run forward has just gathered them, and there is
+    // none.
+    const double regather_calls = c.recompute == Recompute::full ? 0.0 : st.tp_regather_calls;
+    const double regather_bytes = c.recompute == Recompute::full ? 0.0 : st.tp_regather_bytes;
+    const double bwd_tp =
+        tp_time(st.tp_bwd_calls - st.tp_regather_calls, b * (st.tp_bwd_bytes - st.tp_regather_bytes) * e,
+                hw.tp_overlap) +
+        tp_time(regather_calls, b * regather_bytes * e, std::max(hw.tp_overlap, hw.overlap));
     tf[k] = layers * hw.layer_overhead + fwd_gemm + fwd_mem + fwd_tp;
     tb[k] = layers * hw.layer_overhead + bwd_gemm + remake_scores + bwd_mem + bwd_tp;
     comp[k] = fwd_gemm + bwd_gemm + remake_scores;
@@ -245,7 +255,7 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
       const StageProfile::Blocks& bl = st.blocks;
       const double gemm = gemm_seconds(bl.gemms, true);
       const double mem = mem_seconds(bl.mem_fwd + (fused ? 0.0 : bl.score_mem_fwd));
-      const double tp = tp_time(bl.tp_fwd_calls, b * bl.tp_fwd_bytes * e);
+      const double tp = tp_time(bl.tp_fwd_calls, b * bl.tp_fwd_bytes * e, hw.tp_overlap);
       tb[k] += static_cast<double>(bl.count) * hw.layer_overhead + gemm + mem + tp;
       comp[k] += gemm;
       memt[k] += mem;
@@ -413,7 +423,9 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     }
     stage_max_layer[s] = std::max(stage_max_layer[s], window);
     stage_tp_payload[s] +=
-        b * e * (st.tp_fwd_bytes + (c.recompute == Recompute::full ? st.blocks.tp_fwd_bytes : 0.0) + st.tp_bwd_bytes);
+        b * e *
+        (st.tp_fwd_bytes + st.tp_bwd_bytes +
+         (c.recompute == Recompute::full ? st.blocks.tp_fwd_bytes - st.tp_regather_bytes : 0.0));
     stage_sent[s] += b * e * ((k + 1 < nc ? st.out_bytes : 0.0) + (k > 0 ? chunks[k - 1].out_bytes : 0.0)) /
                      (split ? t : 1);
   }
@@ -639,7 +651,7 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     if (dp_overlap) mem.grads += params * f.ddp_bucket_copy_bytes;  // the wrapper's own buckets
     mem.optimizer = (c.zero >= 1 && sharded ? shard : params) * sb.optimizer;
     if (w.local_sync_every > 0 && d > 1) mem.local_sync = params * 4.0 * (w.outer_momentum ? 4 : 3);
-    double act = 0, widest_shared = 0, handed = 0, copies_in_all = 0, kept = 0;
+    double act = 0, widest_shared = 0, handed = 0, copies_in_all = 0, kept = 0, slots = 0;
     std::vector<double> copy_bytes(static_cast<size_t>(v));
     for (int ch = 0; ch < v; ++ch) {
       const int k = ch * p + s;
@@ -650,6 +662,7 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
       else
         copies = static_cast<double>(in_flight_micro_batches(c.schedule, s, p, c.micro_batches));
       auto [per_copy, shared] = chunk_act(st);
+      slots = std::max(slots, st.shared_bytes * b * e);  // sequence parallelism's, one set for the stage
       if (f.keeps_sent_outputs && k + 1 < nc) per_copy += st.out_bytes;  // the output sent, kept to its backward
       copy_bytes[static_cast<size_t>(ch)] = per_copy * b * e;
       if (caching) {
@@ -675,7 +688,7 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     } else {
       act += widest_shared + (copies_in_all > 1 ? handed : -kept);
     }
-    mem.activations = act;
+    mem.activations = act + slots;
     if (w.precision == "bf16") mem.update_copy = f.update_grad_copy_bytes * (c.zero >= 1 && sharded ? shard : params);
     if (s == 0 || mem.total() > r.memory.total()) r.memory = mem;
   }

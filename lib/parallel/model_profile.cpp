@@ -220,6 +220,9 @@ LayerProfile to_profile(const std::string& name, const Cost& c) {
   p.tp_bwd_calls = c.tp_bwd_calls;
   p.tp_fwd_bytes = static_cast<double>(c.tp_fwd_bytes);
   p.tp_bwd_bytes = static_cast<double>(c.tp_bwd_bytes);
+  p.tp_regather_calls = c.tp_regather_calls;
+  p.tp_regather_bytes = static_cast<double>(c.tp_regather_bytes);
+  p.shared_bytes = static_cast<double>(c.shared_bytes);
   p.recompute_bytes = static_cast<double>(c.recompute_bytes);
   return p;
 }
@@ -359,6 +362,9 @@ std::vector<StageProfile> profile_stages(const ModelProfile& m, int pp, bool uni
       st.tp_bwd_calls += l.tp_bwd_calls;
       st.tp_fwd_bytes += l.tp_fwd_bytes;
       st.tp_bwd_bytes += l.tp_bwd_bytes;
+      st.tp_regather_calls += l.tp_regather_calls;
+      st.tp_regather_bytes += l.tp_regather_bytes;
+      st.shared_bytes = std::max(st.shared_bytes, l.shared_bytes);
       const std::vector<Gemm> flat{Gemm{l.fwd_flops, l.bwd_flops, 0, 0}};  // a layer described by hand
       for (const Gemm& g : l.gemms.empty() ? flat : l.gemms) {
         merge_gemm(st.gemms, g);

@@ -43,6 +43,10 @@ struct LayerProfile {
   double out_bytes = 0;  // its output (what a pipeline stage boundary sends)
   double tp_fwd_calls = 0, tp_bwd_calls = 0;
   double tp_fwd_bytes = 0, tp_bwd_bytes = 0;
+  // Of tp_bwd: the all-gathers that full recomputation makes unnecessary
+  // (Cost::tp_regather_calls).
+  double tp_regather_calls = 0, tp_regather_bytes = 0;
+  double shared_bytes = 0;  // the model-wide slots it uses (Cost::shared_bytes: one set per stage)
   // The layer's FLOPs split by matrix shape (they sum to fwd_flops, bwd_flops).
   std::vector<Gemm> gemms;
   // Memory-bound work (layer norms, GELU, residual adds, dropout, the
@@ -99,6 +103,8 @@ struct StageProfile {
   double out_bytes = 0;            // the stage's output, sent to the next stage
   double tp_fwd_calls = 0, tp_bwd_calls = 0;
   double tp_fwd_bytes = 0, tp_bwd_bytes = 0;
+  double tp_regather_calls = 0, tp_regather_bytes = 0;  // of tp_bwd: not under full recomputation
+  double shared_bytes = 0;         // the largest of the layers' model-wide slots (one set per stage)
   bool holds_tied_copy = false;    // last stage, without the first layer, of a model with tied_params
   std::vector<Gemm> gemms;         // the layers' matrix products, merged by shape
   double mem_fwd = 0, mem_bwd = 0; // memory-bound bytes per sample

@@ -93,6 +93,25 @@ grep -q "pipeline wait (bubble)" "$WORK/out" || fail "pp=2: no bubble row"
 [ ! -e "$WORK/pp/trace.rank1.part" ] || fail "trace fragments left behind"
 grep -q "^pipeline bubble (1f1b, p = 2 stages, m = 2 micro-batches)" "$WORK/out" || fail "pp=2: no bubble table"
 
+# Sequence parallelism keeps the slices of what plain tp keeps whole, and the
+# products' gathered inputs only while a block runs (gathered again in
+# backward): fewer activation bytes than plain tp 2, each run as predicted
+# (check), under each recomputation mode.
+for mode in none selective full; do
+  for sp in false true; do
+    expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" profile "$WORK/tiny.toml" "${base[@]}" --out "$WORK/tp-$sp-$mode" \
+      --set model.n_embd=128 --set model.context_length=64 --set train.micro_batch=8 --set model.dropout=0.1 \
+      --set parallel.tp=2 --set parallel.sequence_parallel=$sp --set train.recompute=$mode
+    check "$WORK/tp-$sp-$mode" 2
+  done
+  python3 - "$(act "$WORK/tp-false-$mode")" "$(act "$WORK/tp-true-$mode")" <<'PY' ||
+import sys
+plain, sp = map(float, sys.argv[1:])
+assert sp < plain, ("tp 2 activations without and with sequence parallelism", plain, sp)
+PY
+    fail "$mode: sequence parallelism does not lower the activation bytes"
+done
+
 # A stage's micro-batch copies share the blocks' buffers (Model::share_arena):
 # under full recomputation a second copy in flight adds only what it keeps
 # (its blocks' inputs and the output it sends), not another set of them.

@@ -17,6 +17,7 @@
 #include "model/dropout.h"
 #include "model/embedding.h"
 #include "model/layernorm.h"
+#include "model/linear.h"
 #include "model/lm_head.h"
 #include "model/mlp.h"
 
@@ -412,4 +413,54 @@ TEST_CASE("tied lm_head: logits = x wte^T, x and wte gradients match finite diff
       CHECK(y.data<double>()[r * V + v] == doctest::Approx(ref).epsilon(1e-14));
     }
   check_layer(head, ps, x, Ctx{}, 4, {.max_samples = 30});
+}
+
+TEST_CASE("Linear::defer_input: the input gradient first, the hook, then the weight gradient, the same bits") {
+  // Sequence parallelism refills a product's kept input behind its input
+  // gradient (Block's regather): the weight gradient must read the refilled
+  // input, the input gradient must not need it, and the results must be the
+  // bits of the usual order.
+  const int64_t B = 2, T = 6, C = 8;
+  ParamStore ps;
+  Linear lin(ps, "fc", C, 4 * C, true, Init::normal(0.3), Init::normal(0.1));
+  ps.allocate(DType::f64, Device::cpu(), 1);
+  Ctx ctx{.training = true, .seed = 5, .step = 1, .sample_offset = 0};
+  Tensor x = random_tensor(Shape{B, T, C}, 3);
+  const Tensor dy = random_tensor(Shape{B, T, 4 * C}, 4);
+  lin.plan(x.shape(), DType::f64, Exec::cpu());
+  Param& w = *ps.find("fc.weight");
+  Param& b = *ps.find("fc.bias");
+
+  ps.zero_grads();
+  lin.forward(x, ctx);
+  const Tensor dx_buffer = lin.backward(dy, ctx);  // the Linear's own buffer
+  const Tensor dx_ref = clone(dx_buffer);
+  const Tensor dw_ref = clone(w.grad), db_ref = clone(b.grad);
+
+  ps.zero_grads();
+  const Tensor kept = clone(x);
+  lin.forward(x, ctx);
+  // The kept input overwritten (a later block's forward), the input gradient
+  // buffer cleared.
+  for (int64_t i = 0; i < x.numel(); ++i) x.data<double>()[i] = 1e6;
+  std::memset(dx_buffer.data<double>(), 0, dx_buffer.bytes());
+  int calls = 0;
+  lin.defer_input([&] {
+    ++calls;
+    // The input gradient is already there.
+    CHECK(std::memcmp(dx_buffer.data<double>(), dx_ref.data<double>(), dx_buffer.bytes()) == 0);
+    x.copy_from(kept);
+  });
+  const Tensor dx2 = lin.backward(dy, ctx);
+  CHECK(calls == 1);
+  CHECK(std::memcmp(dx2.data<double>(), dx_ref.data<double>(), dx2.bytes()) == 0);
+  CHECK(std::memcmp(w.grad.data<double>(), dw_ref.data<double>(), w.grad.bytes()) == 0);
+  CHECK(std::memcmp(b.grad.data<double>(), db_ref.data<double>(), b.grad.bytes()) == 0);
+
+  // One backward only: the next runs in the usual order, with no hook.
+  ps.zero_grads();
+  lin.forward(x, ctx);
+  lin.backward(dy, ctx);
+  CHECK(calls == 1);
+  CHECK(std::memcmp(w.grad.data<double>(), dw_ref.data<double>(), w.grad.bytes()) == 0);
 }
