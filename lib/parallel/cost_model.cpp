@@ -599,8 +599,8 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
   // own); the embedding's buffers before a block (its output, which the
   // block counts as its input except under full recomputation, where it
   // keeps a copy; under sequence parallelism the whole sequence it scatters
-  // from, t times its slice; dropout's would be one more, which the profile
-  // does not describe); the output a chunk sends (the next chunk counts it;
+  // from, t times its slice; with dropout its output before it); the output a
+  // chunk sends (the next chunk counts it;
   // under full recomputation a block's is in the shared set, and handed on);
   // and under full recomputation the input a chunk starting with a block
   // receives (its blocks count their copies).
@@ -611,7 +611,8 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
       if (l.block) continue;
       bytes += l.work_bytes;
       if (i + 1 < st.last_layer && model.layers[static_cast<size_t>(i + 1)].block)
-        bytes += l.out_bytes * ((model.sequence_parallel ? t + 1.0 : 1.0) - (full ? 0.0 : 1.0));
+        bytes += l.out_bytes *
+                 ((model.sequence_parallel ? t + 1.0 : 1.0) + (model.dropout ? 1.0 : 0.0) - (full ? 0.0 : 1.0));
     }
     const LayerProfile& first = model.layers[static_cast<size_t>(st.first_layer)];
     const LayerProfile& last = model.layers[static_cast<size_t>(st.last_layer - 1)];

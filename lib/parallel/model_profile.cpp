@@ -242,6 +242,7 @@ ModelProfile profile_model(const ModelConfig& cfg, int64_t seq_len, int tp, bool
   out.kind = cfg.type;
   out.tp = tp;
   out.sequence_parallel = par.sequence_parallel;
+  out.dropout = cfg.family() == ModelFamily::gpt && cfg.dropout > 0;
   out.seq_len = cfg.token_model() ? seq_len : 0;
   out.items_per_sample = m->items_per_sample();
 

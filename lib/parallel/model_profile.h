@@ -66,6 +66,7 @@ struct ModelProfile {
   std::string kind;        // "gpt" | "cnn"
   int tp = 1;
   bool sequence_parallel = false;
+  bool dropout = false;    // gpt: model.dropout > 0 (the embedding's dropout keeps an output of its own)
   int64_t seq_len = 0;     // gpt; 0 for the cnn
   int64_t items_per_sample = 1;  // tokens per sequence, or 1 image
   std::vector<LayerProfile> layers;  // top-level layers; the loss folded into the last

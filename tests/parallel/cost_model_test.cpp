@@ -1075,3 +1075,37 @@ TEST_CASE("interleaved: each chunk's gradient reduction starts with its own last
   const std::vector<StageProfile> two = profile_stages(m, 2);
   CHECK(predict(m, two, hw, w, f, c).step_seconds == predict(m, two, hw, w, Features::full(), c).step_seconds);
 }
+
+TEST_CASE("this trainer's GPT with dropout: the embedding keeps its output before the dropout, per copy") {
+  // lib/model/embedding.cpp: the rows are looked up into an output of the
+  // embedding's own; with model.dropout > 0 the dropout writes the first
+  // block's input into another (the block counts that one). apps/dtrain/
+  // profile.cpp counts the same against the allocator.
+  ModelConfig cfg = gpt(4, 64, 4, 256, 32);
+  const ModelProfile plain = profile_model(cfg, 32, 1, false);
+  cfg.dropout = 0.1;
+  const ModelProfile drop = profile_model(cfg, 32, 1, false);
+  CHECK(!plain.dropout);
+  CHECK(drop.dropout);
+  const Hardware hw = toy_hardware(2);
+  Workload w;
+  w.global_batch = 4;
+  w.precision = "fp32";
+  Candidate c{.dp = 1, .tp = 1, .pp = 2, .micro_batch = 2, .micro_batches = 2};
+  const Features f = Features::this_trainer();
+  const Memory a = predict(plain, profile_stages(plain, 2), hw, w, f, c).memory;
+  const Memory b = predict(drop, profile_stages(drop, 2), hw, w, f, c).memory;
+  REQUIRE(a.stage == 0);
+  REQUIRE(b.stage == 0);
+  // Stage 0 keeps both micro-batches (1F1B over 2 stages) of 2 samples:
+  // per copy the layers' kept bytes grow by the dropouts' (masks), the
+  // embedding's dropout's input gradient, and the embedding's output before
+  // its dropout; the blocks' shared work buffers (once) by their dropouts'.
+  const std::vector<StageProfile> sa = profile_stages(plain, 2), sb = profile_stages(drop, 2);
+  const double kept = sb[0].act_bytes - sa[0].act_bytes;
+  const double embed_work = drop.layers[0].work_bytes - plain.layers[0].work_bytes;
+  const double shared = sb[0].max_layer_work_bytes - sa[0].max_layer_work_bytes;
+  const double embed_out = drop.layers[0].out_bytes;
+  CHECK(embed_out == 32 * 64 * 4);
+  CHECK(b.activations - a.activations == doctest::Approx(2 * 2 * (kept + embed_work + embed_out) + 2 * shared));
+}
