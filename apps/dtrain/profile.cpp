@@ -236,8 +236,11 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
   // The last stage's copy of the tied token embedding (no layer's Cost counts it twice).
   for (const auto& p : m.params.all())
     if (p->trainable && !p->primary) stage_params += static_cast<double>(p->numel());
-  const double pipe_grad = m.last_stage() ? 0.0 : static_cast<double>(m.output_shape(t.micro_batch).numel() *
-                                                                      dtype_size(m.dtype));  // received gradients
+  // The step loop's buffer for the gradient each chunk but the model's last
+  // receives (one per chunk, whatever its copies).
+  double pipe_grad = 0;
+  for (const Trainer::Chunk& ch : trainer.chunks())
+    if (!ch.model->last_stage()) pipe_grad += bytes_of(ch.model->output_shape(t.micro_batch));
   const double states = static_cast<double>(state.size());
   const int zero = trainer.zero_stage();
   const double zero_share = zero >= 1 ? 1.0 / g.layout.dp : 1.0;

@@ -663,21 +663,26 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
       else
         copies = static_cast<double>(in_flight_micro_batches(c.schedule, s, p, c.micro_batches));
       auto [per_copy, shared] = chunk_act(st);
+      // Bytes per sample, and the work buffers' batch-independent scratch:
+      // the shared set's widest, and each copy's own layers'.
+      const double shared_bytes = (shared * b + st.max_layer_work_fixed_bytes) * e;
       slots = std::max(slots, st.shared_bytes * b * e);  // sequence parallelism's, one set for the stage
       if (f.keeps_sent_outputs && k + 1 < nc) per_copy += st.out_bytes;  // the output sent, kept to its backward
       copy_bytes[static_cast<size_t>(ch)] = per_copy * b * e;
       if (caching) {
-        widest_shared = std::max(widest_shared, shared * b * e);
+        widest_shared = std::max(widest_shared, shared_bytes);
         continue;
       }
       if (st.block_act_bytes > 0) {
         per_copy += own_buffers(st);
-        widest_shared = std::max(widest_shared, shared * b * e);
+        widest_shared = std::max(widest_shared, shared_bytes);
         handed += copies * handed_on(st) * b * e;
         kept += kept_from_shared(st) * b * e;
-        act += copies * per_copy * b * e;
+        act += copies * (per_copy * b + st.own_work_fixed_bytes) * e;
+        // The step loop's buffer for the gradient the chunk receives: one, whatever its copies.
+        if (k + 1 < nc) act += st.out_bytes * b * e;
       } else {
-        act += copies * (per_copy + shared) * b * e;  // no blocks: every copy its own
+        act += copies * (per_copy * b * e + shared_bytes);  // no blocks: every copy its own
       }
       copies_in_all += copies;
     }

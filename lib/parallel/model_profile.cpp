@@ -246,12 +246,18 @@ ModelProfile profile_model(const ModelConfig& cfg, int64_t seq_len, int tp, bool
   out.seq_len = cfg.token_model() ? seq_len : 0;
   out.items_per_sample = m->items_per_sample();
 
-  Shape s = m->input_shape(1);
+  Shape s = m->input_shape(1), s2 = m->input_shape(2);
   const int in_elem_bytes = 4;  // token ids are int32, activations counted as fp32
   for (const auto& layer : m->layers) {
-    LayerProfile p = to_profile(layer->name(), layer->cost(s));
+    const Cost one = layer->cost(s), two = layer->cost(s2);
+    LayerProfile p = to_profile(layer->name(), one);
+    // Per sample, and apart what every micro-batch's buffers hold whatever
+    // its size (scratch): from the costs at batches 1 and 2.
+    p.work_bytes = static_cast<double>(two.work_bytes - one.work_bytes);
+    p.work_fixed_bytes = static_cast<double>(2 * one.work_bytes - two.work_bytes);
     p.in_bytes = static_cast<double>(s.numel() * in_elem_bytes);
     s = layer->output_shape(s);
+    s2 = layer->output_shape(s2);
     p.out_bytes = static_cast<double>(s.numel() * 4);
     out.layers.push_back(p);
   }
@@ -264,6 +270,7 @@ ModelProfile profile_model(const ModelConfig& cfg, int64_t seq_len, int tp, bool
     last.fwd_flops += loss.fwd_flops;
     last.bwd_flops += loss.bwd_flops;
     last.act_bytes += loss.act_bytes;
+    last.work_bytes += loss.work_bytes;
     last.tp_fwd_calls += loss.tp_fwd_calls;
     last.tp_bwd_calls += loss.tp_bwd_calls;
     last.tp_fwd_bytes += loss.tp_fwd_bytes;
@@ -357,6 +364,8 @@ std::vector<StageProfile> profile_stages(const ModelProfile& m, int pp, bool uni
       st.act_bytes += l.act_bytes;
       st.max_layer_act_bytes = std::max(st.max_layer_act_bytes, l.act_bytes);
       st.max_layer_work_bytes = std::max(st.max_layer_work_bytes, l.work_bytes);
+      st.max_layer_work_fixed_bytes = std::max(st.max_layer_work_fixed_bytes, l.work_fixed_bytes);
+      if (!l.block) st.own_work_fixed_bytes += l.work_fixed_bytes;
       st.max_layer_params = std::max(st.max_layer_params, l.params);
       st.in_bytes += l.in_bytes;
       st.tp_fwd_calls += l.tp_fwd_calls;

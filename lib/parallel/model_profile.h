@@ -39,6 +39,9 @@ struct LayerProfile {
   double bwd_flops = 0;
   double act_bytes = 0;  // kept from forward for backward
   double work_bytes = 0; // input gradients and scratch while its backward runs (blocks share one set)
+  // The part of its work buffers that does not grow with the batch (a layer
+  // norm's and the CPU attention's scratch): per micro-batch, not per sample.
+  double work_fixed_bytes = 0;
   double in_bytes = 0;   // the layer's input (what recomputation keeps)
   double out_bytes = 0;  // its output (what a pipeline stage boundary sends)
   double tp_fwd_calls = 0, tp_bwd_calls = 0;
@@ -99,6 +102,8 @@ struct StageProfile {
   double act_bytes = 0;
   double max_layer_act_bytes = 0;  // the largest one layer keeps (recomputation's working set)
   double max_layer_work_bytes = 0; // the largest layer's work buffers (one set per micro-batch in flight)
+  double max_layer_work_fixed_bytes = 0;  // the largest batch-independent part of one layer's
+  double own_work_fixed_bytes = 0;        // the layers other than blocks': theirs summed (each its own)
   double max_layer_params = 0;     // the largest layer's parameters (ZeRO-2's gradient window)
   double in_bytes = 0;             // sum of the layers' inputs (recomputation's checkpoints)
   double out_bytes = 0;            // the stage's output, sent to the next stage

@@ -65,6 +65,27 @@ for r in p["ranks"]:
 PY
 }
 
+# The planner's memory for a run's layout (dtrain plan --json: the fullest
+# stage's activations) against what that stage measured: the cost model and
+# dtrain profile's prediction count the same buffers in two places.
+plan_check() {  # plan_check DIR DEVICES PLAN-SETS...
+  local dir=$1 devices=$2
+  shift 2
+  "$DTRAIN" plan "$WORK/tiny.toml" --devices "$devices" --hardware cpu-local --precision fp32 --json \
+    --set model.n_head=4 --set train.micro_batch=4 --set parallel.zero=0 --set parallel.schedule=1f1b "$@" >"$WORK/plan.json" 2>"$WORK/plan.err" ||
+    { cat "$WORK/plan.err"; fail "$dir: dtrain plan failed"; }
+  python3 - "$dir/profile.json" "$WORK/plan.json" <<'PY' || fail "$dir: the planner's activation bytes are not the run's"
+import json, sys
+prof, plan = (json.load(open(f)) for f in sys.argv[1:])
+best = plan["feasible"][0]
+stage = best["memory"]["stage"]
+measured = max(r["activation_bytes"] for r in prof["ranks"] if r["pp"] == stage)
+planned = best["memory"]["activations"]
+print(f"{sys.argv[1]}: stage {stage} activations measured {measured}, planned {planned:.0f}")
+assert abs(measured - planned) <= 0.03 * measured + 64 * 1024, ("stage", stage, "measured", measured, "planned", planned)
+PY
+}
+
 expect_exit 0 "$DTRAIN" profile "$WORK/tiny.toml" "${base[@]}" --out "$WORK/one"
 check "$WORK/one" 1
 grep -q "one rank per group" "$WORK/out" || fail "one process: communication not marked as absent"
@@ -76,6 +97,7 @@ for mode in "fp32 none" "fp32 selective" "fp32 full" "bf16 none" "bf16 full"; do
   expect_exit 0 "$DTRAIN" profile "$WORK/tiny.toml" "${base[@]}" --out "$WORK/mem-$1-$2" \
     --set train.precision=$1 --set train.recompute=$2 --set model.dropout=0.1
   check "$WORK/mem-$1-$2" 1
+  [ "$1" = bf16 ] || plan_check "$WORK/mem-$1-$2" 1 --set train.recompute=$2 --set model.dropout=0.1
 done
 python3 - "$(act "$WORK/mem-fp32-none")" "$(act "$WORK/mem-fp32-selective")" "$(act "$WORK/mem-fp32-full")" \
   "$(act "$WORK/mem-bf16-none")" <<'PY' || fail "recomputation or bf16 does not lower the activation bytes"
@@ -103,6 +125,8 @@ for mode in none selective full; do
       --set model.n_embd=128 --set model.context_length=64 --set train.micro_batch=8 --set model.dropout=0.1 \
       --set parallel.tp=2 --set parallel.sequence_parallel=$sp --set train.recompute=$mode
     check "$WORK/tp-$sp-$mode" 2
+    plan_check "$WORK/tp-$sp-$mode" 2 --set model.n_embd=128 --set model.context_length=64 --set train.micro_batch=8 \
+      --set model.dropout=0.1 --set parallel.tp=2 --set parallel.sequence_parallel=$sp --set train.recompute=$mode
   done
   python3 - "$(act "$WORK/tp-false-$mode")" "$(act "$WORK/tp-true-$mode")" <<'PY' ||
 import sys
@@ -121,6 +145,7 @@ for ga in 1 4; do
   expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" profile "$WORK/tiny.toml" "${base[@]}" "${wide[@]}" \
     --out "$WORK/share-$ga" --set parallel.pp=2 --set train.grad_accum=$ga
   check "$WORK/share-$ga" 2
+  plan_check "$WORK/share-$ga" 2 "${wide[@]}" --set parallel.pp=2 --set train.grad_accum=$ga
 done
 python3 - "$WORK/share-1/profile.json" "$WORK/share-4/profile.json" <<'PY' ||
 import json, sys

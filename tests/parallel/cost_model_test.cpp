@@ -214,12 +214,14 @@ TEST_CASE("memory per device: parameters, gradients, ZeRO-1 optimizer shard, 1F1
   Candidate c{.dp = 2, .tp = 1, .pp = 2, .micro_batch = 4, .micro_batches = 8};
   Prediction p = predict(m, profile_stages(m, 2), hw, w, f, c);
   // Stage 0 (two layers) holds pp - 0 = 2 micro-batches of 4 samples: 2 x 4 x 2 MB,
-  // and the output each sends (1 KB per sample; the next stage's layer counts it as its input).
+  // and the output each sends (1 KB per sample; the next stage's layer counts
+  // it as its input); once, the step loop's buffer for the gradient it
+  // receives (1 KB per sample).
   CHECK(p.memory.stage == 0);
   CHECK(p.memory.params == 2000 * 4);
   CHECK(p.memory.grads == 2000 * 4);
   CHECK(p.memory.optimizer == 2000 * 8);
-  CHECK(p.memory.activations == 2 * 4 * (2e6 + 1e3));
+  CHECK(p.memory.activations == 2 * 4 * (2e6 + 1e3) + 4 * 1e3);
   c.zero = 1;
   CHECK(predict(m, profile_stages(m, 2), hw, w, f, c).memory.optimizer == 1000 * 8);
   // ZeRO-2: the gradients too fall to 1/dp, plus two windows of the largest layer's.
@@ -248,16 +250,18 @@ TEST_CASE("memory per device: parameters, gradients, ZeRO-1 optimizer shard, 1F1
   }
   c.zero = 1;
   c.schedule = "gpipe";  // all 8 micro-batches in flight
-  // Stage 1 now: its blocks' shared work buffers (none here) leave each copy
-  // its own copy of the input gradient it sends back (1 KB per sample).
-  CHECK(predict(m, profile_stages(m, 2), hw, w, f, c).memory.activations == 8 * 4 * (2e6 + 1e3));
+  // On both stages each copy keeps 1 KB per sample more: stage 0 the output
+  // it sends, stage 1 (its blocks' shared work buffers, none here) its own
+  // copy of the input gradient it sends back. Stage 0 also has its received
+  // gradient's buffer.
+  CHECK(predict(m, profile_stages(m, 2), hw, w, f, c).memory.activations == 8 * 4 * (2e6 + 1e3) + 4 * 1e3);
   // Recomputation keeps each layer's input per micro-batch, plus one layer's
   // activations while it is recomputed, once per stage (lib/train's copies
   // share them, each keeping its own copy of the output it sends, as a
   // caching allocator need not).
   c.schedule = "1f1b";
   c.recompute = Recompute::full;
-  CHECK(predict(m, profile_stages(m, 2), hw, w, f, c).memory.activations == 2 * 4 * (2e3 + 1e3) + 4 * 1e6);
+  CHECK(predict(m, profile_stages(m, 2), hw, w, f, c).memory.activations == 2 * 4 * (2e3 + 1e3) + 4 * 1e6 + 4 * 1e3);
   Features shared = f;
   shared.caching_allocator = true;
   CHECK(predict(m, profile_stages(m, 2), hw, w, shared, c).memory.activations == 2 * 4 * 2e3 + 4 * 1e6);
@@ -268,7 +272,7 @@ TEST_CASE("memory per device: parameters, gradients, ZeRO-1 optimizer shard, 1F1
   Hardware bf = hw;
   bf.peak_bf16 = 4e12;
   p = predict(m, profile_stages(m, 2), bf, w, f, c);
-  CHECK(p.memory.activations == 2 * 4 * (1e6 + 500));
+  CHECK(p.memory.activations == 2 * 4 * (1e6 + 500) + 4 * 500);
   CHECK(p.memory.total() - p.memory.activations == 2000 * 16);
 }
 
@@ -695,7 +699,8 @@ TEST_CASE("interleaved 1F1B under a caching allocator: the live copies at their 
   const double lib_train = predict(m, chunks, hw, w, per_copy, c).memory.activations;
   // Both chunks send their output (1 KB per sample, each copy its own); the
   // second starts with a block: each copy keeps its own input gradient too.
-  CHECK(lib_train == doctest::Approx((counts[0] + counts[1]) * (2e6 + 1e3) + counts[1] * 1e3));
+  // Each receives its output's gradient into one buffer of the step loop's.
+  CHECK(lib_train == doctest::Approx((counts[0] + counts[1]) * (2e6 + 1e3) + counts[1] * 1e3 + 2 * 1e3));
   const double peak = interleaved_peak_bytes(0, 2, 8, {2e6, 2e6});
   CHECK(peak == 5 * 2e6);  // (2 - 0 - 1) 2 + (2 - 1) 2 + 1
   CHECK(predict(m, chunks, hw, w, caching, c).memory.activations == doctest::Approx(peak));
