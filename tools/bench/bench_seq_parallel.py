@@ -7,7 +7,10 @@ and true), reads every tp collective the comm recorder put in trace.json (rank
 an all-reduce of N bytes 2 (t-1)/t N, an all-gather or reduce-scatter of N
 bytes (t-1)/t N. Korthikanti et al.: all-gather + reduce-scatter = all-reduce,
 so the two should match but for the layer norms' gradient all-reduce sequence
-parallelism adds (n_norms x (w, b) x C x 4 bytes). Usage (repository root):
+parallelism adds (n_norms x (w, b) x C x 4 bytes) and, but under full
+recomputation, the second all-gather of each block's two product inputs in
+backward (a block keeps the slices, as Megatron-LM's does). Usage (repository
+root):
 
   python3 tools/bench/bench_seq_parallel.py [--config configs/bench/gpt-small.toml] [--steps 2]
 """
@@ -28,6 +31,7 @@ m, tr = cfg["model"], cfg["train"]
 t = 2
 B, T, C, L = tr["micro_batch"], tr.get("seq_len") or m["context_length"], m["n_embd"], m["n_layer"]
 accum = tr.get("grad_accum", 1)
+recompute = tr.get("recompute", "none")
 N = B * T * C * 4  # one (B, T, C) fp32 activation
 factor = {"all_reduce": 2 * (t - 1) / t, "all_gather": (t - 1) / t, "reduce_scatter": (t - 1) / t}
 
@@ -54,12 +58,13 @@ for sp in ("false", "true"):
 rows_per_mb = B * T
 plain_formula = accum * ((2 + 4 * L) * N + 4 * 4 * rows_per_mb) + 8
 ln_sync = (2 * L + 1) * 2 * C * 4 * factor["all_reduce"]
+regather = 0 if recompute == "full" else accum * 2 * L * N * factor["all_gather"]
 print(f"{a.config}: B={B} T={T} C={C} layers={L} grad_accum={accum}, tp={t}; N = B T C x 4 = {N} bytes")
 print("| run | all-reduce payload | all-gather payload | reduce-scatter payload | wire bytes per rank | formula |")
 print("|---|---|---|---|---|---|")
 for sp, (payload, calls) in rows.items():
     wire = sum(factor[op] * b for op, b in payload.items())
-    formula = plain_formula * factor["all_reduce"] + (ln_sync if sp == "true" else 0)
+    formula = plain_formula * factor["all_reduce"] + (ln_sync + regather if sp == "true" else 0)
     cells = [f"{payload.get(op, 0):.0f} ({calls.get(op, 0)} calls)" for op in ("all_reduce", "all_gather", "reduce_scatter")]
     name = "tp 2 + sequence parallel" if sp == "true" else "tp 2"
     print(f"| {name} | {' | '.join(cells)} | {wire:.0f} | {formula:.0f} |")
