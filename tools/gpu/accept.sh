@@ -18,7 +18,7 @@
 #   step     test_cuda's step cases (GPT and CNN: loss, every gradient, 20 steps vs
 #            the CPU), then configs/gpt.toml trained 100 steps on the GPU and on the
 #            CPU: eval losses within 0.02
-#   layouts  dp 2, tp 2, pp 2, dp 2 + ZeRO-1 on the one GPU (two ranks: the
+#   layouts  dp 2, tp 2 (and with sequence parallelism), pp 2, dp 2 + ZeRO-1 on the one GPU (two ranks: the
 #            MPI-staged path, NCCL refusing two ranks on one GPU) against one GPU
 #            process, 10 steps fp32: every loss within 1e-5 relative
 #   checkpoint  a GPU run's step-10 checkpoint resumed on the CPU on dp 2 (two
@@ -53,7 +53,7 @@ cd "$(dirname "$0")/../.."
 STEP_SETS=(--set train.steps=100)
 LAYOUT_SETS=(--set train.steps=10 --set train.eval_every=0 --set train.global_batch=8 --set train.micro_batch=2
   --set model.dropout=0.0 --set optim.warmup_steps=0)
-LAYOUTS=("dp=2" "tp=2" "pp=2" "dp=2 zero=1")
+LAYOUTS=("dp=2" "tp=2" "tp=2 sequence_parallel=true" "pp=2" "dp=2 zero=1")
 CKPT_SETS=(--set train.steps=20 --set train.eval_every=0 --set train.global_batch=8 --set train.micro_batch=2
   --set model.dropout=0.0 --set optim.warmup_steps=0 --set checkpoint.every=10)
 HF_SETS=(--set train.steps=30 --set train.eval_every=0 --set optim.warmup_steps=5)
