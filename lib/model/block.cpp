@@ -164,7 +164,8 @@ Cost Block::cost(const Shape& in) const {
     // It keeps the norms' outputs on the slice; the gathered inputs of the
     // two products, which their column-parallel Linears count as kept, are
     // work buffers gathered again in backward (but under full recomputation):
-    // two more all-gathers, each half an all-reduce of its bytes.
+    // two more all-gathers, each half an all-reduce of its bytes, counted
+    // apart from tp_bwd (Cost::tp_regather_calls).
     const int64_t gathered = (full.numel() + packed.numel()) * act_size();
     c.act_bytes += 2 * in.numel() * act_size() - gathered;
     c.work_bytes += gathered;
@@ -173,10 +174,6 @@ Cost Block::cost(const Shape& in) const {
     c.shared_bytes = (2 * in.numel() + 2 * full.numel()) * act_size();
     c.tp_regather_calls = 2 * 0.5;
     c.tp_regather_bytes = (full.numel() + packed.numel()) * 4 / 2;
-    if (recompute_ != Recompute::full) {
-      c.tp_bwd_calls += c.tp_regather_calls;
-      c.tp_bwd_bytes += c.tp_regather_bytes;
-    }
   }
   return c;
 }

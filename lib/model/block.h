@@ -18,7 +18,7 @@
 // again for the two products' weight gradients (under full recomputation
 // the re-run forward has just gathered them). Kept per block: the norms'
 // outputs at 1/t, where keeping the gathered ones cost two (B, T, C) buffers;
-// moved: half an all-reduce more per product pair in backward.
+// moved: two all-gathers more per block in backward, half an all-reduce each.
 #pragma once
 
 #include "model/attention.h"

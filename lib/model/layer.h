@@ -43,11 +43,10 @@ struct Cost {
   // steps where an all-reduce's takes 2(t - 1), and moves half the bytes).
   double tp_fwd_calls = 0, tp_bwd_calls = 0;
   int64_t tp_fwd_bytes = 0, tp_bwd_bytes = 0;
-  // The part of those a backward adds to gather again what its forward
-  // gathered (sequence parallelism's product inputs): counted in tp_bwd_*
-  // unless the layer runs under full recomputation, whose re-run forward
-  // gathers them just before. A cost model that prices every mode from one
-  // description takes them off under full recomputation.
+  // Besides those, what a backward gathers again that its forward gathered
+  // (sequence parallelism's product inputs), unless it runs under full
+  // recomputation, whose re-run forward gathers them just before: counted
+  // apart, whatever the mode, for the consumer to add where it applies.
   double tp_regather_calls = 0;
   int64_t tp_regather_bytes = 0;
   // Bytes of the model-wide slots the layer takes from its arena, used by

@@ -226,16 +226,17 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     const double fwd_tp = tp_time(st.tp_fwd_calls, b * st.tp_fwd_bytes * e, hw.tp_overlap);
     // Sequence parallelism's second gather of each product's input
     // (Cost::tp_regather_calls) runs behind that product's input gradient,
-    // in this trainer (Linear::defer_input) as in Megatron-LM, hidden as the
-    // runtime hides its other collectives (Hardware::overlap); under full
-    // recomputation the re-run forward has just gathered them, and there is
-    // none.
-    const double regather_calls = c.recompute == Recompute::full ? 0.0 : st.tp_regather_calls;
-    const double regather_bytes = c.recompute == Recompute::full ? 0.0 : st.tp_regather_bytes;
-    const double bwd_tp =
-        tp_time(st.tp_bwd_calls - st.tp_regather_calls, b * (st.tp_bwd_bytes - st.tp_regather_bytes) * e,
-                hw.tp_overlap) +
-        tp_time(regather_calls, b * regather_bytes * e, std::max(hw.tp_overlap, hw.overlap));
+    // in this trainer (Linear::defer_input) as in Megatron-LM: a non-blocking
+    // collective waited for later, hidden as the runtime hides its others
+    // (Hardware::overlap, the data-parallel reduction's mechanism), and never
+    // behind more than the input gradients' products (half the backward's).
+    // Under full recomputation this trainer's re-run forward has just
+    // gathered them (Features::sp_regather_after_recompute).
+    const bool regather = c.recompute != Recompute::full || f.sp_regather_after_recompute;
+    const double regather_raw = regather ? tp_time(st.tp_regather_calls, b * st.tp_regather_bytes * e, 0.0) : 0.0;
+    const double regather_tp =
+        regather_raw - std::min(std::max(hw.tp_overlap, hw.overlap) * regather_raw, 0.5 * bwd_gemm);
+    const double bwd_tp = tp_time(st.tp_bwd_calls, b * st.tp_bwd_bytes * e, hw.tp_overlap) + regather_tp;
     tf[k] = layers * hw.layer_overhead + fwd_gemm + fwd_mem + fwd_tp;
     tb[k] = layers * hw.layer_overhead + bwd_gemm + remake_scores + bwd_mem + bwd_tp;
     comp[k] = fwd_gemm + bwd_gemm + remake_scores;
@@ -424,8 +425,8 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     stage_max_layer[s] = std::max(stage_max_layer[s], window);
     stage_tp_payload[s] +=
         b * e *
-        (st.tp_fwd_bytes + st.tp_bwd_bytes +
-         (c.recompute == Recompute::full ? st.blocks.tp_fwd_bytes - st.tp_regather_bytes : 0.0));
+        (st.tp_fwd_bytes + st.tp_bwd_bytes + (c.recompute == Recompute::full ? st.blocks.tp_fwd_bytes : 0.0) +
+         (c.recompute != Recompute::full || f.sp_regather_after_recompute ? st.tp_regather_bytes : 0.0));
     stage_sent[s] += b * e * ((k + 1 < nc ? st.out_bytes : 0.0) + (k > 0 ? chunks[k - 1].out_bytes : 0.0)) /
                      (split ? t : 1);
   }
@@ -665,7 +666,7 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
       auto [per_copy, shared] = chunk_act(st);
       // Bytes per sample, and the work buffers' batch-independent scratch:
       // the shared set's widest, and each copy's own layers'.
-      const double shared_bytes = (shared * b + st.max_layer_work_fixed_bytes) * e;
+      const double shared_bytes = (shared * b + st.max_block_work_fixed_bytes) * e;
       slots = std::max(slots, st.shared_bytes * b * e);  // sequence parallelism's, one set for the stage
       if (f.keeps_sent_outputs && k + 1 < nc) per_copy += st.out_bytes;  // the output sent, kept to its backward
       copy_bytes[static_cast<size_t>(ch)] = per_copy * b * e;
@@ -679,11 +680,11 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
         handed += copies * handed_on(st) * b * e;
         kept += kept_from_shared(st) * b * e;
         act += copies * (per_copy * b + st.own_work_fixed_bytes) * e;
-        // The step loop's buffer for the gradient the chunk receives: one, whatever its copies.
-        if (k + 1 < nc) act += st.out_bytes * b * e;
       } else {
-        act += copies * (per_copy * b * e + shared_bytes);  // no blocks: every copy its own
+        act += copies * ((per_copy + shared) * b + st.own_work_fixed_bytes) * e;  // no blocks: every copy its own
       }
+      // The step loop's buffer for the gradient the chunk receives: one, whatever its copies.
+      if (k + 1 < nc) act += st.out_bytes * b * e;
       copies_in_all += copies;
     }
     if (caching) {

@@ -161,6 +161,12 @@ struct Features {
   // one layer); false: the remade forward finds them still gathered for the
   // backward that follows it (DeepSpeed: max_reuse_distance 1e9 by default).
   bool zero3_regather_remade = true;
+  // Sequence parallelism's second all-gather of each product's input in
+  // backward (Cost::tp_regather_*) also after a recomputed forward: Megatron-
+  // LM's LinearWithGradAccumulationAndAsyncCommunication saves the slice and
+  // gathers in every backward; false: this trainer's Block, whose re-run
+  // forward has just gathered them.
+  bool sp_regather_after_recompute = false;
   // The ZeRO-1/2 all-gather of the updated parameters runs during the next
   // step's first forward, bucket by bucket (Megatron-Core's
   // --overlap-param-gather), hidden behind `overlap` of it but never less

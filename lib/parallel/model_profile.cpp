@@ -364,8 +364,10 @@ std::vector<StageProfile> profile_stages(const ModelProfile& m, int pp, bool uni
       st.act_bytes += l.act_bytes;
       st.max_layer_act_bytes = std::max(st.max_layer_act_bytes, l.act_bytes);
       st.max_layer_work_bytes = std::max(st.max_layer_work_bytes, l.work_bytes);
-      st.max_layer_work_fixed_bytes = std::max(st.max_layer_work_fixed_bytes, l.work_fixed_bytes);
-      if (!l.block) st.own_work_fixed_bytes += l.work_fixed_bytes;
+      if (l.block)
+        st.max_block_work_fixed_bytes = std::max(st.max_block_work_fixed_bytes, l.work_fixed_bytes);
+      else
+        st.own_work_fixed_bytes += l.work_fixed_bytes;
       st.max_layer_params = std::max(st.max_layer_params, l.params);
       st.in_bytes += l.in_bytes;
       st.tp_fwd_calls += l.tp_fwd_calls;

@@ -46,8 +46,8 @@ struct LayerProfile {
   double out_bytes = 0;  // its output (what a pipeline stage boundary sends)
   double tp_fwd_calls = 0, tp_bwd_calls = 0;
   double tp_fwd_bytes = 0, tp_bwd_bytes = 0;
-  // Of tp_bwd: the all-gathers that full recomputation makes unnecessary
-  // (Cost::tp_regather_calls).
+  // Besides tp_bwd: the backward's second all-gathers, where the runtime
+  // makes them (Cost::tp_regather_calls).
   double tp_regather_calls = 0, tp_regather_bytes = 0;
   double shared_bytes = 0;  // the model-wide slots it uses (Cost::shared_bytes: one set per stage)
   // The layer's FLOPs split by matrix shape (they sum to fwd_flops, bwd_flops).
@@ -102,14 +102,14 @@ struct StageProfile {
   double act_bytes = 0;
   double max_layer_act_bytes = 0;  // the largest one layer keeps (recomputation's working set)
   double max_layer_work_bytes = 0; // the largest layer's work buffers (one set per micro-batch in flight)
-  double max_layer_work_fixed_bytes = 0;  // the largest batch-independent part of one layer's
+  double max_block_work_fixed_bytes = 0;  // the largest batch-independent part of one block's (the shared set)
   double own_work_fixed_bytes = 0;        // the layers other than blocks': theirs summed (each its own)
   double max_layer_params = 0;     // the largest layer's parameters (ZeRO-2's gradient window)
   double in_bytes = 0;             // sum of the layers' inputs (recomputation's checkpoints)
   double out_bytes = 0;            // the stage's output, sent to the next stage
   double tp_fwd_calls = 0, tp_bwd_calls = 0;
   double tp_fwd_bytes = 0, tp_bwd_bytes = 0;
-  double tp_regather_calls = 0, tp_regather_bytes = 0;  // of tp_bwd: not under full recomputation
+  double tp_regather_calls = 0, tp_regather_bytes = 0;  // besides tp_bwd (Cost::tp_regather_calls)
   double shared_bytes = 0;         // the largest of the layers' model-wide slots (one set per stage)
   bool holds_tied_copy = false;    // last stage, without the first layer, of a model with tied_params
   std::vector<Gemm> gemms;         // the layers' matrix products, merged by shape

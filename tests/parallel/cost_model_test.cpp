@@ -1114,3 +1114,67 @@ TEST_CASE("this trainer's GPT with dropout: the embedding keeps its output befor
   CHECK(embed_out == 32 * 64 * 4);
   CHECK(b.activations - a.activations == doctest::Approx(2 * 2 * (kept + embed_work + embed_out) + 2 * shared));
 }
+
+TEST_CASE("sequence parallelism's regather: counted per runtime, hidden behind at most the input gradients' products") {
+  // A block gathers its two products' inputs again in backward (half an
+  // all-reduce of (T, C) each per sample), but not after this trainer's full
+  // recomputation; Megatron-LM gathers them in every backward.
+  const ModelConfig cfg = gpt(4, 64, 4, 256, 32);
+  const ModelProfile m = profile_model(cfg, 32, 2, true);
+  double regather = 0;
+  for (const LayerProfile& l : m.layers) regather += l.tp_regather_bytes;
+  CHECK(regather == 4 * 2 * (32 * 64 * 4) / 2);
+  ModelProfile without = m;
+  for (LayerProfile& l : without.layers) l.tp_regather_calls = l.tp_regather_bytes = 0;
+  Hardware hw = toy_hardware(2);
+  Workload w;
+  w.global_batch = 2;
+  w.precision = "fp32";
+  Candidate c{.dp = 1, .tp = 2, .pp = 1, .micro_batch = 1, .micro_batches = 2, .sequence_parallel = true};
+  Features f = Features::this_trainer();
+  auto run = [&](const ModelProfile& x) { return predict(x, profile_stages(x, 1), hw, w, f, c); };
+  // Bytes each device sends: 2 (t - 1)/t = 1 times the payload, 2 micro-batches.
+  CHECK(run(m).tp_bytes - run(without).tp_bytes == doctest::Approx(2 * regather));
+  c.recompute = Recompute::full;
+  CHECK(run(m).tp_bytes == doctest::Approx(run(without).tp_bytes));
+  f.sp_regather_after_recompute = true;
+  CHECK(run(m).tp_bytes - run(without).tp_bytes == doctest::Approx(2 * regather));
+  // Time: exposed in full with no overlap.
+  c.recompute = Recompute::none;
+  hw.overlap = 0;
+  const double raw = 8 * 0.5 * 2 * 10e-6 + regather / 1e9;  // a micro-batch's: 8 half calls, t - 1 steps each
+  CHECK(run(m).tp_seconds - run(without).tp_seconds == doctest::Approx(2 * raw));
+  // Overlap 1: hidden behind the input gradients' products (half the
+  // backward's), but never behind more: at 1 TFLOP/s they take less than it.
+  hw.overlap = 1;
+  double dgrad = 0;
+  for (const Gemm& g : profile_stages(m, 1)[0].gemms)
+    dgrad += 0.5 * g.bwd_flops / (hw.peak_fp32 * hw.gemm_efficiency(g.rows > 0 ? std::min(g.rows, g.dim) : g.dim));
+  REQUIRE(dgrad < raw);
+  CHECK(run(m).tp_seconds - run(without).tp_seconds == doctest::Approx(2 * (raw - dgrad)));
+  // At 1 GFLOP/s they outlast it: all of it hidden.
+  hw.peak_fp32 = 2e9;
+  CHECK(run(m).tp_seconds == doctest::Approx(run(without).tp_seconds));
+}
+
+TEST_CASE("the layers' batch-independent scratch: once per buffer, not once per sample") {
+  // A layer norm keeps chunk scratch of its width whatever the batch: the
+  // planned activations grow by the same step per sample, and what remains
+  // at batch 0 is the blocks' largest (their shared set) and the others'.
+  const ModelConfig cfg = gpt(2, 64, 4, 256, 32);
+  const ModelProfile m = profile_model(cfg, 32, 1, false);
+  CHECK(m.layers[1].work_fixed_bytes > 0);  // a block's two norms (and the CPU attention's)
+  const Hardware hw = toy_hardware(2);
+  Workload w;
+  w.precision = "fp32";
+  const Features f = Features::this_trainer();
+  auto act = [&](int b) {
+    w.global_batch = b;
+    const Candidate c{.dp = 1, .tp = 1, .pp = 1, .micro_batch = b, .micro_batches = 1};
+    return predict(m, profile_stages(m, 1), hw, w, f, c).memory.activations;
+  };
+  const double step = act(2) - act(1);
+  CHECK(act(3) - act(2) == doctest::Approx(step));
+  const StageProfile st = profile_stages(m, 1)[0];
+  CHECK(act(1) - step == doctest::Approx(st.max_block_work_fixed_bytes + st.own_work_fixed_bytes));
+}

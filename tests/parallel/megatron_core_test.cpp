@@ -116,6 +116,7 @@ PlanRequest request(const Row& r) {
   f.uniform_blocks = true;
   f.min_interleaved_stages = 2;
   f.p2p_scatter_gather = true;
+  f.sp_regather_after_recompute = true;  // the slice saved, gathered in every backward
   q.runnable = f;
   q.zero = 1;
   return q;

@@ -779,7 +779,8 @@ TpRecord record_tp2(const std::string& toml, const std::vector<std::string>& set
     r.predicted_act += block_work + slots;
   }
   const auto accum = static_cast<double>(cfg.train.grad_accum);
-  r.payload_cost = static_cast<double>(c.tp_fwd_bytes + c.tp_bwd_bytes) * accum;
+  // What the run sends (no recomputation: the regather too).
+  r.payload_cost = static_cast<double>(c.tp_fwd_bytes + c.tp_bwd_bytes + c.tp_regather_bytes) * accum;
   r.regather_cost = static_cast<double>(c.tp_regather_bytes) * accum;
   for (const TraceEvent& e : prof.events()) {
     if (e.stream != TraceEvent::Stream::comm || e.name.rfind("tp ", 0) != 0) continue;
