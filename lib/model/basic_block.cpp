@@ -65,6 +65,9 @@ Cost BasicBlock::cost(const Shape& in) const {
   if (sc_conv_) {
     c += sc_conv_->cost(in);
     c += sc_bn_->cost(h);
+    // The block's input is counted once (conv1 and the shortcut's conv both
+    // read it); the shortcut's output, bn2's residual, by no layer.
+    c.act_bytes += (h.numel() - in.numel()) * act_size();
   }
   return c;
 }

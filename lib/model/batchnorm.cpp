@@ -75,8 +75,12 @@ Tensor BatchNorm2d::residual_grad() const {
 Cost BatchNorm2d::cost(const Shape& in) const {
   Cost c;
   c.params = 2 * c_;
-  // The input and the (C) statistics; the output too when the ReLU mask is read from it.
-  c.act_bytes = (in.numel() * (relu_ ? 2 : 1) + 2 * c_) * act_size();
+  // The input and the (C) statistics (fp32 under bf16). Its output, which
+  // the ReLU's mask is read from, is the next layer's input: that layer
+  // counts it (a block's last: the block's next).
+  c.act_bytes = in.numel() * act_size() + 2 * c_ * stat_size();
+  // dL/dx, and with a residual under the ReLU the residual's gradient.
+  c.work_bytes = in.numel() * act_size() * (residual_ && relu_ ? 2 : 1);
   return c;
 }
 

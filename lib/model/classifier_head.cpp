@@ -44,7 +44,10 @@ Tensor ClassifierHead::backward(const Tensor& dy, const Ctx& ctx) {
 }
 
 Cost ClassifierHead::cost(const Shape& in) const {
-  return fc_.cost(Shape{in[0], c_});  // pooling: no products, nothing kept
+  Cost c = fc_.cost(Shape{in[0], c_});  // pooling: no products; the pooled rows kept (fc's input)
+  c.act_bytes += in.numel() * act_size();   // its input, the last block's output
+  c.work_bytes += in.numel() * act_size();  // dL/dx
+  return c;
 }
 
 }  // namespace dtrain

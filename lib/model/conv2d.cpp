@@ -77,6 +77,8 @@ Cost Conv2d::cost(const Shape& in) const {
   c.fwd_flops = 2 * macs;
   c.bwd_flops = (input_grad_ ? 4 : 2) * macs;  // dW, and dx unless it is the first layer
   c.act_bytes = in.numel() * act_size();                // the input, for dW
+  if (input_grad_) c.work_bytes = in.numel() * act_size();  // dL/dx
+  c.work_bytes += ops::ConvPlan::scratch_bytes(g, in[0], act());  // its plan's scratch
   return c;
 }
 

@@ -53,7 +53,10 @@ Tensor MaxPool2d::backward(const Tensor& dy, const Ctx&) {
 
 Cost MaxPool2d::cost(const Shape& in) const {
   Cost c;
-  c.act_bytes = output_shape(in).numel() * 4;  // the argmax indices
+  // Its input (the previous layer's output, kept though backward reads only)
+  // the argmax indices.
+  c.act_bytes = in.numel() * act_size() + output_shape(in).numel() * 4;
+  c.work_bytes = in.numel() * act_size();  // dL/dx
   return c;
 }
 

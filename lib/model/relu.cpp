@@ -27,7 +27,8 @@ Tensor ReLU::backward(const Tensor& dy, const Ctx&) {
 
 Cost ReLU::cost(const Shape& in) const {
   Cost c;
-  c.act_bytes = in.numel() * act_size();  // the output (the mask)
+  c.act_bytes = in.numel() * act_size();   // its input (its output, the mask, is the next layer's)
+  c.work_bytes = in.numel() * act_size();  // dL/dx
   return c;
 }
 

@@ -21,6 +21,10 @@ ConvPlan::ConvPlan(const Exec& ex, const ConvGeom& g, int64_t max_batch, DType a
   scratch_ = Tensor::zeros(Shape{cpu::conv_scratch_size(g, max_batch, threads_)}, compute_dtype(act), ex.device);
 }
 
+int64_t ConvPlan::scratch_bytes(const ConvGeom& g, int64_t max_batch, DType act) {
+  return cpu::conv_scratch_size(g, max_batch, cpu::num_threads()) * static_cast<int64_t>(dtype_size(compute_dtype(act)));
+}
+
 std::string ConvPlan::engines() const {
 #if DTRAIN_HAVE_CUDA
   if (gpu_) return gpu_->engines();

@@ -30,6 +30,10 @@ using PoolGeom = cpu::PoolGeom;
 // passes, their workspace and scratch. `name` (the layer's) names it in errors.
 class ConvPlan {
  public:
+  // Bytes of the scratch a plan for `max_batch` images allocates (the CPU
+  // kernel's column matrices and padded images, per thread; on a GPU also
+  // allocated, cuDNN's own workspace not counted): what its layer's Cost counts.
+  static int64_t scratch_bytes(const ConvGeom& g, int64_t max_batch, DType act);
   ConvPlan() = default;
   ConvPlan(const Exec& ex, const ConvGeom& g, int64_t max_batch, DType act, const std::string& name = "conv2d");
   const ConvGeom& geom() const { return g_; }

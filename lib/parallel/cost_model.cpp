@@ -681,7 +681,8 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
         kept += kept_from_shared(st) * b * e;
         act += copies * (per_copy * b + st.own_work_fixed_bytes) * e;
       } else {
-        act += copies * ((per_copy + shared) * b + st.own_work_fixed_bytes) * e;  // no blocks: every copy its own
+        // No blocks: every layer's work buffers its own, per copy.
+        act += copies * ((per_copy + own_buffers(st)) * b + st.own_work_fixed_bytes) * e;
       }
       // The step loop's buffer for the gradient the chunk receives: one, whatever its copies.
       if (k + 1 < nc) act += st.out_bytes * b * e;

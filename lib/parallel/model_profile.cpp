@@ -246,17 +246,22 @@ ModelProfile profile_model(const ModelConfig& cfg, int64_t seq_len, int tp, bool
   out.seq_len = cfg.token_model() ? seq_len : 0;
   out.items_per_sample = m->items_per_sample();
 
-  Shape s = m->input_shape(1), s2 = m->input_shape(2);
+  // Work buffers per sample, and apart what a micro-batch's hold whatever its
+  // size (scratch: a layer norm's chunks, the CPU kernels' per-thread column
+  // and attention buffers, which stop growing once every thread has its
+  // share): from the costs at two batches past that, so a scratch that
+  // saturates counts in full, as at a large micro-batch.
+  constexpr int64_t kBig = 1024;
+  Shape s = m->input_shape(1), s1 = m->input_shape(kBig), s2 = m->input_shape(2 * kBig);
   const int in_elem_bytes = 4;  // token ids are int32, activations counted as fp32
   for (const auto& layer : m->layers) {
-    const Cost one = layer->cost(s), two = layer->cost(s2);
-    LayerProfile p = to_profile(layer->name(), one);
-    // Per sample, and apart what every micro-batch's buffers hold whatever
-    // its size (scratch): from the costs at batches 1 and 2.
-    p.work_bytes = static_cast<double>(two.work_bytes - one.work_bytes);
-    p.work_fixed_bytes = static_cast<double>(2 * one.work_bytes - two.work_bytes);
+    const Cost big = layer->cost(s1), bigger = layer->cost(s2);
+    LayerProfile p = to_profile(layer->name(), layer->cost(s));
+    p.work_bytes = static_cast<double>(bigger.work_bytes - big.work_bytes) / kBig;
+    p.work_fixed_bytes = static_cast<double>(2 * big.work_bytes - bigger.work_bytes);
     p.in_bytes = static_cast<double>(s.numel() * in_elem_bytes);
     s = layer->output_shape(s);
+    s1 = layer->output_shape(s1);
     s2 = layer->output_shape(s2);
     p.out_bytes = static_cast<double>(s.numel() * 4);
     out.layers.push_back(p);

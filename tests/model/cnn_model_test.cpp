@@ -10,6 +10,7 @@
 
 #include "gradcheck.h"
 #include "model/model.h"
+#include "ops/cnn.h"
 
 using namespace dtrain;
 using namespace dtrain::testing;
@@ -189,10 +190,15 @@ TEST_CASE("MNIST CNN costs: PyTorch's parameter count, FLOPs of every convolutio
   for (int i = 1; i <= 3; ++i) CHECK(costs[i].bwd_flops == 2 * costs[i].fwd_flops);
   CHECK(costs[4].fwd_flops == 2.0 * B * 64 * 10);
   CHECK(costs[4].params == 64 * 10 + 10);
-  // Stage 0 keeps the inputs of conv1, bn1 (and its output for the ReLU mask),
-  // conv2, bn2 (and output), plus the (C) statistics, all fp32.
+  // The first block keeps the inputs of conv1, bn1, conv2 and bn2 (each batch
+  // norm's output, which its ReLU mask is read from, is the next layer's
+  // input: that layer counts it), plus the (C) statistics, all fp32. Its work
+  // buffers: the input gradients of conv1, bn1, conv2 and bn2 and bn2's
+  // residual gradient, and the two convolutions' planned scratch.
   const int64_t act = B * 16 * 28 * 28;
-  CHECK(costs[1].act_bytes == 4 * (act + 2 * act + act + 2 * act + 4 * 16));
+  CHECK(costs[1].act_bytes == 4 * (4 * act + 4 * 16));
+  const ops::ConvGeom g{.c = 16, .h = 28, .w = 28, .o = 16, .kh = 3, .kw = 3, .stride = 1, .pad = 1};
+  CHECK(costs[1].work_bytes == 4 * 5 * act + 2 * ops::ConvPlan::scratch_bytes(g, B, DType::f32));
 }
 
 TEST_CASE("tiny CNN (3-channel input): dL/dparam matches finite differences for every parameter") {
