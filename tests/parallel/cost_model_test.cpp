@@ -1148,7 +1148,8 @@ TEST_CASE("sequence parallelism's regather: counted per runtime, hidden behind a
   // backward's), but never behind more: at 1 TFLOP/s they take less than it.
   hw.overlap = 1;
   double dgrad = 0;
-  for (const Gemm& g : profile_stages(m, 1)[0].gemms)
+  const std::vector<StageProfile> stages = profile_stages(m, 1);  // (a temporary's member would dangle)
+  for (const Gemm& g : stages[0].gemms)
     dgrad += 0.5 * g.bwd_flops / (hw.peak_fp32 * hw.gemm_efficiency(g.rows > 0 ? std::min(g.rows, g.dim) : g.dim));
   REQUIRE(dgrad < raw);
   CHECK(run(m).tp_seconds - run(without).tp_seconds == doctest::Approx(2 * (raw - dgrad)));
