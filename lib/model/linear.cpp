@@ -1,5 +1,7 @@
 #include "model/linear.h"
 
+#include <utility>
+
 #include "ops/ops.h"
 
 namespace dtrain {
@@ -130,29 +132,17 @@ Tensor Linear::backward_impl(const Tensor& dy, const Tensor& pre) {
   Tensor dx = dx_.narrow0(0, dy.size(0));
   const int64_t n = dy.numel() / out_;
   const ops::Gemm wg{.trans_a = true, .trans_b = false, .m = out_, .n = in_, .k = n};
-  auto weight_grad = [&] {
-    if (wgrad_.epilogue() == ops::Epilogue::bias_grad) {
-      wgrad_.run(ex(), wg, dy, x_, w_->grad, 1.0, 1.0, bgrad_);  // bgrad_ = dy's column sums
-      ops::add(ex(), b_->grad, bgrad_, b_->grad);
-    } else {
-      wgrad_.run(ex(), wg, dy, x_, w_->grad, 1.0, 1.0);
-      if (b_) ops::sum_rows_acc(ex(), dy, b_->grad);
-    }
-  };
-  // dx = dy W (times gelu'(pre) with the MLP's GELU before this Linear).
-  auto input_grad = [&] {
-    dgrad_.run(ex(), {.trans_a = false, .trans_b = false, .m = n, .n = in_, .k = out_}, dy, w_->compute, dx, 1.0,
-               0.0, Tensor{}, pre);
-  };
-  if (input_ready_) {  // the input is being refilled: dx first, then wait for it
-    input_grad();
-    const auto ready = std::move(input_ready_);
-    input_ready_ = nullptr;
-    ready();
-    weight_grad();
+  // dx = dy W (times gelu'(pre) with the MLP's GELU before this Linear),
+  // first: the kept input may still be being refilled (defer_input).
+  dgrad_.run(ex(), {.trans_a = false, .trans_b = false, .m = n, .n = in_, .k = out_}, dy, w_->compute, dx, 1.0,
+             0.0, Tensor{}, pre);
+  if (input_ready_) std::exchange(input_ready_, nullptr)();
+  if (wgrad_.epilogue() == ops::Epilogue::bias_grad) {
+    wgrad_.run(ex(), wg, dy, x_, w_->grad, 1.0, 1.0, bgrad_);  // bgrad_ = dy's column sums
+    ops::add(ex(), b_->grad, bgrad_, b_->grad);
   } else {
-    weight_grad();
-    input_grad();
+    wgrad_.run(ex(), wg, dy, x_, w_->grad, 1.0, 1.0);
+    if (b_) ops::sum_rows_acc(ex(), dy, b_->grad);
   }
   // f: every rank's output features contribute to dL/dx of the shared input.
   if (split_ == TpSplit::column && !seq_) all_reduce(*tp_, dx);

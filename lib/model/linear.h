@@ -78,10 +78,10 @@ class Linear : public Layer {
   Tensor forward_gelu(const Tensor& x, const Tensor& g, const Ctx& ctx);
   Tensor backward_gelu(const Tensor& dy, const Tensor& pre, const Ctx& ctx);
 
-  // The next backward computes the input gradient first and calls `ready`
-  // before the weight gradient reads the kept input, which the caller may
-  // refill meanwhile (sequence parallelism gathers it again behind that
-  // product, as Megatron-LM does). The same results, in another order.
+  // The next backward calls `ready` between its input gradient (always
+  // first) and its weight gradient, which reads the kept input: the caller
+  // may refill that input meanwhile (sequence parallelism gathers it again
+  // behind that product, as Megatron-LM does).
   void defer_input(std::function<void()> ready) { input_ready_ = std::move(ready); }
 
  private:

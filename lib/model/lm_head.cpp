@@ -83,11 +83,9 @@ Cost TiedLmHead::cost(const Shape& local) const {
   c.bwd_flops = 4.0 * n * c_ * vocab_;
   c.act_bytes = in.numel() * act_size() + static_cast<int64_t>(n) * vocab_ * act_size();  // input, logits
   c.work_bytes = in.numel() * act_size();  // dL/dx
-  if (seq_.on()) {
+  if (seq_.on()) {  // forward all-gather of x, backward reduce-scatter of dx: half an all-reduce each
     c.act_bytes += local.numel() * act_size();   // its input, the slice: the gathered one is its own
     c.work_bytes += local.numel() * act_size();  // and dL/d(slice)
-  }
-  if (seq_.on()) {  // forward all-gather of x, backward reduce-scatter of dx: half an all-reduce each
     c.shared_bytes = in.numel() * act_size();  // the model's packed scratch
     c.tp_fwd_calls = c.tp_bwd_calls = 0.5;
     c.tp_fwd_bytes = c.tp_bwd_bytes = in.numel() * 4 / 2;

@@ -53,8 +53,8 @@ Tensor MaxPool2d::backward(const Tensor& dy, const Ctx&) {
 
 Cost MaxPool2d::cost(const Shape& in) const {
   Cost c;
-  // Its input (the previous layer's output, kept though backward reads only)
-  // the argmax indices.
+  // Its input (the previous layer's output: backward reads only the argmax
+  // indices, but the buffer lives for the step) and those indices.
   c.act_bytes = in.numel() * act_size() + output_shape(in).numel() * 4;
   c.work_bytes = in.numel() * act_size();  // dL/dx
   return c;

@@ -180,6 +180,9 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
   const bool scatter = c.zero >= 1 && f.zero1_reduce_scatter;
   // The data-parallel all-reduce overlaps the backward (Features::overlap_without_pipeline_only).
   const bool dp_overlap = w.overlap && !(f.overlap_without_pipeline_only && p > 1);
+  // Sequence parallelism's second gather of the products' inputs in backward
+  // (Cost::tp_regather_calls): but under this trainer's full recomputation.
+  const bool regather = c.recompute != Recompute::full || f.sp_regather_after_recompute;
 
   // Matrix products of one micro-batch at their shapes' rates; memory-bound
   // passes at the memory bandwidth.
@@ -232,7 +235,6 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     // behind more than the input gradients' products (half the backward's).
     // Under full recomputation this trainer's re-run forward has just
     // gathered them (Features::sp_regather_after_recompute).
-    const bool regather = c.recompute != Recompute::full || f.sp_regather_after_recompute;
     const double regather_raw = regather ? tp_time(st.tp_regather_calls, b * st.tp_regather_bytes * e, 0.0) : 0.0;
     const double regather_tp =
         regather_raw - std::min(std::max(hw.tp_overlap, hw.overlap) * regather_raw, 0.5 * bwd_gemm);
@@ -426,7 +428,7 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     stage_tp_payload[s] +=
         b * e *
         (st.tp_fwd_bytes + st.tp_bwd_bytes + (c.recompute == Recompute::full ? st.blocks.tp_fwd_bytes : 0.0) +
-         (c.recompute != Recompute::full || f.sp_regather_after_recompute ? st.tp_regather_bytes : 0.0));
+         (regather ? st.tp_regather_bytes : 0.0));
     stage_sent[s] += b * e * ((k + 1 < nc ? st.out_bytes : 0.0) + (k > 0 ? chunks[k - 1].out_bytes : 0.0)) /
                      (split ? t : 1);
   }
@@ -666,23 +668,19 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
       auto [per_copy, shared] = chunk_act(st);
       // Bytes per sample, and the work buffers' batch-independent scratch:
       // the shared set's widest, and each copy's own layers'.
-      const double shared_bytes = (shared * b + st.max_block_work_fixed_bytes) * e;
+      const double shared_set = (shared * b + st.max_block_work_fixed_bytes) * e;
       slots = std::max(slots, st.shared_bytes * b * e);  // sequence parallelism's, one set for the stage
       if (f.keeps_sent_outputs && k + 1 < nc) per_copy += st.out_bytes;  // the output sent, kept to its backward
       copy_bytes[static_cast<size_t>(ch)] = per_copy * b * e;
       if (caching) {
-        widest_shared = std::max(widest_shared, shared_bytes);
+        widest_shared = std::max(widest_shared, shared_set);
         continue;
       }
-      if (st.block_act_bytes > 0) {
-        per_copy += own_buffers(st);
-        widest_shared = std::max(widest_shared, shared_bytes);
+      act += copies * ((per_copy + own_buffers(st)) * b + st.own_work_fixed_bytes) * e;
+      if (st.block_act_bytes > 0) {  // the blocks' one set, and what copies hand on out of it
+        widest_shared = std::max(widest_shared, shared_set);
         handed += copies * handed_on(st) * b * e;
         kept += kept_from_shared(st) * b * e;
-        act += copies * (per_copy * b + st.own_work_fixed_bytes) * e;
-      } else {
-        // No blocks: every layer's work buffers its own, per copy.
-        act += copies * ((per_copy + own_buffers(st)) * b + st.own_work_fixed_bytes) * e;
       }
       // The step loop's buffer for the gradient the chunk receives: one, whatever its copies.
       if (k + 1 < nc) act += st.out_bytes * b * e;
