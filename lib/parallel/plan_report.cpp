@@ -152,8 +152,7 @@ std::string format_plan_text(const Plan& plan, int top) {
       out += lines[i] + "\n";
     }
   }
-  if (plan.feasible.empty()) out += nothing_fits(plan) + "\n";
-  return out;
+  return out;  // nothing fits: `dtrain plan` says so in one line on the error stream (nothing_fits)
 }
 
 std::string format_plan_json(const Plan& plan, int top) {

@@ -55,6 +55,22 @@ std::vector<int> device_counts(int n, int per_node, double max_idle) {
   return {counts.begin(), counts.end()};
 }
 
+// The choices a request fixes, in words: "dp=3, zero=2, recompute full".
+std::string fixed_choices(const PlanRequest& q) {
+  std::vector<std::string> s;
+  if (q.dp > 0) s.push_back(fmt::format("dp={}", q.dp));
+  if (q.tp > 0) s.push_back(fmt::format("tp={}", q.tp));
+  if (q.pp > 0) s.push_back(fmt::format("pp={}", q.pp));
+  if (q.micro_batch > 0) s.push_back(fmt::format("micro-batch {}", q.micro_batch));
+  if (q.micro_batches > 0) s.push_back(fmt::format("{} micro-batches", q.micro_batches));
+  if (q.zero >= 0) s.push_back(fmt::format("zero={}", q.zero));
+  if (q.recompute >= 0) s.push_back(fmt::format("recompute {}", recompute_name(static_cast<Recompute>(q.recompute))));
+  if (!q.schedule.empty()) s.push_back(fmt::format("schedule {}", q.schedule));
+  if (q.virtual_stages > 0) s.push_back(fmt::format("virtual_stages={}", q.virtual_stages));
+  if (q.sequence_parallel >= 0) s.push_back(fmt::format("sequence_parallel={}", q.sequence_parallel ? "true" : "false"));
+  return fmt::format("{}", fmt::join(s, ", "));
+}
+
 }  // namespace
 
 std::string describe(const Candidate& c) {
@@ -102,7 +118,8 @@ LayoutCounts layout_counts(const Plan& plan) {
 
 std::string nothing_fits(const Plan& plan, size_t closest) {
   if (plan.rejected.empty())
-    return fmt::format("no layout of {} devices fits: no candidate satisfies the choices given", plan.devices);
+    return fmt::format("no layout of {} devices fits: no candidate satisfies the choices given{}", plan.devices,
+                       plan.choices.empty() ? std::string() : " (" + plan.choices + ")");
   // Rejections are ranked: the first is the binding constraint's nearest miss.
   const Rejection& first = plan.rejected.front();
   std::string s;
@@ -149,12 +166,50 @@ Plan make_plan(const PlanRequest& req) {
   plan.precision = w.precision;
   plan.global_batch = w.global_batch;
   plan.seq_len = gpt ? req.seq_len : 0;
-  plan.device_counts = device_counts(req.devices, hw.devices_per_node, req.max_idle_fraction);
-  const bool fixed_all = req.dp > 0 && req.tp > 0 && req.pp > 0;
-  if (fixed_all) plan.device_counts = {req.devices};
+  plan.choices = fixed_choices(req);
 
   auto reject = [&](Rejection r) { plan.rejected.push_back(std::move(r)); };
   auto fixed_ok = [](int64_t fixed, int64_t v) { return fixed <= 0 || fixed == v; };
+
+  // Degrees fixed by the caller: only the device counts they divide (all
+  // three fixed: their product, which may leave a few devices idle like the
+  // counts below). None: say so, rather than skip every layout in silence.
+  {
+    const int64_t fixed = int64_t{std::max(req.dp, 1)} * std::max(req.tp, 1) * std::max(req.pp, 1);
+    std::vector<std::string> degrees;
+    for (const auto& [name, v] : {std::pair{"dp", req.dp}, {"tp", req.tp}, {"pp", req.pp}})
+      if (v > 0) degrees.push_back(fmt::format("{}={}", name, v));
+    const std::string product =
+        degrees.size() > 1 ? fmt::format("{} = {}", fmt::join(degrees, " x "), fixed) : fmt::format("{}", fmt::join(degrees, ""));
+    std::vector<int> counts;
+    const bool fixed_all = req.dp > 0 && req.tp > 0 && req.pp > 0;
+    for (int n : device_counts(req.devices, hw.devices_per_node, req.max_idle_fraction))
+      if (fixed_all ? n == req.devices && fixed == n : n % fixed == 0) counts.push_back(n);
+    const int floor_n = static_cast<int>(std::ceil(req.devices * (1 - req.max_idle_fraction)));
+    if (fixed_all && counts.empty() && fixed < req.devices && fixed >= floor_n)
+      counts.push_back(static_cast<int>(fixed));
+    plan.device_counts = counts;
+    if (counts.empty()) {
+      Rejection r;
+      r.dp = req.dp, r.tp = req.tp, r.pp = req.pp, r.kind = "divisibility";
+      r.reason = fixed_all && fixed < req.devices
+                     ? fmt::format("{} devices, not the {} given ({} idle is more than the {:.0f}% allowed)", product,
+                                   req.devices, req.devices - fixed, 100 * req.max_idle_fraction)
+                 : fixed > req.devices ? fmt::format("{} needs more than the {} devices", product, req.devices)
+                                       : fmt::format("{} does not divide the {} devices", product, req.devices);
+      reject(std::move(r));
+    }
+  }
+  // Rejections are reported for the largest count planned for (the devices
+  // asked for, unless fixed degrees need a few idle); the smaller counts are
+  // alternatives, not the user's layouts.
+  const int primary = plan.device_counts.empty() ? 0 : plan.device_counts.front();
+  // Whether a tp degree leaves room on n devices for the fixed dp and pp.
+  auto tp_admits_fixed = [&](int n, int tp) {
+    const int rest = n / tp;
+    if (req.dp > 0 && req.pp > 0) return req.dp * req.pp == rest;
+    return rest % std::max(req.dp, 1) == 0 && rest % std::max(req.pp, 1) == 0;
+  };
 
   // The model described once per (tp, sequence parallel), its stages once per count.
   std::map<std::pair<int, bool>, std::optional<ModelProfile>> profiles;
@@ -176,12 +231,12 @@ Plan make_plan(const PlanRequest& req) {
   for (int n : plan.device_counts) {
     for (int64_t tp64 : divisors(n)) {
       const int tp = static_cast<int>(tp64);
-      if (!fixed_ok(req.tp, tp)) continue;
+      if (!fixed_ok(req.tp, tp) || !tp_admits_fixed(n, tp)) continue;
       Rejection at_tp;
       at_tp.tp = tp;
       at_tp.kind = "span";
       if (tp > hw.devices_per_node || hw.devices_per_node % tp != 0) {
-        if (n != req.devices) continue;
+        if (n != primary) continue;
         at_tp.reason = tp > hw.devices_per_node
                            ? fmt::format("tp={} would span nodes ({} devices per node): tensor parallelism "
                                          "communicates in every layer and needs the intra-node links",
@@ -192,7 +247,7 @@ Plan make_plan(const PlanRequest& req) {
         continue;
       }
       if (tp > 1 && !gpt && !f.tp_for_cnn) {
-        if (n != req.devices) continue;
+        if (n != primary) continue;
         at_tp.kind = "feature";
         at_tp.reason = fmt::format("tp={}: tensor parallelism is not available for the CNN", tp);
         reject(at_tp);
@@ -207,7 +262,7 @@ Plan make_plan(const PlanRequest& req) {
           try {
             profile = profile_model(req.model, req.seq_len, tp, sp == 1, req.hardware.kernels);
           } catch (const ConfigError& e) {
-            if (n == req.devices && sp == 0) {
+            if (n == primary && sp == 0) {
               at_tp.kind = "divisibility";
               at_tp.reason = fmt::format("tp={}: {}", tp, fmt::join(e.problems(), "; "));
               reject(at_tp);
@@ -232,9 +287,7 @@ Plan make_plan(const PlanRequest& req) {
           if (!fixed_ok(req.pp, pp) || !fixed_ok(req.dp, dp)) continue;
           Rejection at;
           at.dp = dp, at.tp = tp, at.pp = pp, at.kind = "divisibility";
-          // Divisibility is reported for the count asked for (the fewer-device
-          // counts are alternatives, not the user's layouts).
-          const bool report = sp == 0 && n == req.devices && seen_layout.insert({dp, tp, pp}).second;
+          const bool report = sp == 0 && n == primary && seen_layout.insert({dp, tp, pp}).second;
           if (pp > layers) {
             at.reason = fmt::format("pp={} exceeds the model's {} top-level layers (each stage needs one)", pp, layers);
             if (report) reject(at);
@@ -346,6 +399,15 @@ Plan make_plan(const PlanRequest& req) {
           }
         }
       }
+    }
+  }
+  if (plan.model_params == 0) {  // no layout reached the model: its size for the plan's header all the same
+    try {
+      const ModelProfile whole = profile_model(req.model, req.seq_len, 1, false, hw.kernels);
+      plan.model_params = whole.total_params;
+      plan.model_flops_per_step = whole.model_flops_per_sample * static_cast<double>(w.global_batch);
+    } catch (const ConfigError&) {
+      // the rejections say why
     }
   }
   std::sort(plan.feasible.begin(), plan.feasible.end(), ranks_before);

@@ -71,6 +71,12 @@ PY
 expect_exit 2 "$DTRAIN" plan "$DTRAIN_SOURCE_DIR/configs/plan/gpt-1t.toml" --devices 8 --hardware a100-80gb
 expect_err "no layout of 8 devices fits: memory binds first; closest: ["
 [ "$(wc -l <"$WORK/err")" -eq 1 ] || fail "plan: nothing-fits message is not one line"
+! grep -q "no layout of 8 devices fits" "$WORK/out" || fail "plan: nothing-fits line on both streams"
+# Fixed degrees the devices cannot hold: named, not blamed on a tp span.
+expect_exit 2 "$DTRAIN" plan "$WORK/tiny.toml" --devices 8 --set parallel.dp=3
+expect_err "no layout of 8 devices fits: divisibility binds first: dp=3 tp=* pp=*: dp=3 does not divide the 8 devices"
+! grep -q "span" "$WORK/out" || fail "plan: a fixed dp blamed on a tp span"
+grep -q "^plan for 8 devices of cpu-local (.*): 0\.[0-9]*M parameters" "$WORK/out" || fail "plan: header lost the model size"
 expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 4 --runnable --set parallel.tp=2
 ! grep -q "what-if" "$WORK/out" || fail "plan --runnable lists what-ifs"
 expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 2 --set parallel.tp=2 --json

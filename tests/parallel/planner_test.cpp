@@ -258,6 +258,63 @@ TEST_CASE("fixed choices are kept, runnable_only plans with this trainer's featu
   CHECK_THROWS_AS(make_plan(r), ConfigError);
 }
 
+TEST_CASE("fixed degrees the devices cannot hold are named as such, not blamed on a tp span") {
+  auto plan = [](int devices, int dp, int tp, int pp) {
+    PlanRequest r = request(kGpt2, 1024, 64, devices, "a100-80gb");
+    r.dp = dp, r.tp = tp, r.pp = pp;
+    return make_plan(r);
+  };
+  auto only_reason = [](const Plan& p) {
+    REQUIRE(p.feasible.empty());
+    REQUIRE(p.rejected.size() == 1);
+    CHECK(p.rejected[0].kind == "divisibility");
+    CHECK(p.model_params > 1e8);  // the header's model size, though no layout reached the model
+    return p.rejected[0].reason;
+  };
+  CHECK(only_reason(plan(8, 3, 0, 0)) == "dp=3 does not divide the 8 devices");
+  CHECK(only_reason(plan(8, 0, 0, 16)) == "pp=16 needs more than the 8 devices");
+  CHECK(only_reason(plan(8, 0, 3, 0)) == "tp=3 does not divide the 8 devices");
+  CHECK(only_reason(plan(16, 3, 0, 2)) == "dp=3 x pp=2 = 6 does not divide the 16 devices");
+  CHECK(only_reason(plan(8, 2, 2, 1)) ==
+        "dp=2 x tp=2 x pp=1 = 4 devices, not the 8 given (4 idle is more than the 2% allowed)");
+  const Plan p = plan(8, 3, 0, 0);
+  CHECK(nothing_fits(p) ==
+        "no layout of 8 devices fits: divisibility binds first: dp=3 tp=* pp=*: dp=3 does not divide the 8 devices");
+  // A fixed dp or pp leaves only the tp degrees that fit beside it: on 16
+  // A100s (8 per node) dp=2 leaves tp <= 8, and tp=16's span is not reported.
+  const Plan dp2 = plan(16, 2, 0, 0);
+  REQUIRE(!dp2.feasible.empty());
+  for (const PlannedLayout& l : dp2.feasible) CHECK(l.p.c.dp == 2);
+  for (const Rejection& r : dp2.rejected) CHECK(r.kind != "span");
+  // All three fixed, a few devices short of the count: planned with them idle.
+  PlanRequest r = request(kGpt2, 1024, 64, 34, "a100-80gb");
+  r.dp = 8, r.tp = 4, r.pp = 1;
+  r.max_idle_fraction = 0.1;
+  const Plan idle = make_plan(r);
+  INFO(nothing_fits(idle));
+  REQUIRE(!idle.feasible.empty());
+  CHECK(idle.feasible[0].p.c.devices() == 32);
+  CHECK(idle.device_counts == std::vector<int>{32});
+  // Rejections are those of the count planned for: tp=8 does not divide 12 heads.
+  r.dp = 4, r.tp = 8;
+  const Plan heads = make_plan(r);
+  REQUIRE(heads.rejected.size() == 1);
+  CHECK(heads.rejected[0].reason.find("tp=8: model.n_head (12) is not divisible") == 0);
+  r.dp = 8, r.tp = 4;
+  r.max_idle_fraction = 0.05;
+  CHECK(only_reason(make_plan(r)) ==
+        "dp=8 x tp=4 x pp=1 = 32 devices, not the 34 given (2 idle is more than the 5% allowed)");
+  // The choices fixed, in words, for a plan that says what it was asked.
+  r = request(kGpt2, 1024, 64, 8, "a100-80gb");
+  r.dp = 8;
+  r.micro_batch = 8;
+  r.schedule = "interleaved";
+  r.recompute = 2;
+  const Plan q = make_plan(r);
+  REQUIRE(!q.feasible.empty());
+  CHECK(q.choices == "dp=8, micro-batch 8, recompute full, schedule interleaved");
+}
+
 TEST_CASE("hardware: presets round-trip through the file format, bad files are named") {
   for (const std::string& name : hardware_presets()) {
     CAPTURE(name);
