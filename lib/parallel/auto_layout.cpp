@@ -195,6 +195,8 @@ Plan run_plan_command(const PlanCommand& cmd) {
       continue;  // plan always plans
     } else {
       const int64_t v = parse_int(o, value);
+      if (key != "train.micro_batch" && v > (1 << 24))  // a degree: no more than --devices may be
+        throw ConfigError(fmt::format("--set {}: expected at most {}", o, 1 << 24));
       if (key == "parallel.dp") r.dp = static_cast<int>(v);
       if (key == "parallel.tp") r.tp = static_cast<int>(v);
       if (key == "parallel.pp") r.pp = static_cast<int>(v);

@@ -321,22 +321,63 @@ Plan make_plan(const PlanRequest& req) {
           // Schedules: one stage runs 1F1B (= GPipe); more: 1F1B, GPipe when
           // asked (never faster, more memory), interleaved with v chunks.
           std::vector<std::pair<std::string, int>> schedules;
+          const bool wants_interleaved = req.schedule == "interleaved" || req.virtual_stages >= 2;
           if (pp == 1) {
+            if (wants_interleaved) {
+              at.reason = "the interleaved schedule needs pp >= 2 (it runs several chunks on each stage)";
+              if (report) reject(at);
+              continue;
+            }
             schedules.push_back({"1f1b", 1});
           } else {
-            if (req.schedule.empty() || req.schedule == "1f1b") schedules.push_back({"1f1b", 1});
+            if (!wants_interleaved && (req.schedule.empty() || req.schedule == "1f1b")) schedules.push_back({"1f1b", 1});
             if (req.schedule == "gpipe") schedules.push_back({"gpipe", 1});
-            // Chunks per stage: a few up to 8, or with blocks cut uniformly
-            // every divisor of a stage's blocks (Megatron-LM's rule).
+            // Chunks per stage: the one asked for, else a few up to 8, or
+            // with blocks cut uniformly every divisor of a stage's blocks
+            // (Megatron-LM's rule).
             std::vector<int64_t> chunk_counts{2, 3, 4, 6, 8};
             if (uniform) chunk_counts = divisors(units / pp);
-            if ((req.schedule.empty() || req.schedule == "interleaved") && f.interleaved &&
-                pp >= f.min_interleaved_stages && !(req.runnable_only && !run.interleaved))
+            if (req.virtual_stages == 1) chunk_counts.clear();  // one chunk a stage: not interleaved
+            if (req.virtual_stages >= 2)
+              chunk_counts = !uniform || (units / pp) % req.virtual_stages == 0
+                                 ? std::vector<int64_t>{req.virtual_stages}
+                                 : std::vector<int64_t>{};
+            const bool interleaves = f.interleaved && !(req.runnable_only && !run.interleaved);
+            // Interleaving runs the micro-batches in groups of pp.
+            bool grouped = false;
+            for (int64_t mb : divisors(per_rank))
+              grouped |= fixed_ok(req.micro_batch, mb) && fixed_ok(req.micro_batches, per_rank / mb) &&
+                         (per_rank / mb) % pp == 0;
+            if ((req.schedule.empty() || req.schedule == "interleaved") && interleaves && grouped &&
+                pp >= f.min_interleaved_stages)
               for (int64_t v64 : chunk_counts) {
                 const int v = static_cast<int>(v64);
-                if (v >= 2 && fixed_ok(req.virtual_stages, v) && static_cast<int64_t>(pp) * v <= layers)
-                  schedules.push_back({"interleaved", v});
+                if (v >= 2 && static_cast<int64_t>(pp) * v <= layers) schedules.push_back({"interleaved", v});
               }
+            if (schedules.empty()) {  // interleaving asked for, and none possible at this depth
+              if (!interleaves) {
+                at.kind = "feature";
+                at.reason = "the runtime described has no interleaved schedule";
+              } else if (pp < f.min_interleaved_stages) {
+                at.kind = "feature";
+                at.reason = fmt::format("the runtime interleaves only from {} stages", f.min_interleaved_stages);
+              } else if (!grouped) {
+                at.reason = fmt::format("the interleaved schedule runs a multiple of pp={} micro-batches; the {} "
+                                        "samples of each dp rank{} give none", pp, per_rank,
+                                        req.micro_batch > 0 ? fmt::format(" in micro-batches of {}", req.micro_batch)
+                                                            : std::string());
+              } else if (req.virtual_stages == 1) {
+                at.reason = "the interleaved schedule needs virtual_stages >= 2";
+              } else if (req.virtual_stages >= 2 && uniform && (units / pp) % req.virtual_stages != 0) {
+                at.reason = fmt::format("virtual_stages={} does not divide the {} blocks of each of pp={} stages",
+                                        req.virtual_stages, units / pp, pp);
+              } else {
+                at.reason = fmt::format("pp={} with {} chunks each exceeds the model's {} top-level layers", pp,
+                                        req.virtual_stages >= 2 ? req.virtual_stages : 2, layers);
+              }
+              if (report) reject(at);
+              continue;
+            }
           }
           for (const auto& [schedule, v] : schedules) {
             auto& stages = stage_cache[{tp, sp == 1, pp * v}];

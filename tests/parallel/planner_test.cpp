@@ -306,13 +306,59 @@ TEST_CASE("fixed degrees the devices cannot hold are named as such, not blamed o
         "dp=8 x tp=4 x pp=1 = 32 devices, not the 34 given (2 idle is more than the 5% allowed)");
   // The choices fixed, in words, for a plan that says what it was asked.
   r = request(kGpt2, 1024, 64, 8, "a100-80gb");
-  r.dp = 8;
+  r.dp = 4;
   r.micro_batch = 8;
   r.schedule = "interleaved";
   r.recompute = 2;
   const Plan q = make_plan(r);
   REQUIRE(!q.feasible.empty());
-  CHECK(q.choices == "dp=8, micro-batch 8, recompute full, schedule interleaved");
+  CHECK(q.choices == "dp=4, micro-batch 8, recompute full, schedule interleaved");
+}
+
+TEST_CASE("a forced schedule: interleaving keeps to pp >= 2, any v asked for, micro-batches in groups of pp") {
+  auto base = [] {
+    PlanRequest r = request(kGpt2, 1024, 64, 8, "a100-80gb");
+    r.features = r.runnable = Features::this_trainer();
+    return r;
+  };
+  PlanRequest r = base();
+  r.virtual_stages = 2;  // implies the interleaved schedule: no pp=1 layouts
+  Plan p = make_plan(r);
+  REQUIRE(!p.feasible.empty());
+  for (const PlannedLayout& l : p.feasible) {
+    CHECK(l.p.c.pp >= 2);
+    CHECK(l.p.c.schedule == "interleaved");
+    CHECK(l.p.c.virtual_stages == 2);
+    CHECK(l.p.c.micro_batches % l.p.c.pp == 0);
+  }
+  // A v outside the default chunk counts (2, 3, 4, 6, 8) is planned when asked for.
+  r.virtual_stages = 5;
+  r.pp = 2;
+  p = make_plan(r);
+  REQUIRE(!p.feasible.empty());
+  CHECK(p.feasible[0].p.c.virtual_stages == 5);
+  // One chunk a stage is not interleaving.
+  r = base();
+  r.virtual_stages = 1;
+  p = make_plan(r);
+  REQUIRE(!p.feasible.empty());
+  for (const PlannedLayout& l : p.feasible) CHECK(l.p.c.schedule != "interleaved");
+  // pp=1 cannot interleave: the reason, not silence.
+  r = base();
+  r.schedule = "interleaved";
+  r.pp = 1;
+  p = make_plan(r);
+  CHECK(p.feasible.empty());
+  REQUIRE(!p.rejected.empty());
+  CHECK(p.rejected[0].reason == "the interleaved schedule needs pp >= 2 (it runs several chunks on each stage)");
+  // Micro-batches that do not group by pp.
+  r = base();
+  r.dp = 4, r.pp = 2, r.virtual_stages = 2, r.micro_batch = 16;  // 16 samples per dp rank: one micro-batch
+  p = make_plan(r);
+  CHECK(p.feasible.empty());
+  REQUIRE(!p.rejected.empty());
+  CHECK(nothing_fits(p).find("the interleaved schedule runs a multiple of pp=2 micro-batches; the 16 samples of "
+                             "each dp rank in micro-batches of 16 give none") != std::string::npos);
 }
 
 TEST_CASE("hardware: presets round-trip through the file format, bad files are named") {
