@@ -157,6 +157,12 @@ Plan make_plan(const PlanRequest& req) {
   if (req.runnable_only && w.precision == "bf16" && !req.runnable.bf16)
     throw ConfigError("precision bf16: this trainer computes in fp32 only (the CPU backend)");
   const bool gpt = req.model.family() == ModelFamily::gpt;
+  if (!gpt && req.recompute > 0)
+    throw ConfigError(fmt::format("train.recompute = {}: recomputation remakes the GPT's transformer blocks; the {} "
+                                  "has none", recompute_name(static_cast<Recompute>(req.recompute)), req.model.type));
+  if (!gpt && req.sequence_parallel == 1)
+    throw ConfigError(fmt::format("parallel.sequence_parallel = true: it splits the GPT's sequence over the tp ranks; "
+                                  "the {} has no sequence", req.model.type));
   const Features& f = req.features;
   const Features& run = req.runnable;
 
@@ -252,6 +258,22 @@ Plan make_plan(const PlanRequest& req) {
         at_tp.reason = fmt::format("tp={}: tensor parallelism is not available for the CNN", tp);
         reject(at_tp);
         continue;
+      }
+      // Sequence parallelism asked for: only the tp degrees that can split
+      // the sequence (dtrain run's validation refuses the others).
+      if (req.sequence_parallel == 1) {
+        at_tp.kind = "divisibility";
+        if (tp == 1)
+          at_tp.reason = "sequence parallelism needs tp > 1 (it splits the sequence over the tp ranks)";
+        else if (req.seq_len % tp != 0)
+          at_tp.reason = fmt::format("sequence parallelism: the sequence of {} tokens does not split over tp={}",
+                                     req.seq_len, tp);
+        else if (!f.sequence_parallel || (req.runnable_only && !run.sequence_parallel))
+          at_tp.kind = "feature", at_tp.reason = "the runtime described has no sequence parallelism";
+        if (!at_tp.reason.empty()) {
+          if (n == primary) reject(at_tp);
+          continue;
+        }
       }
       for (int sp : {0, 1}) {
         if (sp && (tp == 1 || !gpt || !f.sequence_parallel || req.seq_len % tp != 0)) continue;

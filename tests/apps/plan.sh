@@ -77,6 +77,9 @@ expect_exit 2 "$DTRAIN" plan "$WORK/tiny.toml" --devices 8 --set parallel.dp=3
 expect_err "no layout of 8 devices fits: divisibility binds first: dp=3 tp=* pp=*: dp=3 does not divide the 8 devices"
 ! grep -q "span" "$WORK/out" || fail "plan: a fixed dp blamed on a tp span"
 grep -q "^plan for 8 devices of cpu-local (.*): 0\.[0-9]*M parameters" "$WORK/out" || fail "plan: header lost the model size"
+# Modes the CNN does not have: refused in one line, not blamed on tp.
+expect_exit 2 "$DTRAIN" plan "$DTRAIN_SOURCE_DIR/configs/cnn-mnist.toml" --devices 4 --set train.recompute=full
+expect_err "train.recompute = full: recomputation remakes the GPT's transformer blocks; the cnn has none"
 expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 4 --runnable --set parallel.tp=2
 ! grep -q "what-if" "$WORK/out" || fail "plan --runnable lists what-ifs"
 expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 2 --set parallel.tp=2 --json

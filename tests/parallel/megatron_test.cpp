@@ -37,6 +37,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 
 #include "parallel/planner.h"
 
@@ -365,14 +366,18 @@ TEST_CASE("1T parameters on 10,000 devices: a plan in under a second, leaving a 
   q.features = q.runnable = Features::this_trainer();
   q.recompute = -1;
   q.max_idle_fraction = 0.02;
+  // The planner's own CPU time (std::clock: it runs on one thread), so that
+  // other processes on a loaded machine do not count.
+  const std::clock_t c0 = std::clock();
   const Plan p = make_plan(q);
+  const double cpu_seconds = static_cast<double>(std::clock() - c0) / CLOCKS_PER_SEC;
   REQUIRE(!p.feasible.empty());
-  CHECK(p.seconds < 1.0);
+  CHECK(cpu_seconds < 1.0);
   const int used = p.feasible[0].p.c.devices();
   CHECK(used < 10000);
   CHECK(used >= 9800);
   MESSAGE("1T on 10,000 H100s: " << describe(p.feasible[0].p.c) << " on " << used << " devices, planned in "
-                                 << p.seconds * 1e3 << " ms");
+                                 << p.seconds * 1e3 << " ms (" << cpu_seconds * 1e3 << " ms of CPU)");
   q.max_idle_fraction = 0;  // every device: 10,000 = 2^4 x 5^4
   const Plan all = make_plan(q);
   if (!all.feasible.empty()) CHECK(all.feasible[0].p.step_seconds >= p.feasible[0].p.step_seconds);
