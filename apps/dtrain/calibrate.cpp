@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <memory>
 #include <numeric>
 #include <vector>
 
@@ -276,7 +277,16 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
   const bool gpu = cfg.train.device != "cpu";
   cpu::set_num_threads(static_cast<int>(cfg.train.threads));
   double peak = 0, small_gemm = 0;  // small_gemm: the small_n product (the CPU's efficiency curve)
+  // On the CPU, bf16 products as well (AMX, AVX512-BF16, or converted for the
+  // sgemm where the CPU has neither): the peak of the precision the config
+  // does not train in is the one it does times the ratio of the two products.
+  double bgemm = 0, small_bgemm = 0;
   const int64_t small_n = gpu ? kGpuGemmSmall : 128, large_n = gpu ? kGpuGemmLarge : 1024;
+  std::unique_ptr<ops::Runtime> cpu_rt;
+  auto measure_cpu_bf16 = [&](int64_t n) {
+    if (!cpu_rt) cpu_rt = ops::Runtime::open("cpu", 0, false);
+    return measure_gemm_rate(*cpu_rt, DType::bf16, n, 0.02, n >= 512 ? 0.2 : 0.05);
+  };
   StepSplit small, large;
   DeviceProbe probe;
   if (me == 0) {
@@ -287,12 +297,16 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
     } else {
       peak = measure_sgemm_gflops(static_cast<int>(large_n)) * 1e9;
       small_gemm = measure_sgemm_gflops(static_cast<int>(small_n), 64) * 1e9;
+      bgemm = measure_cpu_bf16(large_n);
+      small_bgemm = measure_cpu_bf16(small_n);
     }
     small = time_one_process(cfg, b1, b1_accum, o, Pick::fastest);
     large = time_one_process(cfg, b2, 1, o, Pick::fastest);
     if (!gpu) {  // the best of two: other jobs come and go
       peak = std::max(peak, measure_sgemm_gflops(static_cast<int>(large_n)) * 1e9);
       small_gemm = std::max(small_gemm, measure_sgemm_gflops(static_cast<int>(small_n), 64) * 1e9);
+      bgemm = std::max(bgemm, measure_cpu_bf16(large_n));
+      small_bgemm = std::max(small_bgemm, measure_cpu_bf16(small_n));
     }
   }
   // The solo phase takes as long as the model makes it (minutes for a large
@@ -303,6 +317,8 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
   world.set_timeout(o.timeout_seconds);
   peak = from_rank0(world, peak);
   small_gemm = from_rank0(world, small_gemm);
+  bgemm = from_rank0(world, bgemm);
+  small_bgemm = from_rank0(world, small_bgemm);
   small.pass = from_rank0(world, small.pass);
   large.pass = from_rank0(world, large.pass);
   large.median_pass = from_rank0(world, large.median_pass);
@@ -322,13 +338,19 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
   // loss) taken off at that bandwidth, as the model adds them back. (A GPU's
   // curve comes from the roofline below: its two sizes are too close; its
   // efficiency from the sustained probe, its fixed time at that curve.)
+  // On the CPU in bf16: the bf16 products' curve, and the memory-bound
+  // passes over bf16 activations (half the layers' 4-byte count).
+  const bool cpu_bf16 = !gpu && cfg.train.precision == "bf16";
+  const double fit_peak = cpu_bf16 ? bgemm : peak, fit_small = cpu_bf16 ? small_bgemm : small_gemm;
   Hardware curve;
-  curve.peak_fp32 = peak;
+  curve.peak_fp32 = fit_peak;
   curve.gemm_half_dim =
-      gpu ? 0.0 : fit_gemm_half_dim(static_cast<double>(small_n), small_gemm, static_cast<double>(large_n), peak);
+      gpu ? 0.0
+          : fit_gemm_half_dim(static_cast<double>(small_n), fit_small, static_cast<double>(large_n), fit_peak);
   const double memory_per_sample = mem_bytes / bandwidth;
   const ComputeFit fit = fit_compute(gemms, curve, "fp32", layers, static_cast<double>(b1), small.pass,
-                                     static_cast<double>(b2), large.pass, memory_per_sample);
+                                     static_cast<double>(b2), large.pass,
+                                     memory_per_sample * (cpu_bf16 ? 0.5 : 1.0));
 
   // 2. Every rank at once: the node's ranks share how many compute units?
   // The mean over the ranks, the better of two tries: where ranks outnumber
@@ -381,7 +403,7 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
   // efficiency above 1: one n = 1024 sgemm is not every shape's best), the
   // peak is what they reached, not a cap that would slow every prediction.
   h.peak_fp32 = peak * std::max(1.0, fit.efficiency);
-  h.peak_bf16 = 0;
+  h.peak_bf16 = bgemm * std::max(1.0, fit.efficiency);  // 0 on a GPU: set below
   h.gemm_half_dim = curve.gemm_half_dim;
   h.efficiency = std::min(1.0, fit.efficiency);
   h.fused_attention = false;  // the CPU backend keeps the attention scores
@@ -510,6 +532,9 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
       {"params", num(params)},
       {"sgemm_gflops", num(peak / 1e9)},
       {"sgemm_128_gflops", num(small_gemm / 1e9)},
+      {"bgemm_gflops", num(bgemm / 1e9)},
+      {"bgemm_128_gflops", num(small_bgemm / 1e9)},
+      {"fitted_precision", toml_string(cfg.train.precision)},
       {"memory_bound_bytes_per_sample", num(mem_bytes)},
       {"sgemm_backend", toml_string(gpu ? "cuBLASLt" : cpu::gemm_backend_name())},
       {"device", toml_string(gpu ? probe.describe : "cpu")},
@@ -547,11 +572,13 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
     return c;
   }
   c.summary = fmt::format(
-      "calibrated on {} rank{}: sgemm ({}) {:.1f} GFLOP/s; layers {:.1f} GFLOP/s (efficiency {:.2f}), {:.1f} us per layer "
+      "calibrated on {} rank{}: sgemm ({}) {:.1f} GFLOP/s, bf16 products {:.1f} GFLOP/s; layers in {} {:.1f} GFLOP/s "
+      "(efficiency {:.2f}), {:.1f} us per layer "
       "pass (micro-batch {}: {:.4f} s, {}: {:.4f} s alone, {:.4f} s with every rank at once -> {} compute units for {} "
       "ranks); update {:.2f} ms for {:.3g} parameters ({:.2f} GB/s); all-reduce {:.1f} us per step, {:.2f} GB/s; "
       "hand-over {:.1f} us more than a step{}",
-      n, n > 1 ? "s" : "", cpu::gemm_backend_name(), peak / 1e9, fit.rate / 1e9, h.efficiency, fit.overhead * 1e6, b1, small.pass, b2,
+      n, n > 1 ? "s" : "", cpu::gemm_backend_name(), peak / 1e9, bgemm / 1e9, cfg.train.precision, fit.rate / 1e9,
+      h.efficiency, fit.overhead * 1e6, b1, small.pass, b2,
       large.pass, together, units, node, update * 1e3, params, bandwidth / 1e9, link.latency * 1e6,
       link.bandwidth / 1e9, handoff * 1e6,
       t > 1 ? fmt::format("; tp {} inside a step: {:.4f} s ({:.4f} s sequence parallel) against {:.4f} s "

@@ -28,7 +28,7 @@ Subcommand add_plan(CLI::App& app) {
                    "Hardware preset (h100-sxm, h200, a100-80gb, cpu-local) or hardware TOML file; default: the "
                    "config's parallel.hardware, else cpu-local");
   plan->add_option("--precision", plan_cmd.precision,
-                   "fp32 or bf16 (default: bf16 on hardware with a bf16 peak, the GPU presets; else the config's "
+                   "fp32 or bf16 (default: bf16 on a GPU, its presets and calibrated files; else the config's "
                    "train.precision)");
   plan->add_option("--set", plan_cmd.overrides,
                    "Override a key (repeatable); parallel.dp/tp/pp/zero/schedule/virtual_stages/"

@@ -165,7 +165,9 @@ Plan run_plan_command(const PlanCommand& cmd) {
   const Hardware hw = cmd.hardware.empty() ? config_hardware(cfg) : load_hardware(cmd.hardware);
   PlanRequest r = plan_request(cfg, cmd.devices, hw);
   if (!cmd.precision.empty()) r.workload.precision = cmd.precision;
-  else if (hw.peak_bf16 > 0) r.workload.precision = "bf16";  // GPUs train in bf16 unless --precision says otherwise
+  // GPUs (a GPU backend's kernels: the presets, a GPU's calibrated file)
+  // train in bf16 unless --precision says otherwise; a CPU as the config says.
+  else if (hw.peak_bf16 > 0 && hw.kernels != Kernels::per_op) r.workload.precision = "bf16";
   if (r.workload.precision != "fp32" && r.workload.precision != "bf16")
     throw ConfigError(fmt::format("--precision {}: expected fp32 or bf16", r.workload.precision));
   r.features = cmd.runnable_only ? Features::this_trainer() : Features::full();

@@ -125,7 +125,11 @@ Hardware a100_80gb() {
 // measurements (the file's [calibration] table) as fit_compute fits them
 // now, the memory-bound passes (29.2 MB per sample at 55 GB/s) taken off:
 // 217 GFLOP/s, 0.89 of the sgemm; no small sgemm was measured then, so the
-// curve is flat (gemm_half_dim 0).
+// curve is flat (gemm_half_dim 0). bf16: that machine's kind (AVX512-BF16, no
+// AMX) ran dtrain's bf16 products at 1.6-2.2x its sgemm on every GPT-2 124M
+// shape (tools/bench/results_cpu_bf16.md: build/bgemm_peak, 290-350 against
+// 150-190 GFLOP/s), so 1.88x the sgemm's peak; `dtrain profile
+// --write-hardware` measures both products on the machine at hand.
 Hardware cpu_local() {
   Hardware h;
   h.name = "cpu-local";
@@ -135,7 +139,7 @@ Hardware cpu_local() {
   h.memory_bytes = 24 * kGiB / 4;
   h.usable_memory_fraction = 0.8;
   h.peak_fp32 = 243 * kG;
-  h.peak_bf16 = 0;
+  h.peak_bf16 = 1.88 * h.peak_fp32;
   h.efficiency = 0.89;
   h.memory_bandwidth = 55 * kG;
   h.layer_overhead = 347 * kUs;

@@ -93,8 +93,15 @@ expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 8 --hardware "$WORK/hw.
 grep -q "(80.0 GiB, 4 per node)" "$WORK/out" || fail "plan: hardware file not read"
 expect_exit 2 "$DTRAIN" plan "$WORK/tiny.toml" --devices 4 --hardware b200
 expect_err "hardware 'b200': not a preset (h100-sxm, h200, a100-80gb, cpu-local) nor a .toml file"
-expect_exit 2 "$DTRAIN" plan "$WORK/tiny.toml" --devices 4 --precision bf16
-expect_err "hardware 'cpu-local' has no bf16 peak"
+# The CPU plans bf16 too (its products' measured ratio to the sgemm), and as the config says by default.
+expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 4 --precision bf16
+grep -q "^plan for 4 devices of cpu-local .* bf16$" "$WORK/out" || fail "plan: cpu-local in bf16"
+expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 4
+grep -q "^plan for 4 devices of cpu-local .* fp32$" "$WORK/out" || fail "plan: cpu-local not in the config's fp32"
+"$DTRAIN" hardware cpu-local | sed -e 's/^peak_tflops_bf16 = [0-9.]*/peak_tflops_bf16 = 0/' \
+  -e 's/^name = .*/name = "nobf16"/' >"$WORK/nobf16.toml"
+expect_exit 2 "$DTRAIN" plan "$WORK/tiny.toml" --devices 4 --hardware "$WORK/nobf16.toml" --precision bf16
+expect_err "hardware 'nobf16' has no bf16 peak"
 
 # parallel.mode = "auto" (no degrees in the config): the planner's layout, logged once.
 expect_exit 0 "${MPIRUN[@]}" -np 4 "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=6 --set train.threads=1 \
@@ -102,6 +109,10 @@ expect_exit 0 "${MPIRUN[@]}" -np 4 "$DTRAIN" run "$WORK/tiny.toml" --set train.s
 grep -q "^auto layout for 4 ranks on cpu-local: dp=" "$WORK/out" || fail "auto: no layout choice logged"
 [ "$(grep -c "^auto layout" "$WORK/out")" -eq 1 ] || fail "auto: logged more than once"
 grep -q "^layout dp=. tp=. pp=. on 4 ranks" "$WORK/out" || fail "auto: no layout line"
+# bf16 on the CPU: planned too (it had failed: no bf16 peak for cpu-local).
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=2 --set train.threads=1 \
+  --set train.eval_every=0 --set train.precision=bf16 --set optim.warmup_steps=1 --out "$WORK/auto-bf16"
+grep -q "^auto layout for 2 ranks on cpu-local: dp=" "$WORK/out" || fail "auto: bf16 on the CPU not planned"
 grep -q '^mode = "auto"' "$WORK/auto/config.toml" || fail "auto: resolved config lacks the mode"
 # The resolved config runs as it is: the degrees are fixed now.
 expect_exit 0 "${MPIRUN[@]}" -np 4 "$DTRAIN" validate "$WORK/auto/config.toml"

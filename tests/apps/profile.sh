@@ -74,7 +74,7 @@ plan_check() {  # plan_check DIR DEVICES PLAN-SETS...
   local dir=$1 devices=$2 config=${PLAN_CONFIG:-$WORK/tiny.toml} tiny=()
   shift 2
   [ -n "${PLAN_CONFIG:-}" ] || tiny=(--set model.n_head=4 --set train.micro_batch=4)
-  OMP_NUM_THREADS=1 "$DTRAIN" plan "$config" --devices "$devices" --hardware cpu-local --precision fp32 --json \
+  OMP_NUM_THREADS=1 "$DTRAIN" plan "$config" --devices "$devices" --hardware cpu-local --precision "${PLAN_PRECISION:-fp32}" --json \
     "${tiny[@]}" --set parallel.zero=0 --set parallel.schedule=1f1b "$@" >"$WORK/plan.json" 2>"$WORK/plan.err" ||
     { cat "$WORK/plan.err"; fail "$dir: dtrain plan failed"; }
   python3 - "$dir/profile.json" "$WORK/plan.json" <<'PY' || fail "$dir: the planner's activation bytes are not the run's"
@@ -100,7 +100,7 @@ for mode in "fp32 none" "fp32 selective" "fp32 full" "bf16 none" "bf16 full"; do
   expect_exit 0 "$DTRAIN" profile "$WORK/tiny.toml" "${base[@]}" --out "$WORK/mem-$1-$2" \
     --set train.precision=$1 --set train.recompute=$2 --set model.dropout=0.1
   check "$WORK/mem-$1-$2" 1
-  [ "$1" = bf16 ] || plan_check "$WORK/mem-$1-$2" 1 --set train.recompute=$2 --set model.dropout=0.1
+  PLAN_PRECISION=$1 plan_check "$WORK/mem-$1-$2" 1 --set train.recompute=$2 --set model.dropout=0.1
 done
 python3 - "$(act "$WORK/mem-fp32-none")" "$(act "$WORK/mem-fp32-selective")" "$(act "$WORK/mem-fp32-full")" \
   "$(act "$WORK/mem-bf16-none")" <<'PY' || fail "recomputation or bf16 does not lower the activation bytes"
@@ -228,6 +228,10 @@ assert h["name"] == "cal", h["name"]
 d, n, c = h["device"], h["node"], h["calibration"]
 assert n["devices"] == 4 and 0 <= n["compute_units"] <= 4, n
 assert d["peak_tflops_fp32"] > 0 and 0 < d["efficiency"] <= 1 and d["memory_bandwidth_gbs"] > 0, d
+# bf16 products measured beside the sgemm: the bf16 peak in the same ratio.
+assert c["bgemm_gflops"] > 0 and c["fitted_precision"] == "fp32", c
+ratio = d["peak_tflops_bf16"] / d["peak_tflops_fp32"]
+assert abs(ratio - c["bgemm_gflops"] / c["sgemm_gflops"]) < 1e-3 * ratio, (ratio, c)
 assert d["layer_overhead_us"] >= 0 and n["handoff_us"] >= 0
 assert h["intra"]["bandwidth_gbs"] > 0 and h["intra"]["latency_us"] > 0, h["intra"]
 assert c["ranks"] == 4 and c["micro_batches"] == [1, 32] and c["micro_batches_per_step"] == [32, 1], c
@@ -247,9 +251,13 @@ expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 4 --hardware "$WORK/cal
 grep -q "plan for 4 devices of cal" "$WORK/out" || fail "plan: calibrated file not read"
 expect_exit 0 "$DTRAIN" hardware "$WORK/cal.toml"
 grep -q "^handoff_us = " "$WORK/out" || fail "hardware: no handoff_us"
+# In bf16: the layers fitted at the bf16 products' curve, and plans in bf16 read it.
 expect_exit 0 "$DTRAIN" profile "$WORK/tiny.toml" --write-hardware "$WORK/one.toml" --hardware-name solo \
-  --steps 4 --warmup 1 --set train.threads=1 --set train.micro_batch=32
+  --steps 4 --warmup 1 --set train.threads=1 --set train.micro_batch=32 --set train.precision=bf16
 grep -q '^name = "solo"' "$WORK/one.toml" || fail "calibration: --hardware-name"
+grep -q '^fitted_precision = "bf16"' "$WORK/one.toml" || fail "calibration in bf16: not fitted in bf16"
+grep -qE '^peak_tflops_bf16 = 0\.[0-9]*[1-9]' "$WORK/one.toml" || fail "calibration in bf16: no bf16 peak"
+expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 1 --hardware "$WORK/one.toml" --precision bf16
 # A GPU config where there is no GPU: one line naming train.device, before anything is
 # measured, and no file (tools/gpu/accept.sh's calibrate stage runs it where there is one).
 if ! nvidia-smi -L >/dev/null 2>&1; then
