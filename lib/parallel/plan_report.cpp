@@ -59,6 +59,7 @@ std::string format_plan_text(const Plan& plan, int top) {
       plan.devices, hw.name, format_bytes(hw.memory_bytes), hw.devices_per_node, plan.model_params / 1e6,
       plan.global_batch, plan.seq_len > 0 ? fmt::format(" x {} tokens", plan.seq_len) : std::string(" images"),
       plan.precision);
+  if (!plan.choices.empty()) out += fmt::format("fixed: {}\n", plan.choices);
   if (!plan.vocab_blocked_tp.empty())
     out += fmt::format("vocabulary {} is not divisible by tp={}: those degrees are rejected; pad model.vocab_size "
                        "to {} (a multiple of 128 they divide) to allow them\n",
@@ -184,6 +185,7 @@ std::string format_plan_json(const Plan& plan, int top) {
                      {"handoff_latency", hw.handoff_latency},
                      {"tp_bandwidth", hw.tp_bandwidth},
                      {"sp_bandwidth", hw.sp_bandwidth}};
+  out["choices"] = plan.choices;
   out["evaluated"] = plan.evaluated;
   out["device_counts"] = plan.device_counts;
   if (!plan.vocab_blocked_tp.empty())

@@ -76,6 +76,7 @@ expect_err "no layout of 8 devices fits: memory binds first; closest: ["
 expect_exit 2 "$DTRAIN" plan "$WORK/tiny.toml" --devices 8 --set parallel.dp=3
 expect_err "no layout of 8 devices fits: divisibility binds first: dp=3 tp=* pp=*: dp=3 does not divide the 8 devices"
 ! grep -q "span" "$WORK/out" || fail "plan: a fixed dp blamed on a tp span"
+grep -q "^fixed: dp=3$" "$WORK/out" || fail "plan: the fixed choices not in the header"
 grep -q "^plan for 8 devices of cpu-local (.*): 0\.[0-9]*M parameters" "$WORK/out" || fail "plan: header lost the model size"
 # Modes the CNN does not have: refused in one line, not blamed on tp.
 expect_exit 2 "$DTRAIN" plan "$DTRAIN_SOURCE_DIR/configs/cnn-mnist.toml" --devices 4 --set train.recompute=full
