@@ -49,13 +49,14 @@ class Validator {
     check_parallel();
     const size_t before = problems_.size();
     resolve_batch();
-    if (problems_.size() == before) check_schedule();
-    if (problems_.size() == before) check_sizes();
+    if (problems_.size() == before && !layout_unresolved_) check_schedule();
+    if (problems_.size() == before && !layout_unresolved_) check_sizes();
     check_output_paths();
     resolve_paths();
   }
 
  private:
+  bool layout_unresolved_ = false;  // parallel.mode = "auto" found no layout
   const KeyState& key(std::string_view name) const {
     auto dot = name.find('.');
     const KeySpec* spec = find_key(name.substr(0, dot), name.substr(dot + 1));
@@ -167,7 +168,10 @@ class Validator {
 
   void check_parallel() {
     if (!ok({"parallel.dp", "parallel.tp", "parallel.pp"})) return;
-    if (ok({"parallel.mode"}) && !resolve_auto()) return;
+    if (ok({"parallel.mode"}) && !resolve_auto()) {
+      layout_unresolved_ = true;  // the degrees are not known: no checks that need them
+      return;
+    }
     const ParallelConfig& p = c_.parallel;
     auto dp_tp = checked_mul(p.dp, p.tp);
     auto ranks = dp_tp ? checked_mul(*dp_tp, p.pp) : std::nullopt;

@@ -110,6 +110,13 @@ expect_exit 0 "${MPIRUN[@]}" -np 4 "$DTRAIN" run "$WORK/tiny.toml" --set train.s
 grep -q "^auto layout for 4 ranks on cpu-local: dp=" "$WORK/out" || fail "auto: no layout choice logged"
 [ "$(grep -c "^auto layout" "$WORK/out")" -eq 1 ] || fail "auto: logged more than once"
 grep -q "^layout dp=. tp=. pp=. on 4 ranks" "$WORK/out" || fail "auto: no layout line"
+# A schedule the config fixes that its batch cannot run (one micro-batch a rank, interleaving needs
+# pp of them): the planner's one problem with the nearest misses, not the schedule checked at pp=1.
+expect_exit 2 "${MPIRUN[@]}" -np 4 "$DTRAIN" run "$WORK/tiny.toml" --set train.grad_accum=1 \
+  --set parallel.schedule=interleaved --set parallel.virtual_stages=2 --out "$WORK/auto-il"
+expect_err 'parallel.mode = "auto": no layout of 4 ranks fits'
+grep -q "the interleaved schedule" "$WORK/err" || fail "auto: the interleaving miss not named"
+! grep -q "needs parallel.pp > 1" "$WORK/err" || fail "auto: the schedule checked against the unresolved pp=1"
 # bf16 on the CPU: planned too (it had failed: no bf16 peak for cpu-local).
 expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=2 --set train.threads=1 \
   --set train.eval_every=0 --set train.precision=bf16 --set optim.warmup_steps=1 --out "$WORK/auto-bf16"
