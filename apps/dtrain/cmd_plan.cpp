@@ -26,7 +26,7 @@ Subcommand add_plan(CLI::App& app) {
   plan->add_option("--devices", plan_cmd.devices, "Number of devices (ranks)")->required()->check(CLI::Range(1, 1 << 24));
   plan->add_option("--hardware", plan_cmd.hardware,
                    "Hardware preset (h100-sxm, h200, a100-80gb, cpu-local) or hardware TOML file; default: the "
-                   "config's parallel.hardware, else cpu-local");
+                   "config's parallel.hardware, else cpu-local (a cuda config names its GPUs)");
   plan->add_option("--precision", plan_cmd.precision,
                    "fp32 or bf16 (default: bf16 on a GPU, its presets and calibrated files; else the config's "
                    "train.precision)");

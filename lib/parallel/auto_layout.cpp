@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 
+#include "core/device.h"
 #include "core/error.h"
 #include "core/format_bytes.h"
 
@@ -55,9 +56,31 @@ PlanRequest plan_request(const Config& cfg, int devices, const Hardware& hardwar
   return r;
 }
 
-Hardware config_hardware(const Config& cfg) {
+Hardware config_hardware(const Config& cfg, const std::function<std::string()>& gpu_name) {
+  std::string name = cfg.parallel.hardware;
+  if (name.empty() && cfg.train.device == "cuda") {
+    const std::string presets = "h100-sxm, h200, a100-80gb";
+    if (!gpu_name)
+      throw ConfigError(fmt::format("parallel.hardware: the config trains on cuda; name its GPUs with --hardware or "
+                                    "parallel.hardware ({}, or a file from dtrain profile --write-hardware): "
+                                    "cpu-local, the default, describes this CPU",
+                                    presets));
+    std::string gpu;
+    try {
+      gpu = gpu_name();
+    } catch (const std::exception& e) {
+      throw ConfigError(fmt::format("train.device: cuda: {} (parallel.hardware names the GPUs to plan for without "
+                                    "asking the device)",
+                                    e.what()));
+    }
+    name = hardware_preset_for_gpu(gpu);
+    if (name.empty())
+      throw ConfigError(fmt::format("parallel.hardware: no preset describes the GPU '{}' ({}); set parallel.hardware "
+                                    "to a file from dtrain profile --write-hardware, or to the nearest preset",
+                                    gpu, presets));
+  }
   try {
-    return load_hardware(cfg.parallel.hardware.empty() ? "cpu-local" : cfg.parallel.hardware);
+    return load_hardware(name.empty() ? "cpu-local" : name);
   } catch (const ConfigError& e) {
     std::vector<std::string> p;
     for (const std::string& what : e.problems()) p.push_back("parallel.hardware: " + what);
@@ -91,10 +114,11 @@ std::string explain_choice(const Plan& plan) {
   return s;
 }
 
-AutoLayout make_auto_layout(std::function<void(const std::string&)> explain) {
-  return [explain](const AutoLayoutRequest& q) {
+AutoLayout make_auto_layout(std::function<void(const std::string&)> explain, std::function<std::string()> gpu_name) {
+  if (!gpu_name) gpu_name = [] { return gpu::device_info(0).name; };
+  return [explain, gpu_name](const AutoLayoutRequest& q) {
     const Config& cfg = *q.config;
-    PlanRequest r = plan_request(cfg, q.world_size, config_hardware(cfg));
+    PlanRequest r = plan_request(cfg, q.world_size, config_hardware(cfg, gpu_name));
     r.features = r.runnable = Features::this_trainer();
     if (cfg.model.family() != ModelFamily::gpt) r.features.recompute = r.runnable.recompute = false;
     r.runnable_only = true;

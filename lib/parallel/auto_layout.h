@@ -19,14 +19,21 @@ namespace dtrain {
 // config, for `devices` devices on `hardware`. Nothing is fixed.
 PlanRequest plan_request(const Config& cfg, int devices, const Hardware& hardware);
 
-// The hardware a config names in parallel.hardware ("" = cpu-local).
-Hardware config_hardware(const Config& cfg);
+// The hardware a config plans for: parallel.hardware (a preset or a file);
+// unset, on the CPU cpu-local, and for train.device = "cuda" the preset of
+// the GPU that `gpu_name` names (its CUDA device name: "NVIDIA H200" ->
+// h200). Throws ConfigError naming parallel.hardware where there is no
+// `gpu_name` to ask (dtrain plan starts no GPU) or the GPU has no preset.
+Hardware config_hardware(const Config& cfg, const std::function<std::string()>& gpu_name = {});
 
 // The hook for load_config: plans with this trainer's features and returns
 // the fastest layout; `explain` (if set) receives a few lines on why (the
 // choice, its prediction, the runner-up, what was rejected). Throws
-// ConfigError with the nearest misses when nothing fits.
-AutoLayout make_auto_layout(std::function<void(const std::string&)> explain = {});
+// ConfigError with the nearest misses when nothing fits. A cuda config
+// without parallel.hardware plans for the preset of its GPU, which
+// `gpu_name` names (unset: CUDA device 0's name).
+AutoLayout make_auto_layout(std::function<void(const std::string&)> explain = {},
+                            std::function<std::string()> gpu_name = {});
 
 // Why the plan chose its best runnable layout, for logs.
 std::string explain_choice(const Plan& plan);

@@ -12,6 +12,7 @@
 #include <set>
 
 #include "config/config.h"
+#include "core/device.h"
 #include "core/error.h"
 #include "parallel/auto_layout.h"
 #include "parallel/planner.h"
@@ -493,6 +494,36 @@ grad_accum = 2
 )";
 
 }  // namespace
+
+TEST_CASE("parallel.mode = auto on GPUs: the GPU's preset by its name, or parallel.hardware asked for") {
+  // (cpu-local, 6 GiB and 4 devices a node, had planned every GPU run.)
+  if (!gpu::built()) {
+    MESSAGE("skipped: this build has no CUDA backend (a cuda config is refused before planning)");
+    return;
+  }
+  const std::vector<std::string> cuda{"train.device=\"cuda\""};
+  std::string why;
+  const AutoLayout h200 = make_auto_layout([&](const std::string& w) { why = w; },
+                                           [] { return std::string("NVIDIA H200"); });
+  const Config c = parse_config(kTiny, "cfg.toml", cuda, 4, h200);
+  CHECK(c.parallel.dp * c.parallel.tp * c.parallel.pp == 4);
+  CHECK(why.find("auto layout for 4 ranks on h200") != std::string::npos);
+  const AutoLayout t4 = make_auto_layout({}, [] { return std::string("Tesla T4"); });
+  CHECK_THROWS_WITH_AS(parse_config(kTiny, "cfg.toml", cuda, 4, t4),
+                       doctest::Contains("parallel.hardware: no preset describes the GPU 'Tesla T4'"), ConfigError);
+  // parallel.hardware set: the device is not asked; a device that cannot be asked is named.
+  const AutoLayout unreachable = make_auto_layout({}, []() -> std::string { throw RuntimeError("no usable CUDA device"); });
+  std::vector<std::string> named = cuda;
+  named.push_back("parallel.hardware=\"a100-80gb\"");
+  CHECK(parse_config(kTiny, "cfg.toml", named, 4, unreachable).parallel.mode == "auto");
+  CHECK_THROWS_WITH_AS(parse_config(kTiny, "cfg.toml", cuda, 4, unreachable),
+                       doctest::Contains("train.device: cuda: no usable CUDA device"), ConfigError);
+  // dtrain plan asks no device: the GPUs must be named.
+  CHECK_THROWS_WITH_AS(config_hardware(c), doctest::Contains("name its GPUs with --hardware"), ConfigError);
+  Config cpu = c;
+  cpu.train.device = "cpu";
+  CHECK(config_hardware(cpu).name == "cpu-local");
+}
 
 TEST_CASE("parallel.mode = auto: the planner picks the degrees for the ranks launched") {
   std::string why;
