@@ -185,8 +185,8 @@ Plan make_plan(const PlanRequest& req) {
     std::vector<std::string> degrees;
     for (const auto& [name, v] : {std::pair{"dp", req.dp}, {"tp", req.tp}, {"pp", req.pp}})
       if (v > 0) degrees.push_back(fmt::format("{}={}", name, v));
-    const std::string product =
-        degrees.size() > 1 ? fmt::format("{} = {}", fmt::join(degrees, " x "), fixed) : fmt::format("{}", fmt::join(degrees, ""));
+    const std::string product = degrees.size() > 1 ? fmt::format("{} = {}", fmt::join(degrees, " x "), fixed)
+                                                   : fmt::format("{}", fmt::join(degrees, ""));
     std::vector<int> counts;
     const bool fixed_all = req.dp > 0 && req.tp > 0 && req.pp > 0;
     for (int n : device_counts(req.devices, hw.devices_per_node, req.max_idle_fraction))
@@ -344,16 +344,23 @@ Plan make_plan(const PlanRequest& req) {
           // asked (never faster, more memory), interleaved with v chunks.
           std::vector<std::pair<std::string, int>> schedules;
           const bool wants_interleaved = req.schedule == "interleaved" || req.virtual_stages >= 2;
+          const std::string conflict =
+              req.virtual_stages >= 2 && !req.schedule.empty() && req.schedule != "interleaved"
+                  ? fmt::format("virtual_stages={} needs the interleaved schedule, not {}", req.virtual_stages,
+                                req.schedule)
+                  : std::string();
           if (pp == 1) {
             if (wants_interleaved) {
-              at.reason = "the interleaved schedule needs pp >= 2 (it runs several chunks on each stage)";
+              at.reason = !conflict.empty()
+                              ? conflict
+                              : "the interleaved schedule needs pp >= 2 (it runs several chunks on each stage)";
               if (report) reject(at);
               continue;
             }
             schedules.push_back({"1f1b", 1});
           } else {
             if (!wants_interleaved && (req.schedule.empty() || req.schedule == "1f1b")) schedules.push_back({"1f1b", 1});
-            if (req.schedule == "gpipe") schedules.push_back({"gpipe", 1});
+            if (req.schedule == "gpipe" && !wants_interleaved) schedules.push_back({"gpipe", 1});
             // Chunks per stage: the one asked for, else a few up to 8, or
             // with blocks cut uniformly every divisor of a stage's blocks
             // (Megatron-LM's rule).
@@ -377,7 +384,9 @@ Plan make_plan(const PlanRequest& req) {
                 if (v >= 2 && static_cast<int64_t>(pp) * v <= layers) schedules.push_back({"interleaved", v});
               }
             if (schedules.empty()) {  // interleaving asked for, and none possible at this depth
-              if (!interleaves) {
+              if (!conflict.empty()) {
+                at.reason = conflict;
+              } else if (!interleaves) {
                 at.kind = "feature";
                 at.reason = "the runtime described has no interleaved schedule";
               } else if (pp < f.min_interleaved_stages) {

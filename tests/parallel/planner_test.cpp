@@ -358,6 +358,13 @@ TEST_CASE("a forced schedule: interleaving keeps to pp >= 2, any v asked for, mi
   CHECK(p.feasible.empty());
   REQUIRE(!p.rejected.empty());
   CHECK(p.rejected[0].reason == "the interleaved schedule needs pp >= 2 (it runs several chunks on each stage)");
+  // Chunks with another schedule named.
+  r = base();
+  r.pp = 2, r.virtual_stages = 2, r.schedule = "1f1b";
+  p = make_plan(r);
+  CHECK(p.feasible.empty());
+  REQUIRE(!p.rejected.empty());
+  CHECK(p.rejected[0].reason == "virtual_stages=2 needs the interleaved schedule, not 1f1b");
   // Micro-batches that do not group by pp.
   r = base();
   r.dp = 4, r.pp = 2, r.virtual_stages = 2, r.micro_batch = 16;  // 16 samples per dp rank: one micro-batch
