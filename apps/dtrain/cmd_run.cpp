@@ -111,6 +111,7 @@ Subcommand add_resume(CLI::App& app) {
             std::unique_ptr<dtrain::Trainer> trainer;
             int64_t start = 0;
             std::string run_id;
+            std::string layout_why;  // the layout planned again (parallel.mode = "auto", other ranks)
             {  // all ranks, before the checkpoint's layout is known: to agree on which checkpoint loaded
               std::optional<dtrain::Mesh> all;
               dtrain::SelfGroups alone;  // one process without MPI
@@ -122,6 +123,10 @@ Subcommand add_resume(CLI::App& app) {
                    .out_dir = o->out_dir,
                    .verify_key_file = o->verify_key,
                    .world_size = ctx.world_size,
+                   // An auto-mode run's layout, planned again for another number of ranks: said once.
+                   .auto_layout = dtrain::make_auto_layout([&](const std::string& why) {
+                     if (std::exchange(layout_why, why).empty()) log(why);
+                   }),
                    .log = log,
                    .warn = [&](const std::string& s) { fmt::print(stderr, "dtrain: {}warning: {}\n", ctx.rank_tag, s); },
                    .make_trainer = [&](const dtrain::Config& cfg) { return setup.make_trainer(cfg); }},

@@ -144,7 +144,7 @@ void check_output_paths(const std::string& dir, const Candidates& c, const Resum
 
 ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkpoint_dir,
                            const std::vector<std::string>& overrides, const std::string& out_dir,
-                           int world_size) {
+                           int world_size, const AutoLayout& auto_layout) {
   const std::string name = (fs::path(checkpoint_dir) / store::kMasterFile).string() + " [config]";
   const Config base = parse_config(meta.config, name, {}, meta.layout.world());
   std::set<std::string> given;
@@ -167,13 +167,24 @@ ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkp
   if (dp_changes && !given.count("train.grad_accum") && !given.count("train.micro_batch"))
     eff.push_back("train.grad_accum=0");  // re-derived from the global and micro batch
   eff.insert(eff.end(), overrides.begin(), overrides.end());
+  // A layout the checkpoint's planner chose, on another number of ranks: what
+  // it chose is chosen again for these (the keys the config fixed stay).
+  std::string text = meta.config;
+  const bool replan = !layout_given && world_size > 1 && world_size != meta.layout.world() &&
+                      base.parallel.mode == "auto" && !base.parallel.planned.empty() && auto_layout;
+  if (replan) {
+    std::vector<std::string> omit = planned_keys(base.parallel.planned);
+    omit.push_back("parallel.planned");
+    for (const std::string& o : overrides) std::erase(omit, key_of(o));  // given: fixed
+    text = to_toml(base, omit);
+  }
 
   ResumeConfig rc;
   try {
-    rc.cfg = parse_config(meta.config, name, eff, world_size);
+    rc.cfg = parse_config(text, name, eff, world_size, auto_layout);
   } catch (const ConfigError& e) {
     std::vector<std::string> problems = e.problems();
-    if (!layout_given && world_size != meta.layout.world())
+    if (!replan && !layout_given && world_size != meta.layout.world())
       problems.push_back(fmt::format(
           "{}: the checkpoint was written on {} ({} ranks) and {} were launched: choose the layout "
           "with --set parallel.dp=D --set parallel.tp=T --set parallel.pp=P (D x T x P = {})",
@@ -250,7 +261,7 @@ Resumed resume(const ResumeRequest& req, Communicator& world) {
                                           "continued unless named exactly (dtrain resume {})",
                                           c.runs[i], c.root, c.run, c.run_source, dir));
       r.meta = read_meta(dir, outside_key.get());
-      ResumeConfig rc = resume_config(r.meta, dir, req.overrides, req.out_dir, req.world_size);
+      ResumeConfig rc = resume_config(r.meta, dir, req.overrides, req.out_dir, req.world_size, req.auto_layout);
       std::shared_ptr<const ckpt_sign::PublicKey> key = outside_key;
       if (!key) {
         key = checkpoint_keys(rc.cfg).verify;  // ConfigError for a bad key file: not damage, no fall-back

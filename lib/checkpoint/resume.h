@@ -41,15 +41,18 @@ Candidates find_checkpoints(const std::string& path);
 // `overrides` ("section.key=value"), validated for `world_size` ranks.
 // `out_dir` (if not empty) becomes log.out_dir and, unless overridden,
 // checkpoint.dir = <out_dir>/checkpoints. Changing parallel.dp re-derives
-// train.grad_accum unless it or train.micro_batch is given. Throws
-// ConfigError naming every key whose change cannot apply.
+// train.grad_accum unless it or train.micro_batch is given. A run whose
+// planner chose its layout (parallel.mode = "auto", parallel.planned) resumed
+// on another number of ranks, without degrees given, asks `auto_layout` to
+// choose those keys again for `world_size` (what the config fixed stays).
+// Throws ConfigError naming every key whose change cannot apply.
 struct ResumeConfig {
   Config cfg;
   std::vector<std::string> changes;  // "train.steps: 20 -> 40", one per changed key
 };
 ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkpoint_dir,
                            const std::vector<std::string>& overrides, const std::string& out_dir,
-                           int world_size);
+                           int world_size, const AutoLayout& auto_layout = {});
 
 // Keeps the records of steps <= `step` in a metrics.jsonl (a run resumed in
 // the directory it ran in drops what it did after the checkpoint); each line
@@ -67,6 +70,9 @@ struct ResumeRequest {
   // half; with neither, checkpoints are not verified.
   std::string verify_key_file;
   int world_size = 1;
+  // parallel.mode = "auto": plans a layout for world_size ranks where the
+  // checkpoint's planner chose one for another number (resume_config).
+  AutoLayout auto_layout;
   std::function<void(const std::string&)> log;   // progress (rank 0's lines)
   std::function<void(const std::string&)> warn;  // damage this rank found (and skipped)
   // Builds the trainer for a config (under MPI: the mesh of its layout

@@ -104,7 +104,10 @@ struct OptimConfig {
 
 struct ParallelConfig {
   std::string mode;      // "auto" | "manual": how dp, tp, pp were chosen
-  std::string hardware;  // mode auto: preset name or hardware file ("" = cpu-local)
+  std::string hardware;  // mode auto: preset name or hardware file ("" = cpu-local, or a GPU's preset)
+  // mode auto, resolved: the keys the planner chose ("parallel.dp,parallel.tp,
+  // ..."), which a run resumed on another number of ranks plans again.
+  std::string planned;
   int64_t dp;
   int64_t tp;
   int64_t pp;
@@ -225,8 +228,14 @@ Config parse_config(const std::string& toml_text, const std::string& name,
 
 // The resolved config as TOML: every key that applies to c.model.type, with
 // defaults and derived values filled in; parse_config(to_toml(c), c.source)
-// gives back c.
-std::string to_toml(const Config& c);
+// gives back c. Keys in `omit` ("section.key") are left out, to be chosen
+// again (a resumed auto-mode run's parallel.planned).
+std::string to_toml(const Config& c, const std::vector<std::string>& omit = {});
+
+// parallel.planned's keys, split at the commas ("" -> none).
+std::vector<std::string> planned_keys(const std::string& list);
+// Whether parallel.mode = "auto" chooses `key` ("parallel.dp", "train.micro_batch", ...).
+bool planner_key(const std::string& key);
 
 // Help for every key, one per line, in aligned columns:
 // "section.key  type  default  applies  help (constraint)".

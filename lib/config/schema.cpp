@@ -199,7 +199,11 @@ std::vector<KeySpec> build_schema() {
        FIELD(parallel.mode)},
       {"parallel", "hardware", kAll, string(""), none(),
        "mode auto: hardware preset (h100-sxm, h200, a100-80gb, cpu-local) or hardware TOML file; "
-       "\"\" = cpu-local", FIELD(parallel.hardware)},
+       "\"\" = cpu-local on the CPU, the GPU's preset on cuda", FIELD(parallel.hardware)},
+      {"parallel", "planned", kAll, string(""), none(),
+       "written by mode auto: the keys the planner chose, comma-separated; a run resumed on another "
+       "number of ranks plans them again (the others stay as the config fixed them)",
+       FIELD(parallel.planned)},
       {"parallel", "dp", kAll, int64_t{1}, at_least(1),
        "data-parallel ranks; dp x tp x pp = ranks launched", FIELD(parallel.dp)},
       {"parallel", "tp", kAll, int64_t{1}, at_least(1),

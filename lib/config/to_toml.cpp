@@ -9,7 +9,7 @@
 
 namespace dtrain {
 
-std::string to_toml(const Config& c) {
+std::string to_toml(const Config& c, const std::vector<std::string>& omit) {
   using namespace config;
   std::string out;
   if (!c.source.empty()) out += fmt::format("# resolved from {}\n", c.source);
@@ -17,6 +17,7 @@ std::string to_toml(const Config& c) {
   for (const KeySpec& spec : schema()) {
     // Keys of the other model type stay out: setting them is an error.
     if (!applies_to(spec.applies, c.model.type)) continue;
+    if (std::find(omit.begin(), omit.end(), spec.name()) != omit.end()) continue;
     if (spec.section != section) {
       section = spec.section;
       out += fmt::format("{}[{}]\n", out.empty() ? "" : "\n", section);
@@ -24,6 +25,25 @@ std::string to_toml(const Config& c) {
     out += fmt::format("{} = {}\n", spec.key, toml_literal(get(spec, c)));
   }
   return out;
+}
+
+std::vector<std::string> planned_keys(const std::string& list) {
+  std::vector<std::string> keys;
+  size_t start = 0;
+  while (start <= list.size() && !list.empty()) {
+    const size_t comma = std::min(list.find(',', start), list.size());
+    keys.push_back(list.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return keys;
+}
+
+bool planner_key(const std::string& key) {
+  static const char* const kChosen[] = {"parallel.dp",     "parallel.tp",       "parallel.pp",
+                                        "parallel.zero",   "parallel.schedule", "parallel.virtual_stages",
+                                        "parallel.sequence_parallel", "train.micro_batch", "train.grad_accum",
+                                        "train.recompute"};
+  return std::find(std::begin(kChosen), std::end(kChosen), key) != std::end(kChosen);
 }
 
 std::string describe_keys() {

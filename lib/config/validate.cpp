@@ -167,6 +167,7 @@ class Validator {
   }
 
   void check_parallel() {
+    check_planned();
     if (!ok({"parallel.dp", "parallel.tp", "parallel.pp"})) return;
     if (ok({"parallel.mode"}) && !resolve_auto()) {
       layout_unresolved_ = true;  // the degrees are not known: no checks that need them
@@ -182,6 +183,19 @@ class Validator {
                           world_size_ == 1 ? "rank was" : "ranks were"));
     check_sequence_parallel();
     check_local_sync();
+  }
+
+  // parallel.planned: keys the planner may choose, comma-separated.
+  void check_planned() {
+    const std::string& list = c_.parallel.planned;
+    if (list.empty() || !ok({"parallel.planned"})) return;
+    for (const std::string& key : planned_keys(list))
+      if (!planner_key(key))
+        problem({"parallel.planned"},
+                fmt::format("parallel.planned: '{}' is not a key the planner chooses (parallel.dp, parallel.tp, "
+                            "parallel.pp, parallel.zero, parallel.schedule, parallel.virtual_stages, "
+                            "parallel.sequence_parallel, train.micro_batch, train.grad_accum, train.recompute)",
+                            key));
   }
 
   // parallel.sync = "local" (train/local_sync.h) and data that stays on its
@@ -310,6 +324,24 @@ class Validator {
       for (const std::string& what : e.problems()) problem(modes, "parallel.mode = \"auto\": " + what);
       return false;
     }
+    // What the planner chose, for a run resumed on another number of ranks.
+    std::vector<std::string> chosen;
+    auto chose = [&](bool fixed, const char* key) {
+      if (!fixed) chosen.push_back(key);
+    };
+    chose(dp, "parallel.dp");
+    chose(tp, "parallel.tp");
+    chose(pp, "parallel.pp");
+    chose(req.fixed_micro_batch, "train.micro_batch");
+    chose(req.fixed_grad_accum, "train.grad_accum");
+    chose(req.fixed_zero, "parallel.zero");
+    chose(req.fixed_schedule, "parallel.schedule");
+    chose(req.fixed_virtual_stages, "parallel.virtual_stages");
+    if (c_.model.type == "gpt") {
+      chose(req.fixed_sequence_parallel, "parallel.sequence_parallel");
+      chose(req.fixed_recompute, "train.recompute");
+    }
+    p.planned = fmt::format("{}", fmt::join(chosen, ","));
     p.dp = choice.dp;
     p.tp = choice.tp;
     p.pp = choice.pp;

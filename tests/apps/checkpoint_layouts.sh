@@ -51,6 +51,16 @@ expect_exit 0 "${MPIRUN[@]}" -np 4 "$DTRAIN" resume "$WORK/one/checkpoints/step_
 close_losses "$WORK/one/metrics.jsonl" "$WORK/r4/metrics.jsonl"
 expect_exit 2 "${MPIRUN[@]}" -np 2 "$DTRAIN" resume "$ck4" --out "$WORK/bad"
 expect_err "the checkpoint was written on dp=1 tp=2 pp=2 (4 ranks) and 2 were launched"
+# parallel.mode = "auto": a run whose planner chose its layout, resumed on another number of ranks, is
+# planned again for them (what the config fixed, here tp 2, stays), with the one-process losses.
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set parallel.mode=auto \
+  --set parallel.tp=2 --out "$WORK/a2"
+grep -q '^planned = "parallel.dp,parallel.pp,train.grad_accum,' "$WORK/a2/config.toml" ||
+  fail "auto: the planner's keys not recorded: $(grep '^planned' "$WORK/a2/config.toml")"
+expect_exit 0 "${MPIRUN[@]}" -np 4 "$DTRAIN" resume "$WORK/a2/checkpoints/step_00000006" --out "$WORK/a4"
+grep -q "^auto layout for 4 ranks on cpu-local: dp=. tp=2 pp=." "$WORK/out" || fail "auto: not planned again for 4 ranks"
+grep -q "^tp = 2$" "$WORK/a4/config.toml" || fail "auto: the fixed tp not kept"
+close_losses "$WORK/one/metrics.jsonl" "$WORK/a4/metrics.jsonl"
 
 # ZeRO-1 over 2 data-parallel ranks: the same layout resumes bit for bit; 4 other ranks and 1 process close.
 expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" "${zero[@]}" --out "$WORK/z"

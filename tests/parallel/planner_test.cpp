@@ -545,10 +545,26 @@ TEST_CASE("parallel.mode = auto: the planner picks the degrees for the ranks lau
   // The resolved config reads back to itself (the degrees are now fixed).
   CHECK(parse_config(to_toml(c), "cfg.toml", {}, 4, hook) == c);
 
-  // A degree that is set is kept, the others chosen.
+  // A degree that is set is kept, the others chosen, and recorded as chosen
+  // (a run resumed on other ranks plans them again).
   const Config t = parse_config(kTiny, "cfg.toml", {"parallel.mode=auto", "parallel.tp=2"}, 4, hook);
   CHECK(t.parallel.tp == 2);
   CHECK(t.parallel.dp * t.parallel.pp == 2);
+  CHECK(t.parallel.planned == "parallel.dp,parallel.pp,train.grad_accum,parallel.zero,parallel.schedule,"
+                              "parallel.virtual_stages,parallel.sequence_parallel,train.recompute");
+  CHECK(planned_keys(t.parallel.planned).size() == 8);
+  for (const std::string& key : planned_keys(t.parallel.planned)) CHECK(planner_key(key));
+  CHECK(planned_keys("").empty());
+  // Left out of the resolved TOML, those keys come back free: chosen again.
+  const std::string freed = to_toml(t, planned_keys(t.parallel.planned));
+  CHECK(freed.find("\ndp = ") == std::string::npos);
+  CHECK(freed.find("\ntp = 2\n") != std::string::npos);
+  const Config again = parse_config(freed, "cfg.toml", {}, 2, hook);
+  CHECK(again.parallel.tp == 2);
+  CHECK(again.parallel.dp * again.parallel.pp == 1);
+  CHECK_THROWS_WITH_AS(parse_config(kTiny, "cfg.toml", {"parallel.planned=\"parallel.dp,optim.lr\""}, 1, hook),
+                       doctest::Contains("parallel.planned: 'optim.lr' is not a key the planner chooses"),
+                       ConfigError);
   // Degrees without mode: manual, exactly as before.
   CHECK_THROWS_WITH_AS(parse_config(kTiny, "cfg.toml", {"parallel.tp=2"}, 4, hook),
                        doctest::Contains("dp x tp x pp = 2 but 4 ranks were launched"), ConfigError);
