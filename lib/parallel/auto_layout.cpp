@@ -144,7 +144,18 @@ AutoLayout make_auto_layout(std::function<void(const std::string&)> explain, std
       for (const std::string& miss : nearest_misses(plan, 3)) why.push_back("  " + miss);
       throw ConfigError(fmt::format("{}", fmt::join(why, "\n")));
     }
-    if (explain) explain(explain_choice(plan));
+    if (explain) {
+      // Hardware that describes another kind of device than the run's (a GPU
+      // preset for a CPU run, or cpu-local's kind for a GPU one): planned as
+      // asked, and said.
+      const bool gpu_hardware = plan.hardware.kernels != Kernels::per_op, gpu_run = cfg.train.device == "cuda";
+      std::string note;
+      if (gpu_hardware != gpu_run)
+        note = fmt::format("\n  note: parallel.hardware '{}' describes {}, and this run trains on {}: the layout is "
+                           "planned for that hardware",
+                           plan.hardware.name, gpu_hardware ? "GPUs" : "CPU ranks", gpu_run ? "GPUs" : "the CPU");
+      explain(explain_choice(plan) + note);
+    }
     const Candidate& c = best->p.c;
     AutoLayoutChoice choice;
     choice.dp = c.dp;

@@ -542,6 +542,11 @@ TEST_CASE("parallel.mode = auto: the planner picks the degrees for the ranks lau
   CHECK(c.train.micro_batch == 4);   // set, so kept
   CHECK(c.train.global_batch == c.train.micro_batch * c.train.grad_accum * c.parallel.dp);
   CHECK(why.find("auto layout for 4 ranks on cpu-local") != std::string::npos);
+  CHECK(why.find("note:") == std::string::npos);
+  // A GPU preset for a CPU run: planned as asked, and said.
+  parse_config(kTiny, "cfg.toml", {"parallel.hardware=\"h100-sxm\""}, 4, hook);
+  CHECK(why.find("note: parallel.hardware 'h100-sxm' describes GPUs, and this run trains on the CPU") !=
+        std::string::npos);
   // The resolved config reads back to itself (the degrees are now fixed).
   CHECK(parse_config(to_toml(c), "cfg.toml", {}, 4, hook) == c);
 
