@@ -234,8 +234,8 @@ std::string to_toml(const Config& c, const std::vector<std::string>& omit = {});
 
 // parallel.planned's keys, split at the commas ("" -> none).
 std::vector<std::string> planned_keys(const std::string& list);
-// Whether parallel.mode = "auto" chooses `key` ("parallel.dp", "train.micro_batch", ...).
-bool planner_key(const std::string& key);
+// The keys parallel.mode = "auto" may choose ("parallel.dp", "train.micro_batch", ...).
+const std::vector<std::string>& planner_keys();
 
 // Help for every key, one per line, in aligned columns:
 // "section.key  type  default  applies  help (constraint)".

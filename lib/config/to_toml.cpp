@@ -38,12 +38,12 @@ std::vector<std::string> planned_keys(const std::string& list) {
   return keys;
 }
 
-bool planner_key(const std::string& key) {
-  static const char* const kChosen[] = {"parallel.dp",     "parallel.tp",       "parallel.pp",
-                                        "parallel.zero",   "parallel.schedule", "parallel.virtual_stages",
-                                        "parallel.sequence_parallel", "train.micro_batch", "train.grad_accum",
-                                        "train.recompute"};
-  return std::find(std::begin(kChosen), std::end(kChosen), key) != std::end(kChosen);
+const std::vector<std::string>& planner_keys() {
+  static const std::vector<std::string> keys = {
+      "parallel.dp",        "parallel.tp",       "parallel.pp",      "parallel.zero",
+      "parallel.schedule",  "parallel.virtual_stages", "parallel.sequence_parallel",
+      "train.micro_batch",  "train.grad_accum",  "train.recompute"};
+  return keys;
 }
 
 std::string describe_keys() {

@@ -189,13 +189,11 @@ class Validator {
   void check_planned() {
     const std::string& list = c_.parallel.planned;
     if (list.empty() || !ok({"parallel.planned"})) return;
+    const std::vector<std::string>& known = planner_keys();
     for (const std::string& key : planned_keys(list))
-      if (!planner_key(key))
-        problem({"parallel.planned"},
-                fmt::format("parallel.planned: '{}' is not a key the planner chooses (parallel.dp, parallel.tp, "
-                            "parallel.pp, parallel.zero, parallel.schedule, parallel.virtual_stages, "
-                            "parallel.sequence_parallel, train.micro_batch, train.grad_accum, train.recompute)",
-                            key));
+      if (std::find(known.begin(), known.end(), key) == known.end())
+        problem({"parallel.planned"}, fmt::format("parallel.planned: '{}' is not a key the planner chooses ({})", key,
+                                                  fmt::join(known, ", ")));
   }
 
   // parallel.sync = "local" (train/local_sync.h) and data that stays on its

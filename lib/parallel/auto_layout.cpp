@@ -148,7 +148,7 @@ AutoLayout make_auto_layout(std::function<void(const std::string&)> explain, std
       // Hardware that describes another kind of device than the run's (a GPU
       // preset for a CPU run, or cpu-local's kind for a GPU one): planned as
       // asked, and said.
-      const bool gpu_hardware = plan.hardware.kernels != Kernels::per_op, gpu_run = cfg.train.device == "cuda";
+      const bool gpu_hardware = plan.hardware.gpu(), gpu_run = cfg.train.device == "cuda";
       std::string note;
       if (gpu_hardware != gpu_run)
         note = fmt::format("\n  note: parallel.hardware '{}' describes {}, and this run trains on {}: the layout is "
@@ -200,9 +200,8 @@ Plan run_plan_command(const PlanCommand& cmd) {
   const Hardware hw = cmd.hardware.empty() ? config_hardware(cfg) : load_hardware(cmd.hardware);
   PlanRequest r = plan_request(cfg, cmd.devices, hw);
   if (!cmd.precision.empty()) r.workload.precision = cmd.precision;
-  // GPUs (a GPU backend's kernels: the presets, a GPU's calibrated file)
-  // train in bf16 unless --precision says otherwise; a CPU as the config says.
-  else if (hw.peak_bf16 > 0 && hw.kernels != Kernels::per_op) r.workload.precision = "bf16";
+  // GPUs train in bf16 unless --precision says otherwise; a CPU as the config says.
+  else if (hw.peak_bf16 > 0 && hw.gpu()) r.workload.precision = "bf16";
   if (r.workload.precision != "fp32" && r.workload.precision != "bf16")
     throw ConfigError(fmt::format("--precision {}: expected fp32 or bf16", r.workload.precision));
   r.features = cmd.runnable_only ? Features::this_trainer() : Features::full();

@@ -92,6 +92,9 @@ struct Hardware {
     return x <= 0 || gemm_half_dim <= 0 ? efficiency : efficiency * x / (x + gemm_half_dim);
   }
   int units() const { return compute_units > 0 ? compute_units : devices_per_node; }
+  // Whether this describes GPUs: their kernels are a GPU backend's (the
+  // presets, a GPU's calibrated file); the CPU backend's are per_op.
+  bool gpu() const { return kernels != Kernels::per_op; }
   // The half dimension of a harmonic roofline: a 16-bit product whose
   // smallest dimension is x does 2 M N x FLOPs on about 2 M N bytes (x FLOP
   // per byte), so 1 / rate = 1 / (efficiency peak) + 1 / (x bandwidth), i.e.
