@@ -452,6 +452,7 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
                        (2.0 * static_cast<double>(layers));
     h.kernels = Kernels::dtrain_cuda;
     h.overlap = has_preset ? preset.overlap : 0.9;
+    h.comm_compute_share = has_preset ? preset.comm_compute_share : 0.0;  // not measured: one GPU has no peer
     // Links: one node measured gives both; over several nodes the world's ring
     // is the inter-node link's, and NVLink's is the preset's (none: the
     // measured one for both, the slower).

@@ -207,9 +207,18 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
   const double tp_bandwidth = c.sequence_parallel && hw.sp_bandwidth > 0 ? hw.sp_bandwidth
                               : hw.tp_bandwidth > 0                      ? hw.tp_bandwidth
                                                                          : tp_link.bandwidth;
+  // A collective hidden behind compute still takes its share of the device's
+  // compute while it runs (Hardware::comm_compute_share): `hidden` seconds of
+  // it cost `share x hidden`.
+  const double share_taken = hw.comm_compute_share;
+  auto behind = [&](double comm, double hidden, double share) {
+    const double h = std::clamp(hidden, 0.0, comm);
+    return comm - h + share * h;
+  };
   auto tp_time = [&](double calls, double bytes, double overlap) {
     if (t <= 1 || calls == 0) return 0.0;
-    return (1 - overlap) * (calls * 2.0 * (t - 1) * tp_link.latency + 2.0 * (t - 1) / t * bytes / tp_bandwidth);
+    const double raw = calls * 2.0 * (t - 1) * tp_link.latency + 2.0 * (t - 1) / t * bytes / tp_bandwidth;
+    return behind(raw, overlap * raw, hw.tp_share());
   };
 
   // Per micro-batch and chunk: forward, backward (with what recomputation
@@ -237,7 +246,7 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     // gathered them (Features::sp_regather_after_recompute).
     const double regather_raw = regather ? tp_time(st.tp_regather_calls, b * st.tp_regather_bytes * e, 0.0) : 0.0;
     const double regather_tp =
-        regather_raw - std::min(std::max(hw.tp_overlap, hw.overlap) * regather_raw, 0.5 * bwd_gemm);
+        behind(regather_raw, std::min(std::max(hw.tp_overlap, hw.overlap) * regather_raw, 0.5 * bwd_gemm), hw.tp_share());
     const double bwd_tp = tp_time(st.tp_bwd_calls, b * st.tp_bwd_bytes * e, hw.tp_overlap) + regather_tp;
     tf[k] = layers * hw.layer_overhead + fwd_gemm + fwd_mem + fwd_tp;
     tb[k] = layers * hw.layer_overhead + bwd_gemm + remake_scores + bwd_mem + bwd_tp;
@@ -303,15 +312,15 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
                                 ? all_gather_seconds(st.blocks.params * sb.params, d, dp_link) +
                                       std::max(0.0, block_units - 1) * extra_latency
                                 : 0.0;
-      const double xf = std::max(0.0, gather + head - fwd_hidden);
-      const double xb = std::max(0.0, gather + remade + reduce - bwd_hidden);
+      const double xf = behind(gather + head, fwd_hidden, share_taken);
+      const double xb = behind(gather + remade + reduce, bwd_hidden, share_taken);
       tf[k] += xf;
       tb[k] += xb;
       z3[k] = xf + xb;
     } else if (c.zero == 2 && d > 1 && c.micro_batches > 1) {
       // ZeRO-2 reduce-scatters every micro-batch's gradients during its backward.
       const double reduce = all_gather_seconds(st.params * wire, d, dp_link);
-      const double x = std::max(0.0, reduce - hw.overlap * (tb[k] - layers * hw.layer_overhead));
+      const double x = behind(reduce, hw.overlap * (tb[k] - layers * hw.layer_overhead), share_taken);
       tb[k] += x * (m - 1) / m;  // the last one is the step's reduction below
       z3[k] = x * (m - 1) / m;
     }
@@ -460,16 +469,20 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
         ends[j] = end_of_backward - after;
         after += group * tb[j * p + s];
       }
-      double link_free = 0;
+      double link_free = 0, busy = 0;
       for (int j = v - 1; j >= 0; --j) {
         const int k = j * p + s;
         const double bytes = chunks[k].params * wire;
         const double start = std::max(link_free, ends[j] - hw.overlap * tb[k]);
+        busy += reduction(bytes);
         link_free = std::max(start + reduction(bytes), ends[j] + reduction(std::min(bytes, w.bucket_bytes)));
       }
-      comm_end = std::max(comm_end, link_free);
+      // What ran before the backward's end took its share of that backward.
+      const double after_end = std::max(0.0, link_free - end_of_backward);
+      comm_end = std::max(comm_end, link_free + share_taken * std::max(0.0, busy - after_end));
     } else {
-      comm_end = std::max(comm_end, end_of_backward + std::max(last_bucket, reduce - hidden));
+      const double exposed = std::max(last_bucket, reduce - hidden);
+      comm_end = std::max(comm_end, end_of_backward + behind(reduce, reduce - exposed, share_taken));
     }
     before += last_backward + (s < nc - 1 ? xfer[s] : 0.0);
 
@@ -490,7 +503,7 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
         double first_forward = 0;
         for (int k = s; k < nc; k += p) first_forward += tf[k];
         const double first_bucket = all_gather_seconds(std::min(params * sb.params, w.bucket_bytes), d, dp_link);
-        update += std::max(first_bucket, gather - hw.overlap * first_forward);
+        update += behind(gather, std::min(gather - first_bucket, hw.overlap * first_forward), share_taken);
       } else {
         update += gather;
       }

@@ -52,6 +52,8 @@ constexpr double kG = 1e9, kT = 1e12, kUs = 1e-6;
 // backward, fp32 scores in chunks), its other memory-bound kernels are
 // lib/kernels/cuda's, its tp communication is not overlapped. A runtime with a
 // flash-style attention says `fused_attention = true` in its hardware file.
+// A collective hidden behind compute holds 16 SMs (NCCL's channels between
+// 8-NIC nodes, one CTA and SM each: NVIDIA/nccl issue #689).
 Hardware h100_sxm() {
   Hardware h;
   h.name = "h100-sxm";
@@ -72,6 +74,7 @@ Hardware h100_sxm() {
   h.intra = {400 * kG, 3 * kUs};  // NCCL all-reduce bus bandwidth of about 400-480 GB/s
   h.inter = {45 * kG, 6 * kUs};   // 50 GB/s per port, about 90% achieved
   h.overlap = 0.9;
+  h.comm_compute_share = 16.0 / 132;  // NCCL's 16 channels (one SM each) of the 132 SMs
   return h;
 }
 
@@ -109,6 +112,7 @@ Hardware a100_80gb() {
   h.intra = {230 * kG, 3 * kUs};
   h.inter = {22 * kG, 6 * kUs};
   h.overlap = 0.9;
+  h.comm_compute_share = 16.0 / 108;  // NCCL's 16 channels (one SM each) of the 108 SMs
   return h;
 }
 
@@ -171,6 +175,8 @@ const std::vector<FileKey>& file_keys() {
       {"device", "gemm_half_dim", 1, &Hardware::gemm_half_dim, false},
       {"device", "memory_bandwidth_gbs", kG, &Hardware::memory_bandwidth, true},
       {"device", "layer_overhead_us", kUs, &Hardware::layer_overhead, false},
+      {"device", "comm_compute_share", 1, &Hardware::comm_compute_share, false},
+      {"device", "tp_comm_compute_share", 1, &Hardware::tp_comm_compute_share, false},
       {"node", "overlap", 1, &Hardware::overlap, false},
       {"node", "tp_overlap", 1, &Hardware::tp_overlap, false},
       {"node", "handoff_us", kUs, &Hardware::handoff_latency, false},
@@ -306,6 +312,10 @@ Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
   if (!(h.overlap >= 0 && h.overlap <= 1)) problems.push_back(fmt::format("{}: node.overlap must be in [0, 1]", name));
   if (!(h.tp_overlap >= 0 && h.tp_overlap <= 1))
     problems.push_back(fmt::format("{}: node.tp_overlap must be in [0, 1]", name));
+  if (!(h.comm_compute_share >= 0 && h.comm_compute_share < 1))
+    problems.push_back(fmt::format("{}: device.comm_compute_share must be in [0, 1)", name));
+  if (!(h.tp_comm_compute_share < 1))
+    problems.push_back(fmt::format("{}: device.tp_comm_compute_share must be below 1 (negative: comm_compute_share)", name));
   if (h.gemm_half_dim < 0) problems.push_back(fmt::format("{}: device.gemm_half_dim cannot be negative", name));
   if (h.peak_bf16 < 0 || h.layer_overhead < 0 || h.intra.latency < 0 || h.inter.latency < 0 || h.handoff_latency < 0 ||
       h.tp_bandwidth < 0 || h.sp_bandwidth < 0)
@@ -356,6 +366,8 @@ std::string write_hardware_toml(const Hardware& h) {
   out += line("fused_attention", h.fused_attention ? "true" : "false", "attention kernel keeps no score matrix");
   out += line("kernels", quoted(kernels_name(h.kernels)), "memory-bound kernels: per-op, dtrain-cuda, megatron-2021, megatron-core");
   out += line("layer_overhead_us", num(h.layer_overhead / kUs), "fixed cost per layer per forward or backward");
+  out += line("comm_compute_share", num(h.comm_compute_share), "compute a collective takes from the pass it hides behind");
+  out += line("tp_comm_compute_share", num(h.tp_comm_compute_share), "the same for tp's collectives; < 0 = comm_compute_share");
   out += "\n[node]\n";
   out += line("devices", std::to_string(h.devices_per_node), "devices sharing the intra-node links");
   out += line("overlap", num(h.overlap), "fraction of the backward the dp reduction overlaps");

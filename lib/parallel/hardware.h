@@ -53,6 +53,17 @@ struct Hardware {
   // for the backward, softmax a memory-bound pass over them).
   bool fused_attention = false;
   Kernels kernels = Kernels::per_op;
+  // Share of the device's compute that a collective running beside it takes:
+  // on a GPU the SMs its kernels occupy (NCCL runs a CTA per channel, each on
+  // an SM of its own), so a pass that hides T seconds of communication runs
+  // share x T longer. 0: hidden communication costs the compute nothing (the
+  // CPU's calibrated overlap already measures what the ranks' progress costs).
+  double comm_compute_share = 0;
+  // The same for the tensor-parallel group's collectives, where the runtime
+  // runs them otherwise (< 0: comm_compute_share). Transformer Engine's
+  // userbuffers move half of a block's tp traffic with the copy engines.
+  double tp_comm_compute_share = -1;
+  double tp_share() const { return tp_comm_compute_share >= 0 ? tp_comm_compute_share : comm_compute_share; }
   double layer_overhead = 0;            // s per top-level layer per forward or backward (launches)
   // Node and links.
   int devices_per_node = 1;

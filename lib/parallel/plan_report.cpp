@@ -175,6 +175,8 @@ std::string format_plan_json(const Plan& plan, int top) {
                      {"fused_attention", hw.fused_attention},
                      {"kernels", kernels_name(hw.kernels)},
                      {"tp_overlap", hw.tp_overlap},
+                     {"comm_compute_share", hw.comm_compute_share},
+                     {"tp_comm_compute_share", hw.tp_share()},
                      {"memory_bandwidth", hw.memory_bandwidth},
                      {"layer_overhead", hw.layer_overhead},
                      {"devices_per_node", hw.devices_per_node},

@@ -1179,3 +1179,47 @@ TEST_CASE("the layers' batch-independent scratch: once per buffer, not once per 
   const StageProfile st = profile_stages(m, 1)[0];
   CHECK(act(1) - step == doctest::Approx(st.max_block_work_fixed_bytes + st.own_work_fixed_bytes));
 }
+
+TEST_CASE("hidden communication takes its share of the compute it hides behind") {
+  // A collective hidden behind a pass still holds SMs (NCCL: a CTA per
+  // channel): hiding T seconds costs share x T, the exposed rest as before.
+  ModelProfile m = toy_profile(2);
+  for (LayerProfile& l : m.layers) l.params = 5e6;  // 40 MB of fp32 gradients
+  Hardware hw = toy_hardware();
+  Workload w;
+  w.global_batch = 8;
+  w.bucket_bytes = 4e6;
+  const Features f = Features::full();
+  const Candidate c{.dp = 2, .tp = 1, .pp = 1, .micro_batch = 2, .micro_batches = 2};
+  const double reduce = all_reduce_seconds(40e6, 2, hw.intra);
+  const double backward = 2 * 2 * 2e9 / 1e12;  // the last micro-batch's, 8 ms: all of it hides
+  const Prediction free_overlap = predict(m, profile_stages(m, 1), hw, w, f, c);
+  hw.comm_compute_share = 0.25;
+  const Prediction taxed = predict(m, profile_stages(m, 1), hw, w, f, c);
+  CHECK(taxed.dp_exposed_seconds == doctest::Approx(reduce - backward + 0.25 * backward));
+  CHECK(taxed.pipeline_seconds == doctest::Approx(free_overlap.pipeline_seconds));
+  // Nothing hidden, nothing taken.
+  hw.overlap = 0;
+  CHECK(predict(m, profile_stages(m, 1), hw, w, f, c).dp_exposed_seconds == doctest::Approx(reduce));
+
+  // Tensor parallelism's overlapped collectives: the runtime's own share
+  // (tp_comm_compute_share), comm_compute_share's where it says none.
+  const ModelConfig cfg = gpt(2, 64, 4, 256, 32);
+  const ModelProfile g = profile_model(cfg, 32, 2, false);
+  Hardware h2 = toy_hardware(2);
+  h2.tp_overlap = 0.5;
+  Workload w2;
+  w2.global_batch = 2;
+  w2.precision = "fp32";
+  const Candidate c2{.dp = 1, .tp = 2, .pp = 1, .micro_batch = 1, .micro_batches = 2};
+  auto tp = [&](const Hardware& hw2) {
+    return predict(g, profile_stages(g, 1), hw2, w2, Features::full(), c2).tp_seconds;
+  };
+  const double half_exposed = tp(h2);  // half of the raw time
+  h2.comm_compute_share = 0.2;
+  CHECK(tp(h2) == doctest::Approx(half_exposed * 1.2));
+  h2.tp_comm_compute_share = 0.1;
+  CHECK(tp(h2) == doctest::Approx(half_exposed * 1.1));
+  h2.tp_comm_compute_share = 0;
+  CHECK(tp(h2) == doctest::Approx(half_exposed));
+}

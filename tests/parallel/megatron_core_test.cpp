@@ -77,12 +77,12 @@ constexpr int64_t kSeq = 4096, kVocab = 131072;
 const Row kRows[] = {
     {1.7, 16, 2048, 24, 1, 1, 48, 192, 408.8, false, true},
     {7.1, 32, 4096, 30, 2, 1, 96, 192, 465.9, false, true},
-    {16, 48, 6144, 32, 4, 1, 192, 192, 489.1, false, true},
-    {32, 56, 7168, 48, 8, 1, 384, 192, 459.6, false, true},
+    {16, 48, 6144, 32, 4, 1, 192, 192, 489.1, false, false},
+    {32, 56, 7168, 48, 8, 1, 384, 192, 459.6, false, false},
     {70, 64, 8192, 84, 8, 2, 768, 384, 419.7, false, true},
     {119, 80, 10240, 92, 8, 4, 1536, 768, 420.5, false, true},
     {177, 96, 12288, 96, 8, 6, 2304, 1152, 432.8, false, true},
-    {314, 128, 16384, 96, 8, 8, 3072, 1536, 474.4, false, true},
+    {314, 128, 16384, 96, 8, 8, 3072, 1536, 474.4, false, false},
     {462, 144, 18432, 112, 8, 16, 6144, 3072, 459.9, false, true},
 };
 
@@ -91,6 +91,10 @@ Hardware megatron_core_h100() {
   h.fused_attention = true;
   h.kernels = Kernels::megatron_core;
   h.tp_overlap = h.overlap;
+  // Transformer Engine's userbuffers (v1.7-1.8): the ring exchanges move
+  // half a block's tp traffic with the copy engines, the pipelined and bulk
+  // overlaps the other half on 16 SMs.
+  h.tp_comm_compute_share = 0.5 * 16.0 / 132;
   return h;
 }
 

@@ -417,12 +417,16 @@ TEST_CASE("hardware: presets round-trip through the file format, bad files are n
     CHECK(back.fused_attention == h.fused_attention);
     CHECK(back.kernels == h.kernels);
     CHECK(back.tp_overlap == doctest::Approx(h.tp_overlap));
+    CHECK(back.comm_compute_share == doctest::Approx(h.comm_compute_share));
+    CHECK(back.tp_share() == doctest::Approx(h.tp_share()));
   }
   // Shipped files equal the presets.
   for (const std::string& name : hardware_presets()) {
     const Hardware file = load_hardware(std::string(DTRAIN_SOURCE_DIR) + "/configs/hardware/" + name + ".toml");
     CHECK(file.peak_fp32 == doctest::Approx(load_hardware(name).peak_fp32));
     CHECK(file.intra.latency == doctest::Approx(load_hardware(name).intra.latency));
+    CHECK(file.peak_bf16 == doctest::Approx(load_hardware(name).peak_bf16));
+    CHECK(file.comm_compute_share == doctest::Approx(load_hardware(name).comm_compute_share));
     CHECK(file.efficiency == doctest::Approx(load_hardware(name).efficiency));
     CHECK(file.gemm_half_dim == doctest::Approx(load_hardware(name).gemm_half_dim));
     CHECK(file.memory_bandwidth == doctest::Approx(load_hardware(name).memory_bandwidth));
