@@ -484,6 +484,21 @@ TEST_CASE("hardware: presets round-trip through the file format, bad files are n
                        ConfigError);
   CHECK_THROWS_WITH_AS(parse_hardware_toml("[node]\ndevices = 8\n", "hw.toml"),
                        doctest::Contains("missing device.memory_gib"), ConfigError);
+  // The share of compute a hidden collective takes: NCCL's 16 channels, one
+  // SM each, on the GPU presets; none on the CPU; a whole device is refused.
+  CHECK(load_hardware("h100-sxm").comm_compute_share == doctest::Approx(16.0 / 132));
+  CHECK(load_hardware("h200").comm_compute_share == doctest::Approx(16.0 / 132));
+  CHECK(load_hardware("a100-80gb").comm_compute_share == doctest::Approx(16.0 / 108));
+  CHECK(load_hardware("cpu-local").comm_compute_share == 0);
+  CHECK(load_hardware("h100-sxm").tp_share() == doctest::Approx(16.0 / 132));
+  const std::string minimal =
+      "[device]\nmemory_gib = 8\npeak_tflops_fp32 = 1\nmemory_bandwidth_gbs = 5\n[node]\ndevices = 1\n"
+      "[intra]\nbandwidth_gbs = 1\nlatency_us = 1\n[inter]\nbandwidth_gbs = 1\nlatency_us = 1\n";
+  const std::string with_share = std::string(minimal).insert(minimal.find("[node]"), "tp_comm_compute_share = 0.05\n");
+  CHECK(parse_hardware_toml(with_share, "hw.toml").tp_share() == doctest::Approx(0.05));
+  const std::string whole = std::string(minimal).insert(minimal.find("[node]"), "comm_compute_share = 1\n");
+  CHECK_THROWS_WITH_AS(parse_hardware_toml(whole, "hw.toml"),
+                       doctest::Contains("hw.toml: device.comm_compute_share must be in [0, 1)"), ConfigError);
 }
 
 namespace {
