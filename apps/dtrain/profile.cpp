@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "core/file_kind.h"
 #include "kernels/cpu/gemm.h"
 #include "parallel/hardware.h"
 #include "parallel/pipeline.h"
@@ -51,9 +52,7 @@ int layer_at(int l, int f) {
 double safe_div(double a, double b) { return b > 0 ? a / b : 0.0; }
 
 void write_file(const std::filesystem::path& p, const std::string& text) {
-  std::ofstream f(p);
-  f << text;
-  if (!f) throw RuntimeError(fmt::format("cannot write '{}'", p.string()));
+  write_regular_file(p.string(), text, "the profile");
 }
 
 std::string read_file(const std::filesystem::path& p) {

@@ -215,7 +215,7 @@ std::vector<std::string> write_path_problems(const std::string& out_dir, const s
                                 key, p.string(), fs::read_symlink(p, ec).string()));
     }
   };
-  no_links(o, "log.out_dir", {"metrics.jsonl", "loss.png", ".dtrain.lock"});
+  no_links(o, "log.out_dir", {"config.toml", "metrics.jsonl", "loss.png", ".dtrain.lock"});
   no_links(c, "checkpoint.dir", {kLatestFile, kRunFile, ".dtrain.lock", "latest.tmp", "run.tmp"});
   return out;
 }

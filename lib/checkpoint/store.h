@@ -68,7 +68,7 @@ std::string read_run(const fs::path& root);
 std::vector<std::string> prune(const fs::path& root, int64_t keep, const FileOps& ops);
 // What stands in the way of writing only inside the run directory `out_dir`
 // and the checkpoint directory `ckpt_dir` (one line each, naming the config
-// key): a file dtrain writes there (metrics.jsonl, loss.png, .dtrain.lock,
+// key): a file dtrain writes there (config.toml, metrics.jsonl, loss.png, .dtrain.lock,
 // latest, run) that is a symbolic link, which a write would follow out of the
 // directory; a checkpoint directory written as inside the run directory
 // ("<out_dir>/...") that '..' or a link leads out of it.

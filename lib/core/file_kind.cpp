@@ -1,6 +1,12 @@
 #include "core/file_kind.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 
 #include "core/error.h"
 
@@ -19,6 +25,36 @@ std::string special_file_kind(const std::string& path) {
 void require_regular_file(const std::string& path, const std::string& what) {
   if (const std::string kind = special_file_kind(path); !kind.empty())
     throw InputError(fmt::format("'{}': not a regular file ({}); expected {}, a regular file", path, kind, what));
+}
+
+void write_regular_file(const std::string& path, const std::string& text, const std::string& what) {
+  std::error_code ec;
+  if (std::filesystem::is_symlink(std::filesystem::symlink_status(path, ec)))
+    throw InputError(fmt::format("'{}' is a symbolic link (to '{}'), which dtrain would write {} through, out of "
+                                 "its directory: remove it",
+                                 path, std::filesystem::read_symlink(path, ec).string(), what));
+  require_regular_file(path, what);  // opened for writing, a FIFO waits for a reader
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd < 0) {
+    const int err = errno;
+    if (err == ELOOP)  // a link planted since the look above
+      throw InputError(fmt::format("'{}' is a symbolic link, which dtrain would write {} through: remove it", path,
+                                   what));
+    throw RuntimeError(fmt::format("cannot write {} '{}': {}", what, path, std::strerror(err)));
+  }
+  size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = errno;
+      ::close(fd);
+      throw RuntimeError(fmt::format("cannot write {} '{}': {}", what, path, std::strerror(err)));
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::close(fd) != 0)
+    throw RuntimeError(fmt::format("cannot write {} '{}': {}", what, path, std::strerror(errno)));
 }
 
 }  // namespace dtrain

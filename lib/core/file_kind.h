@@ -16,4 +16,11 @@ std::string special_file_kind(const std::string& path);
 // regular file" when `path` exists and is not a regular file.
 void require_regular_file(const std::string& path, const std::string& what);
 
+// Writes `text` to `path` (created 0644 less the umask, or truncated), never
+// through a symbolic link planted there (O_NOFOLLOW: InputError naming the
+// link and its target) nor into a FIFO or device (InputError); RuntimeError
+// when the write fails. `what` says what the file is ("the run's resolved
+// config").
+void write_regular_file(const std::string& path, const std::string& text, const std::string& what);
+
 }  // namespace dtrain

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/file_kind.h"
 #include "kernels/cpu/gemm.h"
 #include "ops/ops.h"
 #include "parallel/pipeline.h"
@@ -716,9 +717,7 @@ TrainSummary Trainer::run(const RunOptions& opts) {
     std::error_code ec;
     fs::create_directories(out, ec);
     if (ec) throw RuntimeError(fmt::format("cannot create output directory '{}': {}", out, ec.message()));
-    std::ofstream f(fs::path(out) / "config.toml");
-    f << to_toml(cfg_);
-    if (!f) throw RuntimeError(fmt::format("cannot write '{}/config.toml'", out));
+    write_regular_file((fs::path(out) / "config.toml").string(), to_toml(cfg_), "the run's resolved config");
   }
   MetricsWriter* mw = nullptr;
   std::unique_ptr<MetricsWriter> owned;

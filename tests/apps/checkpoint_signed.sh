@@ -129,6 +129,11 @@ ln -s "$WORK/victim" "$WORK/trap/metrics.jsonl"
 expect_exit 2 run run "$WORK/tiny.toml" --out "$WORK/trap" --set train.steps=6
 expect_err "log.out_dir: '$WORK/trap/metrics.jsonl' is a symbolic link (to '$WORK/victim')"
 [ ! -e "$WORK/victim" ] || fail "dtrain wrote through a link"
+mkdir "$WORK/trap2"
+ln -s "$WORK/victim" "$WORK/trap2/config.toml"
+expect_exit 2 run run "$WORK/tiny.toml" --out "$WORK/trap2" --set train.steps=6
+expect_err "log.out_dir: '$WORK/trap2/config.toml' is a symbolic link (to '$WORK/victim')"
+[ ! -e "$WORK/victim" ] || fail "dtrain wrote its config through a link"
 expect_exit 2 run run "$WORK/tiny.toml" --out "$WORK/r2" --set train.steps=6 --set "checkpoint.dir=\"$WORK/r2/../escape\""
 expect_err "'..' or a symbolic link leads it to '$WORK/escape'"
 mkdir "$WORK/copied" && cp -r "$WORK/full/checkpoints/step_00000020" "$WORK/copied/"

@@ -289,4 +289,9 @@ TEST_CASE("paths a run writes through: links out of the directories and '..' out
   REQUIRE(p.size() == 2);
   CHECK(p[0].find("log.out_dir: '" + (out / "metrics.jsonl").string() + "' is a symbolic link (to '") == 0);
   CHECK(p[1].find("checkpoint.dir: '" + (out / "checkpoints" / "latest").string() + "' is a symbolic link") == 0);
+  // The resolved config the run writes first.
+  fs::create_symlink(outside / "victim", out / "config.toml");
+  p = store::write_path_problems(out.string(), (out / "checkpoints").string());
+  REQUIRE(p.size() == 3);
+  CHECK(p[0].find("log.out_dir: '" + (out / "config.toml").string() + "' is a symbolic link (to '") == 0);
 }
