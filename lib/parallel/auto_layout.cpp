@@ -228,9 +228,13 @@ Plan run_plan_command(const PlanCommand& cmd) {
         throw ConfigError(fmt::format("--set {}: expected true or false", o));
       r.sequence_parallel = unquoted == "true" ? 1 : 0;
     } else if (key == "parallel.mode") {
+      if (unquoted != "auto" && unquoted != "manual")
+        throw ConfigError(fmt::format("--set {}: expected auto or manual", o));
       continue;  // plan always plans
     } else {
       const int64_t v = parse_int(o, value);
+      if (v == 0 && key != "parallel.zero")  // 0 would read as not fixed
+        throw ConfigError(fmt::format("--set {}: expected an integer >= 1", o));
       if (key != "train.micro_batch" && v > (1 << 24))  // a degree: no more than --devices may be
         throw ConfigError(fmt::format("--set {}: expected at most {}", o, 1 << 24));
       if (key == "parallel.dp") r.dp = static_cast<int>(v);

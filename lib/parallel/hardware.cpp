@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <numeric>
@@ -197,8 +198,8 @@ double& link_field(Hardware& h, const std::string& section, const std::string& k
 
 double number(const std::string& name, const std::string& key, const toml::value& v) {
   if (v.is_integer()) return static_cast<double>(v.as_integer());
-  if (v.is_floating()) return v.as_floating();
-  bad(name, v, fmt::format("{}: expected a number", key));
+  if (v.is_floating() && std::isfinite(v.as_floating())) return v.as_floating();
+  bad(name, v, fmt::format("{}: expected a {}number", key, v.is_floating() ? "finite " : ""));
 }
 
 }  // namespace
@@ -256,8 +257,9 @@ Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
       const std::string full = section + "." + key;
       seen.insert(full);
       if (section == "node" && (key == "devices" || key == "compute_units")) {
-        if (!v.is_integer() || v.as_integer() < (key == "devices" ? 1 : 0))
-          bad(name, v, fmt::format("node.{}: expected an integer >= {}", key, key == "devices" ? 1 : 0));
+        constexpr int64_t kMost = 1 << 20;  // devices per node, units per node
+        if (!v.is_integer() || v.as_integer() < (key == "devices" ? 1 : 0) || v.as_integer() > kMost)
+          bad(name, v, fmt::format("node.{}: expected an integer from {} to {}", key, key == "devices" ? 1 : 0, kMost));
         (key == "devices" ? h.devices_per_node : h.compute_units) = static_cast<int>(v.as_integer());
         continue;
       }
@@ -317,9 +319,13 @@ Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
   if (!(h.tp_comm_compute_share < 1))
     problems.push_back(fmt::format("{}: device.tp_comm_compute_share must be below 1 (negative: comm_compute_share)", name));
   if (h.gemm_half_dim < 0) problems.push_back(fmt::format("{}: device.gemm_half_dim cannot be negative", name));
-  if (h.peak_bf16 < 0 || h.layer_overhead < 0 || h.intra.latency < 0 || h.inter.latency < 0 || h.handoff_latency < 0 ||
-      h.tp_bandwidth < 0 || h.sp_bandwidth < 0)
-    problems.push_back(fmt::format("{}: peaks, overheads and latencies cannot be negative", name));
+  for (auto [what, x] : {std::pair{"device.peak_tflops_bf16", h.peak_bf16},
+                         std::pair{"device.layer_overhead_us", h.layer_overhead},
+                         std::pair{"intra.latency_us", h.intra.latency}, std::pair{"inter.latency_us", h.inter.latency},
+                         std::pair{"node.handoff_us", h.handoff_latency},
+                         std::pair{"node.tp_bandwidth_gbs", h.tp_bandwidth},
+                         std::pair{"node.sp_bandwidth_gbs", h.sp_bandwidth}})
+    if (x < 0) problems.push_back(fmt::format("{}: {} cannot be negative", name, what));
   if (!problems.empty()) throw ConfigError(problems);
   return h;
 }

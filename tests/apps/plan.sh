@@ -78,6 +78,12 @@ expect_err "no layout of 8 devices fits: divisibility binds first: dp=3 tp=* pp=
 ! grep -q "span" "$WORK/out" || fail "plan: a fixed dp blamed on a tp span"
 grep -q "^fixed: dp=3$" "$WORK/out" || fail "plan: the fixed choices not in the header"
 grep -q "^plan for 8 devices of cpu-local (.*): 0\.[0-9]*M parameters" "$WORK/out" || fail "plan: header lost the model size"
+# A degree of 0 (which would read as not fixed) and a mode that is none: refused as validation refuses them.
+expect_exit 2 "$DTRAIN" plan "$WORK/tiny.toml" --devices 2 --set parallel.pp=0
+expect_err "--set parallel.pp=0: expected an integer >= 1"
+expect_exit 2 "$DTRAIN" plan "$WORK/tiny.toml" --devices 2 --set parallel.mode=bogus
+expect_err "--set parallel.mode=bogus: expected auto or manual"
+expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 2 --set parallel.zero=0
 # Modes the CNN does not have: refused in one line, not blamed on tp.
 expect_exit 2 "$DTRAIN" plan "$DTRAIN_SOURCE_DIR/configs/cnn-mnist.toml" --devices 4 --set train.recompute=full
 expect_err "train.recompute = full: recomputation remakes the GPT's transformer blocks; the cnn has none"

@@ -499,6 +499,22 @@ TEST_CASE("hardware: presets round-trip through the file format, bad files are n
   const std::string whole = std::string(minimal).insert(minimal.find("[node]"), "comm_compute_share = 1\n");
   CHECK_THROWS_WITH_AS(parse_hardware_toml(whole, "hw.toml"),
                        doctest::Contains("hw.toml: device.comm_compute_share must be in [0, 1)"), ConfigError);
+  // No NaN or infinity (a plan of NaN steps), no device count past an int,
+  // and a negative figure named by its key.
+  const std::string nan_overhead = std::string(minimal).insert(minimal.find("[node]"), "layer_overhead_us = nan\n");
+  CHECK_THROWS_WITH_AS(parse_hardware_toml(nan_overhead, "hw.toml"),
+                       doctest::Contains("hw.toml:5: device.layer_overhead_us: expected a finite number"), ConfigError);
+  const std::string inf_memory = "[device]\nmemory_gib = inf\n" + minimal.substr(minimal.find("peak_tflops_fp32"));
+  CHECK_THROWS_WITH_AS(parse_hardware_toml(inf_memory, "hw.toml"),
+                       doctest::Contains("device.memory_gib: expected a finite number"), ConfigError);
+  std::string many = minimal;
+  many.replace(many.find("devices = 1"), 11, "devices = 99999999999");
+  CHECK_THROWS_WITH_AS(parse_hardware_toml(many, "hw.toml"),
+                       doctest::Contains("node.devices: expected an integer from 1 to 1048576"), ConfigError);
+  std::string negative = minimal;
+  negative.replace(negative.find("latency_us = 1\n[inter]"), 14, "latency_us = -1");
+  CHECK_THROWS_WITH_AS(parse_hardware_toml(negative, "hw.toml"),
+                       doctest::Contains("hw.toml: intra.latency_us cannot be negative"), ConfigError);
 }
 
 namespace {
