@@ -77,7 +77,7 @@ Subcommand add_run(CLI::App& app) {
             if (!o->out_dir.empty()) overrides.push_back("log.out_dir=" + o->out_dir);
             const dtrain::Config cfg = dtrain::load_config(o->config_path, overrides, ctx.world_size, auto_layout);
             if (!layout_why.empty()) log(layout_why);
-            std::unique_ptr<dtrain::Trainer> trainer = setup.make_trainer(cfg);
+            std::unique_ptr<dtrain::Trainer> trainer = setup.make_trainer(cfg, /*new_run=*/true);
             // ZeRO-3 holds parameter shards: the imported weights go through the full masters.
             trainer->gather_full_params();
             for (const std::string& line : dtrain::apply_init_from(trainer->model(), cfg.model)) log(line);

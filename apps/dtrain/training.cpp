@@ -92,6 +92,20 @@ std::vector<std::string> output_problems(const dtrain::Config& cfg) {
   return out;
 }
 
+std::string earlier_run_problem(const dtrain::Config& cfg) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(cfg.checkpoint.dir, ec)) return "";
+  const auto found = dtrain::store::list_complete(cfg.checkpoint.dir);
+  if (found.empty()) return "";
+  const std::string run = dtrain::store::read_run(cfg.checkpoint.dir);
+  return fmt::format("checkpoint.dir: '{}' already holds {} checkpoint{} of {} (newest {}), which a new run's saves "
+                     "would prune: continue it with `dtrain resume {}`, or give this run another --out (or "
+                     "checkpoint.dir), or remove them",
+                     cfg.checkpoint.dir, found.size(), found.size() == 1 ? "" : "s",
+                     run.empty() ? "an earlier run" : "run " + run, found.front().dir.filename().string(),
+                     cfg.checkpoint.dir);
+}
+
 void GraceHooks::after_step(int64_t done, bool stopping) {
   inner_.after_step(done, stopping);
   const auto now = std::chrono::steady_clock::now();
@@ -172,7 +186,7 @@ void TrainingSetup::lock_dirs(const dtrain::Config& cfg) {
   if (failed) throw dtrain::ConfigError(problem.empty() ? "rank 0 could not lock the run's directories" : problem);
 }
 
-std::unique_ptr<dtrain::Trainer> TrainingSetup::make_trainer(const dtrain::Config& cfg) {
+std::unique_ptr<dtrain::Trainer> TrainingSetup::make_trainer(const dtrain::Config& cfg, bool new_run) {
   // The device before anything else: no GPU is one line, exit 2.
   if (std::string why = dtrain::ops::device_unavailable(cfg.train.device); !why.empty())
     throw dtrain::ConfigError(why);
@@ -180,6 +194,13 @@ std::unique_ptr<dtrain::Trainer> TrainingSetup::make_trainer(const dtrain::Confi
   if (auto problems = output_problems(cfg); !problems.empty()) throw dtrain::ConfigError(problems);
   (void)dtrain::checkpoint_keys(cfg);  // key files checked before any directory is made (every rank: ConfigError)
   lock_dirs(cfg);
+  if (new_run) {  // rank 0 looks (as it holds the locks); every rank learns the outcome
+    const std::string earlier = ctx_.world_rank == 0 ? earlier_run_problem(cfg) : "";
+    int found = earlier.empty() ? 0 : 1;
+    if (ctx_.world_size > 1) MPI_Allreduce(MPI_IN_PLACE, &found, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (found)
+      throw dtrain::ConfigError(earlier.empty() ? "rank 0 found checkpoints of an earlier run in checkpoint.dir" : earlier);
+  }
   const dtrain::Groups groups = groups_for(cfg);
   return std::make_unique<dtrain::Trainer>(cfg, groups, print_line, options);
 }

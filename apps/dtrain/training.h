@@ -37,6 +37,10 @@ TestFaults test_faults();
 // The output and checkpoint directories must be writable: the nearest
 // existing directory at or above each (it will be created below that).
 std::vector<std::string> output_problems(const dtrain::Config& cfg);
+// A new run (dtrain run) whose checkpoint directory already holds complete
+// checkpoints, which its saves would prune as its own: the line that says so
+// and how to continue that run instead ("" when there are none).
+std::string earlier_run_problem(const dtrain::Config& cfg);
 
 // Forwards the step-loop hooks and tells the watchdog how long a stop signal
 // may wait for the next step boundary: three times the longest step so far
@@ -69,8 +73,11 @@ class TrainingSetup {
   // One run per output and checkpoint directory: rank 0 holds the locks,
   // every rank learns the outcome.
   void lock_dirs(const dtrain::Config& cfg);
-  // The device, memory and directory checks, the locks, the groups, the trainer.
-  std::unique_ptr<dtrain::Trainer> make_trainer(const dtrain::Config& cfg);
+  // The device, memory and directory checks, the locks, the groups, the
+  // trainer. A new run (dtrain run) also refuses a checkpoint directory that
+  // holds another run's checkpoints (earlier_run_problem), once it holds the
+  // locks: a live run there is named as such.
+  std::unique_ptr<dtrain::Trainer> make_trainer(const dtrain::Config& cfg, bool new_run = false);
 
   dtrain::MpiCommOptions comm;
   dtrain::TrainerOptions options;

@@ -438,7 +438,24 @@ Config parse_config(const std::string& toml_text, const std::string& name,
   Problems problems;
   RawValues raw(schema().size());
   collect_file(doc, label, raw, problems);
+  // A resolved config (a run's config.toml) names its checkpoint directory
+  // in full, the run directory's default "<out_dir>/checkpoints". Moved to
+  // another run directory (--out, --set log.out_dir), the default moves with
+  // it: else the new run would save, and prune, among the first run's
+  // checkpoints.
+  const size_t out_i = index_of(*find_key("log", "out_dir")), ckpt_i = index_of(*find_key("checkpoint", "dir"));
+  auto text_of = [&](size_t i) -> std::optional<std::string> {
+    if (!raw[i] || !raw[i]->value.is_string()) return std::nullopt;
+    return raw[i]->value.as_string().str;
+  };
+  const std::optional<std::string> file_out = text_of(out_i), file_ckpt = text_of(ckpt_i);
   apply_overrides(overrides, raw, problems);
+  const bool out_moved = raw[out_i] && raw[out_i]->origin.kind == Origin::Kind::kSet;
+  const bool ckpt_from_file = raw[ckpt_i] && raw[ckpt_i]->origin.kind == Origin::Kind::kFile;
+  if (out_moved && ckpt_from_file && file_out && file_ckpt &&
+      std::filesystem::path(*file_ckpt).lexically_normal() ==
+          (std::filesystem::path(*file_out) / "checkpoints").lexically_normal())
+    raw[ckpt_i].reset();
 
   Config c;
   std::vector<KeyState> keys(schema().size());

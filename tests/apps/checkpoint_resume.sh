@@ -31,6 +31,15 @@ cmp -s <(step_losses "$WORK/full/metrics.jsonl") <(step_losses "$WORK/inplace/me
 cmp -s <(json_field "$WORK/full/metrics.jsonl" eval_loss) <(json_field "$WORK/inplace/metrics.jsonl" eval_loss) ||
   fail "evaluations differ after resume"
 
+# A new run into that directory would prune the earlier run's checkpoints as its own: refused, nothing touched.
+expect_exit 2 run run "$WORK/tiny.toml" --out "$WORK/inplace" --set train.steps=8
+expect_err "checkpoint.dir: '$WORK/inplace/checkpoints' already holds 2 checkpoints of run "
+expect_err "continue it with \`dtrain resume $WORK/inplace/checkpoints\`"
+[ -d "$WORK/inplace/checkpoints/step_00000010" ] && [ -d "$WORK/inplace/checkpoints/step_00000020" ] ||
+  fail "a refused run touched the earlier run's checkpoints"
+cmp -s <(step_losses "$WORK/full/metrics.jsonl") <(step_losses "$WORK/inplace/metrics.jsonl") ||
+  fail "a refused run touched the earlier run's metrics"
+
 # SGD with momentum.
 expect_exit 0 run run "$WORK/tiny.toml" --out "$WORK/sgd" --set optim.name=\"sgd\" --set optim.lr=0.05 --set train.steps=12
 expect_exit 0 run run "$WORK/tiny.toml" --out "$WORK/sgd6" --set optim.name=\"sgd\" --set optim.lr=0.05 --set train.steps=6 --set optim.decay_steps=12

@@ -110,7 +110,13 @@ expect_err "is in use by another dtrain run (process $first on "
 [ "$(grep -c "error" "$WORK/err")" -eq 1 ] || { cat "$WORK/err"; fail "more than one error line"; }
 kill -KILL $first
 wait $first 2>/dev/null || true
-expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=10 --set train.threads=1 --out "$WORK/busy"
+# Free: what stops a new run there now is the killed run's checkpoints, which a resume continues.
+expect_exit 2 "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=10 --set train.threads=1 --out "$WORK/busy"
+expect_err "checkpoint.dir: '$WORK/busy/checkpoints' already holds "
+! grep -q "in use" "$WORK/err" || fail "the lock outlived its SIGKILLed process"
+newest=$(ls "$WORK/busy/checkpoints" | grep -E '^step_[0-9]+$' | sort | tail -1)
+expect_exit 0 "$DTRAIN" resume "$WORK/busy/checkpoints" --set train.steps=$((10#${newest#step_} + 2)) \
+  --set train.threads=1
 expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=6 --set train.threads=1 --out "$WORK/busy2"
 expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=6 --set train.threads=1 --out "$WORK/busy2" \
   --set checkpoint.dir="$WORK/busy2/ck2"

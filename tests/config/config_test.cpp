@@ -376,3 +376,16 @@ outer_momentum = 0.9
   CHECK_THROWS_WITH_AS(parse_config(sites, "sites.toml", {"parallel.sync_every=0"}, 2),
                        doctest::Contains("parallel.sync_every: expected an integer >= 1, got 0"), ConfigError);
 }
+
+TEST_CASE("a resolved config moved to another run directory takes its checkpoint directory along") {
+  // A run's config.toml names both directories in full; --out (log.out_dir)
+  // moves the default checkpoint directory with it, so a new run never saves
+  // and prunes among the first run's checkpoints. A directory of its own stays.
+  const std::string resolved = kGpt + "[log]\nout_dir = \"runs/a\"\n[checkpoint]\ndir = \"runs/a/checkpoints\"\n";
+  CHECK(parse_config(resolved, "config.toml").checkpoint.dir == "runs/a/checkpoints");
+  CHECK(parse_config(resolved, "config.toml", {"log.out_dir=runs/c"}).checkpoint.dir == "runs/c/checkpoints");
+  CHECK(parse_config(resolved, "config.toml", {"log.out_dir=runs/c", "checkpoint.dir=keep/here"}).checkpoint.dir ==
+        "keep/here");
+  const std::string own = kGpt + "[log]\nout_dir = \"runs/a\"\n[checkpoint]\ndir = \"/scratch/ckpt\"\n";
+  CHECK(parse_config(own, "config.toml", {"log.out_dir=runs/c"}).checkpoint.dir == "/scratch/ckpt");
+}
