@@ -144,11 +144,11 @@ Subcommand add_generate(CLI::App& app) {
   cmd->add_option("checkpoint", o->path, "A checkpoint, its checkpoint.h5, or a directory of them (the newest)")
       ->required();
   cmd->add_option("--prompt", o->prompt, "Text to continue (default: none, the model starts a document)");
-  cmd->add_option("--tokens", o->tokens, "Tokens to generate")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--tokens", o->tokens, "Tokens to generate")->check(number_at_least_zero());
   cmd->add_option("--temperature", o->temperature, "Softmax temperature; 0 = greedy (the most likely token)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(number_at_least_zero());
   cmd->add_option("--top-k", o->top_k, "Sample among the k most likely tokens (0 = all)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(number_at_least_zero());
   cmd->add_option("--seed", o->seed, "Random seed: the same seed gives the same text");
   cmd->add_flag("--full-window", o->full_window,
                "Always run the model on context_length tokens instead of the smallest window of 16, 32, ... "

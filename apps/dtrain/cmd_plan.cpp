@@ -35,7 +35,7 @@ Subcommand add_plan(CLI::App& app) {
                    "sequence_parallel, train.recompute and train.micro_batch fix that choice")
       ->allow_extra_args(false);
   plan->add_flag("--json", o->json, "Print the plan as JSON");
-  plan->add_option("--top", o->top, "How many layouts to list (0 = all)")->check(CLI::NonNegativeNumber);
+  plan->add_option("--top", o->top, "How many layouts to list (0 = all)")->check(number_at_least_zero());
   plan->add_flag("--no-idle", plan_cmd.no_idle,
                  "Plan for every device (by default a count that factors badly may leave up to 2% idle)");
   plan->add_flag("--runnable", plan_cmd.runnable_only,

@@ -115,12 +115,12 @@ Subcommand add_profile(CLI::App& app) {
   profile_cmd->add_option("config", o->config_path, "TOML config file")->required()->check(CLI::ExistingFile);
   profile_cmd->add_option("--set", o->overrides, "Override a key: section.key=value (repeatable)")
       ->allow_extra_args(false);
-  profile_cmd->add_option("--steps", popts.steps, "Measured steps")->check(CLI::PositiveNumber);
-  profile_cmd->add_option("--warmup", popts.warmup, "Warm-up steps before measuring")->check(CLI::NonNegativeNumber);
+  profile_cmd->add_option("--steps", popts.steps, "Measured steps")->check(number_at_least_zero(true));
+  profile_cmd->add_option("--warmup", popts.warmup, "Warm-up steps before measuring")->check(number_at_least_zero());
   profile_cmd->add_option("--out", popts.out_dir, "Where trace.json and profile.json go (default <log.out_dir>/profile)");
   profile_cmd->add_option("--peak-gflops", popts.peak_gflops,
                           "Peak GFLOP/s per rank for MFU (default: the best of an sgemm measured before and after the steps)")
-      ->check(CLI::PositiveNumber);
+      ->check(number_at_least_zero(true));
   profile_cmd->add_option("--write-hardware", o->hardware_out,
                           "Instead of profiling the config's layout: calibrate a hardware description on the ranks "
                           "launched (compute rate, per-layer overhead, memory bandwidth, ranks per core, links) "

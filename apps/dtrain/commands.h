@@ -4,6 +4,8 @@
 // errors to exit codes.
 #pragma once
 
+#include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <string>
 #include <vector>
@@ -26,6 +28,20 @@ constexpr int kExitRuntime = 1;
 constexpr int kExitConfig = 2;
 constexpr int kExitInternal = 3;
 constexpr int kExitPreempted = 4;
+
+// A finite number at least 0 (or, `positive`, above 0) for a command-line
+// option: CLI11's own range checks let NaN through and print DBL_MAX in full.
+inline CLI::Validator number_at_least_zero(bool positive = false) {
+  return CLI::Validator(
+      [positive](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double x = std::strtod(text.c_str(), &end);
+        const bool ok = !text.empty() && end == text.c_str() + text.size() && std::isfinite(x) &&
+                        (positive ? x > 0 : x >= 0);
+        return ok ? "" : std::string("expected a number ") + (positive ? "> 0" : ">= 0") + ", got '" + text + "'";
+      },
+      positive ? "NUMBER > 0" : "NUMBER >= 0", positive ? "positive" : "non-negative");
+}
 
 // What a subcommand gets from main: which rank it is and the process-wide
 // machinery made before anything else started a thread.

@@ -17,6 +17,7 @@
 // is left waiting.
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <optional>
@@ -27,6 +28,7 @@
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "checkpoint/preempt.h"
 #include "core/error.h"
@@ -145,11 +147,25 @@ int main(int argc, char** argv) {
   const std::vector<Subcommand> commands = {add_run(app),  add_resume(app), add_inspect(app), add_validate(app),
                                             add_profile(app), add_keys(app), add_plan(app),   add_hardware(app),
                                             add_export(app), add_generate(app), add_sweep(app), add_keygen(app)};
+  if (argc > 1 && argv[1][0] != '-' &&
+      std::none_of(commands.begin(), commands.end(), [&](const Subcommand& c) { return c.cli->get_name() == argv[1]; })) {
+    std::vector<std::string> names;
+    for (const Subcommand& c : commands) names.push_back(c.cli->get_name());
+    if (ctx.world_rank == 0)
+      fmt::print(stderr, "dtrain: error: '{}' is not a dtrain command; expected one of {}\n", argv[1],
+                 fmt::join(names, ", "));
+    return kExitConfig;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    int code = ctx.world_rank == 0 ? app.exit(e) : (e.get_exit_code() == 0 ? 0 : 1);
-    return code == 0 ? kExitOk : kExitConfig;
+    if (e.get_exit_code() == 0) {  // --help, --version
+      if (ctx.world_rank == 0) app.exit(e);
+      return kExitOk;
+    }
+    // One line, as every other error (CLI11's own adds "Run with --help ...").
+    if (ctx.world_rank == 0) fmt::print(stderr, "dtrain: error: {} (dtrain --help lists the commands and options)\n", e.what());
+    return kExitConfig;
   }
   const Subcommand* chosen = nullptr;
   for (const Subcommand& s : commands)

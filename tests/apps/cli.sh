@@ -8,6 +8,16 @@ grep -q -- "--set" "$WORK/out" && grep -q -- "--out" "$WORK/out" || fail "run --
 expect_exit 0 "$DTRAIN" keys
 grep -q "train.steps" "$WORK/out" || fail "keys lacks train.steps"
 expect_exit 2 "$DTRAIN" frobnicate
+expect_err "dtrain: error: 'frobnicate' is not a dtrain command; expected one of run, resume,"
+# Options out of range or not numbers at all: one line each (CLI11's own checks let NaN through
+# and printed DBL_MAX in full on a second line).
+expect_exit 2 "$DTRAIN" plan "$DTRAIN_SOURCE_DIR/configs/gpt.toml" --devices 2 --top -1
+expect_err "dtrain: error: --top: expected a number >= 0, got '-1'"
+[ "$(wc -l <"$WORK/err")" -eq 1 ] || { cat "$WORK/err"; fail "more than one line for a bad option"; }
+expect_exit 2 "$DTRAIN" profile "$DTRAIN_SOURCE_DIR/configs/gpt.toml" --peak-gflops nan
+expect_err "dtrain: error: --peak-gflops: expected a number > 0, got 'nan'"
+expect_exit 2 "$DTRAIN" run
+expect_err "dtrain: error: config is required"
 
 make_tokens
 tiny_gpt_config
