@@ -28,18 +28,15 @@ void require_regular_file(const std::string& path, const std::string& what) {
 }
 
 void write_regular_file(const std::string& path, const std::string& text, const std::string& what) {
-  std::error_code ec;
-  if (std::filesystem::is_symlink(std::filesystem::symlink_status(path, ec)))
-    throw InputError(fmt::format("'{}' is a symbolic link (to '{}'), which dtrain would write {} through, out of "
-                                 "its directory: remove it",
-                                 path, std::filesystem::read_symlink(path, ec).string(), what));
   require_regular_file(path, what);  // opened for writing, a FIFO waits for a reader
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
   if (fd < 0) {
     const int err = errno;
-    if (err == ELOOP)  // a link planted since the look above
-      throw InputError(fmt::format("'{}' is a symbolic link, which dtrain would write {} through: remove it", path,
-                                   what));
+    std::error_code ec;
+    if (err == ELOOP)  // O_NOFOLLOW: a link planted where the file goes
+      throw InputError(fmt::format("'{}' is a symbolic link (to '{}'), which dtrain would write {} through, out of "
+                                   "its directory: remove it",
+                                   path, std::filesystem::read_symlink(path, ec).string(), what));
     throw RuntimeError(fmt::format("cannot write {} '{}': {}", what, path, std::strerror(err)));
   }
   size_t done = 0;

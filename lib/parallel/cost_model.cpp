@@ -210,7 +210,6 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
   // A collective hidden behind compute still takes its share of the device's
   // compute while it runs (Hardware::comm_compute_share): `hidden` seconds of
   // it cost `share x hidden`.
-  const double share_taken = hw.comm_compute_share;
   auto behind = [&](double comm, double hidden, double share) {
     const double h = std::clamp(hidden, 0.0, comm);
     return comm - h + share * h;
@@ -312,15 +311,15 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
                                 ? all_gather_seconds(st.blocks.params * sb.params, d, dp_link) +
                                       std::max(0.0, block_units - 1) * extra_latency
                                 : 0.0;
-      const double xf = behind(gather + head, fwd_hidden, share_taken);
-      const double xb = behind(gather + remade + reduce, bwd_hidden, share_taken);
+      const double xf = behind(gather + head, fwd_hidden, hw.comm_compute_share);
+      const double xb = behind(gather + remade + reduce, bwd_hidden, hw.comm_compute_share);
       tf[k] += xf;
       tb[k] += xb;
       z3[k] = xf + xb;
     } else if (c.zero == 2 && d > 1 && c.micro_batches > 1) {
       // ZeRO-2 reduce-scatters every micro-batch's gradients during its backward.
       const double reduce = all_gather_seconds(st.params * wire, d, dp_link);
-      const double x = behind(reduce, hw.overlap * (tb[k] - layers * hw.layer_overhead), share_taken);
+      const double x = behind(reduce, hw.overlap * (tb[k] - layers * hw.layer_overhead), hw.comm_compute_share);
       tb[k] += x * (m - 1) / m;  // the last one is the step's reduction below
       z3[k] = x * (m - 1) / m;
     }
@@ -479,10 +478,10 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
       }
       // What ran before the backward's end took its share of that backward.
       const double after_end = std::max(0.0, link_free - end_of_backward);
-      comm_end = std::max(comm_end, link_free + share_taken * std::max(0.0, busy - after_end));
+      comm_end = std::max(comm_end, link_free + hw.comm_compute_share * std::max(0.0, busy - after_end));
     } else {
       const double exposed = std::max(last_bucket, reduce - hidden);
-      comm_end = std::max(comm_end, end_of_backward + behind(reduce, reduce - exposed, share_taken));
+      comm_end = std::max(comm_end, end_of_backward + behind(reduce, reduce - exposed, hw.comm_compute_share));
     }
     before += last_backward + (s < nc - 1 ? xfer[s] : 0.0);
 
@@ -503,7 +502,7 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
         double first_forward = 0;
         for (int k = s; k < nc; k += p) first_forward += tf[k];
         const double first_bucket = all_gather_seconds(std::min(params * sb.params, w.bucket_bytes), d, dp_link);
-        update += behind(gather, std::min(gather - first_bucket, hw.overlap * first_forward), share_taken);
+        update += behind(gather, std::min(gather - first_bucket, hw.overlap * first_forward), hw.comm_compute_share);
       } else {
         update += gather;
       }
