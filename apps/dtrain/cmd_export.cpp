@@ -29,7 +29,7 @@ Subcommand add_export(CLI::App& app) {
   cmd->add_option("--vocab-size", o->vocab_size,
                   "Rows of the token embedding to export (default: the tokenizer's ids, 50257 for gpt2, "
                   "dropping padding rows; else all)")
-      ->check(number_at_least_zero(true));
+      ->check(whole_number(1, INT32_MAX));
   return {cmd, [o](Context& ctx) {
             if (ctx.world_rank != 0) return kExitOk;
             const dtrain::LoadedModel lm = dtrain::load_model(o->path);

@@ -32,12 +32,14 @@ namespace dtrain_cli {
 
 namespace {
 
+constexpr uint64_t kMaxTokens = uint64_t{1} << 20;
+
 struct GenerateOptions {
   std::string path, prompt, tokenizer_dir;
-  int64_t tokens = 200;
+  uint64_t tokens = 200;
   double temperature = 0.8;
   int64_t top_k = 200;
-  int64_t seed = 1337;
+  uint64_t seed = 1337;
   bool full_window = false;  // always read context_length tokens (the reference for the windows)
 };
 
@@ -57,7 +59,7 @@ int32_t sample(const float* logits, int64_t n, const GenerateOptions& o, int64_t
     x = x < cut ? 0.0 : std::exp((x - top) / o.temperature);
     sum += x;
   }
-  double u = dtrain::CounterRng(static_cast<uint64_t>(o.seed), static_cast<uint64_t>(index)).uniform() * sum;
+  double u = dtrain::CounterRng(o.seed, static_cast<uint64_t>(index)).uniform() * sum;
   for (int64_t i = 0; i < n; ++i) {
     u -= p[i];
     if (u < 0 && p[i] > 0) return static_cast<int32_t>(i);
@@ -101,7 +103,12 @@ int run_generate(const GenerateOptions& o) {
   dtrain::Ctx ctx;
   ctx.training = false;
   const size_t prompt_len = ids.size();
-  for (int64_t i = 0; i < o.tokens; ++i) {
+  // The text goes out as it is made: the prompt, then each token's bytes
+  // (GPT-2's byte-level tokens and the char tokenizer both decode a sequence
+  // to its tokens' bytes in order, so what was printed never changes).
+  std::fwrite(o.prompt.data(), 1, o.prompt.size(), stdout);
+  std::fflush(stdout);
+  for (int64_t i = 0; i < static_cast<int64_t>(o.tokens); ++i) {
     const int64_t len = std::min<int64_t>(static_cast<int64_t>(ids.size()), mc.context_length);
     const size_t k = std::lower_bound(windows.begin(), windows.end(), len) - windows.begin();
     if (!models[k]) {
@@ -122,10 +129,11 @@ int run_generate(const GenerateOptions& o) {
     const int32_t next = sample(logits.data<float>() + (len - 1) * mc.vocab_size, n_ids, o, i);
     if (next == tok->end_of_text()) break;
     ids.push_back(next);
+    const std::string piece = tok->decode({next});
+    std::fwrite(piece.data(), 1, piece.size(), stdout);
+    std::fflush(stdout);
   }
   const std::vector<int32_t> generated(ids.begin() + static_cast<std::ptrdiff_t>(prompt_len), ids.end());
-  const std::string text = o.prompt + tok->decode(generated);
-  std::fwrite(text.data(), 1, text.size(), stdout);
   std::fputc('\n', stdout);
   std::fflush(stdout);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -144,12 +152,13 @@ Subcommand add_generate(CLI::App& app) {
   cmd->add_option("checkpoint", o->path, "A checkpoint, its checkpoint.h5, or a directory of them (the newest)")
       ->required();
   cmd->add_option("--prompt", o->prompt, "Text to continue (default: none, the model starts a document)");
-  cmd->add_option("--tokens", o->tokens, "Tokens to generate")->check(number_at_least_zero());
+  cmd->add_option("--tokens", o->tokens, "Tokens to generate (at most 2^20)")->check(whole_number(0, kMaxTokens));
   cmd->add_option("--temperature", o->temperature, "Softmax temperature; 0 = greedy (the most likely token)")
       ->check(number_at_least_zero());
   cmd->add_option("--top-k", o->top_k, "Sample among the k most likely tokens (0 = all)")
-      ->check(number_at_least_zero());
-  cmd->add_option("--seed", o->seed, "Random seed: the same seed gives the same text");
+      ->check(whole_number(0, INT32_MAX));
+  cmd->add_option("--seed", o->seed, "Random seed: the same seed gives the same text")
+      ->check(whole_number(0, UINT64_MAX));
   cmd->add_flag("--full-window", o->full_window,
                "Always run the model on context_length tokens instead of the smallest window of 16, 32, ... "
                "that holds the text (slower; the same tokens)");

@@ -23,7 +23,7 @@ Subcommand add_plan(CLI::App& app) {
       "plan", "Rank the parallel layouts of a config's model on N devices by predicted step time "
               "(no training, no GPU); the config's own dp/tp/pp are set aside");
   plan->add_option("config", plan_cmd.config_path, "TOML config file")->required()->check(CLI::ExistingFile);
-  plan->add_option("--devices", plan_cmd.devices, "Number of devices (ranks)")->required()->check(CLI::Range(1, 1 << 24));
+  plan->add_option("--devices", plan_cmd.devices, "Number of devices (ranks)")->required()->check(whole_number(1, 1 << 24));
   plan->add_option("--hardware", plan_cmd.hardware,
                    "Hardware preset (h100-sxm, h200, a100-80gb, cpu-local) or hardware TOML file; default: the "
                    "config's parallel.hardware, else cpu-local (a cuda config names its GPUs)");
@@ -35,7 +35,7 @@ Subcommand add_plan(CLI::App& app) {
                    "sequence_parallel, train.recompute and train.micro_batch fix that choice")
       ->allow_extra_args(false);
   plan->add_flag("--json", o->json, "Print the plan as JSON");
-  plan->add_option("--top", o->top, "How many layouts to list (0 = all)")->check(number_at_least_zero());
+  plan->add_option("--top", o->top, "How many layouts to list (0 = all)")->check(whole_number(0, 1 << 30));
   plan->add_flag("--no-idle", plan_cmd.no_idle,
                  "Plan for every device (by default a count that factors badly may leave up to 2% idle)");
   plan->add_flag("--runnable", plan_cmd.runnable_only,

@@ -115,8 +115,8 @@ Subcommand add_profile(CLI::App& app) {
   profile_cmd->add_option("config", o->config_path, "TOML config file")->required()->check(CLI::ExistingFile);
   profile_cmd->add_option("--set", o->overrides, "Override a key: section.key=value (repeatable)")
       ->allow_extra_args(false);
-  profile_cmd->add_option("--steps", popts.steps, "Measured steps")->check(number_at_least_zero(true));
-  profile_cmd->add_option("--warmup", popts.warmup, "Warm-up steps before measuring")->check(number_at_least_zero());
+  profile_cmd->add_option("--steps", popts.steps, "Measured steps")->check(whole_number(1, 1 << 30));
+  profile_cmd->add_option("--warmup", popts.warmup, "Warm-up steps before measuring")->check(whole_number(0, 1 << 30));
   profile_cmd->add_option("--out", popts.out_dir, "Where trace.json and profile.json go (default <log.out_dir>/profile)");
   profile_cmd->add_option("--peak-gflops", popts.peak_gflops,
                           "Peak GFLOP/s per rank for MFU (default: the best of an sgemm measured before and after the steps)")

@@ -4,6 +4,8 @@
 // errors to exit codes.
 #pragma once
 
+#include <charconv>
+#include <cstdint>
 #include <cmath>
 #include <cstdlib>
 #include <functional>
@@ -41,6 +43,23 @@ inline CLI::Validator number_at_least_zero(bool positive = false) {
         return ok ? "" : std::string("expected a number ") + (positive ? "> 0" : ">= 0") + ", got '" + text + "'";
       },
       positive ? "NUMBER > 0" : "NUMBER >= 0", positive ? "positive" : "non-negative");
+}
+
+// A whole number from `lo` to `hi` for a command-line option, written in
+// decimal digits: CLI11's own conversion clamps what overflows and its range
+// check calls "abc" out of range.
+inline CLI::Validator whole_number(uint64_t lo, uint64_t hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& text) -> std::string {
+        uint64_t x = 0;
+        const char* end = text.data() + text.size();
+        const auto [ptr, ec] = std::from_chars(text.data(), end, x);
+        const bool digits = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
+        if (digits && ec == std::errc() && ptr == end && x >= lo && x <= hi) return "";
+        return "expected a whole number from " + std::to_string(lo) + " to " + std::to_string(hi) + ", got '" +
+               (text.size() > 40 ? text.substr(0, 37) + "..." : text) + "'";
+      },
+      "INTEGER in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]", "whole number");
 }
 
 // What a subcommand gets from main: which rank it is and the process-wide

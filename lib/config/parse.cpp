@@ -4,6 +4,7 @@
 // end as one ConfigError, so the user can fix them all in one go.
 #include <algorithm>
 #include <cerrno>
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -63,13 +64,37 @@ std::pair<int, unsigned> bad_utf8(const std::string& t) {
   return {0, 0};
 }
 
+// The parser's time grows with a line's length times its tokens, and with a
+// dotted key's parts squared: a 1 MiB file of long lines or deep keys took
+// seconds to minutes. No dtrain file needs either.
+constexpr size_t kMaxLineBytes = 4096;
+constexpr int kMaxKeyParts = 32;
+
 std::pair<int, std::string> prescan(const std::string& t) {
   if (auto [line, byte] = bad_utf8(t); line > 0)
     return {line, fmt::format("not valid UTF-8 (a sequence starting with byte 0x{:02X})", byte)};
+  {
+    int line = 1;
+    for (size_t start = 0; start < t.size(); ++line) {
+      const size_t end = std::min(t.find('\n', start), t.size());
+      if (end - start > kMaxLineBytes)
+        return {line, fmt::format("a line of {} bytes, more than the {} a line may have", end - start,
+                                  kMaxLineBytes)};
+      start = end + 1;
+    }
+  }
   int line = 1, depth = 0;
+  // Dots in the current run of key-like text: bare-key characters, dots,
+  // blanks and quoted parts ("a"."b"); anything else ends the run.
+  int dots = 0;
   auto starts = [&](size_t i, const char* w) { return t.compare(i, std::strlen(w), w) == 0; };
   for (size_t i = 0; i < t.size(); ++i) {
     const char ch = t[i];
+    const bool key_like = std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-' || ch == '.' ||
+                          ch == ' ' || ch == '\t' || ch == '"' || ch == '\'';
+    if (!key_like) dots = 0;
+    if (ch == '.' && ++dots >= kMaxKeyParts)
+      return {line, fmt::format("a dotted key of more than {} parts", kMaxKeyParts)};
     if (ch == '\n') {
       ++line;
     } else if (ch == '#') {
@@ -104,10 +129,24 @@ std::pair<int, std::string> prescan(const std::string& t) {
       const char after = i < t.size() ? t[i] : ' ';
       char before = b > 0 ? t[b - 1] : ' ';
       const bool negative = before == '-';
-      if ((before == '+' || before == '-') && b > 1) before = t[b - 2];
-      const bool part = std::strchr(".eExob:-TZ", after) != nullptr ||
-                        (before != ' ' && before != '=' && before != '[' && before != ',' && before != '\t' &&
-                         before != '\n' && before != '{');
+      if (before == '+' || before == '-') before = b > 1 ? t[b - 2] : ' ';  // a sign starting the text: a --set value
+      const bool starts_value = before == ' ' || before == '=' || before == '[' || before == ',' ||
+                                before == '\t' || before == '\n' || before == '{';
+      const bool part = std::strchr(".eExob:-TZ", after) != nullptr || !starts_value;
+      if (starts_value && (after == '.' || after == 'e' || after == 'E')) {
+        // A float: one that overflows a double the parser would read as the
+        // largest finite one (1e400 as 1.8e308), silently.
+        size_t j = i;
+        while (j < t.size() && (std::isdigit(static_cast<unsigned char>(t[j])) || std::strchr("_.eE+-", t[j]) != nullptr))
+          ++j;
+        std::string text = t.substr(b, j - b);
+        std::erase(text, '_');
+        char* end = nullptr;
+        const double x = std::strtod(text.c_str(), &end);
+        if (end == text.c_str() + text.size() && std::isinf(x))
+          return {line, fmt::format("float {}{} is outside the range of a 64-bit float (about 1.8e308)",
+                                    negative ? "-" : "", text)};
+      }
       --i;
       while (!part && digits.size() > 1 && digits[0] == '0') digits.erase(0, 1);
       const std::string limit = negative ? "9223372036854775808" : "9223372036854775807";
@@ -125,13 +164,8 @@ TomlValue parse_toml(const std::string& text, const std::string& name) {
   try {
     return toml::parse<toml::discard_comments, std::map, std::vector>(in, name);
   } catch (const toml::exception& e) {
-    // what() is "[error] <message>\n --> <file>\n <caret picture>".
-    std::string what = e.what();
-    std::string first = what.substr(0, what.find('\n'));
-    if (first.starts_with("[error] ")) first = first.substr(8);
-    std::string picture = what.find('\n') == std::string::npos ? "" : what.substr(what.find('\n'));
-    throw ConfigError(
-        fmt::format("{}:{}: TOML syntax error: {}{}", name, e.location().line(), first, picture));
+    throw ConfigError(toml_syntax_error(name, e.what(), e.location().line(), e.location().column(),
+                                        e.location().line_str()));
   } catch (const std::exception& e) {
     throw ConfigError(fmt::format("{}: TOML syntax error: {}", name, e.what()));
   }
@@ -292,6 +326,9 @@ std::optional<Value> read_value(const Raw& raw, const KeySpec& spec, const std::
   return elem_kind == Kind::kInt ? Value(std::move(ints)) : Value(std::move(floats));
 }
 
+// A name the user wrote, for a message: at most 64 characters of it.
+std::string shown(const std::string& name) { return name.size() > 64 ? name.substr(0, 61) + "..." : name; }
+
 // The file's [section] key = value entries, by schema key.
 void collect_file(const TomlValue& doc, const std::string& name, RawValues& raw,
                   Problems& problems) {
@@ -306,19 +343,19 @@ void collect_file(const TomlValue& doc, const std::string& name, RawValues& raw,
         problems.add(line_of(table), fmt::format("{}: expected a table [{}], got {}", section,
                                                  section, describe_found(table)));
       else
-        problems.add(line_of(table), fmt::format("unknown key '{}' outside any section{}", section,
+        problems.add(line_of(table), fmt::format("unknown key '{}' outside any section{}", shown(section),
                                                  did_you_mean(suggest_keys("", section))));
       continue;
     }
     if (!known_section) {
-      problems.add(line_of(table), fmt::format("unknown section '{}'{}", section,
+      problems.add(line_of(table), fmt::format("unknown section '{}'{}", shown(section),
                                                did_you_mean(suggest_sections(section))));
       continue;
     }
     for (const auto& [key, value] : table.as_table()) {
       const KeySpec* spec = find_key(section, key);
       if (!spec) {
-        problems.add(line_of(value), fmt::format("unknown key '{}.{}'{}", section, key,
+        problems.add(line_of(value), fmt::format("unknown key '{}'{}", shown(section + "." + key),
                                                  did_you_mean(suggest_keys(section, key))));
         continue;
       }
@@ -355,19 +392,19 @@ void apply_overrides(const std::vector<std::string>& overrides, RawValues& raw,
     const std::string name = text.substr(0, eq);
     const auto dot = name.find('.');
     if (dot == std::string::npos) {
-      problems.add(origin, fmt::format("unknown key '{}' outside any section{}", name,
+      problems.add(origin, fmt::format("unknown key '{}' outside any section{}", shown(name),
                                        did_you_mean(suggest_keys("", name))));
       continue;
     }
     const std::string section = name.substr(0, dot), key = name.substr(dot + 1);
     if (std::find(sections().begin(), sections().end(), section) == sections().end()) {
-      problems.add(origin, fmt::format("unknown section '{}'{}", section,
+      problems.add(origin, fmt::format("unknown section '{}'{}", shown(section),
                                        did_you_mean(suggest_sections(section))));
       continue;
     }
     const KeySpec* spec = find_key(section, key);
     if (!spec) {
-      problems.add(origin, fmt::format("unknown key '{}'{}", name,
+      problems.add(origin, fmt::format("unknown key '{}'{}", shown(name),
                                        did_you_mean(suggest_keys(section, key))));
       continue;
     }
@@ -413,6 +450,50 @@ void read_values(const RawValues& raw, const std::string& name, Config& c,
 }  // namespace
 
 std::pair<int, std::string> prescan_toml(const std::string& text) { return prescan(text); }
+
+std::string toml_syntax_error(const std::string& name, const std::string& what, size_t line, size_t column,
+                              const std::string& line_text) {
+  // what() is "[error] toml::<function>: <message>\n --> <file>\n <caret picture>":
+  // the message alone, and the line it points into instead of the picture.
+  std::string message = what.substr(0, what.find('\n'));
+  if (message.starts_with("[error] ")) message.erase(0, 8);
+  if (message.starts_with("toml::")) {
+    if (const size_t colon = message.find(": "); colon != std::string::npos) message.erase(0, colon + 2);
+  }
+  while (!message.empty() && (message.back() == '.' || message.back() == ' ')) message.pop_back();
+  if (line == 0) return fmt::format("{}: TOML syntax error: {}", name, message);
+  // The picture's "<line> | <text>" row for that line, and under it the
+  // marker ("   |     ^--- here") whose offset is the column: more precise
+  // than the exception's own location, which may be the line's start.
+  std::string text = line_text;
+  {
+    std::vector<std::string> rows;
+    for (size_t at = 0; at <= what.size();) {
+      const size_t end = std::min(what.find('\n', at), what.size());
+      rows.push_back(what.substr(at, end - at));
+      at = end + 1;
+    }
+    const std::string head = fmt::format("{} | ", line);
+    for (size_t i = 0; i + 1 < rows.size(); ++i) {
+      const size_t h = rows[i].find(head);
+      if (h == std::string::npos || rows[i].find_first_not_of(' ') != h) continue;
+      const size_t bar = rows[i + 1].find("| ");
+      if (bar != h + head.size() - 2) continue;
+      const size_t mark = rows[i + 1].find_first_of("^~", bar + 2);
+      if (mark == std::string::npos) continue;
+      text = rows[i].substr(h + head.size());
+      column = mark - (bar + 2) + 1;
+      break;
+    }
+  }
+  // The line, at most 60 characters of it around the column.
+  if (text.size() > 60) {
+    const size_t from = column > 30 ? std::min(column - 30, text.size() - 60) : 0;
+    text = (from > 0 ? "..." : "") + text.substr(from, 60) + (from + 60 < line_text.size() ? "..." : "");
+  }
+  return fmt::format("{}:{}: TOML syntax error: {} (column {} of: {})", name, line, message, column,
+                     text);
+}
 
 }  // namespace config
 
@@ -477,8 +558,8 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   if (const auto st = fs::status(path, ec); fs::exists(st) && !fs::is_regular_file(st))  // a FIFO would block
     throw ConfigError(fmt::format("{}: cannot read config: not a regular file ({})", path,
                                   fs::is_fifo(st) ? "a FIFO" : "a device or socket"));
-  if (const auto size = fs::file_size(path, ec); !ec && size > (uintmax_t{1} << 24))
-    throw ConfigError(fmt::format("{}: cannot read config: {} bytes, more than the 16 MiB a config may have", path, size));
+  if (const auto size = fs::file_size(path, ec); !ec && size > config::kMaxTomlFileBytes)
+    throw ConfigError(fmt::format("{}: cannot read config: {} bytes, more than the 1 MiB a config may have", path, size));
   std::ifstream in(path, std::ios::binary);
   if (!in) throw ConfigError(fmt::format("{}: cannot read config: {}", path, std::strerror(errno)));
   std::ostringstream text;

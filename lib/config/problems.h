@@ -22,7 +22,9 @@ struct Origin {
     return {Kind::kFile, fmt::format("{}:{}", name, line), line};
   }
   static Origin set(const std::string& override_text, int index) {
-    return {Kind::kSet, "--set " + override_text, index};
+    // Shown in every message about it: a long one shortened.
+    return {Kind::kSet,
+            "--set " + (override_text.size() > 100 ? override_text.substr(0, 97) + "..." : override_text), index};
   }
   static Origin defaults(const std::string& name) { return {Kind::kDefault, name, 0}; }
   bool explicit_value() const { return kind != Kind::kDefault; }

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <numeric>
 #include <set>
@@ -15,6 +16,7 @@
 
 #include <toml.hpp>
 
+#include "config/schema.h"
 #include "core/error.h"
 #include "core/file_kind.h"
 
@@ -231,13 +233,14 @@ std::string hardware_preset_for_gpu(const std::string& device_name) {
 }
 
 Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
+  if (auto [line, what] = config::prescan_toml(text); line > 0) throw ConfigError(fmt::format("{}:{}: {}", name, line, what));
   toml::value doc;
   try {
     std::istringstream in(text);
     doc = toml::parse(in, name);
   } catch (const toml::exception& e) {
-    std::string what = e.what();
-    throw ConfigError(fmt::format("{}: TOML syntax error: {}", name, what.substr(0, what.find('\n'))));
+    throw ConfigError(config::toml_syntax_error(name, e.what(), e.location().line(), e.location().column(),
+                                                e.location().line_str()));
   }
   Hardware h;
   h.name = name;
@@ -245,6 +248,22 @@ Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
   h.efficiency = 0.5;
   h.overlap = 1.0;
   std::set<std::string> seen;
+  std::vector<std::pair<size_t, std::string>> unknown;  // every unknown key, by line, with the closest known one
+  auto unknown_key = [&](const toml::value& v, const std::string& full) {
+    std::string best;
+    int best_distance = 3;  // suggest only near misses
+    auto consider = [&](const std::string& known) {
+      if (const int d = config::edit_distance(full, known); d < best_distance) best = known, best_distance = d;
+    };
+    for (const FileKey& k : file_keys()) consider(std::string(k.section) + "." + k.key);
+    for (const char* k : {"node.devices", "node.compute_units", "device.fused_attention", "device.kernels",
+                          "intra.bandwidth_gbs", "intra.latency_us", "inter.bandwidth_gbs", "inter.latency_us"})
+      consider(k);
+    const std::string shown = full.size() > 80 ? full.substr(0, 77) + "..." : full;
+    unknown.emplace_back(v.location().line(),
+                         fmt::format("{}:{}: unknown key '{}'{}", name, v.location().line(), shown,
+                                     best.empty() ? "" : fmt::format(" (did you mean '{}'?)", best)));
+  };
   for (const auto& [section, body] : doc.as_table()) {
     if (section == "name" || section == "description") {
       if (!body.is_string()) bad(name, body, fmt::format("{}: expected a string", section));
@@ -252,7 +271,10 @@ Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
       continue;
     }
     if (section == "calibration") continue;  // free-form: how the numbers were measured
-    if (!body.is_table()) bad(name, body, fmt::format("unknown key '{}'", section));
+    if (!body.is_table()) {
+      unknown_key(body, section);
+      continue;
+    }
     for (const auto& [key, v] : body.as_table()) {
       const std::string full = section + "." + key;
       seen.insert(full);
@@ -284,9 +306,18 @@ Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
       const FileKey* fk = nullptr;
       for (const FileKey& k : file_keys())
         if (section == k.section && key == k.key) fk = &k;
-      if (!fk) bad(name, v, fmt::format("unknown key '{}'", full));
+      if (!fk) {
+        unknown_key(v, full);
+        continue;
+      }
       h.*(fk->field) = number(name, full, v) * fk->scale;
     }
+  }
+  if (!unknown.empty()) {
+    std::sort(unknown.begin(), unknown.end());
+    std::vector<std::string> lines;
+    for (auto& [line, what] : unknown) lines.push_back(std::move(what));
+    throw ConfigError(lines);
   }
   std::vector<std::string> missing;
   for (const FileKey& k : file_keys())
@@ -342,6 +373,8 @@ Hardware load_hardware(const std::string& name_or_path) {
   if (const std::string kind = special_file_kind(name_or_path); !kind.empty())  // a FIFO would block
     throw ConfigError(fmt::format("'{}': not a regular file ({}); expected a hardware file (TOML), a regular file",
                                   name_or_path, kind));
+  if (std::error_code ec; std::filesystem::file_size(name_or_path, ec) > config::kMaxTomlFileBytes && !ec)
+    throw ConfigError(fmt::format("{}: cannot read hardware file: more than the 1 MiB it may have", name_or_path));
   std::ifstream in(name_or_path, std::ios::binary);
   if (!in)
     throw ConfigError(fmt::format("{}: cannot read hardware file: {}", name_or_path, std::strerror(errno)));

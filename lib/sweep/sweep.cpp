@@ -199,6 +199,8 @@ std::string read_text(const std::string& path) {
   const auto st = fs::status(path, ec);
   if (!fs::exists(st)) throw ConfigError(fmt::format("{}: cannot read sweep file: no such file", path));
   if (!fs::is_regular_file(st)) throw ConfigError(fmt::format("{}: cannot read sweep file: not a regular file", path));
+  if (const auto size = fs::file_size(path, ec); !ec && size > config::kMaxTomlFileBytes)
+    throw ConfigError(fmt::format("{}: cannot read sweep file: {} bytes, more than the 1 MiB it may have", path, size));
   std::ifstream in(path, std::ios::binary);
   std::ostringstream s;
   s << in.rdbuf();
@@ -237,10 +239,8 @@ Spec parse_spec_text(const std::string& text, const std::string& name) {
     std::istringstream in(text);
     doc = toml::parse<toml::discard_comments, std::map, std::vector>(in, name);
   } catch (const toml::exception& e) {
-    std::string what = e.what();
-    what = what.substr(0, what.find('\n'));
-    if (what.starts_with("[error] ")) what = what.substr(8);
-    throw ConfigError(fmt::format("{}:{}: TOML syntax error: {}", name, e.location().line(), what));
+    throw ConfigError(config::toml_syntax_error(name, e.what(), e.location().line(), e.location().column(),
+                                                e.location().line_str()));
   } catch (const std::exception& e) {
     throw ConfigError(fmt::format("{}: TOML syntax error: {}", name, e.what()));
   }

@@ -12,7 +12,14 @@ expect_err "dtrain: error: 'frobnicate' is not a dtrain command; expected one of
 # Options out of range or not numbers at all: one line each (CLI11's own checks let NaN through
 # and printed DBL_MAX in full on a second line).
 expect_exit 2 "$DTRAIN" plan "$DTRAIN_SOURCE_DIR/configs/gpt.toml" --devices 2 --top -1
-expect_err "dtrain: error: --top: expected a number >= 0, got '-1'"
+expect_err "dtrain: error: --top: expected a whole number from 0 to 1073741824, got '-1'"
+# Counts are whole numbers: "abc" is not "out of range", 1e30 is not clamped.
+expect_exit 2 "$DTRAIN" plan "$DTRAIN_SOURCE_DIR/configs/gpt.toml" --devices abc
+expect_err "dtrain: error: --devices: expected a whole number from 1 to 16777216, got 'abc'"
+expect_exit 2 "$DTRAIN" plan "$DTRAIN_SOURCE_DIR/configs/gpt.toml" --devices 2 --top 1e30
+expect_err "dtrain: error: --top: expected a whole number from 0 to 1073741824, got '1e30'"
+expect_exit 2 "$DTRAIN" profile "$DTRAIN_SOURCE_DIR/configs/gpt.toml" --steps 0
+expect_err "dtrain: error: --steps: expected a whole number from 1 to 1073741824, got '0'"
 [ "$(wc -l <"$WORK/err")" -eq 1 ] || { cat "$WORK/err"; fail "more than one line for a bad option"; }
 expect_exit 2 "$DTRAIN" profile "$DTRAIN_SOURCE_DIR/configs/gpt.toml" --peak-gflops nan
 expect_err "dtrain: error: --peak-gflops: expected a number > 0, got 'nan'"

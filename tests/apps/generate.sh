@@ -54,4 +54,17 @@ expect_err 'data.tokenizer = "gpt2"'
 # Bad input.
 expect_exit 2 "$DTRAIN" generate "$WORK/nowhere"
 expect_exit 2 "$DTRAIN" generate "$WORK/a/checkpoints" --temperature -1
+# Whole numbers in range, or one line saying so (a seed past 2^64 was clamped,
+# --tokens had no bound).
+expect_exit 2 "$DTRAIN" generate "$WORK/a/checkpoints" --seed 18446744073709551616
+expect_err "--seed: expected a whole number from 0 to 18446744073709551615, got '18446744073709551616'"
+expect_exit 2 "$DTRAIN" generate "$WORK/a/checkpoints" --tokens 1048577
+expect_err "--tokens: expected a whole number from 0 to 1048576"
+expect_exit 2 "$DTRAIN" generate "$WORK/a/checkpoints" --top-k 1.5
+expect_err "--top-k: expected a whole number"
+# The largest seed is a seed like any other; text is the same from one run to the next.
+expect_exit 0 "$DTRAIN" generate "$WORK/a/checkpoints" --prompt "the" --tokens 12 --seed 18446744073709551615
+cp "$WORK/out" "$WORK/big_seed"
+expect_exit 0 "$DTRAIN" generate "$WORK/a/checkpoints" --prompt "the" --tokens 12 --seed 18446744073709551615
+cmp -s "$WORK/out" "$WORK/big_seed" || fail "seed 2^64-1 gave two texts"
 echo "generate: ok"

@@ -223,11 +223,24 @@ TEST_CASE("the rows' base configs are valid") {
   CHECK(problems_of(cnn({})).empty());
 }
 
-TEST_CASE("a TOML syntax error names the file and line and shows where") {
+TEST_CASE("a TOML syntax error is one line: the file, line, column and the line itself") {
   auto got = problems_of(cat(kGpt, {"steps = [1,", "seed = 2"}));
   REQUIRE(got.size() == 1);
   CHECK(got[0].starts_with("cfg.toml:7: TOML syntax error: "));
-  CHECK(got[0].find("^") != std::string::npos);  // toml11's caret picture
+  CHECK(got[0].find('\n') == std::string::npos);  // not toml11's multi-line caret picture
+  CHECK(got[0].find("column ") != std::string::npos);
+
+  got = problems_of({"[model]", "n_layer = = 4"});
+  REQUIRE(got.size() == 1);
+  CHECK(got[0] == "cfg.toml:2: TOML syntax error: bad format: unknown value appeared (column 11 of: n_layer = = 4)");
+  got = problems_of({"[data]", "train = \"abc"});
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].ends_with("(column 9 of: train = \"abc)"));
+  // A long line is shown around the column.
+  got = problems_of({"[data]", "train = \"" + std::string(200, 'a') + "\" \"b\""});
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].find('\n') == std::string::npos);
+  CHECK(got[0].size() < 200);
 
   got = problems_of(cat(kGpt, {"steps = 10", "steps = 20"}));
   REQUIRE(got.size() == 1);

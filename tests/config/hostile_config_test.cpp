@@ -81,13 +81,13 @@ TEST_CASE("hostile config: micro-batches per step are bounded, given or derived"
 }
 
 TEST_CASE("hostile config: deep nesting is refused before parsing, with the line") {
-  std::string deep = std::string(5000, '[') + std::string(5000, ']');
+  std::string deep = std::string(2000, '[') + std::string(2000, ']');  // within a line's 4096 bytes
   std::string p = one_problem("[model]\n\nx = " + deep + "\n" + kGpt);
   CAPTURE(p);
   CHECK(has(p, "cfg.toml:3: arrays or inline tables nested more than 32 deep"));
   std::string tables;
-  for (int i = 0; i < 3000; ++i) tables += "{a = ";
-  tables += "1" + std::string(3000, '}');
+  for (int i = 0; i < 600; ++i) tables += "{a = ";
+  tables += "1" + std::string(600, '}');
   p = one_problem("[model]\nx = " + tables + "\n" + kGpt);
   CHECK(has(p, "cfg.toml:2: arrays or inline tables nested more than 32 deep"));
   p = one_problem(kGpt, {"model.channels=" + deep});
@@ -111,6 +111,42 @@ TEST_CASE("hostile config: integers beyond int64 are refused, not clamped") {
   CHECK(problems_of(kGpt + "seed = 9_223_372_036_854_775_807\n").size() <= 1);
   CHECK(!has(one_problem(kGpt + "seed = -9223372036854775808\n"), "64-bit"));
   CHECK(problems_of(kGpt + "[optim]\nlr = 1.00000000000000000000001e-3\n").empty());
+}
+
+TEST_CASE("hostile config: floats beyond a double and signed --set values are refused, not clamped") {
+  // 1e400 was read as 1.8e308 (DBL_MAX) and passed every "> 0" check.
+  std::string p = one_problem(kGpt + "[optim]\nlr = 1e400\n");
+  CAPTURE(p);
+  CHECK(has(p, "cfg.toml:7: float 1e400 is outside the range of a 64-bit float"));
+  CHECK(has(one_problem(kGpt + "[optim]\nlr = -1_0.5e+400\n"), "float -10.5e+400 is outside"));
+  CHECK(has(one_problem(kGpt, {"optim.lr=1e400"}), "--set optim.lr=1e400: optim.lr: float 1e400 is outside"));
+  CHECK(has(one_problem(kGpt, {"optim.lr=-2e308"}), "float -2e308 is outside"));
+  // A sign at the start of a --set value hid an integer's range check.
+  CHECK(has(one_problem(kGpt, {"train.seed=-99999999999999999999"}), "outside the 64-bit range"));
+  // The largest doubles, small ones and dates are fine.
+  CHECK(problems_of(kGpt + "[optim]\nlr = 1.7976931348623157e308\nweight_decay = 1e-300\n").empty());
+  CHECK(problems_of(kGpt, {"optim.lr=1.5e-3", "optim.weight_decay=-0.0"}).size() <= 1);
+}
+
+TEST_CASE("hostile config: long lines and deep dotted keys are refused before parsing (the parser is quadratic in them)") {
+  // A 1 MiB file of 2,000-dot keys took 14 s to parse; one of 100,000 dots, minutes.
+  std::string dotted = "[a";
+  for (int i = 0; i < 40; ++i) dotted += ".a";
+  std::string p = one_problem(dotted + "]\n" + kGpt);
+  CAPTURE(p);
+  CHECK(has(p, "cfg.toml:1: a dotted key of more than 32 parts"));
+  CHECK(has(one_problem("\"a\" . \"b\"" + std::string(40, '.') + " = 1\n" + kGpt), "more than 32 parts"));
+  p = one_problem(kGpt + "[log]\nout_dir = \"" + std::string(5000, 'x') + "\"\n");
+  CHECK(has(p, "cfg.toml:7: a line of 5012 bytes, more than the 4096 a line may have"));
+  // Dots in strings, floats and dates count for nothing; 31 dots pass the scan.
+  CHECK(problems_of(kGpt + "[log]\nout_dir = \"" + std::string(100, '.') + "\"\n").empty());
+  std::string ok = "[a";
+  for (int i = 0; i < 31; ++i) ok += ".a";
+  CHECK(!has(one_problem(ok + "]\n" + kGpt), "parts"));
+  // Unknown keys are shown shortened.
+  p = one_problem(kGpt + "[model]\n" + std::string(3000, 'k') + " = 1\n");
+  CHECK(has(p, "unknown key 'model." + std::string(55, 'k') + "...'"));
+  CHECK(p.size() < 200);
 }
 
 TEST_CASE("hostile config: a NUL in a string is refused") {

@@ -478,8 +478,25 @@ TEST_CASE("hardware: presets round-trip through the file format, bad files are n
     parse_hardware_toml("[device]\nmemory_gib = 8\npeak_tflops_fp32 = 1\nmemory_bandwith_gbs = 5\n", "hw.toml");
     FAIL("expected a ConfigError");
   } catch (const ConfigError& e) {
-    CHECK(std::string(e.what()).find("hw.toml:4: unknown key 'device.memory_bandwith_gbs'") != std::string::npos);
+    CHECK(std::string(e.what()).find("hw.toml:4: unknown key 'device.memory_bandwith_gbs' (did you mean "
+                                     "'device.memory_bandwidth_gbs'?)") != std::string::npos);
   }
+  // Every unknown key, in file order (it reported one of them, whichever the table's hash put last).
+  try {
+    parse_hardware_toml("[device]\nmemroy_gib = 8\n[node]\ndevicse = 8\nbogus = 1\n[nope]\nx = 1\n", "hw.toml");
+    FAIL("expected a ConfigError");
+  } catch (const ConfigError& e) {
+    const std::vector<std::string> want = {"hw.toml:2: unknown key 'device.memroy_gib' (did you mean 'device.memory_gib'?)",
+                                           "hw.toml:4: unknown key 'node.devicse' (did you mean 'node.devices'?)",
+                                           "hw.toml:5: unknown key 'node.bogus'", "hw.toml:7: unknown key 'nope.x'"};
+    CHECK(e.problems() == want);
+  }
+  // A TOML syntax error in one line; the pre-parse checks of configs apply.
+  CHECK_THROWS_WITH_AS(parse_hardware_toml("[device]\nmemory_gib = = 8\n", "hw.toml"),
+                       "hw.toml:2: TOML syntax error: bad format: unknown value appeared (column 14 of: memory_gib = = 8)",
+                       ConfigError);
+  CHECK_THROWS_WITH_AS(parse_hardware_toml("[device]\nmemory_gib = 1e999\n", "hw.toml"),
+                       doctest::Contains("hw.toml:2: float 1e999 is outside the range"), ConfigError);
   CHECK_THROWS_WITH_AS(load_hardware("b200"), doctest::Contains("not a preset (h100-sxm, h200, a100-80gb, cpu-local)"),
                        ConfigError);
   CHECK_THROWS_WITH_AS(parse_hardware_toml("[node]\ndevices = 8\n", "hw.toml"),

@@ -202,6 +202,8 @@ TEST_CASE("bad sweep files name the file, line and key") {
   CHECK(problems_of("base = \"b.toml\"\n[space]\n\"log.out_dir\" = [\"a\"]\n").find("sets each trial's directory") !=
         std::string::npos);
   CHECK(problems_of("base = \"b.toml\"\n[space\n").find("s.toml:2: TOML syntax error") == 0);
+  CHECK(problems_of("base = \"b.toml\"\n[space\n") ==  // one line, no caret picture
+        "s.toml:2: TOML syntax error: an invalid key appeared (column 1 of: [space)\n");
   CHECK(problems_of("base = \"b.toml\"\nx = " + std::string(100, '[') + "\n").find("s.toml:2: arrays or inline tables nested") == 0);
   CHECK(problems_of("trials = 99999999999999999999\n").find("s.toml:1: integer 99999999999999999999 is outside") == 0);
 }
