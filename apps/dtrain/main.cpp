@@ -84,6 +84,9 @@ int main(int argc, char** argv) {
   const pid_t launcher = getppid();
   std::atomic<int> tag_rank{-1};  // the watchdog's thread reads it: "rank N: " once MPI says N of > 1
   auto tag = [&] { return tag_rank.load() >= 0 ? fmt::format("rank {}: ", tag_rank.load()) : std::string(); };
+  // The command running (its name lives as long as the CLI::App), for the
+  // watchdog's message: only run and resume have a setup and checkpoints.
+  std::atomic<const char*> command{nullptr};
   // Started after the signals are blocked (it inherits the mask) and ended
   // after MPI (whose finalisation it also watches). A stop signal during
   // setup ends the run at once (there is nothing to checkpoint yet); in
@@ -100,9 +103,13 @@ int main(int argc, char** argv) {
            },
        .on_stuck =
            [&](const std::string& why, double secs) {
-             fmt::print(stderr, "dtrain: {}stopped by {} {}; no checkpoint written\n", tag(), why,
-                        watchdog.grace() == 0 ? "during setup"
-                                              : fmt::format("after {:.0f} s blocked within a step", secs));
+             const std::string name = command.load() ? command.load() : "";
+             if (name != "" && name != "run" && name != "resume")
+               fmt::print(stderr, "dtrain: {}stopped by {} (dtrain {})\n", tag(), why, name);
+             else
+               fmt::print(stderr, "dtrain: {}stopped by {} {}; no checkpoint written\n", tag(), why,
+                          watchdog.grace() == 0 ? "during setup"
+                                                : fmt::format("after {:.0f} s blocked within a step", secs));
              std::fflush(stderr);
              std::_Exit(kExitRuntime);
            }});
@@ -171,6 +178,7 @@ int main(int argc, char** argv) {
   for (const Subcommand& s : commands)
     if (s.cli->parsed()) chosen = &s;
   if (!chosen) return kExitInternal;  // require_subcommand(1): not reached
+  command.store(chosen->cli->get_name().c_str());
 
   std::optional<dtrain::MpiRuntime> mpi;  // finalised after the errors are reported (MPI_Abort needs it)
   ctx.start_mpi = [&] {

@@ -7,7 +7,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <new>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -48,6 +50,19 @@ std::string read_key_text(const std::string& path, const std::string& what, bool
     throw bad("is not a regular file");
   }
   const unsigned mode = st.st_mode & 07777;
+  if (secret) {
+    // A public key where the secret one belongs (its mode, 0644, would be
+    // the first thing wrong, and the wrong thing to fix).
+    char head[64] = {};
+    const ssize_t n = ::pread(fd, head, sizeof head, 0);
+    const std::string_view public_head(kPublicHeader);
+    if (n >= static_cast<ssize_t>(public_head.size()) && std::string_view(head, public_head.size()) == public_head) {
+      ::close(fd);
+      std::string secret_path = path.ends_with(".pub") ? path.substr(0, path.size() - 4) + ".key" : "";
+      throw bad(fmt::format("is a public key; this needs the secret key{}", secret_path.empty() ? std::string()
+                                                                              : " ('" + secret_path + "', beside it)"));
+    }
+  }
   if (secret && (mode & 077) != 0) {
     ::close(fd);
     throw bad(fmt::format("is a secret key but group or others may read or write it (mode {:04o}); make it "
@@ -161,6 +176,13 @@ PublicKey read_public_key(const std::string& path, const std::string& what) {
 std::string write_key_pair(const std::string& prefix) {
   init_sodium();
   if (prefix.empty()) throw ConfigError("keygen: no file name prefix given");
+  // "keys/" would write keys/.key and keys/.pub: hidden, and named by nothing.
+  const std::string stem = std::filesystem::path(prefix).filename().string();
+  std::error_code ec;
+  if (stem.empty() || stem == "." || stem == ".." || std::filesystem::is_directory(prefix, ec))
+    throw ConfigError(fmt::format("keygen: '{}' is a directory, not a file name prefix; give one inside it, e.g. "
+                                  "'{}/ckpt' (writes ckpt.key and ckpt.pub there)",
+                                  prefix, prefix.ends_with('/') ? prefix.substr(0, prefix.size() - 1) : prefix));
   SecretKey sk;
   PublicKey pk;
   crypto_sign_keypair(pk.bytes.data(), sk.bytes.data());

@@ -1,6 +1,6 @@
 // "Did you mean ...?" for unknown keys and sections: a near miss in the same
-// section first (edit distance <= 2, or a unique prefix), then the same or a
-// nearby key name in another section (train.lr -> optim.lr).
+// section first (edit distance <= 2, or a unique prefix), then the same key
+// name, or one edit from it, in another section (train.lr -> optim.lr).
 #include <algorithm>
 #include <cctype>
 
@@ -22,8 +22,8 @@ std::string lower(std::string_view s) {
 
 // The candidates at the smallest distance <= kMaxDistance from `word`.
 std::vector<std::string> nearest(std::string_view word, const std::vector<std::string>& candidates,
-                                 const std::vector<std::string>& full_names) {
-  int best = kMaxDistance + 1;
+                                 const std::vector<std::string>& full_names, int max_distance = kMaxDistance) {
+  int best = max_distance + 1;
   std::vector<std::string> out;
   for (size_t i = 0; i < candidates.size(); ++i) {
     int d = edit_distance(lower(word), lower(candidates[i]));
@@ -82,8 +82,9 @@ std::vector<std::string> suggest_keys(std::string_view section, std::string_view
   }
   if (auto s = nearest(key, same_keys, same_names); !s.empty()) return s;
   if (auto s = unique_prefix(key, same_keys, same_names); !s.empty()) return s;
-  // The key exists in another section, or nearly.
-  return nearest(key, other_keys, other_names);
+  // The key exists in another section, or nearly (one edit: "parallel.bogus"
+  // is not "model.bias").
+  return nearest(key, other_keys, other_names, 1);
 }
 
 std::vector<std::string> suggest_sections(std::string_view section) {

@@ -17,6 +17,7 @@
 #include "config/problems.h"
 #include "config/schema.h"
 #include "core/error.h"
+#include "core/file_kind.h"
 #include "core/rng.h"
 
 namespace dtrain::sweep {
@@ -397,8 +398,11 @@ std::string values_text(const Trial& t) { return fmt::format("{}", fmt::join(t.o
 std::vector<Config> check_trials(Spec& spec, const std::vector<Trial>& trials, const AutoLayout& auto_layout) {
   std::vector<Config> configs;
   std::error_code ec;
-  if (!fs::is_regular_file(spec.base, ec))
-    throw ConfigError(fmt::format("{}: base: {}: no such config file", spec.path, spec.base));
+  if (!fs::is_regular_file(spec.base, ec)) {
+    const std::string kind = special_file_kind(spec.base);
+    throw ConfigError(fmt::format("{}: base: {}: {}", spec.path, spec.base,
+                                  kind.empty() ? "no such config file" : kind + ", not a config file"));
+  }
   std::vector<std::string> problems;
   std::set<std::string> seen;
   int64_t max_steps = 0, eval_every = -1;

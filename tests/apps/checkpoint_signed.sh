@@ -25,6 +25,11 @@ grep -q "wrote $K/mine.key (secret, mode 0600" "$WORK/out" || fail "keygen: no r
 expect_exit 2 "$DTRAIN" keygen "$K/mine"
 expect_err "keys are never overwritten"
 expect_exit 0 "$DTRAIN" keygen "$K/other"
+# A directory is not a prefix: "keys/" wrote the hidden keys/.key and keys/.pub.
+expect_exit 2 "$DTRAIN" keygen "$K/"
+expect_err "keygen: '$K/' is a directory, not a file name prefix; give one inside it, e.g. '$K/ckpt'"
+expect_exit 2 "$DTRAIN" keygen "$K"
+[ ! -e "$K/.key" ] && [ ! -e "$K.key" ] || fail "keygen wrote keys for a directory"
 sign=(--set "checkpoint.sign_key_file=\"$K/mine.key\"")
 
 # A secret key others may read is refused before anything is trained or created.
@@ -32,6 +37,9 @@ cp "$K/mine.key" "$K/loose.key" && chmod 644 "$K/loose.key"
 expect_exit 2 run run "$WORK/tiny.toml" --out "$WORK/loose" --set "checkpoint.sign_key_file=\"$K/loose.key\""
 expect_err "checkpoint.sign_key_file: '$K/loose.key' is a secret key but group or others may read or write it (mode 0644)"
 [ ! -e "$WORK/loose" ] || fail "a refused key still created the run directory"
+# The public key where the secret one belongs is named as such, not as a loose secret key.
+expect_exit 2 run run "$WORK/tiny.toml" --out "$WORK/loose" --set "checkpoint.sign_key_file=\"$K/mine.pub\""
+expect_err "checkpoint.sign_key_file: '$K/mine.pub' is a public key; this needs the secret key ('$K/mine.key', beside it)"
 expect_exit 2 run run "$WORK/tiny.toml" --out "$WORK/loose" --set "checkpoint.verify_key_file=\"$K/nope.pub\""
 expect_err "checkpoint.verify_key_file: '$K/nope.pub' does not exist"
 

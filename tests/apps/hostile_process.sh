@@ -46,6 +46,16 @@ set +e; wait $pid; rc=$?; set -e
 [ $rc -eq 1 ] || { cat "$WORK/err"; fail "SIGTERM during setup: exit $rc, expected 1"; }
 expect_err "stopped by SIGTERM during setup; no checkpoint written"
 echo "setup: stopped $(elapsed "$t0") s after SIGTERM"
+# A command that trains no run says which command stopped, not "during setup; no checkpoint".
+"$DTRAIN" profile "$WORK/tiny.toml" --set model.n_layer=2000 --set train.micro_batch=1 --set train.threads=1 \
+  --out "$WORK/prof" >"$WORK/out" 2>"$WORK/err" &
+pid=$!
+bg+=($pid)
+sleep 0.5
+kill -TERM $pid
+set +e; wait $pid; rc=$?; set -e
+[ $rc -eq 1 ] || { cat "$WORK/err"; fail "SIGTERM during profile: exit $rc, expected 1"; }
+expect_err "stopped by SIGTERM (dtrain profile)"
 
 # 2. SIGKILL to mpirun: the ranks notice, checkpoint at the next step and stop (each
 # rank's stderr goes to a file of its own: mpirun, which forwarded it, is dead).

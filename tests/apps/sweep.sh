@@ -36,6 +36,11 @@ printf 'base = "tiny.toml"\n[space]\n' >bad.toml
 bad "bad.toml:2: space: empty"
 printf 'base = "nope.toml"\n[space]\n"optim.lr" = [1e-3]\n' >bad.toml
 bad "bad.toml: base: nope.toml: no such config file"
+mkdir -p adir && mkfifo afifo
+printf 'base = "adir"\n[space]\n"optim.lr" = [1e-3]\n' >bad.toml
+bad "bad.toml: base: adir: a directory, not a config file"
+printf 'base = "afifo"\n[space]\n"optim.lr" = [1e-3]\n' >bad.toml
+bad "bad.toml: base: afifo: a FIFO, not a config file"
 printf 'base = "tiny.toml"\n[space]\n"model.n_head" = [2, 3]\n' >bad.toml
 bad "bad.toml: trial 1 (model.n_head=3): "
 printf 'base = "tiny.toml"\nlauncher = ["mpirn", "-np", "2"]\n[space]\n"optim.lr" = [1e-3]\n' >bad.toml
