@@ -117,15 +117,18 @@ Subcommand add_profile(CLI::App& app) {
       ->allow_extra_args(false);
   profile_cmd->add_option("--steps", popts.steps, "Measured steps")->check(whole_number(1, 1 << 30));
   profile_cmd->add_option("--warmup", popts.warmup, "Warm-up steps before measuring")->check(whole_number(0, 1 << 30));
-  profile_cmd->add_option("--out", popts.out_dir, "Where trace.json and profile.json go (default <log.out_dir>/profile)");
+  profile_cmd->add_option("--out", popts.out_dir, "Where trace.json and profile.json go (default <log.out_dir>/profile)")
+      ->check(path_name());
   profile_cmd->add_option("--peak-gflops", popts.peak_gflops,
                           "Peak GFLOP/s per rank for MFU (default: the best of an sgemm measured before and after the steps)")
       ->check(number_at_least_zero(true));
-  profile_cmd->add_option("--write-hardware", o->hardware_out,
+  CLI::Option* write_hardware = profile_cmd->add_option("--write-hardware", o->hardware_out,
                           "Instead of profiling the config's layout: calibrate a hardware description on the ranks "
                           "launched (compute rate, per-layer overhead, memory bandwidth, ranks per core, links) "
-                          "and write it to this TOML file for --hardware / parallel.hardware");
-  profile_cmd->add_option("--hardware-name", o->hardware_out_name, "The name written into that file (default: its stem)");
+                          "and write it to this TOML file for --hardware / parallel.hardware")
+      ->check(path_name());
+  profile_cmd->add_option("--hardware-name", o->hardware_out_name, "The name written into that file (default: its stem)")
+      ->needs(write_hardware);
   return {profile_cmd,
           [o](Context& ctx) {
             const dtrain::AutoLayout auto_layout = dtrain::make_auto_layout([](const std::string&) {});

@@ -515,7 +515,7 @@ Subcommand add_sweep(CLI::App& app) {
   auto* sweep = app.add_subcommand("sweep", "Run a hyperparameter sweep: grid or random search, ASHA early stopping, "
                                             "resumable (README, Sweeps)");
   sweep->add_option("sweep_file", o->path, "TOML sweep file")->required()->check(CLI::ExistingFile);
-  sweep->add_option("--out", o->out_dir, "Sweep directory (default runs/<sweep file name>)");
+  sweep->add_option("--out", o->out_dir, "Sweep directory (default runs/<sweep file name>)")->check(path_name());
   sweep->add_flag("--slurm", o->slurm, "Run the trials as a Slurm job array of tools/slurm/dtrain.sbatch");
   return {sweep, [o](Context& ctx) { return Sweep(ctx, *o).run(); }};
 }

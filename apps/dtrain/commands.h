@@ -15,6 +15,7 @@
 #include <CLI/CLI.hpp>
 
 #include "config/config.h"
+#include "config/schema.h"
 
 namespace dtrain {
 class MpiRuntime;
@@ -60,6 +61,20 @@ inline CLI::Validator whole_number(uint64_t lo, uint64_t hi) {
                (text.size() > 40 ? text.substr(0, 37) + "..." : text) + "'";
       },
       "INTEGER in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]", "whole number");
+}
+
+// A directory or file name for a command-line option: not empty (an empty
+// --out read as "not given" and wrote to the config's directory), and valid
+// UTF-8 (it goes into the run's config.toml, which is TOML: UTF-8).
+inline CLI::Validator path_name() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        if (text.empty()) return "expected a path, got an empty string";
+        if (!dtrain::config::valid_utf8(text))
+          return "expected a path in UTF-8 (it is written into the run's config.toml)";
+        return "";
+      },
+      "PATH", "path name");
 }
 
 // What a subcommand gets from main: which rank it is and the process-wide

@@ -451,6 +451,8 @@ void read_values(const RawValues& raw, const std::string& name, Config& c,
 
 std::pair<int, std::string> prescan_toml(const std::string& text) { return prescan(text); }
 
+bool valid_utf8(const std::string& text) { return bad_utf8(text).first == 0; }
+
 std::string toml_syntax_error(const std::string& name, const std::string& what, size_t line, size_t column,
                               const std::string& line_text) {
   // what() is "[error] toml::<function>: <message>\n --> <file>\n <caret picture>":

@@ -86,6 +86,8 @@ std::string describe_constraint(const Constraint& c, Kind kind);  // everything,
 // 1-based line and the problem, or line 0. For other TOML files dtrain reads
 // (sweep files).
 std::pair<int, std::string> prescan_toml(const std::string& text);
+// Whether `text` is valid UTF-8 (what every string in a TOML file must be).
+bool valid_utf8(const std::string& text);
 // The most a TOML file dtrain reads (config, sweep, hardware) may have: the
 // parser's time grows faster than its input.
 inline constexpr uintmax_t kMaxTomlFileBytes = uintmax_t{1} << 20;

@@ -13,6 +13,14 @@ expect_err "dtrain: error: 'frobnicate' is not a dtrain command; expected one of
 # and printed DBL_MAX in full on a second line).
 expect_exit 2 "$DTRAIN" plan "$DTRAIN_SOURCE_DIR/configs/gpt.toml" --devices 2 --top -1
 expect_err "dtrain: error: --top: expected a whole number from 0 to 1073741824, got '-1'"
+# An empty --out was read as none given (the run went to the config's directory);
+# one that is not UTF-8 was blamed on "--set log.out_dir"; --hardware-name alone was ignored.
+expect_exit 2 "$DTRAIN" run "$DTRAIN_SOURCE_DIR/configs/gpt.toml" --out ""
+expect_err "dtrain: error: --out: expected a path, got an empty string"
+expect_exit 2 "$DTRAIN" run "$DTRAIN_SOURCE_DIR/configs/gpt.toml" --out "$WORK/$(printf '\xff')"
+expect_err "dtrain: error: --out: expected a path in UTF-8"
+expect_exit 2 "$DTRAIN" profile "$DTRAIN_SOURCE_DIR/configs/gpt.toml" --hardware-name x
+expect_err "dtrain: error: --hardware-name requires --write-hardware"
 # Counts are whole numbers: "abc" is not "out of range", 1e30 is not clamped.
 expect_exit 2 "$DTRAIN" plan "$DTRAIN_SOURCE_DIR/configs/gpt.toml" --devices abc
 expect_err "dtrain: error: --devices: expected a whole number from 1 to 16777216, got 'abc'"
