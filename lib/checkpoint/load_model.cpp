@@ -2,6 +2,9 @@
 
 #include <algorithm>
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 #include "checkpoint/resume.h"
 
 namespace dtrain {
@@ -27,9 +30,8 @@ LoadedModel load_model(const std::string& path, int64_t seq_len) {
       damage.push_back(e.what());
     }
   }
-  std::string all;
-  for (const auto& d : damage) all += "\n  " + d;
-  throw InputError(fmt::format("no checkpoint under '{}' could be read:{}", path, all));
+  // One line, each checkpoint tried newest first.
+  throw InputError(fmt::format("no checkpoint under '{}' could be read: {}", path, fmt::join(damage, "; ")));
 }
 
 }  // namespace dtrain

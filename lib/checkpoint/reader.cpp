@@ -253,7 +253,11 @@ class Reader {
       } catch (const CheckpointSignatureError& e) {
         throw CheckpointSignatureError(dir_, name, key, e.problem());
       } catch (const CheckpointError& e) {
-        fail(name, key, e.problem());
+        // The whole file's size and checksum, checked on its first use: not
+        // the tensor that happened to be read first, but (when its bytes
+        // changed) the tensors damaged.
+        const bool changed = e.problem().find("(crc32 ") != std::string::npos;
+        fail(name, "", e.problem() + (changed ? damaged_tensors(path.string()) : ""));
       }
     }
     std::string why;
@@ -263,6 +267,43 @@ class Reader {
     if (!h5::read_attr(f.get(), "checkpoint_id", id) || id != meta_.id)
       fail(name, key, fmt::format("belongs to another checkpoint (id '{}', this one is '{}')", id, meta_.id));
     return files_.emplace(name, std::move(f)).first->second.get();
+  }
+
+  // Where in a file whose checksum failed the damage is: the tensors whose
+  // own CRC-32 fails, or none (then the HDF5 structure around them).
+  static std::string damaged_tensors(const std::string& path) {
+    h5::Quiet q;
+    std::string why, stored;
+    h5::Handle f = h5::open_file(path, why);
+    if (!f.valid()) return fmt::format("; HDF5 cannot open it ({})", why);
+    if (!h5::read_attr(f.get(), "tensors", stored)) return "; its list of tensors is unreadable";
+    std::vector<std::string> bad;
+    std::vector<char> buf;
+    for (const std::string& key : lines(stored)) {
+      h5::Handle d(H5Dopen2(f.get(), key.c_str(), H5P_DEFAULT));
+      h5::Handle type(d.valid() ? H5Dget_type(d.get()) : H5I_INVALID_HID);
+      DType dt = DType::f32;
+      uint32_t want = 0;
+      bool ok = d.valid() && type.valid() && h5::dtype_of_type(type.get(), dt) && h5::read_attr(d.get(), "crc32", want);
+      if (ok) {
+        const std::vector<int64_t> shape = h5::shape_of(d.get());
+        ok = volume_ok(shape);
+        if (ok) {
+          buf.resize(static_cast<size_t>(volume(shape)) * dtype_size(dt));
+          ok = H5Dread(d.get(), h5::memory_type(dt), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()) >= 0 &&
+               digest(buf.data(), buf.size(), DType::u8).crc32 == want;
+        }
+      }
+      if (!ok) bad.push_back(key);
+    }
+    if (bad.empty()) return "; every tensor's own checksum matches: the damage is in the HDF5 structure around them";
+    for (std::string& key : bad)  // a damaged list of names may hold any byte
+      for (char& ch : key)
+        if (ch < 0x20 || ch > 0x7e) ch = '?';
+    const size_t shown = std::min<size_t>(bad.size(), 3);
+    return fmt::format(" in tensor{} {}{}", bad.size() > 1 ? "s" : "",
+                       fmt::join(bad.begin(), bad.begin() + static_cast<std::ptrdiff_t>(shown), ", "),
+                       bad.size() > shown ? fmt::format(" and {} more", bad.size() - shown) : "");
   }
 
   void read_meta() {

@@ -15,34 +15,37 @@ expect_exit 0 run run "$WORK/tiny.toml" --out "$WORK/r" --set train.steps=10 --s
 ck="$WORK/r/checkpoints"
 cp -r "$ck" "$WORK/pristine"
 
-# Flip one byte in the middle of wte's data in step 10's rank file.
+# Flip one byte in the middle of wpe's data in step 10's rank file (wte is read first:
+# the message names the tensor damaged, not the one read first).
 "$PY" - "$ck/step_00000010/rank_00000.h5" <<'PY'
 import h5py, sys
 with h5py.File(sys.argv[1], "r") as f:
-    d = f["model/wte.weight"]
+    d = f["model/wpe.weight"]
     at = d.id.get_offset() + d.id.get_storage_size() // 2
 with open(sys.argv[1], "r+b") as f:
     f.seek(at); b = f.read(1); f.seek(at); f.write(bytes([b[0] ^ 0x10]))
 PY
 expect_exit 0 "$DTRAIN" resume "$ck" --out "$WORK/x"
-expect_err "checkpoint $ck/step_00000010: rank_00000.h5: tensor model/wte.weight: the file's bytes do not match the manifest"
+expect_err "checkpoint $ck/step_00000010: rank_00000.h5: the file's bytes do not match the manifest"
+expect_err "): damaged in tensor model/wpe.weight"  # the tensor whose own checksum fails, not the first one read
 expect_err "falling back to $ck/step_00000005"
 grep -q "resuming from $ck/step_00000005: step 5 of 10" "$WORK/out" || fail "did not resume from step 5"
 same_losses "$WORK/r/metrics.jsonl" "$WORK/x/metrics.jsonl"
 
 # Exactly that checkpoint: a clear failure, no fallback.
 expect_exit 2 "$DTRAIN" resume "$ck/step_00000010" --out "$WORK/y"
-expect_err "rank_00000.h5: tensor model/wte.weight: the file's bytes do not match the manifest"
+expect_err "rank_00000.h5: the file's bytes do not match the manifest"
+expect_err "damaged in tensor model/wpe.weight"
 grep -q "falling back" "$WORK/err" && fail "an exact checkpoint must not fall back"
 expect_exit 2 "$DTRAIN" inspect "$ck/step_00000010/checkpoint.h5" --verify
-expect_err "rank_00000.h5: tensor model/"
-expect_err "the file's bytes do not match the manifest"
+expect_err "rank_00000.h5: the file's bytes do not match the manifest"
+expect_err "damaged in tensor model/wpe.weight"
 
 # A truncated rank file, then a truncated master file: fallback, then nothing left.
 rm -rf "$ck" && cp -r "$WORK/pristine" "$ck"
 truncate -s 100000 "$ck/step_00000010/rank_00000.h5"
 expect_exit 0 "$DTRAIN" resume "$ck" --out "$WORK/z"
-expect_err "$ck/step_00000010: rank_00000.h5: tensor model/wte.weight: is 100000 bytes, the manifest recorded"
+expect_err "$ck/step_00000010: rank_00000.h5: is 100000 bytes, the manifest recorded"
 expect_err "falling back to $ck/step_00000005"
 truncate -s 2000 "$ck/step_00000005/checkpoint.h5"
 expect_exit 2 "$DTRAIN" resume "$ck" --out "$WORK/w"
