@@ -70,7 +70,8 @@ std::pair<int, unsigned> bad_utf8(const std::string& t) {
 constexpr size_t kMaxLineBytes = 4096;
 constexpr int kMaxKeyParts = 32;
 
-std::pair<int, std::string> prescan(const std::string& t) {
+// `value`: `t` is one --set value, not a file.
+std::pair<int, std::string> prescan(const std::string& t, bool value = false) {
   if (auto [line, byte] = bad_utf8(t); line > 0)
     return {line, fmt::format("not valid UTF-8 (a sequence starting with byte 0x{:02X})", byte)};
   {
@@ -78,8 +79,8 @@ std::pair<int, std::string> prescan(const std::string& t) {
     for (size_t start = 0; start < t.size(); ++line) {
       const size_t end = std::min(t.find('\n', start), t.size());
       if (end - start > kMaxLineBytes)
-        return {line, fmt::format("a line of {} bytes, more than the {} a line may have", end - start,
-                                  kMaxLineBytes)};
+        return {line, fmt::format("a {} of {} bytes, more than the {} a {} may have", value ? "value" : "line",
+                                  end - start, kMaxLineBytes, value ? "--set value" : "line")};
       start = end + 1;
     }
   }
@@ -408,7 +409,7 @@ void apply_overrides(const std::vector<std::string>& overrides, RawValues& raw,
                                        did_you_mean(suggest_keys(section, key))));
       continue;
     }
-    if (auto [line, what] = prescan(text.substr(eq + 1)); line > 0) {
+    if (auto [line, what] = prescan(text.substr(eq + 1), true); line > 0) {
       problems.add(origin, fmt::format("{}: {}", name, what));
       continue;
     }

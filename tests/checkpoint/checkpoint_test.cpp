@@ -260,11 +260,13 @@ void remanifest(const std::string& dir) {
   write_file(fs::path(dir) / ckpt_manifest::kFile, ckpt_manifest::to_text(*m));
 }
 
-// The manifest catches the damage first (naming `file`); with it recomputed, `problem`.
-// (The manifest's error names the first tensor read from the file, `first`.)
+// The manifest catches the damage first (naming `file`, no tensor: it sums the
+// whole file, and says which tensors' own checksums fail, `located`); with it
+// recomputed, `problem`, in `tensor`.
 void expect_damage_behind_manifest(const std::string& ck, const std::string& file, const std::string& tensor,
-                                   const std::string& problem, const std::string& first = "") {
-  expect_damage(ck, file, first.empty() ? tensor : first, "the manifest");
+                                   const std::string& problem, const std::string& located = "") {
+  expect_damage(ck, file, "", "the manifest");
+  if (!located.empty()) expect_damage(ck, file, "", located);
   remanifest(ck);
   expect_damage(ck, file, tensor, problem);
 }
@@ -286,7 +288,7 @@ TEST_CASE("damage is detected and named: flipped byte, truncated files, missing 
   SUBCASE("a flipped byte inside a tensor's data") {
     const std::string key = "optim/adamw.v/blocks.1.mlp.fc.weight";
     flip_byte(rank, data_offset(rank, key) + 17);
-    expect_damage_behind_manifest(two, "rank_00000.h5", key, "checksum mismatch", "model/wte.weight");
+    expect_damage_behind_manifest(two, "rank_00000.h5", key, "checksum mismatch", "): damaged in tensor " + key);
     CHECK_THROWS_AS(verify_checkpoint(two), CheckpointError);
   }
   SUBCASE("a truncated rank file") {

@@ -121,7 +121,11 @@ TEST_CASE("key files are checked: missing, not a file, permissions, length, kind
   const fs::path pub_as_secret = dir.path / "pub_as.key";
   write_file(pub_as_secret, text);
   ::chmod(pub_as_secret.c_str(), 0600);
-  CHECK(secret_err(pub_as_secret.string()).find("is not a dtrain Ed25519 secret key file") != std::string::npos);
+  CHECK(secret_err(pub_as_secret.string()).find("pub_as.key' is a public key; this needs the secret key") !=
+        std::string::npos);
+  // Named as such before its mode (0644, right for a public key) is blamed; a .pub suggests its .key.
+  CHECK(secret_err(pub).find("is a public key; this needs the secret key ('" +
+                                      (dir.path / "k.key").string() + "', beside it)") != std::string::npos);
   const fs::path cut = dir.path / "cut.pub", longer = dir.path / "long.pub";
   write_file(cut, text.substr(0, text.size() - 3));
   write_file(longer, text + "x\n");
