@@ -25,7 +25,7 @@ Subcommand add_export(CLI::App& app) {
   cmd->add_option("checkpoint", o->path, "A checkpoint, its checkpoint.h5, or a directory of them (the newest)")
       ->required();
   cmd->add_option("--format", o->format, "Output format")->check(CLI::IsMember({"hf"}));
-  cmd->add_option("--out", o->out, "Output directory")->required()->check(path_name());
+  cmd->add_option("--out", o->out, "Output directory")->required()->check(output_dir());
   cmd->add_option("--vocab-size", o->vocab_size,
                   "Rows of the token embedding to export (default: the tokenizer's ids, 50257 for gpt2, "
                   "dropping padding rows; else all)")

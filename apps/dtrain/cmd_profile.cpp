@@ -17,6 +17,8 @@
 #include <fmt/format.h>
 
 #include "calibrate.h"
+#include "core/file_kind.h"
+#include "parallel/hardware.h"
 #include "dist/mpi_runtime.h"
 #include "kernels/cpu/gemm.h"
 #include "ops/runtime.h"
@@ -59,6 +61,19 @@ int calibrate(Context& ctx, ProfileOpts& o, TrainingSetup& setup, const dtrain::
     if (access((exists ? out_path : dir).c_str(), W_OK) != 0)
       throw dtrain::ConfigError(fmt::format("--write-hardware {}: cannot write there ({} is not writable)",
                                             o.hardware_out, (exists ? out_path : dir).string()));
+    // An earlier calibration is replaced; any other file is not (it may be anything of the user's).
+    if (exists) {
+      if (const std::string kind = dtrain::special_file_kind(o.hardware_out); !kind.empty())
+        throw dtrain::ConfigError(fmt::format("--write-hardware {}: {}, not a file to write", o.hardware_out, kind));
+      std::ifstream in(o.hardware_out);
+      std::string first;
+      std::getline(in, first);
+      if (!first.starts_with(dtrain::kHardwareFileHeader))
+        throw dtrain::ConfigError(fmt::format("--write-hardware {}: the file exists and is not a dtrain hardware "
+                                              "file (its first line is not '{}'); it is not overwritten: remove it "
+                                              "or name another file",
+                                              o.hardware_out, dtrain::kHardwareFileHeader));
+    }
   }
   setup.comm.timeout_seconds = cfg.parallel.timeout;
   dtrain::Mesh cmesh(dtrain::MeshLayout{ctx.world_size, 1, 1}, setup.comm);
@@ -118,10 +133,10 @@ Subcommand add_profile(CLI::App& app) {
   profile_cmd->add_option("--steps", popts.steps, "Measured steps")->check(whole_number(1, 1 << 30));
   profile_cmd->add_option("--warmup", popts.warmup, "Warm-up steps before measuring")->check(whole_number(0, 1 << 30));
   profile_cmd->add_option("--out", popts.out_dir, "Where trace.json and profile.json go (default <log.out_dir>/profile)")
-      ->check(path_name());
+      ->check(output_dir());
   profile_cmd->add_option("--peak-gflops", popts.peak_gflops,
                           "Peak GFLOP/s per rank for MFU (default: the best of an sgemm measured before and after the steps)")
-      ->check(number_at_least_zero(true));
+      ->check(number_in(1e-3, 1e9));
   CLI::Option* write_hardware = profile_cmd->add_option("--write-hardware", o->hardware_out,
                           "Instead of profiling the config's layout: calibrate a hardware description on the ranks "
                           "launched (compute rate, per-layer overhead, memory bandwidth, ranks per core, links) "

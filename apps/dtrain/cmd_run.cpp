@@ -62,7 +62,7 @@ Subcommand add_run(CLI::App& app) {
   run->add_option("config", o->config_path, "TOML config file")->required()->check(CLI::ExistingFile);
   run->add_option("--set", o->overrides, "Override a key: section.key=value (repeatable)")
       ->allow_extra_args(false);
-  run->add_option("--out", o->out_dir, "Output directory (overrides log.out_dir)")->check(path_name());
+  run->add_option("--out", o->out_dir, "Output directory (overrides log.out_dir)")->check(output_dir());
   run->add_flag("--verbose,-v", o->verbose,
                 "Every rank prints its mesh coordinates and traces each pipeline operation and "
                 "collective of the step loop on stderr");
@@ -99,7 +99,7 @@ Subcommand add_resume(CLI::App& app) {
   resume->add_option("--set", o->overrides, "Override a key of the checkpoint's config (repeatable)")
       ->allow_extra_args(false);
   resume->add_option("--out", o->out_dir, "Output directory (default: the checkpoint's run directory)")
-      ->check(path_name());
+      ->check(output_dir());
   resume->add_option("--verify-key", o->verify_key,
                      "Refuse a checkpoint not signed by this key (a dtrain keygen .pub file, or the secret "
                      ".key); given here, from outside the checkpoint, it also covers a checkpoint whose config "

@@ -113,12 +113,19 @@ bool has_checkpoint(const std::string& trial_dir) {
 }
 
 // `name` is an executable file, as given (with a '/') or on PATH.
+// An executable regular file (a directory passes access(X_OK)).
+bool executable(const fs::path& p) {
+  std::error_code ec;
+  return fs::is_regular_file(p, ec) && access(p.c_str(), X_OK) == 0;
+}
+
 bool on_path(const std::string& name) {
-  if (name.find('/') != std::string::npos) return access(name.c_str(), X_OK) == 0;
+  if (name.empty()) return false;
+  if (name.find('/') != std::string::npos) return executable(name);
   const char* path = std::getenv("PATH");
   std::stringstream dirs(path ? path : "/usr/bin:/bin");
   for (std::string d; std::getline(dirs, d, ':');)
-    if (access((fs::path(d.empty() ? "." : d) / name).c_str(), X_OK) == 0) return true;
+    if (executable(fs::path(d.empty() ? "." : d) / name)) return true;
   return false;
 }
 
@@ -153,7 +160,11 @@ class Sweep {
       if (!problems.empty()) throw dtrain::ConfigError(problems);
     }
     if (!spec_.launcher.empty() && !opts_.slurm && !on_path(spec_.launcher[0]))
-      throw dtrain::ConfigError(fmt::format("{}: launcher: {}: no such program on PATH", spec_.path, spec_.launcher[0]));
+      throw dtrain::ConfigError(fmt::format("{}: launcher: {}", spec_.path,
+                                            spec_.launcher[0].empty() ? "its first element (the program) is empty"
+                                            : spec_.launcher[0].find('/') != std::string::npos
+                                                ? fmt::format("{}: not an executable file", spec_.launcher[0])
+                                                : fmt::format("{}: no such program on PATH", spec_.launcher[0])));
     dir_ = !opts_.out_dir.empty() ? opts_.out_dir : (fs::path("runs") / fs::path(opts_.path).stem()).string();
     std::error_code ec;
     fs::create_directories(dir_, ec);
@@ -515,7 +526,7 @@ Subcommand add_sweep(CLI::App& app) {
   auto* sweep = app.add_subcommand("sweep", "Run a hyperparameter sweep: grid or random search, ASHA early stopping, "
                                             "resumable (README, Sweeps)");
   sweep->add_option("sweep_file", o->path, "TOML sweep file")->required()->check(CLI::ExistingFile);
-  sweep->add_option("--out", o->out_dir, "Sweep directory (default runs/<sweep file name>)")->check(path_name());
+  sweep->add_option("--out", o->out_dir, "Sweep directory (default runs/<sweep file name>)")->check(output_dir());
   sweep->add_flag("--slurm", o->slurm, "Run the trials as a Slurm job array of tools/slurm/dtrain.sbatch");
   return {sweep, [o](Context& ctx) { return Sweep(ctx, *o).run(); }};
 }

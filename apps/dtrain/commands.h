@@ -4,10 +4,13 @@
 // errors to exit codes.
 #pragma once
 
+#include <algorithm>
 #include <charconv>
 #include <cstdint>
+#include <cstdio>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
@@ -16,6 +19,7 @@
 
 #include "config/config.h"
 #include "config/schema.h"
+#include "core/file_kind.h"
 
 namespace dtrain {
 class MpiRuntime;
@@ -46,6 +50,21 @@ inline CLI::Validator number_at_least_zero(bool positive = false) {
       positive ? "NUMBER > 0" : "NUMBER >= 0", positive ? "positive" : "non-negative");
 }
 
+// A number from `lo` to `hi` (for rates and the like, where a typo's 1e-300
+// would print a 300-digit figure).
+inline CLI::Validator number_in(double lo, double hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double x = std::strtod(text.c_str(), &end);
+        const bool ok = !text.empty() && end == text.c_str() + text.size() && x >= lo && x <= hi;
+        char range[64];
+        std::snprintf(range, sizeof range, "from %g to %g", lo, hi);
+        return ok ? "" : std::string("expected a number ") + range + ", got '" + text + "'";
+      },
+      "NUMBER", "number in range");
+}
+
 // A whole number from `lo` to `hi` for a command-line option, written in
 // decimal digits: CLI11's own conversion clamps what overflows and its range
 // check calls "abc" out of range.
@@ -70,11 +89,28 @@ inline CLI::Validator path_name() {
   return CLI::Validator(
       [](std::string& text) -> std::string {
         if (text.empty()) return "expected a path, got an empty string";
+        if (std::any_of(text.begin(), text.end(), [](char ch) { return static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f; }))
+          return "expected a path without control characters (a newline, a tab, ...)";
         if (!dtrain::config::valid_utf8(text))
           return "expected a path in UTF-8 (it is written into the run's config.toml)";
         return "";
       },
       "PATH", "path name");
+}
+
+// A directory to write into: a path_name() that is a directory or not there
+// yet (a file or FIFO in its place fails now, not after the work).
+inline CLI::Validator output_dir() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        if (std::string bad = path_name()(text); !bad.empty()) return bad;
+        std::error_code ec;
+        const auto st = std::filesystem::status(text, ec);
+        if (!std::filesystem::exists(st) || std::filesystem::is_directory(st)) return "";
+        return "expected a directory, but '" + text + "' is " +
+               (std::filesystem::is_regular_file(st) ? std::string("a file") : dtrain::special_file_kind(text));
+      },
+      "DIR", "output directory");
 }
 
 // What a subcommand gets from main: which rank it is and the process-wide

@@ -41,6 +41,10 @@ std::vector<std::string> output_problems(const dtrain::Config& cfg);
 // checkpoints, which its saves would prune as its own: the line that says so
 // and how to continue that run instead ("" when there are none).
 std::string earlier_run_problem(const dtrain::Config& cfg);
+// A new run into a log.out_dir that holds an earlier run's metrics.jsonl
+// (and its config.toml, loss.png): those renamed to metrics.N.jsonl, ...
+// (the first N free), and a line saying so; "" when there was none.
+std::string keep_earlier_output(const dtrain::Config& cfg);
 
 // Forwards the step-loop hooks and tells the watchdog how long a stop signal
 // may wait for the next step boundary: three times the longest step so far

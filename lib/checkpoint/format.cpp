@@ -6,10 +6,22 @@
 
 namespace dtrain {
 
+namespace {
+
+// Names read from a damaged file may hold any byte: a control character
+// (a newline, an escape) would break the one-line message or the terminal.
+std::string printable(std::string s) {
+  for (char& ch : s)
+    if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) ch = '?';
+  return s;
+}
+
+}  // namespace
+
 CheckpointError::CheckpointError(std::string checkpoint, std::string file, std::string tensor,
                                  std::string problem)
-    : InputError(fmt::format("checkpoint {}: {}{}{}", checkpoint, file.empty() ? "" : file + ": ",
-                             tensor.empty() ? "" : "tensor " + tensor + ": ", problem)),
+    : InputError(printable(fmt::format("checkpoint {}: {}{}{}", checkpoint, file.empty() ? "" : file + ": ",
+                                       tensor.empty() ? "" : "tensor " + tensor + ": ", problem))),
       checkpoint_(std::move(checkpoint)),
       file_(std::move(file)),
       tensor_(std::move(tensor)),

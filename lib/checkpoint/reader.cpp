@@ -297,9 +297,6 @@ class Reader {
       if (!ok) bad.push_back(key);
     }
     if (bad.empty()) return "; every tensor's own checksum matches: the damage is in the HDF5 structure around them";
-    for (std::string& key : bad)  // a damaged list of names may hold any byte
-      for (char& ch : key)
-        if (ch < 0x20 || ch > 0x7e) ch = '?';
     const size_t shown = std::min<size_t>(bad.size(), 3);
     return fmt::format(" in tensor{} {}{}", bad.size() > 1 ? "s" : "",
                        fmt::join(bad.begin(), bad.begin() + static_cast<std::ptrdiff_t>(shown), ", "),

@@ -73,6 +73,14 @@ Candidates find_checkpoints(const std::string& path) {
     if (!c.runs.back().empty()) ++count[c.runs.back()];
   }
   const std::string latest = store::read_latest(root);
+  // `latest` naming something that is not a complete checkpoint here (renamed,
+  // hand-edited): said, as the newest complete one is taken instead.
+  if (!latest.empty() && std::none_of(entries.begin(), entries.end(), [&](const store::Entry& e) {
+        return e.dir.filename() == latest;
+      }))
+    c.skipped.push_back(fmt::format("'latest' names '{}', which is not a complete checkpoint (step_N holding {}) in {}: "
+                                    "taking the newest complete one, {}",
+                                    latest, store::kMasterFile, root.string(), entries.front().dir.filename().string()));
   c.run = store::read_run(root);
   if (!c.run.empty()) {
     c.run_source = fmt::format("as its '{}' file says", store::kRunFile);
@@ -104,9 +112,9 @@ const char* refusal(const std::string& key) {
       {"optim.name", "the checkpoint holds this optimizer's state"},
       {"data.shuffle", "it would change the order of the samples still to come"},
   };
+  if (auto it = fixed.find(key); it != fixed.end()) return it->second;
   if (key.rfind("model.", 0) == 0) return "the checkpoint holds the model's parameters at these shapes";
-  auto it = fixed.find(key);
-  return it == fixed.end() ? nullptr : it->second;
+  return nullptr;
 }
 
 std::string key_of(const std::string& override_text) {
@@ -138,6 +146,35 @@ void check_output_paths(const std::string& dir, const Candidates& c, const Resum
       "'{}' (moved or copied?); dtrain does not write where an unverified checkpoint's config says: give --out DIR "
       "(or --verify-key FILE for a checkpoint signed with checkpoint.sign_key_file)",
       dir, cfg.checkpoint.dir, cfg.log.out_dir, where.string()));
+}
+
+// Where the resumed run will save (cfg.checkpoint.dir) must not hold what
+// its saves would replace or prune: checkpoints of another run (a --out
+// pointed at another run's directory), or, when an older checkpoint of this
+// run was named exactly, newer ones of it (continuing in place would replace
+// them). A damaged newer one passed over in a fall-back is fair to replace.
+void check_target(const std::string& dir, const Candidates& c, const CheckpointMeta& meta, const Config& cfg) {
+  std::error_code ec;
+  if (!fs::is_directory(cfg.checkpoint.dir, ec)) return;
+  const std::vector<store::Entry> there = store::list_complete(cfg.checkpoint.dir);
+  if (there.empty()) return;
+  const fs::path target = normal_dir(cfg.checkpoint.dir);
+  const fs::path own = c.exact ? normal_dir(dir).parent_path() : normal_dir(c.root);
+  const std::string run = store::read_run(cfg.checkpoint.dir);
+  const bool other_run = target != own && (run.empty() || meta.run_id.empty() || run != meta.run_id);
+  const bool same_run_elsewhere = target != own && !other_run;
+  if (other_run)
+    throw ConfigError(fmt::format(
+        "checkpoint.dir: '{}' holds {} checkpoint{} of {} (newest {}), not of the run being resumed ({}), which "
+        "its saves would replace or prune: give this run another --out (or checkpoint.dir)",
+        cfg.checkpoint.dir, there.size(), there.size() == 1 ? "" : "s",
+        run.empty() ? "an earlier run" : "run " + run, there.front().dir.filename().string(),
+        meta.run_id.empty() ? "run id unknown" : "run " + meta.run_id));
+  if ((c.exact || same_run_elsewhere) && there.front().step > meta.step)
+    throw ConfigError(fmt::format(
+        "checkpoint.dir: '{}' holds {}, newer than step {} being resumed, which continuing there would replace: "
+        "give --out DIR to branch into another directory (or remove the newer checkpoints)",
+        cfg.checkpoint.dir, there.front().dir.filename().string(), meta.step));
 }
 
 }  // namespace
@@ -183,6 +220,25 @@ ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkp
   try {
     rc.cfg = parse_config(text, name, eff, world_size, auto_layout);
   } catch (const ConfigError& e) {
+    // A --set of a key a resume cannot change (model.type = "cnn" on a GPT's
+    // checkpoint) makes the checkpoint's own lines invalid: said as what it
+    // is, one line, not as the problems of the config it would make.
+    std::vector<std::string> refused;
+    for (const auto& o : overrides) {
+      const std::string key = key_of(o);
+      const char* why = refusal(key);
+      const size_t dot = key.find('.');
+      const config::KeySpec* spec = dot == std::string::npos ? nullptr : config::find_key(key.substr(0, dot), key.substr(dot + 1));
+      if (!why || !spec) continue;
+      bool changes = true;
+      try {
+        const Config alone = parse_config(meta.config, name, {o}, meta.layout.world());
+        changes = config::get(*spec, alone) != config::get(*spec, base);
+      } catch (const ConfigError&) {  // a value the checkpoint's config cannot hold with it: a change
+      }
+      if (changes) refused.push_back(fmt::format("--set {}: {} cannot change when resuming: {}", o, key, why));
+    }
+    if (!refused.empty()) throw ConfigError(refused);
     std::vector<std::string> problems = e.problems();
     if (!replan && !layout_given && world_size != meta.layout.world())
       problems.push_back(fmt::format(
@@ -267,6 +323,7 @@ Resumed resume(const ResumeRequest& req, Communicator& world) {
         key = checkpoint_keys(rc.cfg).verify;  // ConfigError for a bad key file: not damage, no fall-back
         check_output_paths(dir, c, req, rc.cfg);
       }
+      check_target(dir, c, r.meta, rc.cfg);
       if (key)
         log(fmt::format("checking the signature of {} with key {} ('{}'{})", dir, key->id(), key->path,
                         outside_key ? ", --verify-key" : ", named by the checkpoint's config"));

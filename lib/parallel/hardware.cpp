@@ -329,14 +329,25 @@ Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
   if (!missing.empty())
     throw ConfigError(fmt::format("{}: missing {}", name, fmt::join(missing, ", ")));
   std::vector<std::string> problems;
-  auto positive = [&](const char* what, double x) {
-    if (!(x > 0)) problems.push_back(fmt::format("{}: {} must be positive", name, what));
+  // Figures no device has (in the file's units): a typo's 1e-300 GiB or 1e300
+  // us would plan nonsense rather than fail.
+  auto within = [&](const char* what, double x, double scale, double lo, double hi) {
+    if (!(x / scale >= lo && x / scale <= hi))
+      problems.push_back(fmt::format("{}: {} must be in [{:g}, {:g}], got {:g}", name, what, lo, hi, x / scale));
   };
-  positive("device.memory_gib", h.memory_bytes);
-  positive("device.peak_tflops_fp32", h.peak_fp32);
-  positive("device.memory_bandwidth_gbs", h.memory_bandwidth);
-  positive("intra.bandwidth_gbs", h.intra.bandwidth);
-  positive("inter.bandwidth_gbs", h.inter.bandwidth);
+  within("device.memory_gib", h.memory_bytes, kGiB, 1.0 / 1024, 1e6);  // 1 MiB to 1 PiB
+  within("device.peak_tflops_fp32", h.peak_fp32, kT, 1e-6, 1e6);       // 1 MFLOP/s to 1 EFLOP/s
+  within("device.peak_tflops_bf16", h.peak_bf16, kT, 0, 1e6);          // 0: no bf16
+  within("device.memory_bandwidth_gbs", h.memory_bandwidth, kG, 1e-3, 1e6);
+  within("intra.bandwidth_gbs", h.intra.bandwidth, kG, 1e-6, 1e6);
+  within("inter.bandwidth_gbs", h.inter.bandwidth, kG, 1e-6, 1e6);
+  within("node.tp_bandwidth_gbs", h.tp_bandwidth, kG, 0, 1e6);  // 0: the link's
+  within("node.sp_bandwidth_gbs", h.sp_bandwidth, kG, 0, 1e6);
+  within("device.layer_overhead_us", h.layer_overhead, kUs, 0, 1e6);  // at most a second
+  within("intra.latency_us", h.intra.latency, kUs, 0, 1e6);
+  within("inter.latency_us", h.inter.latency, kUs, 0, 1e6);
+  within("node.handoff_us", h.handoff_latency, kUs, 0, 1e6);
+  within("device.gemm_half_dim", h.gemm_half_dim, 1, 0, 1e9);
   auto fraction = [&](const char* what, double x) {
     if (!(x > 0 && x <= 1)) problems.push_back(fmt::format("{}: {} must be in (0, 1]", name, what));
   };
@@ -349,14 +360,6 @@ Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
     problems.push_back(fmt::format("{}: device.comm_compute_share must be in [0, 1)", name));
   if (!(h.tp_comm_compute_share < 1))
     problems.push_back(fmt::format("{}: device.tp_comm_compute_share must be below 1 (negative: comm_compute_share)", name));
-  if (h.gemm_half_dim < 0) problems.push_back(fmt::format("{}: device.gemm_half_dim cannot be negative", name));
-  for (auto [what, x] : {std::pair{"device.peak_tflops_bf16", h.peak_bf16},
-                         std::pair{"device.layer_overhead_us", h.layer_overhead},
-                         std::pair{"intra.latency_us", h.intra.latency}, std::pair{"inter.latency_us", h.inter.latency},
-                         std::pair{"node.handoff_us", h.handoff_latency},
-                         std::pair{"node.tp_bandwidth_gbs", h.tp_bandwidth},
-                         std::pair{"node.sp_bandwidth_gbs", h.sp_bandwidth}})
-    if (x < 0) problems.push_back(fmt::format("{}: {} cannot be negative", name, what));
   if (!problems.empty()) throw ConfigError(problems);
   return h;
 }
@@ -393,7 +396,7 @@ std::string write_hardware_toml(const Hardware& h) {
     for (char ch : text) out += ch == '"' || ch == '\\' ? std::string("\\") + ch : std::string(1, ch);
     return out + "\"";
   };
-  std::string out = "# dtrain hardware description (format: docs/planner.md)\n";
+  std::string out = std::string(kHardwareFileHeader) + " (format: docs/planner.md)\n";
   out += fmt::format("name = {}\ndescription = {}\n\n[device]\n", quoted(h.name), quoted(h.description));
   out += line("memory_gib", num(h.memory_bytes / kGiB), "memory per device");
   out += line("usable_memory_fraction", num(h.usable_memory_fraction), "left after runtime, allocator slack, workspaces");

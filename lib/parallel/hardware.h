@@ -142,6 +142,9 @@ std::string hardware_preset_for_gpu(const std::string& device_name);
 Hardware load_hardware(const std::string& name_or_path);
 // Parses the TOML text of a hardware file; `name` is used in messages.
 Hardware parse_hardware_toml(const std::string& text, const std::string& name);
+// The first line of every file write_hardware_toml writes (what
+// `dtrain profile --write-hardware` may replace).
+inline constexpr const char* kHardwareFileHeader = "# dtrain hardware description";
 // The hardware as a TOML file that parse_hardware_toml reads back.
 std::string write_hardware_toml(const Hardware& hw);
 

@@ -129,9 +129,10 @@ std::string nothing_fits(const Plan& plan, size_t closest) {
     for (const Rejection& r : plan.rejected) {
       if (r.kind != "memory" || n++ == closest) break;
       const double ratio = r.needed_bytes / r.capacity_bytes;
-      s += fmt::format(" [{}: needs {} of {} usable; fits with {:.2f}x the memory per device, or about {} devices]",
+      const double devices = std::ceil(ratio * plan.devices);
+      s += fmt::format(" [{}: needs {} of {} usable; fits with {:.3g}x the memory per device, or about {} devices]",
                        r.layout(), format_bytes(r.needed_bytes), format_bytes(r.capacity_bytes), ratio,
-                       static_cast<int64_t>(std::ceil(ratio * plan.devices)));
+                       devices < 1e15 ? fmt::format("{}", static_cast<int64_t>(devices)) : fmt::format("{:.3g}", devices));
     }
   } else {
     s = fmt::format("no layout of {} devices fits: {} binds first: {}: {}", plan.devices, first.kind, first.layout(),

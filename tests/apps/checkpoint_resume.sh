@@ -40,6 +40,30 @@ expect_err "continue it with \`dtrain resume $WORK/inplace/checkpoints\`"
 cmp -s <(step_losses "$WORK/full/metrics.jsonl") <(step_losses "$WORK/inplace/metrics.jsonl") ||
   fail "a refused run touched the earlier run's metrics"
 
+# A resume into another run's directory would replace or prune its checkpoints: refused
+# (it replaced half's step 20, took over its run id and rewrote its metrics).
+before=$(cat "$WORK/half/checkpoints/run")
+expect_exit 2 res "$WORK/inplace/checkpoints" --set train.steps=25 --out "$WORK/half"
+expect_err "checkpoint.dir: '$WORK/half/checkpoints' holds 2 checkpoints of run $before (newest step_00000020), not of the run being resumed"
+[ "$(cat "$WORK/half/checkpoints/run")" = "$before" ] || fail "a refused resume took over another run's directory"
+# An older checkpoint named exactly, continued in place, would replace the newer one: refused;
+# with --out it branches.
+expect_exit 2 res "$WORK/half/checkpoints/step_00000010"
+expect_err "checkpoint.dir: '$WORK/half/checkpoints' holds step_00000020, newer than step 10 being resumed"
+expect_exit 0 res "$WORK/half/checkpoints/step_00000010" --out "$WORK/branch"
+# 'latest' naming what is not a complete checkpoint is said, not passed over in silence.
+cp -r "$WORK/half/checkpoints" "$WORK/renamed"
+mv "$WORK/renamed/step_00000020" "$WORK/renamed/step_20" && printf step_20 >"$WORK/renamed/latest"
+expect_exit 0 "$DTRAIN" inspect "$WORK/renamed"
+grep -q "'latest' names 'step_20', which is not a complete checkpoint" "$WORK/out" || fail "latest: $(cat "$WORK/out")"
+# A new run into a directory whose earlier run wrote no checkpoint keeps that run's record.
+expect_exit 0 run run "$WORK/tiny.toml" --out "$WORK/nock" --set train.steps=7 --set checkpoint.at_end=false
+expect_exit 0 run run "$WORK/tiny.toml" --out "$WORK/nock" --set train.steps=6 --set checkpoint.at_end=false
+expect_err "log.out_dir '$WORK/nock' held an earlier run's output (no checkpoints); kept it as metrics.1.jsonl, config.1.toml"
+[ "$(step_losses "$WORK/nock/metrics.1.jsonl" | wc -l)" -eq 7 ] && [ "$(step_losses "$WORK/nock/metrics.jsonl" | wc -l)" -eq 6 ] ||
+  fail "the earlier run's metrics were not kept"
+grep -q "steps = 7" "$WORK/nock/config.1.toml" || fail "the earlier run's config was not kept"
+
 # SGD with momentum.
 expect_exit 0 run run "$WORK/tiny.toml" --out "$WORK/sgd" --set optim.name=\"sgd\" --set optim.lr=0.05 --set train.steps=12
 expect_exit 0 run run "$WORK/tiny.toml" --out "$WORK/sgd6" --set optim.name=\"sgd\" --set optim.lr=0.05 --set train.steps=6 --set optim.decay_steps=12
@@ -51,6 +75,10 @@ expect_exit 2 res "$WORK/half/checkpoints" --set model.n_layer=3 --set train.see
 expect_err "--set model.n_layer=3: model.n_layer cannot change when resuming (2 -> 3)"
 expect_err "--set train.seed=1: train.seed cannot change when resuming (1337 -> 1)"
 [ ! -e "$WORK/bad/metrics.jsonl" ] || fail "a refused resume trained"
+# A model of another type: one line for the key, not the 19 problems of a CNN config holding a GPT's keys.
+expect_exit 2 res "$WORK/half/checkpoints" --set model.type=cnn --out "$WORK/bad"
+expect_err "--set model.type=cnn: model.type cannot change when resuming: the checkpoint holds this model's parameters"
+[ "$(wc -l <"$WORK/err")" -eq 1 ] || fail "model.type: $(cat "$WORK/err")"
 expect_exit 0 res "$WORK/half/checkpoints"
 grep -q "nothing to do" "$WORK/out" || fail "resuming a finished run should say there is nothing to do"
 

@@ -21,6 +21,20 @@ expect_exit 2 "$DTRAIN" run "$DTRAIN_SOURCE_DIR/configs/gpt.toml" --out "$WORK/$
 expect_err "dtrain: error: --out: expected a path in UTF-8"
 expect_exit 2 "$DTRAIN" profile "$DTRAIN_SOURCE_DIR/configs/gpt.toml" --hardware-name x
 expect_err "dtrain: error: --hardware-name requires --write-hardware"
+# A path with a control character (it was echoed raw, splitting the one-line error).
+expect_exit 2 "$DTRAIN" run "$DTRAIN_SOURCE_DIR/configs/gpt.toml" --out "$WORK/new
+line"
+expect_err "dtrain: error: --out: expected a path without control characters"
+# An output directory that is a file or FIFO fails before the work, not after it.
+echo precious >"$WORK/precious.toml" && mkfifo "$WORK/fifo"
+expect_exit 2 "$DTRAIN" profile "$DTRAIN_SOURCE_DIR/configs/gpt.toml" --out "$WORK/precious.toml"
+expect_err "dtrain: error: --out: expected a directory, but '$WORK/precious.toml' is a file"
+expect_exit 2 "$DTRAIN" export "$WORK/nowhere" --out "$WORK/fifo"
+expect_err "dtrain: error: --out: expected a directory, but '$WORK/fifo' is a FIFO"
+# --write-hardware replaces an earlier calibration, never another file.
+expect_exit 2 "$DTRAIN" profile "$DTRAIN_SOURCE_DIR/configs/gpt.toml" --write-hardware "$WORK/precious.toml"
+expect_err "--write-hardware $WORK/precious.toml: the file exists and is not a dtrain hardware file"
+[ "$(cat "$WORK/precious.toml")" = precious ] || fail "--write-hardware overwrote a file of the user's"
 # Counts are whole numbers: "abc" is not "out of range", 1e30 is not clamped.
 expect_exit 2 "$DTRAIN" plan "$DTRAIN_SOURCE_DIR/configs/gpt.toml" --devices abc
 expect_err "dtrain: error: --devices: expected a whole number from 1 to 16777216, got 'abc'"
@@ -30,7 +44,9 @@ expect_exit 2 "$DTRAIN" profile "$DTRAIN_SOURCE_DIR/configs/gpt.toml" --steps 0
 expect_err "dtrain: error: --steps: expected a whole number from 1 to 1073741824, got '0'"
 [ "$(wc -l <"$WORK/err")" -eq 1 ] || { cat "$WORK/err"; fail "more than one line for a bad option"; }
 expect_exit 2 "$DTRAIN" profile "$DTRAIN_SOURCE_DIR/configs/gpt.toml" --peak-gflops nan
-expect_err "dtrain: error: --peak-gflops: expected a number > 0, got 'nan'"
+expect_err "dtrain: error: --peak-gflops: expected a number from 0.001 to 1e+09, got 'nan'"
+expect_exit 2 "$DTRAIN" profile "$DTRAIN_SOURCE_DIR/configs/gpt.toml" --peak-gflops 1e-300
+expect_err "dtrain: error: --peak-gflops: expected a number from 0.001 to 1e+09, got '1e-300'"
 expect_exit 2 "$DTRAIN" run
 expect_err "dtrain: error: config is required"
 

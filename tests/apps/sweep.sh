@@ -45,6 +45,10 @@ printf 'base = "tiny.toml"\n[space]\n"model.n_head" = [2, 3]\n' >bad.toml
 bad "bad.toml: trial 1 (model.n_head=3): "
 printf 'base = "tiny.toml"\nlauncher = ["mpirn", "-np", "2"]\n[space]\n"optim.lr" = [1e-3]\n' >bad.toml
 bad "bad.toml: launcher: mpirn: no such program on PATH"
+printf 'base = "tiny.toml"\nlauncher = [""]\n[space]\n"optim.lr" = [1e-3]\n' >bad.toml
+bad "bad.toml: launcher: its first element (the program) is empty"
+printf 'base = "tiny.toml"\nlauncher = ["%s"]\n[space]\n"optim.lr" = [1e-3]\n' "$WORK/adir" >bad.toml
+bad "bad.toml: launcher: $WORK/adir: not an executable file"
 printf 'base = "tiny.toml"\nmetrc = "loss"\n[space]\n"optim.lr" = [1e-3]\n' >bad.toml
 bad "bad.toml:2: metrc: unknown sweep key (did you mean 'metric'?)"
 [ "$(wc -l <"$WORK/err")" -eq 1 ] || { cat "$WORK/err" >&2; fail "one problem, one line"; }

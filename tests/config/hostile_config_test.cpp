@@ -162,6 +162,8 @@ TEST_CASE("hostile config: threads, timeouts and buckets have upper bounds") {
   CHECK(has(one_problem(kGpt, {"parallel.bucket_mb=1e300"}), "parallel.bucket_mb"));
   CHECK(has(one_problem(kGpt, {"checkpoint.every_minutes=1e300"}), "checkpoint.every_minutes"));
   CHECK(problems_of(kGpt, {"train.threads=4096", "parallel.timeout=1e7"}).empty());
+  // Below a second any collective may miss it (1e-9 passed and aborted the first all-reduce).
+  CHECK(has(one_problem(kGpt, {"parallel.timeout=1e-9"}), "parallel.timeout: expected a number in [1, 10000000]"));
 }
 
 TEST_CASE("hostile config: invalid UTF-8 is refused before parsing (the parser read past its buffer)") {

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <ctime>
 #include <set>
+#include <tuple>
 
 #include "config/config.h"
 #include "core/device.h"
@@ -531,7 +532,18 @@ TEST_CASE("hardware: presets round-trip through the file format, bad files are n
   std::string negative = minimal;
   negative.replace(negative.find("latency_us = 1\n[inter]"), 14, "latency_us = -1");
   CHECK_THROWS_WITH_AS(parse_hardware_toml(negative, "hw.toml"),
-                       doctest::Contains("hw.toml: intra.latency_us cannot be negative"), ConfigError);
+                       doctest::Contains("hw.toml: intra.latency_us must be in [0, 1e+06], got -1"), ConfigError);
+  // Figures no device has: each named with its range (1e-300 GiB planned "fits with 6e305x the memory").
+  for (auto [from, to, said] :
+       {std::tuple{"memory_gib = 8", "memory_gib = 1e-300", "device.memory_gib must be in [0.000976562, 1e+06]"},
+        std::tuple{"memory_gib = 8", "memory_gib = 1e300", "device.memory_gib must be in"},
+        std::tuple{"peak_tflops_fp32 = 1", "peak_tflops_fp32 = 1e-30", "device.peak_tflops_fp32 must be in"},
+        std::tuple{"memory_bandwidth_gbs = 5", "memory_bandwidth_gbs = 5\nlayer_overhead_us = 1e300",
+                   "device.layer_overhead_us must be in [0, 1e+06], got 1e+300"}}) {
+    std::string text = minimal;
+    text.replace(text.find(from), std::string(from).size(), to);
+    CHECK_THROWS_WITH_AS(parse_hardware_toml(text, "hw.toml"), doctest::Contains(said), ConfigError);
+  }
 }
 
 namespace {
