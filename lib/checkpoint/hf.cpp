@@ -3,6 +3,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <map>
 #include <set>
 
@@ -174,12 +175,14 @@ std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const s
   }
   if (!hc.is_object()) throw InputError(fmt::format("'{}': expected a JSON object", cfg_name));
   std::vector<std::string> problems;
-  // GPT2Config's defaults where a key is absent.
-  auto integer = [&](const char* key, int64_t dflt) -> int64_t {
+  // GPT2Config's defaults where a key is absent; nothing (and a problem)
+  // where it is not a positive integer, so that no comparison below uses a
+  // number the file does not hold.
+  auto integer = [&](const char* key, int64_t dflt) -> std::optional<int64_t> {
     if (!hc.contains(key) || hc[key].is_null()) return dflt;
-    if (!hc[key].is_number_integer()) {
-      problems.push_back(fmt::format("{}: {}: expected an integer, got {}", cfg_name, key, hc[key].dump()));
-      return dflt;
+    if (!hc[key].is_number_integer() || hc[key].get<int64_t>() < 1) {
+      problems.push_back(fmt::format("{}: {}: expected a positive integer, got {}", cfg_name, key, hc[key].dump()));
+      return std::nullopt;
     }
     return hc[key].get<int64_t>();
   };
@@ -202,25 +205,27 @@ std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const s
     if (hc.contains(flag) && hc[flag] == true) refuse(flag, "dtrain's attention has no such option");
   if (hc.contains("scale_attn_weights") && hc["scale_attn_weights"] == false)
     refuse("scale_attn_weights", "dtrain scales attention scores by 1/sqrt(head size)");
-  const int64_t n_embd = integer("n_embd", 768), n_layer = integer("n_layer", 12),
-                n_head = integer("n_head", 12), n_pos = integer("n_positions", 1024),
-                vocab = integer("vocab_size", kGpt2Ids), n_inner = integer("n_inner", 4 * n_embd);
-  if (n_inner != 4 * n_embd) refuse("n_inner", fmt::format("dtrain's MLP is 4 x n_embd = {} wide", 4 * n_embd));
-  auto same = [&](const char* key, int64_t hf, const char* ours, int64_t v) {
-    if (hf != v)
-      problems.push_back(fmt::format("{}: {} = {} but {} = {}: set {} = {} to import it", cfg_name, key, hf, ours,
-                                     v, ours, hf));
+  const std::optional<int64_t> n_embd = integer("n_embd", 768), n_layer = integer("n_layer", 12),
+                               n_head = integer("n_head", 12), n_pos = integer("n_positions", 1024),
+                               vocab = integer("vocab_size", kGpt2Ids),
+                               n_inner = integer("n_inner", 4 * n_embd.value_or(cfg.n_embd));
+  if (n_embd && n_inner && *n_inner != 4 * *n_embd)
+    refuse("n_inner", fmt::format("dtrain's MLP is 4 x n_embd = {} wide", 4 * *n_embd));
+  auto same = [&](const char* key, std::optional<int64_t> hf, const char* ours, int64_t v) {
+    if (hf && *hf != v)
+      problems.push_back(fmt::format("{}: {} = {} but {} = {}: set {} = {} to import it", cfg_name, key, *hf, ours,
+                                     v, ours, *hf));
   };
   same("n_embd", n_embd, "model.n_embd", cfg.n_embd);
   same("n_layer", n_layer, "model.n_layer", cfg.n_layer);
   same("n_head", n_head, "model.n_head", cfg.n_head);
-  if (n_pos < cfg.context_length)
+  if (n_pos && *n_pos < cfg.context_length)
     problems.push_back(fmt::format("{}: n_positions = {} but model.context_length = {}: at most {} positions "
-                                   "can be imported", cfg_name, n_pos, cfg.context_length, n_pos));
-  if (vocab > cfg.vocab_size)
+                                   "can be imported", cfg_name, *n_pos, cfg.context_length, *n_pos));
+  if (vocab && *vocab > cfg.vocab_size)
     problems.push_back(fmt::format("{}: vocab_size = {} but model.vocab_size = {}: set model.vocab_size to at "
                                    "least {} (e.g. 50304 for GPT-2, a multiple of 64)",
-                                   cfg_name, vocab, cfg.vocab_size, vocab));
+                                   cfg_name, *vocab, cfg.vocab_size, *vocab));
   if (!problems.empty()) throw ConfigError(problems);
 
   const SafetensorsFile st((fs::path(dir) / "model.safetensors").string());
@@ -228,7 +233,7 @@ std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const s
   // older exports carry are skipped.
   std::map<std::string, const SafeTensorInfo*> by_name;
   const SafeTensorInfo* lm_head = nullptr;
-  const std::vector<std::string> known = hf_names(n_layer);
+  const std::vector<std::string> known = hf_names(*n_layer);
   const std::set<std::string> known_set(known.begin(), known.end());
   for (const auto& t : st.tensors()) {
     std::string n = starts_with(t.name, "transformer.") ? t.name.substr(12) : t.name;
@@ -256,7 +261,7 @@ std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const s
   };
   const int64_t C = cfg.n_embd;
   if (lm_head) {  // a separate head must be the tied one
-    if (lm_head->shape != std::vector<int64_t>{vocab, C} || st.read_f32(*lm_head) != read("wte.weight", {vocab, C}))
+    if (lm_head->shape != std::vector<int64_t>{*vocab, C} || st.read_f32(*lm_head) != read("wte.weight", {*vocab, C}))
       throw ConfigError(fmt::format("{}: tensor '{}' differs from the token embedding: an untied output head, "
                                     "which dtrain's GPT (tied to wte) cannot express",
                                     st.path(), lm_head->name));
@@ -268,12 +273,12 @@ std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const s
           if (x != 0.0f)
             throw ConfigError(fmt::format("{}: tensor '{}' is not zero but model.bias = false: set model.bias = true",
                                           st.path(), t->name));
-  if (vocab < cfg.vocab_size)
+  if (*vocab < cfg.vocab_size)
     notes.push_back(fmt::format("vocabulary padded: {} rows from {}, {} zero rows up to model.vocab_size = {}",
-                                vocab, dir, cfg.vocab_size - vocab, cfg.vocab_size));
-  if (n_pos > cfg.context_length)
+                                *vocab, dir, cfg.vocab_size - *vocab, cfg.vocab_size));
+  if (*n_pos > cfg.context_length)
     notes.push_back(fmt::format("positions: the first {} of {}'s {} (model.context_length)", cfg.context_length,
-                                dir, n_pos));
+                                dir, *n_pos));
 
   for (const auto& p : model.params.all()) {
     DTRAIN_CHECK(p->value.dtype() == DType::f32, "model.init_from: {} is not fp32", p->name);
@@ -281,10 +286,10 @@ std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const s
     const Shape full = p->shard.split() ? p->shard.full : p->shape;
     std::vector<float> v;
     if (p->name == "wte.weight") {
-      v = read(h.name, {vocab, C});
+      v = read(h.name, {*vocab, C});
       v.resize(full.numel(), 0.0f);  // padding rows
     } else if (p->name == "wpe.weight") {
-      v = read(h.name, {n_pos, C});
+      v = read(h.name, {*n_pos, C});
       v.resize(full.numel());
     } else if (h.transposed) {
       v = transpose(read(h.name, {full[1], full[0]}), full[1], full[0]);

@@ -15,6 +15,7 @@
 #include "checkpoint/checksum.h"
 #include "checkpoint/format.h"
 #include "checkpoint/h5.h"
+#include "checkpoint/h5_probe.h"
 #include "checkpoint/manifest.h"
 #include "checkpoint/store.h"
 
@@ -110,6 +111,7 @@ class Reader {
     if (!fs::is_regular_file(path, ec)) fail(store::kMasterFile, "", "not a regular file");
     if (!key) manifest_ = ckpt_manifest::read(dir);
     if (manifest_) ckpt_manifest::verify(dir, *manifest_, store::kMasterFile, signed_);
+    else probe_unvouched();
     std::string why;
     master_ = h5::open_file(path.string(), why);
     if (!master_.valid()) fail(store::kMasterFile, "", "cannot open: " + why);
@@ -267,6 +269,22 @@ class Reader {
     if (!h5::read_attr(f.get(), "checkpoint_id", id) || id != meta_.id)
       fail(name, key, fmt::format("belongs to another checkpoint (id '{}', this one is '{}')", id, meta_.id));
     return files_.emplace(name, std::move(f)).first->second.get();
+  }
+
+  // No manifest vouches for these bytes (a format-1 checkpoint; a format-2
+  // one without its manifest is refused below, after its format is read):
+  // HDF5 parses every file of the directory first in a child process, which
+  // its crash on a damaged file ends instead of this one (h5_probe.h).
+  void probe_unvouched() const {
+    std::vector<std::string> paths;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir_, ec))
+      if (e.path().extension() == ".h5" && e.is_regular_file(ec)) paths.push_back(e.path().string());
+    std::sort(paths.begin(), paths.end());
+    const h5::ProbeResult r = h5::probe_in_child(paths, 120);
+    if (!r.what.empty())
+      fail(r.file.empty() ? std::string(store::kMasterFile) : fs::path(r.file).filename().string(), "",
+           "damaged: " + r.what + "; no manifest to check it against (format 1)");
   }
 
   // Where in a file whose checksum failed the damage is: the tensors whose

@@ -1,5 +1,6 @@
 #include "checkpoint/safetensors.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -107,6 +108,24 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
                             t.numel() * es, t.end - t.begin));
     tensors_.push_back(std::move(t));
   }
+  // The format's rule (as the reference implementation enforces it): the
+  // tensors' bytes tile the data, no overlap and no gap; two tensors sharing
+  // bytes would import as one another.
+  std::vector<const SafeTensorInfo*> by_offset;
+  for (const auto& t : tensors_) by_offset.push_back(&t);
+  std::sort(by_offset.begin(), by_offset.end(), [](const SafeTensorInfo* a, const SafeTensorInfo* b) {
+    return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
+  });
+  uint64_t at = 0;
+  for (const SafeTensorInfo* t : by_offset) {
+    if (t->begin != at)
+      throw InputError(fmt::format("'{}': tensor '{}': bytes [{}, {}) {} the previous tensor's end at {} (the data "
+                                   "must be the tensors' bytes back to back)",
+                                   path, t->name, t->begin, t->end, t->begin < at ? "overlap" : "leave a gap after", at));
+    at = t->end;
+  }
+  if (at != data_size)
+    throw InputError(fmt::format("'{}': the tensors cover {} bytes of the {} after the header", path, at, data_size));
 }
 
 const SafeTensorInfo* SafetensorsFile::find(const std::string& name) const {

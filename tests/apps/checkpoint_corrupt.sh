@@ -52,4 +52,42 @@ expect_exit 2 "$DTRAIN" resume "$ck" --out "$WORK/w"
 expect_err "$ck/step_00000005: checkpoint.h5: is 2000 bytes, the manifest recorded"
 expect_err "no older checkpoint to fall back to"
 expect_err "no loadable checkpoint"
+# A format-1 checkpoint (no manifest vouches for its bytes) whose HDF5 metadata would crash
+# HDF5's parser (the global heap's first object claiming 1 MiB: a segmentation fault inside
+# H5Aread): the parse runs first in a child process, and the crash is one line naming the file.
+rm -rf "$ck" && cp -r "$WORK/pristine" "$ck"
+"$PY" - "$ck/step_00000005" "$ck/step_00000010" <<'PY'
+import h5py, numpy as np, os, struct, sys, zlib
+for d in sys.argv[1:]:  # as written before manifests: format 1, no manifest
+    os.remove(d + "/manifest")
+    with h5py.File(d + "/checkpoint.h5", "r+") as f:
+        a = f.attrs
+        s = lambda k: a[k].decode() if isinstance(a[k], bytes) else str(a[k])
+        a.modify("format_version", np.int64(1))
+        text = ("format_version=1\nprogram_version={}\nmodel_type={}\noptimizer={}\nstep={}\noptimizer_steps={}\n"
+                "samples_seen={}\nitems_seen={}\nseed={}\ndp={}\ntp={}\npp={}\nworld_size={}\nid={}\nwritten_at={}\n"
+                "config={}").format(*[s(k) for k in ("program_version", "model_type", "optimizer", "step",
+                    "optimizer_steps", "samples_seen", "items_seen", "seed", "dp", "tp", "pp", "world_size",
+                    "checkpoint_id", "written_at", "config")])
+        if "run_id" in a: text += "\nrun_id=" + s("run_id")
+        a.modify("meta_crc32", np.array(zlib.crc32(text.encode()), dtype=a["meta_crc32"].dtype))
+    for name in os.listdir(d):
+        if name.startswith("rank_"):
+            with h5py.File(os.path.join(d, name), "r+") as f:
+                if "format_version" in f.attrs: f.attrs.modify("format_version", np.int64(1))
+path = sys.argv[2] + "/checkpoint.h5"
+data = bytearray(open(path, "rb").read())
+heap = data.find(b"GCOL")
+assert heap >= 0, "no global heap in the master file"
+data[heap + 24:heap + 32] = struct.pack("<Q", 1 << 20)  # the first object's size
+open(path, "wb").write(data)
+PY
+expect_exit 0 "$DTRAIN" inspect "$ck/step_00000005" --verify  # format 1 still reads
+expect_exit 2 "$DTRAIN" inspect "$ck/step_00000010" --verify
+expect_err "checkpoint $ck/step_00000010: checkpoint.h5: damaged: HDF5's parser crashed on it ("
+expect_err "no manifest to check it against (format 1)"
+[ "$(wc -l <"$WORK/err")" -eq 1 ] || fail "format 1: $(cat "$WORK/err")"
+expect_exit 0 "$DTRAIN" resume "$ck" --out "$WORK/f1"
+expect_err "falling back to $ck/step_00000005"
+grep -q "resuming from $ck/step_00000005" "$WORK/out" || fail "did not fall back past the crashing checkpoint"
 echo "checkpoint_corrupt: ok"

@@ -7,6 +7,8 @@
 
 #include <cmath>
 
+#include <nlohmann/json.hpp>
+
 #include "checkpoint/hf.h"
 #include "checkpoint/safetensors.h"
 #include "helpers.h"
@@ -200,6 +202,14 @@ TEST_CASE("hf import refuses what dtrain's GPT cannot express, naming the key") 
             .find("layer_norm_epsilon") != std::string::npos);
   CHECK(refused(edited_fixture(tmp, "\"vocab_size\": 60", "\"vocab_size\": 100")).find("model.vocab_size") !=
         std::string::npos);
+  // Not a positive integer: said as such, and no comparison with a made-up default
+  // (a string vocab_size also reported "vocab_size = 50257 but model.vocab_size = 60").
+  std::string e = refused(edited_fixture(tmp, "\"vocab_size\": 60", "\"vocab_size\": \"60\""));
+  CHECK(e.find("vocab_size: expected a positive integer, got \"60\"") != std::string::npos);
+  CHECK(e.find("50257") == std::string::npos);
+  e = refused(edited_fixture(tmp, "\"n_layer\": 2", "\"n_layer\": -1"));
+  CHECK(e.find("n_layer: expected a positive integer, got -1") != std::string::npos);
+  CHECK(e.find("to import it") == std::string::npos);
 
   // A missing tensor, and an untied head: files written here.
   auto b = build_model(cfg, 8, DType::f32, Device::cpu(), 3);
@@ -226,6 +236,28 @@ TEST_CASE("hf import refuses what dtrain's GPT cannot express, naming the key") 
   std::vector<SafeTensorOut> extra = all;
   extra.push_back({"transformer.h.0.mlp.c_gate.weight", {2}, {1.0f, 2.0f}});
   CHECK(rewrite(extra).find("'transformer.h.0.mlp.c_gate.weight' has no place") != std::string::npos);
+  // Two tensors' bytes overlapping (one would import as the other), or a gap: refused.
+  {
+    std::string text = read_file(out / "model.safetensors");
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(text[i]);
+    nlohmann::json h = nlohmann::json::parse(text.substr(8, n));
+    auto with_header = [&](const nlohmann::json& header) {
+      const std::string j = header.dump();
+      std::string len(8, '\0');
+      for (int i = 0; i < 8; ++i) len[i] = static_cast<char>((j.size() >> (8 * i)) & 0xff);
+      write_file(out / "model.safetensors", len + j + text.substr(8 + n));  // offsets count from the data's start
+    };
+    nlohmann::json same = h;
+    same["transformer.ln_f.bias"]["data_offsets"] = h["transformer.ln_f.weight"]["data_offsets"];
+    with_header(same);
+    // (moved onto another's bytes, it leaves a gap where it was: the first of the two found)
+    CHECK(refused(out).find("tensor 'transformer.ln_f.bias': bytes [") != std::string::npos);
+    CHECK(refused(out).find("(the data must be the tensors' bytes back to back)") != std::string::npos);
+    with_header(h);  // the header as written passes (to the next check: the extra tensor above)
+    CHECK(refused(out).find("back to back") == std::string::npos);
+    write_file(out / "model.safetensors", text);
+  }
   // A damaged file: a header that points past the end of the data.
   std::string bytes = read_file(out / "model.safetensors");
   write_file(out / "model.safetensors", bytes.substr(0, bytes.size() - 4));
