@@ -403,12 +403,23 @@ class Validator {
     const char* known_name = m ? "micro_batch" : "grad_accum";
     const char* derived_name = m ? "grad_accum" : "micro_batch";
     auto divisor = checked_mul(known, dp);
-    if (!divisor || t.global_batch % *divisor != 0)
+    if (!divisor || t.global_batch % *divisor != 0) {
+      // With a micro-batch given and the batch split evenly over dp, the
+      // largest micro-batch that would divide a rank's share (more dp ranks
+      // on resume: the checkpoint's micro-batch no longer fits).
+      std::string hint;
+      if (m && t.global_batch % dp == 0 && t.global_batch / dp <= (int64_t{1} << 20)) {  // a search of at most 2^20
+        const int64_t share = t.global_batch / dp;
+        int64_t best = std::min(known, share);
+        while (best > 1 && share % best != 0) --best;
+        hint = fmt::format(" (set train.micro_batch to a divisor of global_batch / dp = {}, e.g. {})", share, best);
+      }
       return fail(
           fmt::format("train.global_batch = {} is not a multiple of {} {} x dp {} = {}, "
-                      "so {} cannot be derived",
+                      "so {} cannot be derived{}",
                       t.global_batch, known_name, known, dp,
-                      divisor ? fmt::to_string(*divisor) : "(too large)", derived_name));
+                      divisor ? fmt::to_string(*divisor) : "(too large)", derived_name, hint));
+    }
     (m ? t.grad_accum : t.micro_batch) = t.global_batch / *divisor;
   }
 

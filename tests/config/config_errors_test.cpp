@@ -120,7 +120,13 @@ const std::vector<BadCase> kBadCases = {
      {"[data]", "train = \"t\"", "val = \"v\"", "[train]", "global_batch = 60", "micro_batch = 8"},
      {}, 1,
      "cfg.toml:5: train.global_batch = 60 is not a multiple of micro_batch 8 x dp 1 = 8, so "
-     "grad_accum cannot be derived"},
+     "grad_accum cannot be derived (set train.micro_batch to a divisor of global_batch / dp = 60, e.g. 6)"},
+    {"micro-batch bigger than a dp rank's share (a resume on more ranks)",
+     {"[data]", "train = \"t\"", "val = \"v\"", "[train]", "global_batch = 16", "micro_batch = 16", "[parallel]",
+      "dp = 2"},
+     {}, 2,
+     "cfg.toml:5: train.global_batch = 16 is not a multiple of micro_batch 16 x dp 2 = 32, so grad_accum cannot be "
+     "derived (set train.micro_batch to a divisor of global_batch / dp = 8, e.g. 8)"},
     {"global batch not divisible by dp",
      {"[data]", "train = \"t\"", "val = \"v\"", "[train]", "global_batch = 10", "[parallel]",
       "dp = 4"},
@@ -273,7 +279,7 @@ TEST_CASE("a config with several problems reports all of them, in file order") {
       "cfg.toml:3: model.n_head: expected an integer >= 1, got 0",
       "cfg.toml:7: train.steps: expected an integer, got a string \"many\"",
       "cfg.toml:8: train.global_batch = 64 is not a multiple of micro_batch 6 x dp 1 = 6, so "
-      "grad_accum cannot be derived",
+      "grad_accum cannot be derived (set train.micro_batch to a divisor of global_batch / dp = 64, e.g. 4)",
       "cfg.toml:11: optim.name: expected one of \"adamw\", \"sgd\", got \"adam\"",
       "cfg.toml:12: optim.beta1: expected a number in [0, 1), got -0.1",
       "--set parallel.pp=two: parallel.pp: expected an integer, got a string \"two\"",
