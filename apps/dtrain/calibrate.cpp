@@ -524,7 +524,8 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
   }
 
   c.table = {
-      {"command", toml_string(o.command.empty() ? "dtrain profile " + o.config_path + " --write-hardware" : o.command)},
+      {"command", toml_string(shortened(o.command.empty() ? "dtrain profile " + o.config_path + " --write-hardware"
+                                                          : o.command))},
       {"ranks", std::to_string(n)},
       {"ranks_per_node", std::to_string(node)},
       {"cores", std::to_string(o.cores)},

@@ -2,6 +2,7 @@
 // layout as a Hugging Face GPT-2 directory (config.json, model.safetensors)
 // that transformers' GPT2LMHeadModel.from_pretrained(DIR) loads. See
 // lib/checkpoint/hf.h for the name and layout mapping.
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -32,6 +33,12 @@ Subcommand add_export(CLI::App& app) {
       ->check(whole_number(1, INT32_MAX));
   return {cmd, [o](Context& ctx) {
             if (ctx.world_rank != 0) return kExitOk;
+            // An export never replaces files (the Hugging Face directory a run was started from, say).
+            for (const char* name : {"config.json", "model.safetensors"})
+              if (std::error_code ec; std::filesystem::exists(std::filesystem::path(o->out) / name, ec))
+                throw dtrain::ConfigError(fmt::format("--out {}: it already holds {}, which an export does not replace: "
+                                                      "export into a new directory (or move it away)",
+                                                      o->out, name));
             const dtrain::LoadedModel lm = dtrain::load_model(o->path);
             const dtrain::HfExportResult r = dtrain::export_hf(*lm.model, lm.cfg, o->out, o->vocab_size);
             for (const auto& n : r.notes) fmt::print("{}\n", n);

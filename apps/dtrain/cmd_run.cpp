@@ -130,7 +130,9 @@ Subcommand add_resume(CLI::App& app) {
                    }),
                    .log = log,
                    .warn = [&](const std::string& s) { fmt::print(stderr, "dtrain: {}warning: {}\n", ctx.rank_tag, s); },
-                   .make_trainer = [&](const dtrain::Config& cfg) { return setup.make_trainer(cfg); }},
+                   .make_trainer = [&](const dtrain::Config& cfg, bool elsewhere) {
+                     return setup.make_trainer(cfg, /*new_run=*/false, /*keep_earlier=*/elsewhere);
+                   }},
                   world);
               trainer = std::move(r.trainer);
               start = r.meta.step;

@@ -241,9 +241,32 @@ class Sweep {
                                                 "(give another --out)",
                                                 file, i, fmt::join(rec_.trials[i].overrides, " "), opts_.path,
                                                 dtrain::sweep::values_text(trials_[i])));
+      // The settings every trial shares: other ones make other trials (a
+      // trial resumed under them would continue on another schedule).
+      const std::string base = fs::absolute(spec_.base).lexically_normal().string();
+      if ((rec_.base && *rec_.base != base) || (rec_.set && *rec_.set != spec_.set))
+        throw dtrain::ConfigError(fmt::format(
+            "{}: the sweep there ran with base {} and set [{}]; {} gives base {} and set [{}]: a different sweep "
+            "(give another --out)",
+            file, rec_.base.value_or("?"), fmt::join(rec_.set.value_or(std::vector<std::string>{}), ", "), opts_.path,
+            base, fmt::join(spec_.set, ", ")));
       if (rec_.metric != spec_.metric || rec_.mode != spec_.mode)
         for (TrialRecord& t : rec_.trials) t.rungs.clear();  // ASHA's values were of another metric
     }
+    // A trial directory this sweep never started that holds a run (checkpoints
+    // or metrics) is someone else's: resuming it would report that run's
+    // numbers as the trial's.
+    for (size_t i = 0; i < trials_.size(); ++i) {
+      const bool started = i < rec_.trials.size() && rec_.trials[i].attempts > 0;
+      const fs::path d = trial_dir(trials_[i].id);
+      std::error_code ec;
+      if (!started && (fs::exists(d / "checkpoints", ec) || fs::exists(d / "metrics.jsonl", ec)))
+        throw dtrain::ConfigError(fmt::format("{}: holds a run (checkpoints or metrics.jsonl) that this sweep did not "
+                                              "start{}: give the sweep another --out, or move it away",
+                                              d.string(), i < rec_.trials.size() ? "" : " (no record of it in " + file + ")"));
+    }
+    rec_.base = fs::absolute(spec_.base).lexically_normal().string();
+    rec_.set = spec_.set;
     rec_.sweep_file = opts_.path;
     rec_.metric = spec_.metric;
     rec_.mode = spec_.mode;

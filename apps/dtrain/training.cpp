@@ -106,35 +106,6 @@ std::string earlier_run_problem(const dtrain::Config& cfg) {
                      cfg.checkpoint.dir);
 }
 
-std::string keep_earlier_output(const dtrain::Config& cfg) {
-  namespace fs = std::filesystem;
-  const fs::path out(cfg.log.out_dir);
-  std::error_code ec;
-  const std::vector<fs::path> files = {"metrics.jsonl", "config.toml", "loss.png"};
-  std::vector<fs::path> present;
-  for (const fs::path& f : files)
-    if (fs::is_regular_file(out / f, ec)) present.push_back(f);
-  if (std::none_of(present.begin(), present.end(), [](const fs::path& f) { return f == "metrics.jsonl"; }))
-    return "";  // no earlier run's record: a config.toml alone is rewritten as before
-  // metrics.1.jsonl, config.1.toml, ...: the first number none of them has.
-  auto numbered = [](const fs::path& f, int n) {
-    return fs::path(fmt::format("{}.{}{}", f.stem().string(), n, f.extension().string()));
-  };
-  int n = 1;
-  while (std::any_of(files.begin(), files.end(), [&](const fs::path& f) { return fs::exists(out / numbered(f, n), ec); }))
-    ++n;
-  std::vector<std::string> kept;
-  for (const fs::path& f : present) {
-    fs::rename(out / f, out / numbered(f, n), ec);
-    if (ec)
-      throw dtrain::RuntimeError(fmt::format("log.out_dir: cannot keep the earlier run's '{}' as '{}': {}",
-                                             (out / f).string(), numbered(f, n).string(), ec.message()));
-    kept.push_back(numbered(f, n).string());
-  }
-  return fmt::format("log.out_dir '{}' held an earlier run's output (no checkpoints); kept it as {}", cfg.log.out_dir,
-                     fmt::join(kept, ", "));
-}
-
 void GraceHooks::after_step(int64_t done, bool stopping) {
   inner_.after_step(done, stopping);
   const auto now = std::chrono::steady_clock::now();
@@ -215,7 +186,8 @@ void TrainingSetup::lock_dirs(const dtrain::Config& cfg) {
   if (failed) throw dtrain::ConfigError(problem.empty() ? "rank 0 could not lock the run's directories" : problem);
 }
 
-std::unique_ptr<dtrain::Trainer> TrainingSetup::make_trainer(const dtrain::Config& cfg, bool new_run) {
+std::unique_ptr<dtrain::Trainer> TrainingSetup::make_trainer(const dtrain::Config& cfg, bool new_run,
+                                                             bool keep_earlier) {
   // The device before anything else: no GPU is one line, exit 2.
   if (std::string why = dtrain::ops::device_unavailable(cfg.train.device); !why.empty())
     throw dtrain::ConfigError(why);
@@ -229,12 +201,12 @@ std::unique_ptr<dtrain::Trainer> TrainingSetup::make_trainer(const dtrain::Confi
     if (ctx_.world_size > 1) MPI_Allreduce(MPI_IN_PLACE, &found, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     if (found)
       throw dtrain::ConfigError(earlier.empty() ? "rank 0 found checkpoints of an earlier run in checkpoint.dir" : earlier);
-    // An earlier run that wrote no checkpoint (stopped before its first, or
-    // saving elsewhere) keeps its metrics and config beside the new ones.
-    if (ctx_.world_rank == 0)
-      if (const std::string kept = keep_earlier_output(cfg); !kept.empty())
-        fmt::print(stderr, "dtrain: warning: {}\n", kept);
   }
+  // An earlier run that wrote no checkpoint (stopped before its first, or
+  // saving elsewhere) keeps its metrics and config beside the new ones.
+  if ((new_run || keep_earlier) && ctx_.world_rank == 0)
+    if (const std::string kept = dtrain::store::keep_earlier_output(cfg.log.out_dir); !kept.empty())
+      fmt::print(stderr, "dtrain: warning: {}\n", kept);
   const dtrain::Groups groups = groups_for(cfg);
   return std::make_unique<dtrain::Trainer>(cfg, groups, print_line, options);
 }

@@ -41,10 +41,6 @@ std::vector<std::string> output_problems(const dtrain::Config& cfg);
 // checkpoints, which its saves would prune as its own: the line that says so
 // and how to continue that run instead ("" when there are none).
 std::string earlier_run_problem(const dtrain::Config& cfg);
-// A new run into a log.out_dir that holds an earlier run's metrics.jsonl
-// (and its config.toml, loss.png): those renamed to metrics.N.jsonl, ...
-// (the first N free), and a line saying so; "" when there was none.
-std::string keep_earlier_output(const dtrain::Config& cfg);
 
 // Forwards the step-loop hooks and tells the watchdog how long a stop signal
 // may wait for the next step boundary: three times the longest step so far
@@ -81,7 +77,10 @@ class TrainingSetup {
   // trainer. A new run (dtrain run) also refuses a checkpoint directory that
   // holds another run's checkpoints (earlier_run_problem), once it holds the
   // locks: a live run there is named as such.
-  std::unique_ptr<dtrain::Trainer> make_trainer(const dtrain::Config& cfg, bool new_run = false);
+  // A new run, or one that continues elsewhere (`keep_earlier`), keeps an
+  // earlier run's record in log.out_dir aside (store::keep_earlier_output).
+  std::unique_ptr<dtrain::Trainer> make_trainer(const dtrain::Config& cfg, bool new_run = false,
+                                                bool keep_earlier = false);
 
   dtrain::MpiCommOptions comm;
   dtrain::TrainerOptions options;

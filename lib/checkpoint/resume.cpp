@@ -153,13 +153,15 @@ void check_output_paths(const std::string& dir, const Candidates& c, const Resum
 // pointed at another run's directory), or, when an older checkpoint of this
 // run was named exactly, newer ones of it (continuing in place would replace
 // them). A damaged newer one passed over in a fall-back is fair to replace.
-void check_target(const std::string& dir, const Candidates& c, const CheckpointMeta& meta, const Config& cfg) {
-  std::error_code ec;
-  if (!fs::is_directory(cfg.checkpoint.dir, ec)) return;
-  const std::vector<store::Entry> there = store::list_complete(cfg.checkpoint.dir);
-  if (there.empty()) return;
+// Returns whether the run continues elsewhere than the checkpoint's own
+// directory.
+bool check_target(const std::string& dir, const Candidates& c, const CheckpointMeta& meta, const Config& cfg) {
   const fs::path target = normal_dir(cfg.checkpoint.dir);
   const fs::path own = c.exact ? normal_dir(dir).parent_path() : normal_dir(c.root);
+  std::error_code ec;
+  if (!fs::is_directory(cfg.checkpoint.dir, ec)) return target != own;
+  const std::vector<store::Entry> there = store::list_complete(cfg.checkpoint.dir);
+  if (there.empty()) return target != own;
   const std::string run = store::read_run(cfg.checkpoint.dir);
   const bool other_run = target != own && (run.empty() || meta.run_id.empty() || run != meta.run_id);
   const bool same_run_elsewhere = target != own && !other_run;
@@ -175,6 +177,7 @@ void check_target(const std::string& dir, const Candidates& c, const CheckpointM
         "checkpoint.dir: '{}' holds {}, newer than step {} being resumed, which continuing there would replace: "
         "give --out DIR to branch into another directory (or remove the newer checkpoints)",
         cfg.checkpoint.dir, there.front().dir.filename().string(), meta.step));
+  return target != own;
 }
 
 }  // namespace
@@ -323,11 +326,11 @@ Resumed resume(const ResumeRequest& req, Communicator& world) {
         key = checkpoint_keys(rc.cfg).verify;  // ConfigError for a bad key file: not damage, no fall-back
         check_output_paths(dir, c, req, rc.cfg);
       }
-      check_target(dir, c, r.meta, rc.cfg);
+      const bool elsewhere = check_target(dir, c, r.meta, rc.cfg);
       if (key)
         log(fmt::format("checking the signature of {} with key {} ('{}'{})", dir, key->id(), key->path,
                         outside_key ? ", --verify-key" : ", named by the checkpoint's config"));
-      r.trainer = req.make_trainer ? req.make_trainer(rc.cfg) : std::make_unique<Trainer>(rc.cfg, req.log);
+      r.trainer = req.make_trainer ? req.make_trainer(rc.cfg, elsewhere) : std::make_unique<Trainer>(rc.cfg, req.log);
       const auto t0 = std::chrono::steady_clock::now();
       restore_trainer(*r.trainer, dir, key.get());
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -76,8 +76,10 @@ struct ResumeRequest {
   std::function<void(const std::string&)> log;   // progress (rank 0's lines)
   std::function<void(const std::string&)> warn;  // damage this rank found (and skipped)
   // Builds the trainer for a config (under MPI: the mesh of its layout
-  // first). Default: one process, progress to `log`.
-  std::function<std::unique_ptr<Trainer>(const Config&)> make_trainer;
+  // first); `elsewhere`: the run continues in another directory than the
+  // checkpoint's own (whose earlier record, if any, is not this run's:
+  // store::keep_earlier_output). Default: one process, progress to `log`.
+  std::function<std::unique_ptr<Trainer>(const Config&, bool elsewhere)> make_trainer;
 };
 
 struct Resumed {

@@ -228,4 +228,32 @@ int64_t dir_bytes(const fs::path& dir) {
   return total;
 }
 
+std::string keep_earlier_output(const std::string& out_dir) {
+  const fs::path out(out_dir);
+  std::error_code ec;
+  const std::vector<fs::path> files = {"metrics.jsonl", "config.toml", "loss.png"};
+  std::vector<fs::path> present;
+  for (const fs::path& f : files)
+    if (fs::is_regular_file(out / f, ec)) present.push_back(f);
+  if (std::none_of(present.begin(), present.end(), [](const fs::path& f) { return f == "metrics.jsonl"; }))
+    return "";  // no earlier run's record: a config.toml alone is rewritten as before
+  // metrics.1.jsonl, config.1.toml, ...: the first number none of them has.
+  auto numbered = [](const fs::path& f, int n) {
+    return fs::path(fmt::format("{}.{}{}", f.stem().string(), n, f.extension().string()));
+  };
+  int n = 1;
+  while (std::any_of(files.begin(), files.end(), [&](const fs::path& f) { return fs::exists(out / numbered(f, n), ec); }))
+    ++n;
+  std::vector<std::string> kept;
+  for (const fs::path& f : present) {
+    fs::rename(out / f, out / numbered(f, n), ec);
+    if (ec)
+      throw RuntimeError(fmt::format("log.out_dir: cannot keep the earlier run's '{}' as '{}': {}",
+                                             (out / f).string(), numbered(f, n).string(), ec.message()));
+    kept.push_back(numbered(f, n).string());
+  }
+  return fmt::format("log.out_dir '{}' held an earlier run's output (no checkpoints); kept it as {}", out_dir,
+                     fmt::join(kept, ", "));
+}
+
 }  // namespace dtrain::store

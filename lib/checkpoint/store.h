@@ -63,6 +63,11 @@ void remove_leftovers(const fs::path& root, const FileOps& ops);
 void publish(const fs::path& tmp, const fs::path& final_dir, const FileOps& ops, const std::string& run_id = "");
 // The id the `run` file holds ("" if absent, unreadable or not one line of hex).
 std::string read_run(const fs::path& root);
+// A run starting in `out_dir` (a new one, or a resume continuing elsewhere)
+// where an earlier run left its record but no checkpoints: its
+// metrics.jsonl (and config.toml, loss.png) renamed to metrics.N.jsonl, ...
+// (the first N free), and a line saying so; "" when there was none.
+std::string keep_earlier_output(const std::string& out_dir);
 // Deletes all but the newest `keep` complete checkpoints (each renamed to
 // .old first, so a crash mid-delete leaves no half-deleted complete one).
 std::vector<std::string> prune(const fs::path& root, int64_t keep, const FileOps& ops);

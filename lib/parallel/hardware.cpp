@@ -386,16 +386,20 @@ Hardware load_hardware(const std::string& name_or_path) {
   return parse_hardware_toml(text.str(), name_or_path);
 }
 
+std::string shortened(const std::string& text) {
+  constexpr size_t kMost = 1000;  // well inside the 4096 bytes a line of a TOML file dtrain reads may have
+  if (text.size() <= kMost) return text;
+  size_t cut = kMost - 3;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;  // not inside a UTF-8 character
+  return text.substr(0, cut) + "...";
+}
+
 std::string write_hardware_toml(const Hardware& h) {
   auto line = [](const char* key, const std::string& value, const char* help) {
     return fmt::format("{:<30} # {}\n", fmt::format("{} = {}", key, value), help);
   };
   auto num = [](double x) { return fmt::format("{:.6g}", x); };
-  auto quoted = [](const std::string& text) {
-    std::string out = "\"";
-    for (char ch : text) out += ch == '"' || ch == '\\' ? std::string("\\") + ch : std::string(1, ch);
-    return out + "\"";
-  };
+  auto quoted = [](const std::string& text) { return config::toml_string(shortened(text)); };
   std::string out = std::string(kHardwareFileHeader) + " (format: docs/planner.md)\n";
   out += fmt::format("name = {}\ndescription = {}\n\n[device]\n", quoted(h.name), quoted(h.description));
   out += line("memory_gib", num(h.memory_bytes / kGiB), "memory per device");

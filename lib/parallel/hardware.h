@@ -145,6 +145,9 @@ Hardware parse_hardware_toml(const std::string& text, const std::string& name);
 // The first line of every file write_hardware_toml writes (what
 // `dtrain profile --write-hardware` may replace).
 inline constexpr const char* kHardwareFileHeader = "# dtrain hardware description";
+// `text`, at most 1000 bytes of it (then ending "..."): for a string a
+// written file holds (a path, a command) and must read back.
+std::string shortened(const std::string& text);
 // The hardware as a TOML file that parse_hardware_toml reads back.
 std::string write_hardware_toml(const Hardware& hw);
 

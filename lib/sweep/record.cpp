@@ -78,6 +78,8 @@ std::optional<SweepRecord> load_record(const std::string& dir) {
     r.sweep_file = j.at("sweep_file").get<std::string>();
     r.metric = j.at("metric").get<std::string>();
     r.mode = j.at("mode").get<std::string>();
+    if (j.contains("base")) r.base = j.at("base").get<std::string>();
+    if (j.contains("set")) r.set = j.at("set").get<std::vector<std::string>>();
     for (const auto& t : j.at("trials")) r.trials.push_back(from_json(t));
     return r;
   } catch (const std::exception& e) {
@@ -91,6 +93,8 @@ void save_record(const std::string& dir, const SweepRecord& r) {
   j["sweep_file"] = r.sweep_file;
   j["metric"] = r.metric;
   j["mode"] = r.mode;
+  if (r.base) j["base"] = *r.base;
+  if (r.set) j["set"] = *r.set;
   j["trials"] = ordered_json::array();
   for (const auto& t : r.trials) j["trials"].push_back(to_json(t));
   const fs::path path = fs::path(dir) / "sweep.json", tmp = fs::path(dir) / "sweep.json.tmp";

@@ -40,6 +40,11 @@ struct SweepRecord {
   std::string sweep_file;
   std::string metric, mode;
   std::vector<TrialRecord> trials;
+  // The settings every trial shares (the sweep file's base and `set`), so a
+  // rerun with other ones is known as another sweep; nullopt in records
+  // written before they were kept.
+  std::optional<std::string> base = {};
+  std::optional<std::vector<std::string>> set = {};
 };
 
 // Reads DIR/sweep.json; nullopt if there is none. Throws InputError naming the

@@ -446,9 +446,18 @@ std::vector<Config> check_trials(Spec& spec, const std::vector<Trial>& trials, c
       eval_ok &= !spec.metric.starts_with("eval_") || (eval_every > 0 && r % eval_every == 0);
   }
   if (problems.empty() && !eval_ok)
-    problems.push_back(fmt::format("{}: asha: {} is recorded every train.eval_every = {} steps, and the rungs [{}] are "
-                                   "not all multiples of it",
-                                   spec.path, spec.metric, eval_every, fmt::join(spec.asha.rungs, ", ")));
+    problems.push_back(eval_every > 0
+                           ? fmt::format("{}: asha: {} is recorded every train.eval_every = {} steps, and the rungs [{}] "
+                                         "are not all multiples of it",
+                                         spec.path, spec.metric, eval_every, fmt::join(spec.asha.rungs, ", "))
+                           : fmt::format("{}: asha: {} is never recorded (train.eval_every = 0), so no rung can "
+                                         "compare it: set train.eval_every, or metric = \"loss\"",
+                                         spec.path, spec.metric));
+  // A rung at or past every trial's last step never stops anything.
+  if (problems.empty() && !spec.asha.rungs.empty() && spec.asha.rungs.back() >= max_steps)
+    problems.push_back(fmt::format("{}: asha: rung {} is not before the trials' last step (train.steps = {}): "
+                                   "rungs must be steps the trials reach and go past",
+                                   spec.path, spec.asha.rungs.back(), max_steps));
   if (!problems.empty()) throw ConfigError(problems);
   return configs;
 }

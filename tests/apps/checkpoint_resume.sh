@@ -63,6 +63,11 @@ expect_err "log.out_dir '$WORK/nock' held an earlier run's output (no checkpoint
 [ "$(step_losses "$WORK/nock/metrics.1.jsonl" | wc -l)" -eq 7 ] && [ "$(step_losses "$WORK/nock/metrics.jsonl" | wc -l)" -eq 6 ] ||
   fail "the earlier run's metrics were not kept"
 grep -q "steps = 7" "$WORK/nock/config.1.toml" || fail "the earlier run's config was not kept"
+# So does a resume continued there (it appended to that run's metrics and replaced its config).
+expect_exit 0 res "$WORK/half/checkpoints/step_00000010" --out "$WORK/nock"
+expect_err "log.out_dir '$WORK/nock' held an earlier run's output (no checkpoints); kept it as metrics.2.jsonl, config.2.toml"
+[ "$(step_losses "$WORK/nock/metrics.2.jsonl" | wc -l)" -eq 6 ] || fail "the earlier run's metrics were not kept by resume"
+[ "$(step_losses "$WORK/nock/metrics.jsonl" | sed -n 1p | cut -d' ' -f1)" = 11 ] || fail "the resumed run's metrics"
 
 # SGD with momentum.
 expect_exit 0 run run "$WORK/tiny.toml" --out "$WORK/sgd" --set optim.name=\"sgd\" --set optim.lr=0.05 --set train.steps=12

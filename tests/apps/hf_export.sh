@@ -17,6 +17,11 @@ expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" 
 expect_exit 0 "$DTRAIN" export "$WORK/a/checkpoints" --format hf --out "$WORK/hf"
 grep -q "exported .*step_00000004 (step 4) to $WORK/hf: config.json, model.safetensors (28 tensors" "$WORK/out" ||
   fail "export output: $(cat "$WORK/out")"
+# Again into the same directory: refused, the first export untouched.
+before=$(md5sum <"$WORK/hf/model.safetensors")
+expect_exit 2 "$DTRAIN" export "$WORK/a/checkpoints" --format hf --out "$WORK/hf"
+expect_err "--out $WORK/hf: it already holds config.json, which an export does not replace"
+[ "$(md5sum <"$WORK/hf/model.safetensors")" = "$before" ] || fail "a refused export changed the earlier one"
 
 "$PY" - "$WORK/hf" "$WORK/a/checkpoints/step_00000004/checkpoint.h5" <<'PY' || fail "exported tensors differ from the checkpoint's"
 import json, struct, sys

@@ -91,6 +91,20 @@ grep -q "resuming: 2 of 2 trials already done" "$WORK/out" || fail "re-run: not 
 mkdir damaged && echo '{"trials": [' >damaged/sweep.json
 expect_exit 2 "$DTRAIN" sweep grid.toml --out damaged
 expect_err "damaged/sweep.json: not a sweep record dtrain can read"
+# The same sweep with another `set` is another sweep: refused (a resumed trial would continue
+# on another schedule than its siblings ran).
+sed 's/"log.every=500"/"log.every=400"/' grid.toml >grid2.toml
+expect_exit 2 "$DTRAIN" sweep grid2.toml --out g
+expect_err "g/sweep.json: the sweep there ran with base $WORK/tiny.toml and set [train.steps=1000, train.eval_every=20, train.eval_batches=1, log.every=500]; grid2.toml gives"
+# A fresh sweep whose trial directory holds a run it did not start: refused, not resumed as its own.
+mkdir -p foreign && cp -r g/trial_000 foreign/trial_000
+expect_exit 2 "$DTRAIN" sweep grid.toml --out foreign
+expect_err "foreign/trial_000: holds a run (checkpoints or metrics.jsonl) that this sweep did not start"
+[ ! -e foreign/sweep.json ] || fail "a refused sweep wrote its record"
+# A rung no trial goes past stops nothing: refused.
+sed 's/^rungs = \[20\]/rungs = [1000]/' grid.toml >late.toml
+expect_exit 2 "$DTRAIN" sweep late.toml --out late
+expect_err "late.toml: asha: rung 1000 is not before the trials' last step (train.steps = 1000)"
 echo "sweep: 2. grid with ASHA stopping trial 1 at step 20 (of $steps1 run); re-run runs nothing ($((SECONDS - t))s)"
 
 # 3. Random search: reproducible draws, two trials at once.

@@ -400,6 +400,15 @@ TEST_CASE("sequence parallelism asked for: only tp degrees that split the sequen
 }
 
 TEST_CASE("hardware: presets round-trip through the file format, bad files are named") {
+  {  // A name with a newline and quotes, a description longer than a line may be: written so they read back.
+    Hardware h = load_hardware("cpu-local");
+    h.name = "a \"quoted\"\nname";
+    h.description = "measured with " + std::string(5000, 'x') + " \xc3\xa9";
+    const Hardware back = parse_hardware_toml(write_hardware_toml(h), "x.toml");
+    CHECK(back.name == h.name);
+    CHECK(back.description.size() == 1000);
+    CHECK(back.description.ends_with("xxx..."));
+  }
   for (const std::string& name : hardware_presets()) {
     CAPTURE(name);
     const Hardware h = load_hardware(name);
