@@ -30,8 +30,11 @@ except ImportError:  # Python < 3.11
 def read_run(run_dir):
     path = os.path.join(run_dir, "metrics.jsonl")
     train, evals = [], []
+    def number(x):
+        return isinstance(x, (int, float)) and not isinstance(x, bool)
+
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
                 line = line.strip()
                 if not line:
@@ -40,10 +43,18 @@ def read_run(run_dir):
                     r = json.loads(line)
                 except ValueError:
                     raise SystemExit("plot_metrics: %s:%d: not a JSON record" % (path, n))
-                if "loss" in r:
+                if not isinstance(r, dict):
+                    raise SystemExit("plot_metrics: %s:%d: not a JSON object" % (path, n))
+                for key in ("step", "loss", "eval_loss", "eval_accuracy"):
+                    if key in r and r[key] is not None and not number(r[key]):
+                        raise SystemExit("plot_metrics: %s:%d: %s is %s, not a number" % (path, n, key,
+                                                                                          json.dumps(r[key])[:40]))
+                if "loss" in r and "step" in r:
                     train.append((r["step"], r["loss"]))
-                if "eval_loss" in r:
+                if "eval_loss" in r and "step" in r:
                     evals.append((r["step"], r["eval_loss"], r.get("eval_accuracy")))
+    except UnicodeDecodeError as e:
+        raise SystemExit("plot_metrics: %s: not UTF-8 text (byte %d)" % (path, e.start))
     except OSError as e:
         raise SystemExit("plot_metrics: cannot read %s: %s" % (path, e.strerror))
     items, unit = None, "items"
@@ -66,6 +77,11 @@ def main(argv=None):
     parser.add_argument("-o", "--out", required=True, help="the PNG to write")
     parser.add_argument("--title", default=None, help="figure title (default: the run names)")
     args = parser.parse_args(argv)
+    # The figure's format follows the name; a directory or an unknown extension fails now, in one line.
+    if os.path.isdir(args.out):
+        raise SystemExit("plot_metrics: -o %s: a directory; give the PNG's file name" % args.out)
+    if os.path.splitext(args.out)[1].lower() not in (".png", ".svg", ".pdf"):
+        raise SystemExit("plot_metrics: -o %s: expected a .png, .svg or .pdf file name" % args.out)
 
     try:
         import matplotlib

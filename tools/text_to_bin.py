@@ -47,7 +47,12 @@ def write_token_file(path, tokens):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
+    class OneLineParser(argparse.ArgumentParser):
+        def error(self, message):  # one line, not argparse's usage block
+            sys.stderr.write("text_to_bin: error: %s (--help for usage)\n" % message)
+            sys.exit(2)
+
+    parser = OneLineParser(
         description="Convert text to llm.c token files (byte-level tokens, vocab 256, or GPT-2 BPE).")
     parser.add_argument("input", help="a text file, or - for standard input")
     parser.add_argument("--out", required=True,
@@ -62,6 +67,10 @@ def main(argv=None):
                         help="gpt2: the directory of encoder.json and vocab.bpe (default: data/gpt2)")
     args = parser.parse_args(argv)
 
+    prefix = os.path.basename(args.out)
+    if not prefix or os.path.isdir(args.out):
+        parser.error("--out %r: expected a file name prefix such as data/kjv (writes data/kjv_train.bin and "
+                     "data/kjv_val.bin), not a directory" % args.out)
     if not 0.0 < args.val_fraction < 1.0:
         parser.error("--val-fraction must be between 0 and 1 (exclusive), got %g"
                      % args.val_fraction)

@@ -27,6 +27,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "data/tokenizer.h"
+#include "kernels/cpu/gemm.h"
 
 namespace dtrain_cli {
 
@@ -71,6 +72,7 @@ int32_t sample(const float* logits, int64_t n, const GenerateOptions& o, int64_t
 
 int run_generate(const GenerateOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
+  dtrain::cpu::gemm_backend();  // a bad DTRAIN_CPU_GEMM: one line, exit 2, as for run
   dtrain::LoadedModel lm = dtrain::load_model(o.path, 16);
   const dtrain::ModelConfig& mc = lm.cfg.model;
   if (mc.type != "gpt")

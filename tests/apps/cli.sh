@@ -91,6 +91,8 @@ grep -qE "(dtrain-avx512|openblas) sgemm" "$WORK/out" || fail "the log does not 
 expect_exit 2 env DTRAIN_CPU_GEMM=fast "$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/run_bad"
 expect_err "DTRAIN_CPU_GEMM='fast': expected auto, avx512 or blas"
 [ ! -e "$WORK/run_bad/metrics.jsonl" ] || fail "DTRAIN_CPU_GEMM=fast: training started anyway"
+expect_exit 2 env DTRAIN_CPU_GEMM=fast "$DTRAIN" generate "$WORK/run_auto/checkpoints" --tokens 3  # ignored before
+expect_err "DTRAIN_CPU_GEMM='fast': expected auto, avx512 or blas"
 
 # Commands that need no MPI start without it (issue 13: MPI's start costs
 # ~0.4 s). With Open MPI told to load a component that does not exist,

@@ -44,4 +44,17 @@ echo "not json" > "$WORK/cnn/metrics.jsonl"
 expect_exit 1 "$PY" "$tool" "$WORK/cnn" -o "$WORK/x.png"
 expect_err "metrics.jsonl:1: not a JSON record"
 ! grep -q Traceback "$WORK/err" || fail "a traceback"
+# Found by QA as tracebacks or a wrong "wrote" line: not UTF-8, a loss that is not a number,
+# an output name matplotlib has no format for, a directory as the output.
+printf '\xff\xfe\n' > "$WORK/cnn/metrics.jsonl"
+expect_exit 1 "$PY" "$tool" "$WORK/cnn" -o "$WORK/x.png"
+expect_err "metrics.jsonl: not UTF-8 text (byte 0)"
+echo '{"step": 3, "loss": "x"}' > "$WORK/cnn/metrics.jsonl"
+expect_exit 1 "$PY" "$tool" "$WORK/cnn" -o "$WORK/x.png"
+expect_err 'metrics.jsonl:1: loss is "x", not a number'
+expect_exit 1 "$PY" "$tool" "$WORK/b" -o "$WORK/x.txt"
+expect_err "-o $WORK/x.txt: expected a .png, .svg or .pdf file name"
+expect_exit 1 "$PY" "$tool" "$WORK/b" -o "$WORK/sub"
+expect_err "-o $WORK/sub: a directory"
+! grep -q Traceback "$WORK/err" || fail "a traceback"
 echo "plot: ok"

@@ -62,5 +62,12 @@ if python3 "$tool" "$work/in.txt" --out "$work/e" --val-fraction 1.5 2> "$work/e
   fail "--val-fraction 1.5 succeeded"
 fi
 ! grep -q Traceback "$work/err" || fail "a traceback: $(cat "$work/err")"
+[ "$(wc -l <"$work/err")" -eq 1 ] || fail "more than one line: $(cat "$work/err")"
+# A directory or an empty name is not a prefix (they wrote dir_train.bin beside it, or _train.bin).
+for bad in "$work/sub" "$work/sub/" ""; do
+  if python3 "$tool" "$work/in.txt" --out "$bad" 2> "$work/err"; then fail "--out '$bad' succeeded"; fi
+  grep -q "expected a file name prefix such as data/kjv" "$work/err" || fail "--out '$bad': $(cat "$work/err")"
+done
+[ ! -e "$work/sub_train.bin" ] && [ ! -e "$work/sub/_train.bin" ] || fail "a refused --out wrote a file"
 
 echo "text_to_bin: ok"
