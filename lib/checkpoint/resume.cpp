@@ -153,15 +153,18 @@ void check_output_paths(const std::string& dir, const Candidates& c, const Resum
 // pointed at another run's directory), or, when an older checkpoint of this
 // run was named exactly, newer ones of it (continuing in place would replace
 // them). A damaged newer one passed over in a fall-back is fair to replace.
-// Returns whether the run continues elsewhere than the checkpoint's own
-// directory.
+// Returns whether the run continues in another run directory than the
+// checkpoint's own (RUN for RUN/checkpoints/step_N; the directory holding
+// step_N otherwise), whose earlier record is then not this run's.
 bool check_target(const std::string& dir, const Candidates& c, const CheckpointMeta& meta, const Config& cfg) {
   const fs::path target = normal_dir(cfg.checkpoint.dir);
   const fs::path own = c.exact ? normal_dir(dir).parent_path() : normal_dir(c.root);
+  const fs::path own_run = own.filename() == "checkpoints" ? own.parent_path() : own;
+  const bool elsewhere = normal_dir(cfg.log.out_dir) != own_run;
   std::error_code ec;
-  if (!fs::is_directory(cfg.checkpoint.dir, ec)) return target != own;
+  if (!fs::is_directory(cfg.checkpoint.dir, ec)) return elsewhere;
   const std::vector<store::Entry> there = store::list_complete(cfg.checkpoint.dir);
-  if (there.empty()) return target != own;
+  if (there.empty()) return elsewhere;
   const std::string run = store::read_run(cfg.checkpoint.dir);
   const bool other_run = target != own && (run.empty() || meta.run_id.empty() || run != meta.run_id);
   const bool same_run_elsewhere = target != own && !other_run;
@@ -177,7 +180,7 @@ bool check_target(const std::string& dir, const Candidates& c, const CheckpointM
         "checkpoint.dir: '{}' holds {}, newer than step {} being resumed, which continuing there would replace: "
         "give --out DIR to branch into another directory (or remove the newer checkpoints)",
         cfg.checkpoint.dir, there.front().dir.filename().string(), meta.step));
-  return target != own;
+  return elsewhere;
 }
 
 }  // namespace
