@@ -105,6 +105,10 @@ expect_err "foreign/trial_000: holds a run (checkpoints or metrics.jsonl) that t
 sed 's/^rungs = \[20\]/rungs = [1000]/' grid.toml >late.toml
 expect_exit 2 "$DTRAIN" sweep late.toml --out late
 expect_err "late.toml: asha: rung 1000 is not before the trials' last step (train.steps = 1000)"
+# eval_loss never recorded (eval_every = 0): said as such (it read "every 0 steps").
+sed 's/"train.eval_every=20"/"train.eval_every=0"/' grid.toml >noeval.toml
+expect_exit 2 "$DTRAIN" sweep noeval.toml --out noeval
+expect_err "noeval.toml: asha: eval_loss is never recorded (train.eval_every = 0), so no rung can compare it"
 echo "sweep: 2. grid with ASHA stopping trial 1 at step 20 (of $steps1 run); re-run runs nothing ($((SECONDS - t))s)"
 
 # 3. Random search: reproducible draws, two trials at once.
