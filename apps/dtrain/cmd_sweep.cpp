@@ -112,13 +112,13 @@ bool has_checkpoint(const std::string& trial_dir) {
   return false;
 }
 
-// `name` is an executable file, as given (with a '/') or on PATH.
 // An executable regular file (a directory passes access(X_OK)).
 bool executable(const fs::path& p) {
   std::error_code ec;
   return fs::is_regular_file(p, ec) && access(p.c_str(), X_OK) == 0;
 }
 
+// `name` is an executable file, as given (with a '/') or on PATH.
 bool on_path(const std::string& name) {
   if (name.empty()) return false;
   if (name.find('/') != std::string::npos) return executable(name);
@@ -229,6 +229,7 @@ class Sweep {
 
   void load_or_start_record() {
     const std::string file = (fs::path(dir_) / "sweep.json").string();
+    const std::string base = fs::absolute(spec_.base).lexically_normal().string();
     if (auto r = dtrain::sweep::load_record(dir_)) {
       rec_ = std::move(*r);
       if (rec_.trials.size() > trials_.size())
@@ -243,7 +244,6 @@ class Sweep {
                                                 dtrain::sweep::values_text(trials_[i])));
       // The settings every trial shares: other ones make other trials (a
       // trial resumed under them would continue on another schedule).
-      const std::string base = fs::absolute(spec_.base).lexically_normal().string();
       if ((rec_.base && *rec_.base != base) || (rec_.set && *rec_.set != spec_.set))
         throw dtrain::ConfigError(fmt::format(
             "{}: the sweep there ran with base {} and set [{}]; {} gives base {} and set [{}]: a different sweep "
@@ -265,7 +265,7 @@ class Sweep {
                                               "start{}: give the sweep another --out, or move it away",
                                               d.string(), i < rec_.trials.size() ? "" : " (no record of it in " + file + ")"));
     }
-    rec_.base = fs::absolute(spec_.base).lexically_normal().string();
+    rec_.base = base;
     rec_.set = spec_.set;
     rec_.sweep_file = opts_.path;
     rec_.metric = spec_.metric;

@@ -36,22 +36,9 @@ constexpr int kExitConfig = 2;
 constexpr int kExitInternal = 3;
 constexpr int kExitPreempted = 4;
 
-// A finite number at least 0 (or, `positive`, above 0) for a command-line
-// option: CLI11's own range checks let NaN through and print DBL_MAX in full.
-inline CLI::Validator number_at_least_zero(bool positive = false) {
-  return CLI::Validator(
-      [positive](std::string& text) -> std::string {
-        char* end = nullptr;
-        const double x = std::strtod(text.c_str(), &end);
-        const bool ok = !text.empty() && end == text.c_str() + text.size() && std::isfinite(x) &&
-                        (positive ? x > 0 : x >= 0);
-        return ok ? "" : std::string("expected a number ") + (positive ? "> 0" : ">= 0") + ", got '" + text + "'";
-      },
-      positive ? "NUMBER > 0" : "NUMBER >= 0", positive ? "positive" : "non-negative");
-}
-
-// A number from `lo` to `hi` (for rates and the like, where a typo's 1e-300
-// would print a 300-digit figure).
+// A number from `lo` to `hi` for a command-line option: CLI11's own range
+// checks let NaN through, print DBL_MAX in full, and a typo's 1e-300 rate
+// printed a 300-digit figure.
 inline CLI::Validator number_in(double lo, double hi) {
   return CLI::Validator(
       [lo, hi](std::string& text) -> std::string {

@@ -257,8 +257,10 @@ class Reader {
       } catch (const CheckpointError& e) {
         // The whole file's size and checksum, checked on its first use: not
         // the tensor that happened to be read first, but (when its bytes
-        // changed) the tensors damaged.
-        const bool changed = e.problem().find("(crc32 ") != std::string::npos;
+        // changed and its size did not) the tensors damaged.
+        const auto listed = manifest_->files.find(name);
+        const bool changed = listed != manifest_->files.end() &&
+                             static_cast<int64_t>(fs::file_size(path, ec)) == listed->second.bytes && !ec;
         fail(name, "", e.problem() + (changed ? damaged_tensors(path.string()) : ""));
       }
     }

@@ -492,7 +492,7 @@ std::string toml_syntax_error(const std::string& name, const std::string& what, 
   // The line, at most 60 characters of it around the column.
   if (text.size() > 60) {
     const size_t from = column > 30 ? std::min(column - 30, text.size() - 60) : 0;
-    text = (from > 0 ? "..." : "") + text.substr(from, 60) + (from + 60 < line_text.size() ? "..." : "");
+    text = (from > 0 ? "..." : "") + text.substr(from, 60) + (from + 60 < text.size() ? "..." : "");
   }
   return fmt::format("{}:{}: TOML syntax error: {} (column {} of: {})", name, line, message, column,
                      text);

@@ -54,6 +54,7 @@ expect_err 'data.tokenizer = "gpt2"'
 # Bad input.
 expect_exit 2 "$DTRAIN" generate "$WORK/nowhere"
 expect_exit 2 "$DTRAIN" generate "$WORK/a/checkpoints" --temperature -1
+expect_err "--temperature: expected a number from 0 to 1000, got '-1'"
 # Whole numbers in range, or one line saying so (a seed past 2^64 was clamped,
 # --tokens had no bound).
 expect_exit 2 "$DTRAIN" generate "$WORK/a/checkpoints" --seed 18446744073709551616

@@ -247,7 +247,10 @@ TEST_CASE("a TOML syntax error is one line: the file, line, column and the line 
   REQUIRE(got.size() == 1);
   CHECK(got[0].find('\n') == std::string::npos);
   CHECK(got[0].size() < 200);
-
+  CHECK(got[0].ends_with("(column 212 of: ..." + std::string(55, 'a') + "\" \"b\")"));  // the line's end, around the column
+  got = problems_of({"[data]", "train = = \"" + std::string(200, 'a') + "\""});
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].ends_with("(column 9 of: train = = \"" + std::string(49, 'a') + "...)"));  // its start
   got = problems_of(cat(kGpt, {"steps = 10", "steps = 20"}));
   REQUIRE(got.size() == 1);
   CHECK(got[0].starts_with("cfg.toml:"));
