@@ -11,6 +11,9 @@
 #include <cmath>
 #include <thread>
 
+#include <sys/stat.h>
+
+#include "checkpoint/h5_probe.h"
 #include "checkpoint/manifest.h"
 #include "checkpoint/store.h"
 #include "helpers.h"
@@ -321,4 +324,31 @@ TEST_CASE("damage is detected and named: flipped byte, truncated files, missing 
   Trained b = make("adamw", 99, 0);
   std::vector<Piece> pieces = collect_pieces(*b.model, *b.opt);
   load_pieces(one, pieces);
+}
+
+// The child process that parses files no manifest vouches for (h5_probe.h):
+// a sound file passes, a file HDF5 refuses is passed over, a file whose
+// parsing never ends is named after the timeout. A FIFO hangs HDF5 for good:
+// its open(2) waits for a writer that never comes.
+TEST_CASE("the format-1 probe: sound files pass, a hang is named after its timeout") {
+  TempDir dir;
+  Trained a = make("adamw", 5, 1);
+  auto world = make_self_communicator("world");
+  const std::string ck = save_checkpoint(dir.str(), test_meta(1), collect_pieces(*a.model, *a.opt), *world).dir;
+  const std::string master = (fs::path(ck) / "checkpoint.h5").string(), rank = (fs::path(ck) / "rank_00000.h5").string();
+  const std::string junk = (dir.path / "junk.h5").string();
+  write_file(junk, "not an HDF5 file at all");
+
+  const h5::ProbeResult sound = h5::probe_in_child({master, rank, junk}, 60);
+  CHECK(sound.what.empty());
+  CHECK(sound.file.empty());
+
+  const std::string fifo = (dir.path / "hangs.h5").string();
+  REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  const h5::ProbeResult hung = h5::probe_in_child({master, fifo, rank}, 0.5);
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  CHECK(hung.file == fifo);
+  CHECK(hung.what == "HDF5 did not finish parsing its metadata within 0.5 s");
+  CHECK(waited < 30);  // the child was killed, not waited for
 }
