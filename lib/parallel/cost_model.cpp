@@ -292,15 +292,19 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
         units += u;
         if (l.block) block_units += u;
       }
-      const double extra_latency = (d - 1) * dp_link.latency;  // per unit beyond the first
-      const double gather = all_gather_seconds(st.params * sb.params, d, dp_link) + (units - 1) * extra_latency;
+      // The group's link, or the runtime's own rate where that is lower
+      // (Features::zero3_rate).
+      const Link z3_link{f.zero3_rate > 0 ? std::min(dp_link.bandwidth, f.zero3_rate) : dp_link.bandwidth,
+                         dp_link.latency};
+      const double extra_latency = (d - 1) * z3_link.latency;  // per unit beyond the first
+      const double gather = all_gather_seconds(st.params * sb.params, d, z3_link) + (units - 1) * extra_latency;
       // One stage holding the embedding and the head gathers the tied
       // embedding for each (the head's backward finds it in its window).
       const double head = model.tied_params > 0 && st.first_layer == 0 &&
                                   st.last_layer == static_cast<int64_t>(model.layers.size())
-                              ? all_gather_seconds(model.tied_params * sb.params, d, dp_link)
+                              ? all_gather_seconds(model.tied_params * sb.params, d, z3_link)
                               : 0.0;
-      const double reduce = all_gather_seconds(st.params * wire, d, dp_link) + (units - 1) * extra_latency;
+      const double reduce = all_gather_seconds(st.params * wire, d, z3_link) + (units - 1) * extra_latency;
       const double z3_overlap = f.zero3_overlap >= 0 ? f.zero3_overlap : hw.overlap;
       const double fwd_hidden = z3_overlap * (tf[k] - layers * hw.layer_overhead);
       const double bwd_hidden = z3_overlap * (tb[k] - layers * hw.layer_overhead);
@@ -308,11 +312,19 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
       // more (the gather is a pre-forward hook; the backward's is another),
       // unless the runtime keeps them for the backward (zero3_regather_remade).
       const double remade = c.recompute == Recompute::full && f.zero3_regather_remade
-                                ? all_gather_seconds(st.blocks.params * sb.params, d, dp_link) +
+                                ? all_gather_seconds(st.blocks.params * sb.params, d, z3_link) +
                                       std::max(0.0, block_units - 1) * extra_latency
                                 : 0.0;
       const double xf = behind(gather + head, fwd_hidden, hw.comm_compute_share);
-      const double xb = behind(gather + remade + reduce, bwd_hidden, hw.comm_compute_share);
+      // The backward's gathers first, then its reductions in what is left of
+      // their own share of the pass (Features::zero3_reduce_overlap); with
+      // one overlap for both, the two together behind that fraction.
+      const double reduce_overlap = f.zero3_reduce_overlap >= 0 ? f.zero3_reduce_overlap : z3_overlap;
+      const double bwd_pass = tb[k] - layers * hw.layer_overhead;
+      const double gathers_hidden = std::min(gather + remade, bwd_hidden);
+      const double reduce_hidden = std::max(0.0, reduce_overlap * bwd_pass - gathers_hidden);
+      const double xb = behind(gather + remade, gathers_hidden, hw.comm_compute_share) +
+                        behind(reduce, reduce_hidden, hw.comm_compute_share);
       tf[k] += xf;
       tb[k] += xb;
       z3[k] = xf + xb;

@@ -156,6 +156,23 @@ struct Features {
   // order, DeepSpeed issue #1069); PR #1188 (v0.5.5, 2021-10) removed the
   // synchronisation.
   double zero3_overlap = -1;
+  // Fraction of a backward pass that ZeRO-3's gradient reduce-scatters run
+  // behind, where it differs from the gathers' (< 0: zero3_overlap).
+  // DeepSpeed's ZeRO-3 of 2021 reduces on a stream of its own
+  // (`overlap_comm`, on by default for stage 3: ZERO3_OPTIMIZATION_OVERLAP_
+  // COMM_DEFAULT, v0.3.13 on) while its gathers wait for the device: the
+  // hardware's overlap for the reductions, 0 for the gathers.
+  double zero3_reduce_overlap = -1;
+  // Bytes per second per device at which the runtime's ZeRO-3 gathers and
+  // reductions move data, where the runtime and not the link limits them
+  // (0: the link's bandwidth, Hardware::group_link). DeepSpeed v0.3.16 with
+  // PyTorch 1.8 gathered at about 21.9 GB/s per GPU on one 8-GPU NVLink node
+  // (A100, p4d), where NCCL moves about 230: a 5.1B BERT's forward took
+  // 470 ms under ZeRO-3 against 60 ms under ZeRO-2, 410 ms for 7/8 of
+  // 10.25 GB of gathered fp16 parameters (DeepSpeed issue #1174 and PR #1188,
+  // 2021-06). The rate is the whole per-parameter path (host
+  // synchronisation, zero-filled buffer, list all-gather and its copies).
+  double zero3_rate = 0;
   // Under full recomputation ZeRO-3 gathers the remade blocks' parameters once
   // more (this trainer: the gather is a pre-forward hook and the window holds
   // one layer); false: the remade forward finds them still gathered for the

@@ -772,6 +772,38 @@ TEST_CASE("ZeRO-3: a ring latency per gathering unit, a runtime that hides none,
   CHECK(again.zero3_seconds - kept.zero3_seconds == doctest::Approx(one));
 }
 
+TEST_CASE("ZeRO-3: a runtime slower than the link, and reductions hidden where its gathers are not") {
+  Zero3Case z;
+  auto& [m, hw, w, c] = z;
+  Features f = Features::full();
+  f.zero3_overlap = 0;
+  // A rate below the link's: every gather and scatter at that rate, the
+  // latencies unchanged; a rate above it changes nothing.
+  const double latencies = 3 * (3 * 10e-6 + 3 * 3 * 10e-6);
+  const Prediction link = predict(m, profile_stages(m, 1), hw, w, f, c);
+  f.zero3_rate = hw.intra.bandwidth / 4;
+  const Prediction slow = predict(m, profile_stages(m, 1), hw, w, f, c);
+  CHECK(slow.zero3_seconds - latencies == doctest::Approx(4 * (link.zero3_seconds - latencies)));
+  CHECK(slow.dp_bytes == doctest::Approx(link.dp_bytes));
+  f.zero3_rate = hw.intra.bandwidth * 4;
+  CHECK(predict(m, profile_stages(m, 1), hw, w, f, c).zero3_seconds == doctest::Approx(link.zero3_seconds));
+  // The scatter behind the backward (its own overlap) while both gathers
+  // wait: one collective's time less what the backward hides of it, which
+  // still costs its share of the compute.
+  f.zero3_rate = 0;
+  f.zero3_reduce_overlap = 1;
+  const double one = link.zero3_seconds / 3;
+  const Prediction hidden = predict(m, profile_stages(m, 1), hw, w, f, c);
+  CHECK(hidden.zero3_seconds < link.zero3_seconds);
+  CHECK(hidden.zero3_seconds >= doctest::Approx(2 * one));
+  // With one overlap for both, what it was before the two were told apart.
+  Features same = Features::full();
+  same.zero3_overlap = 0.5;
+  const Prediction one_overlap = predict(m, profile_stages(m, 1), hw, w, same, c);
+  same.zero3_reduce_overlap = 0.5;
+  CHECK(predict(m, profile_stages(m, 1), hw, w, same, c).zero3_seconds == doctest::Approx(one_overlap.zero3_seconds));
+}
+
 TEST_CASE("ZeRO-3: the tied embedding is sharded and gathered like any unit, its gradient kept whole for the step") {
   // Four layers of 1e6 parameters; the first is the embedding, 3e6 of them
   // the tied wte, which the last (the head, no parameters of its own) reads.
