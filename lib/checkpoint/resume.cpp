@@ -1,6 +1,7 @@
 #include "checkpoint/resume.h"
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -121,6 +122,20 @@ std::string key_of(const std::string& override_text) {
   return override_text.substr(0, override_text.find('='));
 }
 
+// The whole number the last --set of `key` gives it, if one does and it reads
+// as one (anything else is left to the config's own parsing to report).
+std::optional<int64_t> given_int(const std::vector<std::string>& overrides, const std::string& key) {
+  std::optional<int64_t> v;
+  for (const std::string& o : overrides) {
+    if (key_of(o) != key) continue;
+    const std::string text = o.substr(o.find('=') + 1);
+    int64_t x = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), x);
+    v = ec == std::errc() && end == text.data() + text.size() ? std::optional<int64_t>(x) : std::nullopt;
+  }
+  return v;
+}
+
 fs::path normal_dir(const fs::path& p) {
   fs::path d = p.lexically_normal();
   if (d.filename().empty() && d.has_parent_path()) d = d.parent_path();
@@ -200,13 +215,22 @@ ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkp
   }
   const bool layout_given = given.count("parallel.dp") || given.count("parallel.tp") || given.count("parallel.pp");
   bool dp_changes = given.count("parallel.dp") > 0;
-  if (!layout_given && world_size == 1 && meta.layout.world() > 1) {
+  const bool one_process = !layout_given && world_size == 1 && meta.layout.world() > 1;
+  if (one_process) {
     // One process continues any layout's checkpoint without being told so.
     for (const char* k : {"parallel.dp=1", "parallel.tp=1", "parallel.pp=1"}) eff.push_back(k);
-    if (base.parallel.schedule == "interleaved")  // one stage: no pipeline to interleave
-      for (const char* k : {"parallel.schedule=1f1b", "parallel.virtual_stages=1"}) eff.push_back(k);
     dp_changes = base.parallel.dp != 1;
   }
+  // What only a pipeline or tensor parallelism can run is dropped when the
+  // layout resumed on has none (unless given): the checkpoint holds no trace
+  // of either.
+  const int64_t tp = one_process ? 1 : given_int(overrides, "parallel.tp").value_or(base.parallel.tp);
+  const int64_t pp = one_process ? 1 : given_int(overrides, "parallel.pp").value_or(base.parallel.pp);
+  if (pp == 1 && base.parallel.schedule == "interleaved" && !given.count("parallel.schedule") &&
+      !given.count("parallel.virtual_stages"))
+    for (const char* k : {"parallel.schedule=1f1b", "parallel.virtual_stages=1"}) eff.push_back(k);
+  if (tp == 1 && base.parallel.sequence_parallel && !given.count("parallel.sequence_parallel"))
+    eff.push_back("parallel.sequence_parallel=false");
   if (dp_changes && !given.count("train.grad_accum") && !given.count("train.micro_batch"))
     eff.push_back("train.grad_accum=0");  // re-derived from the global and micro batch
   eff.insert(eff.end(), overrides.begin(), overrides.end());

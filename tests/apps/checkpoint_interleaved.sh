@@ -36,6 +36,10 @@ grep -q "override parallel.schedule: \"interleaved\" -> \"1f1b\"" "$WORK/out" ||
 close_losses "$WORK/one/metrics.jsonl" "$WORK/il_to_1f1b/metrics.jsonl"
 expect_exit 0 "$DTRAIN" resume "$WORK/il/$ck" --out "$WORK/il_to_one"
 close_losses "$WORK/one/metrics.jsonl" "$WORK/il_to_one/metrics.jsonl"
+# Two ranks without a pipeline (tp 2): the schedule is dropped there too.
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" resume "$WORK/il/$ck" --set parallel.pp=1 --set parallel.tp=2 --out "$WORK/il_to_tp"
+grep -q "override parallel.schedule: \"interleaved\" -> \"1f1b\"" "$WORK/out" || fail "tp 2: no report of the schedule change"
+close_losses "$WORK/one/metrics.jsonl" "$WORK/il_to_tp/metrics.jsonl"
 expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" "${plain[@]}" --out "$WORK/p"
 expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" resume "$WORK/p/$ck" "${il[@]}" --out "$WORK/p_to_il"
 close_losses "$WORK/one/metrics.jsonl" "$WORK/p_to_il/metrics.jsonl"

@@ -1,7 +1,8 @@
 # Sequence parallelism end to end (mpirun, 2 ranks): a tp 2 run with
 # parallel.sequence_parallel resumes bit for bit on the same layout and
 # continues within 1e-6 of the uninterrupted losses without it (checkpoints
-# hold no trace of the split); bad configurations are one line naming the keys.
+# hold no trace of the split), also on one process and on tp 1, which drop it
+# by themselves; bad configurations are one line naming the keys.
 source "$(dirname "$0")/common.bash"
 MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
 PY=/usr/bin/python3
@@ -22,6 +23,18 @@ import json, sys
 a, b = ({r["step"]: r["loss"] for r in map(json.loads, open(p)) if "loss" in r} for p in sys.argv[1:])
 assert b and all(abs(b[s] - a[s]) <= 1e-6 * abs(a[s]) for s in b), [(s, a[s], b[s]) for s in b]
 PY
+# On tp 1 (one process, or dp 2 on two ranks) the resume drops it by itself.
+expect_exit 0 "$DTRAIN" resume "$ck" --out "$WORK/one"
+grep -q "override parallel.sequence_parallel: true -> false" "$WORK/out" "$WORK/err" || fail "one process: sequence_parallel kept"
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" resume "$ck" --set parallel.tp=1 --set parallel.dp=2 --out "$WORK/dp2"
+grep -q "override parallel.sequence_parallel: true -> false" "$WORK/out" "$WORK/err" || fail "dp 2: sequence_parallel kept"
+for run in one dp2; do
+  "$PY" - "$WORK/sp/metrics.jsonl" "$WORK/$run/metrics.jsonl" <<'PY' || fail "sequence parallel -> $run: losses differ"
+import json, sys
+a, b = ({r["step"]: r["loss"] for r in map(json.loads, open(p)) if "loss" in r} for p in sys.argv[1:])
+assert b and all(abs(b[s] - a[s]) <= 1e-6 * abs(a[s]) for s in b), [(s, a[s], b[s]) for s in b]
+PY
+done
 
 # Errors: one line naming the keys, exit 2.
 expect_exit 2 "$DTRAIN" run "$WORK/tiny.toml" "${sp[@]}" --out "$WORK/bad1"
