@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <initializer_list>
+#include <numeric>
 #include <optional>
 
 #include <fmt/format.h>
@@ -50,6 +51,7 @@ class Validator {
     const size_t before = problems_.size();
     resolve_batch();
     if (problems_.size() == before && !layout_unresolved_) check_schedule();
+    if (problems_.size() == before && !layout_unresolved_) check_layout_fits_model();
     if (problems_.size() == before && !layout_unresolved_) check_sizes();
     check_output_paths();
     resolve_paths();
@@ -237,6 +239,55 @@ class Validator {
       problem({"train.grad_accum", "parallel.pp", "parallel.schedule"},
               fmt::format("parallel.schedule = \"interleaved\" needs train.grad_accum (micro-batches per step, "
                           "{}) to be a multiple of parallel.pp ({})", c_.train.grad_accum, p.pp));
+  }
+
+  // The layout against the model's shapes (what building the model on these
+  // ranks would refuse, said here so that `validate` and a run's first line
+  // agree): tp splits a GPT's heads and vocabulary and nothing of a CNN; every
+  // pipeline stage, and under interleaving every chunk, needs a top-level layer
+  // (GPT: embedding, blocks, final norm, head; CNN: stem, blocks, head).
+  void check_layout_fits_model() {
+    const ParallelConfig& p = c_.parallel;
+    const ModelConfig& m = c_.model;
+    const bool gpt = m.type == "gpt";
+    if (p.tp > 1 && !gpt) {
+      problem({"parallel.tp", "model.type"},
+              fmt::format("parallel.tp = {}: tensor parallelism is not available for the CNN; use parallel.dp and "
+                          "parallel.pp",
+                          p.tp));
+      return;
+    }
+    if (p.tp > 1 && ok({"model.n_head"}) && m.n_head % p.tp != 0)
+      problem({"model.n_head", "parallel.tp"},
+              fmt::format("model.n_head ({}) is not divisible by parallel.tp ({}): tensor parallelism splits the "
+                          "attention heads across its ranks",
+                          m.n_head, p.tp));
+    if (p.tp > 1 && ok({"model.vocab_size"}) && m.vocab_size % p.tp != 0) {
+      const int64_t unit = std::lcm<int64_t>(64, p.tp);  // as the model's own check suggests
+      problem({"model.vocab_size", "parallel.tp"},
+              fmt::format("model.vocab_size ({}) is not divisible by parallel.tp ({}); use a padded vocabulary "
+                          "such as {}",
+                          m.vocab_size, p.tp, (m.vocab_size + unit - 1) / unit * unit));
+    }
+    if (gpt ? !ok({"model.n_layer"}) : !ok({"model.blocks", "model.channels"})) return;
+    int64_t layers = 2;  // the CNN's stem and head
+    if (gpt) {
+      layers = m.n_layer + 3;
+    } else {
+      for (int64_t n : m.blocks) layers += n;
+    }
+    const int64_t chunks = p.schedule == "interleaved" ? p.virtual_stages : 1;
+    const auto needed = checked_mul(p.pp, chunks);
+    if (chunks > 1 && (!needed || *needed > layers))
+      problem({"parallel.pp", "parallel.virtual_stages", gpt ? "model.n_layer" : "model.blocks"},
+              fmt::format("parallel.pp ({}) x parallel.virtual_stages ({}) exceeds the model's {} top-level layers "
+                          "(each model chunk needs at least one)",
+                          p.pp, chunks, layers));
+    else if (p.pp > layers)
+      problem({"parallel.pp", gpt ? "model.n_layer" : "model.blocks"},
+              fmt::format("parallel.pp ({}) exceeds the model's {} top-level layers (each pipeline stage needs at "
+                          "least one)",
+                          p.pp, layers));
   }
 
   // parallel.sequence_parallel splits the sequence across the tp ranks.

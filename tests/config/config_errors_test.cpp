@@ -179,6 +179,22 @@ const std::vector<BadCase> kBadCases = {
      "does not have; set parallel.dp, parallel.tp and parallel.pp"},
     {"world size with manual mode", kGpt, {"parallel.mode=manual"}, 4,
      "cfg.toml: parallel: dp x tp x pp = 1 but 4 ranks were launched"},
+    {"tp does not divide the heads", cat(kGpt, {"[model]", "n_head = 6", "n_embd = 96", "[parallel]", "tp = 4"}), {}, 4,
+     "cfg.toml:7: model.n_head (6) is not divisible by parallel.tp (4): tensor parallelism splits the attention "
+     "heads across its ranks"},
+    {"tp does not divide the vocabulary", cat(kGpt, {"[model]", "vocab_size = 257", "[parallel]", "tp = 2"}), {}, 2,
+     "cfg.toml:7: model.vocab_size (257) is not divisible by parallel.tp (2); use a padded vocabulary such as 320"},
+    {"tp on the CNN", cnn({}), {"parallel.tp=2"}, 2,
+     "--set parallel.tp=2: parallel.tp = 2: tensor parallelism is not available for the CNN; use parallel.dp and "
+     "parallel.pp"},
+    {"more stages than top-level layers", cat(kGpt, {"[model]", "n_layer = 2", "[parallel]", "pp = 6"}), {}, 6,
+     "cfg.toml:9: parallel.pp (6) exceeds the model's 5 top-level layers (each pipeline stage needs at least one)"},
+    {"more chunks than top-level layers",
+     cat(kGpt, {"grad_accum = 2", "[model]", "n_layer = 2", "[parallel]", "pp = 2", "schedule = \"interleaved\"",
+                "virtual_stages = 3"}),
+     {}, 2,
+     "cfg.toml:10: parallel.pp (2) x parallel.virtual_stages (3) exceeds the model's 5 top-level layers (each model "
+     "chunk needs at least one)"},
     {"no checkpoints kept", cat(kGpt, {"[checkpoint]", "keep = 0"}), {}, 1,
      "cfg.toml:7: checkpoint.keep: expected an integer >= 1, got 0"},
     {"--set of the wrong type", kGpt, {"train.steps=abc"}, 1,
