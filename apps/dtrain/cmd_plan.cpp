@@ -39,7 +39,7 @@ Subcommand add_plan(CLI::App& app) {
   plan->add_flag("--no-idle", plan_cmd.no_idle,
                  "Plan for every device (by default a count that factors badly may leave up to 2% idle)");
   plan->add_flag("--runnable", plan_cmd.runnable_only,
-                 "Only layouts `dtrain run` can run as predicted (no what-ifs such as recomputation)");
+                 "Only layouts this trainer runs (no what-ifs needing a feature it lacks; it runs every mode planned)");
   return {plan, [o](Context& ctx) {
             if (ctx.world_rank != 0) return kExitOk;
             const dtrain::Plan p = dtrain::run_plan_command(o->cmd);

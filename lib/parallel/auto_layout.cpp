@@ -93,9 +93,12 @@ std::string explain_choice(const Plan& plan) {
   if (!best) return fmt::format("no layout of {} devices fits", plan.devices);
   const Prediction& p = best->p;
   std::string s = fmt::format("auto layout for {} ranks on {}: {}\n", plan.devices, plan.hardware.name, describe(p.c));
-  s += fmt::format("  predicted {:.4g} s/step (pipeline {:.3g} s with a {:.0f}% bubble, tp {:.3g} s, p2p {:.3g} s; "
+  const std::string sharing =
+      p.sharing_seconds > 0 ? fmt::format(", {:.3g} s of it waiting for the compute units ranks share", p.sharing_seconds)
+                            : "";
+  s += fmt::format("  predicted {:.4g} s/step (pipeline {:.3g} s with a {:.0f}% bubble{}, tp {:.3g} s, p2p {:.3g} s; "
                    "dp exposed {:.3g} s; update {:.3g} s), {:.4g} items/s, MFU {:.1f}%, memory {} of {}\n",
-                   p.step_seconds, p.pipeline_seconds, 100 * p.bubble_fraction, p.tp_seconds, p.pp_seconds,
+                   p.step_seconds, p.pipeline_seconds, 100 * p.bubble_fraction, sharing, p.tp_seconds, p.pp_seconds,
                    p.dp_exposed_seconds, p.optimizer_seconds, p.tokens_per_second, 100 * p.mfu,
                    format_bytes(p.memory.total()), format_bytes(p.capacity));
   const PlannedLayout* next = nullptr;

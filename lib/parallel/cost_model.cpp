@@ -374,6 +374,7 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
   // (m - 1/v) max_s w_s + sum_s w_s / v = (m + (p - 1)/v) w for balanced
   // stages (Narayanan et al. 2021, eq. 1 and 2).
   r.pipeline_seconds = (m - 1.0 / v) * work[busiest] + total_work / v;
+  const double unshared = r.pipeline_seconds;
   // Devices sharing compute units (MPI ranks sharing CPU cores) each run at a
   // whole unit's rate while the others wait, but together they cannot be
   // busier than the node's units: the schedule simulated with the busy
@@ -403,7 +404,10 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
   r.tp_seconds = m * stage_tp[busiest];
   r.pp_seconds = m * stage_pp[busiest];
   r.zero3_seconds = m * stage_z3[busiest];
-  r.bubble_fraction = 1.0 - m * work[busiest] / r.pipeline_seconds;
+  // The schedule's own idling; what sharing the units adds on top is said
+  // apart (a pp = 1 layout has no bubble, however many ranks share a core).
+  r.bubble_fraction = 1.0 - m * work[busiest] / unshared;
+  r.sharing_seconds = r.pipeline_seconds - unshared;
   r.ideal_bubble = (p - 1) / m / v;
 
   // Data-parallel gradient reduction, started bucket by bucket during each

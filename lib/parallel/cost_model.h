@@ -251,7 +251,8 @@ struct Prediction {
   double zero3_seconds = 0;      // ZeRO-3 gathers and scatters not hidden behind compute
   double tp_seconds = 0;         // tp all-reduces on the busiest stage
   double pp_seconds = 0;         // stage-boundary transfers on the busiest stage
-  double bubble_fraction = 0;    // of pipeline_seconds the slowest stage idles: (p-1)/m when balanced
+  double bubble_fraction = 0;    // of the schedule's time the slowest stage idles: (p-1)/m when balanced
+  double sharing_seconds = 0;    // of pipeline_seconds, waiting for compute units other ranks share
   double ideal_bubble = 0;       // (p-1)/m
   double tokens_per_second = 0;  // items (tokens or images) per second
   double mfu = 0;                // model FLOPs / (step time x devices x peak)

@@ -115,7 +115,14 @@ std::string format_plan_text(const Plan& plan, int top) {
     }
     out += "step s: predicted seconds per optimizer step; mb x m: micro-batch size x micro-batches per step; "
            "recomp: activation recomputation (sel = selective); sched: il<v> = interleaved, v chunks per stage; "
-           "sp: sequence parallel; tp/pp/dp B: bytes each device sends per step in that group\n";
+           "sp: sequence parallel; bubble: of the pipeline's schedule, the slowest stage's idle share; "
+           "tp/pp/dp B: bytes each device sends per step in that group\n";
+    bool sharing = false;
+    for (size_t i = 0; i < shown; ++i) sharing |= plan.feasible[i].p.sharing_seconds > 0;
+    if (sharing)
+      out += fmt::format("ranks share compute units here ({} per node on {} units): their waiting for each other is in "
+                         "step s, not in bubble\n",
+                         plan.hardware.devices_per_node, plan.hardware.units());
   } else {
     out += "no layout fits\n";
   }
@@ -217,6 +224,7 @@ std::string format_plan_json(const Plan& plan, int top) {
                         {"items_per_second", p.tokens_per_second},
                         {"mfu", p.mfu},
                         {"bubble", p.bubble_fraction},
+                        {"sharing_seconds", p.sharing_seconds},
                         {"ideal_bubble", p.ideal_bubble},
                         {"memory",
                          {{"stage", p.memory.stage},

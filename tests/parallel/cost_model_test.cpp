@@ -471,6 +471,9 @@ TEST_CASE("shared compute units: the schedule simulated op by op with the busy s
   Candidate dp{.dp = 4, .tp = 1, .pp = 1, .micro_batch = 2, .micro_batches = 4};
   Prediction p = predict(m, profile_stages(m, 1), hw, w, f, dp);
   CHECK(p.pipeline_seconds == doctest::Approx(4 * 12e-3 * 2));
+  // No pipeline, no bubble: the waiting for the shared units is said apart.
+  CHECK(p.bubble_fraction == doctest::Approx(0));
+  CHECK(p.sharing_seconds == doctest::Approx(4 * 12e-3));
   // pp = 2, dp = 2: stages of 6 ms + the 2 KB transfers (12 us) per
   // micro-batch; each pipeline owns one unit, so whatever the schedule it
   // does all 8 stage-micro-batches of work at that unit's rate.
