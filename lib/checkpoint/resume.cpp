@@ -148,7 +148,7 @@ bool contains(const fs::path& outer, const fs::path& inner) {
   return std::mismatch(outer.begin(), outer.end(), inner.begin(), inner.end()).first == outer.end();
 }
 
-// See resume.h: an unverified checkpoint's output paths are followed only where it lies.
+// See resume.h: a checkpoint's output paths are followed only where it lies.
 void check_output_paths(const std::string& dir, const Candidates& c, const ResumeRequest& req, const Config& cfg) {
   if (!req.out_dir.empty()) return;
   for (const auto& o : req.overrides)
@@ -158,8 +158,8 @@ void check_output_paths(const std::string& dir, const Candidates& c, const Resum
   if (ck == where && contains(out, ck)) return;
   throw ConfigError(fmt::format(
       "checkpoint {}: its config writes checkpoints to '{}' and the run's files to '{}', but the checkpoint lies in "
-      "'{}' (moved or copied?); dtrain does not write where an unverified checkpoint's config says: give --out DIR "
-      "(or --verify-key FILE for a checkpoint signed with checkpoint.sign_key_file)",
+      "'{}' (moved or copied?); dtrain continues a run where its checkpoint lies or where --out says, not where a "
+      "copy's config points: give --out DIR",
       dir, cfg.checkpoint.dir, cfg.log.out_dir, where.string()));
 }
 
@@ -195,7 +195,9 @@ bool check_target(const std::string& dir, const Candidates& c, const CheckpointM
         "checkpoint.dir: '{}' holds {}, newer than step {} being resumed, which continuing there would replace: "
         "give --out DIR to branch into another directory (or remove the newer checkpoints)",
         cfg.checkpoint.dir, there.front().dir.filename().string(), meta.step));
-  return elsewhere;
+  // This run's own checkpoints there (a copy continued in the original's
+  // directory): its record there is this run's, continued, not set aside.
+  return elsewhere && !same_run_elsewhere;
 }
 
 }  // namespace
@@ -349,10 +351,8 @@ Resumed resume(const ResumeRequest& req, Communicator& world) {
       r.meta = read_meta(dir, outside_key.get());
       ResumeConfig rc = resume_config(r.meta, dir, req.overrides, req.out_dir, req.world_size, req.auto_layout);
       std::shared_ptr<const ckpt_sign::PublicKey> key = outside_key;
-      if (!key) {
-        key = checkpoint_keys(rc.cfg).verify;  // ConfigError for a bad key file: not damage, no fall-back
-        check_output_paths(dir, c, req, rc.cfg);
-      }
+      if (!key) key = checkpoint_keys(rc.cfg).verify;  // ConfigError for a bad key file: not damage, no fall-back
+      check_output_paths(dir, c, req, rc.cfg);
       const bool elsewhere = check_target(dir, c, r.meta, rc.cfg);
       if (key)
         log(fmt::format("checking the signature of {} with key {} ('{}'{})", dir, key->id(), key->path,

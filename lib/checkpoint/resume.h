@@ -99,12 +99,12 @@ struct Resumed {
 // not for the job to paper over (an older checkpoint is still resumed by
 // naming it exactly).
 //
-// Unless the checkpoint was verified with a key given from outside it
-// (verify_key_file), the output paths its config holds are followed only
-// where the checkpoint lies in them: its checkpoint.dir must be the directory
-// holding it and its log.out_dir must contain that; else ConfigError asking
-// for --out (or --set log.out_dir / checkpoint.dir). A checkpoint copied in
-// from elsewhere cannot make dtrain write where its config says.
+// The output paths a checkpoint's config holds are followed only where the
+// checkpoint lies in them: its checkpoint.dir must be the directory holding
+// it and its log.out_dir must contain that; else ConfigError asking for --out
+// (or --set log.out_dir / checkpoint.dir). A checkpoint copied in from
+// elsewhere, signed or not, cannot make dtrain write where its config says:
+// a copy is continued where it lies or where --out says.
 Resumed resume(const ResumeRequest& req, Communicator& world);
 
 }  // namespace dtrain

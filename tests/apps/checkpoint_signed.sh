@@ -147,4 +147,20 @@ expect_err "'..' or a symbolic link leads it to '$WORK/escape'"
 mkdir "$WORK/copied" && cp -r "$WORK/full/checkpoints/step_00000020" "$WORK/copied/"
 expect_exit 2 "$DTRAIN" resume "$WORK/copied/step_00000020" --set train.steps=22
 expect_err "but the checkpoint lies in '$WORK/copied' (moved or copied?)"
+# A signed copy is no different, verified or not: continued where it lies or
+# where --out says, never where the copy's config points (the original's
+# directory, whose record a verified copy used to set aside as another run's).
+cp -a "$WORK/half" "$WORK/halfcopy"
+expect_exit 2 "$DTRAIN" resume "$WORK/halfcopy/checkpoints" --verify-key "$K/mine.pub" --set train.steps=22
+expect_err "but the checkpoint lies in '$WORK/halfcopy/checkpoints' (moved or copied?)"
+cmp -s "$WORK/half/metrics.jsonl" "$WORK/halfcopy/metrics.jsonl" || fail "a refused resume changed the original's metrics"
+# --out the original's directory: the same run, its record continued.
+expect_exit 0 "$DTRAIN" resume "$WORK/halfcopy/checkpoints" --verify-key "$K/mine.pub" --set train.steps=22 \
+  --out "$WORK/half" --set train.threads=1
+[ ! -e "$WORK/half/metrics.1.jsonl" ] || fail "the original's record was set aside as another run's"
+"$PY" - "$WORK/half/metrics.jsonl" <<'PY' || fail "the original's record was not continued"
+import json, sys
+steps = [r["step"] for r in map(json.loads, open(sys.argv[1])) if "loss" in r and "eval" not in r]
+assert steps == sorted(set(steps)) and steps[0] <= 1 and steps[-1] == 22, steps
+PY
 echo "checkpoint_signed: ok"
