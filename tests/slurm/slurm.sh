@@ -135,7 +135,19 @@ cluster_wait_job "$job" 60
   { cat "$WORK/nolaunch-$job.out" >&2; fail "job $job: a launch that started no rank must not finish the job"; }
 grep -q "srun exited 0 but started no rank of dtrain (a launch failure)" "$WORK/nolaunch-$job.out" ||
   { cat "$WORK/nolaunch-$job.out" >&2; fail "job $job: the log does not name the launch failure"; }
-echo "slurm: 3. ranks, local ranks, GPUs, arguments, an error exit and a launch that started nothing ($((SECONDS - t))s)"
+# Without DTRAIN_BIN (nor dtrain on PATH): the build/dtrain of the checkout the
+# script was submitted from, also when the job has arguments with slashes
+# (Slurm's Command= then holds them after the script's path).
+mkdir -p "$WORK/checkout/tools/slurm" "$WORK/checkout/build"
+cp "$SBATCH_SCRIPT" "$WORK/checkout/tools/slurm/"
+cp "$WORK/stub.sh" "$WORK/checkout/build/dtrain"
+if ! command -v dtrain >/dev/null 2>&1; then
+  job=$(unset DTRAIN_BIN; STUB_LOG=$WORK/found submit -n 1 -J found "$WORK/checkout/tools/slurm/dtrain.sbatch" "$WORK/tiny.toml" --verbose)
+  job_ok "$job"
+  grep -q "args run $WORK/tiny.toml .* --verbose$" "$WORK/found.0" ||
+    { cat "$WORK/found-$job.out" >&2; fail "job $job: the submitted checkout's build/dtrain was not found"; }
+fi
+echo "slurm: 3. ranks, local ranks, GPUs, arguments, an error exit, a launch that started nothing, the checkout's binary ($((SECONDS - t))s)"
 
 # 4. Signalled mid-run, requeued, resumed: the losses of an uninterrupted run.
 if ! grep -qE '^ +resume ' <("$DTRAIN" --help); then  # (not a pipe: grep -q's early exit + pipefail)
