@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <new>
 #include <string_view>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -183,6 +184,16 @@ std::string write_key_pair(const std::string& prefix) {
     throw ConfigError(fmt::format("keygen: '{}' is a directory, not a file name prefix; give one inside it, e.g. "
                                   "'{}/ckpt' (writes ckpt.key and ckpt.pub there)",
                                   prefix, prefix.ends_with('/') ? prefix.substr(0, prefix.size() - 1) : prefix));
+  // A missing directory for the keys is made, owner-only (0700), as a run's.
+  const std::filesystem::path parent = std::filesystem::path(prefix).parent_path();
+  if (!parent.empty() && !std::filesystem::exists(parent, ec)) {
+    std::vector<std::filesystem::path> missing;
+    for (std::filesystem::path p = parent; !p.empty() && !std::filesystem::exists(p, ec); p = p.parent_path())
+      missing.push_back(p);
+    for (auto it = missing.rbegin(); it != missing.rend(); ++it)
+      if (::mkdir(it->c_str(), 0700) != 0 && errno != EEXIST)
+        throw ConfigError(fmt::format("keygen: cannot create the directory '{}': {}", it->string(), std::strerror(errno)));
+  }
   SecretKey sk;
   PublicKey pk;
   crypto_sign_keypair(pk.bytes.data(), sk.bytes.data());

@@ -25,6 +25,10 @@ grep -q "wrote $K/mine.key (secret, mode 0600" "$WORK/out" || fail "keygen: no r
 expect_exit 2 "$DTRAIN" keygen "$K/mine"
 expect_err "keys are never overwritten"
 expect_exit 0 "$DTRAIN" keygen "$K/other"
+# A missing directory for the keys is made, owner-only.
+expect_exit 0 "$DTRAIN" keygen "$K/new/sub/ckpt"
+[ "$(stat -c %a "$K/new")" = 700 ] && [ "$(stat -c %a "$K/new/sub")" = 700 ] && [ -f "$K/new/sub/ckpt.pub" ] ||
+  fail "keygen: the keys' new directories are $(stat -c %a "$K/new") and $(stat -c %a "$K/new/sub")"
 # A directory is not a prefix: "keys/" wrote the hidden keys/.key and keys/.pub.
 expect_exit 2 "$DTRAIN" keygen "$K/"
 expect_err "keygen: '$K/' is a directory, not a file name prefix; give one inside it, e.g. '$K/ckpt'"
