@@ -540,7 +540,10 @@ class Sweep {
 }  // namespace
 
 std::vector<int> stop_signals_for(int argc, char** argv) {
-  if (argc > 1 && std::string(argv[1]) == "sweep") return {SIGTERM, SIGUSR1, SIGINT, SIGHUP};
+  const std::string command = argc > 1 ? argv[1] : "";
+  if (command == "sweep") return {SIGTERM, SIGUSR1, SIGINT, SIGHUP};
+  // Ctrl-C on a run stops it as a preemption does, with a checkpoint.
+  if (command == "run" || command == "resume") return {SIGTERM, SIGUSR1, SIGINT};
   return {SIGTERM, SIGUSR1};
 }
 

@@ -139,8 +139,10 @@ Subcommand add_generate(CLI::App& app);  // dtrain generate CHECKPOINT [--prompt
 Subcommand add_sweep(CLI::App& app);     // dtrain sweep SWEEP.toml [--out DIR] [--slurm]
 
 // The signals main blocks before anything starts a thread, for the command
-// line given: SIGTERM and SIGUSR1 (preemption); `dtrain sweep` also SIGINT
-// and SIGHUP, which stop its trials cleanly (cmd_sweep.cpp).
+// line given: SIGTERM and SIGUSR1 (preemption); `dtrain run` and `resume`
+// also SIGINT (Ctrl-C: a checkpoint and exit 4; a second one ends the process
+// at once); `dtrain sweep` SIGINT and SIGHUP, which stop its trials cleanly
+// (cmd_sweep.cpp).
 std::vector<int> stop_signals_for(int argc, char** argv);
 
 // `dtrain --version --verbose`: compiled and loaded library versions, the

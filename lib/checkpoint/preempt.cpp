@@ -26,6 +26,13 @@ bool SignalWatch::poll() {
     const int s = sigtimedwait(&set_, nullptr, &zero);
     if (s <= 0) break;  // EAGAIN: nothing pending (EINTR: try at the next poll)
     if (first_ == 0) first_ = s;
+    if (s == SIGINT) {  // Ctrl-C, taken: a second one ends the process at once (its default action)
+      sigdelset(&set_, SIGINT);
+      sigset_t again;
+      sigemptyset(&again);
+      sigaddset(&again, SIGINT);
+      pthread_sigmask(SIG_UNBLOCK, &again, nullptr);
+    }
   }
   return first_ != 0;
 }

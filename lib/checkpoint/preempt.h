@@ -24,6 +24,8 @@ class SignalWatch {
   SignalWatch& operator=(const SignalWatch&) = delete;
 
   // True once one of the signals has arrived (consumes pending ones; cheap).
+  // A SIGINT taken is unblocked in the calling thread, so that a second one
+  // (Ctrl-C pressed again) ends the process at once.
   bool poll();
   // The first signal received ("SIGTERM"), or "" if none.
   std::string received() const;

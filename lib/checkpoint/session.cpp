@@ -313,7 +313,8 @@ bool CheckpointSession::should_stop(int64_t done) {
   if (stop && stop_reason_.empty()) {
     stop_reason_ = local_stop ? opts_.signals->received() : "a signal on another rank";
     if (opts_.log)
-      opts_.log(fmt::format("{} received: stopping after step {} with a checkpoint", stop_reason_, done));
+      opts_.log(fmt::format("{} received: stopping after step {} with a checkpoint{}", stop_reason_, done,
+                            stop_reason_ == "SIGINT" ? " (Ctrl-C again stops at once, without one)" : ""));
   }
   return stop;
 }

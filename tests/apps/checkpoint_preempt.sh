@@ -1,5 +1,5 @@
-# Preemption: SIGTERM or SIGUSR1 (what Slurm sends before it kills a job)
-# makes a run finish its step, write a checkpoint and exit with status 4 within
+# Preemption: SIGTERM or SIGUSR1 (what Slurm sends before it kills a job), and
+# Ctrl-C (SIGINT), make a run finish its step, write a checkpoint and exit with status 4 within
 # a bounded time; resuming gives exactly the losses of an uninterrupted run.
 source "$(dirname "$0")/common.bash"
 make_tokens
@@ -7,9 +7,12 @@ tiny_gpt_config
 opts=(--set train.steps=400 --set train.threads=2 --set train.eval_every=100 --set log.every=100)
 
 expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/ref" "${opts[@]}" --set checkpoint.at_end=false
-for sig in TERM USR1; do
+for sig in TERM USR1 INT; do
   out="$WORK/p_$sig"
-  "$DTRAIN" run "$WORK/tiny.toml" --out "$out" "${opts[@]}" >"$WORK/out" 2>"$WORK/err" &
+  # SIGINT with its default action, as in a terminal (a script's background
+  # job would inherit it ignored): Ctrl-C on a run stops it as preemption does.
+  python3 -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])' \
+    "$DTRAIN" run "$WORK/tiny.toml" --out "$out" "${opts[@]}" >"$WORK/out" 2>"$WORK/err" &
   pid=$!
   for _ in $(seq 600); do  # until 20 steps are done (at most 30 s)
     [ -f "$out/metrics.jsonl" ] && [ "$(wc -l <"$out/metrics.jsonl")" -ge 20 ] && break
