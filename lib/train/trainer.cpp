@@ -10,6 +10,7 @@
 
 #include "core/file_kind.h"
 #include "kernels/cpu/gemm.h"
+#include "model/batchnorm.h"
 #include "ops/ops.h"
 #include "parallel/pipeline.h"
 
@@ -487,12 +488,31 @@ double Trainer::global_grad_norm() {
 }
 
 void Trainer::sync_buffers() {
-  // Batch-norm running statistics: each data-parallel rank saw other images;
-  // their mean keeps the replicas (and evaluation) identical.
+  // Batch-norm running statistics, r <- (1 - m) r + m s once per micro-batch
+  // of batch statistics s. Each data-parallel rank updated them over its own
+  // M micro-batches from the step's r0: r_k = a r0 + (its part), a = (1-m)^M.
+  // One process updates them over all dp x M in the global batch's order,
+  // rank 0's run first (sample_offset), which comes to
+  //   r = a^dp r0 + sum_k a^(dp-1-k) (r_k - a r0):
+  // each rank's term, summed over dp, gives every replica one process's
+  // statistics (to rounding), so evaluation matches too.
   Tensor& b = model().params.buffers();
   if (g_.layout.dp == 1 || b.numel() == 0) return;
+  const Exec& ex = model().exec;
+  const double a = std::pow(1.0 - BatchNorm2d::kMomentum, static_cast<double>(cfg_.train.grad_accum));
+  const int k = g_.coord.dp, dp = g_.layout.dp;
+  if (!buffers_scratch_.defined()) buffers_scratch_ = Tensor::empty(b.shape(), b.dtype(), ex.device);
+  Tensor& start = buffers_scratch_;
+  ops::copy(ex, buffers_at_start_, start);
+  ops::scale(ex, start, -a);
+  ops::add(ex, b, start, b);  // r_k - a r0
+  ops::scale(ex, b, std::pow(a, dp - 1 - k));
+  if (k == 0) {
+    ops::copy(ex, buffers_at_start_, start);
+    ops::scale(ex, start, std::pow(a, dp));
+    ops::add(ex, b, start, b);
+  }
   g_.dp->all_reduce(b, ReduceOp::sum)->wait();
-  ops::scale(model().exec, b, 1.0 / static_cast<double>(g_.layout.dp));
 }
 
 double Trainer::comm_wait_total() const {
@@ -510,6 +530,11 @@ StepResult Trainer::train_step(int64_t step) {
   if (!grads_zeroed_) m.params.zero_grads();
   grads_zeroed_ = false;  // until this step's update zeroes them again
   if (zero_) zero_->begin_step();
+  if (g_.layout.dp > 1 && !local_ && m.params.buffers().numel() > 0) {  // sync_buffers' r0
+    Tensor& b = m.params.buffers();
+    if (!buffers_at_start_.defined()) buffers_at_start_ = Tensor::empty(b.shape(), b.dtype(), m.exec.device);
+    ops::copy(m.exec, b, buffers_at_start_);
+  }
   const int micro_batches = static_cast<int>(t.grad_accum);
   const std::vector<PipeOp>& ops = ops_;
   // The mean over the step's global batch; under local sync over the

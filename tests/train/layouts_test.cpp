@@ -152,7 +152,7 @@ Run train(const Config& cfg, const Groups& g, TrainerOptions opts = {}) {
   for (int64_t s = 0; s < cfg.train.steps; ++s) r.losses.push_back(t.train_step(s).loss);
   t.gather_full_params();  // ZeRO-3: each rank holds a shard only
   for (const auto& p : t.model().params.all()) {
-    if (!p->trainable) continue;  // batch-norm running statistics: averaged over dp, not compared
+    // Batch-norm running statistics too: under dp combined as one process updates them.
     const float* v = p->value.data<float>();
     r.params[p->name].assign(v, v + p->numel());
     r.shards[p->name] = p->shard;
