@@ -207,9 +207,11 @@ Plan run_plan_command(const PlanCommand& cmd) {
   else if (hw.peak_bf16 > 0 && hw.gpu()) r.workload.precision = "bf16";
   if (r.workload.precision != "fp32" && r.workload.precision != "bf16")
     throw ConfigError(fmt::format("--precision {}: expected fp32 or bf16", r.workload.precision));
-  r.features = cmd.runnable_only ? Features::this_trainer() : Features::full();
-  r.runnable = Features::this_trainer();
-  if (r.model.family() != ModelFamily::gpt) r.runnable.recompute = r.runnable.selective = false;  // the CNN
+  // What this trainer runs: it runs every mode the planner models, so there
+  // are no what-ifs to add (--runnable lists the same).
+  r.features = r.runnable = Features::this_trainer();
+  if (r.model.family() != ModelFamily::gpt)  // the CNN
+    r.features.recompute = r.features.selective = r.runnable.recompute = r.runnable.selective = false;
   if (cmd.no_idle) r.max_idle_fraction = 0;
   r.runnable_only = cmd.runnable_only;
   for (const std::string& o : constraints) {

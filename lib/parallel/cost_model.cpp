@@ -41,6 +41,8 @@ Features Features::this_trainer() {
   f.sequence_parallel = true;
   f.bf16 = true;  // train.precision = "bf16": fp32 masters, bf16 compute
   f.tp_for_cnn = false;
+  f.grad_bytes = 4;            // fp32 gradients under bf16 too (lib/model/param.cpp: the master dtype)
+  f.zero1_grad_shard = true;   // lib/train/zero.h: ZeRO-1's reduced shard beside the full buffer
   return f;
 }
 
@@ -680,6 +682,7 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     // gradients, and the tied embedding's whole gradient.
     const double windows = 2 * stage_max_layer[s] + stage_tied[s];
     mem.grads = c.zero >= 2 && sharded ? (shard + windows) * sb.grads : params * sb.grads;
+    if (c.zero == 1 && sharded && f.zero1_grad_shard) mem.grads += shard * sb.grads;
     if (dp_overlap) mem.grads += params * f.ddp_bucket_copy_bytes;  // the wrapper's own buckets
     mem.optimizer = (c.zero >= 1 && sharded ? shard : params) * sb.optimizer;
     if (w.local_sync_every > 0 && d > 1) mem.local_sync = params * 4.0 * (w.outer_momentum ? 4 : 3);

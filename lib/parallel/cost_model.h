@@ -136,11 +136,17 @@ struct Features {
   double ddp_bucket_copy_bytes = 0;
   // Bytes per parameter of the gradients the devices keep and the
   // data-parallel reduction moves, where the runtime's differ from the
-  // workload's (StateBytes::grads): 0 = the workload's (this trainer: bf16
-  // gradients under bf16); 4 = fp32, as Megatron-Core accumulates and reduces
-  // them for bf16 (its main_grad buffers; arguments.py sets
+  // workload's (StateBytes::grads: 2 under bf16); 4 = fp32, as this trainer
+  // keeps and reduces them (ParamStore holds the gradients in the master
+  // dtype: Features::this_trainer) and as Megatron-Core accumulates and
+  // reduces them for bf16 (its main_grad buffers; arguments.py sets
   // accumulate_allreduce_grads_in_fp32 for bf16).
   double grad_bytes = 0;
+  // ZeRO-1 reduce-scatters the gradients into a shard buffer of its own
+  // beside the full gradient buffer (1/dp more gradient memory): this trainer
+  // (lib/train/zero.h, `grad_shard`); false: in place in the gradient buffer
+  // (Megatron's distributed optimizer).
+  bool zero1_grad_shard = false;
   // Bytes per parameter the data-parallel reduction sends, where they differ
   // from the gradients kept (grad_bytes): 0 = the same. DeepSpeed's
   // BF16_Optimizer (2022) keeps bf16 and fp32 gradients (grad_bytes 6) and

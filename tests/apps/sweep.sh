@@ -219,16 +219,16 @@ grep -q "layout dp=2 tp=1 pp=1 on 2 ranks" m/trial_000/output.log || fail "mpiru
 grep -qE "stopped by (SIGUSR1|a signal on another rank) after step" m/trial_001/output.log ||
   { cat m/trial_001/output.log; fail "mpirun: trial 1 was not stopped cleanly"; }
 echo "sweep: 6. trials under mpirun -np 2, ASHA's stop through mpirun ($((SECONDS - t))s)"
-# 7. The shipped example (configs/sweep-gpt.toml) on the shipped base, shortened:
+# 7. The shipped example (configs/sweep/gpt-lr.toml) on the shipped base, shortened:
 # its keys and values hold against configs/gpt.toml, and it runs to a best trial.
 t=$SECONDS
-mkdir shipped && cp "$DTRAIN_SOURCE_DIR/configs/gpt.toml" "$DTRAIN_SOURCE_DIR/configs/sweep-gpt.toml" shipped/
+mkdir -p shipped/sweep && cp "$DTRAIN_SOURCE_DIR/configs/gpt.toml" shipped/ && cp "$DTRAIN_SOURCE_DIR/configs/sweep/gpt-lr.toml" shipped/sweep/
 sed -i -e 's/"train.steps=300", "train.eval_every=100"/"train.steps=6", "train.eval_every=2", "train.eval_batches=1", "model.n_layer=1", "train.threads=1"/' \
   -e 's/"optim.warmup_steps=30"/"optim.warmup_steps=1"/' -e 's/^rungs = .*/rungs = [2, 4]/' -e 's/^trials = 6/trials = 3/' \
-  shipped/sweep-gpt.toml
-grep -q '"train.steps=6"' shipped/sweep-gpt.toml && grep -q '^rungs = \[2, 4\]' shipped/sweep-gpt.toml ||
-  fail "configs/sweep-gpt.toml changed: update this test's shortening"
-(cd "$DTRAIN_SOURCE_DIR" && expect_exit 0 "$DTRAIN" sweep "$WORK/shipped/sweep-gpt.toml" --out "$WORK/shipped_runs")
+  shipped/sweep/gpt-lr.toml
+grep -q '"train.steps=6"' shipped/sweep/gpt-lr.toml && grep -q '^rungs = \[2, 4\]' shipped/sweep/gpt-lr.toml ||
+  fail "configs/sweep/gpt-lr.toml changed: update this test's shortening"
+(cd "$DTRAIN_SOURCE_DIR" && expect_exit 0 "$DTRAIN" sweep "$WORK/shipped/sweep/gpt-lr.toml" --out "$WORK/shipped_runs")
 [ -f "$WORK/shipped_runs/best.toml" ] || fail "the shipped sweep wrote no best.toml"
 echo "sweep: 7. the shipped example sweep ($((SECONDS - t))s)"
 echo "sweep: ok in $((SECONDS - T0))s"

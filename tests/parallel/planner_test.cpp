@@ -35,7 +35,7 @@ PlanRequest request(const ModelConfig& m, int64_t seq, int64_t batch, int device
   r.workload.precision = precision;
   r.devices = devices;
   r.hardware = load_hardware(hw);
-  r.features = Features::this_trainer();  // what lib/train runs (ZeRO-3 is modelled, not yet runnable)
+  r.features = Features::this_trainer();  // what lib/train runs
   return r;
 }
 
@@ -148,20 +148,15 @@ TEST_CASE("1T GPT on 3072 A100s (Narayanan et al. 2021, Table 1): tp = 8, deep p
   // own software.
   CHECK(paper->p.step_seconds < 1.25 * ps.feasible[0].p.step_seconds);
   CHECK(paper->p.mfu > 0.25);
-  // Without recomputation only sequence parallelism fits (its blocks keep
-  // the slices of what plain tp keeps whole, and since 2026-12-05 gather the
-  // products' inputs again in backward, as Megatron-LM does), at 97% or more
-  // of the usable memory: 1F1B keeps a stage's blocks' activations for every
-  // micro-batch in flight on stage 0.
-  int without = 0;
+  // Without recomputation nothing fits in this trainer: 1F1B keeps a
+  // stage's blocks' activations for every micro-batch in flight on stage 0,
+  // and its gradients are fp32 (Features::this_trainer: grad_bytes 4; until
+  // 2026-12-06 the plan counted them in bf16, and sequence parallelism alone
+  // fitted, at 97% of the usable memory).
   for (const PlannedLayout& l : p.feasible) {
-    if (l.p.c.recompute != Recompute::none) continue;
     CAPTURE(str(l.p.c));
-    CHECK(l.p.c.sequence_parallel);
-    CHECK(l.p.memory.total() > 0.97 * l.p.capacity);
-    ++without;
+    CHECK(l.p.c.recompute != Recompute::none);
   }
-  CHECK(without > 0);
   // Recomputation, bf16 and ZeRO-1 by reduce-scatter run in this trainer.
   CHECK(p.feasible[0].runnable());
 }
