@@ -88,8 +88,11 @@ def main(argv=None):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        hint = ""
+        if os.path.realpath(sys.executable) != os.path.realpath("/usr/bin/python3") and os.path.exists("/usr/bin/python3"):
+            hint = f"; this is {sys.executable}: Debian's /usr/bin/python3 is the one it is installed for"
         raise SystemExit("plot_metrics: matplotlib is missing: apt-get install python3-matplotlib "
-                         "(tools/setup.sh installs it)")
+                         f"(tools/setup.sh installs it){hint}")
 
     runs = [read_run(d) for d in args.runs]
     if not any(r["train"] or r["eval"] for r in runs):
