@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <charconv>
 
+#include <toml.hpp>
+
 #include "core/device.h"
 #include "core/error.h"
 #include "core/format_bytes.h"
@@ -267,7 +269,23 @@ Plan run_plan_command(const PlanCommand& cmd) {
                                     r.zero, cfg.parallel.sync_every, cfg.parallel.outer_optim));
     r.zero = 0;
   }
-  return make_plan(r);
+  Plan plan = make_plan(r);
+  // The config's own micro-batch is a choice here (mode = "auto" keeps it):
+  // said, so that the plan and an auto run of the same file do not differ
+  // without a word.
+  if (r.micro_batch == 0) {
+    try {
+      const toml::value doc = toml::parse(cmd.config_path);
+      if (doc.contains("train") && doc.at("train").is_table() && doc.at("train").contains("micro_batch") &&
+          doc.at("train").at("micro_batch").is_integer() && doc.at("train").at("micro_batch").as_integer() > 0)
+        plan.notes.push_back(fmt::format(
+            "the config's train.micro_batch = {} is planned over here, not kept; parallel.mode = \"auto\" keeps it "
+            "(--set train.micro_batch={} plans what it would choose from)",
+            doc.at("train").at("micro_batch").as_integer(), doc.at("train").at("micro_batch").as_integer()));
+    } catch (const std::exception&) {  // load_config read it already: nothing to add
+    }
+  }
+  return plan;
 }
 
 }  // namespace dtrain

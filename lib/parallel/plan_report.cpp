@@ -60,6 +60,7 @@ std::string format_plan_text(const Plan& plan, int top) {
       plan.global_batch, plan.seq_len > 0 ? fmt::format(" x {} tokens", plan.seq_len) : std::string(" images"),
       plan.precision);
   if (!plan.choices.empty()) out += fmt::format("fixed: {}\n", plan.choices);
+  for (const std::string& n : plan.notes) out += "note: " + n + "\n";
   if (!plan.vocab_blocked_tp.empty())
     out += fmt::format("vocabulary {} is not divisible by tp={}: those degrees are rejected; pad model.vocab_size "
                        "to {} (a multiple of 128 they divide) to allow them\n",
@@ -195,6 +196,7 @@ std::string format_plan_json(const Plan& plan, int top) {
                      {"tp_bandwidth", hw.tp_bandwidth},
                      {"sp_bandwidth", hw.sp_bandwidth}};
   out["choices"] = plan.choices;
+  out["notes"] = plan.notes;
   out["evaluated"] = plan.evaluated;
   out["device_counts"] = plan.device_counts;
   if (!plan.vocab_blocked_tp.empty())

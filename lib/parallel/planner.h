@@ -82,6 +82,7 @@ struct Plan {
   std::vector<Rejection> rejected;       // most relevant first (memory nearest to fitting first)
   int64_t evaluated = 0;   // candidates predicted
   std::string choices;     // the choices the caller fixed, in words ("dp=3, zero=2"); empty: none
+  std::vector<std::string> notes;  // what the caller set aside, said under the header
   std::vector<int> device_counts;  // the counts planned for: `devices`, and fewer where some may idle
   // tp degrees the vocabulary does not divide, and the size padded to a
   // multiple of 128 that every one of them divides (0: none blocked).

@@ -10,6 +10,10 @@ tiny_gpt_config
 expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 4
 grep -q "plan for 4 devices of cpu-local" "$WORK/out" || fail "plan: no header"
 grep -qE "^ +1[ *] +[0-9]+ +[0-9]+ +[0-9]+ " "$WORK/out" || fail "plan: no ranked rows"
+# The config's micro-batch (4) is planned over, and the plan says so (auto keeps it).
+grep -q "^note: the config's train.micro_batch = 4 is planned over here, not kept" "$WORK/out" || fail "plan: no note on the config's micro-batch"
+expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 4 --set train.micro_batch=4
+! grep -q "^note: the config's train.micro_batch" "$WORK/out" || fail "plan: the note with the micro-batch fixed"
 
 # JSON: the same plan, machine-readable; layouts multiply to the devices.
 expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 8 --json --top 0 --set train.global_batch=32
