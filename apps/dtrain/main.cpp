@@ -19,13 +19,12 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
+#include <cerrno>
 #include <csignal>
 #include <optional>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -208,8 +207,16 @@ int main(int argc, char** argv) {
       // Rank 0 says it. mpirun ends the job at the first rank that exits
       // non-zero and can drop what it has not yet forwarded of the others'
       // output (1 in 20 runs of `mpirun -np 4 dtrain validate` lost rank 0's
-      // line): the other ranks give it time to get out first.
-      std::this_thread::sleep_for(std::chrono::seconds(2));
+      // line): the other ranks give it time to get out first, and leave
+      // quietly when the launcher stops them meanwhile (SIGTERM once rank 0
+      // has exited).
+      watchdog.set_grace(60);
+      sigset_t stops;
+      sigemptyset(&stops);
+      for (int s : stop_signals) sigaddset(&stops, s);
+      const timespec wait{2, 0};
+      while (sigtimedwait(&stops, nullptr, &wait) < 0 && errno == EINTR) {
+      }
     }
     const int code = exit_code_for(e);
     if (can_abort && !(ctx.shared_failure && config)) MPI_Abort(MPI_COMM_WORLD, code);

@@ -178,11 +178,17 @@ class Validator {
     const ParallelConfig& p = c_.parallel;
     auto dp_tp = checked_mul(p.dp, p.tp);
     auto ranks = dp_tp ? checked_mul(*dp_tp, p.pp) : std::nullopt;
+    // Under parallel.mode = "auto" the degrees a config sets are constraints:
+    // with all three set there is nothing left to choose.
+    const bool all_fixed = p.mode == "auto" && is_set("parallel.dp") && is_set("parallel.tp") && is_set("parallel.pp");
     if (!ranks || *ranks != world_size_)
       problem({"parallel.dp", "parallel.tp", "parallel.pp"},
-              fmt::format("parallel: dp x tp x pp = {} but {} {} launched",
+              fmt::format("parallel: dp x tp x pp = {} but {} {} launched{}",
                           ranks ? fmt::to_string(*ranks) : "(too large)", world_size_,
-                          world_size_ == 1 ? "rank was" : "ranks were"));
+                          world_size_ == 1 ? "rank was" : "ranks were",
+                          all_fixed ? " (parallel.mode = \"auto\" keeps the degrees the config sets: leave out "
+                                      "parallel.dp, tp and pp, or the ones the planner may choose)"
+                                    : ""));
     check_sequence_parallel();
     check_local_sync();
   }

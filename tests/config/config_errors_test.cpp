@@ -195,6 +195,10 @@ const std::vector<BadCase> kBadCases = {
      {}, 2,
      "cfg.toml:10: parallel.pp (2) x parallel.virtual_stages (3) exceeds the model's 5 top-level layers (each model "
      "chunk needs at least one)"},
+    {"auto mode with every degree fixed", cat(kGpt, {"[parallel]", "mode = \"auto\"", "dp = 1", "tp = 1", "pp = 1"}),
+     {}, 4,
+     "cfg.toml:8: parallel: dp x tp x pp = 1 but 4 ranks were launched (parallel.mode = \"auto\" keeps the degrees "
+     "the config sets: leave out parallel.dp, tp and pp, or the ones the planner may choose)"},
     {"no checkpoints kept", cat(kGpt, {"[checkpoint]", "keep = 0"}), {}, 1,
      "cfg.toml:7: checkpoint.keep: expected an integer >= 1, got 0"},
     {"--set of the wrong type", kGpt, {"train.steps=abc"}, 1,
