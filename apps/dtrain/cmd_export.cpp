@@ -1,12 +1,18 @@
 // `dtrain export CHECKPOINT --format hf --out DIR`: a checkpoint of any
 // layout as a Hugging Face GPT-2 directory (config.json, model.safetensors)
-// that transformers' GPT2LMHeadModel.from_pretrained(DIR) loads. See
-// lib/checkpoint/hf.h for the name and layout mapping.
+// that transformers' GPT2LMHeadModel.from_pretrained(DIR) loads, with GPT-2's
+// tokenizer files for a run trained on its tokens. See lib/checkpoint/hf.h for
+// the name and layout mapping.
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
 
 #include "checkpoint/hf.h"
 #include "checkpoint/load_model.h"
@@ -14,9 +20,54 @@
 
 namespace dtrain_cli {
 
+namespace {
+
+// A run trained on GPT-2's tokens: its tokenizer beside the model, under the
+// names transformers' GPT2Tokenizer reads (vocab.json is encoder.json,
+// merges.txt is vocab.bpe, byte for byte), so that AutoTokenizer and
+// pipeline("text-generation", DIR) need nothing else. Never replaces a file;
+// missing sources are said, not fatal (the model is exported either way).
+std::string export_gpt2_tokenizer(const std::string& from, const std::string& out, int64_t context_length) {
+  namespace fs = std::filesystem;
+  const std::pair<const char*, const char*> files[] = {{"encoder.json", "vocab.json"}, {"vocab.bpe", "merges.txt"}};
+  for (const auto& [src, dst] : files)
+    if (std::error_code ec; !fs::is_regular_file(fs::path(from) / src, ec))
+      return fmt::format("no tokenizer files: '{}' is not a file (point --tokenizer-dir at GPT-2's encoder.json and "
+                         "vocab.bpe to include them)",
+                         (fs::path(from) / src).string());
+  std::vector<std::string> wrote, kept;
+  for (const auto& [src, dst] : files) {
+    std::error_code ec;
+    if (fs::exists(fs::path(out) / dst, ec)) {
+      kept.push_back(dst);
+      continue;
+    }
+    if (!fs::copy_file(fs::path(from) / src, fs::path(out) / dst, fs::copy_options::none, ec))
+      throw dtrain::RuntimeError(fmt::format("export: cannot copy '{}' to '{}': {}", (fs::path(from) / src).string(),
+                                             (fs::path(out) / dst).string(), ec.message()));
+    wrote.push_back(dst);
+  }
+  const fs::path config = fs::path(out) / "tokenizer_config.json";
+  if (std::error_code ec; fs::exists(config, ec)) {
+    kept.push_back("tokenizer_config.json");
+  } else {
+    const nlohmann::json j = {{"tokenizer_class", "GPT2Tokenizer"}, {"model_max_length", context_length},
+                              {"bos_token", "<|endoftext|>"},      {"eos_token", "<|endoftext|>"},
+                              {"unk_token", "<|endoftext|>"},      {"add_prefix_space", false}};
+    std::ofstream f(config);
+    f << j.dump(2) << "\n";
+    if (!f) throw dtrain::RuntimeError(fmt::format("export: cannot write '{}'", config.string()));
+    wrote.push_back("tokenizer_config.json");
+  }
+  return fmt::format("tokenizer (GPT-2, from {}): wrote {}{}", from, fmt::join(wrote, ", "),
+                     kept.empty() ? "" : fmt::format("; kept the {} already there", fmt::join(kept, ", ")));
+}
+
+}  // namespace
+
 Subcommand add_export(CLI::App& app) {
   struct Opts {
-    std::string path, format = "hf", out;
+    std::string path, format = "hf", out, tokenizer_dir;
     int64_t vocab_size = 0;
   };
   auto o = std::make_shared<Opts>();
@@ -31,6 +82,9 @@ Subcommand add_export(CLI::App& app) {
                   "Rows of the token embedding to export (default: the tokenizer's ids, 50257 for gpt2, "
                   "dropping padding rows; else all)")
       ->check(whole_number(1, INT32_MAX));
+  cmd->add_option("--tokenizer-dir", o->tokenizer_dir,
+                  "GPT-2 tokenizer files (encoder.json, vocab.bpe) to include, if not at the run's data.tokenizer_dir")
+      ->check(path_name());
   return {cmd, [o](Context& ctx) {
             if (ctx.world_rank != 0) return kExitOk;
             // An export never replaces files (the Hugging Face directory a run was started from, say).
@@ -44,6 +98,10 @@ Subcommand add_export(CLI::App& app) {
             for (const auto& n : r.notes) fmt::print("{}\n", n);
             fmt::print("exported {} (step {}) to {}: config.json, model.safetensors ({} tensors, {} bytes)\n",
                        lm.dir, lm.meta.step, o->out, r.tensors, r.bytes);
+            if (lm.cfg.data.tokenizer == "gpt2")
+              fmt::print("{}\n", export_gpt2_tokenizer(o->tokenizer_dir.empty() ? lm.cfg.data.tokenizer_dir
+                                                                              : o->tokenizer_dir,
+                                                         o->out, lm.cfg.model.context_length));
             return kExitOk;
           }};
 }

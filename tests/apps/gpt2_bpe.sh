@@ -85,4 +85,41 @@ assert n_train == len(want) - int(len(want) * 0.25), n_train
 PY
 expect_exit 2 "$PY" "$DTRAIN_SOURCE_DIR/tools/text_to_bin.py" "$WORK/in.txt" --tokenizer gpt2 --tokenizer-dir "$WORK/none" --out "$WORK/u"
 expect_err "cannot read the GPT-2 tokenizer in $WORK/none"
+# A run on GPT-2's tokens exports with its tokenizer: vocab.json and
+# merges.txt are encoder.json and vocab.bpe byte for byte (what transformers'
+# GPT2Tokenizer reads), and a tokenizer_config.json; without the files the
+# model is exported and their absence said.
+cat >"$WORK/bpe.toml" <<EOT
+[model]
+type = "gpt"
+vocab_size = 50304
+context_length = 16
+n_layer = 1
+n_head = 2
+n_embd = 16
+[data]
+train = "$DTRAIN_SOURCE_DIR/data/kjv_gpt2_train.bin"
+val = "$DTRAIN_SOURCE_DIR/data/kjv_gpt2_val.bin"
+tokenizer = "gpt2"
+tokenizer_dir = "$DTRAIN_SOURCE_DIR/data/gpt2"
+[train]
+steps = 2
+micro_batch = 2
+grad_accum = 1
+eval_every = 0
+threads = 1
+[optim]
+warmup_steps = 1
+EOT
+expect_exit 0 "$DTRAIN" run "$WORK/bpe.toml" --out "$WORK/bpe"
+expect_exit 0 "$DTRAIN" export "$WORK/bpe/checkpoints" --format hf --out "$WORK/bpe_hf"
+grep -q "tokenizer (GPT-2, from $DTRAIN_SOURCE_DIR/data/gpt2): wrote vocab.json, merges.txt, tokenizer_config.json" "$WORK/out" ||
+  fail "export: no tokenizer line: $(cat "$WORK/out")"
+cmp -s "$WORK/bpe_hf/vocab.json" "$DTRAIN_SOURCE_DIR/data/gpt2/encoder.json" || fail "vocab.json is not encoder.json"
+cmp -s "$WORK/bpe_hf/merges.txt" "$DTRAIN_SOURCE_DIR/data/gpt2/vocab.bpe" || fail "merges.txt is not vocab.bpe"
+"$PY" -c 'import json, sys; c = json.load(open(sys.argv[1])); assert c["tokenizer_class"] == "GPT2Tokenizer" and c["model_max_length"] == 16, c' \
+  "$WORK/bpe_hf/tokenizer_config.json" || fail "tokenizer_config.json"
+expect_exit 0 "$DTRAIN" export "$WORK/bpe/checkpoints" --format hf --out "$WORK/bpe_hf2" --tokenizer-dir "$WORK/none"
+grep -q "no tokenizer files: '$WORK/none/encoder.json' is not a file" "$WORK/out" || fail "export: no word on the missing tokenizer"
+[ -f "$WORK/bpe_hf2/model.safetensors" ] && [ ! -e "$WORK/bpe_hf2/vocab.json" ] || fail "export without the tokenizer files"
 echo "gpt2_bpe: ok"
