@@ -3,6 +3,7 @@
 // from the newest good checkpoint, on any layout. Both then train under a
 // CheckpointSession (periodic and preemption checkpoints, checkpoint.async)
 // and draw the loss plot at the end (log.plot).
+#include <cstdio>
 #include <memory>
 #include <optional>
 #include <string>
@@ -43,6 +44,7 @@ int train(Context& ctx, TrainingSetup& setup, dtrain::Trainer& trainer, int64_t 
   session.finish();  // checkpoint.async: the write in flight
   if (ctx.world_rank == 0) plot_run(trainer.config(), log);
   if (summary.stopped) {
+    std::fflush(stdout);  // the log's lines (the checkpoint's included) before this one
     if (ctx.world_rank == 0)
       fmt::print(stderr,
                  "dtrain: stopped by {} after step {} of {}; checkpoint {}; continue with: dtrain "

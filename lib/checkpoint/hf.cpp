@@ -228,7 +228,13 @@ std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const s
                                    cfg_name, *vocab, cfg.vocab_size, *vocab));
   if (!problems.empty()) throw ConfigError(problems);
 
-  const SafetensorsFile st((fs::path(dir) / "model.safetensors").string());
+  const SafetensorsFile st = [&] {
+    try {
+      return SafetensorsFile((fs::path(dir) / "model.safetensors").string());
+    } catch (const InputError& e) {  // said as the key that named it, as the config.json problems are
+      throw InputError("model.init_from: " + std::string(e.what()));
+    }
+  }();
   // Names with or without the "transformer." prefix; the causal-mask buffers
   // older exports carry are skipped.
   std::map<std::string, const SafeTensorInfo*> by_name;

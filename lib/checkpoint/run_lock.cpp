@@ -19,6 +19,8 @@ namespace dtrain {
 
 RunLock::RunLock(const std::string& dir, unsigned dir_mode) : dir_(dir) {
   namespace fs = std::filesystem;
+  std::error_code ec;
+  created_ = !fs::exists(dir, ec) && !ec;
   store::create_dir(dir, dir_mode);
   const std::string path = (fs::path(dir) / ".dtrain.lock").string();
   fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
@@ -51,16 +53,30 @@ RunLock::RunLock(const std::string& dir, unsigned dir_mode) : dir_(dir) {
 }
 
 RunLock::~RunLock() {
-  if (fd_ >= 0) ::close(fd_);  // releases the flock
+  if (fd_ < 0) return;
+  if (created_) {  // still held: nobody else can have started writing there
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    bool only_lock = true;
+    for (const auto& e : fs::directory_iterator(dir_, ec))
+      if (e.path().filename() != ".dtrain.lock") only_lock = false;
+    if (!ec && only_lock) {
+      fs::remove(fs::path(dir_) / ".dtrain.lock", ec);
+      if (!ec) fs::remove(dir_, ec);
+    }
+  }
+  ::close(fd_);  // releases the flock
 }
 
-RunLock::RunLock(RunLock&& o) noexcept : dir_(std::move(o.dir_)), fd_(std::exchange(o.fd_, -1)) {}
+RunLock::RunLock(RunLock&& o) noexcept
+    : dir_(std::move(o.dir_)), fd_(std::exchange(o.fd_, -1)), created_(std::exchange(o.created_, false)) {}
 
 RunLock& RunLock::operator=(RunLock&& o) noexcept {
   if (this != &o) {
     if (fd_ >= 0) ::close(fd_);
     dir_ = std::move(o.dir_);
     fd_ = std::exchange(o.fd_, -1);
+    created_ = std::exchange(o.created_, false);
   }
   return *this;
 }

@@ -18,6 +18,8 @@ class RunLock {
   // log.dir_mode). Throws ConfigError naming the holder if another process
   // holds it, RuntimeError if the lock file cannot be made.
   explicit RunLock(const std::string& dir, unsigned dir_mode = 0700);
+  // Releases the lock. A directory the lock created that holds nothing else
+  // (a run that failed before writing anything) is removed with its lock file.
   ~RunLock();
   RunLock(RunLock&& o) noexcept;
   RunLock& operator=(RunLock&& o) noexcept;
@@ -29,6 +31,7 @@ class RunLock {
  private:
   std::string dir_;
   int fd_ = -1;
+  bool created_ = false;  // the directory did not exist before
 };
 
 }  // namespace dtrain

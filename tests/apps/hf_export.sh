@@ -73,6 +73,7 @@ PY
 # Refusals: a missing directory, a model dtrain cannot express, other shapes.
 expect_exit 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set "model.init_from=\"hf:$WORK/nope\"" --out "$WORK/c"
 expect_err "$WORK/nope/config.json': cannot open"
+[ ! -e "$WORK/c" ] || fail "a run refused at setup left its new directory behind: $(ls -A "$WORK/c")"
 sed 's/"gelu_new"/"relu"/' "$WORK/hf/config.json" > "$WORK/hf2/config.json"
 expect_exit 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set "model.init_from=\"hf:$WORK/hf2\"" --out "$WORK/c"
 expect_err 'activation_function = "relu": dtrain'"'"'s MLP uses GELU with the tanh approximation'
