@@ -15,6 +15,8 @@
 // sees alike (a bad config) are printed once, by rank 0; an error of one rank is
 // printed with its rank and ends the whole job (MPI_Abort), so no other rank
 // is left waiting.
+#include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -62,6 +64,32 @@ int exit_code_for(const dtrain::Error& e) {
   return kExitInternal;
 }
 
+// A line to stderr from the watchdog's thread: never throws (an exception
+// there would end the process without its checkpoint).
+void say(const std::string& line) {
+  std::fputs(line.c_str(), stderr);
+  std::fflush(stderr);
+  std::clearerr(stderr);
+}
+
+// stdout and stderr that are pipes nobody reads any more (the launcher that
+// held their other ends died) are pointed at /dev/null, so that the rank's
+// remaining writes (its log, its stop line) neither fail nor throw.
+void silence_unread_output() {
+  for (int fd : {STDOUT_FILENO, STDERR_FILENO}) {
+    pollfd p{fd, POLLOUT, 0};
+    if (poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP | POLLNVAL)) != 0) {
+      if (fd == STDOUT_FILENO) std::fflush(stdout);
+      const int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+      if (null >= 0) {
+        dup2(null, fd);
+        close(null);
+      }
+      std::clearerr(fd == STDOUT_FILENO ? stdout : stderr);
+    }
+  }
+}
+
 // `rank` is "" on one process, "rank 3: " under a launcher.
 void report(const dtrain::Error& e, const std::string& rank) {
   if (const auto* ce = dynamic_cast<const dtrain::ConfigError*>(&e)) {
@@ -99,19 +127,23 @@ int main(int argc, char** argv) {
       {.stop_signals = stop_signals,
        .on_launcher_gone =
            [&] {
-             fmt::print(stderr, "dtrain: {}the launcher (process {}) is gone; stopping\n", tag(), launcher);
+             // The launcher held the other ends of our stdout and stderr (mpirun's
+             // pipes): with it gone, writing there fails (EPIPE), which must not
+             // end the rank before its checkpoint; they go to /dev/null instead.
+             // Output redirected to files is kept.
+             silence_unread_output();
+             say(fmt::format("dtrain: {}the launcher (process {}) is gone; stopping\n", tag(), launcher));
              kill(getpid(), SIGTERM);
            },
        .on_stuck =
            [&](const std::string& why, double secs) {
              const std::string name = command.load() ? command.load() : "";
              if (name != "" && name != "run" && name != "resume")
-               fmt::print(stderr, "dtrain: {}stopped by {} (dtrain {})\n", tag(), why, name);
+               say(fmt::format("dtrain: {}stopped by {} (dtrain {})\n", tag(), why, name));
              else
-               fmt::print(stderr, "dtrain: {}stopped by {} {}; no checkpoint written\n", tag(), why,
-                          watchdog.grace() == 0 ? "during setup"
-                                                : fmt::format("after {:.0f} s blocked within a step", secs));
-             std::fflush(stderr);
+               say(fmt::format("dtrain: {}stopped by {} {}; no checkpoint written\n", tag(), why,
+                               watchdog.grace() == 0 ? "during setup"
+                                                     : fmt::format("after {:.0f} s blocked within a step", secs)));
              std::_Exit(kExitRuntime);
            }});
   {  // --version --verbose: the versions built with and loaded, before MPI starts

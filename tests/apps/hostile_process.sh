@@ -85,6 +85,21 @@ for r in 0 1; do
 done
 grep -q "the launcher (process $mp) is gone; stopping" "$WORK"/rank_*.err || fail "no rank noticed the launcher gone"
 ls -d "$WORK"/orphan/checkpoints/step_* >/dev/null 2>&1 || fail "the orphaned ranks wrote no checkpoint"
+# The same with the ranks' output going through mpirun (no wrapper, as a user
+# runs it): with mpirun dead their stdout and stderr are pipes nobody reads,
+# and writing the notice there must not end a rank before its checkpoint (it
+# did: an EPIPE thrown in the watchdog's thread aborted both ranks).
+"${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" --set parallel.dp=2 --set train.grad_accum=1 \
+  "${long[@]}" --out "$WORK/orphan2" >/dev/null 2>&1 &
+mp=$!
+bg+=($mp)
+wait_step "$WORK/orphan2/metrics.jsonl" 3
+ranks=$(ps -o pid= --ppid $mp | tr '\n' ' ')
+[ -n "$ranks" ] || fail "no ranks under mpirun"
+bg+=($ranks)
+kill -KILL $mp
+wait_gone 30 $ranks
+ls -d "$WORK"/orphan2/checkpoints/step_* >/dev/null 2>&1 || fail "orphaned ranks writing to mpirun's dead pipes wrote no checkpoint"
 
 # 3. A rank blocked on a stopped peer leaves within seconds of SIGTERM (not parallel.timeout = 60 s).
 "${MPIRUN[@]}" -np 2 "$WORK/wrap.sh" "$DTRAIN" run "$WORK/tiny.toml" --set parallel.dp=2 --set train.grad_accum=1 \
