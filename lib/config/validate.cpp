@@ -50,8 +50,11 @@ class Validator {
     check_parallel();
     const size_t before = problems_.size();
     resolve_batch();
-    if (problems_.size() == before && !layout_unresolved_) check_schedule();
-    if (problems_.size() == before && !layout_unresolved_) check_layout_fits_model();
+    if (problems_.size() == before && !layout_unresolved_) {
+      // Independent of each other: both said at once.
+      check_schedule();
+      check_layout_fits_model();
+    }
     if (problems_.size() == before && !layout_unresolved_) check_sizes();
     check_output_paths();
     resolve_paths();
@@ -282,7 +285,8 @@ class Validator {
     } else {
       for (int64_t n : m.blocks) layers += n;
     }
-    const int64_t chunks = p.schedule == "interleaved" ? p.virtual_stages : 1;
+    // (interleaving on one stage is check_schedule's to say)
+    const int64_t chunks = p.schedule == "interleaved" && p.pp > 1 ? p.virtual_stages : 1;
     const auto needed = checked_mul(p.pp, chunks);
     if (chunks > 1 && (!needed || *needed > layers))
       problem({"parallel.pp", "parallel.virtual_stages", gpt ? "model.n_layer" : "model.blocks"},

@@ -345,3 +345,14 @@ TEST_CASE("load_config: a missing or unreadable file is a ConfigError naming it"
   const std::string expected = bad + ":6: unknown key 'train.stepz' (did you mean 'train.steps'?)";
   CHECK_THROWS_WITH_AS(load_config(bad), expected.c_str(), ConfigError);
 }
+
+TEST_CASE("the schedule's and the layout's problems are said together") {
+  const auto p = problems_of(cat(kGpt, {"grad_accum = 3", "[model]", "n_layer = 2", "[parallel]", "pp = 2",
+                                        "schedule = \"interleaved\"", "virtual_stages = 4"}),
+                             {}, 2);
+  REQUIRE(p.size() == 2);
+  CHECK(p[0].find("needs train.grad_accum (micro-batches per step, 3) to be a multiple of parallel.pp (2)") !=
+        std::string::npos);
+  CHECK(p[1].find("parallel.pp (2) x parallel.virtual_stages (4) exceeds the model's 5 top-level layers") !=
+        std::string::npos);
+}
