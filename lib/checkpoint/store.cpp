@@ -206,13 +206,22 @@ std::vector<std::string> write_path_problems(const std::string& out_dir, const s
                                 "and checkpoint directories; give the real path if that is what you mean",
                                 ckpt_dir, out_dir, rc.string()));
   }
+  // The files dtrain writes there: a link is refused (it would write through
+  // it), and so is anything but a regular file (a FIFO would block the write,
+  // a directory fail it), in one line before anything starts.
   auto no_links = [&](const fs::path& dir, const char* key, std::initializer_list<const char*> names) {
     for (const char* name : names) {
       const fs::path p = dir / name;
-      if (!fs::is_symlink(fs::symlink_status(p, ec))) continue;
-      out.push_back(fmt::format("{}: '{}' is a symbolic link (to '{}'), which dtrain would write through, out of "
-                                "the directory: remove it",
-                                key, p.string(), fs::read_symlink(p, ec).string()));
+      const fs::file_status st = fs::symlink_status(p, ec);
+      if (fs::is_symlink(st)) {
+        out.push_back(fmt::format("{}: '{}' is a symbolic link (to '{}'), which dtrain would write through, out of "
+                                  "the directory: remove it",
+                                  key, p.string(), fs::read_symlink(p, ec).string()));
+      } else if (fs::exists(st) && !fs::is_regular_file(st)) {
+        const char* what = fs::is_directory(st) ? "a directory" : fs::is_fifo(st) ? "a FIFO" : fs::is_socket(st) ? "a socket" : "not a regular file";
+        out.push_back(fmt::format("{}: '{}' is {}, where dtrain writes a file of its own: remove it", key, p.string(),
+                                  what));
+      }
     }
   };
   no_links(o, "log.out_dir", {"config.toml", "metrics.jsonl", "loss.png", ".dtrain.lock"});

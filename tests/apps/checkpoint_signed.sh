@@ -145,6 +145,11 @@ mkdir "$WORK/trap2"
 ln -s "$WORK/victim" "$WORK/trap2/config.toml"
 expect_exit 2 run run "$WORK/tiny.toml" --out "$WORK/trap2" --set train.steps=6
 expect_err "log.out_dir: '$WORK/trap2/config.toml' is a symbolic link (to '$WORK/victim')"
+# A FIFO (it would block the write) or a directory where dtrain writes a file: refused the same way.
+mkdir "$WORK/trap3" && mkfifo "$WORK/trap3/metrics.jsonl" && mkdir "$WORK/trap3/loss.png"
+expect_exit 2 run run "$WORK/tiny.toml" --out "$WORK/trap3" --set train.steps=6
+expect_err "log.out_dir: '$WORK/trap3/metrics.jsonl' is a FIFO, where dtrain writes a file of its own: remove it"
+expect_err "log.out_dir: '$WORK/trap3/loss.png' is a directory, where dtrain writes a file of its own: remove it"
 [ ! -e "$WORK/victim" ] || fail "dtrain wrote its config through a link"
 expect_exit 2 run run "$WORK/tiny.toml" --out "$WORK/r2" --set train.steps=6 --set "checkpoint.dir=\"$WORK/r2/../escape\""
 expect_err "'..' or a symbolic link leads it to '$WORK/escape'"
