@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <toml.hpp>
 
 #include "checkpoint/manifest.h"
 #include "checkpoint/signing.h"
@@ -149,13 +150,37 @@ bool contains(const fs::path& outer, const fs::path& inner) {
 }
 
 // See resume.h: a checkpoint's output paths are followed only where it lies.
+// The run directory's config.toml (what the run wrote there) names `ck` as
+// its checkpoint directory: the run directory is this checkpoint's own.
+bool run_dir_names(const fs::path& out, const fs::path& ck) {
+  std::error_code ec;
+  const fs::path file = out / "config.toml";
+  if (!fs::is_regular_file(file, ec)) return false;
+  try {
+    const toml::value doc = toml::parse(file.string());
+    const std::string named = toml::find<std::string>(doc, "checkpoint", "dir");
+    return normal_dir(fs::path(named)) == ck;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
 void check_output_paths(const std::string& dir, const Candidates& c, const ResumeRequest& req, const Config& cfg) {
   if (!req.out_dir.empty()) return;
   for (const auto& o : req.overrides)
     if (key_of(o) == "log.out_dir" || key_of(o) == "checkpoint.dir") return;
   const fs::path where = c.exact ? normal_dir(dir).parent_path() : normal_dir(c.root);
   const fs::path ck = normal_dir(cfg.checkpoint.dir), out = normal_dir(cfg.log.out_dir);
-  if (ck == where && contains(out, ck)) return;
+  // The checkpoint lies where its config says, and the run directory is its
+  // own: it holds the checkpoint directory, or (a checkpoint.dir set outside
+  // it) its config.toml names that directory.
+  if (ck == where && (contains(out, ck) || run_dir_names(out, ck))) return;
+  if (ck == where)  // in place, but the run directory does not say the checkpoints are its own
+    throw ConfigError(fmt::format(
+        "checkpoint {}: its config writes the run's files to '{}', which neither holds its checkpoint directory '{}' "
+        "nor names it in a config.toml of its own: give --out DIR (with --set checkpoint.dir={} to keep the "
+        "checkpoints there)",
+        dir, cfg.log.out_dir, cfg.checkpoint.dir, cfg.checkpoint.dir));
   throw ConfigError(fmt::format(
       "checkpoint {}: its config writes checkpoints to '{}' and the run's files to '{}', but the checkpoint lies in "
       "'{}' (moved or copied?); dtrain continues a run where its checkpoint lies or where --out says, not where a "
@@ -171,10 +196,18 @@ void check_output_paths(const std::string& dir, const Candidates& c, const Resum
 // Returns whether the run continues in another run directory than the
 // checkpoint's own (RUN for RUN/checkpoints/step_N; the directory holding
 // step_N otherwise), whose earlier record is then not this run's.
-bool check_target(const std::string& dir, const Candidates& c, const CheckpointMeta& meta, const Config& cfg) {
+bool check_target(const std::string& dir, const Candidates& c, const CheckpointMeta& meta, const ResumeConfig& rc) {
+  const Config& cfg = rc.cfg;
   const fs::path target = normal_dir(cfg.checkpoint.dir);
   const fs::path own = c.exact ? normal_dir(dir).parent_path() : normal_dir(c.root);
-  const fs::path own_run = own.filename() == "checkpoints" ? own.parent_path() : own;
+  // The run directory of the checkpoint: the one its config names when the
+  // checkpoint lies where that config says (a checkpoint.dir outside the run
+  // directory included), else the one holding checkpoints/ (or the directory
+  // of checkpoints itself).
+  const fs::path own_run = normal_dir(rc.own_checkpoint_dir) == own && run_dir_names(normal_dir(rc.own_out_dir), own)
+                               ? normal_dir(rc.own_out_dir)
+                           : own.filename() == "checkpoints" ? own.parent_path()
+                                                             : own;
   const bool elsewhere = normal_dir(cfg.log.out_dir) != own_run;
   std::error_code ec;
   if (!fs::is_directory(cfg.checkpoint.dir, ec)) return elsewhere;
@@ -249,6 +282,8 @@ ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkp
   }
 
   ResumeConfig rc;
+  rc.own_out_dir = base.log.out_dir;
+  rc.own_checkpoint_dir = base.checkpoint.dir;
   try {
     rc.cfg = parse_config(text, name, eff, world_size, auto_layout);
   } catch (const ConfigError& e) {
@@ -353,7 +388,7 @@ Resumed resume(const ResumeRequest& req, Communicator& world) {
       std::shared_ptr<const ckpt_sign::PublicKey> key = outside_key;
       if (!key) key = checkpoint_keys(rc.cfg).verify;  // ConfigError for a bad key file: not damage, no fall-back
       check_output_paths(dir, c, req, rc.cfg);
-      const bool elsewhere = check_target(dir, c, r.meta, rc.cfg);
+      const bool elsewhere = check_target(dir, c, r.meta, rc);
       if (key)
         log(fmt::format("checking the signature of {} with key {} ('{}'{})", dir, key->id(), key->path,
                         outside_key ? ", --verify-key" : ", named by the checkpoint's config"));

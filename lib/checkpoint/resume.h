@@ -49,6 +49,9 @@ Candidates find_checkpoints(const std::string& path);
 struct ResumeConfig {
   Config cfg;
   std::vector<std::string> changes;  // "train.steps: 20 -> 40", one per changed key
+  // The run and checkpoint directories the checkpoint's own config names
+  // (before --out or --set moved them).
+  std::string own_out_dir, own_checkpoint_dir;
 };
 ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkpoint_dir,
                            const std::vector<std::string>& overrides, const std::string& out_dir,

@@ -28,6 +28,22 @@ expect_exit 0 res "$WORK/inplace" --set train.steps=20
 grep -q "override train.steps: 10 -> 20" "$WORK/out" || fail "train.steps change not reported"
 cmp -s <(step_losses "$WORK/full/metrics.jsonl") <(step_losses "$WORK/inplace/metrics.jsonl") ||
   fail "10 steps + resume to 20 differs from 20 steps"
+
+# The same with checkpoint.dir outside the run directory: in place (its
+# config.toml names the checkpoint directory), and as dtrain.sbatch resumes
+# (--out the run directory, --set the checkpoint directory): one metrics file.
+expect_exit 0 run run "$WORK/tiny.toml" --out "$WORK/outside" --set "checkpoint.dir=\"$WORK/outside_ck\"" \
+  --set train.steps=10 --set optim.decay_steps=20
+expect_exit 0 res "$WORK/outside_ck" --set train.steps=15
+expect_exit 0 res "$WORK/outside_ck" --set train.steps=20 --out "$WORK/outside" --set "checkpoint.dir=\"$WORK/outside_ck\""
+[ ! -e "$WORK/outside/metrics.1.jsonl" ] || fail "checkpoint.dir outside: the run's record was set aside as another run's"
+[ -d "$WORK/outside_ck/step_00000020" ] && [ ! -e "$WORK/outside/checkpoints" ] || fail "checkpoint.dir outside: saved elsewhere"
+cmp -s <(step_losses "$WORK/full/metrics.jsonl") <(step_losses "$WORK/outside/metrics.jsonl") ||
+  fail "checkpoint.dir outside: 10 + 5 + 5 steps differ from 20 steps"
+# A copy of that checkpoint directory is still refused without --out.
+cp -r "$WORK/outside_ck" "$WORK/outside_copy"
+expect_exit 2 res "$WORK/outside_copy" --set train.steps=22
+expect_err "(moved or copied?)"
 cmp -s <(json_field "$WORK/full/metrics.jsonl" eval_loss) <(json_field "$WORK/inplace/metrics.jsonl" eval_loss) ||
   fail "evaluations differ after resume"
 
