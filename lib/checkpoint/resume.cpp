@@ -436,6 +436,12 @@ Resumed resume(const ResumeRequest& req, Communicator& world) {
       if (local && world.rank() != 0 && req.warn) req.warn(damage->what());
       throw *damage;
     }
+    // A checkpoint gone while being read is not damage: another process
+    // (a run still going, pruning to checkpoint.keep) removed it.
+    if (std::error_code gone_ec; !fs::exists(dir, gone_ec) && !gone_ec)
+      damage = CheckpointError(dir, "", "",
+                               "removed while being read: another process prunes this directory (a run still going, "
+                               "with checkpoint.keep?); resume again, or from a copy");
     failures.push_back(fmt::format("{}: {}{}{}", fs::path(dir).filename().string(),
                                    damage->file().empty() ? "" : damage->file() + ": ",
                                    damage->tensor().empty() ? "" : "tensor " + damage->tensor() + ": ",
