@@ -143,9 +143,11 @@ std::vector<KeySpec> build_schema() {
        "tokens per sequence, <= model.context_length; 0 = model.context_length",
        FIELD(train.seq_len)},
       {"train", "eval_every", kAll, int64_t{100}, at_least(0),
-       "steps between evaluations; 0 = only at the end", FIELD(train.eval_every)},
+       "steps between evaluations (and one at step 0); 0 = at step 0 and the end only", FIELD(train.eval_every)},
       {"train", "eval_batches", kAll, int64_t{20}, at_least(0),
-       "micro-batches per evaluation; 0 = the whole validation set", FIELD(train.eval_batches)},
+       "micro-batches of train.micro_batch per evaluation (the set is this x micro_batch samples, over all dp "
+       "ranks); 0 = the whole validation set",
+       FIELD(train.eval_batches)},
       {"train", "precision", kAll, string("fp32"), one_of({"fp32", "bf16"}),
        "arithmetic precision: fp32, or bf16 mixed precision (bf16 weights copy and activations, fp32 master weights, gradients and optimizer state)", FIELD(train.precision)},
       {"train", "recompute", kGpt, string("none"), one_of({"none", "selective", "full"}),
