@@ -186,7 +186,7 @@ class Sweep {
                     spec_.maximize() ? "max" : "min", spec_.concurrency, opts_.slurm ? " (Slurm array)" : "",
                     spec_.asha.rungs.empty() ? "" : fmt::format(", ASHA rungs at steps [{}] keeping 1/{}",
                                                                 fmt::join(spec_.asha.rungs, ", "),
-                                                                dtrain::config::toml_float(spec_.asha.reduction)),
+                                                                fmt::format("{:g}", spec_.asha.reduction)),
                     dir_));
     if (done > 0) say(fmt::format("sweep: resuming: {} of {} trials already done", done, rec_.trials.size()));
     loop();

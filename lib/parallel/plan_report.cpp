@@ -55,8 +55,10 @@ std::string factors(int n) {
 std::string format_plan_text(const Plan& plan, int top) {
   const Hardware& hw = plan.hardware;
   std::string out = fmt::format(
-      "plan for {} devices of {} ({}, {} per node): {:.4g}M parameters, batch {}{}, {}\n",
-      plan.devices, hw.name, format_bytes(hw.memory_bytes), hw.devices_per_node, plan.model_params / 1e6,
+      "plan for {} devices of {} ({}, {} per node): {} parameters, batch {}{}, {}\n",
+      plan.devices, hw.name, format_bytes(hw.memory_bytes), hw.devices_per_node,
+      plan.model_params >= 1e9 ? fmt::format("{:.4g}B", plan.model_params / 1e9)
+                               : fmt::format("{:.4g}M", plan.model_params / 1e6),
       plan.global_batch, plan.seq_len > 0 ? fmt::format(" x {} tokens", plan.seq_len) : std::string(" images"),
       plan.precision);
   if (!plan.choices.empty()) out += fmt::format("fixed: {}\n", plan.choices);

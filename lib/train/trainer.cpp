@@ -758,11 +758,11 @@ TrainSummary Trainer::run(const RunOptions& opts) {
   const char* unit = classifier ? "img/s" : "tok/s";
   const Cost cost = describe_model(cfg_.model, seq_len_)->cost(t.micro_batch);
   log(fmt::format("model {}: {:.2f}M parameters, {:.2f} GFLOP per step; batch {} = {} x {} "
-                  "micro-batches x {} dp; {} threads per rank, precision {}, {}; output {}",
+                  "micro-batches x {} dp; {} thread{} per rank, precision {}, {}; output {}",
                   cfg_.model.type, static_cast<double>(cost.params) / 1e6,
                   (cost.fwd_flops + cost.bwd_flops) * static_cast<double>(t.global_batch / t.micro_batch) / 1e9,
                   t.global_batch, t.micro_batch, t.grad_accum, g_.layout.dp, cpu::num_threads(),
-                  t.precision, ops::matmul_path(slots_[0]->exec, slots_[0]->dtype), out));
+                  cpu::num_threads() == 1 ? "" : "s", t.precision, ops::matmul_path(slots_[0]->exec, slots_[0]->dtype), out));
   if (runtime_->exec().on_cuda()) log(fmt::format("device {} (rank {}'s GPU; train.tf32 {})", runtime_->describe(),
                                                    g_.world->rank(), t.tf32 ? "on" : "off"));
   if (g_.layout.world() > 1) {
