@@ -247,8 +247,9 @@ class Reader {
     if (it != files_.end()) return it->second.get();
     const fs::path path = fs::path(dir_) / name;
     std::error_code ec;
-    if (!fs::exists(path, ec)) fail(name, key, "missing");
-    if (!fs::is_regular_file(path, ec)) fail(name, key, "not a regular file");
+    // The file as a whole: not the tensor that happened to be read from it first.
+    if (!fs::exists(path, ec)) fail(name, "", "the file is missing");
+    if (!fs::is_regular_file(path, ec)) fail(name, "", "not a regular file");
     if (manifest_) {
       try {
         ckpt_manifest::verify(dir_, *manifest_, name, signed_);

@@ -157,7 +157,7 @@ expect_err "checkpoint.h5: not a regular file"
 fresh
 rm "$ck/step_00000010/rank_00000.h5" && mkfifo "$ck/step_00000010/rank_00000.h5"
 expect_exit 0 "${T[@]}" "$DTRAIN" resume "$ck" --out "$WORK/f"
-expect_err "rank_00000.h5: tensor model/wte.weight: not a regular file"
+expect_err "rank_00000.h5: not a regular file"
 expect_err "falling back to $ck/step_00000005"
 
 # 7. A format-2 checkpoint without its manifest is refused, naming it.
