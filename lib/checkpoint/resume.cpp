@@ -156,6 +156,7 @@ bool run_dir_names(const fs::path& out, const fs::path& ck) {
   std::error_code ec;
   const fs::path file = out / "config.toml";
   if (!fs::is_regular_file(file, ec)) return false;
+  if (fs::file_size(file, ec) > config::kMaxTomlFileBytes || ec) return false;  // not one dtrain wrote
   try {
     const toml::value doc = toml::parse(file.string());
     const std::string named = toml::find<std::string>(doc, "checkpoint", "dir");
