@@ -65,17 +65,25 @@ exec "\$@" 2>"$WORK/rank_\${OMPI_COMM_WORLD_RANK}.err" >/dev/null
 EOF
 chmod +x "$WORK/wrap.sh"
 long=(--set train.steps=100000 --set train.eval_every=0 --set train.threads=1 --set parallel.timeout=60 --set log.every=1)
-"${MPIRUN[@]}" -np 2 "$WORK/wrap.sh" "$DTRAIN" run "$WORK/tiny.toml" --set parallel.dp=2 --set train.grad_accum=1 \
-  "${long[@]}" --out "$WORK/orphan" >/dev/null 2>&1 &
-mp=$!
-bg+=($mp)
-wait_step "$WORK/orphan/metrics.jsonl" 3
-ranks=$(ps -o pid= --ppid $mp | tr '\n' ' ')
-[ -n "$ranks" ] || fail "no ranks under mpirun"
-bg+=($ranks)
-kill -KILL $mp
-t0=$(now)
-wait_gone 30 $ranks
+# orphan NAME [WRAPPER]: a dp 2 run under mpirun (each rank started through
+# WRAPPER, if given) whose mpirun is SIGKILLed after 3 steps; returns once both
+# ranks are gone, with mpirun's pid in $mp and the kill's time in $t0.
+orphan() {
+  local name=$1 ranks
+  shift
+  "${MPIRUN[@]}" -np 2 "$@" "$DTRAIN" run "$WORK/tiny.toml" --set parallel.dp=2 --set train.grad_accum=1 \
+    "${long[@]}" --out "$WORK/$name" >/dev/null 2>&1 &
+  mp=$!
+  bg+=($mp)
+  wait_step "$WORK/$name/metrics.jsonl" 3
+  ranks=$(ps -o pid= --ppid $mp | tr '\n' ' ')
+  [ -n "$ranks" ] || fail "no ranks under mpirun"
+  bg+=($ranks)
+  kill -KILL $mp
+  t0=$(now)
+  wait_gone 30 $ranks
+}
+orphan orphan "$WORK/wrap.sh"
 echo "orphans: gone $(elapsed "$t0") s after SIGKILL to mpirun"
 # Each rank noticed, or stopped with the checkpoint the other's notice
 # started (only world rank 0 prints that stop line: rank 1 may say nothing).
@@ -89,16 +97,7 @@ ls -d "$WORK"/orphan/checkpoints/step_* >/dev/null 2>&1 || fail "the orphaned ra
 # runs it): with mpirun dead their stdout and stderr are pipes nobody reads,
 # and writing the notice there must not end a rank before its checkpoint (it
 # did: an EPIPE thrown in the watchdog's thread aborted both ranks).
-"${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" --set parallel.dp=2 --set train.grad_accum=1 \
-  "${long[@]}" --out "$WORK/orphan2" >/dev/null 2>&1 &
-mp=$!
-bg+=($mp)
-wait_step "$WORK/orphan2/metrics.jsonl" 3
-ranks=$(ps -o pid= --ppid $mp | tr '\n' ' ')
-[ -n "$ranks" ] || fail "no ranks under mpirun"
-bg+=($ranks)
-kill -KILL $mp
-wait_gone 30 $ranks
+orphan orphan2
 ls -d "$WORK"/orphan2/checkpoints/step_* >/dev/null 2>&1 || fail "orphaned ranks writing to mpirun's dead pipes wrote no checkpoint"
 
 # 3. A rank blocked on a stopped peer leaves within seconds of SIGTERM (not parallel.timeout = 60 s).
