@@ -145,6 +145,12 @@ fs::path normal_dir(const fs::path& p) {
   return ec ? d : c;
 }
 
+// The directory of checkpoints a candidate lies in: the one holding an
+// exactly named step_N, else the directory searched.
+fs::path lies_in(const std::string& dir, const Candidates& c) {
+  return c.exact ? normal_dir(dir).parent_path() : normal_dir(c.root);
+}
+
 bool contains(const fs::path& outer, const fs::path& inner) {
   return std::mismatch(outer.begin(), outer.end(), inner.begin(), inner.end()).first == outer.end();
 }
@@ -170,7 +176,7 @@ void check_output_paths(const std::string& dir, const Candidates& c, const Resum
   if (!req.out_dir.empty()) return;
   for (const auto& o : req.overrides)
     if (key_of(o) == "log.out_dir" || key_of(o) == "checkpoint.dir") return;
-  const fs::path where = c.exact ? normal_dir(dir).parent_path() : normal_dir(c.root);
+  const fs::path where = lies_in(dir, c);
   const fs::path ck = normal_dir(cfg.checkpoint.dir), out = normal_dir(cfg.log.out_dir);
   // The checkpoint lies where its config says, and the run directory is its
   // own: it holds the checkpoint directory, or (a checkpoint.dir set outside
@@ -200,7 +206,7 @@ void check_output_paths(const std::string& dir, const Candidates& c, const Resum
 bool check_target(const std::string& dir, const Candidates& c, const CheckpointMeta& meta, const ResumeConfig& rc) {
   const Config& cfg = rc.cfg;
   const fs::path target = normal_dir(cfg.checkpoint.dir);
-  const fs::path own = c.exact ? normal_dir(dir).parent_path() : normal_dir(c.root);
+  const fs::path own = lies_in(dir, c);
   // The run directory of the checkpoint: the one its config names when the
   // checkpoint lies where that config says (a checkpoint.dir outside the run
   // directory included), else the one holding checkpoints/ (or the directory

@@ -209,7 +209,7 @@ std::vector<std::string> write_path_problems(const std::string& out_dir, const s
   // The files dtrain writes there: a link is refused (it would write through
   // it), and so is anything but a regular file (a FIFO would block the write,
   // a directory fail it), in one line before anything starts.
-  auto no_links = [&](const fs::path& dir, const char* key, std::initializer_list<const char*> names) {
+  auto own_files = [&](const fs::path& dir, const char* key, std::initializer_list<const char*> names) {
     for (const char* name : names) {
       const fs::path p = dir / name;
       const fs::file_status st = fs::symlink_status(p, ec);
@@ -224,8 +224,8 @@ std::vector<std::string> write_path_problems(const std::string& out_dir, const s
       }
     }
   };
-  no_links(o, "log.out_dir", {"config.toml", "metrics.jsonl", "loss.png", ".dtrain.lock"});
-  no_links(c, "checkpoint.dir", {kLatestFile, kRunFile, ".dtrain.lock", "latest.tmp", "run.tmp"});
+  own_files(o, "log.out_dir", {"config.toml", "metrics.jsonl", "loss.png", ".dtrain.lock"});
+  own_files(c, "checkpoint.dir", {kLatestFile, kRunFile, ".dtrain.lock", "latest.tmp", "run.tmp"});
   return out;
 }
 

@@ -19,6 +19,11 @@
 
 namespace dtrain::config {
 
+int64_t padded_vocab(int64_t vocab, int64_t tp) {
+  const int64_t unit = std::lcm<int64_t>(64, tp);
+  return (vocab + unit - 1) / unit * unit;
+}
+
 namespace {
 
 std::optional<int64_t> checked_mul(int64_t a, int64_t b) {
@@ -272,11 +277,10 @@ class Validator {
                           "attention heads across its ranks",
                           m.n_head, p.tp));
     if (p.tp > 1 && ok({"model.vocab_size"}) && m.vocab_size % p.tp != 0) {
-      const int64_t unit = std::lcm<int64_t>(64, p.tp);  // as the model's own check suggests
       problem({"model.vocab_size", "parallel.tp"},
               fmt::format("model.vocab_size ({}) is not divisible by parallel.tp ({}); use a padded vocabulary "
                           "such as {}",
-                          m.vocab_size, p.tp, (m.vocab_size + unit - 1) / unit * unit));
+                          m.vocab_size, p.tp, padded_vocab(m.vocab_size, p.tp)));
     }
     if (gpt ? !ok({"model.n_layer"}) : !ok({"model.blocks", "model.channels"})) return;
     int64_t layers = 2;  // the CNN's stem and head

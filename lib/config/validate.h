@@ -3,6 +3,7 @@
 // (type, range, choices) happen while reading, in parse.cpp.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,11 @@
 #include "config/problems.h"
 
 namespace dtrain::config {
+
+// The smallest vocabulary >= `vocab` that `tp` ranks split evenly, in rows
+// of lcm(64, tp) (GEMM-friendly): what a "not divisible by parallel.tp" error
+// suggests.
+int64_t padded_vocab(int64_t vocab, int64_t tp);
 
 // One per schema() entry, after reading: where the value came from, and
 // whether it was rejected (checks between keys then skip it rather than

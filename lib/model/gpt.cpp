@@ -15,8 +15,8 @@
 // (model/seq_parallel.h); ln_f's gradients are all-reduced like the blocks'.
 #include <cmath>
 #include <cstdint>
-#include <numeric>
 
+#include "config/validate.h"
 #include "model/block.h"
 #include "model/cross_entropy.h"
 #include "model/embedding.h"
@@ -56,11 +56,10 @@ void validate(const ModelConfig& cfg, int64_t seq_len, int64_t tp, bool seq_para
           "attention heads across its ranks",
           cfg.n_head, tp));
     if (cfg.vocab_size > 0 && cfg.vocab_size % tp != 0) {
-      const int64_t unit = std::lcm<int64_t>(64, tp);  // keep the padded rows GEMM-friendly
       problems.push_back(fmt::format(
           "model.vocab_size ({}) is not divisible by parallel.tp ({}); use a padded vocabulary "
           "such as {}",
-          cfg.vocab_size, tp, (cfg.vocab_size + unit - 1) / unit * unit));
+          cfg.vocab_size, tp, config::padded_vocab(cfg.vocab_size, tp)));
     }
   }
   if (seq_parallel && tp <= 1)

@@ -493,24 +493,20 @@ void Trainer::sync_buffers() {
   // M micro-batches from the step's r0: r_k = a r0 + (its part), a = (1-m)^M.
   // One process updates them over all dp x M in the global batch's order,
   // rank 0's run first (sample_offset), which comes to
-  //   r = a^dp r0 + sum_k a^(dp-1-k) (r_k - a r0):
+  //   r = a^dp r0 + sum_k a^(dp-1-k) (r_k - a r0)
+  //     = a^(dp-1) r_0 + sum_{k>0} a^(dp-1-k) r_k - a^(dp-k) r0:
   // each rank's term, summed over dp, gives every replica one process's
-  // statistics (to rounding), so evaluation matches too.
+  // statistics (to rounding), so evaluation matches too. Rank 0's term needs
+  // no r0.
   Tensor& b = model().params.buffers();
   if (g_.layout.dp == 1 || b.numel() == 0) return;
   const Exec& ex = model().exec;
   const double a = std::pow(1.0 - BatchNorm2d::kMomentum, static_cast<double>(cfg_.train.grad_accum));
   const int k = g_.coord.dp, dp = g_.layout.dp;
-  if (!buffers_scratch_.defined()) buffers_scratch_ = Tensor::empty(b.shape(), b.dtype(), ex.device);
-  Tensor& start = buffers_scratch_;
-  ops::copy(ex, buffers_at_start_, start);
-  ops::scale(ex, start, -a);
-  ops::add(ex, b, start, b);  // r_k - a r0
   ops::scale(ex, b, std::pow(a, dp - 1 - k));
-  if (k == 0) {
-    ops::copy(ex, buffers_at_start_, start);
-    ops::scale(ex, start, std::pow(a, dp));
-    ops::add(ex, b, start, b);
+  if (k > 0) {
+    ops::scale(ex, buffers_at_start_, -std::pow(a, dp - k));
+    ops::add(ex, b, buffers_at_start_, b);
   }
   g_.dp->all_reduce(b, ReduceOp::sum)->wait();
 }
@@ -530,7 +526,7 @@ StepResult Trainer::train_step(int64_t step) {
   if (!grads_zeroed_) m.params.zero_grads();
   grads_zeroed_ = false;  // until this step's update zeroes them again
   if (zero_) zero_->begin_step();
-  if (g_.layout.dp > 1 && !local_ && m.params.buffers().numel() > 0) {  // sync_buffers' r0
+  if (g_.layout.dp > 1 && g_.coord.dp > 0 && !local_ && m.params.buffers().numel() > 0) {  // sync_buffers' r0
     Tensor& b = m.params.buffers();
     if (!buffers_at_start_.defined()) buffers_at_start_ = Tensor::empty(b.shape(), b.dtype(), m.exec.device);
     ops::copy(m.exec, b, buffers_at_start_);

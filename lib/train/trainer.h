@@ -234,8 +234,7 @@ class Trainer {
   };
   std::vector<InFlight> sends_;
   Tensor scalars_;                 // (4) fp64 for small agreements
-  Tensor buffers_at_start_;        // batch-norm running statistics as the step began (dp > 1)
-  Tensor buffers_scratch_;         // sync_buffers' term
+  Tensor buffers_at_start_;        // batch-norm running statistics as the step began (dp ranks > 0)
   int64_t current_step_ = 0;
 };
 
