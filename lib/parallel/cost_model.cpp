@@ -168,6 +168,10 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
   DTRAIN_CHECK(static_cast<int>(chunks.size()) == c.pp * v && model.tp == c.tp,
                "profile of tp={} with {} chunks for tp={} pp={} x {}", model.tp, chunks.size(), c.tp, c.pp, v);
   const int p = c.pp, t = c.tp, d = c.dp, nc = p * v;
+  if (f.host_checkpoints && c.recompute == Recompute::full && !(hw.host_bandwidth > 0))
+    throw ConfigError(fmt::format("hardware '{}' gives no host bandwidth ([node] host_bandwidth_gbs), which "
+                                  "checkpoints kept in host memory need",
+                                  hw.name));
   const double b = static_cast<double>(c.micro_batch);
   const double m = static_cast<double>(c.micro_batches);
   const double e = w.precision == "bf16" ? 0.5 : 1.0;  // activation bytes relative to the layers' fp32 count
@@ -224,7 +228,7 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
 
   // Per micro-batch and chunk: forward, backward (with what recomputation
   // adds), the matrix-product and memory-bound parts, tp time.
-  std::vector<double> tf(nc), tb(nc), comp(nc), memt(nc), tpt(nc), z3(nc, 0.0);
+  std::vector<double> tf(nc), tb(nc), comp(nc), memt(nc), tpt(nc), z3(nc, 0.0), host(nc, 0.0);
   for (int k = 0; k < nc; ++k) {
     const StageProfile& st = chunks[k];
     const double layers = static_cast<double>(st.layers());
@@ -273,6 +277,15 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
       comp[k] += gemm;
       memt[k] += mem;
       tpt[k] += tp;
+      // Checkpoints kept in host memory (Features::host_checkpoints): each
+      // block's input out in the forward and back before the backward, the
+      // host waiting for each copy.
+      if (f.host_checkpoints) {
+        const double copy = b * st.block_in_bytes * e / hw.host_bandwidth;
+        tf[k] += copy;
+        tb[k] += copy;
+        host[k] = 2 * copy;
+      }
     } else if (c.recompute == Recompute::selective) {
       // The scores (unless fused: none kept) and GELU's output, remade.
       const double gemm = fused ? 0.0 : b * st.selective_flops / (peak * hw.gemm_efficiency(st.selective_dim));
@@ -342,7 +355,7 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
   // Per physical stage: its chunks' work plus receiving its inputs and its
   // output gradients (once per chunk boundary it sits on).
   std::vector<double> work(p, 0.0), xfer(nc, 0.0), stage_tb(p, 0.0), stage_comp(p, 0.0), stage_mem(p, 0.0),
-      stage_tp(p, 0.0), stage_pp(p, 0.0), stage_z3(p, 0.0);
+      stage_tp(p, 0.0), stage_pp(p, 0.0), stage_z3(p, 0.0), stage_host(p, 0.0);
   // With scatter/gather each of the t tp ranks sends 1/t of the boundary over
   // its own link and the receiving stage all-gathers the pieces over tp's.
   // Under sequence parallelism the boundary is already split over the tp
@@ -365,6 +378,7 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     stage_tp[s] += tpt[k];
     stage_pp[s] += comm;
     stage_z3[s] += z3[k];
+    stage_host[s] += host[k];
   }
   const int busiest = static_cast<int>(std::max_element(work.begin(), work.end()) - work.begin());
   double total_work = 0;
@@ -406,6 +420,7 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
   r.tp_seconds = m * stage_tp[busiest];
   r.pp_seconds = m * stage_pp[busiest];
   r.zero3_seconds = m * stage_z3[busiest];
+  r.host_seconds = m * stage_host[busiest];
   // The schedule's own idling; what sharing the units adds on top is said
   // apart (a pp = 1 layout has no bubble, however many ranks share a core).
   r.bubble_fraction = 1.0 - m * work[busiest] / unshared;
@@ -591,8 +606,8 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     const double scores = fused ? st.score_bytes : 0.0;
     const double act = st.act_bytes - scores;
     switch (c.recompute) {
-      case Recompute::full:
-        return std::pair(act - (st.block_act_bytes - scores) + st.block_in_bytes,
+      case Recompute::full:  // the blocks keep their inputs, on the device or the host
+        return std::pair(act - (st.block_act_bytes - scores) + (f.host_checkpoints ? 0.0 : st.block_in_bytes),
                          st.max_layer_work_bytes + st.max_block_act_bytes - (fused ? st.max_block_score_bytes : 0.0));
       case Recompute::selective:
         return std::pair(act - (st.recompute_bytes - scores),

@@ -179,6 +179,17 @@ struct Features {
   // 2021-06). The rate is the whole per-parameter path (host
   // synchronisation, zero-filled buffer, list all-gather and its copies).
   double zero3_rate = 0;
+  // Under full recomputation the blocks' checkpointed inputs are kept in host
+  // memory: each is copied there in the block's forward and back before its
+  // backward, at the hardware's host bandwidth (Hardware::host_bandwidth),
+  // and the host waits for both; the device holds none of them. DeepSpeed's
+  // activation checkpointing with `cpu_checkpointing`, as DeepSpeed's own
+  // ZeRO-3 example for Megatron-LM's GPT of 2021 runs it
+  // (DeepSpeedExamples, Megatron-LM-v1.1.5-ZeRO3/examples/
+  // ds_pretrain_gpt2-zero3.sh: PA_CPU=true, --checkpoint-in-cpu; v0.3.16's
+  // checkpointing.py copies each into a CPU buffer with a blocking copy_ and
+  // back with .to(device)). false: on the device (this trainer).
+  bool host_checkpoints = false;
   // Under full recomputation ZeRO-3 gathers the remade blocks' parameters once
   // more (this trainer: the gather is a pre-forward hook and the window holds
   // one layer); false: the remade forward finds them still gathered for the
@@ -255,6 +266,7 @@ struct Prediction {
   double compute_seconds = 0;    // one device's matrix products at their shapes' rates (recompute included)
   double memory_bound_seconds = 0; // its memory-bound passes (norms, softmax, GELU, residuals, loss)
   double zero3_seconds = 0;      // ZeRO-3 gathers and scatters not hidden behind compute
+  double host_seconds = 0;       // checkpoints copied to host memory and back (Features::host_checkpoints)
   double tp_seconds = 0;         // tp all-reduces on the busiest stage
   double pp_seconds = 0;         // stage-boundary transfers on the busiest stage
   double bubble_fraction = 0;    // of the schedule's time the slowest stage idles: (p-1)/m when balanced

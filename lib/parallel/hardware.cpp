@@ -114,6 +114,10 @@ Hardware a100_80gb() {
   h.devices_per_node = 8;
   h.intra = {230 * kG, 3 * kUs};
   h.inter = {22 * kG, 6 * kUs};
+  // PCIe Gen4 x16 (32 GB/s, about 25 achieved) from each of the DGX A100's
+  // four PCIe switches to the CPUs, two GPUs (and two NICs) behind each: half
+  // of it per GPU when all eight copy at once.
+  h.host_bandwidth = 12.5 * kG;
   h.overlap = 0.9;
   h.comm_compute_share = 16.0 / 108;  // NCCL's 16 channels (one SM each) of the 108 SMs
   return h;
@@ -185,6 +189,7 @@ const std::vector<FileKey>& file_keys() {
       {"node", "handoff_us", kUs, &Hardware::handoff_latency, false},
       {"node", "tp_bandwidth_gbs", kG, &Hardware::tp_bandwidth, false},
       {"node", "sp_bandwidth_gbs", kG, &Hardware::sp_bandwidth, false},
+      {"node", "host_bandwidth_gbs", kG, &Hardware::host_bandwidth, false},
   };
   return keys;
 }
@@ -343,6 +348,7 @@ Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
   within("inter.bandwidth_gbs", h.inter.bandwidth, kG, 1e-6, 1e6);
   within("node.tp_bandwidth_gbs", h.tp_bandwidth, kG, 0, 1e6);  // 0: the link's
   within("node.sp_bandwidth_gbs", h.sp_bandwidth, kG, 0, 1e6);
+  within("node.host_bandwidth_gbs", h.host_bandwidth, kG, 0, 1e6);  // 0: not given
   within("device.layer_overhead_us", h.layer_overhead, kUs, 0, 1e6);  // at most a second
   within("intra.latency_us", h.intra.latency, kUs, 0, 1e6);
   within("inter.latency_us", h.inter.latency, kUs, 0, 1e6);
@@ -422,6 +428,7 @@ std::string write_hardware_toml(const Hardware& h) {
   out += line("handoff_us", num(h.handoff_latency / kUs), "extra latency of a message to a waiting rank (stage boundary)");
   out += line("tp_bandwidth_gbs", num(h.tp_bandwidth / kG), "tp all-reduces inside a step; 0 = the link's");
   out += line("sp_bandwidth_gbs", num(h.sp_bandwidth / kG), "sequence parallel's instead; 0 = tp_bandwidth_gbs");
+  out += line("host_bandwidth_gbs", num(h.host_bandwidth / kG), "device-host copies, all devices at once; 0 = not given");
   for (auto [section, link] : {std::pair{"intra", &h.intra}, std::pair{"inter", &h.inter}}) {
     out += fmt::format("\n[{}]\n", section);
     out += line("bandwidth_gbs", num(link->bandwidth / kG), "per device and direction (NCCL bus bandwidth)");

@@ -97,6 +97,11 @@ struct Hardware {
   // which replace those all-reduces with their own implementations (bytes/s;
   // 0 = tp_bandwidth's).
   double sp_bandwidth = 0;
+  // Copies between a device and host memory, per device and direction when
+  // every device of the node copies at once (bytes/s; 0 = not given). Only a
+  // runtime that keeps activation checkpoints in host memory uses it
+  // (Features::host_checkpoints); this trainer keeps them on the device.
+  double host_bandwidth = 0;
   // Efficiency of a matrix product whose smallest dimension is x (x <= 0:
   // unknown shape, the large-product efficiency).
   double gemm_efficiency(double x) const {

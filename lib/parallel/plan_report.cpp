@@ -196,7 +196,8 @@ std::string format_plan_json(const Plan& plan, int top) {
                      {"overlap", hw.overlap},
                      {"handoff_latency", hw.handoff_latency},
                      {"tp_bandwidth", hw.tp_bandwidth},
-                     {"sp_bandwidth", hw.sp_bandwidth}};
+                     {"sp_bandwidth", hw.sp_bandwidth},
+                     {"host_bandwidth", hw.host_bandwidth}};
   out["choices"] = plan.choices;
   out["notes"] = plan.notes;
   out["evaluated"] = plan.evaluated;
@@ -246,6 +247,7 @@ std::string format_plan_json(const Plan& plan, int top) {
                           {"compute", p.compute_seconds},
                           {"memory_bound", p.memory_bound_seconds},
                           {"zero3", p.zero3_seconds},
+                          {"host", p.host_seconds},
                           {"tp", p.tp_seconds},
                           {"pp", p.pp_seconds},
                           {"dp_exposed", p.dp_exposed_seconds},

@@ -729,6 +729,35 @@ struct Zero3Case {
   }
 };
 
+TEST_CASE("full recomputation with the checkpoints in host memory: off the device, copied out and back") {
+  // Two blocks, each keeping its 1 KB input per sample under full
+  // recomputation; one stage, 4 micro-batches of 2, 1F1B holds one at a time.
+  const ModelProfile m = toy_profile(2);
+  Hardware hw = toy_hardware();
+  Workload w;
+  w.global_batch = 8;
+  Features f = Features::full();
+  Candidate c{.dp = 1, .tp = 1, .pp = 1, .micro_batch = 2, .micro_batches = 4};
+  c.recompute = Recompute::full;
+  const Prediction device = predict(m, profile_stages(m, 1), hw, w, f, c);
+  f.host_checkpoints = true;
+  // No host bandwidth given: said, naming the hardware and the key.
+  CHECK_THROWS_WITH_AS(predict(m, profile_stages(m, 1), hw, w, f, c),
+                       doctest::Contains("hardware 'toy' gives no host bandwidth ([node] host_bandwidth_gbs)"),
+                       ConfigError);
+  hw.host_bandwidth = 1e6;  // 1 MB/s: each copy of 2 x 2 KB takes 4 ms
+  const Prediction host = predict(m, profile_stages(m, 1), hw, w, f, c);
+  CHECK(host.memory.activations == doctest::Approx(device.memory.activations - 2 * 2e3));
+  CHECK(host.host_seconds == doctest::Approx(4 * 2 * 4e-3));
+  CHECK(host.pipeline_seconds == doctest::Approx(device.pipeline_seconds + host.host_seconds));
+  CHECK(device.host_seconds == 0);
+  // Without full recomputation there are no checkpoints to move.
+  c.recompute = Recompute::none;
+  hw.host_bandwidth = 0;
+  const Prediction none = predict(m, profile_stages(m, 1), hw, w, f, c);
+  CHECK(none.host_seconds == 0);
+}
+
 TEST_CASE("ZeRO-3: parameters sharded with a two-layer window, 1.5x plain dp's traffic") {
   Zero3Case z;
   auto& [m, hw, w, c] = z;

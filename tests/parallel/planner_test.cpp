@@ -426,6 +426,7 @@ TEST_CASE("hardware: presets round-trip through the file format, bad files are n
     CHECK(back.tp_overlap == doctest::Approx(h.tp_overlap));
     CHECK(back.comm_compute_share == doctest::Approx(h.comm_compute_share));
     CHECK(back.tp_share() == doctest::Approx(h.tp_share()));
+    CHECK(back.host_bandwidth == doctest::Approx(h.host_bandwidth));
   }
   // Shipped files equal the presets.
   for (const std::string& name : hardware_presets()) {
@@ -439,6 +440,7 @@ TEST_CASE("hardware: presets round-trip through the file format, bad files are n
     CHECK(file.memory_bandwidth == doctest::Approx(load_hardware(name).memory_bandwidth));
     CHECK(file.fused_attention == load_hardware(name).fused_attention);
     CHECK(file.kernels == load_hardware(name).kernels);
+    CHECK(file.host_bandwidth == doctest::Approx(load_hardware(name).host_bandwidth));
   }
   // The GPU presets run lib/kernels/cuda's memory-bound kernels; cpu-local the
   // per-operation count its calibration used.
