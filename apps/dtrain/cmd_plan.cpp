@@ -23,7 +23,7 @@ Subcommand add_plan(CLI::App& app) {
       "plan", "Rank the parallel layouts of a config's model on N devices by predicted step time "
               "(no training, no GPU); the config's own dp/tp/pp are set aside");
   plan->add_option("config", plan_cmd.config_path, "TOML config file")->required()->check(CLI::ExistingFile);
-  plan->add_option("--devices", plan_cmd.devices, "Number of devices (ranks)")->required()->check(whole_number(1, 1 << 24));
+  plan->add_option("--devices", plan_cmd.devices, "Number of devices (ranks)")->required()->check(whole_number(1, static_cast<int>(dtrain::kMaxPlanDevices)));
   plan->add_option("--hardware", plan_cmd.hardware,
                    "Hardware preset (h100-sxm, h200, a100-80gb, cpu-local) or hardware TOML file; default: the "
                    "config's parallel.hardware, else cpu-local (a cuda config names its GPUs)");

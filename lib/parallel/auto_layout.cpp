@@ -242,8 +242,8 @@ Plan run_plan_command(const PlanCommand& cmd) {
       const int64_t v = parse_int(o, value);
       if (v == 0 && key != "parallel.zero")  // 0 would read as not fixed
         throw ConfigError(fmt::format("--set {}: expected an integer >= 1", o));
-      if (key != "train.micro_batch" && v > (1 << 24))  // a degree: no more than --devices may be
-        throw ConfigError(fmt::format("--set {}: expected at most {}", o, 1 << 24));
+      if (key != "train.micro_batch" && v > kMaxPlanDevices)  // a degree: no more than --devices may be
+        throw ConfigError(fmt::format("--set {}: expected at most {}", o, kMaxPlanDevices));
       if (key == "parallel.dp") r.dp = static_cast<int>(v);
       if (key == "parallel.tp") r.tp = static_cast<int>(v);
       if (key == "parallel.pp") r.pp = static_cast<int>(v);

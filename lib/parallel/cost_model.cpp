@@ -162,6 +162,23 @@ double shared_pipeline_seconds(const std::vector<std::vector<PipeOp>>& ops, cons
   return t;
 }
 
+double shared_schedule_seconds(const std::string& schedule, int stages, int64_t micro_batches, int chunks,
+                               const std::vector<double>& fwd, const std::vector<double>& bwd, double units) {
+  auto simulate = [&](int64_t m) {
+    std::vector<std::vector<PipeOp>> ops(static_cast<size_t>(stages));
+    for (int s = 0; s < stages; ++s)
+      ops[static_cast<size_t>(s)] = pipeline_schedule(schedule, s, stages, static_cast<int>(m), chunks);
+    return shared_pipeline_seconds(ops, fwd, bwd, units);
+  };
+  // The steady state repeats every `period` micro-batches (the interleaved
+  // schedule's groups of p, twice over); the warm-up and the drain are the
+  // same at any length past them.
+  const int64_t period = 2 * static_cast<int64_t>(stages), longer = kSimulatedPeriods * period;
+  if (micro_batches <= longer) return simulate(micro_batches);
+  const double a = simulate(longer - period), b = simulate(longer);
+  return b + (b - a) / static_cast<double>(period) * static_cast<double>(micro_batches - longer);
+}
+
 Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& chunks, const Hardware& hw,
                    const Workload& w, const Features& f, const Candidate& c) {
   const int v = c.chunks();
@@ -397,22 +414,24 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
   // stages sharing the units (shared_pipeline_seconds).
   const double share = static_cast<double>(std::min(c.devices(), hw.devices_per_node)) / hw.units();
   if (share > 1) {
-    // Beyond a few million operations, a bound: the pipeline's work at the
-    // node's rate, and never faster than unshared.
-    if (m * v * static_cast<double>(p) * p > 4e6) {
+    // The schedule simulated with the busy stages sharing the units
+    // (shared_schedule_seconds: at most kSimulatedPeriods of its steady state).
+    const int64_t simulated = std::min<int64_t>(c.micro_batches, kSimulatedPeriods * 2 * p);
+    // Beyond about 1e5 (events x stages: a millisecond, for each of the
+    // thousands of candidates a plan predicts), a bound: the pipeline's work
+    // at the node's rate, and never faster than unshared. Ranks sharing cores
+    // run small pipelines; those are simulated.
+    if (static_cast<double>(simulated) * v * p * p > 1e5) {
       r.pipeline_seconds = std::max(r.pipeline_seconds, m * share * total_work / p);
     } else {
-      std::vector<std::vector<PipeOp>> ops(static_cast<size_t>(p));
-      for (int s = 0; s < p; ++s)
-        ops[static_cast<size_t>(s)] =
-            pipeline_schedule(p > 1 ? c.schedule : "1f1b", s, p, static_cast<int>(c.micro_batches), v);
       // Each pass with the receipt of its input.
       std::vector<double> fwd(nc), bwd(nc);
       for (int k = 0; k < nc; ++k) {
         fwd[k] = tf[k] + (k > 0 ? xfer[k - 1] : 0.0);
         bwd[k] = tb[k] + (k + 1 < nc ? xfer[k] : 0.0);
       }
-      r.pipeline_seconds = shared_pipeline_seconds(ops, fwd, bwd, p / share);
+      r.pipeline_seconds =
+          shared_schedule_seconds(p > 1 ? c.schedule : "1f1b", p, c.micro_batches, v, fwd, bwd, p / share);
     }
   }
   r.compute_seconds = m * stage_comp[busiest];

@@ -320,6 +320,16 @@ double interleaved_peak_bytes(int stage, int stages, int64_t micro_batches, cons
 double shared_pipeline_seconds(const std::vector<std::vector<PipeOp>>& ops, const std::vector<double>& fwd,
                                const std::vector<double>& bwd, double units);
 
+// shared_pipeline_seconds of the whole step's schedule (pipeline_schedule:
+// `schedule` on `stages` stages, `micro_batches` micro-batches, `chunks`
+// per stage). A long step is simulated at two lengths, kSimulatedPeriods and
+// one fewer periods of 2 x stages micro-batches, and extended linearly: the
+// steady state adds the same time every period, the warm-up and drain are
+// the same at both lengths. So the cost does not grow with the micro-batches.
+inline constexpr int64_t kSimulatedPeriods = 5;
+double shared_schedule_seconds(const std::string& schedule, int stages, int64_t micro_batches, int chunks,
+                               const std::vector<double>& fwd, const std::vector<double>& bwd, double units);
+
 // Predicts one candidate. `stages` must be profile_stages(profile for c.tp and
 // c.sequence_parallel, c.pp x c.chunks()): chunk k runs on stage k mod pp.
 Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& stages,

@@ -37,26 +37,16 @@ std::string schedule_of(const Candidate& c) {
   return c.schedule == "interleaved" ? fmt::format("il{}", c.virtual_stages) : c.schedule;
 }
 
-// "10,000 = 2^4 x 5^4"
-std::string factors(int n) {
-  std::vector<std::string> parts;
-  int x = n;
-  for (int p = 2; p * p <= x; ++p) {
-    int k = 0;
-    while (x % p == 0) x /= p, ++k;
-    if (k) parts.push_back(k > 1 ? fmt::format("{}^{}", p, k) : std::to_string(p));
-  }
-  if (x > 1) parts.push_back(std::to_string(x));
-  return fmt::format("{} = {}", n, fmt::join(parts, " x "));
-}
+// "1 device", "8 devices".
+std::string plural(int64_t n, const char* noun) { return fmt::format("{}{}", noun, n == 1 ? "" : "s"); }
 
 }  // namespace
 
 std::string format_plan_text(const Plan& plan, int top) {
   const Hardware& hw = plan.hardware;
   std::string out = fmt::format(
-      "plan for {} devices of {} ({}, {} per node): {} parameters, batch {}{}, {}\n",
-      plan.devices, hw.name, format_bytes(hw.memory_bytes), hw.devices_per_node,
+      "plan for {} {} of {} ({}, {} per node): {} parameters, batch {}{}, {}\n",
+      plan.devices, plural(plan.devices, "device"), hw.name, format_bytes(hw.memory_bytes), hw.devices_per_node,
       plan.model_params >= 1e9 ? fmt::format("{:.4g}B", plan.model_params / 1e9)
                                : fmt::format("{:.4g}M", plan.model_params / 1e6),
       plan.global_batch, plan.seq_len > 0 ? fmt::format(" x {} tokens", plan.seq_len) : std::string(" images"),
@@ -67,19 +57,20 @@ std::string format_plan_text(const Plan& plan, int top) {
     out += fmt::format("vocabulary {} is not divisible by tp={}: those degrees are rejected; pad model.vocab_size "
                        "to {} (a multiple of 128 they divide) to allow them\n",
                        plan.vocab_size, fmt::join(plan.vocab_blocked_tp, ","), plan.padded_vocab);
-  if (!plan.feasible.empty() && plan.feasible[0].p.c.devices() < plan.devices) {
-    const int used = plan.feasible[0].p.c.devices();
-    out += fmt::format("the best plan uses {} of the {} devices and leaves {} idle ({}: the full count forces "
-                       "awkward degrees); --no-idle plans for all of them\n",
-                       used, plan.devices, plan.devices - used, factors(plan.devices));
-  }
+  if (const std::string idle = idle_note(plan); !idle.empty()) out += idle + "\n";
   const LayoutCounts lc = layout_counts(plan);
-  out += fmt::format("{} candidates predicted in {:.0f} ms: {} fit; {} layouts (dp x tp x pp{}), {} with a candidate "
-                     "that fits, {} without\n\n",
-                     plan.evaluated, plan.seconds * 1e3, plan.feasible.size(), lc.layouts,
-                     plan.device_counts.size() > 1 ? fmt::format(" over {} device counts", plan.device_counts.size())
-                                                   : std::string(),
-                     lc.fitting, lc.layouts - lc.fitting);
+  const bool several_counts = plan.device_counts.size() > 1;
+  out += fmt::format("{} {} predicted in {:.0f} ms: {} fit; {} {} (dp x tp x pp{}), {} with a candidate that fits, "
+                     "{} without{}\n\n",
+                     plan.evaluated, plural(plan.evaluated, "candidate"), plan.seconds * 1e3, plan.feasible.size(),
+                     lc.layouts, plural(lc.layouts, "layout"),
+                     several_counts ? fmt::format(" over {} device counts: {}", plan.device_counts.size(),
+                                                  fmt::join(plan.device_counts, ", "))
+                                    : std::string(),
+                     lc.fitting, lc.layouts - lc.fitting,
+                     lc.span_tp > 0 ? fmt::format("; {} tp {} not planned (a group would span nodes)", lc.span_tp,
+                                                  lc.span_tp == 1 ? "degree" : "degrees")
+                                    : std::string());
   const size_t shown = std::min<size_t>(plan.feasible.size(), top > 0 ? static_cast<size_t>(top) : plan.feasible.size());
   if (shown > 0) {
     double most = 0;  // GiB unless every listed layout needs less than one
@@ -87,8 +78,10 @@ std::string format_plan_text(const Plan& plan, int top) {
     const bool in_gib = most >= kGiB;
     const double unit = in_gib ? kGiB : kMiB;
     auto mem = [&](double b) { return fmt::format("{:.1f}", b / unit); };
-    out += fmt::format("{:>4} {:>5} {:>3} {:>4} {:>5} {:>5} {:>4} {:>6} {:>5} {:>2} {:>10} {:>9} {:>6} {:>6}  {:<34} {:>7} {:>7} {:>7}\n",
-                       "rank", "dp", "tp", "pp", "mb", "x m", "zero", "recomp", "sched", "sp", "step s", "items/s",
+    // Plans over several device counts say each row's.
+    auto devices_col = [&](const std::string& x) { return several_counts ? fmt::format(" {:>7}", x) : std::string(); };
+    out += fmt::format("{:>4}{} {:>5} {:>3} {:>4} {:>5} {:>5} {:>4} {:>6} {:>5} {:>2} {:>10} {:>9} {:>6} {:>6}  {:<34} {:>7} {:>7} {:>7}\n",
+                       "rank", devices_col("devices"), "dp", "tp", "pp", "mb", "x m", "zero", "recomp", "sched", "sp", "step s", "items/s",
                        "MFU", "bubble", fmt::format("memory {} (p+g+o+a = total / cap)", in_gib ? "GiB" : "MiB"),
                        "tp B", "pp B", "dp B");
     bool what_if = false;
@@ -101,8 +94,8 @@ std::string format_plan_text(const Plan& plan, int top) {
                                         mem(p.memory.optimizer + p.memory.local_sync),  // local sync's copies: state too
                                         mem(std::max(p.memory.activations, p.memory.update_copy)), mem(p.memory.total()),
                                         mem(p.capacity));
-      out += fmt::format("{:>3}{} {:>5} {:>3} {:>4} {:>5} {:>5} {:>4} {:>6} {:>5} {:>2} {:>10.4g} {:>9} {:>5.1f}% {:>5.1f}%  {:<34} {:>7} {:>7} {:>7}\n",
-                         i + 1, l.runnable() ? " " : "*", c.dp, c.tp, c.pp, c.micro_batch, c.micro_batches, c.zero,
+      out += fmt::format("{:>3}{}{} {:>5} {:>3} {:>4} {:>5} {:>5} {:>4} {:>6} {:>5} {:>2} {:>10.4g} {:>9} {:>5.1f}% {:>5.1f}%  {:<34} {:>7} {:>7} {:>7}\n",
+                         i + 1, l.runnable() ? " " : "*", devices_col(std::to_string(c.devices())), c.dp, c.tp, c.pp, c.micro_batch, c.micro_batches, c.zero,
                          c.recompute == Recompute::none ? "none" : c.recompute == Recompute::full ? "full" : "sel",
                          schedule_of(c), c.sequence_parallel ? "on" : "-", p.step_seconds, si(p.tokens_per_second),
                          100 * p.mfu, 100 * p.bubble_fraction, m, bytes_si(p.tp_bytes), bytes_si(p.pp_bytes),
@@ -131,8 +124,9 @@ std::string format_plan_text(const Plan& plan, int top) {
   }
 
   // Layouts with nothing that fits, each with its most relevant rejection
-  // (plan.rejected is ranked: memory nearest to fitting first, spans last);
-  // one line per distinct reason among the spans.
+  // (plan.rejected is ranked: memory nearest to fitting first), as many as
+  // the header counts; then the tp degrees not planned, one line per distinct
+  // reason.
   std::set<std::tuple<int, int, int>> fits, listed;
   for (const PlannedLayout& l : plan.feasible) fits.insert({l.p.c.dp, l.p.c.tp, l.p.c.pp});
   std::vector<std::string> lines;
@@ -146,10 +140,11 @@ std::string format_plan_text(const Plan& plan, int top) {
     if (fits.count(key) || !listed.insert(key).second) continue;
     lines.push_back(fmt::format("  {}: {}", r.layout(), r.reason));
   }
+  std::vector<std::string> span_lines;  // tp degrees not planned at all: no layouts, so not counted as one
   for (const auto& [reason, tps] : spans) {
     std::vector<std::string> degrees;
     for (int tp : tps) degrees.push_back(std::to_string(tp));
-    lines.push_back(fmt::format("  tp={}{}", fmt::join(degrees, ","), reason));
+    span_lines.push_back(fmt::format("  tp={}{}", fmt::join(degrees, ","), reason));
   }
   if (!lines.empty()) {
     out += fmt::format("\nrejected layouts ({}, most relevant first; --json lists every rejected candidate):\n",
@@ -162,6 +157,10 @@ std::string format_plan_text(const Plan& plan, int top) {
       }
       out += lines[i] + "\n";
     }
+  }
+  if (!span_lines.empty()) {
+    out += "\ntp degrees not planned:\n";
+    for (const std::string& l : span_lines) out += l + "\n";
   }
   return out;  // nothing fits: `dtrain plan` says so in one line on the error stream (nothing_fits)
 }
@@ -199,8 +198,13 @@ std::string format_plan_json(const Plan& plan, int top) {
                      {"sp_bandwidth", hw.sp_bandwidth},
                      {"host_bandwidth", hw.host_bandwidth}};
   out["choices"] = plan.choices;
-  out["notes"] = plan.notes;
+  std::vector<std::string> notes = plan.notes;
+  if (const std::string idle = idle_note(plan); !idle.empty()) notes.push_back(idle);
+  out["notes"] = notes;
   out["evaluated"] = plan.evaluated;
+  const LayoutCounts lc = layout_counts(plan);
+  out["layouts"] = {{"planned", lc.layouts}, {"fitting", lc.fitting}, {"without", lc.layouts - lc.fitting},
+                    {"tp_not_planned", lc.span_tp}};
   out["device_counts"] = plan.device_counts;
   if (!plan.vocab_blocked_tp.empty())
     out["vocabulary"] = {{"size", plan.vocab_size}, {"blocked_tp", plan.vocab_blocked_tp}, {"padded", plan.padded_vocab}};
@@ -258,16 +262,19 @@ std::string format_plan_json(const Plan& plan, int top) {
                         {"needs", l.needs}});
   }
   json& rejected = out["rejected"] = json::array();
+  // A field the rejection holds for every value of is null ("any").
+  auto any_or = [](int64_t v, int64_t unset) { return v == unset ? json(nullptr) : json(v); };
   for (const Rejection& r : plan.rejected)
-    rejected.push_back({{"dp", r.dp},
-                        {"tp", r.tp},
-                        {"pp", r.pp},
-                        {"micro_batch", r.micro_batch},
-                        {"zero", r.zero},
-                        {"recompute", r.recompute >= 0 ? recompute_name(static_cast<Recompute>(r.recompute)) : "*"},
-                        {"schedule", r.schedule},
-                        {"virtual_stages", r.virtual_stages},
-                        {"sequence_parallel", r.sequence_parallel},
+    rejected.push_back({{"dp", any_or(r.dp, 0)},
+                        {"tp", any_or(r.tp, 0)},
+                        {"pp", any_or(r.pp, 0)},
+                        {"micro_batch", any_or(r.micro_batch, 0)},  // the smallest that fails
+                        {"zero", any_or(r.zero, -1)},
+                        {"recompute", r.recompute >= 0 ? json(recompute_name(static_cast<Recompute>(r.recompute)))
+                                                       : json(nullptr)},
+                        {"schedule", r.schedule.empty() ? json(nullptr) : json(r.schedule)},
+                        {"virtual_stages", any_or(r.virtual_stages, 0)},
+                        {"sequence_parallel", r.sequence_parallel < 0 ? json(nullptr) : json(r.sequence_parallel == 1)},
                         {"kind", r.kind},
                         {"reason", r.reason},
                         {"needed_bytes", r.needed_bytes},

@@ -108,12 +108,49 @@ const PlannedLayout* Plan::best_runnable() const {
 
 LayoutCounts layout_counts(const Plan& plan) {
   std::set<std::tuple<int, int, int>> all, fit;
+  std::set<int> spans;
   for (const PlannedLayout& l : plan.feasible) {
     all.insert({l.p.c.dp, l.p.c.tp, l.p.c.pp});
     fit.insert({l.p.c.dp, l.p.c.tp, l.p.c.pp});
   }
-  for (const Rejection& r : plan.rejected) all.insert({r.dp, r.tp, r.pp});
-  return {static_cast<int64_t>(all.size()), static_cast<int64_t>(fit.size())};
+  for (const Rejection& r : plan.rejected) {
+    if (r.kind == "span")
+      spans.insert(r.tp);
+    else
+      all.insert({r.dp, r.tp, r.pp});
+  }
+  return {static_cast<int64_t>(all.size()), static_cast<int64_t>(fit.size()), static_cast<int64_t>(spans.size())};
+}
+
+std::string idle_note(const Plan& plan) {
+  if (plan.feasible.empty() || plan.feasible.front().p.c.devices() >= plan.devices) return {};
+  const Prediction& best = plan.feasible.front().p;
+  const int used = best.c.devices();
+  std::string why;
+  const auto full = std::find_if(plan.feasible.begin(), plan.feasible.end(),
+                                 [&](const PlannedLayout& l) { return l.p.c.devices() == plan.devices; });
+  if (full != plan.feasible.end()) {
+    why = fmt::format("its step is {:.1f}% shorter than that of the best layout of all {} ({}: {:.4g} s)",
+                      100 * (1 - best.step_seconds / full->p.step_seconds), plan.devices, describe(full->p.c),
+                      full->p.step_seconds);
+  } else if (plan.device_counts.empty() || plan.device_counts.front() != plan.devices) {
+    why = fmt::format("the degrees fixed ({}) use {}", plan.choices, used);
+  } else if (const auto r = std::find_if(plan.rejected.begin(), plan.rejected.end(),
+                                          [&](const Rejection& x) {  // of all the devices (families: of those only)
+                                            return x.dp == 0 || x.tp == 0 || x.pp == 0 ||
+                                                   int64_t{x.dp} * x.tp * x.pp == plan.devices;
+                                          });
+             r != plan.rejected.end()) {
+    why = r->kind == "memory" ? fmt::format("no layout of all {} fits (the nearest, {}, needs {} of {} usable)",
+                                            plan.devices, r->layout(), format_bytes(r->needed_bytes),
+                                            format_bytes(r->capacity_bytes))
+                              : fmt::format("no layout of all {} fits ({}, for one: {})", plan.devices, r->layout(),
+                                            r->reason);
+  } else {
+    why = fmt::format("no layout of all {} satisfies the choices given", plan.devices);
+  }
+  return fmt::format("the best plan uses {} of the {} devices and leaves {} idle: {}; --no-idle plans for all of them",
+                     used, plan.devices, plan.devices - used, why);
 }
 
 std::string nothing_fits(const Plan& plan, size_t closest) {
@@ -128,12 +165,14 @@ std::string nothing_fits(const Plan& plan, size_t closest) {
     size_t n = 0;
     for (const Rejection& r : plan.rejected) {
       if (r.kind != "memory" || n++ == closest) break;
-      const double ratio = r.needed_bytes / r.capacity_bytes;
-      const double devices = std::ceil(ratio * plan.devices);
-      s += fmt::format(" [{}: needs {} of {} usable; fits with {:.3g}x the memory per device, or about {} devices]",
-                       r.layout(), format_bytes(r.needed_bytes), format_bytes(r.capacity_bytes), ratio,
-                       devices < 1e15 ? fmt::format("{}", static_cast<int64_t>(devices)) : fmt::format("{:.3g}", devices));
+      s += fmt::format(" [{}: needs {} of {} usable; fits with {:.3g}x the memory per device]", r.layout(),
+                       format_bytes(r.needed_bytes), format_bytes(r.capacity_bytes),
+                       r.needed_bytes / r.capacity_bytes);
     }
+    if (plan.fits_on > 0)
+      s += fmt::format("; on {} devices one fits ({})", plan.fits_on, plan.fits_on_layout);
+    else if (plan.fits_tried_up_to > 0)
+      s += fmt::format("; none fits on up to {} devices either", plan.fits_tried_up_to);
   } else {
     s = fmt::format("no layout of {} devices fits: {} binds first: {}: {}", plan.devices, first.kind, first.layout(),
                     first.reason);
@@ -223,12 +262,15 @@ Plan make_plan(const PlanRequest& req) {
   std::map<std::tuple<int, bool, int>, std::vector<StageProfile>> stage_cache;
   std::set<std::tuple<int, int, int>> seen_layout;
 
-  // The vocabulary blocks tp degrees within a node: say so, with a padded size.
+  // The vocabulary blocks tp degrees that nothing else rules out (within a
+  // node and the devices, dividing the heads and the width, the one fixed):
+  // say so, with a padded size.
   if (gpt) {
     plan.vocab_size = req.model.vocab_size;
     int64_t lcm = 128;
     for (int64_t tp : divisors(hw.devices_per_node))
-      if (tp > 1 && req.model.vocab_size % tp != 0) {
+      if (tp > 1 && tp <= req.devices && fixed_ok(req.tp, tp) && req.model.n_head % tp == 0 &&
+          req.model.n_embd % tp == 0 && req.model.vocab_size % tp != 0) {
         plan.vocab_blocked_tp.push_back(static_cast<int>(tp));
         lcm = std::lcm(lcm, tp);
       }
@@ -484,6 +526,13 @@ Plan make_plan(const PlanRequest& req) {
     }
   }
   std::sort(plan.feasible.begin(), plan.feasible.end(), ranks_before);
+  // ZeRO shards over the data-parallel ranks: at dp = 1 there is nothing to
+  // shard, and those layouts run ZeRO-0 whatever was asked.
+  if (req.zero >= 1 && std::any_of(plan.feasible.begin(), plan.feasible.end(),
+                                   [](const PlannedLayout& l) { return l.p.c.dp == 1; }))
+    plan.notes.push_back(fmt::format("zero={} shards over the dp ranks: the layouts with dp=1 have nothing to shard "
+                                     "and run as ZeRO-0",
+                                     req.zero));
   // Rejections by relevance: memory nearest to fitting first, then what a
   // change of size would fix, then missing features, then spans.
   std::stable_sort(plan.rejected.begin(), plan.rejected.end(), [](const Rejection& a, const Rejection& b) {
@@ -491,6 +540,31 @@ Plan make_plan(const PlanRequest& req) {
     if (a.kind == "memory") return a.needed_bytes / a.capacity_bytes < b.needed_bytes / b.capacity_bytes;
     return false;
   });
+  // Memory binds and nothing fits: how many devices would do (more devices
+  // hold fewer layers or a smaller shard each, not in proportion: the
+  // activations of a pipeline's first stage do not shrink with its depth).
+  if (plan.feasible.empty() && !plan.rejected.empty() && plan.rejected.front().kind == "memory" &&
+      req.find_devices_that_fit && !(req.dp > 0 && req.tp > 0 && req.pp > 0)) {
+    const int64_t node = hw.devices_per_node;
+    int64_t last = req.devices;
+    for (double ratio : {1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0}) {
+      int64_t n = static_cast<int64_t>(std::ceil(req.devices * ratio));
+      if (req.devices >= node) n = (n + node - 1) / node * node;  // whole nodes
+      if (n <= last) continue;
+      if (n > kMaxPlanDevices) break;
+      PlanRequest more = req;
+      more.devices = static_cast<int>(n);
+      more.find_devices_that_fit = false;
+      const Plan bigger = make_plan(more);
+      plan.fits_tried_up_to = static_cast<int>(n);
+      last = n;
+      if (!bigger.feasible.empty()) {
+        plan.fits_on = bigger.feasible.front().p.c.devices();
+        plan.fits_on_layout = describe(bigger.feasible.front().p.c);
+        break;
+      }
+    }
+  }
   plan.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return plan;
 }

@@ -23,6 +23,10 @@
 
 namespace dtrain {
 
+// The most devices a plan is made for (`dtrain plan --devices`, and the
+// counts tried when nothing fits).
+inline constexpr int64_t kMaxPlanDevices = int64_t{1} << 24;
+
 struct PlanRequest {
   ModelConfig model;
   int64_t seq_len = 0;  // gpt: tokens per sequence
@@ -45,6 +49,9 @@ struct PlanRequest {
   // Devices that do not factor well (10,000 = 2^4 x 5^4): also plan for a few
   // fewer, down to this fraction left idle, and keep whatever is fastest.
   double max_idle_fraction = 0.02;
+  // When memory binds and nothing fits: plan again for more devices (1.25x
+  // to 64x, whole nodes) and keep the first count that fits (Plan::fits_on).
+  bool find_devices_that_fit = true;
 };
 
 struct PlannedLayout {
@@ -88,17 +95,28 @@ struct Plan {
   // multiple of 128 that every one of them divides (0: none blocked).
   int64_t vocab_size = 0, padded_vocab = 0;
   std::vector<int> vocab_blocked_tp;
+  // Nothing fits for memory: the fewest devices tried on which a layout fits
+  // (PlanRequest::find_devices_that_fit), and its best layout; 0 = none up
+  // to `fits_tried_up_to` devices (0: not searched).
+  int fits_on = 0, fits_tried_up_to = 0;
+  std::string fits_on_layout;
   double seconds = 0;      // time the planning took
   // The best candidate `dtrain run` can run as predicted; nullptr if none.
   const PlannedLayout* best_runnable() const;
 };
 
 // Candidate counts over (dp, tp, pp) layouts: how many were considered, how
-// many have at least one candidate that fits.
+// many have at least one candidate that fits; and the tp degrees not planned
+// at all (a tp group would span nodes), which are not layouts.
 struct LayoutCounts {
-  int64_t layouts = 0, fitting = 0;
+  int64_t layouts = 0, fitting = 0, span_tp = 0;
 };
 LayoutCounts layout_counts(const Plan& plan);
+
+// Where the best plan leaves devices idle: a line saying how many and why
+// (faster than the best layout of all of them, or none of those fits); ""
+// where it uses them all.
+std::string idle_note(const Plan& plan);
 
 // When nothing fits: one line naming the constraint that binds first, the
 // closest candidates and what would make them fit.

@@ -31,6 +31,16 @@ for c in f:
 steps = [c["step_seconds"] for c in f]
 assert steps == sorted(steps)
 assert any(r["kind"] == "divisibility" and "n_head" in r["reason"] for r in p["rejected"]), p["rejected"]
+lay = p["layouts"]
+assert lay["planned"] == lay["fitting"] + lay["without"] and lay["fitting"] > 0, lay
+keys = {(c["dp"], c["tp"], c["pp"]) for c in f}
+assert lay["fitting"] == len(keys), (lay, keys)
+rej = {(r["dp"], r["tp"], r["pp"]) for r in p["rejected"] if r["kind"] != "span"} - keys
+assert lay["without"] == len(rej), (lay, rej)
+assert lay["tp_not_planned"] == len({r["tp"] for r in p["rejected"] if r["kind"] == "span"}), lay
+# A field a rejection holds for every value of is null, not a placeholder.
+assert all(r["zero"] is None or r["zero"] >= 0 for r in p["rejected"]), p["rejected"]
+assert all(r["sequence_parallel"] in (None, True, False) for r in p["rejected"]), p["rejected"]
 PY
 
 # Large-scale what-ifs: bf16 on H100s, recomputation marked as such.
@@ -39,6 +49,16 @@ expect_exit 0 "$DTRAIN" plan "$DTRAIN_SOURCE_DIR/configs/plan/gpt-1t.toml" --dev
 grep -qE "tp=([0-9]+,)*64(,[0-9]+)* would span nodes" "$WORK/out" || fail "plan: no span rejection"
 # Everything modelled is runnable now (ZeRO-3 since lib/train/zero.cpp): no what-ifs.
 ! grep -q "what-if" "$WORK/out" || fail "plan: a what-if, though the trainer runs every mode"
+# The header's counts are the rows': layouts without a fit as many as the rejected layouts listed.
+python3 - "$WORK/out" <<'PY' || fail "plan: the header's counts disagree with the rows"
+import re, sys
+text = open(sys.argv[1]).read()
+without = int(re.search(r"with a candidate that fits, (\d+) without", text).group(1))
+listed = int(re.search(r"^rejected layouts \((\d+),", text, re.M).group(1))
+section = text.split("rejected layouts (")[1].split("\ntp degrees not planned:")[0]
+rows = [l for l in section.splitlines()[1:] if l.startswith("  ")]
+assert without == listed == len(rows), (without, listed, len(rows))
+PY
 # Ranked by relevance: memory misses before the spans.
 awk '/^rejected layouts/{on=1; next} on && /would span nodes/{span=NR} on && /does not fit/ && !mem{mem=NR}
      END{exit !(mem && span && mem < span)}' "$WORK/out" || fail "plan: rejections not ranked by relevance"
@@ -51,7 +71,15 @@ awk '$1 == "1" {found = 1; ok = ($7 == 3)} END {exit !(found && ok)}' "$WORK/out
 # 10,000 devices factor badly (2^4 x 5^4): a plan that leaves a few idle, said so.
 expect_exit 0 "$DTRAIN" plan "$DTRAIN_SOURCE_DIR/configs/plan/gpt-1t.toml" --devices 10000 \
   --hardware h100-sxm --top 3
-grep -q "the best plan uses 9984 of the 10000 devices and leaves 16 idle" "$WORK/out" || fail "plan: idle devices"
+grep -q "the best plan uses 9984 of the 10000 devices and leaves 16 idle: no layout of all 10000 fits" "$WORK/out" \
+  || fail "plan: idle devices"
+# Rows over several device counts give each one's.
+awk '$1 == "rank" {on = ($2 == "devices")} on && $1 == "1" {ok = ($2 == 9984)} END {exit !ok}' "$WORK/out" \
+  || fail "plan: no device count on the rows"
+expect_exit 0 "$DTRAIN" plan "$DTRAIN_SOURCE_DIR/configs/plan/gpt-1t.toml" --devices 10000 \
+  --hardware h100-sxm --top 1 --json
+python3 -c "import json, sys; n = json.load(open(sys.argv[1]))['notes']; assert any(x.startswith('the best plan uses 9984 of the 10000') for x in n), n" \
+  "$WORK/out" || fail "plan --json: no idle note"
 # A vocabulary that blocks tp, said in the first lines with the padded size.
 expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 8 --hardware h100-sxm --set model.vocab_size=50257 \
   --set model.n_head=8 --set model.n_embd=64

@@ -210,10 +210,52 @@ TEST_CASE("rejections name the reason: divisibility, spanning nodes, layers, bat
   CHECK(line.find('\n') == std::string::npos);
   CHECK(line.find("no layout of 8 devices fits: memory binds first; closest: [") == 0);
   CHECK(line.find("fits with ") != std::string::npos);
-  // Counts agree: every layout is either fitting or rejected.
+  // How many devices would do, planned for: the count named fits, and the
+  // counts tried before it (whole nodes from 1.25x: 16, 16, 24, 32, ...) do not.
+  REQUIRE(big.fits_on > 8);
+  CHECK(line.find(fmt::format("; on {} devices one fits (dp=", big.fits_on)) != std::string::npos);
+  PlanRequest more = request(kGpt3, 2048, 8, big.fits_on, "a100-80gb");
+  CHECK(!make_plan(more).feasible.empty());
+  more.devices = big.fits_on - 8;
+  CHECK(make_plan(more).feasible.empty());
+  // Counts agree: every layout is either fitting or rejected; the tp degrees
+  // that would span nodes are not layouts.
   const LayoutCounts lc = layout_counts(p);
   CHECK(lc.fitting > 0);
   CHECK(lc.layouts > lc.fitting);
+  CHECK(lc.span_tp == 1);  // tp=16
+  std::set<std::tuple<int, int, int>> rejected, fitting;
+  for (const PlannedLayout& l : p.feasible) fitting.insert({l.p.c.dp, l.p.c.tp, l.p.c.pp});
+  for (const Rejection& r : p.rejected)
+    if (r.kind != "span" && !fitting.count({r.dp, r.tp, r.pp})) rejected.insert({r.dp, r.tp, r.pp});
+  CHECK(lc.layouts - lc.fitting == static_cast<int64_t>(rejected.size()));
+}
+
+TEST_CASE("a plan that leaves devices idle says why: faster than all of them, or all of them cannot fit") {
+  // 1T on 10,000 H100s, a batch of 3072 (configs/plan/gpt-1t.toml): the
+  // best plan is on 9984; no layout of all 10,000 exists (dp must divide
+  // 3072 and 10,000, so pp >= 10000 / (16 x 8) = 625, more than its layers).
+  const Plan p = make_plan(request(kGpt1T, 2048, 3072, 10000, "h100-sxm"));
+  REQUIRE(!p.feasible.empty());
+  const int used = p.feasible.front().p.c.devices();
+  REQUIRE(used < 10000);
+  CHECK(idle_note(p).find(fmt::format("the best plan uses {} of the 10000 devices and leaves {} idle: no layout of "
+                                      "all 10000 fits (dp=",
+                                      used, 10000 - used)) == 0);
+  // GPT-3 175B on 1024 H100s at a batch of 1512: layouts of all 1024 fit,
+  // and the one that leaves 16 idle is faster by as much as the note says.
+  const Plan q = make_plan(request(kGpt3, 2048, 1512, 1024, "h100-sxm"));
+  REQUIRE(!q.feasible.empty());
+  const auto full = std::find_if(q.feasible.begin(), q.feasible.end(),
+                                 [](const PlannedLayout& l) { return l.p.c.devices() == 1024; });
+  REQUIRE(full != q.feasible.end());
+  REQUIRE(q.feasible.front().p.c.devices() == 1008);
+  CHECK(idle_note(q).find(fmt::format(
+            "idle: its step is {:.1f}% shorter than that of the best layout of all 1024 ({}",
+            100 * (1 - q.feasible.front().p.step_seconds / full->p.step_seconds), describe(full->p.c))) !=
+        std::string::npos);
+  // Every device used: nothing to say.
+  CHECK(idle_note(make_plan(request(kGpt2, 1024, 512, 8, "h100-sxm"))).empty());
 }
 
 TEST_CASE("a vocabulary that blocks tp is reported with the padded size that unblocks it") {
@@ -224,6 +266,13 @@ TEST_CASE("a vocabulary that blocks tp is reported with the padded size that unb
   for (const PlannedLayout& l : p.feasible) CHECK(l.p.c.tp == 1);
   const Plan padded = make_plan(request(gpt(4, 128, 8, 50304, 64), 64, 64, 8, "h100-sxm"));
   CHECK(padded.vocab_blocked_tp.empty());
+  // Only the degrees nothing else rules out: not beyond the devices, not
+  // those the heads (here 4) or a fixed tp rule out.
+  CHECK(make_plan(request(gpt(4, 128, 8, 50257, 64), 64, 64, 2, "h100-sxm")).vocab_blocked_tp == std::vector<int>{2});
+  CHECK(make_plan(request(gpt(4, 128, 4, 50257, 64), 64, 64, 8, "h100-sxm")).vocab_blocked_tp == std::vector<int>{2, 4});
+  PlanRequest fixed = request(gpt(4, 128, 8, 50257, 64), 64, 64, 8, "h100-sxm");
+  fixed.tp = 4;
+  CHECK(make_plan(fixed).vocab_blocked_tp == std::vector<int>{4});
 }
 
 TEST_CASE("fixed choices are kept, runnable_only plans with this trainer's features") {
