@@ -285,6 +285,16 @@ TEST_CASE("fixed choices are kept, runnable_only plans with this trainer's featu
     CHECK(l.p.c.tp == 2);
     CHECK(l.p.c.micro_batch == 4);
   }
+  // ZeRO asked for where dp = 1: nothing to shard, said so.
+  r.micro_batch = 0;
+  r.dp = 1;
+  r.zero = 2;
+  p = make_plan(r);
+  REQUIRE(!p.feasible.empty());
+  for (const PlannedLayout& l : p.feasible) CHECK(l.p.c.zero == 0);
+  CHECK(std::find(p.notes.begin(), p.notes.end(),
+                  "zero=2 shards over the dp ranks: the layouts with dp=1 have nothing to shard and run as ZeRO-0") !=
+        p.notes.end());
   r = request(kGpt2, 1024, 64, 8, "a100-80gb", "fp32");
   r.features = r.runnable = Features::this_trainer();
   r.runnable_only = true;
