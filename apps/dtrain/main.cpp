@@ -95,7 +95,7 @@ void report(const dtrain::Error& e, const std::string& rank) {
   if (const auto* ce = dynamic_cast<const dtrain::ConfigError*>(&e)) {
     for (const auto& p : ce->problems()) fmt::print(stderr, "dtrain: error: {}\n", p);
     if (ce->problems().size() > 1)
-      fmt::print(stderr, "dtrain: {} problems in the config\n", ce->problems().size());
+      fmt::print(stderr, "dtrain: {} problems\n", ce->problems().size());
     return;
   }
   const char* what = e.kind() == dtrain::ErrorKind::kInternal ? "internal error (a dtrain bug)" : "error";
@@ -204,7 +204,11 @@ int main(int argc, char** argv) {
       return kExitOk;
     }
     // One line, as every other error (CLI11's own adds "Run with --help ...").
-    if (ctx.world_rank == 0) fmt::print(stderr, "dtrain: error: {} (dtrain --help lists the commands and options)\n", e.what());
+    // CLI11 says an option given twice as "At Most 1 required but received 2".
+    std::string what = e.what();
+    if (const auto at = what.find("At Most 1 required but received "); at != std::string::npos)
+      what = what.substr(0, at) + "given " + what.substr(at + 32) + " times; at most once";
+    if (ctx.world_rank == 0) fmt::print(stderr, "dtrain: error: {} (dtrain --help lists the commands and options)\n", what);
     return kExitConfig;
   }
   const Subcommand* chosen = nullptr;

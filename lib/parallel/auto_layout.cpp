@@ -5,6 +5,7 @@
 
 #include <toml.hpp>
 
+#include "config/footprint.h"
 #include "core/device.h"
 #include "core/error.h"
 #include "core/format_bytes.h"
@@ -28,12 +29,12 @@ std::vector<std::string> nearest_misses(const Plan& plan, size_t count) {
   return out;
 }
 
-int64_t parse_int(const std::string& override_text, const std::string& value) {
+int64_t parse_int(const std::string& override_text, const std::string& value, int64_t least) {
   int64_t v = 0;
   const char* end = value.data() + value.size();
   auto [p, ec] = std::from_chars(value.data(), end, v);
-  if (ec != std::errc() || p != end || v < 0)
-    throw ConfigError(fmt::format("--set {}: expected a non-negative integer", override_text));
+  if (ec != std::errc() || p != end || v < least)
+    throw ConfigError(fmt::format("--set {}: expected an integer >= {}", override_text, least));
   return v;
 }
 
@@ -85,7 +86,8 @@ Hardware config_hardware(const Config& cfg, const std::function<std::string()>& 
     return load_hardware(name.empty() ? "cpu-local" : name);
   } catch (const ConfigError& e) {
     std::vector<std::string> p;
-    for (const std::string& what : e.problems()) p.push_back("parallel.hardware: " + what);
+    for (const std::string& what : e.problems())
+      p.push_back(fmt::format("{}parallel.hardware: {}", cfg.source.empty() ? "" : cfg.source + ": ", what));
     throw ConfigError(p);
   }
 }
@@ -94,7 +96,8 @@ std::string explain_choice(const Plan& plan) {
   const PlannedLayout* best = plan.best_runnable();
   if (!best) return fmt::format("no layout of {} devices fits", plan.devices);
   const Prediction& p = best->p;
-  std::string s = fmt::format("auto layout for {} ranks on {}: {}\n", plan.devices, plan.hardware.name, describe(p.c));
+  std::string s = fmt::format("auto layout for {} ranks on {} in {}: {}\n", plan.devices, plan.hardware.name,
+                              plan.precision, describe(p.c));
   const std::string sharing =
       p.sharing_seconds > 0 ? fmt::format(", {:.3g} s of it waiting for the compute units ranks share", p.sharing_seconds)
                             : "";
@@ -114,8 +117,9 @@ std::string explain_choice(const Plan& plan) {
                      100 * (next->p.step_seconds / p.step_seconds - 1));
   else
     s += "  no other layout fits; ";
-  s += fmt::format("{} candidates ranked, {} rejected; `dtrain plan` lists them", plan.feasible.size(),
-                   plan.rejected.size());
+  // `dtrain plan` plans a GPU in bf16 unless told: the command that lists these names the precision.
+  s += fmt::format("{} candidates ranked, {} rejected; `dtrain plan --precision {}` lists them", plan.feasible.size(),
+                   plan.rejected.size(), plan.precision);
   return s;
 }
 
@@ -183,6 +187,7 @@ Plan run_plan_command(const PlanCommand& cmd) {
   // choices --set gives for the layout become the plan's constraints.
   std::vector<std::string> config_overrides, constraints;
   bool sets_global = false, sets_split = false;
+  std::string global_value;
   for (const std::string& o : cmd.overrides) {
     const std::string key = o.substr(0, o.find('='));
     if (key == "parallel.dp" || key == "parallel.tp" || key == "parallel.pp" || key == "parallel.zero" ||
@@ -192,12 +197,29 @@ Plan run_plan_command(const PlanCommand& cmd) {
       continue;
     }
     if (key == "train.micro_batch") constraints.push_back(o);
-    sets_global |= key == "train.global_batch";
+    if (key == "train.global_batch") sets_global = true, global_value = o.substr(o.find('=') + 1);
     sets_split |= key == "train.micro_batch" || key == "train.grad_accum";
     config_overrides.push_back(o);
   }
-  if (sets_global && !sets_split)  // a new global batch: let the config derive its split
-    config_overrides.insert(config_overrides.begin(), {"train.micro_batch=0", "train.grad_accum=0"});
+  // A new global batch: the config reads it as one process's split into
+  // micro-batches, which the plan sets aside. The smallest micro-batch whose
+  // count the config accepts, so that its one-process checks (the memory of
+  // one micro-batch, the count) hold for any batch a plan can spread.
+  if (sets_global && !sets_split) {
+    int64_t micro = 0;  // 0: the config derives it (and says what is wrong with the batch)
+    try {
+      const int64_t global = parse_int("train.global_batch=" + global_value, global_value, 1);
+      const int64_t first = global > 0 ? (global + config::kMaxGradAccum - 1) / config::kMaxGradAccum : 1;
+      for (int64_t d = first; global > 0 && d <= global && d < first + config::kMaxGradAccum; ++d)
+        if (global % d == 0) {
+          micro = d;
+          break;
+        }
+    } catch (const ConfigError&) {
+    }
+    config_overrides.insert(config_overrides.begin(),
+                            {fmt::format("train.micro_batch={}", micro), "train.grad_accum=0"});
+  }
   for (const char* o : {"parallel.mode=manual", "parallel.dp=1", "parallel.tp=1", "parallel.pp=1"})
     config_overrides.push_back(o);
   const Config cfg = load_config(cmd.config_path, config_overrides, 1);
@@ -239,9 +261,7 @@ Plan run_plan_command(const PlanCommand& cmd) {
         throw ConfigError(fmt::format("--set {}: expected auto or manual", o));
       continue;  // plan always plans
     } else {
-      const int64_t v = parse_int(o, value);
-      if (v == 0 && key != "parallel.zero")  // 0 would read as not fixed
-        throw ConfigError(fmt::format("--set {}: expected an integer >= 1", o));
+      const int64_t v = parse_int(o, value, key == "parallel.zero" ? 0 : 1);  // 0 would read as not fixed
       if (key != "train.micro_batch" && v > kMaxPlanDevices)  // a degree: no more than --devices may be
         throw ConfigError(fmt::format("--set {}: expected at most {}", o, kMaxPlanDevices));
       if (key == "parallel.dp") r.dp = static_cast<int>(v);

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <numeric>
 #include <set>
@@ -253,6 +254,7 @@ Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
   h.efficiency = 0.5;
   h.overlap = 1.0;
   std::set<std::string> seen;
+  std::map<std::string, int> line_of;  // key -> its line in the file
   std::vector<std::pair<size_t, std::string>> unknown;  // every unknown key, by line, with the closest known one
   auto unknown_key = [&](const toml::value& v, const std::string& full) {
     std::string best;
@@ -283,6 +285,7 @@ Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
     for (const auto& [key, v] : body.as_table()) {
       const std::string full = section + "." + key;
       seen.insert(full);
+      line_of[full] = static_cast<int>(v.location().line());
       if (section == "node" && (key == "devices" || key == "compute_units")) {
         constexpr int64_t kMost = 1 << 20;  // devices per node, units per node
         if (!v.is_integer() || v.as_integer() < (key == "devices" ? 1 : 0) || v.as_integer() > kMost)
@@ -336,9 +339,15 @@ Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
   std::vector<std::string> problems;
   // Figures no device has (in the file's units): a typo's 1e-300 GiB or 1e300
   // us would plan nonsense rather than fail.
+  // "name:line" of a key the file gives ("name" for a default).
+  auto at = [&](const std::string& key) {
+    const auto it = line_of.find(key);
+    return it == line_of.end() ? name : fmt::format("{}:{}", name, it->second);
+  };
   auto within = [&](const char* what, double x, double scale, double lo, double hi) {
     if (!(x / scale >= lo && x / scale <= hi))
-      problems.push_back(fmt::format("{}: {} must be in [{:g}, {:g}], got {:g}", name, what, lo, hi, x / scale));
+      problems.push_back(fmt::format("{}: {} must be in [{:.10g}, {:.10g}], got {:.10g}", at(what), what, lo, hi,
+                                     x / scale));
   };
   within("device.memory_gib", h.memory_bytes, kGiB, 1.0 / 1024, 1e6);  // 1 MiB to 1 PiB
   within("device.peak_tflops_fp32", h.peak_fp32, kT, 1e-6, 1e6);       // 1 MFLOP/s to 1 EFLOP/s
@@ -355,17 +364,20 @@ Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
   within("node.handoff_us", h.handoff_latency, kUs, 0, 1e6);
   within("device.gemm_half_dim", h.gemm_half_dim, 1, 0, 1e9);
   auto fraction = [&](const char* what, double x) {
-    if (!(x > 0 && x <= 1)) problems.push_back(fmt::format("{}: {} must be in (0, 1]", name, what));
+    if (!(x > 0 && x <= 1)) problems.push_back(fmt::format("{}: {} must be in (0, 1]", at(what), what));
   };
   fraction("device.usable_memory_fraction", h.usable_memory_fraction);
   fraction("device.efficiency", h.efficiency);
-  if (!(h.overlap >= 0 && h.overlap <= 1)) problems.push_back(fmt::format("{}: node.overlap must be in [0, 1]", name));
+  if (!(h.overlap >= 0 && h.overlap <= 1))
+    problems.push_back(fmt::format("{}: node.overlap must be in [0, 1]", at("node.overlap")));
   if (!(h.tp_overlap >= 0 && h.tp_overlap <= 1))
-    problems.push_back(fmt::format("{}: node.tp_overlap must be in [0, 1]", name));
+    problems.push_back(fmt::format("{}: node.tp_overlap must be in [0, 1]", at("node.tp_overlap")));
   if (!(h.comm_compute_share >= 0 && h.comm_compute_share < 1))
-    problems.push_back(fmt::format("{}: device.comm_compute_share must be in [0, 1)", name));
+    problems.push_back(
+        fmt::format("{}: device.comm_compute_share must be in [0, 1)", at("device.comm_compute_share")));
   if (!(h.tp_comm_compute_share < 1))
-    problems.push_back(fmt::format("{}: device.tp_comm_compute_share must be below 1 (negative: comm_compute_share)", name));
+    problems.push_back(fmt::format("{}: device.tp_comm_compute_share must be below 1 (negative: comm_compute_share)",
+                                   at("device.tp_comm_compute_share")));
   if (!problems.empty()) throw ConfigError(problems);
   return h;
 }

@@ -112,6 +112,7 @@ std::string format_plan_text(const Plan& plan, int top) {
     out += "step s: predicted seconds per optimizer step; mb x m: micro-batch size x micro-batches per step; "
            "recomp: activation recomputation (sel = selective); sched: il<v> = interleaved, v chunks per stage; "
            "sp: sequence parallel; bubble: of the pipeline's schedule, the slowest stage's idle share; "
+           "memory: of a device of the stage that needs the most; "
            "tp/pp/dp B: bytes each device sends per step in that group\n";
     bool sharing = false;
     for (size_t i = 0; i < shown; ++i) sharing |= plan.feasible[i].p.sharing_seconds > 0;

@@ -237,7 +237,7 @@ Plan make_plan(const PlanRequest& req) {
     plan.device_counts = counts;
     if (counts.empty()) {
       Rejection r;
-      r.dp = req.dp, r.tp = req.tp, r.pp = req.pp, r.kind = "divisibility";
+      r.dp = req.dp, r.tp = req.tp, r.pp = req.pp, r.kind = "divisibility", r.from_choice = true;
       r.reason = fixed_all && fixed < req.devices
                      ? fmt::format("{} devices, not the {} given ({} idle is more than the {:.0f}% allowed)", product,
                                    req.devices, req.devices - fixed, 100 * req.max_idle_fraction)
@@ -306,6 +306,7 @@ Plan make_plan(const PlanRequest& req) {
       // the sequence (dtrain run's validation refuses the others).
       if (req.sequence_parallel == 1) {
         at_tp.kind = "divisibility";
+        at_tp.from_choice = true;
         if (tp == 1)
           at_tp.reason = "sequence parallelism needs tp > 1 (it splits the sequence over the tp ranks)";
         else if (req.seq_len % tp != 0)
@@ -372,12 +373,14 @@ Plan make_plan(const PlanRequest& req) {
           }
           const int64_t per_rank = w.global_batch / dp;
           if (req.micro_batch > 0 && per_rank % req.micro_batch != 0) {
+            at.from_choice = true;
             at.reason = fmt::format("micro-batch {} does not divide the {} samples of each of dp={} ranks",
                                     req.micro_batch, per_rank, dp);
             if (report) reject(at);
             continue;
           }
           if (req.micro_batches > 0 && per_rank % req.micro_batches != 0) {
+            at.from_choice = true;
             at.reason = fmt::format("{} micro-batches do not divide the {} samples of each of dp={} ranks",
                                     req.micro_batches, per_rank, dp);
             if (report) reject(at);
@@ -394,6 +397,7 @@ Plan make_plan(const PlanRequest& req) {
                   : std::string();
           if (pp == 1) {
             if (wants_interleaved) {
+              at.from_choice = true;
               at.reason = !conflict.empty()
                               ? conflict
                               : "the interleaved schedule needs pp >= 2 (it runs several chunks on each stage)";
@@ -427,6 +431,7 @@ Plan make_plan(const PlanRequest& req) {
                 if (v >= 2 && static_cast<int64_t>(pp) * v <= layers) schedules.push_back({"interleaved", v});
               }
             if (schedules.empty()) {  // interleaving asked for, and none possible at this depth
+              at.from_choice = true;
               if (!conflict.empty()) {
                 at.reason = conflict;
               } else if (!interleaves) {
@@ -534,11 +539,12 @@ Plan make_plan(const PlanRequest& req) {
                                      "and run as ZeRO-0",
                                      req.zero));
   // Rejections by relevance: memory nearest to fitting first, then what a
-  // change of size would fix, then missing features, then spans.
+  // change of size would fix (the caller's fixed choices first), then missing
+  // features, then spans.
   std::stable_sort(plan.rejected.begin(), plan.rejected.end(), [](const Rejection& a, const Rejection& b) {
     if (a.relevance() != b.relevance()) return a.relevance() < b.relevance();
     if (a.kind == "memory") return a.needed_bytes / a.capacity_bytes < b.needed_bytes / b.capacity_bytes;
-    return false;
+    return a.from_choice && !b.from_choice;  // what the caller fixed, before what else a layout lacks
   });
   // Memory binds and nothing fits: how many devices would do (more devices
   // hold fewer layers or a smaller shard each, not in proportion: the

@@ -72,6 +72,9 @@ struct Rejection {
   int virtual_stages = 0;
   int sequence_parallel = -1;
   std::string kind;    // "memory" | "divisibility" | "feature" | "span" (the order of relevance)
+  // The reason is a choice the caller fixed (a degree, the micro-batch, the
+  // schedule, sequence parallelism): ranked before other reasons of its kind.
+  bool from_choice = false;
   std::string reason;  // a sentence naming the numbers
   double needed_bytes = 0, capacity_bytes = 0;  // memory rejections
   std::string layout() const;  // "dp=4 tp=8 pp=2 mb>=2 zero=1 recompute=full 1f1b"

@@ -58,7 +58,7 @@ expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" 
 grep -q '^planned = "parallel.dp,parallel.pp,train.grad_accum,' "$WORK/a2/config.toml" ||
   fail "auto: the planner's keys not recorded: $(grep '^planned' "$WORK/a2/config.toml")"
 expect_exit 0 "${MPIRUN[@]}" -np 4 "$DTRAIN" resume "$WORK/a2/checkpoints/step_00000006" --out "$WORK/a4"
-grep -q "^auto layout for 4 ranks on cpu-local: dp=. tp=2 pp=." "$WORK/out" || fail "auto: not planned again for 4 ranks"
+grep -q "^auto layout for 4 ranks on cpu-local in fp32: dp=. tp=2 pp=." "$WORK/out" || fail "auto: not planned again for 4 ranks"
 grep -q "^tp = 2$" "$WORK/a4/config.toml" || fail "auto: the fixed tp not kept"
 close_losses "$WORK/one/metrics.jsonl" "$WORK/a4/metrics.jsonl"
 

@@ -99,6 +99,15 @@ for c in f:
     assert c["recompute"] == "selective" and (c["zero"] == 1 or c["dp"] == 1), c
 assert p["precision"] == "bf16"  # GPU presets default to bf16
 PY
+# A new global batch is planned however large (the config's one-process split set aside).
+expect_exit 0 "$DTRAIN" plan "$DTRAIN_SOURCE_DIR/configs/plan/gpt3-175b.toml" --devices 1024 --hardware h100-sxm \
+  --set train.global_batch=200000 --top 1
+# Choices that contradict each other: the line names the choice, not what else some layout lacks.
+expect_exit 2 "$DTRAIN" plan "$DTRAIN_SOURCE_DIR/configs/plan/gpt3-175b.toml" --devices 1024 --hardware h100-sxm \
+  --set parallel.pp=1 --set parallel.virtual_stages=2
+expect_err "divisibility binds first: dp=512 tp=2 pp=1: the interleaved schedule needs pp >= 2"
+expect_exit 2 "$DTRAIN" plan "$WORK/tiny.toml" --devices 2 --devices 3
+expect_err "error: --devices: given 2 times; at most once"
 # Nothing fits: exit 2, one line naming the binding constraint and the closest candidates.
 expect_exit 2 "$DTRAIN" plan "$DTRAIN_SOURCE_DIR/configs/plan/gpt-1t.toml" --devices 8 --hardware a100-80gb
 expect_err "no layout of 8 devices fits: memory binds first; closest: ["
@@ -145,7 +154,7 @@ expect_err "hardware 'nobf16' has no bf16 peak"
 # parallel.mode = "auto" (no degrees in the config): the planner's layout, logged once.
 expect_exit 0 "${MPIRUN[@]}" -np 4 "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=6 --set train.threads=1 \
   --set train.eval_every=0 --out "$WORK/auto"
-grep -q "^auto layout for 4 ranks on cpu-local: dp=" "$WORK/out" || fail "auto: no layout choice logged"
+grep -q "^auto layout for 4 ranks on cpu-local in fp32: dp=" "$WORK/out" || fail "auto: no layout choice logged"
 [ "$(grep -c "^auto layout" "$WORK/out")" -eq 1 ] || fail "auto: logged more than once"
 grep -q "^layout dp=. tp=. pp=. on 4 ranks" "$WORK/out" || fail "auto: no layout line"
 # A schedule the config fixes that its batch cannot run (one micro-batch a rank, interleaving needs
@@ -158,7 +167,7 @@ grep -q "the interleaved schedule" "$WORK/err" || fail "auto: the interleaving m
 # bf16 on the CPU: planned too (it had failed: no bf16 peak for cpu-local).
 expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=2 --set train.threads=1 \
   --set train.eval_every=0 --set train.precision=bf16 --set optim.warmup_steps=1 --out "$WORK/auto-bf16"
-grep -q "^auto layout for 2 ranks on cpu-local: dp=" "$WORK/out" || fail "auto: bf16 on the CPU not planned"
+grep -q "^auto layout for 2 ranks on cpu-local in bf16: dp=" "$WORK/out" || fail "auto: bf16 on the CPU not planned"
 grep -q '^mode = "auto"' "$WORK/auto/config.toml" || fail "auto: resolved config lacks the mode"
 # The resolved config runs as it is: the degrees are fixed now.
 expect_exit 0 "${MPIRUN[@]}" -np 4 "$DTRAIN" validate "$WORK/auto/config.toml"

@@ -583,7 +583,7 @@ TEST_CASE("hardware: presets round-trip through the file format, bad files are n
   CHECK(parse_hardware_toml(with_share, "hw.toml").tp_share() == doctest::Approx(0.05));
   const std::string whole = std::string(minimal).insert(minimal.find("[node]"), "comm_compute_share = 1\n");
   CHECK_THROWS_WITH_AS(parse_hardware_toml(whole, "hw.toml"),
-                       doctest::Contains("hw.toml: device.comm_compute_share must be in [0, 1)"), ConfigError);
+                       doctest::Contains("hw.toml:5: device.comm_compute_share must be in [0, 1)"), ConfigError);
   // No NaN or infinity (a plan of NaN steps), no device count past an int,
   // and a negative figure named by its key.
   const std::string nan_overhead = std::string(minimal).insert(minimal.find("[node]"), "layer_overhead_us = nan\n");
@@ -599,14 +599,14 @@ TEST_CASE("hardware: presets round-trip through the file format, bad files are n
   std::string negative = minimal;
   negative.replace(negative.find("latency_us = 1\n[inter]"), 14, "latency_us = -1");
   CHECK_THROWS_WITH_AS(parse_hardware_toml(negative, "hw.toml"),
-                       doctest::Contains("hw.toml: intra.latency_us must be in [0, 1e+06], got -1"), ConfigError);
+                       doctest::Contains("hw.toml:9: intra.latency_us must be in [0, 1000000], got -1"), ConfigError);
   // Figures no device has: each named with its range (1e-300 GiB planned "fits with 6e305x the memory").
   for (auto [from, to, said] :
-       {std::tuple{"memory_gib = 8", "memory_gib = 1e-300", "device.memory_gib must be in [0.000976562, 1e+06]"},
+       {std::tuple{"memory_gib = 8", "memory_gib = 1e-300", "hw.toml:2: device.memory_gib must be in [0.0009765625, 1000000], got 1e-300"},
         std::tuple{"memory_gib = 8", "memory_gib = 1e300", "device.memory_gib must be in"},
         std::tuple{"peak_tflops_fp32 = 1", "peak_tflops_fp32 = 1e-30", "device.peak_tflops_fp32 must be in"},
         std::tuple{"memory_bandwidth_gbs = 5", "memory_bandwidth_gbs = 5\nlayer_overhead_us = 1e300",
-                   "device.layer_overhead_us must be in [0, 1e+06], got 1e+300"}}) {
+                   "hw.toml:5: device.layer_overhead_us must be in [0, 1000000], got 1e+300"}}) {
     std::string text = minimal;
     text.replace(text.find(from), std::string(from).size(), to);
     CHECK_THROWS_WITH_AS(parse_hardware_toml(text, "hw.toml"), doctest::Contains(said), ConfigError);
