@@ -16,6 +16,7 @@
 
 #include "checkpoint/hf.h"
 #include "checkpoint/load_model.h"
+#include "data/tokenizer.h"
 #include "commands.h"
 
 namespace dtrain_cli {
@@ -25,16 +26,26 @@ namespace {
 // A run trained on GPT-2's tokens: its tokenizer beside the model, under the
 // names transformers' GPT2Tokenizer reads (vocab.json is encoder.json,
 // merges.txt is vocab.bpe, byte for byte), so that AutoTokenizer and
-// pipeline("text-generation", DIR) need nothing else. Never replaces a file;
-// missing sources are said, not fatal (the model is exported either way).
-std::string export_gpt2_tokenizer(const std::string& from, const std::string& out, int64_t context_length) {
+// pipeline("text-generation", DIR) need nothing else. Never replaces a file.
+// The sources (`from`: GPT-2's encoder.json and vocab.bpe, or an export's
+// vocab.json and merges.txt) are checked before anything is written.
+dtrain::Gpt2TokenizerFiles tokenizer_sources(const std::string& from, bool given) {
   namespace fs = std::filesystem;
-  const std::pair<const char*, const char*> files[] = {{"encoder.json", "vocab.json"}, {"vocab.bpe", "merges.txt"}};
-  for (const auto& [src, dst] : files)
-    if (std::error_code ec; !fs::is_regular_file(fs::path(from) / src, ec))
-      return fmt::format("no tokenizer files: '{}' is not a file (point --tokenizer-dir at GPT-2's encoder.json and "
-                         "vocab.bpe to include them)",
-                         (fs::path(from) / src).string());
+  const dtrain::Gpt2TokenizerFiles f = dtrain::gpt2_tokenizer_files(from);
+  for (const std::string& path : {f.vocab, f.merges})
+    if (std::error_code ec; !fs::is_regular_file(path, ec))
+      throw dtrain::ConfigError(fmt::format(
+          "{}: '{}' is not a file: the run trained on GPT-2's tokens (data.tokenizer = \"gpt2\"), whose tokenizer the "
+          "export includes; point --tokenizer-dir at GPT-2's encoder.json and vocab.bpe (or a Hugging Face "
+          "directory's vocab.json and merges.txt)",
+          given ? "--tokenizer-dir" : "the run's data.tokenizer_dir", path));
+  return f;
+}
+
+std::string export_gpt2_tokenizer(const dtrain::Gpt2TokenizerFiles& sources, const std::string& out,
+                                  int64_t context_length) {
+  namespace fs = std::filesystem;
+  const std::pair<std::string, const char*> files[] = {{sources.vocab, "vocab.json"}, {sources.merges, "merges.txt"}};
   std::vector<std::string> wrote, kept;
   for (const auto& [src, dst] : files) {
     std::error_code ec;
@@ -42,9 +53,9 @@ std::string export_gpt2_tokenizer(const std::string& from, const std::string& ou
       kept.push_back(dst);
       continue;
     }
-    if (!fs::copy_file(fs::path(from) / src, fs::path(out) / dst, fs::copy_options::none, ec))
-      throw dtrain::RuntimeError(fmt::format("export: cannot copy '{}' to '{}': {}", (fs::path(from) / src).string(),
-                                             (fs::path(out) / dst).string(), ec.message()));
+    if (!fs::copy_file(src, fs::path(out) / dst, fs::copy_options::none, ec))
+      throw dtrain::RuntimeError(
+          fmt::format("export: cannot copy '{}' to '{}': {}", src, (fs::path(out) / dst).string(), ec.message()));
     wrote.push_back(dst);
   }
   const fs::path config = fs::path(out) / "tokenizer_config.json";
@@ -59,7 +70,8 @@ std::string export_gpt2_tokenizer(const std::string& from, const std::string& ou
     if (!f) throw dtrain::RuntimeError(fmt::format("export: cannot write '{}'", config.string()));
     wrote.push_back("tokenizer_config.json");
   }
-  return fmt::format("tokenizer (GPT-2, from {}): wrote {}{}", from, fmt::join(wrote, ", "),
+  return fmt::format("tokenizer (GPT-2, from {}): wrote {}{}", fs::path(sources.vocab).parent_path().string(),
+                     fmt::join(wrote, ", "),
                      kept.empty() ? "" : fmt::format("; kept the {} already there", fmt::join(kept, ", ")));
 }
 
@@ -83,7 +95,8 @@ Subcommand add_export(CLI::App& app) {
                   "dropping padding rows; else all)")
       ->check(whole_number(1, INT32_MAX));
   cmd->add_option("--tokenizer-dir", o->tokenizer_dir,
-                  "GPT-2 tokenizer files (encoder.json, vocab.bpe) to include, if not at the run's data.tokenizer_dir")
+                  "GPT-2 tokenizer files to include (encoder.json and vocab.bpe, or an export's vocab.json and "
+                  "merges.txt), if not at the run's data.tokenizer_dir")
       ->check(path_name());
   return {cmd, [o](Context& ctx) {
             if (ctx.world_rank != 0) return kExitOk;
@@ -94,14 +107,16 @@ Subcommand add_export(CLI::App& app) {
                                                       "export into a new directory (or move it away)",
                                                       o->out, name));
             const dtrain::LoadedModel lm = dtrain::load_model(o->path);
+            const bool gpt2 = lm.cfg.data.tokenizer == "gpt2";
+            const dtrain::Gpt2TokenizerFiles sources =
+                gpt2 ? tokenizer_sources(o->tokenizer_dir.empty() ? lm.cfg.data.tokenizer_dir : o->tokenizer_dir,
+                                         !o->tokenizer_dir.empty())
+                     : dtrain::Gpt2TokenizerFiles{};
             const dtrain::HfExportResult r = dtrain::export_hf(*lm.model, lm.cfg, o->out, o->vocab_size);
             for (const auto& n : r.notes) fmt::print("{}\n", n);
             fmt::print("exported {} (step {}) to {}: config.json, model.safetensors ({} tensors, {} bytes)\n",
                        lm.dir, lm.meta.step, o->out, r.tensors, r.bytes);
-            if (lm.cfg.data.tokenizer == "gpt2")
-              fmt::print("{}\n", export_gpt2_tokenizer(o->tokenizer_dir.empty() ? lm.cfg.data.tokenizer_dir
-                                                                              : o->tokenizer_dir,
-                                                         o->out, lm.cfg.model.context_length));
+            if (gpt2) fmt::print("{}\n", export_gpt2_tokenizer(sources, o->out, lm.cfg.model.context_length));
             return kExitOk;
           }};
 }

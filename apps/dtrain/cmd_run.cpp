@@ -82,7 +82,7 @@ Subcommand add_run(CLI::App& app) {
             std::unique_ptr<dtrain::Trainer> trainer = setup.make_trainer(cfg, /*new_run=*/true);
             // ZeRO-3 holds parameter shards: the imported weights go through the full masters.
             trainer->gather_full_params();
-            for (const std::string& line : dtrain::apply_init_from(trainer->model(), cfg.model)) log(line);
+            for (const std::string& line : dtrain::apply_init_from(trainer->model(), cfg.model, cfg.data.tokenizer)) log(line);
             trainer->release_full_params(true);
             return train(ctx, setup, *trainer, 0);
           },

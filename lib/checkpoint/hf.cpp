@@ -1,5 +1,6 @@
 #include "checkpoint/hf.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -75,8 +76,13 @@ HfExportResult export_hf(const Model& model, const Config& cfg, const std::strin
   const bool gpt2_ids = cfg.data.tokenizer == "gpt2";
   int64_t V = vocab_size;
   if (V == 0) V = gpt2_ids && m.vocab_size > kGpt2Ids ? kGpt2Ids : m.vocab_size;
-  if (V < 1 || V > m.vocab_size)
-    throw ConfigError(fmt::format("--vocab-size {}: expected 1 .. model.vocab_size ({})", V, m.vocab_size));
+  // The ids the run's tokenizer emits: rows below them are tokens, not padding.
+  const int64_t ids = std::min<int64_t>(gpt2_ids ? kGpt2Ids : 256, m.vocab_size);
+  if (V < ids || V > m.vocab_size)
+    throw ConfigError(fmt::format("--vocab-size {}: expected {} .. model.vocab_size ({}): the rows below {} are the "
+                                  "{} tokenizer's ids{}, not padding",
+                                  V, ids, m.vocab_size, ids, gpt2_ids ? "GPT-2" : "byte",
+                                  gpt2_ids ? " (<|endoftext|> is 50256)" : ""));
   if (V < m.vocab_size)
     r.notes.push_back(fmt::format("vocabulary: the first {} of the model's {} rows exported ({} padding rows "
                                   "dropped){}",
@@ -159,7 +165,8 @@ HfExportResult export_hf(const Model& model, const Config& cfg, const std::strin
   return r;
 }
 
-std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const std::string& dir) {
+std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const std::string& dir,
+                                   const std::string& tokenizer) {
   std::vector<std::string> notes;
   const fs::path cfg_path = fs::path(dir) / "config.json";
   const std::string cfg_name = cfg_path.string();
@@ -226,6 +233,21 @@ std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const s
     problems.push_back(fmt::format("{}: vocab_size = {} but model.vocab_size = {}: set model.vocab_size to at "
                                    "least {} (e.g. 50304 for GPT-2, a multiple of 64)",
                                    cfg_name, *vocab, cfg.vocab_size, *vocab));
+  // The token ids must mean what the run's data means: a dtrain export says
+  // its tokenizer; a vocabulary of exactly GPT-2's is GPT-2's BPE.
+  if (!tokenizer.empty()) {
+    std::string source;
+    if (hc.contains("dtrain_tokenizer") && hc["dtrain_tokenizer"].is_string())
+      source = hc["dtrain_tokenizer"].get<std::string>();
+    else if (vocab && *vocab == kGpt2Ids)
+      source = "gpt2";
+    if (!source.empty() && source != tokenizer)
+      problems.push_back(fmt::format(
+          "{}: its token ids are {} ({}) but the run's data.tokenizer = \"{}\": every embedding row would stand for "
+          "another token; train on data of its tokenizer (data.tokenizer = \"{}\")",
+          cfg_name, source == "gpt2" ? "GPT-2's BPE" : source == "byte" ? "UTF-8 bytes" : "\"" + source + "\"",
+          hc.contains("dtrain_tokenizer") ? "dtrain_tokenizer" : "vocab_size 50257", tokenizer, source));
+  }
   if (!problems.empty()) throw ConfigError(problems);
 
   const SafetensorsFile st = [&] {
@@ -263,7 +285,12 @@ std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const s
     if (t.shape != want)
       throw ConfigError(fmt::format("{}: tensor '{}' has shape ({}), expected ({})", st.path(), t.name,
                                     fmt::join(t.shape, ", "), fmt::join(want, ", ")));
-    return st.read_f32(t);
+    std::vector<float> v = st.read_f32(t);
+    // A NaN or infinity would train to NaN a step later: refused here, where the file is known.
+    if (const auto bad = std::find_if(v.begin(), v.end(), [](float x) { return !std::isfinite(x); }); bad != v.end())
+      throw ConfigError(fmt::format("{}: tensor '{}' holds {} at element {} of {}: not weights to train from",
+                                    st.path(), t.name, *bad, bad - v.begin(), v.size()));
+    return v;
   };
   const int64_t C = cfg.n_embd;
   if (lm_head) {  // a separate head must be the tied one
@@ -318,13 +345,13 @@ std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const s
 
 namespace dtrain {
 
-std::vector<std::string> apply_init_from(Model& model, const ModelConfig& cfg) {
+std::vector<std::string> apply_init_from(Model& model, const ModelConfig& cfg, const std::string& tokenizer) {
   if (cfg.init_from.empty()) return {};
   if (!starts_with(cfg.init_from, "hf:"))
     throw ConfigError(fmt::format("model.init_from: expected \"hf:DIR\", got \"{}\"", cfg.init_from));
   const std::string dir = cfg.init_from.substr(3);
   std::vector<std::string> lines = {fmt::format("init: parameters from the Hugging Face GPT-2 directory {}", dir)};
-  for (const std::string& n : import_hf(model, cfg, dir)) lines.push_back("init: " + n);
+  for (const std::string& n : import_hf(model, cfg, dir, tokenizer)) lines.push_back("init: " + n);
   return lines;
 }
 

@@ -48,7 +48,9 @@ struct HfExportResult {
 // (unsharded, fp32) GPT and its run's config. `vocab_size` rows of wte are
 // written: 0 = the tokenizer's ids (50257 for gpt2) when the model pads
 // beyond them, else all of them. Throws ConfigError for a model that is not
-// a GPT, RuntimeError when the files cannot be written.
+// a GPT or a `vocab_size` below the tokenizer's ids (256 bytes, 50257 for
+// gpt2: rows that are not padding), RuntimeError when the files cannot be
+// written.
 HfExportResult export_hf(const Model& model, const Config& cfg, const std::string& out_dir,
                          int64_t vocab_size = 0);
 
@@ -57,15 +59,21 @@ HfExportResult export_hf(const Model& model, const Config& cfg, const std::strin
 // must match `cfg`'s shapes. Returns what was adapted (vocabulary padding,
 // fewer positions), one line each. Throws ConfigError naming the config.json
 // key or tensor for a model dtrain's GPT cannot express (another activation,
-// an untied head, a missing tensor, other shapes), InputError for damaged files.
-std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const std::string& dir);
+// an untied head, a missing tensor, other shapes, a value that is not finite)
+// and for token ids of another tokenizer than the run's `tokenizer`
+// (data.tokenizer; "" = not checked): config.json's dtrain_tokenizer where a
+// dtrain export wrote it, else GPT-2's BPE for a vocabulary of 50257;
+// InputError for damaged files.
+std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const std::string& dir,
+                                   const std::string& tokenizer = "");
 
 }  // namespace dtrain
 
 namespace dtrain {
 
-// model.init_from: "" does nothing; "hf:DIR" is import_hf(model, cfg, DIR).
-// Returns the lines to log: where the weights came from and the notes.
-std::vector<std::string> apply_init_from(Model& model, const ModelConfig& cfg);
+// model.init_from: "" does nothing; "hf:DIR" is import_hf(model, cfg, DIR,
+// tokenizer). Returns the lines to log: where the weights came from and the
+// notes.
+std::vector<std::string> apply_init_from(Model& model, const ModelConfig& cfg, const std::string& tokenizer = "");
 
 }  // namespace dtrain

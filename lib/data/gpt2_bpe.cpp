@@ -152,7 +152,8 @@ class Gpt2Tokenizer : public Tokenizer {
       utf8_append(byte_symbol_[bs[i]], cs[i]);
       byte_of_[cs[i]] = static_cast<unsigned char>(bs[i]);
     }
-    const std::string enc_path = (std::filesystem::path(dir) / "encoder.json").string();
+    const Gpt2TokenizerFiles files = gpt2_tokenizer_files(dir);
+    const std::string& enc_path = files.vocab;
     require_regular_file(enc_path, "the GPT-2 tokenizer's vocabulary (JSON)");
     std::ifstream ef(enc_path);
     if (!ef) throw InputError(fmt::format("'{}': cannot open (the GPT-2 tokenizer's vocabulary)", enc_path));
@@ -168,7 +169,7 @@ class Gpt2Tokenizer : public Tokenizer {
     } catch (const nlohmann::json::exception& e) {
       throw InputError(fmt::format("'{}': not a JSON object of ids: {}", enc_path, e.what()));
     }
-    const std::string bpe_path = (std::filesystem::path(dir) / "vocab.bpe").string();
+    const std::string& bpe_path = files.merges;
     require_regular_file(bpe_path, "the GPT-2 tokenizer's merges (text)");
     std::ifstream bf(bpe_path);
     if (!bf) throw InputError(fmt::format("'{}': cannot open (the GPT-2 tokenizer's merges)", bpe_path));
@@ -259,6 +260,16 @@ class Gpt2Tokenizer : public Tokenizer {
 }  // namespace
 
 std::unique_ptr<Tokenizer> byte_tokenizer() { return std::make_unique<ByteTokenizer>(); }
+
+Gpt2TokenizerFiles gpt2_tokenizer_files(const std::string& dir) {
+  namespace fs = std::filesystem;
+  const fs::path d(dir);
+  std::error_code ec;
+  if (!fs::exists(d / "encoder.json", ec) && fs::is_regular_file(d / "vocab.json", ec) &&
+      fs::is_regular_file(d / "merges.txt", ec))
+    return {(d / "vocab.json").string(), (d / "merges.txt").string()};
+  return {(d / "encoder.json").string(), (d / "vocab.bpe").string()};
+}
 
 std::unique_ptr<Tokenizer> gpt2_tokenizer(const std::string& dir) { return std::make_unique<Gpt2Tokenizer>(dir); }
 

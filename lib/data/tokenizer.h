@@ -31,8 +31,16 @@ class Tokenizer {
 
 // One UTF-8 byte per id (vocabulary 256).
 std::unique_ptr<Tokenizer> byte_tokenizer();
-// GPT-2 BPE from `dir`/encoder.json and `dir`/vocab.bpe (throws InputError
-// naming the file when one is missing or malformed).
+// GPT-2's vocabulary and merges in `dir`: encoder.json and vocab.bpe
+// (OpenAI's names), else vocab.json and merges.txt (Hugging Face's, byte for
+// byte the same: a `dtrain export` directory); where neither is there,
+// OpenAI's names (what an error then names).
+struct Gpt2TokenizerFiles {
+  std::string vocab, merges;
+};
+Gpt2TokenizerFiles gpt2_tokenizer_files(const std::string& dir);
+// GPT-2 BPE from the files gpt2_tokenizer_files finds in `dir` (throws
+// InputError naming the file when one is missing or malformed).
 std::unique_ptr<Tokenizer> gpt2_tokenizer(const std::string& dir);
 // The tokenizer `data` names; `dir_override` (if not empty) replaces
 // data.tokenizer_dir.

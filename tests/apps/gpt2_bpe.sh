@@ -87,8 +87,9 @@ expect_exit 2 "$PY" "$DTRAIN_SOURCE_DIR/tools/text_to_bin.py" "$WORK/in.txt" --t
 expect_err "cannot read the GPT-2 tokenizer in $WORK/none"
 # A run on GPT-2's tokens exports with its tokenizer: vocab.json and
 # merges.txt are encoder.json and vocab.bpe byte for byte (what transformers'
-# GPT2Tokenizer reads), and a tokenizer_config.json; without the files the
-# model is exported and their absence said.
+# GPT2Tokenizer reads), and a tokenizer_config.json; without the files
+# nothing is exported (exit 2, the directory named); an export's own
+# vocab.json and merges.txt serve as the files, for export and generate.
 cat >"$WORK/bpe.toml" <<EOT
 [model]
 type = "gpt"
@@ -119,7 +120,18 @@ cmp -s "$WORK/bpe_hf/vocab.json" "$DTRAIN_SOURCE_DIR/data/gpt2/encoder.json" || 
 cmp -s "$WORK/bpe_hf/merges.txt" "$DTRAIN_SOURCE_DIR/data/gpt2/vocab.bpe" || fail "merges.txt is not vocab.bpe"
 "$PY" -c 'import json, sys; c = json.load(open(sys.argv[1])); assert c["tokenizer_class"] == "GPT2Tokenizer" and c["model_max_length"] == 16, c' \
   "$WORK/bpe_hf/tokenizer_config.json" || fail "tokenizer_config.json"
-expect_exit 0 "$DTRAIN" export "$WORK/bpe/checkpoints" --format hf --out "$WORK/bpe_hf2" --tokenizer-dir "$WORK/none"
-grep -q "no tokenizer files: '$WORK/none/encoder.json' is not a file" "$WORK/out" || fail "export: no word on the missing tokenizer"
-[ -f "$WORK/bpe_hf2/model.safetensors" ] && [ ! -e "$WORK/bpe_hf2/vocab.json" ] || fail "export without the tokenizer files"
+expect_exit 2 "$DTRAIN" export "$WORK/bpe/checkpoints" --format hf --out "$WORK/bpe_hf2" --tokenizer-dir "$WORK/none"
+expect_err "--tokenizer-dir: '$WORK/none/encoder.json' is not a file: the run trained on GPT-2's tokens"
+[ ! -e "$WORK/bpe_hf2/model.safetensors" ] || fail "export without the tokenizer files wrote the model"
+expect_exit 0 "$DTRAIN" export "$WORK/bpe/checkpoints" --format hf --out "$WORK/bpe_hf2" --tokenizer-dir "$WORK/bpe_hf"
+cmp -s "$WORK/bpe_hf2/vocab.json" "$DTRAIN_SOURCE_DIR/data/gpt2/encoder.json" || fail "export from an export's tokenizer"
+expect_exit 0 "$DTRAIN" generate "$WORK/bpe/checkpoints" --tokenizer-dir "$WORK/bpe_hf" --prompt "In the" --tokens 3 \
+  --temperature 0
+# Fewer rows than GPT-2's ids: tokens, not padding, refused.
+expect_exit 2 "$DTRAIN" export "$WORK/bpe/checkpoints" --format hf --out "$WORK/bpe_cut" --vocab-size 50000
+expect_err "--vocab-size 50000: expected 50257 .. model.vocab_size (50304)"
+# Weights of GPT-2's tokens do not start a byte-level run.
+expect_exit 2 "$DTRAIN" run "$WORK/bpe.toml" --set data.tokenizer=byte --set data.train="\"$DTRAIN_SOURCE_DIR/data/kjv_train.bin\"" \
+  --set data.val="\"$DTRAIN_SOURCE_DIR/data/kjv_val.bin\"" --set model.init_from="\"hf:$WORK/bpe_hf\"" --out "$WORK/mixed"
+expect_err "its token ids are GPT-2's BPE (dtrain_tokenizer) but the run's data.tokenizer = \"byte\""
 echo "gpt2_bpe: ok"

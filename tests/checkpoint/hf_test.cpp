@@ -233,6 +233,15 @@ TEST_CASE("hf import refuses what dtrain's GPT cannot express, naming the key") 
   untied.push_back(head);
   CHECK(rewrite(untied).find("'lm_head.weight' differs from the token embedding: an untied output head") !=
         std::string::npos);
+  // A value that is not finite: refused before any training, naming the tensor and where.
+  std::vector<SafeTensorOut> nan = all;
+  for (auto& t : nan)
+    if (t.name == "transformer.ln_f.weight") t.data[5] = std::nanf("");
+  CHECK(rewrite(nan).find("tensor 'transformer.ln_f.weight' holds nan at element 5 of 16") != std::string::npos);
+  std::vector<SafeTensorOut> inf = all;
+  for (auto& t : inf)
+    if (t.name == "transformer.h.0.attn.c_attn.weight") t.data[0] = INFINITY;
+  CHECK(rewrite(inf).find("tensor 'transformer.h.0.attn.c_attn.weight' holds inf at element 0") != std::string::npos);
   std::vector<SafeTensorOut> extra = all;
   extra.push_back({"transformer.h.0.mlp.c_gate.weight", {2}, {1.0f, 2.0f}});
   CHECK(rewrite(extra).find("'transformer.h.0.mlp.c_gate.weight' has no place") != std::string::npos);
@@ -262,4 +271,35 @@ TEST_CASE("hf import refuses what dtrain's GPT cannot express, naming the key") 
   std::string bytes = read_file(out / "model.safetensors");
   write_file(out / "model.safetensors", bytes.substr(0, bytes.size() - 4));
   CHECK(refused(out).find("outside the data") != std::string::npos);
+}
+
+TEST_CASE("hf import and export keep to the run's tokenizer: ids of another are refused, as are rows cut below them") {
+  TempDir tmp;
+  const ModelConfig cfg = fixture_gpt();
+  auto m = build_model(cfg, 8, DType::f32, Device::cpu(), 1);
+  // A dtrain export says its tokenizer: a byte-level one does not load into a GPT-2-token run.
+  const fs::path bytes = tmp.path / "bytes";
+  export_hf(*m, run_config(cfg, "byte"), bytes.string());
+  CHECK_NOTHROW(import_hf(*m, cfg, bytes.string(), "byte"));  // the same tokenizer loads
+  const std::string e = error_of([&] { import_hf(*m, cfg, bytes.string(), "gpt2"); });
+  CHECK(e.find("its token ids are UTF-8 bytes (dtrain_tokenizer) but the run's data.tokenizer = \"gpt2\"") !=
+        std::string::npos);
+  // Without dtrain_tokenizer, a vocabulary of exactly GPT-2's is GPT-2's BPE.
+  ModelConfig wide = cfg;
+  wide.vocab_size = 50304;
+  auto w = build_model(wide, 8, DType::f32, Device::cpu(), 2);
+  const fs::path hf = tmp.path / "gpt2ids";
+  export_hf(*w, run_config(wide, "gpt2"), hf.string());
+  std::string json = read_file(hf / "config.json");
+  json.replace(json.find("\"dtrain_tokenizer\""), std::string("\"dtrain_tokenizer\": \"gpt2\"").size(), "\"unused\": 0");
+  write_file(hf / "config.json", json);
+  CHECK(error_of([&] { import_hf(*w, wide, hf.string(), "byte"); })
+            .find("its token ids are GPT-2's BPE (vocab_size 50257)") != std::string::npos);
+  CHECK(error_of([&] { import_hf(*w, wide, hf.string(), "gpt2"); }) == "(no error)");
+  CHECK(error_of([&] { import_hf(*w, wide, hf.string()); }) == "(no error)");  // "": not checked
+  // Export: fewer rows than the tokenizer's ids would drop tokens, not padding.
+  CHECK(error_of([&] { export_hf(*w, run_config(wide, "gpt2"), (tmp.path / "cut").string(), 50000); })
+            .find("--vocab-size 50000: expected 50257 .. model.vocab_size (50304)") != std::string::npos);
+  CHECK(error_of([&] { export_hf(*m, run_config(cfg, "byte"), (tmp.path / "cut2").string(), 32); })
+            .find("--vocab-size 32: expected 64 .. model.vocab_size (64)") != std::string::npos);
 }
