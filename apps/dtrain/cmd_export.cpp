@@ -107,6 +107,7 @@ Subcommand add_export(CLI::App& app) {
                                                       "export into a new directory (or move it away)",
                                                       o->out, name));
             const dtrain::LoadedModel lm = dtrain::load_model(o->path);
+            for (const std::string& s : lm.skipped) fmt::print(stderr, "dtrain: warning: {}\n", s);
             const bool gpt2 = lm.cfg.data.tokenizer == "gpt2";
             const dtrain::Gpt2TokenizerFiles sources =
                 gpt2 ? tokenizer_sources(o->tokenizer_dir.empty() ? lm.cfg.data.tokenizer_dir : o->tokenizer_dir,

@@ -11,10 +11,12 @@ namespace dtrain {
 
 LoadedModel load_model(const std::string& path, int64_t seq_len) {
   const Candidates c = find_checkpoints(path);
-  std::vector<std::string> damage;
-  for (const std::string& dir : c.dirs) {
+  std::vector<std::string> damage, skipped;
+  for (size_t i = 0; i < c.dirs.size(); ++i) {
+    const std::string& dir = c.dirs[i];
     try {
       LoadedModel out;
+      out.skipped = skipped;
       out.dir = dir;
       out.meta = read_meta(dir);
       out.cfg = resume_config(out.meta, dir, {}, "", 1).cfg;
@@ -28,6 +30,7 @@ LoadedModel load_model(const std::string& path, int64_t seq_len) {
     } catch (const CheckpointError& e) {
       if (c.exact) throw;
       damage.push_back(e.what());
+      if (i + 1 < c.dirs.size()) skipped.push_back(fmt::format("{}; falling back to {}", e.what(), c.dirs[i + 1]));
     }
   }
   // One line, each checkpoint tried newest first.

@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "checkpoint/checkpoint.h"
 #include "config/config.h"
@@ -17,6 +18,9 @@ struct LoadedModel {
   CheckpointMeta meta;
   std::string dir;               // the checkpoint it came from
   std::unique_ptr<Model> model;  // fp32 on the CPU, every parameter whole
+  // Newer checkpoints passed over as damaged, each with why ("...; falling
+  // back to DIR"): for the caller to warn of, as resume does.
+  std::vector<std::string> skipped;
 };
 
 // `path`: a checkpoint, its checkpoint.h5, or a directory of them (then the

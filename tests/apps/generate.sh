@@ -68,4 +68,14 @@ expect_exit 0 "$DTRAIN" generate "$WORK/a/checkpoints" --prompt "the" --tokens 1
 cp "$WORK/out" "$WORK/big_seed"
 expect_exit 0 "$DTRAIN" generate "$WORK/a/checkpoints" --prompt "the" --tokens 12 --seed 18446744073709551615
 cmp -s "$WORK/out" "$WORK/big_seed" || fail "seed 2^64-1 gave two texts"
+# The newest checkpoint damaged: the older one is used, and said (as resume says it).
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set checkpoint.every=10 --out "$WORK/d"
+cp -r "$WORK/d/checkpoints" "$WORK/dmg"
+truncate -s 5000 "$WORK/dmg/step_00000030/checkpoint.h5"
+expect_exit 0 "$DTRAIN" generate "$WORK/dmg" --prompt "the" --tokens 4
+expect_err "warning: "
+expect_err "; falling back to $WORK/dmg/step_00000020"
+grep -q "from $WORK/dmg/step_00000020 (step 20" "$WORK/err" || fail "generate: not the older checkpoint"
+expect_exit 0 "$DTRAIN" export "$WORK/dmg" --format hf --out "$WORK/dmg_hf"
+expect_err "; falling back to $WORK/dmg/step_00000020"
 echo "generate: ok"
