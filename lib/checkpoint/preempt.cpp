@@ -18,6 +18,7 @@ SignalWatch::SignalWatch(std::vector<int> signals) {
 SignalWatch::~SignalWatch() {
   poll();  // drain: unblocking a pending SIGTERM would kill the process now
   pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  if (int_default_) sigaction(SIGINT, &old_int_, nullptr);
 }
 
 bool SignalWatch::poll() {
@@ -27,6 +28,10 @@ bool SignalWatch::poll() {
     if (s <= 0) break;  // EAGAIN: nothing pending (EINTR: try at the next poll)
     if (first_ == 0) first_ = s;
     if (s == SIGINT) {  // Ctrl-C, taken: a second one ends the process at once (its default action)
+      struct sigaction dfl {};
+      dfl.sa_handler = SIG_DFL;
+      sigemptyset(&dfl.sa_mask);
+      int_default_ = sigaction(SIGINT, &dfl, &old_int_) == 0;
       sigdelset(&set_, SIGINT);
       sigset_t again;
       sigemptyset(&again);

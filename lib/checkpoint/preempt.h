@@ -24,8 +24,10 @@ class SignalWatch {
   SignalWatch& operator=(const SignalWatch&) = delete;
 
   // True once one of the signals has arrived (consumes pending ones; cheap).
-  // A SIGINT taken is unblocked in the calling thread, so that a second one
-  // (Ctrl-C pressed again) ends the process at once.
+  // A SIGINT taken is unblocked in the calling thread with its default action,
+  // so that a second one (Ctrl-C pressed again) ends the process at once: also
+  // where SIGINT was ignored (a background job of a script: the shell sets it
+  // so), which blocking had overridden for the first.
   bool poll();
   // The first signal received ("SIGTERM"), or "" if none.
   std::string received() const;
@@ -34,6 +36,8 @@ class SignalWatch {
   sigset_t set_{};
   sigset_t old_{};
   int first_ = 0;
+  bool int_default_ = false;         // SIGINT's action set to its default by poll()
+  struct sigaction old_int_ {};      // the action it replaced, restored at the end
 };
 
 }  // namespace dtrain

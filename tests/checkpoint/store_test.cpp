@@ -3,6 +3,10 @@
 // resume-time config rules, and trimming a resumed run's metrics.
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
+#include <sys/wait.h>
+
 #include <csignal>
 
 #include "checkpoint/manifest.h"
@@ -134,6 +138,40 @@ TEST_CASE("preemption signals are held pending and polled, not delivered") {
   std::raise(SIGUSR1);
   CHECK(w.poll());
   CHECK(w.received() == "SIGUSR2");  // the first one stays the reason
+}
+
+TEST_CASE("a second Ctrl-C ends the process, also where SIGINT was ignored (a script's background job)") {
+  for (bool ignored : {false, true}) {
+    CAPTURE(ignored);
+    const pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {  // the child: the first SIGINT polled, the second its default action
+      if (ignored) std::signal(SIGINT, SIG_IGN);
+      {
+        SignalWatch w({SIGTERM, SIGINT});
+        std::raise(SIGINT);
+        if (!w.poll() || w.received() != "SIGINT") _exit(3);
+        std::raise(SIGINT);  // ends the process here
+      }
+      _exit(4);
+    }
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFSIGNALED(status));
+    if (WIFSIGNALED(status)) CHECK(WTERMSIG(status) == SIGINT);
+    if (WIFEXITED(status)) CHECK(WEXITSTATUS(status) == 0);  // 3: not polled; 4: the second lived on
+  }
+  // Without a second one, the action before the watch is back at its end.
+  std::signal(SIGINT, SIG_IGN);
+  {
+    SignalWatch w({SIGINT});
+    std::raise(SIGINT);
+    CHECK(w.poll());
+  }
+  struct sigaction now {};
+  sigaction(SIGINT, nullptr, &now);
+  CHECK((now.sa_handler == SIG_IGN));
+  std::signal(SIGINT, SIG_DFL);
 }
 
 namespace {
