@@ -27,36 +27,53 @@ except ImportError:  # Python < 3.11
     tomllib = None
 
 
+def fail(message):
+    """Bad input: one line on stderr and exit 2, as dtrain's own commands."""
+    print("plot_metrics: " + message, file=sys.stderr)
+    sys.exit(2)
+
+
 def read_run(run_dir):
-    path = os.path.join(run_dir, "metrics.jsonl")
+    # A run's directory, or its metrics.jsonl itself.
+    if os.path.isfile(run_dir) and run_dir.endswith(".jsonl"):
+        path, run_dir = run_dir, os.path.dirname(run_dir) or "."
+    else:
+        path = os.path.join(run_dir, "metrics.jsonl")
     train, evals = [], []
     def number(x):
         return isinstance(x, (int, float)) and not isinstance(x, bool)
 
     try:
         with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    r = json.loads(line)
-                except ValueError:
-                    raise SystemExit("plot_metrics: %s:%d: not a JSON record" % (path, n))
-                if not isinstance(r, dict):
-                    raise SystemExit("plot_metrics: %s:%d: not a JSON object" % (path, n))
-                for key in ("step", "loss", "eval_loss", "eval_accuracy"):
-                    if key in r and r[key] is not None and not number(r[key]):
-                        raise SystemExit("plot_metrics: %s:%d: %s is %s, not a number" % (path, n, key,
-                                                                                          json.dumps(r[key])[:40]))
-                if "loss" in r and "step" in r:
-                    train.append((r["step"], r["loss"]))
-                if "eval_loss" in r and "step" in r:
-                    evals.append((r["step"], r["eval_loss"], r.get("eval_accuracy")))
+            lines = f.read().split("\n")
     except UnicodeDecodeError as e:
-        raise SystemExit("plot_metrics: %s: not UTF-8 text (byte %d)" % (path, e.start))
+        fail("%s: not UTF-8 text (byte %d)" % (path, e.start))
     except OSError as e:
-        raise SystemExit("plot_metrics: cannot read %s: %s" % (path, e.strerror))
+        fail("cannot read %s: %s" % (path, e.strerror))
+    # A record without its newline at the end is one a run stopped while writing
+    # (a kill, a full disk): left out, and said; dtrain resume repairs it.
+    torn = len(lines) if lines and lines[-1].strip() else 0
+    for n, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            r = json.loads(line)
+        except ValueError:
+            if n == torn:
+                print("plot_metrics: %s:%d: the last record is cut short (the run stopped while writing it): "
+                      "left out" % (path, n), file=sys.stderr)
+                continue
+            fail("%s:%d: not a JSON record" % (path, n))
+        if not isinstance(r, dict):
+            fail("%s:%d: not a JSON object" % (path, n))
+        for key in ("step", "loss", "eval_loss", "eval_accuracy"):
+            if key in r and r[key] is not None and not number(r[key]):
+                fail("%s:%d: %s is %s, not a number" % (path, n, key, json.dumps(r[key])[:40]))
+        if "loss" in r and "step" in r:
+            train.append((r["step"], r["loss"]))
+        if "eval_loss" in r and "step" in r:
+            evals.append((r["step"], r["eval_loss"], r.get("eval_accuracy")))
     items, unit = None, "items"
     cfg_path = os.path.join(run_dir, "config.toml")
     if tomllib and os.path.exists(cfg_path):
@@ -73,15 +90,16 @@ def read_run(run_dir):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Plot training and evaluation loss of dtrain runs.")
-    parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run output directories (metrics.jsonl)")
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR",
+                        help="run output directories (their metrics.jsonl), or metrics.jsonl files")
     parser.add_argument("-o", "--out", required=True, help="the PNG to write")
     parser.add_argument("--title", default=None, help="figure title (default: the run names)")
     args = parser.parse_args(argv)
     # The figure's format follows the name; a directory or an unknown extension fails now, in one line.
     if os.path.isdir(args.out):
-        raise SystemExit("plot_metrics: -o %s: a directory; give the PNG's file name" % args.out)
+        fail("-o %s: a directory; give the PNG's file name" % args.out)
     if os.path.splitext(args.out)[1].lower() not in (".png", ".svg", ".pdf"):
-        raise SystemExit("plot_metrics: -o %s: expected a .png, .svg or .pdf file name" % args.out)
+        fail("-o %s: expected a .png, .svg or .pdf file name" % args.out)
 
     try:
         import matplotlib
@@ -96,7 +114,7 @@ def main(argv=None):
 
     runs = [read_run(d) for d in args.runs]
     if not any(r["train"] or r["eval"] for r in runs):
-        raise SystemExit("plot_metrics: no loss records in %s" % ", ".join(args.runs))
+        fail("no loss records in %s" % ", ".join(args.runs))
     accuracy = any(a is not None for r in runs for (_, _, a) in r["eval"])
     rows = 2 if accuracy else 1
     fig, axes = plt.subplots(rows, 2, figsize=(12, 4.5 * rows), squeeze=False)
@@ -122,15 +140,13 @@ def main(argv=None):
                     axes[1][col].plot([s * scale for s, _ in acc], [100 * a for _, a in acc], color=c, ls="--",
                                       marker="o", ms=4, label="%s eval" % r["name"])
     for col in range(2):
-        axes[0][col].set_ylabel("loss")
-        axes[0][col].set_xlabel(xlabels[col])
-        axes[0][col].grid(alpha=0.3)
-        axes[0][col].legend(fontsize=8)
-        if accuracy:
-            axes[1][col].set_ylabel("accuracy (%)")
-            axes[1][col].set_xlabel(xlabels[col])
-            axes[1][col].grid(alpha=0.3)
-            axes[1][col].legend(fontsize=8)
+        for row, ylabel in ((0, "loss"), (1, "accuracy (%)"))[:rows]:
+            ax = axes[row][col]
+            ax.set_ylabel(ylabel)
+            ax.set_xlabel(xlabels[col])
+            ax.grid(alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:  # a panel with no curve (no config.toml: no tokens axis) has none
+                ax.legend(fontsize=8)
     fig.suptitle(args.title or ", ".join(r["name"] for r in runs))
     fig.tight_layout()
     out_dir = os.path.dirname(args.out)
@@ -139,7 +155,7 @@ def main(argv=None):
     try:
         fig.savefig(args.out, dpi=100)
     except OSError as e:
-        raise SystemExit("plot_metrics: cannot write %s: %s" % (args.out, e.strerror))
+        fail("cannot write %s: %s" % (args.out, e.strerror))
     print("wrote %s (%d run%s)" % (args.out, len(runs), "" if len(runs) == 1 else "s"))
     return 0
 

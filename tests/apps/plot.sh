@@ -38,23 +38,34 @@ assert h[1] > 1.5 * h[0], h
 PY
 
 # Bad input: one line, no traceback.
-expect_exit 1 "$PY" "$tool" "$WORK/none" -o "$WORK/x.png"
+expect_exit 2 "$PY" "$tool" "$WORK/none" -o "$WORK/x.png"
 expect_err "cannot read $WORK/none/metrics.jsonl"
 echo "not json" > "$WORK/cnn/metrics.jsonl"
-expect_exit 1 "$PY" "$tool" "$WORK/cnn" -o "$WORK/x.png"
+expect_exit 2 "$PY" "$tool" "$WORK/cnn" -o "$WORK/x.png"
 expect_err "metrics.jsonl:1: not a JSON record"
 ! grep -q Traceback "$WORK/err" || fail "a traceback"
 # Found by QA as tracebacks or a wrong "wrote" line: not UTF-8, a loss that is not a number,
 # an output name matplotlib has no format for, a directory as the output.
 printf '\xff\xfe\n' > "$WORK/cnn/metrics.jsonl"
-expect_exit 1 "$PY" "$tool" "$WORK/cnn" -o "$WORK/x.png"
+expect_exit 2 "$PY" "$tool" "$WORK/cnn" -o "$WORK/x.png"
 expect_err "metrics.jsonl: not UTF-8 text (byte 0)"
 echo '{"step": 3, "loss": "x"}' > "$WORK/cnn/metrics.jsonl"
-expect_exit 1 "$PY" "$tool" "$WORK/cnn" -o "$WORK/x.png"
+expect_exit 2 "$PY" "$tool" "$WORK/cnn" -o "$WORK/x.png"
 expect_err 'metrics.jsonl:1: loss is "x", not a number'
-expect_exit 1 "$PY" "$tool" "$WORK/b" -o "$WORK/x.txt"
+expect_exit 2 "$PY" "$tool" "$WORK/b" -o "$WORK/x.txt"
 expect_err "-o $WORK/x.txt: expected a .png, .svg or .pdf file name"
-expect_exit 1 "$PY" "$tool" "$WORK/b" -o "$WORK/sub"
+expect_exit 2 "$PY" "$tool" "$WORK/b" -o "$WORK/sub"
 expect_err "-o $WORK/sub: a directory"
 ! grep -q Traceback "$WORK/err" || fail "a traceback"
+# A run stopped while writing its last record: that record left out, said, the rest drawn;
+# the metrics file itself may be named; an evaluation-only file draws without a warning.
+cp "$WORK/a/metrics.jsonl" "$WORK/torn.jsonl"
+printf '{"step": 11, "lo' >> "$WORK/torn.jsonl"
+expect_exit 0 "$PY" "$tool" "$WORK/torn.jsonl" -o "$WORK/torn.png"
+expect_err "torn.jsonl:$(($(wc -l < "$WORK/torn.jsonl") + 1)): the last record is cut short"
+is_png "$WORK/torn.png"
+grep '"eval_loss"' "$WORK/a/metrics.jsonl" > "$WORK/cnn/metrics.jsonl"
+rm "$WORK/cnn/config.toml"
+expect_exit 0 "$PY" "$tool" "$WORK/cnn" -o "$WORK/evals.png"
+! grep -qi "warn" "$WORK/err" || fail "a warning: $(cat "$WORK/err")"
 echo "plot: ok"
