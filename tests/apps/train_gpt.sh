@@ -36,4 +36,8 @@ a, e = ([json.loads(l)["loss"] for l in open(p) if '"loss"' in l] for p in sys.a
 worst = max(abs(x - y) / abs(y) for x, y in zip(a, e))
 assert len(a) == len(e) == 30 and worst < 1e-4, worst
 PY
+# train.threads = 0 takes OMP_NUM_THREADS where it is set (else every core).
+OMP_NUM_THREADS=1 expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/t" --set train.threads=0 --set train.steps=2 \
+  --set optim.warmup_steps=1 --set train.eval_every=0
+grep -q "; 1 thread per rank" "$WORK/out" "$WORK/err" || fail "OMP_NUM_THREADS=1 not taken: $(grep -h 'per rank' "$WORK/out" "$WORK/err")"
 echo "train_gpt: ok"
