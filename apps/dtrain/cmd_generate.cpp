@@ -156,7 +156,7 @@ Subcommand add_generate(CLI::App& app) {
       ->required();
   cmd->add_option("--prompt", o->prompt, "Text to continue (default: none, the model starts a document)");
   cmd->add_option("--tokens", o->tokens, "Tokens to generate (at most 2^20)")->check(whole_number(0, kMaxTokens));
-  cmd->add_option("--temperature", o->temperature, "Softmax temperature; 0 = greedy (the most likely token)")
+  cmd->add_option("--temperature", o->temperature, "Softmax temperature, 0 to 1000; 0 = greedy (the most likely token)")
       ->check(number_in(0, 1000));
   cmd->add_option("--top-k", o->top_k, "Sample among the k most likely tokens (0 = all)")
       ->check(whole_number(0, INT32_MAX));

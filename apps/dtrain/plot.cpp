@@ -2,8 +2,10 @@
 // run's loss curves to <out_dir>/loss.png with tools/plot_metrics.py
 // (matplotlib). A plot that cannot be drawn is a warning: the training it
 // would show has already succeeded.
+#include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <string>
@@ -35,12 +37,19 @@ void plot_run(const dtrain::Config& cfg, const std::function<void(const std::str
   int status = 0;
   if (!std::filesystem::exists(script)) {
     fmt::print(stderr, "dtrain: warning: log.plot: {} not found (set DTRAIN_TOOLS_DIR)\n", script);
-  } else if (posix_spawnp(&pid, python.c_str(), nullptr, nullptr, argv.data(), environ) != 0 ||
-             waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    fmt::print(stderr, "dtrain: warning: log.plot: {} {} failed; the run itself is complete\n", python, script);
-  } else {
-    log(fmt::format("plot: {}", out));
+    return;
   }
+  // The script's own "wrote ..." line is the log's "plot:" line: its output
+  // goes nowhere, its errors to the run's error stream.
+  posix_spawn_file_actions_t quiet;
+  posix_spawn_file_actions_init(&quiet);
+  posix_spawn_file_actions_addopen(&quiet, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  const bool spawned = posix_spawnp(&pid, python.c_str(), &quiet, nullptr, argv.data(), environ) == 0;
+  posix_spawn_file_actions_destroy(&quiet);
+  if (!spawned || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    fmt::print(stderr, "dtrain: warning: log.plot: {} {} failed; the run itself is complete\n", python, script);
+  else
+    log(fmt::format("plot: {}", out));
 }
 
 }  // namespace dtrain_cli
