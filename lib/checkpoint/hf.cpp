@@ -246,7 +246,8 @@ std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const s
           "{}: its token ids are {} ({}) but the run's data.tokenizer = \"{}\": every embedding row would stand for "
           "another token; train on data of its tokenizer (data.tokenizer = \"{}\")",
           cfg_name, source == "gpt2" ? "GPT-2's BPE" : source == "byte" ? "UTF-8 bytes" : "\"" + source + "\"",
-          hc.contains("dtrain_tokenizer") ? "dtrain_tokenizer" : "vocab_size 50257", tokenizer, source));
+          hc.contains("dtrain_tokenizer") && hc["dtrain_tokenizer"].is_string() ? "dtrain_tokenizer" : "vocab_size 50257",
+          tokenizer, source));
   }
   if (!problems.empty()) throw ConfigError(problems);
 

@@ -237,6 +237,7 @@ Plan run_plan_command(const PlanCommand& cmd) {
   if (r.model.family() != ModelFamily::gpt)  // the CNN
     r.features.recompute = r.features.selective = r.runnable.recompute = r.runnable.selective = false;
   if (cmd.no_idle) r.max_idle_fraction = 0;
+  r.find_devices_that_fit = true;  // nothing fits: say on how many devices something would
   r.runnable_only = cmd.runnable_only;
   for (const std::string& o : constraints) {
     const auto eq = o.find('=');

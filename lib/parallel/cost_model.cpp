@@ -170,11 +170,12 @@ double shared_schedule_seconds(const std::string& schedule, int stages, int64_t 
       ops[static_cast<size_t>(s)] = pipeline_schedule(schedule, s, stages, static_cast<int>(m), chunks);
     return shared_pipeline_seconds(ops, fwd, bwd, units);
   };
-  // The steady state repeats every `period` micro-batches (the interleaved
-  // schedule's groups of p, twice over); the warm-up and the drain are the
-  // same at any length past them.
+  // 1F1B's steady state repeats every `period` micro-batches (the
+  // interleaved schedule's groups of p, twice over); the warm-up and the
+  // drain are the same at any length past them. GPipe has no steady state
+  // (every forward, then every backward): simulated whole.
   const int64_t period = 2 * static_cast<int64_t>(stages), longer = kSimulatedPeriods * period;
-  if (micro_batches <= longer) return simulate(micro_batches);
+  if (micro_batches <= longer || schedule == "gpipe") return simulate(micro_batches);
   const double a = simulate(longer - period), b = simulate(longer);
   return b + (b - a) / static_cast<double>(period) * static_cast<double>(micro_batches - longer);
 }
@@ -416,7 +417,8 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
   if (share > 1) {
     // The schedule simulated with the busy stages sharing the units
     // (shared_schedule_seconds: at most kSimulatedPeriods of its steady state).
-    const int64_t simulated = std::min<int64_t>(c.micro_batches, kSimulatedPeriods * 2 * p);
+    const int64_t simulated =
+        c.schedule == "gpipe" ? c.micro_batches : std::min<int64_t>(c.micro_batches, kSimulatedPeriods * 2 * p);
     // Beyond about 1e5 (events x stages: a millisecond, for each of the
     // thousands of candidates a plan predicts), a bound: the pipeline's work
     // at the node's rate, and never faster than unshared. Ranks sharing cores

@@ -263,14 +263,16 @@ Plan make_plan(const PlanRequest& req) {
   std::set<std::tuple<int, int, int>> seen_layout;
 
   // The vocabulary blocks tp degrees that nothing else rules out (within a
-  // node and the devices, dividing the heads and the width, the one fixed):
-  // say so, with a padded size.
+  // node, dividing a device count planned for beside the fixed dp and pp,
+  // the heads and the width; the one fixed): say so, with a padded size.
   if (gpt) {
     plan.vocab_size = req.model.vocab_size;
     int64_t lcm = 128;
     for (int64_t tp : divisors(hw.devices_per_node))
-      if (tp > 1 && tp <= req.devices && fixed_ok(req.tp, tp) && req.model.n_head % tp == 0 &&
-          req.model.n_embd % tp == 0 && req.model.vocab_size % tp != 0) {
+      if (tp > 1 && fixed_ok(req.tp, tp) && req.model.n_head % tp == 0 && req.model.n_embd % tp == 0 &&
+          req.model.vocab_size % tp != 0 &&
+          std::any_of(plan.device_counts.begin(), plan.device_counts.end(),
+                      [&](int n) { return n % tp == 0 && tp_admits_fixed(n, static_cast<int>(tp)); })) {
         plan.vocab_blocked_tp.push_back(static_cast<int>(tp));
         lcm = std::lcm(lcm, tp);
       }
@@ -546,6 +548,7 @@ Plan make_plan(const PlanRequest& req) {
     if (a.kind == "memory") return a.needed_bytes / a.capacity_bytes < b.needed_bytes / b.capacity_bytes;
     return a.from_choice && !b.from_choice;  // what the caller fixed, before what else a layout lacks
   });
+  plan.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   // Memory binds and nothing fits: how many devices would do (more devices
   // hold fewer layers or a smaller shard each, not in proportion: the
   // activations of a pipeline's first stage do not shrink with its depth).
@@ -555,7 +558,7 @@ Plan make_plan(const PlanRequest& req) {
     int64_t last = req.devices;
     for (double ratio : {1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0}) {
       int64_t n = static_cast<int64_t>(std::ceil(req.devices * ratio));
-      if (req.devices >= node) n = (n + node - 1) / node * node;  // whole nodes
+      if (n > node) n = (n + node - 1) / node * node;  // beyond a node: whole nodes
       if (n <= last) continue;
       if (n > kMaxPlanDevices) break;
       PlanRequest more = req;
@@ -571,7 +574,6 @@ Plan make_plan(const PlanRequest& req) {
       }
     }
   }
-  plan.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return plan;
 }
 

@@ -51,7 +51,8 @@ struct PlanRequest {
   double max_idle_fraction = 0.02;
   // When memory binds and nothing fits: plan again for more devices (1.25x
   // to 64x, whole nodes) and keep the first count that fits (Plan::fits_on).
-  bool find_devices_that_fit = true;
+  // `dtrain plan` asks; parallel.mode = "auto" plans for the ranks launched.
+  bool find_devices_that_fit = false;
 };
 
 struct PlannedLayout {

@@ -188,7 +188,10 @@ TEST_CASE("rejections name the reason: divisibility, spanning nodes, layers, bat
   for (const PlannedLayout& l : p.feasible) CHECK(6 % l.p.c.dp == 0);
 
   // Memory: 175B on 8 A100s does not fit, and says by how much.
-  const Plan big = make_plan(request(kGpt3, 2048, 8, 8, "a100-80gb"));
+  PlanRequest big_request = request(kGpt3, 2048, 8, 8, "a100-80gb");
+  big_request.find_devices_that_fit = true;  // as dtrain plan asks
+  const Plan big = make_plan(big_request);
+  CHECK(make_plan(request(kGpt3, 2048, 8, 8, "a100-80gb")).fits_tried_up_to == 0);  // not asked: not searched
   CHECK(big.feasible.empty());
   const auto mem = std::find_if(big.rejected.begin(), big.rejected.end(), [](const Rejection& r) {
     return r.kind == "memory" && r.tp == 8 && r.recompute == 2;
@@ -211,7 +214,8 @@ TEST_CASE("rejections name the reason: divisibility, spanning nodes, layers, bat
   CHECK(line.find("no layout of 8 devices fits: memory binds first; closest: [") == 0);
   CHECK(line.find("fits with ") != std::string::npos);
   // How many devices would do, planned for: the count named fits, and the
-  // counts tried before it (whole nodes from 1.25x: 16, 16, 24, 32, ...) do not.
+  // counts tried before it (whole nodes from 1.25x: 16, 16, 24, 32, ...) do
+  // not; the planning time is the plan's own, not the search's.
   REQUIRE(big.fits_on > 8);
   CHECK(line.find(fmt::format("; on {} devices one fits (dp=", big.fits_on)) != std::string::npos);
   PlanRequest more = request(kGpt3, 2048, 8, big.fits_on, "a100-80gb");
@@ -273,6 +277,14 @@ TEST_CASE("a vocabulary that blocks tp is reported with the padded size that unb
   PlanRequest fixed = request(gpt(4, 128, 8, 50257, 64), 64, 64, 8, "h100-sxm");
   fixed.tp = 4;
   CHECK(make_plan(fixed).vocab_blocked_tp == std::vector<int>{4});
+  // Nor degrees no device count planned for has room for (6 devices: tp 4
+  // divides none; pp fixed to 8 of 8: only tp 1).
+  PlanRequest six = request(gpt(4, 128, 8, 50257, 64), 64, 64, 6, "h100-sxm");
+  six.max_idle_fraction = 0;
+  CHECK(make_plan(six).vocab_blocked_tp == std::vector<int>{2});
+  PlanRequest deep = request(gpt(8, 128, 8, 50257, 64), 64, 64, 8, "h100-sxm");
+  deep.pp = 8;
+  CHECK(make_plan(deep).vocab_blocked_tp.empty());
 }
 
 TEST_CASE("fixed choices are kept, runnable_only plans with this trainer's features") {
