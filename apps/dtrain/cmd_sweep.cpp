@@ -33,7 +33,6 @@
 
 #include "config/schema.h"
 #include "core/error.h"
-#include "data/check.h"
 #include "dist/watchdog.h"
 #include "parallel/auto_layout.h"
 #include "sweep/asha.h"
@@ -41,6 +40,7 @@
 #include "sweep/sweep.h"
 #include "commands.h"
 #include "sweep_backend.h"
+#include "training.h"
 
 namespace dtrain_cli {
 
@@ -151,11 +151,11 @@ class Sweep {
     spec_ = dtrain::sweep::parse_spec(opts_.path);
     trials_ = dtrain::sweep::make_trials(spec_);
     const auto configs = dtrain::sweep::check_trials(spec_, trials_, dtrain::make_auto_layout());
-    {  // data files, every problem once
+    {  // the files each trial reads first (data, keys, init_from), every problem once
       std::vector<std::string> problems;
       std::set<std::string> seen;
       for (const auto& c : configs)
-        for (const auto& p : dtrain::data_problems(c))
+        for (const auto& p : input_problems(c))
           if (seen.insert(p).second) problems.push_back(fmt::format("{}: base {}: {}", spec_.path, spec_.base, p));
       if (!problems.empty()) throw dtrain::ConfigError(problems);
     }

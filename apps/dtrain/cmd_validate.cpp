@@ -1,6 +1,7 @@
 // `dtrain validate CONFIG`: the config checked against the number of ranks
-// launched (the planner's layout under parallel.mode = "auto"), its data files
-// and output directories, every problem at once; prints the resolved config.
+// launched (the planner's layout under parallel.mode = "auto"), the files a
+// run reads first (data, signing keys, init_from) and its output
+// directories, every problem at once; prints the resolved config.
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -32,7 +33,7 @@ Subcommand add_validate(CLI::App& app) {
                 dtrain::make_auto_layout([&](const std::string& why) { layout_why = why; });
             dtrain::Config cfg = dtrain::load_config(o->config_path, o->overrides, ctx.world_size, auto_layout);
             // The data files and output directories too, every problem at once.
-            std::vector<std::string> problems = dtrain::data_problems(cfg);
+            std::vector<std::string> problems = input_problems(cfg);
             for (std::string& p : output_problems(cfg)) problems.push_back(std::move(p));
             if (!problems.empty()) throw dtrain::ConfigError(problems);
             if (ctx.world_rank == 0) {

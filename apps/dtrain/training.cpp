@@ -10,10 +10,12 @@
 
 #include <fmt/format.h>
 
+#include "checkpoint/hf.h"
 #include "checkpoint/session.h"
 #include "checkpoint/store.h"
 #include "config/footprint.h"
 #include "core/device.h"
+#include "data/check.h"
 #include "dist/mesh_groups.h"
 #include "dist/mpi_runtime.h"
 #include "ops/runtime.h"
@@ -89,6 +91,17 @@ std::vector<std::string> output_problems(const dtrain::Config& cfg) {
     else if (access(p.c_str(), W_OK | X_OK) != 0)
       out.push_back(fmt::format("{}: '{}' cannot be written: '{}' is not writable", key, *dir, p.string()));
   }
+  return out;
+}
+
+std::vector<std::string> input_problems(const dtrain::Config& cfg) {
+  std::vector<std::string> out = dtrain::data_problems(cfg);
+  try {
+    (void)dtrain::checkpoint_keys(cfg);
+  } catch (const dtrain::ConfigError& e) {
+    for (const std::string& p : e.problems()) out.push_back(p);
+  }
+  for (std::string& p : dtrain::init_from_problems(cfg.model)) out.push_back(std::move(p));
   return out;
 }
 

@@ -37,6 +37,11 @@ TestFaults test_faults();
 // The output and checkpoint directories must be writable: the nearest
 // existing directory at or above each (it will be created below that).
 std::vector<std::string> output_problems(const dtrain::Config& cfg);
+// The files a run reads before its first step, checked as `dtrain run` would
+// and said one line each: the data (dtrain::data_problems), the checkpoint
+// signing keys (checkpoint.sign_key_file, verify_key_file) and
+// model.init_from's directory. `dtrain validate` and a sweep's trials.
+std::vector<std::string> input_problems(const dtrain::Config& cfg);
 // A new run (dtrain run) whose checkpoint directory already holds complete
 // checkpoints, which its saves would prune as its own: the line that says so
 // and how to continue that run instead ("" when there are none).

@@ -71,6 +71,11 @@ std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const s
 
 namespace dtrain {
 
+// What model.init_from names, checked without a model (dtrain validate, a
+// sweep's trials before they start): "hf:DIR" with DIR/config.json a JSON
+// object and DIR/model.safetensors a regular file. One line per problem.
+std::vector<std::string> init_from_problems(const ModelConfig& cfg);
+
 // model.init_from: "" does nothing; "hf:DIR" is import_hf(model, cfg, DIR,
 // tokenizer). Returns the lines to log: where the weights came from and the
 // notes.

@@ -60,6 +60,15 @@ grep -q "steps = 7" "$WORK/resolved.toml" || fail "override not in resolved conf
 grep -q "global_batch = 8" "$WORK/resolved.toml" || fail "global_batch not derived"
 expect_exit 0 "$DTRAIN" validate "$WORK/resolved.toml"
 cmp -s <(grep -v "^#" "$WORK/out") <(grep -v "^#" "$WORK/resolved.toml") || fail "resolved config does not round-trip"
+# validate checks what run reads before its first step: signing keys, init_from's directory.
+expect_exit 2 "$DTRAIN" validate "$WORK/tiny.toml" --set checkpoint.sign_key_file="\"$WORK/none.key\"" \
+  --set model.init_from="\"hf:$WORK/nodir\""
+expect_err "checkpoint.sign_key_file: '$WORK/none.key' does not exist"
+expect_err "model.init_from: '$WORK/nodir/config.json' is not a file"
+expect_exit 0 "$DTRAIN" keygen "$WORK/keys/k"
+chmod 0440 "$WORK/keys/k.key"
+expect_exit 2 "$DTRAIN" validate "$WORK/tiny.toml" --set checkpoint.sign_key_file="\"$WORK/keys/k.key\""
+expect_err "checkpoint.sign_key_file"
 
 # A misspelt key: exit 2, file and line named, did-you-mean.
 sed 's/^n_layer = 2/n_layers = 2/' "$WORK/tiny.toml" >"$WORK/bad.toml"
