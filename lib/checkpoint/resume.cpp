@@ -115,7 +115,11 @@ const char* refusal(const std::string& key) {
       {"data.shuffle", "it would change the order of the samples still to come"},
   };
   if (auto it = fixed.find(key); it != fixed.end()) return it->second;
-  if (key.rfind("model.", 0) == 0) return "the checkpoint holds the model's parameters at these shapes";
+  // Dropout is a rate, not a parameter: it may change (as for fine-tuning).
+  if (key == "model.dropout") return nullptr;
+  if (key == "model.init_from")
+    return "the run started from those weights; a resume continues from the checkpoint's";
+  if (key.rfind("model.", 0) == 0) return "the checkpoint holds the parameters of this model (its shapes and layers)";
   return nullptr;
 }
 
@@ -273,8 +277,11 @@ ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkp
     for (const char* k : {"parallel.schedule=1f1b", "parallel.virtual_stages=1"}) eff.push_back(k);
   if (tp == 1 && base.parallel.sequence_parallel && !given.count("parallel.sequence_parallel"))
     eff.push_back("parallel.sequence_parallel=false");
-  if (dp_changes && !given.count("train.grad_accum") && !given.count("train.micro_batch"))
-    eff.push_back("train.grad_accum=0");  // re-derived from the global and micro batch
+  // The global batch stays (the data position is step x global batch): where
+  // dp or the micro-batch changes and the micro-batch count is not given, the
+  // count is derived again from them.
+  if ((dp_changes || given.count("train.micro_batch")) && !given.count("train.grad_accum"))
+    eff.push_back("train.grad_accum=0");
   eff.insert(eff.end(), overrides.begin(), overrides.end());
   // A layout the checkpoint's planner chose, on another number of ranks: what
   // it chose is chosen again for these (the keys the config fixed stay).
@@ -335,6 +342,13 @@ ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkp
         if (key_of(o) == key) where = "--set " + o;
       problems.push_back(fmt::format("{}: {} cannot change when resuming ({}): {}", where, key,
                                      change.substr(key.size() + 2), why));
+    } else if (key == "train.micro_batch" && rc.cfg.train.eval_batches > 0 && rc.cfg.train.eval_every > 0) {
+      // Evaluation reads eval_batches micro-batches: another size, other samples.
+      rc.changes.push_back(fmt::format("{} (evaluation reads train.eval_batches x train.micro_batch = {} validation "
+                                       "samples from here, {} before: eval_loss before and after this step averages "
+                                       "different samples)",
+                                       change, rc.cfg.train.eval_batches * rc.cfg.train.micro_batch,
+                                       base.train.eval_batches * base.train.micro_batch));
     } else {
       rc.changes.push_back(change);
     }

@@ -217,7 +217,7 @@ TEST_CASE("resume config: changes are listed, changes that cannot apply are refu
     REQUIRE(e.problems().size() == 2);
     CHECK(e.problems()[0] ==
           "--set model.n_layer=3: model.n_layer cannot change when resuming (2 -> 3): the "
-          "checkpoint holds the model's parameters at these shapes");
+          "checkpoint holds the parameters of this model (its shapes and layers)");
     CHECK(e.problems()[1].rfind("--set train.seed=5: train.seed cannot change when resuming", 0) == 0);
   }
   // More data-parallel ranks: the global batch stays, gradient accumulation is re-derived.
@@ -225,6 +225,19 @@ TEST_CASE("resume config: changes are listed, changes that cannot apply are refu
   CHECK(rc.cfg.train.global_batch == 4);
   CHECK(rc.cfg.train.grad_accum == 1);
   CHECK(std::find(rc.changes.begin(), rc.changes.end(), "train.grad_accum: 2 -> 1") != rc.changes.end());
+  // Another micro-batch: the same, the count derived again (it had kept the
+  // checkpoint's and refused the global batch it no longer made).
+  rc = resume_config(meta, "ck/step_00000010", {"train.micro_batch=4", "train.eval_batches=3"}, "", 1);
+  CHECK(rc.cfg.train.global_batch == 4);
+  CHECK(rc.cfg.train.grad_accum == 1);
+  // ... and evaluation, eval_batches micro-batches, reads other samples: said.
+  CHECK(std::any_of(rc.changes.begin(), rc.changes.end(), [](const std::string& c) {
+    return c.rfind("train.micro_batch: 2 -> 4 (evaluation reads train.eval_batches x train.micro_batch = 12 "
+                   "validation samples from here, ", 0) == 0;
+  }));
+  // Dropout is a rate, not a parameter: it may change.
+  rc = resume_config(meta, "ck/step_00000010", {"model.dropout=0.2"}, "", 1);
+  CHECK(rc.cfg.model.dropout == doctest::Approx(0.2));
 }
 
 TEST_CASE("a resumed run's metrics keep the records up to the checkpoint's step") {
