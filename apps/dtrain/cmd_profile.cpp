@@ -130,8 +130,12 @@ Subcommand add_profile(CLI::App& app) {
   profile_cmd->add_option("config", o->config_path, "TOML config file")->required()->check(CLI::ExistingFile);
   profile_cmd->add_option("--set", o->overrides, "Override a key: section.key=value (repeatable)")
       ->allow_extra_args(false);
-  profile_cmd->add_option("--steps", popts.steps, "Measured steps")->check(whole_number(1, 1 << 30));
-  profile_cmd->add_option("--warmup", popts.warmup, "Warm-up steps before measuring")->check(whole_number(0, 1 << 30));
+  profile_cmd->add_option("--steps", popts.steps, "Measured steps (parallel.sync = \"local\": rounded up to whole sync periods)")
+      ->check(whole_number(1, 1 << 30))
+      ->capture_default_str();
+  profile_cmd->add_option("--warmup", popts.warmup, "Warm-up steps before measuring (rounded up likewise)")
+      ->check(whole_number(0, 1 << 30))
+      ->capture_default_str();
   profile_cmd->add_option("--out", popts.out_dir, "Where trace.json and profile.json go (default <log.out_dir>/profile)")
       ->check(output_dir());
   profile_cmd->add_option("--peak-gflops", popts.peak_gflops,

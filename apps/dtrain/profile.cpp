@@ -114,7 +114,13 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
   double step_seconds = 0;
   for (int64_t s = 0; s < o.steps; ++s) step_seconds += trainer.train_step(o.warmup + s).seconds;
   // Once more after the steps (the best of both): a shared machine's load comes and goes.
-  if (measured_peak) peak = std::max(peak, measure_sgemm_gflops());
+  // Every rank's steps done first: a rank that measured while others still
+  // timed their last step took the cores they share (4 ranks on 2 cores: the
+  // slowest stage measured 25-90% slow).
+  if (measured_peak) {
+    world.barrier()->wait();
+    peak = std::max(peak, measure_sgemm_gflops());
+  }
 
   // This rank's summary.
   const int64_t total_layers = m.total_layers + 1;  // + the loss
