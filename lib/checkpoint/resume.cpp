@@ -321,11 +321,22 @@ ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkp
     }
     if (!refused.empty()) throw ConfigError(refused);
     std::vector<std::string> problems = e.problems();
-    if (!replan && !layout_given && world_size != meta.layout.world())
-      problems.push_back(fmt::format(
-          "{}: the checkpoint was written on {} ({} ranks) and {} were launched: choose the layout "
-          "with --set parallel.dp=D --set parallel.tp=T --set parallel.pp=P (D x T x P = {})",
-          name, meta.layout.str(), meta.layout.world(), world_size, world_size));
+    // A layout that does not make the ranks launched: one line saying which
+    // degrees came from where and what to give, in place of the config's own.
+    const int64_t dp = one_process ? 1 : given_int(overrides, "parallel.dp").value_or(base.parallel.dp);
+    if (!replan && dp * tp * pp != world_size && !(base.parallel.mode == "auto" && auto_layout)) {
+      std::erase_if(problems, [](const std::string& p) { return p.find("ranks were launched") != std::string::npos; });
+      if (!layout_given)
+        problems.push_back(fmt::format(
+            "{}: the checkpoint was written on {} ({} ranks) and {} were launched: choose the layout "
+            "with --set parallel.dp=D --set parallel.tp=T --set parallel.pp=P (D x T x P = {})",
+            name, meta.layout.str(), meta.layout.world(), world_size, world_size));
+      else
+        problems.push_back(fmt::format(
+            "the layout dp={} tp={} pp={} (the degrees not given with --set are the checkpoint's, written on {}) "
+            "makes {} ranks and {} were launched: give all three (D x T x P = {})",
+            dp, tp, pp, meta.layout.str(), dp * tp * pp, world_size, world_size));
+    }
     throw ConfigError(problems);
   }
   std::vector<std::string> problems;

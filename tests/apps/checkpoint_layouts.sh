@@ -51,6 +51,10 @@ expect_exit 0 "${MPIRUN[@]}" -np 4 "$DTRAIN" resume "$WORK/one/checkpoints/step_
 close_losses "$WORK/one/metrics.jsonl" "$WORK/r4/metrics.jsonl"
 expect_exit 2 "${MPIRUN[@]}" -np 2 "$DTRAIN" resume "$ck4" --out "$WORK/bad"
 expect_err "the checkpoint was written on dp=1 tp=2 pp=2 (4 ranks) and 2 were launched"
+! grep -q "problems" "$WORK/err" || fail "resume on other ranks: more than the one line: $(cat "$WORK/err")"
+# One degree given, the others the checkpoint's, not making the ranks launched: said as such.
+expect_exit 2 "${MPIRUN[@]}" -np 2 "$DTRAIN" resume "$ck4" --set parallel.dp=2 --out "$WORK/bad"
+expect_err "the layout dp=2 tp=2 pp=2 (the degrees not given with --set are the checkpoint's, written on dp=1 tp=2 pp=2) makes 8 ranks and 2 were launched"
 # parallel.mode = "auto": a run whose planner chose its layout, resumed on another number of ranks, is
 # planned again for them (what the config fixed, here tp 2, stays), with the one-process losses.
 expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set parallel.mode=auto \
