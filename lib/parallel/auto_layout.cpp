@@ -222,6 +222,24 @@ Plan run_plan_command(const PlanCommand& cmd) {
   }
   for (const char* o : {"parallel.mode=manual", "parallel.dp=1", "parallel.tp=1", "parallel.pp=1"})
     config_overrides.push_back(o);
+  // A plan reads no data: a config without data files (one written for
+  // planning) is planned all the same.
+  try {
+    const toml::value doc = toml::parse(cmd.config_path);
+    const bool cnn = doc.contains("model") && doc.at("model").is_table() && doc.at("model").contains("type") &&
+                     doc.at("model").at("type").is_string() && doc.at("model").at("type").as_string().str == "cnn";
+    const std::vector<const char*> paths =
+        cnn ? std::vector<const char*>{"train_images", "train_labels", "val_images", "val_labels"}
+            : std::vector<const char*>{"train", "val"};
+    for (const char* key : paths) {
+      const bool has = doc.contains("data") && doc.at("data").is_table() && doc.at("data").contains(key);
+      const bool given = std::any_of(cmd.overrides.begin(), cmd.overrides.end(), [&](const std::string& o) {
+        return o.rfind(fmt::format("data.{}=", key), 0) == 0;
+      });
+      if (!has && !given) config_overrides.push_back(fmt::format("data.{}=\"(dtrain plan reads no data)\"", key));
+    }
+  } catch (const std::exception&) {  // load_config says what is wrong with the file
+  }
   const Config cfg = load_config(cmd.config_path, config_overrides, 1);
 
   const Hardware hw = cmd.hardware.empty() ? config_hardware(cfg) : load_hardware(cmd.hardware);

@@ -99,6 +99,11 @@ for c in f:
     assert c["recompute"] == "selective" and (c["zero"] == 1 or c["dp"] == 1), c
 assert p["precision"] == "bf16"  # GPU presets default to bf16
 PY
+# A config written for planning, without data files: planned all the same (a plan reads no data).
+printf '[model]\ntype = "gpt"\nn_layer = 2\nn_embd = 64\nn_head = 2\n[train]\nglobal_batch = 8\n' > "$WORK/nodata.toml"
+expect_exit 0 "$DTRAIN" plan "$WORK/nodata.toml" --devices 2
+printf '[model]\ntype = "cnn"\n[train]\nglobal_batch = 64\n' > "$WORK/nodata_cnn.toml"
+expect_exit 0 "$DTRAIN" plan "$WORK/nodata_cnn.toml" --devices 2
 # A new global batch is planned however large (the config's one-process split set aside).
 expect_exit 0 "$DTRAIN" plan "$DTRAIN_SOURCE_DIR/configs/plan/gpt3-175b.toml" --devices 1024 --hardware h100-sxm \
   --set train.global_batch=200000 --top 1
