@@ -27,6 +27,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -205,9 +206,10 @@ int main(int argc, char** argv) {
     }
     // One line, as every other error (CLI11's own adds "Run with --help ...").
     // CLI11 says an option given twice as "At Most 1 required but received 2".
+    constexpr std::string_view kTwice = "At Most 1 required but received ";
     std::string what = e.what();
-    if (const auto at = what.find("At Most 1 required but received "); at != std::string::npos)
-      what = what.substr(0, at) + "given " + what.substr(at + 32) + " times; at most once";
+    if (const auto at = what.find(kTwice); at != std::string::npos)
+      what = what.substr(0, at) + "given " + what.substr(at + kTwice.size()) + " times; at most once";
     if (ctx.world_rank == 0) fmt::print(stderr, "dtrain: error: {} (dtrain --help lists the commands and options)\n", what);
     return kExitConfig;
   }

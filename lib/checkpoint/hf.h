@@ -72,8 +72,9 @@ std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const s
 namespace dtrain {
 
 // What model.init_from names, checked without a model (dtrain validate, a
-// sweep's trials before they start): "hf:DIR" with DIR/config.json a JSON
-// object and DIR/model.safetensors a regular file. One line per problem.
+// sweep's trials before they start): "hf:DIR" with DIR/config.json and
+// DIR/model.safetensors regular files (their contents import_hf checks). One
+// line per problem.
 std::vector<std::string> init_from_problems(const ModelConfig& cfg);
 
 // model.init_from: "" does nothing; "hf:DIR" is import_hf(model, cfg, DIR,

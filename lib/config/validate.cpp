@@ -24,6 +24,14 @@ int64_t padded_vocab(int64_t vocab, int64_t tp) {
   return (vocab + unit - 1) / unit * unit;
 }
 
+const std::vector<std::string>& required_data_paths(const std::string& model_type) {
+  static const std::vector<std::string> gpt = {"data.train", "data.val"};
+  static const std::vector<std::string> cnn = {"data.train_images", "data.train_labels", "data.val_images",
+                                               "data.val_labels"};
+  static const std::vector<std::string> none;
+  return model_type == "gpt" ? gpt : model_type == "cnn" ? cnn : none;
+}
+
 namespace {
 
 std::optional<int64_t> checked_mul(int64_t a, int64_t b) {
@@ -110,7 +118,7 @@ class Validator {
         c_.train.seq_len = m.context_length;
     }
     for (const std::string& path : c_.data.train) require_path("data.train", path, "gpt");
-    require_path("data.val", c_.data.val, "gpt");
+    require_path("data.val", c_.data.val, "gpt");  // required_data_paths("gpt")
     // GPT-2 BPE's 50257 ids must fit the vocabulary (byte tokens are checked
     // where the token files are read: small test vocabularies are fine).
     const int64_t ids = 50257;
@@ -145,7 +153,7 @@ class Validator {
       problem({name, "model.in_channels"},
               fmt::format("{}: expected {}, got {} entries", name, expected, n));
     }
-    require_path("data.train_images", c_.data.train_images, "cnn");
+    require_path("data.train_images", c_.data.train_images, "cnn");  // required_data_paths("cnn")
     require_path("data.train_labels", c_.data.train_labels, "cnn");
     require_path("data.val_images", c_.data.val_images, "cnn");
     require_path("data.val_labels", c_.data.val_labels, "cnn");

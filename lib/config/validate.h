@@ -17,6 +17,12 @@ namespace dtrain::config {
 // suggests.
 int64_t padded_vocab(int64_t vocab, int64_t tp);
 
+// The data keys that must name a file for a model type ("gpt": data.train and
+// data.val; "cnn": the four image and label files): what a run reads, and
+// what `dtrain plan`, which reads no data, fills in when a config leaves
+// them out.
+const std::vector<std::string>& required_data_paths(const std::string& model_type);
+
 // One per schema() entry, after reading: where the value came from, and
 // whether it was rejected (checks between keys then skip it rather than
 // pile a second message onto the first).

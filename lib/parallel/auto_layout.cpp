@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <charconv>
+#include <optional>
 
 #include <toml.hpp>
 
 #include "config/footprint.h"
+#include "config/validate.h"
 #include "core/device.h"
 #include "core/error.h"
 #include "core/format_bytes.h"
@@ -222,23 +224,32 @@ Plan run_plan_command(const PlanCommand& cmd) {
   }
   for (const char* o : {"parallel.mode=manual", "parallel.dp=1", "parallel.tp=1", "parallel.pp=1"})
     config_overrides.push_back(o);
+  // The file as TOML, for what the loaded Config does not keep (which keys it
+  // sets); load_config says what is wrong with a file that does not parse.
+  std::optional<toml::value> doc;
+  try {
+    doc = toml::parse(cmd.config_path);
+  } catch (const std::exception&) {
+  }
+  auto in_file = [&](const std::string& dotted) -> const toml::value* {
+    const size_t dot = dotted.find('.');
+    const std::string section = dotted.substr(0, dot), key = dotted.substr(dot + 1);
+    if (!doc || !doc->contains(section) || !doc->at(section).is_table() || !doc->at(section).contains(key))
+      return nullptr;
+    return &doc->at(section).at(key);
+  };
+  auto given = [&](const std::string& dotted) {
+    return std::any_of(cmd.overrides.begin(), cmd.overrides.end(),
+                       [&](const std::string& o) { return o.rfind(dotted + "=", 0) == 0; });
+  };
   // A plan reads no data: a config without data files (one written for
   // planning) is planned all the same.
-  try {
-    const toml::value doc = toml::parse(cmd.config_path);
-    const bool cnn = doc.contains("model") && doc.at("model").is_table() && doc.at("model").contains("type") &&
-                     doc.at("model").at("type").is_string() && doc.at("model").at("type").as_string().str == "cnn";
-    const std::vector<const char*> paths =
-        cnn ? std::vector<const char*>{"train_images", "train_labels", "val_images", "val_labels"}
-            : std::vector<const char*>{"train", "val"};
-    for (const char* key : paths) {
-      const bool has = doc.contains("data") && doc.at("data").is_table() && doc.at("data").contains(key);
-      const bool given = std::any_of(cmd.overrides.begin(), cmd.overrides.end(), [&](const std::string& o) {
-        return o.rfind(fmt::format("data.{}=", key), 0) == 0;
-      });
-      if (!has && !given) config_overrides.push_back(fmt::format("data.{}=\"(dtrain plan reads no data)\"", key));
-    }
-  } catch (const std::exception&) {  // load_config says what is wrong with the file
+  if (doc && !given("model.type")) {
+    const toml::value* type = in_file("model.type");
+    for (const std::string& key :
+         config::required_data_paths(type && type->is_string() ? type->as_string().str : "gpt"))
+      if (!in_file(key) && !given(key))
+        config_overrides.push_back(fmt::format("{}=\"(dtrain plan reads no data)\"", key));
   }
   const Config cfg = load_config(cmd.config_path, config_overrides, 1);
 
@@ -312,18 +323,12 @@ Plan run_plan_command(const PlanCommand& cmd) {
   // The config's own micro-batch is a choice here (mode = "auto" keeps it):
   // said, so that the plan and an auto run of the same file do not differ
   // without a word.
-  if (r.micro_batch == 0) {
-    try {
-      const toml::value doc = toml::parse(cmd.config_path);
-      if (doc.contains("train") && doc.at("train").is_table() && doc.at("train").contains("micro_batch") &&
-          doc.at("train").at("micro_batch").is_integer() && doc.at("train").at("micro_batch").as_integer() > 0)
-        plan.notes.push_back(fmt::format(
-            "the config's train.micro_batch = {} is planned over here, not kept; parallel.mode = \"auto\" keeps it "
-            "(--set train.micro_batch={} plans what it would choose from)",
-            doc.at("train").at("micro_batch").as_integer(), doc.at("train").at("micro_batch").as_integer()));
-    } catch (const std::exception&) {  // load_config read it already: nothing to add
-    }
-  }
+  if (const toml::value* micro = in_file("train.micro_batch");
+      r.micro_batch == 0 && micro && micro->is_integer() && micro->as_integer() > 0)
+    plan.notes.push_back(fmt::format(
+        "the config's train.micro_batch = {} is planned over here, not kept; parallel.mode = \"auto\" keeps it "
+        "(--set train.micro_batch={} plans what it would choose from)",
+        micro->as_integer(), micro->as_integer()));
   return plan;
 }
 

@@ -162,6 +162,14 @@ double shared_pipeline_seconds(const std::vector<std::vector<PipeOp>>& ops, cons
   return t;
 }
 
+// 1F1B's steady state repeats every `period` micro-batches (the interleaved
+// schedule's groups of p, twice over); the warm-up and the drain are the same
+// at any length past them. GPipe has no steady state (every forward, then
+// every backward): simulated whole.
+int64_t simulated_micro_batches(const std::string& schedule, int stages, int64_t micro_batches) {
+  return schedule == "gpipe" ? micro_batches : std::min<int64_t>(micro_batches, kSimulatedPeriods * 2 * stages);
+}
+
 double shared_schedule_seconds(const std::string& schedule, int stages, int64_t micro_batches, int chunks,
                                const std::vector<double>& fwd, const std::vector<double>& bwd, double units) {
   auto simulate = [&](int64_t m) {
@@ -170,12 +178,9 @@ double shared_schedule_seconds(const std::string& schedule, int stages, int64_t 
       ops[static_cast<size_t>(s)] = pipeline_schedule(schedule, s, stages, static_cast<int>(m), chunks);
     return shared_pipeline_seconds(ops, fwd, bwd, units);
   };
-  // 1F1B's steady state repeats every `period` micro-batches (the
-  // interleaved schedule's groups of p, twice over); the warm-up and the
-  // drain are the same at any length past them. GPipe has no steady state
-  // (every forward, then every backward): simulated whole.
-  const int64_t period = 2 * static_cast<int64_t>(stages), longer = kSimulatedPeriods * period;
-  if (micro_batches <= longer || schedule == "gpipe") return simulate(micro_batches);
+  const int64_t longer = simulated_micro_batches(schedule, stages, micro_batches);
+  if (longer == micro_batches) return simulate(micro_batches);
+  const int64_t period = 2 * static_cast<int64_t>(stages);
   const double a = simulate(longer - period), b = simulate(longer);
   return b + (b - a) / static_cast<double>(period) * static_cast<double>(micro_batches - longer);
 }
@@ -417,8 +422,8 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
   if (share > 1) {
     // The schedule simulated with the busy stages sharing the units
     // (shared_schedule_seconds: at most kSimulatedPeriods of its steady state).
-    const int64_t simulated =
-        c.schedule == "gpipe" ? c.micro_batches : std::min<int64_t>(c.micro_batches, kSimulatedPeriods * 2 * p);
+    const std::string& schedule = p > 1 ? c.schedule : std::string("1f1b");
+    const int64_t simulated = simulated_micro_batches(schedule, p, c.micro_batches);
     // Beyond about 1e5 (events x stages: a millisecond, for each of the
     // thousands of candidates a plan predicts), a bound: the pipeline's work
     // at the node's rate, and never faster than unshared. Ranks sharing cores
@@ -432,8 +437,7 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
         fwd[k] = tf[k] + (k > 0 ? xfer[k - 1] : 0.0);
         bwd[k] = tb[k] + (k + 1 < nc ? xfer[k] : 0.0);
       }
-      r.pipeline_seconds =
-          shared_schedule_seconds(p > 1 ? c.schedule : "1f1b", p, c.micro_batches, v, fwd, bwd, p / share);
+      r.pipeline_seconds = shared_schedule_seconds(schedule, p, c.micro_batches, v, fwd, bwd, p / share);
     }
   }
   r.compute_seconds = m * stage_comp[busiest];

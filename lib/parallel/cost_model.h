@@ -329,6 +329,9 @@ double shared_pipeline_seconds(const std::vector<std::vector<PipeOp>>& ops, cons
 // within 1e-3 of the whole simulation). So the cost does not grow with the
 // micro-batches. GPipe, without a steady state, is simulated whole.
 inline constexpr int64_t kSimulatedPeriods = 5;
+// The micro-batches shared_schedule_seconds simulates for a step of
+// `micro_batches` (at most kSimulatedPeriods periods; GPipe's all).
+int64_t simulated_micro_batches(const std::string& schedule, int stages, int64_t micro_batches);
 double shared_schedule_seconds(const std::string& schedule, int stages, int64_t micro_batches, int chunks,
                                const std::vector<double>& fwd, const std::vector<double>& bwd, double units);
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "config/validate.h"
 #include "core/device.h"
 #include "core/error.h"
 
@@ -355,4 +356,26 @@ TEST_CASE("the schedule's and the layout's problems are said together") {
         std::string::npos);
   CHECK(p[1].find("parallel.pp (2) x parallel.virtual_stages (4) exceeds the model's 5 top-level layers") !=
         std::string::npos);
+}
+
+TEST_CASE("the data keys a model type requires are required_data_paths(type), one problem each") {
+  for (const std::string type : {"gpt", "cnn"}) {
+    CAPTURE(type);
+    std::vector<std::string> problems;
+    try {
+      parse_config("[model]\ntype = \"" + type + "\"\n", "cfg.toml");
+    } catch (const ConfigError& e) {
+      problems = e.problems();
+    }
+    const std::vector<std::string>& keys = config::required_data_paths(type);
+    REQUIRE(!keys.empty());
+    // As many "required" problems as keys (other problems of an empty config aside).
+    CHECK(std::count_if(problems.begin(), problems.end(), [](const std::string& p) {
+            return p.find(": expected a file path (required for model.type") != std::string::npos;
+          }) == static_cast<std::ptrdiff_t>(keys.size()));
+    for (const std::string& key : keys)
+      CHECK(std::any_of(problems.begin(), problems.end(), [&](const std::string& p) {
+        return p.find(key + ": expected a file path (required for model.type") != std::string::npos;
+      }));
+  }
 }

@@ -617,6 +617,8 @@ TEST_CASE("hardware: presets round-trip through the file format, bad files are n
        {std::tuple{"memory_gib = 8", "memory_gib = 1e-300", "hw.toml:2: device.memory_gib must be in [0.0009765625, 1000000], got 1e-300"},
         std::tuple{"memory_gib = 8", "memory_gib = 1e300", "device.memory_gib must be in"},
         std::tuple{"peak_tflops_fp32 = 1", "peak_tflops_fp32 = 1e-30", "device.peak_tflops_fp32 must be in"},
+        std::tuple{"devices = 1", "devices = 1\nhost_bandwidth_gbs = -1",
+                   "hw.toml:7: node.host_bandwidth_gbs must be in [0, 1000000], got -1"},
         std::tuple{"memory_bandwidth_gbs = 5", "memory_bandwidth_gbs = 5\nlayer_overhead_us = 1e300",
                    "hw.toml:5: device.layer_overhead_us must be in [0, 1000000], got 1e+300"}}) {
     std::string text = minimal;
