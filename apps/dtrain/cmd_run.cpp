@@ -39,7 +39,7 @@ int train(Context& ctx, TrainingSetup& setup, dtrain::Trainer& trainer, int64_t 
   dtrain::CheckpointSession session(
       trainer, {.signals = ctx.signals, .start_step = start, .run_id = run_id, .log = log, .on_file_op = faults.on_file_op,
                 .warn = [&](const std::string& s) { fmt::print(stderr, "dtrain: {}warning: {}\n", ctx.rank_tag, s); }});
-  GraceHooks hooks(session, *ctx.watchdog);
+  GraceHooks hooks(session, *ctx.watchdog, start, trainer.config().checkpoint.dir);
   const dtrain::TrainSummary summary = trainer.run({.start_step = start, .hooks = &hooks});
   session.finish();  // checkpoint.async: the write in flight
   if (ctx.world_rank == 0) plot_run(trainer.config(), log);

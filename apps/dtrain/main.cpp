@@ -141,10 +141,18 @@ int main(int argc, char** argv) {
              const std::string name = command.load() ? command.load() : "";
              if (name != "" && name != "run" && name != "resume")
                say(fmt::format("dtrain: {}stopped by {} (dtrain {})\n", tag(), why, name));
-             else
-               say(fmt::format("dtrain: {}stopped by {} {}; no checkpoint written\n", tag(), why,
-                               watchdog.grace() == 0 ? "during setup"
-                                                     : fmt::format("after {:.0f} s blocked within a step", secs)));
+             else if (watchdog.grace() == 0)
+               say(fmt::format("dtrain: {}stopped by {} during setup; no checkpoint written\n", tag(), why));
+             else {
+               // What it waited on (a stopped or dead peer, named) and what is safe on disk.
+               const dtrain::Watchdog::Notes notes = watchdog.notes();
+               std::string msg = fmt::format("stopped by {} after {:.0f} s blocked within {}", why, secs,
+                                             notes.step.empty() ? "a step" : notes.step);
+               if (!notes.blocked_on.empty()) msg += ", waiting in " + notes.blocked_on;
+               msg += "; no checkpoint written";
+               if (!notes.recovery.empty()) msg += "; " + notes.recovery;
+               say(fmt::format("dtrain: {}{}\n", tag(), msg));
+             }
              std::_Exit(kExitRuntime);
            }});
   {  // --version --verbose: the versions built with and loaded, before MPI starts

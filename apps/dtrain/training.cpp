@@ -119,8 +119,26 @@ std::string earlier_run_problem(const dtrain::Config& cfg) {
                      cfg.checkpoint.dir);
 }
 
+GraceHooks::GraceHooks(dtrain::CheckpointSession& inner, dtrain::Watchdog& dog, int64_t start_step,
+                       std::string checkpoint_dir)
+    : inner_(inner), dog_(dog), checkpoint_dir_(std::move(checkpoint_dir)) {
+  dog_.set_grace(60);
+  note_step(start_step);
+}
+
+GraceHooks::~GraceHooks() { dog_.set_step("", ""); }
+
+void GraceHooks::note_step(int64_t done) {
+  const std::string newest = inner_.newest_dir();
+  dog_.set_step(fmt::format("step {}", done + 1),
+                newest.empty() ? "there is no checkpoint yet"
+                               : fmt::format("the newest checkpoint is {} (step {}); continue with: dtrain resume {}",
+                                             newest, inner_.last_step(), checkpoint_dir_));
+}
+
 void GraceHooks::after_step(int64_t done, bool stopping) {
   inner_.after_step(done, stopping);
+  note_step(done);
   const auto now = std::chrono::steady_clock::now();
   longest_ = std::max(longest_, std::chrono::duration<double>(now - last_).count());
   last_ = now;
@@ -129,6 +147,9 @@ void GraceHooks::after_step(int64_t done, bool stopping) {
 
 TrainingSetup::TrainingSetup(Context& ctx, bool verbose) : ctx_(ctx), verbose_(verbose) {
   if (verbose) comm.trace = dtrain::trace_to_stderr();
+  // What a wait is blocked on, for the watchdog's message when a stop cannot
+  // reach the next step boundary (a stopped or stuck peer).
+  if (ctx.watchdog) comm.on_blocked = [dog = ctx.watchdog](const std::string& what) { dog->set_blocked_on(what); };
   options.inject_nan_at_step = test_faults().nan_at_step;
   options.local_rank = ctx.mpi ? ctx.mpi->local_rank() : 0;
   if (verbose) options.trace = [](const std::string& line) { fmt::print(stderr, "dtrain: {}\n", line); };

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "checkpoint/run_lock.h"
+#include "checkpoint/session.h"
 #include "config/config.h"
 #include "dist/device_groups.h"
 #include "dist/mesh.h"
@@ -52,13 +53,19 @@ std::string earlier_run_problem(const dtrain::Config& cfg);
 // (checkpoint writes included), at least 5 s; 60 s until the first step ends.
 class GraceHooks : public dtrain::TrainHooks {
  public:
-  GraceHooks(dtrain::TrainHooks& inner, dtrain::Watchdog& dog) : inner_(inner), dog_(dog) { dog_.set_grace(60); }
+  // Also keeps the watchdog's notes (the step under way, the newest
+  // checkpoint) for a stop that cannot reach a step boundary.
+  GraceHooks(dtrain::CheckpointSession& inner, dtrain::Watchdog& dog, int64_t start_step,
+             std::string checkpoint_dir);
+  ~GraceHooks() override;
   bool should_stop(int64_t done) override { return inner_.should_stop(done); }
   void after_step(int64_t done, bool stopping) override;
 
  private:
-  dtrain::TrainHooks& inner_;
+  dtrain::CheckpointSession& inner_;
   dtrain::Watchdog& dog_;
+  std::string checkpoint_dir_;
+  void note_step(int64_t done);
   std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
   double longest_ = 0;
 };

@@ -335,6 +335,13 @@ void CheckpointSession::after_step(int64_t done, bool stopping) {
   time_due_ = false;
 }
 
+std::string CheckpointSession::newest_dir() const {
+  if (!last_dir_.empty()) return last_dir_;
+  if (last_step_ > 0)
+    return (std::filesystem::path(trainer_.config().checkpoint.dir) / store::step_dir_name(last_step_)).string();
+  return "";
+}
+
 void CheckpointSession::save_sync(int64_t done) {
   const CheckpointConfig& c = trainer_.config().checkpoint;
   SaveOptions so;
@@ -400,10 +407,7 @@ void CheckpointSession::finish() {
   all_reduce(*trainer_.groups().world, flag, ReduceOp::max);
   const int64_t step = f->save.meta.step;
   if (flag.data<float>()[0] > 0) {
-    const std::string newest =
-        !last_dir_.empty() ? last_dir_
-        : last_step_ > 0   ? (std::filesystem::path(trainer_.config().checkpoint.dir) / store::step_dir_name(last_step_)).string()
-                           : "none";
+    const std::string newest = newest_dir().empty() ? "none" : newest_dir();
     const std::string why = f->error.empty() ? "another rank's part failed" : f->error;
     if (opts_.warn)
       opts_.warn(fmt::format("checkpoint step {} failed in the background: {}; the newest checkpoint is still {}",

@@ -79,6 +79,9 @@ class CheckpointSession : public TrainHooks {
   // The last checkpoint written (empty if none) and its step.
   const std::string& last_dir() const { return last_dir_; }
   int64_t last_step() const { return last_step_; }
+  // The newest complete checkpoint of this run: the last one written, else
+  // the one it resumed from; "" when there is none yet.
+  std::string newest_dir() const;
   const std::string& run_id() const { return opts_.run_id; }
 
  private:

@@ -11,12 +11,14 @@ namespace {
 constexpr int kNoticeTag = 7;
 constexpr int kNoticeInts = sizeof(Notice) / sizeof(int64_t);
 constexpr int64_t kClosing = -1;  // Notice::seq of the last notice a member sends
+constexpr int64_t kWaiting = -2;  // Notice::seq of a heartbeat (count: the collective it waits in)
 static_assert(sizeof(Notice) == 4 * sizeof(int64_t));
 }  // namespace
 
 ArrivalBoard::ArrivalBoard(MPI_Comm comm, int rank, int size)
     : comm_(comm), rank_(rank), size_(size), inbox_(size), receives_(size, MPI_REQUEST_NULL),
-      latest_(size), history_(static_cast<size_t>(size) * kHistory), ready_(size), closed_(size, 0) {
+      latest_(size), history_(static_cast<size_t>(size) * kHistory), ready_(size), closed_(size, 0),
+      heard_(size, MPI_Wtime()) {
   for (int m = 0; m < size_; ++m) {
     if (m == rank_) continue;
     mpi_check(MPI_Recv_init(&inbox_[m], kNoticeInts, MPI_INT64_T, m, kNoticeTag, comm_,
@@ -89,37 +91,44 @@ void ArrivalBoard::compare(int m, const Notice& theirs) {
   if (mismatch_.member < 0 && mine && !mine->same_call(theirs)) mismatch_ = {m, *mine, theirs};
 }
 
+void ArrivalBoard::send_all(const Notice& n, const char* what) {
+  Batch& b = sending_.emplace_back();
+  b.notice = n;
+  b.sends.assign(size_ - 1, MPI_REQUEST_NULL);
+  int k = 0;
+  for (int m = 0; m < size_; ++m)
+    if (m != rank_)
+      mpi_check(MPI_Isend(&b.notice, kNoticeInts, MPI_INT64_T, m, kNoticeTag, comm_, &b.sends[k++]), what);
+}
+
 void ArrivalBoard::announce(const Notice& n) {
   drain();
   if (n.seq == kClosing) {
-    Batch& b = sending_.emplace_back();
-    b.notice = n;
-    b.sends.assign(size_ - 1, MPI_REQUEST_NULL);
-    int k = 0;
-    for (int m = 0; m < size_; ++m)
-      if (m != rank_)
-        mpi_check(MPI_Isend(&b.notice, kNoticeInts, MPI_INT64_T, m, kNoticeTag, comm_, &b.sends[k++]),
-                  "MPI_Isend (closing notice)");
+    send_all(n, "MPI_Isend (closing notice)");
     return;
   }
   history_[static_cast<size_t>(rank_) * kHistory + n.seq % kHistory] = n;
   for (int m = 0; m < size_; ++m)
     if (const Notice* theirs = m != rank_ ? received(m, n.seq) : nullptr) compare(m, *theirs);
-  Batch& b = sending_.emplace_back();
-  b.notice = n;
-  b.sends.assign(size_ - 1, MPI_REQUEST_NULL);
-  int k = 0;
-  for (int m = 0; m < size_; ++m) {
-    if (m == rank_) continue;
-    mpi_check(MPI_Isend(&b.notice, kNoticeInts, MPI_INT64_T, m, kNoticeTag, comm_, &b.sends[k++]),
-              "MPI_Isend (arrival notice)");
-  }
+  send_all(n, "MPI_Isend (arrival notice)");
 }
+
+void ArrivalBoard::heartbeat(int64_t seq) {
+  drain();
+  send_all(Notice{kWaiting, 0, seq, 0}, "MPI_Isend (waiting notice)");
+}
+
+double ArrivalBoard::silent_seconds(int m) const { return MPI_Wtime() - heard_[m]; }
 
 void ArrivalBoard::take(int m) {
   const Notice& n = inbox_[m];
+  heard_[m] = MPI_Wtime();
   if (n.seq == kClosing) {  // its last: the receive stays inactive
     closed_[m] = 1;
+    return;
+  }
+  if (n.seq == kWaiting) {  // alive and waiting: nothing else to record
+    mpi_check(MPI_Start(&receives_[m]), "MPI_Start");
     return;
   }
   latest_[m] = n;

@@ -57,6 +57,14 @@ class ArrivalBoard {
   void drain();
   // How long the destructor waits for every member's closing notice.
   static constexpr double kCloseWaitSeconds = 0.5;
+  // Tells every other member that this one is still waiting in collective
+  // `seq` (sent about once a second by a wait that blocks): what lets a
+  // member that is stopped or dead mid-transfer, after every member arrived,
+  // be told apart from those waiting with it (silent_seconds).
+  void heartbeat(int64_t seq);
+  // Seconds since anything came from member m (its first notice, a
+  // heartbeat), or since the board was made; at the last drain.
+  double silent_seconds(int m) const;
   // The latest notice from member m (seq 0: none yet).
   const Notice& latest(int m) const { return latest_[m]; }
   // Member m's notice for collective seq, if it came and is still remembered.
@@ -85,6 +93,8 @@ class ArrivalBoard {
   std::vector<Notice> history_;        // member m's notice for seq s at [m * kHistory + s % kHistory]
   std::vector<int> ready_;             // MPI_Testsome's output
   std::vector<char> closed_;           // member m's closing notice came (its receive is over)
+  std::vector<double> heard_;          // MPI_Wtime when member m's last message came (or the board's start)
+  void send_all(const Notice& n, const char* what);
   std::deque<Batch> sending_;          // deque: a batch's notice stays put while sent
   Mismatch mismatch_;
 };

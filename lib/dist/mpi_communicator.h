@@ -39,6 +39,13 @@ struct MpiCommOptions {
   // fewer rounds win where ranks outnumber cores (apps/bench/
   // comm_bench.results.md). Must be the same on every member.
   size_t ring_reduce_scatter_bytes = size_t{1} << 20;
+  // Told what a wait is blocked on once it has waited `blocked_after_s`, and
+  // again each second after (the operation, its group and the diagnosis a
+  // timeout would give: "world rank 1 (last here at #6) did not arrive"),
+  // then "" when it completes or fails. From the waiting thread; for whatever
+  // must explain a stop while blocked (the run's watchdog). None: not told.
+  std::function<void(const std::string& blocked_on)> on_blocked;
+  double blocked_after_s = 1;
 };
 
 namespace detail {

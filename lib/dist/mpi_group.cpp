@@ -64,7 +64,11 @@ void bf16_min(void* in, void* inout, int* len, MPI_Datatype*) {
 }  // namespace
 
 MpiGroup::MpiGroup(MPI_Comm c, std::string n, const MpiCommOptions& o)
-    : comm(c), name(std::move(n)), timeout(o.timeout_seconds), trace(o.trace), ring_bytes(o.ring_reduce_scatter_bytes) {
+    : comm(c), name(std::move(n)), timeout(o.timeout_seconds),
+      trace(o.trace),
+      on_blocked(o.on_blocked),
+      blocked_after_s(o.blocked_after_s),
+      ring_bytes(o.ring_reduce_scatter_bytes) {
   mpi_check(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
   mpi_check(MPI_Op_create(&bf16_sum, 1, &bf16_ops[static_cast<int>(ReduceOp::sum)]), "MPI_Op_create");
   mpi_check(MPI_Op_create(&bf16_max, 1, &bf16_ops[static_cast<int>(ReduceOp::max)]), "MPI_Op_create");
@@ -190,7 +194,7 @@ void MpiGroup::check_usable() const {
         fmt::format("group '{}' cannot be used after an earlier failure: {}", name, failure));
 }
 
-std::string MpiGroup::diagnose(const OpInfo& op) {
+std::string MpiGroup::diagnose(const OpInfo& op, double waited_s) {
   if (!op.collective())
     return fmt::format("world rank {} did not {}", world_ranks[op.member],
                        op.kind == OpKind::send ? "post the matching recv" : "send");
@@ -212,8 +216,19 @@ std::string MpiGroup::diagnose(const OpInfo& op) {
     s = fmt::format("world rank{} {} did not arrive", missing.size() > 1 ? "s" : "",
                     fmt::join(missing, ", "));
   if (!other.empty()) s += fmt::format("{}{}", s.empty() ? "" : "; ", fmt::join(other, "; "));
-  return s.empty() ? "every member arrived, yet the transfer did not finish (a dead or stuck rank?)"
-                   : s;
+  if (!s.empty()) return s;
+  // Every member arrived. Those still waiting send a heartbeat each second;
+  // one silent for longer stopped, died or is blocked elsewhere mid-transfer.
+  std::vector<std::string> silent;
+  if (waited_s >= kSilentSeconds)
+    for (int m = 0; m < size; ++m)
+      if (m != rank && board->silent_seconds(m) >= kSilentSeconds)
+        silent.push_back(fmt::format("{} (silent {:.0f} s)", world_ranks[m], board->silent_seconds(m)));
+  if (!silent.empty())
+    return fmt::format("every member arrived, but world rank{} {} did not wait for it since (stopped, "
+                       "dead, or blocked elsewhere)",
+                       silent.size() > 1 ? "s" : "", fmt::join(silent, ", "));
+  return "every member arrived, yet the transfer did not finish (a dead or stuck rank?)";
 }
 
 void MpiGroup::check_mismatch() {
@@ -256,6 +271,20 @@ void MpiWork::wait() {
   const auto deadline = start + std::chrono::duration_cast<Clock::duration>(
                                     std::chrono::duration<double>(std::min(g_->timeout, 1e9)));
   auto next_drain = start + std::chrono::milliseconds(20);
+  // MpiCommOptions::on_blocked: told what this wait is blocked on, and that
+  // it no longer is (also when it throws).
+  auto next_report = start + std::chrono::duration_cast<Clock::duration>(
+                                 std::chrono::duration<double>(std::min(g_->blocked_after_s, 1e9)));
+  bool reported = false;
+  auto next_beat = start;
+  const auto seconds = [](Clock::duration d) { return std::chrono::duration<double>(d).count(); };
+  struct Unreport {
+    MpiGroup& g;
+    bool& reported;
+    ~Unreport() {
+      if (reported && g.on_blocked) g.on_blocked("");
+    }
+  } unreport{*g_, reported};
   while (!poll()) {
     // Another operation of the group failed: this one would only wait out
     // its own timeout (the ranks are no longer in step).
@@ -266,7 +295,18 @@ void MpiWork::wait() {
     if (now >= deadline) {
       g_->stats.wait_seconds += std::chrono::duration<double>(now - start).count();
       g_->fail(fmt::format("{} did not complete within {} s: {}", g_->where(op_), g_->timeout,
-                           g_->diagnose(op_)));
+                           g_->diagnose(op_, seconds(now - start))));
+    }
+    // Blocked a second: the other members hear that this one waits (each
+    // second), and whoever must explain a stop hears what it waits on.
+    if (now >= next_beat && now - start >= std::chrono::seconds(1)) {
+      if (g_->board && op_.collective()) g_->board->heartbeat(op_.seq);
+      next_beat = now + std::chrono::seconds(1);
+    }
+    if (g_->on_blocked && now >= next_report) {
+      g_->on_blocked(fmt::format("{}: {}", g_->where(op_), g_->diagnose(op_, seconds(now - start))));
+      reported = true;
+      next_report = now + std::chrono::seconds(1);
     }
     if (g_->board && op_.collective() && now >= next_drain) {
       g_->board->drain();

@@ -65,6 +65,8 @@ struct MpiGroup {
   std::vector<int> world_ranks;
   double timeout = 300;
   CommTrace trace;
+  std::function<void(const std::string&)> on_blocked;  // MpiCommOptions::on_blocked
+  double blocked_after_s = 1;
   CommStats stats;
   int64_t seq = 0;  // collectives issued
   size_t ring_bytes = 0;  // MpiCommOptions::ring_reduce_scatter_bytes
@@ -102,8 +104,11 @@ struct MpiGroup {
   [[noreturn]] void fail(const std::string& message);
   void check_usable() const;
   // Why a timed-out operation did not complete: who did not arrive, or who
-  // called something else under its number.
-  std::string diagnose(const OpInfo& op);
+  // called something else under its number; when every member arrived and
+  // this one has waited `waited_s` (at least kSilentSeconds), who has sent
+  // nothing since (no heartbeat: stopped, dead, or blocked elsewhere).
+  static constexpr double kSilentSeconds = 3;
+  std::string diagnose(const OpInfo& op, double waited_s = 0);
   // Fails when the notices showed a member that called a different
   // collective under some number than this member did.
   void check_mismatch();

@@ -19,6 +19,22 @@ Watchdog::~Watchdog() {
   thread_.join();
 }
 
+void Watchdog::set_blocked_on(std::string what) {
+  std::lock_guard lock(notes_mu_);
+  notes_.blocked_on = std::move(what);
+}
+
+void Watchdog::set_step(std::string step, std::string recovery) {
+  std::lock_guard lock(notes_mu_);
+  notes_.step = std::move(step);
+  notes_.recovery = std::move(recovery);
+}
+
+Watchdog::Notes Watchdog::notes() const {
+  std::lock_guard lock(notes_mu_);
+  return notes_;
+}
+
 void Watchdog::loop() {
   using Clock = std::chrono::steady_clock;
   Clock::time_point pending_since{}, gone_at{};

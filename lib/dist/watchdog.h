@@ -54,6 +54,17 @@ class Watchdog {
   // Starts watching the launcher (after MPI has said whether there is one).
   void watch_launcher(pid_t launcher) { launcher_.store(launcher); }
 
+  // Kept for on_stuck to say why a stop could not finish and what is safe:
+  // what the main thread is blocked on ("" = nothing known; MpiCommOptions::
+  // on_blocked), where the run is ("step 57") and how it can continue ("the
+  // newest checkpoint is ..."). Any thread.
+  struct Notes {
+    std::string blocked_on, step, recovery;
+  };
+  void set_blocked_on(std::string what);
+  void set_step(std::string step, std::string recovery);
+  Notes notes() const;
+
  private:
   void loop();
 
@@ -61,6 +72,8 @@ class Watchdog {
   std::atomic<double> grace_s_{0};
   std::atomic<bool> launcher_gone_{false};
   std::atomic<pid_t> launcher_{0};
+  mutable std::mutex notes_mu_;
+  Notes notes_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;

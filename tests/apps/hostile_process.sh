@@ -101,8 +101,9 @@ orphan orphan2
 ls -d "$WORK"/orphan2/checkpoints/step_* >/dev/null 2>&1 || fail "orphaned ranks writing to mpirun's dead pipes wrote no checkpoint"
 
 # 3. A rank blocked on a stopped peer leaves within seconds of SIGTERM (not parallel.timeout = 60 s).
+# Its message names the peer it waited on and the newest checkpoint to continue from.
 "${MPIRUN[@]}" -np 2 "$WORK/wrap.sh" "$DTRAIN" run "$WORK/tiny.toml" --set parallel.dp=2 --set train.grad_accum=1 \
-  "${long[@]}" --out "$WORK/peer" >/dev/null 2>&1 &
+  "${long[@]}" --set checkpoint.every=2 --out "$WORK/peer" >/dev/null 2>&1 &
 mp=$!
 bg+=($mp)
 wait_step "$WORK/peer/metrics.jsonl" 5
@@ -117,8 +118,8 @@ wait_gone 25 "$r0"
 echo "blocked rank: gone $(elapsed "$t0") s after SIGTERM"
 kill -KILL "$r1" 2>/dev/null || true
 wait $mp 2>/dev/null || true
-grep -q "rank 0: stopped by SIGTERM after .* s blocked within a step; no checkpoint written" "$WORK/rank_0.err" ||
-  { cat "$WORK/rank_0.err"; fail "rank 0 did not say why it stopped"; }
+grep -qE "rank 0: stopped by SIGTERM after .* s blocked within step [0-9]+, waiting in .* on group '[a-z]+' .*(: |but )world rank 1 \((last here|silent) .*; no checkpoint written; the newest checkpoint is $WORK/peer/checkpoints/step_[0-9]+ \(step [0-9]+\); continue with: dtrain resume $WORK/peer/checkpoints$" "$WORK/rank_0.err" ||
+  { cat "$WORK/rank_0.err"; fail "rank 0 did not say why it stopped, on whom it waited and what to resume"; }
 
 # 4. One run per directory: a second run or a resume into the directory of a run still going is
 # refused naming its process; once that process is gone (even SIGKILLed), the directory is free.

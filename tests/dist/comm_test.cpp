@@ -196,6 +196,41 @@ TEST_CASE("world: a timeout names the collective, the group and the missing rank
   again.barrier()->wait();
 }
 
+TEST_CASE("world: a member that arrived and then went silent is named, and a blocked wait says what it waits on") {
+  // Every member issues the all-reduce; the last then sleeps without calling
+  // MPI (as a stopped process would), so the transfer cannot finish. The
+  // others, waiting, hear each other's heartbeats and not its. At 3 ranks
+  // (8 s): two waiters, so a waiter must not be named.
+  if (world_size() != 3) return;
+  std::vector<std::string> told;
+  MpiCommOptions o = test_options();
+  o.timeout_seconds = 3.5;
+  o.on_blocked = [&](const std::string& what) { told.push_back(what); };
+  MpiCommunicator world(MPI_COMM_WORLD, "dp", o);
+  Tensor t = Tensor::zeros({1 << 22}, DType::f32);  // 16 MiB: needs every member's progress
+  world.all_reduce(t, ReduceOp::sum)->wait();         // #1: everyone
+  CHECK(told.empty());                                // a wait that does not block says nothing
+  const int silent = 2;
+  if (world.rank() == silent) {
+    WorkHandle w = world.all_reduce(t, ReduceOp::sum);
+    std::this_thread::sleep_for(std::chrono::milliseconds(4500));
+    w->wait();  // completes against the others' abandoned parts
+  } else {
+    const std::string message = runtime_error_of([&] { world.all_reduce(t, ReduceOp::sum)->wait(); });
+    MESSAGE(message);
+    CHECK(contains(message, "all_reduce of 4194304 fp32 (sum) on group 'dp' (collective #2;"));
+    CHECK(contains(message, "every member arrived, but world rank 2 (silent "));
+    CHECK(contains(message, "did not wait for it since (stopped, dead, or blocked elsewhere)"));
+    CHECK_FALSE(contains(message, "world ranks 0 (silent"));
+    CHECK_FALSE(contains(message, "world rank 1 (silent"));
+    REQUIRE(told.size() >= 2);  // from 1 s on, each second; then "" when the wait ends
+    CHECK(contains(told.front(), "all_reduce of 4194304 fp32 (sum) on group 'dp' (collective #2;"));
+    CHECK(told.back().empty());
+  }
+  MpiCommunicator again(MPI_COMM_WORLD, "again", test_options());
+  again.barrier()->wait();
+}
+
 TEST_CASE("world: the trace shows every operation") {
   MpiCommunicator world(MPI_COMM_WORLD, "tp", test_options());
   std::vector<std::string> lines;
