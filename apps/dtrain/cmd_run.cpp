@@ -77,7 +77,13 @@ Subcommand add_run(CLI::App& app) {
             const auto log = setup.log();
             std::vector<std::string> overrides = o->overrides;
             if (!o->out_dir.empty()) overrides.push_back("log.out_dir=" + o->out_dir);
-            const dtrain::Config cfg = dtrain::load_config(o->config_path, overrides, ctx.world_size, auto_layout);
+            // Read on every rank (each its own copy): a rank that cannot stops them all.
+            std::optional<dtrain::Config> loaded;
+            setup.agree([&] {
+              loaded.emplace(dtrain::load_config(o->config_path, overrides, ctx.world_size, auto_layout));
+              return std::string();  // compared once checked (make_trainer)
+            });
+            const dtrain::Config& cfg = *loaded;
             if (!layout_why.empty()) log(layout_why);
             std::unique_ptr<dtrain::Trainer> trainer = setup.make_trainer(cfg, /*new_run=*/true);
             // ZeRO-3 holds parameter shards: the imported weights go through the full masters.

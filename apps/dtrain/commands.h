@@ -117,6 +117,9 @@ struct Context {
   // Until a subcommand clears it, an error is one every rank sees alike (a
   // bad config): rank 0 reports it and no rank aborts the job.
   bool shared_failure = true;
+  // Set by a rank whose failure another rank has said (TrainingSetup::agree):
+  // it says nothing and leaves as the others do.
+  bool failure_said_elsewhere = false;
 };
 
 struct Subcommand {

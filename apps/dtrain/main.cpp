@@ -91,16 +91,40 @@ void silence_unread_output() {
   }
 }
 
-// `rank` is "" on one process, "rank 3: " under a launcher.
+// An error message as one printable line: input echoed in it (a config's
+// line, a --set value, a path) may hold control bytes (a NUL, an escape
+// sequence that would recolour the terminal, a newline) or bytes that are not
+// UTF-8; those are written as \xNN, valid UTF-8 is kept.
+std::string printable(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    bool ok = n > 0 && i + n <= s.size();
+    for (size_t k = 1; ok && k < n; ++k) ok = (static_cast<unsigned char>(s[i + k]) & 0xc0) == 0x80;
+    if (ok && n == 1 && (c < 0x20 || c == 0x7f)) ok = false;
+    if (!ok) {
+      out += fmt::format("\\x{:02x}", c);
+      ++i;
+      continue;
+    }
+    out.append(s.substr(i, n));
+    i += n;
+  }
+  return out;
+}
+
+// rank: "rank 3: " for an error of that rank alone, "" for one every rank shares.
 void report(const dtrain::Error& e, const std::string& rank) {
   if (const auto* ce = dynamic_cast<const dtrain::ConfigError*>(&e)) {
-    for (const auto& p : ce->problems()) fmt::print(stderr, "dtrain: error: {}\n", p);
+    for (const auto& p : ce->problems()) fmt::print(stderr, "dtrain: {}error: {}\n", rank, printable(p));
     if (ce->problems().size() > 1)
       fmt::print(stderr, "dtrain: {} problems\n", ce->problems().size());
     return;
   }
   const char* what = e.kind() == dtrain::ErrorKind::kInternal ? "internal error (a dtrain bug)" : "error";
-  fmt::print(stderr, "dtrain: {}{}: {}\n", rank, what, e.what());
+  fmt::print(stderr, "dtrain: {}{}: {}\n", rank, what, printable(e.what()));
 }
 
 }  // namespace
@@ -201,7 +225,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> names;
     for (const Subcommand& c : commands) names.push_back(c.cli->get_name());
     if (ctx.world_rank == 0)
-      fmt::print(stderr, "dtrain: error: '{}' is not a dtrain command; expected one of {}\n", argv[1],
+      fmt::print(stderr, "dtrain: error: '{}' is not a dtrain command; expected one of {}\n", printable(argv[1]),
                  fmt::join(names, ", "));
     return kExitConfig;
   }
@@ -218,7 +242,8 @@ int main(int argc, char** argv) {
     std::string what = e.what();
     if (const auto at = what.find(kTwice); at != std::string::npos)
       what = what.substr(0, at) + "given " + what.substr(at + kTwice.size()) + " times; at most once";
-    if (ctx.world_rank == 0) fmt::print(stderr, "dtrain: error: {} (dtrain --help lists the commands and options)\n", what);
+    if (ctx.world_rank == 0)
+      fmt::print(stderr, "dtrain: error: {} (dtrain --help lists the commands and options)\n", printable(what));
     return kExitConfig;
   }
   const Subcommand* chosen = nullptr;
@@ -247,8 +272,9 @@ int main(int argc, char** argv) {
     return chosen->run(ctx);
   } catch (const dtrain::Error& e) {
     const bool config = e.kind() == dtrain::ErrorKind::kConfig || e.kind() == dtrain::ErrorKind::kInput;
-    if (ctx.world_rank == 0 || !(ctx.shared_failure && config)) {
-      report(e, ctx.rank_tag);
+    const bool said_elsewhere = ctx.failure_said_elsewhere;  // TrainingSetup::agree: another rank says it
+    if (!said_elsewhere && (ctx.world_rank == 0 || !(ctx.shared_failure && config))) {
+      report(e, config && ctx.shared_failure ? "" : ctx.rank_tag);
     } else {
       // Rank 0 says it. mpirun ends the job at the first rank that exits
       // non-zero and can drop what it has not yet forwarded of the others'
@@ -265,10 +291,10 @@ int main(int argc, char** argv) {
       }
     }
     const int code = exit_code_for(e);
-    if (can_abort && !(ctx.shared_failure && config)) MPI_Abort(MPI_COMM_WORLD, code);
+    if (can_abort && !said_elsewhere && !(ctx.shared_failure && config)) MPI_Abort(MPI_COMM_WORLD, code);
     return code;
   } catch (const std::exception& e) {
-    fmt::print(stderr, "dtrain: {}internal error (a dtrain bug): {}\n", ctx.rank_tag, e.what());
+    fmt::print(stderr, "dtrain: {}internal error (a dtrain bug): {}\n", ctx.rank_tag, printable(e.what()));
     if (can_abort) MPI_Abort(MPI_COMM_WORLD, kExitInternal);
     return kExitInternal;
   }

@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <csignal>
 #include <cstdlib>
+#include <exception>
 #include <filesystem>
+#include <sstream>
 
 #include <fmt/format.h>
 
@@ -161,6 +163,90 @@ std::function<void(const std::string&)> TrainingSetup::log() const {
   };
 }
 
+namespace {
+
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 14695981039346656037ull;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+// The first line of two configs' TOML texts that differs, as "key = value"
+// with its table ("model.n_embd = 64"), or "" if none does.
+std::pair<std::string, std::string> first_difference(const std::string& mine, const std::string& theirs) {
+  std::istringstream a(mine), b(theirs);
+  std::string la, lb, table_a, table_b;
+  auto qualified = [](const std::string& table, const std::string& line) {
+    return line.empty() ? std::string("(nothing)") : table.empty() ? line : table + "." + line;
+  };
+  for (;;) {
+    const bool more_a = static_cast<bool>(std::getline(a, la)), more_b = static_cast<bool>(std::getline(b, lb));
+    if (!more_a && !more_b) return {};
+    if (!more_a) la.clear();
+    if (!more_b) lb.clear();
+    if (la != lb) {
+      const bool header = (!la.empty() && la.front() == '[') || (!lb.empty() && lb.front() == '[');
+      if (header) return {la.empty() ? "(nothing)" : la, lb.empty() ? "(nothing)" : lb};
+      return {qualified(table_a, la), qualified(table_b, lb)};
+    }
+    if (!la.empty() && la.front() == '[') table_a = table_b = la.substr(1, la.find(']') - 1);
+  }
+}
+
+}  // namespace
+
+void TrainingSetup::agree(const std::function<std::string()>& local) {
+  std::exception_ptr failure;
+  std::string text;
+  try {
+    text = local();
+  } catch (const dtrain::Error&) {
+    if (!ctx_.mpi || ctx_.world_size == 1) throw;
+    failure = std::current_exception();
+  }
+  if (!ctx_.mpi || ctx_.world_size == 1) return;
+  const int n = ctx_.world_size;
+  // Each rank's outcome: failed, and its config's digest (0: none compared).
+  struct Outcome {
+    uint64_t failed, digest;
+  } mine{failure ? 1u : 0u, text.empty() ? 0 : fnv1a(text)};
+  std::vector<Outcome> all(n);
+  MPI_Allgather(&mine, 2, MPI_UINT64_T, all.data(), 2, MPI_UINT64_T, MPI_COMM_WORLD);
+  int first_failed = -1;
+  for (int r = 0; r < n && first_failed < 0; ++r)
+    if (all[r].failed) first_failed = r;
+  if (first_failed >= 0) {
+    if (ctx_.world_rank == first_failed) {
+      // Where every rank failed (a bad config), rank 0 says it for all; else
+      // the failure is this rank's own: tagged with its rank, and it aborts the job.
+      ctx_.shared_failure = std::all_of(all.begin(), all.end(), [](const Outcome& o) { return o.failed != 0; });
+      std::rethrow_exception(failure);
+    }
+    if (first_failed > 0 || !failure) ctx_.failure_said_elsewhere = true;
+    if (failure) std::rethrow_exception(failure);  // said by the first rank that failed
+    throw dtrain::ConfigError(fmt::format("rank {} failed its setup", first_failed));
+  }
+  int first_differing = -1;
+  for (int r = 1; r < n && first_differing < 0; ++r)
+    if (all[r].digest != all[0].digest) first_differing = r;
+  if (first_differing < 0) return;
+  // Rank 0's text to the rank that says where it differs.
+  uint64_t length = ctx_.world_rank == 0 ? text.size() : 0;
+  MPI_Bcast(&length, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+  std::string rank0 = ctx_.world_rank == 0 ? text : std::string(length, '\0');
+  MPI_Bcast(rank0.data(), static_cast<int>(length), MPI_CHAR, 0, MPI_COMM_WORLD);
+  if (ctx_.world_rank != first_differing) {
+    ctx_.failure_said_elsewhere = true;
+    throw dtrain::ConfigError(fmt::format("rank {}'s config differs from rank 0's", first_differing));
+  }
+  ctx_.shared_failure = false;
+  const auto [here, there] = first_difference(text, rank0);
+  throw dtrain::ConfigError(fmt::format(
+      "this rank's config differs from rank 0's: {} here, {} on rank 0 (every rank must read the same config "
+      "file and --set options)",
+      here, there));
+}
+
 dtrain::Groups TrainingSetup::groups_for(const dtrain::Config& cfg) {
   const dtrain::MeshLayout want{static_cast<int>(cfg.parallel.dp), static_cast<int>(cfg.parallel.tp),
                                 static_cast<int>(cfg.parallel.pp)};
@@ -222,12 +308,27 @@ void TrainingSetup::lock_dirs(const dtrain::Config& cfg) {
 
 std::unique_ptr<dtrain::Trainer> TrainingSetup::make_trainer(const dtrain::Config& cfg, bool new_run,
                                                              bool keep_earlier) {
-  // The device before anything else: no GPU is one line, exit 2.
-  if (std::string why = dtrain::ops::device_unavailable(cfg.train.device); !why.empty())
-    throw dtrain::ConfigError(why);
-  check_fits_memory(cfg, ctx_.mpi ? ctx_.mpi->ranks_on_node() : 1, options.local_rank);
-  if (auto problems = output_problems(cfg); !problems.empty()) throw dtrain::ConfigError(problems);
-  (void)dtrain::checkpoint_keys(cfg);  // key files checked before any directory is made (every rank: ConfigError)
+  // What each rank checks on its own node, before any rank makes a directory
+  // or a group; then every rank learns that all passed with the same config.
+  agree([&] {
+    // The device before anything else: no GPU is one line, exit 2.
+    if (std::string why = dtrain::ops::device_unavailable(cfg.train.device); !why.empty())
+      throw dtrain::ConfigError(why);
+    check_fits_memory(cfg, ctx_.mpi ? ctx_.mpi->ranks_on_node() : 1, options.local_rank);
+    if (auto problems = output_problems(cfg); !problems.empty()) throw dtrain::ConfigError(problems);
+    // The data files (named by their keys), the checkpoint key files and a new
+    // run's model.init_from (a resume does not read it again).
+    std::vector<std::string> problems = dtrain::data_problems(cfg);
+    try {
+      (void)dtrain::checkpoint_keys(cfg);
+    } catch (const dtrain::ConfigError& e) {
+      for (const std::string& p : e.problems()) problems.push_back(p);
+    }
+    if (new_run)
+      for (std::string& p : dtrain::init_from_problems(cfg.model)) problems.push_back(std::move(p));
+    if (!problems.empty()) throw dtrain::ConfigError(problems);
+    return dtrain::to_toml(cfg);
+  });
   lock_dirs(cfg);
   if (new_run) {  // rank 0 looks (as it holds the locks); every rank learns the outcome
     const std::string earlier = ctx_.world_rank == 0 ? earlier_run_problem(cfg) : "";

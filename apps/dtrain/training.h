@@ -78,6 +78,18 @@ class TrainingSetup {
 
   // Rank 0 prints it (print_line); the others drop it.
   std::function<void(const std::string&)> log() const;
+  // Every rank of the launch calls it at the same point, together. `local`
+  // runs this rank's own part (reading the config, checking its files,
+  // device and directories: what can differ between nodes) and returns the
+  // config's text (to_toml), or "" to compare none. The ranks then learn
+  // whether every one succeeded with the same config; if not, one rank says
+  // why and every rank throws, so none goes on into training alone:
+  // - a failure on rank 0 is said by rank 0 (a bad config fails everywhere);
+  // - else the first rank that failed says its own, tagged with its rank;
+  // - else the first rank whose config differs from rank 0's names the
+  //   first key that differs (each rank read its own copy and --set options).
+  // On one process it runs `local`.
+  void agree(const std::function<std::string()>& local);
   // The groups of the config's layout: the mesh (rebuilt only if a config
   // asks for another), on GPUs the device groups (NCCL or MPI host-staged,
   // parallel.device_comm).

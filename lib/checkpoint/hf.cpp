@@ -351,15 +351,22 @@ std::vector<std::string> init_from_problems(const ModelConfig& cfg) {
   if (!starts_with(cfg.init_from, "hf:"))
     return {fmt::format("model.init_from: expected \"hf:DIR\", got \"{}\"", cfg.init_from)};
   const fs::path dir = cfg.init_from.substr(3);
-  std::vector<std::string> problems;
+  std::vector<std::string> missing;
   std::error_code ec;
-  // The files there; what they hold import_hf reads (and refuses) at the run's start.
-  for (const char* name : {"config.json", "model.safetensors"})
-    if (!fs::is_regular_file(dir / name, ec))
-      problems.push_back(fmt::format("model.init_from: '{}' is not a file (a Hugging Face GPT-2 directory holds "
-                                     "config.json and model.safetensors)",
-                                     (dir / name).string()));
-  return problems;
+  // The files there (one line for both); what they hold import_hf reads (and
+  // refuses) at the run's start.
+  for (const char* name : {"config.json", "model.safetensors"}) {
+    const fs::file_status st = fs::status(dir / name, ec);
+    if (fs::is_regular_file(st)) continue;
+    const std::string what = !fs::exists(st)     ? "not found"
+                             : fs::is_directory(st) ? "a directory, not a file"
+                             : fs::is_fifo(st)      ? "a FIFO, not a regular file"
+                                                    : "a device or socket, not a regular file";
+    missing.push_back(fmt::format("'{}': {}", (dir / name).string(), what));
+  }
+  if (missing.empty()) return {};
+  return {fmt::format("model.init_from: {} (a Hugging Face GPT-2 directory holds config.json and model.safetensors)",
+                      fmt::join(missing, "; "))};
 }
 
 std::vector<std::string> apply_init_from(Model& model, const ModelConfig& cfg, const std::string& tokenizer) {

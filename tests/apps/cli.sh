@@ -64,7 +64,7 @@ cmp -s <(grep -v "^#" "$WORK/out") <(grep -v "^#" "$WORK/resolved.toml") || fail
 expect_exit 2 "$DTRAIN" validate "$WORK/tiny.toml" --set checkpoint.sign_key_file="\"$WORK/none.key\"" \
   --set model.init_from="\"hf:$WORK/nodir\""
 expect_err "checkpoint.sign_key_file: '$WORK/none.key' does not exist"
-expect_err "model.init_from: '$WORK/nodir/config.json' is not a file"
+expect_err "model.init_from: '$WORK/nodir/config.json': not found"
 expect_exit 0 "$DTRAIN" keygen "$WORK/keys/k"
 chmod 0440 "$WORK/keys/k.key"
 expect_exit 2 "$DTRAIN" validate "$WORK/tiny.toml" --set checkpoint.sign_key_file="\"$WORK/keys/k.key\""

@@ -71,6 +71,20 @@ expect_err "train.threads: expected an integer"
 both 2 "$WORK/tiny.toml" --set parallel.timeout=1e10
 expect_err "parallel.timeout: expected a number"
 
+# Control bytes and bytes that are not UTF-8, echoed from a config's line, a --set or a
+# command name, come out as \xNN: a NUL, an escape sequence that recoloured the terminal.
+printf '\x00\x01[model]\n' >"$WORK/ctl.toml"
+both 2 "$WORK/ctl.toml"
+expect_err '(column 1 of: \x00\x01[model])'
+printf 'steps = 2\x1b[31mRED\n' >"$WORK/esc.toml"
+both 2 "$WORK/esc.toml"
+expect_err 'steps = 2\x1b[31mRED)'
+both 2 "$WORK/tiny.toml" --set $'tr\xffain.steps=3'
+expect_err "unknown section 'tr\\xffain'"
+expect_exit 2 "${T[@]}" "$DTRAIN" $'ru\x1bn'
+expect_err "'ru\\x1bn' is not a dtrain command"
+! grep -q $'[\x01-\x08\x0b-\x1f\x7f]' "$WORK/err" || fail "control bytes on stderr"
+
 # FIFOs: as the config, as the training data, as the validation data.
 mkfifo "$WORK/fifo.toml" "$WORK/fifo.bin"
 expect_exit 2 "${T[@]}" "$DTRAIN" validate "$WORK/fifo.toml"
@@ -87,7 +101,7 @@ expect_err "'$WORK/fifo.toml': not a regular file (a FIFO); expected a hardware 
 lines 1
 mkdir "$WORK/hf" && mkfifo "$WORK/hf/config.json"
 expect_exit 2 "${T[@]}" "$DTRAIN" run "$WORK/tiny.toml" --set "model.init_from=hf:$WORK/hf" --out "$WORK/h"
-expect_err "'$WORK/hf/config.json': not a regular file (a FIFO); expected model.init_from's config.json (JSON), a regular file"
+expect_err "model.init_from: '$WORK/hf/config.json': a FIFO, not a regular file"
 lines 1
 mkdir -p "$WORK/m" && mkfifo "$WORK/m/metrics.jsonl"
 expect_exit 2 "${T[@]}" "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=1 --set optim.warmup_steps=0 --out "$WORK/m"

@@ -55,6 +55,38 @@ if [ -f "$DTRAIN_SOURCE_DIR/data/mnist/train-images-idx3-ubyte" ]; then
   expect_err "tensor parallelism is not available for the CNN"
 fi
 
+# Ranks that disagree before training (each node reads its own copy of the config and files):
+# one line from the rank that differs, exit 2, no training, no hang. A data file missing on
+# rank 1 only had left rank 0 training alone until parallel.timeout; configs differing in
+# the model's width had crashed both ranks (mismatched all-reduces: heap corruption, SIGABRT);
+# in the learning rate, trained on without a word.
+mpmd() {  # mpmd NAME RANK1_ARGS...: rank 0 runs the tiny config at dp 2, rank 1 the same plus its args
+  local name=$1; shift
+  expect_exit 2 timeout 60 "${MPIRUN[@]}" -np 1 "$DTRAIN" run "$WORK/tiny.toml" --set parallel.dp=2 \
+    --set train.grad_accum=1 --set train.threads=1 --out "$WORK/$name" : \
+    -np 1 "$DTRAIN" run "$WORK/tiny.toml" --set parallel.dp=2 --set train.grad_accum=1 --set train.threads=1 \
+    --out "$WORK/$name" "$@"
+  [ "$(grep -c "^dtrain: " "$WORK/err")" -eq 1 ] || { cat "$WORK/err" >&2; fail "$name: not one dtrain line"; }
+  ! grep -q "step" "$WORK/out" || fail "$name: trained"
+}
+mpmd miss --set data.train=/nonexistent/train.bin
+expect_err "dtrain: rank 1: error: data.train: data file '/nonexistent/train.bin' not found"
+mpmd width --set model.n_embd=64
+expect_err "dtrain: rank 1: error: this rank's config differs from rank 0's: model.n_embd = 64 here, model.n_embd = 32 on rank 0"
+mpmd lr --set optim.lr=0.125
+expect_err "dtrain: rank 1: error: this rank's config differs from rank 0's: optim.lr = 0.125 here, optim.lr = "
+mpmd steps --set train.steps=7
+expect_err "train.steps = 7 here"
+# Rank 0's own failure is said by rank 0, tagged; a bad config (every rank's) once, untagged.
+expect_exit 2 timeout 60 "${MPIRUN[@]}" -np 1 "$DTRAIN" run "$WORK/tiny.toml" --set parallel.dp=2 \
+  --set data.val=/nonexistent/val.bin --out "$WORK/miss0" : -np 1 "$DTRAIN" run "$WORK/tiny.toml" --set parallel.dp=2 --out "$WORK/miss0"
+[ "$(grep -c "^dtrain: " "$WORK/err")" -eq 1 ] || { cat "$WORK/err" >&2; fail "miss0: not one dtrain line"; }
+expect_err "dtrain: rank 0: error: data.val: data file '/nonexistent/val.bin' not found"
+expect_exit 2 timeout 60 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" --set parallel.dp=2 \
+  --set data.val=/nonexistent/val.bin --out "$WORK/miss01"
+[ "$(grep -c "^dtrain: " "$WORK/err")" -eq 1 ] || { cat "$WORK/err" >&2; fail "miss01: not one dtrain line"; }
+expect_err "dtrain: error: data.val: data file '/nonexistent/val.bin' not found"
+
 # A rank killed mid-run: the job ends with an error within seconds, no hang.
 start=$(date +%s)
 set +e
