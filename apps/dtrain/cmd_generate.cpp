@@ -82,6 +82,10 @@ int run_generate(const GenerateOptions& o) {
   try {
     tok = dtrain::make_tokenizer(lm.cfg.data, o.tokenizer_dir);
   } catch (const dtrain::InputError& e) {
+    if (!o.tokenizer_dir.empty())
+      throw dtrain::InputError(fmt::format("--tokenizer-dir: {} (expected GPT-2's encoder.json and vocab.bpe, or a "
+                                           "Hugging Face directory's vocab.json and merges.txt)",
+                                           e.what()));
     throw dtrain::InputError(fmt::format("{} (the run's data.tokenizer = \"{}\", data.tokenizer_dir = \"{}\"; "
                                          "point --tokenizer-dir at GPT-2's encoder.json and vocab.bpe)",
                                          e.what(), lm.cfg.data.tokenizer, lm.cfg.data.tokenizer_dir));

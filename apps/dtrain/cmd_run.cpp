@@ -85,6 +85,8 @@ Subcommand add_run(CLI::App& app) {
             });
             const dtrain::Config& cfg = *loaded;
             if (!layout_why.empty()) log(layout_why);
+            if (std::string note = tokenizer_note(cfg); !note.empty() && ctx.world_rank == 0)
+              fmt::print(stderr, "dtrain: warning: {}\n", note);
             std::unique_ptr<dtrain::Trainer> trainer = setup.make_trainer(cfg, /*new_run=*/true);
             // ZeRO-3 holds parameter shards: the imported weights go through the full masters.
             trainer->gather_full_params();

@@ -43,6 +43,7 @@ Subcommand add_validate(CLI::App& app) {
               if (dtrain::local_sync_is_dp(cfg.parallel))
                 fmt::print(stderr, "dtrain: note: parallel.sync = local with sync_every = 1 and plain averaging is "
                                    "data parallelism: gradients are averaged every step\n");
+              if (std::string note = tokenizer_note(cfg); !note.empty()) fmt::print(stderr, "dtrain: note: {}\n", note);
               if (std::string why = dtrain::ops::device_unavailable(cfg.train.device); !why.empty())
                 fmt::print(stderr, "dtrain: note: {}; a run here would stop there\n", why);
             }

@@ -18,6 +18,7 @@
 #include "config/footprint.h"
 #include "core/device.h"
 #include "data/check.h"
+#include "data/tokenizer.h"
 #include "dist/mesh_groups.h"
 #include "dist/mpi_runtime.h"
 #include "ops/runtime.h"
@@ -105,6 +106,17 @@ std::vector<std::string> input_problems(const dtrain::Config& cfg) {
   }
   for (std::string& p : dtrain::init_from_problems(cfg.model)) out.push_back(std::move(p));
   return out;
+}
+
+std::string tokenizer_note(const dtrain::Config& cfg) {
+  if (cfg.model.family() != dtrain::ModelFamily::gpt || cfg.data.tokenizer != "gpt2") return "";
+  const dtrain::Gpt2TokenizerFiles f = dtrain::gpt2_tokenizer_files(cfg.data.tokenizer_dir);
+  std::error_code ec;
+  if (std::filesystem::is_regular_file(f.vocab, ec) && std::filesystem::is_regular_file(f.merges, ec)) return "";
+  return fmt::format("data.tokenizer_dir: '{}' holds no GPT-2 tokenizer (encoder.json and vocab.bpe, or vocab.json "
+                     "and merges.txt); training reads only token ids, but `dtrain generate` and `dtrain export` "
+                     "will need --tokenizer-dir",
+                     cfg.data.tokenizer_dir);
 }
 
 std::string earlier_run_problem(const dtrain::Config& cfg) {

@@ -43,6 +43,10 @@ std::vector<std::string> output_problems(const dtrain::Config& cfg);
 // signing keys (checkpoint.sign_key_file, verify_key_file) and
 // model.init_from's directory. `dtrain validate` and a sweep's trials.
 std::vector<std::string> input_problems(const dtrain::Config& cfg);
+// data.tokenizer = "gpt2" whose data.tokenizer_dir lacks the tokenizer's
+// files: training reads only token ids, but generate and export decode with
+// them. The line that says so ("" when they are there, or the tokenizer is bytes).
+std::string tokenizer_note(const dtrain::Config& cfg);
 // A new run (dtrain run) whose checkpoint directory already holds complete
 // checkpoints, which its saves would prune as its own: the line that says so
 // and how to continue that run instead ("" when there are none).

@@ -48,6 +48,18 @@ expect_exit 0 "$DTRAIN" generate "$WORK/b/checkpoints" --prompt "The quick brown
 grep -q "tokenizer gpt2" "$WORK/err" || fail "$(cat "$WORK/err")"
 grep -q "^The quick brown" "$WORK/out" || fail "$(cat "$WORK/out")"
 expect_exit 2 "$DTRAIN" generate "$WORK/b/checkpoints" --tokenizer-dir "$WORK/none"
+expect_err "--tokenizer-dir: '$WORK/none/encoder.json': cannot open"
+! grep -q 'data.tokenizer_dir' "$WORK/err" || fail "--tokenizer-dir given: the error blames the run's data.tokenizer_dir"
+# Without the tokenizer's files the run trains (it reads token ids) and says at its start that
+# generate and export will need --tokenizer-dir; validate says the same. Then generate blames
+# the run's key.
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set train.steps=1 --set model.vocab_size=50304 \
+  --set data.train="\"$WORK/bpe_train.bin\"" --set data.val="\"$WORK/bpe_val.bin\"" --set data.tokenizer=gpt2 \
+  --set data.tokenizer_dir="\"$WORK/none\"" --set optim.warmup_steps=0 --out "$WORK/b2"
+expect_err "dtrain: warning: data.tokenizer_dir: '$WORK/none' holds no GPT-2 tokenizer (encoder.json and vocab.bpe, or vocab.json and merges.txt); training reads only token ids, but \`dtrain generate\` and \`dtrain export\` will need --tokenizer-dir"
+expect_exit 0 "$DTRAIN" validate "$WORK/b2/config.toml"
+expect_err "dtrain: note: data.tokenizer_dir: '$WORK/none' holds no GPT-2 tokenizer"
+expect_exit 2 "$DTRAIN" generate "$WORK/b2/checkpoints"
 expect_err "$WORK/none/encoder.json': cannot open"
 expect_err 'data.tokenizer = "gpt2"'
 
