@@ -151,12 +151,23 @@ class Sweep {
     spec_ = dtrain::sweep::parse_spec(opts_.path);
     trials_ = dtrain::sweep::make_trials(spec_);
     const auto configs = dtrain::sweep::check_trials(spec_, trials_, dtrain::make_auto_layout());
-    {  // the files each trial reads first (data, keys, init_from), every problem once
+    {  // the files each trial reads first (data, keys, init_from), every problem once: the base's
+       // where every trial has it, else the first trial's that has it (a value from [space])
+      std::vector<std::vector<std::string>> found;
+      std::map<std::string, size_t> count;
+      for (const auto& c : configs) {
+        found.push_back(input_problems(c));
+        for (const auto& p : found.back()) ++count[p];
+      }
       std::vector<std::string> problems;
       std::set<std::string> seen;
-      for (const auto& c : configs)
-        for (const auto& p : input_problems(c))
-          if (seen.insert(p).second) problems.push_back(fmt::format("{}: base {}: {}", spec_.path, spec_.base, p));
+      for (size_t i = 0; i < found.size(); ++i)
+        for (const auto& p : found[i])
+          if (seen.insert(p).second)
+            problems.push_back(count[p] == configs.size() || i >= trials_.size()
+                                   ? fmt::format("{}: base {}: {}", spec_.path, spec_.base, p)
+                                   : fmt::format("{}: trial {} ({}): {}", spec_.path, trials_[i].id,
+                                                 dtrain::sweep::values_text(trials_[i]), p));
       if (!problems.empty()) throw dtrain::ConfigError(problems);
     }
     if (!spec_.launcher.empty() && !opts_.slurm && !on_path(spec_.launcher[0]))

@@ -16,6 +16,7 @@
 #include <toml.hpp>
 
 #include "config/config.h"
+#include "config/dtrain_file.h"
 #include "config/schema.h"
 #include "config/validate.h"
 #include "core/error.h"
@@ -519,6 +520,12 @@ Config parse_config(const std::string& toml_text, const std::string& name,
   const std::string label = name.empty() ? "<config>" : name;
   const TomlValue doc = parse_toml(toml_text, label);
 
+  {  // another kind of dtrain file (a hardware description, a sweep file): one line, not one per key
+    std::vector<std::string> keys;
+    for (const auto& [key, value] : doc.as_table()) keys.push_back(key);
+    if (const std::string other = other_file_kind(keys, FileKind::training); !other.empty())
+      throw ConfigError(fmt::format("{}: not a training config but {}", label, other));
+  }
   Problems problems;
   RawValues raw(schema().size());
   collect_file(doc, label, raw, problems);

@@ -17,6 +17,7 @@
 
 #include <toml.hpp>
 
+#include "config/dtrain_file.h"
 #include "config/schema.h"
 #include "core/error.h"
 #include "core/file_kind.h"
@@ -200,6 +201,22 @@ double& link_field(Hardware& h, const std::string& section, const std::string& k
   return key == "bandwidth_gbs" ? l.bandwidth : l.latency;
 }
 
+// What a file gave, for a message: "an integer 0", "a string \"no\"".
+std::string shown_value(const toml::value& v) {
+  switch (v.type()) {
+    case toml::value_t::boolean: return v.as_boolean() ? "true" : "false";
+    case toml::value_t::integer: return fmt::format("{}", v.as_integer());
+    case toml::value_t::floating: return config::toml_float(v.as_floating());
+    case toml::value_t::string: {
+      const std::string& str = v.as_string().str;
+      return config::toml_string(str.size() > 64 ? str.substr(0, 61) + "..." : str);
+    }
+    case toml::value_t::array: return "an array";
+    case toml::value_t::table: return "a table";
+    default: return "a date/time";
+  }
+}
+
 [[noreturn]] void bad(const std::string& name, const toml::value& v, const std::string& what) {
   throw ConfigError(fmt::format("{}:{}: {}", name, v.location().line(), what));
 }
@@ -207,7 +224,7 @@ double& link_field(Hardware& h, const std::string& section, const std::string& k
 double number(const std::string& name, const std::string& key, const toml::value& v) {
   if (v.is_integer()) return static_cast<double>(v.as_integer());
   if (v.is_floating() && std::isfinite(v.as_floating())) return v.as_floating();
-  bad(name, v, fmt::format("{}: expected a {}number", key, v.is_floating() ? "finite " : ""));
+  bad(name, v, fmt::format("{}: expected a {}number, got {}", key, v.is_floating() ? "finite " : "", shown_value(v)));
 }
 
 }  // namespace
@@ -271,7 +288,28 @@ Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
                          fmt::format("{}:{}: unknown key '{}'{}", name, v.location().line(), shown,
                                      best.empty() ? "" : fmt::format(" (did you mean '{}'?)", best)));
   };
+  {  // another kind of dtrain file (a training config, a sweep file): one line, not one per key
+    std::vector<std::string> keys;
+    for (const auto& [key, value] : doc.as_table()) keys.push_back(key);
+    if (const std::string other = config::other_file_kind(keys, config::FileKind::hardware); !other.empty())
+      throw ConfigError(fmt::format("{}: not a hardware description but {}; expected a preset ({}) or a file from "
+                                    "`dtrain hardware NAME` or `dtrain profile --write-hardware`",
+                                    name, other, fmt::join(hardware_presets(), ", ")));
+  }
+  const std::vector<std::string> tables = {"device", "node", "intra", "inter"};
   for (const auto& [section, body] : doc.as_table()) {
+    if (body.is_table() && section != "calibration" &&
+        std::find(tables.begin(), tables.end(), section) == tables.end()) {  // one line for the table, not its keys
+      std::string best;
+      for (const std::string& t : tables)
+        if (config::edit_distance(section, t) <= 2) best = t;
+      const std::string shown = section.size() > 64 ? section.substr(0, 61) + "..." : section;
+      unknown.emplace_back(body.location().line(),
+                           fmt::format("{}:{}: unknown table [{}]{}", name, body.location().line(), shown,
+                                       best.empty() ? fmt::format(" (expected {})", fmt::join(tables, ", "))
+                                                    : fmt::format(" (did you mean [{}]?)", best)));
+      continue;
+    }
     if (section == "name" || section == "description") {
       if (!body.is_string()) bad(name, body, fmt::format("{}: expected a string", section));
       (section == "name" ? h.name : h.description) = body.as_string().str;
@@ -289,12 +327,14 @@ Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
       if (section == "node" && (key == "devices" || key == "compute_units")) {
         constexpr int64_t kMost = 1 << 20;  // devices per node, units per node
         if (!v.is_integer() || v.as_integer() < (key == "devices" ? 1 : 0) || v.as_integer() > kMost)
-          bad(name, v, fmt::format("node.{}: expected an integer from {} to {}", key, key == "devices" ? 1 : 0, kMost));
+          bad(name, v, fmt::format("node.{}: expected an integer from {} to {}, got {}", key, key == "devices" ? 1 : 0,
+                                   kMost, shown_value(v)));
         (key == "devices" ? h.devices_per_node : h.compute_units) = static_cast<int>(v.as_integer());
         continue;
       }
       if (section == "device" && key == "fused_attention") {
-        if (!v.is_boolean()) bad(name, v, "device.fused_attention: expected true or false");
+        if (!v.is_boolean())
+          bad(name, v, fmt::format("device.fused_attention: expected true or false, got {}", shown_value(v)));
         h.fused_attention = v.as_boolean();
         continue;
       }
@@ -304,7 +344,11 @@ Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
         else if (k == "dtrain-cuda") h.kernels = Kernels::dtrain_cuda;
         else if (k == "megatron-2021") h.kernels = Kernels::megatron_2021;
         else if (k == "megatron-core") h.kernels = Kernels::megatron_core;
-        else bad(name, v, "device.kernels: expected \"per-op\", \"dtrain-cuda\", \"megatron-2021\" or \"megatron-core\"");
+        else
+          bad(name, v,
+              fmt::format("device.kernels: expected \"per-op\", \"dtrain-cuda\", \"megatron-2021\" or \"megatron-core\", "
+                          "got {}",
+                          shown_value(v)));
         continue;
       }
       if ((section == "intra" || section == "inter") && (key == "bandwidth_gbs" || key == "latency_us")) {
@@ -364,20 +408,23 @@ Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
   within("node.handoff_us", h.handoff_latency, kUs, 0, 1e6);
   within("device.gemm_half_dim", h.gemm_half_dim, 1, 0, 1e9);
   auto fraction = [&](const char* what, double x) {
-    if (!(x > 0 && x <= 1)) problems.push_back(fmt::format("{}: {} must be in (0, 1]", at(what), what));
+    if (!(x > 0 && x <= 1)) problems.push_back(fmt::format("{}: {} must be in (0, 1], got {:.10g}", at(what), what, x));
   };
   fraction("device.usable_memory_fraction", h.usable_memory_fraction);
   fraction("device.efficiency", h.efficiency);
   if (!(h.overlap >= 0 && h.overlap <= 1))
-    problems.push_back(fmt::format("{}: node.overlap must be in [0, 1]", at("node.overlap")));
+    problems.push_back(fmt::format("{}: node.overlap must be in [0, 1], got {:.10g}", at("node.overlap"), h.overlap));
   if (!(h.tp_overlap >= 0 && h.tp_overlap <= 1))
-    problems.push_back(fmt::format("{}: node.tp_overlap must be in [0, 1]", at("node.tp_overlap")));
+    problems.push_back(
+        fmt::format("{}: node.tp_overlap must be in [0, 1], got {:.10g}", at("node.tp_overlap"), h.tp_overlap));
   if (!(h.comm_compute_share >= 0 && h.comm_compute_share < 1))
     problems.push_back(
-        fmt::format("{}: device.comm_compute_share must be in [0, 1)", at("device.comm_compute_share")));
+        fmt::format("{}: device.comm_compute_share must be in [0, 1), got {:.10g}", at("device.comm_compute_share"),
+                    h.comm_compute_share));
   if (!(h.tp_comm_compute_share < 1))
-    problems.push_back(fmt::format("{}: device.tp_comm_compute_share must be below 1 (negative: comm_compute_share)",
-                                   at("device.tp_comm_compute_share")));
+    problems.push_back(fmt::format("{}: device.tp_comm_compute_share must be below 1 (negative: comm_compute_share), "
+                                   "got {:.10g}",
+                                   at("device.tp_comm_compute_share"), h.tp_comm_compute_share));
   if (!problems.empty()) throw ConfigError(problems);
   return h;
 }

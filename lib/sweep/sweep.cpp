@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 #include <toml.hpp>
 
+#include "config/dtrain_file.h"
 #include "config/problems.h"
 #include "config/schema.h"
 #include "core/error.h"
@@ -244,6 +245,14 @@ Spec parse_spec_text(const std::string& text, const std::string& name) {
                                                 e.location().line_str()));
   } catch (const std::exception& e) {
     throw ConfigError(fmt::format("{}: TOML syntax error: {}", name, e.what()));
+  }
+  {  // another kind of dtrain file (a training config, a hardware description): one line, not one per key
+    std::vector<std::string> keys;
+    for (const auto& [key, value] : doc.as_table()) keys.push_back(key);
+    if (const std::string other = config::other_file_kind(keys, config::FileKind::sweep); !other.empty())
+      throw ConfigError(fmt::format("{}: not a sweep file but {}; a sweep file names its config (base = "
+                                    "\"config.toml\") and the values to try ([space])",
+                                    name, other));
   }
   Problems problems;
   Reader r{name, problems};

@@ -9,6 +9,10 @@ expect_exit 0 "$DTRAIN" keys
 grep -q "train.steps" "$WORK/out" || fail "keys lacks train.steps"
 expect_exit 2 "$DTRAIN" frobnicate
 expect_err "dtrain: error: 'frobnicate' is not a dtrain command; expected one of run, resume,"
+# Another kind of dtrain file where a training config goes: one line saying which (it was one per key).
+expect_exit 2 "$DTRAIN" run "$DTRAIN_SOURCE_DIR/configs/hardware/h100-sxm.toml"
+expect_err "h100-sxm.toml: not a training config but a hardware description (it has [device], [node], [intra], [inter])"
+[ "$(wc -l <"$WORK/err")" -eq 1 ] || { cat "$WORK/err" >&2; fail "a hardware file as a config: not one line"; }
 # Options out of range or not numbers at all: one line each (CLI11's own checks let NaN through
 # and printed DBL_MAX in full on a second line).
 expect_exit 2 "$DTRAIN" plan "$DTRAIN_SOURCE_DIR/configs/gpt.toml" --devices 2 --top -1

@@ -43,6 +43,15 @@ printf 'base = "afifo"\n[space]\n"optim.lr" = [1e-3]\n' >bad.toml
 bad "bad.toml: base: afifo: a FIFO, not a config file"
 printf 'base = "tiny.toml"\n[space]\n"model.n_head" = [2, 3]\n' >bad.toml
 bad "bad.toml: trial 1 (model.n_head=3): "
+# A training config given as the sweep file: one line saying so (it was one per key).
+cp tiny.toml bad.toml
+bad "bad.toml: not a sweep file but a training config (it has [model], [data], [train]"
+[ "$(wc -l <"$WORK/err")" -eq 1 ] || { cat "$WORK/err" >&2; fail "a training config as a sweep file: not one line"; }
+# A file that one trial reads is that trial's problem; one that every trial reads, the base's.
+printf 'base = "tiny.toml"\n[space]\n"data.val" = ["%s", "%s/none.bin"]\n' "$WORK/tok_val.bin" "$WORK" >bad.toml
+bad "bad.toml: trial 1 (data.val=\"$WORK/none.bin\"): data.val: data file '$WORK/none.bin' not found"
+printf 'base = "tiny.toml"\nset = ["data.val=%s/none.bin"]\n[space]\n"optim.lr" = [1e-3, 1e-2]\n' "$WORK" >bad.toml
+bad "bad.toml: base tiny.toml: data.val: data file '$WORK/none.bin' not found"
 printf 'base = "tiny.toml"\nlauncher = ["mpirn", "-np", "2"]\n[space]\n"optim.lr" = [1e-3]\n' >bad.toml
 bad "bad.toml: launcher: mpirn: no such program on PATH"
 printf 'base = "tiny.toml"\nlauncher = [""]\n[space]\n"optim.lr" = [1e-3]\n' >bad.toml

@@ -561,14 +561,16 @@ TEST_CASE("hardware: presets round-trip through the file format, bad files are n
     CHECK(std::string(e.what()).find("hw.toml:4: unknown key 'device.memory_bandwith_gbs' (did you mean "
                                      "'device.memory_bandwidth_gbs'?)") != std::string::npos);
   }
-  // Every unknown key, in file order (it reported one of them, whichever the table's hash put last).
+  // Every unknown key, in file order (it reported one of them, whichever the table's hash put last);
+  // an unknown table once, not each of its keys.
   try {
     parse_hardware_toml("[device]\nmemroy_gib = 8\n[node]\ndevicse = 8\nbogus = 1\n[nope]\nx = 1\n", "hw.toml");
     FAIL("expected a ConfigError");
   } catch (const ConfigError& e) {
     const std::vector<std::string> want = {"hw.toml:2: unknown key 'device.memroy_gib' (did you mean 'device.memory_gib'?)",
                                            "hw.toml:4: unknown key 'node.devicse' (did you mean 'node.devices'?)",
-                                           "hw.toml:5: unknown key 'node.bogus'", "hw.toml:7: unknown key 'nope.x'"};
+                                           "hw.toml:5: unknown key 'node.bogus'",
+                                           "hw.toml:6: unknown table [nope] (did you mean [node]?)"};
     CHECK(e.problems() == want);
   }
   // A TOML syntax error in one line; the pre-parse checks of configs apply.
@@ -595,7 +597,29 @@ TEST_CASE("hardware: presets round-trip through the file format, bad files are n
   CHECK(parse_hardware_toml(with_share, "hw.toml").tp_share() == doctest::Approx(0.05));
   const std::string whole = std::string(minimal).insert(minimal.find("[node]"), "comm_compute_share = 1\n");
   CHECK_THROWS_WITH_AS(parse_hardware_toml(whole, "hw.toml"),
-                       doctest::Contains("hw.toml:5: device.comm_compute_share must be in [0, 1)"), ConfigError);
+                       doctest::Contains("hw.toml:5: device.comm_compute_share must be in [0, 1), got 1"), ConfigError);
+  // Every range error says what the file gave.
+  const std::string over = std::string(minimal).insert(minimal.find("[node]"), "efficiency = 1.5\n");
+  CHECK_THROWS_WITH_AS(parse_hardware_toml(over, "hw.toml"),
+                       doctest::Contains("hw.toml:5: device.efficiency must be in (0, 1], got 1.5"), ConfigError);
+  const std::string word = std::string(minimal).insert(minimal.find("[node]"), "fused_attention = \"no\"\n");
+  CHECK_THROWS_WITH_AS(parse_hardware_toml(word, "hw.toml"),
+                       doctest::Contains("hw.toml:5: device.fused_attention: expected true or false, got \"no\""),
+                       ConfigError);
+  // A misspelt table is one line, not one per key; another kind of dtrain file is one line saying so.
+  std::string devices = minimal;
+  devices.replace(devices.find("[device]"), 8, "[devices]");
+  CHECK_THROWS_WITH_AS(parse_hardware_toml(devices, "hw.toml"),
+                       doctest::Contains("hw.toml:1: unknown table [devices] (did you mean [device]?)"), ConfigError);
+  try {
+    (void)parse_hardware_toml(devices, "hw.toml");
+  } catch (const ConfigError& e) {
+    CHECK(e.problems().size() == 1);
+  }
+  CHECK_THROWS_WITH_AS(parse_hardware_toml("[model]\nn_layer = 2\n[train]\nsteps = 3\n", "cfg.toml"),
+                       doctest::Contains("cfg.toml: not a hardware description but a training config (it has [model], "
+                                         "[train]); expected a preset"),
+                       ConfigError);
   // No NaN or infinity (a plan of NaN steps), no device count past an int,
   // and a negative figure named by its key.
   const std::string nan_overhead = std::string(minimal).insert(minimal.find("[node]"), "layer_overhead_us = nan\n");

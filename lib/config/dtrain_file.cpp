@@ -1,0 +1,51 @@
+#include "config/dtrain_file.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "config/schema.h"
+
+namespace dtrain::config {
+
+namespace {
+
+// The top-level keys that mark each kind (the training config's: its schema's sections).
+std::vector<std::string> marks(FileKind kind) {
+  switch (kind) {
+    case FileKind::training: return sections();
+    case FileKind::hardware: return {"device", "node", "intra", "inter", "calibration"};
+    case FileKind::sweep: return {"base", "space", "asha"};
+  }
+  return {};
+}
+
+}  // namespace
+
+std::string_view file_kind_name(FileKind kind) {
+  switch (kind) {
+    case FileKind::training: return "a training config";
+    case FileKind::hardware: return "a hardware description";
+    case FileKind::sweep: return "a sweep file";
+  }
+  return "";
+}
+
+std::string other_file_kind(const std::vector<std::string>& keys, FileKind expected) {
+  auto found = [&](FileKind kind) {
+    std::vector<std::string> out;
+    for (const std::string& m : marks(kind))
+      if (std::find(keys.begin(), keys.end(), m) != keys.end()) out.push_back(kind == FileKind::sweep ? m : "[" + m + "]");
+    return out;
+  };
+  if (!found(expected).empty()) return "";
+  for (FileKind other : {FileKind::training, FileKind::hardware, FileKind::sweep}) {
+    if (other == expected) continue;
+    if (const std::vector<std::string> has = found(other); !has.empty())
+      return fmt::format("{} (it has {})", file_kind_name(other), fmt::join(has, ", "));
+  }
+  return "";
+}
+
+}  // namespace dtrain::config

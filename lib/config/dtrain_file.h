@@ -1,0 +1,23 @@
+// Which kind of dtrain TOML file a document is, from its top-level keys: what
+// lets a loader given the wrong kind (a training config as --hardware, a
+// hardware file to `dtrain run`, a config to `dtrain sweep`) say so in one line
+// instead of one line per key.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace dtrain::config {
+
+enum class FileKind { training, hardware, sweep };
+
+// "a training config", "a hardware description", "a sweep file".
+std::string_view file_kind_name(FileKind kind);
+
+// Where `keys` (a document's top-level keys) hold none of `expected`'s and
+// some of another kind's: "a training config (it has [model], [data])";
+// else "" (the loader reports the keys it does not know, one by one).
+std::string other_file_kind(const std::vector<std::string>& keys, FileKind expected);
+
+}  // namespace dtrain::config
