@@ -194,6 +194,10 @@ struct AutoLayoutRequest {
   bool fixed_micro_batch = false, fixed_grad_accum = false;
   bool fixed_zero = false, fixed_schedule = false, fixed_recompute = false;
   bool fixed_virtual_stages = false, fixed_sequence_parallel = false;
+  // Only read parallel.hardware (a ConfigError when it cannot be): one rank
+  // has no layout to plan, yet a bad hardware name must not pass there and
+  // fail on many.
+  bool hardware_only = false;
 };
 struct AutoLayoutChoice {
   int64_t dp = 1, tp = 1, pp = 1, micro_batch = 1, grad_accum = 1, zero = 0;

@@ -394,8 +394,13 @@ void apply_overrides(const std::vector<std::string>& overrides, RawValues& raw,
     const std::string name = text.substr(0, eq);
     const auto dot = name.find('.');
     if (dot == std::string::npos) {
-      problems.add(origin, fmt::format("unknown key '{}' outside any section{}", shown(name),
-                                       did_you_mean(suggest_keys("", name))));
+      if (std::find(sections().begin(), sections().end(), name) != sections().end())
+        problems.add(origin, fmt::format("'{}' is a section: set one of its keys, as {}.KEY=value (`dtrain keys` "
+                                         "lists them)",
+                                         name, name));
+      else
+        problems.add(origin, fmt::format("unknown key '{}' outside any section{}", shown(name),
+                                         did_you_mean(suggest_keys("", name))));
       continue;
     }
     const std::string section = name.substr(0, dot), key = name.substr(dot + 1);

@@ -341,6 +341,17 @@ class Validator {
     TrainConfig& t = c_.train;
     const bool dp = is_set("parallel.dp"), tp = is_set("parallel.tp"), pp = is_set("parallel.pp");
     if (!is_set("parallel.mode") && (dp || tp || pp)) p.mode = "manual";
+    if (p.mode == "auto" && world_size_ == 1 && !p.hardware.empty() && auto_layout_ && ok({"parallel.hardware"})) {
+      // Nothing to plan on one rank, but the hardware it would plan for on many must be readable.
+      Config probe = c_;
+      probe.source.clear();
+      try {
+        (void)auto_layout_(AutoLayoutRequest{.config = &probe, .world_size = 1, .hardware_only = true});
+      } catch (const dtrain::ConfigError& e) {
+        for (const std::string& what : e.problems()) problem({"parallel.hardware"}, what);
+        return false;
+      }
+    }
     if (p.mode != "auto" || world_size_ == 1 || (dp && tp && pp)) return true;
     // The planner reads the model and the batch: only when those are sound.
     if (!problems_.empty() ||

@@ -129,6 +129,10 @@ AutoLayout make_auto_layout(std::function<void(const std::string&)> explain, std
   if (!gpu_name) gpu_name = [] { return gpu::device_info(0).name; };
   return [explain, gpu_name](const AutoLayoutRequest& q) {
     const Config& cfg = *q.config;
+    if (q.hardware_only) {
+      (void)config_hardware(cfg, gpu_name);
+      return AutoLayoutChoice{};
+    }
     PlanRequest r = plan_request(cfg, q.world_size, config_hardware(cfg, gpu_name));
     r.features = r.runnable = Features::this_trainer();
     if (cfg.model.family() != ModelFamily::gpt) r.features.recompute = r.runnable.recompute = false;

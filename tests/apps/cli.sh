@@ -64,6 +64,13 @@ grep -q "steps = 7" "$WORK/resolved.toml" || fail "override not in resolved conf
 grep -q "global_batch = 8" "$WORK/resolved.toml" || fail "global_batch not derived"
 expect_exit 0 "$DTRAIN" validate "$WORK/resolved.toml"
 cmp -s <(grep -v "^#" "$WORK/out") <(grep -v "^#" "$WORK/resolved.toml") || fail "resolved config does not round-trip"
+# parallel.hardware on one process (auto mode, nothing to plan) is still read: a bad one passed
+# validate and run here and failed only under mpirun.
+expect_exit 2 "$DTRAIN" validate "$WORK/tiny.toml" --set parallel.mode=auto --set parallel.hardware=h100
+expect_err "dtrain: error: --set parallel.hardware=h100: parallel.hardware: hardware 'h100': not a preset (h100-sxm, h200, a100-80gb, cpu-local)"
+expect_exit 2 "$DTRAIN" run "$WORK/tiny.toml" --set parallel.mode=auto --set parallel.hardware="\"$WORK/none.toml\"" --out "$WORK/hw"
+expect_err "parallel.hardware: $WORK/none.toml: cannot read hardware file"
+expect_exit 0 "$DTRAIN" validate "$WORK/tiny.toml" --set parallel.mode=auto --set parallel.hardware=h100-sxm
 # validate checks what run reads before its first step: signing keys, init_from's directory.
 expect_exit 2 "$DTRAIN" validate "$WORK/tiny.toml" --set checkpoint.sign_key_file="\"$WORK/none.key\"" \
   --set model.init_from="\"hf:$WORK/nodir\""

@@ -210,6 +210,8 @@ const std::vector<BadCase> kBadCases = {
      "--set modle.n_layer=5: unknown section 'modle' (did you mean 'model'?)"},
     {"--set without a section", kGpt, {"lr=0.1"}, 1,
      "--set lr=0.1: unknown key 'lr' outside any section (did you mean 'optim.lr'?)"},
+    {"--set of a whole section", kGpt, {"model={}"}, 1,
+     "--set model={}: 'model' is a section: set one of its keys, as model.KEY=value (`dtrain keys` lists them)"},
     {"--set without a value", kGpt, {"train.steps"}, 1,
      "--set train.steps: expected section.key=value"},
     {"--set of a key for the other model type", kGpt, {"model.stem_pool=max"}, 1,
