@@ -322,17 +322,18 @@ ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkp
     if (!refused.empty()) throw ConfigError(refused);
     std::vector<std::string> problems = e.problems();
     // A layout that does not make the ranks launched: one line saying which
-    // degrees came from where and what to give, in place of the config's own.
+    // degrees came from where and what to give, in place of the config's own,
+    // and first (the batch problems of a layout that cannot run follow from it).
     const int64_t dp = one_process ? 1 : given_int(overrides, "parallel.dp").value_or(base.parallel.dp);
     if (!replan && dp * tp * pp != world_size && !(base.parallel.mode == "auto" && auto_layout)) {
       std::erase_if(problems, [](const std::string& p) { return p.find("ranks were launched") != std::string::npos; });
       if (!layout_given)
-        problems.push_back(fmt::format(
+        problems.insert(problems.begin(), fmt::format(
             "{}: the checkpoint was written on {} ({} ranks) and {} were launched: choose the layout "
             "with --set parallel.dp=D --set parallel.tp=T --set parallel.pp=P (D x T x P = {})",
             name, meta.layout.str(), meta.layout.world(), world_size, world_size));
       else
-        problems.push_back(fmt::format(
+        problems.insert(problems.begin(), fmt::format(
             "the layout dp={} tp={} pp={} (the degrees not given with --set are the checkpoint's, written on {}) "
             "makes {} ranks and {} were launched: give all three (D x T x P = {})",
             dp, tp, pp, meta.layout.str(), dp * tp * pp, world_size, world_size));
@@ -478,9 +479,9 @@ Resumed resume(const ResumeRequest& req, Communicator& world) {
                                    damage->file().empty() ? "" : damage->file() + ": ",
                                    damage->tensor().empty() ? "" : "tensor " + damage->tensor() + ": ",
                                    damage->problem()));
-    const std::string next = i + 1 < c.dirs.size() ? "falling back to " + c.dirs[i + 1]
-                                                   : "no older checkpoint to fall back to";
-    if (req.warn && (local || world.rank() == 0)) req.warn(fmt::format("{}; {}", damage->what(), next));
+    // The last one's damage is in the error below, with every other's: no warning of its own.
+    if (i + 1 < c.dirs.size() && req.warn && (local || world.rank() == 0))
+      req.warn(fmt::format("{}; falling back to {}", damage->what(), c.dirs[i + 1]));
   }
   throw CheckpointError(c.root, "", "", fmt::format("no loadable checkpoint: {}", fmt::join(failures, "; ")));
 }

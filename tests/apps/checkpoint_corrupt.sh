@@ -49,9 +49,11 @@ expect_err "$ck/step_00000010: rank_00000.h5: is 100000 bytes, the manifest reco
 expect_err "falling back to $ck/step_00000005"
 truncate -s 2000 "$ck/step_00000005/checkpoint.h5"
 expect_exit 2 "$DTRAIN" resume "$ck" --out "$WORK/w"
-expect_err "$ck/step_00000005: checkpoint.h5: is 2000 bytes, the manifest recorded"
-expect_err "no older checkpoint to fall back to"
-expect_err "no loadable checkpoint"
+# One warning (the fallback) and one error listing both, not a warning repeating the error's last part.
+expect_err "falling back to $ck/step_00000005"
+expect_err "dtrain: error: checkpoint $ck: no loadable checkpoint: step_00000010: rank_00000.h5: is 100000 bytes, the manifest recorded"
+expect_err "; step_00000005: checkpoint.h5: is 2000 bytes, the manifest recorded"
+[ "$(wc -l <"$WORK/err")" -eq 2 ] || { cat "$WORK/err" >&2; fail "nothing left to load: expected a warning and an error"; }
 # A format-1 checkpoint (no manifest vouches for its bytes) whose HDF5 metadata would crash
 # HDF5's parser (the global heap's first object claiming 1 MiB: a segmentation fault inside
 # H5Aread): the parse runs first in a child process, and the crash is one line naming the file.

@@ -55,6 +55,9 @@ expect_err "the checkpoint was written on dp=1 tp=2 pp=2 (4 ranks) and 2 were la
 # One degree given, the others the checkpoint's, not making the ranks launched: said as such.
 expect_exit 2 "${MPIRUN[@]}" -np 2 "$DTRAIN" resume "$ck4" --set parallel.dp=2 --out "$WORK/bad"
 expect_err "the layout dp=2 tp=2 pp=2 (the degrees not given with --set are the checkpoint's, written on dp=1 tp=2 pp=2) makes 8 ranks and 2 were launched"
+# ... and first, before the batch problems of that layout (which follow from it).
+[ "$(grep -m1 "^dtrain: error:" "$WORK/err" | grep -c "were launched")" -eq 1 ] ||
+  { cat "$WORK/err" >&2; fail "the layout that does not make the ranks launched is not the first line"; }
 # parallel.mode = "auto": a run whose planner chose its layout, resumed on another number of ranks, is
 # planned again for them (what the config fixed, here tp 2, stays), with the one-process losses.
 expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set parallel.mode=auto \
