@@ -3,7 +3,8 @@
 // was trained with (its config's data.tokenizer). The prompt is encoded, then
 // one token at a time: the model reads the last context_length tokens and the
 // next one is drawn from its logits at the last position (greedy with
-// --temperature 0, else softmax(logits / T) over the top k), from a random
+// --temperature 0, else softmax(logits / T) over the top k and the top-p
+// nucleus), from a random
 // stream keyed by --seed and the token's index, so a seed gives the same text.
 //
 // Model::forward_layers runs a fixed sequence length (the length it was
@@ -40,6 +41,7 @@ struct GenerateOptions {
   uint64_t tokens = 200;
   double temperature = 0.8;
   int64_t top_k = 200;
+  double top_p = 1.0;  // nucleus: the fewest most likely tokens holding this much of the probability
   uint64_t seed = 1337;
   bool full_window = false;  // always read context_length tokens (the reference for the windows)
 };
@@ -59,6 +61,20 @@ int32_t sample(const float* logits, int64_t n, const GenerateOptions& o, int64_t
   for (double& x : p) {
     x = x < cut ? 0.0 : std::exp((x - top) / o.temperature);
     sum += x;
+  }
+  if (o.top_p < 1.0) {
+    // Nucleus sampling (Holtzman et al. 2019), after top-k and the temperature
+    // as in Hugging Face's: the most likely tokens (ties by id) until they hold
+    // top_p of the probability; the others are dropped.
+    std::vector<int64_t> order;
+    for (int64_t i = 0; i < n; ++i)
+      if (p[i] > 0) order.push_back(i);
+    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return p[a] != p[b] ? p[a] > p[b] : a < b; });
+    double kept = 0;
+    size_t keep = 0;
+    while (keep < order.size() && (keep == 0 || kept < o.top_p * sum)) kept += p[order[keep++]];
+    for (size_t j = keep; j < order.size(); ++j) p[order[j]] = 0;
+    sum = kept;
   }
   double u = dtrain::CounterRng(o.seed, static_cast<uint64_t>(index)).uniform() * sum;
   for (int64_t i = 0; i < n; ++i) {
@@ -164,6 +180,10 @@ Subcommand add_generate(CLI::App& app) {
       ->check(number_in(0, 1000));
   cmd->add_option("--top-k", o->top_k, "Sample among the k most likely tokens (0 = all)")
       ->check(whole_number(0, INT32_MAX));
+  cmd->add_option("--top-p", o->top_p,
+                  "Sample among the fewest most likely tokens that hold this much of the probability "
+                  "(nucleus sampling; after --top-k; 1 = all)")
+      ->check(number_in(1e-9, 1));
   cmd->add_option("--seed", o->seed, "Random seed: the same seed gives the same text")
       ->check(whole_number(0, UINT64_MAX));
   cmd->add_flag("--full-window", o->full_window,

@@ -120,6 +120,9 @@ struct Context {
   // Set by a rank whose failure another rank has said (TrainingSetup::agree):
   // it says nothing and leaves as the others do.
   bool failure_said_elsewhere = false;
+  // Set on every rank where TrainingSetup::agree found that every rank
+  // failed: rank 0 reports, then all meet at a barrier before leaving.
+  bool failure_barrier = false;
 };
 
 struct Subcommand {

@@ -273,9 +273,14 @@ int main(int argc, char** argv) {
   } catch (const dtrain::Error& e) {
     const bool config = e.kind() == dtrain::ErrorKind::kConfig || e.kind() == dtrain::ErrorKind::kInput;
     const bool said_elsewhere = ctx.failure_said_elsewhere;  // TrainingSetup::agree: another rank says it
+    // Every rank failed (TrainingSetup::agree): rank 0 says it, then they all leave together.
+    const bool barrier = can_abort && ctx.failure_barrier;
     if (!said_elsewhere && (ctx.world_rank == 0 || !(ctx.shared_failure && config))) {
       report(e, config && ctx.shared_failure ? "" : ctx.rank_tag);
+      std::fflush(stderr);
+      if (barrier) MPI_Barrier(MPI_COMM_WORLD);
     } else {
+      if (barrier) MPI_Barrier(MPI_COMM_WORLD);
       // Rank 0 says it. mpirun ends the job at the first rank that exits
       // non-zero and can drop what it has not yet forwarded of the others'
       // output (1 in 20 runs of `mpirun -np 4 dtrain validate` lost rank 0's

@@ -20,6 +20,7 @@
 #include "data/check.h"
 #include "data/tokenizer.h"
 #include "dist/mesh_groups.h"
+#include "train/data_source.h"
 #include "dist/mpi_runtime.h"
 #include "ops/runtime.h"
 
@@ -228,6 +229,10 @@ void TrainingSetup::agree(const std::function<std::string()>& local) {
   for (int r = 0; r < n && first_failed < 0; ++r)
     if (all[r].failed) first_failed = r;
   if (first_failed >= 0) {
+    // Where every rank failed, rank 0 says it and none aborts: the others
+    // leave only after rank 0 has said it (main: failure_barrier), however
+    // slow rank 0 is to get there.
+    ctx_.failure_barrier = std::all_of(all.begin(), all.end(), [](const Outcome& o) { return o.failed != 0; });
     if (ctx_.world_rank == first_failed) {
       // Where every rank failed (a bad config), rank 0 says it for all; else
       // the failure is this rank's own: tagged with its rank, and it aborts the job.
@@ -329,8 +334,17 @@ std::unique_ptr<dtrain::Trainer> TrainingSetup::make_trainer(const dtrain::Confi
     check_fits_memory(cfg, ctx_.mpi ? ctx_.mpi->ranks_on_node() : 1, options.local_rank);
     if (auto problems = output_problems(cfg); !problems.empty()) throw dtrain::ConfigError(problems);
     // The data files (named by their keys), the checkpoint key files and a new
-    // run's model.init_from (a resume does not read it again).
-    std::vector<std::string> problems = dtrain::data_problems(cfg);
+    // run's model.init_from (a resume does not read it again). Per-replica
+    // training files stay on their replicas' sites: each rank opens its own
+    // with the trainer (which agrees on them); the validation file here.
+    std::vector<std::string> problems;
+    if (dtrain::per_replica_data(cfg) && ctx_.world_size > 1) {
+      dtrain::Config val_only = cfg;
+      val_only.data.train.clear();
+      problems = dtrain::data_problems(val_only);
+    } else {
+      problems = dtrain::data_problems(cfg);
+    }
     try {
       (void)dtrain::checkpoint_keys(cfg);
     } catch (const dtrain::ConfigError& e) {

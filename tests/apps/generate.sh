@@ -20,6 +20,12 @@ gen --seed 6 --top-k 1; cp "$WORK/out" "$WORK/k1"
 gen --temperature 0 --seed 1; cp "$WORK/out" "$WORK/g1"
 gen --temperature 0 --seed 2; cmp -s "$WORK/out" "$WORK/g1" || fail "greedy depends on the seed"
 cmp -s "$WORK/k1" "$WORK/g1" || fail "--top-k 1 is not greedy"
+# Nucleus sampling: a nucleus of almost no probability holds the most likely token alone.
+gen --seed 6 --top-p 1e-6 --temperature 1; cmp -s "$WORK/out" "$WORK/g1" || fail "--top-p 1e-6 is not greedy"
+gen --seed 5 --top-p 1; cmp -s "$WORK/out" "$WORK/s5" || fail "--top-p 1 changed the text"
+expect_exit 2 "$DTRAIN" generate "$WORK/a/checkpoints" --top-p 0
+expect_err "--top-p: expected a number from 1e-09 to 1, got '0'"
+expect_exit 2 "$DTRAIN" generate "$WORK/a/checkpoints" --top-p 1.5
 "$PY" - "$WORK/s5" "$WORK/g1" <<'PY' || fail "generated text: $(cat "$WORK/s5")"
 import sys
 for p in sys.argv[1:]:

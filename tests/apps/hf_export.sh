@@ -72,7 +72,7 @@ PY
 
 # Refusals: a missing directory, a model dtrain cannot express, other shapes.
 expect_exit 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set "model.init_from=\"hf:$WORK/nope\"" --out "$WORK/c"
-expect_err "$WORK/nope/config.json': cannot open"
+expect_err "model.init_from: '$WORK/nope/config.json': not found; '$WORK/nope/model.safetensors': not found"
 [ ! -e "$WORK/c" ] || fail "a run refused at setup left its new directory behind: $(ls -A "$WORK/c")"
 sed 's/"gelu_new"/"relu"/' "$WORK/hf/config.json" > "$WORK/hf2/config.json"
 expect_exit 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set "model.init_from=\"hf:$WORK/hf2\"" --out "$WORK/c"
