@@ -9,6 +9,7 @@
 #include <set>
 #include <tuple>
 
+#include "config/footprint.h"
 #include "core/error.h"
 #include "core/format_bytes.h"
 
@@ -479,6 +480,8 @@ Plan make_plan(const PlanRequest& req) {
                 for (int64_t mb : divisors(per_rank)) {
                   const int64_t micro_batches = per_rank / mb;
                   if (!fixed_ok(req.micro_batch, mb) || !fixed_ok(req.micro_batches, micro_batches)) continue;
+                  // More micro-batches than a step may have (train.grad_accum's bound): not runnable.
+                  if (micro_batches > config::kMaxGradAccum) continue;
                   if (schedule == "interleaved" && micro_batches % pp != 0) continue;
                   Candidate c{.dp = dp, .tp = tp, .pp = pp, .micro_batch = mb, .micro_batches = micro_batches,
                               .zero = zero, .recompute = recompute, .schedule = schedule,

@@ -18,6 +18,7 @@
 #include "parallel/auto_layout.h"
 #include "parallel/planner.h"
 
+#include "config/footprint.h"
 #include "parallel/gpt_config.h"
 
 using namespace dtrain;
@@ -172,6 +173,23 @@ TEST_CASE("1T GPT on 10,000 devices plans well under a second") {
   MESSAGE("planned " << p.evaluated << " candidates in " << p.seconds * 1e3 << " ms (" << cpu_seconds * 1e3
                      << " ms of CPU)");
   CHECK(cpu_seconds < 1.0);
+}
+
+TEST_CASE("no candidate has more micro-batches per step than a step may have (train.grad_accum's bound)") {
+  // A prime batch above 2^20 on one rank splits only as 2^20 + 7 micro-batches of 1 (which the
+  // trainer refuses, and which plans had proposed) or as one of every sample.
+  const int64_t prime = (int64_t{1} << 20) + 7;
+  const Plan p = make_plan(request(gpt(1, 16, 2, 64, 4), 4, prime, 1, "h200"));
+  REQUIRE(!p.feasible.empty());
+  for (const PlannedLayout& l : p.feasible) {
+    CAPTURE(str(l.p.c));
+    CHECK(l.p.c.micro_batches <= config::kMaxGradAccum);
+    CHECK(l.p.c.micro_batch == prime);
+  }
+  // Beside a batch that splits, the largest count is kept.
+  const Plan q = make_plan(request(gpt(1, 16, 2, 64, 4), 4, int64_t{1} << 20, 1, "h200"));
+  CHECK(std::any_of(q.feasible.begin(), q.feasible.end(),
+                    [](const PlannedLayout& l) { return l.p.c.micro_batches == config::kMaxGradAccum; }));
 }
 
 TEST_CASE("rejections name the reason: divisibility, spanning nodes, layers, batch, memory") {
