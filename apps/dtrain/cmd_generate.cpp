@@ -4,15 +4,16 @@
 // one token at a time: the model reads the last context_length tokens and the
 // next one is drawn from its logits at the last position (greedy with
 // --temperature 0, else softmax(logits / T) over the top k and the top-p
-// nucleus), from a random
-// stream keyed by --seed and the token's index, so a seed gives the same text.
+// nucleus), from a random stream keyed by --seed and the token's index, so a
+// seed gives the same text.
 //
-// Model::forward_layers runs a fixed sequence length (the length it was
-// planned for), so the tokens go at the start of a window padded at the end:
-// causal attention keeps the padding from reaching the positions read. Copies
-// of the model that share its parameters (build_replica) are planned for
-// windows of 16, 32, ... tokens up to the context length, and each step uses
-// the smallest that holds the sequence.
+// The logits come from a key/value cache (model/kv_decoder.h): each new token
+// costs one token's products instead of a forward of the whole window. With
+// --full-window (the reference, which tests compare it with) the model's own
+// forward runs over the window every time: Model::forward_layers runs a fixed
+// sequence length, so the tokens go at the start of a context_length window
+// padded at the end, and causal attention keeps the padding from reaching the
+// positions read.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -29,6 +30,7 @@
 #include "core/rng.h"
 #include "data/tokenizer.h"
 #include "kernels/cpu/gemm.h"
+#include "model/kv_decoder.h"
 
 namespace dtrain_cli {
 
@@ -43,7 +45,7 @@ struct GenerateOptions {
   int64_t top_k = 200;
   double top_p = 1.0;  // nucleus: the fewest most likely tokens holding this much of the probability
   uint64_t seed = 1337;
-  bool full_window = false;  // always read context_length tokens (the reference for the windows)
+  bool full_window = false;  // the model's forward over the window for every token (the cache's reference)
 };
 
 // The next token from one row of logits over ids [0, n).
@@ -115,16 +117,16 @@ int run_generate(const GenerateOptions& o) {
       throw dtrain::InputError(fmt::format("--prompt: token id {} is outside the model's vocabulary ({})", id,
                                            mc.vocab_size));
 
-  // Windows of 16, 32, ... tokens, the last the context length.
-  std::vector<std::unique_ptr<dtrain::Model>> replicas;
-  std::vector<int64_t> windows;
-  for (int64_t w = o.full_window ? mc.context_length : 16;; w *= 2) {
-    windows.push_back(std::min(w, mc.context_length));
-    if (windows.back() == mc.context_length) break;
-  }
-  std::vector<dtrain::Model*> models(windows.size(), nullptr);
+  // The next token's logits: from the key/value cache (kv_decoder.h), which
+  // appends each token to the positions so far, and starts again from the
+  // last context_length tokens once the text is longer; or (--full-window,
+  // the reference) from the model's forward over that window every time.
+  dtrain::KvDecoder cache(lm.model->params, mc);
+  dtrain::Model* whole = nullptr;  // --full-window: the model planned for context_length tokens
+  std::unique_ptr<dtrain::Model> replica;
   dtrain::Ctx ctx;
   ctx.training = false;
+  size_t cached = 0;  // ids[start, start + cached) are in the cache
   const size_t prompt_len = ids.size();
   // The text goes out as it is made: the prompt, then each token's bytes
   // (GPT-2's byte-level tokens and the char tokenizer both decode a sequence
@@ -133,23 +135,32 @@ int run_generate(const GenerateOptions& o) {
   std::fflush(stdout);
   for (int64_t i = 0; i < static_cast<int64_t>(o.tokens); ++i) {
     const int64_t len = std::min<int64_t>(static_cast<int64_t>(ids.size()), mc.context_length);
-    const size_t k = std::lower_bound(windows.begin(), windows.end(), len) - windows.begin();
-    if (!models[k]) {
-      if (windows[k] == lm.model->stage_sample_shape[0]) {
-        models[k] = lm.model.get();  // built for min(16, context_length) tokens
-      } else {
-        replicas.push_back(dtrain::build_replica(*lm.model, mc, windows[k]));
-        replicas.back()->stage_sample_shape = dtrain::Shape{windows[k]};  // the owner's is 16 tokens
-        models[k] = replicas.back().get();
+    const size_t start = ids.size() - static_cast<size_t>(len);
+    const float* logits = nullptr;
+    dtrain::Tensor out;  // --full-window: the model's logits (1, T, V)
+    if (!o.full_window) {
+      // The first window, or one that moved on (every position shifts): all anew.
+      const bool anew = start > 0 || cached == 0;
+      if (anew) cache.reset();
+      logits = cache.append(std::span(ids).subspan(anew ? start : cached)).data();
+      cached = ids.size() - start;
+    } else {
+      if (!whole) {
+        if (lm.model->stage_sample_shape[0] == mc.context_length) {
+          whole = lm.model.get();
+        } else {
+          replica = dtrain::build_replica(*lm.model, mc, mc.context_length);
+          replica->stage_sample_shape = dtrain::Shape{mc.context_length};  // the owner's is 16 tokens
+          whole = replica.get();
+        }
+        whole->plan(1);
       }
-      models[k]->plan(1);
+      dtrain::Tensor x = dtrain::Tensor::zeros(dtrain::Shape{1, mc.context_length}, dtrain::DType::i32);
+      std::copy(ids.begin() + static_cast<std::ptrdiff_t>(start), ids.end(), x.data<int32_t>());
+      out = whole->forward_layers(x, ctx);
+      logits = out.data<float>() + (len - 1) * mc.vocab_size;
     }
-    dtrain::Model& m = *models[k];
-    const int64_t T = windows[k];
-    dtrain::Tensor x = dtrain::Tensor::zeros(dtrain::Shape{1, T}, dtrain::DType::i32);
-    std::copy(ids.end() - len, ids.end(), x.data<int32_t>());
-    const dtrain::Tensor logits = m.forward_layers(x, ctx);  // (1, T, V)
-    const int32_t next = sample(logits.data<float>() + (len - 1) * mc.vocab_size, n_ids, o, i);
+    const int32_t next = sample(logits, n_ids, o, i);
     if (next == tok->end_of_text()) break;
     ids.push_back(next);
     const std::string piece = tok->decode({next});
@@ -187,8 +198,8 @@ Subcommand add_generate(CLI::App& app) {
   cmd->add_option("--seed", o->seed, "Random seed: the same seed gives the same text")
       ->check(whole_number(0, UINT64_MAX));
   cmd->add_flag("--full-window", o->full_window,
-               "Always run the model on context_length tokens instead of the smallest window of 16, 32, ... "
-               "that holds the text (slower; the same tokens)");
+               "Run the model's forward over the last context_length tokens for every token instead of the "
+               "key/value cache (the reference: much slower, the same logits to rounding)");
   cmd->add_option("--tokenizer-dir", o->tokenizer_dir,
                   "GPT-2 tokenizer files (encoder.json, vocab.bpe) if not at the run's data.tokenizer_dir");
   return {cmd, [o](Context& ctx) { return ctx.world_rank == 0 ? run_generate(*o) : kExitOk; }};

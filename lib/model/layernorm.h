@@ -34,8 +34,9 @@ class LayerNorm : public Layer {
   // backward() calls it; a block calls it for its norms after backward_add.
   void sync_grads(const Ctx& ctx);
 
+  static constexpr double kEps = 1e-5;  // PyTorch's default, GPT-2's
+
  private:
-  static constexpr double kEps = 1e-5;
   int64_t c_;
   Param* w_;
   Param* b_ = nullptr;

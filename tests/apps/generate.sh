@@ -36,12 +36,13 @@ PY
 # A prompt longer than the context (16): the model reads its last 16 tokens.
 expect_exit 0 "$DTRAIN" generate "$WORK/a/checkpoints" --prompt "the lazy dog and then some more words follow here" --tokens 5 --temperature 0
 
-# Windows of 16, 32, 64 tokens give the tokens of one context-length (64) window.
+# The key/value cache gives the tokens of the model's forward over the context-length (64)
+# window, also once the text is longer than the context (the window moves on).
 expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set train.steps=10 --set model.context_length=64 --out "$WORK/c"
 expect_exit 0 "$DTRAIN" generate "$WORK/c/checkpoints" --prompt "over the" --tokens 70 --seed 3 --temperature 1.5
 cp "$WORK/out" "$WORK/windows"
 expect_exit 0 "$DTRAIN" generate "$WORK/c/checkpoints" --prompt "over the" --tokens 70 --seed 3 --temperature 1.5 --full-window
-cmp -s "$WORK/out" "$WORK/windows" || fail "windowed generation differs from the full window: $(cat "$WORK/windows") vs $(cat "$WORK/out")"
+cmp -s "$WORK/out" "$WORK/windows" || fail "the key/value cache's text differs from the full window's: $(cat "$WORK/windows") vs $(cat "$WORK/out")"
 
 # A GPT-2 BPE run decodes with GPT-2's tokenizer.
 tok_dir="$DTRAIN_SOURCE_DIR/data/gpt2"
