@@ -19,5 +19,12 @@ std::string_view file_kind_name(FileKind kind);
 // some of another kind's: "a training config (it has [model], [data])";
 // else "" (the loader reports the keys it does not know, one by one).
 std::string other_file_kind(const std::vector<std::string>& keys, FileKind expected);
+// The same for a parsed document's top-level table (any map from key names).
+template <class Table>
+std::string other_file_kind_of(const Table& table, FileKind expected) {
+  std::vector<std::string> keys;
+  for (const auto& entry : table) keys.push_back(entry.first);
+  return other_file_kind(keys, expected);
+}
 
 }  // namespace dtrain::config

@@ -526,9 +526,7 @@ Config parse_config(const std::string& toml_text, const std::string& name,
   const TomlValue doc = parse_toml(toml_text, label);
 
   {  // another kind of dtrain file (a hardware description, a sweep file): one line, not one per key
-    std::vector<std::string> keys;
-    for (const auto& [key, value] : doc.as_table()) keys.push_back(key);
-    if (const std::string other = other_file_kind(keys, FileKind::training); !other.empty())
+    if (const std::string other = other_file_kind_of(doc.as_table(), FileKind::training); !other.empty())
       throw ConfigError(fmt::format("{}: not a training config but {}", label, other));
   }
   Problems problems;

@@ -289,9 +289,7 @@ Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
                                      best.empty() ? "" : fmt::format(" (did you mean '{}'?)", best)));
   };
   {  // another kind of dtrain file (a training config, a sweep file): one line, not one per key
-    std::vector<std::string> keys;
-    for (const auto& [key, value] : doc.as_table()) keys.push_back(key);
-    if (const std::string other = config::other_file_kind(keys, config::FileKind::hardware); !other.empty())
+    if (const std::string other = config::other_file_kind_of(doc.as_table(), config::FileKind::hardware); !other.empty())
       throw ConfigError(fmt::format("{}: not a hardware description but {}; expected a preset ({}) or a file from "
                                     "`dtrain hardware NAME` or `dtrain profile --write-hardware`",
                                     name, other, fmt::join(hardware_presets(), ", ")));

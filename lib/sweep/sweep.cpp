@@ -247,9 +247,7 @@ Spec parse_spec_text(const std::string& text, const std::string& name) {
     throw ConfigError(fmt::format("{}: TOML syntax error: {}", name, e.what()));
   }
   {  // another kind of dtrain file (a training config, a hardware description): one line, not one per key
-    std::vector<std::string> keys;
-    for (const auto& [key, value] : doc.as_table()) keys.push_back(key);
-    if (const std::string other = config::other_file_kind(keys, config::FileKind::sweep); !other.empty())
+    if (const std::string other = config::other_file_kind_of(doc.as_table(), config::FileKind::sweep); !other.empty())
       throw ConfigError(fmt::format("{}: not a sweep file but {}; a sweep file names its config (base = "
                                     "\"config.toml\") and the values to try ([space])",
                                     name, other));
