@@ -142,7 +142,8 @@ Subcommand add_resume(CLI::App& app) {
                    .warn = [&](const std::string& s) { fmt::print(stderr, "dtrain: {}warning: {}\n", ctx.rank_tag, s); },
                    .make_trainer = [&](const dtrain::Config& cfg, bool elsewhere) {
                      return setup.make_trainer(cfg, /*new_run=*/false, /*keep_earlier=*/elsewhere);
-                   }},
+                   },
+                   .agree = [&](const std::function<std::string()>& checks) { setup.agree(checks); }},
                   world);
               trainer = std::move(r.trainer);
               start = r.meta.step;

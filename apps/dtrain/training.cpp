@@ -145,10 +145,21 @@ GraceHooks::~GraceHooks() { dog_.set_step("", ""); }
 
 void GraceHooks::note_step(int64_t done) {
   const std::string newest = inner_.newest_dir();
-  dog_.set_step(fmt::format("step {}", done + 1),
-                newest.empty() ? "there is no checkpoint yet"
-                               : fmt::format("the newest checkpoint is {} (step {}); continue with: dtrain resume {}",
-                                             newest, inner_.last_step(), checkpoint_dir_));
+  // checkpoint.async: one being written in the background may complete while this rank is blocked.
+  const int64_t writing = inner_.writing_step();
+  const std::string or_newer =
+      writing > 0 ? fmt::format(", or step {}'s if its background write completed", writing) : std::string();
+  std::string recovery;
+  if (!newest.empty())
+    recovery = fmt::format("the newest checkpoint is {} (step {}){}; continue with: dtrain resume {}", newest,
+                           inner_.last_step(), or_newer, checkpoint_dir_);
+  else if (writing > 0)
+    recovery = fmt::format("step {}'s checkpoint was being written in the background: if it completed, continue "
+                           "with: dtrain resume {}",
+                           writing, checkpoint_dir_);
+  else
+    recovery = "there is no checkpoint yet";
+  dog_.set_step(fmt::format("step {}", done + 1), recovery);
 }
 
 void GraceHooks::after_step(int64_t done, bool stopping) {
@@ -178,10 +189,46 @@ std::function<void(const std::string&)> TrainingSetup::log() const {
 
 namespace {
 
+// What every rank must agree on: the config (to_toml, without its comments:
+// a copy of the file under another name is the same config), the directories
+// it writes to as absolute paths (a relative --out from ranks started in
+// different directories: each rank's part of a checkpoint went elsewhere and
+// the save failed), and the sizes of the data files all ranks read (a
+// node's other copy of the data: the replicas trained on different data).
+std::string agreed_text(const dtrain::Config& cfg) {
+  std::string text = dtrain::to_toml(cfg);
+  std::error_code ec;
+  text += "\n[resolved]\n";
+  text += fmt::format("log.out_dir = \"{}\"\n", std::filesystem::absolute(cfg.log.out_dir, ec).lexically_normal().string());
+  text += fmt::format("checkpoint.dir = \"{}\"\n",
+                      std::filesystem::absolute(cfg.checkpoint.dir, ec).lexically_normal().string());
+  std::vector<std::pair<std::string, std::string>> files;
+  if (cfg.model.token_model()) {
+    if (!dtrain::per_replica_data(cfg))
+      for (const std::string& f : cfg.data.train) files.emplace_back("data.train", f);
+    files.emplace_back("data.val", cfg.data.val);
+  } else {
+    files = {{"data.train_images", cfg.data.train_images}, {"data.train_labels", cfg.data.train_labels},
+             {"data.val_images", cfg.data.val_images}, {"data.val_labels", cfg.data.val_labels}};
+  }
+  for (const auto& [key, path] : files)
+    if (const auto size = std::filesystem::file_size(path, ec); !ec)
+      text += fmt::format("{} ('{}') bytes = {}\n", key, path, size);
+  return text;
+}
+
 uint64_t fnv1a(const std::string& s) {
   uint64_t h = 14695981039346656037ull;
   for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
   return h;
+}
+
+std::string without_comments(const std::string& text) {
+  std::istringstream in(text);
+  std::string line, out;
+  while (std::getline(in, line))
+    if (line.empty() || line.front() != '#') out += line + "\n";
+  return out;
 }
 
 // The first line of two configs' TOML texts that differs, as "key = value"
@@ -189,11 +236,16 @@ uint64_t fnv1a(const std::string& s) {
 std::pair<std::string, std::string> first_difference(const std::string& mine, const std::string& theirs) {
   std::istringstream a(mine), b(theirs);
   std::string la, lb, table_a, table_b;
+  auto next = [](std::istringstream& in, std::string& line) {  // the next line that is not a comment
+    while (std::getline(in, line))
+      if (line.empty() || line.front() != '#') return true;
+    return false;
+  };
   auto qualified = [](const std::string& table, const std::string& line) {
-    return line.empty() ? std::string("(nothing)") : table.empty() ? line : table + "." + line;
+    return line.empty() ? std::string("(nothing)") : table.empty() || table == "resolved" ? line : table + "." + line;
   };
   for (;;) {
-    const bool more_a = static_cast<bool>(std::getline(a, la)), more_b = static_cast<bool>(std::getline(b, lb));
+    const bool more_a = next(a, la), more_b = next(b, lb);
     if (!more_a && !more_b) return {};
     if (!more_a) la.clear();
     if (!more_b) lb.clear();
@@ -222,7 +274,7 @@ void TrainingSetup::agree(const std::function<std::string()>& local) {
   // Each rank's outcome: failed, and its config's digest (0: none compared).
   struct Outcome {
     uint64_t failed, digest;
-  } mine{failure ? 1u : 0u, text.empty() ? 0 : fnv1a(text)};
+  } mine{failure ? 1u : 0u, text.empty() ? 0 : fnv1a(without_comments(text))};
   std::vector<Outcome> all(n);
   MPI_Allgather(&mine, 2, MPI_UINT64_T, all.data(), 2, MPI_UINT64_T, MPI_COMM_WORLD);
   int first_failed = -1;
@@ -259,8 +311,8 @@ void TrainingSetup::agree(const std::function<std::string()>& local) {
   ctx_.shared_failure = false;
   const auto [here, there] = first_difference(text, rank0);
   throw dtrain::ConfigError(fmt::format(
-      "this rank's config differs from rank 0's: {} here, {} on rank 0 (every rank must read the same config "
-      "file and --set options)",
+      "this rank's config differs from rank 0's: {} here, {} on rank 0 (every rank must be given the same config, "
+      "--set options, working directory and data)",
       here, there));
 }
 
@@ -327,11 +379,12 @@ std::unique_ptr<dtrain::Trainer> TrainingSetup::make_trainer(const dtrain::Confi
                                                              bool keep_earlier) {
   // What each rank checks on its own node, before any rank makes a directory
   // or a group; then every rank learns that all passed with the same config.
+  const int on_node = ctx_.mpi ? ctx_.mpi->ranks_on_node() : 1;  // collective: not among the checks one rank may leave
   agree([&] {
     // The device before anything else: no GPU is one line, exit 2.
     if (std::string why = dtrain::ops::device_unavailable(cfg.train.device); !why.empty())
       throw dtrain::ConfigError(why);
-    check_fits_memory(cfg, ctx_.mpi ? ctx_.mpi->ranks_on_node() : 1, options.local_rank);
+    check_fits_memory(cfg, on_node, options.local_rank);
     if (auto problems = output_problems(cfg); !problems.empty()) throw dtrain::ConfigError(problems);
     // The data files (named by their keys), the checkpoint key files and a new
     // run's model.init_from (a resume does not read it again). Per-replica
@@ -353,7 +406,7 @@ std::unique_ptr<dtrain::Trainer> TrainingSetup::make_trainer(const dtrain::Confi
     if (new_run)
       for (std::string& p : dtrain::init_from_problems(cfg.model)) problems.push_back(std::move(p));
     if (!problems.empty()) throw dtrain::ConfigError(problems);
-    return dtrain::to_toml(cfg);
+    return agreed_text(cfg);
   });
   lock_dirs(cfg);
   if (new_run) {  // rank 0 looks (as it holds the locks); every rank learns the outcome

@@ -417,11 +417,21 @@ Resumed resume(const ResumeRequest& req, Communicator& world) {
                                           "continued unless named exactly (dtrain resume {})",
                                           c.runs[i], c.root, c.run, c.run_source, dir));
       r.meta = read_meta(dir, outside_key.get());
-      ResumeConfig rc = resume_config(r.meta, dir, req.overrides, req.out_dir, req.world_size, req.auto_layout);
+      // What this rank alone may refuse (its --set, its directories): agreed
+      // on before any rank builds a trainer, so that none waits for one that left.
+      std::optional<ResumeConfig> resumed;
       std::shared_ptr<const ckpt_sign::PublicKey> key = outside_key;
-      if (!key) key = checkpoint_keys(rc.cfg).verify;  // ConfigError for a bad key file: not damage, no fall-back
-      check_output_paths(dir, c, req, rc.cfg);
-      const bool elsewhere = check_target(dir, c, r.meta, rc);
+      bool elsewhere = false;
+      const auto checks = [&] {
+        resumed.emplace(resume_config(r.meta, dir, req.overrides, req.out_dir, req.world_size, req.auto_layout));
+        if (!key) key = checkpoint_keys(resumed->cfg).verify;  // ConfigError for a bad key file: not damage, no fall-back
+        check_output_paths(dir, c, req, resumed->cfg);
+        elsewhere = check_target(dir, c, r.meta, *resumed);
+        return std::string();
+      };
+      if (req.agree) req.agree(checks);
+      else checks();
+      const ResumeConfig& rc = *resumed;
       if (key)
         log(fmt::format("checking the signature of {} with key {} ('{}'{})", dir, key->id(), key->path,
                         outside_key ? ", --verify-key" : ", named by the checkpoint's config"));

@@ -83,6 +83,11 @@ struct ResumeRequest {
   // checkpoint's own (whose earlier record, if any, is not this run's:
   // store::keep_earlier_output). Default: one process, progress to `log`.
   std::function<std::unique_ptr<Trainer>(const Config&, bool elsewhere)> make_trainer;
+  // Runs `checks` (this rank's reading of the resumed config and its
+  // directories: what one rank alone may refuse) so that every rank learns
+  // the outcome together, before any builds a trainer (the app's
+  // TrainingSetup::agree); none: runs them here.
+  std::function<void(const std::function<std::string()>& checks)> agree;
 };
 
 struct Resumed {

@@ -335,6 +335,8 @@ void CheckpointSession::after_step(int64_t done, bool stopping) {
   time_due_ = false;
 }
 
+int64_t CheckpointSession::writing_step() const { return in_flight_ ? in_flight_->save.meta.step : -1; }
+
 std::string CheckpointSession::newest_dir() const {
   if (!last_dir_.empty()) return last_dir_;
   if (last_step_ > 0)

@@ -82,6 +82,9 @@ class CheckpointSession : public TrainHooks {
   // The newest complete checkpoint of this run: the last one written, else
   // the one it resumed from; "" when there is none yet.
   std::string newest_dir() const;
+  // checkpoint.async: the step of the checkpoint being written in the
+  // background (not yet known to be complete), else -1.
+  int64_t writing_step() const;
   const std::string& run_id() const { return opts_.run_id; }
 
  private:

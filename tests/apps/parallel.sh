@@ -77,6 +77,27 @@ mpmd lr --set optim.lr=0.125
 expect_err "dtrain: rank 1: error: this rank's config differs from rank 0's: optim.lr = 0.125 here, optim.lr = "
 mpmd steps --set train.steps=7
 expect_err "train.steps = 7 here"
+# A copy of the config under another name is the same config (its '# resolved from' comment aside);
+# a relative --out from ranks started in other directories is not (each rank's part of a
+# checkpoint went to its own directory and the save failed after training).
+cp "$WORK/tiny.toml" "$WORK/copy.toml"
+expect_exit 0 timeout 60 "${MPIRUN[@]}" -np 1 "$DTRAIN" run "$WORK/tiny.toml" --set parallel.dp=2 --set train.grad_accum=1 \
+  --set train.steps=2 --set optim.warmup_steps=0 --set train.threads=1 --out "$WORK/copy" : -np 1 "$DTRAIN" run "$WORK/copy.toml" \
+  --set parallel.dp=2 --set train.grad_accum=1 --set train.steps=2 --set optim.warmup_steps=0 --set train.threads=1 \
+  --out "$WORK/copy"
+mkdir -p "$WORK/wa" "$WORK/wb"
+expect_exit 2 timeout 60 "${MPIRUN[@]}" -np 1 -wdir "$WORK/wa" "$DTRAIN" run "$WORK/tiny.toml" --set parallel.dp=2 \
+  --set train.grad_accum=1 --out o : -np 1 -wdir "$WORK/wb" "$DTRAIN" run "$WORK/tiny.toml" --set parallel.dp=2 \
+  --set train.grad_accum=1 --out o
+expect_err "dtrain: rank 1: error: this rank's config differs from rank 0's: log.out_dir = \"$WORK/wb/o\" here, log.out_dir = \"$WORK/wa/o\" on rank 0"
+# A resume that one rank refuses (it was given another checkpoint, with a newer one in the
+# directory): said by that rank, exit 2; rank 0 had waited for it for ever.
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" --set parallel.dp=2 --set train.grad_accum=1 \
+  --set train.steps=4 --set optim.warmup_steps=0 --set checkpoint.every=2 --set train.threads=1 --out "$WORK/two"
+expect_exit 2 timeout 60 "${MPIRUN[@]}" -np 1 "$DTRAIN" resume "$WORK/two/checkpoints/step_00000004" --set train.steps=6 : \
+  -np 1 "$DTRAIN" resume "$WORK/two/checkpoints/step_00000002" --set train.steps=6
+expect_err "dtrain: rank 1: error: checkpoint.dir: '$WORK/two/checkpoints' holds step_00000004, newer than step 2 being resumed"
+[ "$(grep -c "^dtrain: " "$WORK/err")" -eq 1 ] || { cat "$WORK/err" >&2; fail "one rank's resume refusal: not one dtrain line"; }
 # Rank 0's own failure is said by rank 0, tagged; a bad config (every rank's) once, untagged.
 expect_exit 2 timeout 60 "${MPIRUN[@]}" -np 1 "$DTRAIN" run "$WORK/tiny.toml" --set parallel.dp=2 \
   --set data.val=/nonexistent/val.bin --out "$WORK/miss0" : -np 1 "$DTRAIN" run "$WORK/tiny.toml" --set parallel.dp=2 --out "$WORK/miss0"
