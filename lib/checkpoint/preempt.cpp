@@ -42,10 +42,11 @@ bool SignalWatch::poll() {
   return first_ != 0;
 }
 
-std::string SignalWatch::received() const {
-  if (first_ == 0) return "";
-  const char* abbrev = sigabbrev_np(first_);
-  return abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(first_);
+std::string SignalWatch::name(int sig) {
+  const char* abbrev = sigabbrev_np(sig);
+  return abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(sig);
 }
+
+std::string SignalWatch::received() const { return first_ == 0 ? "" : name(first_); }
 
 }  // namespace dtrain

@@ -31,6 +31,9 @@ class SignalWatch {
   bool poll();
   // The first signal received ("SIGTERM"), or "" if none.
   std::string received() const;
+  int received_number() const { return first_; }  // its number, 0 if none
+  // "SIGTERM" for signal number `sig`.
+  static std::string name(int sig);
 
  private:
   sigset_t set_{};

@@ -304,14 +304,22 @@ bool CheckpointSession::should_stop(int64_t done) {
       world.rank() == 0 && minutes > 0 &&
       std::chrono::duration<double>(std::chrono::steady_clock::now() - last_save_time_).count() >=
           minutes * 60.0;
-  Tensor flags = Tensor::zeros(Shape{2}, DType::f32);
-  flags.data<float>()[0] = local_stop ? 1.0f : 0.0f;
-  flags.data<float>()[1] = local_due ? 1.0f : 0.0f;
+  // [0]: the lowest rank that took a stop signal, with that signal: (size - rank) * 256 + its
+  // number (max picks it; exact in fp64); [1]: the time-based checkpoint is due.
+  Tensor flags = Tensor::zeros(Shape{2}, DType::f64);
+  const int sig = local_stop ? std::clamp(opts_.signals->received_number(), 1, 255) : 0;
+  flags.data<double>()[0] = local_stop ? static_cast<double>(world.size() - world.rank()) * 256 + sig : 0.0;
+  flags.data<double>()[1] = local_due ? 1.0 : 0.0;
   all_reduce(world, flags, ReduceOp::max);
-  time_due_ = flags.data<float>()[1] > 0;
-  const bool stop = flags.data<float>()[0] > 0;
+  time_due_ = flags.data<double>()[1] > 0;
+  const double who = flags.data<double>()[0];
+  const bool stop = who > 0;
   if (stop && stop_reason_.empty()) {
-    stop_reason_ = local_stop ? opts_.signals->received() : "a signal on another rank";
+    const auto code = static_cast<int64_t>(who);
+    const int64_t rank = world.size() - code / 256;
+    stop_reason_ = local_stop ? opts_.signals->received()
+                              : fmt::format("{} on rank {}", SignalWatch::name(static_cast<int>(code % 256)),
+                                            world.world_rank(static_cast<int>(rank)));
     if (opts_.log)
       opts_.log(fmt::format("{} received: stopping after step {} with a checkpoint{}", stop_reason_, done,
                             stop_reason_ == "SIGINT" ? " (Ctrl-C again stops at once, without one)" : ""));

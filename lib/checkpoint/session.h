@@ -74,7 +74,7 @@ class CheckpointSession : public TrainHooks {
   // its outcome; a failure is logged, the previous checkpoint stays newest.
   void finish();
 
-  // Why the run stopped early ("SIGTERM", "a signal on another rank"), or "".
+  // Why the run stopped early ("SIGTERM", "SIGUSR1 on rank 3": another rank's), or "".
   const std::string& stop_reason() const { return stop_reason_; }
   // The last checkpoint written (empty if none) and its step.
   const std::string& last_dir() const { return last_dir_; }

@@ -39,4 +39,27 @@ for sig in TERM USR1 INT; do
   cmp -s <(step_losses "$WORK/ref/metrics.jsonl") <(step_losses "$out/metrics.jsonl") ||
     fail "SIG$sig: stop at step $step + resume differs from an uninterrupted run"
 done
+# A signal to one rank of a job: every rank stops at the step boundary with the checkpoint,
+# and rank 0's log names the rank and the signal (it said "a signal on another rank").
+out="$WORK/one_rank"
+mpirun --allow-run-as-root --oversubscribe -np 2 "$DTRAIN" run "$WORK/tiny.toml" --out "$out" "${opts[@]}" \
+  --set parallel.dp=2 --set train.grad_accum=1 --set train.threads=1 --set log.every=1 >"$WORK/out" 2>"$WORK/err" &
+mp=$!
+for _ in $(seq 600); do
+  [ -f "$out/metrics.jsonl" ] && [ "$(wc -l <"$out/metrics.jsonl")" -ge 5 ] && break
+  sleep 0.05
+done
+r1=""
+for p in $(pgrep -P "$mp"); do tr '\0' '\n' </proc/"$p"/environ | grep -qx OMPI_COMM_WORLD_RANK=1 && r1=$p; done
+[ -n "$r1" ] || { kill -KILL "$mp"; fail "no rank 1 under mpirun"; }
+kill -USR1 "$r1"
+set +e
+wait "$mp"
+rc=$?
+set -e
+[ "$rc" -eq 4 ] || { cat "$WORK/err"; fail "SIGUSR1 to rank 1: exit status $rc, expected 4"; }
+grep -qE "SIGUSR1 on rank 1 received: stopping after step [0-9]+ with a checkpoint" "$WORK/out" ||
+  { cat "$WORK/out"; fail "rank 0's log does not name the rank and the signal"; }
+grep -qE "^dtrain: stopped by SIGUSR1 on rank 1 after step [0-9]+ of 400; checkpoint " "$WORK/err" ||
+  { cat "$WORK/err"; fail "no 'stopped by SIGUSR1 on rank 1' line"; }
 echo "checkpoint_preempt: ok"
