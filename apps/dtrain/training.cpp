@@ -422,7 +422,9 @@ std::unique_ptr<dtrain::Trainer> TrainingSetup::make_trainer(const dtrain::Confi
     if (const std::string kept = dtrain::store::keep_earlier_output(cfg.log.out_dir); !kept.empty())
       fmt::print(stderr, "dtrain: warning: {}\n", kept);
   const dtrain::Groups groups = groups_for(cfg);
-  return std::make_unique<dtrain::Trainer>(cfg, groups, print_line, options);
+  dtrain::TrainerOptions o = options;
+  o.values_loaded = !new_run;  // a resume's checkpoint sets every parameter
+  return std::make_unique<dtrain::Trainer>(cfg, groups, print_line, o);
 }
 
 }  // namespace dtrain_cli

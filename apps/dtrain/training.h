@@ -107,6 +107,8 @@ class TrainingSetup {
   // locks: a live run there is named as such.
   // A new run, or one that continues elsewhere (`keep_earlier`), keeps an
   // earlier run's record in log.out_dir aside (store::keep_earlier_output).
+  // Not a new run: a resume, whose checkpoint sets every parameter, so none
+  // is drawn (TrainerOptions::values_loaded).
   std::unique_ptr<dtrain::Trainer> make_trainer(const dtrain::Config& cfg, bool new_run = false,
                                                 bool keep_earlier = false);
 

@@ -21,8 +21,7 @@ LoadedModel load_model(const std::string& path, int64_t seq_len) {
       out.meta = read_meta(dir);
       out.cfg = resume_config(out.meta, dir, {}, "", 1).cfg;
       const int64_t T = seq_len > 0 ? std::min(seq_len, out.cfg.model.context_length) : out.cfg.train.seq_len;
-      out.model = build_model(out.cfg.model, T, DType::f32, Device::cpu(),
-                              static_cast<uint64_t>(out.cfg.train.seed));
+      out.model = build_inference_model(out.cfg.model, T);  // every parameter loaded next
       std::vector<Piece> pieces = collect_pieces(*out.model, NamedTensors{});
       load_pieces(dir, pieces);
       out.model->params.sync_compute();

@@ -17,7 +17,7 @@ struct LoadedModel {
   Config cfg;                    // the run's config, for one process
   CheckpointMeta meta;
   std::string dir;               // the checkpoint it came from
-  std::unique_ptr<Model> model;  // fp32 on the CPU, every parameter whole
+  std::unique_ptr<Model> model;  // fp32 on the CPU, every parameter whole; no gradients
   // Newer checkpoints passed over as damaged, each with why ("...; falling
   // back to DIR"): for the caller to warn of, as resume does.
   std::vector<std::string> skipped;

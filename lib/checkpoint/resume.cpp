@@ -104,6 +104,13 @@ Candidates find_checkpoints(const std::string& path) {
 
 namespace {
 
+// The default trainer: one process, its parameters left for the checkpoint.
+std::unique_ptr<Trainer> one_process_trainer(const Config& cfg, const std::function<void(const std::string&)>& log) {
+  TrainerOptions options;
+  options.values_loaded = true;
+  return std::make_unique<Trainer>(cfg, log, std::move(options));
+}
+
 // Keys a resumed run cannot change, and why.
 const char* refusal(const std::string& key) {
   static const std::map<std::string, const char*> fixed = {
@@ -435,7 +442,7 @@ Resumed resume(const ResumeRequest& req, Communicator& world) {
       if (key)
         log(fmt::format("checking the signature of {} with key {} ('{}'{})", dir, key->id(), key->path,
                         outside_key ? ", --verify-key" : ", named by the checkpoint's config"));
-      r.trainer = req.make_trainer ? req.make_trainer(rc.cfg, elsewhere) : std::make_unique<Trainer>(rc.cfg, req.log);
+      r.trainer = req.make_trainer ? req.make_trainer(rc.cfg, elsewhere) : one_process_trainer(rc.cfg, req.log);
       const auto t0 = std::chrono::steady_clock::now();
       restore_trainer(*r.trainer, dir, key.get());
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

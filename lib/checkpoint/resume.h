@@ -82,6 +82,8 @@ struct ResumeRequest {
   // first); `elsewhere`: the run continues in another directory than the
   // checkpoint's own (whose earlier record, if any, is not this run's:
   // store::keep_earlier_output). Default: one process, progress to `log`.
+  // The checkpoint sets every parameter next: the trainer need not draw them
+  // (TrainerOptions::values_loaded).
   std::function<std::unique_ptr<Trainer>(const Config&, bool elsewhere)> make_trainer;
   // Runs `checks` (this rank's reading of the resumed config and its
   // directories: what one rank alone may refuse) so that every rank learns

@@ -173,11 +173,17 @@ std::unique_ptr<Model> describe_model(const ModelConfig& cfg, int64_t seq_len,
 }
 
 std::unique_ptr<Model> build_model(const ModelConfig& cfg, int64_t seq_len, DType dtype,
-                                   const Exec& ex, uint64_t seed, const ModelParallel& par) {
+                                   const Exec& ex, std::optional<uint64_t> seed, const ModelParallel& par) {
   auto m = assemble(cfg, seq_len, dtype, ex, par);
   // The stage's input is the output of the layers before it.
   if (!m->first_stage()) m->stage_sample_shape = stage_input_sample(cfg, seq_len, par);
   m->params.allocate(dtype, ex, seed);
+  return m;
+}
+
+std::unique_ptr<Model> build_inference_model(const ModelConfig& cfg, int64_t seq_len) {
+  auto m = assemble(cfg, seq_len, DType::f32, Exec::cpu(), {});
+  m->params.allocate(DType::f32, Exec::cpu(), kValuesLoaded, /*grads=*/false);
   return m;
 }
 

@@ -131,13 +131,20 @@ class Model {
 
 // Builds a model (or the part `par` asks for) from its config with parameters
 // in `dtype` on the Exec's device (its ops run there), initialised from
-// `seed`. Throws ConfigError for shapes it cannot build.
+// `seed` (kValuesLoaded: left zero for a checkpoint to fill, see
+// ParamStore::allocate). Throws ConfigError for shapes it cannot build.
 std::unique_ptr<Model> build_model(const ModelConfig& cfg, int64_t seq_len, DType dtype,
-                                   const Exec& ex, uint64_t seed, const ModelParallel& par = {});
+                                   const Exec& ex, std::optional<uint64_t> seed, const ModelParallel& par = {});
 inline std::unique_ptr<Model> build_model(const ModelConfig& cfg, int64_t seq_len, DType dtype,
-                                          Device device, uint64_t seed, const ModelParallel& par = {}) {
+                                          Device device, std::optional<uint64_t> seed,
+                                          const ModelParallel& par = {}) {
   return build_model(cfg, seq_len, dtype, Exec{device}, seed, par);
 }
+
+// The whole model in fp32 on the CPU for inference on loaded weights
+// (generate, export): no gradient buffers, every parameter zero until the
+// caller loads it.
+std::unique_ptr<Model> build_inference_model(const ModelConfig& cfg, int64_t seq_len);
 
 // Another copy of `owner`'s layers (same config and `par`) sharing its
 // parameters and gradients, with activation buffers of its own: a pipeline

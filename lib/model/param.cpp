@@ -132,7 +132,7 @@ Param* ParamStore::find(const std::string& name) const {
   return nullptr;
 }
 
-void ParamStore::allocate(DType compute, const Exec& ex, uint64_t seed) {
+void ParamStore::allocate(DType compute, const Exec& ex, std::optional<uint64_t> seed, bool grads) {
   const DType dtype = compute == DType::bf16 ? DType::f32 : compute;  // the masters
   exec_ = ex;
   const Device device = ex.device;
@@ -145,7 +145,7 @@ void ParamStore::allocate(DType compute, const Exec& ex, uint64_t seed) {
   }
   values_ = Tensor::zeros(Shape{ntrain}, dtype, device);
   flat_numel_ = ntrain;
-  grads_ = Tensor::zeros(Shape{ntrain}, dtype, device);
+  if (grads) grads_ = Tensor::zeros(Shape{ntrain}, dtype, device);
   buffers_ = Tensor::zeros(Shape{nbuf}, dtype, device);
   compute_ = compute == dtype ? values_ : Tensor::zeros(Shape{ntrain}, compute, device);
   trainable_numel_ = 0;
@@ -154,11 +154,11 @@ void ParamStore::allocate(DType compute, const Exec& ex, uint64_t seed) {
     p->value = flat.flat_range(p->offset, p->numel()).view(p->shape);
     p->compute = p->trainable ? compute_.flat_range(p->offset, p->numel()).view(p->shape) : p->value;
     if (p->trainable) {
-      p->grad = grads_.flat_range(p->offset, p->numel()).view(p->shape);
+      if (grads) p->grad = grads_.flat_range(p->offset, p->numel()).view(p->shape);
       trainable_numel_ += p->numel();
     }
   }
-  initialize(seed);
+  if (seed) initialize(*seed);  // else every value, and its compute copy, stays zero until loaded
 }
 
 void ParamStore::share(const ParamStore& owner, bool subset) {

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -81,6 +82,9 @@ struct Param {
   int64_t numel() const { return shape.numel(); }
 };
 
+// ParamStore::allocate's seed for parameters loaded right after (see there).
+inline constexpr std::optional<uint64_t> kValuesLoaded = std::nullopt;
+
 class ParamStore {
  public:
   // Declares a trainable parameter. The returned reference stays valid.
@@ -97,8 +101,14 @@ class ParamStore {
   // it), or bf16 (fp32 masters and gradients, a bf16 compute copy).
   // On a GPU the values are drawn on the host and uploaded, so a GPU run
   // starts from the CPU's weights bit for bit.
-  void allocate(DType compute, const Exec& ex, uint64_t seed);
-  void allocate(DType compute, Device device, uint64_t seed) { allocate(compute, Exec{device}, seed); }
+  // `seed` kValuesLoaded: nothing is drawn, every value stays zero, for a
+  // caller that loads all of them next (a checkpoint's: loading checks that
+  // its pieces cover each parameter whole). Drawing GPT-2 124M's normals is
+  // most of a second per core. `grads` false: no gradient buffer (inference).
+  void allocate(DType compute, const Exec& ex, std::optional<uint64_t> seed, bool grads = true);
+  void allocate(DType compute, Device device, std::optional<uint64_t> seed, bool grads = true) {
+    allocate(compute, Exec{device}, seed, grads);
+  }
   bool allocated() const { return values_.defined(); }
   // Where the parameters live and their ops (update, norm, conversion) run.
   const Exec& exec() const { return exec_; }

@@ -52,8 +52,12 @@ Trainer::Trainer(const Config& cfg, const Groups& groups, std::function<void(con
   setup();
 }
 
-Trainer::Trainer(const Config& cfg, std::function<void(const std::string&)> log)
-    : cfg_(cfg), self_(std::make_unique<SelfGroups>()), g_(self_->groups()), log_(std::move(log)) {
+Trainer::Trainer(const Config& cfg, std::function<void(const std::string&)> log, TrainerOptions options)
+    : cfg_(cfg),
+      self_(std::make_unique<SelfGroups>()),
+      g_(self_->groups()),
+      log_(std::move(log)),
+      options_(std::move(options)) {
   setup();
 }
 
@@ -231,7 +235,8 @@ void Trainer::build_chunks(DType dtype, const Exec& ex) {
   // optimizer, buckets, clipping, ZeRO ranges and checkpoints see one stage)
   // and every copy is a replica of one chunk sharing it.
   const TrainConfig& t = cfg_.train;
-  const uint64_t seed = static_cast<uint64_t>(t.seed);
+  const std::optional<uint64_t> seed =
+      options_.values_loaded ? kValuesLoaded : std::optional<uint64_t>(static_cast<uint64_t>(t.seed));
   if (chunks_ > 1) {
     owner_ = build_model(cfg_.model, seq_len_, dtype, ex, seed, par_);
     owner_->recompute = recompute_from_name(t.recompute);  // what the profiler's prediction reads

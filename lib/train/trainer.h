@@ -86,6 +86,9 @@ struct TrainerOptions {
   // Called once per step (after the update) on the main thread: a device
   // communicator's watchdog reports a timeout or library error here.
   std::function<void()> comm_check;
+  // The caller loads every parameter from a checkpoint before the first step
+  // (a resume): none is drawn from train.seed (kValuesLoaded).
+  bool values_loaded = false;
 };
 
 class Trainer {
@@ -96,7 +99,7 @@ class Trainer {
   Trainer(const Config& cfg, const Groups& groups, std::function<void(const std::string&)> log,
           TrainerOptions options = {});
   // One process: one-member groups.
-  Trainer(const Config& cfg, std::function<void(const std::string&)> log);
+  Trainer(const Config& cfg, std::function<void(const std::string&)> log, TrainerOptions options = {});
   ~Trainer();
 
   // Trains up to cfg.train.steps steps, writing <out_dir>/config.toml and

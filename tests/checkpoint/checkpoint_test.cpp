@@ -8,6 +8,7 @@
 
 #include <hdf5.h>
 
+#include <algorithm>
 #include <cmath>
 #include <thread>
 
@@ -90,6 +91,35 @@ TEST_CASE("round trip: every parameter and optimizer state tensor, bit for bit (
     for (const auto& t : tensors) CHECK(t.pieces == 1);
     CHECK(verify_checkpoint(r.dir) > 0);
   }
+}
+
+TEST_CASE("a model built to be loaded draws nothing and has no gradients, and a checkpoint fills it or is refused") {
+  TempDir dir;
+  Trained a = make("adamw", 11, 2);
+  auto world = make_self_communicator("world");
+  const SaveResult r = save_checkpoint(dir.str(), test_meta(2), collect_pieces(*a.model, *a.opt), *world);
+
+  std::unique_ptr<Model> b = build_inference_model(tiny_gpt(), 8);
+  CHECK_FALSE(b->params.grads().defined());
+  for (const auto& p : b->params.all()) {
+    CAPTURE(p->name);
+    CHECK_FALSE(p->grad.defined());
+    const float* v = p->value.data<float>();
+    CHECK(std::all_of(v, v + p->numel(), [](float x) { return x == 0.0f; }));  // nothing drawn
+  }
+  std::vector<Piece> pieces = collect_pieces(*b, NamedTensors{});
+  load_pieces(r.dir, pieces);
+  for (const auto& p : a.model->params.all()) check_same(p->value, b->params.find(p->name)->value, p->name);
+
+  // A checkpoint without one of the parameters: refused by name, never left at zero.
+  TempDir partial;
+  std::vector<Piece> all = collect_pieces(*a.model, *a.opt), some;
+  for (Piece& p : all)
+    if (p.key != "model/ln_f.weight") some.push_back(p);
+  const SaveResult rp = save_checkpoint(partial.str(), test_meta(2), some, *world);
+  std::unique_ptr<Model> c = build_inference_model(tiny_gpt(), 8);
+  std::vector<Piece> want = collect_pieces(*c, NamedTensors{});
+  CHECK_THROWS_WITH_AS(load_pieces(rp.dir, want), doctest::Contains("model/ln_f.weight"), CheckpointError);
 }
 
 namespace {
