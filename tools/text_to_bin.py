@@ -12,7 +12,10 @@ Two tokenizers:
 The last --val-fraction of the tokens become the validation split. Writes
 PREFIX_train.bin and PREFIX_val.bin in llm.c's format: a header of 256
 little-endian int32 (magic 20240520, version 1, token count), then the tokens
-as uint16.
+as uint16. With --shard-tokens N the training split is written as shards of at
+most N tokens each, PREFIX_train_000000.bin, PREFIX_train_000001.bin, ..., as
+llm.c writes large datasets: train on them with data.train =
+"PREFIX_train_*.bin" (a window of seq_len + 1 tokens never spans two shards).
 
     python3 tools/text_to_bin.py input.txt --out data/shakespeare
     cat input.txt | python3 tools/text_to_bin.py - --out data/shakespeare
@@ -65,12 +68,17 @@ def main(argv=None):
     parser.add_argument("--tokenizer-dir",
                         default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "gpt2"),
                         help="gpt2: the directory of encoder.json and vocab.bpe (default: data/gpt2)")
+    parser.add_argument("--shard-tokens", type=int, default=0,
+                        help="write the training split as shards of at most this many tokens "
+                             "(PREFIX_train_NNNNNN.bin; default 0: one file)")
     args = parser.parse_args(argv)
 
     prefix = os.path.basename(args.out)
     if not prefix or os.path.isdir(args.out):
         parser.error("--out %r: expected a file name prefix such as data/kjv (writes data/kjv_train.bin and "
                      "data/kjv_val.bin), not a directory" % args.out)
+    if args.shard_tokens != 0 and args.shard_tokens < MIN_TOKENS:
+        parser.error("--shard-tokens must be 0 (one file) or at least %d, got %d" % (MIN_TOKENS, args.shard_tokens))
     if not 0.0 < args.val_fraction < 1.0:
         parser.error("--val-fraction must be between 0 and 1 (exclusive), got %g"
                      % args.val_fraction)
@@ -110,10 +118,22 @@ def main(argv=None):
     out_dir = os.path.dirname(args.out)
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
+    files = []
     for name, tokens in splits:
-        path = "%s_%s.bin" % (args.out, name)
+        if name == "train" and args.shard_tokens:
+            n = args.shard_tokens
+            cuts = [tokens[i:i + n] for i in range(0, len(tokens), n)]
+            if len(cuts) > 1 and len(cuts[-1]) < MIN_TOKENS:  # a lone last token joins the shard before
+                cuts[-2] = cuts[-2] + cuts[-1]
+                cuts.pop()
+            files += [("%s_train_%06d.bin" % (args.out, i), cut) for i, cut in enumerate(cuts)]
+        else:
+            files.append(("%s_%s.bin" % (args.out, name), tokens))
+    for path, tokens in files:
         write_token_file(path, tokens)
         print("wrote %s: %d tokens" % (path, len(tokens)))
+    if args.shard_tokens:
+        print("train on them with data.train = \"%s_train_*.bin\"" % args.out)
     return 0
 
 

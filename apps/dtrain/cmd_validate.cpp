@@ -10,12 +10,35 @@
 #include <fmt/format.h>
 
 #include "data/check.h"
+#include "data/token_file.h"
 #include "ops/runtime.h"
 #include "parallel/auto_layout.h"
 #include "commands.h"
 #include "training.h"
 
 namespace dtrain_cli {
+
+namespace {
+
+// What each data key given a glob pattern matched (its files were read above).
+std::vector<std::string> pattern_notes(const dtrain::Config& cfg) {
+  std::vector<std::pair<std::string, std::string>> keys;
+  if (!cfg.model.token_model()) return {};
+  for (size_t i = 0; i < cfg.data.train.size(); ++i)
+    keys.emplace_back(cfg.data.train.size() > 1 ? fmt::format("data.train[{}]", i) : "data.train", cfg.data.train[i]);
+  keys.emplace_back("data.val", cfg.data.val);
+  std::vector<std::string> out;
+  for (const auto& [key, pattern] : keys)
+    if (dtrain::is_glob_pattern(pattern)) {
+      const dtrain::TokenCorpus corpus(pattern);
+      out.push_back(fmt::format("{}: '{}' matches {} file{}, {} tokens ({} to {})", key, pattern,
+                                corpus.files().size(), corpus.files().size() == 1 ? "" : "s", corpus.size(),
+                                corpus.files().front().path(), corpus.files().back().path()));
+    }
+  return out;
+}
+
+}  // namespace
 
 Subcommand add_validate(CLI::App& app) {
   struct Opts {
@@ -44,6 +67,7 @@ Subcommand add_validate(CLI::App& app) {
                 fmt::print(stderr, "dtrain: note: parallel.sync = local with sync_every = 1 and plain averaging is "
                                    "data parallelism: gradients are averaged every step\n");
               if (std::string note = tokenizer_note(cfg); !note.empty()) fmt::print(stderr, "dtrain: note: {}\n", note);
+              for (const std::string& line : pattern_notes(cfg)) fmt::print(stderr, "dtrain: {}\n", line);
               if (std::string why = dtrain::ops::device_unavailable(cfg.train.device); !why.empty())
                 fmt::print(stderr, "dtrain: note: {}; a run here would stop there\n", why);
             }

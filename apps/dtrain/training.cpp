@@ -18,6 +18,7 @@
 #include "config/footprint.h"
 #include "core/device.h"
 #include "data/check.h"
+#include "data/token_file.h"
 #include "data/tokenizer.h"
 #include "dist/mesh_groups.h"
 #include "train/data_source.h"
@@ -211,9 +212,18 @@ std::string agreed_text(const dtrain::Config& cfg) {
     files = {{"data.train_images", cfg.data.train_images}, {"data.train_labels", cfg.data.train_labels},
              {"data.val_images", cfg.data.val_images}, {"data.val_labels", cfg.data.val_labels}};
   }
-  for (const auto& [key, path] : files)
-    if (const auto size = std::filesystem::file_size(path, ec); !ec)
-      text += fmt::format("{} ('{}') bytes = {}\n", key, path, size);
+  for (const auto& [key, pattern] : files) {
+    std::vector<std::string> paths = {pattern};
+    if (cfg.model.token_model()) {
+      try {  // every file of a pattern ("shards_*.bin")
+        paths = dtrain::token_file_paths(pattern);
+      } catch (const dtrain::InputError&) {  // matches nothing here: data_problems says so
+      }
+    }
+    for (const std::string& path : paths)
+      if (const auto size = std::filesystem::file_size(path, ec); !ec)
+        text += fmt::format("{} ('{}') bytes = {}\n", key, path, size);
+  }
   return text;
 }
 

@@ -98,11 +98,12 @@ std::vector<KeySpec> build_schema() {
 
       // [data]
       {"data", "train", kGpt, Strings{""}, none(),
-       "training tokens (llm.c .bin file); required. A list of parallel.dp files gives each "
+       "training tokens (llm.c .bin file, or a glob pattern such as \"fineweb_train_*.bin\": every file it "
+       "matches, in name order); required. A list of parallel.dp files gives each "
        "data-parallel replica its own file (replica d reads only entry d: data that stays on its site)",
        FIELD(data.train)},
       {"data", "val", kGpt, string(""), none(),
-       "validation tokens (llm.c .bin file); required", FIELD(data.val)},
+       "validation tokens (llm.c .bin file or glob pattern); required", FIELD(data.val)},
       {"data", "train_images", kCnn, string(""), none(),
        "training images (IDX file); required", FIELD(data.train_images)},
       {"data", "train_labels", kCnn, string(""), none(),

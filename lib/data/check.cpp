@@ -23,7 +23,7 @@ std::vector<std::string> data_problems(const Config& cfg) {
       files.emplace_back(cfg.data.train.size() > 1 ? fmt::format("data.train[{}]", i) : "data.train", cfg.data.train[i]);
     files.emplace_back("data.val", cfg.data.val);
     for (const auto& file : files)  // (not a structured binding: clang 14 cannot capture one)
-      attempt(file.first.c_str(), [&] { TokenFile(file.second).check_vocab(cfg.model.vocab_size); });
+      attempt(file.first.c_str(), [&] { TokenCorpus(file.second).check_vocab(cfg.model.vocab_size); });
   } else {
     const auto& d = cfg.data;
     for (const auto& set : {std::tuple{"data.train_images, data.train_labels", &d.train_images, &d.train_labels},

@@ -1,7 +1,9 @@
 // Every problem of a config's data files at once, one line each (a missing
 // training file and a malformed validation file are both reported): what
 // `dtrain validate` checks beyond the config itself, and what the trainer
-// reports when it opens the data. Reads each file whole, as training does.
+// reports when it opens the data. Reads each file whole (a token corpus's
+// vocabulary scan, which training leaves to it: training checks each sample
+// as it reads it).
 #pragma once
 
 #include <string>

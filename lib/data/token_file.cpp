@@ -1,7 +1,14 @@
 #include "data/token_file.h"
 
+#include <fcntl.h>
+#include <glob.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <bit>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 
 #include "core/error.h"
 #include "data/input_file.h"
@@ -9,6 +16,43 @@
 namespace dtrain {
 
 using data_detail::load_le32;
+
+namespace {
+
+// O_NONBLOCK: a file swapped for a FIFO since it was checked must not block
+// the open (its pread then fails: ESPIPE).
+int open_data_file(const std::string& path) { return ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK); }
+
+// A read-only descriptor, closed on scope exit.
+struct Fd {
+  int fd = -1;
+  explicit Fd(const std::string& path) : fd(open_data_file(path)) {
+    if (fd < 0) throw InputError(fmt::format("cannot read data file '{}': {}", path, std::strerror(errno)));
+  }
+  ~Fd() { ::close(fd); }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+};
+
+// Tokens [first, first + count) of the file open as `fd`.
+void read_tokens(int fd, const std::string& path, int64_t first, int64_t count, uint16_t* out) {
+  char* dst = reinterpret_cast<char*>(out);
+  const int64_t begin = TokenFile::kHeaderBytes + 2 * first, bytes = 2 * count;
+  int64_t done = 0;
+  while (done < bytes) {
+    const ssize_t got = ::pread(fd, dst + done, static_cast<size_t>(bytes - done), begin + done);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0)
+      throw InputError(fmt::format("'{}': cannot read tokens [{}, {}): {}", path, first, first + count,
+                                   got < 0 ? std::strerror(errno)
+                                           : "the file is shorter than when it was opened (changed since?)"));
+    done += got;
+  }
+  if constexpr (std::endian::native == std::endian::big)
+    for (int64_t i = 0; i < count; ++i) out[i] = static_cast<uint16_t>(out[i] << 8 | out[i] >> 8);
+}
+
+}  // namespace
 
 TokenFile::TokenFile(const std::string& path) : path_(path) {
   data_detail::InputFile file(path, "data file");
@@ -23,15 +67,14 @@ TokenFile::TokenFile(const std::string& path) : path_(path) {
   int32_t version = load_le32(header + 4);
   int64_t n = load_le32(header + 8);
   if (magic != kMagic) {
-    const char* hint = header[0] == 0x1f && header[1] == 0x8b
-                           ? " (the file is gzip-compressed: decompress it first)"
-                           : "";
+    const char* hint = header[0] == 0x1f && header[1] == 0x8b ? " (the file is gzip-compressed: decompress it first)"
+                       : magic == 20240801 ? " (llm.c's Llama 3 format: uint32 tokens, which dtrain does not read)"
+                                           : "";
     throw InputError(fmt::format("'{}' is not an llm.c token file: magic {}, expected {}{}", path,
                                  magic, kMagic, hint));
   }
   if (version != kVersion)
-    throw InputError(
-        fmt::format("'{}': unsupported version {} (expected {})", path, version, kVersion));
+    throw InputError(fmt::format("'{}': unsupported version {} (expected {})", path, version, kVersion));
   if (n < 0)
     throw InputError(fmt::format("'{}': the header says {} tokens (a negative count)", path, n));
 
@@ -48,23 +91,89 @@ TokenFile::TokenFile(const std::string& path) : path_(path) {
     throw InputError(
         fmt::format("'{}' has {} token{}: a token file needs at least 2 (an input and its target)",
                     path, n, n == 1 ? "" : "s"));
+  size_ = n;
+}
 
-  tokens_.resize(static_cast<size_t>(n));
-  file.read(tokens_.data(), 2 * n);
-  if constexpr (std::endian::native == std::endian::big)
-    for (uint16_t& t : tokens_) t = static_cast<uint16_t>(t << 8 | t >> 8);
+std::vector<uint16_t> TokenFile::read(int64_t first, int64_t count) const {
+  DTRAIN_CHECK(first >= 0 && count >= 0 && first + count <= size_, "read [{}, {}) of {} tokens", first,
+               first + count, size_);
+  std::vector<uint16_t> out(static_cast<size_t>(count));
+  const Fd f(path_);
+  read_tokens(f.fd, path_, first, count, out.data());
+  return out;
 }
 
 void TokenFile::check_vocab(int64_t vocab_size) const {
-  // A branch-free max (vectorised); the position is looked up only on failure.
-  uint16_t max = 0;
-  for (uint16_t t : tokens_) max = std::max(max, t);
-  if (max < vocab_size) return;
-  auto it = std::find_if(tokens_.begin(), tokens_.end(),
-                         [&](uint16_t t) { return int64_t{t} >= vocab_size; });
-  throw InputError(
-      fmt::format("'{}': token {} at position {} is out of range for model.vocab_size = {}", path_,
-                  *it, it - tokens_.begin(), vocab_size));
+  // In blocks of 1M tokens; a branch-free max (vectorised) over each, the
+  // position looked up only on failure.
+  constexpr int64_t kBlock = int64_t{1} << 20;
+  std::vector<uint16_t> buf(static_cast<size_t>(std::min(kBlock, size_)));
+  const Fd f(path_);
+  for (int64_t at = 0; at < size_; at += kBlock) {
+    const int64_t n = std::min(kBlock, size_ - at);
+    read_tokens(f.fd, path_, at, n, buf.data());
+    uint16_t max = 0;
+    for (int64_t i = 0; i < n; ++i) max = std::max(max, buf[i]);
+    if (max < vocab_size) continue;
+    const auto it = std::find_if(buf.begin(), buf.begin() + n, [&](uint16_t t) { return int64_t{t} >= vocab_size; });
+    throw InputError(fmt::format("'{}': token {} at position {} is out of range for model.vocab_size = {}", path_,
+                                 *it, at + (it - buf.begin()), vocab_size));
+  }
+}
+
+bool is_glob_pattern(const std::string& path) { return path.find_first_of("*?[") != std::string::npos; }
+
+std::vector<std::string> token_file_paths(const std::string& pattern) {
+  std::error_code ec;
+  if (!is_glob_pattern(pattern) || std::filesystem::exists(pattern, ec)) return {pattern};  // "data[1].bin" itself
+  glob_t g{};
+  const int rc = ::glob(pattern.c_str(), 0, nullptr, &g);
+  std::vector<std::string> out;
+  if (rc == 0)
+    for (size_t i = 0; i < g.gl_pathc; ++i) out.emplace_back(g.gl_pathv[i]);
+  ::globfree(&g);
+  if (rc == GLOB_NOMATCH || (rc == 0 && out.empty()))
+    throw InputError(fmt::format("no file matches '{}'", pattern));
+  if (rc != 0) throw InputError(fmt::format("cannot list the files of '{}': a directory could not be read", pattern));
+  std::sort(out.begin(), out.end());  // name order, whatever the locale
+  return out;
+}
+
+TokenCorpus::TokenCorpus(const std::string& pattern) : pattern_(pattern) {
+  for (const std::string& path : token_file_paths(pattern)) files_.emplace_back(path);
+  fds_.assign(files_.size(), -1);
+}
+
+TokenCorpus::~TokenCorpus() {
+  for (size_t f : open_) ::close(fds_[f]);
+}
+
+int64_t TokenCorpus::size() const {
+  int64_t n = 0;
+  for (const TokenFile& f : files_) n += f.size();
+  return n;
+}
+
+void TokenCorpus::read(size_t f, int64_t first, int64_t count, uint16_t* out) const {
+  DTRAIN_CHECK(f < files_.size() && first >= 0 && count >= 0 && first + count <= files_[f].size(),
+               "read file {} of {}, tokens [{}, {})", f, files_.size(), first, first + count);
+  if (fds_[f] < 0) {
+    if (open_.size() == kOpenFiles) {  // the longest open makes way
+      ::close(fds_[open_.front()]);
+      fds_[open_.front()] = -1;
+      open_.erase(open_.begin());
+    }
+    const int fd = open_data_file(files_[f].path());
+    if (fd < 0)
+      throw InputError(fmt::format("cannot read data file '{}': {}", files_[f].path(), std::strerror(errno)));
+    fds_[f] = fd;
+    open_.push_back(f);
+  }
+  read_tokens(fds_[f], files_[f].path(), first, count, out);
+}
+
+void TokenCorpus::check_vocab(int64_t vocab_size) const {
+  for (const TokenFile& f : files_) f.check_vocab(vocab_size);
 }
 
 }  // namespace dtrain

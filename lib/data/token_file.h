@@ -2,8 +2,13 @@
 // prepared by llm.c's scripts (and by tools/text_to_bin.py) train here as they
 // are. The format is a header of 256 little-endian int32 -- [0] magic
 // 20240520, [1] version 1, [2] number of tokens N -- then N uint16 tokens.
-// The whole file is read into memory once; every malformation is an InputError
-// that names the file and says what was expected.
+//
+// A corpus is one file or many: llm.c writes large datasets as shards
+// ("fineweb_train_000001.bin", ...), and a data key given a glob pattern
+// ("data/fineweb10B/fineweb_train_*.bin") reads every file it matches, in name
+// order. Tokens are read from the files as they are needed (pread), never held
+// whole, so a corpus may be larger than memory. Every malformation is an
+// InputError that names the file and says what was expected.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +17,8 @@
 
 namespace dtrain {
 
+// One file: its header and size checked when it is opened, its tokens read on
+// demand.
 class TokenFile {
  public:
   static constexpr int32_t kMagic = 20240520;
@@ -19,19 +26,60 @@ class TokenFile {
   static constexpr int64_t kHeaderInts = 256;
   static constexpr int64_t kHeaderBytes = kHeaderInts * 4;
 
-  // Reads and validates the file (throws InputError).
+  // Checks the header and the file's size against it (throws InputError).
   explicit TokenFile(const std::string& path);
 
-  int64_t size() const { return static_cast<int64_t>(tokens_.size()); }  // tokens
-  const uint16_t* tokens() const { return tokens_.data(); }
+  int64_t size() const { return size_; }  // tokens
   const std::string& path() const { return path_; }
 
-  // Throws InputError naming the first token >= vocab_size and its position.
+  // Tokens [first, first + count) (throws InputError if the file no longer
+  // holds them: it changed after it was opened).
+  std::vector<uint16_t> read(int64_t first, int64_t count) const;
+
+  // Reads the whole file; throws InputError naming the first token >=
+  // vocab_size and its position.
   void check_vocab(int64_t vocab_size) const;
 
  private:
   std::string path_;
-  std::vector<uint16_t> tokens_;
+  int64_t size_ = 0;
+};
+
+// The files a data key names: `pattern` itself, or, when it holds a glob
+// character (*, ? or [) and names no file as it is, every file it matches,
+// in name order. Throws InputError when a pattern matches nothing.
+std::vector<std::string> token_file_paths(const std::string& pattern);
+bool is_glob_pattern(const std::string& path);
+
+// The files of one data key, read as one corpus.
+class TokenCorpus {
+ public:
+  // Opens every file `pattern` names (token_file_paths): every problem of
+  // every file is an InputError (the first one found).
+  explicit TokenCorpus(const std::string& pattern);
+  ~TokenCorpus();
+  TokenCorpus(const TokenCorpus&) = delete;
+  TokenCorpus& operator=(const TokenCorpus&) = delete;
+
+  const std::string& pattern() const { return pattern_; }
+  const std::vector<TokenFile>& files() const { return files_; }
+  int64_t size() const;  // tokens in all files
+
+  // Tokens [first, first + count) of file `f` into `out`. Keeps up to
+  // kOpenFiles files open between calls (a corpus of thousands of shards
+  // stays under the process's file limit). Throws InputError as TokenFile::read.
+  void read(size_t f, int64_t first, int64_t count, uint16_t* out) const;
+
+  // Every file's tokens below vocab_size (TokenFile::check_vocab).
+  void check_vocab(int64_t vocab_size) const;
+
+  static constexpr size_t kOpenFiles = 64;
+
+ private:
+  std::string pattern_;
+  std::vector<TokenFile> files_;
+  mutable std::vector<int> fds_;    // per file; -1: closed
+  mutable std::vector<size_t> open_;  // the files open now, oldest first
 };
 
 }  // namespace dtrain

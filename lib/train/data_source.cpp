@@ -10,17 +10,21 @@ namespace dtrain {
 
 namespace {
 
+// The tokens are read as samples need them, each sample's checked against
+// the vocabulary as it is read: the apps scan the whole corpus first
+// (data_problems), once, and a corpus may be far larger than memory.
 class TokenSource : public DataSource {
  public:
-  TokenSource(const std::string& path, int64_t vocab, int64_t seq_len, uint64_t seed, bool shuffle)
-      : file_(path), sampler_((file_.check_vocab(vocab), file_), seq_len, seed, shuffle) {}
+  TokenSource(const std::string& pattern, int64_t vocab, int64_t seq_len, uint64_t seed, bool shuffle)
+      : corpus_(pattern), sampler_(corpus_, seq_len, seed, shuffle, vocab) {}
   int64_t size() const override { return sampler_.windows(); }
   void fill(int64_t first, int64_t count, Tensor& x, Tensor& y) override {
     sampler_.fill(first, count, x, y);
   }
+  const TokenCorpus& corpus() const { return corpus_; }
 
  private:
-  TokenFile file_;
+  TokenCorpus corpus_;
   TokenSampler sampler_;
 };
 
@@ -64,9 +68,11 @@ DataSources open_data(const Config& cfg, int64_t seq_len, int replica) {
         return std::make_unique<TokenSource>(cfg.data.train.at(0), cfg.model.vocab_size, seq_len, seed, cfg.data.shuffle);
       DTRAIN_CHECK(replica >= 0 && static_cast<size_t>(replica) < cfg.data.train.size(),
                    "data-parallel replica {} has no data.train entry ({} listed)", replica, cfg.data.train.size());
-      try {
-        return std::make_unique<TokenSource>(cfg.data.train[replica], cfg.model.vocab_size, seq_len, seed,
-                                             cfg.data.shuffle);
+      try {  // this replica's own file, which only it reads: scanned here (not by data_problems)
+        auto source = std::make_unique<TokenSource>(cfg.data.train[replica], cfg.model.vocab_size, seq_len, seed,
+                                                    cfg.data.shuffle);
+        source->corpus().check_vocab(cfg.model.vocab_size);
+        return source;
       } catch (const InputError& e) {
         throw InputError(fmt::format("data.train[{}] (data-parallel replica {}'s own file): {}", replica, replica,
                                      e.what()));

@@ -19,7 +19,8 @@ TEST_CASE("a token file round-trips every uint16 value") {
   TokenFile f(path);
   CHECK(f.path() == path);
   REQUIRE(f.size() == static_cast<int64_t>(tokens.size()));
-  for (size_t i = 0; i < tokens.size(); ++i) CHECK(f.tokens()[i] == tokens[i]);
+  CHECK(f.read(0, f.size()) == tokens);
+  CHECK(f.read(2, 3) == std::vector<uint16_t>{255, 256, 4660});
   CHECK_NOTHROW(f.check_vocab(65536));
 }
 
@@ -75,6 +76,10 @@ TEST_CASE("every malformed token file is an InputError naming the file and what 
     gz[1] = 0x8b;
     CHECK_CONTAINS(error_for(gz), "gzip-compressed");
   }
+  SUBCASE("llm.c's Llama 3 tokens") {
+    CHECK_CONTAINS(error_for(token_file(ten, 20240801, 7)),
+                   "magic 20240801, expected 20240520 (llm.c's Llama 3 format: uint32 tokens");
+  }
   SUBCASE("unsupported version") {
     CHECK_CONTAINS(error_for(token_file(ten, 20240520, 2)), "unsupported version 2 (expected 1)");
   }
@@ -119,9 +124,77 @@ TEST_CASE("TokenFile reads what tools/text_to_bin.py writes") {
   const int64_t n_val = static_cast<int64_t>(text.size()) / 4;
   REQUIRE(train.size() == static_cast<int64_t>(text.size()) - n_val);
   REQUIRE(val.size() == n_val);
-  for (int64_t i = 0; i < train.size(); ++i)
-    CHECK(train.tokens()[i] == static_cast<uint8_t>(text[i]));
-  for (int64_t i = 0; i < n_val; ++i)
-    CHECK(val.tokens()[i] == static_cast<uint8_t>(text[train.size() + i]));
+  const std::vector<uint16_t> a = train.read(0, train.size()), b = val.read(0, n_val);
+  for (int64_t i = 0; i < train.size(); ++i) CHECK(a[i] == static_cast<uint8_t>(text[i]));
+  for (int64_t i = 0; i < n_val; ++i) CHECK(b[i] == static_cast<uint8_t>(text[train.size() + i]));
   CHECK_NOTHROW(train.check_vocab(256));
+}
+
+TEST_CASE("a glob pattern names every file it matches, in name order, and one that matches nothing is refused") {
+  TempDir dir;
+  // Written out of order: the corpus is in name order, not creation order.
+  for (const char* name : {"shard_002.bin", "shard_000.bin", "shard_001.bin"})
+    write_bytes(dir.file(name), token_file(iota_tokens(10 + 10 * (name[8] - '0'))));
+  write_bytes(dir.file("other.bin"), token_file(iota_tokens(5)));
+  CHECK_FALSE(is_glob_pattern(dir.file("shard_000.bin")));
+  CHECK(is_glob_pattern(dir.file("shard_*.bin")));
+  CHECK(token_file_paths(dir.file("shard_000.bin")) == std::vector<std::string>{dir.file("shard_000.bin")});
+  CHECK(token_file_paths(dir.file("shard_00[12].bin")) ==
+        std::vector<std::string>{dir.file("shard_001.bin"), dir.file("shard_002.bin")});
+
+  TokenCorpus corpus(dir.file("shard_*.bin"));
+  REQUIRE(corpus.files().size() == 3);
+  for (size_t i = 0; i < 3; ++i) {
+    CHECK(corpus.files()[i].path() == dir.file(fmt::format("shard_00{}.bin", i)));
+    CHECK(corpus.files()[i].size() == static_cast<int64_t>(10 + 10 * i));
+  }
+  CHECK(corpus.size() == 60);
+  std::vector<uint16_t> got(4);
+  corpus.read(2, 26, 4, got.data());
+  CHECK(got == std::vector<uint16_t>{26, 27, 28, 29});
+
+  write_bytes(dir.file("odd[1].bin"), token_file(iota_tokens(5)));  // a name that reads as a pattern
+  CHECK(token_file_paths(dir.file("odd[1].bin")) == std::vector<std::string>{dir.file("odd[1].bin")});
+  CHECK(input_error([&] { TokenCorpus c(dir.file("nothing_*.bin")); }) ==
+        "no file matches '" + dir.file("nothing_*.bin") + "'");
+  // One bad file of many is named.
+  write_bytes(dir.file("shard_003.bin"), Bytes(10, 0));
+  CHECK_CONTAINS(input_error([&] { TokenCorpus c(dir.file("shard_*.bin")); }), "'" + dir.file("shard_003.bin") + "' is truncated");
+  // The vocabulary scan names the file and the position in it.
+  std::vector<uint16_t> bad = iota_tokens(30);
+  bad[21] = 900;
+  write_bytes(dir.file("shard_003.bin"), token_file(bad));
+  CHECK(input_error([&] { TokenCorpus(dir.file("shard_*.bin")).check_vocab(256); }) ==
+        "'" + dir.file("shard_003.bin") + "': token 900 at position 21 is out of range for model.vocab_size = 256");
+}
+
+TEST_CASE("a corpus of more files than it keeps open reads every file right") {
+  TempDir dir;
+  const size_t n = TokenCorpus::kOpenFiles + 7;
+  for (size_t i = 0; i < n; ++i) {
+    std::vector<uint16_t> t(8);
+    for (size_t k = 0; k < t.size(); ++k) t[k] = static_cast<uint16_t>(100 * i + k);
+    write_bytes(dir.file(fmt::format("s{:04}.bin", i)), token_file(t));
+  }
+  TokenCorpus corpus(dir.file("s*.bin"));
+  REQUIRE(corpus.files().size() == n);
+  std::vector<uint16_t> got(2);
+  for (int pass = 0; pass < 2; ++pass)  // the second pass reopens the files evicted by the first
+    for (size_t i = 0; i < n; ++i) {
+      const size_t f = pass ? n - 1 - i : i;
+      corpus.read(f, 3, 2, got.data());
+      CHECK(got == std::vector<uint16_t>{static_cast<uint16_t>(100 * f + 3), static_cast<uint16_t>(100 * f + 4)});
+    }
+}
+
+TEST_CASE("a token file cut short after it was opened is refused when read, naming it") {
+  TempDir dir;
+  const std::string path = dir.file("shrinks.bin");
+  write_bytes(path, token_file(iota_tokens(100)));
+  TokenCorpus corpus(path);
+  std::filesystem::resize_file(path, TokenFile::kHeaderBytes + 2 * 50);
+  std::vector<uint16_t> got(10);
+  CHECK_NOTHROW(corpus.read(0, 40, 10, got.data()));
+  CHECK(input_error([&] { corpus.read(0, 60, 10, got.data()); }) ==
+        "'" + path + "': cannot read tokens [60, 70): the file is shorter than when it was opened (changed since?)");
 }

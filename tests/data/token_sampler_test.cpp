@@ -17,7 +17,7 @@ namespace {
 struct Corpus {
   TempDir dir;
   std::string path = dir.file("corpus.bin");
-  TokenFile file;
+  TokenCorpus file;
   explicit Corpus(int64_t n) : file((write_bytes(path, token_file(iota_tokens(n))), path)) {}
 };
 
@@ -153,4 +153,64 @@ TEST_CASE("fill writes only the first count rows and checks its tensors") {
   CHECK_THROWS_AS(s.fill(0, 4, x, wrong_type), InternalError);
   CHECK_THROWS_AS(s.fill(0, 7, x, y), InternalError);
   CHECK_THROWS_AS(s.fill(-1, 1, x, y), InternalError);
+}
+
+TEST_CASE("a corpus of several files: each file's windows in file order, none spanning two files") {
+  TempDir dir;
+  // File k holds tokens 1000 k + i; the middle one is too short for a window.
+  const std::vector<int64_t> sizes = {25, 4, 41};
+  for (size_t k = 0; k < sizes.size(); ++k) {
+    std::vector<uint16_t> t(static_cast<size_t>(sizes[k]));
+    for (size_t i = 0; i < t.size(); ++i) t[i] = static_cast<uint16_t>(1000 * k + i);
+    write_bytes(dir.file(fmt::format("part_{}.bin", k)), token_file(t));
+  }
+  TokenCorpus corpus(dir.file("part_*.bin"));
+  const int64_t T = 4;
+  TokenSampler s(corpus, T, 5, false);
+  REQUIRE(s.windows() == 6 + 0 + 10);  // (25 - 1) / 4 and (41 - 1) / 4
+  Tensor x = Tensor::empty(Shape{16, T}, DType::i32), y = Tensor::empty(Shape{16, T}, DType::i32);
+  s.fill(0, 16, x, y);
+  for (int64_t w = 0; w < 16; ++w) {
+    CAPTURE(w);
+    const int64_t first = w < 6 ? w * T : 2000 + (w - 6) * T;
+    for (int64_t t = 0; t < T; ++t) {
+      CHECK(x.data<int32_t>()[w * T + t] == first + t);
+      CHECK(y.data<int32_t>()[w * T + t] == first + t + 1);
+    }
+  }
+  // Shuffled: every window of every file once per epoch.
+  TokenSampler shuffled(corpus, T, 5, true);
+  Tensor xs = Tensor::empty(Shape{16, T}, DType::i32), ys = Tensor::empty(Shape{16, T}, DType::i32);
+  shuffled.fill(16, 16, xs, ys);
+  std::vector<int32_t> a, b;
+  for (int64_t w = 0; w < 16; ++w) {
+    a.push_back(x.data<int32_t>()[w * T]);
+    b.push_back(xs.data<int32_t>()[w * T]);
+  }
+  CHECK(a != b);
+  std::sort(b.begin(), b.end());
+  CHECK(a == b);
+
+  TokenCorpus only_short(dir.file("part_1.bin"));
+  CHECK(input_error([&] { TokenSampler t(only_short, T, 5, false); }) ==
+        "'" + dir.file("part_1.bin") + "' has 4 tokens, too few for one sequence of seq_len + 1 = 5 tokens");
+  CHECK(input_error([&] { TokenSampler t(corpus, 50, 5, false); }) ==
+        "'" + dir.file("part_*.bin") + "': none of its 3 files holds one sequence of seq_len + 1 = 51 tokens (the "
+        "longest has 41)");
+}
+
+TEST_CASE("a sample with a token beyond the vocabulary is refused as it is read, naming the file and position") {
+  TempDir dir;
+  std::vector<uint16_t> t = iota_tokens(41);
+  t[27] = 500;
+  const std::string path = dir.file("bad.bin");
+  write_bytes(path, token_file(t));
+  TokenCorpus corpus(path);
+  TokenSampler s(corpus, 10, 0, false, 256);
+  Tensor x = Tensor::empty(Shape{2, 10}, DType::i32), y = Tensor::empty(Shape{2, 10}, DType::i32);
+  CHECK_NOTHROW(s.fill(0, 2, x, y));  // windows 0 and 1: tokens [0, 20]
+  CHECK(input_error([&] { s.fill(2, 1, x, y); }) ==
+        "'" + path + "': token 500 at position 27 is out of range for model.vocab_size = 256");
+  TokenSampler unchecked(corpus, 10, 0, false);
+  CHECK_NOTHROW(unchecked.fill(2, 1, x, y));
 }

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# A corpus in shards, as llm.c writes large datasets: data.train given a glob
+# pattern trains on every file it matches, in name order. Shards cut from one
+# file with a token of overlap hold exactly its windows, so training on them
+# gives the one file's losses bit for bit (in one process and on dp = 2);
+# text_to_bin.py --shard-tokens writes shards that train; a pattern that
+# matches nothing, and a bad shard among many, are one line naming the key.
+source "$(dirname "$0")/common.bash"
+make_tokens
+tiny_gpt_config
+T=16
+
+# The training file cut into shards of 10 windows (10 T + 1 tokens), each
+# starting on the previous one's last token, written out of name order.
+python3 - "$WORK/tok_train.bin" "$WORK/shard" $T <<'PY'
+import struct, sys
+src, prefix, T = sys.argv[1], sys.argv[2], int(sys.argv[3])
+data = open(src, "rb").read()
+n = struct.unpack_from("<i", data, 8)[0]
+tokens = data[1024:]
+starts = list(range(0, n - 1, 10 * T))
+for i in reversed(range(len(starts))):
+    a = starts[i]
+    b = min(n, a + 10 * T + 1)
+    header = struct.pack("<256i", 20240520, 1, b - a, *([0] * 253))
+    open("%s_%03d.bin" % (prefix, i), "wb").write(header + tokens[2 * a:2 * b])
+PY
+ls "$WORK"/shard_*.bin | wc -l | grep -qx '[2-9][0-9]*' || fail "expected several shards"
+
+steps=(--set train.steps=12 --set optim.warmup_steps=0 --set checkpoint.every=0)
+"$DTRAIN" run "$WORK/tiny.toml" "${steps[@]}" --out "$WORK/one" >/dev/null
+"$DTRAIN" run "$WORK/tiny.toml" "${steps[@]}" --set "data.train=$WORK/shard_*.bin" --out "$WORK/shards" >/dev/null
+same_losses "$WORK/one/metrics.jsonl" "$WORK/shards/metrics.jsonl"
+grep -qF "shard_*.bin" "$WORK/shards/config.toml" || fail "the run's config lost the pattern"
+# dp = 2 (each rank reads its share of every batch from the shards) against
+# dp = 2 on the one file: the same bits (against one process they differ in
+# the last digits, by the gradient all-reduce's order).
+dp2=(mpirun --allow-run-as-root --oversubscribe -np 2 "$DTRAIN" run "$WORK/tiny.toml" "${steps[@]}"
+     --set parallel.dp=2 --set train.micro_batch=2)
+"${dp2[@]}" --out "$WORK/dp2_one" >/dev/null
+"${dp2[@]}" --set "data.train=$WORK/shard_*.bin" --out "$WORK/dp2_shards" >/dev/null
+same_losses "$WORK/dp2_one/metrics.jsonl" "$WORK/dp2_shards/metrics.jsonl"
+
+# Shards from text_to_bin.py train (and validate counts their tokens).
+python3 "$DTRAIN_SOURCE_DIR/tools/text_to_bin.py" "$WORK/text.txt" --out "$WORK/cut" --shard-tokens 5000 > "$WORK/cut.log"
+grep -qF "data.train = \"$WORK/cut_train_*.bin\"" "$WORK/cut.log" || fail "text_to_bin did not name the pattern"
+n_cut=$(ls "$WORK"/cut_train_*.bin | wc -l)
+[ "$n_cut" -ge 3 ] || fail "text_to_bin --shard-tokens wrote too few shards"
+expect_exit 0 "$DTRAIN" validate "$WORK/tiny.toml" --set "data.train=$WORK/cut_train_*.bin"
+expect_err "data.train: '$WORK/cut_train_*.bin' matches $n_cut files, "
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=2 --set optim.warmup_steps=0 --set "data.train=$WORK/cut_train_*.bin" \
+  --out "$WORK/cut_run"
+
+# A pattern that matches nothing, and one bad shard among many: one line each.
+expect_exit 2 "$DTRAIN" run "$WORK/tiny.toml" --set "data.train=$WORK/nothing_*.bin" --out "$WORK/none"
+expect_err "data.train: no file matches '$WORK/nothing_*.bin'"
+[ "$(grep -c . "$WORK/err")" -eq 1 ] || { cat "$WORK/err"; fail "expected one line"; }
+expect_exit 2 "$DTRAIN" validate "$WORK/tiny.toml" --set "data.train=$WORK/nothing_*.bin"
+expect_err "data.train: no file matches"
+head -c 100 "$WORK/shard_001.bin" > "$WORK/shard_001.cut" && mv "$WORK/shard_001.cut" "$WORK/shard_001.bin"
+expect_exit 2 "$DTRAIN" run "$WORK/tiny.toml" --set "data.train=$WORK/shard_*.bin" --out "$WORK/bad"
+expect_err "data.train: '$WORK/shard_001.bin' is truncated"
+echo "data_shards: OK"
