@@ -28,12 +28,23 @@ std::vector<std::string> pattern_notes(const dtrain::Config& cfg) {
     keys.emplace_back(cfg.data.train.size() > 1 ? fmt::format("data.train[{}]", i) : "data.train", cfg.data.train[i]);
   keys.emplace_back("data.val", cfg.data.val);
   std::vector<std::string> out;
+  const int64_t T = cfg.train.seq_len;
   for (const auto& [key, pattern] : keys)
     if (dtrain::is_glob_pattern(pattern)) {
       const dtrain::TokenCorpus corpus(pattern);
-      out.push_back(fmt::format("{}: '{}' matches {} file{}, {} tokens ({} to {})", key, pattern,
-                                corpus.files().size(), corpus.files().size() == 1 ? "" : "s", corpus.size(),
-                                corpus.files().front().path(), corpus.files().back().path()));
+      int64_t windows = 0, too_short = 0;
+      for (const dtrain::TokenFile& f : corpus.files()) {
+        windows += (f.size() - 1) / T;
+        too_short += f.size() < T + 1 ? 1 : 0;
+      }
+      const size_t n = corpus.files().size();
+      out.push_back(printable(fmt::format(
+          "{}: '{}' matches {} file{} ({} to {}): {} tokens, {} sequences of train.seq_len + 1 = {}{}", key, pattern,
+          n, n == 1 ? "" : "s", corpus.files().front().path(), corpus.files().back().path(), corpus.size(), windows,
+          T + 1,
+          too_short ? fmt::format(" ({} file{} shorter than that give{} none)", too_short, too_short == 1 ? "" : "s",
+                                  too_short == 1 ? "s" : "")
+                    : "")));
     }
   return out;
 }

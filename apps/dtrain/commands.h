@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -164,5 +165,9 @@ void plot_run(const dtrain::Config& cfg, const std::function<void(const std::str
 // A line on stdout; a reader that went away (`dtrain run ... | head`) must
 // not end the run: SIGPIPE is ignored and a failed write is dropped.
 void print_line(const std::string& s);
+
+// Text echoed in a message (a config's line, a --set value, a path) as one
+// printable line: control bytes and bytes that are not UTF-8 as \xNN.
+std::string printable(std::string_view s);
 
 }  // namespace dtrain_cli

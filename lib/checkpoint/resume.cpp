@@ -368,6 +368,12 @@ ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkp
                                        "different samples)",
                                        change, rc.cfg.train.eval_batches * rc.cfg.train.micro_batch,
                                        base.train.eval_batches * base.train.micro_batch));
+    } else if (key == "train.steps" && rc.cfg.optim.schedule != "constant" &&
+               rc.cfg.optim.decay_steps == base.optim.decay_steps && rc.cfg.optim.decay_steps < rc.cfg.train.steps) {
+      // The schedule keeps the original run's end: said, with how to stretch it.
+      rc.changes.push_back(fmt::format("{} (optim.decay_steps stays {}: the learning rate reaches optim.min_lr "
+                                       "there and stays; --set optim.decay_steps={} stretches the schedule)",
+                                       change, rc.cfg.optim.decay_steps, rc.cfg.train.steps));
     } else {
       rc.changes.push_back(change);
     }

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "data/image_dataset.h"
 #include "data/token_file.h"
+#include "data/token_sampler.h"
 
 namespace dtrain {
 
@@ -23,7 +24,11 @@ std::vector<std::string> data_problems(const Config& cfg) {
       files.emplace_back(cfg.data.train.size() > 1 ? fmt::format("data.train[{}]", i) : "data.train", cfg.data.train[i]);
     files.emplace_back("data.val", cfg.data.val);
     for (const auto& file : files)  // (not a structured binding: clang 14 cannot capture one)
-      attempt(file.first.c_str(), [&] { TokenCorpus(file.second).check_vocab(cfg.model.vocab_size); });
+      attempt(file.first.c_str(), [&] {
+        const TokenCorpus corpus(file.second);
+        corpus.check_vocab(cfg.model.vocab_size);
+        (void)TokenSampler(corpus, cfg.train.seq_len, 0, false);  // one sequence at least
+      });
   } else {
     const auto& d = cfg.data;
     for (const auto& set : {std::tuple{"data.train_images, data.train_labels", &d.train_images, &d.train_labels},

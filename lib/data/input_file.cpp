@@ -38,6 +38,17 @@ InputFile::InputFile(const std::string& path, const char* what) : path_(path) {
     throw InputError(fmt::format("cannot read {} '{}': {}", what, path, std::strerror(err)));
   }
   size_ = static_cast<int64_t>(st.st_size);
+  identity_of(fd, id_);
+}
+
+bool InputFile::identity_of(int fd, Identity& out) {
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return false;
+  out.device = static_cast<uint64_t>(st.st_dev);
+  out.inode = static_cast<uint64_t>(st.st_ino);
+  out.size = static_cast<int64_t>(st.st_size);
+  out.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  return true;
 }
 
 InputFile::~InputFile() {

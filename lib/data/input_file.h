@@ -18,6 +18,16 @@ class InputFile {
   InputFile& operator=(const InputFile&) = delete;
 
   int64_t size() const { return size_; }
+  // What the file is (device, inode, size, modification time), to tell
+  // later whether a path still names the same, unchanged file.
+  struct Identity {
+    uint64_t device = 0, inode = 0;
+    int64_t size = 0, mtime_ns = 0;
+    bool operator==(const Identity&) const = default;
+  };
+  const Identity& identity() const { return id_; }
+  // The identity of an open descriptor (fstat); false if fstat fails.
+  static bool identity_of(int fd, Identity& out);
   // Reads exactly `bytes` bytes from the current position (throws InputError otherwise).
   void read(void* dst, int64_t bytes);
 
@@ -25,6 +35,7 @@ class InputFile {
   std::string path_;
   std::FILE* f_ = nullptr;
   int64_t size_ = 0;
+  Identity id_;
 };
 
 // Big- and little-endian 32-bit reads from a byte buffer (the host order does not matter).

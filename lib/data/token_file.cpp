@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <glob.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,15 +20,15 @@ using data_detail::load_le32;
 
 namespace {
 
-// O_NONBLOCK: a file swapped for a FIFO since it was checked must not block
-// the open (its pread then fails: ESPIPE).
-int open_data_file(const std::string& path) { return ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK); }
+std::string cannot_open(const std::string& path, int err) {
+  return fmt::format("cannot read data file '{}': {}", path, std::strerror(err));
+}
 
-// A read-only descriptor, closed on scope exit.
+// A token file open for reading, closed on scope exit.
 struct Fd {
   int fd = -1;
-  explicit Fd(const std::string& path) : fd(open_data_file(path)) {
-    if (fd < 0) throw InputError(fmt::format("cannot read data file '{}': {}", path, std::strerror(errno)));
+  explicit Fd(const TokenFile& f) : fd(f.open()) {
+    if (fd < 0) throw InputError(cannot_open(f.path(), errno));
   }
   ~Fd() { ::close(fd); }
   Fd(const Fd&) = delete;
@@ -92,13 +93,28 @@ TokenFile::TokenFile(const std::string& path) : path_(path) {
         fmt::format("'{}' has {} token{}: a token file needs at least 2 (an input and its target)",
                     path, n, n == 1 ? "" : "s"));
   size_ = n;
+  id_ = file.identity();
+}
+
+int TokenFile::open() const {
+  // O_NONBLOCK: a FIFO put in the file's place must not block the open.
+  const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return -1;
+  data_detail::InputFile::Identity now;
+  if (!data_detail::InputFile::identity_of(fd, now) || !(now == id_)) {
+    ::close(fd);
+    throw InputError(fmt::format("'{}' is no longer the file checked before training ({} tokens): it was replaced "
+                                 "or modified since, and a run reads its tokens as it goes",
+                                 path_, size_));
+  }
+  return fd;
 }
 
 std::vector<uint16_t> TokenFile::read(int64_t first, int64_t count) const {
   DTRAIN_CHECK(first >= 0 && count >= 0 && first + count <= size_, "read [{}, {}) of {} tokens", first,
                first + count, size_);
   std::vector<uint16_t> out(static_cast<size_t>(count));
-  const Fd f(path_);
+  const Fd f(*this);
   read_tokens(f.fd, path_, first, count, out.data());
   return out;
 }
@@ -108,7 +124,7 @@ void TokenFile::check_vocab(int64_t vocab_size) const {
   // position looked up only on failure.
   constexpr int64_t kBlock = int64_t{1} << 20;
   std::vector<uint16_t> buf(static_cast<size_t>(std::min(kBlock, size_)));
-  const Fd f(path_);
+  const Fd f(*this);
   for (int64_t at = 0; at < size_; at += kBlock) {
     const int64_t n = std::min(kBlock, size_ - at);
     read_tokens(f.fd, path_, at, n, buf.data());
@@ -142,10 +158,19 @@ std::vector<std::string> token_file_paths(const std::string& pattern) {
 TokenCorpus::TokenCorpus(const std::string& pattern) : pattern_(pattern) {
   for (const std::string& path : token_file_paths(pattern)) files_.emplace_back(path);
   fds_.assign(files_.size(), -1);
+  struct rlimit lim {};
+  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY)
+    max_open_ = std::clamp<size_t>(static_cast<size_t>(lim.rlim_cur) / 8, 1, kOpenFiles);
 }
 
-TokenCorpus::~TokenCorpus() {
-  for (size_t f : open_) ::close(fds_[f]);
+TokenCorpus::~TokenCorpus() { close_all(); }
+
+void TokenCorpus::close_all() const {
+  for (size_t f : open_) {
+    ::close(fds_[f]);
+    fds_[f] = -1;
+  }
+  open_.clear();
 }
 
 int64_t TokenCorpus::size() const {
@@ -158,14 +183,17 @@ void TokenCorpus::read(size_t f, int64_t first, int64_t count, uint16_t* out) co
   DTRAIN_CHECK(f < files_.size() && first >= 0 && count >= 0 && first + count <= files_[f].size(),
                "read file {} of {}, tokens [{}, {})", f, files_.size(), first, first + count);
   if (fds_[f] < 0) {
-    if (open_.size() == kOpenFiles) {  // the longest open makes way
+    if (open_.size() >= max_open_) {  // the longest open makes way
       ::close(fds_[open_.front()]);
       fds_[open_.front()] = -1;
       open_.erase(open_.begin());
     }
-    const int fd = open_data_file(files_[f].path());
-    if (fd < 0)
-      throw InputError(fmt::format("cannot read data file '{}': {}", files_[f].path(), std::strerror(errno)));
+    int fd = files_[f].open();
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {  // the process's or system's limit: make room, once
+      close_all();
+      fd = files_[f].open();
+    }
+    if (fd < 0) throw InputError(cannot_open(files_[f].path(), errno));
     fds_[f] = fd;
     open_.push_back(f);
   }

@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "data/input_file.h"
+
 namespace dtrain {
 
 // One file: its header and size checked when it is opened, its tokens read on
@@ -40,9 +42,16 @@ class TokenFile {
   // vocab_size and its position.
   void check_vocab(int64_t vocab_size) const;
 
+  // Opens the file for reading: a descriptor, or -1 with errno set. Throws
+  // InputError if the path no longer names the file checked when this was
+  // constructed (replaced, rewritten or touched since: another inode, size or
+  // modification time), which a run must not read as if it were.
+  int open() const;
+
  private:
   std::string path_;
   int64_t size_ = 0;
+  data_detail::InputFile::Identity id_;
 };
 
 // The files a data key names: `pattern` itself, or, when it holds a glob
@@ -66,8 +75,10 @@ class TokenCorpus {
   int64_t size() const;  // tokens in all files
 
   // Tokens [first, first + count) of file `f` into `out`. Keeps up to
-  // kOpenFiles files open between calls (a corpus of thousands of shards
-  // stays under the process's file limit). Throws InputError as TokenFile::read.
+  // kOpenFiles files open between calls (fewer under a low RLIMIT_NOFILE:
+  // an eighth of it), and closes them all to retry an open the process's
+  // file limit refused, so a corpus of thousands of shards stays under it.
+  // Throws InputError as TokenFile::read and TokenFile::open.
   void read(size_t f, int64_t first, int64_t count, uint16_t* out) const;
 
   // Every file's tokens below vocab_size (TokenFile::check_vocab).
@@ -76,8 +87,10 @@ class TokenCorpus {
   static constexpr size_t kOpenFiles = 64;
 
  private:
+  void close_all() const;
   std::string pattern_;
   std::vector<TokenFile> files_;
+  size_t max_open_ = kOpenFiles;
   mutable std::vector<int> fds_;    // per file; -1: closed
   mutable std::vector<size_t> open_;  // the files open now, oldest first
 };

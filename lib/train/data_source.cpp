@@ -13,17 +13,24 @@ namespace {
 // The tokens are read as samples need them, each sample's checked against
 // the vocabulary as it is read: the apps scan the whole corpus first
 // (data_problems), once, and a corpus may be far larger than memory.
+// A problem while training (a file changed underneath) names the key.
 class TokenSource : public DataSource {
  public:
-  TokenSource(const std::string& pattern, int64_t vocab, int64_t seq_len, uint64_t seed, bool shuffle)
-      : corpus_(pattern), sampler_(corpus_, seq_len, seed, shuffle, vocab) {}
+  TokenSource(std::string key, const std::string& pattern, int64_t vocab, int64_t seq_len, uint64_t seed,
+              bool shuffle)
+      : key_(std::move(key)), corpus_(pattern), sampler_(corpus_, seq_len, seed, shuffle, vocab) {}
   int64_t size() const override { return sampler_.windows(); }
   void fill(int64_t first, int64_t count, Tensor& x, Tensor& y) override {
-    sampler_.fill(first, count, x, y);
+    try {
+      sampler_.fill(first, count, x, y);
+    } catch (const InputError& e) {
+      throw InputError(fmt::format("{}: {}", key_, e.what()));
+    }
   }
   const TokenCorpus& corpus() const { return corpus_; }
 
  private:
+  std::string key_;
   TokenCorpus corpus_;
   TokenSampler sampler_;
 };
@@ -53,37 +60,43 @@ class ImageSource : public DataSource {
 DataSources open_data(const Config& cfg, int64_t seq_len, int replica) {
   DataSources s;
   const auto seed = static_cast<uint64_t>(cfg.train.seed);
-  // Both sets are opened whatever happens to the first: every problem is reported at once.
+  // Both sets are opened whatever happens to the first: every problem is
+  // reported at once, each naming its key.
   std::vector<std::string> problems;
-  auto open = [&](std::unique_ptr<DataSource>& into, const auto& make) {
+  auto open = [&](const std::string& key, std::unique_ptr<DataSource>& into, const auto& make) {
     try {
-      into = make();
+      into = make(key);
     } catch (const InputError& e) {
-      problems.push_back(e.what());
+      problems.push_back(fmt::format("{}: {}", key, e.what()));
     }
   };
   if (cfg.model.token_model()) {
-    open(s.train, [&]() -> std::unique_ptr<DataSource> {
-      if (!per_replica_data(cfg))
-        return std::make_unique<TokenSource>(cfg.data.train.at(0), cfg.model.vocab_size, seq_len, seed, cfg.data.shuffle);
+    auto tokens = [&](const std::string& pattern, bool shuffle) {
+      return [&, shuffle](const std::string& key) {
+        return std::make_unique<TokenSource>(key, pattern, cfg.model.vocab_size, seq_len, seed, shuffle);
+      };
+    };
+    if (!per_replica_data(cfg)) {
+      open("data.train", s.train, tokens(cfg.data.train.at(0), cfg.data.shuffle));
+    } else {
       DTRAIN_CHECK(replica >= 0 && static_cast<size_t>(replica) < cfg.data.train.size(),
                    "data-parallel replica {} has no data.train entry ({} listed)", replica, cfg.data.train.size());
-      try {  // this replica's own file, which only it reads: scanned here (not by data_problems)
-        auto source = std::make_unique<TokenSource>(cfg.data.train[replica], cfg.model.vocab_size, seq_len, seed,
-                                                    cfg.data.shuffle);
-        source->corpus().check_vocab(cfg.model.vocab_size);
-        return source;
-      } catch (const InputError& e) {
-        throw InputError(fmt::format("data.train[{}] (data-parallel replica {}'s own file): {}", replica, replica,
-                                     e.what()));
-      }
-    });
-    open(s.val, [&] { return std::make_unique<TokenSource>(cfg.data.val, cfg.model.vocab_size, seq_len, seed, false); });
+      // This replica's own file, which only it reads: scanned here (not by data_problems).
+      open(fmt::format("data.train[{}] (data-parallel replica {}'s own file)", replica, replica), s.train,
+           [&](const std::string& key) -> std::unique_ptr<DataSource> {
+             auto source = tokens(cfg.data.train[replica], cfg.data.shuffle)(key);
+             source->corpus().check_vocab(cfg.model.vocab_size);
+             return source;
+           });
+    }
+    open("data.val", s.val, tokens(cfg.data.val, false));
   } else {
-    open(s.train, [&] {
+    open("data.train_images, data.train_labels", s.train, [&](const std::string&) {
       return std::make_unique<ImageSource>(cfg.data.train_images, cfg.data.train_labels, cfg, cfg.data.shuffle);
     });
-    open(s.val, [&] { return std::make_unique<ImageSource>(cfg.data.val_images, cfg.data.val_labels, cfg, false); });
+    open("data.val_images, data.val_labels", s.val, [&](const std::string&) {
+      return std::make_unique<ImageSource>(cfg.data.val_images, cfg.data.val_labels, cfg, false);
+    });
   }
   if (problems.size() == 1) throw InputError(problems[0]);
   if (!problems.empty()) throw ConfigError(problems);

@@ -47,7 +47,7 @@ grep -qF "data.train = \"$WORK/cut_train_*.bin\"" "$WORK/cut.log" || fail "text_
 n_cut=$(ls "$WORK"/cut_train_*.bin | wc -l)
 [ "$n_cut" -ge 3 ] || fail "text_to_bin --shard-tokens wrote too few shards"
 expect_exit 0 "$DTRAIN" validate "$WORK/tiny.toml" --set "data.train=$WORK/cut_train_*.bin"
-expect_err "data.train: '$WORK/cut_train_*.bin' matches $n_cut files, "
+expect_err "data.train: '$WORK/cut_train_*.bin' matches $n_cut files ($WORK/cut_train_000000.bin to "
 expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=2 --set optim.warmup_steps=0 --set "data.train=$WORK/cut_train_*.bin" \
   --out "$WORK/cut_run"
 
@@ -60,4 +60,24 @@ expect_err "data.train: no file matches"
 head -c 100 "$WORK/shard_001.bin" > "$WORK/shard_001.cut" && mv "$WORK/shard_001.cut" "$WORK/shard_001.bin"
 expect_exit 2 "$DTRAIN" run "$WORK/tiny.toml" --set "data.train=$WORK/shard_*.bin" --out "$WORK/bad"
 expect_err "data.train: '$WORK/shard_001.bin' is truncated"
+# Shards all shorter than a sequence: validate refuses them as run does.
+expect_exit 2 "$DTRAIN" validate "$WORK/tiny.toml" --set "data.train=$WORK/cut_train_*.bin" --set train.seq_len=8 \
+  --set model.context_length=8000 --set train.seq_len=6000
+expect_err "data.train: '$WORK/cut_train_*.bin': none of its $n_cut files holds one sequence of seq_len + 1 = 6001 tokens"
+# profile opens the data itself: its line names the key too.
+expect_exit 2 "$DTRAIN" profile "$WORK/tiny.toml" --set "data.val=$WORK/nothing_*.bin"
+expect_err "data.val: no file matches '$WORK/nothing_*.bin'"
+# 120 shards under a file limit of 48: at most 6 kept open, and every one read.
+python3 - "$WORK/tok_train.bin" "$WORK/many" <<'PY'
+import struct, sys
+data = open(sys.argv[1], "rb").read()
+n = struct.unpack_from("<i", data, 8)[0]
+per = n // 120
+for i in range(120):
+    body = data[1024 + 2 * i * per:1024 + 2 * (i + 1) * per]
+    open("%s_%03d.bin" % (sys.argv[2], i), "wb").write(struct.pack("<256i", 20240520, 1, len(body) // 2, *([0] * 253)) + body)
+PY
+(ulimit -n 48 && "$DTRAIN" run "$WORK/tiny.toml" --set train.steps=8 --set optim.warmup_steps=0 \
+   --set "data.train=$WORK/many_*.bin" --set train.micro_batch=16 --out "$WORK/many_run" >/dev/null) ||
+  fail "120 shards under ulimit -n 48"
 echo "data_shards: OK"

@@ -202,8 +202,14 @@ TEST_CASE("resume config: changes are listed, changes that cannot apply are refu
   CHECK(rc.cfg.train.steps == 20);
   CHECK(rc.cfg.optim.decay_steps == 10);  // the schedule of the original run, unless given
   REQUIRE(rc.changes.size() == 2);
-  CHECK(rc.changes[0] == "train.steps: 10 -> 20");
+  CHECK(rc.changes[0] ==
+        "train.steps: 10 -> 20 (optim.decay_steps stays 10: the learning rate reaches optim.min_lr there and stays; "
+        "--set optim.decay_steps=20 stretches the schedule)");
   CHECK(rc.changes[1] == "optim.lr: 0.0003 -> 0.001");
+  rc = resume_config(meta, "ck/step_00000010", {"train.steps=20", "optim.decay_steps=20"}, "", 1);
+  CHECK(rc.changes[0] == "train.steps: 10 -> 20");  // stretched: nothing to say
+  rc = resume_config(meta, "ck/step_00000010", {"train.steps=5"}, "", 1);
+  CHECK(rc.changes[0] == "train.steps: 10 -> 5");  // shorter: the schedule's end is not reached
 
   rc = resume_config(meta, "ck/step_00000010", {}, "runs/b", 1);
   CHECK(rc.cfg.log.out_dir == "runs/b");

@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -187,14 +188,42 @@ TEST_CASE("a corpus of more files than it keeps open reads every file right") {
     }
 }
 
-TEST_CASE("a token file cut short after it was opened is refused when read, naming it") {
+TEST_CASE("a token file cut short while it is open is refused when read, naming it") {
   TempDir dir;
   const std::string path = dir.file("shrinks.bin");
   write_bytes(path, token_file(iota_tokens(100)));
   TokenCorpus corpus(path);
-  std::filesystem::resize_file(path, TokenFile::kHeaderBytes + 2 * 50);
   std::vector<uint16_t> got(10);
+  corpus.read(0, 0, 10, got.data());  // open now: cut short below while open
+  std::filesystem::resize_file(path, TokenFile::kHeaderBytes + 2 * 50);
   CHECK_NOTHROW(corpus.read(0, 40, 10, got.data()));
   CHECK(input_error([&] { corpus.read(0, 60, 10, got.data()); }) ==
         "'" + path + "': cannot read tokens [60, 70): the file is shorter than when it was opened (changed since?)");
+}
+
+TEST_CASE("a token file replaced or modified after it was checked is refused when opened, naming it") {
+  TempDir dir;
+  const std::string path = dir.file("a.bin");
+  write_bytes(path, token_file(iota_tokens(100)));
+  std::vector<uint16_t> got(4);
+  SUBCASE("replaced by another file of the same size") {
+    TokenCorpus corpus(path);
+    write_bytes(dir.file("b.bin"), token_file(std::vector<uint16_t>(100, 0)));
+    std::filesystem::rename(dir.file("b.bin"), path);
+    CHECK(input_error([&] { corpus.read(0, 0, 4, got.data()); }) ==
+          "'" + path + "' is no longer the file checked before training (100 tokens): it was replaced or modified "
+          "since, and a run reads its tokens as it goes");
+    CHECK_CONTAINS(input_error([&] { corpus.check_vocab(256); }), "is no longer the file checked");
+  }
+  SUBCASE("modified in place") {
+    TokenCorpus corpus(path);
+    const auto t = std::filesystem::last_write_time(path);
+    std::filesystem::last_write_time(path, t + std::chrono::seconds(5));
+    CHECK_CONTAINS(input_error([&] { corpus.read(0, 0, 4, got.data()); }), "is no longer the file checked");
+  }
+  SUBCASE("unchanged: read") {
+    TokenCorpus corpus(path);
+    corpus.read(0, 10, 4, got.data());
+    CHECK(got == std::vector<uint16_t>{10, 11, 12, 13});
+  }
 }
