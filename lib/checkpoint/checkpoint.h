@@ -79,6 +79,9 @@ struct CheckpointMeta {
   std::string id;               // unique per checkpoint; every rank file carries it too
   std::string run_id;           // drawn when a run first starts, kept by its resumes ("" before run ids)
   std::string written_at;       // UTC, ISO 8601
+  // The training data as the run read it (Trainer::train_data: files, tokens,
+  // sequences); "" when not recorded (per-replica files, or written before).
+  std::string data;
 };
 
 // One tensor as this rank holds it.

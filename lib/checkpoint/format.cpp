@@ -69,7 +69,8 @@ std::string canonical(const CheckpointMeta& m) {
       m.id, m.written_at, m.config) +
          (m.run_id.empty() ? "" : "\nrun_id=" + m.run_id) +  // checkpoints without one keep their checksum
          // Only when sharded, so that checkpoints from before the field verify.
-         (m.zero ? fmt::format("\nzero={}", m.zero) : std::string());
+         (m.zero ? fmt::format("\nzero={}", m.zero) : std::string()) +
+         (m.data.empty() ? "" : "\ndata=" + m.data);
 }
 
 void copy_box(const char* src, const std::vector<int64_t>& sshape,

@@ -356,6 +356,7 @@ class Reader {
     if (!h5::read_attr(r, "zero", m.zero)) m.zero = 0;  // absent: unsharded, or written before ZeRO-2
     need(h5::read_attr(r, "checkpoint_id", m.id), "checkpoint_id");
     if (H5Aexists(r, "run_id") > 0) need(h5::read_attr(r, "run_id", m.run_id), "run_id");  // absent before run ids
+    if (H5Aexists(r, "data") > 0) need(h5::read_attr(r, "data", m.data), "data");  // absent before data records
     need(h5::read_attr(r, "written_at", m.written_at), "written_at");
     need(h5::read_attr(r, "config", m.config), "config");
     need(h5::read_attr(r, "tensors", tensors), "tensors");

@@ -472,6 +472,13 @@ Resumed resume(const ResumeRequest& req, Communicator& world) {
     if (flag.data<float>()[0] == 0) {
       if (world.rank() == 0)
         trim_metrics((fs::path(r.trainer->config().log.out_dir) / "metrics.jsonl").string(), r.meta.step);
+      // Another corpus under the same keys (shards added or replaced): allowed,
+      // as another data.train is, but said, since the batches still to come differ.
+      if (const std::string now = r.trainer->train_data();
+          world.rank() == 0 && req.warn && !r.meta.data.empty() && !now.empty() && now != r.meta.data)
+        req.warn(fmt::format("data.train holds {} now; the run that wrote {} read {}: the batches from step {} on "
+                             "follow the data as it is now",
+                             now, dir, r.meta.data, r.meta.step));
       return r;
     }
     const bool local = damage.has_value();

@@ -53,6 +53,7 @@ CheckpointMeta trainer_meta(Trainer& trainer, int64_t step, const std::string& r
   m.layout = trainer.groups().layout;
   m.run_id = run_id;
   m.zero = trainer.zero_stage();
+  m.data = trainer.train_data();
   return m;
 }
 

@@ -208,6 +208,7 @@ void write_master(const fs::path& path, const CheckpointMeta& meta,
   if (meta.zero) h5::write_attr(root, "zero", meta.zero);
   h5::write_attr(root, "checkpoint_id", meta.id);
   if (!meta.run_id.empty()) h5::write_attr(root, "run_id", meta.run_id);
+  if (!meta.data.empty()) h5::write_attr(root, "data", meta.data);
   h5::write_attr(root, "written_at", meta.written_at);
   h5::write_attr(root, "config", meta.config);
   h5::write_attr(root, "meta_crc32", crc32_of(canonical(meta).data(), canonical(meta).size()));

@@ -28,6 +28,11 @@ class TokenSource : public DataSource {
     }
   }
   const TokenCorpus& corpus() const { return corpus_; }
+  std::string describe() const override {
+    const size_t n = corpus_.files().size();
+    return fmt::format("{} file{}, {} tokens, {} sequences of {} tokens", n, n == 1 ? "" : "s", corpus_.size(),
+                       sampler_.windows(), sampler_.seq_len() + 1);
+  }
 
  private:
   std::string key_;
@@ -44,6 +49,7 @@ class ImageSource : public DataSource {
   void fill(int64_t first, int64_t count, Tensor& x, Tensor& y) override {
     sampler_.fill(first, count, x, y);
   }
+  std::string describe() const override { return fmt::format("{} images", sampler_.size()); }
 
  private:
   static ImageDataset checked(ImageDataset d, const ModelConfig& m) {

@@ -274,6 +274,8 @@ std::vector<Trainer::Chunk> Trainer::chunks() {
   return out;
 }
 
+std::string Trainer::train_data() const { return per_replica_data(cfg_) ? "" : data_.train->describe(); }
+
 void Trainer::trace(const std::string& what) const {
   if (options_.trace)
     options_.trace(fmt::format("rank {} {} step {} {}", g_.world->rank(), g_.coord.str(), current_step_, what));

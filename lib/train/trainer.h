@@ -130,6 +130,9 @@ class Trainer {
   const Groups& groups() const { return g_; }
   // Tokens or images one optimizer step consumes (all ranks together).
   int64_t items_per_step() const { return cfg_.train.global_batch * slots_[0]->items_per_sample(); }
+  // The training data in one line (DataSource::describe), the same on every
+  // rank; "" when each data-parallel replica reads a file of its own.
+  std::string train_data() const;
   // Top-level layers [first, last) of every stage, stage by stage (virtual
   // stage by virtual stage under the interleaved schedule).
   const std::vector<int64_t>& stage_bounds() const { return bounds_; }

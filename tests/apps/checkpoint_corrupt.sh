@@ -72,6 +72,8 @@ for d in sys.argv[1:]:  # as written before manifests: format 1, no manifest
                     "optimizer_steps", "samples_seen", "items_seen", "seed", "dp", "tp", "pp", "world_size",
                     "checkpoint_id", "written_at", "config")])
         if "run_id" in a: text += "\nrun_id=" + s("run_id")
+        if "zero" in a: text += "\nzero=" + s("zero")
+        if "data" in a: text += "\ndata=" + s("data")
         a.modify("meta_crc32", np.array(zlib.crc32(text.encode()), dtype=a["meta_crc32"].dtype))
     for name in os.listdir(d):
         if name.startswith("rank_"):

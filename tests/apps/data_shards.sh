@@ -57,9 +57,26 @@ expect_err "data.train: no file matches '$WORK/nothing_*.bin'"
 [ "$(grep -c . "$WORK/err")" -eq 1 ] || { cat "$WORK/err"; fail "expected one line"; }
 expect_exit 2 "$DTRAIN" validate "$WORK/tiny.toml" --set "data.train=$WORK/nothing_*.bin"
 expect_err "data.train: no file matches"
-head -c 100 "$WORK/shard_001.bin" > "$WORK/shard_001.cut" && mv "$WORK/shard_001.cut" "$WORK/shard_001.bin"
+cp "$WORK/shard_001.bin" "$WORK/shard_001.keep"
+head -c 100 "$WORK/shard_001.keep" > "$WORK/shard_001.bin"
 expect_exit 2 "$DTRAIN" run "$WORK/tiny.toml" --set "data.train=$WORK/shard_*.bin" --out "$WORK/bad"
 expect_err "data.train: '$WORK/shard_001.bin' is truncated"
+mv "$WORK/shard_001.keep" "$WORK/shard_001.bin"
+# A checkpoint records the corpus it read; a resume on other shards says so
+# (and goes on: another corpus is allowed, as another data.train is).
+"$DTRAIN" run "$WORK/tiny.toml" --set train.steps=4 --set optim.warmup_steps=0 --set checkpoint.every=2 \
+  --set "data.train=$WORK/shard_*.bin" --out "$WORK/rec" >/dev/null
+"$DTRAIN" inspect "$WORK/rec/checkpoints/step_00000002" > "$WORK/inspect.txt"
+grep -qE "^data +[0-9]+ files, [0-9]+ tokens, [0-9]+ sequences of 17 tokens" "$WORK/inspect.txt" ||
+  { cat "$WORK/inspect.txt"; fail "inspect shows no data record"; }
+expect_exit 0 "$DTRAIN" resume "$WORK/rec/checkpoints/step_00000002" --out "$WORK/rec_same" --set train.steps=3
+grep -qF "warning: data.train" "$WORK/err" && fail "a resume on the same shards warned: $(cat "$WORK/err")"
+mv "$WORK/shard_000.bin" "$WORK/moved_000.bin"
+expect_exit 0 "$DTRAIN" resume "$WORK/rec/checkpoints/step_00000002" --out "$WORK/rec_other" --set train.steps=3
+expect_err "warning: data.train holds "
+expect_err "the batches from step 2 on follow the data as it is now"
+mv "$WORK/moved_000.bin" "$WORK/shard_000.bin"
+
 # Shards all shorter than a sequence: validate refuses them as run does.
 expect_exit 2 "$DTRAIN" validate "$WORK/tiny.toml" --set "data.train=$WORK/cut_train_*.bin" --set train.seq_len=8 \
   --set model.context_length=8000 --set train.seq_len=6000
