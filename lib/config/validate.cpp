@@ -178,8 +178,9 @@ class Validator {
               fmt::format("optim.min_lr: expected at most optim.lr ({}), got {}", o.lr, o.min_lr));
     if (ok({"optim.warmup_steps", "train.steps"}) && o.warmup_steps >= c_.train.steps)
       problem({"optim.warmup_steps", "train.steps"},
-              fmt::format("optim.warmup_steps: expected less than train.steps ({}), got {}",
-                          c_.train.steps, o.warmup_steps));
+              fmt::format("optim.warmup_steps: expected less than train.steps ({}), got {} (a shorter run needs a "
+                          "shorter warmup: --set optim.warmup_steps={}, a tenth of the run, say)",
+                          c_.train.steps, o.warmup_steps, c_.train.steps / 10));
     if (ok({"optim.decay_steps", "train.steps"}) && o.decay_steps == 0)
       o.decay_steps = c_.train.steps;
   }

@@ -172,7 +172,8 @@ const std::vector<BadCase> kBadCases = {
     {"min_lr above lr", cat(kGpt, {"[optim]", "lr = 1e-3", "min_lr = 1e-2"}), {}, 1,
      "cfg.toml:8: optim.min_lr: expected at most optim.lr (0.001), got 0.01"},
     {"warmup as long as the run", cat(kGpt, {"steps = 10", "[optim]", "warmup_steps = 10"}), {},
-     1, "cfg.toml:8: optim.warmup_steps: expected less than train.steps (10), got 10"},
+     1, "cfg.toml:8: optim.warmup_steps: expected less than train.steps (10), got 10 (a shorter run needs a shorter "
+        "warmup: --set optim.warmup_steps=1, a tenth of the run, say)"},
     {"dp x tp x pp is not the world size", cat(kGpt, {"[parallel]", "tp = 2"}), {}, 1,
      "cfg.toml:7: parallel: dp x tp x pp = 2 but 1 rank was launched"},
     {"world size without parallel keys, no planner", kGpt, {}, 4,
