@@ -2,6 +2,7 @@
 // launched (the planner's layout under parallel.mode = "auto"), the files a
 // run reads first (data, signing keys, init_from) and its output
 // directories, every problem at once; prints the resolved config.
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -11,6 +12,7 @@
 
 #include "data/check.h"
 #include "data/token_file.h"
+#include "data/token_sampler.h"
 #include "ops/runtime.h"
 #include "parallel/auto_layout.h"
 #include "commands.h"
@@ -32,11 +34,9 @@ std::vector<std::string> pattern_notes(const dtrain::Config& cfg) {
   for (const auto& [key, pattern] : keys)
     if (dtrain::is_glob_pattern(pattern)) {
       const dtrain::TokenCorpus corpus(pattern);
-      int64_t windows = 0, too_short = 0;
-      for (const dtrain::TokenFile& f : corpus.files()) {
-        windows += (f.size() - 1) / T;
-        too_short += f.size() < T + 1 ? 1 : 0;
-      }
+      const int64_t windows = dtrain::TokenSampler(corpus, T, 0, false).windows();  // > 0: checked above
+      const auto too_short = std::count_if(corpus.files().begin(), corpus.files().end(),
+                                           [&](const dtrain::TokenFile& f) { return f.size() < T + 1; });
       const size_t n = corpus.files().size();
       out.push_back(printable(fmt::format(
           "{}: '{}' matches {} file{} ({} to {}): {} tokens, {} sequences of train.seq_len + 1 = {}{}", key, pattern,

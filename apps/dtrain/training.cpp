@@ -233,6 +233,8 @@ uint64_t fnv1a(const std::string& s) {
   return h;
 }
 
+// The agreed text without to_toml's comment lines: a copy of the config under
+// another name is the same config.
 std::string without_comments(const std::string& text) {
   std::istringstream in(text);
   std::string line, out;
@@ -246,16 +248,11 @@ std::string without_comments(const std::string& text) {
 std::pair<std::string, std::string> first_difference(const std::string& mine, const std::string& theirs) {
   std::istringstream a(mine), b(theirs);
   std::string la, lb, table_a, table_b;
-  auto next = [](std::istringstream& in, std::string& line) {  // the next line that is not a comment
-    while (std::getline(in, line))
-      if (line.empty() || line.front() != '#') return true;
-    return false;
-  };
   auto qualified = [](const std::string& table, const std::string& line) {
     return line.empty() ? std::string("(nothing)") : table.empty() || table == "resolved" ? line : table + "." + line;
   };
   for (;;) {
-    const bool more_a = next(a, la), more_b = next(b, lb);
+    const bool more_a = static_cast<bool>(std::getline(a, la)), more_b = static_cast<bool>(std::getline(b, lb));
     if (!more_a && !more_b) return {};
     if (!more_a) la.clear();
     if (!more_b) lb.clear();
@@ -274,7 +271,7 @@ void TrainingSetup::agree(const std::function<std::string()>& local) {
   std::exception_ptr failure;
   std::string text;
   try {
-    text = local();
+    text = without_comments(local());
   } catch (const dtrain::Error&) {
     if (!ctx_.mpi || ctx_.world_size == 1) throw;
     failure = std::current_exception();
@@ -284,7 +281,7 @@ void TrainingSetup::agree(const std::function<std::string()>& local) {
   // Each rank's outcome: failed, and its config's digest (0: none compared).
   struct Outcome {
     uint64_t failed, digest;
-  } mine{failure ? 1u : 0u, text.empty() ? 0 : fnv1a(without_comments(text))};
+  } mine{failure ? 1u : 0u, text.empty() ? 0 : fnv1a(text)};
   std::vector<Outcome> all(n);
   MPI_Allgather(&mine, 2, MPI_UINT64_T, all.data(), 2, MPI_UINT64_T, MPI_COMM_WORLD);
   int first_failed = -1;

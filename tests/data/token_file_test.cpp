@@ -2,6 +2,9 @@
 
 #include <doctest/doctest.h>
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -226,4 +229,33 @@ TEST_CASE("a token file replaced or modified after it was checked is refused whe
     corpus.read(0, 10, 4, got.data());
     CHECK(got == std::vector<uint16_t>{10, 11, 12, 13});
   }
+}
+
+TEST_CASE("an open refused at the process's file limit closes the files kept open and retries") {
+  TempDir dir;
+  for (int i = 0; i < 12; ++i) {
+    std::vector<uint16_t> t(8, static_cast<uint16_t>(i));
+    write_bytes(dir.file(fmt::format("f{:02}.bin", i)), token_file(t));
+  }
+  TokenCorpus corpus(dir.file("f*.bin"));  // keeps up to 64 open under the usual limit
+  struct rlimit before {};
+  REQUIRE(getrlimit(RLIMIT_NOFILE, &before) == 0);
+  const int lowest_free = ::dup(0);  // opens take the lowest free number, and the limit bounds the numbers
+  REQUIRE(lowest_free >= 0);
+  ::close(lowest_free);
+  struct rlimit low = before;
+  low.rlim_cur = static_cast<rlim_t>(lowest_free + 3);  // room for 3 open files at most
+  REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
+  std::vector<uint16_t> got(2);
+  std::string problem;
+  try {
+    for (int i = 0; i < 12; ++i) {
+      corpus.read(static_cast<size_t>(i), 0, 2, got.data());
+      if (got != std::vector<uint16_t>(2, static_cast<uint16_t>(i))) problem = fmt::format("file {} misread", i);
+    }
+  } catch (const InputError& e) {
+    problem = e.what();
+  }
+  setrlimit(RLIMIT_NOFILE, &before);
+  CHECK(problem == "");
 }
