@@ -143,7 +143,9 @@ Subcommand add_resume(CLI::App& app) {
                    .make_trainer = [&](const dtrain::Config& cfg, bool elsewhere) {
                      return setup.make_trainer(cfg, /*new_run=*/false, /*keep_earlier=*/elsewhere);
                    },
-                   .agree = [&](const std::function<std::string()>& checks) { setup.agree(checks); }},
+                   .agree = [&](const std::function<std::string()>& checks) { setup.agree(checks); },
+                   .evaluate_only = false,
+                   .eval_data = {}},
                   world);
               trainer = std::move(r.trainer);
               start = r.meta.step;

@@ -143,6 +143,7 @@ Subcommand add_plan(CLI::App& app);      // dtrain plan CONFIG --devices N
 Subcommand add_hardware(CLI::App& app);  // dtrain hardware NAME
 Subcommand add_export(CLI::App& app);    // dtrain export CHECKPOINT --format hf --out DIR
 Subcommand add_generate(CLI::App& app);  // dtrain generate CHECKPOINT [--prompt ...]
+Subcommand add_eval(CLI::App& app);      // dtrain eval CHECKPOINT [--data FILE] [--batches N]
 Subcommand add_sweep(CLI::App& app);     // dtrain sweep SWEEP.toml [--out DIR] [--slurm]
 
 // The signals main blocks before anything starts a thread, for the command

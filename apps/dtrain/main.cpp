@@ -217,9 +217,10 @@ int main(int argc, char** argv) {
                "or many (mpirun -np N dtrain run ..., srun dtrain run ...)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("dtrain ") + DTRAIN_VERSION);
-  const std::vector<Subcommand> commands = {add_run(app),  add_resume(app), add_inspect(app), add_validate(app),
-                                            add_profile(app), add_keys(app), add_plan(app),   add_hardware(app),
-                                            add_export(app), add_generate(app), add_sweep(app), add_keygen(app)};
+  const std::vector<Subcommand> commands = {add_run(app),      add_resume(app),   add_inspect(app), add_validate(app),
+                                            add_profile(app),  add_keys(app),     add_plan(app),    add_hardware(app),
+                                            add_export(app),   add_generate(app), add_eval(app),    add_sweep(app),
+                                            add_keygen(app)};
   if (argc > 1 && argv[1][0] != '-' &&
       std::none_of(commands.begin(), commands.end(), [&](const Subcommand& c) { return c.cli->get_name() == argv[1]; })) {
     std::vector<std::string> names;

@@ -384,6 +384,36 @@ void TrainingSetup::lock_dirs(const dtrain::Config& cfg) {
 
 std::unique_ptr<dtrain::Trainer> TrainingSetup::make_trainer(const dtrain::Config& cfg, bool new_run,
                                                              bool keep_earlier) {
+  check_before_trainer(cfg, new_run, /*writes=*/true);
+  lock_dirs(cfg);
+  if (new_run) {  // rank 0 looks (as it holds the locks); every rank learns the outcome
+    const std::string earlier = ctx_.world_rank == 0 ? earlier_run_problem(cfg) : "";
+    int found = earlier.empty() ? 0 : 1;
+    if (ctx_.world_size > 1) MPI_Allreduce(MPI_IN_PLACE, &found, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (found)
+      throw dtrain::ConfigError(earlier.empty() ? "rank 0 found checkpoints of an earlier run in checkpoint.dir" : earlier);
+  }
+  // An earlier run that wrote no checkpoint (stopped before its first, or
+  // saving elsewhere) keeps its metrics and config beside the new ones.
+  if ((new_run || keep_earlier) && ctx_.world_rank == 0)
+    if (const std::string kept = dtrain::store::keep_earlier_output(cfg.log.out_dir); !kept.empty())
+      fmt::print(stderr, "dtrain: warning: {}\n", kept);
+  const dtrain::Groups groups = groups_for(cfg);
+  dtrain::TrainerOptions o = options;
+  o.values_loaded = !new_run;  // a resume's checkpoint sets every parameter
+  return std::make_unique<dtrain::Trainer>(cfg, groups, print_line, o);
+}
+
+std::unique_ptr<dtrain::Trainer> TrainingSetup::make_eval_trainer(const dtrain::Config& cfg,
+                                                                  std::function<void(const std::string&)> log) {
+  check_before_trainer(cfg, /*new_run=*/false, /*writes=*/false);
+  const dtrain::Groups groups = groups_for(cfg);
+  dtrain::TrainerOptions o = options;
+  o.values_loaded = true;
+  return std::make_unique<dtrain::Trainer>(cfg, groups, std::move(log), o);
+}
+
+void TrainingSetup::check_before_trainer(const dtrain::Config& cfg, bool new_run, bool writes) {
   // What each rank checks on its own node, before any rank makes a directory
   // or a group; then every rank learns that all passed with the same config.
   const int on_node = ctx_.mpi ? ctx_.mpi->ranks_on_node() : 1;  // collective: not among the checks one rank may leave
@@ -392,7 +422,8 @@ std::unique_ptr<dtrain::Trainer> TrainingSetup::make_trainer(const dtrain::Confi
     if (std::string why = dtrain::ops::device_unavailable(cfg.train.device); !why.empty())
       throw dtrain::ConfigError(why);
     check_fits_memory(cfg, on_node, options.local_rank);
-    if (auto problems = output_problems(cfg); !problems.empty()) throw dtrain::ConfigError(problems);
+    if (auto problems = writes ? output_problems(cfg) : std::vector<std::string>{}; !problems.empty())
+      throw dtrain::ConfigError(problems);
     // The data files (named by their keys), the checkpoint key files and a new
     // run's model.init_from (a resume does not read it again). Per-replica
     // training files stay on their replicas' sites: each rank opens its own
@@ -415,23 +446,6 @@ std::unique_ptr<dtrain::Trainer> TrainingSetup::make_trainer(const dtrain::Confi
     if (!problems.empty()) throw dtrain::ConfigError(problems);
     return agreed_text(cfg);
   });
-  lock_dirs(cfg);
-  if (new_run) {  // rank 0 looks (as it holds the locks); every rank learns the outcome
-    const std::string earlier = ctx_.world_rank == 0 ? earlier_run_problem(cfg) : "";
-    int found = earlier.empty() ? 0 : 1;
-    if (ctx_.world_size > 1) MPI_Allreduce(MPI_IN_PLACE, &found, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    if (found)
-      throw dtrain::ConfigError(earlier.empty() ? "rank 0 found checkpoints of an earlier run in checkpoint.dir" : earlier);
-  }
-  // An earlier run that wrote no checkpoint (stopped before its first, or
-  // saving elsewhere) keeps its metrics and config beside the new ones.
-  if ((new_run || keep_earlier) && ctx_.world_rank == 0)
-    if (const std::string kept = dtrain::store::keep_earlier_output(cfg.log.out_dir); !kept.empty())
-      fmt::print(stderr, "dtrain: warning: {}\n", kept);
-  const dtrain::Groups groups = groups_for(cfg);
-  dtrain::TrainerOptions o = options;
-  o.values_loaded = !new_run;  // a resume's checkpoint sets every parameter
-  return std::make_unique<dtrain::Trainer>(cfg, groups, print_line, o);
 }
 
 }  // namespace dtrain_cli

@@ -111,11 +111,19 @@ class TrainingSetup {
   // is drawn (TrainerOptions::values_loaded).
   std::unique_ptr<dtrain::Trainer> make_trainer(const dtrain::Config& cfg, bool new_run = false,
                                                 bool keep_earlier = false);
+  // `dtrain eval`: the device, memory and input checks, the groups, a trainer
+  // for a checkpoint's parameters; no directory is checked, locked or written.
+  // Its progress lines go to `log` (rank 0's).
+  std::unique_ptr<dtrain::Trainer> make_eval_trainer(const dtrain::Config& cfg,
+                                                     std::function<void(const std::string&)> log);
 
   dtrain::MpiCommOptions comm;
   dtrain::TrainerOptions options;
 
  private:
+  // make_trainer's checks on every rank, agreed (`writes`: the output directories too).
+  void check_before_trainer(const dtrain::Config& cfg, bool new_run, bool writes);
+
   Context& ctx_;
   bool verbose_;
   std::unique_ptr<dtrain::Mesh> mesh_;

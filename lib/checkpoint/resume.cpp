@@ -111,8 +111,10 @@ std::unique_ptr<Trainer> one_process_trainer(const Config& cfg, const std::funct
   return std::make_unique<Trainer>(cfg, log, std::move(options));
 }
 
-// Keys a resumed run cannot change, and why.
-const char* refusal(const std::string& key) {
+// Keys a resumed run cannot change, and why; an evaluation (`evaluate`)
+// changes none of the model's keys and may change any other.
+const char* refusal(const std::string& key, bool evaluate) {
+  if (evaluate && key.rfind("model.", 0) != 0) return nullptr;
   static const std::map<std::string, const char*> fixed = {
       {"model.type", "the checkpoint holds this model's parameters"},
       {"train.seed", "init, dropout and the sample order of the run so far follow the seed"},
@@ -251,11 +253,30 @@ bool check_target(const std::string& dir, const Candidates& c, const CheckpointM
   return elsewhere && !same_run_elsewhere;
 }
 
+// `dtrain eval`'s data: the validation set (`eval_data` in place of a
+// GPT's data.val where given), which the training keys name too.
+void evaluation_data(Config& cfg, const std::string& eval_data) {
+  if (!eval_data.empty()) {
+    if (cfg.model.type != "gpt")
+      throw ConfigError(fmt::format("--data: the checkpoint holds a {} model, which reads images and labels (IDX "
+                                    "files): give them with --set data.val_images=FILE --set data.val_labels=FILE",
+                                    cfg.model.type));
+    cfg.data.val = eval_data;
+  }
+  if (cfg.model.type == "gpt") {
+    cfg.data.train = {cfg.data.val};
+  } else {
+    cfg.data.train_images = cfg.data.val_images;
+    cfg.data.train_labels = cfg.data.val_labels;
+  }
+}
+
 }  // namespace
 
 ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkpoint_dir,
                            const std::vector<std::string>& overrides, const std::string& out_dir,
-                           int world_size, const AutoLayout& auto_layout) {
+                           int world_size, const AutoLayout& auto_layout, bool evaluate) {
+  const char* const when = evaluate ? "evaluating" : "resuming";
   const std::string name = (fs::path(checkpoint_dir) / store::kMasterFile).string() + " [config]";
   const Config base = parse_config(meta.config, name, {}, meta.layout.world());
   std::set<std::string> given;
@@ -314,7 +335,7 @@ ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkp
     std::vector<std::string> refused;
     for (const auto& o : overrides) {
       const std::string key = key_of(o);
-      const char* why = refusal(key);
+      const char* why = refusal(key, evaluate);
       const size_t dot = key.find('.');
       const config::KeySpec* spec = dot == std::string::npos ? nullptr : config::find_key(key.substr(0, dot), key.substr(dot + 1));
       if (!why || !spec) continue;
@@ -324,7 +345,7 @@ ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkp
         changes = config::get(*spec, alone) != config::get(*spec, base);
       } catch (const ConfigError&) {  // a value the checkpoint's config cannot hold with it: a change
       }
-      if (changes) refused.push_back(fmt::format("--set {}: {} cannot change when resuming: {}", o, key, why));
+      if (changes) refused.push_back(fmt::format("--set {}: {} cannot change when {}: {}", o, key, when, why));
     }
     if (!refused.empty()) throw ConfigError(refused);
     std::vector<std::string> problems = e.problems();
@@ -355,11 +376,11 @@ ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkp
     const std::string key = spec.name();
     const std::string change = fmt::format("{}: {} -> {}", key, config::toml_literal(before),
                                            config::toml_literal(after));
-    if (const char* why = refusal(key)) {
+    if (const char* why = refusal(key, evaluate)) {
       std::string where = key;
       for (const auto& o : overrides)
         if (key_of(o) == key) where = "--set " + o;
-      problems.push_back(fmt::format("{}: {} cannot change when resuming ({}): {}", where, key,
+      problems.push_back(fmt::format("{}: {} cannot change when {} ({}): {}", where, key, when,
                                      change.substr(key.size() + 2), why));
     } else if (key == "train.micro_batch" && rc.cfg.train.eval_batches > 0 && rc.cfg.train.eval_every > 0) {
       // Evaluation reads eval_batches micro-batches: another size, other samples.
@@ -436,8 +457,13 @@ Resumed resume(const ResumeRequest& req, Communicator& world) {
       std::shared_ptr<const ckpt_sign::PublicKey> key = outside_key;
       bool elsewhere = false;
       const auto checks = [&] {
-        resumed.emplace(resume_config(r.meta, dir, req.overrides, req.out_dir, req.world_size, req.auto_layout));
+        resumed.emplace(resume_config(r.meta, dir, req.overrides, req.out_dir, req.world_size, req.auto_layout,
+                                      req.evaluate_only));
         if (!key) key = checkpoint_keys(resumed->cfg).verify;  // ConfigError for a bad key file: not damage, no fall-back
+        if (req.evaluate_only) {
+          evaluation_data(resumed->cfg, req.eval_data);
+          return std::string();
+        }
         check_output_paths(dir, c, req, resumed->cfg);
         elsewhere = check_target(dir, c, r.meta, *resumed);
         return std::string();
@@ -450,12 +476,13 @@ Resumed resume(const ResumeRequest& req, Communicator& world) {
                         outside_key ? ", --verify-key" : ", named by the checkpoint's config"));
       r.trainer = req.make_trainer ? req.make_trainer(rc.cfg, elsewhere) : one_process_trainer(rc.cfg, req.log);
       const auto t0 = std::chrono::steady_clock::now();
-      restore_trainer(*r.trainer, dir, key.get());
+      restore_trainer(*r.trainer, dir, key.get(), /*optimizer_state=*/!req.evaluate_only);
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       r.dir = dir;
-      log(fmt::format("resuming from {}: step {} of {}, {} {} seen; written by dtrain {} on {}; "
+      log(fmt::format("{} {}: step {} of {}, {} {} seen; written by dtrain {} on {}; "
                       "loaded in {:.2f} s",
-                      dir, r.meta.step, rc.cfg.train.steps, r.meta.items_seen,
+                      req.evaluate_only ? "evaluating" : "resuming from", dir, r.meta.step, rc.cfg.train.steps,
+                      r.meta.items_seen,
                       r.meta.model_type == "cnn" ? "images" : "tokens", r.meta.program_version,
                       r.meta.layout.str(), secs));
       for (const auto& ch : rc.changes) log("override " + ch);
@@ -470,6 +497,7 @@ Resumed resume(const ResumeRequest& req, Communicator& world) {
     flag.data<float>()[0] = refused ? 2.0f : damage ? 1.0f : 0.0f;
     all_reduce(world, flag, ReduceOp::max);
     if (flag.data<float>()[0] == 0) {
+      if (req.evaluate_only) return r;
       if (world.rank() == 0)
         trim_metrics((fs::path(r.trainer->config().log.out_dir) / "metrics.jsonl").string(), r.meta.step);
       // Another corpus under the same keys (shards added or replaced): allowed,

@@ -53,9 +53,10 @@ struct ResumeConfig {
   // (before --out or --set moved them).
   std::string own_out_dir, own_checkpoint_dir;
 };
+// `evaluate` (dtrain eval): only the model's keys are refused.
 ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkpoint_dir,
                            const std::vector<std::string>& overrides, const std::string& out_dir,
-                           int world_size, const AutoLayout& auto_layout = {});
+                           int world_size, const AutoLayout& auto_layout = {}, bool evaluate = false);
 
 // Keeps the records of steps <= `step` in a metrics.jsonl (a run resumed in
 // the directory it ran in drops what it did after the checkpoint); each line
@@ -90,6 +91,16 @@ struct ResumeRequest {
   // the outcome together, before any builds a trainer (the app's
   // TrainingSetup::agree); none: runs them here.
   std::function<void(const std::function<std::string()>& checks)> agree;
+  // `dtrain eval`: the checkpoint is read to be evaluated, not continued. No
+  // output directory is checked or written (the run's metrics.jsonl stays as
+  // it is), the optimizer state stays on disk (restore_trainer), and the
+  // trainer reads the validation data only: the training keys are set to it
+  // (data.train = data.val; a CNN's train_images and train_labels to its val_
+  // ones), so that a checkpoint copied away from its training data
+  // evaluates. `eval_data`: a GPT's token file or glob pattern in place of
+  // data.val ("" keeps the config's).
+  bool evaluate_only = false;
+  std::string eval_data;
 };
 
 struct Resumed {

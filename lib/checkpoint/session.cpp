@@ -205,7 +205,7 @@ SaveResult save_trainer(Trainer& trainer, int64_t step, const SaveOptions& opts_
                          opts);
 }
 
-CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir, VerifyKey key) {
+CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir, VerifyKey key, bool optimizer_state) {
   const CheckpointMeta m = read_meta(dir, key);
   const Config& cfg = trainer.config();
   std::vector<std::string> problems;
@@ -214,27 +214,29 @@ CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir, VerifyK
   };
   expect(m.model_type == cfg.model.type,
          fmt::format("holds a {} model, the config describes a {}", m.model_type, cfg.model.type));
-  expect(m.optimizer == cfg.optim.name,
-         fmt::format("holds {} state, the config asks for {}", m.optimizer, cfg.optim.name));
-  expect(m.seed == cfg.train.seed, fmt::format("was written with seed {}, the config has {}", m.seed,
-                                               cfg.train.seed));
-  // The data position: step k reads global samples [k G, (k+1) G).
-  expect(m.samples_seen == m.step * cfg.train.global_batch,
-         fmt::format("has seen {} samples in {} steps, but train.global_batch is {}", m.samples_seen,
-                     m.step, cfg.train.global_batch));
-  expect(m.items_seen == m.step * trainer.items_per_step(),
-         fmt::format("has seen {} items in {} steps, but a step is {} items", m.items_seen, m.step,
-                     trainer.items_per_step()));
-  expect(m.step <= cfg.train.steps,
-         fmt::format("is at step {}, beyond train.steps = {} (raise it with --set train.steps=N)",
-                     m.step, cfg.train.steps));
+  if (optimizer_state) {  // what continuing the run needs; an evaluation reads the parameters alone
+    expect(m.optimizer == cfg.optim.name,
+           fmt::format("holds {} state, the config asks for {}", m.optimizer, cfg.optim.name));
+    expect(m.seed == cfg.train.seed, fmt::format("was written with seed {}, the config has {}", m.seed,
+                                                 cfg.train.seed));
+    // The data position: step k reads global samples [k G, (k+1) G).
+    expect(m.samples_seen == m.step * cfg.train.global_batch,
+           fmt::format("has seen {} samples in {} steps, but train.global_batch is {}", m.samples_seen,
+                       m.step, cfg.train.global_batch));
+    expect(m.items_seen == m.step * trainer.items_per_step(),
+           fmt::format("has seen {} items in {} steps, but a step is {} items", m.items_seen, m.step,
+                       trainer.items_per_step()));
+    expect(m.step <= cfg.train.steps,
+           fmt::format("is at step {}, beyond train.steps = {} (raise it with --set train.steps=N)",
+                       m.step, cfg.train.steps));
+  }
   if (!problems.empty()) throw ConfigError(problems);
   FullParams full(trainer);
 
   // The parameters, and the optimizer state straight into the optimizer's
   // tensors; under ZeRO-1 only the state of the parameters that meet this
   // rank's range, each read whole into a scratch tensor and its part kept.
-  const NamedTensors state = trainer.optimizer().state();
+  const NamedTensors state = optimizer_state ? trainer.optimizer().state() : NamedTensors{};
   const StateRange r = state_range(trainer);
   Model& model = trainer.model();
   std::vector<Piece> pieces = collect_pieces(model, r.whole() ? state : NamedTensors{});
@@ -265,8 +267,12 @@ CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir, VerifyK
   model.params.sync_compute();  // the bf16 compute copy of the loaded masters
   for (Part& part : parts)
     part.dst.copy_from(part.scratch.view(Shape{part.scratch.numel()}).flat_range(part.from, part.dst.numel()));
-  trainer.optimizer().set_steps_done(m.optimizer_steps);
-  if (trainer.local_sync()) restore_local(trainer, dir, m);
+  if (optimizer_state) {
+    trainer.optimizer().set_steps_done(m.optimizer_steps);
+    if (trainer.local_sync()) restore_local(trainer, dir, m);
+  } else if (trainer.local_sync()) {
+    trainer.local_sync()->reset_anchor();  // every replica at the agreed model (model/*)
+  }
   full.loaded = true;  // the shards take the loaded values
   return m;
 }

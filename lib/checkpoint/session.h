@@ -46,8 +46,12 @@ SaveResult save_trainer(Trainer& trainer, int64_t step, const SaveOptions& opts,
 // seed, data position). Returns its metadata. Throws CheckpointError on
 // damage, ConfigError when it does not fit the trainer. Reads only; every
 // rank reads its own part. With `key`, the checkpoint must be signed by it
-// (CheckpointSignatureError otherwise).
-CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir, VerifyKey key = nullptr);
+// (CheckpointSignatureError otherwise). Without `optimizer_state` (an
+// evaluation) only the parameters and buffers are read: the optimizer's
+// state and update count stay as they are (and local sync's replicas at the
+// agreed model).
+CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir, VerifyKey key = nullptr,
+                               bool optimizer_state = true);
 
 struct SessionOptions {
   SignalWatch* signals = nullptr;  // preemption signals to poll; nullptr = none

@@ -20,7 +20,10 @@ std::vector<std::string> data_problems(const Config& cfg) {
   };
   if (cfg.model.type == "gpt") {
     std::vector<std::pair<std::string, std::string>> files;  // (key, path)
-    for (size_t i = 0; i < cfg.data.train.size(); ++i)
+    // Training data that is the validation data (as dtrain eval sets it) is
+    // checked once, as data.val.
+    const bool same = cfg.data.train == std::vector<std::string>{cfg.data.val};
+    for (size_t i = 0; i < cfg.data.train.size() && !same; ++i)
       files.emplace_back(cfg.data.train.size() > 1 ? fmt::format("data.train[{}]", i) : "data.train", cfg.data.train[i]);
     files.emplace_back("data.val", cfg.data.val);
     for (const auto& file : files)  // (not a structured binding: clang 14 cannot capture one)
@@ -31,9 +34,11 @@ std::vector<std::string> data_problems(const Config& cfg) {
       });
   } else {
     const auto& d = cfg.data;
+    const bool same = d.train_images == d.val_images && d.train_labels == d.val_labels;
     for (const auto& set : {std::tuple{"data.train_images, data.train_labels", &d.train_images, &d.train_labels},
                             std::tuple{"data.val_images, data.val_labels", &d.val_images, &d.val_labels}}) {
       const std::string &images = *std::get<1>(set), &labels = *std::get<2>(set);
+      if (same && &images == &d.train_images) continue;
       attempt(std::get<0>(set), [&] {
         ImageDataset data(images, labels);
         data.check_shape(cfg.model.in_channels, cfg.model.image_size, cfg.model.image_size);

@@ -13,7 +13,8 @@
 
 namespace dtrain {
 
-// Empty when every data file of `cfg` reads and fits the model.
+// Empty when every data file of `cfg` reads and fits the model (a training
+// file that is the validation file is checked once, as data.val).
 std::vector<std::string> data_problems(const Config& cfg);
 
 }  // namespace dtrain

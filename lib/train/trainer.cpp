@@ -275,6 +275,8 @@ std::vector<Trainer::Chunk> Trainer::chunks() {
 }
 
 std::string Trainer::train_data() const { return per_replica_data(cfg_) ? "" : data_.train->describe(); }
+std::string Trainer::val_data() const { return data_.val->describe(); }
+int64_t Trainer::val_samples() const { return data_.val->size(); }
 
 void Trainer::trace(const std::string& what) const {
   if (options_.trace)

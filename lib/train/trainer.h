@@ -133,6 +133,11 @@ class Trainer {
   // The training data in one line (DataSource::describe), the same on every
   // rank; "" when each data-parallel replica reads a file of its own.
   std::string train_data() const;
+  // The validation data in one line (DataSource::describe), and the samples
+  // (sequences or images) it holds: evaluate() reads train.eval_batches
+  // micro-batches of them, or all with eval_batches = 0.
+  std::string val_data() const;
+  int64_t val_samples() const;
   // Top-level layers [first, last) of every stage, stage by stage (virtual
   // stage by virtual stage under the interleaved schedule).
   const std::vector<int64_t>& stage_bounds() const { return bounds_; }

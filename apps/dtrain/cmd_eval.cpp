@@ -1,0 +1,225 @@
+// `dtrain eval CHECKPOINT`: a checkpoint's loss on validation data, by the
+// trainer's own evaluation (Trainer::evaluate: the same forward, precision,
+// device and micro-batches as the eval_loss a run logs), on one process or
+// every rank of a launch, in any layout (as resume: the checkpoint's by
+// default on as many ranks, one process otherwise, --set parallel.* for
+// another). It reads only: nothing is locked or written, the optimizer state
+// stays on disk, and the training data need not be there (dtrain::resume,
+// ResumeRequest::evaluate_only). The result is one line on stdout (--json: a
+// JSON object); what was loaded and read goes to stderr.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "checkpoint/resume.h"
+#include "checkpoint/session.h"
+#include "checkpoint/signing.h"
+#include "core/comm.h"
+#include "core/error.h"
+#include "dist/mesh.h"
+#include "dist/mpi_runtime.h"
+#include "parallel/auto_layout.h"
+#include "commands.h"
+#include "training.h"
+
+namespace dtrain_cli {
+
+namespace {
+
+struct EvalOptions {
+  std::string path, data, verify_key;
+  std::vector<std::string> overrides;
+  std::optional<uint64_t> batches;
+  bool all = false;  // every complete checkpoint of the run's directory, oldest first
+  bool json = false;
+  bool verbose = false;
+};
+
+// One result: a line in the run's evaluation format, or a JSON object.
+std::string result_line(const EvalOptions& o, const dtrain::Config& cfg, const std::string& dir, int64_t step,
+                        const dtrain::EvalResult& e, int64_t batches, double secs) {
+  const bool gpt = cfg.model.type == "gpt";
+  const char* item = gpt ? "tokens" : "images";
+  if (o.json) {
+    nlohmann::json j = {{"checkpoint", dir},
+                        {"step", step},
+                        {"data", gpt ? cfg.data.val : cfg.data.val_images},
+                        {"micro_batches", batches},
+                        {"micro_batch", cfg.train.micro_batch},
+                        {"items", e.items},
+                        {"item", item},
+                        {"loss", e.loss},
+                        {"seconds", secs}};
+    if (gpt) j["perplexity"] = std::exp(e.loss);
+    else j["accuracy"] = e.accuracy;
+    return j.dump();
+  }
+  // The total as the run's log writes it (a checkpoint beyond the config's train.steps: none).
+  const std::string at =
+      step <= cfg.train.steps ? fmt::format("{:>6}/{}", step, cfg.train.steps) : fmt::format("{:>6}", step);
+  if (gpt)
+    return fmt::format("eval  step {} | loss {:.4f} | perplexity {:.3f} | {} {} in {:.2f} s", at, e.loss,
+                       std::exp(e.loss), e.items, item, secs);
+  return fmt::format("eval  step {} | loss {:.4f} | accuracy {:.2f}% | {} {} in {:.2f} s", at, e.loss,
+                     100.0 * e.accuracy, e.items, item, secs);
+}
+
+int run_eval(Context& ctx, const EvalOptions& o) {
+  if (o.all && dtrain::find_checkpoints(o.path).exact)
+    throw dtrain::ConfigError(fmt::format("--all: '{}' is one checkpoint; give the directory that holds them",
+                                          printable(o.path)));
+  TrainingSetup setup(ctx, o.verbose);
+  // Progress on stderr (rank 0's): stdout holds the result alone.
+  const auto note = [rank = ctx.world_rank](const std::string& s) {
+    if (rank == 0) fmt::print(stderr, "dtrain: {}\n", s);
+  };
+  std::vector<std::string> overrides = o.overrides;
+  if (o.batches) overrides.push_back(fmt::format("train.eval_batches={}", *o.batches));
+  std::optional<dtrain::Mesh> all;
+  dtrain::SelfGroups alone;  // one process without MPI
+  dtrain::Communicator& world =
+      ctx.mpi ? all.emplace(dtrain::MeshLayout{ctx.world_size, 1, 1}, setup.comm).world() : *alone.groups().world;
+  std::string layout_why;
+  dtrain::Resumed r = dtrain::resume(
+      {.path = o.path,
+       .overrides = overrides,
+       .out_dir = {},
+       .verify_key_file = o.verify_key,
+       .world_size = ctx.world_size,
+       .auto_layout = dtrain::make_auto_layout([&](const std::string& why) {
+         if (std::exchange(layout_why, why).empty()) note(why);
+       }),
+       .log = note,
+       .warn = [&](const std::string& s) { fmt::print(stderr, "dtrain: {}warning: {}\n", ctx.rank_tag, s); },
+       .make_trainer = [&](const dtrain::Config& cfg, bool) { return setup.make_eval_trainer(cfg, note); },
+       .agree = [&](const std::function<std::string()>& checks) { setup.agree(checks); },
+       .evaluate_only = true,
+       .eval_data = o.data},
+      world);
+  dtrain::Trainer& trainer = *r.trainer;
+  const dtrain::Config& cfg = trainer.config();
+  const bool gpt = cfg.model.type == "gpt";
+  const int64_t micro = cfg.train.micro_batch, total = trainer.val_samples();
+  const int64_t there = (total + micro - 1) / micro;
+  const int64_t batches = cfg.train.eval_batches > 0 ? std::min(there, cfg.train.eval_batches) : there;
+  const std::string source = gpt ? fmt::format("data.val '{}'", printable(cfg.data.val))
+                                 : fmt::format("data.val_images '{}'", printable(cfg.data.val_images));
+  note(fmt::format("reading {} of the {} micro-batches of {} {} in {} ({}){}", batches, there, micro,
+                   gpt ? "sequences" : "images", source, trainer.val_data(),
+                   batches < there ? fmt::format(": train.eval_batches = {}, as the run evaluated; --batches 0 "
+                                                 "reads them all",
+                                                 cfg.train.eval_batches)
+                                   : ""));
+  ctx.shared_failure = false;  // a data file that fails mid-way fails on the ranks that read it
+  auto evaluate = [&](const std::string& dir, int64_t step) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const dtrain::EvalResult e = trainer.evaluate();
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (ctx.world_rank == 0) print_line(result_line(o, cfg, dir, step, e, batches, secs));
+    return e;
+  };
+  if (!o.all) {
+    evaluate(r.dir, r.meta.step);
+    return kExitOk;
+  }
+
+  // --all: the run's other checkpoints, oldest first, into the same trainer
+  // (their parameters only), then the newest again. Every rank loads each
+  // one; where any rank cannot (damage), all pass it over alike, with a
+  // warning, as a resume falls back.
+  const dtrain::Candidates c = dtrain::find_checkpoints(o.path);
+  std::shared_ptr<const dtrain::ckpt_sign::PublicKey> key =
+      o.verify_key.empty() ? dtrain::checkpoint_keys(cfg).verify
+                           : std::make_shared<const dtrain::ckpt_sign::PublicKey>(
+                                 dtrain::ckpt_sign::read_public_key(o.verify_key, "--verify-key"));
+  struct Done {
+    int64_t step;
+    double loss;
+  };
+  std::vector<Done> done;
+  size_t passed_over = 0;
+  std::vector<std::string> order(c.dirs.rbegin(), c.dirs.rend());  // oldest first
+  std::erase(order, r.dir);
+  order.push_back(r.dir);  // the newest loadable, which the trainer was built for
+  for (size_t i = 0; i < order.size(); ++i) {
+    const std::string& dir = order[i];
+    const auto k = static_cast<size_t>(std::find(c.dirs.begin(), c.dirs.end(), dir) - c.dirs.begin());
+    if (k < c.runs.size() && !c.run.empty() && !c.runs[k].empty() && c.runs[k] != c.run) {
+      note(fmt::format("passing over {}: it belongs to another run ({}; the run of {} is {})", dir, c.runs[k], c.root,
+                       c.run));
+      ++passed_over;
+      continue;
+    }
+    std::string damage;
+    dtrain::CheckpointMeta meta;
+    try {
+      meta = dtrain::restore_trainer(trainer, dir, key.get(), /*optimizer_state=*/false);
+    } catch (const dtrain::CheckpointSignatureError&) {
+      throw;  // as resume: someone changed a signed checkpoint; not passed over
+    } catch (const dtrain::CheckpointError& e) {
+      damage = e.what();
+    }
+    dtrain::Tensor flag = dtrain::Tensor::zeros(dtrain::Shape{1}, dtrain::DType::f32);
+    flag.data<float>()[0] = damage.empty() ? 0.0f : 1.0f;
+    dtrain::all_reduce(world, flag, dtrain::ReduceOp::max);
+    if (flag.data<float>()[0] != 0) {
+      if (!damage.empty() || ctx.world_rank == 0)
+        fmt::print(stderr, "dtrain: {}warning: {}; passed over\n", ctx.rank_tag,
+                   damage.empty() ? dir + ": another rank could not load its part" : damage);
+      ++passed_over;
+      continue;
+    }
+    done.push_back({meta.step, evaluate(dir, meta.step).loss});
+  }
+  if (!done.empty() && ctx.world_rank == 0) {
+    const Done best = *std::min_element(done.begin(), done.end(), [](const Done& a, const Done& b) {
+      return a.loss < b.loss;
+    });
+    note(fmt::format("{} checkpoint{} evaluated{}; the lowest loss, {:.4f}, at step {}", done.size(),
+                     done.size() == 1 ? "" : "s",
+                     passed_over > 0 ? fmt::format(" ({} passed over, above)", passed_over) : std::string(), best.loss,
+                     best.step));
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+Subcommand add_eval(CLI::App& app) {
+  auto o = std::make_shared<EvalOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "eval", "Evaluate a checkpoint on validation data (the run's evaluation: loss, perplexity or accuracy), on any "
+              "layout; reads only");
+  cmd->add_option("checkpoint", o->path,
+                  "A checkpoint directory (step_N) or its checkpoint.h5, or a directory of checkpoints (the newest "
+                  "complete one)")
+      ->required();
+  cmd->add_option("--data", o->data,
+                  "A GPT's token file or glob pattern (llm.c .bin) to evaluate on, in place of the run's data.val")
+      ->check(path_name());
+  cmd->add_option("--batches", o->batches,
+                  "Micro-batches to read (default: the run's train.eval_batches, so that the loss is the one it "
+                  "logged; 0 = the whole validation set)")
+      ->check(whole_number(0, INT64_MAX));
+  cmd->add_option("--set", o->overrides,
+                  "Override a key of the checkpoint's config (repeatable): train.device=cpu, train.micro_batch=N, "
+                  "parallel.dp=D ...")
+      ->allow_extra_args(false);
+  cmd->add_option("--verify-key", o->verify_key, "Refuse a checkpoint not signed by this key (as for resume)");
+  cmd->add_flag("--all", o->all,
+                "Every complete checkpoint of the run's directory, oldest first: a line each, then (on stderr) "
+                "the step with the lowest loss");
+  cmd->add_flag("--json", o->json, "Print each result as one JSON object (a line)");
+  cmd->add_flag("--verbose,-v", o->verbose, "As for run");
+  return {cmd, [o](Context& ctx) { return run_eval(ctx, *o); }, /*needs_mpi=*/true};
+}
+
+}  // namespace dtrain_cli

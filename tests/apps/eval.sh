@@ -1,0 +1,140 @@
+# `dtrain eval CHECKPOINT`: the trainer's own evaluation of a checkpoint. Each
+# checkpoint's loss is the eval_loss its run logged at that step, bit for bit
+# (fp32, bf16, a tp=2 run on its 2 ranks, the CNN with its accuracy); another
+# layout gives it to rounding. It reads only: the run directory is left as it
+# was, and the training data need not exist. --batches 0 reads the whole set,
+# --data another corpus (a glob of shards); bad input is one line, exit 2.
+source "$(dirname "$0")/common.bash"
+MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
+make_tokens
+tiny_gpt_config
+base=(--set train.threads=1 --set optim.warmup_steps=2 --set checkpoint.every=10)
+
+# The loss (and accuracy) of `dtrain eval ... --json` against the run's record
+# at the checkpoint's step, as written: equal text is equal bits.
+logged() {  # logged METRICS STEP KEY
+  python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    r = json.loads(l)
+    if r.get("step") == int(sys.argv[2]) and sys.argv[3] in r: print(repr(r[sys.argv[3]]))' "$1" "$2" "$3"
+}
+evaluated() { python3 -c 'import json,sys; print(repr(json.loads(open(sys.argv[1]).read())[sys.argv[2]]))' "$WORK/out" "$1"; }
+same_as_logged() {  # same_as_logged RUN STEP [KEY]: the last eval's --json output against RUN's metrics
+  local key=${3:-loss} want got
+  want=$(logged "$1/metrics.jsonl" "$2" "eval_$key")
+  got=$(evaluated "$key")
+  [ -n "$want" ] && [ "$want" = "$got" ] || fail "$1 step $2: eval gives $key $got, the run logged $want"
+}
+close_to() {  # close_to A B: |A - B| <= 1e-6 |B|
+  python3 -c 'import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); sys.exit(abs(a - b) > 1e-6 * abs(b))' "$1" "$2" ||
+    fail "$1 and $2 differ by more than rounding"
+}
+
+# One process, fp32: every checkpoint's loss is the one logged at its step.
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --out "$WORK/a"
+snapshot() { (cd "$WORK/a" && find . -type f -printf '%p %s %T@\n' | sort && sha256sum metrics.jsonl config.toml); }
+snapshot >"$WORK/before"
+for step in 10 20 30; do
+  expect_exit 0 "$DTRAIN" eval "$WORK/a/checkpoints/step_000000$step" --json
+  same_as_logged "$WORK/a" $step
+done
+expect_err "dtrain: evaluating $WORK/a/checkpoints/step_00000030: step 30 of 30"
+expect_err "reading 4 of the 24 micro-batches of 4 sequences in data.val '$WORK/tok_val.bin' (1 file, 1546 tokens, 96 sequences of 17 tokens): train.eval_batches = 4, as the run evaluated; --batches 0 reads them all"
+[ "$(evaluated items)" = 256 ] || fail "4 micro-batches of 4 x 16 tokens: $(cat "$WORK/out")"
+# A directory of checkpoints: the newest. The plain line has the run's eval format and perplexity.
+expect_exit 0 "$DTRAIN" eval "$WORK/a/checkpoints"
+loss=$(logged "$WORK/a/metrics.jsonl" 30 eval_loss)
+grep -qE "^eval  step     30/30 \| loss $(printf %.4f "$loss") \| perplexity [0-9.]+ \| 256 tokens in [0-9.]+ s$" "$WORK/out" ||
+  fail "the result line: $(cat "$WORK/out")"
+[ "$(wc -l <"$WORK/out")" = 1 ] || fail "stdout holds more than the result: $(cat "$WORK/out")"
+# The whole validation set.
+expect_exit 0 "$DTRAIN" eval "$WORK/a/checkpoints" --batches 0 --json
+[ "$(evaluated items)" = 1536 ] || fail "--batches 0 read $(evaluated items) tokens, expected 24 x 4 x 16"
+expect_err "reading 24 of the 24 micro-batches"
+# --all: every checkpoint of the run, oldest first, each as logged; then the best, on stderr.
+expect_exit 0 "$DTRAIN" eval "$WORK/a/checkpoints" --all --json
+[ "$(python3 -c 'import json,sys; print(" ".join(str(json.loads(l)["step"]) for l in open(sys.argv[1])))' "$WORK/out")" = "10 20 30" ] ||
+  fail "--all: $(cat "$WORK/out")"
+python3 - "$WORK/out" "$WORK/a/metrics.jsonl" <<'PY' || fail "--all: a loss differs from the run's"
+import json, sys
+logged = {r["step"]: r["eval_loss"] for r in map(json.loads, open(sys.argv[2])) if "eval_loss" in r}
+for r in map(json.loads, open(sys.argv[1])):
+    assert repr(r["loss"]) == repr(logged[r["step"]]), (r, logged)
+PY
+best=$(python3 -c 'import json,sys; r = min(map(json.loads, open(sys.argv[1])), key=lambda r: r["loss"]); print("%.4f, at step %d" % (r["loss"], r["step"]))' "$WORK/out")
+expect_err "dtrain: 3 checkpoints evaluated; the lowest loss, $best"
+expect_exit 2 "$DTRAIN" eval "$WORK/a/checkpoints/step_00000010" --all
+expect_err "--all: '$WORK/a/checkpoints/step_00000010' is one checkpoint; give the directory that holds them"
+# A damaged checkpoint is passed over with a warning, as a resume falls back.
+cp -r "$WORK/a/checkpoints" "$WORK/damaged"
+truncate -s 1000 "$WORK/damaged/step_00000020/rank_00000.h5"
+expect_exit 0 "$DTRAIN" eval "$WORK/damaged" --all
+[ "$(grep -c '^eval  step' "$WORK/out")" = 2 ] || fail "--all over a damaged checkpoint: $(cat "$WORK/out")"
+expect_err "warning: checkpoint $WORK/damaged/step_00000020: rank_00000.h5: is 1000 bytes, the manifest recorded"
+expect_err "dtrain: 2 checkpoints evaluated (1 passed over, above)"
+
+# Keys other than the model's may change: a shorter context (193 sequences of 8 tokens), the seed.
+expect_exit 0 "$DTRAIN" eval "$WORK/a/checkpoints" --batches 0 --set train.seq_len=8 --set train.seed=5 --json
+[ "$(evaluated items)" = 1544 ] || fail "train.seq_len=8: $(evaluated items) tokens, expected 193 x 8"
+expect_err "override train.seq_len: 16 -> 8"
+# Read only: the run's files are as they were, and no lock or output was made.
+snapshot >"$WORK/after"
+cmp -s "$WORK/before" "$WORK/after" || fail "eval changed the run directory: $(diff "$WORK/before" "$WORK/after")"
+
+# Another corpus: --data takes a glob of shards (here the validation file twice: the same mean).
+mkdir "$WORK/shards"
+cp "$WORK/tok_val.bin" "$WORK/shards/val_000.bin"
+cp "$WORK/tok_val.bin" "$WORK/shards/val_001.bin"
+expect_exit 0 "$DTRAIN" eval "$WORK/a/checkpoints" --data "$WORK/shards/val_*.bin" --batches 0 --json
+[ "$(evaluated items)" = 3072 ] || fail "two shards: $(evaluated items) tokens"
+close_to "$(evaluated loss)" "$(python3 -c 'import json; print(json.load(open("/dev/stdin"))["loss"])' < <("$DTRAIN" eval "$WORK/a/checkpoints" --batches 0 --json 2>/dev/null))"
+expect_err "in data.val '$WORK/shards/val_*.bin' (2 files, 3092 tokens, 192 sequences of 17 tokens)"
+# The training data gone (a checkpoint evaluated elsewhere): evaluation reads only data.val.
+mv "$WORK/tok_train.bin" "$WORK/moved.bin"
+expect_exit 0 "$DTRAIN" eval "$WORK/a/checkpoints/step_00000020" --json
+same_as_logged "$WORK/a" 20
+mv "$WORK/moved.bin" "$WORK/tok_train.bin"
+
+# bf16 mixed precision: evaluated as the run evaluated, in bf16.
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set train.precision=bf16 --out "$WORK/bf16"
+expect_exit 0 "$DTRAIN" eval "$WORK/bf16/checkpoints" --json
+same_as_logged "$WORK/bf16" 30
+
+# A tp=2 run on its 2 ranks: bit for bit; on one process and as pp=2 on 2 ranks: to rounding.
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set parallel.tp=2 --out "$WORK/tp"
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" eval "$WORK/tp/checkpoints" --json
+same_as_logged "$WORK/tp" 30
+[ "$(wc -l <"$WORK/out")" = 1 ] || fail "more than rank 0 printed: $(cat "$WORK/out")"
+tp_loss=$(evaluated loss)
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" eval "$WORK/tp/checkpoints" --all
+[ "$(grep -c '^eval  step' "$WORK/out")" = 3 ] || fail "--all on 2 ranks: $(cat "$WORK/out")"
+expect_exit 0 "$DTRAIN" eval "$WORK/tp/checkpoints" --json
+close_to "$(evaluated loss)" "$tp_loss"
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" eval "$WORK/tp/checkpoints" --set parallel.tp=1 --set parallel.pp=2 --json
+close_to "$(evaluated loss)" "$tp_loss"
+
+# The CNN: its loss and accuracy as logged (batch norm's running statistics restored).
+cd "$DTRAIN_SOURCE_DIR"  # the config's MNIST paths
+cnn=(--set model.stem_channels=8 --set "model.channels=[8, 16]" --set "model.blocks=[1, 1]"
+  --set train.micro_batch=16 --set train.steps=4 --set optim.warmup_steps=0 --set train.eval_every=0
+  --set train.eval_batches=4 --set train.threads=1 --set optim.name=sgd --set optim.lr=0.05)
+expect_exit 0 "$DTRAIN" run "$DTRAIN_SOURCE_DIR/configs/cnn-mnist.toml" "${cnn[@]}" --out "$WORK/cnn"
+expect_exit 0 "$DTRAIN" eval "$WORK/cnn/checkpoints" --json
+same_as_logged "$WORK/cnn" 4
+same_as_logged "$WORK/cnn" 4 accuracy
+expect_exit 0 "$DTRAIN" eval "$WORK/cnn/checkpoints"
+grep -qE "^eval  step      4/4 \| loss [0-9.]+ \| accuracy [0-9.]+% \| 64 images in" "$WORK/out" || fail "$(cat "$WORK/out")"
+
+# Bad input: one line, exit 2.
+expect_exit 2 "$DTRAIN" eval "$WORK/nowhere"
+expect_err "$WORK/nowhere"
+expect_exit 2 "$DTRAIN" eval "$WORK/a/checkpoints" --data "$WORK/none_*.bin"
+expect_err "data.val: no file matches '$WORK/none_*.bin'"
+! grep -q "data.train" "$WORK/err" || fail "the training key is blamed for --data: $(cat "$WORK/err")"
+expect_exit 2 "$DTRAIN" eval "$WORK/cnn/checkpoints" --data "$WORK/tok_val.bin"
+expect_err "--data: the checkpoint holds a cnn model, which reads images and labels (IDX files): give them with --set data.val_images=FILE --set data.val_labels=FILE"
+expect_exit 2 "$DTRAIN" eval "$WORK/a/checkpoints" --batches -1
+expect_err "--batches: expected a whole number"
+expect_exit 2 "$DTRAIN" eval "$WORK/a/checkpoints" --set model.n_layer=3
+expect_err "--set model.n_layer=3: model.n_layer cannot change when evaluating (2 -> 3)"
+echo "eval: ok"
