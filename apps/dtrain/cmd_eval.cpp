@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
+#include <iterator>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -73,13 +75,19 @@ std::string result_line(const EvalOptions& o, const dtrain::Config& cfg, const s
 }
 
 int run_eval(Context& ctx, const EvalOptions& o) {
-  if (o.all && dtrain::find_checkpoints(o.path).exact)
-    throw dtrain::ConfigError(fmt::format("--all: '{}' is one checkpoint; give the directory that holds them",
-                                          printable(o.path)));
+  // --all: the run's checkpoints as they are now (those saved from here on
+  // are not waited for).
+  std::optional<dtrain::Candidates> listed;
+  if (o.all) {
+    listed = dtrain::find_checkpoints(o.path);
+    if (listed->exact)
+      throw dtrain::ConfigError(fmt::format("--all: '{}' is one checkpoint; give the directory that holds them",
+                                            printable(o.path)));
+  }
   TrainingSetup setup(ctx, o.verbose);
   // Progress on stderr (rank 0's): stdout holds the result alone.
   const auto note = [rank = ctx.world_rank](const std::string& s) {
-    if (rank == 0) fmt::print(stderr, "dtrain: {}\n", s);
+    if (rank == 0) eprint("dtrain: {}\n", s);
   };
   std::vector<std::string> overrides = o.overrides;
   if (o.batches) overrides.push_back(fmt::format("train.eval_batches={}", *o.batches));
@@ -98,7 +106,7 @@ int run_eval(Context& ctx, const EvalOptions& o) {
          if (std::exchange(layout_why, why).empty()) note(why);
        }),
        .log = note,
-       .warn = [&](const std::string& s) { fmt::print(stderr, "dtrain: {}warning: {}\n", ctx.rank_tag, s); },
+       .warn = [&](const std::string& s) { eprint("dtrain: {}warning: {}\n", ctx.rank_tag, s); },
        .make_trainer = [&](const dtrain::Config& cfg, bool) { return setup.make_eval_trainer(cfg, note); },
        .agree = [&](const std::function<std::string()>& checks) { setup.agree(checks); },
        .evaluate_only = true,
@@ -112,18 +120,24 @@ int run_eval(Context& ctx, const EvalOptions& o) {
   const int64_t batches = cfg.train.eval_batches > 0 ? std::min(there, cfg.train.eval_batches) : there;
   const std::string source = gpt ? fmt::format("data.val '{}'", printable(cfg.data.val))
                                  : fmt::format("data.val_images '{}'", printable(cfg.data.val_images));
-  note(fmt::format("reading {} of the {} micro-batches of {} {} in {} ({}){}", batches, there, micro,
-                   gpt ? "sequences" : "images", source, trainer.val_data(),
-                   batches < there ? fmt::format(": train.eval_batches = {}, as the run evaluated; --batches 0 "
-                                                 "reads them all",
-                                                 cfg.train.eval_batches)
-                                   : ""));
+  const auto count = [](int64_t n, const char* one, const char* many) {
+    return fmt::format("{} {}", n, n == 1 ? one : many);
+  };
+  note(fmt::format("reading {} of the {} of {} in {} ({}){}", batches, count(there, "micro-batch", "micro-batches"),
+                   count(micro, gpt ? "sequence" : "image", gpt ? "sequences" : "images"), source, trainer.val_data(),
+                   batches == there ? ""
+                   : o.batches      ? " (--batches)"
+                                    : fmt::format(": train.eval_batches = {}, as the run evaluated; --batches 0 "
+                                                  "reads them all",
+                                                  cfg.train.eval_batches)));
   ctx.shared_failure = false;  // a data file that fails mid-way fails on the ranks that read it
   auto evaluate = [&](const std::string& dir, int64_t step) {
     const auto t0 = std::chrono::steady_clock::now();
     const dtrain::EvalResult e = trainer.evaluate();
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (ctx.world_rank == 0) print_line(result_line(o, cfg, dir, step, e, batches, secs));
+    if (ctx.world_rank == 0)
+      if (const int err = print_result(result_line(o, cfg, dir, step, e, batches, secs)))
+        throw dtrain::RuntimeError(fmt::format("cannot write the result to stdout: {}", std::strerror(err)));
     return e;
   };
   if (!o.all) {
@@ -135,7 +149,7 @@ int run_eval(Context& ctx, const EvalOptions& o) {
   // (their parameters only), then the newest again. Every rank loads each
   // one; where any rank cannot (damage), all pass it over alike, with a
   // warning, as a resume falls back.
-  const dtrain::Candidates c = dtrain::find_checkpoints(o.path);
+  const dtrain::Candidates& c = *listed;
   std::shared_ptr<const dtrain::ckpt_sign::PublicKey> key =
       o.verify_key.empty() ? dtrain::checkpoint_keys(cfg).verify
                            : std::make_shared<const dtrain::ckpt_sign::PublicKey>(
@@ -146,9 +160,17 @@ int run_eval(Context& ctx, const EvalOptions& o) {
   };
   std::vector<Done> done;
   size_t passed_over = 0;
-  std::vector<std::string> order(c.dirs.rbegin(), c.dirs.rend());  // oldest first
-  std::erase(order, r.dir);
-  order.push_back(r.dir);  // the newest loadable, which the trainer was built for
+  // Oldest first, up to the one the trainer was built for: the newest that
+  // loaded (any newer one in the list was passed over by that load, and said).
+  std::vector<std::string> order;
+  const auto at = std::find(c.dirs.begin(), c.dirs.end(), r.dir);
+  if (at == c.dirs.end()) {  // saved since the list was made: the newest
+    order.assign(c.dirs.rbegin(), c.dirs.rend());
+  } else {
+    passed_over += static_cast<size_t>(at - c.dirs.begin());
+    order.assign(std::make_reverse_iterator(c.dirs.end()), std::make_reverse_iterator(at + 1));
+  }
+  order.push_back(r.dir);
   for (size_t i = 0; i < order.size(); ++i) {
     const std::string& dir = order[i];
     const auto k = static_cast<size_t>(std::find(c.dirs.begin(), c.dirs.end(), dir) - c.dirs.begin());
@@ -172,7 +194,7 @@ int run_eval(Context& ctx, const EvalOptions& o) {
     dtrain::all_reduce(world, flag, dtrain::ReduceOp::max);
     if (flag.data<float>()[0] != 0) {
       if (!damage.empty() || ctx.world_rank == 0)
-        fmt::print(stderr, "dtrain: {}warning: {}; passed over\n", ctx.rank_tag,
+        eprint("dtrain: {}warning: {}; passed over\n", ctx.rank_tag,
                    damage.empty() ? dir + ": another rank could not load its part" : damage);
       ++passed_over;
       continue;

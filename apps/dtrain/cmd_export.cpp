@@ -107,17 +107,17 @@ Subcommand add_export(CLI::App& app) {
                                                       "export into a new directory (or move it away)",
                                                       o->out, name));
             const dtrain::LoadedModel lm = dtrain::load_model(o->path);
-            for (const std::string& s : lm.skipped) fmt::print(stderr, "dtrain: warning: {}\n", s);
+            for (const std::string& s : lm.skipped) eprint("dtrain: warning: {}\n", s);
             const bool gpt2 = lm.cfg.data.tokenizer == "gpt2";
             const dtrain::Gpt2TokenizerFiles sources =
                 gpt2 ? tokenizer_sources(o->tokenizer_dir.empty() ? lm.cfg.data.tokenizer_dir : o->tokenizer_dir,
                                          !o->tokenizer_dir.empty())
                      : dtrain::Gpt2TokenizerFiles{};
             const dtrain::HfExportResult r = dtrain::export_hf(*lm.model, lm.cfg, o->out, o->vocab_size);
-            for (const auto& n : r.notes) fmt::print("{}\n", n);
-            fmt::print("exported {} (step {}) to {}: config.json, model.safetensors ({} tensors, {} bytes)\n",
-                       lm.dir, lm.meta.step, o->out, r.tensors, r.bytes);
-            if (gpt2) fmt::print("{}\n", export_gpt2_tokenizer(sources, o->out, lm.cfg.model.context_length));
+            for (const auto& n : r.notes) print_line(n);
+            print_line(fmt::format("exported {} (step {}) to {}: config.json, model.safetensors ({} tensors, {} bytes)",
+                       lm.dir, lm.meta.step, o->out, r.tensors, r.bytes));
+            if (gpt2) print_line(export_gpt2_tokenizer(sources, o->out, lm.cfg.model.context_length));
             return kExitOk;
           }};
 }

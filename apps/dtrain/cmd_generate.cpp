@@ -92,7 +92,7 @@ int run_generate(const GenerateOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
   dtrain::cpu::gemm_backend();  // a bad DTRAIN_CPU_GEMM: one line, exit 2, as for run
   dtrain::LoadedModel lm = dtrain::load_model(o.path, 16);
-  for (const std::string& s : lm.skipped) fmt::print(stderr, "dtrain: warning: {}\n", s);
+  for (const std::string& s : lm.skipped) eprint("dtrain: warning: {}\n", s);
   const dtrain::ModelConfig& mc = lm.cfg.model;
   if (mc.type != "gpt")
     throw dtrain::ConfigError(fmt::format("{}: model.type is \"{}\": generate needs a GPT", lm.dir, mc.type));
@@ -171,7 +171,7 @@ int run_generate(const GenerateOptions& o) {
   std::fputc('\n', stdout);
   std::fflush(stdout);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  fmt::print(stderr, "dtrain: {} tokens from {} (step {}, tokenizer {}) in {:.2f} s\n", generated.size(), lm.dir,
+  eprint("dtrain: {} tokens from {} (step {}, tokenizer {}) in {:.2f} s\n", generated.size(), lm.dir,
              lm.meta.step, tok->name(), s);
   return 0;
 }

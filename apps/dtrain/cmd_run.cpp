@@ -38,7 +38,7 @@ int train(Context& ctx, TrainingSetup& setup, dtrain::Trainer& trainer, int64_t 
   ctx.shared_failure = false;  // from here on one rank may fail alone
   dtrain::CheckpointSession session(
       trainer, {.signals = ctx.signals, .start_step = start, .run_id = run_id, .log = log, .on_file_op = faults.on_file_op,
-                .warn = [&](const std::string& s) { fmt::print(stderr, "dtrain: {}warning: {}\n", ctx.rank_tag, s); }});
+                .warn = [&](const std::string& s) { eprint("dtrain: {}warning: {}\n", ctx.rank_tag, s); }});
   GraceHooks hooks(session, *ctx.watchdog, start, trainer.config().checkpoint.dir);
   const dtrain::TrainSummary summary = trainer.run({.start_step = start, .hooks = &hooks});
   session.finish();  // checkpoint.async: the write in flight
@@ -46,7 +46,7 @@ int train(Context& ctx, TrainingSetup& setup, dtrain::Trainer& trainer, int64_t 
   if (summary.stopped) {
     std::fflush(stdout);  // the log's lines (the checkpoint's included) before this one
     if (ctx.world_rank == 0)
-      fmt::print(stderr,
+      eprint(
                  "dtrain: stopped by {} after step {} of {}; checkpoint {}; continue with: dtrain "
                  "resume {}\n",
                  session.stop_reason(), summary.steps, trainer.config().train.steps, session.last_dir(),
@@ -76,7 +76,7 @@ Subcommand add_run(CLI::App& app) {
             TrainingSetup setup(ctx, o->verbose);
             const auto log = setup.log();
             std::vector<std::string> overrides = o->overrides;
-            if (!o->out_dir.empty()) overrides.push_back("log.out_dir=" + o->out_dir);
+            if (!o->out_dir.empty()) overrides.push_back("log.out_dir=" + dtrain::config::toml_string(o->out_dir));
             // Read on every rank (each its own copy): a rank that cannot stops them all.
             std::optional<dtrain::Config> loaded;
             setup.agree([&] {
@@ -86,7 +86,7 @@ Subcommand add_run(CLI::App& app) {
             const dtrain::Config& cfg = *loaded;
             if (!layout_why.empty()) log(layout_why);
             if (std::string note = tokenizer_note(cfg); !note.empty() && ctx.world_rank == 0)
-              fmt::print(stderr, "dtrain: warning: {}\n", note);
+              eprint("dtrain: warning: {}\n", note);
             std::unique_ptr<dtrain::Trainer> trainer = setup.make_trainer(cfg, /*new_run=*/true);
             // ZeRO-3 holds parameter shards: the imported weights go through the full masters.
             trainer->gather_full_params();
@@ -139,7 +139,7 @@ Subcommand add_resume(CLI::App& app) {
                      if (std::exchange(layout_why, why).empty()) log(why);
                    }),
                    .log = log,
-                   .warn = [&](const std::string& s) { fmt::print(stderr, "dtrain: {}warning: {}\n", ctx.rank_tag, s); },
+                   .warn = [&](const std::string& s) { eprint("dtrain: {}warning: {}\n", ctx.rank_tag, s); },
                    .make_trainer = [&](const dtrain::Config& cfg, bool elsewhere) {
                      return setup.make_trainer(cfg, /*new_run=*/false, /*keep_earlier=*/elsewhere);
                    },

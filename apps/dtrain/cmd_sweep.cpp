@@ -233,7 +233,7 @@ class Sweep {
     try {
       dtrain::sweep::save_record(dir_, rec_);
     } catch (const dtrain::Error& e) {
-      if (!save_failed_) fmt::print(stderr, "dtrain: warning: {}\n", e.what());
+      if (!save_failed_) eprint("dtrain: warning: {}\n", e.what());
       save_failed_ = true;
     }
   }
@@ -508,7 +508,7 @@ class Sweep {
   int write_best() {
     const TrialRecord* top = best();
     if (!top) {
-      fmt::print(stderr, "dtrain: error: sweep {}: no trial recorded {} (see the trials' output.log in {})\n",
+      eprint("dtrain: error: sweep {}: no trial recorded {} (see the trials' output.log in {})\n",
                  opts_.path, spec_.metric, dir_);
       return kExitRuntime;
     }

@@ -71,16 +71,16 @@ Subcommand add_validate(CLI::App& app) {
             for (std::string& p : output_problems(cfg)) problems.push_back(std::move(p));
             if (!problems.empty()) throw dtrain::ConfigError(problems);
             if (ctx.world_rank == 0) {
-              if (!layout_why.empty()) fmt::print(stderr, "dtrain: {}\n", layout_why);
+              if (!layout_why.empty()) eprint("dtrain: {}\n", layout_why);
               std::fputs(dtrain::to_toml(cfg).c_str(), stdout);
-              fmt::print(stderr, "dtrain: {} is valid\n", o->config_path);
+              eprint("dtrain: {} is valid\n", o->config_path);
               if (dtrain::local_sync_is_dp(cfg.parallel))
-                fmt::print(stderr, "dtrain: note: parallel.sync = local with sync_every = 1 and plain averaging is "
+                eprint("dtrain: note: parallel.sync = local with sync_every = 1 and plain averaging is "
                                    "data parallelism: gradients are averaged every step\n");
-              if (std::string note = tokenizer_note(cfg); !note.empty()) fmt::print(stderr, "dtrain: note: {}\n", note);
-              for (const std::string& line : pattern_notes(cfg)) fmt::print(stderr, "dtrain: {}\n", line);
+              if (std::string note = tokenizer_note(cfg); !note.empty()) eprint("dtrain: note: {}\n", note);
+              for (const std::string& line : pattern_notes(cfg)) eprint("dtrain: {}\n", line);
               if (std::string why = dtrain::ops::device_unavailable(cfg.train.device); !why.empty())
-                fmt::print(stderr, "dtrain: note: {}; a run here would stop there\n", why);
+                eprint("dtrain: note: {}; a run here would stop there\n", why);
             }
             return kExitOk;
           }};

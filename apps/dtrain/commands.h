@@ -14,9 +14,11 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 
 #include "config/config.h"
 #include "config/schema.h"
@@ -166,6 +168,19 @@ void plot_run(const dtrain::Config& cfg, const std::function<void(const std::str
 // A line on stdout; a reader that went away (`dtrain run ... | head`) must
 // not end the run: SIGPIPE is ignored and a failed write is dropped.
 void print_line(const std::string& s);
+// A line on stdout that is the command's product (dtrain eval's result):
+// the errno of a failed write (0: written), for the command to report. A
+// reader that went away (EPIPE) is not a failure: 0.
+int print_result(const std::string& s);
+
+// fmt::print to stderr that never throws: a failed write (stderr closed, a
+// full disk, a reader gone) loses the message, not the work (fmt's own
+// print throws std::system_error, which ended commands as internal errors).
+void print_err(std::string_view text);
+template <typename... Args>
+void eprint(fmt::format_string<Args...> f, Args&&... args) {
+  print_err(fmt::format(f, std::forward<Args>(args)...));
+}
 
 // Text echoed in a message (a config's line, a --set value, a path) as one
 // printable line: control bytes and bytes that are not UTF-8 as \xNN.

@@ -49,6 +49,22 @@ void print_line(const std::string& s) {
   if (std::ferror(stdout)) std::clearerr(stdout);
 }
 
+int print_result(const std::string& s) {
+  errno = 0;
+  std::fputs(s.c_str(), stdout);
+  std::fputc('\n', stdout);
+  std::fflush(stdout);
+  const int err = std::ferror(stdout) ? (errno != 0 ? errno : EIO) : 0;
+  std::clearerr(stdout);
+  return err == EPIPE ? 0 : err;
+}
+
+void print_err(std::string_view text) {
+  std::fwrite(text.data(), 1, text.size(), stderr);
+  std::fflush(stderr);
+  std::clearerr(stderr);
+}
+
 // An error message as one printable line: input echoed in it (a config's
 // line, a --set value, a path) may hold control bytes (a NUL, an escape
 // sequence that would recolour the terminal, a newline) or bytes that are not
@@ -118,13 +134,13 @@ void silence_unread_output() {
 // rank: "rank 3: " for an error of that rank alone, "" for one every rank shares.
 void report(const dtrain::Error& e, const std::string& rank) {
   if (const auto* ce = dynamic_cast<const dtrain::ConfigError*>(&e)) {
-    for (const auto& p : ce->problems()) fmt::print(stderr, "dtrain: {}error: {}\n", rank, printable(p));
+    for (const auto& p : ce->problems()) eprint("dtrain: {}error: {}\n", rank, printable(p));
     if (ce->problems().size() > 1)
-      fmt::print(stderr, "dtrain: {} problems\n", ce->problems().size());
+      eprint("dtrain: {} problems\n", ce->problems().size());
     return;
   }
   const char* what = e.kind() == dtrain::ErrorKind::kInternal ? "internal error (a dtrain bug)" : "error";
-  fmt::print(stderr, "dtrain: {}{}: {}\n", rank, what, printable(e.what()));
+  eprint("dtrain: {}{}: {}\n", rank, what, printable(e.what()));
 }
 
 }  // namespace
@@ -188,17 +204,17 @@ int main(int argc, char** argv) {
     }
     if (version && verbose_flag) {
       try {
-        fmt::print("{}", version_report());
+        std::fputs(version_report().c_str(), stdout);
         std::fflush(stdout);
         // A GPU library of another major version than built against: what a
         // CUDA run would refuse (exit 2, as train.device = "cuda" would).
         if (const std::string why = version_refusal(); !why.empty()) {
-          fmt::print(stderr, "dtrain: {}\n", why);
+          eprint("dtrain: {}\n", why);
           return kExitConfig;
         }
         return 0;
       } catch (const dtrain::Error& e) {
-        fmt::print(stderr, "dtrain: {}\n", e.what());
+        eprint("dtrain: {}\n", e.what());
         return kExitRuntime;
       }
     }
@@ -226,7 +242,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> names;
     for (const Subcommand& c : commands) names.push_back(c.cli->get_name());
     if (ctx.world_rank == 0)
-      fmt::print(stderr, "dtrain: error: '{}' is not a dtrain command; expected one of {}\n", printable(argv[1]),
+      eprint("dtrain: error: '{}' is not a dtrain command; expected one of {}\n", printable(argv[1]),
                  fmt::join(names, ", "));
     return kExitConfig;
   }
@@ -244,7 +260,7 @@ int main(int argc, char** argv) {
     if (const auto at = what.find(kTwice); at != std::string::npos)
       what = what.substr(0, at) + "given " + what.substr(at + kTwice.size()) + " times; at most once";
     if (ctx.world_rank == 0)
-      fmt::print(stderr, "dtrain: error: {} (dtrain --help lists the commands and options)\n", printable(what));
+      eprint("dtrain: error: {} (dtrain --help lists the commands and options)\n", printable(what));
     return kExitConfig;
   }
   const Subcommand* chosen = nullptr;
@@ -300,7 +316,7 @@ int main(int argc, char** argv) {
     if (can_abort && !said_elsewhere && !(ctx.shared_failure && config)) MPI_Abort(MPI_COMM_WORLD, code);
     return code;
   } catch (const std::exception& e) {
-    fmt::print(stderr, "dtrain: {}internal error (a dtrain bug): {}\n", ctx.rank_tag, printable(e.what()));
+    eprint("dtrain: {}internal error (a dtrain bug): {}\n", ctx.rank_tag, printable(e.what()));
     if (can_abort) MPI_Abort(MPI_COMM_WORLD, kExitInternal);
     return kExitInternal;
   }

@@ -36,7 +36,7 @@ void plot_run(const dtrain::Config& cfg, const std::function<void(const std::str
   pid_t pid = 0;
   int status = 0;
   if (!std::filesystem::exists(script)) {
-    fmt::print(stderr, "dtrain: warning: log.plot: {} not found (set DTRAIN_TOOLS_DIR)\n", script);
+    eprint("dtrain: warning: log.plot: {} not found (set DTRAIN_TOOLS_DIR)\n", script);
     return;
   }
   // The script's own "wrote ..." line is the log's "plot:" line: its output
@@ -47,7 +47,7 @@ void plot_run(const dtrain::Config& cfg, const std::function<void(const std::str
   const bool spawned = posix_spawnp(&pid, python.c_str(), &quiet, nullptr, argv.data(), environ) == 0;
   posix_spawn_file_actions_destroy(&quiet);
   if (!spawned || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    fmt::print(stderr, "dtrain: warning: log.plot: {} {} failed; the run itself is complete\n", python, script);
+    eprint("dtrain: warning: log.plot: {} {} failed; the run itself is complete\n", python, script);
   else
     log(fmt::format("plot: {}", out));
 }

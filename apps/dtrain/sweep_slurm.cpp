@@ -24,6 +24,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "commands.h"
 #include "sweep_backend.h"
 
 namespace dtrain_cli {
@@ -130,7 +131,7 @@ class SlurmBackend : public SweepBackend {
       l.trial->slurm_job = fmt::format("{}_{}", job, l.trial->id);
       watched_[l.trial->id] = l.trial->slurm_job;
     }
-    fmt::print("sweep: submitted {} trials as Slurm job array {} ({})\n", launches.size(), job, script.string());
+    print_line(fmt::format("sweep: submitted {} trials as Slurm job array {} ({})", launches.size(), job, script.string()));
   }
 
   std::vector<TrialExit> reap() override {

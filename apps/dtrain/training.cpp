@@ -62,9 +62,9 @@ TestFaults test_faults() {
     const int64_t at = std::atoll(k);
     f.on_file_op = [count, at](const std::string& what) {
       ++*count;
-      if (at == 0) fmt::print(stderr, "dtrain: test: file operation {}: {}\n", *count, what);
+      if (at == 0) eprint("dtrain: test: file operation {}: {}\n", *count, what);
       if (*count == at) {
-        fmt::print(stderr, "dtrain: test: SIGKILL after file operation {}: {}\n", at, what);
+        eprint("dtrain: test: SIGKILL after file operation {}: {}\n", at, what);
         std::raise(SIGKILL);
       }
     };
@@ -179,7 +179,7 @@ TrainingSetup::TrainingSetup(Context& ctx, bool verbose) : ctx_(ctx), verbose_(v
   if (ctx.watchdog) comm.on_blocked = [dog = ctx.watchdog](const std::string& what) { dog->set_blocked_on(what); };
   options.inject_nan_at_step = test_faults().nan_at_step;
   options.local_rank = ctx.mpi ? ctx.mpi->local_rank() : 0;
-  if (verbose) options.trace = [](const std::string& line) { fmt::print(stderr, "dtrain: {}\n", line); };
+  if (verbose) options.trace = [](const std::string& line) { eprint("dtrain: {}\n", line); };
 }
 
 std::function<void(const std::string&)> TrainingSetup::log() const {
@@ -337,18 +337,18 @@ dtrain::Groups TrainingSetup::groups_for(const dtrain::Config& cfg) {
         want, options.local_rank % std::max(1, dtrain::gpu::device_count(nullptr)), o);
     options.comm_check = [dg = device_groups_.get()] { dg->check(); };
     if (verbose_)
-      fmt::print(stderr, "dtrain: {}{}; {}\n", ctx_.rank_tag, ctx_.mpi->describe(), device_groups_->mesh().describe());
+      eprint("dtrain: {}{}; {}\n", ctx_.rank_tag, ctx_.mpi->describe(), device_groups_->mesh().describe());
     return device_groups_->groups();
   }
   if (!ctx_.mpi) {  // one process, no launcher: load_config checked that the layout is 1 x 1 x 1
     if (!self_) self_ = std::make_unique<dtrain::SelfGroups>();
-    if (verbose_) fmt::print(stderr, "dtrain: one process, no launcher: MPI not started\n");
+    if (verbose_) eprint("dtrain: one process, no launcher: MPI not started\n");
     return self_->groups();
   }
   if (!mesh_ || mesh_->layout().dp != want.dp || mesh_->layout().tp != want.tp || mesh_->layout().pp != want.pp) {
     mesh_.reset();
     mesh_ = std::make_unique<dtrain::Mesh>(want, comm);
-    if (verbose_) fmt::print(stderr, "dtrain: {}{}; {}\n", ctx_.rank_tag, ctx_.mpi->describe(), mesh_->describe());
+    if (verbose_) eprint("dtrain: {}{}; {}\n", ctx_.rank_tag, ctx_.mpi->describe(), mesh_->describe());
   }
   return dtrain::mesh_groups(*mesh_);
 }
@@ -397,7 +397,7 @@ std::unique_ptr<dtrain::Trainer> TrainingSetup::make_trainer(const dtrain::Confi
   // saving elsewhere) keeps its metrics and config beside the new ones.
   if ((new_run || keep_earlier) && ctx_.world_rank == 0)
     if (const std::string kept = dtrain::store::keep_earlier_output(cfg.log.out_dir); !kept.empty())
-      fmt::print(stderr, "dtrain: warning: {}\n", kept);
+      eprint("dtrain: warning: {}\n", kept);
   const dtrain::Groups groups = groups_for(cfg);
   dtrain::TrainerOptions o = options;
   o.values_loaded = !new_run;  // a resume's checkpoint sets every parameter

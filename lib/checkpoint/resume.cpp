@@ -253,6 +253,30 @@ bool check_target(const std::string& dir, const Candidates& c, const CheckpointM
   return elsewhere && !same_run_elsewhere;
 }
 
+// `dtrain eval`'s key: the public key the checkpoint's config names
+// (checkpoint.verify_key_file, else sign_key_file's public half), where an
+// evaluation never signs, so that a secret key left behind is said as such.
+std::shared_ptr<const ckpt_sign::PublicKey> evaluation_key(const Config& cfg) {
+  const CheckpointConfig& c = cfg.checkpoint;
+  std::shared_ptr<const ckpt_sign::PublicKey> key;
+  if (!c.verify_key_file.empty()) {
+    key = std::make_shared<const ckpt_sign::PublicKey>(
+        ckpt_sign::read_public_key(c.verify_key_file, "checkpoint.verify_key_file"));
+  } else if (!c.sign_key_file.empty()) {
+    try {
+      key = checkpoint_keys(cfg).verify;
+    } catch (const ConfigError& e) {
+      std::vector<std::string> problems = e.problems();
+      for (std::string& p : problems)  // (keygen's hint is for a run that signs)
+        p = p.substr(0, p.find(" (create a key pair")) +
+            ": the run signed its checkpoints with it; an evaluation only verifies them: give the public key with "
+            "--verify-key PREFIX.pub";
+      throw ConfigError(problems);
+    }
+  }
+  return key;
+}
+
 // `dtrain eval`'s data: the validation set (`eval_data` in place of a
 // GPT's data.val where given), which the training keys name too.
 void evaluation_data(Config& cfg, const std::string& eval_data) {
@@ -308,8 +332,15 @@ ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkp
   // The global batch stays (the data position is step x global batch): where
   // dp or the micro-batch changes and the micro-batch count is not given, the
   // count is derived again from them.
-  if ((dp_changes || given.count("train.micro_batch")) && !given.count("train.grad_accum"))
+  if (evaluate && !given.count("train.global_batch") && !given.count("train.grad_accum")) {
+    // An evaluation runs no step: any micro-batch on any layout, the global
+    // batch following from it (and the micro-batch count, which a schedule
+    // may constrain, kept).
+    eff.push_back(fmt::format("train.grad_accum={}", base.train.grad_accum));
+    eff.push_back("train.global_batch=0");
+  } else if ((dp_changes || given.count("train.micro_batch")) && !given.count("train.grad_accum")) {
     eff.push_back("train.grad_accum=0");
+  }
   eff.insert(eff.end(), overrides.begin(), overrides.end());
   // A layout the checkpoint's planner chose, on another number of ranks: what
   // it chose is chosen again for these (the keys the config fixed stay).
@@ -374,6 +405,8 @@ ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkp
     const config::Value before = config::get(spec, base), after = config::get(spec, rc.cfg);
     if (before == after) continue;
     const std::string key = spec.name();
+    // An evaluation's global batch follows its micro-batch and layout (above): said only where given.
+    if (evaluate && (key == "train.global_batch" || key == "train.grad_accum") && !given.count(key)) continue;
     const std::string change = fmt::format("{}: {} -> {}", key, config::toml_literal(before),
                                            config::toml_literal(after));
     if (const char* why = refusal(key, evaluate)) {
@@ -382,14 +415,14 @@ ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkp
         if (key_of(o) == key) where = "--set " + o;
       problems.push_back(fmt::format("{}: {} cannot change when {} ({}): {}", where, key, when,
                                      change.substr(key.size() + 2), why));
-    } else if (key == "train.micro_batch" && rc.cfg.train.eval_batches > 0 && rc.cfg.train.eval_every > 0) {
+    } else if (key == "train.micro_batch" && !evaluate && rc.cfg.train.eval_batches > 0 && rc.cfg.train.eval_every > 0) {
       // Evaluation reads eval_batches micro-batches: another size, other samples.
       rc.changes.push_back(fmt::format("{} (evaluation reads train.eval_batches x train.micro_batch = {} validation "
                                        "samples from here, {} before: eval_loss before and after this step averages "
                                        "different samples)",
                                        change, rc.cfg.train.eval_batches * rc.cfg.train.micro_batch,
                                        base.train.eval_batches * base.train.micro_batch));
-    } else if (key == "train.steps" && rc.cfg.optim.schedule != "constant" &&
+    } else if (key == "train.steps" && !evaluate && rc.cfg.optim.schedule != "constant" &&
                rc.cfg.optim.decay_steps == base.optim.decay_steps && rc.cfg.optim.decay_steps < rc.cfg.train.steps) {
       // The schedule keeps the original run's end: said, with how to stretch it.
       rc.changes.push_back(fmt::format("{} (optim.decay_steps stays {}: the learning rate reaches optim.min_lr "
@@ -448,8 +481,10 @@ Resumed resume(const ResumeRequest& req, Communicator& world) {
       if (!c.exact && !c.run.empty() && !c.runs[i].empty() && c.runs[i] != c.run)
         throw CheckpointError(dir, ckpt_manifest::kFile, "",
                               fmt::format("belongs to another run (run {}; the run of {} is {}, {}): not "
-                                          "continued unless named exactly (dtrain resume {})",
-                                          c.runs[i], c.root, c.run, c.run_source, dir));
+                                          "{} unless named exactly (dtrain {} {})",
+                                          c.runs[i], c.root, c.run, c.run_source,
+                                          req.evaluate_only ? "evaluated" : "continued",
+                                          req.evaluate_only ? "eval" : "resume", dir));
       r.meta = read_meta(dir, outside_key.get());
       // What this rank alone may refuse (its --set, its directories): agreed
       // on before any rank builds a trainer, so that none waits for one that left.
@@ -459,11 +494,15 @@ Resumed resume(const ResumeRequest& req, Communicator& world) {
       const auto checks = [&] {
         resumed.emplace(resume_config(r.meta, dir, req.overrides, req.out_dir, req.world_size, req.auto_layout,
                                       req.evaluate_only));
-        if (!key) key = checkpoint_keys(resumed->cfg).verify;  // ConfigError for a bad key file: not damage, no fall-back
         if (req.evaluate_only) {
+          if (!key) key = evaluation_key(resumed->cfg);
+          // Nothing is signed: the trainer's checks need neither key file.
+          resumed->cfg.checkpoint.sign_key_file.clear();
+          resumed->cfg.checkpoint.verify_key_file.clear();
           evaluation_data(resumed->cfg, req.eval_data);
           return std::string();
         }
+        if (!key) key = checkpoint_keys(resumed->cfg).verify;  // ConfigError for a bad key file: not damage, no fall-back
         check_output_paths(dir, c, req, resumed->cfg);
         elsewhere = check_target(dir, c, r.meta, *resumed);
         return std::string();
@@ -517,9 +556,10 @@ Resumed resume(const ResumeRequest& req, Communicator& world) {
       throw CheckpointSignatureError(
           damage->checkpoint(), damage->file(), damage->tensor(),
           fmt::format("{}; not falling back to an older checkpoint: one that fails its signature was changed by "
-                      "someone without the key, which needs looking into (an older one still resumes when named "
-                      "exactly: dtrain resume DIR/step_N)",
-                      damage->problem()));
+                      "someone without the key, which needs looking into (an older one still {} when named "
+                      "exactly: dtrain {} DIR/step_N)",
+                      damage->problem(), req.evaluate_only ? "evaluates" : "resumes",
+                      req.evaluate_only ? "eval" : "resume"));
     }
     if (!damage) damage = CheckpointError(dir, "", "", "another rank could not load its part");
     if (c.exact) {

@@ -73,6 +73,18 @@ expect_exit 0 "$DTRAIN" eval "$WORK/damaged" --all
 expect_err "warning: checkpoint $WORK/damaged/step_00000020: rank_00000.h5: is 1000 bytes, the manifest recorded"
 expect_err "dtrain: 2 checkpoints evaluated (1 passed over, above)"
 
+# Any micro-batch: an evaluation runs no step, so the global batch follows it (said only where given).
+expect_exit 0 "$DTRAIN" eval "$WORK/a/checkpoints" --set train.micro_batch=7 --batches 2 --json
+[ "$(evaluated items)" = 224 ] || fail "2 micro-batches of 7 x 16 tokens: $(evaluated items)"
+expect_err "reading 2 of the 14 micro-batches of 7 sequences in data.val '$WORK/tok_val.bin' (1 file, 1546 tokens, 96 sequences of 17 tokens) (--batches)"
+! grep -q "global_batch" "$WORK/err" || fail "$(cat "$WORK/err")"
+# The result is the product: a failed write of it fails the command; a failed write to stderr
+# (progress) or a reader gone (| head) does not.
+[ -w /dev/full ] && { "$DTRAIN" eval "$WORK/a/checkpoints" >/dev/full 2>"$WORK/err" && fail "a result lost to a full disk exited 0"
+  expect_err "cannot write the result to stdout: No space left on device"; }
+"$DTRAIN" eval "$WORK/a/checkpoints" --json >"$WORK/out" 2>/dev/full || fail "a full stderr failed the evaluation"
+same_as_logged "$WORK/a" 30
+
 # Keys other than the model's may change: a shorter context (193 sequences of 8 tokens), the seed.
 expect_exit 0 "$DTRAIN" eval "$WORK/a/checkpoints" --batches 0 --set train.seq_len=8 --set train.seed=5 --json
 [ "$(evaluated items)" = 1544 ] || fail "train.seq_len=8: $(evaluated items) tokens, expected 193 x 8"
@@ -94,6 +106,17 @@ mv "$WORK/tok_train.bin" "$WORK/moved.bin"
 expect_exit 0 "$DTRAIN" eval "$WORK/a/checkpoints/step_00000020" --json
 same_as_logged "$WORK/a" 20
 mv "$WORK/moved.bin" "$WORK/tok_train.bin"
+
+# A signed run's checkpoints evaluate with the public key alone (nothing is signed).
+expect_exit 0 "$DTRAIN" keygen "$WORK/key"
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set train.steps=10 \
+  --set checkpoint.sign_key_file="\"$WORK/key.key\"" --out "$WORK/signed"
+mv "$WORK/key.key" "$WORK/elsewhere.key"
+expect_exit 2 "$DTRAIN" eval "$WORK/signed/checkpoints"
+expect_err "checkpoint.sign_key_file: '$WORK/key.key' does not exist: the run signed its checkpoints with it; an evaluation only verifies them: give the public key with --verify-key PREFIX.pub"
+expect_exit 0 "$DTRAIN" eval "$WORK/signed/checkpoints" --verify-key "$WORK/key.pub" --json
+same_as_logged "$WORK/signed" 10
+expect_err "with key"
 
 # bf16 mixed precision: evaluated as the run evaluated, in bf16.
 expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set train.precision=bf16 --out "$WORK/bf16"
