@@ -89,7 +89,8 @@ struct OptimConfig {
   double lr;
   double min_lr;
   int64_t warmup_steps;
-  std::string schedule;  // "cosine" | "linear" | "constant"
+  std::string schedule;  // "cosine" | "linear" | "sqrt" | "constant"
+  int64_t decay_start;   // the decay begins here (0 = warmup_steps): lr held until then
   int64_t decay_steps;   // 0 = train.steps
   double weight_decay;
   double beta1;

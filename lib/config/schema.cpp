@@ -176,8 +176,14 @@ std::vector<KeySpec> build_schema() {
        "learning rate at the end of the decay; <= lr", FIELD(optim.min_lr)},
       {"optim", "warmup_steps", kAll, int64_t{0}, at_least(0),
        "steps of linear warmup from 0 to lr; < train.steps", FIELD(optim.warmup_steps)},
-      {"optim", "schedule", kAll, string("cosine"), one_of({"cosine", "linear", "constant"}),
-       "decay from lr to min_lr after the warmup", FIELD(optim.schedule)},
+      {"optim", "schedule", kAll, string("cosine"), one_of({"cosine", "linear", "sqrt", "constant"}),
+       "decay from lr to min_lr after the warmup: cosine, linear, or sqrt (1 - sqrt of the decay's progress, "
+       "the cooldown of warmup-stable-decay)",
+       FIELD(optim.schedule)},
+      {"optim", "decay_start", kAll, int64_t{0}, at_least(0),
+       "step at which the decay from lr begins, lr held from the end of the warmup until then "
+       "(warmup-stable-decay: a fifth of the run before decay_steps, say); 0 = optim.warmup_steps",
+       FIELD(optim.decay_start)},
       {"optim", "decay_steps", kAll, int64_t{0}, at_least(0),
        "step at which the decay reaches min_lr; 0 = train.steps", FIELD(optim.decay_steps)},
       {"optim", "weight_decay", kAll, 0.1, at_least(0),

@@ -183,6 +183,20 @@ class Validator {
                           c_.train.steps, o.warmup_steps, c_.train.steps / 10));
     if (ok({"optim.decay_steps", "train.steps"}) && o.decay_steps == 0)
       o.decay_steps = c_.train.steps;
+    if (!ok({"optim.decay_start", "optim.warmup_steps", "optim.decay_steps", "optim.schedule"})) return;
+    if (o.decay_start == 0) {
+      o.decay_start = o.warmup_steps;
+    } else if (o.schedule == "constant") {
+      problem({"optim.decay_start", "optim.schedule"},
+              fmt::format("optim.decay_start: schedule = \"constant\" has no decay to start (got {}): choose "
+                          "optim.schedule = \"linear\", \"sqrt\" or \"cosine\"",
+                          o.decay_start));
+    } else if (o.decay_start < o.warmup_steps || o.decay_start >= o.decay_steps) {
+      problem({"optim.decay_start", "optim.warmup_steps", "optim.decay_steps"},
+              fmt::format("optim.decay_start: expected from optim.warmup_steps ({}) to below optim.decay_steps ({}), "
+                          "got {}",
+                          o.warmup_steps, o.decay_steps, o.decay_start));
+    }
   }
 
   void check_parallel() {

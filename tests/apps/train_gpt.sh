@@ -24,6 +24,21 @@ cmp -s <(json_field "$WORK/a/metrics.jsonl" loss) <(json_field "$WORK/b/metrics.
 expect_exit 0 "$DTRAIN" run "$WORK/a/config.toml" --out "$WORK/c"
 cmp -s <(json_field "$WORK/a/metrics.jsonl" loss) <(json_field "$WORK/c/metrics.jsonl" loss) ||
   fail "the resolved config does not reproduce the run"
+# Warmup-stable-decay: the learning rate each step logged (1-based steps) is held at optim.lr
+# from the warmup's end to decay_start, then falls as 1 - sqrt of the decay's progress.
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/wsd" --set optim.schedule=sqrt --set optim.decay_start=20 \
+  --set optim.min_lr=3e-4 --set train.eval_every=0
+grep -qx "decay_start = 20" "$WORK/wsd/config.toml" || fail "the resolved config lacks decay_start"
+python3 - "$WORK/wsd/metrics.jsonl" <<'PY' || fail "the WSD schedule's learning rates"
+import json, math, sys
+lr = {r["step"]: r["lr"] for r in map(json.loads, open(sys.argv[1])) if "lr" in r}
+assert all(lr[s] == 3e-3 for s in range(6, 22)), lr            # stable: 0-based steps 5 .. 20
+for s in range(22, 31):                                         # 0-based 21 .. 29 of the decay 20 -> 30
+    want = 3e-4 + 2.7e-3 * (1 - math.sqrt((s - 1 - 20) / 10))
+    assert abs(lr[s] - want) < 1e-12, (s, lr[s], want)
+PY
+grep -qx 'decay_start = 5' "$WORK/a/config.toml" || fail "decay_start 0 resolves to the warmup's end"
+
 # Another seed differs.
 expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/d" --set train.seed=7
 cmp -s <(json_field "$WORK/a/metrics.jsonl" loss) <(json_field "$WORK/d/metrics.jsonl" loss) &&

@@ -109,8 +109,13 @@ const std::vector<BadCase> kBadCases = {
     {"int array element out of range", cnn({"channels = [8, 16, 32]", "blocks = [1, 0, 1]"}), {},
      1, "cfg.toml:4: model.blocks[1]: expected an integer in [1, 65536], got 0"},
     {"bad choice", cat(kGpt, {"[optim]", "schedule = \"step\""}), {}, 1,
-     "cfg.toml:7: optim.schedule: expected one of \"cosine\", \"linear\", \"constant\", "
+     "cfg.toml:7: optim.schedule: expected one of \"cosine\", \"linear\", \"sqrt\", \"constant\", "
      "got \"step\""},
+    {"decay start past the decay's end", cat(kGpt, {"[optim]", "decay_start = 1000"}), {}, 1,
+     "cfg.toml:7: optim.decay_start: expected from optim.warmup_steps (0) to below optim.decay_steps (1000), got 1000"},
+    {"decay start without a decay", cat(kGpt, {"[optim]", "schedule = \"constant\"", "decay_start = 10"}), {}, 1,
+     "cfg.toml:8: optim.decay_start: schedule = \"constant\" has no decay to start (got 10): choose optim.schedule = "
+     "\"linear\", \"sqrt\" or \"cosine\""},
     {"bad model type", cat(kGpt, {"[model]", "type = \"rnn\""}), {}, 1,
      "cfg.toml:7: model.type: expected one of \"gpt\", \"cnn\", got \"rnn\""},
     {"batch sizes inconsistent",

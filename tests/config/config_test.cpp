@@ -300,7 +300,7 @@ TEST_CASE("describe_keys: one aligned line per key") {
   }
   CHECK(found);
   CHECK(text.find("optim.schedule") != std::string::npos);
-  CHECK(text.find("one of cosine|linear|constant") != std::string::npos);
+  CHECK(text.find("one of cosine|linear|sqrt|constant") != std::string::npos);
 }
 
 TEST_CASE("parallel.sync local: keys, data.train per replica, refusals") {

@@ -97,6 +97,32 @@ TEST_CASE("learning-rate schedule: warm-up, cosine and linear decay, floor") {
   CHECK(learning_rate(c, 110, 4) == doctest::Approx(0.5));
 }
 
+TEST_CASE("warmup-stable-decay: lr held until decay_start, then 1 - sqrt, linear or cosine to min_lr") {
+  OptimConfig c = base_config("adamw");
+  c.lr = 1.0;
+  c.min_lr = 0.1;
+  c.warmup_steps = 10;
+  c.decay_start = 90;
+  c.decay_steps = 110;
+  c.schedule = "sqrt";
+  CHECK(learning_rate(c, 110, 9) == doctest::Approx(1.0));  // the warmup's end
+  for (int64_t step : {10, 50, 89}) CHECK(learning_rate(c, 110, step) == 1.0);  // stable
+  CHECK(learning_rate(c, 110, 90) == 1.0);                                       // the decay's first step
+  CHECK(learning_rate(c, 110, 95) == doctest::Approx(0.1 + 0.9 * (1 - std::sqrt(0.25))));
+  CHECK(learning_rate(c, 110, 105) == doctest::Approx(0.1 + 0.9 * (1 - std::sqrt(0.75))));
+  CHECK(learning_rate(c, 110, 110) == doctest::Approx(0.1));
+  c.schedule = "linear";
+  CHECK(learning_rate(c, 110, 100) == doctest::Approx(0.55));
+  c.schedule = "cosine";
+  CHECK(learning_rate(c, 110, 100) == doctest::Approx(0.55));
+  CHECK(learning_rate(c, 110, 95) == doctest::Approx(0.1 + 0.9 * 0.5 * (1 + std::cos(M_PI / 4))));
+  // decay_start 0 (or below the warmup's end): the decay starts after the warmup, as without it.
+  for (int64_t start : {0, 5}) {
+    c.decay_start = start;
+    CHECK(learning_rate(c, 110, 60) == doctest::Approx(0.55));
+  }
+}
+
 TEST_CASE("gradient clipping by global norm, folded into the update") {
   ParamStore ps;
   Param& a = ps.add("a", Shape{2}, Init::zeros(), true);
