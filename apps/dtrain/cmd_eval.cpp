@@ -8,6 +8,8 @@
 // ResumeRequest::evaluate_only). The result is one line on stdout (--json: a
 // JSON object); what was loaded and read goes to stderr.
 #include <algorithm>
+#include <functional>
+#include <map>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -19,11 +21,14 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
+#include "checkpoint/hf.h"
 #include "checkpoint/resume.h"
 #include "checkpoint/session.h"
 #include "checkpoint/signing.h"
+#include "config/schema.h"
 #include "core/comm.h"
 #include "core/error.h"
 #include "dist/mesh.h"
@@ -45,14 +50,14 @@ struct EvalOptions {
   bool verbose = false;
 };
 
-// One result: a line in the run's evaluation format, or a JSON object.
-std::string result_line(const EvalOptions& o, const dtrain::Config& cfg, const std::string& dir, int64_t step,
-                        const dtrain::EvalResult& e, int64_t batches, double secs) {
+// One result: a line in the run's evaluation format (`what`: "step 30/30",
+// or the Hugging Face directory), or a JSON object.
+std::string result_line(const EvalOptions& o, const dtrain::Config& cfg, const std::string& what,
+                        std::optional<int64_t> step, const dtrain::EvalResult& e, int64_t batches, double secs) {
   const bool gpt = cfg.model.type == "gpt";
   const char* item = gpt ? "tokens" : "images";
   if (o.json) {
-    nlohmann::json j = {{"checkpoint", dir},
-                        {"step", step},
+    nlohmann::json j = {{step ? "checkpoint" : "model", what},
                         {"data", gpt ? cfg.data.val : cfg.data.val_images},
                         {"micro_batches", batches},
                         {"micro_batch", cfg.train.micro_batch},
@@ -60,21 +65,129 @@ std::string result_line(const EvalOptions& o, const dtrain::Config& cfg, const s
                         {"item", item},
                         {"loss", e.loss},
                         {"seconds", secs}};
+    if (step) j["step"] = *step;
     if (gpt) j["perplexity"] = std::exp(e.loss);
     else j["accuracy"] = e.accuracy;
     return j.dump();
   }
-  // The total as the run's log writes it (a checkpoint beyond the config's train.steps: none).
-  const std::string at =
-      step <= cfg.train.steps ? fmt::format("{:>6}/{}", step, cfg.train.steps) : fmt::format("{:>6}", step);
+  // The step as the run's log writes it (a checkpoint beyond the config's train.steps: without the total).
+  const std::string at = !step                        ? what
+                         : *step <= cfg.train.steps ? fmt::format("step {:>6}/{}", *step, cfg.train.steps)
+                                                     : fmt::format("step {:>6}", *step);
   if (gpt)
-    return fmt::format("eval  step {} | loss {:.4f} | perplexity {:.3f} | {} {} in {:.2f} s", at, e.loss,
-                       std::exp(e.loss), e.items, item, secs);
-  return fmt::format("eval  step {} | loss {:.4f} | accuracy {:.2f}% | {} {} in {:.2f} s", at, e.loss,
-                     100.0 * e.accuracy, e.items, item, secs);
+    return fmt::format("eval  {} | loss {:.4f} | perplexity {:.3f} | {} {} in {:.2f} s", at, e.loss, std::exp(e.loss),
+                       e.items, item, secs);
+  return fmt::format("eval  {} | loss {:.4f} | accuracy {:.2f}% | {} {} in {:.2f} s", at, e.loss, 100.0 * e.accuracy,
+                     e.items, item, secs);
+}
+
+// What `trainer` will read, said once (rank 0, stderr), and its evaluations,
+// each a result line on stdout.
+class Evaluator {
+ public:
+  Evaluator(Context& ctx, const EvalOptions& o, dtrain::Trainer& trainer,
+            const std::function<void(const std::string&)>& note, const char* default_count)
+      : ctx_(ctx), o_(o), trainer_(trainer) {
+    const dtrain::Config& cfg = trainer.config();
+    const bool gpt = cfg.model.type == "gpt";
+    const int64_t micro = cfg.train.micro_batch, total = trainer.val_samples();
+    const int64_t there = (total + micro - 1) / micro;
+    batches_ = cfg.train.eval_batches > 0 ? std::min(there, cfg.train.eval_batches) : there;
+    const std::string source = gpt ? fmt::format("data.val '{}'", printable(cfg.data.val))
+                                   : fmt::format("data.val_images '{}'", printable(cfg.data.val_images));
+    const auto count = [](int64_t n, const char* one, const char* many) {
+      return fmt::format("{} {}", n, n == 1 ? one : many);
+    };
+    note(fmt::format("reading {} of the {} of {} in {} ({}){}", batches_, count(there, "micro-batch", "micro-batches"),
+                     count(micro, gpt ? "sequence" : "image", gpt ? "sequences" : "images"), source,
+                     trainer.val_data(),
+                     batches_ == there ? ""
+                     : o.batches       ? " (--batches)"
+                                       : fmt::format(": train.eval_batches = {}, {}; --batches 0 reads them all",
+                                                     cfg.train.eval_batches, default_count)));
+    ctx.shared_failure = false;  // a data file that fails mid-way fails on the ranks that read it
+  }
+
+  dtrain::EvalResult operator()(const std::string& what, std::optional<int64_t> step) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const dtrain::EvalResult e = trainer_.evaluate();
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (ctx_.world_rank == 0)
+      if (const int err = print_result(result_line(o_, trainer_.config(), what, step, e, batches_, secs)))
+        throw dtrain::RuntimeError(fmt::format("cannot write the result to stdout: {}", std::strerror(err)));
+    return e;
+  }
+
+ private:
+  Context& ctx_;
+  const EvalOptions& o_;
+  dtrain::Trainer& trainer_;
+  int64_t batches_ = 0;
+};
+
+// Progress on stderr (rank 0's): stdout holds the results alone.
+std::function<void(const std::string&)> progress(const Context& ctx) {
+  return [rank = ctx.world_rank](const std::string& s) {
+    if (rank == 0) eprint("dtrain: {}\n", s);
+  };
+}
+
+// `dtrain eval hf:DIR --data FILE`: a Hugging Face GPT-2 directory (OpenAI's
+// GPT-2, a dtrain export) evaluated on token data, as a baseline for a run's
+// own loss: the model's shapes and tokenizer from its config.json
+// (hf_model_overrides), its weights by model.init_from.
+int run_eval_hf(Context& ctx, const EvalOptions& o) {
+  const std::string dir = o.path.substr(3);
+  if (dir.empty()) throw dtrain::ConfigError("hf:DIR: expected a Hugging Face GPT-2 directory after 'hf:'");
+  if (o.data.empty())
+    throw dtrain::ConfigError(fmt::format("--data: {} has no validation data of its own: give a token file or glob "
+                                          "pattern (llm.c .bin) in its tokenizer's ids",
+                                          printable(o.path)));
+  if (o.all) throw dtrain::ConfigError("--all: hf:DIR is one model; --all takes a directory of checkpoints");
+  if (!o.verify_key.empty())
+    throw dtrain::ConfigError("--verify-key: a Hugging Face directory is not signed; --verify-key checks dtrain "
+                              "checkpoints");
+  TrainingSetup setup(ctx, o.verbose);
+  const auto note = progress(ctx);
+  bool layout_given = false;
+  for (const std::string& s : o.overrides) layout_given |= s.rfind("parallel.", 0) == 0;
+  std::optional<dtrain::Config> loaded;
+  setup.agree([&] {
+    // The model's keys as a config's lines, then the evaluation's: every
+    // sequence of the data (unless --batches) in micro-batches of 8, over
+    // the ranks launched as data-parallel replicas (unless --set parallel.*).
+    std::map<std::string, std::vector<std::string>> sections;
+    std::vector<std::string> keys = dtrain::hf_model_overrides(dir);
+    for (const char* k : {"data.train", "data.val"}) keys.push_back(std::string(k) + "=" + dtrain::config::toml_string(o.data));
+    keys.push_back("train.micro_batch=8");
+    keys.push_back("train.grad_accum=1");
+    keys.push_back("train.steps=1");
+    keys.push_back(fmt::format("train.eval_batches={}", o.batches.value_or(0)));
+    if (!layout_given) keys.push_back(fmt::format("parallel.dp={}", ctx.world_size));
+    for (const std::string& k : keys) {
+      const size_t dot = k.find('.'), eq = k.find('=');
+      sections[k.substr(0, dot)].push_back(k.substr(dot + 1, eq - dot - 1) + " = " + k.substr(eq + 1));
+    }
+    std::string text = fmt::format("# dtrain eval {}: its config.json's model\n", o.path);
+    for (const auto& [section, lines] : sections) text += fmt::format("[{}]\n{}\n", section, fmt::join(lines, "\n"));
+    loaded.emplace(dtrain::parse_config(text, o.path + " [config.json]", o.overrides, ctx.world_size));
+    return std::string();
+  });
+  const dtrain::Config& cfg = *loaded;
+  const dtrain::ModelConfig& m = cfg.model;
+  note(fmt::format("evaluating {}: GPT-2 of {} blocks, width {}, {} heads, {} positions, vocabulary {} ({} ids)",
+                   o.path, m.n_layer, m.n_embd, m.n_head, m.context_length, m.vocab_size, cfg.data.tokenizer));
+  std::unique_ptr<dtrain::Trainer> trainer = setup.make_eval_trainer(cfg, note, /*init_from=*/true);
+  trainer->gather_full_params();  // ZeRO-3: the weights go in through the full parameters
+  for (const std::string& line : dtrain::apply_init_from(trainer->model(), cfg.model, cfg.data.tokenizer)) note(line);
+  trainer->release_full_params(true);
+  Evaluator evaluate(ctx, o, *trainer, note, "8 sequences each");
+  evaluate(o.path, std::nullopt);
+  return kExitOk;
 }
 
 int run_eval(Context& ctx, const EvalOptions& o) {
+  if (o.path.rfind("hf:", 0) == 0) return run_eval_hf(ctx, o);
   // --all: the run's checkpoints as they are now (those saved from here on
   // are not waited for).
   std::optional<dtrain::Candidates> listed;
@@ -85,10 +198,7 @@ int run_eval(Context& ctx, const EvalOptions& o) {
                                             printable(o.path)));
   }
   TrainingSetup setup(ctx, o.verbose);
-  // Progress on stderr (rank 0's): stdout holds the result alone.
-  const auto note = [rank = ctx.world_rank](const std::string& s) {
-    if (rank == 0) eprint("dtrain: {}\n", s);
-  };
+  const auto note = progress(ctx);
   std::vector<std::string> overrides = o.overrides;
   if (o.batches) overrides.push_back(fmt::format("train.eval_batches={}", *o.batches));
   std::optional<dtrain::Mesh> all;
@@ -113,47 +223,18 @@ int run_eval(Context& ctx, const EvalOptions& o) {
        .eval_data = o.data},
       world);
   dtrain::Trainer& trainer = *r.trainer;
-  const dtrain::Config& cfg = trainer.config();
-  const bool gpt = cfg.model.type == "gpt";
-  const int64_t micro = cfg.train.micro_batch, total = trainer.val_samples();
-  const int64_t there = (total + micro - 1) / micro;
-  const int64_t batches = cfg.train.eval_batches > 0 ? std::min(there, cfg.train.eval_batches) : there;
-  const std::string source = gpt ? fmt::format("data.val '{}'", printable(cfg.data.val))
-                                 : fmt::format("data.val_images '{}'", printable(cfg.data.val_images));
-  const auto count = [](int64_t n, const char* one, const char* many) {
-    return fmt::format("{} {}", n, n == 1 ? one : many);
-  };
-  note(fmt::format("reading {} of the {} of {} in {} ({}){}", batches, count(there, "micro-batch", "micro-batches"),
-                   count(micro, gpt ? "sequence" : "image", gpt ? "sequences" : "images"), source, trainer.val_data(),
-                   batches == there ? ""
-                   : o.batches      ? " (--batches)"
-                                    : fmt::format(": train.eval_batches = {}, as the run evaluated; --batches 0 "
-                                                  "reads them all",
-                                                  cfg.train.eval_batches)));
-  ctx.shared_failure = false;  // a data file that fails mid-way fails on the ranks that read it
-  auto evaluate = [&](const std::string& dir, int64_t step) {
-    const auto t0 = std::chrono::steady_clock::now();
-    const dtrain::EvalResult e = trainer.evaluate();
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (ctx.world_rank == 0)
-      if (const int err = print_result(result_line(o, cfg, dir, step, e, batches, secs)))
-        throw dtrain::RuntimeError(fmt::format("cannot write the result to stdout: {}", std::strerror(err)));
-    return e;
-  };
+  Evaluator evaluate(ctx, o, trainer, note, "as the run evaluated");
   if (!o.all) {
     evaluate(r.dir, r.meta.step);
     return kExitOk;
   }
 
   // --all: the run's other checkpoints, oldest first, into the same trainer
-  // (their parameters only), then the newest again. Every rank loads each
-  // one; where any rank cannot (damage), all pass it over alike, with a
-  // warning, as a resume falls back.
+  // (their parameters only, verified with the key the first one was), then
+  // the newest again. Every rank loads each one; where any rank cannot
+  // (damage), all pass it over alike, with a warning, as a resume falls back;
+  // a signature that fails stops them all, as it stops a resume.
   const dtrain::Candidates& c = *listed;
-  std::shared_ptr<const dtrain::ckpt_sign::PublicKey> key =
-      o.verify_key.empty() ? dtrain::checkpoint_keys(cfg).verify
-                           : std::make_shared<const dtrain::ckpt_sign::PublicKey>(
-                                 dtrain::ckpt_sign::read_public_key(o.verify_key, "--verify-key"));
   struct Done {
     int64_t step;
     double loss;
@@ -171,8 +252,7 @@ int run_eval(Context& ctx, const EvalOptions& o) {
     order.assign(std::make_reverse_iterator(c.dirs.end()), std::make_reverse_iterator(at + 1));
   }
   order.push_back(r.dir);
-  for (size_t i = 0; i < order.size(); ++i) {
-    const std::string& dir = order[i];
+  for (const std::string& dir : order) {
     const auto k = static_cast<size_t>(std::find(c.dirs.begin(), c.dirs.end(), dir) - c.dirs.begin());
     if (k < c.runs.size() && !c.run.empty() && !c.runs[k].empty() && c.runs[k] != c.run) {
       note(fmt::format("passing over {}: it belongs to another run ({}; the run of {} is {})", dir, c.runs[k], c.root,
@@ -180,28 +260,35 @@ int run_eval(Context& ctx, const EvalOptions& o) {
       ++passed_over;
       continue;
     }
-    std::string damage;
+    std::optional<dtrain::CheckpointError> damage;
+    bool refused = false;
     dtrain::CheckpointMeta meta;
     try {
-      meta = dtrain::restore_trainer(trainer, dir, key.get(), /*optimizer_state=*/false);
-    } catch (const dtrain::CheckpointSignatureError&) {
-      throw;  // as resume: someone changed a signed checkpoint; not passed over
+      meta = dtrain::restore_trainer(trainer, dir, r.key.get(), /*optimizer_state=*/false);
+    } catch (const dtrain::CheckpointSignatureError& e) {
+      damage = e;
+      refused = true;
     } catch (const dtrain::CheckpointError& e) {
-      damage = e.what();
+      damage = e;
     }
     dtrain::Tensor flag = dtrain::Tensor::zeros(dtrain::Shape{1}, dtrain::DType::f32);
-    flag.data<float>()[0] = damage.empty() ? 0.0f : 1.0f;
+    flag.data<float>()[0] = refused ? 2.0f : damage ? 1.0f : 0.0f;
     dtrain::all_reduce(world, flag, dtrain::ReduceOp::max);
+    if (flag.data<float>()[0] == 2) {
+      if (refused) throw dtrain::CheckpointSignatureError(damage->checkpoint(), damage->file(), damage->tensor(),
+                                                          damage->problem());
+      throw dtrain::CheckpointSignatureError(dir, "", "", "another rank found a signature that does not verify");
+    }
     if (flag.data<float>()[0] != 0) {
-      if (!damage.empty() || ctx.world_rank == 0)
+      if (damage || ctx.world_rank == 0)
         eprint("dtrain: {}warning: {}; passed over\n", ctx.rank_tag,
-                   damage.empty() ? dir + ": another rank could not load its part" : damage);
+               damage ? damage->what() : dir + ": another rank could not load its part");
       ++passed_over;
       continue;
     }
     done.push_back({meta.step, evaluate(dir, meta.step).loss});
   }
-  if (!done.empty() && ctx.world_rank == 0) {
+  if (!done.empty()) {
     const Done best = *std::min_element(done.begin(), done.end(), [](const Done& a, const Done& b) {
       return a.loss < b.loss;
     });
@@ -222,7 +309,7 @@ Subcommand add_eval(CLI::App& app) {
               "layout; reads only");
   cmd->add_option("checkpoint", o->path,
                   "A checkpoint directory (step_N) or its checkpoint.h5, or a directory of checkpoints (the newest "
-                  "complete one)")
+                  "complete one); or hf:DIR, a Hugging Face GPT-2 directory (with --data)")
       ->required();
   cmd->add_option("--data", o->data,
                   "A GPT's token file or glob pattern (llm.c .bin) to evaluate on, in place of the run's data.val")

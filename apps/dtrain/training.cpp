@@ -405,8 +405,9 @@ std::unique_ptr<dtrain::Trainer> TrainingSetup::make_trainer(const dtrain::Confi
 }
 
 std::unique_ptr<dtrain::Trainer> TrainingSetup::make_eval_trainer(const dtrain::Config& cfg,
-                                                                  std::function<void(const std::string&)> log) {
-  check_before_trainer(cfg, /*new_run=*/false, /*writes=*/false);
+                                                                  std::function<void(const std::string&)> log,
+                                                                  bool init_from) {
+  check_before_trainer(cfg, /*new_run=*/init_from, /*writes=*/false);
   const dtrain::Groups groups = groups_for(cfg);
   dtrain::TrainerOptions o = options;
   o.values_loaded = true;

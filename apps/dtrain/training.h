@@ -113,9 +113,11 @@ class TrainingSetup {
                                                 bool keep_earlier = false);
   // `dtrain eval`: the device, memory and input checks, the groups, a trainer
   // for a checkpoint's parameters; no directory is checked, locked or written.
-  // Its progress lines go to `log` (rank 0's).
+  // Its progress lines go to `log` (rank 0's). `init_from`: the weights come
+  // from model.init_from (checked here), not a checkpoint.
   std::unique_ptr<dtrain::Trainer> make_eval_trainer(const dtrain::Config& cfg,
-                                                     std::function<void(const std::string&)> log);
+                                                     std::function<void(const std::string&)> log,
+                                                     bool init_from = false);
 
   dtrain::MpiCommOptions comm;
   dtrain::TrainerOptions options;

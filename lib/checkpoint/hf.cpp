@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "checkpoint/safetensors.h"
+#include "config/schema.h"
 #include "core/file_kind.h"
 #include "core/error.h"
 
@@ -163,6 +164,38 @@ HfExportResult export_hf(const Model& model, const Config& cfg, const std::strin
   r.bytes = write_safetensors((fs::path(out_dir) / "model.safetensors").string(), out, {{"format", "pt"}});
   r.tensors = static_cast<int64_t>(out.size());
   return r;
+}
+
+std::vector<std::string> hf_model_overrides(const std::string& dir) {
+  const fs::path cfg_path = fs::path(dir) / "config.json";
+  const std::string cfg_name = cfg_path.string();
+  require_regular_file(cfg_name, "a Hugging Face GPT-2 directory's config.json (JSON)");
+  std::ifstream cf(cfg_path);
+  if (!cf) throw InputError(fmt::format("'{}': cannot open (a Hugging Face GPT-2 directory holds config.json and "
+                                        "model.safetensors)", cfg_name));
+  json hc;
+  try {
+    hc = json::parse(cf);
+  } catch (const json::exception& e) {
+    throw InputError(fmt::format("'{}': not valid JSON: {}", cfg_name, e.what()));
+  }
+  if (!hc.is_object()) throw InputError(fmt::format("'{}': expected a JSON object", cfg_name));
+  // A value that is not a positive integer keeps the default: import_hf names it.
+  auto integer = [&](const char* key, int64_t dflt) {
+    return hc.contains(key) && hc[key].is_number_integer() && hc[key].get<int64_t>() > 0 ? hc[key].get<int64_t>()
+                                                                                        : dflt;
+  };
+  const int64_t vocab = integer("vocab_size", kGpt2Ids);
+  std::string tokenizer = vocab == kGpt2Ids ? "gpt2" : "byte";
+  if (hc.contains("dtrain_tokenizer") && hc["dtrain_tokenizer"].is_string())
+    tokenizer = hc["dtrain_tokenizer"].get<std::string>();
+  return {fmt::format("model.n_embd={}", integer("n_embd", 768)),
+          fmt::format("model.n_layer={}", integer("n_layer", 12)),
+          fmt::format("model.n_head={}", integer("n_head", 12)),
+          fmt::format("model.context_length={}", integer("n_positions", 1024)),
+          fmt::format("model.vocab_size={}", vocab),
+          "model.init_from=" + config::toml_string("hf:" + dir),
+          "data.tokenizer=" + config::toml_string(tokenizer)};
 }
 
 std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const std::string& dir,

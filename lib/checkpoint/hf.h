@@ -77,6 +77,15 @@ namespace dtrain {
 // line per problem.
 std::vector<std::string> init_from_problems(const ModelConfig& cfg);
 
+// The config keys of the model in the Hugging Face GPT-2 directory `dir`, as
+// --set overrides: model.n_embd, n_layer, n_head, context_length (from
+// n_positions), vocab_size and init_from = "hf:DIR", and data.tokenizer
+// (config.json's dtrain_tokenizer where a dtrain export wrote it, "gpt2" for
+// GPT-2's 50257 ids, else "byte"), each from config.json or GPT2Config's
+// default where absent (what import_hf refuses it still refuses, naming the
+// key). `dtrain eval hf:DIR`. Throws InputError for an unreadable config.json.
+std::vector<std::string> hf_model_overrides(const std::string& dir);
+
 // model.init_from: "" does nothing; "hf:DIR" is import_hf(model, cfg, DIR,
 // tokenizer). Returns the lines to log: where the weights came from and the
 // notes.

@@ -516,6 +516,7 @@ Resumed resume(const ResumeRequest& req, Communicator& world) {
       r.trainer = req.make_trainer ? req.make_trainer(rc.cfg, elsewhere) : one_process_trainer(rc.cfg, req.log);
       const auto t0 = std::chrono::steady_clock::now();
       restore_trainer(*r.trainer, dir, key.get(), /*optimizer_state=*/!req.evaluate_only);
+      r.key = key;
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       r.dir = dir;
       log(fmt::format("{} {}: step {} of {}, {} {} seen; written by dtrain {} on {}; "

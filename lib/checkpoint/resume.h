@@ -107,6 +107,9 @@ struct Resumed {
   std::unique_ptr<Trainer> trainer;
   CheckpointMeta meta;
   std::string dir;  // the checkpoint it continues from
+  // The key its signature was checked with (null: not verified): the same
+  // key verifies the run's other checkpoints (dtrain eval --all).
+  std::shared_ptr<const ckpt_sign::PublicKey> key;
 };
 
 // Finds, configures and loads; with several ranks every rank calls it and

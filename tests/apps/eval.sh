@@ -118,6 +118,29 @@ expect_exit 0 "$DTRAIN" eval "$WORK/signed/checkpoints" --verify-key "$WORK/key.
 same_as_logged "$WORK/signed" 10
 expect_err "with key"
 
+# A Hugging Face GPT-2 directory (here the run's own export) evaluates as a baseline on --data:
+# shapes and tokenizer from its config.json, the whole set in micro-batches of 8 by default; the
+# same weights give the checkpoint's loss bit for bit (at the same micro-batch and threads), and
+# on 2 ranks (2 data-parallel replicas by default) to rounding.
+expect_exit 0 "$DTRAIN" export "$WORK/a/checkpoints" --format hf --out "$WORK/hf"
+expect_exit 0 "$DTRAIN" eval "$WORK/a/checkpoints" --batches 0 --set train.micro_batch=8 --json
+ckpt_loss=$(evaluated loss)
+expect_exit 0 "$DTRAIN" eval "hf:$WORK/hf" --data "$WORK/tok_val.bin" --set train.threads=1 --json
+[ "$(evaluated loss)" = "$ckpt_loss" ] || fail "hf:DIR gives $(evaluated loss), its checkpoint $ckpt_loss"
+[ "$(evaluated items)" = 1536 ] && [ "$(evaluated model)" = "'hf:$WORK/hf'" ] || fail "$(cat "$WORK/out")"
+expect_err "evaluating hf:$WORK/hf: GPT-2 of 2 blocks, width 32, 2 heads, 16 positions, vocabulary 256 (byte ids)"
+expect_err "reading 12 of the 12 micro-batches of 8 sequences"
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" eval "hf:$WORK/hf" --data "$WORK/tok_val.bin" --set train.threads=1 --json
+close_to "$(evaluated loss)" "$ckpt_loss"
+expect_exit 0 "$DTRAIN" eval "hf:$WORK/hf" --data "$WORK/tok_val.bin" --batches 2
+grep -qE "^eval  hf:$WORK/hf \| loss [0-9.]+ \| perplexity [0-9.]+ \| 256 tokens in" "$WORK/out" || fail "$(cat "$WORK/out")"
+expect_exit 2 "$DTRAIN" eval "hf:$WORK/hf"
+expect_err "--data: hf:$WORK/hf has no validation data of its own: give a token file or glob pattern (llm.c .bin) in its tokenizer's ids"
+expect_exit 2 "$DTRAIN" eval "hf:$WORK/nowhere" --data "$WORK/tok_val.bin"
+expect_err "$WORK/nowhere/config.json"
+expect_exit 2 "$DTRAIN" eval "hf:$WORK/hf" --data "$WORK/tok_val.bin" --all
+expect_err "--all: hf:DIR is one model; --all takes a directory of checkpoints"
+
 # bf16 mixed precision: evaluated as the run evaluated, in bf16.
 expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set train.precision=bf16 --out "$WORK/bf16"
 expect_exit 0 "$DTRAIN" eval "$WORK/bf16/checkpoints" --json
