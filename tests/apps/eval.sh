@@ -117,6 +117,13 @@ expect_err "checkpoint.sign_key_file: '$WORK/key.key' does not exist: the run si
 expect_exit 0 "$DTRAIN" eval "$WORK/signed/checkpoints" --verify-key "$WORK/key.pub" --json
 same_as_logged "$WORK/signed" 10
 expect_err "with key"
+# --all verifies every checkpoint with that key: continued under another key, the older one is
+# refused (not passed over as damage).
+expect_exit 0 "$DTRAIN" keygen "$WORK/key2"
+expect_exit 0 "$DTRAIN" resume "$WORK/signed/checkpoints" --verify-key "$WORK/key.pub" --set train.steps=20 \
+  --set checkpoint.sign_key_file="\"$WORK/key2.key\""
+expect_exit 2 "$DTRAIN" eval "$WORK/signed/checkpoints" --all --verify-key "$WORK/key2.pub"
+expect_err "checkpoint $WORK/signed/checkpoints/step_00000010: manifest: signed with another key"
 
 # A Hugging Face GPT-2 directory (here the run's own export) evaluates as a baseline on --data:
 # shapes and tokenizer from its config.json, the whole set in micro-batches of 8 by default; the
