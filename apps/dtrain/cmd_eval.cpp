@@ -8,13 +8,15 @@
 // ResumeRequest::evaluate_only). The result is one line on stdout (--json: a
 // JSON object); what was loaded and read goes to stderr.
 #include <algorithm>
-#include <functional>
-#include <map>
 #include <chrono>
 #include <cmath>
-#include <cstring>
-#include <iterator>
 #include <cstdint>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <functional>
+#include <iterator>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -81,12 +83,19 @@ std::string result_line(const EvalOptions& o, const dtrain::Config& cfg, const s
                      e.items, item, secs);
 }
 
+// Whether a --set gives `key`.
+bool chosen(const EvalOptions& o, const std::string& key) {
+  return std::any_of(o.overrides.begin(), o.overrides.end(),
+                     [&](const std::string& s) { return s.substr(0, s.find('=')) == key; });
+}
+
 // What `trainer` will read, said once (rank 0, stderr), and its evaluations,
 // each a result line on stdout.
 class Evaluator {
  public:
+  // `as_run`: what the count is when neither --batches nor --set chose it.
   Evaluator(Context& ctx, const EvalOptions& o, dtrain::Trainer& trainer,
-            const std::function<void(const std::string&)>& note, const char* default_count)
+            const std::function<void(const std::string&)>& note, const std::string& as_run)
       : ctx_(ctx), o_(o), trainer_(trainer) {
     const dtrain::Config& cfg = trainer.config();
     const bool gpt = cfg.model.type == "gpt";
@@ -103,8 +112,10 @@ class Evaluator {
                      trainer.val_data(),
                      batches_ == there ? ""
                      : o.batches       ? " (--batches)"
-                                       : fmt::format(": train.eval_batches = {}, {}; --batches 0 reads them all",
-                                                     cfg.train.eval_batches, default_count)));
+                     : chosen(o, "train.eval_batches") || chosen(o, "train.micro_batch")
+                         ? fmt::format(": train.eval_batches = {}; --batches 0 reads them all", cfg.train.eval_batches)
+                         : fmt::format(": train.eval_batches = {}, {}; --batches 0 reads them all",
+                                       cfg.train.eval_batches, as_run)));
     ctx.shared_failure = false;  // a data file that fails mid-way fails on the ranks that read it
   }
 
@@ -149,8 +160,8 @@ int run_eval_hf(Context& ctx, const EvalOptions& o) {
                               "checkpoints");
   TrainingSetup setup(ctx, o.verbose);
   const auto note = progress(ctx);
-  bool layout_given = false;
-  for (const std::string& s : o.overrides) layout_given |= s.rfind("parallel.", 0) == 0;
+  const bool layout_given = chosen(o, "parallel.dp") || chosen(o, "parallel.tp") || chosen(o, "parallel.pp") ||
+                            chosen(o, "parallel.mode");
   std::optional<dtrain::Config> loaded;
   setup.agree([&] {
     // The model's keys as a config's lines, then the evaluation's: every
@@ -158,7 +169,8 @@ int run_eval_hf(Context& ctx, const EvalOptions& o) {
     // the ranks launched as data-parallel replicas (unless --set parallel.*).
     std::map<std::string, std::vector<std::string>> sections;
     std::vector<std::string> keys = dtrain::hf_model_overrides(dir);
-    for (const char* k : {"data.train", "data.val"}) keys.push_back(std::string(k) + "=" + dtrain::config::toml_string(o.data));
+    for (const char* k : {"data.train", "data.val"})
+      keys.push_back(std::string(k) + "=" + dtrain::config::toml_string(o.data));
     keys.push_back("train.micro_batch=8");
     keys.push_back("train.grad_accum=1");
     keys.push_back("train.steps=1");
@@ -168,7 +180,7 @@ int run_eval_hf(Context& ctx, const EvalOptions& o) {
       const size_t dot = k.find('.'), eq = k.find('=');
       sections[k.substr(0, dot)].push_back(k.substr(dot + 1, eq - dot - 1) + " = " + k.substr(eq + 1));
     }
-    std::string text = fmt::format("# dtrain eval {}: its config.json's model\n", o.path);
+    std::string text = "# dtrain eval hf:DIR: its config.json's model\n";
     for (const auto& [section, lines] : sections) text += fmt::format("[{}]\n{}\n", section, fmt::join(lines, "\n"));
     loaded.emplace(dtrain::parse_config(text, o.path + " [config.json]", o.overrides, ctx.world_size));
     return std::string();
@@ -181,22 +193,16 @@ int run_eval_hf(Context& ctx, const EvalOptions& o) {
   trainer->gather_full_params();  // ZeRO-3: the weights go in through the full parameters
   for (const std::string& line : dtrain::apply_init_from(trainer->model(), cfg.model, cfg.data.tokenizer)) note(line);
   trainer->release_full_params(true);
-  Evaluator evaluate(ctx, o, *trainer, note, "8 sequences each");
+  Evaluator evaluate(ctx, o, *trainer, note, "");
   evaluate(o.path, std::nullopt);
   return kExitOk;
 }
 
 int run_eval(Context& ctx, const EvalOptions& o) {
   if (o.path.rfind("hf:", 0) == 0) return run_eval_hf(ctx, o);
-  // --all: the run's checkpoints as they are now (those saved from here on
-  // are not waited for).
-  std::optional<dtrain::Candidates> listed;
-  if (o.all) {
-    listed = dtrain::find_checkpoints(o.path);
-    if (listed->exact)
-      throw dtrain::ConfigError(fmt::format("--all: '{}' is one checkpoint; give the directory that holds them",
-                                            printable(o.path)));
-  }
+  if (o.all && dtrain::find_checkpoints(o.path).exact)
+    throw dtrain::ConfigError(fmt::format("--all: '{}' is one checkpoint; give the directory that holds them",
+                                          printable(o.path)));
   TrainingSetup setup(ctx, o.verbose);
   const auto note = progress(ctx);
   std::vector<std::string> overrides = o.overrides;
@@ -229,12 +235,15 @@ int run_eval(Context& ctx, const EvalOptions& o) {
     return kExitOk;
   }
 
-  // --all: the run's other checkpoints, oldest first, into the same trainer
-  // (their parameters only, verified with the key the first one was), then
-  // the newest again. Every rank loads each one; where any rank cannot
-  // (damage), all pass it over alike, with a warning, as a resume falls back;
-  // a signature that fails stops them all, as it stops a resume.
-  const dtrain::Candidates& c = *listed;
+  // --all: the run's other checkpoints (as every rank listed them before the
+  // first load: those saved from then on are not waited for), oldest first,
+  // into the same trainer (their parameters only), then the newest again.
+  // Each is verified as resume verifies it: with --verify-key, else with the
+  // key its own config names. Every rank loads each one; where any rank
+  // cannot (damage, pruned by a run still going), all pass it over alike,
+  // with a warning, as a resume falls back; a signature that fails (or a key
+  // that cannot be read) stops them all, as it stops a resume.
+  const dtrain::Candidates& c = r.candidates;
   struct Done {
     int64_t step;
     double loss;
@@ -261,34 +270,43 @@ int run_eval(Context& ctx, const EvalOptions& o) {
       continue;
     }
     std::optional<dtrain::CheckpointError> damage;
-    bool refused = false;
+    std::exception_ptr refused;  // a signature that fails, a key that cannot be read
     dtrain::CheckpointMeta meta;
     try {
-      meta = dtrain::restore_trainer(trainer, dir, r.key.get(), /*optimizer_state=*/false);
-    } catch (const dtrain::CheckpointSignatureError& e) {
-      damage = e;
-      refused = true;
+      const std::shared_ptr<const dtrain::ckpt_sign::PublicKey> key =
+          o.verify_key.empty() ? dtrain::evaluation_key_of(dir) : r.key;
+      meta = dtrain::restore_trainer(trainer, dir, key.get(), /*optimizer_state=*/false);
+    } catch (const dtrain::CheckpointSignatureError&) {
+      refused = std::current_exception();
     } catch (const dtrain::CheckpointError& e) {
       damage = e;
+    } catch (const dtrain::ConfigError&) {
+      refused = std::current_exception();
     }
     dtrain::Tensor flag = dtrain::Tensor::zeros(dtrain::Shape{1}, dtrain::DType::f32);
     flag.data<float>()[0] = refused ? 2.0f : damage ? 1.0f : 0.0f;
     dtrain::all_reduce(world, flag, dtrain::ReduceOp::max);
     if (flag.data<float>()[0] == 2) {
-      if (refused) throw dtrain::CheckpointSignatureError(damage->checkpoint(), damage->file(), damage->tensor(),
-                                                          damage->problem());
-      throw dtrain::CheckpointSignatureError(dir, "", "", "another rank found a signature that does not verify");
+      if (refused) std::rethrow_exception(refused);
+      throw dtrain::CheckpointSignatureError(dir, "", "", "another rank could not verify it");
     }
     if (flag.data<float>()[0] != 0) {
-      if (damage || ctx.world_rank == 0)
-        eprint("dtrain: {}warning: {}; passed over\n", ctx.rank_tag,
-               damage ? damage->what() : dir + ": another rank could not load its part");
+      std::error_code ec;
+      const std::string why =
+          !std::filesystem::exists(dir, ec) && !ec
+              ? dir + ": removed while being read (a run still going prunes its checkpoints: checkpoint.keep)"
+          : damage ? damage->what()
+                   : dir + ": another rank could not load its part";
+      if (damage || ctx.world_rank == 0) eprint("dtrain: {}warning: {}; passed over\n", ctx.rank_tag, why);
       ++passed_over;
       continue;
     }
     done.push_back({meta.step, evaluate(dir, meta.step).loss});
   }
-  if (!done.empty()) {
+  if (done.empty())
+    throw dtrain::CheckpointError(c.root, "", "",
+                                  fmt::format("none of its {} checkpoints could be evaluated (above)", order.size()));
+  {
     const Done best = *std::min_element(done.begin(), done.end(), [](const Done& a, const Done& b) {
       return a.loss < b.loss;
     });

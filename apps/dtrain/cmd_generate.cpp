@@ -171,8 +171,8 @@ int run_generate(const GenerateOptions& o) {
   std::fputc('\n', stdout);
   std::fflush(stdout);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  eprint("dtrain: {} tokens from {} (step {}, tokenizer {}) in {:.2f} s\n", generated.size(), lm.dir,
-             lm.meta.step, tok->name(), s);
+  eprint("dtrain: {} tokens from {} (step {}, tokenizer {}) in {:.2f} s\n", generated.size(), lm.dir, lm.meta.step,
+         tok->name(), s);
   return 0;
 }
 

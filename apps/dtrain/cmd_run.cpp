@@ -46,11 +46,9 @@ int train(Context& ctx, TrainingSetup& setup, dtrain::Trainer& trainer, int64_t 
   if (summary.stopped) {
     std::fflush(stdout);  // the log's lines (the checkpoint's included) before this one
     if (ctx.world_rank == 0)
-      eprint(
-                 "dtrain: stopped by {} after step {} of {}; checkpoint {}; continue with: dtrain "
-                 "resume {}\n",
-                 session.stop_reason(), summary.steps, trainer.config().train.steps, session.last_dir(),
-                 trainer.config().checkpoint.dir);
+      eprint("dtrain: stopped by {} after step {} of {}; checkpoint {}; continue with: dtrain resume {}\n",
+             session.stop_reason(), summary.steps, trainer.config().train.steps, session.last_dir(),
+             trainer.config().checkpoint.dir);
     return kExitPreempted;
   }
   return kExitOk;

@@ -508,8 +508,8 @@ class Sweep {
   int write_best() {
     const TrialRecord* top = best();
     if (!top) {
-      eprint("dtrain: error: sweep {}: no trial recorded {} (see the trials' output.log in {})\n",
-                 opts_.path, spec_.metric, dir_);
+      eprint("dtrain: error: sweep {}: no trial recorded {} (see the trials' output.log in {})\n", opts_.path,
+             spec_.metric, dir_);
       return kExitRuntime;
     }
     std::vector<std::string> sets = spec_.set;

@@ -76,7 +76,7 @@ Subcommand add_validate(CLI::App& app) {
               eprint("dtrain: {} is valid\n", o->config_path);
               if (dtrain::local_sync_is_dp(cfg.parallel))
                 eprint("dtrain: note: parallel.sync = local with sync_every = 1 and plain averaging is "
-                                   "data parallelism: gradients are averaged every step\n");
+                       "data parallelism: gradients are averaged every step\n");
               if (std::string note = tokenizer_note(cfg); !note.empty()) eprint("dtrain: note: {}\n", note);
               for (const std::string& line : pattern_notes(cfg)) eprint("dtrain: {}\n", line);
               if (std::string why = dtrain::ops::device_unavailable(cfg.train.device); !why.empty())

@@ -243,7 +243,7 @@ int main(int argc, char** argv) {
     for (const Subcommand& c : commands) names.push_back(c.cli->get_name());
     if (ctx.world_rank == 0)
       eprint("dtrain: error: '{}' is not a dtrain command; expected one of {}\n", printable(argv[1]),
-                 fmt::join(names, ", "));
+             fmt::join(names, ", "));
     return kExitConfig;
   }
   try {

@@ -131,7 +131,8 @@ class SlurmBackend : public SweepBackend {
       l.trial->slurm_job = fmt::format("{}_{}", job, l.trial->id);
       watched_[l.trial->id] = l.trial->slurm_job;
     }
-    print_line(fmt::format("sweep: submitted {} trials as Slurm job array {} ({})", launches.size(), job, script.string()));
+    print_line(
+        fmt::format("sweep: submitted {} trials as Slurm job array {} ({})", launches.size(), job, script.string()));
   }
 
   std::vector<TrialExit> reap() override {

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <cstring>
+#include <exception>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -127,7 +129,8 @@ const char* refusal(const std::string& key, bool evaluate) {
   // Dropout is a rate, not a parameter: it may change (as for fine-tuning).
   if (key == "model.dropout") return nullptr;
   if (key == "model.init_from")
-    return "the run started from those weights; a resume continues from the checkpoint's";
+    return evaluate ? "an evaluation reads the checkpoint's weights"
+                    : "the run started from those weights; a resume continues from the checkpoint's";
   if (key.rfind("model.", 0) == 0) return "the checkpoint holds the parameters of this model (its shapes and layers)";
   return nullptr;
 }
@@ -253,53 +256,97 @@ bool check_target(const std::string& dir, const Candidates& c, const CheckpointM
   return elsewhere && !same_run_elsewhere;
 }
 
-// `dtrain eval`'s key: the public key the checkpoint's config names
-// (checkpoint.verify_key_file, else sign_key_file's public half), where an
-// evaluation never signs, so that a secret key left behind is said as such.
+// `dtrain eval`'s key for a checkpoint of config `cfg`: the public key its
+// config names (checkpoint.verify_key_file, else the public half of
+// sign_key_file: PREFIX.pub beside PREFIX.key where dtrain keygen left it,
+// else read from the secret key), null when it names none. An evaluation
+// only verifies: where the file it needs is missing, the way on is
+// --verify-key with the public key.
 std::shared_ptr<const ckpt_sign::PublicKey> evaluation_key(const Config& cfg) {
   const CheckpointConfig& c = cfg.checkpoint;
-  std::shared_ptr<const ckpt_sign::PublicKey> key;
-  if (!c.verify_key_file.empty()) {
-    key = std::make_shared<const ckpt_sign::PublicKey>(
-        ckpt_sign::read_public_key(c.verify_key_file, "checkpoint.verify_key_file"));
-  } else if (!c.sign_key_file.empty()) {
-    try {
-      key = checkpoint_keys(cfg).verify;
-    } catch (const ConfigError& e) {
-      std::vector<std::string> problems = e.problems();
-      for (std::string& p : problems)  // (keygen's hint is for a run that signs)
-        p = p.substr(0, p.find(" (create a key pair")) +
-            ": the run signed its checkpoints with it; an evaluation only verifies them: give the public key with "
-            "--verify-key PREFIX.pub";
-      throw ConfigError(problems);
-    }
+  const char* const hint =
+      ": an evaluation only verifies the run's signatures: give the public key with --verify-key PREFIX.pub";
+  auto with_hint = [&](const ConfigError& e) {
+    std::vector<std::string> problems = e.problems();
+    for (std::string& p : problems)  // (keygen's hint is for a run that signs)
+      p = p.substr(0, p.find(" (create a key pair")) + hint;
+    return ConfigError(problems);
+  };
+  try {
+    if (!c.verify_key_file.empty())
+      return std::make_shared<const ckpt_sign::PublicKey>(
+          ckpt_sign::read_public_key(c.verify_key_file, "checkpoint.verify_key_file"));
+    if (c.sign_key_file.empty()) return nullptr;
+    const fs::path secret(c.sign_key_file);
+    std::error_code ec;
+    if (const fs::path pub = fs::path(secret).replace_extension(".pub");
+        secret.extension() == ".key" && fs::is_regular_file(pub, ec))
+      return std::make_shared<const ckpt_sign::PublicKey>(
+          ckpt_sign::read_public_key(pub.string(), "checkpoint.sign_key_file's public key"));
+    return checkpoint_keys(cfg).verify;
+  } catch (const ConfigError& e) {
+    throw with_hint(e);
+  } catch (const InputError& e) {
+    throw with_hint(ConfigError(e.what()));
   }
-  return key;
 }
 
-// `dtrain eval`'s data: the validation set (`eval_data` in place of a
-// GPT's data.val where given), which the training keys name too.
-void evaluation_data(Config& cfg, const std::string& eval_data) {
-  if (!eval_data.empty()) {
-    if (cfg.model.type != "gpt")
-      throw ConfigError(fmt::format("--data: the checkpoint holds a {} model, which reads images and labels (IDX "
-                                    "files): give them with --set data.val_images=FILE --set data.val_labels=FILE",
-                                    cfg.model.type));
-    cfg.data.val = eval_data;
+// Rank 0's strings on every rank of `world` (collective).
+std::vector<std::string> from_rank0(Communicator& world, const std::vector<std::string>& mine) {
+  if (world.size() == 1) return mine;
+  std::string packed;
+  if (world.rank() == 0)
+    for (const std::string& s : mine) packed += s + '\0';
+  Tensor n = Tensor::zeros(Shape{1}, DType::i32);
+  n.data<int32_t>()[0] = static_cast<int32_t>(packed.size());
+  world.broadcast(n, 0)->wait();
+  const auto bytes = static_cast<size_t>(n.data<int32_t>()[0]);
+  Tensor t = Tensor::zeros(Shape{static_cast<int64_t>(bytes / 4 + 1)}, DType::i32);
+  if (world.rank() == 0) std::memcpy(t.raw(), packed.data(), bytes);
+  world.broadcast(t, 0)->wait();
+  packed.assign(static_cast<const char*>(t.raw()), bytes);
+  std::vector<std::string> out;
+  for (size_t at = 0; at < packed.size();) {
+    const size_t end = packed.find('\0', at);
+    out.push_back(packed.substr(at, end - at));
+    at = end + 1;
   }
-  if (cfg.model.type == "gpt") {
-    cfg.data.train = {cfg.data.val};
-  } else {
-    cfg.data.train_images = cfg.data.val_images;
-    cfg.data.train_labels = cfg.data.val_labels;
-  }
+  return out;
 }
 
 }  // namespace
 
+Candidates agreed_checkpoints(const std::string& path, Communicator& world) {
+  std::optional<Candidates> c;
+  std::exception_ptr failed;
+  try {
+    c = find_checkpoints(path);
+  } catch (...) {
+    failed = std::current_exception();
+  }
+  Tensor flag = Tensor::zeros(Shape{1}, DType::f32);
+  flag.data<float>()[0] = failed ? 1.0f : 0.0f;
+  all_reduce(world, flag, ReduceOp::max);
+  if (failed) std::rethrow_exception(failed);
+  if (flag.data<float>()[0] != 0) throw InputError(fmt::format("'{}': another rank found no checkpoint to read", path));
+  // A checkpoint saved or pruned between two ranks' listings (a run still
+  // going) must not give them different models: rank 0's list is the list.
+  c->dirs = from_rank0(world, c->dirs);
+  c->runs = from_rank0(world, c->runs);
+  c->run = from_rank0(world, {c->run}).at(0);
+  return *c;
+}
+
+std::shared_ptr<const ckpt_sign::PublicKey> evaluation_key_of(const std::string& dir) {
+  const CheckpointMeta meta = read_meta(dir);
+  const std::string name = (fs::path(dir) / store::kMasterFile).string() + " [config]";
+  return evaluation_key(parse_config(meta.config, name, {}, meta.layout.world()));
+}
+
 ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkpoint_dir,
                            const std::vector<std::string>& overrides, const std::string& out_dir,
-                           int world_size, const AutoLayout& auto_layout, bool evaluate) {
+                           int world_size, const AutoLayout& auto_layout, bool evaluate,
+                           const std::string& eval_data) {
   const char* const when = evaluate ? "evaluating" : "resuming";
   const std::string name = (fs::path(checkpoint_dir) / store::kMasterFile).string() + " [config]";
   const Config base = parse_config(meta.config, name, {}, meta.layout.world());
@@ -342,6 +389,30 @@ ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkp
     eff.push_back("train.grad_accum=0");
   }
   eff.insert(eff.end(), overrides.begin(), overrides.end());
+  if (evaluate) {
+    // The validation data (--data's in place of a GPT's data.val) is what the
+    // training keys name too, so that neither a training set left behind nor
+    // one per replica (local sync on another dp) stands in the way. The
+    // literal a --set gave is repeated as it was written.
+    auto value = [&](const std::string& key, const std::string& fallback) {
+      std::string v = config::toml_string(fallback);
+      for (const auto& o : overrides)
+        if (key_of(o) == key) v = o.substr(o.find('=') + 1);
+      return v;
+    };
+    if (base.model.type == "gpt") {
+      const std::string val = eval_data.empty() ? value("data.val", base.data.val) : config::toml_string(eval_data);
+      eff.push_back("data.val=" + val);
+      eff.push_back("data.train=" + val);
+    } else if (!eval_data.empty()) {
+      throw ConfigError(fmt::format("--data: the checkpoint holds a {} model, which reads images and labels (IDX "
+                                    "files): give them with --set data.val_images=FILE --set data.val_labels=FILE",
+                                    base.model.type));
+    } else {
+      eff.push_back("data.train_images=" + value("data.val_images", base.data.val_images));
+      eff.push_back("data.train_labels=" + value("data.val_labels", base.data.val_labels));
+    }
+  }
   // A layout the checkpoint's planner chose, on another number of ranks: what
   // it chose is chosen again for these (the keys the config fixed stay).
   std::string text = meta.config;
@@ -405,8 +476,12 @@ ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkp
     const config::Value before = config::get(spec, base), after = config::get(spec, rc.cfg);
     if (before == after) continue;
     const std::string key = spec.name();
-    // An evaluation's global batch follows its micro-batch and layout (above): said only where given.
-    if (evaluate && (key == "train.global_batch" || key == "train.grad_accum") && !given.count(key)) continue;
+    // An evaluation's global batch follows its micro-batch and layout, and its
+    // training keys name the validation data (above): said only where given.
+    if (evaluate && !given.count(key) &&
+        (key == "train.global_batch" || key == "train.grad_accum" || key == "data.train" ||
+         key == "data.train_images" || key == "data.train_labels"))
+      continue;
     const std::string change = fmt::format("{}: {} -> {}", key, config::toml_literal(before),
                                            config::toml_literal(after));
     if (const char* why = refusal(key, evaluate)) {
@@ -415,7 +490,8 @@ ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkp
         if (key_of(o) == key) where = "--set " + o;
       problems.push_back(fmt::format("{}: {} cannot change when {} ({}): {}", where, key, when,
                                      change.substr(key.size() + 2), why));
-    } else if (key == "train.micro_batch" && !evaluate && rc.cfg.train.eval_batches > 0 && rc.cfg.train.eval_every > 0) {
+    } else if (key == "train.micro_batch" && !evaluate && rc.cfg.train.eval_batches > 0 &&
+               rc.cfg.train.eval_every > 0) {
       // Evaluation reads eval_batches micro-batches: another size, other samples.
       rc.changes.push_back(fmt::format("{} (evaluation reads train.eval_batches x train.micro_batch = {} validation "
                                        "samples from here, {} before: eval_loss before and after this step averages "
@@ -426,8 +502,13 @@ ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkp
                rc.cfg.optim.decay_steps == base.optim.decay_steps && rc.cfg.optim.decay_steps < rc.cfg.train.steps) {
       // The schedule keeps the original run's end: said, with how to stretch it.
       rc.changes.push_back(fmt::format("{} (optim.decay_steps stays {}: the learning rate reaches optim.min_lr "
-                                       "there and stays; --set optim.decay_steps={} stretches the schedule)",
-                                       change, rc.cfg.optim.decay_steps, rc.cfg.train.steps));
+                                       "there and stays; --set optim.decay_steps={} stretches the schedule{})",
+                                       change, rc.cfg.optim.decay_steps, rc.cfg.train.steps,
+                                       rc.cfg.optim.decay_start > 0
+                                           ? fmt::format(", and a later optim.decay_start (now {}) keeps its "
+                                                         "cooldown as long",
+                                                         rc.cfg.optim.decay_start)
+                                           : std::string()));
     } else {
       rc.changes.push_back(change);
     }
@@ -460,7 +541,7 @@ void trim_metrics(const std::string& path, int64_t step) {
 }
 
 Resumed resume(const ResumeRequest& req, Communicator& world) {
-  const Candidates c = find_checkpoints(req.path);
+  const Candidates c = agreed_checkpoints(req.path, world);
   auto log = [&](const std::string& s) {
     if (req.log) req.log(s);
   };
@@ -493,13 +574,12 @@ Resumed resume(const ResumeRequest& req, Communicator& world) {
       bool elsewhere = false;
       const auto checks = [&] {
         resumed.emplace(resume_config(r.meta, dir, req.overrides, req.out_dir, req.world_size, req.auto_layout,
-                                      req.evaluate_only));
+                                      req.evaluate_only, req.eval_data));
         if (req.evaluate_only) {
           if (!key) key = evaluation_key(resumed->cfg);
           // Nothing is signed: the trainer's checks need neither key file.
           resumed->cfg.checkpoint.sign_key_file.clear();
           resumed->cfg.checkpoint.verify_key_file.clear();
-          evaluation_data(resumed->cfg, req.eval_data);
           return std::string();
         }
         if (!key) key = checkpoint_keys(resumed->cfg).verify;  // ConfigError for a bad key file: not damage, no fall-back
@@ -517,6 +597,7 @@ Resumed resume(const ResumeRequest& req, Communicator& world) {
       const auto t0 = std::chrono::steady_clock::now();
       restore_trainer(*r.trainer, dir, key.get(), /*optimizer_state=*/!req.evaluate_only);
       r.key = key;
+      r.candidates = c;
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       r.dir = dir;
       log(fmt::format("{} {}: step {} of {}, {} {} seen; written by dtrain {} on {}; "
@@ -572,8 +653,9 @@ Resumed resume(const ResumeRequest& req, Communicator& world) {
     // (a run still going, pruning to checkpoint.keep) removed it.
     if (std::error_code gone_ec; !fs::exists(dir, gone_ec) && !gone_ec)
       damage = CheckpointError(dir, "", "",
-                               "removed while being read: another process prunes this directory (a run still going, "
-                               "with checkpoint.keep?); resume again, or from a copy");
+                               fmt::format("removed while being read: another process prunes this directory (a run "
+                                           "still going, with checkpoint.keep?); {} again, or from a copy",
+                                           req.evaluate_only ? "evaluate" : "resume"));
     failures.push_back(fmt::format("{}: {}{}{}", fs::path(dir).filename().string(),
                                    damage->file().empty() ? "" : damage->file() + ": ",
                                    damage->tensor().empty() ? "" : "tensor " + damage->tensor() + ": ",

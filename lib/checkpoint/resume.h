@@ -36,6 +36,19 @@ struct Candidates {
   std::string run, run_source;  // run_source: how `run` was decided, for messages
 };
 Candidates find_checkpoints(const std::string& path);
+// find_checkpoints on every rank of `world` (collective), which then all take
+// rank 0's list: a checkpoint saved or pruned between two ranks' listings (a
+// run still going) cannot give them different models. Throws on every rank
+// where any rank found none.
+Candidates agreed_checkpoints(const std::string& path, Communicator& world);
+
+// The key that verifies checkpoint `dir` for an evaluation, from its own
+// config as `dtrain eval` takes it without --verify-key (null: the config
+// names none): checkpoint.verify_key_file, else the public half of
+// checkpoint.sign_key_file (PREFIX.pub beside it where there). Throws
+// CheckpointError for an unreadable checkpoint, ConfigError for a key file
+// that is not there, saying to give --verify-key.
+std::shared_ptr<const ckpt_sign::PublicKey> evaluation_key_of(const std::string& dir);
 
 // The config to continue with: the checkpoint's resolved config plus
 // `overrides` ("section.key=value"), validated for `world_size` ranks.
@@ -53,10 +66,13 @@ struct ResumeConfig {
   // (before --out or --set moved them).
   std::string own_out_dir, own_checkpoint_dir;
 };
-// `evaluate` (dtrain eval): only the model's keys are refused.
+// `evaluate` (dtrain eval): only the model's keys are refused, and the
+// training keys name the validation data (`eval_data` in place of a GPT's
+// data.val where given; ConfigError for a CNN).
 ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkpoint_dir,
                            const std::vector<std::string>& overrides, const std::string& out_dir,
-                           int world_size, const AutoLayout& auto_layout = {}, bool evaluate = false);
+                           int world_size, const AutoLayout& auto_layout = {}, bool evaluate = false,
+                           const std::string& eval_data = {});
 
 // Keeps the records of steps <= `step` in a metrics.jsonl (a run resumed in
 // the directory it ran in drops what it did after the checkpoint); each line
@@ -107,9 +123,10 @@ struct Resumed {
   std::unique_ptr<Trainer> trainer;
   CheckpointMeta meta;
   std::string dir;  // the checkpoint it continues from
-  // The key its signature was checked with (null: not verified): the same
-  // key verifies the run's other checkpoints (dtrain eval --all).
+  // The key its signature was checked with (null: not verified).
   std::shared_ptr<const ckpt_sign::PublicKey> key;
+  // The checkpoints it chose from, as every rank agreed on them (dtrain eval --all).
+  Candidates candidates;
 };
 
 // Finds, configures and loads; with several ranks every rank calls it and

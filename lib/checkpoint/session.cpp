@@ -206,6 +206,10 @@ SaveResult save_trainer(Trainer& trainer, int64_t step, const SaveOptions& opts_
 }
 
 CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir, VerifyKey key, bool optimizer_state) {
+  // ZeRO-3's gather over dp before anything is read: a rank that then fails
+  // (damage, a checkpoint pruned as it is read) has taken part in every
+  // collective the others take (what follows reads files, each rank its own).
+  FullParams full(trainer);
   const CheckpointMeta m = read_meta(dir, key);
   const Config& cfg = trainer.config();
   std::vector<std::string> problems;
@@ -231,7 +235,6 @@ CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir, VerifyK
                        m.step, cfg.train.steps));
   }
   if (!problems.empty()) throw ConfigError(problems);
-  FullParams full(trainer);
 
   // The parameters, and the optimizer state straight into the optimizer's
   // tensors; under ZeRO-1 only the state of the parameters that meet this

@@ -90,7 +90,7 @@ struct OptimConfig {
   double min_lr;
   int64_t warmup_steps;
   std::string schedule;  // "cosine" | "linear" | "sqrt" | "constant"
-  int64_t decay_start;   // the decay begins here (0 = warmup_steps): lr held until then
+  int64_t decay_start;   // the decay begins here (0: at warmup_steps, kept 0): lr held until then
   int64_t decay_steps;   // 0 = train.steps
   double weight_decay;
   double beta1;

@@ -182,7 +182,7 @@ std::vector<KeySpec> build_schema() {
        FIELD(optim.schedule)},
       {"optim", "decay_start", kAll, int64_t{0}, at_least(0),
        "step at which the decay from lr begins, lr held from the end of the warmup until then "
-       "(warmup-stable-decay: a fifth of the run before decay_steps, say); 0 = optim.warmup_steps",
+       "(warmup-stable-decay: a fifth of the run before decay_steps, say); 0 = at the warmup's end",
        FIELD(optim.decay_start)},
       {"optim", "decay_steps", kAll, int64_t{0}, at_least(0),
        "step at which the decay reaches min_lr; 0 = train.steps", FIELD(optim.decay_steps)},

@@ -183,10 +183,12 @@ class Validator {
                           c_.train.steps, o.warmup_steps, c_.train.steps / 10));
     if (ok({"optim.decay_steps", "train.steps"}) && o.decay_steps == 0)
       o.decay_steps = c_.train.steps;
-    if (!ok({"optim.decay_start", "optim.warmup_steps", "optim.decay_steps", "optim.schedule"})) return;
-    if (o.decay_start == 0) {
-      o.decay_start = o.warmup_steps;
-    } else if (o.schedule == "constant") {
+    // decay_start 0 stays 0 (the decay starts at the warmup's end, whatever
+    // warmup a resume sets): resolved to warmup_steps it would be checked on
+    // reading the config back as if the user had set it.
+    if (!ok({"optim.decay_start", "optim.warmup_steps", "optim.decay_steps", "optim.schedule"}) || o.decay_start == 0)
+      return;
+    if (o.schedule == "constant") {
       problem({"optim.decay_start", "optim.schedule"},
               fmt::format("optim.decay_start: schedule = \"constant\" has no decay to start (got {}): choose "
                           "optim.schedule = \"linear\", \"sqrt\" or \"cosine\"",

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdio>
 #include <functional>
 
 #include "dist/mpi_group.h"
@@ -354,7 +355,11 @@ WorkHandle MpiCommunicator::barrier() {
 }
 
 CommTrace trace_to_stderr() {
-  return [](const std::string& line) { fmt::print(stderr, "{}\n", line); };
+  // C stdio, which does not throw: a trace line that cannot be written is lost, not the run.
+  return [](const std::string& line) {
+    std::fputs((line + "\n").c_str(), stderr);
+    std::clearerr(stderr);
+  };
 }
 
 }  // namespace dtrain

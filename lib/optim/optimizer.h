@@ -53,8 +53,9 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimConfig& cfg, ParamStore& pa
                                           const Tensor& value_shard = Tensor{}, const Tensor& compute_shard = Tensor{});
 
 // Learning rate at optimizer step `step` (0-based): linear warm-up from 0 over
-// warmup_steps, lr until decay_start (warmup-stable-decay; 0 or anything
-// below warmup_steps: no stable phase), then cosine, linear or 1 - sqrt decay
+// warmup_steps, lr until decay_start (warmup-stable-decay; 0: no stable
+// phase; validation refuses other values below warmup_steps), then cosine,
+// linear or 1 - sqrt decay
 // to min_lr at decay_steps (default: the run's total steps), min_lr after
 // that; or constant after warm-up.
 double learning_rate(const OptimConfig& cfg, int64_t total_steps, int64_t step);

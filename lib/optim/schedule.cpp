@@ -18,7 +18,7 @@ double learning_rate(const OptimConfig& cfg, int64_t total_steps, int64_t step) 
   double frac;  // 1 at the start of decay, 0 at its end
   if (cfg.schedule == "linear")
     frac = 1.0 - progress;
-  else if (cfg.schedule == "sqrt")  // Hägele et al. 2024, "Scaling Laws and Compute-Optimal Training Beyond Fixed Training Durations"
+  else if (cfg.schedule == "sqrt")  // the cooldown of Hägele et al. 2024, arXiv:2405.18392
     frac = 1.0 - std::sqrt(progress);
   else
     frac = 0.5 * (1.0 + std::cos(M_PI * progress));

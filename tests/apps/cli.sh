@@ -147,14 +147,15 @@ expect_err "dp x tp x pp = 2 but 1 rank was launched"
 # A stderr that cannot be written (a full disk, a reader gone) loses the messages, not the exit
 # status: a bad config is still exit 2, a good one 0 (fmt's print threw, and its report threw
 # again: SIGABRT, 134).
-set +e
-"$DTRAIN" validate "$WORK/tiny.toml" --set model.n_layer=0 2>/dev/full; st_bad=$?
-"$DTRAIN" validate "$WORK/tiny.toml" >/dev/null 2>/dev/full; st_good=$?
-"$DTRAIN" no-such-command 2>/dev/full; st_usage=$?
-set -e
-[ "$st_bad $st_good $st_usage" = "2 0 2" ] || fail "with stderr on /dev/full: exit $st_bad $st_good $st_usage, expected 2 0 2"
+if [ -w /dev/full ]; then
+  set +e
+  "$DTRAIN" validate "$WORK/tiny.toml" --set model.n_layer=0 2>/dev/full; st_bad=$?
+  "$DTRAIN" validate "$WORK/tiny.toml" >/dev/null 2>/dev/full; st_good=$?
+  "$DTRAIN" no-such-command 2>/dev/full; st_usage=$?
+  set -e
+  [ "$st_bad $st_good $st_usage" = "2 0 2" ] || fail "with stderr on /dev/full: exit $st_bad $st_good $st_usage, expected 2 0 2"
+fi
 # --out is a directory name, whatever TOML would make of it.
-expect_exit 0 "$DTRAIN" validate "$WORK/tiny.toml"
 (cd "$WORK" && "$DTRAIN" run tiny.toml --set train.steps=1 --set optim.warmup_steps=0 --set train.eval_every=0 \
   --out nan >/dev/null 2>"$WORK/err") || fail "--out nan: $(cat "$WORK/err")"
 [ -f "$WORK/nan/metrics.jsonl" ] || fail "--out nan wrote no run directory 'nan'"

@@ -112,11 +112,19 @@ expect_exit 0 "$DTRAIN" keygen "$WORK/key"
 expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set train.steps=10 \
   --set checkpoint.sign_key_file="\"$WORK/key.key\"" --out "$WORK/signed"
 mv "$WORK/key.key" "$WORK/elsewhere.key"
-expect_exit 2 "$DTRAIN" eval "$WORK/signed/checkpoints"
-expect_err "checkpoint.sign_key_file: '$WORK/key.key' does not exist: the run signed its checkpoints with it; an evaluation only verifies them: give the public key with --verify-key PREFIX.pub"
-expect_exit 0 "$DTRAIN" eval "$WORK/signed/checkpoints" --verify-key "$WORK/key.pub" --json
+# The secret key gone: verified with key.pub beside where it was (as keygen writes them).
+expect_exit 0 "$DTRAIN" eval "$WORK/signed/checkpoints" --json
 same_as_logged "$WORK/signed" 10
-expect_err "with key"
+expect_err "checking the signature of $WORK/signed/checkpoints/step_00000010 with key"
+expect_err "('$WORK/key.pub', named by the checkpoint's config)"
+mv "$WORK/key.pub" "$WORK/elsewhere.pub"
+expect_exit 2 "$DTRAIN" eval "$WORK/signed/checkpoints"
+expect_err "checkpoint.sign_key_file: '$WORK/key.key' does not exist: an evaluation only verifies the run's signatures: give the public key with --verify-key PREFIX.pub"
+expect_exit 0 "$DTRAIN" eval "$WORK/signed/checkpoints" --verify-key "$WORK/elsewhere.pub" --json
+same_as_logged "$WORK/signed" 10
+expect_err "('$WORK/elsewhere.pub', --verify-key)"
+mv "$WORK/elsewhere.key" "$WORK/key.key"
+mv "$WORK/elsewhere.pub" "$WORK/key.pub"
 # --all verifies every checkpoint with that key: continued under another key, the older one is
 # refused (not passed over as damage).
 expect_exit 0 "$DTRAIN" keygen "$WORK/key2"
@@ -124,6 +132,9 @@ expect_exit 0 "$DTRAIN" resume "$WORK/signed/checkpoints" --verify-key "$WORK/ke
   --set checkpoint.sign_key_file="\"$WORK/key2.key\""
 expect_exit 2 "$DTRAIN" eval "$WORK/signed/checkpoints" --all --verify-key "$WORK/key2.pub"
 expect_err "checkpoint $WORK/signed/checkpoints/step_00000010: manifest: signed with another key"
+# Without --verify-key each checkpoint is verified with the key its own config names, as resume does.
+expect_exit 0 "$DTRAIN" eval "$WORK/signed/checkpoints" --all
+[ "$(grep -c '^eval  step' "$WORK/out")" = 2 ] || fail "--all over a key rotation: $(cat "$WORK/out")"
 
 # A Hugging Face GPT-2 directory (here the run's own export) evaluates as a baseline on --data:
 # shapes and tokenizer from its config.json, the whole set in micro-batches of 8 by default; the
@@ -139,6 +150,8 @@ expect_err "evaluating hf:$WORK/hf: GPT-2 of 2 blocks, width 32, 2 heads, 16 pos
 expect_err "reading 12 of the 12 micro-batches of 8 sequences"
 expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" eval "hf:$WORK/hf" --data "$WORK/tok_val.bin" --set train.threads=1 --json
 close_to "$(evaluated loss)" "$ckpt_loss"
+# A --set of parallel.* that is no degree keeps the default layout (a replica per rank).
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" eval "hf:$WORK/hf" --data "$WORK/tok_val.bin" --set parallel.timeout=60
 expect_exit 0 "$DTRAIN" eval "hf:$WORK/hf" --data "$WORK/tok_val.bin" --batches 2
 grep -qE "^eval  hf:$WORK/hf \| loss [0-9.]+ \| perplexity [0-9.]+ \| 256 tokens in" "$WORK/out" || fail "$(cat "$WORK/out")"
 expect_exit 2 "$DTRAIN" eval "hf:$WORK/hf"
@@ -165,6 +178,18 @@ expect_exit 0 "$DTRAIN" eval "$WORK/tp/checkpoints" --json
 close_to "$(evaluated loss)" "$tp_loss"
 expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" eval "$WORK/tp/checkpoints" --set parallel.tp=1 --set parallel.pp=2 --json
 close_to "$(evaluated loss)" "$tp_loss"
+
+# Local sync with a training file per replica, evaluated on one process: the training keys are
+# the validation data's, so the per-replica list (and its length against dp) does not matter.
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set parallel.dp=2 \
+  --set parallel.sync=local --set parallel.sync_every=5 \
+  --set "data.train=[\"$WORK/tok_train.bin\", \"$WORK/tok_val.bin\"]" --out "$WORK/sites"
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" eval "$WORK/sites/checkpoints" --json
+same_as_logged "$WORK/sites" 30
+sites_loss=$(evaluated loss)
+expect_exit 0 "$DTRAIN" eval "$WORK/sites/checkpoints" --json
+close_to "$(evaluated loss)" "$sites_loss"
+! grep -q "data.train" "$WORK/err" || fail "$(cat "$WORK/err")"
 
 # The CNN: its loss and accuracy as logged (batch norm's running statistics restored).
 cd "$DTRAIN_SOURCE_DIR"  # the config's MNIST paths

@@ -37,7 +37,11 @@ for s in range(22, 31):                                         # 0-based 21 .. 
     want = 3e-4 + 2.7e-3 * (1 - math.sqrt((s - 1 - 20) / 10))
     assert abs(lr[s] - want) < 1e-12, (s, lr[s], want)
 PY
-grep -qx 'decay_start = 5' "$WORK/a/config.toml" || fail "decay_start 0 resolves to the warmup's end"
+grep -qx 'decay_start = 0' "$WORK/a/config.toml" || fail "decay_start 0 (at the warmup's end) is not kept as 0"
+# A constant schedule with a warmup reads back (decay_start stays 0, not the warmup's 5).
+expect_exit 0 "$DTRAIN" validate "$WORK/tiny.toml" --set optim.schedule=constant
+cp "$WORK/out" "$WORK/constant.toml"
+expect_exit 0 "$DTRAIN" validate "$WORK/constant.toml"
 
 # Another seed differs.
 expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/d" --set train.seed=7
