@@ -119,14 +119,26 @@ class Evaluator {
     ctx.shared_failure = false;  // a data file that fails mid-way fails on the ranks that read it
   }
 
-  dtrain::EvalResult operator()(const std::string& what, std::optional<int64_t> step) {
+  // An evaluation of the parameters the trainer holds now, and its line (rank 0's).
+  struct Result {
+    dtrain::EvalResult e;
+    std::string line;
+  };
+  Result measure(const std::string& what, std::optional<int64_t> step) {
     const auto t0 = std::chrono::steady_clock::now();
     const dtrain::EvalResult e = trainer_.evaluate();
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return {e, result_line(o_, trainer_.config(), what, step, e, batches_, secs)};
+  }
+  void print(const Result& r) const {
     if (ctx_.world_rank == 0)
-      if (const int err = print_result(result_line(o_, trainer_.config(), what, step, e, batches_, secs)))
+      if (const int err = print_result(r.line))
         throw dtrain::RuntimeError(fmt::format("cannot write the result to stdout: {}", std::strerror(err)));
-    return e;
+  }
+  dtrain::EvalResult operator()(const std::string& what, std::optional<int64_t> step) {
+    const Result r = measure(what, step);
+    print(r);
+    return r.e;
   }
 
  private:
@@ -158,6 +170,10 @@ int run_eval_hf(Context& ctx, const EvalOptions& o) {
   if (!o.verify_key.empty())
     throw dtrain::ConfigError("--verify-key: a Hugging Face directory is not signed; --verify-key checks dtrain "
                               "checkpoints");
+  for (const std::string& s : o.overrides)
+    if (s.rfind("model.", 0) == 0 && s.substr(0, s.find('=')) != "model.dropout")
+      throw dtrain::ConfigError(fmt::format("--set {}: the model is {}'s, as its config.json describes it",
+                                            printable(s), printable(o.path)));
   TrainingSetup setup(ctx, o.verbose);
   const auto note = progress(ctx);
   const bool layout_given = chosen(o, "parallel.dp") || chosen(o, "parallel.tp") || chosen(o, "parallel.pp") ||
@@ -235,9 +251,11 @@ int run_eval(Context& ctx, const EvalOptions& o) {
     return kExitOk;
   }
 
-  // --all: the run's other checkpoints (as every rank listed them before the
-  // first load: those saved from then on are not waited for), oldest first,
-  // into the same trainer (their parameters only), then the newest again.
+  // --all: the newest loadable checkpoint, which is loaded, is evaluated now
+  // (a run still going may prune it next) and said last; the run's other
+  // checkpoints (as every rank listed them before the first load: those saved
+  // from then on are not waited for) go before it, oldest first, into the
+  // same trainer (their parameters only).
   // Each is verified as resume verifies it: with --verify-key, else with the
   // key its own config names. Every rank loads each one; where any rank
   // cannot (damage, pruned by a run still going), all pass it over alike,
@@ -248,6 +266,7 @@ int run_eval(Context& ctx, const EvalOptions& o) {
     int64_t step;
     double loss;
   };
+  const Evaluator::Result newest = evaluate.measure(r.dir, r.meta.step);
   std::vector<Done> done;
   size_t passed_over = 0;
   // Oldest first, up to the one the trainer was built for: the newest that
@@ -260,7 +279,6 @@ int run_eval(Context& ctx, const EvalOptions& o) {
     passed_over += static_cast<size_t>(at - c.dirs.begin());
     order.assign(std::make_reverse_iterator(c.dirs.end()), std::make_reverse_iterator(at + 1));
   }
-  order.push_back(r.dir);
   for (const std::string& dir : order) {
     const auto k = static_cast<size_t>(std::find(c.dirs.begin(), c.dirs.end(), dir) - c.dirs.begin());
     if (k < c.runs.size() && !c.run.empty() && !c.runs[k].empty() && c.runs[k] != c.run) {
@@ -274,7 +292,7 @@ int run_eval(Context& ctx, const EvalOptions& o) {
     dtrain::CheckpointMeta meta;
     try {
       const std::shared_ptr<const dtrain::ckpt_sign::PublicKey> key =
-          o.verify_key.empty() ? dtrain::evaluation_key_of(dir) : r.key;
+          o.verify_key.empty() ? dtrain::evaluation_key_of(dir, o.overrides) : r.key;
       meta = dtrain::restore_trainer(trainer, dir, key.get(), /*optimizer_state=*/false);
     } catch (const dtrain::CheckpointSignatureError&) {
       refused = std::current_exception();
@@ -283,12 +301,19 @@ int run_eval(Context& ctx, const EvalOptions& o) {
     } catch (const dtrain::ConfigError&) {
       refused = std::current_exception();
     }
-    dtrain::Tensor flag = dtrain::Tensor::zeros(dtrain::Shape{1}, dtrain::DType::f32);
-    flag.data<float>()[0] = refused ? 2.0f : damage ? 1.0f : 0.0f;
+    // [the worst outcome on any rank, whether rank 0 had one]: what rank 0
+    // found is said by rank 0 alone; another rank says only its own.
+    dtrain::Tensor flag = dtrain::Tensor::zeros(dtrain::Shape{2}, dtrain::DType::f32);
+    const float outcome = refused ? 2.0f : damage ? 1.0f : 0.0f;
+    flag.data<float>()[0] = outcome;
+    flag.data<float>()[1] = ctx.world_rank == 0 ? outcome : 0.0f;
     dtrain::all_reduce(world, flag, dtrain::ReduceOp::max);
+    const bool rank0_said = flag.data<float>()[1] != 0;
     if (flag.data<float>()[0] == 2) {
-      if (refused) std::rethrow_exception(refused);
-      throw dtrain::CheckpointSignatureError(dir, "", "", "another rank could not verify it");
+      // Every rank stops; rank 0 reports (its own finding, or that another rank's).
+      ctx.shared_failure = true;
+      if (refused && (ctx.world_rank == 0 || !rank0_said)) std::rethrow_exception(refused);
+      throw dtrain::CheckpointSignatureError(dir, "", "", "another rank could not verify it (its error above)");
     }
     if (flag.data<float>()[0] != 0) {
       std::error_code ec;
@@ -297,15 +322,15 @@ int run_eval(Context& ctx, const EvalOptions& o) {
               ? dir + ": removed while being read (a run still going prunes its checkpoints: checkpoint.keep)"
           : damage ? damage->what()
                    : dir + ": another rank could not load its part";
-      if (damage || ctx.world_rank == 0) eprint("dtrain: {}warning: {}; passed over\n", ctx.rank_tag, why);
+      if (ctx.world_rank == 0 || (damage && !rank0_said))
+        eprint("dtrain: {}warning: {}; passed over\n", ctx.rank_tag, why);
       ++passed_over;
       continue;
     }
     done.push_back({meta.step, evaluate(dir, meta.step).loss});
   }
-  if (done.empty())
-    throw dtrain::CheckpointError(c.root, "", "",
-                                  fmt::format("none of its {} checkpoints could be evaluated (above)", order.size()));
+  evaluate.print(newest);
+  done.push_back({r.meta.step, newest.e.loss});
   {
     const Done best = *std::min_element(done.begin(), done.end(), [](const Done& a, const Done& b) {
       return a.loss < b.loss;

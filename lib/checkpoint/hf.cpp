@@ -180,10 +180,13 @@ std::vector<std::string> hf_model_overrides(const std::string& dir) {
     throw InputError(fmt::format("'{}': not valid JSON: {}", cfg_name, e.what()));
   }
   if (!hc.is_object()) throw InputError(fmt::format("'{}': expected a JSON object", cfg_name));
-  // A value that is not a positive integer keeps the default: import_hf names it.
+  // GPT2Config's default where a key is absent; a value that is not a
+  // positive integer is refused here, naming it, before a model is built.
   auto integer = [&](const char* key, int64_t dflt) {
-    return hc.contains(key) && hc[key].is_number_integer() && hc[key].get<int64_t>() > 0 ? hc[key].get<int64_t>()
-                                                                                        : dflt;
+    if (!hc.contains(key) || hc[key].is_null()) return dflt;
+    if (!hc[key].is_number_integer() || hc[key].get<int64_t>() < 1)
+      throw ConfigError(fmt::format("{}: {}: expected a positive integer, got {}", cfg_name, key, hc[key].dump()));
+    return hc[key].get<int64_t>();
   };
   const int64_t vocab = integer("vocab_size", kGpt2Ids);
   std::string tokenizer = vocab == kGpt2Ids ? "gpt2" : "byte";

@@ -83,7 +83,8 @@ std::vector<std::string> init_from_problems(const ModelConfig& cfg);
 // (config.json's dtrain_tokenizer where a dtrain export wrote it, "gpt2" for
 // GPT-2's 50257 ids, else "byte"), each from config.json or GPT2Config's
 // default where absent (what import_hf refuses it still refuses, naming the
-// key). `dtrain eval hf:DIR`. Throws InputError for an unreadable config.json.
+// key). `dtrain eval hf:DIR`. Throws InputError for an unreadable config.json,
+// ConfigError for one of those keys that is not a positive integer.
 std::vector<std::string> hf_model_overrides(const std::string& dir);
 
 // model.init_from: "" does nothing; "hf:DIR" is import_hf(model, cfg, DIR,

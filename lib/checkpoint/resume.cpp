@@ -337,10 +337,20 @@ Candidates agreed_checkpoints(const std::string& path, Communicator& world) {
   return *c;
 }
 
-std::shared_ptr<const ckpt_sign::PublicKey> evaluation_key_of(const std::string& dir) {
+std::shared_ptr<const ckpt_sign::PublicKey> evaluation_key_of(const std::string& dir,
+                                                              const std::vector<std::string>& overrides) {
   const CheckpointMeta meta = read_meta(dir);
   const std::string name = (fs::path(dir) / store::kMasterFile).string() + " [config]";
-  return evaluation_key(parse_config(meta.config, name, {}, meta.layout.world()));
+  std::vector<std::string> keys;  // the --set of its key files: the others are not this checkpoint's business
+  for (const std::string& o : overrides)
+    if (key_of(o) == "checkpoint.verify_key_file" || key_of(o) == "checkpoint.sign_key_file") keys.push_back(o);
+  try {
+    return evaluation_key(parse_config(meta.config, name, keys, meta.layout.world()));
+  } catch (const ConfigError& e) {
+    std::vector<std::string> problems = e.problems();
+    for (std::string& p : problems) p = fmt::format("checkpoint {}: {}", dir, p);
+    throw ConfigError(problems);
+  }
 }
 
 ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkpoint_dir,

@@ -47,8 +47,11 @@ Candidates agreed_checkpoints(const std::string& path, Communicator& world);
 // names none): checkpoint.verify_key_file, else the public half of
 // checkpoint.sign_key_file (PREFIX.pub beside it where there). Throws
 // CheckpointError for an unreadable checkpoint, ConfigError for a key file
-// that is not there, saying to give --verify-key.
-std::shared_ptr<const ckpt_sign::PublicKey> evaluation_key_of(const std::string& dir);
+// that is not there, saying to give --verify-key. `overrides` (--set): those of
+// checkpoint.verify_key_file and sign_key_file apply, as they do to the
+// checkpoint resume() loads.
+std::shared_ptr<const ckpt_sign::PublicKey> evaluation_key_of(const std::string& dir,
+                                                              const std::vector<std::string>& overrides = {});
 
 // The config to continue with: the checkpoint's resolved config plus
 // `overrides` ("section.key=value"), validated for `world_size` ranks.

@@ -135,6 +135,17 @@ expect_err "checkpoint $WORK/signed/checkpoints/step_00000010: manifest: signed 
 # Without --verify-key each checkpoint is verified with the key its own config names, as resume does.
 expect_exit 0 "$DTRAIN" eval "$WORK/signed/checkpoints" --all
 [ "$(grep -c '^eval  step' "$WORK/out")" = 2 ] || fail "--all over a key rotation: $(cat "$WORK/out")"
+# A key file that is gone is named with its checkpoint; a --set of the key file applies to every
+# checkpoint, as it does to the one resume loads.
+expect_exit 0 "$DTRAIN" keygen "$WORK/key3"
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set train.steps=10 --set checkpoint.every=5 \
+  --set checkpoint.sign_key_file="\"$WORK/key3.key\"" --out "$WORK/signed3"
+mv "$WORK/key3.key" "$WORK/moved3.key"
+mv "$WORK/key3.pub" "$WORK/moved3.pub"
+expect_exit 2 "$DTRAIN" eval "$WORK/signed3/checkpoints" --all
+expect_err "checkpoint.sign_key_file: '$WORK/key3.key' does not exist"
+expect_exit 0 "$DTRAIN" eval "$WORK/signed3/checkpoints" --all --set checkpoint.verify_key_file="\"$WORK/moved3.pub\""
+[ "$(grep -c '^eval  step' "$WORK/out")" = 2 ] || fail "--all with a --set key: $(cat "$WORK/out")"
 
 # A Hugging Face GPT-2 directory (here the run's own export) evaluates as a baseline on --data:
 # shapes and tokenizer from its config.json, the whole set in micro-batches of 8 by default; the
@@ -158,6 +169,17 @@ expect_exit 2 "$DTRAIN" eval "hf:$WORK/hf"
 expect_err "--data: hf:$WORK/hf has no validation data of its own: give a token file or glob pattern (llm.c .bin) in its tokenizer's ids"
 expect_exit 2 "$DTRAIN" eval "hf:$WORK/nowhere" --data "$WORK/tok_val.bin"
 expect_err "$WORK/nowhere/config.json"
+# The model is the directory's: a bad config.json value is one line before any model is built,
+# and its keys cannot be --set.
+mkdir "$WORK/badhf"
+cp "$WORK/hf/model.safetensors" "$WORK/badhf/"
+python3 -c 'import json,sys; c = json.load(open(sys.argv[1])); c["n_head"] = 0; json.dump(c, open(sys.argv[2], "w"))' \
+  "$WORK/hf/config.json" "$WORK/badhf/config.json"
+expect_exit 2 "$DTRAIN" eval "hf:$WORK/badhf" --data "$WORK/tok_val.bin"
+expect_err "$WORK/badhf/config.json: n_head: expected a positive integer, got 0"
+! grep -q "evaluating" "$WORK/err" || fail "a model was built from a bad config.json: $(cat "$WORK/err")"
+expect_exit 2 "$DTRAIN" eval "hf:$WORK/hf" --data "$WORK/tok_val.bin" --set model.vocab_size=512
+expect_err "--set model.vocab_size=512: the model is hf:$WORK/hf's, as its config.json describes it"
 expect_exit 2 "$DTRAIN" eval "hf:$WORK/hf" --data "$WORK/tok_val.bin" --all
 expect_err "--all: hf:DIR is one model; --all takes a directory of checkpoints"
 
