@@ -329,11 +329,19 @@ Candidates agreed_checkpoints(const std::string& path, Communicator& world) {
   all_reduce(world, flag, ReduceOp::max);
   if (failed) std::rethrow_exception(failed);
   if (flag.data<float>()[0] != 0) throw InputError(fmt::format("'{}': another rank found no checkpoint to read", path));
-  // A checkpoint saved or pruned between two ranks' listings (a run still
-  // going) must not give them different models: rank 0's list is the list.
-  c->dirs = from_rank0(world, c->dirs);
-  c->runs = from_rank0(world, c->runs);
-  c->run = from_rank0(world, {c->run}).at(0);
+  // A checkpoint saved or pruned between two ranks' listings of one
+  // directory (a run still going) must not give them different models: rank
+  // 0's list is the list. A rank given another path, or a checkpoint named
+  // exactly, keeps its own (what it was asked for; the checks that follow
+  // refuse what does not fit).
+  const std::string rank0_path = from_rank0(world, {path}).at(0);
+  std::vector<std::string> dirs = from_rank0(world, c->dirs), runs = from_rank0(world, c->runs);
+  const std::string run = from_rank0(world, {c->run}).at(0);
+  if (!c->exact && path == rank0_path) {
+    c->dirs = std::move(dirs);
+    c->runs = std::move(runs);
+    c->run = run;
+  }
   return *c;
 }
 

@@ -36,10 +36,10 @@ struct Candidates {
   std::string run, run_source;  // run_source: how `run` was decided, for messages
 };
 Candidates find_checkpoints(const std::string& path);
-// find_checkpoints on every rank of `world` (collective), which then all take
-// rank 0's list: a checkpoint saved or pruned between two ranks' listings (a
-// run still going) cannot give them different models. Throws on every rank
-// where any rank found none.
+// find_checkpoints on every rank of `world` (collective), where the ranks
+// given the directory rank 0 was then take rank 0's list: a checkpoint saved
+// or pruned between two ranks' listings (a run still going) cannot give them
+// different models. Throws on every rank where any rank found none.
 Candidates agreed_checkpoints(const std::string& path, Communicator& world);
 
 // The key that verifies checkpoint `dir` for an evaluation, from its own
