@@ -270,15 +270,12 @@ int run_eval(Context& ctx, const EvalOptions& o) {
   std::vector<Done> done;
   size_t passed_over = 0;
   // Oldest first, up to the one the trainer was built for: the newest that
-  // loaded (any newer one in the list was passed over by that load, and said).
-  std::vector<std::string> order;
+  // loaded from the list (any newer one in it was passed over by that load,
+  // and said).
   const auto at = std::find(c.dirs.begin(), c.dirs.end(), r.dir);
-  if (at == c.dirs.end()) {  // saved since the list was made: the newest
-    order.assign(c.dirs.rbegin(), c.dirs.rend());
-  } else {
-    passed_over += static_cast<size_t>(at - c.dirs.begin());
-    order.assign(std::make_reverse_iterator(c.dirs.end()), std::make_reverse_iterator(at + 1));
-  }
+  DTRAIN_CHECK(at != c.dirs.end(), "resume loaded {}, which is not among the checkpoints it chose from", r.dir);
+  passed_over += static_cast<size_t>(at - c.dirs.begin());
+  const std::vector<std::string> order(std::make_reverse_iterator(c.dirs.end()), std::make_reverse_iterator(at + 1));
   for (const std::string& dir : order) {
     const auto k = static_cast<size_t>(std::find(c.dirs.begin(), c.dirs.end(), dir) - c.dirs.begin());
     if (k < c.runs.size() && !c.run.empty() && !c.runs[k].empty() && c.runs[k] != c.run) {

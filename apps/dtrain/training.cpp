@@ -384,7 +384,7 @@ void TrainingSetup::lock_dirs(const dtrain::Config& cfg) {
 
 std::unique_ptr<dtrain::Trainer> TrainingSetup::make_trainer(const dtrain::Config& cfg, bool new_run,
                                                              bool keep_earlier) {
-  check_before_trainer(cfg, new_run, /*writes=*/true);
+  check_before_trainer(cfg, /*init_from=*/new_run, /*writes=*/true);  // a new run reads model.init_from
   lock_dirs(cfg);
   if (new_run) {  // rank 0 looks (as it holds the locks); every rank learns the outcome
     const std::string earlier = ctx_.world_rank == 0 ? earlier_run_problem(cfg) : "";
@@ -407,14 +407,14 @@ std::unique_ptr<dtrain::Trainer> TrainingSetup::make_trainer(const dtrain::Confi
 std::unique_ptr<dtrain::Trainer> TrainingSetup::make_eval_trainer(const dtrain::Config& cfg,
                                                                   std::function<void(const std::string&)> log,
                                                                   bool init_from) {
-  check_before_trainer(cfg, /*new_run=*/init_from, /*writes=*/false);
+  check_before_trainer(cfg, init_from, /*writes=*/false);
   const dtrain::Groups groups = groups_for(cfg);
   dtrain::TrainerOptions o = options;
   o.values_loaded = true;
   return std::make_unique<dtrain::Trainer>(cfg, groups, std::move(log), o);
 }
 
-void TrainingSetup::check_before_trainer(const dtrain::Config& cfg, bool new_run, bool writes) {
+void TrainingSetup::check_before_trainer(const dtrain::Config& cfg, bool init_from, bool writes) {
   // What each rank checks on its own node, before any rank makes a directory
   // or a group; then every rank learns that all passed with the same config.
   const int on_node = ctx_.mpi ? ctx_.mpi->ranks_on_node() : 1;  // collective: not among the checks one rank may leave
@@ -442,7 +442,7 @@ void TrainingSetup::check_before_trainer(const dtrain::Config& cfg, bool new_run
     } catch (const dtrain::ConfigError& e) {
       for (const std::string& p : e.problems()) problems.push_back(p);
     }
-    if (new_run)
+    if (init_from)
       for (std::string& p : dtrain::init_from_problems(cfg.model)) problems.push_back(std::move(p));
     if (!problems.empty()) throw dtrain::ConfigError(problems);
     return agreed_text(cfg);

@@ -123,8 +123,9 @@ class TrainingSetup {
   dtrain::TrainerOptions options;
 
  private:
-  // make_trainer's checks on every rank, agreed (`writes`: the output directories too).
-  void check_before_trainer(const dtrain::Config& cfg, bool new_run, bool writes);
+  // make_trainer's checks on every rank, agreed (`writes`: the output directories too;
+  // `init_from`: model.init_from's directory too).
+  void check_before_trainer(const dtrain::Config& cfg, bool init_from, bool writes);
 
   Context& ctx_;
   bool verbose_;

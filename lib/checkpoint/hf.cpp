@@ -36,6 +36,26 @@ std::vector<float> transpose(const std::vector<float>& a, int64_t rows, int64_t 
   return t;
 }
 
+// DIR/config.json as a JSON object; `role` names the file in the regular-file
+// check, `said_as` ("model.init_from: " or "") leads the cannot-open message.
+json read_config_json(const std::string& dir, const char* role, const char* said_as) {
+  const std::string cfg_name = (fs::path(dir) / "config.json").string();
+  require_regular_file(cfg_name, role);
+  std::ifstream cf(cfg_name);
+  if (!cf)
+    throw InputError(fmt::format("{}'{}': cannot open (a Hugging Face GPT-2 directory holds config.json and "
+                                 "model.safetensors)",
+                                 said_as, cfg_name));
+  json hc;
+  try {
+    hc = json::parse(cf);
+  } catch (const json::exception& e) {
+    throw InputError(fmt::format("'{}': not valid JSON: {}", cfg_name, e.what()));
+  }
+  if (!hc.is_object()) throw InputError(fmt::format("'{}': expected a JSON object", cfg_name));
+  return hc;
+}
+
 // Every Hugging Face tensor name of an n_layer GPT-2 (without "transformer.").
 std::vector<std::string> hf_names(int64_t n_layer) {
   std::vector<std::string> out = {"wte.weight", "wpe.weight", "ln_f.weight", "ln_f.bias"};
@@ -167,19 +187,8 @@ HfExportResult export_hf(const Model& model, const Config& cfg, const std::strin
 }
 
 std::vector<std::string> hf_model_overrides(const std::string& dir) {
-  const fs::path cfg_path = fs::path(dir) / "config.json";
-  const std::string cfg_name = cfg_path.string();
-  require_regular_file(cfg_name, "a Hugging Face GPT-2 directory's config.json (JSON)");
-  std::ifstream cf(cfg_path);
-  if (!cf) throw InputError(fmt::format("'{}': cannot open (a Hugging Face GPT-2 directory holds config.json and "
-                                        "model.safetensors)", cfg_name));
-  json hc;
-  try {
-    hc = json::parse(cf);
-  } catch (const json::exception& e) {
-    throw InputError(fmt::format("'{}': not valid JSON: {}", cfg_name, e.what()));
-  }
-  if (!hc.is_object()) throw InputError(fmt::format("'{}': expected a JSON object", cfg_name));
+  const std::string cfg_name = (fs::path(dir) / "config.json").string();
+  const json hc = read_config_json(dir, "a Hugging Face GPT-2 directory's config.json (JSON)", "");
   // GPT2Config's default where a key is absent; a value that is not a
   // positive integer is refused here, naming it, before a model is built.
   auto integer = [&](const char* key, int64_t dflt) {
@@ -204,19 +213,8 @@ std::vector<std::string> hf_model_overrides(const std::string& dir) {
 std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const std::string& dir,
                                    const std::string& tokenizer) {
   std::vector<std::string> notes;
-  const fs::path cfg_path = fs::path(dir) / "config.json";
-  const std::string cfg_name = cfg_path.string();
-  require_regular_file(cfg_name, "model.init_from's config.json (JSON)");
-  std::ifstream cf(cfg_path);
-  if (!cf) throw InputError(fmt::format("model.init_from: '{}': cannot open (a Hugging Face GPT-2 directory "
-                                        "holds config.json and model.safetensors)", cfg_name));
-  json hc;
-  try {
-    hc = json::parse(cf);
-  } catch (const json::exception& e) {
-    throw InputError(fmt::format("'{}': not valid JSON: {}", cfg_name, e.what()));
-  }
-  if (!hc.is_object()) throw InputError(fmt::format("'{}': expected a JSON object", cfg_name));
+  const std::string cfg_name = (fs::path(dir) / "config.json").string();
+  json hc = read_config_json(dir, "model.init_from's config.json (JSON)", "model.init_from: ");
   std::vector<std::string> problems;
   // GPT2Config's defaults where a key is absent; nothing (and a problem)
   // where it is not a positive integer, so that no comparison below uses a
