@@ -87,12 +87,30 @@ HfName hf_name(const std::string& n) {
   throw InternalError(fmt::format("parameter '{}' has no Hugging Face GPT-2 name", n));
 }
 
+namespace {
+
+// "" where the model's parts are GPT-2's, else which keys are not.
+std::string gpt2_parts_problem(const ModelConfig& m) {
+  std::vector<std::string> keys;
+  if (m.rms_norm()) keys.push_back(fmt::format("model.norm = \"{}\"", m.norm));
+  if (m.swiglu()) keys.push_back(fmt::format("model.mlp = \"{}\"", m.mlp));
+  if (m.rope()) keys.push_back(fmt::format("model.position = \"{}\"", m.position));
+  if (m.ffn_width() != 4 * m.n_embd) keys.push_back(fmt::format("model.ffn_hidden = {}", m.ffn_width()));
+  if (keys.empty()) return "";
+  return fmt::format("{}: the Hugging Face GPT-2 format holds GPT-2's parts only (layernorm, a gelu MLP of "
+                     "4 n_embd, learned positions)",
+                     fmt::join(keys, ", "));
+}
+
+}  // namespace
+
 HfExportResult export_hf(const Model& model, const Config& cfg, const std::string& out_dir,
                          int64_t vocab_size) {
   const ModelConfig& m = cfg.model;
   if (m.type != "gpt")
     throw ConfigError(fmt::format("model.type is \"{}\": only a GPT exports to the Hugging Face GPT-2 format",
                                   m.type));
+  if (const std::string why = gpt2_parts_problem(m); !why.empty()) throw ConfigError(why);
   HfExportResult r;
   const bool gpt2_ids = cfg.data.tokenizer == "gpt2";
   int64_t V = vocab_size;
@@ -384,6 +402,8 @@ std::vector<std::string> init_from_problems(const ModelConfig& cfg) {
   if (cfg.init_from.empty()) return {};
   if (!starts_with(cfg.init_from, "hf:"))
     return {fmt::format("model.init_from: expected \"hf:DIR\", got \"{}\"", cfg.init_from)};
+  if (const std::string why = gpt2_parts_problem(cfg); !why.empty())
+    return {fmt::format("model.init_from = \"{}\" with {}", cfg.init_from, why)};
   const fs::path dir = cfg.init_from.substr(3);
   std::vector<std::string> missing;
   std::error_code ec;

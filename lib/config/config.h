@@ -32,6 +32,24 @@ struct ModelConfig {
   int64_t n_embd;
   double dropout;
   bool bias;
+  // The block's parts: GPT-2's (layernorm, gelu, learned) or LLaMA's
+  // (rmsnorm, swiglu, rope), in any combination.
+  std::string norm;      // "layernorm" | "rmsnorm"
+  std::string mlp;       // "gelu" | "swiglu"
+  std::string position;  // "learned" (wpe) | "rope" (rotary, in the attention)
+  double rope_theta;     // rope: the base of the rotary frequencies
+  int64_t ffn_hidden;    // the MLP's hidden width; 0 = ffn_width()'s default
+  bool rms_norm() const { return norm == "rmsnorm"; }
+  bool swiglu() const { return mlp == "swiglu"; }
+  bool rope() const { return position == "rope"; }
+  // The MLP's hidden width: ffn_hidden, else 4 n_embd for gelu and LLaMA's
+  // 8/3 n_embd rounded up to a multiple of 256 for swiglu (the same
+  // parameters as gelu's 4 n_embd in two matrices, give or take the rounding).
+  int64_t ffn_width() const {
+    if (ffn_hidden > 0) return ffn_hidden;
+    if (!swiglu()) return 4 * n_embd;
+    return (8 * n_embd / 3 + 255) / 256 * 256;
+  }
   std::string init_from;  // "" = random init from train.seed; "hf:DIR" = a Hugging Face GPT-2 directory
   // cnn
   int64_t in_channels;

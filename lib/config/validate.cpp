@@ -109,6 +109,11 @@ class Validator {
       problem({"model.n_embd", "model.n_head"},
               fmt::format("model.n_embd: expected a multiple of model.n_head ({}), got {}",
                           m.n_head, m.n_embd));
+    else if (m.rope() && ok({"model.n_embd", "model.n_head", "model.position"}) && (m.n_embd / m.n_head) % 2 != 0)
+      problem({"model.position", "model.n_embd", "model.n_head"},
+              fmt::format("model.position = \"rope\" turns pairs of each head's features: the head width "
+                          "model.n_embd / model.n_head ({} / {} = {}) must be even",
+                          m.n_embd, m.n_head, m.n_embd / m.n_head));
     if (ok({"train.seq_len", "model.context_length"})) {
       if (c_.train.seq_len > m.context_length)
         problem({"train.seq_len", "model.context_length"},
@@ -301,6 +306,13 @@ class Validator {
               fmt::format("model.n_head ({}) is not divisible by parallel.tp ({}): tensor parallelism splits the "
                           "attention heads across its ranks",
                           m.n_head, p.tp));
+    else if (p.tp > 1 && ok({"model.n_head", "model.n_embd", "model.ffn_hidden", "model.mlp"}) &&
+             m.ffn_width() % p.tp != 0)  // (with n_head divisible, so are n_embd and GELU's default 4 n_embd)
+      problem({"model.ffn_hidden", "model.mlp", "parallel.tp"},
+              fmt::format("model.ffn_hidden ({}{}) is not divisible by parallel.tp ({}): tensor parallelism splits "
+                          "the MLP's hidden features across its ranks",
+                          m.ffn_width(),
+                          m.ffn_hidden > 0 ? "" : fmt::format(", the default for model.mlp = \"{}\"", m.mlp), p.tp));
     if (p.tp > 1 && ok({"model.vocab_size"}) && m.vocab_size % p.tp != 0) {
       problem({"model.vocab_size", "parallel.tp"},
               fmt::format("model.vocab_size ({}) is not divisible by parallel.tp ({}); use a padded vocabulary "

@@ -82,4 +82,39 @@ DTRAIN_HOST_DEVICE inline void sgd_element(const SgdCoeffs<T>& c, T g, T& w, T& 
   w -= c.lr * d;
 }
 
+// SwiGLU (Shazeer 2020, LLaMA's MLP): silu(a) * u with silu(a) = a sigmoid(a);
+// `s` is sigmoid(a): each backend supplies its own exp.
+template <class A>
+DTRAIN_HOST_DEVICE inline A swiglu(A a, A u, A s) {
+  return a * s * u;
+}
+// The gradients of swiglu(a, u) for its output's gradient dy.
+template <class A>
+DTRAIN_HOST_DEVICE inline void swiglu_grad(A a, A u, A s, A dy, A& da, A& du) {
+  du = dy * a * s;
+  da = dy * u * s * (A(1) + a * (A(1) - s));
+}
+
+// Rotary position embedding (RoFormer, Su et al. 2021; the "rotate half"
+// layout of GPT-NeoX and Hugging Face's LLaMA): within a head of width d,
+// element i < d/2 and element i + d/2 turn by the angle p * f_i at position p,
+// with f_i = theta^(-2i/d). The frequency is rounded once to A, and the angle
+// is A's product of the position and f_i (as PyTorch's fp32 tables are made),
+// so both backends turn by the same angles.
+template <class A>
+DTRAIN_HOST_DEVICE inline A rope_frequency(double theta, int64_t i, int64_t d) {
+  return static_cast<A>(1.0 / pow(theta, static_cast<double>(2 * i) / static_cast<double>(d)));
+}
+template <class A>
+DTRAIN_HOST_DEVICE inline A rope_angle(int64_t position, A frequency) {
+  return static_cast<A>(position) * frequency;
+}
+// (x0, x1) turned by the angle whose cosine and sine are c and s (sign -1: back).
+template <class A>
+DTRAIN_HOST_DEVICE inline void rope_turn(A& x0, A& x1, A c, A s) {
+  const A y0 = x0 * c - x1 * s, y1 = x1 * c + x0 * s;
+  x0 = y0;
+  x1 = y1;
+}
+
 }  // namespace dtrain::math

@@ -10,9 +10,12 @@ namespace {
 int64_t tp_size(Communicator* tp) { return tp ? tp->size() : 1; }
 
 // This rank's width C/t, after checking the shapes (before the Linears are built).
-int64_t local_width(const std::string& name, int64_t c, int64_t n_head, Communicator* tp) {
+int64_t local_width(const std::string& name, int64_t c, int64_t n_head, Communicator* tp, double rope_theta) {
   if (n_head <= 0 || c % n_head != 0)
     throw ConfigError(fmt::format("{}: n_embd {} is not divisible by n_head {}", name, c, n_head));
+  if (rope_theta > 0 && (c / n_head) % 2 != 0)
+    throw ConfigError(fmt::format("{}: rotary embeddings turn pairs of a head's features, and its width "
+                                  "n_embd / n_head = {} is odd", name, c / n_head));
   if (n_head % tp_size(tp) != 0)
     throw ConfigError(fmt::format("{}: n_head {} is not divisible by the tensor-parallel degree {}",
                                   name, n_head, tp_size(tp)));
@@ -23,12 +26,13 @@ int64_t local_width(const std::string& name, int64_t c, int64_t n_head, Communic
 
 CausalSelfAttention::CausalSelfAttention(ParamStore& ps, const std::string& name, int64_t c,
                                          int64_t n_head, bool bias, double proj_std,
-                                         Communicator* tp, bool seq_parallel)
+                                         Communicator* tp, bool seq_parallel, double rope_theta)
     : Layer(name),
       c_(c),
       n_head_(n_head),
-      local_c_(local_width(name, c, n_head, tp)),
+      local_c_(local_width(name, c, n_head, tp, rope_theta)),
       local_heads_(n_head / tp_size(tp)),
+      rope_theta_(rope_theta),
       qkv_(ps, name + ".qkv", c, 3 * c, bias, Init::normal(0.02), Init::zeros(),
            {.split = TpSplit::column, .tp = tp, .groups = 3, .sequence_parallel = seq_parallel}),
       proj_(ps, name + ".proj", c, c, bias, Init::normal(proj_std), Init::zeros(),
@@ -60,6 +64,7 @@ Tensor CausalSelfAttention::forward(const Tensor& x, const Ctx& ctx) {
   qkv_out_ = qkv_.forward(x, ctx);  // (B, T, 3C)
   DTRAIN_CHECK(qkv_out_.shape() == (Shape{B, T, 3 * C}), "{}: qkv output {} for input {}", name(),
                qkv_out_.shape().str(), s.str());  // Linear narrows the batch, not T
+  if (rope_theta_ > 0) ops::rope(ex(), qkv_out_, nh, rope_theta_, 0, false);  // q, k turned: what attention reads
   Tensor y = planned_view(y_, Shape{B, T, C});
   Tensor att = planned_view(att_, Shape{B, nh, T, T});
   ops::attention_forward(ex(), attn_plan_, qkv_out_, nh, att, y, scratch_);
@@ -73,6 +78,7 @@ Tensor CausalSelfAttention::backward(const Tensor& dy, const Ctx& ctx) {
   Tensor att = planned_view(att_, Shape{B, nh, T, T});
   if (selective_) ops::attention_forward(ex(), attn_plan_, qkv_out_, nh, att, Tensor{}, scratch_);  // the probabilities again
   ops::attention_backward(ex(), attn_plan_, dyatt, qkv_out_, att, nh, scratch_, dqkv);
+  if (rope_theta_ > 0) ops::rope(ex(), dqkv, nh, rope_theta_, 0, true);  // back to the product's output
   return qkv_.backward(dqkv, ctx);
 }
 

@@ -22,9 +22,11 @@ class CausalSelfAttention : public Layer {
   // tp: the tensor-parallel group (null or one member: not split); n_head
   // must be divisible by its size. seq_parallel: the caller all-gathers the
   // input and reduce-scatters the output (see Linear), then add_output_bias.
+  // rope_theta > 0: rotary position embeddings of that base turn the
+  // queries and keys after the qkv product (ops::rope), positions 0 .. T-1.
   CausalSelfAttention(ParamStore& ps, const std::string& name, int64_t c, int64_t n_head,
                       bool bias, double proj_std, Communicator* tp = nullptr,
-                      bool seq_parallel = false);
+                      bool seq_parallel = false, double rope_theta = 0);
   void add_output_bias(const Tensor& y) const { proj_.add_bias(y); }
 
   void set_recompute(Recompute mode, BufferArena* arena) override {
@@ -50,6 +52,7 @@ class CausalSelfAttention : public Layer {
  private:
   int64_t c_, n_head_;
   int64_t local_c_, local_heads_;  // this rank's width (C/t) and heads (n_head/t)
+  double rope_theta_;              // 0: no rotary embedding
   Linear qkv_, proj_;
   // Shapes for this rank: C and nh below are local_c_ and local_heads_.
   Tensor qkv_out_;         // (B, T, 3C): the qkv projection's output of the last forward

@@ -7,16 +7,16 @@
 
 namespace dtrain {
 
-Block::Block(ParamStore& ps, const std::string& name, int64_t c, int64_t n_head, bool bias,
-             double dropout, double proj_std, Communicator* tp, bool seq_parallel)
+Block::Block(ParamStore& ps, const std::string& name, const BlockSpec& b, Communicator* tp,
+             bool seq_parallel)
     : Layer(name),
       seq_(seq_parallel ? tp : nullptr),
-      ln1_(ps, name + ".ln1", c, bias),
-      attn_(ps, name + ".attn", c, n_head, bias, proj_std, tp, seq_.on()),
-      drop1_(name + ".attn.drop", dropout, /*adds_residual=*/true),
-      ln2_(ps, name + ".ln2", c, bias),
-      mlp_(ps, name + ".mlp", c, bias, proj_std, tp, seq_.on()),
-      drop2_(name + ".mlp.drop", dropout, /*adds_residual=*/true) {
+      ln1_(ps, name + ".ln1", b.c, b.bias, b.rms_norm),
+      attn_(ps, name + ".attn", b.c, b.n_head, b.bias, b.proj_std, tp, seq_.on(), b.rope_theta),
+      drop1_(name + ".attn.drop", b.dropout, /*adds_residual=*/true),
+      ln2_(ps, name + ".ln2", b.c, b.bias, b.rms_norm),
+      mlp_(ps, name + ".mlp", b.c, b.bias, b.proj_std, tp, seq_.on(), b.ffn_hidden, b.swiglu),
+      drop2_(name + ".mlp.drop", b.dropout, /*adds_residual=*/true) {
   if (seq_.on()) {
     ln1_.set_sequence_parallel(tp);
     ln2_.set_sequence_parallel(tp);

@@ -1,5 +1,7 @@
-// One GPT-2 transformer block (pre-norm, nanoGPT semantics):
+// One GPT transformer block (pre-norm, nanoGPT semantics):
 //   x = x + drop(attn(ln1(x)));  x = x + drop(mlp(ln2(x)))
+// with GPT-2's parts (LayerNorm, GELU MLP) or LLaMA's (RMSNorm, SwiGLU MLP,
+// rotary embeddings in the attention), as BlockSpec says.
 // The residual adds are fused into the dropout pass forward and into the
 // LayerNorm backward pass backward. With a tp group, attention and MLP are
 // split across its ranks (each all-reduces its output forward and its input
@@ -28,14 +30,25 @@
 
 namespace dtrain {
 
+// A block's shape and parts.
+struct BlockSpec {
+  int64_t c = 0, n_head = 0;
+  int64_t ffn_hidden = 0;  // the MLP's hidden width (0: 4c)
+  bool bias = true;
+  double dropout = 0;
+  double proj_std = 0.02;  // init std of both output projections (GPT-2: 0.02 / sqrt(2 n_layer))
+  bool rms_norm = false;   // RMSNorm instead of LayerNorm
+  bool swiglu = false;     // SwiGLU MLP instead of GELU
+  double rope_theta = 0;   // > 0: rotary position embeddings of that base
+};
+
 class Block : public Layer {
  public:
   // Parameters "<name>.ln1.*", "<name>.attn.{qkv,proj}.*", "<name>.ln2.*",
-  // "<name>.mlp.{fc,proj}.*"; proj_std is the init std of both output
-  // projections (GPT-2: 0.02 / sqrt(2 * n_layer)). tp: the tensor-parallel
-  // group (null or one member: not split).
-  Block(ParamStore& ps, const std::string& name, int64_t c, int64_t n_head, bool bias,
-        double dropout, double proj_std, Communicator* tp = nullptr, bool seq_parallel = false);
+  // "<name>.mlp.{fc,proj}.*". tp: the tensor-parallel group (null or one
+  // member: not split).
+  Block(ParamStore& ps, const std::string& name, const BlockSpec& spec, Communicator* tp = nullptr,
+        bool seq_parallel = false);
 
   Shape output_shape(const Shape& in) const override { return in; }
   void plan(const Shape& in, DType act, const Exec& ex) override;  // in: (B, T, C), (B, T/t, C) sequence-parallel

@@ -7,7 +7,8 @@ namespace dtrain {
 
 TokenPositionEmbedding::TokenPositionEmbedding(ParamStore& ps, const std::string& name,
                                                int64_t vocab, int64_t context, int64_t c,
-                                               double dropout, Communicator* tp, bool seq_parallel)
+                                               double dropout, Communicator* tp, bool seq_parallel,
+                                               bool learned_positions)
     : Layer(name),
       vocab_(vocab),
       context_(context),
@@ -26,7 +27,7 @@ TokenPositionEmbedding::TokenPositionEmbedding(ParamStore& ps, const std::string
   } else {
     wte_ = &ps.add("wte.weight", Shape{vocab, c}, Init::normal(0.02), true);
   }
-  wpe_ = &ps.add("wpe.weight", Shape{context, c}, Init::normal(0.02), true);
+  if (learned_positions) wpe_ = &ps.add("wpe.weight", Shape{context, c}, Init::normal(0.02), true);
 }
 
 Shard TokenPositionEmbedding::vocab_shard(int64_t vocab, int64_t c, const Communicator& tp) {
@@ -74,16 +75,19 @@ Tensor TokenPositionEmbedding::forward(const Tensor& tokens, const Ctx& ctx) {
     Tensor local = planned_view(local_, seq_.local(out));
     seq_.scatter(ex(), y, scratch_, local);  // this rank's positions, each row from its token's rank
     const int64_t t0 = seq_.first_position(local.shape());
-    ops::position_embedding_add(ex(), wpe_->compute.narrow0(t0, t0 + local.size(1)), local);
+    if (wpe_) ops::position_embedding_add(ex(), wpe_->compute.narrow0(t0, t0 + local.size(1)), local);
     return drop_.forward(local, ctx);
   }
   if (tp_) {
     ops::token_embedding_shard_forward(ex(), tokens, wte_->compute, vocab_start_, y);
     all_reduce(*tp_, y);  // each row from the one rank holding its token
-    ops::position_embedding_add(ex(), wpe_->compute, y);
+    if (wpe_) ops::position_embedding_add(ex(), wpe_->compute, y);
     return drop_.forward(y, ctx);
   }
-  ops::embedding_forward(ex(), tokens, wte_->compute, wpe_->compute, y);
+  if (wpe_)
+    ops::embedding_forward(ex(), tokens, wte_->compute, wpe_->compute, y);
+  else
+    ops::token_embedding_shard_forward(ex(), tokens, wte_->compute, 0, y);  // every row: the whole vocabulary
   return drop_.forward(y, ctx);
 }
 
@@ -94,13 +98,14 @@ Tensor TokenPositionEmbedding::backward(const Tensor& dy, const Ctx& ctx) {
     seq_.gather(ex(), g, scratch_, full);
     g = full;
   }
-  ops::embedding_backward(ex(), g, tokens_, tp_ ? vocab_start_ : 0, wte_->grad, wpe_->grad);
+  ops::embedding_backward(ex(), g, tokens_, tp_ ? vocab_start_ : 0, wte_->grad,
+                          wpe_ ? wpe_->grad : Tensor{});
   return Tensor{};
 }
 
 Cost TokenPositionEmbedding::cost(const Shape& in) const {
   Cost c = drop_.cost(output_shape(in));
-  c.params = wte_->shape.numel() + context_ * c_;  // this rank's rows of wte
+  c.params = wte_->shape.numel() + (wpe_ ? context_ * c_ : 0);  // this rank's rows of wte
   c.act_bytes += in.numel() * 4;  // the token ids
   if (seq_.on()) {  // forward reduce-scatter, backward all-gather of (B, T, C): half an all-reduce each
     c.shared_bytes = 2 * in.numel() * c_ * act_size();  // the model's dfull and packed scratch

@@ -30,9 +30,10 @@ class TokenPositionEmbedding : public Layer {
   // normal(0.02) and weight-decayed; dropout site "<name>.drop". tp: the
   // tensor-parallel group (null or one member: not split); vocab must be
   // divisible by its size.
+  // learned_positions = false (rotary positions, in the attention): no wpe.
   TokenPositionEmbedding(ParamStore& ps, const std::string& name, int64_t vocab, int64_t context,
                          int64_t c, double dropout, Communicator* tp = nullptr,
-                         bool seq_parallel = false);
+                         bool seq_parallel = false, bool learned_positions = true);
 
   Shape output_shape(const Shape& in) const override;  // (B, T, C); (B, T/t, C) sequence-parallel
   void set_recompute(Recompute, BufferArena* arena) override { arena_ = arena; }
@@ -54,7 +55,7 @@ class TokenPositionEmbedding : public Layer {
   Communicator* tp_ = nullptr;  // null unless split over more than one rank
   int64_t vocab_start_ = 0;     // first token id of this rank's wte rows
   Param* wte_;
-  Param* wpe_;
+  Param* wpe_ = nullptr;  // null without learned positions
   Dropout drop_;
   SeqParallel seq_;
   BufferArena* arena_ = nullptr;  // for the sequence-parallel scratch

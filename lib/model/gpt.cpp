@@ -1,4 +1,5 @@
-// The GPT-2 model builder (nanoGPT semantics): the top-level layers "embed",
+// The GPT model builder (nanoGPT semantics; LLaMA's parts where the config
+// asks: RMSNorm, SwiGLU, rotary positions): the top-level layers "embed",
 // "blocks.0" .. "blocks.{n-1}", "ln_f", "lm_head" (tied to wte) and the
 // cross-entropy loss. That flat list is what pipeline parallelism cuts into
 // stages. FLOPs in the layers' costs count matrix products only (the
@@ -42,6 +43,10 @@ void validate(const ModelConfig& cfg, int64_t seq_len, int64_t tp, bool seq_para
   if (cfg.n_head > 0 && cfg.n_embd % cfg.n_head != 0)
     problems.push_back(fmt::format("model.n_embd ({}) must be divisible by model.n_head ({})",
                                    cfg.n_embd, cfg.n_head));
+  else if (cfg.rope() && cfg.n_head > 0 && (cfg.n_embd / cfg.n_head) % 2 != 0)
+    problems.push_back(fmt::format("model.position = \"rope\" turns pairs of each head's features: the head "
+                                   "width model.n_embd / model.n_head ({} / {} = {}) must be even",
+                                   cfg.n_embd, cfg.n_head, cfg.n_embd / cfg.n_head));
   if (!(cfg.dropout >= 0 && cfg.dropout < 1))
     problems.push_back(fmt::format("model.dropout must be in [0, 1) (got {})", cfg.dropout));
   if (seq_len <= 0 || seq_len > cfg.context_length)
@@ -55,6 +60,13 @@ void validate(const ModelConfig& cfg, int64_t seq_len, int64_t tp, bool seq_para
           "model.n_head ({}) is not divisible by parallel.tp ({}): tensor parallelism splits the "
           "attention heads across its ranks",
           cfg.n_head, tp));
+    // (With n_head divisible, so is n_embd and GELU's default 4 n_embd.)
+    if (cfg.n_head > 0 && cfg.n_head % tp == 0 && cfg.ffn_width() % tp != 0)
+      problems.push_back(fmt::format(
+          "model.ffn_hidden ({}{}) is not divisible by parallel.tp ({}): tensor parallelism splits the "
+          "MLP's hidden features across its ranks",
+          cfg.ffn_width(), cfg.ffn_hidden > 0 ? "" : fmt::format(", the default for model.mlp = \"{}\"", cfg.mlp),
+          tp));
     if (cfg.vocab_size > 0 && cfg.vocab_size % tp != 0) {
       problems.push_back(fmt::format(
           "model.vocab_size ({}) is not divisible by parallel.tp ({}); use a padded vocabulary "
@@ -90,17 +102,25 @@ void build_gpt(Model& m, const ModelConfig& cfg, int64_t seq_len, const ModelPar
   Param* wte = nullptr;
   if (in_stage(0)) {
     auto embed = std::make_unique<TokenPositionEmbedding>(m.params, "embed", cfg.vocab_size,
-                                                          cfg.context_length, C, cfg.dropout, tp, sp);
+                                                          cfg.context_length, C, cfg.dropout, tp, sp,
+                                                          /*learned_positions=*/!cfg.rope());
     wte = &embed->wte();
     wte->tied = true;  // to the output head
     m.add_layer(std::move(embed));
   }
+  const BlockSpec spec{.c = C,
+                        .n_head = cfg.n_head,
+                        .ffn_hidden = cfg.ffn_width(),
+                        .bias = cfg.bias,
+                        .dropout = cfg.dropout,
+                        .proj_std = proj_std,
+                        .rms_norm = cfg.rms_norm(),
+                        .swiglu = cfg.swiglu(),
+                        .rope_theta = cfg.rope() ? cfg.rope_theta : 0.0};
   for (int64_t i = 0; i < L; ++i)
-    if (in_stage(1 + i))
-      m.add_layer(std::make_unique<Block>(m.params, fmt::format("blocks.{}", i), C, cfg.n_head,
-                                          cfg.bias, cfg.dropout, proj_std, tp, sp));
+    if (in_stage(1 + i)) m.add_layer(std::make_unique<Block>(m.params, fmt::format("blocks.{}", i), spec, tp, sp));
   if (in_stage(L + 1)) {
-    auto ln_f = std::make_unique<LayerNorm>(m.params, "ln_f", C, cfg.bias);
+    auto ln_f = std::make_unique<LayerNorm>(m.params, "ln_f", C, cfg.bias, cfg.rms_norm());
     if (sp) ln_f->set_sequence_parallel(tp);
     m.add_layer(std::move(ln_f));
   }

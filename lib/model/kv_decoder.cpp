@@ -1,9 +1,10 @@
 // The decoder of kv_decoder.h. Per block, for n new tokens at positions
 // p0 .. p0 + n - 1 (p0 = length()):
-//   h = ln1(x); qkv = h Wqkv^T + b; keys/values[p0 ..] = k, v;
+//   h = ln1(x); qkv = h Wqkv^T + b; q, k turned (rotary positions);
+//   keys/values[p0 ..] = k, v;
 //   per head: scores = q K^T / sqrt(hs) over positions 0 .. p0 + i (causal),
 //   softmax, y = P V; x += y Wproj^T + b; h = ln2(x);
-//   x += gelu(h Wfc^T + b) Wfc2^T + b
+//   x += gelu(h Wfc^T + b) Wfc2^T + b  (SwiGLU: silu(gate) * up of h Wfc^T + b)
 // then ln_f on the last row and its logits against the tied embedding. The
 // products go to cpu::gemm (OpenBLAS, or the AVX-512 kernel where selected),
 // the norms and GELU to the training kernels; the softmax of n rows over at
@@ -19,6 +20,7 @@
 #include "kernels/cpu/gelu.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/layernorm.h"
+#include "kernels/cpu/rope.h"
 #include "model/layernorm.h"
 
 namespace dtrain {
@@ -38,7 +40,8 @@ void linear(const float* x, int64_t n, int64_t in, const float* w, const float* 
 KvDecoder::KvDecoder(const ParamStore& params, const ModelConfig& cfg) : cfg_(cfg) {
   if (cfg.type != "gpt")
     throw ConfigError(fmt::format("model.type \"{}\": the key/value cache decodes GPTs", cfg.type));
-  const int64_t C = cfg.n_embd, V = cfg.vocab_size, T = cfg.context_length;
+  const int64_t C = cfg.n_embd, V = cfg.vocab_size, T = cfg.context_length, F = cfg.ffn_width();
+  const int64_t F1 = cfg.swiglu() ? 2 * F : F;  // fc's outputs
   auto get = [&](const std::string& name, const Shape& shape, bool optional = false) -> const float* {
     const Param* p = params.find(name);
     if (!p) {
@@ -51,7 +54,7 @@ KvDecoder::KvDecoder(const ParamStore& params, const ModelConfig& cfg) : cfg_(cf
     return p->value.data<float>();
   };
   wte_ = get("wte.weight", Shape{V, C});
-  wpe_ = get("wpe.weight", Shape{T, C});
+  wpe_ = cfg.rope() ? nullptr : get("wpe.weight", Shape{T, C});
   lnf_w_ = get("ln_f.weight", Shape{C});
   lnf_b_ = get("ln_f.bias", Shape{C}, true);
   for (int64_t l = 0; l < cfg.n_layer; ++l) {
@@ -60,12 +63,20 @@ KvDecoder::KvDecoder(const ParamStore& params, const ModelConfig& cfg) : cfg_(cf
                        get(b + "attn.qkv.weight", Shape{3 * C, C}), get(b + "attn.qkv.bias", Shape{3 * C}, true),
                        get(b + "attn.proj.weight", Shape{C, C}), get(b + "attn.proj.bias", Shape{C}, true),
                        get(b + "ln2.weight", Shape{C}), get(b + "ln2.bias", Shape{C}, true),
-                       get(b + "mlp.fc.weight", Shape{4 * C, C}), get(b + "mlp.fc.bias", Shape{4 * C}, true),
-                       get(b + "mlp.proj.weight", Shape{C, 4 * C}), get(b + "mlp.proj.bias", Shape{C}, true)});
+                       get(b + "mlp.fc.weight", Shape{F1, C}), get(b + "mlp.fc.bias", Shape{F1}, true),
+                       get(b + "mlp.proj.weight", Shape{C, F}), get(b + "mlp.proj.bias", Shape{C}, true)});
     keys_.emplace_back(static_cast<size_t>(T * C));
     values_.emplace_back(static_cast<size_t>(T * C));
   }
   logits_.resize(static_cast<size_t>(V));
+}
+
+void KvDecoder::norm(const float* x, int64_t n, const float* w, const float* b, float* y) {
+  const float eps = static_cast<float>(LayerNorm::kEps);
+  if (cfg_.rms_norm())
+    cpu::rmsnorm_forward<float>(x, w, n, cfg_.n_embd, eps, y, rstd_.data());
+  else
+    cpu::layernorm_forward<float>(x, w, b, n, cfg_.n_embd, eps, y, mean_.data(), rstd_.data());
 }
 
 void KvDecoder::reserve(int64_t n) {
@@ -76,7 +87,9 @@ void KvDecoder::reserve(int64_t n) {
   h_.resize(n * C);
   qkv_.resize(n * 3 * C);
   y_.resize(n * C);
-  hidden_.resize(n * 4 * C);
+  const int64_t F = cfg_.ffn_width();
+  hidden_.resize(n * (cfg_.swiglu() ? 2 : 1) * F);
+  act_.resize(cfg_.swiglu() ? n * F : 0);
   scores_.resize(n * T);
   mean_.resize(n);
   rstd_.resize(n);
@@ -91,14 +104,16 @@ const std::vector<float>& KvDecoder::append(std::span<const int32_t> tokens) {
   for (int64_t i = 0; i < n; ++i) {
     const int32_t t = tokens[static_cast<size_t>(i)];
     DTRAIN_CHECK(t >= 0 && t < V, "token {} outside the vocabulary ({})", t, V);
-    for (int64_t j = 0; j < C; ++j) x_[i * C + j] = wte_[t * C + j] + wpe_[(p0 + i) * C + j];
+    for (int64_t j = 0; j < C; ++j) x_[i * C + j] = wte_[t * C + j] + (wpe_ ? wpe_[(p0 + i) * C + j] : 0.0f);
   }
-  const float eps = static_cast<float>(LayerNorm::kEps), scale = 1.0f / std::sqrt(static_cast<float>(hs));
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
+  const int64_t F = cfg_.ffn_width();
   for (size_t l = 0; l < blocks_.size(); ++l) {
     const BlockParams& b = blocks_[l];
     float *K = keys_[l].data(), *Vc = values_[l].data();
-    cpu::layernorm_forward<float>(x_.data(), b.ln1_w, b.ln1_b, n, C, eps, h_.data(), mean_.data(), rstd_.data());
+    norm(x_.data(), n, b.ln1_w, b.ln1_b, h_.data());
     linear(h_.data(), n, C, b.qkv_w, b.qkv_b, 3 * C, qkv_.data());
+    if (cfg_.rope()) cpu::rope<float>(qkv_.data(), 1, n, C, nh, cfg_.rope_theta, p0, false);
     for (int64_t i = 0; i < n; ++i) {
       std::copy_n(&qkv_[i * 3 * C + C], C, K + (p0 + i) * C);
       std::copy_n(&qkv_[i * 3 * C + 2 * C], C, Vc + (p0 + i) * C);
@@ -121,15 +136,22 @@ const std::vector<float>& KvDecoder::append(std::span<const int32_t> tokens) {
     }
     linear(y_.data(), n, C, b.proj_w, b.proj_b, C, h_.data());
     for (int64_t k = 0; k < n * C; ++k) x_[k] += h_[k];
-    cpu::layernorm_forward<float>(x_.data(), b.ln2_w, b.ln2_b, n, C, eps, h_.data(), mean_.data(), rstd_.data());
-    linear(h_.data(), n, C, b.fc_w, b.fc_b, 4 * C, hidden_.data());
-    cpu::gelu_forward<float>(hidden_.data(), n * 4 * C, hidden_.data());
-    linear(hidden_.data(), n, 4 * C, b.fc2_w, b.fc2_b, C, h_.data());
+    norm(x_.data(), n, b.ln2_w, b.ln2_b, h_.data());
+    const float* a = hidden_.data();  // the activation's output (n, F)
+    if (cfg_.swiglu()) {
+      linear(h_.data(), n, C, b.fc_w, b.fc_b, 2 * F, hidden_.data());
+      cpu::swiglu_forward<float>(hidden_.data(), n, F, act_.data());
+      a = act_.data();
+    } else {
+      linear(h_.data(), n, C, b.fc_w, b.fc_b, F, hidden_.data());
+      cpu::gelu_forward<float>(hidden_.data(), n * F, hidden_.data());
+    }
+    linear(a, n, F, b.fc2_w, b.fc2_b, C, h_.data());
     for (int64_t k = 0; k < n * C; ++k) x_[k] += h_[k];
   }
   // The last position's logits: ln_f, then the tied head (V, C).
   const float* last = &x_[(n - 1) * C];
-  cpu::layernorm_forward<float>(last, lnf_w_, lnf_b_, 1, C, eps, h_.data(), mean_.data(), rstd_.data());
+  norm(last, 1, lnf_w_, lnf_b_, h_.data());
   cpu::gemm<float>(false, true, 1, V, C, 1.0f, h_.data(), C, wte_, C, 0.0f, logits_.data(), V);
   length_ = end;
   return logits_;

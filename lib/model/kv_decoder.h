@@ -4,8 +4,10 @@
 // far, so a new token costs one token's products and one attention row
 // instead of a forward of the whole window (the model's forward_layers, which
 // stays the reference: `generate --full-window`, and the test that compares
-// the two). The math is the model's (pre-norm GPT-2 blocks, tanh GELU, the
-// tied head); inference only: no dropout, nothing kept for a backward.
+// the two). The math is the model's (pre-norm blocks with GPT-2's or
+// LLaMA's parts: LayerNorm or RMSNorm, tanh GELU or SwiGLU, learned or
+// rotary positions; the tied head); inference only: no dropout, nothing
+// kept for a backward.
 #pragma once
 
 #include <cstdint>
@@ -37,6 +39,8 @@ class KvDecoder {
     const float *ln2_w, *ln2_b, *fc_w, *fc_b, *fc2_w, *fc2_b;
   };
   void reserve(int64_t n);  // work buffers for n new tokens
+  // y (n, C) = norm(x (n, C)): cfg_'s LayerNorm or RMSNorm.
+  void norm(const float* x, int64_t n, const float* w, const float* b, float* y);
 
   ModelConfig cfg_;
   const float *wte_, *wpe_, *lnf_w_, *lnf_b_;
@@ -45,7 +49,7 @@ class KvDecoder {
   int64_t length_ = 0;
   // Work buffers for up to `rows_` new tokens.
   int64_t rows_ = 0;
-  std::vector<float> x_, h_, qkv_, y_, hidden_, scores_, logits_;
+  std::vector<float> x_, h_, qkv_, y_, hidden_, act_, scores_, logits_;
   std::vector<float> mean_, rstd_;
 };
 

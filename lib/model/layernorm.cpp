@@ -5,10 +5,10 @@
 
 namespace dtrain {
 
-LayerNorm::LayerNorm(ParamStore& ps, const std::string& name, int64_t c, bool bias)
-    : Layer(name), c_(c) {
+LayerNorm::LayerNorm(ParamStore& ps, const std::string& name, int64_t c, bool bias, bool rms)
+    : Layer(name), c_(c), rms_(rms) {
   w_ = &ps.add(name + ".weight", Shape{c}, Init::ones(), false);
-  if (bias) b_ = &ps.add(name + ".bias", Shape{c}, Init::zeros(), false);
+  if (bias && !rms) b_ = &ps.add(name + ".bias", Shape{c}, Init::zeros(), false);
 }
 
 void LayerNorm::plan(const Shape& in, DType act, const Exec& ex) {
@@ -16,10 +16,11 @@ void LayerNorm::plan(const Shape& in, DType act, const Exec& ex) {
   DTRAIN_CHECK(in[-1] == c_, "{}: input {} does not end in {}", name(), in.str(), c_);
   const int64_t rows = in.numel() / c_;
   y_ = buffer("y", in, act, ex);
-  mean_ = buffer("mean", Shape{rows}, ops::compute_dtype(act), ex);
+  if (!rms_) mean_ = buffer("mean", Shape{rows}, ops::compute_dtype(act), ex);
   rstd_ = buffer("rstd", Shape{rows}, ops::compute_dtype(act), ex);
   dx_ = work_buffer("dx", in, act, ex);
-  scratch_ = work_buffer("scratch", Shape{ops::layernorm_scratch(c_)}, ops::compute_dtype(act), ex);
+  scratch_ = work_buffer("scratch", Shape{rms_ ? ops::rmsnorm_scratch(c_) : ops::layernorm_scratch(c_)},
+                         ops::compute_dtype(act), ex);
 }
 
 Tensor LayerNorm::forward(const Tensor& x, const Ctx&) {
@@ -27,6 +28,10 @@ Tensor LayerNorm::forward(const Tensor& x, const Ctx&) {
   x_ = x;
   Tensor y = planned_view(y_, x.shape());
   const int64_t rows = x.numel() / c_;
+  if (rms_) {
+    ops::rmsnorm_forward(ex(), x, w_->compute, kEps, y, rstd_.narrow0(0, rows));
+    return y;
+  }
   ops::layernorm_forward(ex(), x, w_->compute, b_ ? b_->compute : Tensor{}, kEps, y,
                          mean_.narrow0(0, rows), rstd_.narrow0(0, rows));
   return y;
@@ -48,6 +53,10 @@ void LayerNorm::sync_grads(const Ctx& ctx) {
 Tensor LayerNorm::backward_add(const Tensor& dy, const Tensor& dres) {
   Tensor dx = planned_view(dx_, dy.shape());
   const int64_t rows = dy.numel() / c_;
+  if (rms_) {
+    ops::rmsnorm_backward(ex(), dy, x_, w_->compute, rstd_.narrow0(0, rows), dres, dx, w_->grad, scratch_);
+    return dx;
+  }
   ops::layernorm_backward(ex(), dy, x_, w_->compute, mean_.narrow0(0, rows), rstd_.narrow0(0, rows),
                           dres, dx, w_->grad, b_ ? b_->grad : Tensor{}, scratch_);
   return dx;
@@ -57,8 +66,9 @@ Cost LayerNorm::cost(const Shape& in) const {
   const int64_t rows = in.numel() / c_;
   Cost c;
   c.params = c_ * (b_ ? 2 : 1);
-  c.act_bytes = in.numel() * act_size() + 2 * rows * stat_size();  // input, mean, rstd
-  c.work_bytes = in.numel() * act_size() + ops::layernorm_scratch(c_) * stat_size();  // dL/dx, scratch
+  c.act_bytes = in.numel() * act_size() + (rms_ ? 1 : 2) * rows * stat_size();  // input, mean, rstd
+  c.work_bytes = in.numel() * act_size() +  // dL/dx, scratch
+                 (rms_ ? ops::rmsnorm_scratch(c_) : ops::layernorm_scratch(c_)) * stat_size();
   return c;
 }
 

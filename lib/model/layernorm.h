@@ -1,4 +1,5 @@
-// LayerNorm layer (GPT-2's ln1, ln2, ln_f) over the last dimension. Besides the
+// LayerNorm layer (GPT-2's ln1, ln2, ln_f) over the last dimension, or with
+// rms = true LLaMA's RMSNorm (no mean removed, no bias). Besides the
 // Layer interface it offers backward_add, which folds the residual gradient of
 // a pre-norm block into the same pass.
 //
@@ -16,8 +17,8 @@ namespace dtrain {
 class LayerNorm : public Layer {
  public:
   // Declares "<name>.weight" (C), init ones, and with bias "<name>.bias" (C),
-  // init zeros; neither is weight-decayed.
-  LayerNorm(ParamStore& ps, const std::string& name, int64_t c, bool bias);
+  // init zeros; neither is weight-decayed. rms: RMSNorm, never a bias.
+  LayerNorm(ParamStore& ps, const std::string& name, int64_t c, bool bias, bool rms = false);
 
   Shape output_shape(const Shape& in) const override { return in; }
   void plan(const Shape& in, DType act, const Exec& ex) override;
@@ -38,11 +39,12 @@ class LayerNorm : public Layer {
 
  private:
   int64_t c_;
+  bool rms_;
   Param* w_;
   Param* b_ = nullptr;
   Communicator* seq_tp_ = nullptr;
   Tensor x_;                 // input of the last forward (a view of the previous layer's buffer)
-  Tensor y_, mean_, rstd_;   // (N, C), (N), (N)
+  Tensor y_, mean_, rstd_;   // (N, C), (N) (LayerNorm only), (N)
   Tensor dx_, scratch_;      // (N, C), layernorm_scratch_size(C)
 };
 

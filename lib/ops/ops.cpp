@@ -18,6 +18,7 @@
 #include "kernels/cpu/layernorm.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/relu.h"
+#include "kernels/cpu/rope.h"
 #include "kernels/cpu/vmath.h"
 #include "ops/dispatch.h"
 #if DTRAIN_HAVE_CUDA
@@ -297,6 +298,32 @@ void gelu_backward(const Exec& ex, const Tensor& x, const Tensor& dy, const Tens
   });
 }
 
+void swiglu_forward(const Exec& ex, const Tensor& f, const Tensor& g) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::swiglu_forward(ex, f, g));
+  check_on(ex, "swiglu", {f, g});
+  check_same(g, "swiglu", {f});
+  const int64_t h = g.shape()[-1], n = g.numel() / h;
+  DTRAIN_CHECK(f.numel() == 2 * g.numel() && f.shape()[-1] == 2 * h, "swiglu: {} into {}", f.shape().str(),
+               g.shape().str());
+  dispatch_act(f.dtype(), "swiglu", [&](auto t) {
+    using T = decltype(t);
+    cpu::swiglu_forward<T>(f.data<T>(), n, h, g.data<T>());
+  });
+}
+
+void swiglu_backward(const Exec& ex, const Tensor& f, const Tensor& dg, const Tensor& df) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::swiglu_backward(ex, f, dg, df));
+  check_on(ex, "swiglu_backward", {f, dg, df});
+  check_same(df, "swiglu_backward", {f, dg});
+  const int64_t h = dg.shape()[-1], n = dg.numel() / h;
+  DTRAIN_CHECK(f.numel() == 2 * dg.numel() && df.numel() == f.numel() && f.shape()[-1] == 2 * h,
+               "swiglu_backward: {} and {} into {}", f.shape().str(), dg.shape().str(), df.shape().str());
+  dispatch_act(f.dtype(), "swiglu_backward", [&](auto t) {
+    using T = decltype(t);
+    cpu::swiglu_backward<T>(f.data<T>(), dg.data<T>(), n, h, df.data<T>());
+  });
+}
+
 void relu_forward(const Exec& ex, const Tensor& x, const Tensor& y) {
   DTRAIN_CUDA_OP(ex, cuda_ops::relu_forward(ex, x, y));
   check_on(ex, "relu", {x, y});
@@ -388,7 +415,53 @@ void layernorm_backward(const Exec& ex, const Tensor& dy, const Tensor& x, const
   });
 }
 
+int64_t rmsnorm_scratch(int64_t c) { return cpu::rmsnorm_scratch_size(c); }
+
+void rmsnorm_forward(const Exec& ex, const Tensor& x, const Tensor& w, double eps, const Tensor& y,
+                     const Tensor& rstd) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::rmsnorm_forward(ex, x, w, eps, y, rstd));
+  check_on(ex, "rmsnorm", {x, w, y, rstd});
+  check_same(y, "rmsnorm", {x});
+  const int64_t c = w.numel(), rows = x.numel() / c;
+  DTRAIN_CHECK(x.shape()[-1] == c && rstd.numel() >= rows, "rmsnorm: input {} for width {}", x.shape().str(), c);
+  dispatch_act(x.dtype(), "rmsnorm", [&](auto t) {
+    using T = decltype(t);
+    using A = compute_t<T>;
+    cpu::rmsnorm_forward<T>(x.data<T>(), w.data<T>(), rows, c, static_cast<A>(eps), y.data<T>(), rstd.data<A>());
+  });
+}
+
+void rmsnorm_backward(const Exec& ex, const Tensor& dy, const Tensor& x, const Tensor& w,
+                      const Tensor& rstd, const Tensor& dres, const Tensor& dx, const Tensor& dw,
+                      const Tensor& scratch) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::rmsnorm_backward(ex, dy, x, w, rstd, dres, dx, dw, scratch));
+  check_on(ex, "rmsnorm_backward", {dy, x, w, rstd, dres, dx, dw, scratch});
+  check_same(dx, "rmsnorm_backward", {dy, x});
+  const int64_t c = w.numel(), rows = dy.numel() / c;
+  DTRAIN_CHECK(scratch.numel() >= rmsnorm_scratch(c), "rmsnorm_backward: scratch of {} for width {}",
+               scratch.numel(), c);
+  dispatch_act(dy.dtype(), "rmsnorm_backward", [&](auto t) {
+    using T = decltype(t);
+    using A = compute_t<T>;
+    cpu::rmsnorm_backward<T>(dy.data<T>(), x.data<T>(), w.data<T>(), rstd.data<A>(),
+                             dres.defined() ? dres.data<T>() : nullptr, rows, c, dx.data<T>(), dw.data<A>(),
+                             scratch.data<A>());
+  });
+}
+
 // ---------------------------------------------------------------- attention
+
+void rope(const Exec& ex, const Tensor& qkv, int64_t n_head, double theta, int64_t pos0, bool inverse) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::rope(ex, qkv, n_head, theta, pos0, inverse));
+  check_on(ex, "rope", {qkv});
+  DTRAIN_CHECK(qkv.rank() == 3 && qkv.size(2) % 3 == 0 && n_head > 0 && (qkv.size(2) / 3) % (2 * n_head) == 0,
+               "rope: qkv {} with {} heads (each of even width)", qkv.shape().str(), n_head);
+  const int64_t B = qkv.size(0), T = qkv.size(1), C = qkv.size(2) / 3;
+  dispatch_act(qkv.dtype(), "rope", [&](auto t) {
+    using F = decltype(t);
+    cpu::rope<F>(qkv.data<F>(), B, T, C, n_head, theta, pos0, inverse);
+  });
+}
 
 int64_t attention_scratch(const Exec& ex, const Shape& qkv, int64_t n_head, DType act) {
   DTRAIN_CHECK(qkv.rank() == 3, "attention: qkv {} is not (B, T, 3C)", qkv.str());
@@ -481,7 +554,8 @@ void embedding_backward(const Exec& ex, const Tensor& dy, const Tensor& tokens, 
     using F = decltype(t);
     using A = compute_t<F>;
     cpu::embedding_shard_backward<F>(dy.data<F>(), tokens.data<int32_t>(), B, T, C, v0,
-                                     dwte.size(0), dwte.data<A>(), dwpe.data<A>());
+                                     dwte.size(0), dwte.data<A>(),
+                                     dwpe.defined() ? dwpe.data<A>() : nullptr);
   });
 }
 

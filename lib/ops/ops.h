@@ -146,6 +146,10 @@ void sum_rows_acc(const Exec& ex, const Tensor& x, const Tensor& acc);
 void gelu_forward(const Exec& ex, const Tensor& x, const Tensor& y);
 // dx = dy * gelu'(x); dx may be dy (in place).
 void gelu_backward(const Exec& ex, const Tensor& x, const Tensor& dy, const Tensor& dx);
+// SwiGLU: f (n, 2h), each row the gate a then the up-projection u; g (n, h) = silu(a) * u.
+void swiglu_forward(const Exec& ex, const Tensor& f, const Tensor& g);
+// df (n, 2h) = dL/d(a, u) for dg (n, h) = dL/dg; df does not alias f or dg.
+void swiglu_backward(const Exec& ex, const Tensor& f, const Tensor& dg, const Tensor& df);
 void relu_forward(const Exec& ex, const Tensor& x, const Tensor& y);
 void relu_backward(const Exec& ex, const Tensor& y, const Tensor& dy, const Tensor& dx);
 
@@ -173,7 +177,21 @@ void layernorm_backward(const Exec& ex, const Tensor& dy, const Tensor& x, const
                         const Tensor& dx, const Tensor& dw, const Tensor& db,
                         const Tensor& scratch);
 
+// RMSNorm: as layernorm without the mean and bias; rstd (rows), compute type.
+int64_t rmsnorm_scratch(int64_t c);
+void rmsnorm_forward(const Exec& ex, const Tensor& x, const Tensor& w, double eps, const Tensor& y,
+                     const Tensor& rstd);
+void rmsnorm_backward(const Exec& ex, const Tensor& dy, const Tensor& x, const Tensor& w,
+                      const Tensor& rstd, const Tensor& dres, const Tensor& dx, const Tensor& dw,
+                      const Tensor& scratch);
+
 // ---------------------------------------------------------------- attention
+
+// Rotary position embedding, in place on qkv (B, T, 3C) with n_head heads of
+// even width: the queries and keys of row s turn by position pos0 + s's
+// angles (base theta); inverse turns them back, which is the backward pass
+// applied to dL/dqkv.
+void rope(const Exec& ex, const Tensor& qkv, int64_t n_head, double theta, int64_t pos0, bool inverse);
 
 // Scratch elements (compute type of act) attention needs for qkv of at most
 // shape `qkv` (B, T, 3C) with n_head heads: on the CPU one row block of
@@ -212,7 +230,7 @@ void embedding_forward(const Exec& ex, const Tensor& tokens, const Tensor& wte, 
 void token_embedding_shard_forward(const Exec& ex, const Tensor& tokens, const Tensor& wte,
                                    int64_t v0, const Tensor& y);
 void position_embedding_add(const Exec& ex, const Tensor& wpe, const Tensor& y);
-// dwte rows [v0, v0 + dwte.rows) and dwpe accumulate dy (+=, compute type);
+// dwte rows [v0, v0 + dwte.rows) and dwpe (undefined: no learned positions) accumulate dy (+=, compute type);
 // deterministic (columns split among threads, tokens in order).
 void embedding_backward(const Exec& ex, const Tensor& dy, const Tensor& tokens, int64_t v0,
                         const Tensor& dwte, const Tensor& dwpe);

@@ -135,7 +135,13 @@ void describe_gpt_layer(LayerProfile& p, const ModelConfig& cfg, int64_t seq_len
     gemm(2 * 2 * (a / t) * s * s * d, 0, d);                  // Q K^T, P V per head
     p.gemms.back().causal = true;
     gemm(2 * s * (h / t) * h, s, h / t);                      // attention projection
-    gemm(2 * 2 * s * h * 4 * h / t, s, std::min(h, 4 * h / t));  // fc, proj
+    const double F = static_cast<double>(cfg.ffn_width());  // GPT-2: 4h
+    if (cfg.swiglu()) {
+      gemm(2 * s * h * 2 * F / t, s, std::min(h, 2 * F / t));  // fc: the gate and the up-projection
+      gemm(2 * s * (F / t) * h, s, std::min(h, F / t));        // proj
+    } else {
+      gemm(2 * 2 * s * h * F / t, s, std::min(h, F / t));  // fc, proj
+    }
     const BlockTraffic tr = block_traffic(kernels, drop, tp);
     // Sequence parallel in this trainer's (B, T, C) layout: the attention's
     // gather along the sequence and its scatter each copy the whole activation

@@ -189,6 +189,18 @@ const std::vector<BadCase> kBadCases = {
     {"tp does not divide the heads", cat(kGpt, {"[model]", "n_head = 6", "n_embd = 96", "[parallel]", "tp = 4"}), {}, 4,
      "cfg.toml:7: model.n_head (6) is not divisible by parallel.tp (4): tensor parallelism splits the attention "
      "heads across its ranks"},
+    {"tp does not divide the MLP's width", cat(kGpt, {"[model]", "ffn_hidden = 90", "[parallel]", "tp = 4"}), {}, 4,
+     "cfg.toml:7: model.ffn_hidden (90) is not divisible by parallel.tp (4): tensor parallelism splits the MLP's "
+     "hidden features across its ranks"},
+    {"tp does not divide SwiGLU's default width",
+     cat(kGpt, {"[model]", "mlp = \"swiglu\"", "n_head = 6", "n_embd = 96", "vocab_size = 384", "[parallel]", "tp = 3"}), {}, 3,
+     "cfg.toml:7: model.ffn_hidden (256, the default for model.mlp = \"swiglu\") is not divisible by parallel.tp "
+     "(3): tensor parallelism splits the MLP's hidden features across its ranks"},
+    {"rope on an odd head width", cat(kGpt, {"[model]", "position = \"rope\"", "n_head = 4", "n_embd = 12"}), {}, 1,
+     "cfg.toml:7: model.position = \"rope\" turns pairs of each head's features: the head width model.n_embd / "
+     "model.n_head (12 / 4 = 3) must be even"},
+    {"an unknown norm", cat(kGpt, {"[model]", "norm = \"batchnorm\""}), {}, 1,
+     "cfg.toml:7: model.norm: expected one of \"layernorm\", \"rmsnorm\", got \"batchnorm\""},
     {"tp does not divide the vocabulary", cat(kGpt, {"[model]", "vocab_size = 257", "[parallel]", "tp = 2"}), {}, 2,
      "cfg.toml:7: model.vocab_size (257) is not divisible by parallel.tp (2); use a padded vocabulary such as 320"},
     {"tp on the CNN", cnn({}), {"parallel.tp=2"}, 2,

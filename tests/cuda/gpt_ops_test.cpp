@@ -8,9 +8,12 @@
 //     embedding_backward, row maxima and argmax, the bf16 optimizer copy
 //     (against bf16 of the GPU's own master);
 //   fp32 1e-5 (bf16 1e-2 for bf16 outputs, 1e-4 for their fp32 gradients):
-//     gelu, layernorm, sum_rows_acc, cross-entropy and its vp pieces;
+//     gelu, swiglu, layernorm, rmsnorm, sum_rows_acc, cross-entropy and its
+//     vp pieces;
 //   1e-6: dropout outputs with a residual (an FMA may differ), AdamW/SGD
-//     (the compilers contract multiply-adds differently);
+//     (the compilers contract multiply-adds differently), rope in fp32 (the
+//     same cosine and sine tables; bf16 1e-2) and rope's inverse after it
+//     (the input back), with the values' third of qkv bit-identical;
 //   1e-12: sum_squares (double).
 #include <doctest/doctest.h>
 
@@ -152,6 +155,30 @@ TEST_CASE("cuda ops: gelu forward and backward within 1e-5 (fp32) and 1e-2 (bf16
     }
 }
 
+TEST_CASE("cuda ops: swiglu forward and backward within 1e-5 (fp32) and 1e-2 (bf16)") {
+  Ctx c;
+  const Exec& ex = c.gpu();
+  for (const Dims& d : kDims)
+    for (DType dt : kTypes) {
+      INFO("dims: " << std::string(d.name));
+      INFO("dtype: " << std::string(dtype_name(dt)));
+      const int64_t rows = d.rows(), h = 3 * d.C;  // h odd for the small dims
+      const Shape sf{rows, 2 * h}, sg{rows, h};
+      Tensor f = random(sf, dt, 30, 2.0), dg = random(sg, dt, 31);
+      Tensor g = Tensor::empty(sg, dt), df = Tensor::empty(sf, dt);
+      ops::swiglu_forward(c.cpu(), f, g);
+      ops::swiglu_backward(c.cpu(), f, dg, df);
+      auto r = twice([&] {
+        Tensor fd = upload(ex, f), gd = poisoned(ex, sg, dt), dfd = poisoned(ex, sf, dt);
+        ops::swiglu_forward(ex, fd, gd);
+        ops::swiglu_backward(ex, fd, upload(ex, dg), dfd);
+        return std::vector<Tensor>{download(gd), download(dfd)};
+      });
+      CHECK(nerr(r[0], g) <= tol(dt, 1e-5, 1e-2));
+      CHECK(nerr(r[1], df) <= tol(dt, 1e-5, 1e-2));
+    }
+}
+
 TEST_CASE("cuda ops: dropout masks are the CPU's bit for bit") {
   Ctx c;
   const Exec& ex = c.gpu();
@@ -228,6 +255,103 @@ TEST_CASE("cuda ops: layernorm forward and backward against the CPU") {
         CHECK(nerr(g[1], dw) <= tol(dt, 1e-5, 1e-4));
         if (bias) CHECK(nerr(g[2], db) <= tol(dt, 1e-5, 1e-4));
       }
+}
+
+TEST_CASE("cuda ops: rmsnorm forward and backward against the CPU") {
+  Ctx c;
+  const Exec& ex = c.gpu();
+  for (const Dims& d : kDims)
+    for (DType dt : kTypes)
+      for (bool with_dres : {true, false}) {
+        INFO("dims: " << std::string(d.name));
+        INFO("dtype: " << std::string(dtype_name(dt)));
+        CAPTURE(with_dres);
+        const int64_t rows = d.rows(), C = d.C;
+        const Shape s{rows, C};
+        Tensor x = random(s, dt, 32, 1.0, 0.5), w = random(Shape{C}, dt, 33, 0.1, 1.0);
+        Tensor y = Tensor::empty(s, dt), rstd = Tensor::empty(Shape{rows}, DType::f32);
+        ops::rmsnorm_forward(c.cpu(), x, w, 1e-5, y, rstd);
+        auto g = twice([&] {
+          Tensor yd = poisoned(ex, s, dt), rd = poisoned(ex, Shape{rows}, DType::f32);
+          ops::rmsnorm_forward(ex, upload(ex, x), upload(ex, w), 1e-5, yd, rd);
+          return std::vector<Tensor>{download(yd), download(rd)};
+        });
+        CHECK(nerr(g[0], y) <= tol(dt, 1e-5, 1e-2));
+        CHECK(nerr(g[1], rstd) <= 1e-5);
+
+        // backward from the CPU's statistics: with a residual gradient, or in place on dy
+        Tensor dy = random(s, dt, 34), dres = with_dres ? random(s, dt, 35) : Tensor();
+        Tensor dw0 = random(Shape{C}, DType::f32, 36);
+        Tensor dx = Tensor::empty(s, dt), dw = clone(dw0);
+        Tensor scratch = Tensor::empty(Shape{ops::rmsnorm_scratch(C)}, DType::f32);
+        ops::rmsnorm_backward(c.cpu(), dy, x, w, rstd, dres, dx, dw, scratch);
+        g = twice([&] {
+          Tensor dyd = upload(ex, dy), dxd = with_dres ? poisoned(ex, s, dt) : dyd, dwd = upload(ex, dw0);
+          Tensor sd = poisoned(ex, Shape{ops::rmsnorm_scratch(C)}, DType::f32);
+          ops::rmsnorm_backward(ex, dyd, upload(ex, x), upload(ex, w), upload(ex, rstd),
+                                with_dres ? upload(ex, dres) : Tensor(), dxd, dwd, sd);
+          return std::vector<Tensor>{download(dxd), download(dwd)};
+        });
+        CHECK(nerr(g[0], dx) <= tol(dt, 1e-5, 1e-2));
+        CHECK(nerr(g[1], dw) <= tol(dt, 1e-5, 1e-4));
+      }
+}
+
+namespace {
+
+struct RopeDims {
+  int64_t B, T, C, n_head, pos0;
+  double theta;
+  const char* name;
+};
+// kDims' shapes with head widths that divide C evenly: the small odd C (37)
+// has none, so a small one of its own (head width 8); positions from 0 and
+// from a later start (a continued sequence), LLaMA 2's and LLaMA 3's bases.
+const RopeDims kRopeDims[] = {{2, 7, 24, 3, 0, 10000.0, "small"},
+                              {2, 7, 24, 3, 1000, 500000.0, "small, from 1000"},
+                              {4, 64, 768, 12, 0, 10000.0, "GPT-2 124M"},
+                              {4, 64, 768, 12, 1000, 500000.0, "GPT-2 124M, from 1000"}};
+
+// How many elements of the values (the last C of each row of qkv) differ in their bits.
+int64_t value_diffs(const Tensor& a, const Tensor& b, int64_t rows, int64_t C) {
+  int64_t n = 0;
+  for (int64_t r = 0; r < rows; ++r)
+    n += bit_diffs(a.flat_range(r * 3 * C + 2 * C, C), b.flat_range(r * 3 * C + 2 * C, C));
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("cuda ops: rope and its inverse against the CPU, values untouched") {
+  Ctx c;
+  const Exec& ex = c.gpu();
+  for (const RopeDims& d : kRopeDims)
+    for (DType dt : kTypes) {
+      INFO("dims: " << std::string(d.name));
+      INFO("dtype: " << std::string(dtype_name(dt)));
+      const Shape s{d.B, d.T, 3 * d.C};
+      const int64_t rows = d.B * d.T;
+      Tensor x = random(s, dt, 37);
+      Tensor fwd = clone(x), inv = clone(x);
+      ops::rope(c.cpu(), fwd, d.n_head, d.theta, d.pos0, false);
+      ops::rope(c.cpu(), inv, d.n_head, d.theta, d.pos0, true);
+      auto g = twice([&] {
+        Tensor fd = upload(ex, x), id = upload(ex, x);
+        ops::rope(ex, fd, d.n_head, d.theta, d.pos0, false);
+        ops::rope(ex, id, d.n_head, d.theta, d.pos0, true);
+        Tensor f = download(fd);
+        ops::rope(ex, fd, d.n_head, d.theta, d.pos0, true);  // back
+        return std::vector<Tensor>{f, download(id), download(fd)};
+      });
+      MESSAGE(std::string(d.name) << " " << std::string(dtype_name(dt)) << ": forward " << nerr(g[0], fwd)
+                                  << " (worst " << worst(g[0], fwd, 3 * d.C) << "), inverse " << nerr(g[1], inv)
+                                  << ", round trip " << nerr(g[2], x));
+      CHECK(nerr(g[0], fwd) <= tol(dt, 1e-6, 1e-2));
+      CHECK(nerr(g[1], inv) <= tol(dt, 1e-6, 1e-2));
+      if (dt == DType::f32) CHECK(nerr(g[2], x) <= 1e-6);
+      CHECK(value_diffs(g[0], x, rows, d.C) == 0);
+      CHECK(value_diffs(g[1], x, rows, d.C) == 0);
+    }
 }
 
 TEST_CASE("cuda ops: embeddings forward and backward are the CPU's bits") {

@@ -1,5 +1,6 @@
-// The tiny GPT against PyTorch (tools/fixtures/gpt_fixture.py, float64):
-// logits, loss and every parameter gradient.
+// The tiny GPT against PyTorch (tools/fixtures/gpt_fixture.py, float64), and
+// one of LLaMA's parts (tools/fixtures/llama_fixture.py): logits, loss and
+// every parameter gradient.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -23,12 +24,10 @@ double rel_error(const FixtureArray& ref, Get&& get) {
   return err / scale;
 }
 
-}  // namespace
-
-TEST_CASE("tiny GPT matches PyTorch: logits, loss and every gradient (fp64)") {
-  const Fixture fx(fixture_path("gpt_tiny.fix"));
-  const std::vector<int64_t>& k = fx.at("config").i;  // V, context, T, B, C, n_head, n_layer, bias
-  ModelConfig cfg{};
+// The model of `fx`'s config, with `parts` (GPT-2's or LLaMA's), against the
+// fixture's logits, loss and every parameter gradient.
+void check_against(const Fixture& fx, ModelConfig cfg) {
+  const std::vector<int64_t>& k = fx.at("config").i;  // V, context, T, B, C, n_head, n_layer, bias[, ffn, theta]
   cfg.type = "gpt";
   cfg.vocab_size = k[0];
   cfg.context_length = k[1];
@@ -37,6 +36,10 @@ TEST_CASE("tiny GPT matches PyTorch: logits, loss and every gradient (fp64)") {
   cfg.n_layer = k[6];
   cfg.bias = k[7] != 0;
   cfg.dropout = 0.0;
+  if (k.size() > 8) {
+    cfg.ffn_hidden = k[8];
+    cfg.rope_theta = static_cast<double>(k[9]);
+  }
   const int64_t T = k[2], B = k[3];
   auto m = build_model(cfg, T, DType::f64, Device::cpu(), 1);
 
@@ -74,4 +77,23 @@ TEST_CASE("tiny GPT matches PyTorch: logits, loss and every gradient (fp64)") {
     const double* g = p->grad.data<double>();
     CHECK(rel_error(fx.at("grad/" + p->name), [&](int64_t i) { return g[i]; }) < 1e-9);
   }
+}
+
+ModelConfig parts(const char* norm, const char* mlp, const char* position) {
+  ModelConfig cfg{};
+  cfg.norm = norm;
+  cfg.mlp = mlp;
+  cfg.position = position;
+  cfg.rope_theta = 10000;
+  return cfg;
+}
+
+}  // namespace
+
+TEST_CASE("tiny GPT matches PyTorch: logits, loss and every gradient (fp64)") {
+  check_against(Fixture(fixture_path("gpt_tiny.fix")), parts("layernorm", "gelu", "learned"));
+}
+
+TEST_CASE("tiny GPT of LLaMA's parts (RMSNorm, SwiGLU, rope) matches PyTorch: logits, loss and every gradient (fp64)") {
+  check_against(Fixture(fixture_path("llama_tiny.fix")), parts("rmsnorm", "swiglu", "rope"));
 }

@@ -49,7 +49,7 @@ TEST_CASE("GPT block: backward matches finite differences (with and without bias
     CAPTURE(bias);
     const int64_t B = 2, T = 9, C = 8;
     ParamStore ps;
-    Block block(ps, "blocks.0", C, 2, bias, 0.2, 0.05);
+    Block block(ps, "blocks.0", BlockSpec{.c = C, .n_head = 2, .bias = bias, .dropout = 0.2, .proj_std = 0.05});
     ps.allocate(DType::f64, Device::cpu(), 1);
     perturb_params(ps, 2, 0.3);
     block.plan(Shape{B, T, C}, DType::f64, Exec::cpu());

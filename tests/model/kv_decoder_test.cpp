@@ -1,6 +1,8 @@
 // The key/value-cache decoder against the model's own forward over the whole
 // window (what `dtrain generate --full-window` runs): the logits at every
-// position, from a prompt appended at once and then one token at a time.
+// position, from a prompt appended at once and then one token at a time;
+// with GPT-2's parts and with LLaMA's (rotary positions from the cache's
+// length).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -28,12 +30,23 @@ ModelConfig gpt(bool bias) {
   return c;
 }
 
+// LLaMA's parts: RMSNorm, a SwiGLU MLP of width 40, rotary positions.
+ModelConfig llama() {
+  ModelConfig c = gpt(false);
+  c.norm = "rmsnorm";
+  c.mlp = "swiglu";
+  c.position = "rope";
+  c.rope_theta = 1000;
+  c.ffn_hidden = 40;
+  return c;
+}
+
 }  // namespace
 
 TEST_CASE("the key/value cache gives the logits of the model's forward over the whole window") {
-  for (bool bias : {true, false}) {
-    CAPTURE(bias);
-    const ModelConfig cfg = gpt(bias);
+  for (const ModelConfig& cfg : {gpt(true), gpt(false), llama()}) {
+    CAPTURE(cfg.bias);
+    CAPTURE(cfg.position);
     const int64_t T = cfg.context_length, V = cfg.vocab_size;
     auto model = build_model(cfg, T, DType::f32, Device::cpu(), 7);
     model->plan(1);

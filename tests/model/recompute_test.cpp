@@ -86,7 +86,7 @@ TEST_CASE("recompute: the plan's activation memory falls as predicted") {
   int64_t block_bytes = 0, block_work = 0;
   {
     ParamStore ps;
-    Block block(ps, "blocks.0", C, 2, true, 0.1, 0.02);
+    Block block(ps, "blocks.0", BlockSpec{.c = C, .n_head = 2, .bias = true, .dropout = 0.1, .proj_std = 0.02});
     ps.allocate(DType::f32, Device::cpu(), 1);
     const size_t before = mallinfo2().uordblks + mallinfo2().hblkhd;
     block.plan(Shape{B, T, C}, DType::f32, Exec::cpu());

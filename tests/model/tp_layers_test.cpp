@@ -141,7 +141,7 @@ TEST_CASE("tp layers: backward matches finite differences of the group's loss (t
       }
       {
         ParamStore ps;
-        Block block(ps, "blocks.0", C, 4, true, 0.2, 0.05, &comm);
+        Block block(ps, "blocks.0", BlockSpec{.c = C, .n_head = 4, .bias = true, .dropout = 0.2, .proj_std = 0.05}, &comm);
         ps.allocate(DType::f64, Device::cpu(), 1);
         perturb_params(ps, 2, 0.3);
         block.plan(x.shape(), DType::f64, Exec::cpu());

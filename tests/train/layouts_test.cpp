@@ -737,6 +737,28 @@ TEST_CASE("GPT sequence parallel: tp 2 and 4, dp 2 x tp 2, tp 2 x pp 2 train lik
     if (l.world() <= world) check_layout(toml, ref16, l, 0, "1f1b", Tolerance{2e-3, 0.06, 2e-2}, sets);
 }
 
+TEST_CASE("LLaMA's parts (RMSNorm, SwiGLU, rope, no biases): tp, pp, dp x tp x pp, sequence parallel, interleaved, ZeRO-3 train like one process") {
+  // The SwiGLU's fused gate | up rows split per tp rank as Q | K | V are; the
+  // rotary angles by position in the whole sequence (sequence parallelism
+  // gathers it before the attention); RMSNorm's weight gradients all-reduced
+  // over tp under sequence parallelism as LayerNorm's are.
+  Data data;
+  const std::string toml = gpt_toml(data.dir);
+  const std::vector<std::string> llama{"model.norm=rmsnorm", "model.mlp=swiglu", "model.position=rope",
+                                       "model.rope_theta=500", "model.bias=false", "model.ffn_hidden=48"};
+  const Run ref = reference(toml, llama);
+  int world = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  for (const Layout& l : std::vector<Layout>{{1, 2, 1}, {1, 1, 2}, {2, 2, 2}, {1, 4, 1}})
+    if (l.world() <= world) check_layout(toml, ref, l, 0, "1f1b", {}, llama);
+  std::vector<std::string> sp = llama;
+  sp.push_back("parallel.sequence_parallel=true");
+  sp.push_back("train.recompute=selective");
+  if (world >= 4) check_layout(toml, ref, {1, 2, 2}, 0, "1f1b", {}, sp);
+  sp.back() = "train.recompute=full";
+  if (world >= 8) check_layout(toml, ref, {2, 2, 2}, 3, "interleaved/2", {}, sp);
+}
+
 // One step of tp 2 on the first two ranks, recorded: the activation bytes
 // (measured: the heap's growth while the buffers were planned; predicted:
 // Cost::act_bytes), and the tp group's collectives as wire bytes per rank

@@ -69,6 +69,7 @@ void embedding_shard_backward(const F* dy, const int32_t* tok, int64_t B, int64_
       for (int64_t j = j0; j < j1; ++j) d[j] += A(g[j]);
     }
   }
+  if (!dwpe) return;  // no learned positions
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < T; ++t) {
     A* d = dwpe + t * C;

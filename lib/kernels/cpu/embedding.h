@@ -37,7 +37,7 @@ template <class F>
 void position_embedding_add(const F* wpe, int64_t B, int64_t T, int64_t C, F* y);
 
 // As embedding_backward for the rows [v0, v0 + vn) of wte (dwte: (vn, C));
-// tokens outside the range add nothing to dwte. dwpe gets every position.
+// tokens outside the range add nothing to dwte. dwpe (null: no learned positions) gets every position.
 template <class F>
 void embedding_shard_backward(const F* dy, const int32_t* tok, int64_t B, int64_t T, int64_t C,
                               int64_t v0, int64_t vn, compute_t<F>* dwte, compute_t<F>* dwpe);

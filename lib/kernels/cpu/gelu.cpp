@@ -25,11 +25,64 @@ void gelu_backward(const T* x, const T* dy, int64_t n, T* dx) {
   }
 }
 
+namespace {
+
+template <class A>
+inline A sigmoid(A a) {
+  return A(1) / (A(1) + exp_fast(-a));
+}
+
+}  // namespace
+
+template <class T>
+void swiglu_forward(const T* f, int64_t n, int64_t h, T* g) {
+  using A = compute_t<T>;
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < n; ++r) {
+    const T* a = f + r * 2 * h;
+    const T* u = a + h;
+    T* gr = g + r * h;
+#pragma omp simd
+    for (int64_t j = 0; j < h; ++j) {
+      const A av = load_elem(a[j]);
+      store_elem(gr[j], math::swiglu(av, A(load_elem(u[j])), sigmoid(av)));
+    }
+  }
+}
+
+template <class T>
+void swiglu_backward(const T* f, const T* dg, int64_t n, int64_t h, T* df) {
+  using A = compute_t<T>;
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < n; ++r) {
+    const T* a = f + r * 2 * h;
+    const T* u = a + h;
+    const T* d = dg + r * h;
+    T* da = df + r * 2 * h;
+    T* du = da + h;
+#pragma omp simd
+    for (int64_t j = 0; j < h; ++j) {
+      const A av = load_elem(a[j]);
+      A ga, gu;
+      math::swiglu_grad(av, A(load_elem(u[j])), sigmoid(av), A(load_elem(d[j])), ga, gu);
+      store_elem(da[j], ga);
+      store_elem(du[j], gu);
+    }
+  }
+}
+
 template void gelu_forward<float>(const float*, int64_t, float*);
 template void gelu_forward<double>(const double*, int64_t, double*);
 template void gelu_backward<float>(const float*, const float*, int64_t, float*);
 template void gelu_backward<double>(const double*, const double*, int64_t, double*);
 template void gelu_forward<bf16>(const bf16*, int64_t, bf16*);
 template void gelu_backward<bf16>(const bf16*, const bf16*, int64_t, bf16*);
+#define DTRAIN_INSTANTIATE(T)                                               \
+  template void swiglu_forward<T>(const T*, int64_t, int64_t, T*);         \
+  template void swiglu_backward<T>(const T*, const T*, int64_t, int64_t, T*);
+DTRAIN_INSTANTIATE(float)
+DTRAIN_INSTANTIATE(double)
+DTRAIN_INSTANTIATE(bf16)
+#undef DTRAIN_INSTANTIATE
 
 }  // namespace dtrain::cpu

@@ -1,8 +1,11 @@
 // Elementwise kernels of the GPT: grid-stride loops over elements, fp32
 // arithmetic on f32 or bf16 storage, each the CPU kernel's expression
 // (kernels/cpu/*). GELU uses the shared formula of kernels/elementwise_math.h
-// with the device's tanhf; dropout draws its mask with the shared
-// math::dropout_keep, so the masks are the CPU's bit for bit.
+// with the device's tanhf, SwiGLU its sigmoid from expf; RoPE rounds each
+// angle's cosine and sine once from double, as the CPU's tables are made, so
+// both turn by the same values (but for a rare last-bit rounding); dropout
+// draws its mask with the shared math::dropout_keep, so the masks are the
+// CPU's bit for bit.
 #include "kernels/cuda/elementwise.h"
 
 #include "kernels/cuda/gpt_common.cuh"
@@ -53,6 +56,68 @@ __global__ void gelu_backward_k(const T* x, const T* dy, int64_t n, T* dx) {
   DTRAIN_GRID_STRIDE(i, n) {
     const float v = x[i];
     dx[i] = T(float(dy[i]) * math::gelu_tanh_grad(v, tanhf(math::gelu_tanh_arg(v))));
+  }
+}
+
+__device__ inline float sigmoid(float a) { return 1.0f / (1.0f + expf(-a)); }
+
+// Element i of g (n, h): row r's gate a and up u at column j.
+template <class T>
+__global__ void swiglu_forward_k(const T* f, int64_t n, int64_t h, T* g) {
+  DTRAIN_GRID_STRIDE(i, n * h) {
+    const int64_t r = i / h, j = i - r * h;
+    const float a = f[r * 2 * h + j], u = f[r * 2 * h + h + j];
+    g[i] = T(math::swiglu(a, u, sigmoid(a)));
+  }
+}
+
+template <class T>
+__global__ void swiglu_backward_k(const T* f, const T* dg, int64_t n, int64_t h, T* df) {
+  DTRAIN_GRID_STRIDE(i, n * h) {
+    const int64_t r = i / h, j = i - r * h;
+    const float a = f[r * 2 * h + j], u = f[r * 2 * h + h + j];
+    float da, du;
+    math::swiglu_grad(a, u, sigmoid(a), float(dg[i]), da, du);
+    df[r * 2 * h + j] = T(da);
+    df[r * 2 * h + h + j] = T(du);
+  }
+}
+
+// The cosine and sine of the float angle a in double, each rounded once to
+// float (the CPU's std::cos and std::sin). The device's double cos and sin
+// keep a large-argument reduction in local memory (which fails the build), so
+// through sincospi of r = a / pi reduced mod 2: a / pi to about 100 bits
+// (1/pi as two doubles), the multiple of 2 taken off exactly.
+__device__ inline void rope_cos_sin(float a, float& c, float& s) {
+  constexpr double kInvPiHi = 0x1.45f306dc9c883p-2, kInvPiLo = -1.9678676675182486e-17;
+  const double x = a;
+  const double p = x * kInvPiHi;
+  const double e = fma(x, kInvPiHi, -p) + x * kInvPiLo;  // a / pi = p + e
+  const double r = (p - 2.0 * rint(0.5 * p)) + e;         // |r| <= 1: exact but for the last add
+  double sd, cd;
+  sincospi(r, &sd, &cd);
+  c = static_cast<float>(cd);
+  s = static_cast<float>(sd);
+}
+
+// One thread per (row, pair i < d/2): the pair's cosine and sine once, then
+// the pair (i, i + d/2) of each of the 2 n_head query and key heads.
+template <class T>
+__global__ void rope_k(T* qkv, int64_t rows, int64_t tlen, int64_t c, int64_t n_head, double theta,
+                       int64_t pos0, bool inverse) {
+  const int64_t d = c / n_head, half = d / 2;
+  DTRAIN_GRID_STRIDE(k, rows * half) {
+    const int64_t row = k / half, i = k - row * half;
+    float cs, sn;
+    rope_cos_sin(math::rope_angle(pos0 + row % tlen, math::rope_frequency<float>(theta, i, d)), cs, sn);
+    if (inverse) sn = -sn;
+    T* x0 = qkv + row * 3 * c + i;  // (3C): q | k | v
+    for (int64_t hd = 0; hd < 2 * n_head; ++hd) {
+      float a0 = x0[hd * d], a1 = x0[hd * d + half];
+      math::rope_turn(a0, a1, cs, sn);
+      x0[hd * d] = T(a0);
+      x0[hd * d + half] = T(a1);
+    }
   }
 }
 
@@ -145,6 +210,39 @@ void gelu_backward(Act t, const void* x, const void* dy, int64_t n, void* dx, vo
         static_cast<const T*>(x), static_cast<const T*>(dy), n, static_cast<T*>(dx));
   });
   gpu::check_launch("gelu_backward");
+}
+
+void swiglu_forward(Act t, const void* f, int64_t n, int64_t h, void* g, void* stream) {
+  if (n * h <= 0) return;
+  dispatch(t, [&](auto tag) {
+    using T = decltype(tag);
+    swiglu_forward_k<T><<<grid_for(n * h), kThreads, 0, as_stream(stream)>>>(
+        static_cast<const T*>(f), n, h, static_cast<T*>(g));
+  });
+  gpu::check_launch("swiglu");
+}
+
+void swiglu_backward(Act t, const void* f, const void* dg, int64_t n, int64_t h, void* df,
+                     void* stream) {
+  if (n * h <= 0) return;
+  dispatch(t, [&](auto tag) {
+    using T = decltype(tag);
+    swiglu_backward_k<T><<<grid_for(n * h), kThreads, 0, as_stream(stream)>>>(
+        static_cast<const T*>(f), static_cast<const T*>(dg), n, h, static_cast<T*>(df));
+  });
+  gpu::check_launch("swiglu_backward");
+}
+
+void rope(Act t, void* qkv, int64_t b, int64_t tlen, int64_t c, int64_t n_head, double theta,
+          int64_t pos0, bool inverse, void* stream) {
+  const int64_t pairs = b * tlen * (c / n_head / 2);
+  if (pairs <= 0) return;
+  dispatch(t, [&](auto tag) {
+    using T = decltype(tag);
+    rope_k<T><<<grid_for(pairs), kThreads, 0, as_stream(stream)>>>(
+        static_cast<T*>(qkv), b * tlen, tlen, c, n_head, theta, pos0, inverse);
+  });
+  gpu::check_launch("rope");
 }
 
 void dropout_forward(Act t, const void* x, const void* resid, int64_t samples, int64_t sample_numel,

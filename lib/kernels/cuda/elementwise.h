@@ -19,6 +19,15 @@ void broadcast_rows(Act t, const void* b, int64_t n, int64_t m, void* y, void* s
 void add_rows(Act t, const void* b, int64_t n, int64_t m, void* y, void* stream);
 void gelu_forward(Act t, const void* x, int64_t n, void* y, void* stream);
 void gelu_backward(Act t, const void* x, const void* dy, int64_t n, void* dx, void* stream);
+// SwiGLU: f (n, 2h), each row the gate a (h) then the up-projection u (h);
+// g (n, h) = silu(a) * u. Backward: df (n, 2h) = [da | du] for dg (n, h).
+void swiglu_forward(Act t, const void* f, int64_t n, int64_t h, void* g, void* stream);
+void swiglu_backward(Act t, const void* f, const void* dg, int64_t n, int64_t h, void* df,
+                     void* stream);
+// Rotary embedding in place on qkv (b, t, 3c): the queries' and keys' heads
+// (c = n_head * d, d even) of row s turn by position pos0 + s's angles.
+void rope(Act t, void* qkv, int64_t b, int64_t tlen, int64_t c, int64_t n_head, double theta,
+          int64_t pos0, bool inverse, void* stream);
 // x, y, mask: (samples, sample_numel); resid null or like x. threshold:
 // math::dropout_threshold(p); scale: float(1 / (1 - p)); first_element: the
 // offset of x's samples inside the whole samples (a sequence slice).

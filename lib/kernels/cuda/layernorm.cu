@@ -1,5 +1,6 @@
-// LayerNorm forward and backward: one warp per row for the row statistics
-// (two passes over the row, butterfly sums), and the weight/bias gradients as
+// LayerNorm and RMSNorm forward and backward: one warp per row for the row
+// statistics (butterfly sums; LayerNorm's variance in a second pass over the
+// row, after its mean), and the weight/bias gradients as
 // per-chunk column partials (one thread per column walking the chunk's rows
 // in order) added in chunk order: no atomics, the same bits on every run.
 #include "kernels/cuda/layernorm.h"
@@ -97,6 +98,67 @@ __global__ void layernorm_finish_k(const float* scratch, int64_t c, int64_t chun
   }
 }
 
+template <class T>
+__global__ void rmsnorm_forward_k(const T* x, const T* w, int64_t n, int64_t c, float eps, T* y,
+                                  float* rstd) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  if (row >= n) return;  // the whole warp
+  const T* xr = x + row * c;  // (C)
+  T* yr = y + row * c;
+  float v = 0.0f;
+  for (int64_t j = lane; j < c; j += 32) {
+    const float a = xr[j];
+    v += a * a;
+  }
+  const float r = 1.0f / sqrtf(warp_sum(v) / static_cast<float>(c) + eps);
+  for (int64_t j = lane; j < c; j += 32) yr[j] = T(float(xr[j]) * r * float(w[j]));
+  if (lane == 0) rstd[row] = r;
+}
+
+// Chunk k (blockIdx.y) of the rows, columns blockIdx.x * kThreads + tid:
+// scratch[k][j] = sum of dy * xhat.
+template <class T>
+__global__ void rmsnorm_partials_k(const T* dy, const T* x, const float* rstd, int64_t n, int64_t c,
+                                   int64_t chunks, float* scratch) {
+  const int64_t j = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
+  if (j >= c) return;
+  const int64_t k = blockIdx.y, i0 = k * n / chunks, i1 = (k + 1) * n / chunks;
+  float pw = 0.0f;
+  for (int64_t i = i0; i < i1; ++i) pw += float(dy[i * c + j]) * (float(x[i * c + j]) * rstd[i]);
+  scratch[k * c + j] = pw;
+}
+
+// dx = dres + r * (g*w - xhat * mean(g*w*xhat)), one warp per row.
+template <class T>
+__global__ void rmsnorm_dx_k(const T* dy, const T* x, const T* w, const float* rstd, const T* dres,
+                             int64_t n, int64_t c, T* dx) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  if (row >= n) return;
+  const T* xr = x + row * c;
+  const T* g = dy + row * c;
+  const float r = rstd[row];
+  float s2 = 0.0f;
+  for (int64_t j = lane; j < c; j += 32) s2 += float(g[j]) * float(w[j]) * (float(xr[j]) * r);
+  s2 = warp_sum(s2) / static_cast<float>(c);
+  T* dxr = dx + row * c;
+  const T* dr = dres ? dres + row * c : nullptr;
+  for (int64_t j = lane; j < c; j += 32) {
+    const float xhat = float(xr[j]) * r;
+    const float d = r * (float(g[j]) * float(w[j]) - xhat * s2);
+    dxr[j] = T(dr ? float(dr[j]) + d : d);
+  }
+}
+
+__global__ void rmsnorm_finish_k(const float* scratch, int64_t c, int64_t chunks, float* dw) {
+  DTRAIN_GRID_STRIDE(j, c) {
+    float sw = 0.0f;
+    for (int64_t k = 0; k < chunks; ++k) sw += scratch[k * c + j];
+    dw[j] += sw;
+  }
+}
+
 }  // namespace
 
 void layernorm_forward(Act t, const void* x, const void* w, const void* b, int64_t n, int64_t c,
@@ -131,6 +193,39 @@ void layernorm_backward(Act t, const void* dy, const void* x, const void* w, con
   });
   layernorm_finish_k<<<grid_for(c), kThreads, 0, as_stream(stream)>>>(scratch, c, chunks, dw, db);
   gpu::check_launch("layernorm_backward (dw, db)");
+}
+
+void rmsnorm_forward(Act t, const void* x, const void* w, int64_t n, int64_t c, float eps, void* y,
+                     float* rstd, void* stream) {
+  if (n <= 0) return;
+  const unsigned grid = static_cast<unsigned>((n + kRowsPerBlock - 1) / kRowsPerBlock);
+  dispatch(t, [&](auto tag) {
+    using T = decltype(tag);
+    rmsnorm_forward_k<T><<<grid, kThreads, 0, as_stream(stream)>>>(
+        static_cast<const T*>(x), static_cast<const T*>(w), n, c, eps, static_cast<T*>(y), rstd);
+  });
+  gpu::check_launch("rmsnorm");
+}
+
+void rmsnorm_backward(Act t, const void* dy, const void* x, const void* w, const float* rstd,
+                      const void* dres, int64_t n, int64_t c, void* dx, float* dw, float* scratch,
+                      int64_t chunks, void* stream) {
+  if (n <= 0) return;
+  dispatch(t, [&](auto tag) {
+    using T = decltype(tag);
+    // The partials read dy before the dx pass may overwrite it (dx == dy).
+    const dim3 pgrid(static_cast<unsigned>((c + kThreads - 1) / kThreads), static_cast<unsigned>(chunks));
+    rmsnorm_partials_k<T><<<pgrid, kThreads, 0, as_stream(stream)>>>(
+        static_cast<const T*>(dy), static_cast<const T*>(x), rstd, n, c, chunks, scratch);
+    gpu::check_launch("rmsnorm_backward (partials)");
+    const unsigned grid = static_cast<unsigned>((n + kRowsPerBlock - 1) / kRowsPerBlock);
+    rmsnorm_dx_k<T><<<grid, kThreads, 0, as_stream(stream)>>>(
+        static_cast<const T*>(dy), static_cast<const T*>(x), static_cast<const T*>(w), rstd,
+        static_cast<const T*>(dres), n, c, static_cast<T*>(dx));
+    gpu::check_launch("rmsnorm_backward (dx)");
+  });
+  rmsnorm_finish_k<<<grid_for(c), kThreads, 0, as_stream(stream)>>>(scratch, c, chunks, dw);
+  gpu::check_launch("rmsnorm_backward (dw)");
 }
 
 }  // namespace dtrain::cuda::gpt

@@ -126,6 +126,24 @@ void gelu_backward(const Exec& ex, const Tensor& x, const Tensor& dy, const Tens
                       ex.stream);
 }
 
+void swiglu_forward(const Exec& ex, const Tensor& f, const Tensor& g) {
+  on_device(ex, "swiglu", {f, g});
+  const Act t = act("swiglu", g, {f});
+  const int64_t h = g.shape()[-1], n = h > 0 ? g.numel() / h : 0;
+  DTRAIN_CHECK(f.numel() == 2 * g.numel() && f.shape()[-1] == 2 * h, "swiglu: {} into {}", f.shape().str(),
+               g.shape().str());
+  kc::swiglu_forward(t, f.raw(), n, h, g.raw(), ex.stream);
+}
+
+void swiglu_backward(const Exec& ex, const Tensor& f, const Tensor& dg, const Tensor& df) {
+  on_device(ex, "swiglu_backward", {f, dg, df});
+  const Act t = act("swiglu_backward", df, {f, dg});
+  const int64_t h = dg.shape()[-1], n = h > 0 ? dg.numel() / h : 0;
+  DTRAIN_CHECK(f.numel() == 2 * dg.numel() && df.numel() == f.numel() && f.shape()[-1] == 2 * h,
+               "swiglu_backward: {} and {} into {}", f.shape().str(), dg.shape().str(), df.shape().str());
+  kc::swiglu_backward(t, f.raw(), dg.raw(), n, h, df.raw(), ex.stream);
+}
+
 void dropout_forward(const Exec& ex, const Tensor& x, const Tensor& resid, double p, uint64_t key,
                      int64_t first_sample, int64_t first_element, const Tensor& mask, const Tensor& y) {
   on_device(ex, "dropout", {x, resid, mask, y});
@@ -179,6 +197,45 @@ void layernorm_backward(const Exec& ex, const Tensor& dy, const Tensor& x, const
   const int64_t chunks = std::min<int64_t>(rows, cpu::kLayerNormChunks);
   kc::layernorm_backward(t, dy.raw(), x.raw(), w.raw(), fptr(mean), fptr(rstd), cptr(dres), rows, c,
                            dx.raw(), fptr(dw), fptr(db), fptr(scratch), chunks, ex.stream);
+}
+
+void rmsnorm_forward(const Exec& ex, const Tensor& x, const Tensor& w, double eps, const Tensor& y,
+                     const Tensor& rstd) {
+  on_device(ex, "rmsnorm", {x, w, y, rstd});
+  const Act t = act("rmsnorm", y, {x, w});
+  const int64_t c = w.numel(), rows = c > 0 ? x.numel() / c : 0;
+  DTRAIN_CHECK(c > 0 && x.shape()[-1] == c && y.numel() == x.numel(), "rmsnorm: input {} for width {}",
+               x.shape().str(), c);
+  need("rmsnorm", "rstd", rstd, DType::f32, rows);
+  kc::rmsnorm_forward(t, x.raw(), w.raw(), rows, c, static_cast<float>(eps), y.raw(), fptr(rstd),
+                      ex.stream);
+}
+
+void rmsnorm_backward(const Exec& ex, const Tensor& dy, const Tensor& x, const Tensor& w,
+                      const Tensor& rstd, const Tensor& dres, const Tensor& dx, const Tensor& dw,
+                      const Tensor& scratch) {
+  on_device(ex, "rmsnorm_backward", {dy, x, w, rstd, dres, dx, dw, scratch});
+  const Act t = act("rmsnorm_backward", dx, {dy, x, w, dres});
+  const int64_t c = w.numel(), rows = c > 0 ? dy.numel() / c : 0;
+  DTRAIN_CHECK(c > 0 && x.numel() == dy.numel() && dx.numel() == dy.numel() &&
+                   (!dres.defined() || dres.numel() == dy.numel()),
+               "rmsnorm_backward: dy {} for width {}", dy.shape().str(), c);
+  need("rmsnorm_backward", "rstd", rstd, DType::f32, rows);
+  need("rmsnorm_backward", "dw", dw, DType::f32, c);
+  need("rmsnorm_backward", "scratch", scratch, DType::f32, cpu::rmsnorm_scratch_size(c));
+  const int64_t chunks = std::min<int64_t>(rows, cpu::kLayerNormChunks);
+  kc::rmsnorm_backward(t, dy.raw(), x.raw(), w.raw(), fptr(rstd), cptr(dres), rows, c, dx.raw(), fptr(dw),
+                       fptr(scratch), chunks, ex.stream);
+}
+
+// ---------------------------------------------------------------- rotary embedding
+
+void rope(const Exec& ex, const Tensor& qkv, int64_t n_head, double theta, int64_t pos0, bool inverse) {
+  on_device(ex, "rope", {qkv});
+  const Act t = act("rope", qkv);
+  DTRAIN_CHECK(qkv.rank() == 3 && qkv.size(2) % 3 == 0 && n_head > 0 && (qkv.size(2) / 3) % (2 * n_head) == 0,
+               "rope: qkv {} with {} heads (each of even width)", qkv.shape().str(), n_head);
+  kc::rope(t, qkv.raw(), qkv.size(0), qkv.size(1), qkv.size(2) / 3, n_head, theta, pos0, inverse, ex.stream);
 }
 
 // ---------------------------------------------------------------- embeddings

@@ -25,6 +25,8 @@ void add_rows(const Exec& ex, const Tensor& b, const Tensor& y);
 void sum_rows_acc(const Exec& ex, const Tensor& x, const Tensor& acc);
 void gelu_forward(const Exec& ex, const Tensor& x, const Tensor& y);
 void gelu_backward(const Exec& ex, const Tensor& x, const Tensor& dy, const Tensor& dx);
+void swiglu_forward(const Exec& ex, const Tensor& f, const Tensor& g);
+void swiglu_backward(const Exec& ex, const Tensor& f, const Tensor& dg, const Tensor& df);
 void dropout_forward(const Exec& ex, const Tensor& x, const Tensor& resid, double p, uint64_t key,
                      int64_t first_sample, int64_t first_element, const Tensor& mask, const Tensor& y);
 void dropout_backward(const Exec& ex, const Tensor& dy, const Tensor& mask, double p, const Tensor& dx);
@@ -34,6 +36,13 @@ void layernorm_forward(const Exec& ex, const Tensor& x, const Tensor& w, const T
 void layernorm_backward(const Exec& ex, const Tensor& dy, const Tensor& x, const Tensor& w,
                         const Tensor& mean, const Tensor& rstd, const Tensor& dres, const Tensor& dx,
                         const Tensor& dw, const Tensor& db, const Tensor& scratch);
+void rmsnorm_forward(const Exec& ex, const Tensor& x, const Tensor& w, double eps, const Tensor& y,
+                     const Tensor& rstd);
+void rmsnorm_backward(const Exec& ex, const Tensor& dy, const Tensor& x, const Tensor& w,
+                      const Tensor& rstd, const Tensor& dres, const Tensor& dx, const Tensor& dw,
+                      const Tensor& scratch);
+
+void rope(const Exec& ex, const Tensor& qkv, int64_t n_head, double theta, int64_t pos0, bool inverse);
 
 void embedding_forward(const Exec& ex, const Tensor& tokens, const Tensor& wte, const Tensor& wpe,
                        const Tensor& y);
