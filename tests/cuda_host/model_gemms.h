@@ -25,7 +25,8 @@ struct ModelGemm {
   bool forward = false;     // a forward product (for the FLOP cross-check)
   // The epilogue the layer plans (model/linear.cpp, mlp.cpp): the bias on a
   // forward product unless row-parallel, GELU after mlp.fc, GELU's derivative
-  // in mlp.proj's input gradient (fused on a GPU in bf16: ops::fused_epilogue),
+  // in mlp.proj's input gradient (fused on a GPU in bf16: ops::fused_epilogue;
+// none around a SwiGLU MLP),
   // the bias gradient in a biased Linear's weight gradient (fp32 and bf16).
   cuda::LtEpilogue epilogue = cuda::LtEpilogue::none;
 };
@@ -69,15 +70,21 @@ inline std::vector<ModelGemm> config_gemms(const Config& c, const std::string& n
     return v;
   }
   const int64_t C = m.n_embd, nh = m.n_head, V = m.vocab_size;
-  if (nh % t || C % t || V % t || (4 * C) % t) return v;
+  const int64_t F = m.ffn_width();  // the MLP's hidden width (GPT-2: 4C)
+  if (nh % t || C % t || V % t || F % t) return v;
   const int64_t T = train_seq_len(c), B = c.train.micro_batch, rows = B * T;
   using E = cuda::LtEpilogue;
   const E bias = m.bias ? E::bias : E::none;
   const E row_bias = t == 1 ? bias : E::none;  // row-parallel: the bias after the all-reduce
   add_linear(v, tag + " attn.qkv", rows, C, 3 * C / t, m.bias, bias);
   add_linear(v, tag + " attn.proj", rows, C / t, C, m.bias, row_bias);
-  add_linear(v, tag + " mlp.fc", rows, C, 4 * C / t, m.bias, m.bias ? E::gelu_aux_bias : E::gelu_aux);
-  add_linear(v, tag + " mlp.proj", rows, 4 * C / t, C, m.bias, row_bias, E::dgelu);
+  if (m.swiglu()) {  // the gate and up rows in one product; SwiGLU its own kernel, no epilogue
+    add_linear(v, tag + " mlp.fc", rows, C, 2 * F / t, m.bias, bias);
+    add_linear(v, tag + " mlp.proj", rows, F / t, C, m.bias, row_bias);
+  } else {
+    add_linear(v, tag + " mlp.fc", rows, C, F / t, m.bias, m.bias ? E::gelu_aux_bias : E::gelu_aux);
+    add_linear(v, tag + " mlp.proj", rows, F / t, C, m.bias, row_bias, E::dgelu);
+  }
   add_linear(v, tag + " lm_head", rows, C, V / t, false);
   const int64_t hs = C / nh, bh = B * nh / t;
   v.push_back({tag + " attn scores", batched(false, true, T, T, hs, bh), false, true});

@@ -737,7 +737,7 @@ TEST_CASE("GPT sequence parallel: tp 2 and 4, dp 2 x tp 2, tp 2 x pp 2 train lik
     if (l.world() <= world) check_layout(toml, ref16, l, 0, "1f1b", Tolerance{2e-3, 0.06, 2e-2}, sets);
 }
 
-TEST_CASE("LLaMA's parts (RMSNorm, SwiGLU, rope, no biases): tp, pp, dp x tp x pp, sequence parallel, interleaved, ZeRO-3 train like one process") {
+TEST_CASE("LLaMA's parts (RMSNorm, SwiGLU, rope, no biases): tp, pp, dp x tp x pp, sequence parallel, interleaved, ZeRO-3, bf16 train like one process") {
   // The SwiGLU's fused gate | up rows split per tp rank as Q | K | V are; the
   // rotary angles by position in the whole sequence (sequence parallelism
   // gathers it before the attention); RMSNorm's weight gradients all-reduced
@@ -757,6 +757,12 @@ TEST_CASE("LLaMA's parts (RMSNorm, SwiGLU, rope, no biases): tp, pp, dp x tp x p
   if (world >= 4) check_layout(toml, ref, {1, 2, 2}, 0, "1f1b", {}, sp);
   sp.back() = "train.recompute=full";
   if (world >= 8) check_layout(toml, ref, {2, 2, 2}, 3, "interleaved/2", {}, sp);
+  // bf16, within the bf16 layouts' tolerance (see "GPT in bf16" above).
+  std::vector<std::string> bf16 = llama;
+  bf16.push_back("train.precision=bf16");
+  const Run ref16 = reference(toml, bf16);
+  for (const Layout& l : std::vector<Layout>{{1, 2, 1}, {2, 2, 2}})
+    if (l.world() <= world) check_layout(toml, ref16, l, 0, "1f1b", Tolerance{2e-3, 0.06, 2e-2}, bf16);
 }
 
 // One step of tp 2 on the first two ranks, recorded: the activation bytes

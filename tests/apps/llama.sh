@@ -1,0 +1,71 @@
+# A GPT of LLaMA's parts (RMSNorm, SwiGLU, rotary positions, no biases) end to
+# end: it learns; a checkpoint resumes bit for bit, on another layout (tp 2,
+# sequence parallel) within rounding; bf16 trains; `dtrain eval` gives the
+# logged loss; `dtrain generate`'s key/value cache gives the full window's
+# text; `dtrain plan` plans it; what it cannot do (the Hugging Face GPT-2
+# format, rope on an odd head width) fails in one line naming the keys.
+source "$(dirname "$0")/common.bash"
+MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
+make_tokens
+tiny_gpt_config
+llama=(--set model.norm=rmsnorm --set model.mlp=swiglu --set model.position=rope --set model.rope_theta=1000
+       --set model.bias=false --set model.ffn_hidden=88 --set train.threads=1)
+
+# 40 steps with a checkpoint at 20: the loss falls; the run's config records the parts.
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" "${llama[@]}" --set train.steps=40 --set checkpoint.every=20 \
+  --set train.eval_every=20 --out "$WORK/a"
+for key in 'norm = "rmsnorm"' 'mlp = "swiglu"' 'position = "rope"' 'ffn_hidden = 88'; do
+  grep -qF "$key" "$WORK/a/config.toml" || fail "the run's config lacks $key"
+done
+python3 - "$WORK/a/metrics.jsonl" <<'PY' || fail "the loss did not fall: $(step_losses "$WORK/a/metrics.jsonl" | tr '\n' ' ')"
+import json, sys
+losses = [r["loss"] for r in map(json.loads, open(sys.argv[1])) if "loss" in r]
+assert losses[-1] < 0.7 * losses[0], losses
+PY
+
+# Resume from step 20: the same losses bit for bit; on tp 2 with sequence parallelism within rounding.
+expect_exit 0 "$DTRAIN" resume "$WORK/a/checkpoints/step_00000020" --out "$WORK/r"
+same_losses "$WORK/a/metrics.jsonl" "$WORK/r/metrics.jsonl"
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" resume "$WORK/a/checkpoints/step_00000020" --out "$WORK/tp" \
+  --set parallel.tp=2 --set parallel.sequence_parallel=true
+python3 - "$WORK/a/metrics.jsonl" "$WORK/tp/metrics.jsonl" <<'PY' || fail "tp 2 with sequence parallelism left the one-process losses"
+import json, sys
+def losses(p):
+    return {r["step"]: r["loss"] for r in map(json.loads, open(p)) if "loss" in r}
+a, b = losses(sys.argv[1]), losses(sys.argv[2])
+assert sorted(b) == list(range(21, 41)), sorted(b)
+for s in b:
+    assert abs(a[s] - b[s]) <= 1e-5 * abs(a[s]), (s, a[s], b[s])
+PY
+
+# The checkpoint's loss as the run logged it.
+expect_exit 0 "$DTRAIN" eval "$WORK/a/checkpoints/step_00000040" --json
+python3 - "$WORK/out" "$WORK/a/metrics.jsonl" <<'PY' || fail "eval: $(cat "$WORK/out")"
+import json, sys
+got = json.loads(open(sys.argv[1]).read())["loss"]
+logged = [r["eval_loss"] for r in map(json.loads, open(sys.argv[2])) if r.get("step") == 40 and "eval_loss" in r]
+assert logged and got == logged[-1], (got, logged)
+PY
+
+# Generation: the key/value cache (rotary angles from the cache's length) gives the full window's text.
+gen=(generate "$WORK/a/checkpoints" --prompt "over the" --tokens 30 --seed 3 --temperature 1.5)
+expect_exit 0 "$DTRAIN" "${gen[@]}"; cp "$WORK/out" "$WORK/cached"
+expect_exit 0 "$DTRAIN" "${gen[@]}" --full-window
+cmp -s "$WORK/out" "$WORK/cached" || fail "the key/value cache's text differs from the full window's: $(cat "$WORK/cached") vs $(cat "$WORK/out")"
+
+# bf16 on 2 ranks of tp trains.
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" "${llama[@]}" --set train.steps=10 \
+  --set train.precision=bf16 --set parallel.tp=2 --out "$WORK/bf"
+[ -n "$(step_losses "$WORK/bf/metrics.jsonl")" ] || fail "the bf16 run logged no losses"
+
+# The planner plans it.
+expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" "${llama[@]}" --devices 4 --top 3
+grep -q "tp" "$WORK/out" || fail "$(cat "$WORK/out")"
+
+# What it cannot do, in one line naming the keys.
+expect_exit 2 "$DTRAIN" export "$WORK/a/checkpoints" --format hf --out "$WORK/hf"
+expect_err 'model.norm = "rmsnorm", model.mlp = "swiglu", model.position = "rope", model.ffn_hidden = 88: the Hugging Face GPT-2 format holds GPT-2'
+[ ! -e "$WORK/hf" ] || fail "a refused export wrote $WORK/hf"
+expect_exit 2 "$DTRAIN" validate "$WORK/tiny.toml" "${llama[@]}" --set model.n_embd=24 --set model.n_head=8
+expect_err 'model.position = "rope" turns pairs of each head'"'"'s features: the head width model.n_embd / model.n_head (24 / 8 = 3) must be even'
+[ "$(wc -l <"$WORK/err")" -eq 1 ] || fail "more than one line: $(cat "$WORK/err")"
