@@ -16,8 +16,8 @@
 #   env      versions (nvidia-smi, dtrain --version --verbose), unresolved symbols
 #   kernels  test_cuda: every CUDA op against the CPU op, fp32 and bf16, determinism
 #   step     test_cuda's step cases (GPT and CNN: loss, every gradient, 20 steps vs
-#            the CPU), then configs/gpt.toml trained 100 steps on the GPU and on the
-#            CPU: eval losses within 0.02
+#            the CPU), then configs/gpt.toml and configs/llama.toml (LLaMA's parts)
+#            each trained 100 steps on the GPU and on the CPU: eval losses within 0.02
 #   layouts  dp 2, tp 2 (and with sequence parallelism), pp 2, dp 2 + ZeRO-1 on the one GPU (two ranks: the
 #            MPI-staged path, NCCL refusing two ranks on one GPU) against one GPU
 #            process, 10 steps fp32: every loss within 1e-5 relative
@@ -80,6 +80,7 @@ if [ "${1:-}" = check ]; then
   bash -n "$0" && bash -n tools/gpu/bundle.sh || exit 1
   check() { "$@" >/dev/null 2>"${TMPDIR:-/tmp}/accept_check.$$" || { cat "${TMPDIR:-/tmp}/accept_check.$$"; echo "accept check: FAILED: $*"; exit 1; }; }
   check "$DT" validate configs/gpt.toml "${data[@]}" --set train.device=cuda "${STEP_SETS[@]}"
+  check "$DT" validate configs/llama.toml "${data[@]}" --set train.device=cuda "${STEP_SETS[@]}"
   check "$DT" validate configs/gpt.toml "${data[@]}" --set train.device=cuda "${LAYOUT_SETS[@]}" --set train.grad_accum=4
   for layout in "${LAYOUTS[@]}"; do
     mapfile -t sets < <(layout_sets "$layout")
@@ -168,16 +169,21 @@ kernels_stage() {
 step_stage() {
   "$BIN/test_cuda" --test-case='cuda step*' || exit 1
   read -r -a data <<<"$DATA_ARGS"
-  "$BIN/dtrain" run configs/gpt.toml "${data[@]}" "${STEP_SETS[@]}" --set train.device=cuda --out "$O/../gpt-cuda" || exit 1
-  "$BIN/dtrain" run configs/gpt.toml "${data[@]}" "${STEP_SETS[@]}" --set train.threads=16 --out "$O/../gpt-cpu" || exit 1
-  python3 - "$O/../gpt-cuda/metrics.jsonl" "$O/../gpt-cpu/metrics.jsonl" <<'PY'
+  local failed=0 name
+  # GPT-2's parts and LLaMA's (RMSNorm, SwiGLU, rope): the GPU's run against the CPU's.
+  for name in gpt llama; do
+    "$BIN/dtrain" run configs/$name.toml "${data[@]}" "${STEP_SETS[@]}" --set train.device=cuda --out "$O/../$name-cuda" || exit 1
+    "$BIN/dtrain" run configs/$name.toml "${data[@]}" "${STEP_SETS[@]}" --set train.threads=16 --out "$O/../$name-cpu" || exit 1
+    python3 - "$O/../$name-cuda/metrics.jsonl" "$O/../$name-cpu/metrics.jsonl" "$name" <<'PY' || failed=1
 import json, sys
 def last_eval(p):
     return [json.loads(l) for l in open(p) if "eval_loss" in l][-1]["eval_loss"]
 g, c = last_eval(sys.argv[1]), last_eval(sys.argv[2])
-print(f"gpt.toml 100 steps: eval loss GPU {g:.4f}, CPU {c:.4f}, difference {abs(g - c):.4f} (bound 0.02)")
+print(f"{sys.argv[3]}.toml 100 steps: eval loss GPU {g:.4f}, CPU {c:.4f}, difference {abs(g - c):.4f} (bound 0.02)")
 sys.exit(0 if abs(g - c) <= 0.02 else 1)
 PY
+  done
+  exit "$failed"
 }
 
 layouts_stage() {
@@ -348,7 +354,7 @@ PY
 # In order of what matters most should the call run out of time.
 stage env 40 env_stage
 stage kernels 90 kernels_stage
-stage step 100 step_stage
+stage step 130 step_stage
 stage sweep 60 sweep_stage
 stage bench 150 bench_stage
 stage layouts 80 layouts_stage
