@@ -155,13 +155,13 @@ std::function<void(const std::string&)> progress(const Context& ctx) {
   };
 }
 
-// `dtrain eval hf:DIR --data FILE`: a Hugging Face GPT-2 directory (OpenAI's
-// GPT-2, a dtrain export) evaluated on token data, as a baseline for a run's
+// `dtrain eval hf:DIR --data FILE`: a Hugging Face GPT-2 or LLaMA directory
+// (OpenAI's GPT-2, a dtrain export) evaluated on token data, as a baseline for a run's
 // own loss: the model's shapes and tokenizer from its config.json
 // (hf_model_overrides), its weights by model.init_from.
 int run_eval_hf(Context& ctx, const EvalOptions& o) {
   const std::string dir = o.path.substr(3);
-  if (dir.empty()) throw dtrain::ConfigError("hf:DIR: expected a Hugging Face GPT-2 directory after 'hf:'");
+  if (dir.empty()) throw dtrain::ConfigError("hf:DIR: expected a Hugging Face directory after 'hf:'");
   if (o.data.empty())
     throw dtrain::ConfigError(fmt::format("--data: {} has no validation data of its own: give a token file or glob "
                                           "pattern (llm.c .bin) in its tokenizer's ids",
@@ -203,8 +203,9 @@ int run_eval_hf(Context& ctx, const EvalOptions& o) {
   });
   const dtrain::Config& cfg = *loaded;
   const dtrain::ModelConfig& m = cfg.model;
-  note(fmt::format("evaluating {}: GPT-2 of {} blocks, width {}, {} heads, {} positions, vocabulary {} ({} ids)",
-                   o.path, m.n_layer, m.n_embd, m.n_head, m.context_length, m.vocab_size, cfg.data.tokenizer));
+  note(fmt::format("evaluating {}: {} of {} blocks, width {}, {} heads, {} positions, vocabulary {} ({} ids)", o.path,
+                   m.rope() ? "LLaMA" : "GPT-2", m.n_layer, m.n_embd, m.n_head, m.context_length, m.vocab_size,
+                   cfg.data.tokenizer));
   std::unique_ptr<dtrain::Trainer> trainer = setup.make_eval_trainer(cfg, note, /*init_from=*/true);
   trainer->gather_full_params();  // ZeRO-3: the weights go in through the full parameters
   for (const std::string& line : dtrain::apply_init_from(trainer->model(), cfg.model, cfg.data.tokenizer)) note(line);
@@ -349,7 +350,7 @@ Subcommand add_eval(CLI::App& app) {
               "layout; reads only");
   cmd->add_option("checkpoint", o->path,
                   "A checkpoint directory (step_N) or its checkpoint.h5, or a directory of checkpoints (the newest "
-                  "complete one); or hf:DIR, a Hugging Face GPT-2 directory (with --data)")
+                  "complete one); or hf:DIR, a Hugging Face GPT-2 or LLaMA directory (with --data)")
       ->required();
   cmd->add_option("--data", o->data,
                   "A GPT's token file or glob pattern (llm.c .bin) to evaluate on, in place of the run's data.val")

@@ -1,6 +1,7 @@
 // `dtrain export CHECKPOINT --format hf --out DIR`: a checkpoint of any
-// layout as a Hugging Face GPT-2 directory (config.json, model.safetensors)
-// that transformers' GPT2LMHeadModel.from_pretrained(DIR) loads, with GPT-2's
+// layout as a Hugging Face directory (config.json, model.safetensors) that
+// transformers' GPT2LMHeadModel.from_pretrained(DIR) loads (a GPT of GPT-2's
+// parts), or LlamaForCausalLM's (one of LLaMA's parts), with GPT-2's
 // tokenizer files for a run trained on its tokens. See lib/checkpoint/hf.h for
 // the name and layout mapping.
 #include <filesystem>
@@ -85,7 +86,7 @@ Subcommand add_export(CLI::App& app) {
   auto o = std::make_shared<Opts>();
   CLI::App* cmd = app.add_subcommand(
       "export", "Write a checkpoint's model in another format: --format hf = a Hugging Face GPT-2 "
-                "directory (config.json, model.safetensors)");
+                "or LLaMA directory (config.json, model.safetensors)");
   cmd->add_option("checkpoint", o->path, "A checkpoint, its checkpoint.h5, or a directory of them (the newest)")
       ->required();
   cmd->add_option("--format", o->format, "Output format")->check(CLI::IsMember({"hf"}));

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "checkpoint/hf_internal.h"
 #include "checkpoint/safetensors.h"
 #include "config/schema.h"
 #include "core/file_kind.h"
@@ -36,14 +37,14 @@ std::vector<float> transpose(const std::vector<float>& a, int64_t rows, int64_t 
   return t;
 }
 
-// DIR/config.json as a JSON object; `role` names the file in the regular-file
-// check, `said_as` ("model.init_from: " or "") leads the cannot-open message.
-json read_config_json(const std::string& dir, const char* role, const char* said_as) {
+}  // namespace
+
+json hf_detail::read_config_json(const std::string& dir, const char* role, const char* said_as) {
   const std::string cfg_name = (fs::path(dir) / "config.json").string();
   require_regular_file(cfg_name, role);
   std::ifstream cf(cfg_name);
   if (!cf)
-    throw InputError(fmt::format("{}'{}': cannot open (a Hugging Face GPT-2 directory holds config.json and "
+    throw InputError(fmt::format("{}'{}': cannot open (a Hugging Face directory holds config.json and "
                                  "model.safetensors)",
                                  said_as, cfg_name));
   json hc;
@@ -55,6 +56,10 @@ json read_config_json(const std::string& dir, const char* role, const char* said
   if (!hc.is_object()) throw InputError(fmt::format("'{}': expected a JSON object", cfg_name));
   return hc;
 }
+
+namespace {
+
+using hf_detail::read_config_json;
 
 // Every Hugging Face tensor name of an n_layer GPT-2 (without "transformer.").
 std::vector<std::string> hf_names(int64_t n_layer) {
@@ -96,10 +101,21 @@ std::string gpt2_parts_problem(const ModelConfig& m) {
   if (m.swiglu()) keys.push_back(fmt::format("model.mlp = \"{}\"", m.mlp));
   if (m.rope()) keys.push_back(fmt::format("model.position = \"{}\"", m.position));
   if (m.ffn_width() != 4 * m.n_embd) keys.push_back(fmt::format("model.ffn_hidden = {}", m.ffn_width()));
+  if (!m.tie_embeddings) keys.push_back("model.tie_embeddings = false");
   if (keys.empty()) return "";
   return fmt::format("{}: the Hugging Face GPT-2 format holds GPT-2's parts only (layernorm, a gelu MLP of "
-                     "4 n_embd, learned positions)",
+                     "4 n_embd, learned positions, the head tied to wte)",
                      fmt::join(keys, ", "));
+}
+
+// "" where the model's parts are GPT-2's or LLaMA's, else one line saying so.
+std::string parts_problem(const ModelConfig& m) {
+  if (gpt2_parts_problem(m).empty() || hf_detail::llama_parts_problem(m).empty()) return "";
+  return fmt::format("model.norm = \"{}\", model.mlp = \"{}\", model.position = \"{}\", model.bias = {}, "
+                     "model.ffn_hidden = {}, model.tie_embeddings = {}: neither Hugging Face format holds this mix "
+                     "(GPT-2's: layernorm, a gelu MLP of 4 n_embd, learned positions, biases or none, the head "
+                     "tied to wte; LLaMA's: rmsnorm, swiglu, rope, no biases)",
+                     m.norm, m.mlp, m.position, m.bias, m.ffn_width(), m.tie_embeddings);
 }
 
 }  // namespace
@@ -110,7 +126,7 @@ HfExportResult export_hf(const Model& model, const Config& cfg, const std::strin
   if (m.type != "gpt")
     throw ConfigError(fmt::format("model.type is \"{}\": only a GPT exports to the Hugging Face GPT-2 format",
                                   m.type));
-  if (const std::string why = gpt2_parts_problem(m); !why.empty()) throw ConfigError(why);
+  if (const std::string why = parts_problem(m); !why.empty()) throw ConfigError(why);
   HfExportResult r;
   const bool gpt2_ids = cfg.data.tokenizer == "gpt2";
   int64_t V = vocab_size;
@@ -127,6 +143,7 @@ HfExportResult export_hf(const Model& model, const Config& cfg, const std::strin
                                   "dropped){}",
                                   V, m.vocab_size, m.vocab_size - V,
                                   gpt2_ids && V == kGpt2Ids ? ", the ids of the GPT-2 tokenizer" : ""));
+  if (!gpt2_parts_problem(m).empty()) return hf_detail::export_llama(model, cfg, out_dir, V, std::move(r));
   std::vector<SafeTensorOut> out;
   std::set<std::string> written;
   for (const auto& p : model.params.all()) {
@@ -206,7 +223,8 @@ HfExportResult export_hf(const Model& model, const Config& cfg, const std::strin
 
 std::vector<std::string> hf_model_overrides(const std::string& dir) {
   const std::string cfg_name = (fs::path(dir) / "config.json").string();
-  const json hc = read_config_json(dir, "a Hugging Face GPT-2 directory's config.json (JSON)", "");
+  const json hc = read_config_json(dir, "a Hugging Face directory's config.json (JSON)", "");
+  if (hf_detail::is_llama(hc)) return hf_detail::llama_model_overrides(dir, hc);
   // GPT2Config's default where a key is absent; a value that is not a
   // positive integer is refused here, naming it, before a model is built.
   auto integer = [&](const char* key, int64_t dflt) {
@@ -233,6 +251,7 @@ std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const s
   std::vector<std::string> notes;
   const std::string cfg_name = (fs::path(dir) / "config.json").string();
   json hc = read_config_json(dir, "model.init_from's config.json (JSON)", "model.init_from: ");
+  if (hf_detail::is_llama(hc)) return hf_detail::import_llama(model, cfg, dir, hc, tokenizer);
   std::vector<std::string> problems;
   // GPT2Config's defaults where a key is absent; nothing (and a problem)
   // where it is not a positive integer, so that no comparison below uses a
@@ -249,7 +268,9 @@ std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const s
     problems.push_back(fmt::format("{}: {} = {}: {}", cfg_name, key, hc.contains(key) ? hc[key].dump() : "(absent)", why));
   };
   if (hc.value("model_type", std::string("gpt2")) != "gpt2")
-    refuse("model_type", "dtrain's GPT is GPT-2; another architecture cannot be imported");
+    refuse("model_type", "dtrain imports \"gpt2\" and \"llama\" directories; another architecture cannot be imported");
+  else if (const std::string why = gpt2_parts_problem(cfg); !why.empty())
+    problems.push_back(fmt::format("{}: model_type = \"gpt2\" but {}", cfg_name, why));
   const std::string act = hc.contains("activation_function") && hc["activation_function"].is_string()
                               ? hc["activation_function"].get<std::string>() : "gelu_new";
   if (act != "gelu_new" && act != "gelu_pytorch_tanh")
@@ -402,7 +423,7 @@ std::vector<std::string> init_from_problems(const ModelConfig& cfg) {
   if (cfg.init_from.empty()) return {};
   if (!starts_with(cfg.init_from, "hf:"))
     return {fmt::format("model.init_from: expected \"hf:DIR\", got \"{}\"", cfg.init_from)};
-  if (const std::string why = gpt2_parts_problem(cfg); !why.empty())
+  if (const std::string why = parts_problem(cfg); !why.empty())
     return {fmt::format("model.init_from = \"{}\" with {}", cfg.init_from, why)};
   const fs::path dir = cfg.init_from.substr(3);
   std::vector<std::string> missing;
@@ -410,6 +431,10 @@ std::vector<std::string> init_from_problems(const ModelConfig& cfg) {
   // The files there (one line for both); what they hold import_hf reads (and
   // refuses) at the run's start.
   for (const char* name : {"config.json", "model.safetensors"}) {
+    // A sharded LLaMA: the index names the shards instead (checked when read).
+    if (std::string(name) == "model.safetensors" && !fs::exists(dir / name, ec) &&
+        fs::is_regular_file(dir / "model.safetensors.index.json", ec))
+      continue;
     const fs::file_status st = fs::status(dir / name, ec);
     if (fs::is_regular_file(st)) continue;
     const std::string what = !fs::exists(st)     ? "not found"
@@ -419,7 +444,8 @@ std::vector<std::string> init_from_problems(const ModelConfig& cfg) {
     missing.push_back(fmt::format("'{}': {}", (dir / name).string(), what));
   }
   if (missing.empty()) return {};
-  return {fmt::format("model.init_from: {} (a Hugging Face GPT-2 directory holds config.json and model.safetensors)",
+  return {fmt::format("model.init_from: {} (a Hugging Face directory holds config.json and model.safetensors, "
+                      "or LLaMA's shards and model.safetensors.index.json)",
                       fmt::join(missing, "; "))};
 }
 
@@ -428,7 +454,7 @@ std::vector<std::string> apply_init_from(Model& model, const ModelConfig& cfg, c
   if (!starts_with(cfg.init_from, "hf:"))
     throw ConfigError(fmt::format("model.init_from: expected \"hf:DIR\", got \"{}\"", cfg.init_from));
   const std::string dir = cfg.init_from.substr(3);
-  std::vector<std::string> lines = {fmt::format("init: parameters from the Hugging Face GPT-2 directory {}", dir)};
+  std::vector<std::string> lines = {fmt::format("init: parameters from the Hugging Face directory {}", dir)};
   for (const std::string& n : import_hf(model, cfg, dir, tokenizer)) lines.push_back("init: " + n);
   return lines;
 }

@@ -1,5 +1,10 @@
-// Hugging Face GPT-2 directories (config.json + model.safetensors), in and
-// out of dtrain's GPT. The two models compute the same function: pre-norm
+// Hugging Face directories (config.json + model.safetensors), in and out of
+// dtrain's GPT: GPT-2's (GPT2LMHeadModel, below) for a GPT of GPT-2's parts,
+// LLaMA's (LlamaForCausalLM, model_type "llama": hf_llama.cpp says how) for
+// one of LLaMA's (RMSNorm, SwiGLU, rope, no biases); a mix of the two has
+// no Hugging Face format and is refused, naming the keys.
+//
+// GPT-2: the two models compute the same function: pre-norm
 // blocks, layer norm eps 1e-5, GELU with the tanh approximation ("gelu_new"),
 // causal attention scaled by 1/sqrt(head size), the head tied to wte. What
 // differs is naming and layout:
@@ -55,7 +60,8 @@ HfExportResult export_hf(const Model& model, const Config& cfg, const std::strin
                          int64_t vocab_size = 0);
 
 // Fills every parameter this rank holds (its tensor-parallel shard, its
-// pipeline stage) from the Hugging Face GPT-2 directory `dir`, whose config
+// pipeline stage) from the Hugging Face directory `dir` (GPT-2's, or LLaMA's
+// by config.json's model_type), whose config
 // must match `cfg`'s shapes. Returns what was adapted (vocabulary padding,
 // fewer positions), one line each. Throws ConfigError naming the config.json
 // key or tensor for a model dtrain's GPT cannot express (another activation,
@@ -73,17 +79,20 @@ namespace dtrain {
 
 // What model.init_from names, checked without a model (dtrain validate, a
 // sweep's trials before they start): "hf:DIR" with DIR/config.json and
-// DIR/model.safetensors regular files (their contents import_hf checks). One
-// line per problem.
+// DIR/model.safetensors (or a LLaMA's model.safetensors.index.json) regular
+// files (their contents import_hf checks), for a model of GPT-2's or LLaMA's
+// parts. One line per problem.
 std::vector<std::string> init_from_problems(const ModelConfig& cfg);
 
-// The config keys of the model in the Hugging Face GPT-2 directory `dir`, as
+// The config keys of the model in the Hugging Face directory `dir`, as
 // --set overrides: model.n_embd, n_layer, n_head, context_length (from
 // n_positions), vocab_size and init_from = "hf:DIR", and data.tokenizer
 // (config.json's dtrain_tokenizer where a dtrain export wrote it, "gpt2" for
 // GPT-2's 50257 ids, else "byte"), each from config.json or GPT2Config's
 // default where absent (what import_hf refuses it still refuses, naming the
-// key). `dtrain eval hf:DIR`. Throws InputError for an unreadable config.json,
+// key); for a LLaMA directory also its parts, model.ffn_hidden, rope_theta
+// and tie_embeddings (LlamaConfig's defaults where absent). `dtrain eval
+// hf:DIR`. Throws InputError for an unreadable config.json,
 // ConfigError for one of those keys that is not a positive integer.
 std::vector<std::string> hf_model_overrides(const std::string& dir);
 

@@ -34,11 +34,13 @@ struct ModelConfig {
   bool bias;
   // The block's parts: GPT-2's (layernorm, gelu, learned) or LLaMA's
   // (rmsnorm, swiglu, rope), in any combination.
-  std::string norm;      // "layernorm" | "rmsnorm"
-  std::string mlp;       // "gelu" | "swiglu"
-  std::string position;  // "learned" (wpe) | "rope" (rotary, in the attention)
-  double rope_theta;     // rope: the base of the rotary frequencies
-  int64_t ffn_hidden;    // the MLP's hidden width; 0 = ffn_width()'s default
+  // (Defaults here too: code that builds a ModelConfig{} of its own gets GPT-2's.)
+  std::string norm = "layernorm";    // "layernorm" | "rmsnorm"
+  std::string mlp = "gelu";          // "gelu" | "swiglu"
+  std::string position = "learned";  // "learned" (wpe) | "rope" (rotary, in the attention)
+  double rope_theta = 10000;   // rope: the base of the rotary frequencies
+  int64_t ffn_hidden = 0;      // the MLP's hidden width; 0 = ffn_width()'s default
+  bool tie_embeddings = true;  // the output head is wte (GPT-2) or its own lm_head.weight (LLaMA)
   bool rms_norm() const { return norm == "rmsnorm"; }
   bool swiglu() const { return mlp == "swiglu"; }
   bool rope() const { return position == "rope"; }

@@ -24,7 +24,7 @@ Footprint footprint(const Config& c) {
     // Per block: attention 4 C^2, the MLP 2 (gelu) or 3 (swiglu) C x F
     // matrices; biases and norms the rest. wpe only for learned positions.
     const double F = static_cast<double>(m.ffn_width()), mats = m.swiglu() ? 3 : 2;
-    f.params = V * C + (m.rope() ? 0 : Tc * C) + L * (4 * C * C + mats * C * F + 9 * C + (mats - 1) * F) + 2 * C;
+    f.params = V * C * (m.tie_embeddings ? 1 : 2) + (m.rope() ? 0 : Tc * C) + L * (4 * C * C + mats * C * F + 9 * C + (mats - 1) * F) + 2 * C;
     // Per layer and sample: ~16 C floats per token kept for backward, and the
     // attention scores and probabilities (2 H T per token).
     const double per_layer = B * T * (16 * C + 2 * H * T) * 4;

@@ -93,6 +93,9 @@ std::vector<KeySpec> build_schema() {
       {"model", "ffn_hidden", kGpt, int64_t{0}, at_least(0),
        "the MLP's hidden width; 0 = 4 n_embd (gelu) or 8/3 n_embd rounded up to a multiple of 256 (swiglu)",
        FIELD(model.ffn_hidden)},
+      {"model", "tie_embeddings", kGpt, true, none(),
+       "the output head shares the token embedding wte (GPT-2) or has its own lm_head.weight (LLaMA)",
+       FIELD(model.tie_embeddings)},
       {"model", "init_from", kGpt, string(""), none(),
        "\"\" = random init; \"hf:DIR\" = start from a Hugging Face GPT-2 directory (config.json, "
        "model.safetensors), e.g. one `dtrain export --format hf` wrote",

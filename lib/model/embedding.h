@@ -1,7 +1,7 @@
 // The GPT input layer: token ids (B, T) -> wte[tok] + wpe[t], then dropout.
 // Its parameters keep GPT-2's checkpoint names, "wte.weight" (V, C) and
 // "wpe.weight" (T_ctx, C), whatever the layer is called. The output head
-// (TiedLmHead) shares wte.
+// (LmHead) shares wte.
 //
 // With a tp group of t ranks the embedding is vocabulary-parallel
 // (Megatron-LM): wte is split by rows, this rank holding tokens

@@ -1,6 +1,7 @@
 // The GPT model builder (nanoGPT semantics; LLaMA's parts where the config
 // asks: RMSNorm, SwiGLU, rotary positions): the top-level layers "embed",
-// "blocks.0" .. "blocks.{n-1}", "ln_f", "lm_head" (tied to wte) and the
+// "blocks.0" .. "blocks.{n-1}", "ln_f", "lm_head" (tied to wte, or with
+// model.tie_embeddings = false its own lm_head.weight) and the
 // cross-entropy loss. That flat list is what pipeline parallelism cuts into
 // stages. FLOPs in the layers' costs count matrix products only (the
 // convention MFU is quoted in); elementwise work is under 1% of a block's
@@ -105,7 +106,7 @@ void build_gpt(Model& m, const ModelConfig& cfg, int64_t seq_len, const ModelPar
                                                           cfg.context_length, C, cfg.dropout, tp, sp,
                                                           /*learned_positions=*/!cfg.rope());
     wte = &embed->wte();
-    wte->tied = true;  // to the output head
+    wte->tied = cfg.tie_embeddings;  // to the output head
     m.add_layer(std::move(embed));
   }
   const BlockSpec spec{.c = C,
@@ -125,7 +126,14 @@ void build_gpt(Model& m, const ModelConfig& cfg, int64_t seq_len, const ModelPar
     m.add_layer(std::move(ln_f));
   }
   if (in_stage(L + 2)) {
-    if (!wte) {
+    if (!cfg.tie_embeddings) {
+      // The head's own weight (LLaMA), split by vocabulary as wte is.
+      Param& w = tp ? m.params.add_sharded("lm_head.weight",
+                                           TokenPositionEmbedding::vocab_shard(cfg.vocab_size, C, *tp),
+                                           Init::normal(0.02), true)
+                    : m.params.add("lm_head.weight", Shape{cfg.vocab_size, C}, Init::normal(0.02), true);
+      m.add_layer(std::make_unique<LmHead>("lm_head", w, tp, sp, /*owned=*/true));
+    } else if (!wte) {
       // The head's stage does not hold the embedding: it keeps its own copy of
       // the tied weight (same name, so the same init); the step loop sums the
       // two copies' gradients so that they stay equal. With tp it is split
@@ -137,7 +145,7 @@ void build_gpt(Model& m, const ModelConfig& cfg, int64_t seq_len, const ModelPar
       wte->primary = false;
       wte->tied = true;
     }
-    m.add_layer(std::make_unique<TiedLmHead>("lm_head", *wte, tp, sp));
+    if (cfg.tie_embeddings) m.add_layer(std::make_unique<LmHead>("lm_head", *wte, tp, sp));
     if (tp)
       m.loss = std::make_unique<VocabParallelCrossEntropyLoss>(*tp, cfg.vocab_size);
     else

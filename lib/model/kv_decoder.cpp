@@ -5,7 +5,7 @@
 //   per head: scores = q K^T / sqrt(hs) over positions 0 .. p0 + i (causal),
 //   softmax, y = P V; x += y Wproj^T + b; h = ln2(x);
 //   x += gelu(h Wfc^T + b) Wfc2^T + b  (SwiGLU: silu(gate) * up of h Wfc^T + b)
-// then ln_f on the last row and its logits against the tied embedding. The
+// then ln_f on the last row and its logits against the head's weight. The
 // products go to cpu::gemm (OpenBLAS, or the AVX-512 kernel where selected),
 // the norms and GELU to the training kernels; the softmax of n rows over at
 // most context_length positions is a loop of its own.
@@ -54,6 +54,7 @@ KvDecoder::KvDecoder(const ParamStore& params, const ModelConfig& cfg) : cfg_(cf
     return p->value.data<float>();
   };
   wte_ = get("wte.weight", Shape{V, C});
+  head_ = cfg.tie_embeddings ? wte_ : get("lm_head.weight", Shape{V, C});
   wpe_ = cfg.rope() ? nullptr : get("wpe.weight", Shape{T, C});
   lnf_w_ = get("ln_f.weight", Shape{C});
   lnf_b_ = get("ln_f.bias", Shape{C}, true);
@@ -149,10 +150,10 @@ const std::vector<float>& KvDecoder::append(std::span<const int32_t> tokens) {
     linear(a, n, F, b.fc2_w, b.fc2_b, C, h_.data());
     for (int64_t k = 0; k < n * C; ++k) x_[k] += h_[k];
   }
-  // The last position's logits: ln_f, then the tied head (V, C).
+  // The last position's logits: ln_f, then the head (V, C): wte or lm_head.weight.
   const float* last = &x_[(n - 1) * C];
   norm(last, 1, lnf_w_, lnf_b_, h_.data());
-  cpu::gemm<float>(false, true, 1, V, C, 1.0f, h_.data(), C, wte_, C, 0.0f, logits_.data(), V);
+  cpu::gemm<float>(false, true, 1, V, C, 1.0f, h_.data(), C, head_, C, 0.0f, logits_.data(), V);
   length_ = end;
   return logits_;
 }

@@ -6,7 +6,7 @@
 // stays the reference: `generate --full-window`, and the test that compares
 // the two). The math is the model's (pre-norm blocks with GPT-2's or
 // LLaMA's parts: LayerNorm or RMSNorm, tanh GELU or SwiGLU, learned or
-// rotary positions; the tied head); inference only: no dropout, nothing
+// rotary positions; a tied or own head); inference only: no dropout, nothing
 // kept for a backward.
 #pragma once
 
@@ -44,6 +44,7 @@ class KvDecoder {
 
   ModelConfig cfg_;
   const float *wte_, *wpe_, *lnf_w_, *lnf_b_;
+  const float* head_;  // the output head's weight: wte_, or lm_head.weight when untied
   std::vector<BlockParams> blocks_;
   std::vector<std::vector<float>> keys_, values_;  // per block: (context_length, C)
   int64_t length_ = 0;

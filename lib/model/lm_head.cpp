@@ -5,8 +5,13 @@
 
 namespace dtrain {
 
-TiedLmHead::TiedLmHead(const std::string& name, Param& wte, Communicator* tp, bool seq_parallel)
-    : Layer(name), wte_(wte), vocab_(wte.shape[0]), c_(wte.shape[1]), seq_(seq_parallel ? tp : nullptr) {
+LmHead::LmHead(const std::string& name, Param& wte, Communicator* tp, bool seq_parallel, bool owned)
+    : Layer(name),
+      wte_(wte),
+      owned_(owned),
+      vocab_(wte.shape[0]),
+      c_(wte.shape[1]),
+      seq_(seq_parallel ? tp : nullptr) {
   if (tp && tp->size() > 1) {
     DTRAIN_CHECK(wte.shard.split() && wte.shard.dim == 0 && wte.shard.parts == tp->size() &&
                      wte.shard.index == tp->rank(),
@@ -16,14 +21,14 @@ TiedLmHead::TiedLmHead(const std::string& name, Param& wte, Communicator* tp, bo
   }
 }
 
-Shape TiedLmHead::output_shape(const Shape& in) const {
+Shape LmHead::output_shape(const Shape& in) const {
   DTRAIN_CHECK(in[-1] == c_, "{}: input {} does not end in {}", name(), in.str(), c_);
   Shape s = seq_.on() ? seq_.full(in) : in;
   s[-1] = vocab_;
   return s;
 }
 
-void TiedLmHead::plan(const Shape& local, DType act, const Exec& ex) {
+void LmHead::plan(const Shape& local, DType act, const Exec& ex) {
   bind(ex, act);
   const Shape in = seq_.on() ? seq_.full(local) : local;  // what the product sees
   y_ = Tensor::empty(output_shape(local), act, ex.device);
@@ -42,7 +47,7 @@ void TiedLmHead::plan(const Shape& local, DType act, const Exec& ex) {
                            ops::compute_dtype(act));
 }
 
-Tensor TiedLmHead::forward(const Tensor& xs, const Ctx&) {
+Tensor LmHead::forward(const Tensor& xs, const Ctx&) {
   Tensor x = xs;
   if (seq_.on()) {
     x = planned_view(full_, seq_.full(xs.shape()));
@@ -57,7 +62,7 @@ Tensor TiedLmHead::forward(const Tensor& xs, const Ctx&) {
   return y;
 }
 
-Tensor TiedLmHead::backward(const Tensor& dy, const Ctx&) {
+Tensor LmHead::backward(const Tensor& dy, const Ctx&) {
   Tensor dx = planned_view(dx_, x_.shape());
   const int64_t n = dy.numel() / vocab_;
   // dwte (V, C) += dy^T (V, N) @ x (N, C)
@@ -75,10 +80,11 @@ Tensor TiedLmHead::backward(const Tensor& dy, const Ctx&) {
   return dx;
 }
 
-Cost TiedLmHead::cost(const Shape& local) const {
+Cost LmHead::cost(const Shape& local) const {
   const Shape in = seq_.on() ? seq_.full(local) : local;
   const double n = static_cast<double>(in.numel() / c_);
-  Cost c;  // params = 0: wte is counted by the embedding
+  Cost c;
+  if (owned_) c.params = wte_.shape.numel();  // this rank's rows; a tied wte is counted by the embedding
   c.fwd_flops = 2.0 * n * c_ * vocab_;
   c.bwd_flops = 4.0 * n * c_ * vocab_;
   c.act_bytes = in.numel() * act_size() + static_cast<int64_t>(n) * vocab_ * act_size();  // input, logits

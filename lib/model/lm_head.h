@@ -1,8 +1,9 @@
-// The GPT output head, tied to the token embedding as in GPT-2: logits =
-// x @ wte^T. It owns no parameter; its weight gradient accumulates into
-// wte's, beside the embedding's own.
+// The GPT output head: logits = x @ W^T, with W the token embedding wte as
+// in GPT-2 (tied: the head owns no parameter and its weight gradient
+// accumulates into wte's, beside the embedding's own), or its own
+// "lm_head.weight" (V, C) as in LLaMA (untied, model.tie_embeddings = false).
 //
-// With a tp group, wte is this rank's vocabulary shard (V/t, C): the head
+// With a tp group, W is this rank's vocabulary shard (V/t, C): the head
 // gives this rank's logits (N, V/t), which the vocabulary-parallel
 // cross-entropy consumes without ever gathering them, and backward
 // all-reduces dL/dx over the group (Megatron's "f": the head's input is
@@ -20,12 +21,13 @@
 
 namespace dtrain {
 
-class TiedLmHead : public Layer {
+class LmHead : public Layer {
  public:
-  // wte: (V, C), owned by the embedding layer, or this rank's (V/t, C) rows
-  // of it when tp has more than one member.
-  TiedLmHead(const std::string& name, Param& wte, Communicator* tp = nullptr,
-             bool seq_parallel = false);
+  // weight: (V, C), or this rank's (V/t, C) rows of it when tp has more than
+  // one member: wte, which the embedding layer declares (or this stage's
+  // copy of it), or with owned = true the head's own, declared just before it.
+  LmHead(const std::string& name, Param& weight, Communicator* tp = nullptr, bool seq_parallel = false,
+         bool owned = false);
 
   // (..., C) -> (..., V or V/t); sequence parallel (B, T/t, C) -> (B, T, V/t)
   Shape output_shape(const Shape& in) const override;
@@ -34,10 +36,14 @@ class TiedLmHead : public Layer {
   Tensor forward(const Tensor& x, const Ctx& ctx) override;
   Tensor backward(const Tensor& dy, const Ctx& ctx) override;
   Cost cost(const Shape& in) const override;
-  std::vector<Param*> borrowed_params() const override { return {&wte_}; }
+  std::vector<Param*> borrowed_params() const override {
+    if (owned_) return {};
+    return {&wte_};
+  }
 
  private:
-  Param& wte_;
+  Param& wte_;                  // W: wte when tied
+  bool owned_;
   int64_t vocab_, c_;           // vocab_: the rows held (V/t with tp)
   Communicator* tp_ = nullptr;  // null unless split over more than one rank
   SeqParallel seq_;

@@ -1,20 +1,23 @@
-# A GPT of LLaMA's parts (RMSNorm, SwiGLU, rotary positions, no biases) end to
+# A GPT of LLaMA's parts (RMSNorm, SwiGLU, rotary positions, no biases, an
+# untied head) end to
 # end: it learns; a checkpoint resumes bit for bit, on another layout (tp 2,
 # sequence parallel) within rounding; bf16 trains; `dtrain eval` gives the
 # logged loss; `dtrain generate`'s key/value cache gives the full window's
-# text; `dtrain plan` plans it; what it cannot do (the Hugging Face GPT-2
-# format, rope on an odd head width) fails in one line naming the keys.
+# text; `dtrain plan` plans it; its Hugging Face export (LlamaForCausalLM)
+# evaluates to the checkpoint's loss and starts a run; what it cannot do (a
+# mix of GPT-2's and LLaMA's parts in the Hugging Face format, rope on an odd
+# head width) fails in one line naming the keys.
 source "$(dirname "$0")/common.bash"
 MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
 make_tokens
 tiny_gpt_config
 llama=(--set model.norm=rmsnorm --set model.mlp=swiglu --set model.position=rope --set model.rope_theta=1000
-       --set model.bias=false --set model.ffn_hidden=88 --set train.threads=1)
+       --set model.bias=false --set model.ffn_hidden=88 --set model.tie_embeddings=false --set train.threads=1)
 
 # 40 steps with a checkpoint at 20: the loss falls; the run's config records the parts.
 expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" "${llama[@]}" --set train.steps=40 --set checkpoint.every=20 \
   --set train.eval_every=20 --out "$WORK/a"
-for key in 'norm = "rmsnorm"' 'mlp = "swiglu"' 'position = "rope"' 'ffn_hidden = 88'; do
+for key in 'norm = "rmsnorm"' 'mlp = "swiglu"' 'position = "rope"' 'ffn_hidden = 88' 'tie_embeddings = false'; do
   grep -qF "$key" "$WORK/a/config.toml" || fail "the run's config lacks $key"
 done
 python3 - "$WORK/a/metrics.jsonl" <<'PY' || fail "the loss did not fall: $(step_losses "$WORK/a/metrics.jsonl" | tr '\n' ' ')"
@@ -62,10 +65,27 @@ expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" "${llama[@]}"
 expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" "${llama[@]}" --devices 4 --top 3
 grep -q "tp" "$WORK/out" || fail "$(cat "$WORK/out")"
 
-# What it cannot do, in one line naming the keys.
-expect_exit 2 "$DTRAIN" export "$WORK/a/checkpoints" --format hf --out "$WORK/hf"
-expect_err 'model.norm = "rmsnorm", model.mlp = "swiglu", model.position = "rope", model.ffn_hidden = 88: the Hugging Face GPT-2 format holds GPT-2'
-[ ! -e "$WORK/hf" ] || fail "a refused export wrote $WORK/hf"
+# Hugging Face: the export is a LlamaForCausalLM directory that evaluates to the checkpoint's loss
+# bit for bit (the whole set, micro-batches of 8), and a run starts from it (model.init_from).
+expect_exit 0 "$DTRAIN" export "$WORK/a/checkpoints" --format hf --out "$WORK/hf"
+grep -q '"model_type": "llama"' "$WORK/hf/config.json" || fail "$(cat "$WORK/hf/config.json")"
+expect_exit 0 "$DTRAIN" eval "$WORK/a/checkpoints" --batches 0 --set train.micro_batch=8 --set train.threads=1 --json
+ckpt=$(python3 -c 'import json,sys; print(repr(json.load(open(sys.argv[1]))["loss"]))' "$WORK/out")
+expect_exit 0 "$DTRAIN" eval "hf:$WORK/hf" --data "$WORK/tok_val.bin" --set train.threads=1 --json
+hf=$(python3 -c 'import json,sys; print(repr(json.load(open(sys.argv[1]))["loss"]))' "$WORK/out")
+[ "$hf" = "$ckpt" ] || fail "hf:DIR gives $hf, its checkpoint $ckpt"
+expect_err "evaluating hf:$WORK/hf: LLaMA of 2 blocks, width 32, 2 heads, 16 positions, vocabulary 256 (byte ids)"
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" "${llama[@]}" --set train.steps=2 --set optim.warmup_steps=0 \
+  --set model.init_from="\"hf:$WORK/hf\"" --out "$WORK/ft"
+grep -qF "init: parameters from the Hugging Face directory $WORK/hf" "$WORK/out" || fail "no init line: $(cat "$WORK/out")"
+# A mix of GPT-2's and LLaMA's parts has no Hugging Face format.
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" "${llama[@]}" --set model.position=learned --set train.steps=2 \
+  --set optim.warmup_steps=0 --out "$WORK/mix"
+expect_exit 2 "$DTRAIN" export "$WORK/mix/checkpoints" --format hf --out "$WORK/mixhf"
+expect_err 'model.position = "learned", model.bias = false, model.ffn_hidden = 88, model.tie_embeddings = false: neither Hugging Face format holds this mix'
+[ ! -e "$WORK/mixhf" ] || fail "a refused export wrote $WORK/mixhf"
+
+# A bad config, in one line naming the keys.
 expect_exit 2 "$DTRAIN" validate "$WORK/tiny.toml" "${llama[@]}" --set model.n_embd=24 --set model.n_head=8
 expect_err 'model.position = "rope" turns pairs of each head'"'"'s features: the head width model.n_embd / model.n_head (24 / 8 = 3) must be even'
 [ "$(wc -l <"$WORK/err")" -eq 1 ] || fail "more than one line: $(cat "$WORK/err")"

@@ -303,3 +303,177 @@ TEST_CASE("hf import and export keep to the run's tokenizer: ids of another are 
   CHECK(error_of([&] { export_hf(*m, run_config(cfg, "byte"), (tmp.path / "cut2").string(), 32); })
             .find("--vocab-size 32: expected 64 .. model.vocab_size (64)") != std::string::npos);
 }
+
+// ---------------------------------------------------------------- LLaMA
+
+namespace {
+
+// The LLaMA fixture's shapes (tools/fixtures/hf_llama_fixture.py), with a padded vocabulary (64 > 60).
+ModelConfig fixture_llama(bool tied = false) {
+  ModelConfig c = fixture_gpt();
+  c.bias = false;
+  c.norm = "rmsnorm";
+  c.mlp = "swiglu";
+  c.position = "rope";
+  c.rope_theta = 500;
+  c.ffn_hidden = 24;
+  c.tie_embeddings = tied;
+  return c;
+}
+
+// A copy of the LLaMA fixture (its shards and index) with config.json's `from` replaced by `to`.
+fs::path edited_llama(const TempDir& tmp, const std::string& from, const std::string& to) {
+  const fs::path dir = tmp.path / "edited_llama";
+  fs::create_directories(dir);
+  for (const auto& e : fs::directory_iterator(fixture_path("hf_llama_tiny")))
+    if (e.path().filename() != "config.json")
+      fs::copy_file(e.path(), dir / e.path().filename(), fs::copy_options::overwrite_existing);
+  std::string cfg = read_file(fixture_path("hf_llama_tiny/config.json"));
+  const size_t at = cfg.find(from);
+  REQUIRE_MESSAGE(at != std::string::npos, from);
+  cfg.replace(at, from.size(), to);
+  write_file(dir / "config.json", cfg);
+  return dir;
+}
+
+}  // namespace
+
+TEST_CASE("hf import: a LLaMA in two shards, written from Hugging Face conventions, gives PyTorch's logits (fp32, 1e-5)") {
+  const Fixture fx(fixture_path("hf_llama_tiny.fix"));
+  const FixtureArray& ref = fx.at("logits");  // (B, T, 60), float64 from the float32 weights
+  const int64_t B = ref.shape[0], T = ref.shape[1], Vhf = ref.shape[2];
+  const ModelConfig cfg = fixture_llama();
+  auto m = build_model(cfg, T, DType::f32, Device::cpu(), 1);
+  const std::vector<std::string> notes = import_hf(*m, cfg, fixture_path("hf_llama_tiny"));
+  REQUIRE(notes.size() == 1);
+  CHECK(notes[0].find("vocabulary padded: 60 rows") != std::string::npos);
+  const std::vector<float> y = logits(*m, fx.at("tokens").i, B);
+  double err = 0;
+  for (int64_t r = 0; r < B * T; ++r) {
+    for (int64_t v = 0; v < Vhf; ++v)
+      err = std::max(err, std::abs(static_cast<double>(y[r * cfg.vocab_size + v]) - ref.f[r * Vhf + v]));
+    for (int64_t v = Vhf; v < cfg.vocab_size; ++v) CHECK(y[r * cfg.vocab_size + v] == 0.0f);  // lm_head's zero rows
+  }
+  MESSAGE("max |logit - PyTorch| = ", err);
+  CHECK(err < 1e-5);
+  // The keys `dtrain eval hf:DIR` builds the model from.
+  const std::vector<std::string> keys = hf_model_overrides(fixture_path("hf_llama_tiny"));
+  for (const char* k : {"model.norm=\"rmsnorm\"", "model.mlp=\"swiglu\"", "model.position=\"rope\"", "model.bias=false",
+                        "model.n_embd=16", "model.n_layer=2", "model.n_head=2", "model.ffn_hidden=24",
+                        "model.context_length=12", "model.vocab_size=60", "model.rope_theta=500",
+                        "model.tie_embeddings=false"})
+    CHECK_MESSAGE(std::find(keys.begin(), keys.end(), k) != keys.end(), k);
+}
+
+TEST_CASE("hf export of LLaMA's parts then import is bit-identical, tied and untied, and the files hold LLaMA's names") {
+  for (bool tied : {false, true}) {
+    CAPTURE(tied);
+    TempDir tmp;
+    const ModelConfig cfg = fixture_llama(tied);
+    auto a = build_model(cfg, 8, DType::f32, Device::cpu(), 11);
+    const HfExportResult r = export_hf(*a, run_config(cfg), tmp.str());
+    CHECK(r.tensors == 2 + 9 * cfg.n_layer + (tied ? 0 : 1));
+    const std::string json = read_file(tmp.path / "config.json");
+    CHECK(json.find("\"model_type\": \"llama\"") != std::string::npos);
+    CHECK(json.find(tied ? "\"tie_word_embeddings\": true" : "\"tie_word_embeddings\": false") != std::string::npos);
+    CHECK(json.find("\"num_key_value_heads\": 2") != std::string::npos);
+    auto b = build_model(cfg, 8, DType::f32, Device::cpu(), 99);
+    CHECK(import_hf(*b, cfg, tmp.str()).empty());
+    for (const auto& p : a->params.all()) {
+      CAPTURE(p->name);
+      const Param* q = b->params.find(p->name);
+      REQUIRE(q != nullptr);
+      CHECK(std::memcmp(p->value.data<float>(), q->value.data<float>(), 4 * p->numel()) == 0);
+    }
+    // The fused rows split: q, k, v and the gate, up (in that order) of each layer.
+    const SafetensorsFile st((tmp.path / "model.safetensors").string());
+    const float* qkv = a->params.find("blocks.1.attn.qkv.weight")->value.data<float>();  // (48, 16)
+    const float* fc = a->params.find("blocks.1.mlp.fc.weight")->value.data<float>();     // (48, 16)
+    int k = 0;
+    for (const char* n : {"q_proj", "k_proj", "v_proj"}) {
+      const SafeTensorInfo* t = st.find(fmt::format("model.layers.1.self_attn.{}.weight", n));
+      REQUIRE(t != nullptr);
+      CHECK(t->shape == std::vector<int64_t>{16, 16});
+      const std::vector<float> w = st.read_f32(*t);
+      CHECK(std::memcmp(w.data(), qkv + k++ * 256, 4 * 256) == 0);
+    }
+    CHECK(st.read_f32(*st.find("model.layers.1.mlp.gate_proj.weight")) == std::vector<float>(fc, fc + 24 * 16));
+    CHECK(st.read_f32(*st.find("model.layers.1.mlp.up_proj.weight")) == std::vector<float>(fc + 24 * 16, fc + 48 * 16));
+    CHECK((st.find("lm_head.weight") == nullptr) == tied);
+  }
+}
+
+TEST_CASE("hf import of a LLaMA into tensor-parallel shards equals the unsharded import") {
+  const ModelConfig cfg = fixture_llama();
+  auto whole = build_model(cfg, 8, DType::f32, Device::cpu(), 1);
+  import_hf(*whole, cfg, fixture_path("hf_llama_tiny"));
+  run_ranks(2, [&](Communicator& tp, int rank) {
+    ModelParallel par;
+    par.tp = &tp;
+    auto m = build_model(cfg, 8, DType::f32, Device::cpu(), 2, par);
+    import_hf(*m, cfg, fixture_path("hf_llama_tiny"));
+    for (const auto& p : m->params.all()) {
+      const Param* w = whole->params.find(p->name);
+      REQUIRE(w != nullptr);
+      for (int64_t i = 0; i < p->numel(); ++i) {
+        const int64_t g = p->shard.split() ? p->shard.global_index(i) : i;
+        REQUIRE_MESSAGE(p->value.data<float>()[i] == w->value.data<float>()[g], p->name, " rank ", rank);
+      }
+    }
+  });
+}
+
+TEST_CASE("hf: what a LLaMA import or export cannot express is refused, naming the key") {
+  TempDir tmp;
+  const ModelConfig cfg = fixture_llama();
+  auto m = build_model(cfg, 8, DType::f32, Device::cpu(), 1);
+  auto refused = [&](const fs::path& dir) { return error_of([&] { import_hf(*m, cfg, dir.string()); }); };
+  auto says = [](const std::string& e, const std::string& what) {
+    INFO(e);
+    CHECK(e.find(what) != std::string::npos);
+  };
+  says(refused(edited_llama(tmp, "\"num_key_value_heads\": 2", "\"num_key_value_heads\": 1")),
+       "num_key_value_heads = 1: grouped-query attention (1 key/value heads for 2 query heads) is not in dtrain yet");
+  says(refused(edited_llama(tmp, "\"rope_scaling\": null", "\"rope_scaling\": {\"rope_type\": \"llama3\"}")),
+       "rope_scaling = {\"rope_type\":\"llama3\"}: dtrain's rotary embeddings are unscaled");
+  says(refused(edited_llama(tmp, "\"rms_norm_eps\": 1e-05", "\"rms_norm_eps\": 1e-06")),
+       "rms_norm_eps = 1e-06: dtrain's RMSNorm uses eps 1e-5");
+  says(refused(edited_llama(tmp, "\"rope_theta\": 500.0", "\"rope_theta\": 10000.0")),
+       "rope_theta = 10000 but model.rope_theta = 500: set model.rope_theta = 10000 to import it");
+  says(refused(edited_llama(tmp, "\"tie_word_embeddings\": false", "\"tie_word_embeddings\": true")),
+       "tie_word_embeddings = true but model.tie_embeddings = false: set model.tie_embeddings = true to import it");
+  says(refused(edited_llama(tmp, "\"intermediate_size\": 24", "\"intermediate_size\": 32")),
+       "intermediate_size = 32 but model.ffn_hidden = 24: set model.ffn_hidden = 32 to import it");
+  says(refused(edited_llama(tmp, "\"hidden_act\": \"silu\"", "\"hidden_act\": \"gelu\"")),
+       "hidden_act = \"gelu\": dtrain's SwiGLU gates with silu");
+  says(refused(edited_llama(tmp, "\"mlp_bias\": false", "\"mlp_bias\": true")), "mlp_bias = true");
+  // A shard the index names but that is not there.
+  const fs::path dir = edited_llama(tmp, "\"model_type\"", "\"model_type\"");
+  fs::remove(dir / "model-00002-of-00002.safetensors");
+  says(refused(dir), "model-00002-of-00002.safetensors");
+  // The index may name files in its own directory only.
+  std::string index = read_file(fixture_path("hf_llama_tiny/model.safetensors.index.json"));
+  const std::string shard = "\"model-00002-of-00002.safetensors\"";
+  index.replace(index.find(shard), shard.size(), "\"../model-00002-of-00002.safetensors\"");
+  write_file(dir / "model.safetensors.index.json", index);
+  says(refused(dir), "expected a file name in");
+  // A GPT of GPT-2's parts from a LLaMA directory, and a LLaMA of GPT-2's parts.
+  auto g = build_model(fixture_gpt(), 8, DType::f32, Device::cpu(), 1);
+  says(error_of([&] { import_hf(*g, fixture_gpt(), fixture_path("hf_llama_tiny")); }),
+       "model_type = \"llama\" but model.norm = \"layernorm\"");
+  says(error_of([&] { import_hf(*m, cfg, fixture_path("hf_tiny")); }), "model_type = \"gpt2\" but model.norm");
+  // A mix of the two has no format: export and model.init_from refuse it, naming the keys.
+  ModelConfig mix = cfg;
+  mix.position = "learned";
+  auto x = build_model(mix, 8, DType::f32, Device::cpu(), 1);
+  says(error_of([&] { export_hf(*x, run_config(mix), tmp.str() + "/mix"); }),
+       "model.position = \"learned\", model.bias = false, model.ffn_hidden = 24, model.tie_embeddings = false: "
+       "neither Hugging Face format holds this mix");
+  CHECK(!fs::exists(tmp.path / "mix"));
+  mix.init_from = "hf:" + fixture_path("hf_llama_tiny");
+  REQUIRE(init_from_problems(mix).size() == 1);
+  says(init_from_problems(mix)[0], "neither Hugging Face format holds this mix");
+  ModelConfig ok = cfg;
+  ok.init_from = "hf:" + fixture_path("hf_llama_tiny");  // sharded: no model.safetensors, the index instead
+  CHECK(init_from_problems(ok).empty());
+}

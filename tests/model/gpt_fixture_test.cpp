@@ -27,7 +27,7 @@ double rel_error(const FixtureArray& ref, Get&& get) {
 // The model of `fx`'s config, with `parts` (GPT-2's or LLaMA's), against the
 // fixture's logits, loss and every parameter gradient.
 void check_against(const Fixture& fx, ModelConfig cfg) {
-  const std::vector<int64_t>& k = fx.at("config").i;  // V, context, T, B, C, n_head, n_layer, bias[, ffn, theta]
+  const std::vector<int64_t>& k = fx.at("config").i;  // V, context, T, B, C, n_head, n_layer, bias[, ffn, theta, tied]
   cfg.type = "gpt";
   cfg.vocab_size = k[0];
   cfg.context_length = k[1];
@@ -39,6 +39,7 @@ void check_against(const Fixture& fx, ModelConfig cfg) {
   if (k.size() > 8) {
     cfg.ffn_hidden = k[8];
     cfg.rope_theta = static_cast<double>(k[9]);
+    cfg.tie_embeddings = k[10] != 0;
   }
   const int64_t T = k[2], B = k[3];
   auto m = build_model(cfg, T, DType::f64, Device::cpu(), 1);
@@ -94,6 +95,6 @@ TEST_CASE("tiny GPT matches PyTorch: logits, loss and every gradient (fp64)") {
   check_against(Fixture(fixture_path("gpt_tiny.fix")), parts("layernorm", "gelu", "learned"));
 }
 
-TEST_CASE("tiny GPT of LLaMA's parts (RMSNorm, SwiGLU, rope) matches PyTorch: logits, loss and every gradient (fp64)") {
+TEST_CASE("tiny GPT of LLaMA's parts (RMSNorm, SwiGLU, rope, untied head) matches PyTorch: logits, loss and every gradient (fp64)") {
   check_against(Fixture(fixture_path("llama_tiny.fix")), parts("rmsnorm", "swiglu", "rope"));
 }

@@ -398,7 +398,7 @@ TEST_CASE("tied lm_head: logits = x wte^T, x and wte gradients match finite diff
   const int64_t V = 13, C = 5;
   ParamStore ps;
   Param& wte = ps.add("wte.weight", Shape{V, C}, Init::normal(0.5), true);
-  TiedLmHead head("lm_head", wte);
+  LmHead head("lm_head", wte);
   ps.allocate(DType::f64, Device::cpu(), 1);
   const Shape s{2, 3, C};
   head.plan(s, DType::f64, Exec::cpu());

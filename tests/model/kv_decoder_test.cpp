@@ -30,7 +30,7 @@ ModelConfig gpt(bool bias) {
   return c;
 }
 
-// LLaMA's parts: RMSNorm, a SwiGLU MLP of width 40, rotary positions.
+// LLaMA's parts: RMSNorm, a SwiGLU MLP of width 40, rotary positions, an untied head.
 ModelConfig llama() {
   ModelConfig c = gpt(false);
   c.norm = "rmsnorm";
@@ -38,6 +38,7 @@ ModelConfig llama() {
   c.position = "rope";
   c.rope_theta = 1000;
   c.ffn_hidden = 40;
+  c.tie_embeddings = false;
   return c;
 }
 

@@ -165,7 +165,7 @@ TEST_CASE("tp layers: backward matches finite differences of the group's loss (t
         ParamStore ps;
         Param& wte = ps.add_sharded("wte.weight", TokenPositionEmbedding::vocab_shard(V, C, comm),
                                     Init::normal(0.5), true);
-        TiedLmHead head("lm_head", wte, &comm);
+        LmHead head("lm_head", wte, &comm);
         ps.allocate(DType::f64, Device::cpu(), 1);
         head.plan(x.shape(), DType::f64, Exec::cpu());
         CHECK(head.output_shape(x.shape()) == Shape{B, T, V / t});

@@ -737,15 +737,18 @@ TEST_CASE("GPT sequence parallel: tp 2 and 4, dp 2 x tp 2, tp 2 x pp 2 train lik
     if (l.world() <= world) check_layout(toml, ref16, l, 0, "1f1b", Tolerance{2e-3, 0.06, 2e-2}, sets);
 }
 
-TEST_CASE("LLaMA's parts (RMSNorm, SwiGLU, rope, no biases): tp, pp, dp x tp x pp, sequence parallel, interleaved, ZeRO-3, bf16 train like one process") {
+TEST_CASE("LLaMA's parts (RMSNorm, SwiGLU, rope, no biases, untied head): tp, pp, dp x tp x pp, sequence parallel, interleaved, ZeRO-3, bf16 train like one process") {
   // The SwiGLU's fused gate | up rows split per tp rank as Q | K | V are; the
   // rotary angles by position in the whole sequence (sequence parallelism
   // gathers it before the attention); RMSNorm's weight gradients all-reduced
-  // over tp under sequence parallelism as LayerNorm's are.
+  // over tp under sequence parallelism as LayerNorm's are; the untied head's
+  // lm_head.weight split by vocabulary as wte is, with no gradient sum between
+  // the first and last pipeline stages.
   Data data;
   const std::string toml = gpt_toml(data.dir);
   const std::vector<std::string> llama{"model.norm=rmsnorm", "model.mlp=swiglu", "model.position=rope",
-                                       "model.rope_theta=500", "model.bias=false", "model.ffn_hidden=48"};
+                                       "model.rope_theta=500", "model.bias=false", "model.ffn_hidden=48",
+                                       "model.tie_embeddings=false"};
   const Run ref = reference(toml, llama);
   int world = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &world);

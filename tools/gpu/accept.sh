@@ -37,8 +37,8 @@
 #            copies, memory and the model's passes), then dtrain plan with that file
 #            beside the GPU's preset
 #   hf       where python3 has transformers and safetensors (else skipped):
-#            GPT2LMHeadModel gives the logits of the Hugging Face fixture that
-#            dtrain's import matches (1e-5), and, loading `dtrain export` of a
+#            GPT2LMHeadModel and LlamaForCausalLM give the logits of the Hugging
+#            Face fixtures that dtrain's import matches (1e-5), and, loading `dtrain export` of a
 #            GPU run, continues a prompt greedily exactly as `dtrain generate`
 # Output: logs and results.md in $DTRAIN_GPU_OUT (default $OUT, else .gpu/out);
 # results.md is the table to commit (tools/bench/results_gpu.md).
@@ -335,6 +335,16 @@ with torch.no_grad():
     err = (m(fx["tokens"]).logits.double() - fx["logits"]).abs().max().item()
 print(f"GPT2LMHeadModel on tests/fixtures/hf_tiny: max |logit - reference| = {err:.2e} (bound 1e-5)")
 ok = err <= 1e-5
+
+# 1b. The LLaMA fixture (tools/fixtures/hf_llama_fixture.py: two shards and their index), whose
+#     logits dtrain's import reproduces within 1e-5: transformers' LlamaForCausalLM must too.
+from transformers import LlamaForCausalLM
+fx = read_fixture(f"{fixtures}/hf_llama_tiny.fix")
+m = LlamaForCausalLM.from_pretrained(f"{fixtures}/hf_llama_tiny", torch_dtype=torch.float32).eval()
+with torch.no_grad():
+    err = (m(fx["tokens"]).logits.double() - fx["logits"]).abs().max().item()
+print(f"LlamaForCausalLM on tests/fixtures/hf_llama_tiny: max |logit - reference| = {err:.2e} (bound 1e-5)")
+ok = ok and err <= 1e-5
 
 # 2. dtrain's export of a GPU run, greedy on the CPU in fp32 over the byte tokenizer's 256 ids,
 #    as `dtrain generate --temperature 0` (no end-of-text token for bytes).

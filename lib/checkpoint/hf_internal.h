@@ -1,0 +1,37 @@
+// What the two Hugging Face families share (hf.cpp: GPT-2; hf_llama.cpp:
+// LLaMA); not part of the library's interface (checkpoint/hf.h is).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "checkpoint/hf.h"
+
+namespace dtrain::hf_detail {
+
+using json = nlohmann::json;
+
+// DIR/config.json as a JSON object; `role` names the file in the regular-file
+// check, `said_as` ("model.init_from: " or "") leads the cannot-open message.
+json read_config_json(const std::string& dir, const char* role, const char* said_as);
+
+// config.json's model_type is "llama".
+bool is_llama(const json& hc);
+
+// "" where the model's parts are LLaMA's (rmsnorm, swiglu, rope, no biases),
+// else which keys are not.
+std::string llama_parts_problem(const ModelConfig& m);
+
+// export_hf, import_hf and hf_model_overrides for a LLaMA directory
+// (LlamaForCausalLM: config.json and model.safetensors, or the shards
+// model.safetensors.index.json names). V: the vocabulary rows to write,
+// checked by export_hf; r: its notes so far.
+HfExportResult export_llama(const Model& model, const Config& cfg, const std::string& out_dir, int64_t V,
+                            HfExportResult r);
+std::vector<std::string> import_llama(Model& model, const ModelConfig& cfg, const std::string& dir, const json& hc,
+                                      const std::string& tokenizer);
+std::vector<std::string> llama_model_overrides(const std::string& dir, const json& hc);
+
+}  // namespace dtrain::hf_detail
