@@ -36,6 +36,9 @@ CASES = [
     # name, dtrain config, PyTorch reference arguments (same shapes), unit
     ("GPT-2 124M (12L, 768, V=50304), 4x64 tok", "configs/bench/gpt2-124m.toml",
      ["gpt", "--layers", "12", "--heads", "12", "--width", "768", "--batch", "4", "--seq", "64"], "tok/s"),
+    ("LLaMA parts, GPT-2 124M shape (12L, 768, F=2048, V=50304), 4x64 tok", "configs/bench/llama-124m.toml",
+     ["llama", "--layers", "12", "--heads", "12", "--width", "768", "--hidden", "2048", "--batch", "4", "--seq",
+      "64"], "tok/s"),
     ("GPT small (4L, 256, V=50304), 4x64 tok", "configs/bench/gpt-small.toml",
      ["gpt", "--layers", "4", "--heads", "4", "--width", "256", "--batch", "4", "--seq", "64"], "tok/s"),
     ("CNN MNIST (16-16-32-64), batch 64", "configs/cnn-mnist.toml",

@@ -1,8 +1,10 @@
 """PyTorch reference models for the side-by-side CPU benchmark (tools/bench/bench_cpu.sh).
 
 The same shapes as dtrain's configs: a GPT-2-style decoder (pre-LayerNorm,
-causal attention, tanh-GELU MLP, tied head, AdamW) and the ResNet-style CNN
-(BasicBlocks with batch norm). Trains on random data for --steps after
+causal attention, tanh-GELU MLP, tied head, AdamW), the same decoder with
+LLaMA's parts (RMSNorm, SwiGLU, rotary embeddings, no biases, untied head:
+`llama`, written as Hugging Face's modeling_llama.py computes it) and the
+ResNet-style CNN (BasicBlocks with batch norm). Trains on random data for --steps after
 --warmup steps and prints one JSON line with the measured throughput.
 
 Run with Debian's torch: /usr/bin/python3 tools/bench/torch_reference.py gpt --layers 12 ...
@@ -66,6 +68,72 @@ class GPT(nn.Module):
         return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
 
 
+class RMSNorm(nn.Module):  # torch 1.13 has no nn.RMSNorm: modeling_llama.py's LlamaRMSNorm
+    def __init__(self, c, eps=1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(c))
+        self.eps = eps
+
+    def forward(self, x):
+        return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
+
+
+def rotate_half(x):
+    x1, x2 = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2:]
+    return torch.cat((-x2, x1), dim=-1)
+
+
+class LlamaBlock(nn.Module):
+    def __init__(self, c, heads, hidden):
+        super().__init__()
+        self.heads = heads
+        self.ln1 = RMSNorm(c)
+        self.qkv = nn.Linear(c, 3 * c, bias=False)
+        self.proj = nn.Linear(c, c, bias=False)
+        self.ln2 = RMSNorm(c)
+        self.gate_up = nn.Linear(c, 2 * hidden, bias=False)
+        self.down = nn.Linear(hidden, c, bias=False)
+
+    def forward(self, x, cos, sin):
+        b, t, c = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(c, dim=2)
+        q, k, v = (z.view(b, t, self.heads, c // self.heads).transpose(1, 2) for z in (q, k, v))
+        q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+        if Block.sdpa:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+            mask = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
+            att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+            y = att @ v
+        y = y.transpose(1, 2).contiguous().view(b, t, c)
+        x = x + self.proj(y)
+        gate, up = self.gate_up(self.ln2(x)).chunk(2, dim=-1)
+        return x + self.down(F.silu(gate) * up)
+
+
+class Llama(nn.Module):
+    def __init__(self, vocab, layers, heads, c, hidden, theta=10000.0):
+        super().__init__()
+        self.wte = nn.Embedding(vocab, c)
+        self.blocks = nn.ModuleList(LlamaBlock(c, heads, hidden) for _ in range(layers))
+        self.ln_f = RMSNorm(c)
+        self.head = nn.Linear(c, vocab, bias=False)
+        d = c // heads
+        self.inv_freq = 1.0 / (theta ** (torch.arange(0, d, 2, dtype=torch.float32) / d))
+
+    def forward(self, idx, targets):
+        t = idx.size(1)
+        freqs = torch.outer(torch.arange(t, dtype=torch.float32), self.inv_freq).to(idx.device)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        cos, sin = emb.cos(), emb.sin()
+        x = self.wte(idx)
+        for blk in self.blocks:
+            x = blk(x, cos, sin)
+        logits = self.head(self.ln_f(x))
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+
+
 class BasicBlock(nn.Module):
     def __init__(self, cin, cout, stride):
         super().__init__()
@@ -101,7 +169,8 @@ class CNN(nn.Module):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("model", choices=["gpt", "cnn"])
+    ap.add_argument("model", choices=["gpt", "llama", "cnn"])
+    ap.add_argument("--hidden", type=int, default=0, help="llama: the MLP's hidden width (0: 8/3 width, to 256)")
     ap.add_argument("--vocab", type=int, default=50304)
     ap.add_argument("--ctx", type=int, default=1024)
     ap.add_argument("--layers", type=int, default=12)
@@ -128,8 +197,10 @@ def main():
     torch.manual_seed(0)
     Block.sdpa = a.sdpa
     dev = torch.device(a.device)
-    if a.model == "gpt":
-        model = GPT(a.vocab, a.ctx, a.layers, a.heads, a.width)
+    if a.model in ("gpt", "llama"):
+        hidden = a.hidden or (8 * a.width // 3 + 255) // 256 * 256
+        model = (GPT(a.vocab, a.ctx, a.layers, a.heads, a.width) if a.model == "gpt"
+                 else Llama(a.vocab, a.layers, a.heads, a.width, hidden))
         x = torch.randint(0, 256, (a.batch, a.seq), device=dev)
         y = torch.randint(0, 256, (a.batch, a.seq), device=dev)
         items = a.batch * a.seq
@@ -160,7 +231,7 @@ def main():
     mean = sum(times) / len(times)
     out = {"impl": "pytorch" + ("-compile" if a.compile else ""), "model": a.model, "device": a.device,
            "precision": a.precision, "step_seconds": mean, "items_per_second": items / mean, "params": params}
-    if a.model == "gpt":
+    if a.model in ("gpt", "llama"):
         # dtrain's count: 6 x (non-embedding + head) parameters + attention's 6 L T C per token (fwd + bwd).
         flops_per_token = 6 * params + 6 * a.layers * a.seq * a.width
         out["tflops"] = flops_per_token * items / mean / 1e12
