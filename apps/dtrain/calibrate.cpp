@@ -232,12 +232,13 @@ double predicted_step(const Config& c, int n, const Hardware& h) {
 }
 
 // The largest tp degree t > 1 dividing n that the GPT splits into (heads,
-// width and vocabulary divisible by it) and whose sequence it splits (for the
+// width, the MLP's width and vocabulary divisible by it) and whose sequence it splits (for the
 // sequence-parallel step); 0 for none (a CNN: no tp).
 int tp_degree(const Config& cfg, int n) {
   if (cfg.model.family() != ModelFamily::gpt) return 0;
   for (int t = n; t > 1; --t)
     if (n % t == 0 && cfg.model.n_head % t == 0 && cfg.model.n_embd % t == 0 && cfg.model.vocab_size % t == 0 &&
+        cfg.model.ffn_width() % t == 0 &&
         train_seq_len(cfg) % t == 0)
       return t;
   return 0;

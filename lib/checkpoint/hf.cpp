@@ -179,10 +179,6 @@ HfExportResult export_hf(const Model& model, const Config& cfg, const std::strin
   if (zero_biases)
     r.notes.push_back(fmt::format("model.bias = false: {} zero bias vectors written (GPT-2 has biases)",
                                   zero_biases));
-  std::error_code ec;
-  fs::create_directories(out_dir, ec);
-  if (ec) throw RuntimeError(fmt::format("cannot create '{}': {}", out_dir, ec.message()));
-
   json c = {{"architectures", {"GPT2LMHeadModel"}},
             {"model_type", "gpt2"},
             {"vocab_size", V},
@@ -205,20 +201,40 @@ HfExportResult export_hf(const Model& model, const Config& cfg, const std::strin
             {"torch_dtype", "float32"},
             {"use_cache", true},
             {"dtrain_tokenizer", cfg.data.tokenizer}};
-  if (gpt2_ids) {
-    c["bos_token_id"] = 50256;  // <|endoftext|>
-    c["eos_token_id"] = 50256;
-  }
+  return hf_detail::write_hf_dir(out_dir, std::move(c), out, cfg.data.tokenizer, std::move(r));
+}
+
+HfExportResult hf_detail::write_hf_dir(const std::string& out_dir, json config,
+                                       const std::vector<SafeTensorOut>& tensors, const std::string& tokenizer,
+                                       HfExportResult r) {
+  std::error_code ec;
+  fs::create_directories(out_dir, ec);
+  if (ec) throw RuntimeError(fmt::format("cannot create '{}': {}", out_dir, ec.message()));
+  // GPT-2's <|endoftext|>; no such token among the byte tokenizer's ids (null,
+  // not the format's defaults, which would stop generation at some byte).
+  const json id = tokenizer == "gpt2" ? json(50256) : json(nullptr);
+  config["bos_token_id"] = id;
+  config["eos_token_id"] = id;
   const fs::path cfg_path = fs::path(out_dir) / "config.json";
   {
     std::ofstream f(cfg_path);
-    f << c.dump(2) << "\n";
+    f << config.dump(2) << "\n";
     f.close();
     if (!f) throw RuntimeError(fmt::format("cannot write '{}'", cfg_path.string()));
   }
-  r.bytes = write_safetensors((fs::path(out_dir) / "model.safetensors").string(), out, {{"format", "pt"}});
-  r.tensors = static_cast<int64_t>(out.size());
+  r.bytes = write_safetensors((fs::path(out_dir) / "model.safetensors").string(), tensors, {{"format", "pt"}});
+  r.tensors = static_cast<int64_t>(tensors.size());
   return r;
+}
+
+void hf_detail::set_from_full(Param& p, const std::vector<float>& full) {
+  Tensor host = p.value.device().is_cpu() ? p.value : Tensor::empty(p.value.shape(), p.value.dtype());
+  float* dst = host.data<float>();
+  if (!p.shard.split())
+    std::copy(full.begin(), full.end(), dst);
+  else
+    for (int64_t i = 0; i < p.numel(); ++i) dst[i] = full[p.shard.global_index(i)];
+  if (!p.value.device().is_cpu()) p.value.copy_from(host);  // a GPU run: uploaded
 }
 
 std::vector<std::string> hf_model_overrides(const std::string& dir) {
@@ -403,13 +419,7 @@ std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const s
     } else {
       v = read(h.name, {full.begin(), full.end()});
     }
-    Tensor host = p->value.device().is_cpu() ? p->value : Tensor::empty(p->value.shape(), p->value.dtype());
-    float* dst = host.data<float>();
-    if (!p->shard.split())
-      std::copy(v.begin(), v.end(), dst);
-    else
-      for (int64_t i = 0; i < p->numel(); ++i) dst[i] = v[p->shard.global_index(i)];
-    if (!p->value.device().is_cpu()) p->value.copy_from(host);  // a GPU run: uploaded
+    hf_detail::set_from_full(*p, v);
   }
   model.params.sync_compute();  // the bf16 compute copy of the imported masters
   return notes;

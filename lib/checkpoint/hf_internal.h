@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "checkpoint/hf.h"
+#include "checkpoint/safetensors.h"
 
 namespace dtrain::hf_detail {
 
@@ -16,6 +17,16 @@ using json = nlohmann::json;
 // DIR/config.json as a JSON object; `role` names the file in the regular-file
 // check, `said_as` ("model.init_from: " or "") leads the cannot-open message.
 json read_config_json(const std::string& dir, const char* role, const char* said_as);
+
+// Writes `out_dir`/config.json (bos and eos: GPT-2's <|endoftext|> for a run
+// of the GPT-2 tokenizer, else null) and `out_dir`/model.safetensors; r gains the
+// file's bytes and tensor count. Throws RuntimeError when they cannot be written.
+HfExportResult write_hf_dir(const std::string& out_dir, json config, const std::vector<SafeTensorOut>& tensors,
+                            const std::string& tokenizer, HfExportResult r);
+
+// Sets parameter p (this rank's shard of it, on its device) from its whole
+// value `full` (row-major, p's full shape).
+void set_from_full(Param& p, const std::vector<float>& full);
 
 // config.json's model_type is "llama".
 bool is_llama(const json& hc);

@@ -170,9 +170,6 @@ HfExportResult export_llama(const Model& model, const Config& cfg, const std::st
       out.push_back({parts[k], shape, std::vector<float>(from, from + each * cols)});
     }
   }
-  std::error_code ec;
-  fs::create_directories(out_dir, ec);
-  if (ec) throw RuntimeError(fmt::format("cannot create '{}': {}", out_dir, ec.message()));
   json c = {{"architectures", {"LlamaForCausalLM"}},
             {"model_type", "llama"},
             {"vocab_size", V},
@@ -195,20 +192,7 @@ HfExportResult export_llama(const Model& model, const Config& cfg, const std::st
             {"torch_dtype", "float32"},
             {"use_cache", true},
             {"dtrain_tokenizer", cfg.data.tokenizer}};
-  if (cfg.data.tokenizer == "gpt2") {
-    c["bos_token_id"] = 50256;  // <|endoftext|>
-    c["eos_token_id"] = 50256;
-  }
-  const fs::path cfg_path = fs::path(out_dir) / "config.json";
-  {
-    std::ofstream f(cfg_path);
-    f << c.dump(2) << "\n";
-    f.close();
-    if (!f) throw RuntimeError(fmt::format("cannot write '{}'", cfg_path.string()));
-  }
-  r.bytes = write_safetensors((fs::path(out_dir) / "model.safetensors").string(), out, {{"format", "pt"}});
-  r.tensors = static_cast<int64_t>(out.size());
-  return r;
+  return write_hf_dir(out_dir, std::move(c), out, cfg.data.tokenizer, std::move(r));
 }
 
 std::vector<std::string> llama_model_overrides(const std::string& dir, const json& hc) {
@@ -292,9 +276,16 @@ std::vector<std::string> import_llama(Model& model, const ModelConfig& cfg, cons
   same("num_hidden_layers", L, "model.n_layer", cfg.n_layer);
   same("num_attention_heads", nh, "model.n_head", cfg.n_head);
   same("intermediate_size", F, "model.ffn_hidden", cfg.ffn_width());
-  const double theta = hc.contains("rope_theta") && hc["rope_theta"].is_number() ? hc["rope_theta"].get<double>()
-                                                                                    : 10000.0;
-  if (theta != cfg.rope_theta)
+  double theta = 10000;  // LlamaConfig's default
+  bool theta_ok = true;
+  if (hc.contains("rope_theta") && !hc["rope_theta"].is_null()) {
+    theta_ok = hc["rope_theta"].is_number() && hc["rope_theta"].get<double>() > 1;
+    if (theta_ok)
+      theta = hc["rope_theta"].get<double>();
+    else
+      refuse("rope_theta", "expected a number above 1");
+  }
+  if (theta_ok && theta != cfg.rope_theta)
     problems.push_back(fmt::format("{}: rope_theta = {} but model.rope_theta = {}: set model.rope_theta = {} to "
                                    "import it",
                                    cfg_name, theta, cfg.rope_theta, theta));
@@ -376,13 +367,7 @@ std::vector<std::string> import_llama(Model& model, const ModelConfig& cfg, cons
         v.insert(v.end(), piece.begin(), piece.end());
       }
     }
-    Tensor host = p->value.device().is_cpu() ? p->value : Tensor::empty(p->value.shape(), p->value.dtype());
-    float* dst = host.data<float>();
-    if (!p->shard.split())
-      std::copy(v.begin(), v.end(), dst);
-    else
-      for (int64_t i = 0; i < p->numel(); ++i) dst[i] = v[p->shard.global_index(i)];
-    if (!p->value.device().is_cpu()) p->value.copy_from(host);  // a GPU run: uploaded
+    set_from_full(*p, v);
   }
   model.params.sync_compute();  // the bf16 compute copy of the imported masters
   return notes;

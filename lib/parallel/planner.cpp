@@ -265,13 +265,13 @@ Plan make_plan(const PlanRequest& req) {
 
   // The vocabulary blocks tp degrees that nothing else rules out (within a
   // node, dividing a device count planned for beside the fixed dp and pp,
-  // the heads and the width; the one fixed): say so, with a padded size.
+  // the heads, the width and the MLP's; the one fixed): say so, with a padded size.
   if (gpt) {
     plan.vocab_size = req.model.vocab_size;
     int64_t lcm = 128;
     for (int64_t tp : divisors(hw.devices_per_node))
       if (tp > 1 && fixed_ok(req.tp, tp) && req.model.n_head % tp == 0 && req.model.n_embd % tp == 0 &&
-          req.model.vocab_size % tp != 0 &&
+          req.model.ffn_width() % tp == 0 && req.model.vocab_size % tp != 0 &&
           std::any_of(plan.device_counts.begin(), plan.device_counts.end(),
                       [&](int n) { return n % tp == 0 && tp_admits_fixed(n, static_cast<int>(tp)); })) {
         plan.vocab_blocked_tp.push_back(static_cast<int>(tp));

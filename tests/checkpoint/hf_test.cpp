@@ -61,6 +61,26 @@ std::string error_of(const std::function<void()>& f) {
   return "(no error)";
 }
 
+// Each of 2 tp ranks imports fixture `dir` into its shards: the slices of the unsharded import.
+void check_tp_import(const ModelConfig& cfg, const std::string& dir) {
+  auto whole = build_model(cfg, 8, DType::f32, Device::cpu(), 1);
+  import_hf(*whole, cfg, fixture_path(dir));
+  run_ranks(2, [&](Communicator& tp, int rank) {
+    ModelParallel par;
+    par.tp = &tp;
+    auto m = build_model(cfg, 8, DType::f32, Device::cpu(), 2, par);
+    import_hf(*m, cfg, fixture_path(dir));
+    for (const auto& p : m->params.all()) {
+      const Param* w = whole->params.find(p->name);
+      REQUIRE(w != nullptr);
+      for (int64_t i = 0; i < p->numel(); ++i) {
+        const int64_t g = p->shard.split() ? p->shard.global_index(i) : i;
+        REQUIRE_MESSAGE(p->value.data<float>()[i] == w->value.data<float>()[g], p->name, " rank ", rank);
+      }
+    }
+  });
+}
+
 // A copy of the fixture directory with config.json edited by `edit`.
 fs::path edited_fixture(const TempDir& tmp, const std::string& from, const std::string& to) {
   const fs::path dir = tmp.path / "edited";
@@ -165,23 +185,7 @@ TEST_CASE("hf export cuts the vocabulary padding of a GPT-2 tokenizer run, impor
 }
 
 TEST_CASE("hf import into tensor-parallel shards equals the unsharded import") {
-  const ModelConfig cfg = fixture_gpt();
-  auto whole = build_model(cfg, 8, DType::f32, Device::cpu(), 1);
-  import_hf(*whole, cfg, fixture_path("hf_tiny"));
-  run_ranks(2, [&](Communicator& tp, int rank) {
-    ModelParallel par;
-    par.tp = &tp;
-    auto m = build_model(cfg, 8, DType::f32, Device::cpu(), 2, par);
-    import_hf(*m, cfg, fixture_path("hf_tiny"));
-    for (const auto& p : m->params.all()) {
-      const Param* w = whole->params.find(p->name);
-      REQUIRE(w != nullptr);
-      for (int64_t i = 0; i < p->numel(); ++i) {
-        const int64_t g = p->shard.split() ? p->shard.global_index(i) : i;
-        REQUIRE_MESSAGE(p->value.data<float>()[i] == w->value.data<float>()[g], p->name, " rank ", rank);
-      }
-    }
-  });
+  check_tp_import(fixture_gpt(), "hf_tiny");
 }
 
 TEST_CASE("hf import refuses what dtrain's GPT cannot express, naming the key") {
@@ -377,6 +381,7 @@ TEST_CASE("hf export of LLaMA's parts then import is bit-identical, tied and unt
     CHECK(json.find("\"model_type\": \"llama\"") != std::string::npos);
     CHECK(json.find(tied ? "\"tie_word_embeddings\": true" : "\"tie_word_embeddings\": false") != std::string::npos);
     CHECK(json.find("\"num_key_value_heads\": 2") != std::string::npos);
+    CHECK(json.find("\"eos_token_id\": null") != std::string::npos);  // no end-of-text among byte ids
     auto b = build_model(cfg, 8, DType::f32, Device::cpu(), 99);
     CHECK(import_hf(*b, cfg, tmp.str()).empty());
     for (const auto& p : a->params.all()) {
@@ -404,23 +409,7 @@ TEST_CASE("hf export of LLaMA's parts then import is bit-identical, tied and unt
 }
 
 TEST_CASE("hf import of a LLaMA into tensor-parallel shards equals the unsharded import") {
-  const ModelConfig cfg = fixture_llama();
-  auto whole = build_model(cfg, 8, DType::f32, Device::cpu(), 1);
-  import_hf(*whole, cfg, fixture_path("hf_llama_tiny"));
-  run_ranks(2, [&](Communicator& tp, int rank) {
-    ModelParallel par;
-    par.tp = &tp;
-    auto m = build_model(cfg, 8, DType::f32, Device::cpu(), 2, par);
-    import_hf(*m, cfg, fixture_path("hf_llama_tiny"));
-    for (const auto& p : m->params.all()) {
-      const Param* w = whole->params.find(p->name);
-      REQUIRE(w != nullptr);
-      for (int64_t i = 0; i < p->numel(); ++i) {
-        const int64_t g = p->shard.split() ? p->shard.global_index(i) : i;
-        REQUIRE_MESSAGE(p->value.data<float>()[i] == w->value.data<float>()[g], p->name, " rank ", rank);
-      }
-    }
-  });
+  check_tp_import(fixture_llama(), "hf_llama_tiny");
 }
 
 TEST_CASE("hf: what a LLaMA import or export cannot express is refused, naming the key") {
@@ -447,6 +436,8 @@ TEST_CASE("hf: what a LLaMA import or export cannot express is refused, naming t
   says(refused(edited_llama(tmp, "\"hidden_act\": \"silu\"", "\"hidden_act\": \"gelu\"")),
        "hidden_act = \"gelu\": dtrain's SwiGLU gates with silu");
   says(refused(edited_llama(tmp, "\"mlp_bias\": false", "\"mlp_bias\": true")), "mlp_bias = true");
+  says(refused(edited_llama(tmp, "\"rope_theta\": 500.0", "\"rope_theta\": \"500\"")),
+       "rope_theta = \"500\": expected a number above 1");
   // A shard the index names but that is not there.
   const fs::path dir = edited_llama(tmp, "\"model_type\"", "\"model_type\"");
   fs::remove(dir / "model-00002-of-00002.safetensors");

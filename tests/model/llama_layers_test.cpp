@@ -283,3 +283,19 @@ TEST_CASE("attention with rope: backward matches finite differences, and a block
   ParamStore ps;
   CHECK_THROWS_AS(CausalSelfAttention(ps, "attn", 9, 3, false, 0.1, nullptr, false, 50), ConfigError);
 }
+
+TEST_CASE("RMSNorm backward in place (dx = dy) gives the same bits as into its own buffer") {
+  const int64_t n = 70, C = 24;
+  std::vector<float> x(n * C), w(C), dy(n * C), r(n), sc(cpu::rmsnorm_scratch_size(C));
+  CounterRng rng(19);
+  for (auto& v : x) v = static_cast<float>(rng.normal());
+  for (auto& v : w) v = static_cast<float>(1 + 0.2 * rng.normal());
+  for (auto& v : dy) v = static_cast<float>(rng.normal());
+  std::vector<float> y(n * C), dx(n * C), dw(C, 0.0f), inplace = dy, dw2(C, 0.0f);
+  cpu::rmsnorm_forward<float>(x.data(), w.data(), n, C, 1e-5f, y.data(), r.data());
+  cpu::rmsnorm_backward<float>(dy.data(), x.data(), w.data(), r.data(), nullptr, n, C, dx.data(), dw.data(), sc.data());
+  cpu::rmsnorm_backward<float>(inplace.data(), x.data(), w.data(), r.data(), nullptr, n, C, inplace.data(), dw2.data(),
+                               sc.data());
+  CHECK(std::memcmp(dx.data(), inplace.data(), dx.size() * sizeof(float)) == 0);
+  CHECK(std::memcmp(dw.data(), dw2.data(), dw.size() * sizeof(float)) == 0);
+}

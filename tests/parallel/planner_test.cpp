@@ -303,6 +303,10 @@ TEST_CASE("a vocabulary that blocks tp is reported with the padded size that unb
   PlanRequest deep = request(gpt(8, 128, 8, 50257, 64), 64, 64, 8, "h100-sxm");
   deep.pp = 8;
   CHECK(make_plan(deep).vocab_blocked_tp.empty());
+  // Nor those the MLP's width rules out (a hidden width of 4 x 27: tp 8 does not divide it).
+  PlanRequest narrow = request(gpt(4, 128, 8, 50257, 64), 64, 64, 8, "h100-sxm");
+  narrow.model.ffn_hidden = 108;
+  CHECK(make_plan(narrow).vocab_blocked_tp == std::vector<int>{2, 4});
 }
 
 TEST_CASE("fixed choices are kept, runnable_only plans with this trainer's features") {

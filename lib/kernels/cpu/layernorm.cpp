@@ -122,10 +122,10 @@ void rmsnorm_backward(const T* dy, const T* x, const T* w, const compute_t<T>* r
       const T* dr = dres ? dres + i * c : nullptr;
 #pragma omp simd
       for (int64_t j = 0; j < c; ++j) {
-        const A xhat = A(xr[j]) * r;
-        const A d = r * (A(g[j]) * A(w[j]) - xhat * s2);
+        const A xhat = A(xr[j]) * r, gj = A(g[j]);  // read before dx is written: dx may be dy
+        pw[j] += gj * xhat;
+        const A d = r * (gj * A(w[j]) - xhat * s2);
         dxr[j] = T(dr ? A(dr[j]) + d : d);
-        pw[j] += A(g[j]) * xhat;
       }
     }
   }

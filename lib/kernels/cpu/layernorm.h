@@ -30,7 +30,8 @@ void layernorm_backward(const T* dy, const T* x, const T* w, const compute_t<T>*
 // RMSNorm (Zhang and Sennrich 2019; LLaMA's norm, as torch.nn.RMSNorm):
 // y = x / sqrt(mean(x^2) + eps) * w, no mean removed and no bias. Forward
 // keeps 1/rms per row; backward as layernorm_backward (dres fused, dw summed
-// in the same fixed chunks), with scratch of rmsnorm_scratch_size(c).
+// in the same fixed chunks; dx may alias dy), with scratch of
+// rmsnorm_scratch_size(c).
 inline int64_t rmsnorm_scratch_size(int64_t c) { return kLayerNormChunks * c; }
 template <class T>
 void rmsnorm_forward(const T* x, const T* w, int64_t n, int64_t c, compute_t<T> eps, T* y,
