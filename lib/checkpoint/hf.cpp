@@ -268,53 +268,37 @@ std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const s
   const std::string cfg_name = (fs::path(dir) / "config.json").string();
   json hc = read_config_json(dir, "model.init_from's config.json (JSON)", "model.init_from: ");
   if (hf_detail::is_llama(hc)) return hf_detail::import_llama(model, cfg, dir, hc, tokenizer);
-  std::vector<std::string> problems;
-  // GPT2Config's defaults where a key is absent; nothing (and a problem)
-  // where it is not a positive integer, so that no comparison below uses a
-  // number the file does not hold.
-  auto integer = [&](const char* key, int64_t dflt) -> std::optional<int64_t> {
-    if (!hc.contains(key) || hc[key].is_null()) return dflt;
-    if (!hc[key].is_number_integer() || hc[key].get<int64_t>() < 1) {
-      problems.push_back(fmt::format("{}: {}: expected a positive integer, got {}", cfg_name, key, hc[key].dump()));
-      return std::nullopt;
-    }
-    return hc[key].get<int64_t>();
-  };
-  auto refuse = [&](const char* key, const std::string& why) {
-    problems.push_back(fmt::format("{}: {} = {}: {}", cfg_name, key, hc.contains(key) ? hc[key].dump() : "(absent)", why));
-  };
+  // GPT2Config's defaults where a key is absent.
+  hf_detail::ConfigJsonChecks chk{hc, cfg_name, {}};
+  std::vector<std::string>& problems = chk.problems;
   if (hc.value("model_type", std::string("gpt2")) != "gpt2")
-    refuse("model_type", "dtrain imports \"gpt2\" and \"llama\" directories; another architecture cannot be imported");
+    chk.refuse("model_type",
+               "dtrain imports \"gpt2\" and \"llama\" directories; another architecture cannot be imported");
   else if (const std::string why = gpt2_parts_problem(cfg); !why.empty())
     problems.push_back(fmt::format("{}: model_type = \"gpt2\" but {}", cfg_name, why));
   const std::string act = hc.contains("activation_function") && hc["activation_function"].is_string()
                               ? hc["activation_function"].get<std::string>() : "gelu_new";
   if (act != "gelu_new" && act != "gelu_pytorch_tanh")
-    refuse("activation_function", "dtrain's MLP uses GELU with the tanh approximation (gelu_new)");
+    chk.refuse("activation_function", "dtrain's MLP uses GELU with the tanh approximation (gelu_new)");
   if (hc.contains("layer_norm_epsilon") &&
       !(hc["layer_norm_epsilon"].is_number() &&
         std::abs(hc["layer_norm_epsilon"].get<double>() - kLayerNormEps) <= 1e-12))
-    refuse("layer_norm_epsilon", "dtrain's layer norm uses eps 1e-5");
+    chk.refuse("layer_norm_epsilon", "dtrain's layer norm uses eps 1e-5");
   if (hc.contains("tie_word_embeddings") && hc["tie_word_embeddings"] != true)
-    refuse("tie_word_embeddings", "dtrain's output head is tied to the token embedding");
+    chk.refuse("tie_word_embeddings", "dtrain's output head is tied to the token embedding");
   for (const char* flag : {"scale_attn_by_inverse_layer_idx", "add_cross_attention"})
-    if (hc.contains(flag) && hc[flag] == true) refuse(flag, "dtrain's attention has no such option");
+    if (hc.contains(flag) && hc[flag] == true) chk.refuse(flag, "dtrain's attention has no such option");
   if (hc.contains("scale_attn_weights") && hc["scale_attn_weights"] == false)
-    refuse("scale_attn_weights", "dtrain scales attention scores by 1/sqrt(head size)");
-  const std::optional<int64_t> n_embd = integer("n_embd", 768), n_layer = integer("n_layer", 12),
-                               n_head = integer("n_head", 12), n_pos = integer("n_positions", 1024),
-                               vocab = integer("vocab_size", kGpt2Ids),
-                               n_inner = integer("n_inner", 4 * n_embd.value_or(cfg.n_embd));
+    chk.refuse("scale_attn_weights", "dtrain scales attention scores by 1/sqrt(head size)");
+  const std::optional<int64_t> n_embd = chk.integer("n_embd", 768), n_layer = chk.integer("n_layer", 12),
+                               n_head = chk.integer("n_head", 12), n_pos = chk.integer("n_positions", 1024),
+                               vocab = chk.integer("vocab_size", kGpt2Ids),
+                               n_inner = chk.integer("n_inner", 4 * n_embd.value_or(cfg.n_embd));
   if (n_embd && n_inner && *n_inner != 4 * *n_embd)
-    refuse("n_inner", fmt::format("dtrain's MLP is 4 x n_embd = {} wide", 4 * *n_embd));
-  auto same = [&](const char* key, std::optional<int64_t> hf, const char* ours, int64_t v) {
-    if (hf && *hf != v)
-      problems.push_back(fmt::format("{}: {} = {} but {} = {}: set {} = {} to import it", cfg_name, key, *hf, ours,
-                                     v, ours, *hf));
-  };
-  same("n_embd", n_embd, "model.n_embd", cfg.n_embd);
-  same("n_layer", n_layer, "model.n_layer", cfg.n_layer);
-  same("n_head", n_head, "model.n_head", cfg.n_head);
+    chk.refuse("n_inner", fmt::format("dtrain's MLP is 4 x n_embd = {} wide", 4 * *n_embd));
+  chk.same("n_embd", n_embd, "model.n_embd", cfg.n_embd);
+  chk.same("n_layer", n_layer, "model.n_layer", cfg.n_layer);
+  chk.same("n_head", n_head, "model.n_head", cfg.n_head);
   if (n_pos && *n_pos < cfg.context_length)
     problems.push_back(fmt::format("{}: n_positions = {} but model.context_length = {}: at most {} positions "
                                    "can be imported", cfg_name, *n_pos, cfg.context_length, *n_pos));

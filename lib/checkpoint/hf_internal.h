@@ -2,9 +2,12 @@
 // LLaMA); not part of the library's interface (checkpoint/hf.h is).
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "checkpoint/hf.h"
@@ -27,6 +30,36 @@ HfExportResult write_hf_dir(const std::string& out_dir, json config, const std::
 // Sets parameter p (this rank's shard of it, on its device) from its whole
 // value `full` (row-major, p's full shape).
 void set_from_full(Param& p, const std::vector<float>& full);
+
+// An importer's checks of config.json (`file`), every problem kept, each
+// naming the file and key.
+struct ConfigJsonChecks {
+  const json& hc;
+  std::string file;
+  std::vector<std::string> problems;
+
+  // The key's positive integer, `dflt` (the format's default) where it is
+  // absent; nothing, and a problem, where it is not a positive integer, so
+  // that no comparison uses a number the file does not hold.
+  std::optional<int64_t> integer(const char* key, int64_t dflt) {
+    if (!hc.contains(key) || hc[key].is_null()) return dflt;
+    if (!hc[key].is_number_integer() || hc[key].get<int64_t>() < 1) {
+      problems.push_back(fmt::format("{}: {}: expected a positive integer, got {}", file, key, hc[key].dump()));
+      return std::nullopt;
+    }
+    return hc[key].get<int64_t>();
+  }
+  // The key's value cannot be imported, because `why`.
+  void refuse(const char* key, const std::string& why) {
+    problems.push_back(fmt::format("{}: {} = {}: {}", file, key, hc.contains(key) ? hc[key].dump() : "(absent)", why));
+  }
+  // The file's `hf` (when it holds one) must be the model's `ours` = v.
+  void same(const char* key, std::optional<int64_t> hf, const char* ours, int64_t v) {
+    if (hf && *hf != v)
+      problems.push_back(fmt::format("{}: {} = {} but {} = {}: set {} = {} to import it", file, key, *hf, ours, v,
+                                     ours, *hf));
+  }
+};
 
 // config.json's model_type is "llama".
 bool is_llama(const json& hc);

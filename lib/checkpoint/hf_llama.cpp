@@ -229,53 +229,38 @@ std::vector<std::string> llama_model_overrides(const std::string& dir, const jso
 
 std::vector<std::string> import_llama(Model& model, const ModelConfig& cfg, const std::string& dir, const json& hc,
                                       const std::string& tokenizer) {
-  std::vector<std::string> notes, problems;
+  std::vector<std::string> notes;
   const std::string cfg_name = (fs::path(dir) / "config.json").string();
   if (const std::string why = llama_parts_problem(cfg); !why.empty())
     throw ConfigError(fmt::format("{}: model_type = \"llama\" but {}", cfg_name, why));
-  // LlamaConfig's defaults where a key is absent; nothing (and a problem)
-  // where it is not a positive integer.
-  auto integer = [&](const char* key, int64_t dflt) -> std::optional<int64_t> {
-    if (!hc.contains(key) || hc[key].is_null()) return dflt;
-    if (!hc[key].is_number_integer() || hc[key].get<int64_t>() < 1) {
-      problems.push_back(fmt::format("{}: {}: expected a positive integer, got {}", cfg_name, key, hc[key].dump()));
-      return std::nullopt;
-    }
-    return hc[key].get<int64_t>();
-  };
-  auto refuse = [&](const char* key, const std::string& why) {
-    problems.push_back(fmt::format("{}: {} = {}: {}", cfg_name, key, hc.contains(key) ? hc[key].dump() : "(absent)", why));
-  };
+  ConfigJsonChecks chk{hc, cfg_name, {}};  // LlamaConfig's defaults where a key is absent
+  std::vector<std::string>& problems = chk.problems;
   if (hc.value("hidden_act", std::string("silu")) != "silu")
-    refuse("hidden_act", "dtrain's SwiGLU gates with silu");
+    chk.refuse("hidden_act", "dtrain's SwiGLU gates with silu");
   // LlamaConfig's default eps is 1e-6; LLaMA 2 and 3 set 1e-5.
   if (!hc.contains("rms_norm_eps") || !hc["rms_norm_eps"].is_number() ||
       std::abs(hc["rms_norm_eps"].get<double>() - kRmsEps) > 1e-12)
-    refuse("rms_norm_eps", "dtrain's RMSNorm uses eps 1e-5");
+    chk.refuse("rms_norm_eps", "dtrain's RMSNorm uses eps 1e-5");
   if (hc.contains("rope_scaling") && !hc["rope_scaling"].is_null())
-    refuse("rope_scaling", "dtrain's rotary embeddings are unscaled (no LLaMA 3.1 or YaRN scaling)");
+    chk.refuse("rope_scaling", "dtrain's rotary embeddings are unscaled (no LLaMA 3.1 or YaRN scaling)");
   for (const char* flag : {"attention_bias", "mlp_bias"})
-    if (hc.contains(flag) && hc[flag] == true) refuse(flag, "dtrain's LLaMA blocks have no biases");
-  const std::optional<int64_t> C = integer("hidden_size", 4096), L = integer("num_hidden_layers", 32),
-                               nh = integer("num_attention_heads", 32), F = integer("intermediate_size", 11008),
-                               vocab = integer("vocab_size", 32000),
-                               n_pos = integer("max_position_embeddings", 2048),
-                               nkv = integer("num_key_value_heads", nh.value_or(cfg.n_head));
+    if (hc.contains(flag) && hc[flag] == true) chk.refuse(flag, "dtrain's LLaMA blocks have no biases");
+  const std::optional<int64_t> C = chk.integer("hidden_size", 4096), L = chk.integer("num_hidden_layers", 32),
+                               nh = chk.integer("num_attention_heads", 32), F = chk.integer("intermediate_size", 11008),
+                               vocab = chk.integer("vocab_size", 32000),
+                               n_pos = chk.integer("max_position_embeddings", 2048),
+                               nkv = chk.integer("num_key_value_heads", nh.value_or(cfg.n_head));
   if (nh && nkv && *nkv != *nh)
-    refuse("num_key_value_heads", fmt::format("grouped-query attention ({} key/value heads for {} query heads) is "
+    chk.refuse("num_key_value_heads", fmt::format("grouped-query attention ({} key/value heads for {} query heads) is "
                                               "not in dtrain yet",
                                               *nkv, *nh));
   if (C && nh && hc.contains("head_dim") && !hc["head_dim"].is_null() && hc["head_dim"] != *C / *nh)
-    refuse("head_dim", fmt::format("dtrain's heads are hidden_size / num_attention_heads = {} wide", *C / *nh));
-  auto same = [&](const char* key, std::optional<int64_t> hf, const char* ours, int64_t v) {
-    if (hf && *hf != v)
-      problems.push_back(fmt::format("{}: {} = {} but {} = {}: set {} = {} to import it", cfg_name, key, *hf, ours,
-                                     v, ours, *hf));
-  };
-  same("hidden_size", C, "model.n_embd", cfg.n_embd);
-  same("num_hidden_layers", L, "model.n_layer", cfg.n_layer);
-  same("num_attention_heads", nh, "model.n_head", cfg.n_head);
-  same("intermediate_size", F, "model.ffn_hidden", cfg.ffn_width());
+    chk.refuse("head_dim",
+               fmt::format("dtrain's heads are hidden_size / num_attention_heads = {} wide", *C / *nh));
+  chk.same("hidden_size", C, "model.n_embd", cfg.n_embd);
+  chk.same("num_hidden_layers", L, "model.n_layer", cfg.n_layer);
+  chk.same("num_attention_heads", nh, "model.n_head", cfg.n_head);
+  chk.same("intermediate_size", F, "model.ffn_hidden", cfg.ffn_width());
   double theta = 10000;  // LlamaConfig's default
   bool theta_ok = true;
   if (hc.contains("rope_theta") && !hc["rope_theta"].is_null()) {
@@ -283,7 +268,7 @@ std::vector<std::string> import_llama(Model& model, const ModelConfig& cfg, cons
     if (theta_ok)
       theta = hc["rope_theta"].get<double>();
     else
-      refuse("rope_theta", "expected a number above 1");
+      chk.refuse("rope_theta", "expected a number above 1");
   }
   if (theta_ok && theta != cfg.rope_theta)
     problems.push_back(fmt::format("{}: rope_theta = {} but model.rope_theta = {}: set model.rope_theta = {} to "

@@ -13,10 +13,10 @@ void rope(T* qkv, int64_t b, int64_t t, int64_t c, int64_t n_head, double theta,
   using A = compute_t<T>;
   const int64_t d = c / n_head, half = d / 2;
   constexpr int64_t kPairs = 64;  // the angles of this many pairs at a time, on the stack
+  // Position by position: one table of angles serves every sequence of the batch.
 #pragma omp parallel for schedule(static)
-  for (int64_t row = 0; row < b * t; ++row) {
-    const int64_t position = pos0 + row % t;
-    T* r = qkv + row * 3 * c;
+  for (int64_t s = 0; s < t; ++s) {
+    const int64_t position = pos0 + s;
     A cs[kPairs], sn[kPairs];
     for (int64_t i0 = 0; i0 < half; i0 += kPairs) {
       const int64_t n = std::min(kPairs, half - i0);
@@ -26,15 +26,18 @@ void rope(T* qkv, int64_t b, int64_t t, int64_t c, int64_t n_head, double theta,
         cs[i] = static_cast<A>(std::cos(angle));
         sn[i] = static_cast<A>(inverse ? -std::sin(angle) : std::sin(angle));
       }
-      for (int64_t h = 0; h < 2 * n_head; ++h) {  // the queries' heads, then the keys'
-        T* x0 = r + h * d + i0;
-        T* x1 = x0 + half;
+      for (int64_t seq = 0; seq < b; ++seq) {
+        T* r = qkv + (seq * t + s) * 3 * c;
+        for (int64_t h = 0; h < 2 * n_head; ++h) {  // the queries' heads, then the keys'
+          T* x0 = r + h * d + i0;
+          T* x1 = x0 + half;
 #pragma omp simd
-        for (int64_t i = 0; i < n; ++i) {
-          A a0 = load_elem(x0[i]), a1 = load_elem(x1[i]);
-          math::rope_turn(a0, a1, cs[i], sn[i]);
-          store_elem(x0[i], a0);
-          store_elem(x1[i], a1);
+          for (int64_t i = 0; i < n; ++i) {
+            A a0 = load_elem(x0[i]), a1 = load_elem(x1[i]);
+            math::rope_turn(a0, a1, cs[i], sn[i]);
+            store_elem(x0[i], a0);
+            store_elem(x1[i], a1);
+          }
         }
       }
     }
