@@ -52,6 +52,22 @@ std::vector<float> logits(Model& m, const std::vector<int64_t>& tokens, int64_t 
   return {y.data<float>(), y.data<float>() + y.numel()};
 }
 
+// The model's logits on the fixture's tokens against PyTorch's (fx "logits", (B, T, Vhf)):
+// within 1e-5, and exactly zero in the padding rows the import added beyond Vhf.
+void check_logits(Model& m, const Fixture& fx, int64_t V) {
+  const FixtureArray& ref = fx.at("logits");
+  const int64_t B = ref.shape[0], T = ref.shape[1], Vhf = ref.shape[2];
+  const std::vector<float> y = logits(m, fx.at("tokens").i, B);
+  double err = 0;
+  for (int64_t r = 0; r < B * T; ++r) {
+    for (int64_t v = 0; v < Vhf; ++v)
+      err = std::max(err, std::abs(static_cast<double>(y[r * V + v]) - ref.f[r * Vhf + v]));
+    for (int64_t v = Vhf; v < V; ++v) CHECK(y[r * V + v] == 0.0f);  // zero rows
+  }
+  MESSAGE("max |logit - PyTorch| = ", err);
+  CHECK(err < 1e-5);
+}
+
 std::string error_of(const std::function<void()>& f) {
   try {
     f();
@@ -100,7 +116,7 @@ fs::path edited_fixture(const TempDir& tmp, const std::string& from, const std::
 TEST_CASE("hf import: a GPT-2 written from Hugging Face conventions gives PyTorch's logits (fp32, 1e-5)") {
   const Fixture fx(fixture_path("hf_tiny.fix"));
   const FixtureArray& ref = fx.at("logits");  // (B, T, 60), float64 from the float32 parameters
-  const int64_t B = ref.shape[0], T = ref.shape[1], Vhf = ref.shape[2];
+  const int64_t T = ref.shape[1], Vhf = ref.shape[2];
   const ModelConfig cfg = fixture_gpt();
   auto m = build_model(cfg, T, DType::f32, Device::cpu(), 1);
   const std::vector<std::string> notes = import_hf(*m, cfg, fixture_path("hf_tiny"));
@@ -109,15 +125,7 @@ TEST_CASE("hf import: a GPT-2 written from Hugging Face conventions gives PyTorc
   CHECK(notes[0].find("4 zero rows up to model.vocab_size = 64") != std::string::npos);
   CHECK(notes[1].find("the first 12 of") != std::string::npos);
 
-  const std::vector<float> y = logits(*m, fx.at("tokens").i, B);
-  double err = 0;
-  for (int64_t r = 0; r < B * T; ++r) {
-    for (int64_t v = 0; v < Vhf; ++v)
-      err = std::max(err, std::abs(static_cast<double>(y[r * cfg.vocab_size + v]) - ref.f[r * Vhf + v]));
-    for (int64_t v = Vhf; v < cfg.vocab_size; ++v) CHECK(y[r * cfg.vocab_size + v] == 0.0f);  // zero rows
-  }
-  MESSAGE("max |logit - PyTorch| = ", err);
-  CHECK(err < 1e-5);
+  check_logits(*m, fx, cfg.vocab_size);
   // The padding rows are zero, the rest is the file's (transposed back where Conv1D is (in, out)).
   const Param* wte = m->params.find("wte.weight");
   for (int64_t i = Vhf * cfg.n_embd; i < wte->numel(); ++i) REQUIRE(wte->value.data<float>()[i] == 0.0f);
@@ -344,22 +352,13 @@ fs::path edited_llama(const TempDir& tmp, const std::string& from, const std::st
 
 TEST_CASE("hf import: a LLaMA in two shards, written from Hugging Face conventions, gives PyTorch's logits (fp32, 1e-5)") {
   const Fixture fx(fixture_path("hf_llama_tiny.fix"));
-  const FixtureArray& ref = fx.at("logits");  // (B, T, 60), float64 from the float32 weights
-  const int64_t B = ref.shape[0], T = ref.shape[1], Vhf = ref.shape[2];
+  const int64_t T = fx.at("logits").shape[1];  // (B, T, 60), float64 from the float32 weights
   const ModelConfig cfg = fixture_llama();
   auto m = build_model(cfg, T, DType::f32, Device::cpu(), 1);
   const std::vector<std::string> notes = import_hf(*m, cfg, fixture_path("hf_llama_tiny"));
   REQUIRE(notes.size() == 1);
   CHECK(notes[0].find("vocabulary padded: 60 rows") != std::string::npos);
-  const std::vector<float> y = logits(*m, fx.at("tokens").i, B);
-  double err = 0;
-  for (int64_t r = 0; r < B * T; ++r) {
-    for (int64_t v = 0; v < Vhf; ++v)
-      err = std::max(err, std::abs(static_cast<double>(y[r * cfg.vocab_size + v]) - ref.f[r * Vhf + v]));
-    for (int64_t v = Vhf; v < cfg.vocab_size; ++v) CHECK(y[r * cfg.vocab_size + v] == 0.0f);  // lm_head's zero rows
-  }
-  MESSAGE("max |logit - PyTorch| = ", err);
-  CHECK(err < 1e-5);
+  check_logits(*m, fx, cfg.vocab_size);
   // The keys `dtrain eval hf:DIR` builds the model from.
   const std::vector<std::string> keys = hf_model_overrides(fixture_path("hf_llama_tiny"));
   for (const char* k : {"model.norm=\"rmsnorm\"", "model.mlp=\"swiglu\"", "model.position=\"rope\"", "model.bias=false",
