@@ -29,6 +29,7 @@ struct ModelConfig {
   int64_t context_length;
   int64_t n_layer;
   int64_t n_head;
+  int64_t n_kv_head = 0;  // key/value heads: grouped-query attention below n_head; 0 = n_head
   int64_t n_embd;
   double dropout;
   bool bias;
@@ -44,6 +45,8 @@ struct ModelConfig {
   bool rms_norm() const { return norm == "rmsnorm"; }
   bool swiglu() const { return mlp == "swiglu"; }
   bool rope() const { return position == "rope"; }
+  // Key/value heads: n_kv_head, else n_head (multi-head attention).
+  int64_t kv_heads() const { return n_kv_head > 0 ? n_kv_head : n_head; }
   // The MLP's hidden width: ffn_hidden, else 4 n_embd for gelu and LLaMA's
   // 8/3 n_embd rounded up to a multiple of 256 for swiglu (the same
   // parameters as gelu's 4 n_embd in two matrices, give or take the rounding).

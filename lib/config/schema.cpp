@@ -71,6 +71,11 @@ std::vector<KeySpec> build_schema() {
        "transformer blocks", FIELD(model.n_layer)},
       {"model", "n_head", kGpt, int64_t{4}, at_least(1),
        "attention heads per block", FIELD(model.n_head)},
+      {"model", "n_kv_head", kGpt, int64_t{0}, at_least(0),
+       "key/value heads per block; fewer than n_head, dividing it, is grouped-query attention "
+       "(LLaMA 2 70B, LLaMA 3: each key/value head serves n_head / n_kv_head query heads; 1: "
+       "multi-query); 0 = n_head",
+       FIELD(model.n_kv_head)},
       {"model", "n_embd", kGpt, int64_t{128}, at_least(1),
        "embedding width; a multiple of n_head", FIELD(model.n_embd)},
       {"model", "dropout", kGpt, 0.0, half_open(0, 1),

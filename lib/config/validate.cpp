@@ -114,6 +114,11 @@ class Validator {
               fmt::format("model.position = \"rope\" turns pairs of each head's features: the head width "
                           "model.n_embd / model.n_head ({} / {} = {}) must be even",
                           m.n_embd, m.n_head, m.n_embd / m.n_head));
+    if (ok({"model.n_kv_head", "model.n_head"}) && m.n_kv_head > 0 && m.n_head % m.n_kv_head != 0)
+      problem({"model.n_kv_head", "model.n_head"},
+              fmt::format("model.n_kv_head: expected a divisor of model.n_head ({}): each key/value head serves a "
+                          "group of n_head / n_kv_head query heads, got {}",
+                          m.n_head, m.n_kv_head));
     if (ok({"train.seq_len", "model.context_length"})) {
       if (c_.train.seq_len > m.context_length)
         problem({"train.seq_len", "model.context_length"},
@@ -306,6 +311,11 @@ class Validator {
               fmt::format("model.n_head ({}) is not divisible by parallel.tp ({}): tensor parallelism splits the "
                           "attention heads across its ranks",
                           m.n_head, p.tp));
+    else if (p.tp > 1 && ok({"model.n_kv_head"}) && m.kv_heads() % p.tp != 0)
+      problem({"model.n_kv_head", "parallel.tp"},
+              fmt::format("model.n_kv_head ({}) is not divisible by parallel.tp ({}): tensor parallelism splits the "
+                          "key/value heads across its ranks with their query heads",
+                          m.kv_heads(), p.tp));
     else if (p.tp > 1 && ok({"model.n_head", "model.n_embd", "model.ffn_hidden", "model.mlp"}) &&
              m.ffn_width() % p.tp != 0)  // (with n_head divisible, so are n_embd and GELU's default 4 n_embd)
       problem({"model.ffn_hidden", "model.mlp", "parallel.tp"},
@@ -582,7 +592,7 @@ class Validator {
     }
     const bool gpt = c_.model.type == "gpt";
     const bool fits = gpt ? check_footprint({"model.n_layer", "model.n_embd", "model.vocab_size", "model.context_length",
-                                             "model.n_head", "train.micro_batch", "train.seq_len",
+                                             "model.n_head", "model.n_kv_head", "train.micro_batch", "train.seq_len",
                                              "train.global_batch"})
                           : check_footprint({"model.channels", "model.blocks", "model.image_size",
                                              "model.stem_channels", "model.in_channels", "model.num_classes",

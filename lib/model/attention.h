@@ -2,10 +2,15 @@
 // (kernels/cpu/attention.h), output projection. The projections are Linear
 // layers with PyTorch's weight layout, named "<name>.qkv" and "<name>.proj".
 //
+// Grouped-query attention (GQA) has fewer key/value heads than query heads
+// (ops::Heads): the qkv rows are C query features, then C_kv = n_kv_head * hs
+// of keys and of values.
+//
 // With a tp group of t ranks the heads are split (Megatron-LM): qkv is
 // column-parallel with its rows in three blocks (Q, K, V), so this rank's
-// output is its n_head/t heads of each, laid out as the kernel expects for
-// width C/t; attention runs on those heads alone; proj is row-parallel, taking
+// output is its n_head/t query heads and n_kv_head/t key/value heads, laid
+// out as the kernel expects (a rank's query heads share its key/value heads,
+// as Megatron's query groups do); attention runs on those heads alone; proj is row-parallel, taking
 // the heads' C/t columns, and all-reduces its output. The two conjugate
 // operators live in the Linears: "f" (all-reduce of dL/dx) in qkv's
 // backward, "g" (all-reduce of the output) in proj's forward.
@@ -18,13 +23,14 @@ namespace dtrain {
 
 class CausalSelfAttention : public Layer {
  public:
-  // qkv: (3C, C) weight, normal(0.02); proj: (C, C) weight, normal(proj_std).
-  // tp: the tensor-parallel group (null or one member: not split); n_head
-  // must be divisible by its size. seq_parallel: the caller all-gathers the
+  // qkv: (C + 2 C_kv, C) weight, normal(0.02); proj: (C, C) weight, normal(proj_std).
+  // heads: n_head, or {n_head, n_kv_head} for GQA.
+  // tp: the tensor-parallel group (null or one member: not split); both head
+  // counts must be divisible by its size. seq_parallel: the caller all-gathers the
   // input and reduce-scatters the output (see Linear), then add_output_bias.
   // rope_theta > 0: rotary position embeddings of that base turn the
   // queries and keys after the qkv product (ops::rope), positions 0 .. T-1.
-  CausalSelfAttention(ParamStore& ps, const std::string& name, int64_t c, int64_t n_head,
+  CausalSelfAttention(ParamStore& ps, const std::string& name, int64_t c, ops::Heads heads,
                       bool bias, double proj_std, Communicator* tp = nullptr,
                       bool seq_parallel = false, double rope_theta = 0);
   void add_output_bias(const Tensor& y) const { proj_.add_bias(y); }
@@ -50,15 +56,18 @@ class CausalSelfAttention : public Layer {
   void defer_input(std::function<void()> ready) { qkv_.defer_input(std::move(ready)); }
 
  private:
-  int64_t c_, n_head_;
-  int64_t local_c_, local_heads_;  // this rank's width (C/t) and heads (n_head/t)
-  double rope_theta_;              // 0: no rotary embedding
+  int64_t c_;
+  ops::Heads heads_;
+  int64_t local_c_;          // this rank's query width (C/t)
+  ops::Heads local_heads_;   // and heads (n_head/t, n_kv_head/t)
+  int64_t local_qkv_;        // this rank's qkv width (C + 2 C_kv)/t
+  double rope_theta_;        // 0: no rotary embedding
   Linear qkv_, proj_;
-  // Shapes for this rank: C and nh below are local_c_ and local_heads_.
-  Tensor qkv_out_;         // (B, T, 3C): the qkv projection's output of the last forward
+  // Shapes for this rank: C, nh and W below are local_c_, local_heads_.q and local_qkv_.
+  Tensor qkv_out_;         // (B, T, W): the qkv projection's output of the last forward
   Tensor att_, y_;         // (B, nh, T, T) probabilities, (B, T, C)
   BufferArena* selective_ = nullptr;  // recompute the probabilities in backward
-  Tensor dqkv_, scratch_;  // (B, T, 3C), ops::attention_scratch (compute type)
+  Tensor dqkv_, scratch_;  // (B, T, W), ops::attention_scratch (compute type)
   ops::AttentionPlan attn_plan_;
 };
 

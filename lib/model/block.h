@@ -33,6 +33,7 @@ namespace dtrain {
 // A block's shape and parts.
 struct BlockSpec {
   int64_t c = 0, n_head = 0;
+  int64_t n_kv_head = 0;   // key/value heads (grouped-query attention); 0: n_head
   int64_t ffn_hidden = 0;  // the MLP's hidden width (0: 4c)
   bool bias = true;
   double dropout = 0;

@@ -48,6 +48,10 @@ void validate(const ModelConfig& cfg, int64_t seq_len, int64_t tp, bool seq_para
     problems.push_back(fmt::format("model.position = \"rope\" turns pairs of each head's features: the head "
                                    "width model.n_embd / model.n_head ({} / {} = {}) must be even",
                                    cfg.n_embd, cfg.n_head, cfg.n_embd / cfg.n_head));
+  if (cfg.n_kv_head < 0 || (cfg.n_head > 0 && cfg.n_kv_head > 0 && cfg.n_head % cfg.n_kv_head != 0))
+    problems.push_back(fmt::format("model.n_kv_head ({}) must divide model.n_head ({}): each key/value head "
+                                   "serves a group of n_head / n_kv_head query heads (0: n_head)",
+                                   cfg.n_kv_head, cfg.n_head));
   if (!(cfg.dropout >= 0 && cfg.dropout < 1))
     problems.push_back(fmt::format("model.dropout must be in [0, 1) (got {})", cfg.dropout));
   if (seq_len <= 0 || seq_len > cfg.context_length)
@@ -61,6 +65,11 @@ void validate(const ModelConfig& cfg, int64_t seq_len, int64_t tp, bool seq_para
           "model.n_head ({}) is not divisible by parallel.tp ({}): tensor parallelism splits the "
           "attention heads across its ranks",
           cfg.n_head, tp));
+    if (cfg.n_head > 0 && cfg.n_head % tp == 0 && cfg.n_kv_head > 0 && cfg.n_kv_head % tp != 0)
+      problems.push_back(fmt::format(
+          "model.n_kv_head ({}) is not divisible by parallel.tp ({}): tensor parallelism splits the "
+          "key/value heads across its ranks with their query heads",
+          cfg.n_kv_head, tp));
     // (With n_head divisible, so is n_embd and GELU's default 4 n_embd.)
     if (cfg.n_head > 0 && cfg.n_head % tp == 0 && cfg.ffn_width() % tp != 0)
       problems.push_back(fmt::format(
@@ -111,6 +120,7 @@ void build_gpt(Model& m, const ModelConfig& cfg, int64_t seq_len, const ModelPar
   }
   const BlockSpec spec{.c = C,
                         .n_head = cfg.n_head,
+                        .n_kv_head = cfg.kv_heads(),
                         .ffn_hidden = cfg.ffn_width(),
                         .bias = cfg.bias,
                         .dropout = cfg.dropout,

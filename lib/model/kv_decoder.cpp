@@ -1,8 +1,9 @@
 // The decoder of kv_decoder.h. Per block, for n new tokens at positions
 // p0 .. p0 + n - 1 (p0 = length()):
 //   h = ln1(x); qkv = h Wqkv^T + b; q, k turned (rotary positions);
-//   keys/values[p0 ..] = k, v;
-//   per head: scores = q K^T / sqrt(hs) over positions 0 .. p0 + i (causal),
+//   keys/values[p0 ..] = k, v (n_kv_head heads: grouped-query attention
+//   caches n_head / n_kv_head times fewer);
+//   per query head (reading its group's key/value head): scores = q K^T / sqrt(hs) over positions 0 .. p0 + i (causal),
 //   softmax, y = P V; x += y Wproj^T + b; h = ln2(x);
 //   x += gelu(h Wfc^T + b) Wfc2^T + b  (SwiGLU: silu(gate) * up of h Wfc^T + b)
 // then ln_f on the last row and its logits against the head's weight. The
@@ -42,6 +43,7 @@ KvDecoder::KvDecoder(const ParamStore& params, const ModelConfig& cfg) : cfg_(cf
     throw ConfigError(fmt::format("model.type \"{}\": the key/value cache decodes GPTs", cfg.type));
   const int64_t C = cfg.n_embd, V = cfg.vocab_size, T = cfg.context_length, F = cfg.ffn_width();
   const int64_t F1 = cfg.swiglu() ? 2 * F : F;  // fc's outputs
+  const int64_t W = C + 2 * kv_width();          // qkv's outputs
   auto get = [&](const std::string& name, const Shape& shape, bool optional = false) -> const float* {
     const Param* p = params.find(name);
     if (!p) {
@@ -61,13 +63,13 @@ KvDecoder::KvDecoder(const ParamStore& params, const ModelConfig& cfg) : cfg_(cf
   for (int64_t l = 0; l < cfg.n_layer; ++l) {
     const std::string b = fmt::format("blocks.{}.", l);
     blocks_.push_back({get(b + "ln1.weight", Shape{C}), get(b + "ln1.bias", Shape{C}, true),
-                       get(b + "attn.qkv.weight", Shape{3 * C, C}), get(b + "attn.qkv.bias", Shape{3 * C}, true),
+                       get(b + "attn.qkv.weight", Shape{W, C}), get(b + "attn.qkv.bias", Shape{W}, true),
                        get(b + "attn.proj.weight", Shape{C, C}), get(b + "attn.proj.bias", Shape{C}, true),
                        get(b + "ln2.weight", Shape{C}), get(b + "ln2.bias", Shape{C}, true),
                        get(b + "mlp.fc.weight", Shape{F1, C}), get(b + "mlp.fc.bias", Shape{F1}, true),
                        get(b + "mlp.proj.weight", Shape{C, F}), get(b + "mlp.proj.bias", Shape{C}, true)});
-    keys_.emplace_back(static_cast<size_t>(T * C));
-    values_.emplace_back(static_cast<size_t>(T * C));
+    keys_.emplace_back(static_cast<size_t>(T * kv_width()));
+    values_.emplace_back(static_cast<size_t>(T * kv_width()));
   }
   logits_.resize(static_cast<size_t>(V));
 }
@@ -86,7 +88,7 @@ void KvDecoder::reserve(int64_t n) {
   rows_ = n;
   x_.resize(n * C);
   h_.resize(n * C);
-  qkv_.resize(n * 3 * C);
+  qkv_.resize(n * (C + 2 * kv_width()));
   y_.resize(n * C);
   const int64_t F = cfg_.ffn_width();
   hidden_.resize(n * (cfg_.swiglu() ? 2 : 1) * F);
@@ -98,7 +100,8 @@ void KvDecoder::reserve(int64_t n) {
 
 const std::vector<float>& KvDecoder::append(std::span<const int32_t> tokens) {
   const int64_t n = static_cast<int64_t>(tokens.size()), C = cfg_.n_embd, V = cfg_.vocab_size;
-  const int64_t nh = cfg_.n_head, hs = C / nh, p0 = length_, end = p0 + n;
+  const int64_t nh = cfg_.n_head, nkv = cfg_.kv_heads(), hs = C / nh, p0 = length_, end = p0 + n;
+  const int64_t Ckv = kv_width(), W = C + 2 * Ckv, group = nh / nkv;
   DTRAIN_CHECK(n >= 1 && end <= cfg_.context_length, "append of {} tokens at {} of {} positions", n, p0,
                cfg_.context_length);
   reserve(n);
@@ -113,15 +116,16 @@ const std::vector<float>& KvDecoder::append(std::span<const int32_t> tokens) {
     const BlockParams& b = blocks_[l];
     float *K = keys_[l].data(), *Vc = values_[l].data();
     norm(x_.data(), n, b.ln1_w, b.ln1_b, h_.data());
-    linear(h_.data(), n, C, b.qkv_w, b.qkv_b, 3 * C, qkv_.data());
-    if (cfg_.rope()) cpu::rope<float>(qkv_.data(), 1, n, C, nh, cfg_.rope_theta, p0, false);
+    linear(h_.data(), n, C, b.qkv_w, b.qkv_b, W, qkv_.data());
+    if (cfg_.rope()) cpu::rope<float>(qkv_.data(), 1, n, C, nh, nkv, cfg_.rope_theta, p0, false);
     for (int64_t i = 0; i < n; ++i) {
-      std::copy_n(&qkv_[i * 3 * C + C], C, K + (p0 + i) * C);
-      std::copy_n(&qkv_[i * 3 * C + 2 * C], C, Vc + (p0 + i) * C);
+      std::copy_n(&qkv_[i * W + C], Ckv, K + (p0 + i) * Ckv);
+      std::copy_n(&qkv_[i * W + C + Ckv], Ckv, Vc + (p0 + i) * Ckv);
     }
     for (int64_t h = 0; h < nh; ++h) {
-      // scores (n, end) = q_h (n, hs; rows 3C apart) K_h^T (hs, end; rows C apart)
-      cpu::gemm<float>(false, true, n, end, hs, scale, &qkv_[h * hs], 3 * C, K + h * hs, C, 0.0f, scores_.data(), end);
+      const int64_t g = h / group;  // its key/value head
+      // scores (n, end) = q_h (n, hs; rows W apart) K_g^T (hs, end; rows Ckv apart)
+      cpu::gemm<float>(false, true, n, end, hs, scale, &qkv_[h * hs], W, K + g * hs, Ckv, 0.0f, scores_.data(), end);
       for (int64_t i = 0; i < n; ++i) {
         float* s = &scores_[i * end];
         const int64_t seen = p0 + i + 1;  // positions 0 .. p0 + i: causal
@@ -132,8 +136,8 @@ const std::vector<float>& KvDecoder::append(std::span<const int32_t> tokens) {
         for (int64_t j = 0; j < seen; ++j) s[j] *= inv;
         std::fill(s + seen, s + end, 0.0f);
       }
-      // y_h (n, hs; rows C apart) = P (n, end) V_h (end, hs; rows C apart)
-      cpu::gemm<float>(false, false, n, hs, end, 1.0f, scores_.data(), end, Vc + h * hs, C, 0.0f, &y_[h * hs], C);
+      // y_h (n, hs; rows C apart) = P (n, end) V_g (end, hs; rows Ckv apart)
+      cpu::gemm<float>(false, false, n, hs, end, 1.0f, scores_.data(), end, Vc + g * hs, Ckv, 0.0f, &y_[h * hs], C);
     }
     linear(y_.data(), n, C, b.proj_w, b.proj_b, C, h_.data());
     for (int64_t k = 0; k < n * C; ++k) x_[k] += h_[k];

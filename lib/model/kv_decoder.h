@@ -41,12 +41,14 @@ class KvDecoder {
   void reserve(int64_t n);  // work buffers for n new tokens
   // y (n, C) = norm(x (n, C)): cfg_'s LayerNorm or RMSNorm.
   void norm(const float* x, int64_t n, const float* w, const float* b, float* y);
+  // The cached width per position: n_kv_head heads of keys (and of values).
+  int64_t kv_width() const { return cfg_.n_embd / cfg_.n_head * cfg_.kv_heads(); }
 
   ModelConfig cfg_;
   const float *wte_, *wpe_, *lnf_w_, *lnf_b_;
   const float* head_;  // the output head's weight: wte_, or lm_head.weight when untied
   std::vector<BlockParams> blocks_;
-  std::vector<std::vector<float>> keys_, values_;  // per block: (context_length, C)
+  std::vector<std::vector<float>> keys_, values_;  // per block: (context_length, kv_width())
   int64_t length_ = 0;
   // Work buffers for up to `rows_` new tokens.
   int64_t rows_ = 0;

@@ -20,18 +20,23 @@ Linear::Linear(ParamStore& ps, const std::string& name, int64_t in, int64_t out,
   seq_ = par.sequence_parallel;
   const int64_t r = tp_->rank();
   if (split_ == TpSplit::column) {
-    DTRAIN_CHECK(out % (par.groups * t) == 0, "{}: {} outputs in {} blocks over {} ranks", name,
-                 out, par.groups, t);
+    int64_t total = 0;
+    for (int64_t b : par.blocks) {
+      DTRAIN_CHECK(b % t == 0, "{}: an output block of {} over {} ranks", name, b, t);
+      total += b;
+    }
+    DTRAIN_CHECK(out % t == 0 && (par.blocks.empty() || total == out), "{}: {} outputs in blocks summing to {} over {} ranks",
+                 name, out, total, t);
     out_ = out / t;
     w_ = &ps.add_sharded(name + ".weight",
-                         Shard{.dim = 0, .parts = t, .index = r, .groups = par.groups, .full = Shape{out, in}},
+                         Shard{.dim = 0, .parts = t, .index = r, .blocks = par.blocks, .full = Shape{out, in}},
                          w_init, true);
     if (bias)
       b_ = &ps.add_sharded(name + ".bias",
-                           Shard{.dim = 0, .parts = t, .index = r, .groups = par.groups, .full = Shape{out}},
+                           Shard{.dim = 0, .parts = t, .index = r, .blocks = par.blocks, .full = Shape{out}},
                            b_init, false);
   } else {
-    DTRAIN_CHECK(in % t == 0 && par.groups == 1, "{}: {} inputs over {} ranks", name, in, t);
+    DTRAIN_CHECK(in % t == 0 && par.blocks.empty(), "{}: {} inputs over {} ranks", name, in, t);
     in_ = in / t;
     w_ = &ps.add_sharded(name + ".weight",
                          Shard{.dim = 1, .parts = t, .index = r, .full = Shape{out, in}}, w_init, true);

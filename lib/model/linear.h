@@ -23,6 +23,7 @@
 #pragma once
 
 #include <functional>
+#include <vector>
 
 #include "core/comm.h"
 #include "model/layer.h"
@@ -36,9 +37,10 @@ enum class TpSplit : uint8_t { none, column, row };
 struct LinearParallel {
   TpSplit split = TpSplit::none;
   Communicator* tp = nullptr;
-  // Column-parallel only: W's rows are `groups` blocks (3 for fused Q|K|V),
-  // each split into t pieces, so that this rank holds its piece of each.
-  int64_t groups = 1;
+  // Column-parallel only: W's rows are blocks of these sizes (Q|K|V for the
+  // fused qkv, gate|up for SwiGLU; empty: one block), each split into t
+  // pieces, so that this rank holds its piece of each.
+  std::vector<int64_t> blocks;
   // The collectives are the caller's (sequence parallelism, see above).
   bool sequence_parallel = false;
 };

@@ -16,7 +16,10 @@ Mlp::Mlp(ParamStore& ps, const std::string& name, int64_t c, bool bias, double p
     : Layer(name),
       swiglu_(swiglu),
       fc_(ps, name + ".fc", c, (swiglu ? 2 : 1) * width(c, hidden), bias, Init::normal(0.02), Init::zeros(),
-          {.split = TpSplit::column, .tp = tp, .groups = swiglu ? 2 : 1, .sequence_parallel = seq_parallel}),
+          {.split = TpSplit::column,
+           .tp = tp,
+           .blocks = swiglu ? std::vector<int64_t>(2, width(c, hidden)) : std::vector<int64_t>{},  // gate | up
+           .sequence_parallel = seq_parallel}),
       proj_(ps, name + ".proj", width(c, hidden), c, bias, Init::normal(proj_std), Init::zeros(),
             {.split = TpSplit::row, .tp = tp, .sequence_parallel = seq_parallel}) {}
 

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 #include "core/rng.h"
 #include "ops/ops.h"
 
@@ -59,34 +62,60 @@ Shape Shard::local_shape() const {
   return s;
 }
 
+std::vector<int64_t> Shard::block_sizes() const {
+  if (!blocks.empty()) return blocks;
+  return {split() ? full[dim] : (full.rank() ? full[0] : 1)};
+}
+
 int64_t Shard::global_index(int64_t i) const {
   if (!split()) return i;
   const Split sp = split_of(*this);
-  const int64_t local_rows = sp.full_rows / parts;     // rows held here, all blocks
-  const int64_t piece = sp.full_rows / (groups * parts);  // rows per block held here
+  const int64_t local_rows = sp.full_rows / parts;  // rows held here, all blocks
   const int64_t r = i % sp.inner, row = i / sp.inner % local_rows, o = i / (sp.inner * local_rows);
-  const int64_t full_row = row / piece * (sp.full_rows / groups) + index * piece + row % piece;
+  // The block holding local row `row` (of at most three; no allocation: init calls this per element).
+  int64_t full_row = row, full_start = 0, local_start = 0;
+  const size_t n = blocks.empty() ? 1 : blocks.size();
+  for (size_t k = 0; k < n; ++k) {
+    const int64_t block = blocks.empty() ? sp.full_rows : blocks[k], piece = block / parts;
+    if (row < local_start + piece) {
+      full_row = full_start + index * piece + (row - local_start);
+      break;
+    }
+    full_start += block;
+    local_start += piece;
+  }
   return (o * sp.full_rows + full_row) * sp.inner + r;
 }
 
 std::vector<Shard::Run> Shard::runs() const {
   if (!split()) return {Run{0, 0, full.rank() ? full[0] : 1}};
-  const int64_t block = full[dim] / groups, piece = block / parts;
   std::vector<Run> out;
-  for (int64_t g = 0; g < groups; ++g) out.push_back(Run{g * block + index * piece, g * piece, piece});
+  int64_t full_start = 0, local_start = 0;
+  for (int64_t block : block_sizes()) {
+    const int64_t piece = block / parts;
+    out.push_back(Run{full_start + index * piece, local_start, piece});
+    full_start += block;
+    local_start += piece;
+  }
   return out;
 }
 
 namespace {
 void check_shard(const std::string& name, const Shard& s) {
-  DTRAIN_CHECK(s.dim < s.full.rank() && s.parts >= 1 && s.groups >= 1 && 0 <= s.index &&
-                   s.index < s.parts,
-               "{}: bad shard (dim {}, {} parts, index {}, {} groups) of {}", name, s.dim, s.parts,
-               s.index, s.groups, s.full.str());
-  if (s.split())
-    DTRAIN_CHECK(s.full[s.dim] % (s.groups * s.parts) == 0,
-                 "{}: dimension {} of {} does not split into {} blocks of {} parts", name, s.dim,
-                 s.full.str(), s.groups, s.parts);
+  DTRAIN_CHECK(s.dim < s.full.rank() && s.parts >= 1 && 0 <= s.index && s.index < s.parts &&
+                   (s.split() || s.blocks.empty()),
+               "{}: bad shard (dim {}, {} parts, index {}, {} blocks) of {}", name, s.dim, s.parts, s.index,
+               s.blocks.size(), s.full.str());
+  if (!s.split()) return;
+  int64_t total = 0;
+  bool even = true;
+  for (int64_t b : s.block_sizes()) {
+    total += b;
+    even = even && b > 0 && b % s.parts == 0;
+  }
+  DTRAIN_CHECK(total == s.full[s.dim] && even,
+               "{}: dimension {} of {} does not split into blocks [{}] of {} parts each", name, s.dim, s.full.str(),
+               fmt::join(s.block_sizes(), ", "), s.parts);
 }
 }  // namespace
 

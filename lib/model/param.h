@@ -29,9 +29,11 @@ struct Init {
 };
 
 // How a parameter is split across the ranks of a tensor-parallel group. The
-// logical (full) tensor has shape `full`; along dimension `dim` it is `groups`
-// equal blocks (3 for a fused Q|K|V weight), each cut into `parts` equal
-// pieces, and this rank holds piece `index` of every block, in block order.
+// logical (full) tensor has shape `full`; along dimension `dim` it is blocks
+// of the sizes `blocks` (one block, the whole dimension, when empty; Q|K|V for
+// a fused qkv weight, whose K and V blocks are narrower under grouped-query
+// attention; gate|up for SwiGLU's), each cut into `parts` equal pieces, and
+// this rank holds piece `index` of every block, in block order.
 // Checkpoints store the full tensor and init draws every element at its full
 // index, so a sharded parameter starts with exactly the values of its slice of
 // the unsharded one, and any layout reads any other's checkpoint.
@@ -39,10 +41,12 @@ struct Shard {
   int dim = -1;  // -1: not split; every rank holds the whole tensor
   int64_t parts = 1;
   int64_t index = 0;
-  int64_t groups = 1;
+  std::vector<int64_t> blocks;  // sizes along dim, summing to full[dim]; empty: one block
   Shape full;
 
   bool split() const { return dim >= 0; }
+  // `blocks`, or the one block of the whole dimension.
+  std::vector<int64_t> block_sizes() const;
   // The shape this rank holds.
   Shape local_shape() const;
   // Flat index into the full tensor of flat local element i.

@@ -451,59 +451,85 @@ void rmsnorm_backward(const Exec& ex, const Tensor& dy, const Tensor& x, const T
 
 // ---------------------------------------------------------------- attention
 
-void rope(const Exec& ex, const Tensor& qkv, int64_t n_head, double theta, int64_t pos0, bool inverse) {
-  DTRAIN_CUDA_OP(ex, cuda_ops::rope(ex, qkv, n_head, theta, pos0, inverse));
+std::string Heads::str() const {
+  if (q == kv) return fmt::format("{} heads", q);
+  return fmt::format("{} query heads, {} key/value heads", q, kv);
+}
+
+namespace {
+
+// The CPU's dimensions of a qkv tensor: the query width C and head width hs.
+struct QkvDims {
+  int64_t B, T, C, hs;
+};
+
+QkvDims qkv_dims(const Shape& qkv, Heads heads, const char* op, bool even = false) {
+  DTRAIN_CHECK(qkv.rank() == 3 && heads.fits(qkv[2], even), "{}: qkv {} with {}{}", op, qkv.str(), heads.str(),
+               even ? " (each of even width)" : "");
+  const int64_t hs = qkv[2] / heads.row_heads();
+  return {qkv[0], qkv[1], heads.q * hs, hs};
+}
+
+}  // namespace
+
+void rope(const Exec& ex, const Tensor& qkv, Heads heads, double theta, int64_t pos0, bool inverse) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::rope(ex, qkv, heads, theta, pos0, inverse));
   check_on(ex, "rope", {qkv});
-  DTRAIN_CHECK(qkv.rank() == 3 && qkv.size(2) % 3 == 0 && n_head > 0 && (qkv.size(2) / 3) % (2 * n_head) == 0,
-               "rope: qkv {} with {} heads (each of even width)", qkv.shape().str(), n_head);
-  const int64_t B = qkv.size(0), T = qkv.size(1), C = qkv.size(2) / 3;
+  const QkvDims d = qkv_dims(qkv.shape(), heads, "rope", /*even=*/true);
   dispatch_act(qkv.dtype(), "rope", [&](auto t) {
     using F = decltype(t);
-    cpu::rope<F>(qkv.data<F>(), B, T, C, n_head, theta, pos0, inverse);
+    cpu::rope<F>(qkv.data<F>(), d.B, d.T, d.C, heads.q, heads.kv, theta, pos0, inverse);
   });
 }
 
-int64_t attention_scratch(const Exec& ex, const Shape& qkv, int64_t n_head, DType act) {
-  DTRAIN_CHECK(qkv.rank() == 3, "attention: qkv {} is not (B, T, 3C)", qkv.str());
+int64_t attention_scratch(const Exec& ex, const Shape& qkv, Heads heads, DType act) {
+  const QkvDims d = qkv_dims(qkv, heads, "attention");
 #if DTRAIN_HAVE_CUDA
-  if (ex.on_cuda()) return cuda_ops::attention_scratch(qkv, n_head, act);
+  if (ex.on_cuda()) return cuda_ops::attention_scratch(qkv, heads, act);
 #endif
-  return static_cast<int64_t>(cpu::num_threads()) * cpu::attention_scratch_size(qkv[1]);
+  return static_cast<int64_t>(cpu::num_threads()) * cpu::attention_scratch_size(d.T, d.hs, heads.group());
 }
 
-AttentionPlan::AttentionPlan(const Exec& ex, const Shape& qkv, int64_t n_head, DType act) : planned_(true) {
+AttentionPlan::AttentionPlan(const Exec& ex, const Shape& qkv, Heads heads, DType act) : planned_(true) {
 #if DTRAIN_HAVE_CUDA
-  if (ex.on_cuda()) gpu_ = cuda_ops::plan_attention(ex, qkv, n_head, act);
+  if (ex.on_cuda()) gpu_ = cuda_ops::plan_attention(ex, qkv, heads, act);
 #endif
 }
 
-void attention_forward(const Exec& ex, const AttentionPlan& plan, const Tensor& qkv, int64_t n_head,
+void attention_forward(const Exec& ex, const AttentionPlan& plan, const Tensor& qkv, Heads heads,
                        const Tensor& att, const Tensor& y, const Tensor& scratch) {
   DTRAIN_CUDA_OP(ex, DTRAIN_CHECK(plan.gpu(), "attention: not planned for {}", ex.device.str());
-                 cuda_ops::attention_forward(ex, *plan.gpu(), qkv, n_head, att, y, scratch));
+                 cuda_ops::attention_forward(ex, *plan.gpu(), qkv, heads, att, y, scratch));
   check_on(ex, "attention", {qkv, att, y, scratch});
   check_same(att, "attention", {qkv, y});
-  const int64_t B = qkv.size(0), T = qkv.size(1), C = qkv.size(2) / 3;
-  const int slots = static_cast<int>(scratch.numel() / cpu::attention_scratch_size(T));
+  const QkvDims d = qkv_dims(qkv.shape(), heads, "attention");
+  DTRAIN_CHECK(att.numel() >= d.B * heads.q * d.T * d.T && (!y.defined() || y.numel() >= d.B * d.T * d.C),
+               "attention: att {} / y {} for qkv {} with {}", att.shape().str(), y.defined() ? y.shape().str() : "-",
+               qkv.shape().str(), heads.str());
+  const int slots = static_cast<int>(scratch.numel() / cpu::attention_scratch_size(d.T, d.hs, heads.group()));
   dispatch_act(qkv.dtype(), "attention", [&](auto t) {
     using F = decltype(t);
-    cpu::attention_forward<F>(qkv.data<F>(), B, T, C, n_head, att.data<F>(),
+    cpu::attention_forward<F>(qkv.data<F>(), d.B, d.T, d.C, heads.q, heads.kv, att.data<F>(),
                               y.defined() ? y.data<F>() : nullptr, scratch.data<compute_t<F>>(), slots);
   });
 }
 
 void attention_backward(const Exec& ex, const AttentionPlan& plan, const Tensor& dy, const Tensor& qkv,
-                        const Tensor& att, int64_t n_head, const Tensor& scratch, const Tensor& dqkv) {
+                        const Tensor& att, Heads heads, const Tensor& scratch, const Tensor& dqkv) {
   DTRAIN_CUDA_OP(ex, DTRAIN_CHECK(plan.gpu(), "attention_backward: not planned for {}", ex.device.str());
-                 cuda_ops::attention_backward(ex, *plan.gpu(), dy, qkv, att, n_head, scratch, dqkv));
+                 cuda_ops::attention_backward(ex, *plan.gpu(), dy, qkv, att, heads, scratch, dqkv));
   check_on(ex, "attention_backward", {dy, qkv, att, scratch, dqkv});
   check_same(dqkv, "attention_backward", {dy, qkv, att});
-  const int64_t B = qkv.size(0), T = qkv.size(1), C = qkv.size(2) / 3;
-  const int slots = static_cast<int>(scratch.numel() / cpu::attention_scratch_size(T));
-  DTRAIN_CHECK(slots >= 1, "attention_backward: scratch of {} for T = {}", scratch.numel(), T);
+  const QkvDims d = qkv_dims(qkv.shape(), heads, "attention_backward");
+  DTRAIN_CHECK(att.numel() >= d.B * heads.q * d.T * d.T && dy.numel() >= d.B * d.T * d.C &&
+                   dqkv.numel() >= qkv.numel(),
+               "attention_backward: att {}, dy {}, dqkv {} for qkv {} with {}", att.shape().str(), dy.shape().str(),
+               dqkv.shape().str(), qkv.shape().str(), heads.str());
+  const int slots = static_cast<int>(scratch.numel() / cpu::attention_scratch_size(d.T, d.hs, heads.group()));
+  DTRAIN_CHECK(slots >= 1, "attention_backward: scratch of {} for T = {}", scratch.numel(), d.T);
   dispatch_act(qkv.dtype(), "attention_backward", [&](auto t) {
     using F = decltype(t);
-    cpu::attention_backward<F>(dy.data<F>(), qkv.data<F>(), att.data<F>(), B, T, C, n_head,
+    cpu::attention_backward<F>(dy.data<F>(), qkv.data<F>(), att.data<F>(), d.B, d.T, d.C, heads.q, heads.kv,
                                scratch.data<compute_t<F>>(), slots, dqkv.data<F>());
   });
 }

@@ -23,6 +23,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "core/exec.h"
@@ -187,24 +188,48 @@ void rmsnorm_backward(const Exec& ex, const Tensor& dy, const Tensor& x, const T
 
 // ---------------------------------------------------------------- attention
 
-// Rotary position embedding, in place on qkv (B, T, 3C) with n_head heads of
-// even width: the queries and keys of row s turn by position pos0 + s's
+// An attention's heads: q query heads and kv key/value heads, kv dividing q.
+// kv == q is multi-head attention (GPT-2, LLaMA 1 and 2 7B); kv < q is
+// grouped-query attention (GQA: LLaMA 2 70B, LLaMA 3, Mistral), each
+// key/value head serving q / kv consecutive query heads; kv == 1 is
+// multi-query attention. The fused qkv rows (B, T, (q + 2 kv) hs) hold the q
+// query heads, then the kv key heads, then the kv value heads, each hs wide.
+struct Heads {
+  int64_t q = 0, kv = 0;
+  constexpr Heads() = default;
+  // n of each: multi-head attention (implicit, so that an int is its heads).
+  constexpr Heads(int64_t n) : q(n), kv(n) {}  // NOLINT(google-explicit-constructor)
+  constexpr Heads(int64_t q_heads, int64_t kv_heads) : q(q_heads), kv(kv_heads) {}
+  constexpr int64_t group() const { return q / kv; }  // query heads per key/value head
+  // Head widths in a qkv row, and whether `cols` columns are such a row of
+  // even-width heads (`even`: rope's pairs).
+  constexpr int64_t row_heads() const { return q + 2 * kv; }
+  constexpr bool fits(int64_t cols, bool even = false) const {
+    return q > 0 && kv > 0 && q % kv == 0 && cols % row_heads() == 0 && cols > 0 &&
+           (!even || (cols / row_heads()) % 2 == 0);
+  }
+  std::string str() const;  // "4 heads" or "8 query heads, 2 key/value heads"
+};
+
+// Rotary position embedding, in place on qkv (B, T, (q + 2 kv) hs) with heads
+// of even width: the queries and keys of row s turn by position pos0 + s's
 // angles (base theta); inverse turns them back, which is the backward pass
 // applied to dL/dqkv.
-void rope(const Exec& ex, const Tensor& qkv, int64_t n_head, double theta, int64_t pos0, bool inverse);
+void rope(const Exec& ex, const Tensor& qkv, Heads heads, double theta, int64_t pos0, bool inverse);
 
 // Scratch elements (compute type of act) attention needs for qkv of at most
-// shape `qkv` (B, T, 3C) with n_head heads: on the CPU one row block of
-// scores per thread; on a GPU the head-major Q, K, V, O/dO, dQ, dK, dV and a
-// chunk of fp32 score matrices (kernels/cuda/attention_layout.h).
-int64_t attention_scratch(const Exec& ex, const Shape& qkv, int64_t n_head, DType act);
+// shape `qkv` with these heads: on the CPU one row block of scores per thread
+// (and under GQA the fp32 sums of a key/value head's dK and dV); on a GPU the
+// head-major Q, K, V, O/dO, dQ, dK, dV and a chunk of fp32 score matrices
+// (kernels/cuda/attention_layout.h).
+int64_t attention_scratch(const Exec& ex, const Shape& qkv, Heads heads, DType act);
 
 // Made in the layer's plan() for qkv of at most `qkv`'s shape: on a GPU the
 // cuBLASLt plans of the batched per-head products; nothing on the CPU.
 class AttentionPlan {
  public:
   AttentionPlan() = default;
-  AttentionPlan(const Exec& ex, const Shape& qkv, int64_t n_head, DType act);
+  AttentionPlan(const Exec& ex, const Shape& qkv, Heads heads, DType act);
   bool planned() const { return planned_; }
   const cuda_ops::AttentionGpu* gpu() const { return gpu_.get(); }
 
@@ -213,13 +238,14 @@ class AttentionPlan {
   std::shared_ptr<cuda_ops::AttentionGpu> gpu_;  // CUDA only
 };
 
-// qkv (B, T, 3C) -> att (B, nh, T, T) probabilities, y (B, T, C); y undefined:
-// the probabilities only (recomputation before backward).
-void attention_forward(const Exec& ex, const AttentionPlan& plan, const Tensor& qkv, int64_t n_head,
+// qkv (B, T, (q + 2 kv) hs) -> att (B, q, T, T) probabilities, y (B, T, q hs);
+// y undefined: the probabilities only (recomputation before backward).
+void attention_forward(const Exec& ex, const AttentionPlan& plan, const Tensor& qkv, Heads heads,
                        const Tensor& att, const Tensor& y, const Tensor& scratch);
-// att is overwritten (it holds dL/dscores afterwards).
+// att is overwritten (it holds dL/dscores afterwards); dqkv is qkv's shape,
+// its dK and dV summed over each key/value head's query heads.
 void attention_backward(const Exec& ex, const AttentionPlan& plan, const Tensor& dy, const Tensor& qkv,
-                        const Tensor& att, int64_t n_head, const Tensor& scratch, const Tensor& dqkv);
+                        const Tensor& att, Heads heads, const Tensor& scratch, const Tensor& dqkv);
 
 // ---------------------------------------------------------------- embeddings
 

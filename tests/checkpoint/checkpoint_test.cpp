@@ -127,7 +127,7 @@ namespace {
 // A stand-in for a tensor-parallel model: a fused Q|K|V weight split by rows
 // in 3 groups, a row-parallel weight split by columns, a replicated norm.
 void declare(ParamStore& ps, int64_t parts, int64_t index) {
-  ps.add_sharded("qkv.weight", Shard{.dim = 0, .parts = parts, .index = index, .groups = 3, .full = Shape{24, 5}},
+  ps.add_sharded("qkv.weight", Shard{.dim = 0, .parts = parts, .index = index, .blocks = {8, 8, 8}, .full = Shape{24, 5}},
                  Init::normal(1.0), true);
   ps.add_sharded("proj.weight", Shard{.dim = 1, .parts = parts, .index = index, .full = Shape{5, 8}},
                  Init::normal(1.0), true);
@@ -210,13 +210,13 @@ TEST_CASE("pipeline stages x tensor parallelism: each stage writes its own tenso
     const int stage = rank / 2, tp = rank % 2;
     ParamStore ps;
     if (stage == 0) {
-      ps.add_sharded("qkv.weight", Shard{.dim = 0, .parts = 2, .index = tp, .groups = 3, .full = Shape{24, 5}},
+      ps.add_sharded("qkv.weight", Shard{.dim = 0, .parts = 2, .index = tp, .blocks = {8, 8, 8}, .full = Shape{24, 5}},
                      Init::normal(1.0), true);
       ps.add("ln.weight", Shape{5}, Init::uniform(1.0), false);
     } else {
       ps.add_sharded("proj.weight", Shard{.dim = 1, .parts = 2, .index = tp, .full = Shape{5, 8}},
                      Init::normal(1.0), true);
-      ps.add_sharded("qkv.weight", Shard{.dim = 0, .parts = 2, .index = tp, .groups = 3, .full = Shape{24, 5}},
+      ps.add_sharded("qkv.weight", Shard{.dim = 0, .parts = 2, .index = tp, .blocks = {8, 8, 8}, .full = Shape{24, 5}},
                      Init::normal(1.0), true)
           .primary = false;
     }

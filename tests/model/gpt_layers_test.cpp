@@ -184,7 +184,7 @@ TEST_CASE("attention kernel: forward matches a direct causal softmax(QK^T/sqrt(h
   Tensor qkv = random_tensor(Shape{B, T, 3 * C}, 1);
   Tensor att = Tensor::empty(Shape{B, nh, T, T}, DType::f64);
   Tensor y = Tensor::empty(Shape{B, T, C}, DType::f64);
-  cpu::attention_forward<double>(qkv.data<double>(), B, T, C, nh, att.data<double>(), y.data<double>(),
+  cpu::attention_forward<double>(qkv.data<double>(), B, T, C, nh, nh, att.data<double>(), y.data<double>(),
                                  nullptr, 1);
   const double* in = qkv.data<double>();
   for (int64_t b = 0; b < B; ++b)
@@ -222,8 +222,8 @@ TEST_CASE("attention: the fp32 kernel follows the fp64 one") {
     Tensor att = Tensor::empty(Shape{B, nh, T, T}, dt), y = Tensor::empty(Shape{B, T, C}, dt);
     Tensor scratch = Tensor::empty(Shape{4 * cpu::attention_scratch_size(T)}, dt);
     Tensor dqkv = Tensor::empty(qkv.shape(), dt);
-    cpu::attention_forward<F>(qkv.data<F>(), B, T, C, nh, att.data<F>(), y.data<F>(), scratch.data<F>(), 4);
-    cpu::attention_backward<F>(dy.data<F>(), qkv.data<F>(), att.data<F>(), B, T, C, nh,
+    cpu::attention_forward<F>(qkv.data<F>(), B, T, C, nh, nh, att.data<F>(), y.data<F>(), scratch.data<F>(), 4);
+    cpu::attention_backward<F>(dy.data<F>(), qkv.data<F>(), att.data<F>(), B, T, C, nh, nh,
                                scratch.data<F>(), 4, dqkv.data<F>());
     std::vector<double> out;
     for (int64_t i = 0; i < y.numel(); ++i) out.push_back(y.data<F>()[i]);

@@ -244,7 +244,7 @@ TEST_CASE("rope: the fp32 and bf16 kernels turn by fp32's angles, as PyTorch's f
     using T_ = decltype(tag);
     std::vector<T_> x(xd.size());
     for (size_t i = 0; i < xd.size(); ++i) x[i] = T_(static_cast<float>(xd[i]));
-    cpu::rope<T_>(x.data(), 1, T, C, nh, theta, pos0, false);
+    cpu::rope<T_>(x.data(), 1, T, C, nh, nh, theta, pos0, false);
     double worst = 0;
     for (size_t i = 0; i < x.size(); ++i) worst = std::max(worst, std::abs(double(float(x[i])) - want[i]));
     CHECK(worst < tol);

@@ -21,7 +21,7 @@ TEST_CASE("sharded parameters hold their slice of the full tensor's init (fused 
       CAPTURE(parts);
       CAPTURE(index);
       ParamStore ps;
-      Shard sh{.dim = 0, .parts = parts, .index = index, .groups = 3, .full = full};
+      Shard sh{.dim = 0, .parts = parts, .index = index, .blocks = {4, 4, 4}, .full = full};
       Param& p = ps.add_sharded("qkv.weight", sh, Init::normal(0.02), true);
       ps.allocate(DType::f64, Device::cpu(), 7);
       CHECK(p.shape == (Shape{12 / parts, 5}));
@@ -39,6 +39,34 @@ TEST_CASE("sharded parameters hold their slice of the full tensor's init (fused 
       }
       CHECK(rows == p.shape[0]);
     }
+  }
+  // Grouped-query attention's blocks of unequal sizes: 8 query rows, 2 key and
+  // 2 value rows of the same 12 x 5 tensor, split in two.
+  const Shape gqa{12, 5};
+  for (int64_t index = 0; index < 2; ++index) {
+    CAPTURE(index);
+    ParamStore ps;
+    const Shard sh{.dim = 0, .parts = 2, .index = index, .blocks = {8, 2, 2}, .full = gqa};
+    Param& p = ps.add_sharded("qkv.weight", sh, Init::normal(0.02), true);
+    ps.allocate(DType::f64, Device::cpu(), 7);
+    CHECK(p.shape == (Shape{6, 5}));
+    // Local rows: 4 of Q (full 4 index ..), 1 of K (full 8 + index), 1 of V (full 10 + index).
+    const std::vector<int64_t> full_rows = {4 * index, 4 * index + 1, 4 * index + 2, 4 * index + 3, 8 + index,
+                                            10 + index};
+    for (int64_t r = 0; r < 6; ++r)
+      for (int64_t c = 0; c < 5; ++c)
+        REQUIRE(p.value.data<double>()[r * 5 + c] == w.value.data<double>()[full_rows[r] * 5 + c]);
+    const std::vector<Shard::Run> runs = sh.runs();
+    REQUIRE(runs.size() == 3);
+    CHECK((runs[1].full_start == 8 + index && runs[1].local_start == 4 && runs[1].count == 1));
+    CHECK((runs[2].full_start == 10 + index && runs[2].local_start == 5 && runs[2].count == 1));
+  }
+  {
+    ParamStore ps;  // blocks that do not sum to the dimension, or do not split evenly
+    CHECK_THROWS_AS(ps.add_sharded("a", Shard{.dim = 0, .parts = 2, .blocks = {8, 2}, .full = gqa}, Init::zeros(), true),
+                    InternalError);
+    CHECK_THROWS_AS(ps.add_sharded("b", Shard{.dim = 0, .parts = 4, .blocks = {8, 2, 2}, .full = gqa}, Init::zeros(), true),
+                    InternalError);
   }
   // Columns (a row-parallel weight): dim 1.
   ParamStore ps;

@@ -165,8 +165,8 @@ TEST_CASE("tp GPT: which parameters are split and how (names, shapes, shards)") 
   CHECK(shard_of("wte.weight").index == 2);
   CHECK_FALSE(shard_of("wpe.weight").split());
   CHECK(m->params.find("blocks.0.attn.qkv.weight")->shape == Shape{3 * C / 4, C});
-  CHECK(shard_of("blocks.0.attn.qkv.weight").groups == 3);
-  CHECK(shard_of("blocks.0.attn.qkv.bias").groups == 3);
+  CHECK(shard_of("blocks.0.attn.qkv.weight").blocks == std::vector<int64_t>{C, C, C});
+  CHECK(shard_of("blocks.0.attn.qkv.bias").blocks == std::vector<int64_t>{C, C, C});
   CHECK(m->params.find("blocks.0.attn.proj.weight")->shape == Shape{C, C / 4});
   CHECK(shard_of("blocks.0.attn.proj.weight").dim == 1);
   CHECK_FALSE(shard_of("blocks.0.attn.proj.bias").split());

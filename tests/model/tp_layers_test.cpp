@@ -104,7 +104,7 @@ TEST_CASE("tp layers: backward matches finite differences of the group's loss (t
         // Column-parallel with fused Q|K|V blocks: replicated input, sharded output.
         ParamStore ps;
         Linear lin(ps, "qkv", C, 3 * C, true, Init::normal(0.3), Init::normal(0.1),
-                   {.split = TpSplit::column, .tp = &comm, .groups = 3});
+                   {.split = TpSplit::column, .tp = &comm, .blocks = {C, C, C}});
         ps.allocate(DType::f64, Device::cpu(), 1);
         CHECK(lin.out_features() == 3 * C / t);
         CHECK(ps.find("qkv.bias")->shard.split());

@@ -43,17 +43,27 @@ void softmax_causal_row_backward(F* p, const F* dp, int64_t n, int64_t end) {
 
 }  // namespace
 
+namespace {
+// The shapes of one call: head width hs, key (and value) width ckv, row stride
+// ld of qkv, query heads per key/value head.
+struct Dims {
+  int64_t hs, ckv, ld, group;
+  Dims(int64_t c, int64_t nh, int64_t nkv) : hs(c / nh), ckv(c / nh * nkv), ld(c + 2 * (c / nh * nkv)), group(nh / nkv) {}
+};
+}  // namespace
+
 template <class F>
-void attention_forward(const F* qkv, int64_t B, int64_t T, int64_t C, int64_t nh, F* att, F* y,
+void attention_forward(const F* qkv, int64_t B, int64_t T, int64_t C, int64_t nh, int64_t nkv, F* att, F* y,
                        compute_t<F>*, int) {
-  const int64_t hs = C / nh, ld = 3 * C;
+  const Dims d(C, nh, nkv);
+  const int64_t hs = d.hs, ld = d.ld;
   const F scale = F(1) / std::sqrt(static_cast<F>(hs));
 #pragma omp parallel for schedule(static)
   for (int64_t bh = 0; bh < B * nh; ++bh) {
     const int64_t b = bh / nh, h = bh % nh;
-    const F* q = qkv + b * T * ld + h * hs;  // (T, hs), row stride 3C
-    const F* k = q + C;
-    const F* v = q + 2 * C;
+    const F* q = qkv + b * T * ld + h * hs;  // (T, hs), row stride ld
+    const F* k = qkv + b * T * ld + C + h / d.group * hs;
+    const F* v = k + d.ckv;
     F* p = att + bh * T * T;          // (T, T)
     F* o = y ? y + b * T * C + h * hs : nullptr;  // (T, hs), row stride C; null: probabilities only
     for (int64_t r0 = 0; r0 < T; r0 += kAttentionBlock) {
@@ -67,45 +77,52 @@ void attention_forward(const F* qkv, int64_t B, int64_t T, int64_t C, int64_t nh
   }
 }
 
+// One (batch, key/value head) per iteration, its query heads in order: the
+// first head's dK and dV products write (beta 0), the group's others add
+// (beta 1), so each sum has one order whatever the thread count.
 template <class F>
 void attention_backward(const F* dy, const F* qkv, F* att, int64_t B, int64_t T, int64_t C,
-                        int64_t nh, compute_t<F>* scratch, int slots, F* dqkv) {
-  const int64_t hs = C / nh, ld = 3 * C;
+                        int64_t nh, int64_t nkv, compute_t<F>* scratch, int slots, F* dqkv) {
+  const Dims d(C, nh, nkv);
+  const int64_t hs = d.hs, ld = d.ld;
   const F scale = F(1) / std::sqrt(static_cast<F>(hs));
   const int threads = std::max(1, std::min(slots, omp_get_max_threads()));
 #pragma omp parallel for schedule(static) num_threads(threads)
-  for (int64_t bh = 0; bh < B * nh; ++bh) {
-    const int64_t b = bh / nh, h = bh % nh;
-    const F* q = qkv + b * T * ld + h * hs;  // (T, hs), row stride 3C
-    const F* k = q + C;
-    const F* v = q + 2 * C;
-    F* p = att + bh * T * T;                // (T, T): P, then dS
-    const F* go = dy + b * T * C + h * hs;  // dO (T, hs), row stride C
-    F* dq = dqkv + b * T * ld + h * hs;
-    F* dk = dq + C;
-    F* dv = dq + 2 * C;
-    F* dp = scratch + omp_get_thread_num() * attention_scratch_size(T);  // (block, T)
-    // Keys c0..c1 are seen by queries c0..T only.
-    for (int64_t c0 = 0; c0 < T; c0 += kAttentionBlock) {
-      const int64_t c1 = std::min(T, c0 + kAttentionBlock);
-      // dV[c0:c1] = P[c0:, c0:c1]^T @ dO[c0:]
-      gemm<F>(true, false, c1 - c0, hs, T - c0, F(1), p + c0 * T + c0, T, go + c0 * C, C, F(0),
-              dv + c0 * ld, ld);
-    }
-    for (int64_t r0 = 0; r0 < T; r0 += kAttentionBlock) {
-      const int64_t r1 = std::min(T, r0 + kAttentionBlock);
-      // dP[r0:r1, :r1] = dO[r0:r1] @ V[:r1]^T, then dS over P's rows
-      gemm<F>(false, true, r1 - r0, r1, hs, F(1), go + r0 * C, C, v, ld, F(0), dp, T);
-      for (int64_t i = r0; i < r1; ++i)
-        softmax_causal_row_backward(p + i * T, dp + (i - r0) * T, i + 1, r1);
-      // dQ[r0:r1] = scale * dS[r0:r1, :r1] @ K[:r1]
-      gemm<F>(false, false, r1 - r0, hs, r1, scale, p + r0 * T, T, k, ld, F(0), dq + r0 * ld, ld);
-    }
-    for (int64_t c0 = 0; c0 < T; c0 += kAttentionBlock) {
-      const int64_t c1 = std::min(T, c0 + kAttentionBlock);
-      // dK[c0:c1] = scale * dS[c0:, c0:c1]^T @ Q[c0:]
-      gemm<F>(true, false, c1 - c0, hs, T - c0, scale, p + c0 * T + c0, T, q + c0 * ld, ld, F(0),
-              dk + c0 * ld, ld);
+  for (int64_t bg = 0; bg < B * nkv; ++bg) {
+    const int64_t b = bg / nkv, g = bg % nkv;
+    const F* k = qkv + b * T * ld + C + g * hs;  // (T, hs), row stride ld
+    const F* v = k + d.ckv;
+    F* dk = dqkv + b * T * ld + C + g * hs;
+    F* dv = dk + d.ckv;
+    F* dp = scratch + omp_get_thread_num() * attention_scratch_size(T, hs, d.group);  // (block, T)
+    for (int64_t h = g * d.group; h < (g + 1) * d.group; ++h) {
+      const F beta = h == g * d.group ? F(0) : F(1);
+      const F* q = qkv + b * T * ld + h * hs;
+      F* p = att + (b * nh + h) * T * T;      // (T, T): P, then dS
+      const F* go = dy + b * T * C + h * hs;  // dO (T, hs), row stride C
+      F* dq = dqkv + b * T * ld + h * hs;
+      // Keys c0..c1 are seen by queries c0..T only.
+      for (int64_t c0 = 0; c0 < T; c0 += kAttentionBlock) {
+        const int64_t c1 = std::min(T, c0 + kAttentionBlock);
+        // dV[c0:c1] (+)= P[c0:, c0:c1]^T @ dO[c0:]
+        gemm<F>(true, false, c1 - c0, hs, T - c0, F(1), p + c0 * T + c0, T, go + c0 * C, C, beta,
+                dv + c0 * ld, ld);
+      }
+      for (int64_t r0 = 0; r0 < T; r0 += kAttentionBlock) {
+        const int64_t r1 = std::min(T, r0 + kAttentionBlock);
+        // dP[r0:r1, :r1] = dO[r0:r1] @ V[:r1]^T, then dS over P's rows
+        gemm<F>(false, true, r1 - r0, r1, hs, F(1), go + r0 * C, C, v, ld, F(0), dp, T);
+        for (int64_t i = r0; i < r1; ++i)
+          softmax_causal_row_backward(p + i * T, dp + (i - r0) * T, i + 1, r1);
+        // dQ[r0:r1] = scale * dS[r0:r1, :r1] @ K[:r1]
+        gemm<F>(false, false, r1 - r0, hs, r1, scale, p + r0 * T, T, k, ld, F(0), dq + r0 * ld, ld);
+      }
+      for (int64_t c0 = 0; c0 < T; c0 += kAttentionBlock) {
+        const int64_t c1 = std::min(T, c0 + kAttentionBlock);
+        // dK[c0:c1] (+)= scale * dS[c0:, c0:c1]^T @ Q[c0:]
+        gemm<F>(true, false, c1 - c0, hs, T - c0, scale, p + c0 * T + c0, T, q + c0 * ld, ld, beta,
+                dk + c0 * ld, ld);
+      }
     }
   }
 }
@@ -113,20 +130,21 @@ void attention_backward(const F* dy, const F* qkv, F* att, int64_t B, int64_t T,
 // bf16: Q, K, V, P, dO and the outputs in bf16; scores, softmax and score
 // gradients in fp32 in the thread's scratch rows; products accumulate in fp32.
 template <>
-void attention_forward<bf16>(const bf16* qkv, int64_t B, int64_t T, int64_t C, int64_t nh,
+void attention_forward<bf16>(const bf16* qkv, int64_t B, int64_t T, int64_t C, int64_t nh, int64_t nkv,
                              bf16* att, bf16* y, float* scratch, int slots) {
-  const int64_t hs = C / nh, ld = 3 * C;
+  const Dims d(C, nh, nkv);
+  const int64_t hs = d.hs, ld = d.ld;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
   const int threads = std::max(1, std::min(slots, omp_get_max_threads()));
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t bh = 0; bh < B * nh; ++bh) {
     const int64_t b = bh / nh, h = bh % nh;
     const bf16* q = qkv + b * T * ld + h * hs;
-    const bf16* k = q + C;
-    const bf16* v = q + 2 * C;
+    const bf16* k = qkv + b * T * ld + C + h / d.group * hs;
+    const bf16* v = k + d.ckv;
     bf16* p = att + bh * T * T;
     bf16* o = y ? y + b * T * C + h * hs : nullptr;
-    float* s = scratch + omp_get_thread_num() * attention_scratch_size(T);  // (block, T)
+    float* s = scratch + omp_get_thread_num() * attention_scratch_size(T, hs, d.group);  // (block, T)
     for (int64_t r0 = 0; r0 < T; r0 += kAttentionBlock) {
       const int64_t r1 = std::min(T, r0 + kAttentionBlock);
       gemm_bf16(false, true, r1 - r0, r1, hs, scale, q + r0 * ld, ld, k, ld, 0.0f, s, T);
@@ -141,55 +159,77 @@ void attention_forward<bf16>(const bf16* qkv, int64_t B, int64_t T, int64_t C, i
   }
 }
 
+// As the template's, with GQA's dK and dV summed over the group in fp32 (the
+// thread's scratch) and rounded to bf16 once; a group of one writes bf16 directly.
 template <>
 void attention_backward<bf16>(const bf16* dy, const bf16* qkv, bf16* att, int64_t B, int64_t T,
-                              int64_t C, int64_t nh, float* scratch, int slots, bf16* dqkv) {
-  const int64_t hs = C / nh, ld = 3 * C;
+                              int64_t C, int64_t nh, int64_t nkv, float* scratch, int slots, bf16* dqkv) {
+  const Dims d(C, nh, nkv);
+  const int64_t hs = d.hs, ld = d.ld;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
   const int threads = std::max(1, std::min(slots, omp_get_max_threads()));
 #pragma omp parallel for schedule(static) num_threads(threads)
-  for (int64_t bh = 0; bh < B * nh; ++bh) {
-    const int64_t b = bh / nh, h = bh % nh;
-    const bf16* q = qkv + b * T * ld + h * hs;
-    const bf16* k = q + C;
-    const bf16* v = q + 2 * C;
-    bf16* p = att + bh * T * T;  // P, then dS
-    const bf16* go = dy + b * T * C + h * hs;
-    bf16* dq = dqkv + b * T * ld + h * hs;
-    bf16* dk = dq + C;
-    bf16* dv = dq + 2 * C;
-    float* dp = scratch + omp_get_thread_num() * attention_scratch_size(T);  // (block, T)
-    for (int64_t c0 = 0; c0 < T; c0 += kAttentionBlock) {
-      const int64_t c1 = std::min(T, c0 + kAttentionBlock);
-      gemm_bf16(true, false, c1 - c0, hs, T - c0, 1.0f, p + c0 * T + c0, T, go + c0 * C, C, 0.0f,
-                dv + c0 * ld, ld);
-    }
-    for (int64_t r0 = 0; r0 < T; r0 += kAttentionBlock) {
-      const int64_t r1 = std::min(T, r0 + kAttentionBlock);
-      gemm_bf16(false, true, r1 - r0, r1, hs, 1.0f, go + r0 * C, C, v, ld, 0.0f, dp, T);
-      for (int64_t i = r0; i < r1; ++i) {
-        bf16* pr = p + i * T;
-        const float* dpr = dp + (i - r0) * T;
-        const int64_t n = i + 1;
-        float d = 0;
-        for (int64_t j = 0; j < n; ++j) d += float(pr[j]) * dpr[j];
-        for (int64_t j = 0; j < n; ++j) pr[j] = bf16(float(pr[j]) * (dpr[j] - d));
-        std::fill(pr + n, pr + r1, bf16(0.0f));
+  for (int64_t bg = 0; bg < B * nkv; ++bg) {
+    const int64_t b = bg / nkv, g = bg % nkv;
+    const bf16* k = qkv + b * T * ld + C + g * hs;
+    const bf16* v = k + d.ckv;
+    bf16* dk = dqkv + b * T * ld + C + g * hs;
+    bf16* dv = dk + d.ckv;
+    float* dp = scratch + omp_get_thread_num() * attention_scratch_size(T, hs, d.group);  // (block, T)
+    float* dk_sum = dp + kAttentionBlock * T;  // (T, hs) each, group > 1 only
+    float* dv_sum = dk_sum + T * hs;
+    for (int64_t h = g * d.group; h < (g + 1) * d.group; ++h) {
+      const float beta = h == g * d.group ? 0.0f : 1.0f;
+      const bf16* q = qkv + b * T * ld + h * hs;
+      bf16* p = att + (b * nh + h) * T * T;  // P, then dS
+      const bf16* go = dy + b * T * C + h * hs;
+      bf16* dq = dqkv + b * T * ld + h * hs;
+      for (int64_t c0 = 0; c0 < T; c0 += kAttentionBlock) {
+        const int64_t c1 = std::min(T, c0 + kAttentionBlock);
+        if (d.group == 1)
+          gemm_bf16(true, false, c1 - c0, hs, T - c0, 1.0f, p + c0 * T + c0, T, go + c0 * C, C, 0.0f,
+                    dv + c0 * ld, ld);
+        else
+          gemm_bf16(true, false, c1 - c0, hs, T - c0, 1.0f, p + c0 * T + c0, T, go + c0 * C, C, beta,
+                    dv_sum + c0 * hs, hs);
       }
-      gemm_bf16(false, false, r1 - r0, hs, r1, scale, p + r0 * T, T, k, ld, 0.0f, dq + r0 * ld, ld);
+      for (int64_t r0 = 0; r0 < T; r0 += kAttentionBlock) {
+        const int64_t r1 = std::min(T, r0 + kAttentionBlock);
+        gemm_bf16(false, true, r1 - r0, r1, hs, 1.0f, go + r0 * C, C, v, ld, 0.0f, dp, T);
+        for (int64_t i = r0; i < r1; ++i) {
+          bf16* pr = p + i * T;
+          const float* dpr = dp + (i - r0) * T;
+          const int64_t n = i + 1;
+          float dsum = 0;
+          for (int64_t j = 0; j < n; ++j) dsum += float(pr[j]) * dpr[j];
+          for (int64_t j = 0; j < n; ++j) pr[j] = bf16(float(pr[j]) * (dpr[j] - dsum));
+          std::fill(pr + n, pr + r1, bf16(0.0f));
+        }
+        gemm_bf16(false, false, r1 - r0, hs, r1, scale, p + r0 * T, T, k, ld, 0.0f, dq + r0 * ld, ld);
+      }
+      for (int64_t c0 = 0; c0 < T; c0 += kAttentionBlock) {
+        const int64_t c1 = std::min(T, c0 + kAttentionBlock);
+        if (d.group == 1)
+          gemm_bf16(true, false, c1 - c0, hs, T - c0, scale, p + c0 * T + c0, T, q + c0 * ld, ld, 0.0f,
+                    dk + c0 * ld, ld);
+        else
+          gemm_bf16(true, false, c1 - c0, hs, T - c0, scale, p + c0 * T + c0, T, q + c0 * ld, ld, beta,
+                    dk_sum + c0 * hs, hs);
+      }
     }
-    for (int64_t c0 = 0; c0 < T; c0 += kAttentionBlock) {
-      const int64_t c1 = std::min(T, c0 + kAttentionBlock);
-      gemm_bf16(true, false, c1 - c0, hs, T - c0, scale, p + c0 * T + c0, T, q + c0 * ld, ld, 0.0f,
-                dk + c0 * ld, ld);
-    }
+    if (d.group > 1)
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t e = 0; e < hs; ++e) {
+          dk[t * ld + e] = bf16(dk_sum[t * hs + e]);
+          dv[t * ld + e] = bf16(dv_sum[t * hs + e]);
+        }
   }
 }
 
 #define DTRAIN_INSTANTIATE(F)                                                                    \
-  template void attention_forward<F>(const F*, int64_t, int64_t, int64_t, int64_t, F*, F*,     \
-                                     compute_t<F>*, int);                                     \
-  template void attention_backward<F>(const F*, const F*, F*, int64_t, int64_t, int64_t,       \
+  template void attention_forward<F>(const F*, int64_t, int64_t, int64_t, int64_t, int64_t, F*, F*, \
+                                     compute_t<F>*, int);                                              \
+  template void attention_backward<F>(const F*, const F*, F*, int64_t, int64_t, int64_t, int64_t,       \
                                       int64_t, compute_t<F>*, int, F*);
 DTRAIN_INSTANTIATE(float)
 DTRAIN_INSTANTIATE(double)

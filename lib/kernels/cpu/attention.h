@@ -9,10 +9,15 @@
 // with the score gradients: a thread then needs only one row block of scratch
 // instead of a (T, T) matrix of its own.
 //
-// Layouts: qkv (B, T, 3C) as the qkv projection writes it: q, k, v in columns
-// [0, C), [C, 2C), [2C, 3C), head h in columns [h*hs, (h+1)*hs) of each, with
-// hs = C / nh. The output y (B, T, C) has head h in columns [h*hs, (h+1)*hs),
-// which is the layout the output projection reads: no transposes anywhere.
+// Layouts: qkv (B, T, C + 2 Ckv) as the qkv projection writes it: q, k, v in
+// columns [0, C), [C, C + Ckv), [C + Ckv, C + 2 Ckv), head h in columns
+// [h*hs, (h+1)*hs) of each, with hs = C / nh and Ckv = nkv * hs. With nkv ==
+// nh this is multi-head attention (qkv (B, T, 3C)); with nkv < nh grouped-query
+// attention (GQA): query head h reads key/value head h / (nh / nkv), and the
+// backward sums dK and dV over each group's query heads in head order, one
+// (batch, group) per OpenMP iteration. The output y (B, T, C) has head h in
+// columns [h*hs, (h+1)*hs), which is the layout the output projection reads:
+// no transposes anywhere.
 #pragma once
 
 #include <cstdint>
@@ -24,23 +29,27 @@ namespace dtrain::cpu {
 inline constexpr int64_t kAttentionBlock = 64;
 
 // Scratch elements (compute type) one thread needs in attention_forward (bf16
-// only: the fp32 scores of a row block) and attention_backward.
-inline int64_t attention_scratch_size(int64_t T) { return kAttentionBlock * T; }
+// only: the fp32 scores of a row block) and attention_backward (the score
+// gradients of a row block; under GQA, group > 1, also the fp32 sums of a
+// key/value head's dK and dV, (T, hs) each, which bf16 rounds once at the end).
+inline int64_t attention_scratch_size(int64_t T, int64_t hs = 0, int64_t group = 1) {
+  return kAttentionBlock * T + (group > 1 ? 2 * T * hs : 0);
+}
 
-// qkv: (B, T, 3C); att: (B, nh, T, T) probabilities, written (entries above
+// qkv: (B, T, C + 2 Ckv), Ckv = C / nh * nkv (nkv divides nh); att: (B, nh, T, T) probabilities, written (entries above
 // the diagonal are zero within each row block and unspecified beyond it);
-// y: (B, T, C). scratch: `slots` * attention_scratch_size(T); at most `slots`
+// y: (B, T, C). scratch: `slots` * attention_scratch_size(T, hs, nh / nkv); at most `slots`
 // threads run. In bf16 the scores and the softmax are fp32 (in scratch), the
 // probabilities are stored in bf16 and every product accumulates in fp32.
 template <class F>
-void attention_forward(const F* qkv, int64_t B, int64_t T, int64_t C, int64_t nh, F* att, F* y,
+void attention_forward(const F* qkv, int64_t B, int64_t T, int64_t C, int64_t nh, int64_t nkv, F* att, F* y,
                        compute_t<F>* scratch, int slots);
 
 // dy: (B, T, C); qkv and att as left by forward; att is overwritten (with
-// dL/dscores), so backward runs once per forward. dqkv: (B, T, 3C), written.
-// scratch: `slots` * attention_scratch_size(T); at most `slots` threads run.
+// dL/dscores), so backward runs once per forward. dqkv: like qkv, written.
+// scratch: `slots` * attention_scratch_size(T, hs, nh / nkv); at most `slots` threads run.
 template <class F>
 void attention_backward(const F* dy, const F* qkv, F* att, int64_t B, int64_t T, int64_t C,
-                        int64_t nh, compute_t<F>* scratch, int slots, F* dqkv);
+                        int64_t nh, int64_t nkv, compute_t<F>* scratch, int slots, F* dqkv);
 
 }  // namespace dtrain::cpu

@@ -9,9 +9,10 @@
 namespace dtrain::cpu {
 
 template <class T>
-void rope(T* qkv, int64_t b, int64_t t, int64_t c, int64_t n_head, double theta, int64_t pos0, bool inverse) {
+void rope(T* qkv, int64_t b, int64_t t, int64_t c, int64_t n_head, int64_t n_kv_head, double theta, int64_t pos0,
+          bool inverse) {
   using A = compute_t<T>;
-  const int64_t d = c / n_head, half = d / 2;
+  const int64_t d = c / n_head, half = d / 2, ld = c + 2 * n_kv_head * d;
   constexpr int64_t kPairs = 64;  // the angles of this many pairs at a time, on the stack
   // Position by position: one table of angles serves every sequence of the batch.
 #pragma omp parallel for schedule(static)
@@ -27,8 +28,8 @@ void rope(T* qkv, int64_t b, int64_t t, int64_t c, int64_t n_head, double theta,
         sn[i] = static_cast<A>(inverse ? -std::sin(angle) : std::sin(angle));
       }
       for (int64_t seq = 0; seq < b; ++seq) {
-        T* r = qkv + (seq * t + s) * 3 * c;
-        for (int64_t h = 0; h < 2 * n_head; ++h) {  // the queries' heads, then the keys'
+        T* r = qkv + (seq * t + s) * ld;
+        for (int64_t h = 0; h < n_head + n_kv_head; ++h) {  // the queries' heads, then the keys'
           T* x0 = r + h * d + i0;
           T* x1 = x0 + half;
 #pragma omp simd
@@ -44,8 +45,8 @@ void rope(T* qkv, int64_t b, int64_t t, int64_t c, int64_t n_head, double theta,
   }
 }
 
-template void rope<float>(float*, int64_t, int64_t, int64_t, int64_t, double, int64_t, bool);
-template void rope<double>(double*, int64_t, int64_t, int64_t, int64_t, double, int64_t, bool);
-template void rope<bf16>(bf16*, int64_t, int64_t, int64_t, int64_t, double, int64_t, bool);
+template void rope<float>(float*, int64_t, int64_t, int64_t, int64_t, int64_t, double, int64_t, bool);
+template void rope<double>(double*, int64_t, int64_t, int64_t, int64_t, int64_t, double, int64_t, bool);
+template void rope<bf16>(bf16*, int64_t, int64_t, int64_t, int64_t, int64_t, double, int64_t, bool);
 
 }  // namespace dtrain::cpu

@@ -10,9 +10,11 @@
 
 namespace dtrain::cpu {
 
-// qkv: (b, t, 3c), each row q (c) | k (c) | v (c), c = n_head * d with d even;
-// row s of each sequence is at position pos0 + s. inverse: turn back.
+// qkv: (b, t, c + 2 c_kv), each row q (c) | k (c_kv) | v (c_kv), c = n_head * d
+// with d even and c_kv = n_kv_head * d (n_kv_head < n_head: grouped-query
+// attention); row s of each sequence is at position pos0 + s. inverse: turn back.
 template <class T>
-void rope(T* qkv, int64_t b, int64_t t, int64_t c, int64_t n_head, double theta, int64_t pos0, bool inverse);
+void rope(T* qkv, int64_t b, int64_t t, int64_t c, int64_t n_head, int64_t n_kv_head, double theta, int64_t pos0,
+          bool inverse);
 
 }  // namespace dtrain::cpu

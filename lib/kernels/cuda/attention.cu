@@ -22,22 +22,35 @@ __device__ inline float from_f<float>(float x) { return x; }
 template <>
 __device__ inline bf16 from_f<bf16>(float x) { return bf16(x); }
 
-// Head-major index e = ((b*nh + h)*T + t)*hs + d  <->  row-major (b, t, h*hs + d).
-template <class T, bool kToRows>
-__global__ void heads_kernel(const T* __restrict__ src, T* __restrict__ dst, int64_t ld, int64_t Tn,
-                             int64_t C, int64_t nh, int64_t total) {
+// Head-major index e = ((b*nh + h)*T + t)*hs + d  <-  row-major (b, t, (h/group)*hs + d).
+template <class T>
+__global__ void heads_from_rows_kernel(const T* __restrict__ src, T* __restrict__ dst, int64_t ld, int64_t Tn,
+                                       int64_t nh, int64_t hs, int64_t group, int64_t total) {
   const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e >= total) return;
-  const int64_t hs = C / nh;
   const int64_t d = e % hs;
   const int64_t t = (e / hs) % Tn;
   const int64_t bh = e / (hs * Tn);
   const int64_t b = bh / nh, h = bh % nh;
-  const int64_t r = (b * Tn + t) * ld + h * hs + d;
-  if (kToRows)
-    dst[r] = src[e];
-  else
-    dst[e] = src[r];
+  dst[e] = src[(b * Tn + t) * ld + h / group * hs + d];
+}
+
+// One thread per row element (b, t, g*hs + d), g < nh/group: the sum of the
+// group's heads in head order.
+template <class T>
+__global__ void heads_to_rows_kernel(const T* __restrict__ src, T* __restrict__ dst, int64_t ld, int64_t Tn,
+                                     int64_t nh, int64_t hs, int64_t group, int64_t total) {
+  const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (e >= total) return;
+  const int64_t nkv = nh / group;
+  const int64_t d = e % hs;
+  const int64_t g = (e / hs) % nkv;
+  const int64_t bt = e / (hs * nkv);
+  const int64_t b = bt / Tn, t = bt % Tn;
+  const T* head = src + ((b * nh + g * group) * Tn + t) * hs + d;  // the group's first head
+  float sum = to_f(head[0]);  // (group 1: the element itself, exactly)
+  for (int64_t h = 1; h < group; ++h) sum += to_f(head[h * Tn * hs]);
+  dst[bt * ld + g * hs + d] = from_f<T>(sum);
 }
 
 // Sum (kMax false) or maximum of v over the block; every thread gets it.
@@ -93,22 +106,22 @@ unsigned blocks_for(int64_t n) { return static_cast<unsigned>((n + kThreads - 1)
 }  // namespace
 
 template <class T>
-void attn_heads_from_rows(const T* src, int64_t ld, int64_t B, int64_t Tn, int64_t C, int64_t nh, T* dst,
-                          void* stream) {
-  const int64_t total = B * Tn * C;
+void attn_heads_from_rows(const T* src, int64_t ld, int64_t B, int64_t Tn, int64_t nh, int64_t hs, int64_t group,
+                          T* dst, void* stream) {
+  const int64_t total = B * Tn * nh * hs;
   if (total == 0) return;
-  heads_kernel<T, false><<<blocks_for(total), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-      src, dst, ld, Tn, C, nh, total);
+  heads_from_rows_kernel<T><<<blocks_for(total), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      src, dst, ld, Tn, nh, hs, group, total);
   gpu::check_launch("attention: heads from rows");
 }
 
 template <class T>
-void attn_heads_to_rows(const T* src, int64_t B, int64_t Tn, int64_t C, int64_t nh, T* dst, int64_t ld,
-                        void* stream) {
-  const int64_t total = B * Tn * C;
+void attn_heads_to_rows(const T* src, int64_t B, int64_t Tn, int64_t nh, int64_t hs, int64_t group, T* dst,
+                        int64_t ld, void* stream) {
+  const int64_t total = B * Tn * (nh / group) * hs;
   if (total == 0) return;
-  heads_kernel<T, true><<<blocks_for(total), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-      src, dst, ld, Tn, C, nh, total);
+  heads_to_rows_kernel<T><<<blocks_for(total), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      src, dst, ld, Tn, nh, hs, group, total);
   gpu::check_launch("attention: heads to rows");
 }
 
@@ -129,8 +142,10 @@ void attn_softmax_backward(T* p, const float* dp, int64_t rows, int64_t Tn, void
 }
 
 #define DTRAIN_INSTANTIATE(T)                                                                              \
-  template void attn_heads_from_rows<T>(const T*, int64_t, int64_t, int64_t, int64_t, int64_t, T*, void*); \
-  template void attn_heads_to_rows<T>(const T*, int64_t, int64_t, int64_t, int64_t, T*, int64_t, void*);   \
+  template void attn_heads_from_rows<T>(const T*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, T*,   \
+                                        void*);                                                           \
+  template void attn_heads_to_rows<T>(const T*, int64_t, int64_t, int64_t, int64_t, int64_t, T*, int64_t,     \
+                                      void*);                                                             \
   template void attn_softmax_forward<T>(const float*, int64_t, int64_t, T*, void*);                        \
   template void attn_softmax_backward<T>(T*, const float*, int64_t, int64_t, void*);
 DTRAIN_INSTANTIATE(float)

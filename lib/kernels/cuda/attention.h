@@ -12,15 +12,21 @@
 
 namespace dtrain::cuda {
 
-// dst (B*nh, T, hs), head-major = src (B, T, *) columns [h*hs, (h+1)*hs) of
-// rows with stride ld (C for y/dy; 3C for a third of qkv, src pre-offset).
+// dst (B*nh, T, hs), head-major: head h = src (B, T, *) columns
+// [g*hs, (g+1)*hs), g = h / group, of rows with stride ld (C for y/dy; the
+// qkv row for its queries, keys or values, src pre-offset). group 1: each head
+// its own columns; group nh/nkv: a key or value head copied for each query
+// head of its group (grouped-query attention), so the batched products run
+// over B*nh heads either way.
 template <class T>
-void attn_heads_from_rows(const T* src, int64_t ld, int64_t B, int64_t Tn, int64_t C, int64_t nh, T* dst,
-                          void* stream);
-// The reverse: dst (B, T, *) rows with stride ld, columns [h*hs, (h+1)*hs) = src (B*nh, T, hs).
+void attn_heads_from_rows(const T* src, int64_t ld, int64_t B, int64_t Tn, int64_t nh, int64_t hs, int64_t group,
+                          T* dst, void* stream);
+// The reverse: dst (B, T, *) rows with stride ld, columns [g*hs, (g+1)*hs)
+// for g < nh/group = the sum of src (B*nh, T, hs)'s heads g*group ..
+// (g+1)*group - 1, added in head order in fp32 and rounded once (group 1: a copy).
 template <class T>
-void attn_heads_to_rows(const T* src, int64_t B, int64_t Tn, int64_t C, int64_t nh, T* dst, int64_t ld,
-                        void* stream);
+void attn_heads_to_rows(const T* src, int64_t B, int64_t Tn, int64_t nh, int64_t hs, int64_t group, T* dst,
+                        int64_t ld, void* stream);
 
 // rows of length Tn, `rows` of them (a multiple of Tn: whole (Tn, Tn) matrices);
 // row r is query i = r % Tn. p[r, j] = softmax over j <= i of s[r, :] (the

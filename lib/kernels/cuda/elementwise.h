@@ -24,9 +24,10 @@ void gelu_backward(Act t, const void* x, const void* dy, int64_t n, void* dx, vo
 void swiglu_forward(Act t, const void* f, int64_t n, int64_t h, void* g, void* stream);
 void swiglu_backward(Act t, const void* f, const void* dg, int64_t n, int64_t h, void* df,
                      void* stream);
-// Rotary embedding in place on qkv (b, t, 3c): the queries' and keys' heads
-// (c = n_head * d, d even) of row s turn by position pos0 + s's angles.
-void rope(Act t, void* qkv, int64_t b, int64_t tlen, int64_t c, int64_t n_head, double theta,
+// Rotary embedding in place on qkv (b, t, c + 2 c_kv): the queries' heads
+// (c = n_head * d, d even) and the keys' (c_kv = n_kv_head * d) of row s turn
+// by position pos0 + s's angles.
+void rope(Act t, void* qkv, int64_t b, int64_t tlen, int64_t c, int64_t n_head, int64_t n_kv_head, double theta,
           int64_t pos0, bool inverse, void* stream);
 // x, y, mask: (samples, sample_numel); resid null or like x. threshold:
 // math::dropout_threshold(p); scale: float(1 / (1 - p)); first_element: the

@@ -9,6 +9,10 @@
 //   backward: dO = heads of dy; dV = att^T dO; per chunk dP = dO V^T (fp32),
 //             att = att * (dP - rowsum(att * dP)) (dS, zero above the diagonal);
 //             dQ = scale dS K; dK = scale dS^T Q; dqkv = rows of dQ, dK, dV.
+// Grouped-query attention (Heads::kv < q): K and V are copied head-major once
+// per query head of their group, so every product runs over B*nh heads as
+// above; dK and dV, per query head, are summed over the group in head order
+// (fp32, one rounding) as they go back to rows. No atomics: the same bits every run.
 // Under bf16, Q, K, V, O, the probabilities and dS are bf16, S and dP fp32, and
 // every product accumulates in fp32, as on the CPU.
 #include "ops/cuda/blas.h"
@@ -104,7 +108,7 @@ std::string matmul_path(const Exec& ex, DType act) {
 
 struct AttentionGpu {
   DType act = DType::f32;
-  int64_t B = 0, T = 0, C = 0, nh = 0;  // the planned maxima
+  int64_t B = 0, T = 0, C = 0, nh = 0, nkv = 0;  // the planned maxima (C: the queries' width)
   cuda::AttnLayout layout;
   // S = Q K^T and dP = dO V^T: (T, hs) x (T, hs)^T -> (T, T) fp32, G heads per call.
   std::unique_ptr<cuda::LtMatmul> scores;
@@ -121,29 +125,29 @@ void check_attention_dtype(DType act, const char* op) {
     throw InternalError(fmt::format("{}: no {} kernel on cuda (f32 and bf16 only)", op, dtype_name(act)));
 }
 
+// C: the queries' width nh hs; ld: a qkv row's, (nh + 2 nkv) hs; group: nh / nkv.
 struct Dims {
-  int64_t B, T, C, nh, hs;
+  int64_t B, T, C, nh, nkv, hs, ld, group;
 };
 
-Dims dims_of(const Shape& qkv, int64_t n_head, const char* op) {
-  DTRAIN_CHECK(qkv.rank() == 3 && qkv[2] % 3 == 0 && n_head > 0 && (qkv[2] / 3) % n_head == 0,
-               "{}: qkv {} with {} heads", op, qkv.str(), n_head);
-  const int64_t C = qkv[2] / 3;
-  return {qkv[0], qkv[1], C, n_head, C / n_head};
+Dims dims_of(const Shape& qkv, Heads heads, const char* op) {
+  DTRAIN_CHECK(qkv.rank() == 3 && heads.fits(qkv[2]), "{}: qkv {} with {}", op, qkv.str(), heads.str());
+  const int64_t hs = qkv[2] / heads.row_heads();
+  return {qkv[0], qkv[1], heads.q * hs, heads.q, heads.kv, hs, qkv[2], heads.group()};
 }
 
 }  // namespace
 
-int64_t attention_scratch(const Shape& qkv, int64_t n_head, DType act) {
-  const Dims d = dims_of(qkv, n_head, "attention");
+int64_t attention_scratch(const Shape& qkv, Heads heads, DType act) {
+  const Dims d = dims_of(qkv, heads, "attention");
   const cuda::AttnLayout l = cuda::attn_layout(d.B, d.T, d.C, d.nh, static_cast<int>(dtype_size(act)));
   const size_t unit = dtype_size(compute_dtype(act));
   return static_cast<int64_t>((l.bytes + unit - 1) / unit);
 }
 
-std::shared_ptr<AttentionGpu> plan_attention(const Exec& ex, const Shape& qkv, int64_t n_head, DType act) {
+std::shared_ptr<AttentionGpu> plan_attention(const Exec& ex, const Shape& qkv, Heads heads, DType act) {
   check_attention_dtype(act, "attention");
-  const Dims d = dims_of(qkv, n_head, "attention");
+  const Dims d = dims_of(qkv, heads, "attention");
   cuda::Context& ctx = context(ex, "attention");
   auto p = std::make_shared<AttentionGpu>();
   p->act = act;
@@ -151,6 +155,7 @@ std::shared_ptr<AttentionGpu> plan_attention(const Exec& ex, const Shape& qkv, i
   p->T = d.T;
   p->C = d.C;
   p->nh = d.nh;
+  p->nkv = d.nkv;
   p->layout = cuda::attn_layout(d.B, d.T, d.C, d.nh, static_cast<int>(dtype_size(act)));
   const int64_t bh = d.B * d.nh;
   p->scores = std::make_unique<cuda::LtMatmul>(ctx, batched(false, true, d.T, d.T, d.hs, p->layout.chunk),
@@ -177,9 +182,9 @@ Regions<F> regions(const AttentionGpu& p, const Tensor& scratch, const Dims& d, 
   // G stays the planned chunk (its (G, T, T) scores fit for any T up to the planned one).
   const cuda::AttnLayout l = cuda::attn_layout(d.B, d.T, d.C, d.nh, static_cast<int>(sizeof(F)),
                                                p.layout.chunk * d.T * d.T * 4);
-  DTRAIN_CHECK(d.B <= p.B && d.T <= p.T && d.C == p.C && d.nh == p.nh,
-               "{}: qkv (B {}, T {}, C {}, {} heads) beyond the planned (B {}, T {}, C {}, {} heads)", op, d.B, d.T,
-               d.C, d.nh, p.B, p.T, p.C, p.nh);
+  DTRAIN_CHECK(d.B <= p.B && d.T <= p.T && d.C == p.C && d.nh == p.nh && d.nkv == p.nkv,
+               "{}: qkv (B {}, T {}, C {}, {}/{} heads) beyond the planned (B {}, T {}, C {}, {}/{} heads)", op, d.B,
+               d.T, d.C, d.nh, d.nkv, p.B, p.T, p.C, p.nh, p.nkv);
   DTRAIN_CHECK(scratch.bytes() >= l.bytes, "{}: scratch of {} bytes, {} needed", op, scratch.bytes(), l.bytes);
   auto* base = static_cast<char*>(scratch.raw());
   return {reinterpret_cast<F*>(base + l.q),  reinterpret_cast<F*>(base + l.k),  reinterpret_cast<F*>(base + l.v),
@@ -192,11 +197,12 @@ void forward_impl(const Exec& ex, const AttentionGpu& p, const Dims& d, const F*
                   const Tensor& scratch) {
   const Regions<F> r = regions<F>(p, scratch, d, "attention");
   void* st = ex.stream;
-  const int64_t bh = d.B * d.nh, hs = d.hs, T = d.T, ld = 3 * d.C;
+  const int64_t bh = d.B * d.nh, hs = d.hs, T = d.T, ld = d.ld, ckv = d.nkv * hs;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
-  cuda::attn_heads_from_rows<F>(qkv, ld, d.B, T, d.C, d.nh, r.q, st);
-  cuda::attn_heads_from_rows<F>(qkv + d.C, ld, d.B, T, d.C, d.nh, r.k, st);
-  if (y) cuda::attn_heads_from_rows<F>(qkv + 2 * d.C, ld, d.B, T, d.C, d.nh, r.v, st);
+  // Under GQA each key/value head is copied for each query head of its group.
+  cuda::attn_heads_from_rows<F>(qkv, ld, d.B, T, d.nh, hs, 1, r.q, st);
+  cuda::attn_heads_from_rows<F>(qkv + d.C, ld, d.B, T, d.nh, hs, d.group, r.k, st);
+  if (y) cuda::attn_heads_from_rows<F>(qkv + d.C + ckv, ld, d.B, T, d.nh, hs, d.group, r.v, st);
   const int64_t G = r.chunk;
   for (int64_t g0 = 0; g0 < bh; g0 += G) {
     const int64_t n = std::min(G, bh - g0);
@@ -205,7 +211,7 @@ void forward_impl(const Exec& ex, const AttentionGpu& p, const Dims& d, const F*
   }
   if (!y) return;
   p.pv->run(batched(false, false, T, hs, T, bh), att, r.v, r.o, 1.0, 0.0, st);
-  cuda::attn_heads_to_rows<F>(r.o, d.B, T, d.C, d.nh, y, d.C, st);
+  cuda::attn_heads_to_rows<F>(r.o, d.B, T, d.nh, hs, 1, y, d.C, st);
 }
 
 template <class F>
@@ -213,13 +219,13 @@ void backward_impl(const Exec& ex, const AttentionGpu& p, const Dims& d, const F
                    F* dqkv, const Tensor& scratch) {
   const Regions<F> r = regions<F>(p, scratch, d, "attention_backward");
   void* st = ex.stream;
-  const int64_t bh = d.B * d.nh, hs = d.hs, T = d.T, ld = 3 * d.C;
+  const int64_t bh = d.B * d.nh, hs = d.hs, T = d.T, ld = d.ld, ckv = d.nkv * hs;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
-  cuda::attn_heads_from_rows<F>(qkv, ld, d.B, T, d.C, d.nh, r.q, st);
-  cuda::attn_heads_from_rows<F>(qkv + d.C, ld, d.B, T, d.C, d.nh, r.k, st);
-  cuda::attn_heads_from_rows<F>(qkv + 2 * d.C, ld, d.B, T, d.C, d.nh, r.v, st);
+  cuda::attn_heads_from_rows<F>(qkv, ld, d.B, T, d.nh, hs, 1, r.q, st);
+  cuda::attn_heads_from_rows<F>(qkv + d.C, ld, d.B, T, d.nh, hs, d.group, r.k, st);
+  cuda::attn_heads_from_rows<F>(qkv + d.C + ckv, ld, d.B, T, d.nh, hs, d.group, r.v, st);
   F* dO = r.o;
-  cuda::attn_heads_from_rows<F>(dy, d.C, d.B, T, d.C, d.nh, dO, st);
+  cuda::attn_heads_from_rows<F>(dy, d.C, d.B, T, d.nh, hs, 1, dO, st);
   // dV = P^T dO, before att is overwritten with dS.
   p.ptv->run(batched(true, false, T, hs, T, bh), att, dO, r.dv, 1.0, 0.0, st);
   const int64_t G = r.chunk;
@@ -230,18 +236,19 @@ void backward_impl(const Exec& ex, const AttentionGpu& p, const Dims& d, const F
   }
   p.pv->run(batched(false, false, T, hs, T, bh), att, r.k, r.dq, scale, 0.0, st);
   p.ptv->run(batched(true, false, T, hs, T, bh), att, r.q, r.dk, scale, 0.0, st);
-  cuda::attn_heads_to_rows<F>(r.dq, d.B, T, d.C, d.nh, dqkv, ld, st);
-  cuda::attn_heads_to_rows<F>(r.dk, d.B, T, d.C, d.nh, dqkv + d.C, ld, st);
-  cuda::attn_heads_to_rows<F>(r.dv, d.B, T, d.C, d.nh, dqkv + 2 * d.C, ld, st);
+  // dK and dV per query head, then summed over each key/value head's group.
+  cuda::attn_heads_to_rows<F>(r.dq, d.B, T, d.nh, hs, 1, dqkv, ld, st);
+  cuda::attn_heads_to_rows<F>(r.dk, d.B, T, d.nh, hs, d.group, dqkv + d.C, ld, st);
+  cuda::attn_heads_to_rows<F>(r.dv, d.B, T, d.nh, hs, d.group, dqkv + d.C + ckv, ld, st);
 }
 
 }  // namespace
 
-void attention_forward(const Exec& ex, const AttentionGpu& p, const Tensor& qkv, int64_t n_head,
+void attention_forward(const Exec& ex, const AttentionGpu& p, const Tensor& qkv, Heads heads,
                        const Tensor& att, const Tensor& y, const Tensor& scratch) {
   for (const Tensor* t : {&qkv, &att, &y, &scratch}) ex.check(*t, "attention");
   check_attention_dtype(qkv.dtype(), "attention");
-  const Dims d = dims_of(qkv.shape(), n_head, "attention");
+  const Dims d = dims_of(qkv.shape(), heads, "attention");
   DTRAIN_CHECK(qkv.dtype() == p.act && att.dtype() == p.act && (!y.defined() || y.dtype() == p.act),
                "attention: {} tensors for a {} plan", dtype_name(qkv.dtype()), dtype_name(p.act));
   DTRAIN_CHECK(att.numel() >= d.B * d.nh * d.T * d.T && (!y.defined() || y.numel() >= d.B * d.T * d.C),
@@ -256,14 +263,14 @@ void attention_forward(const Exec& ex, const AttentionGpu& p, const Tensor& qkv,
 }
 
 void attention_backward(const Exec& ex, const AttentionGpu& p, const Tensor& dy, const Tensor& qkv,
-                        const Tensor& att, int64_t n_head, const Tensor& scratch, const Tensor& dqkv) {
+                        const Tensor& att, Heads heads, const Tensor& scratch, const Tensor& dqkv) {
   for (const Tensor* t : {&dy, &qkv, &att, &scratch, &dqkv}) ex.check(*t, "attention_backward");
   check_attention_dtype(qkv.dtype(), "attention_backward");
-  const Dims d = dims_of(qkv.shape(), n_head, "attention_backward");
+  const Dims d = dims_of(qkv.shape(), heads, "attention_backward");
   DTRAIN_CHECK(qkv.dtype() == p.act && att.dtype() == p.act && dy.dtype() == p.act && dqkv.dtype() == p.act,
                "attention_backward: {} tensors for a {} plan", dtype_name(qkv.dtype()), dtype_name(p.act));
   DTRAIN_CHECK(att.numel() >= d.B * d.nh * d.T * d.T && dy.numel() >= d.B * d.T * d.C &&
-                   dqkv.numel() >= d.B * d.T * 3 * d.C,
+                   dqkv.numel() >= qkv.numel(),
                "attention_backward: att {}, dy {}, dqkv {} for qkv {}", att.shape().str(), dy.shape().str(),
                dqkv.shape().str(), qkv.shape().str());
   if (qkv.dtype() == DType::bf16)

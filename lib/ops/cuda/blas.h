@@ -28,11 +28,11 @@ std::string matmul_path(const Exec& ex, DType act);
 // Attention: the three cuBLASLt plans of the batched per-head products and the
 // chunking of the fp32 score matrices.
 struct AttentionGpu;
-std::shared_ptr<AttentionGpu> plan_attention(const Exec& ex, const Shape& qkv, int64_t n_head, DType act);
-int64_t attention_scratch(const Shape& qkv, int64_t n_head, DType act);
-void attention_forward(const Exec& ex, const AttentionGpu& plan, const Tensor& qkv, int64_t n_head,
+std::shared_ptr<AttentionGpu> plan_attention(const Exec& ex, const Shape& qkv, Heads heads, DType act);
+int64_t attention_scratch(const Shape& qkv, Heads heads, DType act);
+void attention_forward(const Exec& ex, const AttentionGpu& plan, const Tensor& qkv, Heads heads,
                        const Tensor& att, const Tensor& y, const Tensor& scratch);
 void attention_backward(const Exec& ex, const AttentionGpu& plan, const Tensor& dy, const Tensor& qkv,
-                        const Tensor& att, int64_t n_head, const Tensor& scratch, const Tensor& dqkv);
+                        const Tensor& att, Heads heads, const Tensor& scratch, const Tensor& dqkv);
 
 }  // namespace dtrain::ops::cuda_ops
