@@ -1,6 +1,6 @@
 // The tiny GPT against PyTorch (tools/fixtures/gpt_fixture.py, float64), and
-// one of LLaMA's parts (tools/fixtures/llama_fixture.py): logits, loss and
-// every parameter gradient.
+// ones of LLaMA's parts, with multi-head and with grouped-query attention
+// (tools/fixtures/llama_fixture.py): logits, loss and every parameter gradient.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -27,7 +27,7 @@ double rel_error(const FixtureArray& ref, Get&& get) {
 // The model of `fx`'s config, with `parts` (GPT-2's or LLaMA's), against the
 // fixture's logits, loss and every parameter gradient.
 void check_against(const Fixture& fx, ModelConfig cfg) {
-  const std::vector<int64_t>& k = fx.at("config").i;  // V, context, T, B, C, n_head, n_layer, bias[, ffn, theta, tied]
+  const std::vector<int64_t>& k = fx.at("config").i;  // V, context, T, B, C, n_head, n_layer, bias[, ffn, theta, tied, n_kv_head]
   cfg.type = "gpt";
   cfg.vocab_size = k[0];
   cfg.context_length = k[1];
@@ -40,6 +40,7 @@ void check_against(const Fixture& fx, ModelConfig cfg) {
     cfg.ffn_hidden = k[8];
     cfg.rope_theta = static_cast<double>(k[9]);
     cfg.tie_embeddings = k[10] != 0;
+    cfg.n_kv_head = k[11];
   }
   const int64_t T = k[2], B = k[3];
   auto m = build_model(cfg, T, DType::f64, Device::cpu(), 1);
@@ -97,4 +98,11 @@ TEST_CASE("tiny GPT matches PyTorch: logits, loss and every gradient (fp64)") {
 
 TEST_CASE("tiny GPT of LLaMA's parts (RMSNorm, SwiGLU, rope, untied head) matches PyTorch: logits, loss and every gradient (fp64)") {
   check_against(Fixture(fixture_path("llama_tiny.fix")), parts("rmsnorm", "swiglu", "rope"));
+}
+
+TEST_CASE("tiny LLaMA with grouped-query attention (4 query heads, 2 key/value heads) matches PyTorch's repeat_kv (fp64)") {
+  const Fixture fx(fixture_path("llama_gqa_tiny.fix"));
+  REQUIRE(fx.at("config").i[5] == 4);
+  REQUIRE(fx.at("config").i[11] == 2);
+  check_against(fx, parts("rmsnorm", "swiglu", "rope"));
 }
