@@ -199,6 +199,13 @@ const std::vector<BadCase> kBadCases = {
     {"rope on an odd head width", cat(kGpt, {"[model]", "position = \"rope\"", "n_head = 4", "n_embd = 12"}), {}, 1,
      "cfg.toml:7: model.position = \"rope\" turns pairs of each head's features: the head width model.n_embd / "
      "model.n_head (12 / 4 = 3) must be even"},
+    {"key/value heads that do not divide the query heads", cat(kGpt, {"[model]", "n_kv_head = 3"}), {}, 1,
+     "cfg.toml:7: model.n_kv_head: expected a divisor of model.n_head (4): each key/value head serves a group of "
+     "n_head / n_kv_head query heads, got 3"},
+    {"tp does not divide the key/value heads", cat(kGpt, {"[model]", "n_head = 8", "n_kv_head = 2", "[parallel]", "tp = 4"}),
+     {}, 4,
+     "cfg.toml:8: model.n_kv_head (2) is not divisible by parallel.tp (4): tensor parallelism splits the key/value "
+     "heads across its ranks with their query heads"},
     {"an unknown norm", cat(kGpt, {"[model]", "norm = \"batchnorm\""}), {}, 1,
      "cfg.toml:7: model.norm: expected one of \"layernorm\", \"rmsnorm\", got \"batchnorm\""},
     {"tp does not divide the vocabulary", cat(kGpt, {"[model]", "vocab_size = 257", "[parallel]", "tp = 2"}), {}, 2,

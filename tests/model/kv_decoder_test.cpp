@@ -42,12 +42,20 @@ ModelConfig llama() {
   return c;
 }
 
+// With grouped-query attention: 4 query heads, 1 or 2 key/value heads cached.
+ModelConfig llama_gqa(int64_t kv) {
+  ModelConfig c = llama();
+  c.n_kv_head = kv;
+  return c;
+}
+
 }  // namespace
 
 TEST_CASE("the key/value cache gives the logits of the model's forward over the whole window") {
-  for (const ModelConfig& cfg : {gpt(true), gpt(false), llama()}) {
+  for (const ModelConfig& cfg : {gpt(true), gpt(false), llama(), llama_gqa(2), llama_gqa(1)}) {
     CAPTURE(cfg.bias);
     CAPTURE(cfg.position);
+    CAPTURE(cfg.n_kv_head);
     const int64_t T = cfg.context_length, V = cfg.vocab_size;
     auto model = build_model(cfg, T, DType::f32, Device::cpu(), 7);
     model->plan(1);

@@ -768,6 +768,31 @@ TEST_CASE("LLaMA's parts (RMSNorm, SwiGLU, rope, no biases, untied head): tp, pp
     if (l.world() <= world) check_layout(toml, ref16, l, 0, "1f1b", Tolerance{2e-3, 0.06, 2e-2}, bf16);
 }
 
+TEST_CASE("LLaMA with grouped-query attention (4 query heads, 2 key/value heads): tp, pp, dp x tp x pp, sequence parallel, ZeRO-3, bf16 train like one process") {
+  // qkv's rows are Q | K | V blocks of unequal widths (C, C/2, C/2), each
+  // split per tp rank, so that a rank's query heads find their key/value head
+  // on the same rank (tp 2: one key/value head and its two query heads each).
+  Data data;
+  const std::string toml = gpt_toml(data.dir);
+  const std::vector<std::string> gqa{"model.norm=rmsnorm", "model.mlp=swiglu", "model.position=rope",
+                                     "model.rope_theta=500", "model.bias=false", "model.ffn_hidden=48",
+                                     "model.tie_embeddings=false", "model.n_kv_head=2"};
+  const Run ref = reference(toml, gqa);
+  int world = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  for (const Layout& l : std::vector<Layout>{{1, 2, 1}, {1, 1, 2}, {2, 2, 2}})
+    if (l.world() <= world) check_layout(toml, ref, l, 0, "1f1b", {}, gqa);
+  std::vector<std::string> sp = gqa;
+  sp.push_back("parallel.sequence_parallel=true");
+  sp.push_back("train.recompute=selective");
+  if (world >= 4) check_layout(toml, ref, {1, 2, 2}, 0, "1f1b", {}, sp);
+  if (world >= 8) check_layout(toml, ref, {2, 2, 2}, 3, "interleaved/2", {}, gqa);
+  std::vector<std::string> bf16 = gqa;
+  bf16.push_back("train.precision=bf16");
+  const Run ref16 = reference(toml, bf16);
+  if (world >= 2) check_layout(toml, ref16, {1, 2, 1}, 0, "1f1b", Tolerance{2e-3, 0.06, 2e-2}, bf16);
+}
+
 // One step of tp 2 on the first two ranks, recorded: the activation bytes
 // (measured: the heap's growth while the buffers were planned; predicted:
 // Cost::act_bytes), and the tp group's collectives as wire bytes per rank
