@@ -102,9 +102,10 @@ std::string gpt2_parts_problem(const ModelConfig& m) {
   if (m.rope()) keys.push_back(fmt::format("model.position = \"{}\"", m.position));
   if (m.ffn_width() != 4 * m.n_embd) keys.push_back(fmt::format("model.ffn_hidden = {}", m.ffn_width()));
   if (!m.tie_embeddings) keys.push_back("model.tie_embeddings = false");
+  if (m.kv_heads() != m.n_head) keys.push_back(fmt::format("model.n_kv_head = {}", m.kv_heads()));
   if (keys.empty()) return "";
   return fmt::format("{}: the Hugging Face GPT-2 format holds GPT-2's parts only (layernorm, a gelu MLP of "
-                     "4 n_embd, learned positions, the head tied to wte)",
+                     "4 n_embd, learned positions, the head tied to wte, as many key/value heads as query heads)",
                      fmt::join(keys, ", "));
 }
 
@@ -112,10 +113,11 @@ std::string gpt2_parts_problem(const ModelConfig& m) {
 std::string parts_problem(const ModelConfig& m) {
   if (gpt2_parts_problem(m).empty() || hf_detail::llama_parts_problem(m).empty()) return "";
   return fmt::format("model.norm = \"{}\", model.mlp = \"{}\", model.position = \"{}\", model.bias = {}, "
-                     "model.ffn_hidden = {}, model.tie_embeddings = {}: neither Hugging Face format holds this mix "
+                     "model.ffn_hidden = {}, model.tie_embeddings = {}{}: neither Hugging Face format holds this mix "
                      "(GPT-2's: layernorm, a gelu MLP of 4 n_embd, learned positions, biases or none, the head "
-                     "tied to wte; LLaMA's: rmsnorm, swiglu, rope, no biases)",
-                     m.norm, m.mlp, m.position, m.bias, m.ffn_width(), m.tie_embeddings);
+                     "tied to wte, as many key/value heads as query heads; LLaMA's: rmsnorm, swiglu, rope, no biases)",
+                     m.norm, m.mlp, m.position, m.bias, m.ffn_width(), m.tie_embeddings,
+                     m.kv_heads() != m.n_head ? fmt::format(", model.n_kv_head = {}", m.kv_heads()) : "");
 }
 
 }  // namespace

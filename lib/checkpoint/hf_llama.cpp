@@ -16,8 +16,10 @@
 //   blocks.i.mlp.proj.weight    model.layers.i.mlp.down_proj.weight
 //   ln_f.weight                 model.norm.weight
 //   lm_head.weight              lm_head.weight (absent when tied)
-// Grouped-query attention (num_key_value_heads < num_attention_heads), rope
-// scaling (LLaMA 3.1's), biases, another activation or norm eps are refused,
+// Grouped-query attention (num_key_value_heads < num_attention_heads) is
+// model.n_kv_head: k_proj and v_proj are num_key_value_heads heads tall, and
+// the qkv rows stack q, k, v as they are. Rope scaling (LLaMA 3.1's), biases,
+// another activation or norm eps are refused,
 // naming the config.json key. Weights are read from model.safetensors or
 // from the shards model.safetensors.index.json names (any float dtype);
 // written as one F32 model.safetensors.
@@ -132,6 +134,18 @@ std::vector<std::string> hf_parts(const std::string& name) {
   throw InternalError(fmt::format("parameter '{}' has no Hugging Face LLaMA name", name));
 }
 
+// The rows of each of hf_parts(name) in dtrain parameter `name` of `rows`
+// rows: q, k and v of the fused qkv (k and v n_kv_head heads each), equal
+// parts otherwise.
+std::vector<int64_t> hf_part_rows(const std::string& name, int64_t rows, const ModelConfig& m) {
+  const size_t n = hf_parts(name).size();
+  if (ends_with(name, ".attn.qkv.weight")) {
+    const int64_t ckv = m.n_embd / m.n_head * m.kv_heads();
+    return {m.n_embd, ckv, ckv};
+  }
+  return std::vector<int64_t>(n, rows / static_cast<int64_t>(n));
+}
+
 }  // namespace
 
 bool is_llama(const json& hc) { return hc.contains("model_type") && hc["model_type"] == "llama"; }
@@ -161,14 +175,17 @@ HfExportResult export_llama(const Model& model, const Config& cfg, const std::st
     const float* v = p->value.data<float>();
     int64_t rows = p->shape[0];
     if (p->name == "wte.weight" || p->name == "lm_head.weight") rows = V;  // padding rows cut
-    const int64_t cols = p->shape.rank() == 2 ? p->shape[1] : 1, each = rows / static_cast<int64_t>(parts.size());
-    DTRAIN_CHECK(each * static_cast<int64_t>(parts.size()) == rows, "{}: {} rows in {} parts", p->name, rows,
-                 parts.size());
+    const int64_t cols = p->shape.rank() == 2 ? p->shape[1] : 1;
+    const std::vector<int64_t> part_rows = hf_part_rows(p->name, rows, m);
+    int64_t first = 0;
     for (size_t k = 0; k < parts.size(); ++k) {
-      const float* from = v + static_cast<int64_t>(k) * each * cols;
+      const int64_t each = part_rows[k];
+      const float* from = v + first * cols;
       std::vector<int64_t> shape = p->shape.rank() == 2 ? std::vector<int64_t>{each, cols} : std::vector<int64_t>{each};
       out.push_back({parts[k], shape, std::vector<float>(from, from + each * cols)});
+      first += each;
     }
+    DTRAIN_CHECK(first == rows, "{}: {} rows in parts of {}", p->name, rows, fmt::join(part_rows, ", "));
   }
   json c = {{"architectures", {"LlamaForCausalLM"}},
             {"model_type", "llama"},
@@ -177,7 +194,7 @@ HfExportResult export_llama(const Model& model, const Config& cfg, const std::st
             {"intermediate_size", F},
             {"num_hidden_layers", m.n_layer},
             {"num_attention_heads", m.n_head},
-            {"num_key_value_heads", m.n_head},
+            {"num_key_value_heads", m.kv_heads()},
             {"head_dim", C / m.n_head},
             {"max_position_embeddings", m.context_length},
             {"rms_norm_eps", kRmsEps},
@@ -216,6 +233,7 @@ std::vector<std::string> llama_model_overrides(const std::string& dir, const jso
       fmt::format("model.n_embd={}", integer("hidden_size", 4096)),
       fmt::format("model.n_layer={}", integer("num_hidden_layers", 32)),
       fmt::format("model.n_head={}", integer("num_attention_heads", 32)),
+      fmt::format("model.n_kv_head={}", integer("num_key_value_heads", integer("num_attention_heads", 32))),
       fmt::format("model.ffn_hidden={}", integer("intermediate_size", 11008)),
       fmt::format("model.context_length={}", integer("max_position_embeddings", 2048)),
       fmt::format("model.vocab_size={}", integer("vocab_size", 32000)),
@@ -250,10 +268,12 @@ std::vector<std::string> import_llama(Model& model, const ModelConfig& cfg, cons
                                vocab = chk.integer("vocab_size", 32000),
                                n_pos = chk.integer("max_position_embeddings", 2048),
                                nkv = chk.integer("num_key_value_heads", nh.value_or(cfg.n_head));
-  if (nh && nkv && *nkv != *nh)
-    chk.refuse("num_key_value_heads", fmt::format("grouped-query attention ({} key/value heads for {} query heads) is "
-                                              "not in dtrain yet",
-                                              *nkv, *nh));
+  if (nh && nkv && *nh % *nkv != 0)
+    chk.refuse("num_key_value_heads", fmt::format("each key/value head serves a whole group of query heads, and {} "
+                                                  "does not divide num_attention_heads = {}",
+                                                  *nkv, *nh));
+  else
+    chk.same("num_key_value_heads", nkv, "model.n_kv_head", cfg.kv_heads());
   if (C && nh && hc.contains("head_dim") && !hc["head_dim"].is_null() && hc["head_dim"] != *C / *nh)
     chk.refuse("head_dim",
                fmt::format("dtrain's heads are hidden_size / num_attention_heads = {} wide", *C / *nh));
@@ -345,10 +365,11 @@ std::vector<std::string> import_llama(Model& model, const ModelConfig& cfg, cons
       v = read(parts[0], {*vocab, *C});
       v.resize(full.numel(), 0.0f);  // padding rows
     } else {
-      const int64_t each = full[0] / static_cast<int64_t>(parts.size());
-      for (const std::string& n : parts) {
+      const std::vector<int64_t> part_rows = hf_part_rows(p->name, full[0], cfg);
+      for (size_t k = 0; k < parts.size(); ++k) {
+        const int64_t each = part_rows[k];
         const std::vector<float> piece =
-            read(n, full.rank() == 2 ? std::vector<int64_t>{each, full[1]} : std::vector<int64_t>{each});
+            read(parts[k], full.rank() == 2 ? std::vector<int64_t>{each, full[1]} : std::vector<int64_t>{each});
         v.insert(v.end(), piece.begin(), piece.end());
       }
     }

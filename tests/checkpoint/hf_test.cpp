@@ -411,6 +411,70 @@ TEST_CASE("hf import of a LLaMA into tensor-parallel shards equals the unsharded
   check_tp_import(fixture_llama(), "hf_llama_tiny");
 }
 
+namespace {
+// The grouped-query fixture: 4 query heads, 2 key/value heads.
+ModelConfig fixture_llama_gqa() {
+  ModelConfig c = fixture_llama();
+  c.n_head = 4;
+  c.n_kv_head = 2;
+  return c;
+}
+}  // namespace
+
+TEST_CASE("hf import of a LLaMA with grouped-query attention gives PyTorch's logits (repeat_kv), and tp shards split it") {
+  const Fixture fx(fixture_path("hf_llama_gqa_tiny.fix"));
+  const ModelConfig cfg = fixture_llama_gqa();
+  auto m = build_model(cfg, fx.at("logits").shape[1], DType::f32, Device::cpu(), 1);
+  import_hf(*m, cfg, fixture_path("hf_llama_gqa_tiny"));
+  CHECK(m->params.find("blocks.0.attn.qkv.weight")->shape == Shape{16 + 2 * 8, 16});
+  check_logits(*m, fx, cfg.vocab_size);
+  const std::vector<std::string> keys = hf_model_overrides(fixture_path("hf_llama_gqa_tiny"));
+  for (const char* k : {"model.n_head=4", "model.n_kv_head=2"})
+    CHECK_MESSAGE(std::find(keys.begin(), keys.end(), k) != keys.end(), k);
+  // Multi-head attention's model cannot take it: said as the key to set.
+  auto mha = build_model(fixture_llama(), 8, DType::f32, Device::cpu(), 1);
+  const std::string e = error_of([&] { import_hf(*mha, fixture_llama(), fixture_path("hf_llama_gqa_tiny")); });
+  INFO(e);
+  CHECK(e.find("num_attention_heads = 4 but model.n_head = 2") != std::string::npos);
+  // tp 2: each rank its 2 query heads and 1 key/value head of each qkv.
+  check_tp_import(cfg, "hf_llama_gqa_tiny");
+}
+
+TEST_CASE("hf export of a LLaMA with grouped-query attention writes k_proj and v_proj of its key/value heads, and imports bit-identically") {
+  TempDir tmp;
+  const ModelConfig cfg = fixture_llama_gqa();
+  auto a = build_model(cfg, 8, DType::f32, Device::cpu(), 11);
+  export_hf(*a, run_config(cfg), tmp.str());
+  const std::string json = read_file(tmp.path / "config.json");
+  CHECK(json.find("\"num_attention_heads\": 4") != std::string::npos);
+  CHECK(json.find("\"num_key_value_heads\": 2") != std::string::npos);
+  const SafetensorsFile st((tmp.path / "model.safetensors").string());
+  const float* qkv = a->params.find("blocks.0.attn.qkv.weight")->value.data<float>();  // (32, 16): q 16, k 8, v 8 rows
+  const int64_t rows[] = {16, 8, 8};
+  int64_t first = 0, k = 0;
+  for (const char* n : {"q_proj", "k_proj", "v_proj"}) {
+    const SafeTensorInfo* t = st.find(fmt::format("model.layers.0.self_attn.{}.weight", n));
+    REQUIRE(t != nullptr);
+    CHECK(t->shape == std::vector<int64_t>{rows[k], 16});
+    CHECK(st.read_f32(*t) == std::vector<float>(qkv + first * 16, qkv + (first + rows[k]) * 16));
+    first += rows[k++];
+  }
+  auto b = build_model(cfg, 8, DType::f32, Device::cpu(), 99);
+  CHECK(import_hf(*b, cfg, tmp.str()).empty());
+  for (const auto& p : a->params.all()) {
+    CAPTURE(p->name);
+    CHECK(std::memcmp(p->value.data<float>(), b->params.find(p->name)->value.data<float>(), 4 * p->numel()) == 0);
+  }
+  // GPT-2's format has no place for fewer key/value heads.
+  ModelConfig gpt = fixture_gpt();
+  gpt.n_head = 4;
+  gpt.n_kv_head = 2;
+  auto g = build_model(gpt, 8, DType::f32, Device::cpu(), 1);
+  const std::string e = error_of([&] { export_hf(*g, run_config(gpt), tmp.str() + "/gpt2"); });
+  INFO(e);
+  CHECK(e.find("model.n_kv_head = 2") != std::string::npos);
+}
+
 TEST_CASE("hf: what a LLaMA import or export cannot express is refused, naming the key") {
   TempDir tmp;
   const ModelConfig cfg = fixture_llama();
@@ -421,7 +485,10 @@ TEST_CASE("hf: what a LLaMA import or export cannot express is refused, naming t
     CHECK(e.find(what) != std::string::npos);
   };
   says(refused(edited_llama(tmp, "\"num_key_value_heads\": 2", "\"num_key_value_heads\": 1")),
-       "num_key_value_heads = 1: grouped-query attention (1 key/value heads for 2 query heads) is not in dtrain yet");
+       "num_key_value_heads = 1 but model.n_kv_head = 2: set model.n_kv_head = 1 to import it");
+  says(refused(edited_llama(tmp, "\"num_key_value_heads\": 2", "\"num_key_value_heads\": 3")),
+       "num_key_value_heads = 3: each key/value head serves a whole group of query heads, and 3 does not divide "
+       "num_attention_heads = 2");
   says(refused(edited_llama(tmp, "\"rope_scaling\": null", "\"rope_scaling\": {\"rope_type\": \"llama3\"}")),
        "rope_scaling = {\"rope_type\":\"llama3\"}: dtrain's rotary embeddings are unscaled");
   says(refused(edited_llama(tmp, "\"rms_norm_eps\": 1e-05", "\"rms_norm_eps\": 1e-06")),
