@@ -237,7 +237,8 @@ double predicted_step(const Config& c, int n, const Hardware& h) {
 int tp_degree(const Config& cfg, int n) {
   if (cfg.model.family() != ModelFamily::gpt) return 0;
   for (int t = n; t > 1; --t)
-    if (n % t == 0 && cfg.model.n_head % t == 0 && cfg.model.n_embd % t == 0 && cfg.model.vocab_size % t == 0 &&
+    if (n % t == 0 && cfg.model.n_head % t == 0 && cfg.model.kv_heads() % t == 0 &&
+        cfg.model.n_embd % t == 0 && cfg.model.vocab_size % t == 0 &&
         cfg.model.ffn_width() % t == 0 &&
         train_seq_len(cfg) % t == 0)
       return t;

@@ -21,13 +21,15 @@ Footprint footprint(const Config& c) {
     const double T = c.train.seq_len > 0 ? static_cast<double>(c.train.seq_len) : Tc;
     const double L = static_cast<double>(m.n_layer), H = static_cast<double>(m.n_head);
     const double C = static_cast<double>(m.n_embd);
-    // Per block: attention 2 C^2 (queries, output) + 2 C Ckv (keys, values;
-    // Ckv = C under multi-head attention), the MLP 2 (gelu) or 3 (swiglu) C x F
-    // matrices; biases and norms the rest. wpe only for learned positions.
+    // Per block: qkv (C + 2 Ckv) x C (Ckv = C but under grouped-query
+    // attention), the output projection C x C, the MLP 2 (gelu) or 3 (swiglu)
+    // C x F matrices, their biases (model.bias), two norms (C, and C of bias
+    // for a LayerNorm with biases). wpe only for learned positions.
     const double F = static_cast<double>(m.ffn_width()), mats = m.swiglu() ? 3 : 2;
-    const double Ckv = H > 0 ? C / H * static_cast<double>(m.kv_heads()) : C;
-    f.params = V * C * (m.tie_embeddings ? 1 : 2) + (m.rope() ? 0 : Tc * C) +
-               L * (2 * C * C + 2 * C * Ckv + mats * C * F + 7 * C + 2 * Ckv + (mats - 1) * F) + 2 * C;
+    const double Ckv = H > 0 ? C / H * static_cast<double>(m.kv_heads()) : C, W = C + 2 * Ckv;
+    const double bias = m.bias ? 1 : 0, norm = m.bias && !m.rms_norm() ? 2 : 1;  // a norm's parameters per feature
+    const double block = W * C + C * C + mats * C * F + bias * (W + C + (mats - 1) * F + C) + 2 * norm * C;
+    f.params = V * C * (m.tie_embeddings ? 1 : 2) + (m.rope() ? 0 : Tc * C) + L * block + norm * C;
     // Per layer and sample: ~16 C floats per token kept for backward, and the
     // attention scores and probabilities (2 H T per token).
     const double per_layer = B * T * (16 * C + 2 * H * T) * 4;

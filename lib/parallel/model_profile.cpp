@@ -124,6 +124,7 @@ BlockTraffic block_traffic(Kernels k, bool drop, int tp) {
 void describe_gpt_layer(LayerProfile& p, const ModelConfig& cfg, int64_t seq_len, int tp, bool sp, Kernels kernels) {
   const double h = static_cast<double>(cfg.n_embd), s = static_cast<double>(seq_len), t = tp;
   const double a = static_cast<double>(cfg.n_head), d = h / a, q = sp ? t : 1.0;
+  const double kv = static_cast<double>(cfg.kv_heads()), w = h + 2 * d * kv;  // qkv's width: q, and k, v of kv heads
   const double V = static_cast<double>(cfg.vocab_size);
   const bool drop = cfg.dropout > 0;
   auto gemm = [&](double flops, double rows, double dim) { p.gemms.push_back(Gemm{flops, 2 * flops, rows, dim}); };
@@ -131,7 +132,7 @@ void describe_gpt_layer(LayerProfile& p, const ModelConfig& cfg, int64_t seq_len
   const bool megatron = kernels == Kernels::megatron_2021 || kernels == Kernels::megatron_core;
   if (p.name.starts_with("blocks.")) {
     p.block = true;
-    gemm(2 * s * h * 3 * h / t, s, std::min(h, 3 * h / t));   // qkv
+    gemm(2 * s * h * w / t, s, std::min(h, w / t));           // qkv
     gemm(2 * 2 * (a / t) * s * s * d, 0, d);                  // Q K^T, P V per head
     p.gemms.back().causal = true;
     gemm(2 * s * (h / t) * h, s, h / t);                      // attention projection
@@ -171,7 +172,8 @@ void describe_gpt_layer(LayerProfile& p, const ModelConfig& cfg, int64_t seq_len
       // Selective recomputation (its core attention) drops the scores; full
       // recomputation keeps the block's input (2sh/q). Stored as the layers
       // count bytes, 4 per element: twice the 16-bit bytes.
-      const double kept = s * h * ((8.0 + (drop ? 2.0 : 0.0)) / q + 24.0 / t);
+      // (Q, K and V: 2 + 4 kv / a units under grouped-query attention.)
+      const double kept = s * h * ((8.0 + (drop ? 2.0 : 0.0)) / q + (20.0 + 4.0 * kv / a) / t);
       const double scores = (a / t) * s * s * (drop ? 5.0 : 2.0);
       p.act_bytes = 2 * (kept + scores);
       p.score_bytes = 2 * scores;

@@ -270,7 +270,8 @@ Plan make_plan(const PlanRequest& req) {
     plan.vocab_size = req.model.vocab_size;
     int64_t lcm = 128;
     for (int64_t tp : divisors(hw.devices_per_node))
-      if (tp > 1 && fixed_ok(req.tp, tp) && req.model.n_head % tp == 0 && req.model.n_embd % tp == 0 &&
+      if (tp > 1 && fixed_ok(req.tp, tp) && req.model.n_head % tp == 0 && req.model.kv_heads() % tp == 0 &&
+          req.model.n_embd % tp == 0 &&
           req.model.ffn_width() % tp == 0 && req.model.vocab_size % tp != 0 &&
           std::any_of(plan.device_counts.begin(), plan.device_counts.end(),
                       [&](int n) { return n % tp == 0 && tp_admits_fixed(n, static_cast<int>(tp)); })) {

@@ -33,17 +33,18 @@ std::vector<double> lower(const std::vector<double>& att, int64_t T) {
   return out;
 }
 
+// nh: the heads, or {query, key/value} heads (grouped-query attention).
 Result run(const ops::Runtime* rt, const Exec& ex, const Shape& plan_qkv, const Tensor& hqkv, const Tensor& hdy,
-           int64_t nh, DType act) {
+           ops::Heads nh, DType act) {
   const bool gpu = ex.on_cuda();
   auto place = [&](const Tensor& h) { return gpu ? test::upload(h, ex.device) : h; };
-  const int64_t B = hqkv.size(0), T = hqkv.size(1), C = hqkv.size(2) / 3;
+  const int64_t B = hqkv.size(0), T = hqkv.size(1), C = hqkv.size(2) / nh.row_heads() * nh.q;
   const ops::AttentionPlan plan(ex, plan_qkv, nh, act);
   Tensor scratch = Tensor::empty(Shape{ops::attention_scratch(ex, plan_qkv, nh, act)}, ops::compute_dtype(act), ex.device);
   Tensor qkv = place(hqkv), dy = place(hdy);
-  Tensor att = Tensor::empty(Shape{B, nh, T, T}, act, ex.device);
+  Tensor att = Tensor::empty(Shape{B, nh.q, T, T}, act, ex.device);
   Tensor y = Tensor::empty(Shape{B, T, C}, act, ex.device);
-  Tensor dqkv = Tensor::empty(Shape{B, T, 3 * C}, act, ex.device);
+  Tensor dqkv = Tensor::empty(hqkv.shape(), act, ex.device);
   ops::attention_forward(ex, plan, qkv, nh, att, y, scratch);
   if (rt) rt->sync();
   Result r{test::values(y), lower(test::values(att), T), {}, {}};
@@ -77,6 +78,33 @@ TEST_CASE("cuda attention: forward and backward against the CPU in fp32 and bf16
       CHECK(test::norm_err(got.y, want.y) <= (f32 ? 1e-5 : 1.0 / 128));
       CHECK(test::norm_err(got.ds, want.ds) <= (f32 ? 1e-5 : 1.0 / 64));
       CHECK(test::norm_err(got.dqkv, want.dqkv) <= (f32 ? 1e-5 : 1.0 / 64));
+    }
+}
+
+TEST_CASE("cuda attention: grouped-query (K and V shared by groups of query heads) against the CPU in fp32 and bf16") {
+  // The GPU copies each key/value head for its group and sums the group's dK
+  // and dV (in head order, fp32) on the way back; the CPU sums them in its
+  // products. 8 query heads over 2, 1 (multi-query) and 4 key/value heads.
+  auto rt = ops::Runtime::open("cuda", 0, false);
+  struct Dims {
+    int64_t B, T, hs;
+    ops::Heads h;
+  };
+  for (Dims d : {Dims{2, 64, 16, {8, 2}}, Dims{3, 37, 8, {8, 1}}, Dims{2, 300, 64, {8, 4}}})
+    for (DType act : {DType::f32, DType::bf16}) {
+      CAPTURE(d.T);
+      INFO("heads: " << d.h.str() << ", dtype: " << std::string(dtype_name(act)));
+      const Shape qs{d.B, d.T, d.h.row_heads() * d.hs};
+      Tensor qkv = test::random_host(qs, act, 21);
+      Tensor dy = test::random_host(Shape{d.B, d.T, d.h.q * d.hs}, act, 22);
+      const Result want = run(nullptr, Exec::cpu(), qs, qkv, dy, d.h, act);
+      const Result got = run(rt.get(), rt->exec(), qs, qkv, dy, d.h, act);
+      const bool f32 = act == DType::f32;
+      CHECK(test::norm_err(got.att, want.att) <= (f32 ? 1e-5 : 1.0 / 128));
+      CHECK(test::norm_err(got.y, want.y) <= (f32 ? 1e-5 : 1.0 / 128));
+      CHECK(test::norm_err(got.ds, want.ds) <= (f32 ? 1e-5 : 1.0 / 64));
+      // dK, dV: the GPU rounds each head's part to bf16 before the group's sum.
+      CHECK(test::norm_err(got.dqkv, want.dqkv) <= (f32 ? 1e-5 : 1.0 / 32));
     }
 }
 

@@ -89,6 +89,14 @@ TEST_CASE("cuda host: the attention's scratch regions are aligned, disjoint and 
   const Exec gpu{Device::cuda(0), nullptr, nullptr};
   const cuda::AttnLayout l = cuda::attn_layout(2, 64, 96, 4, 2);
   CHECK(ops::attention_scratch(gpu, Shape{2, 64, 288}, 4, DType::bf16) == static_cast<int64_t>((l.bytes + 3) / 4));
+  // Grouped-query attention (8 query heads of 12, 2 key/value heads: qkv 96 + 2 x 24 wide): the
+  // head-major K and V hold a copy per query head, so the regions are the query width's.
+  const cuda::AttnLayout g = cuda::attn_layout(2, 64, 96, 8, 2);
+  CHECK(ops::attention_scratch(gpu, Shape{2, 64, 144}, ops::Heads(8, 2), DType::bf16) ==
+        static_cast<int64_t>((g.bytes + 3) / 4));
+  // A qkv width that is not (q + 2 kv) heads is refused.
+  CHECK_THROWS_AS(ops::attention_scratch(gpu, Shape{2, 64, 145}, ops::Heads(8, 2), DType::bf16), InternalError);
+  CHECK_THROWS_AS(ops::attention_scratch(gpu, Shape{2, 64, 144}, ops::Heads(8, 3), DType::bf16), InternalError);
 }
 
 TEST_CASE("cuda host: matmul_path names the cuBLASLt path") {

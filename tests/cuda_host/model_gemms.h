@@ -71,12 +71,13 @@ inline std::vector<ModelGemm> config_gemms(const Config& c, const std::string& n
   }
   const int64_t C = m.n_embd, nh = m.n_head, V = m.vocab_size;
   const int64_t F = m.ffn_width();  // the MLP's hidden width (GPT-2: 4C)
-  if (nh % t || C % t || V % t || F % t) return v;
+  const int64_t W = C + 2 * (C / nh) * m.kv_heads();  // qkv's rows: q, and k and v of the key/value heads
+  if (nh % t || m.kv_heads() % t || C % t || V % t || F % t) return v;
   const int64_t T = train_seq_len(c), B = c.train.micro_batch, rows = B * T;
   using E = cuda::LtEpilogue;
   const E bias = m.bias ? E::bias : E::none;
   const E row_bias = t == 1 ? bias : E::none;  // row-parallel: the bias after the all-reduce
-  add_linear(v, tag + " attn.qkv", rows, C, 3 * C / t, m.bias, bias);
+  add_linear(v, tag + " attn.qkv", rows, C, W / t, m.bias, bias);
   add_linear(v, tag + " attn.proj", rows, C / t, C, m.bias, row_bias);
   if (m.swiglu()) {  // the gate and up rows in one product; SwiGLU its own kernel, no epilogue
     add_linear(v, tag + " mlp.fc", rows, C, 2 * F / t, m.bias, bias);

@@ -10,6 +10,9 @@
 
 #include <malloc.h>
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 #include "config/config.h"
 #include "config/footprint.h"
 #include "core/error.h"
@@ -100,4 +103,25 @@ TEST_CASE("footprint: the logits it counts are the (rows, vocabulary) buffers th
       CHECK(planned >= f.logits_bytes);
       CHECK(planned < f.logits_bytes * 1.03);
     }
+}
+
+TEST_CASE("footprint: its parameter count is the model's, for GPT-2's parts, LLaMA's and grouped-query attention") {
+  const std::vector<std::vector<std::string>> variants = {
+      {},
+      {"model.bias=false"},
+      {"model.norm=\"rmsnorm\"", "model.mlp=\"swiglu\"", "model.position=\"rope\"", "model.bias=false",
+       "model.tie_embeddings=false"},
+      {"model.norm=\"rmsnorm\"", "model.mlp=\"swiglu\"", "model.position=\"rope\"", "model.bias=false",
+       "model.n_head=4", "model.n_kv_head=2"},
+      {"model.n_head=4", "model.n_kv_head=1"},  // multi-query, with biases (qkv's bias is q's width plus twice one head's)
+  };
+  for (const auto& sets : variants) {
+    CAPTURE(fmt::format("{}", fmt::join(sets, " ")));
+    const Config cfg = parse_config(kToml, "logits.toml", sets);
+    auto m = build_model(cfg.model, cfg.model.context_length, DType::f32, Device::cpu(), 1);
+    int64_t n = 0;
+    for (const auto& p : m->params.all())
+      if (p->trainable) n += p->numel();
+    CHECK(config::footprint(cfg).params == doctest::Approx(static_cast<double>(n)).epsilon(1e-12));
+  }
 }
