@@ -203,9 +203,10 @@ int run_eval_hf(Context& ctx, const EvalOptions& o) {
   });
   const dtrain::Config& cfg = *loaded;
   const dtrain::ModelConfig& m = cfg.model;
-  note(fmt::format("evaluating {}: {} of {} blocks, width {}, {} heads, {} positions, vocabulary {} ({} ids)", o.path,
-                   m.rope() ? "LLaMA" : "GPT-2", m.n_layer, m.n_embd, m.n_head, m.context_length, m.vocab_size,
-                   cfg.data.tokenizer));
+  note(fmt::format("evaluating {}: {} of {} blocks, width {}, {} heads{}, {} positions, vocabulary {} ({} ids)", o.path,
+                   m.rope() ? "LLaMA" : "GPT-2", m.n_layer, m.n_embd, m.n_head,
+                   m.kv_heads() != m.n_head ? fmt::format(" ({} key/value)", m.kv_heads()) : "", m.context_length,
+                   m.vocab_size, cfg.data.tokenizer));
   std::unique_ptr<dtrain::Trainer> trainer = setup.make_eval_trainer(cfg, note, /*init_from=*/true);
   trainer->gather_full_params();  // ZeRO-3: the weights go in through the full parameters
   for (const std::string& line : dtrain::apply_init_from(trainer->model(), cfg.model, cfg.data.tokenizer)) note(line);

@@ -6,7 +6,8 @@
 # text; `dtrain plan` plans it; its Hugging Face export (LlamaForCausalLM)
 # evaluates to the checkpoint's loss and starts a run; what it cannot do (a
 # mix of GPT-2's and LLaMA's parts in the Hugging Face format, rope on an odd
-# head width) fails in one line naming the keys.
+# head width) fails in one line naming the keys. Then the same with
+# grouped-query attention (4 query heads sharing 2 key/value heads).
 source "$(dirname "$0")/common.bash"
 MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
 make_tokens
@@ -90,3 +91,39 @@ expect_err 'model.position = "learned", model.bias = false, model.ffn_hidden = 8
 expect_exit 2 "$DTRAIN" validate "$WORK/tiny.toml" "${llama[@]}" --set model.n_embd=24 --set model.n_head=8
 expect_err 'model.position = "rope" turns pairs of each head'"'"'s features: the head width model.n_embd / model.n_head (24 / 8 = 3) must be even'
 [ "$(wc -l <"$WORK/err")" -eq 1 ] || fail "more than one line: $(cat "$WORK/err")"
+
+# Grouped-query attention: 4 query heads over 2 key/value heads. It learns; tp 2 (one key/value
+# head and its two query heads per rank) resumes its checkpoint within rounding; the key/value
+# cache (2 heads cached) gives the full window's text; its Hugging Face export says
+# num_key_value_heads and evaluates to the checkpoint's loss bit for bit.
+gqa=("${llama[@]}" --set model.n_head=4 --set model.n_kv_head=2)
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" "${gqa[@]}" --set train.steps=30 --set checkpoint.every=15 \
+  --set train.eval_every=15 --out "$WORK/g"
+grep -qF 'n_kv_head = 2' "$WORK/g/config.toml" || fail "the run's config lacks n_kv_head = 2"
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" resume "$WORK/g/checkpoints/step_00000015" --out "$WORK/gtp" \
+  --set parallel.tp=2
+python3 - "$WORK/g/metrics.jsonl" "$WORK/gtp/metrics.jsonl" <<'PY' || fail "GQA on tp 2 left the one-process losses"
+import json, sys
+def losses(p):
+    return {r["step"]: r["loss"] for r in map(json.loads, open(p)) if "loss" in r}
+a, b = losses(sys.argv[1]), losses(sys.argv[2])
+assert sorted(b) == list(range(16, 31)), sorted(b)
+assert a[30] < 0.8 * a[1], (a[1], a[30])
+for s in b:
+    assert abs(a[s] - b[s]) <= 1e-5 * abs(a[s]), (s, a[s], b[s])
+PY
+gen=(generate "$WORK/g/checkpoints" --prompt "in the" --tokens 30 --seed 5 --temperature 1.5)
+expect_exit 0 "$DTRAIN" "${gen[@]}"; cp "$WORK/out" "$WORK/gcached"
+expect_exit 0 "$DTRAIN" "${gen[@]}" --full-window
+cmp -s "$WORK/out" "$WORK/gcached" || fail "GQA: the key/value cache's text differs from the full window's"
+expect_exit 0 "$DTRAIN" export "$WORK/g/checkpoints" --format hf --out "$WORK/ghf"
+grep -q '"num_key_value_heads": 2' "$WORK/ghf/config.json" || fail "$(cat "$WORK/ghf/config.json")"
+expect_exit 0 "$DTRAIN" eval "$WORK/g/checkpoints" --batches 0 --set train.micro_batch=8 --set train.threads=1 --json
+ckpt=$(python3 -c 'import json,sys; print(repr(json.load(open(sys.argv[1]))["loss"]))' "$WORK/out")
+expect_exit 0 "$DTRAIN" eval "hf:$WORK/ghf" --data "$WORK/tok_val.bin" --set train.threads=1 --json
+hf=$(python3 -c 'import json,sys; print(repr(json.load(open(sys.argv[1]))["loss"]))' "$WORK/out")
+[ "$hf" = "$ckpt" ] || fail "GQA: hf:DIR gives $hf, its checkpoint $ckpt"
+expect_err "evaluating hf:$WORK/ghf: LLaMA of 2 blocks, width 32, 4 heads (2 key/value), 16 positions"
+# tp 4 cannot split 2 key/value heads: one line naming the keys.
+expect_exit 2 "$DTRAIN" validate "$WORK/tiny.toml" "${gqa[@]}" --set parallel.tp=4
+expect_err 'model.n_kv_head (2) is not divisible by parallel.tp (4)'
