@@ -84,11 +84,12 @@ def rotate_half(x):
 
 
 class LlamaBlock(nn.Module):
-    def __init__(self, c, heads, hidden):
+    def __init__(self, c, heads, hidden, kv_heads=0):
         super().__init__()
         self.heads = heads
+        self.kv_heads = kv_heads or heads  # grouped-query attention below heads
         self.ln1 = RMSNorm(c)
-        self.qkv = nn.Linear(c, 3 * c, bias=False)
+        self.qkv = nn.Linear(c, c + 2 * (c // heads) * self.kv_heads, bias=False)
         self.proj = nn.Linear(c, c, bias=False)
         self.ln2 = RMSNorm(c)
         self.gate_up = nn.Linear(c, 2 * hidden, bias=False)
@@ -96,9 +97,13 @@ class LlamaBlock(nn.Module):
 
     def forward(self, x, cos, sin):
         b, t, c = x.shape
-        q, k, v = self.qkv(self.ln1(x)).split(c, dim=2)
-        q, k, v = (z.view(b, t, self.heads, c // self.heads).transpose(1, 2) for z in (q, k, v))
+        d = c // self.heads
+        q, k, v = self.qkv(self.ln1(x)).split([c, d * self.kv_heads, d * self.kv_heads], dim=2)
+        q = q.view(b, t, self.heads, d).transpose(1, 2)
+        k, v = (z.view(b, t, self.kv_heads, d).transpose(1, 2) for z in (k, v))
         q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+        if self.kv_heads != self.heads:  # modeling_llama.py's repeat_kv
+            k, v = (z.repeat_interleave(self.heads // self.kv_heads, dim=1) for z in (k, v))
         if Block.sdpa:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
@@ -113,10 +118,10 @@ class LlamaBlock(nn.Module):
 
 
 class Llama(nn.Module):
-    def __init__(self, vocab, layers, heads, c, hidden, theta=10000.0):
+    def __init__(self, vocab, layers, heads, c, hidden, theta=10000.0, kv_heads=0):
         super().__init__()
         self.wte = nn.Embedding(vocab, c)
-        self.blocks = nn.ModuleList(LlamaBlock(c, heads, hidden) for _ in range(layers))
+        self.blocks = nn.ModuleList(LlamaBlock(c, heads, hidden, kv_heads) for _ in range(layers))
         self.ln_f = RMSNorm(c)
         self.head = nn.Linear(c, vocab, bias=False)
         d = c // heads
@@ -175,6 +180,7 @@ def main():
     ap.add_argument("--ctx", type=int, default=1024)
     ap.add_argument("--layers", type=int, default=12)
     ap.add_argument("--heads", type=int, default=12)
+    ap.add_argument("--kv-heads", type=int, default=0, help="llama: key/value heads (grouped-query attention); 0: --heads")
     ap.add_argument("--width", type=int, default=768)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seq", type=int, default=64)
@@ -200,7 +206,7 @@ def main():
     if a.model in ("gpt", "llama"):
         hidden = a.hidden or (8 * a.width // 3 + 255) // 256 * 256
         model = (GPT(a.vocab, a.ctx, a.layers, a.heads, a.width) if a.model == "gpt"
-                 else Llama(a.vocab, a.layers, a.heads, a.width, hidden))
+                 else Llama(a.vocab, a.layers, a.heads, a.width, hidden, kv_heads=a.kv_heads))
         x = torch.randint(0, 256, (a.batch, a.seq), device=dev)
         y = torch.randint(0, 256, (a.batch, a.seq), device=dev)
         items = a.batch * a.seq
