@@ -16,7 +16,8 @@
 #   env      versions (nvidia-smi, dtrain --version --verbose), unresolved symbols
 #   kernels  test_cuda: every CUDA op against the CPU op, fp32 and bf16, determinism
 #   step     test_cuda's step cases (GPT and CNN: loss, every gradient, 20 steps vs
-#            the CPU), then configs/gpt.toml and configs/llama.toml (LLaMA's parts)
+#            the CPU), then configs/gpt.toml and configs/llama.toml (LLaMA's parts; and with
+#            --set model.n_kv_head=2, grouped-query attention)
 #            each trained 100 steps on the GPU and on the CPU: eval losses within 0.02
 #   layouts  dp 2, tp 2 (and with sequence parallelism), pp 2, dp 2 + ZeRO-1 on the one GPU (two ranks: the
 #            MPI-staged path, NCCL refusing two ranks on one GPU) against one GPU
@@ -170,16 +171,19 @@ step_stage() {
   "$BIN/test_cuda" --test-case='cuda step*' || exit 1
   read -r -a data <<<"$DATA_ARGS"
   local failed=0 name
-  # GPT-2's parts and LLaMA's (RMSNorm, SwiGLU, rope): the GPU's run against the CPU's.
-  for name in gpt llama; do
-    "$BIN/dtrain" run configs/$name.toml "${data[@]}" "${STEP_SETS[@]}" --set train.device=cuda --out "$O/../$name-cuda" || exit 1
-    "$BIN/dtrain" run configs/$name.toml "${data[@]}" "${STEP_SETS[@]}" --set train.threads=16 --out "$O/../$name-cpu" || exit 1
+  # GPT-2's parts, LLaMA's (RMSNorm, SwiGLU, rope), and LLaMA's with grouped-query attention
+  # (4 query heads over 2 key/value heads): the GPU's run against the CPU's.
+  for name in gpt llama llama-gqa; do
+    local cfg=configs/$name.toml extra=()
+    [ "$name" = llama-gqa ] && cfg=configs/llama.toml extra=(--set model.n_kv_head=2)
+    "$BIN/dtrain" run "$cfg" "${data[@]}" "${STEP_SETS[@]}" "${extra[@]}" --set train.device=cuda --out "$O/../$name-cuda" || exit 1
+    "$BIN/dtrain" run "$cfg" "${data[@]}" "${STEP_SETS[@]}" "${extra[@]}" --set train.threads=16 --out "$O/../$name-cpu" || exit 1
     python3 - "$O/../$name-cuda/metrics.jsonl" "$O/../$name-cpu/metrics.jsonl" "$name" <<'PY' || failed=1
 import json, sys
 def last_eval(p):
     return [json.loads(l) for l in open(p) if "eval_loss" in l][-1]["eval_loss"]
 g, c = last_eval(sys.argv[1]), last_eval(sys.argv[2])
-print(f"{sys.argv[3]}.toml 100 steps: eval loss GPU {g:.4f}, CPU {c:.4f}, difference {abs(g - c):.4f} (bound 0.02)")
+print(f"{sys.argv[3]} 100 steps: eval loss GPU {g:.4f}, CPU {c:.4f}, difference {abs(g - c):.4f} (bound 0.02)")
 sys.exit(0 if abs(g - c) <= 0.02 else 1)
 PY
   done
@@ -338,13 +342,15 @@ ok = err <= 1e-5
 
 # 1b. The LLaMA fixture (tools/fixtures/hf_llama_fixture.py: two shards and their index), whose
 #     logits dtrain's import reproduces within 1e-5: transformers' LlamaForCausalLM must too.
+#     And the grouped-query one (hf_llama_gqa_tiny: 4 query heads, 2 key/value heads, one file).
 from transformers import LlamaForCausalLM
-fx = read_fixture(f"{fixtures}/hf_llama_tiny.fix")
-m = LlamaForCausalLM.from_pretrained(f"{fixtures}/hf_llama_tiny", torch_dtype=torch.float32).eval()
-with torch.no_grad():
-    err = (m(fx["tokens"]).logits.double() - fx["logits"]).abs().max().item()
-print(f"LlamaForCausalLM on tests/fixtures/hf_llama_tiny: max |logit - reference| = {err:.2e} (bound 1e-5)")
-ok = ok and err <= 1e-5
+for name in ("hf_llama_tiny", "hf_llama_gqa_tiny"):
+    fx = read_fixture(f"{fixtures}/{name}.fix")
+    m = LlamaForCausalLM.from_pretrained(f"{fixtures}/{name}", torch_dtype=torch.float32).eval()
+    with torch.no_grad():
+        err = (m(fx["tokens"]).logits.double() - fx["logits"]).abs().max().item()
+    print(f"LlamaForCausalLM on tests/fixtures/{name}: max |logit - reference| = {err:.2e} (bound 1e-5)")
+    ok = ok and err <= 1e-5
 
 # 2. dtrain's export of a GPU run, greedy on the CPU in fp32 over the byte tokenizer's 256 ids,
 #    as `dtrain generate --temperature 0` (no end-of-text token for bytes).
