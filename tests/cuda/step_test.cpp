@@ -181,4 +181,16 @@ TEST_CASE("cuda step: GPT bf16 against the CPU's bf16 within bf16 bounds") {
   compare(gpt_config(), DType::bf16, 5e-3, 3e-2, 2 * 1e-3 * 20);
 }
 
+TEST_CASE("cuda step: LLaMA's parts with grouped-query attention (4 query, 2 key/value heads) fp32 equals the CPU") {
+  ModelConfig c = gpt_config();
+  c.bias = false;
+  c.norm = "rmsnorm";
+  c.mlp = "swiglu";
+  c.position = "rope";
+  c.ffn_hidden = 96;
+  c.tie_embeddings = false;
+  c.n_kv_head = 2;
+  compare(c, DType::f32, 1e-5, 1e-5, 5e-5);  // the bounds of the GPT fp32 case above
+}
+
 TEST_CASE("cuda step: CNN fp32 equals the CPU") { compare(cnn_config(), DType::f32, 1e-5, 1e-5, 1e-5); }
