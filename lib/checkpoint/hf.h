@@ -90,7 +90,7 @@ std::vector<std::string> init_from_problems(const ModelConfig& cfg);
 // (config.json's dtrain_tokenizer where a dtrain export wrote it, "gpt2" for
 // GPT-2's 50257 ids, else "byte"), each from config.json or GPT2Config's
 // default where absent (what import_hf refuses it still refuses, naming the
-// key); for a LLaMA directory also its parts, model.ffn_hidden, rope_theta
+// key); for a LLaMA directory also its parts, model.n_kv_head, ffn_hidden, rope_theta
 // and tie_embeddings (LlamaConfig's defaults where absent). `dtrain eval
 // hf:DIR`. Throws InputError for an unreadable config.json,
 // ConfigError for one of those keys that is not a positive integer.
