@@ -31,7 +31,8 @@ Footprint footprint(const Config& c) {
     const double block = W * C + C * C + mats * C * F + bias * (W + C + (mats - 1) * F + C) + 2 * norm * C;
     f.params = V * C * (m.tie_embeddings ? 1 : 2) + (m.rope() ? 0 : Tc * C) + L * block + norm * C;
     // Per layer and sample: ~16 C floats per token kept for backward, and the
-    // attention scores and probabilities (2 H T per token).
+    // attention scores and probabilities (2 H T per token). (Grouped-query
+    // attention keeps narrower K and V: a little less, counted as multi-head's.)
     const double per_layer = B * T * (16 * C + 2 * H * T) * 4;
     const double act = c.train.precision == "bf16" ? 2 : 4;
     f.logits_bytes = B * T * V * act * (tp > 1 ? 2 : 1) / tp;

@@ -311,7 +311,7 @@ class Validator {
               fmt::format("model.n_head ({}) is not divisible by parallel.tp ({}): tensor parallelism splits the "
                           "attention heads across its ranks",
                           m.n_head, p.tp));
-    else if (p.tp > 1 && ok({"model.n_kv_head"}) && m.kv_heads() % p.tp != 0)
+    else if (p.tp > 1 && ok({"model.n_kv_head", "model.n_head"}) && m.kv_heads() % p.tp != 0)
       problem({"model.n_kv_head", "parallel.tp"},
               fmt::format("model.n_kv_head ({}) is not divisible by parallel.tp ({}): tensor parallelism splits the "
                           "key/value heads across its ranks with their query heads",

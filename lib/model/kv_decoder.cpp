@@ -41,6 +41,8 @@ void linear(const float* x, int64_t n, int64_t in, const float* w, const float* 
 KvDecoder::KvDecoder(const ParamStore& params, const ModelConfig& cfg) : cfg_(cfg) {
   if (cfg.type != "gpt")
     throw ConfigError(fmt::format("model.type \"{}\": the key/value cache decodes GPTs", cfg.type));
+  DTRAIN_CHECK(cfg.n_head > 0 && cfg.kv_heads() > 0 && cfg.n_head % cfg.kv_heads() == 0 && cfg.n_embd % cfg.n_head == 0,
+               "key/value cache: {} heads over {} key/value heads of width {}", cfg.n_head, cfg.kv_heads(), cfg.n_embd);
   const int64_t C = cfg.n_embd, V = cfg.vocab_size, T = cfg.context_length, F = cfg.ffn_width();
   const int64_t F1 = cfg.swiglu() ? 2 * F : F;  // fc's outputs
   const int64_t W = C + 2 * kv_width();          // qkv's outputs

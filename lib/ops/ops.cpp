@@ -487,7 +487,7 @@ int64_t attention_scratch(const Exec& ex, const Shape& qkv, Heads heads, DType a
 #if DTRAIN_HAVE_CUDA
   if (ex.on_cuda()) return cuda_ops::attention_scratch(qkv, heads, act);
 #endif
-  return static_cast<int64_t>(cpu::num_threads()) * cpu::attention_scratch_size(d.T, d.hs, heads.group());
+  return static_cast<int64_t>(cpu::num_threads()) * cpu::attention_scratch_size(d.T, d.hs);
 }
 
 AttentionPlan::AttentionPlan(const Exec& ex, const Shape& qkv, Heads heads, DType act) : planned_(true) {
@@ -503,10 +503,13 @@ void attention_forward(const Exec& ex, const AttentionPlan& plan, const Tensor& 
   check_on(ex, "attention", {qkv, att, y, scratch});
   check_same(att, "attention", {qkv, y});
   const QkvDims d = qkv_dims(qkv.shape(), heads, "attention");
-  DTRAIN_CHECK(att.numel() >= d.B * heads.q * d.T * d.T && (!y.defined() || y.numel() >= d.B * d.T * d.C),
+  // y's width is the queries': a qkv width that fits other heads too is caught here.
+  DTRAIN_CHECK(att.numel() >= d.B * heads.q * d.T * d.T &&
+                   (!y.defined() || (y.numel() == d.B * d.T * d.C && y.size(-1) == d.C)),
                "attention: att {} / y {} for qkv {} with {}", att.shape().str(), y.defined() ? y.shape().str() : "-",
                qkv.shape().str(), heads.str());
-  const int slots = static_cast<int>(scratch.numel() / cpu::attention_scratch_size(d.T, d.hs, heads.group()));
+  const int slots = static_cast<int>(scratch.numel() / cpu::attention_scratch_size(d.T, d.hs));
+  DTRAIN_CHECK(slots >= 1, "attention: scratch of {} for T = {}", scratch.numel(), d.T);
   dispatch_act(qkv.dtype(), "attention", [&](auto t) {
     using F = decltype(t);
     cpu::attention_forward<F>(qkv.data<F>(), d.B, d.T, d.C, heads.q, heads.kv, att.data<F>(),
@@ -521,11 +524,11 @@ void attention_backward(const Exec& ex, const AttentionPlan& plan, const Tensor&
   check_on(ex, "attention_backward", {dy, qkv, att, scratch, dqkv});
   check_same(dqkv, "attention_backward", {dy, qkv, att});
   const QkvDims d = qkv_dims(qkv.shape(), heads, "attention_backward");
-  DTRAIN_CHECK(att.numel() >= d.B * heads.q * d.T * d.T && dy.numel() >= d.B * d.T * d.C &&
-                   dqkv.numel() >= qkv.numel(),
+  DTRAIN_CHECK(att.numel() >= d.B * heads.q * d.T * d.T && dy.numel() == d.B * d.T * d.C && dy.size(-1) == d.C &&
+                   dqkv.shape() == qkv.shape(),
                "attention_backward: att {}, dy {}, dqkv {} for qkv {} with {}", att.shape().str(), dy.shape().str(),
                dqkv.shape().str(), qkv.shape().str(), heads.str());
-  const int slots = static_cast<int>(scratch.numel() / cpu::attention_scratch_size(d.T, d.hs, heads.group()));
+  const int slots = static_cast<int>(scratch.numel() / cpu::attention_scratch_size(d.T, d.hs));
   DTRAIN_CHECK(slots >= 1, "attention_backward: scratch of {} for T = {}", scratch.numel(), d.T);
   dispatch_act(qkv.dtype(), "attention_backward", [&](auto t) {
     using F = decltype(t);

@@ -125,10 +125,15 @@ TEST_CASE("a model built to be loaded draws nothing and has no gradients, and a 
 namespace {
 
 // A stand-in for a tensor-parallel model: a fused Q|K|V weight split by rows
-// in 3 groups, a row-parallel weight split by columns, a replicated norm.
-void declare(ParamStore& ps, int64_t parts, int64_t index) {
+// in 3 blocks, a row-parallel weight split by columns, a replicated norm; with
+// `gqa`, also grouped-query attention's fused weight, whose K and V blocks
+// are half Q's (8 | 4 | 4 rows).
+void declare(ParamStore& ps, int64_t parts, int64_t index, bool gqa = false) {
   ps.add_sharded("qkv.weight", Shard{.dim = 0, .parts = parts, .index = index, .blocks = {8, 8, 8}, .full = Shape{24, 5}},
                  Init::normal(1.0), true);
+  if (gqa)
+    ps.add_sharded("gqa.weight", Shard{.dim = 0, .parts = parts, .index = index, .blocks = {8, 4, 4}, .full = Shape{16, 5}},
+                   Init::normal(1.0), true);
   ps.add_sharded("proj.weight", Shard{.dim = 1, .parts = parts, .index = index, .full = Shape{5, 8}},
                  Init::normal(1.0), true);
   ps.add("ln.weight", Shape{5}, Init::uniform(1.0), false);
@@ -156,15 +161,15 @@ std::vector<float> read_virtual(const std::string& dir, const std::string& key, 
 
 }  // namespace
 
-TEST_CASE("tensor-parallel shards written by 1, 2 or 4 ranks read back on 1, 2 or 4 ranks") {
+TEST_CASE("tensor-parallel shards written by 1, 2 or 4 ranks read back on 1, 2 or 4 ranks (blocks equal and not)") {
   ParamStore whole;
-  declare(whole, 1, 0);
+  declare(whole, 1, 0, /*gqa=*/true);
   whole.allocate(DType::f32, Device::cpu(), 7);
   for (int writers : {1, 2, 4}) {
     TempDir dir;
     run_ranks(writers, [&](Communicator& world, int r) {
       ParamStore ps;
-      declare(ps, writers, r);
+      declare(ps, writers, r, /*gqa=*/true);
       ps.allocate(DType::f32, Device::cpu(), 7);  // each rank: its slice of the same full tensors
       CheckpointMeta meta = test_meta(5);
       meta.layout = {1, writers, 1};
@@ -185,7 +190,7 @@ TEST_CASE("tensor-parallel shards written by 1, 2 or 4 ranks read back on 1, 2 o
         CAPTURE(readers);
         CAPTURE(r);
         ParamStore ps;
-        declare(ps, readers, r);
+        declare(ps, readers, r, /*gqa=*/true);
         ps.allocate(DType::f32, Device::cpu(), 99);
         std::vector<Piece> pieces = pieces_of(ps, r == 0);
         load_pieces(ck, pieces);

@@ -212,6 +212,20 @@ TEST_CASE("grouped-query attention layer: backward matches finite differences, w
   check_layer(block, ps, x, Ctx{}, 7);
 }
 
+TEST_CASE("attention refuses heads that fit the qkv width but not the output's") {
+  // (4, 2) heads of 6: qkv 48 wide, y 24. Multi-head's 4 heads of 4 also fit 48, not y's 24.
+  const Exec ex = Exec::cpu();
+  const Shape qs{1, 5, 48};
+  Tensor qkv = random_tensor(qs, 8), y = Tensor::empty(Shape{1, 5, 24}, DType::f64);
+  Tensor att = Tensor::empty(Shape{1, 4, 5, 5}, DType::f64), dqkv = Tensor::empty(qs, DType::f64);
+  Tensor scratch = Tensor::empty(Shape{ops::attention_scratch(ex, qs, ops::Heads(4, 2), DType::f64)}, DType::f64);
+  const ops::AttentionPlan plan(ex, qs, ops::Heads(4, 2), DType::f64);
+  ops::attention_forward(ex, plan, qkv, ops::Heads(4, 2), att, y, scratch);
+  CHECK_THROWS_AS(ops::attention_forward(ex, plan, qkv, 4, att, y, scratch), InternalError);
+  CHECK_THROWS_AS(ops::attention_backward(ex, plan, y, qkv, att, 4, scratch, dqkv), InternalError);
+  CHECK_THROWS_AS(ops::attention_backward(ex, plan, y, qkv, att, ops::Heads(4, 2), scratch, y), InternalError);
+}
+
 TEST_CASE("grouped-query attention layer refuses key/value heads that do not divide the query heads") {
   ParamStore ps;
   CHECK_THROWS_AS(CausalSelfAttention(ps, "attn", 12, ops::Heads(3, 2), false, 0.1), ConfigError);

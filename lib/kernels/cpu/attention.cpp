@@ -77,37 +77,51 @@ void attention_forward(const F* qkv, int64_t B, int64_t T, int64_t C, int64_t nh
   }
 }
 
-// One (batch, key/value head) per iteration, its query heads in order: the
-// first head's dK and dV products write (beta 0), the group's others add
-// (beta 1), so each sum has one order whatever the thread count.
+// The backward in three parallel passes, so that grouped-query attention
+// keeps as many parallel items as multi-head attention (a group's dK and dV
+// are sums over its query heads, which one item must own):
+//   1. per (batch, key/value head, key block): dV[block] = sum over the
+//      group's heads of P_h[:, block]^T dO_h, heads in order (the first
+//      writes, the rest add);
+//   2. per (batch, query head): dP = dO V^T and dS over P's rows (att now holds
+//      dS), dQ = scale dS K;
+//   3. per (batch, key/value head, key block): dK[block] = scale sum over the
+//      heads of dS_h[:, block]^T Q_h.
+// Each output element is one thread's, summed in one order: the bits do not
+// depend on the thread count. Key blocks c0..c1 are seen by queries c0..T only.
 template <class F>
 void attention_backward(const F* dy, const F* qkv, F* att, int64_t B, int64_t T, int64_t C,
                         int64_t nh, int64_t nkv, compute_t<F>* scratch, int slots, F* dqkv) {
   const Dims d(C, nh, nkv);
-  const int64_t hs = d.hs, ld = d.ld;
+  const int64_t hs = d.hs, ld = d.ld, blocks = (T + kAttentionBlock - 1) / kAttentionBlock;
   const F scale = F(1) / std::sqrt(static_cast<F>(hs));
   const int threads = std::max(1, std::min(slots, omp_get_max_threads()));
-#pragma omp parallel for schedule(static) num_threads(threads)
-  for (int64_t bg = 0; bg < B * nkv; ++bg) {
-    const int64_t b = bg / nkv, g = bg % nkv;
-    const F* k = qkv + b * T * ld + C + g * hs;  // (T, hs), row stride ld
-    const F* v = k + d.ckv;
-    F* dk = dqkv + b * T * ld + C + g * hs;
-    F* dv = dk + d.ckv;
-    F* dp = scratch + omp_get_thread_num() * attention_scratch_size(T, hs, d.group);  // (block, T)
+  // dK or dV of key block `blk` of (batch b, key/value head g): sum over the group's heads of
+  // alpha * M_h[c0:, c0:c1]^T X_h[c0:] (M: P or dS in att; X: dO rows of stride C, or Q rows of ld).
+  auto key_block = [&](int64_t b, int64_t g, int64_t blk, bool values) {
+    const int64_t c0 = blk * kAttentionBlock, c1 = std::min(T, c0 + kAttentionBlock);
+    F* out = dqkv + b * T * ld + C + (values ? d.ckv : 0) + g * hs + c0 * ld;
     for (int64_t h = g * d.group; h < (g + 1) * d.group; ++h) {
-      const F beta = h == g * d.group ? F(0) : F(1);
-      const F* q = qkv + b * T * ld + h * hs;
-      F* p = att + (b * nh + h) * T * T;      // (T, T): P, then dS
+      const F* m = att + (b * nh + h) * T * T + c0 * T + c0;
+      const F* x = values ? dy + b * T * C + h * hs + c0 * C : qkv + b * T * ld + h * hs + c0 * ld;
+      gemm<F>(true, false, c1 - c0, hs, T - c0, values ? F(1) : scale, m, T, x, values ? C : ld,
+              h == g * d.group ? F(0) : F(1), out, ld);
+    }
+  };
+#pragma omp parallel num_threads(threads)
+  {
+#pragma omp for schedule(dynamic)
+    for (int64_t item = 0; item < B * nkv * blocks; ++item)
+      key_block(item / (nkv * blocks), item / blocks % nkv, item % blocks, /*values=*/true);
+#pragma omp for schedule(static)
+    for (int64_t bh = 0; bh < B * nh; ++bh) {
+      const int64_t b = bh / nh, h = bh % nh;
+      const F* k = qkv + b * T * ld + C + h / d.group * hs;  // (T, hs), row stride ld
+      const F* v = k + d.ckv;
+      F* p = att + bh * T * T;                // (T, T): P, then dS
       const F* go = dy + b * T * C + h * hs;  // dO (T, hs), row stride C
       F* dq = dqkv + b * T * ld + h * hs;
-      // Keys c0..c1 are seen by queries c0..T only.
-      for (int64_t c0 = 0; c0 < T; c0 += kAttentionBlock) {
-        const int64_t c1 = std::min(T, c0 + kAttentionBlock);
-        // dV[c0:c1] (+)= P[c0:, c0:c1]^T @ dO[c0:]
-        gemm<F>(true, false, c1 - c0, hs, T - c0, F(1), p + c0 * T + c0, T, go + c0 * C, C, beta,
-                dv + c0 * ld, ld);
-      }
+      F* dp = scratch + omp_get_thread_num() * attention_scratch_size(T, hs);  // (block, T)
       for (int64_t r0 = 0; r0 < T; r0 += kAttentionBlock) {
         const int64_t r1 = std::min(T, r0 + kAttentionBlock);
         // dP[r0:r1, :r1] = dO[r0:r1] @ V[:r1]^T, then dS over P's rows
@@ -117,13 +131,10 @@ void attention_backward(const F* dy, const F* qkv, F* att, int64_t B, int64_t T,
         // dQ[r0:r1] = scale * dS[r0:r1, :r1] @ K[:r1]
         gemm<F>(false, false, r1 - r0, hs, r1, scale, p + r0 * T, T, k, ld, F(0), dq + r0 * ld, ld);
       }
-      for (int64_t c0 = 0; c0 < T; c0 += kAttentionBlock) {
-        const int64_t c1 = std::min(T, c0 + kAttentionBlock);
-        // dK[c0:c1] (+)= scale * dS[c0:, c0:c1]^T @ Q[c0:]
-        gemm<F>(true, false, c1 - c0, hs, T - c0, scale, p + c0 * T + c0, T, q + c0 * ld, ld, beta,
-                dk + c0 * ld, ld);
-      }
     }
+#pragma omp for schedule(dynamic)
+    for (int64_t item = 0; item < B * nkv * blocks; ++item)
+      key_block(item / (nkv * blocks), item / blocks % nkv, item % blocks, /*values=*/false);
   }
 }
 
@@ -144,7 +155,7 @@ void attention_forward<bf16>(const bf16* qkv, int64_t B, int64_t T, int64_t C, i
     const bf16* v = k + d.ckv;
     bf16* p = att + bh * T * T;
     bf16* o = y ? y + b * T * C + h * hs : nullptr;
-    float* s = scratch + omp_get_thread_num() * attention_scratch_size(T, hs, d.group);  // (block, T)
+    float* s = scratch + omp_get_thread_num() * attention_scratch_size(T, hs);  // (block, T)
     for (int64_t r0 = 0; r0 < T; r0 += kAttentionBlock) {
       const int64_t r1 = std::min(T, r0 + kAttentionBlock);
       gemm_bf16(false, true, r1 - r0, r1, hs, scale, q + r0 * ld, ld, k, ld, 0.0f, s, T);
@@ -159,40 +170,48 @@ void attention_forward<bf16>(const bf16* qkv, int64_t B, int64_t T, int64_t C, i
   }
 }
 
-// As the template's, with GQA's dK and dV summed over the group in fp32 (the
-// thread's scratch) and rounded to bf16 once; a group of one writes bf16 directly.
+// As the template's, in three passes. A key block's dK or dV sums the group's
+// heads in fp32 (the thread's scratch) and is rounded to bf16 once; a group of
+// one writes bf16 directly.
 template <>
 void attention_backward<bf16>(const bf16* dy, const bf16* qkv, bf16* att, int64_t B, int64_t T,
                               int64_t C, int64_t nh, int64_t nkv, float* scratch, int slots, bf16* dqkv) {
   const Dims d(C, nh, nkv);
-  const int64_t hs = d.hs, ld = d.ld;
+  const int64_t hs = d.hs, ld = d.ld, blocks = (T + kAttentionBlock - 1) / kAttentionBlock;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
   const int threads = std::max(1, std::min(slots, omp_get_max_threads()));
-#pragma omp parallel for schedule(static) num_threads(threads)
-  for (int64_t bg = 0; bg < B * nkv; ++bg) {
-    const int64_t b = bg / nkv, g = bg % nkv;
-    const bf16* k = qkv + b * T * ld + C + g * hs;
-    const bf16* v = k + d.ckv;
-    bf16* dk = dqkv + b * T * ld + C + g * hs;
-    bf16* dv = dk + d.ckv;
-    float* dp = scratch + omp_get_thread_num() * attention_scratch_size(T, hs, d.group);  // (block, T)
-    float* dk_sum = dp + kAttentionBlock * T;  // (T, hs) each, group > 1 only
-    float* dv_sum = dk_sum + T * hs;
+  auto key_block = [&](int64_t b, int64_t g, int64_t blk, bool values) {
+    const int64_t c0 = blk * kAttentionBlock, c1 = std::min(T, c0 + kAttentionBlock);
+    bf16* out = dqkv + b * T * ld + C + (values ? d.ckv : 0) + g * hs + c0 * ld;
+    float* sum = scratch + omp_get_thread_num() * attention_scratch_size(T, hs);  // (c1 - c0, hs)
     for (int64_t h = g * d.group; h < (g + 1) * d.group; ++h) {
-      const float beta = h == g * d.group ? 0.0f : 1.0f;
-      const bf16* q = qkv + b * T * ld + h * hs;
-      bf16* p = att + (b * nh + h) * T * T;  // P, then dS
+      const bf16* m = att + (b * nh + h) * T * T + c0 * T + c0;
+      const bf16* x = values ? dy + b * T * C + h * hs + c0 * C : qkv + b * T * ld + h * hs + c0 * ld;
+      const float alpha = values ? 1.0f : scale;
+      const int64_t ldx = values ? C : ld;
+      if (d.group == 1)
+        gemm_bf16(true, false, c1 - c0, hs, T - c0, alpha, m, T, x, ldx, 0.0f, out, ld);
+      else
+        gemm_bf16(true, false, c1 - c0, hs, T - c0, alpha, m, T, x, ldx, h == g * d.group ? 0.0f : 1.0f, sum, hs);
+    }
+    if (d.group > 1)
+      for (int64_t r = 0; r < c1 - c0; ++r)
+        for (int64_t e = 0; e < hs; ++e) out[r * ld + e] = bf16(sum[r * hs + e]);
+  };
+#pragma omp parallel num_threads(threads)
+  {
+#pragma omp for schedule(dynamic)
+    for (int64_t item = 0; item < B * nkv * blocks; ++item)
+      key_block(item / (nkv * blocks), item / blocks % nkv, item % blocks, /*values=*/true);
+#pragma omp for schedule(static)
+    for (int64_t bh = 0; bh < B * nh; ++bh) {
+      const int64_t b = bh / nh, h = bh % nh;
+      const bf16* k = qkv + b * T * ld + C + h / d.group * hs;
+      const bf16* v = k + d.ckv;
+      bf16* p = att + bh * T * T;  // P, then dS
       const bf16* go = dy + b * T * C + h * hs;
       bf16* dq = dqkv + b * T * ld + h * hs;
-      for (int64_t c0 = 0; c0 < T; c0 += kAttentionBlock) {
-        const int64_t c1 = std::min(T, c0 + kAttentionBlock);
-        if (d.group == 1)
-          gemm_bf16(true, false, c1 - c0, hs, T - c0, 1.0f, p + c0 * T + c0, T, go + c0 * C, C, 0.0f,
-                    dv + c0 * ld, ld);
-        else
-          gemm_bf16(true, false, c1 - c0, hs, T - c0, 1.0f, p + c0 * T + c0, T, go + c0 * C, C, beta,
-                    dv_sum + c0 * hs, hs);
-      }
+      float* dp = scratch + omp_get_thread_num() * attention_scratch_size(T, hs);  // (block, T)
       for (int64_t r0 = 0; r0 < T; r0 += kAttentionBlock) {
         const int64_t r1 = std::min(T, r0 + kAttentionBlock);
         gemm_bf16(false, true, r1 - r0, r1, hs, 1.0f, go + r0 * C, C, v, ld, 0.0f, dp, T);
@@ -207,22 +226,10 @@ void attention_backward<bf16>(const bf16* dy, const bf16* qkv, bf16* att, int64_
         }
         gemm_bf16(false, false, r1 - r0, hs, r1, scale, p + r0 * T, T, k, ld, 0.0f, dq + r0 * ld, ld);
       }
-      for (int64_t c0 = 0; c0 < T; c0 += kAttentionBlock) {
-        const int64_t c1 = std::min(T, c0 + kAttentionBlock);
-        if (d.group == 1)
-          gemm_bf16(true, false, c1 - c0, hs, T - c0, scale, p + c0 * T + c0, T, q + c0 * ld, ld, 0.0f,
-                    dk + c0 * ld, ld);
-        else
-          gemm_bf16(true, false, c1 - c0, hs, T - c0, scale, p + c0 * T + c0, T, q + c0 * ld, ld, beta,
-                    dk_sum + c0 * hs, hs);
-      }
     }
-    if (d.group > 1)
-      for (int64_t t = 0; t < T; ++t)
-        for (int64_t e = 0; e < hs; ++e) {
-          dk[t * ld + e] = bf16(dk_sum[t * hs + e]);
-          dv[t * ld + e] = bf16(dv_sum[t * hs + e]);
-        }
+#pragma omp for schedule(dynamic)
+    for (int64_t item = 0; item < B * nkv * blocks; ++item)
+      key_block(item / (nkv * blocks), item / blocks % nkv, item % blocks, /*values=*/false);
   }
 }
 

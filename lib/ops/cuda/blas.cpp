@@ -251,7 +251,8 @@ void attention_forward(const Exec& ex, const AttentionGpu& p, const Tensor& qkv,
   const Dims d = dims_of(qkv.shape(), heads, "attention");
   DTRAIN_CHECK(qkv.dtype() == p.act && att.dtype() == p.act && (!y.defined() || y.dtype() == p.act),
                "attention: {} tensors for a {} plan", dtype_name(qkv.dtype()), dtype_name(p.act));
-  DTRAIN_CHECK(att.numel() >= d.B * d.nh * d.T * d.T && (!y.defined() || y.numel() >= d.B * d.T * d.C),
+  DTRAIN_CHECK(att.numel() >= d.B * d.nh * d.T * d.T &&
+                   (!y.defined() || (y.numel() == d.B * d.T * d.C && y.size(-1) == d.C)),
                "attention: att {} / y {} for qkv {}", att.shape().str(), y.defined() ? y.shape().str() : "-",
                qkv.shape().str());
   if (qkv.dtype() == DType::bf16)
@@ -269,8 +270,8 @@ void attention_backward(const Exec& ex, const AttentionGpu& p, const Tensor& dy,
   const Dims d = dims_of(qkv.shape(), heads, "attention_backward");
   DTRAIN_CHECK(qkv.dtype() == p.act && att.dtype() == p.act && dy.dtype() == p.act && dqkv.dtype() == p.act,
                "attention_backward: {} tensors for a {} plan", dtype_name(qkv.dtype()), dtype_name(p.act));
-  DTRAIN_CHECK(att.numel() >= d.B * d.nh * d.T * d.T && dy.numel() >= d.B * d.T * d.C &&
-                   dqkv.numel() >= qkv.numel(),
+  DTRAIN_CHECK(att.numel() >= d.B * d.nh * d.T * d.T && dy.numel() == d.B * d.T * d.C && dy.size(-1) == d.C &&
+                   dqkv.shape() == qkv.shape(),
                "attention_backward: att {}, dy {}, dqkv {} for qkv {}", att.shape().str(), dy.shape().str(),
                dqkv.shape().str(), qkv.shape().str());
   if (qkv.dtype() == DType::bf16)
