@@ -35,10 +35,14 @@ struct Fd {
   Fd& operator=(const Fd&) = delete;
 };
 
-// Tokens [first, first + count) of the file open as `fd`.
-void read_tokens(int fd, const std::string& path, int64_t first, int64_t count, uint16_t* out) {
-  char* dst = reinterpret_cast<char*>(out);
-  const int64_t begin = TokenFile::kHeaderBytes + 2 * first, bytes = 2 * count;
+// Tokens [first, first + count) of the file open as `fd`, each `width` bytes
+// (2 or 4) little-endian, into out as uint32. uint16 tokens are read into the
+// upper half of out's bytes and widened in place, front to back (token i's
+// four bytes end at or before token i + 1's two begin).
+void read_tokens(int fd, const std::string& path, int64_t first, int64_t count, int width, uint32_t* out) {
+  char* const base = reinterpret_cast<char*>(out);
+  char* const dst = width == 4 ? base : base + 2 * count;
+  const int64_t begin = TokenFile::kHeaderBytes + width * first, bytes = width * count;
   int64_t done = 0;
   while (done < bytes) {
     const ssize_t got = ::pread(fd, dst + done, static_cast<size_t>(bytes - done), begin + done);
@@ -49,8 +53,13 @@ void read_tokens(int fd, const std::string& path, int64_t first, int64_t count, 
                                            : "the file is shorter than when it was opened (changed since?)"));
     done += got;
   }
-  if constexpr (std::endian::native == std::endian::big)
-    for (int64_t i = 0; i < count; ++i) out[i] = static_cast<uint16_t>(out[i] << 8 | out[i] >> 8);
+  const auto* bytes_in = reinterpret_cast<const unsigned char*>(dst);
+  if (width == 2) {
+    for (int64_t i = 0; i < count; ++i)
+      out[i] = static_cast<uint32_t>(bytes_in[2 * i]) | static_cast<uint32_t>(bytes_in[2 * i + 1]) << 8;
+  } else if constexpr (std::endian::native == std::endian::big) {
+    for (int64_t i = 0; i < count; ++i) out[i] = __builtin_bswap32(out[i]);
+  }
 }
 
 }  // namespace
@@ -67,27 +76,29 @@ TokenFile::TokenFile(const std::string& path) : path_(path) {
   int32_t magic = load_le32(header);
   int32_t version = load_le32(header + 4);
   int64_t n = load_le32(header + 8);
-  if (magic != kMagic) {
-    const char* hint = header[0] == 0x1f && header[1] == 0x8b ? " (the file is gzip-compressed: decompress it first)"
-                       : magic == 20240801 ? " (llm.c's Llama 3 format: uint32 tokens, which dtrain does not read)"
-                                           : "";
-    throw InputError(fmt::format("'{}' is not an llm.c token file: magic {}, expected {}{}", path,
-                                 magic, kMagic, hint));
+  if (magic != kMagic && magic != kMagic32) {
+    const char* hint = header[0] == 0x1f && header[1] == 0x8b ? " (the file is gzip-compressed: decompress it first)" : "";
+    throw InputError(fmt::format("'{}' is not an llm.c token file: magic {}, expected {} (GPT-2's, uint16 tokens) or "
+                                 "{} (LLaMA 3's, uint32){}",
+                                 path, magic, kMagic, kMagic32, hint));
   }
-  if (version != kVersion)
-    throw InputError(fmt::format("'{}': unsupported version {} (expected {})", path, version, kVersion));
+  token_bytes_ = magic == kMagic ? 2 : 4;
+  const int32_t want_version = magic == kMagic ? kVersion : kVersion32;
+  if (version != want_version)
+    throw InputError(fmt::format("'{}': unsupported version {} (expected {} for magic {})", path, version, want_version,
+                                 magic));
   if (n < 0)
     throw InputError(fmt::format("'{}': the header says {} tokens (a negative count)", path, n));
 
-  int64_t body = file.size() - kHeaderBytes;
-  if (body < 2 * n)
+  const int64_t body = file.size() - kHeaderBytes, want = token_bytes_ * n;
+  if (body < want)
     throw InputError(fmt::format(
         "'{}' is truncated: the header says {} tokens ({} bytes) but {} bytes follow it", path, n,
-        2 * n, body));
-  if (body > 2 * n)
+        want, body));
+  if (body > want)
     throw InputError(fmt::format(
         "'{}' has trailing data: the header says {} tokens ({} bytes) but {} bytes follow it", path,
-        n, 2 * n, body));
+        n, want, body));
   if (n < 2)
     throw InputError(
         fmt::format("'{}' has {} token{}: a token file needs at least 2 (an input and its target)",
@@ -110,12 +121,12 @@ int TokenFile::open() const {
   return fd;
 }
 
-std::vector<uint16_t> TokenFile::read(int64_t first, int64_t count) const {
+std::vector<uint32_t> TokenFile::read(int64_t first, int64_t count) const {
   DTRAIN_CHECK(first >= 0 && count >= 0 && first + count <= size_, "read [{}, {}) of {} tokens", first,
                first + count, size_);
-  std::vector<uint16_t> out(static_cast<size_t>(count));
+  std::vector<uint32_t> out(static_cast<size_t>(count));
   const Fd f(*this);
-  read_tokens(f.fd, path_, first, count, out.data());
+  read_tokens(f.fd, path_, first, count, token_bytes_, out.data());
   return out;
 }
 
@@ -123,15 +134,15 @@ void TokenFile::check_vocab(int64_t vocab_size) const {
   // In blocks of 1M tokens; a branch-free max (vectorised) over each, the
   // position looked up only on failure.
   constexpr int64_t kBlock = int64_t{1} << 20;
-  std::vector<uint16_t> buf(static_cast<size_t>(std::min(kBlock, size_)));
+  std::vector<uint32_t> buf(static_cast<size_t>(std::min(kBlock, size_)));
   const Fd f(*this);
   for (int64_t at = 0; at < size_; at += kBlock) {
     const int64_t n = std::min(kBlock, size_ - at);
-    read_tokens(f.fd, path_, at, n, buf.data());
-    uint16_t max = 0;
+    read_tokens(f.fd, path_, at, n, token_bytes_, buf.data());
+    uint32_t max = 0;
     for (int64_t i = 0; i < n; ++i) max = std::max(max, buf[i]);
-    if (max < vocab_size) continue;
-    const auto it = std::find_if(buf.begin(), buf.begin() + n, [&](uint16_t t) { return int64_t{t} >= vocab_size; });
+    if (int64_t{max} < vocab_size) continue;
+    const auto it = std::find_if(buf.begin(), buf.begin() + n, [&](uint32_t t) { return int64_t{t} >= vocab_size; });
     throw InputError(fmt::format("'{}': token {} at position {} is out of range for model.vocab_size = {}", path_,
                                  *it, at + (it - buf.begin()), vocab_size));
   }
@@ -179,7 +190,7 @@ int64_t TokenCorpus::size() const {
   return n;
 }
 
-void TokenCorpus::read(size_t f, int64_t first, int64_t count, uint16_t* out) const {
+void TokenCorpus::read(size_t f, int64_t first, int64_t count, uint32_t* out) const {
   DTRAIN_CHECK(f < files_.size() && first >= 0 && count >= 0 && first + count <= files_[f].size(),
                "read file {} of {}, tokens [{}, {})", f, files_.size(), first, first + count);
   if (fds_[f] < 0) {
@@ -197,7 +208,7 @@ void TokenCorpus::read(size_t f, int64_t first, int64_t count, uint16_t* out) co
     fds_[f] = fd;
     open_.push_back(f);
   }
-  read_tokens(fds_[f], files_[f].path(), first, count, out);
+  read_tokens(fds_[f], files_[f].path(), first, count, files_[f].token_bytes(), out);
 }
 
 void TokenCorpus::check_vocab(int64_t vocab_size) const {

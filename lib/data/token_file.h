@@ -1,7 +1,10 @@
 // A tokenized text corpus in llm.c's .bin format, so that the data files
 // prepared by llm.c's scripts (and by tools/text_to_bin.py) train here as they
-// are. The format is a header of 256 little-endian int32 -- [0] magic
-// 20240520, [1] version 1, [2] number of tokens N -- then N uint16 tokens.
+// are. The format is a header of 256 little-endian int32 -- [0] magic, [1]
+// version, [2] number of tokens N -- then N little-endian tokens: uint16 in
+// GPT-2's files (magic 20240520, version 1), uint32 in LLaMA 3's (magic
+// 20240801, version 7: llm.c's dev/data/data_common.py), for vocabularies
+// beyond 65536 ids (LLaMA 3's 128256). A corpus may mix the two.
 //
 // A corpus is one file or many: llm.c writes large datasets as shards
 // ("fineweb_train_000001.bin", ...), and a data key given a glob pattern
@@ -23,8 +26,10 @@ namespace dtrain {
 // demand.
 class TokenFile {
  public:
-  static constexpr int32_t kMagic = 20240520;
+  static constexpr int32_t kMagic = 20240520;  // uint16 tokens (GPT-2)
   static constexpr int32_t kVersion = 1;
+  static constexpr int32_t kMagic32 = 20240801;  // uint32 tokens (LLaMA 3)
+  static constexpr int32_t kVersion32 = 7;
   static constexpr int64_t kHeaderInts = 256;
   static constexpr int64_t kHeaderBytes = kHeaderInts * 4;
 
@@ -33,10 +38,11 @@ class TokenFile {
 
   int64_t size() const { return size_; }  // tokens
   const std::string& path() const { return path_; }
+  int token_bytes() const { return token_bytes_; }  // 2 (uint16) or 4 (uint32)
 
   // Tokens [first, first + count) (throws InputError if the file no longer
   // holds them: it changed after it was opened).
-  std::vector<uint16_t> read(int64_t first, int64_t count) const;
+  std::vector<uint32_t> read(int64_t first, int64_t count) const;
 
   // Reads the whole file; throws InputError naming the first token >=
   // vocab_size and its position.
@@ -51,6 +57,7 @@ class TokenFile {
  private:
   std::string path_;
   int64_t size_ = 0;
+  int token_bytes_ = 2;
   data_detail::InputFile::Identity id_;
 };
 
@@ -79,7 +86,7 @@ class TokenCorpus {
   // an eighth of it), and closes them all to retry an open the process's
   // file limit refused, so a corpus of thousands of shards stays under it.
   // Throws InputError as TokenFile::read and TokenFile::open.
-  void read(size_t f, int64_t first, int64_t count, uint16_t* out) const;
+  void read(size_t f, int64_t first, int64_t count, uint32_t* out) const;
 
   // Every file's tokens below vocab_size (TokenFile::check_vocab).
   void check_vocab(int64_t vocab_size) const;

@@ -70,12 +70,12 @@ void TokenSampler::fill(int64_t first_sample, int64_t count, Tensor& x, Tensor& 
       problem = e.what();
       return;
     }
-    const uint16_t* src = window_.data();
+    const uint32_t* src = window_.data();
     if (vocab_size_ > 0) {
-      uint16_t max = 0;
+      uint32_t max = 0;
       for (int64_t t = 0; t <= T; ++t) max = std::max(max, src[t]);
-      if (max >= vocab_size_) {
-        const int64_t at = std::find_if(src, src + T + 1, [&](uint16_t v) { return v >= vocab_size_; }) - src;
+      if (int64_t{max} >= vocab_size_) {
+        const int64_t at = std::find_if(src, src + T + 1, [&](uint32_t v) { return int64_t{v} >= vocab_size_; }) - src;
         problem = fmt::format("'{}': token {} at position {} is out of range for model.vocab_size = {}",
                               corpus_->files()[f].path(), src[at], first_token + at, vocab_size_);
         return;
@@ -83,9 +83,9 @@ void TokenSampler::fill(int64_t first_sample, int64_t count, Tensor& x, Tensor& 
     }
     int32_t* xr = xp + row * T;
     int32_t* yr = yp + row * T;
-    for (int64_t t = 0; t < T; ++t) {
-      xr[t] = src[t];
-      yr[t] = src[t + 1];
+    for (int64_t t = 0; t < T; ++t) {  // below vocab_size (an int32) where it is checked
+      xr[t] = static_cast<int32_t>(src[t]);
+      yr[t] = static_cast<int32_t>(src[t + 1]);
     }
   });
   if (!problem.empty()) throw InputError(problem);

@@ -41,7 +41,7 @@ class TokenSampler {
   int64_t vocab_size_;
   std::vector<int64_t> ends_;  // windows in files [0, f], file by file
   data_detail::EpochOrder order_;
-  std::vector<uint16_t> window_;  // one window's tokens (T + 1)
+  std::vector<uint32_t> window_;  // one window's tokens (T + 1)
 };
 
 }  // namespace dtrain

@@ -76,6 +76,18 @@ inline Bytes token_file(const std::vector<uint16_t>& tokens, int32_t magic = 202
   return b;
 }
 
+// An llm.c token file of LLaMA 3's format: uint32 tokens (magic 20240801, version 7).
+inline Bytes token_file32(const std::vector<uint32_t>& tokens, int32_t magic = 20240801, int32_t version = 7,
+                          int64_t header_count = -1) {
+  Bytes b;
+  put_le32(b, magic);
+  put_le32(b, version);
+  put_le32(b, static_cast<int32_t>(header_count >= 0 ? header_count : int64_t(tokens.size())));
+  b.resize(1024, 0);
+  for (uint32_t t : tokens) put_le32(b, t);
+  return b;
+}
+
 // tokens[i] = i: a window's first token tells which window it is.
 inline std::vector<uint16_t> iota_tokens(int64_t n) {
   std::vector<uint16_t> t(static_cast<size_t>(n));

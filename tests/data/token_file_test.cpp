@@ -23,9 +23,36 @@ TEST_CASE("a token file round-trips every uint16 value") {
   TokenFile f(path);
   CHECK(f.path() == path);
   REQUIRE(f.size() == static_cast<int64_t>(tokens.size()));
-  CHECK(f.read(0, f.size()) == tokens);
-  CHECK(f.read(2, 3) == std::vector<uint16_t>{255, 256, 4660});
+  CHECK(f.token_bytes() == 2);
+  CHECK(f.read(0, f.size()) == std::vector<uint32_t>(tokens.begin(), tokens.end()));
+  CHECK(f.read(2, 3) == std::vector<uint32_t>{255, 256, 4660});
   CHECK_NOTHROW(f.check_vocab(65536));
+}
+
+TEST_CASE("LLaMA 3's token files (uint32, llm.c's magic 20240801 version 7): ids beyond 65535 round-trip") {
+  TempDir dir;
+  const std::vector<uint32_t> tokens = {0, 65535, 65536, 128000, 128255, 70000, 7, 4294967295u};
+  const std::string path = dir.file("llama3.bin");
+  write_bytes(path, token_file32(tokens));
+  const TokenFile f(path);
+  CHECK(f.token_bytes() == 4);
+  REQUIRE(f.size() == 8);
+  CHECK(f.read(0, f.size()) == tokens);
+  CHECK(f.read(2, 3) == std::vector<uint32_t>{65536, 128000, 128255});
+  // The largest uint32 is out of range for any vocabulary; LLaMA 3's 128256 holds the rest.
+  CHECK(input_error([&] { f.check_vocab(128256); }) ==
+        "'" + path + "': token 4294967295 at position 7 is out of range for model.vocab_size = 128256");
+  CHECK_CONTAINS(input_error([&] { f.check_vocab(100000); }), "token 128000 at position 3");
+  // Its header's byte count is 4 per token; its version 7.
+  auto error_for = [&](const Bytes& bytes) {
+    write_bytes(path, bytes);
+    return input_error([&] { TokenFile g(path); });
+  };
+  CHECK_CONTAINS(error_for(token_file32({1, 2, 3}, 20240801, 7, 4)),
+                 "is truncated: the header says 4 tokens (16 bytes) but 12 bytes follow it");
+  CHECK_CONTAINS(error_for(token_file32({1, 2, 3}, 20240801, 1)), "unsupported version 1 (expected 7 for magic 20240801)");
+  CHECK_CONTAINS(error_for(token_file({1, 2, 3}, 20240801, 7)),  // uint16 tokens under LLaMA 3's header
+                 "is truncated: the header says 3 tokens (12 bytes) but 6 bytes follow it");
 }
 
 TEST_CASE("check_vocab names the first out-of-range token and its position") {
@@ -72,7 +99,8 @@ TEST_CASE("every malformed token file is an InputError naming the file and what 
   SUBCASE("empty") { CHECK_CONTAINS(error_for(Bytes{}), "the file has 0 bytes"); }
   SUBCASE("wrong magic") {
     CHECK_CONTAINS(error_for(token_file(ten, 12345)),
-                   "is not an llm.c token file: magic 12345, expected 20240520");
+                   "is not an llm.c token file: magic 12345, expected 20240520 (GPT-2's, uint16 tokens) or 20240801 "
+                   "(LLaMA 3's, uint32)");
   }
   SUBCASE("gzip-compressed") {
     Bytes gz = token_file(ten);
@@ -80,12 +108,8 @@ TEST_CASE("every malformed token file is an InputError naming the file and what 
     gz[1] = 0x8b;
     CHECK_CONTAINS(error_for(gz), "gzip-compressed");
   }
-  SUBCASE("llm.c's Llama 3 tokens") {
-    CHECK_CONTAINS(error_for(token_file(ten, 20240801, 7)),
-                   "magic 20240801, expected 20240520 (llm.c's Llama 3 format: uint32 tokens");
-  }
   SUBCASE("unsupported version") {
-    CHECK_CONTAINS(error_for(token_file(ten, 20240520, 2)), "unsupported version 2 (expected 1)");
+    CHECK_CONTAINS(error_for(token_file(ten, 20240520, 2)), "unsupported version 2 (expected 1 for magic 20240520)");
   }
   SUBCASE("truncated body") {
     CHECK_CONTAINS(error_for(token_file(iota_tokens(750), 20240520, 1, 1000)),
@@ -128,7 +152,7 @@ TEST_CASE("TokenFile reads what tools/text_to_bin.py writes") {
   const int64_t n_val = static_cast<int64_t>(text.size()) / 4;
   REQUIRE(train.size() == static_cast<int64_t>(text.size()) - n_val);
   REQUIRE(val.size() == n_val);
-  const std::vector<uint16_t> a = train.read(0, train.size()), b = val.read(0, n_val);
+  const std::vector<uint32_t> a = train.read(0, train.size()), b = val.read(0, n_val);
   for (int64_t i = 0; i < train.size(); ++i) CHECK(a[i] == static_cast<uint8_t>(text[i]));
   for (int64_t i = 0; i < n_val; ++i) CHECK(b[i] == static_cast<uint8_t>(text[train.size() + i]));
   CHECK_NOTHROW(train.check_vocab(256));
@@ -153,9 +177,9 @@ TEST_CASE("a glob pattern names every file it matches, in name order, and one th
     CHECK(corpus.files()[i].size() == static_cast<int64_t>(10 + 10 * i));
   }
   CHECK(corpus.size() == 60);
-  std::vector<uint16_t> got(4);
+  std::vector<uint32_t> got(4);
   corpus.read(2, 26, 4, got.data());
-  CHECK(got == std::vector<uint16_t>{26, 27, 28, 29});
+  CHECK(got == std::vector<uint32_t>{26, 27, 28, 29});
 
   write_bytes(dir.file("odd[1].bin"), token_file(iota_tokens(5)));  // a name that reads as a pattern
   CHECK(token_file_paths(dir.file("odd[1].bin")) == std::vector<std::string>{dir.file("odd[1].bin")});
@@ -182,12 +206,12 @@ TEST_CASE("a corpus of more files than it keeps open reads every file right") {
   }
   TokenCorpus corpus(dir.file("s*.bin"));
   REQUIRE(corpus.files().size() == n);
-  std::vector<uint16_t> got(2);
+  std::vector<uint32_t> got(2);
   for (int pass = 0; pass < 2; ++pass)  // the second pass reopens the files evicted by the first
     for (size_t i = 0; i < n; ++i) {
       const size_t f = pass ? n - 1 - i : i;
       corpus.read(f, 3, 2, got.data());
-      CHECK(got == std::vector<uint16_t>{static_cast<uint16_t>(100 * f + 3), static_cast<uint16_t>(100 * f + 4)});
+      CHECK(got == std::vector<uint32_t>{static_cast<uint32_t>(100 * f + 3), static_cast<uint32_t>(100 * f + 4)});
     }
 }
 
@@ -196,7 +220,7 @@ TEST_CASE("a token file cut short while it is open is refused when read, naming 
   const std::string path = dir.file("shrinks.bin");
   write_bytes(path, token_file(iota_tokens(100)));
   TokenCorpus corpus(path);
-  std::vector<uint16_t> got(10);
+  std::vector<uint32_t> got(10);
   corpus.read(0, 0, 10, got.data());  // open now: cut short below while open
   std::filesystem::resize_file(path, TokenFile::kHeaderBytes + 2 * 50);
   CHECK_NOTHROW(corpus.read(0, 40, 10, got.data()));
@@ -208,7 +232,7 @@ TEST_CASE("a token file replaced or modified after it was checked is refused whe
   TempDir dir;
   const std::string path = dir.file("a.bin");
   write_bytes(path, token_file(iota_tokens(100)));
-  std::vector<uint16_t> got(4);
+  std::vector<uint32_t> got(4);
   SUBCASE("replaced by another file of the same size") {
     TokenCorpus corpus(path);
     write_bytes(dir.file("b.bin"), token_file(std::vector<uint16_t>(100, 0)));
@@ -227,7 +251,7 @@ TEST_CASE("a token file replaced or modified after it was checked is refused whe
   SUBCASE("unchanged: read") {
     TokenCorpus corpus(path);
     corpus.read(0, 10, 4, got.data());
-    CHECK(got == std::vector<uint16_t>{10, 11, 12, 13});
+    CHECK(got == std::vector<uint32_t>{10, 11, 12, 13});
   }
 }
 
@@ -246,12 +270,12 @@ TEST_CASE("an open refused at the process's file limit closes the files kept ope
   struct rlimit low = before;
   low.rlim_cur = static_cast<rlim_t>(lowest_free + 3);  // room for 3 open files at most
   REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
-  std::vector<uint16_t> got(2);
+  std::vector<uint32_t> got(2);
   std::string problem;
   try {
     for (int i = 0; i < 12; ++i) {
       corpus.read(static_cast<size_t>(i), 0, 2, got.data());
-      if (got != std::vector<uint16_t>(2, static_cast<uint16_t>(i))) problem = fmt::format("file {} misread", i);
+      if (got != std::vector<uint32_t>(2, static_cast<uint32_t>(i))) problem = fmt::format("file {} misread", i);
     }
   } catch (const InputError& e) {
     problem = e.what();

@@ -214,3 +214,34 @@ TEST_CASE("a sample with a token beyond the vocabulary is refused as it is read,
   TokenSampler unchecked(corpus, 10, 0, false);
   CHECK_NOTHROW(unchecked.fill(2, 1, x, y));
 }
+
+TEST_CASE("a corpus of GPT-2's uint16 and LLaMA 3's uint32 files: ids beyond 65535 reach the batch as they are") {
+  TempDir dir;
+  // File 0 (uint16): tokens 60000 + i; file 1 (uint32): tokens 128000 + i, LLaMA 3's last ids.
+  std::vector<uint16_t> a(9);
+  std::vector<uint32_t> b(9);
+  for (size_t i = 0; i < 9; ++i) {
+    a[i] = static_cast<uint16_t>(60000 + i);
+    b[i] = static_cast<uint32_t>(128000 + i);
+  }
+  write_bytes(dir.file("part_0.bin"), token_file(a));
+  write_bytes(dir.file("part_1.bin"), token_file32(b));
+  TokenCorpus corpus(dir.file("part_*.bin"));
+  CHECK(corpus.files()[0].token_bytes() == 2);
+  CHECK(corpus.files()[1].token_bytes() == 4);
+  const int64_t T = 4;
+  TokenSampler s(corpus, T, 5, false, 128256);
+  REQUIRE(s.windows() == 4);
+  Tensor x = Tensor::empty(Shape{4, T}, DType::i32), y = Tensor::empty(Shape{4, T}, DType::i32);
+  s.fill(0, 4, x, y);
+  for (int64_t w = 0; w < 4; ++w)
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t first = w < 2 ? 60000 + w * T : 128000 + (w - 2) * T;
+      CHECK(x.data<int32_t>()[w * T + t] == first + t);
+      CHECK(y.data<int32_t>()[w * T + t] == first + t + 1);
+    }
+  // A model of GPT-2's padded vocabulary refuses LLaMA 3's ids, naming the file and position.
+  TokenSampler small(corpus, T, 5, false, 100000);
+  CHECK(input_error([&] { small.fill(2, 1, x, y); }) ==
+        "'" + dir.file("part_1.bin") + "': token 128000 at position 0 is out of range for model.vocab_size = 100000");
+}

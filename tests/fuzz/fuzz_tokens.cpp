@@ -12,7 +12,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     dtrain::TokenFile t(f.path());
     t.check_vocab(256);
     volatile uint32_t sum = 0;
-    for (uint16_t x : t.read(0, t.size())) sum = sum + x;
+    for (uint32_t x : t.read(0, t.size())) sum = sum + x;
   } catch (const dtrain::InputError&) {
   }
   return 0;
