@@ -162,6 +162,21 @@ TEST_CASE("grouped-query attention: the same bits on one thread as on several") 
   }
 }
 
+TEST_CASE("multi-query attention on a batch of one: the three parallel passes give the one-item path's bits") {
+  // One (batch, key/value head) pair: on one thread it is one item; on more,
+  // each pass is its own parallel loop (key blocks, query heads). T = 150: three key blocks.
+  const int64_t B = 1, T = 150, hs = 8;
+  const ops::Heads h(4, 1);
+  const Tensor qkv = random_tensor(Shape{B, T, h.row_heads() * hs}, 9);
+  const Tensor dy = random_tensor(Shape{B, T, h.q * hs}, 10);
+  for (DType dt : {DType::f64, DType::f32, DType::bf16}) {
+    CAPTURE(std::string(dtype_name(dt)));
+    const AttnOut one = attend(qkv, dy, h, dt, 1), all = attend(qkv, dy, h, dt);
+    CHECK(max_diff(one.dqkv, all.dqkv) == 0);
+  }
+  if (omp_get_max_threads() < 2) MESSAGE("one thread here: both runs took the one-item path");
+}
+
 TEST_CASE("rope on grouped-query qkv turns the query and key heads alone, as on the repeated heads") {
   const int64_t B = 2, T = 9, hs = 6;
   const ops::Heads h(4, 2);

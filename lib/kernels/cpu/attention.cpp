@@ -77,9 +77,8 @@ void attention_forward(const F* qkv, int64_t B, int64_t T, int64_t C, int64_t nh
   }
 }
 
-// The backward in three parallel passes, so that grouped-query attention
-// keeps as many parallel items as multi-head attention (a group's dK and dV
-// are sums over its query heads, which one item must own):
+// The backward in three passes (a group's dK and dV are sums over its query
+// heads, which one item must own):
 //   1. per (batch, key/value head, key block): dV[block] = sum over the
 //      group's heads of P_h[:, block]^T dO_h, heads in order (the first
 //      writes, the rest add);
@@ -87,8 +86,15 @@ void attention_forward(const F* qkv, int64_t B, int64_t T, int64_t C, int64_t nh
 //      dS), dQ = scale dS K;
 //   3. per (batch, key/value head, key block): dK[block] = scale sum over the
 //      heads of dS_h[:, block]^T Q_h.
-// Each output element is one thread's, summed in one order: the bits do not
-// depend on the thread count. Key blocks c0..c1 are seen by queries c0..T only.
+// With at least as many (batch, key/value head) pairs as threads, each pair
+// is one item running the three passes in turn (multi-head attention: a
+// head's P stays in cache between them); with fewer (grouped-query or
+// multi-query attention on small batches), each pass is its own parallel
+// loop over key blocks or query heads, so the threads still have work. Both
+// run the same products on the same operands in the same order: each output
+// element is one thread's, summed in one order, and the bits depend neither
+// on the thread count nor on which way ran. Key blocks c0..c1 are seen by
+// queries c0..T only.
 template <class F>
 void attention_backward(const F* dy, const F* qkv, F* att, int64_t B, int64_t T, int64_t C,
                         int64_t nh, int64_t nkv, compute_t<F>* scratch, int slots, F* dqkv) {
@@ -108,30 +114,41 @@ void attention_backward(const F* dy, const F* qkv, F* att, int64_t B, int64_t T,
               h == g * d.group ? F(0) : F(1), out, ld);
     }
   };
+  // dP, dS (over P in att) and dQ of query head h of batch b.
+  auto rows = [&](int64_t b, int64_t h) {
+    const F* k = qkv + b * T * ld + C + h / d.group * hs;  // (T, hs), row stride ld
+    const F* v = k + d.ckv;
+    F* p = att + (b * nh + h) * T * T;      // (T, T): P, then dS
+    const F* go = dy + b * T * C + h * hs;  // dO (T, hs), row stride C
+    F* dq = dqkv + b * T * ld + h * hs;
+    F* dp = scratch + omp_get_thread_num() * attention_scratch_size(T, hs);  // (block, T)
+    for (int64_t r0 = 0; r0 < T; r0 += kAttentionBlock) {
+      const int64_t r1 = std::min(T, r0 + kAttentionBlock);
+      // dP[r0:r1, :r1] = dO[r0:r1] @ V[:r1]^T, then dS over P's rows
+      gemm<F>(false, true, r1 - r0, r1, hs, F(1), go + r0 * C, C, v, ld, F(0), dp, T);
+      for (int64_t i = r0; i < r1; ++i)
+        softmax_causal_row_backward(p + i * T, dp + (i - r0) * T, i + 1, r1);
+      // dQ[r0:r1] = scale * dS[r0:r1, :r1] @ K[:r1]
+      gemm<F>(false, false, r1 - r0, hs, r1, scale, p + r0 * T, T, k, ld, F(0), dq + r0 * ld, ld);
+    }
+  };
+  if (B * nkv >= threads) {  // an item per (batch, key/value head): the three passes of a group in turn
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t bg = 0; bg < B * nkv; ++bg) {
+      const int64_t b = bg / nkv, g = bg % nkv;
+      for (int64_t blk = 0; blk < blocks; ++blk) key_block(b, g, blk, /*values=*/true);
+      for (int64_t h = g * d.group; h < (g + 1) * d.group; ++h) rows(b, h);
+      for (int64_t blk = 0; blk < blocks; ++blk) key_block(b, g, blk, /*values=*/false);
+    }
+    return;
+  }
 #pragma omp parallel num_threads(threads)
   {
 #pragma omp for schedule(dynamic)
     for (int64_t item = 0; item < B * nkv * blocks; ++item)
       key_block(item / (nkv * blocks), item / blocks % nkv, item % blocks, /*values=*/true);
 #pragma omp for schedule(static)
-    for (int64_t bh = 0; bh < B * nh; ++bh) {
-      const int64_t b = bh / nh, h = bh % nh;
-      const F* k = qkv + b * T * ld + C + h / d.group * hs;  // (T, hs), row stride ld
-      const F* v = k + d.ckv;
-      F* p = att + bh * T * T;                // (T, T): P, then dS
-      const F* go = dy + b * T * C + h * hs;  // dO (T, hs), row stride C
-      F* dq = dqkv + b * T * ld + h * hs;
-      F* dp = scratch + omp_get_thread_num() * attention_scratch_size(T, hs);  // (block, T)
-      for (int64_t r0 = 0; r0 < T; r0 += kAttentionBlock) {
-        const int64_t r1 = std::min(T, r0 + kAttentionBlock);
-        // dP[r0:r1, :r1] = dO[r0:r1] @ V[:r1]^T, then dS over P's rows
-        gemm<F>(false, true, r1 - r0, r1, hs, F(1), go + r0 * C, C, v, ld, F(0), dp, T);
-        for (int64_t i = r0; i < r1; ++i)
-          softmax_causal_row_backward(p + i * T, dp + (i - r0) * T, i + 1, r1);
-        // dQ[r0:r1] = scale * dS[r0:r1, :r1] @ K[:r1]
-        gemm<F>(false, false, r1 - r0, hs, r1, scale, p + r0 * T, T, k, ld, F(0), dq + r0 * ld, ld);
-      }
-    }
+    for (int64_t bh = 0; bh < B * nh; ++bh) rows(bh / nh, bh % nh);
 #pragma omp for schedule(dynamic)
     for (int64_t item = 0; item < B * nkv * blocks; ++item)
       key_block(item / (nkv * blocks), item / blocks % nkv, item % blocks, /*values=*/false);
@@ -170,7 +187,7 @@ void attention_forward<bf16>(const bf16* qkv, int64_t B, int64_t T, int64_t C, i
   }
 }
 
-// As the template's, in three passes. A key block's dK or dV sums the group's
+// As the template's. A key block's dK or dV sums the group's
 // heads in fp32 (the thread's scratch) and is rounded to bf16 once; a group of
 // one writes bf16 directly.
 template <>
@@ -198,35 +215,45 @@ void attention_backward<bf16>(const bf16* dy, const bf16* qkv, bf16* att, int64_
       for (int64_t r = 0; r < c1 - c0; ++r)
         for (int64_t e = 0; e < hs; ++e) out[r * ld + e] = bf16(sum[r * hs + e]);
   };
+  auto rows = [&](int64_t b, int64_t h) {
+    const bf16* k = qkv + b * T * ld + C + h / d.group * hs;
+    const bf16* v = k + d.ckv;
+    bf16* p = att + (b * nh + h) * T * T;  // P, then dS
+    const bf16* go = dy + b * T * C + h * hs;
+    bf16* dq = dqkv + b * T * ld + h * hs;
+    float* dp = scratch + omp_get_thread_num() * attention_scratch_size(T, hs);  // (block, T)
+    for (int64_t r0 = 0; r0 < T; r0 += kAttentionBlock) {
+      const int64_t r1 = std::min(T, r0 + kAttentionBlock);
+      gemm_bf16(false, true, r1 - r0, r1, hs, 1.0f, go + r0 * C, C, v, ld, 0.0f, dp, T);
+      for (int64_t i = r0; i < r1; ++i) {
+        bf16* pr = p + i * T;
+        const float* dpr = dp + (i - r0) * T;
+        const int64_t n = i + 1;
+        float dsum = 0;
+        for (int64_t j = 0; j < n; ++j) dsum += float(pr[j]) * dpr[j];
+        for (int64_t j = 0; j < n; ++j) pr[j] = bf16(float(pr[j]) * (dpr[j] - dsum));
+        std::fill(pr + n, pr + r1, bf16(0.0f));
+      }
+      gemm_bf16(false, false, r1 - r0, hs, r1, scale, p + r0 * T, T, k, ld, 0.0f, dq + r0 * ld, ld);
+    }
+  };
+  if (B * nkv >= threads) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t bg = 0; bg < B * nkv; ++bg) {
+      const int64_t b = bg / nkv, g = bg % nkv;
+      for (int64_t blk = 0; blk < blocks; ++blk) key_block(b, g, blk, /*values=*/true);
+      for (int64_t h = g * d.group; h < (g + 1) * d.group; ++h) rows(b, h);
+      for (int64_t blk = 0; blk < blocks; ++blk) key_block(b, g, blk, /*values=*/false);
+    }
+    return;
+  }
 #pragma omp parallel num_threads(threads)
   {
 #pragma omp for schedule(dynamic)
     for (int64_t item = 0; item < B * nkv * blocks; ++item)
       key_block(item / (nkv * blocks), item / blocks % nkv, item % blocks, /*values=*/true);
 #pragma omp for schedule(static)
-    for (int64_t bh = 0; bh < B * nh; ++bh) {
-      const int64_t b = bh / nh, h = bh % nh;
-      const bf16* k = qkv + b * T * ld + C + h / d.group * hs;
-      const bf16* v = k + d.ckv;
-      bf16* p = att + bh * T * T;  // P, then dS
-      const bf16* go = dy + b * T * C + h * hs;
-      bf16* dq = dqkv + b * T * ld + h * hs;
-      float* dp = scratch + omp_get_thread_num() * attention_scratch_size(T, hs);  // (block, T)
-      for (int64_t r0 = 0; r0 < T; r0 += kAttentionBlock) {
-        const int64_t r1 = std::min(T, r0 + kAttentionBlock);
-        gemm_bf16(false, true, r1 - r0, r1, hs, 1.0f, go + r0 * C, C, v, ld, 0.0f, dp, T);
-        for (int64_t i = r0; i < r1; ++i) {
-          bf16* pr = p + i * T;
-          const float* dpr = dp + (i - r0) * T;
-          const int64_t n = i + 1;
-          float dsum = 0;
-          for (int64_t j = 0; j < n; ++j) dsum += float(pr[j]) * dpr[j];
-          for (int64_t j = 0; j < n; ++j) pr[j] = bf16(float(pr[j]) * (dpr[j] - dsum));
-          std::fill(pr + n, pr + r1, bf16(0.0f));
-        }
-        gemm_bf16(false, false, r1 - r0, hs, r1, scale, p + r0 * T, T, k, ld, 0.0f, dq + r0 * ld, ld);
-      }
-    }
+    for (int64_t bh = 0; bh < B * nh; ++bh) rows(bh / nh, bh % nh);
 #pragma omp for schedule(dynamic)
     for (int64_t item = 0; item < B * nkv * blocks; ++item)
       key_block(item / (nkv * blocks), item / blocks % nkv, item % blocks, /*values=*/false);
