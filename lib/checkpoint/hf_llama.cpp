@@ -18,8 +18,9 @@
 //   lm_head.weight              lm_head.weight (absent when tied)
 // Grouped-query attention (num_key_value_heads < num_attention_heads) is
 // model.n_kv_head: k_proj and v_proj are num_key_value_heads heads tall, and
-// the qkv rows stack q, k, v as they are. Rope scaling (LLaMA 3.1's), biases,
-// another activation or norm eps are refused,
+// the qkv rows stack q, k, v as they are. LLaMA 3.1's rope scaling (rope_type
+// "llama3") is model.rope_scaling; other scalings (YaRN, linear, dynamic),
+// biases, another activation or norm eps are refused,
 // naming the config.json key. Weights are read from model.safetensors or
 // from the shards model.safetensors.index.json names (any float dtype);
 // written as one F32 model.safetensors.
@@ -150,6 +151,57 @@ std::vector<int64_t> hf_part_rows(const std::string& name, int64_t rows, const M
 
 bool is_llama(const json& hc) { return hc.contains("model_type") && hc["model_type"] == "llama"; }
 
+namespace {
+
+// config.json's rope_scaling: null (or absent), or LLaMA 3.1's {"rope_type" (or
+// the older "type"): "llama3", factor, low_freq_factor, high_freq_factor,
+// original_max_position_embeddings}, read into `m`'s keys. Another type, or a
+// field missing or out of range: "" and `why` says what was expected.
+bool read_rope_scaling(const json& hc, ModelConfig& m, std::string& why) {
+  if (!hc.contains("rope_scaling") || hc["rope_scaling"].is_null()) {
+    m.rope_scaling = "none";
+    return true;
+  }
+  const json& r = hc["rope_scaling"];
+  const json type = !r.is_object() ? json() : r.contains("rope_type") ? r["rope_type"] : r.value("type", json());
+  if (type != "llama3") {
+    why = "dtrain scales rotary embeddings as LLaMA 3.1 does (rope_type \"llama3\") or not at all (no YaRN, "
+          "linear or dynamic scaling)";
+    return false;
+  }
+  auto number = [&](const char* key, double& out, double above) {
+    if (!r.contains(key) || !r[key].is_number() || !(r[key].get<double>() > above)) {
+      why = fmt::format("rope_type \"llama3\" needs {}, a number above {}", key, above);
+      return false;
+    }
+    out = r[key].get<double>();
+    return true;
+  };
+  double original = 0;
+  if (!number("factor", m.rope_factor, 0.999999) || !number("low_freq_factor", m.rope_low_freq_factor, 0) ||
+      !number("high_freq_factor", m.rope_high_freq_factor, 0) ||
+      !number("original_max_position_embeddings", original, 0))
+    return false;
+  if (original != std::floor(original)) {
+    why = "rope_type \"llama3\" needs original_max_position_embeddings, a whole number";
+    return false;
+  }
+  m.rope_scaling = "llama3";
+  m.rope_original_context = static_cast<int64_t>(original);
+  return true;
+}
+
+json rope_scaling_json(const ModelConfig& m) {
+  if (m.rope_scaling != "llama3") return nullptr;
+  return {{"rope_type", "llama3"},
+          {"factor", m.rope_factor},
+          {"low_freq_factor", m.rope_low_freq_factor},
+          {"high_freq_factor", m.rope_high_freq_factor},
+          {"original_max_position_embeddings", m.rope_original_context}};
+}
+
+}  // namespace
+
 std::string llama_parts_problem(const ModelConfig& m) {
   std::vector<std::string> keys;
   if (!m.rms_norm()) keys.push_back(fmt::format("model.norm = \"{}\"", m.norm));
@@ -199,7 +251,7 @@ HfExportResult export_llama(const Model& model, const Config& cfg, const std::st
             {"max_position_embeddings", m.context_length},
             {"rms_norm_eps", kRmsEps},
             {"rope_theta", m.rope_theta},
-            {"rope_scaling", nullptr},
+            {"rope_scaling", rope_scaling_json(m)},
             {"hidden_act", "silu"},
             {"attention_bias", false},
             {"mlp_bias", false},
@@ -240,6 +292,16 @@ std::vector<std::string> llama_model_overrides(const std::string& dir, const jso
       fmt::format("model.rope_theta={}", theta),
       fmt::format("model.tie_embeddings={}", tied),
       "model.init_from=" + config::toml_string("hf:" + dir)};
+  std::string why;
+  if (ModelConfig scaled; !read_rope_scaling(hc, scaled, why)) {
+    throw ConfigError(fmt::format("{}: rope_scaling = {}: {}", cfg_name, hc["rope_scaling"].dump(), why));
+  } else if (scaled.rope_scaling == "llama3") {
+    keys.push_back("model.rope_scaling=\"llama3\"");
+    keys.push_back(fmt::format("model.rope_factor={}", scaled.rope_factor));
+    keys.push_back(fmt::format("model.rope_low_freq_factor={}", scaled.rope_low_freq_factor));
+    keys.push_back(fmt::format("model.rope_high_freq_factor={}", scaled.rope_high_freq_factor));
+    keys.push_back(fmt::format("model.rope_original_context={}", scaled.rope_original_context));
+  }
   if (hc.contains("dtrain_tokenizer") && hc["dtrain_tokenizer"].is_string())
     keys.push_back("data.tokenizer=" + config::toml_string(hc["dtrain_tokenizer"].get<std::string>()));
   return keys;
@@ -253,14 +315,29 @@ std::vector<std::string> import_llama(Model& model, const ModelConfig& cfg, cons
     throw ConfigError(fmt::format("{}: model_type = \"llama\" but {}", cfg_name, why));
   ConfigJsonChecks chk{hc, cfg_name, {}};  // LlamaConfig's defaults where a key is absent
   std::vector<std::string>& problems = chk.problems;
+  std::string why_scaling;
   if (hc.value("hidden_act", std::string("silu")) != "silu")
     chk.refuse("hidden_act", "dtrain's SwiGLU gates with silu");
   // LlamaConfig's default eps is 1e-6; LLaMA 2 and 3 set 1e-5.
   if (!hc.contains("rms_norm_eps") || !hc["rms_norm_eps"].is_number() ||
       std::abs(hc["rms_norm_eps"].get<double>() - kRmsEps) > 1e-12)
     chk.refuse("rms_norm_eps", "dtrain's RMSNorm uses eps 1e-5");
-  if (hc.contains("rope_scaling") && !hc["rope_scaling"].is_null())
-    chk.refuse("rope_scaling", "dtrain's rotary embeddings are unscaled (no LLaMA 3.1 or YaRN scaling)");
+  if (ModelConfig scaled; !read_rope_scaling(hc, scaled, why_scaling))
+    chk.refuse("rope_scaling", why_scaling);
+  else if (scaled.rope_scaling != cfg.rope_scaling || (scaled.rope_scaling == "llama3" &&
+                                                       (scaled.rope_factor != cfg.rope_factor ||
+                                                        scaled.rope_low_freq_factor != cfg.rope_low_freq_factor ||
+                                                        scaled.rope_high_freq_factor != cfg.rope_high_freq_factor ||
+                                                        scaled.rope_original_context != cfg.rope_original_context)))
+    problems.push_back(fmt::format("{}: rope_scaling = {} but the model's is {}: set model.rope_scaling{} to import it",
+                                   cfg_name, hc.contains("rope_scaling") ? hc["rope_scaling"].dump() : "null",
+                                   rope_scaling_json(cfg).dump(),
+                                   scaled.rope_scaling == "llama3"
+                                       ? fmt::format(" = \"llama3\", rope_factor = {}, rope_low_freq_factor = {}, "
+                                                     "rope_high_freq_factor = {}, rope_original_context = {}",
+                                                     scaled.rope_factor, scaled.rope_low_freq_factor,
+                                                     scaled.rope_high_freq_factor, scaled.rope_original_context)
+                                       : " = \"none\""));
   for (const char* flag : {"attention_bias", "mlp_bias"})
     if (hc.contains(flag) && hc[flag] == true) chk.refuse(flag, "dtrain's LLaMA blocks have no biases");
   const std::optional<int64_t> C = chk.integer("hidden_size", 4096), L = chk.integer("num_hidden_layers", 32),

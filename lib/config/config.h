@@ -40,6 +40,11 @@ struct ModelConfig {
   std::string mlp = "gelu";          // "gelu" | "swiglu"
   std::string position = "learned";  // "learned" (wpe) | "rope" (rotary, in the attention)
   double rope_theta = 10000;   // rope: the base of the rotary frequencies
+  // rope: LLaMA 3.1's frequency scaling ("llama3") or none; its factor, low and
+  // high frequency factors and the context it stretches (kernels/elementwise_math.h).
+  std::string rope_scaling = "none";
+  double rope_factor = 8, rope_low_freq_factor = 1, rope_high_freq_factor = 4;
+  int64_t rope_original_context = 8192;
   int64_t ffn_hidden = 0;      // the MLP's hidden width; 0 = ffn_width()'s default
   bool tie_embeddings = true;  // the output head is wte (GPT-2) or its own lm_head.weight (LLaMA)
   bool rms_norm() const { return norm == "rmsnorm"; }

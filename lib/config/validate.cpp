@@ -114,6 +114,15 @@ class Validator {
               fmt::format("model.position = \"rope\" turns pairs of each head's features: the head width "
                           "model.n_embd / model.n_head ({} / {} = {}) must be even",
                           m.n_embd, m.n_head, m.n_embd / m.n_head));
+    if (m.rope_scaling == "llama3" && ok({"model.rope_scaling", "model.position"}) && !m.rope())
+      problem({"model.rope_scaling", "model.position"},
+              fmt::format("model.rope_scaling = \"llama3\" scales rotary embeddings, but model.position = \"{}\"",
+                          m.position));
+    else if (m.rope_scaling == "llama3" && ok({"model.rope_high_freq_factor", "model.rope_low_freq_factor"}) &&
+             !(m.rope_high_freq_factor > m.rope_low_freq_factor))
+      problem({"model.rope_high_freq_factor", "model.rope_low_freq_factor"},
+              fmt::format("model.rope_high_freq_factor: expected more than model.rope_low_freq_factor ({}), got {}",
+                          m.rope_low_freq_factor, m.rope_high_freq_factor));
     if (ok({"model.n_kv_head", "model.n_head"}) && m.n_kv_head > 0 && m.n_head % m.n_kv_head != 0)
       problem({"model.n_kv_head", "model.n_head"},
               fmt::format("model.n_kv_head: expected a divisor of model.n_head ({}): each key/value head serves a "

@@ -101,9 +101,38 @@ DTRAIN_HOST_DEVICE inline void swiglu_grad(A a, A u, A s, A dy, A& da, A& du) {
 // with f_i = theta^(-2i/d). The frequency is rounded once to A, and the angle
 // is A's product of the position and f_i (as PyTorch's fp32 tables are made),
 // so both backends turn by the same angles.
+//
+// LLaMA 3.1's frequency scaling (transformers' "llama3" rope_type,
+// _compute_llama3_parameters) stretches the long wavelengths for a longer
+// context: with L = original_context, a frequency whose wavelength 2 pi / f
+// exceeds L / low_freq_factor is divided by `factor`, one shorter than
+// L / high_freq_factor is kept, and between the two it is interpolated,
+// f ((1 - s) / factor + s) with s = (L / wavelength - low) / (high - low).
+// factor 1: no scaling.
+struct Rope {
+  double theta = 10000;
+  double factor = 1, low_freq_factor = 1, high_freq_factor = 4, original_context = 8192;
+  constexpr Rope() = default;
+  // An unscaled rope of base theta (implicit: a number is its base).
+  DTRAIN_HOST_DEVICE constexpr Rope(double base) : theta(base) {}  // NOLINT(google-explicit-constructor)
+  constexpr Rope(double base, double f, double low, double high, double original)
+      : theta(base), factor(f), low_freq_factor(low), high_freq_factor(high), original_context(original) {}
+  constexpr bool scaled() const { return factor != 1; }
+};
+
 template <class A>
-DTRAIN_HOST_DEVICE inline A rope_frequency(double theta, int64_t i, int64_t d) {
-  return static_cast<A>(1.0 / pow(theta, static_cast<double>(2 * i) / static_cast<double>(d)));
+DTRAIN_HOST_DEVICE inline A rope_frequency(const Rope& r, int64_t i, int64_t d) {
+  double f = 1.0 / pow(r.theta, static_cast<double>(2 * i) / static_cast<double>(d));
+  if (r.factor != 1) {
+    const double wavelength = 2 * 3.14159265358979323846 / f;
+    if (wavelength > r.original_context / r.low_freq_factor) {
+      f /= r.factor;
+    } else if (wavelength >= r.original_context / r.high_freq_factor) {
+      const double s = (r.original_context / wavelength - r.low_freq_factor) / (r.high_freq_factor - r.low_freq_factor);
+      f = (1 - s) * f / r.factor + s * f;
+    }
+  }
+  return static_cast<A>(f);
 }
 template <class A>
 DTRAIN_HOST_DEVICE inline A rope_angle(int64_t position, A frequency) {

@@ -34,14 +34,14 @@ int64_t kv_width(int64_t c, ops::Heads h) { return h.q > 0 ? c / h.q * h.kv : 0;
 
 CausalSelfAttention::CausalSelfAttention(ParamStore& ps, const std::string& name, int64_t c,
                                          ops::Heads heads, bool bias, double proj_std,
-                                         Communicator* tp, bool seq_parallel, double rope_theta)
+                                         Communicator* tp, bool seq_parallel, const math::Rope& rope)
     : Layer(name),
       c_(c),
       heads_(heads),
-      local_c_(local_width(name, c, heads, tp, rope_theta)),
+      local_c_(local_width(name, c, heads, tp, rope.theta)),
       local_heads_(heads.q / tp_size(tp), heads.kv / tp_size(tp)),
       local_qkv_((c + 2 * kv_width(c, heads)) / tp_size(tp)),
-      rope_theta_(rope_theta),
+      rope_(rope),
       qkv_(ps, name + ".qkv", c, c + 2 * kv_width(c, heads), bias, Init::normal(0.02), Init::zeros(),
            {.split = TpSplit::column,
             .tp = tp,
@@ -76,7 +76,7 @@ Tensor CausalSelfAttention::forward(const Tensor& x, const Ctx& ctx) {
   qkv_out_ = qkv_.forward(x, ctx);  // (B, T, W)
   DTRAIN_CHECK(qkv_out_.shape() == (Shape{B, T, local_qkv_}), "{}: qkv output {} for input {}", name(),
                qkv_out_.shape().str(), s.str());  // Linear narrows the batch, not T
-  if (rope_theta_ > 0) ops::rope(ex(), qkv_out_, local_heads_, rope_theta_, 0, false);  // q, k turned: what attention reads
+  if (rope_.theta > 0) ops::rope(ex(), qkv_out_, local_heads_, rope_, 0, false);  // q, k turned: what attention reads
   Tensor y = planned_view(y_, Shape{B, T, C});
   Tensor att = planned_view(att_, Shape{B, nh, T, T});
   ops::attention_forward(ex(), attn_plan_, qkv_out_, local_heads_, att, y, scratch_);
@@ -90,7 +90,7 @@ Tensor CausalSelfAttention::backward(const Tensor& dy, const Ctx& ctx) {
   Tensor att = planned_view(att_, Shape{B, nh, T, T});
   if (selective_) ops::attention_forward(ex(), attn_plan_, qkv_out_, local_heads_, att, Tensor{}, scratch_);  // the probabilities again
   ops::attention_backward(ex(), attn_plan_, dyatt, qkv_out_, att, local_heads_, scratch_, dqkv);
-  if (rope_theta_ > 0) ops::rope(ex(), dqkv, local_heads_, rope_theta_, 0, true);  // back to the product's output
+  if (rope_.theta > 0) ops::rope(ex(), dqkv, local_heads_, rope_, 0, true);  // back to the product's output
   return qkv_.backward(dqkv, ctx);
 }
 

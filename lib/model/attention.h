@@ -28,11 +28,11 @@ class CausalSelfAttention : public Layer {
   // tp: the tensor-parallel group (null or one member: not split); both head
   // counts must be divisible by its size. seq_parallel: the caller all-gathers the
   // input and reduce-scatters the output (see Linear), then add_output_bias.
-  // rope_theta > 0: rotary position embeddings of that base turn the
+  // rope.theta > 0: rotary position embeddings of that base (and scaling) turn the
   // queries and keys after the qkv product (ops::rope), positions 0 .. T-1.
   CausalSelfAttention(ParamStore& ps, const std::string& name, int64_t c, ops::Heads heads,
                       bool bias, double proj_std, Communicator* tp = nullptr,
-                      bool seq_parallel = false, double rope_theta = 0);
+                      bool seq_parallel = false, const math::Rope& rope = math::Rope(0.0));
   void add_output_bias(const Tensor& y) const { proj_.add_bias(y); }
 
   void set_recompute(Recompute mode, BufferArena* arena) override {
@@ -61,7 +61,7 @@ class CausalSelfAttention : public Layer {
   int64_t local_c_;          // this rank's query width (C/t)
   ops::Heads local_heads_;   // and heads (n_head/t, n_kv_head/t)
   int64_t local_qkv_;        // this rank's qkv width (C + 2 C_kv)/t
-  double rope_theta_;        // 0: no rotary embedding
+  math::Rope rope_;          // theta 0: no rotary embedding
   Linear qkv_, proj_;
   // Shapes for this rank: C, nh and W below are local_c_, local_heads_.q and local_qkv_.
   Tensor qkv_out_;         // (B, T, W): the qkv projection's output of the last forward

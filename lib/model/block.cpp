@@ -12,7 +12,7 @@ Block::Block(ParamStore& ps, const std::string& name, const BlockSpec& b, Commun
     : Layer(name),
       seq_(seq_parallel ? tp : nullptr),
       ln1_(ps, name + ".ln1", b.c, b.bias, b.rms_norm),
-      attn_(ps, name + ".attn", b.c, ops::Heads(b.n_head, b.n_kv_head > 0 ? b.n_kv_head : b.n_head), b.bias, b.proj_std, tp, seq_.on(), b.rope_theta),
+      attn_(ps, name + ".attn", b.c, ops::Heads(b.n_head, b.n_kv_head > 0 ? b.n_kv_head : b.n_head), b.bias, b.proj_std, tp, seq_.on(), b.rope),
       drop1_(name + ".attn.drop", b.dropout, /*adds_residual=*/true),
       ln2_(ps, name + ".ln2", b.c, b.bias, b.rms_norm),
       mlp_(ps, name + ".mlp", b.c, b.bias, b.proj_std, tp, seq_.on(), b.ffn_hidden, b.swiglu),

@@ -40,7 +40,7 @@ struct BlockSpec {
   double proj_std = 0.02;  // init std of both output projections (GPT-2: 0.02 / sqrt(2 n_layer))
   bool rms_norm = false;   // RMSNorm instead of LayerNorm
   bool swiglu = false;     // SwiGLU MLP instead of GELU
-  double rope_theta = 0;   // > 0: rotary position embeddings of that base
+  math::Rope rope = math::Rope(0.0);  // theta > 0: rotary position embeddings of that base (and scaling)
 };
 
 class Block : public Layer {

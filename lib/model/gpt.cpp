@@ -52,6 +52,9 @@ void validate(const ModelConfig& cfg, int64_t seq_len, int64_t tp, bool seq_para
     problems.push_back(fmt::format("model.n_kv_head ({}) must divide model.n_head ({}): each key/value head "
                                    "serves a group of n_head / n_kv_head query heads (0: n_head)",
                                    cfg.n_kv_head, cfg.n_head));
+  if (cfg.rope_scaling == "llama3" && !(cfg.rope_high_freq_factor > cfg.rope_low_freq_factor))
+    problems.push_back(fmt::format("model.rope_high_freq_factor ({}) must exceed model.rope_low_freq_factor ({})",
+                                   cfg.rope_high_freq_factor, cfg.rope_low_freq_factor));
   if (!(cfg.dropout >= 0 && cfg.dropout < 1))
     problems.push_back(fmt::format("model.dropout must be in [0, 1) (got {})", cfg.dropout));
   if (seq_len <= 0 || seq_len > cfg.context_length)
@@ -96,6 +99,13 @@ void validate(const ModelConfig& cfg, int64_t seq_len, int64_t tp, bool seq_para
 
 }  // namespace
 
+math::Rope rope_of(const ModelConfig& cfg) {
+  if (!cfg.rope()) return math::Rope(0.0);
+  if (cfg.rope_scaling != "llama3") return math::Rope(cfg.rope_theta);
+  return math::Rope(cfg.rope_theta, cfg.rope_factor, cfg.rope_low_freq_factor, cfg.rope_high_freq_factor,
+                    static_cast<double>(cfg.rope_original_context));
+}
+
 void build_gpt(Model& m, const ModelConfig& cfg, int64_t seq_len, const ModelParallel& par) {
   Communicator* tp = par.tp_size() > 1 ? par.tp : nullptr;
   validate(cfg, seq_len, par.tp_size(), par.sequence_parallel);
@@ -127,7 +137,7 @@ void build_gpt(Model& m, const ModelConfig& cfg, int64_t seq_len, const ModelPar
                         .proj_std = proj_std,
                         .rms_norm = cfg.rms_norm(),
                         .swiglu = cfg.swiglu(),
-                        .rope_theta = cfg.rope() ? cfg.rope_theta : 0.0};
+                        .rope = rope_of(cfg)};
   for (int64_t i = 0; i < L; ++i)
     if (in_stage(1 + i)) m.add_layer(std::make_unique<Block>(m.params, fmt::format("blocks.{}", i), spec, tp, sp));
   if (in_stage(L + 1)) {

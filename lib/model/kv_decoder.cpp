@@ -23,6 +23,7 @@
 #include "kernels/cpu/layernorm.h"
 #include "kernels/cpu/rope.h"
 #include "model/layernorm.h"
+#include "model/model.h"
 
 namespace dtrain {
 
@@ -119,7 +120,7 @@ const std::vector<float>& KvDecoder::append(std::span<const int32_t> tokens) {
     float *K = keys_[l].data(), *Vc = values_[l].data();
     norm(x_.data(), n, b.ln1_w, b.ln1_b, h_.data());
     linear(h_.data(), n, C, b.qkv_w, b.qkv_b, W, qkv_.data());
-    if (cfg_.rope()) cpu::rope<float>(qkv_.data(), 1, n, C, nh, nkv, cfg_.rope_theta, p0, false);
+    if (cfg_.rope()) cpu::rope<float>(qkv_.data(), 1, n, C, nh, nkv, rope_of(cfg_), p0, false);
     for (int64_t i = 0; i < n; ++i) {
       std::copy_n(&qkv_[i * W + C], Ckv, K + (p0 + i) * Ckv);
       std::copy_n(&qkv_[i * W + C + Ckv], Ckv, Vc + (p0 + i) * Ckv);

@@ -12,6 +12,7 @@
 
 #include "config/config.h"
 #include "core/comm.h"
+#include "kernels/elementwise_math.h"
 #include "model/layer.h"
 #include "model/param.h"
 
@@ -163,6 +164,9 @@ std::unique_ptr<Model> describe_model(const ModelConfig& cfg, int64_t seq_len,
 // [par.first_layer, par.last_layer) (and the loss when the range ends the
 // model) and set the shapes and total_layers; build_model allocates.
 void build_gpt(Model& m, const ModelConfig& cfg, int64_t seq_len, const ModelParallel& par);
+// A GPT's rotary embedding: model.rope_theta and, with rope_scaling =
+// "llama3", its scaling; theta 0 where model.position is not "rope".
+math::Rope rope_of(const ModelConfig& cfg);
 void build_cnn(Model& m, const ModelConfig& cfg, const ModelParallel& par);
 
 }  // namespace dtrain

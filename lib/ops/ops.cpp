@@ -472,13 +472,13 @@ QkvDims qkv_dims(const Shape& qkv, Heads heads, const char* op, bool even = fals
 
 }  // namespace
 
-void rope(const Exec& ex, const Tensor& qkv, Heads heads, double theta, int64_t pos0, bool inverse) {
-  DTRAIN_CUDA_OP(ex, cuda_ops::rope(ex, qkv, heads, theta, pos0, inverse));
+void rope(const Exec& ex, const Tensor& qkv, Heads heads, const math::Rope& rope, int64_t pos0, bool inverse) {
+  DTRAIN_CUDA_OP(ex, cuda_ops::rope(ex, qkv, heads, rope, pos0, inverse));
   check_on(ex, "rope", {qkv});
   const QkvDims d = qkv_dims(qkv.shape(), heads, "rope", /*even=*/true);
   dispatch_act(qkv.dtype(), "rope", [&](auto t) {
     using F = decltype(t);
-    cpu::rope<F>(qkv.data<F>(), d.B, d.T, d.C, heads.q, heads.kv, theta, pos0, inverse);
+    cpu::rope<F>(qkv.data<F>(), d.B, d.T, d.C, heads.q, heads.kv, rope, pos0, inverse);
   });
 }
 

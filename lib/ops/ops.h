@@ -28,6 +28,7 @@
 
 #include "core/exec.h"
 #include "core/tensor.h"
+#include "kernels/elementwise_math.h"
 
 namespace dtrain::cuda {
 class LtMatmul;  // kernels/cuda/matmul.h: a cuBLASLt plan
@@ -213,9 +214,10 @@ struct Heads {
 
 // Rotary position embedding, in place on qkv (B, T, (q + 2 kv) hs) with heads
 // of even width: the queries and keys of row s turn by position pos0 + s's
-// angles (base theta); inverse turns them back, which is the backward pass
-// applied to dL/dqkv.
-void rope(const Exec& ex, const Tensor& qkv, Heads heads, double theta, int64_t pos0, bool inverse);
+// angles (math::Rope: the base theta, a number converting to it, and LLaMA
+// 3.1's frequency scaling); inverse turns them back, which is the backward
+// pass applied to dL/dqkv.
+void rope(const Exec& ex, const Tensor& qkv, Heads heads, const math::Rope& rope, int64_t pos0, bool inverse);
 
 // Scratch elements (compute type of act) attention needs for qkv of at most
 // shape `qkv` with these heads: on the CPU one row block of scores per thread

@@ -407,6 +407,34 @@ TEST_CASE("hf export of LLaMA's parts then import is bit-identical, tied and unt
   }
 }
 
+TEST_CASE("hf export of LLaMA 3.1's rope scaling writes rope_scaling, and imports bit-identically with its keys") {
+  TempDir tmp;
+  ModelConfig cfg = fixture_llama();
+  cfg.rope_scaling = "llama3";
+  cfg.rope_factor = 8;
+  cfg.rope_low_freq_factor = 1;
+  cfg.rope_high_freq_factor = 4;
+  cfg.rope_original_context = 40;
+  auto a = build_model(cfg, 8, DType::f32, Device::cpu(), 11);
+  export_hf(*a, run_config(cfg), tmp.str());
+  const std::string json = read_file(tmp.path / "config.json");
+  CHECK(json.find("\"rope_type\": \"llama3\"") != std::string::npos);
+  CHECK(json.find("\"original_max_position_embeddings\": 40") != std::string::npos);
+  const std::vector<std::string> keys = hf_model_overrides(tmp.str());
+  for (const char* k : {"model.rope_scaling=\"llama3\"", "model.rope_factor=8", "model.rope_low_freq_factor=1",
+                        "model.rope_high_freq_factor=4", "model.rope_original_context=40"})
+    CHECK_MESSAGE(std::find(keys.begin(), keys.end(), k) != keys.end(), k);
+  auto b = build_model(cfg, 8, DType::f32, Device::cpu(), 99);
+  CHECK(import_hf(*b, cfg, tmp.str()).empty());
+  for (const auto& p : a->params.all())
+    CHECK(std::memcmp(p->value.data<float>(), b->params.find(p->name)->value.data<float>(), 4 * p->numel()) == 0);
+  // The unscaled model refuses it, naming the keys.
+  auto c = build_model(fixture_llama(), 8, DType::f32, Device::cpu(), 1);
+  const std::string e = error_of([&] { import_hf(*c, fixture_llama(), tmp.str()); });
+  INFO(e);
+  CHECK(e.find("set model.rope_scaling = \"llama3\", rope_factor = 8") != std::string::npos);
+}
+
 TEST_CASE("hf import of a LLaMA into tensor-parallel shards equals the unsharded import") {
   check_tp_import(fixture_llama(), "hf_llama_tiny");
 }
@@ -490,7 +518,15 @@ TEST_CASE("hf: what a LLaMA import or export cannot express is refused, naming t
        "num_key_value_heads = 3: each key/value head serves a whole group of query heads, and 3 does not divide "
        "num_attention_heads = 2");
   says(refused(edited_llama(tmp, "\"rope_scaling\": null", "\"rope_scaling\": {\"rope_type\": \"llama3\"}")),
-       "rope_scaling = {\"rope_type\":\"llama3\"}: dtrain's rotary embeddings are unscaled");
+       "rope_scaling = {\"rope_type\":\"llama3\"}: rope_type \"llama3\" needs factor, a number above");
+  says(refused(edited_llama(tmp, "\"rope_scaling\": null", "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0}")),
+       "rope_scaling = {\"factor\":4.0,\"rope_type\":\"yarn\"}: dtrain scales rotary embeddings as LLaMA 3.1 does");
+  // LLaMA 3.1's scaling, complete, into a model without it: said as the keys to set.
+  says(refused(edited_llama(tmp, "\"rope_scaling\": null",
+                            "\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, "
+                            "\"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8192}")),
+       "set model.rope_scaling = \"llama3\", rope_factor = 8, rope_low_freq_factor = 1, rope_high_freq_factor = 4, "
+       "rope_original_context = 8192 to import it");
   says(refused(edited_llama(tmp, "\"rms_norm_eps\": 1e-05", "\"rms_norm_eps\": 1e-06")),
        "rms_norm_eps = 1e-06: dtrain's RMSNorm uses eps 1e-5");
   says(refused(edited_llama(tmp, "\"rope_theta\": 500.0", "\"rope_theta\": 10000.0")),

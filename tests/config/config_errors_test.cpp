@@ -206,6 +206,11 @@ const std::vector<BadCase> kBadCases = {
      {}, 4,
      "cfg.toml:8: model.n_kv_head (2) is not divisible by parallel.tp (4): tensor parallelism splits the key/value "
      "heads across its ranks with their query heads"},
+    {"rope scaling without rope", cat(kGpt, {"[model]", "rope_scaling = \"llama3\""}), {}, 1,
+     "cfg.toml:7: model.rope_scaling = \"llama3\" scales rotary embeddings, but model.position = \"learned\""},
+    {"rope scaling's frequency factors the wrong way round",
+     cat(kGpt, {"[model]", "position = \"rope\"", "rope_scaling = \"llama3\"", "rope_high_freq_factor = 0.5"}), {}, 1,
+     "cfg.toml:9: model.rope_high_freq_factor: expected more than model.rope_low_freq_factor (1), got 0.5"},
     {"an unknown norm", cat(kGpt, {"[model]", "norm = \"batchnorm\""}), {}, 1,
      "cfg.toml:7: model.norm: expected one of \"layernorm\", \"rmsnorm\", got \"batchnorm\""},
     {"tp does not divide the vocabulary", cat(kGpt, {"[model]", "vocab_size = 257", "[parallel]", "tp = 2"}), {}, 2,

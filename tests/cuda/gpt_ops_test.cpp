@@ -301,7 +301,7 @@ namespace {
 
 struct RopeDims {
   int64_t B, T, C, n_head, pos0;
-  double theta;
+  math::Rope theta;  // the base, and LLaMA 3.1's scaling in the last case
   const char* name;
 };
 // kDims' shapes with head widths that divide C evenly: the small odd C (37)
@@ -310,7 +310,8 @@ struct RopeDims {
 const RopeDims kRopeDims[] = {{2, 7, 24, 3, 0, 10000.0, "small"},
                               {2, 7, 24, 3, 1000, 500000.0, "small, from 1000"},
                               {4, 64, 768, 12, 0, 10000.0, "GPT-2 124M"},
-                              {4, 64, 768, 12, 1000, 500000.0, "GPT-2 124M, from 1000"}};
+                              {4, 64, 768, 12, 1000, 500000.0, "GPT-2 124M, from 1000"},
+                              {4, 64, 768, 12, 1000, math::Rope(500000.0, 8, 1, 4, 8192), "LLaMA 3.1 scaling, from 1000"}};
 
 // How many elements of the values (the last C of each row of qkv) differ in their bits.
 int64_t value_diffs(const Tensor& a, const Tensor& b, int64_t rows, int64_t C) {

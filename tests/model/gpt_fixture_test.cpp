@@ -27,7 +27,8 @@ double rel_error(const FixtureArray& ref, Get&& get) {
 // The model of `fx`'s config, with `parts` (GPT-2's or LLaMA's), against the
 // fixture's logits, loss and every parameter gradient.
 void check_against(const Fixture& fx, ModelConfig cfg) {
-  const std::vector<int64_t>& k = fx.at("config").i;  // V, context, T, B, C, n_head, n_layer, bias[, ffn, theta, tied, n_kv_head]
+  // V, context, T, B, C, n_head, n_layer, bias[, ffn, theta, tied, n_kv_head, rope factor, low, high, original context]
+  const std::vector<int64_t>& k = fx.at("config").i;
   cfg.type = "gpt";
   cfg.vocab_size = k[0];
   cfg.context_length = k[1];
@@ -41,6 +42,13 @@ void check_against(const Fixture& fx, ModelConfig cfg) {
     cfg.rope_theta = static_cast<double>(k[9]);
     cfg.tie_embeddings = k[10] != 0;
     cfg.n_kv_head = k[11];
+    if (k[12] != 1) {
+      cfg.rope_scaling = "llama3";
+      cfg.rope_factor = static_cast<double>(k[12]);
+      cfg.rope_low_freq_factor = static_cast<double>(k[13]);
+      cfg.rope_high_freq_factor = static_cast<double>(k[14]);
+      cfg.rope_original_context = k[15];
+    }
   }
   const int64_t T = k[2], B = k[3];
   auto m = build_model(cfg, T, DType::f64, Device::cpu(), 1);
@@ -98,6 +106,12 @@ TEST_CASE("tiny GPT matches PyTorch: logits, loss and every gradient (fp64)") {
 
 TEST_CASE("tiny GPT of LLaMA's parts (RMSNorm, SwiGLU, rope, untied head) matches PyTorch: logits, loss and every gradient (fp64)") {
   check_against(Fixture(fixture_path("llama_tiny.fix")), parts("rmsnorm", "swiglu", "rope"));
+}
+
+TEST_CASE("tiny LLaMA with LLaMA 3.1's rope scaling (a frequency kept, one interpolated, two divided) matches PyTorch (fp64)") {
+  const Fixture fx(fixture_path("llama_rope_scaled_tiny.fix"));
+  REQUIRE(fx.at("config").i[12] == 8);
+  check_against(fx, parts("rmsnorm", "swiglu", "rope"));
 }
 
 TEST_CASE("tiny LLaMA with grouped-query attention (4 query heads, 2 key/value heads) matches PyTorch's repeat_kv (fp64)") {

@@ -217,7 +217,7 @@ TEST_CASE("grouped-query attention layer: backward matches finite differences, w
   // A whole block of LLaMA 2 70B's parts: RMSNorm, GQA with rope, SwiGLU.
   ParamStore ps;
   const BlockSpec spec{.c = C, .n_head = 4, .n_kv_head = 2, .ffn_hidden = 24, .bias = false, .dropout = 0,
-                       .proj_std = 0.1, .rms_norm = true, .swiglu = true, .rope_theta = 50};
+                       .proj_std = 0.1, .rms_norm = true, .swiglu = true, .rope = 50};
   Block block(ps, "blocks.0", spec);
   ps.allocate(DType::f64, Device::cpu(), 1);
   perturb_params(ps, 5, 0.3);

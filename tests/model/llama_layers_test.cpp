@@ -268,7 +268,7 @@ TEST_CASE("attention with rope: backward matches finite differences, and a block
   {
     ParamStore ps;
     const BlockSpec spec{.c = C, .n_head = nh, .ffn_hidden = 16, .bias = false, .dropout = 0, .proj_std = 0.1,
-                         .rms_norm = true, .swiglu = true, .rope_theta = 50};
+                         .rms_norm = true, .swiglu = true, .rope = 50};
     Block block(ps, "blocks.0", spec);
     CHECK(ps.find("blocks.0.ln1.bias") == nullptr);
     CHECK(ps.find("blocks.0.attn.qkv.bias") == nullptr);

@@ -9,7 +9,7 @@
 namespace dtrain::cpu {
 
 template <class T>
-void rope(T* qkv, int64_t b, int64_t t, int64_t c, int64_t n_head, int64_t n_kv_head, double theta, int64_t pos0,
+void rope(T* qkv, int64_t b, int64_t t, int64_t c, int64_t n_head, int64_t n_kv_head, const math::Rope& rope, int64_t pos0,
           bool inverse) {
   using A = compute_t<T>;
   const int64_t d = c / n_head, half = d / 2, ld = c + 2 * n_kv_head * d;
@@ -23,7 +23,7 @@ void rope(T* qkv, int64_t b, int64_t t, int64_t c, int64_t n_head, int64_t n_kv_
       const int64_t n = std::min(kPairs, half - i0);
       for (int64_t i = 0; i < n; ++i) {
         // cos and sin of A's angle, each rounded once from double.
-        const double angle = static_cast<double>(math::rope_angle(position, math::rope_frequency<A>(theta, i0 + i, d)));
+        const double angle = static_cast<double>(math::rope_angle(position, math::rope_frequency<A>(rope, i0 + i, d)));
         cs[i] = static_cast<A>(std::cos(angle));
         sn[i] = static_cast<A>(inverse ? -std::sin(angle) : std::sin(angle));
       }
@@ -45,8 +45,8 @@ void rope(T* qkv, int64_t b, int64_t t, int64_t c, int64_t n_head, int64_t n_kv_
   }
 }
 
-template void rope<float>(float*, int64_t, int64_t, int64_t, int64_t, int64_t, double, int64_t, bool);
-template void rope<double>(double*, int64_t, int64_t, int64_t, int64_t, int64_t, double, int64_t, bool);
-template void rope<bf16>(bf16*, int64_t, int64_t, int64_t, int64_t, int64_t, double, int64_t, bool);
+template void rope<float>(float*, int64_t, int64_t, int64_t, int64_t, int64_t, const math::Rope&, int64_t, bool);
+template void rope<double>(double*, int64_t, int64_t, int64_t, int64_t, int64_t, const math::Rope&, int64_t, bool);
+template void rope<bf16>(bf16*, int64_t, int64_t, int64_t, int64_t, int64_t, const math::Rope&, int64_t, bool);
 
 }  // namespace dtrain::cpu

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "core/bf16.h"
+#include "kernels/elementwise_math.h"
 
 namespace dtrain::cpu {
 
@@ -14,7 +15,7 @@ namespace dtrain::cpu {
 // with d even and c_kv = n_kv_head * d (n_kv_head < n_head: grouped-query
 // attention); row s of each sequence is at position pos0 + s. inverse: turn back.
 template <class T>
-void rope(T* qkv, int64_t b, int64_t t, int64_t c, int64_t n_head, int64_t n_kv_head, double theta, int64_t pos0,
+void rope(T* qkv, int64_t b, int64_t t, int64_t c, int64_t n_head, int64_t n_kv_head, const math::Rope& rope, int64_t pos0,
           bool inverse);
 
 }  // namespace dtrain::cpu

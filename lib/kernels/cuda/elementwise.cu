@@ -104,12 +104,12 @@ __device__ inline void rope_cos_sin(float a, float& c, float& s) {
 // the pair (i, i + d/2) of each of the n_head query and n_kv_head key heads.
 template <class T>
 __global__ void rope_k(T* qkv, int64_t rows, int64_t tlen, int64_t c, int64_t n_head, int64_t n_kv_head,
-                       double theta, int64_t pos0, bool inverse) {
+                       math::Rope rope, int64_t pos0, bool inverse) {
   const int64_t d = c / n_head, half = d / 2, ld = c + 2 * n_kv_head * d;
   DTRAIN_GRID_STRIDE(k, rows * half) {
     const int64_t row = k / half, i = k - row * half;
     float cs, sn;
-    rope_cos_sin(math::rope_angle(pos0 + row % tlen, math::rope_frequency<float>(theta, i, d)), cs, sn);
+    rope_cos_sin(math::rope_angle(pos0 + row % tlen, math::rope_frequency<float>(rope, i, d)), cs, sn);
     if (inverse) sn = -sn;
     T* x0 = qkv + row * ld + i;  // q | k | v
     for (int64_t hd = 0; hd < n_head + n_kv_head; ++hd) {
@@ -233,14 +233,14 @@ void swiglu_backward(Act t, const void* f, const void* dg, int64_t n, int64_t h,
   gpu::check_launch("swiglu_backward");
 }
 
-void rope(Act t, void* qkv, int64_t b, int64_t tlen, int64_t c, int64_t n_head, int64_t n_kv_head, double theta,
-          int64_t pos0, bool inverse, void* stream) {
+void rope(Act t, void* qkv, int64_t b, int64_t tlen, int64_t c, int64_t n_head, int64_t n_kv_head,
+          const math::Rope& rope, int64_t pos0, bool inverse, void* stream) {
   const int64_t pairs = b * tlen * (c / n_head / 2);
   if (pairs <= 0) return;
   dispatch(t, [&](auto tag) {
     using T = decltype(tag);
     rope_k<T><<<grid_for(pairs), kThreads, 0, as_stream(stream)>>>(
-        static_cast<T*>(qkv), b * tlen, tlen, c, n_head, n_kv_head, theta, pos0, inverse);
+        static_cast<T*>(qkv), b * tlen, tlen, c, n_head, n_kv_head, rope, pos0, inverse);
   });
   gpu::check_launch("rope");
 }

@@ -7,6 +7,7 @@
 
 #include "core/bf16.h"
 #include "kernels/cuda/gpt_act.h"
+#include "kernels/elementwise_math.h"
 
 namespace dtrain::cuda::gpt {
 
@@ -27,8 +28,8 @@ void swiglu_backward(Act t, const void* f, const void* dg, int64_t n, int64_t h,
 // Rotary embedding in place on qkv (b, t, c + 2 c_kv): the queries' heads
 // (c = n_head * d, d even) and the keys' (c_kv = n_kv_head * d) of row s turn
 // by position pos0 + s's angles.
-void rope(Act t, void* qkv, int64_t b, int64_t tlen, int64_t c, int64_t n_head, int64_t n_kv_head, double theta,
-          int64_t pos0, bool inverse, void* stream);
+void rope(Act t, void* qkv, int64_t b, int64_t tlen, int64_t c, int64_t n_head, int64_t n_kv_head,
+          const math::Rope& rope, int64_t pos0, bool inverse, void* stream);
 // x, y, mask: (samples, sample_numel); resid null or like x. threshold:
 // math::dropout_threshold(p); scale: float(1 / (1 - p)); first_element: the
 // offset of x's samples inside the whole samples (a sequence slice).

@@ -230,13 +230,13 @@ void rmsnorm_backward(const Exec& ex, const Tensor& dy, const Tensor& x, const T
 
 // ---------------------------------------------------------------- rotary embedding
 
-void rope(const Exec& ex, const Tensor& qkv, Heads heads, double theta, int64_t pos0, bool inverse) {
+void rope(const Exec& ex, const Tensor& qkv, Heads heads, const math::Rope& rope, int64_t pos0, bool inverse) {
   on_device(ex, "rope", {qkv});
   const Act t = act("rope", qkv);
   DTRAIN_CHECK(qkv.rank() == 3 && heads.fits(qkv.size(2), /*even=*/true), "rope: qkv {} with {} (each of even width)",
                qkv.shape().str(), heads.str());
   const int64_t c = qkv.size(2) / heads.row_heads() * heads.q;
-  kc::rope(t, qkv.raw(), qkv.size(0), qkv.size(1), c, heads.q, heads.kv, theta, pos0, inverse, ex.stream);
+  kc::rope(t, qkv.raw(), qkv.size(0), qkv.size(1), c, heads.q, heads.kv, rope, pos0, inverse, ex.stream);
 }
 
 // ---------------------------------------------------------------- embeddings

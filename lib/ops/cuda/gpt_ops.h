@@ -42,7 +42,7 @@ void rmsnorm_backward(const Exec& ex, const Tensor& dy, const Tensor& x, const T
                       const Tensor& rstd, const Tensor& dres, const Tensor& dx, const Tensor& dw,
                       const Tensor& scratch);
 
-void rope(const Exec& ex, const Tensor& qkv, Heads heads, double theta, int64_t pos0, bool inverse);
+void rope(const Exec& ex, const Tensor& qkv, Heads heads, const math::Rope& rope, int64_t pos0, bool inverse);
 
 void embedding_forward(const Exec& ex, const Tensor& tokens, const Tensor& wte, const Tensor& wpe,
                        const Tensor& y);
