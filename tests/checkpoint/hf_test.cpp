@@ -407,6 +407,20 @@ TEST_CASE("hf export of LLaMA's parts then import is bit-identical, tied and unt
   }
 }
 
+TEST_CASE("hf import of a LLaMA with LLaMA 3.1's rope_scaling gives PyTorch's logits (fp32, 1e-5)") {
+  const Fixture fx(fixture_path("hf_llama_scaled_tiny.fix"));
+  ModelConfig cfg = fixture_llama();
+  cfg.n_kv_head = 1;  // multi-query: 2 query heads of 8, one key/value head
+  cfg.rope_scaling = "llama3";
+  cfg.rope_factor = 8;
+  cfg.rope_low_freq_factor = 1;
+  cfg.rope_high_freq_factor = 4;
+  cfg.rope_original_context = 40;
+  auto m = build_model(cfg, fx.at("logits").shape[1], DType::f32, Device::cpu(), 1);
+  import_hf(*m, cfg, fixture_path("hf_llama_scaled_tiny"));
+  check_logits(*m, fx, cfg.vocab_size);
+}
+
 TEST_CASE("hf export of LLaMA 3.1's rope scaling writes rope_scaling, and imports bit-identically with its keys") {
   TempDir tmp;
   ModelConfig cfg = fixture_llama();

@@ -342,9 +342,10 @@ ok = err <= 1e-5
 
 # 1b. The LLaMA fixture (tools/fixtures/hf_llama_fixture.py: two shards and their index), whose
 #     logits dtrain's import reproduces within 1e-5: transformers' LlamaForCausalLM must too.
-#     And the grouped-query one (hf_llama_gqa_tiny: 4 query heads, 2 key/value heads, one file).
+#     And the grouped-query one (hf_llama_gqa_tiny: 4 query heads, 2 key/value heads, one file), and
+#     one with LLaMA 3.1's rope_scaling (hf_llama_scaled_tiny): transformers' own frequency scaling.
 from transformers import LlamaForCausalLM
-for name in ("hf_llama_tiny", "hf_llama_gqa_tiny"):
+for name in ("hf_llama_tiny", "hf_llama_gqa_tiny", "hf_llama_scaled_tiny"):
     fx = read_fixture(f"{fixtures}/{name}.fix")
     m = LlamaForCausalLM.from_pretrained(f"{fixtures}/{name}", torch_dtype=torch.float32).eval()
     with torch.no_grad():
