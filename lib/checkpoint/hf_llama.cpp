@@ -169,18 +169,21 @@ bool read_rope_scaling(const json& hc, ModelConfig& m, std::string& why) {
           "linear or dynamic scaling)";
     return false;
   }
-  auto number = [&](const char* key, double& out, double above) {
-    if (!r.contains(key) || !r[key].is_number() || !(r[key].get<double>() > above)) {
-      why = fmt::format("rope_type \"llama3\" needs {}, a number above {}", key, above);
+  // A number of at least `least` (`strict`: above it).
+  auto number = [&](const char* key, double& out, double least, bool strict) {
+    const bool ok = r.contains(key) && r[key].is_number() &&
+                    (strict ? r[key].get<double>() > least : r[key].get<double>() >= least);
+    if (!ok) {
+      why = fmt::format("rope_type \"llama3\" needs {}, a number {} {}", key, strict ? "above" : "of at least", least);
       return false;
     }
     out = r[key].get<double>();
     return true;
   };
   double original = 0;
-  if (!number("factor", m.rope_factor, 0.999999) || !number("low_freq_factor", m.rope_low_freq_factor, 0) ||
-      !number("high_freq_factor", m.rope_high_freq_factor, 0) ||
-      !number("original_max_position_embeddings", original, 0))
+  if (!number("factor", m.rope_factor, 1, false) || !number("low_freq_factor", m.rope_low_freq_factor, 0, true) ||
+      !number("high_freq_factor", m.rope_high_freq_factor, 0, true) ||
+      !number("original_max_position_embeddings", original, 0, true))
     return false;
   if (original != std::floor(original)) {
     why = "rope_type \"llama3\" needs original_max_position_embeddings, a whole number";

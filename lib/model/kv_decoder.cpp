@@ -39,7 +39,7 @@ void linear(const float* x, int64_t n, int64_t in, const float* w, const float* 
 
 }  // namespace
 
-KvDecoder::KvDecoder(const ParamStore& params, const ModelConfig& cfg) : cfg_(cfg) {
+KvDecoder::KvDecoder(const ParamStore& params, const ModelConfig& cfg) : cfg_(cfg), rope_(rope_of(cfg)) {
   if (cfg.type != "gpt")
     throw ConfigError(fmt::format("model.type \"{}\": the key/value cache decodes GPTs", cfg.type));
   DTRAIN_CHECK(cfg.n_head > 0 && cfg.kv_heads() > 0 && cfg.n_head % cfg.kv_heads() == 0 && cfg.n_embd % cfg.n_head == 0,
@@ -120,7 +120,7 @@ const std::vector<float>& KvDecoder::append(std::span<const int32_t> tokens) {
     float *K = keys_[l].data(), *Vc = values_[l].data();
     norm(x_.data(), n, b.ln1_w, b.ln1_b, h_.data());
     linear(h_.data(), n, C, b.qkv_w, b.qkv_b, W, qkv_.data());
-    if (cfg_.rope()) cpu::rope<float>(qkv_.data(), 1, n, C, nh, nkv, rope_of(cfg_), p0, false);
+    if (cfg_.rope()) cpu::rope<float>(qkv_.data(), 1, n, C, nh, nkv, rope_, p0, false);
     for (int64_t i = 0; i < n; ++i) {
       std::copy_n(&qkv_[i * W + C], Ckv, K + (p0 + i) * Ckv);
       std::copy_n(&qkv_[i * W + C + Ckv], Ckv, Vc + (p0 + i) * Ckv);

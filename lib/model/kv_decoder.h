@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "kernels/elementwise_math.h"
 #include "model/param.h"
 
 namespace dtrain {
@@ -45,6 +46,7 @@ class KvDecoder {
   int64_t kv_width() const { return cfg_.n_embd / cfg_.n_head * cfg_.kv_heads(); }
 
   ModelConfig cfg_;
+  math::Rope rope_;  // rope_of(cfg_): theta 0 without rotary positions
   const float *wte_, *wpe_, *lnf_w_, *lnf_b_;
   const float* head_;  // the output head's weight: wte_, or lm_head.weight when untied
   std::vector<BlockParams> blocks_;

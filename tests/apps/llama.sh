@@ -12,6 +12,27 @@ source "$(dirname "$0")/common.bash"
 MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
 make_tokens
 tiny_gpt_config
+# cache_matches_window CHECKPOINTS PROMPT SEED: `dtrain generate`'s key/value cache gives the
+# full window's text (temperature 1.5, 30 tokens).
+cache_matches_window() {
+  local gen=(generate "$1" --prompt "$2" --tokens 30 --seed "$3" --temperature 1.5)
+  expect_exit 0 "$DTRAIN" "${gen[@]}"; cp "$WORK/out" "$WORK/cached"
+  expect_exit 0 "$DTRAIN" "${gen[@]}" --full-window
+  cmp -s "$WORK/out" "$WORK/cached" || fail "$1: the key/value cache's text differs from the full window's: $(cat "$WORK/cached") vs $(cat "$WORK/out")"
+}
+
+# hf_matches_checkpoint CHECKPOINTS HF_DIR: the Hugging Face export evaluates to its checkpoint's
+# loss bit for bit (the whole validation set, micro-batches of 8); the export's eval leaves its
+# stderr in $WORK/err.
+hf_matches_checkpoint() {
+  local ckpt hf
+  expect_exit 0 "$DTRAIN" eval "$1" --batches 0 --set train.micro_batch=8 --set train.threads=1 --json
+  ckpt=$(json_field "$WORK/out" loss)
+  expect_exit 0 "$DTRAIN" eval "hf:$2" --data "$WORK/tok_val.bin" --set train.threads=1 --json
+  hf=$(json_field "$WORK/out" loss)
+  [ -n "$hf" ] && [ "$hf" = "$ckpt" ] || fail "hf:$2 gives $hf, its checkpoint $ckpt"
+}
+
 llama=(--set model.norm=rmsnorm --set model.mlp=swiglu --set model.position=rope --set model.rope_theta=1000
        --set model.bias=false --set model.ffn_hidden=88 --set model.tie_embeddings=false --set train.threads=1)
 
@@ -52,10 +73,7 @@ assert logged and got == logged[-1], (got, logged)
 PY
 
 # Generation: the key/value cache (rotary angles from the cache's length) gives the full window's text.
-gen=(generate "$WORK/a/checkpoints" --prompt "over the" --tokens 30 --seed 3 --temperature 1.5)
-expect_exit 0 "$DTRAIN" "${gen[@]}"; cp "$WORK/out" "$WORK/cached"
-expect_exit 0 "$DTRAIN" "${gen[@]}" --full-window
-cmp -s "$WORK/out" "$WORK/cached" || fail "the key/value cache's text differs from the full window's: $(cat "$WORK/cached") vs $(cat "$WORK/out")"
+cache_matches_window "$WORK/a/checkpoints" "over the" 3
 
 # bf16 on 2 ranks of tp trains.
 expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" "${llama[@]}" --set train.steps=10 \
@@ -71,11 +89,7 @@ grep -q "^plan for 4 devices .*: 0.04163M parameters" "$WORK/out" || fail "$(hea
 # bit for bit (the whole set, micro-batches of 8), and a run starts from it (model.init_from).
 expect_exit 0 "$DTRAIN" export "$WORK/a/checkpoints" --format hf --out "$WORK/hf"
 grep -q '"model_type": "llama"' "$WORK/hf/config.json" || fail "$(cat "$WORK/hf/config.json")"
-expect_exit 0 "$DTRAIN" eval "$WORK/a/checkpoints" --batches 0 --set train.micro_batch=8 --set train.threads=1 --json
-ckpt=$(python3 -c 'import json,sys; print(repr(json.load(open(sys.argv[1]))["loss"]))' "$WORK/out")
-expect_exit 0 "$DTRAIN" eval "hf:$WORK/hf" --data "$WORK/tok_val.bin" --set train.threads=1 --json
-hf=$(python3 -c 'import json,sys; print(repr(json.load(open(sys.argv[1]))["loss"]))' "$WORK/out")
-[ "$hf" = "$ckpt" ] || fail "hf:DIR gives $hf, its checkpoint $ckpt"
+hf_matches_checkpoint "$WORK/a/checkpoints" "$WORK/hf"
 expect_err "evaluating hf:$WORK/hf: LLaMA of 2 blocks, width 32, 2 heads, 16 positions, vocabulary 256 (byte ids)"
 expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" "${llama[@]}" --set train.steps=2 --set optim.warmup_steps=0 \
   --set model.init_from="\"hf:$WORK/hf\"" --out "$WORK/ft"
@@ -112,17 +126,10 @@ assert a[30] < 0.8 * a[1], (a[1], a[30])
 for s in b:
     assert abs(a[s] - b[s]) <= 1e-5 * abs(a[s]), (s, a[s], b[s])
 PY
-gen=(generate "$WORK/g/checkpoints" --prompt "in the" --tokens 30 --seed 5 --temperature 1.5)
-expect_exit 0 "$DTRAIN" "${gen[@]}"; cp "$WORK/out" "$WORK/gcached"
-expect_exit 0 "$DTRAIN" "${gen[@]}" --full-window
-cmp -s "$WORK/out" "$WORK/gcached" || fail "GQA: the key/value cache's text differs from the full window's"
+cache_matches_window "$WORK/g/checkpoints" "in the" 5
 expect_exit 0 "$DTRAIN" export "$WORK/g/checkpoints" --format hf --out "$WORK/ghf"
 grep -q '"num_key_value_heads": 2' "$WORK/ghf/config.json" || fail "$(cat "$WORK/ghf/config.json")"
-expect_exit 0 "$DTRAIN" eval "$WORK/g/checkpoints" --batches 0 --set train.micro_batch=8 --set train.threads=1 --json
-ckpt=$(python3 -c 'import json,sys; print(repr(json.load(open(sys.argv[1]))["loss"]))' "$WORK/out")
-expect_exit 0 "$DTRAIN" eval "hf:$WORK/ghf" --data "$WORK/tok_val.bin" --set train.threads=1 --json
-hf=$(python3 -c 'import json,sys; print(repr(json.load(open(sys.argv[1]))["loss"]))' "$WORK/out")
-[ "$hf" = "$ckpt" ] || fail "GQA: hf:DIR gives $hf, its checkpoint $ckpt"
+hf_matches_checkpoint "$WORK/g/checkpoints" "$WORK/ghf"
 expect_err "evaluating hf:$WORK/ghf: LLaMA of 2 blocks, width 32, 4 heads (2 key/value), 16 positions"
 # tp 4 cannot split 2 key/value heads: one line naming the keys.
 expect_exit 2 "$DTRAIN" validate "$WORK/tiny.toml" "${gqa[@]}" --set parallel.tp=4

@@ -14,6 +14,7 @@
 #include "helpers.h"
 #include "model/fixture.h"
 #include "model/thread_comm.h"
+#include "parallel/gpt_config.h"
 
 using namespace dtrain;
 using namespace dtrain::testing;
@@ -97,18 +98,24 @@ void check_tp_import(const ModelConfig& cfg, const std::string& dir) {
   });
 }
 
-// A copy of the fixture directory with config.json edited by `edit`.
-fs::path edited_fixture(const TempDir& tmp, const std::string& from, const std::string& to) {
-  const fs::path dir = tmp.path / "edited";
+// A copy of the fixture directory `name` (its weights, shards and index) with
+// config.json's `from` replaced by `to`.
+fs::path edited_copy(const TempDir& tmp, const std::string& name, const std::string& from, const std::string& to) {
+  const fs::path dir = tmp.path / ("edited_" + name);
   fs::create_directories(dir);
-  fs::copy_file(fixture_path("hf_tiny/model.safetensors"), dir / "model.safetensors",
-                fs::copy_options::overwrite_existing);
-  std::string cfg = read_file(fixture_path("hf_tiny/config.json"));
+  for (const auto& e : fs::directory_iterator(fixture_path(name)))
+    if (e.path().filename() != "config.json")
+      fs::copy_file(e.path(), dir / e.path().filename(), fs::copy_options::overwrite_existing);
+  std::string cfg = read_file(fixture_path(name + "/config.json"));
   const size_t at = cfg.find(from);
   REQUIRE_MESSAGE(at != std::string::npos, from);
   cfg.replace(at, from.size(), to);
   write_file(dir / "config.json", cfg);
   return dir;
+}
+
+fs::path edited_fixture(const TempDir& tmp, const std::string& from, const std::string& to) {
+  return edited_copy(tmp, "hf_tiny", from, to);
 }
 
 }  // namespace
@@ -322,30 +329,24 @@ namespace {
 
 // The LLaMA fixture's shapes (tools/fixtures/hf_llama_fixture.py), with a padded vocabulary (64 > 60).
 ModelConfig fixture_llama(bool tied = false) {
-  ModelConfig c = fixture_gpt();
-  c.bias = false;
-  c.norm = "rmsnorm";
-  c.mlp = "swiglu";
-  c.position = "rope";
-  c.rope_theta = 500;
-  c.ffn_hidden = 24;
+  ModelConfig c = test::llama_parts(fixture_gpt(), 24, 500);
   c.tie_embeddings = tied;
   return c;
 }
 
-// A copy of the LLaMA fixture (its shards and index) with config.json's `from` replaced by `to`.
+// `c` with LLaMA 3.1's rope scaling: factor 8, low 1, high 4 (Meta's), and the
+// original context given (the fixtures' 40 scales each kind of frequency).
+ModelConfig llama3_scaled(ModelConfig c, int64_t original) {
+  c.rope_scaling = "llama3";
+  c.rope_factor = 8;
+  c.rope_low_freq_factor = 1;
+  c.rope_high_freq_factor = 4;
+  c.rope_original_context = original;
+  return c;
+}
+
 fs::path edited_llama(const TempDir& tmp, const std::string& from, const std::string& to) {
-  const fs::path dir = tmp.path / "edited_llama";
-  fs::create_directories(dir);
-  for (const auto& e : fs::directory_iterator(fixture_path("hf_llama_tiny")))
-    if (e.path().filename() != "config.json")
-      fs::copy_file(e.path(), dir / e.path().filename(), fs::copy_options::overwrite_existing);
-  std::string cfg = read_file(fixture_path("hf_llama_tiny/config.json"));
-  const size_t at = cfg.find(from);
-  REQUIRE_MESSAGE(at != std::string::npos, from);
-  cfg.replace(at, from.size(), to);
-  write_file(dir / "config.json", cfg);
-  return dir;
+  return edited_copy(tmp, "hf_llama_tiny", from, to);
 }
 
 }  // namespace
@@ -409,13 +410,8 @@ TEST_CASE("hf export of LLaMA's parts then import is bit-identical, tied and unt
 
 TEST_CASE("hf import of a LLaMA with LLaMA 3.1's rope_scaling gives PyTorch's logits (fp32, 1e-5)") {
   const Fixture fx(fixture_path("hf_llama_scaled_tiny.fix"));
-  ModelConfig cfg = fixture_llama();
+  ModelConfig cfg = llama3_scaled(fixture_llama(), 40);
   cfg.n_kv_head = 1;  // multi-query: 2 query heads of 8, one key/value head
-  cfg.rope_scaling = "llama3";
-  cfg.rope_factor = 8;
-  cfg.rope_low_freq_factor = 1;
-  cfg.rope_high_freq_factor = 4;
-  cfg.rope_original_context = 40;
   auto m = build_model(cfg, fx.at("logits").shape[1], DType::f32, Device::cpu(), 1);
   import_hf(*m, cfg, fixture_path("hf_llama_scaled_tiny"));
   check_logits(*m, fx, cfg.vocab_size);
@@ -423,12 +419,7 @@ TEST_CASE("hf import of a LLaMA with LLaMA 3.1's rope_scaling gives PyTorch's lo
 
 TEST_CASE("hf export of LLaMA 3.1's rope scaling writes rope_scaling, and imports bit-identically with its keys") {
   TempDir tmp;
-  ModelConfig cfg = fixture_llama();
-  cfg.rope_scaling = "llama3";
-  cfg.rope_factor = 8;
-  cfg.rope_low_freq_factor = 1;
-  cfg.rope_high_freq_factor = 4;
-  cfg.rope_original_context = 40;
+  const ModelConfig cfg = llama3_scaled(fixture_llama(), 40);
   auto a = build_model(cfg, 8, DType::f32, Device::cpu(), 11);
   export_hf(*a, run_config(cfg), tmp.str());
   const std::string json = read_file(tmp.path / "config.json");
@@ -532,7 +523,7 @@ TEST_CASE("hf: what a LLaMA import or export cannot express is refused, naming t
        "num_key_value_heads = 3: each key/value head serves a whole group of query heads, and 3 does not divide "
        "num_attention_heads = 2");
   says(refused(edited_llama(tmp, "\"rope_scaling\": null", "\"rope_scaling\": {\"rope_type\": \"llama3\"}")),
-       "rope_scaling = {\"rope_type\":\"llama3\"}: rope_type \"llama3\" needs factor, a number above");
+       "rope_scaling = {\"rope_type\":\"llama3\"}: rope_type \"llama3\" needs factor, a number of at least 1");
   says(refused(edited_llama(tmp, "\"rope_scaling\": null", "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0}")),
        "rope_scaling = {\"factor\":4.0,\"rope_type\":\"yarn\"}: dtrain scales rotary embeddings as LLaMA 3.1 does");
   // LLaMA 3.1's scaling, complete, into a model without it: said as the keys to set.

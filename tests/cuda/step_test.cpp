@@ -21,6 +21,7 @@
 #include "model/model.h"
 #include "ops/runtime.h"
 #include "optim/optimizer.h"
+#include "parallel/gpt_config.h"
 
 namespace {
 std::atomic<long> g_device_allocs{0};  // test instrumentation, this binary only
@@ -182,13 +183,7 @@ TEST_CASE("cuda step: GPT bf16 against the CPU's bf16 within bf16 bounds") {
 }
 
 TEST_CASE("cuda step: LLaMA's parts with grouped-query attention (4 query, 2 key/value heads) fp32 equals the CPU") {
-  ModelConfig c = gpt_config();
-  c.bias = false;
-  c.norm = "rmsnorm";
-  c.mlp = "swiglu";
-  c.position = "rope";
-  c.ffn_hidden = 96;
-  c.tie_embeddings = false;
+  ModelConfig c = test::llama_parts(gpt_config(), 96, 10000);
   c.n_kv_head = 2;
   compare(c, DType::f32, 1e-5, 1e-5, 5e-5);  // the bounds of the GPT fp32 case above
 }

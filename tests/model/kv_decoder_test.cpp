@@ -12,6 +12,7 @@
 #include "core/rng.h"
 #include "model/kv_decoder.h"
 #include "model/model.h"
+#include "parallel/gpt_config.h"
 
 using namespace dtrain;
 
@@ -31,16 +32,7 @@ ModelConfig gpt(bool bias) {
 }
 
 // LLaMA's parts: RMSNorm, a SwiGLU MLP of width 40, rotary positions, an untied head.
-ModelConfig llama() {
-  ModelConfig c = gpt(false);
-  c.norm = "rmsnorm";
-  c.mlp = "swiglu";
-  c.position = "rope";
-  c.rope_theta = 1000;
-  c.ffn_hidden = 40;
-  c.tie_embeddings = false;
-  return c;
-}
+ModelConfig llama() { return test::llama_parts(gpt(false), 40, 1000); }
 
 // With grouped-query attention: 4 query heads, 1 or 2 key/value heads cached.
 ModelConfig llama_gqa(int64_t kv) {

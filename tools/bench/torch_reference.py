@@ -22,6 +22,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+def causal_attention(q, k, v):
+    """softmax(q k^T / sqrt(d), causal) v over (b, heads, t, d); F.scaled_dot_product_attention under --sdpa."""
+    if Block.sdpa:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    t = q.size(-2)
+    att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+    mask = torch.ones(t, t, dtype=torch.bool, device=q.device).tril()
+    return att.masked_fill(~mask, float("-inf")).softmax(dim=-1) @ v
+
+
 class Block(nn.Module):
     sdpa = False  # F.scaled_dot_product_attention (flash attention on a GPU)
 
@@ -39,14 +49,7 @@ class Block(nn.Module):
         b, t, c = x.shape
         q, k, v = self.qkv(self.ln1(x)).split(c, dim=2)
         q, k, v = (z.view(b, t, self.heads, c // self.heads).transpose(1, 2) for z in (q, k, v))
-        if Block.sdpa:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        else:
-            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
-            mask = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
-            att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
-            y = att @ v
-        y = y.transpose(1, 2).contiguous().view(b, t, c)
+        y = causal_attention(q, k, v).transpose(1, 2).contiguous().view(b, t, c)
         x = x + self.proj(y)
         return x + self.fc_proj(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
 
@@ -104,14 +107,7 @@ class LlamaBlock(nn.Module):
         q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
         if self.kv_heads != self.heads:  # modeling_llama.py's repeat_kv
             k, v = (z.repeat_interleave(self.heads // self.kv_heads, dim=1) for z in (k, v))
-        if Block.sdpa:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        else:
-            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
-            mask = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
-            att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
-            y = att @ v
-        y = y.transpose(1, 2).contiguous().view(b, t, c)
+        y = causal_attention(q, k, v).transpose(1, 2).contiguous().view(b, t, c)
         x = x + self.proj(y)
         gate, up = self.gate_up(self.ln2(x)).chunk(2, dim=-1)
         return x + self.down(F.silu(gate) * up)

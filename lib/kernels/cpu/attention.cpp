@@ -50,6 +50,36 @@ struct Dims {
   int64_t hs, ckv, ld, group;
   Dims(int64_t c, int64_t nh, int64_t nkv) : hs(c / nh), ckv(c / nh * nkv), ld(c + 2 * (c / nh * nkv)), group(nh / nkv) {}
 };
+
+// The backward's schedule (see attention_backward below), for either element
+// type: key_block(b, g, blk, values) makes dV (values) or dK of one key block
+// of (batch b, key/value head g); rows(b, h) dS and dQ of query head h.
+template <class KeyBlock, class Rows>
+void run_backward(int64_t B, int64_t nh, int64_t nkv, int64_t blocks, int threads, const KeyBlock& key_block,
+                  const Rows& rows) {
+  const int64_t group = nh / nkv;
+  if (B * nkv >= threads) {  // an item per (batch, key/value head): the three passes of a group in turn
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t bg = 0; bg < B * nkv; ++bg) {
+      const int64_t b = bg / nkv, g = bg % nkv;
+      for (int64_t blk = 0; blk < blocks; ++blk) key_block(b, g, blk, /*values=*/true);
+      for (int64_t h = g * group; h < (g + 1) * group; ++h) rows(b, h);
+      for (int64_t blk = 0; blk < blocks; ++blk) key_block(b, g, blk, /*values=*/false);
+    }
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+#pragma omp for schedule(dynamic)
+    for (int64_t item = 0; item < B * nkv * blocks; ++item)
+      key_block(item / (nkv * blocks), item / blocks % nkv, item % blocks, /*values=*/true);
+#pragma omp for schedule(static)
+    for (int64_t bh = 0; bh < B * nh; ++bh) rows(bh / nh, bh % nh);
+#pragma omp for schedule(dynamic)
+    for (int64_t item = 0; item < B * nkv * blocks; ++item)
+      key_block(item / (nkv * blocks), item / blocks % nkv, item % blocks, /*values=*/false);
+  }
+}
 }  // namespace
 
 template <class F>
@@ -132,27 +162,7 @@ void attention_backward(const F* dy, const F* qkv, F* att, int64_t B, int64_t T,
       gemm<F>(false, false, r1 - r0, hs, r1, scale, p + r0 * T, T, k, ld, F(0), dq + r0 * ld, ld);
     }
   };
-  if (B * nkv >= threads) {  // an item per (batch, key/value head): the three passes of a group in turn
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t bg = 0; bg < B * nkv; ++bg) {
-      const int64_t b = bg / nkv, g = bg % nkv;
-      for (int64_t blk = 0; blk < blocks; ++blk) key_block(b, g, blk, /*values=*/true);
-      for (int64_t h = g * d.group; h < (g + 1) * d.group; ++h) rows(b, h);
-      for (int64_t blk = 0; blk < blocks; ++blk) key_block(b, g, blk, /*values=*/false);
-    }
-    return;
-  }
-#pragma omp parallel num_threads(threads)
-  {
-#pragma omp for schedule(dynamic)
-    for (int64_t item = 0; item < B * nkv * blocks; ++item)
-      key_block(item / (nkv * blocks), item / blocks % nkv, item % blocks, /*values=*/true);
-#pragma omp for schedule(static)
-    for (int64_t bh = 0; bh < B * nh; ++bh) rows(bh / nh, bh % nh);
-#pragma omp for schedule(dynamic)
-    for (int64_t item = 0; item < B * nkv * blocks; ++item)
-      key_block(item / (nkv * blocks), item / blocks % nkv, item % blocks, /*values=*/false);
-  }
+  run_backward(B, nh, nkv, blocks, threads, key_block, rows);
 }
 
 // bf16: Q, K, V, P, dO and the outputs in bf16; scores, softmax and score
@@ -237,27 +247,7 @@ void attention_backward<bf16>(const bf16* dy, const bf16* qkv, bf16* att, int64_
       gemm_bf16(false, false, r1 - r0, hs, r1, scale, p + r0 * T, T, k, ld, 0.0f, dq + r0 * ld, ld);
     }
   };
-  if (B * nkv >= threads) {
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t bg = 0; bg < B * nkv; ++bg) {
-      const int64_t b = bg / nkv, g = bg % nkv;
-      for (int64_t blk = 0; blk < blocks; ++blk) key_block(b, g, blk, /*values=*/true);
-      for (int64_t h = g * d.group; h < (g + 1) * d.group; ++h) rows(b, h);
-      for (int64_t blk = 0; blk < blocks; ++blk) key_block(b, g, blk, /*values=*/false);
-    }
-    return;
-  }
-#pragma omp parallel num_threads(threads)
-  {
-#pragma omp for schedule(dynamic)
-    for (int64_t item = 0; item < B * nkv * blocks; ++item)
-      key_block(item / (nkv * blocks), item / blocks % nkv, item % blocks, /*values=*/true);
-#pragma omp for schedule(static)
-    for (int64_t bh = 0; bh < B * nh; ++bh) rows(bh / nh, bh % nh);
-#pragma omp for schedule(dynamic)
-    for (int64_t item = 0; item < B * nkv * blocks; ++item)
-      key_block(item / (nkv * blocks), item / blocks % nkv, item % blocks, /*values=*/false);
-  }
+  run_backward(B, nh, nkv, blocks, threads, key_block, rows);
 }
 
 #define DTRAIN_INSTANTIATE(F)                                                                    \
