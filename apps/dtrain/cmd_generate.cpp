@@ -111,6 +111,10 @@ int run_generate(const GenerateOptions& o) {
   // Ids the tokenizer can decode; a model's padding rows are never drawn.
   const int64_t n_ids = std::min<int64_t>(tok->vocab_size(), mc.vocab_size);
   std::vector<int32_t> ids = tok->encode(o.prompt);
+  // A tokenizer with a begin-of-text id (LLaMA's) starts every text with it,
+  // as its models were trained; else an empty prompt starts a document.
+  if (const int32_t bos = tok->begin_of_text(); bos >= 0 && (ids.empty() || ids.front() != bos))
+    ids.insert(ids.begin(), bos);
   if (ids.empty()) ids.push_back(tok->end_of_text() >= 0 ? tok->end_of_text() : '\n');
   for (int32_t id : ids)
     if (id >= mc.vocab_size)
@@ -163,7 +167,7 @@ int run_generate(const GenerateOptions& o) {
     const int32_t next = sample(logits, n_ids, o, i);
     if (next == tok->end_of_text()) break;
     ids.push_back(next);
-    const std::string piece = tok->decode({next});
+    const std::string piece = tok->decode({next}, dtrain::Tokenizer::Position::continuation);
     std::fwrite(piece.data(), 1, piece.size(), stdout);
     std::fflush(stdout);
   }

@@ -147,6 +147,7 @@ Subcommand add_export(CLI::App& app);    // dtrain export CHECKPOINT --format hf
 Subcommand add_generate(CLI::App& app);  // dtrain generate CHECKPOINT [--prompt ...]
 Subcommand add_eval(CLI::App& app);      // dtrain eval CHECKPOINT [--data FILE] [--batches N]
 Subcommand add_sweep(CLI::App& app);     // dtrain sweep SWEEP.toml [--out DIR] [--slurm]
+Subcommand add_tokenize(CLI::App& app);  // dtrain tokenize TEXT --out PREFIX [--tokenizer hf ...]
 
 // The signals main blocks before anything starts a thread, for the command
 // line given: SIGTERM and SIGUSR1 (preemption); `dtrain run` and `resume`

@@ -236,7 +236,7 @@ int main(int argc, char** argv) {
   const std::vector<Subcommand> commands = {add_run(app),      add_resume(app),   add_inspect(app), add_validate(app),
                                             add_profile(app),  add_keys(app),     add_plan(app),    add_hardware(app),
                                             add_export(app),   add_generate(app), add_eval(app),    add_sweep(app),
-                                            add_keygen(app)};
+                                            add_keygen(app),   add_tokenize(app)};
   if (argc > 1 && argv[1][0] != '-' &&
       std::none_of(commands.begin(), commands.end(), [&](const Subcommand& c) { return c.cli->get_name() == argv[1]; })) {
     std::vector<std::string> names;

@@ -160,12 +160,13 @@ std::vector<KeySpec> build_schema() {
        "per-channel standard deviation; 1 or in_channels entries", FIELD(data.std)},
       {"data", "shuffle", kAll, true, none(),
        "shuffle training samples each epoch", FIELD(data.shuffle)},
-      {"data", "tokenizer", kGpt, string("byte"), one_of({"byte", "gpt2"}),
-       "what the token ids mean: UTF-8 bytes, or GPT-2 BPE (tools/text_to_bin.py --tokenizer); "
-       "`dtrain generate` decodes with it",
+      {"data", "tokenizer", kGpt, string("byte"), one_of({"byte", "gpt2", "hf"}),
+       "what the token ids mean: UTF-8 bytes, GPT-2 BPE, or a Hugging Face tokenizer.json (LLaMA 3's, "
+       "GPT-2's, ...); `dtrain tokenize` writes token files with it, `dtrain generate` decodes with it",
        FIELD(data.tokenizer)},
       {"data", "tokenizer_dir", kGpt, string("data/gpt2"), none(),
-       "tokenizer gpt2: the directory holding its encoder.json and vocab.bpe",
+       "tokenizer gpt2: the directory holding its encoder.json and vocab.bpe; hf: its tokenizer.json "
+       "(and tokenizer_config.json)",
        FIELD(data.tokenizer_dir)},
 
       // [train]

@@ -12,72 +12,19 @@
 #include "core/error.h"
 #include "core/file_kind.h"
 #include "data/tokenizer.h"
+#include "data/unicode.h"
 
 namespace dtrain {
 
 namespace {
 
-struct CodeRange {
-  char32_t lo, hi;
-};
-#include "data/unicode_classes.inc"
-
-template <size_t N>
-bool in_ranges(const CodeRange (&r)[N], char32_t c) {
-  const CodeRange* it = std::upper_bound(r, r + N, c, [](char32_t v, const CodeRange& x) { return v < x.lo; });
-  return it != r && c <= (it - 1)->hi;
-}
-
+using text::is_letter;
+using text::is_number;
+using text::utf8_append;
+using text::utf8_decode;
 // JavaScript's \s: what the reference encoder's pattern means by whitespace.
-bool is_space(char32_t c) {
-  switch (c) {
-    case '\t': case '\n': case '\v': case '\f': case '\r': case ' ': case 0xA0: case 0x1680:
-    case 0x2028: case 0x2029: case 0x202F: case 0x205F: case 0x3000: case 0xFEFF:
-      return true;
-    default:
-      return c >= 0x2000 && c <= 0x200A;
-  }
-}
-bool is_letter(char32_t c) { return in_ranges(kLetterRanges, c); }
-bool is_number(char32_t c) { return in_ranges(kNumberRanges, c); }
+bool is_space(char32_t c) { return text::is_js_space(c); }
 bool is_other(char32_t c) { return !is_space(c) && !is_letter(c) && !is_number(c); }
-
-std::vector<char32_t> utf8_decode(const std::string& s) {
-  std::vector<char32_t> out;
-  for (size_t i = 0; i < s.size();) {
-    const auto b = static_cast<unsigned char>(s[i]);
-    int n = b < 0x80 ? 1 : (b >> 5) == 6 ? 2 : (b >> 4) == 14 ? 3 : (b >> 3) == 30 ? 4 : 0;
-    if (n == 0 || i + n > s.size())
-      throw InputError(fmt::format("text is not valid UTF-8 (byte 0x{:02x} at offset {})", b, i));
-    char32_t c = n == 1 ? b : b & (0x7F >> n);
-    for (int k = 1; k < n; ++k) {
-      const auto cb = static_cast<unsigned char>(s[i + k]);
-      if ((cb >> 6) != 2) throw InputError(fmt::format("text is not valid UTF-8 (offset {})", i + k));
-      c = (c << 6) | (cb & 0x3F);
-    }
-    out.push_back(c);
-    i += n;
-  }
-  return out;
-}
-
-void utf8_append(std::string& s, char32_t c) {
-  if (c < 0x80) {
-    s += static_cast<char>(c);
-  } else if (c < 0x800) {
-    s += static_cast<char>(0xC0 | (c >> 6));
-    s += static_cast<char>(0x80 | (c & 0x3F));
-  } else if (c < 0x10000) {
-    s += static_cast<char>(0xE0 | (c >> 12));
-    s += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-    s += static_cast<char>(0x80 | (c & 0x3F));
-  } else {
-    s += static_cast<char>(0xF0 | (c >> 18));
-    s += static_cast<char>(0x80 | ((c >> 12) & 0x3F));
-    s += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-    s += static_cast<char>(0x80 | (c & 0x3F));
-  }
-}
 
 // GPT-2's pattern: 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
 std::vector<std::pair<size_t, size_t>> pre_tokenize(const std::vector<char32_t>& t) {
@@ -122,12 +69,12 @@ class ByteTokenizer : public Tokenizer {
  public:
   std::string name() const override { return "byte"; }
   int64_t vocab_size() const override { return 256; }
-  std::vector<int32_t> encode(const std::string& s) const override {
+  std::vector<int32_t> encode(const std::string& s, Specials) const override {
     std::vector<int32_t> ids;
     for (unsigned char c : s) ids.push_back(c);
     return ids;
   }
-  std::string decode(const std::vector<int32_t>& ids) const override {
+  std::string decode(const std::vector<int32_t>& ids, Position) const override {
     std::string s;
     for (int32_t id : ids) s += static_cast<char>(id & 0xFF);
     return s;
@@ -191,7 +138,7 @@ class Gpt2Tokenizer : public Tokenizer {
     return it == encoder_.end() ? -1 : it->second;
   }
 
-  std::vector<int32_t> encode(const std::string& text) const override {
+  std::vector<int32_t> encode(const std::string& text, Specials) const override {
     const std::vector<char32_t> cps = utf8_decode(text);
     std::vector<int32_t> ids;
     for (const auto& [b, e] : pre_tokenize(cps)) {
@@ -209,7 +156,7 @@ class Gpt2Tokenizer : public Tokenizer {
     return ids;
   }
 
-  std::string decode(const std::vector<int32_t>& ids) const override {
+  std::string decode(const std::vector<int32_t>& ids, Position) const override {
     std::string out;
     for (int32_t id : ids) {
       if (id < 0 || static_cast<size_t>(id) >= decoder_.size()) continue;  // a model's padding rows
@@ -275,8 +222,10 @@ std::unique_ptr<Tokenizer> gpt2_tokenizer(const std::string& dir) { return std::
 
 std::unique_ptr<Tokenizer> make_tokenizer(const DataConfig& data, const std::string& dir_override) {
   if (data.tokenizer == "gpt2") return gpt2_tokenizer(dir_override.empty() ? data.tokenizer_dir : dir_override);
+  if (data.tokenizer == "hf") return hf_tokenizer(dir_override.empty() ? data.tokenizer_dir : dir_override);
   if (data.tokenizer == "byte" || data.tokenizer.empty()) return byte_tokenizer();
-  throw ConfigError(fmt::format("data.tokenizer: expected \"byte\" or \"gpt2\", got \"{}\"", data.tokenizer));
+  throw ConfigError(
+      fmt::format("data.tokenizer: expected \"byte\", \"gpt2\" or \"hf\", got \"{}\"", data.tokenizer));
 }
 
 }  // namespace dtrain

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
@@ -213,6 +214,49 @@ void TokenCorpus::read(size_t f, int64_t first, int64_t count, uint32_t* out) co
 
 void TokenCorpus::check_vocab(int64_t vocab_size) const {
   for (const TokenFile& f : files_) f.check_vocab(vocab_size);
+}
+
+}  // namespace dtrain
+
+namespace dtrain {
+
+void write_token_file(const std::string& path, std::span<const int32_t> tokens) {
+  const auto n = static_cast<int64_t>(tokens.size());
+  if (n < 2 || n >= (int64_t{1} << 31) - 1)
+    throw InputError(fmt::format("'{}': a token file holds 2 to 2^31 - 2 tokens, not {}", path, n));
+  int32_t top = 0;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (tokens[i] < 0) throw InputError(fmt::format("'{}': token {} is negative ({})", path, i, tokens[i]));
+    top = std::max(top, tokens[i]);
+  }
+  const bool wide = top > 0xFFFF;
+  const int width = wide ? 4 : 2;
+  std::vector<unsigned char> out(static_cast<size_t>(TokenFile::kHeaderBytes + width * n));
+  auto put = [&](size_t at, uint32_t v, int bytes) {
+    for (int b = 0; b < bytes; ++b) out[at + static_cast<size_t>(b)] = static_cast<unsigned char>(v >> (8 * b));
+  };
+  put(0, static_cast<uint32_t>(wide ? TokenFile::kMagic32 : TokenFile::kMagic), 4);
+  put(4, static_cast<uint32_t>(wide ? TokenFile::kVersion32 : TokenFile::kVersion), 4);
+  put(8, static_cast<uint32_t>(n), 4);
+  for (size_t i = 0; i < tokens.size(); ++i)
+    put(static_cast<size_t>(TokenFile::kHeaderBytes) + i * static_cast<size_t>(width),
+        static_cast<uint32_t>(tokens[i]), width);
+  const std::string tmp = path + ".tmp";
+  {
+    std::FILE* f = std::fopen(tmp.c_str(), "wb");
+    if (!f) throw InputError(fmt::format("'{}': cannot write: {}", tmp, std::strerror(errno)));
+    const bool ok = std::fwrite(out.data(), 1, out.size(), f) == out.size();
+    const int err = errno;
+    if (std::fclose(f) != 0 || !ok) {
+      std::remove(tmp.c_str());
+      throw InputError(fmt::format("'{}': cannot write: {}", tmp, std::strerror(ok ? errno : err)));
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    std::remove(tmp.c_str());
+    throw InputError(fmt::format("'{}': cannot rename {} to it: {}", path, tmp, std::strerror(err)));
+  }
 }
 
 }  // namespace dtrain

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,13 @@ class TokenFile {
   int token_bytes_ = 2;
   data_detail::InputFile::Identity id_;
 };
+
+// Writes `tokens` as one llm.c token file: uint16 (magic 20240520) when
+// every id fits, else uint32 (magic 20240801, LLaMA 3's). Written to
+// `path`.tmp and renamed, so a reader never sees half a file. Throws
+// InputError naming the path (it cannot be written, or a token is negative)
+// or for fewer than 2 tokens or at least 2^31.
+void write_token_file(const std::string& path, std::span<const int32_t> tokens);
 
 // The files a data key names: `pattern` itself, or, when it holds a glob
 // character (*, ? or [) and names no file as it is, every file it matches,

@@ -1,0 +1,109 @@
+# Hugging Face tokenizer.json (data.tokenizer = "hf") end to end: `dtrain
+# tokenize` gives exactly the ids of Hugging Face's tokenizers.js (run with
+# node) for LLaMA 3's and GPT-2's tokenizers on the whole King James Bible and
+# LLaMA 2's on its first 300 kB (tokenizers.js takes minutes on the whole of
+# it), as llm.c's files: uint32 beyond 65535 ids, <|begin_of_text|> first;
+# `--tokenizer gpt2` writes what tools/text_to_bin.py writes, byte for byte; a
+# model trained on the LLaMA 3 tokens generates text with that tokenizer;
+# bad tokenizer options fail in one line.
+source "$(dirname "$0")/common.bash"
+PY=/usr/bin/python3
+src=$DTRAIN_SOURCE_DIR
+js="$src/data/npm/node_modules/@huggingface/tokenizers/dist/tokenizers.mjs"
+[ -f "$js" ] || fail "$js is missing: run tools/setup.sh (npm install @huggingface/tokenizers)"
+for m in llama3 llama2 gpt2; do
+  [ -f "$src/data/tokenizers/$m/tokenizer.json" ] || fail "data/tokenizers/$m is missing: run tools/setup.sh"
+done
+command -v node >/dev/null || fail "node is missing (tools/setup.sh installs npm and nodejs)"
+head -c 300000 "$src/data/kjv.txt" >"$WORK/kjv300k.txt"
+
+# tokenizers.js's ids of a text file, one per line.
+js_ids() {
+  node --input-type=module -e '
+const { Tokenizer } = await import(process.argv[1]);
+const fs = await import("fs");
+const [, , dir, text, out] = process.argv;
+const read = (f) => JSON.parse(fs.readFileSync(dir + "/" + f, "utf8"));
+const tok = new Tokenizer(read("tokenizer.json"), read("tokenizer_config.json"));
+const ids = tok.encode(fs.readFileSync(text, "utf8"), { add_special_tokens: false }).ids;
+fs.writeFileSync(out, ids.join("\n") + "\n");
+' "$js" "$@" || fail "node cannot run tokenizers.js on $2"
+}
+
+# the ids of PREFIX_train.bin then PREFIX_val.bin, one per line; the width of their tokens
+bin_ids() {
+  "$PY" - "$1" <<'PY'
+import struct, sys
+for split in ("train", "val"):
+    b = open(f"{sys.argv[1]}_{split}.bin", "rb").read()
+    magic, version, n = struct.unpack_from("<3i", b)
+    wide = magic == 20240801
+    assert (magic, version) in ((20240520, 1), (20240801, 7)), (magic, version)
+    ids = struct.unpack_from("<%d%s" % (n, "I" if wide else "H"), b, 1024)
+    assert len(b) == 1024 + (4 if wide else 2) * n
+    print(*ids, sep="\n")
+    print("uint32" if wide else "uint16", file=sys.stderr)
+PY
+}
+
+for case in "llama3 $src/data/kjv.txt 128000 uint32" "gpt2 $src/data/kjv.txt 50256 uint16" \
+            "llama2 $WORK/kjv300k.txt 1 uint16"; do
+  read -r m text first width <<<"$case"
+  expect_exit 0 "$DTRAIN" tokenize "$text" --tokenizer hf --tokenizer-dir "$src/data/tokenizers/$m" \
+    --out "$WORK/$m/kjv" --val-fraction 0.05
+  grep -q "wrote $WORK/$m/kjv_train.bin: .* tokens ($width)" "$WORK/out" || fail "$m: $(cat "$WORK/out")"
+  bin_ids "$WORK/$m/kjv" >"$WORK/$m/ids" 2>"$WORK/$m/widths"
+  [ "$(head -1 "$WORK/$m/ids")" = "$first" ] || fail "$m: the first token is $(head -1 "$WORK/$m/ids"), not $first"
+  js_ids "$src/data/tokenizers/$m" "$text" "$WORK/$m/js"
+  tail -n +2 "$WORK/$m/ids" | cmp -s - "$WORK/$m/js" ||
+    fail "$m: dtrain tokenize and tokenizers.js differ: $(tail -n +2 "$WORK/$m/ids" | diff - "$WORK/$m/js" | head -5)"
+  echo "$m: $(wc -l <"$WORK/$m/js") tokens as tokenizers.js makes them ($width)"
+done
+
+# The byte and GPT-2 tokenizers write what tools/text_to_bin.py writes.
+for tok in byte gpt2; do
+  expect_exit 0 "$DTRAIN" tokenize "$WORK/kjv300k.txt" --tokenizer "$tok" --tokenizer-dir "$src/data/gpt2" \
+    --out "$WORK/$tok/kjv" --shard-tokens 40000
+  python3 "$src/tools/text_to_bin.py" "$WORK/kjv300k.txt" --tokenizer "$tok" --tokenizer-dir "$src/data/gpt2" \
+    --out "$WORK/$tok/py" --shard-tokens 40000 >/dev/null
+  n=0
+  for f in "$WORK/$tok"/py_*.bin; do
+    cmp -s "$f" "${f/py_/kjv_}" || fail "$tok: ${f/py_/kjv_} differs from text_to_bin.py's $f"
+    n=$((n + 1))
+  done
+  [ "$n" -ge 3 ] || fail "$tok: $n files"
+done
+
+# A model trained on LLaMA 3's tokens of the Bible writes text with them.
+make_tokens
+tiny_gpt_config
+llama=(--set model.vocab_size=128256 --set data.tokenizer='"hf"' --set "data.tokenizer_dir=\"$src/data/tokenizers/llama3\""
+       --set "data.train=\"$WORK/llama3/kjv_train.bin\"" --set "data.val=\"$WORK/llama3/kjv_val.bin\""
+       --set model.context_length=32 --set train.steps=30 --set train.eval_every=30)
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" "${llama[@]}" --out "$WORK/run"
+"$PY" - "$WORK/run/metrics.jsonl" <<'PY' || fail "the loss did not fall: $(step_losses "$WORK/run/metrics.jsonl" | tr '\n' ' ')"
+import json, sys
+losses = [r["loss"] for r in map(json.loads, open(sys.argv[1])) if "loss" in r]
+assert losses[0] > 11.5 and losses[-1] < losses[0] - 1.5, losses  # ln 128256 = 11.76 at the start
+PY
+expect_exit 0 "$DTRAIN" generate "$WORK/run/checkpoints" --prompt "And God said" --tokens 12 --seed 1
+grep -q "^And God said" "$WORK/out" || fail "generate: $(cat "$WORK/out")"
+[ "$(wc -c <"$WORK/out")" -gt 20 ] || fail "generate wrote nothing: $(cat "$WORK/out")"
+expect_err "tokenizer hf"
+
+# Bad options: one line, naming what is wrong.
+expect_exit 2 "$DTRAIN" tokenize "$WORK/kjv300k.txt" --tokenizer hf --out "$WORK/x"
+expect_err "--tokenizer hf needs --tokenizer-dir"
+expect_exit 2 "$DTRAIN" tokenize "$WORK/kjv300k.txt" --tokenizer hf --tokenizer-dir "$WORK" --out "$WORK/x"
+expect_err "$WORK/tokenizer.json"
+expect_exit 2 "$DTRAIN" tokenize "$WORK/missing.txt" --out "$WORK/x"
+expect_err "$WORK/missing.txt"
+printf 'ab\xffcd' >"$WORK/bad.txt"
+expect_exit 2 "$DTRAIN" tokenize "$WORK/bad.txt" --tokenizer hf --tokenizer-dir "$src/data/tokenizers/gpt2" --out "$WORK/x"
+expect_err "$WORK/bad.txt': text is not valid UTF-8 (byte 0xff at offset 2)"
+expect_exit 2 "$DTRAIN" tokenize "$WORK/kjv300k.txt" --out "$WORK"
+expect_err "expected a file name prefix"
+expect_exit 2 "$DTRAIN" tokenize "$WORK/kjv300k.txt" --out "$WORK/x" --val-fraction 0.9999999999
+expect_err "--val-fraction"
+for f in "$WORK/err"; do [ "$(wc -l <"$f")" -eq 1 ] || fail "more than one line: $(cat "$f")"; done
+echo "hf_tokenizer: ok"

@@ -1,0 +1,211 @@
+// Hugging Face tokenizer.json in C++ (data/tokenizer.h, hf_tokenizer): the
+// ids of Hugging Face's tokenizers.js on varied texts for LLaMA 3's, LLaMA
+// 2's and GPT-2's tokenizers and a small one with the remaining options
+// (tests/fixtures/hf_tokenizer_cases_*.txt, from
+// tools/fixtures/hf_tokenizer_cases.mjs), decoding back to the text; special
+// tokens read or left as text; the document markers; and what it does not
+// run refused by file and key.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "data/tokenizer.h"
+
+using namespace dtrain;
+
+namespace {
+
+const std::string kSource = DTRAIN_SOURCE_DIR;
+
+std::string from_hex(const std::string& h) {
+  std::string s;
+  for (size_t i = 0; i + 1 < h.size(); i += 2) s += static_cast<char>(std::stoi(h.substr(i, 2), nullptr, 16));
+  return s;
+}
+
+struct Case {
+  std::string text, decoded;  // decoded: what tokenizers.js decodes the ids to
+  std::vector<int32_t> ids;
+};
+
+std::vector<Case> cases(const std::string& name) {
+  std::ifstream f(kSource + "/tests/fixtures/hf_tokenizer_cases_" + name + ".txt");
+  REQUIRE(f);
+  std::vector<Case> out;
+  for (std::string line; std::getline(f, line);) {
+    const size_t tab = line.find('\t'), tab2 = line.find('\t', tab + 1);
+    REQUIRE(tab2 != std::string::npos);
+    Case c{from_hex(line.substr(0, tab)), from_hex(line.substr(tab + 1, tab2 - tab - 1)), {}};
+    std::istringstream ids(line.substr(tab2 + 1));
+    for (int32_t id; ids >> id;) c.ids.push_back(id);
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+std::string dir_of(const std::string& name) {
+  const std::string dir = name == "tiny" ? kSource + "/tests/fixtures/hf_tokenizer_tiny" : kSource + "/data/tokenizers/" + name;
+  REQUIRE_MESSAGE(std::filesystem::exists(dir + "/tokenizer.json"), dir, " is missing: run tools/setup.sh");
+  return dir;
+}
+
+// The message of what `f` throws (InputError), or "(no error)".
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+}  // namespace
+
+TEST_CASE("Hugging Face tokenizers in C++ give tokenizers.js's ids and decode them back") {
+  struct Want {
+    const char* name;
+    int64_t vocab;
+    int32_t bos, eos;
+    size_t cases;
+  };
+  // GPT-2's tokenizer_config.json names <|endoftext|> as both. The tiny one
+  // has neither file: its template's first token, and <|endoftext|> by name.
+  for (const Want w : {Want{"llama3", 128256, 128000, 128001, 17}, Want{"llama2", 32000, 1, 2, 17},
+                       Want{"gpt2", 50257, 50256, 50256, 17}, Want{"tiny", 560, 556, 557, 15}}) {
+    CAPTURE(w.name);
+    const auto tok = hf_tokenizer(dir_of(w.name));
+    CHECK(tok->name() == "hf");
+    CHECK(tok->vocab_size() == w.vocab);
+    CHECK(tok->begin_of_text() == w.bos);
+    CHECK(tok->end_of_text() == w.eos);
+    int64_t tokens = 0;
+    const std::vector<Case> all = cases(w.name);
+    CHECK(all.size() == w.cases);
+    int exact = 0;  // cases that decode back to the text itself
+    for (const Case& c : all) {
+      CAPTURE(c.text.substr(0, 60));
+      const std::vector<int32_t> got = tok->encode(c.text);
+      CHECK(got == c.ids);
+      CHECK(tok->decode(got) == c.decoded);
+      exact += tok->decode(got) == c.text;
+      tokens += static_cast<int64_t>(got.size());
+    }
+    // Every case but LLaMA 2's text with <s> inside (its normalizer puts a
+    // space after it) and the tiny one's (a space before every piece; added
+    // tokens that take the spaces beside them).
+    CHECK(exact == (std::string(w.name) == "tiny" ? 2 : std::string(w.name) == "llama2" ? 16 : 17));
+    CHECK(tokens > 4000);
+  }
+}
+
+TEST_CASE("Hugging Face tokenizers: special tokens read or left as text, pieces that continue a text") {
+  const auto tok = hf_tokenizer(dir_of("llama3"));
+  const std::string text = "a<|end_of_text|>b";
+  const std::vector<int32_t> parsed = tok->encode(text);
+  CHECK(parsed == std::vector<int32_t>{64, 128001, 65});
+  const std::vector<int32_t> plain = tok->encode(text, Tokenizer::Specials::as_text);
+  CHECK(plain.size() > 3);
+  for (int32_t id : plain) CHECK(id < 128000);
+  CHECK(tok->decode(plain) == text);
+  CHECK(tok->decode(parsed) == text);
+
+  // LLaMA 2's decoder drops the space its normalizer put in front of a text,
+  // but not in front of a piece that continues one (dtrain generate's).
+  const auto sp = hf_tokenizer(dir_of("llama2"));
+  const std::vector<int32_t> ids = sp->encode("Hello world");
+  REQUIRE(ids.size() >= 2);
+  CHECK(sp->decode(ids) == "Hello world");
+  CHECK(sp->decode({ids.back()}, Tokenizer::Position::continuation) == " world");
+  std::string pieces = sp->decode({ids.front()});
+  for (size_t i = 1; i < ids.size(); ++i) pieces += sp->decode({ids[i]}, Tokenizer::Position::continuation);
+  CHECK(pieces == "Hello world");
+  // Byte fallback: a character without a token is its UTF-8 bytes' tokens.
+  const std::vector<int32_t> rare = sp->encode("\xF0\x9F\xA6\x84");  // U+1F984
+  CHECK(rare.size() >= 4);
+  CHECK(sp->decode(rare) == "\xF0\x9F\xA6\x84");
+  // Digits splits on every number, as the Rust crate's char::is_numeric
+  // (tokenizers.js: ASCII digits only), and the tiny tokenizer's ByteLevel
+  // puts a space in front of every piece.
+  const auto tiny = hf_tokenizer(dir_of("tiny"));
+  std::vector<int32_t> pieces_ids;
+  for (const char* p : {"x", "\u0661", "\u0662", "\u2167"}) {
+    const std::vector<int32_t> one = tiny->encode(p);
+    pieces_ids.insert(pieces_ids.end(), one.begin(), one.end());
+  }
+  CHECK(tiny->encode("x\u0661\u0662\u2167") == pieces_ids);
+  CHECK_THROWS_AS(tok->encode("bad \xff utf-8"), InputError);
+  CHECK_THROWS_AS(sp->encode("bad \xc3"), InputError);
+}
+
+TEST_CASE("Hugging Face tokenizer files it cannot run are refused by file and key") {
+  namespace fs = std::filesystem;
+  const fs::path tmp = fs::temp_directory_path() / "dtrain_hf_tok_test";
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  const std::string file = (tmp / "tokenizer.json").string();
+  auto message = [&] { return error_of([&] { hf_tokenizer(tmp.string()); }); };
+  CHECK(message().find("tokenizer.json") != std::string::npos);  // missing
+  std::ofstream(file) << "{\"model\": ";
+  CHECK(message().find("tokenizer.json': not JSON") != std::string::npos);
+
+  std::ifstream in(dir_of("tiny") + "/tokenizer.json");
+  const nlohmann::json good = nlohmann::json::parse(in);
+  auto with = [&](const std::string& pointer, const nlohmann::json& value) {
+    nlohmann::json j = good;
+    j[nlohmann::json::json_pointer(pointer)] = value;
+    std::ofstream(file) << j.dump();
+    return message();
+  };
+  CHECK(with("/model/vocab/a", 1) == "(no error)");
+  CHECK(with("/model/type", "WordPiece").find("model.type: \"WordPiece\" is not supported") != std::string::npos);
+  CHECK(with("/normalizer", {{"type", "NFC"}}).find("normalizer: {\"type\":\"NFC\"} is not supported") !=
+        std::string::npos);
+  CHECK(with("/pre_tokenizer/pretokenizers/0", {{"type", "Split"}, {"pattern", {{"Regex", "\\w+"}}},
+                                                 {"behavior", "Isolated"}, {"invert", false}})
+            .find("pre_tokenizer.pretokenizers[0].pattern: {\"Regex\":\"\\\\w+\"} is not a pattern") !=
+        std::string::npos);
+  CHECK(with("/pre_tokenizer/pretokenizers/0", {{"type", "Metaspace"}}).find("pre_tokenizer.pretokenizers[0]: ") !=
+        std::string::npos);
+  CHECK(with("/decoder", nullptr).find("decoder: the pre-tokenizer is ByteLevel but the decoder is not") !=
+        std::string::npos);
+  CHECK(with("/model/merges/3", "x y z").find("model.merges: merge 4: expected \"a b\"") != std::string::npos);
+  CHECK(with("/model/merges/3", nlohmann::json::array({"Ġ", "unknown"})).find("merge 4 ('Ġ' 'unknown'): 'unknown' is not in the "
+                                                       "vocabulary") != std::string::npos);
+  CHECK(with("/model/vocab/a", -3).find("model.vocab: token 'a': expected an id from 0, got -3") !=
+        std::string::npos);
+  CHECK(with("/added_tokens/0/single_word", true).find("'<bos>': single_word is not supported") !=
+        std::string::npos);
+  CHECK(with("/model/continuing_subword_prefix", "##").find("model.continuing_subword_prefix: \"##\"") !=
+        std::string::npos);
+  CHECK(message().find(file) != std::string::npos);
+  // No token, no unk_token, no byte fallback: the encode says which character.
+  nlohmann::json j = good;
+  j["model"]["vocab"].erase("a");
+  for (auto it = j["model"]["merges"].begin(); it != j["model"]["merges"].end();)
+    it = ((*it)[0] == "a" || (*it)[1] == "a" || (*it)[0].get<std::string>().find('a') != std::string::npos ||
+          (*it)[1].get<std::string>().find('a') != std::string::npos)
+             ? j["model"]["merges"].erase(it)
+             : it + 1;
+  std::ofstream(file) << j.dump();
+  const auto tok = hf_tokenizer(tmp.string());
+  CHECK(error_of([&] { tok->encode("xax"); }).find("the character 'a' (U+0061) has no token") != std::string::npos);
+  fs::remove_all(tmp);
+}
+
+TEST_CASE("data.tokenizer = hf reads tokenizer_dir's tokenizer.json") {
+  DataConfig d{};
+  d.tokenizer = "hf";
+  d.tokenizer_dir = dir_of("gpt2");
+  CHECK(make_tokenizer(d)->vocab_size() == 50257);
+  // The same ids as GPT-2's own files (gpt2_tokenizer) on a text.
+  const std::string text = "It's 2024: don't panic!\n\n  Größe";
+  CHECK(make_tokenizer(d)->encode(text) == gpt2_tokenizer(kSource + "/data/gpt2")->encode(text));
+  d.tokenizer_dir = "/nonexistent";
+  CHECK(error_of([&] { make_tokenizer(d); }).find("/nonexistent/tokenizer.json") != std::string::npos);
+}
