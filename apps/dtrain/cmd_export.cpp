@@ -76,6 +76,28 @@ std::string export_gpt2_tokenizer(const dtrain::Gpt2TokenizerFiles& sources, con
                      kept.empty() ? "" : fmt::format("; kept the {} already there", fmt::join(kept, ", ")));
 }
 
+// A run on a Hugging Face tokenizer: its tokenizer.json and
+// tokenizer_config.json beside the model, as they are (never replacing a file).
+std::string export_hf_tokenizer(const std::string& from, const std::string& out) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> wrote, kept;
+  for (const char* name : {"tokenizer.json", "tokenizer_config.json"}) {
+    const fs::path src = fs::path(from) / name, dst = fs::path(out) / name;
+    std::error_code ec;
+    if (!fs::is_regular_file(src, ec)) continue;  // tokenizer_config.json is optional
+    if (fs::exists(dst, ec)) {
+      kept.push_back(name);
+      continue;
+    }
+    if (!fs::copy_file(src, dst, fs::copy_options::none, ec))
+      throw dtrain::RuntimeError(
+          fmt::format("export: cannot copy '{}' to '{}': {}", src.string(), dst.string(), ec.message()));
+    wrote.push_back(name);
+  }
+  return fmt::format("tokenizer (Hugging Face, from {}): wrote {}{}", from, wrote.empty() ? "nothing" : fmt::format("{}", fmt::join(wrote, ", ")),
+                     kept.empty() ? "" : fmt::format("; kept the {} already there", fmt::join(kept, ", ")));
+}
+
 }  // namespace
 
 Subcommand add_export(CLI::App& app) {
@@ -96,8 +118,8 @@ Subcommand add_export(CLI::App& app) {
                   "dropping padding rows; else all)")
       ->check(whole_number(1, INT32_MAX));
   cmd->add_option("--tokenizer-dir", o->tokenizer_dir,
-                  "GPT-2 tokenizer files to include (encoder.json and vocab.bpe, or an export's vocab.json and "
-                  "merges.txt), if not at the run's data.tokenizer_dir")
+                  "Tokenizer files to include, if not at the run's data.tokenizer_dir: GPT-2's (encoder.json and "
+                  "vocab.bpe, or an export's vocab.json and merges.txt), or a Hugging Face tokenizer.json")
       ->check(path_name());
   return {cmd, [o](Context& ctx) {
             if (ctx.world_rank != 0) return kExitOk;
@@ -109,16 +131,28 @@ Subcommand add_export(CLI::App& app) {
                                                       o->out, name));
             const dtrain::LoadedModel lm = dtrain::load_model(o->path);
             for (const std::string& s : lm.skipped) eprint("dtrain: warning: {}\n", s);
-            const bool gpt2 = lm.cfg.data.tokenizer == "gpt2";
+            const bool gpt2 = lm.cfg.data.tokenizer == "gpt2", hf = lm.cfg.data.tokenizer == "hf";
+            const std::string tokenizer_dir = o->tokenizer_dir.empty() ? lm.cfg.data.tokenizer_dir : o->tokenizer_dir;
             const dtrain::Gpt2TokenizerFiles sources =
-                gpt2 ? tokenizer_sources(o->tokenizer_dir.empty() ? lm.cfg.data.tokenizer_dir : o->tokenizer_dir,
-                                         !o->tokenizer_dir.empty())
-                     : dtrain::Gpt2TokenizerFiles{};
-            const dtrain::HfExportResult r = dtrain::export_hf(*lm.model, lm.cfg, o->out, o->vocab_size);
+                gpt2 ? tokenizer_sources(tokenizer_dir, !o->tokenizer_dir.empty()) : dtrain::Gpt2TokenizerFiles{};
+            // A Hugging Face tokenizer is read first: its ids and markers go into config.json.
+            std::unique_ptr<dtrain::Tokenizer> tok;
+            if (hf) {
+              try {
+                tok = dtrain::hf_tokenizer(tokenizer_dir);
+              } catch (const dtrain::InputError& e) {
+                throw dtrain::ConfigError(fmt::format("{}: {} (the run trained on its ids, data.tokenizer = \"hf\"; "
+                                                      "point --tokenizer-dir at its tokenizer.json)",
+                                                      o->tokenizer_dir.empty() ? "data.tokenizer_dir" : "--tokenizer-dir",
+                                                      e.what()));
+              }
+            }
+            const dtrain::HfExportResult r = dtrain::export_hf(*lm.model, lm.cfg, o->out, o->vocab_size, tok.get());
             for (const auto& n : r.notes) print_line(n);
             print_line(fmt::format("exported {} (step {}) to {}: config.json, model.safetensors ({} tensors, {} bytes)",
                        lm.dir, lm.meta.step, o->out, r.tensors, r.bytes));
             if (gpt2) print_line(export_gpt2_tokenizer(sources, o->out, lm.cfg.model.context_length));
+            if (hf) print_line(export_hf_tokenizer(tokenizer_dir, o->out));
             return kExitOk;
           }};
 }

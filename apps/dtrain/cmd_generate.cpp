@@ -100,13 +100,16 @@ int run_generate(const GenerateOptions& o) {
   try {
     tok = dtrain::make_tokenizer(lm.cfg.data, o.tokenizer_dir);
   } catch (const dtrain::InputError& e) {
+    const bool hf = lm.cfg.data.tokenizer == "hf";
     if (!o.tokenizer_dir.empty())
-      throw dtrain::InputError(fmt::format("--tokenizer-dir: {} (expected GPT-2's encoder.json and vocab.bpe, or a "
-                                           "Hugging Face directory's vocab.json and merges.txt)",
-                                           e.what()));
+      throw dtrain::InputError(fmt::format("--tokenizer-dir: {} (expected {})", e.what(),
+                                           hf ? "a Hugging Face tokenizer.json"
+                                              : "GPT-2's encoder.json and vocab.bpe, or a Hugging Face directory's "
+                                                "vocab.json and merges.txt"));
     throw dtrain::InputError(fmt::format("{} (the run's data.tokenizer = \"{}\", data.tokenizer_dir = \"{}\"; "
-                                         "point --tokenizer-dir at GPT-2's encoder.json and vocab.bpe)",
-                                         e.what(), lm.cfg.data.tokenizer, lm.cfg.data.tokenizer_dir));
+                                         "point --tokenizer-dir at {})",
+                                         e.what(), lm.cfg.data.tokenizer, lm.cfg.data.tokenizer_dir,
+                                         hf ? "its tokenizer.json" : "GPT-2's encoder.json and vocab.bpe"));
   }
   // Ids the tokenizer can decode; a model's padding rows are never drawn.
   const int64_t n_ids = std::min<int64_t>(tok->vocab_size(), mc.vocab_size);
@@ -205,7 +208,8 @@ Subcommand add_generate(CLI::App& app) {
                "Run the model's forward over the last context_length tokens for every token instead of the "
                "key/value cache (the reference: much slower, the same logits to rounding)");
   cmd->add_option("--tokenizer-dir", o->tokenizer_dir,
-                  "GPT-2 tokenizer files (encoder.json, vocab.bpe) if not at the run's data.tokenizer_dir");
+                  "The run's tokenizer files, if not at its data.tokenizer_dir: GPT-2's encoder.json and vocab.bpe, "
+                  "or a Hugging Face tokenizer.json");
   return {cmd, [o](Context& ctx) { return ctx.world_rank == 0 ? run_generate(*o) : kExitOk; }};
 }
 

@@ -111,9 +111,17 @@ std::vector<std::string> input_problems(const dtrain::Config& cfg) {
 }
 
 std::string tokenizer_note(const dtrain::Config& cfg) {
-  if (cfg.model.family() != dtrain::ModelFamily::gpt || cfg.data.tokenizer != "gpt2") return "";
-  const dtrain::Gpt2TokenizerFiles f = dtrain::gpt2_tokenizer_files(cfg.data.tokenizer_dir);
+  if (cfg.model.family() != dtrain::ModelFamily::gpt) return "";
   std::error_code ec;
+  if (cfg.data.tokenizer == "hf") {
+    if (std::filesystem::is_regular_file(std::filesystem::path(cfg.data.tokenizer_dir) / "tokenizer.json", ec))
+      return "";
+    return fmt::format("data.tokenizer_dir: '{}' holds no tokenizer.json (data.tokenizer = \"hf\"); training reads "
+                       "only token ids, but `dtrain generate` and `dtrain export` will need --tokenizer-dir",
+                       cfg.data.tokenizer_dir);
+  }
+  if (cfg.data.tokenizer != "gpt2") return "";
+  const dtrain::Gpt2TokenizerFiles f = dtrain::gpt2_tokenizer_files(cfg.data.tokenizer_dir);
   if (std::filesystem::is_regular_file(f.vocab, ec) && std::filesystem::is_regular_file(f.merges, ec)) return "";
   return fmt::format("data.tokenizer_dir: '{}' holds no GPT-2 tokenizer (encoder.json and vocab.bpe, or vocab.json "
                      "and merges.txt); training reads only token ids, but `dtrain generate` and `dtrain export` "

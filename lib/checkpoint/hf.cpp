@@ -16,6 +16,7 @@
 #include "config/schema.h"
 #include "core/file_kind.h"
 #include "core/error.h"
+#include "data/tokenizer.h"
 
 namespace dtrain {
 
@@ -123,28 +124,38 @@ std::string parts_problem(const ModelConfig& m) {
 }  // namespace
 
 HfExportResult export_hf(const Model& model, const Config& cfg, const std::string& out_dir,
-                         int64_t vocab_size) {
+                         int64_t vocab_size, const Tokenizer* tokenizer) {
   const ModelConfig& m = cfg.model;
   if (m.type != "gpt")
     throw ConfigError(fmt::format("model.type is \"{}\": only a GPT exports to the Hugging Face GPT-2 format",
                                   m.type));
   if (const std::string why = parts_problem(m); !why.empty()) throw ConfigError(why);
   HfExportResult r;
-  const bool gpt2_ids = cfg.data.tokenizer == "gpt2";
+  const bool gpt2_ids = cfg.data.tokenizer == "gpt2", hf_ids = cfg.data.tokenizer == "hf";
+  if (hf_ids && !tokenizer)
+    throw ConfigError("data.tokenizer = \"hf\": the export needs the run's tokenizer (data.tokenizer_dir's "
+                      "tokenizer.json) for its ids");
+  const int64_t tokens = gpt2_ids ? kGpt2Ids : hf_ids ? tokenizer->vocab_size() : 256;
+  const char* whose = gpt2_ids ? "GPT-2" : hf_ids ? "Hugging Face" : "byte";
   int64_t V = vocab_size;
-  if (V == 0) V = gpt2_ids && m.vocab_size > kGpt2Ids ? kGpt2Ids : m.vocab_size;
+  if (V == 0) V = (gpt2_ids || hf_ids) && m.vocab_size > tokens ? tokens : m.vocab_size;
   // The ids the run's tokenizer emits: rows below them are tokens, not padding.
-  const int64_t ids = std::min<int64_t>(gpt2_ids ? kGpt2Ids : 256, m.vocab_size);
+  const int64_t ids = std::min<int64_t>(tokens, m.vocab_size);
   if (V < ids || V > m.vocab_size)
     throw ConfigError(fmt::format("--vocab-size {}: expected {} .. model.vocab_size ({}): the rows below {} are the "
                                   "{} tokenizer's ids{}, not padding",
-                                  V, ids, m.vocab_size, ids, gpt2_ids ? "GPT-2" : "byte",
-                                  gpt2_ids ? " (<|endoftext|> is 50256)" : ""));
+                                  V, ids, m.vocab_size, ids, whose, gpt2_ids ? " (<|endoftext|> is 50256)" : ""));
   if (V < m.vocab_size)
     r.notes.push_back(fmt::format("vocabulary: the first {} of the model's {} rows exported ({} padding rows "
                                   "dropped){}",
                                   V, m.vocab_size, m.vocab_size - V,
-                                  gpt2_ids && V == kGpt2Ids ? ", the ids of the GPT-2 tokenizer" : ""));
+                                  (gpt2_ids || hf_ids) && V == tokens ? fmt::format(", the ids of the {} tokenizer", whose)
+                                                                      : ""));
+  // config.json's bos_token_id and eos_token_id: GPT-2's <|endoftext|>, the
+  // Hugging Face tokenizer's own; none among the byte tokenizer's ids (null,
+  // not the format's defaults, which would stop generation at some byte).
+  r.bos = gpt2_ids ? 50256 : hf_ids ? tokenizer->begin_of_text() : -1;
+  r.eos = gpt2_ids ? 50256 : hf_ids ? tokenizer->end_of_text() : -1;
   if (!gpt2_parts_problem(m).empty()) return hf_detail::export_llama(model, cfg, out_dir, V, std::move(r));
   std::vector<SafeTensorOut> out;
   std::set<std::string> written;
@@ -203,20 +214,16 @@ HfExportResult export_hf(const Model& model, const Config& cfg, const std::strin
             {"torch_dtype", "float32"},
             {"use_cache", true},
             {"dtrain_tokenizer", cfg.data.tokenizer}};
-  return hf_detail::write_hf_dir(out_dir, std::move(c), out, cfg.data.tokenizer, std::move(r));
+  return hf_detail::write_hf_dir(out_dir, std::move(c), out, std::move(r));
 }
 
 HfExportResult hf_detail::write_hf_dir(const std::string& out_dir, json config,
-                                       const std::vector<SafeTensorOut>& tensors, const std::string& tokenizer,
-                                       HfExportResult r) {
+                                       const std::vector<SafeTensorOut>& tensors, HfExportResult r) {
   std::error_code ec;
   fs::create_directories(out_dir, ec);
   if (ec) throw RuntimeError(fmt::format("cannot create '{}': {}", out_dir, ec.message()));
-  // GPT-2's <|endoftext|>; no such token among the byte tokenizer's ids (null,
-  // not the format's defaults, which would stop generation at some byte).
-  const json id = tokenizer == "gpt2" ? json(50256) : json(nullptr);
-  config["bos_token_id"] = id;
-  config["eos_token_id"] = id;
+  config["bos_token_id"] = r.bos >= 0 ? json(r.bos) : json(nullptr);
+  config["eos_token_id"] = r.eos >= 0 ? json(r.eos) : json(nullptr);
   const fs::path cfg_path = fs::path(out_dir) / "config.json";
   {
     std::ofstream f(cfg_path);
@@ -255,13 +262,16 @@ std::vector<std::string> hf_model_overrides(const std::string& dir) {
   std::string tokenizer = vocab == kGpt2Ids ? "gpt2" : "byte";
   if (hc.contains("dtrain_tokenizer") && hc["dtrain_tokenizer"].is_string())
     tokenizer = hc["dtrain_tokenizer"].get<std::string>();
-  return {fmt::format("model.n_embd={}", integer("n_embd", 768)),
-          fmt::format("model.n_layer={}", integer("n_layer", 12)),
-          fmt::format("model.n_head={}", integer("n_head", 12)),
-          fmt::format("model.context_length={}", integer("n_positions", 1024)),
-          fmt::format("model.vocab_size={}", vocab),
-          "model.init_from=" + config::toml_string("hf:" + dir),
-          "data.tokenizer=" + config::toml_string(tokenizer)};
+  std::vector<std::string> keys = {fmt::format("model.n_embd={}", integer("n_embd", 768)),
+                                   fmt::format("model.n_layer={}", integer("n_layer", 12)),
+                                   fmt::format("model.n_head={}", integer("n_head", 12)),
+                                   fmt::format("model.context_length={}", integer("n_positions", 1024)),
+                                   fmt::format("model.vocab_size={}", vocab),
+                                   "model.init_from=" + config::toml_string("hf:" + dir),
+                                   "data.tokenizer=" + config::toml_string(tokenizer)};
+  // A dtrain export of a run on a Hugging Face tokenizer holds it.
+  if (tokenizer == "hf") keys.push_back("data.tokenizer_dir=" + config::toml_string(dir));
+  return keys;
 }
 
 std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const std::string& dir,

@@ -34,6 +34,8 @@
 
 namespace dtrain {
 
+class Tokenizer;
+
 // The Hugging Face name of a dtrain parameter (without "transformer."), and
 // whether its layout is transposed there. Throws InternalError for a name
 // that is not a GPT parameter.
@@ -47,6 +49,7 @@ struct HfExportResult {
   int64_t bytes = 0;               // of model.safetensors
   int64_t tensors = 0;
   std::vector<std::string> notes;  // what was adapted (vocabulary cut, zero biases)
+  int32_t bos = -1, eos = -1;      // config.json's bos_token_id and eos_token_id (-1: null)
 };
 
 // Writes `out_dir`/config.json and `out_dir`/model.safetensors from a whole
@@ -54,10 +57,13 @@ struct HfExportResult {
 // written: 0 = the tokenizer's ids (50257 for gpt2) when the model pads
 // beyond them, else all of them. Throws ConfigError for a model that is not
 // a GPT or a `vocab_size` below the tokenizer's ids (256 bytes, 50257 for
-// gpt2: rows that are not padding), RuntimeError when the files cannot be
-// written.
+// gpt2, the tokenizer's for hf: rows that are not padding), RuntimeError when
+// the files cannot be written.
+// A run on a Hugging Face tokenizer (data.tokenizer = "hf") passes it as
+// `tokenizer`: its ids are the rows that are not padding, and its
+// begin- and end-of-text ids are config.json's bos_token_id and eos_token_id.
 HfExportResult export_hf(const Model& model, const Config& cfg, const std::string& out_dir,
-                         int64_t vocab_size = 0);
+                         int64_t vocab_size = 0, const Tokenizer* tokenizer = nullptr);
 
 // Fills every parameter this rank holds (its tensor-parallel shard, its
 // pipeline stage) from the Hugging Face directory `dir` (GPT-2's, or LLaMA's

@@ -21,11 +21,11 @@ using json = nlohmann::json;
 // check, `said_as` ("model.init_from: " or "") leads the cannot-open message.
 json read_config_json(const std::string& dir, const char* role, const char* said_as);
 
-// Writes `out_dir`/config.json (bos and eos: GPT-2's <|endoftext|> for a run
-// of the GPT-2 tokenizer, else null) and `out_dir`/model.safetensors; r gains the
-// file's bytes and tensor count. Throws RuntimeError when they cannot be written.
+// Writes `out_dir`/config.json (bos_token_id and eos_token_id: r.bos and
+// r.eos, null where -1) and `out_dir`/model.safetensors; r gains the file's
+// bytes and tensor count. Throws RuntimeError when they cannot be written.
 HfExportResult write_hf_dir(const std::string& out_dir, json config, const std::vector<SafeTensorOut>& tensors,
-                            const std::string& tokenizer, HfExportResult r);
+                            HfExportResult r);
 
 // Sets parameter p (this rank's shard of it, on its device) from its whole
 // value `full` (row-major, p's full shape).

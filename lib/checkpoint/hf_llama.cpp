@@ -264,7 +264,7 @@ HfExportResult export_llama(const Model& model, const Config& cfg, const std::st
             {"torch_dtype", "float32"},
             {"use_cache", true},
             {"dtrain_tokenizer", cfg.data.tokenizer}};
-  return write_hf_dir(out_dir, std::move(c), out, cfg.data.tokenizer, std::move(r));
+  return write_hf_dir(out_dir, std::move(c), out, std::move(r));
 }
 
 std::vector<std::string> llama_model_overrides(const std::string& dir, const json& hc) {
@@ -305,8 +305,16 @@ std::vector<std::string> llama_model_overrides(const std::string& dir, const jso
     keys.push_back(fmt::format("model.rope_high_freq_factor={}", scaled.rope_high_freq_factor));
     keys.push_back(fmt::format("model.rope_original_context={}", scaled.rope_original_context));
   }
+  // The ids' tokenizer: what a dtrain export says it trained on, else the
+  // directory's own tokenizer.json (a LLaMA from the Hub, a dtrain export of
+  // a run on a Hugging Face tokenizer).
+  std::error_code ec;
+  const bool has_json = fs::is_regular_file(fs::path(dir) / "tokenizer.json", ec);
+  std::string tokenizer = has_json ? "hf" : "";
   if (hc.contains("dtrain_tokenizer") && hc["dtrain_tokenizer"].is_string())
-    keys.push_back("data.tokenizer=" + config::toml_string(hc["dtrain_tokenizer"].get<std::string>()));
+    tokenizer = hc["dtrain_tokenizer"].get<std::string>();
+  if (!tokenizer.empty()) keys.push_back("data.tokenizer=" + config::toml_string(tokenizer));
+  if (tokenizer == "hf") keys.push_back("data.tokenizer_dir=" + config::toml_string(dir));
   return keys;
 }
 

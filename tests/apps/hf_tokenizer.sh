@@ -91,6 +91,20 @@ grep -q "^And God said" "$WORK/out" || fail "generate: $(cat "$WORK/out")"
 [ "$(wc -c <"$WORK/out")" -gt 20 ] || fail "generate wrote nothing: $(cat "$WORK/out")"
 expect_err "tokenizer hf"
 
+# Its export holds the tokenizer: tokenizer.json as it was, config.json with
+# LLaMA 3's ids and markers; dtrain eval hf:DIR reads it with that tokenizer.
+expect_exit 0 "$DTRAIN" export "$WORK/run/checkpoints" --out "$WORK/hf"
+grep -qF "tokenizer (Hugging Face, from $src/data/tokenizers/llama3): wrote tokenizer.json, tokenizer_config.json" \
+  "$WORK/out" || fail "export: $(cat "$WORK/out")"
+cmp -s "$WORK/hf/tokenizer.json" "$src/data/tokenizers/llama3/tokenizer.json" || fail "export: tokenizer.json differs"
+"$PY" - "$WORK/hf/config.json" <<'PY' || fail "export: $(cat "$WORK/hf/config.json")"
+import json, sys
+c = json.load(open(sys.argv[1]))
+assert (c["vocab_size"], c["bos_token_id"], c["eos_token_id"], c["dtrain_tokenizer"]) == (128256, 128000, 128001, "hf"), c
+PY
+expect_exit 0 "$DTRAIN" eval "hf:$WORK/hf" --data "$WORK/llama3/kjv_val.bin" --batches 2
+expect_err "vocabulary 128256 (hf ids)"
+
 # Bad options: one line, naming what is wrong.
 expect_exit 2 "$DTRAIN" tokenize "$WORK/kjv300k.txt" --tokenizer hf --out "$WORK/x"
 expect_err "--tokenizer hf needs --tokenizer-dir"

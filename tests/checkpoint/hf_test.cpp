@@ -11,6 +11,7 @@
 
 #include "checkpoint/hf.h"
 #include "checkpoint/safetensors.h"
+#include "data/tokenizer.h"
 #include "helpers.h"
 #include "model/fixture.h"
 #include "model/thread_comm.h"
@@ -321,6 +322,46 @@ TEST_CASE("hf import and export keep to the run's tokenizer: ids of another are 
             .find("--vocab-size 50000: expected 50257 .. model.vocab_size (50304)") != std::string::npos);
   CHECK(error_of([&] { export_hf(*m, run_config(cfg, "byte"), (tmp.path / "cut2").string(), 32); })
             .find("--vocab-size 32: expected 64 .. model.vocab_size (64)") != std::string::npos);
+}
+
+TEST_CASE("hf export of a run on a Hugging Face tokenizer: its ids are the rows, its markers config.json's, and import reads it back") {
+  TempDir tmp;
+  // The tiny tokenizer: 560 ids, <bos> 556 (its template), <|endoftext|> 557.
+  const auto tok = hf_tokenizer(std::string(DTRAIN_SOURCE_DIR) + "/tests/fixtures/hf_tokenizer_tiny");
+  ModelConfig cfg = fixture_gpt();
+  cfg.vocab_size = 576;  // padded beyond the 560 ids
+  auto m = build_model(cfg, 8, DType::f32, Device::cpu(), 3);
+  const fs::path out = tmp.path / "hf";
+  CHECK(error_of([&] { export_hf(*m, run_config(cfg, "hf"), out.string()); })
+            .find("the export needs the run's tokenizer") != std::string::npos);
+  CHECK(error_of([&] { export_hf(*m, run_config(cfg, "hf"), out.string(), 500, tok.get()); })
+            .find("--vocab-size 500: expected 560 .. model.vocab_size (576): the rows below 560 are the Hugging Face "
+                  "tokenizer's ids") != std::string::npos);
+  const HfExportResult r = export_hf(*m, run_config(cfg, "hf"), out.string(), 0, tok.get());
+  REQUIRE(r.notes.size() == 1);
+  CHECK(r.notes[0] == "vocabulary: the first 560 of the model's 576 rows exported (16 padding rows dropped), the ids "
+                      "of the Hugging Face tokenizer");
+  const nlohmann::json c = nlohmann::json::parse(read_file(out / "config.json"));
+  CHECK(c["vocab_size"] == 560);
+  CHECK(c["bos_token_id"] == 556);
+  CHECK(c["eos_token_id"] == 557);
+  CHECK(c["dtrain_tokenizer"] == "hf");
+  // Its keys say the tokenizer is the directory's own (dtrain export copies
+  // tokenizer.json there), and the import loads into a run of it.
+  const std::vector<std::string> keys = hf_model_overrides(out.string());
+  for (const std::string& k : {std::string("data.tokenizer=\"hf\""), "data.tokenizer_dir=\"" + out.string() + "\""})
+    CHECK_MESSAGE(std::find(keys.begin(), keys.end(), k) != keys.end(), k);
+  CHECK(error_of([&] { import_hf(*m, cfg, out.string(), "hf"); }) == "(no error)");
+  CHECK(error_of([&] { import_hf(*m, cfg, out.string(), "gpt2"); }).find("but the run's data.tokenizer = \"gpt2\"") !=
+        std::string::npos);
+  // A LLaMA directory with a tokenizer.json (the Hub's) is read with it.
+  const fs::path llama = edited_copy(tmp, "hf_llama_tiny", "\"model_type\"", "\"model_type\"");
+  fs::copy_file(std::string(DTRAIN_SOURCE_DIR) + "/tests/fixtures/hf_tokenizer_tiny/tokenizer.json", llama / "tokenizer.json");
+  const std::vector<std::string> llama_keys = hf_model_overrides(llama.string());
+  for (const std::string& k : {std::string("data.tokenizer=\"hf\""), "data.tokenizer_dir=\"" + llama.string() + "\""})
+    CHECK_MESSAGE(std::find(llama_keys.begin(), llama_keys.end(), k) != llama_keys.end(), k);
+  fs::remove(llama / "tokenizer.json");
+  for (const std::string& k : hf_model_overrides(llama.string())) CHECK(k.rfind("data.tokenizer", 0) != 0);
 }
 
 // ---------------------------------------------------------------- LLaMA
