@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Longer fuzzing than CI's: tools/fuzz.sh [SECONDS] [TARGET...]
 # Runs each libFuzzer target of build/sanitize (tools/setup.sh builds it;
-# targets: config tokens idx checkpoint, default all) for SECONDS (default
+# targets: config tokens idx checkpoint tokenizer, default all) for SECONDS (default
 # 600) from its corpus in tests/corpus/<target>; a crash is kept under
 # tests/corpus/found/ (then: reproduce with the target and the file, fix, and
 # move the file into tests/corpus/<target>/ so every CI run replays it).
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-600}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(config tokens idx checkpoint)
+[ ${#targets[@]} -gt 0 ] || targets=(config tokens idx checkpoint tokenizer)
 [ -d build/sanitize ] || { echo "fuzz: no build/sanitize; run tools/setup.sh first"; exit 1; }
 ninja -C build/sanitize "${targets[@]/#/fuzz_}" >/dev/null
 failed=0

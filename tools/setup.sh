@@ -87,7 +87,7 @@ san_args=()
 if [ "${DTRAIN_SANITIZE:-1}" != 0 ]; then
   cmake -S . -B build/sanitize -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang \
     -DCMAKE_CXX_COMPILER=clang++ -DDTRAIN_SANITIZE=ON -DDTRAIN_FUZZ=ON -DDTRAIN_CUDA=OFF >/dev/null
-  ninja -C build/sanitize dtrain test_config test_data test_checkpoint fuzz_config fuzz_tokens fuzz_idx fuzz_checkpoint
+  ninja -C build/sanitize dtrain test_config test_data test_checkpoint fuzz_config fuzz_tokens fuzz_idx fuzz_checkpoint fuzz_tokenizer
   san_args=(-DDTRAIN_SANITIZER_BUILD="$PWD/build/sanitize")
 fi
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release "${san_args[@]}" >/dev/null

@@ -170,6 +170,10 @@ struct ByteMap {
   }
 };
 
+// Ids at most this many (the largest vocabularies hold about 260k): a file
+// naming id 2^31 - 2 is refused, not answered with an 8 GiB table.
+constexpr int64_t kMaxIds = int64_t{1} << 24;
+
 struct AddedToken {
   std::string content;
   int32_t id = 0;
@@ -276,8 +280,8 @@ void HfTokenizer::read_model(const json& m) {
   fuse_unk_ = m.value("fuse_unk", false);
   if (!m.contains("vocab") || !m["vocab"].is_object()) refuse("model.vocab", "expected an object of token ids");
   for (const auto& [tok, id] : m["vocab"].items()) {
-    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= (int64_t{1} << 31) - 1)
-      refuse("model.vocab", fmt::format("token '{}': expected an id from 0, got {}", tok, id.dump()));
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= kMaxIds)
+      refuse("model.vocab", fmt::format("token '{}': expected an id from 0 to {}, got {}", tok, kMaxIds - 1, id.dump()));
     const auto v = id.get<int32_t>();
     if (static_cast<size_t>(v) >= token_of_.size()) token_of_.resize(static_cast<size_t>(v) + 1);
     token_of_[static_cast<size_t>(v)] = tok;
@@ -412,9 +416,12 @@ void HfTokenizer::read_decoder(const json& j, const std::string& key) {
 void HfTokenizer::read_specials(const json& root, const std::string& dir) {
   if (root.contains("added_tokens") && !root["added_tokens"].is_null()) {
     for (const json& t : root["added_tokens"]) {
-      AddedToken a{t.at("content").get<std::string>(), t.at("id").get<int32_t>(), t.value("lstrip", false),
+      const json& id = t.at("id");
+      if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= kMaxIds)
+        refuse("added_tokens", fmt::format("{}: expected an id from 0 to {}", t.dump().substr(0, 120), kMaxIds - 1));
+      AddedToken a{t.at("content").get<std::string>(), id.get<int32_t>(), t.value("lstrip", false),
                    t.value("rstrip", false)};
-      if (a.content.empty() || a.id < 0) refuse("added_tokens", fmt::format("{}: empty or negative", t.dump()));
+      if (a.content.empty()) refuse("added_tokens", fmt::format("{}: empty content", t.dump().substr(0, 120)));
       if (t.value("single_word", false))
         refuse("added_tokens", fmt::format("'{}': single_word is not supported", a.content));
       if (static_cast<size_t>(a.id) >= token_of_.size()) token_of_.resize(static_cast<size_t>(a.id) + 1);

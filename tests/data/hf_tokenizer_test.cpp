@@ -177,8 +177,11 @@ TEST_CASE("Hugging Face tokenizer files it cannot run are refused by file and ke
   CHECK(with("/model/merges/3", "x y z").find("model.merges: merge 4: expected \"a b\"") != std::string::npos);
   CHECK(with("/model/merges/3", nlohmann::json::array({"Ġ", "unknown"})).find("merge 4 ('Ġ' 'unknown'): 'unknown' is not in the "
                                                        "vocabulary") != std::string::npos);
-  CHECK(with("/model/vocab/a", -3).find("model.vocab: token 'a': expected an id from 0, got -3") !=
+  CHECK(with("/model/vocab/a", -3).find("model.vocab: token 'a': expected an id from 0 to 16777215, got -3") !=
         std::string::npos);
+  // An id that would need gigabytes of table is refused, not allocated.
+  CHECK(with("/added_tokens/1/id", 2147483646).find("added_tokens: {") != std::string::npos);
+  CHECK(with("/added_tokens/1/id", 2147483646).find("expected an id from 0 to 16777215") != std::string::npos);
   CHECK(with("/added_tokens/0/single_word", true).find("'<bos>': single_word is not supported") !=
         std::string::npos);
   CHECK(with("/model/continuing_subword_prefix", "##").find("model.continuing_subword_prefix: \"##\"") !=
