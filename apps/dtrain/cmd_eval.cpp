@@ -183,7 +183,6 @@ int run_eval_hf(Context& ctx, const EvalOptions& o) {
     // The model's keys as a config's lines, then the evaluation's: every
     // sequence of the data (unless --batches) in micro-batches of 8, over
     // the ranks launched as data-parallel replicas (unless --set parallel.*).
-    std::map<std::string, std::vector<std::string>> sections;
     std::vector<std::string> keys = dtrain::hf_model_overrides(dir);
     for (const char* k : {"data.train", "data.val"})
       keys.push_back(std::string(k) + "=" + dtrain::config::toml_string(o.data));
@@ -192,12 +191,7 @@ int run_eval_hf(Context& ctx, const EvalOptions& o) {
     keys.push_back("train.steps=1");
     keys.push_back(fmt::format("train.eval_batches={}", o.batches.value_or(0)));
     if (!layout_given) keys.push_back(fmt::format("parallel.dp={}", ctx.world_size));
-    for (const std::string& k : keys) {
-      const size_t dot = k.find('.'), eq = k.find('=');
-      sections[k.substr(0, dot)].push_back(k.substr(dot + 1, eq - dot - 1) + " = " + k.substr(eq + 1));
-    }
-    std::string text = "# dtrain eval hf:DIR: its config.json's model\n";
-    for (const auto& [section, lines] : sections) text += fmt::format("[{}]\n{}\n", section, fmt::join(lines, "\n"));
+    const std::string text = dtrain::keys_to_toml(keys, "dtrain eval hf:DIR: its config.json's model");
     loaded.emplace(dtrain::parse_config(text, o.path + " [config.json]", o.overrides, ctx.world_size));
     return std::string();
   });

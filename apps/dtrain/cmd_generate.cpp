@@ -1,6 +1,7 @@
 // `dtrain generate CHECKPOINT`: text sampled from a trained GPT on one
 // process, whatever layout wrote the checkpoint, with the tokenizer the run
-// was trained with (its config's data.tokenizer). The prompt is encoded, then
+// was trained with (its config's data.tokenizer); or `dtrain generate
+// hf:DIR`, from a Hugging Face GPT-2 or LLaMA directory with its own tokenizer. The prompt is encoded, then
 // one token at a time: the model reads the last context_length tokens and the
 // next one is drawn from its logits at the last position (greedy with
 // --temperature 0, else softmax(logits / T) over the top k and the top-p
@@ -93,6 +94,7 @@ int run_generate(const GenerateOptions& o) {
   dtrain::cpu::gemm_backend();  // a bad DTRAIN_CPU_GEMM: one line, exit 2, as for run
   dtrain::LoadedModel lm = dtrain::load_model(o.path, 16);
   for (const std::string& s : lm.skipped) eprint("dtrain: warning: {}\n", s);
+  for (const std::string& s : lm.notes) eprint("dtrain: {}\n", s);
   const dtrain::ModelConfig& mc = lm.cfg.model;
   if (mc.type != "gpt")
     throw dtrain::ConfigError(fmt::format("{}: model.type is \"{}\": generate needs a GPT", lm.dir, mc.type));
@@ -178,8 +180,9 @@ int run_generate(const GenerateOptions& o) {
   std::fputc('\n', stdout);
   std::fflush(stdout);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  eprint("dtrain: {} tokens from {} (step {}, tokenizer {}) in {:.2f} s\n", generated.size(), lm.dir, lm.meta.step,
-         tok->name(), s);
+  const bool hf = lm.dir.rfind("hf:", 0) == 0;  // a Hugging Face directory: no step
+  eprint("dtrain: {} tokens from {} ({}tokenizer {}) in {:.2f} s\n", generated.size(), lm.dir,
+         hf ? "" : fmt::format("step {}, ", lm.meta.step), tok->name(), s);
   return 0;
 }
 
@@ -190,7 +193,9 @@ Subcommand add_generate(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "generate", "Print text sampled from a trained GPT (one process, any layout's checkpoint), decoded with "
                   "the run's tokenizer");
-  cmd->add_option("checkpoint", o->path, "A checkpoint, its checkpoint.h5, or a directory of them (the newest)")
+  cmd->add_option("checkpoint", o->path,
+                  "A checkpoint, its checkpoint.h5, or a directory of them (the newest); or hf:DIR, a Hugging Face "
+                  "GPT-2 or LLaMA directory (with its tokenizer.json for LLaMA)")
       ->required();
   cmd->add_option("--prompt", o->prompt, "Text to continue (default: none, the model starts a document)");
   cmd->add_option("--tokens", o->tokens, "Tokens to generate (at most 2^20)")->check(whole_number(0, kMaxTokens));

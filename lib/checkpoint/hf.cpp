@@ -9,6 +9,7 @@
 #include <set>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "checkpoint/hf_internal.h"
@@ -272,6 +273,18 @@ std::vector<std::string> hf_model_overrides(const std::string& dir) {
   // A dtrain export of a run on a Hugging Face tokenizer holds it.
   if (tokenizer == "hf") keys.push_back("data.tokenizer_dir=" + config::toml_string(dir));
   return keys;
+}
+
+std::string keys_to_toml(const std::vector<std::string>& keys, const std::string& comment) {
+  std::map<std::string, std::vector<std::string>> sections;
+  for (const std::string& k : keys) {
+    const size_t dot = k.find('.'), eq = k.find('=');
+    DTRAIN_CHECK(dot != std::string::npos && eq != std::string::npos && dot < eq, "not section.key=value: {}", k);
+    sections[k.substr(0, dot)].push_back(k.substr(dot + 1, eq - dot - 1) + " = " + k.substr(eq + 1));
+  }
+  std::string text = "# " + comment + "\n";
+  for (const auto& [section, lines] : sections) text += fmt::format("[{}]\n{}\n", section, fmt::join(lines, "\n"));
+  return text;
 }
 
 std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const std::string& dir,

@@ -102,6 +102,11 @@ std::vector<std::string> init_from_problems(const ModelConfig& cfg);
 // ConfigError for one of those keys that is not a positive integer.
 std::vector<std::string> hf_model_overrides(const std::string& dir);
 
+// A config's TOML text from "section.key=value" lines (hf_model_overrides'
+// and the caller's), one table per section: what `dtrain eval hf:DIR` and
+// `dtrain generate hf:DIR` parse.
+std::string keys_to_toml(const std::vector<std::string>& keys, const std::string& comment);
+
 // model.init_from: "" does nothing; "hf:DIR" is import_hf(model, cfg, DIR,
 // tokenizer). Returns the lines to log: where the weights came from and the
 // notes.

@@ -1,15 +1,42 @@
 #include "checkpoint/load_model.h"
 
 #include <algorithm>
+#include <filesystem>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "checkpoint/hf.h"
 #include "checkpoint/resume.h"
+#include "config/schema.h"
+#include "core/error.h"
 
 namespace dtrain {
 
+namespace {
+
+LoadedModel load_hf_model(const std::string& dir, int64_t seq_len) {
+  if (dir.empty()) throw ConfigError("hf:DIR: expected a Hugging Face directory after 'hf:'");
+  LoadedModel out;
+  out.dir = "hf:" + dir;
+  std::vector<std::string> keys = hf_model_overrides(dir);
+  // No data is read: the keys a config requires name the model's own file.
+  const std::string placeholder = config::toml_string((std::filesystem::path(dir) / "config.json").string());
+  keys.push_back("data.train=" + placeholder);
+  keys.push_back("data.val=" + placeholder);
+  for (const char* k : {"train.micro_batch=1", "train.grad_accum=1", "train.steps=1"}) keys.push_back(k);
+  out.cfg = parse_config(keys_to_toml(keys, "hf:DIR: its config.json's model"), out.dir + " [config.json]");
+  const int64_t T = seq_len > 0 ? std::min(seq_len, out.cfg.model.context_length) : out.cfg.train.seq_len;
+  out.model = build_inference_model(out.cfg.model, T);
+  out.notes = import_hf(*out.model, out.cfg.model, dir, out.cfg.data.tokenizer);
+  out.model->params.sync_compute();
+  return out;
+}
+
+}  // namespace
+
 LoadedModel load_model(const std::string& path, int64_t seq_len) {
+  if (path.rfind("hf:", 0) == 0) return load_hf_model(path.substr(3), seq_len);
   const Candidates c = find_checkpoints(path);
   std::vector<std::string> damage, skipped;
   for (size_t i = 0; i < c.dirs.size(); ++i) {

@@ -21,10 +21,14 @@ struct LoadedModel {
   // Newer checkpoints passed over as damaged, each with why ("...; falling
   // back to DIR"): for the caller to warn of, as resume does.
   std::vector<std::string> skipped;
+  std::vector<std::string> notes;  // hf:DIR: what the import adapted (vocabulary padding)
 };
 
 // `path`: a checkpoint, its checkpoint.h5, or a directory of them (then the
-// newest complete one, falling back to older ones when it is damaged).
+// newest complete one, falling back to older ones when it is damaged); or
+// "hf:DIR", a Hugging Face GPT-2 or LLaMA directory (its config.json's
+// shapes and tokenizer: hf_model_overrides; its weights: import_hf, whose
+// notes are `notes`; meta.step 0).
 // `seq_len` > 0 builds the model for sequences of that length (or
 // model.context_length if shorter) instead of the run's train.seq_len. Throws
 // CheckpointError or InputError.

@@ -4,8 +4,9 @@
 # LLaMA 2's on its first 300 kB (tokenizers.js takes minutes on the whole of
 # it), as llm.c's files: uint32 beyond 65535 ids, <|begin_of_text|> first;
 # `--tokenizer gpt2` writes what tools/text_to_bin.py writes, byte for byte; a
-# model trained on the LLaMA 3 tokens generates text with that tokenizer;
-# bad tokenizer options fail in one line.
+# model trained on the LLaMA 3 tokens generates text with that tokenizer, and
+# its export holds the tokenizer and generates the same text (hf:DIR); bad
+# tokenizer options fail in one line.
 source "$(dirname "$0")/common.bash"
 PY=/usr/bin/python3
 src=$DTRAIN_SOURCE_DIR
@@ -104,6 +105,17 @@ assert (c["vocab_size"], c["bos_token_id"], c["eos_token_id"], c["dtrain_tokeniz
 PY
 expect_exit 0 "$DTRAIN" eval "hf:$WORK/hf" --data "$WORK/llama3/kjv_val.bin" --batches 2
 expect_err "vocabulary 128256 (hf ids)"
+# dtrain generate hf:DIR writes what the checkpoint writes, greedy and sampled.
+for args in "--temperature 0" "--temperature 1 --seed 7"; do
+  # shellcheck disable=SC2086
+  expect_exit 0 "$DTRAIN" generate "$WORK/run/checkpoints" --prompt "And God said" --tokens 16 $args
+  mv "$WORK/out" "$WORK/from_checkpoint"
+  # shellcheck disable=SC2086
+  expect_exit 0 "$DTRAIN" generate "hf:$WORK/hf" --prompt "And God said" --tokens 16 $args
+  expect_err "16 tokens from hf:$WORK/hf (tokenizer hf)"
+  cmp -s "$WORK/out" "$WORK/from_checkpoint" ||
+    fail "generate hf:DIR $args: '$(cat "$WORK/out")', the checkpoint: '$(cat "$WORK/from_checkpoint")'"
+done
 
 # Bad options: one line, naming what is wrong.
 expect_exit 2 "$DTRAIN" tokenize "$WORK/kjv300k.txt" --tokenizer hf --out "$WORK/x"
