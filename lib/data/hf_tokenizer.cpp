@@ -3,7 +3,7 @@
 // read and run as the Rust `tokenizers` crate runs them:
 //
 //   added tokens split out of the text (leftmost, longest first)
-//   -> the normalizer (none, or SentencePiece's Prepend / Replace)
+//   -> the normalizer (none, Qwen 2's NFC, or SentencePiece's Prepend / Replace)
 //   -> the pre-tokenizer's steps, each splitting every piece
 //      (Split on a known regex, Digits, ByteLevel: GPT-2's regex and the
 //      byte-to-character map)
@@ -206,8 +206,8 @@ class HfTokenizer : public Tokenizer {
   std::string path_;
   // normalizer: Prepend, then Replace steps, in the file's order
   struct Normalize {
-    bool prepend = false;
-    std::string text, with;  // Prepend(text), or Replace(text -> with)
+    enum Kind { prepend, replace, nfc } kind = nfc;
+    std::string text, with;  // Prepend(text), Replace(text -> with)
   };
   std::vector<Normalize> normalizer_;
   std::vector<PreStep> pre_;
@@ -331,13 +331,15 @@ void HfTokenizer::read_normalizer(const json& j, const std::string& key) {
     for (size_t i = 0; i < j.at("normalizers").size(); ++i)
       read_normalizer(j["normalizers"][i], fmt::format("{}.normalizers[{}]", key, i));
   } else if (type == "Prepend") {
-    normalizer_.push_back({true, j.at("prepend").get<std::string>(), ""});
+    normalizer_.push_back({Normalize::prepend, j.at("prepend").get<std::string>(), ""});
   } else if (type == "Replace" && j.at("pattern").contains("String")) {
     const std::string from = j["pattern"]["String"].get<std::string>();
     if (from.empty()) refuse(key + ".pattern", "an empty string");
-    normalizer_.push_back({false, from, j.at("content").get<std::string>()});
+    normalizer_.push_back({Normalize::replace, from, j.at("content").get<std::string>()});
+  } else if (type == "NFC") {
+    normalizer_.push_back({Normalize::nfc, "", ""});
   } else {
-    refuse(key, fmt::format("{} is not supported (expected none, or Prepend and Replace of a string)",
+    refuse(key, fmt::format("{} is not supported (expected none, NFC, or Prepend and Replace of a string)",
                             j.dump().substr(0, 160)));
   }
 }
@@ -500,8 +502,12 @@ void HfTokenizer::encode_text(const std::string& s, std::unordered_map<std::stri
   text::utf8_decode(s);  // refuses text that is not UTF-8, naming the offset
   std::string norm = s;
   for (const Normalize& n : normalizer_) {
-    if (n.prepend) {
+    if (n.kind == Normalize::prepend) {
       norm.insert(0, n.text);
+      continue;
+    }
+    if (n.kind == Normalize::nfc) {
+      norm = text::nfc(norm);
       continue;
     }
     std::string out;

@@ -16,6 +16,55 @@ struct CodeRange {
 };
 #include "data/unicode_classes.inc"
 
+struct CombiningRange {
+  char32_t lo, hi;
+  int ccc;
+};
+struct Decomposition {
+  char32_t cp;
+  int offset, length;
+};
+struct Composition {
+  char32_t first, second, composite;
+};
+#include "data/unicode_nfc.inc"
+
+// Hangul syllables: composed and decomposed by arithmetic (Unicode 3.12).
+constexpr char32_t kSBase = 0xAC00, kLBase = 0x1100, kVBase = 0x1161, kTBase = 0x11A7;
+constexpr char32_t kLCount = 19, kVCount = 21, kTCount = 28, kNCount = kVCount * kTCount, kSCount = kLCount * kNCount;
+
+void decompose(char32_t c, std::u32string& out) {
+  if (c >= kSBase && c < kSBase + kSCount) {
+    const char32_t s = c - kSBase;
+    out += kLBase + s / kNCount;
+    out += kVBase + (s % kNCount) / kTCount;
+    if (s % kTCount) out += kTBase + s % kTCount;
+    return;
+  }
+  const Decomposition* end = std::end(kDecompositions);
+  const Decomposition* it =
+      std::lower_bound(std::begin(kDecompositions), end, c, [](const Decomposition& d, char32_t v) { return d.cp < v; });
+  if (it != end && it->cp == c) {
+    out.append(kDecompositionData + it->offset, static_cast<size_t>(it->length));
+  } else {
+    out += c;
+  }
+}
+
+// The primary composite of `a` then `b`, or 0.
+char32_t compose(char32_t a, char32_t b) {
+  if (a >= kLBase && a < kLBase + kLCount && b >= kVBase && b < kVBase + kVCount)
+    return kSBase + ((a - kLBase) * kVCount + (b - kVBase)) * kTCount;
+  if (a >= kSBase && a < kSBase + kSCount && (a - kSBase) % kTCount == 0 && b > kTBase && b < kTBase + kTCount)
+    return a + (b - kTBase);
+  const Composition* end = std::end(kCompositions);
+  const Composition* it = std::lower_bound(std::begin(kCompositions), end, Composition{a, b, 0},
+                                           [](const Composition& x, const Composition& y) {
+                                             return x.first != y.first ? x.first < y.first : x.second < y.second;
+                                           });
+  return it != end && it->first == a && it->second == b ? it->composite : 0;
+}
+
 template <size_t N>
 bool in_ranges(const CodeRange (&r)[N], char32_t c) {
   const CodeRange* it = std::upper_bound(r, r + N, c, [](char32_t v, const CodeRange& x) { return v < x.lo; });
@@ -38,6 +87,56 @@ bool is_js_space(char32_t c) {
 }
 
 bool is_unicode_space(char32_t c) { return c == 0x85 || (c != 0xFEFF && is_js_space(c)); }
+
+int combining_class(char32_t c) {
+  const CombiningRange* end = std::end(kCombiningRanges);
+  const CombiningRange* it = std::upper_bound(std::begin(kCombiningRanges), end, c,
+                                              [](char32_t v, const CombiningRange& r) { return v < r.lo; });
+  return it != std::begin(kCombiningRanges) && c <= (it - 1)->hi ? (it - 1)->ccc : 0;
+}
+
+std::string nfc(const std::string& utf8) {
+  const std::vector<char32_t> cps = utf8_decode(utf8);
+  if (std::all_of(cps.begin(), cps.end(), [](char32_t c) { return c < 0x300; })) return utf8;
+  // Decompose, then put each run of combining marks in canonical order
+  // (a stable sort by class: marks of one class keep their order).
+  std::u32string d;
+  d.reserve(cps.size());
+  for (char32_t c : cps) decompose(c, d);
+  for (size_t i = 0; i < d.size();) {
+    if (combining_class(d[i]) == 0) {
+      ++i;
+      continue;
+    }
+    size_t j = i;
+    while (j < d.size() && combining_class(d[j]) != 0) ++j;
+    std::stable_sort(d.begin() + static_cast<std::ptrdiff_t>(i), d.begin() + static_cast<std::ptrdiff_t>(j),
+                     [](char32_t a, char32_t b) { return combining_class(a) < combining_class(b); });
+    i = j;
+  }
+  // Compose: each character with the last starter, unless a character
+  // between them blocks it (one of class 0, or of a class at least its own).
+  std::u32string out;
+  out.reserve(d.size());
+  size_t starter = std::u32string::npos;
+  int last_class = 0;  // of the last character appended
+  for (char32_t c : d) {
+    const int cc = combining_class(c);
+    if (starter != std::u32string::npos) {
+      const bool adjacent = starter + 1 == out.size();
+      if (adjacent || (last_class != 0 && last_class < cc)) {
+        if (const char32_t comp = compose(out[starter], c); comp != 0) {
+          out[starter] = comp;
+          continue;
+        }
+      }
+    }
+    if (cc == 0) starter = out.size();
+    last_class = cc;
+    out += c;
+  }
+  return utf8_encode(out.data(), out.data() + out.size());
+}
 
 std::vector<char32_t> utf8_decode(const std::string& s) {
   std::vector<char32_t> out;

@@ -23,4 +23,12 @@ bool is_js_space(char32_t c);
 // tokenizers split on): JavaScript's without U+FEFF, with U+0085.
 bool is_unicode_space(char32_t c);
 
+// Unicode's canonical composition, normalization form C (UAX #15): text
+// decomposed canonically, its combining marks in canonical order, then
+// composed (Qwen 2's tokenizer normalizes with it). Text of code points below
+// U+0300 is returned as it is. Throws InputError for text that is not UTF-8.
+std::string nfc(const std::string& utf8);
+// Canonical combining class (0 for starters).
+int combining_class(char32_t c);
+
 }  // namespace dtrain::text

@@ -1,6 +1,6 @@
 # Hugging Face tokenizer.json (data.tokenizer = "hf") end to end: `dtrain
 # tokenize` gives exactly the ids of Hugging Face's tokenizers.js (run with
-# node) for LLaMA 3's and GPT-2's tokenizers on the whole King James Bible and
+# node) for LLaMA 3's, GPT-2's and Qwen 2.5's tokenizers on the whole King James Bible and
 # LLaMA 2's on its first 300 kB (tokenizers.js takes minutes on the whole of
 # it), as llm.c's files: uint32 beyond 65535 ids, <|begin_of_text|> first;
 # `--tokenizer gpt2` writes what tools/text_to_bin.py writes, byte for byte; a
@@ -12,7 +12,7 @@ PY=/usr/bin/python3
 src=$DTRAIN_SOURCE_DIR
 js="$src/data/npm/node_modules/@huggingface/tokenizers/dist/tokenizers.mjs"
 [ -f "$js" ] || fail "$js is missing: run tools/setup.sh (npm install @huggingface/tokenizers)"
-for m in llama3 llama2 gpt2; do
+for m in llama3 llama2 gpt2 qwen2_5; do
   [ -f "$src/data/tokenizers/$m/tokenizer.json" ] || fail "data/tokenizers/$m is missing: run tools/setup.sh"
 done
 command -v node >/dev/null || fail "node is missing (tools/setup.sh installs npm and nodejs)"
@@ -48,7 +48,7 @@ PY
 }
 
 for case in "llama3 $src/data/kjv.txt 128000 uint32" "gpt2 $src/data/kjv.txt 50256 uint16" \
-            "llama2 $WORK/kjv300k.txt 1 uint16"; do
+            "qwen2_5 $src/data/kjv.txt 151645 uint32" "llama2 $WORK/kjv300k.txt 1 uint16"; do
   read -r m text first width <<<"$case"
   expect_exit 0 "$DTRAIN" tokenize "$text" --tokenizer hf --tokenizer-dir "$src/data/tokenizers/$m" \
     --out "$WORK/$m/kjv" --val-fraction 0.05

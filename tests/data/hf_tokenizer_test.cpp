@@ -1,6 +1,6 @@
 // Hugging Face tokenizer.json in C++ (data/tokenizer.h, hf_tokenizer): the
 // ids of Hugging Face's tokenizers.js on varied texts for LLaMA 3's, LLaMA
-// 2's and GPT-2's tokenizers and a small one with the remaining options
+// 2's, GPT-2's and Qwen 2.5's tokenizers and a small one with the remaining options
 // (tests/fixtures/hf_tokenizer_cases_*.txt, from
 // tools/fixtures/hf_tokenizer_cases.mjs), decoding back to the text; special
 // tokens read or left as text; the document markers; and what it does not
@@ -15,6 +15,7 @@
 
 #include "core/error.h"
 #include "data/tokenizer.h"
+#include "data/unicode.h"
 
 using namespace dtrain;
 
@@ -76,8 +77,10 @@ TEST_CASE("Hugging Face tokenizers in C++ give tokenizers.js's ids and decode th
   };
   // GPT-2's tokenizer_config.json names <|endoftext|> as both. The tiny one
   // has neither file: its template's first token, and <|endoftext|> by name.
-  for (const Want w : {Want{"llama3", 128256, 128000, 128001, 17}, Want{"llama2", 32000, 1, 2, 17},
-                       Want{"gpt2", 50257, 50256, 50256, 17}, Want{"tiny", 560, 556, 557, 15}}) {
+  // Qwen 2.5's (an instruct model's files) names <|im_end|> as its end and no begin.
+  for (const Want w : {Want{"llama3", 128256, 128000, 128001, 18}, Want{"llama2", 32000, 1, 2, 18},
+                       Want{"gpt2", 50257, 50256, 50256, 18}, Want{"qwen2_5", 151665, -1, 151645, 18},
+                       Want{"tiny", 560, 556, 557, 16}}) {
     CAPTURE(w.name);
     const auto tok = hf_tokenizer(dir_of(w.name));
     CHECK(tok->name() == "hf");
@@ -97,9 +100,11 @@ TEST_CASE("Hugging Face tokenizers in C++ give tokenizers.js's ids and decode th
       tokens += static_cast<int64_t>(got.size());
     }
     // Every case but LLaMA 2's text with <s> inside (its normalizer puts a
-    // space after it) and the tiny one's (a space before every piece; added
-    // tokens that take the spaces beside them).
-    CHECK(exact == (std::string(w.name) == "tiny" ? 2 : std::string(w.name) == "llama2" ? 16 : 17));
+    // space after it), Qwen's decomposed text (NFC composes it) and the tiny
+    // one's (a space before every piece; added tokens that take the spaces
+    // beside them).
+    const std::string name = w.name;
+    CHECK(exact == (name == "tiny" ? 2 : name == "llama2" || name == "qwen2_5" ? 17 : 18));
     CHECK(tokens > 4000);
   }
 }
@@ -164,7 +169,7 @@ TEST_CASE("Hugging Face tokenizer files it cannot run are refused by file and ke
   };
   CHECK(with("/model/vocab/a", 1) == "(no error)");
   CHECK(with("/model/type", "WordPiece").find("model.type: \"WordPiece\" is not supported") != std::string::npos);
-  CHECK(with("/normalizer", {{"type", "NFC"}}).find("normalizer: {\"type\":\"NFC\"} is not supported") !=
+  CHECK(with("/normalizer", {{"type", "NFKC"}}).find("normalizer: {\"type\":\"NFKC\"} is not supported") !=
         std::string::npos);
   CHECK(with("/pre_tokenizer/pretokenizers/0", {{"type", "Split"}, {"pattern", {{"Regex", "\\w+"}}},
                                                  {"behavior", "Isolated"}, {"invert", false}})
@@ -211,4 +216,30 @@ TEST_CASE("data.tokenizer = hf reads tokenizer_dir's tokenizer.json") {
   CHECK(make_tokenizer(d)->encode(text) == gpt2_tokenizer(kSource + "/data/gpt2")->encode(text));
   d.tokenizer_dir = "/nonexistent";
   CHECK(error_of([&] { make_tokenizer(d); }).find("/nonexistent/tokenizer.json") != std::string::npos);
+}
+
+TEST_CASE("NFC gives Python's unicodedata.normalize on every code point it changes and on random sequences") {
+  std::ifstream f(kSource + "/tests/fixtures/nfc_cases.txt");
+  REQUIRE(f);
+  int cases = 0, changed = 0;
+  for (std::string line; std::getline(f, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    const size_t tab = line.find('\t');
+    REQUIRE(tab != std::string::npos);
+    const std::string text = from_hex(line.substr(0, tab)), want = from_hex(line.substr(tab + 1));
+    CAPTURE(line.substr(0, tab));
+    CHECK(text::nfc(text) == want);
+    ++cases;
+    changed += text != want;
+  }
+  CHECK(cases == 2620);
+  CHECK(changed > 2000);
+  // The classic cases: reordered marks, a singleton, an exclusion, Hangul.
+  CHECK(text::nfc("a\u0323\u0302") == "\u1EAD");
+  CHECK(text::nfc("a\u0302\u0323") == "\u1EAD");
+  CHECK(text::nfc("\u212B") == "\u00C5");
+  CHECK(text::nfc("\u0958") == "\u0915\u093C");
+  CHECK(text::nfc("\u1100\u1161\u11A8") == "\uAC01");
+  CHECK(text::nfc("plain ASCII") == "plain ASCII");
+  CHECK_THROWS_AS(text::nfc("\xC3"), InputError);
 }
