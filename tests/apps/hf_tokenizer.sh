@@ -61,6 +61,46 @@ for case in "llama3 $src/data/kjv.txt 128000 uint32" "gpt2 $src/data/kjv.txt 502
   echo "$m: $(wc -l <"$WORK/$m/js") tokens as tokenizers.js makes them ($width)"
 done
 
+# Documents: each line of a .jsonl file, each text file; every one starts
+# with <|begin_of_text|>; the same files on 1 or 2 threads, and the ids
+# tokenizers.js gives each document.
+"$PY" - "$WORK/kjv300k.txt" "$WORK/docs.jsonl" <<'PY'
+import json, sys
+docs = [d for d in open(sys.argv[1], encoding="utf-8").read().split("\n\n") if d.strip()][:300]
+docs.append("Größe 日本語 🙂 don't 12345")
+with open(sys.argv[2], "w") as f:
+    for i, d in enumerate(docs):
+        f.write(json.dumps({"id": i, "text": d}) + "\n" + ("\n" if i == 5 else ""))  # a blank line is skipped
+PY
+for t in 1 2; do
+  expect_exit 0 "$DTRAIN" tokenize "$WORK/docs.jsonl" "$WORK/kjv300k.txt" --tokenizer hf \
+    --tokenizer-dir "$src/data/tokenizers/llama3" --out "$WORK/docs$t/d" --threads $t
+  grep -q "$(($(grep -c . "$WORK/docs.jsonl") + 1)) documents" "$WORK/out" || fail "jsonl: $(cat "$WORK/out")"
+done
+cmp -s "$WORK/docs1/d_train.bin" "$WORK/docs2/d_train.bin" || fail "jsonl: 2 threads wrote other tokens than 1"
+node --input-type=module -e '
+const { Tokenizer } = await import(process.argv[1]);
+const fs = await import("fs");
+const [, , dir, jsonl, text, out] = process.argv;
+const read = (f) => JSON.parse(fs.readFileSync(dir + "/" + f, "utf8"));
+const tok = new Tokenizer(read("tokenizer.json"), read("tokenizer_config.json"));
+const docs = fs.readFileSync(jsonl, "utf8").split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l).text);
+docs.push(fs.readFileSync(text, "utf8"));
+const ids = docs.flatMap((d) => [128000, ...tok.encode(d, { add_special_tokens: false }).ids]);
+fs.writeFileSync(out, ids.join("\n") + "\n");
+' "$js" "$src/data/tokenizers/llama3" "$WORK/docs.jsonl" "$WORK/kjv300k.txt" "$WORK/docs_js" ||
+  fail "node cannot run tokenizers.js on the documents"
+bin_ids "$WORK/docs1/d" 2>/dev/null | cmp -s - "$WORK/docs_js" ||
+  fail "jsonl: dtrain tokenize and tokenizers.js differ: $(bin_ids "$WORK/docs1/d" 2>/dev/null | diff - "$WORK/docs_js" | head -5)"
+printf '{"text": "a"}\n{"txt": "b"}\n' >"$WORK/bad.jsonl"
+expect_exit 2 "$DTRAIN" tokenize "$WORK/bad.jsonl" --out "$WORK/x"
+expect_err "$WORK/bad.jsonl': line 2: expected a JSON object with a string \"text\" (--text-key), got {\"txt\": \"b\"}"
+printf '{"text": "a"}\n{"text": "b\n' >"$WORK/bad.jsonl"
+expect_exit 2 "$DTRAIN" tokenize "$WORK/bad.jsonl" --out "$WORK/x"
+expect_err "$WORK/bad.jsonl': line 2: not JSON"
+printf '{"text": "ok"}\n{"text": "bad \\udc00 surrogate"}\n' >"$WORK/bad.jsonl"
+expect_exit 2 "$DTRAIN" tokenize "$WORK/bad.jsonl" --out "$WORK/x" --tokenizer gpt2 --tokenizer-dir "$src/data/gpt2"
+
 # The byte and GPT-2 tokenizers write what tools/text_to_bin.py writes.
 for tok in byte gpt2; do
   expect_exit 0 "$DTRAIN" tokenize "$WORK/kjv300k.txt" --tokenizer "$tok" --tokenizer-dir "$src/data/gpt2" \
