@@ -121,15 +121,47 @@ size_t match_end(const Regex& re, const char32_t* t, size_t n, size_t i) {
 
 // One pre-tokenizer step. Each splits a piece of text into pieces.
 struct PreStep {
-  enum Kind { split, digits, byte_level } kind = split;
+  enum Kind { split, digits, byte_level, metaspace } kind = split;
   Regex regex;                     // split; byte_level with use_regex
   bool use_regex = true;           // byte_level
   bool add_prefix_space = false;   // byte_level
   bool individual_digits = false;  // digits
+  // metaspace: spaces become `replacement`, which goes in front of a piece
+  // (prepend_scheme "always"; "first": only of the text's first piece, at
+  // offset 0 of the input), then each replacement starts a piece (split).
+  std::string replacement;
+  enum Prepend { always, first, never } prepend = always;
+  bool split_pieces = true;
 };
 
-void apply(const PreStep& step, const std::string& piece, std::vector<std::string>& out) {
+// Splits `piece` by `step` into `out`; `at_start`: the piece begins the input
+// (offset 0), which Metaspace's "first" scheme asks.
+void apply(const PreStep& step, const std::string& piece, bool at_start, std::vector<std::string>& out) {
   std::string s = piece;
+  if (step.kind == PreStep::metaspace) {
+    std::string r;
+    for (size_t i = 0;;) {  // every ' ' becomes the replacement
+      const size_t sp = s.find(' ', i);
+      r.append(s, i, sp == std::string::npos ? std::string::npos : sp - i);
+      if (sp == std::string::npos) break;
+      r += step.replacement;
+      i = sp + 1;
+    }
+    const bool prepend = step.prepend == PreStep::always || (step.prepend == PreStep::first && at_start);
+    if (prepend && r.compare(0, step.replacement.size(), step.replacement) != 0) r.insert(0, step.replacement);
+    if (!step.split_pieces) {
+      out.push_back(std::move(r));
+      return;
+    }
+    // MergedWithNext: each replacement starts a piece.
+    size_t begin = 0;
+    for (size_t at = r.find(step.replacement, 1); at != std::string::npos; at = r.find(step.replacement, at + 1)) {
+      if (at > begin) out.push_back(r.substr(begin, at - begin));
+      begin = at;
+    }
+    if (begin < r.size()) out.push_back(r.substr(begin));
+    return;
+  }
   if (step.kind == PreStep::byte_level && step.add_prefix_space && (s.empty() || s[0] != ' ')) s.insert(0, 1, ' ');
   if (step.kind == PreStep::byte_level && !step.use_regex) {
     out.push_back(std::move(s));
@@ -193,7 +225,7 @@ class HfTokenizer : public Tokenizer {
 
  private:
   // The text between added tokens: normalized, pre-tokenized, each piece BPE'd.
-  void encode_text(const std::string& s, std::unordered_map<std::string, std::vector<int32_t>>& cache,
+  void encode_text(const std::string& s, bool at_start, std::unordered_map<std::string, std::vector<int32_t>>& cache,
                    std::vector<int32_t>& ids) const;
   void bpe(const std::string& piece, std::vector<int32_t>& ids) const;
   [[noreturn]] void refuse(const std::string& key, const std::string& what) const;
@@ -214,9 +246,10 @@ class HfTokenizer : public Tokenizer {
   bool byte_level_ = false;  // pieces go through the byte map before BPE
   // decoder: each step maps every token's text, in the file's order
   struct Decode {
-    enum Kind { byte_level, replace, byte_fallback, fuse, strip } kind = fuse;
-    std::string text, with;  // replace: text -> with; strip: the character
-    int start = 0, stop = 0;  // strip: up to this many from the start and the end
+    enum Kind { byte_level, replace, byte_fallback, fuse, strip, metaspace } kind = fuse;
+    std::string text, with;  // replace: text -> with; strip: the character; metaspace: its replacement
+    int start = 0, stop = 0;  // strip: up to this many from the start and the end; metaspace: 1 = drop
+                              // the first token's replacements (a prepend scheme other than "never")
   };
   std::vector<Decode> decoder_;
   ByteMap bytes_;
@@ -362,6 +395,18 @@ void HfTokenizer::read_pre_tokenizer(const json& j, const std::string& key) {
   } else if (type == "Digits") {
     step.kind = PreStep::digits;
     step.individual_digits = j.value("individual_digits", false);
+  } else if (type == "Metaspace") {
+    step.kind = PreStep::metaspace;
+    step.replacement = j.value("replacement", std::string("\u2581"));
+    if (text::utf8_decode(step.replacement).size() != 1) refuse(key + ".replacement", "expected one character");
+    // prepend_scheme since tokenizers 0.19; add_prefix_space before it.
+    const std::string scheme =
+        j.contains("prepend_scheme") ? j["prepend_scheme"].get<std::string>()
+                                     : (j.value("add_prefix_space", true) ? "always" : "never");
+    if (scheme != "always" && scheme != "first" && scheme != "never")
+      refuse(key + ".prepend_scheme", fmt::format("\"{}\": expected \"always\", \"first\" or \"never\"", scheme));
+    step.prepend = scheme == "always" ? PreStep::always : scheme == "first" ? PreStep::first : PreStep::never;
+    step.split_pieces = j.value("split", true);
   } else if (type == "Split") {
     const json& p = j.at("pattern");
     const std::string re = p.contains("Regex") ? p["Regex"].get<std::string>() : "";
@@ -380,7 +425,7 @@ void HfTokenizer::read_pre_tokenizer(const json& j, const std::string& key) {
       refuse(key, fmt::format("behavior \"{}\", invert {}: expected \"Isolated\", false", j.value("behavior", ""),
                               j.value("invert", false)));
   } else {
-    refuse(key, fmt::format("{} is not supported (expected ByteLevel, Split, Digits or a Sequence of them)",
+    refuse(key, fmt::format("{} is not supported (expected ByteLevel, Split, Digits, Metaspace or a Sequence of them)",
                             j.dump().substr(0, 160)));
   }
   pre_.push_back(step);
@@ -399,6 +444,11 @@ void HfTokenizer::read_decoder(const json& j, const std::string& key) {
   } else if (type == "Replace" && j.at("pattern").contains("String")) {
     d = {Decode::replace, j["pattern"]["String"].get<std::string>(), j.at("content").get<std::string>()};
     if (d.text.empty()) refuse(key + ".pattern", "an empty string");
+  } else if (type == "Metaspace") {
+    d = {Decode::metaspace, j.value("replacement", std::string("\u2581")), " "};
+    const std::string scheme = j.contains("prepend_scheme") ? j["prepend_scheme"].get<std::string>()
+                                                            : (j.value("add_prefix_space", true) ? "always" : "never");
+    d.start = scheme != "never";
   } else if (type == "ByteFallback") {
     d.kind = Decode::byte_fallback;
   } else if (type == "Fuse") {
@@ -408,8 +458,8 @@ void HfTokenizer::read_decoder(const json& j, const std::string& key) {
     if (text::utf8_decode(d.text).size() != 1 || d.start < 0 || d.stop < 0)
       refuse(key, fmt::format("{}: expected one character and counts from 0", j.dump()));
   } else {
-    refuse(key, fmt::format("{} is not supported (expected ByteLevel, Replace of a string, ByteFallback, Fuse, "
-                            "Strip or a Sequence of them)",
+    refuse(key, fmt::format("{} is not supported (expected ByteLevel, Metaspace, Replace of a string, ByteFallback, "
+                            "Fuse, Strip or a Sequence of them)",
                             j.dump().substr(0, 160)));
   }
   decoder_.push_back(std::move(d));
@@ -487,16 +537,17 @@ std::vector<int32_t> HfTokenizer::encode(const std::string& s, Specials specials
         while (begin > from && is_space(static_cast<unsigned char>(s[begin - 1]))) --begin;
       if (hit->rstrip)
         while (end < s.size() && is_space(static_cast<unsigned char>(s[end]))) ++end;
-      encode_text(s.substr(from, begin - from), cache, ids);
+      encode_text(s.substr(from, begin - from), from == 0, cache, ids);
       ids.push_back(hit->id);
       from = i = end;
     }
   }
-  encode_text(s.substr(from), cache, ids);
+  encode_text(s.substr(from), from == 0, cache, ids);
   return ids;
 }
 
-void HfTokenizer::encode_text(const std::string& s, std::unordered_map<std::string, std::vector<int32_t>>& cache,
+void HfTokenizer::encode_text(const std::string& s, bool at_start,
+                              std::unordered_map<std::string, std::vector<int32_t>>& cache,
                               std::vector<int32_t>& ids) const {
   if (s.empty()) return;
   text::utf8_decode(s);  // refuses text that is not UTF-8, naming the offset
@@ -523,7 +574,7 @@ void HfTokenizer::encode_text(const std::string& s, std::unordered_map<std::stri
   std::vector<std::string> pieces{std::move(norm)}, next;
   for (const PreStep& step : pre_) {
     next.clear();
-    for (const std::string& p : pieces) apply(step, p, next);
+    for (size_t i = 0; i < pieces.size(); ++i) apply(step, pieces[i], at_start && i == 0, next);
     pieces.swap(next);
   }
   for (const std::string& p : pieces) {
@@ -667,6 +718,19 @@ std::string HfTokenizer::decode(const std::vector<int32_t>& ids, Position at) co
           if (tok.size() == 6 && tok.compare(0, 3, "<0x") == 0 && tok[5] == '>' &&
               std::sscanf(tok.c_str() + 3, "%2X", &hex) == 1)
             tok.assign(1, static_cast<char>(hex));
+          break;
+        }
+        case Decode::metaspace: {  // the first token's replacements go, the rest become spaces
+          const bool drop = t == 0 && at == Position::start && d.start;
+          std::string out;
+          for (size_t i = 0;;) {
+            const size_t hit = tok.find(d.text, i);
+            out.append(tok, i, hit == std::string::npos ? std::string::npos : hit - i);
+            if (hit == std::string::npos) break;
+            if (!drop) out += d.with;
+            i = hit + d.text.size();
+          }
+          tok.swap(out);
           break;
         }
         case Decode::fuse:
