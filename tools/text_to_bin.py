@@ -21,7 +21,9 @@ llm.c writes large datasets: train on them with data.train =
     cat input.txt | python3 tools/text_to_bin.py - --out data/shakespeare
     python3 tools/text_to_bin.py data/kjv.txt --tokenizer gpt2 --out data/kjv_gpt2
 
-Python 3 standard library only.
+Python 3 standard library only. `dtrain tokenize` writes the same files for
+these two tokenizers (byte for byte), and also with a Hugging Face
+tokenizer.json (LLaMA's, Qwen's, ...), from .jsonl datasets, on every core.
 """
 
 import argparse
