@@ -1,17 +1,24 @@
-// `dtrain tokenize TEXT --out PREFIX`: a text file as llm.c token files
-// (PREFIX_train.bin, PREFIX_val.bin), with the tokenizer a run will train and
-// generate with: the byte tokenizer, GPT-2's BPE, or a Hugging Face
-// tokenizer.json (data.tokenizer = "hf": LLaMA 3's, ...). What
-// tools/text_to_bin.py does for the byte and GPT-2 tokenizers, with the same
-// files for them; ids beyond 65535 are written as LLaMA 3's uint32 files.
+// `dtrain tokenize INPUT... --out PREFIX`: text as llm.c token files
+// (PREFIX_train.bin or its shards, PREFIX_val.bin), with the tokenizer a run
+// will train and generate with: the byte tokenizer, GPT-2's BPE, or a Hugging
+// Face tokenizer.json (data.tokenizer = "hf": LLaMA's, Qwen's, ...). For the
+// byte and GPT-2 tokenizers it writes what tools/text_to_bin.py writes, byte
+// for byte; a tokenizer with ids beyond 65535 writes LLaMA 3's uint32 files.
 //
 // Each text file is one document, each line of a .jsonl file (its "text")
 // another; every document starts as llm.c's data scripts start one: with the
 // tokenizer's begin-of-text id where it has one (LLaMA 3's
 // <|begin_of_text|>), else its end-of-text id (GPT-2's <|endoftext|>). The
 // spellings of special tokens in the text are tokenized as text unless
-// --special-tokens says to read them as the tokens. The documents are
-// encoded on all cores; the files do not depend on how many.
+// --special-tokens says to read them as the tokens.
+//
+// The documents are read in batches of about 64 MB and each batch is encoded
+// on all cores (contiguous runs of documents, joined in input order: the
+// files do not depend on the thread count). The validation split is the last
+// --val-fraction of the tokens, which holds every token in memory until the
+// end; or, with --val-tokens N, the first N tokens, and then nothing is held
+// beyond a batch and a shard: a corpus larger than memory streams through
+// (llm.c's datasets put their validation shard first the same way).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -19,6 +26,7 @@
 #include <iostream>
 #include <iterator>
 #include <memory>
+#include <optional>
 #include <span>
 #include <sstream>
 #include <string>
@@ -40,11 +48,185 @@ struct TokenizeOptions {
   std::vector<std::string> inputs;
   std::string out, tokenizer = "byte", tokenizer_dir, text_key = "text";
   double val_fraction = 0.1;
-  int64_t shard_tokens = 0, threads = 0;
+  int64_t val_tokens = 0, shard_tokens = 0, threads = 0;
   bool special_tokens = false;
 };
 
-constexpr int64_t kMinTokens = 2;  // a token file holds at least one input and its target
+constexpr int64_t kMinTokens = 2;                  // a token file holds at least one input and its target
+constexpr size_t kBatchBytes = size_t{64} << 20;  // of text read and encoded at a time
+
+// The documents of the inputs, a batch at a time.
+class DocumentReader {
+ public:
+  struct Doc {
+    std::string text;
+    size_t input;  // its file, and its line in a .jsonl file (0: the whole file)
+    int64_t line;
+  };
+  DocumentReader(const std::vector<std::string>& inputs, std::string text_key)
+      : inputs_(inputs), key_(std::move(text_key)) {}
+
+  // The next documents, about kBatchBytes of text (at least one document);
+  // empty at the end.
+  std::vector<Doc> next() {
+    std::vector<Doc> batch;
+    size_t bytes = 0;
+    while (bytes < kBatchBytes && in_ < inputs_.size()) {
+      const std::string& input = inputs_[in_];
+      if (!input.ends_with(".jsonl")) {
+        batch.push_back({read_whole(input), in_++, 0});
+        bytes += batch.back().text.size();
+        continue;
+      }
+      if (!jsonl_) {
+        dtrain::require_regular_file(input, "a .jsonl file of documents");
+        jsonl_.emplace(input, std::ios::binary);
+        if (!*jsonl_) throw dtrain::InputError(fmt::format("'{}': cannot read the documents", input));
+        line_ = 0;
+      }
+      std::string line;
+      if (!std::getline(*jsonl_, line)) {
+        if (jsonl_->bad()) throw dtrain::InputError(fmt::format("'{}': cannot read line {}", input, line_ + 1));
+        jsonl_.reset();
+        ++in_;
+        continue;
+      }
+      ++line_;
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      nlohmann::json j;
+      try {
+        j = nlohmann::json::parse(line);
+      } catch (const nlohmann::json::exception& e) {
+        throw dtrain::InputError(fmt::format("'{}': line {}: not JSON: {}", input, line_, e.what()));
+      }
+      if (!j.is_object() || !j.contains(key_) || !j[key_].is_string())
+        throw dtrain::InputError(fmt::format("'{}': line {}: expected a JSON object with a string \"{}\" "
+                                             "(--text-key), got {}",
+                                             input, line_, key_, line.substr(0, 80)));
+      batch.push_back({j[key_].get<std::string>(), in_, line_});
+      bytes += batch.back().text.size();
+    }
+    return batch;
+  }
+
+ private:
+  static std::string read_whole(const std::string& input) {
+    if (input == "-") return {std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()};
+    dtrain::require_regular_file(input, "the text to tokenize");
+    std::ifstream f(input, std::ios::binary);
+    std::ostringstream s;
+    if (!f || !(s << f.rdbuf())) throw dtrain::InputError(fmt::format("'{}': cannot read the text to tokenize", input));
+    return std::move(s).str();
+  }
+
+  const std::vector<std::string>& inputs_;
+  std::string key_;
+  size_t in_ = 0;
+  std::optional<std::ifstream> jsonl_;
+  int64_t line_ = 0;
+};
+
+// Where the tokens go, in order: the validation file and the training file
+// or its shards (the last --shard-tokens cut of fewer than 2 tokens joins the
+// one before, as text_to_bin.py cuts).
+class TokenSink {
+ public:
+  TokenSink(const TokenizeOptions& o, bool wide) : o_(o), wide_(wide) {}
+
+  void push(std::span<const int32_t> t) {
+    if (o_.val_tokens == 0) {  // the split is known at the end
+      all_.insert(all_.end(), t.begin(), t.end());
+      return;
+    }
+    if (!val_) val_.emplace(o_.out + "_val.bin", wide_);
+    const size_t to_val = static_cast<size_t>(std::min<int64_t>(o_.val_tokens - val_->size(), std::ssize(t)));
+    if (to_val > 0) {
+      val_->append(t.first(to_val));
+      if (val_->size() == o_.val_tokens) done(*val_);
+    }
+    train(t.subspan(to_val));
+  }
+
+  // Writes what is left; throws InputError for a split too short.
+  void finish() {
+    if (o_.val_tokens == 0) {
+      const auto n = std::ssize(all_);
+      const auto n_val = static_cast<int64_t>(static_cast<double>(n) * o_.val_fraction);
+      const std::span<const int32_t> all(all_);
+      check("train", n - n_val, "another --val-fraction");
+      check("val", n_val, "another --val-fraction");
+      train(all.first(static_cast<size_t>(n - n_val)));
+      flush_train();
+      write_token_file(o_.out + "_val.bin", all.last(static_cast<size_t>(n_val)));
+      return;
+    }
+    check("val", val_ ? val_->size() : 0, "fewer --val-tokens");
+    if (val_ && val_->size() < o_.val_tokens)
+      throw dtrain::InputError(fmt::format("the inputs hold {} tokens, fewer than the {} of --val-tokens: nothing "
+                                           "would be left to train on",
+                                           val_->size(), o_.val_tokens));
+    flush_train();
+  }
+
+  const std::vector<std::string>& written() const { return written_; }
+
+ private:
+  void check(const char* name, int64_t n, const char* fix) const {
+    if (n < kMinTokens)
+      throw dtrain::InputError(fmt::format("the {} split would have {} token(s), a token file needs at least {}: use "
+                                           "a longer text or {}",
+                                           name, n, kMinTokens, fix));
+  }
+
+  // Training tokens: straight to one file, or held until a shard (and the
+  // 2 tokens after it, so that no shard of 1 token is left) is there.
+  void train(std::span<const int32_t> t) {
+    if (t.empty()) return;
+    if (o_.shard_tokens == 0) {
+      if (!one_) one_.emplace(o_.out + "_train.bin", wide_);
+      one_->append(t);
+      return;
+    }
+    pending_.insert(pending_.end(), t.begin(), t.end());
+    const auto k = static_cast<size_t>(o_.shard_tokens);
+    size_t at = 0;
+    for (; pending_.size() - at >= k + kMinTokens; at += k)
+      write_token_file(shard_path(), std::span<const int32_t>(pending_).subspan(at, k));
+    pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(at));
+  }
+
+  void flush_train() {
+    if (o_.shard_tokens == 0) {
+      check("train", one_ ? one_->size() : 0, "a smaller validation split");
+      done(*one_);
+      return;
+    }
+    if (shards_ == 0) check("train", std::ssize(pending_), "a smaller validation split");
+    if (!pending_.empty()) write_token_file(shard_path(), pending_);  // at most --shard-tokens + 1
+    pending_.clear();
+  }
+
+  std::string shard_path() { return fmt::format("{}_train_{:06d}.bin", o_.out, shards_++); }
+
+  void write_token_file(const std::string& path, std::span<const int32_t> t) {
+    dtrain::TokenFileWriter w(path, wide_);
+    w.append(t);
+    done(w);
+  }
+
+  void done(dtrain::TokenFileWriter& w) {
+    w.finish();
+    written_.push_back(fmt::format("wrote {}: {} tokens ({})", w.path(), w.size(), wide_ ? "uint32" : "uint16"));
+    print_line(written_.back());
+  }
+
+  const TokenizeOptions& o_;
+  bool wide_;
+  std::vector<int32_t> all_, pending_;
+  std::optional<dtrain::TokenFileWriter> val_, one_;
+  int shards_ = 0;
+  std::vector<std::string> written_;
+};
 
 int run_tokenize(const TokenizeOptions& o) {
   namespace fs = std::filesystem;
@@ -57,137 +239,80 @@ int run_tokenize(const TokenizeOptions& o) {
                                          o.out));
   if (o.shard_tokens == 1)
     throw dtrain::InputError(fmt::format("--shard-tokens: expected 0 (one file) or at least {}, got 1", kMinTokens));
+  if (o.val_tokens == 1)
+    throw dtrain::InputError(fmt::format("--val-tokens: expected 0 (--val-fraction) or at least {}, got 1", kMinTokens));
   dtrain::DataConfig data;
   data.tokenizer = o.tokenizer;
   data.tokenizer_dir = o.tokenizer_dir.empty() ? (o.tokenizer == "gpt2" ? "data/gpt2" : "") : o.tokenizer_dir;
   if (o.tokenizer == "hf" && data.tokenizer_dir.empty())
     throw dtrain::InputError("--tokenizer hf needs --tokenizer-dir: the directory of the tokenizer.json");
   const std::unique_ptr<dtrain::Tokenizer> tok = dtrain::make_tokenizer(data);
+  const bool wide = tok->vocab_size() > 0x10000;  // ids beyond uint16: LLaMA 3's format for every file
+  if (out.has_parent_path()) fs::create_directories(out.parent_path());
 
-  // The documents: each text file whole; each line of a .jsonl file, its
-  // --text-key string (llm.c's and the Hub's datasets: one JSON object per
-  // document).
-  std::vector<std::string> docs;
-  std::vector<std::pair<size_t, int64_t>> origin;  // per document: its input, and its line (0: the whole file)
-  int64_t bytes = 0;
-  for (size_t in = 0; in < o.inputs.size(); ++in) {
-    const std::string& input = o.inputs[in];
-    std::string text;
-    if (input == "-") {
-      text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
-    } else {
-      dtrain::require_regular_file(input, "the text to tokenize");
-      std::ifstream f(input, std::ios::binary);
-      std::ostringstream s;
-      if (!f || !(s << f.rdbuf())) throw dtrain::InputError(fmt::format("'{}': cannot read the text to tokenize", input));
-      text = std::move(s).str();
-    }
-    if (!input.ends_with(".jsonl")) {
-      bytes += static_cast<int64_t>(text.size());
-      docs.push_back(std::move(text));
-      origin.emplace_back(in, 0);
-      continue;
-    }
-    std::istringstream lines(text);
-    int64_t at = 0;
-    for (std::string line; std::getline(lines, line);) {
-      ++at;
-      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      nlohmann::json j;
-      try {
-        j = nlohmann::json::parse(line);
-      } catch (const nlohmann::json::exception& e) {
-        throw dtrain::InputError(fmt::format("'{}': line {}: not JSON: {}", input, at, e.what()));
-      }
-      if (!j.is_object() || !j.contains(o.text_key) || !j[o.text_key].is_string())
-        throw dtrain::InputError(fmt::format("'{}': line {}: expected a JSON object with a string \"{}\" "
-                                             "(--text-key), got {}",
-                                             input, at, o.text_key, line.substr(0, 80)));
-      docs.push_back(j[o.text_key].get<std::string>());
-      origin.emplace_back(in, at);
-      bytes += static_cast<int64_t>(docs.back().size());
-    }
-  }
-  if (docs.empty()) throw dtrain::InputError("no documents: the inputs hold no text");
-
-  // Each document encoded on its own, starting with the marker; the
-  // documents shared out to threads in contiguous runs of about equal bytes,
-  // their tokens joined in input order, so the files do not depend on --threads.
+  // Each document encoded on its own, starting with the marker; a batch's
+  // documents shared out to threads in contiguous runs of about equal bytes.
   const int32_t marker = tok->begin_of_text() >= 0 ? tok->begin_of_text() : tok->end_of_text();
   const auto specials = o.special_tokens ? dtrain::Tokenizer::Specials::parse : dtrain::Tokenizer::Specials::as_text;
-  const size_t n_threads = std::clamp<size_t>(o.threads > 0 ? static_cast<size_t>(o.threads)
-                                                            : std::max(1u, std::thread::hardware_concurrency()),
-                                              1, docs.size());
-  std::vector<size_t> cut{0};
-  for (size_t i = 0, t = 1, sum = 0; i < docs.size() && t < n_threads; ++i) {
-    sum += docs[i].size();
-    if (sum * n_threads >= static_cast<size_t>(bytes) * t) {
-      cut.push_back(i + 1);
-      ++t;
-    }
-  }
-  cut.push_back(docs.size());
-  std::vector<std::vector<int32_t>> parts(cut.size() - 1);
-  std::vector<std::string> errors(parts.size());  // per run: its first document that failed, and why
-  auto encode_run = [&](size_t p) {
-    for (size_t d = cut[p]; d < cut[p + 1]; ++d) {
-      if (marker >= 0) parts[p].push_back(marker);
-      try {
-        const std::vector<int32_t> ids = tok->encode(docs[d], specials);
-        parts[p].insert(parts[p].end(), ids.begin(), ids.end());
-      } catch (const dtrain::InputError& e) {
-        const auto [in, line] = origin[d];
-        errors[p] = fmt::format("'{}'{}: {}", o.inputs[in], line ? fmt::format(": line {}", line) : "", e.what());
-        return;
+  const size_t max_threads =
+      o.threads > 0 ? static_cast<size_t>(o.threads) : std::max(1u, std::thread::hardware_concurrency());
+  DocumentReader reader(o.inputs, o.text_key);
+  TokenSink sink(o, wide);
+  int64_t docs = 0, bytes = 0, tokens = 0;
+  size_t threads_used = 1;
+  for (std::vector<DocumentReader::Doc> batch = reader.next(); !batch.empty(); batch = reader.next()) {
+    size_t batch_bytes = 0;
+    for (const auto& d : batch) batch_bytes += d.text.size();
+    const size_t n_threads = std::min(max_threads, batch.size());
+    std::vector<size_t> cut{0};
+    for (size_t i = 0, t = 1, sum = 0; i < batch.size() && t < n_threads; ++i) {
+      sum += batch[i].text.size();
+      if (sum * n_threads >= batch_bytes * t) {
+        cut.push_back(i + 1);
+        ++t;
       }
     }
-  };
-  {
-    std::vector<std::jthread> pool;
-    for (size_t p = 1; p < parts.size(); ++p) pool.emplace_back(encode_run, p);
-    encode_run(0);
-  }
-  for (const std::string& e : errors)
-    if (!e.empty()) throw dtrain::InputError(e);
-  std::vector<int32_t> tokens;
-  for (const auto& part : parts) tokens.insert(tokens.end(), part.begin(), part.end());
-
-  const auto n = static_cast<int64_t>(tokens.size());
-  const auto n_val = static_cast<int64_t>(static_cast<double>(n) * o.val_fraction);
-  const std::span<const int32_t> all(tokens);
-  const std::span<const int32_t> train = all.first(static_cast<size_t>(n - n_val)), val = all.last(static_cast<size_t>(n_val));
-  for (const auto& [name, split] : {std::pair{"train", train}, std::pair{"val", val}})
-    if (static_cast<int64_t>(split.size()) < kMinTokens)
-      throw dtrain::InputError(fmt::format("'{}': the {} split would have {} token(s), a token file needs at least "
-                                           "{}: use a longer text or another --val-fraction",
-                                           o.inputs.front(), name, split.size(), kMinTokens));
-  if (out.has_parent_path()) fs::create_directories(out.parent_path());
-  std::vector<std::pair<std::string, std::span<const int32_t>>> files;
-  if (o.shard_tokens > 0) {
-    const auto k = static_cast<size_t>(o.shard_tokens);
-    for (size_t at = 0, i = 0; at < train.size(); ++i) {
-      size_t len = std::min(k, train.size() - at);
-      if (train.size() - at - len < static_cast<size_t>(kMinTokens)) len = train.size() - at;  // a lone tail joins
-      files.emplace_back(fmt::format("{}_train_{:06d}.bin", o.out, i), train.subspan(at, len));
-      at += len;
+    cut.push_back(batch.size());
+    threads_used = std::max(threads_used, cut.size() - 1);
+    std::vector<std::vector<int32_t>> parts(cut.size() - 1);
+    std::vector<std::string> errors(parts.size());  // per run: its first document that failed, and why
+    auto encode_run = [&](size_t p) {
+      for (size_t d = cut[p]; d < cut[p + 1]; ++d) {
+        if (marker >= 0) parts[p].push_back(marker);
+        try {
+          const std::vector<int32_t> ids = tok->encode(batch[d].text, specials);
+          parts[p].insert(parts[p].end(), ids.begin(), ids.end());
+        } catch (const dtrain::InputError& e) {
+          const std::string line = batch[d].line ? fmt::format(": line {}", batch[d].line) : "";
+          errors[p] = fmt::format("'{}'{}: {}", o.inputs[batch[d].input], line, e.what());
+          return;
+        }
+      }
+    };
+    {
+      std::vector<std::jthread> pool;
+      for (size_t p = 1; p < parts.size(); ++p) pool.emplace_back(encode_run, p);
+      encode_run(0);
     }
-  } else {
-    files.emplace_back(o.out + "_train.bin", train);
+    for (const std::string& e : errors)
+      if (!e.empty()) throw dtrain::InputError(e);
+    for (const auto& part : parts) {
+      sink.push(part);
+      tokens += std::ssize(part);
+    }
+    docs += std::ssize(batch);
+    bytes += static_cast<int64_t>(batch_bytes);
   }
-  files.emplace_back(o.out + "_val.bin", val);
-  int32_t top = 0;
-  for (int32_t id : tokens) top = std::max(top, id);
-  for (const auto& [path, split] : files) {
-    dtrain::write_token_file(path, split);
-    print_line(fmt::format("wrote {}: {} tokens ({})", path, split.size(), top > 0xFFFF ? "uint32" : "uint16"));
-  }
+  if (docs == 0) throw dtrain::InputError("no documents: the inputs hold no text");
+  sink.finish();
+
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   print_line(fmt::format("tokenizer {}{}: {} ids; {} document{}, {} bytes of text -> {} tokens ({:.2f} bytes per "
                          "token) in {:.2f} s on {} thread{}",
                          tok->name(), o.tokenizer == "byte" ? "" : " (" + data.tokenizer_dir + ")", tok->vocab_size(),
-                         docs.size(), docs.size() == 1 ? "" : "s", bytes, n,
-                         n ? static_cast<double>(bytes) / static_cast<double>(n) : 0.0, s, parts.size(),
-                         parts.size() == 1 ? "" : "s"));
+                         docs, docs == 1 ? "" : "s", bytes, tokens,
+                         tokens ? static_cast<double>(bytes) / static_cast<double>(tokens) : 0.0, s, threads_used,
+                         threads_used == 1 ? "" : "s"));
   print_line(fmt::format("train on them with data.train = \"{}\", data.val = \"{}_val.bin\", data.tokenizer = \"{}\"{}, "
                          "model.vocab_size >= {}",
                          o.shard_tokens > 0 ? o.out + "_train_*.bin" : o.out + "_train.bin", o.out, o.tokenizer,
@@ -201,8 +326,8 @@ int run_tokenize(const TokenizeOptions& o) {
 Subcommand add_tokenize(CLI::App& app) {
   auto o = std::make_shared<TokenizeOptions>();
   CLI::App* cmd = app.add_subcommand(
-      "tokenize", "Write a text file as llm.c token files (PREFIX_train.bin, PREFIX_val.bin) with a run's "
-                  "tokenizer: bytes, GPT-2's BPE, or a Hugging Face tokenizer.json");
+      "tokenize", "Write text as llm.c token files (PREFIX_train.bin, PREFIX_val.bin) with a run's tokenizer: bytes, "
+                  "GPT-2's BPE, or a Hugging Face tokenizer.json");
   cmd->add_option("inputs", o->inputs,
                   "UTF-8 text files, each one document (- for standard input), or .jsonl files, each line a JSON "
                   "object whose --text-key string is one document")
@@ -215,10 +340,14 @@ Subcommand add_tokenize(CLI::App& app) {
   cmd->add_option("--val-fraction", o->val_fraction,
                   "The fraction of the tokens, from the end, that becomes the validation split (default 0.1)")
       ->check(number_in(1e-9, 1 - 1e-9));
+  cmd->add_option("--val-tokens", o->val_tokens,
+                  "Instead: the first this many tokens are the validation split, and the corpus streams through "
+                  "memory (for corpora larger than it)")
+      ->check(whole_number(0, INT32_MAX - 1));
   cmd->add_option("--shard-tokens", o->shard_tokens,
                   "Write the training split as shards of at most this many tokens (PREFIX_train_NNNNNN.bin; "
                   "0, the default: one file)")
-      ->check(whole_number(0, INT32_MAX));
+      ->check(whole_number(0, INT32_MAX - 2));
   cmd->add_option("--text-key", o->text_key, "The key of a .jsonl line's text (default \"text\")");
   cmd->add_option("--threads", o->threads,
                   "Threads that encode documents (default: the cores); the files are the same for any number")

@@ -220,43 +220,73 @@ void TokenCorpus::check_vocab(int64_t vocab_size) const {
 
 namespace dtrain {
 
-void write_token_file(const std::string& path, std::span<const int32_t> tokens) {
-  const auto n = static_cast<int64_t>(tokens.size());
-  if (n < 2 || n >= (int64_t{1} << 31) - 1)
-    throw InputError(fmt::format("'{}': a token file holds 2 to 2^31 - 2 tokens, not {}", path, n));
-  int32_t top = 0;
+TokenFileWriter::TokenFileWriter(std::string path, bool wide) : path_(std::move(path)), tmp_(path_ + ".tmp"), wide_(wide) {
+  f_ = std::fopen(tmp_.c_str(), "wb");
+  if (!f_) throw InputError(fmt::format("'{}': cannot write: {}", tmp_, std::strerror(errno)));
+  const std::vector<char> header(TokenFile::kHeaderBytes, 0);  // the count goes in at finish()
+  if (std::fwrite(header.data(), 1, header.size(), f_) != header.size()) {
+    const int err = errno;
+    std::fclose(f_);
+    std::remove(tmp_.c_str());
+    throw InputError(fmt::format("'{}': cannot write: {}", tmp_, std::strerror(err)));
+  }
+}
+
+TokenFileWriter::~TokenFileWriter() {
+  if (!f_) return;
+  std::fclose(f_);
+  std::remove(tmp_.c_str());
+}
+
+void TokenFileWriter::append(std::span<const int32_t> tokens) {
+  DTRAIN_CHECK(f_, "'{}': append after finish", path_);
+  const int width = wide_ ? 4 : 2;
+  const int64_t limit = wide_ ? INT32_MAX : 0xFFFF;
+  if (count_ + static_cast<int64_t>(tokens.size()) >= (int64_t{1} << 31) - 1)
+    throw InputError(fmt::format("'{}': a token file holds fewer than 2^31 - 1 tokens: shard it (--shard-tokens)", path_));
+  std::vector<unsigned char> buf(tokens.size() * static_cast<size_t>(width));
   for (size_t i = 0; i < tokens.size(); ++i) {
-    if (tokens[i] < 0) throw InputError(fmt::format("'{}': token {} is negative ({})", path, i, tokens[i]));
-    top = std::max(top, tokens[i]);
+    if (tokens[i] < 0 || tokens[i] > limit)
+      throw InputError(fmt::format("'{}': token {} is {}: expected 0 .. {} in a {} file", path_,
+                                   count_ + static_cast<int64_t>(i), tokens[i], limit, wide_ ? "uint32" : "uint16"));
+    const auto v = static_cast<uint32_t>(tokens[i]);
+    for (int b = 0; b < width; ++b) buf[i * static_cast<size_t>(width) + static_cast<size_t>(b)] = static_cast<unsigned char>(v >> (8 * b));
   }
-  const bool wide = top > 0xFFFF;
-  const int width = wide ? 4 : 2;
-  std::vector<unsigned char> out(static_cast<size_t>(TokenFile::kHeaderBytes + width * n));
-  auto put = [&](size_t at, uint32_t v, int bytes) {
-    for (int b = 0; b < bytes; ++b) out[at + static_cast<size_t>(b)] = static_cast<unsigned char>(v >> (8 * b));
-  };
-  put(0, static_cast<uint32_t>(wide ? TokenFile::kMagic32 : TokenFile::kMagic), 4);
-  put(4, static_cast<uint32_t>(wide ? TokenFile::kVersion32 : TokenFile::kVersion), 4);
-  put(8, static_cast<uint32_t>(n), 4);
-  for (size_t i = 0; i < tokens.size(); ++i)
-    put(static_cast<size_t>(TokenFile::kHeaderBytes) + i * static_cast<size_t>(width),
-        static_cast<uint32_t>(tokens[i]), width);
-  const std::string tmp = path + ".tmp";
-  {
-    std::FILE* f = std::fopen(tmp.c_str(), "wb");
-    if (!f) throw InputError(fmt::format("'{}': cannot write: {}", tmp, std::strerror(errno)));
-    const bool ok = std::fwrite(out.data(), 1, out.size(), f) == out.size();
-    const int err = errno;
-    if (std::fclose(f) != 0 || !ok) {
-      std::remove(tmp.c_str());
-      throw InputError(fmt::format("'{}': cannot write: {}", tmp, std::strerror(ok ? errno : err)));
-    }
+  if (std::fwrite(buf.data(), 1, buf.size(), f_) != buf.size())
+    throw InputError(fmt::format("'{}': cannot write: {}", tmp_, std::strerror(errno)));
+  count_ += static_cast<int64_t>(tokens.size());
+}
+
+void TokenFileWriter::finish() {
+  DTRAIN_CHECK(f_, "'{}': finished twice", path_);
+  if (count_ < 2)
+    throw InputError(fmt::format("'{}': a token file holds at least 2 tokens (an input and its target), not {}", path_,
+                                 count_));
+  unsigned char head[12];
+  const uint32_t fields[3] = {static_cast<uint32_t>(wide_ ? TokenFile::kMagic32 : TokenFile::kMagic),
+                              static_cast<uint32_t>(wide_ ? TokenFile::kVersion32 : TokenFile::kVersion),
+                              static_cast<uint32_t>(count_)};
+  for (int k = 0; k < 3; ++k)
+    for (int b = 0; b < 4; ++b) head[4 * k + b] = static_cast<unsigned char>(fields[k] >> (8 * b));
+  const bool ok = std::fseek(f_, 0, SEEK_SET) == 0 && std::fwrite(head, 1, sizeof head, f_) == sizeof head;
+  const int err = errno;
+  const bool closed = std::fclose(f_) == 0;
+  f_ = nullptr;
+  if (!ok || !closed) {
+    std::remove(tmp_.c_str());
+    throw InputError(fmt::format("'{}': cannot write: {}", tmp_, std::strerror(ok ? errno : err)));
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    std::remove(tmp.c_str());
-    throw InputError(fmt::format("'{}': cannot rename {} to it: {}", path, tmp, std::strerror(err)));
+  if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
+    const int e = errno;
+    std::remove(tmp_.c_str());
+    throw InputError(fmt::format("'{}': cannot rename {} to it: {}", path_, tmp_, std::strerror(e)));
   }
+}
+
+void write_token_file(const std::string& path, std::span<const int32_t> tokens, bool wide) {
+  TokenFileWriter w(path, wide);
+  w.append(tokens);
+  w.finish();
 }
 
 }  // namespace dtrain

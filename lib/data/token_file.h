@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <span>
 #include <string>
 #include <vector>
@@ -62,12 +63,37 @@ class TokenFile {
   data_detail::InputFile::Identity id_;
 };
 
-// Writes `tokens` as one llm.c token file: uint16 (magic 20240520) when
-// every id fits, else uint32 (magic 20240801, LLaMA 3's). Written to
-// `path`.tmp and renamed, so a reader never sees half a file. Throws
-// InputError naming the path (it cannot be written, or a token is negative)
-// or for fewer than 2 tokens or at least 2^31.
-void write_token_file(const std::string& path, std::span<const int32_t> tokens);
+// An llm.c token file written as its tokens come: uint32 tokens (magic
+// 20240801, LLaMA 3's) when `wide`, else uint16 (magic 20240520); to
+// `path`.tmp, renamed to `path` by finish() once its header holds the count,
+// so a reader never sees half a file (a writer destroyed unfinished removes
+// it). Every failure is an InputError naming the path.
+class TokenFileWriter {
+ public:
+  TokenFileWriter(std::string path, bool wide);
+  ~TokenFileWriter();
+  TokenFileWriter(const TokenFileWriter&) = delete;
+  TokenFileWriter& operator=(const TokenFileWriter&) = delete;
+
+  // Throws InputError for a negative token, one beyond uint16 in a narrow
+  // file, or a file reaching 2^31 - 1 tokens.
+  void append(std::span<const int32_t> tokens);
+  // Writes the count and renames the file into place; throws InputError for
+  // fewer than 2 tokens (a file holds at least one input and its target).
+  void finish();
+  int64_t size() const { return count_; }
+  const std::string& path() const { return path_; }
+  bool wide() const { return wide_; }
+
+ private:
+  std::string path_, tmp_;
+  bool wide_;
+  std::FILE* f_ = nullptr;
+  int64_t count_ = 0;
+};
+
+// One whole file (TokenFileWriter).
+void write_token_file(const std::string& path, std::span<const int32_t> tokens, bool wide);
 
 // The files a data key names: `pattern` itself, or, when it holds a glob
 // character (*, ? or [) and names no file as it is, every file it matches,

@@ -78,6 +78,24 @@ for t in 1 2; do
   grep -q "$(($(grep -c . "$WORK/docs.jsonl") + 1)) documents" "$WORK/out" || fail "jsonl: $(cat "$WORK/out")"
 done
 cmp -s "$WORK/docs1/d_train.bin" "$WORK/docs2/d_train.bin" || fail "jsonl: 2 threads wrote other tokens than 1"
+# Streamed (--val-tokens: the first tokens validate; a shard at a time in
+# memory): the same tokens in the same order, cut elsewhere.
+expect_exit 0 "$DTRAIN" tokenize "$WORK/docs.jsonl" "$WORK/kjv300k.txt" --tokenizer hf \
+  --tokenizer-dir "$src/data/tokenizers/llama3" --out "$WORK/stream/d" --val-tokens 5000 --shard-tokens 30000
+grep -q "wrote $WORK/stream/d_val.bin: 5000 tokens (uint32)" "$WORK/out" || fail "stream: $(cat "$WORK/out")"
+"$PY" - "$WORK/docs1/d" "$WORK/stream/d" <<'PY' || fail "stream: other tokens than in one piece"
+import glob, struct, sys
+def ids(path):
+    b = open(path, "rb").read()
+    n = struct.unpack_from("<3i", b)[2]
+    return list(struct.unpack_from("<%dI" % n, b, 1024))
+whole = ids(sys.argv[1] + "_train.bin") + ids(sys.argv[1] + "_val.bin")
+shards = sorted(glob.glob(sys.argv[2] + "_train_*.bin"))
+streamed = ids(sys.argv[2] + "_val.bin") + [t for f in shards for t in ids(f)]
+assert len(shards) >= 3 and streamed == whole, (len(shards), len(streamed), len(whole))
+PY
+expect_exit 2 "$DTRAIN" tokenize "$WORK/docs.jsonl" --out "$WORK/x" --val-tokens 100000000
+expect_err "fewer than the 100000000 of --val-tokens"
 node --input-type=module -e '
 const { Tokenizer } = await import(process.argv[1]);
 const fs = await import("fs");
