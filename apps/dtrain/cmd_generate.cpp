@@ -120,7 +120,7 @@ int run_generate(const GenerateOptions& o) {
   // as its models were trained; else an empty prompt starts a document.
   if (const int32_t bos = tok->begin_of_text(); bos >= 0 && (ids.empty() || ids.front() != bos))
     ids.insert(ids.begin(), bos);
-  if (ids.empty()) ids.push_back(tok->end_of_text() >= 0 ? tok->end_of_text() : '\n');
+  if (ids.empty()) ids.push_back(tok->document_start() >= 0 ? tok->document_start() : '\n');
   for (int32_t id : ids)
     if (id >= mc.vocab_size)
       throw dtrain::InputError(fmt::format("--prompt: token id {} is outside the model's vocabulary ({})", id,

@@ -8,7 +8,8 @@
 // Each text file is one document, each line of a .jsonl file (its "text")
 // another; every document starts as llm.c's data scripts start one: with the
 // tokenizer's begin-of-text id where it has one (LLaMA 3's
-// <|begin_of_text|>), else its end-of-text id (GPT-2's <|endoftext|>). The
+// <|begin_of_text|>), else <|endoftext|> (GPT-2's, Qwen's; Tokenizer::
+// document_start). The
 // spellings of special tokens in the text are tokenized as text unless
 // --special-tokens says to read them as the tokens.
 //
@@ -252,7 +253,7 @@ int run_tokenize(const TokenizeOptions& o) {
 
   // Each document encoded on its own, starting with the marker; a batch's
   // documents shared out to threads in contiguous runs of about equal bytes.
-  const int32_t marker = tok->begin_of_text() >= 0 ? tok->begin_of_text() : tok->end_of_text();
+  const int32_t marker = tok->document_start();
   const auto specials = o.special_tokens ? dtrain::Tokenizer::Specials::parse : dtrain::Tokenizer::Specials::as_text;
   const size_t max_threads =
       o.threads > 0 ? static_cast<size_t>(o.threads) : std::max(1u, std::thread::hardware_concurrency());
@@ -282,7 +283,7 @@ int run_tokenize(const TokenizeOptions& o) {
         try {
           const std::vector<int32_t> ids = tok->encode(batch[d].text, specials);
           parts[p].insert(parts[p].end(), ids.begin(), ids.end());
-        } catch (const dtrain::InputError& e) {
+        } catch (const std::exception& e) {  // InputError; bad_alloc would otherwise end the process unsaid
           const std::string line = batch[d].line ? fmt::format(": line {}", batch[d].line) : "";
           errors[p] = fmt::format("'{}'{}: {}", o.inputs[batch[d].input], line, e.what());
           return;

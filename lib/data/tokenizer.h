@@ -28,6 +28,11 @@ class Tokenizer {
   virtual int32_t end_of_text() const { return -1; }
   // The id that starts one (LLaMA 3's <|begin_of_text|>), or -1.
   virtual int32_t begin_of_text() const { return -1; }
+  // The id that starts each document of training data, as llm.c's data
+  // scripts write it: the begin-of-text id (LLaMA's), else <|endoftext|>
+  // (GPT-2's, Qwen's, whose configs may name a chat turn's end as their
+  // end of text), else the end-of-text id; -1: none (bytes).
+  virtual int32_t document_start() const { return begin_of_text() >= 0 ? begin_of_text() : end_of_text(); }
   // Whether the text's own "<|end_of_text|>" and other special tokens'
   // spellings become their ids (parse: what Hugging Face's encode does, for
   // prompts) or are tokenized as text (as_text: what llm.c's data scripts ask,

@@ -143,13 +143,21 @@ std::vector<char32_t> utf8_decode(const std::string& s) {
   out.reserve(s.size());
   for (size_t i = 0; i < s.size();) {
     const auto b = static_cast<unsigned char>(s[i]);
-    const int n = b < 0x80 ? 1 : (b >> 5) == 6 ? 2 : (b >> 4) == 14 ? 3 : (b >> 3) == 30 ? 4 : 0;
+    // Well-formed UTF-8 only (Unicode 3.9, table 3-7): no overlong forms
+    // (C0, C1, E0 80-9F, F0 80-8F), no surrogates (ED A0-BF), nothing past
+    // U+10FFFF (F4 90-BF, F5-FF).
+    const int n = b < 0x80 ? 1 : b < 0xC2 ? 0 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : b < 0xF5 ? 4 : 0;
     if (n == 0 || i + n > s.size())
       throw InputError(fmt::format("text is not valid UTF-8 (byte 0x{:02x} at offset {})", b, i));
+    const auto b1 = n > 1 ? static_cast<unsigned char>(s[i + 1]) : 0x80;
+    const bool second_ok = n < 3 || (b == 0xE0 ? b1 >= 0xA0 : b == 0xED ? b1 < 0xA0 : b == 0xF0 ? b1 >= 0x90
+                                                  : b == 0xF4                ? b1 < 0x90
+                                                                             : true);
     char32_t c = n == 1 ? b : b & (0x7F >> n);
     for (int k = 1; k < n; ++k) {
       const auto cb = static_cast<unsigned char>(s[i + k]);
-      if ((cb >> 6) != 2) throw InputError(fmt::format("text is not valid UTF-8 (offset {})", i + k));
+      if ((cb >> 6) != 2 || !second_ok)
+        throw InputError(fmt::format("text is not valid UTF-8 (offset {})", i + k));
       c = (c << 6) | (cb & 0x3F);
     }
     out.push_back(c);

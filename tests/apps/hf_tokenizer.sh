@@ -48,7 +48,7 @@ PY
 }
 
 for case in "llama3 $src/data/kjv.txt 128000 uint32" "gpt2 $src/data/kjv.txt 50256 uint16" \
-            "qwen2_5 $src/data/kjv.txt 151645 uint32" "llama2 $WORK/kjv300k.txt 1 uint16"; do
+            "qwen2_5 $src/data/kjv.txt 151643 uint32" "llama2 $WORK/kjv300k.txt 1 uint16"; do
   read -r m text first width <<<"$case"
   expect_exit 0 "$DTRAIN" tokenize "$text" --tokenizer hf --tokenizer-dir "$src/data/tokenizers/$m" \
     --out "$WORK/$m/kjv" --val-fraction 0.05

@@ -200,6 +200,27 @@ TEST_CASE("Hugging Face tokenizers: special tokens read or left as text, pieces 
     pieces_ids.insert(pieces_ids.end(), one.begin(), one.end());
   }
   CHECK(tiny->encode("x\u0661\u0662\u2167") == pieces_ids);
+  // Well-formed UTF-8 only: overlong forms, surrogates and code points past
+  // U+10FFFF are refused, at their offset in the whole text.
+  for (const char* bad : {"\xC0\xAF", "\xE0\x80\xAF", "\xED\xA0\x80", "\xF4\x90\x80\x80", "\xF5\x80\x80\x80"})
+    CHECK_THROWS_AS(tok->encode(bad), InputError);
+  CHECK(error_of([&] { tok->encode("hello<|end_of_text|> \xff"); }).find("offset 21") != std::string::npos);
+  // Oniguruma's (?i) folds U+017F to s: "'\u017F" is a contraction piece.
+  std::vector<int32_t> apart = tok->encode("'\u017F");
+  const std::vector<int32_t> x = tok->encode("x");
+  apart.insert(apart.end(), x.begin(), x.end());
+  CHECK(tok->encode("'\u017Fx") == apart);
+  // Added tokens that strip take whole characters of Unicode white space;
+  // as text, only special ones are left in the text ("<|end" is not special).
+  auto joined = [&](std::initializer_list<std::vector<int32_t>> parts) {
+    std::vector<int32_t> all;
+    for (const auto& p : parts) all.insert(all.end(), p.begin(), p.end());
+    return all;
+  };
+  CHECK(tiny->encode("x\u3000[MASK]\u00A0y") == joined({tiny->encode("x"), {558}, tiny->encode("y")}));
+  CHECK(tiny->encode("\u00E0[MASK]") == joined({tiny->encode("\u00E0"), {558}}));
+  CHECK(tiny->encode("a<|end", Tokenizer::Specials::as_text) == joined({tiny->encode("a"), {559}}));
+  CHECK(tiny->encode("<bos>", Tokenizer::Specials::as_text) != std::vector<int32_t>{556});
   CHECK_THROWS_AS(tok->encode("bad \xff utf-8"), InputError);
   CHECK_THROWS_AS(sp->encode("bad \xc3"), InputError);
 }
@@ -240,16 +261,36 @@ TEST_CASE("Hugging Face tokenizer files it cannot run are refused by file and ke
   CHECK(with("/model/merges/3", "x y z").find("model.merges: merge 4: expected \"a b\"") != std::string::npos);
   CHECK(with("/model/merges/3", nlohmann::json::array({"Ġ", "unknown"})).find("merge 4 ('Ġ' 'unknown'): 'unknown' is not in the "
                                                        "vocabulary") != std::string::npos);
-  CHECK(with("/model/vocab/a", -3).find("model.vocab: token 'a': expected an id from 0 to 16777215, got -3") !=
-        std::string::npos);
   // An id that would need gigabytes of table is refused, not allocated.
-  CHECK(with("/added_tokens/1/id", 2147483646).find("added_tokens: {") != std::string::npos);
-  CHECK(with("/added_tokens/1/id", 2147483646).find("expected an id from 0 to 16777215") != std::string::npos);
+  CHECK(with("/model/vocab/a", -3).find("model.vocab: token 'a': expected an id from 0 to 2097151, got -3") !=
+        std::string::npos);
+  CHECK(with("/model/vocab/a", 2147483646).find("expected an id from 0 to 2097151") != std::string::npos);
+  // An added token's id is the crate's, not the file's: the vocabulary's, or the next after it.
+  CHECK(with("/added_tokens/1/id", 2147483646) == "(no error)");
+  CHECK(hf_tokenizer(tmp.string())->encode("<|endoftext|>") == std::vector<int32_t>{557});
+  // Hostile shapes: deep nesting is refused or described, never recursed into.
+  nlohmann::json deep = "x";
+  for (int i = 0; i < 40; ++i) deep = nlohmann::json::array({deep});
+  CHECK(with("/model/merges/3", deep).find("(a JSON array nested too deep to show)") != std::string::npos);
+  nlohmann::json seq = {{"type", "NFC"}};
+  for (int i = 0; i < 12; ++i) seq = {{"type", "Sequence"}, {"normalizers", nlohmann::json::array({seq})}};
+  CHECK(with("/normalizer", seq).find("Sequences nested deeper than 8") != std::string::npos);
+  CHECK(with("/decoder", {{"type", "Metaspace"}, {"replacement", ""}}).find("decoder.replacement: expected one character") !=
+        std::string::npos);
+  CHECK(with("/pre_tokenizer/pretokenizers/0", {{"type", "Metaspace"}, {"prepend_scheme", 1}})
+            .find("pre_tokenizer: unexpected JSON") != std::string::npos);
   CHECK(with("/added_tokens/0/single_word", true).find("'<bos>': single_word is not supported") !=
         std::string::npos);
   CHECK(with("/model/continuing_subword_prefix", "##").find("model.continuing_subword_prefix: \"##\"") !=
         std::string::npos);
   CHECK(message().find(file) != std::string::npos);
+  // A pair merged twice takes its last rank (the crate's map); with no
+  // decoder the tokens are joined with spaces, as the crate joins them.
+  std::ofstream(file) << R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "c": 2, "ab": 3, "bc": 4},
+                                       "merges": ["a b", "b c", "a b"]}})";
+  const auto twice = hf_tokenizer(tmp.string());
+  CHECK(twice->encode("abc") == std::vector<int32_t>{0, 4});
+  CHECK(twice->decode({0, 4}) == "a bc");
   // No token, no unk_token, no byte fallback: the encode says which character.
   nlohmann::json j = good;
   j["model"]["vocab"].erase("a");
