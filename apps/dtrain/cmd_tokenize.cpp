@@ -264,6 +264,7 @@ int run_tokenize(const TokenizeOptions& o) {
   for (std::vector<DocumentReader::Doc> batch = reader.next(); !batch.empty(); batch = reader.next()) {
     size_t batch_bytes = 0;
     for (const auto& d : batch) batch_bytes += d.text.size();
+    const auto batch_docs = std::ssize(batch);
     const size_t n_threads = std::min(max_threads, batch.size());
     std::vector<size_t> cut{0};
     for (size_t i = 0, t = 1, sum = 0; i < batch.size() && t < n_threads; ++i) {
@@ -278,15 +279,25 @@ int run_tokenize(const TokenizeOptions& o) {
     std::vector<std::vector<int32_t>> parts(cut.size() - 1);
     std::vector<std::string> errors(parts.size());  // per run: its first document that failed, and why
     auto encode_run = [&](size_t p) {
-      for (size_t d = cut[p]; d < cut[p + 1]; ++d) {
-        if (marker >= 0) parts[p].push_back(marker);
-        try {
-          const std::vector<int32_t> ids = tok->encode(batch[d].text, specials);
+      // The run's documents encoded together (sharing what their words
+      // encode to); one that fails is encoded alone again, to name it.
+      std::vector<std::string> texts;
+      for (size_t d = cut[p]; d < cut[p + 1]; ++d) texts.push_back(std::move(batch[d].text));
+      try {
+        for (const std::vector<int32_t>& ids : tok->encode_documents(texts, specials)) {
+          if (marker >= 0) parts[p].push_back(marker);
           parts[p].insert(parts[p].end(), ids.begin(), ids.end());
-        } catch (const std::exception& e) {  // InputError; bad_alloc would otherwise end the process unsaid
-          const std::string line = batch[d].line ? fmt::format(": line {}", batch[d].line) : "";
-          errors[p] = fmt::format("'{}'{}: {}", o.inputs[batch[d].input], line, e.what());
-          return;
+        }
+      } catch (const std::exception& e) {  // InputError; bad_alloc would otherwise end the process unsaid
+        errors[p] = e.what();
+        for (size_t d = cut[p]; d < cut[p + 1]; ++d) {
+          try {
+            tok->encode(texts[d - cut[p]], specials);
+          } catch (const std::exception& each) {
+            const std::string line = batch[d].line ? fmt::format(": line {}", batch[d].line) : "";
+            errors[p] = fmt::format("'{}'{}: {}", o.inputs[batch[d].input], line, each.what());
+            return;
+          }
         }
       }
     };
@@ -301,7 +312,7 @@ int run_tokenize(const TokenizeOptions& o) {
       sink.push(part);
       tokens += std::ssize(part);
     }
-    docs += std::ssize(batch);
+    docs += batch_docs;
     bytes += static_cast<int64_t>(batch_bytes);
   }
   if (docs == 0) throw dtrain::InputError("no documents: the inputs hold no text");

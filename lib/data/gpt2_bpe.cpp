@@ -206,6 +206,20 @@ class Gpt2Tokenizer : public Tokenizer {
 
 }  // namespace
 
+std::vector<std::vector<int32_t>> Tokenizer::encode_documents(std::span<const std::string> docs,
+                                                              Specials specials) const {
+  std::vector<std::vector<int32_t>> out;
+  out.reserve(docs.size());
+  for (size_t d = 0; d < docs.size(); ++d) {
+    try {
+      out.push_back(encode(docs[d], specials));
+    } catch (const InputError& e) {
+      throw InputError(fmt::format("document {}: {}", d, e.what()));
+    }
+  }
+  return out;
+}
+
 std::unique_ptr<Tokenizer> byte_tokenizer() { return std::make_unique<ByteTokenizer>(); }
 
 Gpt2TokenizerFiles gpt2_tokenizer_files(const std::string& dir) {

@@ -249,10 +249,30 @@ class HfTokenizer : public Tokenizer {
   int32_t end_of_text() const override { return eos_; }
   int32_t begin_of_text() const override { return bos_; }
   int32_t document_start() const override { return bos_ >= 0 ? bos_ : endoftext_ >= 0 ? endoftext_ : eos_; }
-  std::vector<int32_t> encode(const std::string& utf8, Specials specials) const override;
+  std::vector<int32_t> encode(const std::string& utf8, Specials specials) const override {
+    std::unordered_map<std::string, std::vector<int32_t>> cache;
+    return encode_cached(utf8, specials, cache);
+  }
+  std::vector<std::vector<int32_t>> encode_documents(std::span<const std::string> docs,
+                                                     Specials specials) const override {
+    std::unordered_map<std::string, std::vector<int32_t>> cache;  // the documents share their words
+    std::vector<std::vector<int32_t>> out;
+    out.reserve(docs.size());
+    for (size_t d = 0; d < docs.size(); ++d) {
+      try {
+        out.push_back(encode_cached(docs[d], specials, cache));
+      } catch (const InputError& e) {
+        throw InputError(fmt::format("document {}: {}", d, e.what()));
+      }
+    }
+    return out;
+  }
   std::string decode(const std::vector<int32_t>& ids, Position at) const override;
 
  private:
+  // The ids of each piece BPE'd so far (a corpus repeats its words).
+  using Cache = std::unordered_map<std::string, std::vector<int32_t>>;
+  std::vector<int32_t> encode_cached(const std::string& s, Specials specials, Cache& cache) const;
   // `s` cut at the added tokens of `bucket` (leftmost, longest first; their
   // lstrip and rstrip take the spaces beside them); special ones are left in
   // the text when `as_text`.
@@ -692,11 +712,10 @@ std::string HfTokenizer::normalize(const std::string& s) const {
 // The crate's encode: the added tokens cut out of the raw text; each piece
 // between them normalized, and the normalized added tokens cut out of it;
 // what remains pre-tokenized and BPE'd.
-std::vector<int32_t> HfTokenizer::encode(const std::string& s, Specials specials) const {
+std::vector<int32_t> HfTokenizer::encode_cached(const std::string& s, Specials specials, Cache& cache) const {
   text::utf8_decode(s);  // refuses text that is not UTF-8, naming the offset in it
   const bool as_text = specials == Specials::as_text;
   std::vector<int32_t> ids;
-  std::unordered_map<std::string, std::vector<int32_t>> cache;  // a corpus repeats its words
   for (const Segment& raw : split_added(s, raw_bucket_, as_text)) {
     if (raw.id >= 0) {
       ids.push_back(raw.id);

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,10 @@ class Tokenizer {
   // Throws InputError for text that is not valid UTF-8 (gpt2, hf).
   virtual std::vector<int32_t> encode(const std::string& utf8, Specials specials) const = 0;
   std::vector<int32_t> encode(const std::string& utf8) const { return encode(utf8, Specials::parse); }
+  // Each document's ids (dtrain tokenize's batches): what encode gives each,
+  // sooner where a tokenizer shares its work between them (hf: the ids of
+  // the words seen). Throws InputError naming the document's index.
+  virtual std::vector<std::vector<int32_t>> encode_documents(std::span<const std::string> docs, Specials specials) const;
   // The bytes of the ids, concatenated (may end inside a UTF-8 character):
   // ids that start a text (a SentencePiece decoder drops the space its
   // normalizer put in front), or that continue one (dtrain generate's pieces).
