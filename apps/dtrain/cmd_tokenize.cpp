@@ -258,6 +258,16 @@ int run_tokenize(const TokenizeOptions& o) {
   const size_t max_threads =
       o.threads > 0 ? static_cast<size_t>(o.threads) : std::max(1u, std::thread::hardware_concurrency());
   DocumentReader reader(o.inputs, o.text_key);
+  int64_t total_bytes = 0;  // of the input files (0: standard input among them), for progress
+  for (const std::string& input : o.inputs) {
+    std::error_code size_ec;
+    const auto size = input == "-" ? 0 : fs::file_size(input, size_ec);
+    if (input == "-" || size_ec) {
+      total_bytes = 0;
+      break;
+    }
+    total_bytes += static_cast<int64_t>(size);
+  }
   TokenSink sink(o, wide);
   int64_t docs = 0, bytes = 0, tokens = 0;
   size_t threads_used = 1;
@@ -314,6 +324,14 @@ int run_tokenize(const TokenizeOptions& o) {
     }
     docs += batch_docs;
     bytes += static_cast<int64_t>(batch_bytes);
+    // Progress on stderr once a corpus takes more than a batch.
+    if (bytes > static_cast<int64_t>(batch_bytes) || total_bytes > static_cast<int64_t>(kBatchBytes)) {
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      eprint("dtrain tokenize: {} documents, {:.0f} MB of text{} -> {} tokens, {:.1f} MB/s\n", docs,
+             static_cast<double>(bytes) / 1e6,
+             total_bytes > 0 ? fmt::format(" (the inputs: {:.0f} MB)", static_cast<double>(total_bytes) / 1e6) : "",
+             tokens, static_cast<double>(bytes) / 1e6 / s);
+    }
   }
   if (docs == 0) throw dtrain::InputError("no documents: the inputs hold no text");
   sink.finish();

@@ -175,6 +175,23 @@ for args in "--temperature 0" "--temperature 1 --seed 7"; do
     fail "generate hf:DIR $args: '$(cat "$WORK/out")', the checkpoint: '$(cat "$WORK/from_checkpoint")'"
 done
 
+# The same for a LLaMA (RMSNorm, SwiGLU, rope, grouped-query attention) on
+# LLaMA 3's tokens: its Hugging Face export (LlamaForCausalLM's format) holds
+# the tokenizer, is read with it, and writes the checkpoint's text.
+llama_parts=(--set 'model.norm="rmsnorm"' --set 'model.mlp="swiglu"' --set 'model.position="rope"' --set model.bias=false
+             --set model.n_head=4 --set model.n_kv_head=2 --set model.tie_embeddings=false --set train.steps=10
+             --set train.eval_every=10)
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" "${llama[@]}" "${llama_parts[@]}" --out "$WORK/llama_run"
+expect_exit 0 "$DTRAIN" export "$WORK/llama_run/checkpoints" --out "$WORK/llama_hf"
+grep -q '"model_type": "llama"' "$WORK/llama_hf/config.json" || fail "llama export: $(cat "$WORK/llama_hf/config.json")"
+cmp -s "$WORK/llama_hf/tokenizer.json" "$src/data/tokenizers/llama3/tokenizer.json" || fail "llama export: tokenizer.json"
+expect_exit 0 "$DTRAIN" generate "$WORK/llama_run/checkpoints" --prompt "In the beginning" --tokens 12 --temperature 0
+mv "$WORK/out" "$WORK/from_checkpoint"
+expect_exit 0 "$DTRAIN" generate "hf:$WORK/llama_hf" --prompt "In the beginning" --tokens 12 --temperature 0
+expect_err "(tokenizer hf)"
+cmp -s "$WORK/out" "$WORK/from_checkpoint" ||
+  fail "generate hf:DIR (LLaMA): '$(cat "$WORK/out")', the checkpoint: '$(cat "$WORK/from_checkpoint")'"
+
 # Bad options: one line, naming what is wrong.
 expect_exit 2 "$DTRAIN" tokenize "$WORK/kjv300k.txt" --tokenizer hf --out "$WORK/x"
 expect_err "--tokenizer hf needs --tokenizer-dir"
