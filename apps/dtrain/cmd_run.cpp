@@ -83,8 +83,8 @@ Subcommand add_run(CLI::App& app) {
             });
             const dtrain::Config& cfg = *loaded;
             if (!layout_why.empty()) log(layout_why);
-            if (std::string note = tokenizer_note(cfg); !note.empty() && ctx.world_rank == 0)
-              eprint("dtrain: warning: {}\n", note);
+            if (ctx.world_rank == 0)  // reads an hf tokenizer: once
+              if (std::string note = tokenizer_note(cfg); !note.empty()) eprint("dtrain: warning: {}\n", note);
             std::unique_ptr<dtrain::Trainer> trainer = setup.make_trainer(cfg, /*new_run=*/true);
             // ZeRO-3 holds parameter shards: the imported weights go through the full masters.
             trainer->gather_full_params();

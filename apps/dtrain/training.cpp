@@ -114,11 +114,24 @@ std::string tokenizer_note(const dtrain::Config& cfg) {
   if (cfg.model.family() != dtrain::ModelFamily::gpt) return "";
   std::error_code ec;
   if (cfg.data.tokenizer == "hf") {
-    if (std::filesystem::is_regular_file(std::filesystem::path(cfg.data.tokenizer_dir) / "tokenizer.json", ec))
-      return "";
-    return fmt::format("data.tokenizer_dir: '{}' holds no tokenizer.json (data.tokenizer = \"hf\"); training reads "
-                       "only token ids, but `dtrain generate` and `dtrain export` will need --tokenizer-dir",
-                       cfg.data.tokenizer_dir);
+    if (!std::filesystem::is_regular_file(std::filesystem::path(cfg.data.tokenizer_dir) / "tokenizer.json", ec))
+      return fmt::format("data.tokenizer_dir: '{}' holds no tokenizer.json (data.tokenizer = \"hf\"); training "
+                         "reads only token ids, but `dtrain generate` and `dtrain export` will need --tokenizer-dir",
+                         cfg.data.tokenizer_dir);
+    // Read it (under a second for LLaMA 3's), so that a file generate and
+    // export could not read, or ids the model cannot hold, are said now.
+    try {
+      const int64_t ids = dtrain::hf_tokenizer(cfg.data.tokenizer_dir)->vocab_size();
+      if (ids > cfg.model.vocab_size)
+        return fmt::format("data.tokenizer_dir's tokenizer has {} ids but model.vocab_size = {}: the ids from {} on "
+                           "can be neither trained nor generated",
+                           ids, cfg.model.vocab_size, cfg.model.vocab_size);
+    } catch (const dtrain::InputError& e) {
+      return fmt::format("data.tokenizer_dir: {}; training reads only token ids, but `dtrain generate` and `dtrain "
+                         "export` will need --tokenizer-dir",
+                         e.what());
+    }
+    return "";
   }
   if (cfg.data.tokenizer != "gpt2") return "";
   const dtrain::Gpt2TokenizerFiles f = dtrain::gpt2_tokenizer_files(cfg.data.tokenizer_dir);

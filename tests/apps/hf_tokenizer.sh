@@ -192,6 +192,12 @@ expect_err "(tokenizer hf)"
 cmp -s "$WORK/out" "$WORK/from_checkpoint" ||
   fail "generate hf:DIR (LLaMA): '$(cat "$WORK/out")', the checkpoint: '$(cat "$WORK/from_checkpoint")'"
 
+# A run's tokenizer that generate and export could not read is said before it trains.
+mkdir "$WORK/badtok"
+echo '{"model": {"type": "WordPiece"}}' >"$WORK/badtok/tokenizer.json"
+expect_exit 0 "$DTRAIN" validate "$WORK/tiny.toml" "${llama[@]}" --set "data.tokenizer_dir=\"$WORK/badtok\""
+expect_err "note: data.tokenizer_dir: '$WORK/badtok/tokenizer.json': model.type: \"WordPiece\" is not supported"
+
 # Bad options: one line, naming what is wrong.
 expect_exit 2 "$DTRAIN" tokenize "$WORK/kjv300k.txt" --tokenizer hf --out "$WORK/x"
 expect_err "--tokenizer hf needs --tokenizer-dir"
