@@ -287,6 +287,8 @@ class HfTokenizer : public Tokenizer {
   void read_normalizer(const json& j, const std::string& key, int depth);
   void read_pre_tokenizer(const json& j, const std::string& key, int depth);
   void read_decoder(const json& j, const std::string& key, int depth);
+  // A Metaspace's prepend_scheme (tokenizers >= 0.19), or its add_prefix_space before it.
+  PreStep::Prepend prepend_scheme(const json& j, const std::string& key) const;
   void read_model(const json& m);
   void read_added(const json& root);
   void read_markers(const json& root, const std::string& dir);
@@ -443,6 +445,14 @@ void HfTokenizer::read_normalizer(const json& j, const std::string& key, int dep
   }
 }
 
+PreStep::Prepend HfTokenizer::prepend_scheme(const json& j, const std::string& key) const {
+  const std::string scheme = j.contains("prepend_scheme") ? j["prepend_scheme"].get<std::string>()
+                                                          : (j.value("add_prefix_space", true) ? "always" : "never");
+  if (scheme != "always" && scheme != "first" && scheme != "never")
+    refuse(key + ".prepend_scheme", fmt::format("\"{}\": expected \"always\", \"first\" or \"never\"", scheme));
+  return scheme == "always" ? PreStep::always : scheme == "first" ? PreStep::first : PreStep::never;
+}
+
 void HfTokenizer::read_pre_tokenizer(const json& j, const std::string& key, int depth) {
   if (j.is_null()) return;
   const std::string type = j.value("type", "");
@@ -466,12 +476,7 @@ void HfTokenizer::read_pre_tokenizer(const json& j, const std::string& key, int 
     step.kind = PreStep::metaspace;
     step.replacement = j.value("replacement", std::string("\u2581"));
     if (text::utf8_decode(step.replacement).size() != 1) refuse(key + ".replacement", "expected one character");
-    // prepend_scheme since tokenizers 0.19; add_prefix_space before it.
-    const std::string scheme = j.contains("prepend_scheme") ? j["prepend_scheme"].get<std::string>()
-                                                            : (j.value("add_prefix_space", true) ? "always" : "never");
-    if (scheme != "always" && scheme != "first" && scheme != "never")
-      refuse(key + ".prepend_scheme", fmt::format("\"{}\": expected \"always\", \"first\" or \"never\"", scheme));
-    step.prepend = scheme == "always" ? PreStep::always : scheme == "first" ? PreStep::first : PreStep::never;
+    step.prepend = prepend_scheme(j, key);
     step.split_pieces = j.value("split", true);
   } else if (type == "Split") {
     const json& p = j.at("pattern");
@@ -513,9 +518,7 @@ void HfTokenizer::read_decoder(const json& j, const std::string& key, int depth)
   } else if (type == "Metaspace") {
     d = {Decode::metaspace, j.value("replacement", std::string("\u2581")), " "};
     if (text::utf8_decode(d.text).size() != 1) refuse(key + ".replacement", "expected one character");
-    const std::string scheme = j.contains("prepend_scheme") ? j["prepend_scheme"].get<std::string>()
-                                                            : (j.value("add_prefix_space", true) ? "always" : "never");
-    d.start = scheme != "never";
+    d.start = prepend_scheme(j, key) != PreStep::never;
   } else if (type == "ByteFallback") {
     d.kind = Decode::byte_fallback;
   } else if (type == "Fuse") {

@@ -18,18 +18,8 @@ done
 command -v node >/dev/null || fail "node is missing (tools/setup.sh installs npm and nodejs)"
 head -c 300000 "$src/data/kjv.txt" >"$WORK/kjv300k.txt"
 
-# tokenizers.js's ids of a text file, one per line.
-js_ids() {
-  node --input-type=module -e '
-const { Tokenizer } = await import(process.argv[1]);
-const fs = await import("fs");
-const [, , dir, text, out] = process.argv;
-const read = (f) => JSON.parse(fs.readFileSync(dir + "/" + f, "utf8"));
-const tok = new Tokenizer(read("tokenizer.json"), read("tokenizer_config.json"));
-const ids = tok.encode(fs.readFileSync(text, "utf8"), { add_special_tokens: false }).ids;
-fs.writeFileSync(out, ids.join("\n") + "\n");
-' "$js" "$@" || fail "node cannot run tokenizers.js on $2"
-}
+# tokenizers.js's ids of a text file, one per line (tools/hf_tokenize_js.mjs).
+js_ids() { node "$src/tools/hf_tokenize_js.mjs" "$1" "$3" "$2" || fail "node cannot run tokenizers.js on $2"; }
 
 # the ids of PREFIX_train.bin then PREFIX_val.bin, one per line; the width of their tokens
 bin_ids() {
@@ -96,18 +86,11 @@ assert len(shards) >= 3 and streamed == whole, (len(shards), len(streamed), len(
 PY
 expect_exit 2 "$DTRAIN" tokenize "$WORK/docs.jsonl" --out "$WORK/x" --val-tokens 100000000
 expect_err "fewer than the 100000000 of --val-tokens"
-node --input-type=module -e '
-const { Tokenizer } = await import(process.argv[1]);
-const fs = await import("fs");
-const [, , dir, jsonl, text, out] = process.argv;
-const read = (f) => JSON.parse(fs.readFileSync(dir + "/" + f, "utf8"));
-const tok = new Tokenizer(read("tokenizer.json"), read("tokenizer_config.json"));
-const docs = fs.readFileSync(jsonl, "utf8").split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l).text);
-docs.push(fs.readFileSync(text, "utf8"));
-const ids = docs.flatMap((d) => [128000, ...tok.encode(d, { add_special_tokens: false }).ids]);
-fs.writeFileSync(out, ids.join("\n") + "\n");
-' "$js" "$src/data/tokenizers/llama3" "$WORK/docs.jsonl" "$WORK/kjv300k.txt" "$WORK/docs_js" ||
+# (the .jsonl's documents, each after 128000, then the text file's, after 128000 too)
+node "$src/tools/hf_tokenize_js.mjs" "$src/data/tokenizers/llama3" "$WORK/docs_js" --jsonl 128000 "$WORK/docs.jsonl" ||
   fail "node cannot run tokenizers.js on the documents"
+js_ids "$src/data/tokenizers/llama3" "$WORK/kjv300k.txt" "$WORK/text_js"
+{ echo 128000; cat "$WORK/text_js"; } >>"$WORK/docs_js"
 bin_ids "$WORK/docs1/d" 2>/dev/null | cmp -s - "$WORK/docs_js" ||
   fail "jsonl: dtrain tokenize and tokenizers.js differ: $(bin_ids "$WORK/docs1/d" 2>/dev/null | diff - "$WORK/docs_js" | head -5)"
 printf '{"text": "a"}\n{"txt": "b"}\n' >"$WORK/bad.jsonl"

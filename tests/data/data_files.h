@@ -48,6 +48,13 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+// The bytes a hex string spells ("c3a9" -> "\xc3\xa9"): the fixtures' texts.
+inline std::string from_hex(const std::string& h) {
+  std::string s;
+  for (size_t i = 0; i + 1 < h.size(); i += 2) s += static_cast<char>(std::stoi(h.substr(i, 2), nullptr, 16));
+  return s;
+}
+
 inline void write_bytes(const std::string& path, const Bytes& b) {
   std::ofstream f(path, std::ios::binary);
   f.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));

@@ -14,20 +14,17 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "data/data_files.h"
 #include "data/tokenizer.h"
 #include "data/unicode.h"
 
 using namespace dtrain;
+using dtrain::testing::from_hex;
 
 namespace {
 
 const std::string kSource = DTRAIN_SOURCE_DIR;
 
-std::string from_hex(const std::string& h) {
-  std::string s;
-  for (size_t i = 0; i + 1 < h.size(); i += 2) s += static_cast<char>(std::stoi(h.substr(i, 2), nullptr, 16));
-  return s;
-}
 
 struct Case {
   std::string text, decoded;  // decoded: what tokenizers.js decodes the ids to
@@ -51,21 +48,29 @@ std::vector<Case> cases(const std::string& name) {
 
 std::string dir_of(const std::string& name);
 
-// LLaMA 2's tokenizer with a Metaspace pre-tokenizer instead of its
-// normalizer, as tools/fixtures/hf_tokenizer_cases.mjs makes it (Mistral
-// v0.3's form), in a directory of its own.
-std::string metaspace_variant() {
+// LLaMA 2's tokenizer with a Metaspace pre-tokenizer (`pre`) instead of its
+// normalizer, and `decoder` unless null, in the directory `name` of the
+// temporary directory.
+std::string llama2_as_metaspace(const std::string& name, const nlohmann::json& pre, const nlohmann::json& decoder) {
   namespace fs = std::filesystem;
-  const fs::path dir = fs::temp_directory_path() / "dtrain_hf_metaspace";
+  const fs::path dir = fs::temp_directory_path() / name;
   fs::create_directories(dir);
   std::ifstream in(dir_of("llama2") + "/tokenizer.json");
   nlohmann::json j = nlohmann::json::parse(in);
   j["normalizer"] = nullptr;
-  j["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", "\u2581"}, {"prepend_scheme", "first"}, {"split", false}};
+  j["pre_tokenizer"] = pre;
+  if (!decoder.is_null()) j["decoder"] = decoder;
   std::ofstream(dir / "tokenizer.json") << j.dump();
   fs::copy_file(dir_of("llama2") + "/tokenizer_config.json", dir / "tokenizer_config.json",
                 fs::copy_options::overwrite_existing);
   return dir.string();
+}
+
+// As tools/fixtures/hf_tokenizer_cases.mjs makes it: Mistral v0.3's form.
+std::string metaspace_variant() {
+  return llama2_as_metaspace(
+      "dtrain_hf_metaspace",
+      {{"type", "Metaspace"}, {"replacement", "\u2581"}, {"prepend_scheme", "first"}, {"split", false}}, nullptr);
 }
 
 std::string dir_of(const std::string& name) {
@@ -157,20 +162,12 @@ TEST_CASE("Hugging Face tokenizers: special tokens read or left as text, pieces 
   // Metaspace with split (the crate's default): every piece starts at a
   // replacement, so no token holds one after its start ("  " stays two "▁").
   {
-    namespace fs = std::filesystem;
-    const fs::path dir = fs::temp_directory_path() / "dtrain_hf_metaspace_split";
-    fs::create_directories(dir);
-    std::ifstream in(dir_of("llama2") + "/tokenizer.json");
-    nlohmann::json j = nlohmann::json::parse(in);
-    j["normalizer"] = nullptr;
-    j["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", "\u2581"}, {"add_prefix_space", true}};
-    j["decoder"] = {{"type", "Sequence"},
-                    {"decoders", nlohmann::json::array({nlohmann::json{{"type", "Metaspace"}, {"replacement", "\u2581"},
-                                                                       {"add_prefix_space", true}},
-                                                        nlohmann::json{{"type", "ByteFallback"}},
-                                                        nlohmann::json{{"type", "Fuse"}}})}};
-    std::ofstream(dir / "tokenizer.json") << j.dump();
-    const auto split = hf_tokenizer(dir.string());
+    const nlohmann::json metaspace = {{"type", "Metaspace"}, {"replacement", "\u2581"}, {"add_prefix_space", true}};
+    const std::string dir = llama2_as_metaspace(
+        "dtrain_hf_metaspace_split", metaspace,
+        {{"type", "Sequence"},
+         {"decoders", nlohmann::json::array({metaspace, {{"type", "ByteFallback"}}, {{"type", "Fuse"}}})}});
+    const auto split = hf_tokenizer(dir);
     const std::string text = "a    b  c\n    d";
     const std::vector<int32_t> got = split->encode(text);
     int lone = 0;
@@ -184,7 +181,7 @@ TEST_CASE("Hugging Face tokenizers: special tokens read or left as text, pieces 
     // makes the others spaces.
     CHECK(split->decode(got) == text);
     CHECK(split->decode({got.front()}, Tokenizer::Position::continuation) == " a");
-    fs::remove_all(dir);
+    std::filesystem::remove_all(dir);
   }
   // Byte fallback: a character without a token is its UTF-8 bytes' tokens.
   const std::vector<int32_t> rare = sp->encode("\xF0\x9F\xA6\x84");  // U+1F984

@@ -9,19 +9,16 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "data/data_files.h"
 #include "data/tokenizer.h"
 
 using namespace dtrain;
+using dtrain::testing::from_hex;
 
 namespace {
 
 const std::string kSource = DTRAIN_SOURCE_DIR;
 
-std::string from_hex(const std::string& h) {
-  std::string s;
-  for (size_t i = 0; i + 1 < h.size(); i += 2) s += static_cast<char>(std::stoi(h.substr(i, 2), nullptr, 16));
-  return s;
-}
 
 }  // namespace
 

@@ -25,16 +25,7 @@ import tempfile
 import time
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
-JS = os.path.join(ROOT, "data", "npm", "node_modules", "@huggingface", "tokenizers", "dist", "tokenizers.mjs")
-NODE_SCRIPT = r"""
-const { Tokenizer } = await import(process.argv[1]);
-const fs = await import("fs");
-const [, , dir, text, out] = process.argv;
-const read = (f) => JSON.parse(fs.readFileSync(dir + "/" + f, "utf8"));
-const tok = new Tokenizer(read("tokenizer.json"), read("tokenizer_config.json"));
-const ids = tok.encode(fs.readFileSync(text, "utf8"), { add_special_tokens: false }).ids;
-fs.writeFileSync(out, Buffer.from(Int32Array.from(ids).buffer));
-"""
+JS = os.path.join(ROOT, "tools", "hf_tokenize_js.mjs")  # tokenizers.js, the tests' reference
 
 
 def cpu_name():
@@ -92,8 +83,7 @@ def main():
                 if name == "llama2" and args.skip_slow_js:
                     continue
                 js_out = f"{tmp}/{name}.js.bin"
-                runs["tokenizers.js, one document"].append(timed(["node", "--input-type=module", "-e", NODE_SCRIPT, JS, d, text,
-                                                    js_out]))
+                runs["tokenizers.js, one document"].append(timed(["node", JS, d, js_out, "--int32", text]))
                 js = list(struct.unpack("<%di" % (os.path.getsize(js_out) // 4), open(js_out, "rb").read()))
                 same = "yes" if js == dtrain_ids(f"{tmp}/{name}") else "NO"
             for label, times in runs.items():
