@@ -115,9 +115,9 @@ class DocumentReader {
     if (input == "-") return {std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()};
     dtrain::require_regular_file(input, "the text to tokenize");
     std::ifstream f(input, std::ios::binary);
-    std::ostringstream s;
-    if (!f || !(s << f.rdbuf())) throw dtrain::InputError(fmt::format("'{}': cannot read the text to tokenize", input));
-    return std::move(s).str();
+    std::string text(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>{});
+    if (!f && !f.eof()) throw dtrain::InputError(fmt::format("'{}': cannot read the text to tokenize", input));
+    return text;
   }
 
   const std::vector<std::string>& inputs_;
