@@ -9,6 +9,8 @@
 # tokenizer options fail in one line.
 source "$(dirname "$0")/common.bash"
 PY=/usr/bin/python3
+# A refusal is one line.
+one_line() { [ "$(wc -l <"$WORK/err")" -eq 1 ] || fail "more than one line: $(cat "$WORK/err")"; }
 src=$DTRAIN_SOURCE_DIR
 js="$src/data/npm/node_modules/@huggingface/tokenizers/dist/tokenizers.mjs"
 [ -f "$js" ] || fail "$js is missing: run tools/setup.sh (npm install @huggingface/tokenizers)"
@@ -86,6 +88,7 @@ assert len(shards) >= 3 and streamed == whole, (len(shards), len(streamed), len(
 PY
 expect_exit 2 "$DTRAIN" tokenize "$WORK/docs.jsonl" --out "$WORK/x" --val-tokens 100000000
 expect_err "fewer than the 100000000 of --val-tokens"
+one_line
 # (the .jsonl's documents, each after 128000, then the text file's, after 128000 too)
 node "$src/tools/hf_tokenize_js.mjs" "$src/data/tokenizers/llama3" "$WORK/docs_js" --jsonl 128000 "$WORK/docs.jsonl" ||
   fail "node cannot run tokenizers.js on the documents"
@@ -96,11 +99,15 @@ bin_ids "$WORK/docs1/d" 2>/dev/null | cmp -s - "$WORK/docs_js" ||
 printf '{"text": "a"}\n{"txt": "b"}\n' >"$WORK/bad.jsonl"
 expect_exit 2 "$DTRAIN" tokenize "$WORK/bad.jsonl" --out "$WORK/x"
 expect_err "$WORK/bad.jsonl': line 2: expected a JSON object with a string \"text\" (--text-key), got {\"txt\": \"b\"}"
+one_line
 printf '{"text": "a"}\n{"text": "b\n' >"$WORK/bad.jsonl"
 expect_exit 2 "$DTRAIN" tokenize "$WORK/bad.jsonl" --out "$WORK/x"
 expect_err "$WORK/bad.jsonl': line 2: not JSON"
+one_line
 printf '{"text": "ok"}\n{"text": "bad \\udc00 surrogate"}\n' >"$WORK/bad.jsonl"
 expect_exit 2 "$DTRAIN" tokenize "$WORK/bad.jsonl" --out "$WORK/x" --tokenizer gpt2 --tokenizer-dir "$src/data/gpt2"
+expect_err "$WORK/bad.jsonl': line 2: not JSON"
+one_line
 
 # The byte and GPT-2 tokenizers write what tools/text_to_bin.py writes.
 for tok in byte gpt2; do
@@ -184,16 +191,21 @@ expect_err "note: data.tokenizer_dir: '$WORK/badtok/tokenizer.json': model.type:
 # Bad options: one line, naming what is wrong.
 expect_exit 2 "$DTRAIN" tokenize "$WORK/kjv300k.txt" --tokenizer hf --out "$WORK/x"
 expect_err "--tokenizer hf needs --tokenizer-dir"
+one_line
 expect_exit 2 "$DTRAIN" tokenize "$WORK/kjv300k.txt" --tokenizer hf --tokenizer-dir "$WORK" --out "$WORK/x"
 expect_err "$WORK/tokenizer.json"
+one_line
 expect_exit 2 "$DTRAIN" tokenize "$WORK/missing.txt" --out "$WORK/x"
 expect_err "$WORK/missing.txt"
+one_line
 printf 'ab\xffcd' >"$WORK/bad.txt"
 expect_exit 2 "$DTRAIN" tokenize "$WORK/bad.txt" --tokenizer hf --tokenizer-dir "$src/data/tokenizers/gpt2" --out "$WORK/x"
 expect_err "$WORK/bad.txt': text is not valid UTF-8 (byte 0xff at offset 2)"
+one_line
 expect_exit 2 "$DTRAIN" tokenize "$WORK/kjv300k.txt" --out "$WORK"
 expect_err "expected a file name prefix"
+one_line
 expect_exit 2 "$DTRAIN" tokenize "$WORK/kjv300k.txt" --out "$WORK/x" --val-fraction 0.9999999999
 expect_err "--val-fraction"
-for f in "$WORK/err"; do [ "$(wc -l <"$f")" -eq 1 ] || fail "more than one line: $(cat "$f")"; done
+one_line
 echo "hf_tokenizer: ok"
