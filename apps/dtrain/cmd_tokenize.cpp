@@ -158,7 +158,7 @@ class TokenSink {
       check("val", n_val, "another --val-fraction");
       train(all.first(static_cast<size_t>(n - n_val)));
       flush_train();
-      write_token_file(o_.out + "_val.bin", all.last(static_cast<size_t>(n_val)));
+      write_file(o_.out + "_val.bin", all.last(static_cast<size_t>(n_val)));
       return;
     }
     check("val", val_ ? val_->size() : 0, "fewer --val-tokens");
@@ -168,8 +168,6 @@ class TokenSink {
                                            val_->size(), o_.val_tokens));
     flush_train();
   }
-
-  const std::vector<std::string>& written() const { return written_; }
 
  private:
   void check(const char* name, int64_t n, const char* fix) const {
@@ -188,12 +186,15 @@ class TokenSink {
       one_->append(t);
       return;
     }
-    pending_.insert(pending_.end(), t.begin(), t.end());
+    // The held tokens then `t`, cut from `t` itself when none are held (the
+    // whole training split at the end of an unstreamed run: not copied).
+    if (!pending_.empty()) pending_.insert(pending_.end(), t.begin(), t.end());
+    const std::span<const int32_t> all = pending_.empty() ? t : std::span<const int32_t>(pending_);
     const auto k = static_cast<size_t>(o_.shard_tokens);
     size_t at = 0;
-    for (; pending_.size() - at >= k + kMinTokens; at += k)
-      write_token_file(shard_path(), std::span<const int32_t>(pending_).subspan(at, k));
-    pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(at));
+    for (; all.size() - at >= k + kMinTokens; at += k) write_file(shard_path(), all.subspan(at, k));
+    std::vector<int32_t> rest(all.begin() + static_cast<std::ptrdiff_t>(at), all.end());
+    pending_.swap(rest);
   }
 
   void flush_train() {
@@ -203,13 +204,13 @@ class TokenSink {
       return;
     }
     if (shards_ == 0) check("train", std::ssize(pending_), "a smaller validation split");
-    if (!pending_.empty()) write_token_file(shard_path(), pending_);  // at most --shard-tokens + 1
+    if (!pending_.empty()) write_file(shard_path(), pending_);  // at most --shard-tokens + 1
     pending_.clear();
   }
 
   std::string shard_path() { return fmt::format("{}_train_{:06d}.bin", o_.out, shards_++); }
 
-  void write_token_file(const std::string& path, std::span<const int32_t> t) {
+  void write_file(const std::string& path, std::span<const int32_t> t) {
     dtrain::TokenFileWriter w(path, wide_);
     w.append(t);
     done(w);
@@ -217,8 +218,7 @@ class TokenSink {
 
   void done(dtrain::TokenFileWriter& w) {
     w.finish();
-    written_.push_back(fmt::format("wrote {}: {} tokens ({})", w.path(), w.size(), wide_ ? "uint32" : "uint16"));
-    print_line(written_.back());
+    print_line(fmt::format("wrote {}: {} tokens ({})", w.path(), w.size(), wide_ ? "uint32" : "uint16"));
   }
 
   const TokenizeOptions& o_;
@@ -226,7 +226,6 @@ class TokenSink {
   std::vector<int32_t> all_, pending_;
   std::optional<dtrain::TokenFileWriter> val_, one_;
   int shards_ = 0;
-  std::vector<std::string> written_;
 };
 
 int run_tokenize(const TokenizeOptions& o) {

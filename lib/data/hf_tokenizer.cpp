@@ -215,10 +215,12 @@ constexpr int kMaxNesting = 8;
 // than a few levels is described, not printed (dump() recurses).
 std::string shown(const json& j) {
   std::vector<std::pair<const json*, int>> todo{{&j, 0}};
-  for (size_t seen = 0; !todo.empty() && seen < 4096; ++seen) {
+  for (size_t seen = 0; !todo.empty(); ++seen) {
     const auto [v, depth] = todo.back();
     todo.pop_back();
     if (depth > 16) return std::string("(a JSON ") + j.type_name() + " nested too deep to show)";
+    if (seen == 4096)  // too large to look through (nor to show): not dumped, which could recurse deep
+      return std::string("(a JSON ") + j.type_name() + " of " + std::to_string(j.size()) + " elements)";
     if (v->is_structured())
       for (const json& e : *v) todo.emplace_back(&e, depth + 1);
   }

@@ -283,10 +283,4 @@ void TokenFileWriter::finish() {
   }
 }
 
-void write_token_file(const std::string& path, std::span<const int32_t> tokens, bool wide) {
-  TokenFileWriter w(path, wide);
-  w.append(tokens);
-  w.finish();
-}
-
 }  // namespace dtrain

@@ -92,9 +92,6 @@ class TokenFileWriter {
   int64_t count_ = 0;
 };
 
-// One whole file (TokenFileWriter).
-void write_token_file(const std::string& path, std::span<const int32_t> tokens, bool wide);
-
 // The files a data key names: `pattern` itself, or, when it holds a glob
 // character (*, ? or [) and names no file as it is, every file it matches,
 // in name order. Throws InputError when a pattern matches nothing.

@@ -269,6 +269,17 @@ TEST_CASE("Hugging Face tokenizer files it cannot run are refused by file and ke
   nlohmann::json deep = "x";
   for (int i = 0; i < 40; ++i) deep = nlohmann::json::array({deep});
   CHECK(with("/model/merges/3", deep).find("(a JSON array nested too deep to show)") != std::string::npos);
+  // ... also behind thousands of shallow elements (a look that stopped there
+  // and dumped the rest overflowed the stack on 200,000 levels).
+  {
+    std::string text = R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [[)";
+    text += std::string(200000, '[') + std::string(200000, ']');
+    for (int i = 0; i < 5000; ++i) text += ",1";
+    text += "]]}}";
+    std::ofstream(file) << text;
+    CHECK(message().find("merge 1: expected \"a b\" or [\"a\", \"b\"], got (a JSON array of 5001 elements)") !=
+          std::string::npos);
+  }
   nlohmann::json seq = {{"type", "NFC"}};
   for (int i = 0; i < 12; ++i) seq = {{"type", "Sequence"}, {"normalizers", nlohmann::json::array({seq})}};
   CHECK(with("/normalizer", seq).find("Sequences nested deeper than 8") != std::string::npos);

@@ -283,3 +283,45 @@ TEST_CASE("an open refused at the process's file limit closes the files kept ope
   setrlimit(RLIMIT_NOFILE, &before);
   CHECK(problem == "");
 }
+
+TEST_CASE("TokenFileWriter writes what TokenFile reads, in both widths, and refuses what they cannot hold") {
+  TempDir dir;
+  namespace fs = std::filesystem;
+  for (const bool wide : {false, true}) {
+    const std::string path = dir.file(wide ? "wide.bin" : "narrow.bin");
+    TokenFileWriter w(path, wide);
+    const std::vector<int32_t> a = {0, 1, 65535}, b = {7, wide ? 128000 : 50256};
+    w.append(a);
+    w.append(b);
+    CHECK(w.size() == 5);
+    CHECK_FALSE(fs::exists(path));  // only the .tmp until finished
+    w.finish();
+    TokenFile f(path);
+    CHECK(f.token_bytes() == (wide ? 4 : 2));
+    CHECK(f.read(0, 5) == std::vector<uint32_t>{0, 1, 65535, 7, wide ? 128000u : 50256u});
+    CHECK_FALSE(fs::exists(path + ".tmp"));
+  }
+  auto error_of = [](auto&& f) {
+    try {
+      f();
+    } catch (const InputError& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  };
+  const std::string bad = dir.file("bad.bin");
+  CHECK(error_of([&] { TokenFileWriter(bad, false).append(std::vector<int32_t>{65536}); })
+            .find("'" + bad + "': token 0 is 65536: expected 0 .. 65535 in a uint16 file") != std::string::npos);
+  CHECK(error_of([&] { TokenFileWriter(bad, true).append(std::vector<int32_t>{1, -2}); })
+            .find("token 1 is -2") != std::string::npos);
+  CHECK(error_of([&] {
+          TokenFileWriter w(bad, false);
+          w.append(std::vector<int32_t>{3});
+          w.finish();
+        }).find("holds at least 2 tokens") != std::string::npos);
+  // A writer given up on leaves nothing behind.
+  CHECK_FALSE(fs::exists(bad));
+  CHECK_FALSE(fs::exists(bad + ".tmp"));
+  CHECK(error_of([&] { TokenFileWriter(dir.file("no/such/dir.bin"), false); }).find("cannot write") !=
+        std::string::npos);
+}
