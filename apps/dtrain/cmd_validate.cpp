@@ -14,7 +14,9 @@
 #include "data/token_file.h"
 #include "data/token_sampler.h"
 #include "ops/runtime.h"
+#include "core/format_bytes.h"
 #include "parallel/auto_layout.h"
+#include "parallel/hardware.h"
 #include "commands.h"
 #include "training.h"
 
@@ -49,6 +51,26 @@ std::vector<std::string> pattern_notes(const dtrain::Config& cfg) {
   return out;
 }
 
+// What each rank's device would hold, as `dtrain run` checks it before
+// allocating: the cost model's memory for the config's layout, on the
+// config's hardware description (a GPU run without one: the H100 preset's,
+// whose memory counts are this trainer's CUDA backend's on any GPU; nothing
+// here asks the device).
+std::string memory_line(const dtrain::Config& cfg) {
+  try {
+    const dtrain::Hardware hw = !cfg.parallel.hardware.empty() ? dtrain::config_hardware(cfg)
+                                : cfg.train.device == "cuda"    ? dtrain::load_hardware("h100-sxm")
+                                                                : dtrain::load_hardware("cpu-local");
+    const std::optional<dtrain::Prediction> p = dtrain::predict_layout(cfg, hw);
+    if (!p) return "";
+    return fmt::format("memory per device (cost model, as `dtrain run` checks it): {} in {}: {} ({})",
+                       dtrain::describe(p->c), cfg.train.precision, dtrain::format_bytes(p->memory.total()),
+                       dtrain::memory_parts(*p));
+  } catch (const dtrain::ConfigError&) {
+    return "";
+  }
+}
+
 }  // namespace
 
 Subcommand add_validate(CLI::App& app) {
@@ -74,6 +96,7 @@ Subcommand add_validate(CLI::App& app) {
               if (!layout_why.empty()) eprint("dtrain: {}\n", layout_why);
               std::fputs(dtrain::to_toml(cfg).c_str(), stdout);
               eprint("dtrain: {} is valid\n", o->config_path);
+              if (std::string line = memory_line(cfg); !line.empty()) eprint("dtrain: {}\n", line);
               if (dtrain::local_sync_is_dp(cfg.parallel))
                 eprint("dtrain: note: parallel.sync = local with sync_every = 1 and plain averaging is "
                        "data parallelism: gradients are averaged every step\n");

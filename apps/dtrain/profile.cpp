@@ -251,6 +251,8 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
   const double zero_share = zero >= 1 ? 1.0 / g.layout.dp : 1.0;
   const bool mixed = m.dtype == DType::bf16;  // (ZeRO-3 frees the store's buffers: ask the model)
   v[kPredParams] = stage_params * (mixed ? 6 : 4);
+  // ZeRO-1/2 under bf16: the master shard and the whole bf16 copy.
+  if (mixed && zero >= 1) v[kPredParams] = std::ceil(stage_params / g.layout.dp) * 4 + stage_params * 2;
   v[kPredGrads] = stage_params * 4;
   if (zero == 1) v[kPredGrads] += std::ceil(stage_params / g.layout.dp) * 4;  // + the reduced shard
   if (zero >= 2) {

@@ -24,33 +24,46 @@
 #include "train/data_source.h"
 #include "dist/mpi_runtime.h"
 #include "ops/runtime.h"
+#include "parallel/auto_layout.h"
+#include "parallel/hardware.h"
 
 namespace dtrain_cli {
 
 namespace {
 
 // A config whose ranks on this machine would need more than its memory is
-// refused before the model is built (validate's limit is an absolute one,
-// the same on every machine).
+// refused before the model is built: the cost model's memory for the
+// config's layout (validate's limit is an absolute one, the same on every
+// machine). On a GPU the hardware description is the config's, else its
+// GPU's preset, else the H100's: what the memory counts take from it (how
+// attention holds its scores) is this trainer's CUDA backend on any GPU.
 void check_fits_memory(const dtrain::Config& cfg, int ranks_here, int local_rank) {
   if (cfg.train.device == "cuda") {  // the rank's GPU holds what one rank needs
     std::string why;
     const int gpus = dtrain::gpu::device_count(&why);
     const dtrain::gpu::DeviceInfo d = dtrain::gpu::device_info(local_rank % gpus);
-    const std::string problem = dtrain::config::gpu_fit_problem(
-        cfg, fmt::format("cuda:{} ({})", local_rank % gpus, d.name), static_cast<double>(d.free_bytes),
-        static_cast<double>(d.total_bytes));
+    dtrain::Hardware hw;
+    try {
+      hw = dtrain::config_hardware(cfg, [&] { return d.name; });
+    } catch (const dtrain::ConfigError&) {
+      hw = dtrain::load_hardware("h100-sxm");
+    }
+    const std::string problem =
+        dtrain::fit_problem(cfg, hw, 1, fmt::format("cuda:{} ({})", local_rank % gpus, d.name),
+                            static_cast<double>(d.free_bytes), static_cast<double>(d.total_bytes));
     if (!problem.empty()) throw dtrain::ConfigError(problem);
     return;
   }
   const double ram = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
-  const double need = dtrain::config::footprint(cfg).total() * std::max(1, ranks_here);
-  if (ram > 0 && need > ram)
-    throw dtrain::ConfigError(fmt::format(
-        "{}: the model and batch would need about {} on this machine ({} rank{} here), more than its {} of "
-        "memory (model size, train.micro_batch, train.seq_len, parallel layout)",
-        cfg.source.empty() ? "config" : cfg.source, dtrain::config::format_bytes(need), std::max(1, ranks_here),
-        ranks_here > 1 ? "s" : "", dtrain::config::format_bytes(ram)));
+  if (ram <= 0) return;
+  dtrain::Hardware hw;
+  try {
+    hw = dtrain::config_hardware(cfg);
+  } catch (const dtrain::ConfigError&) {
+    hw = dtrain::load_hardware("cpu-local");
+  }
+  const std::string problem = dtrain::fit_problem(cfg, hw, std::max(1, ranks_here), "this machine", ram, ram);
+  if (!problem.empty()) throw dtrain::ConfigError(problem);
 }
 
 }  // namespace

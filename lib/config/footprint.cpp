@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <cmath>
 
-#include <fmt/format.h>
-
 namespace dtrain::config {
 
 Footprint footprint(const Config& c) {
@@ -57,16 +55,6 @@ Footprint footprint(const Config& c) {
   const double state = c.parallel.zero ? slots / dp : slots;
   f.state_bytes = f.params / (tp * pp) * 4 * (2 + state);
   return f;
-}
-
-std::string gpu_fit_problem(const Config& c, const std::string& device, double free_bytes, double total_bytes) {
-  const double need = footprint(c).total();
-  if (need <= free_bytes) return "";
-  return fmt::format("{}: the model and batch would need about {} ({:.0f} bytes) on {}, which has {} free of {}; "
-                     "`dtrain plan` shows what a layout needs per device (more tp/pp, ZeRO, recomputation or a "
-                     "smaller train.micro_batch)",
-                     c.source.empty() ? "config" : c.source, format_bytes(need), need, device,
-                     format_bytes(free_bytes), format_bytes(total_bytes));
 }
 
 }  // namespace dtrain::config

@@ -4,8 +4,11 @@
 // activations kept for backward, the logits. Validation refuses configs whose
 // footprint is absurd (kMaxRankBytes): every size derived from user input
 // further on (element counts, byte counts) then fits comfortably in int64,
-// so no layer, loader or checkpoint computes a size that wraps. `dtrain run`
-// also compares it with the machine's memory before building the model.
+// so no layer, loader or checkpoint computes a size that wraps. It is no
+// estimate of what a run allocates (it keeps every activation in fp32, with
+// no recomputation or sharding): `dtrain run` checks the memory with the cost
+// model's count for the layout (parallel/auto_layout.h, fit_problem), and
+// with this only where the planner cannot place the layout.
 #pragma once
 
 #include <cstdint>
@@ -43,12 +46,6 @@ struct Footprint {
 
 // Of a config whose model, batch and layout keys are valid.
 Footprint footprint(const Config& c);
-
-// Why `c` does not fit on GPU `device` ("cuda:0 (NVIDIA H200)") with
-// `free_bytes` of `total_bytes` free: "" when its footprint fits in the free
-// memory, else one line naming the config, the bytes asked for, the bytes
-// free and `dtrain plan`. `dtrain run` asks before allocating anything.
-std::string gpu_fit_problem(const Config& c, const std::string& device, double free_bytes, double total_bytes);
 
 // format_bytes ("3.2 TiB" and the like) is dtrain::format_bytes (core/format_bytes.h).
 using dtrain::format_bytes;

@@ -131,6 +131,7 @@ Param& ParamStore::declare(const std::string& name, const Shape& shape, const Sh
   p->init = init;
   p->decay = decay;
   p->trainable = trainable;
+  by_name_.emplace(name, p.get());
   params_.push_back(std::move(p));
   return *params_.back();
 }
@@ -156,9 +157,8 @@ Param& ParamStore::add_buffer(const std::string& name, const Shape& shape, Init 
 }
 
 Param* ParamStore::find(const std::string& name) const {
-  for (const auto& p : params_)
-    if (p->name == name) return p.get();
-  return nullptr;
+  const auto it = by_name_.find(name);
+  return it == by_name_.end() ? nullptr : it->second;
 }
 
 void ParamStore::allocate(DType compute, const Exec& ex, std::optional<uint64_t> seed, bool grads) {
@@ -173,6 +173,7 @@ void ParamStore::allocate(DType compute, const Exec& ex, std::optional<uint64_t>
     cursor += align_up(p->numel());
   }
   values_ = Tensor::zeros(Shape{ntrain}, dtype, device);
+  master_dtype_ = dtype;
   flat_numel_ = ntrain;
   if (grads) grads_ = Tensor::zeros(Shape{ntrain}, dtype, device);
   buffers_ = Tensor::zeros(Shape{nbuf}, dtype, device);
@@ -206,6 +207,7 @@ void ParamStore::share(const ParamStore& owner, bool subset) {
   }
   exec_ = owner.exec_;
   values_ = owner.values_;
+  master_dtype_ = owner.master_dtype_;
   compute_ = owner.compute_;
   grads_ = owner.grads_;
   buffers_ = owner.buffers_;
@@ -245,6 +247,12 @@ void ParamStore::sync_compute(int64_t begin, int64_t end) {
 void ParamStore::release_values() {
   values_ = Tensor{};
   compute_ = Tensor{};
+  for (auto& p : params_)
+    if (p->trainable) p->value = Tensor{};
+}
+
+void ParamStore::release_masters() {
+  values_ = Tensor{};
   for (auto& p : params_)
     if (p->trainable) p->value = Tensor{};
 }

@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "core/exec.h"
@@ -137,7 +138,7 @@ class ParamStore {
   // The same for flat elements [begin, end) only (ZeRO-1: the ranges other
   // ranks updated; this rank's own range was refreshed by its optimizer).
   void sync_compute(int64_t begin, int64_t end);
-  bool mixed() const { return compute_.defined() && compute_.dtype() != values_.dtype(); }
+  bool mixed() const { return compute_.defined() && compute_.dtype() != master_dtype_; }
   Tensor& buffers() { return buffers_; }  // every non-trainable buffer, flat
   int64_t num_trainable() const { return trainable_numel_; }
   // Elements of the flat trainable buffers (parameters and their alignment
@@ -152,6 +153,10 @@ class ParamStore {
   // adopt_values hands back a full master buffer (a checkpoint's save or
   // load), re-pointing every trainable Param::value at it.
   void release_values();
+  // ZeRO-1/2 under bf16: frees the flat masters only (every trainable
+  // Param::value is dropped); the compute copy stays whole, and
+  // adopt_values hands a full master buffer back the same way.
+  void release_masters();
   void adopt_values(const Tensor& values);
 
   // Re-initialises every parameter and buffer from `seed` (used by allocate).
@@ -161,8 +166,10 @@ class ParamStore {
   Param& declare(const std::string& name, const Shape& shape, const Shard& shard, Init init,
                  bool decay, bool trainable);
   std::vector<std::unique_ptr<Param>> params_;
+  std::unordered_map<std::string, Param*> by_name_;  // find() without a scan (a deep model declares 10^5)
   Exec exec_;
   Tensor values_, compute_, grads_, buffers_;
+  DType master_dtype_ = DType::f32;  // the masters' (and gradients') dtype, also while released
   int64_t trainable_numel_ = 0;
   int64_t flat_numel_ = 0;
 };

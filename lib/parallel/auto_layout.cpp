@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <limits>
 #include <optional>
 
 #include <toml.hpp>
@@ -59,6 +60,72 @@ PlanRequest plan_request(const Config& cfg, int devices, const Hardware& hardwar
   r.devices = devices;
   r.hardware = hardware;
   return r;
+}
+
+std::optional<Prediction> predict_layout(const Config& cfg, const Hardware& hardware) {
+  const auto& par = cfg.parallel;
+  const int world = static_cast<int>(par.dp * par.tp * par.pp);
+  PlanRequest r = plan_request(cfg, world, hardware);
+  // Memory unbounded, so that the prediction comes back whatever it needs;
+  // every rank one node's, so that no tp group spans two (the run's ranks are
+  // where they were launched, which the check does not judge).
+  r.hardware.memory_bytes = std::numeric_limits<double>::max() / 4;
+  r.hardware.devices_per_node = std::max(r.hardware.devices_per_node, world);
+  r.features = r.runnable = Features::this_trainer();
+  const bool gpt = cfg.model.family() == ModelFamily::gpt;
+  if (!gpt) r.features.recompute = r.runnable.recompute = r.features.selective = r.runnable.selective = false;
+  r.dp = static_cast<int>(par.dp);
+  r.tp = static_cast<int>(par.tp);
+  r.pp = static_cast<int>(par.pp);
+  r.micro_batch = cfg.train.micro_batch;
+  r.micro_batches = cfg.train.grad_accum;
+  r.zero = par.dp > 1 ? static_cast<int>(par.zero) : 0;
+  r.recompute = !gpt ? -1 : cfg.train.recompute == "full" ? 2 : cfg.train.recompute == "selective" ? 1 : 0;
+  r.schedule = par.pp > 1 ? par.schedule : "";
+  r.virtual_stages = par.pp > 1 && par.schedule == "interleaved" ? static_cast<int>(par.virtual_stages) : 1;
+  r.sequence_parallel = gpt ? (par.tp > 1 && par.sequence_parallel ? 1 : 0) : -1;
+  r.max_idle_fraction = 0;
+  const Plan plan = make_plan(r);
+  if (plan.feasible.empty()) return std::nullopt;
+  return plan.feasible.front().p;
+}
+
+std::string memory_parts(const Prediction& p) {
+  const Memory& m = p.memory;
+  return fmt::format("{}parameters {}, gradients {}, optimizer {}, activations {}{}{}",
+                     p.c.pp > 1 ? fmt::format("stage {}: ", m.stage) : "", format_bytes(m.params),
+                     format_bytes(m.grads), format_bytes(m.optimizer), format_bytes(m.activations),
+                     m.update_copy > m.activations
+                         ? fmt::format(", or the update's gradient copy {}", format_bytes(m.update_copy))
+                         : std::string(),
+                     m.local_sync > 0 ? fmt::format(", local sync {}", format_bytes(m.local_sync)) : std::string());
+}
+
+std::string fit_problem(const Config& cfg, const Hardware& hardware, int ranks, const std::string& device,
+                        double free_bytes, double total_bytes) {
+  ranks = std::max(ranks, 1);
+  std::optional<Prediction> p;
+  try {
+    p = predict_layout(cfg, hardware);
+  } catch (const ConfigError&) {  // a precision or feature the hardware description lacks: the rough count
+  }
+  const double each = p ? p->memory.total() : config::footprint(cfg).total(), need = each * ranks;
+  if (need <= free_bytes) return "";
+  std::string what = "the model and batch", parts;
+  if (p) what = fmt::format("{} in {}", describe(p->c), cfg.train.precision), parts = memory_parts(*p);
+  const std::string bytes = fmt::format("{:.0f} bytes", need);
+  const std::string amount =
+      ranks == 1     ? fmt::format("{} ({}{})", format_bytes(need), bytes, parts.empty() ? "" : ": " + parts)
+      : parts.empty() ? fmt::format("{} per rank, {} ({}) for its {} ranks", format_bytes(each), format_bytes(need),
+                                    bytes, ranks)
+                      : fmt::format("{} per rank ({}), {} ({}) for its {} ranks", format_bytes(each), parts,
+                                    format_bytes(need), bytes, ranks);
+  const std::string has = free_bytes < total_bytes
+                              ? fmt::format("{} free of {}", format_bytes(free_bytes), format_bytes(total_bytes))
+                              : fmt::format("{} of memory", format_bytes(total_bytes));
+  return fmt::format("{}: {} would need about {} on {}, which has {}; `dtrain plan` shows what each layout needs per "
+                     "device (more tp or pp, ZeRO, recomputation or a smaller train.micro_batch)",
+                     cfg.source.empty() ? "config" : cfg.source, what, amount, device, has);
 }
 
 Hardware config_hardware(const Config& cfg, const std::function<std::string()>& gpu_name) {

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,28 @@ Hardware config_hardware(const Config& cfg, const std::function<std::string()>& 
 // `gpu_name` names (unset: CUDA device 0's name).
 AutoLayout make_auto_layout(std::function<void(const std::string&)> explain = {},
                             std::function<std::string()> gpu_name = {});
+
+// The cost model's prediction for the layout a resolved config runs: every
+// choice the config makes fixed (degrees, micro-batch and count, ZeRO stage,
+// recomputation, schedule and chunks, sequence parallelism) with this
+// trainer's features, on the device `hardware` describes. Its memory is what
+// `dtrain run` compares with the device's before allocating (the capacity is
+// left unbounded here: the caller knows what is free). nullopt where the
+// planner cannot place the layout for a reason other than memory.
+std::optional<Prediction> predict_layout(const Config& cfg, const Hardware& hardware);
+
+// Its memory by part, of the fullest device: "parameters 1.2 GiB, gradients
+// ..., activations ..." (with the stage under a pipeline).
+std::string memory_parts(const Prediction& p);
+
+// Why a resolved config's ranks do not fit on `device` ("cuda:0 (NVIDIA
+// H200)", "this machine") with `free_bytes` of `total_bytes` free, `ranks`
+// of them sharing it: "" when they fit, else one line naming the config, the
+// layout, the bytes of the fullest stage by part, the device's, and `dtrain
+// plan`. The cost model's memory for the layout (predict_layout on
+// `hardware`), else config::footprint's rough count.
+std::string fit_problem(const Config& cfg, const Hardware& hardware, int ranks, const std::string& device,
+                        double free_bytes, double total_bytes);
 
 // Why the plan chose its best runnable layout, for logs.
 std::string explain_choice(const Plan& plan);

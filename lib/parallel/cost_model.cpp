@@ -739,7 +739,7 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
       auto [per_copy, shared] = chunk_act(st);
       // Bytes per sample, and the work buffers' batch-independent scratch:
       // the shared set's widest, and each copy's own layers'.
-      const double shared_set = (shared * b + st.max_block_work_fixed_bytes) * e;
+      const double shared_set = (shared * b + st.max_block_work_fixed_bytes) * e + st.max_block_stat_fixed_bytes;
       slots = std::max(slots, st.shared_bytes * b * e);  // sequence parallelism's, one set for the stage
       if (f.keeps_sent_outputs && k + 1 < nc) per_copy += st.out_bytes;  // the output sent, kept to its backward
       copy_bytes[static_cast<size_t>(ch)] = per_copy * b * e;

@@ -4,6 +4,8 @@
 
 #include "core/comm.h"
 #include "core/error.h"
+#include "kernels/cuda/attention_layout.h"
+#include "ops/ops.h"
 #include "model/model.h"
 #include "parallel/pipeline.h"
 
@@ -298,6 +300,34 @@ ModelProfile profile_model(const ModelConfig& cfg, int64_t seq_len, int tp, bool
       p.gemms = {Gemm{p.fwd_flops, p.bwd_flops, 0, 0}};
     }
   }
+  // The attention's scratch, which the blocks' costs count as this CPU's
+  // kernels' (ops::attention_scratch: per-thread fp32 buffers, whatever the
+  // batch), held apart as fp32 (LayerProfile::stat_fixed_bytes). On this
+  // trainer's CUDA backend it is instead the head-major copies of Q, K, V, the
+  // output and the three gradients, 7 B s h/t in the activation dtype, and
+  // one chunk of fp32 score matrices of at most 128 MiB (at least one head's
+  // s^2; lib/kernels/cuda/attention_layout.h), counted in full as at a large
+  // micro-batch. The runtimes described from other code keep the CPU's count.
+  if (gpt && (kernels == Kernels::per_op || kernels == Kernels::dtrain_cuda)) {
+    const int64_t hs = cfg.n_embd / cfg.n_head;
+    const ops::Heads local{cfg.n_head / tp, cfg.kv_heads() / tp};
+    const Shape qkv{1, seq_len, (local.q + 2 * local.kv) * hs};
+    const double cpu = static_cast<double>(ops::attention_scratch(Exec::cpu(), qkv, local, DType::f32)) * 4;
+    const double T = static_cast<double>(seq_len), head = T * T * 4;
+    const double chunk =
+        std::max(1.0, std::floor(static_cast<double>(cuda::kAttnScoreBytes) / head)) * head;
+    for (LayerProfile& p : out.layers) {
+      if (!p.block) continue;
+      p.work_fixed_bytes -= cpu;
+      if (kernels == Kernels::dtrain_cuda) {
+        p.work_bytes += 7 * T * static_cast<double>(local.q * hs) * 4;
+        p.stat_fixed_bytes += chunk;
+      } else {
+        p.stat_fixed_bytes += cpu;
+      }
+    }
+  }
+
   // Tied parameters (the GPT's head and wte): a stage holding the head but not
   // the embedding declares its own copy (see build_gpt).
   for (const auto& p : m->params.all())
@@ -379,9 +409,10 @@ std::vector<StageProfile> profile_stages(const ModelProfile& m, int pp, bool uni
       st.act_bytes += l.act_bytes;
       st.max_layer_act_bytes = std::max(st.max_layer_act_bytes, l.act_bytes);
       st.max_layer_work_bytes = std::max(st.max_layer_work_bytes, l.work_bytes);
-      if (l.block)
+      if (l.block) {
         st.max_block_work_fixed_bytes = std::max(st.max_block_work_fixed_bytes, l.work_fixed_bytes);
-      else
+        st.max_block_stat_fixed_bytes = std::max(st.max_block_stat_fixed_bytes, l.stat_fixed_bytes);
+      } else
         st.own_work_fixed_bytes += l.work_fixed_bytes;
       st.max_layer_params = std::max(st.max_layer_params, l.params);
       st.in_bytes += l.in_bytes;

@@ -42,6 +42,10 @@ struct LayerProfile {
   // The part of its work buffers that does not grow with the batch (a layer
   // norm's and the CPU attention's scratch): per micro-batch, not per sample.
   double work_fixed_bytes = 0;
+  // Of the same, what is held in fp32 whatever the precision (the attention's
+  // scratch: this CPU's kernels' per-thread buffers, or the CUDA backend's
+  // score chunk), which bf16 does not halve; not in work_fixed_bytes.
+  double stat_fixed_bytes = 0;
   double in_bytes = 0;   // the layer's input (what recomputation keeps)
   double out_bytes = 0;  // its output (what a pipeline stage boundary sends)
   double tp_fwd_calls = 0, tp_bwd_calls = 0;
@@ -103,6 +107,7 @@ struct StageProfile {
   double max_layer_act_bytes = 0;  // the largest one layer keeps (recomputation's working set)
   double max_layer_work_bytes = 0; // the largest layer's work buffers (one set per micro-batch in flight)
   double max_block_work_fixed_bytes = 0;  // the largest batch-independent part of one block's (the shared set)
+  double max_block_stat_fixed_bytes = 0;  // of it, the fp32 part (LayerProfile::stat_fixed_bytes)
   double own_work_fixed_bytes = 0;        // the layers other than blocks': theirs summed (each its own)
   double max_layer_params = 0;     // the largest layer's parameters (ZeRO-2's gradient window)
   double in_bytes = 0;             // sum of the layers' inputs (recomputation's checkpoints)

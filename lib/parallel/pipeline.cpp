@@ -20,7 +20,9 @@ std::vector<int64_t> partition_layers(const std::vector<double>& costs, int stag
   std::vector<std::vector<double>> best(stages + 1, std::vector<double>(n + 1, inf));
   std::vector<std::vector<int64_t>> cut(stages + 1, std::vector<int64_t>(n + 1, 0));
   best[0][0] = 0;
-  for (int k = 1; k <= stages; ++k)
+  // One stage: layers [0, i) whole (the loop below would try every cut, n^2).
+  for (int64_t i = 1; i <= n; ++i) best[1][i] = prefix[i];
+  for (int k = 2; k <= stages; ++k)
     for (int64_t i = k; i <= n; ++i)
       for (int64_t j = k - 1; j < i; ++j) {
         const double c = std::max(best[k - 1][j], prefix[i] - prefix[j]);

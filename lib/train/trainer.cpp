@@ -180,9 +180,10 @@ void Trainer::setup() {
     zero_ = std::make_unique<ZeroSharding>(stage, all, *g_.dp, g_.layout.pp > 1 ? g_.embed : nullptr,
                                            cfg_.parallel.bucket_mb, options_.zero_break, cfg_.parallel.overlap);
     opt_range_ = zero_->range();
-    if (stage == 3) {
-      // The optimizer updates the master shard and writes its compute copy;
-      // then the full parameter buffers go.
+    if (zero_->master_shard().defined()) {
+      // ZeRO-3, and ZeRO-1/2 under bf16: the optimizer updates the fp32
+      // master shard and writes its compute copy; then the full masters go
+      // (ZeRO-3: and the full compute copy).
       opt_ = make_optimizer(cfg_.optim, m.params, opt_range_, zero_->grad_shard(), zero_->master_shard(),
                             zero_->compute_shard());
       zero_->shard_params();

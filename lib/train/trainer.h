@@ -150,11 +150,12 @@ class Trainer {
   // the outer momentum); null under sync = "step" and under local sync that
   // is data parallelism (H = 1, plain averaging: config.h local_sync_is_dp).
   LocalSync* local_sync() { return local_.get(); }
-  // ZeRO-3 keeps only each rank's shard of the parameters: gather_full_params
-  // puts the full fp32 masters back in every Param::value (an all-gather over
-  // dp: every rank calls it) until release_full_params, which with `loaded`
-  // first takes their (changed: a checkpoint load) values into the shards.
-  // Nothing to do without ZeRO-3.
+  // ZeRO-3, and ZeRO-1/2 under bf16, keep only each rank's shard of the fp32
+  // masters: gather_full_params puts the full masters back in every
+  // Param::value (an all-gather over dp: every rank calls it) until
+  // release_full_params, which with `loaded` first takes their (changed: a
+  // checkpoint load) values into the shards and the compute copy. Nothing to
+  // do otherwise.
   void gather_full_params();
   void release_full_params(bool loaded);
 

@@ -29,6 +29,15 @@ ZeroSharding::ZeroSharding(int stage, std::vector<Model*> slots, Communicator& d
   const DType gt = ps_.values().dtype();  // gradients: the master dtype
   shard_ = Tensor::zeros(Shape{counts_[me_]}, gt, ex.device);
   scalar_ = Tensor::zeros(Shape{1}, DType::f64);
+  // ZeRO-1/2 under mixed precision: the fp32 masters of this rank's range,
+  // which the optimizer updates, and its range of the whole bf16 copy, which
+  // it writes (shard_params then frees the full masters).
+  if (stage_ < 3 && ps_.mixed()) {
+    const int64_t count = range_.end - range_.begin;
+    master_ = Tensor::zeros(Shape{count}, gt, ex.device);
+    ops::copy(ex, ps_.values().flat_range(range_.begin, count), master_);
+    compute_shard_ = ps_.compute_values().flat_range(range_.begin, count);
+  }
 
   if (stage_ == 1) {
     const auto per_bucket = std::max<int64_t>(
@@ -140,8 +149,8 @@ ZeroSharding::ZeroSharding(int stage, std::vector<Model*> slots, Communicator& d
 
 double ZeroSharding::param_bytes() const {
   if (stage_ < 3) {
-    Tensor& v = ps_.values();
-    return static_cast<double>(v.bytes() + (ps_.mixed() ? ps_.compute_values().bytes() : 0));
+    if (master_.defined()) return static_cast<double>(master_.bytes() + ps_.compute_values().bytes());
+    return static_cast<double>(ps_.values().bytes());  // the masters are what the layers compute with
   }
   double b = static_cast<double>(master_.bytes());
   if (compute_shard_.raw() != master_.raw()) b += static_cast<double>(compute_shard_.bytes());
@@ -150,7 +159,11 @@ double ZeroSharding::param_bytes() const {
 }
 
 void ZeroSharding::shard_params() {
-  DTRAIN_CHECK(stage_ == 3, "shard_params under ZeRO-{}", stage_);
+  DTRAIN_CHECK(master_.defined(), "shard_params under ZeRO-{} without a master shard", stage_);
+  if (stage_ < 3) {
+    for (Model* s : slots_) s->params.release_masters();
+    return;
+  }
   for (Model* s : slots_) {
     for (const auto& p : s->params.all())
       if (p->trainable) p->compute = Tensor{};  // a window's, from its layer's turn on
@@ -219,21 +232,30 @@ void ZeroSharding::before_forward(size_t layer, int64_t next) {
 }
 
 void ZeroSharding::gather_full() {
-  if (stage_ != 3) return;
+  if (!master_.defined() || ps_.values().defined()) return;  // the masters are whole
   Tensor full = Tensor::zeros(Shape{ps_.flat_numel()}, master_.dtype(), master_.device());
   dp_.all_gather(master_, full, counts_)->wait();
   for (Model* s : slots_) s->params.adopt_values(full);
 }
 
 void ZeroSharding::release_full(bool loaded) {
-  if (stage_ != 3 || !ps_.values().defined()) return;
+  if (!master_.defined() || !ps_.values().defined()) return;
   if (loaded) {
     const Exec& ex = ps_.exec();
     ops::copy(ex, ps_.values().flat_range(range_.begin, range_.end - range_.begin), master_);
-    if (compute_shard_.raw() != master_.raw()) ops::convert(ex, master_, compute_shard_);
-    for (ParamWindow& w : pwin_) w.layer = -1;  // stale
+    if (stage_ < 3) {
+      ps_.sync_compute();  // the whole bf16 copy from the loaded masters
+    } else {
+      if (compute_shard_.raw() != master_.raw()) ops::convert(ex, master_, compute_shard_);
+      for (ParamWindow& w : pwin_) w.layer = -1;  // stale
+    }
   }
-  for (Model* s : slots_) s->params.release_values();
+  for (Model* s : slots_) {
+    if (stage_ < 3)
+      s->params.release_masters();
+    else
+      s->params.release_values();
+  }
 }
 
 double ZeroSharding::grad_bytes() const {
@@ -391,14 +413,13 @@ void ZeroSharding::gather_params() {
     }
     return;
   }
-  Tensor& v = ps_.values();
+  // Mixed precision: the updated bf16 copies (the optimizer wrote this
+  // rank's range); else the updated masters, which the layers compute with.
+  Tensor& v = master_.defined() ? ps_.compute_values() : ps_.values();
   const int64_t n = v.numel(), count = range_.end - range_.begin;
   int64_t from = range_.begin;
   if (broken_ == 2) from = from + count < n ? from + 1 : from - 1;  // tests: a misplaced gather
   dp_.all_gather(v.flat_range(from, count), v, counts_)->wait();
-  // The other ranks' ranges of the bf16 copy (this rank's optimizer wrote its own).
-  ps_.sync_compute(0, range_.begin);
-  ps_.sync_compute(range_.end, n);
 }
 
 }  // namespace dtrain

@@ -10,9 +10,12 @@
 //   - ZeRO-1: the layers accumulate into the full gradient buffer as without
 //     ZeRO; on the step's last backward, buckets of it are reduce-scattered
 //     (not all-reduced) into the shard as the layers finish, overlapping the
-//     rest of the backward. After the update the ranks all-gather the updated
-//     fp32 masters (every rank keeps all masters, so checkpoints, evaluation
-//     and the bf16 copy need nothing else).
+//     rest of the backward. After the update the ranks all-gather the
+//     updated parameters: in fp32 the masters, which the layers compute
+//     with; under bf16 the updated bf16 copies, each rank keeping only the
+//     fp32 masters of its range (as Megatron's distributed optimizer and
+//     DeepSpeed do: 4 bytes a parameter become 4/dp, and the gather moves 2).
+//     Checkpoints and evaluation gather the full masters (gather_full).
 //   - ZeRO-2: no full gradient buffer. Each top-level layer's gradients go to
 //     one of two transient windows (double buffering: layer i-1's backward
 //     runs while layer i's window is reduce-scattered) and are reduce-
@@ -87,12 +90,14 @@ class ZeroSharding {
   // (ZeRO-1), or the resident tied gradients and the two windows (ZeRO-2, 3).
   double grad_bytes() const;
   // Bytes this rank holds for parameters (masters and compute copy): the
-  // full buffers (ZeRO-1, 2); ZeRO-3 the master shard, its compute copy
+  // full buffers (ZeRO-1, 2; under bf16 the master shard and the whole
+  // compute copy); ZeRO-3 the master shard, its compute copy
   // (bf16) and the two gather windows (every parameter, the tied embedding
   // included, held whole only in a window during its layers' turns).
   double param_bytes() const;
-  // ZeRO-3, after the optimizer is built over master_shard() and
-  // compute_shard(): frees the full parameter buffers of every slot.
+  // After the optimizer is built over master_shard() and compute_shard()
+  // (ZeRO-3, and ZeRO-1/2 under bf16; undefined otherwise): frees the full
+  // masters of every slot (ZeRO-3: and the full compute copy).
   void shard_params();
   Tensor& master_shard() { return master_; }
   Tensor& compute_shard() { return compute_shard_; }
@@ -118,13 +123,14 @@ class ZeroSharding {
   // grad_sum_squares: primary parameters, replicated ones only if `replicated`);
   // summed over dp here, over tp and pp by the caller.
   double grad_sum_squares(bool replicated);
-  // After the update: all-gathers the updated masters over dp and refreshes
-  // the compute copy of the other ranks' ranges (ZeRO-3: nothing to gather;
+  // After the update: all-gathers the updated parameters over dp (the
+  // masters, or under bf16 their compute copy; ZeRO-3: nothing to gather,
   // the windows are stale).
   void gather_params();
-  // ZeRO-3: the full masters back in every slot's Param::value (all-gathered
-  // over dp), until release_full, which with `loaded` first copies them
-  // into the shards (they were overwritten: a checkpoint load).
+  // Where the masters are sharded (ZeRO-3; ZeRO-1/2 under bf16): the full
+  // masters back in every slot's Param::value (all-gathered over dp), until
+  // release_full, which with `loaded` first copies them into the shards and
+  // the compute copy (they were overwritten: a checkpoint load).
   void gather_full();
   void release_full(bool loaded);
 
@@ -162,8 +168,9 @@ class ZeroSharding {
   Window win_[2];
   int turn_ = 0;       // the window the next layer takes
   Tensor scalar_;      // (1) f64 for the norm's all-reduce
-  // ZeRO-3: the masters of this rank's range, their compute copy (the same
-  // tensor in fp32), and two windows of gathered parameters in the compute
+  // ZeRO-3 (and ZeRO-1/2 under bf16): the masters of this rank's range and
+  // their compute copy (ZeRO-3: the same tensor in fp32; ZeRO-1/2: a view of
+  // the whole compute copy). ZeRO-3: two windows of gathered parameters in the compute
   // dtype; per top-level layer the flat range of its unit (every parameter
   // it reads) and those parameters in every slot.
   struct ParamWindow {

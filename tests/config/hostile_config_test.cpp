@@ -174,24 +174,3 @@ TEST_CASE("hostile config: invalid UTF-8 is refused before parsing (the parser r
   CHECK(has(one_problem(kGpt, {"data.train=\xff"}), "not valid UTF-8"));
   CHECK(problems_of("[log]\nout_dir = \"r\xc3\xa9sum\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"\n" + kGpt).empty());
 }
-
-TEST_CASE("footprint: a config bigger than the GPU's free memory is refused naming the bytes, the GPU and dtrain plan") {
-  const Config c = parse_config(kGpt, "cfg.toml", {"model.n_layer=48", "model.n_embd=1600", "model.n_head=25",
-                                                   "train.micro_batch=64", "model.context_length=1024"},
-                                1);
-  const double need = config::footprint(c).total();
-  const double gib = 1024.0 * 1024 * 1024;
-  REQUIRE(need > 80 * gib);  // GPT-2 1.5B at 64 x 1024 tokens per micro-batch
-  // A fake device: 80 GiB of which 79 GiB free.
-  const std::string p = config::gpu_fit_problem(c, "cuda:3 (NVIDIA H100 80GB HBM3)", 79 * gib, 80 * gib);
-  CAPTURE(p);
-  CHECK(has(p, "cfg.toml: the model and batch would need about "));
-  CHECK(has(p, fmt::format("({:.0f} bytes)", need)));
-  CHECK(has(p, "on cuda:3 (NVIDIA H100 80GB HBM3), which has 79.0 GiB free of 80.0 GiB"));
-  CHECK(has(p, "`dtrain plan`"));
-  CHECK(p.find('\n') == std::string::npos);
-  // What fits in the free memory passes; what fits the total but not the free
-  // memory (another process holds the rest) does not.
-  CHECK(config::gpu_fit_problem(c, "cuda:0", need, 2 * need).empty());
-  CHECK(!config::gpu_fit_problem(c, "cuda:0", need * 0.99, 2 * need).empty());
-}

@@ -9,7 +9,9 @@
 #include <chrono>
 
 #include "core/rng.h"
+#include "kernels/cuda/attention_layout.h"
 #include "model/model.h"
+#include "ops/ops.h"
 #include "parallel/cost_model.h"
 #include "parallel/model_profile.h"
 #include "parallel/pipeline.h"
@@ -1260,7 +1262,7 @@ TEST_CASE("the layers' batch-independent scratch: once per buffer, not once per 
   // at batch 0 is the blocks' largest (their shared set) and the others'.
   const ModelConfig cfg = gpt(2, 64, 4, 256, 32);
   const ModelProfile m = profile_model(cfg, 32, 1, false);
-  CHECK(m.layers[1].work_fixed_bytes > 0);  // a block's two norms (and the CPU attention's)
+  CHECK(m.layers[1].work_fixed_bytes > 0);  // a block's two norms (the CPU attention's: stat_fixed_bytes)
   const Hardware hw = toy_hardware(2);
   Workload w;
   w.precision = "fp32";
@@ -1273,7 +1275,9 @@ TEST_CASE("the layers' batch-independent scratch: once per buffer, not once per 
   const double step = act(2) - act(1);
   CHECK(act(3) - act(2) == doctest::Approx(step));
   const StageProfile st = profile_stages(m, 1)[0];
-  CHECK(act(1) - step == doctest::Approx(st.max_block_work_fixed_bytes + st.own_work_fixed_bytes));
+  CHECK(act(1) - step ==
+        doctest::Approx(st.max_block_work_fixed_bytes + st.max_block_stat_fixed_bytes + st.own_work_fixed_bytes));
+  CHECK(st.max_block_stat_fixed_bytes > 0);  // the CPU attention's, in fp32
 }
 
 TEST_CASE("hidden communication takes its share of the compute it hides behind") {
@@ -1318,4 +1322,41 @@ TEST_CASE("hidden communication takes its share of the compute it hides behind")
   CHECK(tp(h2) == doctest::Approx(half_exposed * 1.1));
   h2.tp_comm_compute_share = 0;
   CHECK(tp(h2) == doctest::Approx(half_exposed));
+}
+
+TEST_CASE("the CUDA attention's work space is planned as lib/kernels/cuda lays it out, its score chunk in fp32") {
+  // Per block and micro-batch of B sequences, the CUDA backend's attention
+  // holds 7 head-major (B s h/t) copies in the activation dtype and one fp32
+  // chunk of score matrices (cuda::attn_layout); the CPU kernels per-thread
+  // fp32 buffers. The planner's bytes at a micro-batch of B in bf16 (the
+  // per-sample part halved, the fp32 part not) against the layout itself.
+  for (const auto& [tp, kv] : {std::pair{1, 12}, {2, 12}, {1, 4}, {2, 4}}) {
+    ModelConfig cfg = gpt(2, 768, 12, 50304, 1024);
+    cfg.n_kv_head = kv;
+    CAPTURE(tp);
+    CAPTURE(kv);
+    const ModelProfile cpu = profile_model(cfg, 1024, tp, false, Kernels::per_op);
+    const ModelProfile gpu = profile_model(cfg, 1024, tp, false, Kernels::dtrain_cuda);
+    const LayerProfile& a = cpu.layers[1];
+    const LayerProfile& g = gpu.layers[1];
+    REQUIRE(a.block);
+    // The CPU's scratch moved whole from the halved part to the fp32 one.
+    const ModelConfig& c = cfg;
+    const ops::Heads local{c.n_head / tp, c.kv_heads() / tp};
+    const double cpu_scratch =
+        static_cast<double>(ops::attention_scratch(Exec::cpu(), Shape{1, 1024, (local.q + 2 * local.kv) * 64}, local,
+                                                   DType::f32)) * 4;
+    CHECK(cpu_scratch > 0);
+    CHECK(a.stat_fixed_bytes == cpu_scratch);
+    CHECK(g.work_fixed_bytes == a.work_fixed_bytes);  // the rest the same
+    for (int64_t B : {16, 64}) {
+      const cuda::AttnLayout l = cuda::attn_layout(B, 1024, 768 / tp, 12 / tp, 2);
+      const double planned = (g.work_bytes - a.work_bytes) * static_cast<double>(B) * 0.5 + g.stat_fixed_bytes;
+      CAPTURE(B);
+      CHECK(planned == doctest::Approx(static_cast<double>(l.bytes)).epsilon(1e-6));
+    }
+    // A micro-batch of one: fewer heads than a chunk holds, counted as a full chunk (never short).
+    CHECK((g.work_bytes - a.work_bytes) * 0.5 + g.stat_fixed_bytes >=
+          static_cast<double>(cuda::attn_layout(1, 1024, 768 / tp, 12 / tp, 2).bytes));
+  }
 }

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <ctime>
+#include <optional>
 #include <set>
 #include <tuple>
 
@@ -861,4 +862,101 @@ TEST_CASE("hardware: the h200 preset's products are the rates measured on an H20
     const double predicted = flops / seconds / 1e12;
     CHECK(predicted == doctest::Approx(r.tflops).epsilon(0.04));
   }
+}
+
+namespace {
+
+// LLaMA 3 8B (Dubey et al. 2024, Table 3: 32 layers, width 4096, 32 heads,
+// 8 key/value heads, FFN 14336, vocabulary 128,256), 8192 tokens a sample, as
+// torchtitan trains it on 8 GPUs: bf16, full recomputation, parameters,
+// gradients and optimizer state sharded over dp 8 (its FSDP; here ZeRO-3).
+const std::string kLlama8b = R"(
+[model]
+type = "gpt"
+vocab_size = 128256
+context_length = 8192
+n_layer = 32
+n_head = 32
+n_kv_head = 8
+n_embd = 4096
+dropout = 0.0
+bias = false
+norm = "rmsnorm"
+mlp = "swiglu"
+position = "rope"
+rope_theta = 500000.0
+ffn_hidden = 14336
+tie_embeddings = false
+[data]
+train = "t.bin"
+val = "v.bin"
+[train]
+precision = "bf16"
+recompute = "full"
+micro_batch = 1
+global_batch = 8
+[optim]
+name = "adamw"
+[parallel]
+dp = 8
+zero = 3
+)";
+
+}  // namespace
+
+TEST_CASE("dtrain run's memory check: the cost model's count for the config's layout, not the rough footprint") {
+  const double gib = 1024.0 * 1024 * 1024;
+  const Hardware h100 = load_hardware("h100-sxm");
+  const Config c = parse_config(kLlama8b, "llama8b.toml", {}, 8);
+  const std::optional<Prediction> p = predict_layout(c, h100);
+  REQUIRE(p);
+  // The config's own layout, every choice as it says.
+  CHECK(p->c.dp == 8);
+  CHECK(p->c.tp == 1);
+  CHECK(p->c.pp == 1);
+  CHECK(p->c.zero == 3);
+  CHECK(p->c.recompute == Recompute::full);
+  CHECK(p->c.micro_batch == 1);
+  // 8.03B parameters: the optimizer's fp32 masters and two moments, an
+  // eighth of them each (12 bytes per parameter / 8).
+  const double params = 8.03e9;
+  CHECK(p->memory.optimizer == doctest::Approx(params * 12 / 8).epsilon(0.01));
+  // What ZeRO-3 and full recomputation leave: about 33 GiB a device. The
+  // rough footprint (every block's activations kept, in fp32, nothing
+  // sharded), which `dtrain run` compared with the GPU's free memory before,
+  // counts more than 500 GiB and refused this run on any GPU.
+  CHECK(p->memory.total() > 25 * gib);
+  CHECK(p->memory.total() < 40 * gib);
+  CHECK(config::footprint(c).total() > 500 * gib);
+  CHECK(fit_problem(c, h100, 1, "cuda:0 (NVIDIA H100 80GB HBM3)", 79 * gib, 80 * gib).empty());
+  // Another process holding most of the device: refused, by the same count.
+  CHECK(!fit_problem(c, h100, 1, "cuda:0", p->memory.total() * 0.99, 80 * gib).empty());
+  CHECK(fit_problem(c, h100, 1, "cuda:0", p->memory.total(), 80 * gib).empty());
+
+  // On one GPU the states alone are 16 bytes a parameter: refused in one line
+  // naming the config, the layout, the parts, the device and dtrain plan.
+  const Config one = parse_config(kLlama8b, "llama8b.toml", {"parallel.dp=1", "train.global_batch=1"}, 1);
+  const std::optional<Prediction> q = predict_layout(one, h100);
+  REQUIRE(q);
+  CHECK(q->memory.total() > 120 * gib);
+  const std::string m = fit_problem(one, h100, 1, "cuda:3 (NVIDIA H100 80GB HBM3)", 79 * gib, 80 * gib);
+  CAPTURE(m);
+  CHECK(m.find('\n') == std::string::npos);
+  CHECK(m.rfind("llama8b.toml: dp=1 tp=1 pp=1, micro-batch 1 x 1, ZeRO-0, recompute full in bf16 would need about ",
+                0) == 0);
+  CHECK(m.find(fmt::format("({:.0f} bytes: parameters 15.0 GiB, gradients 29.9 GiB, optimizer 89.7 GiB, activations ",
+                           q->memory.total())) != std::string::npos);
+  CHECK(m.find("on cuda:3 (NVIDIA H100 80GB HBM3), which has 79.0 GiB free of 80.0 GiB; `dtrain plan` shows") !=
+        std::string::npos);
+
+  // Ranks sharing one machine's memory (the CPU): each rank's bytes, and theirs together.
+  const Config two = parse_config(kLlama8b, "llama8b.toml", {"parallel.dp=2", "train.global_batch=2"}, 2);
+  const std::optional<Prediction> r = predict_layout(two, load_hardware("cpu-local"));
+  REQUIRE(r);
+  const std::string cpu = fit_problem(two, load_hardware("cpu-local"), 2, "this machine", 24 * gib, 24 * gib);
+  CAPTURE(cpu);
+  CHECK(cpu.find(fmt::format("would need about {} per rank (parameters ", format_bytes(r->memory.total()))) !=
+        std::string::npos);
+  CHECK(cpu.find(fmt::format("), {} ({:.0f} bytes) for its 2 ranks on this machine, which has 24.0 GiB of memory;",
+                             format_bytes(2 * r->memory.total()), 2 * r->memory.total())) != std::string::npos);
 }

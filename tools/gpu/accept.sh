@@ -29,7 +29,8 @@
 #            (squares and the Megatron-Core H100 rows' block products), flash
 #            attention, memory-bound passes (tools/gpu/gemm_sweep.py)
 #   bench    GPT-2 124M bf16, batch 16 x 1024: dtrain profile beside PyTorch
-#            (torch.compile, SDPA, fused AdamW) on the same GPU
+#            (torch.compile, SDPA, fused AdamW) on the same GPU; the memory
+#            `dtrain run` checks before allocating against what the run held
 #   kernel_times  where the machine has Nsight Compute: the GPT-2 124M step's
 #            kernels timed one by one (ncu), summed by kernel (tools/gpu/kernel_times.py)
 #   sanitizer  where the machine has compute-sanitizer: memcheck over test_cuda's
@@ -250,6 +251,21 @@ bench_stage() {
   read -r -a data <<<"$DATA_ARGS"
   "$BIN/dtrain" profile configs/bench/gpt2-124m-gpu.toml "${data[@]}" --warmup 5 --steps 20 --out "$O/../profile" \
     | tee "$O/profile.txt" || exit 1
+  # The memory `dtrain run` checks before allocating (the cost model's, which
+  # `dtrain validate` prints) against what the GPU run held: never short by
+  # more than 5%, at most 15% over.
+  "$BIN/dtrain" validate configs/bench/gpt2-124m-gpu.toml "${data[@]}" 2>"$O/validate.txt" >/dev/null || exit 1
+  python3 - "$O/../profile/profile.json" "$O/validate.txt" <<'PY' | tee "$O/memory.txt" || exit 1
+import json, re, sys
+r = json.load(open(sys.argv[1]))["ranks"][0]
+held = r["params_bytes"] + r["grads_bytes"] + r["optimizer_bytes"] + r["activation_bytes"]
+line = next(l for l in open(sys.argv[2]) if "memory per device" in l)
+m = re.search(r": ([0-9.]+) (KiB|MiB|GiB|TiB) \(", line)
+predicted = float(m.group(1)) * {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}[m.group(2)]
+ratio = predicted / held
+print(f"memory: predicted {predicted / 2**30:.2f} GiB, held {held / 2**30:.2f} GiB ({100 * (ratio - 1):+.1f}%)")
+sys.exit(0 if 0.95 < ratio < 1.15 else 1)
+PY
   python3 tools/bench/torch_reference.py gpt --device cuda --precision bf16 --compile --sdpa --batch 16 --seq 1024 \
     --warmup 5 --steps 20 --threads 16 --peak-tflops 989 | tee "$O/torch.json" || exit 1
 }
