@@ -5,6 +5,8 @@
 # losses. ZeRO-3 (parameters sharded too) the same: full tensors, inspect,
 # bit-identical resume (with an asynchronous checkpoint), and resume across
 # modes: ZeRO-3 -> one process (ZeRO-0) and pp 2, one process -> ZeRO-3 (dp 2, dp 2 x pp 2).
+# ZeRO-1 under bf16 (fp32 masters sharded, the bf16 copy whole): full fp32 tensors,
+# bit-identical resume, resume on one process and from one process.
 # Values outside 0..3 are refused in one line.
 source "$(dirname "$0")/common.bash"
 MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
@@ -84,6 +86,43 @@ close_losses "$WORK/one/metrics.jsonl" "$WORK/o3/metrics.jsonl"
 expect_exit 0 "${MPIRUN[@]}" -np 4 "$DTRAIN" resume "$WORK/one/checkpoints/step_00000004" "${zero3[@]}" \
   --set parallel.pp=2 --out "$WORK/o3pp"
 close_losses "$WORK/one/metrics.jsonl" "$WORK/o3pp/metrics.jsonl"
+
+# ZeRO-1 under bf16 keeps the fp32 masters of each rank's range only (the bf16 copy
+# whole): a save gathers them (full tensors, fp32), the same layout resumes bit for
+# bit, one process continues it, and ZeRO-1 continues a one-process checkpoint (its
+# shards and bf16 copy taken from the load): within bf16's layout tolerance of the
+# one-process bf16 run (2e-3 relative: layouts_test.cpp derives it).
+bf=(--set train.precision=bf16)
+zero1=(--set parallel.dp=2 --set train.grad_accum=1 --set parallel.zero=1)
+near_losses() {  # near_losses A B: B's losses within 2e-3 relative of A's at the same steps
+  "$PY" - "$1" "$2" <<'PY' || fail "losses of $2 are not near $1's"
+import json, sys
+a, b = ({r["step"]: r["loss"] for r in map(json.loads, open(p)) if "loss" in r} for p in sys.argv[1:])
+assert b and all(abs(b[s] - a[s]) <= 2e-3 * abs(a[s]) for s in b), [(s, a[s], b[s]) for s in b]
+PY
+}
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" "${bf[@]}" --out "$WORK/bone"
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" "${bf[@]}" "${zero1[@]}" --out "$WORK/bz"
+near_losses "$WORK/bone/metrics.jsonl" "$WORK/bz/metrics.jsonl"
+"$PY" - "$WORK/bone/checkpoints/step_00000004" "$WORK/bz/checkpoints/step_00000004" <<'PY' ||
+import h5py, numpy as np, sys
+with h5py.File(sys.argv[1] + "/checkpoint.h5") as a, h5py.File(sys.argv[2] + "/checkpoint.h5") as b:
+    keys = a.attrs["tensors"].split()
+    assert keys == b.attrs["tensors"].split()
+    for k in keys:
+        x, y = a[k][...], b[k][...]
+        assert x.shape == y.shape and x.dtype == y.dtype and np.isfinite(y).all(), k
+        if k.startswith("model/"):
+            assert y.dtype == np.float32, k  # the fp32 masters, gathered
+            assert np.abs(x - y).max() <= 0.03 * max(np.abs(x).max(), 1e-3), (k, np.abs(x - y).max())
+PY
+  fail "bf16 ZeRO-1 tensors are not one bf16 process's"
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" resume "$WORK/bz/checkpoints/step_00000004" --out "$WORK/bzr"
+same_losses "$WORK/bz/metrics.jsonl" "$WORK/bzr/metrics.jsonl"
+expect_exit 0 "$DTRAIN" resume "$WORK/bz/checkpoints/step_00000004" --out "$WORK/bz1"
+near_losses "$WORK/bz/metrics.jsonl" "$WORK/bz1/metrics.jsonl"
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" resume "$WORK/bone/checkpoints/step_00000004" "${zero1[@]}" --out "$WORK/boz"
+near_losses "$WORK/bone/metrics.jsonl" "$WORK/boz/metrics.jsonl"
 
 # Refused in one line naming the key.
 expect_exit 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set parallel.zero=4 --out "$WORK/bad"
