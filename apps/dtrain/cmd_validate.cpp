@@ -16,7 +16,6 @@
 #include "ops/runtime.h"
 #include "core/format_bytes.h"
 #include "parallel/auto_layout.h"
-#include "parallel/hardware.h"
 #include "commands.h"
 #include "training.h"
 
@@ -52,16 +51,12 @@ std::vector<std::string> pattern_notes(const dtrain::Config& cfg) {
 }
 
 // What each rank's device would hold, as `dtrain run` checks it before
-// allocating: the cost model's memory for the config's layout, on the
-// config's hardware description (a GPU run without one: the H100 preset's,
-// whose memory counts are this trainer's CUDA backend's on any GPU; nothing
-// here asks the device).
+// allocating: the cost model's memory for the config's layout, on
+// check_hardware (nothing here asks the device: a GPU run without
+// parallel.hardware is counted on the H100's preset).
 std::string memory_line(const dtrain::Config& cfg) {
   try {
-    const dtrain::Hardware hw = !cfg.parallel.hardware.empty() ? dtrain::config_hardware(cfg)
-                                : cfg.train.device == "cuda"    ? dtrain::load_hardware("h100-sxm")
-                                                                : dtrain::load_hardware("cpu-local");
-    const std::optional<dtrain::Prediction> p = dtrain::predict_layout(cfg, hw);
+    const std::optional<dtrain::Prediction> p = dtrain::predict_layout(cfg, dtrain::check_hardware(cfg));
     if (!p) return "";
     return fmt::format("memory per device (cost model, as `dtrain run` checks it): {} in {}: {} ({})",
                        dtrain::describe(p->c), cfg.train.precision, dtrain::format_bytes(p->memory.total()),

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -16,6 +17,8 @@
 
 #include "core/file_kind.h"
 #include "kernels/cpu/gemm.h"
+#include "core/format_bytes.h"
+#include "parallel/auto_layout.h"
 #include "parallel/hardware.h"
 #include "parallel/pipeline.h"
 #include "train/trace_writer.h"
@@ -570,6 +573,27 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
                         {"peak_rss_bytes", whole_number(kPeakRss)},
                         {"peak_gflops", at(r, kPeakGflops)}});
   }
+  // What `dtrain run` checked before allocating (the planner's count for this
+  // layout, of its fullest stage), against the fullest rank here.
+  json json_check = nullptr;
+  {
+    double held = 0;
+    for (int r = 0; r < world_size; ++r)
+      held = std::max(held, at(r, kParamBytes) + at(r, kGradBytes) + at(r, kOptBytes) + at(r, kActBytes));
+    std::optional<Prediction> planned;
+    try {
+      const std::string gpu_name = on_gpu ? gpu::device_info(m.exec.device.index).name : std::string();
+      planned = predict_layout(cfg, check_hardware(cfg, [gpu_name] { return gpu_name; }));
+    } catch (const Error&) {
+    }
+    if (planned && held > 0) {
+      const double need = planned->memory.total();
+      line(fmt::format("  dtrain run's check (the cost model for this layout, its fullest stage): {} ({}); the fullest "
+                       "rank here held {} ({:+.1f}%)",
+                       format_bytes(need), memory_parts(*planned), format_bytes(held), 100 * (need / held - 1)));
+      json_check = {{"predicted_bytes", need}, {"held_bytes", held}, {"stage", planned->memory.stage}};
+    }
+  }
   line(fmt::format("  (activations measured as the {} growth while the stage's buffers were planned; predicted = "
                    "Cost::act_bytes + work_bytes in {} x micro-batches in flight, the blocks of all of them sharing one "
                    "set of work buffers{})",
@@ -597,7 +621,8 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
                        {"sync", {{"mode", local_sync ? "local" : "step"}, {"every", period}, {"measured_steps", o.steps}}},
                        {"dp_overlap", json_overlap},
                        {"collectives", json_ops},
-                       {"ranks", json_mem}};
+                       {"ranks", json_mem},
+                       {"memory_check", json_check}};
   write_file(out / "profile.json", report.dump(2) + "\n");  // NaN and infinities become null
   line("");
   line(fmt::format("wrote {} (open in https://ui.perfetto.dev or chrome://tracing) and {}",

@@ -25,7 +25,6 @@
 #include "dist/mpi_runtime.h"
 #include "ops/runtime.h"
 #include "parallel/auto_layout.h"
-#include "parallel/hardware.h"
 
 namespace dtrain_cli {
 
@@ -34,35 +33,23 @@ namespace {
 // A config whose ranks on this machine would need more than its memory is
 // refused before the model is built: the cost model's memory for the
 // config's layout (validate's limit is an absolute one, the same on every
-// machine). On a GPU the hardware description is the config's, else its
-// GPU's preset, else the H100's: what the memory counts take from it (how
-// attention holds its scores) is this trainer's CUDA backend on any GPU.
+// machine), on parallel/auto_layout.h's check_hardware.
 void check_fits_memory(const dtrain::Config& cfg, int ranks_here, int local_rank) {
   if (cfg.train.device == "cuda") {  // the rank's GPU holds what one rank needs
     std::string why;
     const int gpus = dtrain::gpu::device_count(&why);
     const dtrain::gpu::DeviceInfo d = dtrain::gpu::device_info(local_rank % gpus);
-    dtrain::Hardware hw;
-    try {
-      hw = dtrain::config_hardware(cfg, [&] { return d.name; });
-    } catch (const dtrain::ConfigError&) {
-      hw = dtrain::load_hardware("h100-sxm");
-    }
     const std::string problem =
-        dtrain::fit_problem(cfg, hw, 1, fmt::format("cuda:{} ({})", local_rank % gpus, d.name),
-                            static_cast<double>(d.free_bytes), static_cast<double>(d.total_bytes));
+        dtrain::fit_problem(cfg, dtrain::check_hardware(cfg, [&] { return d.name; }), 1,
+                            fmt::format("cuda:{} ({})", local_rank % gpus, d.name), static_cast<double>(d.free_bytes),
+                            static_cast<double>(d.total_bytes));
     if (!problem.empty()) throw dtrain::ConfigError(problem);
     return;
   }
   const double ram = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
   if (ram <= 0) return;
-  dtrain::Hardware hw;
-  try {
-    hw = dtrain::config_hardware(cfg);
-  } catch (const dtrain::ConfigError&) {
-    hw = dtrain::load_hardware("cpu-local");
-  }
-  const std::string problem = dtrain::fit_problem(cfg, hw, std::max(1, ranks_here), "this machine", ram, ram);
+  const std::string problem =
+      dtrain::fit_problem(cfg, dtrain::check_hardware(cfg), std::max(1, ranks_here), "this machine", ram, ram);
   if (!problem.empty()) throw dtrain::ConfigError(problem);
 }
 

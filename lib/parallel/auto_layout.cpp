@@ -90,6 +90,17 @@ std::optional<Prediction> predict_layout(const Config& cfg, const Hardware& hard
   return plan.feasible.front().p;
 }
 
+Hardware check_hardware(const Config& cfg, const std::function<std::string()>& gpu_name) {
+  const bool gpu = cfg.train.device == "cuda";
+  if (!cfg.parallel.hardware.empty() || (gpu && gpu_name)) {
+    try {
+      return config_hardware(cfg, gpu_name);
+    } catch (const ConfigError&) {
+    }
+  }
+  return load_hardware(gpu ? "h100-sxm" : "cpu-local");
+}
+
 std::string memory_parts(const Prediction& p) {
   const Memory& m = p.memory;
   return fmt::format("{}parameters {}, gradients {}, optimizer {}, activations {}{}{}",

@@ -45,6 +45,14 @@ AutoLayout make_auto_layout(std::function<void(const std::string&)> explain = {}
 // planner cannot place the layout for a reason other than memory.
 std::optional<Prediction> predict_layout(const Config& cfg, const Hardware& hardware);
 
+// The hardware `dtrain run`'s memory check plans with: parallel.hardware
+// when set; else on the CPU cpu-local, and on a GPU the preset of the GPU
+// `gpu_name` names, or the H100's where there is none (or no name to ask):
+// what the memory counts take from it (how attention holds its scores) is
+// this trainer's CUDA backend on any GPU. A hardware file that cannot be
+// read: the same defaults (its problem is the planner's to report).
+Hardware check_hardware(const Config& cfg, const std::function<std::string()>& gpu_name = {});
+
 // Its memory by part, of the fullest device: "parameters 1.2 GiB, gradients
 // ..., activations ..." (with the stage under a pipeline).
 std::string memory_parts(const Prediction& p);

@@ -62,6 +62,13 @@ for r in p["ranks"]:
     # and the allocator's rounding of the tiny model's few dozen buffers.
     a, b = r["activation_bytes"], r["predicted"]["activation_bytes"]
     assert abs(a - b) <= 0.05 * a + 64 * 1024, ("activations measured", a, "predicted", b)
+# What dtrain run checked before allocating (the planner's count for the
+# layout's fullest stage) against the fullest rank: the same line in the report.
+c = p["memory_check"]
+held = max(r["params_bytes"] + r["grads_bytes"] + r["optimizer_bytes"] + r["activation_bytes"] for r in p["ranks"])
+assert c["held_bytes"] == held, (c, held)
+assert abs(c["predicted_bytes"] - held) <= 0.05 * held + 64 * 1024, ("checked", c["predicted_bytes"], "held", held)
+assert any(l.startswith("  dtrain run's check (the cost model for this layout") for l in out)
 PY
 }
 
