@@ -33,7 +33,7 @@ using json = nlohmann::ordered_json;
 // kLayerFields per top-level layer of the whole model (+ the loss).
 enum Field : int {
   kRank, kDp, kTp, kPp, kSteps, kStepSeconds, kData, kOptimizer, kPpWait, kDpWait, kReduceSpan, kForward,
-  kBackward, kParamBytes, kGradBytes, kOptBytes, kActBytes, kPredParams, kPredGrads, kPredOpt, kPredAct,
+  kBackward, kParamBytes, kGradBytes, kOptBytes, kActBytes, kLocalSyncBytes, kPredParams, kPredGrads, kPredOpt, kPredAct,
   kPeakRss, kPeakGflops, kItemsPerStep, kModelFlops, kHeader
 };
 const char* const kGroups[] = {"dp", "tp", "pp", "embed"};
@@ -154,6 +154,7 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
   auto state = trainer.optimizer().state();
   for (const auto& [name, tensor] : state) opt_bytes += static_cast<double>(tensor.bytes());
   v[kOptBytes] = opt_bytes;
+  v[kLocalSyncBytes] = trainer.local_sync() ? trainer.local_sync()->bytes() : 0.0;
   v[kActBytes] = prof.plan_bytes();
   // The cost model's prediction: Cost::params x 4 bytes for the fp32 masters
   // (+ 2 for the bf16 compute copy under bf16), the gradients and each
@@ -579,7 +580,8 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
   {
     double held = 0;
     for (int r = 0; r < world_size; ++r)
-      held = std::max(held, at(r, kParamBytes) + at(r, kGradBytes) + at(r, kOptBytes) + at(r, kActBytes));
+      held = std::max(held, at(r, kParamBytes) + at(r, kGradBytes) + at(r, kOptBytes) + at(r, kActBytes) +
+                                at(r, kLocalSyncBytes));
     std::optional<Prediction> planned;
     try {
       const std::string gpu_name = on_gpu ? gpu::device_info(m.exec.device.index).name : std::string();

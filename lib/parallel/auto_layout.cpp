@@ -50,7 +50,9 @@ PlanRequest plan_request(const Config& cfg, int devices, const Hardware& hardwar
   r.workload.global_batch = cfg.train.global_batch;
   r.workload.precision = cfg.train.precision;
   r.workload.optimizer = cfg.optim.name;
-  r.workload.momentum = cfg.optim.momentum > 0;
+  // This trainer's SGD keeps its momentum buffer whatever optim.momentum (a
+  // state of the optimizer and its checkpoints).
+  r.workload.momentum = cfg.optim.momentum > 0 || cfg.optim.name == "sgd";
   r.workload.bucket_bytes = cfg.parallel.bucket_mb * 1024.0 * 1024.0;
   if (local_sync_active(cfg.parallel)) {
     r.workload.local_sync_every = cfg.parallel.sync_every;
@@ -70,7 +72,7 @@ std::optional<Prediction> predict_layout(const Config& cfg, const Hardware& hard
   // every rank one node's, so that no tp group spans two (the run's ranks are
   // where they were launched, which the check does not judge).
   r.hardware.memory_bytes = std::numeric_limits<double>::max() / 4;
-  r.hardware.devices_per_node = std::max(r.hardware.devices_per_node, world);
+  r.hardware.devices_per_node = world;
   r.features = r.runnable = Features::this_trainer();
   const bool gpt = cfg.model.family() == ModelFamily::gpt;
   if (!gpt) r.features.recompute = r.runnable.recompute = r.features.selective = r.runnable.selective = false;
@@ -92,24 +94,34 @@ std::optional<Prediction> predict_layout(const Config& cfg, const Hardware& hard
 
 Hardware check_hardware(const Config& cfg, const std::function<std::string()>& gpu_name) {
   const bool gpu = cfg.train.device == "cuda";
+  Hardware hw = load_hardware(gpu ? "h100-sxm" : "cpu-local");
   if (!cfg.parallel.hardware.empty() || (gpu && gpu_name)) {
     try {
-      return config_hardware(cfg, gpu_name);
+      hw = config_hardware(cfg, gpu_name);
     } catch (const ConfigError&) {
     }
   }
-  return load_hardware(gpu ? "h100-sxm" : "cpu-local");
+  // What the memory counts take from the description is how this trainer's
+  // backend for train.device holds attention, whatever a file says (a GPU
+  // preset for a CPU run, a what-if runtime).
+  hw.kernels = gpu ? Kernels::dtrain_cuda : Kernels::per_op;
+  hw.fused_attention = false;
+  return hw;
 }
 
-std::string memory_parts(const Prediction& p) {
+std::string memory_parts(const Prediction& p, bool checkpoint) {
   const Memory& m = p.memory;
-  return fmt::format("{}parameters {}, gradients {}, optimizer {}, activations {}{}{}",
+  return fmt::format("{}parameters {}, gradients {}, optimizer {}, activations {}{}{}{}",
                      p.c.pp > 1 ? fmt::format("stage {}: ", m.stage) : "", format_bytes(m.params),
                      format_bytes(m.grads), format_bytes(m.optimizer), format_bytes(m.activations),
                      m.update_copy > m.activations
                          ? fmt::format(", or the update's gradient copy {}", format_bytes(m.update_copy))
                          : std::string(),
-                     m.local_sync > 0 ? fmt::format(", local sync {}", format_bytes(m.local_sync)) : std::string());
+                     m.local_sync > 0 ? fmt::format(", local sync {}", format_bytes(m.local_sync)) : std::string(),
+                     checkpoint && m.checkpoint > 0
+                         ? fmt::format(", and while a checkpoint saves the sharded optimizer state gathered whole {}",
+                                       format_bytes(m.checkpoint))
+                         : std::string());
 }
 
 std::string fit_problem(const Config& cfg, const Hardware& hardware, int ranks, const std::string& device,
@@ -120,10 +132,15 @@ std::string fit_problem(const Config& cfg, const Hardware& hardware, int ranks, 
     p = predict_layout(cfg, hardware);
   } catch (const ConfigError&) {  // a precision or feature the hardware description lacks: the rough count
   }
-  const double each = p ? p->memory.total() : config::footprint(cfg).total(), need = each * ranks;
+  // A run that writes checkpoints peaks while it saves: a ZeRO run gathers
+  // the sharded state whole beside the rest (Memory::checkpoint).
+  const auto& ck = cfg.checkpoint;
+  const bool saves = ck.every > 0 || ck.every_minutes > 0 || ck.at_end;
+  const double gathered = p && saves ? p->memory.checkpoint : 0.0;
+  const double each = (p ? p->memory.total() : config::footprint(cfg).total()) + gathered, need = each * ranks;
   if (need <= free_bytes) return "";
   std::string what = "the model and batch", parts;
-  if (p) what = fmt::format("{} in {}", describe(p->c), cfg.train.precision), parts = memory_parts(*p);
+  if (p) what = fmt::format("{} in {}", describe(p->c), cfg.train.precision), parts = memory_parts(*p, saves);
   const std::string bytes = fmt::format("{:.0f} bytes", need);
   const std::string amount =
       ranks == 1     ? fmt::format("{} ({}{})", format_bytes(need), bytes, parts.empty() ? "" : ": " + parts)

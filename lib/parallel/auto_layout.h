@@ -50,19 +50,23 @@ std::optional<Prediction> predict_layout(const Config& cfg, const Hardware& hard
 // `gpu_name` names, or the H100's where there is none (or no name to ask):
 // what the memory counts take from it (how attention holds its scores) is
 // this trainer's CUDA backend on any GPU. A hardware file that cannot be
-// read: the same defaults (its problem is the planner's to report).
+// read: the same defaults (its problem is the planner's to report). Its
+// kernels and attention are this trainer's backend for train.device,
+// whatever the description says.
 Hardware check_hardware(const Config& cfg, const std::function<std::string()>& gpu_name = {});
 
 // Its memory by part, of the fullest device: "parameters 1.2 GiB, gradients
-// ..., activations ..." (with the stage under a pipeline).
-std::string memory_parts(const Prediction& p);
+// ..., activations ..." (with the stage under a pipeline; `checkpoint`: and
+// what a save gathers on top, Memory::checkpoint).
+std::string memory_parts(const Prediction& p, bool checkpoint = false);
 
 // Why a resolved config's ranks do not fit on `device` ("cuda:0 (NVIDIA
 // H200)", "this machine") with `free_bytes` of `total_bytes` free, `ranks`
 // of them sharing it: "" when they fit, else one line naming the config, the
 // layout, the bytes of the fullest stage by part, the device's, and `dtrain
 // plan`. The cost model's memory for the layout (predict_layout on
-// `hardware`), else config::footprint's rough count.
+// `hardware`; where the config writes checkpoints, with what a ZeRO save
+// gathers whole: Memory::checkpoint), else config::footprint's rough count.
 std::string fit_problem(const Config& cfg, const Hardware& hardware, int ranks, const std::string& device,
                         double free_bytes, double total_bytes);
 

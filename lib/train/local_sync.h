@@ -56,6 +56,14 @@ class LocalSync {
   Tensor& anchor() { return anchor_; }
   Tensor& anchor_buffers() { return anchor_buf_; }
   Tensor& momentum() { return mom_; }
+  // Bytes of its fp32 copies and scratch (the anchor, the mean change, the
+  // saved parameters, the outer momentum; and the buffers' anchor and save).
+  double bytes() const {
+    double b = 0;
+    for (const Tensor* t : {&anchor_, &anchor_buf_, &mom_, &delta_, &saved_, &saved_buf_})
+      if (t->defined()) b += static_cast<double>(t->bytes());
+    return b;
+  }
   int64_t syncs() const { return syncs_; }
 
  private:
