@@ -55,15 +55,11 @@ std::vector<std::string> pattern_notes(const dtrain::Config& cfg) {
 // check_hardware (nothing here asks the device: a GPU run without
 // parallel.hardware is counted on the H100's preset).
 std::string memory_line(const dtrain::Config& cfg) {
-  try {
-    const std::optional<dtrain::Prediction> p = dtrain::predict_layout(cfg, dtrain::check_hardware(cfg));
-    if (!p) return "";
-    return fmt::format("memory per device (cost model, as `dtrain run` checks it): {} in {}: {} ({})",
-                       dtrain::describe(p->c), cfg.train.precision, dtrain::format_bytes(p->memory.total()),
-                       dtrain::memory_parts(*p));
-  } catch (const dtrain::ConfigError&) {
-    return "";
-  }
+  const std::optional<dtrain::Prediction> p = dtrain::predict_layout(cfg, dtrain::check_hardware(cfg));
+  if (!p) return "";
+  return fmt::format("memory per device (cost model, as `dtrain run` checks it): {} in {}: {} ({})",
+                     dtrain::describe(p->c), cfg.train.precision, dtrain::format_bytes(p->memory.peak()),
+                     dtrain::memory_parts(*p));
 }
 
 }  // namespace

@@ -582,16 +582,13 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
     for (int r = 0; r < world_size; ++r)
       held = std::max(held, at(r, kParamBytes) + at(r, kGradBytes) + at(r, kOptBytes) + at(r, kActBytes) +
                                 at(r, kLocalSyncBytes));
-    std::optional<Prediction> planned;
-    try {
-      const std::string gpu_name = on_gpu ? gpu::device_info(m.exec.device.index).name : std::string();
-      planned = predict_layout(cfg, check_hardware(cfg, [gpu_name] { return gpu_name; }));
-    } catch (const Error&) {
-    }
+    const std::string gpu_name = on_gpu ? gpu::device_info(m.exec.device.index).name : std::string();
+    const std::optional<Prediction> planned =
+        predict_layout(cfg, check_hardware(cfg, [gpu_name] { return gpu_name; }));
     if (planned && held > 0) {
-      const double need = planned->memory.total();
-      line(fmt::format("  dtrain run's check (the cost model for this layout, its fullest stage): {} ({}); the fullest "
-                       "rank here held {} ({:+.1f}%)",
+      const double need = planned->memory.total();  // the step's (a save's gather is not measured here)
+      line(fmt::format("  dtrain run's check (the cost model for this layout's step, its fullest stage): {} ({}); the "
+                       "fullest rank here held {} ({:+.1f}%)",
                        format_bytes(need), memory_parts(*planned), format_bytes(held), 100 * (need / held - 1)));
       json_check = {{"predicted_bytes", need}, {"held_bytes", held}, {"stage", planned->memory.stage}};
     }

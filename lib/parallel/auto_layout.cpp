@@ -87,9 +87,13 @@ std::optional<Prediction> predict_layout(const Config& cfg, const Hardware& hard
   r.virtual_stages = par.pp > 1 && par.schedule == "interleaved" ? static_cast<int>(par.virtual_stages) : 1;
   r.sequence_parallel = gpt ? (par.tp > 1 && par.sequence_parallel ? 1 : 0) : -1;
   r.max_idle_fraction = 0;
-  const Plan plan = make_plan(r);
-  if (plan.feasible.empty()) return std::nullopt;
-  return plan.feasible.front().p;
+  try {
+    const Plan plan = make_plan(r);
+    if (plan.feasible.empty()) return std::nullopt;
+    return plan.feasible.front().p;
+  } catch (const ConfigError&) {  // a precision or feature the hardware description lacks
+    return std::nullopt;
+  }
 }
 
 Hardware check_hardware(const Config& cfg, const std::function<std::string()>& gpu_name) {
@@ -109,7 +113,7 @@ Hardware check_hardware(const Config& cfg, const std::function<std::string()>& g
   return hw;
 }
 
-std::string memory_parts(const Prediction& p, bool checkpoint) {
+std::string memory_parts(const Prediction& p) {
   const Memory& m = p.memory;
   return fmt::format("{}parameters {}, gradients {}, optimizer {}, activations {}{}{}{}",
                      p.c.pp > 1 ? fmt::format("stage {}: ", m.stage) : "", format_bytes(m.params),
@@ -118,7 +122,7 @@ std::string memory_parts(const Prediction& p, bool checkpoint) {
                          ? fmt::format(", or the update's gradient copy {}", format_bytes(m.update_copy))
                          : std::string(),
                      m.local_sync > 0 ? fmt::format(", local sync {}", format_bytes(m.local_sync)) : std::string(),
-                     checkpoint && m.checkpoint > 0
+                     m.checkpoint > 0
                          ? fmt::format(", and while a checkpoint saves the sharded optimizer state gathered whole {}",
                                        format_bytes(m.checkpoint))
                          : std::string());
@@ -127,20 +131,11 @@ std::string memory_parts(const Prediction& p, bool checkpoint) {
 std::string fit_problem(const Config& cfg, const Hardware& hardware, int ranks, const std::string& device,
                         double free_bytes, double total_bytes) {
   ranks = std::max(ranks, 1);
-  std::optional<Prediction> p;
-  try {
-    p = predict_layout(cfg, hardware);
-  } catch (const ConfigError&) {  // a precision or feature the hardware description lacks: the rough count
-  }
-  // A run that writes checkpoints peaks while it saves: a ZeRO run gathers
-  // the sharded state whole beside the rest (Memory::checkpoint).
-  const auto& ck = cfg.checkpoint;
-  const bool saves = ck.every > 0 || ck.every_minutes > 0 || ck.at_end;
-  const double gathered = p && saves ? p->memory.checkpoint : 0.0;
-  const double each = (p ? p->memory.total() : config::footprint(cfg).total()) + gathered, need = each * ranks;
+  const std::optional<Prediction> p = predict_layout(cfg, hardware);
+  const double each = p ? p->memory.peak() : config::footprint(cfg).total(), need = each * ranks;
   if (need <= free_bytes) return "";
   std::string what = "the model and batch", parts;
-  if (p) what = fmt::format("{} in {}", describe(p->c), cfg.train.precision), parts = memory_parts(*p, saves);
+  if (p) what = fmt::format("{} in {}", describe(p->c), cfg.train.precision), parts = memory_parts(*p);
   const std::string bytes = fmt::format("{:.0f} bytes", need);
   const std::string amount =
       ranks == 1     ? fmt::format("{} ({}{})", format_bytes(need), bytes, parts.empty() ? "" : ": " + parts)

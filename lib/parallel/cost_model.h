@@ -252,9 +252,11 @@ struct Memory {
   // What this trainer's checkpoint save gathers whole beside the rest while
   // it writes, where ZeRO shards it (lib/checkpoint/session.cpp: the
   // optimizer's states, and the fp32 masters where they are sharded): not in
-  // total(), which is the step's; `dtrain run`'s check adds it.
+  // total(), which is the step's and what plans are fitted with (not yet
+  // peak(): `dtrain run`'s check uses that).
   double checkpoint = 0;
   double total() const { return params + grads + optimizer + local_sync + std::max(activations, update_copy); }
+  double peak() const { return total() + checkpoint; }
 };
 
 struct Prediction {
