@@ -58,7 +58,7 @@ std::string memory_line(const dtrain::Config& cfg) {
   const std::optional<dtrain::Prediction> p = dtrain::predict_layout(cfg, dtrain::check_hardware(cfg));
   if (!p) return "";
   return fmt::format("memory per device (cost model, as `dtrain run` checks it): {} in {}: {} ({})",
-                     dtrain::describe(p->c), cfg.train.precision, dtrain::format_bytes(p->memory.peak()),
+                     dtrain::describe(p->c), cfg.train.precision, dtrain::format_bytes(p->memory.total()),
                      dtrain::memory_parts(*p));
 }
 

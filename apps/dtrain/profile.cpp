@@ -586,7 +586,7 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
     const std::optional<Prediction> planned =
         predict_layout(cfg, check_hardware(cfg, [gpu_name] { return gpu_name; }));
     if (planned && held > 0) {
-      const double need = planned->memory.total();  // the step's (a save's gather is not measured here)
+      const double need = planned->memory.total();
       line(fmt::format("  dtrain run's check (the cost model for this layout's step, its fullest stage): {} ({}); the "
                        "fullest rank here held {} ({:+.1f}%)",
                        format_bytes(need), memory_parts(*planned), format_bytes(held), 100 * (need / held - 1)));

@@ -90,11 +90,19 @@ struct Piece {
   Tensor local;       // this rank's part, on the CPU
   Shard shard;        // how `local` maps into the full tensor (shard.full = full shape)
   bool write = true;  // false: another rank stores it (see collect_pieces)
+  // -1: `local` is this rank's whole part (shard.local_shape()). Otherwise
+  // `local` is 1-D and holds flat elements [slice_begin, slice_begin +
+  // local.numel()) of that part: what one data-parallel rank keeps under ZeRO
+  // (its range of the flat buffers cuts parameters anywhere), written and read
+  // without the rest of the tensor ever being gathered.
+  int64_t slice_begin = -1;
+  bool slice() const { return slice_begin >= 0; }
 };
 
 // Every parameter, buffer and optimizer state tensor this rank holds, the
 // optimizer state given as flat buffers over all the trainable parameters
-// (the offsets of params.values(); under ZeRO-1 the caller gathers them).
+// (the offsets of params.values(); under ZeRO, where each rank holds one
+// range, the session builds slices of it instead: Piece::slice_begin).
 // Which ones this rank writes: each element of each tensor is written by
 // exactly one rank, so copies are left out: a pipeline's second copy of a tied
 // weight (Param::primary false), every tensor on data-parallel replicas other

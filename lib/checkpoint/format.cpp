@@ -53,9 +53,105 @@ std::vector<Box> boxes_of(const Shard& shard) {
   return out;
 }
 
-std::vector<int64_t> runs_attr(const Shard& shard) {
+namespace {
+
+// flat_boxes below dimension k: [begin, end) of the sub-array at index
+// prefix `at` (dimensions < k fixed), begin < end.
+void flat_boxes_from(const std::vector<int64_t>& dims, const std::vector<int64_t>& stride, size_t k,
+                     std::vector<int64_t>& at, int64_t begin, int64_t end, std::vector<Box>& out) {
+  const int64_t s = stride[k];
+  const auto emit = [&](int64_t lo, int64_t hi) {  // indices [lo, hi) along k, everything below whole
+    Box b{at, std::vector<int64_t>(dims.size(), 1), at};
+    for (size_t d = k + 1; d < dims.size(); ++d) {
+      b.local_start[d] = 0;
+      b.count[d] = dims[d];
+    }
+    b.local_start[k] = lo;
+    b.count[k] = hi - lo;
+    b.full_start = b.local_start;
+    out.push_back(std::move(b));
+  };
+  int64_t i0 = begin / s;
+  const int64_t i1 = end / s;
+  if (begin % s == 0 && end % s == 0) return emit(i0, i1);
+  if (i0 == i1) {  // within one index along k
+    at[k] = i0;
+    flat_boxes_from(dims, stride, k + 1, at, begin - i0 * s, end - i0 * s, out);
+    return;
+  }
+  if (begin % s != 0) {
+    at[k] = i0;
+    flat_boxes_from(dims, stride, k + 1, at, begin % s, s, out);
+    ++i0;
+  }
+  if (i1 > i0) emit(i0, i1);
+  if (end % s != 0) {
+    at[k] = i1;
+    flat_boxes_from(dims, stride, k + 1, at, 0, end % s, out);
+  }
+}
+
+}  // namespace
+
+std::vector<Box> flat_boxes(const std::vector<int64_t>& dims, int64_t begin, int64_t end) {
+  std::vector<Box> out;
+  if (begin >= end) return out;
+  std::vector<int64_t> stride(dims.size(), 1), at(dims.size(), 0);
+  for (size_t d = dims.size(); d-- > 1;) stride[d - 1] = stride[d] * dims[d];
+  flat_boxes_from(dims, stride, 0, at, begin, end, out);
+  return out;
+}
+
+PieceMap map_of(const Piece& p) {
+  PieceMap m;
+  if (!p.slice()) {
+    m.shape.assign(p.local.shape().begin(), p.local.shape().end());
+    m.boxes = boxes_of(p.shard);
+    return m;
+  }
+  const Shape local = p.shard.local_shape();
+  const std::vector<int64_t> dims(local.begin(), local.end());
+  DTRAIN_CHECK(!dims.empty() && p.local.rank() == 1 && p.slice_begin + p.local.numel() <= local.numel(),
+               "{}: a slice of {} elements from {} of a part of shape {}", p.key, p.local.numel(), p.slice_begin,
+               local.str());
+  const int64_t row = local.numel() / dims[0], begin = p.slice_begin, end = begin + p.local.numel();
+  const int64_t r0 = begin / row, r1 = (end + row - 1) / row;
+  m.shape = dims;
+  m.shape[0] = r1 - r0;
+  m.offset = begin - r0 * row;
+  const int dim = p.shard.split() ? p.shard.dim : 0;
+  for (const Box& b : flat_boxes(dims, begin, end))
+    for (const Shard::Run& r : p.shard.runs()) {  // local rows -> full rows along the split dimension
+      const int64_t lo = std::max(b.local_start[dim], r.local_start);
+      const int64_t hi = std::min(b.local_start[dim] + b.count[dim], r.local_start + r.count);
+      if (lo >= hi) continue;
+      Box o = b;
+      o.local_start[dim] = lo;
+      o.count[dim] = hi - lo;
+      o.full_start[dim] = r.full_start + (lo - r.local_start);
+      o.local_start[0] -= r0;
+      m.boxes.push_back(std::move(o));
+    }
+  return m;
+}
+
+std::vector<int64_t> boxes_attr(const std::vector<Box>& boxes) {
   std::vector<int64_t> out;
-  for (const Shard::Run& r : shard.runs()) out.insert(out.end(), {r.full_start, r.local_start, r.count});
+  for (const Box& b : boxes) {
+    out.insert(out.end(), b.full_start.begin(), b.full_start.end());
+    out.insert(out.end(), b.local_start.begin(), b.local_start.end());
+    out.insert(out.end(), b.count.begin(), b.count.end());
+  }
+  return out;
+}
+
+std::vector<Box> boxes_from_attr(const std::vector<int64_t>& flat, size_t rank) {
+  std::vector<Box> out;
+  if (rank == 0 || flat.size() % (3 * rank) != 0) return out;
+  for (auto it = flat.begin(); it != flat.end(); it += static_cast<std::ptrdiff_t>(3 * rank)) {
+    const auto r = static_cast<std::ptrdiff_t>(rank);
+    out.push_back(Box{{it, it + r}, {it + 2 * r, it + 3 * r}, {it + r, it + 2 * r}});
+  }
   return out;
 }
 

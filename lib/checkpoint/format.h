@@ -26,9 +26,27 @@ struct Box {
 // of the whole tensor when it is not split).
 std::vector<Box> boxes_of(const Shard& shard);
 
-// The runs attribute of a stored piece: {full_start, local_start, count} per run,
-// along `split_dim` (dimension 0 when not split).
-std::vector<int64_t> runs_attr(const Shard& shard);
+// The boxes (start in local_start, count) that tile flat elements [begin,
+// end) of a row-major array of shape `dims`, in order: at most 2 rank - 1.
+std::vector<Box> flat_boxes(const std::vector<int64_t>& dims, int64_t begin, int64_t end);
+
+// A piece's array (what its rank file stores, or what a reader fills) and
+// where it lies in the full tensor. A whole piece: its shape, and boxes_of
+// its shard. A slice: the rows (along dimension 0) of the rank's part that
+// the slice touches, the slice starting `offset` elements in (the elements
+// of the first and last row outside it are stored as zeros and mapped
+// nowhere), and the boxes of the slice alone.
+struct PieceMap {
+  std::vector<int64_t> shape;
+  int64_t offset = 0;
+  std::vector<Box> boxes;  // full_start, count: in the full tensor; local_start: in the array
+};
+PieceMap map_of(const Piece& p);
+
+// A stored piece's "boxes" attribute, a (boxes, 3 x rank) array: full_start,
+// local_start and count of each box, and back.
+std::vector<int64_t> boxes_attr(const std::vector<Box>& boxes);
+std::vector<Box> boxes_from_attr(const std::vector<int64_t>& flat, size_t rank);
 
 // The metadata as one string, in a fixed order: what meta_crc32 covers.
 std::string canonical(const CheckpointMeta& m);

@@ -68,8 +68,10 @@ std::string describe_checkpoint(const std::string& path, bool verify, const std:
                                       "ZeRO-1 (optimizer state sharded over dp)",
                                       "ZeRO-2 (optimizer state and gradients sharded over dp)",
                                       "ZeRO-3 (optimizer state, gradients and parameters sharded over dp)"};
-  out += fmt::format("sharding     {}; stored as full tensors\n",
-                     m.zero >= 0 && m.zero <= 3 ? kZero[m.zero] : fmt::format("ZeRO-{}", m.zero));
+  out += fmt::format("sharding     {}; {}\n",
+                     m.zero >= 0 && m.zero <= 3 ? kZero[m.zero] : fmt::format("ZeRO-{}", m.zero),
+                     m.zero > 0 ? "each data-parallel rank stored its range, read back as full tensors"
+                                : "stored as full tensors");
   out += fmt::format("sync         {}\n", describe_sync(m, tensors));
   out += fmt::format("written      {} by dtrain {} (format {}, id {})\n", m.written_at,
                      m.program_version, m.format_version, m.id);

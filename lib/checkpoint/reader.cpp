@@ -6,6 +6,7 @@
 // layout) is read straight into the parameter memory. Every problem is a
 // CheckpointError naming the checkpoint, the file and the tensor.
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <optional>
 
@@ -418,41 +419,45 @@ void load_one(Reader& rd, Piece& p) {
   if (t.dtype != p.local.dtype())
     rd.fail(store::kMasterFile, p.key, fmt::format("is stored as {} but the model holds {}",
                                                    dtype_name(t.dtype), dtype_name(p.local.dtype())));
-  const std::vector<Box> want = boxes_of(p.shard);
-  const std::vector<int64_t> local(p.local.shape().begin(), p.local.shape().end());
+  // What this rank fills: its part, or for a slice the part's rows that the
+  // slice touches (a scratch array, the slice copied out of it at the end).
+  const PieceMap want = map_of(p);
+  const std::vector<int64_t>& local = want.shape;
   const size_t esize = dtype_size(t.dtype);
+  std::vector<char> rows(p.slice() ? static_cast<size_t>(volume(local)) * esize : 0);
+  char* into = p.slice() ? rows.data() : static_cast<char*>(p.local.raw());
   int64_t covered = 0;
   std::vector<char> buf;
   for (const Source& s : t.sources) {
     // Is the source, as a whole, exactly what this rank holds? Then read it in place.
-    bool direct = s.maps.size() == want.size();
-    for (size_t i = 0; direct && i < want.size(); ++i)
-      direct = s.maps[i].vstart == want[i].full_start && s.maps[i].count == want[i].count &&
-               s.maps[i].sstart == want[i].local_start;
+    bool direct = s.maps.size() == want.boxes.size();
+    for (size_t i = 0; direct && i < want.boxes.size(); ++i)
+      direct = s.maps[i].vstart == want.boxes[i].full_start && s.maps[i].count == want.boxes[i].count &&
+               s.maps[i].sstart == want.boxes[i].local_start;
     bool overlaps = direct;
     std::vector<int64_t> o0, oc;
     for (const Mapping& m : s.maps)
-      for (const Box& w : want) overlaps = overlaps || intersect(m.vstart, m.count, w.full_start, w.count, o0, oc);
+      for (const Box& w : want.boxes)
+        overlaps = overlaps || intersect(m.vstart, m.count, w.full_start, w.count, o0, oc);
     if (!overlaps) continue;
     bool in_place = false;
-    const auto shape = rd.read_source(t, s, buf, direct ? p.local.raw() : nullptr, local, in_place);
+    const auto shape = rd.read_source(t, s, buf, direct ? into : nullptr, local, in_place);
     if (in_place) {
       covered += p.local.numel();
       continue;
     }
     for (const Mapping& m : s.maps)
-      for (const Box& w : want) {
+      for (const Box& w : want.boxes) {
         if (!intersect(m.vstart, m.count, w.full_start, w.count, o0, oc)) continue;
-        copy_box(buf.data(), shape, sub(o0, m.vstart, m.sstart), static_cast<char*>(p.local.raw()),
-                 local, sub(o0, w.full_start, w.local_start), oc, esize);
-        int64_t v = 1;
-        for (int64_t c : oc) v *= c;
-        covered += v;
+        copy_box(buf.data(), shape, sub(o0, m.vstart, m.sstart), into, local, sub(o0, w.full_start, w.local_start),
+                 oc, esize);
+        covered += volume(oc);
       }
   }
   if (covered != p.local.numel())
     rd.fail(store::kMasterFile, p.key,
             fmt::format("the stored pieces cover {} of the {} elements this rank holds", covered, p.local.numel()));
+  if (p.slice()) std::memcpy(p.local.raw(), rows.data() + static_cast<size_t>(want.offset) * esize, p.local.bytes());
 }
 
 }  // namespace

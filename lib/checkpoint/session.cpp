@@ -75,28 +75,57 @@ StateRange state_range(Trainer& t) {
   return r;
 }
 
-// The optimizer state over every parameter: the optimizer's own tensors, or
-// under ZeRO-1 full-size copies gathered over the data-parallel group (the
-// ranges are consecutive in data-parallel rank order).
-NamedTensors gathered_state(Trainer& t) {
-  NamedTensors state = t.optimizer().state();
+// Under ZeRO (the optimizer's state covers one range of the flat buffer),
+// what this rank saves or loads: exactly its range of every parameter it
+// meets, as slices (Piece::slice_begin), so nothing is ever gathered and on
+// a GPU the device holds no more while a checkpoint is written or read:
+//   - the optimizer state, from the optimizer's own tensors;
+//   - the masters: saved from the range (sharded masters, or the whole ones
+//     under ZeRO-1/2 in fp32: the writes spread over the data-parallel
+//     ranks either way); loaded into the shard where they are sharded, and
+//     whole where every rank holds them whole;
+//   - buffers whole, written by data-parallel rank 0.
+// Which rank writes follows collect_pieces: a pipeline's second copy of a tied
+// weight never, tensors tensor parallelism does not split on its rank 0 only.
+std::vector<Piece> sharded_pieces(Trainer& t, bool loading, bool optimizer_state) {
   const StateRange r = state_range(t);
-  if (r.whole()) return state;
-  Communicator& dp = *t.groups().dp;
-  Tensor mine = Tensor::zeros(Shape{1}, DType::f64), all = Tensor::zeros(Shape{dp.size()}, DType::f64);
-  mine.data<double>()[0] = static_cast<double>(r.end - r.begin);
-  dp.all_gather(mine, all)->wait();
-  std::vector<int64_t> counts;
-  int64_t sum = 0;
-  for (int i = 0; i < dp.size(); ++i) sum += counts.emplace_back(static_cast<int64_t>(all.data<double>()[i]));
-  DTRAIN_CHECK(sum == r.total, "ZeRO ranges cover {} of {} parameter elements", sum, r.total);
-  NamedTensors full;
-  for (auto& [name, part] : state) {
-    Tensor f = Tensor::zeros(Shape{r.total}, part.dtype(), part.device());
-    dp.all_gather(part, f, counts)->wait();
-    full.emplace_back(name, f);
+  const Groups& g = t.groups();
+  Model& model = t.model();
+  const Tensor masters = t.master_shard();
+  const bool first_tp = g.coord.tp == 0;
+  const auto writes = [&](const Param& p) { return p.primary && (first_tp || p.shard.split()); };
+  const auto slice = [&](const std::string& key, const Param& p, const Tensor& flat_of_range, int64_t lo,
+                         int64_t hi) {
+    Piece piece{key, flat_of_range.flat_range(lo - r.begin, hi - lo), p.shard, writes(p)};
+    piece.slice_begin = lo - p.offset;
+    return piece;
+  };
+  std::vector<Piece> out;
+  const NamedTensors state = optimizer_state ? t.optimizer().state() : NamedTensors{};
+  for (const auto& [name, flat] : state)
+    DTRAIN_CHECK(flat.numel() == r.end - r.begin, "optimizer state {} covers {} elements, its range {}", name,
+                 flat.numel(), r.end - r.begin);
+  // The range of the masters: the shard, or where every rank holds them whole (saving only) their view.
+  const Tensor range_masters =
+      masters.defined() ? masters
+      : loading         ? Tensor{}
+                        : model.params.values().flat_range(r.begin, r.end - r.begin);
+  for (const auto& p : model.params.all()) {
+    const std::string key = "model/" + p->name;
+    const int64_t lo = std::max(r.begin, p->offset), hi = std::min(r.end, p->offset + p->numel());
+    if (!p->trainable)
+      out.push_back({key, p->value, p->shard, writes(*p) && g.coord.dp == 0});
+    else if (!range_masters.defined())
+      out.push_back({key, p->value, p->shard, false});  // loaded whole, as every rank holds it
+    else if (hi > lo)
+      out.push_back(slice(key, *p, range_masters, lo, hi));
   }
-  return full;
+  for (const auto& [name, flat] : state)
+    for (const auto& p : model.params.all()) {
+      const int64_t lo = std::max(r.begin, p->offset), hi = std::min(r.end, p->offset + p->numel());
+      if (p->trainable && hi > lo) out.push_back(slice("optim/" + name + "/" + p->name, *p, flat, lo, hi));
+    }
+  return out;
 }
 
 // What this rank stores. Under parallel.sync = "local" the replicas differ
@@ -111,11 +140,16 @@ NamedTensors gathered_state(Trainer& t) {
 // A resume on the same number of replicas restores every replica's own state
 // (bit-identical, mid-period too); any other resume starts every replica from
 // model/* and optim/* (see restore_local).
-std::vector<Piece> trainer_pieces(Trainer& t, const NamedTensors& state) {
+std::vector<Piece> trainer_pieces(Trainer& t) {
+  if (!state_range(t).whole()) {
+    DTRAIN_CHECK(!t.local_sync(), "ZeRO under parallel.sync = \"local\"");
+    return sharded_pieces(t, /*loading=*/false, /*optimizer_state=*/true);
+  }
   const Groups& g = t.groups();
   Model& model = t.model();
   const bool first_dp = g.coord.dp == 0, first_tp = g.coord.tp == 0;
   LocalSync* ls = t.local_sync();
+  const NamedTensors state = t.optimizer().state();
   std::vector<Piece> out = collect_pieces(model, state, first_dp, first_tp);
   if (!ls) return out;
   const auto& params = model.params.all();
@@ -138,14 +172,14 @@ std::vector<Piece> trainer_pieces(Trainer& t, const NamedTensors& state) {
 }
 
 // Reads pieces (a GPU's through host copies).
-void load_to(const std::string& dir, std::vector<Piece>& pieces) {
+void load_to(const std::string& dir, std::vector<Piece>& pieces, VerifyKey key = nullptr) {
   std::vector<std::pair<Tensor, Tensor>> uploads;  // (device tensor, its host copy)
   for (Piece& p : pieces)
     if (!p.local.device().is_cpu()) {
       uploads.emplace_back(p.local, Tensor::empty(p.local.shape(), p.local.dtype()));
       p.local = uploads.back().second;
     }
-  load_pieces(dir, pieces);
+  load_pieces(dir, pieces, key);
   for (auto& [dev, host] : uploads) dev.copy_from(host);
 }
 
@@ -179,26 +213,13 @@ void restore_local(Trainer& t, const std::string& dir, const CheckpointMeta& m) 
   load_to(dir, pieces);
   model.params.sync_compute();
 }
-// ZeRO-3: the full parameters in place while a checkpoint reads or writes
-// them (gathered over dp), dropped again at the end of the scope.
-struct FullParams {
-  Trainer& t;
-  bool loaded = false;
-  explicit FullParams(Trainer& tr) : t(tr) { t.gather_full_params(); }
-  ~FullParams() { t.release_full_params(loaded); }
-  FullParams(const FullParams&) = delete;
-  FullParams& operator=(const FullParams&) = delete;
-};
-
 }  // namespace
 
 SaveResult save_trainer(Trainer& trainer, int64_t step, const SaveOptions& opts_in, const std::string& run_id) {
   SaveOptions opts = opts_in;
   opts.dir_mode = dir_mode(trainer.config());
   const Groups& g = trainer.groups();
-  const FullParams full(trainer);
-  const NamedTensors state = gathered_state(trainer);
-  std::vector<Piece> pieces = trainer_pieces(trainer, state);
+  std::vector<Piece> pieces = trainer_pieces(trainer);
   for (Piece& p : pieces)  // a GPU's tensors are written from host copies
     if (p.write && !p.local.device().is_cpu()) p.local = p.local.to_host();
   return save_checkpoint(trainer.config().checkpoint.dir, trainer_meta(trainer, step, run_id), pieces, *g.world,
@@ -206,10 +227,9 @@ SaveResult save_trainer(Trainer& trainer, int64_t step, const SaveOptions& opts_
 }
 
 CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir, VerifyKey key, bool optimizer_state) {
-  // ZeRO-3's gather over dp before anything is read: a rank that then fails
-  // (damage, a checkpoint pruned as it is read) has taken part in every
-  // collective the others take (what follows reads files, each rank its own).
-  FullParams full(trainer);
+  // Nothing here communicates: every rank reads its own part, and a rank that
+  // fails (damage, a checkpoint pruned as it is read) leaves no collective
+  // half-joined; the caller agrees on the outcome.
   const CheckpointMeta m = read_meta(dir, key);
   const Config& cfg = trainer.config();
   std::vector<std::string> problems;
@@ -237,46 +257,23 @@ CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir, VerifyK
   if (!problems.empty()) throw ConfigError(problems);
 
   // The parameters, and the optimizer state straight into the optimizer's
-  // tensors; under ZeRO-1 only the state of the parameters that meet this
-  // rank's range, each read whole into a scratch tensor and its part kept.
-  const NamedTensors state = optimizer_state ? trainer.optimizer().state() : NamedTensors{};
-  const StateRange r = state_range(trainer);
+  // tensors; under ZeRO each rank's range of them (sharded_pieces).
   Model& model = trainer.model();
-  std::vector<Piece> pieces = collect_pieces(model, r.whole() ? state : NamedTensors{});
-  struct Part {
-    Tensor scratch, dst;
-    int64_t from = 0;  // first element of the parameter that dst receives
-  };
-  std::vector<Part> parts;
-  if (!r.whole()) {
-    for (const auto& [name, range_state] : state)
-      for (const auto& p : model.params.all()) {
-        const int64_t lo = std::max(r.begin, p->offset), hi = std::min(r.end, p->offset + p->numel());
-        if (!p->trainable || lo >= hi) continue;
-        Tensor scratch = Tensor::empty(p->shape, range_state.dtype());
-        pieces.push_back({"optim/" + name + "/" + p->name, scratch, p->shard, false});
-        parts.push_back({scratch, range_state.flat_range(lo - r.begin, hi - lo), lo - p->offset});
-      }
-  }
-  // A GPU's tensors are read into host copies and uploaded.
-  std::vector<std::pair<Tensor, Tensor>> uploads;  // (device tensor, its host copy)
-  for (Piece& p : pieces)
-    if (!p.local.device().is_cpu()) {
-      uploads.emplace_back(p.local, Tensor::empty(p.local.shape(), p.local.dtype()));
-      p.local = uploads.back().second;
-    }
-  load_pieces(dir, pieces, key);
-  for (auto& [dev, host] : uploads) dev.copy_from(host);
-  model.params.sync_compute();  // the bf16 compute copy of the loaded masters
-  for (Part& part : parts)
-    part.dst.copy_from(part.scratch.view(Shape{part.scratch.numel()}).flat_range(part.from, part.dst.numel()));
+  const bool sharded = !state_range(trainer).whole();
+  std::vector<Piece> pieces = sharded ? sharded_pieces(trainer, /*loading=*/true, optimizer_state)
+                                      : collect_pieces(model, optimizer_state ? trainer.optimizer().state()
+                                                                              : NamedTensors{});
+  load_to(dir, pieces, key);
+  if (sharded && trainer.master_shard().defined())
+    trainer.shards_loaded();  // the compute copy of the loaded masters
+  else
+    model.params.sync_compute();
   if (optimizer_state) {
     trainer.optimizer().set_steps_done(m.optimizer_steps);
     if (trainer.local_sync()) restore_local(trainer, dir, m);
   } else if (trainer.local_sync()) {
     trainer.local_sync()->reset_anchor();  // every replica at the agreed model (model/*)
   }
-  full.loaded = true;  // the shards take the loaded values
   return m;
 }
 
@@ -289,10 +286,8 @@ CheckpointSession::CheckpointSession(Trainer& trainer, SessionOptions opts)
 }
 
 std::vector<Piece> CheckpointSession::snapshot_pieces(bool copy) {
-  const FullParams full(trainer_);
-  const NamedTensors state = gathered_state(trainer_);
   std::vector<Piece> out;
-  for (Piece& p : trainer_pieces(trainer_, state)) {
+  for (Piece& p : trainer_pieces(trainer_)) {
     if (!p.write) continue;
     const size_t i = out.size();
     if (i >= host_.size()) host_.push_back(Tensor{});

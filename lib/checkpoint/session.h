@@ -35,8 +35,9 @@ CheckpointMeta trainer_meta(Trainer& trainer, int64_t step, const std::string& r
 
 // Writes the trainer's state after `step` steps to cfg.checkpoint.dir,
 // collectively over its world group. Each rank writes what it alone holds
-// (data-parallel rank 0 of each tensor- and pipeline-parallel position; with
-// ZeRO-1 the optimizer state is gathered over the data-parallel group first).
+// (data-parallel rank 0 of each tensor- and pipeline-parallel position; under
+// ZeRO every data-parallel rank its range of the optimizer state and the
+// masters, nothing gathered).
 SaveResult save_trainer(Trainer& trainer, int64_t step, const SaveOptions& opts,
                         const std::string& run_id = "");
 

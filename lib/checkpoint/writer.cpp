@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <ctime>
 #include <map>
 #include <fstream>
@@ -89,7 +90,7 @@ void write_rank_file(const fs::path& path, const CheckpointMeta& meta, int world
     const Digest d = digest(p->local.raw(), p->local.bytes(), p->local.dtype());
     if (!d.finite)
       throw RuntimeError(fmt::format("{} holds non-finite values; not writing a checkpoint", p->key));
-    crcs.push_back(d.crc32);
+    crcs.push_back(d.crc32);  // a slice's is taken again over the rows stored
   }
   const std::string name = path.filename().string();
   h5::Handle f = h5::create_file(path.string());
@@ -103,21 +104,34 @@ void write_rank_file(const fs::path& path, const CheckpointMeta& meta, int world
   h5::write_attr(f.get(), "world_rank", int64_t{world_rank});
   h5::write_attr(f.get(), "tensors", join(keys));
   h5::Handle lcpl = h5::intermediate_groups();
+  std::vector<char> rows;  // a slice's rows
   for (size_t i = 0; i < pieces.size(); ++i) {
     const Piece& p = *pieces[i];
-    DTRAIN_CHECK(p.local.rank() >= 1, "{}: checkpoints store tensors of rank >= 1", p.key);
+    DTRAIN_CHECK(p.shard.full.rank() >= 1, "{}: checkpoints store tensors of rank >= 1", p.key);
+    const PieceMap m = map_of(p);
+    const void* data = p.local.raw();
+    size_t bytes = p.local.bytes();
+    if (p.slice()) {
+      int64_t n = 1;
+      for (int64_t x : m.shape) n *= x;
+      const size_t esize = dtype_size(p.local.dtype());
+      bytes = static_cast<size_t>(n) * esize;
+      rows.assign(bytes, 0);
+      std::memcpy(rows.data() + static_cast<size_t>(m.offset) * esize, p.local.raw(), p.local.bytes());
+      data = rows.data();
+    }
+    const uint32_t crc = p.slice() ? digest(data, bytes, DType::u8).crc32 : crcs[i];
     h5::Quiet q;
-    h5::Handle sp = h5::space(dims(p.local.shape()));
+    h5::Handle sp = h5::space(m.shape);
     h5::Handle d(H5Dcreate2(f.get(), p.key.c_str(), h5::file_type(p.local.dtype()), sp.get(),
                             lcpl.get(), H5P_DEFAULT, H5P_DEFAULT));
-    if (!d.valid() ||
-        H5Dwrite(d.get(), h5::memory_type(p.local.dtype()), H5S_ALL, H5S_ALL, H5P_DEFAULT, p.local.raw()) < 0)
+    if (!d.valid() || H5Dwrite(d.get(), h5::memory_type(p.local.dtype()), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
       throw RuntimeError(fmt::format("cannot write {} to '{}': {}", p.key, path.string(), h5::last_error()));
     h5::write_attr(d.get(), "full_shape", dims(p.shard.full));
-    h5::write_attr(d.get(), "split_dim", int64_t{p.shard.split() ? p.shard.dim : -1});
-    const std::vector<int64_t> runs = runs_attr(p.shard);
-    h5::write_attr(d.get(), "runs", runs, {static_cast<int64_t>(runs.size() / 3), 3});
-    h5::write_attr(d.get(), "crc32", crcs[i]);
+    const std::vector<int64_t> boxes = boxes_attr(m.boxes);
+    h5::write_attr(d.get(), "boxes", boxes,
+                   {static_cast<int64_t>(m.boxes.size()), static_cast<int64_t>(3 * m.shape.size())});
+    h5::write_attr(d.get(), "crc32", crc);
     ops.done(fmt::format("write {} {}", name, p.key));
   }
   if (!f.close()) throw RuntimeError(fmt::format("cannot close '{}': {}", path.string(), h5::last_error()));
@@ -129,8 +143,8 @@ void write_rank_file(const fs::path& path, const CheckpointMeta& meta, int world
 // A stored piece, as the master file's builder reads it back from a rank file.
 struct Stored {
   std::string file;
-  std::vector<int64_t> local_shape, full_shape, runs;
-  int64_t split_dim = -1;
+  std::vector<int64_t> local_shape, full_shape;
+  std::vector<Box> boxes;  // full_start, count in the full tensor; local_start in the stored array
   DType dtype = DType::f32;
 };
 
@@ -153,37 +167,59 @@ std::map<std::string, std::vector<Stored>> read_back(const fs::path& tmp) {
       h5::Handle d(H5Dopen2(f.get(), key.c_str(), H5P_DEFAULT));
       Stored s;
       s.file = name;
+      std::vector<int64_t> boxes;
       h5::Handle t(d.valid() ? H5Dget_type(d.get()) : H5I_INVALID_HID);
       if (!d.valid() || !h5::dtype_of_type(t.get(), s.dtype) ||
-          !h5::read_attr(d.get(), "full_shape", s.full_shape) ||
-          !h5::read_attr(d.get(), "split_dim", s.split_dim) || !h5::read_attr(d.get(), "runs", s.runs))
+          !h5::read_attr(d.get(), "full_shape", s.full_shape) || !h5::read_attr(d.get(), "boxes", boxes))
         throw RuntimeError(fmt::format("cannot read back {} from '{}'", key, path.string()));
       s.local_shape = h5::shape_of(d.get());
+      s.boxes = boxes_from_attr(boxes, s.full_shape.size());
       out[key].push_back(std::move(s));
     }
   }
   return out;
 }
 
-// The pieces of `key` must agree on the full tensor and tile it exactly once.
+// The pieces of `key` must agree on the full tensor and tile it exactly once:
+// every box inside the tensor and its piece, no two overlapping (a sweep
+// along dimension 0), and their volumes summing to the tensor's.
 void check_tiling(const std::string& key, const std::vector<Stored>& parts) {
   const Stored& a = parts.front();
-  const int dim = a.split_dim < 0 ? 0 : static_cast<int>(a.split_dim);
-  std::vector<std::pair<int64_t, int64_t>> spans;  // along dim: [start, end)
+  const size_t rank = a.full_shape.size();
+  struct At {
+    const Box* box;
+    const Stored* part;
+  };
+  std::vector<At> all;
+  int64_t full = 1, covered = 0;
+  for (int64_t x : a.full_shape) full *= x;
   for (const Stored& s : parts) {
-    DTRAIN_CHECK(s.full_shape == a.full_shape && s.dtype == a.dtype && s.split_dim == a.split_dim,
-                 "{}: {} and {} store it with different shapes, dtypes or splits", key, a.file, s.file);
-    for (size_t r = 0; r + 2 < s.runs.size(); r += 3) spans.push_back({s.runs[r], s.runs[r] + s.runs[r + 2]});
+    DTRAIN_CHECK(s.full_shape == a.full_shape && s.dtype == a.dtype && s.local_shape.size() == rank &&
+                     !s.boxes.empty(),
+                 "{}: {} and {} store it with different shapes or dtypes", key, a.file, s.file);
+    for (const Box& b : s.boxes) {
+      for (size_t d = 0; d < rank; ++d)
+        DTRAIN_CHECK(b.count[d] > 0 && b.full_start[d] >= 0 && b.full_start[d] + b.count[d] <= a.full_shape[d] &&
+                         b.local_start[d] >= 0 && b.local_start[d] + b.count[d] <= s.local_shape[d],
+                     "{}: {} maps a box outside the tensor or its piece", key, s.file);
+      covered += b.volume();
+      all.push_back({&b, &s});
+    }
   }
-  std::sort(spans.begin(), spans.end());
-  int64_t at = 0;
-  for (auto [lo, hi] : spans) {
-    DTRAIN_CHECK(lo == at, "{}: the ranks' pieces {} rows {} along dimension {}", key,
-                 lo < at ? "overlap at" : "leave out", at, dim);
-    at = hi;
+  std::sort(all.begin(), all.end(), [](const At& x, const At& y) { return x.box->full_start < y.box->full_start; });
+  for (size_t i = 0; i < all.size(); ++i) {
+    const Box& x = *all[i].box;
+    for (size_t j = i + 1; j < all.size() && all[j].box->full_start[0] < x.full_start[0] + x.count[0]; ++j) {
+      const Box& y = *all[j].box;
+      bool overlap = true;
+      for (size_t d = 0; d < rank && overlap; ++d)
+        overlap = std::max(x.full_start[d], y.full_start[d]) <
+                  std::min(x.full_start[d] + x.count[d], y.full_start[d] + y.count[d]);
+      DTRAIN_CHECK(!overlap, "{}: the pieces of {} and {} overlap at ({})", key, all[i].part->file,
+                   all[j].part->file, fmt::join(y.full_start, ", "));
+    }
   }
-  DTRAIN_CHECK(at == (a.full_shape.empty() ? 1 : a.full_shape[dim]),
-               "{}: the ranks' pieces end at row {} of {}", key, at, a.full_shape[dim]);
+  DTRAIN_CHECK(covered == full, "{}: the ranks' pieces cover {} of its {} elements", key, covered, full);
 }
 
 void write_master(const fs::path& path, const CheckpointMeta& meta,
@@ -227,8 +263,6 @@ void write_master(const fs::path& path, const CheckpointMeta& meta,
   for (const auto& [key, parts] : tensors) {
     check_tiling(key, parts);
     const Stored& a = parts.front();
-    const int rank = static_cast<int>(a.full_shape.size());
-    const int dim = a.split_dim < 0 ? 0 : static_cast<int>(a.split_dim);
     h5::Handle vspace = h5::space(a.full_shape);
     h5::Handle dcpl(H5Pcreate(H5P_DATASET_CREATE));
     // A piece HDF5 cannot find reads as NaN in h5py, not as plausible zeros.
@@ -238,11 +272,9 @@ void write_master(const fs::path& path, const CheckpointMeta& meta,
     }
     for (const Stored& s : parts) {
       h5::Handle sspace = h5::space(s.local_shape);
-      for (size_t r = 0; r + 2 < s.runs.size(); r += 3) {
-        std::vector<hsize_t> vstart(rank, 0), sstart(rank, 0), count(a.full_shape.begin(), a.full_shape.end());
-        vstart[dim] = static_cast<hsize_t>(s.runs[r]);
-        sstart[dim] = static_cast<hsize_t>(s.runs[r + 1]);
-        count[dim] = static_cast<hsize_t>(s.runs[r + 2]);
+      for (const Box& b : s.boxes) {
+        const std::vector<hsize_t> vstart(b.full_start.begin(), b.full_start.end()),
+            sstart(b.local_start.begin(), b.local_start.end()), count(b.count.begin(), b.count.end());
         if (H5Sselect_hyperslab(vspace.get(), H5S_SELECT_SET, vstart.data(), nullptr, count.data(), nullptr) < 0 ||
             H5Sselect_hyperslab(sspace.get(), H5S_SELECT_SET, sstart.data(), nullptr, count.data(), nullptr) < 0 ||
             H5Pset_virtual(dcpl.get(), vspace.get(), s.file.c_str(), key.c_str(), sspace.get()) < 0)

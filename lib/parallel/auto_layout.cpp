@@ -115,24 +115,20 @@ Hardware check_hardware(const Config& cfg, const std::function<std::string()>& g
 
 std::string memory_parts(const Prediction& p) {
   const Memory& m = p.memory;
-  return fmt::format("{}parameters {}, gradients {}, optimizer {}, activations {}{}{}{}",
+  return fmt::format("{}parameters {}, gradients {}, optimizer {}, activations {}{}{}",
                      p.c.pp > 1 ? fmt::format("stage {}: ", m.stage) : "", format_bytes(m.params),
                      format_bytes(m.grads), format_bytes(m.optimizer), format_bytes(m.activations),
                      m.update_copy > m.activations
                          ? fmt::format(", or the update's gradient copy {}", format_bytes(m.update_copy))
                          : std::string(),
-                     m.local_sync > 0 ? fmt::format(", local sync {}", format_bytes(m.local_sync)) : std::string(),
-                     m.checkpoint > 0
-                         ? fmt::format(", and while a checkpoint saves the sharded optimizer state gathered whole {}",
-                                       format_bytes(m.checkpoint))
-                         : std::string());
+                     m.local_sync > 0 ? fmt::format(", local sync {}", format_bytes(m.local_sync)) : std::string());
 }
 
 std::string fit_problem(const Config& cfg, const Hardware& hardware, int ranks, const std::string& device,
                         double free_bytes, double total_bytes) {
   ranks = std::max(ranks, 1);
   const std::optional<Prediction> p = predict_layout(cfg, hardware);
-  const double each = p ? p->memory.peak() : config::footprint(cfg).total(), need = each * ranks;
+  const double each = p ? p->memory.total() : config::footprint(cfg).total(), need = each * ranks;
   if (need <= free_bytes) return "";
   std::string what = "the model and batch", parts;
   if (p) what = fmt::format("{} in {}", describe(p->c), cfg.train.precision), parts = memory_parts(*p);

@@ -57,18 +57,16 @@ std::optional<Prediction> predict_layout(const Config& cfg, const Hardware& hard
 Hardware check_hardware(const Config& cfg, const std::function<std::string()>& gpu_name = {});
 
 // Its memory by part, of the fullest device: "parameters 1.2 GiB, gradients
-// ..., activations ..." (with the stage under a pipeline, and what a save
-// gathers on top: Memory::checkpoint).
+// ..., activations ..." (with the stage under a pipeline).
 std::string memory_parts(const Prediction& p);
 
 // Why a resolved config's ranks do not fit on `device` ("cuda:0 (NVIDIA
 // H200)", "this machine") with `free_bytes` of `total_bytes` free, `ranks`
 // of them sharing it: "" when they fit, else one line naming the config, the
 // layout, the bytes of the fullest stage by part, the device's, and `dtrain
-// plan`. The cost model's peak for the layout (predict_layout on
-// `hardware`: the step's memory and what a ZeRO save gathers whole beside it,
-// Memory::peak; any run saves when a stop signal comes), else
-// config::footprint's rough count.
+// plan`. The cost model's memory for the layout (predict_layout on
+// `hardware`, Memory::total: a checkpoint's save or load adds nothing on the
+// device), else config::footprint's rough count.
 std::string fit_problem(const Config& cfg, const Hardware& hardware, int ranks, const std::string& device,
                         double free_bytes, double total_bytes);
 

@@ -725,10 +725,6 @@ Prediction predict(const ModelProfile& model, const std::vector<StageProfile>& c
     if (c.zero == 1 && sharded && f.zero1_grad_shard) mem.grads += shard * sb.grads;
     if (dp_overlap) mem.grads += params * f.ddp_bucket_copy_bytes;  // the wrapper's own buckets
     mem.optimizer = (c.zero >= 1 && sharded ? shard : params) * sb.optimizer;
-    // A save gathers the other ranks' shards: the states (and under bf16 the
-    // masters, in sb.optimizer), and ZeRO-3's fp32 masters in fp32.
-    if (c.zero >= 1 && sharded)
-      mem.checkpoint = (params - shard) * (sb.optimizer + (c.zero == 3 && w.precision != "bf16" ? sb.params : 0));
     // (Also at dp 1, where the trainer keeps them all the same: an outer step
     // of one replica, which outer momentum makes a different optimizer.)
     if (w.local_sync_every > 0) mem.local_sync = params * 4.0 * (w.outer_momentum ? 4 : 3);

@@ -249,14 +249,9 @@ struct Memory {
   // Local sync's fp32 copies (anchor, change, saved parameters; the outer
   // momentum under Nesterov), beside the optimizer's state.
   double local_sync = 0;
-  // What this trainer's checkpoint save gathers whole beside the rest while
-  // it writes, where ZeRO shards it (lib/checkpoint/session.cpp: the
-  // optimizer's states, and the fp32 masters where they are sharded): not in
-  // total(), which is the step's and what plans are fitted with (not yet
-  // peak(): `dtrain run`'s check uses that).
-  double checkpoint = 0;
+  // A checkpoint adds nothing on the device: under ZeRO each rank saves and
+  // loads its own range (lib/checkpoint/session.cpp), through host copies.
   double total() const { return params + grads + optimizer + local_sync + std::max(activations, update_copy); }
-  double peak() const { return total() + checkpoint; }
 };
 
 struct Prediction {

@@ -471,6 +471,13 @@ void Trainer::release_full_params(bool loaded) {
   if (zero_) zero_->release_full(loaded);
 }
 
+Tensor Trainer::master_shard() { return zero_ ? zero_->master_shard() : Tensor{}; }
+
+void Trainer::shards_loaded() {
+  DTRAIN_CHECK(zero_ && zero_->master_shard().defined(), "shards_loaded where the masters are whole");
+  zero_->shards_loaded();
+}
+
 double Trainer::agree_loss(double local_sum, int64_t count) {
   // The last stage has the loss; data-parallel ranks average theirs; the
   // pipeline's last stage tells the others.
@@ -535,7 +542,10 @@ StepResult Trainer::train_step(int64_t step) {
   Model& m = model();
   if (!grads_zeroed_) m.params.zero_grads();
   grads_zeroed_ = false;  // until this step's update zeroes them again
-  if (zero_) zero_->begin_step();
+  if (zero_) {
+    zero_->refresh();
+    zero_->begin_step();
+  }
   if (g_.layout.dp > 1 && g_.coord.dp > 0 && !local_ && m.params.buffers().numel() > 0) {  // sync_buffers' r0
     Tensor& b = m.params.buffers();
     if (!buffers_at_start_.defined()) buffers_at_start_ = Tensor::empty(b.shape(), b.dtype(), m.exec.device);
@@ -650,6 +660,7 @@ void Trainer::outer_sync() {
 }
 
 EvalResult Trainer::evaluate() {
+  if (zero_) zero_->refresh();  // a load's compute copy
   // Local sync: the replicas' agreed model (the last synced parameters).
   if (local_) {
     local_->swap_in_anchor();

@@ -153,11 +153,17 @@ class Trainer {
   // ZeRO-3, and ZeRO-1/2 under bf16, keep only each rank's shard of the fp32
   // masters: gather_full_params puts the full masters back in every
   // Param::value (an all-gather over dp: every rank calls it) until
-  // release_full_params, which with `loaded` first takes their (changed: a
-  // checkpoint load) values into the shards and the compute copy. Nothing to
-  // do otherwise.
+  // release_full_params, which with `loaded` first takes their (changed:
+  // imported weights) values into the shards and the compute copy. Nothing
+  // to do otherwise.
   void gather_full_params();
   void release_full_params(bool loaded);
+  // The same masters without a gather: this rank's shard of them, flat
+  // elements optimizer_range() of model().params (undefined where the
+  // masters are whole). After a load wrote it, shards_loaded() refreshes
+  // the compute copy (its collective part at the next step or evaluation).
+  Tensor master_shard();
+  void shards_loaded();
 
  private:
   void setup();

@@ -258,6 +258,23 @@ void ZeroSharding::release_full(bool loaded) {
   }
 }
 
+void ZeroSharding::shards_loaded() {
+  DTRAIN_CHECK(master_.defined(), "shards_loaded under ZeRO-{} without a master shard", stage_);
+  const Exec& ex = ps_.exec();
+  if (compute_shard_.raw() != master_.raw()) ops::convert(ex, master_, compute_shard_);
+  if (stage_ == 3) {
+    for (ParamWindow& w : pwin_) w.layer = -1;  // stale
+  } else {
+    stale_ = true;
+  }
+}
+
+void ZeroSharding::refresh() {
+  if (!stale_) return;
+  stale_ = false;
+  gather_params();
+}
+
 double ZeroSharding::grad_bytes() const {
   double b = static_cast<double>(shard_.bytes());
   if (stage_ == 1) return b + static_cast<double>(ps_.grads().bytes());

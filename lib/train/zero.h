@@ -15,7 +15,9 @@
 //     with; under bf16 the updated bf16 copies, each rank keeping only the
 //     fp32 masters of its range (as Megatron's distributed optimizer and
 //     DeepSpeed do: 4 bytes a parameter become 4/dp, and the gather moves 2).
-//     Checkpoints and evaluation gather the full masters (gather_full).
+//     Checkpoints save and load each rank's range of them (master_shard,
+//     shards_loaded); imported weights (model.init_from) go in through the
+//     full masters (gather_full).
 //   - ZeRO-2: no full gradient buffer. Each top-level layer's gradients go to
 //     one of two transient windows (double buffering: layer i-1's backward
 //     runs while layer i's window is reduce-scattered) and are reduce-
@@ -51,9 +53,9 @@
 //     window still holding a layer's current values is not gathered again
 //     (the last layer's forward straight before its backward). Full
 //     recomputation re-runs the forward inside the backward, on the
-//     parameters gathered for it. Checkpoints
-//     gather the full masters for the save (gather_full) and put a load's
-//     values back into the shards (release_full).
+//     parameters gathered for it. Checkpoints save and load each rank's
+//     range of the masters (nothing gathered); imported weights go in through
+//     the full masters (gather_full, release_full).
 // With pipeline parallelism each stage has its own flat buffer: shards are
 // over the dp group within each (tp, pp) position. Layers are numbered as in
 // the owner's (slots[0]'s) list: under the interleaved schedule the owner
@@ -130,9 +132,17 @@ class ZeroSharding {
   // Where the masters are sharded (ZeRO-3; ZeRO-1/2 under bf16): the full
   // masters back in every slot's Param::value (all-gathered over dp), until
   // release_full, which with `loaded` first copies them into the shards and
-  // the compute copy (they were overwritten: a checkpoint load).
+  // the compute copy (they were overwritten: imported weights).
   void gather_full();
   void release_full(bool loaded);
+  // Where the masters are sharded: a checkpoint load wrote master_shard()
+  // (each rank its own range, nothing gathered). The compute copy of this
+  // rank's range follows here; under ZeRO-1/2 the other ranks' ranges of the
+  // whole bf16 copy are all-gathered by refresh(), which the trainer calls
+  // before its next forward (a step or an evaluation): the load itself never
+  // communicates, so a rank whose read fails leaves no collective half-joined.
+  void shards_loaded();
+  void refresh();
 
  private:
   struct Window {
@@ -186,6 +196,7 @@ class ZeroSharding {
   std::vector<std::pair<int64_t, int64_t>> gather_range_;
   std::vector<std::vector<Param*>> gather_params_;
   int64_t demand_gathers_ = 0;
+  bool stale_ = false;  // shards_loaded under ZeRO-1/2: the whole compute copy awaits refresh()
 };
 
 }  // namespace dtrain

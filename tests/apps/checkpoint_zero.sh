@@ -1,12 +1,14 @@
 # Checkpoints of ZeRO-sharded runs stay layout-free: a ZeRO-2 run on 2 dp
-# ranks writes full tensors, `dtrain inspect` names the stage it ran with,
+# ranks writes full tensors (each rank its own range: nothing is gathered, and
+# the rank files are the same size), `dtrain inspect` names the stage it ran with,
 # the same layout resumes bit for bit, one process (ZeRO-0) continues it and
 # a ZeRO-2 run continues a one-process checkpoint, both with the one-process
 # losses. ZeRO-3 (parameters sharded too) the same: full tensors, inspect,
 # bit-identical resume (with an asynchronous checkpoint), and resume across
 # modes: ZeRO-3 -> one process (ZeRO-0) and pp 2, one process -> ZeRO-3 (dp 2, dp 2 x pp 2).
 # ZeRO-1 under bf16 (fp32 masters sharded, the bf16 copy whole): full fp32 tensors,
-# bit-identical resume, resume on one process and from one process.
+# bit-identical resume, resume on one process and from one process; ZeRO-3 under
+# bf16 on dp 2 x tp 2 the same.
 # Values outside 0..3 are refused in one line.
 source "$(dirname "$0")/common.bash"
 MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
@@ -36,7 +38,7 @@ with h5py.File(sys.argv[1] + "/checkpoint.h5") as a, h5py.File(sys.argv[2] + "/c
     for k in keys:
         x, y = a[k][...], b[k][...]
         assert x.shape == y.shape and x.dtype == y.dtype and np.isfinite(y).all(), k
-        if k.startswith("model/"): assert y.dtype == np.float32, k  # the masters, gathered whole
+        if k.startswith("model/"): assert y.dtype == np.float32, k  # the masters, read whole
         bound = 1e-5 + 1e-4 * np.abs(x).max() if rel is None else rel * max(np.abs(x).max(), 1e-3)
         if rel is None or k.startswith("model/"): assert np.abs(x - y).max() <= bound, (k, np.abs(x - y).max())
 PY
@@ -48,12 +50,22 @@ grep -q "ZeRO-2" "$WORK/out" || fail "the layout line does not name ZeRO-2"
 close_losses "$WORK/one/metrics.jsonl" "$WORK/z/metrics.jsonl"
 ck="$WORK/z/checkpoints/step_00000004"
 expect_exit 0 "$DTRAIN" inspect "$ck" --verify
-grep -q "sharding     ZeRO-2 (optimizer state and gradients sharded over dp); stored as full tensors" "$WORK/out" ||
+grep -q "sharding     ZeRO-2 (optimizer state and gradients sharded over dp); each data-parallel rank stored its range, read back as full tensors" "$WORK/out" ||
   fail "inspect does not show the ZeRO stage"
 expect_exit 0 "$DTRAIN" inspect "$WORK/one/checkpoints/step_00000004"
-grep -q "sharding     none" "$WORK/out" || fail "inspect of an unsharded run"
+grep -q "sharding     none (every rank held all optimizer state and gradients); stored as full tensors" "$WORK/out" ||
+  fail "inspect of an unsharded run"
 # Full tensors, as one process writes them (up to the reduction order's rounding).
 same_tensors "$WORK/one/checkpoints/step_00000004" "$ck" ZeRO-2
+balanced() {  # balanced DIR N: N rank files, each within 25% of their mean size
+  "$PY" - "$1" "$2" <<'PY' || fail "$1: the data-parallel ranks do not share the checkpoint's bytes"
+import glob, os, sys
+sizes = [os.path.getsize(f) for f in sorted(glob.glob(sys.argv[1] + "/rank_*.h5"))]
+mean = sum(sizes) / max(len(sizes), 1)
+assert len(sizes) == int(sys.argv[2]) and all(abs(s - mean) <= 0.25 * mean for s in sizes), sizes
+PY
+}
+balanced "$ck" 2
 # The same layout resumes bit for bit; one process (ZeRO-0) and ZeRO-2 from one process close.
 expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" resume "$ck" --out "$WORK/zr"
 same_losses "$WORK/z/metrics.jsonl" "$WORK/zr/metrics.jsonl"
@@ -62,16 +74,17 @@ close_losses "$WORK/one/metrics.jsonl" "$WORK/z1/metrics.jsonl"
 expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" resume "$WORK/one/checkpoints/step_00000004" "${zero2[@]}" --out "$WORK/oz"
 close_losses "$WORK/one/metrics.jsonl" "$WORK/oz/metrics.jsonl"
 
-# ZeRO-3: each rank holds a shard of the parameters; checkpoints gather them.
+# ZeRO-3: each rank holds a shard of the parameters; checkpoints store each rank's.
 expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" "${zero3[@]}" --out "$WORK/z3" \
   --set checkpoint.async=true
 grep -q "ZeRO-3" "$WORK/out" || fail "the layout line does not name ZeRO-3"
 close_losses "$WORK/one/metrics.jsonl" "$WORK/z3/metrics.jsonl"
 ck3="$WORK/z3/checkpoints/step_00000004"
 expect_exit 0 "$DTRAIN" inspect "$ck3" --verify
-grep -q "sharding     ZeRO-3 (optimizer state, gradients and parameters sharded over dp); stored as full tensors" \
+grep -q "sharding     ZeRO-3 (optimizer state, gradients and parameters sharded over dp); each data-parallel rank stored its range" \
   "$WORK/out" || fail "inspect does not show ZeRO-3"
 same_tensors "$WORK/one/checkpoints/step_00000004" "$ck3" ZeRO-3
+balanced "$ck3" 2
 expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" resume "$ck3" --out "$WORK/z3r"
 same_losses "$WORK/z3/metrics.jsonl" "$WORK/z3r/metrics.jsonl"
 expect_exit 0 "$DTRAIN" resume "$ck3" --out "$WORK/z3one"
@@ -87,7 +100,7 @@ expect_exit 0 "${MPIRUN[@]}" -np 4 "$DTRAIN" resume "$WORK/one/checkpoints/step_
 close_losses "$WORK/one/metrics.jsonl" "$WORK/o3pp/metrics.jsonl"
 
 # ZeRO-1 under bf16 keeps the fp32 masters of each rank's range only (the bf16 copy
-# whole): a save gathers them (full tensors, fp32), the same layout resumes bit for
+# whole): each rank saves its range of them (read as full fp32 tensors), the same layout resumes bit for
 # bit, one process continues it, and ZeRO-1 continues a one-process checkpoint (its
 # shards and bf16 copy taken from the load): within bf16's layout tolerance of the
 # one-process bf16 run (2e-3 relative: layouts_test.cpp derives it).
@@ -103,6 +116,26 @@ expect_exit 0 "$DTRAIN" resume "$WORK/bz/checkpoints/step_00000004" --out "$WORK
 close_losses "$WORK/bz/metrics.jsonl" "$WORK/bz1/metrics.jsonl" 2e-3
 expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" resume "$WORK/bone/checkpoints/step_00000004" "${zero1[@]}" --out "$WORK/boz"
 close_losses "$WORK/bone/metrics.jsonl" "$WORK/boz/metrics.jsonl" 2e-3
+tz3=(--set parallel.dp=2 --set parallel.tp=2 --set train.grad_accum=1 --set parallel.zero=3)
+expect_exit 0 "${MPIRUN[@]}" -np 4 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" "${bf[@]}" "${tz3[@]}" --out "$WORK/btz"
+close_losses "$WORK/bone/metrics.jsonl" "$WORK/btz/metrics.jsonl" 2e-3
+# Its checkpoint is the same layout's without ZeRO, bit for bit (tp in bf16 moves the
+# weights from one process's by up to steps x lr: Adam's sign on tiny gradients).
+expect_exit 0 "${MPIRUN[@]}" -np 4 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" "${bf[@]}" "${tz3[@]}" \
+  --set parallel.zero=0 --out "$WORK/bt"
+"$PY" - "$WORK/bt/checkpoints/step_00000004" "$WORK/btz/checkpoints/step_00000004" <<'PY' ||
+import h5py, numpy as np, sys
+with h5py.File(sys.argv[1] + "/checkpoint.h5") as a, h5py.File(sys.argv[2] + "/checkpoint.h5") as b:
+    keys = a.attrs["tensors"].split()
+    assert keys == b.attrs["tensors"].split()
+    for k in keys: assert np.array_equal(a[k][...], b[k][...]), k
+PY
+  fail "the bf16 ZeRO-3 x tp 2 checkpoint differs from the same layout's without ZeRO"
+balanced "$WORK/btz/checkpoints/step_00000004" 4
+expect_exit 0 "${MPIRUN[@]}" -np 4 "$DTRAIN" resume "$WORK/btz/checkpoints/step_00000004" --out "$WORK/btzr"
+same_losses "$WORK/btz/metrics.jsonl" "$WORK/btzr/metrics.jsonl"
+expect_exit 0 "$DTRAIN" resume "$WORK/btz/checkpoints/step_00000004" --out "$WORK/btz1"
+close_losses "$WORK/btz/metrics.jsonl" "$WORK/btz1/metrics.jsonl" 2e-3
 
 # Refused in one line naming the key.
 expect_exit 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set parallel.zero=4 --out "$WORK/bad"
