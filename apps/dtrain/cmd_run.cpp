@@ -86,10 +86,8 @@ Subcommand add_run(CLI::App& app) {
             if (ctx.world_rank == 0)  // reads an hf tokenizer: once
               if (std::string note = tokenizer_note(cfg); !note.empty()) eprint("dtrain: warning: {}\n", note);
             std::unique_ptr<dtrain::Trainer> trainer = setup.make_trainer(cfg, /*new_run=*/true);
-            // ZeRO-3 holds parameter shards: the imported weights go through the full masters.
-            trainer->gather_full_params();
-            for (const std::string& line : dtrain::apply_init_from(trainer->model(), cfg.model, cfg.data.tokenizer)) log(line);
-            trainer->release_full_params(true);
+            // Under ZeRO each rank takes its range of the imported weights.
+            for (const std::string& line : dtrain::init_trainer_from(*trainer, cfg.data.tokenizer)) log(line);
             return train(ctx, setup, *trainer, 0);
           },
           /*needs_mpi=*/true};

@@ -114,10 +114,16 @@ PieceMap map_of(const Piece& p) {
   DTRAIN_CHECK(!dims.empty() && p.local.rank() == 1 && p.slice_begin + p.local.numel() <= local.numel(),
                "{}: a slice of {} elements from {} of a part of shape {}", p.key, p.local.numel(), p.slice_begin,
                local.str());
-  const int64_t row = local.numel() / dims[0], begin = p.slice_begin, end = begin + p.local.numel();
+  // Rows along the first dimension longer than 1 (a shape (1, N) is stored
+  // as the slice's N, not the whole row).
+  size_t k = 0;
+  while (k + 1 < dims.size() && dims[k] == 1) ++k;
+  int64_t row = 1;
+  for (size_t d = k + 1; d < dims.size(); ++d) row *= dims[d];
+  const int64_t begin = p.slice_begin, end = begin + p.local.numel();
   const int64_t r0 = begin / row, r1 = (end + row - 1) / row;
   m.shape = dims;
-  m.shape[0] = r1 - r0;
+  m.shape[k] = r1 - r0;
   m.offset = begin - r0 * row;
   const int dim = p.shard.split() ? p.shard.dim : 0;
   for (const Box& b : flat_boxes(dims, begin, end))
@@ -129,7 +135,7 @@ PieceMap map_of(const Piece& p) {
       o.local_start[dim] = lo;
       o.count[dim] = hi - lo;
       o.full_start[dim] = r.full_start + (lo - r.local_start);
-      o.local_start[0] -= r0;
+      o.local_start[k] -= r0;
       m.boxes.push_back(std::move(o));
     }
   return m;

@@ -32,10 +32,11 @@ std::vector<Box> flat_boxes(const std::vector<int64_t>& dims, int64_t begin, int
 
 // A piece's array (what its rank file stores, or what a reader fills) and
 // where it lies in the full tensor. A whole piece: its shape, and boxes_of
-// its shard. A slice: the rows (along dimension 0) of the rank's part that
-// the slice touches, the slice starting `offset` elements in (the elements
-// of the first and last row outside it are stored as zeros and mapped
-// nowhere), and the boxes of the slice alone.
+// its shard. A slice: the rows (along the first dimension longer than 1) of
+// the rank's part that the slice touches, the slice starting `offset`
+// elements in (the elements of the first and last row outside it are stored
+// as zeros and mapped nowhere: at most two rows more than the slice), and the
+// boxes of the slice alone.
 struct PieceMap {
   std::vector<int64_t> shape;
   int64_t offset = 0;

@@ -288,11 +288,11 @@ std::string keys_to_toml(const std::vector<std::string>& keys, const std::string
 }
 
 std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const std::string& dir,
-                                   const std::string& tokenizer) {
+                                   const std::string& tokenizer, const ParamSink& sink) {
   std::vector<std::string> notes;
   const std::string cfg_name = (fs::path(dir) / "config.json").string();
   json hc = read_config_json(dir, "model.init_from's config.json (JSON)", "model.init_from: ");
-  if (hf_detail::is_llama(hc)) return hf_detail::import_llama(model, cfg, dir, hc, tokenizer);
+  if (hf_detail::is_llama(hc)) return hf_detail::import_llama(model, cfg, dir, hc, tokenizer, sink);
   // GPT2Config's defaults where a key is absent.
   hf_detail::ConfigJsonChecks chk{hc, cfg_name, {}};
   std::vector<std::string>& problems = chk.problems;
@@ -413,7 +413,7 @@ std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const s
                                 dir, *n_pos));
 
   for (const auto& p : model.params.all()) {
-    DTRAIN_CHECK(p->value.dtype() == DType::f32, "model.init_from: {} is not fp32", p->name);
+    DTRAIN_CHECK(sink || p->value.dtype() == DType::f32, "model.init_from: {} is not fp32", p->name);
     const HfName h = hf_name(p->name);
     const Shape full = p->shard.split() ? p->shard.full : p->shape;
     std::vector<float> v;
@@ -428,9 +428,12 @@ std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const s
     } else {
       v = read(h.name, {full.begin(), full.end()});
     }
-    hf_detail::set_from_full(*p, v);
+    if (sink)
+      sink(*p, v);
+    else
+      hf_detail::set_from_full(*p, v);
   }
-  model.params.sync_compute();  // the bf16 compute copy of the imported masters
+  if (!sink) model.params.sync_compute();  // the bf16 compute copy of the imported masters
   return notes;
 }
 
@@ -468,13 +471,14 @@ std::vector<std::string> init_from_problems(const ModelConfig& cfg) {
                       fmt::join(missing, "; "))};
 }
 
-std::vector<std::string> apply_init_from(Model& model, const ModelConfig& cfg, const std::string& tokenizer) {
+std::vector<std::string> apply_init_from(Model& model, const ModelConfig& cfg, const std::string& tokenizer,
+                                         const ParamSink& sink) {
   if (cfg.init_from.empty()) return {};
   if (!starts_with(cfg.init_from, "hf:"))
     throw ConfigError(fmt::format("model.init_from: expected \"hf:DIR\", got \"{}\"", cfg.init_from));
   const std::string dir = cfg.init_from.substr(3);
   std::vector<std::string> lines = {fmt::format("init: parameters from the Hugging Face directory {}", dir)};
-  for (const std::string& n : import_hf(model, cfg, dir, tokenizer)) lines.push_back("init: " + n);
+  for (const std::string& n : import_hf(model, cfg, dir, tokenizer, sink)) lines.push_back("init: " + n);
   return lines;
 }
 

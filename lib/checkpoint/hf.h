@@ -26,6 +26,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -76,8 +77,14 @@ HfExportResult export_hf(const Model& model, const Config& cfg, const std::strin
 // (data.tokenizer; "" = not checked): config.json's dtrain_tokenizer where a
 // dtrain export wrote it, else GPT-2's BPE for a vocabulary of 50257;
 // InputError for damaged files.
+// Each parameter's whole fp32 value goes to `sink` (row-major, the full
+// shape), one parameter at a time; without one, into Param::value (this
+// rank's shard of it, on its device) and the compute copy is refreshed at the
+// end. A trainer whose masters ZeRO shards takes its range instead
+// (init_trainer_from, lib/checkpoint/session.h): nothing gathered.
+using ParamSink = std::function<void(Param& p, const std::vector<float>& full)>;
 std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const std::string& dir,
-                                   const std::string& tokenizer = "");
+                                   const std::string& tokenizer = "", const ParamSink& sink = {});
 
 }  // namespace dtrain
 
@@ -110,6 +117,7 @@ std::string keys_to_toml(const std::vector<std::string>& keys, const std::string
 // model.init_from: "" does nothing; "hf:DIR" is import_hf(model, cfg, DIR,
 // tokenizer). Returns the lines to log: where the weights came from and the
 // notes.
-std::vector<std::string> apply_init_from(Model& model, const ModelConfig& cfg, const std::string& tokenizer = "");
+std::vector<std::string> apply_init_from(Model& model, const ModelConfig& cfg, const std::string& tokenizer = "",
+                                         const ParamSink& sink = {});
 
 }  // namespace dtrain

@@ -75,7 +75,7 @@ std::string llama_parts_problem(const ModelConfig& m);
 HfExportResult export_llama(const Model& model, const Config& cfg, const std::string& out_dir, int64_t V,
                             HfExportResult r);
 std::vector<std::string> import_llama(Model& model, const ModelConfig& cfg, const std::string& dir, const json& hc,
-                                      const std::string& tokenizer);
+                                      const std::string& tokenizer, const ParamSink& sink);
 std::vector<std::string> llama_model_overrides(const std::string& dir, const json& hc);
 
 }  // namespace dtrain::hf_detail

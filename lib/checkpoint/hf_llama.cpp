@@ -319,7 +319,7 @@ std::vector<std::string> llama_model_overrides(const std::string& dir, const jso
 }
 
 std::vector<std::string> import_llama(Model& model, const ModelConfig& cfg, const std::string& dir, const json& hc,
-                                      const std::string& tokenizer) {
+                                      const std::string& tokenizer, const ParamSink& sink) {
   std::vector<std::string> notes;
   const std::string cfg_name = (fs::path(dir) / "config.json").string();
   if (const std::string why = llama_parts_problem(cfg); !why.empty())
@@ -445,7 +445,7 @@ std::vector<std::string> import_llama(Model& model, const ModelConfig& cfg, cons
                                 cfg.context_length, *n_pos, dir));
 
   for (const auto& p : model.params.all()) {
-    DTRAIN_CHECK(p->value.dtype() == DType::f32, "model.init_from: {} is not fp32", p->name);
+    DTRAIN_CHECK(sink || p->value.dtype() == DType::f32, "model.init_from: {} is not fp32", p->name);
     const Shape full = p->shard.split() ? p->shard.full : p->shape;
     const std::vector<std::string> parts = hf_parts(p->name);
     std::vector<float> v;
@@ -461,9 +461,12 @@ std::vector<std::string> import_llama(Model& model, const ModelConfig& cfg, cons
         v.insert(v.end(), piece.begin(), piece.end());
       }
     }
-    set_from_full(*p, v);
+    if (sink)
+      sink(*p, v);
+    else
+      set_from_full(*p, v);
   }
-  model.params.sync_compute();  // the bf16 compute copy of the imported masters
+  if (!sink) model.params.sync_compute();  // the bf16 compute copy of the imported masters
   return notes;
 }
 

@@ -70,8 +70,7 @@ std::string describe_checkpoint(const std::string& path, bool verify, const std:
                                       "ZeRO-3 (optimizer state, gradients and parameters sharded over dp)"};
   out += fmt::format("sharding     {}; {}\n",
                      m.zero >= 0 && m.zero <= 3 ? kZero[m.zero] : fmt::format("ZeRO-{}", m.zero),
-                     m.zero > 0 ? "each data-parallel rank stored its range, read back as full tensors"
-                                : "stored as full tensors");
+                     m.zero > 0 ? "read back as full tensors by any layout" : "stored as full tensors");
   out += fmt::format("sync         {}\n", describe_sync(m, tensors));
   out += fmt::format("written      {} by dtrain {} (format {}, id {})\n", m.written_at,
                      m.program_version, m.format_version, m.id);

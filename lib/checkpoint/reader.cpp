@@ -1,8 +1,8 @@
 // Reading a checkpoint into whatever layout the reader has. The master file's
-// virtual-dataset mappings say which rows of each full tensor live in which
-// stored piece; a reader intersects them with the rows it holds (Shard::runs),
-// reads each overlapping piece whole, checks the piece's CRC-32, and copies
-// the overlap. A piece that maps one to one onto what the reader holds (same
+// virtual-dataset mappings say which boxes of each full tensor live in which
+// stored piece; a reader intersects them with the boxes it holds (a shard's
+// rows, Shard::runs, or a ZeRO range's: format.h map_of), reads each
+// overlapping piece whole, checks the piece's CRC-32, and copies the overlap. A piece that maps one to one onto what the reader holds (same
 // layout) is read straight into the parameter memory. Every problem is a
 // CheckpointError naming the checkpoint, the file and the tensor.
 #include <algorithm>

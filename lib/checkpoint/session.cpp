@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "checkpoint/hf.h"
+#include "checkpoint/hf_internal.h"
 #include "checkpoint/store.h"
 #include "core/format_bytes.h"
 #include "config/config.h"
@@ -60,7 +62,7 @@ CheckpointMeta trainer_meta(Trainer& trainer, int64_t step, const std::string& r
 namespace {
 
 // This rank's part of the flat parameter buffer that its optimizer state
-// covers: all of it, or one data-parallel rank's range under ZeRO-1.
+// covers: all of it, or under ZeRO (any stage) one data-parallel rank's range.
 struct StateRange {
   int64_t begin = 0, end = 0, total = 0;
   bool whole() const { return begin == 0 && end == total; }
@@ -141,7 +143,7 @@ std::vector<Piece> sharded_pieces(Trainer& t, bool loading, bool optimizer_state
 // (bit-identical, mid-period too); any other resume starts every replica from
 // model/* and optim/* (see restore_local).
 std::vector<Piece> trainer_pieces(Trainer& t) {
-  if (!state_range(t).whole()) {
+  if (t.zero_stage() > 0) {
     DTRAIN_CHECK(!t.local_sync(), "ZeRO under parallel.sync = \"local\"");
     return sharded_pieces(t, /*loading=*/false, /*optimizer_state=*/true);
   }
@@ -259,7 +261,7 @@ CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir, VerifyK
   // The parameters, and the optimizer state straight into the optimizer's
   // tensors; under ZeRO each rank's range of them (sharded_pieces).
   Model& model = trainer.model();
-  const bool sharded = !state_range(trainer).whole();
+  const bool sharded = trainer.zero_stage() > 0;
   std::vector<Piece> pieces = sharded ? sharded_pieces(trainer, /*loading=*/true, optimizer_state)
                                       : collect_pieces(model, optimizer_state ? trainer.optimizer().state()
                                                                               : NamedTensors{});
@@ -275,6 +277,28 @@ CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir, VerifyK
     trainer.local_sync()->reset_anchor();  // every replica at the agreed model (model/*)
   }
   return m;
+}
+
+std::vector<std::string> init_trainer_from(Trainer& trainer, const std::string& tokenizer) {
+  Model& model = trainer.model();
+  const ModelConfig& cfg = trainer.config().model;
+  Tensor shard = trainer.master_shard();
+  if (!shard.defined()) return apply_init_from(model, cfg, tokenizer);
+  const StateRange r = state_range(trainer);
+  const ParamSink take_range = [&](Param& p, const std::vector<float>& full) {
+    if (!p.trainable) return hf_detail::set_from_full(p, full);
+    const int64_t lo = std::max(r.begin, p.offset), hi = std::min(r.end, p.offset + p.numel());
+    if (lo >= hi) return;
+    Tensor host = Tensor::empty(Shape{hi - lo}, DType::f32);
+    float* dst = host.data<float>();
+    for (int64_t i = lo - p.offset; i < hi - p.offset; ++i)  // this rank's shard of p, its range of that
+      dst[i - (lo - p.offset)] = full[static_cast<size_t>(p.shard.split() ? p.shard.global_index(i) : i)];
+    shard.flat_range(lo - r.begin, hi - lo).copy_from(host);
+  };
+  DTRAIN_CHECK(shard.dtype() == DType::f32, "model.init_from: the masters are {}, not fp32", dtype_name(shard.dtype()));
+  std::vector<std::string> lines = apply_init_from(model, cfg, tokenizer, take_range);
+  if (!lines.empty()) trainer.shards_loaded();
+  return lines;
 }
 
 CheckpointSession::CheckpointSession(Trainer& trainer, SessionOptions opts)
@@ -379,7 +403,7 @@ void CheckpointSession::save_async(int64_t done) {
   const Config& cfg = trainer_.config();
   const Groups& g = trainer_.groups();
   auto f = std::make_unique<InFlight>();
-  // The stall: the state gathered (ZeRO-1) and copied to host memory.
+  // The stall: this rank's state copied to host memory (under ZeRO its range).
   f->snapshot = snapshot_pieces(true);
   SaveOptions so;
   so.keep = cfg.checkpoint.keep;

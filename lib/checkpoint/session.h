@@ -54,6 +54,13 @@ SaveResult save_trainer(Trainer& trainer, int64_t step, const SaveOptions& opts,
 CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir, VerifyKey key = nullptr,
                                bool optimizer_state = true);
 
+// model.init_from into a trainer (apply_init_from): where ZeRO shards the
+// masters each rank takes its range of every imported tensor into its shard,
+// nothing gathered; else the parameters whole. Reads only (the compute copy
+// of the other ranks' ranges is gathered before the next step or
+// evaluation). Returns the lines to log.
+std::vector<std::string> init_trainer_from(Trainer& trainer, const std::string& tokenizer);
+
 struct SessionOptions {
   SignalWatch* signals = nullptr;  // preemption signals to poll; nullptr = none
   int64_t start_step = 0;          // the step the run resumed from (already on disk)

@@ -153,9 +153,10 @@ class Trainer {
   // ZeRO-3, and ZeRO-1/2 under bf16, keep only each rank's shard of the fp32
   // masters: gather_full_params puts the full masters back in every
   // Param::value (an all-gather over dp: every rank calls it) until
-  // release_full_params, which with `loaded` first takes their (changed:
-  // imported weights) values into the shards and the compute copy. Nothing
-  // to do otherwise.
+  // release_full_params, which with `loaded` first takes their (changed)
+  // values into the shards and the compute copy. Nothing to do otherwise.
+  // Checkpoints and imported weights never need this (master_shard); tests
+  // read the full parameters this way.
   void gather_full_params();
   void release_full_params(bool loaded);
   // The same masters without a gather: this rank's shard of them, flat

@@ -15,9 +15,8 @@
 //     with; under bf16 the updated bf16 copies, each rank keeping only the
 //     fp32 masters of its range (as Megatron's distributed optimizer and
 //     DeepSpeed do: 4 bytes a parameter become 4/dp, and the gather moves 2).
-//     Checkpoints save and load each rank's range of them (master_shard,
-//     shards_loaded); imported weights (model.init_from) go in through the
-//     full masters (gather_full).
+//     Checkpoints and imported weights (model.init_from) save and load each
+//     rank's range of them (master_shard, shards_loaded): nothing gathered.
 //   - ZeRO-2: no full gradient buffer. Each top-level layer's gradients go to
 //     one of two transient windows (double buffering: layer i-1's backward
 //     runs while layer i's window is reduce-scattered) and are reduce-
@@ -53,9 +52,8 @@
 //     window still holding a layer's current values is not gathered again
 //     (the last layer's forward straight before its backward). Full
 //     recomputation re-runs the forward inside the backward, on the
-//     parameters gathered for it. Checkpoints save and load each rank's
-//     range of the masters (nothing gathered); imported weights go in through
-//     the full masters (gather_full, release_full).
+//     parameters gathered for it. Checkpoints and imported weights save and
+//     load each rank's range of the masters (nothing gathered).
 // With pipeline parallelism each stage has its own flat buffer: shards are
 // over the dp group within each (tp, pp) position. Layers are numbered as in
 // the owner's (slots[0]'s) list: under the interleaved schedule the owner
@@ -132,7 +130,8 @@ class ZeroSharding {
   // Where the masters are sharded (ZeRO-3; ZeRO-1/2 under bf16): the full
   // masters back in every slot's Param::value (all-gathered over dp), until
   // release_full, which with `loaded` first copies them into the shards and
-  // the compute copy (they were overwritten: imported weights).
+  // the compute copy (they were overwritten). Tests read the full parameters
+  // this way.
   void gather_full();
   void release_full(bool loaded);
   // Where the masters are sharded: a checkpoint load wrote master_shard()

@@ -3,8 +3,9 @@
 # (header JSON + raw little-endian floats, Python's json and struct) finds
 # every checkpoint tensor (read by h5py) under its Hugging Face name and
 # layout; a one-process run started from the export with a vanishing
-# learning rate exports byte-identical files and evaluates to the same loss;
-# bad directories are refused naming the file and key.
+# learning rate exports byte-identical files and evaluates to the same loss,
+# and so do runs under ZeRO-3 and bf16 ZeRO-1 on 2 ranks (their masters
+# sharded); bad directories are refused naming the file and key.
 source "$(dirname "$0")/common.bash"
 MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
 PY=/usr/bin/python3
@@ -68,6 +69,24 @@ cmp "$WORK/hf/model.safetensors" "$WORK/hf2/model.safetensors" || fail "export -
 import json, sys
 ev = [[r["eval_loss"] for r in map(json.loads, open(p)) if "eval_loss" in r][-1] for p in sys.argv[1:]]
 assert abs(ev[0] - ev[1]) <= 1e-6 * abs(ev[0]), ev
+PY
+# The same under ZeRO-3 on 2 ranks and ZeRO-1 in bf16, whose fp32 masters are sharded:
+# each rank takes its range of every imported tensor (nothing gathered), and the
+# checkpoints, each rank's range again, export the same bytes.
+for zero in "3 fp32" "1 bf16"; do
+  set -- $zero
+  expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set train.steps=1 \
+    --set optim.lr=1e-30 --set parallel.dp=2 --set train.grad_accum=1 --set parallel.zero=$1 \
+    --set train.precision=$2 --set "model.init_from=\"hf:$WORK/hf\"" --out "$WORK/z$1"
+  grep -q "init: parameters from the Hugging Face directory $WORK/hf" "$WORK/out" || fail "no init line under ZeRO-$1"
+  expect_exit 0 "$DTRAIN" export "$WORK/z$1/checkpoints" --format hf --out "$WORK/hfz$1"
+  cmp "$WORK/hf/model.safetensors" "$WORK/hfz$1/model.safetensors" ||
+    fail "export -> init_from under ZeRO-$1 ($2) -> export changed the weights"
+done
+"$PY" - "$WORK/a/metrics.jsonl" "$WORK/z3/metrics.jsonl" <<'PY' || fail "the model imported under ZeRO-3 evaluates differently"
+import json, sys
+ev = [[r["eval_loss"] for r in map(json.loads, open(p)) if "eval_loss" in r][-1] for p in sys.argv[1:]]
+assert abs(ev[0] - ev[1]) <= 1e-5 * abs(ev[0]), ev
 PY
 
 # Refusals: a missing directory, a model dtrain cannot express, other shapes.

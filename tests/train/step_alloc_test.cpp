@@ -164,8 +164,8 @@ void sleepy_barrier() {  // Open MPI's barrier polls; the ranks a case leaves ou
 // (lib/checkpoint/session.cpp), so no tensor storage (device memory on a GPU,
 // where the save's host copies are of the range alone) is allocated beyond a
 // few bytes of flags. Until 2026-12-07 a save gathered the other ranks'
-// shards whole: the count sees such a gather (gather_full_params, which
-// imported weights still use). ZeRO-1/2/3 in fp32 and bf16 on dp 2.
+// shards whole: the count sees such a gather (gather_full_params). ZeRO-1/2/3
+// in fp32 and bf16 on dp 2.
 TEST_CASE("a ZeRO checkpoint's save and load allocate no tensor storage: nothing is gathered") {
   int rank = 0, world = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
