@@ -77,41 +77,66 @@ StateRange state_range(Trainer& t) {
   return r;
 }
 
-// Under ZeRO (the optimizer's state covers one range of the flat buffer),
-// what this rank saves or loads: exactly its range of every parameter it
-// meets, as slices (Piece::slice_begin), so nothing is ever gathered and on
-// a GPU the device holds no more while a checkpoint is written or read:
-//   - the optimizer state, from the optimizer's own tensors;
-//   - the masters: saved from the range (sharded masters, or the whole ones
-//     under ZeRO-1/2 in fp32: the writes spread over the data-parallel
-//     ranks either way); loaded into the shard where they are sharded, and
-//     whole where every rank holds them whole;
+// The flat range of the parameters this rank saves: under ZeRO its
+// optimizer range; under plain data parallelism, where every replica holds
+// everything, part d of dp equal parts, so that the replicas share the save's
+// bytes (and an asynchronous save's host copies) as ZeRO's ranks do; else
+// all of it. (Local sync's replicas differ: each writes its own, below.)
+StateRange save_range(Trainer& t) {
+  StateRange r = state_range(t);
+  const Groups& g = t.groups();
+  if (t.zero_stage() == 0 && g.layout.dp > 1 && !t.local_sync()) {
+    r.begin = r.total * g.coord.dp / g.layout.dp;
+    r.end = r.total * (g.coord.dp + 1) / g.layout.dp;
+  }
+  return r;
+}
+
+// What this rank saves or loads of range `r` (save_range): exactly that
+// range of every parameter it meets, as slices (Piece::slice_begin), so that
+// under ZeRO nothing is ever gathered and on a GPU the device holds no more
+// while a checkpoint is written or read:
+//   - the optimizer state: under ZeRO the optimizer's own tensors (the
+//     range), else its range of the whole state;
+//   - the masters: saved from the range (sharded masters, or the whole
+//     ones); loaded into the shard where ZeRO shards them, and whole where
+//     every rank holds them whole;
 //   - buffers whole, written by data-parallel rank 0.
 // Which rank writes follows collect_pieces: a pipeline's second copy of a tied
 // weight never, tensors tensor parallelism does not split on its rank 0 only.
-std::vector<Piece> sharded_pieces(Trainer& t, bool loading, bool optimizer_state) {
-  const StateRange r = state_range(t);
+std::vector<Piece> range_pieces(Trainer& t, const StateRange& r, bool loading, bool optimizer_state) {
   const Groups& g = t.groups();
   Model& model = t.model();
   const Tensor masters = t.master_shard();
   const bool first_tp = g.coord.tp == 0;
   const auto writes = [&](const Param& p) { return p.primary && (first_tp || p.shard.split()); };
-  const auto slice = [&](const std::string& key, const Param& p, const Tensor& flat_of_range, int64_t lo,
+  // `flat` holds flat elements [base, ...) of the parameters. A parameter
+  // the range holds whole is a whole piece (stored and read as is).
+  const auto slice = [&](const std::string& key, const Param& p, const Tensor& flat, int64_t base, int64_t lo,
                          int64_t hi) {
-    Piece piece{key, flat_of_range.flat_range(lo - r.begin, hi - lo), p.shard, writes(p)};
-    piece.slice_begin = lo - p.offset;
+    Piece piece{key, flat.flat_range(lo - base, hi - lo), p.shard, writes(p)};
+    if (hi - lo == p.numel())
+      piece.local = piece.local.view(p.shape);
+    else
+      piece.slice_begin = lo - p.offset;
     return piece;
   };
   std::vector<Piece> out;
   const NamedTensors state = optimizer_state ? t.optimizer().state() : NamedTensors{};
+  const StateRange held = state_range(t);  // what the optimizer's tensors cover
   for (const auto& [name, flat] : state)
-    DTRAIN_CHECK(flat.numel() == r.end - r.begin, "optimizer state {} covers {} elements, its range {}", name,
-                 flat.numel(), r.end - r.begin);
-  // The range of the masters: the shard, or where every rank holds them whole (saving only) their view.
-  const Tensor range_masters =
-      masters.defined() ? masters
-      : loading         ? Tensor{}
-                        : model.params.values().flat_range(r.begin, r.end - r.begin);
+    DTRAIN_CHECK(flat.numel() == held.end - held.begin && held.begin <= r.begin && r.end <= held.end,
+                 "optimizer state {} covers {} elements from {}, not the range [{}, {})", name, flat.numel(),
+                 held.begin, r.begin, r.end);
+  // The masters of the range: the shard, or (saving only) a view of the whole ones.
+  Tensor range_masters;
+  int64_t masters_base = r.begin;
+  if (masters.defined()) {
+    range_masters = masters;
+  } else if (!loading) {
+    range_masters = model.params.values();
+    masters_base = 0;
+  }
   for (const auto& p : model.params.all()) {
     const std::string key = "model/" + p->name;
     const int64_t lo = std::max(r.begin, p->offset), hi = std::min(r.end, p->offset + p->numel());
@@ -120,18 +145,19 @@ std::vector<Piece> sharded_pieces(Trainer& t, bool loading, bool optimizer_state
     else if (!range_masters.defined())
       out.push_back({key, p->value, p->shard, false});  // loaded whole, as every rank holds it
     else if (hi > lo)
-      out.push_back(slice(key, *p, range_masters, lo, hi));
+      out.push_back(slice(key, *p, range_masters, masters_base, lo, hi));
   }
   for (const auto& [name, flat] : state)
     for (const auto& p : model.params.all()) {
       const int64_t lo = std::max(r.begin, p->offset), hi = std::min(r.end, p->offset + p->numel());
-      if (p->trainable && hi > lo) out.push_back(slice("optim/" + name + "/" + p->name, *p, flat, lo, hi));
+      if (p->trainable && hi > lo)
+        out.push_back(slice("optim/" + name + "/" + p->name, *p, flat, held.begin, lo, hi));
     }
   return out;
 }
 
-// What this rank stores. Under parallel.sync = "local" the replicas differ
-// between syncs and each keeps its own inner optimizer state, so beside the
+// What this rank stores: its save_range's pieces. Under parallel.sync =
+// "local" the replicas differ between syncs and each keeps its own inner optimizer state, so beside the
 // usual keys (written by data-parallel rank 0) every replica d writes its own
 // under replica/<d>/...:
 //   model/<p>                  the replicas' agreed model: the last synced parameters
@@ -143,17 +169,13 @@ std::vector<Piece> sharded_pieces(Trainer& t, bool loading, bool optimizer_state
 // (bit-identical, mid-period too); any other resume starts every replica from
 // model/* and optim/* (see restore_local).
 std::vector<Piece> trainer_pieces(Trainer& t) {
-  if (t.zero_stage() > 0) {
-    DTRAIN_CHECK(!t.local_sync(), "ZeRO under parallel.sync = \"local\"");
-    return sharded_pieces(t, /*loading=*/false, /*optimizer_state=*/true);
-  }
+  LocalSync* ls = t.local_sync();
+  if (!ls) return range_pieces(t, save_range(t), /*loading=*/false, /*optimizer_state=*/true);
   const Groups& g = t.groups();
   Model& model = t.model();
   const bool first_dp = g.coord.dp == 0, first_tp = g.coord.tp == 0;
-  LocalSync* ls = t.local_sync();
   const NamedTensors state = t.optimizer().state();
   std::vector<Piece> out = collect_pieces(model, state, first_dp, first_tp);
-  if (!ls) return out;
   const auto& params = model.params.all();
   for (size_t i = 0; i < params.size(); ++i) {  // collect_pieces starts with the parameters, in order
     const Param& p = *params[i];
@@ -259,10 +281,10 @@ CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir, VerifyK
   if (!problems.empty()) throw ConfigError(problems);
 
   // The parameters, and the optimizer state straight into the optimizer's
-  // tensors; under ZeRO each rank's range of them (sharded_pieces).
+  // tensors; under ZeRO each rank's range of them (range_pieces).
   Model& model = trainer.model();
   const bool sharded = trainer.zero_stage() > 0;
-  std::vector<Piece> pieces = sharded ? sharded_pieces(trainer, /*loading=*/true, optimizer_state)
+  std::vector<Piece> pieces = sharded ? range_pieces(trainer, state_range(trainer), /*loading=*/true, optimizer_state)
                                       : collect_pieces(model, optimizer_state ? trainer.optimizer().state()
                                                                               : NamedTensors{});
   load_to(dir, pieces, key);

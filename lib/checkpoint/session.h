@@ -34,10 +34,11 @@ unsigned dir_mode(const Config& cfg);
 CheckpointMeta trainer_meta(Trainer& trainer, int64_t step, const std::string& run_id = "");
 
 // Writes the trainer's state after `step` steps to cfg.checkpoint.dir,
-// collectively over its world group. Each rank writes what it alone holds
-// (data-parallel rank 0 of each tensor- and pipeline-parallel position; under
-// ZeRO every data-parallel rank its range of the optimizer state and the
-// masters, nothing gathered).
+// collectively over its world group. Each element is written once: the
+// data-parallel ranks of each tensor- and pipeline-parallel position write
+// equal ranges of the flat parameters (under ZeRO each rank the range whose
+// optimizer state and masters it holds: nothing gathered); buffers by
+// data-parallel rank 0.
 SaveResult save_trainer(Trainer& trainer, int64_t step, const SaveOptions& opts,
                         const std::string& run_id = "");
 

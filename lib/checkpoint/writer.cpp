@@ -33,7 +33,7 @@ std::vector<Piece> collect_pieces(Model& model, Optimizer& opt, bool first_dp, b
   const NamedTensors state = opt.state();
   for (const auto& [name, flat] : state)
     DTRAIN_CHECK(flat.numel() == model.params.values().numel(),
-                 "optimizer state {} covers {} of the {} parameter elements (a ZeRO range: see sharded_pieces)", name,
+                 "optimizer state {} covers {} of the {} parameter elements (a ZeRO range: see range_pieces)", name,
                  flat.numel(), model.params.values().numel());
   return collect_pieces(model, state, first_dp, first_tp);
 }

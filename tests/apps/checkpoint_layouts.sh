@@ -3,7 +3,7 @@
 # one-process run's; any layout resumes any other's checkpoint (one process
 # from 4 ranks without being told, 4 ranks from one process, ZeRO-1 data
 # parallelism) with the one-process losses; the same layout resumes bit for
-# bit; SIGUSR1 to mpirun, or to one rank only, stops every rank at the same
+# bit; plain data-parallel replicas share a save's bytes; SIGUSR1 to mpirun, or to one rank only, stops every rank at the same
 # step with a checkpoint and exit status 4.
 source "$(dirname "$0")/common.bash"
 MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
@@ -79,6 +79,27 @@ grep -q "override train.grad_accum: 1 -> 2" "$WORK/out" || fail "grad_accum not 
 close_losses "$WORK/one/metrics.jsonl" "$WORK/z4/metrics.jsonl"
 expect_exit 0 "$DTRAIN" resume "$WORK/z/checkpoints/step_00000006" --out "$WORK/z1"
 close_losses "$WORK/one/metrics.jsonl" "$WORK/z1/metrics.jsonl"
+
+# Plain data parallelism on 2 x tp 2 (every replica holds everything): the replicas share the save,
+# each writing one half of the flat parameters and state (4 rank files of equal size, also
+# asynchronously); the tensors are one process's, and the same layout resumes bit for bit.
+dp2tp2=(--set parallel.dp=2 --set parallel.tp=2 --set train.grad_accum=1)
+expect_exit 0 "${MPIRUN[@]}" -np 4 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" "${dp2tp2[@]}" \
+  --set checkpoint.async=true --out "$WORK/d"
+ckd="$WORK/d/checkpoints/step_00000006"
+"$PY" - "$WORK/one/checkpoints/step_00000006" "$ckd" <<'PY' || fail "dp 2 x tp 2: the replicas do not share the save"
+import glob, h5py, os, numpy as np, sys
+sizes = [os.path.getsize(f) for f in sorted(glob.glob(sys.argv[2] + "/rank_*.h5"))]
+assert len(sizes) == 4 and max(sizes) <= 1.25 * min(sizes), sizes
+with h5py.File(sys.argv[1] + "/checkpoint.h5") as a, h5py.File(sys.argv[2] + "/checkpoint.h5") as b:
+    keys = a.attrs["tensors"].split()
+    assert keys == b.attrs["tensors"].split()
+    for k in keys:
+        x, y = a[k][...], b[k][...]
+        assert x.shape == y.shape and np.isfinite(y).all() and np.abs(x - y).max() <= 1e-3 * np.abs(x).max(), k
+PY
+expect_exit 0 "${MPIRUN[@]}" -np 4 "$DTRAIN" resume "$ckd" --out "$WORK/dr"
+same_losses "$WORK/d/metrics.jsonl" "$WORK/dr/metrics.jsonl"
 
 # Preemption under mpirun: SIGUSR1 to mpirun (forwarded to every rank), then to one rank only.
 long=(--set train.steps=300 --set train.threads=1 --set model.n_head=4 --set log.every=100 --set train.eval_every=0 "${tp2pp2[@]}")
