@@ -101,8 +101,8 @@ struct Piece {
 
 // Every parameter, buffer and optimizer state tensor this rank holds, the
 // optimizer state given as flat buffers over all the trainable parameters
-// (the offsets of params.values(); under ZeRO, where each rank holds one
-// range, the session builds slices of it instead: Piece::slice_begin).
+// (the offsets of params.values(); a trainer's ranks save and load one
+// range each instead, as slices: Piece::slice_begin, session.cpp).
 // Which ones this rank writes: each element of each tensor is written by
 // exactly one rank, so copies are left out: a pipeline's second copy of a tied
 // weight (Param::primary false), every tensor on data-parallel replicas other

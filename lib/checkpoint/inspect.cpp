@@ -68,9 +68,8 @@ std::string describe_checkpoint(const std::string& path, bool verify, const std:
                                       "ZeRO-1 (optimizer state sharded over dp)",
                                       "ZeRO-2 (optimizer state and gradients sharded over dp)",
                                       "ZeRO-3 (optimizer state, gradients and parameters sharded over dp)"};
-  out += fmt::format("sharding     {}; {}\n",
-                     m.zero >= 0 && m.zero <= 3 ? kZero[m.zero] : fmt::format("ZeRO-{}", m.zero),
-                     m.zero > 0 ? "read back as full tensors by any layout" : "stored as full tensors");
+  out += fmt::format("sharding     {}; read back as full tensors by any layout\n",
+                     m.zero >= 0 && m.zero <= 3 ? kZero[m.zero] : fmt::format("ZeRO-{}", m.zero));
   out += fmt::format("sync         {}\n", describe_sync(m, tensors));
   out += fmt::format("written      {} by dtrain {} (format {}, id {})\n", m.written_at,
                      m.program_version, m.format_version, m.id);

@@ -77,34 +77,27 @@ StateRange state_range(Trainer& t) {
   return r;
 }
 
-// The flat range of the parameters this rank saves: under ZeRO its
-// optimizer range; under plain data parallelism, where every replica holds
-// everything, part d of dp equal parts, so that the replicas share the save's
-// bytes (and an asynchronous save's host copies) as ZeRO's ranks do; else
-// all of it. (Local sync's replicas differ: each writes its own, below.)
-StateRange save_range(Trainer& t) {
+// The range of the parameters this rank saves and loads (Trainer::checkpoint_range).
+StateRange checkpoint_range(Trainer& t) {
   StateRange r = state_range(t);
-  const Groups& g = t.groups();
-  if (t.zero_stage() == 0 && g.layout.dp > 1 && !t.local_sync()) {
-    r.begin = r.total * g.coord.dp / g.layout.dp;
-    r.end = r.total * (g.coord.dp + 1) / g.layout.dp;
-  }
+  const FlatRange fr = t.checkpoint_range();
+  r.begin = fr.begin;
+  r.end = fr.end;
   return r;
 }
 
-// What this rank saves or loads of range `r` (save_range): exactly that
+// What this rank saves or loads of range `r` (checkpoint_range): exactly that
 // range of every parameter it meets, as slices (Piece::slice_begin), so that
 // under ZeRO nothing is ever gathered and on a GPU the device holds no more
 // while a checkpoint is written or read:
 //   - the optimizer state: under ZeRO the optimizer's own tensors (the
 //     range), else its range of the whole state;
-//   - the masters: saved from the range (sharded masters, or the whole
-//     ones); loaded into the shard where ZeRO shards them, and whole where
-//     every rank holds them whole;
+//   - the masters: the shard where ZeRO shards them, else the range of the
+//     whole ones (after a load the rest is gathered: Trainer::range_loaded);
 //   - buffers whole, written by data-parallel rank 0.
 // Which rank writes follows collect_pieces: a pipeline's second copy of a tied
 // weight never, tensors tensor parallelism does not split on its rank 0 only.
-std::vector<Piece> range_pieces(Trainer& t, const StateRange& r, bool loading, bool optimizer_state) {
+std::vector<Piece> range_pieces(Trainer& t, const StateRange& r, bool optimizer_state) {
   const Groups& g = t.groups();
   Model& model = t.model();
   const Tensor masters = t.master_shard();
@@ -128,22 +121,17 @@ std::vector<Piece> range_pieces(Trainer& t, const StateRange& r, bool loading, b
     DTRAIN_CHECK(flat.numel() == held.end - held.begin && held.begin <= r.begin && r.end <= held.end,
                  "optimizer state {} covers {} elements from {}, not the range [{}, {})", name, flat.numel(),
                  held.begin, r.begin, r.end);
-  // The masters of the range: the shard, or (saving only) a view of the whole ones.
-  Tensor range_masters;
-  int64_t masters_base = r.begin;
-  if (masters.defined()) {
-    range_masters = masters;
-  } else if (!loading) {
-    range_masters = model.params.values();
-    masters_base = 0;
-  }
+  // The masters of the range: the shard (of the optimizer's range), or the whole ones.
+  const Tensor range_masters = masters.defined() ? masters : model.params.values();
+  const int64_t masters_base = masters.defined() ? held.begin : 0;
+  DTRAIN_CHECK(!masters.defined() || masters.numel() == held.end - held.begin,
+               "the master shard holds {} elements, the optimizer's range {}", masters.numel(),
+               held.end - held.begin);
   for (const auto& p : model.params.all()) {
     const std::string key = "model/" + p->name;
     const int64_t lo = std::max(r.begin, p->offset), hi = std::min(r.end, p->offset + p->numel());
     if (!p->trainable)
       out.push_back({key, p->value, p->shard, writes(*p) && g.coord.dp == 0});
-    else if (!range_masters.defined())
-      out.push_back({key, p->value, p->shard, false});  // loaded whole, as every rank holds it
     else if (hi > lo)
       out.push_back(slice(key, *p, range_masters, masters_base, lo, hi));
   }
@@ -170,7 +158,7 @@ std::vector<Piece> range_pieces(Trainer& t, const StateRange& r, bool loading, b
 // model/* and optim/* (see restore_local).
 std::vector<Piece> trainer_pieces(Trainer& t) {
   LocalSync* ls = t.local_sync();
-  if (!ls) return range_pieces(t, save_range(t), /*loading=*/false, /*optimizer_state=*/true);
+  if (!ls) return range_pieces(t, checkpoint_range(t), /*optimizer_state=*/true);
   const Groups& g = t.groups();
   Model& model = t.model();
   const bool first_dp = g.coord.dp == 0, first_tp = g.coord.tp == 0;
@@ -281,17 +269,20 @@ CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir, VerifyK
   if (!problems.empty()) throw ConfigError(problems);
 
   // The parameters, and the optimizer state straight into the optimizer's
-  // tensors; under ZeRO each rank's range of them (range_pieces).
+  // tensors: each rank its checkpoint range of them (range_pieces: under ZeRO
+  // what it holds; under data parallelism its part, the rest gathered before
+  // the next step); local sync's replicas everything.
   Model& model = trainer.model();
-  const bool sharded = trainer.zero_stage() > 0;
-  std::vector<Piece> pieces = sharded ? range_pieces(trainer, state_range(trainer), /*loading=*/true, optimizer_state)
-                                      : collect_pieces(model, optimizer_state ? trainer.optimizer().state()
-                                                                              : NamedTensors{});
-  load_to(dir, pieces, key);
-  if (sharded && trainer.master_shard().defined())
-    trainer.shards_loaded();  // the compute copy of the loaded masters
-  else
+  if (trainer.local_sync()) {
+    std::vector<Piece> pieces =
+        collect_pieces(model, optimizer_state ? trainer.optimizer().state() : NamedTensors{});
+    load_to(dir, pieces, key);
     model.params.sync_compute();
+  } else {
+    std::vector<Piece> pieces = range_pieces(trainer, checkpoint_range(trainer), optimizer_state);
+    load_to(dir, pieces, key);
+    trainer.range_loaded(optimizer_state);
+  }
   if (optimizer_state) {
     trainer.optimizer().set_steps_done(m.optimizer_steps);
     if (trainer.local_sync()) restore_local(trainer, dir, m);

@@ -38,7 +38,8 @@ CheckpointMeta trainer_meta(Trainer& trainer, int64_t step, const std::string& r
 // data-parallel ranks of each tensor- and pipeline-parallel position write
 // equal ranges of the flat parameters (under ZeRO each rank the range whose
 // optimizer state and masters it holds: nothing gathered); buffers by
-// data-parallel rank 0.
+// data-parallel rank 0. Local sync's replicas differ: data-parallel rank 0
+// writes model/* and optim/*, and every replica its own replica/<d>/*.
 SaveResult save_trainer(Trainer& trainer, int64_t step, const SaveOptions& opts,
                         const std::string& run_id = "");
 
@@ -47,7 +48,9 @@ SaveResult save_trainer(Trainer& trainer, int64_t step, const SaveOptions& opts,
 // update count) and checks that it continues the same run (model, optimizer,
 // seed, data position). Returns its metadata. Throws CheckpointError on
 // damage, ConfigError when it does not fit the trainer. Reads only; every
-// rank reads its own part. With `key`, the checkpoint must be signed by it
+// rank reads its own part (Trainer::checkpoint_range: under data parallelism
+// one part of what it holds whole, the rest all-gathered at the next step or
+// evaluation, Trainer::range_loaded). With `key`, the checkpoint must be signed by it
 // (CheckpointSignatureError otherwise). Without `optimizer_state` (an
 // evaluation) only the parameters and buffers are read: the optimizer's
 // state and update count stay as they are (and local sync's replicas at the

@@ -478,6 +478,53 @@ void Trainer::shards_loaded() {
   zero_->shards_loaded();
 }
 
+FlatRange Trainer::checkpoint_range() const {
+  const int64_t total = (owner_ ? *owner_ : *slots_[0]).params.flat_numel();
+  if (zero_) return opt_range_;
+  const int dp = g_.layout.dp, d = g_.coord.dp;
+  if (dp == 1 || local_) return FlatRange{0, total};
+  return FlatRange{total * d / dp, total * (d + 1) / dp};
+}
+
+std::vector<int64_t> Trainer::checkpoint_counts() const {
+  if (zero_) return zero_->counts();
+  const int64_t total = (owner_ ? *owner_ : *slots_[0]).params.flat_numel();
+  const int dp = local_ ? 1 : g_.layout.dp;
+  std::vector<int64_t> counts;
+  for (int d = 0; d < dp; ++d) counts.push_back(total * (d + 1) / dp - total * d / dp);
+  return counts;
+}
+
+void Trainer::range_loaded(bool state) {
+  const bool ranges = checkpoint_counts().size() > 1;
+  if (zero_ && zero_->master_shard().defined())
+    zero_->shards_loaded();
+  else if (ranges)
+    gather_masters_ = true;
+  else
+    model().params.sync_compute();  // the bf16 compute copy of the loaded masters
+  if (ranges && state && !zero_) gather_state_ = true;
+}
+
+void Trainer::refresh_loaded() {
+  if (gather_masters_ || gather_state_) {
+    Model& m = model();
+    const FlatRange r = checkpoint_range();
+    const std::vector<int64_t> counts = checkpoint_counts();
+    const auto gather = [&](Tensor& flat) {
+      g_.dp->all_gather(flat.flat_range(r.begin, r.end - r.begin), flat, counts)->wait();
+    };
+    if (gather_masters_) {
+      gather(m.params.values());
+      m.params.sync_compute();  // the bf16 compute copy of the gathered masters
+    }
+    if (gather_state_)
+      for (auto& [name, flat] : opt_->state()) gather(flat);
+    gather_masters_ = gather_state_ = false;
+  }
+  if (zero_) zero_->refresh();
+}
+
 double Trainer::agree_loss(double local_sum, int64_t count) {
   // The last stage has the loss; data-parallel ranks average theirs; the
   // pipeline's last stage tells the others.
@@ -542,10 +589,8 @@ StepResult Trainer::train_step(int64_t step) {
   Model& m = model();
   if (!grads_zeroed_) m.params.zero_grads();
   grads_zeroed_ = false;  // until this step's update zeroes them again
-  if (zero_) {
-    zero_->refresh();
-    zero_->begin_step();
-  }
+  refresh_loaded();  // a checkpoint load's ranges
+  if (zero_) zero_->begin_step();
   if (g_.layout.dp > 1 && g_.coord.dp > 0 && !local_ && m.params.buffers().numel() > 0) {  // sync_buffers' r0
     Tensor& b = m.params.buffers();
     if (!buffers_at_start_.defined()) buffers_at_start_ = Tensor::empty(b.shape(), b.dtype(), m.exec.device);
@@ -660,7 +705,7 @@ void Trainer::outer_sync() {
 }
 
 EvalResult Trainer::evaluate() {
-  if (zero_) zero_->refresh();  // a load's compute copy
+  refresh_loaded();  // a checkpoint load's ranges
   // Local sync: the replicas' agreed model (the last synced parameters).
   if (local_) {
     local_->swap_in_anchor();

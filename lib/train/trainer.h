@@ -165,6 +165,20 @@ class Trainer {
   // the compute copy (its collective part at the next step or evaluation).
   Tensor master_shard();
   void shards_loaded();
+  // The flat range of model().params that this rank saves and loads of a
+  // checkpoint: under ZeRO its optimizer range; under data parallelism
+  // without ZeRO part d of dp equal parts (every replica holds everything:
+  // the replicas share the bytes); else all of it (also under local sync,
+  // whose replicas differ). checkpoint_counts: every data-parallel rank's
+  // range size, in rank order (the ranges are consecutive).
+  FlatRange checkpoint_range() const;
+  std::vector<int64_t> checkpoint_counts() const;
+  // After a load that read only checkpoint_range() of what this rank holds
+  // whole (the masters where ZeRO does not shard them; with `state`, the
+  // optimizer state where it is whole): the rest is all-gathered over dp at
+  // the next step or evaluation (refresh_loaded), not during the load, which
+  // never communicates.
+  void range_loaded(bool state);
 
  private:
   void setup();
@@ -234,6 +248,9 @@ class Trainer {
   std::unique_ptr<Model> owner_;  // chunks_ > 1: all chunks' layers and parameters, never run
   std::unique_ptr<Optimizer> opt_;
   FlatRange opt_range_;
+  // range_loaded: what refresh_loaded gathers before the next forward.
+  bool gather_masters_ = false, gather_state_ = false;
+  void refresh_loaded();
   // The last update zeroed every gradient in its pass (Optimizer::step's
   // zero_grads): the next step skips its zeroing pass.
   bool grads_zeroed_ = false;

@@ -100,6 +100,12 @@ with h5py.File(sys.argv[1] + "/checkpoint.h5") as a, h5py.File(sys.argv[2] + "/c
 PY
 expect_exit 0 "${MPIRUN[@]}" -np 4 "$DTRAIN" resume "$ckd" --out "$WORK/dr"
 same_losses "$WORK/d/metrics.jsonl" "$WORK/dr/metrics.jsonl"
+# ... each replica reading its half and the replicas gathering the rest before the first step: also
+# on dp 2 x pp 2 in bf16 (the last stage's copy of the tied embedding read by ranges too), bit for bit.
+dp2pp2=(--set parallel.dp=2 --set parallel.pp=2 --set train.grad_accum=2 --set train.precision=bf16)
+expect_exit 0 "${MPIRUN[@]}" -np 4 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" "${dp2pp2[@]}" --out "$WORK/e"
+expect_exit 0 "${MPIRUN[@]}" -np 4 "$DTRAIN" resume "$WORK/e/checkpoints/step_00000006" --out "$WORK/er"
+same_losses "$WORK/e/metrics.jsonl" "$WORK/er/metrics.jsonl"
 
 # Preemption under mpirun: SIGUSR1 to mpirun (forwarded to every rank), then to one rank only.
 long=(--set train.steps=300 --set train.threads=1 --set model.n_head=4 --set log.every=100 --set train.eval_every=0 "${tp2pp2[@]}")

@@ -53,7 +53,7 @@ expect_exit 0 "$DTRAIN" inspect "$ck" --verify
 grep -q "sharding     ZeRO-2 (optimizer state and gradients sharded over dp); read back as full tensors by any layout" "$WORK/out" ||
   fail "inspect does not show the ZeRO stage"
 expect_exit 0 "$DTRAIN" inspect "$WORK/one/checkpoints/step_00000004"
-grep -q "sharding     none (every rank held all optimizer state and gradients); stored as full tensors" "$WORK/out" ||
+grep -q "sharding     none (every rank held all optimizer state and gradients); read back as full tensors by any layout" "$WORK/out" ||
   fail "inspect of an unsharded run"
 # Full tensors, as one process writes them (up to the reduction order's rounding).
 same_tensors "$WORK/one/checkpoints/step_00000004" "$ck" ZeRO-2

@@ -200,6 +200,16 @@ expect_exit 0 "$DTRAIN" eval "$WORK/tp/checkpoints" --json
 close_to "$(evaluated loss)" "$tp_loss"
 expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" eval "$WORK/tp/checkpoints" --set parallel.tp=1 --set parallel.pp=2 --json
 close_to "$(evaluated loss)" "$tp_loss"
+# On 2 data-parallel replicas each reads half of the parameters and they gather the rest
+# before evaluating; --all loads one checkpoint after another into the same replicas.
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" eval "$WORK/tp/checkpoints" --set parallel.tp=1 --set parallel.dp=2 --json
+close_to "$(evaluated loss)" "$tp_loss"
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" eval "$WORK/tp/checkpoints" --set parallel.tp=1 --set parallel.dp=2 --all
+cp "$WORK/out" "$WORK/all_dp2"
+expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" eval "$WORK/tp/checkpoints" --all
+[ "$(grep -c '^eval  step' "$WORK/all_dp2")" = 3 ] &&
+  cmp -s <(grep -o '^eval  step [0-9]* | loss [0-9.]*' "$WORK/all_dp2") <(grep -o '^eval  step [0-9]* | loss [0-9.]*' "$WORK/out") ||
+  fail "eval --all on dp 2: $(cat "$WORK/all_dp2"), on tp 2: $(cat "$WORK/out")"
 
 # Local sync with a training file per replica, evaluated on one process: the training keys are
 # the validation data's, so the per-replica list (and its length against dp) does not matter.

@@ -27,6 +27,7 @@ import re
 import shutil
 import statistics
 import subprocess
+import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -81,14 +82,15 @@ def main():
 
 # Runs cmd; returns its stdout and the peak resident set of the largest process it started (a rank
 # under mpirun: RUSAGE_CHILDREN counts every descendant waited for), measured by a wrapper process
-# so that each command is counted alone.
+# so that each command is counted alone. Local launches only: ranks on other nodes, or started by
+# srun or a detached daemon, are not this process's descendants.
 _PEAK = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
          "print('peak_rss_kib', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
          "sys.exit(r.returncode)")
 
 
 def run_peak(cmd):
-    p = subprocess.run(["python3", "-c", _PEAK] + cmd, cwd=ROOT, capture_output=True, text=True)
+    p = subprocess.run([sys.executable, "-c", _PEAK] + cmd, cwd=ROOT, capture_output=True, text=True)
     if p.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} exited {p.returncode}:\n{p.stderr[-2000:]}")
     kib = int(re.findall(r"peak_rss_kib (\d+)", p.stderr)[-1])
@@ -100,7 +102,7 @@ def end_to_end(a):
           f"{a.e2e_rounds}; peak RSS: the largest rank's, whole command:\n")
     print("| layout | ranks | files | bytes | largest file | write | load | peak RSS run | peak RSS resume |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for spec in a.layouts.split(","):
+    for spec in filter(None, a.layouts.split(",")):
         # dp x tp x pp, then z<stage> for ZeRO (a bare z: ZeRO-1), and b for bf16.
         m = re.fullmatch(r"(\d+)x(\d+)x(\d+)(?:z(\d?))?(b?)", spec)
         if not m:
@@ -112,7 +114,7 @@ def end_to_end(a):
         launch = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", str(ranks)] if ranks > 1 else []
         sets = ["--set", f"parallel.dp={dp}", "--set", f"parallel.tp={tp}", "--set", f"parallel.pp={pp}",
                 "--set", f"parallel.zero={zero}", "--set", f"train.precision={'bf16' if bf16 else 'fp32'}"]
-        writes, loads, rss_run, rss_resume = [], [], [], []
+        writes, loads, rss_run, rss_resume, largest = [], [], [], [], []
         for _ in range(a.e2e_rounds):
             out = os.path.join(a.dir, "e2e")
             shutil.rmtree(out, ignore_errors=True)
@@ -125,13 +127,13 @@ def end_to_end(a):
             h5 = [f for f in os.listdir(ck) if f.endswith(".h5")]
             files = len(h5)
             size = sum(os.path.getsize(os.path.join(ck, f)) for f in os.listdir(ck))
-            largest = max(os.path.getsize(os.path.join(ck, f)) for f in h5 if f.startswith("rank_"))
+            largest.append(max(os.path.getsize(os.path.join(ck, f)) for f in h5 if f.startswith("rank_")))
             log, rss = run_peak(launch + [a.dtrain, "resume", ck])
             rss_resume.append(rss)
             loads.append(float(re.search(r"loaded in ([0-9.]+) s", log).group(1)))
         shutil.rmtree(os.path.join(a.dir, "e2e"), ignore_errors=True)
         name = f"dp={dp} tp={tp} pp={pp}" + (f" ZeRO-{zero}" if zero else "") + (" bf16" if bf16 else "")
-        print(f"| {name} | {ranks} | {files} | {size / 1e9:.3f} GB | {largest / 1e9:.3f} GB | "
+        print(f"| {name} | {ranks} | {files} | {size / 1e9:.3f} GB | {statistics.median(largest) / 1e9:.3f} GB | "
               f"{statistics.median(writes):.2f} s | {statistics.median(loads):.2f} s | "
               f"{statistics.median(rss_run) / 1e9:.2f} GB | {statistics.median(rss_resume) / 1e9:.2f} GB |")
 
