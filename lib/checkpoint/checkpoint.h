@@ -92,17 +92,18 @@ struct Piece {
   bool write = true;  // false: another rank stores it (see collect_pieces)
   // -1: `local` is this rank's whole part (shard.local_shape()). Otherwise
   // `local` is 1-D and holds flat elements [slice_begin, slice_begin +
-  // local.numel()) of that part: what one data-parallel rank keeps under ZeRO
-  // (its range of the flat buffers cuts parameters anywhere), written and read
-  // without the rest of the tensor ever being gathered.
+  // local.numel()) of that part: what one data-parallel rank saves and loads
+  // (its range of the flat buffers cuts parameters anywhere: under ZeRO the
+  // range it holds, which is then never gathered).
   int64_t slice_begin = -1;
   bool slice() const { return slice_begin >= 0; }
 };
 
 // Every parameter, buffer and optimizer state tensor this rank holds, the
 // optimizer state given as flat buffers over all the trainable parameters
-// (the offsets of params.values(); a trainer's ranks save and load one
-// range each instead, as slices: Piece::slice_begin, session.cpp).
+// (the offsets of params.values(); a trainer's data-parallel ranks save and
+// load one range each instead, as slices, except under local sync:
+// Piece::slice_begin, session.cpp).
 // Which ones this rank writes: each element of each tensor is written by
 // exactly one rank, so copies are left out: a pipeline's second copy of a tied
 // weight (Param::primary false), every tensor on data-parallel replicas other

@@ -144,7 +144,7 @@ std::vector<Piece> range_pieces(Trainer& t, const StateRange& r, bool optimizer_
   return out;
 }
 
-// What this rank stores: its save_range's pieces. Under parallel.sync =
+// What this rank stores: its checkpoint_range's pieces. Under parallel.sync =
 // "local" the replicas differ between syncs and each keeps its own inner optimizer state, so beside the
 // usual keys (written by data-parallel rank 0) every replica d writes its own
 // under replica/<d>/...:

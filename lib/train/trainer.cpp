@@ -464,6 +464,7 @@ Tensor Trainer::forward_stage(Model& m, const Tensor& in, const Ctx& ctx, int mi
 }
 
 void Trainer::gather_full_params() {
+  refresh_loaded();  // a load's ranges first
   if (zero_) zero_->gather_full();
 }
 
@@ -508,11 +509,32 @@ void Trainer::range_loaded(bool state) {
 
 void Trainer::refresh_loaded() {
   if (gather_masters_ || gather_state_) {
+    Profiler::Scope timed(options_.profiler, Profiler::Kind::dp_wait);
+    if (tracing())
+      trace(fmt::format("checkpoint load: all-gather over dp of the {}{} loaded by ranges",
+                        gather_masters_ ? "masters" : "", gather_state_ ? (gather_masters_ ? " and optimizer state" : "optimizer state") : ""));
     Model& m = model();
     const FlatRange r = checkpoint_range();
     const std::vector<int64_t> counts = checkpoint_counts();
+    std::vector<int64_t> starts{0};
+    for (int64_t c : counts) starts.push_back(starts.back() + c);
+    const auto me = static_cast<size_t>(g_.dp->rank());
+    DTRAIN_CHECK(counts.size() == static_cast<size_t>(g_.dp->size()) && starts[me] == r.begin &&
+                     starts[me + 1] == r.end,
+                 "checkpoint ranges: rank {} holds [{}, {}), the counts say [{}, {})", me, r.begin, r.end, starts[me],
+                 starts[me + 1]);
+    // In windows (TrainerOptions::load_gather_window).
+    const int64_t window = std::max<int64_t>(1, options_.load_gather_window);
     const auto gather = [&](Tensor& flat) {
-      g_.dp->all_gather(flat.flat_range(r.begin, r.end - r.begin), flat, counts)->wait();
+      for (int64_t w0 = 0; w0 < flat.numel(); w0 += window) {
+        const int64_t w1 = std::min(flat.numel(), w0 + window);
+        std::vector<int64_t> part(counts.size());
+        for (size_t d = 0; d < counts.size(); ++d)
+          part[d] = std::max<int64_t>(0, std::min(w1, starts[d + 1]) - std::max(w0, starts[d]));
+        const int64_t from = std::clamp(r.begin, w0, w1);
+        g_.dp->all_gather(flat.flat_range(from, part[me]),
+                          flat.flat_range(w0, w1 - w0), part)->wait();
+      }
     };
     if (gather_masters_) {
       gather(m.params.values());

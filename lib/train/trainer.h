@@ -76,6 +76,10 @@ struct TrainerOptions {
   // of every pp-th (chunk * pp + stage), while the transfers keep the right
   // order: a broken chunk assignment the layout tests must catch.
   bool chunk_break = false;
+  // Elements per all-gather when a load's ranges are gathered (range_loaded):
+  // bounded so that one collective's counts fit MPI's int and a staged
+  // gather's host buffer stays small; tests make it small.
+  int64_t load_gather_window = int64_t{1} << 26;
   // --- profiler hook: times the top-level layers, loss, data, pipeline
   // waits, exposed gradient reduction and optimizer (train/profiler.h);
   // nullptr: no timers. Not owned.
@@ -170,7 +174,8 @@ class Trainer {
   // without ZeRO part d of dp equal parts (every replica holds everything:
   // the replicas share the bytes); else all of it (also under local sync,
   // whose replicas differ). checkpoint_counts: every data-parallel rank's
-  // range size, in rank order (the ranges are consecutive).
+  // range size, in rank order (the ranges are consecutive); one count, the
+  // whole, where every rank loads everything (dp 1, local sync).
   FlatRange checkpoint_range() const;
   std::vector<int64_t> checkpoint_counts() const;
   // After a load that read only checkpoint_range() of what this rank holds

@@ -2,7 +2,7 @@
 # checkpoints (mpirun, 2 ranks): the losses match one process; the same
 # layout resumes bit for bit; an interleaved checkpoint resumes under 1F1B and
 # on one process, and a 1F1B checkpoint under interleaving, with the one-process
-# losses; interleaved with ZeRO-3 on dp 2 (4 ranks) resumes bit for bit and
+# losses; interleaved with ZeRO-3 on dp 2 (4 ranks) resumes bit for bit, on plain dp 2, and
 # under plain 1F1B without ZeRO with the one-process losses; bad combinations
 # are one-line config errors (exit 2) naming the keys.
 source "$(dirname "$0")/common.bash"
@@ -58,6 +58,10 @@ expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" resume "$WORK/ilz/$ck" "${plain[@]}
   --set parallel.zero=0 "${b16[@]}" --out "$WORK/ilz_to_1f1b"
 grep -q "override parallel.schedule: \"interleaved\" -> \"1f1b\"" "$WORK/out" || fail "no report of the schedule change"
 close_losses "$WORK/one16/metrics.jsonl" "$WORK/ilz_to_1f1b/metrics.jsonl"
+# The ZeRO-3 checkpoint on plain dp 2 x pp 2, interleaved: each replica loads its range of the
+# stage's one flat buffer (every chunk's parameters) and they gather the rest before the first step.
+expect_exit 0 "${MPIRUN[@]}" -np 4 "$DTRAIN" resume "$WORK/ilz/$ck" --set parallel.zero=0 --out "$WORK/ilz_to_dp"
+close_losses "$WORK/one16/metrics.jsonl" "$WORK/ilz_to_dp/metrics.jsonl"
 
 # Config errors: one line each, naming the keys and values.
 expect_exit 2 "$DTRAIN" run "$WORK/tiny.toml" --set parallel.virtual_stages=2 --out "$WORK/bad"
