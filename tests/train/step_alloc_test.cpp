@@ -157,6 +157,23 @@ void sleepy_barrier() {  // Open MPI's barrier polls; the ranks a case leaves ou
   }
 }
 
+// The gpt() config's token files in a directory `prefix` + the launcher's
+// pid, shared by the ranks: rank 0 writes them, every rank waits.
+std::string shared_tokens(const std::string& prefix) {
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  const std::string dir = prefix + std::to_string(::getppid());
+  if (rank == 0) {
+    std::filesystem::create_directories(dir);
+    std::vector<uint16_t> tokens(3000);
+    for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<uint16_t>((i * 5 + i / 7) % 64);
+    write_bytes(dir + "/tok_train.bin", token_file(tokens));
+    write_bytes(dir + "/tok_val.bin", token_file(std::vector<uint16_t>(tokens.begin(), tokens.begin() + 300)));
+  }
+  sleepy_barrier();
+  return dir;
+}
+
 }  // namespace
 
 // A ZeRO checkpoint is saved and loaded with nothing gathered: each rank
@@ -171,15 +188,7 @@ TEST_CASE("a ZeRO checkpoint's save and load allocate no tensor storage: nothing
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &world);
   if (world < 2) return;
-  const std::string dir = "/tmp/dtrain_zero_save_" + std::to_string(::getppid());
-  if (rank == 0) {
-    std::filesystem::create_directories(dir);
-    std::vector<uint16_t> tokens(3000);
-    for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<uint16_t>((i * 5 + i / 7) % 64);
-    write_bytes(dir + "/tok_train.bin", token_file(tokens));
-    write_bytes(dir + "/tok_val.bin", token_file(std::vector<uint16_t>(tokens.begin(), tokens.begin() + 300)));
-  }
-  sleepy_barrier();
+  const std::string dir = shared_tokens("/tmp/dtrain_zero_save_");
   for (const std::string precision : {"fp32", "bf16"})
     for (int zero : {1, 2, 3}) {
       MPI_Comm sub;
@@ -232,15 +241,7 @@ TEST_CASE("a checkpoint loaded by ranges and gathered in windows continues bit f
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &world);
   if (world < 2) return;
-  const std::string dir = "/tmp/dtrain_range_load_" + std::to_string(::getppid());
-  if (rank == 0) {
-    std::filesystem::create_directories(dir);
-    std::vector<uint16_t> tokens(3000);
-    for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<uint16_t>((i * 5 + i / 7) % 64);
-    write_bytes(dir + "/tok_train.bin", token_file(tokens));
-    write_bytes(dir + "/tok_val.bin", token_file(std::vector<uint16_t>(tokens.begin(), tokens.begin() + 300)));
-  }
-  sleepy_barrier();
+  const std::string dir = shared_tokens("/tmp/dtrain_range_load_");
   struct Case {
     int zero;
     std::string precision;
