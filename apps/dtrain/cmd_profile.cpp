@@ -18,6 +18,7 @@
 
 #include "calibrate.h"
 #include "core/file_kind.h"
+#include "core/host_memory.h"
 #include "parallel/hardware.h"
 #include "dist/mpi_runtime.h"
 #include "kernels/cpu/gemm.h"
@@ -83,7 +84,7 @@ int calibrate(Context& ctx, ProfileOpts& o, TrainingSetup& setup, const dtrain::
   copts.ranks_per_node = ctx.mpi->ranks_on_node();
   copts.local_rank = setup.options.local_rank;
   copts.cores = static_cast<int>(std::thread::hardware_concurrency());
-  copts.node_memory_bytes = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
+  copts.node_memory_bytes = dtrain::host_memory().bytes;  // the RAM, or the job's cgroup limit
   copts.config_path = o.config_path;
   copts.command = command;
   copts.name = o.hardware_out_name.empty() ? std::filesystem::path(o.hardware_out).stem().string() : o.hardware_out_name;

@@ -22,6 +22,8 @@
 #include "data/tokenizer.h"
 #include "dist/mesh_groups.h"
 #include "train/data_source.h"
+#include "core/format_bytes.h"
+#include "core/host_memory.h"
 #include "dist/mpi_runtime.h"
 #include "ops/runtime.h"
 #include "parallel/auto_layout.h"
@@ -46,10 +48,15 @@ void check_fits_memory(const dtrain::Config& cfg, int ranks_here, int local_rank
     if (!problem.empty()) throw dtrain::ConfigError(problem);
     return;
   }
-  const double ram = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
-  if (ram <= 0) return;
+  // The RAM, or a container's or Slurm job's cgroup limit where it is less.
+  const dtrain::HostMemory mem = dtrain::host_memory();
+  if (mem.bytes <= 0) return;
+  const std::string where =
+      mem.limit_file.empty() ? "this machine"
+                             : fmt::format("this machine (limited to {} by {})", dtrain::format_bytes(mem.bytes),
+                                           mem.limit_file);
   const std::string problem =
-      dtrain::fit_problem(cfg, dtrain::check_hardware(cfg), std::max(1, ranks_here), "this machine", ram, ram);
+      dtrain::fit_problem(cfg, dtrain::check_hardware(cfg), std::max(1, ranks_here), where, mem.bytes, mem.bytes);
   if (!problem.empty()) throw dtrain::ConfigError(problem);
 }
 
