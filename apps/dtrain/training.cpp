@@ -52,9 +52,7 @@ void check_fits_memory(const dtrain::Config& cfg, int ranks_here, int local_rank
   const dtrain::HostMemory mem = dtrain::host_memory();
   if (mem.bytes <= 0) return;
   const std::string where =
-      mem.limit_file.empty() ? "this machine"
-                             : fmt::format("this machine (limited to {} by {})", dtrain::format_bytes(mem.bytes),
-                                           mem.limit_file);
+      mem.limit_file.empty() ? "this machine" : fmt::format("this machine (its cgroup limit: {})", mem.limit_file);
   const std::string problem =
       dtrain::fit_problem(cfg, dtrain::check_hardware(cfg), std::max(1, ranks_here), where, mem.bytes, mem.bytes);
   if (!problem.empty()) throw dtrain::ConfigError(problem);
