@@ -1,8 +1,6 @@
 // The setup `dtrain run`, `resume` and `profile` share (training.h).
 #include "training.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <csignal>
 #include <cstdlib>
@@ -22,7 +20,6 @@
 #include "data/tokenizer.h"
 #include "dist/mesh_groups.h"
 #include "train/data_source.h"
-#include "core/format_bytes.h"
 #include "core/host_memory.h"
 #include "dist/mpi_runtime.h"
 #include "ops/runtime.h"

@@ -238,6 +238,7 @@ HfExportResult hf_detail::write_hf_dir(const std::string& out_dir, json config,
 }
 
 void hf_detail::set_from_full(Param& p, const std::vector<float>& full) {
+  DTRAIN_CHECK(p.value.dtype() == DType::f32, "model.init_from: {} is not fp32", p.name);
   Tensor host = p.value.device().is_cpu() ? p.value : Tensor::empty(p.value.shape(), p.value.dtype());
   float* dst = host.data<float>();
   if (!p.shard.split())
@@ -287,12 +288,13 @@ std::string keys_to_toml(const std::vector<std::string>& keys, const std::string
   return text;
 }
 
-std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const std::string& dir,
-                                   const std::string& tokenizer, const ParamSink& sink) {
+namespace {
+
+// GPT-2's tensors (config.json `hc` read from `dir`), each to `sink`.
+std::vector<std::string> import_gpt2(Model& model, const ModelConfig& cfg, const std::string& dir, const json& hc,
+                                     const std::string& tokenizer, const ParamSink& sink) {
   std::vector<std::string> notes;
   const std::string cfg_name = (fs::path(dir) / "config.json").string();
-  json hc = read_config_json(dir, "model.init_from's config.json (JSON)", "model.init_from: ");
-  if (hf_detail::is_llama(hc)) return hf_detail::import_llama(model, cfg, dir, hc, tokenizer, sink);
   // GPT2Config's defaults where a key is absent.
   hf_detail::ConfigJsonChecks chk{hc, cfg_name, {}};
   std::vector<std::string>& problems = chk.problems;
@@ -413,7 +415,6 @@ std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const s
                                 dir, *n_pos));
 
   for (const auto& p : model.params.all()) {
-    DTRAIN_CHECK(sink || p->value.dtype() == DType::f32, "model.init_from: {} is not fp32", p->name);
     const HfName h = hf_name(p->name);
     const Shape full = p->shard.split() ? p->shard.full : p->shape;
     std::vector<float> v;
@@ -428,11 +429,20 @@ std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const s
     } else {
       v = read(h.name, {full.begin(), full.end()});
     }
-    if (sink)
-      sink(*p, v);
-    else
-      hf_detail::set_from_full(*p, v);
+    sink(*p, v);
   }
+  return notes;
+}
+
+}  // namespace
+
+std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const std::string& dir,
+                                   const std::string& tokenizer, const ParamSink& sink) {
+  const json hc = read_config_json(dir, "model.init_from's config.json (JSON)", "model.init_from: ");
+  const ParamSink put = sink ? sink : ParamSink(hf_detail::set_from_full);
+  std::vector<std::string> notes = hf_detail::is_llama(hc)
+                                       ? hf_detail::import_llama(model, cfg, dir, hc, tokenizer, put)
+                                       : import_gpt2(model, cfg, dir, hc, tokenizer, put);
   if (!sink) model.params.sync_compute();  // the bf16 compute copy of the imported masters
   return notes;
 }

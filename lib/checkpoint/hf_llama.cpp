@@ -445,7 +445,6 @@ std::vector<std::string> import_llama(Model& model, const ModelConfig& cfg, cons
                                 cfg.context_length, *n_pos, dir));
 
   for (const auto& p : model.params.all()) {
-    DTRAIN_CHECK(sink || p->value.dtype() == DType::f32, "model.init_from: {} is not fp32", p->name);
     const Shape full = p->shard.split() ? p->shard.full : p->shape;
     const std::vector<std::string> parts = hf_parts(p->name);
     std::vector<float> v;
@@ -461,12 +460,8 @@ std::vector<std::string> import_llama(Model& model, const ModelConfig& cfg, cons
         v.insert(v.end(), piece.begin(), piece.end());
       }
     }
-    if (sink)
-      sink(*p, v);
-    else
-      set_from_full(*p, v);
+    sink(*p, v);
   }
-  if (!sink) model.params.sync_compute();  // the bf16 compute copy of the imported masters
   return notes;
 }
 

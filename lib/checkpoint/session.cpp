@@ -61,32 +61,7 @@ CheckpointMeta trainer_meta(Trainer& trainer, int64_t step, const std::string& r
 
 namespace {
 
-// This rank's part of the flat parameter buffer that its optimizer state
-// covers: all of it, or under ZeRO (any stage) one data-parallel rank's range.
-struct StateRange {
-  int64_t begin = 0, end = 0, total = 0;
-  bool whole() const { return begin == 0 && end == total; }
-};
-
-StateRange state_range(Trainer& t) {
-  StateRange r;
-  r.total = t.model().params.flat_numel();
-  const FlatRange fr = t.optimizer_range();
-  r.begin = fr.begin;
-  r.end = fr.end < 0 ? r.total : fr.end;
-  return r;
-}
-
-// The range of the parameters this rank saves and loads (Trainer::checkpoint_range).
-StateRange checkpoint_range(Trainer& t) {
-  StateRange r = state_range(t);
-  const FlatRange fr = t.checkpoint_range();
-  r.begin = fr.begin;
-  r.end = fr.end;
-  return r;
-}
-
-// What this rank saves or loads of range `r` (checkpoint_range): exactly that
+// What this rank saves or loads of range `r` (Trainer::checkpoint_range): exactly that
 // range of every parameter it meets, as slices (Piece::slice_begin), so that
 // under ZeRO nothing is ever gathered and on a GPU the device holds no more
 // while a checkpoint is written or read:
@@ -97,7 +72,7 @@ StateRange checkpoint_range(Trainer& t) {
 //   - buffers whole, written by data-parallel rank 0.
 // Which rank writes follows collect_pieces: a pipeline's second copy of a tied
 // weight never, tensors tensor parallelism does not split on its rank 0 only.
-std::vector<Piece> range_pieces(Trainer& t, const StateRange& r, bool optimizer_state) {
+std::vector<Piece> range_pieces(Trainer& t, const FlatRange& r, bool optimizer_state) {
   const Groups& g = t.groups();
   Model& model = t.model();
   const Tensor masters = t.master_shard();
@@ -116,7 +91,7 @@ std::vector<Piece> range_pieces(Trainer& t, const StateRange& r, bool optimizer_
   };
   std::vector<Piece> out;
   const NamedTensors state = optimizer_state ? t.optimizer().state() : NamedTensors{};
-  const StateRange held = state_range(t);  // what the optimizer's tensors cover
+  const FlatRange held = t.optimizer_range();  // what the optimizer's tensors cover
   for (const auto& [name, flat] : state)
     DTRAIN_CHECK(flat.numel() == held.end - held.begin && held.begin <= r.begin && r.end <= held.end,
                  "optimizer state {} covers {} elements from {}, not the range [{}, {})", name, flat.numel(),
@@ -158,7 +133,7 @@ std::vector<Piece> range_pieces(Trainer& t, const StateRange& r, bool optimizer_
 // model/* and optim/* (see restore_local).
 std::vector<Piece> trainer_pieces(Trainer& t) {
   LocalSync* ls = t.local_sync();
-  if (!ls) return range_pieces(t, checkpoint_range(t), /*optimizer_state=*/true);
+  if (!ls) return range_pieces(t, t.checkpoint_range(), /*optimizer_state=*/true);
   const Groups& g = t.groups();
   Model& model = t.model();
   const bool first_dp = g.coord.dp == 0, first_tp = g.coord.tp == 0;
@@ -271,18 +246,10 @@ CheckpointMeta restore_trainer(Trainer& trainer, const std::string& dir, VerifyK
   // The parameters, and the optimizer state straight into the optimizer's
   // tensors: each rank its checkpoint range of them (range_pieces: under ZeRO
   // what it holds; under data parallelism its part, the rest gathered before
-  // the next step); local sync's replicas everything.
-  Model& model = trainer.model();
-  if (trainer.local_sync()) {
-    std::vector<Piece> pieces =
-        collect_pieces(model, optimizer_state ? trainer.optimizer().state() : NamedTensors{});
-    load_to(dir, pieces, key);
-    model.params.sync_compute();
-  } else {
-    std::vector<Piece> pieces = range_pieces(trainer, checkpoint_range(trainer), optimizer_state);
-    load_to(dir, pieces, key);
-    trainer.range_loaded(optimizer_state);
-  }
+  // the next step; local sync's replicas everything).
+  std::vector<Piece> pieces = range_pieces(trainer, trainer.checkpoint_range(), optimizer_state);
+  load_to(dir, pieces, key);
+  trainer.range_loaded(optimizer_state);
   if (optimizer_state) {
     trainer.optimizer().set_steps_done(m.optimizer_steps);
     if (trainer.local_sync()) restore_local(trainer, dir, m);
@@ -297,7 +264,7 @@ std::vector<std::string> init_trainer_from(Trainer& trainer, const std::string& 
   const ModelConfig& cfg = trainer.config().model;
   Tensor shard = trainer.master_shard();
   if (!shard.defined()) return apply_init_from(model, cfg, tokenizer);
-  const StateRange r = state_range(trainer);
+  const FlatRange r = trainer.optimizer_range();  // what the shard holds
   const ParamSink take_range = [&](Param& p, const std::vector<float>& full) {
     if (!p.trainable) return hf_detail::set_from_full(p, full);
     const int64_t lo = std::max(r.begin, p.offset), hi = std::min(r.end, p.offset + p.numel());
@@ -310,7 +277,7 @@ std::vector<std::string> init_trainer_from(Trainer& trainer, const std::string& 
   };
   DTRAIN_CHECK(shard.dtype() == DType::f32, "model.init_from: the masters are {}, not fp32", dtype_name(shard.dtype()));
   std::vector<std::string> lines = apply_init_from(model, cfg, tokenizer, take_range);
-  if (!lines.empty()) trainer.shards_loaded();
+  if (!lines.empty()) trainer.range_loaded(/*state=*/false);
   return lines;
 }
 

@@ -157,18 +157,15 @@ class Trainer {
   // ZeRO-3, and ZeRO-1/2 under bf16, keep only each rank's shard of the fp32
   // masters: gather_full_params puts the full masters back in every
   // Param::value (an all-gather over dp: every rank calls it) until
-  // release_full_params, which with `loaded` first takes their (changed)
-  // values into the shards and the compute copy. Nothing to do otherwise.
-  // Checkpoints and imported weights never need this (master_shard); tests
-  // read the full parameters this way.
+  // release_full_params. Nothing to do otherwise. Checkpoints and imported
+  // weights never need this (master_shard); tests read the full parameters
+  // this way.
   void gather_full_params();
-  void release_full_params(bool loaded);
+  void release_full_params();
   // The same masters without a gather: this rank's shard of them, flat
   // elements optimizer_range() of model().params (undefined where the
-  // masters are whole). After a load wrote it, shards_loaded() refreshes
-  // the compute copy (its collective part at the next step or evaluation).
+  // masters are whole). A load that writes it calls range_loaded.
   Tensor master_shard();
-  void shards_loaded();
   // The flat range of model().params that this rank saves and loads of a
   // checkpoint: under ZeRO its optimizer range; under data parallelism
   // without ZeRO part d of dp equal parts (every replica holds everything:
@@ -178,11 +175,11 @@ class Trainer {
   // whole, where every rank loads everything (dp 1, local sync).
   FlatRange checkpoint_range() const;
   std::vector<int64_t> checkpoint_counts() const;
-  // After a load that read only checkpoint_range() of what this rank holds
-  // whole (the masters where ZeRO does not shard them; with `state`, the
-  // optimizer state where it is whole): the rest is all-gathered over dp at
-  // the next step or evaluation (refresh_loaded), not during the load, which
-  // never communicates.
+  // After a load that read checkpoint_range() of the masters (into the shard
+  // where ZeRO shards them) and, with `state`, of the optimizer state: the
+  // compute copy follows, and what this rank holds whole but loaded only its
+  // range of is all-gathered over dp at the next step or evaluation
+  // (refresh_loaded), not during the load, which never communicates.
   void range_loaded(bool state);
 
  private:

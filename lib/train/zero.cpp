@@ -238,18 +238,8 @@ void ZeroSharding::gather_full() {
   for (Model* s : slots_) s->params.adopt_values(full);
 }
 
-void ZeroSharding::release_full(bool loaded) {
+void ZeroSharding::release_full() {
   if (!master_.defined() || !ps_.values().defined()) return;
-  if (loaded) {
-    const Exec& ex = ps_.exec();
-    ops::copy(ex, ps_.values().flat_range(range_.begin, range_.end - range_.begin), master_);
-    if (stage_ < 3) {
-      ps_.sync_compute();  // the whole bf16 copy from the loaded masters
-    } else {
-      if (compute_shard_.raw() != master_.raw()) ops::convert(ex, master_, compute_shard_);
-      for (ParamWindow& w : pwin_) w.layer = -1;  // stale
-    }
-  }
   for (Model* s : slots_) {
     if (stage_ < 3)
       s->params.release_masters();

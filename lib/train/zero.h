@@ -129,11 +129,9 @@ class ZeroSharding {
   void gather_params();
   // Where the masters are sharded (ZeRO-3; ZeRO-1/2 under bf16): the full
   // masters back in every slot's Param::value (all-gathered over dp), until
-  // release_full, which with `loaded` first copies them into the shards and
-  // the compute copy (they were overwritten). Tests read the full parameters
-  // this way.
+  // release_full drops them again. Tests read the full parameters this way.
   void gather_full();
-  void release_full(bool loaded);
+  void release_full();
   // Where the masters are sharded: a checkpoint load wrote master_shard()
   // (each rank its own range, nothing gathered). The compute copy of this
   // rank's range follows here; under ZeRO-1/2 the other ranks' ranges of the

@@ -158,7 +158,7 @@ Run train(const Config& cfg, const Groups& g, TrainerOptions opts = {}) {
     r.params[p->name].assign(v, v + p->numel());
     r.shards[p->name] = p->shard;
   }
-  t.release_full_params(false);
+  t.release_full_params();
   return r;
 }
 

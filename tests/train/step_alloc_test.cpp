@@ -217,7 +217,7 @@ TEST_CASE("a ZeRO checkpoint's save and load allocate no tensor storage: nothing
         if (zero == 3 || precision == "bf16") {
           const long g0 = g_storage_bytes.load();
           t.gather_full_params();
-          t.release_full_params(false);
+          t.release_full_params();
           CHECK(g_storage_bytes.load() - g0 >= params * 4);
         }
         t.train_step(1);  // the load's compute copy refreshed first (ZeRO-1/2 under bf16: gathered)
@@ -277,8 +277,8 @@ TEST_CASE("a checkpoint loaded by ranges and gathered in windows continues bit f
       const Tensor& vb = b.model().params.values();
       REQUIRE(va.bytes() == vb.bytes());
       CHECK(std::memcmp(va.raw(), vb.raw(), va.bytes()) == 0);
-      a.release_full_params(false);
-      b.release_full_params(false);
+      a.release_full_params();
+      b.release_full_params();
       MPI_Comm_free(&sub);
     }
     sleepy_barrier();
