@@ -48,7 +48,7 @@ CausalSelfAttention::CausalSelfAttention(ParamStore& ps, const std::string& name
             .blocks = {c, kv_width(c, heads), kv_width(c, heads)},  // Q | K | V
             .sequence_parallel = seq_parallel}),
       proj_(ps, name + ".proj", c, c, bias, Init::normal(proj_std), Init::zeros(),
-            {.split = TpSplit::row, .tp = tp, .sequence_parallel = seq_parallel}) {}
+            {.split = TpSplit::row, .tp = tp, .blocks = {}, .sequence_parallel = seq_parallel}) {}
 
 void CausalSelfAttention::plan(const Shape& in, DType act, const Exec& ex) {
   bind(ex, act);

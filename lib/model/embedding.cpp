@@ -31,7 +31,7 @@ TokenPositionEmbedding::TokenPositionEmbedding(ParamStore& ps, const std::string
 }
 
 Shard TokenPositionEmbedding::vocab_shard(int64_t vocab, int64_t c, const Communicator& tp) {
-  return Shard{.dim = 0, .parts = tp.size(), .index = tp.rank(), .full = Shape{vocab, c}};
+  return Shard{.dim = 0, .parts = tp.size(), .index = tp.rank(), .blocks = {}, .full = Shape{vocab, c}};
 }
 
 Shape TokenPositionEmbedding::output_shape(const Shape& in) const {

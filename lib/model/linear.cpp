@@ -39,7 +39,7 @@ Linear::Linear(ParamStore& ps, const std::string& name, int64_t in, int64_t out,
     DTRAIN_CHECK(in % t == 0 && par.blocks.empty(), "{}: {} inputs over {} ranks", name, in, t);
     in_ = in / t;
     w_ = &ps.add_sharded(name + ".weight",
-                         Shard{.dim = 1, .parts = t, .index = r, .full = Shape{out, in}}, w_init, true);
+                         Shard{.dim = 1, .parts = t, .index = r, .blocks = {}, .full = Shape{out, in}}, w_init, true);
     if (bias) b_ = &ps.add(name + ".bias", Shape{out}, b_init, false);  // replicated
   }
 }

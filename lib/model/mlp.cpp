@@ -21,7 +21,7 @@ Mlp::Mlp(ParamStore& ps, const std::string& name, int64_t c, bool bias, double p
            .blocks = swiglu ? std::vector<int64_t>(2, width(c, hidden)) : std::vector<int64_t>{},  // gate | up
            .sequence_parallel = seq_parallel}),
       proj_(ps, name + ".proj", width(c, hidden), c, bias, Init::normal(proj_std), Init::zeros(),
-            {.split = TpSplit::row, .tp = tp, .sequence_parallel = seq_parallel}) {}
+            {.split = TpSplit::row, .tp = tp, .blocks = {}, .sequence_parallel = seq_parallel}) {}
 
 namespace {
 

@@ -137,7 +137,7 @@ void declare(ParamStore& ps, int64_t parts, int64_t index, bool gqa = false) {
   if (gqa)
     ps.add_sharded("gqa.weight", Shard{.dim = 0, .parts = parts, .index = index, .blocks = {8, 4, 4}, .full = Shape{16, 5}},
                    Init::normal(1.0), true);
-  ps.add_sharded("proj.weight", Shard{.dim = 1, .parts = parts, .index = index, .full = Shape{5, 8}},
+  ps.add_sharded("proj.weight", Shard{.dim = 1, .parts = parts, .index = index, .blocks = {}, .full = Shape{5, 8}},
                  Init::normal(1.0), true);
   ps.add("ln.weight", Shape{5}, Init::uniform(1.0), false);
 }
@@ -385,7 +385,7 @@ TEST_CASE("pipeline stages x tensor parallelism: each stage writes its own tenso
                      Init::normal(1.0), true);
       ps.add("ln.weight", Shape{5}, Init::uniform(1.0), false);
     } else {
-      ps.add_sharded("proj.weight", Shard{.dim = 1, .parts = 2, .index = tp, .full = Shape{5, 8}},
+      ps.add_sharded("proj.weight", Shard{.dim = 1, .parts = 2, .index = tp, .blocks = {}, .full = Shape{5, 8}},
                      Init::normal(1.0), true);
       ps.add_sharded("qkv.weight", Shard{.dim = 0, .parts = 2, .index = tp, .blocks = {8, 8, 8}, .full = Shape{24, 5}},
                      Init::normal(1.0), true)

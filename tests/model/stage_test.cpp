@@ -70,7 +70,7 @@ TEST_CASE("sharded parameters hold their slice of the full tensor's init (fused 
   }
   // Columns (a row-parallel weight): dim 1.
   ParamStore ps;
-  Param& p = ps.add_sharded("qkv.weight", Shard{.dim = 1, .parts = 5, .index = 3, .full = full},
+  Param& p = ps.add_sharded("qkv.weight", Shard{.dim = 1, .parts = 5, .index = 3, .blocks = {}, .full = full},
                             Init::normal(0.02), true);
   ps.allocate(DType::f64, Device::cpu(), 7);
   for (int64_t r = 0; r < 12; ++r) CHECK(p.value.data<double>()[r] == w.value.data<double>()[r * 5 + 3]);

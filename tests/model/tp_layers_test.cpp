@@ -115,7 +115,7 @@ TEST_CASE("tp layers: backward matches finite differences of the group's loss (t
         // Row-parallel: sharded input, replicated output, replicated bias.
         ParamStore ps;
         Linear lin(ps, "proj", 2 * C, C, true, Init::normal(0.3), Init::normal(0.1),
-                   {.split = TpSplit::row, .tp = &comm});
+                   {.split = TpSplit::row, .tp = &comm, .blocks = {}});
         ps.allocate(DType::f64, Device::cpu(), 1);
         CHECK(lin.in_features() == 2 * C / t);
         CHECK_FALSE(ps.find("proj.bias")->shard.split());
