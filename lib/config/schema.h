@@ -103,6 +103,8 @@ int edit_distance(std::string_view a, std::string_view b);
 // Full names ("optim.lr") the user may have meant by `section.key`, or by a
 // bare `key` outside any section when `section` is empty.
 std::vector<std::string> suggest_keys(std::string_view section, std::string_view key);
+// Which of `names` (a preset, a choice) the user may have meant by `word`.
+std::vector<std::string> suggest_among(std::string_view word, const std::vector<std::string>& names);
 // Section names the user may have meant.
 std::vector<std::string> suggest_sections(std::string_view section);
 // " (did you mean 'a' or 'b'?)", or "" when there is nothing to suggest.

@@ -80,11 +80,23 @@ std::vector<std::string> suggest_keys(std::string_view section, std::string_view
     (same ? same_keys : other_keys).push_back(k.key);
     (same ? same_names : other_names).push_back(k.name());
   }
+  // The exact key of another section first ("train.zero" is parallel.zero,
+  // not the nearby train.seed).
+  std::vector<std::string> exact;
+  for (size_t i = 0; i < other_keys.size(); ++i)
+    if (other_keys[i] == key) exact.push_back(other_names[i]);
+  if (!exact.empty()) return exact;
   if (auto s = nearest(key, same_keys, same_names); !s.empty()) return s;
   if (auto s = unique_prefix(key, same_keys, same_names); !s.empty()) return s;
   // The key exists in another section, or nearly (one edit: "parallel.bogus"
   // is not "model.bias").
   return nearest(key, other_keys, other_names, 1);
+}
+
+std::vector<std::string> suggest_among(std::string_view word, const std::vector<std::string>& names) {
+  // A prefix first: "h100" is h100-sxm, not h200 one edit away.
+  if (auto s = unique_prefix(word, names, names); !s.empty()) return s;
+  return nearest(word, names, names);
 }
 
 std::vector<std::string> suggest_sections(std::string_view section) {

@@ -63,9 +63,11 @@ class Validator {
     check_parallel();
     const size_t before = problems_.size();
     resolve_batch();
-    if (problems_.size() == before && !layout_unresolved_) {
-      // Independent of each other: both said at once.
-      check_schedule();
+    const bool batch_ok = problems_.size() == before;
+    if (!layout_unresolved_) {
+      // Independent of each other and of the batch (but for interleaving's
+      // count of micro-batches): all said at once.
+      check_schedule(batch_ok);
       check_layout_fits_model();
     }
     if (problems_.size() == before && !layout_unresolved_) check_sizes();
@@ -278,14 +280,15 @@ class Validator {
 
   // Interleaved 1F1B: v >= 2 chunks per stage on more than one stage, and
   // micro-batches in groups of pp (Megatron's order needs whole groups).
-  void check_schedule() {
+  void check_schedule(bool batch_ok) {
     const ParallelConfig& p = c_.parallel;
     if (!ok({"parallel.schedule", "parallel.virtual_stages", "parallel.pp", "train.grad_accum"})) return;
     const std::initializer_list<std::string_view> keys = {"parallel.schedule", "parallel.virtual_stages", "parallel.pp"};
     if (p.schedule != "interleaved") {
       if (p.virtual_stages != 1)
         problem(keys, fmt::format("parallel.virtual_stages = {} needs parallel.schedule = \"interleaved\" "
-                                  "(got \"{}\")", p.virtual_stages, p.schedule));
+                                  "({} \"{}\")", p.virtual_stages,
+                                  is_set("parallel.schedule") ? "got" : "unset, it is", p.schedule));
       return;
     }
     if (p.virtual_stages < 2)
@@ -293,7 +296,7 @@ class Validator {
                                 p.virtual_stages));
     else if (p.pp < 2)
       problem(keys, fmt::format("parallel.schedule = \"interleaved\" needs parallel.pp > 1, got {}", p.pp));
-    else if (c_.train.grad_accum % p.pp != 0)
+    else if (batch_ok && c_.train.grad_accum % p.pp != 0)
       problem({"train.grad_accum", "parallel.pp", "parallel.schedule"},
               fmt::format("parallel.schedule = \"interleaved\" needs train.grad_accum (micro-batches per step, "
                           "{}) to be a multiple of parallel.pp ({})", c_.train.grad_accum, p.pp));

@@ -8,6 +8,7 @@
 #include <toml.hpp>
 
 #include "config/footprint.h"
+#include "config/schema.h"
 #include "config/validate.h"
 #include "core/device.h"
 #include "core/error.h"
@@ -18,26 +19,13 @@ namespace dtrain {
 namespace {
 
 
-// The few rejections closest to fitting, for the message when nothing fits.
-std::vector<std::string> nearest_misses(const Plan& plan, size_t count) {
-  std::vector<const Rejection*> r;
-  for (const Rejection& x : plan.rejected) r.push_back(&x);
-  std::stable_sort(r.begin(), r.end(), [](const Rejection* a, const Rejection* b) {
-    const bool am = a->kind == "memory", bm = b->kind == "memory";
-    if (am != bm) return am;
-    return am && a->needed_bytes / a->capacity_bytes < b->needed_bytes / b->capacity_bytes;
-  });
-  std::vector<std::string> out;
-  for (size_t i = 0; i < r.size() && i < count; ++i) out.push_back(fmt::format("{}: {}", r[i]->layout(), r[i]->reason));
-  return out;
-}
-
-int64_t parse_int(const std::string& override_text, const std::string& value, int64_t least) {
+// An integer a choice gives (`source`: "--set key=value", or the file's line).
+int64_t parse_int(const std::string& source, const std::string& value, int64_t least) {
   int64_t v = 0;
   const char* end = value.data() + value.size();
   auto [p, ec] = std::from_chars(value.data(), end, v);
   if (ec != std::errc() || p != end || v < least)
-    throw ConfigError(fmt::format("--set {}: expected an integer >= {}", override_text, least));
+    throw ConfigError(fmt::format("{}: expected an integer >= {}", source, least));
   return v;
 }
 
@@ -239,11 +227,10 @@ AutoLayout make_auto_layout(std::function<void(const std::string&)> explain, std
     const Plan plan = make_plan(r);
     const PlannedLayout* best = plan.best_runnable();
     if (!best) {
-      std::vector<std::string> why{fmt::format("no layout of {} ranks fits this model and batch ({} samples) on {}{}",
-                                               q.world_size, r.workload.global_batch, plan.hardware.name,
-                                               plan.rejected.empty() ? " with the choices the config fixes" : "; nearest:")};
-      for (const std::string& miss : nearest_misses(plan, 3)) why.push_back("  " + miss);
-      throw ConfigError(fmt::format("{}", fmt::join(why, "\n")));
+      // One line, as `dtrain plan` says it.
+      throw ConfigError(fmt::format("no layout of {} ranks fits this model and batch ({} samples) on {}: {}",
+                                    q.world_size, r.workload.global_batch, plan.hardware.name,
+                                    why_nothing_fits(plan)));
     }
     if (explain) {
       // Hardware that describes another kind of device than the run's (a GPU
@@ -277,7 +264,12 @@ AutoLayout make_auto_layout(std::function<void(const std::string&)> explain, std
 Plan run_plan_command(const PlanCommand& cmd) {
   // The config is read as for one process (its own degrees set aside); the
   // choices --set gives for the layout become the plan's constraints.
-  std::vector<std::string> config_overrides, constraints;
+  // A constraint: "key=value" and where it came from, for its errors.
+  struct Constraint {
+    std::string text, source;
+  };
+  std::vector<std::string> config_overrides;
+  std::vector<Constraint> constraints;
   bool sets_global = false, sets_split = false;
   std::string global_value;
   for (const std::string& o : cmd.overrides) {
@@ -285,12 +277,17 @@ Plan run_plan_command(const PlanCommand& cmd) {
     if (key == "parallel.dp" || key == "parallel.tp" || key == "parallel.pp" || key == "parallel.zero" ||
         key == "parallel.schedule" || key == "parallel.mode" || key == "parallel.virtual_stages" ||
         key == "parallel.sequence_parallel" || key == "train.recompute") {
-      constraints.push_back(o);
+      constraints.push_back({o, "--set " + o});
       continue;
     }
-    if (key == "train.micro_batch") constraints.push_back(o);
+    // The micro-batch is the plan's to check against each dp (the config
+    // read is one process's, with the file's own).
+    if (key == "train.micro_batch") {
+      constraints.push_back({o, "--set " + o});
+      continue;
+    }
     if (key == "train.global_batch") sets_global = true, global_value = o.substr(o.find('=') + 1);
-    sets_split |= key == "train.micro_batch" || key == "train.grad_accum";
+    sets_split |= key == "train.grad_accum";
     config_overrides.push_back(o);
   }
   // A new global batch: the config reads it as one process's split into
@@ -300,7 +297,7 @@ Plan run_plan_command(const PlanCommand& cmd) {
   if (sets_global && !sets_split) {
     int64_t micro = 0;  // 0: the config derives it (and says what is wrong with the batch)
     try {
-      const int64_t global = parse_int("train.global_batch=" + global_value, global_value, 1);
+      const int64_t global = parse_int("--set train.global_batch=" + global_value, global_value, 1);
       const int64_t first = global > 0 ? (global + config::kMaxGradAccum - 1) / config::kMaxGradAccum : 1;
       for (int64_t d = first; global > 0 && d <= global && d < first + config::kMaxGradAccum; ++d)
         if (global % d == 0) {
@@ -341,6 +338,28 @@ Plan run_plan_command(const PlanCommand& cmd) {
       if (!in_file(key) && !given(key))
         config_overrides.push_back(fmt::format("{}=\"(dtrain plan reads no data)\"", key));
   }
+  // The layout's modes the file sets are choices it fixes, as parallel.mode =
+  // "auto" keeps them (and its log points here): taken as constraints, with
+  // the defaults in their place for the one-process config read (where
+  // sequence parallelism at tp = 1 would be refused). A value of the wrong
+  // type stays, for load_config to name.
+  for (const auto& [key, neutral] : {std::pair<std::string, std::string>{"parallel.zero", "0"},
+                                     {"parallel.schedule", "\"1f1b\""},
+                                     {"parallel.virtual_stages", "1"},
+                                     {"parallel.sequence_parallel", "false"},
+                                     {"train.recompute", "\"none\""}}) {
+    const toml::value* v = in_file(key);
+    if (!v || given(key)) continue;
+    const bool text = key == "parallel.schedule" || key == "train.recompute";
+    const bool flag = key == "parallel.sequence_parallel";
+    if (text ? !v->is_string() : flag ? !v->is_boolean() : !v->is_integer()) continue;
+    const std::string value = text   ? "\"" + v->as_string().str + "\""
+                              : flag ? (v->as_boolean() ? "true" : "false")
+                                     : std::to_string(v->as_integer());
+    const int line = static_cast<int>(v->location().line());
+    constraints.push_back({key + "=" + value, fmt::format("{}:{}: {} = {}", cmd.config_path, line, key, value)});
+    config_overrides.push_back(key + "=" + neutral);
+  }
   const Config cfg = load_config(cmd.config_path, config_overrides, 1);
 
   const Hardware hw = cmd.hardware.empty() ? config_hardware(cfg) : load_hardware(cmd.hardware);
@@ -349,7 +368,8 @@ Plan run_plan_command(const PlanCommand& cmd) {
   // GPUs train in bf16 unless --precision says otherwise; a CPU as the config says.
   else if (hw.peak_bf16 > 0 && hw.gpu()) r.workload.precision = "bf16";
   if (r.workload.precision != "fp32" && r.workload.precision != "bf16")
-    throw ConfigError(fmt::format("--precision {}: expected fp32 or bf16", r.workload.precision));
+    throw ConfigError(fmt::format("--precision {}: expected fp32 or bf16{}", r.workload.precision,
+                                  config::did_you_mean(config::suggest_among(r.workload.precision, {"fp32", "bf16"}))));
   // What this trainer runs: it runs every mode the planner models, so there
   // are no what-ifs to add (--runnable lists the same).
   r.features = r.runnable = Features::this_trainer();
@@ -358,7 +378,7 @@ Plan run_plan_command(const PlanCommand& cmd) {
   if (cmd.no_idle) r.max_idle_fraction = 0;
   r.find_devices_that_fit = true;  // nothing fits: say on how many devices something would
   r.runnable_only = cmd.runnable_only;
-  for (const std::string& o : constraints) {
+  for (const auto& [o, source] : constraints) {
     const auto eq = o.find('=');
     const std::string key = o.substr(0, eq), value = eq == std::string::npos ? "" : o.substr(eq + 1);
     std::string unquoted = value;
@@ -366,29 +386,29 @@ Plan run_plan_command(const PlanCommand& cmd) {
       unquoted = unquoted.substr(1, unquoted.size() - 2);
     if (key == "parallel.schedule") {
       if (unquoted != "1f1b" && unquoted != "gpipe" && unquoted != "interleaved")
-        throw ConfigError(fmt::format("--set {}: expected 1f1b, gpipe or interleaved", o));
+        throw ConfigError(fmt::format("{}: expected 1f1b, gpipe or interleaved", source));
       r.schedule = unquoted;
     } else if (key == "train.recompute") {
       if (unquoted != "none" && unquoted != "selective" && unquoted != "full")
-        throw ConfigError(fmt::format("--set {}: expected none, selective or full", o));
+        throw ConfigError(fmt::format("{}: expected none, selective or full", source));
       r.recompute = unquoted == "full" ? 2 : unquoted == "selective" ? 1 : 0;
     } else if (key == "parallel.sequence_parallel") {
       if (unquoted != "true" && unquoted != "false")
-        throw ConfigError(fmt::format("--set {}: expected true or false", o));
+        throw ConfigError(fmt::format("{}: expected true or false", source));
       r.sequence_parallel = unquoted == "true" ? 1 : 0;
     } else if (key == "parallel.mode") {
       if (unquoted != "auto" && unquoted != "manual")
-        throw ConfigError(fmt::format("--set {}: expected auto or manual", o));
+        throw ConfigError(fmt::format("{}: expected auto or manual", source));
       continue;  // plan always plans
     } else {
-      const int64_t v = parse_int(o, value, key == "parallel.zero" ? 0 : 1);  // 0 would read as not fixed
+      const int64_t v = parse_int(source, value, key == "parallel.zero" ? 0 : 1);  // 0 would read as not fixed
       if (key != "train.micro_batch" && v > kMaxPlanDevices)  // a degree: no more than --devices may be
-        throw ConfigError(fmt::format("--set {}: expected at most {}", o, kMaxPlanDevices));
+        throw ConfigError(fmt::format("{}: expected at most {}", source, kMaxPlanDevices));
       if (key == "parallel.dp") r.dp = static_cast<int>(v);
       if (key == "parallel.tp") r.tp = static_cast<int>(v);
       if (key == "parallel.pp") r.pp = static_cast<int>(v);
       if (key == "parallel.zero") {
-        if (v > 3) throw ConfigError(fmt::format("--set {}: expected 0, 1, 2 or 3", o));
+        if (v > 3) throw ConfigError(fmt::format("{}: expected 0, 1, 2 or 3", source));
         r.zero = static_cast<int>(v);
       }
       if (key == "parallel.virtual_stages") {
@@ -410,14 +430,22 @@ Plan run_plan_command(const PlanCommand& cmd) {
     r.zero = 0;
   }
   Plan plan = make_plan(r);
+  std::vector<std::string> from_file;
+  for (const auto& [o, source] : constraints)
+    if (source.rfind("--set ", 0) != 0) from_file.push_back(source.substr(source.find(": ") + 2));
+  if (!from_file.empty())
+    plan.notes.push_back(fmt::format("the config's {} {} kept, as parallel.mode = \"auto\" keeps {} (--set the key "
+                                     "to plan another choice)",
+                                     fmt::join(from_file, ", "), from_file.size() > 1 ? "are" : "is",
+                                     from_file.size() > 1 ? "them" : "it"));
   // The config's own micro-batch is a choice here (mode = "auto" keeps it):
   // said, so that the plan and an auto run of the same file do not differ
   // without a word.
   if (const toml::value* micro = in_file("train.micro_batch");
       r.micro_batch == 0 && micro && micro->is_integer() && micro->as_integer() > 0)
     plan.notes.push_back(fmt::format(
-        "the config's train.micro_batch = {} is planned over here, not kept; parallel.mode = \"auto\" keeps it "
-        "(--set train.micro_batch={} plans what it would choose from)",
+        "the config's train.micro_batch = {} is not kept: the plan chooses each layout's; parallel.mode = \"auto\" "
+        "keeps it (--set train.micro_batch={} plans what it would choose from)",
         micro->as_integer(), micro->as_integer()));
   return plan;
 }

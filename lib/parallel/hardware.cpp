@@ -272,8 +272,12 @@ Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
   h.overlap = 1.0;
   std::set<std::string> seen;
   std::map<std::string, int> line_of;  // key -> its line in the file
-  std::vector<std::pair<size_t, std::string>> unknown;  // every unknown key, by line, with the closest known one
+  // Every unknown key (with the closest known one) and value of the wrong type, by line.
+  std::vector<std::pair<size_t, std::string>> unknown;
+  std::set<std::string> unchecked;  // keys whose range is not checked: missing, or of the wrong type
+  bool misspelt = false;             // an unknown key or table
   auto unknown_key = [&](const toml::value& v, const std::string& full) {
+    misspelt = true;
     std::string best;
     int best_distance = 3;  // suggest only near misses
     auto consider = [&](const std::string& known) {
@@ -302,6 +306,7 @@ Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
       for (const std::string& t : tables)
         if (config::edit_distance(section, t) <= 2) best = t;
       const std::string shown = section.size() > 64 ? section.substr(0, 61) + "..." : section;
+      misspelt = true;
       unknown.emplace_back(body.location().line(),
                            fmt::format("{}:{}: unknown table [{}]{}", name, body.location().line(), shown,
                                        best.empty() ? fmt::format(" (expected {})", fmt::join(tables, ", "))
@@ -309,7 +314,11 @@ Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
       continue;
     }
     if (section == "name" || section == "description") {
-      if (!body.is_string()) bad(name, body, fmt::format("{}: expected a string", section));
+      if (!body.is_string()) {
+        unknown.emplace_back(body.location().line(),
+                             fmt::format("{}:{}: {}: expected a string", name, body.location().line(), section));
+        continue;
+      }
       (section == "name" ? h.name : h.description) = body.as_string().str;
       continue;
     }
@@ -318,7 +327,7 @@ Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
       unknown_key(body, section);
       continue;
     }
-    for (const auto& [key, v] : body.as_table()) {
+    for (const auto& [key, v] : body.as_table()) try {
       const std::string full = section + "." + key;
       seen.insert(full);
       line_of[full] = static_cast<int>(v.location().line());
@@ -361,14 +370,15 @@ Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
         continue;
       }
       h.*(fk->field) = number(name, full, v) * fk->scale;
+    } catch (const ConfigError& e) {  // a value of the wrong type: said with the others, its range unchecked
+      unknown.emplace_back(v.location().line(), e.what());
+      unchecked.insert(section + "." + key);
     }
   }
-  if (!unknown.empty()) {
-    std::sort(unknown.begin(), unknown.end());
-    std::vector<std::string> lines;
-    for (auto& [line, what] : unknown) lines.push_back(std::move(what));
-    throw ConfigError(lines);
-  }
+  // Every problem at once: the keys' own by line, what is missing, then the ranges.
+  std::sort(unknown.begin(), unknown.end());
+  std::vector<std::string> problems;
+  for (auto& [line, what] : unknown) problems.push_back(std::move(what));
   std::vector<std::string> missing;
   for (const FileKey& k : file_keys())
     if (k.required && !seen.count(std::string(k.section) + "." + k.key))
@@ -376,9 +386,9 @@ Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
   for (const char* k : {"node.devices", "intra.bandwidth_gbs", "intra.latency_us", "inter.bandwidth_gbs",
                         "inter.latency_us"})
     if (!seen.count(k)) missing.push_back(k);
-  if (!missing.empty())
-    throw ConfigError(fmt::format("{}: missing {}", name, fmt::join(missing, ", ")));
-  std::vector<std::string> problems;
+  // (Where a key or table is unknown, what it misspells would be said missing again.)
+  if (!missing.empty() && !misspelt) problems.push_back(fmt::format("{}: missing {}", name, fmt::join(missing, ", ")));
+  unchecked.insert(missing.begin(), missing.end());
   // Figures no device has (in the file's units): a typo's 1e-300 GiB or 1e300
   // us would plan nonsense rather than fail.
   // "name:line" of a key the file gives ("name" for a default).
@@ -387,7 +397,7 @@ Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
     return it == line_of.end() ? name : fmt::format("{}:{}", name, it->second);
   };
   auto within = [&](const char* what, double x, double scale, double lo, double hi) {
-    if (!(x / scale >= lo && x / scale <= hi))
+    if (!unchecked.count(what) && !(x / scale >= lo && x / scale <= hi))
       problems.push_back(fmt::format("{}: {} must be in [{:.10g}, {:.10g}], got {:.10g}", at(what), what, lo, hi,
                                      x / scale));
   };
@@ -406,7 +416,7 @@ Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
   within("node.handoff_us", h.handoff_latency, kUs, 0, 1e6);
   within("device.gemm_half_dim", h.gemm_half_dim, 1, 0, 1e9);
   auto fraction = [&](const char* what, double x) {
-    if (!(x > 0 && x <= 1)) problems.push_back(fmt::format("{}: {} must be in (0, 1], got {:.10g}", at(what), what, x));
+    if (!unchecked.count(what) && !(x > 0 && x <= 1)) problems.push_back(fmt::format("{}: {} must be in (0, 1], got {:.10g}", at(what), what, x));
   };
   fraction("device.usable_memory_fraction", h.usable_memory_fraction);
   fraction("device.efficiency", h.efficiency);
@@ -434,8 +444,9 @@ Hardware load_hardware(const std::string& name_or_path) {
   if (name_or_path == "cpu-local") return cpu_local();
   const bool path = name_or_path.find('/') != std::string::npos || name_or_path.ends_with(".toml");
   if (!path)
-    throw ConfigError(fmt::format("hardware '{}': not a preset ({}) nor a .toml file", name_or_path,
-                                  fmt::join(hardware_presets(), ", ")));
+    throw ConfigError(fmt::format("hardware '{}': not a preset ({}) nor a .toml file{}", name_or_path,
+                                  fmt::join(hardware_presets(), ", "),
+                                  config::did_you_mean(config::suggest_among(name_or_path, hardware_presets()))));
   if (const std::string kind = special_file_kind(name_or_path); !kind.empty())  // a FIFO would block
     throw ConfigError(fmt::format("'{}': not a regular file ({}); expected a hardware file (TOML), a regular file",
                                   name_or_path, kind));

@@ -1,6 +1,7 @@
 #include "parallel/planner.h"
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <map>
@@ -130,23 +131,19 @@ std::string idle_note(const Plan& plan) {
   std::string why;
   const auto full = std::find_if(plan.feasible.begin(), plan.feasible.end(),
                                  [&](const PlannedLayout& l) { return l.p.c.devices() == plan.devices; });
+  Plan all;  // what was rejected of all the devices (families: of those only)
+  all.devices = plan.devices;
+  for (const Rejection& x : plan.rejected)
+    if (x.dp == 0 || x.tp == 0 || x.pp == 0 || int64_t{x.dp} * x.tp * x.pp == plan.devices) all.rejected.push_back(x);
   if (full != plan.feasible.end()) {
-    why = fmt::format("its step is {:.1f}% shorter than that of the best layout of all {} ({}: {:.4g} s)",
-                      100 * (1 - best.step_seconds / full->p.step_seconds), plan.devices, describe(full->p.c),
-                      full->p.step_seconds);
+    const double shorter = 100 * (1 - best.step_seconds / full->p.step_seconds);
+    why = fmt::format("its step is {}% shorter than that of the best layout of all {} ({}: {:.4g} s)",
+                      shorter >= 0.1 ? fmt::format("{:.1f}", shorter) : fmt::format("{:.2g}", shorter), plan.devices,
+                      describe(full->p.c), full->p.step_seconds);
   } else if (plan.device_counts.empty() || plan.device_counts.front() != plan.devices) {
     why = fmt::format("the degrees fixed ({}) use {}", plan.choices, used);
-  } else if (const auto r = std::find_if(plan.rejected.begin(), plan.rejected.end(),
-                                          [&](const Rejection& x) {  // of all the devices (families: of those only)
-                                            return x.dp == 0 || x.tp == 0 || x.pp == 0 ||
-                                                   int64_t{x.dp} * x.tp * x.pp == plan.devices;
-                                          });
-             r != plan.rejected.end()) {
-    why = r->kind == "memory" ? fmt::format("no layout of all {} fits (the nearest, {}, needs {} of {} usable)",
-                                            plan.devices, r->layout(), format_bytes(r->needed_bytes),
-                                            format_bytes(r->capacity_bytes))
-                              : fmt::format("no layout of all {} fits ({}, for one: {})", plan.devices, r->layout(),
-                                            r->reason);
+  } else if (!all.rejected.empty()) {
+    why = fmt::format("no layout of all {} fits: {}", plan.devices, why_nothing_fits(all, 2));
   } else {
     why = fmt::format("no layout of all {} satisfies the choices given", plan.devices);
   }
@@ -155,17 +152,24 @@ std::string idle_note(const Plan& plan) {
 }
 
 std::string nothing_fits(const Plan& plan, size_t closest) {
+  return fmt::format("no layout of {} devices fits: {}", plan.devices, why_nothing_fits(plan, closest));
+}
+
+std::string why_nothing_fits(const Plan& plan, size_t closest) {
   if (plan.rejected.empty())
-    return fmt::format("no layout of {} devices fits: no candidate satisfies the choices given{}", plan.devices,
+    return fmt::format("no candidate satisfies the choices given{}",
                        plan.choices.empty() ? std::string() : " (" + plan.choices + ")");
   // Rejections are ranked: the first is the binding constraint's nearest miss.
   const Rejection& first = plan.rejected.front();
   std::string s;
   if (first.kind == "memory") {
-    s = fmt::format("no layout of {} devices fits: memory binds first; closest:", plan.devices);
+    s = "memory binds first; closest:";
     size_t n = 0;
+    std::set<std::tuple<int, int, int>> shown;  // one line per dp x tp x pp: its nearest mode
     for (const Rejection& r : plan.rejected) {
-      if (r.kind != "memory" || n++ == closest) break;
+      if (r.kind != "memory" || n == closest) break;
+      if (!shown.insert({r.dp, r.tp, r.pp}).second) continue;
+      ++n;
       s += fmt::format(" [{}: needs {} of {} usable; fits with {:.3g}x the memory per device]", r.layout(),
                        format_bytes(r.needed_bytes), format_bytes(r.capacity_bytes),
                        r.needed_bytes / r.capacity_bytes);
@@ -175,14 +179,23 @@ std::string nothing_fits(const Plan& plan, size_t closest) {
     else if (plan.fits_tried_up_to > 0)
       s += fmt::format("; none fits on up to {} devices either", plan.fits_tried_up_to);
   } else {
-    s = fmt::format("no layout of {} devices fits: {} binds first: {}: {}", plan.devices, first.kind, first.layout(),
-                    first.reason);
-    size_t n = 1;
-    for (size_t i = 1; i < plan.rejected.size() && n < closest; ++i) {
-      if (plan.rejected[i].reason == first.reason) continue;
-      s += fmt::format("; {}: {}", plan.rejected[i].layout(), plan.rejected[i].reason);
-      ++n;
-    }
+    s = fmt::format("{} binds first: {}: {}", first.kind, first.layout(), first.reason);
+    // One example of each cause: reasons that differ only in their numbers
+    // (the batch against dp=5000, dp=2500, ...) say the same.
+    auto cause = [](const std::string& reason) {
+      std::string c;
+      for (char ch : reason)
+        if (!std::isdigit(static_cast<unsigned char>(ch))) c += ch;
+        else if (c.empty() || c.back() != '#') c += '#';
+      return c;
+    };
+    std::set<std::string> said{cause(first.reason)};
+    for (size_t i = 1; i < plan.rejected.size() && said.size() < closest; ++i)
+      if (said.insert(cause(plan.rejected[i].reason)).second)
+        s += fmt::format("; {}: {}", plan.rejected[i].layout(), plan.rejected[i].reason);
+    if (plan.fits_on > 0 && plan.fits_on < plan.devices)
+      s += fmt::format("; on {} of the {} devices one fits ({}), {} idle", plan.fits_on, plan.devices,
+                       plan.fits_on_layout, plan.devices - plan.fits_on);
   }
   return s;
 }
@@ -204,6 +217,21 @@ Plan make_plan(const PlanRequest& req) {
   if (!gpt && req.sequence_parallel == 1)
     throw ConfigError(fmt::format("parallel.sequence_parallel = true: it splits the GPT's sequence over the tp ranks; "
                                   "the {} has no sequence", req.model.type));
+  // Choices that contradict each other whatever the layout: one line naming
+  // both, not a rejection of every candidate.
+  if (req.virtual_stages >= 2 && !req.schedule.empty() && req.schedule != "interleaved")
+    throw ConfigError(fmt::format("parallel.virtual_stages = {} runs the interleaved schedule, and parallel.schedule "
+                                  "= \"{}\" was chosen: drop one of them",
+                                  req.virtual_stages, req.schedule));
+  if (req.pp == 1 && (req.schedule == "interleaved" || req.virtual_stages >= 2))
+    throw ConfigError(fmt::format("{} needs pipeline stages to interleave, and parallel.pp = 1 was chosen: drop one "
+                                  "of them",
+                                  req.virtual_stages >= 2
+                                      ? fmt::format("parallel.virtual_stages = {}", req.virtual_stages)
+                                      : std::string("parallel.schedule = \"interleaved\"")));
+  if (req.tp == 1 && req.sequence_parallel == 1)
+    throw ConfigError("parallel.sequence_parallel = true splits the sequence over the tp ranks, and parallel.tp = 1 "
+                      "was chosen: drop one of them");
   const Features& f = req.features;
   const Features& run = req.runnable;
 
@@ -359,7 +387,11 @@ Plan make_plan(const PlanRequest& req) {
           at.dp = dp, at.tp = tp, at.pp = pp, at.kind = "divisibility";
           const bool report = sp == 0 && n == primary && seen_layout.insert({dp, tp, pp}).second;
           if (pp > layers) {
-            at.reason = fmt::format("pp={} exceeds the model's {} top-level layers (each stage needs one)", pp, layers);
+            at.reason = fmt::format("pp={} exceeds the model's {} top-level layers ({}each stage needs one)", pp,
+                                    layers,
+                                    blocks > 0 ? fmt::format("{} transformer blocks and {} around them; ", blocks,
+                                                             layers - blocks)
+                                               : std::string());
             if (report) reject(at);
             continue;
           }
@@ -553,6 +585,20 @@ Plan make_plan(const PlanRequest& req) {
     return a.from_choice && !b.from_choice;  // what the caller fixed, before what else a layout lacks
   });
   plan.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  // Nothing fits all the devices for what their count factors into (no idle
+  // allowed): whether a few fewer would do, as a plan that may idle them finds.
+  if (plan.feasible.empty() && !plan.rejected.empty() && plan.rejected.front().kind != "memory" &&
+      req.find_devices_that_fit && req.max_idle_fraction < PlanRequest{}.max_idle_fraction &&
+      !(req.dp > 0 && req.tp > 0 && req.pp > 0)) {
+    PlanRequest fewer = req;
+    fewer.max_idle_fraction = PlanRequest{}.max_idle_fraction;
+    fewer.find_devices_that_fit = false;
+    const Plan idle = make_plan(fewer);
+    if (!idle.feasible.empty()) {
+      plan.fits_on = idle.feasible.front().p.c.devices();
+      plan.fits_on_layout = describe(idle.feasible.front().p.c);
+    }
+  }
   // Memory binds and nothing fits: how many devices would do (more devices
   // hold fewer layers or a smaller shard each, not in proportion: the
   // activations of a pipeline's first stage do not shrink with its depth).

@@ -101,7 +101,9 @@ struct Plan {
   std::vector<int> vocab_blocked_tp;
   // Nothing fits for memory: the fewest devices tried on which a layout fits
   // (PlanRequest::find_devices_that_fit), and its best layout; 0 = none up
-  // to `fits_tried_up_to` devices (0: not searched).
+  // to `fits_tried_up_to` devices (0: not searched). Nothing fits all of them
+  // for another reason where no device was to idle: the count below `devices`
+  // (within the default idle fraction) on which one does.
   int fits_on = 0, fits_tried_up_to = 0;
   std::string fits_on_layout;
   double seconds = 0;      // time the planning took
@@ -125,6 +127,9 @@ std::string idle_note(const Plan& plan);
 // When nothing fits: one line naming the constraint that binds first, the
 // closest candidates and what would make them fit.
 std::string nothing_fits(const Plan& plan, size_t closest = 3);
+// The same line without its "no layout of N devices fits: ", for a caller
+// that names what it planned its own way.
+std::string why_nothing_fits(const Plan& plan, size_t closest = 3);
 
 // A candidate in words: "dp=4 tp=8 pp=2, micro-batch 1 x 16, ZeRO-1, recompute full, interleaved v=2, sp".
 std::string describe(const Candidate& c);

@@ -65,7 +65,7 @@ close_losses "$WORK/one16/metrics.jsonl" "$WORK/ilz_to_dp/metrics.jsonl"
 
 # Config errors: one line each, naming the keys and values.
 expect_exit 2 "$DTRAIN" run "$WORK/tiny.toml" --set parallel.virtual_stages=2 --out "$WORK/bad"
-expect_err 'parallel.virtual_stages = 2 needs parallel.schedule = "interleaved" (got "1f1b")'
+expect_err 'parallel.virtual_stages = 2 needs parallel.schedule = "interleaved" (unset, it is "1f1b")'
 expect_exit 2 "$DTRAIN" run "$WORK/tiny.toml" --set parallel.schedule=interleaved --set parallel.virtual_stages=2 --out "$WORK/bad"
 expect_err 'parallel.schedule = "interleaved" needs parallel.pp > 1, got 1'
 # (one process: the launch's rank count is reported too, but these lines come first)

@@ -11,7 +11,7 @@ expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 4
 grep -q "plan for 4 devices of cpu-local" "$WORK/out" || fail "plan: no header"
 grep -qE "^ +1[ *] +[0-9]+ +[0-9]+ +[0-9]+ " "$WORK/out" || fail "plan: no ranked rows"
 # The config's micro-batch (4) is planned over, and the plan says so (auto keeps it).
-grep -q "^note: the config's train.micro_batch = 4 is planned over here, not kept" "$WORK/out" || fail "plan: no note on the config's micro-batch"
+grep -q "^note: the config's train.micro_batch = 4 is not kept: the plan chooses each layout's" "$WORK/out" || fail "plan: no note on the config's micro-batch"
 expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 4 --set train.micro_batch=4
 ! grep -q "^note: the config's train.micro_batch" "$WORK/out" || fail "plan: the note with the micro-batch fixed"
 
@@ -110,7 +110,24 @@ expect_exit 0 "$DTRAIN" plan "$DTRAIN_SOURCE_DIR/configs/plan/gpt3-175b.toml" --
 # Choices that contradict each other: the line names the choice, not what else some layout lacks.
 expect_exit 2 "$DTRAIN" plan "$DTRAIN_SOURCE_DIR/configs/plan/gpt3-175b.toml" --devices 1024 --hardware h100-sxm \
   --set parallel.pp=1 --set parallel.virtual_stages=2
-expect_err "divisibility binds first: dp=512 tp=2 pp=1: the interleaved schedule needs pp >= 2"
+expect_err "error: parallel.virtual_stages = 2 needs pipeline stages to interleave, and parallel.pp = 1 was chosen: drop one of them"
+expect_exit 2 "$DTRAIN" plan "$DTRAIN_SOURCE_DIR/configs/plan/gpt3-175b.toml" --devices 1024 --hardware h100-sxm \
+  --set parallel.schedule=gpipe --set parallel.virtual_stages=2
+expect_err "error: parallel.virtual_stages = 2 runs the interleaved schedule, and parallel.schedule = \"gpipe\" was chosen"
+# The layout's modes a config sets are kept, as parallel.mode = "auto" keeps them (sequence
+# parallelism and interleaving with no tp or pp of its own: refused before as a one-process config).
+{ cat "$WORK/tiny.toml"; printf '[parallel]\nsequence_parallel = true\nvirtual_stages = 2\n'; } > "$WORK/modes.toml"
+expect_exit 0 "$DTRAIN" plan "$WORK/modes.toml" --devices 4 --top 0
+grep -q "^note: the config's parallel.virtual_stages = 2, parallel.sequence_parallel = true are kept" "$WORK/out" ||
+  fail "plan: the config's modes not said kept"
+awk '/^ *[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ / && ($9 != "il2" || $10 != "on") { bad = 1 } END { exit bad }' "$WORK/out" ||
+  fail "plan: a layout without the config's modes"
+expect_exit 0 "${MPIRUN[@]}" -np 4 "$DTRAIN" validate "$WORK/modes.toml" --set parallel.mode=auto
+grep -q "interleaved v=2, sequence parallel" "$WORK/err" || fail "auto: the config's modes not kept"
+# A file's mode of the wrong value is named at its line.
+{ cat "$WORK/tiny.toml"; printf '[parallel]\nzero = 7\n'; } > "$WORK/zero7.toml"
+expect_exit 2 "$DTRAIN" plan "$WORK/zero7.toml" --devices 4
+expect_err "zero7.toml:"
 expect_exit 2 "$DTRAIN" plan "$WORK/tiny.toml" --devices 2 --devices 3
 expect_err "error: --devices: given 2 times; at most once"
 # Nothing fits: exit 2, one line naming the binding constraint and the closest candidates.

@@ -69,6 +69,8 @@ const std::vector<BadCase> kBadCases = {
      "cfg.toml:7: unknown key 'model.n_layers' (did you mean 'model.n_layer'?)"},
     {"unknown key, other section", cat(kGpt, {"lr = 0.1"}), {}, 1,
      "cfg.toml:6: unknown key 'train.lr' (did you mean 'optim.lr'?)"},
+    {"unknown key, the exact name of another section's", cat(kGpt, {"zero = 1"}), {}, 1,
+     "cfg.toml:6: unknown key 'train.zero' (did you mean 'parallel.zero'?)"},
     {"unknown key, unique prefix", cat(kGpt, {"[optim]", "warmup = 10"}), {}, 1,
      "cfg.toml:7: unknown key 'optim.warmup' (did you mean 'optim.warmup_steps'?)"},
     {"unknown key, two near misses", cat(kGpt, {"[optim]", "betas = 0.9"}), {}, 1,
@@ -387,6 +389,19 @@ TEST_CASE("the schedule's and the layout's problems are said together") {
   CHECK(p[0].find("needs train.grad_accum (micro-batches per step, 3) to be a multiple of parallel.pp (2)") !=
         std::string::npos);
   CHECK(p[1].find("parallel.pp (2) x parallel.virtual_stages (4) exceeds the model's 5 top-level layers") !=
+        std::string::npos);
+}
+
+TEST_CASE("a batch that does not add up hides none of the layout's problems") {
+  const auto p = problems_of(cat(kGpt, {"global_batch = 10", "[model]", "n_layer = 2", "[parallel]", "tp = 3",
+                                        "virtual_stages = 2"}),
+                             {}, 3);
+  const std::string all = join(p);
+  CAPTURE(all);
+  CHECK(p.size() == 4);
+  CHECK(all.find("model.n_head (4) is not divisible by parallel.tp (3)") != std::string::npos);
+  CHECK(all.find("train.global_batch = 10") != std::string::npos);
+  CHECK(all.find("parallel.virtual_stages = 2 needs parallel.schedule = \"interleaved\" (unset, it is \"1f1b\")") !=
         std::string::npos);
 }
 

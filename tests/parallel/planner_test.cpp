@@ -232,6 +232,16 @@ TEST_CASE("rejections name the reason: divisibility, spanning nodes, layers, bat
   CHECK(line.find('\n') == std::string::npos);
   CHECK(line.find("no layout of 8 devices fits: memory binds first; closest: [") == 0);
   CHECK(line.find("fits with ") != std::string::npos);
+  // The closest are distinct layouts, each at its nearest mode (not one
+  // dp x tp x pp under three schedules).
+  {
+    std::set<std::string> layouts;
+    size_t shown = 0;
+    for (size_t at = line.find("[dp="); at != std::string::npos; at = line.find("[dp=", at + 1), ++shown)
+      layouts.insert(line.substr(at, line.find(" mb", at) - at));
+    CHECK(shown == 3);
+    CHECK(layouts.size() == shown);
+  }
   // How many devices would do, planned for: the count named fits, and the
   // counts tried before it (whole nodes from 1.25x: 16, 16, 24, 32, ...) do
   // not; the planning time is the plan's own, not the search's.
@@ -262,9 +272,28 @@ TEST_CASE("a plan that leaves devices idle says why: faster than all of them, or
   REQUIRE(!p.feasible.empty());
   const int used = p.feasible.front().p.c.devices();
   REQUIRE(used < 10000);
-  CHECK(idle_note(p).find(fmt::format("the best plan uses {} of the 10000 devices and leaves {} idle: no layout of "
-                                      "all 10000 fits (dp=",
-                                      used, 10000 - used)) == 0);
+  const std::string note = idle_note(p);
+  CHECK(note.find(fmt::format("the best plan uses {} of the 10000 devices and leaves {} idle: no layout of all 10000 "
+                              "fits: divisibility binds first: dp=",
+                              used, 10000 - used)) == 0);
+  // One example of each cause, not the batch against dp=10000, 5000, 2500.
+  CHECK(note.find("exceeds the model's 131 top-level layers (128 transformer blocks and 3 around them") !=
+        std::string::npos);
+  // Every device asked for (--no-idle): nothing fits, and the line says how
+  // many would, with what.
+  PlanRequest all = request(kGpt1T, 2048, 3072, 10000, "h100-sxm");
+  all.max_idle_fraction = 0;
+  all.find_devices_that_fit = true;
+  const Plan none = make_plan(all);
+  REQUIRE(none.feasible.empty());
+  const std::string line = nothing_fits(none);
+  CHECK(line.find("no layout of 10000 devices fits: divisibility binds first: ") == 0);
+  CHECK(line.find(fmt::format("; on {} of the 10000 devices one fits (dp=", used)) != std::string::npos);
+  CHECK(line.find(fmt::format("), {} idle", 10000 - used)) != std::string::npos);
+  size_t batch_lines = 0;
+  for (size_t at = line.find("global batch"); at != std::string::npos; at = line.find("global batch", at + 1))
+    ++batch_lines;
+  CHECK(batch_lines == 1);
   // GPT-3 175B on 1024 H100s at a batch of 1512: layouts of all 1024 fit,
   // and the one that leaves 16 idle is faster by as much as the note says.
   const Plan q = make_plan(request(kGpt3, 2048, 1512, 1024, "h100-sxm"));
@@ -440,21 +469,32 @@ TEST_CASE("a forced schedule: interleaving keeps to pp >= 2, any v asked for, mi
   p = make_plan(r);
   REQUIRE(!p.feasible.empty());
   for (const PlannedLayout& l : p.feasible) CHECK(l.p.c.schedule != "interleaved");
-  // pp=1 cannot interleave: the reason, not silence.
+  // pp=1 cannot interleave, whatever the layout: one error naming both choices.
   r = base();
   r.schedule = "interleaved";
   r.pp = 1;
+  CHECK_THROWS_WITH_AS(make_plan(r),
+                       "parallel.schedule = \"interleaved\" needs pipeline stages to interleave, and parallel.pp = 1 "
+                       "was chosen: drop one of them",
+                       ConfigError);
+  r.schedule = "", r.virtual_stages = 3;
+  CHECK_THROWS_WITH_AS(make_plan(r), doctest::Contains("parallel.virtual_stages = 3 needs pipeline stages"),
+                       ConfigError);
+  // Where pp is free, interleaving keeps to pp >= 2: the reason, not silence.
+  r = base();
+  r.schedule = "interleaved";
+  r.dp = 8;
   p = make_plan(r);
   CHECK(p.feasible.empty());
   REQUIRE(!p.rejected.empty());
   CHECK(p.rejected[0].reason == "the interleaved schedule needs pp >= 2 (it runs several chunks on each stage)");
-  // Chunks with another schedule named.
+  // Chunks with another schedule named: the same.
   r = base();
-  r.pp = 2, r.virtual_stages = 2, r.schedule = "1f1b";
-  p = make_plan(r);
-  CHECK(p.feasible.empty());
-  REQUIRE(!p.rejected.empty());
-  CHECK(p.rejected[0].reason == "virtual_stages=2 needs the interleaved schedule, not 1f1b");
+  r.virtual_stages = 2, r.schedule = "1f1b";
+  CHECK_THROWS_WITH_AS(make_plan(r),
+                       "parallel.virtual_stages = 2 runs the interleaved schedule, and parallel.schedule = \"1f1b\" "
+                       "was chosen: drop one of them",
+                       ConfigError);
   // Micro-batches that do not group by pp.
   r = base();
   r.dp = 4, r.pp = 2, r.virtual_stages = 2, r.micro_batch = 16;  // 16 samples per dp rank: one micro-batch
@@ -476,10 +516,16 @@ TEST_CASE("sequence parallelism asked for: only tp degrees that split the sequen
     CHECK(l.p.c.sequence_parallel);
   }
   r.tp = 1;
+  CHECK_THROWS_WITH_AS(make_plan(r),
+                       "parallel.sequence_parallel = true splits the sequence over the tp ranks, and parallel.tp = 1 "
+                       "was chosen: drop one of them",
+                       ConfigError);
+  r.tp = 0, r.dp = 8;  // tp = 1 by what the devices leave: the reason, per layout
   p = make_plan(r);
   CHECK(p.feasible.empty());
   CHECK(nothing_fits(p) == "no layout of 8 devices fits: divisibility binds first: dp=* tp=1 pp=*: sequence "
                            "parallelism needs tp > 1 (it splits the sequence over the tp ranks)");
+  r.dp = 0;
   r.tp = 4;
   r.seq_len = 1022;  // 1022 = 2 x 511
   p = make_plan(r);
@@ -629,6 +675,22 @@ TEST_CASE("hardware: presets round-trip through the file format, bad files are n
   CHECK_THROWS_WITH_AS(parse_hardware_toml(word, "hw.toml"),
                        doctest::Contains("hw.toml:5: device.fused_attention: expected true or false, got \"no\""),
                        ConfigError);
+  // A value of the wrong type hides nothing: the others' types and ranges are said with it.
+  {
+    std::string several = std::string(minimal).insert(minimal.find("[node]"), "efficiency = 1.5\n");
+    several.replace(several.find("devices = 1"), 11, "devices = \"1\"");
+    several.replace(several.find("peak_tflops_fp32 = 1"), 20, "peak_tflops_fp32 = \"x\"");
+    try {
+      (void)parse_hardware_toml(several, "hw.toml");
+      FAIL("expected a ConfigError");
+    } catch (const ConfigError& e) {
+      const std::vector<std::string> want = {
+          "hw.toml:3: device.peak_tflops_fp32: expected a number, got \"x\"",
+          "hw.toml:7: node.devices: expected an integer from 1 to 1048576, got \"1\"",
+          "hw.toml:5: device.efficiency must be in (0, 1], got 1.5"};
+      CHECK(e.problems() == want);
+    }
+  }
   // A misspelt table is one line, not one per key; another kind of dtrain file is one line saying so.
   std::string devices = minimal;
   devices.replace(devices.find("[device]"), 8, "[devices]");
@@ -790,12 +852,18 @@ TEST_CASE("parallel.mode = auto: the planner picks the degrees for the ranks lau
   CHECK((free.parallel.schedule != "interleaved" || free.parallel.virtual_stages >= 2));
   CHECK((free.train.recompute == "none" || free.train.recompute == "selective" || free.train.recompute == "full"));
   CHECK(parse_config(to_toml(free), "cfg.toml", {}, 4, hook) == free);
-  // Nothing fits: the nearest misses are named.
-  CHECK_THROWS_WITH_AS(parse_config(kTiny, "cfg.toml", {"train.global_batch=3", "train.micro_batch=0",
-                                                          "train.grad_accum=0", "parallel.mode=auto",
-                                                          "parallel.tp=4"},
-                                    4, hook),
-                       doctest::Contains("parallel.mode = \"auto\": no layout of 4 ranks fits"), ConfigError);
+  // Nothing fits: the nearest misses are named, in one line (as `dtrain plan` says it).
+  try {
+    (void)parse_config(kTiny, "cfg.toml", {"train.global_batch=3", "train.micro_batch=0", "train.grad_accum=0",
+                                           "parallel.mode=auto", "parallel.tp=4"},
+                       4, hook);
+    FAIL("nothing fits, and the config was accepted");
+  } catch (const ConfigError& e) {
+    const std::string what = e.what();
+    CHECK(what.find("parallel.mode = \"auto\": no layout of 4 ranks fits this model and batch (3 samples) on "
+                    "cpu-local: divisibility binds first: ") != std::string::npos);
+    CHECK(what.find('\n') == std::string::npos);
+  }
 }
 
 TEST_CASE("a runtime that cuts blocks uniformly: pp must divide them, v any divisor of a stage's, interleaving from 3 stages") {
