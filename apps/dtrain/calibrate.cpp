@@ -80,6 +80,7 @@ StepSplit time_one_process(const Config& cfg, int64_t b, int64_t accum, const Ca
   TrainerOptions options;
   options.profiler = &prof;  // on a GPU it times the passes with events on the stream
   options.local_rank = o.local_rank;
+  options.cores = o.threads_default;
   Trainer trainer(one, self.groups(), [](const std::string&) {}, options);
   std::vector<double> pass, update;
   for (int64_t s = 0; s < o.warmup + o.steps; ++s) {
@@ -202,7 +203,10 @@ double handoff_time(Communicator& world, int laps) {
 // The step of `c`'s layout on every rank: over its measured steps the median
 // of the slowest rank's (a step is as slow as its slowest rank).
 double time_layout(const Config& c, Communicator& world, const CalibrateOptions& o) {
-  Trainer trainer(c, o.groups_for(c), [](const std::string&) {}, TrainerOptions{});
+  TrainerOptions options;
+  options.local_rank = o.local_rank;
+  options.cores = o.threads_default;
+  Trainer trainer(c, o.groups_for(c), [](const std::string&) {}, options);
   std::vector<double> steps;
   for (int64_t s = 0; s < o.warmup + o.steps; ++s) {
     const double t = max_over_ranks(world, trainer.train_step(s).seconds);
@@ -277,7 +281,7 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
   // On a GPU: the device's products, copies and memory first (probe_device),
   // then the model's passes on it, timed by events on its stream.
   const bool gpu = cfg.train.device != "cpu";
-  cpu::set_num_threads(static_cast<int>(cfg.train.threads));
+  cpu::set_num_threads(static_cast<int>(cfg.train.threads), o.threads_default);
   double peak = 0, small_gemm = 0;  // small_gemm: the small_n product (the CPU's efficiency curve)
   // On the CPU, bf16 products as well (AMX, AVX512-BF16, or converted for the
   // sgemm where the CPU has neither): the peak of the precision the config

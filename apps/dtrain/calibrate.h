@@ -50,6 +50,7 @@ struct CalibrateOptions {
   int ranks_per_node = 0;   // ranks on this node (0 = all of them)
   int local_rank = 0;       // this rank's index on its node: its GPU is local_rank % (GPUs on the node)
   int cores = 0;            // this node's cores, for the report (0 = unknown)
+  int threads_default = 0;  // train.threads = 0: this rank's share of the cores (TrainerOptions::cores)
   double node_memory_bytes = 0;  // the node memory this process may use: RAM or its cgroup limit (0 = unknown: 1 GiB per rank)
   std::string config_path;  // for the description
   std::string command;      // how the calibration was run, for the file's [calibration] table

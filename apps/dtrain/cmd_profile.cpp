@@ -83,6 +83,7 @@ int calibrate(Context& ctx, ProfileOpts& o, TrainingSetup& setup, const dtrain::
   copts.warmup = std::max<int64_t>(o.popts.warmup, 1);
   copts.ranks_per_node = ctx.mpi->ranks_on_node();
   copts.local_rank = setup.options.local_rank;
+  copts.threads_default = setup.options.cores;
   copts.cores = static_cast<int>(std::thread::hardware_concurrency());
   copts.node_memory_bytes = dtrain::host_memory().bytes;  // the RAM, or the job's cgroup limit
   copts.config_path = o.config_path;

@@ -202,6 +202,7 @@ TrainingSetup::TrainingSetup(Context& ctx, bool verbose) : ctx_(ctx), verbose_(v
   if (ctx.watchdog) comm.on_blocked = [dog = ctx.watchdog](const std::string& what) { dog->set_blocked_on(what); };
   options.inject_nan_at_step = test_faults().nan_at_step;
   options.local_rank = ctx.mpi ? ctx.mpi->local_rank() : 0;
+  options.cores = ctx.mpi ? ctx.mpi->cores_for_rank() : 0;
   if (verbose) options.trace = [](const std::string& line) { eprint("dtrain: {}\n", line); };
 }
 

@@ -204,7 +204,8 @@ std::vector<KeySpec> build_schema() {
        "cuda with precision fp32: let matrix products use TF32 tensor cores (faster, ~1e-3 "
        "relative error); off: strict fp32, comparable with the CPU", FIELD(train.tf32)},
       {"train", "threads", kAll, int64_t{0}, at_most(at_least(0), 4096),
-       "CPU threads; 0 = OMP_NUM_THREADS where set, else all cores", FIELD(train.threads)},
+       "CPU threads; 0 = OMP_NUM_THREADS where set, else the rank's share of the cores it may run on (all of them "
+       "for one rank; a core shared among the node's ranks that may use it)", FIELD(train.threads)},
       {"train", "skip_nonfinite", kAll, false, none(),
        "a non-finite loss or gradient norm skips that step's update instead of stopping the run",
        FIELD(train.skip_nonfinite)},

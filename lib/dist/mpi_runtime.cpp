@@ -4,11 +4,15 @@
 
 #include <mpi.h>
 
+#include <sched.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
+#include <vector>
 
 #include "core/error.h"
 
@@ -164,6 +168,29 @@ int MpiRuntime::local_rank() const {
   mpi_check(MPI_Comm_rank(local, &r), "MPI_Comm_rank");
   MPI_Comm_free(&local);
   return r;
+}
+
+int MpiRuntime::cores_for_rank() const {
+  cpu_set_t mine;
+  CPU_ZERO(&mine);
+  if (sched_getaffinity(0, sizeof mine, &mine) != 0) return 0;  // unknown: the caller's default
+  MPI_Comm local = MPI_COMM_NULL;
+  mpi_check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local),
+            "MPI_Comm_split_type");
+  int n = 1;
+  mpi_check(MPI_Comm_size(local, &n), "MPI_Comm_size");
+  std::vector<cpu_set_t> all(static_cast<size_t>(n));
+  mpi_check(MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all.data(), sizeof mine, MPI_BYTE, local), "MPI_Allgather");
+  MPI_Comm_free(&local);
+  double share = 0;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (!CPU_ISSET(cpu, &mine)) continue;
+    int users = 0;
+    for (const cpu_set_t& s : all) users += CPU_ISSET(cpu, &s) ? 1 : 0;
+    share += 1.0 / std::max(users, 1);
+  }
+  // Rounded down: three ranks on 8 cores take 2 each, not 3 (9 threads on 8).
+  return std::max(1, static_cast<int>(std::floor(share + 1e-9)));
 }
 
 std::string MpiRuntime::describe() const {

@@ -41,6 +41,13 @@ class MpiRuntime {
   // This rank's index among the ranks of its node (0 .. ranks_on_node - 1):
   // which GPU of the node it takes. Collective, like ranks_on_node.
   int local_rank() const;
+  // The cores this rank's threads may use: each core of its CPU affinity
+  // shared out among the ranks of its node that may run on it too, at least
+  // 1. A launcher that binds every rank to cores of its own gives each all of
+  // its own; ranks left unbound on the same cores (Open MPI when it
+  // oversubscribes, mpirun --bind-to none) get a share each, rather than a
+  // thread per core every one. Collective, like ranks_on_node.
+  int cores_for_rank() const;
   // True under a launcher (mpirun/mpiexec, srun); false for a singleton.
   bool launched() const { return !launcher_.empty(); }
   // "mpirun", "srun" or "" (a plain process: a one-rank singleton).

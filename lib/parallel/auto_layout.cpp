@@ -271,7 +271,7 @@ Plan run_plan_command(const PlanCommand& cmd) {
   std::vector<std::string> config_overrides;
   std::vector<Constraint> constraints;
   bool sets_global = false, sets_split = false;
-  std::string global_value;
+  std::string global_value, micro_set;
   for (const std::string& o : cmd.overrides) {
     const std::string key = o.substr(0, o.find('='));
     if (key == "parallel.dp" || key == "parallel.tp" || key == "parallel.pp" || key == "parallel.zero" ||
@@ -280,10 +280,9 @@ Plan run_plan_command(const PlanCommand& cmd) {
       constraints.push_back({o, "--set " + o});
       continue;
     }
-    // The micro-batch is the plan's to check against each dp (the config
-    // read is one process's, with the file's own).
-    if (key == "train.micro_batch") {
+    if (key == "train.micro_batch") {  // the config read takes it only where it makes the batch (below)
       constraints.push_back({o, "--set " + o});
+      micro_set = o;
       continue;
     }
     if (key == "train.global_batch") sets_global = true, global_value = o.substr(o.find('=') + 1);
@@ -329,6 +328,13 @@ Plan run_plan_command(const PlanCommand& cmd) {
     return std::any_of(cmd.overrides.begin(), cmd.overrides.end(),
                        [&](const std::string& o) { return o.rfind(dotted + "=", 0) == 0; });
   };
+  // The micro-batch is the plan's to check against each dp. Where no global
+  // batch is given, micro_batch x grad_accum makes it, so the config read
+  // takes it; else the file's split stays, and a micro-batch that does not
+  // divide the batch is the plan's to say, not blamed on the file.
+  if (const toml::value* g = in_file("train.global_batch");
+      !micro_set.empty() && !sets_global && !(g && g->is_integer() && g->as_integer() > 0))
+    config_overrides.push_back(micro_set);
   // A plan reads no data: a config without data files (one written for
   // planning) is planned all the same.
   if (doc && !given("model.type")) {

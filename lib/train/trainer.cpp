@@ -75,7 +75,7 @@ void Trainer::setup() {
     throw ConfigError(fmt::format("parallel.tp = {}: tensor parallelism is not available for the CNN; "
                                   "use parallel.dp and parallel.pp", want.tp));
   for (Communicator* c : {g_.world, g_.dp, g_.tp, g_.pp, g_.embed}) c->set_timeout(cfg_.parallel.timeout);
-  cpu::set_num_threads(static_cast<int>(cfg_.train.threads));
+  cpu::set_num_threads(static_cast<int>(cfg_.train.threads), options_.cores);
 
   const TrainConfig& t = cfg_.train;
   // The device first: a run that cannot have its GPU stops here, before any

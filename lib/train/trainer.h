@@ -87,6 +87,10 @@ struct TrainerOptions {
   // This rank's index on its node: with train.device = "cuda" it takes GPU
   // local_rank % (GPUs on the node).
   int local_rank = 0;
+  // The CPU threads of train.threads = 0 without OMP_NUM_THREADS: this rank's
+  // share of its node's cores (MpiRuntime::cores_for_rank); 0 = every core
+  // the process may run on.
+  int cores = 0;
   // Called once per step (after the update) on the main thread: a device
   // communicator's watchdog reports a timeout or library error here.
   std::function<void()> comm_check;

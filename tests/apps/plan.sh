@@ -124,6 +124,11 @@ awk '/^ *[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ / && ($9 != "il2" || $10 != "on") { bad 
   fail "plan: a layout without the config's modes"
 expect_exit 0 "${MPIRUN[@]}" -np 4 "$DTRAIN" validate "$WORK/modes.toml" --set parallel.mode=auto
 grep -q "interleaved v=2, sequence parallel" "$WORK/err" || fail "auto: the config's modes not kept"
+# A micro-batch that divides no rank's share of the file's batch: the plan says so, not the file.
+expect_exit 2 "$DTRAIN" plan "$DTRAIN_SOURCE_DIR/configs/plan/gpt3-175b.toml" --devices 1024 --hardware h100-sxm \
+  --set train.micro_batch=7
+expect_err "binds first: dp=512 tp=1 pp=2: micro-batch 7 does not divide the 3 samples of each of dp=512 ranks"
+! grep -q "gpt3-175b.toml:" "$WORK/err" || fail "plan: the micro-batch blamed on the file"
 # A file's mode of the wrong value is named at its line.
 { cat "$WORK/tiny.toml"; printf '[parallel]\nzero = 7\n'; } > "$WORK/zero7.toml"
 expect_exit 2 "$DTRAIN" plan "$WORK/zero7.toml" --devices 4

@@ -78,13 +78,15 @@ void gemm<double>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alph
               static_cast<int>(lda), b, static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
 }
 
-void set_num_threads(int n) {
+void set_num_threads(int n, int cores) {
   gemm_backend();  // a bad DTRAIN_CPU_GEMM fails here, at setup, not in the first step
-  if (n <= 0) {  // train.threads = 0: OMP_NUM_THREADS where it gives a count (its first, as OpenMP reads it), else every core
+  if (n <= 0) {  // train.threads = 0: OMP_NUM_THREADS where it gives a count (its first, as OpenMP reads it), else the cores
     const char* env = std::getenv("OMP_NUM_THREADS");
     char* end = nullptr;
     const long v = env ? std::strtol(env, &end, 10) : 0;
-    n = v > 0 && v <= 4096 && end != env && (*end == '\0' || *end == ',') ? static_cast<int>(v) : omp_get_num_procs();
+    n = v > 0 && v <= 4096 && end != env && (*end == '\0' || *end == ',') ? static_cast<int>(v)
+        : cores > 0                                                          ? cores
+                                                                             : omp_get_num_procs();
   }
   omp_set_num_threads(n);
   openblas_set_num_threads(n);

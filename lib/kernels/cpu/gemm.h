@@ -24,8 +24,10 @@ template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
           int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
 
-// Number of threads BLAS and our OpenMP loops use (0 = all cores).
-void set_num_threads(int n);
+// Number of threads BLAS and our OpenMP loops use. 0: OMP_NUM_THREADS where
+// it gives a count, else `cores` (this rank's share of its node's cores, see
+// MpiRuntime::cores_for_rank), else every core the process may run on.
+void set_num_threads(int n, int cores = 0);
 int num_threads();
 
 }  // namespace dtrain::cpu
