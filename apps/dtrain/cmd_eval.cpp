@@ -232,7 +232,7 @@ int run_eval(Context& ctx, const EvalOptions& o) {
          if (std::exchange(layout_why, why).empty()) note(why);
        }),
        .log = note,
-       .warn = [&](const std::string& s) { eprint("dtrain: {}warning: {}\n", ctx.rank_tag, s); },
+       .warn = [&](const std::string& s) { eprint("dtrain: {}warning: {}\n", ctx.rank_tag, printable(s)); },
        .make_trainer = [&](const dtrain::Config& cfg, bool) { return setup.make_eval_trainer(cfg, note); },
        .agree = [&](const std::function<std::string()>& checks) { setup.agree(checks); },
        .evaluate_only = true,

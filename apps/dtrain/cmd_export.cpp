@@ -130,7 +130,7 @@ Subcommand add_export(CLI::App& app) {
                                                       "export into a new directory (or move it away)",
                                                       o->out, name));
             const dtrain::LoadedModel lm = dtrain::load_model(o->path);
-            for (const std::string& s : lm.skipped) eprint("dtrain: warning: {}\n", s);
+            for (const std::string& s : lm.skipped) eprint("dtrain: warning: {}\n", printable(s));
             const bool gpt2 = lm.cfg.data.tokenizer == "gpt2", hf = lm.cfg.data.tokenizer == "hf";
             const std::string tokenizer_dir = o->tokenizer_dir.empty() ? lm.cfg.data.tokenizer_dir : o->tokenizer_dir;
             const dtrain::Gpt2TokenizerFiles sources =

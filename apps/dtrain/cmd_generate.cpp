@@ -93,7 +93,7 @@ int run_generate(const GenerateOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
   dtrain::cpu::gemm_backend();  // a bad DTRAIN_CPU_GEMM: one line, exit 2, as for run
   dtrain::LoadedModel lm = dtrain::load_model(o.path, 16);
-  for (const std::string& s : lm.skipped) eprint("dtrain: warning: {}\n", s);
+  for (const std::string& s : lm.skipped) eprint("dtrain: warning: {}\n", printable(s));
   for (const std::string& s : lm.notes) eprint("dtrain: {}\n", s);
   const dtrain::ModelConfig& mc = lm.cfg.model;
   if (mc.type != "gpt")

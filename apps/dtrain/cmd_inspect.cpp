@@ -6,6 +6,7 @@
 #include <string>
 
 #include "checkpoint/inspect.h"
+#include "core/printable.h"
 #include "commands.h"
 
 namespace dtrain_cli {
@@ -25,7 +26,7 @@ Subcommand add_inspect(CLI::App& app) {
                       "secret .key)");
   return {inspect, [o](Context& ctx) {
             const std::string text = dtrain::describe_checkpoint(o->path, o->verify, o->verify_key);
-            if (ctx.world_rank == 0) std::fputs(text.c_str(), stdout);
+            if (ctx.world_rank == 0) std::fputs(dtrain::printable(text, /*keep_lines=*/true).c_str(), stdout);
             return kExitOk;
           }};
 }

@@ -38,7 +38,7 @@ int train(Context& ctx, TrainingSetup& setup, dtrain::Trainer& trainer, int64_t 
   ctx.shared_failure = false;  // from here on one rank may fail alone
   dtrain::CheckpointSession session(
       trainer, {.signals = ctx.signals, .start_step = start, .run_id = run_id, .log = log, .on_file_op = faults.on_file_op,
-                .warn = [&](const std::string& s) { eprint("dtrain: {}warning: {}\n", ctx.rank_tag, s); }});
+                .warn = [&](const std::string& s) { eprint("dtrain: {}warning: {}\n", ctx.rank_tag, printable(s)); }});
   GraceHooks hooks(session, *ctx.watchdog, start, trainer.config().checkpoint.dir);
   const dtrain::TrainSummary summary = trainer.run({.start_step = start, .hooks = &hooks});
   session.finish();  // checkpoint.async: the write in flight
@@ -135,7 +135,7 @@ Subcommand add_resume(CLI::App& app) {
                      if (std::exchange(layout_why, why).empty()) log(why);
                    }),
                    .log = log,
-                   .warn = [&](const std::string& s) { eprint("dtrain: {}warning: {}\n", ctx.rank_tag, s); },
+                   .warn = [&](const std::string& s) { eprint("dtrain: {}warning: {}\n", ctx.rank_tag, printable(s)); },
                    .make_trainer = [&](const dtrain::Config& cfg, bool elsewhere) {
                      return setup.make_trainer(cfg, /*new_run=*/false, /*keep_earlier=*/elsewhere);
                    },

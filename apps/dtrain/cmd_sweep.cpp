@@ -233,7 +233,7 @@ class Sweep {
     try {
       dtrain::sweep::save_record(dir_, rec_);
     } catch (const dtrain::Error& e) {
-      if (!save_failed_) eprint("dtrain: warning: {}\n", e.what());
+      if (!save_failed_) eprint("dtrain: warning: {}\n", printable(e.what()));
       save_failed_ = true;
     }
   }

@@ -36,6 +36,7 @@
 
 #include "checkpoint/preempt.h"
 #include "core/error.h"
+#include "core/printable.h"
 #include "dist/mpi_runtime.h"
 #include "dist/watchdog.h"
 #include "commands.h"
@@ -65,29 +66,8 @@ void print_err(std::string_view text) {
   std::clearerr(stderr);
 }
 
-// An error message as one printable line: input echoed in it (a config's
-// line, a --set value, a path) may hold control bytes (a NUL, an escape
-// sequence that would recolour the terminal, a newline) or bytes that are not
-// UTF-8; those are written as \xNN, valid UTF-8 is kept.
-std::string printable(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size();) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
-    bool ok = n > 0 && i + n <= s.size();
-    for (size_t k = 1; ok && k < n; ++k) ok = (static_cast<unsigned char>(s[i + k]) & 0xc0) == 0x80;
-    if (ok && n == 1 && (c < 0x20 || c == 0x7f)) ok = false;
-    if (!ok) {
-      out += fmt::format("\\x{:02x}", c);
-      ++i;
-      continue;
-    }
-    out.append(s.substr(i, n));
-    i += n;
-  }
-  return out;
-}
+// An error message as one printable line (core/printable.h).
+std::string printable(std::string_view s) { return dtrain::printable(s); }
 
 }  // namespace dtrain_cli
 

@@ -421,7 +421,7 @@ std::unique_ptr<dtrain::Trainer> TrainingSetup::make_trainer(const dtrain::Confi
   // saving elsewhere) keeps its metrics and config beside the new ones.
   if ((new_run || keep_earlier) && ctx_.world_rank == 0)
     if (const std::string kept = dtrain::store::keep_earlier_output(cfg.log.out_dir); !kept.empty())
-      eprint("dtrain: warning: {}\n", kept);
+      eprint("dtrain: warning: {}\n", printable(kept));
   const dtrain::Groups groups = groups_for(cfg);
   dtrain::TrainerOptions o = options;
   o.values_loaded = !new_run;  // a resume's checkpoint sets every parameter

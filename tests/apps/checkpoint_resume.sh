@@ -72,6 +72,15 @@ cp -r "$WORK/half/checkpoints" "$WORK/renamed"
 mv "$WORK/renamed/step_00000020" "$WORK/renamed/step_20" && printf step_20 >"$WORK/renamed/latest"
 expect_exit 0 "$DTRAIN" inspect "$WORK/renamed"
 grep -q "'latest' names 'step_20', which is not a complete checkpoint" "$WORK/out" || fail "latest: $(cat "$WORK/out")"
+# What 'latest' holds is echoed escaped: a NUL cut inspect's report short, an escape sequence
+# reached the terminal.
+printf 'step\0\033[31mRED' >"$WORK/renamed/latest"
+expect_exit 0 "$DTRAIN" inspect "$WORK/renamed"
+grep -qF "'latest' names 'step\x00\x1b[31mRED'" "$WORK/out" || fail "latest not escaped: $(cat -v "$WORK/out")"
+grep -q "^step: *10$\|^step *10\b\|step 10" "$WORK/out" || fail "inspect's report cut short: $(cat -v "$WORK/out")"
+! grep -q $'\033' "$WORK/out" || fail "inspect echoed an escape sequence"
+expect_exit 0 res "$WORK/renamed" --set train.steps=12 --out "$WORK/renamed-out"
+grep -qF "'latest' names 'step\x00\x1b[31mRED'" "$WORK/err" || fail "resume: latest not escaped: $(cat -v "$WORK/err")"
 # A new run into a directory whose earlier run wrote no checkpoint keeps that run's record.
 expect_exit 0 run run "$WORK/tiny.toml" --out "$WORK/nock" --set train.steps=7 --set checkpoint.at_end=false
 expect_exit 0 run run "$WORK/tiny.toml" --out "$WORK/nock" --set train.steps=6 --set checkpoint.at_end=false
