@@ -251,6 +251,22 @@ bool check_target(const std::string& dir, const Candidates& c, const CheckpointM
         "checkpoint.dir: '{}' holds {}, newer than step {} being resumed, which continuing there would replace: "
         "give --out DIR to branch into another directory (or remove the newer checkpoints)",
         cfg.checkpoint.dir, there.front().dir.filename().string(), meta.step));
+  // A newer checkpoint passed over in a fall-back because another run wrote
+  // it (copied in) is that run's intact work, not fair to replace.
+  if (!meta.run_id.empty())
+    for (const store::Entry& e : there) {
+      if (e.step <= meta.step) break;  // newest first
+      std::optional<ckpt_manifest::Manifest> m;
+      try {
+        m = ckpt_manifest::read(e.dir.string());
+      } catch (const CheckpointError&) {  // damaged: fair to replace
+      }
+      if (m && !m->run.empty() && m->run != meta.run_id)
+        throw ConfigError(fmt::format(
+            "checkpoint.dir: '{}' holds {} of run {}, another run's, newer than step {} being resumed, which "
+            "continuing there would replace: give --out DIR to branch into another directory (or move it away)",
+            cfg.checkpoint.dir, e.dir.filename().string(), m->run, meta.step));
+    }
   // This run's own checkpoints there (a copy continued in the original's
   // directory): its record there is this run's, continued, not set aside.
   return elsewhere && !same_run_elsewhere;
@@ -525,6 +541,18 @@ ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkp
                                        rc.cfg.optim.decay_start > 0
                                            ? fmt::format(", and a later optim.decay_start (now {}) keeps its "
                                                          "cooldown as long",
+                                                         rc.cfg.optim.decay_start)
+                                           : std::string()));
+    } else if (key == "train.steps" && !evaluate && rc.cfg.optim.schedule != "constant" &&
+               rc.cfg.optim.decay_steps == base.optim.decay_steps && rc.cfg.optim.decay_steps > rc.cfg.train.steps) {
+      // Fewer steps: the schedule keeps the original run's end too, so the
+      // run stops before its decay does. Said, with how to end it there.
+      rc.changes.push_back(fmt::format("{} (optim.decay_steps stays {}: the run ends before the learning rate has "
+                                       "decayed to optim.min_lr; --set optim.decay_steps={} ends the decay with the "
+                                       "run{})",
+                                       change, rc.cfg.optim.decay_steps, rc.cfg.train.steps,
+                                       rc.cfg.optim.decay_start > 0
+                                           ? fmt::format(", and an earlier optim.decay_start (now {}) its cooldown",
                                                          rc.cfg.optim.decay_start)
                                            : std::string()));
     } else {

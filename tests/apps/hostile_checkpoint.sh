@@ -197,6 +197,11 @@ expect_err "belongs to another run (run $theirs; the run of $ck is $mine, that o
 rm -r "$ck/step_00000011" "$ck/latest"
 expect_exit 0 "${T[@]}" "$DTRAIN" resume "$ck" --out "$WORK/o4" --set train.steps=11
 expect_err "belongs to another run (run $theirs; the run of $ck is $mine, that of 2 of its 3 checkpoints)"
+# Continued in place, the fall-back would save over the other run's newer step_00000012: refused.
+sum=$(cat "$ck/step_00000012"/* | md5sum)
+expect_exit 2 "${T[@]}" "$DTRAIN" resume "$ck" --set train.steps=13
+expect_err "holds step_00000012 of run $theirs, another run's, newer than step 10 being resumed, which continuing there would replace"
+[ "$(cat "$ck/step_00000012"/* | md5sum)" = "$sum" ] || fail "the other run's checkpoint was touched"
 # Another run's checkpoint copied over the very one 'latest' names: the run file tells.
 fresh
 rm -r "$ck/step_00000010" && cp -r "$WORK/other/checkpoints/step_00000010" "$ck/step_00000010"

@@ -209,7 +209,12 @@ TEST_CASE("resume config: changes are listed, changes that cannot apply are refu
   rc = resume_config(meta, "ck/step_00000010", {"train.steps=20", "optim.decay_steps=20"}, "", 1);
   CHECK(rc.changes[0] == "train.steps: 10 -> 20");  // stretched: nothing to say
   rc = resume_config(meta, "ck/step_00000010", {"train.steps=5"}, "", 1);
-  CHECK(rc.changes[0] == "train.steps: 10 -> 5");  // shorter: the schedule's end is not reached
+  // Shorter: the run ends before the schedule does, said with how to end it there.
+  CHECK(rc.changes[0] ==
+        "train.steps: 10 -> 5 (optim.decay_steps stays 10: the run ends before the learning rate has decayed to "
+        "optim.min_lr; --set optim.decay_steps=5 ends the decay with the run)");
+  rc = resume_config(meta, "ck/step_00000010", {"train.steps=5", "optim.decay_steps=5"}, "", 1);
+  CHECK(rc.changes[0] == "train.steps: 10 -> 5");
 
   rc = resume_config(meta, "ck/step_00000010", {}, "runs/b", 1);
   CHECK(rc.cfg.log.out_dir == "runs/b");
