@@ -367,7 +367,16 @@ void CheckpointSession::save_sync(int64_t done) {
   so.keep = c.keep;
   so.on_file_op = opts_.on_file_op;
   so.sign_key = sign_key_;
-  const SaveResult r = save_trainer(trainer_, done, so, opts_.run_id);
+  SaveResult r;
+  try {
+    r = save_trainer(trainer_, done, so, opts_.run_id);
+  } catch (const RuntimeError& e) {  // a full disk, another rank's failure: what is left to resume from
+    const std::string newest = newest_dir();
+    throw RuntimeError(newest.empty() ? fmt::format("{}; no checkpoint of this run was written before it", e.what())
+                                      : fmt::format("{}; the newest checkpoint is still {} (step {}): continue with "
+                                                    "dtrain resume {}",
+                                                    e.what(), newest, last_step_, c.dir));
+  }
   last_dir_ = r.dir;
   last_step_ = done;
   if (opts_.log) {

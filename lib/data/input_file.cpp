@@ -6,17 +6,31 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string>
 
 #include "core/error.h"
 
 namespace dtrain::data_detail {
+
+namespace {
+
+// Where a relative path was looked for: a run started from another directory
+// than the one its config's paths assume is the usual cause.
+std::string relative_note(const std::string& path) {
+  if (path.empty() || path.front() == '/') return {};
+  char cwd[4096];
+  if (!::getcwd(cwd, sizeof cwd)) return " (a path relative to the working directory)";
+  return fmt::format(" (a path relative to the working directory, {})", cwd);
+}
+
+}  // namespace
 
 InputFile::InputFile(const std::string& path, const char* what) : path_(path) {
   // O_NONBLOCK: opening a FIFO must not wait for a writer (fstat refuses it below).
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     int err = errno;
-    if (err == ENOENT) throw InputError(fmt::format("{} '{}' not found", what, path));
+    if (err == ENOENT) throw InputError(fmt::format("{} '{}' not found{}", what, path, relative_note(path)));
     throw InputError(fmt::format("cannot read {} '{}': {}", what, path, std::strerror(err)));
   }
   struct stat st {};

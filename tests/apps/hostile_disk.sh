@@ -24,6 +24,7 @@ expect_exit 1 "$DTRAIN" run "$WORK/tiny.toml" "${args[@]}" --set train.steps=10 
 expect_err "dtrain: error: checkpoint of step 4: cannot"
 expect_err "$small/r/checkpoints/step_00000004.tmp/"
 expect_err "No space left on device"
+expect_err "; the newest checkpoint is still $small/r/checkpoints/step_00000002 (step 2): continue with dtrain resume $small/r/checkpoints"
 [ "$(wc -l <"$WORK/err")" -eq 1 ] || { cat "$WORK/err"; fail "a full disk gave $(wc -l <"$WORK/err") lines, expected 1"; }
 [ "$(cat "$small/r/checkpoints/latest")" = step_00000002 ] || fail "latest is not step_00000002"
 [ ! -e "$small/r/checkpoints/step_00000004" ] && [ ! -e "$small/r/checkpoints/step_00000004.tmp" ] ||
