@@ -142,6 +142,7 @@ int run_generate(const GenerateOptions& o) {
   // to its tokens' bytes in order, so what was printed never changes).
   std::fwrite(o.prompt.data(), 1, o.prompt.size(), stdout);
   std::fflush(stdout);
+  bool ended = false;  // the model ended the document (its end-of-text token): the text stops there
   for (int64_t i = 0; i < static_cast<int64_t>(o.tokens); ++i) {
     const int64_t len = std::min<int64_t>(static_cast<int64_t>(ids.size()), mc.context_length);
     const size_t start = ids.size() - static_cast<size_t>(len);
@@ -170,7 +171,10 @@ int run_generate(const GenerateOptions& o) {
       logits = out.data<float>() + (len - 1) * mc.vocab_size;
     }
     const int32_t next = sample(logits, n_ids, o, i);
-    if (next == tok->end_of_text()) break;
+    if (next == tok->end_of_text()) {
+      ended = true;
+      break;
+    }
     ids.push_back(next);
     const std::string piece = tok->decode({next}, dtrain::Tokenizer::Position::continuation);
     std::fwrite(piece.data(), 1, piece.size(), stdout);
@@ -181,8 +185,10 @@ int run_generate(const GenerateOptions& o) {
   std::fflush(stdout);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const bool hf = lm.dir.rfind("hf:", 0) == 0;  // a Hugging Face directory: no step
-  eprint("dtrain: {} tokens from {} ({}tokenizer {}) in {:.2f} s\n", generated.size(), lm.dir,
-         hf ? "" : fmt::format("step {}, ", lm.meta.step), tok->name(), s);
+  eprint("dtrain: {} tokens from {} ({}tokenizer {}) in {:.2f} s{}\n", generated.size(), lm.dir,
+         hf ? "" : fmt::format("step {}, ", lm.meta.step), tok->name(), s,
+         ended ? fmt::format("; stopped before --tokens {}: the model ended the text (its end-of-text token)", o.tokens)
+               : std::string());
   return 0;
 }
 
@@ -198,17 +204,23 @@ Subcommand add_generate(CLI::App& app) {
                   "GPT-2 or LLaMA directory (with its tokenizer.json for LLaMA)")
       ->required();
   cmd->add_option("--prompt", o->prompt, "Text to continue (default: none, the model starts a document)");
-  cmd->add_option("--tokens", o->tokens, "Tokens to generate (at most 2^20)")->check(whole_number(0, kMaxTokens));
+  cmd->add_option("--tokens", o->tokens, "Tokens to generate (at most 2^20; fewer where the model ends the text)")
+      ->check(whole_number(0, kMaxTokens))
+      ->capture_default_str();
   cmd->add_option("--temperature", o->temperature, "Softmax temperature, 0 to 1000; 0 = greedy (the most likely token)")
-      ->check(number_in(0, 1000));
+      ->check(number_in(0, 1000))
+      ->capture_default_str();
   cmd->add_option("--top-k", o->top_k, "Sample among the k most likely tokens (0 = all)")
-      ->check(whole_number(0, INT32_MAX));
+      ->check(whole_number(0, INT32_MAX))
+      ->capture_default_str();
   cmd->add_option("--top-p", o->top_p,
                   "Sample among the fewest most likely tokens that hold this much of the probability "
                   "(nucleus sampling; after --top-k; 1 = all)")
-      ->check(number_in(1e-9, 1));
+      ->check(number_in(1e-9, 1))
+      ->capture_default_str();
   cmd->add_option("--seed", o->seed, "Random seed: the same seed gives the same text")
-      ->check(whole_number(0, UINT64_MAX));
+      ->check(whole_number(0, UINT64_MAX))
+      ->capture_default_str();
   cmd->add_flag("--full-window", o->full_window,
                "Run the model's forward over the last context_length tokens for every token instead of the "
                "key/value cache (the reference: much slower, the same logits to rounding)");

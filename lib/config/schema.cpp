@@ -119,7 +119,7 @@ std::vector<KeySpec> build_schema() {
        "the output head shares the token embedding wte (GPT-2) or has its own lm_head.weight (LLaMA)",
        FIELD(model.tie_embeddings)},
       {"model", "init_from", kGpt, string(""), none(),
-       "\"\" = random init; \"hf:DIR\" = start from a Hugging Face GPT-2 directory (config.json, "
+       "\"\" = random init; \"hf:DIR\" = start from a Hugging Face GPT-2 or LLaMA directory (config.json, "
        "model.safetensors), e.g. one `dtrain export --format hf` wrote",
        FIELD(model.init_from)},
       {"model", "in_channels", kCnn, int64_t{1}, at_least(1),
@@ -220,8 +220,8 @@ std::vector<KeySpec> build_schema() {
       {"optim", "warmup_steps", kAll, int64_t{0}, at_least(0),
        "steps of linear warmup from 0 to lr; < train.steps", FIELD(optim.warmup_steps)},
       {"optim", "schedule", kAll, string("cosine"), one_of({"cosine", "linear", "sqrt", "constant"}),
-       "decay from lr to min_lr after the warmup: cosine, linear, or sqrt (1 - sqrt of the decay's progress, "
-       "the cooldown of warmup-stable-decay)",
+       "decay from lr to min_lr after the warmup: cosine, linear, sqrt (1 - sqrt of the decay's progress, "
+       "the cooldown of warmup-stable-decay), or constant (lr after the warmup, no decay)",
        FIELD(optim.schedule)},
       {"optim", "decay_start", kAll, int64_t{0}, at_least(0),
        "step at which the decay from lr begins, lr held from the end of the warmup until then "
@@ -265,7 +265,7 @@ std::vector<KeySpec> build_schema() {
       {"parallel", "schedule", kAll, string("1f1b"), one_of({"1f1b", "gpipe", "interleaved"}),
        "pipeline schedule over the grad_accum micro-batches", FIELD(parallel.schedule)},
       {"parallel", "virtual_stages", kAll, int64_t{1}, at_least(1),
-       "schedule interleaved: model chunks per pipeline stage (>= 2; the bubble shrinks by it)",
+       "model chunks per pipeline stage: 1, or with schedule interleaved 2 or more (the bubble shrinks by it)",
        FIELD(parallel.virtual_stages)},
       {"parallel", "zero", kAll, int64_t{0}, half_open(0, 4),
        "ZeRO stage over the data-parallel ranks: 1 shards the optimizer state (gradients reduce-scattered), "

@@ -88,9 +88,16 @@ class Validator {
     return true;
   }
   bool is_set(std::string_view name) const { return key(name).origin.explicit_value(); }
-  // Where to point the user for a problem with these keys: the first one the
-  // config sets, else the config as a whole.
+  // Where to point the user for a problem with these keys: the last --set
+  // among them (what was just changed; a resume's or an evaluation's own
+  // overrides come before the user's), else the first one the config file
+  // sets, else the config as a whole.
   Origin where(std::initializer_list<std::string_view> names) const {
+    const Origin* latest = nullptr;
+    for (auto n : names)
+      if (const Origin& o = key(n).origin; o.kind == Origin::Kind::kSet && (!latest || o.order > latest->order))
+        latest = &o;
+    if (latest) return *latest;
     for (auto n : names)
       if (is_set(n)) return key(n).origin;
     return Origin::defaults(name_);

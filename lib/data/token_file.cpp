@@ -67,22 +67,27 @@ void read_tokens(int fd, const std::string& path, int64_t first, int64_t count, 
 
 TokenFile::TokenFile(const std::string& path) : path_(path) {
   data_detail::InputFile file(path, "data file");
-  if (file.size() < kHeaderBytes)
-    throw InputError(fmt::format(
-        "'{}' is truncated: a token file starts with a {}-byte header, the file has {} bytes", path,
-        kHeaderBytes, file.size()));
-
-  unsigned char header[kHeaderBytes];
-  file.read(header, kHeaderBytes);
-  int32_t magic = load_le32(header);
-  int32_t version = load_le32(header + 4);
-  int64_t n = load_le32(header + 8);
-  if (magic != kMagic && magic != kMagic32) {
+  // The magic first: a short file of something else (a config, a text) is not
+  // a truncated token file.
+  unsigned char header[kHeaderBytes] = {};
+  const int64_t have = std::min<int64_t>(file.size(), kHeaderBytes);
+  file.read(header, have);
+  const int32_t magic = load_le32(header);
+  if (have < 4 || (magic != kMagic && magic != kMagic32)) {
     const char* hint = header[0] == 0x1f && header[1] == 0x8b ? " (the file is gzip-compressed: decompress it first)" : "";
+    if (have < 4)
+      throw InputError(fmt::format("'{}' is not an llm.c token file: {} bytes, shorter than its {}-byte header", path,
+                                   file.size(), kHeaderBytes));
     throw InputError(fmt::format("'{}' is not an llm.c token file: magic {}, expected {} (GPT-2's, uint16 tokens) or "
                                  "{} (LLaMA 3's, uint32){}",
                                  path, magic, kMagic, kMagic32, hint));
   }
+  if (file.size() < kHeaderBytes)
+    throw InputError(fmt::format(
+        "'{}' is truncated: a token file starts with a {}-byte header, the file has {} bytes", path,
+        kHeaderBytes, file.size()));
+  int32_t version = load_le32(header + 4);
+  int64_t n = load_le32(header + 8);
   token_bytes_ = magic == kMagic ? 2 : 4;
   const int32_t want_version = magic == kMagic ? kVersion : kVersion32;
   if (version != want_version)

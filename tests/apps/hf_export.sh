@@ -23,6 +23,9 @@ before=$(md5sum <"$WORK/hf/model.safetensors")
 expect_exit 2 "$DTRAIN" export "$WORK/a/checkpoints" --format hf --out "$WORK/hf"
 expect_err "--out $WORK/hf: it already holds config.json, which an export does not replace"
 [ "$(md5sum <"$WORK/hf/model.safetensors")" = "$before" ] || fail "a refused export changed the earlier one"
+# A directory that cannot be made is a bad --out: 2, as for dtrain run.
+expect_exit 2 "$DTRAIN" export "$WORK/a/checkpoints" --format hf --out "$WORK/hf/config.json/sub"
+expect_err "--out $WORK/hf/config.json/sub: cannot be created: "
 
 "$PY" - "$WORK/hf" "$WORK/a/checkpoints/step_00000004/checkpoint.h5" <<'PY' || fail "exported tensors differ from the checkpoint's"
 import json, struct, sys

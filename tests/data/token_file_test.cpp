@@ -92,11 +92,19 @@ TEST_CASE("every malformed token file is an InputError naming the file and what 
     CHECK_CONTAINS(input_error([&] { TokenFile f(path); }), "is not a regular file");
   }
   SUBCASE("shorter than the header") {
-    CHECK_CONTAINS(error_for(Bytes(100, 0)),
+    Bytes cut = token_file(ten);
+    cut.resize(100);
+    CHECK_CONTAINS(error_for(cut),
                    "is truncated: a token file starts with a 1024-byte header, the file has "
                    "100 bytes");
   }
-  SUBCASE("empty") { CHECK_CONTAINS(error_for(Bytes{}), "the file has 0 bytes"); }
+  SUBCASE("short, and something else (a config, a text): not called truncated") {
+    const std::string text = "[model]\nn_layer = 2\n";
+    CHECK_CONTAINS(error_for(Bytes(text.begin(), text.end())), "is not an llm.c token file: magic ");
+  }
+  SUBCASE("empty") {
+    CHECK_CONTAINS(error_for(Bytes{}), "is not an llm.c token file: 0 bytes, shorter than its 1024-byte header");
+  }
   SUBCASE("wrong magic") {
     CHECK_CONTAINS(error_for(token_file(ten, 12345)),
                    "is not an llm.c token file: magic 12345, expected 20240520 (GPT-2's, uint16 tokens) or 20240801 "
@@ -186,7 +194,9 @@ TEST_CASE("a glob pattern names every file it matches, in name order, and one th
   CHECK(input_error([&] { TokenCorpus c(dir.file("nothing_*.bin")); }) ==
         "no file matches '" + dir.file("nothing_*.bin") + "'");
   // One bad file of many is named.
-  write_bytes(dir.file("shard_003.bin"), Bytes(10, 0));
+  Bytes cut = token_file(iota_tokens(5));
+  cut.resize(10);
+  write_bytes(dir.file("shard_003.bin"), cut);
   CHECK_CONTAINS(input_error([&] { TokenCorpus c(dir.file("shard_*.bin")); }), "'" + dir.file("shard_003.bin") + "' is truncated");
   // The vocabulary scan names the file and the position in it.
   std::vector<uint16_t> bad = iota_tokens(30);
