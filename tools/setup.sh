@@ -91,5 +91,7 @@ if [ "${DTRAIN_SANITIZE:-1}" != 0 ]; then
   ninja -C build/sanitize dtrain test_config test_data test_checkpoint fuzz_config fuzz_tokens fuzz_idx fuzz_checkpoint fuzz_tokenizer
   san_args=(-DDTRAIN_SANITIZER_BUILD="$PWD/build/sanitize")
 fi
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release "${san_args[@]}" >/dev/null
+# Debian 12's GCC, which this script installs: its warnings are errors (DTRAIN_WERROR; a build
+# with another compiler warns only).
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DDTRAIN_WERROR=ON "${san_args[@]}" >/dev/null
 ninja -C build

@@ -129,6 +129,10 @@ Subcommand add_export(CLI::App& app) {
                 throw dtrain::ConfigError(fmt::format("--out {}: it already holds {}, which an export does not replace: "
                                                       "export into a new directory (or move it away)",
                                                       o->out, name));
+            // A directory that cannot be made is a bad --out (2, as dtrain run's), said before the
+            // checkpoint is read.
+            if (std::error_code ec; std::filesystem::create_directories(o->out, ec), ec)
+              throw dtrain::ConfigError(fmt::format("--out {}: cannot be created: {}", o->out, ec.message()));
             const dtrain::LoadedModel lm = dtrain::load_model(o->path);
             for (const std::string& s : lm.skipped) eprint("dtrain: warning: {}\n", printable(s));
             const bool gpt2 = lm.cfg.data.tokenizer == "gpt2", hf = lm.cfg.data.tokenizer == "hf";

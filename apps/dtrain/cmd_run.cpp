@@ -32,12 +32,14 @@ struct TrainOpts {
 
 // The step loop from `start` under a checkpoint session; the exit status.
 // run_id: a resume continues its checkpoint's run; a new run (empty) draws one.
-int train(Context& ctx, TrainingSetup& setup, dtrain::Trainer& trainer, int64_t start, const std::string& run_id = {}) {
+int train(Context& ctx, TrainingSetup& setup, dtrain::Trainer& trainer, int64_t start, const std::string& run_id = {},
+          const std::string& start_dir = {}) {
   const auto log = setup.log();
   const TestFaults faults = test_faults();
   ctx.shared_failure = false;  // from here on one rank may fail alone
   dtrain::CheckpointSession session(
-      trainer, {.signals = ctx.signals, .start_step = start, .run_id = run_id, .log = log, .on_file_op = faults.on_file_op,
+      trainer, {.signals = ctx.signals, .start_step = start, .start_dir = start_dir, .run_id = run_id, .log = log,
+                .on_file_op = faults.on_file_op,
                 .warn = [&](const std::string& s) { eprint("dtrain: {}warning: {}\n", ctx.rank_tag, printable(s)); }});
   GraceHooks hooks(session, *ctx.watchdog, start, trainer.config().checkpoint.dir);
   const dtrain::TrainSummary summary = trainer.run({.start_step = start, .hooks = &hooks});
@@ -117,7 +119,7 @@ Subcommand add_resume(CLI::App& app) {
             const auto log = setup.log();
             std::unique_ptr<dtrain::Trainer> trainer;
             int64_t start = 0;
-            std::string run_id;
+            std::string run_id, start_dir;
             std::string layout_why;  // the layout planned again (parallel.mode = "auto", other ranks)
             {  // all ranks, before the checkpoint's layout is known: to agree on which checkpoint loaded
               std::optional<dtrain::Mesh> all;
@@ -146,6 +148,7 @@ Subcommand add_resume(CLI::App& app) {
               trainer = std::move(r.trainer);
               start = r.meta.step;
               run_id = r.meta.run_id;
+              start_dir = r.dir;
             }
             if (start >= trainer->config().train.steps) {
               log(fmt::format("nothing to do: the checkpoint is at step {} = train.steps (continue further "
@@ -153,7 +156,7 @@ Subcommand add_resume(CLI::App& app) {
                               start));
               return kExitOk;
             }
-            return train(ctx, setup, *trainer, start, run_id);
+            return train(ctx, setup, *trainer, start, run_id, start_dir);
           },
           /*needs_mpi=*/true};
 }

@@ -175,8 +175,7 @@ void GraceHooks::note_step(int64_t done) {
       writing > 0 ? fmt::format(", or step {}'s if its background write completed", writing) : std::string();
   std::string recovery;
   if (!newest.empty())
-    recovery = fmt::format("the newest checkpoint is {} (step {}){}; continue with: dtrain resume {}", newest,
-                           inner_.last_step(), or_newer, checkpoint_dir_);
+    recovery = inner_.recovery(or_newer);
   else if (writing > 0)
     recovery = fmt::format("step {}'s checkpoint was being written in the background: if it completed, continue "
                            "with: dtrain resume {}",

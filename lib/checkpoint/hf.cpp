@@ -222,8 +222,7 @@ HfExportResult hf_detail::write_hf_dir(const std::string& out_dir, json config,
                                        const std::vector<SafeTensorOut>& tensors, HfExportResult r) {
   std::error_code ec;
   fs::create_directories(out_dir, ec);
-  // A directory that cannot be made is a bad --out (2, as dtrain run's), not a failure on the way (1).
-  if (ec) throw ConfigError(fmt::format("--out {}: cannot be created: {}", out_dir, ec.message()));
+  if (ec) throw RuntimeError(fmt::format("cannot create '{}': {}", out_dir, ec.message()));
   config["bos_token_id"] = r.bos >= 0 ? json(r.bos) : json(nullptr);
   config["eos_token_id"] = r.eos >= 0 ? json(r.eos) : json(nullptr);
   const fs::path cfg_path = fs::path(out_dir) / "config.json";

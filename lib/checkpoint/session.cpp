@@ -356,9 +356,27 @@ int64_t CheckpointSession::writing_step() const { return in_flight_ ? in_flight_
 
 std::string CheckpointSession::newest_dir() const {
   if (!last_dir_.empty()) return last_dir_;
+  if (!opts_.start_dir.empty()) return opts_.start_dir;
   if (last_step_ > 0)
     return (std::filesystem::path(trainer_.config().checkpoint.dir) / store::step_dir_name(last_step_)).string();
   return "";
+}
+
+std::string CheckpointSession::recovery(const std::string& aside) const {
+  namespace fs = std::filesystem;
+  const Config& cfg = trainer_.config();
+  const std::string newest = newest_dir();
+  if (newest.empty()) return "no checkpoint of this run was written before it" + aside;
+  std::string command = cfg.checkpoint.dir;
+  if (last_dir_.empty() && !opts_.start_dir.empty()) {
+    // Nothing saved since the resume: the checkpoint resumed from, continued
+    // where this run writes (another directory than its own: --out again).
+    command = opts_.start_dir;
+    const fs::path own = fs::path(opts_.start_dir).lexically_normal().parent_path();
+    if (own != fs::path(cfg.checkpoint.dir).lexically_normal()) command += " --out " + cfg.log.out_dir;
+  }
+  return fmt::format("the newest checkpoint is {} (step {}){}; continue with: dtrain resume {}", newest, last_step_,
+                     aside, command);
 }
 
 void CheckpointSession::save_sync(int64_t done) {
@@ -371,11 +389,7 @@ void CheckpointSession::save_sync(int64_t done) {
   try {
     r = save_trainer(trainer_, done, so, opts_.run_id);
   } catch (const RuntimeError& e) {  // a full disk, another rank's failure: what is left to resume from
-    const std::string newest = newest_dir();
-    throw RuntimeError(newest.empty() ? fmt::format("{}; no checkpoint of this run was written before it", e.what())
-                                      : fmt::format("{}; the newest checkpoint is still {} (step {}): continue with "
-                                                    "dtrain resume {}",
-                                                    e.what(), newest, last_step_, c.dir));
+    throw RuntimeError(fmt::format("{}; {}", e.what(), recovery()));
   }
   last_dir_ = r.dir;
   last_step_ = done;

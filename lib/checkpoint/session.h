@@ -68,6 +68,7 @@ std::vector<std::string> init_trainer_from(Trainer& trainer, const std::string& 
 struct SessionOptions {
   SignalWatch* signals = nullptr;  // preemption signals to poll; nullptr = none
   int64_t start_step = 0;          // the step the run resumed from (already on disk)
+  std::string start_dir;           // the checkpoint it resumed from ("" for a new run)
   // The run's identity, written in every checkpoint: a resume passes its
   // checkpoint's; "" draws a new one (a run's first start; collective).
   std::string run_id;
@@ -98,6 +99,12 @@ class CheckpointSession : public TrainHooks {
   // The newest complete checkpoint of this run: the last one written, else
   // the one it resumed from; "" when there is none yet.
   std::string newest_dir() const;
+  // What is left to continue from, for a message about a failure or a stop
+  // that cut the run short: "the newest checkpoint is DIR (step N)" + `aside`
+  // + "; continue with: dtrain resume ..." (the run's checkpoint directory
+  // once it has saved; before, the checkpoint it resumed from, with the
+  // run's --out where it continues elsewhere), or that there is none.
+  std::string recovery(const std::string& aside = "") const;
   // checkpoint.async: the step of the checkpoint being written in the
   // background (not yet known to be complete), else -1.
   int64_t writing_step() const;

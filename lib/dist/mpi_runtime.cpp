@@ -171,17 +171,26 @@ int MpiRuntime::local_rank() const {
 }
 
 int MpiRuntime::cores_for_rank() const {
+  // Every rank takes part in the collectives, whatever its own affinity
+  // reads (a mask past cpu_set_t's 1024 CPUs fails: its rank shares none
+  // and falls back to the caller's default).
   cpu_set_t mine;
   CPU_ZERO(&mine);
-  if (sched_getaffinity(0, sizeof mine, &mine) != 0) return 0;  // unknown: the caller's default
+  const bool known = sched_getaffinity(0, sizeof mine, &mine) == 0;
+  if (!known) CPU_ZERO(&mine);
   MPI_Comm local = MPI_COMM_NULL;
   mpi_check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local),
             "MPI_Comm_split_type");
   int n = 1;
-  mpi_check(MPI_Comm_size(local, &n), "MPI_Comm_size");
-  std::vector<cpu_set_t> all(static_cast<size_t>(n));
-  mpi_check(MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all.data(), sizeof mine, MPI_BYTE, local), "MPI_Allgather");
+  std::vector<cpu_set_t> all;
+  const int size_rc = MPI_Comm_size(local, &n);
+  all.resize(static_cast<size_t>(std::max(n, 1)));
+  const int gather_rc = size_rc == MPI_SUCCESS ? MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all.data(), sizeof mine,
+                                                               MPI_BYTE, local)
+                                               : size_rc;
   MPI_Comm_free(&local);
+  mpi_check(gather_rc, "MPI_Allgather");
+  if (!known) return 0;
   double share = 0;
   for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
     if (!CPU_ISSET(cpu, &mine)) continue;

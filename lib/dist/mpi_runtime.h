@@ -44,9 +44,10 @@ class MpiRuntime {
   // The cores this rank's threads may use: each core of its CPU affinity
   // shared out among the ranks of its node that may run on it too, at least
   // 1. A launcher that binds every rank to cores of its own gives each all of
-  // its own; ranks left unbound on the same cores (Open MPI when it
-  // oversubscribes, mpirun --bind-to none) get a share each, rather than a
-  // thread per core every one. Collective, like ranks_on_node.
+  // its own; ranks whose affinities overlap (bound to one socket, or left
+  // unbound: Open MPI with more ranks than slots, mpirun --bind-to none) get
+  // a share each, rather than a thread per core every one. Collective, like
+  // ranks_on_node.
   int cores_for_rank() const;
   // True under a launcher (mpirun/mpiexec, srun); false for a singleton.
   bool launched() const { return !launcher_.empty(); }

@@ -289,25 +289,6 @@ Plan run_plan_command(const PlanCommand& cmd) {
     sets_split |= key == "train.grad_accum";
     config_overrides.push_back(o);
   }
-  // A new global batch: the config reads it as one process's split into
-  // micro-batches, which the plan sets aside. The smallest micro-batch whose
-  // count the config accepts, so that its one-process checks (the memory of
-  // one micro-batch, the count) hold for any batch a plan can spread.
-  if (sets_global && !sets_split) {
-    int64_t micro = 0;  // 0: the config derives it (and says what is wrong with the batch)
-    try {
-      const int64_t global = parse_int("--set train.global_batch=" + global_value, global_value, 1);
-      const int64_t first = global > 0 ? (global + config::kMaxGradAccum - 1) / config::kMaxGradAccum : 1;
-      for (int64_t d = first; global > 0 && d <= global && d < first + config::kMaxGradAccum; ++d)
-        if (global % d == 0) {
-          micro = d;
-          break;
-        }
-    } catch (const ConfigError&) {
-    }
-    config_overrides.insert(config_overrides.begin(),
-                            {fmt::format("train.micro_batch={}", micro), "train.grad_accum=0"});
-  }
   for (const char* o : {"parallel.mode=manual", "parallel.dp=1", "parallel.tp=1", "parallel.pp=1"})
     config_overrides.push_back(o);
   // The file as TOML, for what the loaded Config does not keep (which keys it
@@ -328,6 +309,29 @@ Plan run_plan_command(const PlanCommand& cmd) {
     return std::any_of(cmd.overrides.begin(), cmd.overrides.end(),
                        [&](const std::string& o) { return o.rfind(dotted + "=", 0) == 0; });
   };
+  // A global batch (the file's or a --set's): the config reads it as one
+  // process's split into micro-batches, which the plan sets aside (a run's
+  // written config splits it over its own dp). The smallest micro-batch whose
+  // count the config accepts, so that its one-process checks (the memory of
+  // one micro-batch, the count) hold for any batch a plan can spread.
+  const toml::value* file_global = in_file("train.global_batch");
+  if (!sets_global && file_global && file_global->is_integer() && file_global->as_integer() > 0)
+    global_value = std::to_string(file_global->as_integer());
+  if (!global_value.empty() && !sets_split) {
+    int64_t micro = 0;  // 0: the config derives it (and says what is wrong with the batch)
+    try {
+      const int64_t global = parse_int("--set train.global_batch=" + global_value, global_value, 1);
+      const int64_t first = global > 0 ? (global + config::kMaxGradAccum - 1) / config::kMaxGradAccum : 1;
+      for (int64_t d = first; global > 0 && d <= global && d < first + config::kMaxGradAccum; ++d)
+        if (global % d == 0) {
+          micro = d;
+          break;
+        }
+    } catch (const ConfigError&) {
+    }
+    config_overrides.insert(config_overrides.begin(),
+                            {fmt::format("train.micro_batch={}", micro), "train.grad_accum=0"});
+  }
   // The micro-batch is the plan's to check against each dp. Where no global
   // batch is given, micro_batch x grad_accum makes it, so the config read
   // takes it; else the file's split stays, and a micro-batch that does not
@@ -347,8 +351,23 @@ Plan run_plan_command(const PlanCommand& cmd) {
   // The layout's modes the file sets are choices it fixes, as parallel.mode =
   // "auto" keeps them (and its log points here): taken as constraints, with
   // the defaults in their place for the one-process config read (where
-  // sequence parallelism at tp = 1 would be refused). A value of the wrong
-  // type stays, for load_config to name.
+  // sequence parallelism at tp = 1 would be refused). Not those the planner
+  // chose for the run that wrote the file (parallel.planned), nor those a
+  // --set rules out (interleaving at pp = 1 or beside another schedule or
+  // chunk count given; sequence parallelism at tp = 1): set aside, and said.
+  // A value of the wrong type, or a GPT's mode in a CNN's file, stays for
+  // load_config to name.
+  auto set_value = [&](const std::string& dotted) -> std::optional<std::string> {
+    std::optional<std::string> v;
+    for (const std::string& o : cmd.overrides)
+      if (o.rfind(dotted + "=", 0) == 0) v = o.substr(dotted.size() + 1);
+    return v;
+  };
+  std::vector<std::string> planned, set_aside;
+  if (const toml::value* p = in_file("parallel.planned"); p && p->is_string())
+    planned = planned_keys(p->as_string().str);
+  const toml::value* type = in_file("model.type");
+  const bool cnn = type && type->is_string() && type->as_string().str == "cnn";
   for (const auto& [key, neutral] : {std::pair<std::string, std::string>{"parallel.zero", "0"},
                                      {"parallel.schedule", "\"1f1b\""},
                                      {"parallel.virtual_stages", "1"},
@@ -356,15 +375,31 @@ Plan run_plan_command(const PlanCommand& cmd) {
                                      {"train.recompute", "\"none\""}}) {
     const toml::value* v = in_file(key);
     if (!v || given(key)) continue;
+    if (cnn && (key == "parallel.sequence_parallel" || key == "train.recompute")) continue;
     const bool text = key == "parallel.schedule" || key == "train.recompute";
     const bool flag = key == "parallel.sequence_parallel";
     if (text ? !v->is_string() : flag ? !v->is_boolean() : !v->is_integer()) continue;
     const std::string value = text   ? "\"" + v->as_string().str + "\""
                               : flag ? (v->as_boolean() ? "true" : "false")
                                      : std::to_string(v->as_integer());
+    config_overrides.push_back(key + "=" + neutral);
+    std::string why;
+    if (std::find(planned.begin(), planned.end(), key) != planned.end())
+      why = "the planner chose it for the run that wrote the file (parallel.planned)";
+    else if ((key == "parallel.schedule" || key == "parallel.virtual_stages") && set_value("parallel.pp") == "1")
+      why = "--set parallel.pp=1 rules out interleaving";
+    else if (key == "parallel.schedule" && given("parallel.virtual_stages"))
+      why = "--set parallel.virtual_stages chooses the schedule";
+    else if (key == "parallel.virtual_stages" && given("parallel.schedule"))
+      why = "--set parallel.schedule chooses the chunks";
+    else if (key == "parallel.sequence_parallel" && set_value("parallel.tp") == "1")
+      why = "--set parallel.tp=1 rules it out";
+    if (!why.empty()) {
+      set_aside.push_back(fmt::format("{} = {} ({})", key, value, why));
+      continue;
+    }
     const int line = static_cast<int>(v->location().line());
     constraints.push_back({key + "=" + value, fmt::format("{}:{}: {} = {}", cmd.config_path, line, key, value)});
-    config_overrides.push_back(key + "=" + neutral);
   }
   const Config cfg = load_config(cmd.config_path, config_overrides, 1);
 
@@ -384,6 +419,7 @@ Plan run_plan_command(const PlanCommand& cmd) {
   if (cmd.no_idle) r.max_idle_fraction = 0;
   r.find_devices_that_fit = true;  // nothing fits: say on how many devices something would
   r.runnable_only = cmd.runnable_only;
+  std::string zero_source;  // where parallel.zero was fixed
   for (const auto& [o, source] : constraints) {
     const auto eq = o.find('=');
     const std::string key = o.substr(0, eq), value = eq == std::string::npos ? "" : o.substr(eq + 1);
@@ -416,6 +452,7 @@ Plan run_plan_command(const PlanCommand& cmd) {
       if (key == "parallel.zero") {
         if (v > 3) throw ConfigError(fmt::format("{}: expected 0, 1, 2 or 3", source));
         r.zero = static_cast<int>(v);
+        zero_source = source;
       }
       if (key == "parallel.virtual_stages") {
         r.virtual_stages = static_cast<int>(v);
@@ -429,16 +466,18 @@ Plan run_plan_command(const PlanCommand& cmd) {
   // refuses them). H = 1 with plain averaging is data parallelism and may.
   if (local_sync_active(cfg.parallel)) {
     if (r.zero > 0)
-      throw ConfigError(fmt::format("--set parallel.zero={} with parallel.sync = \"local\" (sync_every {}, outer {}): "
-                                    "ZeRO shards one optimizer over the data-parallel replicas, but local sync gives "
-                                    "each replica its own",
-                                    r.zero, cfg.parallel.sync_every, cfg.parallel.outer_optim));
+      throw ConfigError(fmt::format("{} with parallel.sync = \"local\" (sync_every {}, outer {}): ZeRO shards one "
+                                    "optimizer over the data-parallel replicas, but local sync gives each replica its "
+                                    "own",
+                                    zero_source, cfg.parallel.sync_every, cfg.parallel.outer_optim));
     r.zero = 0;
   }
   Plan plan = make_plan(r);
   std::vector<std::string> from_file;
   for (const auto& [o, source] : constraints)
     if (source.rfind("--set ", 0) != 0) from_file.push_back(source.substr(source.find(": ") + 2));
+  if (!set_aside.empty())
+    plan.notes.push_back(fmt::format("the config's {} set aside", fmt::join(set_aside, ", ")));
   if (!from_file.empty())
     plan.notes.push_back(fmt::format("the config's {} {} kept, as parallel.mode = \"auto\" keeps {} (--set the key "
                                      "to plan another choice)",

@@ -24,12 +24,19 @@ expect_exit 1 "$DTRAIN" run "$WORK/tiny.toml" "${args[@]}" --set train.steps=10 
 expect_err "dtrain: error: checkpoint of step 4: cannot"
 expect_err "$small/r/checkpoints/step_00000004.tmp/"
 expect_err "No space left on device"
-expect_err "; the newest checkpoint is still $small/r/checkpoints/step_00000002 (step 2): continue with dtrain resume $small/r/checkpoints"
+expect_err "; the newest checkpoint is $small/r/checkpoints/step_00000002 (step 2); continue with: dtrain resume $small/r/checkpoints"
 [ "$(wc -l <"$WORK/err")" -eq 1 ] || { cat "$WORK/err"; fail "a full disk gave $(wc -l <"$WORK/err") lines, expected 1"; }
 [ "$(cat "$small/r/checkpoints/latest")" = step_00000002 ] || fail "latest is not step_00000002"
 [ ! -e "$small/r/checkpoints/step_00000004" ] && [ ! -e "$small/r/checkpoints/step_00000004.tmp" ] ||
   fail "a partial step 4 was left: $(ls "$small/r/checkpoints")"
 cp -r "$small/r" "$WORK/r"
+umount "$small"
+# A resumed run whose first save fails in its new --out: the checkpoint it resumed from is what
+# is left, and the command continues it there again (the --out holds no checkpoint to resume).
+mount -t tmpfs -o size=$((all - one + one / 2 + 8192)) tmpfs "$small"
+expect_exit 1 "$DTRAIN" resume "$WORK/r/checkpoints/step_00000002" "${args[@]}" --set train.steps=10 --out "$small/r3"
+expect_err "No space left on device"
+expect_err "; the newest checkpoint is $WORK/r/checkpoints/step_00000002 (step 2); continue with: dtrain resume $WORK/r/checkpoints/step_00000002 --out $small/r3"
 umount "$small"
 expect_exit 0 "$DTRAIN" inspect "$WORK/r/checkpoints" --verify
 grep -q "step         2" "$WORK/out" || fail "the newest checkpoint is not step 2"

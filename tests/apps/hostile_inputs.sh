@@ -129,7 +129,7 @@ expect_err "missing.bin' not found"
 expect_err "short.bin"
 # A relative path says where it was looked for (a config's data/... run from another directory).
 (cd "$WORK" && expect_exit 2 "${T[@]}" "$DTRAIN" validate "$WORK/tiny.toml" --set data.train=data/missing.bin)
-expect_err "data.train: data file 'data/missing.bin' not found (a path relative to the working directory, $WORK)"
+expect_err "data.train: data file 'data/missing.bin' not found (a path relative to the working directory, $(cd "$WORK" && pwd -P))"
 expect_exit 2 "${T[@]}" "$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/tiny.toml/out"
 expect_err "log.out_dir: '$WORK/tiny.toml/out' cannot be created"
 echo "hostile_inputs: ok"

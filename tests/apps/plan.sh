@@ -129,6 +129,11 @@ expect_exit 2 "$DTRAIN" plan "$DTRAIN_SOURCE_DIR/configs/plan/gpt3-175b.toml" --
   --set train.micro_batch=7
 expect_err "binds first: dp=512 tp=1 pp=2: micro-batch 7 does not divide the 3 samples of each of dp=512 ranks"
 ! grep -q "gpt3-175b.toml:" "$WORK/err" || fail "plan: the micro-batch blamed on the file"
+# A file's modes that a --set rules out are set aside, said, not an error.
+expect_exit 0 "$DTRAIN" plan "$WORK/modes.toml" --devices 4 --set parallel.pp=1 --set parallel.tp=1
+grep -q "parallel.virtual_stages = 2 (--set parallel.pp=1 rules out interleaving)" "$WORK/out" &&
+  grep -q "parallel.sequence_parallel = true (--set parallel.tp=1 rules it out) set aside" "$WORK/out" ||
+  fail "plan: the ruled-out modes not said set aside: $(head -4 "$WORK/out")"
 # A file's mode of the wrong value is named at its line.
 { cat "$WORK/tiny.toml"; printf '[parallel]\nzero = 7\n'; } > "$WORK/zero7.toml"
 expect_exit 2 "$DTRAIN" plan "$WORK/zero7.toml" --devices 4
@@ -199,6 +204,12 @@ grep -q '^mode = "auto"' "$WORK/auto/config.toml" || fail "auto: resolved config
 # The resolved config runs as it is: the degrees are fixed now.
 expect_exit 0 "${MPIRUN[@]}" -np 4 "$DTRAIN" validate "$WORK/auto/config.toml"
 ! grep -q "auto layout" "$WORK/err" || fail "auto: a resolved config was planned again"
+# Planning the resolved config again: what the planner chose for it (parallel.planned) is set
+# aside, not kept as if the user had fixed it.
+expect_exit 0 "$DTRAIN" plan "$WORK/auto/config.toml" --devices 4
+grep -q "^note: the config's .*parallel.zero = [0-9] (the planner chose it for the run that wrote the file (parallel.planned))" \
+  "$WORK/out" || fail "plan: a resolved config's planned modes not set aside: $(head -5 "$WORK/out")"
+! grep -q "^fixed: .*zero" "$WORK/out" || fail "plan: the planner's own ZeRO choice kept as fixed"
 # Explicit degrees: manual, checked against the ranks as before.
 expect_exit 2 "${MPIRUN[@]}" -np 4 "$DTRAIN" run "$WORK/tiny.toml" --set parallel.dp=2
 expect_err "parallel: dp x tp x pp = 2 but 4 ranks were launched"

@@ -7,7 +7,7 @@ source "$(dirname "$0")/common.bash"
 MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
 make_tokens
 tiny_gpt_config
-unset OMP_NUM_THREADS
+unset OMP_NUM_THREADS OMP_THREAD_LIMIT
 cores=$(nproc)
 threads_of() { sed -n 's/.* \([0-9]*\) threads\{0,1\} per rank.*/\1/p' "$WORK/out" | head -n 1; }
 run=(run "$WORK/tiny.toml" --set train.steps=1 --set optim.warmup_steps=0 --set train.eval_every=0 --set train.threads=0)
