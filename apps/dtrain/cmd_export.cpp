@@ -130,9 +130,19 @@ Subcommand add_export(CLI::App& app) {
                                                       "export into a new directory (or move it away)",
                                                       o->out, name));
             // A directory that cannot be made is a bad --out (2, as dtrain run's), said before the
-            // checkpoint is read.
-            if (std::error_code ec; std::filesystem::create_directories(o->out, ec), ec)
+            // checkpoint is read; one made here and left empty by a failed export goes again.
+            std::error_code ec;
+            const bool existed = std::filesystem::exists(o->out, ec);
+            if (std::filesystem::create_directories(o->out, ec); ec)
               throw dtrain::ConfigError(fmt::format("--out {}: cannot be created: {}", o->out, ec.message()));
+            struct RemoveIfLeftEmpty {
+              std::string dir;
+              bool armed;
+              ~RemoveIfLeftEmpty() {
+                std::error_code e;
+                if (armed && std::filesystem::is_empty(dir, e) && !e) std::filesystem::remove(dir, e);
+              }
+            } made{o->out, !existed};
             const dtrain::LoadedModel lm = dtrain::load_model(o->path);
             for (const std::string& s : lm.skipped) eprint("dtrain: warning: {}\n", printable(s));
             const bool gpt2 = lm.cfg.data.tokenizer == "gpt2", hf = lm.cfg.data.tokenizer == "hf";
@@ -157,6 +167,7 @@ Subcommand add_export(CLI::App& app) {
                        lm.dir, lm.meta.step, o->out, r.tensors, r.bytes));
             if (gpt2) print_line(export_gpt2_tokenizer(sources, o->out, lm.cfg.model.context_length));
             if (hf) print_line(export_hf_tokenizer(tokenizer_dir, o->out));
+            made.armed = false;
             return kExitOk;
           }};
 }

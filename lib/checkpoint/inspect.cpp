@@ -40,10 +40,26 @@ std::string describe_sync(const CheckpointMeta& m, const std::vector<TensorInfo>
 std::string describe_checkpoint(const std::string& path, bool verify, const std::string& verify_key_file) {
   std::optional<ckpt_sign::PublicKey> key;
   if (!verify_key_file.empty()) key = ckpt_sign::read_public_key(verify_key_file, "--verify-key");
-  const Candidates c = find_checkpoints(path);
-  const std::string& dir = c.dirs.front();
-  const CheckpointMeta m = read_meta(dir, key ? &*key : nullptr);
-  const std::vector<TensorInfo> tensors = list_tensors(dir, key ? &*key : nullptr);
+  Candidates c = find_checkpoints(path);
+  // A directory: the newest checkpoint that reads, as a resume takes it, with
+  // the damaged newer ones said; a checkpoint named exactly: that one, its
+  // damage the error. A signature that fails stops there, as for a resume.
+  std::string dir;
+  CheckpointMeta m;
+  std::vector<TensorInfo> tensors;
+  for (size_t i = 0; i < c.dirs.size(); ++i) {
+    try {
+      m = read_meta(c.dirs[i], key ? &*key : nullptr);
+      tensors = list_tensors(c.dirs[i], key ? &*key : nullptr);
+      dir = c.dirs[i];
+      break;
+    } catch (const CheckpointSignatureError&) {
+      throw;
+    } catch (const CheckpointError& e) {
+      if (c.exact || i + 1 == c.dirs.size()) throw;
+      c.skipped.push_back(fmt::format("{}; a resume falls back to {}", e.what(), c.dirs[i + 1]));
+    }
+  }
   // What the manifest says about a signature (verified above when a key was given).
   std::string signature = "none (unsigned)";
   try {
@@ -56,7 +72,10 @@ std::string describe_checkpoint(const std::string& path, bool verify, const std:
   }
   const char* unit = m.model_type == "cnn" ? "images" : "tokens";
   std::string out;
-  out += fmt::format("checkpoint   {}{}\n", dir, c.exact ? "" : " (the newest complete one)");
+  out += fmt::format("checkpoint   {}{}\n", dir,
+                     c.exact                   ? ""
+                     : dir == c.dirs.front()   ? " (the newest complete one)"
+                                               : " (the newest that reads: the one a resume loads)");
   for (const std::string& s : c.skipped) out += fmt::format("             ({})\n", s);
   out += fmt::format("step         {}\n", m.step);
   out += fmt::format("seen         {} {} ({} samples)\n", m.items_seen, unit, m.samples_seen);

@@ -269,6 +269,8 @@ std::string format_plan_json(const Plan& plan, int top) {
     rejected.push_back({{"dp", any_or(r.dp, 0)},
                         {"tp", any_or(r.tp, 0)},
                         {"pp", any_or(r.pp, 0)},
+                        // the device count planned for (several where some may idle): dp x tp x pp
+                        {"devices", r.dp > 0 && r.tp > 0 && r.pp > 0 ? json(int64_t{r.dp} * r.tp * r.pp) : json(nullptr)},
                         {"micro_batch", any_or(r.micro_batch, 0)},  // the smallest that fails
                         {"zero", any_or(r.zero, -1)},
                         {"recompute", r.recompute >= 0 ? json(recompute_name(static_cast<Recompute>(r.recompute)))

@@ -24,6 +24,16 @@ expect_exit 0 "$DTRAIN" inspect "$ck/checkpoint.h5" --verify
 grep -q "^verified: every stored piece read back" "$WORK/out" || fail "no verification line"
 expect_exit 2 "$DTRAIN" inspect "$WORK/r"/config.toml
 expect_err "is not a checkpoint"
+# A directory whose newest checkpoint is damaged: the one a resume loads, described, the damage
+# said; named exactly, the damaged one is the error (2).
+cp -r "$WORK/r/checkpoints" "$WORK/dmg"
+cp -r "$WORK/dmg/step_00000004" "$WORK/dmg/step_00000009"
+expect_exit 0 "$DTRAIN" inspect "$WORK/dmg"
+grep -qF "checkpoint   $WORK/dmg/step_00000004 (the newest that reads: the one a resume loads)" "$WORK/out" &&
+  grep -qF "$WORK/dmg/step_00000009: checkpoint.h5: the directory's name says step 9 but the checkpoint holds step 4; a resume falls back to $WORK/dmg/step_00000004" "$WORK/out" ||
+  fail "inspect of a directory with a damaged newest: $(head -3 "$WORK/out")"
+expect_exit 2 "$DTRAIN" inspect "$WORK/dmg/step_00000009"
+expect_err "the directory's name says step 9 but the checkpoint holds step 4"
 
 h5dump -d /model/ln_f.weight "$ck/checkpoint.h5" >"$WORK/dump" || fail "h5dump cannot read the master file"
 grep -q "DATASPACE  SIMPLE { ( 32 ) / ( 32 ) }" "$WORK/dump" || fail "h5dump: wrong shape"
