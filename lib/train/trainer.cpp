@@ -845,11 +845,11 @@ TrainSummary Trainer::run(const RunOptions& opts) {
     std::string stages;
     for (size_t s = 0; s + 1 < bounds_.size(); ++s) stages += fmt::format(" [{}, {})", bounds_[s], bounds_[s + 1]);
     log(fmt::format("layout {} on {} ranks; pipeline {}stages (top-level layers):{}; schedule {}{}; "
-                    "{} micro-batch copies on stage 0; ZeRO-{}",
+                    "{} micro-batch cop{} on stage 0; ZeRO-{}",
                     g_.layout.str(), g_.layout.world(), chunks_ > 1 ? "virtual " : "", stages,
                     g_.layout.pp > 1 ? cfg_.parallel.schedule : "-",
                     chunks_ > 1 ? fmt::format(" (v = {}: stage s holds virtual stages s + {} c)", chunks_, g_.layout.pp) : "",
-                    slots_.size(), zero_stage()));
+                    slots_.size(), slots_.size() == 1 ? "y" : "ies", zero_stage()));
   }
   if (local_sync_is_dp(cfg_.parallel))
     log(fmt::format("parallel.sync = local with sync_every = 1 and plain averaging is data parallelism: gradients "
@@ -943,8 +943,8 @@ TrainSummary Trainer::run(const RunOptions& opts) {
   const int64_t ran = step - opts.start_step;
   summary.items_per_second =
       train_seconds > 0 ? static_cast<double>(items_per_step * ran) / train_seconds : 0.0;
-  log(fmt::format("{}: {} steps in {}, {} {} on average", summary.stopped ? "stopped" : "done", ran,
-                  format_duration(train_seconds), format_rate(summary.items_per_second), unit));
+  log(fmt::format("{}: {} step{} in {}, {} {} on average", summary.stopped ? "stopped" : "done", ran,
+                  ran == 1 ? "" : "s", format_duration(train_seconds), format_rate(summary.items_per_second), unit));
   return summary;
 }
 

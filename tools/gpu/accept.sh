@@ -24,7 +24,11 @@
 #            process, 10 steps fp32: every loss within 1e-5 relative
 #   checkpoint  a GPU run's step-10 checkpoint resumed on the CPU on dp 2 (two
 #            ranks), a CPU run's resumed on the GPU: steps 11-20 within 1e-3
-#            relative of the uninterrupted GPU run's
+#            relative of the uninterrupted GPU run's; a bf16 ZeRO-1 dp 2 GPU run's
+#            (each rank's range of masters and state, the bf16 copy gathered on
+#            the device) resumed on the same layout: steps 11-20 bit for bit, and
+#            without ZeRO (each replica reads a range, the rest all-gathered on
+#            the device in windows): within 1e-3
 #   sweep    what the planner's GPU presets assume, measured: bf16 products by shape
 #            (squares and the Megatron-Core H100 rows' block products), flash
 #            attention, memory-bound passes (tools/gpu/gemm_sweep.py)
@@ -59,6 +63,8 @@ LAYOUTS=("dp=2" "tp=2" "tp=2 sequence_parallel=true" "pp=2" "dp=2 zero=1")
 CKPT_SETS=(--set train.steps=20 --set train.eval_every=0 --set train.global_batch=8 --set train.micro_batch=2
   --set model.dropout=0.0 --set optim.warmup_steps=0 --set checkpoint.every=10)
 HF_SETS=(--set train.steps=30 --set train.eval_every=0 --set optim.warmup_steps=5)
+# checkpoint: the ranges of a bf16 ZeRO-1 run on two ranks of the GPU.
+ZERO_CKPT_SETS=(--set parallel.dp=2 --set parallel.zero=1 --set train.grad_accum=2 --set train.precision=bf16)
 # kernel_times: `dtrain profile` of GPT-2 124M, one warm-up step and one measured
 # (profile evaluates nothing, so ncu's sums are two training steps).
 KT_ARGS=(--warmup 1 --steps 1)
@@ -90,6 +96,8 @@ if [ "${1:-}" = check ]; then
   done
   check "$DT" validate configs/gpt.toml "${data[@]}" --set train.device=cuda "${CKPT_SETS[@]}" --set train.grad_accum=4
   check "${MPIRUN[@]}" -np 2 "$DT" validate configs/gpt.toml "${data[@]}" "${CKPT_SETS[@]}" --set parallel.dp=2 --set train.grad_accum=2
+  check "${MPIRUN[@]}" -np 2 "$DT" validate configs/gpt.toml "${data[@]}" --set train.device=cuda "${CKPT_SETS[@]}" \
+    "${ZERO_CKPT_SETS[@]}"
   check "$DT" validate configs/bench/gpt2-124m-gpu.toml "${data[@]}"
   check python3 -c 'import ast, sys; [ast.parse(open(f).read(), f) for f in sys.argv[1:]]' \
     tools/gpu/gemm_sweep.py tools/gpu/kernel_times.py
@@ -239,6 +247,26 @@ for name, p in (("GPU -> CPU dp 2", sys.argv[2]), ("CPU -> GPU", sys.argv[3])):
     print(f"{name}: steps {min(got, default=0)}-{max(got, default=0)}, worst relative loss difference to the "
           f"uninterrupted GPU run {worst:.2e} (bound 1e-3)")
     ok = ok and len(got) == 10 and worst <= 1e-3
+sys.exit(0 if ok else 1)
+PY
+  [ $? -eq 0 ] || exit 1
+  # Ranges on the device: bf16 ZeRO-1 on dp 2, resumed on its layout and without ZeRO.
+  local z=("${mpi[@]}" -np 2 "$BIN/dtrain")
+  "${z[@]}" run "${c[@]}" --set train.device=cuda "${ZERO_CKPT_SETS[@]}" --out "$r/ckpt-zero" || exit 1
+  "${z[@]}" resume "$r/ckpt-zero/checkpoints/step_00000010" --out "$r/ckpt-zero-same" || exit 1
+  "${z[@]}" resume "$r/ckpt-zero/checkpoints/step_00000010" --set parallel.zero=0 --out "$r/ckpt-zero-plain" || exit 1
+  python3 - "$r/ckpt-zero/metrics.jsonl" "$r/ckpt-zero-same/metrics.jsonl" "$r/ckpt-zero-plain/metrics.jsonl" <<'PY'
+import json, sys
+def losses(p):
+    return {r["step"]: r["loss"] for r in map(json.loads, open(p)) if "loss" in r and "eval_loss" not in r}
+ref, ok = losses(sys.argv[1]), True
+for name, p, bound in (("bf16 ZeRO-1 dp 2 -> the same", sys.argv[2], 0.0),
+                       ("bf16 ZeRO-1 dp 2 -> plain dp 2", sys.argv[3], 1e-3)):
+    got = {s: l for s, l in losses(p).items() if s > 10}
+    worst = max((abs(l - ref[s]) / abs(ref[s]) for s, l in got.items()), default=float("inf"))
+    print(f"{name}: steps {min(got, default=0)}-{max(got, default=0)}, worst relative loss difference to the "
+          f"uninterrupted run {worst:.2e} (bound {bound:g})")
+    ok = ok and len(got) == 10 and worst <= bound
 sys.exit(0 if ok else 1)
 PY
 }
