@@ -583,14 +583,17 @@ Calibration calibrate_hardware(const Config& cfg, Communicator& world, const Cal
       "calibrated on {} rank{}: sgemm ({}) {:.1f} GFLOP/s, bf16 products {:.1f} GFLOP/s; layers in {} {:.1f} GFLOP/s "
       "(efficiency {:.2f}), {:.1f} us per layer "
       "pass (micro-batch {}: {:.4f} s, {}: {:.4f} s alone; its median {:.4f} s alone, {:.4f} s with every rank at "
-      "once -> {}); update {:.2f} ms for {:.3g} parameters ({:.2f} GB/s); all-reduce {:.1f} us per step, {:.2f} GB/s; "
+      "once -> {}); update {:.2f} ms for {:.3g} parameters ({:.2f} GB/s); {}; "
       "hand-over {:.1f} us more than a step{}",
       n, n > 1 ? "s" : "", cpu::gemm_backend_name(), peak / 1e9, bgemm / 1e9, cfg.train.precision, fit.rate / 1e9,
       h.efficiency, fit.overhead * 1e6, b1, small.pass, b2, large.pass, large.median_pass, together,
       units < node ? fmt::format("{} compute units for {} ranks", units, node)
                    : fmt::format("a compute unit per rank for {} ranks (compute_units = 0)", node),
-      update * 1e3, params, bandwidth / 1e9, link.latency * 1e6,
-      link.bandwidth / 1e9, handoff * 1e6,
+      update * 1e3, params, bandwidth / 1e9,
+      n > 1 ? fmt::format("all-reduce {:.1f} us per step, {:.2f} GB/s", link.latency * 1e6, link.bandwidth / 1e9)
+            : fmt::format("links not measured (one rank): the file assumes a memory copy's, {:.2f} GB/s",
+                          link.bandwidth / 1e9),
+      handoff * 1e6,
       t > 1 ? fmt::format("; tp {} inside a step: {:.4f} s ({:.4f} s sequence parallel) against {:.4f} s "
                           "data-parallel (predicted at the link's bandwidth {:.4f} s, {:.4f} s and {:.4f} s) -> tp "
                           "all-reduces at {:.2f} GB/s, sequence parallel's at {:.2f} GB/s",

@@ -55,13 +55,19 @@ int calibrate(Context& ctx, ProfileOpts& o, TrainingSetup& setup, const dtrain::
   if (std::string why = dtrain::ops::device_unavailable(cfg.train.device); !why.empty())
     throw dtrain::ConfigError(why);
   dtrain::cpu::gemm_backend();  // a bad DTRAIN_CPU_GEMM: one line, exit 2, like a config error
+  bool replacing = false;  // an earlier calibration at that path
   {  // an unwritable output fails now (on every rank alike), not after minutes of measuring
     const std::filesystem::path out_path(o.hardware_out);
     const std::filesystem::path dir = out_path.has_parent_path() ? out_path.parent_path() : ".";
     const bool exists = std::filesystem::exists(out_path);
+    if (std::error_code ec; !exists && !std::filesystem::is_directory(dir, ec))
+      throw dtrain::ConfigError(fmt::format("--write-hardware {}: cannot write there ({} is not a directory{})",
+                                            o.hardware_out, dir.string(),
+                                            std::filesystem::exists(dir, ec) ? "" : ": it does not exist"));
     if (access((exists ? out_path : dir).c_str(), W_OK) != 0)
       throw dtrain::ConfigError(fmt::format("--write-hardware {}: cannot write there ({} is not writable)",
                                             o.hardware_out, (exists ? out_path : dir).string()));
+    replacing = exists;
     // An earlier calibration is replaced; any other file is not (it may be anything of the user's).
     if (exists) {
       if (const std::string kind = dtrain::special_file_kind(o.hardware_out); !kind.empty())
@@ -99,7 +105,7 @@ int calibrate(Context& ctx, ProfileOpts& o, TrainingSetup& setup, const dtrain::
     f.close();
     if (!f) throw dtrain::RuntimeError(fmt::format("cannot write '{}'", o.hardware_out));
     print_line(cal.summary);
-    print_line(fmt::format("wrote {}", o.hardware_out));
+    print_line(fmt::format("wrote {}{}", o.hardware_out, replacing ? " (replacing the earlier calibration there)" : ""));
   }
   return kExitOk;
 }
@@ -112,6 +118,9 @@ int profile(Context& ctx, ProfileOpts& o, TrainingSetup& setup, const dtrain::Au
   popts.config_path = o.config_path;
   if (std::string why = dtrain::ops::device_unavailable(cfg.train.device); !why.empty())
     throw dtrain::ConfigError(why);
+  // The report's directory, made before any step is measured: one that cannot be is a bad --out (2).
+  if (std::error_code ec; std::filesystem::create_directories(popts.out_dir, ec), ec)
+    throw dtrain::ConfigError(fmt::format("--out {}: cannot be created: {}", popts.out_dir, ec.message()));
   dtrain::Profiler prof(true);
   dtrain::RecordedGroups recorded(setup.groups_for(cfg), prof);
   setup.options.profiler = &prof;

@@ -105,8 +105,17 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
   prof.set_layers(names);
   const bool on_gpu = m.exec.on_cuda();
   const bool measured_peak = o.peak_gflops <= 0 && !on_gpu;
+  // On the CPU the peak is the run's own product measured: the sgemm in fp32,
+  // in bf16 its bf16 product (AMX, AVX512-BF16: about twice the sgemm's).
+  const bool bf16 = t.precision == "bf16";
+  std::unique_ptr<ops::Runtime> cpu_rt;
+  auto measure_peak = [&] {
+    if (!bf16) return measure_sgemm_gflops();
+    if (!cpu_rt) cpu_rt = ops::Runtime::open("cpu", 0, false);
+    return measure_gemm_rate(*cpu_rt, DType::bf16, 1024, 0.02, 0.2) / 1e9;
+  };
   double peak = o.peak_gflops > 0 ? o.peak_gflops : on_gpu ? gpu_peak_gflops(m.exec, t.precision, t.tf32)
-                                                            : measure_sgemm_gflops();
+                                                            : measure_peak();
 
   for (int64_t s = 0; s < o.warmup; ++s) trainer.train_step(s);
   Communicator* groups[kNumGroups] = {g.dp, g.tp, g.pp, g.embed};
@@ -122,7 +131,7 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
   // slowest stage measured 25-90% slow).
   if (measured_peak) {
     world.barrier()->wait();
-    peak = std::max(peak, measure_sgemm_gflops());
+    peak = std::max(peak, measure_peak());
   }
 
   // This rank's summary.
@@ -363,15 +372,21 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
 
   std::string txt;
   auto line = [&](const std::string& s) { txt += s + "\n"; };
-  line(fmt::format("profile {}: {} model, layout {} on {} ranks, {} measured steps after {} warm-up, {} thread{} per rank, {} sgemm",
-                   o.config_path, cfg.model.type, g.layout.str(), world_size, o.steps, o.warmup, cpu::num_threads(),
-                   cpu::num_threads() == 1 ? "" : "s", cpu::gemm_backend_name()));
+  const std::string peak_product = bf16 ? "bf16 product" : "sgemm";
+  line(fmt::format("profile {}: {} model, layout {} on {} rank{}, {} measured steps after {} warm-up, {} thread{} per "
+                   "rank, precision {}, {}",
+                   o.config_path, cfg.model.type, g.layout.str(), world_size, world_size == 1 ? "" : "s", o.steps,
+                   o.warmup, cpu::num_threads(), cpu::num_threads() == 1 ? "" : "s", t.precision,
+                   ops::matmul_path(m.exec, bf16 ? DType::bf16 : DType::f32)));
   line(fmt::format("step {:.2f} ms (slowest rank) | {:.0f} {} | {:.4f} GFLOP per step | MFU {:.2f}% of {} x {:.1f} GFLOP/s ({})",
                    1e3 * slowest, items_per_second, unit, at(0, kModelFlops) / 1e9, 100 * mfu, world_size,
-                   peak_sum / world_size, measured_peak ? "sgemm 1024^3 measured per rank" : o.peak_gflops > 0 ? "--peak-gflops" : "the GPU's hardware preset"));
+                   peak_sum / world_size,
+                   measured_peak ? peak_product + " 1024^3 measured per rank"
+                   : o.peak_gflops > 0 ? "--peak-gflops" : "the GPU's hardware preset"));
 
   if (mfu > 1)
-    line("  (MFU above 100%: the sgemm peak was measured low, e.g. on a busy machine; give --peak-gflops)");
+    line(fmt::format("  (MFU above 100%: the {} peak was measured low, e.g. on a busy machine; give --peak-gflops)",
+                     peak_product));
 
   const double ideal = g.layout.pp > 1 ? ideal_bubble(schedule, g.layout.pp, static_cast<int>(t.grad_accum), chunks) : 0.0;
   std::vector<std::pair<double, double>> bubbles;  // per stage: pipeline wait, forward + backward
@@ -611,7 +626,8 @@ std::string run_profile(Trainer& trainer, Profiler& prof, const ProfileOptions& 
                        {"unit", unit},
                        {"model_flops_per_step", at(0, kModelFlops)},
                        {"peak_gflops", peak_sum / world_size},
-                       {"peak_source", measured_peak ? "sgemm" : o.peak_gflops > 0 ? "flag" : "preset"},
+                       {"peak_source", measured_peak ? (bf16 ? "bf16 product" : "sgemm") : o.peak_gflops > 0 ? "flag" : "preset"},
+                       {"precision", t.precision},
                        {"mfu", mfu},
                        {"stages", json_stages},
                        {"layers", json_layers},

@@ -115,6 +115,14 @@ import sys
 none, sel, full, bf16 = map(float, sys.argv[1:])
 assert full < sel < none and bf16 < 0.6 * none, (none, sel, full, bf16)
 PY
+# bf16's MFU is of the bf16 product's peak, not the sgemm's (it read 106% of the sgemm's).
+python3 - "$WORK/mem-fp32-none/profile.json" "$WORK/mem-bf16-none/profile.json" <<'PY' ||
+import json, sys
+f32, b16 = (json.load(open(f)) for f in sys.argv[1:])
+assert (f32["precision"], f32["peak_source"]) == ("fp32", "sgemm"), f32["peak_source"]
+assert (b16["precision"], b16["peak_source"]) == ("bf16", "bf16 product"), b16["peak_source"]
+PY
+  fail "profile: the peak is not the run's precision's product"
 
 expect_exit 0 "${MPIRUN[@]}" -np 2 "$DTRAIN" profile "$WORK/tiny.toml" "${base[@]}" --out "$WORK/pp" \
   --set parallel.pp=2
@@ -262,9 +270,17 @@ grep -q "^handoff_us = " "$WORK/out" || fail "hardware: no handoff_us"
 expect_exit 0 "$DTRAIN" profile "$WORK/tiny.toml" --write-hardware "$WORK/one.toml" --hardware-name solo \
   --steps 4 --warmup 1 --set train.threads=1 --set train.micro_batch=32 --set train.precision=bf16
 grep -q '^name = "solo"' "$WORK/one.toml" || fail "calibration: --hardware-name"
+grep -q "; links not measured (one rank): the file assumes a memory copy's" "$WORK/out" ||
+  fail "calibration on one rank: the summary reports links it did not measure: $(cat "$WORK/out")"
 grep -q '^fitted_precision = "bf16"' "$WORK/one.toml" || fail "calibration in bf16: not fitted in bf16"
 grep -qE '^peak_tflops_bf16 = 0\.[0-9]*[1-9]' "$WORK/one.toml" || fail "calibration in bf16: no bf16 peak"
 expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 1 --hardware "$WORK/one.toml" --precision bf16
+# Outputs that cannot be written fail before anything is measured (the report's --out did after).
+expect_exit 2 "$DTRAIN" profile "$WORK/tiny.toml" --out "$WORK/tiny.toml/p" --steps 1
+expect_err "--out $WORK/tiny.toml/p: cannot be created: "
+! grep -q "^step " "$WORK/out" || fail "profile: measured before finding its --out unwritable"
+expect_exit 2 "$DTRAIN" profile "$WORK/tiny.toml" --write-hardware "$WORK/none/x.toml"
+expect_err "--write-hardware $WORK/none/x.toml: cannot write there ($WORK/none is not a directory: it does not exist)"
 # A GPU config where there is no GPU: one line naming train.device, before anything is
 # measured, and no file (tools/gpu/accept.sh's calibrate stage runs it where there is one).
 if ! nvidia-smi -L >/dev/null 2>&1; then
