@@ -366,13 +366,23 @@ Subcommand add_tokenize(CLI::App& app) {
       ->check(CLI::IsMember({"byte", "gpt2", "hf"}));
   cmd->add_option("--tokenizer-dir", o->tokenizer_dir,
                   "gpt2: encoder.json and vocab.bpe (default data/gpt2); hf: tokenizer.json (required)");
-  cmd->add_option("--val-fraction", o->val_fraction,
-                  "The fraction of the tokens, from the end, that becomes the validation split (default 0.1)")
-      ->check(number_in(1e-9, 1 - 1e-9));
+  auto* fraction = cmd->add_option("--val-fraction", o->val_fraction,
+                                   "The fraction of the tokens, from the end, that becomes the validation split "
+                                   "(default 0.1)")
+                       ->check(CLI::Validator(
+                           [](std::string& text) -> std::string {
+                             char* end = nullptr;
+                             const double x = std::strtod(text.c_str(), &end);
+                             const bool ok = !text.empty() && end == text.c_str() + text.size() && x > 0 && x < 1;
+                             return ok ? "" : "expected a fraction between 0 and 1, both excluded (each split "
+                                              "needs tokens), got '" + text + "'";
+                           },
+                           "FRACTION", "fraction"));
   cmd->add_option("--val-tokens", o->val_tokens,
                   "Instead: the first this many tokens are the validation split, and the corpus streams through "
                   "memory (for corpora larger than it)")
-      ->check(whole_number(0, INT32_MAX - 1));
+      ->check(whole_number(0, INT32_MAX - 1))
+      ->excludes(fraction);
   cmd->add_option("--shard-tokens", o->shard_tokens,
                   "Write the training split as shards of at most this many tokens (PREFIX_train_NNNNNN.bin; "
                   "0, the default: one file)")

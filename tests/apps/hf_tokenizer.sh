@@ -208,4 +208,11 @@ one_line
 expect_exit 2 "$DTRAIN" tokenize "$WORK/kjv300k.txt" --out "$WORK/x" --val-fraction 0.9999999999
 expect_err "--val-fraction"
 one_line
+expect_exit 2 "$DTRAIN" tokenize "$WORK/kjv300k.txt" --out "$WORK/x" --val-fraction 1
+expect_err "--val-fraction: expected a fraction between 0 and 1, both excluded (each split needs tokens), got '1'"
+one_line
+# Two ways to choose the split: refused, not one of them ignored.
+expect_exit 2 "$DTRAIN" tokenize "$WORK/kjv300k.txt" --out "$WORK/x" --val-fraction 0.2 --val-tokens 5000
+expect_err "--val-fraction excludes --val-tokens"
+one_line
 echo "hf_tokenizer: ok"
