@@ -326,6 +326,7 @@ class Sweep {
     if (!stop_signal_.empty()) return;
     size_t slots = backend_->free_slots(live_.size());
     std::vector<Launch> launches;
+    std::vector<std::string> started;  // said once the backend took them (an sbatch that fails: none)
     for (TrialRecord& t : rec_.trials) {
       if (slots == 0) break;
       if (t.done() || live_.count(t.id)) continue;
@@ -335,13 +336,14 @@ class Sweep {
       t.attempts += 1;
       t.note.clear();
       live_.emplace(t.id, Live{dtrain::sweep::MetricsTail((fs::path(t.dir) / "metrics.jsonl").string(), spec_.metric)});
-      say(fmt::format("sweep: trial {} {} ({})", t.id, resume ? "resumes from its checkpoint" : "starts",
-                      fmt::join(t.overrides, " ")));
+      started.push_back(fmt::format("sweep: trial {} {} ({})", t.id, resume ? "resumes from its checkpoint" : "starts",
+                                    fmt::join(t.overrides, " ")));
       --slots;
     }
     if (launches.empty()) return;
     fs::create_directories(dir_);
     backend_->start(launches);
+    for (const std::string& line : started) say(line);
     save();
   }
 

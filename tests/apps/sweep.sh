@@ -61,6 +61,14 @@ bad "bad.toml: launcher: $WORK/adir: not an executable file"
 printf 'base = "tiny.toml"\nmetrc = "loss"\n[space]\n"optim.lr" = [1e-3]\n' >bad.toml
 bad "bad.toml:2: metrc: unknown sweep key (did you mean 'metric'?)"
 [ "$(wc -l <"$WORK/err")" -eq 1 ] || { cat "$WORK/err" >&2; fail "one problem, one line"; }
+# An sbatch that fails (no reachable controller): its error, and no trial said to start.
+mkdir -p "$WORK/fakebin"
+printf '#!/bin/sh\necho "sbatch: error: Unable to contact slurm controller" >&2\nexit 1\n' >"$WORK/fakebin/sbatch"
+chmod +x "$WORK/fakebin/sbatch"
+printf 'base = "tiny.toml"\n[space]\n"optim.lr" = [1e-3, 3e-3]\n' >slurm.toml
+PATH="$WORK/fakebin:$PATH" expect_exit 1 "$DTRAIN" sweep slurm.toml --out "$WORK/slurm" --slurm
+expect_err "--slurm: sbatch failed (status 1): sbatch: error: Unable to contact slurm controller"
+! grep -q "trial . starts" "$WORK/out" "$WORK/err" || fail "a trial said to start when sbatch failed"
 echo "sweep: 1. bad sweep files refused before anything starts ($((SECONDS - T0))s)"
 
 # 2. A grid with early stopping: trial 1's learning rate is far too small, and
