@@ -131,7 +131,9 @@ bool on_path(const std::string& name) {
 
 std::string value_of(const std::string& override_text) { return override_text.substr(override_text.find('=') + 1); }
 
-std::string metric_text(std::optional<double> v) { return v ? dtrain::config::toml_float(*v) : "-"; }
+// A metric for people (the console, results.txt, best.toml's comment): six
+// significant digits; sweep.json keeps every bit.
+std::string metric_text(std::optional<double> v) { return v ? fmt::format("{:.6g}", *v) : "-"; }
 
 // The last non-empty line of a trial's output.log, for a failure's note.
 std::string last_line(const std::string& dir) {
@@ -367,7 +369,7 @@ class Sweep {
           live.stop_at = Clock::now();
           t.stopped_at = rung;
           say(fmt::format("sweep: trial {} stopped by ASHA at step {}: {} {} is not among the best 1/{} there", id,
-                          rung, spec_.metric, metric_text(*v), dtrain::config::toml_float(spec_.asha.reduction)));
+                          rung, spec_.metric, metric_text(*v), fmt::format("{:g}", spec_.asha.reduction)));
           backend_->stop(t, false);
           save();
           break;
@@ -410,8 +412,9 @@ class Sweep {
     for (std::string s; !(s = signals_.take()).empty();) {
       if (stop_signal_.empty()) {
         stop_signal_ = s;
-        say(fmt::format("sweep: got {}: stopping the {} running trials (each writes a checkpoint; {} again kills them)",
-                        s, live_.size(), s));
+        say(fmt::format("sweep: got {}: stopping the {} running trial{} (each writes a checkpoint; {} again kills "
+                        "them)",
+                        s, live_.size(), live_.size() == 1 ? "" : "s", s));
         for (auto& [id, live] : live_) {
           live.stopping = true;
           live.stop_at = Clock::now();
@@ -520,10 +523,14 @@ class Sweep {
     const dtrain::Config cfg = dtrain::load_config(spec_.base, sets, static_cast<int>(spec_.ranks), dtrain::make_auto_layout());
     const std::string path = (fs::path(dir_) / "best.toml").string();
     std::ofstream out(path, std::ios::trunc);
+    // Run as the trials ran: behind their launcher, or on their ranks.
+    const std::string launch = !spec_.launcher.empty() ? fmt::format("{} ", fmt::join(spec_.launcher, " "))
+                               : spec_.ranks > 1       ? fmt::format("mpirun -np {} ", spec_.ranks)
+                                                       : std::string();
     out << fmt::format("# dtrain sweep {}: the best trial, {} ({}): {} {} at step {}\n# base {}; run it with: "
-                       "dtrain run {}\n",
+                       "{}dtrain run {}\n",
                        opts_.path, top->id, fmt::join(top->overrides, " "), spec_.metric, metric_text(top->best),
-                       top->best_step, spec_.base, path)
+                       top->best_step, spec_.base, launch, path)
         << dtrain::to_toml(cfg);
     out.flush();
     if (!out) throw dtrain::RuntimeError(fmt::format("{}: cannot write", path));

@@ -235,6 +235,9 @@ grep -q "layout dp=2 tp=1 pp=1 on 2 ranks" m/trial_000/output.log || fail "mpiru
 # Rank 0 names SIGUSR1, or the other rank's signal when that rank saw it first.
 grep -qE "stopped by SIGUSR1( on rank [0-9]+)? after step" m/trial_001/output.log ||
   { cat m/trial_001/output.log; fail "mpirun: trial 1 was not stopped cleanly"; }
+# best.toml runs as the trials ran: behind the launcher.
+grep -q "^# base tiny.toml; run it with: mpirun --allow-run-as-root --oversubscribe -np 2 dtrain run m/best.toml" \
+  m/best.toml || { head -2 m/best.toml; fail "mpirun: best.toml's command lacks the launcher"; }
 echo "sweep: 6. trials under mpirun -np 2, ASHA's stop through mpirun ($((SECONDS - t))s)"
 # 7. The shipped example (configs/sweep/gpt-lr.toml) on the shipped base, shortened:
 # its keys and values hold against configs/gpt.toml, and it runs to a best trial.
