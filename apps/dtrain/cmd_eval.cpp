@@ -281,10 +281,12 @@ int run_eval(Context& ctx, const EvalOptions& o) {
     std::optional<dtrain::CheckpointError> damage;
     std::exception_ptr refused;  // a signature that fails, a key that cannot be read
     dtrain::CheckpointMeta meta;
+    std::string signed_by;  // the key its signature verified with, for its line
     try {
       const std::shared_ptr<const dtrain::ckpt_sign::PublicKey> key =
           o.verify_key.empty() ? dtrain::evaluation_key_of(dir, o.overrides) : r.key;
       meta = dtrain::restore_trainer(trainer, dir, key.get(), /*optimizer_state=*/false);
+      if (key) signed_by = fmt::format("; its signature verified with key {}", key->id());
     } catch (const dtrain::CheckpointSignatureError&) {
       refused = std::current_exception();
     } catch (const dtrain::CheckpointError& e) {
@@ -318,6 +320,7 @@ int run_eval(Context& ctx, const EvalOptions& o) {
       ++passed_over;
       continue;
     }
+    note(fmt::format("evaluating {}: step {}{}", dir, meta.step, signed_by));
     done.push_back({meta.step, evaluate(dir, meta.step).loss});
   }
   evaluate.print(newest);

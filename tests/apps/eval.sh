@@ -63,6 +63,9 @@ for r in map(json.loads, open(sys.argv[1])):
 PY
 best=$(python3 -c 'import json,sys; r = min(map(json.loads, open(sys.argv[1])), key=lambda r: r["loss"]); print("%.4f, at step %d" % (r["loss"], r["step"]))' "$WORK/out")
 expect_err "dtrain: 3 checkpoints evaluated; the lowest loss, $best"
+# Each checkpoint evaluated is named on stderr as it is (the first lines named the newest only).
+expect_err "dtrain: evaluating $WORK/a/checkpoints/step_00000010: step 10"
+expect_err "dtrain: evaluating $WORK/a/checkpoints/step_00000020: step 20"
 expect_exit 2 "$DTRAIN" eval "$WORK/a/checkpoints/step_00000010" --all
 expect_err "--all: '$WORK/a/checkpoints/step_00000010' is one checkpoint; give the directory that holds them"
 # A damaged checkpoint is passed over with a warning, as a resume falls back.
