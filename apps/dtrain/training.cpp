@@ -33,15 +33,17 @@ namespace {
 // refused before the model is built: the cost model's memory for the
 // config's layout (validate's limit is an absolute one, the same on every
 // machine), on parallel/auto_layout.h's check_hardware.
-void check_fits_memory(const dtrain::Config& cfg, int ranks_here, int local_rank) {
-  if (cfg.train.device == "cuda") {  // the rank's GPU holds what one rank needs
+// sharing_gpu: the ranks of the node on this rank's GPU (itself included).
+void check_fits_memory(const dtrain::Config& cfg, int ranks_here, int local_rank, int sharing_gpu) {
+  if (cfg.train.device == "cuda") {  // the rank's GPU holds what its ranks need
     std::string why;
     const int gpus = dtrain::gpu::device_count(&why);
     const dtrain::gpu::DeviceInfo d = dtrain::gpu::device_info(local_rank % gpus);
-    const std::string problem =
-        dtrain::fit_problem(cfg, dtrain::check_hardware(cfg, [&] { return d.name; }), 1,
-                            fmt::format("cuda:{} ({})", local_rank % gpus, d.name), static_cast<double>(d.free_bytes),
-                            static_cast<double>(d.total_bytes));
+    const std::string problem = dtrain::fit_problem(
+        cfg, dtrain::check_hardware(cfg, [&] { return d.name; }), std::max(1, sharing_gpu),
+        fmt::format("cuda:{} ({}{})", local_rank % gpus, d.name,
+                    sharing_gpu > 1 ? fmt::format(", shared by {} ranks of this node", sharing_gpu) : ""),
+        static_cast<double>(d.free_bytes), static_cast<double>(d.total_bytes));
     if (!problem.empty()) throw dtrain::ConfigError(problem);
     return;
   }
@@ -441,11 +443,24 @@ void TrainingSetup::check_before_trainer(const dtrain::Config& cfg, bool init_fr
   // What each rank checks on its own node, before any rank makes a directory
   // or a group; then every rank learns that all passed with the same config.
   const int on_node = ctx_.mpi ? ctx_.mpi->ranks_on_node() : 1;  // collective: not among the checks one rank may leave
+  // The ranks on this rank's GPU, by its bus id (ranks given one device each,
+  // CUDA_VISIBLE_DEVICES per rank, all see a cuda:0 of their own): collective too.
+  int sharing_gpu = 1;
+  if (cfg.train.device == "cuda" && ctx_.mpi) {
+    std::string bus;  // "" where there is no GPU (the check below says so)
+    try {
+      std::string why;
+      if (const int gpus = dtrain::gpu::device_count(&why); gpus > 0)
+        bus = dtrain::gpu::device_info(options.local_rank % gpus).bus_id;
+    } catch (const dtrain::Error&) {
+    }
+    sharing_gpu = ctx_.mpi->ranks_on_node_with(bus);
+  }
   agree([&] {
     // The device before anything else: no GPU is one line, exit 2.
     if (std::string why = dtrain::ops::device_unavailable(cfg.train.device); !why.empty())
       throw dtrain::ConfigError(why);
-    check_fits_memory(cfg, on_node, options.local_rank);
+    check_fits_memory(cfg, on_node, options.local_rank, sharing_gpu);
     if (auto problems = writes ? output_problems(cfg) : std::vector<std::string>{}; !problems.empty())
       throw dtrain::ConfigError(problems);
     // The data files (named by their keys), the checkpoint key files and a new

@@ -7,6 +7,7 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -200,6 +201,24 @@ int MpiRuntime::cores_for_rank() const {
   }
   // Rounded down: three ranks on 8 cores take 2 each, not 3 (9 threads on 8).
   return std::max(1, static_cast<int>(std::floor(share + 1e-9)));
+}
+
+int MpiRuntime::ranks_on_node_with(const std::string& key) const {
+  constexpr size_t kKey = 64;
+  std::array<char, kKey> mine{};
+  std::copy_n(key.begin(), std::min(key.size(), kKey - 1), mine.begin());
+  MPI_Comm local = MPI_COMM_NULL;
+  mpi_check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local),
+            "MPI_Comm_split_type");
+  int n = 1;
+  const int size_rc = MPI_Comm_size(local, &n);
+  std::vector<std::array<char, kKey>> all(static_cast<size_t>(std::max(n, 1)));
+  const int gather_rc = size_rc == MPI_SUCCESS ? MPI_Allgather(mine.data(), static_cast<int>(kKey), MPI_CHAR,
+                                                               all.data(), static_cast<int>(kKey), MPI_CHAR, local)
+                                               : size_rc;
+  MPI_Comm_free(&local);
+  mpi_check(gather_rc, "MPI_Allgather");
+  return static_cast<int>(std::count(all.begin(), all.end(), mine));
 }
 
 std::string MpiRuntime::describe() const {

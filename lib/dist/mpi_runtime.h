@@ -49,6 +49,10 @@ class MpiRuntime {
   // a share each, rather than a thread per core every one. Collective, like
   // ranks_on_node.
   int cores_for_rank() const;
+  // How many ranks of this rank's node (itself included) give the same `key`
+  // (up to 63 bytes): a GPU's bus id, for the ranks that share one device.
+  // Collective, like ranks_on_node.
+  int ranks_on_node_with(const std::string& key) const;
   // True under a launcher (mpirun/mpiexec, srun); false for a singleton.
   bool launched() const { return !launcher_.empty(); }
   // "mpirun", "srun" or "" (a plain process: a one-rank singleton).

@@ -259,6 +259,18 @@ TEST_CASE("runtime: rank, size and launcher") {
   }
 }
 
+TEST_CASE("runtime: the ranks of a node that share a key (a GPU's bus id)") {
+  MpiRuntime mpi;
+  // Every test rank runs on this one machine: keys by rank parity.
+  const int n = world_size(), r = world_rank();
+  CHECK(mpi.ranks_on_node() == n);
+  CHECK(mpi.ranks_on_node_with("0000:3b:00.0") == n);
+  CHECK(mpi.ranks_on_node_with(r % 2 == 0 ? "even" : "odd") == (r % 2 == 0 ? (n + 1) / 2 : n / 2));
+  CHECK(mpi.ranks_on_node_with(fmt::format("rank {}", r)) == 1);
+  // Only the first 63 bytes count.
+  CHECK(mpi.ranks_on_node_with(std::string(63, 'x') + std::to_string(r)) == n);
+}
+
 TEST_CASE("runtime: the launcher's rank and size from the environment agree with MPI's") {
   // What `dtrain validate` and the other MPI-free commands use under mpirun/srun.
   const LaunchInfo li = launch_info();
