@@ -268,8 +268,8 @@ Plan make_plan(const PlanRequest& req) {
       Rejection r;
       r.dp = req.dp, r.tp = req.tp, r.pp = req.pp, r.kind = "divisibility", r.from_choice = true;
       r.reason = fixed_all && fixed < req.devices
-                     ? fmt::format("{} devices, not the {} given ({} idle is more than the {:.0f}% allowed)", product,
-                                   req.devices, req.devices - fixed, 100 * req.max_idle_fraction)
+                     ? fmt::format("{} device{}, not the {} given ({} idle is more than the {:.0f}% allowed)", product,
+                                   fixed == 1 ? "" : "s", req.devices, req.devices - fixed, 100 * req.max_idle_fraction)
                  : fixed > req.devices ? fmt::format("{} needs more than the {} devices", product, req.devices)
                                        : fmt::format("{} does not divide the {} devices", product, req.devices);
       reject(std::move(r));
