@@ -414,6 +414,20 @@ std::vector<Config> check_trials(Spec& spec, const std::vector<Trial>& trials, c
   std::set<std::string> seen;
   int64_t max_steps = 0, eval_every = -1;
   bool eval_ok = true;
+  // What the `set` overrides themselves get wrong (an unknown key, a bad
+  // value): said as the sweep file's `set`, not as the first trial's. Taken
+  // from the base with `set` alone, and said only where a trial has it too
+  // (a [space] value may be what makes another problem go away).
+  std::map<std::string, std::string> of_set;  // the problem -> its `set` override
+  if (!spec.set.empty()) {
+    try {
+      (void)load_config(spec.base, spec.set, static_cast<int>(spec.ranks), auto_layout);
+    } catch (const ConfigError& e) {
+      for (const auto& p : e.problems())
+        for (const auto& o : spec.set)
+          if (p.starts_with("--set " + o + ": ")) of_set.emplace(p, o);
+    }
+  }
   auto check = [&](const std::vector<std::string>& overrides, const std::string& what, bool keep) {
     std::vector<std::string> all = spec.set;
     all.insert(all.end(), overrides.begin(), overrides.end());
@@ -431,7 +445,10 @@ std::vector<Config> check_trials(Spec& spec, const std::vector<Trial>& trials, c
                                        spec.path, what, c.model.type));
     } catch (const ConfigError& e) {
       for (const auto& p : e.problems())
-        if (seen.insert(p).second) problems.push_back(fmt::format("{}: {}: {}", spec.path, what, p));
+        if (seen.insert(p).second)
+          problems.push_back(of_set.count(p) ? fmt::format("{}: set: \"{}\"{}", spec.path, of_set.at(p),
+                                                           p.substr(("--set " + of_set.at(p)).size()))
+                                             : fmt::format("{}: {}: {}", spec.path, what, p));
     }
   };
   for (const Axis& a : spec.space) {  // a distribution's ends, with the first trial's other values

@@ -58,6 +58,8 @@ printf 'base = "tiny.toml"\nlauncher = [""]\n[space]\n"optim.lr" = [1e-3]\n' >ba
 bad "bad.toml: launcher: its first element (the program) is empty"
 printf 'base = "tiny.toml"\nlauncher = ["%s"]\n[space]\n"optim.lr" = [1e-3]\n' "$WORK/adir" >bad.toml
 bad "bad.toml: launcher: $WORK/adir: not an executable file"
+printf 'base = "tiny.toml"\nset = ["train.step=40"]\n[space]\n"optim.lr" = [1e-3, 2e-3]\n' >bad.toml
+bad "bad.toml: set: \"train.step=40\": unknown key 'train.step' (did you mean 'train.steps'?)"
 printf 'base = "tiny.toml"\nmetrc = "loss"\n[space]\n"optim.lr" = [1e-3]\n' >bad.toml
 bad "bad.toml:2: metrc: unknown sweep key (did you mean 'metric'?)"
 [ "$(wc -l <"$WORK/err")" -eq 1 ] || { cat "$WORK/err" >&2; fail "one problem, one line"; }
