@@ -171,26 +171,34 @@ int MpiRuntime::local_rank() const {
   return r;
 }
 
-int MpiRuntime::cores_for_rank() const {
-  // Every rank takes part in the collectives, whatever its own affinity
-  // reads (a mask past cpu_set_t's 1024 CPUs fails: its rank shares none
-  // and falls back to the caller's default).
-  cpu_set_t mine;
-  CPU_ZERO(&mine);
-  const bool known = sched_getaffinity(0, sizeof mine, &mine) == 0;
-  if (!known) CPU_ZERO(&mine);
+// Every rank of this rank's node gives `count` values of T; all of them, in
+// node-rank order. Collective over the world (its split by node).
+template <class T>
+std::vector<T> MpiRuntime::gather_on_node(const T* mine, size_t count) const {
   MPI_Comm local = MPI_COMM_NULL;
   mpi_check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local),
             "MPI_Comm_split_type");
   int n = 1;
-  std::vector<cpu_set_t> all;
   const int size_rc = MPI_Comm_size(local, &n);
-  all.resize(static_cast<size_t>(std::max(n, 1)));
-  const int gather_rc = size_rc == MPI_SUCCESS ? MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all.data(), sizeof mine,
-                                                               MPI_BYTE, local)
-                                               : size_rc;
-  MPI_Comm_free(&local);
+  std::vector<T> all(count * static_cast<size_t>(std::max(n, 1)));
+  const int bytes = static_cast<int>(count * sizeof(T));
+  const int gather_rc = size_rc == MPI_SUCCESS
+                            ? MPI_Allgather(mine, bytes, MPI_BYTE, all.data(), bytes, MPI_BYTE, local)
+                            : size_rc;
+  MPI_Comm_free(&local);  // freed before a failure throws
   mpi_check(gather_rc, "MPI_Allgather");
+  return all;
+}
+
+int MpiRuntime::cores_for_rank() const {
+  // Every rank takes part in the collective, whatever its own affinity reads
+  // (a mask past cpu_set_t's 1024 CPUs fails: its rank shares none and falls
+  // back to the caller's default).
+  cpu_set_t mine;
+  CPU_ZERO(&mine);
+  const bool known = sched_getaffinity(0, sizeof mine, &mine) == 0;
+  if (!known) CPU_ZERO(&mine);
+  const std::vector<cpu_set_t> all = gather_on_node(&mine, 1);
   if (!known) return 0;
   double share = 0;
   for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
@@ -204,20 +212,9 @@ int MpiRuntime::cores_for_rank() const {
 }
 
 int MpiRuntime::ranks_on_node_with(const std::string& key) const {
-  constexpr size_t kKey = 64;
-  std::array<char, kKey> mine{};
-  std::copy_n(key.begin(), std::min(key.size(), kKey - 1), mine.begin());
-  MPI_Comm local = MPI_COMM_NULL;
-  mpi_check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local),
-            "MPI_Comm_split_type");
-  int n = 1;
-  const int size_rc = MPI_Comm_size(local, &n);
-  std::vector<std::array<char, kKey>> all(static_cast<size_t>(std::max(n, 1)));
-  const int gather_rc = size_rc == MPI_SUCCESS ? MPI_Allgather(mine.data(), static_cast<int>(kKey), MPI_CHAR,
-                                                               all.data(), static_cast<int>(kKey), MPI_CHAR, local)
-                                               : size_rc;
-  MPI_Comm_free(&local);
-  mpi_check(gather_rc, "MPI_Allgather");
+  std::array<char, 64> mine{};
+  std::copy_n(key.begin(), std::min(key.size(), mine.size() - 1), mine.begin());
+  const std::vector<std::array<char, 64>> all = gather_on_node(&mine, 1);
   return static_cast<int>(std::count(all.begin(), all.end(), mine));
 }
 

@@ -21,6 +21,7 @@
 #include <mpi.h>
 
 #include <string>
+#include <vector>
 
 namespace dtrain {
 
@@ -66,6 +67,8 @@ class MpiRuntime {
 
  private:
   void init(int* argc, char*** argv);
+  template <class T>
+  std::vector<T> gather_on_node(const T* mine, size_t count) const;
 
   bool owns_ = false;
   MPI_Comm exit_comm_ = MPI_COMM_NULL;  // the destructor's barrier (a dup of the world)

@@ -305,18 +305,22 @@ Plan run_plan_command(const PlanCommand& cmd) {
       return nullptr;
     return &doc->at(section).at(key);
   };
-  auto given = [&](const std::string& dotted) {
-    return std::any_of(cmd.overrides.begin(), cmd.overrides.end(),
-                       [&](const std::string& o) { return o.rfind(dotted + "=", 0) == 0; });
+  // The value the last --set gives `dotted`, if any.
+  auto set_value = [&](const std::string& dotted) -> std::optional<std::string> {
+    std::optional<std::string> v;
+    for (const std::string& o : cmd.overrides)
+      if (o.rfind(dotted + "=", 0) == 0) v = o.substr(dotted.size() + 1);
+    return v;
   };
+  auto given = [&](const std::string& dotted) { return set_value(dotted).has_value(); };
   // A global batch (the file's or a --set's): the config reads it as one
   // process's split into micro-batches, which the plan sets aside (a run's
   // written config splits it over its own dp). The smallest micro-batch whose
   // count the config accepts, so that its one-process checks (the memory of
   // one micro-batch, the count) hold for any batch a plan can spread.
-  const toml::value* file_global = in_file("train.global_batch");
-  if (!sets_global && file_global && file_global->is_integer() && file_global->as_integer() > 0)
-    global_value = std::to_string(file_global->as_integer());
+  if (const toml::value* g = in_file("train.global_batch");
+      !sets_global && g && g->is_integer() && g->as_integer() > 0)
+    global_value = std::to_string(g->as_integer());
   if (!global_value.empty() && !sets_split) {
     int64_t micro = 0;  // 0: the config derives it (and says what is wrong with the batch)
     try {
@@ -336,9 +340,7 @@ Plan run_plan_command(const PlanCommand& cmd) {
   // batch is given, micro_batch x grad_accum makes it, so the config read
   // takes it; else the file's split stays, and a micro-batch that does not
   // divide the batch is the plan's to say, not blamed on the file.
-  if (const toml::value* g = in_file("train.global_batch");
-      !micro_set.empty() && !sets_global && !(g && g->is_integer() && g->as_integer() > 0))
-    config_overrides.push_back(micro_set);
+  if (!micro_set.empty() && global_value.empty()) config_overrides.push_back(micro_set);
   // A plan reads no data: a config without data files (one written for
   // planning) is planned all the same.
   if (doc && !given("model.type")) {
@@ -357,12 +359,6 @@ Plan run_plan_command(const PlanCommand& cmd) {
   // chunk count given; sequence parallelism at tp = 1): set aside, and said.
   // A value of the wrong type, or a GPT's mode in a CNN's file, stays for
   // load_config to name.
-  auto set_value = [&](const std::string& dotted) -> std::optional<std::string> {
-    std::optional<std::string> v;
-    for (const std::string& o : cmd.overrides)
-      if (o.rfind(dotted + "=", 0) == 0) v = o.substr(dotted.size() + 1);
-    return v;
-  };
   std::vector<std::string> planned, set_aside;
   if (const toml::value* p = in_file("parallel.planned"); p && p->is_string())
     planned = planned_keys(p->as_string().str);
