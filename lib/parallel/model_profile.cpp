@@ -70,7 +70,7 @@ class DescribeOnlyGroup : public Communicator {
 //   forward Q, K, V into heads and the output back (8h/t), backward Q, K, V
 //   and the output's gradient into heads again and dQ, dK, dV back (14h/t;
 //   under grouped-query attention K and V are read narrower and written as
-//   wide, counted as multi-head's):
+//   wide, and dK and dV go back narrower, counted as multi-head's):
 //   an H200 spent 16% of a GPT-2 124M step's kernel time in them
 //   (tools/bench/results_gpu.md);
 // - megatron_2021 (Megatron-LM, April 2021: megatron/model/transformer.py,

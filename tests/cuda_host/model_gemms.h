@@ -90,7 +90,9 @@ inline std::vector<ModelGemm> config_gemms(const Config& c, const std::string& n
   const int64_t hs = C / nh, bh = B * nh / t;
   v.push_back({tag + " attn scores", batched(false, true, T, T, hs, bh), false, true});
   v.push_back({tag + " attn P V", batched(false, false, T, hs, T, bh)});
-  v.push_back({tag + " attn P^T dO", batched(true, false, T, hs, T, bh)});
+  // dV = P^T dO and dK = dS^T Q per key/value head, over the group's stacked query heads.
+  const int64_t group = nh / m.kv_heads();
+  v.push_back({tag + " attn P^T dO", batched(true, false, T, hs, group * T, B * m.kv_heads() / t)});
   return v;
 }
 

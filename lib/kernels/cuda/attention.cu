@@ -35,22 +35,17 @@ __global__ void heads_from_rows_kernel(const T* __restrict__ src, T* __restrict_
   dst[e] = src[(b * Tn + t) * ld + h / group * hs + d];
 }
 
-// One thread per row element (b, t, g*hs + d), g < nh/group: the sum of the
-// group's heads in head order.
+// One thread per row element (b, t, h*hs + d).
 template <class T>
 __global__ void heads_to_rows_kernel(const T* __restrict__ src, T* __restrict__ dst, int64_t ld, int64_t Tn,
-                                     int64_t nh, int64_t hs, int64_t group, int64_t total) {
+                                     int64_t nh, int64_t hs, int64_t total) {
   const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e >= total) return;
-  const int64_t nkv = nh / group;
   const int64_t d = e % hs;
-  const int64_t g = (e / hs) % nkv;
-  const int64_t bt = e / (hs * nkv);
+  const int64_t h = (e / hs) % nh;
+  const int64_t bt = e / (hs * nh);
   const int64_t b = bt / Tn, t = bt % Tn;
-  const T* head = src + ((b * nh + g * group) * Tn + t) * hs + d;  // the group's first head
-  float sum = to_f(head[0]);  // (group 1: the element itself, exactly)
-  for (int64_t h = 1; h < group; ++h) sum += to_f(head[h * Tn * hs]);
-  dst[bt * ld + g * hs + d] = from_f<T>(sum);
+  dst[bt * ld + h * hs + d] = src[((b * nh + h) * Tn + t) * hs + d];
 }
 
 // Sum (kMax false) or maximum of v over the block; every thread gets it.
@@ -116,12 +111,12 @@ void attn_heads_from_rows(const T* src, int64_t ld, int64_t B, int64_t Tn, int64
 }
 
 template <class T>
-void attn_heads_to_rows(const T* src, int64_t B, int64_t Tn, int64_t nh, int64_t hs, int64_t group, T* dst,
-                        int64_t ld, void* stream) {
-  const int64_t total = B * Tn * (nh / group) * hs;
+void attn_heads_to_rows(const T* src, int64_t B, int64_t Tn, int64_t nh, int64_t hs, T* dst, int64_t ld,
+                        void* stream) {
+  const int64_t total = B * Tn * nh * hs;
   if (total == 0) return;
   heads_to_rows_kernel<T><<<blocks_for(total), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-      src, dst, ld, Tn, nh, hs, group, total);
+      src, dst, ld, Tn, nh, hs, total);
   gpu::check_launch("attention: heads to rows");
 }
 
@@ -144,8 +139,7 @@ void attn_softmax_backward(T* p, const float* dp, int64_t rows, int64_t Tn, void
 #define DTRAIN_INSTANTIATE(T)                                                                              \
   template void attn_heads_from_rows<T>(const T*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, T*,   \
                                         void*);                                                           \
-  template void attn_heads_to_rows<T>(const T*, int64_t, int64_t, int64_t, int64_t, int64_t, T*, int64_t,     \
-                                      void*);                                                             \
+  template void attn_heads_to_rows<T>(const T*, int64_t, int64_t, int64_t, int64_t, T*, int64_t, void*);      \
   template void attn_softmax_forward<T>(const float*, int64_t, int64_t, T*, void*);                        \
   template void attn_softmax_backward<T>(T*, const float*, int64_t, int64_t, void*);
 DTRAIN_INSTANTIATE(float)

@@ -21,12 +21,12 @@ namespace dtrain::cuda {
 template <class T>
 void attn_heads_from_rows(const T* src, int64_t ld, int64_t B, int64_t Tn, int64_t nh, int64_t hs, int64_t group,
                           T* dst, void* stream);
-// The reverse: dst (B, T, *) rows with stride ld, columns [g*hs, (g+1)*hs)
-// for g < nh/group = the sum of src (B*nh, T, hs)'s heads g*group ..
-// (g+1)*group - 1, added in head order in fp32 and rounded once (group 1: a copy).
+// The reverse, a copy: dst (B, T, *) rows with stride ld, columns [h*hs, (h+1)*hs) = src
+// (B*nh, T, hs)'s head h. (A grouped-query key/value gradient arrives already summed over its
+// group: the backward's products run per key/value head.)
 template <class T>
-void attn_heads_to_rows(const T* src, int64_t B, int64_t Tn, int64_t nh, int64_t hs, int64_t group, T* dst,
-                        int64_t ld, void* stream);
+void attn_heads_to_rows(const T* src, int64_t B, int64_t Tn, int64_t nh, int64_t hs, T* dst, int64_t ld,
+                        void* stream);
 
 // rows of length Tn, `rows` of them (a multiple of Tn: whole (Tn, Tn) matrices);
 // row r is query i = r % Tn. p[r, j] = softmax over j <= i of s[r, :] (the

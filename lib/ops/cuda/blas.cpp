@@ -10,9 +10,11 @@
 //             att = att * (dP - rowsum(att * dP)) (dS, zero above the diagonal);
 //             dQ = scale dS K; dK = scale dS^T Q; dqkv = rows of dQ, dK, dV.
 // Grouped-query attention (Heads::kv < q): K and V are copied head-major once
-// per query head of their group, so every product runs over B*nh heads as
-// above; dK and dV, per query head, are summed over the group in head order
-// (fp32, one rounding) as they go back to rows. No atomics: the same bits every run.
+// per query head of their group, so the forward's products and dQ run over
+// B*nh heads as above; dK and dV run per key/value head (B*nkv products over
+// the group's stacked query heads: inner dimension group T), so each group's
+// sum is the product's fp32 accumulation, rounded once. No atomics: the same
+// bits every run.
 // Under bf16, Q, K, V, O, the probabilities and dS are bf16, S and dP fp32, and
 // every product accumulates in fp32, as on the CPU.
 #include "ops/cuda/blas.h"
@@ -162,7 +164,9 @@ std::shared_ptr<AttentionGpu> plan_attention(const Exec& ex, const Shape& qkv, H
                                                lt_types(act, DType::f32, "attention"));
   p->pv = std::make_unique<cuda::LtMatmul>(ctx, batched(false, false, d.T, d.hs, d.T, bh),
                                            lt_types(act, act, "attention"));
-  p->ptv = std::make_unique<cuda::LtMatmul>(ctx, batched(true, false, d.T, d.hs, d.T, bh),
+  // P^T dO and dS^T Q per key/value head: a group's query heads are consecutive, so the group's
+  // (group T, T) matrices and (group T, hs) rows are one operand each (see backward_impl).
+  p->ptv = std::make_unique<cuda::LtMatmul>(ctx, batched(true, false, d.T, d.hs, d.group * d.T, d.B * d.nkv),
                                             lt_types(act, act, "attention"));
   return p;
 }
@@ -211,7 +215,7 @@ void forward_impl(const Exec& ex, const AttentionGpu& p, const Dims& d, const F*
   }
   if (!y) return;
   p.pv->run(batched(false, false, T, hs, T, bh), att, r.v, r.o, 1.0, 0.0, st);
-  cuda::attn_heads_to_rows<F>(r.o, d.B, T, d.nh, hs, 1, y, d.C, st);
+  cuda::attn_heads_to_rows<F>(r.o, d.B, T, d.nh, hs, y, d.C, st);
 }
 
 template <class F>
@@ -226,8 +230,12 @@ void backward_impl(const Exec& ex, const AttentionGpu& p, const Dims& d, const F
   cuda::attn_heads_from_rows<F>(qkv + d.C + ckv, ld, d.B, T, d.nh, hs, d.group, r.v, st);
   F* dO = r.o;
   cuda::attn_heads_from_rows<F>(dy, d.C, d.B, T, d.nh, hs, 1, dO, st);
-  // dV = P^T dO, before att is overwritten with dS.
-  p.ptv->run(batched(true, false, T, hs, T, bh), att, dO, r.dv, 1.0, 0.0, st);
+  // dV = P^T dO and dK = dS^T Q per key/value head. Under GQA a key/value head's gradient is the
+  // sum over its group's query heads; those heads are consecutive in att and in the head-major
+  // copies, so the group's (group T, T) matrices and (group T, hs) rows are single operands and
+  // one product over group T sums the group in its fp32 accumulator, rounded once as on the CPU.
+  const cuda::RowGemm per_kv = batched(true, false, T, hs, d.group * T, d.B * d.nkv);
+  p.ptv->run(per_kv, att, dO, r.dv, 1.0, 0.0, st);  // before att is overwritten with dS
   const int64_t G = r.chunk;
   for (int64_t g0 = 0; g0 < bh; g0 += G) {
     const int64_t n = std::min(G, bh - g0);
@@ -235,11 +243,10 @@ void backward_impl(const Exec& ex, const AttentionGpu& p, const Dims& d, const F
     cuda::attn_softmax_backward<F>(att + g0 * T * T, r.s, n * T, T, st);
   }
   p.pv->run(batched(false, false, T, hs, T, bh), att, r.k, r.dq, scale, 0.0, st);
-  p.ptv->run(batched(true, false, T, hs, T, bh), att, r.q, r.dk, scale, 0.0, st);
-  // dK and dV per query head, then summed over each key/value head's group.
-  cuda::attn_heads_to_rows<F>(r.dq, d.B, T, d.nh, hs, 1, dqkv, ld, st);
-  cuda::attn_heads_to_rows<F>(r.dk, d.B, T, d.nh, hs, d.group, dqkv + d.C, ld, st);
-  cuda::attn_heads_to_rows<F>(r.dv, d.B, T, d.nh, hs, d.group, dqkv + d.C + ckv, ld, st);
+  p.ptv->run(per_kv, att, r.q, r.dk, scale, 0.0, st);
+  cuda::attn_heads_to_rows<F>(r.dq, d.B, T, d.nh, hs, dqkv, ld, st);
+  cuda::attn_heads_to_rows<F>(r.dk, d.B, T, d.nkv, hs, dqkv + d.C, ld, st);
+  cuda::attn_heads_to_rows<F>(r.dv, d.B, T, d.nkv, hs, dqkv + d.C + ckv, ld, st);
 }
 
 }  // namespace
