@@ -10,9 +10,7 @@
 // SIGTERM, SIGHUP or SIGUSR1 to the sweep stops the trials cleanly (each
 // checkpoints), records them as interrupted and exits 4; a second signal
 // kills them. At the end: a table of the trials and <DIR>/best.toml.
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -31,6 +29,7 @@
 
 #include <fmt/format.h>
 
+#include "checkpoint/run_lock.h"
 #include "config/schema.h"
 #include "core/error.h"
 #include "dist/watchdog.h"
@@ -81,24 +80,11 @@ class StopSignals {
 
 // One sweep per directory: a lock held while this process lives (the kernel
 // drops it when the process dies, even by SIGKILL).
-class DirLock {
- public:
-  explicit DirLock(const std::string& dir) {
-    const std::string path = (fs::path(dir) / "sweep.lock").string();
-    fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd_ < 0) throw dtrain::RuntimeError(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
-    if (flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-      close(fd_);
-      throw dtrain::ConfigError(fmt::format("{}: another dtrain sweep is running in this directory", dir));
-    }
-  }
-  ~DirLock() { close(fd_); }
-  DirLock(const DirLock&) = delete;
-  DirLock& operator=(const DirLock&) = delete;
-
- private:
-  int fd_ = -1;
-};
+dtrain::LockFile sweep_lock(const std::string& dir) {
+  return dtrain::LockFile((fs::path(dir) / "sweep.lock").string(), [&](const std::string& who) {
+    return fmt::format("{}: another dtrain sweep is running in this directory ({})", dir, who);
+  });
+}
 
 // A trial's checkpoint directory holds a complete checkpoint (step_N; step_N.tmp is one being written).
 bool has_checkpoint(const std::string& trial_dir) {
@@ -182,7 +168,7 @@ class Sweep {
     std::error_code ec;
     fs::create_directories(dir_, ec);
     if (ec) throw dtrain::RuntimeError(fmt::format("{}: cannot create the sweep directory: {}", dir_, ec.message()));
-    DirLock lock(dir_);
+    const dtrain::LockFile lock = sweep_lock(dir_);
     load_or_start_record();
     backend_ = opts_.slurm ? slurm_backend(self_exe(), spec_, dir_)
                            : local_backend(self_exe(), spec_.launcher, spec_.concurrency);

@@ -7,9 +7,29 @@
 // it last).
 #pragma once
 
+#include <functional>
 #include <string>
 
 namespace dtrain {
+
+// An exclusive flock(2) on the file `path` (created if missing) for as long as
+// this object lives, the file saying who holds it ("process N on HOST, since
+// T"). Another process holding it: ConfigError with busy(who), who being that
+// note ("its process is unknown" without one). Used for one run per directory
+// (RunLock) and one sweep per directory (dtrain sweep).
+class LockFile {
+ public:
+  LockFile() = default;
+  LockFile(const std::string& path, const std::function<std::string(const std::string& who)>& busy);
+  ~LockFile();
+  LockFile(LockFile&& o) noexcept;
+  LockFile& operator=(LockFile&& o) noexcept;
+  LockFile(const LockFile&) = delete;
+  LockFile& operator=(const LockFile&) = delete;
+
+ private:
+  int fd_ = -1;
+};
 
 class RunLock {
  public:
@@ -30,7 +50,7 @@ class RunLock {
 
  private:
   std::string dir_;
-  int fd_ = -1;
+  LockFile lock_;
   bool created_ = false;  // the directory did not exist before
 };
 

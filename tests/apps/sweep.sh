@@ -206,7 +206,7 @@ for _ in $(seq 300); do
   sleep 0.05
 done
 expect_exit 2 "$DTRAIN" sweep long.toml --out i
-expect_err "i: another dtrain sweep is running in this directory"
+expect_err "i: another dtrain sweep is running in this directory (process $sweep_pid on $(hostname), since "
 kill -INT "$sweep_pid"
 status=0
 wait "$sweep_pid" || status=$?
