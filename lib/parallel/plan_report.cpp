@@ -131,15 +131,22 @@ std::string format_plan_text(const Plan& plan, int top) {
   std::set<std::tuple<int, int, int>> fits, listed;
   for (const PlannedLayout& l : plan.feasible) fits.insert({l.p.c.dp, l.p.c.tp, l.p.c.pp});
   std::vector<std::string> lines;
+  int64_t rejected_count = 0;  // layouts: a family row ("dp=* tp=2 pp=*") counts each it stands for
+  const int primary = plan.device_counts.empty() ? 0 : plan.device_counts.front();
   std::map<std::string, std::vector<int>> spans;  // reason pattern -> tp degrees
   for (const Rejection& r : plan.rejected) {
     if (r.kind == "span") {
       spans[r.reason.substr(r.reason.find(' '))].push_back(r.tp);
       continue;
     }
-    const auto key = std::tuple(r.dp, r.tp, r.pp);
-    if (fits.count(key) || !listed.insert(key).second) continue;
-    lines.push_back(fmt::format("  {}: {}", r.layout(), r.reason));
+    int64_t n = 0;
+    for (const auto& key : rejected_layouts(r, primary))
+      if (!fits.count(key) && listed.insert(key).second) ++n;
+    if (n == 0) continue;
+    rejected_count += n;
+    const bool family = r.dp <= 0 || r.pp <= 0;
+    lines.push_back(fmt::format("  {}{}: {}", r.layout(), family ? fmt::format(" ({} {})", n, plural(n, "layout")) : "",
+                                r.reason));
   }
   std::vector<std::string> span_lines;  // tp degrees not planned at all: no layouts, so not counted as one
   for (const auto& [reason, tps] : spans) {
@@ -149,11 +156,12 @@ std::string format_plan_text(const Plan& plan, int top) {
   }
   if (!lines.empty()) {
     out += fmt::format("\nrejected layouts ({}, most relevant first; --json lists every rejected candidate):\n",
-                       lines.size());
+                       rejected_count);
     const size_t limit = top > 0 ? std::max<size_t>(12, static_cast<size_t>(top)) : lines.size();
     for (size_t i = 0; i < lines.size(); ++i) {
       if (i == limit) {
-        out += fmt::format("  ... and {} more (--top 0 lists all)\n", lines.size() - limit);
+        out += fmt::format("  ... and {} more {} (--top 0 lists all)\n", lines.size() - limit,
+                           lines.size() - limit == 1 ? "line" : "lines");
         break;
       }
       out += lines[i] + "\n";
@@ -265,6 +273,12 @@ std::string format_plan_json(const Plan& plan, int top) {
   json& rejected = out["rejected"] = json::array();
   // A field the rejection holds for every value of is null ("any").
   auto any_or = [](int64_t v, int64_t unset) { return v == unset ? json(nullptr) : json(v); };
+  const int primary = plan.device_counts.empty() ? 0 : plan.device_counts.front();
+  auto layouts_json = [&](const Rejection& r) {
+    json a = json::array();
+    for (const auto& [dp, tp, pp] : rejected_layouts(r, primary)) a.push_back({dp, tp, pp});
+    return a;
+  };
   for (const Rejection& r : plan.rejected)
     rejected.push_back({{"dp", any_or(r.dp, 0)},
                         {"tp", any_or(r.tp, 0)},
@@ -280,6 +294,8 @@ std::string format_plan_json(const Plan& plan, int top) {
                         {"sequence_parallel", r.sequence_parallel < 0 ? json(nullptr) : json(r.sequence_parallel == 1)},
                         {"kind", r.kind},
                         {"reason", r.reason},
+                        // the (dp, tp, pp) layouts it stands for (a family row's every one; a span: none)
+                        {"layouts", layouts_json(r)},
                         {"needed_bytes", r.needed_bytes},
                         {"capacity_bytes", r.capacity_bytes}});
   return out.dump(2) + "\n";

@@ -108,6 +108,18 @@ const PlannedLayout* Plan::best_runnable() const {
   return nullptr;
 }
 
+std::vector<std::tuple<int, int, int>> rejected_layouts(const Rejection& r, int devices) {
+  if (r.kind == "span") return {};
+  if ((r.dp > 0 && r.pp > 0) || r.tp <= 0 || devices <= 0 || devices % r.tp != 0) return {{r.dp, r.tp, r.pp}};
+  std::vector<std::tuple<int, int, int>> out;
+  for (int64_t pp64 : divisors(devices / r.tp)) {
+    const int pp = static_cast<int>(pp64), dp = devices / (r.tp * pp);
+    if ((r.pp <= 0 || r.pp == pp) && (r.dp <= 0 || r.dp == dp)) out.push_back({dp, r.tp, pp});
+  }
+  if (out.empty()) out.push_back({r.dp, r.tp, r.pp});
+  return out;
+}
+
 LayoutCounts layout_counts(const Plan& plan) {
   std::set<std::tuple<int, int, int>> all, fit;
   std::set<int> spans;
@@ -115,11 +127,11 @@ LayoutCounts layout_counts(const Plan& plan) {
     all.insert({l.p.c.dp, l.p.c.tp, l.p.c.pp});
     fit.insert({l.p.c.dp, l.p.c.tp, l.p.c.pp});
   }
+  // Rejections are of the largest count planned for (make_plan).
+  const int primary = plan.device_counts.empty() ? 0 : plan.device_counts.front();
   for (const Rejection& r : plan.rejected) {
-    if (r.kind == "span")
-      spans.insert(r.tp);
-    else
-      all.insert({r.dp, r.tp, r.pp});
+    if (r.kind == "span") spans.insert(r.tp);
+    for (const auto& l : rejected_layouts(r, primary)) all.insert(l);
   }
   return {static_cast<int64_t>(all.size()), static_cast<int64_t>(fit.size()), static_cast<int64_t>(spans.size())};
 }
@@ -313,8 +325,8 @@ Plan make_plan(const PlanRequest& req) {
     for (int64_t tp64 : divisors(n)) {
       const int tp = static_cast<int>(tp64);
       if (!fixed_ok(req.tp, tp) || !tp_admits_fixed(n, tp)) continue;
-      Rejection at_tp;
-      at_tp.tp = tp;
+      Rejection at_tp;  // the tp degree whole: dp and pp "*" unless fixed
+      at_tp.dp = std::max(req.dp, 0), at_tp.tp = tp, at_tp.pp = std::max(req.pp, 0);
       at_tp.kind = "span";
       if (tp > hw.devices_per_node || hw.devices_per_node % tp != 0) {
         if (n != primary) continue;

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "config/config.h"
@@ -118,6 +119,11 @@ struct LayoutCounts {
   int64_t layouts = 0, fitting = 0, span_tp = 0;
 };
 LayoutCounts layout_counts(const Plan& plan);
+// The (dp, tp, pp) layouts of `devices` a rejection stands for: its own, or
+// for a family row (dp or pp "*": a tp degree ruled out whole, whatever the
+// rest) every dp x pp beside that tp (and the fixed dp or pp); none for a tp
+// degree not planned (kind "span").
+std::vector<std::tuple<int, int, int>> rejected_layouts(const Rejection& r, int devices);
 
 // Where the best plan leaves devices idle: a line saying how many and why
 // (faster than the best layout of all of them, or none of those fits); ""

@@ -35,8 +35,14 @@ lay = p["layouts"]
 assert lay["planned"] == lay["fitting"] + lay["without"] and lay["fitting"] > 0, lay
 keys = {(c["dp"], c["tp"], c["pp"]) for c in f}
 assert lay["fitting"] == len(keys), (lay, keys)
-rej = {(r["dp"], r["tp"], r["pp"]) for r in p["rejected"] if r["kind"] != "span"} - keys
+# Each rejection lists the layouts it stands for: a family row ("n_head" rules out a tp whatever
+# dp and pp) every dp x pp beside its tp, so the counts are of dp x tp x pp.
+assert all(r["layouts"] == [] for r in p["rejected"] if r["kind"] == "span"), p["rejected"]
+assert all(len(r["layouts"]) > 1 for r in p["rejected"] if "n_head" in r["reason"] and r["pp"] is None), p["rejected"]
+assert all(a * b * c == 8 for r in p["rejected"] for a, b, c in r["layouts"]), p["rejected"]
+rej = {tuple(l) for r in p["rejected"] for l in r["layouts"]} - keys
 assert lay["without"] == len(rej), (lay, rej)
+assert lay["planned"] == len(keys | rej), (lay, keys, rej)
 assert lay["tp_not_planned"] == len({r["tp"] for r in p["rejected"] if r["kind"] == "span"}), lay
 # A field a rejection holds for every value of is null, not a placeholder.
 assert all(r["zero"] is None or r["zero"] >= 0 for r in p["rejected"]), p["rejected"]
@@ -57,7 +63,9 @@ without = int(re.search(r"with a candidate that fits, (\d+) without", text).grou
 listed = int(re.search(r"^rejected layouts \((\d+),", text, re.M).group(1))
 section = text.split("rejected layouts (")[1].split("\ntp degrees not planned:")[0]
 rows = [l for l in section.splitlines()[1:] if l.startswith("  ")]
-assert without == listed == len(rows), (without, listed, len(rows))
+# A family row ("dp=* tp=2 pp=* (6 layouts): ...") counts the layouts it stands for.
+sizes = [int(m.group(1)) if (m := re.match(r"  \S+ \S+ \S+ \((\d+) layouts?\):", l)) else 1 for l in rows]
+assert without == listed == sum(sizes), (without, listed, sizes)
 PY
 # Ranked by relevance: memory misses before the spans.
 awk '/^rejected layouts/{on=1; next} on && /would span nodes/{span=NR} on && /does not fit/ && !mem{mem=NR}
@@ -85,6 +93,11 @@ expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 8 --hardware h100-sxm -
   --set model.n_head=8 --set model.n_embd=64
 head -3 "$WORK/out" | grep -q "vocabulary 50257 is not divisible by tp=.*pad model.vocab_size to 50304" \
   || fail "plan: vocabulary that blocks tp not reported first"
+# The blocked tp degrees are counted as every layout they rule out (8 devices: tp 2 over 3 dp x pp,
+# tp 4 over 2, tp 8 over 1), not as one layout each: the header counts dp x tp x pp (4 + 3 + 2 + 1).
+grep -q "; 10 layouts (dp x tp x pp)" "$WORK/out" || fail "plan: blocked tp degrees not counted as their layouts"
+grep -q "^  dp=\* tp=2 pp=\* (3 layouts): tp=2: model.vocab_size (50257)" "$WORK/out" \
+  || fail "plan: a blocked tp's row does not say how many layouts it stands for"
 # Modes forced like the degrees: recomputation, interleaving, sequence parallel, ZeRO.
 expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 8 --hardware h100-sxm --json --top 0 --set model.n_head=8 \
   --set model.n_embd=64 --set parallel.pp=2 --set parallel.virtual_stages=2 --set train.recompute=selective \

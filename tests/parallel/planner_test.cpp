@@ -260,8 +260,39 @@ TEST_CASE("rejections name the reason: divisibility, spanning nodes, layers, bat
   std::set<std::tuple<int, int, int>> rejected, fitting;
   for (const PlannedLayout& l : p.feasible) fitting.insert({l.p.c.dp, l.p.c.tp, l.p.c.pp});
   for (const Rejection& r : p.rejected)
-    if (r.kind != "span" && !fitting.count({r.dp, r.tp, r.pp})) rejected.insert({r.dp, r.tp, r.pp});
+    for (const auto& l : rejected_layouts(r, p.device_counts.front()))  // a family row: each it stands for
+      if (!fitting.count(l)) rejected.insert(l);
   CHECK(lc.layouts - lc.fitting == static_cast<int64_t>(rejected.size()));
+}
+
+TEST_CASE("a tp degree ruled out whole counts as every layout it rules out") {
+  // Vocabulary 50257 on 16 devices, 8 per node: tp 2, 4 and 8 are rejected
+  // whatever dp and pp (one row each, "dp=* tp=2 pp=*"), and the counts are
+  // of dp x tp x pp: tp 1 over 5 pp degrees, tp 2 over 4, tp 4 over 3, tp 8
+  // over 2; tp 16 would span nodes and is no layout.
+  PlanRequest req = request(kGpt3, 2048, 16, 16, "h100-sxm");
+  req.model.vocab_size = 50257;
+  const Plan p = make_plan(req);
+  CHECK(p.vocab_blocked_tp == std::vector<int>{2, 4, 8});
+  const LayoutCounts lc = layout_counts(p);
+  CHECK(lc.layouts == 5 + 4 + 3 + 2);
+  CHECK(lc.span_tp == 1);
+  int families = 0;
+  for (const Rejection& r : p.rejected) {
+    if (r.dp != 0 || r.pp != 0 || r.kind == "span") continue;
+    ++families;
+    const auto layouts = rejected_layouts(r, 16);
+    CHECK(static_cast<int>(layouts.size()) == (r.tp == 2 ? 4 : r.tp == 4 ? 3 : 2));
+    for (const auto& [dp, tp, pp] : layouts) CHECK(dp * tp * pp == 16);
+  }
+  CHECK(families == 3);
+  // A fixed dp narrows the family to that dp.
+  req.dp = 2;
+  for (const Rejection& r : make_plan(req).rejected)
+    if (r.kind == "divisibility" && r.tp == 4) {
+      CHECK(r.dp == 2);
+      CHECK(rejected_layouts(r, 16) == std::vector<std::tuple<int, int, int>>{{2, 4, 2}});
+    }
 }
 
 TEST_CASE("a plan that leaves devices idle says why: faster than all of them, or all of them cannot fit") {
@@ -523,7 +554,7 @@ TEST_CASE("sequence parallelism asked for: only tp degrees that split the sequen
   r.tp = 0, r.dp = 8;  // tp = 1 by what the devices leave: the reason, per layout
   p = make_plan(r);
   CHECK(p.feasible.empty());
-  CHECK(nothing_fits(p) == "no layout of 8 devices fits: divisibility binds first: dp=* tp=1 pp=*: sequence "
+  CHECK(nothing_fits(p) == "no layout of 8 devices fits: divisibility binds first: dp=8 tp=1 pp=*: sequence "
                            "parallelism needs tp > 1 (it splits the sequence over the tp ranks)");
   r.dp = 0;
   r.tp = 4;
