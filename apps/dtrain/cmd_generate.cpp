@@ -114,7 +114,7 @@ int run_generate(const GenerateOptions& o) {
                                          hf ? "its tokenizer.json" : "GPT-2's encoder.json and vocab.bpe"));
   }
   // Ids the tokenizer can decode; a model's padding rows are never drawn.
-  const int64_t n_ids = std::min<int64_t>(tok->vocab_size(), mc.vocab_size);
+  const int64_t n_ids = std::min<int64_t>(tok->vocab_size(), mc.used_vocab());
   std::vector<int32_t> ids = tok->encode(o.prompt);
   // A tokenizer with a begin-of-text id (LLaMA's) starts every text with it,
   // as its models were trained; else an empty prompt starts a document.

@@ -81,6 +81,7 @@ Subcommand add_run(CLI::App& app) {
             std::optional<dtrain::Config> loaded;
             setup.agree([&] {
               loaded.emplace(dtrain::load_config(o->config_path, overrides, ctx.world_size, auto_layout));
+              dtrain::derive_used_vocab(loaded->model);  // a padded import's rows never predicted
               return std::string();  // compared once checked (make_trainer)
             });
             const dtrain::Config& cfg = *loaded;

@@ -138,10 +138,13 @@ HfExportResult export_hf(const Model& model, const Config& cfg, const std::strin
                       "tokenizer.json) for its ids");
   const int64_t tokens = gpt2_ids ? kGpt2Ids : hf_ids ? tokenizer->vocab_size() : 256;
   const char* whose = gpt2_ids ? "GPT-2" : hf_ids ? "Hugging Face" : "byte";
-  int64_t V = vocab_size;
-  if (V == 0) V = (gpt2_ids || hf_ids) && m.vocab_size > tokens ? tokens : m.vocab_size;
   // The ids the run's tokenizer emits: rows below them are tokens, not padding.
   const int64_t ids = std::min<int64_t>(tokens, m.vocab_size);
+  // By default the ids the model predicts (model.vocab_used: the export then
+  // gives the run's loss), else the tokenizer's.
+  int64_t V = vocab_size;
+  if (V == 0 && m.vocab_used > 0) V = std::max(m.vocab_used, ids);
+  if (V == 0) V = (gpt2_ids || hf_ids) && m.vocab_size > tokens ? tokens : m.vocab_size;
   if (V < ids || V > m.vocab_size)
     throw ConfigError(fmt::format("--vocab-size {}: expected {} .. model.vocab_size ({}): the rows below {} are the "
                                   "{} tokenizer's ids{}, not padding",
@@ -408,8 +411,14 @@ std::vector<std::string> import_gpt2(Model& model, const ModelConfig& cfg, const
             throw ConfigError(fmt::format("{}: tensor '{}' is not zero but model.bias = false: set model.bias = true",
                                           st.path(), t->name));
   if (*vocab < cfg.vocab_size)
-    notes.push_back(fmt::format("vocabulary padded: {} rows from {}, {} zero rows up to model.vocab_size = {}",
-                                *vocab, dir, cfg.vocab_size - *vocab, cfg.vocab_size));
+    notes.push_back(fmt::format("vocabulary padded: {} rows from {}, {} zero rows up to model.vocab_size = {}; {}",
+                                *vocab, dir, cfg.vocab_size - *vocab, cfg.vocab_size,
+                                cfg.used_vocab() <= *vocab
+                                    ? fmt::format("the padding is never predicted (model.vocab_used = {})",
+                                                  cfg.used_vocab())
+                                    : fmt::format("model.vocab_used = {}: the padding rows' logits (0) join the "
+                                                  "softmax, so the loss is not the imported model's",
+                                                  cfg.used_vocab())));
   if (*n_pos > cfg.context_length)
     notes.push_back(fmt::format("positions: the first {} of {}'s {} (model.context_length)", cfg.context_length,
                                 dir, *n_pos));
@@ -450,6 +459,18 @@ std::vector<std::string> import_hf(Model& model, const ModelConfig& cfg, const s
 }  // namespace dtrain
 
 namespace dtrain {
+
+void derive_used_vocab(ModelConfig& cfg) {
+  if (cfg.vocab_used != 0 || !starts_with(cfg.init_from, "hf:")) return;
+  try {
+    const json hc = read_config_json(cfg.init_from.substr(3), "model.init_from's config.json (JSON)", "");
+    const auto v = hc.find("vocab_size");
+    if (v != hc.end() && v->is_number_integer() && v->get<int64_t>() > 0 && v->get<int64_t>() < cfg.vocab_size)
+      cfg.vocab_used = v->get<int64_t>();
+  } catch (const InputError&) {
+    // init_from_problems / import_hf name it
+  }
+}
 
 std::vector<std::string> init_from_problems(const ModelConfig& cfg) {
   if (cfg.init_from.empty()) return {};

@@ -97,6 +97,14 @@ namespace dtrain {
 // parts. One line per problem.
 std::vector<std::string> init_from_problems(const ModelConfig& cfg);
 
+// model.vocab_used = 0 (derived) with model.init_from = "hf:DIR" and a padded
+// vocabulary: the ids the Hugging Face model predicts, its config.json's
+// vocab_size, so that the padding rows the import adds are never predicted
+// (the imported model's loss, not one over zero rows' logits too). Unchanged
+// where DIR's config.json cannot be read (init_from_problems says why) or
+// vocab_used is already set.
+void derive_used_vocab(ModelConfig& cfg);
+
 // The config keys of the model in the Hugging Face directory `dir`, as
 // --set overrides: model.n_embd, n_layer, n_head, context_length (from
 // n_positions), vocab_size and init_from = "hf:DIR", and data.tokenizer

@@ -26,6 +26,17 @@ struct ModelConfig {
   bool classifier() const { return family() == ModelFamily::cnn; }
   // gpt
   int64_t vocab_size;
+  // The ids the model predicts: the softmax covers [0, vocab_used); rows
+  // above it up to vocab_size are padding (for tp or fast products), never
+  // predicted. 0 in a file: derived by validation (GPT-2's 50257 under
+  // data.tokenizer "gpt2"; a Hugging Face model's own with model.init_from,
+  // set where the run starts), else all of vocab_size. See used_vocab().
+  int64_t vocab_used = 0;
+  int64_t used_vocab() const { return vocab_used > 0 ? vocab_used : vocab_size; }
+  // The key that bounds the token ids: "model.vocab_used" where it is below vocab_size.
+  const char* used_vocab_key() const {
+    return vocab_used > 0 && vocab_used < vocab_size ? "model.vocab_used" : "model.vocab_size";
+  }
   int64_t context_length;
   int64_t n_layer;
   int64_t n_head;

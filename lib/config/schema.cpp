@@ -65,6 +65,12 @@ std::vector<KeySpec> build_schema() {
        "which model to train", FIELD(model.type)},
       {"model", "vocab_size", kGpt, int64_t{256}, at_least(2),
        "token ids are in [0, vocab_size)", FIELD(model.vocab_size)},
+      {"model", "vocab_used", kGpt, int64_t{0}, at_least(0),
+       "ids the model predicts: the loss's softmax covers [0, vocab_used), and the rows above it up to "
+       "vocab_size are padding, never predicted (llm.c's V under its padded Vp; Megatron's padding is "
+       "predicted: set vocab_used = vocab_size for that); 0 = derived: GPT-2's 50257 with data.tokenizer "
+       "\"gpt2\", a Hugging Face model's own vocab_size with model.init_from, else vocab_size",
+       FIELD(model.vocab_used)},
       {"model", "context_length", kGpt, int64_t{256}, at_least(1),
        "longest sequence the position embedding covers", FIELD(model.context_length)},
       {"model", "n_layer", kGpt, int64_t{4}, at_most(at_least(1), 65536),

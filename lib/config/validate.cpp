@@ -155,6 +155,17 @@ class Validator {
               fmt::format("model.vocab_size: expected at least {} (the ids of data.tokenizer \"{}\"), "
                           "got {}",
                           ids, c_.data.tokenizer, m.vocab_size));
+    if (ok({"model.vocab_used", "model.vocab_size"}) && m.vocab_used > m.vocab_size)
+      problem({"model.vocab_used", "model.vocab_size"},
+              fmt::format("model.vocab_used: expected at most model.vocab_size ({}), got {}", m.vocab_size,
+                          m.vocab_used));
+    // GPT-2's tokenizer has 50257 ids: a padded vocabulary's rows above them
+    // are never predicted (model.vocab_used), as llm.c and the export have it.
+    // (A Hugging Face model's own size, with model.init_from, is set where
+    // the run starts: it is read from the directory.)
+    else if (ok({"data.tokenizer", "model.vocab_size", "model.vocab_used"}) && c_.data.tokenizer == "gpt2" &&
+             m.vocab_used == 0 && m.vocab_size > ids)
+      c_.model.vocab_used = ids;
     if (ok({"model.init_from"}) && !m.init_from.empty() && m.init_from.rfind("hf:", 0) != 0)
       problem({"model.init_from"},
               fmt::format("model.init_from: expected \"\" or \"hf:DIR\" (a Hugging Face GPT-2 "

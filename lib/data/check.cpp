@@ -29,7 +29,7 @@ std::vector<std::string> data_problems(const Config& cfg) {
     for (const auto& file : files)  // (not a structured binding: clang 14 cannot capture one)
       attempt(file.first.c_str(), [&] {
         const TokenCorpus corpus(file.second);
-        corpus.check_vocab(cfg.model.vocab_size);
+        corpus.check_vocab(cfg.model.used_vocab(), cfg.model.used_vocab_key());
         (void)TokenSampler(corpus, cfg.train.seq_len, 0, false);  // one sequence at least
       });
   } else {

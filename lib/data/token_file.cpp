@@ -136,7 +136,7 @@ std::vector<uint32_t> TokenFile::read(int64_t first, int64_t count) const {
   return out;
 }
 
-void TokenFile::check_vocab(int64_t vocab_size) const {
+void TokenFile::check_vocab(int64_t vocab_size, const char* key) const {
   // In blocks of 1M tokens; a branch-free max (vectorised) over each, the
   // position looked up only on failure.
   constexpr int64_t kBlock = int64_t{1} << 20;
@@ -149,8 +149,8 @@ void TokenFile::check_vocab(int64_t vocab_size) const {
     for (int64_t i = 0; i < n; ++i) max = std::max(max, buf[i]);
     if (int64_t{max} < vocab_size) continue;
     const auto it = std::find_if(buf.begin(), buf.begin() + n, [&](uint32_t t) { return int64_t{t} >= vocab_size; });
-    throw InputError(fmt::format("'{}': token {} at position {} is out of range for model.vocab_size = {}", path_,
-                                 *it, at + (it - buf.begin()), vocab_size));
+    throw InputError(fmt::format("'{}': token {} at position {} is out of range for {} = {}", path_, *it,
+                                 at + (it - buf.begin()), key, vocab_size));
   }
 }
 
@@ -217,8 +217,8 @@ void TokenCorpus::read(size_t f, int64_t first, int64_t count, uint32_t* out) co
   read_tokens(fds_[f], files_[f].path(), first, count, files_[f].token_bytes(), out);
 }
 
-void TokenCorpus::check_vocab(int64_t vocab_size) const {
-  for (const TokenFile& f : files_) f.check_vocab(vocab_size);
+void TokenCorpus::check_vocab(int64_t vocab_size, const char* key) const {
+  for (const TokenFile& f : files_) f.check_vocab(vocab_size, key);
 }
 
 }  // namespace dtrain

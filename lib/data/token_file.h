@@ -48,7 +48,7 @@ class TokenFile {
 
   // Reads the whole file; throws InputError naming the first token >=
   // vocab_size and its position.
-  void check_vocab(int64_t vocab_size) const;
+  void check_vocab(int64_t vocab_size, const char* key = "model.vocab_size") const;
 
   // Opens the file for reading: a descriptor, or -1 with errno set. Throws
   // InputError if the path no longer names the file checked when this was
@@ -120,7 +120,7 @@ class TokenCorpus {
   void read(size_t f, int64_t first, int64_t count, uint32_t* out) const;
 
   // Every file's tokens below vocab_size (TokenFile::check_vocab).
-  void check_vocab(int64_t vocab_size) const;
+  void check_vocab(int64_t vocab_size, const char* key = "model.vocab_size") const;
 
   static constexpr size_t kOpenFiles = 64;
 

@@ -40,10 +40,11 @@ void check_batch_tensor(const Tensor& t, const char* name, int64_t count, int64_
 }  // namespace
 
 TokenSampler::TokenSampler(const TokenCorpus& corpus, int64_t seq_len, uint64_t seed, bool shuffle,
-                           int64_t vocab_size)
+                           int64_t vocab_size, const char* vocab_key)
     : corpus_(&corpus),
       seq_len_(seq_len),
       vocab_size_(vocab_size),
+      vocab_key_(vocab_key),
       ends_(window_ends(corpus, seq_len)),
       order_(ends_.back(), seed, shuffle),
       window_(static_cast<size_t>(seq_len + 1)) {}
@@ -76,8 +77,8 @@ void TokenSampler::fill(int64_t first_sample, int64_t count, Tensor& x, Tensor& 
       for (int64_t t = 0; t <= T; ++t) max = std::max(max, src[t]);
       if (int64_t{max} >= vocab_size_) {
         const int64_t at = std::find_if(src, src + T + 1, [&](uint32_t v) { return int64_t{v} >= vocab_size_; }) - src;
-        problem = fmt::format("'{}': token {} at position {} is out of range for model.vocab_size = {}",
-                              corpus_->files()[f].path(), src[at], first_token + at, vocab_size_);
+        problem = fmt::format("'{}': token {} at position {} is out of range for {} = {}",
+                              corpus_->files()[f].path(), src[at], first_token + at, vocab_key_, vocab_size_);
         return;
       }
     }

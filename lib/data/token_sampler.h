@@ -23,7 +23,8 @@ class TokenSampler {
   // `corpus` must outlive the sampler. Throws InputError if no file holds
   // seq_len + 1 tokens. `vocab_size` > 0: fill refuses a token at or above it
   // (InputError naming the file and position), as TokenFile::check_vocab.
-  TokenSampler(const TokenCorpus& corpus, int64_t seq_len, uint64_t seed, bool shuffle, int64_t vocab_size = 0);
+  TokenSampler(const TokenCorpus& corpus, int64_t seq_len, uint64_t seed, bool shuffle, int64_t vocab_size = 0,
+               const char* vocab_key = "model.vocab_size");
 
   // Writes samples [first_sample, first_sample + count) into the first
   // `count` rows of x (inputs) and y (targets), both int32 of shape (>= count,
@@ -39,6 +40,7 @@ class TokenSampler {
   const TokenCorpus* corpus_;
   int64_t seq_len_;
   int64_t vocab_size_;
+  const char* vocab_key_;  // the key vocab_size_ is, for the message
   std::vector<int64_t> ends_;  // windows in files [0, f], file by file
   data_detail::EpochOrder order_;
   std::vector<uint32_t> window_;  // one window's tokens (T + 1)

@@ -15,6 +15,10 @@ namespace dtrain {
 
 class CrossEntropyLoss : public Loss {
  public:
+  // used: the columns the softmax covers, [0, used); the rest (a padded
+  // vocabulary's rows) are set to -inf before it and 0 in the gradient, so
+  // they are never predicted. 0: every column.
+  explicit CrossEntropyLoss(int64_t used = 0) : used_(used) {}
   void plan(const Shape& logits, DType act, const Exec& ex) override;
   void accumulate(const Tensor& logits, const Tensor& targets) override;
   Tensor backward(double scale) override;
@@ -26,6 +30,7 @@ class CrossEntropyLoss : public Loss {
   Tensor argmax_;             // (rows) int32: first index of each row's max
   Tensor logits_, targets_;   // inputs of the last forward (logits_ becomes dL/dlogits)
   int64_t rows_ = 0;
+  int64_t used_ = 0;
 };
 
 }  // namespace dtrain

@@ -166,10 +166,11 @@ void build_gpt(Model& m, const ModelConfig& cfg, int64_t seq_len, const ModelPar
       wte->tied = true;
     }
     if (cfg.tie_embeddings) m.add_layer(std::make_unique<LmHead>("lm_head", *wte, tp, sp));
+    // The softmax covers the used ids only: a padded vocabulary's rows are never predicted.
     if (tp)
-      m.loss = std::make_unique<VocabParallelCrossEntropyLoss>(*tp, cfg.vocab_size);
+      m.loss = std::make_unique<VocabParallelCrossEntropyLoss>(*tp, cfg.vocab_size, cfg.used_vocab());
     else
-      m.loss = std::make_unique<CrossEntropyLoss>();
+      m.loss = std::make_unique<CrossEntropyLoss>(cfg.used_vocab());
   }
   m.sample_shape = Shape{seq_len};
   m.target_sample_shape = Shape{seq_len};

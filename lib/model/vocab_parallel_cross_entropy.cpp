@@ -2,6 +2,7 @@
 
 #include "ops/ops.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -9,12 +10,16 @@
 
 namespace dtrain {
 
-VocabParallelCrossEntropyLoss::VocabParallelCrossEntropyLoss(Communicator& tp, int64_t vocab)
+VocabParallelCrossEntropyLoss::VocabParallelCrossEntropyLoss(Communicator& tp, int64_t vocab, int64_t used)
     : tp_(tp), vocab_(vocab) {
   DTRAIN_CHECK(vocab % tp.size() == 0, "vocabulary {} over {} ranks", vocab, tp.size());
   DTRAIN_CHECK(vocab <= INT32_MAX, "vocabulary {} does not fit int32", vocab);
+  DTRAIN_CHECK(used >= 0 && used <= vocab, "{} used ids of a vocabulary of {}", used, vocab);
   local_vocab_ = vocab / tp.size();
   vocab_start_ = tp.rank() * local_vocab_;
+  // A rank may hold only padding (its row maxima are then -inf until the
+  // all-reduce brings the used ids' maximum).
+  local_used_ = std::clamp((used > 0 ? used : vocab) - vocab_start_, int64_t{0}, local_vocab_);
 }
 
 void VocabParallelCrossEntropyLoss::plan(const Shape& logits, DType act, const Exec& ex) {
@@ -44,6 +49,7 @@ void VocabParallelCrossEntropyLoss::accumulate(const Tensor& logits, const Tenso
   Tensor sums = planned_view(sums_, Shape{2 * rows});  // [0, rows): sums; [rows, 2 rows): targets
   Tensor arg = planned_view(argmax_, Shape{rows});
   Tensor probs = probs_.narrow0(0, rows);
+  if (local_used_ < v) ops::fill_columns(ex(), logits, local_used_, -INFINITY);  // padding: never predicted
   ops::vp_row_max(ex(), logits, mx);
   all_reduce(tp_, mx, ReduceOp::max);
   ops::vp_exp_sums(ex(), logits, targets, vocab_start_, mx, probs, sums, arg);
@@ -57,6 +63,7 @@ void VocabParallelCrossEntropyLoss::accumulate(const Tensor& logits, const Tenso
 Tensor VocabParallelCrossEntropyLoss::backward(double scale) {
   Tensor d = probs_.narrow0(0, rows_);
   ops::vp_backward(ex(), targets_, vocab_start_, scale / static_cast<double>(rows_), d);
+  if (local_used_ < local_vocab_) ops::fill_columns(ex(), d, local_used_, 0.0);  // exactly 0 (see CrossEntropyLoss)
   return d.view(logits_shape_);
 }
 

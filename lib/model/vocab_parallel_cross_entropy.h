@@ -24,7 +24,8 @@ class VocabParallelCrossEntropyLoss : public Loss {
  public:
   // tp: the group the vocabulary is split over; this rank's logits are the
   // columns of the full vocabulary `vocab` from tp.rank() * vocab / tp.size().
-  VocabParallelCrossEntropyLoss(Communicator& tp, int64_t vocab);
+  // used: the ids the softmax covers, [0, used), as CrossEntropyLoss's (0: all).
+  VocabParallelCrossEntropyLoss(Communicator& tp, int64_t vocab, int64_t used = 0);
 
   void plan(const Shape& logits, DType act, const Exec& ex) override;
   // logits: (..., V/t) this rank's columns; targets: (...) ids in [0, V).
@@ -36,6 +37,7 @@ class VocabParallelCrossEntropyLoss : public Loss {
  private:
   Communicator& tp_;
   int64_t vocab_, local_vocab_, vocab_start_;
+  int64_t local_used_;  // this rank's columns below the used ids: [0, local_used_) of its V/t
   Tensor probs_;     // (rows, V/t): softmax, then dL/dlogits after backward
   Tensor max_;       // (rows): the row maxima, all-reduced
   Tensor sums_;      // (2, rows): sum of exp(x - max), target logit; all-reduced

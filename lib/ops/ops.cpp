@@ -229,6 +229,22 @@ void scale(const Exec& ex, const Tensor& x, double s) {
   });
 }
 
+void fill_columns(const Exec& ex, const Tensor& x, int64_t from, double value) {
+  const int64_t v = x.rank() > 0 ? x.shape()[-1] : 0;
+  DTRAIN_CHECK(x.rank() > 0 && from >= 0 && from <= v, "fill_columns: columns from {} of {}", from, x.shape().str());
+  if (from == v || x.numel() == 0) return;
+  DTRAIN_CUDA_OP(ex, cuda_ops::fill_columns(ex, x, from, value));
+  check_on(ex, "fill_columns", {x});
+  dispatch_act(x.dtype(), "fill_columns", [&](auto t) {
+    using T = decltype(t);
+    T* p = x.data<T>();
+    const T k = T(static_cast<compute_t<T>>(value));
+    const int64_t rows = x.numel() / v;
+#pragma omp parallel for schedule(static) if (rows * (v - from) > 65536)
+    for (int64_t r = 0; r < rows; ++r) std::fill(p + r * v + from, p + (r + 1) * v, k);
+  });
+}
+
 void convert(const Exec& ex, const Tensor& src, const Tensor& dst) {
   DTRAIN_CUDA_OP(ex, cuda_ops::convert(ex, src, dst));
   check_on(ex, "convert", {src, dst});

@@ -131,6 +131,10 @@ void copy(const Exec& ex, const Tensor& src, const Tensor& dst);
 void add(const Exec& ex, const Tensor& a, const Tensor& b, const Tensor& y);
 // x *= s (any floating dtype).
 void scale(const Exec& ex, const Tensor& x, double s);
+// x viewed as (rows, v), v its last dimension: columns [from, v) of every row
+// = value (from in [0, v]; from == v: nothing). The loss's padded vocabulary:
+// -inf logits before the softmax (never predicted), 0 in their gradient.
+void fill_columns(const Exec& ex, const Tensor& x, int64_t from, double value);
 // dst = src converted (same numel; f32 <-> bf16 rounds to nearest even, or a copy).
 void convert(const Exec& ex, const Tensor& src, const Tensor& dst);
 // src viewed as (a, b, n) -> dst as (b, a, n): dst[j][i] = src[i][j], rows of

@@ -16,9 +16,9 @@ namespace {
 // A problem while training (a file changed underneath) names the key.
 class TokenSource : public DataSource {
  public:
-  TokenSource(std::string key, const std::string& pattern, int64_t vocab, int64_t seq_len, uint64_t seed,
-              bool shuffle)
-      : key_(std::move(key)), corpus_(pattern), sampler_(corpus_, seq_len, seed, shuffle, vocab) {}
+  TokenSource(std::string key, const std::string& pattern, int64_t vocab, const char* vocab_key, int64_t seq_len,
+              uint64_t seed, bool shuffle)
+      : key_(std::move(key)), corpus_(pattern), sampler_(corpus_, seq_len, seed, shuffle, vocab, vocab_key) {}
   int64_t size() const override { return sampler_.windows(); }
   void fill(int64_t first, int64_t count, Tensor& x, Tensor& y) override {
     try {
@@ -79,7 +79,9 @@ DataSources open_data(const Config& cfg, int64_t seq_len, int replica) {
   if (cfg.model.token_model()) {
     auto tokens = [&](const std::string& pattern, bool shuffle) {
       return [&, shuffle](const std::string& key) {
-        return std::make_unique<TokenSource>(key, pattern, cfg.model.vocab_size, seq_len, seed, shuffle);
+        // Ids the model predicts (a padded vocabulary's rows are never targets).
+        return std::make_unique<TokenSource>(key, pattern, cfg.model.used_vocab(), cfg.model.used_vocab_key(),
+                                             seq_len, seed, shuffle);
       };
     };
     if (!per_replica_data(cfg)) {
@@ -91,7 +93,7 @@ DataSources open_data(const Config& cfg, int64_t seq_len, int replica) {
       open(fmt::format("data.train[{}] (data-parallel replica {}'s own file)", replica, replica), s.train,
            [&](const std::string& key) -> std::unique_ptr<DataSource> {
              auto source = tokens(cfg.data.train[replica], cfg.data.shuffle)(key);
-             source->corpus().check_vocab(cfg.model.vocab_size);
+             source->corpus().check_vocab(cfg.model.used_vocab(), cfg.model.used_vocab_key());
              return source;
            });
     }

@@ -117,6 +117,19 @@ expect_exit 0 "$DTRAIN" export "$WORK/bpe/checkpoints" --format hf --out "$WORK/
 grep -q "tokenizer (GPT-2, from $DTRAIN_SOURCE_DIR/data/gpt2): wrote vocab.json, merges.txt, tokenizer_config.json" "$WORK/out" ||
   fail "export: no tokenizer line: $(cat "$WORK/out")"
 cmp -s "$WORK/bpe_hf/vocab.json" "$DTRAIN_SOURCE_DIR/data/gpt2/encoder.json" || fail "vocab.json is not encoder.json"
+# GPT-2's 50257 ids in 50304 rows: the 47 padding rows are never predicted (model.vocab_used,
+# derived), so the export of its 50257 rows gives the checkpoint's loss (they had joined the
+# softmax: 5.529468 against the export's 5.529391 on a longer run).
+grep -qx "vocab_used = 50257" "$WORK/bpe/config.toml" || fail "the run's config does not record model.vocab_used = 50257"
+expect_exit 0 "$DTRAIN" eval "$WORK/bpe/checkpoints" --batches 4 --set train.micro_batch=8 --json
+ckpt=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["loss"])' "$WORK/out")
+expect_exit 0 "$DTRAIN" eval "hf:$WORK/bpe_hf" --data "$DTRAIN_SOURCE_DIR/data/kjv_gpt2_val.bin" --batches 4 \
+  --set train.threads=1 --json
+python3 - "$ckpt" "$WORK/out" <<'PY' || fail "the export evaluates differently from its checkpoint"
+import json, sys
+ckpt, got = float(sys.argv[1]), json.load(open(sys.argv[2]))["loss"]
+assert abs(got - ckpt) <= 1e-6 * ckpt, (ckpt, got)
+PY
 cmp -s "$WORK/bpe_hf/merges.txt" "$DTRAIN_SOURCE_DIR/data/gpt2/vocab.bpe" || fail "merges.txt is not vocab.bpe"
 "$PY" -c 'import json, sys; c = json.load(open(sys.argv[1])); assert c["tokenizer_class"] == "GPT2Tokenizer" and c["model_max_length"] == 16, c' \
   "$WORK/bpe_hf/tokenizer_config.json" || fail "tokenizer_config.json"

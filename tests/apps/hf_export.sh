@@ -92,6 +92,54 @@ ev = [[r["eval_loss"] for r in map(json.loads, open(p)) if "eval_loss" in r][-1]
 assert abs(ev[0] - ev[1]) <= 1e-5 * abs(ev[0]), ev
 PY
 
+# Imported into a padded vocabulary (model.vocab_size 320 over the model's 256 ids): the padding
+# rows are zero, and are never predicted (model.vocab_used, derived from config.json), so the run
+# evaluates to the directory's own loss. A model whose logits are all well below zero (GPT-2's
+# are) shows it: every input row and the final norm's bias moved along one direction puts the
+# logits near -40, where the zero rows' logit of 0 would take nearly all the probability.
+mkdir -p "$WORK/neg"
+cp "$WORK/hf/config.json" "$WORK/neg/"
+"$PY" - "$WORK/hf/model.safetensors" "$WORK/neg/model.safetensors" <<'PY'
+import json, struct, sys
+import numpy as np
+raw = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+header = json.loads(raw[8:8 + n])
+body = bytearray(raw[8 + n:])
+def tensor(name):
+    m = header[name]
+    assert m["dtype"] == "F32", m
+    a, b = m["data_offsets"]
+    return np.frombuffer(body, dtype="<f4", count=(b - a) // 4, offset=a).reshape(m["shape"])
+wte, bias = tensor("transformer.wte.weight"), tensor("transformer.ln_f.bias")
+e = np.zeros(wte.shape[1], dtype=np.float32); e[0] = 1.0
+wte += e
+bias -= 40.0 * e
+open(sys.argv[2], "wb").write(raw[:8 + n] + bytes(body))
+PY
+expect_exit 0 "$DTRAIN" eval "hf:$WORK/neg" --data "$WORK/tok_val.bin" --batches 4 --set train.threads=1 --json
+own=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["loss"])' "$WORK/out")
+padded=(--set model.vocab_size=320 --set train.steps=1 --set optim.lr=1e-30 --set "model.init_from=\"hf:$WORK/neg\"")
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" "${padded[@]}" --out "$WORK/padded"
+grep -q "vocabulary padded: 256 rows from $WORK/neg, 64 zero rows up to model.vocab_size = 320; the padding is never predicted (model.vocab_used = 256)" "$WORK/out" ||
+  fail "no padding line: $(cat "$WORK/out")"
+grep -qx "vocab_used = 256" "$WORK/padded/config.toml" || fail "the run's config does not record model.vocab_used = 256"
+expect_exit 0 "$DTRAIN" eval "$WORK/padded/checkpoints" --batches 4 --set train.micro_batch=8 --json
+"$PY" - "$own" "$WORK/out" <<'PY' || fail "the import into a padded vocabulary evaluates differently from the directory"
+import json, sys
+own, got = float(sys.argv[1]), json.load(open(sys.argv[2]))["loss"]
+assert own > 0.5 and abs(got - own) <= 1e-5 * own, (own, got)
+PY
+# With the padding predicted (vocab_used = vocab_size, Megatron's way) the zero rows take over.
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" "${padded[@]}" --set model.vocab_used=320 --out "$WORK/padded2"
+grep -q "model.vocab_used = 320: the padding rows' logits (0) join the softmax" "$WORK/out" || fail "no warning: $(cat "$WORK/out")"
+expect_exit 0 "$DTRAIN" eval "$WORK/padded2/checkpoints" --batches 4 --set train.micro_batch=8 --json
+"$PY" - "$own" "$WORK/out" <<'PY' || fail "the padding predicted should cost about 40 nats"
+import json, sys
+own, got = float(sys.argv[1]), json.load(open(sys.argv[2]))["loss"]
+assert got > own + 20, (own, got)
+PY
+
 # Refusals: a missing directory, a model dtrain cannot express, other shapes.
 expect_exit 2 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set "model.init_from=\"hf:$WORK/nope\"" --out "$WORK/c"
 expect_err "model.init_from: '$WORK/nope/config.json': not found; '$WORK/nope/model.safetensors': not found"

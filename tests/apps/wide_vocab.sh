@@ -35,3 +35,9 @@ python3 -c 'import json,sys; l = json.load(open(sys.argv[1]))["loss"]; assert l 
 expect_exit 2 "$DTRAIN" validate "$WORK/tiny.toml" "${wide[@]}" --set model.vocab_size=50304
 expect_err "data.train: '$WORK/wide_train.bin': token 69"
 expect_err "is out of range for model.vocab_size = 50304"
+# Ids the model does not predict (model.vocab_used below the table) are refused the same way,
+# naming that key; and vocab_used cannot pass the table.
+expect_exit 2 "$DTRAIN" validate "$WORK/tiny.toml" "${wide[@]}" --set model.vocab_used=69800
+expect_err "is out of range for model.vocab_used = 69800"
+expect_exit 2 "$DTRAIN" validate "$WORK/tiny.toml" "${wide[@]}" --set model.vocab_used=70017
+expect_err "model.vocab_used: expected at most model.vocab_size (70016), got 70017"

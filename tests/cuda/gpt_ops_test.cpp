@@ -3,7 +3,7 @@
 // C 768, V 50304), inputs from a seeded RNG, GPU outputs poisoned with NaN
 // before each run. Every GPU op runs twice and must give the same bits.
 // Stated tolerances (normalised error ||gpu - cpu|| / ||cpu||):
-//   bit-identical: add, scale, convert, broadcast_rows, add_rows, dropout
+//   bit-identical: add, scale, fill_columns, convert, broadcast_rows, add_rows, dropout
 //     masks and dropout_backward, embedding forward/shard/position and
 //     embedding_backward, row maxima and argmax, the bf16 optimizer copy
 //     (against bf16 of the GPU's own master);
@@ -84,6 +84,19 @@ TEST_CASE("cuda ops: add, scale, convert, broadcast_rows and add_rows are the CP
         return std::vector<Tensor>{download(xd)};
       });
       CHECK(bit_diffs(g[0], x) == 0);
+
+      // A padded vocabulary's columns: -inf before the loss, 0 in its gradient (and none at from = C).
+      for (const auto& [from, value] : {std::pair{d.C - 3, -INFINITY}, {1, 0.0}, {0, 2.5}, {d.C, -1.0}}) {
+        Tensor f = clone(a);
+        ops::fill_columns(c.cpu(), f, from, value);
+        g = twice([&] {
+          Tensor fd = upload(ex, a);
+          ops::fill_columns(ex, fd, from, value);
+          return std::vector<Tensor>{download(fd)};
+        });
+        CAPTURE(from);
+        CHECK(bit_diffs(g[0], f) == 0);
+      }
 
       Tensor br = Tensor::empty(s, dt), ar = clone(a);
       ops::broadcast_rows(c.cpu(), bias, br);

@@ -192,6 +192,54 @@ TEST_CASE("tp layers: backward matches finite differences of the group's loss (t
   }
 }
 
+TEST_CASE("vocab-parallel cross-entropy over the used ids: the padding never predicted, on every split") {
+  // V = 8 of which 5 are used: at t = 4 rank 2 holds one used id and rank 3
+  // only padding (its local maxima -inf until the all-reduce). Against the
+  // unsplit loss over the 5 used columns; the padding's gradient exactly 0.
+  const int64_t rows = 6, V = 8, used = 5;
+  Tensor full = random_tensor(Shape{rows, V}, 3, 2.0);
+  Tensor narrow = Tensor::empty(Shape{rows, used}, DType::f64);
+  for (int64_t r = 0; r < rows; ++r) {
+    full.data<double>()[r * V + 6] = 40.0;  // a padding logit above every used one
+    for (int64_t j = 0; j < used; ++j) narrow.data<double>()[r * used + j] = full.data<double>()[r * V + j];
+  }
+  Tensor y = Tensor::empty(Shape{rows}, DType::i32);
+  for (int64_t r = 0; r < rows; ++r) y.data<int32_t>()[r] = static_cast<int32_t>((r * 2) % used);
+  CrossEntropyLoss ref;
+  ref.plan(narrow.shape(), DType::f64, Exec::cpu());
+  const LossStats want = ref.forward(narrow, y);
+  Tensor dref = clone(ref.backward(0.5));
+  for (int t : {1, 2, 4}) {
+    CAPTURE(t);
+    std::mutex mu;
+    std::vector<LossStats> got(t);
+    run_ranks(t, [&](Communicator& comm, int rank) {
+      const int64_t v = V / t;
+      Tensor mine = Tensor::empty(Shape{rows, v}, DType::f64);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < v; ++j) mine.data<double>()[r * v + j] = full.data<double>()[r * V + rank * v + j];
+      VocabParallelCrossEntropyLoss ce(comm, V, used);
+      ce.plan(mine.shape(), DType::f64, Exec::cpu());
+      const LossStats st = ce.forward(mine, y);
+      Tensor d = ce.backward(0.5);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < v; ++j) {
+          const int64_t id = rank * v + j;
+          if (id < used)
+            CHECK(d.data<double>()[r * v + j] == doctest::Approx(dref.data<double>()[r * used + id]).epsilon(1e-13));
+          else
+            CHECK(d.data<double>()[r * v + j] == 0.0);
+        }
+      std::lock_guard<std::mutex> lock(mu);
+      got[rank] = st;
+    });
+    for (int r = 0; r < t; ++r) {
+      CHECK(got[r].loss == doctest::Approx(want.loss).epsilon(1e-13));
+      CHECK(got[r].correct == want.correct);
+    }
+  }
+}
+
 TEST_CASE("vocab-parallel cross-entropy: loss, count, correct (ties as unsplit) and gradient") {
   const int64_t rows = 7, V = 8;
   // Full logits, with ties for the maximum across shards.

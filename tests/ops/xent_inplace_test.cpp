@@ -34,3 +34,30 @@ TEST_CASE("ops: cross-entropy backward in place equals out of place, fp32 and bf
     CHECK(std::memcmp(apart.raw(), logits.raw(), apart.bytes()) == 0);
   }
 }
+
+TEST_CASE("ops: fill_columns sets the last columns of every row and nothing else") {
+  for (DType dt : {DType::f32, DType::bf16}) {
+    Tensor x = Tensor::empty(Shape{3, 2, 5}, dt);  // rows of the last dimension: 6 of 5
+    auto at = [&](int64_t i) {
+      return dt == DType::f32 ? x.data<float>()[i] : static_cast<float>(x.data<bf16>()[i]);
+    };
+    auto reset = [&] {
+      for (int64_t i = 0; i < x.numel(); ++i) {
+        if (dt == DType::f32) x.data<float>()[i] = static_cast<float>(i);
+        else x.data<bf16>()[i] = bf16(static_cast<float>(i));
+      }
+    };
+    reset();
+    ops::fill_columns(Exec::cpu(), x, 3, -INFINITY);
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      CAPTURE(i);
+      if (i % 5 >= 3) CHECK(at(i) == -INFINITY);
+      else CHECK(at(i) == static_cast<float>(i));
+    }
+    reset();
+    ops::fill_columns(Exec::cpu(), x, 5, 0.0);  // from == v: nothing
+    for (int64_t i = 0; i < x.numel(); ++i) CHECK(at(i) == static_cast<float>(i));
+    CHECK_THROWS(ops::fill_columns(Exec::cpu(), x, 6, 0.0));
+    CHECK_THROWS(ops::fill_columns(Exec::cpu(), x, -1, 0.0));
+  }
+}

@@ -25,6 +25,13 @@ __global__ void scale_k(T* x, int64_t n, float s) {
   DTRAIN_GRID_STRIDE(i, n) x[i] = T(float(x[i]) * s);
 }
 
+// One thread per element of the (rows, w) block of filled columns, w = v - from.
+template <class T>
+__global__ void fill_columns_k(T* x, int64_t rows, int64_t v, int64_t from, float value) {
+  const int64_t w = v - from;
+  DTRAIN_GRID_STRIDE(i, rows * w) x[i / w * v + from + i % w] = T(value);
+}
+
 __global__ void f32_to_bf16_k(const float* x, int64_t n, bf16* y) {
   DTRAIN_GRID_STRIDE(i, n) y[i] = bf16(x[i]);
 }
@@ -158,6 +165,16 @@ void scale(Act t, void* x, int64_t n, float s, void* stream) {
     scale_k<T><<<grid_for(n), kThreads, 0, as_stream(stream)>>>(static_cast<T*>(x), n, s);
   });
   gpu::check_launch("scale");
+}
+
+void fill_columns(Act t, void* x, int64_t rows, int64_t v, int64_t from, float value, void* stream) {
+  const int64_t n = rows * (v - from);
+  if (n <= 0) return;
+  dispatch(t, [&](auto tag) {
+    using T = decltype(tag);
+    fill_columns_k<T><<<grid_for(n), kThreads, 0, as_stream(stream)>>>(static_cast<T*>(x), rows, v, from, value);
+  });
+  gpu::check_launch("fill_columns");
 }
 
 void f32_to_bf16(const float* x, int64_t n, bf16* y, void* stream) {

@@ -13,6 +13,8 @@ namespace dtrain::cuda::gpt {
 
 void add(Act t, const void* a, const void* b, int64_t n, void* y, void* stream);
 void scale(Act t, void* x, int64_t n, float s, void* stream);
+// x (rows, v): columns [from, v) of every row = value.
+void fill_columns(Act t, void* x, int64_t rows, int64_t v, int64_t from, float value, void* stream);
 void f32_to_bf16(const float* x, int64_t n, bf16* y, void* stream);
 void bf16_to_f32(const bf16* x, int64_t n, float* y, void* stream);
 // y (n / m, m): every row = b (m), or += b.

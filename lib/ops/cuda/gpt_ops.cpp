@@ -72,6 +72,12 @@ void scale(const Exec& ex, const Tensor& x, double s) {
   kc::scale(act("scale", x), x.raw(), x.numel(), static_cast<float>(s), ex.stream);
 }
 
+void fill_columns(const Exec& ex, const Tensor& x, int64_t from, double value) {
+  on_device(ex, "fill_columns", {x});
+  const int64_t v = x.shape()[-1];
+  kc::fill_columns(act("fill_columns", x), x.raw(), x.numel() / v, v, from, static_cast<float>(value), ex.stream);
+}
+
 void convert(const Exec& ex, const Tensor& src, const Tensor& dst) {
   on_device(ex, "convert", {src, dst});
   DTRAIN_CHECK(src.numel() == dst.numel(), "convert: {} elements into {}", src.numel(), dst.numel());

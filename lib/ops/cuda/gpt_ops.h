@@ -19,6 +19,7 @@ namespace dtrain::ops::cuda_ops {
 
 void add(const Exec& ex, const Tensor& a, const Tensor& b, const Tensor& y);
 void scale(const Exec& ex, const Tensor& x, double s);
+void fill_columns(const Exec& ex, const Tensor& x, int64_t from, double value);
 void convert(const Exec& ex, const Tensor& src, const Tensor& dst);
 void broadcast_rows(const Exec& ex, const Tensor& b, const Tensor& y);
 void add_rows(const Exec& ex, const Tensor& b, const Tensor& y);
