@@ -135,6 +135,56 @@ cluster_wait_job "$job" 60
   { cat "$WORK/nolaunch-$job.out" >&2; fail "job $job: a launch that started no rank must not finish the job"; }
 grep -q "srun exited 0 but started no rank of dtrain (a launch failure)" "$WORK/nolaunch-$job.out" ||
   { cat "$WORK/nolaunch-$job.out" >&2; fail "job $job: the log does not name the launch failure"; }
+# A stop that lands while dtrain is still starting: it exits 1 ("stopped by SIGUSR1 during
+# setup"; plain mpirun, signalled itself, ends its ranks with 1 too). Its newest checkpoint is
+# untouched, so the job is requeued, not failed; the stub finishes on the next attempt. And a
+# job requeued from outside (`scontrol requeue`, which is what stops that attempt) is said so,
+# not reported as a failed requeue.
+cat >"$WORK/setupstub.sh" <<'EOF'
+#!/usr/bin/env bash
+[ "${SLURM_RESTART_COUNT:-0}" -gt 0 ] && exit 0
+trap 'echo "dtrain: stopped by SIGUSR1 during setup; no checkpoint written" >&2; exit 1' USR1
+: >"$STUB_LOG.started"
+for _ in $(seq 600); do sleep 0.1; done
+exit 0
+EOF
+chmod +x "$WORK/setupstub.sh"
+# until_requeued_done JOB: waits for its requeue, starts the pending attempt at once, waits for the end.
+until_requeued_done() {
+  for _ in $(seq 300); do
+    [ "$(job_field "$1" Restarts)" = 1 ] && break
+    sleep 0.1
+  done
+  for _ in $(seq 450); do
+    state=$(job_field "$1" JobState)
+    case $state in COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL) break ;; esac
+    [ "$state" != PENDING ] || scontrol update JobId="$1" StartTime=now 2>/dev/null || true
+    sleep 0.2
+  done
+  cluster_wait_job "$1" 10
+}
+for how in batch-signal scontrol-requeue; do
+  rm -f "$WORK/setup.started"
+  job=$(STUB_LOG=$WORK/setup DTRAIN_BIN=$WORK/setupstub.sh DTRAIN_OUT=$WORK/setup-$how \
+    submit -n 1 -J "setup-$how" "$SBATCH_SCRIPT" tiny.toml)
+  for _ in $(seq 300); do
+    [ -e "$WORK/setup.started" ] && break
+    sleep 0.1
+  done
+  [ -e "$WORK/setup.started" ] || { cat "$WORK/setup-$how-$job.out" >&2; fail "job $job: the stub never started"; }
+  if [ "$how" = batch-signal ]; then scancel --batch --signal=USR1 "$job"; else scontrol requeue "$job"; fi
+  until_requeued_done "$job"
+  [ "$(job_field "$job" JobState)" = COMPLETED ] && [ "$(job_field "$job" Restarts)" = 1 ] ||
+    { cat "$WORK/setup-$how/slurm.log" >&2; fail "job $job ($how): a stop during setup must requeue the job"; }
+  if [ "$how" = batch-signal ]; then
+    grep -q "dtrain ended with status 1 after SIGUSR1, before writing a checkpoint" "$WORK/setup-$how/slurm.log" ||
+      { cat "$WORK/setup-$how/slurm.log" >&2; fail "job $job: the log does not say why it was requeued"; }
+  else  # (Slurm's SIGTERM reaches the task itself too)
+    grep -q "was requeued already (state .*scontrol requeue from outside" "$WORK/setup-$how/slurm.log" &&
+      ! grep -q "scontrol requeue failed" "$WORK/setup-$how/slurm.log" ||
+      { cat "$WORK/setup-$how/slurm.log" >&2; fail "job $job: a requeue from outside reported as a failure"; }
+  fi
+done
 # Without DTRAIN_BIN (nor dtrain on PATH): the build/dtrain of the checkout the
 # script was submitted from, also when the job has arguments with slashes
 # (Slurm's Command= then holds them after the script's path).
