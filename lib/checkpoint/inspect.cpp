@@ -51,6 +51,9 @@ std::string describe_checkpoint(const std::string& path, bool verify, const std:
     try {
       m = read_meta(c.dirs[i], key ? &*key : nullptr);
       tensors = list_tensors(c.dirs[i], key ? &*key : nullptr);
+      // The rank files too (their presence and sizes; --verify reads them):
+      // a resume falls back past a checkpoint one of them fails.
+      if (const auto man = ckpt_manifest::read(c.dirs[i])) ckpt_manifest::check_sizes(c.dirs[i], *man);
       dir = c.dirs[i];
       break;
     } catch (const CheckpointSignatureError&) {

@@ -171,6 +171,20 @@ void check_signature(const std::string& dir, const Manifest& m, const ckpt_sign:
     if (s.blake2b.empty()) throw refuse(fmt::format("the signed manifest has no hash of {}: refused", name));
 }
 
+void check_sizes(const std::string& dir, const Manifest& m) {
+  for (const auto& [name, s] : m.files) {
+    const fs::path path = fs::path(dir) / name;
+    std::error_code ec;
+    const fs::file_status st = fs::status(path, ec);
+    if (!fs::exists(st)) throw CheckpointError(dir, name, "", "the file is missing");
+    if (!fs::is_regular_file(st)) throw CheckpointError(dir, name, "", "not a regular file");
+    const auto bytes = static_cast<int64_t>(fs::file_size(path, ec));
+    if (ec) throw CheckpointError(dir, name, "", fmt::format("cannot read its size: {}", ec.message()));
+    if (bytes != s.bytes)
+      throw CheckpointError(dir, name, "", fmt::format("is {} bytes, the manifest recorded {}", bytes, s.bytes));
+  }
+}
+
 void verify(const std::string& dir, const Manifest& m, const std::string& name, bool hash) {
   auto it = m.files.find(name);
   if (it == m.files.end()) throw CheckpointError(dir, name, "", "not listed in the manifest");

@@ -64,5 +64,10 @@ void check_signature(const std::string& dir, const Manifest& m, const ckpt_sign:
 // checked) its BLAKE2b-256 too, a mismatch there (the CRC forged to match)
 // being a CheckpointSignatureError.
 void verify(const std::string& dir, const Manifest& m, const std::string& name, bool hash = false);
+// Every file m lists is in `dir`, a regular file of the size recorded (no
+// byte read: what `dtrain inspect DIR` checks before it names the checkpoint
+// a resume loads; the checksums are verify's). Throws CheckpointError naming
+// the first file that is not.
+void check_sizes(const std::string& dir, const Manifest& m);
 
 }  // namespace dtrain::ckpt_manifest

@@ -34,6 +34,17 @@ grep -qF "checkpoint   $WORK/dmg/step_00000004 (the newest that reads: the one a
   fail "inspect of a directory with a damaged newest: $(head -3 "$WORK/out")"
 expect_exit 2 "$DTRAIN" inspect "$WORK/dmg/step_00000009"
 expect_err "the directory's name says step 9 but the checkpoint holds step 4"
+# The newest's rank file cut short (its master file intact): a resume falls back past it, and
+# inspect names the same checkpoint (it checks every file's size against the manifest).
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/r2" --set train.steps=4 --set optim.warmup_steps=1 \
+  --set train.threads=1 --set checkpoint.every=2
+truncate -s 1000 "$WORK/r2/checkpoints/step_00000004/rank_00000.h5"
+expect_exit 0 "$DTRAIN" inspect "$WORK/r2/checkpoints"
+grep -qF "checkpoint   $WORK/r2/checkpoints/step_00000002 (the newest that reads: the one a resume loads)" "$WORK/out" &&
+  grep -qF "step_00000004: rank_00000.h5: is 1000 bytes, the manifest recorded" "$WORK/out" ||
+  fail "inspect of a directory whose newest has a cut rank file: $(head -3 "$WORK/out")"
+expect_exit 0 "$DTRAIN" eval "$WORK/r2/checkpoints" --batches 1
+expect_err "step_00000002"
 
 h5dump -d /model/ln_f.weight "$ck/checkpoint.h5" >"$WORK/dump" || fail "h5dump cannot read the master file"
 grep -q "DATASPACE  SIMPLE { ( 32 ) / ( 32 ) }" "$WORK/dump" || fail "h5dump: wrong shape"
