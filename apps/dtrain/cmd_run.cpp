@@ -32,8 +32,9 @@ struct TrainOpts {
 
 // The step loop from `start` under a checkpoint session; the exit status.
 // run_id: a resume continues its checkpoint's run; a new run (empty) draws one.
+// eval_missing: resumed at a step whose due evaluation a stop skipped.
 int train(Context& ctx, TrainingSetup& setup, dtrain::Trainer& trainer, int64_t start, const std::string& run_id = {},
-          const std::string& start_dir = {}) {
+          const std::string& start_dir = {}, bool eval_missing = false) {
   const auto log = setup.log();
   const TestFaults faults = test_faults();
   ctx.shared_failure = false;  // from here on one rank may fail alone
@@ -42,7 +43,8 @@ int train(Context& ctx, TrainingSetup& setup, dtrain::Trainer& trainer, int64_t 
                 .on_file_op = faults.on_file_op,
                 .warn = [&](const std::string& s) { eprint("dtrain: {}warning: {}\n", ctx.rank_tag, printable(s)); }});
   GraceHooks hooks(session, *ctx.watchdog, start, trainer.config().checkpoint.dir);
-  const dtrain::TrainSummary summary = trainer.run({.start_step = start, .hooks = &hooks});
+  const dtrain::TrainSummary summary =
+      trainer.run({.start_step = start, .eval_missing = eval_missing, .hooks = &hooks});
   session.finish();  // checkpoint.async: the write in flight
   if (ctx.world_rank == 0) plot_run(trainer.config(), log);
   if (summary.stopped) {
@@ -121,6 +123,7 @@ Subcommand add_resume(CLI::App& app) {
             std::unique_ptr<dtrain::Trainer> trainer;
             int64_t start = 0;
             std::string run_id, start_dir;
+            bool eval_missing = false;  // the checkpoint's step: an evaluation due there, skipped by a stop
             std::string layout_why;  // the layout planned again (parallel.mode = "auto", other ranks)
             {  // all ranks, before the checkpoint's layout is known: to agree on which checkpoint loaded
               std::optional<dtrain::Mesh> all;
@@ -150,6 +153,7 @@ Subcommand add_resume(CLI::App& app) {
               start = r.meta.step;
               run_id = r.meta.run_id;
               start_dir = r.dir;
+              eval_missing = !r.eval_logged;
             }
             if (start >= trainer->config().train.steps) {
               log(fmt::format("nothing to do: the checkpoint is at step {} = train.steps (continue further "
@@ -157,7 +161,7 @@ Subcommand add_resume(CLI::App& app) {
                               start));
               return kExitOk;
             }
-            return train(ctx, setup, *trainer, start, run_id, start_dir);
+            return train(ctx, setup, *trainer, start, run_id, start_dir, eval_missing);
           },
           /*needs_mpi=*/true};
 }

@@ -563,27 +563,29 @@ ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkp
   return rc;
 }
 
-void trim_metrics(const std::string& path, int64_t step) {
+// Cuts the metrics back to `step`; whether an evaluation at `step` remains.
+bool trim_metrics(const std::string& path, int64_t step) {
   std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) return;  // absent (or not a file, which the metrics writer reports)
+  if (!fs::is_regular_file(path, ec)) return false;  // absent (or not a file, which the metrics writer reports)
   std::ifstream in(path);
-  if (!in) return;
+  if (!in) return false;
   std::string kept, line;
-  bool dropped = false;
+  bool dropped = false, evaluated = false;
   while (std::getline(in, line)) {
     // A line that is not JSON (a killed run's half-written last line) goes
     // too: nothing could read it.
     const nlohmann::json r = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (r.is_discarded() ||
-        (r.is_object() && r.contains("step") && r["step"].is_number_integer() && r["step"].get<int64_t>() > step)) {
+    const bool has_step = !r.is_discarded() && r.is_object() && r.contains("step") && r["step"].is_number_integer();
+    if (r.is_discarded() || (has_step && r["step"].get<int64_t>() > step)) {
       dropped = true;
       continue;
     }
+    evaluated |= has_step && r["step"].get<int64_t>() == step && r.contains("eval_loss");
     kept += line + "\n";
   }
   in.close();
-  if (!dropped) return;
-  store::write_file_atomic(path, kept, {});
+  if (dropped) store::write_file_atomic(path, kept, {});
+  return evaluated;
 }
 
 Resumed resume(const ResumeRequest& req, Communicator& world) {
@@ -665,8 +667,14 @@ Resumed resume(const ResumeRequest& req, Communicator& world) {
     all_reduce(world, flag, ReduceOp::max);
     if (flag.data<float>()[0] == 0) {
       if (req.evaluate_only) return r;
+      // Every rank learns whether the checkpoint's step was evaluated (an evaluation is collective).
+      Tensor logged = Tensor::zeros(Shape{1}, DType::f32);
       if (world.rank() == 0)
-        trim_metrics((fs::path(r.trainer->config().log.out_dir) / "metrics.jsonl").string(), r.meta.step);
+        logged.data<float>()[0] =
+            trim_metrics((fs::path(r.trainer->config().log.out_dir) / "metrics.jsonl").string(), r.meta.step) ? 1.0f
+                                                                                                                : 0.0f;
+      all_reduce(world, logged, ReduceOp::max);
+      r.eval_logged = logged.data<float>()[0] > 0;
       // Another corpus under the same keys (shards added or replaced): allowed,
       // as another data.train is, but said, since the batches still to come differ.
       if (const std::string now = r.trainer->train_data();

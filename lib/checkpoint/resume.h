@@ -80,7 +80,8 @@ ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkp
 // Keeps the records of steps <= `step` in a metrics.jsonl (a run resumed in
 // the directory it ran in drops what it did after the checkpoint); each line
 // is read as JSON, and one that is not (a half-written last line) is dropped.
-void trim_metrics(const std::string& path, int64_t step);
+// Returns whether an evaluation of `step` (an "eval_loss" record) remains.
+bool trim_metrics(const std::string& path, int64_t step);
 
 struct ResumeRequest {
   std::string path;
@@ -130,6 +131,9 @@ struct Resumed {
   std::shared_ptr<const ckpt_sign::PublicKey> key;
   // The checkpoints it chose from, as every rank agreed on them (dtrain eval --all).
   Candidates candidates;
+  // The run's metrics.jsonl (cut back to the checkpoint's step) holds an
+  // evaluation at that step; false where a stop skipped it (or no metrics).
+  bool eval_logged = true;
 };
 
 // Finds, configures and loads; with several ranks every rank calls it and

@@ -874,9 +874,11 @@ TrainSummary Trainer::run(const RunOptions& opts) {
   };
 
   TrainSummary summary;
-  if (opts.start_step == 0) {  // a resumed run evaluated before its checkpoint
+  // A resumed run evaluated before its checkpoint, unless a stop skipped it.
+  const bool due_at_start = t.eval_every > 0 && opts.start_step % t.eval_every == 0 && opts.eval_missing;
+  if (opts.start_step == 0 || due_at_start) {
     summary.first_eval = evaluate();
-    report_eval(0, summary.first_eval);
+    report_eval(opts.start_step, summary.first_eval);
   }
 
   double train_seconds = 0, window_seconds = 0;

@@ -39,6 +39,25 @@ for sig in TERM USR1 INT; do
   cmp -s <(step_losses "$WORK/ref/metrics.jsonl") <(step_losses "$out/metrics.jsonl") ||
     fail "SIG$sig: stop at step $step + resume differs from an uninterrupted run"
 done
+# A stop at a step whose evaluation is due skips it (to stop sooner); the resumed run evaluates
+# that step first, so every evaluation of an uninterrupted run is logged, once, with its value.
+ev=(--set train.steps=60 --set train.eval_every=1 --set train.eval_batches=1 --set log.every=1 --set train.threads=2)
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/evref" "${ev[@]}" --set checkpoint.at_end=false
+"$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/evstop" "${ev[@]}" >"$WORK/out" 2>"$WORK/err" &
+pid=$!
+for _ in $(seq 600); do
+  [ -f "$WORK/evstop/metrics.jsonl" ] && [ "$(grep -c eval_loss "$WORK/evstop/metrics.jsonl")" -ge 10 ] && break
+  sleep 0.05
+done
+kill -USR1 "$pid"
+rc=0
+wait "$pid" || rc=$?
+[ "$rc" -eq 4 ] || { cat "$WORK/err"; fail "eval_every=1: exit status $rc, expected 4"; }
+expect_exit 0 "$DTRAIN" resume "$WORK/evstop/checkpoints"
+evals() { python3 -c 'import json,sys; [print(r["step"], r["eval_loss"]) for r in map(json.loads, open(sys.argv[1])) if "eval_loss" in r]' "$1"; }
+cmp -s <(evals "$WORK/evref/metrics.jsonl") <(evals "$WORK/evstop/metrics.jsonl") ||
+  { diff <(evals "$WORK/evref/metrics.jsonl") <(evals "$WORK/evstop/metrics.jsonl") | head; fail "the evaluation at the stop's step is missing or differs"; }
+
 # A signal to one rank of a job: every rank stops at the step boundary with the checkpoint,
 # and rank 0's log names the rank and the signal (it said "a signal on another rank").
 out="$WORK/one_rank"

@@ -256,9 +256,11 @@ TEST_CASE("a resumed run's metrics keep the records up to the checkpoint's step"
   const fs::path p = dir.path / "metrics.jsonl";
   write_file(p, "{\"step\": 0, \"eval_loss\": 5.5}\n{\"step\": 1, \"loss\": 5}\n{\"step\": 2, \"loss\": 4}\n"
                 "{\"step\": 2, \"eval_loss\": 4.5}\n{\"step\": 3, \"loss\": 3}\n");
-  trim_metrics(p.string(), 2);
+  CHECK(trim_metrics(p.string(), 2));  // step 2 was evaluated
   CHECK(read_file(p) == "{\"step\": 0, \"eval_loss\": 5.5}\n{\"step\": 1, \"loss\": 5}\n{\"step\": 2, \"loss\": 4}\n"
                         "{\"step\": 2, \"eval_loss\": 4.5}\n");
+  CHECK(!trim_metrics(p.string(), 1));  // step 1 was not (a stop there skips its evaluation)
+  CHECK(!trim_metrics((dir.path / "none.jsonl").string(), 1));
 }
 
 TEST_CASE("trimming metrics reads each record as JSON: compact or spaced, keys in any order, a torn line dropped") {
