@@ -153,7 +153,8 @@ bool is_llama(const json& hc) { return hc.contains("model_type") && hc["model_ty
 
 namespace {
 
-// config.json's rope_scaling: null (or absent), or LLaMA 3.1's {"rope_type" (or
+// config.json's rope_scaling: null (or absent) or {"rope_type": "default"},
+// or LLaMA 3.1's {"rope_type" (or
 // the older "type"): "llama3", factor, low_freq_factor, high_freq_factor,
 // original_max_position_embeddings}, read into `m`'s keys. Another type, or a
 // field missing or out of range: "" and `why` says what was expected.
@@ -164,6 +165,11 @@ bool read_rope_scaling(const json& hc, ModelConfig& m, std::string& why) {
   }
   const json& r = hc["rope_scaling"];
   const json type = !r.is_object() ? json() : r.contains("rope_type") ? r["rope_type"] : r.value("type", json());
+  // transformers' "default" rope_type is no scaling (its other fields unread).
+  if (type == "default") {
+    m.rope_scaling = "none";
+    return true;
+  }
   if (type != "llama3") {
     why = "dtrain scales rotary embeddings as LLaMA 3.1 does (rope_type \"llama3\") or not at all (no YaRN, "
           "linear or dynamic scaling)";
@@ -349,6 +355,11 @@ std::vector<std::string> import_llama(Model& model, const ModelConfig& cfg, cons
                                                      scaled.rope_factor, scaled.rope_low_freq_factor,
                                                      scaled.rope_high_freq_factor, scaled.rope_original_context)
                                        : " = \"none\""));
+  // transformers rotates the first partial_rotary_factor of each head's
+  // dimensions (its default rope parameters read it for any model type).
+  if (hc.contains("partial_rotary_factor") && !hc["partial_rotary_factor"].is_null() &&
+      !(hc["partial_rotary_factor"].is_number() && hc["partial_rotary_factor"].get<double>() == 1.0))
+    chk.refuse("partial_rotary_factor", "dtrain's rotary embedding turns every dimension of a head (1.0)");
   for (const char* flag : {"attention_bias", "mlp_bias"})
     if (hc.contains(flag) && hc[flag] == true) chk.refuse(flag, "dtrain's LLaMA blocks have no biases");
   const std::optional<int64_t> C = chk.integer("hidden_size", 4096), L = chk.integer("num_hidden_layers", 32),

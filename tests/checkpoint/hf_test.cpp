@@ -567,6 +567,14 @@ TEST_CASE("hf: what a LLaMA import or export cannot express is refused, naming t
        "rope_scaling = {\"rope_type\":\"llama3\"}: rope_type \"llama3\" needs factor, a number of at least 1");
   says(refused(edited_llama(tmp, "\"rope_scaling\": null", "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0}")),
        "rope_scaling = {\"factor\":4.0,\"rope_type\":\"yarn\"}: dtrain scales rotary embeddings as LLaMA 3.1 does");
+  // A partial rotation (transformers turns the first partial_rotary_factor of each head) is not dtrain's.
+  says(refused(edited_llama(tmp, "\"rope_scaling\": null", "\"rope_scaling\": null, \"partial_rotary_factor\": 0.5")),
+       "partial_rotary_factor = 0.5: dtrain's rotary embedding turns every dimension of a head (1.0)");
+  // transformers' "default" rope_type is no scaling: imported as the model without it.
+  CHECK(error_of([&] {
+          import_hf(*m, cfg, edited_llama(tmp, "\"rope_scaling\": null", "\"rope_scaling\": {\"rope_type\": \"default\"}, "
+                                               "\"partial_rotary_factor\": 1.0").string());
+        }) == "(no error)");
   // LLaMA 3.1's scaling, complete, into a model without it: said as the keys to set.
   says(refused(edited_llama(tmp, "\"rope_scaling\": null",
                             "\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, "
