@@ -115,7 +115,12 @@ int run_generate(const GenerateOptions& o) {
   }
   // Ids the tokenizer can decode; a model's padding rows are never drawn.
   const int64_t n_ids = std::min<int64_t>(tok->vocab_size(), mc.used_vocab());
-  std::vector<int32_t> ids = tok->encode(o.prompt);
+  std::vector<int32_t> ids;
+  try {
+    ids = tok->encode(o.prompt);  // special tokens' spellings as the tokens, as Hugging Face encodes a prompt
+  } catch (const dtrain::InputError& e) {
+    throw dtrain::InputError(fmt::format("--prompt: {}", e.what()));
+  }
   // A tokenizer with a begin-of-text id (LLaMA's) starts every text with it,
   // as its models were trained; else an empty prompt starts a document.
   if (const int32_t bos = tok->begin_of_text(); bos >= 0 && (ids.empty() || ids.front() != bos))

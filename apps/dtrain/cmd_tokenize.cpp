@@ -248,7 +248,13 @@ int run_tokenize(const TokenizeOptions& o) {
     throw dtrain::InputError("--tokenizer hf needs --tokenizer-dir: the directory of the tokenizer.json");
   const std::unique_ptr<dtrain::Tokenizer> tok = dtrain::make_tokenizer(data);
   const bool wide = tok->vocab_size() > 0x10000;  // ids beyond uint16: LLaMA 3's format for every file
-  if (out.has_parent_path()) fs::create_directories(out.parent_path());
+  if (out.has_parent_path()) {
+    std::error_code ec;
+    fs::create_directories(out.parent_path(), ec);
+    if (ec)
+      throw dtrain::InputError(fmt::format("--out: '{}' cannot be created: {}", out.parent_path().string(),
+                                           ec.message()));
+  }
 
   // Each document encoded on its own, starting with the marker; a batch's
   // documents shared out to threads in contiguous runs of about equal bytes.

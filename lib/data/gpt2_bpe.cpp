@@ -138,7 +138,23 @@ class Gpt2Tokenizer : public Tokenizer {
     return it == encoder_.end() ? -1 : it->second;
   }
 
-  std::vector<int32_t> encode(const std::string& text, Specials) const override {
+  std::vector<int32_t> encode(const std::string& text, Specials specials) const override {
+    // GPT-2's one special token, <|endoftext|>: its id where the text spells
+    // it (as Hugging Face's GPT2Tokenizer and tiktoken's allowed_special do),
+    // each piece between encoded on its own; as_text, the spelling's pieces.
+    static constexpr std::string_view kEot = "<|endoftext|>";
+    if (const int32_t eot = end_of_text(); specials == Specials::parse && eot >= 0 && text.find(kEot) != std::string::npos) {
+      std::vector<int32_t> ids;
+      size_t at = 0;
+      for (size_t hit; (hit = text.find(kEot, at)) != std::string::npos; at = hit + kEot.size()) {
+        const std::vector<int32_t> part = encode(text.substr(at, hit - at), Specials::as_text);
+        ids.insert(ids.end(), part.begin(), part.end());
+        ids.push_back(eot);
+      }
+      const std::vector<int32_t> rest = encode(text.substr(at), Specials::as_text);
+      ids.insert(ids.end(), rest.begin(), rest.end());
+      return ids;
+    }
     const std::vector<char32_t> cps = utf8_decode(text);
     std::vector<int32_t> ids;
     for (const auto& [b, e] : pre_tokenize(cps)) {

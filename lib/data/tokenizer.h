@@ -37,7 +37,7 @@ class Tokenizer {
   // Whether the text's own "<|end_of_text|>" and other special tokens'
   // spellings become their ids (parse: what Hugging Face's encode does, for
   // prompts) or are tokenized as text (as_text: what llm.c's data scripts ask,
-  // for corpora). Only "hf" tokenizers have special tokens to parse.
+  // for corpora). gpt2 has one, <|endoftext|>; hf tokenizers their added tokens.
   enum class Specials { parse, as_text };
   // Throws InputError for text that is not valid UTF-8 (gpt2, hf).
   virtual std::vector<int32_t> encode(const std::string& utf8, Specials specials) const = 0;

@@ -54,6 +54,10 @@ grep -q 'tokenizer = "gpt2"' "$WORK/b/config.toml" || fail "the run's config doe
 expect_exit 0 "$DTRAIN" generate "$WORK/b/checkpoints" --prompt "The quick brown" --tokens 8 --seed 1
 grep -q "tokenizer gpt2" "$WORK/err" || fail "$(cat "$WORK/err")"
 grep -q "^The quick brown" "$WORK/out" || fail "$(cat "$WORK/out")"
+# A prompt that is not UTF-8 is refused naming --prompt.
+expect_exit 2 "$DTRAIN" generate "$WORK/b/checkpoints" --prompt "$(printf 'bad \xff')" --tokens 2
+expect_err "--prompt: "
+expect_err "not valid UTF-8"
 expect_exit 2 "$DTRAIN" generate "$WORK/b/checkpoints" --tokenizer-dir "$WORK/none"
 expect_err "--tokenizer-dir: '$WORK/none/encoder.json': cannot open"
 ! grep -q 'data.tokenizer_dir' "$WORK/err" || fail "--tokenizer-dir given: the error blames the run's data.tokenizer_dir"

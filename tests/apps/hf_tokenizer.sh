@@ -104,6 +104,26 @@ printf '{"text": "a"}\n{"text": "b\n' >"$WORK/bad.jsonl"
 expect_exit 2 "$DTRAIN" tokenize "$WORK/bad.jsonl" --out "$WORK/x"
 expect_err "$WORK/bad.jsonl': line 2: not JSON"
 one_line
+# An --out whose directory cannot be made: one line, exit 2 (it was an "internal error").
+expect_exit 2 "$DTRAIN" tokenize "$WORK/bad.jsonl" --out "$WORK/bad.jsonl/sub/x"
+expect_err "--out: '$WORK/bad.jsonl/sub' cannot be created"
+one_line
+# GPT-2's <|endoftext|> spelled in the text: its pieces as text by default, its id with --special-tokens.
+for _ in $(seq 8); do printf 'a<|endoftext|>b'; done >"$WORK/eot.txt"
+for flag in "" --special-tokens; do
+  expect_exit 0 "$DTRAIN" tokenize "$WORK/eot.txt" --tokenizer gpt2 --tokenizer-dir "$src/data/gpt2" \
+    --out "$WORK/eot$flag" --val-fraction 0.5 $flag
+done
+"$PY" - "$WORK/eot" "$WORK/eot--special-tokens" <<'PY' || fail "gpt2 --special-tokens"
+import struct, sys
+def ids(p):
+    d = open(p, "rb").read()
+    n = struct.unpack_from("<i", d, 8)[0]
+    return list(struct.unpack_from(f"<{n}H", d, 1024))
+a, b = (ids(p + "_train.bin") + ids(p + "_val.bin") for p in sys.argv[1:])
+assert b == [50256, 64] + [50256, 7012] * 7 + [50256, 65], b  # the document marker, a, <|endoftext|>, ba, ..., b
+assert a[:2] == [50256, 64] and 50256 not in a[1:] and len(a) > 30, a
+PY
 printf '{"text": "ok"}\n{"text": "bad \\udc00 surrogate"}\n' >"$WORK/bad.jsonl"
 expect_exit 2 "$DTRAIN" tokenize "$WORK/bad.jsonl" --out "$WORK/x" --tokenizer gpt2 --tokenizer-dir "$src/data/gpt2"
 expect_err "$WORK/bad.jsonl': line 2: not JSON"

@@ -41,7 +41,7 @@ TEST_CASE("GPT-2 BPE in C++ gives gpt-3-encoder's ids and decodes them back") {
     std::istringstream ids(line.substr(tab + 1));
     for (int32_t id; ids >> id;) want.push_back(id);
     CAPTURE(text.substr(0, 60));
-    const std::vector<int32_t> got = tok->encode(text);
+    const std::vector<int32_t> got = tok->encode(text, Tokenizer::Specials::as_text);  // as a corpus is
     CHECK(got == want);
     CHECK(tok->decode(got) == text);
     ++cases;
@@ -51,6 +51,16 @@ TEST_CASE("GPT-2 BPE in C++ gives gpt-3-encoder's ids and decodes them back") {
   CHECK(tokens > 4000);
   CHECK(tok->encode("In the beginning") == std::vector<int32_t>{818, 262, 3726});
   CHECK_THROWS_AS(tok->encode("bad \xff utf-8"), InputError);
+  // <|endoftext|>: its id when parsed (Hugging Face's GPT2Tokenizer, a prompt), its pieces as text
+  // (gpt-3-encoder, a corpus: 27, 91, 437, 1659, 5239, 91, 29).
+  using S = Tokenizer::Specials;
+  const std::vector<int32_t> eot_text{27, 91, 437, 1659, 5239, 91, 29};
+  CHECK(tok->encode("<|endoftext|>", S::as_text) == eot_text);
+  CHECK(tok->encode("<|endoftext|>", S::parse) == std::vector<int32_t>{50256});
+  CHECK(tok->encode("In<|endoftext|><|endoftext|> the beginning", S::parse) ==
+        std::vector<int32_t>{818, 50256, 50256, 262, 3726});
+  CHECK(tok->decode(tok->encode("a<|endoftext|>b", S::parse)) == "a<|endoftext|>b");
+  CHECK_THROWS_AS(tok->encode("<|endoftext|>bad \xff", S::parse), InputError);
 }
 
 TEST_CASE("byte tokenizer: ids are the UTF-8 bytes") {
