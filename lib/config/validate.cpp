@@ -512,8 +512,10 @@ class Validator {
     if (!ok({"train.global_batch", "train.micro_batch", "train.grad_accum", "parallel.dp"})) return;
     TrainConfig& t = c_.train;
     const int64_t dp = c_.parallel.dp;
-    const std::initializer_list<std::string_view> names = {"train.global_batch",
-                                                           "train.micro_batch", "train.grad_accum"};
+    // (dp among them: a resume's own train.grad_accum=0, which comes first, is not what a
+    // user's --set parallel.dp=N after it is told about)
+    const std::initializer_list<std::string_view> names = {"train.global_batch", "train.micro_batch",
+                                                           "train.grad_accum", "parallel.dp"};
     auto fail = [&](std::string what) { problem(names, std::move(what)); };
     const bool g = t.global_batch > 0, m = t.micro_batch > 0, a = t.grad_accum > 0;
 

@@ -286,7 +286,7 @@ Plan run_plan_command(const PlanCommand& cmd) {
       continue;
     }
     if (key == "train.global_batch") sets_global = true, global_value = o.substr(o.find('=') + 1);
-    sets_split |= key == "train.grad_accum";
+    sets_split |= key == "train.grad_accum" && o.substr(o.find('=') + 1) != "0";  // 0: derived, no split given
     config_overrides.push_back(o);
   }
   for (const char* o : {"parallel.mode=manual", "parallel.dp=1", "parallel.tp=1", "parallel.pp=1"})

@@ -14,6 +14,11 @@ grep -qE "^ +1[ *] +[0-9]+ +[0-9]+ +[0-9]+ " "$WORK/out" || fail "plan: no ranke
 grep -q "^note: the config's train.micro_batch = 4 is not kept: the plan chooses each layout's" "$WORK/out" || fail "plan: no note on the config's micro-batch"
 expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 4 --set train.micro_batch=4
 ! grep -q "^note: the config's train.micro_batch" "$WORK/out" || fail "plan: the note with the micro-batch fixed"
+# train.grad_accum=0 is "derive", not a split given: the micro-batch set beside it is the plan's
+# constraint (it had been dropped for the file's, then blamed on --set train.grad_accum=0).
+expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 2 --set train.global_batch=6 --set train.micro_batch=2 \
+  --set train.grad_accum=0
+grep -q "^fixed: micro-batch 2" "$WORK/out" || fail "plan: --set train.micro_batch=2 with grad_accum=0 not kept"
 
 # JSON: the same plan, machine-readable; layouts multiply to the devices.
 expect_exit 0 "$DTRAIN" plan "$WORK/tiny.toml" --devices 8 --json --top 0 --set train.global_batch=32

@@ -236,6 +236,16 @@ TEST_CASE("resume config: changes are listed, changes that cannot apply are refu
   CHECK(rc.cfg.train.global_batch == 4);
   CHECK(rc.cfg.train.grad_accum == 1);
   CHECK(std::find(rc.changes.begin(), rc.changes.end(), "train.grad_accum: 2 -> 1") != rc.changes.end());
+  // A dp the global batch (4) does not split over: the error names the user's --set, not the
+  // train.grad_accum=0 the resume adds before it.
+  try {
+    resume_config(meta, "ck/step_00000010", {"parallel.dp=3"}, "", 3);
+    FAIL("no error");
+  } catch (const ConfigError& e) {
+    INFO(e.what());
+    CHECK(e.problems().size() == 1);
+    CHECK(e.problems()[0].rfind("--set parallel.dp=3: train.global_batch = 4 is not a multiple of", 0) == 0);
+  }
   // Another micro-batch: the same, the count derived again (it had kept the
   // checkpoint's and refused the global batch it no longer made).
   rc = resume_config(meta, "ck/step_00000010", {"train.micro_batch=4", "train.eval_batches=3"}, "", 1);
