@@ -548,8 +548,14 @@ class Sweep {
 std::vector<int> stop_signals_for(int argc, char** argv) {
   const std::string command = argc > 1 ? argv[1] : "";
   if (command == "sweep") return {SIGTERM, SIGUSR1, SIGINT, SIGHUP};
-  // Ctrl-C on a run stops it as a preemption does, with a checkpoint.
-  if (command == "run" || command == "resume") return {SIGTERM, SIGUSR1, SIGINT};
+  // Ctrl-C on a run stops it as a preemption does, with a checkpoint; so does
+  // a hangup (the terminal closed), unless the run was started to ignore it
+  // (nohup): a blocked signal is queued even where it is ignored.
+  if (command == "run" || command == "resume") {
+    struct sigaction hup {};
+    if (sigaction(SIGHUP, nullptr, &hup) == 0 && hup.sa_handler == SIG_IGN) return {SIGTERM, SIGUSR1, SIGINT};
+    return {SIGTERM, SIGUSR1, SIGINT, SIGHUP};
+  }
   return {SIGTERM, SIGUSR1};
 }
 

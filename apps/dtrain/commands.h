@@ -152,7 +152,8 @@ Subcommand add_tokenize(CLI::App& app);  // dtrain tokenize TEXT --out PREFIX [-
 // The signals main blocks before anything starts a thread, for the command
 // line given: SIGTERM and SIGUSR1 (preemption); `dtrain run` and `resume`
 // also SIGINT (Ctrl-C: a checkpoint and exit 4; a second one ends the process
-// at once); `dtrain sweep` SIGINT and SIGHUP, which stop its trials cleanly
+// at once) and SIGHUP (a closed terminal: the same), unless SIGHUP is ignored
+// (nohup); `dtrain sweep` SIGINT and SIGHUP, which stop its trials cleanly
 // (cmd_sweep.cpp).
 std::vector<int> stop_signals_for(int argc, char** argv);
 

@@ -3,7 +3,7 @@
 // error kinds to exit codes (only apps/ decides exit codes):
 //   0 success, 1 runtime failure, 2 bad config or input (a damaged checkpoint
 //   included), 3 internal error, 4 stopped by a preemption signal (SIGTERM,
-//   SIGUSR1; SIGINT on run and resume) after writing a checkpoint.
+//   SIGUSR1; SIGINT and SIGHUP on run and resume) after writing a checkpoint.
 // Under mpirun/srun every rank runs this same program. MPI comes up only for
 // the subcommands that talk to other ranks (run, resume, profile), and only
 // under a launcher: its start costs about 0.4 s, which --help, keys,

@@ -1,5 +1,5 @@
-# Preemption: SIGTERM or SIGUSR1 (what Slurm sends before it kills a job), and
-# Ctrl-C (SIGINT), make a run finish its step, write a checkpoint and exit with status 4 within
+# Preemption: SIGTERM or SIGUSR1 (what Slurm sends before it kills a job), Ctrl-C (SIGINT) and
+# a closed terminal (SIGHUP), make a run finish its step, write a checkpoint and exit with status 4 within
 # a bounded time; resuming gives exactly the losses of an uninterrupted run.
 source "$(dirname "$0")/common.bash"
 make_tokens
@@ -7,11 +7,12 @@ tiny_gpt_config
 opts=(--set train.steps=400 --set train.threads=2 --set train.eval_every=100 --set log.every=100)
 
 expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/ref" "${opts[@]}" --set checkpoint.at_end=false
-for sig in TERM USR1 INT; do
+for sig in TERM USR1 INT HUP; do
   out="$WORK/p_$sig"
-  # SIGINT with its default action, as in a terminal (a script's background
-  # job would inherit it ignored): Ctrl-C on a run stops it as preemption does.
-  python3 -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])' \
+  # SIGINT and SIGHUP with their default actions, as in a terminal (a script's background
+  # job would inherit SIGINT ignored, a test under nohup SIGHUP): Ctrl-C or a hangup on a run
+  # stops it as preemption does.
+  python3 -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); signal.signal(signal.SIGHUP, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])' \
     "$DTRAIN" run "$WORK/tiny.toml" --out "$out" "${opts[@]}" >"$WORK/out" 2>"$WORK/err" &
   pid=$!
   for _ in $(seq 600); do  # until 20 steps are done (at most 30 s)
@@ -39,6 +40,21 @@ for sig in TERM USR1 INT; do
   cmp -s <(step_losses "$WORK/ref/metrics.jsonl") <(step_losses "$out/metrics.jsonl") ||
     fail "SIG$sig: stop at step $step + resume differs from an uninterrupted run"
 done
+# Started under nohup (SIGHUP ignored), a hangup changes nothing: the run goes on to its end.
+python3 -c 'import os, signal, sys; signal.signal(signal.SIGHUP, signal.SIG_IGN); os.execv(sys.argv[1], sys.argv[1:])' \
+  "$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/nohup" --set train.steps=60 --set log.every=1 --set train.threads=2 \
+  >"$WORK/out" 2>"$WORK/err" &
+pid=$!
+for _ in $(seq 600); do
+  [ -f "$WORK/nohup/metrics.jsonl" ] && [ "$(wc -l <"$WORK/nohup/metrics.jsonl")" -ge 5 ] && break
+  sleep 0.05
+done
+kill -HUP "$pid"
+rc=0
+wait "$pid" || rc=$?
+[ "$rc" -eq 0 ] && [ "$(step_losses "$WORK/nohup/metrics.jsonl" | wc -l)" -eq 60 ] ||
+  { cat "$WORK/err"; fail "under nohup, SIGHUP stopped the run (exit $rc)"; }
+
 # A stop at a step whose evaluation is due skips it (to stop sooner); the resumed run evaluates
 # that step first, so every evaluation of an uninterrupted run is logged, once, with its value.
 ev=(--set train.steps=60 --set train.eval_every=1 --set train.eval_batches=1 --set log.every=1 --set train.threads=2)
