@@ -118,6 +118,9 @@ Subcommand add_resume(CLI::App& app) {
   resume->add_flag("--verbose,-v", o->verbose, "As for run");
   return {resume,
           [o](Context& ctx) {
+            // Stopped before training (loading a large checkpoint): what is left is what was there.
+            ctx.watchdog->set_step("", fmt::format("the checkpoints are as they were: continue with: dtrain resume {}",
+                                                   printable(o->checkpoint_path)));
             TrainingSetup setup(ctx, o->verbose);
             const auto log = setup.log();
             std::unique_ptr<dtrain::Trainer> trainer;

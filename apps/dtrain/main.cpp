@@ -161,8 +161,12 @@ int main(int argc, char** argv) {
              const std::string name = command.load() ? command.load() : "";
              if (name != "" && name != "run" && name != "resume")
                say(fmt::format("dtrain: {}stopped by {} (dtrain {})\n", tag(), why, name));
-             else if (watchdog.grace() == 0)
-               say(fmt::format("dtrain: {}stopped by {} during setup; no checkpoint written\n", tag(), why));
+             else if (watchdog.grace() == 0) {
+               // A resume says what it would continue from (nothing of it changed).
+               const std::string recovery = watchdog.notes().recovery;
+               say(fmt::format("dtrain: {}stopped by {} during setup; no checkpoint written{}\n", tag(), why,
+                               recovery.empty() ? "" : "; " + recovery));
+             }
              else {
                // What it waited on (a stopped or dead peer, named) and what is safe on disk.
                const dtrain::Watchdog::Notes notes = watchdog.notes();

@@ -46,6 +46,17 @@ set +e; wait $pid; rc=$?; set -e
 [ $rc -eq 1 ] || { cat "$WORK/err"; fail "SIGTERM during setup: exit $rc, expected 1"; }
 expect_err "stopped by SIGTERM during setup; no checkpoint written"
 echo "setup: stopped $(elapsed "$t0") s after SIGTERM"
+# A resume stopped while it loads its checkpoint says that what it would continue from is intact.
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" --set model.n_layer=500 --set train.micro_batch=1 --set train.threads=1 \
+  --set train.steps=1 --set optim.warmup_steps=0 --set train.eval_every=0 --out "$WORK/big"
+"$DTRAIN" resume "$WORK/big/checkpoints" --set train.steps=2 >"$WORK/out" 2>"$WORK/err" &
+pid=$!
+bg+=($pid)
+sleep 0.3
+kill -TERM $pid
+set +e; wait $pid; rc=$?; set -e
+[ $rc -eq 1 ] || { cat "$WORK/err"; fail "SIGTERM during a resume's setup: exit $rc, expected 1"; }
+expect_err "stopped by SIGTERM during setup; no checkpoint written; the checkpoints are as they were: continue with: dtrain resume $WORK/big/checkpoints"
 # A command that trains no run says which command stopped, not "during setup; no checkpoint".
 "$DTRAIN" profile "$WORK/tiny.toml" --set model.n_layer=2000 --set train.micro_batch=1 --set train.threads=1 \
   --out "$WORK/prof" >"$WORK/out" 2>"$WORK/err" &
