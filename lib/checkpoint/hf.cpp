@@ -255,6 +255,12 @@ std::vector<std::string> hf_model_overrides(const std::string& dir) {
   const std::string cfg_name = (fs::path(dir) / "config.json").string();
   const json hc = read_config_json(dir, "a Hugging Face directory's config.json (JSON)", "");
   if (hf_detail::is_llama(hc)) return hf_detail::llama_model_overrides(dir, hc);
+  // Another architecture is refused first: before any key read with GPT-2's
+  // defaults (1024 positions) is checked against the data.
+  if (hc.contains("model_type") && hc["model_type"] != "gpt2")
+    throw ConfigError(fmt::format("{}: model_type = {}: dtrain imports \"gpt2\" and \"llama\" directories; another "
+                                  "architecture cannot be imported",
+                                  cfg_name, hc["model_type"].dump()));
   // GPT2Config's default where a key is absent; a value that is not a
   // positive integer is refused here, naming it, before a model is built.
   auto integer = [&](const char* key, int64_t dflt) {

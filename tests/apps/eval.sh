@@ -181,6 +181,15 @@ python3 -c 'import json,sys; c = json.load(open(sys.argv[1])); c["n_head"] = 0; 
 expect_exit 2 "$DTRAIN" eval "hf:$WORK/badhf" --data "$WORK/tok_val.bin"
 expect_err "$WORK/badhf/config.json: n_head: expected a positive integer, got 0"
 ! grep -q "evaluating" "$WORK/err" || fail "a model was built from a bad config.json: $(cat "$WORK/err")"
+# Another architecture (without GPT-2's keys: its 1024 positions by default, more than the data
+# holds) is refused as such, first, not as data too short for GPT-2's defaults.
+python3 -c 'import json,sys; c = json.load(open(sys.argv[1])); c["model_type"] = "mistral"; del c["n_positions"]; json.dump(c, open(sys.argv[2], "w"))' \
+  "$WORK/hf/config.json" "$WORK/badhf/config.json"
+head -c 1200 "$WORK/tok_val.bin" >"$WORK/short.bin"
+python3 -c 'import struct,sys; d = bytearray(open(sys.argv[1], "rb").read()); struct.pack_into("<i", d, 8, 88); open(sys.argv[1], "wb").write(d[:1024 + 176])' "$WORK/short.bin"
+expect_exit 2 "$DTRAIN" eval "hf:$WORK/badhf" --data "$WORK/short.bin"
+expect_err "$WORK/badhf/config.json: model_type = \"mistral\": dtrain imports \"gpt2\" and \"llama\" directories"
+! grep -q "evaluating\|too few" "$WORK/err" || fail "another architecture: $(cat "$WORK/err")"
 expect_exit 2 "$DTRAIN" eval "hf:$WORK/hf" --data "$WORK/tok_val.bin" --set model.vocab_size=512
 expect_err "--set model.vocab_size=512: the model is hf:$WORK/hf's, as its config.json describes it"
 expect_exit 2 "$DTRAIN" eval "hf:$WORK/hf" --data "$WORK/tok_val.bin" --all
