@@ -139,37 +139,26 @@ class Gpt2Tokenizer : public Tokenizer {
   }
 
   std::vector<int32_t> encode(const std::string& text, Specials specials) const override {
-    // GPT-2's one special token, <|endoftext|>: its id where the text spells
-    // it (as Hugging Face's GPT2Tokenizer and tiktoken's allowed_special do),
-    // each piece between encoded on its own; as_text, the spelling's pieces.
-    static constexpr std::string_view kEot = "<|endoftext|>";
-    if (const int32_t eot = end_of_text(); specials == Specials::parse && eot >= 0 && text.find(kEot) != std::string::npos) {
-      std::vector<int32_t> ids;
-      size_t at = 0;
-      for (size_t hit; (hit = text.find(kEot, at)) != std::string::npos; at = hit + kEot.size()) {
-        const std::vector<int32_t> part = encode(text.substr(at, hit - at), Specials::as_text);
-        ids.insert(ids.end(), part.begin(), part.end());
-        ids.push_back(eot);
-      }
-      const std::vector<int32_t> rest = encode(text.substr(at), Specials::as_text);
-      ids.insert(ids.end(), rest.begin(), rest.end());
-      return ids;
-    }
-    const std::vector<char32_t> cps = utf8_decode(text);
+    Words words;
     std::vector<int32_t> ids;
-    for (const auto& [b, e] : pre_tokenize(cps)) {
-      std::string bytes;
-      for (size_t i = b; i < e; ++i) utf8_append(bytes, cps[i]);
-      std::vector<std::string> word;
-      for (unsigned char c : bytes) word.push_back(byte_symbol_[c]);
-      bpe(word);
-      for (const std::string& s : word) {
-        auto it = encoder_.find(s);
-        if (it == encoder_.end()) throw InputError(fmt::format("GPT-2 tokenizer: no id for symbol '{}'", s));
-        ids.push_back(it->second);
+    encode_into(text, specials, words, ids);
+    return ids;
+  }
+
+  // A batch's documents share what their words encode to (a corpus repeats
+  // its words: most pieces are looked up, not merged again).
+  std::vector<std::vector<int32_t>> encode_documents(std::span<const std::string> docs,
+                                                     Specials specials) const override {
+    Words words;
+    std::vector<std::vector<int32_t>> out(docs.size());
+    for (size_t d = 0; d < docs.size(); ++d) {
+      try {
+        encode_into(docs[d], specials, words, out[d]);
+      } catch (const InputError& e) {
+        throw InputError(fmt::format("document {}: {}", d, e.what()));
       }
     }
-    return ids;
+    return out;
   }
 
   std::string decode(const std::vector<int32_t>& ids, Position) const override {
@@ -185,6 +174,46 @@ class Gpt2Tokenizer : public Tokenizer {
   }
 
  private:
+  // A piece's UTF-8 bytes -> its ids: the BPE of each distinct piece once.
+  using Words = std::unordered_map<std::string, std::vector<int32_t>>;
+
+  void encode_into(const std::string& text, Specials specials, Words& words, std::vector<int32_t>& ids) const {
+    // GPT-2's one special token, <|endoftext|>: its id where the text spells
+    // it (as Hugging Face's GPT2Tokenizer and tiktoken's allowed_special do),
+    // each piece between encoded on its own; as_text, the spelling's pieces.
+    static constexpr std::string_view kEot = "<|endoftext|>";
+    if (const int32_t eot = end_of_text(); specials == Specials::parse && eot >= 0 && text.find(kEot) != std::string::npos) {
+      size_t at = 0;
+      for (size_t hit; (hit = text.find(kEot, at)) != std::string::npos; at = hit + kEot.size()) {
+        encode_into(text.substr(at, hit - at), Specials::as_text, words, ids);
+        ids.push_back(eot);
+      }
+      encode_into(text.substr(at), Specials::as_text, words, ids);
+      return;
+    }
+    const std::vector<char32_t> cps = utf8_decode(text);
+    std::string bytes;
+    for (const auto& [b, e] : pre_tokenize(cps)) {
+      bytes.clear();
+      for (size_t i = b; i < e; ++i) utf8_append(bytes, cps[i]);
+      auto [it, fresh] = words.try_emplace(bytes);
+      if (fresh) {
+        std::vector<std::string> word;
+        for (unsigned char c : bytes) word.push_back(byte_symbol_[c]);
+        bpe(word);
+        for (const std::string& sym : word) {
+          auto id = encoder_.find(sym);
+          if (id == encoder_.end()) {
+            words.erase(it);
+            throw InputError(fmt::format("GPT-2 tokenizer: no id for symbol '{}'", sym));
+          }
+          it->second.push_back(id->second);
+        }
+      }
+      ids.insert(ids.end(), it->second.begin(), it->second.end());
+    }
+  }
+
   // Merges the adjacent pair of lowest rank, all its occurrences left to
   // right, until no pair has a rank.
   void bpe(std::vector<std::string>& word) const {
