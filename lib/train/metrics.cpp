@@ -1,7 +1,12 @@
 #include "train/metrics.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <vector>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -11,12 +16,14 @@
 
 namespace dtrain {
 
-MetricsWriter::MetricsWriter(const std::string& path, bool append) : path_(path) {
+MetricsWriter::MetricsWriter(const std::string& path, bool append,
+                             std::function<void(const std::string&)> on_recreated)
+    : path_(path), on_recreated_(std::move(on_recreated)) {
   // Opened for writing, a FIFO waits for a reader (maybe for ever).
   if (const std::string kind = special_file_kind(path); !kind.empty())
     throw RuntimeError(fmt::format("cannot write '{}': not a regular file ({}); expected the run's metrics file, a "
                                    "regular file", path, kind));
-  f_ = std::fopen(path.c_str(), append ? "a" : "w");
+  f_ = std::fopen(path.c_str(), append ? "a+" : "w+");  // (readable: recreate() copies it back)
   if (!f_) throw RuntimeError(fmt::format("cannot write '{}': {}", path, std::strerror(errno)));
 }
 
@@ -31,8 +38,34 @@ std::string MetricsWriter::format(std::initializer_list<std::pair<const char*, V
   return record.dump() + "\n";
 }
 
+void MetricsWriter::recreate() {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::path(path_).has_parent_path()) fs::create_directories(fs::path(path_).parent_path(), ec);
+  std::FILE* g = std::fopen(path_.c_str(), "w+");
+  if (!g)
+    throw RuntimeError(fmt::format("'{}' was deleted while the run wrote it, and cannot be made again: {}", path_,
+                                   std::strerror(errno)));
+  std::vector<char> buf(1 << 16);
+  int64_t bytes = 0;
+  for (ssize_t n; (n = ::pread(fileno(f_), buf.data(), buf.size(), bytes)) > 0; bytes += n)
+    if (std::fwrite(buf.data(), 1, static_cast<size_t>(n), g) != static_cast<size_t>(n)) break;
+  if (std::fflush(g) != 0) {
+    std::fclose(g);
+    throw RuntimeError(fmt::format("cannot write '{}': {}", path_, std::strerror(errno)));
+  }
+  std::fclose(f_);
+  f_ = g;
+  if (on_recreated_)
+    on_recreated_(fmt::format("'{}' was deleted while the run wrote it (its directory removed?): made again with "
+                              "the {} bytes of records written so far",
+                              path_, bytes));
+}
+
 void MetricsWriter::write(std::initializer_list<std::pair<const char*, Value>> fields) {
   if (!f_) return;
+  struct stat st {};
+  if (::fstat(fileno(f_), &st) == 0 && st.st_nlink == 0) recreate();  // one fstat per record
   const std::string line = format(fields);
   if (std::fputs(line.c_str(), f_) < 0 || std::fflush(f_) != 0)
     throw RuntimeError(fmt::format("cannot write '{}': {}", path_, std::strerror(errno)));

@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <initializer_list>
+#include <functional>
 #include <string>
 #include <utility>
 #include <variant>
@@ -20,8 +21,13 @@ class MetricsWriter {
 
   MetricsWriter() = default;
   // Truncates the file, or appends to it (creating it if absent) when
-  // `append` is set (a resumed run). Throws RuntimeError.
-  explicit MetricsWriter(const std::string& path, bool append = false);
+  // `append` is set (a resumed run). Throws RuntimeError. The file deleted
+  // while the run writes it (its directory removed, say) is made again, its
+  // directory too, with every record written so far (read back from the
+  // open, unlinked file), and on_recreated called once with a sentence
+  // saying so (the caller also writes what else it keeps there).
+  explicit MetricsWriter(const std::string& path, bool append = false,
+                         std::function<void(const std::string&)> on_recreated = {});
   ~MetricsWriter();
   MetricsWriter(const MetricsWriter&) = delete;
   MetricsWriter& operator=(const MetricsWriter&) = delete;
@@ -31,8 +37,11 @@ class MetricsWriter {
   static std::string format(std::initializer_list<std::pair<const char*, Value>> fields);
 
  private:
+  void recreate();
+
   std::FILE* f_ = nullptr;
   std::string path_;
+  std::function<void(const std::string&)> on_recreated_;
 };
 
 }  // namespace dtrain

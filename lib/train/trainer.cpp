@@ -823,7 +823,13 @@ TrainSummary Trainer::run(const RunOptions& opts) {
   MetricsWriter* mw = nullptr;
   std::unique_ptr<MetricsWriter> owned;
   if (writer) {
-    owned = std::make_unique<MetricsWriter>((fs::path(out) / "metrics.jsonl").string(), opts.start_step > 0);
+    // The run's directory removed under it: its metrics made again whole, its
+    // config too (checkpoints are made again by the next save).
+    owned = std::make_unique<MetricsWriter>(
+        (fs::path(out) / "metrics.jsonl").string(), opts.start_step > 0, [&, out](const std::string& what) {
+          write_regular_file((fs::path(out) / "config.toml").string(), to_toml(cfg_), "the run's resolved config");
+          log("warning: " + what + ", and config.toml with it");
+        });
     mw = owned.get();
   }
   auto record = [&](std::initializer_list<std::pair<const char*, MetricsWriter::Value>> fields) {

@@ -49,4 +49,22 @@ expect_err "warning: skipped $WORK/r/checkpoints/step_00000006.tmp: incomplete (
 grep -q "resuming from $WORK/r/checkpoints/step_00000002" "$WORK/out" || fail "did not resume from step 2"
 expect_exit 0 "$DTRAIN" inspect "$WORK/r/checkpoints"
 grep -q "skipped $WORK/r/checkpoints/step_00000006.tmp: incomplete" "$WORK/out" || fail "inspect does not mention the .tmp"
+# The run's directory removed while it runs: its metrics are made again whole (read back from the
+# open file), its config too, said once; the next checkpoint goes where it belongs.
+"$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/gone" --set train.steps=150 --set log.every=1 --set train.eval_every=0 \
+  --set checkpoint.every=100 --set train.threads=1 >"$WORK/out" 2>"$WORK/err" &
+pid=$!
+for _ in $(seq 600); do
+  [ -f "$WORK/gone/metrics.jsonl" ] && [ "$(wc -l <"$WORK/gone/metrics.jsonl")" -ge 20 ] && break
+  sleep 0.05
+done
+rm -rf "$WORK/gone"
+rc=0
+wait "$pid" || rc=$?
+[ "$rc" -eq 0 ] || { cat "$WORK/err"; fail "a removed run directory: exit $rc"; }
+grep -q "warning: '$WORK/gone/metrics.jsonl' was deleted while the run wrote it (its directory removed?): made again" \
+  "$WORK/out" || { cat "$WORK/out"; fail "no warning for the removed directory"; }
+[ "$(step_losses "$WORK/gone/metrics.jsonl" | wc -l)" -eq 150 ] || fail "the metrics were not made again whole"
+[ -f "$WORK/gone/config.toml" ] && [ -f "$WORK/gone/checkpoints/step_00000150/checkpoint.h5" ] ||
+  fail "config.toml or the last checkpoint missing: $(ls -R "$WORK/gone" | head)"
 echo "hostile_disk: ok"
