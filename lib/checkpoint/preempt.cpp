@@ -1,12 +1,29 @@
 #include "checkpoint/preempt.h"
 
 #include <pthread.h>
+#include <unistd.h>
+
+#include <csignal>
 
 #include <cstring>
 
 #include "core/error.h"
 
 namespace dtrain {
+
+namespace {
+
+// A second Ctrl-C: one line (write(2) is async-signal-safe), then SIGINT's
+// default action, so that the shell sees the process ended by it (130).
+extern "C" void second_interrupt(int sig) {
+  static constexpr char kLine[] =
+      "dtrain: interrupted again: stopped at once, without the checkpoint (the ones already written are whole)\n";
+  [[maybe_unused]] const ssize_t n = ::write(STDERR_FILENO, kLine, sizeof kLine - 1);
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+
+}  // namespace
 
 SignalWatch::SignalWatch(std::vector<int> signals) {
   sigemptyset(&set_);
@@ -27,9 +44,10 @@ bool SignalWatch::poll() {
     const int s = sigtimedwait(&set_, nullptr, &zero);
     if (s <= 0) break;  // EAGAIN: nothing pending (EINTR: try at the next poll)
     if (first_ == 0) first_ = s;
-    if (s == SIGINT) {  // Ctrl-C, taken: a second one ends the process at once (its default action)
+    if (s == SIGINT) {  // Ctrl-C, taken: a second one ends the process at once (saying so, then its default action)
       struct sigaction dfl {};
-      dfl.sa_handler = SIG_DFL;
+      dfl.sa_handler = second_interrupt;
+      dfl.sa_flags = SA_RESETHAND;
       sigemptyset(&dfl.sa_mask);
       int_default_ = sigaction(SIGINT, &dfl, &old_int_) == 0;
       sigdelset(&set_, SIGINT);

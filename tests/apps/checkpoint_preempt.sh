@@ -40,6 +40,29 @@ for sig in TERM USR1 INT HUP; do
   cmp -s <(step_losses "$WORK/ref/metrics.jsonl") <(step_losses "$out/metrics.jsonl") ||
     fail "SIG$sig: stop at step $step + resume differs from an uninterrupted run"
 done
+# A second Ctrl-C while the first one's checkpoint is written ends the process at once, saying so
+# (killed by SIGINT: 130), and leaves the unfinished save aside (.tmp), never half a checkpoint.
+python3 -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])' \
+  "$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/twice" --set model.n_layer=300 --set train.micro_batch=1 \
+  --set train.steps=50 --set optim.warmup_steps=0 --set train.eval_every=0 --set log.every=1 --set train.threads=1 \
+  >"$WORK/out" 2>"$WORK/err" &
+pid=$!
+for _ in $(seq 600); do
+  [ -f "$WORK/twice/metrics.jsonl" ] && [ "$(wc -l <"$WORK/twice/metrics.jsonl")" -ge 1 ] && break
+  sleep 0.05
+done
+kill -INT "$pid"
+for _ in $(seq 600); do
+  compgen -G "$WORK/twice/checkpoints/step_*.tmp" >/dev/null && break
+  sleep 0.01
+done
+kill -INT "$pid"
+rc=0
+wait "$pid" || rc=$?
+[ "$rc" -eq 130 ] || { cat "$WORK/err"; fail "a second Ctrl-C: exit $rc, expected 130"; }
+expect_err "dtrain: interrupted again: stopped at once, without the checkpoint (the ones already written are whole)"
+! compgen -G "$WORK/twice/checkpoints/step_*[0-9]" >/dev/null || fail "a half-written checkpoint: $(ls "$WORK/twice/checkpoints")"
+
 # Started under nohup (SIGHUP ignored), a hangup changes nothing: the run goes on to its end.
 python3 -c 'import os, signal, sys; signal.signal(signal.SIGHUP, signal.SIG_IGN); os.execv(sys.argv[1], sys.argv[1:])' \
   "$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/nohup" --set train.steps=60 --set log.every=1 --set train.threads=2 \
