@@ -156,6 +156,16 @@ int main(int argc, char** argv) {
              say(fmt::format("dtrain: {}the launcher (process {}) is gone; stopping\n", tag(), launcher));
              kill(getpid(), SIGTERM);
            },
+       .on_pending =
+           [&](const std::string& why) {
+             // Rank 0 only (a signal usually reaches every rank), and only run
+             // and resume, whose step loop takes it.
+             const std::string name = command.load() ? command.load() : "";
+             if (tag_rank.load() <= 0 && (name == "run" || name == "resume"))
+               say(fmt::format("dtrain: {} received: the run stops with a checkpoint once the step or save in "
+                               "progress ends\n",
+                               why));
+           },
        .on_stuck =
            [&](const std::string& why, double secs) {
              const std::string name = command.load() ? command.load() : "";

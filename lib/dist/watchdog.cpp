@@ -38,7 +38,7 @@ Watchdog::Notes Watchdog::notes() const {
 void Watchdog::loop() {
   using Clock = std::chrono::steady_clock;
   Clock::time_point pending_since{}, gone_at{};
-  bool pending = false, stuck_told = false;
+  bool pending = false, stuck_told = false, pending_told = false;
   std::unique_lock<std::mutex> lock(mu_);
   while (!cv_.wait_for(lock, opts_.period, [this] { return stop_; })) {
     const pid_t launcher = launcher_.load();
@@ -65,13 +65,17 @@ void Watchdog::loop() {
       continue;
     }
     const auto now = Clock::now();
-    if (!pending) pending_since = now;
+    if (!pending) pending_since = now, pending_told = false;
     pending = true;
     const double waited = std::chrono::duration<double>(now - pending_since).count();
+    const char* abbrev = sigabbrev_np(signal);
+    const std::string name = abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(signal);
     if (!stuck_told && waited >= grace_s_.load() && opts_.on_stuck) {
       stuck_told = true;
-      const char* abbrev = sigabbrev_np(signal);
-      opts_.on_stuck(abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(signal), waited);
+      opts_.on_stuck(name, waited);
+    } else if (!pending_told && !stuck_told && waited >= opts_.ack_after_s && opts_.on_pending) {
+      pending_told = true;
+      opts_.on_pending(name);
     }
   }
 }

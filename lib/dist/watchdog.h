@@ -34,6 +34,11 @@ struct WatchdogOptions {
   // for a daemon that is dead), on_stuck is called with "the launcher's exit".
   std::function<void()> on_launcher_gone;
   double launcher_exit_s = 30;
+  // Called once per signal when a stop signal has been pending `ack_after_s`
+  // while the grace allows more (a long step or checkpoint save in progress:
+  // the person who pressed Ctrl-C learns it was taken).
+  std::function<void(const std::string& signal)> on_pending;
+  double ack_after_s = 1;
   // Called once when a stop signal (its name, "SIGTERM") has been pending
   // longer than the grace (see set_grace); `seconds` = how long.
   std::function<void(const std::string& signal, double seconds)> on_stuck;

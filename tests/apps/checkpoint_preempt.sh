@@ -63,6 +63,22 @@ wait "$pid" || rc=$?
 expect_err "dtrain: interrupted again: stopped at once, without the checkpoint (the ones already written are whole)"
 ! compgen -G "$WORK/twice/checkpoints/step_*[0-9]" >/dev/null || fail "a half-written checkpoint: $(ls "$WORK/twice/checkpoints")"
 
+# A stop signal that waits on a long save (over a second) is acknowledged at once, not only when
+# the step loop takes it.
+"$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/ack" --set model.n_layer=800 --set train.micro_batch=1 \
+  --set train.steps=50 --set optim.warmup_steps=0 --set train.eval_every=0 --set checkpoint.every=1 \
+  --set train.threads=1 >"$WORK/out" 2>"$WORK/err" &
+pid=$!
+for _ in $(seq 1000); do
+  compgen -G "$WORK/ack/checkpoints/step_*.tmp" >/dev/null && break
+  sleep 0.01
+done
+kill -USR1 "$pid"
+rc=0
+wait "$pid" || rc=$?
+[ "$rc" -eq 4 ] || { cat "$WORK/err"; fail "USR1 during a save: exit $rc, expected 4"; }
+expect_err "dtrain: SIGUSR1 received: the run stops with a checkpoint once the step or save in progress ends"
+
 # Started under nohup (SIGHUP ignored), a hangup changes nothing: the run goes on to its end.
 python3 -c 'import os, signal, sys; signal.signal(signal.SIGHUP, signal.SIG_IGN); os.execv(sys.argv[1], sys.argv[1:])' \
   "$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/nohup" --set train.steps=60 --set log.every=1 --set train.threads=2 \
