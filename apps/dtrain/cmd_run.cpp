@@ -158,7 +158,8 @@ Subcommand add_resume(CLI::App& app) {
               start_dir = r.dir;
               eval_missing = !r.eval_logged;
             }
-            if (start >= trainer->config().train.steps) {
+            // Stopped at the last step: its evaluation, which the stop skipped, is all that is left.
+            if (start >= trainer->config().train.steps && !(eval_missing && start == trainer->config().train.steps)) {
               log(fmt::format("nothing to do: the checkpoint is at step {} = train.steps (continue further "
                               "with --set train.steps=N)",
                               start));

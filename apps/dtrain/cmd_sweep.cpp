@@ -547,16 +547,17 @@ class Sweep {
 
 std::vector<int> stop_signals_for(int argc, char** argv) {
   const std::string command = argc > 1 ? argv[1] : "";
-  if (command == "sweep") return {SIGTERM, SIGUSR1, SIGINT, SIGHUP};
   // Ctrl-C on a run stops it as a preemption does, with a checkpoint; so does
-  // a hangup (the terminal closed), unless the run was started to ignore it
-  // (nohup): a blocked signal is queued even where it is ignored.
-  if (command == "run" || command == "resume") {
-    struct sigaction hup {};
-    if (sigaction(SIGHUP, nullptr, &hup) == 0 && hup.sa_handler == SIG_IGN) return {SIGTERM, SIGUSR1, SIGINT};
-    return {SIGTERM, SIGUSR1, SIGINT, SIGHUP};
+  // a hangup (the terminal closed), unless the process was started to ignore
+  // it (nohup): a blocked signal is queued even where it is ignored.
+  struct sigaction hup {};
+  const bool hup_ignored = sigaction(SIGHUP, nullptr, &hup) == 0 && hup.sa_handler == SIG_IGN;
+  std::vector<int> s = {SIGTERM, SIGUSR1};
+  if (command == "sweep" || command == "run" || command == "resume") {
+    s.push_back(SIGINT);
+    if (!hup_ignored) s.push_back(SIGHUP);
   }
-  return {SIGTERM, SIGUSR1};
+  return s;
 }
 
 Subcommand add_sweep(CLI::App& app) {

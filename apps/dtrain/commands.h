@@ -153,8 +153,8 @@ Subcommand add_tokenize(CLI::App& app);  // dtrain tokenize TEXT --out PREFIX [-
 // line given: SIGTERM and SIGUSR1 (preemption); `dtrain run` and `resume`
 // also SIGINT (Ctrl-C: a checkpoint and exit 4; a second one ends the process
 // at once) and SIGHUP (a closed terminal: the same), unless SIGHUP is ignored
-// (nohup); `dtrain sweep` SIGINT and SIGHUP, which stop its trials cleanly
-// (cmd_sweep.cpp).
+// (nohup); `dtrain sweep` SIGINT and SIGHUP (the same unless ignored), which
+// stop its trials cleanly (cmd_sweep.cpp).
 std::vector<int> stop_signals_for(int argc, char** argv);
 
 // `dtrain --version --verbose`: compiled and loaded library versions, the

@@ -19,8 +19,7 @@ extern "C" void second_interrupt(int sig) {
   static constexpr char kLine[] =
       "dtrain: interrupted again: stopped at once, without the checkpoint (the ones already written are whole)\n";
   [[maybe_unused]] const ssize_t n = ::write(STDERR_FILENO, kLine, sizeof kLine - 1);
-  std::signal(sig, SIG_DFL);
-  std::raise(sig);
+  std::raise(sig);  // SA_RESETHAND restored the default action; delivered when this handler returns
 }
 
 }  // namespace

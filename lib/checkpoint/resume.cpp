@@ -9,6 +9,7 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <regex>
 #include <set>
 
 #include <fmt/format.h>
@@ -126,8 +127,9 @@ const char* refusal(const std::string& key, bool evaluate) {
       {"data.shuffle", "it would change the order of the samples still to come"},
   };
   if (auto it = fixed.find(key); it != fixed.end()) return it->second;
-  // Dropout is a rate, not a parameter: it may change (as for fine-tuning).
-  if (key == "model.dropout") return nullptr;
+  // Dropout is a rate, not a parameter: it may change (as for fine-tuning);
+  // so may the ids the loss predicts (no parameter's shape depends on them).
+  if (key == "model.dropout" || key == "model.vocab_used") return nullptr;
   if (key == "model.init_from")
     return evaluate ? "an evaluation reads the checkpoint's weights"
                     : "the run started from those weights; a resume continues from the checkpoint's";
@@ -383,10 +385,18 @@ ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkp
                            const std::string& eval_data) {
   const char* const when = evaluate ? "evaluating" : "resuming";
   const std::string name = (fs::path(checkpoint_dir) / store::kMasterFile).string() + " [config]";
-  const Config base = parse_config(meta.config, name, {}, meta.layout.world());
+  // A checkpoint written before model.vocab_used: its loss covered the whole
+  // table, and keeps doing so (the derivation would change it mid-run, and an
+  // evaluation would no longer give the loss it logged).
+  std::vector<std::string> pin;
+  if (static const std::regex has_key(R"((^|\n)[ \t]*vocab_used[ \t]*=)"); !std::regex_search(meta.config, has_key)) {
+    const Config as_written = parse_config(meta.config, name, {}, meta.layout.world());
+    if (as_written.model.token_model()) pin.push_back(fmt::format("model.vocab_used={}", as_written.model.vocab_size));
+  }
+  const Config base = parse_config(meta.config, name, pin, meta.layout.world());
   std::set<std::string> given;
   for (const auto& o : overrides) given.insert(key_of(o));
-  std::vector<std::string> eff;
+  std::vector<std::string> eff = pin;
   if (!out_dir.empty()) {
     if (!given.count("log.out_dir")) eff.push_back("log.out_dir=" + config::toml_string(out_dir));
     if (!given.count("checkpoint.dir"))
@@ -477,7 +487,9 @@ ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkp
       if (!why || !spec) continue;
       bool changes = true;
       try {
-        const Config alone = parse_config(meta.config, name, {o}, meta.layout.world());
+        std::vector<std::string> with = pin;
+        with.push_back(o);
+        const Config alone = parse_config(meta.config, name, with, meta.layout.world());
         changes = config::get(*spec, alone) != config::get(*spec, base);
       } catch (const ConfigError&) {  // a value the checkpoint's config cannot hold with it: a change
       }
@@ -563,12 +575,13 @@ ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkp
   return rc;
 }
 
-// Cuts the metrics back to `step`; whether an evaluation at `step` remains.
+// Cuts the metrics back to `step`; whether an evaluation at `step` remains
+// (true where there are no metrics to complete: another --out).
 bool trim_metrics(const std::string& path, int64_t step) {
   std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) return false;  // absent (or not a file, which the metrics writer reports)
+  if (!fs::is_regular_file(path, ec)) return true;  // absent (or not a file, which the metrics writer reports)
   std::ifstream in(path);
-  if (!in) return false;
+  if (!in) return true;
   std::string kept, line;
   bool dropped = false, evaluated = false;
   while (std::getline(in, line)) {

@@ -80,7 +80,8 @@ ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkp
 // Keeps the records of steps <= `step` in a metrics.jsonl (a run resumed in
 // the directory it ran in drops what it did after the checkpoint); each line
 // is read as JSON, and one that is not (a half-written last line) is dropped.
-// Returns whether an evaluation of `step` (an "eval_loss" record) remains.
+// Returns whether an evaluation of `step` (an "eval_loss" record) remains;
+// true where there is no metrics file (nothing to complete).
 bool trim_metrics(const std::string& path, int64_t step);
 
 struct ResumeRequest {
@@ -132,7 +133,8 @@ struct Resumed {
   // The checkpoints it chose from, as every rank agreed on them (dtrain eval --all).
   Candidates candidates;
   // The run's metrics.jsonl (cut back to the checkpoint's step) holds an
-  // evaluation at that step; false where a stop skipped it (or no metrics).
+  // evaluation at that step (or there is none: another --out); false where a
+  // stop skipped it.
   bool eval_logged = true;
 };
 

@@ -27,9 +27,10 @@ struct RunOptions {
   // (restored from a checkpoint); metrics.jsonl is appended to, and the
   // evaluation before the first step is skipped.
   int64_t start_step = 0;
-  // Resumed at a step whose evaluation is due (train.eval_every) but was not
-  // logged (the run that wrote the checkpoint stopped there, a stop skipping
-  // the evaluation): evaluated before the first step, as that step's.
+  // Resumed at a step whose evaluation is due (train.eval_every, or the last
+  // step) but was not logged (the run that wrote the checkpoint stopped
+  // there, a stop skipping the evaluation): evaluated before the first step,
+  // as that step's (with no step to run after it at the last one).
   bool eval_missing = false;
   TrainHooks* hooks = nullptr;
 };

@@ -25,9 +25,11 @@ class MetricsWriter {
   // while the run writes it (its directory removed, say) is made again, its
   // directory too, with every record written so far (read back from the
   // open, unlinked file), and on_recreated called once with a sentence
-  // saying so (the caller also writes what else it keeps there).
+  // saying so (the caller also writes what else it keeps there); where that
+  // cannot be (another file is there now: a new run's), on_recreated says so
+  // and the run goes on writing its own, deleted file.
   explicit MetricsWriter(const std::string& path, bool append = false,
-                         std::function<void(const std::string&)> on_recreated = {});
+                         std::function<void(bool made_again, const std::string&)> on_recreated = {});
   ~MetricsWriter();
   MetricsWriter(const MetricsWriter&) = delete;
   MetricsWriter& operator=(const MetricsWriter&) = delete;
@@ -41,7 +43,8 @@ class MetricsWriter {
 
   std::FILE* f_ = nullptr;
   std::string path_;
-  std::function<void(const std::string&)> on_recreated_;
+  std::function<void(bool made_again, const std::string&)> on_recreated_;
+  bool recreate_tried_ = false;
 };
 
 }  // namespace dtrain

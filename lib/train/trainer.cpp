@@ -826,9 +826,10 @@ TrainSummary Trainer::run(const RunOptions& opts) {
     // The run's directory removed under it: its metrics made again whole, its
     // config too (checkpoints are made again by the next save).
     owned = std::make_unique<MetricsWriter>(
-        (fs::path(out) / "metrics.jsonl").string(), opts.start_step > 0, [&, out](const std::string& what) {
-          write_regular_file((fs::path(out) / "config.toml").string(), to_toml(cfg_), "the run's resolved config");
-          log("warning: " + what + ", and config.toml with it");
+        (fs::path(out) / "metrics.jsonl").string(), opts.start_step > 0, [&, out](bool made, const std::string& what) {
+          if (made)
+            write_regular_file((fs::path(out) / "config.toml").string(), to_toml(cfg_), "the run's resolved config");
+          log("warning: " + what + (made ? ", and config.toml with it" : ""));
         });
     mw = owned.get();
   }
@@ -880,8 +881,10 @@ TrainSummary Trainer::run(const RunOptions& opts) {
   };
 
   TrainSummary summary;
-  // A resumed run evaluated before its checkpoint, unless a stop skipped it.
-  const bool due_at_start = t.eval_every > 0 && opts.start_step % t.eval_every == 0 && opts.eval_missing;
+  // A resumed run evaluated before its checkpoint, unless a stop skipped it
+  // (at an eval_every step, or at the last one, which a run always evaluates).
+  const bool due_at_start = opts.eval_missing && ((t.eval_every > 0 && opts.start_step % t.eval_every == 0) ||
+                                                  opts.start_step == t.steps);
   if (opts.start_step == 0 || due_at_start) {
     summary.first_eval = evaluate();
     report_eval(opts.start_step, summary.first_eval);

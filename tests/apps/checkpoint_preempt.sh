@@ -113,6 +113,19 @@ evals() { python3 -c 'import json,sys; [print(r["step"], r["eval_loss"]) for r i
 cmp -s <(evals "$WORK/evref/metrics.jsonl") <(evals "$WORK/evstop/metrics.jsonl") ||
   { diff <(evals "$WORK/evref/metrics.jsonl") <(evals "$WORK/evstop/metrics.jsonl") | head; fail "the evaluation at the stop's step is missing or differs"; }
 
+# A stop at the last step skips the final evaluation too (its metrics then lack it, as made here):
+# the resume has no step left to run, and evaluates that step instead of saying "nothing to do".
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/last" --set train.steps=20 --set train.eval_every=0 \
+  --set optim.warmup_steps=2 --set train.threads=2
+want=$(evals "$WORK/last/metrics.jsonl" | tail -1)
+grep -v eval_loss "$WORK/last/metrics.jsonl" >"$WORK/m" && mv "$WORK/m" "$WORK/last/metrics.jsonl"
+expect_exit 0 "$DTRAIN" resume "$WORK/last/checkpoints"
+[ "$(evals "$WORK/last/metrics.jsonl")" = "$want" ] || fail "the last step's evaluation: $(evals "$WORK/last/metrics.jsonl"), want $want"
+# Resumed into another --out (no metrics to complete): no evaluation before the first step.
+expect_exit 0 "$DTRAIN" resume "$WORK/evstop/checkpoints" --out "$WORK/elsewhere" --set train.steps=65
+first=$(evals "$WORK/elsewhere/metrics.jsonl" | head -1 | cut -d' ' -f1)
+[ "$first" = 61 ] || fail "resumed into another --out: first evaluation at step $first, expected 61"
+
 # A signal to one rank of a job: every rank stops at the step boundary with the checkpoint,
 # and rank 0's log names the rank and the signal (it said "a signal on another rank").
 out="$WORK/one_rank"

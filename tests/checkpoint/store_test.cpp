@@ -270,7 +270,7 @@ TEST_CASE("a resumed run's metrics keep the records up to the checkpoint's step"
   CHECK(read_file(p) == "{\"step\": 0, \"eval_loss\": 5.5}\n{\"step\": 1, \"loss\": 5}\n{\"step\": 2, \"loss\": 4}\n"
                         "{\"step\": 2, \"eval_loss\": 4.5}\n");
   CHECK(!trim_metrics(p.string(), 1));  // step 1 was not (a stop there skips its evaluation)
-  CHECK(!trim_metrics((dir.path / "none.jsonl").string(), 1));
+  CHECK(trim_metrics((dir.path / "none.jsonl").string(), 1));  // nothing to complete
 }
 
 TEST_CASE("trimming metrics reads each record as JSON: compact or spaced, keys in any order, a torn line dropped") {
@@ -279,4 +279,37 @@ TEST_CASE("trimming metrics reads each record as JSON: compact or spaced, keys i
   write_file(p, "{\"step\":1,\"loss\":5.0}\n{\"loss\":4.0,\"step\":2}\n{ \"step\" : 3 }\n{\"step\":4,\"lo");
   trim_metrics(p.string(), 1);
   CHECK(read_file(p) == "{\"step\":1,\"loss\":5.0}\n");
+}
+
+TEST_CASE("resume config: a checkpoint from before model.vocab_used keeps its loss over the whole table") {
+  // GPT-2's tokens in 50304 rows: a new run predicts the 50257 ids (derived
+  // and written); a checkpoint whose config predates the key keeps predicting
+  // all 50304 (its logged losses and evaluations stay comparable), unless a
+  // --set changes it, which a resume allows (no parameter's shape depends on it).
+  CheckpointMeta now = meta_of(std::string(R"([model]
+type = "gpt"
+n_layer = 2
+vocab_size = 50304
+[data]
+train = "t.bin"
+val = "v.bin"
+tokenizer = "gpt2"
+[train]
+steps = 10
+global_batch = 4
+micro_batch = 2
+)"));
+  CHECK(now.config.find("vocab_used = 50257") != std::string::npos);
+  CHECK(resume_config(now, "ck/step_00000010", {}, "", 1).cfg.model.vocab_used == 50257);
+  CheckpointMeta old = now;
+  const size_t at = old.config.find("vocab_used = 50257\n");
+  REQUIRE(at != std::string::npos);
+  old.config.erase(at, std::string("vocab_used = 50257\n").size());
+  ResumeConfig rc = resume_config(old, "ck/step_00000010", {}, "", 1);
+  CHECK(rc.cfg.model.vocab_used == 50304);
+  CHECK(rc.changes.empty());
+  rc = resume_config(old, "ck/step_00000010", {"model.vocab_used=50257"}, "", 1);
+  CHECK(rc.cfg.model.vocab_used == 50257);
+  REQUIRE(rc.changes.size() == 1);
+  CHECK(rc.changes[0] == "model.vocab_used: 50304 -> 50257");
 }
