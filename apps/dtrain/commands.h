@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <atomic>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -121,8 +122,9 @@ struct Context {
   // bad config): rank 0 reports it and no rank aborts the job.
   bool shared_failure = true;
   // Set by a rank whose failure another rank has said (TrainingSetup::agree):
-  // it says nothing and leaves as the others do.
-  bool failure_said_elsewhere = false;
+  // it says nothing and leaves as the others do (nor does the watchdog, when
+  // the launcher ends it with SIGTERM first: the other rank's abort).
+  std::atomic<bool> failure_said_elsewhere{false};
   // Set on every rank where TrainingSetup::agree found that every rank
   // failed: rank 0 reports, then all meet at a barrier before leaving.
   bool failure_barrier = false;

@@ -137,6 +137,8 @@ int main(int argc, char** argv) {
   // The command running (its name lives as long as the CLI::App), for the
   // watchdog's message: only run and resume have a setup and checkpoints.
   std::atomic<const char*> command{nullptr};
+  // Context::failure_said_elsewhere once the Context exists: a stop then says nothing.
+  std::atomic<const std::atomic<bool>*> quiet_flag{nullptr};
   // Started after the signals are blocked (it inherits the mask) and ended
   // after MPI (whose finalisation it also watches). A stop signal during
   // setup ends the run at once (there is nothing to checkpoint yet); in
@@ -168,6 +170,8 @@ int main(int argc, char** argv) {
            },
        .on_stuck =
            [&](const std::string& why, double secs) {
+             // Another rank said why the job ends (its abort is what signalled this one).
+             if (const std::atomic<bool>* quiet = quiet_flag.load(); quiet && quiet->load()) std::_Exit(kExitRuntime);
              const std::string name = command.load() ? command.load() : "";
              if (name != "" && name != "run" && name != "resume")
                say(fmt::format("dtrain: {}stopped by {} (dtrain {})\n", tag(), why, name));
@@ -221,6 +225,7 @@ int main(int argc, char** argv) {
   ctx.world_size = launch.size;
   ctx.signals = &signals;
   ctx.watchdog = &watchdog;
+  quiet_flag.store(&ctx.failure_said_elsewhere);
   if (!launch.launcher.empty()) watchdog.watch_launcher(launcher);
 
   CLI::App app{"dtrain: train GPT-style transformers and CNNs from TOML configs, on one process "
