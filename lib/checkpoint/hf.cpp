@@ -269,14 +269,31 @@ std::vector<std::string> hf_model_overrides(const std::string& dir) {
       throw ConfigError(fmt::format("{}: {}: expected a positive integer, got {}", cfg_name, key, hc[key].dump()));
     return hc[key].get<int64_t>();
   };
-  const int64_t vocab = integer("vocab_size", kGpt2Ids);
+  const int64_t vocab = integer("vocab_size", kGpt2Ids), n_pos = integer("n_positions", 1024);
+  // The position and token tables' rows against the keys they make (read from
+  // the safetensors header alone): a mismatch is said as such, before the
+  // keys' sequence length is checked against any data. (An unreadable file is
+  // the import's to say.)
+  try {
+    const SafetensorsFile st((fs::path(dir) / "model.safetensors").string());
+    for (const auto& [table, key, want] : {std::tuple{"wpe.weight", "n_positions", n_pos},
+                                           std::tuple{"wte.weight", "vocab_size", vocab}}) {
+      const SafeTensorInfo* t = st.find(std::string("transformer.") + table);
+      if (!t) t = st.find(table);
+      if (t && !t->shape.empty() && t->shape[0] != want)
+        throw ConfigError(fmt::format("{}: tensor '{}' has {} rows but {}'s {} = {}{}", st.path(), t->name,
+                                      t->shape[0], cfg_name, key, want,
+                                      hc.contains(key) ? "" : " (absent: GPT2Config's default)"));
+    }
+  } catch (const InputError&) {
+  }
   std::string tokenizer = vocab == kGpt2Ids ? "gpt2" : "byte";
   if (hc.contains("dtrain_tokenizer") && hc["dtrain_tokenizer"].is_string())
     tokenizer = hc["dtrain_tokenizer"].get<std::string>();
   std::vector<std::string> keys = {fmt::format("model.n_embd={}", integer("n_embd", 768)),
                                    fmt::format("model.n_layer={}", integer("n_layer", 12)),
                                    fmt::format("model.n_head={}", integer("n_head", 12)),
-                                   fmt::format("model.context_length={}", integer("n_positions", 1024)),
+                                   fmt::format("model.context_length={}", n_pos),
                                    fmt::format("model.vocab_size={}", vocab),
                                    "model.init_from=" + config::toml_string("hf:" + dir),
                                    "data.tokenizer=" + config::toml_string(tokenizer)};

@@ -190,6 +190,12 @@ python3 -c 'import struct,sys; d = bytearray(open(sys.argv[1], "rb").read()); st
 expect_exit 2 "$DTRAIN" eval "hf:$WORK/badhf" --data "$WORK/short.bin"
 expect_err "$WORK/badhf/config.json: model_type = \"mistral\": dtrain imports \"gpt2\" and \"llama\" directories"
 ! grep -q "evaluating\|too few" "$WORK/err" || fail "another architecture: $(cat "$WORK/err")"
+# A GPT-2 config.json without n_positions (GPT2Config's 1024) over a 16-row position table: the
+# mismatch is said, not data too short for 1024 positions.
+python3 -c 'import json,sys; c = json.load(open(sys.argv[1])); del c["n_positions"]; json.dump(c, open(sys.argv[2], "w"))' \
+  "$WORK/hf/config.json" "$WORK/badhf/config.json"
+expect_exit 2 "$DTRAIN" eval "hf:$WORK/badhf" --data "$WORK/short.bin"
+expect_err "$WORK/badhf/model.safetensors: tensor 'transformer.wpe.weight' has 16 rows but $WORK/badhf/config.json's n_positions = 1024 (absent: GPT2Config's default)"
 expect_exit 2 "$DTRAIN" eval "hf:$WORK/hf" --data "$WORK/tok_val.bin" --set model.vocab_size=512
 expect_err "--set model.vocab_size=512: the model is hf:$WORK/hf's, as its config.json describes it"
 expect_exit 2 "$DTRAIN" eval "hf:$WORK/hf" --data "$WORK/tok_val.bin" --all
