@@ -41,6 +41,16 @@ std::vector<float> transpose(const std::vector<float>& a, int64_t rows, int64_t 
 
 }  // namespace
 
+std::string hf_detail::padded_vocab_note(const ModelConfig& cfg, int64_t vocab, const std::string& dir) {
+  return fmt::format("vocabulary padded: {} rows from {}, {} zero rows up to model.vocab_size = {}; {}", vocab, dir,
+                     cfg.vocab_size - vocab, cfg.vocab_size,
+                     cfg.used_vocab() <= vocab
+                         ? fmt::format("the padding is never predicted (model.vocab_used = {})", cfg.used_vocab())
+                         : fmt::format("model.vocab_used = {}: the padding rows' logits (0) join the softmax, so the "
+                                       "loss is not the imported model's",
+                                       cfg.used_vocab()));
+}
+
 json hf_detail::read_config_json(const std::string& dir, const char* role, const char* said_as) {
   const std::string cfg_name = (fs::path(dir) / "config.json").string();
   require_regular_file(cfg_name, role);
@@ -434,14 +444,7 @@ std::vector<std::string> import_gpt2(Model& model, const ModelConfig& cfg, const
             throw ConfigError(fmt::format("{}: tensor '{}' is not zero but model.bias = false: set model.bias = true",
                                           st.path(), t->name));
   if (*vocab < cfg.vocab_size)
-    notes.push_back(fmt::format("vocabulary padded: {} rows from {}, {} zero rows up to model.vocab_size = {}; {}",
-                                *vocab, dir, cfg.vocab_size - *vocab, cfg.vocab_size,
-                                cfg.used_vocab() <= *vocab
-                                    ? fmt::format("the padding is never predicted (model.vocab_used = {})",
-                                                  cfg.used_vocab())
-                                    : fmt::format("model.vocab_used = {}: the padding rows' logits (0) join the "
-                                                  "softmax, so the loss is not the imported model's",
-                                                  cfg.used_vocab())));
+    notes.push_back(hf_detail::padded_vocab_note(cfg, *vocab, dir));
   if (*n_pos > cfg.context_length)
     notes.push_back(fmt::format("positions: the first {} of {}'s {} (model.context_length)", cfg.context_length,
                                 dir, *n_pos));

@@ -61,6 +61,10 @@ struct ConfigJsonChecks {
   }
 };
 
+// The import's note for a directory of `vocab` rows under model.vocab_size
+// (padded with zero rows), saying whether the padding is predicted.
+std::string padded_vocab_note(const ModelConfig& cfg, int64_t vocab, const std::string& dir);
+
 // config.json's model_type is "llama".
 bool is_llama(const json& hc);
 

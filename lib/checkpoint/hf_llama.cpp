@@ -448,14 +448,7 @@ std::vector<std::string> import_llama(Model& model, const ModelConfig& cfg, cons
                                   "tie_word_embeddings = true",
                                   w.path("lm_head.weight")));
   if (*vocab < cfg.vocab_size)
-    notes.push_back(fmt::format("vocabulary padded: {} rows from {}, {} zero rows up to model.vocab_size = {}; {}",
-                                *vocab, dir, cfg.vocab_size - *vocab, cfg.vocab_size,
-                                cfg.used_vocab() <= *vocab
-                                    ? fmt::format("the padding is never predicted (model.vocab_used = {})",
-                                                  cfg.used_vocab())
-                                    : fmt::format("model.vocab_used = {}: the padding rows' logits (0) join the "
-                                                  "softmax, so the loss is not the imported model's",
-                                                  cfg.used_vocab())));
+    notes.push_back(hf_detail::padded_vocab_note(cfg, *vocab, dir));
   if (*n_pos < cfg.context_length)
     notes.push_back(fmt::format("positions: model.context_length = {} is beyond the {} max_position_embeddings "
                                 "{} was trained for",

@@ -15,10 +15,7 @@ for sig in TERM USR1 INT HUP; do
   python3 -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); signal.signal(signal.SIGHUP, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])' \
     "$DTRAIN" run "$WORK/tiny.toml" --out "$out" "${opts[@]}" >"$WORK/out" 2>"$WORK/err" &
   pid=$!
-  for _ in $(seq 600); do  # until 20 steps are done (at most 30 s)
-    [ -f "$out/metrics.jsonl" ] && [ "$(wc -l <"$out/metrics.jsonl")" -ge 20 ] && break
-    sleep 0.05
-  done
+  wait_lines "$out/metrics.jsonl" 20
   start=$(date +%s%N)
   kill -"$sig" "$pid"
   set +e
@@ -47,15 +44,9 @@ python3 -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL)
   --set train.steps=50 --set optim.warmup_steps=0 --set train.eval_every=0 --set log.every=1 --set train.threads=1 \
   >"$WORK/out" 2>"$WORK/err" &
 pid=$!
-for _ in $(seq 600); do
-  [ -f "$WORK/twice/metrics.jsonl" ] && [ "$(wc -l <"$WORK/twice/metrics.jsonl")" -ge 1 ] && break
-  sleep 0.05
-done
+wait_lines "$WORK/twice/metrics.jsonl" 1
 kill -INT "$pid"
-for _ in $(seq 600); do
-  compgen -G "$WORK/twice/checkpoints/step_*.tmp" >/dev/null && break
-  sleep 0.01
-done
+wait_glob "$WORK/twice/checkpoints/step_*.tmp"
 kill -INT "$pid"
 rc=0
 wait "$pid" || rc=$?
@@ -69,10 +60,7 @@ expect_err "dtrain: interrupted again: stopped at once, without the checkpoint (
   --set train.steps=50 --set optim.warmup_steps=0 --set train.eval_every=0 --set checkpoint.every=1 \
   --set train.threads=1 >"$WORK/out" 2>"$WORK/err" &
 pid=$!
-for _ in $(seq 1000); do
-  compgen -G "$WORK/ack/checkpoints/step_*.tmp" >/dev/null && break
-  sleep 0.01
-done
+wait_glob "$WORK/ack/checkpoints/step_*.tmp"
 kill -USR1 "$pid"
 rc=0
 wait "$pid" || rc=$?
@@ -84,10 +72,7 @@ python3 -c 'import os, signal, sys; signal.signal(signal.SIGHUP, signal.SIG_IGN)
   "$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/nohup" --set train.steps=60 --set log.every=1 --set train.threads=2 \
   >"$WORK/out" 2>"$WORK/err" &
 pid=$!
-for _ in $(seq 600); do
-  [ -f "$WORK/nohup/metrics.jsonl" ] && [ "$(wc -l <"$WORK/nohup/metrics.jsonl")" -ge 5 ] && break
-  sleep 0.05
-done
+wait_lines "$WORK/nohup/metrics.jsonl" 5
 kill -HUP "$pid"
 rc=0
 wait "$pid" || rc=$?
@@ -100,10 +85,7 @@ ev=(--set train.steps=60 --set train.eval_every=1 --set train.eval_batches=1 --s
 expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/evref" "${ev[@]}" --set checkpoint.at_end=false
 "$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/evstop" "${ev[@]}" >"$WORK/out" 2>"$WORK/err" &
 pid=$!
-for _ in $(seq 600); do
-  [ -f "$WORK/evstop/metrics.jsonl" ] && [ "$(grep -c eval_loss "$WORK/evstop/metrics.jsonl")" -ge 10 ] && break
-  sleep 0.05
-done
+wait_lines "$WORK/evstop/metrics.jsonl" 20  # (10 evaluations: a loss and an eval_loss per step)
 kill -USR1 "$pid"
 rc=0
 wait "$pid" || rc=$?
@@ -132,10 +114,7 @@ out="$WORK/one_rank"
 mpirun --allow-run-as-root --oversubscribe -np 2 "$DTRAIN" run "$WORK/tiny.toml" --out "$out" "${opts[@]}" \
   --set parallel.dp=2 --set train.grad_accum=1 --set train.threads=1 --set log.every=1 >"$WORK/out" 2>"$WORK/err" &
 mp=$!
-for _ in $(seq 600); do
-  [ -f "$out/metrics.jsonl" ] && [ "$(wc -l <"$out/metrics.jsonl")" -ge 5 ] && break
-  sleep 0.05
-done
+wait_lines "$out/metrics.jsonl" 5
 r1=""
 for p in $(pgrep -P "$mp"); do tr '\0' '\n' </proc/"$p"/environ | grep -qx OMPI_COMM_WORLD_RANK=1 && r1=$p; done
 [ -n "$r1" ] || { kill -KILL "$mp"; fail "no rank 1 under mpirun"; }

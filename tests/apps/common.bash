@@ -73,6 +73,23 @@ for l in open(sys.argv[1]):
     if sys.argv[2] in r: print(repr(r[sys.argv[2]]))' "$1" "$2"
 }
 
+# wait_lines FILE N: until FILE has N lines or more (30 s at most: then the checks that follow say
+# what is missing).
+wait_lines() {
+  for _ in $(seq 600); do
+    [ -f "$1" ] && [ "$(wc -l <"$1")" -ge "$2" ] && return 0
+    sleep 0.05
+  done
+}
+
+# wait_glob PATTERN: until a path matches PATTERN (10 s at most, as wait_lines).
+wait_glob() {
+  for _ in $(seq 1000); do
+    compgen -G "$1" >/dev/null && return 0
+    sleep 0.01
+  done
+}
+
 # step_losses FILE: "step loss" for every training record of a metrics.jsonl,
 # the loss in its shortest round-trip form (equal text = equal bits).
 step_losses() {

@@ -54,10 +54,7 @@ grep -q "skipped $WORK/r/checkpoints/step_00000006.tmp: incomplete" "$WORK/out" 
 "$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/gone" --set train.steps=150 --set log.every=1 --set train.eval_every=0 \
   --set checkpoint.every=100 --set train.threads=1 >"$WORK/out" 2>"$WORK/err" &
 pid=$!
-for _ in $(seq 600); do
-  [ -f "$WORK/gone/metrics.jsonl" ] && [ "$(wc -l <"$WORK/gone/metrics.jsonl")" -ge 20 ] && break
-  sleep 0.05
-done
+wait_lines "$WORK/gone/metrics.jsonl" 20
 rm -rf "$WORK/gone"
 rc=0
 wait "$pid" || rc=$?

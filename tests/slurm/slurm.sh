@@ -149,7 +149,9 @@ for _ in $(seq 600); do sleep 0.1; done
 exit 0
 EOF
 chmod +x "$WORK/setupstub.sh"
-# until_requeued_done JOB: waits for its requeue, starts the pending attempt at once, waits for the end.
+# until_requeued_done JOB: waits for its requeue, then starts each pending attempt at once (a
+# requeued job waits ~2 minutes, Slurm's BeginTime; a requeue after a failed launch, see
+# dtrain.sbatch, waits again), and waits for the end.
 until_requeued_done() {
   for _ in $(seq 300); do
     [ "$(job_field "$1" Restarts)" = 1 ] && break
@@ -218,21 +220,8 @@ for _ in $(seq 300); do
   sleep 0.1
 done
 scancel --batch --signal=USR1 "$job"
-# The requeued job waits ~2 minutes (Slurm's BeginTime after a requeue): start it now.
-for _ in $(seq 300); do
-  [ "$(job_field "$job" Restarts)" = 1 ] && [ "$(job_field "$job" JobState)" = PENDING ] && break
-  [ "$(job_field "$job" JobState)" = COMPLETED ] && break
-  sleep 0.1
-done
+until_requeued_done "$job"
 [ "$(job_field "$job" Restarts)" = 1 ] || { cat "$WORK/long-$job.out" >&2; fail "job $job was not requeued"; }
-# (A requeue after a failed launch, see dtrain.sbatch, waits again: start it too.)
-for _ in $(seq 450); do
-  state=$(job_field "$job" JobState)
-  case $state in COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL) break ;; esac
-  [ "$state" != PENDING ] || scontrol update JobId="$job" StartTime=now 2>/dev/null || true
-  sleep 0.2
-done
-cluster_wait_job "$job" 5
 [ "$(job_field "$job" JobState)" = COMPLETED ] || { cat "$WORK/long-$job.out" >&2; fail "job $job did not complete after its requeue"; }
 grep -q "got SIGUSR1" "$run/slurm.log" && grep -q "dtrain stopped after writing a checkpoint (exit 4)" "$run/slurm.log" &&
   grep -q "requeueing job $job" "$run/slurm.log" && grep -q "attempt 2 .*: resume" "$run/slurm.log" &&

@@ -3,7 +3,12 @@
 // metrics records' JSON.
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <cmath>
 #include <memory>
 #include <string>
@@ -245,4 +250,45 @@ TEST_CASE("the calibration's device measurements run through the ops layer: prod
   CHECK(std::isfinite(bw));
   CHECK(bw > 1e8);   // B/s
   CHECK(bw < 1e13);
+}
+
+TEST_CASE("metrics deleted under the writer: made again whole where nothing is, a new run's file left alone") {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("dtrain_metrics_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  auto read = [](const fs::path& p) {
+    std::ifstream f(p);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  };
+  const fs::path path = dir / "run" / "metrics.jsonl";
+  std::vector<std::pair<bool, std::string>> said;
+  auto note = [&](bool made, const std::string& what) { said.emplace_back(made, what); };
+  {
+    fs::create_directories(path.parent_path());
+    MetricsWriter w(path.string(), false, note);
+    w.write({{"step", int64_t{1}}});
+    w.write({{"step", int64_t{2}}});
+    fs::remove_all(dir / "run");  // the run's directory removed
+    w.write({{"step", int64_t{3}}});
+    w.write({{"step", int64_t{4}}});
+    CHECK(read(path) == "{\"step\":1}\n{\"step\":2}\n{\"step\":3}\n{\"step\":4}\n");
+    REQUIRE(said.size() == 1);
+    CHECK(said[0].first);
+    CHECK(said[0].second.find("made again with the 22 bytes of records written so far") != std::string::npos);
+  }
+  said.clear();
+  {
+    MetricsWriter w(path.string(), false, note);
+    w.write({{"step", int64_t{1}}});
+    fs::remove_all(dir / "run");
+    fs::create_directories(path.parent_path());
+    std::ofstream(path) << "another run's\n";  // a new run took the directory
+    w.write({{"step", int64_t{2}}});
+    w.write({{"step", int64_t{3}}});  // asked once
+    CHECK(read(path) == "another run's\n");
+    REQUIRE(said.size() == 1);
+    CHECK(!said[0].first);
+    CHECK(said[0].second.find("is not made again (another file is there now)") != std::string::npos);
+  }
+  fs::remove_all(dir);
 }
