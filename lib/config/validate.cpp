@@ -512,12 +512,23 @@ class Validator {
     if (!ok({"train.global_batch", "train.micro_batch", "train.grad_accum", "parallel.dp"})) return;
     TrainConfig& t = c_.train;
     const int64_t dp = c_.parallel.dp;
-    // (dp among them: a resume's own train.grad_accum=0, which comes first, is not what a
-    // user's --set parallel.dp=N after it is told about)
-    const std::initializer_list<std::string_view> names = {"train.global_batch", "train.micro_batch",
-                                                           "train.grad_accum", "parallel.dp"};
-    auto fail = [&](std::string what) { problem(names, std::move(what)); };
+    // Each problem is pointed at the keys its own arithmetic involves (dp among
+    // them where it divides or multiplies: a resume's own train.grad_accum=0,
+    // which comes first, is not what a user's --set parallel.dp=N after it is
+    // told about; and a --set parallel.dp is not blamed for a batch left unset).
     const bool g = t.global_batch > 0, m = t.micro_batch > 0, a = t.grad_accum > 0;
+    auto fail = [&](std::string what) {
+      if (!g && !m)
+        problem({"train.global_batch", "train.micro_batch", "train.grad_accum"}, std::move(what));
+      else if (!m && !a)
+        problem({"train.global_batch", "parallel.dp"}, std::move(what));
+      else if (!g || a == m)  // micro_batch [and grad_accum] given, or all three: the product
+        problem({"train.global_batch", "train.micro_batch", "train.grad_accum", "parallel.dp"}, std::move(what));
+      else if (m)
+        problem({"train.global_batch", "train.micro_batch", "parallel.dp"}, std::move(what));
+      else
+        problem({"train.global_batch", "train.grad_accum", "parallel.dp"}, std::move(what));
+    };
 
     if (!g && !m) {
       fail(fmt::format("set two of train.global_batch, train.micro_batch, train.grad_accum ({})",

@@ -148,6 +148,15 @@ const std::vector<BadCase> kBadCases = {
      {}, 1,
      "cfg.toml:5: set two of train.global_batch, train.micro_batch, train.grad_accum (only "
      "train.grad_accum is set)"},
+    {"a batch left unset blames the --set that unset it, not a later --set parallel.dp",
+     cat(kGpt, {"[parallel]", "dp = 1"}), {"train.micro_batch=0", "parallel.dp=2"}, 2,
+     "--set train.micro_batch=0: set two of train.global_batch, train.micro_batch, train.grad_accum "
+     "(none is set)"},
+    {"a global batch dp does not divide blames dp's --set, not an earlier one it does not involve",
+     {"[data]", "train = \"t\"", "val = \"v\"", "[train]", "global_batch = 12", "[parallel]", "dp = 1"},
+     {"parallel.dp=8", "train.micro_batch=0"}, 8,
+     "--set parallel.dp=8: train.global_batch = 12 is not a multiple of dp 8, so micro_batch (with "
+     "grad_accum 1) cannot be derived"},
     {"no batch size", {"[data]", "train = \"t\"", "val = \"v\""}, {}, 1,
      "cfg.toml: set two of train.global_batch, train.micro_batch, train.grad_accum (none is set)"},
     {"missing gpt data path", {"[data]", "train = \"t\"", "[train]", "micro_batch = 4"}, {}, 1,
