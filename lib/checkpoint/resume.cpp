@@ -11,6 +11,7 @@
 #include <optional>
 #include <regex>
 #include <set>
+#include <sstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -20,6 +21,7 @@
 #include "checkpoint/signing.h"
 #include "checkpoint/session.h"
 #include "checkpoint/store.h"
+#include "config/dtrain_file.h"
 #include "config/schema.h"
 
 namespace dtrain {
@@ -180,9 +182,11 @@ bool run_dir_names(const fs::path& out, const fs::path& ck) {
   std::error_code ec;
   const fs::path file = out / "config.toml";
   if (!fs::is_regular_file(file, ec)) return false;
-  if (fs::file_size(file, ec) > config::kMaxTomlFileBytes || ec) return false;  // not one dtrain wrote
   try {
-    const toml::value doc = toml::parse(file.string());
+    const std::string text = config::read_toml_file(file.string(), "config");
+    if (config::prescan_toml(text).first != 0) return false;  // not one dtrain wrote (and would crash the parser)
+    std::istringstream in(text);
+    const toml::value doc = toml::parse(in, file.string());
     const std::string named = toml::find<std::string>(doc, "checkpoint", "dir");
     return normal_dir(fs::path(named)) == ck;
   } catch (const std::exception&) {

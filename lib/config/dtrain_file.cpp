@@ -1,11 +1,17 @@
 #include "config/dtrain_file.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include "config/schema.h"
+#include "core/error.h"
 
 namespace dtrain::config {
 
@@ -30,6 +36,25 @@ std::string_view file_kind_name(FileKind kind) {
     case FileKind::sweep: return "a sweep file";
   }
   return "";
+}
+
+std::string read_toml_file(const std::string& path, std::string_view what) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const auto st = fs::status(path, ec);
+  if (fs::is_directory(st)) throw ConfigError(fmt::format("{}: cannot read {}: it is a directory", path, what));
+  if (fs::exists(st) && !fs::is_regular_file(st))
+    throw ConfigError(fmt::format("{}: cannot read {}: not a regular file ({})", path, what,
+                                  fs::is_fifo(st) ? "a FIFO" : "a device or socket"));
+  if (const auto size = fs::file_size(path, ec); !ec && size > kMaxTomlFileBytes)
+    throw ConfigError(fmt::format("{}: cannot read {}: {} bytes, more than the 1 MiB a {} may have", path, what,
+                                  size, what));
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(fmt::format("{}: cannot read {}: {}", path, what, std::strerror(errno)));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw ConfigError(fmt::format("{}: cannot read {}: read failed", path, what));
+  return text.str();
 }
 
 std::string other_file_kind(const std::vector<std::string>& keys, FileKind expected) {

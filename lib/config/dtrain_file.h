@@ -1,7 +1,8 @@
-// Which kind of dtrain TOML file a document is, from its top-level keys: what
-// lets a loader given the wrong kind (a training config as --hardware, a
-// hardware file to `dtrain run`, a config to `dtrain sweep`) say so in one line
-// instead of one line per key.
+// The dtrain TOML files (training configs, hardware descriptions, sweep
+// files): reading one safely, and which kind a document is, from its
+// top-level keys: what lets a loader given the wrong kind (a training config
+// as --hardware, a hardware file to `dtrain run`, a config to `dtrain sweep`)
+// say so in one line instead of one line per key.
 #pragma once
 
 #include <string>
@@ -11,6 +12,13 @@
 namespace dtrain::config {
 
 enum class FileKind { training, hardware, sweep };
+
+// The text of the dtrain TOML file at `path`, `what` it is for the message
+// ("config", "sweep file", "hardware file"): a regular file (a FIFO would
+// block the read) of at most kMaxTomlFileBytes. A ConfigError naming the
+// path and what is wrong otherwise ("{path}: cannot read {what}: ..."). What
+// the text holds is prescan_toml's to check before any TOML parser sees it.
+std::string read_toml_file(const std::string& path, std::string_view what);
 
 // "a training config", "a hardware description", "a sweep file".
 std::string_view file_kind_name(FileKind kind);

@@ -3,12 +3,10 @@
 // between keys (validate.cpp). Every problem is collected and thrown at the
 // end as one ConfigError, so the user can fix them all in one go.
 #include <algorithm>
-#include <cerrno>
 #include <cctype>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -564,21 +562,7 @@ Config parse_config(const std::string& toml_text, const std::string& name,
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides,
                    int world_size, const AutoLayout& auto_layout) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (fs::is_directory(path, ec))
-    throw ConfigError(fmt::format("{}: cannot read config: it is a directory", path));
-  if (const auto st = fs::status(path, ec); fs::exists(st) && !fs::is_regular_file(st))  // a FIFO would block
-    throw ConfigError(fmt::format("{}: cannot read config: not a regular file ({})", path,
-                                  fs::is_fifo(st) ? "a FIFO" : "a device or socket"));
-  if (const auto size = fs::file_size(path, ec); !ec && size > config::kMaxTomlFileBytes)
-    throw ConfigError(fmt::format("{}: cannot read config: {} bytes, more than the 1 MiB a config may have", path, size));
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ConfigError(fmt::format("{}: cannot read config: {}", path, std::strerror(errno)));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) throw ConfigError(fmt::format("{}: cannot read config: read failed", path));
-  return parse_config(text.str(), path, overrides, world_size, auto_layout);
+  return parse_config(config::read_toml_file(path, "config"), path, overrides, world_size, auto_layout);
 }
 
 Config default_config(const std::string& model_type) {

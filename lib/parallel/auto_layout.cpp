@@ -4,10 +4,12 @@
 #include <charconv>
 #include <limits>
 #include <optional>
+#include <sstream>
 
 #include <toml.hpp>
 
 #include "config/footprint.h"
+#include "config/dtrain_file.h"
 #include "config/schema.h"
 #include "config/validate.h"
 #include "core/device.h"
@@ -292,10 +294,15 @@ Plan run_plan_command(const PlanCommand& cmd) {
   for (const char* o : {"parallel.mode=manual", "parallel.dp=1", "parallel.tp=1", "parallel.pp=1"})
     config_overrides.push_back(o);
   // The file as TOML, for what the loaded Config does not keep (which keys it
-  // sets); load_config says what is wrong with a file that does not parse.
+  // sets); load_config says what is wrong with a file that cannot be read or
+  // parsed, and prescan_toml keeps from the parser what would crash it.
   std::optional<toml::value> doc;
   try {
-    doc = toml::parse(cmd.config_path);
+    const std::string text = config::read_toml_file(cmd.config_path, "config");
+    if (config::prescan_toml(text).first == 0) {
+      std::istringstream in(text);
+      doc = toml::parse(in, cmd.config_path);
+    }
   } catch (const std::exception&) {
   }
   auto in_file = [&](const std::string& dotted) -> const toml::value* {

@@ -5,12 +5,10 @@
 #include "parallel/hardware.h"
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <map>
-#include <fstream>
 #include <numeric>
 #include <set>
 #include <sstream>
@@ -20,7 +18,6 @@
 #include "config/dtrain_file.h"
 #include "config/schema.h"
 #include "core/error.h"
-#include "core/file_kind.h"
 
 namespace dtrain {
 
@@ -447,17 +444,7 @@ Hardware load_hardware(const std::string& name_or_path) {
     throw ConfigError(fmt::format("hardware '{}': not a preset ({}) nor a .toml file{}", name_or_path,
                                   fmt::join(hardware_presets(), ", "),
                                   config::did_you_mean(config::suggest_among(name_or_path, hardware_presets()))));
-  if (const std::string kind = special_file_kind(name_or_path); !kind.empty())  // a FIFO would block
-    throw ConfigError(fmt::format("'{}': not a regular file ({}); expected a hardware file (TOML), a regular file",
-                                  name_or_path, kind));
-  if (std::error_code ec; std::filesystem::file_size(name_or_path, ec) > config::kMaxTomlFileBytes && !ec)
-    throw ConfigError(fmt::format("{}: cannot read hardware file: more than the 1 MiB it may have", name_or_path));
-  std::ifstream in(name_or_path, std::ios::binary);
-  if (!in)
-    throw ConfigError(fmt::format("{}: cannot read hardware file: {}", name_or_path, std::strerror(errno)));
-  std::ostringstream text;
-  text << in.rdbuf();
-  return parse_hardware_toml(text.str(), name_or_path);
+  return parse_hardware_toml(config::read_toml_file(name_or_path, "hardware file"), name_or_path);
 }
 
 std::string shortened(const std::string& text) {

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
@@ -196,19 +195,6 @@ void read_axis(Reader& r, const std::string& key, const TomlValue& v, Spec& spec
   spec.space.push_back(std::move(a));
 }
 
-std::string read_text(const std::string& path) {
-  std::error_code ec;
-  const auto st = fs::status(path, ec);
-  if (!fs::exists(st)) throw ConfigError(fmt::format("{}: cannot read sweep file: no such file", path));
-  if (!fs::is_regular_file(st)) throw ConfigError(fmt::format("{}: cannot read sweep file: not a regular file", path));
-  if (const auto size = fs::file_size(path, ec); !ec && size > config::kMaxTomlFileBytes)
-    throw ConfigError(fmt::format("{}: cannot read sweep file: {} bytes, more than the 1 MiB it may have", path, size));
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  if (!in) throw ConfigError(fmt::format("{}: cannot read sweep file", path));
-  return s.str();
-}
 
 std::string axis_value(const Axis& a, CounterRng& rng) {
   if (!a.choices.empty()) return a.choices[rng.below(a.choices.size())];
@@ -230,7 +216,7 @@ std::string axis_value(const Axis& a, CounterRng& rng) {
 }  // namespace
 
 Spec parse_spec(const std::string& path) {
-  Spec s = parse_spec_text(read_text(path), path);
+  Spec s = parse_spec_text(config::read_toml_file(path, "sweep file"), path);
   return s;
 }
 

@@ -214,4 +214,13 @@ expect_exit 0 "${T[@]}" "$DTRAIN" resume "$ck/step_00000012" --out "$WORK/o3" --
 grep -q "resuming from $ck/step_00000012: step 12" "$WORK/out" || fail "the named checkpoint was not resumed"
 "$DTRAIN" inspect "$WORK/o3/checkpoints/step_00000013" >"$WORK/out"
 grep -q "^run  *$theirs\$" "$WORK/out" || fail "the resumed run of another's checkpoint changed its run id"
+# A run directory whose config.toml nests deep enough to overflow the TOML parser's stack (one
+# bracket a line): resume reads it to tell whether a checkpoint.dir outside it is its own, and
+# died of SIGSEGV; now the file is not one dtrain wrote, so it names none, and resume says so.
+expect_exit 0 "${T[@]}" "$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/deep" --set checkpoint.dir="$WORK/deep_ck" \
+  --set train.steps=2 --set checkpoint.every=2 --set optim.warmup_steps=0 --set train.threads=1
+{ printf 'x = '; awk 'BEGIN { for (i = 0; i < 200000; i++) print "["; for (i = 0; i < 200000; i++) print "]" }'; } \
+  >"$WORK/deep/config.toml"
+expect_exit 2 "${T[@]}" "$DTRAIN" resume "$WORK/deep_ck" --set train.steps=3
+expect_err "nor names it in a config.toml of its own: give --out DIR"
 echo "hostile_checkpoint: ok"

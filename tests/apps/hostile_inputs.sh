@@ -61,6 +61,13 @@ both 2 "$WORK/deep.toml"
 expect_err "deep.toml:$(($(wc -l <"$WORK/tiny.toml") + 2)): arrays or inline tables nested more than 32 deep"
 both 2 "$WORK/tiny.toml" --set "model.channels=$(head -c 2000 /dev/zero | tr '\0' '[')"
 expect_err "nested more than 32 deep"
+# Deep enough to overflow the TOML parser's stack: `dtrain plan` read the file for the keys it
+# sets before the config's guards ran, and died of SIGSEGV.
+# (One bracket a line: no line is too long to be read.)
+{ cat "$WORK/tiny.toml"; printf '[log]\nx = '; awk 'BEGIN { for (i = 0; i < 200000; i++) print "["; for (i = 0; i < 200000; i++) print "]" }'; } >"$WORK/deeper.toml"
+expect_exit 2 "${T[@]}" "$DTRAIN" plan "$WORK/deeper.toml" --devices 2
+expect_err "deeper.toml:$(($(wc -l <"$WORK/tiny.toml") + 34)): arrays or inline tables nested more than 32 deep"
+lines 1
 
 # Integers beyond int64, NUL in a string, absurd threads and timeout.
 both 2 "$WORK/tiny.toml" --set train.seed=9223372036854775808
@@ -91,6 +98,8 @@ expect_err "'ru\\x1bn' is not a dtrain command"
 mkfifo "$WORK/fifo.toml" "$WORK/fifo.bin"
 expect_exit 2 "${T[@]}" "$DTRAIN" validate "$WORK/fifo.toml"
 expect_err "fifo.toml: cannot read config: not a regular file (a FIFO)"
+expect_exit 2 "${T[@]}" "$DTRAIN" plan "$WORK/fifo.toml" --devices 2
+expect_err "fifo.toml: cannot read config: not a regular file (a FIFO)"
 expect_exit 2 "${T[@]}" "$DTRAIN" run "$WORK/tiny.toml" --set "data.train=$WORK/fifo.bin" --out "$WORK/f1"
 expect_err "fifo.bin' is not a regular file (a FIFO)"
 expect_exit 2 "${T[@]}" "$DTRAIN" run "$WORK/tiny.toml" --set "data.val=$WORK/fifo.bin" --out "$WORK/f2"
@@ -99,7 +108,7 @@ expect_err "fifo.bin' is not a regular file (a FIFO)"
 # config.json, the GPT-2 tokenizer's files, a run's metrics.jsonl (opened to append, a FIFO
 # would wait for a reader): one line naming the file and what was expected.
 expect_exit 2 "${T[@]}" "$DTRAIN" hardware "$WORK/fifo.toml"
-expect_err "'$WORK/fifo.toml': not a regular file (a FIFO); expected a hardware file (TOML), a regular file"
+expect_err "$WORK/fifo.toml: cannot read hardware file: not a regular file (a FIFO)"
 lines 1
 mkdir "$WORK/hf" && mkfifo "$WORK/hf/config.json"
 expect_exit 2 "${T[@]}" "$DTRAIN" run "$WORK/tiny.toml" --set "model.init_from=hf:$WORK/hf" --out "$WORK/h"
