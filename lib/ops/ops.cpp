@@ -682,17 +682,7 @@ void vp_row_max(const Exec& ex, const Tensor& logits, const Tensor& row_max) {
   const int64_t v = logits.shape()[-1], rows = logits.numel() / v;
   dispatch_act(logits.dtype(), "cross_entropy", [&](auto t) {
     using T = decltype(t);
-    using A = compute_t<T>;
-    const T* x = logits.data<T>();
-    A* m = row_max.data<A>();
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
-      const T* xr = x + r * v;
-      A mr = xr[0];
-      for (int64_t j = 1; j < v; ++j)
-        if (A(xr[j]) > mr) mr = xr[j];
-      m[r] = mr;
-    }
+    cpu::row_max<T>(logits.data<T>(), rows, v, row_max.data<compute_t<T>>());
   });
 }
 
@@ -702,35 +692,11 @@ void vp_exp_sums(const Exec& ex, const Tensor& logits, const Tensor& targets, in
   DTRAIN_CUDA_OP(ex, cuda_ops::vp_exp_sums(ex, logits, targets, v0, row_max, probs, sums, argmax));
   check_on(ex, "cross_entropy", {logits, targets, row_max, probs, sums, argmax});
   const int64_t v = logits.shape()[-1], rows = logits.numel() / v;
-  const int32_t* tgt = targets.data<int32_t>();
   dispatch_act(logits.dtype(), "cross_entropy", [&](auto t) {
     using T = decltype(t);
     using A = compute_t<T>;
-    const T* x = logits.data<T>();
-    T* p = probs.data<T>();
-    const A* m = row_max.data<A>();
-    A* s = sums.data<A>();
-    int32_t* a = argmax.data<int32_t>();
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
-      const T* xr = x + r * v;  // (V/t)
-      T* pr = p + r * v;
-      const A mr = m[r];
-      int64_t first = -1;  // the first column holding the group's maximum
-      for (int64_t j = 0; j < v && first < 0; ++j)
-        if (A(xr[j]) == mr) first = j;
-      a[r] = first < 0 ? INT32_MAX : static_cast<int32_t>(v0 + first);
-      double sum = 0;  // in double, as the whole row's (kernels/cpu/cross_entropy.cpp says why)
-#pragma omp simd reduction(+ : sum)
-      for (int64_t j = 0; j < v; ++j) {
-        const A e = cpu::exp_fast(A(xr[j]) - mr);
-        pr[j] = T(e);
-        sum += static_cast<double>(e);
-      }
-      s[r] = static_cast<A>(sum);
-      const int64_t y = tgt[r] - v0;
-      s[rows + r] = (y >= 0 && y < v) ? A(xr[y]) : A(0);
-    }
+    cpu::vp_exp_sums<T>(logits.data<T>(), targets.data<int32_t>(), v0, rows, v, row_max.data<A>(),
+                        probs.data<T>(), sums.data<A>(), argmax.data<int32_t>());
   });
 }
 

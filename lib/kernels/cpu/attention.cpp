@@ -239,9 +239,11 @@ void attention_backward<bf16>(const bf16* dy, const bf16* qkv, bf16* att, int64_
         bf16* pr = p + i * T;
         const float* dpr = dp + (i - r0) * T;
         const int64_t n = i + 1;
-        float dsum = 0;
-        for (int64_t j = 0; j < n; ++j) dsum += float(pr[j]) * dpr[j];
-        for (int64_t j = 0; j < n; ++j) pr[j] = bf16(float(pr[j]) * (dpr[j] - dsum));
+        float dsum = 0;  // in SIMD lanes, as the fp32 rows': the order is fixed at compile time
+#pragma omp simd reduction(+ : dsum)
+        for (int64_t j = 0; j < n; ++j) dsum += load_elem(pr[j]) * dpr[j];
+#pragma omp simd
+        for (int64_t j = 0; j < n; ++j) store_elem(pr[j], load_elem(pr[j]) * (dpr[j] - dsum));
         std::fill(pr + n, pr + r1, bf16(0.0f));
       }
       gemm_bf16(false, false, r1 - r0, hs, r1, scale, p + r0 * T, T, k, ld, 0.0f, dq + r0 * ld, ld);

@@ -73,12 +73,52 @@ void softmax_xent_backward(const T* x, const int32_t* tgt, const compute_t<T>* r
   }
 }
 
+template <class T>
+void row_max(const T* x, int64_t rows, int64_t v, compute_t<T>* m) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) m[r] = max_of(x + r * v, v);
+}
+
+template <class T>
+void vp_exp_sums(const T* x, const int32_t* tgt, int64_t v0, int64_t rows, int64_t v,
+                 const compute_t<T>* m, T* p, compute_t<T>* sums, int32_t* argmax) {
+  using A = compute_t<T>;
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * v;  // (V/t)
+    T* pr = p + r * v;
+    const A mr = m[r];
+    // The first column holding the group's max: the first block whose max
+    // reaches it, scanned (no element exceeds it).
+    int64_t first = -1;
+    for (int64_t b = 0; b < v && first < 0; b += kArgBlock)
+      if (const int64_t n = std::min(kArgBlock, v - b); max_of(xr + b, n) >= mr)
+        for (int64_t j = b; j < b + n && first < 0; ++j)
+          if (A(xr[j]) == mr) first = j;
+    argmax[r] = first < 0 ? INT32_MAX : static_cast<int32_t>(v0 + first);
+    const int64_t y = tgt[r] - v0;
+    const A target = (y >= 0 && y < v) ? A(xr[y]) : A(0);  // read before the row is overwritten (p may be x)
+    double sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < v; ++j) {
+      const A e = exp_fast(load_elem(xr[j]) - mr);
+      store_elem(pr[j], e);
+      sum += static_cast<double>(e);
+    }
+    sums[r] = static_cast<A>(sum);
+    sums[rows + r] = target;
+  }
+}
+
 #define DTRAIN_INSTANTIATE(T)                                                                    \
   template void softmax_xent_forward<T>(const T*, const int32_t*, int64_t, int64_t,           \
                                         compute_t<T>*, compute_t<T>*, double*, int32_t*);       \
   template void softmax_xent_backward<T>(const T*, const int32_t*, const compute_t<T>*,         \
                                          const compute_t<T>*, int64_t, int64_t, compute_t<T>,   \
-                                         T*);
+                                         T*);                                                  \
+  template void row_max<T>(const T*, int64_t, int64_t, compute_t<T>*);                          \
+  template void vp_exp_sums<T>(const T*, const int32_t*, int64_t, int64_t, int64_t,             \
+                               const compute_t<T>*, T*, compute_t<T>*, int32_t*);
 DTRAIN_INSTANTIATE(float)
 DTRAIN_INSTANTIATE(double)
 DTRAIN_INSTANTIATE(bf16)

@@ -29,4 +29,18 @@ void softmax_xent_backward(const T* x, const int32_t* tgt, const compute_t<T>* r
                            const compute_t<T>* row_sum, int64_t rows, int64_t v,
                            compute_t<T> scale, T* dx);
 
+// The vocabulary-parallel loss's pieces, on a rank's slice of the columns
+// (x: (rows, v), its first column the vocabulary's id v0):
+// the max of each row of the slice;
+template <class T>
+void row_max(const T* x, int64_t rows, int64_t v, compute_t<T>* m);
+
+// given m, the max of each whole row (the group's): p = exp(x - m) (p may be
+// x); sums[r] the sum of p's row (in double, as the forward's) and
+// sums[rows + r] the target's logit (0 where the slice does not hold it);
+// argmax[r] v0 + the first column holding m, INT32_MAX where none does.
+template <class T>
+void vp_exp_sums(const T* x, const int32_t* tgt, int64_t v0, int64_t rows, int64_t v,
+                 const compute_t<T>* m, T* p, compute_t<T>* sums, int32_t* argmax);
+
 }  // namespace dtrain::cpu

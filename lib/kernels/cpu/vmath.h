@@ -88,10 +88,32 @@ inline T max_of(const T* x, int64_t n) {
   return m;
 }
 
-// The maximum of n >= 1 bf16 values, as a float.
+// The maximum of n >= 1 bf16 values, as a float: 16 lanes at a time, each
+// widened to fp32 by a shift (exact), as above.
 inline float max_of(const bf16* x, int64_t n) {
+  typedef float Vec __attribute__((vector_size(64)));
+  typedef uint32_t Wide __attribute__((vector_size(64)));
+  typedef uint16_t Half __attribute__((vector_size(32)));
+  constexpr int64_t kLanes = 16;
+  auto load = [x](int64_t at) {
+    Half h;
+    std::memcpy(&h, x + at, sizeof h);
+    const Wide w = __builtin_convertvector(h, Wide) << 16;
+    Vec f;
+    std::memcpy(&f, &w, sizeof f);
+    return f;
+  };
   float m = x[0];
-  for (int64_t j = 1; j < n; ++j) {
+  int64_t j = 0;
+  if (n >= kLanes) {
+    Vec acc = load(0);
+    for (j = kLanes; j + kLanes <= n; j += kLanes) {
+      const Vec v = load(j);
+      acc = acc > v ? acc : v;
+    }
+    for (int64_t l = 0; l < kLanes; ++l) m = m > acc[l] ? m : acc[l];
+  }
+  for (; j < n; ++j) {
     const float v = x[j];
     m = m > v ? m : v;
   }
