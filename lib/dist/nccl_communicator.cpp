@@ -100,6 +100,14 @@ struct NcclState {
   double timeout = 300;
   ncclComm_t world = nullptr;
   std::mutex mu;  // comms, pending (the watchdog thread reads them)
+  // Held while this rank's thread calls NCCL on a communicator (an operation,
+  // a poll of its state) and while the watchdog thread aborts them all:
+  // ncclCommAbort frees a communicator, so no call may be on one while it
+  // runs, nor come after it (`aborted`). Recursive: an operation's calls may
+  // settle a first part before the next (reduce_scatter in place). Taken
+  // before `mu` where both are.
+  std::recursive_mutex use;
+  bool aborted = false;  // under `use` and `mu`
   std::vector<std::pair<std::string, ncclComm_t>> comms;
   std::map<uint64_t, Pending> pending;
   std::unique_ptr<CommWatchdog> watchdog;
@@ -113,9 +121,12 @@ struct NcclState {
 
   // Waits out a non-blocking call: ncclInProgress -> poll the communicator's
   // async error until it settles, up to the timeout.
-  void settle(ncclComm_t c, ncclResult_t r, const char* call, const std::string& group) const;
+  void settle(ncclComm_t c, ncclResult_t r, const char* call, const std::string& group);
   void check();
   void abort_all();
+  // With `use` held: throws when the watchdog has aborted the communicators
+  // (its failure, naming the operation that did not complete, first).
+  void require_live(const char* call, const std::string& group);
 };
 
 NcclState::NcclState(int dev, double timeout_s) : device(dev), timeout(timeout_s) {
@@ -146,7 +157,9 @@ NcclState::NcclState(int dev, double timeout_s) : device(dev), timeout(timeout_s
 }
 
 void NcclState::abort_all() {
+  std::lock_guard<std::recursive_mutex> in_use(use);
   std::lock_guard<std::mutex> lock(mu);
+  aborted = true;
   for (auto& [name, c] : comms) ncclCommAbort(c);
   comms.clear();  // gone: nothing to destroy later
 }
@@ -172,12 +185,26 @@ NcclState::~NcclState() {
   }
 }
 
-void NcclState::settle(ncclComm_t c, ncclResult_t r, const char* call, const std::string& group) const {
+void NcclState::require_live(const char* call, const std::string& group) {
+  if (!aborted) return;
+  check();  // throws the watchdog's failure
+  throw RuntimeError(fmt::format("{} on group '{}': the NCCL communicators were aborted after a collective "
+                                 "did not complete",
+                                 call, group));
+}
+
+void NcclState::settle(ncclComm_t c, ncclResult_t r, const char* call, const std::string& group) {
   if (r == ncclSuccess) return;
+  std::unique_lock<std::recursive_mutex> in_use(use);
+  require_live(call, group);
   if (r != ncclInProgress)
     throw RuntimeError(fmt::format("{} on group '{}' failed: {}", call, group, nccl_error(r, c)));
+  in_use.unlock();
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout);
   for (int spins = 0;; ++spins) {
+    // One poll at a time under `use`: between polls the watchdog may abort.
+    std::unique_lock<std::recursive_mutex> polling(use);
+    require_live(call, group);
     ncclResult_t st = ncclInProgress;
     ncclResult_t q = ncclCommGetAsyncError(c, &st);
     if (q != ncclSuccess)
@@ -186,6 +213,7 @@ void NcclState::settle(ncclComm_t c, ncclResult_t r, const char* call, const std
     if (st == ncclSuccess) return;
     if (st != ncclInProgress)
       throw RuntimeError(fmt::format("{} on group '{}' failed: {}", call, group, nccl_error(st, c)));
+    polling.unlock();
     if (std::chrono::steady_clock::now() > deadline)
       throw RuntimeError(fmt::format("{} on group '{}' did not complete within {:g} s (a rank that "
                                      "did not call it?)",
@@ -340,7 +368,13 @@ WorkHandle NcclCommunicator::Impl::issue(OpInfo op, std::vector<Tensor> keep, si
   if (op.collective()) twin->announce_device(op);  // numbers it (op.seq)
   gpu::event_record(ready, compute);
   gpu::stream_wait_event(stream, ready);
-  s->settle(comm, calls(), detail::op_kind_name(op.kind), name);
+  ncclResult_t r;
+  {
+    std::lock_guard<std::recursive_mutex> in_use(s->use);
+    s->require_live(detail::op_kind_name(op.kind), name);
+    r = calls();
+  }
+  s->settle(comm, r, detail::op_kind_name(op.kind), name);
   auto done = std::make_shared<Event>();
   gpu::event_record(done->e, stream);
   const uint64_t id = s->watchdog->begin(twin->describe(op), name, op.seq, timeout);
@@ -361,7 +395,12 @@ std::unique_ptr<NcclCommunicator> NcclRuntime::split(const std::string& name, in
   ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
   config.blocking = 0;
   ncclComm_t c = nullptr;
-  ncclResult_t r = ncclCommSplit(s_->world, color < 0 ? NCCL_SPLIT_NOCOLOR : color, key, &c, &config);
+  ncclResult_t r;
+  {
+    std::lock_guard<std::recursive_mutex> in_use(s_->use);
+    s_->require_live("ncclCommSplit", name);
+    r = ncclCommSplit(s_->world, color < 0 ? NCCL_SPLIT_NOCOLOR : color, key, &c, &config);
+  }
   // Non-blocking, the split runs as an asynchronous job of the parent's: NCCL
   // writes `c` only once it completes ("*newcomm should be NCCL_COMM_NULL
   // until comm split fully complete", init.cc), and returns ncclSuccess,
