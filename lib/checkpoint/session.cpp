@@ -417,16 +417,20 @@ void CheckpointSession::save_async(int64_t done) {
   f->stall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const double timeout = cfg.parallel.timeout;
   InFlight* raw = f.get();
-  f->thread = std::thread([raw, timeout] {
+  const double stall = f->stall_seconds;
+  // Owned by the session before the thread starts: whatever throws after,
+  // finish() (or the destructor) joins it; an exception escaping the thread
+  // would end the process.
+  in_flight_ = std::move(f);
+  in_flight_->thread = std::thread([raw, timeout] {
     const auto w0 = std::chrono::steady_clock::now();
-    raw->error = write_pending_part(raw->save, raw->snapshot);
-    if (raw->save.lead && raw->error.empty()) {
-      try {
-        raw->result = publish_pending(raw->save, timeout);
-      } catch (const std::exception& e) {
-        raw->error = e.what();
-      }
-    } else if (raw->save.lead) {
+    try {
+      raw->error = write_pending_part(raw->save, raw->snapshot);
+      if (raw->save.lead && raw->error.empty()) raw->result = publish_pending(raw->save, timeout);
+    } catch (const std::exception& e) {
+      if (raw->error.empty()) raw->error = e.what();
+    }
+    if (raw->save.lead && !raw->error.empty()) {
       std::error_code ec;
       std::filesystem::remove_all(raw->save.tmp, ec);  // nothing of a failed save stays
     }
@@ -434,8 +438,7 @@ void CheckpointSession::save_async(int64_t done) {
   });
   if (opts_.log)
     opts_.log(fmt::format("checkpoint step {}: training stalled {:.3f} s (host copy); writing in the background",
-                          done, f->stall_seconds));
-  in_flight_ = std::move(f);
+                          done, stall));
 }
 
 void CheckpointSession::finish() {

@@ -465,7 +465,7 @@ std::string write_pending_part(const PendingSave& s, const std::vector<Piece>& p
   try {
     if (!mine.empty())
       write_rank_file(fs::path(s.tmp) / store::rank_file_name(s.world_rank), s.meta, s.world_rank, mine, ops);
-  } catch (const Error& e) {
+  } catch (const std::exception& e) {  // std::bad_alloc too: the marker below must still say so
     err = e.what();
   }
   try {  // the marker says "done" even for a failure: the lead must not wait for the timeout
