@@ -8,6 +8,7 @@
 #include <limits>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -103,9 +104,16 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     if (es == 0) throw bad(fmt::format("unknown dtype \"{}\"", t.dtype));
     if (t.begin > t.end || t.end > data_size)
       throw bad(fmt::format("bytes [{}, {}) are outside the data ({} bytes)", t.begin, t.end, data_size));
-    if (static_cast<uint64_t>(t.numel()) * static_cast<uint64_t>(es) != t.end - t.begin)
-      throw bad(fmt::format("{} {} elements need {} bytes, the offsets give {}", t.numel(), t.dtype,
-                            t.numel() * es, t.end - t.begin));
+    // The bytes the shape needs, without overflow (dimensions of 2^40 each
+    // multiply past 2^64, and a wrapped product could match the offsets).
+    uint64_t bytes = static_cast<uint64_t>(es);
+    bool overflow = false;
+    for (int64_t d : t.shape) overflow |= __builtin_mul_overflow(bytes, static_cast<uint64_t>(d), &bytes);
+    if (std::find(t.shape.begin(), t.shape.end(), 0) != t.shape.end()) bytes = 0, overflow = false;
+    if (overflow) throw bad(fmt::format("shape [{}] has more elements than 2^64 bytes hold", fmt::join(t.shape, ", ")));
+    if (bytes != t.end - t.begin)
+      throw bad(fmt::format("{} {} elements need {} bytes, the offsets give {}", t.numel(), t.dtype, bytes,
+                            t.end - t.begin));
     tensors_.push_back(std::move(t));
   }
   // The format's rule (as the reference implementation enforces it): the

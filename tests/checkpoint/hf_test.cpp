@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <fstream>
 
 #include <nlohmann/json.hpp>
 
@@ -623,4 +624,25 @@ TEST_CASE("hf: what a LLaMA import or export cannot express is refused, naming t
   ModelConfig ok = cfg;
   ok.init_from = "hf:" + fixture_path("hf_llama_tiny");  // sharded: no model.safetensors, the index instead
   CHECK(init_from_problems(ok).empty());
+}
+
+TEST_CASE("safetensors: a shape whose element count overflows 64 bits is refused, not wrapped to the offsets") {
+  // [2^32, 2^32] F32 is 2^66 bytes, which wraps to 0: the empty offsets matched it.
+  TempDir tmp;
+  const std::string header =
+      R"({"w": {"dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 0]}})";
+  const fs::path path = tmp.path / "model.safetensors";
+  {
+    std::ofstream f(path, std::ios::binary);
+    uint64_t n = header.size();
+    for (int b = 0; b < 8; ++b) f.put(static_cast<char>((n >> (8 * b)) & 0xff));
+    f << header;
+  }
+  try {
+    SafetensorsFile st(path.string());
+    FAIL("accepted");
+  } catch (const InputError& e) {
+    CHECK(std::string(e.what()).find("tensor 'w': shape [4294967296, 4294967296] has more elements than 2^64 bytes hold") !=
+          std::string::npos);
+  }
 }
