@@ -34,7 +34,8 @@ Tensor CrossEntropyLoss::backward(double scale) {
   // In place: dL/dlogits over the logits (the kernels read each element before writing it).
   ops::softmax_xent_backward(ex(), logits_, targets_, row_max_.narrow0(0, rows_),
                              row_sum_.narrow0(0, rows_), scale / static_cast<double>(rows_), logits_);
-  // exp(-inf - max) is 0 on a GPU, the smallest normal float on the CPU's fast exp: 0 either way.
+  // exp(-inf - max) is 0 on a GPU and e^-87 (1.6e-38) on the CPU, whose fast exp clamps its
+  // argument: the padding's gradient is set to exactly 0 here either way.
   if (const int64_t v = logits_.shape()[-1]; used_ > 0 && used_ < v) ops::fill_columns(ex(), logits_, used_, 0.0);
   return logits_;
 }
