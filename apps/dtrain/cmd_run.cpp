@@ -49,7 +49,12 @@ int train(Context& ctx, TrainingSetup& setup, dtrain::Trainer& trainer, int64_t 
   if (ctx.world_rank == 0) plot_run(trainer.config(), log);
   if (summary.stopped) {
     std::fflush(stdout);  // the log's lines (the checkpoint's included) before this one
-    if (ctx.world_rank == 0)
+    if (ctx.world_rank == 0 && session.last_dir().empty())  // during the evaluation before the first step
+      eprint("dtrain: stopped by {} before step {} of {}; {}\n", session.stop_reason(), summary.steps + 1,
+             trainer.config().train.steps,
+             summary.steps == 0 ? "no checkpoint written (the run had done no step): run it again"
+                                : session.recovery());
+    else if (ctx.world_rank == 0)
       eprint("dtrain: stopped by {} after step {} of {}; checkpoint {}; continue with: dtrain resume {}\n",
              session.stop_reason(), summary.steps, trainer.config().train.steps, session.last_dir(),
              trainer.config().checkpoint.dir);

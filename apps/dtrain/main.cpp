@@ -165,7 +165,7 @@ int main(int argc, char** argv) {
              const std::string name = command.load() ? command.load() : "";
              if (tag_rank.load() <= 0 && (name == "run" || name == "resume"))
                say(fmt::format("dtrain: {} received: the run stops with a checkpoint once the step or save in "
-                               "progress ends\n",
+                               "progress ends (an evaluation in progress is abandoned)\n",
                                why));
            },
        .on_stuck =
@@ -290,10 +290,14 @@ int main(int argc, char** argv) {
   } catch (const dtrain::Error& e) {
     const bool config = e.kind() == dtrain::ErrorKind::kConfig || e.kind() == dtrain::ErrorKind::kInput;
     const bool said_elsewhere = ctx.failure_said_elsewhere;  // TrainingSetup::agree: another rank says it
-    // Every rank failed (TrainingSetup::agree): rank 0 says it, then they all leave together.
-    const bool barrier = can_abort && ctx.failure_barrier;
-    if (!said_elsewhere && (ctx.world_rank == 0 || !(ctx.shared_failure && config))) {
-      report(e, config && ctx.shared_failure ? "" : ctx.rank_tag);
+    // Every rank failed alike: a config all of them read (TrainingSetup::agree),
+    // or a failure of values they agreed on (a non-finite loss): rank 0 says
+    // it, then they all leave together.
+    const bool agreed = dynamic_cast<const dtrain::AgreedRuntimeError*>(&e) != nullptr;
+    const bool shared = (ctx.shared_failure && config) || agreed;
+    const bool barrier = can_abort && (ctx.failure_barrier || agreed);
+    if (!said_elsewhere && (ctx.world_rank == 0 || !shared)) {
+      report(e, shared ? "" : ctx.rank_tag);
       std::fflush(stderr);
       if (barrier) MPI_Barrier(MPI_COMM_WORLD);
     } else {
@@ -313,7 +317,7 @@ int main(int argc, char** argv) {
       }
     }
     const int code = exit_code_for(e);
-    if (can_abort && !said_elsewhere && !(ctx.shared_failure && config)) MPI_Abort(MPI_COMM_WORLD, code);
+    if (can_abort && !said_elsewhere && !shared) MPI_Abort(MPI_COMM_WORLD, code);
     return code;
   } catch (const std::exception& e) {
     eprint("dtrain: {}internal error (a dtrain bug): {}\n", ctx.rank_tag, printable(e.what()));

@@ -63,6 +63,7 @@ class GraceHooks : public dtrain::TrainHooks {
              std::string checkpoint_dir);
   ~GraceHooks() override;
   bool should_stop(int64_t done) override { return inner_.should_stop(done); }
+  bool stop_requested(int64_t done) override { return inner_.stop_requested(done); }
   void after_step(int64_t done, bool stopping) override;
 
  private:

@@ -305,7 +305,20 @@ std::vector<Piece> CheckpointSession::snapshot_pieces(bool copy) {
 }
 
 bool CheckpointSession::should_stop(int64_t done) {
-  const double minutes = trainer_.config().checkpoint.every_minutes;
+  return agree_stop(true, fmt::format("stopping after step {} with a checkpoint", done));
+}
+
+bool CheckpointSession::stop_requested(int64_t done) {
+  const bool first = done == opts_.start_step;  // the evaluation before the first step
+  return agree_stop(false, first && last_step_ < 0
+                               ? std::string("the evaluation in progress is abandoned; stopping before step 1, "
+                                             "without a checkpoint (the run has done no step)")
+                               : fmt::format("the evaluation in progress is abandoned; stopping after step {}{}",
+                                             done, first ? "" : " with a checkpoint"));
+}
+
+bool CheckpointSession::agree_stop(bool clock, const std::string& where) {
+  const double minutes = clock ? trainer_.config().checkpoint.every_minutes : 0.0;
   // Rank 0's clock decides the time-based checkpoint; everyone's signals the stop.
   const bool local_stop = opts_.signals && opts_.signals->poll();
   Communicator& world = *trainer_.groups().world;
@@ -320,7 +333,7 @@ bool CheckpointSession::should_stop(int64_t done) {
   flags.data<double>()[0] = local_stop ? static_cast<double>(world.size() - world.rank()) * 256 + sig : 0.0;
   flags.data<double>()[1] = local_due ? 1.0 : 0.0;
   all_reduce(world, flags, ReduceOp::max);
-  time_due_ = flags.data<double>()[1] > 0;
+  if (clock) time_due_ = flags.data<double>()[1] > 0;
   const double who = flags.data<double>()[0];
   const bool stop = who > 0;
   if (stop && stop_reason_.empty()) {
@@ -330,7 +343,7 @@ bool CheckpointSession::should_stop(int64_t done) {
                               : fmt::format("{} on rank {}", SignalWatch::name(static_cast<int>(code % 256)),
                                             world.world_rank(static_cast<int>(rank)));
     if (opts_.log)
-      opts_.log(fmt::format("{} received: stopping after step {} with a checkpoint{}", stop_reason_, done,
+      opts_.log(fmt::format("{} received: {}{}", stop_reason_, where,
                             stop_reason_ == "SIGINT" ? " (Ctrl-C again stops at once, without one)" : ""));
   }
   return stop;

@@ -85,6 +85,7 @@ class CheckpointSession : public TrainHooks {
   ~CheckpointSession() override;
 
   bool should_stop(int64_t done) override;
+  bool stop_requested(int64_t done) override;
   void after_step(int64_t done, bool stopping) override;
   // checkpoint.async: waits for the checkpoint being written in the
   // background (collective: every rank calls it after the run) and reports
@@ -134,6 +135,9 @@ class CheckpointSession : public TrainHooks {
   // once when the session starts: a first touch of fresh pages costs ~5x the
   // copy itself (1.5 GB: 7.9 s against 0.4 s here), and that must not stall a step.
   std::vector<Tensor> host_;
+  // The stop signals of every rank (and, with `clock`, rank 0's time-based
+  // checkpoint), agreed over the world; logs the first stop, `where`.
+  bool agree_stop(bool clock, const std::string& where);
   std::vector<Piece> snapshot_pieces(bool copy);
   void save_async(int64_t done);
   void save_sync(int64_t done);

@@ -49,6 +49,15 @@ class RuntimeError : public Error {
   explicit RuntimeError(const std::string& what) : Error(ErrorKind::kRuntime, what) {}
 };
 
+// A runtime failure every rank detects at the same point from values they
+// agreed on (a non-finite loss after its all-reduce): the app has one rank
+// say it and every rank leave together, instead of ending the job from the
+// first rank to fail.
+class AgreedRuntimeError : public RuntimeError {
+ public:
+  explicit AgreedRuntimeError(const std::string& what) : RuntimeError(what) {}
+};
+
 class InternalError : public Error {
  public:
   explicit InternalError(const std::string& what) : Error(ErrorKind::kInternal, what) {}

@@ -16,6 +16,11 @@ class TrainHooks {
   // before that step's evaluation: true ends the run after this step (a stop
   // was requested; the evaluation is skipped). Every rank returns the same.
   virtual bool should_stop(int64_t done) { return false; }
+  // Between the batches of an evaluation (after step `done`, or before the
+  // first step at `done` = the start): true when a stop was requested; the
+  // evaluation is abandoned and the run ends at that step boundary, as with
+  // should_stop. Every rank calls it at the same points and returns the same.
+  virtual bool stop_requested(int64_t done) { return false; }
   // After step `done`, its evaluation (if any) and the should_stop decision:
   // where checkpoints are written. `stopping` says the run ends here.
   virtual void after_step(int64_t done, bool stopping) {}

@@ -565,6 +565,26 @@ double Trainer::global_grad_norm() {
   return std::sqrt(s[0]);
 }
 
+double Trainer::buffer_sum_squares() {
+  double* s = scalars_.data<double>();
+  Tensor& b = model().params.buffers();
+  s[0] = b.numel() > 0 ? ops::sum_squares(model().exec, {b}) : 0.0;
+  Tensor one = scalars_.flat_range(0, 1);
+  g_.dp->all_reduce(one, ReduceOp::sum)->wait();
+  g_.pp->all_reduce(one, ReduceOp::sum)->wait();
+  return s[0];
+}
+
+std::string Trainer::nonfinite_buffer() {
+  for (const auto& p : model().params.all()) {
+    if (p->trainable) continue;
+    const Tensor h = p->value.to_host();
+    for (int64_t i = 0; i < h.numel(); ++i)
+      if (!std::isfinite(h.dtype() == DType::f64 ? h.data<double>()[i] : h.data<float>()[i])) return p->name;
+  }
+  return "";
+}
+
 void Trainer::sync_buffers() {
   // Batch-norm running statistics, r <- (1 - m) r + m s once per micro-batch
   // of batch statistics s. Each data-parallel rank updated them over its own
@@ -605,7 +625,7 @@ StepResult Trainer::train_step(int64_t step) {
   grads_zeroed_ = false;  // until this step's update zeroes them again
   refresh_loaded();  // a checkpoint load's ranges
   if (zero_) zero_->begin_step();
-  if (g_.layout.dp > 1 && g_.coord.dp > 0 && !local_ && m.params.buffers().numel() > 0) {  // sync_buffers' r0
+  if (m.params.buffers().numel() > 0) {  // sync_buffers' r0, and what a skipped step puts back
     Tensor& b = m.params.buffers();
     if (!buffers_at_start_.defined()) buffers_at_start_ = Tensor::empty(b.shape(), b.dtype(), m.exec.device);
     ops::copy(m.exec, b, buffers_at_start_);
@@ -662,24 +682,32 @@ StepResult Trainer::train_step(int64_t step) {
     if (slot->last_stage()) loss_sum += slot->loss->take_stats().mean_sum;
   r.loss = agree_loss(loss_sum, micro_batches);
   if (options_.inject_nan_at_step == step + 1) r.loss = std::nan("");
-  // The loss and the norm are agreed values: every rank takes the same branch.
-  r.grad_norm = std::isfinite(r.loss) ? global_grad_norm() : 0.0;
-  if (!std::isfinite(r.loss) || !std::isfinite(r.grad_norm)) {
-    const std::string what = !std::isfinite(r.loss)
-                                 ? fmt::format("training loss became {}", r.loss)
-                                 : fmt::format("gradient norm became {}", r.grad_norm);
+  // The loss, the norm and the running statistics' check are agreed values:
+  // every rank takes the same branch. Batch norm's running statistics are
+  // the forward's, not the update's: one can overflow with a finite loss
+  // (the batch's own statistics normalise it), and would stay in the model
+  // until a save refused it.
+  r.grad_norm = std::isfinite(r.loss) ? global_grad_norm() : std::nan("");
+  const bool buffers_ok = cfg_.model.type != "cnn" || std::isfinite(buffer_sum_squares());
+  if (!std::isfinite(r.loss) || !std::isfinite(r.grad_norm) || !buffers_ok) {
+    std::string what;
+    if (!std::isfinite(r.loss)) what = fmt::format("training loss became {}", r.loss);
+    else if (!std::isfinite(r.grad_norm)) what = fmt::format("gradient norm became {}", r.grad_norm);
+    else if (const std::string name = nonfinite_buffer(); !name.empty())
+      what = fmt::format("batch norm's running statistic {} became non-finite", name);
+    else
+      what = "a batch norm running statistic (on another rank) became non-finite";
     if (!cfg_.train.skip_nonfinite)
-      throw RuntimeError(fmt::format("{} at step {}; stopping before the update (no checkpoint is "
+      throw AgreedRuntimeError(fmt::format("{} at step {}; stopping before the update (no checkpoint is "
                                      "written with it; train.skip_nonfinite = true skips such steps)",
                                      what, step + 1));
     if (g_.world->rank() == 0)
       log_(fmt::format("step {}: {}; update skipped (train.skip_nonfinite)", step + 1, what));
     r.skipped = true;
-    if (local_) {
-      if (local_->due(step, t.steps)) outer_sync();  // the replicas sync on schedule whatever each skipped
-    } else {
-      sync_buffers();
-    }
+    // The step did not happen: its running statistics go too (equal over dp
+    // as they began, so there is nothing to sync).
+    if (m.params.buffers().numel() > 0) ops::copy(m.exec, buffers_at_start_, m.params.buffers());
+    if (local_ && local_->due(step, t.steps)) outer_sync();  // the replicas sync on schedule whatever each skipped
     r.seconds = seconds_since(t0);
     r.comm_seconds = comm_wait_total() - comm0;
     return r;
@@ -718,7 +746,7 @@ void Trainer::outer_sync() {
   local_->sync();
 }
 
-EvalResult Trainer::evaluate() {
+EvalResult Trainer::evaluate(const std::function<bool()>& stop) {
   refresh_loaded();  // a checkpoint load's ranges
   // Local sync: the replicas' agreed model (the last synced parameters).
   if (local_) {
@@ -727,12 +755,12 @@ EvalResult Trainer::evaluate() {
       LocalSync& l;
       ~Back() { l.swap_back(); }
     } back{*local_};
-    return evaluate_now();
+    return evaluate_now(stop);
   }
-  return evaluate_now();
+  return evaluate_now(stop);
 }
 
-EvalResult Trainer::evaluate_now() {
+EvalResult Trainer::evaluate_now(const std::function<bool()>& stop) {
   const int64_t micro = cfg_.train.micro_batch;
   const int64_t total = data_.val->size();
   int64_t batches = (total + micro - 1) / micro;
@@ -754,7 +782,16 @@ EvalResult Trainer::evaluate_now() {
   // pipeline_transfers' batches.) tests/train/rendezvous_test.cpp evaluates
   // under those semantics.
   const int64_t rounds = zero_stage() == 3 ? (batches + g_.layout.dp - 1) / g_.layout.dp * g_.layout.dp : batches;
+  // A requested stop is asked for before each batch every data-parallel rank
+  // has (a collective: the same points on every rank, before any transfer of
+  // that batch, so no rank waits on one that asks).
+  const int64_t asked = rounds / g_.layout.dp;
   for (int64_t b = g_.coord.dp; b < rounds; b += g_.layout.dp) {
+    if (stop && (b - g_.coord.dp) / g_.layout.dp < asked && stop()) {
+      Model& last = *slots_[chunk_slot_[chunks_ - 1]];
+      if (last.last_stage()) last.loss->take_stats();  // the abandoned batches' sums
+      return EvalResult{.abandoned = true};
+    }
     const bool counted = b < batches;
     const int64_t first = counted ? b * micro : 0, n = std::min(micro, total - first);
     for (int c = 0; c < chunks_; ++c) {
@@ -885,8 +922,21 @@ TrainSummary Trainer::run(const RunOptions& opts) {
   // (at an eval_every step, or at the last one, which a run always evaluates).
   const bool due_at_start = opts.eval_missing && ((t.eval_every > 0 && opts.start_step % t.eval_every == 0) ||
                                                   opts.start_step == t.steps);
+  // A stop requested during an evaluation abandons it (a long evaluation
+  // would outlast the grace a preemption gives): the run ends at that step
+  // boundary, and a resume evaluates that step first (eval_missing).
+  auto stop_during = [&](int64_t done) -> std::function<bool()> {
+    if (!opts.hooks) return {};
+    return [&opts, done] { return opts.hooks->stop_requested(done); };
+  };
   if (opts.start_step == 0 || due_at_start) {
-    summary.first_eval = evaluate();
+    summary.first_eval = evaluate(stop_during(opts.start_step));
+    if (summary.first_eval.abandoned) {  // before any step: nothing new to save
+      summary.steps = opts.start_step;
+      summary.stopped = true;
+      log(fmt::format("stopped before step {}: 0 steps", opts.start_step + 1));
+      return summary;
+    }
     report_eval(opts.start_step, summary.first_eval);
   }
 
@@ -915,7 +965,7 @@ TrainSummary Trainer::run(const RunOptions& opts) {
     const int64_t done = step + 1;
     if (r.skipped) {
       ++summary.skipped;
-      record({{"step", done}, {"skipped", std::string("non-finite loss or gradient norm")},
+      record({{"step", done}, {"skipped", std::string("non-finite loss, gradient norm or running statistic")},
               {"step_seconds", r.seconds}});
     } else {
       summary.last_loss = r.loss;
@@ -923,13 +973,15 @@ TrainSummary Trainer::run(const RunOptions& opts) {
               {"step_seconds", r.seconds}, {"dp_wait_seconds", r.dp_wait_seconds},
               {"comm_seconds", r.comm_seconds}});
     }
-    const bool stopping = opts.hooks && opts.hooks->should_stop(done);
+    bool stopping = opts.hooks && opts.hooks->should_stop(done);
     if (done % cfg_.log.every == 0 || done == t.steps) {
       const double rate = static_cast<double>(items_per_step * window_steps) / window_seconds;
       const double eta = train_seconds / static_cast<double>(done - opts.start_step) *
                          static_cast<double>(t.steps - done);
-      log(fmt::format("step {:>6}/{} | loss {:.4f} | lr {:.3e} | norm {:.3f} | {} {} | eta {}", done,
-                      t.steps, r.loss, lr, r.grad_norm, format_rate(rate), unit, format_duration(eta)) +
+      // A skipped step's norm was not taken (its loss was not finite) or is not finite: not a number to read.
+      const std::string norm = r.skipped ? "update skipped" : fmt::format("norm {:.3f}", r.grad_norm);
+      log(fmt::format("step {:>6}/{} | loss {:.4f} | lr {:.3e} | {} | {} {} | eta {}", done, t.steps, r.loss, lr,
+                      norm, format_rate(rate), unit, format_duration(eta)) +
           (options_.profiler == &light ? breakdown_line(light, window_seconds, window_comm) : ""));
       if (options_.profiler == &light) light.reset();  // --- profiler hook
       window_comm = 0;
@@ -938,9 +990,13 @@ TrainSummary Trainer::run(const RunOptions& opts) {
     }
     const bool last = done == t.steps;
     if (!stopping && (last || (t.eval_every > 0 && done % t.eval_every == 0))) {
-      EvalResult e = evaluate();
-      report_eval(done, e);
-      if (last) summary.last_eval = e;
+      EvalResult e = evaluate(stop_during(done));
+      if (e.abandoned) {
+        stopping = true;
+      } else {
+        report_eval(done, e);
+        if (last) summary.last_eval = e;
+      }
     }
     if (opts.hooks) opts.hooks->after_step(done, stopping);
     if (stopping) {

@@ -37,6 +37,7 @@ struct EvalResult {
   double loss = 0;
   double accuracy = 0;  // fraction of items whose argmax is the target
   int64_t items = 0;
+  bool abandoned = false;  // a stop was requested during it: no result
 };
 
 struct TrainSummary {
@@ -119,7 +120,9 @@ class Trainer {
   // One optimizer step (0-based index `step`).
   StepResult train_step(int64_t step);
   // One evaluation pass over the validation data (same result on every rank).
-  EvalResult evaluate();
+  // `stop`, where given, is asked between its batches (at the same points on
+  // every rank, returning the same): true abandons the pass.
+  EvalResult evaluate(const std::function<bool()>& stop = {});
 
   // This rank's model: every parameter it holds (all model chunks' under the
   // interleaved schedule), what the optimizer and checkpoints work on.
@@ -225,10 +228,16 @@ class Trainer {
                        int64_t then = -1);
   double agree_loss(double local_sum, int64_t count);
   double global_grad_norm();
+  // The sum of squares of every rank's batch-norm running statistics (over dp
+  // and pp): not finite when one of them is not. Every rank of a model with
+  // batch norm calls it, whether or not its stage holds one.
+  double buffer_sum_squares();
+  // The name of the first running statistic on this rank that is not finite, or "".
+  std::string nonfinite_buffer();
   double comm_wait_total() const;
   void sync_buffers();
   void outer_sync();          // parallel.sync = "local": the end of a period
-  EvalResult evaluate_now();  // evaluate() with the parameters as they are
+  EvalResult evaluate_now(const std::function<bool()>& stop);  // evaluate() with the parameters as they are
 
   // Host staging of a micro-batch for a device run: filled by the samplers,
   // uploaded on the stream; the event says when the upload has read it.
@@ -276,7 +285,8 @@ class Trainer {
   };
   std::vector<InFlight> sends_;
   Tensor scalars_;                 // (4) fp64 for small agreements
-  Tensor buffers_at_start_;        // batch-norm running statistics as the step began (dp ranks > 0)
+  Tensor buffers_at_start_;        // batch-norm running statistics as the step began (sync_buffers'
+                                   // r0; put back by a skipped step)
   int64_t current_step_ = 0;
 };
 

@@ -81,7 +81,7 @@ wait "$pid" || rc=$?
 
 # A stop at a step whose evaluation is due skips it (to stop sooner); the resumed run evaluates
 # that step first, so every evaluation of an uninterrupted run is logged, once, with its value.
-ev=(--set train.steps=60 --set train.eval_every=1 --set train.eval_batches=1 --set log.every=1 --set train.threads=2)
+ev=(--set train.steps=300 --set train.eval_every=1 --set train.eval_batches=1 --set log.every=1 --set train.threads=2)
 expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/evref" "${ev[@]}" --set checkpoint.at_end=false
 "$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/evstop" "${ev[@]}" >"$WORK/out" 2>"$WORK/err" &
 pid=$!
@@ -95,6 +95,40 @@ evals() { python3 -c 'import json,sys; [print(r["step"], r["eval_loss"]) for r i
 cmp -s <(evals "$WORK/evref/metrics.jsonl") <(evals "$WORK/evstop/metrics.jsonl") ||
   { diff <(evals "$WORK/evref/metrics.jsonl") <(evals "$WORK/evstop/metrics.jsonl") | head; fail "the evaluation at the stop's step is missing or differs"; }
 
+# A stop during a long evaluation abandons it at its next batch (it used to run to its end and
+# then train one more step: seconds past a preemption's grace): the run stops at that step with
+# its checkpoint, and the resume evaluates the step first. Before the first step, nothing is saved.
+gpt=("$DTRAIN_SOURCE_DIR/configs/gpt.toml" --set "data.train=$DTRAIN_SOURCE_DIR/data/kjv_train.bin"
+  --set "data.val=$DTRAIN_SOURCE_DIR/data/kjv_val.bin" --set train.eval_batches=120 --set train.threads=2)  # 2-3 s
+"$DTRAIN" run "${gpt[@]}" --out "$WORK/ev0" >"$WORK/out" 2>"$WORK/err" &
+pid=$!
+wait_lines "$WORK/out" 1  # the model line: the evaluation before step 1 has begun
+sleep 0.5
+start=$(date +%s%N)
+kill -TERM "$pid"
+rc=0
+wait "$pid" || rc=$?
+ms=$((($(date +%s%N) - start) / 1000000))
+[ "$rc" -eq 4 ] || { cat "$WORK/err"; fail "stop during the first evaluation: exit status $rc, expected 4"; }
+grep -q "SIGTERM received: the evaluation in progress is abandoned; stopping before step 1, without a checkpoint" "$WORK/out" ||
+  { cat "$WORK/out"; fail "no abandoned-evaluation line"; }
+expect_err "dtrain: stopped by SIGTERM before step 1 of 1000; no checkpoint written (the run had done no step): run it again"
+[ ! -e "$WORK/ev0/checkpoints" ] || fail "a checkpoint of no step"
+[ "$ms" -lt 5000 ] || fail "the stop took $ms ms (a whole evaluation?)"
+"$DTRAIN" run "${gpt[@]}" --out "$WORK/ev5" --set train.eval_every=5 --set optim.warmup_steps=2 >"$WORK/out" 2>"$WORK/err" &
+pid=$!
+wait_lines "$WORK/ev5/metrics.jsonl" 6  # step 0's evaluation and 5 steps: step 5's evaluation has begun
+kill -TERM "$pid"
+rc=0
+wait "$pid" || rc=$?
+[ "$rc" -eq 4 ] || { cat "$WORK/err"; fail "stop during step 5's evaluation: exit status $rc, expected 4"; }
+grep -q "SIGTERM received: the evaluation in progress is abandoned; stopping after step 5 with a checkpoint" "$WORK/out" ||
+  { cat "$WORK/out"; fail "no abandoned-evaluation line at step 5"; }
+[ -d "$WORK/ev5/checkpoints/step_00000005" ] || fail "no checkpoint of step 5"
+expect_exit 0 "$DTRAIN" resume "$WORK/ev5/checkpoints" --set train.steps=6 --set optim.decay_steps=1000
+[ "$(evals "$WORK/ev5/metrics.jsonl" | awk '{print $1}' | tr '\n' ' ')" = "0 5 6 " ] ||
+  fail "evaluations after the resume: $(evals "$WORK/ev5/metrics.jsonl" | awk '{print $1}' | tr '\n' ' '), want 0 5 6"
+
 # A stop at the last step skips the final evaluation too (its metrics then lack it, as made here):
 # the resume has no step left to run, and evaluates that step instead of saying "nothing to do".
 expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/last" --set train.steps=20 --set train.eval_every=0 \
@@ -104,9 +138,9 @@ grep -v eval_loss "$WORK/last/metrics.jsonl" >"$WORK/m" && mv "$WORK/m" "$WORK/l
 expect_exit 0 "$DTRAIN" resume "$WORK/last/checkpoints"
 [ "$(evals "$WORK/last/metrics.jsonl")" = "$want" ] || fail "the last step's evaluation: $(evals "$WORK/last/metrics.jsonl"), want $want"
 # Resumed into another --out (no metrics to complete): no evaluation before the first step.
-expect_exit 0 "$DTRAIN" resume "$WORK/evstop/checkpoints" --out "$WORK/elsewhere" --set train.steps=65
+expect_exit 0 "$DTRAIN" resume "$WORK/evstop/checkpoints" --out "$WORK/elsewhere" --set train.steps=305
 first=$(evals "$WORK/elsewhere/metrics.jsonl" | awk 'NR == 1 {print $1}')  # (awk reads all: no broken pipe)
-[ "$first" = 61 ] || fail "resumed into another --out: first evaluation at step $first, expected 61"
+[ "$first" = 301 ] || fail "resumed into another --out: first evaluation at step $first, expected 301"
 
 # A signal to one rank of a job: every rank stops at the step boundary with the checkpoint,
 # and rank 0's log names the rank and the signal (it said "a signal on another rank").
