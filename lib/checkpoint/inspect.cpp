@@ -96,7 +96,9 @@ std::string describe_checkpoint(const std::string& path, bool verify, const std:
   out += fmt::format("written      {} by dtrain {} (format {}, id {})\n", m.written_at,
                      m.program_version, m.format_version, m.id);
   out += fmt::format("run          {}\n", m.run_id.empty() ? "(not recorded: written before run ids)" : m.run_id);
-  if (!m.data.empty()) out += fmt::format("data         {} (data.train as the run read it)\n", m.data);
+  if (!m.data.empty())
+    out += fmt::format("data         {} ({} as the run read it)\n", m.data,
+                       m.model_type == "cnn" ? "data.train_images" : "data.train");
   out += fmt::format("signature    {}\n", signature);
   out += fmt::format("size         {} bytes\n", store::dir_bytes(dir));
   out += "\nconfig:\n";

@@ -507,16 +507,18 @@ ResumeConfig resume_config(const CheckpointMeta& meta, const std::string& checkp
     const int64_t dp = one_process ? 1 : given_int(overrides, "parallel.dp").value_or(base.parallel.dp);
     if (!replan && dp * tp * pp != world_size && !(base.parallel.mode == "auto" && auto_layout)) {
       std::erase_if(problems, [](const std::string& p) { return p.find("ranks were launched") != std::string::npos; });
+      auto ranks = [](int64_t n) { return fmt::format("{} rank{}", n, n == 1 ? "" : "s"); };
+      const std::string launched = fmt::format("{} {} launched", world_size, world_size == 1 ? "was" : "were");
       if (!layout_given)
         problems.insert(problems.begin(), fmt::format(
-            "{}: the checkpoint was written on {} ({} ranks) and {} were launched: choose the layout "
+            "{}: the checkpoint was written on {} ({}) and {}: choose the layout "
             "with --set parallel.dp=D --set parallel.tp=T --set parallel.pp=P (D x T x P = {})",
-            name, meta.layout.str(), meta.layout.world(), world_size, world_size));
+            name, meta.layout.str(), ranks(meta.layout.world()), launched, world_size));
       else
         problems.insert(problems.begin(), fmt::format(
             "the layout dp={} tp={} pp={} (the degrees not given with --set are the checkpoint's, written on {}) "
-            "makes {} ranks and {} were launched: give all three (D x T x P = {})",
-            dp, tp, pp, meta.layout.str(), dp * tp * pp, world_size, world_size));
+            "makes {} and {}: give all three (D x T x P = {})",
+            dp, tp, pp, meta.layout.str(), ranks(dp * tp * pp), launched, world_size));
     }
     throw ConfigError(problems);
   }

@@ -253,14 +253,18 @@ class Validator {
     // Under parallel.mode = "auto" the degrees a config sets are constraints:
     // with all three set there is nothing left to choose.
     const bool all_fixed = p.mode == "auto" && is_set("parallel.dp") && is_set("parallel.tp") && is_set("parallel.pp");
+    // The data-parallel degree that would use the ranks launched, where tp x pp divides them.
+    const int64_t model_ranks = dp_tp && ranks ? p.tp * p.pp : 0;
+    const bool dp_fills = !all_fixed && model_ranks > 0 && world_size_ > 1 && world_size_ % model_ranks == 0;
     if (!ranks || *ranks != world_size_)
       problem({"parallel.dp", "parallel.tp", "parallel.pp"},
               fmt::format("parallel: dp x tp x pp = {} but {} {} launched{}",
                           ranks ? fmt::to_string(*ranks) : "(too large)", world_size_,
                           world_size_ == 1 ? "rank was" : "ranks were",
-                          all_fixed ? " (parallel.mode = \"auto\" keeps the degrees the config sets: leave out "
-                                      "parallel.dp, tp and pp, or the ones the planner may choose)"
-                                    : ""));
+                          all_fixed  ? " (parallel.mode = \"auto\" keeps the degrees the config sets: leave out "
+                                       "parallel.dp, tp and pp, or the ones the planner may choose)"
+                          : dp_fills ? fmt::format(" (--set parallel.dp={} uses them all)", world_size_ / model_ranks)
+                                     : std::string()));
     check_sequence_parallel();
     check_local_sync();
   }

@@ -14,6 +14,7 @@ expect_exit 0 "$DTRAIN" run configs/cnn-mnist.toml "${small[@]}" --out "$WORK/a"
 expect_exit 0 "$DTRAIN" inspect "$WORK/a/checkpoints/step_00000004"
 grep -qE "^  model/stem\.bn\.running_var +\(8\) +fp32 +1$" "$WORK/out" || { cat "$WORK/out"; fail "no running statistics in the checkpoint"; }
 grep -qE "^  optim/sgd\.momentum/stem\.conv\.weight " "$WORK/out" || fail "no SGD momentum in the checkpoint"
+grep -q "(data.train_images as the run read it)" "$WORK/out" || fail "inspect names the CNN's data by another key"
 expect_exit 0 "$DTRAIN" resume "$WORK/a/checkpoints/step_00000004" --out "$WORK/b"
 same_losses "$WORK/full/metrics.jsonl" "$WORK/b/metrics.jsonl"
 cmp -s <(json_field "$WORK/full/metrics.jsonl" eval_accuracy | tail -1) <(json_field "$WORK/b/metrics.jsonl" eval_accuracy | tail -1) ||

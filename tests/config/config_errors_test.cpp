@@ -199,7 +199,7 @@ const std::vector<BadCase> kBadCases = {
      "cfg.toml: parallel.mode = \"auto\" on 4 ranks needs the layout planner, which this program "
      "does not have; set parallel.dp, parallel.tp and parallel.pp"},
     {"world size with manual mode", kGpt, {"parallel.mode=manual"}, 4,
-     "cfg.toml: parallel: dp x tp x pp = 1 but 4 ranks were launched"},
+     "cfg.toml: parallel: dp x tp x pp = 1 but 4 ranks were launched (--set parallel.dp=4 uses them all)"},
     {"tp does not divide the heads", cat(kGpt, {"[model]", "n_head = 6", "n_embd = 96", "[parallel]", "tp = 4"}), {}, 4,
      "cfg.toml:7: model.n_head (6) is not divisible by parallel.tp (4): tensor parallelism splits the attention "
      "heads across its ranks"},
