@@ -50,8 +50,8 @@ int train(Context& ctx, TrainingSetup& setup, dtrain::Trainer& trainer, int64_t 
   if (summary.stopped) {
     std::fflush(stdout);  // the log's lines (the checkpoint's included) before this one
     if (ctx.world_rank == 0 && session.last_dir().empty())  // during the evaluation before the first step
-      eprint("dtrain: stopped by {} before step {} of {}; {}\n", session.stop_reason(), summary.steps + 1,
-             trainer.config().train.steps,
+      eprint("dtrain: stopped by {} during the evaluation at step {} of {}; {}\n", session.stop_reason(),
+             summary.steps, trainer.config().train.steps,
              summary.steps == 0 ? "no checkpoint written (the run had done no step): run it again"
                                 : session.recovery());
     else if (ctx.world_rank == 0)

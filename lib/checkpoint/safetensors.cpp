@@ -112,8 +112,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     if (std::find(t.shape.begin(), t.shape.end(), 0) != t.shape.end()) bytes = 0, overflow = false;
     if (overflow) throw bad(fmt::format("shape [{}] has more elements than 2^64 bytes hold", fmt::join(t.shape, ", ")));
     if (bytes != t.end - t.begin)
-      throw bad(fmt::format("{} {} elements need {} bytes, the offsets give {}", t.numel(), t.dtype, bytes,
-                            t.end - t.begin));
+      throw bad(fmt::format("{} {} elements need {} bytes, the offsets give {}", bytes / static_cast<uint64_t>(es),
+                            t.dtype, bytes, t.end - t.begin));
     tensors_.push_back(std::move(t));
   }
   // The format's rule (as the reference implementation enforces it): the

@@ -196,6 +196,8 @@ void Trainer::setup() {
   }
   if (local) local_ = std::make_unique<LocalSync>(m.params, *g_.dp, cfg_.parallel, ex);
   scalars_ = Tensor::empty(Shape{4}, DType::f64);
+  if (const Tensor& b = m.params.buffers(); b.numel() > 0)  // planned here: a step allocates nothing
+    buffers_at_start_ = Tensor::empty(b.shape(), b.dtype(), ex.device);
 }
 
 void Trainer::open_own_data() {
@@ -625,11 +627,8 @@ StepResult Trainer::train_step(int64_t step) {
   grads_zeroed_ = false;  // until this step's update zeroes them again
   refresh_loaded();  // a checkpoint load's ranges
   if (zero_) zero_->begin_step();
-  if (m.params.buffers().numel() > 0) {  // sync_buffers' r0, and what a skipped step puts back
-    Tensor& b = m.params.buffers();
-    if (!buffers_at_start_.defined()) buffers_at_start_ = Tensor::empty(b.shape(), b.dtype(), m.exec.device);
-    ops::copy(m.exec, b, buffers_at_start_);
-  }
+  if (m.params.buffers().numel() > 0)  // sync_buffers' r0, and what a skipped step puts back
+    ops::copy(m.exec, m.params.buffers(), buffers_at_start_);
   const int micro_batches = static_cast<int>(t.grad_accum);
   const std::vector<PipeOp>& ops = ops_;
   // The mean over the step's global batch; under local sync over the
@@ -697,10 +696,15 @@ StepResult Trainer::train_step(int64_t step) {
       what = fmt::format("batch norm's running statistic {} became non-finite", name);
     else
       what = "a batch norm running statistic (on another rank) became non-finite";
-    if (!cfg_.train.skip_nonfinite)
-      throw AgreedRuntimeError(fmt::format("{} at step {}; stopping before the update (no checkpoint is "
-                                     "written with it; train.skip_nonfinite = true skips such steps)",
-                                     what, step + 1));
+    if (!cfg_.train.skip_nonfinite) {
+      const std::string msg = fmt::format("{} at step {}; stopping before the update (no checkpoint is written "
+                                          "with it; train.skip_nonfinite = true skips such steps)",
+                                          what, step + 1);
+      // Under local sync each replica has its own gradients, and their norm is
+      // not agreed over dp: one replica's is its own failure (the job ends from it).
+      if (local_ && std::isfinite(r.loss) && buffers_ok) throw RuntimeError(msg);
+      throw AgreedRuntimeError(msg);
+    }
     if (g_.world->rank() == 0)
       log_(fmt::format("step {}: {}; update skipped (train.skip_nonfinite)", step + 1, what));
     r.skipped = true;
@@ -782,12 +786,16 @@ EvalResult Trainer::evaluate_now(const std::function<bool()>& stop) {
   // pipeline_transfers' batches.) tests/train/rendezvous_test.cpp evaluates
   // under those semantics.
   const int64_t rounds = zero_stage() == 3 ? (batches + g_.layout.dp - 1) / g_.layout.dp * g_.layout.dp : batches;
-  // A requested stop is asked for before each batch every data-parallel rank
-  // has (a collective: the same points on every rank, before any transfer of
-  // that batch, so no rank waits on one that asks).
-  const int64_t asked = rounds / g_.layout.dp;
+  // A requested stop is asked for before every `every`-th batch that every
+  // data-parallel rank has (a collective: the same points on every rank,
+  // before any transfer of that batch, so no rank waits on one that asks).
+  // Each ask drains a pipeline (no stage starts the next batch before the
+  // last has finished this one): with pp stages, every 16 pp batches, a
+  // drain of (pp - 1) batch-times each, a few percent.
+  const int64_t asked = rounds / g_.layout.dp, every = g_.layout.pp == 1 ? 1 : 16 * g_.layout.pp;
   for (int64_t b = g_.coord.dp; b < rounds; b += g_.layout.dp) {
-    if (stop && (b - g_.coord.dp) / g_.layout.dp < asked && stop()) {
+    const int64_t i = (b - g_.coord.dp) / g_.layout.dp;
+    if (stop && i < asked && i % every == 0 && stop()) {
       Model& last = *slots_[chunk_slot_[chunks_ - 1]];
       if (last.last_stage()) last.loss->take_stats();  // the abandoned batches' sums
       return EvalResult{.abandoned = true};
