@@ -37,6 +37,7 @@
 #include "checkpoint/preempt.h"
 #include "core/error.h"
 #include "core/printable.h"
+#include "core/version.h"
 #include "dist/mpi_runtime.h"
 #include "dist/watchdog.h"
 #include "commands.h"
@@ -231,7 +232,7 @@ int main(int argc, char** argv) {
   CLI::App app{"dtrain: train GPT-style transformers and CNNs from TOML configs, on one process "
                "or many (mpirun -np N dtrain run ..., srun dtrain run ...)"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", std::string("dtrain ") + DTRAIN_VERSION,
+  app.set_version_flag("--version", "dtrain " + dtrain::program_version(),
                        "Print the version and exit; --version --verbose: also the libraries built with and loaded (CUDA, cuBLASLt, cuDNN, NCCL, MPI, HDF5) and the CPU matrix products");
   const std::vector<Subcommand> commands = {add_run(app),      add_resume(app),   add_inspect(app), add_validate(app),
                                             add_profile(app),  add_keys(app),     add_plan(app),    add_hardware(app),

@@ -14,13 +14,14 @@
 #include "dist/device_groups.h"
 #include "core/error.h"
 #include "core/tensor.h"
+#include "core/version.h"
 #include "ops/ops.h"
 #include "ops/runtime.h"
 
 namespace dtrain_cli {
 
 std::string version_report() {
-  std::string s = fmt::format("dtrain {}\n", DTRAIN_VERSION);
+  std::string s = fmt::format("dtrain {}\n", dtrain::program_version());
   s += dtrain::ops::device_report();
   s += dtrain::nccl_version_report() + "\n";
   char mpi[MPI_MAX_LIBRARY_VERSION_STRING] = {};

@@ -23,6 +23,7 @@
 #include "checkpoint/store.h"
 #include "config/dtrain_file.h"
 #include "config/schema.h"
+#include "core/version.h"
 
 namespace dtrain {
 
@@ -674,6 +675,12 @@ Resumed resume(const ResumeRequest& req, Communicator& world) {
                       r.meta.model_type == "cnn" ? "images" : "tokens", r.meta.program_version,
                       r.meta.layout.str(), secs));
       for (const auto& ch : rc.changes) log("override " + ch);
+      // Another build's kernels may round differently: the run goes on, but
+      // not bit for bit with an uninterrupted run (of either build).
+      if (r.meta.program_version != program_version())
+        log(fmt::format("note: the checkpoint was written by dtrain {}, this is dtrain {}: the losses from here "
+                        "equal an uninterrupted run's only to rounding (bit for bit on the same build)",
+                        r.meta.program_version, program_version()));
     } catch (const CheckpointSignatureError& e) {
       damage = e;
       refused = true;

@@ -11,10 +11,7 @@
 #include "checkpoint/store.h"
 #include "core/format_bytes.h"
 #include "config/config.h"
-
-#ifndef DTRAIN_VERSION
-#define DTRAIN_VERSION "unknown"
-#endif
+#include "core/version.h"
 
 namespace dtrain {
 
@@ -43,7 +40,7 @@ unsigned dir_mode(const Config& cfg) {
 CheckpointMeta trainer_meta(Trainer& trainer, int64_t step, const std::string& run_id) {
   const Config& cfg = trainer.config();
   CheckpointMeta m;
-  m.program_version = DTRAIN_VERSION;
+  m.program_version = program_version();
   m.model_type = cfg.model.type;
   m.optimizer = cfg.optim.name;
   m.step = step;

@@ -64,6 +64,7 @@ for d in sys.argv[1:]:  # as written before manifests: format 1, no manifest
     os.remove(d + "/manifest")
     with h5py.File(d + "/checkpoint.h5", "r+") as f:
         a = f.attrs
+        if d == sys.argv[1]: a.create("program_version", "0.1.0")  # as written before build ids
         s = lambda k: a[k].decode() if isinstance(a[k], bytes) else str(a[k])
         a.modify("format_version", np.int64(1))
         text = ("format_version=1\nprogram_version={}\nmodel_type={}\noptimizer={}\nstep={}\noptimizer_steps={}\n"
@@ -94,4 +95,7 @@ expect_err "no manifest to check it against (format 1)"
 expect_exit 0 "$DTRAIN" resume "$ck" --out "$WORK/f1"
 expect_err "falling back to $ck/step_00000005"
 grep -q "resuming from $ck/step_00000005" "$WORK/out" || fail "did not fall back past the crashing checkpoint"
+# Another build wrote it (0.1.0, before build ids): said, as its kernels may round differently.
+grep -q "^note: the checkpoint was written by dtrain 0.1.0, this is dtrain 0.1.0+" "$WORK/out" ||
+  fail "no note of another build: $(cat "$WORK/out")"
 echo "checkpoint_corrupt: ok"
