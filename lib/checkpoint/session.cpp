@@ -302,19 +302,20 @@ std::vector<Piece> CheckpointSession::snapshot_pieces(bool copy) {
 }
 
 bool CheckpointSession::should_stop(int64_t done) {
-  return agree_stop(true, fmt::format("stopping after step {} with a checkpoint", done));
+  return agree_stop(true, [done] { return fmt::format("stopping after step {} with a checkpoint", done); });
 }
 
 bool CheckpointSession::stop_requested(int64_t done) {
   const bool first = done == opts_.start_step;  // the evaluation before the first step
-  return agree_stop(false, first && last_step_ < 0
-                               ? std::string("the evaluation in progress is abandoned; stopping before step 1, "
-                                             "without a checkpoint (the run has done no step)")
-                               : fmt::format("the evaluation in progress is abandoned; stopping after step {}{}",
-                                             done, first ? "" : " with a checkpoint"));
+  return agree_stop(false, [&] {
+    return first && last_step_ < 0 ? std::string("the evaluation in progress is abandoned; stopping before step 1, "
+                                                 "without a checkpoint (the run has done no step)")
+                                   : fmt::format("the evaluation in progress is abandoned; stopping after step {}{}",
+                                                 done, first ? "" : " with a checkpoint");
+  });
 }
 
-bool CheckpointSession::agree_stop(bool clock, const std::string& where) {
+bool CheckpointSession::agree_stop(bool clock, const std::function<std::string()>& where) {
   const double minutes = clock ? trainer_.config().checkpoint.every_minutes : 0.0;
   // Rank 0's clock decides the time-based checkpoint; everyone's signals the stop.
   const bool local_stop = opts_.signals && opts_.signals->poll();
@@ -340,7 +341,7 @@ bool CheckpointSession::agree_stop(bool clock, const std::string& where) {
                               : fmt::format("{} on rank {}", SignalWatch::name(static_cast<int>(code % 256)),
                                             world.world_rank(static_cast<int>(rank)));
     if (opts_.log)
-      opts_.log(fmt::format("{} received: {}{}", stop_reason_, where,
+      opts_.log(fmt::format("{} received: {}{}", stop_reason_, where(),
                             stop_reason_ == "SIGINT" ? " (Ctrl-C again stops at once, without one)" : ""));
   }
   return stop;

@@ -136,8 +136,9 @@ class CheckpointSession : public TrainHooks {
   // copy itself (1.5 GB: 7.9 s against 0.4 s here), and that must not stall a step.
   std::vector<Tensor> host_;
   // The stop signals of every rank (and, with `clock`, rank 0's time-based
-  // checkpoint), agreed over the world; logs the first stop, `where`.
-  bool agree_stop(bool clock, const std::string& where);
+  // checkpoint), agreed over the world; logs the first stop, `where()`
+  // (made only then: an evaluation asks between its batches).
+  bool agree_stop(bool clock, const std::function<std::string()>& where);
   std::vector<Piece> snapshot_pieces(bool copy);
   void save_async(int64_t done);
   void save_sync(int64_t done);

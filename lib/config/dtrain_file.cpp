@@ -12,6 +12,7 @@
 
 #include "config/schema.h"
 #include "core/error.h"
+#include "core/file_kind.h"
 
 namespace dtrain::config {
 
@@ -39,14 +40,12 @@ std::string_view file_kind_name(FileKind kind) {
 }
 
 std::string read_toml_file(const std::string& path, std::string_view what) {
-  namespace fs = std::filesystem;
+  if (const std::string kind = special_file_kind(path); kind == "a directory")
+    throw ConfigError(fmt::format("{}: cannot read {}: it is a directory", path, what));
+  else if (!kind.empty())  // a FIFO would block the read
+    throw ConfigError(fmt::format("{}: cannot read {}: not a regular file ({})", path, what, kind));
   std::error_code ec;
-  const auto st = fs::status(path, ec);
-  if (fs::is_directory(st)) throw ConfigError(fmt::format("{}: cannot read {}: it is a directory", path, what));
-  if (fs::exists(st) && !fs::is_regular_file(st))
-    throw ConfigError(fmt::format("{}: cannot read {}: not a regular file ({})", path, what,
-                                  fs::is_fifo(st) ? "a FIFO" : "a device or socket"));
-  if (const auto size = fs::file_size(path, ec); !ec && size > kMaxTomlFileBytes)
+  if (const auto size = std::filesystem::file_size(path, ec); !ec && size > kMaxTomlFileBytes)
     throw ConfigError(fmt::format("{}: cannot read {}: {} bytes, more than the 1 MiB a {} may have", path, what,
                                   size, what));
   std::ifstream in(path, std::ios::binary);
