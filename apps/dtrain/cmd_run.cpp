@@ -54,6 +54,11 @@ int train(Context& ctx, TrainingSetup& setup, dtrain::Trainer& trainer, int64_t 
              summary.steps, trainer.config().train.steps,
              summary.steps == 0 ? "no checkpoint written (the run had done no step): run it again"
                                 : session.recovery());
+    else if (ctx.world_rank == 0 && summary.steps == trainer.config().train.steps)
+      eprint("dtrain: stopped by {} after the last step ({} of {}), before its evaluation; checkpoint {}; "
+             "evaluate it with: dtrain resume {}\n",
+             session.stop_reason(), summary.steps, trainer.config().train.steps, session.last_dir(),
+             trainer.config().checkpoint.dir);
     else if (ctx.world_rank == 0)
       eprint("dtrain: stopped by {} after step {} of {}; checkpoint {}; continue with: dtrain resume {}\n",
              session.stop_reason(), summary.steps, trainer.config().train.steps, session.last_dir(),

@@ -140,6 +140,10 @@ int main(int argc, char** argv) {
   std::atomic<const char*> command{nullptr};
   // Context::failure_said_elsewhere once the Context exists: a stop then says nothing.
   std::atomic<const std::atomic<bool>*> quiet_flag{nullptr};
+  // The exit code of a failure already reported (or left to rank 0 to
+  // report): a launcher's SIGTERM while this rank leaves (MPI_Finalize, the
+  // wait for rank 0's line) ends it with that code and no second line.
+  std::atomic<int> leaving_with{-1};
   // Started after the signals are blocked (it inherits the mask) and ended
   // after MPI (whose finalisation it also watches). A stop signal during
   // setup ends the run at once (there is nothing to checkpoint yet); in
@@ -173,6 +177,7 @@ int main(int argc, char** argv) {
            [&](const std::string& why, double secs) {
              // Another rank said why the job ends (its abort is what signalled this one).
              if (const std::atomic<bool>* quiet = quiet_flag.load(); quiet && quiet->load()) std::_Exit(kExitRuntime);
+             if (const int code = leaving_with.load(); code >= 0) std::_Exit(code);
              const std::string name = command.load() ? command.load() : "";
              if (name != "" && name != "run" && name != "resume")
                say(fmt::format("dtrain: {}stopped by {} (dtrain {})\n", tag(), why, name));
@@ -297,11 +302,14 @@ int main(int argc, char** argv) {
     const bool agreed = dynamic_cast<const dtrain::AgreedRuntimeError*>(&e) != nullptr;
     const bool shared = (ctx.shared_failure && config) || agreed;
     const bool barrier = can_abort && (ctx.failure_barrier || agreed);
+    const int code = exit_code_for(e);
     if (!said_elsewhere && (ctx.world_rank == 0 || !shared)) {
       report(e, shared ? "" : ctx.rank_tag);
       std::fflush(stderr);
+      if (shared) leaving_with.store(code);  // said once for all: nothing more to say
       if (barrier) MPI_Barrier(MPI_COMM_WORLD);
     } else {
+      leaving_with.store(code);
       if (barrier) MPI_Barrier(MPI_COMM_WORLD);
       // Rank 0 says it. mpirun ends the job at the first rank that exits
       // non-zero and can drop what it has not yet forwarded of the others'
@@ -317,7 +325,6 @@ int main(int argc, char** argv) {
       while (sigtimedwait(&stops, nullptr, &wait) < 0 && errno == EINTR) {
       }
     }
-    const int code = exit_code_for(e);
     if (can_abort && !said_elsewhere && !shared) MPI_Abort(MPI_COMM_WORLD, code);
     return code;
   } catch (const std::exception& e) {

@@ -1008,7 +1008,9 @@ TrainSummary Trainer::run(const RunOptions& opts) {
     }
     if (opts.hooks) opts.hooks->after_step(done, stopping);
     if (stopping) {
-      summary.stopped = !last;
+      // At the last step too: its evaluation was skipped or abandoned, and
+      // the resume (requeued on the stop's exit status) evaluates it.
+      summary.stopped = true;
       ++step;
       break;
     }

@@ -42,7 +42,7 @@ struct EvalResult {
 
 struct TrainSummary {
   int64_t steps = 0;      // steps done when run() returned (counting those before a resume)
-  bool stopped = false;   // a hook ended the run before train.steps (preemption)
+  bool stopped = false;   // a hook ended the run (preemption): before train.steps, or at it before its evaluation
   int64_t skipped = 0;    // steps whose update was skipped (non-finite, train.skip_nonfinite)
   double last_loss = 0;
   EvalResult first_eval;  // before training

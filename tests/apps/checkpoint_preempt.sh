@@ -130,6 +130,22 @@ expect_exit 0 "$DTRAIN" resume "$WORK/ev5/checkpoints" --set train.steps=6 --set
 [ "$(evals "$WORK/ev5/metrics.jsonl" | awk '{print $1}' | tr '\n' ' ')" = "0 5 6 " ] ||
   fail "evaluations after the resume: $(evals "$WORK/ev5/metrics.jsonl" | awk '{print $1}' | tr '\n' ' '), want 0 5 6"
 
+# A stop during the last step's evaluation is a stop, not the end: exit 4 (what a requeue acts on)
+# with the last step's checkpoint, and the resume makes the evaluation. It said "done" and exited 0,
+# and the run's last evaluation was never made.
+"$DTRAIN" run "${gpt[@]}" --out "$WORK/evlast" --set train.steps=5 --set optim.warmup_steps=2 >"$WORK/out" 2>"$WORK/err" &
+pid=$!
+wait_lines "$WORK/evlast/metrics.jsonl" 6  # step 0's evaluation and 5 steps: the last evaluation has begun
+sleep 0.3
+kill -TERM "$pid"
+rc=0
+wait "$pid" || rc=$?
+[ "$rc" -eq 4 ] || { cat "$WORK/err"; fail "stop during the last step's evaluation: exit status $rc, expected 4"; }
+expect_err "dtrain: stopped by SIGTERM after the last step (5 of 5), before its evaluation; checkpoint $WORK/evlast/checkpoints/step_00000005; evaluate it with: dtrain resume $WORK/evlast/checkpoints"
+expect_exit 0 "$DTRAIN" resume "$WORK/evlast/checkpoints"
+[ "$(evals "$WORK/evlast/metrics.jsonl" | awk '{print $1}' | tr '\n' ' ')" = "0 5 " ] ||
+  fail "evaluations after the resume: $(evals "$WORK/evlast/metrics.jsonl" | awk '{print $1}' | tr '\n' ' '), want 0 5"
+
 # A stop at the last step skips the final evaluation too (its metrics then lack it, as made here):
 # the resume has no step left to run, and evaluates that step instead of saying "nothing to do".
 expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" --out "$WORK/last" --set train.steps=20 --set train.eval_every=0 \
