@@ -11,11 +11,9 @@
 #include <optional>
 #include <regex>
 #include <set>
-#include <sstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
-#include <toml.hpp>
 
 #include "checkpoint/manifest.h"
 #include "checkpoint/signing.h"
@@ -23,6 +21,7 @@
 #include "checkpoint/store.h"
 #include "config/dtrain_file.h"
 #include "config/schema.h"
+#include "config/toml_doc.h"
 #include "core/version.h"
 
 namespace dtrain {
@@ -184,11 +183,11 @@ bool run_dir_names(const fs::path& out, const fs::path& ck) {
   const fs::path file = out / "config.toml";
   if (!fs::is_regular_file(file, ec)) return false;
   try {
-    const std::string text = config::read_toml_file(file.string(), "config");
-    if (config::prescan_toml(text).first != 0) return false;  // not one dtrain wrote (and would crash the parser)
-    std::istringstream in(text);
-    const toml::value doc = toml::parse(in, file.string());
-    const std::string named = toml::find<std::string>(doc, "checkpoint", "dir");
+    // Not one dtrain wrote: nothing of it is trusted to the parser unchecked.
+    const std::optional<config::TomlDoc> doc =
+        config::try_parse_toml(config::read_toml_file(file.string(), "config"), file.string());
+    if (!doc) return false;
+    const std::string named = toml::find<std::string>(*doc, "checkpoint", "dir");
     return normal_dir(fs::path(named)) == ck;
   } catch (const std::exception&) {
     return false;

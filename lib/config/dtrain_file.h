@@ -17,7 +17,7 @@ enum class FileKind { training, hardware, sweep };
 // ("config", "sweep file", "hardware file"): a regular file (a FIFO would
 // block the read) of at most kMaxTomlFileBytes. A ConfigError naming the
 // path and what is wrong otherwise ("{path}: cannot read {what}: ..."). What
-// the text holds is prescan_toml's to check before any TOML parser sees it.
+// the text holds is parse_toml's (config/toml_doc.h) to check before it parses it.
 std::string read_toml_file(const std::string& path, std::string_view what);
 
 // "a training config", "a hardware description", "a sweep file".

@@ -81,22 +81,11 @@ const char* kind_phrase(Kind kind);                // "an integer", "a number", 
 std::string describe_bounds(const Constraint& c);  // ">= 1", "in [0, 1)", "" if none
 std::string describe_constraint(const Constraint& c, Kind kind);  // everything, for help
 
-// What the TOML parser cannot be trusted with, found before it runs (invalid
-// UTF-8, nesting deeper than it can recurse, integers outside int64): the
-// 1-based line and the problem, or line 0. For other TOML files dtrain reads
-// (sweep files).
-std::pair<int, std::string> prescan_toml(const std::string& text);
 // Whether `text` is valid UTF-8 (what every string in a TOML file must be).
 bool valid_utf8(const std::string& text);
 // The most a TOML file dtrain reads (config, sweep, hardware) may have: the
 // parser's time grows faster than its input.
 inline constexpr uintmax_t kMaxTomlFileBytes = uintmax_t{1} << 20;
-
-// One line for an error of the TOML parser (toml::exception's what() and
-// its location): "<name>:<line>: TOML syntax error: <message> (column <c>
-// of: <the line>)", without the parser's multi-line caret picture.
-std::string toml_syntax_error(const std::string& name, const std::string& what, size_t line, size_t column,
-                              const std::string& line_text);
 
 // "edit distance": the optimal-string-alignment distance (adjacent swaps cost 1).
 int edit_distance(std::string_view a, std::string_view b);

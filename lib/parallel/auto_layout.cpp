@@ -4,13 +4,11 @@
 #include <charconv>
 #include <limits>
 #include <optional>
-#include <sstream>
-
-#include <toml.hpp>
 
 #include "config/footprint.h"
 #include "config/dtrain_file.h"
 #include "config/schema.h"
+#include "config/toml_doc.h"
 #include "config/validate.h"
 #include "core/device.h"
 #include "core/error.h"
@@ -295,17 +293,13 @@ Plan run_plan_command(const PlanCommand& cmd) {
     config_overrides.push_back(o);
   // The file as TOML, for what the loaded Config does not keep (which keys it
   // sets); load_config says what is wrong with a file that cannot be read or
-  // parsed, and prescan_toml keeps from the parser what would crash it.
-  std::optional<toml::value> doc;
+  // parsed, and try_parse_toml keeps from the parser what would crash it.
+  std::optional<config::TomlDoc> doc;
   try {
-    const std::string text = config::read_toml_file(cmd.config_path, "config");
-    if (config::prescan_toml(text).first == 0) {
-      std::istringstream in(text);
-      doc = toml::parse(in, cmd.config_path);
-    }
+    doc = config::try_parse_toml(config::read_toml_file(cmd.config_path, "config"), cmd.config_path);
   } catch (const std::exception&) {
   }
-  auto in_file = [&](const std::string& dotted) -> const toml::value* {
+  auto in_file = [&](const std::string& dotted) -> const config::TomlDoc* {
     const size_t dot = dotted.find('.');
     const std::string section = dotted.substr(0, dot), key = dotted.substr(dot + 1);
     if (!doc || !doc->contains(section) || !doc->at(section).is_table() || !doc->at(section).contains(key))
@@ -325,7 +319,7 @@ Plan run_plan_command(const PlanCommand& cmd) {
   // written config splits it over its own dp). The smallest micro-batch whose
   // count the config accepts, so that its one-process checks (the memory of
   // one micro-batch, the count) hold for any batch a plan can spread.
-  if (const toml::value* g = in_file("train.global_batch");
+  if (const config::TomlDoc* g = in_file("train.global_batch");
       !sets_global && g && g->is_integer() && g->as_integer() > 0)
     global_value = std::to_string(g->as_integer());
   if (!global_value.empty() && !sets_split) {
@@ -351,7 +345,7 @@ Plan run_plan_command(const PlanCommand& cmd) {
   // A plan reads no data: a config without data files (one written for
   // planning) is planned all the same.
   if (doc && !given("model.type")) {
-    const toml::value* type = in_file("model.type");
+    const config::TomlDoc* type = in_file("model.type");
     for (const std::string& key :
          config::required_data_paths(type && type->is_string() ? type->as_string().str : "gpt"))
       if (!in_file(key) && !given(key))
@@ -367,16 +361,16 @@ Plan run_plan_command(const PlanCommand& cmd) {
   // A value of the wrong type, or a GPT's mode in a CNN's file, stays for
   // load_config to name.
   std::vector<std::string> planned, set_aside;
-  if (const toml::value* p = in_file("parallel.planned"); p && p->is_string())
+  if (const config::TomlDoc* p = in_file("parallel.planned"); p && p->is_string())
     planned = planned_keys(p->as_string().str);
-  const toml::value* type = in_file("model.type");
+  const config::TomlDoc* type = in_file("model.type");
   const bool cnn = type && type->is_string() && type->as_string().str == "cnn";
   for (const auto& [key, neutral] : {std::pair<std::string, std::string>{"parallel.zero", "0"},
                                      {"parallel.schedule", "\"1f1b\""},
                                      {"parallel.virtual_stages", "1"},
                                      {"parallel.sequence_parallel", "false"},
                                      {"train.recompute", "\"none\""}}) {
-    const toml::value* v = in_file(key);
+    const config::TomlDoc* v = in_file(key);
     if (!v || given(key)) continue;
     if (cnn && (key == "parallel.sequence_parallel" || key == "train.recompute")) continue;
     const bool text = key == "parallel.schedule" || key == "train.recompute";
@@ -489,7 +483,7 @@ Plan run_plan_command(const PlanCommand& cmd) {
   // The config's own micro-batch is a choice here (mode = "auto" keeps it):
   // said, so that the plan and an auto run of the same file do not differ
   // without a word.
-  if (const toml::value* micro = in_file("train.micro_batch");
+  if (const config::TomlDoc* micro = in_file("train.micro_batch");
       r.micro_batch == 0 && micro && micro->is_integer() && micro->as_integer() > 0)
     plan.notes.push_back(fmt::format(
         "the config's train.micro_batch = {} is not kept: the plan chooses each layout's; parallel.mode = \"auto\" "

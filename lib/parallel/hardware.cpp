@@ -11,12 +11,10 @@
 #include <map>
 #include <numeric>
 #include <set>
-#include <sstream>
-
-#include <toml.hpp>
 
 #include "config/dtrain_file.h"
 #include "config/schema.h"
+#include "config/toml_doc.h"
 #include "core/error.h"
 
 namespace dtrain {
@@ -199,7 +197,7 @@ double& link_field(Hardware& h, const std::string& section, const std::string& k
 }
 
 // What a file gave, for a message: "an integer 0", "a string \"no\"".
-std::string shown_value(const toml::value& v) {
+std::string shown_value(const config::TomlDoc& v) {
   switch (v.type()) {
     case toml::value_t::boolean: return v.as_boolean() ? "true" : "false";
     case toml::value_t::integer: return fmt::format("{}", v.as_integer());
@@ -214,11 +212,11 @@ std::string shown_value(const toml::value& v) {
   }
 }
 
-[[noreturn]] void bad(const std::string& name, const toml::value& v, const std::string& what) {
+[[noreturn]] void bad(const std::string& name, const config::TomlDoc& v, const std::string& what) {
   throw ConfigError(fmt::format("{}:{}: {}", name, v.location().line(), what));
 }
 
-double number(const std::string& name, const std::string& key, const toml::value& v) {
+double number(const std::string& name, const std::string& key, const config::TomlDoc& v) {
   if (v.is_integer()) return static_cast<double>(v.as_integer());
   if (v.is_floating() && std::isfinite(v.as_floating())) return v.as_floating();
   bad(name, v, fmt::format("{}: expected a {}number, got {}", key, v.is_floating() ? "finite " : "", shown_value(v)));
@@ -253,15 +251,7 @@ std::string hardware_preset_for_gpu(const std::string& device_name) {
 }
 
 Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
-  if (auto [line, what] = config::prescan_toml(text); line > 0) throw ConfigError(fmt::format("{}:{}: {}", name, line, what));
-  toml::value doc;
-  try {
-    std::istringstream in(text);
-    doc = toml::parse(in, name);
-  } catch (const toml::exception& e) {
-    throw ConfigError(config::toml_syntax_error(name, e.what(), e.location().line(), e.location().column(),
-                                                e.location().line_str()));
-  }
+  const config::TomlDoc doc = config::parse_toml(text, name);
   Hardware h;
   h.name = name;
   h.usable_memory_fraction = 0.9;
@@ -273,7 +263,7 @@ Hardware parse_hardware_toml(const std::string& text, const std::string& name) {
   std::vector<std::pair<size_t, std::string>> unknown;
   std::set<std::string> unchecked;  // keys whose range is not checked: missing, or of the wrong type
   bool misspelt = false;             // an unknown key or table
-  auto unknown_key = [&](const toml::value& v, const std::string& full) {
+  auto unknown_key = [&](const config::TomlDoc& v, const std::string& full) {
     misspelt = true;
     std::string best;
     int best_distance = 3;  // suggest only near misses

@@ -8,14 +8,13 @@
 #include <filesystem>
 #include <map>
 #include <set>
-#include <sstream>
 
 #include <fmt/format.h>
-#include <toml.hpp>
 
 #include "config/dtrain_file.h"
 #include "config/problems.h"
 #include "config/schema.h"
+#include "config/toml_doc.h"
 #include "core/error.h"
 #include "core/file_kind.h"
 #include "core/rng.h"
@@ -27,7 +26,7 @@ namespace {
 namespace fs = std::filesystem;
 using config::Origin;
 using config::Problems;
-using TomlValue = toml::basic_value<toml::discard_comments, std::map, std::vector>;
+using TomlValue = config::TomlDoc;
 
 constexpr int64_t kMaxTrials = 100000;
 const std::vector<std::string> kTopKeys = {"base", "metric", "mode", "trials", "concurrency", "seed", "search",
@@ -221,17 +220,7 @@ Spec parse_spec(const std::string& path) {
 }
 
 Spec parse_spec_text(const std::string& text, const std::string& name) {
-  if (auto [line, what] = config::prescan_toml(text); line > 0) throw ConfigError(fmt::format("{}:{}: {}", name, line, what));
-  TomlValue doc;
-  try {
-    std::istringstream in(text);
-    doc = toml::parse<toml::discard_comments, std::map, std::vector>(in, name);
-  } catch (const toml::exception& e) {
-    throw ConfigError(config::toml_syntax_error(name, e.what(), e.location().line(), e.location().column(),
-                                                e.location().line_str()));
-  } catch (const std::exception& e) {
-    throw ConfigError(fmt::format("{}: TOML syntax error: {}", name, e.what()));
-  }
+  const TomlValue doc = config::parse_toml(text, name);
   {  // another kind of dtrain file (a training config, a hardware description): one line, not one per key
     if (const std::string other = config::other_file_kind_of(doc.as_table(), config::FileKind::sweep); !other.empty())
       throw ConfigError(fmt::format("{}: not a sweep file but {}; a sweep file names its config (base = "
