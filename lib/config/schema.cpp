@@ -348,7 +348,7 @@ std::vector<KeySpec> build_schema() {
        "progress lines add the interval's forward / backward / comm wait / optimizer / data shares",
        FIELD(log.profile)},
       {"log", "plot", kAll, false, none(),
-       "at the end, draw the loss curves to <out_dir>/loss.png (tools/plot_metrics.py, matplotlib)",
+       "at the end (not on a stop), draw the loss curves to <out_dir>/loss.png (tools/plot_metrics.py, matplotlib)",
        FIELD(log.plot)},
       {"log", "dir_mode", kAll, string("0700"), none(),
        "permissions (octal) of the run directory and the checkpoint directory when dtrain creates them; "
