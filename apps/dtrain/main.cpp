@@ -306,7 +306,7 @@ int main(int argc, char** argv) {
     if (!said_elsewhere && (ctx.world_rank == 0 || !shared)) {
       report(e, shared ? "" : ctx.rank_tag);
       std::fflush(stderr);
-      if (shared) leaving_with.store(code);  // said once for all: nothing more to say
+      leaving_with.store(code);  // said: nothing more to say
       if (barrier) MPI_Barrier(MPI_COMM_WORLD);
     } else {
       leaving_with.store(code);
