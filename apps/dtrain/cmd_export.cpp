@@ -118,8 +118,10 @@ Subcommand add_export(CLI::App& app) {
                   "dropping padding rows; else all)")
       ->check(whole_number(1, INT32_MAX));
   cmd->add_option("--tokenizer-dir", o->tokenizer_dir,
-                  "Tokenizer files to include, if not at the run's data.tokenizer_dir: GPT-2's (encoder.json and "
-                  "vocab.bpe, or an export's vocab.json and merges.txt), or a Hugging Face tokenizer.json")
+                  "Tokenizer files to include, if not at the run's data.tokenizer_dir: for a run on GPT-2's tokens "
+                  "(data.tokenizer = \"gpt2\") encoder.json and vocab.bpe (or an export's vocab.json and "
+                  "merges.txt), for one on a Hugging Face tokenizer (\"hf\") its tokenizer.json; a byte-level run "
+                  "has none")
       ->check(path_name());
   return {cmd, [o](Context& ctx) {
             if (ctx.world_rank != 0) return kExitOk;
@@ -146,22 +148,30 @@ Subcommand add_export(CLI::App& app) {
             const dtrain::LoadedModel lm = dtrain::load_model(o->path);
             for (const std::string& s : lm.skipped) eprint("dtrain: warning: {}\n", printable(s));
             const bool gpt2 = lm.cfg.data.tokenizer == "gpt2", hf = lm.cfg.data.tokenizer == "hf";
+            if (!o->tokenizer_dir.empty() && !gpt2 && !hf)
+              throw dtrain::ConfigError(fmt::format("--tokenizer-dir: {}'s tokens are bytes (data.tokenizer = "
+                                                    "\"{}\"): its export includes no tokenizer",
+                                                    lm.dir, lm.cfg.data.tokenizer));
             const std::string tokenizer_dir = o->tokenizer_dir.empty() ? lm.cfg.data.tokenizer_dir : o->tokenizer_dir;
             const dtrain::Gpt2TokenizerFiles sources =
                 gpt2 ? tokenizer_sources(tokenizer_dir, !o->tokenizer_dir.empty()) : dtrain::Gpt2TokenizerFiles{};
-            // A Hugging Face tokenizer is read first: its ids and markers go into config.json.
+            // The tokenizer is read before anything is written: a file it
+            // cannot run is not copied, and a Hugging Face one's ids and
+            // markers go into config.json.
+            const std::string from = o->tokenizer_dir.empty() ? "data.tokenizer_dir" : "--tokenizer-dir";
             std::unique_ptr<dtrain::Tokenizer> tok;
-            if (hf) {
+            if (gpt2 || hf) {
               try {
-                tok = dtrain::hf_tokenizer(tokenizer_dir);
+                tok = hf ? dtrain::hf_tokenizer(tokenizer_dir) : dtrain::gpt2_tokenizer(tokenizer_dir);
               } catch (const dtrain::InputError& e) {
-                throw dtrain::ConfigError(fmt::format("{}: {} (the run trained on its ids, data.tokenizer = \"hf\"; "
-                                                      "point --tokenizer-dir at its tokenizer.json)",
-                                                      o->tokenizer_dir.empty() ? "data.tokenizer_dir" : "--tokenizer-dir",
-                                                      e.what()));
+                throw dtrain::ConfigError(fmt::format("{}: {} (the run trained on its ids, data.tokenizer = \"{}\"; "
+                                                      "point --tokenizer-dir at {})",
+                                                      from, e.what(), lm.cfg.data.tokenizer,
+                                                      hf ? "its tokenizer.json" : "GPT-2's encoder.json and vocab.bpe"));
               }
+              dtrain::check_tokenizer_fits(*tok, lm.cfg.model.vocab_size, from, tokenizer_dir);
             }
-            const dtrain::HfExportResult r = dtrain::export_hf(*lm.model, lm.cfg, o->out, o->vocab_size, tok.get());
+            const dtrain::HfExportResult r = dtrain::export_hf(*lm.model, lm.cfg, o->out, o->vocab_size, hf ? tok.get() : nullptr);
             for (const auto& n : r.notes) print_line(n);
             print_line(fmt::format("exported {} (step {}) to {}: config.json, model.safetensors ({} tensors, {} bytes)",
                        lm.dir, lm.meta.step, o->out, r.tensors, r.bytes));

@@ -98,6 +98,10 @@ int run_generate(const GenerateOptions& o) {
   const dtrain::ModelConfig& mc = lm.cfg.model;
   if (mc.type != "gpt")
     throw dtrain::ConfigError(fmt::format("{}: model.type is \"{}\": generate needs a GPT", lm.dir, mc.type));
+  if (!o.tokenizer_dir.empty() && lm.cfg.data.tokenizer != "gpt2" && lm.cfg.data.tokenizer != "hf")
+    throw dtrain::ConfigError(fmt::format("--tokenizer-dir: {}'s tokens are bytes (data.tokenizer = \"{}\"): it reads "
+                                          "no tokenizer files",
+                                          lm.dir, lm.cfg.data.tokenizer));
   std::unique_ptr<dtrain::Tokenizer> tok;
   try {
     tok = dtrain::make_tokenizer(lm.cfg.data, o.tokenizer_dir);
@@ -113,6 +117,8 @@ int run_generate(const GenerateOptions& o) {
                                          e.what(), lm.cfg.data.tokenizer, lm.cfg.data.tokenizer_dir,
                                          hf ? "its tokenizer.json" : "GPT-2's encoder.json and vocab.bpe"));
   }
+  dtrain::check_tokenizer_fits(*tok, mc.vocab_size, o.tokenizer_dir.empty() ? "data.tokenizer_dir" : "--tokenizer-dir",
+                      o.tokenizer_dir.empty() ? lm.cfg.data.tokenizer_dir : o.tokenizer_dir);
   // Ids the tokenizer can decode; a model's padding rows are never drawn.
   const int64_t n_ids = std::min<int64_t>(tok->vocab_size(), mc.used_vocab());
   std::vector<int32_t> ids;
@@ -230,8 +236,9 @@ Subcommand add_generate(CLI::App& app) {
                "Run the model's forward over the last context_length tokens for every token instead of the "
                "key/value cache (the reference: much slower, the same logits to rounding)");
   cmd->add_option("--tokenizer-dir", o->tokenizer_dir,
-                  "The run's tokenizer files, if not at its data.tokenizer_dir: GPT-2's encoder.json and vocab.bpe, "
-                  "or a Hugging Face tokenizer.json");
+                  "The run's tokenizer files, if not at its data.tokenizer_dir: for a run on GPT-2's tokens "
+                  "(data.tokenizer = \"gpt2\") encoder.json and vocab.bpe (or an export's vocab.json and merges.txt), "
+                  "for one on a Hugging Face tokenizer (\"hf\") its tokenizer.json; a byte-level run has none");
   return {cmd, [o](Context& ctx) { return ctx.world_rank == 0 ? run_generate(*o) : kExitOk; }};
 }
 

@@ -307,8 +307,13 @@ std::vector<std::string> hf_model_overrides(const std::string& dir) {
                                    fmt::format("model.vocab_size={}", vocab),
                                    "model.init_from=" + config::toml_string("hf:" + dir),
                                    "data.tokenizer=" + config::toml_string(tokenizer)};
-  // A dtrain export of a run on a Hugging Face tokenizer holds it.
-  if (tokenizer == "hf") keys.push_back("data.tokenizer_dir=" + config::toml_string(dir));
+  // A dtrain export holds its run's tokenizer: a Hugging Face tokenizer.json,
+  // or GPT-2's files under Hugging Face's names (vocab.json, merges.txt).
+  std::error_code ec;
+  const Gpt2TokenizerFiles gpt2 = gpt2_tokenizer_files(dir);
+  if (tokenizer == "hf" || (tokenizer == "gpt2" && std::filesystem::is_regular_file(gpt2.vocab, ec) &&
+                            std::filesystem::is_regular_file(gpt2.merges, ec)))
+    keys.push_back("data.tokenizer_dir=" + config::toml_string(dir));
   return keys;
 }
 

@@ -287,4 +287,11 @@ std::unique_ptr<Tokenizer> make_tokenizer(const DataConfig& data, const std::str
       fmt::format("data.tokenizer: expected \"byte\", \"gpt2\" or \"hf\", got \"{}\"", data.tokenizer));
 }
 
+void check_tokenizer_fits(const Tokenizer& tok, int64_t vocab_size, std::string_view what, const std::string& dir) {
+  if (tok.vocab_size() > vocab_size)
+    throw ConfigError(fmt::format("{}: the tokenizer in '{}' has {} ids but the model has {} rows (model.vocab_size): "
+                                  "not the tokenizer it was trained with",
+                                  what, dir, tok.vocab_size(), vocab_size));
+}
+
 }  // namespace dtrain

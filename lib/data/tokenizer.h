@@ -12,6 +12,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "config/config.h"
@@ -74,5 +75,9 @@ std::unique_ptr<Tokenizer> hf_tokenizer(const std::string& dir);
 // The tokenizer `data` names; `dir_override` (if not empty) replaces
 // data.tokenizer_dir.
 std::unique_ptr<Tokenizer> make_tokenizer(const DataConfig& data, const std::string& dir_override = "");
+// Refuses (ConfigError) a tokenizer with ids the model has no row for: not
+// the one it was trained with (its text would be decoded with other ids).
+// `what` names where it came from ("--tokenizer-dir"), `dir` is its directory.
+void check_tokenizer_fits(const Tokenizer& tok, int64_t vocab_size, std::string_view what, const std::string& dir);
 
 }  // namespace dtrain

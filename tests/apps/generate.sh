@@ -38,6 +38,9 @@ expect_exit 0 "$DTRAIN" generate "$WORK/a/checkpoints" --prompt "the lazy dog an
 
 # The key/value cache gives the tokens of the model's forward over the context-length (64)
 # window, also once the text is longer than the context (the window moves on).
+# A byte-level model has no tokenizer files: --tokenizer-dir is refused, not ignored.
+expect_exit 2 "$DTRAIN" generate "$WORK/a/checkpoints" --prompt x --tokenizer-dir "$DTRAIN_SOURCE_DIR/data/gpt2"
+expect_err "'s tokens are bytes (data.tokenizer = \"byte\"): it reads no tokenizer files"
 expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set train.steps=10 --set model.context_length=64 --out "$WORK/c"
 expect_exit 0 "$DTRAIN" generate "$WORK/c/checkpoints" --prompt "over the" --tokens 70 --seed 3 --temperature 1.5
 cp "$WORK/out" "$WORK/windows"

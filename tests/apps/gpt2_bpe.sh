@@ -140,6 +140,18 @@ expect_exit 0 "$DTRAIN" export "$WORK/bpe/checkpoints" --format hf --out "$WORK/
 cmp -s "$WORK/bpe_hf2/vocab.json" "$DTRAIN_SOURCE_DIR/data/gpt2/encoder.json" || fail "export from an export's tokenizer"
 expect_exit 0 "$DTRAIN" generate "$WORK/bpe/checkpoints" --tokenizer-dir "$WORK/bpe_hf" --prompt "In the" --tokens 3 \
   --temperature 0
+# hf:DIR samples with the export's own vocab.json and merges.txt, from any directory (it read the
+# run's data/gpt2, relative to the working directory).
+mkdir -p "$WORK/elsewhere"
+(cd "$WORK/elsewhere" && "$DTRAIN" generate "hf:$WORK/bpe_hf" --prompt "In the" --tokens 3 --temperature 0) \
+  >"$WORK/out" 2>"$WORK/err" || { cat "$WORK/err"; fail "generate hf:DIR from another directory"; }
+# A tokenizer file that does not parse is refused before anything is written (it was copied as it was).
+mkdir -p "$WORK/cut"
+head -c 5000 "$DTRAIN_SOURCE_DIR/data/gpt2/encoder.json" >"$WORK/cut/encoder.json"
+cp "$DTRAIN_SOURCE_DIR/data/gpt2/vocab.bpe" "$WORK/cut/"
+expect_exit 2 "$DTRAIN" export "$WORK/bpe/checkpoints" --format hf --out "$WORK/bpe_cut_tok" --tokenizer-dir "$WORK/cut"
+expect_err "dtrain: error: --tokenizer-dir: '$WORK/cut/encoder.json': not a JSON object of ids"
+[ ! -e "$WORK/bpe_cut_tok" ] || fail "export of a broken tokenizer wrote $WORK/bpe_cut_tok"
 # Fewer rows than GPT-2's ids: tokens, not padding, refused.
 expect_exit 2 "$DTRAIN" export "$WORK/bpe/checkpoints" --format hf --out "$WORK/bpe_cut" --vocab-size 50000
 expect_err "--vocab-size 50000: expected 50257 .. model.vocab_size (50304)"

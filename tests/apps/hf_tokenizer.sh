@@ -159,6 +159,13 @@ expect_exit 0 "$DTRAIN" generate "$WORK/run/checkpoints" --prompt "And God said"
 grep -q "^And God said" "$WORK/out" || fail "generate: $(cat "$WORK/out")"
 [ "$(wc -c <"$WORK/out")" -gt 20 ] || fail "generate wrote nothing: $(cat "$WORK/out")"
 expect_err "tokenizer hf"
+# Another model's tokenizer, with ids this model has no row for, is refused: it decoded the text with
+# Qwen's ids and exported a config.json whose eos_token_id (151645) is past its vocab_size.
+for cmd in "generate $WORK/run/checkpoints --prompt x" "export $WORK/run/checkpoints --out $WORK/qwen_hf"; do
+  expect_exit 2 "$DTRAIN" $cmd --tokenizer-dir "$src/data/tokenizers/qwen2_5"
+  expect_err "dtrain: error: --tokenizer-dir: the tokenizer in '$src/data/tokenizers/qwen2_5' has 151665 ids but the model has 128256 rows (model.vocab_size): not the tokenizer it was trained with"
+done
+[ ! -e "$WORK/qwen_hf" ] || fail "the refused export left $WORK/qwen_hf"
 
 # Its export holds the tokenizer: tokenizer.json as it was, config.json with
 # LLaMA 3's ids and markers; dtrain eval hf:DIR reads it with that tokenizer.
