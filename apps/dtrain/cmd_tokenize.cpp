@@ -246,7 +246,16 @@ int run_tokenize(const TokenizeOptions& o) {
   data.tokenizer_dir = o.tokenizer_dir.empty() ? (o.tokenizer == "gpt2" ? "data/gpt2" : "") : o.tokenizer_dir;
   if (o.tokenizer == "hf" && data.tokenizer_dir.empty())
     throw dtrain::InputError("--tokenizer hf needs --tokenizer-dir: the directory of the tokenizer.json");
-  const std::unique_ptr<dtrain::Tokenizer> tok = dtrain::make_tokenizer(data);
+  const std::unique_ptr<dtrain::Tokenizer> tok = [&] {
+    try {
+      return dtrain::make_tokenizer(data);
+    } catch (const dtrain::InputError& e) {
+      if (o.tokenizer != "gpt2" || !o.tokenizer_dir.empty()) throw;
+      throw dtrain::InputError(fmt::format("{} (--tokenizer-dir: the directory of GPT-2's encoder.json and vocab.bpe; "
+                                           "the default, data/gpt2, is relative to the working directory)",
+                                           e.what()));
+    }
+  }();
   const bool wide = tok->vocab_size() > 0x10000;  // ids beyond uint16: LLaMA 3's format for every file
   if (out.has_parent_path()) {
     std::error_code ec;
@@ -348,6 +357,19 @@ int run_tokenize(const TokenizeOptions& o) {
                          docs, docs == 1 ? "" : "s", bytes, tokens,
                          tokens ? static_cast<double>(bytes) / static_cast<double>(tokens) : 0.0, s, threads_used,
                          threads_used == 1 ? "" : "s"));
+  // Which token marks the documents: a Hugging Face tokenizer's begin-of-text
+  // is named by tokenizer_config.json (LLaMA 3's tokenizer.json alone does
+  // not), else its end-of-text marks them.
+  if (o.tokenizer == "hf" && marker >= 0) {
+    std::error_code ec;
+    const bool config = fs::is_regular_file(fs::path(data.tokenizer_dir) / "tokenizer_config.json", ec);
+    print_line(fmt::format("each document starts with {} (id {}){}", tok->decode({marker}), marker,
+                           tok->begin_of_text() >= 0 || config
+                               ? ""
+                               : fmt::format(": '{}' has no tokenizer_config.json naming a bos_token, so the "
+                                             "end-of-text token marks the documents",
+                                             data.tokenizer_dir)));
+  }
   print_line(fmt::format("train on them with data.train = \"{}\", data.val = \"{}_val.bin\", data.tokenizer = \"{}\"{}, "
                          "model.vocab_size >= {}",
                          o.shard_tokens > 0 ? o.out + "_train_*.bin" : o.out + "_train.bin", o.out, o.tokenizer,
@@ -385,8 +407,8 @@ Subcommand add_tokenize(CLI::App& app) {
                            },
                            "FRACTION", "fraction"));
   cmd->add_option("--val-tokens", o->val_tokens,
-                  "Instead: the first this many tokens are the validation split, and the corpus streams through "
-                  "memory (for corpora larger than it)")
+                  "Instead: the first this many tokens (at least 2) are the validation split, and the corpus streams "
+                  "through memory (for corpora larger than it); 0, the default: --val-fraction's split")
       ->check(whole_number(0, INT32_MAX - 1))
       ->excludes(fraction);
   cmd->add_option("--shard-tokens", o->shard_tokens,

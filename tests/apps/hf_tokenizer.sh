@@ -45,6 +45,7 @@ for case in "llama3 $src/data/kjv.txt 128000 uint32" "gpt2 $src/data/kjv.txt 502
   expect_exit 0 "$DTRAIN" tokenize "$text" --tokenizer hf --tokenizer-dir "$src/data/tokenizers/$m" \
     --out "$WORK/$m/kjv" --val-fraction 0.05
   grep -q "wrote $WORK/$m/kjv_train.bin: .* tokens ($width)" "$WORK/out" || fail "$m: $(cat "$WORK/out")"
+  grep -qx "each document starts with .* (id $first)" "$WORK/out" || fail "$m: no marker line: $(cat "$WORK/out")"
   bin_ids "$WORK/$m/kjv" >"$WORK/$m/ids" 2>"$WORK/$m/widths"
   [ "$(head -1 "$WORK/$m/ids")" = "$first" ] || fail "$m: the first token is $(head -1 "$WORK/$m/ids"), not $first"
   js_ids "$src/data/tokenizers/$m" "$text" "$WORK/$m/js"
@@ -52,6 +53,15 @@ for case in "llama3 $src/data/kjv.txt 128000 uint32" "gpt2 $src/data/kjv.txt 502
     fail "$m: dtrain tokenize and tokenizers.js differ: $(tail -n +2 "$WORK/$m/ids" | diff - "$WORK/$m/js" | head -5)"
   echo "$m: $(wc -l <"$WORK/$m/js") tokens as tokenizers.js makes them ($width)"
 done
+
+# LLaMA 3's tokenizer.json without its tokenizer_config.json names no begin-of-text token: its
+# end-of-text marks the documents, and the output says so (it changed the marker without a word).
+mkdir -p "$WORK/noconfig"
+cp "$src/data/tokenizers/llama3/tokenizer.json" "$WORK/noconfig/"
+echo "In the beginning" >"$WORK/short.txt"
+expect_exit 0 "$DTRAIN" tokenize "$WORK/short.txt" --tokenizer hf --tokenizer-dir "$WORK/noconfig" --out "$WORK/nc" --val-tokens 2
+grep -qx "each document starts with <|end_of_text|> (id 128001): '$WORK/noconfig' has no tokenizer_config.json naming a bos_token, so the end-of-text token marks the documents" "$WORK/out" ||
+  fail "no marker note: $(cat "$WORK/out")"
 
 # Documents: each line of a .jsonl file, each text file; every one starts
 # with <|begin_of_text|>; the same files on 1 or 2 threads, and the ids
