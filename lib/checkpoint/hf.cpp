@@ -165,6 +165,11 @@ HfExportResult export_hf(const Model& model, const Config& cfg, const std::strin
                                   V, m.vocab_size, m.vocab_size - V,
                                   (gpt2_ids || hf_ids) && V == tokens ? fmt::format(", the ids of the {} tokenizer", whose)
                                                                       : ""));
+  if (V > m.used_vocab())
+    r.notes.push_back(fmt::format("vocabulary: rows {} .. {} exported too, padding the run never predicted "
+                                  "(model.vocab_used = {}): Hugging Face's softmax includes them, so its loss is not "
+                                  "the run's (the default --vocab-size leaves them out)",
+                                  m.used_vocab(), V - 1, m.used_vocab()));
   // config.json's bos_token_id and eos_token_id: GPT-2's <|endoftext|>, the
   // Hugging Face tokenizer's own; none among the byte tokenizer's ids (null,
   // not the format's defaults, which would stop generation at some byte).

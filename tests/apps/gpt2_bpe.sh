@@ -152,6 +152,10 @@ cp "$DTRAIN_SOURCE_DIR/data/gpt2/vocab.bpe" "$WORK/cut/"
 expect_exit 2 "$DTRAIN" export "$WORK/bpe/checkpoints" --format hf --out "$WORK/bpe_cut_tok" --tokenizer-dir "$WORK/cut"
 expect_err "dtrain: error: --tokenizer-dir: '$WORK/cut/encoder.json': not a JSON object of ids"
 [ ! -e "$WORK/bpe_cut_tok" ] || fail "export of a broken tokenizer wrote $WORK/bpe_cut_tok"
+# All 50304 rows: the 47 the run never predicted are said (they were exported without a word).
+expect_exit 0 "$DTRAIN" export "$WORK/bpe/checkpoints" --format hf --out "$WORK/bpe_all" --vocab-size 50304
+grep -q "^vocabulary: rows 50257 .. 50303 exported too, padding the run never predicted (model.vocab_used = 50257)" \
+  "$WORK/out" || fail "no padding note: $(cat "$WORK/out")"
 # Fewer rows than GPT-2's ids: tokens, not padding, refused.
 expect_exit 2 "$DTRAIN" export "$WORK/bpe/checkpoints" --format hf --out "$WORK/bpe_cut" --vocab-size 50000
 expect_err "--vocab-size 50000: expected 50257 .. model.vocab_size (50304)"
