@@ -191,8 +191,8 @@ int run_eval_hf(Context& ctx, const EvalOptions& o) {
     keys.push_back("train.steps=1");
     keys.push_back(fmt::format("train.eval_batches={}", o.batches.value_or(0)));
     if (!layout_given) keys.push_back(fmt::format("parallel.dp={}", ctx.world_size));
-    const std::string text = dtrain::keys_to_toml(keys, "dtrain eval hf:DIR: its config.json's model");
-    loaded.emplace(dtrain::parse_config(text, o.path + " [config.json]", o.overrides, ctx.world_size));
+    loaded.emplace(dtrain::parse_hf_config(keys, "dtrain eval hf:DIR: its config.json's model",
+                                           o.path + " [config.json]", o.overrides, ctx.world_size));
     return std::string();
   });
   const dtrain::Config& cfg = *loaded;

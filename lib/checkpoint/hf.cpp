@@ -1,6 +1,7 @@
 #include "checkpoint/hf.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -332,6 +333,54 @@ std::string keys_to_toml(const std::vector<std::string>& keys, const std::string
   std::string text = "# " + comment + "\n";
   for (const auto& [section, lines] : sections) text += fmt::format("[{}]\n{}\n", section, fmt::join(lines, "\n"));
   return text;
+}
+
+Config parse_hf_config(const std::vector<std::string>& keys, const std::string& comment, const std::string& label,
+                       const std::vector<std::string>& overrides, int world_size) {
+  try {
+    return parse_config(keys_to_toml(keys, comment), label, overrides, world_size);
+  } catch (const ConfigError& e) {
+    // config.json's name for each key hf_model_overrides sets: GPT2Config's,
+    // or LlamaConfig's (whose keys set model.norm = "rmsnorm").
+    const bool llama = std::find(keys.begin(), keys.end(), "model.norm=\"rmsnorm\"") != keys.end();
+    const std::vector<std::pair<std::string, std::string>> names =
+        llama ? std::vector<std::pair<std::string, std::string>>{{"model.n_embd", "hidden_size"},
+                                                                 {"model.n_layer", "num_hidden_layers"},
+                                                                 {"model.n_head", "num_attention_heads"},
+                                                                 {"model.n_kv_head", "num_key_value_heads"},
+                                                                 {"model.ffn_hidden", "intermediate_size"},
+                                                                 {"model.context_length", "max_position_embeddings"},
+                                                                 {"model.vocab_size", "vocab_size"},
+                                                                 {"model.rope_theta", "rope_theta"},
+                                                                 {"data.tokenizer", "dtrain_tokenizer"}}
+              : std::vector<std::pair<std::string, std::string>>{{"model.n_embd", "n_embd"},
+                                                                 {"model.n_layer", "n_layer"},
+                                                                 {"model.n_head", "n_head"},
+                                                                 {"model.context_length", "n_positions"},
+                                                                 {"model.vocab_size", "vocab_size"},
+                                                                 {"data.tokenizer", "dtrain_tokenizer"}};
+    std::vector<std::string> problems;
+    for (std::string p : e.problems()) {
+      // "<label>:<line>: ...": a line of the generated text, which the user never saw.
+      const std::string head = label + ":";
+      if (p.starts_with(head)) {
+        size_t at = head.size();
+        while (at < p.size() && std::isdigit(static_cast<unsigned char>(p[at]))) ++at;
+        if (at > head.size() && p.compare(at, 2, ": ") == 0) {
+          p = label + p.substr(at);
+          std::vector<std::string> named;  // in the order the problem names them
+          std::vector<std::pair<size_t, std::string>> found;
+          for (const auto& [key, json_key] : names)
+            if (const size_t where = p.find(key); where != std::string::npos) found.emplace_back(where, json_key);
+          std::sort(found.begin(), found.end());
+          for (const auto& f : found) named.push_back(f.second);
+          if (!named.empty()) p += fmt::format(" (config.json's {})", fmt::join(named, ", "));
+        }
+      }
+      problems.push_back(std::move(p));
+    }
+    throw ConfigError(std::move(problems));
+  }
 }
 
 namespace {

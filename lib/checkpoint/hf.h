@@ -122,6 +122,14 @@ std::vector<std::string> hf_model_overrides(const std::string& dir);
 // `dtrain generate hf:DIR` parse.
 std::string keys_to_toml(const std::vector<std::string>& keys, const std::string& comment);
 
+// The Config of those keys (hf_model_overrides' and the caller's) and
+// `overrides` (--set), parsed as `label` ("hf:DIR [config.json]"). Its
+// problems name config.json's keys, not the lines of the TOML text the keys
+// were written to: "hf:DIR [config.json]: model.n_embd: expected a multiple of
+// model.n_head (3) (config.json's n_embd, n_head)".
+Config parse_hf_config(const std::vector<std::string>& keys, const std::string& comment, const std::string& label,
+                       const std::vector<std::string>& overrides = {}, int world_size = 1);
+
 // model.init_from: "" does nothing; "hf:DIR" is import_hf(model, cfg, DIR,
 // tokenizer). Returns the lines to log: where the weights came from and the
 // notes.

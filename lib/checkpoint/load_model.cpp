@@ -25,7 +25,7 @@ LoadedModel load_hf_model(const std::string& dir, int64_t seq_len) {
   keys.push_back("data.train=" + placeholder);
   keys.push_back("data.val=" + placeholder);
   for (const char* k : {"train.micro_batch=1", "train.grad_accum=1", "train.steps=1"}) keys.push_back(k);
-  out.cfg = parse_config(keys_to_toml(keys, "hf:DIR: its config.json's model"), out.dir + " [config.json]");
+  out.cfg = parse_hf_config(keys, "hf:DIR: its config.json's model", out.dir + " [config.json]");
   const int64_t T = seq_len > 0 ? std::min(seq_len, out.cfg.model.context_length) : out.cfg.train.seq_len;
   out.model = build_inference_model(out.cfg.model, T);
   out.notes = import_hf(*out.model, out.cfg.model, dir, out.cfg.data.tokenizer);

@@ -156,6 +156,12 @@ expect_err "dtrain: error: --tokenizer-dir: '$WORK/cut/encoder.json': not a JSON
 expect_exit 0 "$DTRAIN" export "$WORK/bpe/checkpoints" --format hf --out "$WORK/bpe_all" --vocab-size 50304
 grep -q "^vocabulary: rows 50257 .. 50303 exported too, padding the run never predicted (model.vocab_used = 50257)" \
   "$WORK/out" || fail "no padding note: $(cat "$WORK/out")"
+# A config.json dtrain cannot build is said with its own keys, not the line numbers of the text
+# dtrain makes of them (it said "[config.json]:7:", bos_token_id's line, for n_head).
+cp -r "$WORK/bpe_hf" "$WORK/bad_heads"
+sed -i 's/"n_head": [0-9]*/"n_head": 3/' "$WORK/bad_heads/config.json"
+expect_exit 2 "$DTRAIN" generate "hf:$WORK/bad_heads" --prompt x
+expect_err "dtrain: error: hf:$WORK/bad_heads [config.json]: model.n_embd: expected a multiple of model.n_head (3), got 16 (config.json's n_embd, n_head)"
 # Fewer rows than GPT-2's ids: tokens, not padding, refused.
 expect_exit 2 "$DTRAIN" export "$WORK/bpe/checkpoints" --format hf --out "$WORK/bpe_cut" --vocab-size 50000
 expect_err "--vocab-size 50000: expected 50257 .. model.vocab_size (50304)"
