@@ -202,7 +202,9 @@ int run_eval_hf(Context& ctx, const EvalOptions& o) {
                    m.kv_heads() != m.n_head ? fmt::format(" ({} key/value)", m.kv_heads()) : "", m.context_length,
                    m.vocab_size, cfg.data.tokenizer));
   std::unique_ptr<dtrain::Trainer> trainer = setup.make_eval_trainer(cfg, note, /*init_from=*/true);
-  for (const std::string& line : dtrain::init_trainer_from(*trainer, cfg.data.tokenizer)) note(line);
+  for (const std::string& line :
+       dtrain::hf_import_as(o.path, [&] { return dtrain::init_trainer_from(*trainer, cfg.data.tokenizer); }))
+    note(line);
   Evaluator evaluate(ctx, o, *trainer, note, "");
   evaluate(o.path, std::nullopt);
   return kExitOk;

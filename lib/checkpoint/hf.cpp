@@ -268,6 +268,10 @@ void hf_detail::set_from_full(Param& p, const std::vector<float>& full) {
 }
 
 std::vector<std::string> hf_model_overrides(const std::string& dir) {
+  if (std::error_code ec; !fs::is_directory(dir, ec))
+    throw InputError(fmt::format("hf:{}: {}: expected a Hugging Face model directory (config.json and "
+                                 "model.safetensors, as `dtrain export` writes)",
+                                 dir, fs::exists(dir, ec) ? "not a directory" : "no such directory"));
   const std::string cfg_name = (fs::path(dir) / "config.json").string();
   const json hc = read_config_json(dir, "a Hugging Face directory's config.json (JSON)", "");
   if (hf_detail::is_llama(hc)) return hf_detail::llama_model_overrides(dir, hc);
@@ -333,6 +337,11 @@ std::string keys_to_toml(const std::vector<std::string>& keys, const std::string
   std::string text = "# " + comment + "\n";
   for (const auto& [section, lines] : sections) text += fmt::format("[{}]\n{}\n", section, fmt::join(lines, "\n"));
   return text;
+}
+
+std::string hf_said_as(const std::string& message, const std::string& given) {
+  constexpr std::string_view key = "model.init_from: ";
+  return message.starts_with(key) ? given + ": " + message.substr(key.size()) : message;
 }
 
 Config parse_hf_config(const std::vector<std::string>& keys, const std::string& comment, const std::string& label,

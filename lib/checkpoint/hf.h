@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "core/error.h"
 #include "model/model.h"
 
 namespace dtrain {
@@ -129,6 +130,24 @@ std::string keys_to_toml(const std::vector<std::string>& keys, const std::string
 // model.n_head (3) (config.json's n_embd, n_head)".
 Config parse_hf_config(const std::vector<std::string>& keys, const std::string& comment, const std::string& label,
                        const std::vector<std::string>& overrides = {}, int world_size = 1);
+
+// `message` of an import said as `given` ("hf:DIR", what the user named)
+// instead of "model.init_from", the key a run sets.
+std::string hf_said_as(const std::string& message, const std::string& given);
+// f() (an import of hf:DIR for eval or generate), its InputError and
+// ConfigError said as `given` (hf_said_as).
+template <class F>
+decltype(auto) hf_import_as(const std::string& given, F&& f) {
+  try {
+    return f();
+  } catch (const InputError& e) {
+    throw InputError(hf_said_as(e.what(), given));
+  } catch (const ConfigError& e) {
+    std::vector<std::string> problems;
+    for (const std::string& p : e.problems()) problems.push_back(hf_said_as(p, given));
+    throw ConfigError(std::move(problems));
+  }
+}
 
 // model.init_from: "" does nothing; "hf:DIR" is import_hf(model, cfg, DIR,
 // tokenizer). Returns the lines to log: where the weights came from and the

@@ -28,7 +28,7 @@ LoadedModel load_hf_model(const std::string& dir, int64_t seq_len) {
   out.cfg = parse_hf_config(keys, "hf:DIR: its config.json's model", out.dir + " [config.json]");
   const int64_t T = seq_len > 0 ? std::min(seq_len, out.cfg.model.context_length) : out.cfg.train.seq_len;
   out.model = build_inference_model(out.cfg.model, T);
-  out.notes = import_hf(*out.model, out.cfg.model, dir, out.cfg.data.tokenizer);
+  out.notes = hf_import_as(out.dir, [&] { return import_hf(*out.model, out.cfg.model, dir, out.cfg.data.tokenizer); });
   out.model->params.sync_compute();
   return out;
 }

@@ -171,7 +171,7 @@ grep -qE "^eval  hf:$WORK/hf \| loss [0-9.]+ \| perplexity [0-9.]+ \| 256 tokens
 expect_exit 2 "$DTRAIN" eval "hf:$WORK/hf"
 expect_err "--data: hf:$WORK/hf has no validation data of its own: give a token file or glob pattern (llm.c .bin) in its tokenizer's ids"
 expect_exit 2 "$DTRAIN" eval "hf:$WORK/nowhere" --data "$WORK/tok_val.bin"
-expect_err "$WORK/nowhere/config.json"
+expect_err "dtrain: error: hf:$WORK/nowhere: no such directory: expected a Hugging Face model directory"
 # The model is the directory's: a bad config.json value is one line before any model is built,
 # and its keys cannot be --set.
 mkdir "$WORK/badhf"

@@ -162,6 +162,14 @@ cp -r "$WORK/bpe_hf" "$WORK/bad_heads"
 sed -i 's/"n_head": [0-9]*/"n_head": 3/' "$WORK/bad_heads/config.json"
 expect_exit 2 "$DTRAIN" generate "hf:$WORK/bad_heads" --prompt x
 expect_err "dtrain: error: hf:$WORK/bad_heads [config.json]: model.n_embd: expected a multiple of model.n_head (3), got 16 (config.json's n_embd, n_head)"
+# Said as the hf:DIR the user gave, not as model.init_from (a key a run sets), and a path that is
+# not a directory as such (it said "'.../config.json/config.json': cannot open").
+cp -r "$WORK/bpe_hf" "$WORK/cut_st"
+truncate -s 1000 "$WORK/cut_st/model.safetensors"
+expect_exit 2 "$DTRAIN" generate "hf:$WORK/cut_st" --prompt x
+expect_err "dtrain: error: hf:$WORK/cut_st: '$WORK/cut_st/model.safetensors': header length"
+expect_exit 2 "$DTRAIN" eval "hf:$WORK/bpe_hf/config.json" --data "$DTRAIN_SOURCE_DIR/data/kjv_gpt2_val.bin"
+expect_err "dtrain: error: hf:$WORK/bpe_hf/config.json: not a directory: expected a Hugging Face model directory"
 # Fewer rows than GPT-2's ids: tokens, not padding, refused.
 expect_exit 2 "$DTRAIN" export "$WORK/bpe/checkpoints" --format hf --out "$WORK/bpe_cut" --vocab-size 50000
 expect_err "--vocab-size 50000: expected 50257 .. model.vocab_size (50304)"
