@@ -117,8 +117,10 @@ int run_generate(const GenerateOptions& o) {
                                          e.what(), lm.cfg.data.tokenizer, lm.cfg.data.tokenizer_dir,
                                          hf ? "its tokenizer.json" : "GPT-2's encoder.json and vocab.bpe"));
   }
-  dtrain::check_tokenizer_fits(*tok, mc.vocab_size, o.tokenizer_dir.empty() ? "data.tokenizer_dir" : "--tokenizer-dir",
-                      o.tokenizer_dir.empty() ? lm.cfg.data.tokenizer_dir : o.tokenizer_dir);
+  // (A byte-level model may have fewer than the 256 byte ids: small test vocabularies.)
+  if (lm.cfg.data.tokenizer == "gpt2" || lm.cfg.data.tokenizer == "hf")
+    dtrain::check_tokenizer_fits(*tok, mc.vocab_size, o.tokenizer_dir.empty() ? "data.tokenizer_dir" : "--tokenizer-dir",
+                                 o.tokenizer_dir.empty() ? lm.cfg.data.tokenizer_dir : o.tokenizer_dir);
   // Ids the tokenizer can decode; a model's padding rows are never drawn.
   const int64_t n_ids = std::min<int64_t>(tok->vocab_size(), mc.used_vocab());
   std::vector<int32_t> ids;

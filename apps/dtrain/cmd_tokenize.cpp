@@ -364,11 +364,12 @@ int run_tokenize(const TokenizeOptions& o) {
     std::error_code ec;
     const bool config = fs::is_regular_file(fs::path(data.tokenizer_dir) / "tokenizer_config.json", ec);
     print_line(fmt::format("each document starts with {} (id {}){}", tok->decode({marker}), marker,
-                           tok->begin_of_text() >= 0 || config
+                           tok->begin_of_text() >= 0
                                ? ""
-                               : fmt::format(": '{}' has no tokenizer_config.json naming a bos_token, so the "
-                                             "end-of-text token marks the documents",
-                                             data.tokenizer_dir)));
+                               : fmt::format(": '{}' {}, so the end-of-text token marks the documents",
+                                             data.tokenizer_dir,
+                                             config ? "has a tokenizer_config.json that names no bos_token"
+                                                    : "has no tokenizer_config.json naming a bos_token")));
   }
   print_line(fmt::format("train on them with data.train = \"{}\", data.val = \"{}_val.bin\", data.tokenizer = \"{}\"{}, "
                          "model.vocab_size >= {}",

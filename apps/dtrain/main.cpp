@@ -176,8 +176,10 @@ int main(int argc, char** argv) {
        .on_stuck =
            [&](const std::string& why, double secs) {
              // Another rank said why the job ends (its abort is what signalled this one).
-             if (const std::atomic<bool>* quiet = quiet_flag.load(); quiet && quiet->load()) std::_Exit(kExitRuntime);
-             if (const int code = leaving_with.load(); code >= 0) std::_Exit(code);
+             const int code = leaving_with.load();
+             if (const std::atomic<bool>* quiet = quiet_flag.load(); quiet && quiet->load())
+               std::_Exit(code >= 0 ? code : kExitRuntime);
+             if (code >= 0) std::_Exit(code);
              const std::string name = command.load() ? command.load() : "";
              if (name != "" && name != "run" && name != "resume")
                say(fmt::format("dtrain: {}stopped by {} (dtrain {})\n", tag(), why, name));
@@ -329,6 +331,7 @@ int main(int argc, char** argv) {
     return code;
   } catch (const std::exception& e) {
     eprint("dtrain: {}internal error (a dtrain bug): {}\n", ctx.rank_tag, printable(e.what()));
+    leaving_with.store(kExitInternal);
     if (can_abort) MPI_Abort(MPI_COMM_WORLD, kExitInternal);
     return kExitInternal;
   }

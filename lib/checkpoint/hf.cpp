@@ -153,9 +153,10 @@ HfExportResult export_hf(const Model& model, const Config& cfg, const std::strin
   const int64_t ids = std::min<int64_t>(tokens, m.vocab_size);
   // By default the ids the model predicts (model.vocab_used: the export then
   // gives the run's loss), else the tokenizer's.
-  int64_t V = vocab_size;
-  if (V == 0 && m.vocab_used > 0) V = std::max(m.vocab_used, ids);
-  if (V == 0) V = (gpt2_ids || hf_ids) && m.vocab_size > tokens ? tokens : m.vocab_size;
+  const int64_t default_V = m.vocab_used > 0                                   ? std::max(m.vocab_used, ids)
+                            : (gpt2_ids || hf_ids) && m.vocab_size > tokens ? tokens
+                                                                            : m.vocab_size;
+  const int64_t V = vocab_size != 0 ? vocab_size : default_V;
   if (V < ids || V > m.vocab_size)
     throw ConfigError(fmt::format("--vocab-size {}: expected {} .. model.vocab_size ({}): the rows below {} are the "
                                   "{} tokenizer's ids{}, not padding",
@@ -166,7 +167,7 @@ HfExportResult export_hf(const Model& model, const Config& cfg, const std::strin
                                   V, m.vocab_size, m.vocab_size - V,
                                   (gpt2_ids || hf_ids) && V == tokens ? fmt::format(", the ids of the {} tokenizer", whose)
                                                                       : ""));
-  if (V > m.used_vocab())
+  if (V > m.used_vocab() && V > default_V)
     r.notes.push_back(fmt::format("vocabulary: rows {} .. {} exported too, padding the run never predicted "
                                   "(model.vocab_used = {}): Hugging Face's softmax includes them, so its loss is not "
                                   "the run's (the default --vocab-size leaves them out)",

@@ -135,7 +135,8 @@ Config parse_hf_config(const std::vector<std::string>& keys, const std::string& 
 // instead of "model.init_from", the key a run sets.
 std::string hf_said_as(const std::string& message, const std::string& given);
 // f() (an import of hf:DIR for eval or generate), its InputError and
-// ConfigError said as `given` (hf_said_as).
+// ConfigError said as `given` (hf_said_as); an InputError's subtype is not
+// kept (what the apps read of it is its kind).
 template <class F>
 decltype(auto) hf_import_as(const std::string& given, F&& f) {
   try {

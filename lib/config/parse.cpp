@@ -223,13 +223,8 @@ void collect_file(const TomlValue& doc, const std::string& name, RawValues& raw,
 // A --set value: TOML if it parses as one value, else the text as a string
 // (so that `--set data.train=tokens.bin` needs no quotes).
 TomlValue parse_override_value(const std::string& text) {
-  if (text.find_first_of("\r\n") == std::string::npos) {
-    // Else not TOML: a bare string.
-    if (const std::optional<TomlDoc> doc = try_parse_toml("x = " + text, "--set");
-        doc && doc->as_table().size() == 1 && doc->contains("x"))
-      return doc->at("x");
-  }
-  return TomlValue(text);
+  std::optional<TomlDoc> value = try_parse_toml_value(text);
+  return value ? std::move(*value) : TomlValue(text);  // not TOML: a bare string
 }
 
 void apply_overrides(const std::vector<std::string>& overrides, RawValues& raw,

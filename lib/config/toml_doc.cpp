@@ -208,14 +208,31 @@ TomlDoc parse_toml(const std::string& text, const std::string& name) {
   }
 }
 
-std::optional<TomlDoc> try_parse_toml(const std::string& text, const std::string& name) {
-  if (prescan(text).first != 0) return std::nullopt;
+namespace {
+
+std::optional<TomlDoc> parse_or_nothing(const std::string& text, const std::string& name) {
   std::istringstream in(text);
   try {
     return toml::parse<toml::discard_comments, std::map, std::vector>(in, name);
   } catch (const std::exception&) {
     return std::nullopt;
   }
+}
+
+}  // namespace
+
+std::optional<TomlDoc> try_parse_toml(const std::string& text, const std::string& name) {
+  if (prescan(text).first != 0) return std::nullopt;
+  return parse_or_nothing(text, name);
+}
+
+std::optional<TomlDoc> try_parse_toml_value(const std::string& value) {
+  // The value's own prescan: its length limit is the value's, not that of
+  // the line "x = <value>" parsed.
+  if (value.find_first_of("\r\n") != std::string::npos || prescan(value, true).first != 0) return std::nullopt;
+  std::optional<TomlDoc> doc = parse_or_nothing("x = " + value, "--set");
+  if (!doc || doc->as_table().size() != 1 || !doc->contains("x")) return std::nullopt;
+  return doc->at("x");
 }
 
 }  // namespace dtrain::config

@@ -25,9 +25,13 @@ using TomlDoc = toml::basic_value<toml::discard_comments, std::map, std::vector>
 TomlDoc parse_toml(const std::string& text, const std::string& name);
 
 // `text` parsed as above, or nothing where the prescan or the parser refuses
-// it: for text that need not be TOML (a --set value is a string otherwise)
-// or a file that may not be the one looked for.
+// it: for a file that may not be the one looked for.
 std::optional<TomlDoc> try_parse_toml(const std::string& text, const std::string& name);
+
+// One --set value (the text after '='), parsed as a TOML value
+// (prescan_toml_value first), or nothing where it is not one: then it is a
+// string.
+std::optional<TomlDoc> try_parse_toml_value(const std::string& value);
 
 // What the TOML parser cannot be trusted with, found before it runs (invalid
 // UTF-8, nesting deeper than it can recurse, integers outside int64, lines

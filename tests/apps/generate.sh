@@ -35,12 +35,15 @@ for p in sys.argv[1:]:
 PY
 # A prompt longer than the context (16): the model reads its last 16 tokens.
 expect_exit 0 "$DTRAIN" generate "$WORK/a/checkpoints" --prompt "the lazy dog and then some more words follow here" --tokens 5 --temperature 0
+# A byte-level model has no tokenizer files: --tokenizer-dir is refused, not ignored. One with
+# fewer rows than the 256 byte ids (a small test vocabulary, the text ASCII) generates.
+expect_exit 2 "$DTRAIN" generate "$WORK/a/checkpoints" --prompt x --tokenizer-dir "$DTRAIN_SOURCE_DIR/data/gpt2"
+expect_err "'s tokens are bytes (data.tokenizer = \"byte\"): it reads no tokenizer files"
+expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set train.steps=3 --set model.vocab_size=128 --out "$WORK/v128"
+expect_exit 0 "$DTRAIN" generate "$WORK/v128/checkpoints" --prompt "the" --tokens 5 --temperature 0
 
 # The key/value cache gives the tokens of the model's forward over the context-length (64)
 # window, also once the text is longer than the context (the window moves on).
-# A byte-level model has no tokenizer files: --tokenizer-dir is refused, not ignored.
-expect_exit 2 "$DTRAIN" generate "$WORK/a/checkpoints" --prompt x --tokenizer-dir "$DTRAIN_SOURCE_DIR/data/gpt2"
-expect_err "'s tokens are bytes (data.tokenizer = \"byte\"): it reads no tokenizer files"
 expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set train.steps=10 --set model.context_length=64 --out "$WORK/c"
 expect_exit 0 "$DTRAIN" generate "$WORK/c/checkpoints" --prompt "over the" --tokens 70 --seed 3 --temperature 1.5
 cp "$WORK/out" "$WORK/windows"

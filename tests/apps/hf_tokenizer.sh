@@ -45,7 +45,7 @@ for case in "llama3 $src/data/kjv.txt 128000 uint32" "gpt2 $src/data/kjv.txt 502
   expect_exit 0 "$DTRAIN" tokenize "$text" --tokenizer hf --tokenizer-dir "$src/data/tokenizers/$m" \
     --out "$WORK/$m/kjv" --val-fraction 0.05
   grep -q "wrote $WORK/$m/kjv_train.bin: .* tokens ($width)" "$WORK/out" || fail "$m: $(cat "$WORK/out")"
-  grep -qx "each document starts with .* (id $first)" "$WORK/out" || fail "$m: no marker line: $(cat "$WORK/out")"
+  grep -q "^each document starts with .* (id $first)" "$WORK/out" || fail "$m: no marker line: $(cat "$WORK/out")"
   bin_ids "$WORK/$m/kjv" >"$WORK/$m/ids" 2>"$WORK/$m/widths"
   [ "$(head -1 "$WORK/$m/ids")" = "$first" ] || fail "$m: the first token is $(head -1 "$WORK/$m/ids"), not $first"
   js_ids "$src/data/tokenizers/$m" "$text" "$WORK/$m/js"

@@ -144,6 +144,18 @@ TEST_CASE("--set overrides the file and is applied before validation") {
   CHECK(n.data.std == std::vector<double>{1.0, 2.0, 3.0});  // integers are numbers
 }
 
+TEST_CASE("a --set value up to the 4096-byte limit parses as TOML, not as a string") {
+  // The value's own limit: parsed as the line "x = <value>", it is 4 bytes longer (an array of
+  // 4093-4096 bytes was read as one file name).
+  for (size_t size : {4092, 4093, 4096}) {
+    const std::string name(size - 4, 'a');  // ["<name>"]
+    const std::string value = "[\"" + name + "\"]";
+    REQUIRE(value.size() == size);
+    const Config c = parse_config(kGpt, "cfg.toml", {"data.train=" + value});
+    CHECK(c.data.train == std::vector<std::string>{name});
+  }
+}
+
 TEST_CASE("an override of a key for the other model type is an error even when empty") {
   CHECK_THROWS_WITH_AS(parse_config(kCnn, "cfg.toml", {"data.train="}),
                        "--set data.train=: data.train: applies to model.type \"gpt\" only, but "
