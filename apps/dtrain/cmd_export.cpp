@@ -148,10 +148,6 @@ Subcommand add_export(CLI::App& app) {
             const dtrain::LoadedModel lm = dtrain::load_model(o->path);
             for (const std::string& s : lm.skipped) eprint("dtrain: warning: {}\n", printable(s));
             const bool gpt2 = lm.cfg.data.tokenizer == "gpt2", hf = lm.cfg.data.tokenizer == "hf";
-            if (!o->tokenizer_dir.empty() && !gpt2 && !hf)
-              throw dtrain::ConfigError(fmt::format("--tokenizer-dir: {}'s tokens are bytes (data.tokenizer = "
-                                                    "\"{}\"): its export includes no tokenizer",
-                                                    lm.dir, lm.cfg.data.tokenizer));
             const std::string tokenizer_dir = o->tokenizer_dir.empty() ? lm.cfg.data.tokenizer_dir : o->tokenizer_dir;
             const dtrain::Gpt2TokenizerFiles sources =
                 gpt2 ? tokenizer_sources(tokenizer_dir, !o->tokenizer_dir.empty()) : dtrain::Gpt2TokenizerFiles{};
@@ -160,17 +156,17 @@ Subcommand add_export(CLI::App& app) {
             // markers go into config.json.
             const std::string from = o->tokenizer_dir.empty() ? "data.tokenizer_dir" : "--tokenizer-dir";
             std::unique_ptr<dtrain::Tokenizer> tok;
-            if (gpt2 || hf) {
-              try {
-                tok = hf ? dtrain::hf_tokenizer(tokenizer_dir) : dtrain::gpt2_tokenizer(tokenizer_dir);
-              } catch (const dtrain::InputError& e) {
-                throw dtrain::ConfigError(fmt::format("{}: {} (the run trained on its ids, data.tokenizer = \"{}\"; "
-                                                      "point --tokenizer-dir at {})",
-                                                      from, e.what(), lm.cfg.data.tokenizer,
-                                                      hf ? "its tokenizer.json" : "GPT-2's encoder.json and vocab.bpe"));
-              }
-              dtrain::check_tokenizer_fits(*tok, lm.cfg.model.vocab_size, from, tokenizer_dir);
+            try {
+              tok = dtrain::make_tokenizer(lm.cfg.data, o->tokenizer_dir);
+            } catch (const dtrain::ConfigError& e) {  // a byte-level model's
+              throw dtrain::ConfigError(fmt::format("--tokenizer-dir: {}", e.what()));
+            } catch (const dtrain::InputError& e) {
+              throw dtrain::ConfigError(fmt::format("{}: {} (the run trained on its ids, data.tokenizer = \"{}\"; "
+                                                    "point --tokenizer-dir at {})",
+                                                    from, e.what(), lm.cfg.data.tokenizer,
+                                                    hf ? "its tokenizer.json" : "GPT-2's encoder.json and vocab.bpe"));
             }
+            if (gpt2 || hf) dtrain::check_tokenizer_fits(*tok, lm.cfg.model.vocab_size, from, tokenizer_dir);
             const dtrain::HfExportResult r = dtrain::export_hf(*lm.model, lm.cfg, o->out, o->vocab_size, hf ? tok.get() : nullptr);
             for (const auto& n : r.notes) print_line(n);
             print_line(fmt::format("exported {} (step {}) to {}: config.json, model.safetensors ({} tensors, {} bytes)",

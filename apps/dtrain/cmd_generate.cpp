@@ -98,13 +98,11 @@ int run_generate(const GenerateOptions& o) {
   const dtrain::ModelConfig& mc = lm.cfg.model;
   if (mc.type != "gpt")
     throw dtrain::ConfigError(fmt::format("{}: model.type is \"{}\": generate needs a GPT", lm.dir, mc.type));
-  if (!o.tokenizer_dir.empty() && lm.cfg.data.tokenizer != "gpt2" && lm.cfg.data.tokenizer != "hf")
-    throw dtrain::ConfigError(fmt::format("--tokenizer-dir: {}'s tokens are bytes (data.tokenizer = \"{}\"): it reads "
-                                          "no tokenizer files",
-                                          lm.dir, lm.cfg.data.tokenizer));
   std::unique_ptr<dtrain::Tokenizer> tok;
   try {
     tok = dtrain::make_tokenizer(lm.cfg.data, o.tokenizer_dir);
+  } catch (const dtrain::ConfigError& e) {  // a byte-level model's
+    throw dtrain::ConfigError(fmt::format("--tokenizer-dir: {}", e.what()));
   } catch (const dtrain::InputError& e) {
     const bool hf = lm.cfg.data.tokenizer == "hf";
     if (!o.tokenizer_dir.empty())

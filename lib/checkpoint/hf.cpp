@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <ranges>
 #include <map>
 #include <set>
 
@@ -378,13 +379,10 @@ Config parse_hf_config(const std::vector<std::string>& keys, const std::string& 
         while (at < p.size() && std::isdigit(static_cast<unsigned char>(p[at]))) ++at;
         if (at > head.size() && p.compare(at, 2, ": ") == 0) {
           p = label + p.substr(at);
-          std::vector<std::string> named;  // in the order the problem names them
-          std::vector<std::pair<size_t, std::string>> found;
+          std::map<size_t, std::string> named;  // by where the problem names them
           for (const auto& [key, json_key] : names)
-            if (const size_t where = p.find(key); where != std::string::npos) found.emplace_back(where, json_key);
-          std::sort(found.begin(), found.end());
-          for (const auto& f : found) named.push_back(f.second);
-          if (!named.empty()) p += fmt::format(" (config.json's {})", fmt::join(named, ", "));
+            if (const size_t where = p.find(key); where != std::string::npos) named[where] = json_key;
+          if (!named.empty()) p += fmt::format(" (config.json's {})", fmt::join(std::views::values(named), ", "));
         }
       }
       problems.push_back(std::move(p));

@@ -282,7 +282,13 @@ std::unique_ptr<Tokenizer> gpt2_tokenizer(const std::string& dir) { return std::
 std::unique_ptr<Tokenizer> make_tokenizer(const DataConfig& data, const std::string& dir_override) {
   if (data.tokenizer == "gpt2") return gpt2_tokenizer(dir_override.empty() ? data.tokenizer_dir : dir_override);
   if (data.tokenizer == "hf") return hf_tokenizer(dir_override.empty() ? data.tokenizer_dir : dir_override);
-  if (data.tokenizer == "byte" || data.tokenizer.empty()) return byte_tokenizer();
+  if (data.tokenizer == "byte" || data.tokenizer.empty()) {
+    if (!dir_override.empty())
+      throw ConfigError(fmt::format("'{}': byte-level tokens (data.tokenizer = \"byte\") have no tokenizer files to "
+                                    "read",
+                                    dir_override));
+    return byte_tokenizer();
+  }
   throw ConfigError(
       fmt::format("data.tokenizer: expected \"byte\", \"gpt2\" or \"hf\", got \"{}\"", data.tokenizer));
 }

@@ -73,7 +73,7 @@ std::unique_ptr<Tokenizer> gpt2_tokenizer(const std::string& dir);
 // InputError naming the file and key of what it cannot run).
 std::unique_ptr<Tokenizer> hf_tokenizer(const std::string& dir);
 // The tokenizer `data` names; `dir_override` (if not empty) replaces
-// data.tokenizer_dir.
+// data.tokenizer_dir (a ConfigError for byte-level tokens, which have none).
 std::unique_ptr<Tokenizer> make_tokenizer(const DataConfig& data, const std::string& dir_override = "");
 // Refuses (ConfigError) a tokenizer with ids the model has no row for: not
 // the one it was trained with (its text would be decoded with other ids).

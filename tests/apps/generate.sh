@@ -38,7 +38,10 @@ expect_exit 0 "$DTRAIN" generate "$WORK/a/checkpoints" --prompt "the lazy dog an
 # A byte-level model has no tokenizer files: --tokenizer-dir is refused, not ignored. One with
 # fewer rows than the 256 byte ids (a small test vocabulary, the text ASCII) generates.
 expect_exit 2 "$DTRAIN" generate "$WORK/a/checkpoints" --prompt x --tokenizer-dir "$DTRAIN_SOURCE_DIR/data/gpt2"
-expect_err "'s tokens are bytes (data.tokenizer = \"byte\"): it reads no tokenizer files"
+expect_err "dtrain: error: --tokenizer-dir: '$DTRAIN_SOURCE_DIR/data/gpt2': byte-level tokens (data.tokenizer = \"byte\") have no tokenizer files to read"
+expect_exit 2 "$DTRAIN" export "$WORK/a/checkpoints" --out "$WORK/byte_hf" --tokenizer-dir "$DTRAIN_SOURCE_DIR/data/gpt2"
+expect_err "dtrain: error: --tokenizer-dir: '$DTRAIN_SOURCE_DIR/data/gpt2': byte-level tokens (data.tokenizer = \"byte\") have no tokenizer files to read"
+[ ! -e "$WORK/byte_hf" ] || fail "the refused export left $WORK/byte_hf"
 expect_exit 0 "$DTRAIN" run "$WORK/tiny.toml" "${base[@]}" --set train.steps=3 --set model.vocab_size=128 --out "$WORK/v128"
 expect_exit 0 "$DTRAIN" generate "$WORK/v128/checkpoints" --prompt "the" --tokens 5 --temperature 0
 
