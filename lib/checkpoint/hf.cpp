@@ -6,7 +6,6 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
-#include <ranges>
 #include <map>
 #include <set>
 
@@ -382,7 +381,9 @@ Config parse_hf_config(const std::vector<std::string>& keys, const std::string& 
           std::map<size_t, std::string> named;  // by where the problem names them
           for (const auto& [key, json_key] : names)
             if (const size_t where = p.find(key); where != std::string::npos) named[where] = json_key;
-          if (!named.empty()) p += fmt::format(" (config.json's {})", fmt::join(std::views::values(named), ", "));
+          std::vector<std::string> in_order;
+          for (const auto& [where, json_key] : named) in_order.push_back(json_key);
+          if (!in_order.empty()) p += fmt::format(" (config.json's {})", fmt::join(in_order, ", "));
         }
       }
       problems.push_back(std::move(p));
